@@ -1,0 +1,46 @@
+/*
+ * compute_ref.h — the scalar reference of every op in compute.h.
+ *
+ * What: plain single-threaded C on host float arrays, one function per op,
+ * written to be obviously right rather than fast (llama2.c style: float
+ * accumulators, straight loops). It is the test oracle for BOTH backends
+ * (CPU and Vulkan) and the "plain forward pass" floor of the benchmark.
+ *
+ * Contract: shapes and semantics are exactly those of compute.h (read its
+ * "Shapes" block); arrays are row-major, sizes in elements; the caller
+ * passes valid shapes (no checking here) and owns every array. Nothing is
+ * allocated, nothing is kept: every function is pure apart from writing its
+ * output (or its in-place argument), so any thread may call any function.
+ * Token/target ids are int32 and must lie in range.
+ *
+ * These signatures are stable: the Vulkan tests call them.
+ */
+#ifndef BG_COMPUTE_REF_H
+#define BG_COMPUTE_REF_H
+
+#include <stdint.h>
+
+/* out[M,N] = x[M,K] · w[N,K]^T */
+void bg_ref_matmul(float *out, const float *x, const float *w, int M, int N, int K);
+/* out[T,n] = x[T,n] / sqrt(mean(x^2) + eps) * w[n]; out may equal x */
+void bg_ref_rmsnorm(float *out, const float *x, const float *w, int T, int n, float eps);
+/* in place on q[T, n_heads*hs] and k[T, n_kv_heads*hs]; row t at position pos0+t */
+void bg_ref_rope(float *q, float *k, int T, int pos0, int n_heads, int n_kv_heads, int head_size);
+/* in place over each row of x[rows, n] */
+void bg_ref_softmax(float *x, int rows, int n);
+/* out[T, n_heads*hs]; kcache/vcache[seq_len, n_kv_heads*hs]; query t sees rows 0..pos0+t */
+void bg_ref_attention(float *out, const float *q, const float *kcache, const float *vcache, int T,
+                      int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len);
+/* in place h[i] = silu(h[i]) * g[i] */
+void bg_ref_swiglu(float *h, const float *g, int n);
+/* in place x[i] += y[i] */
+void bg_ref_add(float *x, const float *y, int n);
+/* dst[0..n) = src[0..n) */
+void bg_ref_copy(float *dst, const float *src, int n);
+/* out[T, dim] = table[tokens[t], :] */
+void bg_ref_embed(float *out, const float *table, const int32_t *tokens, int T, int dim);
+/* out[t] = log_softmax(logits[t, :])[targets[t]] over V columns */
+void bg_ref_logsoftmax_gather(float *out, const float *logits, const int32_t *targets, int T,
+                              int V);
+
+#endif
