@@ -1,0 +1,142 @@
+/*
+ * engine.h — the decision path: session posterior -> plugins -> verdict.
+ *
+ * The engine keeps, per (guard, session), the log-posterior over the
+ * guard's hypotheses, derived from the session's stored observations. A
+ * guard is what a policy resolves to: a hypothesis-model instance, an
+ * estimator instance (optionally a sampler) and the decision rule. The
+ * engine does not parse policies: daemon/policy builds bg_guard values and
+ * owns the plugin instances in them; bench/bandit builds them directly.
+ *
+ *   bg_engine_observe   append the observation to the session's store (the
+ *                       data that must not be lost), then update every
+ *                       hypothesis's log-likelihood (batched through the
+ *                       model), renormalise (max-shifted log-sum-exp) and
+ *                       recompute the posterior order the estimator needs.
+ *   bg_engine_evaluate  batched harm for the action + the estimator ->
+ *                       bound, cautious hypothesis, plausible-set size ->
+ *                       decision by threshold / mode / on_error.
+ *
+ * Sessions are keyed by (guard->name, guard->model_key, session). A reload
+ * that keeps a policy's model (same model_key) keeps its posteriors; a new
+ * model_key starts from the prior and replays the session's stored
+ * observations (kept per (guard->name, session)).
+ *
+ * Threads: every function may be called from any thread concurrently; the
+ * engine locks per session, never across sessions, and never holds a lock
+ * while calling a plugin on another session's behalf. A bg_guard is borrowed
+ * for the duration of each call (the policy snapshot reference held by the
+ * caller keeps it alive).
+ *
+ * Errors: BG_OK, or BG_EINVAL (bad action/observation: message says what to
+ * fix), BG_ELIMIT (session count or memory bound hit), BG_EINTERNAL (plugin
+ * failure). A verdict is filled only on BG_OK — an internal error is never a
+ * decision; the caller applies on_error.
+ */
+#ifndef BG_ENGINE_H
+#define BG_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bayesguard/plugin.h"
+#include "common/bg_err.h"
+
+/* X(name, value, text) */
+#define BG_DECISIONS(X)                                                                          \
+    X(BG_DECISION_ALLOW, 1, "ALLOW")                                                             \
+    X(BG_DECISION_DENY, 2, "DENY")                                                               \
+    X(BG_DECISION_ESCALATE, 3, "ESCALATE")
+
+typedef enum bg_decision {
+#define BG_DECISION_ENUM(name, value, text) name = value,
+    BG_DECISIONS(BG_DECISION_ENUM)
+#undef BG_DECISION_ENUM
+} bg_decision;
+
+const char *bg_decision_name(bg_decision d);
+
+/* What a policy resolves to. All pointers borrowed (owned by the policy
+ * snapshot) and immutable while any call uses them. */
+typedef struct bg_guard {
+    const char *name;      /* policy name */
+    const char *revision;  /* policy-set revision (content hash) */
+    uint64_t model_key;    /* hash of model plugin + its config: posterior identity */
+
+    const char *model_name;
+    const bg_hypothesis_vtbl *model;
+    void *model_inst;
+
+    const char *estimator_name;
+    const bg_estimator_vtbl *estimator;
+    void *estimator_inst;
+
+    /* Optional: for models with count() == 0. */
+    const char *sampler_name;
+    const bg_sampler_vtbl *sampler;
+    void *sampler_inst;
+    uint32_t sampler_samples; /* K candidates per evaluation */
+
+    double threshold;             /* bound > threshold -> over_threshold */
+    bg_decision over_threshold;   /* DENY or ESCALATE */
+    int shadow;                   /* 1: log as usual, return ALLOW, flag shadow */
+} bg_guard;
+
+typedef struct bg_verdict {
+    bg_decision decision;
+    double harm_bound;
+    double posterior_predictive;
+    uint64_t cautious_id;
+    char cautious_label[128];
+    double cautious_posterior;
+    double cautious_harm;
+    uint64_t plausible_set_size;
+    int sampled;              /* 1 when the candidate set came from a sampler */
+    uint64_t samples;         /* how many samples when sampled */
+    int shadow;
+    uint64_t observations;    /* observations in the session's posterior */
+    uint64_t eval_us;         /* time spent in the engine */
+} bg_verdict;
+
+typedef struct bg_posterior_summary {
+    uint64_t hypotheses;      /* candidates (N, or the sampled set) */
+    uint64_t observations;
+    uint64_t map_id;          /* the most probable hypothesis */
+    char map_label[128];
+    double map_posterior;
+    double entropy_nats;
+} bg_posterior_summary;
+
+typedef struct bg_engine_opts {
+    size_t max_sessions;         /* 0 = default 10000 */
+    size_t max_bytes;            /* posterior memory bound, 0 = default 1 GiB */
+    size_t max_obs_per_session;  /* 0 = default 1,000,000 */
+    const char *data_dir;        /* observation store; NULL = memory only */
+} bg_engine_opts;
+
+typedef struct bg_engine bg_engine;
+
+/* new: caller destroys. Replays the observation store found in data_dir. */
+int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err);
+void bg_engine_destroy(bg_engine *e);
+
+int bg_engine_evaluate(bg_engine *e, const bg_guard *g, const char *session,
+                       const bg_action *action, bg_verdict *out, bg_err *err);
+
+/* Stored (durably when data_dir is set) before it returns BG_OK. */
+int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
+                      const bg_observation *obs, bg_posterior_summary *out, bg_err *err);
+
+int bg_engine_summary(bg_engine *e, const bg_guard *g, const char *session,
+                      bg_posterior_summary *out, bg_err *err);
+
+typedef struct bg_engine_stats {
+    uint64_t sessions;
+    uint64_t observations;
+    uint64_t bytes;
+    uint64_t evaluations;
+} bg_engine_stats;
+
+void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out);
+
+#endif

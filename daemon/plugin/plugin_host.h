@@ -1,0 +1,71 @@
+/*
+ * plugin_host.h — loading plugins (dlopen), checking their ABI, and the
+ * services table handed to them.
+ *
+ * A host scans a plugin directory for *.so files. Each file is dlopened
+ * from a private copy (dlopen caches by path, so a file replaced on disk
+ * must be opened under a new name to take effect), its bg_plugin_entry()
+ * is called, and the descriptor is checked: ABI major equal, minor not
+ * newer, desc_size large enough, kind known, vtable complete. A refusal is
+ * an error naming the file and both versions, e.g.
+ *   "plugins/bg_x.so: plugin ABI 2.0 is not supported by this bayesguard
+ *    (ABI 1.0): rebuild the plugin against include/bayesguard/plugin.h 1.x"
+ * and never stops the other plugins from loading.
+ *
+ * Built-in plugins load through exactly this path.
+ *
+ * Lifetime: a bg_plugin is shared (ref-counted): a policy snapshot holds a
+ * reference for each plugin it instantiated, so the code is dlclosed only
+ * after the last snapshot using it is freed. bg_plugin_host_rescan() picks up
+ * new or replaced files (by size+mtime+inode) for later lookups; old
+ * bg_plugin objects stay valid while referenced.
+ *
+ * Threads: lookups and rescans are serialised by the host's mutex; the
+ * returned bg_plugin is immutable.
+ */
+#ifndef BG_PLUGIN_HOST_H
+#define BG_PLUGIN_HOST_H
+
+#include "bayesguard/plugin.h"
+#include "common/bg_err.h"
+
+typedef struct bg_plugin_host bg_plugin_host;
+typedef struct bg_plugin bg_plugin;
+
+struct bg_plugin {
+    const bg_plugin_desc *desc; /* read-only, valid while referenced */
+    const char *path;           /* the file it was loaded from */
+};
+
+/* new: destroy. dir must exist. Load failures are logged and listed by
+ * bg_plugin_host_errors(); they do not fail create. */
+int bg_plugin_host_create(const char *dir, bg_plugin_host **out, bg_err *err);
+void bg_plugin_host_destroy(bg_plugin_host *h);
+int bg_plugin_host_rescan(bg_plugin_host *h, bg_err *err);
+
+/* Load one file now (also used by tests for fixture plugins).
+ * new reference on success. */
+int bg_plugin_host_load_file(bg_plugin_host *h, const char *path, bg_plugin **out, bg_err *err);
+
+/* Find by name and kind; new reference, or BG_ENOTFOUND with a message
+ * listing the plugins of that kind that exist. */
+int bg_plugin_host_find(bg_plugin_host *h, const char *name, bg_plugin_kind kind,
+                        bg_plugin **out, bg_err *err);
+void bg_plugin_ref(bg_plugin *p);
+void bg_plugin_unref(bg_plugin *p);
+
+/* The services table for one plugin instance's creation: config errors
+ * are appended to `errs` (newline-separated "file:line:col: plugin NAME:
+ * msg"). new: bg_plugin_services_destroy after the instance is destroyed. */
+typedef struct bg_plugin_services bg_plugin_services;
+int bg_plugin_services_create(bg_plugin_host *h, const bg_plugin *p,
+                              bg_plugin_services **out, bg_err *err);
+const bg_host *bg_plugin_services_host(const bg_plugin_services *s);
+/* Config errors recorded so far ("" when none). */
+const char *bg_plugin_services_errors(const bg_plugin_services *s);
+void bg_plugin_services_destroy(bg_plugin_services *s);
+
+/* Newline-separated load failures of the last scan ("" when none). */
+const char *bg_plugin_host_errors(bg_plugin_host *h);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * policy.h — operator policies: a validated, immutable snapshot of a policy
+ * directory, and the store that swaps snapshots atomically on reload.
+ *
+ * A bg_policy_set is built beside the current one from a directory of YAML
+ * files (several documents per file, several files per directory), fully
+ * validated — schema, plugins loaded, each plugin's config validated by the
+ * plugin, instances created — and only then published with one atomic
+ * pointer store. Readers take a reference (bg_policy_store_acquire) and
+ * drop it when their call is done; a set and its plugin instances are
+ * freed when the last reference drops. A set that fails validation never
+ * replaces the current one; the errors are kept for Status.
+ *
+ * Threads: acquire/unref/find/match from any thread, lock-free for readers
+ * apart from the reference count. reload is serialised internally (a
+ * second caller waits for the first). watch must be called on the loop
+ * thread.
+ */
+#ifndef BG_POLICY_H
+#define BG_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bg_err.h"
+#include "engine/engine.h"
+
+typedef struct uv_loop_s uv_loop_t;
+typedef struct bg_plugin_host bg_plugin_host;
+
+/* Which request field keys a policy's posterior. */
+typedef enum bg_session_key {
+    BG_SESSION_CONTEXT_SESSION = 0, /* "context.session" (default) */
+    BG_SESSION_CONTEXT_AGENT = 1,   /* "context.agent" */
+    BG_SESSION_GLOBAL = 2,          /* "global": one posterior for all */
+    BG_SESSION_ATTRIBUTE = 3,       /* "attributes.<name>" */
+} bg_session_key;
+
+typedef struct bg_policy {
+    const char *name;
+    const char *file;          /* where it was defined, for messages */
+    int line;
+    bg_guard guard;            /* what the engine runs; instances owned here */
+    int on_error_allow;        /* on_error: allow (default deny) */
+    bg_session_key session_key;
+    const char *session_attr;  /* for BG_SESSION_ATTRIBUTE */
+    int priority;              /* resolves overlapping matches, see POLICIES.md */
+} bg_policy;
+
+typedef struct bg_policy_set bg_policy_set;
+
+/* Shared: ref-counted. */
+void bg_policy_set_ref(bg_policy_set *s);
+void bg_policy_set_unref(bg_policy_set *s);
+
+const char *bg_policy_set_revision(const bg_policy_set *s); /* hex content hash */
+size_t bg_policy_set_count(const bg_policy_set *s);
+const bg_policy *bg_policy_set_at(const bg_policy_set *s, size_t i);
+/* By name; NULL when absent. */
+const bg_policy *bg_policy_set_find(const bg_policy_set *s, const char *name);
+/* The policy whose match covers `tool`; NULL when none. */
+const bg_policy *bg_policy_set_match(const bg_policy_set *s, const char *tool);
+
+/* A list of "file:line:col: message" errors. */
+typedef struct bg_policy_errors {
+    size_t n;
+    char **msgs;    /* owned */
+} bg_policy_errors;
+void bg_policy_errors_free(bg_policy_errors *e);
+
+/* Build and validate a set from dir without publishing it (for `check`).
+ * On failure *out is NULL and errs lists every error found. */
+int bg_policy_set_load(const char *dir, bg_plugin_host *host, bg_policy_set **out,
+                       bg_policy_errors *errs);
+
+/* ---------------------------------------------------------------- store */
+
+typedef struct bg_policy_store bg_policy_store;
+
+typedef struct bg_policy_status {
+    char revision[65];         /* current */
+    uint64_t policies;
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    int64_t last_success_unix_ms;
+    int64_t last_attempt_unix_ms;
+    char last_trigger[32];     /* "start" | "sighup" | "watch" | "rpc" */
+    char last_errors[4096];    /* newline-separated, "" after a success */
+} bg_policy_status;
+
+/* Loads dir once; fails (with every error in err) if the first set is bad.
+ * host is borrowed and must outlive the store. */
+int bg_policy_store_create(const char *dir, bg_plugin_host *host, bg_policy_store **out,
+                           bg_err *err);
+void bg_policy_store_destroy(bg_policy_store *st);
+
+/* Shared: the current set with a reference the caller drops with unref. */
+bg_policy_set *bg_policy_store_acquire(bg_policy_store *st);
+
+/* Synchronous reload. BG_OK when the new set is live (or unchanged);
+ * BG_ECONFIG with the errors (the old set keeps serving). */
+int bg_policy_store_reload(bg_policy_store *st, const char *trigger, bg_err *err);
+
+void bg_policy_store_status(bg_policy_store *st, bg_policy_status *out);
+
+/* Watch dir on loop (survives Kubernetes ConfigMap ..data symlink swaps);
+ * bursts debounced by debounce_ms; reloads run off the loop thread. */
+int bg_policy_store_watch(bg_policy_store *st, uv_loop_t *loop, unsigned debounce_ms,
+                          bg_err *err);
+
+#endif

@@ -1,0 +1,346 @@
+/*
+ * bayesguard/plugin.h — the plugin ABI. The one header a plugin includes.
+ *
+ * A plugin is a shared object that exports one symbol,
+ *
+ *     const bg_plugin_desc *bg_plugin_entry(void);
+ *
+ * returning a static descriptor. The host (daemon/plugin/plugin_host.c)
+ * checks, in this order and before touching anything else: `abi_major`
+ * equal to the host's, `abi_minor` not newer than the host's, and
+ * `desc_size` at least the size of the descriptor the plugin claims to
+ * implement (a short struct is refused). A refusal names the plugin file and
+ * both versions.
+ *
+ * Versioning rule (Varnish's): adding a field at the end of a struct, a new
+ * function pointer in a spare slot or a new kind -> minor; changing or
+ * removing anything -> major. Layout before the vtable pointer is frozen
+ * forever. tests/plugin/test_plugin_abi.c checks that the constants below
+ * match the newest history entry.
+ *
+ * ABI history (newest first; the constants must match the first line):
+ *   2026-11-26  1.0  first version: hypothesis, estimator and sampler kinds,
+ *                    host services (log, config, rng, metrics).
+ *
+ * Hypotheses are named by 64-bit ids. An enumerable model (count() > 0)
+ * uses ids 0..count-1; a model too large to enumerate (count() == 0)
+ * encodes a hypothesis in the id itself (for example a bit string of up to
+ * 64 features) and describes that encoding with `space()` so a sampler can
+ * build ids step by step. All model functions are batched over arrays of
+ * ids so they vectorise.
+ *
+ * Threads: create/destroy are called on one thread; every other function of
+ * a created instance may be called from several threads at once and must not
+ * mutate the instance (instances are immutable after create), except the
+ * sampler's train/load which the host serialises against sample/save.
+ *
+ * Ownership: every pointer passed to a plugin is borrowed for the duration
+ * of the call unless stated otherwise. Config nodes are valid until the
+ * instance's create returns. Plugins allocate with malloc and free their own
+ * memory in destroy.
+ *
+ * Errors: functions return BG_PLUGIN_OK (0) or a negative BG_PLUGIN_E*.
+ * Config errors are reported with host->cfg_error(), which records the file,
+ * line and column of the offending node; runtime errors with
+ * host->log(BG_PLUGIN_LOG_ERROR, ...).
+ */
+#ifndef BAYESGUARD_PLUGIN_H
+#define BAYESGUARD_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BG_PLUGIN_ABI_MAJOR 1
+#define BG_PLUGIN_ABI_MINOR 0
+#define BG_PLUGIN_ABI_DATE "2026-11-26"
+
+/* The symbol the host looks up. */
+#define BG_PLUGIN_ENTRY_SYMBOL "bg_plugin_entry"
+
+/* Build signature: compiler and ABI date, compared for information only. */
+#define BG_PLUGIN_BUILD_SIGNATURE "bayesguard-abi-1 " BG_PLUGIN_ABI_DATE " cc-" __VERSION__
+
+#if defined(__GNUC__)
+#define BG_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define BG_PLUGIN_EXPORT
+#endif
+
+/* Status codes (a subset of the daemon's, same numbers). */
+#define BG_PLUGIN_OK 0
+#define BG_PLUGIN_EINVAL (-1)
+#define BG_PLUGIN_ENOMEM (-2)
+#define BG_PLUGIN_ENOTFOUND (-3)
+#define BG_PLUGIN_EIO (-4)
+#define BG_PLUGIN_ELIMIT (-6)
+#define BG_PLUGIN_EINTERNAL (-8)
+#define BG_PLUGIN_ECONFIG (-9)
+#define BG_PLUGIN_EUNSUPPORTED (-10)
+
+/* X(name, value, text) — the plugin kinds. */
+#define BG_PLUGIN_KINDS(X)                                                                       \
+    X(BG_PLUGIN_KIND_HYPOTHESIS, 1, "hypothesis")                                                \
+    X(BG_PLUGIN_KIND_ESTIMATOR, 2, "estimator")                                                  \
+    X(BG_PLUGIN_KIND_SAMPLER, 3, "sampler")
+
+typedef enum bg_plugin_kind {
+#define BG_PLUGIN_KIND_ENUM(name, value, text) name = value,
+    BG_PLUGIN_KINDS(BG_PLUGIN_KIND_ENUM)
+#undef BG_PLUGIN_KIND_ENUM
+} bg_plugin_kind;
+
+/* ------------------------------------------------------------------------
+ * Data the host passes to plugins
+ * ------------------------------------------------------------------------ */
+
+/* One key/value of an action's attributes map. */
+typedef struct bg_attr {
+    const char *key;
+    const char *value;
+} bg_attr;
+
+/* A proposed action (OpenAI tool-call shape plus numeric features). */
+typedef struct bg_action {
+    const char *id;             /* tool-call id, may be "" */
+    const char *tool;           /* tool name, never NULL */
+    const char *arguments_json; /* raw JSON text, may be "" */
+    const double *features;     /* n_features finite values */
+    size_t n_features;
+    const bg_attr *attributes;
+    size_t n_attributes;
+} bg_action;
+
+/* An observed outcome of an action: what the posterior is made of. */
+typedef struct bg_observation {
+    bg_action action;
+    int harmed;      /* 1 when harm was observed, 0 when not */
+    int has_value;   /* 1 when `value` carries a measured outcome */
+    double value;    /* e.g. the bandit's reward */
+} bg_observation;
+
+/* ------------------------------------------------------------------------
+ * Host services
+ * ------------------------------------------------------------------------ */
+
+typedef struct bg_cfg_node bg_cfg_node; /* opaque: a node of the policy YAML */
+
+typedef enum bg_cfg_type {
+    BG_CFG_NULL = 0,
+    BG_CFG_SCALAR = 1,
+    BG_CFG_SEQ = 2,
+    BG_CFG_MAP = 3,
+} bg_cfg_type;
+
+#define BG_PLUGIN_LOG_DEBUG 0
+#define BG_PLUGIN_LOG_INFO 1
+#define BG_PLUGIN_LOG_WARN 2
+#define BG_PLUGIN_LOG_ERROR 3
+
+/* Typed config map (Fluent Bit style): a table of the keys a plugin accepts.
+ * host->cfg_apply() fills a plugin struct from a map node: unknown keys are
+ * rejected with the list of allowed ones, missing keys take the default
+ * (parsed like YAML text), values are type- and range-checked, and every
+ * error carries the node's file:line:column. */
+typedef enum bg_cfg_vtype {
+    BG_CFGV_DOUBLE = 1,  /* double at offset; min/max checked */
+    BG_CFGV_INT = 2,     /* int64_t at offset; min/max checked */
+    BG_CFGV_BOOL = 3,    /* int at offset: true/false */
+    BG_CFGV_STRING = 4,  /* char[size] at offset; longer is an error */
+    BG_CFGV_DOUBLES = 5, /* double[size] at offset, count (size_t) at count_offset */
+    BG_CFGV_ENUM = 6,    /* int at offset: index into choices ("a|b|c") */
+} bg_cfg_vtype;
+
+typedef struct bg_cfg_entry {
+    const char *key;
+    bg_cfg_vtype type;
+    const char *def;       /* default as text; NULL = required */
+    size_t offset;         /* offsetof(target struct, field) */
+    size_t size;           /* STRING: buffer bytes; DOUBLES: max elements */
+    size_t count_offset;   /* DOUBLES: offsetof the size_t count */
+    double min, max;       /* DOUBLE/INT/DOUBLES range, inclusive; min > max = unchecked */
+    const char *choices;   /* ENUM: "a|b|c" */
+    const char *desc;      /* one line for docs and `bayesguard check` */
+} bg_cfg_entry;
+
+typedef struct bg_host bg_host;
+
+/* A small seeded generator (xoshiro256**), state owned by the caller. */
+typedef struct bg_rng {
+    uint64_t s[4];
+} bg_rng;
+
+struct bg_host {
+    uint32_t abi_major; /* the host's ABI */
+    uint32_t abi_minor;
+    size_t size;        /* sizeof(bg_host) of the host */
+    void *host_ctx;     /* opaque, pass back to every service */
+
+    /* Logging: one line, prefixed with the plugin's name by the host. */
+    void (*log)(void *host_ctx, int level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Config access (read only). Missing key -> NULL. */
+    bg_cfg_type (*cfg_type)(const bg_cfg_node *n);
+    const bg_cfg_node *(*cfg_get)(const bg_cfg_node *map, const char *key);
+    size_t (*cfg_len)(const bg_cfg_node *n); /* SEQ items or MAP pairs */
+    const bg_cfg_node *(*cfg_item)(const bg_cfg_node *seq, size_t i);
+    const char *(*cfg_key)(const bg_cfg_node *map, size_t i);
+    const bg_cfg_node *(*cfg_value)(const bg_cfg_node *map, size_t i);
+    const char *(*cfg_scalar)(const bg_cfg_node *n); /* NULL unless SCALAR */
+    /* Record "file:line:col: plugin NAME: message" for node n (n may be NULL
+     * for the config section itself). Returns BG_PLUGIN_ECONFIG. */
+    int (*cfg_error)(void *host_ctx, const bg_cfg_node *n, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+    /* Fill `target` from map node `cfg` (may be NULL = all defaults) by the
+     * table; returns BG_PLUGIN_OK or BG_PLUGIN_ECONFIG (errors recorded). */
+    int (*cfg_apply)(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *table,
+                     size_t n_entries, void *target);
+
+    /* RNG: seed, 64 random bits, uniform in [0,1), standard normal. */
+    void (*rng_seed)(bg_rng *r, uint64_t seed);
+    uint64_t (*rng_u64)(bg_rng *r);
+    double (*rng_uniform)(bg_rng *r);
+    double (*rng_normal)(bg_rng *r);
+
+    /* Metrics: a counter named "bayesguard_plugin_<plugin>_<name>". */
+    void (*metric_add)(void *host_ctx, const char *name, double delta);
+
+    void *spare[16]; /* future services (minor versions), NULL today */
+};
+
+/* ------------------------------------------------------------------------
+ * Kind: hypothesis model
+ * ------------------------------------------------------------------------ */
+
+/* How an id encodes a hypothesis when the space is not enumerated: a set of
+ * up to 64 binary features, id bit k = feature k. */
+typedef struct bg_space {
+    uint32_t n_bits;  /* 1..64 */
+    uint32_t flags;   /* reserved, 0 */
+} bg_space;
+
+typedef struct bg_hypothesis_vtbl {
+    /* Validate config (errors via host->cfg_error) and build an instance.
+     * host stays valid until destroy. *out: new, freed by destroy. */
+    int (*create)(const bg_host *host, const bg_cfg_node *config, void **out);
+    void (*destroy)(void *self);
+    /* Number of hypotheses, or 0 for a space too large to enumerate. */
+    uint64_t (*count)(const void *self);
+    /* For count() == 0: the encoding of ids. Else may be NULL. */
+    int (*space)(const void *self, bg_space *out);
+    /* out[i] = log P(h_i). Need not be normalised over the space. */
+    int (*log_prior)(const void *self, const uint64_t *h, size_t n, double *out);
+    /* out[i] = log P(obs | history, h_i); history[0..n_hist) are the
+     * session's earlier observations, oldest first. */
+    int (*log_lik)(const void *self, const bg_observation *obs, const bg_observation *history,
+                   size_t n_hist, const uint64_t *h, size_t n, double *out);
+    /* out[i] = P(harm | action, history, h_i) in [0, 1]. */
+    int (*harm)(const void *self, const bg_action *action, const bg_observation *history,
+                size_t n_hist, const uint64_t *h, size_t n, double *out);
+    /* A short human label for hypothesis h ("w=0110…", "rate=0.05"). */
+    int (*label)(const void *self, uint64_t h, char *buf, size_t len);
+    /* Check an action/observation before it is used: wrong feature count,
+     * out-of-range values. Message into buf. NULL = everything accepted. */
+    int (*check_action)(const void *self, const bg_action *action, char *buf, size_t len);
+    void *spare[8];
+} bg_hypothesis_vtbl;
+
+/* ------------------------------------------------------------------------
+ * Kind: bound estimator
+ * ------------------------------------------------------------------------ */
+
+typedef struct bg_estimate_in {
+    size_t n;                /* candidate hypotheses */
+    const uint64_t *ids;     /* [n] their ids */
+    const double *log_post;  /* [n] log P(h|D), normalised over the candidates */
+    const double *harm;      /* [n] P(harm | x, h) */
+    /* Indices into the arrays in descending posterior order, ties in
+     * ascending index order (stable). Covers at least the hypotheses with
+     * posterior >= min_post_in_order; n_order <= n. Computed by the engine
+     * once per observation. */
+    const uint32_t *order;
+    size_t n_order;
+    int order_complete;      /* 1 when n_order == n (a full order) */
+} bg_estimate_in;
+
+typedef struct bg_estimate_out {
+    double bound;            /* the harm estimate compared with the threshold */
+    size_t cautious;         /* index (into ids) of the hypothesis giving it */
+    uint64_t plausible;      /* size of the set maximised over (1 for iid) */
+    double posterior_predictive; /* Σ P(h|D)·P(harm|x,h), always filled */
+} bg_estimate_out;
+
+typedef struct bg_estimator_vtbl {
+    int (*create)(const bg_host *host, const bg_cfg_node *config, void **out);
+    void (*destroy)(void *self);
+    /* The smallest posterior mass this estimator needs ordered (the non-iid
+     * α): the engine orders at least every hypothesis with P(h|D) >= this.
+     * 0 = needs the full order; 2 = needs no order. */
+    double (*order_needed)(const void *self);
+    int (*estimate)(const void *self, const bg_estimate_in *in, bg_estimate_out *out);
+    void *spare[8];
+} bg_estimator_vtbl;
+
+/* ------------------------------------------------------------------------
+ * Kind: sampler
+ * ------------------------------------------------------------------------ */
+
+/* log R(h) for a batch; the host binds it to a session's data. */
+typedef int (*bg_log_reward_fn)(void *ctx, const uint64_t *h, size_t n, double *out);
+
+typedef struct bg_sampler_vtbl {
+    /* space: the model's encoding; fixed for the instance. */
+    int (*create)(const bg_host *host, const bg_cfg_node *config, const bg_space *space,
+                  void **out);
+    void (*destroy)(void *self);
+    /* Train for `steps` optimiser steps on the reward. */
+    int (*train)(void *self, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps);
+    /* Draw n ids with their log q (log_q may be NULL); rng owned by caller. */
+    int (*sample)(const void *self, bg_rng *rng, size_t n, uint64_t *ids, double *log_q);
+    int (*save)(const void *self, const char *path);
+    int (*load)(void *self, const char *path);
+    void *spare[8];
+} bg_sampler_vtbl;
+
+/* ------------------------------------------------------------------------
+ * The descriptor
+ * ------------------------------------------------------------------------ */
+
+typedef struct bg_plugin_desc {
+    /* Frozen forever: */
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    size_t desc_size;        /* sizeof(bg_plugin_desc) as the plugin was built */
+    const char *build_signature;
+    /* ABI 1.0: */
+    const char *name;        /* unique: what policies name in `plugin:` */
+    const char *version;     /* the plugin's own version */
+    bg_plugin_kind kind;
+    const char *description; /* one line */
+    const bg_cfg_entry *config_map; /* may be NULL; for docs and `check` */
+    size_t config_map_len;
+    union {
+        const bg_hypothesis_vtbl *hypothesis;
+        const bg_estimator_vtbl *estimator;
+        const bg_sampler_vtbl *sampler;
+        const void *any;
+    } vt;
+    void *spare[8];
+} bg_plugin_desc;
+
+typedef const bg_plugin_desc *(*bg_plugin_entry_fn)(void);
+
+/* Fill the frozen head of a descriptor: BG_PLUGIN_DESC_HEAD, .name = ... */
+#define BG_PLUGIN_DESC_HEAD                                                                      \
+    .abi_major = BG_PLUGIN_ABI_MAJOR, .abi_minor = BG_PLUGIN_ABI_MINOR,                          \
+    .desc_size = sizeof(bg_plugin_desc), .build_signature = BG_PLUGIN_BUILD_SIGNATURE
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BAYESGUARD_PLUGIN_H */

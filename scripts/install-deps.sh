@@ -1,0 +1,31 @@
+#!/bin/sh
+# install-deps.sh: install the Debian packages bayesguard needs to build, test and run.
+# Idempotent: asks apt only for what is missing, so a second run is a no-op.
+set -eu
+
+PKGS="build-essential cmake pkg-config
+ libgrpc-dev protobuf-compiler-grpc grpc-proto
+ libprotobuf-c-dev protobuf-c-compiler
+ libuv1-dev libyaml-dev
+ python3 python3-grpcio python3-yaml python3-protobuf
+ libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers
+ libopenblas-dev gnuplot-nox"
+
+missing=""
+for p in $PKGS; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -z "$missing" ]; then
+  exit 0
+fi
+
+echo "install-deps: installing:$missing"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
