@@ -65,7 +65,36 @@ const bg_host *bg_plugin_services_host(const bg_plugin_services *s);
 const char *bg_plugin_services_errors(const bg_plugin_services *s);
 void bg_plugin_services_destroy(bg_plugin_services *s);
 
-/* Newline-separated load failures of the last scan ("" when none). */
+/* Newline-separated load failures of the last scan ("" when none); valid
+ * until the next rescan. */
 const char *bg_plugin_host_errors(bg_plugin_host *h);
+
+/* ---- additions (policy helper), all compatible with the above ---- */
+
+/* The directory the host scans. */
+const char *bg_plugin_host_dir(const bg_plugin_host *h);
+/* "hypothesis" | "estimator" | "sampler" | "unknown". */
+const char *bg_plugin_kind_name(bg_plugin_kind kind);
+/* A hash of the plugin file's bytes as loaded: part of a guard's model_key
+ * so a replaced model .so starts a new posterior. */
+uint64_t bg_plugin_identity(const bg_plugin *p);
+
+/* The node blamed by cfg_error(NULL, ...) and by cfg_apply for a missing
+ * required key when the plugin got no config map (e.g. the policy's
+ * `model:` section). Borrowed; must outlive the services. */
+void bg_plugin_services_set_section(bg_plugin_services *s, const bg_cfg_node *section);
+
+/* Plugin metrics (host->metric_add): calls cb for each counter, under the
+ * table's lock (cb must not call back into the host). */
+typedef void (*bg_plugin_metric_cb)(void *ctx, const char *name, double value);
+void bg_plugin_host_metrics(bg_plugin_host *h, bg_plugin_metric_cb cb, void *ctx);
+
+/* RNG services (also used by the daemon): xoshiro256** seeded by
+ * splitmix64; uniform in [0,1) from the top 53 bits; normal by Box-Muller
+ * (one value per call, the cosine branch). */
+void bg_rng_seed(bg_rng *r, uint64_t seed);
+uint64_t bg_rng_u64(bg_rng *r);
+double bg_rng_uniform(bg_rng *r);
+double bg_rng_normal(bg_rng *r);
 
 #endif

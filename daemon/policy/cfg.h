@@ -38,6 +38,10 @@ const char *bg_cfg_scalar(const bg_cfg_node *n);
 const char *bg_cfg_file(const bg_cfg_node *n);
 int bg_cfg_line(const bg_cfg_node *n);
 int bg_cfg_column(const bg_cfg_node *n);
+/* The key scalar of pair i of a map (for the key's own position). */
+const bg_cfg_node *bg_cfg_key_node(const bg_cfg_node *map, size_t i);
+/* 1 when n is a SCALAR written without quotes. */
+int bg_cfg_plain(const bg_cfg_node *n);
 
 /* Canonical text of a subtree (keys in order, scalars quoted), for hashing
  * a model's config into bg_guard.model_key. Returns a 64-bit FNV-1a hash. */

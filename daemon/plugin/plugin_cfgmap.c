@@ -1,0 +1,254 @@
+/*
+ * plugin_cfgmap.c — host->cfg_apply: fill a plugin's config struct from a
+ * map node by a typed table (bg_cfg_entry, plugin.h), Fluent Bit style.
+ *
+ * Rules, in order: the config must be a map (or absent = all defaults);
+ * every key must be in the table (else "unknown key 'k'; allowed keys: …");
+ * a key absent or null takes the entry's default, parsed as YAML text like
+ * a value would be; a required key (def == NULL) that is absent is an
+ * error at the map (or the section the policy named); values are parsed by
+ * type and range-checked. Every problem is recorded through cfg_error with
+ * the offending node's position, and ALL problems are reported, not just
+ * the first. Nothing is written to a field whose value is invalid.
+ *
+ * Threads: only during a plugin's create (config nodes live until then).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/plugin_priv.h"
+#include "policy/cfg.h"
+
+typedef struct apply_ctx {
+    void *host_ctx;
+    const bg_cfg_entry *e;
+    const char *what;  /* "key 'k'" or "default of key 'k'" */
+} apply_ctx;
+
+#define FAIL(a, node, ...) bg__services_cfg_error((a)->host_ctx, (node), __VA_ARGS__)
+
+static int range_checked(const bg_cfg_entry *e)
+{
+    return !(e->min > e->max);
+}
+
+static int parse_double(const apply_ctx *a, const bg_cfg_node *n, double *out)
+{
+    const char *s = bg_cfg_scalar(n);
+    if (!s)
+        return FAIL(a, n, "%s: expected a number, got a %s", a->what,
+                    bg_cfg_type_of(n) == BG_CFG_MAP ? "map" : "list");
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v))
+        return FAIL(a, n, "%s: expected a finite number, got '%s'", a->what, s);
+    if (range_checked(a->e) && (v < a->e->min || v > a->e->max))
+        return FAIL(a, n, "%s: %g is out of range [%g, %g]", a->what, v, a->e->min,
+                    a->e->max);
+    *out = v;
+    return BG_PLUGIN_OK;
+}
+
+static int parse_int(const apply_ctx *a, const bg_cfg_node *n, int64_t *out)
+{
+    const char *s = bg_cfg_scalar(n);
+    char *end = NULL;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || end == s || *end || errno == ERANGE)
+        return FAIL(a, n, "%s: expected an integer, got %s%s%s", a->what, s ? "'" : "a ",
+                    s ? s : (bg_cfg_type_of(n) == BG_CFG_MAP ? "map" : "list"), s ? "'" : "");
+    if (range_checked(a->e) && ((double)v < a->e->min || (double)v > a->e->max))
+        return FAIL(a, n, "%s: %lld is out of range [%.0f, %.0f]", a->what, v, a->e->min,
+                    a->e->max);
+    *out = (int64_t)v;
+    return BG_PLUGIN_OK;
+}
+
+static int parse_bool(const apply_ctx *a, const bg_cfg_node *n, int *out)
+{
+    static const char *const yes[] = {"true", "True", "TRUE"};
+    static const char *const no[] = {"false", "False", "FALSE"};
+    const char *s = bg_cfg_scalar(n);
+    for (int i = 0; s && i < 3; i++) {
+        if (strcmp(s, yes[i]) == 0)
+            return *out = 1, BG_PLUGIN_OK;
+        if (strcmp(s, no[i]) == 0)
+            return *out = 0, BG_PLUGIN_OK;
+    }
+    return FAIL(a, n, "%s: expected true or false, got '%s'", a->what, s ? s : "a collection");
+}
+
+static int parse_string(const apply_ctx *a, const bg_cfg_node *n, char *out)
+{
+    const char *s = bg_cfg_scalar(n);
+    if (!s)
+        return FAIL(a, n, "%s: expected a string, got a %s", a->what,
+                    bg_cfg_type_of(n) == BG_CFG_MAP ? "map" : "list");
+    if (strlen(s) >= a->e->size)
+        return FAIL(a, n, "%s: string is %zu bytes, at most %zu allowed", a->what, strlen(s),
+                    a->e->size ? a->e->size - 1 : 0);
+    memcpy(out, s, strlen(s) + 1);
+    return BG_PLUGIN_OK;
+}
+
+static int parse_enum(const apply_ctx *a, const bg_cfg_node *n, int *out)
+{
+    const char *s = bg_cfg_scalar(n);
+    const char *c = a->e->choices ? a->e->choices : "";
+    for (int idx = 0; s && *c; idx++) {
+        size_t len = strcspn(c, "|");
+        if (strlen(s) == len && strncmp(s, c, len) == 0)
+            return *out = idx, BG_PLUGIN_OK;
+        c += len;
+        if (*c == '|')
+            c++;
+    }
+    return FAIL(a, n, "%s: expected one of %s, got '%s'", a->what,
+                a->e->choices ? a->e->choices : "(none)", s ? s : "a collection");
+}
+
+static int parse_doubles(const apply_ctx *a, const bg_cfg_node *n, double *out, size_t *count)
+{
+    if (bg_cfg_type_of(n) != BG_CFG_SEQ)
+        return FAIL(a, n, "%s: expected a list of numbers like [0.1, 0.2]", a->what);
+    size_t len = bg_cfg_len(n);
+    if (len > a->e->size)
+        return FAIL(a, n, "%s: %zu values, at most %zu allowed", a->what, len, a->e->size);
+    int rc = BG_PLUGIN_OK;
+    for (size_t i = 0; i < len; i++) {
+        double v = 0;
+        if (parse_double(a, bg_cfg_item(n, i), &v) != BG_PLUGIN_OK)
+            rc = BG_PLUGIN_ECONFIG;
+        else
+            out[i] = v;
+    }
+    if (rc == BG_PLUGIN_OK)
+        *count = len;
+    return rc;
+}
+
+/* Convert node n for entry e into target. */
+static int apply_value(const apply_ctx *a, const bg_cfg_node *n, void *target)
+{
+    const bg_cfg_entry *e = a->e;
+    char *field = (char *)target + e->offset;
+    switch (e->type) {
+    case BG_CFGV_DOUBLE: {
+        double v = 0;
+        int rc = parse_double(a, n, &v);
+        if (rc == BG_PLUGIN_OK)
+            memcpy(field, &v, sizeof v);
+        return rc;
+    }
+    case BG_CFGV_INT: {
+        int64_t v = 0;
+        int rc = parse_int(a, n, &v);
+        if (rc == BG_PLUGIN_OK)
+            memcpy(field, &v, sizeof v);
+        return rc;
+    }
+    case BG_CFGV_BOOL:
+    case BG_CFGV_ENUM: {
+        int v = 0;
+        int rc = e->type == BG_CFGV_BOOL ? parse_bool(a, n, &v) : parse_enum(a, n, &v);
+        if (rc == BG_PLUGIN_OK)
+            memcpy(field, &v, sizeof v);
+        return rc;
+    }
+    case BG_CFGV_STRING:
+        return parse_string(a, n, field);
+    case BG_CFGV_DOUBLES: {
+        size_t cnt = 0;
+        int rc = parse_doubles(a, n, (double *)(void *)field, &cnt);
+        if (rc == BG_PLUGIN_OK)
+            memcpy((char *)target + e->count_offset, &cnt, sizeof cnt);
+        return rc;
+    }
+    }
+    return FAIL(a, n, "%s: the plugin's config table has an unknown type %d", a->what,
+                (int)e->type);
+}
+
+static void list_allowed(const bg_cfg_entry *table, size_t n, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", table[i].key);
+        if (w < 0 || (size_t)w >= len - used)
+            break;
+        used += (size_t)w;
+    }
+    if (!n)
+        snprintf(buf, len, "(none: this plugin takes no config)");
+}
+
+static int apply_default(apply_ctx *a, const bg_cfg_node *blame, void *target)
+{
+    char what[200];
+    snprintf(what, sizeof what, "default '%s' of key '%s' (a plugin bug)", a->e->def,
+             a->e->key);
+    a->what = what;
+    bg_cfg_doc *doc = NULL;
+    bg_err err;
+    if (bg_cfg_parse_string(a->e->def, strlen(a->e->def), "<default>", &doc, &err) != BG_OK)
+        return FAIL(a, blame, "%s: %s", what, err.msg);
+    const bg_cfg_node *n = bg_cfg_doc_root(doc, 0);
+    int rc;
+    if (a->e->type == BG_CFGV_DOUBLES && bg_cfg_type_of(n) == BG_CFG_NULL) {
+        size_t zero = 0; /* "" or "~" = empty list */
+        memcpy((char *)target + a->e->count_offset, &zero, sizeof zero);
+        rc = BG_PLUGIN_OK;
+    } else if (a->e->type == BG_CFGV_STRING && bg_cfg_type_of(n) == BG_CFG_NULL) {
+        ((char *)target)[a->e->offset] = '\0';
+        rc = a->e->size ? BG_PLUGIN_OK : FAIL(a, blame, "%s: no room", what);
+    } else {
+        rc = n ? apply_value(a, n, target) : FAIL(a, blame, "%s: empty", what);
+    }
+    bg_cfg_doc_destroy(doc);
+    return rc;
+}
+
+int bg__cfg_apply(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *table,
+                  size_t n_entries, void *target)
+{
+    char allowed[768];
+    list_allowed(table, n_entries, allowed, sizeof allowed);
+    bg_cfg_type t = bg_cfg_type_of(cfg);
+    if (t != BG_CFG_MAP && t != BG_CFG_NULL)
+        return bg__services_cfg_error(host_ctx, cfg,
+                                      "config must be a map of keys, got a %s; allowed keys: %s",
+                                      t == BG_CFG_SEQ ? "list" : "scalar", allowed);
+    int rc = BG_PLUGIN_OK;
+    for (size_t i = 0; i < bg_cfg_len(cfg); i++) {
+        const char *k = bg_cfg_key(cfg, i);
+        size_t j = 0;
+        while (j < n_entries && strcmp(table[j].key, k) != 0)
+            j++;
+        if (j == n_entries)
+            rc = bg__services_cfg_error(host_ctx, bg_cfg_key_node(cfg, i),
+                                        "unknown key '%s'; allowed keys: %s", k, allowed);
+    }
+    for (size_t j = 0; j < n_entries; j++) {
+        char what[160];
+        snprintf(what, sizeof what, "key '%s'", table[j].key);
+        apply_ctx a = {.host_ctx = host_ctx, .e = &table[j], .what = what};
+        const bg_cfg_node *n = bg_cfg_get(cfg, table[j].key);
+        int r;
+        if (n && bg_cfg_type_of(n) != BG_CFG_NULL)
+            r = apply_value(&a, n, target);
+        else if (table[j].def)
+            r = apply_default(&a, cfg, target);
+        else
+            r = bg__services_cfg_error(host_ctx, cfg, "missing required key '%s' (%s)",
+                                       table[j].key, table[j].desc ? table[j].desc : "");
+        if (r != BG_PLUGIN_OK)
+            rc = BG_PLUGIN_ECONFIG;
+    }
+    return rc == BG_PLUGIN_OK ? BG_PLUGIN_OK : BG_PLUGIN_ECONFIG;
+}
