@@ -1,0 +1,511 @@
+/*
+ * compute_vulkan.c — the Vulkan backend of compute.h: lifecycle, buffers,
+ * recording (begin / barrier / dispatch / submit) and per-op timestamps.
+ * The ops themselves (shapes -> dispatches) are in compute_vulkan_ops.c;
+ * device, memory and pipelines in vk_device.c, vk_mem.c, vk_pipeline.c.
+ *
+ * Why shaped so (spec/compute.md, after llama.cpp's ggml-vulkan): one
+ * descriptor-set layout and pipeline layout for all kernels; descriptor
+ * ranges explicit and within maxStorageBufferRange (a view's offset is
+ * aligned down to minStorageBufferOffsetAlignment and the remainder passed
+ * in push constants, so any element offset works); barriers only where the
+ * caller says ops depend on each other; one fence wait per submit.
+ *
+ * Environment: BG_VK_ALLOW_CPU=1 / BG_VK_DEVICE=<i> (device choice, see
+ * vk_device.h), BG_VK_FORCE_STAGING=1 (vk_mem.h), BG_VK_TIMESTAMPS=1 (log a
+ * per-op GPU time table at each submit).
+ *
+ * Thread: one caller at a time (compute.h). Ownership: see vk_backend.h.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bg_log.h"
+#include "compute/vk_backend.h"
+
+#define BG_VK_SETS_PER_POOL 256
+#define BG_VK_TS_OPS 1024
+#define BG_VK_SUBMIT_TIMEOUT_NS (120ull * 1000 * 1000 * 1000)
+
+static bg_vk_compute *VC(bg_compute *c)
+{
+    return (bg_vk_compute *)c;
+}
+
+int bg__vk_fail(bg_vk_compute *vc, int code, const char *fmt, ...)
+{
+    if (!vc->base.poisoned) {
+        va_list ap;
+        va_start(ap, fmt);
+        bg_err_vset(&vc->base.poison_err, code, fmt, ap);
+        va_end(ap);
+        vc->base.poisoned = 1;
+    }
+    return code;
+}
+
+/* ---- buffers ---------------------------------------------------------- */
+
+static int buf_create(bg_compute *c, size_t bytes, bg_cbuf **out, bg_err *err)
+{
+    bg_vk_compute *vc = VC(c);
+    bg_vk_buf *b = calloc(1, sizeof(*b));
+    if (!b)
+        return bg_err_set(err, BG_ENOMEM, "vulkan: out of host memory");
+    int rc = bg__vk_mem_alloc(&vc->mem, bytes, &b->a, err);
+    if (rc != BG_OK) {
+        free(b);
+        return rc;
+    }
+    b->bytes = bytes;
+    b->next = vc->bufs;
+    if (vc->bufs)
+        vc->bufs->prev = b;
+    vc->bufs = b;
+    *out = (bg_cbuf *)b;
+    return BG_OK;
+}
+
+static void buf_destroy(bg_compute *c, bg_cbuf *cb)
+{
+    bg_vk_compute *vc = VC(c);
+    bg_vk_buf *b = (bg_vk_buf *)cb;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        vc->bufs = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    bg__vk_mem_free(&vc->mem, &b->a);
+    free(b);
+}
+
+static int io_check(bg_vk_buf *b, size_t off, size_t n, const char *what, bg_err *err)
+{
+    if (off > b->bytes || n > b->bytes - off)
+        return bg_err_set(err, BG_EINVAL,
+                          "vulkan %s: bytes [%zu, %zu+%zu) outside the buffer of %zu bytes", what,
+                          off, off, n, b->bytes);
+    return BG_OK;
+}
+
+static int buf_write(bg_compute *c, bg_cbuf *cb, size_t off, const void *src, size_t n,
+                     bg_err *err)
+{
+    bg_vk_buf *b = (bg_vk_buf *)cb;
+    int rc = io_check(b, off, n, "buffer write", err);
+    return rc != BG_OK ? rc : bg__vk_mem_write(&VC(c)->mem, &b->a, off, src, n, err);
+}
+
+static int buf_read(bg_compute *c, bg_cbuf *cb, size_t off, void *dst, size_t n, bg_err *err)
+{
+    bg_vk_buf *b = (bg_vk_buf *)cb;
+    int rc = io_check(b, off, n, "buffer read", err);
+    return rc != BG_OK ? rc : bg__vk_mem_read(&VC(c)->mem, &b->a, off, dst, n, err);
+}
+
+/* ---- descriptor sets ---------------------------------------------------- */
+
+static int dpool_add(bg_vk_compute *vc)
+{
+    if (vc->ndpools == vc->capdpools) {
+        int cap = vc->capdpools ? 2 * vc->capdpools : 4;
+        VkDescriptorPool *np = realloc(vc->dpools, (size_t)cap * sizeof(*np));
+        if (!np)
+            return BG_ENOMEM;
+        vc->dpools = np;
+        vc->capdpools = cap;
+    }
+    VkDescriptorPoolSize ps = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                               .descriptorCount = BG_VK_SETS_PER_POOL * BG_VK_BINDINGS};
+    VkDescriptorPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                                      .maxSets = BG_VK_SETS_PER_POOL,
+                                      .poolSizeCount = 1,
+                                      .pPoolSizes = &ps};
+    VkResult r = vc->dev.fn.vkCreateDescriptorPool(vc->dev.dev, &pci, NULL,
+                                                   &vc->dpools[vc->ndpools]);
+    if (r != VK_SUCCESS)
+        return BG_ENOMEM;
+    vc->ndpools++;
+    return BG_OK;
+}
+
+static int alloc_set(bg_vk_compute *vc, VkDescriptorSet *set)
+{
+    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                      .descriptorSetCount = 1,
+                                      .pSetLayouts = &vc->pipes.dsl};
+    for (;;) {
+        if (vc->cur_dpool == vc->ndpools && dpool_add(vc) != BG_OK)
+            return bg__vk_fail(vc, BG_ENOMEM, "vulkan: cannot create a descriptor pool");
+        ai.descriptorPool = vc->dpools[vc->cur_dpool];
+        VkResult r = vc->dev.fn.vkAllocateDescriptorSets(vc->dev.dev, &ai, set);
+        if (r == VK_SUCCESS)
+            return BG_OK;
+        if (r != VK_ERROR_OUT_OF_POOL_MEMORY && r != VK_ERROR_FRAGMENTED_POOL)
+            return bg__vk_fail(vc, BG_ENOMEM, "vulkan: vkAllocateDescriptorSets: %s",
+                               bg__vk_result_str(r));
+        vc->cur_dpool++;
+    }
+}
+
+/* ---- recording ---------------------------------------------------------- */
+
+static int begin(bg_compute *c, bg_err *err)
+{
+    bg_vk_compute *vc = VC(c);
+    bg_vk_fns *f = &vc->dev.fn;
+    for (int i = 0; i < vc->ndpools; i++)
+        f->vkResetDescriptorPool(vc->dev.dev, vc->dpools[i], 0);
+    vc->cur_dpool = 0;
+    f->vkResetCommandPool(vc->dev.dev, vc->cpool, 0);
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                                   .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
+    VkResult r = f->vkBeginCommandBuffer(vc->cmd, &bi);
+    if (r != VK_SUCCESS)
+        return bg_err_set(err, BG_EIO, "vulkan: vkBeginCommandBuffer: %s", bg__vk_result_str(r));
+    if (vc->ts_on)
+        f->vkCmdResetQueryPool(vc->cmd, vc->qpool, 0, vc->qcap);
+    vc->nq = 0;
+    vc->unbarriered = 0;
+    vc->ndispatch = 0;
+    vc->nbarrier = 0;
+    return BG_OK;
+}
+
+static void mem_barrier(bg_vk_compute *vc, VkPipelineStageFlags dst_stage, VkAccessFlags dst)
+{
+    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                          .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                          .dstAccessMask = dst};
+    vc->dev.fn.vkCmdPipelineBarrier(vc->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, dst_stage, 0, 1,
+                                    &mb, 0, NULL, 0, NULL);
+}
+
+static void barrier(bg_compute *c)
+{
+    bg_vk_compute *vc = VC(c);
+    if (!vc->unbarriered)
+        return; /* nothing written since the last barrier */
+    mem_barrier(vc, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    vc->unbarriered = 0;
+    vc->nbarrier++;
+}
+
+/* Bind b->v for b->n elements (0: the rest of the buffer) into *info and
+ * set *o, the view's element offset inside the bound range: the descriptor
+ * offset is aligned down to minStorageBufferOffsetAlignment. */
+static int bind_view(bg_vk_compute *vc, const char *op, int slot, bg_vk_bind *b,
+                     VkDescriptorBufferInfo *info, uint32_t *o)
+{
+    const bg_vk_caps *caps = &vc->dev.caps;
+    bg_vk_buf *buf = (bg_vk_buf *)b->v.buf;
+    size_t elems = buf->bytes / 4;
+    if (b->v.off > elems || b->n > elems - b->v.off)
+        return bg__vk_fail(vc, BG_EINVAL,
+                           "vulkan op %s: view %d [%zu, %zu+%zu) elements lies outside its "
+                           "buffer of %zu elements",
+                           op, slot, b->v.off, b->v.off, b->n, elems);
+    VkDeviceSize start = buf->a.off + (VkDeviceSize)b->v.off * 4;
+    VkDeviceSize base = start / caps->storage_align * caps->storage_align;
+    VkDeviceSize rem = start - base;
+    VkDeviceSize limit = caps->max_storage_range / 4 * 4;
+    size_t n = b->n;
+    if (n == 0) {
+        n = elems - b->v.off;
+        if (rem + (VkDeviceSize)n * 4 > limit)
+            n = (size_t)((limit - rem) / 4);
+    }
+    VkDeviceSize range = rem + (VkDeviceSize)n * 4;
+    if (range > limit)
+        return bg__vk_fail(vc, BG_ELIMIT,
+                           "vulkan op %s: view %d spans %llu bytes, over the device's "
+                           "maxStorageBufferRange of %llu bytes (%s); split the tensor into "
+                           "smaller views",
+                           op, slot, (unsigned long long)range,
+                           (unsigned long long)caps->max_storage_range, caps->name);
+    if (n == 0) { /* an empty view (at the buffer's end): bind the dummy */
+        *info = (VkDescriptorBufferInfo){.buffer = vc->dummy->a.block->buf,
+                                         .offset = vc->dummy->a.off,
+                                         .range = 16};
+        *o = 0;
+        b->bound = 0;
+        return BG_OK;
+    }
+    *info = (VkDescriptorBufferInfo){.buffer = buf->a.block->buf, .offset = base, .range = range};
+    *o = (uint32_t)(rem / 4);
+    b->bound = n;
+    return BG_OK;
+}
+
+static void ts_write(bg_vk_compute *vc, VkPipelineStageFlagBits stage)
+{
+    vc->dev.fn.vkCmdWriteTimestamp(vc->cmd, stage, vc->qpool, vc->nq++);
+}
+
+int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const uint32_t *spec,
+                    int nspec, bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx, uint32_t gy,
+                    uint32_t gz)
+{
+    const bg_vk_caps *caps = &vc->dev.caps;
+    if (gx > caps->max_wg_count[0] || gy > caps->max_wg_count[1] || gz > caps->max_wg_count[2])
+        return bg__vk_fail(vc, BG_ELIMIT,
+                           "vulkan op %s: grid %ux%ux%u exceeds maxComputeWorkGroupCount "
+                           "%ux%ux%u",
+                           op, gx, gy, gz, caps->max_wg_count[0], caps->max_wg_count[1],
+                           caps->max_wg_count[2]);
+    VkDescriptorBufferInfo info[BG_VK_BINDINGS];
+    VkWriteDescriptorSet w[BG_VK_BINDINGS];
+    for (int i = 0; i < BG_VK_BINDINGS; i++) {
+        bg_vk_bind dummy = {.v = {(bg_cbuf *)vc->dummy, 0}, .n = 1};
+        int rc = bind_view(vc, op, i, i < nb ? &b[i] : &dummy, &info[i], &pc->o[i]);
+        if (rc != BG_OK)
+            return rc;
+    }
+    bg_err err;
+    VkPipeline pl;
+    if (bg__vk_pipes_get(&vc->pipes, shader, spec, nspec, &pl, &err) != BG_OK)
+        return bg__vk_fail(vc, err.code, "vulkan op %s: %s", op, err.msg);
+    VkDescriptorSet set;
+    int rc = alloc_set(vc, &set);
+    if (rc != BG_OK)
+        return rc;
+    for (int i = 0; i < BG_VK_BINDINGS; i++)
+        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                      .dstSet = set,
+                                      .dstBinding = (uint32_t)i,
+                                      .descriptorCount = 1,
+                                      .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                      .pBufferInfo = &info[i]};
+    bg_vk_fns *f = &vc->dev.fn;
+    f->vkUpdateDescriptorSets(vc->dev.dev, BG_VK_BINDINGS, w, 0, NULL);
+    int timed = vc->ts_on && vc->nq + 2 <= vc->qcap;
+    if (timed) {
+        vc->qnames[vc->nq / 2] = op;
+        ts_write(vc, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
+    }
+    f->vkCmdBindPipeline(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pl);
+    f->vkCmdBindDescriptorSets(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vc->pipes.layout, 0, 1,
+                               &set, 0, NULL);
+    f->vkCmdPushConstants(vc->cmd, vc->pipes.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                          sizeof(*pc), pc);
+    if (gx && gy && gz)
+        f->vkCmdDispatch(vc->cmd, gx, gy, gz);
+    if (timed)
+        ts_write(vc, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT);
+    vc->unbarriered = 1;
+    vc->ndispatch++;
+    return BG_OK;
+}
+
+/* Log a per-op table (count, total, mean, share) of the timed dispatches. */
+static void ts_report(bg_vk_compute *vc)
+{
+    if (!vc->ts_on || vc->nq == 0)
+        return;
+    uint64_t *q = malloc((size_t)vc->nq * sizeof(*q));
+    if (!q)
+        return;
+    VkResult r = vc->dev.fn.vkGetQueryPoolResults(
+        vc->dev.dev, vc->qpool, 0, vc->nq, (size_t)vc->nq * sizeof(*q), q, sizeof(*q),
+        VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT);
+    enum { MAXN = 32 };
+    const char *names[MAXN];
+    double total_us[MAXN];
+    int count[MAXN], nn = 0;
+    double all = 0.0;
+    for (uint32_t i = 0; r == VK_SUCCESS && i + 1 < vc->nq; i += 2) {
+        double us = (double)(q[i + 1] - q[i]) * vc->dev.caps.timestamp_period_ns / 1000.0;
+        const char *name = vc->qnames[i / 2];
+        int k = 0;
+        while (k < nn && strcmp(names[k], name) != 0)
+            k++;
+        if (k == nn && nn < MAXN) {
+            names[nn] = name;
+            total_us[nn] = 0.0;
+            count[nn++] = 0;
+        }
+        if (k < nn) {
+            total_us[k] += us;
+            count[k]++;
+        }
+        all += us;
+    }
+    free(q);
+    if (r != VK_SUCCESS) {
+        BG_WARN("vulkan", "timestamps unavailable: %s", bg__vk_result_str(r));
+        return;
+    }
+    BG_INFO("vulkan", "per-op GPU time, %u dispatches timed, %d barriers, %.1f us in ops:",
+            vc->nq / 2, vc->nbarrier, all);
+    BG_INFO("vulkan", "  %-18s %6s %12s %10s %6s", "op", "count", "total us", "mean us", "%");
+    for (int k = 0; k < nn; k++)
+        BG_INFO("vulkan", "  %-18s %6d %12.1f %10.2f %5.1f%%", names[k], count[k], total_us[k],
+                total_us[k] / count[k], all > 0 ? 100.0 * total_us[k] / all : 0.0);
+}
+
+static int submit(bg_compute *c, bg_err *err)
+{
+    bg_vk_compute *vc = VC(c);
+    bg_vk_fns *f = &vc->dev.fn;
+    /* Shader writes become visible to host reads after the fence wait. */
+    mem_barrier(vc, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+    VkResult r = f->vkEndCommandBuffer(vc->cmd);
+    if (r != VK_SUCCESS)
+        return bg_err_set(err, BG_EIO, "vulkan: vkEndCommandBuffer: %s", bg__vk_result_str(r));
+    if (c->poisoned)
+        return BG_OK; /* compute.c reports the poison; nothing runs */
+    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                       .commandBufferCount = 1,
+                       .pCommandBuffers = &vc->cmd};
+    r = f->vkResetFences(vc->dev.dev, 1, &vc->fence);
+    if (r == VK_SUCCESS)
+        r = f->vkQueueSubmit(vc->dev.queue, 1, &si, vc->fence);
+    if (r != VK_SUCCESS)
+        return bg_err_set(err, BG_EIO, "vulkan: vkQueueSubmit (%d dispatches): %s",
+                          vc->ndispatch, bg__vk_result_str(r));
+    r = f->vkWaitForFences(vc->dev.dev, 1, &vc->fence, VK_TRUE, BG_VK_SUBMIT_TIMEOUT_NS);
+    if (r != VK_SUCCESS)
+        return bg_err_set(err, BG_EIO, "vulkan: waiting for %d dispatches on %s: %s",
+                          vc->ndispatch, vc->dev.caps.name, bg__vk_result_str(r));
+    ts_report(vc);
+    return BG_OK;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void destroy(bg_compute *c)
+{
+    bg_vk_compute *vc = VC(c);
+    bg_vk_fns *f = &vc->dev.fn;
+    if (vc->dev.dev)
+        f->vkDeviceWaitIdle(vc->dev.dev);
+    while (vc->bufs)
+        buf_destroy(c, (bg_cbuf *)vc->bufs);
+    for (int i = 0; i < vc->ndpools; i++)
+        f->vkDestroyDescriptorPool(vc->dev.dev, vc->dpools[i], NULL);
+    free(vc->dpools);
+    if (vc->qpool)
+        f->vkDestroyQueryPool(vc->dev.dev, vc->qpool, NULL);
+    free(vc->qnames);
+    if (vc->fence)
+        f->vkDestroyFence(vc->dev.dev, vc->fence, NULL);
+    if (vc->cpool)
+        f->vkDestroyCommandPool(vc->dev.dev, vc->cpool, NULL);
+    bg__vk_pipes_close(&vc->pipes);
+    bg__vk_mem_close(&vc->mem);
+    bg__vk_dev_close(&vc->dev);
+    free(vc);
+}
+
+static const bg_compute_vtbl VK_VTBL = {
+    .destroy = destroy,
+    .buf_create = buf_create,
+    .buf_destroy = buf_destroy,
+    .buf_write = buf_write,
+    .buf_read = buf_read,
+    .begin = begin,
+    .barrier = barrier,
+    .submit = submit,
+    .matmul = bg__vk_op_matmul,
+    .rmsnorm = bg__vk_op_rmsnorm,
+    .rope = bg__vk_op_rope,
+    .softmax = bg__vk_op_softmax,
+    .attention = bg__vk_op_attention,
+    .swiglu = bg__vk_op_swiglu,
+    .add = bg__vk_op_add,
+    .copy = bg__vk_op_copy,
+    .embed = bg__vk_op_embed,
+    .logsoftmax_gather = bg__vk_op_logsoftmax_gather,
+};
+
+/* Kernel variants from the capabilities: big tiles on GPUs, small ones on
+ * CPU-type devices (lavapipe runs a workgroup per thread). */
+static void choose_variants(bg_vk_compute *vc)
+{
+    const bg_vk_caps *c = &vc->dev.caps;
+    int cpu = c->type == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    vc->wg = 128;
+    while (vc->wg > c->max_wg_invocations || vc->wg > c->max_wg_size[0])
+        vc->wg /= 2;
+    vc->mm_tx = vc->mm_ty = cpu ? 8 : 16;
+    vc->mm_bk = 16;
+    while (vc->mm_tx * vc->mm_ty > c->max_wg_invocations || vc->mm_ty > c->max_wg_size[1])
+        vc->mm_ty /= 2;
+}
+
+static int setup(bg_vk_compute *vc, bg_err *err)
+{
+    bg_vk_dev *d = &vc->dev;
+    bg_vk_fns *f = &d->fn;
+    bg__vk_mem_init(&vc->mem, d);
+    int rc = bg__vk_pipes_init(&vc->pipes, d, err);
+    if (rc != BG_OK)
+        return rc;
+    VkCommandPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                                   .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
+                                   .queueFamilyIndex = d->queue_family};
+    VkResult r = f->vkCreateCommandPool(d->dev, &pci, NULL, &vc->cpool);
+    VkCommandBufferAllocateInfo cai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                       .commandPool = vc->cpool,
+                                       .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                       .commandBufferCount = 1};
+    if (r == VK_SUCCESS)
+        r = f->vkAllocateCommandBuffers(d->dev, &cai, &vc->cmd);
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if (r == VK_SUCCESS)
+        r = f->vkCreateFence(d->dev, &fci, NULL, &vc->fence);
+    if (r != VK_SUCCESS)
+        return bg_err_set(err, BG_EUNAVAIL, "vulkan: command pool / fence: %s",
+                          bg__vk_result_str(r));
+    const char *ts = getenv("BG_VK_TIMESTAMPS");
+    if (ts && *ts && strcmp(ts, "0") != 0) {
+        if (!d->caps.timestamps) {
+            BG_WARN("vulkan", "BG_VK_TIMESTAMPS set but %s cannot time its compute queue",
+                    d->caps.name);
+        } else {
+            VkQueryPoolCreateInfo qci = {.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                         .queryType = VK_QUERY_TYPE_TIMESTAMP,
+                                         .queryCount = 2 * BG_VK_TS_OPS};
+            vc->qnames = calloc(BG_VK_TS_OPS, sizeof(*vc->qnames));
+            if (vc->qnames &&
+                f->vkCreateQueryPool(d->dev, &qci, NULL, &vc->qpool) == VK_SUCCESS) {
+                vc->ts_on = 1;
+                vc->qcap = 2 * BG_VK_TS_OPS;
+            }
+        }
+    }
+    bg_cbuf *dummy;
+    rc = buf_create(&vc->base, 16, &dummy, err);
+    if (rc != BG_OK)
+        return rc;
+    vc->dummy = (bg_vk_buf *)dummy;
+    choose_variants(vc);
+    return BG_OK;
+}
+
+int bg__compute_vulkan_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)
+{
+    bg_vk_compute *vc = calloc(1, sizeof(*vc));
+    if (!vc)
+        return bg_err_set(err, BG_ENOMEM, "vulkan: out of host memory");
+    vc->base.vt = &VK_VTBL;
+    vc->base.kind = BG_BACKEND_VULKAN;
+    int rc = bg__vk_dev_open(&vc->dev, opts, err);
+    if (rc != BG_OK) {
+        free(vc);
+        return rc;
+    }
+    rc = setup(vc, err);
+    if (rc != BG_OK) {
+        destroy(&vc->base);
+        return rc;
+    }
+    snprintf(vc->base.desc, sizeof(vc->base.desc), "vulkan: %.200s (%s, device %d)",
+             vc->dev.caps.name, bg__vk_type_name(vc->dev.caps.type), vc->dev.index);
+    *out = &vc->base;
+    return BG_OK;
+}

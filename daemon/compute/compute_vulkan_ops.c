@@ -1,0 +1,256 @@
+/*
+ * compute_vulkan_ops.c — each op of compute.h as Vulkan dispatches: which
+ * views bind to which slots (and how many elements each may touch), the push
+ * constants and the grid. Semantics are compute.h's; the kernels are
+ * shaders/<op>.comp (their headers document the push-constant slots).
+ *
+ * Tensors larger than maxStorageBufferRange (128 MiB on lavapipe) are split
+ * where the op allows it cheaply: matmul by rows of w (columns of out),
+ * embed by rows of the table. Other ops reject such a view with BG_ELIMIT
+ * (activations of that size do not occur in the models we run).
+ *
+ * Thread: the backend's caller (compute.h). Shapes were validated by
+ * compute.c; views are bounds-checked in bg__vk_dispatch.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "compute/vk_backend.h"
+
+#define BG_VK_MAX_GROUPS 65535u /* every device supports this grid size */
+
+static bg_vk_compute *VC(bg_compute *c)
+{
+    return (bg_vk_compute *)c;
+}
+
+static uint32_t ceil_div(size_t a, size_t b)
+{
+    return (uint32_t)((a + b - 1) / b);
+}
+
+/* Grid of a grid-stride kernel over n items. */
+static uint32_t stride_groups(const bg_vk_compute *vc, size_t n)
+{
+    uint32_t g = ceil_div(n, vc->wg);
+    return g > BG_VK_MAX_GROUPS ? BG_VK_MAX_GROUPS : (g ? g : 1);
+}
+
+static bg_vk_bind B(bg_tview v, size_t n)
+{
+    return (bg_vk_bind){.v = v, .n = n, .bound = 0};
+}
+
+static bg_tview at(bg_tview v, size_t elems)
+{
+    v.off += elems;
+    return v;
+}
+
+/* Columns [n0, n0+nc) of out = x · w^T: w rows n0.., out row stride N. */
+static int matmul_part(bg_vk_compute *vc, bg_tview out, bg_tview x, bg_tview w, int M, int n0,
+                       int nc, int N, int K)
+{
+    bg_vk_bind b[3] = {B(at(out, (size_t)n0), (size_t)(M - 1) * N + nc),
+                       B(x, (size_t)M * K), B(at(w, (size_t)n0 * K), (size_t)nc * K)};
+    bg_vk_pc pc = {.i = {M, nc, K, 0, N}};
+    if (M == 1) { /* one token: memory-bound matvec, one workgroup per output */
+        uint32_t gx = (uint32_t)nc, gz = 1;
+        if (gx > BG_VK_MAX_GROUPS) {
+            gx = BG_VK_MAX_GROUPS;
+            gz = ceil_div((size_t)nc, gx);
+        }
+        pc.i[3] = (int32_t)gx;
+        uint32_t spec[1] = {vc->wg};
+        return bg__vk_dispatch(vc, "matvec", "matvec", spec, 1, b, 3, &pc, gx, 1, gz);
+    }
+    uint32_t spec[3] = {vc->mm_tx, vc->mm_ty, vc->mm_bk};
+    uint32_t bm = 4 * vc->mm_ty, bn = 4 * vc->mm_tx;
+    uint32_t gy = ceil_div((size_t)M, bm);
+    if (gy > vc->dev.caps.max_wg_count[1])
+        return bg__vk_fail(vc, BG_ELIMIT, "vulkan op matmul: M=%d needs %u row tiles; at most %u",
+                           M, gy, vc->dev.caps.max_wg_count[1]);
+    return bg__vk_dispatch(vc, "matmul", "matmul", spec, 3, b, 3, &pc, ceil_div((size_t)nc, bn),
+                           gy, 1);
+}
+
+int bg__vk_op_matmul(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int M, int N, int K)
+{
+    bg_vk_compute *vc = VC(c);
+    const bg_vk_caps *caps = &vc->dev.caps;
+    /* Rows of w per dispatch so that its view (plus alignment slack) fits one
+     * descriptor range; a multiple of the matmul tile when it can be. */
+    uint64_t room = (caps->max_storage_range - caps->storage_align) / ((uint64_t)K * 4);
+    if (room == 0)
+        return bg__vk_fail(vc, BG_ELIMIT,
+                           "vulkan op matmul: one row of w (K=%d floats) exceeds "
+                           "maxStorageBufferRange %llu bytes",
+                           K, (unsigned long long)caps->max_storage_range);
+    uint64_t tile = 4ull * vc->mm_tx;
+    if (room > tile)
+        room -= room % tile;
+    int chunk = room < (uint64_t)N ? (int)room : N;
+    for (int n0 = 0; n0 < N; n0 += chunk) {
+        int nc = N - n0 < chunk ? N - n0 : chunk;
+        int rc = matmul_part(vc, out, x, w, M, n0, nc, N, K);
+        if (rc != BG_OK)
+            return rc;
+    }
+    return BG_OK;
+}
+
+/* One workgroup per row: rmsnorm, softmax, logsoftmax_gather. */
+static int per_row(bg_vk_compute *vc, const char *op, bg_vk_bind *b, int nb, bg_vk_pc *pc,
+                   int rows)
+{
+    uint32_t spec[1] = {vc->wg};
+    if ((uint32_t)rows > vc->dev.caps.max_wg_count[0])
+        return bg__vk_fail(vc, BG_ELIMIT, "vulkan op %s: %d rows; at most %u per dispatch", op,
+                           rows, vc->dev.caps.max_wg_count[0]);
+    return bg__vk_dispatch(vc, op, op, spec, 1, b, nb, pc, (uint32_t)rows, 1, 1);
+}
+
+int bg__vk_op_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int T, int n,
+                      float eps)
+{
+    size_t tn = (size_t)T * n;
+    bg_vk_bind b[3] = {B(out, tn), B(x, tn), B(w, (size_t)n)};
+    bg_vk_pc pc = {.i = {T, n}, .f0 = eps};
+    return per_row(VC(c), "rmsnorm", b, 3, &pc, T);
+}
+
+int bg__vk_op_softmax(bg_compute *c, bg_tview x, int rows, int n)
+{
+    bg_vk_bind b[1] = {B(x, (size_t)rows * n)};
+    bg_vk_pc pc = {.i = {rows, n}};
+    return per_row(VC(c), "softmax", b, 1, &pc, rows);
+}
+
+int bg__vk_op_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, bg_tview targets,
+                                int T, int V)
+{
+    bg_vk_bind b[3] = {B(out, (size_t)T), B(logits, (size_t)T * V), B(targets, (size_t)T)};
+    bg_vk_pc pc = {.i = {T, V}};
+    return per_row(VC(c), "logsoftmax_gather", b, 3, &pc, T);
+}
+
+/* The table freq[i] = 1 / 10000^(2i/hs), i < hs/2, computed as llama2.c does
+ * so that GPU angles equal the CPU's bit for bit; cached per head size. */
+static int rope_table(bg_vk_compute *vc, int hs, bg_tview *out)
+{
+    for (int i = 0; i < vc->nrope; i++) {
+        if (vc->rope[i].hs == hs) {
+            *out = (bg_tview){(bg_cbuf *)vc->rope[i].buf, 0};
+            return BG_OK;
+        }
+    }
+    if (vc->nrope == (int)(sizeof(vc->rope) / sizeof(vc->rope[0])))
+        return bg__vk_fail(vc, BG_ELIMIT, "vulkan op rope: more than %d head sizes in use",
+                           vc->nrope);
+    float *f = malloc((size_t)hs / 2 * sizeof(*f));
+    if (!f)
+        return bg__vk_fail(vc, BG_ENOMEM, "vulkan op rope: out of host memory");
+    for (int i = 0; i < hs; i += 2)
+        f[i / 2] = 1.0f / powf(10000.0f, (float)i / (float)hs);
+    bg_cbuf *b = NULL;
+    bg_err err;
+    int rc = vc->base.vt->buf_create(&vc->base, (size_t)hs / 2 * sizeof(*f), &b, &err);
+    /* our own buffer, not yet read by any recorded work: writable now */
+    if (rc == BG_OK)
+        rc = vc->base.vt->buf_write(&vc->base, b, 0, f, (size_t)hs / 2 * sizeof(*f), &err);
+    free(f);
+    if (rc != BG_OK)
+        return bg__vk_fail(vc, rc, "vulkan op rope: frequency table: %s", err.msg);
+    vc->rope[vc->nrope].hs = hs;
+    vc->rope[vc->nrope++].buf = (bg_vk_buf *)b;
+    *out = (bg_tview){b, 0};
+    return BG_OK;
+}
+
+int bg__vk_op_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int nh, int nkv,
+                   int hs)
+{
+    bg_vk_compute *vc = VC(c);
+    bg_tview freq = {NULL, 0};
+    int rc = rope_table(vc, hs, &freq);
+    if (rc != BG_OK)
+        return rc;
+    bg_vk_bind b[3] = {B(q, (size_t)T * nh * hs), B(k, (size_t)T * nkv * hs),
+                       B(freq, (size_t)hs / 2)};
+    bg_vk_pc pc = {.i = {T, pos0, nh, nkv, hs}};
+    uint32_t spec[1] = {vc->wg};
+    size_t pairs = (size_t)T * (size_t)(nh + nkv) * (size_t)hs / 2;
+    return bg__vk_dispatch(vc, "rope", "rope", spec, 1, b, 3, &pc, stride_groups(vc, pairs), 1,
+                           1);
+}
+
+int bg__vk_op_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kc, bg_tview vcache,
+                        int T, int pos0, int nh, int nkv, int hs, int seq_len)
+{
+    bg_vk_compute *vc = VC(c);
+    (void)seq_len; /* compute.c checked pos0 + T <= seq_len; only rows < pos0+T are read */
+    if ((uint32_t)hs > 4 * vc->wg)
+        return bg__vk_fail(vc, BG_EUNSUPPORTED,
+                           "vulkan op attention: head_size %d exceeds %u (4 x workgroup)", hs,
+                           4 * vc->wg);
+    size_t qn = (size_t)T * nh * hs, kvn = (size_t)(pos0 + T) * nkv * hs;
+    bg_vk_bind b[4] = {B(out, qn), B(q, qn), B(kc, kvn), B(vcache, kvn)};
+    bg_vk_pc pc = {.i = {T, pos0, nh, nkv, hs}};
+    uint32_t spec[1] = {vc->wg};
+    return bg__vk_dispatch(vc, "attention", "attention", spec, 1, b, 4, &pc, (uint32_t)nh,
+                           (uint32_t)T, 1);
+}
+
+/* dst-op-src over n elements with a grid-stride kernel: swiglu, add, copy. */
+static int elementwise(bg_compute *c, const char *op, bg_tview dst, bg_tview src, int n)
+{
+    bg_vk_compute *vc = VC(c);
+    bg_vk_bind b[2] = {B(dst, (size_t)n), B(src, (size_t)n)};
+    bg_vk_pc pc = {.i = {n}};
+    uint32_t spec[1] = {vc->wg};
+    return bg__vk_dispatch(vc, op, op, spec, 1, b, 2, &pc, stride_groups(vc, (size_t)n), 1, 1);
+}
+
+int bg__vk_op_swiglu(bg_compute *c, bg_tview h, bg_tview g, int n)
+{
+    return elementwise(c, "swiglu", h, g, n);
+}
+
+int bg__vk_op_add(bg_compute *c, bg_tview x, bg_tview y, int n)
+{
+    return elementwise(c, "add", x, y, n);
+}
+
+int bg__vk_op_copy(bg_compute *c, bg_tview dst, bg_tview src, int n)
+{
+    return elementwise(c, "copy", dst, src, n);
+}
+
+int bg__vk_op_embed(bg_compute *c, bg_tview out, bg_tview table, bg_tview tokens, int T, int dim)
+{
+    bg_vk_compute *vc = VC(c);
+    const bg_vk_caps *caps = &vc->dev.caps;
+    const bg_vk_buf *tb = (const bg_vk_buf *)table.buf;
+    size_t elems = tb->bytes / 4;
+    size_t rows = table.off < elems ? (elems - table.off) / (size_t)dim : 0;
+    uint64_t room = (caps->max_storage_range - caps->storage_align) / ((uint64_t)dim * 4);
+    if (room == 0)
+        return bg__vk_fail(vc, BG_ELIMIT, "vulkan op embed: a row of %d floats exceeds "
+                                          "maxStorageBufferRange", dim);
+    if (rows > INT32_MAX)
+        rows = INT32_MAX;
+    uint32_t spec[1] = {vc->wg};
+    size_t r0 = 0;
+    do { /* one dispatch per table chunk; chunks write disjoint output rows */
+        size_t nr = rows - r0 < room ? rows - r0 : (size_t)room;
+        bg_vk_bind b[3] = {B(out, (size_t)T * dim), B(at(table, r0 * dim), nr * dim),
+                           B(tokens, (size_t)T)};
+        bg_vk_pc pc = {.i = {T, dim, 0, 0, (int32_t)rows, (int32_t)nr, (int32_t)r0, r0 == 0}};
+        int rc = bg__vk_dispatch(vc, "embed", "embed", spec, 1, b, 3, &pc,
+                                 stride_groups(vc, (size_t)T * dim), 1, 1);
+        if (rc != BG_OK)
+            return rc;
+        r0 += nr;
+    } while (r0 < rows);
+    return BG_OK;
+}

@@ -1,0 +1,74 @@
+/*
+ * vk_mem.h — device memory for the Vulkan backend: large blocks, each one
+ * VkDeviceMemory bound to one VkBuffer, sub-allocated first-fit.
+ *
+ * Why blocks: drivers limit the number of allocations (often 4096) and each
+ * one costs; tensors of a model are many and small. A sub-allocation is
+ * (block, offset, size) and is bound to descriptors as a range of the block's
+ * VkBuffer. Offsets are multiples of minStorageBufferOffsetAlignment.
+ *
+ * Memory type: DEVICE_LOCAL|HOST_VISIBLE|HOST_COHERENT when the device has it
+ * (integrated GPUs, ReBAR, lavapipe): uploads and readbacks are a memcpy into
+ * the persistent mapping. Otherwise, or when that heap is full, or with env
+ * BG_VK_FORCE_STAGING=1 (tests the path on any device), DEVICE_LOCAL memory
+ * reached through a host-visible staging buffer and vkCmdCopyBuffer.
+ *
+ * Invariants: free ranges of a block are sorted, disjoint, non-adjacent;
+ * a block with no live allocation is released at once. Thread: the owner of
+ * the backend; reads and writes only outside a recording.
+ */
+#ifndef BG_VK_MEM_H
+#define BG_VK_MEM_H
+
+#include <stddef.h>
+
+#include "compute/vk_device.h"
+
+typedef struct bg_vk_range {
+    VkDeviceSize off, size;
+} bg_vk_range;
+
+typedef struct bg_vk_block {
+    VkDeviceMemory mem;
+    VkBuffer buf;      /* covers the whole block */
+    VkDeviceSize size;
+    unsigned char *map; /* persistent mapping, NULL when not host-visible */
+    bg_vk_range *free;
+    size_t nfree, capfree;
+    size_t live;
+    struct bg_vk_block *next;
+} bg_vk_block;
+
+typedef struct bg_vk_alloc {
+    bg_vk_block *block;
+    VkDeviceSize off;  /* in block->buf */
+    VkDeviceSize size; /* bytes reserved (rounded up) */
+} bg_vk_alloc;
+
+typedef struct bg_vk_mem {
+    bg_vk_dev *d; /* borrowed, outlives the allocator */
+    VkDeviceSize block_size;
+    VkDeviceSize align;
+    int force_staging;
+    bg_vk_block *blocks;
+    /* staging (lazily created) */
+    VkBuffer st_buf;
+    VkDeviceMemory st_mem;
+    unsigned char *st_map;
+    VkDeviceSize st_size;
+    VkCommandPool st_pool;
+    VkCommandBuffer st_cmd;
+    VkFence st_fence;
+} bg_vk_mem;
+
+void bg__vk_mem_init(bg_vk_mem *m, bg_vk_dev *d);
+void bg__vk_mem_close(bg_vk_mem *m);
+int bg__vk_mem_alloc(bg_vk_mem *m, VkDeviceSize bytes, bg_vk_alloc *out, bg_err *err);
+void bg__vk_mem_free(bg_vk_mem *m, bg_vk_alloc *a);
+/* Host <-> allocation copies at byte offset off (bounds checked by the caller). */
+int bg__vk_mem_write(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, const void *src,
+                     size_t n, bg_err *err);
+int bg__vk_mem_read(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, void *dst, size_t n,
+                    bg_err *err);
+
+#endif
