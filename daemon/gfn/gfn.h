@@ -1,0 +1,156 @@
+/*
+ * gfn.h — the GFlowNet training engine: a sampler over sets of up to 64
+ * binary features, trained so that it draws a hypothesis h with
+ * probability ∝ R(h) (spec/gflownet.md).
+ *
+ * State space (a tree, so every hypothesis has exactly one path):
+ *   a state is a set of feature indices built in strictly increasing order;
+ *   the start state is the empty set; at a state whose largest index is j
+ *   the actions are "add k" for k > j, and ⊤ (stop). Every state may stop
+ *   (subject to the length masks), so R(s⊤) = R(the set so far) and both
+ *   trajectory balance and the modified sub-trajectory balance apply. The
+ *   exact terminal probability log q^⊤(h) is the sum of log q along h's
+ *   unique path (bg_gfn_log_q), and for d ≤ BG_GFN_ENUM_MAX_BITS every
+ *   q^⊤ can be computed (bg_gfn_log_q_all).
+ *   Ids follow bg_space: id bit k = feature k.
+ *
+ * Policy: an MLP (GELU hidden layers) over the state encoding
+ *   [d bits | one-hot of the last index + 1 (d+1) | size/d], output logits
+ *   over d+1 actions ("add 0".."add d-1", ⊤) masked to the valid ones.
+ *   Forward and backward are hand written (gfn_mlp.c), optimised with Adam.
+ *
+ * This module is self-contained C (libc + libm + bayesguard/plugin.h for
+ * the reward callback type and bg_rng): the sampler plugin compiles these
+ * same sources into its .so. Errors are returned as BG_PLUGIN_E* codes
+ * (the same numbers as the daemon's BG_E*) with a message written into a
+ * caller buffer (errbuf may be NULL).
+ *
+ * Determinism: training draws only from the instance's own generator,
+ * seeded by config.seed; the same config, seed, reward and call sequence
+ * give bit-identical parameters and samples.
+ *
+ * Threads: an instance is not locked. bg_gfn_train/bg_gfn_load mutate it;
+ * bg_gfn_sample, bg_gfn_log_q, bg_gfn_log_q_all, bg_gfn_save read it and
+ * may run concurrently with each other, never with a mutation (the caller
+ * serialises, as the plugin ABI says the host does).
+ *
+ * Ownership: bg_gfn_create returns a new instance, freed by
+ * bg_gfn_destroy; every pointer argument is borrowed for the call.
+ */
+#ifndef BG_GFN_H
+#define BG_GFN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bayesguard/plugin.h"
+
+#define BG_GFN_MAX_BITS 64
+#define BG_GFN_MAX_HIDDEN_LAYERS 4
+#define BG_GFN_ENUM_MAX_BITS 24
+
+/* X(name, value, text) — the training objectives. */
+#define BG_GFN_LOSSES(X)                                                                         \
+    X(BG_GFN_LOSS_TB, 0, "tb")                                                                   \
+    X(BG_GFN_LOSS_SUBTB, 1, "subtb")                                                             \
+    X(BG_GFN_LOSS_DB, 2, "db")
+
+typedef enum bg_gfn_loss {
+#define BG_GFN_LOSS_ENUM(name, value, text) name = value,
+    BG_GFN_LOSSES(BG_GFN_LOSS_ENUM)
+#undef BG_GFN_LOSS_ENUM
+} bg_gfn_loss;
+
+/* "tb" / "subtb" / "db", "?" for an unknown value. */
+const char *bg_gfn_loss_name(bg_gfn_loss loss);
+
+typedef struct bg_gfn_config {
+    uint32_t n_bits;          /* d, 1..64 */
+    uint32_t min_len;         /* fewest features in a hypothesis (⊤ masked below) */
+    uint32_t max_len;         /* most features (⊤ forced at it); ≤ n_bits */
+    uint32_t hidden;          /* width of each hidden layer, 1..4096 */
+    uint32_t n_hidden;        /* number of hidden layers, 1..BG_GFN_MAX_HIDDEN_LAYERS */
+    bg_gfn_loss loss;         /* objective */
+    double lambda;            /* SubTB window weight λ^(j-i-1), > 0 */
+    double lr;                /* Adam learning rate of the network */
+    double lr_logz;           /* Adam learning rate of log Z (TB only) */
+    double beta1, beta2, adam_eps;
+    double grad_clip;         /* global gradient-norm clip, 0 = none */
+    uint32_t batch;           /* trajectories per optimiser step */
+    /* Behaviour policy, drawn once per batch: replay with p_replay (once
+     * the buffer holds `batch` entries), the policy at temperature
+     * T ~ U(temp_lo, temp_hi) with p_tempered, else the policy itself.
+     * ε-uniform: each non-replay action is uniform over the valid ones
+     * with probability epsilon. log q is always re-evaluated untempered. */
+    double p_replay, p_tempered;
+    double temp_lo, temp_hi;
+    double epsilon;
+    uint32_t replay_capacity; /* top-k by log-reward, 0 = no replay */
+    /* Reward temperature: the loss sees log R / T_R with T_R linear from
+     * start to end over `horizon` steps, then constant. */
+    double reward_temp_start, reward_temp_end;
+    uint32_t reward_temp_horizon;
+    double init_logz;
+    uint64_t seed;
+} bg_gfn_config;
+
+/* The defaults for d bits (tuned on the bandit posterior, docs/GFLOWNET.md). */
+void bg_gfn_config_default(bg_gfn_config *c, uint32_t n_bits);
+
+/* Check a config; message names the field and the allowed range. */
+int bg_gfn_config_check(const bg_gfn_config *c, char *errbuf, size_t errlen);
+
+/* What training has done so far (cumulative unless noted). */
+typedef struct bg_gfn_stats {
+    uint64_t steps;           /* optimiser steps */
+    uint64_t trajectories;    /* trajectories trained on (replayed included) */
+    uint64_t reward_evals;    /* ids passed to the reward callback */
+    double last_loss;         /* loss of the last step */
+    double log_z;             /* TB: learned log Z; SubTB/DB: log R(∅) - log q(⊤|∅) */
+    double last_var;          /* Var over the last fresh batch of log R/T_R - log q^⊤ */
+    double reward_temp;       /* T_R of the last step */
+    uint32_t replay_size;
+} bg_gfn_stats;
+
+typedef struct bg_gfn bg_gfn;
+
+int bg_gfn_create(const bg_gfn_config *c, bg_gfn **out, char *errbuf, size_t errlen);
+void bg_gfn_destroy(bg_gfn *g);
+const bg_gfn_config *bg_gfn_get_config(const bg_gfn *g);
+void bg_gfn_get_stats(const bg_gfn *g, bg_gfn_stats *out);
+
+/* Run `steps` optimiser steps. reward(ctx, ids, n, out) fills log R(h) for
+ * a batch; it must be deterministic; NaN or +inf is an error, -inf is
+ * clamped to BG_GFN_LOG_R_FLOOR. A failed reward aborts the step with its
+ * status (parameters untouched for that step). */
+#define BG_GFN_LOG_R_FLOOR (-700.0)
+int bg_gfn_train(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps,
+                 char *errbuf, size_t errlen);
+
+/* Draw n hypotheses from the untempered policy with the caller's
+ * generator (xoshiro256** state, seed it with bg_gfn_rng_seed). log_q may
+ * be NULL; else log_q[i] = log q^⊤(ids[i]). */
+int bg_gfn_sample(const bg_gfn *g, bg_rng *rng, size_t n, uint64_t *ids, double *log_q);
+
+/* Exact log q^⊤ of given ids (-inf for an id outside the space or the
+ * length masks). */
+int bg_gfn_log_q(const bg_gfn *g, const uint64_t *ids, size_t n, double *out);
+
+/* Exact log q^⊤ of every id 0..2^d-1 into out[2^d]; d ≤ BG_GFN_ENUM_MAX_BITS. */
+int bg_gfn_log_q_all(const bg_gfn *g, double *out);
+
+/* Full trained state (config, parameters, Adam moments, generator,
+ * counters, replay buffer) in one file: magic "BGGFN\r\n\x1a", version,
+ * sizes. Load checks magic, version, sizes and length and says which is
+ * wrong; bg_gfn_load_into also requires the file's d to equal g's. */
+int bg_gfn_save(const bg_gfn *g, const char *path, char *errbuf, size_t errlen);
+int bg_gfn_load(const char *path, bg_gfn **out, char *errbuf, size_t errlen);
+int bg_gfn_load_into(bg_gfn *g, const char *path, char *errbuf, size_t errlen);
+
+/* xoshiro256** seeded through splitmix64 (the same generator the host's
+ * rng service implements). */
+void bg_gfn_rng_seed(bg_rng *r, uint64_t seed);
+uint64_t bg_gfn_rng_u64(bg_rng *r);
+double bg_gfn_rng_uniform(bg_rng *r); /* [0, 1) */
+
+#endif

@@ -1,0 +1,206 @@
+/*
+ * gfn_mlp.c — the GFlowNet policy network: a multi-layer perceptron with
+ * GELU hidden layers, forward and backward written out by hand, and the
+ * Adam optimiser over the instance's parameter vector.
+ *
+ * Why by hand: the daemon has no autodiff and the plugin may link nothing
+ * but libc/libm. The network is small (a few hidden layers of ~100 units),
+ * so plain row-major loops whose inner loop is contiguous (a dot product in
+ * forward, an axpy in backward) are fast enough and easy to check: the
+ * tests compare every gradient with central finite differences.
+ *
+ * Shapes: x [rows × size[0]]; layer l maps [rows × size[l]] to
+ * [rows × size[l+1]] with W_l [size[l+1] × size[l]] and b_l [size[l+1]].
+ * The cache holds, for every hidden layer, the pre-activation z_l and the
+ * activation a_l = gelu(z_l), each a block of rows × size[l+1] doubles.
+ *
+ * Threads: pure functions of their arguments; safe to call concurrently
+ * on distinct output buffers.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "gfn_internal.h"
+
+#define GELU_C 0.7978845608028654 /* sqrt(2/pi) */
+#define GELU_A 0.044715
+
+static double gelu(double x)
+{
+    double u = GELU_C * (x + GELU_A * x * x * x);
+    return 0.5 * x * (1.0 + tanh(u));
+}
+
+static double gelu_grad(double x)
+{
+    double u = GELU_C * (x + GELU_A * x * x * x);
+    double t = tanh(u);
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
+}
+
+void bg__gfn_mlp_init(bg__gfn_mlp *m, uint32_t n_in, uint32_t hidden, uint32_t n_hidden,
+                      uint32_t n_out)
+{
+    memset(m, 0, sizeof *m);
+    m->n_layers = n_hidden + 1;
+    m->size[0] = n_in;
+    for (uint32_t l = 1; l <= n_hidden; l++)
+        m->size[l] = hidden;
+    m->size[m->n_layers] = n_out;
+    size_t off = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        m->w_off[l] = off;
+        off += (size_t)m->size[l + 1] * m->size[l];
+        m->b_off[l] = off;
+        off += m->size[l + 1];
+        if (l + 1 < m->n_layers)
+            m->cache_per_row += 2 * (size_t)m->size[l + 1];
+    }
+    m->n_params = off;
+}
+
+size_t bg__gfn_mlp_max_width(const bg__gfn_mlp *m)
+{
+    size_t w = 0;
+    for (uint32_t l = 0; l <= m->n_layers; l++)
+        if (m->size[l] > w)
+            w = m->size[l];
+    return w;
+}
+
+void bg__gfn_mlp_init_params(const bg__gfn_mlp *m, double *params, bg_rng *rng)
+{
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        size_t n_w = (size_t)m->size[l + 1] * m->size[l];
+        double scale = sqrt(3.0 / m->size[l]); /* variance 1/fan_in */
+        if (l + 1 == m->n_layers)
+            scale *= 0.1; /* near-uniform first policy */
+        for (size_t i = 0; i < n_w; i++)
+            params[m->w_off[l] + i] = scale * (2.0 * bg_gfn_rng_uniform(rng) - 1.0);
+        memset(params + m->b_off[l], 0, m->size[l + 1] * sizeof(double));
+    }
+}
+
+/* Offset (in doubles) of hidden layer l's z block in a cache of `rows` rows;
+ * its a block follows at + rows * size[l+1]. */
+static size_t cache_off(const bg__gfn_mlp *m, size_t rows, uint32_t l)
+{
+    size_t off = 0;
+    for (uint32_t k = 0; k < l; k++)
+        off += 2 * rows * m->size[k + 1];
+    return off;
+}
+
+/* y [rows × n_out] = in [rows × n_in] · Wᵀ + b */
+static void affine(size_t rows, uint32_t n_in, uint32_t n_out, const double *w,
+                   const double *b, const double *in, double *y)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const double *xr = in + r * n_in;
+        double *yr = y + r * n_out;
+        for (uint32_t o = 0; o < n_out; o++) {
+            const double *wo = w + (size_t)o * n_in;
+            double s = b[o];
+            for (uint32_t i = 0; i < n_in; i++)
+                s += wo[i] * xr[i];
+            yr[o] = s;
+        }
+    }
+}
+
+void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows,
+                         const double *x, double *cache, double *out)
+{
+    const double *in = x;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        uint32_t n_in = m->size[l], n_out = m->size[l + 1];
+        const double *w = params + m->w_off[l], *b = params + m->b_off[l];
+        if (l + 1 == m->n_layers) {
+            /* output layer: logits, no activation */
+            affine(rows, n_in, n_out, w, b, in, out);
+            break;
+        }
+        /* hidden layer: z = in·Wᵀ + b, a = gelu(z) */
+        double *z = cache + cache_off(m, rows, l);
+        double *a = z + rows * n_out;
+        affine(rows, n_in, n_out, w, b, in, z);
+        for (size_t i = 0; i < rows * n_out; i++)
+            a[i] = gelu(z[i]);
+        in = a;
+    }
+}
+
+void bg__gfn_mlp_backward(const bg__gfn_mlp *m, const double *params, size_t rows,
+                          const double *x, const double *cache, const double *dout,
+                          double *grad, double *scratch)
+{
+    size_t width = bg__gfn_mlp_max_width(m);
+    double *dz_buf[2] = {scratch, scratch + rows * width};
+    const double *dz = dout;
+    for (uint32_t l = m->n_layers; l-- > 0;) {
+        uint32_t n_in = m->size[l], n_out = m->size[l + 1];
+        const double *w = params + m->w_off[l];
+        double *gw = grad + m->w_off[l], *gb = grad + m->b_off[l];
+        const double *in = l == 0 ? x : cache + cache_off(m, rows, l - 1) + rows * n_in;
+        /* dW += dzᵀ · in ; db += Σ_rows dz */
+        for (size_t r = 0; r < rows; r++) {
+            const double *dzr = dz + r * n_out, *inr = in + r * n_in;
+            for (uint32_t o = 0; o < n_out; o++) {
+                double c = dzr[o];
+                if (c == 0.0)
+                    continue;
+                double *gwo = gw + (size_t)o * n_in;
+                for (uint32_t i = 0; i < n_in; i++)
+                    gwo[i] += c * inr[i];
+                gb[o] += c;
+            }
+        }
+        if (l == 0)
+            break;
+        /* d in = dz · W, then through the GELU of the layer below */
+        double *din = dz_buf[l & 1];
+        const double *z_prev = cache + cache_off(m, rows, l - 1);
+        memset(din, 0, rows * n_in * sizeof(double));
+        for (size_t r = 0; r < rows; r++) {
+            const double *dzr = dz + r * n_out;
+            double *dr = din + r * n_in;
+            for (uint32_t o = 0; o < n_out; o++) {
+                double c = dzr[o];
+                if (c == 0.0)
+                    continue;
+                const double *wo = w + (size_t)o * n_in;
+                for (uint32_t i = 0; i < n_in; i++)
+                    dr[i] += c * wo[i];
+            }
+            const double *zr = z_prev + r * n_in;
+            for (uint32_t i = 0; i < n_in; i++)
+                dr[i] *= gelu_grad(zr[i]);
+        }
+        dz = din;
+    }
+}
+
+void bg__gfn_adam_step(bg_gfn *g, double *grad, uint64_t t)
+{
+    const bg_gfn_config *c = &g->cfg;
+    size_t n = g->n_params;
+    if (c->grad_clip > 0) {
+        double ss = 0;
+        for (size_t i = 0; i < n; i++)
+            ss += grad[i] * grad[i];
+        double norm = sqrt(ss);
+        if (norm > c->grad_clip) {
+            double s = c->grad_clip / norm;
+            for (size_t i = 0; i < n; i++)
+                grad[i] *= s;
+        }
+    }
+    double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
+    for (size_t i = 0; i < n; i++) {
+        double lr = i + 1 == n ? c->lr_logz : c->lr;
+        g->adam_m[i] = c->beta1 * g->adam_m[i] + (1.0 - c->beta1) * grad[i];
+        g->adam_v[i] = c->beta2 * g->adam_v[i] + (1.0 - c->beta2) * grad[i] * grad[i];
+        double mh = g->adam_m[i] / bc1, vh = g->adam_v[i] / bc2;
+        g->params[i] -= lr * mh / (sqrt(vh) + c->adam_eps);
+    }
+}
