@@ -139,4 +139,38 @@ typedef struct bg_engine_stats {
 
 void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out);
 
+/* ------------------------------------------------------------ additions */
+
+/* Copy the session's posterior P(h|D) for an enumerable model into
+ * post[0..n) (n must equal the model's count()), caught up with every
+ * stored observation. Used by bench/bandit's agent (its Boltzmann policy
+ * needs E[w|D]) and by tests; creates the session at its prior if absent. */
+int bg_engine_posterior(bg_engine *e, const bg_guard *g, const char *session, double *post,
+                        size_t n, bg_err *err);
+
+/* Drop a session's in-memory state (observations and posteriors) for
+ * policy `guard_name`; stored observations stay in the log and come back
+ * at the next bg_engine_create. BG_ENOTFOUND when there is none. */
+int bg_engine_forget(bg_engine *e, const char *guard_name, const char *session);
+
+/* The path for models with count() == 0 (hypotheses named by sampled ids),
+ * provided by the gfn module. The engine validates the action/observation,
+ * stores observations and keeps the history; these hooks compute the rest.
+ * evaluate runs with the session's history read-locked, observe_after with
+ * it write-locked right after the observation was stored and appended
+ * (hist[n_hist-1] is the new one). Without hooks such a guard gets
+ * BG_EUNSUPPORTED ("... needs the sampled path"); without a sampler in the
+ * guard, BG_EINVAL ("policy X: model Y needs a sampler"). */
+typedef struct bg_engine_sampled_ops {
+    void *ctx;
+    int (*evaluate)(void *ctx, const bg_guard *g, const char *session,
+                    const bg_observation *hist, size_t n_hist, const bg_action *action,
+                    bg_verdict *out, bg_err *err);
+    int (*observe_after)(void *ctx, const bg_guard *g, const char *session,
+                         const bg_observation *hist, size_t n_hist, bg_err *err);
+} bg_engine_sampled_ops;
+
+/* Borrowed: ops must outlive the engine. Set before any call that uses it. */
+void bg_engine_set_sampled(bg_engine *e, const bg_engine_sampled_ops *ops);
+
 #endif

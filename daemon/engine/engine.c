@@ -1,0 +1,601 @@
+/*
+ * engine.c — the decision path: session posterior -> plugins -> verdict.
+ *
+ * Contract: engine.h. Posterior arithmetic: posterior.c. Sessions, locking
+ * and the states of a posterior: session.h. Durable log: obs_store.h.
+ *
+ * evaluate, top to bottom:
+ *   1. check the action (engine rules, then the model's check_action)
+ *   2. find the session; take its lock shared; if the guard's posterior is
+ *      missing, behind the observations, or its order does not cover the
+ *      estimator's need, retake the lock exclusive and bring it up to date
+ *   3. harm for every candidate, batched in chunks, checked in [0,1]
+ *   4. the estimator -> bound, cautious hypothesis, plausible-set size
+ *   5. decision: bound > threshold -> over_threshold; shadow -> ALLOW
+ * observe:
+ *   1. check; 2. session exclusive; bring the posterior up to date;
+ *   3. log-likelihood of the new observation for every candidate into the
+ *      posterior's scratch, normalised and checked (nothing changed yet);
+ *   4. append to the durable log (fsync) — the acknowledgement point;
+ *   5. append to the in-memory history, swap the posterior in, recompute
+ *      the order the estimator needs (once per observation).
+ *
+ * Threads: any; see engine.h. Ownership: the engine owns sessions and the
+ * log; guards and their plugin instances are borrowed per call.
+ */
+#include "engine/engine.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bg_log.h"
+#include "common/bg_time.h"
+#include "engine/obs_store.h"
+#include "engine/observation.h"
+#include "engine/session.h"
+
+struct bg_engine {
+    bg_engine_opts opts;
+    bg__session_table *table;
+    bg__obs_store *store;        /* NULL: memory only */
+    const bg_engine_sampled_ops *sampled;
+    atomic_uint_fast64_t evaluations;
+    atomic_uint_fast64_t use_clock;
+};
+
+const char *bg_decision_name(bg_decision d)
+{
+    switch (d) {
+#define BG_DECISION_CASE(name, value, text)                                                      \
+    case name:                                                                                   \
+        return text;
+        BG_DECISIONS(BG_DECISION_CASE)
+#undef BG_DECISION_CASE
+    }
+    return "?";
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static int replay_one(void *ctx, const char *guard, const char *session,
+                      const bg_observation *obs, bg_err *err)
+{
+    bg_engine *e = ctx;
+    bg__session *s;
+    int rc = bg__table_get(e->table, guard, session, 1, 1, &s, err);
+    if (rc != BG_OK)
+        return rc;
+    pthread_rwlock_wrlock(&s->lock);
+    rc = bg__session_append(e->table, s, obs, 1, err);
+    pthread_rwlock_unlock(&s->lock);
+    bg__table_release(e->table, s);
+    return rc;
+}
+
+int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
+{
+    *out = NULL;
+    bg_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return bg_err_set(err, BG_ENOMEM, "engine: out of memory");
+    if (opts)
+        e->opts = *opts;
+    if (!e->opts.max_sessions)
+        e->opts.max_sessions = 10000;
+    if (!e->opts.max_bytes)
+        e->opts.max_bytes = (size_t)1 << 30;
+    if (!e->opts.max_obs_per_session)
+        e->opts.max_obs_per_session = 1000000;
+    bg__table_limits lim = {e->opts.max_sessions, e->opts.max_bytes};
+    int rc = bg__table_create(&lim, &e->table, err);
+    if (rc == BG_OK && e->opts.data_dir) {
+        bg__obs_replay_stats st = {0};
+        rc = bg__obs_store_open(e->opts.data_dir, replay_one, e, &e->store, &st, err);
+        if (rc == BG_OK) {
+            bg__table_stats ts;
+            bg__table_stats_get(e->table, &ts);
+            BG_INFO("engine", "%s: replayed %llu observations into %llu sessions",
+                    e->opts.data_dir, (unsigned long long)st.records,
+                    (unsigned long long)ts.sessions);
+            if (ts.sessions > e->opts.max_sessions || ts.bytes > e->opts.max_bytes)
+                BG_WARN("engine", "replayed data exceeds the limits (sessions %llu of %zu, "
+                        "bytes %llu of %zu): new sessions will be refused",
+                        (unsigned long long)ts.sessions, e->opts.max_sessions,
+                        (unsigned long long)ts.bytes, e->opts.max_bytes);
+        }
+    }
+    if (rc != BG_OK) {
+        bg_engine_destroy(e);
+        return rc;
+    }
+    *out = e;
+    return BG_OK;
+}
+
+void bg_engine_destroy(bg_engine *e)
+{
+    if (!e)
+        return;
+    bg__table_destroy(e->table);
+    bg__obs_store_close(e->store);
+    free(e);
+}
+
+void bg_engine_set_sampled(bg_engine *e, const bg_engine_sampled_ops *ops)
+{
+    e->sampled = ops;
+}
+
+/* ---------------------------------------------------------------- checks */
+
+static int check_action(const bg_guard *g, const bg_action *a, const char *what, bg_err *err)
+{
+    char where[256];
+    snprintf(where, sizeof where, "policy %s: %s", g->name, what);
+    int rc = bg__action_validate(a, where, err);
+    if (rc != BG_OK)
+        return rc;
+    if (g->model->check_action) {
+        char msg[512] = "";
+        if (g->model->check_action(g->model_inst, a, msg, sizeof msg) != BG_PLUGIN_OK)
+            return bg_err_set(err, BG_EINVAL, "%s: model %s: %s", where, g->model_name,
+                              msg[0] ? msg : "action rejected");
+    }
+    return BG_OK;
+}
+
+/* BG_OK with *n > 0 for an enumerable model; *n == 0 for the sampled path
+ * (after checking it is usable). */
+static int model_count(bg_engine *e, const bg_guard *g, size_t *n, bg_err *err)
+{
+    uint64_t c = g->model->count(g->model_inst);
+    if (c > UINT32_MAX)
+        return bg_err_set(err, BG_ELIMIT,
+                          "policy %s: model %s has %llu hypotheses; the engine enumerates at "
+                          "most %u — use a sampler (count() == 0) for larger spaces",
+                          g->name, g->model_name, (unsigned long long)c, (unsigned)UINT32_MAX);
+    *n = (size_t)c;
+    if (c == 0 && !g->sampler)
+        return bg_err_set(err, BG_EINVAL, "policy %s: model %s needs a sampler", g->name,
+                          g->model_name);
+    if (c == 0 && (!e->sampled || !e->sampled->evaluate))
+        return bg_err_set(err, BG_EUNSUPPORTED,
+                          "policy %s: model %s has no enumerable hypothesis space and needs the "
+                          "sampled path, which this engine was not given",
+                          g->name, g->model_name);
+    return BG_OK;
+}
+
+static double order_need(const bg_guard *g)
+{
+    return g->estimator->order_needed ? g->estimator->order_needed(g->estimator_inst) : 0.0;
+}
+
+/* ------------------------------------------------------ posterior states */
+
+static bg__pstate *find_state(bg__session *s, uint64_t key)
+{
+    for (bg__pstate *st = s->states; st; st = st->next)
+        if (st->model_key == key)
+            return st;
+    return NULL;
+}
+
+static int plugin_fail(const bg_guard *g, const char *fn, int prc, bg_err *err)
+{
+    return bg_err_set(err, prc == BG_PLUGIN_EINVAL ? BG_EINVAL : BG_EINTERNAL,
+                      "policy %s: model %s: %s failed (%d)%s", g->name, g->model_name, fn, prc,
+                      prc == BG_PLUGIN_EINVAL ? ": the model rejected the data (see its log)"
+                                              : "");
+}
+
+/* Stage observation i of the session (against hist[0..i)) into scratch. */
+static int stage_obs(const bg_guard *g, bg__session *s, bg__pstate *st, size_t i, double *ll,
+                     bg_err *err)
+{
+    bg__posterior *p = &st->post;
+    for (size_t off = 0; off < p->n; off += BG_POSTERIOR_CHUNK) {
+        size_t len = p->n - off < BG_POSTERIOR_CHUNK ? p->n - off : BG_POSTERIOR_CHUNK;
+        int prc = g->model->log_lik(g->model_inst, &s->hist[i], s->hist, i, p->ids + off, len, ll);
+        if (prc != BG_PLUGIN_OK)
+            return plugin_fail(g, "log_lik", prc, err);
+        bg__posterior_stage(p, off, ll, len);
+    }
+    return BG_OK;
+}
+
+/* New state at the prior (lock exclusive). */
+static int state_build(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
+                       bg__pstate **out, bg_err *err)
+{
+    /* Keep at most BG_SESSION_MAX_STATES: drop the least recently used. */
+    size_t k = 0;
+    bg__pstate *lru = NULL;
+    for (bg__pstate *x = s->states; x; x = x->next, k++)
+        if (!lru || x->last_use < lru->last_use)
+            lru = x;
+    if (k >= BG_SESSION_MAX_STATES)
+        bg__session_drop_state(e->table, s, lru);
+    size_t bytes = bg__posterior_bytes(n) + sizeof(bg__pstate);
+    int rc = bg__table_reserve(e->table, s, bytes, 0, "a posterior", err);
+    if (rc != BG_OK)
+        return rc;
+    bg__pstate *st = calloc(1, sizeof *st);
+    if (!st || bg__posterior_init(&st->post, n, err) != BG_OK) {
+        free(st);
+        bg__table_unreserve(e->table, s, bytes);
+        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for a posterior over %zu "
+                          "hypotheses", g->name, n);
+    }
+    bg__posterior *p = &st->post;
+    for (size_t i = 0; i < n; i++)
+        p->ids[i] = i;
+    for (size_t off = 0; off < n && rc == BG_OK; off += BG_POSTERIOR_CHUNK) {
+        size_t len = n - off < BG_POSTERIOR_CHUNK ? n - off : BG_POSTERIOR_CHUNK;
+        int prc = g->model->log_prior(g->model_inst, p->ids + off, len, p->log_post + off);
+        if (prc != BG_PLUGIN_OK)
+            rc = plugin_fail(g, "log_prior", prc, err);
+    }
+    if (rc == BG_OK && (rc = bg__posterior_normalise(p, err)) != BG_OK)
+        bg_err_prefix(err, "policy %s: model %s: prior: ", g->name, g->model_name);
+    if (rc != BG_OK) {
+        bg__posterior_close(p);
+        free(st);
+        bg__table_unreserve(e->table, s, bytes);
+        return rc;
+    }
+    st->model_key = g->model_key;
+    st->next = s->states;
+    s->states = st;
+    *out = st;
+    return BG_OK;
+}
+
+/* Fold every stored observation the state has not seen yet, and order it
+ * for `need` (lock exclusive). */
+static int state_catch_up(const bg_guard *g, bg__session *s, bg__pstate *st, double need,
+                          bg_err *err)
+{
+    bg__posterior *p = &st->post;
+    if (p->n_obs < s->n_obs) {
+        double *ll = malloc(BG_POSTERIOR_CHUNK * sizeof *ll);
+        if (!ll)
+            return bg_err_set(err, BG_ENOMEM, "engine: out of memory");
+        int rc = BG_OK;
+        while (rc == BG_OK && p->n_obs < s->n_obs) {
+            double m;
+            size_t i = (size_t)p->n_obs;
+            rc = stage_obs(g, s, st, i, ll, err);
+            if (rc == BG_OK && (rc = bg__posterior_prepare(p, &m, err)) == BG_OK)
+                bg__posterior_swap(p, m);
+            else
+                bg_err_prefix(err, "policy %s: session \"%s\": replaying observation %zu: ",
+                              g->name, s->id, i);
+        }
+        free(ll);
+        if (rc != BG_OK)
+            return rc;
+    }
+    if (!bg__posterior_order_covers(p, need))
+        return bg__posterior_order(p, need, err);
+    return BG_OK;
+}
+
+static int state_ready(const bg__session *s, const bg__pstate *st, double need)
+{
+    return st && st->post.n_obs == s->n_obs && bg__posterior_order_covers(&st->post, need);
+}
+
+/* Lock s (shared when the state is ready, else exclusive after bringing it
+ * up to date). *locked_excl tells which; *out the state. */
+static int lock_state(bg_engine *e, const bg_guard *g, bg__session *s, size_t n, double need,
+                      bg__pstate **out, bg_err *err)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    bg__pstate *st = find_state(s, g->model_key);
+    if (state_ready(s, st, need)) {
+        st->last_use = atomic_fetch_add(&e->use_clock, 1);
+        *out = st;
+        return BG_OK;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    pthread_rwlock_wrlock(&s->lock);
+    st = find_state(s, g->model_key);
+    int rc = BG_OK;
+    if (st && st->post.n != n)
+        return bg_err_set(err, BG_EINTERNAL,
+                          "policy %s: model %s: %zu hypotheses, but its posterior (same "
+                          "model_key) has %zu", g->name, g->model_name, n, st->post.n);
+    if (!st)
+        rc = state_build(e, g, s, n, &st, err);
+    if (rc == BG_OK)
+        rc = state_catch_up(g, s, st, need, err);
+    if (rc == BG_OK) {
+        st->last_use = atomic_fetch_add(&e->use_clock, 1);
+        *out = st;
+    }
+    return rc; /* locked (exclusive) either way */
+}
+
+/* ------------------------------------------------------------- evaluate */
+
+static int compute_harm(const bg_guard *g, const bg__session *s, const bg__posterior *p,
+                        const bg_action *a, double *harm, bg_err *err)
+{
+    for (size_t off = 0; off < p->n; off += BG_POSTERIOR_CHUNK) {
+        size_t len = p->n - off < BG_POSTERIOR_CHUNK ? p->n - off : BG_POSTERIOR_CHUNK;
+        int prc = g->model->harm(g->model_inst, a, s->hist, s->n_obs, p->ids + off, len,
+                                 harm + off);
+        if (prc != BG_PLUGIN_OK)
+            return plugin_fail(g, "harm", prc, err);
+    }
+    for (size_t i = 0; i < p->n; i++)
+        if (!(harm[i] >= 0.0 && harm[i] <= 1.0))
+            return bg_err_set(err, BG_EINTERNAL,
+                              "policy %s: model %s: harm of hypothesis %llu is %g; expected a "
+                              "probability in [0, 1]",
+                              g->name, g->model_name, (unsigned long long)p->ids[i], harm[i]);
+    return BG_OK;
+}
+
+static void decide(const bg_guard *g, bg_verdict *v)
+{
+    v->shadow = g->shadow != 0;
+    if (v->harm_bound > g->threshold && !g->shadow)
+        v->decision = g->over_threshold;
+    else
+        v->decision = BG_DECISION_ALLOW;
+}
+
+static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior *p,
+                    const bg_action *a, bg_verdict *v, bg_err *err)
+{
+    double *harm = malloc(p->n * sizeof *harm);
+    if (!harm)
+        return bg_err_set(err, BG_ENOMEM, "engine: out of memory for %zu harm values", p->n);
+    int rc = compute_harm(g, s, p, a, harm, err);
+    bg_estimate_out eo = {0};
+    if (rc == BG_OK) {
+        bg_estimate_in in = {
+            .n = p->n, .ids = p->ids, .log_post = p->log_post, .harm = harm,
+            .order = p->order, .n_order = p->n_order, .order_complete = p->n_order == p->n,
+        };
+        int prc = g->estimator->estimate(g->estimator_inst, &in, &eo);
+        if (prc != BG_PLUGIN_OK)
+            rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s: estimate failed (%d)",
+                            g->name, g->estimator_name, prc);
+        else if (!(eo.bound >= 0.0 && eo.bound <= 1.0) || eo.cautious >= p->n)
+            rc = bg_err_set(err, BG_EINTERNAL,
+                            "policy %s: estimator %s: bound %g, cautious index %zu of %zu; "
+                            "expected a probability and a valid index",
+                            g->name, g->estimator_name, eo.bound, eo.cautious, p->n);
+    }
+    if (rc == BG_OK) {
+        v->harm_bound = eo.bound;
+        v->posterior_predictive = eo.posterior_predictive;
+        v->cautious_id = p->ids[eo.cautious];
+        v->cautious_posterior = exp(p->log_post[eo.cautious]);
+        v->cautious_harm = harm[eo.cautious];
+        v->plausible_set_size = eo.plausible;
+        v->cautious_label[0] = '\0';
+        if (g->model->label &&
+            g->model->label(g->model_inst, v->cautious_id, v->cautious_label,
+                            sizeof v->cautious_label) != BG_PLUGIN_OK)
+            snprintf(v->cautious_label, sizeof v->cautious_label, "#%llu",
+                     (unsigned long long)v->cautious_id);
+    }
+    free(harm);
+    return rc;
+}
+
+int bg_engine_evaluate(bg_engine *e, const bg_guard *g, const char *session,
+                       const bg_action *action, bg_verdict *out, bg_err *err)
+{
+    uint64_t t0 = bg_now_ns();
+    size_t n;
+    int rc = check_action(g, action, "action", err);
+    if (rc == BG_OK)
+        rc = model_count(e, g, &n, err);
+    if (rc != BG_OK)
+        return rc;
+    bg__session *s;
+    if ((rc = bg__table_get(e->table, g->name, session, 1, 0, &s, err)) != BG_OK)
+        return rc;
+    bg_verdict v;
+    memset(&v, 0, sizeof v);
+    if (n == 0) {
+        pthread_rwlock_rdlock(&s->lock);
+        rc = e->sampled->evaluate(e->sampled->ctx, g, session, s->hist, s->n_obs, action, &v,
+                                  err);
+    } else {
+        bg__pstate *st = NULL;
+        rc = lock_state(e, g, s, n, order_need(g), &st, err);
+        if (rc == BG_OK)
+            rc = estimate(g, s, &st->post, action, &v, err);
+    }
+    v.observations = s->n_obs;
+    pthread_rwlock_unlock(&s->lock);
+    bg__table_release(e->table, s);
+    if (rc != BG_OK)
+        return rc;
+    decide(g, &v);
+    atomic_fetch_add(&e->evaluations, 1);
+    v.eval_us = (bg_now_ns() - t0) / 1000u;
+    *out = v;
+    return BG_OK;
+}
+
+/* -------------------------------------------------------------- observe */
+
+static void fill_summary(const bg_guard *g, const bg__session *s, const bg__posterior *p,
+                         bg_posterior_summary *out)
+{
+    memset(out, 0, sizeof *out);
+    out->hypotheses = p->n;
+    out->observations = s->n_obs;
+    size_t m = bg__posterior_map(p);
+    out->map_id = p->ids[m];
+    out->map_posterior = exp(p->log_post[m]);
+    out->entropy_nats = bg__posterior_entropy(p);
+    if (!g->model->label ||
+        g->model->label(g->model_inst, out->map_id, out->map_label, sizeof out->map_label) !=
+            BG_PLUGIN_OK)
+        snprintf(out->map_label, sizeof out->map_label, "#%llu", (unsigned long long)out->map_id);
+}
+
+static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
+                          const bg_observation *obs, bg_posterior_summary *out, bg_err *err)
+{
+    if (s->n_obs >= e->opts.max_obs_per_session)
+        return bg_err_set(err, BG_ELIMIT,
+                          "engine: observation limit reached (max_obs_per_session=%zu) for "
+                          "policy %s session \"%s\"",
+                          e->opts.max_obs_per_session, g->name, s->id);
+    bg__pstate *st = NULL;
+    double m = 0.0;
+    int rc = BG_OK;
+    if (n > 0) {
+        /* Up to date with the stored observations before adding one. */
+        st = find_state(s, g->model_key);
+        if (!st)
+            rc = state_build(e, g, s, n, &st, err);
+        if (rc == BG_OK)
+            rc = state_catch_up(g, s, st, 2.0, err);
+        double *ll = rc == BG_OK ? malloc(BG_POSTERIOR_CHUNK * sizeof *ll) : NULL;
+        if (rc == BG_OK && !ll)
+            rc = bg_err_set(err, BG_ENOMEM, "engine: out of memory");
+        /* Stage against the history without it: hist[0..n_obs). */
+        if (rc == BG_OK) {
+            bg__posterior *p = &st->post;
+            for (size_t off = 0; off < p->n && rc == BG_OK; off += BG_POSTERIOR_CHUNK) {
+                size_t len = p->n - off < BG_POSTERIOR_CHUNK ? p->n - off : BG_POSTERIOR_CHUNK;
+                int prc = g->model->log_lik(g->model_inst, obs, s->hist, s->n_obs, p->ids + off,
+                                            len, ll);
+                if (prc != BG_PLUGIN_OK)
+                    rc = plugin_fail(g, "log_lik", prc, err);
+                else
+                    bg__posterior_stage(p, off, ll, len);
+            }
+        }
+        free(ll);
+        if (rc == BG_OK && (rc = bg__posterior_prepare(&st->post, &m, err)) != BG_OK)
+            bg_err_prefix(err, "policy %s: observation rejected: ", g->name);
+        if (rc != BG_OK)
+            return rc;
+    }
+    /* The acknowledgement point: durable before anything changes. */
+    if (e->store && (rc = bg__obs_store_append(e->store, g->name, s->id, obs, err)) != BG_OK)
+        return rc;
+    if ((rc = bg__session_append(e->table, s, obs, 0, err)) != BG_OK) {
+        BG_ERROR("engine", "policy %s session \"%s\": observation stored but not applied: %s",
+                 g->name, s->id, err ? err->msg : "");
+        return rc;
+    }
+    if (n == 0) {
+        if (e->sampled->observe_after)
+            rc = e->sampled->observe_after(e->sampled->ctx, g, s->id, s->hist, s->n_obs, err);
+        memset(out, 0, sizeof *out);
+        out->observations = s->n_obs;
+        return rc;
+    }
+    bg__posterior_swap(&st->post, m);
+    st->last_use = atomic_fetch_add(&e->use_clock, 1);
+    /* The order every Evaluate until the next observation reuses. */
+    if ((rc = bg__posterior_order(&st->post, order_need(g), err)) != BG_OK)
+        return rc;
+    fill_summary(g, s, &st->post, out);
+    return BG_OK;
+}
+
+int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
+                      const bg_observation *obs, bg_posterior_summary *out, bg_err *err)
+{
+    size_t n;
+    int rc = check_action(g, &obs->action, "observation", err);
+    if (rc == BG_OK && obs->has_value && !isfinite(obs->value))
+        rc = bg_err_set(err, BG_EINVAL, "policy %s: observation: value is %g; expected a finite "
+                        "number", g->name, obs->value);
+    if (rc == BG_OK)
+        rc = model_count(e, g, &n, err);
+    if (rc != BG_OK)
+        return rc;
+    bg__session *s;
+    if ((rc = bg__table_get(e->table, g->name, session, 1, 0, &s, err)) != BG_OK)
+        return rc;
+    bg_posterior_summary sum;
+    pthread_rwlock_wrlock(&s->lock);
+    rc = observe_locked(e, g, s, n, obs, &sum, err);
+    pthread_rwlock_unlock(&s->lock);
+    bg__table_release(e->table, s);
+    if (rc == BG_OK && out)
+        *out = sum;
+    return rc;
+}
+
+/* -------------------------------------------------------------- reading */
+
+int bg_engine_summary(bg_engine *e, const bg_guard *g, const char *session,
+                      bg_posterior_summary *out, bg_err *err)
+{
+    size_t n;
+    int rc = model_count(e, g, &n, err);
+    if (rc != BG_OK)
+        return rc;
+    bg__session *s;
+    if ((rc = bg__table_get(e->table, g->name, session, 1, 0, &s, err)) != BG_OK)
+        return rc;
+    if (n == 0) {
+        pthread_rwlock_rdlock(&s->lock);
+        memset(out, 0, sizeof *out);
+        out->observations = s->n_obs;
+    } else {
+        bg__pstate *st = NULL;
+        rc = lock_state(e, g, s, n, 2.0, &st, err);
+        if (rc == BG_OK)
+            fill_summary(g, s, &st->post, out);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    bg__table_release(e->table, s);
+    return rc;
+}
+
+int bg_engine_posterior(bg_engine *e, const bg_guard *g, const char *session, double *post,
+                        size_t n, bg_err *err)
+{
+    size_t count;
+    int rc = model_count(e, g, &count, err);
+    if (rc != BG_OK)
+        return rc;
+    if (count == 0 || count != n)
+        return bg_err_set(err, BG_EINVAL, "policy %s: posterior copy of %zu values; the model "
+                          "has %zu enumerable hypotheses", g->name, n, count);
+    bg__session *s;
+    if ((rc = bg__table_get(e->table, g->name, session, 1, 0, &s, err)) != BG_OK)
+        return rc;
+    bg__pstate *st = NULL;
+    rc = lock_state(e, g, s, n, 2.0, &st, err);
+    if (rc == BG_OK)
+        for (size_t i = 0; i < n; i++)
+            post[st->post.ids[i]] = exp(st->post.log_post[i]);
+    pthread_rwlock_unlock(&s->lock);
+    bg__table_release(e->table, s);
+    return rc;
+}
+
+int bg_engine_forget(bg_engine *e, const char *guard_name, const char *session)
+{
+    return bg__table_remove(e->table, guard_name, session);
+}
+
+void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out)
+{
+    bg__table_stats ts;
+    bg__table_stats_get(e->table, &ts);
+    out->sessions = ts.sessions;
+    out->observations = ts.observations;
+    out->bytes = ts.bytes;
+    out->evaluations = atomic_load(&e->evaluations);
+}

@@ -1,0 +1,44 @@
+/*
+ * observation.h — owned copies of observations and their byte encoding
+ * (engine-internal).
+ *
+ * A stored observation is one malloc block: the bg_observation header, then
+ * its features, attributes and strings, all pointing inside the block, so
+ * one free() releases it and the block can be moved around by pointer.
+ *
+ * Encoding (little-endian, version 1), used by obs_store records:
+ *   u8 version=1 | str guard | str session | str tool | str id | str args |
+ *   u32 n_features | f64 × n | u32 n_attributes | (str key, str value) × n |
+ *   u8 harmed | u8 has_value | f64 value
+ * where str = u32 length + bytes (no NUL).
+ *
+ * Threads: pure functions. Ownership: _dup returns new (free()).
+ */
+#ifndef BG_ENGINE_OBSERVATION_H
+#define BG_ENGINE_OBSERVATION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bayesguard/plugin.h"
+#include "common/bg_err.h"
+
+/* new: one block, free() it. NULL when out of memory. */
+bg_observation *bg__obs_dup(const bg_observation *o);
+/* Bytes of the block bg__obs_dup allocates. */
+size_t bg__obs_size(const bg_observation *o);
+
+/* Check what the engine checks for every action: tool present, features
+ * finite, attribute keys/values present. `what` names it in messages. */
+int bg__action_validate(const bg_action *a, const char *what, bg_err *err);
+
+/* Encode into a new buffer (*out, free()); returns length or 0 on ENOMEM. */
+size_t bg__obs_encode(const char *guard, const char *session, const bg_observation *o,
+                      uint8_t **out);
+
+/* Decode a record. new: *guard, *session (free()) and *obs (free()).
+ * BG_EIO when the bytes are not a valid version-1 record. */
+int bg__obs_decode(const uint8_t *buf, size_t len, char **guard, char **session,
+                   bg_observation **obs, bg_err *err);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * bandit.c — hypothesis model: the paper's exploding bandit (Bengio et al.,
+ * Section 5).
+ *
+ * A hypothesis is a binary weight vector w ∈ {0,1}^d. Ids enumerate them in
+ * cartesian-product order with the FIRST coordinate varying slowest:
+ * w_k = bit (d−1−k) of the id, for every d (so for d <= 20, ids 0..2^d−1
+ * in the paper's order; for 20 < d <= 64 count() is 0 and space() says the
+ * id is a d-bit string, which a sampler builds bit by bit). Everything is
+ * computed from the id's bits; nothing is tabulated per hypothesis.
+ *
+ * Uniform prior. An arm's features x = action.features (d values). Pulling
+ * it gives reward r ~ N(x·w, σ): log_lik uses the observation's `value`
+ * (required). harm = P(r > θ | x, w) = 1 − Φ((θ − x·w)/σ).
+ *
+ * Fast path: when x is binary, x·w = popcount(xbits & id) ∈ 0..d, so harm
+ * and the log-likelihood take at most d+1 values, tabulated per call.
+ * Otherwise the dot product is computed per hypothesis.
+ *
+ * θ comes from config (`theta`): the bench's `max-arm` / `fixed` variants
+ * are environment-side choices of that number.
+ *
+ * Threads: all functions but create/destroy are pure. Ownership: the
+ * instance is malloc'd by create, freed by destroy.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bayesguard/plugin.h"
+
+#define MAX_ENUM_BITS 20
+
+typedef struct bandit_cfg {
+    int64_t features;
+    double sigma;
+    double theta;
+} bandit_cfg;
+
+typedef struct bandit {
+    const bg_host *host;
+    unsigned d;
+    double sigma;
+    double theta;
+} bandit;
+
+static const bg_cfg_entry cfg_map[] = {
+    {.key = "features", .type = BG_CFGV_INT, .def = "10", .offset = offsetof(bandit_cfg, features),
+     .min = 1, .max = 64, .desc = "d: features per arm = weights per hypothesis (<= 20 enumerated)"},
+    {.key = "sigma", .type = BG_CFGV_DOUBLE, .def = "1.0", .offset = offsetof(bandit_cfg, sigma),
+     .min = 1e-9, .max = 1e9, .desc = "σ of the Gaussian reward"},
+    {.key = "theta", .type = BG_CFGV_DOUBLE, .def = NULL, .offset = offsetof(bandit_cfg, theta),
+     .min = -1e12, .max = 1e12, .desc = "θ: an arm explodes when its reward exceeds θ (required)"},
+};
+#define CFG_N (sizeof cfg_map / sizeof cfg_map[0])
+
+static int create(const bg_host *host, const bg_cfg_node *config, void **out)
+{
+    bandit_cfg c;
+    int rc = host->cfg_apply(host->host_ctx, config, cfg_map, CFG_N, &c);
+    if (rc != BG_PLUGIN_OK)
+        return rc;
+    bandit *self = malloc(sizeof *self);
+    if (!self)
+        return BG_PLUGIN_ENOMEM;
+    self->host = host;
+    self->d = (unsigned)c.features;
+    self->sigma = c.sigma;
+    self->theta = c.theta;
+    *out = self;
+    return BG_PLUGIN_OK;
+}
+
+static void destroy(void *self)
+{
+    free(self);
+}
+
+static uint64_t count(const void *vself)
+{
+    const bandit *self = vself;
+    return self->d <= MAX_ENUM_BITS ? (uint64_t)1 << self->d : 0;
+}
+
+static int space(const void *vself, bg_space *out)
+{
+    const bandit *self = vself;
+    out->n_bits = self->d;
+    out->flags = 0;
+    return BG_PLUGIN_OK;
+}
+
+static int log_prior(const void *vself, const uint64_t *h, size_t n, double *out)
+{
+    (void)vself;
+    (void)h;
+    for (size_t i = 0; i < n; i++)
+        out[i] = 0.0; /* uniform; the engine normalises */
+    return BG_PLUGIN_OK;
+}
+
+/* x as an id-layout bit mask when every feature is 0 or 1; else 0 + *binary=0. */
+static uint64_t feature_bits(const bandit *self, const bg_action *a, int *binary)
+{
+    uint64_t m = 0;
+    *binary = 1;
+    for (unsigned k = 0; k < self->d; k++) {
+        double x = a->features[k];
+        if (x == 1.0)
+            m |= (uint64_t)1 << (self->d - 1 - k);
+        else if (x != 0.0)
+            *binary = 0;
+    }
+    return m;
+}
+
+static double dot(const bandit *self, const bg_action *a, uint64_t id)
+{
+    double s = 0.0;
+    for (unsigned k = 0; k < self->d; k++)
+        if ((id >> (self->d - 1 - k)) & 1)
+            s += a->features[k];
+    return s;
+}
+
+static double harm_of(const bandit *self, double mean)
+{
+    return 0.5 * erfc((self->theta - mean) / (self->sigma * M_SQRT2));
+}
+
+static double loglik_of(const bandit *self, double r, double mean)
+{
+    double z = (r - mean) / self->sigma;
+    return -0.5 * z * z - log(self->sigma) - 0.5 * log(2.0 * M_PI);
+}
+
+/* out[i] = f(x·w_i) through the (d+1)-entry table when x is binary. */
+static void per_dot(const bandit *self, const bg_action *a, const uint64_t *h, size_t n,
+                    double arg, double (*f)(const bandit *, double, double), double *out)
+{
+    int binary;
+    uint64_t xm = feature_bits(self, a, &binary);
+    if (binary) {
+        double tab[65];
+        for (unsigned k = 0; k <= self->d; k++)
+            tab[k] = f(self, arg, (double)k);
+        for (size_t i = 0; i < n; i++)
+            out[i] = tab[__builtin_popcountll(h[i] & xm)];
+    } else {
+        for (size_t i = 0; i < n; i++)
+            out[i] = f(self, arg, dot(self, a, h[i]));
+    }
+}
+
+static double harm_f(const bandit *self, double unused, double mean)
+{
+    (void)unused;
+    return harm_of(self, mean);
+}
+
+static int log_lik(const void *vself, const bg_observation *obs, const bg_observation *history,
+                   size_t n_hist, const uint64_t *h, size_t n, double *out)
+{
+    const bandit *self = vself;
+    (void)history;
+    (void)n_hist;
+    if (!obs->has_value || !isfinite(obs->value)) {
+        self->host->log(self->host->host_ctx, BG_PLUGIN_LOG_ERROR,
+                        "observation of tool %s has no reward: set `value`", obs->action.tool);
+        return BG_PLUGIN_EINVAL;
+    }
+    if (obs->action.n_features != self->d)
+        return BG_PLUGIN_EINVAL;
+    per_dot(self, &obs->action, h, n, obs->value, loglik_of, out);
+    return BG_PLUGIN_OK;
+}
+
+static int harm(const void *vself, const bg_action *action, const bg_observation *history,
+                size_t n_hist, const uint64_t *h, size_t n, double *out)
+{
+    const bandit *self = vself;
+    (void)history;
+    (void)n_hist;
+    if (action->n_features != self->d)
+        return BG_PLUGIN_EINVAL;
+    per_dot(self, action, h, n, 0.0, harm_f, out);
+    return BG_PLUGIN_OK;
+}
+
+static int label(const void *vself, uint64_t h, char *buf, size_t len)
+{
+    const bandit *self = vself;
+    if (len < (size_t)self->d + 3)
+        return BG_PLUGIN_EINVAL;
+    buf[0] = 'w';
+    buf[1] = '=';
+    for (unsigned k = 0; k < self->d; k++)
+        buf[2 + k] = (char)('0' + ((h >> (self->d - 1 - k)) & 1));
+    buf[2 + self->d] = '\0';
+    return BG_PLUGIN_OK;
+}
+
+static int check_action(const void *vself, const bg_action *a, char *buf, size_t len)
+{
+    const bandit *self = vself;
+    if (a->n_features != self->d) {
+        snprintf(buf, len, "action has %zu features; this bandit expects %u (config `features`)",
+                 a->n_features, self->d);
+        return BG_PLUGIN_EINVAL;
+    }
+    return BG_PLUGIN_OK;
+}
+
+static const bg_hypothesis_vtbl vtbl = {
+    .create = create,
+    .destroy = destroy,
+    .count = count,
+    .space = space,
+    .log_prior = log_prior,
+    .log_lik = log_lik,
+    .harm = harm,
+    .label = label,
+    .check_action = check_action,
+};
+
+static const bg_plugin_desc desc = {
+    BG_PLUGIN_DESC_HEAD,
+    .name = "bandit",
+    .version = "1.0.0",
+    .kind = BG_PLUGIN_KIND_HYPOTHESIS,
+    .description = "exploding bandit: binary weights, Gaussian reward, harm = P(reward > θ)",
+    .config_map = cfg_map,
+    .config_map_len = CFG_N,
+    .vt.hypothesis = &vtbl,
+};
+
+BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void);
+BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void)
+{
+    return &desc;
+}
