@@ -1,0 +1,48 @@
+/*
+ * eng_fixture.h — shared set-up for the engine tests that load plugins: the
+ * plugin host over $BG_PLUGIN_DIR (exit 77 = skip when it is not set) and
+ * guards built from plugin names + YAML config text (guard_build.h).
+ * Header-only (static) so each test stays one program.
+ */
+#ifndef BG_ENG_FIXTURE_H
+#define BG_ENG_FIXTURE_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/guard_build.h"
+#include "plugin/plugin_host.h"
+
+static bg_plugin_host *fx_host(void)
+{
+    const char *dir = getenv("BG_PLUGIN_DIR");
+    if (!dir) {
+        printf("SKIP: BG_PLUGIN_DIR is not set (run through ctest)\n");
+        exit(77);
+    }
+    bg_plugin_host *h;
+    bg_err err;
+    if (bg_plugin_host_create(dir, &h, &err) != BG_OK) {
+        fprintf(stderr, "plugin host over %s: %s\n", dir, err.msg);
+        exit(1);
+    }
+    return h;
+}
+
+/* Build a guard or fail the test program (config must be valid here). */
+static bg_guard_build *fx_guard(bg_plugin_host *h, const char *name, const char *model,
+                                const char *model_cfg, const char *est, const char *est_cfg,
+                                double threshold)
+{
+    bg_guard_spec spec = {.name = name, .model = model, .model_cfg = model_cfg,
+                          .estimator = est, .estimator_cfg = est_cfg, .threshold = threshold};
+    bg_guard_build *b;
+    bg_err err;
+    if (bg_guard_build_create(h, &spec, &b, &err) != BG_OK) {
+        fprintf(stderr, "guard %s (%s + %s): %s\n", name, model, est, err.msg);
+        exit(1);
+    }
+    return b;
+}
+
+#endif
