@@ -1,0 +1,72 @@
+/*
+ * cli_main.c — the `bayesguard` command: dispatch to a subcommand.
+ *
+ * Each subcommand is `int f(int argc, char **argv)` with argv[0] its own
+ * name, returning the exit code. lm, check and replay are built only when
+ * their modules' files exist (BG_HAVE_CLI_LM / _CHECK / _REPLAY, set by
+ * daemon/cli/CMakeLists.txt). Main thread only.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli_guard.h"
+#ifdef BG_HAVE_CLI_LM
+#include "cli/cli_lm.h"
+#endif
+#ifdef BG_HAVE_CLI_CHECK
+#include "cli/cli_check.h"
+#endif
+#ifdef BG_HAVE_CLI_REPLAY
+#include "cli/cli_replay.h"
+#endif
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"eval", bg_cli_eval_main, "ask the daemon whether an action may run (exit 0 ALLOW, 1 not)"},
+    {"observe", bg_cli_observe_main, "report an action's outcome"},
+    {"status", bg_cli_status_main, "daemon, policy and reload state"},
+    {"health", bg_cli_health_main, "grpc.health.v1 Check (exit 0 SERVING)"},
+    {"reload", bg_cli_reload_main, "reload the policy directory now"},
+#ifdef BG_HAVE_CLI_CHECK
+    {"check", bg_cli_check_main, "validate a policy directory as a reload would"},
+#endif
+#ifdef BG_HAVE_CLI_REPLAY
+    {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
+#endif
+#ifdef BG_HAVE_CLI_LM
+    {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
+#endif
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bayesguard COMMAND [flags]   (bayesguard COMMAND --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nexit codes: 0 ok/ALLOW, 1 DENY/ESCALATE/negative answer, 2 usage, 3 RPC "
+               "error\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "bayesguard: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

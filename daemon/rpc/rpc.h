@@ -1,0 +1,73 @@
+/*
+ * rpc.h — the gRPC server of bayesguardd (data plane).
+ *
+ * bg_rpc_server_start binds every --listen address (TCP "host:port", port 0
+ * = the kernel picks; "unix:/path"), registers the services
+ *   bayesguard.v1.Guard   Evaluate Observe ObserveStream Status Reload
+ *   bayesguard.v1.Bench   Ping (the empty RPC of bench/rpc)
+ *   grpc.health.v1.Health Check Watch
+ * and starts `cq_threads` completion-queue threads, each with its own
+ * completion queue and its own pre-requested calls, so a cheap call is
+ * received, decided and answered on one thread with no lock on the way.
+ * Work that must not run there (Reload, delayed Ping) goes through the
+ * loop hand-off (daemon/loop/loop.h).
+ *
+ * Shutdown:  start -> [serving] -> drain (loop thread) -> [draining: health
+ * NOT_SERVING, watches ended, new calls UNAVAILABLE, listeners closed,
+ * in-flight calls finish] -> done(arg) posted to the loop (all calls ended,
+ * or the drain deadline passed and the rest were cancelled) -> destroy.
+ *
+ * Threads: start/drain/destroy on the loop thread (start may run before the
+ * loop runs); bound/count/in_flight from any thread. Everything the options
+ * point to is borrowed and must outlive the server.
+ */
+#ifndef BG_RPC_H
+#define BG_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bg_err.h"
+#include "engine/engine.h"
+#include "loop/loop.h"
+#include "plugin/plugin_host.h"
+#include "policy/policy.h"
+
+#define BG_RPC_DEFAULT_MAX_MESSAGE (4u << 20)
+
+typedef struct bg_rpc_opts {
+    const char *const *listen;  /* addresses, at least one */
+    size_t n_listen;
+    unsigned cq_threads;        /* 0 = number of online CPUs */
+    size_t max_message_bytes;   /* 0 = BG_RPC_DEFAULT_MAX_MESSAGE */
+    const char *version;        /* reported by Status */
+    bg_loop *loop;
+    bg_policy_store *store;
+    bg_engine *engine;
+    bg_plugin_host *plugins;    /* may be NULL (Status then lists no load errors) */
+} bg_rpc_opts;
+
+typedef struct bg_rpc_server bg_rpc_server;
+
+/* new: destroy. Fails (nothing left running) with a message naming the
+ * address when one cannot be bound ("127.0.0.1:50051: address in use"). */
+int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *err);
+
+/* The bound addresses, in --listen order, with real ports
+ * ("127.0.0.1:41234", "unix:/run/bg.sock"). Valid until destroy. */
+size_t bg_rpc_server_bound_count(const bg_rpc_server *s);
+const char *bg_rpc_server_bound(const bg_rpc_server *s, size_t i);
+
+/* Calls being served right now. */
+uint64_t bg_rpc_server_in_flight(const bg_rpc_server *s);
+
+/* Loop thread, once. Stop accepting, let in-flight calls finish for up to
+ * timeout_ms, then cancel the rest; done(arg) runs on the loop thread when
+ * no call is left. */
+void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, bg_loop_fn done, void *arg);
+
+/* After done ran (or right after a failed start path never reached):
+ * joins the threads and frees everything. NULL is fine. */
+void bg_rpc_server_destroy(bg_rpc_server *s);
+
+#endif

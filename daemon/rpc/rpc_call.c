@@ -1,0 +1,405 @@
+/*
+ * rpc_call.c — one server call: its state machine, its arena, its replies.
+ *
+ * A call object is recycled through its completion queue's free list, so a
+ * steady stream of unary calls allocates no call objects, and decoding and
+ * reply building use the object's bump arena (BG_CALL_ARENA bytes inline,
+ * malloc'd overflow freed at recycle).
+ *
+ * State diagram (functions that make each transition):
+ *
+ *      FREE --bg__rpc_call_get--> REQUESTED --on_request(!ok: shutdown)--> FREE
+ *                                     |
+ *                                on_request(ok)
+ *                                     v
+ *     +---------------------------- ACTIVE (handler runs on the CQ thread)
+ *     | defer to loop                 |  \ stream_recv / stream_send (Watch)
+ *     v                               |   v
+ *   DEFERRED --reply/fail (loop)-->   |  STREAMING --reply/fail/final send-+
+ *                                     v                                    |
+ *                               reply / fail                               |
+ *                                     v                                    |
+ *                                 FINISHING <------------------------------+
+ *                                     |  last batch completes, refs -> 0
+ *                                     v
+ *                                   FREE (bg__rpc_call_release)
+ *
+ * Invariants:
+ *   1. refs = outstanding batches + 1 while a holder (handler, loop work,
+ *      stream callback) owns the call. A call is recycled exactly when refs
+ *      drops to 0, and only then are grpc_call, buffers and arena released.
+ *   2. At most one send batch is in flight (gRPC's rule); Watch enforces it
+ *      with watch_sending under srv->watch_mu.
+ *   3. A call counted in srv->in_flight (ACTIVE reached) is uncounted at
+ *      recycle, so in_flight == calls between arrival and final batch.
+ *   4. A reply is sent exactly once: reply/fail assert ACTIVE, DEFERRED or
+ *      STREAMING and move to FINISHING.
+ *
+ * Threads: a call's completions run on its CQ thread; reply/fail may run on
+ * the loop thread for DEFERRED calls (gRPC batches are thread-safe). The
+ * free list is guarded by a per-CQ mutex because the last release may
+ * happen on either.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+
+#include "common/bg_log.h"
+#include "common/bg_time.h"
+#include "rpc/rpc_internal.h"
+#include "rpc/rpc_wire.h"
+
+const char *bg__rpc_call_state_name(int st)
+{
+    switch (st) {
+#define BG_CALL_STATE_CASE(s)                                                                    \
+    case s:                                                                                      \
+        return #s;
+        BG_CALL_STATES(BG_CALL_STATE_CASE)
+#undef BG_CALL_STATE_CASE
+    default:
+        return "BG_CALL_?";
+    }
+}
+
+void bg__rpc_assert_state(const bg__rpc_call *c, unsigned allowed_mask, const char *file, int line)
+{
+    int st = atomic_load(&c->state);
+    if ((BG_CALL_BIT(st) & allowed_mask) == 0) {
+        fprintf(stderr, "%s:%d: rpc call %p (method %d) in state %s: not allowed here\n", file,
+                line, (const void *)c, c->method, bg__rpc_call_state_name(st));
+        abort();
+    }
+}
+
+static void *arena_alloc(void *data, size_t n)
+{
+    return bg__rpc_call_alloc(data, n);
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p; /* released at recycle */
+}
+
+void *bg__rpc_call_alloc(bg__rpc_call *c, size_t n)
+{
+    size_t need = (n + 15u) & ~(size_t)15u;
+    if (need <= BG_CALL_ARENA - c->arena_used) {
+        void *p = c->arena + c->arena_used;
+        c->arena_used += need;
+        return p;
+    }
+    unsigned char *blk = malloc(16 + need);
+    if (blk == NULL)
+        return NULL;
+    *(void **)blk = c->overflow;
+    c->overflow = blk;
+    return blk + 16;
+}
+
+char *bg__rpc_call_strdup(bg__rpc_call *c, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = bg__rpc_call_alloc(c, n);
+    if (d != NULL)
+        memcpy(d, s, n);
+    return d;
+}
+
+void *bg__rpc_call_decode(bg__rpc_call *c, const ProtobufCMessageDescriptor *desc)
+{
+    return bg_rpc_unpack(desc, c->payload, &c->alloc);
+}
+
+static void on_request(bg__rpc_tag *t, int ok);
+static void on_send(bg__rpc_tag *t, int ok);
+static void on_recv(bg__rpc_tag *t, int ok);
+
+bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
+{
+    pthread_mutex_lock(&cq->mu);
+    bg__rpc_call *c = cq->free_list;
+    if (c != NULL)
+        cq->free_list = c->next_free;
+    else
+        cq->allocated++;
+    pthread_mutex_unlock(&cq->mu);
+    if (c == NULL) {
+        c = malloc(sizeof(*c));
+        if (c == NULL)
+            return NULL;
+        memset(c, 0, offsetof(bg__rpc_call, arena));
+        c->req_tag.cb = on_request;
+        c->send_tag.cb = on_send;
+        c->recv_tag.cb = on_recv;
+        c->alloc.alloc = arena_alloc;
+        c->alloc.free = arena_free;
+        c->alloc.allocator_data = c;
+        c->srv = s;
+        c->cq = cq;
+        c->status_msg = grpc_empty_slice();
+    }
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_FREE));
+    c->method = method;
+    atomic_store(&c->refs, 1);
+    atomic_store(&c->state, BG_CALL_REQUESTED);
+    grpc_metadata_array_init(&c->md);
+    if (method == BG_M_UNKNOWN)
+        grpc_call_details_init(&c->details);
+    return c;
+}
+
+static void recycle(bg__rpc_call *c)
+{
+    bg_rpc_server *s = c->srv;
+    if (atomic_load(&c->state) != BG_CALL_REQUESTED)
+        atomic_fetch_sub(&s->in_flight, 1);
+    if (c->call != NULL)
+        grpc_call_unref(c->call);
+    c->call = NULL;
+    if (c->payload != NULL)
+        grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+    if (c->resp != NULL)
+        grpc_byte_buffer_destroy(c->resp);
+    c->resp = NULL;
+    grpc_slice_unref(c->status_msg);
+    c->status_msg = grpc_empty_slice();
+    grpc_metadata_array_destroy(&c->md);
+    if (c->method == BG_M_UNKNOWN)
+        grpc_call_details_destroy(&c->details);
+    while (c->overflow != NULL) {
+        void *next = *(void **)c->overflow;
+        free(c->overflow);
+        c->overflow = next;
+    }
+    c->arena_used = 0;
+    c->user = NULL;
+    c->count = 0;
+    c->cancelled = 0;
+    c->init_md_sent = 0;
+    c->close_started = 0;
+    c->watch_sending = c->watch_final = c->watch_listed = 0;
+    c->watch_next = NULL;
+    atomic_store(&c->state, BG_CALL_FREE);
+    bg__rpc_cq *cq = c->cq;
+    pthread_mutex_lock(&cq->mu);
+    c->next_free = cq->free_list;
+    cq->free_list = c;
+    pthread_mutex_unlock(&cq->mu);
+}
+
+void bg__rpc_call_release(bg__rpc_call *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        recycle(c);
+}
+
+void bg__rpc_call_free_all(bg__rpc_cq *cq)
+{
+    while (cq->free_list != NULL) {
+        bg__rpc_call *n = cq->free_list->next_free;
+        free(cq->free_list);
+        cq->free_list = n;
+        cq->allocated--;
+    }
+    if (cq->allocated != 0)
+        BG_WARN("rpc", "cq %d: %llu call objects still referenced at destroy", cq->index,
+                (unsigned long long)cq->allocated);
+}
+
+static void on_request(bg__rpc_tag *t, int ok)
+{
+    bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, req_tag));
+    bg_rpc_server *s = c->srv;
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_REQUESTED));
+    if (!ok) {
+        /* The server is shutting down: the request was flushed. */
+        bg__rpc_call_release(c);
+        return;
+    }
+    /* Keep the method pre-requested before doing any work. */
+    bg__rpc_request(s, c->cq, c->method);
+    atomic_fetch_add(&s->in_flight, 1);
+    atomic_store(&c->state, BG_CALL_ACTIVE);
+    c->start_ns = bg_now_ns();
+    if (atomic_load(&s->draining) && c->method != BG_M_HEALTH_CHECK &&
+        c->method != BG_M_HEALTH_WATCH) {
+        bg__rpc_call_fail(c, GRPC_STATUS_UNAVAILABLE,
+                          "bayesguardd is draining (shutting down): retry against another "
+                          "instance or after it restarts");
+        return;
+    }
+    switch (c->method) {
+#define BG_RPC_DISPATCH(id, path, stream, fn)                                                    \
+    case id:                                                                                     \
+        fn(c);                                                                                   \
+        break;
+        BG_RPC_METHODS(BG_RPC_DISPATCH)
+#undef BG_RPC_DISPATCH
+    default:
+        abort();
+    }
+}
+
+static void on_send(bg__rpc_tag *t, int ok)
+{
+    bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, send_tag));
+    if (c->method == BG_M_HEALTH_WATCH) {
+        bg__svc_health_watch_sent(c, ok);
+        return;
+    }
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_FINISHING));
+    bg__rpc_call_release(c);
+}
+
+static void on_recv(bg__rpc_tag *t, int ok)
+{
+    bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, recv_tag));
+    if (c->method == BG_M_HEALTH_WATCH)
+        bg__svc_health_watch_closed(c, ok);
+    else
+        bg__svc_observe_stream_recv(c, ok);
+}
+
+static void finish(bg__rpc_call *c, const ProtobufCMessage *msg, grpc_status_code code)
+{
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_ACTIVE) | BG_CALL_BIT(BG_CALL_DEFERRED) |
+                          BG_CALL_BIT(BG_CALL_STREAMING));
+    atomic_store(&c->state, BG_CALL_FINISHING);
+    grpc_op ops[4];
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    if (!c->init_md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->init_md_sent = 1;
+    }
+    if (msg != NULL) {
+        c->resp = bg_rpc_pack(msg);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->resp;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details =
+        code == GRPC_STATUS_OK ? NULL : &c->status_msg;
+    if (!c->close_started) {
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+        c->close_started = 1;
+    }
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        BG_ERROR("rpc", "cannot send the reply: %s", grpc_call_error_to_string(e));
+        grpc_call_cancel(c->call, NULL);
+        bg__rpc_call_release(c);
+    }
+}
+
+void bg__rpc_call_reply(bg__rpc_call *c, const ProtobufCMessage *msg)
+{
+    finish(c, msg, GRPC_STATUS_OK);
+}
+
+void bg__rpc_call_fail(bg__rpc_call *c, grpc_status_code code, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (code == GRPC_STATUS_INTERNAL)
+        BG_WARN("rpc", "%s -> %s: %s", bg__rpc_method_path(c), bg_rpc_code_name(code), buf);
+    else
+        BG_DEBUG("rpc", "%s -> %s: %s", bg__rpc_method_path(c), bg_rpc_code_name(code), buf);
+    grpc_slice_unref(c->status_msg);
+    c->status_msg = grpc_slice_from_copied_string(buf);
+    finish(c, NULL, code);
+}
+
+int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int final)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    if (!c->init_md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->init_md_sent = 1;
+    }
+    if (c->resp != NULL)
+        grpc_byte_buffer_destroy(c->resp);
+    c->resp = bg_rpc_pack(msg);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->resp;
+    if (final) {
+        atomic_store(&c->state, BG_CALL_FINISHING);
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n++].data.send_status_from_server.status = GRPC_STATUS_OK;
+    }
+    atomic_fetch_add(&c->refs, 1);
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        atomic_fetch_sub(&c->refs, 1);
+        return BG_EINTERNAL;
+    }
+    return BG_OK;
+}
+
+int bg__rpc_call_stream_recv(bg__rpc_call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    if (c->payload != NULL)
+        grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->payload;
+    atomic_store(&c->state, BG_CALL_STREAMING);
+    grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
+    return e == GRPC_CALL_OK ? BG_OK : BG_EINTERNAL;
+}
+
+int bg__rpc_call_watch_close(bg__rpc_call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    c->close_started = 1;
+    atomic_fetch_add(&c->refs, 1);
+    grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        atomic_fetch_sub(&c->refs, 1);
+        return BG_EINTERNAL;
+    }
+    return BG_OK;
+}
+
+grpc_status_code bg__rpc_code_of(int st)
+{
+    switch (st) {
+    case BG_OK:
+        return GRPC_STATUS_OK;
+    case BG_EINVAL:
+    case BG_ECONFIG:
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    case BG_ENOTFOUND:
+        return GRPC_STATUS_NOT_FOUND;
+    case BG_ELIMIT:
+    case BG_ENOMEM:
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case BG_EUNAVAIL:
+        return GRPC_STATUS_UNAVAILABLE;
+    case BG_EUNSUPPORTED:
+        return GRPC_STATUS_UNIMPLEMENTED;
+    default:
+        return GRPC_STATUS_INTERNAL;
+    }
+}

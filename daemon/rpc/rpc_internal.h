@@ -1,0 +1,205 @@
+/*
+ * rpc_internal.h — what the files of daemon/rpc share: the server, the
+ * completion-queue threads, the per-call state machine and the handlers.
+ * Not for use outside daemon/rpc.
+ *
+ * Files:
+ *   rpc_server.c       bind, threads, request posting, drain, destroy
+ *   rpc_call.c         the call object: state machine, arena, replies
+ *   rpc_svc_guard.c    Evaluate, Observe, ObserveStream
+ *   rpc_svc_admin.c    Status, Reload
+ *   rpc_svc_health.c   Health Check/Watch, Bench Ping, unknown methods
+ */
+#ifndef BG_RPC_INTERNAL_H
+#define BG_RPC_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "rpc/rpc.h"
+
+typedef struct bg__rpc_call bg__rpc_call;
+typedef struct bg__rpc_cq bg__rpc_cq;
+
+/* Every tag handed to gRPC starts with its completion callback; the CQ
+ * thread calls tag->cb(tag, ok) for each event. */
+typedef struct bg__rpc_tag {
+    void (*cb)(struct bg__rpc_tag *t, int ok);
+} bg__rpc_tag;
+
+/* X(id, path, client_streaming, handler) — every method the server serves.
+ * BG_M_UNKNOWN (last) is the catch-all for unregistered paths. */
+#define BG_RPC_METHODS(X)                                                                        \
+    X(BG_M_EVALUATE, "/bayesguard.v1.Guard/Evaluate", 0, bg__svc_evaluate)                       \
+    X(BG_M_OBSERVE, "/bayesguard.v1.Guard/Observe", 0, bg__svc_observe)                          \
+    X(BG_M_OBSERVE_STREAM, "/bayesguard.v1.Guard/ObserveStream", 1, bg__svc_observe_stream)      \
+    X(BG_M_STATUS, "/bayesguard.v1.Guard/Status", 0, bg__svc_status)                             \
+    X(BG_M_RELOAD, "/bayesguard.v1.Guard/Reload", 0, bg__svc_reload)                             \
+    X(BG_M_PING, "/bayesguard.v1.Bench/Ping", 0, bg__svc_ping)                                   \
+    X(BG_M_HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0, bg__svc_health_check)                \
+    X(BG_M_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", 0, bg__svc_health_watch)                \
+    X(BG_M_UNKNOWN, NULL, 1, bg__svc_unknown)
+
+enum {
+#define BG_RPC_METHOD_ENUM(id, path, stream, fn) id,
+    BG_RPC_METHODS(BG_RPC_METHOD_ENUM)
+#undef BG_RPC_METHOD_ENUM
+    BG_M__COUNT
+};
+
+/* Call states (see the diagram in rpc_call.c). */
+#define BG_CALL_STATES(X)                                                                        \
+    X(BG_CALL_FREE)                                                                              \
+    X(BG_CALL_REQUESTED)                                                                         \
+    X(BG_CALL_ACTIVE)                                                                            \
+    X(BG_CALL_DEFERRED)                                                                          \
+    X(BG_CALL_STREAMING)                                                                         \
+    X(BG_CALL_FINISHING)
+
+enum bg__call_state {
+#define BG_CALL_STATE_ENUM(s) s,
+    BG_CALL_STATES(BG_CALL_STATE_ENUM)
+#undef BG_CALL_STATE_ENUM
+};
+
+#define BG_CALL_ARENA 6144
+
+struct bg__rpc_call {
+    bg__rpc_tag req_tag;    /* the requested call arrived (or the server shut down) */
+    bg__rpc_tag send_tag;   /* a send batch completed */
+    bg__rpc_tag recv_tag;   /* a receive (message or close) completed */
+    bg_rpc_server *srv;
+    bg__rpc_cq *cq;         /* whose free list and completion queue */
+    int method;
+    _Atomic int state;
+    atomic_int refs;        /* outstanding batches + 1 while a holder has it */
+    bg__rpc_call *next_free;
+
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_call_details details;  /* BG_M_UNKNOWN only */
+    grpc_byte_buffer *payload;  /* request (unary) or last stream message */
+    grpc_byte_buffer *resp;
+    int cancelled;              /* RECV_CLOSE_ON_SERVER result */
+    int close_started;          /* RECV_CLOSE_ON_SERVER issued */
+    grpc_slice status_msg;
+    uint64_t start_ns;
+
+    /* Handler state that outlives the handler (streams, deferred work). */
+    void *user;
+    uint64_t count;
+    int init_md_sent;
+    /* Health Watch: linked in srv->watchers under srv->watch_mu. */
+    bg__rpc_call *watch_next;
+    int watch_sending;          /* a send batch is in flight */
+    int watch_final;            /* drain asked to end the stream */
+    int watch_listed;
+
+    /* Per-call bump allocator for decoding and building replies. */
+    ProtobufCAllocator alloc;
+    size_t arena_used;
+    void *overflow;             /* malloc'd blocks chained through their first word */
+    _Alignas(max_align_t) unsigned char arena[BG_CALL_ARENA];
+};
+
+struct bg__rpc_cq {
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    int index;
+    bg_rpc_server *srv;
+    pthread_mutex_t mu;         /* guards free_list and allocated */
+    bg__rpc_call *free_list;
+    uint64_t allocated;         /* call objects created for this CQ */
+};
+
+struct bg_rpc_server {
+    bg_rpc_opts opts;
+    grpc_server *server;
+    void *reg[BG_M__COUNT];     /* registered method handles */
+    bg__rpc_cq *cqs;
+    unsigned n_cq;
+    unsigned n_threads;         /* CQ threads running (cqs[0..n_threads)) */
+    unsigned prerequest;        /* outstanding requests per method per CQ */
+    char **bound;
+    size_t n_bound;
+    char **unix_paths;          /* to unlink at destroy */
+    size_t n_unix;
+    size_t max_message;
+
+    atomic_int draining;
+    atomic_int shutting_down;   /* no more requests may be posted */
+    atomic_uint_fast64_t in_flight;
+    uint64_t boot_id;
+    atomic_uint_fast64_t decisions;
+    uint64_t started_ns;
+
+    pthread_mutex_t watch_mu;
+    bg__rpc_call *watchers;
+
+    /* Shutdown notification: set by the tag cb on a CQ thread. */
+    bg__rpc_tag shutdown_tag;
+    pthread_mutex_t shut_mu;
+    pthread_cond_t shut_cv;
+    int shut_started;
+    int shut_done;
+    bg_loop_fn drain_done;
+    void *drain_arg;
+    uv_timer_t *drain_timer;
+};
+
+/* ---- rpc_server.c */
+/* Post a fresh request for `method` on cq (CQ thread or before start). */
+void bg__rpc_request(bg_rpc_server *s, bg__rpc_cq *cq, int method);
+
+/* ---- rpc_call.c */
+bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method);
+void bg__rpc_call_release(bg__rpc_call *c);  /* drop one ref; recycle at zero */
+void bg__rpc_call_free_all(bg__rpc_cq *cq);
+const char *bg__rpc_call_state_name(int st);
+const char *bg__rpc_method_path(const bg__rpc_call *c);
+/* Abort with file:line when c is not in one of the allowed states. */
+void bg__rpc_assert_state(const bg__rpc_call *c, unsigned allowed_mask, const char *file,
+                          int line);
+#define BG_CALL_ASSERT(c, mask) bg__rpc_assert_state(c, mask, __FILE__, __LINE__)
+#define BG_CALL_BIT(st) (1u << (st))
+
+void *bg__rpc_call_alloc(bg__rpc_call *c, size_t n);
+char *bg__rpc_call_strdup(bg__rpc_call *c, const char *s);
+/* Decode c->payload as desc using the call's arena; NULL when malformed. */
+void *bg__rpc_call_decode(bg__rpc_call *c, const ProtobufCMessageDescriptor *desc);
+
+/* Finish a unary call with msg (status OK) or with an error status whose
+ * message says what to fix. Both take the holder's reference. */
+void bg__rpc_call_reply(bg__rpc_call *c, const ProtobufCMessage *msg);
+void bg__rpc_call_fail(bg__rpc_call *c, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Send one message on a server stream (Watch): SEND_INITIAL_METADATA the
+ * first time. final: also send status OK. Takes a new ref for the batch. */
+int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int final);
+/* Start RECV_MESSAGE (client stream) into c->payload; completes on recv_tag. */
+int bg__rpc_call_stream_recv(bg__rpc_call *c);
+/* Start RECV_CLOSE_ON_SERVER alone (server streams); completes on recv_tag. */
+int bg__rpc_call_watch_close(bg__rpc_call *c);
+
+/* Map an engine/policy status to a gRPC code. */
+grpc_status_code bg__rpc_code_of(int bg_status);
+
+/* ---- handlers (rpc_svc_*.c). Called on the CQ thread in state ACTIVE
+ * holding one ref; each must end in reply/fail/defer/stream. */
+#define BG_RPC_HANDLER_DECL(id, path, stream, fn) void fn(bg__rpc_call *c);
+BG_RPC_METHODS(BG_RPC_HANDLER_DECL)
+#undef BG_RPC_HANDLER_DECL
+/* Stream receive completion (ObserveStream). */
+void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok);
+/* Watch: a send or the close completed. */
+void bg__svc_health_watch_sent(bg__rpc_call *c, int ok);
+void bg__svc_health_watch_closed(bg__rpc_call *c, int ok);
+/* Loop thread, at drain: end every Watch stream with NOT_SERVING. */
+void bg__svc_health_end_watches(bg_rpc_server *s);
+
+#endif

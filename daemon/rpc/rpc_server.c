@@ -1,0 +1,379 @@
+/*
+ * rpc_server.c — the gRPC C core server: listeners, completion-queue
+ * threads, pre-requested calls, drain and destroy.
+ *
+ * Shape: N completion queues, one thread each (grpc_completion_queue_next
+ * in a loop). Every CQ keeps `prerequest` calls requested for every method,
+ * bound to itself, so a call's whole life (arrival, handler, reply, recycle)
+ * happens on one thread without locks; a request is re-posted as soon as
+ * one arrives. Unregistered paths are requested too (grpc_server_request_call)
+ * and answered UNIMPLEMENTED, so they never hang.
+ *
+ * Invariants:
+ *   1. No request is posted once shutting_down is set (set before
+ *      grpc_server_shutdown_and_notify), so the flushed requests are the last.
+ *   2. The shutdown tag fires once, on a CQ thread, after every call ended;
+ *      only then may destroy shut the queues down and join the threads.
+ *   3. bound[] is written during start only.
+ *
+ * Threads: start/drain/destroy on the loop thread; request posting on CQ
+ * threads (and start before they run).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "common/bg_log.h"
+#include "common/bg_time.h"
+#include "rpc/rpc_internal.h"
+
+static const char *const method_paths[BG_M__COUNT] = {
+#define BG_RPC_METHOD_PATH(id, path, stream, fn) [id] = path,
+    BG_RPC_METHODS(BG_RPC_METHOD_PATH)
+#undef BG_RPC_METHOD_PATH
+};
+static const int method_streams[BG_M__COUNT] = {
+#define BG_RPC_METHOD_STREAM(id, path, stream, fn) [id] = stream,
+    BG_RPC_METHODS(BG_RPC_METHOD_STREAM)
+#undef BG_RPC_METHOD_STREAM
+};
+
+const char *bg__rpc_method_path(const bg__rpc_call *c)
+{
+    return c->method == BG_M_UNKNOWN ? "(unknown method)" : method_paths[c->method];
+}
+
+void bg__rpc_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
+{
+    if (atomic_load(&s->shutting_down))
+        return;
+    bg__rpc_call *c = bg__rpc_call_get(s, cq, method);
+    if (c == NULL) {
+        BG_ERROR("rpc", "out of memory requesting a call for %s",
+                 method_paths[method] ? method_paths[method] : "unknown methods");
+        return;
+    }
+    grpc_call_error e;
+    if (method == BG_M_UNKNOWN)
+        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, cq->cq, cq->cq,
+                                     &c->req_tag);
+    else
+        e = grpc_server_request_registered_call(s->server, s->reg[method], &c->call,
+                                                &c->deadline, &c->md,
+                                                method_streams[method] ? NULL : &c->payload,
+                                                cq->cq, cq->cq, &c->req_tag);
+    if (e != GRPC_CALL_OK) {
+        BG_ERROR("rpc", "cannot request a call: %s", grpc_call_error_to_string(e));
+        bg__rpc_call_release(c);
+    }
+}
+
+static void *cq_thread(void *arg)
+{
+    bg__rpc_cq *cq = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+                                                   NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        bg__rpc_tag *t = ev.tag;
+        t->cb(t, ev.success);
+    }
+    return NULL;
+}
+
+static void on_shutdown(bg__rpc_tag *t, int ok)
+{
+    (void)ok;
+    bg_rpc_server *s = (bg_rpc_server *)((char *)t - offsetof(bg_rpc_server, shutdown_tag));
+    pthread_mutex_lock(&s->shut_mu);
+    s->shut_done = 1;
+    bg_loop_fn done = s->drain_done;
+    void *arg = s->drain_arg;
+    pthread_cond_broadcast(&s->shut_cv);
+    pthread_mutex_unlock(&s->shut_mu);
+    BG_INFO("rpc", "all calls ended");
+    if (done != NULL && bg_loop_post(s->opts.loop, done, arg) != BG_OK)
+        BG_ERROR("rpc", "cannot tell the loop that the drain ended");
+}
+
+/* A stale unix socket left by a dead daemon is removed; a live one (that
+ * accepts a connection) is left alone so the bind fails "in use". */
+static void unlink_stale_socket(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    if (!live && unlink(path) == 0)
+        BG_INFO("rpc", "removed stale unix socket %s", path);
+}
+
+static int add_listener(bg_rpc_server *s, grpc_server_credentials *creds, const char *addr,
+                        bg_err *err)
+{
+    int is_unix = strncmp(addr, "unix:", 5) == 0;
+    if (is_unix) {
+        const char *path = addr + 5;
+        if (path[0] == '\0' || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return bg_err_set(err, BG_EINVAL,
+                              "--listen %s: expected unix:/absolute/path shorter than %zu bytes",
+                              addr, sizeof(((struct sockaddr_un *)0)->sun_path));
+        unlink_stale_socket(path);
+    } else if (strrchr(addr, ':') == NULL) {
+        return bg_err_set(err, BG_EINVAL, "--listen %s: expected host:port (port 0 = any free "
+                                          "port) or unix:/path", addr);
+    }
+    int port = grpc_server_add_http2_port(s->server, addr, creds);
+    if (port == 0)
+        return bg_err_set(err, BG_EIO,
+                          "--listen %s: cannot listen there (address in use, not local, or "
+                          "permission denied): pick another address or stop the other process",
+                          addr);
+    char buf[512];
+    if (is_unix) {
+        snprintf(buf, sizeof(buf), "%s", addr);
+        char **u = realloc(s->unix_paths, (s->n_unix + 1) * sizeof(*u));
+        if (u == NULL)
+            return bg_err_set(err, BG_ENOMEM, "rpc: out of memory");
+        s->unix_paths = u;
+        s->unix_paths[s->n_unix++] = strdup(addr + 5);
+    } else {
+        const char *colon = strrchr(addr, ':');
+        snprintf(buf, sizeof(buf), "%.*s:%d", (int)(colon - addr), addr, port);
+    }
+    s->bound[s->n_bound++] = strdup(buf);
+    return BG_OK;
+}
+
+static unsigned online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1u;
+}
+
+int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *err)
+{
+    *out = NULL;
+    if (opts->n_listen == 0)
+        return bg_err_set(err, BG_EINVAL, "rpc: no --listen address given");
+    bg_rpc_server *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return bg_err_set(err, BG_ENOMEM, "rpc: out of memory");
+    s->opts = *opts;
+    s->n_cq = opts->cq_threads ? opts->cq_threads : online_cpus();
+    s->prerequest = 4;
+    s->max_message = opts->max_message_bytes ? opts->max_message_bytes
+                                             : BG_RPC_DEFAULT_MAX_MESSAGE;
+    s->started_ns = bg_now_ns();
+    s->shutdown_tag.cb = on_shutdown;
+    pthread_mutex_init(&s->watch_mu, NULL);
+    pthread_mutex_init(&s->shut_mu, NULL);
+    pthread_cond_init(&s->shut_cv, NULL);
+    int urnd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (urnd < 0 || read(urnd, &s->boot_id, sizeof(s->boot_id)) != (ssize_t)sizeof(s->boot_id))
+        s->boot_id = bg_now_ns() ^ ((uint64_t)getpid() << 32);
+    if (urnd >= 0)
+        close(urnd);
+    s->bound = calloc(opts->n_listen, sizeof(char *));
+    s->cqs = calloc(s->n_cq, sizeof(*s->cqs));
+    if (s->bound == NULL || s->cqs == NULL) {
+        free(s->bound);
+        free(s->cqs);
+        free(s);
+        return bg_err_set(err, BG_ENOMEM, "rpc: out of memory");
+    }
+
+    grpc_init();
+    grpc_arg args[3];
+    memset(args, 0, sizeof(args));
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = s->max_message > INT32_MAX ? INT32_MAX : (int)s->max_message;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = (char *)GRPC_ARG_ALLOW_REUSEPORT; /* a second daemon must fail, not share */
+    args[1].value.integer = 0;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS;
+    args[2].value.integer = 1024;
+    grpc_channel_args cargs = {3, args};
+    s->server = grpc_server_create(&cargs, NULL);
+    for (int m = 0; m < BG_M__COUNT; m++) {
+        if (method_paths[m] == NULL)
+            continue;
+        s->reg[m] = grpc_server_register_method(
+            s->server, method_paths[m], NULL,
+            method_streams[m] ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            0);
+    }
+    for (unsigned i = 0; i < s->n_cq; i++) {
+        s->cqs[i].cq = grpc_completion_queue_create_for_next(NULL);
+        s->cqs[i].index = (int)i;
+        s->cqs[i].srv = s;
+        pthread_mutex_init(&s->cqs[i].mu, NULL);
+        grpc_server_register_completion_queue(s->server, s->cqs[i].cq, NULL);
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int rc = BG_OK;
+    for (size_t i = 0; i < opts->n_listen && rc == BG_OK; i++)
+        rc = add_listener(s, creds, opts->listen[i], err);
+    grpc_server_credentials_release(creds);
+    if (rc != BG_OK) {
+        bg_rpc_server_destroy(s);
+        return rc;
+    }
+    grpc_server_start(s->server);
+    for (unsigned i = 0; i < s->n_cq; i++)
+        for (int m = 0; m < BG_M__COUNT; m++)
+            for (unsigned k = 0; k < s->prerequest; k++)
+                bg__rpc_request(s, &s->cqs[i], m);
+    for (unsigned i = 0; i < s->n_cq; i++) {
+        if (pthread_create(&s->cqs[i].thread, NULL, cq_thread, &s->cqs[i]) != 0) {
+            bg_rpc_server_destroy(s);
+            return bg_err_set(err, BG_EINTERNAL, "rpc: cannot start completion-queue thread %u",
+                              i);
+        }
+        s->n_threads = i + 1;
+    }
+    for (size_t i = 0; i < s->n_bound; i++)
+        BG_INFO("rpc", "serving on %s (%u completion-queue threads, max message %zu bytes)",
+                s->bound[i], s->n_cq, s->max_message);
+    *out = s;
+    return BG_OK;
+}
+
+size_t bg_rpc_server_bound_count(const bg_rpc_server *s)
+{
+    return s->n_bound;
+}
+
+const char *bg_rpc_server_bound(const bg_rpc_server *s, size_t i)
+{
+    return i < s->n_bound ? s->bound[i] : NULL;
+}
+
+uint64_t bg_rpc_server_in_flight(const bg_rpc_server *s)
+{
+    return atomic_load(&((bg_rpc_server *)s)->in_flight);
+}
+
+static void drain_deadline(uv_timer_t *t)
+{
+    bg_rpc_server *s = t->data;
+    BG_WARN("rpc", "drain deadline passed with %llu calls in flight: cancelling them",
+            (unsigned long long)bg_rpc_server_in_flight(s));
+    grpc_server_cancel_all_calls(s->server);
+}
+
+static void begin_shutdown(bg_rpc_server *s)
+{
+    pthread_mutex_lock(&s->shut_mu);
+    int started = s->shut_started;
+    s->shut_started = 1;
+    pthread_mutex_unlock(&s->shut_mu);
+    if (started)
+        return;
+    atomic_store(&s->draining, 1);
+    bg__svc_health_end_watches(s);
+    atomic_store(&s->shutting_down, 1);
+    grpc_server_shutdown_and_notify(s->server, s->cqs[0].cq, &s->shutdown_tag);
+}
+
+void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, bg_loop_fn done, void *arg)
+{
+    BG_INFO("rpc", "draining: %llu calls in flight, deadline %u ms",
+            (unsigned long long)bg_rpc_server_in_flight(s), timeout_ms);
+    pthread_mutex_lock(&s->shut_mu);
+    s->drain_done = done;
+    s->drain_arg = arg;
+    pthread_mutex_unlock(&s->shut_mu);
+    s->drain_timer = calloc(1, sizeof(*s->drain_timer));
+    if (s->drain_timer != NULL) {
+        uv_timer_init(bg_loop_uv(s->opts.loop), s->drain_timer);
+        s->drain_timer->data = s;
+        uv_timer_start(s->drain_timer, drain_deadline, timeout_ms, 0);
+    }
+    begin_shutdown(s);
+}
+
+static void free_timer(uv_handle_t *h)
+{
+    free(h);
+}
+
+void bg_rpc_server_destroy(bg_rpc_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->server != NULL) {
+        begin_shutdown(s);
+        grpc_server_cancel_all_calls(s->server);
+        pthread_mutex_lock(&s->shut_mu);
+        while (!s->shut_done) {
+            if (s->n_threads > 0) {
+                pthread_cond_wait(&s->shut_cv, &s->shut_mu);
+                continue;
+            }
+            /* No thread serves cq 0 (start failed early): pump it here. */
+            pthread_mutex_unlock(&s->shut_mu);
+            grpc_event ev = grpc_completion_queue_next(
+                s->cqs[0].cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+            if (ev.type == GRPC_OP_COMPLETE)
+                ((bg__rpc_tag *)ev.tag)->cb(ev.tag, ev.success);
+            pthread_mutex_lock(&s->shut_mu);
+        }
+        pthread_mutex_unlock(&s->shut_mu);
+        grpc_server_destroy(s->server);
+    }
+    for (unsigned i = 0; i < s->n_cq; i++)
+        grpc_completion_queue_shutdown(s->cqs[i].cq);
+    for (unsigned i = 0; i < s->n_cq; i++) {
+        if (i < s->n_threads)
+            pthread_join(s->cqs[i].thread, NULL);
+        else
+            cq_thread(&s->cqs[i]); /* flush a queue no thread served */
+    }
+    if (s->drain_timer != NULL) {
+        uv_timer_stop(s->drain_timer);
+        uv_close((uv_handle_t *)s->drain_timer, free_timer);
+    }
+    for (unsigned i = 0; i < s->n_cq; i++) {
+        grpc_completion_queue_destroy(s->cqs[i].cq);
+        bg__rpc_call_free_all(&s->cqs[i]);
+        pthread_mutex_destroy(&s->cqs[i].mu);
+    }
+    if (s->server != NULL)
+        grpc_shutdown();
+    for (size_t i = 0; i < s->n_unix; i++) {
+        unlink(s->unix_paths[i]);
+        free(s->unix_paths[i]);
+    }
+    for (size_t i = 0; i < s->n_bound; i++)
+        free(s->bound[i]);
+    free(s->unix_paths);
+    free(s->bound);
+    free(s->cqs);
+    pthread_mutex_destroy(&s->watch_mu);
+    pthread_mutex_destroy(&s->shut_mu);
+    pthread_cond_destroy(&s->shut_cv);
+    free(s);
+}

@@ -1,0 +1,428 @@
+/*
+ * rpc_svc_guard.c — Guard.Evaluate, Guard.Observe, Guard.ObserveStream.
+ *
+ * The decision path as the wire sees it, top to bottom:
+ *   decode (call arena, size already bounded by gRPC)  -> INVALID_ARGUMENT
+ *   check the action (tool present, features finite)  -> INVALID_ARGUMENT
+ *   acquire the policy snapshot, pick the policy       -> NOT_FOUND
+ *   resolve the session key the policy names
+ *   engine evaluate / observe                          -> by engine status
+ *   fill the reply, drop the snapshot reference.
+ * An engine failure becomes INTERNAL — never a decision — unless the policy
+ * says on_error: allow, in which case the verdict is ALLOW with
+ * on_error_allowed set and a warning is logged.
+ *
+ * Threads: handlers run on the CQ thread that received the call; they hold
+ * no lock; the snapshot reference keeps the policy and its plugin
+ * instances alive for the duration of the engine call.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bayesguard/v1/guard.pb-c.h"
+#include "common/bg_log.h"
+#include "common/bg_time.h"
+#include "rpc/rpc_internal.h"
+
+/* What a request resolves to before the engine runs. */
+typedef struct resolved {
+    bg_policy_set *set;     /* shared: unref when done */
+    const bg_policy *pol;   /* borrowed from set */
+    const char *session;    /* borrowed from the request or "" */
+    bg_action act;          /* borrows the request's strings */
+} resolved;
+
+/* Append the names of every policy in set to buf. */
+static void list_policies(const bg_policy_set *set, char *buf, size_t len)
+{
+    size_t n = bg_policy_set_count(set), used = 0;
+    if (n == 0) {
+        snprintf(buf, len, "none (the policy directory has no policy)");
+        return;
+    }
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && used + 1 < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+                         bg_policy_set_at(set, i)->name);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+static const char *session_of(const bg_policy *p, const Bayesguard__V1__Context *ctx,
+                              const bg_action *a)
+{
+    switch (p->session_key) {
+    case BG_SESSION_CONTEXT_AGENT:
+        return ctx ? ctx->agent : "";
+    case BG_SESSION_GLOBAL:
+        return "";
+    case BG_SESSION_ATTRIBUTE:
+        for (size_t i = 0; i < a->n_attributes; i++)
+            if (p->session_attr && strcmp(a->attributes[i].key, p->session_attr) == 0)
+                return a->attributes[i].value;
+        return "";
+    case BG_SESSION_CONTEXT_SESSION:
+    default:
+        return ctx ? ctx->session : "";
+    }
+}
+
+/* Check and resolve; on failure returns the gRPC code with msg filled and
+ * holds no reference. */
+static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a,
+                                const Bayesguard__V1__Context *ctx, const char *policy,
+                                const char *what, resolved *r, char *msg, size_t len)
+{
+    memset(r, 0, sizeof(*r));
+    if (a == NULL) {
+        snprintf(msg, len, "%s.action is missing: set action with at least action.tool (the "
+                           "tool name the agent wants to call)", what);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    if (a->tool == NULL || a->tool[0] == '\0') {
+        snprintf(msg, len, "%s.action.tool is empty: set it to the tool name the agent wants "
+                           "to call (it selects the policy)", what);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    for (size_t i = 0; i < a->n_features; i++) {
+        if (!isfinite(a->features[i])) {
+            snprintf(msg, len, "%s.action.features[%zu] is %s: every feature must be a finite "
+                               "number", what, i, isnan(a->features[i]) ? "NaN" : "infinite");
+            return GRPC_STATUS_INVALID_ARGUMENT;
+        }
+    }
+    r->act.id = a->id;
+    r->act.tool = a->tool;
+    r->act.arguments_json = a->arguments_json;
+    r->act.features = a->features;
+    r->act.n_features = a->n_features;
+    if (a->n_attributes > 0) {
+        bg_attr *attrs = bg__rpc_call_alloc(c, a->n_attributes * sizeof(*attrs));
+        if (attrs == NULL) {
+            snprintf(msg, len, "out of memory decoding %zu attributes", a->n_attributes);
+            return GRPC_STATUS_RESOURCE_EXHAUSTED;
+        }
+        for (size_t i = 0; i < a->n_attributes; i++) {
+            attrs[i].key = a->attributes[i]->key;
+            attrs[i].value = a->attributes[i]->value;
+        }
+        r->act.attributes = attrs;
+        r->act.n_attributes = a->n_attributes;
+    }
+
+    r->set = bg_policy_store_acquire(c->srv->opts.store);
+    if (policy != NULL && policy[0] != '\0') {
+        r->pol = bg_policy_set_find(r->set, policy);
+        if (r->pol == NULL) {
+            char names[1024];
+            list_policies(r->set, names, sizeof(names));
+            snprintf(msg, len, "no policy named '%s' (revision %s): policies are: %s", policy,
+                     bg_policy_set_revision(r->set), names);
+        }
+    } else {
+        r->pol = bg_policy_set_match(r->set, a->tool);
+        if (r->pol == NULL) {
+            char names[1024];
+            list_policies(r->set, names, sizeof(names));
+            snprintf(msg, len, "no policy matches tool '%s' (revision %s): name one in "
+                               "%s.policy or add the tool to a policy's spec.match.tools; "
+                               "policies are: %s", a->tool, bg_policy_set_revision(r->set),
+                     what, names);
+        }
+    }
+    if (r->pol == NULL) {
+        bg_policy_set_unref(r->set);
+        r->set = NULL;
+        return GRPC_STATUS_NOT_FOUND;
+    }
+    r->session = session_of(r->pol, ctx, &r->act);
+    return GRPC_STATUS_OK;
+}
+
+static Bayesguard__V1__Decision wire_decision(bg_decision d)
+{
+    switch (d) {
+    case BG_DECISION_ALLOW:
+        return BAYESGUARD__V1__DECISION__ALLOW;
+    case BG_DECISION_DENY:
+        return BAYESGUARD__V1__DECISION__DENY;
+    case BG_DECISION_ESCALATE:
+        return BAYESGUARD__V1__DECISION__ESCALATE;
+    default:
+        return BAYESGUARD__V1__DECISION__DECISION_UNSPECIFIED;
+    }
+}
+
+void bg__svc_evaluate(bg__rpc_call *c)
+{
+    Bayesguard__V1__EvaluateRequest *req =
+        bg__rpc_call_decode(c, &bayesguard__v1__evaluate_request__descriptor);
+    if (req == NULL) {
+        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                          "the request is not a valid bayesguard.v1.EvaluateRequest (protobuf "
+                          "decoding failed): send a serialized EvaluateRequest");
+        return;
+    }
+    char msg[1536];
+    resolved r;
+    grpc_status_code code = resolve(c, req->action, req->context, req->policy,
+                                    "EvaluateRequest", &r, msg, sizeof(msg));
+    if (code != GRPC_STATUS_OK) {
+        bg__rpc_call_fail(c, code, "%s", msg);
+        return;
+    }
+    const bg_policy *p = r.pol;
+    bg_rpc_server *s = c->srv;
+    bg_verdict v;
+    bg_err err;
+    bg_err_clear(&err);
+    memset(&v, 0, sizeof(v));
+    int rc = bg_engine_evaluate(s->opts.engine, &p->guard, r.session, &r.act, &v, &err);
+    int on_error_allowed = 0;
+    if (rc == BG_EINVAL || rc == BG_ELIMIT || rc == BG_ENOMEM ||
+        (rc != BG_OK && !p->on_error_allow)) {
+        grpc_status_code ec = rc == BG_EINVAL ? GRPC_STATUS_INVALID_ARGUMENT
+                              : (rc == BG_ELIMIT || rc == BG_ENOMEM)
+                                  ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                  : GRPC_STATUS_INTERNAL;
+        if (ec == GRPC_STATUS_INTERNAL)
+            bg__rpc_call_fail(c, ec, "policy %s: evaluation failed, no decision was made (%s): "
+                                     "the policy's on_error is deny; treat the action as not "
+                                     "approved and check the daemon log",
+                              p->name, err.msg);
+        else
+            bg__rpc_call_fail(c, ec, "policy %s: %s", p->name, err.msg);
+        bg_policy_set_unref(r.set);
+        return;
+    }
+    if (rc != BG_OK) {
+        BG_WARN("decision", "policy %s tool %s session '%s': engine failed (%s); on_error: "
+                            "allow -> ALLOW",
+                p->name, r.act.tool, r.session, err.msg);
+        memset(&v, 0, sizeof(v));
+        v.decision = BG_DECISION_ALLOW;
+        on_error_allowed = 1;
+    }
+
+    Bayesguard__V1__Verdict out = BAYESGUARD__V1__VERDICT__INIT;
+    Bayesguard__V1__CautiousHypothesis ch = BAYESGUARD__V1__CAUTIOUS_HYPOTHESIS__INIT;
+    char did[40];
+    uint64_t seq = atomic_fetch_add(&s->decisions, 1) + 1;
+    snprintf(did, sizeof(did), "%016" PRIx64 "-%016" PRIx64, s->boot_id, seq);
+    out.decision = wire_decision(v.decision);
+    out.harm_bound = v.harm_bound;
+    out.posterior_predictive = v.posterior_predictive;
+    ch.id = v.cautious_id;
+    ch.label = v.cautious_label;
+    ch.posterior = v.cautious_posterior;
+    ch.harm = v.cautious_harm;
+    if (!on_error_allowed)
+        out.cautious = &ch;
+    out.plausible_set_size = v.plausible_set_size;
+    out.estimator = (char *)(p->guard.estimator_name ? p->guard.estimator_name : "");
+    out.model = (char *)(p->guard.model_name ? p->guard.model_name : "");
+    out.policy = (char *)p->name;
+    out.revision = (char *)bg_policy_set_revision(r.set);
+    out.decision_id = did;
+    out.bound_kind = on_error_allowed ? BAYESGUARD__V1__BOUND_KIND__BOUND_KIND_UNSPECIFIED
+                     : v.sampled      ? BAYESGUARD__V1__BOUND_KIND__SAMPLED
+                                      : BAYESGUARD__V1__BOUND_KIND__EXACT;
+    out.samples = v.samples;
+    out.shadow = v.shadow != 0;
+    out.observations = v.observations;
+    out.threshold = p->guard.threshold;
+    out.on_error_allowed = on_error_allowed;
+    out.eval_us = (bg_now_ns() - c->start_ns) / 1000u;
+    BG_DEBUG("decision", "%s policy=%s rev=%s tool=%s session='%s' trace=%s -> %s bound=%.6g",
+             did, p->name, out.revision, r.act.tool, r.session,
+             req->context ? req->context->trace_id : "", bg_decision_name(v.decision),
+             v.harm_bound);
+    bg__rpc_call_reply(c, &out.base);
+    bg_policy_set_unref(r.set);
+}
+
+/* Observe one request; on success fills `resp` (strings point into the
+ * snapshot, so it is built while the reference is held) via `emit`. */
+typedef void (*observed_fn)(bg__rpc_call *c, const Bayesguard__V1__ObserveResponse *resp);
+
+static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__ObserveRequest *req,
+                                    const char *what, observed_fn emit, char *msg, size_t len)
+{
+    resolved r;
+    grpc_status_code code =
+        resolve(c, req->action, req->context, req->policy, what, &r, msg, len);
+    if (code != GRPC_STATUS_OK)
+        return code;
+    bg_observation obs;
+    memset(&obs, 0, sizeof(obs));
+    obs.action = r.act;
+    obs.harmed = req->harmed ? 1 : 0;
+    if (req->measured_case == BAYESGUARD__V1__OBSERVE_REQUEST__MEASURED_VALUE) {
+        if (!isfinite(req->value)) {
+            snprintf(msg, len, "%s.value is not a finite number: send a finite measured "
+                               "outcome or leave it unset", what);
+            bg_policy_set_unref(r.set);
+            return GRPC_STATUS_INVALID_ARGUMENT;
+        }
+        obs.has_value = 1;
+        obs.value = req->value;
+    }
+    bg_posterior_summary sum;
+    bg_err err;
+    bg_err_clear(&err);
+    memset(&sum, 0, sizeof(sum));
+    int rc = bg_engine_observe(c->srv->opts.engine, &r.pol->guard, r.session, &obs, &sum, &err);
+    if (rc != BG_OK) {
+        code = bg__rpc_code_of(rc);
+        if (code == GRPC_STATUS_INTERNAL)
+            snprintf(msg, len, "policy %s: the observation was not stored (%s): retry it",
+                     r.pol->name, err.msg);
+        else
+            snprintf(msg, len, "policy %s: %s", r.pol->name, err.msg);
+        bg_policy_set_unref(r.set);
+        return code;
+    }
+    Bayesguard__V1__ObserveResponse out = BAYESGUARD__V1__OBSERVE_RESPONSE__INIT;
+    Bayesguard__V1__PosteriorSummary ps = BAYESGUARD__V1__POSTERIOR_SUMMARY__INIT;
+    out.policy = (char *)r.pol->name;
+    out.revision = (char *)bg_policy_set_revision(r.set);
+    out.session = (char *)r.session;
+    out.observations = sum.observations;
+    ps.hypotheses = sum.hypotheses;
+    ps.map_id = sum.map_id;
+    ps.map_label = sum.map_label;
+    ps.map_posterior = sum.map_posterior;
+    ps.entropy_nats = sum.entropy_nats;
+    out.posterior = &ps;
+    emit(c, &out);
+    bg_policy_set_unref(r.set);
+    return GRPC_STATUS_OK;
+}
+
+static void reply_observe(bg__rpc_call *c, const Bayesguard__V1__ObserveResponse *resp)
+{
+    bg__rpc_call_reply(c, &resp->base);
+}
+
+void bg__svc_observe(bg__rpc_call *c)
+{
+    Bayesguard__V1__ObserveRequest *req =
+        bg__rpc_call_decode(c, &bayesguard__v1__observe_request__descriptor);
+    if (req == NULL) {
+        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                          "the request is not a valid bayesguard.v1.ObserveRequest (protobuf "
+                          "decoding failed): send a serialized ObserveRequest");
+        return;
+    }
+    char msg[1536];
+    grpc_status_code code = observe_one(c, req, "ObserveRequest", reply_observe, msg, sizeof(msg));
+    if (code != GRPC_STATUS_OK)
+        bg__rpc_call_fail(c, code, "%s", msg);
+}
+
+/* ObserveStream keeps the state after the last observation in the arena
+ * (allocated first, so resetting the arena to just after it between
+ * messages keeps it while releasing each message's memory). */
+typedef struct stream_state {
+    size_t arena_mark;
+    char policy[256];
+    char revision[80];
+    char session[256];
+    uint64_t observations;
+    Bayesguard__V1__PosteriorSummary ps;
+    char map_label[128];
+} stream_state;
+
+static void remember(bg__rpc_call *c, const Bayesguard__V1__ObserveResponse *resp)
+{
+    stream_state *st = c->user;
+    snprintf(st->policy, sizeof(st->policy), "%s", resp->policy);
+    snprintf(st->revision, sizeof(st->revision), "%s", resp->revision);
+    snprintf(st->session, sizeof(st->session), "%s", resp->session);
+    st->observations = resp->observations;
+    st->ps = *resp->posterior;
+    snprintf(st->map_label, sizeof(st->map_label), "%s", resp->posterior->map_label);
+    st->ps.map_label = st->map_label;
+}
+
+void bg__svc_observe_stream(bg__rpc_call *c)
+{
+    stream_state *st = bg__rpc_call_alloc(c, sizeof(*st));
+    if (st == NULL) {
+        bg__rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    memset(st, 0, sizeof(*st));
+    st->arena_mark = c->arena_used;
+    c->user = st;
+    if (bg__rpc_call_stream_recv(c) != BG_OK)
+        bg__rpc_call_fail(c, GRPC_STATUS_INTERNAL, "cannot read the observation stream");
+}
+
+void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok)
+{
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_STREAMING));
+    stream_state *st = c->user;
+    if (!ok) {
+        /* The call was cancelled or the connection dropped. */
+        c->close_started = 1; /* nothing more may be sent: just release */
+        atomic_store(&c->state, BG_CALL_FINISHING);
+        bg__rpc_call_release(c);
+        return;
+    }
+    if (c->payload == NULL) {
+        /* Client half-closed: acknowledge everything. */
+        Bayesguard__V1__ObserveStreamResponse out = BAYESGUARD__V1__OBSERVE_STREAM_RESPONSE__INIT;
+        Bayesguard__V1__ObserveResponse last = BAYESGUARD__V1__OBSERVE_RESPONSE__INIT;
+        out.accepted = c->count;
+        if (c->count > 0) {
+            last.policy = st->policy;
+            last.revision = st->revision;
+            last.session = st->session;
+            last.observations = st->observations;
+            last.posterior = &st->ps;
+            out.last = &last;
+        }
+        bg__rpc_call_reply(c, &out.base);
+        return;
+    }
+    if (grpc_byte_buffer_length(c->payload) > c->srv->max_message) {
+        bg__rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                          "observation #%" PRIu64 " is larger than the daemon's "
+                          "--max-message-bytes (%zu): send smaller observations",
+                          c->count, c->srv->max_message);
+        return;
+    }
+    Bayesguard__V1__ObserveRequest *req =
+        bg__rpc_call_decode(c, &bayesguard__v1__observe_request__descriptor);
+    char msg[1536];
+    grpc_status_code code;
+    if (req == NULL) {
+        code = GRPC_STATUS_INVALID_ARGUMENT;
+        snprintf(msg, sizeof(msg), "not a valid bayesguard.v1.ObserveRequest (protobuf "
+                                   "decoding failed)");
+    } else {
+        code = observe_one(c, req, "ObserveRequest", remember, msg, sizeof(msg));
+    }
+    if (code != GRPC_STATUS_OK) {
+        bg__rpc_call_fail(c, code, "observation #%" PRIu64 " (0-based): %s; the %" PRIu64
+                                   " before it were stored",
+                          c->count, msg, c->count);
+        return;
+    }
+    c->count++;
+    /* Release this message's memory, keep the stream state. */
+    while (c->overflow != NULL) {
+        void *next = *(void **)c->overflow;
+        free(c->overflow);
+        c->overflow = next;
+    }
+    c->arena_used = st->arena_mark;
+    if (bg__rpc_call_stream_recv(c) != BG_OK)
+        bg__rpc_call_fail(c, GRPC_STATUS_INTERNAL, "cannot read the observation stream");
+}
