@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/bg_log.h"
 
@@ -56,6 +57,23 @@ static int env_flag(const char *name)
     return v && *v && strcmp(v, "0") != 0;
 }
 
+/* Is a file of the ':'-separated list readable? */
+static int any_readable(const char *list)
+{
+    char path[4096];
+    while (*list) {
+        size_t n = strcspn(list, ":");
+        if (n > 0 && n < sizeof(path)) {
+            memcpy(path, list, n);
+            path[n] = '\0';
+            if (access(path, R_OK) == 0)
+                return 1;
+        }
+        list += n + (list[n] == ':');
+    }
+    return 0;
+}
+
 /* Does any ICD manifest exist where the loader looks? Used to sharpen the
  * message when no device shows up. */
 static int icd_manifest_present(void)
@@ -64,7 +82,7 @@ static int icd_manifest_present(void)
     if (!files || !*files)
         files = getenv("VK_ICD_FILENAMES");
     if (files && *files)
-        return 1;
+        return any_readable(files);
     static const char *const dirs[] = {"/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d",
                                        "/usr/local/share/vulkan/icd.d"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
@@ -87,8 +105,8 @@ static const char *no_driver_hint(void)
     return icd_manifest_present()
                ? "a driver manifest exists but no device answered; check VK_DRIVER_FILES and "
                  "that the GPU is visible (/dev/dri, /dev/nvidia*)"
-               : "no Vulkan driver (ICD manifest) found in /usr/share/vulkan/icd.d or "
-                 "/etc/vulkan/icd.d; install one (mesa-vulkan-drivers; NVIDIA: the driver's "
+               : "no Vulkan driver (ICD manifest) found in VK_DRIVER_FILES, "
+                 "/usr/share/vulkan/icd.d or /etc/vulkan/icd.d; install one (mesa-vulkan-drivers; NVIDIA: the driver's "
                  "nvidia_icd.json, in containers NVIDIA_DRIVER_CAPABILITIES must include "
                  "graphics) or set VK_DRIVER_FILES=/path/to/icd.json";
 }

@@ -19,7 +19,7 @@ int bg__vk_loader_open(bg_vk_fns *f, bg_err *err)
     const char *name = getenv("BG_VK_LOADER");
     if (!name || !*name)
         name = "libvulkan.so.1";
-    f->lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    f->lib = dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!f->lib)
         return bg_err_set(err, BG_EUNAVAIL,
                           "vulkan: cannot load the Vulkan loader %s (%s); install it "

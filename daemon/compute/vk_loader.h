@@ -10,7 +10,10 @@
  *
  * The function lists are X-macro tables: adding a call means adding one line.
  * Ownership: bg_vk_fns owns the dlopen handle; bg__vk_loader_close drops it
- * after the instance and device are destroyed. One thread at a time.
+ * after the instance and device are destroyed. The loader is opened with
+ * RTLD_NODELETE: it stays mapped for the process (a second backend reuses
+ * it, and leak checkers still see memory its globals hold). One thread at a
+ * time.
  */
 #ifndef BG_VK_LOADER_H
 #define BG_VK_LOADER_H
