@@ -11,6 +11,10 @@
  * the offending node's position, and ALL problems are reported, not just
  * the first. Nothing is written to a field whose value is invalid.
  *
+ * The same engine checks the policy schema (policy_parse.c) through
+ * bg_cfg_apply_table with its own error sink, key prefix and the keys that
+ * are sub-sections (handled by the caller, so not "unknown").
+ *
  * Threads: only during a plugin's create (config nodes live until then).
  */
 #include <errno.h>
@@ -23,12 +27,13 @@
 #include "policy/cfg.h"
 
 typedef struct apply_ctx {
-    void *host_ctx;
+    bg_cfg_sink sink;
+    void *sink_ctx;
     const bg_cfg_entry *e;
     const char *what;  /* "key 'k'" or "default of key 'k'" */
 } apply_ctx;
 
-#define FAIL(a, node, ...) bg__services_cfg_error((a)->host_ctx, (node), __VA_ARGS__)
+#define FAIL(a, node, ...) (a)->sink((a)->sink_ctx, (node), __VA_ARGS__)
 
 static int range_checked(const bg_cfg_entry *e)
 {
@@ -174,24 +179,39 @@ static int apply_value(const apply_ctx *a, const bg_cfg_node *n, void *target)
                 (int)e->type);
 }
 
-static void list_allowed(const bg_cfg_entry *table, size_t n, char *buf, size_t len)
+static void list_allowed(const bg_cfg_entry *table, size_t n, const char *const *extra,
+                         char *buf, size_t len)
 {
-    size_t used = 0;
+    size_t used = 0, k = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", table[i].key);
+    for (size_t i = 0; extra && extra[i]; i++, k++) {
+        int w = snprintf(buf + used, len - used, "%s%s", k ? ", " : "", extra[i]);
         if (w < 0 || (size_t)w >= len - used)
-            break;
+            return;
         used += (size_t)w;
     }
-    if (!n)
+    for (size_t i = 0; i < n; i++, k++) {
+        int w = snprintf(buf + used, len - used, "%s%s", k ? ", " : "", table[i].key);
+        if (w < 0 || (size_t)w >= len - used)
+            return;
+        used += (size_t)w;
+    }
+    if (!k)
         snprintf(buf, len, "(none: this plugin takes no config)");
+}
+
+static int is_extra(const char *const *extra, const char *k)
+{
+    for (size_t i = 0; extra && extra[i]; i++)
+        if (strcmp(extra[i], k) == 0)
+            return 1;
+    return 0;
 }
 
 static int apply_default(apply_ctx *a, const bg_cfg_node *blame, void *target)
 {
     char what[200];
-    snprintf(what, sizeof what, "default '%s' of key '%s' (a plugin bug)", a->e->def,
+    snprintf(what, sizeof what, "default '%s' of key '%s' (a bug in the key table)", a->e->def,
              a->e->key);
     a->what = what;
     bg_cfg_doc *doc = NULL;
@@ -214,30 +234,35 @@ static int apply_default(apply_ctx *a, const bg_cfg_node *blame, void *target)
     return rc;
 }
 
-int bg__cfg_apply(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *table,
-                  size_t n_entries, void *target)
+int bg_cfg_apply_table(bg_cfg_sink sink, void *sink_ctx, const bg_cfg_node *cfg,
+                       const bg_cfg_entry *table, size_t n_entries, const char *key_prefix,
+                       const char *const *extra_keys, void *target)
 {
     char allowed[768];
-    list_allowed(table, n_entries, allowed, sizeof allowed);
+    list_allowed(table, n_entries, extra_keys, allowed, sizeof allowed);
+    if (!key_prefix)
+        key_prefix = "";
     bg_cfg_type t = bg_cfg_type_of(cfg);
-    if (t != BG_CFG_MAP && t != BG_CFG_NULL)
-        return bg__services_cfg_error(host_ctx, cfg,
-                                      "config must be a map of keys, got a %s; allowed keys: %s",
-                                      t == BG_CFG_SEQ ? "list" : "scalar", allowed);
+    if (t != BG_CFG_MAP && t != BG_CFG_NULL) {
+        size_t pl = strlen(key_prefix);
+        int sl = pl ? (int)pl - 1 : 6; /* "spec." -> "spec", "" -> "config" */
+        return sink(sink_ctx, cfg, "%.*s must be a map of keys, got a %s; allowed keys: %s", sl,
+                    pl ? key_prefix : "config", t == BG_CFG_SEQ ? "list" : "scalar", allowed);
+    }
     int rc = BG_PLUGIN_OK;
     for (size_t i = 0; i < bg_cfg_len(cfg); i++) {
         const char *k = bg_cfg_key(cfg, i);
         size_t j = 0;
         while (j < n_entries && strcmp(table[j].key, k) != 0)
             j++;
-        if (j == n_entries)
-            rc = bg__services_cfg_error(host_ctx, bg_cfg_key_node(cfg, i),
-                                        "unknown key '%s'; allowed keys: %s", k, allowed);
+        if (j == n_entries && !is_extra(extra_keys, k))
+            rc = sink(sink_ctx, bg_cfg_key_node(cfg, i), "unknown key '%s%s'; allowed keys: %s",
+                      key_prefix, k, allowed);
     }
     for (size_t j = 0; j < n_entries; j++) {
         char what[160];
-        snprintf(what, sizeof what, "key '%s'", table[j].key);
-        apply_ctx a = {.host_ctx = host_ctx, .e = &table[j], .what = what};
+        snprintf(what, sizeof what, "key '%s%s'", key_prefix, table[j].key);
+        apply_ctx a = {.sink = sink, .sink_ctx = sink_ctx, .e = &table[j], .what = what};
         const bg_cfg_node *n = bg_cfg_get(cfg, table[j].key);
         int r;
         if (n && bg_cfg_type_of(n) != BG_CFG_NULL)
@@ -245,10 +270,17 @@ int bg__cfg_apply(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *ta
         else if (table[j].def)
             r = apply_default(&a, cfg, target);
         else
-            r = bg__services_cfg_error(host_ctx, cfg, "missing required key '%s' (%s)",
-                                       table[j].key, table[j].desc ? table[j].desc : "");
+            r = sink(sink_ctx, cfg, "missing required key '%s%s' (%s)", key_prefix,
+                     table[j].key, table[j].desc ? table[j].desc : "");
         if (r != BG_PLUGIN_OK)
             rc = BG_PLUGIN_ECONFIG;
     }
     return rc == BG_PLUGIN_OK ? BG_PLUGIN_OK : BG_PLUGIN_ECONFIG;
+}
+
+int bg__cfg_apply(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *table,
+                  size_t n_entries, void *target)
+{
+    return bg_cfg_apply_table(bg__services_cfg_error, host_ctx, cfg, table, n_entries, "", NULL,
+                              target);
 }

@@ -89,6 +89,17 @@ void bg_plugin_services_set_section(bg_plugin_services *s, const bg_cfg_node *se
 typedef void (*bg_plugin_metric_cb)(void *ctx, const char *name, double value);
 void bg_plugin_host_metrics(bg_plugin_host *h, bg_plugin_metric_cb cb, void *ctx);
 
+/* The typed config map engine behind host->cfg_apply, usable by the daemon
+ * with its own error sink (records "file:line:col: msg" for node n; n may
+ * be NULL): key_prefix is prepended to key names in messages ("spec.");
+ * extra_keys (NULL-terminated, may be NULL) are keys the caller handles
+ * itself, so they are neither applied nor unknown. */
+typedef int (*bg_cfg_sink)(void *ctx, const bg_cfg_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int bg_cfg_apply_table(bg_cfg_sink sink, void *sink_ctx, const bg_cfg_node *cfg,
+                       const bg_cfg_entry *table, size_t n_entries, const char *key_prefix,
+                       const char *const *extra_keys, void *target);
+
 /* RNG services (also used by the daemon): xoshiro256** seeded by
  * splitmix64; uniform in [0,1) from the top 53 bits; normal by Box-Muller
  * (one value per call, the cosine branch). */

@@ -449,3 +449,30 @@ uint64_t bg_cfg_hash(const bg_cfg_node *n, uint64_t seed)
     }
     return h;
 }
+
+/* ------------------------------------------------------------- derived */
+
+const bg_cfg_node *bg_cfg_map_without(bg_cfg_doc *d, const bg_cfg_node *map, const char *drop)
+{
+    if (!map || map->type != BG_CFG_MAP)
+        return NULL;
+    bg_cfg_node *n = arena_alloc(d, sizeof *n);
+    if (!n)
+        return NULL;
+    *n = *map;
+    n->n = 0;
+    n->items = arena_alloc(d, (map->n ? map->n : 1) * sizeof *n->items);
+    n->keys = arena_alloc(d, (map->n ? map->n : 1) * sizeof *n->keys);
+    n->knodes = arena_alloc(d, (map->n ? map->n : 1) * sizeof *n->knodes);
+    if (!n->items || !n->keys || !n->knodes)
+        return NULL;
+    for (size_t i = 0; i < map->n; i++) {
+        if (strcmp(map->keys[i], drop) == 0)
+            continue;
+        n->items[n->n] = map->items[i];
+        n->keys[n->n] = map->keys[i];
+        n->knodes[n->n] = map->knodes[i];
+        n->n++;
+    }
+    return n;
+}

@@ -43,6 +43,12 @@ const bg_cfg_node *bg_cfg_key_node(const bg_cfg_node *map, size_t i);
 /* 1 when n is a SCALAR written without quotes. */
 int bg_cfg_plain(const bg_cfg_node *n);
 
+/* A new map node like `map` (same position) without the pair `drop`,
+ * allocated in d and freed with it; for handing a plugin its section minus
+ * the keys the daemon consumed. NULL if map is not a MAP or on ENOMEM.
+ * Call only while building (before d is shared between threads). */
+const bg_cfg_node *bg_cfg_map_without(bg_cfg_doc *d, const bg_cfg_node *map, const char *drop);
+
 /* Canonical text of a subtree (keys in order, scalars quoted), for hashing
  * a model's config into bg_guard.model_key. Returns a 64-bit FNV-1a hash. */
 uint64_t bg_cfg_hash(const bg_cfg_node *n, uint64_t seed);

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/bg_err.h"
 #include "engine/engine.h"
@@ -107,5 +108,18 @@ void bg_policy_store_status(bg_policy_store *st, bg_policy_status *out);
  * bursts debounced by debounce_ms; reloads run off the loop thread. */
 int bg_policy_store_watch(bg_policy_store *st, uv_loop_t *loop, unsigned debounce_ms,
                           bg_err *err);
+/* Stop watching (loop thread). The handles close asynchronously: let the
+ * loop run until they have (uv_run) before bg_policy_store_destroy, so a
+ * reload still on the worker pool finishes first. No-op when not watching. */
+void bg_policy_store_unwatch(bg_policy_store *st);
+
+/* ---------------------------------------------------------------- check */
+
+/* Validate dir exactly as a reload would (plugins from plugin_dir loaded,
+ * every plugin config validated, instances created and destroyed) and
+ * print every error, one per line, then a summary line, to out. Returns
+ * 0 when valid, 1 when not, 2 when plugin_dir cannot be used. Used by
+ * `bayesguard check` and `bayesguardd --check`. */
+int bg_policy_check_dir(const char *dir, const char *plugin_dir, FILE *out);
 
 #endif

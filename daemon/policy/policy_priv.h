@@ -1,0 +1,84 @@
+/*
+ * policy_priv.h — internals shared by the files of module bg_policy only
+ * (policy_parse.c, policy_snapshot.c, policy_glob.c, policy_store.c,
+ * policy_watch.c, sha256.c). Nothing outside daemon/policy/ includes it.
+ */
+#ifndef BG_POLICY_PRIV_H
+#define BG_POLICY_PRIV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plugin/plugin_host.h"
+#include "policy/cfg.h"
+#include "policy/policy.h"
+
+/* ---- SHA-256 (sha256.c) */
+typedef struct bg__sha256 {
+    uint32_t h[8];
+    uint64_t len;
+    unsigned char buf[64];
+    size_t fill;
+} bg__sha256;
+void bg__sha256_init(bg__sha256 *c);
+void bg__sha256_update(bg__sha256 *c, const void *data, size_t len);
+void bg__sha256_hex(bg__sha256 *c, char out[65]); /* finalises */
+
+/* ---- errors (policy_parse.c) */
+/* Append one message (may contain newlines: split into several). */
+void bg__errs_add(bg_policy_errors *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "file:line:col: msg" for node n (the bg_cfg_sink of the schema). */
+int bg__errs_at(void *errs, const bg_cfg_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- one policy document, schema-checked (policy_parse.c) */
+typedef struct bg__policy_spec {
+    const bg_cfg_node *root;      /* the document */
+    const char *name;             /* metadata.name */
+    const bg_cfg_node *name_node;
+    const bg_cfg_node *tools;     /* spec.match.tools: SEQ of scalars */
+    const bg_cfg_node *match;     /* spec.match */
+    const bg_cfg_node *model;     /* spec.model section */
+    const bg_cfg_node *model_cfg; /* spec.model.config (may be NULL) */
+    const bg_cfg_node *estimator; /* spec.estimator section */
+    const bg_cfg_node *est_cfg;   /* the estimator map minus `plugin` */
+    const bg_cfg_node *sampler;   /* spec.sampler section or NULL */
+    const bg_cfg_node *sampler_cfg;
+    struct {                      /* the typed scalars of the schema tables */
+        char model_plugin[64];
+        char estimator_plugin[64];
+        char sampler_plugin[64];
+        int64_t samples;
+        double threshold;
+        int over_threshold;       /* 0 deny, 1 escalate */
+        int on_error;             /* 0 deny, 1 allow */
+        int mode;                 /* 0 enforce, 1 shadow */
+        char session[128];
+        int64_t priority;
+    } v;
+    bg_session_key session_key;
+    const char *session_attr;     /* into v.session */
+} bg__policy_spec;
+
+/* Schema-check one document; 0 when valid (errors appended otherwise).
+ * doc owns the derived estimator node. */
+int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *out,
+                     bg_policy_errors *errs);
+
+/* ---- globs (policy_glob.c) */
+/* 1 when some tool name matches both fnmatch patterns (conservative:
+ * character classes are treated as "any character"). */
+int bg__glob_overlap(const char *a, const char *b);
+
+/* ---- revision over the files of a dir (policy_snapshot.c) */
+/* The policy files of dir: *.yaml / *.yml, regular (symlinks followed),
+ * not hidden (which skips ConfigMap ..data dirs); sorted. */
+int bg__policy_list_dir(const char *dir, char ***names, size_t *n, bg_policy_errors *errs);
+
+
+/* ---- store internals for policy_watch.c (policy_store.c) */
+const char *bg__store_dir(const bg_policy_store *st);
+/* The store's watch state (owned by policy_watch.c; NULL when none). */
+void **bg__store_watch_slot(bg_policy_store *st);
+
+#endif

@@ -1,0 +1,502 @@
+/*
+ * policy_snapshot.c — a bg_policy_set: the whole validated policy directory,
+ * immutable once built, shared by reference count.
+ *
+ * Build (bg_policy_set_load), in order; every step collects ALL its errors
+ * and the build fails if any step found one:
+ *   1. list dir: *.yaml and *.yml regular files, hidden names skipped (so a
+ *      Kubernetes ConfigMap's ..data / ..2026_… dirs are never read twice;
+ *      the visible names are symlinks through ..data), sorted by name;
+ *   2. read each file, feed name + length + bytes to SHA-256 (the revision);
+ *   3. parse every document (policy_parse.c: schema, defaults);
+ *   4. names unique; match patterns of equal priority must not overlap;
+ *   5. per policy: find the model/estimator/sampler plugins, create their
+ *      instances with a services table whose errors carry positions; fill
+ *      bg_guard (model_key = hash(model plugin name + file identity +
+ *      model config));
+ *   6. order policies by priority (desc), then file order, for matching.
+ *
+ * Invariants: a set handed out passed every step; its policies, guards,
+ * strings and plugin instances are immutable until the last unref, which
+ * destroys instances (sampler, estimator, model), drops the plugin
+ * references (so a replaced .so is dlclosed once no set uses it) and frees
+ * the docs.
+ *
+ * Threads: load on one thread at a time (the store serialises it);
+ * ref/unref/find/match/at from any thread.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/bg_log.h"
+#include "policy/policy_priv.h"
+
+typedef struct pol_impl {
+    bg__policy_spec spec;
+    bg_plugin *plug[3];              /* model, estimator, sampler */
+    bg_plugin_services *svc[3];
+    void *inst[3];
+} pol_impl;
+
+enum { P_MODEL = 0, P_EST = 1, P_SAMPLER = 2 };
+
+struct bg_policy_set {
+    atomic_long refs;
+    char revision[65];
+    size_t n;
+    bg_policy *pols;                 /* [n] in definition order */
+    pol_impl *impl;                  /* [n] parallel to pols */
+    size_t *by_priority;             /* [n] indices, matching order */
+    bg_cfg_doc **docs;
+    size_t n_docs;
+};
+
+/* --------------------------------------------------------- accessors */
+
+void bg_policy_set_ref(bg_policy_set *s)
+{
+    if (s)
+        atomic_fetch_add(&s->refs, 1);
+}
+
+static void destroy_instances(pol_impl *im)
+{
+    for (int k = 2; k >= 0; k--) {
+        if (im->inst[k]) {
+            const bg_plugin_desc *d = im->plug[k]->desc;
+            if (k == P_MODEL)
+                d->vt.hypothesis->destroy(im->inst[k]);
+            else if (k == P_EST)
+                d->vt.estimator->destroy(im->inst[k]);
+            else
+                d->vt.sampler->destroy(im->inst[k]);
+        }
+        bg_plugin_services_destroy(im->svc[k]);
+        bg_plugin_unref(im->plug[k]);
+    }
+}
+
+static void set_free(bg_policy_set *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        destroy_instances(&s->impl[i]);
+    for (size_t i = 0; i < s->n_docs; i++)
+        bg_cfg_doc_destroy(s->docs[i]);
+    free(s->docs);
+    free(s->pols);
+    free(s->impl);
+    free(s->by_priority);
+    free(s);
+}
+
+void bg_policy_set_unref(bg_policy_set *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+        set_free(s);
+}
+
+const char *bg_policy_set_revision(const bg_policy_set *s)
+{
+    return s->revision;
+}
+
+size_t bg_policy_set_count(const bg_policy_set *s)
+{
+    return s->n;
+}
+
+const bg_policy *bg_policy_set_at(const bg_policy_set *s, size_t i)
+{
+    return i < s->n ? &s->pols[i] : NULL;
+}
+
+const bg_policy *bg_policy_set_find(const bg_policy_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->pols[i].name, name) == 0)
+            return &s->pols[i];
+    return NULL;
+}
+
+static int tools_match(const bg_cfg_node *tools, const char *tool)
+{
+    for (size_t j = 0; j < bg_cfg_len(tools); j++)
+        if (fnmatch(bg_cfg_scalar(bg_cfg_item(tools, j)), tool, 0) == 0)
+            return 1;
+    return 0;
+}
+
+const bg_policy *bg_policy_set_match(const bg_policy_set *s, const char *tool)
+{
+    for (size_t k = 0; k < s->n; k++) {
+        size_t i = s->by_priority[k];
+        if (tools_match(s->impl[i].spec.tools, tool))
+            return &s->pols[i];
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ listing */
+
+static int is_policy_file(const char *name)
+{
+    size_t n = strlen(name);
+    if (name[0] == '.')
+        return 0;
+    return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(name + n - 4, ".yml") == 0);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int bg__policy_list_dir(const char *dir, char ***names, size_t *n, bg_policy_errors *errs)
+{
+    *names = NULL;
+    *n = 0;
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        bg__errs_add(errs, "%s: cannot open policy directory: %s", dir, strerror(errno));
+        return BG_EIO;
+    }
+    struct dirent *de;
+    int rc = BG_OK;
+    while ((de = readdir(dp))) {
+        if (!is_policy_file(de->d_name))
+            continue;
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue; /* dangling symlink mid-swap, or a directory */
+        char **nn = realloc(*names, (*n + 1) * sizeof *nn);
+        if (!nn) {
+            rc = BG_ENOMEM;
+            break;
+        }
+        *names = nn;
+        if (!(nn[*n] = strdup(de->d_name))) {
+            rc = BG_ENOMEM;
+            break;
+        }
+        (*n)++;
+    }
+    closedir(dp);
+    if (rc)
+        bg__errs_add(errs, "%s: out of memory", dir);
+    if (*n)
+        qsort(*names, *n, sizeof **names, cmp_str);
+    return rc;
+}
+
+static int read_all(const char *path, char **buf, size_t *len, bg_policy_errors *errs)
+{
+    FILE *f = fopen(path, "rb");
+    *buf = NULL;
+    *len = 0;
+    if (!f) {
+        bg__errs_add(errs, "%s: cannot open: %s", path, strerror(errno));
+        return BG_EIO;
+    }
+    size_t cap = 0;
+    for (;;) {
+        if (cap - *len < 4096) {
+            char *nb = realloc(*buf, cap = cap ? cap * 2 : 8192);
+            if (!nb) {
+                fclose(f);
+                bg__errs_add(errs, "%s: out of memory", path);
+                return BG_ENOMEM;
+            }
+            *buf = nb;
+        }
+        size_t r = fread(*buf + *len, 1, cap - *len, f);
+        *len += r;
+        if (!r)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        bg__errs_add(errs, "%s: read error", path);
+        return BG_EIO;
+    }
+    return BG_OK;
+}
+
+/* ------------------------------------------------------------- build */
+
+/* Steps 2-3: read, hash and parse every file; collect schema-valid specs. */
+static int parse_files(const char *dir, char **names, size_t n_files, bg_policy_set *s,
+                       bg_policy_errors *errs)
+{
+    bg__sha256 sha;
+    bg__sha256_init(&sha);
+    int rc = BG_OK;
+    s->docs = calloc(n_files ? n_files : 1, sizeof *s->docs);
+    if (!s->docs)
+        return BG_ENOMEM;
+    for (size_t f = 0; f < n_files; f++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[f]);
+        char *buf;
+        size_t len;
+        if (read_all(path, &buf, &len, errs)) {
+            rc = BG_ECONFIG;
+            continue;
+        }
+        uint64_t len64 = len;
+        bg__sha256_update(&sha, names[f], strlen(names[f]) + 1);
+        bg__sha256_update(&sha, &len64, sizeof len64);
+        bg__sha256_update(&sha, buf, len);
+        bg_err err;
+        bg_cfg_doc *doc = NULL;
+        int prc = bg_cfg_parse_string(buf, len, path, &doc, &err);
+        free(buf);
+        if (prc) {
+            bg__errs_add(errs, "%s", err.msg);
+            rc = BG_ECONFIG;
+            continue;
+        }
+        s->docs[s->n_docs++] = doc;
+        size_t nd = bg_cfg_doc_count(doc);
+        if (nd == 0)
+            continue;
+        bg_policy *np = realloc(s->pols, (s->n + nd) * sizeof *np);
+        if (np)
+            s->pols = np;
+        pol_impl *ni = np ? realloc(s->impl, (s->n + nd) * sizeof *ni) : NULL;
+        if (!ni) {
+            bg__errs_add(errs, "%s: out of memory", path);
+            return BG_ENOMEM;
+        }
+        s->impl = ni;
+        for (size_t d = 0; d < nd; d++) {
+            const bg_cfg_node *root = bg_cfg_doc_root(doc, d);
+            if (bg_cfg_type_of(root) == BG_CFG_NULL)
+                continue; /* an empty document (a stray ---) */
+            pol_impl *im = &s->impl[s->n];
+            memset(im, 0, sizeof *im);
+            if (bg__policy_parse(doc, root, &im->spec, errs))
+                rc = BG_ECONFIG;
+            else
+                s->n++;
+        }
+    }
+    bg__sha256_hex(&sha, s->revision);
+    return rc;
+}
+
+/* Step 4: unique names; no overlapping matches at equal priority. */
+static int check_pairs(bg_policy_set *s, bg_policy_errors *errs)
+{
+    int rc = BG_OK;
+    for (size_t j = 0; j < s->n; j++) {
+        const bg__policy_spec *b = &s->impl[j].spec;
+        for (size_t i = 0; i < j; i++) {
+            const bg__policy_spec *a = &s->impl[i].spec;
+            if (strcmp(a->name, b->name) == 0) {
+                rc = bg__errs_at(errs, b->name_node,
+                                 "metadata.name '%s' is already used by the policy at %s:%d:%d; "
+                                 "policy names must be unique",
+                                 b->name, bg_cfg_file(a->name_node), bg_cfg_line(a->name_node),
+                                 bg_cfg_column(a->name_node));
+                continue;
+            }
+            if (a->v.priority != b->v.priority)
+                continue;
+            int found = 0;
+            for (size_t x = 0; x < bg_cfg_len(b->tools) && !found; x++) {
+                const bg_cfg_node *bn = bg_cfg_item(b->tools, x);
+                for (size_t y = 0; y < bg_cfg_len(a->tools) && !found; y++) {
+                    const bg_cfg_node *an = bg_cfg_item(a->tools, y);
+                    if (!bg__glob_overlap(bg_cfg_scalar(an), bg_cfg_scalar(bn)))
+                        continue;
+                    found = 1;
+                    rc = bg__errs_at(errs, bn,
+                                     "policy '%s': match pattern '%s' overlaps pattern '%s' of "
+                                     "policy '%s' (%s:%d:%d) at equal priority %lld: give one a "
+                                     "higher spec.priority or narrow the patterns",
+                                     b->name, bg_cfg_scalar(bn), bg_cfg_scalar(an), a->name,
+                                     bg_cfg_file(an), bg_cfg_line(an), bg_cfg_column(an),
+                                     (long long)b->v.priority);
+                }
+            }
+        }
+    }
+    return rc;
+}
+
+/* Create one plugin instance of kind k; errors with positions. */
+static int create_one(bg_plugin_host *h, pol_impl *im, int k, bg_plugin_kind kind,
+                      const char *name, const bg_cfg_node *section, const bg_cfg_node *cfg,
+                      const bg_space *space, bg_policy_errors *errs)
+{
+    static const char *const paths[] = {"spec.model.plugin", "spec.estimator.plugin",
+                                        "spec.sampler.plugin"};
+    bg_err err;
+    bg_err_clear(&err);
+    const bg_cfg_node *pn = bg_cfg_get(section, "plugin");
+    if (bg_plugin_host_find(h, name, kind, &im->plug[k], &err))
+        return bg__errs_at(errs, pn ? pn : section, "%s: %s", paths[k], err.msg);
+    if (bg_plugin_services_create(h, im->plug[k], &im->svc[k], &err))
+        return bg__errs_at(errs, section, "%s", err.msg);
+    bg_plugin_services_set_section(im->svc[k], section);
+    const bg_host *host = bg_plugin_services_host(im->svc[k]);
+    const bg_plugin_desc *d = im->plug[k]->desc;
+    int rc;
+    if (kind == BG_PLUGIN_KIND_HYPOTHESIS)
+        rc = d->vt.hypothesis->create(host, cfg, &im->inst[k]);
+    else if (kind == BG_PLUGIN_KIND_ESTIMATOR)
+        rc = d->vt.estimator->create(host, cfg, &im->inst[k]);
+    else
+        rc = d->vt.sampler->create(host, cfg, space, &im->inst[k]);
+    if (rc == BG_PLUGIN_OK)
+        return BG_OK;
+    im->inst[k] = NULL;
+    const char *perr = bg_plugin_services_errors(im->svc[k]);
+    if (*perr)
+        bg__errs_add(errs, "%s", perr);
+    else
+        bg__errs_at(errs, section, "plugin %s: create failed (%s) without saying why", name,
+                    bg_err_name(rc));
+    return BG_ECONFIG;
+}
+
+static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_errors *errs)
+{
+    pol_impl *im = &s->impl[i];
+    const bg__policy_spec *sp = &im->spec;
+    int rc = BG_OK;
+    if (create_one(h, im, P_MODEL, BG_PLUGIN_KIND_HYPOTHESIS, sp->v.model_plugin, sp->model,
+                   sp->model_cfg, NULL, errs))
+        rc = BG_ECONFIG;
+    if (create_one(h, im, P_EST, BG_PLUGIN_KIND_ESTIMATOR, sp->v.estimator_plugin,
+                   sp->estimator, sp->est_cfg, NULL, errs))
+        rc = BG_ECONFIG;
+    if (rc)
+        return rc;
+    const bg_hypothesis_vtbl *mv = im->plug[P_MODEL]->desc->vt.hypothesis;
+    uint64_t count = mv->count(im->inst[P_MODEL]);
+    if (sp->sampler) {
+        bg_space space = {0};
+        if (!mv->space || mv->space(im->inst[P_MODEL], &space) != BG_PLUGIN_OK)
+            return bg__errs_at(errs, sp->sampler,
+                               "spec.sampler: model plugin %s does not describe its hypothesis "
+                               "space (space() is NULL or failed), so it cannot be sampled",
+                               sp->v.model_plugin);
+        if (create_one(h, im, P_SAMPLER, BG_PLUGIN_KIND_SAMPLER, sp->v.sampler_plugin,
+                       sp->sampler, sp->sampler_cfg, &space, errs))
+            return BG_ECONFIG;
+    } else if (count == 0) {
+        return bg__errs_at(errs, sp->model,
+                           "spec.model: plugin %s does not enumerate its hypotheses (count() = "
+                           "0): add a spec.sampler section",
+                           sp->v.model_plugin);
+    }
+    return BG_OK;
+}
+
+static void fill_policy(bg_policy_set *s, size_t i)
+{
+    pol_impl *im = &s->impl[i];
+    const bg__policy_spec *sp = &im->spec;
+    bg_policy *p = &s->pols[i];
+    memset(p, 0, sizeof *p);
+    p->name = sp->name;
+    p->file = bg_cfg_file(sp->root);
+    p->line = bg_cfg_line(sp->root);
+    p->on_error_allow = sp->v.on_error == 1;
+    p->session_key = sp->session_key;
+    p->session_attr = sp->session_attr;
+    p->priority = (int)sp->v.priority;
+    bg_guard *g = &p->guard;
+    g->name = sp->name;
+    g->revision = s->revision;
+    const bg_plugin *m = im->plug[P_MODEL];
+    uint64_t seed = bg_plugin_identity(m);
+    for (const char *c = m->desc->name; *c; c++)
+        seed = (seed ^ (unsigned char)*c) * 0x100000001b3ULL;
+    g->model_key = bg_cfg_hash(sp->model_cfg, seed);
+    g->model_name = m->desc->name;
+    g->model = m->desc->vt.hypothesis;
+    g->model_inst = im->inst[P_MODEL];
+    g->estimator_name = im->plug[P_EST]->desc->name;
+    g->estimator = im->plug[P_EST]->desc->vt.estimator;
+    g->estimator_inst = im->inst[P_EST];
+    if (im->plug[P_SAMPLER]) {
+        g->sampler_name = im->plug[P_SAMPLER]->desc->name;
+        g->sampler = im->plug[P_SAMPLER]->desc->vt.sampler;
+        g->sampler_inst = im->inst[P_SAMPLER];
+        g->sampler_samples = (uint32_t)sp->v.samples;
+    }
+    g->threshold = sp->v.threshold;
+    g->over_threshold = sp->v.over_threshold == 1 ? BG_DECISION_ESCALATE : BG_DECISION_DENY;
+    g->shadow = sp->v.mode == 1;
+}
+
+/* Step 6: matching order, priority descending then definition order
+ * (insertion sort: a handful of policies, and stable). */
+static void sort_by_priority(bg_policy_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        size_t v = i, k = i;
+        while (k > 0 && s->pols[s->by_priority[k - 1]].priority < s->pols[v].priority) {
+            s->by_priority[k] = s->by_priority[k - 1];
+            k--;
+        }
+        s->by_priority[k] = v;
+    }
+}
+
+int bg_policy_set_load(const char *dir, bg_plugin_host *host, bg_policy_set **out,
+                       bg_policy_errors *errs)
+{
+    *out = NULL;
+    char **names = NULL;
+    size_t n_files = 0;
+    bg_policy_set *s = calloc(1, sizeof *s);
+    if (!s) {
+        bg__errs_add(errs, "%s: out of memory", dir);
+        return BG_ENOMEM;
+    }
+    atomic_init(&s->refs, 1);
+    int rc = bg__policy_list_dir(dir, &names, &n_files, errs);
+    if (rc == BG_OK && n_files == 0) {
+        bg__errs_add(errs, "%s: no policy files (*.yaml, *.yml) in the directory", dir);
+        rc = BG_ECONFIG;
+    }
+    if (rc == BG_OK)
+        rc = parse_files(dir, names, n_files, s, errs);
+    if (rc == BG_OK && s->n == 0) {
+        bg__errs_add(errs, "%s: no policies in %zu file(s): each document needs apiVersion "
+                           "bayesguard/v1 and kind GuardPolicy", dir, n_files);
+        rc = BG_ECONFIG;
+    }
+    if (check_pairs(s, errs))
+        rc = BG_ECONFIG;
+    for (size_t i = 0; i < s->n; i++)
+        if (instantiate(host, s, i, errs))
+            rc = BG_ECONFIG;
+    for (size_t i = 0; i < n_files; i++)
+        free(names[i]);
+    free(names);
+    if (rc == BG_OK && !(s->by_priority = malloc(s->n * sizeof *s->by_priority)))
+        rc = BG_ENOMEM;
+    if (rc) {
+        set_free(s);
+        return rc == BG_ENOMEM ? rc : BG_ECONFIG;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        fill_policy(s, i);
+    sort_by_priority(s);
+    *out = s;
+    return BG_OK;
+}

@@ -1,0 +1,161 @@
+/*
+ * policy_watch.c — reload when the policy directory changes.
+ *
+ * Why a directory watch: a Kubernetes ConfigMap volume shows each key as a
+ * symlink `a.yaml -> ..data/a.yaml`; an update writes a new timestamped
+ * dir `..2026_11_26_…`, points a `..data_tmp` symlink at it and renames it
+ * over `..data`. Watching the files would miss that (their symlinks never
+ * change); watching the directory sees the rename. Any event in the dir
+ * (re)starts a debounce timer, so the burst of one update gives one
+ * reload; the reload runs on the libuv worker pool (uv_queue_work, it
+ * dlopens and creates plugin instances) and never two at once: an event
+ * during a running reload re-arms the timer when it finishes. If the watch
+ * reports an error (the dir was replaced), it is re-armed on the path.
+ *
+ *   idle --event--> debouncing --timer--> reloading --done--> idle
+ *                   ^  (event: restart)   |  (event: again=1)
+ *                   +-----------------------+ done with again=1
+ *
+ * Threads: watch/unwatch and every callback on the loop thread; the work
+ * function on a pool thread (it only calls bg_policy_store_reload).
+ * Ownership: the watch state is heap-allocated, owned by the store's slot
+ * until unwatch, then by the handles' close callbacks (freed after both
+ * handles closed and no work is in flight).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "common/bg_log.h"
+#include "policy/policy_priv.h"
+
+typedef struct watch {
+    bg_policy_store *st;   /* NULL after unwatch */
+    uv_loop_t *loop;
+    uv_fs_event_t ev;
+    uv_timer_t timer;
+    uv_work_t work;
+    unsigned debounce_ms;
+    int running;           /* a reload is on the pool */
+    int again;             /* an event arrived during it */
+    int open_handles;      /* 2 until closed */
+    uint64_t events;
+} watch;
+
+static void maybe_free(watch *w)
+{
+    if (!w->st && !w->running && w->open_handles == 0)
+        free(w);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    watch *w = h->data;
+    w->open_handles--;
+    maybe_free(w);
+}
+
+static void work_run(uv_work_t *req)
+{
+    watch *w = req->data;
+    bg_err err;
+    bg_policy_store_reload(w->st, "watch", &err); /* logs and records status itself */
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void work_done(uv_work_t *req, int status)
+{
+    (void)status;
+    watch *w = req->data;
+    w->running = 0;
+    if (!w->st) {
+        maybe_free(w);
+        return;
+    }
+    if (w->again) {
+        w->again = 0;
+        uv_timer_start(&w->timer, on_timer, w->debounce_ms, 0);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    watch *w = t->data;
+    if (!w->st)
+        return;
+    if (w->running) {
+        w->again = 1;
+        return;
+    }
+    w->running = 1;
+    w->work.data = w;
+    if (uv_queue_work(w->loop, &w->work, work_run, work_done) != 0) {
+        w->running = 0;
+        BG_ERROR("policy", "watch: cannot queue the reload");
+    }
+}
+
+static void on_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    watch *w = h->data;
+    (void)events;
+    if (!w->st)
+        return;
+    if (status < 0) {
+        BG_WARN("policy", "watch on %s failed (%s): re-arming", bg__store_dir(w->st),
+                uv_strerror(status));
+        uv_fs_event_stop(&w->ev);
+        if (uv_fs_event_start(&w->ev, on_event, bg__store_dir(w->st), 0) != 0)
+            BG_ERROR("policy", "watch on %s lost: reload with SIGHUP", bg__store_dir(w->st));
+    }
+    w->events++;
+    BG_DEBUG("policy", "watch: %s changed", filename ? filename : "(dir)");
+    if (w->running)
+        w->again = 1;
+    else
+        uv_timer_start(&w->timer, on_timer, w->debounce_ms, 0);
+}
+
+int bg_policy_store_watch(bg_policy_store *st, uv_loop_t *loop, unsigned debounce_ms,
+                          bg_err *err)
+{
+    void **slot = bg__store_watch_slot(st);
+    if (*slot)
+        return bg_err_set(err, BG_EINVAL, "policy watch: %s is already watched",
+                          bg__store_dir(st));
+    watch *w = calloc(1, sizeof *w);
+    if (!w)
+        return bg_err_set(err, BG_ENOMEM, "policy watch: out of memory");
+    w->st = st;
+    w->loop = loop;
+    w->debounce_ms = debounce_ms;
+    uv_fs_event_init(loop, &w->ev);
+    uv_timer_init(loop, &w->timer);
+    w->ev.data = w->timer.data = w;
+    w->open_handles = 2;
+    int rc = uv_fs_event_start(&w->ev, on_event, bg__store_dir(st), 0);
+    if (rc != 0) {
+        w->st = NULL;
+        uv_close((uv_handle_t *)&w->ev, on_close);
+        uv_close((uv_handle_t *)&w->timer, on_close);
+        return bg_err_set(err, BG_EIO, "policy watch: cannot watch %s: %s", bg__store_dir(st),
+                          uv_strerror(rc));
+    }
+    *slot = w;
+    return BG_OK;
+}
+
+void bg_policy_store_unwatch(bg_policy_store *st)
+{
+    void **slot = bg__store_watch_slot(st);
+    watch *w = *slot;
+    if (!w)
+        return;
+    *slot = NULL;
+    w->st = NULL;
+    uv_fs_event_stop(&w->ev);
+    uv_timer_stop(&w->timer);
+    uv_close((uv_handle_t *)&w->ev, on_close);
+    uv_close((uv_handle_t *)&w->timer, on_close);
+}
