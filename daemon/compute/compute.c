@@ -1,0 +1,306 @@
+/*
+ * compute.c — the public face of compute.h: argument checks, the poisoned-
+ * recording state, backend choice, and dispatch through the backend vtable.
+ *
+ * Why here: both backends get the same validation for free, and a bad shape
+ * becomes one clear error at submit instead of a crash inside a kernel.
+ * Shape checks live here (sizes positive, heads dividing, positions inside
+ * the cache); whether a view lies inside its buffer is checked by the
+ * backend, which alone knows its buffers' sizes.
+ *
+ * Recording state (per bg_compute; one thread at a time, see compute.h):
+ *   idle --begin--> recording --op ok--> recording
+ *   recording --op fails--> recording+poisoned (later ops are skipped)
+ *   recording[+poisoned] --submit--> idle (submit reports the poison error)
+ * An op outside begin/submit is a programming error: it is logged and
+ * dropped.
+ */
+#include "compute/compute.h"
+
+#include <string.h>
+
+#include "common/bg_log.h"
+#include "compute/compute_backend.h"
+
+int bg_backend_kind_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    if (strcmp(s, "cpu") == 0)
+        return BG_BACKEND_CPU;
+    if (strcmp(s, "vulkan") == 0)
+        return BG_BACKEND_VULKAN;
+    if (strcmp(s, "auto") == 0)
+        return BG_BACKEND_AUTO;
+    return -1;
+}
+
+static int vulkan_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)
+{
+#ifdef BG_HAVE_VULKAN
+    return bg__compute_vulkan_create(opts, out, err);
+#else
+    (void)opts;
+    (void)out;
+    return bg_err_set(err, BG_EUNAVAIL,
+                      "vulkan backend: built without Vulkan support; use --backend cpu");
+#endif
+}
+
+int bg_compute_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)
+{
+    if (!opts || !out)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_create: NULL argument");
+    *out = NULL;
+    if (opts->threads < 0 || opts->threads > 1024)
+        return bg_err_set(err, BG_EINVAL, "compute: threads %d out of range; expected 0..1024",
+                          opts->threads);
+    switch (opts->kind) {
+    case BG_BACKEND_CPU:
+        return bg__compute_cpu_create(opts, out, err);
+    case BG_BACKEND_VULKAN:
+        return vulkan_create(opts, out, err);
+    case BG_BACKEND_AUTO: {
+        bg_compute_opts vo = *opts;
+        vo.kind = BG_BACKEND_VULKAN;
+        vo.allow_cpu_device = 0; /* a CPU-type Vulkan device is slower than the CPU backend */
+        bg_err verr;
+        bg_err_clear(&verr);
+        if (vulkan_create(&vo, out, &verr) == BG_OK) {
+            BG_INFO("compute", "auto backend: %s", (*out)->desc);
+            return BG_OK;
+        }
+        bg_compute_opts co = *opts;
+        co.kind = BG_BACKEND_CPU;
+        int rc = bg__compute_cpu_create(&co, out, err);
+        if (rc == BG_OK)
+            BG_INFO("compute", "auto backend: %s (vulkan not used: %s)", (*out)->desc, verr.msg);
+        return rc;
+    }
+    }
+    return bg_err_set(err, BG_EINVAL, "compute: unknown backend kind %d; expected cpu|vulkan|auto",
+                      (int)opts->kind);
+}
+
+void bg_compute_destroy(bg_compute *c)
+{
+    if (c)
+        c->vt->destroy(c);
+}
+
+const char *bg_compute_describe(const bg_compute *c)
+{
+    return c->desc;
+}
+
+bg_backend_kind bg_compute_kind(const bg_compute *c)
+{
+    return c->kind;
+}
+
+int bg_cbuf_create(bg_compute *c, size_t bytes, bg_cbuf **out, bg_err *err)
+{
+    if (!c || !out)
+        return bg_err_set(err, BG_EINVAL, "bg_cbuf_create: NULL argument");
+    *out = NULL;
+    if (bytes == 0 || bytes % 4 != 0)
+        return bg_err_set(err, BG_EINVAL,
+                          "bg_cbuf_create: %zu bytes; expected a positive multiple of 4", bytes);
+    return c->vt->buf_create(c, bytes, out, err);
+}
+
+void bg_cbuf_destroy(bg_compute *c, bg_cbuf *b)
+{
+    if (c && b)
+        c->vt->buf_destroy(c, b);
+}
+
+static int host_io_check(bg_compute *c, bg_cbuf *b, const void *p, const char *what, bg_err *err)
+{
+    if (!c || !b || !p)
+        return bg_err_set(err, BG_EINVAL, "%s: NULL argument", what);
+    if (c->recording)
+        return bg_err_set(err, BG_EINVAL, "%s: called between begin and submit; host access is "
+                                          "only valid outside a recording", what);
+    return BG_OK;
+}
+
+int bg_cbuf_write(bg_compute *c, bg_cbuf *b, size_t byte_off, const void *src, size_t bytes,
+                  bg_err *err)
+{
+    int rc = host_io_check(c, b, src, "bg_cbuf_write", err);
+    if (rc != BG_OK)
+        return rc;
+    return bytes ? c->vt->buf_write(c, b, byte_off, src, bytes, err) : BG_OK;
+}
+
+int bg_cbuf_read(bg_compute *c, bg_cbuf *b, size_t byte_off, void *dst, size_t bytes, bg_err *err)
+{
+    int rc = host_io_check(c, b, dst, "bg_cbuf_read", err);
+    if (rc != BG_OK)
+        return rc;
+    return bytes ? c->vt->buf_read(c, b, byte_off, dst, bytes, err) : BG_OK;
+}
+
+int bg_compute_begin(bg_compute *c, bg_err *err)
+{
+    if (!c)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_begin: NULL compute");
+    if (c->recording)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_begin: already recording; submit first");
+    c->poisoned = 0;
+    bg_err_clear(&c->poison_err);
+    int rc = c->vt->begin(c, err);
+    if (rc == BG_OK)
+        c->recording = 1;
+    return rc;
+}
+
+void bg_compute_barrier(bg_compute *c)
+{
+    if (c && c->recording && !c->poisoned)
+        c->vt->barrier(c);
+}
+
+int bg_compute_submit(bg_compute *c, bg_err *err)
+{
+    if (!c)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_submit: NULL compute");
+    if (!c->recording)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_submit: not recording; call begin first");
+    int rc = c->vt->submit(c, err);
+    c->recording = 0;
+    if (c->poisoned) {
+        if (err) {
+            *err = c->poison_err;
+        }
+        return c->poison_err.code;
+    }
+    return rc;
+}
+
+/* Common gate of every op: returns 1 when the op may be forwarded to the
+ * backend: recording, not yet poisoned, every view has a buffer and the
+ * op's shape condition holds. Otherwise poisons the recording with a message
+ * naming the op (outside a recording: logged and dropped). */
+static int admit(bg_compute *c, const char *op, const bg_tview *vs, int nv, int shape_ok,
+                 const char *expected)
+{
+    if (!c)
+        return 0;
+    if (!c->recording) {
+        BG_ERROR("compute", "op %s called outside begin/submit; dropped", op);
+        return 0;
+    }
+    if (c->poisoned)
+        return 0;
+    const char *why = expected;
+    for (int i = 0; i < nv; i++)
+        if (!vs[i].buf)
+            why = "a view has a NULL buffer";
+    if (why == expected && shape_ok)
+        return 1;
+    c->poisoned = 1;
+    bg_err_set(&c->poison_err, BG_EINVAL, "compute op %s: %s", op, why);
+    return 0;
+}
+
+/* A backend op that fails may set c->poisoned and c->poison_err itself (to
+ * name the bad view or token id); after() only fills a generic message when
+ * it did not. */
+static void after(bg_compute *c, const char *op, int rc)
+{
+    if (rc != BG_OK && !c->poisoned) {
+        c->poisoned = 1;
+        bg_err_set(&c->poison_err, rc, "compute op %s failed in the %s backend", op, c->desc);
+    }
+}
+
+#define NV(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+void bg_op_matmul(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int M, int N, int K)
+{
+    bg_tview vs[] = {out, x, w};
+    if (admit(c, "matmul", vs, NV(vs), M > 0 && N > 0 && K > 0, "M, N, K must be positive"))
+        after(c, "matmul", c->vt->matmul(c, out, x, w, M, N, K));
+}
+
+void bg_op_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int T, int n, float eps)
+{
+    bg_tview vs[] = {out, x, w};
+    if (admit(c, "rmsnorm", vs, NV(vs), T > 0 && n > 0 && eps >= 0.0f,
+              "T and n must be positive and eps >= 0"))
+        after(c, "rmsnorm", c->vt->rmsnorm(c, out, x, w, T, n, eps));
+}
+
+static int heads_ok(int nh, int nkv, int hs)
+{
+    return nh > 0 && nkv > 0 && hs > 0 && nkv <= nh && nh % nkv == 0;
+}
+
+void bg_op_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int n_heads,
+                int n_kv_heads, int head_size)
+{
+    bg_tview vs[] = {q, k};
+    if (admit(c, "rope", vs, NV(vs),
+              T > 0 && pos0 >= 0 && heads_ok(n_heads, n_kv_heads, head_size) &&
+                  head_size % 2 == 0,
+              "need T > 0, pos0 >= 0, even head_size, n_kv_heads dividing n_heads"))
+        after(c, "rope", c->vt->rope(c, q, k, T, pos0, n_heads, n_kv_heads, head_size));
+}
+
+void bg_op_softmax(bg_compute *c, bg_tview x, int rows, int n)
+{
+    bg_tview vs[] = {x};
+    if (admit(c, "softmax", vs, NV(vs), rows > 0 && n > 0, "rows and n must be positive"))
+        after(c, "softmax", c->vt->softmax(c, x, rows, n));
+}
+
+void bg_op_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kcache, bg_tview vcache,
+                     int T, int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len)
+{
+    bg_tview vs[] = {out, q, kcache, vcache};
+    if (admit(c, "attention", vs, NV(vs),
+              T > 0 && pos0 >= 0 && heads_ok(n_heads, n_kv_heads, head_size) && seq_len > 0 &&
+                  pos0 <= seq_len - T,
+              "need T > 0, 0 <= pos0, pos0 + T <= seq_len, n_kv_heads dividing n_heads"))
+        after(c, "attention", c->vt->attention(c, out, q, kcache, vcache, T, pos0, n_heads,
+                                               n_kv_heads, head_size, seq_len));
+}
+
+void bg_op_swiglu(bg_compute *c, bg_tview h, bg_tview g, int n)
+{
+    bg_tview vs[] = {h, g};
+    if (admit(c, "swiglu", vs, NV(vs), n > 0, "n must be positive"))
+        after(c, "swiglu", c->vt->swiglu(c, h, g, n));
+}
+
+void bg_op_add(bg_compute *c, bg_tview x, bg_tview y, int n)
+{
+    bg_tview vs[] = {x, y};
+    if (admit(c, "add", vs, NV(vs), n > 0, "n must be positive"))
+        after(c, "add", c->vt->add(c, x, y, n));
+}
+
+void bg_op_copy(bg_compute *c, bg_tview dst, bg_tview src, int n)
+{
+    bg_tview vs[] = {dst, src};
+    if (admit(c, "copy", vs, NV(vs), n > 0, "n must be positive"))
+        after(c, "copy", c->vt->copy(c, dst, src, n));
+}
+
+void bg_op_embed(bg_compute *c, bg_tview out, bg_tview table, bg_tview tokens, int T, int dim)
+{
+    bg_tview vs[] = {out, table, tokens};
+    if (admit(c, "embed", vs, NV(vs), T > 0 && dim > 0, "T and dim must be positive"))
+        after(c, "embed", c->vt->embed(c, out, table, tokens, T, dim));
+}
+
+void bg_op_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, bg_tview targets, int T,
+                             int V)
+{
+    bg_tview vs[] = {out, logits, targets};
+    if (admit(c, "logsoftmax_gather", vs, NV(vs), T > 0 && V > 0, "T and V must be positive"))
+        after(c, "logsoftmax_gather",
+              c->vt->logsoftmax_gather(c, out, logits, targets, T, V));
+}

@@ -1,0 +1,532 @@
+/*
+ * compute_cpu.c — the CPU backend: host buffers, the vtable, and every op
+ * except matmul (compute_cpu_gemm.c).
+ *
+ * Why shaped so: the CPU runs each op at once when it is recorded, so
+ * begin/barrier/submit are bookkeeping only. Ops split their rows (or
+ * heads, or element chunks) into tasks for the persistent pool
+ * (compute_cpu_pool.c); tiny ops run inline because waking workers costs
+ * more than the work. Inner loops use bg__cpu_dot/axpy (AVX2+FMA when the
+ * CPU has it).
+ *
+ * Invariants
+ *   - every buffer is a 64-byte-aligned host allocation of `bytes` bytes,
+ *     linked into its backend's list; destroy frees what is left;
+ *   - every op checks that each view it touches lies inside its buffer and
+ *     that token/target ids are in range before reading them; a failure
+ *     poisons the recording with a message naming the op and the view.
+ * Threads: one caller thread at a time (compute.h); workers only run tasks.
+ * Ownership: the backend owns its buffers and its pool.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compute/compute_backend.h"
+#include "compute/compute_cpu.h"
+
+struct bg_cbuf {
+    float *data;
+    size_t bytes;
+    struct bg_cbuf *prev, *next;
+};
+
+typedef struct cpu_backend {
+    bg_compute base;
+    bg__pool *pool;
+    bg_cbuf *bufs;
+} cpu_backend;
+
+static cpu_backend *cpu(bg_compute *c)
+{
+    return (cpu_backend *)c;
+}
+
+/* ---- views ----------------------------------------------------------------- */
+
+/* Pointer to a view of n elements, or NULL (recording poisoned) when it does
+ * not fit its buffer. */
+static float *span(bg_compute *c, const char *op, const char *name, bg_tview v, size_t n)
+{
+    size_t elems = v.buf->bytes / 4;
+    if (v.off > elems || n > elems - v.off) {
+        if (!c->poisoned) {
+            c->poisoned = 1;
+            bg_err_set(&c->poison_err, BG_EINVAL,
+                       "compute op %s: view %s [%zu, %zu) exceeds its buffer of %zu elements", op,
+                       name, v.off, v.off + n, elems);
+        }
+        return NULL;
+    }
+    return v.buf->data + v.off;
+}
+
+static int ids_ok(bg_compute *c, const char *op, const int32_t *ids, int n, long limit)
+{
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= limit) {
+            if (!c->poisoned) {
+                c->poisoned = 1;
+                bg_err_set(&c->poison_err, BG_EINVAL,
+                           "compute op %s: id %d at row %d out of range; expected 0..%ld", op,
+                           (int)ids[i], i, limit - 1);
+            }
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Tasks for a loop of `rows` items of `cost` flops each: 1 (inline) when the
+ * whole loop is small, else up to 4 per thread. */
+static int ntasks_for(bg_compute *c, long rows, long cost)
+{
+    int nt = bg__pool_threads(cpu(c)->pool);
+    if (nt == 1 || rows * cost < 32768 || rows < 2)
+        return 1;
+    long t = (long)nt * 4;
+    return (int)(t < rows ? t : rows);
+}
+
+/* Row range [r0, r1) of task t out of ntasks over rows. */
+static void task_range(int t, int ntasks, long rows, long *r0, long *r1)
+{
+    *r0 = rows * t / ntasks;
+    *r1 = rows * (t + 1) / ntasks;
+}
+
+/* ---- lifecycle and buffers --------------------------------------------- */
+
+static void cpu_destroy(bg_compute *c)
+{
+    cpu_backend *b = cpu(c);
+    while (b->bufs) {
+        bg_cbuf *n = b->bufs->next;
+        free(b->bufs->data);
+        free(b->bufs);
+        b->bufs = n;
+    }
+    bg__pool_destroy(b->pool);
+    free(b);
+}
+
+static int cpu_buf_create(bg_compute *c, size_t bytes, bg_cbuf **out, bg_err *err)
+{
+    cpu_backend *b = cpu(c);
+    bg_cbuf *buf = calloc(1, sizeof *buf);
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (buf && rounded >= bytes)
+        buf->data = aligned_alloc(64, rounded);
+    if (!buf || !buf->data) {
+        free(buf);
+        return bg_err_set(err, BG_ENOMEM, "cpu backend: cannot allocate a buffer of %zu bytes",
+                          bytes);
+    }
+    memset(buf->data, 0, rounded);
+    buf->bytes = bytes;
+    buf->next = b->bufs;
+    if (b->bufs)
+        b->bufs->prev = buf;
+    b->bufs = buf;
+    *out = buf;
+    return BG_OK;
+}
+
+static void cpu_buf_destroy(bg_compute *c, bg_cbuf *buf)
+{
+    cpu_backend *b = cpu(c);
+    if (buf->prev)
+        buf->prev->next = buf->next;
+    else
+        b->bufs = buf->next;
+    if (buf->next)
+        buf->next->prev = buf->prev;
+    free(buf->data);
+    free(buf);
+}
+
+static int range_ok(bg_cbuf *buf, size_t off, size_t n, const char *what, bg_err *err)
+{
+    if (off > buf->bytes || n > buf->bytes - off)
+        return bg_err_set(err, BG_EINVAL, "%s: bytes [%zu, %zu) outside a buffer of %zu bytes",
+                          what, off, off + n, buf->bytes);
+    return BG_OK;
+}
+
+static int cpu_buf_write(bg_compute *c, bg_cbuf *buf, size_t off, const void *src, size_t n,
+                         bg_err *err)
+{
+    (void)c;
+    int rc = range_ok(buf, off, n, "bg_cbuf_write", err);
+    if (rc == BG_OK)
+        memcpy((char *)buf->data + off, src, n);
+    return rc;
+}
+
+static int cpu_buf_read(bg_compute *c, bg_cbuf *buf, size_t off, void *dst, size_t n, bg_err *err)
+{
+    (void)c;
+    int rc = range_ok(buf, off, n, "bg_cbuf_read", err);
+    if (rc == BG_OK)
+        memcpy(dst, (char *)buf->data + off, n);
+    return rc;
+}
+
+static int cpu_begin(bg_compute *c, bg_err *err)
+{
+    (void)c;
+    (void)err;
+    return BG_OK;
+}
+
+static void cpu_barrier(bg_compute *c)
+{
+    (void)c; /* each op completed before its function returned */
+}
+
+static int cpu_submit(bg_compute *c, bg_err *err)
+{
+    (void)c;
+    (void)err;
+    return BG_OK;
+}
+
+/* ---- ops ------------------------------------------------------------------ */
+
+static int cpu_matmul(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int M, int N, int K)
+{
+    float *o = span(c, "matmul", "out", out, (size_t)M * N);
+    const float *xp = span(c, "matmul", "x", x, (size_t)M * K);
+    const float *wp = span(c, "matmul", "w", w, (size_t)N * K);
+    if (!o || !xp || !wp)
+        return BG_EINVAL;
+    bg__cpu_matmul(cpu(c)->pool, o, xp, wp, M, N, K);
+    return BG_OK;
+}
+
+/* Row-parallel ops: one rows_ctx, one per-row function, one task driver. */
+typedef struct rows_ctx rows_ctx;
+struct rows_ctx {
+    void (*row)(const rows_ctx *r, long row);
+    float *a;
+    const float *b, *w;
+    const int32_t *ids;
+    int rows, n, ntasks;
+    int pos0, nh, nkv, hs; /* rope */
+    float eps;
+};
+
+static void rows_task(void *v, int t)
+{
+    const rows_ctx *r = v;
+    long r0, r1;
+    task_range(t, r->ntasks, r->rows, &r0, &r1);
+    for (long row = r0; row < r1; row++)
+        r->row(r, row);
+}
+
+/* Runs r->row over r->rows rows of about `cost` flops each. */
+static void rows_run(bg_compute *c, rows_ctx *r, long cost)
+{
+    r->ntasks = ntasks_for(c, r->rows, cost);
+    bg__pool_run(cpu(c)->pool, rows_task, r, r->ntasks);
+}
+
+static float row_max(const float *v, int n)
+{
+    float mx = v[0];
+    for (int i = 1; i < n; i++)
+        mx = v[i] > mx ? v[i] : mx;
+    return mx;
+}
+
+static void rmsnorm_row(const rows_ctx *r, long row)
+{
+    const float *x = r->b + row * r->n;
+    float *o = r->a + row * r->n;
+    float s = 1.0f / sqrtf(bg__cpu_dot(x, x, r->n) / (float)r->n + r->eps);
+    for (int i = 0; i < r->n; i++)
+        o[i] = r->w[i] * (s * x[i]);
+}
+
+static int cpu_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int T, int n,
+                       float eps)
+{
+    rows_ctx r = {.row = rmsnorm_row, .rows = T, .n = n, .eps = eps};
+    r.a = span(c, "rmsnorm", "out", out, (size_t)T * n);
+    r.b = span(c, "rmsnorm", "x", x, (size_t)T * n);
+    r.w = span(c, "rmsnorm", "w", w, (size_t)n);
+    if (!r.a || !r.b || !r.w)
+        return BG_EINVAL;
+    rows_run(c, &r, 3L * n);
+    return BG_OK;
+}
+
+static void rotate_heads(float *v, int heads, int hs, int i, float fcr, float fci)
+{
+    for (int h = 0; h < heads; h++) {
+        float *p = v + h * hs + i;
+        float a = p[0], b = p[1];
+        p[0] = a * fcr - b * fci;
+        p[1] = a * fci + b * fcr;
+    }
+}
+
+/* one token: a = q, b = k; each (cos, sin) pair is computed once for all heads */
+static void rope_row(const rows_ctx *r, long row)
+{
+    float pos = (float)(r->pos0 + row);
+    float *qr = r->a + row * (long)r->nh * r->hs;
+    float *kr = (float *)r->b + row * (long)r->nkv * r->hs;
+    for (int i = 0; i + 1 < r->hs; i += 2) {
+        float ang = pos * (1.0f / powf(10000.0f, (float)i / (float)r->hs));
+        float fcr = cosf(ang), fci = sinf(ang);
+        rotate_heads(qr, r->nh, r->hs, i, fcr, fci);
+        rotate_heads(kr, r->nkv, r->hs, i, fcr, fci);
+    }
+}
+
+static int cpu_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int nh, int nkv,
+                    int hs)
+{
+    rows_ctx r = {.row = rope_row, .rows = T, .pos0 = pos0, .nh = nh, .nkv = nkv, .hs = hs};
+    r.a = span(c, "rope", "q", q, (size_t)T * nh * hs);
+    r.b = span(c, "rope", "k", k, (size_t)T * nkv * hs);
+    if (!r.a || !r.b)
+        return BG_EINVAL;
+    rows_run(c, &r, 8L * (nh + nkv) * hs);
+    return BG_OK;
+}
+
+static void softmax_vec(float *v, int n)
+{
+    float mx = row_max(v, n), sum = 0.0f;
+    for (int i = 0; i < n; i++)
+        sum += (v[i] = expf(v[i] - mx));
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++)
+        v[i] *= inv;
+}
+
+static void softmax_row(const rows_ctx *r, long row)
+{
+    softmax_vec(r->a + row * r->n, r->n);
+}
+
+static int cpu_softmax(bg_compute *c, bg_tview x, int rows, int n)
+{
+    rows_ctx r = {.row = softmax_row, .rows = rows, .n = n};
+    r.a = span(c, "softmax", "x", x, (size_t)rows * n);
+    if (!r.a)
+        return BG_EINVAL;
+    rows_run(c, &r, 16L * n);
+    return BG_OK;
+}
+
+typedef struct att_ctx {
+    float *out;
+    const float *q, *kc, *vc;
+    int T, pos0, nh, nkv, hs, ntasks;
+    int failed;
+} att_ctx;
+
+/* Task t covers (token, head) pairs; scores live in a per-task scratch row. */
+static void att_task(void *v, int t)
+{
+    att_ctx *a = v;
+    long r0, r1;
+    task_range(t, a->ntasks, (long)a->T * a->nh, &r0, &r1);
+    if (r0 == r1)
+        return;
+    float *sc = malloc(sizeof(float) * (size_t)(a->pos0 + a->T));
+    if (!sc) {
+        a->failed = 1;
+        return;
+    }
+    int kv_dim = a->nkv * a->hs, group = a->nh / a->nkv;
+    float scale = 1.0f / sqrtf((float)a->hs);
+    for (long i = r0; i < r1; i++) {
+        int tok = (int)(i / a->nh), h = (int)(i % a->nh);
+        int last = a->pos0 + tok;
+        const float *qh = a->q + ((long)tok * a->nh + h) * a->hs;
+        long koff = (long)(h / group) * a->hs;
+        float *o = a->out + ((long)tok * a->nh + h) * a->hs;
+        for (int p = 0; p <= last; p++)
+            sc[p] = bg__cpu_dot(qh, a->kc + (long)p * kv_dim + koff, a->hs) * scale;
+        softmax_vec(sc, last + 1);
+        memset(o, 0, sizeof(float) * (size_t)a->hs);
+        for (int p = 0; p <= last; p++)
+            bg__cpu_axpy(o, sc[p], a->vc + (long)p * kv_dim + koff, a->hs);
+    }
+    free(sc);
+}
+
+static int cpu_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kc, bg_tview vc, int T,
+                         int pos0, int nh, int nkv, int hs, int seq_len)
+{
+    att_ctx a = {0};
+    a.out = span(c, "attention", "out", out, (size_t)T * nh * hs);
+    a.q = span(c, "attention", "q", q, (size_t)T * nh * hs);
+    a.kc = span(c, "attention", "kcache", kc, (size_t)seq_len * nkv * hs);
+    a.vc = span(c, "attention", "vcache", vc, (size_t)seq_len * nkv * hs);
+    if (!a.out || !a.q || !a.kc || !a.vc)
+        return BG_EINVAL;
+    a.T = T;
+    a.pos0 = pos0;
+    a.nh = nh;
+    a.nkv = nkv;
+    a.hs = hs;
+    a.ntasks = ntasks_for(c, (long)T * nh, 4L * (pos0 + T) * hs);
+    bg__pool_run(cpu(c)->pool, att_task, &a, a.ntasks);
+    if (a.failed) {
+        c->poisoned = 1;
+        return bg_err_set(&c->poison_err, BG_ENOMEM,
+                          "compute op attention: out of memory for a score row of %d", pos0 + T);
+    }
+    return BG_OK;
+}
+
+/* Elementwise ops over n elements, split in chunks. */
+enum { EW_SWIGLU, EW_ADD, EW_COPY };
+
+typedef struct ew_ctx {
+    float *a;
+    const float *b;
+    long n;
+    int kind, ntasks;
+} ew_ctx;
+
+static void ew_task(void *v, int t)
+{
+    const ew_ctx *e = v;
+    long i0, i1;
+    task_range(t, e->ntasks, e->n, &i0, &i1);
+    float *a = e->a;
+    const float *b = e->b;
+    switch (e->kind) {
+    case EW_SWIGLU:
+        for (long i = i0; i < i1; i++)
+            a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+        break;
+    case EW_ADD:
+        for (long i = i0; i < i1; i++)
+            a[i] += b[i];
+        break;
+    default:
+        memmove(a + i0, b + i0, sizeof(float) * (size_t)(i1 - i0));
+        break;
+    }
+}
+
+static int elementwise(bg_compute *c, const char *op, int kind, bg_tview a, bg_tview b, int n)
+{
+    ew_ctx e = {.n = n, .kind = kind};
+    e.a = span(c, op, kind == EW_COPY ? "dst" : "x", a, (size_t)n);
+    e.b = span(c, op, kind == EW_COPY ? "src" : "y", b, (size_t)n);
+    if (!e.a || !e.b)
+        return BG_EINVAL;
+    /* chunks of at least 16K elements: below that a wake-up costs more */
+    e.ntasks = ntasks_for(c, (n + 16383) / 16384, 32768L);
+    bg__pool_run(cpu(c)->pool, ew_task, &e, e.ntasks);
+    return BG_OK;
+}
+
+static int cpu_swiglu(bg_compute *c, bg_tview h, bg_tview g, int n)
+{
+    return elementwise(c, "swiglu", EW_SWIGLU, h, g, n);
+}
+
+static int cpu_add(bg_compute *c, bg_tview x, bg_tview y, int n)
+{
+    return elementwise(c, "add", EW_ADD, x, y, n);
+}
+
+static int cpu_copy(bg_compute *c, bg_tview dst, bg_tview src, int n)
+{
+    return elementwise(c, "copy", EW_COPY, dst, src, n);
+}
+
+static int cpu_embed(bg_compute *c, bg_tview out, bg_tview table, bg_tview tokens, int T, int dim)
+{
+    float *o = span(c, "embed", "out", out, (size_t)T * dim);
+    const int32_t *ids = (const int32_t *)span(c, "embed", "tokens", tokens, (size_t)T);
+    const float *tab = span(c, "embed", "table", table, (size_t)dim); /* at least one row */
+    if (!o || !ids || !tab)
+        return BG_EINVAL;
+    long rows = (long)((table.buf->bytes / 4 - table.off) / (size_t)dim);
+    if (!ids_ok(c, "embed", ids, T, rows))
+        return BG_EINVAL;
+    for (int t = 0; t < T; t++)
+        memcpy(o + (long)t * dim, tab + (long)ids[t] * dim, sizeof(float) * (size_t)dim);
+    return BG_OK;
+}
+
+static void lsg_row(const rows_ctx *r, long row)
+{
+    const float *l = r->b + row * r->n;
+    float mx = row_max(l, r->n), sum = 0.0f;
+    for (int i = 0; i < r->n; i++)
+        sum += expf(l[i] - mx);
+    r->a[row] = l[r->ids[row]] - mx - logf(sum);
+}
+
+static int cpu_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, bg_tview targets,
+                                 int T, int V)
+{
+    rows_ctx r = {.row = lsg_row, .rows = T, .n = V};
+    r.a = span(c, "logsoftmax_gather", "out", out, (size_t)T);
+    r.b = span(c, "logsoftmax_gather", "logits", logits, (size_t)T * V);
+    r.ids = (const int32_t *)span(c, "logsoftmax_gather", "targets", targets, (size_t)T);
+    if (!r.a || !r.b || !r.ids || !ids_ok(c, "logsoftmax_gather", r.ids, T, V))
+        return BG_EINVAL;
+    rows_run(c, &r, 16L * V);
+    return BG_OK;
+}
+
+static const bg_compute_vtbl cpu_vtbl = {
+    .destroy = cpu_destroy,
+    .buf_create = cpu_buf_create,
+    .buf_destroy = cpu_buf_destroy,
+    .buf_write = cpu_buf_write,
+    .buf_read = cpu_buf_read,
+    .begin = cpu_begin,
+    .barrier = cpu_barrier,
+    .submit = cpu_submit,
+    .matmul = cpu_matmul,
+    .rmsnorm = cpu_rmsnorm,
+    .rope = cpu_rope,
+    .softmax = cpu_softmax,
+    .attention = cpu_attention,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .copy = cpu_copy,
+    .embed = cpu_embed,
+    .logsoftmax_gather = cpu_logsoftmax_gather,
+};
+
+int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)
+{
+    *out = NULL;
+    int nt = opts->threads;
+    if (nt <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = n > 0 ? (int)(n < 256 ? n : 256) : 1;
+    }
+    cpu_backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return bg_err_set(err, BG_ENOMEM, "cpu backend: out of memory");
+    int rc = bg__pool_create(nt, &b->pool, err);
+    if (rc != BG_OK) {
+        free(b);
+        return rc;
+    }
+    b->base.vt = &cpu_vtbl;
+    b->base.kind = BG_BACKEND_CPU;
+    snprintf(b->base.desc, sizeof b->base.desc, "cpu (%d thread%s, %s)", nt, nt == 1 ? "" : "s",
+             bg__cpu_has_avx2() ? "avx2+fma" : "portable C");
+    *out = &b->base;
+    return BG_OK;
+}

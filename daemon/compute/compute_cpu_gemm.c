@@ -1,0 +1,432 @@
+/*
+ * compute_cpu_gemm.c — the CPU backend's matmul: out[M,N] = x[M,K] · w[N,K]^T.
+ *
+ * Two kernels, because the two uses differ in what bounds them:
+ *   - M == 1 (decode: one token times a weight matrix) is memory-bound: each
+ *     weight is used once. matvec streams the weight rows exactly once,
+ *     four rows at a time against the same x, split over the pool by rows.
+ *   - M > 2 (prefill, benchmarks) is compute-bound: a BLIS-style packed GEMM.
+ *     x is packed once into MR-row panels ([kc][MR] per K block), w into
+ *     NR-column panels ([kc][NR], a transpose of w's rows) per (N block, K
+ *     block); a 6x16 register tile (12 AVX2 accumulators) runs over kc with
+ *     one B panel kept in L1 and the A block in L2. Tasks are (M block,
+ *     N panel) pairs taken by the pool; the first K block stores, later
+ *     ones accumulate, so no zeroing pass is needed.
+ * Edge tiles (M or N not multiples of the tile) go through a small tile on
+ * the stack; packed panels are zero-padded so the kernel never branches.
+ *
+ * AVX2+FMA is chosen at run time (__builtin_cpu_supports, checked once); the
+ * portable kernels are plain C with the same blocking.
+ * Threads: called by the thread that drives the pool; scratch is allocated
+ * per call and freed before returning.
+ */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute/compute_cpu.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BG_X86 1
+#endif
+
+#define MR 6
+#define NR 16
+#define KC 256
+#define MC 96   /* multiple of MR */
+#define NC 2048 /* multiple of NR */
+
+/* ---- CPU feature choice -------------------------------------------------- */
+
+static atomic_int g_avx2 = -1;
+
+int bg__cpu_has_avx2(void)
+{
+    int v = atomic_load(&g_avx2);
+    if (v < 0) {
+#ifdef BG_X86
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        v = 0;
+#endif
+        if (getenv("BG_CPU_NO_SIMD"))
+            v = 0;
+        atomic_store(&g_avx2, v);
+    }
+    return v;
+}
+
+/* ---- matvec -------------------------------------------------------------- */
+
+static float dot_c(const float *a, const float *b, int n)
+{
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static void matvec_rows_c(float *out, const float *x, const float *w, int n0, int n1, int K)
+{
+    for (int n = n0; n < n1; n++)
+        out[n] = dot_c(x, w + (long)n * K, K);
+}
+
+#ifdef BG_X86
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static void matvec_rows_avx2(float *out, const float *x,
+                                                                  const float *w, int n0, int n1,
+                                                                  int K)
+{
+    int K8 = K & ~7;
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        const float *w0 = w + (long)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int k = 0; k < K8; k += 8) {
+            __m256 xv = _mm256_loadu_ps(x + k);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + k), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + k), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + k), xv, a3);
+        }
+        float s0 = hsum256(a0), s1 = hsum256(a1), s2 = hsum256(a2), s3 = hsum256(a3);
+        for (int k = K8; k < K; k++) {
+            s0 += w0[k] * x[k];
+            s1 += w1[k] * x[k];
+            s2 += w2[k] * x[k];
+            s3 += w3[k] * x[k];
+        }
+        out[n] = s0;
+        out[n + 1] = s1;
+        out[n + 2] = s2;
+        out[n + 3] = s3;
+    }
+    for (; n < n1; n++) {
+        const float *wr = w + (long)n * K;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int k = 0; k < K8; k += 8)
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k), _mm256_loadu_ps(x + k), a0);
+        float s = hsum256(a0);
+        for (int k = K8; k < K; k++)
+            s += wr[k] * x[k];
+        out[n] = s;
+    }
+}
+
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum256(_mm256_add_ps(s0, s1));
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float a, const float *x, int n)
+{
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+#endif
+
+float bg__cpu_dot(const float *a, const float *b, int n)
+{
+#ifdef BG_X86
+    if (bg__cpu_has_avx2())
+        return dot_avx2(a, b, n);
+#endif
+    return dot_c(a, b, n);
+}
+
+void bg__cpu_axpy(float *y, float a, const float *x, int n)
+{
+#ifdef BG_X86
+    if (bg__cpu_has_avx2()) {
+        axpy_avx2(y, a, x, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+typedef struct mv_ctx {
+    float *out;
+    const float *x, *w;
+    int N, K, rows_per_task;
+} mv_ctx;
+
+static void mv_task(void *vctx, int t)
+{
+    mv_ctx *c = vctx;
+    int n0 = t * c->rows_per_task;
+    int n1 = n0 + c->rows_per_task < c->N ? n0 + c->rows_per_task : c->N;
+#ifdef BG_X86
+    if (bg__cpu_has_avx2()) {
+        matvec_rows_avx2(c->out, c->x, c->w, n0, n1, c->K);
+        return;
+    }
+#endif
+    matvec_rows_c(c->out, c->x, c->w, n0, n1, c->K);
+}
+
+static void matvec(bg__pool *p, float *out, const float *x, const float *w, int N, int K)
+{
+    mv_ctx c = {out, x, w, N, K, N};
+    int nt = bg__pool_threads(p);
+    long work = (long)N * K;
+    int tasks = 1;
+    if (nt > 1 && work >= 16384) {
+        tasks = nt * 4;
+        if (tasks > (N + 3) / 4)
+            tasks = (N + 3) / 4;
+    }
+    c.rows_per_task = ((N + tasks - 1) / tasks + 3) & ~3;
+    tasks = (N + c.rows_per_task - 1) / c.rows_per_task;
+    bg__pool_run(p, mv_task, &c, tasks);
+}
+
+/* ---- packed GEMM --------------------------------------------------------- */
+
+/* Ap for one K block: Mpad/MR panels of [kcb][MR], zero rows past M. */
+static void pack_a(float *ap, const float *x, int M, int K, int k0, int kcb, int mp0, int mp1)
+{
+    for (int mp = mp0; mp < mp1; mp++) {
+        float *dst = ap + (long)mp * MR * kcb;
+        for (int r = 0; r < MR; r++) {
+            int m = mp * MR + r;
+            if (m < M) {
+                const float *src = x + (long)m * K + k0;
+                for (int k = 0; k < kcb; k++)
+                    dst[k * MR + r] = src[k];
+            } else {
+                for (int k = 0; k < kcb; k++)
+                    dst[k * MR + r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Bp: panels of [kcb][NR] for w rows n0 + np*NR .. +NR, zero past n_end. */
+static void pack_b(float *bp, const float *w, int K, int n0, int n_end, int k0, int kcb, int np)
+{
+    float *dst = bp + (long)np * NR * kcb;
+    for (int j = 0; j < NR; j++) {
+        int n = n0 + np * NR + j;
+        if (n < n_end) {
+            const float *src = w + (long)n * K + k0;
+            for (int k = 0; k < kcb; k++)
+                dst[k * NR + j] = src[k];
+        } else {
+            for (int k = 0; k < kcb; k++)
+                dst[k * NR + j] = 0.0f;
+        }
+    }
+}
+
+/* c[MR][NR] (row stride NR) = a-panel · b-panel over kc */
+static void kern_c(const float *a, const float *b, int kc, float *c)
+{
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++) {
+        const float *bk = b + k * NR;
+        for (int r = 0; r < MR; r++) {
+            float av = a[k * MR + r];
+            for (int j = 0; j < NR; j++)
+                acc[r][j] += av * bk[j];
+        }
+    }
+    memcpy(c, acc, sizeof acc);
+}
+
+#ifdef BG_X86
+/* Full-tile AVX2 kernel: writes (first) or adds into out with stride ldc.
+ * The loops over the MR rows are unrolled so the 12 accumulators stay in
+ * registers. */
+__attribute__((target("avx2,fma"))) static void kern_avx2(const float *a, const float *b, int kc,
+                                                           float *out, long ldc, int first)
+{
+    __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+        c0[r] = c1[r] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b);
+        __m256 b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            __m256 av = _mm256_broadcast_ss(a + r);
+            c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+        }
+        a += MR;
+        b += NR;
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        float *o = out + r * ldc;
+        if (!first) {
+            c0[r] = _mm256_add_ps(_mm256_loadu_ps(o), c0[r]);
+            c1[r] = _mm256_add_ps(_mm256_loadu_ps(o + 8), c1[r]);
+        }
+        _mm256_storeu_ps(o, c0[r]);
+        _mm256_storeu_ps(o + 8, c1[r]);
+    }
+}
+#endif
+
+typedef struct gemm_ctx {
+    float *out;
+    const float *x, *w;
+    int M, N, K;
+    /* current block */
+    float *ap, *bp;
+    int k0, kcb, n0, ncb, first;
+    int m_panels, n_panels, m_blocks;
+    int simd;
+} gemm_ctx;
+
+static void pack_a_task(void *vctx, int t)
+{
+    gemm_ctx *g = vctx;
+    /* t: one K block; panels for all of M */
+    int k0 = t * KC;
+    int kcb = g->K - k0 < KC ? g->K - k0 : KC;
+    pack_a(g->ap + (long)k0 * g->m_panels * MR, g->x, g->M, g->K, k0, kcb, 0, g->m_panels);
+}
+
+static void pack_b_task(void *vctx, int t)
+{
+    gemm_ctx *g = vctx;
+    pack_b(g->bp, g->w, g->K, g->n0, g->n0 + g->ncb, g->k0, g->kcb, t);
+}
+
+static void tile(gemm_ctx *g, const float *a, const float *b, int m, int n)
+{
+    float *o = g->out + (long)m * g->N + n;
+    int mr = g->M - m < MR ? g->M - m : MR;
+    int nr = g->N - n < NR ? g->N - n : NR;
+#ifdef BG_X86
+    if (g->simd && mr == MR && nr == NR) {
+        kern_avx2(a, b, g->kcb, o, g->N, g->first);
+        return;
+    }
+    float ct[MR * NR] __attribute__((aligned(32)));
+    if (g->simd) {
+        kern_avx2(a, b, g->kcb, ct, NR, 1);
+    } else {
+        kern_c(a, b, g->kcb, ct);
+    }
+#else
+    float ct[MR * NR];
+    kern_c(a, b, g->kcb, ct);
+#endif
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++) {
+            if (g->first)
+                o[(long)r * g->N + j] = ct[r * NR + j];
+            else
+                o[(long)r * g->N + j] += ct[r * NR + j];
+        }
+}
+
+static void compute_task(void *vctx, int t)
+{
+    gemm_ctx *g = vctx;
+    int mb = t / g->n_panels, np = t % g->n_panels;
+    const float *b = g->bp + (long)np * NR * g->kcb;
+    const float *a_k = g->ap + (long)g->k0 * g->m_panels * MR;
+    int mp0 = mb * (MC / MR);
+    int mp1 = mp0 + MC / MR < g->m_panels ? mp0 + MC / MR : g->m_panels;
+    for (int mp = mp0; mp < mp1; mp++)
+        tile(g, a_k + (long)mp * MR * g->kcb, b, mp * MR, g->n0 + np * NR);
+}
+
+static void *alloc_aligned(size_t n_floats)
+{
+    size_t bytes = (n_floats * sizeof(float) + 63) & ~(size_t)63;
+    return aligned_alloc(64, bytes);
+}
+
+static void gemm(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K)
+{
+    gemm_ctx g;
+    memset(&g, 0, sizeof g);
+    g.out = out;
+    g.x = x;
+    g.w = w;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.simd = bg__cpu_has_avx2();
+    g.m_panels = (M + MR - 1) / MR;
+    g.m_blocks = (M + MC - 1) / MC;
+    int k_blocks = (K + KC - 1) / KC;
+    int nc_max = N < NC ? ((N + NR - 1) / NR) * NR : NC;
+    g.ap = alloc_aligned((size_t)g.m_panels * MR * K);
+    g.bp = alloc_aligned((size_t)nc_max * (K < KC ? K : KC));
+    if (!g.ap || !g.bp) {
+        /* Out of scratch memory: fall back to row-by-row matvec, which needs none. */
+        free(g.ap);
+        free(g.bp);
+        for (int m = 0; m < M; m++)
+            matvec(p, out + (long)m * N, x + (long)m * K, w, N, K);
+        return;
+    }
+    bg__pool_run(p, pack_a_task, &g, k_blocks);
+    for (int n0 = 0; n0 < N; n0 += NC) {
+        g.n0 = n0;
+        g.ncb = N - n0 < NC ? N - n0 : NC;
+        g.n_panels = (g.ncb + NR - 1) / NR;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            g.k0 = k0;
+            g.kcb = K - k0 < KC ? K - k0 : KC;
+            g.first = k0 == 0;
+            bg__pool_run(p, pack_b_task, &g, g.n_panels);
+            bg__pool_run(p, compute_task, &g, g.m_blocks * g.n_panels);
+        }
+    }
+    free(g.ap);
+    free(g.bp);
+}
+
+void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K)
+{
+    if (M <= 2) {
+        for (int m = 0; m < M; m++)
+            matvec(p, out + (long)m * N, x + (long)m * K, w, N, K);
+        return;
+    }
+    gemm(p, out, x, w, M, N, K);
+}

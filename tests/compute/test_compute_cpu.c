@@ -1,0 +1,422 @@
+/*
+ * test_compute_cpu.c — every op of the CPU backend against the scalar
+ * reference (compute_ref.h) over random shapes, including sizes that are
+ * not multiples of 4/8/16 and M == 1, with 1 and 3 threads; then the error
+ * paths (out-of-range views, ids, bad shapes) poison the recording and
+ * submit reports a message naming the op.
+ *
+ * Tolerance: |cpu - ref| <= ATOL + RTOL * |ref| per element, printed below;
+ * the kernels sum in a different order (blocked, SIMD lanes), so bitwise
+ * equality is not expected. Seeded, deterministic. Run with
+ * BG_CPU_NO_SIMD=1 (a second ctest) to cover the portable kernels.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute/compute.h"
+#include "compute/compute_ref.h"
+
+#define RTOL 1e-4f
+#define ATOL 1e-4f
+
+static int failures;
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static uint32_t next_u32(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+static float frand(void)
+{
+    return (float)(next_u32() % 2000001) / 1000000.0f - 1.0f;
+}
+
+static int irand(int lo, int hi)
+{
+    return lo + (int)(next_u32() % (uint32_t)(hi - lo + 1));
+}
+
+static float *rand_vec(size_t n)
+{
+    float *v = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand();
+    return v;
+}
+
+static void check_close(const char *what, const float *got, const float *want, size_t n)
+{
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        double lim = ATOL + RTOL * fabs(want[i]);
+        if (d / lim > worst || isnan(got[i])) {
+            worst = isnan(got[i]) ? INFINITY : d / lim;
+            at = i;
+        }
+    }
+    if (worst > 1.0) {
+        printf("FAIL %s: element %zu got %.7g want %.7g (error %.2fx tolerance)\n", what, at,
+               got[at], want[at], worst);
+        failures++;
+    }
+}
+
+/* Device helpers: upload a host array into a fresh buffer (+ pad elements). */
+static bg_cbuf *up(bg_compute *c, const void *src, size_t n_elems)
+{
+    bg_cbuf *b = NULL;
+    bg_err err;
+    if (bg_cbuf_create(c, 4 * (n_elems ? n_elems : 1), &b, &err) != BG_OK) {
+        printf("FAIL cbuf_create: %s\n", err.msg);
+        exit(1);
+    }
+    if (src && bg_cbuf_write(c, b, 0, src, 4 * n_elems, &err) != BG_OK) {
+        printf("FAIL cbuf_write: %s\n", err.msg);
+        exit(1);
+    }
+    return b;
+}
+
+static void down(bg_compute *c, bg_cbuf *b, float *dst, size_t n)
+{
+    bg_err err;
+    if (bg_cbuf_read(c, b, 0, dst, 4 * n, &err) != BG_OK) {
+        printf("FAIL cbuf_read: %s\n", err.msg);
+        exit(1);
+    }
+}
+
+static bg_tview V(bg_cbuf *b)
+{
+    bg_tview v = {b, 0};
+    return v;
+}
+
+static void run(bg_compute *c, const char *what)
+{
+    bg_err err;
+    if (bg_compute_submit(c, &err) != BG_OK) {
+        printf("FAIL %s: submit: %s\n", what, err.msg);
+        failures++;
+    }
+}
+
+static void start(bg_compute *c)
+{
+    bg_err err;
+    if (bg_compute_begin(c, &err) != BG_OK) {
+        printf("FAIL begin: %s\n", err.msg);
+        exit(1);
+    }
+}
+
+static void test_matmul(bg_compute *c, int M, int N, int K)
+{
+    float *x = rand_vec((size_t)M * K), *w = rand_vec((size_t)N * K);
+    float *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+    bg_ref_matmul(want, x, w, M, N, K);
+    bg_cbuf *bx = up(c, x, (size_t)M * K), *bw = up(c, w, (size_t)N * K);
+    bg_cbuf *bo = up(c, NULL, (size_t)M * N);
+    start(c);
+    bg_op_matmul(c, V(bo), V(bx), V(bw), M, N, K);
+    run(c, "matmul");
+    down(c, bo, got, (size_t)M * N);
+    char what[64];
+    snprintf(what, sizeof what, "matmul %dx%dx%d", M, N, K);
+    check_close(what, got, want, (size_t)M * N);
+    bg_cbuf_destroy(c, bx);
+    bg_cbuf_destroy(c, bw);
+    bg_cbuf_destroy(c, bo);
+    free(x);
+    free(w);
+    free(want);
+    free(got);
+}
+
+static void test_rows_ops(bg_compute *c, int T, int n)
+{
+    size_t sz = (size_t)T * n;
+    float *x = rand_vec(sz), *y = rand_vec(sz), *w = rand_vec((size_t)n);
+    float *want = malloc(sizeof(float) * sz), *got = malloc(sizeof(float) * sz);
+    bg_cbuf *bx = up(c, x, sz), *by = up(c, y, sz), *bw = up(c, w, (size_t)n), *bo = up(c, 0, sz);
+    char what[64];
+
+    bg_ref_rmsnorm(want, x, w, T, n, 1e-5f);
+    start(c);
+    bg_op_rmsnorm(c, V(bo), V(bx), V(bw), T, n, 1e-5f);
+    run(c, "rmsnorm");
+    down(c, bo, got, sz);
+    snprintf(what, sizeof what, "rmsnorm T=%d n=%d", T, n);
+    check_close(what, got, want, sz);
+
+    memcpy(want, x, sizeof(float) * sz);
+    bg_ref_softmax(want, T, n);
+    start(c);
+    bg_op_copy(c, V(bo), V(bx), (int)sz);
+    bg_compute_barrier(c);
+    bg_op_softmax(c, V(bo), T, n);
+    run(c, "softmax");
+    down(c, bo, got, sz);
+    snprintf(what, sizeof what, "copy+softmax T=%d n=%d", T, n);
+    check_close(what, got, want, sz);
+
+    memcpy(want, x, sizeof(float) * sz);
+    bg_ref_swiglu(want, y, (int)sz);
+    start(c);
+    bg_op_copy(c, V(bo), V(bx), (int)sz);
+    bg_compute_barrier(c);
+    bg_op_swiglu(c, V(bo), V(by), (int)sz);
+    run(c, "swiglu");
+    down(c, bo, got, sz);
+    snprintf(what, sizeof what, "swiglu n=%zu", sz);
+    check_close(what, got, want, sz);
+
+    memcpy(want, x, sizeof(float) * sz);
+    bg_ref_add(want, y, (int)sz);
+    start(c);
+    bg_op_copy(c, V(bo), V(bx), (int)sz);
+    bg_compute_barrier(c);
+    bg_op_add(c, V(bo), V(by), (int)sz);
+    run(c, "add");
+    down(c, bo, got, sz);
+    snprintf(what, sizeof what, "add n=%zu", sz);
+    check_close(what, got, want, sz);
+
+    /* logsoftmax_gather and embed: rows of x as logits / table */
+    int32_t *ids = malloc(sizeof(int32_t) * T);
+    for (int t = 0; t < T; t++)
+        ids[t] = irand(0, n - 1);
+    bg_cbuf *bids = up(c, ids, (size_t)T);
+    bg_ref_logsoftmax_gather(want, x, ids, T, n);
+    start(c);
+    bg_op_logsoftmax_gather(c, V(bo), V(bx), V(bids), T, n);
+    run(c, "logsoftmax_gather");
+    down(c, bo, got, (size_t)T);
+    snprintf(what, sizeof what, "logsoftmax_gather T=%d V=%d", T, n);
+    check_close(what, got, want, (size_t)T);
+
+    for (int t = 0; t < T; t++)
+        ids[t] = irand(0, T - 1);
+    bg_cbuf_write(c, bids, 0, ids, sizeof(int32_t) * T, NULL);
+    bg_ref_embed(want, x, ids, T, n);
+    start(c);
+    bg_op_embed(c, V(bo), V(bx), V(bids), T, n);
+    run(c, "embed");
+    down(c, bo, got, sz);
+    snprintf(what, sizeof what, "embed T=%d dim=%d", T, n);
+    check_close(what, got, want, sz);
+
+    bg_cbuf *bufs[] = {bx, by, bw, bo, bids};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        bg_cbuf_destroy(c, bufs[i]);
+    free(ids);
+    free(x);
+    free(y);
+    free(w);
+    free(want);
+    free(got);
+}
+
+/* rope + attention over a cache with some history (pos0 > 0), grouped heads;
+ * views at non-zero offsets inside larger buffers. */
+static void test_attention(bg_compute *c, int T, int pos0, int nh, int nkv, int hs, int seq_len)
+{
+    int kv_dim = nkv * hs, qd = nh * hs;
+    size_t qn = (size_t)T * qd, cn = (size_t)seq_len * kv_dim;
+    float *q = rand_vec(qn), *kc = rand_vec(cn), *vc = rand_vec(cn);
+    float *q2 = malloc(4 * qn), *kc2 = malloc(4 * cn), *want = malloc(4 * qn), *got = malloc(4 * qn);
+    memcpy(q2, q, 4 * qn);
+    memcpy(kc2, kc, 4 * cn);
+    bg_ref_rope(q2, kc2 + (size_t)pos0 * kv_dim, T, pos0, nh, nkv, hs);
+    bg_ref_attention(want, q2, kc2, vc, T, pos0, nh, nkv, hs, seq_len);
+
+    const size_t pad = 7;
+    bg_cbuf *bq = up(c, NULL, qn + pad), *bk = up(c, NULL, cn + pad), *bv = up(c, vc, cn);
+    bg_cbuf *bo = up(c, NULL, qn + pad);
+    bg_cbuf_write(c, bq, 4 * pad, q, 4 * qn, NULL);
+    bg_cbuf_write(c, bk, 4 * pad, kc, 4 * cn, NULL);
+    bg_tview vq = {bq, pad}, vk = {bk, pad}, vkpos = {bk, pad + (size_t)pos0 * kv_dim};
+    bg_tview vo = {bo, pad};
+    start(c);
+    bg_op_rope(c, vq, vkpos, T, pos0, nh, nkv, hs);
+    bg_compute_barrier(c);
+    bg_op_attention(c, vo, vq, vk, V(bv), T, pos0, nh, nkv, hs, seq_len);
+    run(c, "attention");
+    bg_cbuf_read(c, bq, 4 * pad, got, 4 * qn, NULL);
+    char what[96];
+    snprintf(what, sizeof what, "rope q T=%d pos0=%d heads=%d/%d hs=%d", T, pos0, nh, nkv, hs);
+    check_close(what, got, q2, qn);
+    bg_cbuf_read(c, bo, 4 * pad, got, 4 * qn, NULL);
+    snprintf(what, sizeof what, "attention T=%d pos0=%d heads=%d/%d hs=%d", T, pos0, nh, nkv, hs);
+    check_close(what, got, want, qn);
+    bg_cbuf_destroy(c, bq);
+    bg_cbuf_destroy(c, bk);
+    bg_cbuf_destroy(c, bv);
+    bg_cbuf_destroy(c, bo);
+    free(q);
+    free(kc);
+    free(vc);
+    free(q2);
+    free(kc2);
+    free(want);
+    free(got);
+}
+
+/* A failing op poisons the recording; submit returns its message. */
+static void expect_poison(bg_compute *c, const char *what, const char *needle)
+{
+    bg_err err;
+    bg_err_clear(&err);
+    int rc = bg_compute_submit(c, &err);
+    if (rc == BG_OK || !strstr(err.msg, needle)) {
+        printf("FAIL %s: submit rc=%d msg='%s', expected an error containing '%s'\n", what, rc,
+               err.msg, needle);
+        failures++;
+    } else {
+        printf("ok   %s -> %s\n", what, err.msg);
+    }
+}
+
+static void test_errors(bg_compute *c)
+{
+    bg_cbuf *a = up(c, NULL, 64), *b = up(c, NULL, 64), *o = up(c, NULL, 64);
+    int32_t ids[2] = {0, 99};
+    bg_cbuf *bi = up(c, ids, 2);
+    bg_tview far = {a, 60};
+
+    start(c);
+    bg_op_matmul(c, V(o), V(a), V(b), 8, 8, 9); /* x needs 72 > 64 elements */
+    bg_op_add(c, V(o), V(a), 4);                /* skipped: already poisoned */
+    expect_poison(c, "matmul view too small", "matmul: view x");
+
+    start(c);
+    bg_op_add(c, far, V(b), 5);
+    expect_poison(c, "add past the end", "view x [60, 65)");
+
+    start(c);
+    bg_op_embed(c, V(o), V(a), V(bi), 2, 8); /* table has 8 rows of 8 */
+    expect_poison(c, "embed id out of range", "id 99 at row 1");
+
+    start(c);
+    bg_op_logsoftmax_gather(c, V(o), V(a), V(bi), 2, 16);
+    expect_poison(c, "gather target out of range", "id 99 at row 1");
+
+    start(c);
+    bg_op_attention(c, V(o), V(a), V(b), V(b), 2, 3, 4, 3, 2, 4);
+    expect_poison(c, "attention bad heads", "attention");
+
+    start(c);
+    bg_op_attention(c, V(o), V(a), V(b), V(b), 2, 3, 2, 1, 2, 4); /* pos0 + T > seq_len */
+    expect_poison(c, "attention past seq_len", "pos0 + T <= seq_len");
+
+    start(c);
+    bg_op_rope(c, V(a), V(b), 1, 0, 2, 2, 3);
+    expect_poison(c, "rope odd head size", "even head_size");
+
+    start(c);
+    bg_tview nullv = {NULL, 0};
+    bg_op_copy(c, V(o), nullv, 4);
+    expect_poison(c, "NULL view", "NULL buffer");
+
+    /* host access during a recording is refused; the recording stays valid */
+    bg_err err;
+    start(c);
+    float tmp[4];
+    if (bg_cbuf_read(c, a, 0, tmp, sizeof tmp, &err) == BG_OK) {
+        printf("FAIL cbuf_read inside a recording succeeded\n");
+        failures++;
+    }
+    run(c, "empty recording");
+    if (bg_cbuf_read(c, a, 252, tmp, 8, &err) == BG_OK) {
+        printf("FAIL cbuf_read past the end succeeded\n");
+        failures++;
+    }
+    bg_cbuf *bad = NULL;
+    if (bg_cbuf_create(c, 6, &bad, &err) != BG_EINVAL || bad) {
+        printf("FAIL cbuf_create(6 bytes) accepted\n");
+        failures++;
+    }
+    /* a buffer left alive is freed by destroy (ASan checks for the leak) */
+    (void)o;
+    bg_cbuf_destroy(c, a);
+    bg_cbuf_destroy(c, b);
+    bg_cbuf_destroy(c, bi);
+}
+
+static void suite(int threads)
+{
+    bg_compute_opts o = {BG_BACKEND_CPU, threads, 0, -1};
+    bg_compute *c = NULL;
+    bg_err err;
+    if (bg_compute_create(&o, &c, &err) != BG_OK) {
+        printf("FAIL create: %s\n", err.msg);
+        exit(1);
+    }
+    printf("backend: %s\n", bg_compute_describe(c));
+    if (bg_compute_kind(c) != BG_BACKEND_CPU) {
+        printf("FAIL kind\n");
+        failures++;
+    }
+    static const int fixed[][3] = {{1, 1, 1},    {1, 17, 33},  {1, 64, 64},   {1, 300, 288},
+                                   {2, 37, 19},  {3, 5, 7},    {6, 16, 256},  {7, 17, 257},
+                                   {13, 100, 36}, {64, 64, 64}, {97, 131, 300}, {200, 33, 520}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        test_matmul(c, fixed[i][0], fixed[i][1], fixed[i][2]);
+    for (int i = 0; i < 12; i++)
+        test_matmul(c, irand(1, 40), irand(1, 90), irand(1, 300));
+    test_matmul(c, 1, 2100, 96); /* matvec large enough to run on the pool */
+
+    static const int rows[][2] = {{1, 1}, {1, 7}, {3, 36}, {5, 33}, {2, 513}, {40, 1000}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        test_rows_ops(c, rows[i][0], rows[i][1]);
+    test_rows_ops(c, 1, 40000); /* elementwise ops large enough to split */
+
+    test_attention(c, 1, 0, 1, 1, 2, 1);
+    test_attention(c, 1, 5, 6, 2, 6, 8);
+    test_attention(c, 4, 3, 6, 3, 6, 9);
+    test_attention(c, 7, 0, 8, 4, 8, 16);
+    test_attention(c, 3, 40, 6, 6, 48, 64);
+    test_attention(c, 16, 17, 4, 1, 18, 40);
+
+    test_errors(c);
+    bg_compute_destroy(c);
+}
+
+int main(void)
+{
+    printf("tolerance: |cpu - ref| <= %g + %g*|ref|\n", (double)ATOL, (double)RTOL);
+    suite(1);
+    suite(3);
+    bg_compute_opts bad = {BG_BACKEND_CPU, -2, 0, -1};
+    bg_compute *c = NULL;
+    bg_err err;
+    if (bg_compute_create(&bad, &c, &err) != BG_EINVAL || c) {
+        printf("FAIL threads -2 accepted\n");
+        failures++;
+    }
+    if (bg_backend_kind_parse("cpu") != BG_BACKEND_CPU ||
+        bg_backend_kind_parse("vulkan") != BG_BACKEND_VULKAN ||
+        bg_backend_kind_parse("auto") != BG_BACKEND_AUTO || bg_backend_kind_parse("gpu") != -1) {
+        printf("FAIL bg_backend_kind_parse\n");
+        failures++;
+    }
+    /* auto always yields a working backend (Vulkan with a GPU, else CPU) */
+    bg_compute_opts ao = {BG_BACKEND_AUTO, 1, 0, -1};
+    if (bg_compute_create(&ao, &c, &err) != BG_OK) {
+        printf("FAIL auto: %s\n", err.msg);
+        failures++;
+    } else {
+        printf("auto chose: %s\n", bg_compute_describe(c));
+        bg_compute_destroy(c);
+    }
+    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+    return failures ? 1 : 0;
+}
