@@ -98,13 +98,8 @@ static void test_dir_layout(void)
         CHECK(bg_policy_set_find(s2, "payments")->guard.model_key == pay->guard.model_key);
         bg_policy_set_unref(s2);
     }
-    /* A threshold change: new revision, same model_key (posteriors kept). */
-    pt_policy(p, sizeof p, "shell", "[shell, \"exec_*\"]", "{}",
-              "  priority: 5\n  mode: shadow\n  over_threshold: escalate\n  on_error: allow\n"
-              "  session: attributes.user\n  threshold: 0.2\n");
-    CHECK_INT(pt_write(dir, "b.yml", strstr(p, "  threshold: 0.05\n") ? p : p), 0);
-    /* (the helper already wrote threshold 0.05: a duplicate key is an error,
-     * so write the edited text by hand) */
+    /* A threshold and estimator change: new revision, same model_key
+     * (posteriors kept). */
     snprintf(p, sizeof p,
              "apiVersion: bayesguard/v1\nkind: GuardPolicy\nmetadata: {name: shell}\n"
              "spec:\n  match: {tools: [shell, \"exec_*\"]}\n"
