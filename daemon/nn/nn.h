@@ -1,0 +1,177 @@
+/*
+ * nn.h — transformer inference for llama2.c checkpoints (spec/compute.md).
+ *
+ * Pieces, one file each:
+ *   nn_ckpt.c    load + validate a legacy llama2.c checkpoint (untrusted)
+ *   nn_synth.c   write deterministic synthetic checkpoints (tests, bench)
+ *   nn_model.c   weights on a bg_compute backend; forward (decode/prefill);
+ *                sequence log-probability scoring
+ *   nn_ref.c     the plain single-threaded scalar forward (test oracle and
+ *                benchmark floor), written with compute_ref.h
+ *   nn_sample.c  temperature / top-p sampling with a seeded RNG; generate
+ *   nn_bench.c   the benchmark behind `bayesguard lm bench` and bg_bench_lm
+ *
+ * Threads: a bg_nn_model (like its bg_compute) is used by one thread at a
+ * time; the caller serialises. Checkpoints and configs are immutable after
+ * open.
+ * Ownership: every pointer argument is borrowed for the call unless said.
+ */
+#ifndef BG_NN_H
+#define BG_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/bg_err.h"
+#include "compute/compute.h"
+
+/* The seven header fields, decoded (vocab_size is always positive here). */
+typedef struct bg_nn_config {
+    int dim;        /* model width */
+    int hidden_dim; /* FFN width */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads; /* <= n_heads, divides it (grouped-query attention) */
+    int vocab_size;
+    int seq_len;    /* KV cache length: positions 0..seq_len-1 */
+    int shared_classifier; /* 1: logits use the token embedding (header vocab > 0) */
+} bg_nn_config;
+
+/* Host pointers to a checkpoint's tensors (row-major, [out, in]). */
+typedef struct bg_nn_weights {
+    const float *tok_emb;   /* [vocab, dim] */
+    const float *rms_att;   /* [layers, dim] */
+    const float *wq;        /* [layers, dim, dim] */
+    const float *wk;        /* [layers, kv_dim, dim] */
+    const float *wv;        /* [layers, kv_dim, dim] */
+    const float *wo;        /* [layers, dim, dim] */
+    const float *rms_ffn;   /* [layers, dim] */
+    const float *w1;        /* [layers, hidden, dim] */
+    const float *w2;        /* [layers, dim, hidden] */
+    const float *w3;        /* [layers, hidden, dim] */
+    const float *rms_final; /* [dim] */
+    const float *wcls;      /* [vocab, dim]; == tok_emb when shared */
+} bg_nn_weights;
+
+/* An opened checkpoint: _open/_close on caller storage. */
+typedef struct bg_nn_ckpt {
+    bg_nn_config cfg;
+    bg_nn_weights w;
+    void *map;      /* private: the file mapping */
+    size_t map_len; /* private */
+} bg_nn_ckpt;
+
+#define BG_NN_RMS_EPS 1e-5f
+
+static inline int bg_nn_head_size(const bg_nn_config *c)
+{
+    return c->dim / c->n_heads;
+}
+static inline int bg_nn_kv_dim(const bg_nn_config *c)
+{
+    return c->n_kv_heads * (c->dim / c->n_heads);
+}
+
+/* Maps `path` and validates every header field and the file length (the
+ * message names the file and the field). On success ck must be closed. */
+int bg_nn_ckpt_open(bg_nn_ckpt *ck, const char *path, bg_err *err);
+void bg_nn_ckpt_close(bg_nn_ckpt *ck);
+/* The same validation on bytes in memory (borrowed: data must outlive ck;
+ * `name` is used in messages). No close needed when parsed this way. */
+int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *name, bg_err *err);
+/* Checks a config against the loader's limits (what the header decodes to). */
+int bg_nn_config_check(const bg_nn_config *cfg, const char *name, bg_err *err);
+/* Bytes of a checkpoint with this config (header included); 0 if invalid. */
+uint64_t bg_nn_ckpt_bytes(const bg_nn_config *cfg);
+
+/* Writes a deterministic synthetic checkpoint (weights from `seed`, scaled
+ * so activations stay O(1)); shared_classifier selects the header sign. */
+int bg_nn_synth_write(const char *path, const bg_nn_config *cfg, uint64_t seed, bg_err *err);
+
+/* ---- the model on a compute backend ---------------------------------------- */
+
+typedef struct bg_nn_model bg_nn_model;
+
+/* Loads `path` onto a backend created from copts (cpu | vulkan | auto).
+ * new: destroy with bg_nn_model_destroy. */
+int bg_nn_model_load(const char *path, const bg_compute_opts *copts, bg_nn_model **out,
+                     bg_err *err);
+/* Uploads an opened checkpoint (ck may be closed afterwards). */
+int bg_nn_model_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts, bg_nn_model **out,
+                       bg_err *err);
+void bg_nn_model_destroy(bg_nn_model *m);
+const bg_nn_config *bg_nn_model_config(const bg_nn_model *m);
+/* Borrowed, valid until destroy: "cpu (2 threads, avx2+fma)" ... */
+const char *bg_nn_model_backend(const bg_nn_model *m);
+
+/* Runs tokens[0..T) at positions pos..pos+T-1 (prefill when T > 1, decode
+ * when T == 1); the KV cache must already hold positions 0..pos-1 of the
+ * same sequence (positions >= pos are overwritten). When logits != NULL it
+ * receives the vocab_size logits of the last position. */
+int bg_nn_forward(bg_nn_model *m, const int32_t *tokens, int T, int pos, float *logits,
+                  bg_err *err);
+
+/* Sequence log-probabilities: out[i] = log p(conts[i][0..lens[i]) | prefix)
+ * in nats, for n continuations sharing one prefix (n_prefix >= 1: the
+ * prefix usually starts with BOS). The prefix is run once; each
+ * continuation reuses its KV cache. Every length >= 1 and
+ * n_prefix + lens[i] <= seq_len. */
+int bg_nn_score(bg_nn_model *m, const int32_t *prefix, int n_prefix, const int32_t *const *conts,
+                const int *lens, int n, double *out, bg_err *err);
+
+/* ---- the plain scalar forward (oracle / baseline) -------------------------- */
+
+typedef struct bg_nn_ref bg_nn_ref;
+
+/* Borrows ck (must outlive the ref). new: destroy with bg_nn_ref_destroy. */
+int bg_nn_ref_create(const bg_nn_ckpt *ck, bg_nn_ref **out, bg_err *err);
+void bg_nn_ref_destroy(bg_nn_ref *r);
+/* One token at position pos (0 <= pos < seq_len, caller keeps order);
+ * returns the logits (vocab_size floats, owned by r, valid until the next
+ * call). */
+const float *bg_nn_ref_forward(bg_nn_ref *r, int32_t token, int pos);
+
+/* ---- sampling -------------------------------------------------------------- */
+
+typedef struct bg_nn_sampler {
+    float temperature; /* 0 = greedy argmax */
+    float topp;        /* (0, 1]; 1 = sample from the whole distribution */
+    uint64_t rng;      /* xorshift state */
+    int vocab;
+    void *scratch;     /* private: candidates for top-p */
+} bg_nn_sampler;
+
+int bg_nn_sampler_init(bg_nn_sampler *s, int vocab, float temperature, float topp,
+                       uint64_t seed, bg_err *err);
+void bg_nn_sampler_close(bg_nn_sampler *s);
+/* Picks a token from logits[vocab] (overwritten with probabilities). */
+int bg_nn_sample(bg_nn_sampler *s, float *logits);
+
+/* Runs the prompt (n_prompt >= 1), then samples up to `steps` new tokens
+ * into out (capacity steps); stops early at seq_len. *n_out = how many. */
+int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int steps,
+                   bg_nn_sampler *s, int32_t *out, int *n_out, bg_err *err);
+
+/* ---- benchmark ------------------------------------------------------------- */
+
+/* A baseline GEMM to compare against (OpenBLAS in bg_bench_lm; absent in
+ * the daemon, which never links a BLAS). out[M,N] = x[M,K] · w[N,K]^T. */
+typedef struct bg_nn_bench_blas {
+    const char *name;
+    void (*sgemm)(float *out, const float *x, const float *w, int M, int N, int K);
+    void (*set_threads)(int n);
+} bg_nn_bench_blas;
+
+typedef struct bg_nn_bench_opts {
+    const char *model_path;        /* stories260K.bin or NULL to skip it */
+    const char *tmp_dir;           /* where the synthetic 15M checkpoint is written */
+    int threads;                   /* multi-threaded runs; 0 = number of cores */
+    int quick;                     /* fewer repetitions and tokens */
+    const bg_nn_bench_blas *blas;  /* may be NULL */
+    FILE *out;
+} bg_nn_bench_opts;
+
+int bg_nn_bench_run(const bg_nn_bench_opts *o, bg_err *err);
+
+#endif

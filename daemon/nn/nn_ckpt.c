@@ -1,0 +1,203 @@
+/*
+ * nn_ckpt.c — llama2.c legacy checkpoints: header decode, validation, mmap.
+ *
+ * Checkpoints are untrusted input, so every field is checked before any
+ * size is computed from it: positive, below a sanity limit (so products
+ * cannot overflow 64 bits), heads dividing the width, an even head size
+ * (RoPE rotates pairs), and the file length equal to what the header
+ * implies (shorter = truncated, longer = a header that does not describe
+ * the file). Messages name the file and the field, with what was expected.
+ *
+ * Layout (all little-endian int32 / float32, as written by llama2.c's
+ * export): header {dim, hidden_dim, n_layers, n_heads, n_kv_heads,
+ * vocab_size (negative = separate classifier), seq_len}; token embedding;
+ * rms_att; wq; wk; wv; wo; rms_ffn; w1; w2; w3; rms_final; two unused RoPE
+ * tables of seq_len*head_size/2 floats; classifier when not shared.
+ * Ownership: ckpt_open maps the file read-only and privately; close unmaps.
+ * Any thread (no shared state).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nn/nn.h"
+
+#define HEADER_BYTES 28
+
+/* Sanity limits: far above any model this daemon would run on a sidecar,
+ * low enough that every size product fits in 64 bits. */
+#define MAX_DIM 65536
+#define MAX_HIDDEN (1 << 20)
+#define MAX_LAYERS 1024
+#define MAX_VOCAB (1 << 22)
+#define MAX_SEQ (1 << 20)
+
+static int field_range(const char *name, const char *field, long v, long max, bg_err *err)
+{
+    if (v <= 0 || v > max)
+        return bg_err_set(err, BG_EINVAL, "checkpoint %s: header field %s = %ld; expected 1..%ld",
+                          name, field, v, max);
+    return BG_OK;
+}
+
+int bg_nn_config_check(const bg_nn_config *c, const char *name, bg_err *err)
+{
+    struct {
+        const char *f;
+        long v, max;
+    } fields[] = {
+        {"dim", c->dim, MAX_DIM},           {"hidden_dim", c->hidden_dim, MAX_HIDDEN},
+        {"n_layers", c->n_layers, MAX_LAYERS}, {"n_heads", c->n_heads, MAX_DIM},
+        {"n_kv_heads", c->n_kv_heads, MAX_DIM}, {"vocab_size", c->vocab_size, MAX_VOCAB},
+        {"seq_len", c->seq_len, MAX_SEQ},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        int rc = field_range(name, fields[i].f, fields[i].v, fields[i].max, err);
+        if (rc != BG_OK)
+            return rc;
+    }
+    if (c->dim % c->n_heads != 0)
+        return bg_err_set(err, BG_EINVAL,
+                          "checkpoint %s: header field n_heads = %d does not divide dim = %d",
+                          name, c->n_heads, c->dim);
+    if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
+        return bg_err_set(err, BG_EINVAL,
+                          "checkpoint %s: header field n_kv_heads = %d; expected a divisor of "
+                          "n_heads = %d",
+                          name, c->n_kv_heads, c->n_heads);
+    if ((c->dim / c->n_heads) % 2 != 0)
+        return bg_err_set(err, BG_EINVAL,
+                          "checkpoint %s: head size dim/n_heads = %d is odd; RoPE rotates pairs, "
+                          "expected an even head size",
+                          name, c->dim / c->n_heads);
+    return BG_OK;
+}
+
+/* Floats of each tensor group, in file order. */
+static uint64_t tensor_floats(const bg_nn_config *c, uint64_t *before_cls)
+{
+    uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim, L = (uint64_t)c->n_layers;
+    uint64_t kv = (uint64_t)bg_nn_kv_dim(c), V = (uint64_t)c->vocab_size;
+    uint64_t hs = (uint64_t)bg_nn_head_size(c);
+    uint64_t n = V * d;                     /* token embedding */
+    n += L * d;                             /* rms_att */
+    n += L * d * d + 2 * L * kv * d;        /* wq, wk, wv */
+    n += L * d * d;                         /* wo */
+    n += L * d;                             /* rms_ffn */
+    n += 3 * L * h * d;                     /* w1, w2, w3 */
+    n += d;                                 /* rms_final */
+    n += (uint64_t)c->seq_len * hs;         /* two RoPE tables of seq_len*hs/2 */
+    *before_cls = n;
+    if (!c->shared_classifier)
+        n += V * d;
+    return n;
+}
+
+uint64_t bg_nn_ckpt_bytes(const bg_nn_config *cfg)
+{
+    if (bg_nn_config_check(cfg, "", NULL) != BG_OK)
+        return 0;
+    uint64_t before;
+    return HEADER_BYTES + 4 * tensor_floats(cfg, &before);
+}
+
+int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *name, bg_err *err)
+{
+    memset(ck, 0, sizeof *ck);
+    if (len < HEADER_BYTES)
+        return bg_err_set(err, BG_EINVAL,
+                          "checkpoint %s: file is %zu bytes, shorter than the %d-byte header",
+                          name, len, HEADER_BYTES);
+    int32_t h[7];
+    memcpy(h, data, sizeof h);
+    bg_nn_config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], 1};
+    if (h[5] < 0) {
+        c.shared_classifier = 0;
+        c.vocab_size = h[5] == INT32_MIN ? 0 : -h[5];
+    }
+    int rc = bg_nn_config_check(&c, name, err);
+    if (rc != BG_OK)
+        return rc;
+    uint64_t before_cls, need = HEADER_BYTES + 4 * tensor_floats(&c, &before_cls);
+    if ((uint64_t)len < need)
+        return bg_err_set(err, BG_EINVAL,
+                          "checkpoint %s: truncated: the header (dim %d, hidden_dim %d, n_layers "
+                          "%d, vocab_size %d%s) needs %llu bytes, the file has %zu",
+                          name, c.dim, c.hidden_dim, c.n_layers, c.vocab_size,
+                          c.shared_classifier ? "" : ", separate classifier",
+                          (unsigned long long)need, len);
+    if ((uint64_t)len > need)
+        return bg_err_set(err, BG_EINVAL,
+                          "checkpoint %s: file has %zu bytes but the header describes %llu; "
+                          "not a llama2.c legacy checkpoint or a wrong header",
+                          name, len, (unsigned long long)need);
+    const float *p = (const float *)((const char *)data + HEADER_BYTES);
+    uint64_t d = (uint64_t)c.dim, L = (uint64_t)c.n_layers, hd = (uint64_t)c.hidden_dim;
+    uint64_t kv = (uint64_t)bg_nn_kv_dim(&c);
+    bg_nn_weights *w = &ck->w;
+    struct {
+        const float **dst;
+        uint64_t n;
+    } order[] = {
+        {&w->tok_emb, (uint64_t)c.vocab_size * d}, {&w->rms_att, L * d}, {&w->wq, L * d * d},
+        {&w->wk, L * kv * d}, {&w->wv, L * kv * d}, {&w->wo, L * d * d}, {&w->rms_ffn, L * d},
+        {&w->w1, L * hd * d}, {&w->w2, L * hd * d}, {&w->w3, L * hd * d}, {&w->rms_final, d},
+    };
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        *order[i].dst = p;
+        p += order[i].n;
+    }
+    w->wcls = c.shared_classifier ? w->tok_emb
+                                  : (const float *)((const char *)data + HEADER_BYTES) + before_cls;
+    ck->cfg = c;
+    return BG_OK;
+}
+
+int bg_nn_ckpt_open(bg_nn_ckpt *ck, const char *path, bg_err *err)
+{
+    memset(ck, 0, sizeof *ck);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return bg_err_set(err, errno == ENOENT ? BG_ENOTFOUND : BG_EIO,
+                          "checkpoint %s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return bg_err_set(err, BG_EIO, "checkpoint %s: not a regular file", path);
+    }
+    size_t len = (size_t)st.st_size;
+    void *map = NULL;
+    if (len > 0) {
+        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            return bg_err_set(err, BG_EIO, "checkpoint %s: mmap of %zu bytes failed: %s", path,
+                              len, strerror(e));
+        }
+    }
+    close(fd);
+    static const char empty[HEADER_BYTES];
+    int rc = bg_nn_ckpt_parse(ck, map ? map : empty, len, path, err);
+    if (rc != BG_OK) {
+        if (map)
+            munmap(map, len);
+        memset(ck, 0, sizeof *ck);
+        return rc;
+    }
+    ck->map = map;
+    ck->map_len = len;
+    return BG_OK;
+}
+
+void bg_nn_ckpt_close(bg_nn_ckpt *ck)
+{
+    if (ck && ck->map)
+        munmap(ck->map, ck->map_len);
+    if (ck)
+        memset(ck, 0, sizeof *ck);
+}

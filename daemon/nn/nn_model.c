@@ -1,0 +1,324 @@
+/*
+ * nn_model.c — a llama2.c transformer on a bg_compute backend: load (upload
+ * the weights once), forward (one-token decode and multi-token prefill with
+ * a KV cache) and sequence log-probability scoring.
+ *
+ * Why shaped so: the forward pass is written once against compute.h and runs
+ * on the CPU or Vulkan backend unchanged. One forward chunk is one
+ * begin..submit recording; barriers sit only between dependent ops (Q, K, V
+ * are independent, so are W1 and W3). K and V are written by their matmuls
+ * straight into the layer's cache rows, so no copy op is needed.
+ * Sequences longer than the activation buffers (max_T tokens) run in
+ * chunks. Logits are computed for the last position only unless targets are
+ * gathered (scoring), where every position's row feeds logsoftmax_gather on
+ * the device and only T floats come back.
+ *
+ * Invariants: every device buffer is sized from the validated config at
+ * load; token ids are checked against vocab_size and positions against
+ * seq_len before any recording. One thread at a time (see nn.h).
+ * Ownership: the model owns its backend and every buffer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+
+#define MAX_CHUNK 128
+
+typedef struct layer {
+    bg_cbuf *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3;
+    bg_cbuf *kc, *vc; /* [seq_len, kv_dim] */
+} layer;
+
+struct bg_nn_model {
+    bg_nn_config cfg;
+    bg_compute *c;
+    bg_cbuf *tok_emb, *rms_final, *wcls;
+    layer *layers;
+    int max_T;
+    /* activations, [max_T, width] */
+    bg_cbuf *x, *xb, *xb2, *q, *hb, *hb2, *logits, *tokens, *targets, *lp;
+};
+
+static bg_tview at(bg_cbuf *b, size_t off)
+{
+    bg_tview v = {b, off};
+    return v;
+}
+
+static int upload(bg_nn_model *m, bg_cbuf **dst, const float *src, size_t n, bg_err *err)
+{
+    int rc = bg_cbuf_create(m->c, n * sizeof(float), dst, err);
+    if (rc == BG_OK && src)
+        rc = bg_cbuf_write(m->c, *dst, 0, src, n * sizeof(float), err);
+    return rc;
+}
+
+static int upload_layer(bg_nn_model *m, const bg_nn_weights *w, int l, bg_err *err)
+{
+    const bg_nn_config *c = &m->cfg;
+    size_t d = (size_t)c->dim, h = (size_t)c->hidden_dim, kv = (size_t)bg_nn_kv_dim(c);
+    size_t L = (size_t)l;
+    layer *y = &m->layers[l];
+    struct {
+        bg_cbuf **dst;
+        const float *src;
+        size_t n;
+    } t[] = {
+        {&y->rms_att, w->rms_att + L * d, d}, {&y->wq, w->wq + L * d * d, d * d},
+        {&y->wk, w->wk + L * kv * d, kv * d}, {&y->wv, w->wv + L * kv * d, kv * d},
+        {&y->wo, w->wo + L * d * d, d * d},   {&y->rms_ffn, w->rms_ffn + L * d, d},
+        {&y->w1, w->w1 + L * h * d, h * d},   {&y->w2, w->w2 + L * d * h, d * h},
+        {&y->w3, w->w3 + L * h * d, h * d},
+        {&y->kc, NULL, (size_t)c->seq_len * kv}, {&y->vc, NULL, (size_t)c->seq_len * kv},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int rc = upload(m, t[i].dst, t[i].src, t[i].n, err);
+        if (rc != BG_OK)
+            return rc;
+    }
+    return BG_OK;
+}
+
+int bg_nn_model_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts, bg_nn_model **out,
+                       bg_err *err)
+{
+    *out = NULL;
+    bg_nn_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return bg_err_set(err, BG_ENOMEM, "model: out of memory");
+    m->cfg = ck->cfg;
+    const bg_nn_config *c = &m->cfg;
+    m->max_T = c->seq_len < MAX_CHUNK ? c->seq_len : MAX_CHUNK;
+    int rc = bg_compute_create(copts, &m->c, err);
+    if (rc != BG_OK)
+        goto fail;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) {
+        rc = bg_err_set(err, BG_ENOMEM, "model: out of memory");
+        goto fail;
+    }
+    size_t d = (size_t)c->dim, V = (size_t)c->vocab_size, T = (size_t)m->max_T;
+    rc = upload(m, &m->tok_emb, ck->w.tok_emb, V * d, err);
+    if (rc == BG_OK)
+        rc = upload(m, &m->rms_final, ck->w.rms_final, d, err);
+    if (rc == BG_OK && !c->shared_classifier)
+        rc = upload(m, &m->wcls, ck->w.wcls, V * d, err);
+    m->wcls = c->shared_classifier ? m->tok_emb : m->wcls;
+    for (int l = 0; l < c->n_layers && rc == BG_OK; l++)
+        rc = upload_layer(m, &ck->w, l, err);
+    struct {
+        bg_cbuf **dst;
+        size_t n;
+    } act[] = {
+        {&m->x, T * d},  {&m->xb, T * d}, {&m->xb2, T * d}, {&m->q, T * d},
+        {&m->hb, T * (size_t)c->hidden_dim}, {&m->hb2, T * (size_t)c->hidden_dim},
+        {&m->logits, T * V}, {&m->tokens, T}, {&m->targets, T}, {&m->lp, T},
+    };
+    for (size_t i = 0; i < sizeof act / sizeof act[0] && rc == BG_OK; i++)
+        rc = upload(m, act[i].dst, NULL, act[i].n, err);
+    if (rc != BG_OK)
+        goto fail;
+    *out = m;
+    return BG_OK;
+fail:
+    bg_err_prefix(err, "model: ");
+    bg_nn_model_destroy(m);
+    return rc;
+}
+
+int bg_nn_model_load(const char *path, const bg_compute_opts *copts, bg_nn_model **out,
+                     bg_err *err)
+{
+    bg_nn_ckpt ck;
+    int rc = bg_nn_ckpt_open(&ck, path, err);
+    if (rc != BG_OK)
+        return rc;
+    rc = bg_nn_model_create(&ck, copts, out, err);
+    bg_nn_ckpt_close(&ck);
+    return rc;
+}
+
+void bg_nn_model_destroy(bg_nn_model *m)
+{
+    if (!m)
+        return;
+    free(m->layers);
+    bg_compute_destroy(m->c); /* frees every buffer */
+    free(m);
+}
+
+const bg_nn_config *bg_nn_model_config(const bg_nn_model *m)
+{
+    return &m->cfg;
+}
+
+const char *bg_nn_model_backend(const bg_nn_model *m)
+{
+    return bg_compute_describe(m->c);
+}
+
+/* Records one chunk of T <= max_T tokens at pos. gather: logsoftmax of
+ * every row at its target; else logits of the last row when want_logits. */
+static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int gather)
+{
+    bg_compute *c = m->c;
+    const bg_nn_config *p = &m->cfg;
+    int d = p->dim, hd = p->hidden_dim, kv = bg_nn_kv_dim(p), hs = bg_nn_head_size(p);
+    bg_tview x = at(m->x, 0), xb = at(m->xb, 0), xb2 = at(m->xb2, 0), q = at(m->q, 0);
+    bg_tview hb = at(m->hb, 0), hb2 = at(m->hb2, 0);
+
+    /* x[t] = embedding of tokens[t] */
+    bg_op_embed(c, x, at(m->tok_emb, 0), at(m->tokens, 0), T, d);
+    bg_compute_barrier(c);
+    for (int l = 0; l < p->n_layers; l++) {
+        layer *y = &m->layers[l];
+        bg_tview kpos = at(y->kc, (size_t)pos * kv), vpos = at(y->vc, (size_t)pos * kv);
+        /* attention block: xb = rmsnorm(x); q, k, v projections (k, v into the cache) */
+        bg_op_rmsnorm(c, xb, x, at(y->rms_att, 0), T, d, BG_NN_RMS_EPS);
+        bg_compute_barrier(c);
+        bg_op_matmul(c, q, xb, at(y->wq, 0), T, d, d);
+        bg_op_matmul(c, kpos, xb, at(y->wk, 0), T, kv, d);
+        bg_op_matmul(c, vpos, xb, at(y->wv, 0), T, kv, d);
+        bg_compute_barrier(c);
+        bg_op_rope(c, q, kpos, T, pos, p->n_heads, p->n_kv_heads, hs);
+        bg_compute_barrier(c);
+        /* causal attention over cache rows 0..pos+t; grouped K/V heads */
+        bg_op_attention(c, xb, q, at(y->kc, 0), at(y->vc, 0), T, pos, p->n_heads, p->n_kv_heads,
+                        hs, p->seq_len);
+        bg_compute_barrier(c);
+        bg_op_matmul(c, xb2, xb, at(y->wo, 0), T, d, d);
+        bg_compute_barrier(c);
+        bg_op_add(c, x, xb2, T * d); /* residual */
+        bg_compute_barrier(c);
+        /* FFN block: x += w2 · (silu(w1 · xb) * (w3 · xb)), xb = rmsnorm(x) */
+        bg_op_rmsnorm(c, xb, x, at(y->rms_ffn, 0), T, d, BG_NN_RMS_EPS);
+        bg_compute_barrier(c);
+        bg_op_matmul(c, hb, xb, at(y->w1, 0), T, hd, d);
+        bg_op_matmul(c, hb2, xb, at(y->w3, 0), T, hd, d);
+        bg_compute_barrier(c);
+        bg_op_swiglu(c, hb, hb2, T * hd);
+        bg_compute_barrier(c);
+        bg_op_matmul(c, xb2, hb, at(y->w2, 0), T, d, hd);
+        bg_compute_barrier(c);
+        bg_op_add(c, x, xb2, T * d);
+        bg_compute_barrier(c);
+    }
+    if (gather) {
+        /* every row: final norm, classifier, log-softmax at the target */
+        bg_op_rmsnorm(c, xb, x, at(m->rms_final, 0), T, d, BG_NN_RMS_EPS);
+        bg_compute_barrier(c);
+        bg_op_matmul(c, at(m->logits, 0), xb, at(m->wcls, 0), T, p->vocab_size, d);
+        bg_compute_barrier(c);
+        bg_op_logsoftmax_gather(c, at(m->lp, 0), at(m->logits, 0), at(m->targets, 0), T,
+                                p->vocab_size);
+    } else if (want_logits) {
+        /* last row only */
+        bg_op_rmsnorm(c, xb, at(m->x, (size_t)(T - 1) * d), at(m->rms_final, 0), 1, d,
+                      BG_NN_RMS_EPS);
+        bg_compute_barrier(c);
+        bg_op_matmul(c, at(m->logits, 0), xb, at(m->wcls, 0), 1, p->vocab_size, d);
+    }
+}
+
+static int check_ids(const bg_nn_model *m, const int32_t *ids, int n, const char *what,
+                     bg_err *err)
+{
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return bg_err_set(err, BG_EINVAL,
+                              "%s: token id %d at index %d out of range; the vocabulary is 0..%d",
+                              what, (int)ids[i], i, m->cfg.vocab_size - 1);
+    return BG_OK;
+}
+
+/* Runs tokens[0..T) at pos in chunks. targets != NULL: lp[t] = log p(targets[t]). */
+static int run(bg_nn_model *m, const int32_t *tokens, const int32_t *targets, int T, int pos,
+               float *logits, float *lp, bg_err *err)
+{
+    if (T <= 0 || pos < 0 || pos > m->cfg.seq_len - T)
+        return bg_err_set(err, BG_EINVAL,
+                          "forward: %d tokens at position %d do not fit the context of %d", T,
+                          pos, m->cfg.seq_len);
+    int rc = check_ids(m, tokens, T, "forward", err);
+    if (rc == BG_OK && targets)
+        rc = check_ids(m, targets, T, "forward targets", err);
+    for (int done = 0; rc == BG_OK && done < T;) {
+        int n = T - done < m->max_T ? T - done : m->max_T;
+        int last = done + n == T;
+        rc = bg_cbuf_write(m->c, m->tokens, 0, tokens + done, sizeof(int32_t) * (size_t)n, err);
+        if (rc == BG_OK && targets)
+            rc = bg_cbuf_write(m->c, m->targets, 0, targets + done, sizeof(int32_t) * (size_t)n,
+                               err);
+        if (rc == BG_OK)
+            rc = bg_compute_begin(m->c, err);
+        if (rc != BG_OK)
+            break;
+        record_chunk(m, n, pos + done, last && logits, targets != NULL);
+        rc = bg_compute_submit(m->c, err);
+        if (rc == BG_OK && targets)
+            rc = bg_cbuf_read(m->c, m->lp, 0, lp + done, sizeof(float) * (size_t)n, err);
+        if (rc == BG_OK && last && logits && !targets)
+            rc = bg_cbuf_read(m->c, m->logits, 0, logits,
+                              sizeof(float) * (size_t)m->cfg.vocab_size, err);
+        done += n;
+    }
+    return rc;
+}
+
+int bg_nn_forward(bg_nn_model *m, const int32_t *tokens, int T, int pos, float *logits,
+                  bg_err *err)
+{
+    if (!m || !tokens)
+        return bg_err_set(err, BG_EINVAL, "forward: NULL argument");
+    return run(m, tokens, NULL, T, pos, logits, NULL, err);
+}
+
+int bg_nn_score(bg_nn_model *m, const int32_t *prefix, int n_prefix, const int32_t *const *conts,
+                const int *lens, int n, double *out, bg_err *err)
+{
+    if (!m || !prefix || (n > 0 && (!conts || !lens || !out)) || n < 0)
+        return bg_err_set(err, BG_EINVAL, "score: NULL argument or negative count");
+    if (n_prefix < 1)
+        return bg_err_set(err, BG_EINVAL, "score: the prefix needs at least one token (BOS)");
+    int maxlen = 0;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] < 1 || lens[i] > m->cfg.seq_len - n_prefix)
+            return bg_err_set(err, BG_EINVAL,
+                              "score: continuation %d has %d tokens; expected 1..%d (context %d, "
+                              "prefix %d)",
+                              i, lens[i], m->cfg.seq_len - n_prefix, m->cfg.seq_len, n_prefix);
+        maxlen = lens[i] > maxlen ? lens[i] : maxlen;
+    }
+    int rc = check_ids(m, prefix, n_prefix, "score prefix", err);
+    for (int i = 0; i < n && rc == BG_OK; i++)
+        rc = check_ids(m, conts[i], lens[i], "score continuation", err);
+    if (rc != BG_OK)
+        return rc;
+    /* the prefix but its last token once; each continuation then feeds
+     * [last prefix token, c0 .. c(L-2)] and gathers targets [c0 .. c(L-1)] */
+    if (n_prefix > 1) {
+        rc = run(m, prefix, NULL, n_prefix - 1, 0, NULL, NULL, err);
+        if (rc != BG_OK)
+            return rc;
+    }
+    int32_t *in = malloc(sizeof(int32_t) * (size_t)(maxlen > 0 ? maxlen : 1));
+    float *lp = malloc(sizeof(float) * (size_t)(maxlen > 0 ? maxlen : 1));
+    if (!in || !lp) {
+        free(in);
+        free(lp);
+        return bg_err_set(err, BG_ENOMEM, "score: out of memory");
+    }
+    for (int i = 0; i < n && rc == BG_OK; i++) {
+        in[0] = prefix[n_prefix - 1];
+        memcpy(in + 1, conts[i], sizeof(int32_t) * (size_t)(lens[i] - 1));
+        rc = run(m, in, conts[i], lens[i], n_prefix - 1, NULL, lp, err);
+        double s = 0.0;
+        for (int t = 0; rc == BG_OK && t < lens[i]; t++)
+            s += lp[t];
+        out[i] = s;
+    }
+    free(in);
+    free(lp);
+    return rc;
+}
