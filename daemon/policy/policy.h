@@ -108,9 +108,11 @@ void bg_policy_store_status(bg_policy_store *st, bg_policy_status *out);
  * bursts debounced by debounce_ms; reloads run off the loop thread. */
 int bg_policy_store_watch(bg_policy_store *st, uv_loop_t *loop, unsigned debounce_ms,
                           bg_err *err);
-/* Stop watching (loop thread). The handles close asynchronously: let the
- * loop run until they have (uv_run) before bg_policy_store_destroy, so a
- * reload still on the worker pool finishes first. No-op when not watching. */
+/* Stop watching (loop thread): waits for a watch-triggered reload running
+ * on the worker pool, then closes the watch's handles; the loop must run
+ * once more (uv_run, bg_loop_destroy) to finish closing them. No-op when
+ * not watching. bg_policy_store_destroy calls it, so a watched store is
+ * destroyed on the loop thread (e.g. after the loop stopped running). */
 void bg_policy_store_unwatch(bg_policy_store *st);
 
 /* ---------------------------------------------------------------- check */

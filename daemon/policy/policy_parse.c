@@ -283,6 +283,8 @@ int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *
         return BG_ECONFIG; /* wrong apiVersion/kind: nothing else is meaningful */
     if (parse_metadata(root, s, errs))
         rc = BG_ECONFIG;
+    else
+        s->name_ok = 1;
     const bg_cfg_node *spec = section(root, "spec", "spec", errs, 1);
     if (!spec)
         return BG_ECONFIG;
@@ -293,7 +295,12 @@ int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *
         rc = BG_ECONFIG;
     if (parse_match(spec, s, errs))
         rc = BG_ECONFIG;
+    else
+        s->match_ok = 1;
     if (parse_plugins(doc, spec, s, errs))
         rc = BG_ECONFIG;
+    else
+        s->plugins_ok = 1;
+    s->schema_ok = rc == BG_OK;
     return rc;
 }

@@ -58,10 +58,15 @@ typedef struct bg__policy_spec {
     } v;
     bg_session_key session_key;
     const char *session_attr;     /* into v.session */
+    /* Which parts passed, so a document with a schema error elsewhere
+     * still gets its plugin configs and matches checked (all errors in
+     * one pass): */
+    int name_ok, match_ok, plugins_ok, schema_ok;
 } bg__policy_spec;
 
-/* Schema-check one document; 0 when valid (errors appended otherwise).
- * doc owns the derived estimator node. */
+/* Schema-check one document; 0 when valid (errors appended otherwise, and
+ * the *_ok flags say which parts are still usable). doc owns the derived
+ * estimator node. */
 int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *out,
                      bg_policy_errors *errs);
 

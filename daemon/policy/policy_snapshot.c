@@ -285,9 +285,8 @@ static int parse_files(const char *dir, char **names, size_t n_files, bg_policy_
             pol_impl *im = &s->impl[s->n];
             memset(im, 0, sizeof *im);
             if (bg__policy_parse(doc, root, &im->spec, errs))
-                rc = BG_ECONFIG;
-            else
-                s->n++;
+                rc = BG_ECONFIG; /* kept: its usable parts are still checked */
+            s->n++;
         }
     }
     bg__sha256_hex(&sha, s->revision);
@@ -302,6 +301,8 @@ static int check_pairs(bg_policy_set *s, bg_policy_errors *errs)
         const bg__policy_spec *b = &s->impl[j].spec;
         for (size_t i = 0; i < j; i++) {
             const bg__policy_spec *a = &s->impl[i].spec;
+            if (!a->name_ok || !b->name_ok)
+                continue;
             if (strcmp(a->name, b->name) == 0) {
                 rc = bg__errs_at(errs, b->name_node,
                                  "metadata.name '%s' is already used by the policy at %s:%d:%d; "
@@ -310,8 +311,9 @@ static int check_pairs(bg_policy_set *s, bg_policy_errors *errs)
                                  bg_cfg_column(a->name_node));
                 continue;
             }
-            if (a->v.priority != b->v.priority)
-                continue;
+            if (a->v.priority != b->v.priority || !a->match_ok || !b->match_ok ||
+                !a->schema_ok || !b->schema_ok)
+                continue; /* priorities are only known for schema-valid documents */
             int found = 0;
             for (size_t x = 0; x < bg_cfg_len(b->tools) && !found; x++) {
                 const bg_cfg_node *bn = bg_cfg_item(b->tools, x);
@@ -482,9 +484,12 @@ int bg_policy_set_load(const char *dir, bg_plugin_host *host, bg_policy_set **ou
     }
     if (check_pairs(s, errs))
         rc = BG_ECONFIG;
-    for (size_t i = 0; i < s->n; i++)
-        if (instantiate(host, s, i, errs))
+    for (size_t i = 0; i < s->n; i++) {
+        if (!s->impl[i].spec.schema_ok)
             rc = BG_ECONFIG;
+        if (s->impl[i].spec.plugins_ok && instantiate(host, s, i, errs))
+            rc = BG_ECONFIG;
+    }
     for (size_t i = 0; i < n_files; i++)
         free(names[i]);
     free(names);

@@ -25,7 +25,8 @@
  *
  * Threads: acquire/unref/status from any thread; reload from any thread
  * (serialised); create/destroy on one thread, destroy after every
- * reference handed out was dropped and after unwatch (policy_watch.c).
+ * reference handed out was dropped; when watched, destroy runs on the loop
+ * thread and unwatches first (policy_watch.c).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -145,6 +146,7 @@ void bg_policy_store_destroy(bg_policy_store *st)
 {
     if (!st)
         return;
+    bg_policy_store_unwatch(st); /* loop thread when watched (see policy.h) */
     bg_policy_set_unref(atomic_load(&st->cur));
     pthread_mutex_destroy(&st->reload_mu);
     pthread_mutex_destroy(&st->status_mu);

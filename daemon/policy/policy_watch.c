@@ -20,8 +20,13 @@
  * function on a pool thread (it only calls bg_policy_store_reload).
  * Ownership: the watch state is heap-allocated, owned by the store's slot
  * until unwatch, then by the handles' close callbacks (freed after both
- * handles closed and no work is in flight).
+ * handles closed and no work is in flight). unwatch (also called by
+ * bg_policy_store_destroy) waits for a reload running on the pool, and a
+ * queued one finds st == NULL and does nothing, so the store may be freed
+ * right after unwatch returns; the loop must still run once to close the
+ * handles (bg_loop_destroy / uv_run do).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -30,7 +35,8 @@
 #include "policy/policy_priv.h"
 
 typedef struct watch {
-    bg_policy_store *st;   /* NULL after unwatch */
+    pthread_mutex_t mu;    /* guards st against the pool thread */
+    bg_policy_store *st;   /* NULL after unwatch; written on the loop thread */
     uv_loop_t *loop;
     uv_fs_event_t ev;
     uv_timer_t timer;
@@ -44,8 +50,10 @@ typedef struct watch {
 
 static void maybe_free(watch *w)
 {
-    if (!w->st && !w->running && w->open_handles == 0)
+    if (!w->st && !w->running && w->open_handles == 0) {
+        pthread_mutex_destroy(&w->mu);
         free(w);
+    }
 }
 
 static void on_close(uv_handle_t *h)
@@ -59,7 +67,10 @@ static void work_run(uv_work_t *req)
 {
     watch *w = req->data;
     bg_err err;
-    bg_policy_store_reload(w->st, "watch", &err); /* logs and records status itself */
+    pthread_mutex_lock(&w->mu); /* unwatch waits here for a running reload */
+    if (w->st)
+        bg_policy_store_reload(w->st, "watch", &err); /* logs and records status itself */
+    pthread_mutex_unlock(&w->mu);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -127,6 +138,7 @@ int bg_policy_store_watch(bg_policy_store *st, uv_loop_t *loop, unsigned debounc
     watch *w = calloc(1, sizeof *w);
     if (!w)
         return bg_err_set(err, BG_ENOMEM, "policy watch: out of memory");
+    pthread_mutex_init(&w->mu, NULL);
     w->st = st;
     w->loop = loop;
     w->debounce_ms = debounce_ms;
@@ -153,7 +165,9 @@ void bg_policy_store_unwatch(bg_policy_store *st)
     if (!w)
         return;
     *slot = NULL;
+    pthread_mutex_lock(&w->mu); /* waits for a reload running on the pool */
     w->st = NULL;
+    pthread_mutex_unlock(&w->mu);
     uv_fs_event_stop(&w->ev);
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->ev, on_close);

@@ -140,10 +140,11 @@ int main(void)
           NULL);
     CHECK_NEAR(current_threshold(st), 0.07, 0);
 
-    bg_policy_store_unwatch(st);
-    uv_run(&loop, UV_RUN_DEFAULT); /* until the watch's handles closed */
-    CHECK_INT(uv_loop_close(&loop), 0);
+    /* Destroy while watched (as bayesguardd's shutdown does): it unwatches
+     * itself; the loop then closes the handles and frees the watch. */
     bg_policy_store_destroy(st);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
     bg_plugin_host_destroy(host);
     pt_rmtree(dir);
     CHECK_DONE("test_policy_watch");
