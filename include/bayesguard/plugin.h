@@ -265,6 +265,11 @@ typedef struct bg_estimate_in {
     const uint32_t *order;
     size_t n_order;
     int order_complete;      /* 1 when n_order == n (a full order) */
+    /* Added at the end (engine helper, same 1.0 day): [n] P(h|D) =
+     * exp(log_post) in linear space, computed by the engine once per
+     * observation (values below DBL_MIN flushed to 0), so an estimator
+     * streams it instead of calling exp() per hypothesis per request. */
+    const double *post;
 } bg_estimate_in;
 
 typedef struct bg_estimate_out {
