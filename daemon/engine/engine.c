@@ -362,6 +362,7 @@ static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior
         bg_estimate_in in = {
             .n = p->n, .ids = p->ids, .log_post = p->log_post, .harm = harm,
             .order = p->order, .n_order = p->n_order, .order_complete = p->n_order == p->n,
+            .post = p->prob,
         };
         int prc = g->estimator->estimate(g->estimator_inst, &in, &eo);
         if (prc != BG_PLUGIN_OK)

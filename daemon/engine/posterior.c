@@ -4,13 +4,14 @@
  */
 #include "engine/posterior.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 size_t bg__posterior_bytes(size_t n)
 {
-    return n * (sizeof(uint64_t) + 2 * sizeof(double) + sizeof(uint32_t));
+    return n * (sizeof(uint64_t) + 3 * sizeof(double) + sizeof(uint32_t));
 }
 
 int bg__posterior_init(bg__posterior *p, size_t n, bg_err *err)
@@ -23,9 +24,10 @@ int bg__posterior_init(bg__posterior *p, size_t n, bg_err *err)
     p->ids = malloc(n * sizeof *p->ids);
     p->log_post = malloc(n * sizeof *p->log_post);
     p->scratch = malloc(n * sizeof *p->scratch);
+    p->prob = malloc(n * sizeof *p->prob);
     p->order = malloc(n * sizeof *p->order);
     p->order_need = 2.0;
-    if (!p->ids || !p->log_post || !p->scratch || !p->order) {
+    if (!p->ids || !p->log_post || !p->scratch || !p->prob || !p->order) {
         bg__posterior_close(p);
         return bg_err_set(err, BG_ENOMEM, "posterior: out of memory for %zu candidates", n);
     }
@@ -37,6 +39,7 @@ void bg__posterior_close(bg__posterior *p)
     free(p->ids);
     free(p->log_post);
     free(p->scratch);
+    free(p->prob);
     free(p->order);
     memset(p, 0, sizeof *p);
 }
@@ -76,11 +79,25 @@ static int normalise(double *a, size_t n, double *max_out, bg_err *err)
     return BG_OK;
 }
 
+/* Invariant 4: linear probabilities without subnormals. */
+static void fill_prob(bg__posterior *p)
+{
+    const double floor = log(DBL_MIN);
+    for (size_t i = 0; i < p->n; i++)
+        p->prob[i] = p->log_post[i] >= floor ? exp(p->log_post[i]) : 0.0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->prob[i] < DBL_MIN)
+            p->prob[i] = 0.0;
+}
+
 int bg__posterior_normalise(bg__posterior *p, bg_err *err)
 {
     p->order_need = 2.0;
     p->n_order = 0;
-    return normalise(p->log_post, p->n, &p->max_log_post, err);
+    int rc = normalise(p->log_post, p->n, &p->max_log_post, err);
+    if (rc == BG_OK)
+        fill_prob(p);
+    return rc;
 }
 
 int bg__posterior_prepare(bg__posterior *p, double *max_out, bg_err *err)
@@ -97,6 +114,7 @@ void bg__posterior_swap(bg__posterior *p, double m)
     p->order_need = 2.0;
     p->n_order = 0;
     p->n_obs++;
+    fill_prob(p);
 }
 
 typedef struct keyed {
@@ -191,6 +209,14 @@ int bg__posterior_check(const bg__posterior *p, bg_err *err)
     double lz = m + log(s);
     if (!(fabs(lz) < 1e-12))
         return bg_err_set(err, BG_EINTERNAL, "posterior invariant 1: log-normaliser %.3g != 0", lz);
+    const double floor = log(DBL_MIN);
+    for (size_t i = 0; i < p->n; i++) {
+        double want = p->log_post[i] >= floor ? exp(p->log_post[i]) : 0.0;
+        if (want < DBL_MIN)
+            want = 0.0;
+        if (p->prob[i] != want)
+            return bg_err_set(err, BG_EINTERNAL, "posterior invariant 4: prob[%zu] stale", i);
+    }
     if (p->order_need > 1.0)
         return BG_OK;
     double cut = p->order_need > 0.0 ? m + log(p->order_need) : -INFINITY;

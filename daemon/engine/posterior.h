@@ -13,6 +13,9 @@
  *     up to rounding (|err| < 1e-12).
  *  2. Every hypothesis goes through identical arithmetic: two hypotheses with
  *     equal log-prior and equal log-likelihoods have bitwise-equal log_post.
+ *  4. prob[i] == exp(log_post[i]) bitwise, or 0 when that is below
+ *     DBL_MIN (no subnormals: they cost a microcode assist per multiply in
+ *     an estimator's stream over prob × harm).
  *  3. order[0..n_order) lists, in descending log_post and ascending index for
  *     ties (a strict total order, so the result is what a stable sort gives),
  *     exactly the hypotheses with log_post >= max_log_post + log(order_need)
@@ -38,6 +41,7 @@ typedef struct bg__posterior {
     size_t n;             /* candidates */
     uint64_t *ids;        /* [n] hypothesis ids */
     double *log_post;     /* [n] normalised log P(h|D) */
+    double *prob;         /* [n] exp(log_post), values below DBL_MIN flushed to 0 */
     double *scratch;      /* [n] next log_post while an update is checked */
     uint32_t *order;      /* [n] capacity; first n_order valid */
     size_t n_order;

@@ -40,7 +40,7 @@ static bg_estimate_out run(const bg_guard *g, prob *pr)
 {
     bg_estimate_in in = {.n = pr->p.n, .ids = pr->p.ids, .log_post = pr->p.log_post,
                          .harm = pr->harm, .order = pr->p.order, .n_order = pr->p.n_order,
-                         .order_complete = pr->p.n_order == pr->p.n};
+                         .order_complete = pr->p.n_order == pr->p.n, .post = pr->p.prob};
     bg_estimate_out out;
     memset(&out, 0, sizeof out);
     CHECK_INT(g->estimator->estimate(g->estimator_inst, &in, &out), BG_PLUGIN_OK);
@@ -176,7 +176,8 @@ static void iid_and_friends(bg_plugin_host *h)
     bg_guard_build_destroy(gb);
     gb = fx_guard(h, "c", "bandit", "theta: 1", "cheating", "true_hypothesis: 9", 0.5);
     const bg_guard *g = bg_guard_build_guard(gb);
-    bg_estimate_in in = {.n = 4, .ids = pr.p.ids, .log_post = pr.p.log_post, .harm = pr.harm};
+    bg_estimate_in in = {.n = 4, .ids = pr.p.ids, .log_post = pr.p.log_post, .harm = pr.harm,
+                         .post = pr.p.prob};
     bg_estimate_out o2;
     CHECK_INT(g->estimator->estimate(g->estimator_inst, &in, &o2), BG_PLUGIN_EINVAL);
     bg_guard_build_destroy(gb);

@@ -54,8 +54,10 @@ static int estimate(const void *vself, const bg_estimate_in *in, bg_estimate_out
     uint64_t want = (uint64_t)self->true_hypothesis;
     size_t at = in->n;
     double pred = 0.0;
+    if (!in->post)
+        return BG_PLUGIN_EINVAL;
     for (size_t i = 0; i < in->n; i++) {
-        pred += exp(in->log_post[i]) * in->harm[i];
+        pred += in->post[i] * in->harm[i];
         if (in->ids[i] == want && at == in->n)
             at = i;
     }

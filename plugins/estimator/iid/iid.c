@@ -3,10 +3,12 @@
  *
  *   τ = argmax_τ P(τ|D)·P(H|x,τ), first index wins a tie;  bound = P(H|x,τ).
  *
- * The product is compared in log space (log P + log harm) so posteriors of
- * 1e-300 still compare correctly; a hypothesis with harm 0 scores -inf, and
- * when every score is -inf the first index wins (bound 0). The guarantee is
- * asymptotic: P(H|x,τ*) <= bound / P(τ*|D), so the bound holds once
+ * The products P·harm are compared in linear space over the engine's
+ * `post` array (one pass, no exp/log per hypothesis); if every product
+ * underflows to 0 the scan is redone in log space (log P + log harm), so
+ * posteriors of 1e-300 still compare. A hypothesis with harm 0 never wins
+ * unless all harms are 0, and then the first index wins (bound 0). The
+ * guarantee is asymptotic: P(H|x,τ*) <= bound / P(τ*|D), so the bound holds once
  * P(τ*|D) > 1/2 — not before.
  *
  * No config keys. Needs no posterior order. Threads: estimate is pure.
@@ -37,22 +39,42 @@ static double order_needed(const void *self)
     return 2.0;
 }
 
-static int estimate(const void *self, const bg_estimate_in *in, bg_estimate_out *out)
+/* argmax P·harm, first index on ties; *pred = Σ P·harm. Linear products
+ * first (one pass, no exp/log); only when every product underflowed to 0
+ * does it rescan in log space, where tiny products still compare. */
+static size_t cautious_theory(const bg_estimate_in *in, double *pred)
 {
-    (void)self;
-    if (in->n == 0)
-        return BG_PLUGIN_EINVAL;
-    double pred = 0.0, best = -INFINITY;
+    double sum = 0.0, best = 0.0;
     size_t arg = 0;
     for (size_t i = 0; i < in->n; i++) {
-        double lp = in->log_post[i], h = in->harm[i];
-        pred += exp(lp) * h;
-        double score = h > 0.0 ? lp + log(h) : -INFINITY;
-        if (score > best) {
-            best = score;
+        double prod = in->post[i] * in->harm[i];
+        sum += prod;
+        if (prod > best) {
+            best = prod;
             arg = i;
         }
     }
+    *pred = sum;
+    if (best > 0.0)
+        return arg;
+    double lbest = -INFINITY;
+    for (size_t i = 0; i < in->n; i++) {
+        double score = in->harm[i] > 0.0 ? in->log_post[i] + log(in->harm[i]) : -INFINITY;
+        if (score > lbest) {
+            lbest = score;
+            arg = i;
+        }
+    }
+    return arg;
+}
+
+static int estimate(const void *self, const bg_estimate_in *in, bg_estimate_out *out)
+{
+    (void)self;
+    if (in->n == 0 || !in->post)
+        return BG_PLUGIN_EINVAL;
+    double pred;
+    size_t arg = cautious_theory(in, &pred);
     out->bound = in->harm[arg];
     out->cautious = arg;
     out->plausible = 1;

@@ -3,7 +3,7 @@
  * bound): P(H|x,D) = Σ_h P(h|D)·P(H|x,h).
  *
  * For reporting, the "cautious" hypothesis is the one contributing most,
- * argmax P(h|D)·P(harm|x,h) (first index on ties, compared in log space);
+ * argmax P(h|D)·P(harm|x,h) (first index on ties, linear products);
  * the plausible-set size is the number of candidates averaged over.
  *
  * No config keys. Needs no posterior order. Threads: estimate is pure.
@@ -37,16 +37,16 @@ static double order_needed(const void *self)
 static int estimate(const void *self, const bg_estimate_in *in, bg_estimate_out *out)
 {
     (void)self;
-    if (in->n == 0)
+    if (in->n == 0 || !in->post)
         return BG_PLUGIN_EINVAL;
-    double pred = 0.0, top = -INFINITY;
+    /* One pass: the mean, and the largest contribution for reporting. */
+    double pred = 0.0, top = -1.0;
     size_t arg = 0;
     for (size_t i = 0; i < in->n; i++) {
-        double lp = in->log_post[i], h = in->harm[i];
-        pred += exp(lp) * h;
-        double contrib = h > 0.0 ? lp + log(h) : -INFINITY;
-        if (contrib > top) {
-            top = contrib;
+        double c = in->post[i] * in->harm[i];
+        pred += c;
+        if (c > top) {
+            top = c;
             arg = i;
         }
     }

@@ -136,6 +136,16 @@ static double loglik_of(const bandit *self, double r, double mean)
     return -0.5 * z * z - log(self->sigma) - 0.5 * log(2.0 * M_PI);
 }
 
+/* Bit count without relying on the POPCNT instruction (the baseline
+ * x86-64 target has none; the libgcc fallback is a call per id). */
+static inline unsigned popcount64(uint64_t v)
+{
+    v = v - ((v >> 1) & 0x5555555555555555ull);
+    v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (unsigned)((v * 0x0101010101010101ull) >> 56);
+}
+
 /* out[i] = f(x·w_i) through the (d+1)-entry table when x is binary. */
 static void per_dot(const bandit *self, const bg_action *a, const uint64_t *h, size_t n,
                     double arg, double (*f)(const bandit *, double, double), double *out)
@@ -147,7 +157,7 @@ static void per_dot(const bandit *self, const bg_action *a, const uint64_t *h, s
         for (unsigned k = 0; k <= self->d; k++)
             tab[k] = f(self, arg, (double)k);
         for (size_t i = 0; i < n; i++)
-            out[i] = tab[__builtin_popcountll(h[i] & xm)];
+            out[i] = tab[popcount64(h[i] & xm)];
     } else {
         for (size_t i = 0; i < n; i++)
             out[i] = f(self, arg, dot(self, a, h[i]));
