@@ -72,8 +72,13 @@ typedef struct bg_gfn_config {
     uint32_t n_hidden;        /* number of hidden layers, 1..BG_GFN_MAX_HIDDEN_LAYERS */
     bg_gfn_loss loss;         /* objective */
     double lambda;            /* SubTB window weight λ^(j-i-1), > 0 */
-    double lr;                /* Adam learning rate of the network */
+    double lr;                /* Adam learning rate of the network (at step 0) */
     double lr_logz;           /* Adam learning rate of log Z (TB only) */
+    /* Learning-rate schedule: both rates scale linearly from 1 to
+     * lr_end / lr over lr_horizon steps, then stay (0 = constant). A
+     * decaying rate damps the sampling noise of the gradient at the end. */
+    double lr_end;
+    uint32_t lr_horizon;
     double beta1, beta2, adam_eps;
     double grad_clip;         /* global gradient-norm clip, 0 = none */
     uint32_t batch;           /* trajectories per optimiser step */

@@ -60,7 +60,7 @@ static void put_f64(wr *w, double v)
 /* The config, field by field. One table drives both directions. */
 #define GFN_CONFIG_FIELDS(U32, U64, F64)                                                         \
     U32(n_bits) U32(min_len) U32(max_len) U32(hidden) U32(n_hidden) U32(loss) F64(lambda)        \
-    F64(lr) F64(lr_logz) F64(beta1) F64(beta2) F64(adam_eps) F64(grad_clip) U32(batch)           \
+    F64(lr) F64(lr_logz) F64(lr_end) U32(lr_horizon) F64(beta1) F64(beta2) F64(adam_eps) F64(grad_clip) U32(batch)           \
     F64(p_replay) F64(p_tempered) F64(temp_lo) F64(temp_hi) F64(epsilon) U32(replay_capacity)    \
     F64(reward_temp_start) F64(reward_temp_end) U32(reward_temp_horizon) F64(init_logz)          \
     U64(seed)

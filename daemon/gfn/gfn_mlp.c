@@ -196,8 +196,13 @@ void bg__gfn_adam_step(bg_gfn *g, double *grad, uint64_t t)
         }
     }
     double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
+    double f = 1.0;
+    if (c->lr_horizon > 0) {
+        double x = t - 1 < c->lr_horizon ? (double)(t - 1) / c->lr_horizon : 1.0;
+        f = 1.0 + (c->lr_end / c->lr - 1.0) * x;
+    }
     for (size_t i = 0; i < n; i++) {
-        double lr = i + 1 == n ? c->lr_logz : c->lr;
+        double lr = f * (i + 1 == n ? c->lr_logz : c->lr);
         g->adam_m[i] = c->beta1 * g->adam_m[i] + (1.0 - c->beta1) * grad[i];
         g->adam_v[i] = c->beta2 * g->adam_v[i] + (1.0 - c->beta2) * grad[i] * grad[i];
         double mh = g->adam_m[i] / bc1, vh = g->adam_v[i] / bc2;
