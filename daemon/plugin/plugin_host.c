@@ -639,6 +639,17 @@ const char *bg_plugin_host_errors(bg_plugin_host *h)
     return e;
 }
 
+size_t bg_plugin_host_errors_copy(bg_plugin_host *h, char *buf, size_t len)
+{
+    pthread_mutex_lock(&h->mu);
+    const char *e = h->errors ? h->errors : "";
+    size_t n = strlen(e);
+    if (len)
+        snprintf(buf, len, "%s", e);
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
 const char *bg_plugin_host_dir(const bg_plugin_host *h)
 {
     return h->dir;

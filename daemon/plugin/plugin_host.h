@@ -66,8 +66,11 @@ const char *bg_plugin_services_errors(const bg_plugin_services *s);
 void bg_plugin_services_destroy(bg_plugin_services *s);
 
 /* Newline-separated load failures of the last scan ("" when none); valid
- * until the next rescan. */
+ * until the next rescan (use the _copy form where a rescan may run
+ * concurrently, e.g. Status during a reload). */
 const char *bg_plugin_host_errors(bg_plugin_host *h);
+/* The same, copied into buf (truncated to len-1); returns the full length. */
+size_t bg_plugin_host_errors_copy(bg_plugin_host *h, char *buf, size_t len);
 
 /* ---- additions (policy helper), all compatible with the above ---- */
 

@@ -96,7 +96,8 @@ static int build(bg_policy_store *st, bg_policy_set **out, char *errbuf, size_t 
         rc = BG_ECONFIG;
     }
     if (rc) {
-        const char *perr = bg_plugin_host_errors(st->host);
+        char perr[2048];
+        bg_plugin_host_errors_copy(st->host, perr, sizeof perr);
         if (*perr) /* plugin files that failed to load explain missing plugins */
             bg__errs_add(&errs, "%s", perr);
     }

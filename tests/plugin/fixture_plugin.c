@@ -7,7 +7,9 @@
  * entry, failing create). Includes only the public plugin ABI, like any
  * third-party plugin.
  *
- * FX_KIND 1 = hypothesis, 2 = estimator. FX_NAME, FX_VERSION strings.
+ * FX_KIND 1 = hypothesis, 2 = estimator, 3 = sampler. FX_NAME, FX_VERSION
+ * strings. FX_UNBOUNDED: the model enumerates nothing (count() = 0) and
+ * describes n-bit ids with space(), so a policy needs a sampler.
  * FX_BOUND: the estimator's constant bound (so a test can tell versions
  * apart by behaviour, not only by the version string).
  */
@@ -84,8 +86,22 @@ static void m_destroy(void *self)
 
 static uint64_t m_count(const void *self)
 {
+#ifdef FX_UNBOUNDED
+    (void)self;
+    return 0; /* ids encode n bits: needs a sampler */
+#else
     return (uint64_t)((const fx_model *)self)->n;
+#endif
 }
+
+#ifdef FX_UNBOUNDED
+static int m_space(const void *self, bg_space *out)
+{
+    out->n_bits = (uint32_t)((const fx_model *)self)->n;
+    out->flags = 0;
+    return BG_PLUGIN_OK;
+}
+#endif
 
 static double m_harm1(const fx_model *m, uint64_t h)
 {
@@ -134,6 +150,9 @@ static const bg_hypothesis_vtbl fx_vt = {
     .create = m_create,
     .destroy = m_destroy,
     .count = m_count,
+#ifdef FX_UNBOUNDED
+    .space = m_space,
+#endif
     .log_prior = m_log_prior,
     .log_lik = m_log_lik,
     .harm = m_harm,
@@ -147,6 +166,68 @@ static const bg_hypothesis_vtbl fx_vt = {
 };
 #define FX_VT .vt.hypothesis = &fx_vt
 #define FX_KIND_ENUM BG_PLUGIN_KIND_HYPOTHESIS
+#define FX_CFG fx_cfg, .config_map_len = sizeof fx_cfg / sizeof fx_cfg[0]
+
+#elif FX_KIND == 3
+/* ------------------------------------------------- sampler: fx_sampler */
+typedef struct fx_sampler {
+    double temperature;
+    uint32_t n_bits;
+} fx_sampler;
+
+static const bg_cfg_entry fx_cfg[] = {
+    {.key = "temperature", .type = BG_CFGV_DOUBLE, .def = "1", .min = 0.01, .max = 100,
+     .offset = offsetof(fx_sampler, temperature), .desc = "sampling temperature"},
+};
+
+static int s_create(const bg_host *host, const bg_cfg_node *config, const bg_space *space,
+                    void **out)
+{
+    fx_sampler *s = calloc(1, sizeof *s);
+    if (!s)
+        return BG_PLUGIN_ENOMEM;
+    int rc = host->cfg_apply(host->host_ctx, config, fx_cfg, sizeof fx_cfg / sizeof fx_cfg[0],
+                             s);
+    if (rc != BG_PLUGIN_OK) {
+        free(s);
+        return rc;
+    }
+    s->n_bits = space->n_bits;
+    *out = s;
+    return BG_PLUGIN_OK;
+}
+
+static void s_destroy(void *self)
+{
+    free(self);
+}
+
+static int s_train(void *self, bg_log_reward_fn reward, void *ctx, uint32_t steps)
+{
+    (void)self;
+    (void)reward;
+    (void)ctx;
+    (void)steps;
+    return BG_PLUGIN_OK;
+}
+
+static int s_sample(const void *self, bg_rng *rng, size_t n, uint64_t *ids, double *log_q)
+{
+    const fx_sampler *s = self;
+    (void)rng;
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = i & ((s->n_bits >= 64 ? 0 : (1ULL << s->n_bits)) - 1);
+        if (log_q)
+            log_q[i] = -(double)s->n_bits * log(2.0);
+    }
+    return BG_PLUGIN_OK;
+}
+
+static const bg_sampler_vtbl fx_vt = {
+    .create = s_create, .destroy = s_destroy, .train = s_train, .sample = s_sample,
+};
+#define FX_VT .vt.sampler = &fx_vt
+#define FX_KIND_ENUM BG_PLUGIN_KIND_SAMPLER
 #define FX_CFG fx_cfg, .config_map_len = sizeof fx_cfg / sizeof fx_cfg[0]
 
 #else

@@ -79,6 +79,16 @@ static void test_refusals(void)
     for (; *e; e++)
         lines += *e == '\n';
     CHECK_INT(lines, 5);
+    char copy[8192], small[16];
+    CHECK_INT(bg_plugin_host_errors_copy(h, copy, sizeof copy), strlen(bg_plugin_host_errors(h)));
+    CHECK_STR(copy, bg_plugin_host_errors(h));
+    CHECK_INT(bg_plugin_host_errors_copy(h, small, sizeof small), strlen(copy));
+    CHECK_INT(strlen(small), sizeof small - 1); /* truncated, terminated */
+    /* Nothing loaded from the bad dir. */
+    bg_plugin *x = NULL;
+    CHECK_INT(bg_plugin_host_find(h, "fx_nullvt", BG_PLUGIN_KIND_HYPOTHESIS, &x, &err),
+              BG_ENOTFOUND);
+    CHECK_STR(err.msg, "no hypothesis plugin named 'fx_nullvt' in " FIX "/bad; available: (none)");
     bg_plugin_host_destroy(h);
 }
 
@@ -102,7 +112,7 @@ static void test_registry(void)
     CHECK_STR(err.msg, "no estimator plugin named 'fx_model' in " FIX
                        "/good; available: fx_est, fx_fail");
     CHECK_INT(bg_plugin_host_find(h, "nope", BG_PLUGIN_KIND_SAMPLER, &x, &err), BG_ENOTFOUND);
-    CHECK_STR(err.msg, "no sampler plugin named 'nope' in " FIX "/good; available: (none)");
+    CHECK_STR(err.msg, "no sampler plugin named 'nope' in " FIX "/good; available: fx_sampler");
 
     /* A failing create reports through cfg_error at the section. */
     bg_plugin *f = NULL;
@@ -234,6 +244,34 @@ static void test_replace(void)
     rmdir(dir);
 }
 
+static void test_duplicate_name(void)
+{
+    char dir[] = "/tmp/bg-test-dup-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char a[1024], b[1024], want[4096];
+    snprintf(a, sizeof a, "%s/a_est.so", dir);
+    snprintf(b, sizeof b, "%s/b_est.so", dir);
+    CHECK_INT(copy_to(FIX "/good/fx_est.so", a), 0);
+    CHECK_INT(copy_to(FIX "/v2/fx_est.so", b), 0);
+    bg_plugin_host *h = NULL;
+    bg_err err;
+    CHECK_INT(bg_plugin_host_create(dir, &h, &err), BG_OK);
+    if (h) {
+        snprintf(want, sizeof want,
+                 "%s: plugin name 'fx_est' (estimator) is already provided by %s: rename one", b,
+                 a);
+        CHECK_STR(bg_plugin_host_errors(h), want);
+        bg_plugin *p = NULL;
+        CHECK_INT(bg_plugin_host_find(h, "fx_est", BG_PLUGIN_KIND_ESTIMATOR, &p, &err), BG_OK);
+        CHECK(p && strcmp(p->desc->version, "1") == 0); /* the first by file name wins */
+        bg_plugin_unref(p);
+        bg_plugin_host_destroy(h);
+    }
+    unlink(a);
+    unlink(b);
+    rmdir(dir);
+}
+
 static void test_bad_dir(void)
 {
     bg_plugin_host *h = (bg_plugin_host *)1;
@@ -248,6 +286,7 @@ int main(void)
     test_refusals();
     test_registry();
     test_replace();
+    test_duplicate_name();
     test_bad_dir();
     CHECK_DONE("test_plugin_load");
 }

@@ -7,6 +7,8 @@
  * changes; estimator keys reach the estimator plugin; `check` output and
  * exit codes.
  */
+#include <math.h>
+
 #include "policy_test.h"
 
 static bg_plugin_host *host;
@@ -167,6 +169,36 @@ static void test_priority(void)
     pt_rmtree(dir);
 }
 
+static void test_sampler(void)
+{
+    char dir[128], p[2048];
+    pt_mkdtemp(dir, sizeof dir, "sampler");
+    snprintf(p, sizeof p,
+             "apiVersion: bayesguard/v1\nkind: GuardPolicy\nmetadata: {name: bits}\n"
+             "spec:\n  match: {tools: [\"*\"]}\n"
+             "  model: {plugin: fx_bits, config: {n: 12}}\n"
+             "  estimator: {plugin: fx_est}\n  threshold: 0.5\n"
+             "  sampler: {plugin: fx_sampler, samples: 64, config: {temperature: 0.5}}\n");
+    CHECK_INT(pt_write(dir, "bits.yaml", p), 0);
+    bg_policy_set *s = load_ok(dir);
+    if (s) {
+        const bg_guard *g = &bg_policy_set_at(s, 0)->guard;
+        CHECK_STR(g->sampler_name, "fx_sampler");
+        CHECK_INT(g->sampler_samples, 64);
+        CHECK_INT(g->model->count(g->model_inst), 0);
+        uint64_t ids[4];
+        double lq[4];
+        bg_rng r;
+        bg_rng_seed(&r, 1);
+        CHECK_INT(g->sampler->sample(g->sampler_inst, &r, 4, ids, lq), 0);
+        CHECK_INT(ids[3], 3);
+        CHECK_NEAR(lq[0], -12 * log(2.0), 1e-12); /* the sampler got the model's 12-bit space */
+        CHECK_STR(bg_policy_set_match(s, "anything")->name, "bits");
+        bg_policy_set_unref(s);
+    }
+    pt_rmtree(dir);
+}
+
 static void test_check(void)
 {
     char dir[128], p[2048], outp[256];
@@ -213,6 +245,7 @@ int main(void)
         CHECK_DONE("test_policy_load");
     test_dir_layout();
     test_priority();
+    test_sampler();
     test_check();
     bg_plugin_host_destroy(host);
     CHECK_DONE("test_policy_load");
