@@ -197,7 +197,7 @@ static void barrier(bg_compute *c)
 
 /* Bind b->v for b->n elements (0: the rest of the buffer) into *info and
  * set *o, the view's element offset inside the bound range: the descriptor
- * offset is aligned down to minStorageBufferOffsetAlignment. */
+ * offset is aligned down to max(minStorageBufferOffsetAlignment, 16). */
 static int bind_view(bg_vk_compute *vc, const char *op, int slot, bg_vk_bind *b,
                      VkDescriptorBufferInfo *info, uint32_t *o)
 {
@@ -209,8 +209,11 @@ static int bind_view(bg_vk_compute *vc, const char *op, int slot, bg_vk_bind *b,
                            "vulkan op %s: view %d [%zu, %zu+%zu) elements lies outside its "
                            "buffer of %zu elements",
                            op, slot, b->v.off, b->v.off, b->n, elems);
+    /* 16 bytes at least, so that kernels may read a view as vec4 when its
+     * element offset is a multiple of 4 (allocations are 16-aligned too) */
+    VkDeviceSize align = caps->storage_align < 16 ? 16 : caps->storage_align;
     VkDeviceSize start = buf->a.off + (VkDeviceSize)b->v.off * 4;
-    VkDeviceSize base = start / caps->storage_align * caps->storage_align;
+    VkDeviceSize base = start / align * align;
     VkDeviceSize rem = start - base;
     VkDeviceSize limit = caps->max_storage_range / 4 * 4;
     size_t n = b->n;
@@ -431,8 +434,23 @@ static void choose_variants(bg_vk_compute *vc)
     vc->wg = 128;
     while (vc->wg > c->max_wg_invocations || vc->wg > c->max_wg_size[0])
         vc->wg /= 2;
-    vc->mm_tx = vc->mm_ty = cpu ? 8 : 16;
+    vc->mv_wg = cpu ? 16 : 128;
+    vc->mm_tx = vc->mm_ty = 16;
     vc->mm_bk = 16;
+    /* tuning knobs for new devices (bench/vulkan): BG_VK_MV_WG=<power of 2>,
+     * BG_VK_MM_TILE=TXxTYxBK (4TY x 4TX output tile per workgroup) */
+    const char *mv = getenv("BG_VK_MV_WG");
+    unsigned v = mv ? (unsigned)atoi(mv) : 0;
+    if (v >= 2 && v <= c->max_wg_invocations && (v & (v - 1)) == 0)
+        vc->mv_wg = v;
+    const char *t = getenv("BG_VK_MM_TILE");
+    unsigned tx, ty, bk;
+    if (t && sscanf(t, "%ux%ux%u", &tx, &ty, &bk) == 3 && tx && ty && bk &&
+        tx * ty <= c->max_wg_invocations) {
+        vc->mm_tx = tx;
+        vc->mm_ty = ty;
+        vc->mm_bk = bk;
+    }
     while (vc->mm_tx * vc->mm_ty > c->max_wg_invocations || vc->mm_ty > c->max_wg_size[1])
         vc->mm_ty /= 2;
 }

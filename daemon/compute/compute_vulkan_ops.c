@@ -54,15 +54,21 @@ static int matmul_part(bg_vk_compute *vc, bg_tview out, bg_tview x, bg_tview w, 
     bg_vk_bind b[3] = {B(at(out, (size_t)n0), (size_t)(M - 1) * N + nc),
                        B(x, (size_t)M * K), B(at(w, (size_t)n0 * K), (size_t)nc * K)};
     bg_vk_pc pc = {.i = {M, nc, K, 0, N}};
-    if (M == 1) { /* one token: memory-bound matvec, one workgroup per output */
-        uint32_t gx = (uint32_t)nc, gz = 1;
+    if (M == 1) { /* one token: memory-bound matvec */
+        /* vec4 loads when K and both views' offsets are multiples of 4 */
+        uint32_t vec4 = K % 4 == 0 && x.off % 4 == 0 && w.off % 4 == 0;
+        /* lanes per row: the most (up to the workgroup) that still read >= 2 each */
+        uint32_t kv = vec4 ? (uint32_t)K / 4 : (uint32_t)K, lpr = vc->mv_wg;
+        while (lpr > 4 && lpr * 2 > kv)
+            lpr /= 2;
+        uint32_t spec[3] = {vc->mv_wg, vc->mv_wg / lpr, vec4};
+        uint32_t groups = ceil_div((size_t)nc, spec[1]), gx = groups, gz = 1;
         if (gx > BG_VK_MAX_GROUPS) {
             gx = BG_VK_MAX_GROUPS;
-            gz = ceil_div((size_t)nc, gx);
+            gz = ceil_div(groups, gx);
         }
         pc.i[3] = (int32_t)gx;
-        uint32_t spec[1] = {vc->wg};
-        return bg__vk_dispatch(vc, "matvec", "matvec", spec, 1, b, 3, &pc, gx, 1, gz);
+        return bg__vk_dispatch(vc, "matvec", "matvec", spec, 3, b, 3, &pc, gx, 1, gz);
     }
     uint32_t spec[3] = {vc->mm_tx, vc->mm_ty, vc->mm_bk};
     uint32_t bm = 4 * vc->mm_ty, bn = 4 * vc->mm_tx;

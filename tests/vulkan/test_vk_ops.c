@@ -55,20 +55,30 @@ static void done(bg_tview *v, int n)
         bg_cbuf_destroy(C, v[i].buf);
 }
 
+static void test_matmul_at(int M, int N, int K, size_t xoff, size_t woff);
+
 static void test_matmul(int M, int N, int K)
+{
+    test_matmul_at(M, N, K, roff(), roff());
+}
+
+/* x and w views at element offsets xoff, woff (multiples of 4 with K % 4 == 0
+ * select the vec4 matvec). */
+static void test_matmul_at(int M, int N, int K, size_t xoff, size_t woff)
 {
     float *x = vt_rand_vec((size_t)M * K), *w = vt_rand_vec((size_t)N * K);
     float *want = malloc((size_t)M * N * 4), *got = malloc((size_t)M * N * 4);
     bg_ref_matmul(want, x, w, M, N, K);
     bg_tview v[3] = {vt_upload(C, NULL, roff(), (size_t)M * N, 3),
-                     vt_upload(C, x, roff(), (size_t)M * K, 3),
-                     vt_upload(C, w, roff(), (size_t)N * K, 3)};
+                     vt_upload(C, x, xoff, (size_t)M * K, 3),
+                     vt_upload(C, w, woff, (size_t)N * K, 3)};
     start();
     bg_op_matmul(C, v[0], v[1], v[2], M, N, K);
     run("matmul");
     vt_download(C, v[0], got, (size_t)M * N);
     char what[64];
-    snprintf(what, sizeof(what), "matmul M=%d N=%d K=%d", M, N, K);
+    snprintf(what, sizeof(what), "matmul M=%d N=%d K=%d%s", M, N, K,
+             M == 1 && K % 4 == 0 && xoff % 4 == 0 && woff % 4 == 0 ? " (vec4)" : "");
     vt_check_close(what, got, want, (size_t)M * N, 1e-5, 1e-4);
     done(v, 3);
     free(x), free(w), free(want), free(got);
@@ -241,6 +251,12 @@ int main(void)
         test_matmul(mm[i][0], mm[i][1], mm[i][2]);
     for (int i = 0; i < 6; i++)
         test_matmul(vt_irand(1, 80), vt_irand(1, 150), vt_irand(1, 150));
+    /* matvec variants: vec4 or scalar loads, 1..many rows per workgroup */
+    static const int mv[][4] = {{5, 4, 0, 0},    {37, 64, 4, 8},  {37, 64, 1, 8},
+                                {300, 300, 0, 4}, {33, 1024, 8, 0}, {33, 1024, 8, 3},
+                                {9, 333, 0, 0},  {300000, 4, 0, 0}};
+    for (size_t i = 0; i < sizeof(mv) / sizeof(mv[0]); i++)
+        test_matmul_at(1, mv[i][0], mv[i][1], (size_t)mv[i][2], (size_t)mv[i][3]);
 
     test_rmsnorm(1, 1);
     test_rmsnorm(3, 64);
