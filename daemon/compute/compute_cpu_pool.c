@@ -4,27 +4,40 @@
  * Why persistent and spinning: a transformer forward pass is dozens of short
  * parallel loops (a decode step of a small model is microseconds per op), so
  * starting threads per op or sleeping on a condition variable between ops
- * would cost more than the work. Workers spin for a short while on a
- * generation counter after each run and only then sleep on a condition
- * variable; the caller takes tasks too and never sleeps while a worker
- * still runs a task (it spins, then waits on `done`).
+ * would cost more than the work. Workers spin briefly on the run word after
+ * each run and only then sleep on a condition variable.
+ *
+ * Why the caller never waits for a worker to wake up: on a busy host (more
+ * runnable threads than cores) a sleeping worker may not run for a whole
+ * scheduler slice. Tasks are claimed one at a time from a shared counter,
+ * the caller claims too, and a run ends when every task is *done* — not when
+ * every worker has checked in. A worker that wakes late finds nothing to
+ * claim and goes back to waiting.
+ *
+ * The run word (64-bit atomic) packs gen:24 | ntasks:20 | next:20. A worker
+ * claims task i by CAS from (gen, n, i) to (gen, n, i+1) with i < n. While a
+ * claimed task is unfinished the run is incomplete, and the caller rewrites
+ * fn/ctx only after completion, so fn/ctx read after a successful claim are
+ * that run's. `done` counts finished tasks of the current run.
  *
  * Invariants
- *   - One run at a time, started by the owning thread (bg__pool_run is not
- *     reentrant and not called concurrently).
- *   - fn/ctx/ntasks are written before gen is bumped (seq_cst atomics), and a
- *     worker reads them only after it saw the new gen.
- *   - `active` counts workers still inside the current run; the run returns
- *     only when it is 0, so ctx outlives every task.
+ *   - one run at a time, started by the owning thread (not reentrant);
+ *   - bg__pool_run returns only when all its tasks finished, so ctx (often
+ *     on the caller's stack) outlives every task;
+ *   - ntasks per run < 2^20 (larger loops are folded by the caller).
  * Ownership: the pool owns its threads; destroy joins them.
  */
 #include "compute/compute_cpu.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
-#define SPIN_ITERS 20000
+#define SPIN_ITERS 4000
+#define IDX_BITS 20
+#define IDX_MASK ((1ull << IDX_BITS) - 1)
+#define MAX_TASKS ((int)IDX_MASK)
 
 struct bg__pool {
     int nthreads; /* including the caller */
@@ -33,13 +46,12 @@ struct bg__pool {
     pthread_mutex_t mu;
     pthread_cond_t start_cv;
     pthread_cond_t done_cv;
-    atomic_uint gen;
+    _Atomic uint64_t run; /* gen | ntasks | next */
+    atomic_int done;
     atomic_int stop;
-    atomic_int next;
-    atomic_int active;
+    atomic_int sleeping_caller;
     bg__pool_fn fn;
     void *ctx;
-    int ntasks;
 };
 
 static inline void cpu_relax(void)
@@ -49,44 +61,53 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void run_tasks(bg__pool *p)
+static inline uint64_t gen_of(uint64_t w)
 {
-    bg__pool_fn fn = p->fn;
-    void *ctx = p->ctx;
-    int n = p->ntasks;
+    return w >> (2 * IDX_BITS);
+}
+
+/* Claims and runs tasks of run generation g until none is left. */
+static void work(bg__pool *p, uint64_t g)
+{
+    uint64_t w = atomic_load(&p->run);
     for (;;) {
-        int t = atomic_fetch_add(&p->next, 1);
-        if (t >= n)
-            break;
-        fn(ctx, t);
+        if (gen_of(w) != g)
+            return;
+        uint64_t n = (w >> IDX_BITS) & IDX_MASK, i = w & IDX_MASK;
+        if (i >= n)
+            return;
+        if (!atomic_compare_exchange_weak(&p->run, &w, w + 1))
+            continue; /* w reloaded */
+        p->fn(p->ctx, (int)i);
+        if (atomic_fetch_add(&p->done, 1) + 1 == (int)n && atomic_load(&p->sleeping_caller)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
+        w = atomic_load(&p->run);
     }
 }
 
 static void *worker(void *arg)
 {
     bg__pool *p = arg;
-    unsigned seen = 0; /* gen at creation: a run may bump gen before this thread starts */
+    uint64_t seen = 0; /* gen at creation: a run may start before this thread does */
     for (;;) {
-        unsigned g = seen;
+        uint64_t g = seen;
         for (int i = 0; i < SPIN_ITERS && g == seen && !atomic_load(&p->stop); i++) {
             cpu_relax();
-            g = atomic_load(&p->gen);
+            g = gen_of(atomic_load(&p->run));
         }
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
-            while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
+            while ((g = gen_of(atomic_load(&p->run))) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->start_cv, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
         if (atomic_load(&p->stop))
             return NULL;
         seen = g;
-        run_tasks(p);
-        if (atomic_fetch_sub(&p->active, 1) == 1) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done_cv);
-            pthread_mutex_unlock(&p->mu);
-        }
+        work(p, g);
     }
 }
 
@@ -102,10 +123,10 @@ int bg__pool_create(int nthreads, bg__pool **out, bg_err *err)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->start_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
-    atomic_init(&p->gen, 0);
+    atomic_init(&p->run, 0);
+    atomic_init(&p->done, 0);
     atomic_init(&p->stop, 0);
-    atomic_init(&p->next, 0);
-    atomic_init(&p->active, 0);
+    atomic_init(&p->sleeping_caller, 0);
     if (nthreads > 1) {
         p->tids = calloc((size_t)nthreads - 1, sizeof *p->tids);
         if (!p->tids) {
@@ -152,28 +173,30 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
 {
     if (ntasks <= 0)
         return;
-    int workers = p->started;
-    if (ntasks == 1 || workers == 0) {
+    if (ntasks == 1 || p->started == 0 || ntasks > MAX_TASKS) {
         for (int t = 0; t < ntasks; t++)
             fn(ctx, t);
         return;
     }
     p->fn = fn;
     p->ctx = ctx;
-    p->ntasks = ntasks;
-    atomic_store(&p->next, 0);
-    atomic_store(&p->active, workers);
+    atomic_store(&p->done, 0);
+    uint64_t g = (gen_of(atomic_load(&p->run)) + 1) & ((1ull << 24) - 1);
+    if (g == 0)
+        g = 1; /* 0 is the workers' initial `seen` */
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add(&p->gen, 1);
+    atomic_store(&p->run, (g << (2 * IDX_BITS)) | ((uint64_t)ntasks << IDX_BITS));
     pthread_cond_broadcast(&p->start_cv);
     pthread_mutex_unlock(&p->mu);
-    run_tasks(p);
-    for (int i = 0; i < SPIN_ITERS && atomic_load(&p->active) != 0; i++)
+    work(p, g);
+    for (int i = 0; i < SPIN_ITERS && atomic_load(&p->done) != ntasks; i++)
         cpu_relax();
-    if (atomic_load(&p->active) != 0) {
+    if (atomic_load(&p->done) != ntasks) {
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->active) != 0)
+        atomic_store(&p->sleeping_caller, 1);
+        while (atomic_load(&p->done) != ntasks)
             pthread_cond_wait(&p->done_cv, &p->mu);
+        atomic_store(&p->sleeping_caller, 0);
         pthread_mutex_unlock(&p->mu);
     }
 }

@@ -1,0 +1,60 @@
+/*
+ * bg_bench_lm.c — the lm benchmark with OpenBLAS as the matmul baseline.
+ *
+ * The benchmark itself lives in daemon/nn/nn_bench.c (so `bayesguard lm
+ * bench` runs the same code); this program only adds the BLAS hooks, which
+ * keeps OpenBLAS out of the daemon. Usage:
+ *   bg_bench_lm [--model stories260K.bin] [--threads N] [--quick] [--tmp DIR]
+ * Prints markdown tables to stdout (docs/PERFORMANCE.md has a run).
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn/nn.h"
+
+/* out[M,N] = x[M,K] · w[N,K]^T */
+static void blas_sgemm(float *out, const float *x, const float *w, int M, int N, int K)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, out,
+                N);
+}
+
+static void blas_threads(int n)
+{
+    openblas_set_num_threads(n);
+}
+
+int main(int argc, char **argv)
+{
+    char def[1024];
+    bg_nn_bench_blas blas = {"OpenBLAS", blas_sgemm, blas_threads};
+    bg_nn_bench_opts o = {NULL, NULL, 0, 0, &blas, stdout};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            o.quick = 1;
+        else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+            o.model_path = argv[++i];
+        else if (strcmp(argv[i], "--tmp") == 0 && i + 1 < argc)
+            o.tmp_dir = argv[++i];
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            o.threads = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bg_bench_lm [--model M] [--threads N] [--quick] [--tmp DIR]\n");
+            return 2;
+        }
+    }
+    if (!o.model_path) {
+        const char *shared = getenv("BG_SHARED_DIR");
+        snprintf(def, sizeof def, "%s/models/stories260K.bin", shared ? shared : "../shared");
+        o.model_path = access(def, R_OK) == 0 ? def : NULL;
+    }
+    bg_err err;
+    if (bg_nn_bench_run(&o, &err) != BG_OK) {
+        fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,377 @@
+/*
+ * cli_lm.c — `bayesguard lm generate|logits|score|bench`.
+ *
+ *   lm generate --model M [--tokens "1"] [--steps 64] [--temperature 0]
+ *               [--top-p 1] [--seed 1] [--backend cpu|vulkan|auto] [--threads 0]
+ *       the generated token ids (prompt excluded) on one line
+ *   lm logits   --model M --tokens "ids…" [--backend …] [--threads …]
+ *       the last position's logits on one line, space separated, %.6f
+ *   lm score    --model M --prefix "ids" --continuation "ids" [--continuation …]
+ *       log p(continuation | prefix) in nats, one line per continuation, %.6f
+ *   lm bench    [--model M] [--threads N] [--quick] [--tmp DIR]
+ *       the benchmark tables (daemon/nn/nn_bench.c; no BLAS baseline here)
+ * Token lists are ids separated by spaces or commas. Flags take "--f v" or
+ * "--f=v". Exit codes as in cli_lm.h.
+ *
+ * Why one flag table: every subcommand shares the parser, and an unknown or
+ * repeated flag is an error naming it. Main thread only; everything
+ * allocated here is freed before returning.
+ */
+#include "cli/cli_lm.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn/nn.h"
+
+#define MAX_CONTS 64
+
+typedef struct lm_args {
+    const char *model, *tokens, *prefix, *backend, *tmp;
+    const char *conts[MAX_CONTS];
+    int n_conts;
+    long steps, threads, seed;
+    double temperature, topp;
+    int quick;
+} lm_args;
+
+static int usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bayesguard lm SUBCOMMAND [flags]\n"
+            "  generate --model M [--tokens \"1\"] [--steps N] [--temperature T] [--top-p P]\n"
+            "           [--seed S] [--backend cpu|vulkan|auto] [--threads N]\n"
+            "  logits   --model M --tokens \"ids\" [--backend B] [--threads N]\n"
+            "  score    --model M --prefix \"ids\" --continuation \"ids\" [--continuation ...]\n"
+            "           [--backend B] [--threads N]\n"
+            "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n");
+    return f == stdout ? 0 : 2;
+}
+
+__attribute__((format(printf, 1, 2))) static int bad(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bayesguard lm: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 2;
+}
+
+static int parse_long(const char *flag, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "bayesguard lm: %s '%s': expected an integer in %ld..%ld\n", flag, v, lo,
+                hi);
+        return 2;
+    }
+    *out = x;
+    return 0;
+}
+
+static int parse_double(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "bayesguard lm: %s '%s': expected a number in %g..%g\n", flag, v, lo, hi);
+        return 2;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Applies one "--flag value"; returns 0, or 2 after printing why. */
+static int apply(lm_args *a, const char *flag, const char *v)
+{
+    const char **s = NULL;
+    if (strcmp(flag, "--model") == 0)
+        s = &a->model;
+    else if (strcmp(flag, "--tokens") == 0)
+        s = &a->tokens;
+    else if (strcmp(flag, "--prefix") == 0)
+        s = &a->prefix;
+    else if (strcmp(flag, "--backend") == 0)
+        s = &a->backend;
+    else if (strcmp(flag, "--tmp") == 0)
+        s = &a->tmp;
+    if (s) {
+        if (*s)
+            return bad("flag %s given twice", flag);
+        *s = v;
+        return 0;
+    }
+    if (strcmp(flag, "--continuation") == 0) {
+        if (a->n_conts == MAX_CONTS)
+            return bad("at most 64 --continuation flags");
+        a->conts[a->n_conts++] = v;
+        return 0;
+    }
+    if (strcmp(flag, "--steps") == 0)
+        return parse_long(flag, v, 0, 1 << 20, &a->steps);
+    if (strcmp(flag, "--threads") == 0)
+        return parse_long(flag, v, 0, 1024, &a->threads);
+    if (strcmp(flag, "--seed") == 0)
+        return parse_long(flag, v, 0, 0x7fffffffL, &a->seed);
+    if (strcmp(flag, "--temperature") == 0)
+        return parse_double(flag, v, 0.0, 100.0, &a->temperature);
+    if (strcmp(flag, "--top-p") == 0)
+        return parse_double(flag, v, 1e-6, 1.0, &a->topp);
+    return bad("unknown flag '%s' (see bayesguard lm --help)", flag);
+}
+
+static int parse_args(int argc, char **argv, lm_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->steps = 64;
+    a->seed = 1;
+    a->topp = 1.0;
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--quick") == 0) {
+            a->quick = 1;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            return bad("unexpected argument '%s'", arg);
+        char flag[64];
+        const char *eq = strchr(arg, '='), *v;
+        if (eq) {
+            snprintf(flag, sizeof flag, "%.*s", (int)(eq - arg), arg);
+            v = eq + 1;
+        } else {
+            if (i + 1 >= argc)
+                return bad("flag %s needs a value", arg);
+            snprintf(flag, sizeof flag, "%s", arg);
+            v = argv[++i];
+        }
+        int rc = apply(a, flag, v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* "1 2, 3" -> ids (new, caller frees). Returns 0 or 2. */
+static int parse_ids(const char *flag, const char *s, int32_t **out, int *n)
+{
+    size_t cap = strlen(s) / 2 + 1;
+    int32_t *ids = malloc(sizeof(int32_t) * cap);
+    *n = 0;
+    if (!ids)
+        return bad("out of memory");
+    const char *p = s;
+    for (;;) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 0x7fffffffL ||
+            (*end && *end != ' ' && *end != ',' && *end != '\t')) {
+            free(ids);
+            return bad("%s '%s': expected token ids (non-negative integers) separated by spaces "
+                       "or commas",
+                       flag, s);
+        }
+        ids[(*n)++] = (int32_t)v;
+        p = end;
+    }
+    if (*n == 0) {
+        free(ids);
+        return bad("%s '%s': expected at least one token id", flag, s);
+    }
+    *out = ids;
+    return 0;
+}
+
+static int load(const lm_args *a, bg_nn_model **m)
+{
+    if (!a->model)
+        return bad("--model is required");
+    int kind = bg_backend_kind_parse(a->backend ? a->backend : "cpu");
+    if (kind < 0)
+        return bad("--backend '%s': expected cpu, vulkan or auto", a->backend);
+    bg_compute_opts co = {(bg_backend_kind)kind, (int)a->threads, 0, -1};
+    if (getenv("BG_VULKAN_ALLOW_CPU"))
+        co.allow_cpu_device = 1;
+    bg_err err;
+    if (bg_nn_model_load(a->model, &co, m, &err) != BG_OK) {
+        fprintf(stderr, "bayesguard lm: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Ids must be inside the model's vocabulary: a usage error, not a failure. */
+static int check_vocab(const bg_nn_model *m, const char *flag, const int32_t *ids, int n)
+{
+    int V = bg_nn_model_config(m)->vocab_size;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= V) {
+            fprintf(stderr,
+                    "bayesguard lm: %s: token id %d out of range; the model's vocabulary is "
+                    "0..%d\n",
+                    flag, (int)ids[i], V - 1);
+            return 2;
+        }
+    return 0;
+}
+
+static int cmd_generate(const lm_args *a, bg_nn_model *m)
+{
+    int32_t *prompt = NULL, *out = NULL;
+    int n_prompt = 0, n_out = 0;
+    int rc = parse_ids("--tokens", a->tokens ? a->tokens : "1", &prompt, &n_prompt);
+    if (rc == 0)
+        rc = check_vocab(m, "--tokens", prompt, n_prompt);
+    const bg_nn_config *c = bg_nn_model_config(m);
+    if (rc == 0 && n_prompt > c->seq_len)
+        rc = bad("--tokens: the prompt is longer than the model's context");
+    bg_nn_sampler s;
+    bg_err err;
+    s.scratch = NULL;
+    if (rc == 0 && bg_nn_sampler_init(&s, c->vocab_size, (float)a->temperature, (float)a->topp,
+                                      (uint64_t)a->seed, &err) != BG_OK)
+        rc = bad("%s", err.msg);
+    if (rc == 0 && !(out = malloc(sizeof(int32_t) * (size_t)(a->steps + 1))))
+        rc = 1;
+    if (rc == 0 && bg_nn_generate(m, prompt, n_prompt, (int)a->steps, &s, out, &n_out, &err)) {
+        fprintf(stderr, "bayesguard lm generate: %s\n", err.msg);
+        rc = 1;
+    }
+    if (rc == 0) {
+        for (int i = 0; i < n_out; i++)
+            printf(i ? " %d" : "%d", (int)out[i]);
+        printf("\n");
+    }
+    bg_nn_sampler_close(&s);
+    free(out);
+    free(prompt);
+    return rc;
+}
+
+static int cmd_logits(const lm_args *a, bg_nn_model *m)
+{
+    if (!a->tokens)
+        return bad("logits: --tokens is required");
+    int32_t *ids = NULL;
+    int n = 0;
+    int rc = parse_ids("--tokens", a->tokens, &ids, &n);
+    if (rc == 0)
+        rc = check_vocab(m, "--tokens", ids, n);
+    const bg_nn_config *c = bg_nn_model_config(m);
+    if (rc == 0 && n > c->seq_len)
+        rc = bad("--tokens: longer than the model's context");
+    float *logits = rc == 0 ? malloc(sizeof(float) * (size_t)c->vocab_size) : NULL;
+    bg_err err;
+    if (rc == 0 && (!logits || bg_nn_forward(m, ids, n, 0, logits, &err) != BG_OK)) {
+        fprintf(stderr, "bayesguard lm logits: %s\n", logits ? err.msg : "out of memory");
+        rc = 1;
+    }
+    if (rc == 0) {
+        for (int i = 0; i < c->vocab_size; i++)
+            printf(i ? " %.6f" : "%.6f", (double)logits[i]);
+        printf("\n");
+    }
+    free(logits);
+    free(ids);
+    return rc;
+}
+
+static int cmd_score(const lm_args *a, bg_nn_model *m)
+{
+    if (!a->prefix || a->n_conts == 0)
+        return bad("score: --prefix and at least one --continuation are required");
+    int32_t *prefix = NULL, *conts[MAX_CONTS] = {0};
+    int np = 0, lens[MAX_CONTS] = {0};
+    int rc = parse_ids("--prefix", a->prefix, &prefix, &np);
+    if (rc == 0)
+        rc = check_vocab(m, "--prefix", prefix, np);
+    for (int i = 0; i < a->n_conts && rc == 0; i++) {
+        rc = parse_ids("--continuation", a->conts[i], &conts[i], &lens[i]);
+        if (rc == 0)
+            rc = check_vocab(m, "--continuation", conts[i], lens[i]);
+    }
+    int seq = bg_nn_model_config(m)->seq_len;
+    for (int i = 0; i < a->n_conts && rc == 0; i++)
+        if (np + lens[i] > seq) {
+            fprintf(stderr, "bayesguard lm score: prefix + continuation %d is %d tokens; the "
+                            "context is %d\n", i + 1, np + lens[i], seq);
+            rc = 2;
+        }
+    double out[MAX_CONTS];
+    bg_err err;
+    if (rc == 0 && bg_nn_score(m, prefix, np, (const int32_t *const *)conts, lens, a->n_conts, out,
+                               &err) != BG_OK) {
+        fprintf(stderr, "bayesguard lm score: %s\n", err.msg);
+        rc = 1;
+    }
+    for (int i = 0; i < a->n_conts && rc == 0; i++)
+        printf("%.6f\n", out[i]);
+    for (int i = 0; i < a->n_conts; i++)
+        free(conts[i]);
+    free(prefix);
+    return rc;
+}
+
+static int cmd_bench(const lm_args *a)
+{
+    char def[1024];
+    const char *model = a->model;
+    if (!model) {
+        const char *shared = getenv("BG_SHARED_DIR");
+        snprintf(def, sizeof def, "%s/models/stories260K.bin", shared ? shared : "../shared");
+        model = access(def, R_OK) == 0 ? def : NULL;
+    }
+    bg_nn_bench_opts o = {model, a->tmp, (int)a->threads, a->quick, NULL, stdout};
+    bg_err err;
+    if (bg_nn_bench_run(&o, &err) != BG_OK) {
+        fprintf(stderr, "bayesguard lm bench: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+int bg_cli_lm_main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(stderr);
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0)
+        return usage(stdout);
+    lm_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc;
+    if (strcmp(sub, "bench") == 0)
+        return cmd_bench(&a);
+    int (*fn)(const lm_args *, bg_nn_model *) = NULL;
+    if (strcmp(sub, "generate") == 0)
+        fn = cmd_generate;
+    else if (strcmp(sub, "logits") == 0)
+        fn = cmd_logits;
+    else if (strcmp(sub, "score") == 0)
+        fn = cmd_score;
+    else {
+        fprintf(stderr, "bayesguard lm: unknown subcommand '%s'\n", sub);
+        return usage(stderr);
+    }
+    bg_nn_model *m = NULL;
+    rc = load(&a, &m);
+    if (rc == 0)
+        rc = fn(&a, m);
+    bg_nn_model_destroy(m);
+    return rc;
+}
