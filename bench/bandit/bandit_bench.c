@@ -294,8 +294,9 @@ static int figure2(const opts *o, bg_plugin_host *host, double fixed_theta)
         printf("\nFigure 2 — uniform agent, no deaths, %ld episodes x %d steps, theta=%s, "
                "seed %llu\n", o->episodes, o->steps, theta_name(o->theta),
                (unsigned long long)o->seed);
-        printf("%-8s %-20s %-12s | estimates for arms of true harm 0.5: %-8s %-7s %-7s %-7s "
-               "%-7s %s\n", "alpha", "overestimate (±2SEM)", "1-1024a", "n", "min", "q1",
+        printf("%-8s %-20s %-9s | estimate for arms of true harm 0.5:\n", "alpha",
+               "overestimate (±2SEM)", "1-1024a");
+        printf("%-8s %-20s %-9s | %-7s %-7s %-7s %-7s %-7s %s\n", "", "", "", "n", "min", "q1",
                "median", "q3", "max");
         fprintf(df, "# alpha over over_2sem bound n min q1 median q3 max\n");
     }
@@ -313,7 +314,7 @@ static int figure2(const opts *o, bg_plugin_host *host, double fixed_theta)
         double qs[5] = {quantile(all.v, all.n, 0), quantile(all.v, all.n, 0.25),
                         quantile(all.v, all.n, 0.5), quantile(all.v, all.n, 0.75),
                         quantile(all.v, all.n, 1)};
-        printf("%-8g %7.4f ± %-10.4f %-12.4f | %47zu %-7.4f %-7.4f %-7.4f %-7.4f %.4f\n",
+        printf("%-8g %7.4f ± %-10.4f %-9.4f | %-7zu %-7.4f %-7.4f %-7.4f %-7.4f %.4f\n",
                FIG2_ALPHA[i], m, e2, lb, all.n, qs[0], qs[1], qs[2], qs[3], qs[4]);
         fprintf(jf,
                 "{\"figure\": 2, \"theta\": \"%s\", \"alpha\": %g, \"episodes\": %ld, "
@@ -350,8 +351,8 @@ static void plot(const opts *o, int fig)
                  "set terminal pngcairo size 1500,800 noenhanced\n"
                  "set output '%1$s/fig1_%2$s.png'\n"
                  "set multiplot layout 2,3 title 'Figure 1 (theta=%2$s): non-iid vs alpha, "
-                 "baselines as lines'\n"
-                 "set logscale x; set key bottom right font ',8'; set grid\n"
+                 "baselines (no alpha) as points at the left edge'\n"
+                 "set logscale x; set format x '%%.0e'; set key bottom right font ',8'; set grid\n"
                  "f='%1$s/fig1_%2$s.dat'\n"
                  "do for [ci in '0.001 0.01 0.1'] {\n"
                  " set title 'reward, C='.ci; set xlabel 'alpha'; set ylabel 'episode reward'\n"
@@ -373,14 +374,14 @@ static void plot(const opts *o, int fig)
                  "set output '%1$s/fig2_%2$s.png'\n"
                  "set multiplot layout 1,2 title 'Figure 2 (theta=%2$s): tightness of the "
                  "non-iid bound'\n"
-                 "set logscale x; set grid; set key bottom left\n"
+                 "set logscale x; set format x '%%.0e'; set grid; set key bottom left\n"
                  "f='%1$s/fig2_%2$s.dat'\n"
                  "set title 'overestimation frequency'; set xlabel 'alpha'; set yrange [0:1.05]\n"
                  "plot f u 1:2:3 w yerrorlines t 'measured', f u 1:4 w l dt 2 t 'max(0, "
                  "1-1024 alpha)'\n"
                  "set title 'estimate for arms with true harm 0.5'; set yrange [0:1.05]\n"
-                 "plot f u 1:7:6:10:9 w candlesticks whiskerbars t 'min/q1/q3/max', "
-                 "f u 1:8:8:8:8 w candlesticks t 'median', 0.5 dt 2 t 'true harm'\n"
+                 "plot f u 1:7:6:10:9 w candlesticks t 'min/q1/q3/max' whiskerbars, "
+                 "f u 1:8:8:8:8 w candlesticks t 'median', 0.5 w l dt 2 t 'true harm'\n"
                  "unset multiplot\n",
                  o->out, th);
     char spath[512];
