@@ -204,8 +204,6 @@ static int load(const lm_args *a, bg_nn_model **m)
     if (kind < 0)
         return bad("--backend '%s': expected cpu, vulkan or auto", a->backend);
     bg_compute_opts co = {(bg_backend_kind)kind, (int)a->threads, 0, -1};
-    if (getenv("BG_VULKAN_ALLOW_CPU"))
-        co.allow_cpu_device = 1;
     bg_err err;
     if (bg_nn_model_load(a->model, &co, m, &err) != BG_OK) {
         fprintf(stderr, "bayesguard lm: %s\n", err.msg);

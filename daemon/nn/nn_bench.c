@@ -11,7 +11,7 @@
  *      prefill (T tokens in one forward), on stories260K when found and on a
  *      synthetic model of the 15M shape, against the plain single-threaded
  *      scalar forward (nn_ref.c) — ratios printed. A Vulkan row is added
- *      when a Vulkan device can be created (BG_VULKAN_ALLOW_CPU=1 admits
+ *      when a Vulkan device can be created (BG_VK_ALLOW_CPU=1 admits
  *      lavapipe).
  * Timing: one warm-up, then batches of calls long enough to measure (>= 0.2 s,
  * 0.05 s with quick); the best of three batches is reported (a call that
@@ -243,7 +243,7 @@ static int bench_model(const bg_nn_bench_opts *o, const char *label, const char 
             bg_compute_opts co = {BG_BACKEND_CPU, counts[t], 0, -1};
             rc = model_row(o, &ck, &co, &base, ref_tps, err);
         }
-        bg_compute_opts vo = {BG_BACKEND_VULKAN, 0, getenv("BG_VULKAN_ALLOW_CPU") != NULL, -1};
+        bg_compute_opts vo = {BG_BACKEND_VULKAN, 0, 0, -1}; /* BG_VK_ALLOW_CPU=1 admits lavapipe */
         bg_err verr;
         if (rc == BG_OK && model_row(o, &ck, &vo, &base, ref_tps, &verr) != BG_OK)
             fprintf(o->out, "| vulkan: not measured (%s) | - | - | - | - |\n", verr.msg);
