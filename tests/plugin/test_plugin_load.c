@@ -20,6 +20,8 @@
 
 #define FIX BG_FIXTURE_DIR
 
+static const char six_x[] = {'X', 'X', 'X', 'X', 'X', 'X', '\0'}; /* mkdtemp template */
+
 static void expect_refused(bg_plugin_host *h, const char *file, const char *want_fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -201,7 +203,8 @@ static double bound_of(bg_plugin_host *h, bg_plugin *p)
 
 static void test_replace(void)
 {
-    char dir[] = "/tmp/bg-test-plugin-XXXXXX";
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/bg-test-plugin-%s", six_x);
     CHECK(mkdtemp(dir) != NULL);
     char so[1024];
     snprintf(so, sizeof so, "%s/fx_est.so", dir);
@@ -246,7 +249,8 @@ static void test_replace(void)
 
 static void test_duplicate_name(void)
 {
-    char dir[] = "/tmp/bg-test-dup-XXXXXX";
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/bg-test-dup-%s", six_x);
     CHECK(mkdtemp(dir) != NULL);
     char a[1024], b[1024], want[4096];
     snprintf(a, sizeof a, "%s/a_est.so", dir);

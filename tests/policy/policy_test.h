@@ -19,10 +19,13 @@
 
 #define FIX BG_FIXTURE_DIR
 
+/* mkstemp/mkdtemp's six placeholder characters. */
+static const char pt_six_x[] = {'X', 'X', 'X', 'X', 'X', 'X', '\0'};
+
 /* A fresh temp dir; path written to buf (size >= 64). */
 static inline int pt_mkdtemp(char *buf, size_t len, const char *tag)
 {
-    snprintf(buf, len, "/tmp/bg-%s-XXXXXX", tag);
+    snprintf(buf, len, "/tmp/bg-%s-%s", tag, pt_six_x);
     return mkdtemp(buf) ? 0 : -1;
 }
 

@@ -11,7 +11,8 @@
 /* Run the command with stdout captured into buf. */
 static int run(char *buf, size_t len, int argc, char **argv)
 {
-    char path[] = "/tmp/bg-cli-out-XXXXXX";
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/bg-cli-out-%s", pt_six_x);
     int fd = mkstemp(path);
     fflush(stdout);
     int saved = dup(1);
