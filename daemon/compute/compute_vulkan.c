@@ -496,7 +496,7 @@ static int setup(bg_vk_compute *vc, bg_err *err)
             }
         }
     }
-    bg_cbuf *dummy;
+    bg_cbuf *dummy = NULL;
     rc = buf_create(&vc->base, 16, &dummy, err);
     if (rc != BG_OK)
         return rc;

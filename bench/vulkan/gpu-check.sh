@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# gpu-check.sh — run the Vulkan tests and bench_vulkan on a real GPU, for a
+# session that has a device machine (an NVIDIA H100/H200 here; see
+# /work/.library/device/README.md). Two steps, because that machine has no
+# package registry and none of the daemon's build dependencies:
+#
+#   1. here (the dev machine):   bench/vulkan/gpu-check.sh prepare
+#      builds the three programs (Release, own build dir build-gpucheck) and
+#      copies them with this host's libvulkan.so.1 into .gpucheck/ (ignored
+#      through .git/info/exclude), then prints the device call to make.
+#   2. on the device machine, through the device tool's `run`, with
+#      carry [".gpucheck"]:       bash bench/vulkan/gpu-check.sh run
+#      finds the NVIDIA Vulkan driver manifest (nvidia_icd.json), points the
+#      runtime at the carried loader (BG_VK_LOADER) when the machine has
+#      none, runs the tests against the GPU (BG_VK_TEST_NATIVE=1: no lavapipe)
+#      and the benchmark (--big, matvec as % of the card's bandwidth), and
+#      leaves the logs in $OUT. Takes about 2 minutes; give it timeout_s 420.
+#
+# Record the bench table (with the card's name, printed first) in
+# docs/PERFORMANCE.md, section "## Vulkan".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+dir=.gpucheck
+
+prepare() {
+    set -e
+    local b=build-gpucheck
+    # Release for timings; -Werror stays, except gcc's speculative
+    # format-truncation warning, which fires in code outside this check at -O3
+    cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_C_FLAGS=-Wno-error=format-truncation >/dev/null
+    cmake --build "$b" -j2 --target test_vk_ops test_vk_runtime bench_vulkan
+    mkdir -p "$dir"
+    mkdir -p .git/info
+    grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
+    cp "$b/tests/vulkan/test_vk_ops" "$b/tests/vulkan/test_vk_runtime" \
+       "$b/bench/vulkan/bench_vulkan" "$dir/"
+    local lib
+    lib=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')
+    if [ -n "$lib" ]; then
+        cp -L "$lib" "$dir/libvulkan.so.1"
+    else
+        echo "gpu-check: no libvulkan.so.1 here (apt-get install libvulkan1); the device" \
+             "machine must then have its own loader" >&2
+    fi
+    ls -l "$dir"
+    echo
+    echo "Now call the device tool: run(command=\"bash bench/vulkan/gpu-check.sh run\"," \
+         "carry=[\"$dir\"], timeout_s=420)"
+}
+
+find_icd() {
+    local f
+    for f in "${VK_DRIVER_FILES:-}" \
+             /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
+             /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json \
+             /usr/local/share/vulkan/icd.d/nvidia_icd.json; do
+        [ -n "$f" ] && [ -r "$f" ] && { echo "$f"; return 0; }
+    done
+    find / -xdev -name 'nvidia_icd*.json' 2>/dev/null | head -1
+}
+
+run_device() {
+    local out=${OUT:-$root/$dir/out}
+    mkdir -p "$out"
+    exec > >(tee "$out/gpu-check.log") 2>&1
+    echo "== machine"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory \
+        --format=csv 2>&1 || echo "nvidia-smi not available"
+    local icd
+    icd=$(find_icd)
+    if [ -z "$icd" ]; then
+        echo "gpu-check: no nvidia_icd.json: the driver's Vulkan (graphics) capability is" \
+             "missing on this machine; nothing to test"
+        return 1
+    fi
+    export VK_DRIVER_FILES="$icd"
+    echo "VK_DRIVER_FILES=$icd"
+    if ! ldconfig -p | grep -q 'libvulkan\.so\.1 '; then
+        export BG_VK_LOADER="$root/$dir/libvulkan.so.1"
+        echo "no system Vulkan loader: BG_VK_LOADER=$BG_VK_LOADER"
+    fi
+    export BG_VK_TEST_NATIVE=1
+    local rc=0
+    echo "== test_vk_ops"
+    timeout 120 "$dir/test_vk_ops" || rc=1
+    local m
+    for m in chain staging timestamps; do
+        echo "== test_vk_runtime $m"
+        if [ "$m" = staging ]; then
+            BG_VK_FORCE_STAGING=1 timeout 120 "$dir/test_vk_runtime" "$m" || rc=1
+        elif [ "$m" = timestamps ]; then
+            BG_VK_TIMESTAMPS=1 timeout 120 "$dir/test_vk_runtime" "$m" || rc=1
+        else
+            timeout 120 "$dir/test_vk_runtime" "$m" || rc=1
+        fi
+    done
+    # Peak memory bandwidth of the card for the matvec column (GB/s, spec sheet).
+    local name peak=0
+    name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+    case "$name" in
+        *H200*) peak=4800 ;;
+        *H100*PCIe*) peak=2000 ;;
+        *H100*) peak=3350 ;;
+        *A100*80GB*) peak=2039 ;;
+        *A100*) peak=1555 ;;
+    esac
+    echo "== bench_vulkan on $name (peak $peak GB/s)"
+    timeout 240 "$dir/bench_vulkan" --big --peak-gbs "$peak" | tee "$out/bench_vulkan.md" || rc=1
+    echo "== bench_vulkan matvec workgroup sweep (BG_VK_MV_WG)"
+    local wg
+    for wg in 64 256; do
+        echo "-- BG_VK_MV_WG=$wg"
+        BG_VK_MV_WG=$wg timeout 60 "$dir/bench_vulkan" --big --peak-gbs "$peak" | grep matvec
+    done
+    echo "gpu-check: done, rc=$rc"
+    return $rc
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) run_device ;;
+    *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac
