@@ -47,6 +47,7 @@ typedef struct opts {
     long cq_threads;
     long max_message_bytes;
     long drain_timeout_ms;
+    long drain_grace_ms;
     long watch_debounce_ms;
     int no_watch;
 } opts;
@@ -65,6 +66,7 @@ static void usage(FILE *f)
             "usage: bayesguardd --listen ADDR [--listen ADDR ...] --policies DIR --plugins DIR\n"
             "                   [--data-dir DIR] [--config FILE] [--ready-file FILE]\n"
             "                   [--cq-threads N] [--max-message-bytes N] [--drain-timeout-ms N]\n"
+            "                   [--drain-grace-ms N]\n"
             "                   [--watch-debounce-ms N] [--no-watch] [--log-level L]\n"
             "\n"
             "  --listen ADDR          host:port (port 0: the kernel picks) or unix:/path;\n"
@@ -80,6 +82,9 @@ static void usage(FILE *f)
             "  --max-message-bytes N  largest request accepted (default 4194304)\n"
             "  --drain-timeout-ms N   on SIGTERM, wait this long for in-flight calls (default "
             "10000)\n"
+            "  --drain-grace-ms N     on SIGTERM, refuse new calls (UNAVAILABLE, health\n"
+            "                         NOT_SERVING) this long before closing the listeners\n"
+            "                         (default 200)\n"
             "  --watch-debounce-ms N  policy directory watch debounce (default 200)\n"
             "  --no-watch             do not watch the policy directory (SIGHUP/Reload only)\n"
             "  --log-level L          debug | info | warn | error (default info)\n"
@@ -123,6 +128,7 @@ static const int_key int_keys[] = {
     {"cq_threads", offsetof(opts, cq_threads), 1, 256},
     {"max_message_bytes", offsetof(opts, max_message_bytes), 1024, 1L << 30},
     {"drain_timeout_ms", offsetof(opts, drain_timeout_ms), 0, 3600000},
+    {"drain_grace_ms", offsetof(opts, drain_grace_ms), 0, 3600000},
     {"watch_debounce_ms", offsetof(opts, watch_debounce_ms), 0, 60000},
 };
 
@@ -206,7 +212,7 @@ static int apply_config(opts *o, const opts *flags_set, bg_cfg_doc **doc_out)
         if (!known)
             return die("%s:%d:%d: unknown setting '%s': expected one of listen, policies, "
                        "plugins, data_dir, ready_file, log_level, cq_threads, "
-                       "max_message_bytes, drain_timeout_ms, watch_debounce_ms",
+                       "max_message_bytes, drain_timeout_ms, drain_grace_ms, watch_debounce_ms",
                        bg_cfg_file(v), bg_cfg_line(v), bg_cfg_column(v), key);
     }
     return 0;
@@ -214,7 +220,7 @@ static int apply_config(opts *o, const opts *flags_set, bg_cfg_doc **doc_out)
 
 enum {
     OPT_LISTEN = 1000, OPT_POLICIES, OPT_PLUGINS, OPT_DATA_DIR, OPT_CONFIG, OPT_READY,
-    OPT_CQ, OPT_MAXMSG, OPT_DRAIN, OPT_DEBOUNCE, OPT_NO_WATCH, OPT_LOG, OPT_VERSION, OPT_HELP
+    OPT_CQ, OPT_MAXMSG, OPT_DRAIN, OPT_GRACE, OPT_DEBOUNCE, OPT_NO_WATCH, OPT_LOG, OPT_VERSION, OPT_HELP
 };
 
 static const struct option long_opts[] = {
@@ -227,6 +233,7 @@ static const struct option long_opts[] = {
     {"cq-threads", required_argument, NULL, OPT_CQ},
     {"max-message-bytes", required_argument, NULL, OPT_MAXMSG},
     {"drain-timeout-ms", required_argument, NULL, OPT_DRAIN},
+    {"drain-grace-ms", required_argument, NULL, OPT_GRACE},
     {"watch-debounce-ms", required_argument, NULL, OPT_DEBOUNCE},
     {"no-watch", no_argument, NULL, OPT_NO_WATCH},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -261,6 +268,9 @@ static int parse_flags(int argc, char **argv, opts *o)
             break;
         case OPT_DRAIN:
             rc = parse_long("--drain-timeout-ms", optarg, 0, 3600000, &o->drain_timeout_ms);
+            break;
+        case OPT_GRACE:
+            rc = parse_long("--drain-grace-ms", optarg, 0, 3600000, &o->drain_grace_ms);
             break;
         case OPT_DEBOUNCE:
             rc = parse_long("--watch-debounce-ms", optarg, 0, 60000, &o->watch_debounce_ms);
@@ -320,7 +330,8 @@ static void on_term(void *arg)
     }
     d->draining = 1;
     BG_INFO("main", "signal: draining for up to %ld ms", d->o.drain_timeout_ms);
-    bg_rpc_server_drain(d->server, (unsigned)d->o.drain_timeout_ms, drained, d);
+    bg_rpc_server_drain(d->server, (unsigned)d->o.drain_timeout_ms,
+                        (unsigned)d->o.drain_grace_ms, drained, d);
 }
 
 static void hup_work(void *arg)
@@ -369,7 +380,7 @@ int main(int argc, char **argv)
     opts flags;
     memset(&flags, 0, sizeof(flags));
     flags.cq_threads = flags.max_message_bytes = -1; /* -1: not given */
-    flags.drain_timeout_ms = flags.watch_debounce_ms = -1;
+    flags.drain_timeout_ms = flags.watch_debounce_ms = flags.drain_grace_ms = -1;
     int rc = parse_flags(argc, argv, &flags);
     if (rc >= 0)
         return rc;
@@ -384,6 +395,8 @@ int main(int argc, char **argv)
         d.o.listen[d.o.n_listen++] = "127.0.0.1:50051";
     if (d.o.drain_timeout_ms < 0)
         d.o.drain_timeout_ms = 10000;
+    if (d.o.drain_grace_ms < 0)
+        d.o.drain_grace_ms = 200;
     if (d.o.watch_debounce_ms < 0)
         d.o.watch_debounce_ms = 200;
     int exit_code = BG_EXIT_USAGE;

@@ -12,9 +12,9 @@
  * Work that must not run there (Reload, delayed Ping) goes through the
  * loop hand-off (daemon/loop/loop.h).
  *
- * Shutdown:  start -> [serving] -> drain (loop thread) -> [draining: health
- * NOT_SERVING, watches ended, new calls UNAVAILABLE, listeners closed,
- * in-flight calls finish] -> done(arg) posted to the loop (all calls ended,
+ * Shutdown:  start -> [serving] -> drain (loop thread) -> [lame duck: health
+ * NOT_SERVING, watches ended, new calls UNAVAILABLE, admitted calls finish]
+ * -> [listeners closed, GOAWAY] -> done(arg) on the loop (all calls ended,
  * or the drain deadline passed and the rest were cancelled) -> destroy.
  *
  * Threads: start/drain/destroy on the loop thread (start may run before the
@@ -61,10 +61,13 @@ const char *bg_rpc_server_bound(const bg_rpc_server *s, size_t i);
 /* Calls being served right now. */
 uint64_t bg_rpc_server_in_flight(const bg_rpc_server *s);
 
-/* Loop thread, once. Stop accepting, let in-flight calls finish for up to
- * timeout_ms, then cancel the rest; done(arg) runs on the loop thread when
- * no call is left. */
-void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, bg_loop_fn done, void *arg);
+/* Loop thread, once. Health turns NOT_SERVING and new calls get
+ * UNAVAILABLE at once; after grace_ms (lame duck: clients and load
+ * balancers move away) and once the admitted calls finished, the listeners
+ * close. At timeout_ms the remaining calls are cancelled. done(arg) runs on
+ * the loop thread when no call is left. */
+void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms,
+                         bg_loop_fn done, void *arg);
 
 /* After done ran (or right after a failed start path never reached):
  * joins the threads and frees everything. NULL is fine. */

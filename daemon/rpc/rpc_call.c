@@ -159,6 +159,9 @@ bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
 static void recycle(bg__rpc_call *c)
 {
     bg_rpc_server *s = c->srv;
+    if (c->admitted)
+        atomic_fetch_sub(&s->working, 1);
+    c->admitted = 0;
     if (atomic_load(&c->state) != BG_CALL_REQUESTED)
         atomic_fetch_sub(&s->in_flight, 1);
     if (c->call != NULL)
@@ -237,6 +240,8 @@ static void on_request(bg__rpc_tag *t, int ok)
                           "instance or after it restarts");
         return;
     }
+    c->admitted = 1;
+    atomic_fetch_add(&s->working, 1);
     switch (c->method) {
 #define BG_RPC_DISPATCH(id, path, stream, fn)                                                    \
     case id:                                                                                     \

@@ -99,6 +99,7 @@ struct bg__rpc_call {
     int watch_sending;          /* a send batch is in flight */
     int watch_final;            /* drain asked to end the stream */
     int watch_listed;
+    int admitted;               /* counted in srv->working */
 
     /* Per-call bump allocator for decoding and building replies. */
     ProtobufCAllocator alloc;
@@ -147,9 +148,15 @@ struct bg_rpc_server {
     pthread_cond_t shut_cv;
     int shut_started;
     int shut_done;
+    /* Drain (loop thread only). */
     bg_loop_fn drain_done;
     void *drain_arg;
     uv_timer_t *drain_timer;
+    uint64_t drain_start_ns;
+    unsigned drain_timeout_ms, drain_grace_ms;
+    int drain_cancelled;
+    atomic_uint_fast64_t working; /* admitted calls (past the draining check) */
+    struct ping_job *pings;       /* delayed Pings waiting on the loop */
 };
 
 /* ---- rpc_server.c */
@@ -199,6 +206,8 @@ void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok);
 /* Watch: a send or the close completed. */
 void bg__svc_health_watch_sent(bg__rpc_call *c, int ok);
 void bg__svc_health_watch_closed(bg__rpc_call *c, int ok);
+/* Loop thread, at the drain deadline: answer every delayed Ping now. */
+void bg__svc_ping_flush(bg_rpc_server *s);
 /* Loop thread, at drain: end every Watch stream with NOT_SERVING. */
 void bg__svc_health_end_watches(bg_rpc_server *s);
 

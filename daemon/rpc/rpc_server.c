@@ -99,13 +99,10 @@ static void on_shutdown(bg__rpc_tag *t, int ok)
     bg_rpc_server *s = (bg_rpc_server *)((char *)t - offsetof(bg_rpc_server, shutdown_tag));
     pthread_mutex_lock(&s->shut_mu);
     s->shut_done = 1;
-    bg_loop_fn done = s->drain_done;
-    void *arg = s->drain_arg;
     pthread_cond_broadcast(&s->shut_cv);
     pthread_mutex_unlock(&s->shut_mu);
-    BG_INFO("rpc", "all calls ended");
-    if (done != NULL && bg_loop_post(s->opts.loop, done, arg) != BG_OK)
-        BG_ERROR("rpc", "cannot tell the loop that the drain ended");
+    BG_INFO("rpc", "listeners closed; %llu calls still held",
+            (unsigned long long)bg_rpc_server_in_flight(s));
 }
 
 /* A stale unix socket left by a dead daemon is removed; a live one (that
@@ -276,14 +273,6 @@ uint64_t bg_rpc_server_in_flight(const bg_rpc_server *s)
     return atomic_load(&((bg_rpc_server *)s)->in_flight);
 }
 
-static void drain_deadline(uv_timer_t *t)
-{
-    bg_rpc_server *s = t->data;
-    BG_WARN("rpc", "drain deadline passed with %llu calls in flight: cancelling them",
-            (unsigned long long)bg_rpc_server_in_flight(s));
-    grpc_server_cancel_all_calls(s->server);
-}
-
 static void begin_shutdown(bg_rpc_server *s)
 {
     pthread_mutex_lock(&s->shut_mu);
@@ -298,21 +287,74 @@ static void begin_shutdown(bg_rpc_server *s)
     grpc_server_shutdown_and_notify(s->server, s->cqs[0].cq, &s->shutdown_tag);
 }
 
-void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, bg_loop_fn done, void *arg)
+/* The drain, polled every BG_DRAIN_POLL_MS on the loop thread:
+ *   phase 1 (lame duck): health NOT_SERVING, new calls UNAVAILABLE, the
+ *     requests stay posted so nothing is left unanswered; ends when the
+ *     grace time passed and no admitted call is left (or at the deadline);
+ *   phase 2: grpc_server_shutdown_and_notify closes the listeners and
+ *     sends GOAWAY; at the deadline the stragglers are cancelled and the
+ *     delayed Pings answered at once;
+ *   done when gRPC reported the shutdown and no call object is held. */
+#define BG_DRAIN_POLL_MS 5
+
+static void drain_poll(uv_timer_t *t)
 {
-    BG_INFO("rpc", "draining: %llu calls in flight, deadline %u ms",
-            (unsigned long long)bg_rpc_server_in_flight(s), timeout_ms);
+    bg_rpc_server *s = t->data;
+    uint64_t ms = (bg_now_ns() - s->drain_start_ns) / 1000000u;
+    int past_deadline = ms >= s->drain_timeout_ms;
+    if (!s->shut_started && ((ms >= s->drain_grace_ms && atomic_load(&s->working) == 0) ||
+                             past_deadline)) {
+        BG_INFO("rpc", "drain: closing listeners after %llu ms (%llu calls in flight)",
+                (unsigned long long)ms, (unsigned long long)bg_rpc_server_in_flight(s));
+        begin_shutdown(s);
+    }
+    if (past_deadline && !s->drain_cancelled) {
+        s->drain_cancelled = 1;
+        BG_WARN("rpc", "drain deadline (%u ms) passed with %llu calls in flight: cancelling "
+                       "them",
+                s->drain_timeout_ms, (unsigned long long)bg_rpc_server_in_flight(s));
+        grpc_server_cancel_all_calls(s->server);
+        bg__svc_ping_flush(s);
+    }
     pthread_mutex_lock(&s->shut_mu);
+    int shut = s->shut_done;
+    pthread_mutex_unlock(&s->shut_mu);
+    if (s->shut_started && !shut && !s->drain_cancelled && bg_rpc_server_in_flight(s) == 0) {
+        /* No call left: close the idle client connections too (gRPC's
+         * shutdown otherwise waits for every client to hang up). */
+        s->drain_cancelled = 1;
+        grpc_server_cancel_all_calls(s->server);
+    }
+    if (shut && bg_rpc_server_in_flight(s) == 0 && s->drain_done != NULL) {
+        bg_loop_fn done = s->drain_done;
+        s->drain_done = NULL;
+        uv_timer_stop(t);
+        BG_INFO("rpc", "drained in %llu ms", (unsigned long long)ms);
+        done(s->drain_arg);
+    }
+}
+
+void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms,
+                         bg_loop_fn done, void *arg)
+{
+    BG_INFO("rpc", "draining: %llu calls in flight, grace %u ms, deadline %u ms",
+            (unsigned long long)bg_rpc_server_in_flight(s), grace_ms, timeout_ms);
     s->drain_done = done;
     s->drain_arg = arg;
-    pthread_mutex_unlock(&s->shut_mu);
+    s->drain_start_ns = bg_now_ns();
+    s->drain_timeout_ms = timeout_ms;
+    s->drain_grace_ms = grace_ms < timeout_ms ? grace_ms : timeout_ms;
+    atomic_store(&s->draining, 1);
+    bg__svc_health_end_watches(s);
     s->drain_timer = calloc(1, sizeof(*s->drain_timer));
-    if (s->drain_timer != NULL) {
-        uv_timer_init(bg_loop_uv(s->opts.loop), s->drain_timer);
-        s->drain_timer->data = s;
-        uv_timer_start(s->drain_timer, drain_deadline, timeout_ms, 0);
+    if (s->drain_timer == NULL) {
+        begin_shutdown(s); /* no poll: destroy waits for the shutdown instead */
+        done(arg);
+        return;
     }
-    begin_shutdown(s);
+    uv_timer_init(bg_loop_uv(s->opts.loop), s->drain_timer);
+    s->drain_timer->data = s;
+    uv_timer_start(s->drain_timer, drain_poll, 0, BG_DRAIN_POLL_MS);
 }
 
 static void free_timer(uv_handle_t *h)

@@ -168,10 +168,12 @@ void bg__svc_health_end_watches(bg_rpc_server *s)
 
 /* ---------------------------------------------------------------- Ping */
 
+/* Linked in srv->pings (loop thread only) while its timer runs. */
 typedef struct ping_job {
     bg__rpc_call *call;
     unsigned delay_ms;
     uv_timer_t timer;
+    struct ping_job *next, **prevp;
 } ping_job;
 
 static void ping_reply(bg__rpc_call *c)
@@ -191,8 +193,11 @@ static void ping_fire(uv_timer_t *t)
 {
     ping_job *j = t->data;
     BG_CALL_ASSERT(j->call, BG_CALL_BIT(BG_CALL_DEFERRED));
+    *j->prevp = j->next;
+    if (j->next)
+        j->next->prevp = j->prevp;
+    uv_timer_stop(t);
     ping_reply(j->call);
-    t->data = j;
     uv_close((uv_handle_t *)t, ping_closed);
 }
 
@@ -202,7 +207,18 @@ static void ping_start_timer(void *arg)
     bg_rpc_server *s = j->call->srv;
     uv_timer_init(bg_loop_uv(s->opts.loop), &j->timer);
     j->timer.data = j;
+    j->next = s->pings;
+    if (s->pings)
+        s->pings->prevp = &j->next;
+    j->prevp = &s->pings;
+    s->pings = j;
     uv_timer_start(&j->timer, ping_fire, j->delay_ms, 0);
+}
+
+void bg__svc_ping_flush(bg_rpc_server *s)
+{
+    while (s->pings != NULL)
+        ping_fire(&s->pings->timer);
 }
 
 void bg__svc_ping(bg__rpc_call *c)

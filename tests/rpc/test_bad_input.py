@@ -1,0 +1,115 @@
+"""Every bad input of issue 2 point 3 gets its gRPC status and a message
+that says what to fix, and the daemon keeps serving: after each refusal a
+good request succeeds on the same channel."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import bgtest  # noqa: E402
+from bgtest import Daemon, expect_code, grpc, guard_pb2, health_pb2  # noqa: E402
+
+POL = bgtest.rpc_policies()
+
+C = grpc.StatusCode
+MAX = 16384
+
+
+def good(d, ch):
+    """A request that must succeed: Evaluate on a real policy when the
+    default policies exist, plus Status and Health (always)."""
+    st = d.call("Status", guard_pb2.StatusRequest(), ch=ch)
+    assert st.version, st
+    assert d.health("", ch=ch).status == health_pb2.HealthCheckResponse.SERVING
+    tools = bgtest.policy_tools(d.policies)
+    if tools:
+        name, tool = tools[0]
+        v = d.evaluate(guard_pb2.EvaluateRequest(
+            action=guard_pb2.Action(tool=tool, features=[0.5] * 0),
+            context=guard_pb2.Context(session="bad-input")), ch=ch)
+        assert v.policy == name and v.decision != guard_pb2.DECISION_UNSPECIFIED, v
+
+
+def evaluate(d, ch, req):
+    return lambda: d.evaluate(req, ch=ch)
+
+
+def test_bad_inputs():
+    with Daemon(policies=POL, args=["--max-message-bytes", str(MAX)]) as d:
+        ch = d.channel()
+        good(d, ch)
+        cases = [
+            ("malformed bytes",
+             lambda: d.raw("/bayesguard.v1.Guard/Evaluate", b"\xff\xff\xff\xff\x0f", ch=ch),
+             C.INVALID_ARGUMENT, ["EvaluateRequest"]),
+            ("malformed Observe",
+             lambda: d.raw("/bayesguard.v1.Guard/Observe", b"\x0a\x05ab", ch=ch),
+             C.INVALID_ARGUMENT, ["ObserveRequest"]),
+            ("oversized",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(
+                 tool="t", arguments_json="x" * (2 * MAX)))),
+             C.RESOURCE_EXHAUSTED, []),
+            ("missing action", evaluate(d, ch, guard_pb2.EvaluateRequest()),
+             C.INVALID_ARGUMENT, ["action is missing"]),
+            ("missing tool",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(id="c1"))),
+             C.INVALID_ARGUMENT, ["action.tool"]),
+            ("NaN feature",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(
+                 tool="t", features=[1.0, float("nan")]))),
+             C.INVALID_ARGUMENT, ["features[1]", "NaN"]),
+            ("inf feature",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(
+                 tool="t", features=[float("-inf")]))),
+             C.INVALID_ARGUMENT, ["features[0]", "infinite"]),
+            ("unknown policy",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="t"),
+                                                       policy="no-such-policy")),
+             C.NOT_FOUND, ["no-such-policy", "policies are"]),
+            ("no policy matches",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(
+                 tool="zz_tool_nobody_guards"))),
+             C.NOT_FOUND, ["zz_tool_nobody_guards", "policies are"]),
+            ("observe without action",
+             lambda: d.call("Observe", guard_pb2.ObserveRequest(harmed=True), ch=ch),
+             C.INVALID_ARGUMENT, ["action is missing"]),
+            ("observe NaN value",
+             lambda: d.call("Observe", guard_pb2.ObserveRequest(
+                 action=guard_pb2.Action(tool="t", features=[float("inf")])), ch=ch),
+             C.INVALID_ARGUMENT, ["features[0]"]),
+            ("unknown method",
+             lambda: d.raw("/bayesguard.v1.Guard/Nope", b"", ch=ch),
+             C.UNIMPLEMENTED, ["/bayesguard.v1.Guard/Nope", "Evaluate"]),
+            ("ping delay too long",
+             lambda: d.ping(delay_ms=999999, ch=ch), C.INVALID_ARGUMENT, ["delay_ms"]),
+        ]
+        for name, fn, code, contains in cases:
+            try:
+                msg = expect_code(fn, code, contains)
+            except AssertionError as e:
+                raise AssertionError("%s: %s" % (name, e))
+            print("  %-22s -> %s: %s" % (name, code.name, msg[:100]))
+            good(d, ch)
+        # A fresh channel works too (nothing poisoned the server).
+        good(d, d.channel())
+
+
+def test_oversized_stream_message():
+    with Daemon(policies=POL, args=["--max-message-bytes", str(MAX)]) as d:
+        ch = d.channel()
+        fn = ch.stream_unary("/bayesguard.v1.Guard/ObserveStream",
+                             request_serializer=guard_pb2.ObserveRequest.SerializeToString,
+                             response_deserializer=guard_pb2.ObserveStreamResponse.FromString)
+        big = guard_pb2.ObserveRequest(action=guard_pb2.Action(tool="t",
+                                                               arguments_json="y" * (2 * MAX)))
+        expect_code(lambda: fn(iter([big]), timeout=20), C.RESOURCE_EXHAUSTED)
+        # An empty stream is fine: nothing accepted.
+        r = fn(iter([]), timeout=20)
+        assert r.accepted == 0 and not r.HasField("last"), r
+        bad = guard_pb2.ObserveRequest(action=guard_pb2.Action(tool=""))
+        expect_code(lambda: fn(iter([bad]), timeout=20), C.INVALID_ARGUMENT,
+                    ["observation #0", "action.tool"])
+        good(d, ch)
+
+
+if __name__ == "__main__":
+    bgtest.main([test_bad_inputs, test_oversized_stream_message])
