@@ -35,13 +35,19 @@ int bg_err_prefix(bg_err *err, const char *fmt, ...)
     if (!err)
         return BG_OK;
     char head[BG_ERR_MSG_MAX];
-    char tail[BG_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    int n = vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    memcpy(tail, err->msg, sizeof tail);
-    snprintf(err->msg, sizeof err->msg, "%s%s", head, tail);
+    if (n < 0)
+        return err->code;
+    size_t hl = (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
+    size_t tl = strlen(err->msg);
+    if (hl + tl > sizeof err->msg - 1)
+        tl = sizeof err->msg - 1 - hl;
+    memmove(err->msg + hl, err->msg, tl);
+    memcpy(err->msg, head, hl);
+    err->msg[hl + tl] = '\0';
     return err->code;
 }
 
