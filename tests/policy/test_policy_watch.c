@@ -5,7 +5,9 @@
  * kubelet does it (new timestamped dir, `..data_tmp` symlink renamed over
  * `..data`, old dir removed) and must trigger exactly one reload (the burst
  * is debounced); the new policy then serves. A broken update is refused
- * (one failed reload) and the previous set keeps serving. Waits poll the
+ * (one failed reload) and the previous set keeps serving. Also with the
+ * policy path being the `..data` symlink itself, twice in a row (the watch
+ * re-arms on the new directory). Waits poll the
  * store's status with a deadline on the loop itself; no sleeps.
  */
 #include <uv.h>
@@ -90,7 +92,7 @@ static double current_threshold(bg_policy_store *st)
     return t;
 }
 
-int main(void)
+static void test_configmap_dir(void)
 {
     char dir[128], p[2048], link[512];
     pt_mkdtemp(dir, sizeof dir, "watch");
@@ -107,7 +109,7 @@ int main(void)
     if (!st) {
         bg_plugin_host_destroy(host);
         pt_rmtree(dir);
-        CHECK_DONE("test_policy_watch");
+        return;
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -147,5 +149,54 @@ int main(void)
     CHECK_INT(uv_loop_close(&loop), 0);
     bg_plugin_host_destroy(host);
     pt_rmtree(dir);
+}
+
+/* --policies pointing at the ..data symlink itself: each swap replaces the
+ * watched directory; the watch must follow it (two swaps in a row). */
+static void test_symlinked_path(void)
+{
+    char dir[128], p[2048], data[256];
+    pt_mkdtemp(dir, sizeof dir, "watchlink");
+    pt_policy(p, sizeof p, "payments", "[\"transfer_*\"]", "{n: 8}", NULL);
+    configmap_update(dir, NULL, "..2026_11_26_1", p);
+    snprintf(data, sizeof data, "%s/..data", dir);
+    bg_plugin_host *host = NULL;
+    bg_policy_store *st = NULL;
+    bg_err err;
+    CHECK_INT(bg_plugin_host_create(FIX "/good", &host, &err), BG_OK);
+    CHECK_INT(bg_policy_store_create(data, host, &st, &err), BG_OK);
+    if (!st) {
+        bg_plugin_host_destroy(host);
+        pt_rmtree(dir);
+        return;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    CHECK_INT(bg_policy_store_watch(st, &loop, DEBOUNCE_MS, &err), BG_OK);
+    char *t = strstr(p, "threshold: 0.05");
+    const char *vals[] = {"threshold: 0.06", "threshold: 0.08"};
+    const char *ts[] = {"..2026_11_26_1", "..2026_11_26_2", "..2026_11_26_3"};
+    for (int i = 0; i < 2; i++) {
+        memcpy(t, vals[i], 15);
+        configmap_update(dir, ts[i], ts[i + 1], p);
+        CHECK_INT(run_until(&loop, st, (uint64_t)i + 1, 4 * DEBOUNCE_MS), 0);
+        bg_policy_status ss;
+        bg_policy_store_status(st, &ss);
+        CHECK_INT(ss.reloads_ok, i + 1);
+        CHECK_INT(ss.reloads_failed, 0);
+        CHECK_NEAR(current_threshold(st), i ? 0.08 : 0.06, 0);
+    }
+    bg_policy_store_unwatch(st);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    bg_policy_store_destroy(st);
+    bg_plugin_host_destroy(host);
+    pt_rmtree(dir);
+}
+
+int main(void)
+{
+    test_configmap_dir();
+    test_symlinked_path();
     CHECK_DONE("test_policy_watch");
 }
