@@ -92,36 +92,60 @@ static double current_threshold(bg_policy_store *st)
     return t;
 }
 
+/* A ConfigMap-style dir with one policy, and a watched store on `path`
+ * (relative to the dir: "" = the dir, "..data" = the symlink). Returns 0
+ * with everything set, or -1 (nothing left to clean but the dir). */
+typedef struct fixture {
+    char dir[128];
+    char policy[2048];
+    bg_plugin_host *host;
+    bg_policy_store *st;
+    uv_loop_t loop;
+} fixture;
+
+static int fixture_open(fixture *f, const char *tag, const char *path)
+{
+    char where[256];
+    bg_err err;
+    pt_mkdtemp(f->dir, sizeof f->dir, tag);
+    pt_policy(f->policy, sizeof f->policy, "payments", "[\"transfer_*\"]", "{n: 8}", NULL);
+    configmap_update(f->dir, NULL, "..2026_11_26_1", f->policy);
+    /* The visible name, as a ConfigMap volume shows it. */
+    snprintf(where, sizeof where, "%s/payments.yaml", f->dir);
+    CHECK_INT(symlink("..data/payments.yaml", where), 0);
+    snprintf(where, sizeof where, "%s%s%s", f->dir, *path ? "/" : "", path);
+    f->host = NULL;
+    f->st = NULL;
+    CHECK_INT(bg_plugin_host_create(FIX "/good", &f->host, &err), BG_OK);
+    if (f->host)
+        CHECK_INT(bg_policy_store_create(where, f->host, &f->st, &err), BG_OK);
+    if (!f->st) {
+        bg_plugin_host_destroy(f->host);
+        pt_rmtree(f->dir);
+        return -1;
+    }
+    uv_loop_init(&f->loop);
+    CHECK_INT(bg_policy_store_watch(f->st, &f->loop, DEBOUNCE_MS, &err), BG_OK);
+    return 0;
+}
+
 static void test_configmap_dir(void)
 {
-    char dir[128], p[2048], link[512];
-    pt_mkdtemp(dir, sizeof dir, "watch");
-    pt_policy(p, sizeof p, "payments", "[\"transfer_*\"]", "{n: 8}", NULL);
-    configmap_update(dir, NULL, "..2026_11_26_1", p);
-    snprintf(link, sizeof link, "%s/payments.yaml", dir);
-    CHECK_INT(symlink("..data/payments.yaml", link), 0);
-
-    bg_plugin_host *host = NULL;
-    bg_policy_store *st = NULL;
-    bg_err err;
-    CHECK_INT(bg_plugin_host_create(FIX "/good", &host, &err), BG_OK);
-    CHECK_INT(bg_policy_store_create(dir, host, &st, &err), BG_OK);
-    if (!st) {
-        bg_plugin_host_destroy(host);
-        pt_rmtree(dir);
+    fixture fx;
+    if (fixture_open(&fx, "watch", "") != 0)
         return;
-    }
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    CHECK_INT(bg_policy_store_watch(st, &loop, DEBOUNCE_MS, &err), BG_OK);
-    CHECK_INT(bg_policy_store_watch(st, &loop, DEBOUNCE_MS, &err), BG_EINVAL);
+    const char *dir = fx.dir;
+    char *p = fx.policy;
+    bg_policy_store *st = fx.st;
+    bg_err err;
+    CHECK_INT(bg_policy_store_watch(st, &fx.loop, DEBOUNCE_MS, &err), BG_EINVAL);
     CHECK_NEAR(current_threshold(st), 0.05, 0);
 
     /* A valid update: exactly one reload, then the new threshold serves. */
     char *t = strstr(p, "threshold: 0.05");
     memcpy(t, "threshold: 0.07", 15);
     configmap_update(dir, "..2026_11_26_1", "..2026_11_26_2", p);
-    CHECK_INT(run_until(&loop, st, 1, 4 * DEBOUNCE_MS), 0);
+    CHECK_INT(run_until(&fx.loop, st, 1, 4 * DEBOUNCE_MS), 0);
     bg_policy_status ss;
     bg_policy_store_status(st, &ss);
     printf("after one ConfigMap swap: %llu reload(s) ok, %llu failed\n",
@@ -134,7 +158,7 @@ static void test_configmap_dir(void)
     /* A broken update: one refused reload, 0.07 keeps serving. */
     memcpy(t, "threshold: 7.00", 15);
     configmap_update(dir, "..2026_11_26_2", "..2026_11_26_3", p);
-    CHECK_INT(run_until(&loop, st, 2, 4 * DEBOUNCE_MS), 0);
+    CHECK_INT(run_until(&fx.loop, st, 2, 4 * DEBOUNCE_MS), 0);
     bg_policy_store_status(st, &ss);
     CHECK_INT(ss.reloads_ok, 1);
     CHECK_INT(ss.reloads_failed, 1);
@@ -145,9 +169,9 @@ static void test_configmap_dir(void)
     /* Destroy while watched (as bayesguardd's shutdown does): it unwatches
      * itself; the loop then closes the handles and frees the watch. */
     bg_policy_store_destroy(st);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_INT(uv_loop_close(&loop), 0);
-    bg_plugin_host_destroy(host);
+    uv_run(&fx.loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&fx.loop), 0);
+    bg_plugin_host_destroy(fx.host);
     pt_rmtree(dir);
 }
 
@@ -155,31 +179,18 @@ static void test_configmap_dir(void)
  * watched directory; the watch must follow it (two swaps in a row). */
 static void test_symlinked_path(void)
 {
-    char dir[128], p[2048], data[256];
-    pt_mkdtemp(dir, sizeof dir, "watchlink");
-    pt_policy(p, sizeof p, "payments", "[\"transfer_*\"]", "{n: 8}", NULL);
-    configmap_update(dir, NULL, "..2026_11_26_1", p);
-    snprintf(data, sizeof data, "%s/..data", dir);
-    bg_plugin_host *host = NULL;
-    bg_policy_store *st = NULL;
-    bg_err err;
-    CHECK_INT(bg_plugin_host_create(FIX "/good", &host, &err), BG_OK);
-    CHECK_INT(bg_policy_store_create(data, host, &st, &err), BG_OK);
-    if (!st) {
-        bg_plugin_host_destroy(host);
-        pt_rmtree(dir);
+    fixture fx;
+    if (fixture_open(&fx, "watchlink", "..data") != 0)
         return;
-    }
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    CHECK_INT(bg_policy_store_watch(st, &loop, DEBOUNCE_MS, &err), BG_OK);
+    char *p = fx.policy;
+    bg_policy_store *st = fx.st;
     char *t = strstr(p, "threshold: 0.05");
     const char *vals[] = {"threshold: 0.06", "threshold: 0.08"};
     const char *ts[] = {"..2026_11_26_1", "..2026_11_26_2", "..2026_11_26_3"};
     for (int i = 0; i < 2; i++) {
         memcpy(t, vals[i], 15);
-        configmap_update(dir, ts[i], ts[i + 1], p);
-        CHECK_INT(run_until(&loop, st, (uint64_t)i + 1, 4 * DEBOUNCE_MS), 0);
+        configmap_update(fx.dir, ts[i], ts[i + 1], p);
+        CHECK_INT(run_until(&fx.loop, st, (uint64_t)i + 1, 4 * DEBOUNCE_MS), 0);
         bg_policy_status ss;
         bg_policy_store_status(st, &ss);
         CHECK_INT(ss.reloads_ok, i + 1);
@@ -187,11 +198,11 @@ static void test_symlinked_path(void)
         CHECK_NEAR(current_threshold(st), i ? 0.08 : 0.06, 0);
     }
     bg_policy_store_unwatch(st);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK_INT(uv_loop_close(&loop), 0);
+    uv_run(&fx.loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&fx.loop), 0);
     bg_policy_store_destroy(st);
-    bg_plugin_host_destroy(host);
-    pt_rmtree(dir);
+    bg_plugin_host_destroy(fx.host);
+    pt_rmtree(fx.dir);
 }
 
 int main(void)
