@@ -458,10 +458,14 @@ static void sort_by_priority(bg_policy_set *s)
     }
 }
 
-int bg_policy_set_load(const char *dir, bg_plugin_host *host, bg_policy_set **out,
+int bg_policy_set_load(const char *dir_arg, bg_plugin_host *host, bg_policy_set **out,
                        bg_policy_errors *errs)
 {
     *out = NULL;
+    char dir[4000]; /* without trailing slashes: "dir/a.yaml" in messages */
+    snprintf(dir, sizeof dir, "%s", dir_arg);
+    for (size_t len = strlen(dir); len > 1 && dir[len - 1] == '/';)
+        dir[--len] = '\0';
     char **names = NULL;
     size_t n_files = 0;
     bg_policy_set *s = calloc(1, sizeof *s);
