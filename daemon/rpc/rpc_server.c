@@ -105,16 +105,17 @@ static void on_shutdown(bg__rpc_tag *t, int ok)
             (unsigned long long)bg_rpc_server_in_flight(s));
 }
 
-/* A stale unix socket left by a dead daemon is removed; a live one (that
- * accepts a connection) is left alone so the bind fails "in use". */
-static void unlink_stale_socket(const char *path)
+/* A stale unix socket left by a dead daemon is removed. A live one (it
+ * accepts a connection) is an error: gRPC would silently unlink it and
+ * steal the path from the process serving there. Returns 1 when live. */
+static int unlink_stale_socket(const char *path)
 {
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
-        return;
+        return 0;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return;
+        return 0;
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
@@ -123,6 +124,7 @@ static void unlink_stale_socket(const char *path)
     close(fd);
     if (!live && unlink(path) == 0)
         BG_INFO("rpc", "removed stale unix socket %s", path);
+    return live;
 }
 
 static int add_listener(bg_rpc_server *s, grpc_server_credentials *creds, const char *addr,
@@ -135,7 +137,11 @@ static int add_listener(bg_rpc_server *s, grpc_server_credentials *creds, const 
             return bg_err_set(err, BG_EINVAL,
                               "--listen %s: expected unix:/absolute/path shorter than %zu bytes",
                               addr, sizeof(((struct sockaddr_un *)0)->sun_path));
-        unlink_stale_socket(path);
+        if (unlink_stale_socket(path))
+            return bg_err_set(err, BG_EIO,
+                              "--listen %s: another process is serving on this socket: stop it "
+                              "or pick another path",
+                              addr);
     } else if (strrchr(addr, ':') == NULL) {
         return bg_err_set(err, BG_EINVAL, "--listen %s: expected host:port (port 0 = any free "
                                           "port) or unix:/path", addr);

@@ -196,7 +196,7 @@ void bg__svc_evaluate(bg__rpc_call *c)
                                      "approved and check the daemon log",
                               p->name, err.msg);
         else
-            bg__rpc_call_fail(c, ec, "policy %s: %s", p->name, err.msg);
+            bg__rpc_call_fail(c, ec, "%s", err.msg);
         bg_policy_set_unref(r.set);
         return;
     }
@@ -283,7 +283,7 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
             snprintf(msg, len, "policy %s: the observation was not stored (%s): retry it",
                      r.pol->name, err.msg);
         else
-            snprintf(msg, len, "policy %s: %s", r.pol->name, err.msg);
+            snprintf(msg, len, "%s", err.msg);
         bg_policy_set_unref(r.set);
         return code;
     }

@@ -90,9 +90,11 @@ def has_default_policies():
     return os.path.isdir(d) and any(f.endswith((".yaml", ".yml")) for f in os.listdir(d))
 
 
-def policy_tools(policy_dir=None):
+def policy_tools(policy_dir=None, with_features=False):
     """[(policy name, a tool name its spec.match.tools covers)] for every
-    policy document in the directory (globs made concrete)."""
+    policy document in the directory (globs made concrete); with_features:
+    [(name, tool, n)] where n is the model's `config.features` count (0 when
+    the model takes none)."""
     import yaml
     out = []
     d = policy_dir or default_policies()
@@ -109,7 +111,13 @@ def policy_tools(policy_dir=None):
                 tools = ((doc.get("spec") or {}).get("match") or {}).get("tools") or []
                 if name and tools:
                     t = str(tools[0]).replace("*", "x").replace("?", "x")
-                    out.append((name, t))
+                    if not with_features:
+                        out.append((name, t))
+                        continue
+                    cfg = ((doc["spec"].get("model") or {}).get("config") or {})
+                    nf = cfg.get("features", 0)
+                    nf = len(nf) if isinstance(nf, list) else int(nf or 0)
+                    out.append((name, t, nf))
     return out
 
 
