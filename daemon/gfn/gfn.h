@@ -96,6 +96,10 @@ typedef struct bg_gfn_config {
     double reward_temp_start, reward_temp_end;
     uint32_t reward_temp_horizon;
     double init_logz;
+    /* TB: 1 = replace init_logz at the first step by the first batch's
+     * mean of log R/T_R − log q^⊤ (so log Z starts on the reward's scale;
+     * without it a reward far from e^0 collapses the early policy). */
+    uint32_t logz_from_batch;
     uint64_t seed;
 } bg_gfn_config;
 

@@ -37,7 +37,7 @@ void bg_gfn_config_default(bg_gfn_config *c, uint32_t n_bits)
     c->loss = BG_GFN_LOSS_SUBTB;
     c->lambda = 1.0;
     c->lr = 1e-3;
-    c->lr_logz = 0.05;
+    c->lr_logz = 0.3;
     c->lr_end = 1e-3;
     c->lr_horizon = 0;
     c->beta1 = 0.9;
@@ -55,6 +55,7 @@ void bg_gfn_config_default(bg_gfn_config *c, uint32_t n_bits)
     c->reward_temp_end = 1.0;
     c->reward_temp_horizon = 0;
     c->init_logz = 0.0;
+    c->logz_from_batch = 1;
     c->seed = 1;
 }
 
@@ -112,6 +113,8 @@ int bg_gfn_config_check(const bg_gfn_config *c, char *errbuf, size_t errlen)
     if (!in_range(c->reward_temp_start, 1e-3, 1e3) || !in_range(c->reward_temp_end, 1e-3, 1e3))
         return bad(errbuf, errlen, "reward_temp_start/end", c->reward_temp_start,
                    "0.001..1000");
+    if (c->logz_from_batch > 1)
+        return bad(errbuf, errlen, "logz_from_batch", c->logz_from_batch, "0 or 1");
     if (!in_range(c->init_logz, -1e6, 1e6))
         return bad(errbuf, errlen, "init_logz", c->init_logz, "finite");
     return BG_PLUGIN_OK;

@@ -63,7 +63,7 @@ static void put_f64(wr *w, double v)
     F64(lr) F64(lr_logz) F64(lr_end) U32(lr_horizon) F64(beta1) F64(beta2) F64(adam_eps) F64(grad_clip) U32(batch)           \
     F64(p_replay) F64(p_tempered) F64(temp_lo) F64(temp_hi) F64(epsilon) U32(replay_capacity)    \
     F64(reward_temp_start) F64(reward_temp_end) U32(reward_temp_horizon) F64(init_logz)          \
-    U64(seed)
+    U32(logz_from_batch) U64(seed)
 
 #define GFN_STATS_FIELDS(U32, U64, F64)                                                          \
     U64(steps) U64(trajectories) U64(reward_evals) F64(last_loss) F64(log_z) F64(last_var)       \

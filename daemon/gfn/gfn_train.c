@@ -476,6 +476,13 @@ static int step_once(bg_gfn *g, step_buf *b, bg_log_reward_fn reward, void *ctx,
     if (rc != BG_PLUGIN_OK)
         return rc;
     double t_r = reward_temp(c, g->stats.steps);
+    if (c->loss == BG_GFN_LOSS_TB && c->logz_from_batch && g->stats.steps == 0) {
+        double mean, var;
+        for (size_t r = 0; r < S; r++)
+            b->logr[r] = b->logr_raw[r] / t_r;
+        batch_diag(g, b, &mean, &var);
+        g->params[g->n_params - 1] = mean;
+    }
     double loss = loss_and_grad(g, b, S, t_r);
     if (!isfinite(loss)) {
         if (errbuf && errlen)
