@@ -30,12 +30,16 @@ prepare() {
     # format-truncation warning, which fires in code outside this check at -O3
     cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_C_FLAGS=-Wno-error=format-truncation >/dev/null
-    cmake --build "$b" -j2 --target test_vk_ops test_vk_runtime bench_vulkan
-    mkdir -p "$dir"
+    cmake --build "$b" -j2 --target test_vk_ops test_vk_runtime test_vk_model bench_vulkan
+    mkdir -p "$dir/models"
     mkdir -p .git/info
     grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
     cp "$b/tests/vulkan/test_vk_ops" "$b/tests/vulkan/test_vk_runtime" \
-       "$b/bench/vulkan/bench_vulkan" "$dir/"
+       "$b/tests/vulkan/test_vk_model" "$b/bench/vulkan/bench_vulkan" "$dir/"
+    # ../shared beside the checkout does not travel to the device machine
+    cp ../shared/models/stories260K.bin "$dir/models/" 2>/dev/null ||
+        echo "gpu-check: ../shared/models/stories260K.bin missing; test_vk_model runs the" \
+             "synthetic model only" >&2
     local lib
     lib=$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')
     if [ -n "$lib" ]; then
@@ -86,7 +90,7 @@ run_device() {
     echo "== test_vk_ops"
     timeout 120 "$dir/test_vk_ops" || rc=1
     local m
-    for m in chain staging timestamps; do
+    for m in chain staging timestamps smallrange; do
         echo "== test_vk_runtime $m"
         if [ "$m" = staging ]; then
             BG_VK_FORCE_STAGING=1 timeout 120 "$dir/test_vk_runtime" "$m" || rc=1
@@ -96,6 +100,8 @@ run_device() {
             timeout 120 "$dir/test_vk_runtime" "$m" || rc=1
         fi
     done
+    echo "== test_vk_model (stories260K and a synthetic model, Vulkan vs CPU)"
+    BG_SHARED_DIR="$root/$dir" timeout 180 "$dir/test_vk_model" || rc=1
     # Peak memory bandwidth of the card for the matvec column (GB/s, spec sheet).
     local name peak=0
     name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)

@@ -12,8 +12,10 @@
  * caller says ops depend on each other; one fence wait per submit.
  *
  * Environment: BG_VK_ALLOW_CPU=1 / BG_VK_DEVICE=<i> (device choice, see
- * vk_device.h), BG_VK_FORCE_STAGING=1 (vk_mem.h), BG_VK_TIMESTAMPS=1 (log a
- * per-op GPU time table at each submit).
+ * vk_device.h), BG_VK_TIMESTAMPS=1 (log a per-op GPU time table at each
+ * submit); for tests and tuning: BG_VK_FORCE_STAGING=1 (vk_mem.h),
+ * BG_VK_MAX_RANGE=<bytes> (lower maxStorageBufferRange, >= 4096),
+ * BG_VK_MV_WG, BG_VK_MM_TILE (choose_variants below).
  *
  * Thread: one caller at a time (compute.h). Ownership: see vk_backend.h.
  */

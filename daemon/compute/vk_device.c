@@ -178,6 +178,11 @@ static void probe_caps(bg_vk_dev *d, uint32_t ts_bits)
         c->max_wg_count[i] = l->maxComputeWorkGroupCount[i];
     }
     c->max_storage_range = l->maxStorageBufferRange;
+    /* testing hook: a smaller limit exercises the split paths on small data */
+    const char *mr = getenv("BG_VK_MAX_RANGE");
+    unsigned long long lim = mr ? strtoull(mr, NULL, 10) : 0;
+    if (lim >= 4096 && lim < c->max_storage_range)
+        c->max_storage_range = lim;
     c->storage_align = l->minStorageBufferOffsetAlignment ? l->minStorageBufferOffsetAlignment : 4;
     c->max_push_bytes = l->maxPushConstantsSize;
     c->max_alloc_bytes = m3.maxMemoryAllocationSize;
