@@ -1,0 +1,368 @@
+/*
+ * bench_rpc.c — Evaluate latency and throughput against the transport
+ * floor, on the same server.
+ *
+ * The floor is bayesguard.v1.Bench/Ping with delay_ms = 0: registered,
+ * decoded and answered on the completion-queue thread like Evaluate, but
+ * with no policy lookup and no engine work — the cost of an empty unary RPC
+ * through this server. For each method and each concurrency (default 1, 8,
+ * 64 callers) the client keeps that many calls outstanding on one async
+ * completion queue for --seconds after a warm-up, records every latency,
+ * and prints p50 / p99 / p99.9 and calls per second side by side, then the
+ * Evaluate/Ping p50 ratio.
+ *
+ * The daemon is started by the bench (--daemon/--policies/--plugins, on
+ * 127.0.0.1:0 with --cq-threads) or an existing one is used (--addr).
+ * Client and server share the machine: on 2 cores the client's thread
+ * competes with the server's, as a sidecar's agent would.
+ *
+ * Threads: one client thread drives everything.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "bayesguard/v1/bench.pb-c.h"
+#include "bayesguard/v1/guard.pb-c.h"
+#include "common/bg_time.h"
+#include "rpc/rpc_wire.h"
+
+#define MAX_CALLERS 1024
+
+typedef struct slot {
+    grpc_call *call;
+    grpc_byte_buffer *send, *recv;
+    grpc_metadata_array md_init, md_trail;
+    grpc_status_code status;
+    grpc_slice details;
+    uint64_t t0;
+} slot;
+
+typedef struct run {
+    grpc_channel *ch;
+    grpc_completion_queue *cq;
+    void *method;          /* registered call handle */
+    grpc_slice req;        /* serialized request */
+    slot slots[MAX_CALLERS];
+    uint64_t *lat;         /* ns */
+    size_t n_lat, cap_lat;
+    uint64_t errors;
+    int recording;
+} run;
+
+static int start_call(run *r, slot *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->call = grpc_channel_create_registered_call(r->ch, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq,
+                                                  r->method, gpr_inf_future(GPR_CLOCK_REALTIME),
+                                                  NULL);
+    s->send = grpc_raw_byte_buffer_create(&r->req, 1);
+    grpc_metadata_array_init(&s->md_init);
+    grpc_metadata_array_init(&s->md_trail);
+    s->details = grpc_empty_slice();
+    grpc_op ops[6];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = s->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->md_init;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &s->recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &s->md_trail;
+    ops[5].data.recv_status_on_client.status = &s->status;
+    ops[5].data.recv_status_on_client.status_details = &s->details;
+    s->t0 = bg_now_ns();
+    return grpc_call_start_batch(s->call, ops, 6, s, NULL) == GRPC_CALL_OK ? 0 : -1;
+}
+
+static void end_call(run *r, slot *s, int ok)
+{
+    uint64_t dt = bg_now_ns() - s->t0;
+    if (!ok || s->status != GRPC_STATUS_OK) {
+        if (r->errors++ < 3)
+            fprintf(stderr, "call failed: %s %.*s\n", bg_rpc_code_name(s->status),
+                    (int)GRPC_SLICE_LENGTH(s->details),
+                    (const char *)GRPC_SLICE_START_PTR(s->details));
+    } else if (r->recording) {
+        if (r->n_lat == r->cap_lat) {
+            r->cap_lat = r->cap_lat ? 2 * r->cap_lat : 1 << 16;
+            r->lat = realloc(r->lat, r->cap_lat * sizeof(*r->lat));
+        }
+        r->lat[r->n_lat++] = dt;
+    }
+    grpc_byte_buffer_destroy(s->send);
+    if (s->recv)
+        grpc_byte_buffer_destroy(s->recv);
+    grpc_metadata_array_destroy(&s->md_init);
+    grpc_metadata_array_destroy(&s->md_trail);
+    grpc_slice_unref(s->details);
+    grpc_call_unref(s->call);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const uint64_t *v, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return (double)v[i] / 1000.0;
+}
+
+typedef struct result {
+    double p50, p99, p999, rate;
+    size_t calls;
+    uint64_t errors;
+} result;
+
+/* Keep `callers` calls outstanding: warm-up, then measure for `secs`. */
+static result measure(run *r, unsigned callers, double warm, double secs)
+{
+    result res;
+    memset(&res, 0, sizeof(res));
+    r->n_lat = 0;
+    r->errors = 0;
+    r->recording = 0;
+    for (unsigned i = 0; i < callers; i++)
+        if (start_call(r, &r->slots[i]) != 0)
+            r->errors++;
+    uint64_t t_start = bg_now_ns();
+    uint64_t t_rec = t_start + (uint64_t)(warm * 1e9);
+    uint64_t t_end = t_rec + (uint64_t)(secs * 1e9);
+    unsigned outstanding = callers;
+    int stopping = 0;
+    while (outstanding > 0) {
+        grpc_event ev = grpc_completion_queue_next(
+            r->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN)),
+            NULL);
+        if (ev.type != GRPC_OP_COMPLETE) {
+            fprintf(stderr, "bench: no completion in 30 s\n");
+            exit(1);
+        }
+        slot *s = ev.tag;
+        uint64_t now = bg_now_ns();
+        r->recording = now >= t_rec && s->t0 >= t_rec;
+        end_call(r, s, ev.success);
+        if (now >= t_end)
+            stopping = 1;
+        if (stopping || start_call(r, s) != 0)
+            outstanding--;
+    }
+    uint64_t rec_ns = bg_now_ns() - t_rec;
+    qsort(r->lat, r->n_lat, sizeof(*r->lat), cmp_u64);
+    res.calls = r->n_lat;
+    res.p50 = pct(r->lat, r->n_lat, 0.50);
+    res.p99 = pct(r->lat, r->n_lat, 0.99);
+    res.p999 = pct(r->lat, r->n_lat, 0.999);
+    res.rate = (double)r->n_lat / ((double)rec_ns / 1e9);
+    res.errors = r->errors;
+    return res;
+}
+
+static pid_t spawn_daemon(const char *daemon, const char *policies, const char *plugins,
+                          const char *cq, char *addr, size_t len)
+{
+    char ready[] = "/tmp/bench_rpc_ready_XXXXXX";
+    int fd = mkstemp(ready);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    unlink(ready);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(daemon, daemon, "--listen", "127.0.0.1:0", "--policies", policies, "--plugins",
+              plugins, "--ready-file", ready, "--cq-threads", cq, "--log-level", "warn",
+              (char *)NULL);
+        perror("exec bayesguardd");
+        _exit(127);
+    }
+    for (int i = 0; i < 3000; i++) {
+        FILE *f = fopen(ready, "r");
+        if (f != NULL) {
+            int got = fgets(addr, (int)len, f) != NULL;
+            fclose(f);
+            unlink(ready);
+            if (got) {
+                addr[strcspn(addr, "\n")] = '\0';
+                return pid;
+            }
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return -1;
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    return -1;
+}
+
+static grpc_slice evaluate_request(const char *tool, unsigned n_features)
+{
+    Bayesguard__V1__EvaluateRequest req = BAYESGUARD__V1__EVALUATE_REQUEST__INIT;
+    Bayesguard__V1__Action a = BAYESGUARD__V1__ACTION__INIT;
+    Bayesguard__V1__Context c = BAYESGUARD__V1__CONTEXT__INIT;
+    double f[64];
+    for (unsigned i = 0; i < n_features && i < 64; i++)
+        f[i] = 0.5;
+    a.tool = (char *)tool;
+    a.id = "call_bench";
+    a.arguments_json = "{\"to\":\"ops@example.com\",\"subject\":\"weekly report\"}";
+    a.features = f;
+    a.n_features = n_features < 64 ? n_features : 64;
+    c.session = "bench";
+    c.agent = "bench-agent";
+    req.action = &a;
+    req.context = &c;
+    grpc_byte_buffer *bb = bg_rpc_pack(&req.base);
+    grpc_slice s = bg_rpc_flatten(bb);
+    grpc_byte_buffer_destroy(bb);
+    return s;
+}
+
+static grpc_slice ping_request(void)
+{
+    Bayesguard__V1__PingRequest req = BAYESGUARD__V1__PING_REQUEST__INIT;
+    grpc_byte_buffer *bb = bg_rpc_pack(&req.base);
+    grpc_slice s = bg_rpc_flatten(bb);
+    grpc_byte_buffer_destroy(bb);
+    return s;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_rpc (--addr HOST:PORT | --daemon BIN --policies DIR --plugins DIR\n"
+            "                  [--cq-threads N]) [--tool NAME] [--features N]\n"
+            "                  [--callers 1,8,64] [--seconds S] [--warmup S]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *addr_arg = NULL, *daemon = NULL, *policies = NULL, *plugins = NULL;
+    const char *cq = "2", *tool = "send_email", *callers_arg = "1,8,64";
+    unsigned n_features = 0;
+    double secs = 3.0, warm = 0.5;
+    static const struct option opts[] = {
+        {"addr", required_argument, NULL, 'a'},     {"daemon", required_argument, NULL, 'd'},
+        {"policies", required_argument, NULL, 'p'}, {"plugins", required_argument, NULL, 'P'},
+        {"cq-threads", required_argument, NULL, 'c'}, {"tool", required_argument, NULL, 't'},
+        {"features", required_argument, NULL, 'f'}, {"callers", required_argument, NULL, 'n'},
+        {"seconds", required_argument, NULL, 's'},  {"warmup", required_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'a': addr_arg = optarg; break;
+        case 'd': daemon = optarg; break;
+        case 'p': policies = optarg; break;
+        case 'P': plugins = optarg; break;
+        case 'c': cq = optarg; break;
+        case 't': tool = optarg; break;
+        case 'f': n_features = (unsigned)atoi(optarg); break;
+        case 'n': callers_arg = optarg; break;
+        case 's': secs = atof(optarg); break;
+        case 'w': warm = atof(optarg); break;
+        default: usage(); return 2;
+        }
+    }
+    char addr[256];
+    pid_t pid = 0;
+    if (addr_arg != NULL) {
+        snprintf(addr, sizeof(addr), "%s", addr_arg);
+    } else if (daemon && policies && plugins) {
+        pid = spawn_daemon(daemon, policies, plugins, cq, addr, sizeof(addr));
+        if (pid <= 0) {
+            fprintf(stderr, "bench: could not start %s\n", daemon);
+            return 1;
+        }
+    } else {
+        usage();
+        return 2;
+    }
+    unsigned callers[16];
+    size_t n_callers = 0;
+    char cb[128];
+    snprintf(cb, sizeof(cb), "%s", callers_arg);
+    for (char *t = strtok(cb, ","); t && n_callers < 16; t = strtok(NULL, ",")) {
+        int v = atoi(t);
+        if (v < 1 || v > MAX_CALLERS) {
+            fprintf(stderr, "bench: --callers %s: each in [1, %d]\n", callers_arg, MAX_CALLERS);
+            return 2;
+        }
+        callers[n_callers++] = (unsigned)v;
+    }
+
+    grpc_init();
+    static run r;
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    r.ch = grpc_channel_create(addr, creds, NULL);
+    grpc_channel_credentials_release(creds);
+    r.cq = grpc_completion_queue_create_for_next(NULL);
+    void *m_ping = grpc_channel_register_call(r.ch, "/bayesguard.v1.Bench/Ping", NULL, NULL);
+    void *m_eval = grpc_channel_register_call(r.ch, "/bayesguard.v1.Guard/Evaluate", NULL, NULL);
+    grpc_slice req_ping = ping_request();
+    grpc_slice req_eval = evaluate_request(tool, n_features);
+
+    printf("bench_rpc: server %s%s, tool %s (%u features), %.1f s per row after %.1f s "
+           "warm-up\n",
+           addr, pid ? " (spawned)" : "", tool, n_features, secs, warm);
+    printf("%-9s %7s | %10s %9s %9s %9s | %10s %9s %9s %9s | %6s\n", "", "", "Ping", "", "",
+           "", "Evaluate", "", "", "", "p50");
+    printf("%-9s %7s | %10s %9s %9s %9s | %10s %9s %9s %9s | %6s\n", "callers", "", "calls/s",
+           "p50 us", "p99 us", "p99.9 us", "calls/s", "p50 us", "p99 us", "p99.9 us", "ratio");
+    int rc = 0;
+    for (size_t i = 0; i < n_callers; i++) {
+        r.method = m_ping;
+        r.req = req_ping;
+        result a = measure(&r, callers[i], warm, secs);
+        r.method = m_eval;
+        r.req = req_eval;
+        result b = measure(&r, callers[i], warm, secs);
+        printf("%-9u %7s | %10.0f %9.1f %9.1f %9.1f | %10.0f %9.1f %9.1f %9.1f | %6.2f\n",
+               callers[i], "", a.rate, a.p50, a.p99, a.p999, b.rate, b.p50, b.p99, b.p999,
+               a.p50 > 0 ? b.p50 / a.p50 : 0.0);
+        fflush(stdout);
+        if (a.errors || b.errors) {
+            fprintf(stderr, "bench: %llu Ping and %llu Evaluate calls failed\n",
+                    (unsigned long long)a.errors, (unsigned long long)b.errors);
+            rc = 1;
+        }
+    }
+    grpc_slice_unref(req_ping);
+    grpc_slice_unref(req_eval);
+    grpc_channel_destroy(r.ch);
+    grpc_completion_queue_shutdown(r.cq);
+    while (grpc_completion_queue_next(r.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(r.cq);
+    free(r.lat);
+    grpc_shutdown();
+    if (pid > 0) {
+        int st = 0;
+        kill(pid, SIGTERM);
+        waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "bench: bayesguardd exited with status %d\n", st);
+            rc = 1;
+        }
+    }
+    return rc;
+}
