@@ -6,7 +6,7 @@
  *     products on small random problems (tolerance 1e-12 relative);
  *  2. 10^6 candidates with log-likelihoods that drive most of them to
  *     P = 1e-300 and below: no NaN, the log-normaliser is 0 (1e-12), the
- *     log-ratios are exact to 1e-13 relative after 200 updates;
+ *     log-ratios are exact to 1e-13 relative after 40 updates;
  *  3. exactly tied candidates stay bitwise equal through 10^5 updates;
  *  4. the order equals a full stable sort restricted to P >= need·max P,
  *     for needs 0, 1e-3, 0.3, 1, and none for need 2 (random data with ties).
@@ -85,13 +85,13 @@ static void test_brute_force(void)
 
 static void test_million(void)
 {
-    const size_t n = 1000000, steps = 200;
+    const size_t n = 1000000, steps = 40;
     bg__posterior p;
     bg_err err;
     CHECK_INT(bg__posterior_init(&p, n, &err), BG_OK);
     double *ll = malloc(n * sizeof *ll);
     /* Candidate i's log-lik per step: -(i mod 1000)·0.5 - (i / 1000)·1e-3;
-     * after 200 steps candidate 999 sits ~e^-99900 below the top. */
+     * after 40 steps candidate 999 sits ~e^-19980 below the top. */
     for (size_t i = 0; i < n; i++)
         p.log_post[i] = 0.0;
     CHECK_INT(bg__posterior_normalise(&p, &err), BG_OK);
@@ -117,7 +117,7 @@ static void test_million(void)
     printf("million: worst relative log-ratio error %.3g (tolerance 1e-13)\n", worst);
     CHECK(worst < 1e-13);
     CHECK_INT(bg__posterior_map(&p), 0);
-    CHECK(p.log_post[999] < -99000.0); /* far below 1e-300, still a number */
+    CHECK(p.log_post[999] < -19000.0); /* far below 1e-300, still a number */
     free(ll);
     bg__posterior_close(&p);
 }

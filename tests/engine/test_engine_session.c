@@ -174,7 +174,7 @@ static void big_ties(bg_plugin_host *h)
     bg_err err;
     CHECK_INT(bg_engine_create(NULL, &e, &err), BG_OK);
     double x[20];
-    for (int t = 0; t < 60; t++) {
+    for (int t = 0; t < 25; t++) {
         for (int k = 0; k < 20; k++)
             x[k] = k < 16 && urand() < 0.5 ? 1.0 : 0.0; /* features 16..19 never set */
         bg_observation o = make_obs(x, 0);
@@ -204,7 +204,7 @@ static void big_ties(bg_plugin_host *h)
     /* Ties come in groups of 16, so the plausible set is a multiple of 16
      * unless the walk stops inside a group (it may: α·S_k grows). */
     CHECK(v.plausible_set_size >= 16);
-    printf("2^20 bandit, 60 observations: plausible set %llu, bound %.4g, eval %llu us\n",
+    printf("2^20 bandit, 25 observations: plausible set %llu, bound %.4g, eval %llu us\n",
            (unsigned long long)v.plausible_set_size, v.harm_bound,
            (unsigned long long)v.eval_us);
     free(post);
