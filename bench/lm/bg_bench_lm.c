@@ -5,6 +5,8 @@
  * bench` runs the same code); this program only adds the BLAS hooks, which
  * keeps OpenBLAS out of the daemon. Usage:
  *   bg_bench_lm [--model stories260K.bin] [--threads N] [--quick] [--tmp DIR]
+ * (without --model: $BG_SHARED_DIR/models/stories260K.bin, else the shared/
+ * folder beside the checkout, fixed at configure time).
  * Prints markdown tables to stdout (docs/PERFORMANCE.md has a run).
  */
 #include <cblas.h>
@@ -48,7 +50,8 @@ int main(int argc, char **argv)
     }
     if (!o.model_path) {
         const char *shared = getenv("BG_SHARED_DIR");
-        snprintf(def, sizeof def, "%s/models/stories260K.bin", shared ? shared : "../shared");
+        snprintf(def, sizeof def, "%s/models/stories260K.bin",
+                 shared ? shared : BG_BENCH_SHARED_DIR);
         o.model_path = access(def, R_OK) == 0 ? def : NULL;
     }
     bg_err err;

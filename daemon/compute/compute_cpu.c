@@ -301,19 +301,9 @@ static int cpu_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int 
     return BG_OK;
 }
 
-static void softmax_vec(float *v, int n)
-{
-    float mx = row_max(v, n), sum = 0.0f;
-    for (int i = 0; i < n; i++)
-        sum += (v[i] = expf(v[i] - mx));
-    float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++)
-        v[i] *= inv;
-}
-
 static void softmax_row(const rows_ctx *r, long row)
 {
-    softmax_vec(r->a + row * r->n, r->n);
+    bg__cpu_softmax(r->a + row * r->n, r->n);
 }
 
 static int cpu_softmax(bg_compute *c, bg_tview x, int rows, int n)
@@ -354,12 +344,7 @@ static void att_task(void *v, int t)
         const float *qh = a->q + ((long)tok * a->nh + h) * a->hs;
         long koff = (long)(h / group) * a->hs;
         float *o = a->out + ((long)tok * a->nh + h) * a->hs;
-        for (int p = 0; p <= last; p++)
-            sc[p] = bg__cpu_dot(qh, a->kc + (long)p * kv_dim + koff, a->hs) * scale;
-        softmax_vec(sc, last + 1);
-        memset(o, 0, sizeof(float) * (size_t)a->hs);
-        for (int p = 0; p <= last; p++)
-            bg__cpu_axpy(o, sc[p], a->vc + (long)p * kv_dim + koff, a->hs);
+        bg__cpu_attend(o, qh, a->kc + koff, a->vc + koff, kv_dim, last + 1, a->hs, scale, sc);
     }
     free(sc);
 }

@@ -28,10 +28,15 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks);
  * matvec kernel for M == 1 and a packed, blocked kernel otherwise;
  * AVX2+FMA when the CPU has it (checked once), portable C otherwise. */
 void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K);
-/* Vector helpers with the same run-time SIMD choice: dot product, and
- * y[i] += a * x[i]. Any thread. */
+/* Vector helpers with the same run-time SIMD choice. Any thread.
+ *   dot: sum a[i]*b[i];  softmax: in place over v[0..n)
+ *   attend: one query head over npos cache rows (row p of K at kc + p*stride,
+ *   of V at vc + p*stride): out[hs] = sum_p softmax(scale * q.k_p)_p v_p;
+ *   sc is caller scratch of npos floats. */
 float bg__cpu_dot(const float *a, const float *b, int n);
-void bg__cpu_axpy(float *y, float a, const float *x, int n);
+void bg__cpu_softmax(float *v, int n);
+void bg__cpu_attend(float *out, const float *q, const float *kc, const float *vc, long stride,
+                    int npos, int hs, float scale, float *sc);
 /* 1 when the AVX2+FMA kernels are in use (set BG_CPU_NO_SIMD=1 to force the
  * portable kernels, e.g. to test them). */
 int bg__cpu_has_avx2(void);
