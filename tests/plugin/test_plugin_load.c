@@ -94,6 +94,21 @@ static void test_refusals(void)
     bg_plugin_host_destroy(h);
 }
 
+typedef struct metric_seen {
+    int n;
+    double created, odd;
+} metric_seen;
+
+static void on_metric(void *ctx, const char *name, double value)
+{
+    metric_seen *m = ctx;
+    m->n++;
+    if (strcmp(name, "bayesguard_plugin_fx_est_created") == 0)
+        m->created = value;
+    if (strcmp(name, "bayesguard_plugin_fx_est_odd_name_") == 0)
+        m->odd = value;
+}
+
 static void test_registry(void)
 {
     bg_plugin_host *h = NULL;
@@ -151,7 +166,16 @@ static void test_registry(void)
                   BG_PLUGIN_OK);
         CHECK_NEAR(e->desc->vt.estimator->order_needed(inst), 0.05 * 1e-4, 1e-15);
         e->desc->vt.estimator->destroy(inst);
+        /* A second add to the same counter, with a name to sanitise. */
+        const bg_host *host = bg_plugin_services_host(s);
+        host->metric_add(host->host_ctx, "created", 2);
+        host->metric_add(host->host_ctx, "odd name!", 0.5);
         bg_plugin_services_destroy(s);
+        metric_seen seen = {0};
+        bg_plugin_host_metrics(h, on_metric, &seen);
+        CHECK_INT(seen.n, 2);
+        CHECK_NEAR(seen.created, 3, 0);
+        CHECK_NEAR(seen.odd, 0.5, 0);
     }
     bg_plugin_unref(f);
     bg_plugin_unref(m);
