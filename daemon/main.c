@@ -50,6 +50,7 @@ typedef struct opts {
     long drain_grace_ms;
     long watch_debounce_ms;
     int no_watch;
+    int check;
 } opts;
 
 typedef struct daemon_ctx {
@@ -88,6 +89,8 @@ static void usage(FILE *f)
             "  --watch-debounce-ms N  policy directory watch debounce (default 200)\n"
             "  --no-watch             do not watch the policy directory (SIGHUP/Reload only)\n"
             "  --log-level L          debug | info | warn | error (default info)\n"
+            "  --check                validate --policies with --plugins as a reload would,\n"
+            "                         print every error, exit 0 (valid) or 1 (not); no serving\n"
             "  --version, --help\n"
             "\n"
             "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the policies.\n"
@@ -220,7 +223,8 @@ static int apply_config(opts *o, const opts *flags_set, bg_cfg_doc **doc_out)
 
 enum {
     OPT_LISTEN = 1000, OPT_POLICIES, OPT_PLUGINS, OPT_DATA_DIR, OPT_CONFIG, OPT_READY,
-    OPT_CQ, OPT_MAXMSG, OPT_DRAIN, OPT_GRACE, OPT_DEBOUNCE, OPT_NO_WATCH, OPT_LOG, OPT_VERSION, OPT_HELP
+    OPT_CQ, OPT_MAXMSG, OPT_DRAIN, OPT_GRACE, OPT_DEBOUNCE, OPT_NO_WATCH, OPT_LOG, OPT_VERSION, OPT_HELP,
+    OPT_CHECK
 };
 
 static const struct option long_opts[] = {
@@ -236,6 +240,7 @@ static const struct option long_opts[] = {
     {"drain-grace-ms", required_argument, NULL, OPT_GRACE},
     {"watch-debounce-ms", required_argument, NULL, OPT_DEBOUNCE},
     {"no-watch", no_argument, NULL, OPT_NO_WATCH},
+    {"check", no_argument, NULL, OPT_CHECK},
     {"log-level", required_argument, NULL, OPT_LOG},
     {"version", no_argument, NULL, OPT_VERSION},
     {"help", no_argument, NULL, OPT_HELP},
@@ -262,6 +267,7 @@ static int parse_flags(int argc, char **argv, opts *o)
         case OPT_READY: o->ready_file = optarg; break;
         case OPT_LOG: o->log_level = optarg; break;
         case OPT_NO_WATCH: o->no_watch = 1; break;
+        case OPT_CHECK: o->check = 1; break;
         case OPT_CQ: rc = parse_long("--cq-threads", optarg, 1, 256, &o->cq_threads); break;
         case OPT_MAXMSG:
             rc = parse_long("--max-message-bytes", optarg, 1024, 1L << 30, &o->max_message_bytes);
@@ -419,6 +425,10 @@ int main(int argc, char **argv)
             d.o.policies == NULL ? "--policies" : "--plugins");
         goto out;
     }
+    if (d.o.check) {
+        exit_code = bg_policy_check_dir(d.o.policies, d.o.plugins, stdout);
+        goto out;
+    }
     signal(SIGPIPE, SIG_IGN);
 
     if (bg_plugin_host_create(d.o.plugins, &host, &err) != BG_OK) {
@@ -484,7 +494,7 @@ out:
     bg_loop_destroy(d.loop);
     if (cfg != NULL)
         bg_cfg_doc_destroy(cfg);
-    if (exit_code == 0)
+    if (exit_code == 0 && !d.o.check)
         BG_INFO("main", "bye");
     return exit_code;
 }

@@ -51,6 +51,11 @@ def test_invalid_policies_and_addresses():
                     "  estimator: {plugin: iid}\n  threshold: 7\n")
         r = run("--listen", "127.0.0.1:0", "--policies", bad, "--plugins", bgtest.PLUGIN_DIR)
         assert r.returncode == 2 and "p.yaml:8:" in r.stderr and "threshold" in r.stderr, r
+        # --check validates the same way and serves nothing.
+        r = run("--check", "--policies", bad, "--plugins", bgtest.PLUGIN_DIR)
+        assert r.returncode == 1 and "p.yaml:8:" in r.stdout, r
+        r = run("--check", "--policies", POL, "--plugins", bgtest.PLUGIN_DIR)
+        assert r.returncode == 0 and "rpc-test" in r.stdout, r
         r = run("--listen", "127.0.0.1:0", "--policies", os.path.join(tmp, "nope"),
                 "--plugins", bgtest.PLUGIN_DIR)
         assert r.returncode == 2 and "nope" in r.stderr, r
