@@ -322,6 +322,23 @@ static int lock_state(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
 
 /* ------------------------------------------------------------- evaluate */
 
+/* Readers of a session that has no observation yet share one prior-only
+ * session per policy instead of creating theirs: evaluating with fresh
+ * session ids costs no memory and cannot exhaust max_sessions. The id
+ * starts with a byte no client session id carries. */
+#define PRIOR_SESSION "\x01prior"
+
+static int get_for_reading(bg_engine *e, const bg_guard *g, const char *session,
+                           bg__session **out, bg_err *err)
+{
+    int rc = bg__table_get(e->table, g->name, session, 0, 0, out, NULL);
+    if (rc == BG_ENOTFOUND)
+        rc = bg__table_get(e->table, g->name, PRIOR_SESSION, 1, 1, out, err);
+    else if (rc != BG_OK)
+        rc = bg_err_set(err, rc, "policy %s: session \"%s\": lookup failed", g->name, session);
+    return rc;
+}
+
 static int compute_harm(const bg_guard *g, const bg__session *s, const bg__posterior *p,
                         const bg_action *a, double *harm, bg_err *err)
 {
@@ -403,7 +420,7 @@ int bg_engine_evaluate(bg_engine *e, const bg_guard *g, const char *session,
     if (rc != BG_OK)
         return rc;
     bg__session *s;
-    if ((rc = bg__table_get(e->table, g->name, session, 1, 0, &s, err)) != BG_OK)
+    if ((rc = get_for_reading(e, g, session, &s, err)) != BG_OK)
         return rc;
     bg_verdict v;
     memset(&v, 0, sizeof v);
@@ -546,7 +563,7 @@ int bg_engine_summary(bg_engine *e, const bg_guard *g, const char *session,
     if (rc != BG_OK)
         return rc;
     bg__session *s;
-    if ((rc = bg__table_get(e->table, g->name, session, 1, 0, &s, err)) != BG_OK)
+    if ((rc = get_for_reading(e, g, session, &s, err)) != BG_OK)
         return rc;
     if (n == 0) {
         pthread_rwlock_rdlock(&s->lock);
@@ -574,7 +591,7 @@ int bg_engine_posterior(bg_engine *e, const bg_guard *g, const char *session, do
         return bg_err_set(err, BG_EINVAL, "policy %s: posterior copy of %zu values; the model "
                           "has %zu enumerable hypotheses", g->name, n, count);
     bg__session *s;
-    if ((rc = bg__table_get(e->table, g->name, session, 1, 0, &s, err)) != BG_OK)
+    if ((rc = get_for_reading(e, g, session, &s, err)) != BG_OK)
         return rc;
     bg__pstate *st = NULL;
     rc = lock_state(e, g, s, n, 2.0, &st, err);

@@ -17,7 +17,10 @@
  *                       bound, cautious hypothesis, plausible-set size ->
  *                       decision by threshold / mode / on_error.
  *
- * Sessions are keyed by (guard->name, guard->model_key, session). A reload
+ * Sessions are keyed by (guard->name, guard->model_key, session). Only
+ * observe creates a session: evaluate/summary of a session without
+ * observations read one shared prior-only posterior per policy, so
+ * evaluations with fresh session ids cost no memory. A reload
  * that keeps a policy's model (same model_key) keeps its posteriors; a new
  * model_key starts from the prior and replays the session's stored
  * observations (kept per (guard->name, session)).
@@ -144,7 +147,7 @@ void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out);
 /* Copy the session's posterior P(h|D) for an enumerable model into
  * post[0..n) (n must equal the model's count()), caught up with every
  * stored observation. Used by bench/bandit's agent (its Boltzmann policy
- * needs E[w|D]) and by tests; creates the session at its prior if absent. */
+ * needs E[w|D]) and by tests; the prior for a session never observed. */
 int bg_engine_posterior(bg_engine *e, const bg_guard *g, const char *session, double *post,
                         size_t n, bg_err *err);
 

@@ -317,6 +317,19 @@ static void limits_and_errors(bg_plugin_host *h)
     CHECK(strstr(err.msg, "max_obs_per_session=3") != NULL);
     CHECK_INT(bg_engine_forget(e, "lim", "two"), BG_OK);
     CHECK_INT(bg_engine_observe(e, g, "three", &o, NULL, &err), BG_OK);
+    /* Evaluating sessions that never observed reads the shared prior: no
+     * session per id, so the limit cannot be exhausted by reads. */
+    for (int i = 0; i < 100; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "fresh%d", i);
+        bg_verdict pv;
+        CHECK_INT(bg_engine_evaluate(e, g, id, &o.action, &pv, &err), BG_OK);
+        CHECK_INT(pv.observations, 0);
+        CHECK_INT(pv.plausible_set_size, N); /* uniform prior: every hypothesis */
+    }
+    bg_engine_stats ps;
+    bg_engine_stats_get(e, &ps);
+    CHECK_INT(ps.sessions, 3); /* one, three, and the policy's prior-only session */
 
     /* Bad input. */
     bg_verdict v;

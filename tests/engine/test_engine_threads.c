@@ -84,6 +84,13 @@ int main(void)
     guard = bg_guard_build_guard(gb);
     bg_err err;
     CHECK_INT(bg_engine_create(NULL, &eng, &err), BG_OK);
+    /* The shared session is read before it has data: that read uses the
+     * policy's prior-only session (created here, deterministically). */
+    bg_verdict v0;
+    double x0[D];
+    bg_observation o0 = obs_for(0, 0, x0);
+    CHECK_INT(bg_engine_evaluate(eng, guard, "shared", &o0.action, &v0, &err), BG_OK);
+    CHECK_INT(v0.observations, 0);
     pthread_t th[T];
     for (int t = 0; t < T; t++)
         pthread_create(&th[t], NULL, run, (void *)(intptr_t)t);
@@ -92,9 +99,9 @@ int main(void)
     CHECK_INT(bad_reads, 0);
     bg_engine_stats st;
     bg_engine_stats_get(eng, &st);
-    CHECK_INT(st.sessions, T + 1);
+    CHECK_INT(st.sessions, T + 2); /* private ones, shared, the prior-only one */
     CHECK_INT(st.observations, T * PRIV + SHARED);
-    CHECK_INT(st.evaluations, 2 * T * PRIV);
+    CHECK_INT(st.evaluations, 2 * T * PRIV + 1);
     /* Same posterior as a single-threaded replay, bitwise. */
     bg_engine *ref;
     CHECK_INT(bg_engine_create(NULL, &ref, &err), BG_OK);
