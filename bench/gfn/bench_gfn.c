@@ -41,7 +41,7 @@
 #define N_CHECK 24
 
 static const char *out_dir = "bench-gfn-out";
-static int quick;
+static int quick, use_plugin;
 static uint64_t seed = 1;
 
 static double now_s(void)
@@ -69,6 +69,18 @@ static FILE *open_out(const char *name)
         exit(1);
     }
     return f;
+}
+
+/* The fixed data set for d bits; its reward through the bandit plugin when
+ * that loaded at start-up. Detach with bench_plugin_detach. */
+static void env_setup(bench_env *e, uint32_t d)
+{
+    bench_env_init(e, d, N_ARMS, N_OBS, seed);
+    char why[512];
+    if (use_plugin && bench_plugin_attach(e, why, sizeof why) != 0) {
+        fprintf(stderr, "bench_gfn: d=%u: %s\n", d, why);
+        exit(1);
+    }
 }
 
 /* The exact posterior p over all 2^d ids. */
@@ -206,7 +218,7 @@ static void print_evals_to(const char *name, const uint64_t *evals, const double
 static bg_gfn *convergence(uint32_t d, uint64_t budget)
 {
     bench_env e;
-    bench_env_init(&e, d, N_ARMS, N_OBS, seed);
+    env_setup(&e, d);
     double *p = exact_posterior(&e);
     curve tb, sub;
     bg_gfn *g_tb = train_curve(&e, p, BG_GFN_LOSS_TB, budget, &tb);
@@ -274,6 +286,7 @@ static bg_gfn *convergence(uint32_t d, uint64_t budget)
         fprintf(f, "%llu %.6f\n", (unsigned long long)at[i], mh_tv[i]);
     fclose(f);
     free(p);
+    bench_plugin_detach(&e);
     return g_sub;
 }
 
@@ -451,7 +464,7 @@ static size_t mh_candidates(bench_env *e, uint64_t evals, uint64_t *cand, double
 static void oracle_section(uint32_t d, const bg_gfn *g, uint64_t train_evals)
 {
     bench_env e;
-    bench_env_init(&e, d, N_ARMS, N_OBS, seed);
+    env_setup(&e, d);
     oracle_ref *ref = calloc(1, sizeof *ref);
     oracle_exact(&e, ref);
     uint64_t *cand = malloc(K_SAMPLES * sizeof *cand);
@@ -490,6 +503,7 @@ static void oracle_section(uint32_t d, const bg_gfn *g, uint64_t train_evals)
     free(ref->all_ids);
     free(ref);
     free(cand);
+    bench_plugin_detach(&e);
 }
 
 /* ---- 3. spaces too large to enumerate -------------------------------- */
@@ -508,7 +522,8 @@ static void large_eval(bench_env *e, const uint64_t *x, const uint64_t *cand, si
     double *lr = malloc(n * sizeof *lr);
     uint32_t *order = malloc(2 * n * sizeof *order);
     bench_log_reward(e, cand, n, lr);
-    double lr_star = bench_log_r_local(e, e->w_star);
+    double lr_star;
+    bench_log_reward(e, &e->w_star, 1, &lr_star); /* same source as the candidates' */
     st->n_cand = n;
     st->best_logr = -INFINITY;
     for (size_t i = 0; i < n; i++)
@@ -535,7 +550,7 @@ static void large_eval(bench_env *e, const uint64_t *x, const uint64_t *cand, si
 static void large_section(uint32_t d, uint64_t budget)
 {
     bench_env e;
-    bench_env_init(&e, d, N_ARMS, N_OBS, seed);
+    env_setup(&e, d);
     uint64_t x[N_CONTEXTS];
     contexts(&e, x);
     uint64_t *cand = malloc(K_SAMPLES * sizeof *cand);
@@ -586,6 +601,7 @@ static void large_section(uint32_t d, uint64_t budget)
         bg_gfn_destroy(g);
     }
     free(cand);
+    bench_plugin_detach(&e);
 }
 
 /* ---- plots and main --------------------------------------------------- */
@@ -639,6 +655,7 @@ int main(int argc, char **argv)
     bench_env_init(&probe, 10, N_ARMS, N_OBS, seed);
     char why[512] = "";
     int plugin = bench_plugin_attach(&probe, why, sizeof why) == 0;
+    use_plugin = plugin;
     printf("# GFlowNet quality benchmark (seed %llu%s)\n\nReward: %s\n",
            (unsigned long long)seed, quick ? ", --quick" : "",
            plugin ? "the bandit plugin bg_bandit.so through the plugin host (checked equal to "

@@ -23,6 +23,25 @@
         }                                                                                        \
     } while (0)
 
+/* A new sampler from c, or exit with the engine's message. */
+static inline bg_gfn *gfn_new(const bg_gfn_config *c)
+{
+    bg_gfn *g;
+    char err[256];
+    CHECK(bg_gfn_create(c, &g, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+    return g;
+}
+
+/* The defaults for d bits with a given hidden width and seed. */
+static inline bg_gfn_config small_config(uint32_t d, uint32_t hidden, uint64_t seed)
+{
+    bg_gfn_config c;
+    bg_gfn_config_default(&c, d);
+    c.hidden = hidden;
+    c.seed = seed;
+    return c;
+}
+
 /* log R(h) = table[h] over all 2^d ids. */
 typedef struct table_reward {
     const double *log_r;
@@ -36,6 +55,14 @@ static inline int table_reward_fn(void *ctx, const uint64_t *h, size_t n, double
         out[i] = t->log_r[h[i]];
     t->calls += n;
     return BG_PLUGIN_OK;
+}
+
+/* Train g for steps on a table reward, or exit with the engine's message. */
+static inline void train_on(bg_gfn *g, table_reward *tr, uint32_t steps)
+{
+    char err[256];
+    CHECK(bg_gfn_train(g, table_reward_fn, tr, steps, err, sizeof err) == BG_PLUGIN_OK, "%s",
+          err);
 }
 
 /* Normalise log-weights over n entries into probabilities. */

@@ -29,9 +29,7 @@ static void check_loss(bg_gfn_loss loss, double lambda, uint32_t min_len, uint32
     c.max_len = max_len;
     c.init_logz = 0.3;
     c.seed = 11 + (uint64_t)loss;
-    bg_gfn *g;
-    char err[256];
-    CHECK(bg_gfn_create(&c, &g, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+    bg_gfn *g = gfn_new(&c);
     /* Larger weights than the init, so the policy is far from uniform. */
     bg_rng rng;
     bg_gfn_rng_seed(&rng, 99);

@@ -24,23 +24,16 @@ static char dir[] = "/tmp/bg_gfn_io_XXXXXX";
 
 static bg_gfn *make(uint32_t d, uint64_t seed)
 {
-    bg_gfn_config c;
-    bg_gfn_config_default(&c, d);
-    c.hidden = 24;
-    c.seed = seed;
+    bg_gfn_config c = small_config(d, 24, seed);
     c.epsilon = 0.05;
-    bg_gfn *g;
-    char err[256];
-    CHECK(bg_gfn_create(&c, &g, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+    bg_gfn *g = gfn_new(&c);
     return g;
 }
 
 static void train(bg_gfn *g, uint32_t steps)
 {
     table_reward tr = {log_r, 0};
-    char err[256];
-    CHECK(bg_gfn_train(g, table_reward_fn, &tr, steps, err, sizeof err) == BG_PLUGIN_OK, "%s",
-          err);
+    train_on(g, &tr, steps);
 }
 
 static void same_samples(const bg_gfn *a, const bg_gfn *b)

@@ -138,9 +138,7 @@ static void test_network_matches_own_target(bg_gfn_loss loss)
     c.seed = 3;
     const double log_z = 2.5;
     c.init_logz = log_z;
-    bg_gfn *g;
-    char err[256];
-    CHECK(bg_gfn_create(&c, &g, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+    bg_gfn *g = gfn_new(&c);
     bg_rng rng;
     bg_gfn_rng_seed(&rng, 4);
     for (size_t i = 0; i + 1 < g->n_params; i++)

@@ -38,23 +38,17 @@ static void test_reaches_tv(bg_gfn_loss loss, uint32_t max_steps)
 {
     double log_r[N_H];
     make_target(log_r, 2024);
-    bg_gfn_config c;
-    bg_gfn_config_default(&c, D);
+    bg_gfn_config c = small_config(D, 64, 7);
     c.loss = loss;
-    c.hidden = 64;
-    c.seed = 7;
     c.lr = 3e-3; /* decayed linearly: damps the gradient noise at the end */
     c.lr_end = 1e-4;
     c.lr_horizon = 1500;
-    bg_gfn *g;
-    char err[256];
-    CHECK(bg_gfn_create(&c, &g, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+    bg_gfn *g = gfn_new(&c);
     table_reward tr = {log_r, 0};
     double tv = exact_tv(g, log_r), tv0 = tv;
     uint32_t steps = 0;
     while (tv >= 0.05 && steps < max_steps) {
-        CHECK(bg_gfn_train(g, table_reward_fn, &tr, 25, err, sizeof err) == BG_PLUGIN_OK, "%s",
-              err);
+        train_on(g, &tr, 25);
         steps += 25;
         tv = exact_tv(g, log_r);
     }
@@ -73,17 +67,11 @@ static void test_reaches_tv(bg_gfn_loss loss, uint32_t max_steps)
 
 static bg_gfn *trained(uint64_t seed, const double *log_r, uint32_t steps)
 {
-    bg_gfn_config c;
-    bg_gfn_config_default(&c, D);
-    c.hidden = 32;
-    c.seed = seed;
+    bg_gfn_config c = small_config(D, 32, seed);
     c.epsilon = 0.05;
-    bg_gfn *g;
-    char err[256];
-    CHECK(bg_gfn_create(&c, &g, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+    bg_gfn *g = gfn_new(&c);
     table_reward tr = {log_r, 0};
-    CHECK(bg_gfn_train(g, table_reward_fn, &tr, steps, err, sizeof err) == BG_PLUGIN_OK, "%s",
-          err);
+    train_on(g, &tr, steps);
     return g;
 }
 
@@ -113,9 +101,7 @@ static void test_masks_and_exactness(void)
 {
     double log_r[N_H];
     make_target(log_r, 3);
-    bg_gfn_config c;
-    bg_gfn_config_default(&c, D);
-    c.hidden = 32;
+    bg_gfn_config c = small_config(D, 32, 9);
     c.min_len = 2;
     c.max_len = 4;
     c.epsilon = 0.1;
@@ -124,13 +110,9 @@ static void test_masks_and_exactness(void)
     c.reward_temp_start = 2.0;
     c.reward_temp_end = 1.0;
     c.reward_temp_horizon = 100;
-    c.seed = 9;
-    bg_gfn *g;
-    char err[256];
-    CHECK(bg_gfn_create(&c, &g, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+    bg_gfn *g = gfn_new(&c);
     table_reward tr = {log_r, 0};
-    CHECK(bg_gfn_train(g, table_reward_fn, &tr, 150, err, sizeof err) == BG_PLUGIN_OK, "%s",
-          err);
+    train_on(g, &tr, 150);
     bg_gfn_stats st;
     bg_gfn_get_stats(g, &st);
     CHECK(st.reward_temp == 1.0, "annealed T_R must end at 1, is %g", st.reward_temp);
