@@ -48,10 +48,14 @@ typedef struct slot {
     uint64_t t0;
 } slot;
 
+#define MAX_CHANNELS 16
+
 typedef struct run {
-    grpc_channel *ch;
+    grpc_channel *chs[MAX_CHANNELS];
+    void *m_ping[MAX_CHANNELS], *m_eval[MAX_CHANNELS];
+    unsigned n_ch;
+    int eval;              /* measuring Evaluate (else Ping) */
     grpc_completion_queue *cq;
-    void *method;          /* registered call handle */
     grpc_slice req;        /* serialized request */
     slot slots[MAX_CALLERS];
     uint64_t *lat;         /* ns */
@@ -60,12 +64,14 @@ typedef struct run {
     int recording;
 } run;
 
+/* Caller k always uses channel k % n_ch (its own connection). */
 static int start_call(run *r, slot *s)
 {
+    unsigned k = (unsigned)(s - r->slots) % r->n_ch;
     memset(s, 0, sizeof(*s));
-    s->call = grpc_channel_create_registered_call(r->ch, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq,
-                                                  r->method, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                  NULL);
+    s->call = grpc_channel_create_registered_call(
+        r->chs[k], NULL, GRPC_PROPAGATE_DEFAULTS, r->cq, r->eval ? r->m_eval[k] : r->m_ping[k],
+        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     s->send = grpc_raw_byte_buffer_create(&r->req, 1);
     grpc_metadata_array_init(&s->md_init);
     grpc_metadata_array_init(&s->md_trail);
@@ -250,13 +256,14 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_rpc (--addr HOST:PORT | --daemon BIN --policies DIR --plugins DIR\n"
             "                  [--cq-threads N]) [--tool NAME] [--features N]\n"
-            "                  [--callers 1,8,64] [--seconds S] [--warmup S]\n");
+            "                  [--callers 1,8,64] [--channels N] [--seconds S] [--warmup S]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *addr_arg = NULL, *daemon = NULL, *policies = NULL, *plugins = NULL;
     const char *cq = "2", *tool = "send_email", *callers_arg = "1,8,64";
+    unsigned n_channels = 1;
     unsigned n_features = 0;
     double secs = 3.0, warm = 0.5;
     static const struct option opts[] = {
@@ -265,6 +272,7 @@ int main(int argc, char **argv)
         {"cq-threads", required_argument, NULL, 'c'}, {"tool", required_argument, NULL, 't'},
         {"features", required_argument, NULL, 'f'}, {"callers", required_argument, NULL, 'n'},
         {"seconds", required_argument, NULL, 's'},  {"warmup", required_argument, NULL, 'w'},
+        {"channels", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -279,6 +287,7 @@ int main(int argc, char **argv)
         case 'n': callers_arg = optarg; break;
         case 's': secs = atof(optarg); break;
         case 'w': warm = atof(optarg); break;
+        case 'C': n_channels = (unsigned)atoi(optarg); break;
         default: usage(); return 2;
         }
     }
@@ -309,30 +318,44 @@ int main(int argc, char **argv)
         callers[n_callers++] = (unsigned)v;
     }
 
+    if (n_channels < 1 || n_channels > MAX_CHANNELS) {
+        fprintf(stderr, "bench: --channels in [1, %d]\n", MAX_CHANNELS);
+        return 2;
+    }
     grpc_init();
     static run r;
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    r.ch = grpc_channel_create(addr, creds, NULL);
+    /* A local subchannel pool gives each channel its own connection. */
+    grpc_arg arg = {.type = GRPC_ARG_INTEGER,
+                    .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
+                    .value.integer = 1};
+    grpc_channel_args cargs = {1, &arg};
+    r.n_ch = n_channels;
+    for (unsigned i = 0; i < n_channels; i++) {
+        r.chs[i] = grpc_channel_create(addr, creds, &cargs);
+        r.m_ping[i] = grpc_channel_register_call(r.chs[i], "/bayesguard.v1.Bench/Ping", NULL,
+                                                 NULL);
+        r.m_eval[i] = grpc_channel_register_call(r.chs[i], "/bayesguard.v1.Guard/Evaluate",
+                                                 NULL, NULL);
+    }
     grpc_channel_credentials_release(creds);
     r.cq = grpc_completion_queue_create_for_next(NULL);
-    void *m_ping = grpc_channel_register_call(r.ch, "/bayesguard.v1.Bench/Ping", NULL, NULL);
-    void *m_eval = grpc_channel_register_call(r.ch, "/bayesguard.v1.Guard/Evaluate", NULL, NULL);
     grpc_slice req_ping = ping_request();
     grpc_slice req_eval = evaluate_request(tool, n_features);
 
-    printf("bench_rpc: server %s%s, tool %s (%u features), %.1f s per row after %.1f s "
-           "warm-up\n",
-           addr, pid ? " (spawned)" : "", tool, n_features, secs, warm);
+    printf("bench_rpc: server %s%s, tool %s (%u features), %u client connection(s), %.1f s "
+           "per row after %.1f s warm-up\n",
+           addr, pid ? " (spawned)" : "", tool, n_features, n_channels, secs, warm);
     printf("%-9s %7s | %10s %9s %9s %9s | %10s %9s %9s %9s | %6s\n", "", "", "Ping", "", "",
            "", "Evaluate", "", "", "", "p50");
     printf("%-9s %7s | %10s %9s %9s %9s | %10s %9s %9s %9s | %6s\n", "callers", "", "calls/s",
            "p50 us", "p99 us", "p99.9 us", "calls/s", "p50 us", "p99 us", "p99.9 us", "ratio");
     int rc = 0;
     for (size_t i = 0; i < n_callers; i++) {
-        r.method = m_ping;
+        r.eval = 0;
         r.req = req_ping;
         result a = measure(&r, callers[i], warm, secs);
-        r.method = m_eval;
+        r.eval = 1;
         r.req = req_eval;
         result b = measure(&r, callers[i], warm, secs);
         printf("%-9u %7s | %10.0f %9.1f %9.1f %9.1f | %10.0f %9.1f %9.1f %9.1f | %6.2f\n",
@@ -347,7 +370,8 @@ int main(int argc, char **argv)
     }
     grpc_slice_unref(req_ping);
     grpc_slice_unref(req_eval);
-    grpc_channel_destroy(r.ch);
+    for (unsigned i = 0; i < n_channels; i++)
+        grpc_channel_destroy(r.chs[i]);
     grpc_completion_queue_shutdown(r.cq);
     while (grpc_completion_queue_next(r.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
            GRPC_QUEUE_SHUTDOWN) {
