@@ -15,7 +15,7 @@
  * vk_device.h), BG_VK_TIMESTAMPS=1 (log a per-op GPU time table at each
  * submit); for tests and tuning: BG_VK_FORCE_STAGING=1 (vk_mem.h),
  * BG_VK_MAX_RANGE=<bytes> (lower maxStorageBufferRange, >= 4096),
- * BG_VK_MV_WG, BG_VK_MM_TILE (choose_variants below).
+ * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MM_TILE (choose_variants below).
  *
  * Thread: one caller at a time (compute.h). Ownership: see vk_backend.h.
  */
@@ -436,15 +436,24 @@ static void choose_variants(bg_vk_compute *vc)
     vc->wg = 128;
     while (vc->wg > c->max_wg_invocations || vc->wg > c->max_wg_size[0])
         vc->wg /= 2;
-    vc->mv_wg = cpu ? 16 : 128;
-    vc->mm_tx = vc->mm_ty = 16;
-    vc->mm_bk = 16;
-    /* tuning knobs for new devices (bench/vulkan): BG_VK_MV_WG=<power of 2>,
-     * BG_VK_MM_TILE=TXxTYxBK (4TY x 4TX output tile per workgroup) */
+    /* matvec: GPUs split a row over up to 128 lanes (coalesced reads);
+     * lavapipe pays per workgroup and per barrier, so one row per lane */
+    vc->mv_wg = cpu ? 64 : 128;
+    vc->mv_lanes = cpu ? 1 : 128;
+    /* tuning knobs for new devices (bench/vulkan): BG_VK_MV_WG and
+     * BG_VK_MV_LANES (powers of 2), BG_VK_MM_TILE=TXxTYxBK (4TY x 4TX tile) */
     const char *mv = getenv("BG_VK_MV_WG");
     unsigned v = mv ? (unsigned)atoi(mv) : 0;
     if (v >= 2 && v <= c->max_wg_invocations && (v & (v - 1)) == 0)
         vc->mv_wg = v;
+    const char *ml = getenv("BG_VK_MV_LANES");
+    v = ml ? (unsigned)atoi(ml) : 0;
+    if (v >= 1 && (v & (v - 1)) == 0)
+        vc->mv_lanes = v;
+    if (vc->mv_lanes > vc->mv_wg)
+        vc->mv_lanes = vc->mv_wg;
+    vc->mm_tx = vc->mm_ty = 16;
+    vc->mm_bk = 16;
     const char *t = getenv("BG_VK_MM_TILE");
     unsigned tx, ty, bk;
     if (t && sscanf(t, "%ux%ux%u", &tx, &ty, &bk) == 3 && tx && ty && bk &&

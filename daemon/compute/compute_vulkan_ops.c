@@ -57,8 +57,8 @@ static int matmul_part(bg_vk_compute *vc, bg_tview out, bg_tview x, bg_tview w, 
     if (M == 1) { /* one token: memory-bound matvec */
         /* vec4 loads when K and both views' offsets are multiples of 4 */
         uint32_t vec4 = K % 4 == 0 && x.off % 4 == 0 && w.off % 4 == 0;
-        /* lanes per row: the most (up to the workgroup) that still read >= 2 each */
-        uint32_t kv = vec4 ? (uint32_t)K / 4 : (uint32_t)K, lpr = vc->mv_wg;
+        /* lanes per row: the most (up to mv_lanes) that still read >= 2 each */
+        uint32_t kv = vec4 ? (uint32_t)K / 4 : (uint32_t)K, lpr = vc->mv_lanes;
         while (lpr > 4 && lpr * 2 > kv)
             lpr /= 2;
         uint32_t spec[3] = {vc->mv_wg, vc->mv_wg / lpr, vec4};

@@ -57,7 +57,8 @@ typedef struct bg_vk_compute {
     int ndispatch, nbarrier;
     /* kernel variants chosen from the capabilities */
     uint32_t wg;             /* reductions and elementwise */
-    uint32_t mv_wg;          /* matvec: invocations per output row */
+    uint32_t mv_wg;          /* matvec: invocations per workgroup */
+    uint32_t mv_lanes;       /* matvec: at most this many invocations per row */
     uint32_t mm_tx, mm_ty, mm_bk;
     /* rope frequency tables, one per head size, made on first use */
     struct {
