@@ -101,6 +101,18 @@ static void check_exe(const char *exe, const char *model)
         NT_CHECK(vals[i] == want[i], "generate id %d: %g vs %d", i, vals[i], (int)want[i]);
     printf("generate: %s", g_out);
 
+    /* sampling: a seed reproduces the ids; top-p and temperature accepted */
+    snprintf(args, sizeof args,
+             "lm generate --model '%s' --steps 12 --temperature 0.9 --top-p 0.9 --seed 5", model);
+    rc = run(exe, args);
+    char first[512];
+    snprintf(first, sizeof first, "%s", g_out);
+    int rc2 = run(exe, args);
+    NT_CHECK(rc == 0 && rc2 == 0 && parse_line(first, vals, 600, 0) == 12 &&
+                 strcmp(first, g_out) == 0,
+             "seeded generate: rc %d/%d, '%s' vs '%s'", rc, rc2, first, g_out);
+    printf("seeded sampling (seed 5, T 0.9, top-p 0.9): %s", first);
+
     /* logits: V values, %.6f, equal to the in-process forward */
     snprintf(args, sizeof args, "lm logits --model '%s' --tokens \"1 5,7\" --backend cpu", model);
     rc = run(exe, args);
