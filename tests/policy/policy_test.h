@@ -110,6 +110,15 @@ static inline void pt_rmtree(const char *dir)
     rmdir(dir);
 }
 
+/* The threshold of the first policy of the store's current set. */
+static inline double pt_threshold(bg_policy_store *st)
+{
+    bg_policy_set *s = bg_policy_store_acquire(st);
+    double t = bg_policy_set_at(s, 0)->guard.threshold;
+    bg_policy_set_unref(s);
+    return t;
+}
+
 /* A policy using the fixture plugins; fill name, tools, extra spec lines. */
 static inline void pt_policy(char *buf, size_t len, const char *name, const char *tools,
                              const char *model_cfg, const char *extra)

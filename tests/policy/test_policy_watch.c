@@ -84,14 +84,6 @@ static void configmap_update(const char *dir, const char *old_ts, const char *ne
     }
 }
 
-static double current_threshold(bg_policy_store *st)
-{
-    bg_policy_set *s = bg_policy_store_acquire(st);
-    double t = bg_policy_set_at(s, 0)->guard.threshold;
-    bg_policy_set_unref(s);
-    return t;
-}
-
 /* A ConfigMap-style dir with one policy, and a watched store on `path`
  * (relative to the dir: "" = the dir, "..data" = the symlink). Returns 0
  * with everything set, or -1 (nothing left to clean but the dir). */
@@ -139,7 +131,7 @@ static void test_configmap_dir(void)
     bg_policy_store *st = fx.st;
     bg_err err;
     CHECK_INT(bg_policy_store_watch(st, &fx.loop, DEBOUNCE_MS, &err), BG_EINVAL);
-    CHECK_NEAR(current_threshold(st), 0.05, 0);
+    CHECK_NEAR(pt_threshold(st), 0.05, 0);
 
     /* A valid update: exactly one reload, then the new threshold serves. */
     char *t = strstr(p, "threshold: 0.05");
@@ -153,7 +145,7 @@ static void test_configmap_dir(void)
     CHECK_INT(ss.reloads_ok, 1);
     CHECK_INT(ss.reloads_failed, 0);
     CHECK_STR(ss.last_trigger, "watch");
-    CHECK_NEAR(current_threshold(st), 0.07, 0);
+    CHECK_NEAR(pt_threshold(st), 0.07, 0);
 
     /* A broken update: one refused reload, 0.07 keeps serving. */
     memcpy(t, "threshold: 7.00", 15);
@@ -164,7 +156,7 @@ static void test_configmap_dir(void)
     CHECK_INT(ss.reloads_failed, 1);
     CHECK(strstr(ss.last_errors, "payments.yaml:8:14: key 'spec.threshold': 7 is out of range") !=
           NULL);
-    CHECK_NEAR(current_threshold(st), 0.07, 0);
+    CHECK_NEAR(pt_threshold(st), 0.07, 0);
 
     /* Destroy while watched (as bayesguardd's shutdown does): it unwatches
      * itself; the loop then closes the handles and frees the watch. */
@@ -195,7 +187,7 @@ static void test_symlinked_path(void)
         bg_policy_store_status(st, &ss);
         CHECK_INT(ss.reloads_ok, i + 1);
         CHECK_INT(ss.reloads_failed, 0);
-        CHECK_NEAR(current_threshold(st), i ? 0.08 : 0.06, 0);
+        CHECK_NEAR(pt_threshold(st), i ? 0.08 : 0.06, 0);
     }
     bg_policy_store_unwatch(st);
     uv_run(&fx.loop, UV_RUN_DEFAULT);
