@@ -31,7 +31,14 @@ prepare() {
     cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_C_FLAGS=-Wno-error=format-truncation >/dev/null
     cmake --build "$b" -j2 --target test_vk_ops test_vk_runtime test_vk_model bench_vulkan
-    mkdir -p "$dir/models"
+    mkdir -p "$dir/models" "$dir/lib"
+    # tokens/s on the GPU through the transformer (nn's bench; needs OpenBLAS,
+    # carried with its runtime libraries since the device image lacks them)
+    if cmake --build "$b" -j2 --target bg_bench_lm >/dev/null 2>&1; then
+        cp "$b/bench/lm/bg_bench_lm" "$dir/"
+        ldd "$b/bench/lm/bg_bench_lm" | awk '/openblas|gfortran|quadmath|gomp/ {print $3}' |
+            while read -r l; do cp -L "$l" "$dir/lib/"; done
+    fi
     mkdir -p .git/info
     grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
     cp "$b/tests/vulkan/test_vk_ops" "$b/tests/vulkan/test_vk_runtime" \
@@ -114,6 +121,11 @@ run_device() {
     esac
     echo "== bench_vulkan on $name (peak $peak GB/s)"
     timeout 240 "$dir/bench_vulkan" --big --peak-gbs "$peak" | tee "$out/bench_vulkan.md" || rc=1
+    if [ -x "$dir/bg_bench_lm" ]; then
+        echo "== bg_bench_lm (tokens/s: plain forward, CPU backend, Vulkan on the GPU)"
+        LD_LIBRARY_PATH="$root/$dir/lib" timeout 300 "$dir/bg_bench_lm" --quick \
+            --model "$dir/models/stories260K.bin" --tmp /tmp | tee "$out/bench_lm.md" || rc=1
+    fi
     echo "== bench_vulkan matvec workgroup sweep (BG_VK_MV_WG)"
     local wg
     for wg in 64 256; do
