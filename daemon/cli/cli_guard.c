@@ -262,35 +262,57 @@ static void fill_action(common *c, Bayesguard__V1__Action *a, Bayesguard__V1__Co
         ctx->trace_id = (char *)c->trace;
 }
 
-int bg_cli_eval_main(int argc, char **argv)
-{
+/* What eval and observe share: flags, client, the action and context. */
+typedef struct action_cmd {
     common c;
-    bg_client *cl = NULL;
-    int rc = parse(argc, argv, F_BASE | F_ACTION, &c);
-    if (rc >= 0 || (rc = open_client(&c, argv[0], &cl)) >= 0) {
-        free_attrs(&c);
-        return rc;
-    }
-    Bayesguard__V1__EvaluateRequest req = BAYESGUARD__V1__EVALUATE_REQUEST__INIT;
+    bg_client *cl;
     Bayesguard__V1__Action a;
     Bayesguard__V1__Context ctx;
-    fill_action(&c, &a, &ctx);
-    req.action = &a;
-    req.context = &ctx;
-    if (c.policy)
-        req.policy = (char *)c.policy;
-    Bayesguard__V1__Verdict *v = NULL;
     bg_rpc_result st;
     bg_err err;
-    memset(&st, 0, sizeof(st));
-    bg_err_clear(&err);
-    if (bg_client_evaluate(cl, &req, &v, &st, &err) != BG_OK) {
-        rc = rpc_error(argv[0], &st, &err);
+} action_cmd;
+
+/* Returns -1 to go on (then action_end must run), or an exit code. */
+static int action_begin(int argc, char **argv, unsigned mask, action_cmd *x)
+{
+    x->cl = NULL;
+    memset(&x->st, 0, sizeof(x->st));
+    bg_err_clear(&x->err);
+    int rc = parse(argc, argv, mask, &x->c);
+    if (rc >= 0 || (rc = open_client(&x->c, argv[0], &x->cl)) >= 0) {
+        free_attrs(&x->c);
+        return rc;
+    }
+    fill_action(&x->c, &x->a, &x->ctx);
+    return -1;
+}
+
+static void action_end(action_cmd *x, void *reply)
+{
+    bg_client_free(reply);
+    bg_client_destroy(x->cl);
+    free_attrs(&x->c);
+}
+
+int bg_cli_eval_main(int argc, char **argv)
+{
+    static action_cmd x;
+    int rc = action_begin(argc, argv, F_BASE | F_ACTION, &x);
+    if (rc >= 0)
+        return rc;
+    Bayesguard__V1__EvaluateRequest req = BAYESGUARD__V1__EVALUATE_REQUEST__INIT;
+    req.action = &x.a;
+    req.context = &x.ctx;
+    if (x.c.policy)
+        req.policy = (char *)x.c.policy;
+    Bayesguard__V1__Verdict *v = NULL;
+    if (bg_client_evaluate(x.cl, &req, &v, &x.st, &x.err) != BG_OK) {
+        rc = rpc_error(argv[0], &x.st, &x.err);
     } else {
         const ProtobufCEnumValue *dv =
             protobuf_c_enum_descriptor_get_value(&bayesguard__v1__decision__descriptor,
                                                  (int)v->decision);
-        if (c.json) {
+        if (x.c.json) {
             bg_cli_json_print(stdout, &v->base);
         } else {
             printf("%s%s  harm_bound=%.6g threshold=%.6g policy=%s revision=%.12s\n",
@@ -311,45 +333,33 @@ int bg_cli_eval_main(int argc, char **argv)
         }
         rc = v->decision == BAYESGUARD__V1__DECISION__ALLOW ? BG_CLI_EXIT_OK : BG_CLI_EXIT_NO;
     }
-    bg_client_free(v);
-    bg_client_destroy(cl);
-    free_attrs(&c);
+    action_end(&x, v);
     return rc;
 }
 
 int bg_cli_observe_main(int argc, char **argv)
 {
-    common c;
-    bg_client *cl = NULL;
-    int rc = parse(argc, argv, F_BASE | F_ACTION | F_OBSERVE, &c);
-    if (rc >= 0 || (rc = open_client(&c, argv[0], &cl)) >= 0) {
-        free_attrs(&c);
+    static action_cmd x;
+    int rc = action_begin(argc, argv, F_BASE | F_ACTION | F_OBSERVE, &x);
+    if (rc >= 0)
         return rc;
-    }
     Bayesguard__V1__ObserveRequest req = BAYESGUARD__V1__OBSERVE_REQUEST__INIT;
-    Bayesguard__V1__Action a;
-    Bayesguard__V1__Context ctx;
-    fill_action(&c, &a, &ctx);
-    req.action = &a;
-    req.context = &ctx;
-    if (c.policy)
-        req.policy = (char *)c.policy;
-    req.harmed = c.harmed;
-    if (c.has_value) {
+    req.action = &x.a;
+    req.context = &x.ctx;
+    if (x.c.policy)
+        req.policy = (char *)x.c.policy;
+    req.harmed = x.c.harmed;
+    if (x.c.has_value) {
         req.measured_case = BAYESGUARD__V1__OBSERVE_REQUEST__MEASURED_VALUE;
-        req.value = c.value;
+        req.value = x.c.value;
     }
-    if (c.decision_id)
-        req.id = (char *)c.decision_id;
+    if (x.c.decision_id)
+        req.id = (char *)x.c.decision_id;
     Bayesguard__V1__ObserveResponse *r = NULL;
-    bg_rpc_result st;
-    bg_err err;
-    memset(&st, 0, sizeof(st));
-    bg_err_clear(&err);
-    if (bg_client_observe(cl, &req, &r, &st, &err) != BG_OK) {
-        rc = rpc_error(argv[0], &st, &err);
+    if (bg_client_observe(x.cl, &req, &r, &x.st, &x.err) != BG_OK) {
+        rc = rpc_error(argv[0], &x.st, &x.err);
     } else {
-        if (c.json) {
+        if (x.c.json) {
             bg_cli_json_print(stdout, &r->base);
         } else {
             printf("stored: policy=%s session='%s' observations=%llu revision=%.12s\n",
@@ -363,9 +373,7 @@ int bg_cli_observe_main(int argc, char **argv)
         }
         rc = BG_CLI_EXIT_OK;
     }
-    bg_client_free(r);
-    bg_client_destroy(cl);
-    free_attrs(&c);
+    action_end(&x, r);
     return rc;
 }
 

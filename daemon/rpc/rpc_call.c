@@ -118,6 +118,17 @@ void *bg__rpc_call_decode(bg__rpc_call *c, const ProtobufCMessageDescriptor *des
     return bg_rpc_unpack(desc, c->payload, &c->alloc);
 }
 
+void *bg__rpc_call_decode_or_fail(bg__rpc_call *c, const ProtobufCMessageDescriptor *desc)
+{
+    void *m = bg__rpc_call_decode(c, desc);
+    if (m == NULL)
+        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                          "the request is not a valid %s (protobuf decoding failed): send a "
+                          "serialized %s",
+                          desc->name, desc->name);
+    return m;
+}
+
 static void on_request(bg__rpc_tag *t, int ok);
 static void on_send(bg__rpc_tag *t, int ok);
 static void on_recv(bg__rpc_tag *t, int ok);
@@ -274,23 +285,33 @@ static void on_recv(bg__rpc_tag *t, int ok)
         bg__svc_observe_stream_recv(c, ok);
 }
 
+/* Initial metadata (first time only) and msg (when not NULL) into ops;
+ * returns how many ops were written. */
+static size_t send_ops(bg__rpc_call *c, grpc_op *ops, const ProtobufCMessage *msg)
+{
+    size_t n = 0;
+    if (!c->init_md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->init_md_sent = 1;
+    }
+    if (msg != NULL) {
+        if (c->resp != NULL)
+            grpc_byte_buffer_destroy(c->resp);
+        c->resp = bg_rpc_pack(msg);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->resp;
+    }
+    return n;
+}
+
 static void finish(bg__rpc_call *c, const ProtobufCMessage *msg, grpc_status_code code)
 {
     BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_ACTIVE) | BG_CALL_BIT(BG_CALL_DEFERRED) |
                           BG_CALL_BIT(BG_CALL_STREAMING));
     atomic_store(&c->state, BG_CALL_FINISHING);
     grpc_op ops[4];
-    size_t n = 0;
     memset(ops, 0, sizeof(ops));
-    if (!c->init_md_sent) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        c->init_md_sent = 1;
-    }
-    if (msg != NULL) {
-        c->resp = bg_rpc_pack(msg);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = c->resp;
-    }
+    size_t n = send_ops(c, ops, msg);
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
     ops[n++].data.send_status_from_server.status_details =
@@ -332,17 +353,8 @@ void bg__rpc_call_fail(bg__rpc_call *c, grpc_status_code code, const char *fmt, 
 int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int final)
 {
     grpc_op ops[3];
-    size_t n = 0;
     memset(ops, 0, sizeof(ops));
-    if (!c->init_md_sent) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        c->init_md_sent = 1;
-    }
-    if (c->resp != NULL)
-        grpc_byte_buffer_destroy(c->resp);
-    c->resp = bg_rpc_pack(msg);
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = c->resp;
+    size_t n = send_ops(c, ops, msg);
     if (final) {
         atomic_store(&c->state, BG_CALL_FINISHING);
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;

@@ -179,6 +179,9 @@ void *bg__rpc_call_alloc(bg__rpc_call *c, size_t n);
 char *bg__rpc_call_strdup(bg__rpc_call *c, const char *s);
 /* Decode c->payload as desc using the call's arena; NULL when malformed. */
 void *bg__rpc_call_decode(bg__rpc_call *c, const ProtobufCMessageDescriptor *desc);
+/* The same, but a malformed request is answered INVALID_ARGUMENT naming
+ * the expected message type (then NULL is returned and c is finished). */
+void *bg__rpc_call_decode_or_fail(bg__rpc_call *c, const ProtobufCMessageDescriptor *desc);
 
 /* Finish a unary call with msg (status OK) or with an error status whose
  * message says what to fix. Both take the holder's reference. */

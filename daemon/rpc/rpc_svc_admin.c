@@ -86,12 +86,8 @@ static void add_plugin(Bayesguard__V1__PluginInfo **v, size_t *n, size_t cap,
 void bg__svc_status(bg__rpc_call *c)
 {
     bg_rpc_server *s = c->srv;
-    if (bg__rpc_call_decode(c, &bayesguard__v1__status_request__descriptor) == NULL) {
-        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "the request is not a valid bayesguard.v1.StatusRequest: send an "
-                          "empty StatusRequest");
+    if (bg__rpc_call_decode_or_fail(c, &bayesguard__v1__status_request__descriptor) == NULL)
         return;
-    }
     bg_policy_status *ps = bg__rpc_call_alloc(c, sizeof(*ps));
     if (ps == NULL) {
         bg__rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -202,12 +198,8 @@ static void reload_done(void *arg)
 
 void bg__svc_reload(bg__rpc_call *c)
 {
-    if (bg__rpc_call_decode(c, &bayesguard__v1__reload_request__descriptor) == NULL) {
-        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "the request is not a valid bayesguard.v1.ReloadRequest: send an "
-                          "empty ReloadRequest");
+    if (bg__rpc_call_decode_or_fail(c, &bayesguard__v1__reload_request__descriptor) == NULL)
         return;
-    }
     reload_job *j = calloc(1, sizeof(*j));
     if (j == NULL) {
         bg__rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");

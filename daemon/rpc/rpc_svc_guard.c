@@ -161,13 +161,9 @@ static Bayesguard__V1__Decision wire_decision(bg_decision d)
 void bg__svc_evaluate(bg__rpc_call *c)
 {
     Bayesguard__V1__EvaluateRequest *req =
-        bg__rpc_call_decode(c, &bayesguard__v1__evaluate_request__descriptor);
-    if (req == NULL) {
-        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "the request is not a valid bayesguard.v1.EvaluateRequest (protobuf "
-                          "decoding failed): send a serialized EvaluateRequest");
+        bg__rpc_call_decode_or_fail(c, &bayesguard__v1__evaluate_request__descriptor);
+    if (req == NULL)
         return;
-    }
     char msg[1536];
     resolved r;
     grpc_status_code code = resolve(c, req->action, req->context, req->policy,
@@ -312,13 +308,9 @@ static void reply_observe(bg__rpc_call *c, const Bayesguard__V1__ObserveResponse
 void bg__svc_observe(bg__rpc_call *c)
 {
     Bayesguard__V1__ObserveRequest *req =
-        bg__rpc_call_decode(c, &bayesguard__v1__observe_request__descriptor);
-    if (req == NULL) {
-        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "the request is not a valid bayesguard.v1.ObserveRequest (protobuf "
-                          "decoding failed): send a serialized ObserveRequest");
+        bg__rpc_call_decode_or_fail(c, &bayesguard__v1__observe_request__descriptor);
+    if (req == NULL)
         return;
-    }
     char msg[1536];
     grpc_status_code code = observe_one(c, req, "ObserveRequest", reply_observe, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK)

@@ -41,12 +41,7 @@ static Grpc__Health__V1__HealthCheckResponse__ServingStatus status_of(bg_rpc_ser
 
 static Grpc__Health__V1__HealthCheckRequest *decode_health(bg__rpc_call *c)
 {
-    Grpc__Health__V1__HealthCheckRequest *req =
-        bg__rpc_call_decode(c, &grpc__health__v1__health_check_request__descriptor);
-    if (req == NULL)
-        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "the request is not a valid grpc.health.v1.HealthCheckRequest");
-    return req;
+    return bg__rpc_call_decode_or_fail(c, &grpc__health__v1__health_check_request__descriptor);
 }
 
 void bg__svc_health_check(bg__rpc_call *c)
@@ -224,12 +219,9 @@ void bg__svc_ping_flush(bg_rpc_server *s)
 void bg__svc_ping(bg__rpc_call *c)
 {
     Bayesguard__V1__PingRequest *req =
-        bg__rpc_call_decode(c, &bayesguard__v1__ping_request__descriptor);
-    if (req == NULL) {
-        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "the request is not a valid bayesguard.v1.PingRequest");
+        bg__rpc_call_decode_or_fail(c, &bayesguard__v1__ping_request__descriptor);
+    if (req == NULL)
         return;
-    }
     c->user = req;
     if (req->delay_ms == 0) {
         ping_reply(c);

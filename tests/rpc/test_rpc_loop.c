@@ -14,18 +14,12 @@
 #include <unistd.h>
 
 #include "common/bg_time.h"
+#include "rpc_test.h"
 #include "loop/loop.h"
 
 #define THREADS 4
 #define PER_THREAD 5000
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
 
 static pthread_t loop_thread;
 static bg_loop *L;

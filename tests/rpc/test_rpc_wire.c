@@ -14,14 +14,8 @@
 #include "bayesguard/v1/guard.pb-c.h"
 #include "cli/cli_json.h"
 #include "rpc/rpc_wire.h"
+#include "rpc_test.h"
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
 
 static void test_codes(void)
 {
