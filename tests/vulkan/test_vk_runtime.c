@@ -21,7 +21,8 @@
  *               chain still passes.
  *   unavail     no loader, no driver, a device index that does not exist,
  *               and lavapipe without the CPU-device permission: each a clear
- *               BG_EUNAVAIL / BG_EINVAL, never a crash.
+ *               BG_EUNAVAIL / BG_EINVAL, never a crash; `auto` then picks the
+ *               CPU backend.
  *
  * Tolerance of the chain: |vk - ref| <= 1e-4 + 1e-4*|ref| (sums in another
  * order through ~10 ops; kernels alone are within 1e-5, see test_vk_ops).
@@ -393,6 +394,15 @@ static int test_unavail(void)
     expect_create("no driver", BG_EUNAVAIL, "no Vulkan driver", 1);
     setenv("VK_DRIVER_FILES", VT_LVP_ICD, 1);
     expect_create("lavapipe only, CPU devices not allowed", BG_EUNAVAIL, "BG_VK_ALLOW_CPU=1", 0);
+    /* auto on a host whose only Vulkan device is a CPU: the CPU backend */
+    VT_CHECK(bg_compute_create(&(bg_compute_opts){.kind = BG_BACKEND_AUTO, .threads = 1,
+                                                  .device_index = -1},
+                               &c, &err) == BG_OK);
+    if (c) {
+        printf("  auto with lavapipe only: %s\n", bg_compute_describe(c));
+        VT_CHECK(bg_compute_kind(c) == BG_BACKEND_CPU);
+        bg_compute_destroy(c);
+    }
     setenv("BG_VK_DEVICE", "7", 1);
     expect_create("BG_VK_DEVICE=7", BG_EINVAL, "does not exist", 1);
     setenv("BG_VK_DEVICE", "0", 1); /* an explicit index is a request: allowed */
