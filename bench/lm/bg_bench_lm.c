@@ -20,8 +20,7 @@
 /* out[M,N] = x[M,K] · w[N,K]^T */
 static void blas_sgemm(float *out, const float *x, const float *w, int M, int N, int K)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, out,
-                N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, out, N);
 }
 
 static void blas_threads(int n)

@@ -41,14 +41,13 @@ typedef struct lm_args {
 
 static int usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bayesguard lm SUBCOMMAND [flags]\n"
-            "  generate --model M [--tokens \"1\"] [--steps N] [--temperature T] [--top-p P]\n"
-            "           [--seed S] [--backend cpu|vulkan|auto] [--threads N]\n"
-            "  logits   --model M --tokens \"ids\" [--backend B] [--threads N]\n"
-            "  score    --model M --prefix \"ids\" --continuation \"ids\" [--continuation ...]\n"
-            "           [--backend B] [--threads N]\n"
-            "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n");
+    fprintf(f, "usage: bayesguard lm SUBCOMMAND [flags]\n"
+               "  generate --model M [--tokens \"1\"] [--steps N] [--temperature T] [--top-p P]\n"
+               "           [--seed S] [--backend cpu|vulkan|auto] [--threads N]\n"
+               "  logits   --model M --tokens \"ids\" [--backend B] [--threads N]\n"
+               "  score    --model M --prefix \"ids\" --continuation \"ids\" [--continuation ...]\n"
+               "           [--backend B] [--threads N]\n"
+               "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -305,8 +304,10 @@ static int cmd_score(const lm_args *a, bg_nn_model *m)
     int seq = bg_nn_model_config(m)->seq_len;
     for (int i = 0; i < a->n_conts && rc == 0; i++)
         if (np + lens[i] > seq) {
-            fprintf(stderr, "bayesguard lm score: prefix + continuation %d is %d tokens; the "
-                            "context is %d\n", i + 1, np + lens[i], seq);
+            fprintf(stderr,
+                    "bayesguard lm score: prefix + continuation %d is %d tokens; the "
+                    "context is %d\n",
+                    i + 1, np + lens[i], seq);
             rc = 2;
         }
     double out[MAX_CONTS];

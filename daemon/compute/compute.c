@@ -120,8 +120,10 @@ static int host_io_check(bg_compute *c, bg_cbuf *b, const void *p, const char *w
     if (!c || !b || !p)
         return bg_err_set(err, BG_EINVAL, "%s: NULL argument", what);
     if (c->recording)
-        return bg_err_set(err, BG_EINVAL, "%s: called between begin and submit; host access is "
-                                          "only valid outside a recording", what);
+        return bg_err_set(err, BG_EINVAL,
+                          "%s: called between begin and submit; host access is "
+                          "only valid outside a recording",
+                          what);
     return BG_OK;
 }
 
@@ -238,13 +240,12 @@ static int heads_ok(int nh, int nkv, int hs)
     return nh > 0 && nkv > 0 && hs > 0 && nkv <= nh && nh % nkv == 0;
 }
 
-void bg_op_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int n_heads,
-                int n_kv_heads, int head_size)
+void bg_op_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int n_heads, int n_kv_heads,
+                int head_size)
 {
     bg_tview vs[] = {q, k};
     if (admit(c, "rope", vs, NV(vs),
-              T > 0 && pos0 >= 0 && heads_ok(n_heads, n_kv_heads, head_size) &&
-                  head_size % 2 == 0,
+              T > 0 && pos0 >= 0 && heads_ok(n_heads, n_kv_heads, head_size) && head_size % 2 == 0,
               "need T > 0, pos0 >= 0, even head_size, n_kv_heads dividing n_heads"))
         after(c, "rope", c->vt->rope(c, q, k, T, pos0, n_heads, n_kv_heads, head_size));
 }
@@ -264,8 +265,9 @@ void bg_op_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kcache, b
               T > 0 && pos0 >= 0 && heads_ok(n_heads, n_kv_heads, head_size) && seq_len > 0 &&
                   pos0 <= seq_len - T,
               "need T > 0, 0 <= pos0, pos0 + T <= seq_len, n_kv_heads dividing n_heads"))
-        after(c, "attention", c->vt->attention(c, out, q, kcache, vcache, T, pos0, n_heads,
-                                               n_kv_heads, head_size, seq_len));
+        after(c, "attention",
+              c->vt->attention(c, out, q, kcache, vcache, T, pos0, n_heads, n_kv_heads, head_size,
+                               seq_len));
 }
 
 void bg_op_swiglu(bg_compute *c, bg_tview h, bg_tview g, int n)
@@ -301,6 +303,5 @@ void bg_op_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, bg_tv
 {
     bg_tview vs[] = {out, logits, targets};
     if (admit(c, "logsoftmax_gather", vs, NV(vs), T > 0 && V > 0, "T and V must be positive"))
-        after(c, "logsoftmax_gather",
-              c->vt->logsoftmax_gather(c, out, logits, targets, T, V));
+        after(c, "logsoftmax_gather", c->vt->logsoftmax_gather(c, out, logits, targets, T, V));
 }

@@ -252,8 +252,7 @@ static void rmsnorm_row(const rows_ctx *r, long row)
         o[i] = r->w[i] * (s * x[i]);
 }
 
-static int cpu_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int T, int n,
-                       float eps)
+static int cpu_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int T, int n, float eps)
 {
     rows_ctx r = {.row = rmsnorm_row, .rows = T, .n = n, .eps = eps};
     r.a = span(c, "rmsnorm", "out", out, (size_t)T * n);
@@ -289,8 +288,7 @@ static void rope_row(const rows_ctx *r, long row)
     }
 }
 
-static int cpu_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int nh, int nkv,
-                    int hs)
+static int cpu_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int nh, int nkv, int hs)
 {
     rows_ctx r = {.row = rope_row, .rows = T, .pos0 = pos0, .nh = nh, .nkv = nkv, .hs = hs};
     r.a = span(c, "rope", "q", q, (size_t)T * nh * hs);

@@ -117,21 +117,21 @@ __attribute__((target("avx2,fma"))) static inline float dot_avx2(const float *a,
 /* One row at a time: a single sequential stream through w, which the
  * hardware prefetcher follows best (measured on the 15M classifier:
  * interleaving four rows reached about 60% of the single-stream rate). */
-__attribute__((target("avx2,fma"))) static void matvec_rows_avx2(float *out, const float *x,
-                                                                  const float *w, int n0, int n1,
-                                                                  int K)
+__attribute__((target("avx2,fma"))) static void
+matvec_rows_avx2(float *out, const float *x, const float *w, int n0, int n1, int K)
 {
     for (int n = n0; n < n1; n++)
         out[n] = dot_avx2(w + (long)n * K, x, K);
 }
 
-__attribute__((target("avx2,fma"))) static inline void axpy_avx2(float *y, float a,
-                                                                const float *x, int n)
+__attribute__((target("avx2,fma"))) static inline void axpy_avx2(float *y, float a, const float *x,
+                                                                 int n)
 {
     __m256 av = _mm256_set1_ps(a);
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i,
+                         _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; i++)
         y[i] += a * x[i];
 }
@@ -167,9 +167,9 @@ float bg__cpu_dot(const float *a, const float *b, int n)
 /* The attention of one query head, with the SIMD choice made once. */
 #ifdef BG_X86
 __attribute__((target("avx2,fma"))) static void attend_avx2(float *out, const float *q,
-                                                             const float *kc, const float *vc,
-                                                             long stride, int npos, int hs,
-                                                             float scale, float *sc)
+                                                            const float *kc, const float *vc,
+                                                            long stride, int npos, int hs,
+                                                            float scale, float *sc)
 {
     for (int p = 0; p < npos; p++)
         sc[p] = dot_avx2(q, kc + p * stride, hs) * scale;
@@ -292,7 +292,7 @@ static void kern_c(const float *a, const float *b, int kc, float *c)
  * The loops over the MR rows are unrolled so the 12 accumulators stay in
  * registers. */
 __attribute__((target("avx2,fma"))) static void kern_avx2(const float *a, const float *b, int kc,
-                                                           float *out, long ldc, int first)
+                                                          float *out, long ldc, int first)
 {
     __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6

@@ -151,8 +151,7 @@ void bg_ref_embed(float *out, const float *table, const int32_t *tokens, int T, 
         bg_ref_copy(out + (long)t * dim, table + (long)tokens[t] * dim, dim);
 }
 
-void bg_ref_logsoftmax_gather(float *out, const float *logits, const int32_t *targets, int T,
-                              int V)
+void bg_ref_logsoftmax_gather(float *out, const float *logits, const int32_t *targets, int T, int V)
 {
     for (int t = 0; t < T; t++) {
         const float *l = logits + (long)t * V;

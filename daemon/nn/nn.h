@@ -34,7 +34,7 @@ typedef struct bg_nn_config {
     int n_heads;
     int n_kv_heads; /* <= n_heads, divides it (grouped-query attention) */
     int vocab_size;
-    int seq_len;    /* KV cache length: positions 0..seq_len-1 */
+    int seq_len;           /* KV cache length: positions 0..seq_len-1 */
     int shared_classifier; /* 1: logits use the token embedding (header vocab > 0) */
 } bg_nn_config;
 
@@ -139,19 +139,19 @@ typedef struct bg_nn_sampler {
     float topp;        /* (0, 1]; 1 = sample from the whole distribution */
     uint64_t rng;      /* xorshift state */
     int vocab;
-    void *scratch;     /* private: candidates for top-p */
+    void *scratch; /* private: candidates for top-p */
 } bg_nn_sampler;
 
-int bg_nn_sampler_init(bg_nn_sampler *s, int vocab, float temperature, float topp,
-                       uint64_t seed, bg_err *err);
+int bg_nn_sampler_init(bg_nn_sampler *s, int vocab, float temperature, float topp, uint64_t seed,
+                       bg_err *err);
 void bg_nn_sampler_close(bg_nn_sampler *s);
 /* Picks a token from logits[vocab] (overwritten with probabilities). */
 int bg_nn_sample(bg_nn_sampler *s, float *logits);
 
 /* Runs the prompt (n_prompt >= 1), then samples up to `steps` new tokens
  * into out (capacity steps); stops early at seq_len. *n_out = how many. */
-int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int steps,
-                   bg_nn_sampler *s, int32_t *out, int *n_out, bg_err *err);
+int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int steps, bg_nn_sampler *s,
+                   int32_t *out, int *n_out, bg_err *err);
 
 /* ---- benchmark ------------------------------------------------------------- */
 
@@ -164,11 +164,11 @@ typedef struct bg_nn_bench_blas {
 } bg_nn_bench_blas;
 
 typedef struct bg_nn_bench_opts {
-    const char *model_path;        /* stories260K.bin or NULL to skip it */
-    const char *tmp_dir;           /* where the synthetic 15M checkpoint is written */
-    int threads;                   /* multi-threaded runs; 0 = number of cores */
-    int quick;                     /* fewer repetitions and tokens */
-    const bg_nn_bench_blas *blas;  /* may be NULL */
+    const char *model_path;       /* stories260K.bin or NULL to skip it */
+    const char *tmp_dir;          /* where the synthetic 15M checkpoint is written */
+    int threads;                  /* multi-threaded runs; 0 = number of cores */
+    int quick;                    /* fewer repetitions and tokens */
+    const bg_nn_bench_blas *blas; /* may be NULL */
     FILE *out;
 } bg_nn_bench_opts;
 

@@ -138,12 +138,12 @@ static int matmul_row(const bg_nn_bench_opts *o, int threads, int M, int N, int 
 
 static int bench_matmul(const bg_nn_bench_opts *o, int nthreads, bg_err *err)
 {
-    static const int shapes[][3] = {{512, 512, 512}, {1024, 1024, 1024}, {128, 768, 288},
-                                    {128, 32000, 288}, {1, 768, 288},   {1, 32000, 288}};
+    static const int shapes[][3] = {{512, 512, 512},   {1024, 1024, 1024}, {128, 768, 288},
+                                    {128, 32000, 288}, {1, 768, 288},      {1, 32000, 288}};
     const char *bl = o->blas ? o->blas->name : "BLAS";
     fprintf(o->out, "\n### matmul out[M,N] = x[M,K] w[N,K]^T, GFLOP/s\n\n");
-    fprintf(o->out, "| M x N x K | threads | bayesguard cpu | %s | cpu / %s | max abs diff |\n",
-            bl, bl);
+    fprintf(o->out, "| M x N x K | threads | bayesguard cpu | %s | cpu / %s | max abs diff |\n", bl,
+            bl);
     fprintf(o->out, "|---|---|---|---|---|---|\n");
     int counts[2] = {1, nthreads};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -209,8 +209,8 @@ static int model_row(const bg_nn_bench_opts *o, const bg_nn_ckpt *ck, const bg_c
     return rc;
 }
 
-static int bench_model(const bg_nn_bench_opts *o, const char *label, const char *path,
-                       int nthreads, bg_err *err)
+static int bench_model(const bg_nn_bench_opts *o, const char *label, const char *path, int nthreads,
+                       bg_err *err)
 {
     bg_nn_ckpt ck;
     int rc = bg_nn_ckpt_open(&ck, path, err);
@@ -219,8 +219,8 @@ static int bench_model(const bg_nn_bench_opts *o, const char *label, const char 
     const bg_nn_config *c = &ck.cfg;
     int n = o->quick ? 32 : 128;
     n = n < c->seq_len ? n : c->seq_len;
-    tok_run base = {NULL, NULL, malloc(sizeof(int32_t) * (size_t)n), n, BG_OK,
-                    malloc(sizeof(float) * (size_t)c->vocab_size)};
+    tok_run base = {NULL, NULL,  malloc(sizeof(int32_t) * (size_t)n),
+                    n,    BG_OK, malloc(sizeof(float) * (size_t)c->vocab_size)};
     if (!base.ids || !base.logits)
         rc = bg_err_set(err, BG_ENOMEM, "bench: out of memory");
     for (int i = 0; rc == BG_OK && i < n; i++)
@@ -232,12 +232,14 @@ static int bench_model(const bg_nn_bench_opts *o, const char *label, const char 
         double ref_tps = 1.0 / tr;
         fprintf(o->out,
                 "\n### %s: dim %d, hidden %d, %d layers, %d/%d heads, vocab %d%s; %d positions\n\n",
-                label, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
-                c->vocab_size, c->shared_classifier ? "" : " (separate classifier)", n);
+                label, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
+                c->shared_classifier ? "" : " (separate classifier)", n);
         fprintf(o->out, "| backend | decode tok/s | vs plain | prefill tok/s | vs plain |\n");
         fprintf(o->out, "|---|---|---|---|---|\n");
-        fprintf(o->out, "| plain scalar forward (llama2.c style, 1 thread) | %9.1f | 1.00x | "
-                        "%9.1f | 1.00x |\n", ref_tps, ref_tps);
+        fprintf(o->out,
+                "| plain scalar forward (llama2.c style, 1 thread) | %9.1f | 1.00x | "
+                "%9.1f | 1.00x |\n",
+                ref_tps, ref_tps);
         int counts[2] = {1, nthreads};
         for (int t = 0; rc == BG_OK && t < (nthreads > 1 ? 2 : 1); t++) {
             bg_compute_opts co = {BG_BACKEND_CPU, counts[t], 0, -1};

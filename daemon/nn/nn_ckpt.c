@@ -50,9 +50,12 @@ int bg_nn_config_check(const bg_nn_config *c, const char *name, bg_err *err)
         const char *f;
         long v, max;
     } fields[] = {
-        {"dim", c->dim, MAX_DIM},           {"hidden_dim", c->hidden_dim, MAX_HIDDEN},
-        {"n_layers", c->n_layers, MAX_LAYERS}, {"n_heads", c->n_heads, MAX_DIM},
-        {"n_kv_heads", c->n_kv_heads, MAX_DIM}, {"vocab_size", c->vocab_size, MAX_VOCAB},
+        {"dim", c->dim, MAX_DIM},
+        {"hidden_dim", c->hidden_dim, MAX_HIDDEN},
+        {"n_layers", c->n_layers, MAX_LAYERS},
+        {"n_heads", c->n_heads, MAX_DIM},
+        {"n_kv_heads", c->n_kv_heads, MAX_DIM},
+        {"vocab_size", c->vocab_size, MAX_VOCAB},
         {"seq_len", c->seq_len, MAX_SEQ},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -62,8 +65,8 @@ int bg_nn_config_check(const bg_nn_config *c, const char *name, bg_err *err)
     }
     if (c->dim % c->n_heads != 0)
         return bg_err_set(err, BG_EINVAL,
-                          "checkpoint %s: header field n_heads = %d does not divide dim = %d",
-                          name, c->n_heads, c->dim);
+                          "checkpoint %s: header field n_heads = %d does not divide dim = %d", name,
+                          c->n_heads, c->dim);
     if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
         return bg_err_set(err, BG_EINVAL,
                           "checkpoint %s: header field n_kv_heads = %d; expected a divisor of "
@@ -83,14 +86,14 @@ static uint64_t tensor_floats(const bg_nn_config *c, uint64_t *before_cls)
     uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim, L = (uint64_t)c->n_layers;
     uint64_t kv = (uint64_t)bg_nn_kv_dim(c), V = (uint64_t)c->vocab_size;
     uint64_t hs = (uint64_t)bg_nn_head_size(c);
-    uint64_t n = V * d;                     /* token embedding */
-    n += L * d;                             /* rms_att */
-    n += L * d * d + 2 * L * kv * d;        /* wq, wk, wv */
-    n += L * d * d;                         /* wo */
-    n += L * d;                             /* rms_ffn */
-    n += 3 * L * h * d;                     /* w1, w2, w3 */
-    n += d;                                 /* rms_final */
-    n += (uint64_t)c->seq_len * hs;         /* two RoPE tables of seq_len*hs/2 */
+    uint64_t n = V * d;              /* token embedding */
+    n += L * d;                      /* rms_att */
+    n += L * d * d + 2 * L * kv * d; /* wq, wk, wv */
+    n += L * d * d;                  /* wo */
+    n += L * d;                      /* rms_ffn */
+    n += 3 * L * h * d;              /* w1, w2, w3 */
+    n += d;                          /* rms_final */
+    n += (uint64_t)c->seq_len * hs;  /* two RoPE tables of seq_len*hs/2 */
     *before_cls = n;
     if (!c->shared_classifier)
         n += V * d;
@@ -110,8 +113,8 @@ int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *n
     memset(ck, 0, sizeof *ck);
     if (len < HEADER_BYTES)
         return bg_err_set(err, BG_EINVAL,
-                          "checkpoint %s: file is %zu bytes, shorter than the %d-byte header",
-                          name, len, HEADER_BYTES);
+                          "checkpoint %s: file is %zu bytes, shorter than the %d-byte header", name,
+                          len, HEADER_BYTES);
     int32_t h[7];
     memcpy(h, data, sizeof h);
     bg_nn_config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], 1};
@@ -143,9 +146,17 @@ int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *n
         const float **dst;
         uint64_t n;
     } order[] = {
-        {&w->tok_emb, (uint64_t)c.vocab_size * d}, {&w->rms_att, L * d}, {&w->wq, L * d * d},
-        {&w->wk, L * kv * d}, {&w->wv, L * kv * d}, {&w->wo, L * d * d}, {&w->rms_ffn, L * d},
-        {&w->w1, L * hd * d}, {&w->w2, L * hd * d}, {&w->w3, L * hd * d}, {&w->rms_final, d},
+        {&w->tok_emb, (uint64_t)c.vocab_size * d},
+        {&w->rms_att, L * d},
+        {&w->wq, L * d * d},
+        {&w->wk, L * kv * d},
+        {&w->wv, L * kv * d},
+        {&w->wo, L * d * d},
+        {&w->rms_ffn, L * d},
+        {&w->w1, L * hd * d},
+        {&w->w2, L * hd * d},
+        {&w->w3, L * hd * d},
+        {&w->rms_final, d},
     };
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         *order[i].dst = p;
@@ -176,8 +187,8 @@ int bg_nn_ckpt_open(bg_nn_ckpt *ck, const char *path, bg_err *err)
         if (map == MAP_FAILED) {
             int e = errno;
             close(fd);
-            return bg_err_set(err, BG_EIO, "checkpoint %s: mmap of %zu bytes failed: %s", path,
-                              len, strerror(e));
+            return bg_err_set(err, BG_EIO, "checkpoint %s: mmap of %zu bytes failed: %s", path, len,
+                              strerror(e));
         }
     }
     close(fd);

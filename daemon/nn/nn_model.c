@@ -65,12 +65,12 @@ static int upload_layer(bg_nn_model *m, const bg_nn_weights *w, int l, bg_err *e
         const float *src;
         size_t n;
     } t[] = {
-        {&y->rms_att, w->rms_att + L * d, d}, {&y->wq, w->wq + L * d * d, d * d},
-        {&y->wk, w->wk + L * kv * d, kv * d}, {&y->wv, w->wv + L * kv * d, kv * d},
-        {&y->wo, w->wo + L * d * d, d * d},   {&y->rms_ffn, w->rms_ffn + L * d, d},
-        {&y->w1, w->w1 + L * h * d, h * d},   {&y->w2, w->w2 + L * d * h, d * h},
-        {&y->w3, w->w3 + L * h * d, h * d},
-        {&y->kc, NULL, (size_t)c->seq_len * kv}, {&y->vc, NULL, (size_t)c->seq_len * kv},
+        {&y->rms_att, w->rms_att + L * d, d},    {&y->wq, w->wq + L * d * d, d * d},
+        {&y->wk, w->wk + L * kv * d, kv * d},    {&y->wv, w->wv + L * kv * d, kv * d},
+        {&y->wo, w->wo + L * d * d, d * d},      {&y->rms_ffn, w->rms_ffn + L * d, d},
+        {&y->w1, w->w1 + L * h * d, h * d},      {&y->w2, w->w2 + L * d * h, d * h},
+        {&y->w3, w->w3 + L * h * d, h * d},      {&y->kc, NULL, (size_t)c->seq_len * kv},
+        {&y->vc, NULL, (size_t)c->seq_len * kv},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         int rc = upload(m, t[i].dst, t[i].src, t[i].n, err);
@@ -111,9 +111,16 @@ int bg_nn_model_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts, bg_nn
         bg_cbuf **dst;
         size_t n;
     } act[] = {
-        {&m->x, T * d},  {&m->xb, T * d}, {&m->xb2, T * d}, {&m->q, T * d},
-        {&m->hb, T * (size_t)c->hidden_dim}, {&m->hb2, T * (size_t)c->hidden_dim},
-        {&m->logits, T * V}, {&m->tokens, T}, {&m->targets, T}, {&m->lp, T},
+        {&m->x, T * d},
+        {&m->xb, T * d},
+        {&m->xb2, T * d},
+        {&m->q, T * d},
+        {&m->hb, T * (size_t)c->hidden_dim},
+        {&m->hb2, T * (size_t)c->hidden_dim},
+        {&m->logits, T * V},
+        {&m->tokens, T},
+        {&m->targets, T},
+        {&m->lp, T},
     };
     for (size_t i = 0; i < sizeof act / sizeof act[0] && rc == BG_OK; i++)
         rc = upload(m, act[i].dst, NULL, act[i].n, err);
@@ -127,8 +134,7 @@ fail:
     return rc;
 }
 
-int bg_nn_model_load(const char *path, const bg_compute_opts *copts, bg_nn_model **out,
-                     bg_err *err)
+int bg_nn_model_load(const char *path, const bg_compute_opts *copts, bg_nn_model **out, bg_err *err)
 {
     bg_nn_ckpt ck;
     int rc = bg_nn_ckpt_open(&ck, path, err);
@@ -184,8 +190,8 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
         bg_op_rope(c, q, kpos, T, pos, p->n_heads, p->n_kv_heads, hs);
         bg_compute_barrier(c);
         /* causal attention over cache rows 0..pos+t; grouped K/V heads */
-        bg_op_attention(c, xb, q, at(y->kc, 0), at(y->vc, 0), T, pos, p->n_heads, p->n_kv_heads,
-                        hs, p->seq_len);
+        bg_op_attention(c, xb, q, at(y->kc, 0), at(y->vc, 0), T, pos, p->n_heads, p->n_kv_heads, hs,
+                        p->seq_len);
         bg_compute_barrier(c);
         bg_op_matmul(c, xb2, xb, at(y->wo, 0), T, d, d);
         bg_compute_barrier(c);
@@ -221,8 +227,7 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
     }
 }
 
-static int check_ids(const bg_nn_model *m, const int32_t *ids, int n, const char *what,
-                     bg_err *err)
+static int check_ids(const bg_nn_model *m, const int32_t *ids, int n, const char *what, bg_err *err)
 {
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
@@ -238,8 +243,8 @@ static int run(bg_nn_model *m, const int32_t *tokens, const int32_t *targets, in
 {
     if (T <= 0 || pos < 0 || pos > m->cfg.seq_len - T)
         return bg_err_set(err, BG_EINVAL,
-                          "forward: %d tokens at position %d do not fit the context of %d", T,
-                          pos, m->cfg.seq_len);
+                          "forward: %d tokens at position %d do not fit the context of %d", T, pos,
+                          m->cfg.seq_len);
     int rc = check_ids(m, tokens, T, "forward", err);
     if (rc == BG_OK && targets)
         rc = check_ids(m, targets, T, "forward targets", err);
@@ -259,15 +264,14 @@ static int run(bg_nn_model *m, const int32_t *tokens, const int32_t *targets, in
         if (rc == BG_OK && targets)
             rc = bg_cbuf_read(m->c, m->lp, 0, lp + done, sizeof(float) * (size_t)n, err);
         if (rc == BG_OK && last && logits && !targets)
-            rc = bg_cbuf_read(m->c, m->logits, 0, logits,
-                              sizeof(float) * (size_t)m->cfg.vocab_size, err);
+            rc = bg_cbuf_read(m->c, m->logits, 0, logits, sizeof(float) * (size_t)m->cfg.vocab_size,
+                              err);
         done += n;
     }
     return rc;
 }
 
-int bg_nn_forward(bg_nn_model *m, const int32_t *tokens, int T, int pos, float *logits,
-                  bg_err *err)
+int bg_nn_forward(bg_nn_model *m, const int32_t *tokens, int T, int pos, float *logits, bg_err *err)
 {
     if (!m || !tokens)
         return bg_err_set(err, BG_EINVAL, "forward: NULL argument");

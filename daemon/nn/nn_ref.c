@@ -17,7 +17,7 @@
 struct bg_nn_ref {
     const bg_nn_ckpt *ck;
     float *x, *xb, *xb2, *q, *hb, *hb2, *logits; /* one token */
-    float *kc, *vc;                               /* [layers, seq_len, kv_dim] */
+    float *kc, *vc;                              /* [layers, seq_len, kv_dim] */
 };
 
 int bg_nn_ref_create(const bg_nn_ckpt *ck, bg_nn_ref **out, bg_err *err)

@@ -20,8 +20,8 @@ typedef struct cand {
     int id;
 } cand;
 
-int bg_nn_sampler_init(bg_nn_sampler *s, int vocab, float temperature, float topp,
-                       uint64_t seed, bg_err *err)
+int bg_nn_sampler_init(bg_nn_sampler *s, int vocab, float temperature, float topp, uint64_t seed,
+                       bg_err *err)
 {
     s->scratch = NULL;
     if (vocab <= 0 || !(temperature >= 0.0f) || !(topp > 0.0f && topp <= 1.0f))
@@ -112,8 +112,8 @@ int bg_nn_sample(bg_nn_sampler *s, float *logits)
     return c[last].id;
 }
 
-int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int steps,
-                   bg_nn_sampler *s, int32_t *out, int *n_out, bg_err *err)
+int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int steps, bg_nn_sampler *s,
+                   int32_t *out, int *n_out, bg_err *err)
 {
     const bg_nn_config *c = bg_nn_model_config(m);
     *n_out = 0;

@@ -54,8 +54,8 @@ int bg_nn_synth_write(const char *path, const bg_nn_config *cfg, uint64_t seed, 
     if (!w.f)
         return bg_err_set(err, BG_EIO, "synthetic checkpoint %s: cannot create: %s", path,
                           strerror(errno));
-    int32_t h[7] = {cfg->dim,       cfg->hidden_dim,
-                    cfg->n_layers,  cfg->n_heads,
+    int32_t h[7] = {cfg->dim,        cfg->hidden_dim,
+                    cfg->n_layers,   cfg->n_heads,
                     cfg->n_kv_heads, cfg->shared_classifier ? cfg->vocab_size : -cfg->vocab_size,
                     cfg->seq_len};
     if (fwrite(h, sizeof h, 1, w.f) != 1)
@@ -63,20 +63,20 @@ int bg_nn_synth_write(const char *path, const bg_nn_config *cfg, uint64_t seed, 
     uint64_t d = (uint64_t)cfg->dim, hd = (uint64_t)cfg->hidden_dim, L = (uint64_t)cfg->n_layers;
     uint64_t kv = (uint64_t)bg_nn_kv_dim(cfg), V = (uint64_t)cfg->vocab_size;
     float sd = 1.0f / sqrtf((float)d), sh = 1.0f / sqrtf((float)hd);
-    put(&w, V * d, 0.0f, 0.5f);     /* token embedding */
-    put(&w, L * d, 1.0f, 0.1f);     /* rms_att */
-    put(&w, L * d * d, 0.0f, sd);   /* wq */
-    put(&w, L * kv * d, 0.0f, sd);  /* wk */
-    put(&w, L * kv * d, 0.0f, sd);  /* wv */
-    put(&w, L * d * d, 0.0f, sd);   /* wo */
-    put(&w, L * d, 1.0f, 0.1f);     /* rms_ffn */
-    put(&w, L * hd * d, 0.0f, sd);  /* w1 */
-    put(&w, L * d * hd, 0.0f, sh);  /* w2 */
-    put(&w, L * hd * d, 0.0f, sd);  /* w3 */
-    put(&w, d, 1.0f, 0.1f);         /* rms_final */
+    put(&w, V * d, 0.0f, 0.5f);    /* token embedding */
+    put(&w, L * d, 1.0f, 0.1f);    /* rms_att */
+    put(&w, L * d * d, 0.0f, sd);  /* wq */
+    put(&w, L * kv * d, 0.0f, sd); /* wk */
+    put(&w, L * kv * d, 0.0f, sd); /* wv */
+    put(&w, L * d * d, 0.0f, sd);  /* wo */
+    put(&w, L * d, 1.0f, 0.1f);    /* rms_ffn */
+    put(&w, L * hd * d, 0.0f, sd); /* w1 */
+    put(&w, L * d * hd, 0.0f, sh); /* w2 */
+    put(&w, L * hd * d, 0.0f, sd); /* w3 */
+    put(&w, d, 1.0f, 0.1f);        /* rms_final */
     put(&w, (uint64_t)cfg->seq_len * (uint64_t)bg_nn_head_size(cfg), 0.0f, 0.0f); /* RoPE */
     if (!cfg->shared_classifier)
-        put(&w, V * d, 0.0f, sd);   /* classifier */
+        put(&w, V * d, 0.0f, sd); /* classifier */
     if (fclose(w.f) != 0)
         w.failed = 1;
     if (w.failed)

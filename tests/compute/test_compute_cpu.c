@@ -233,7 +233,8 @@ static void test_attention(bg_compute *c, int T, int pos0, int nh, int nkv, int 
     int kv_dim = nkv * hs, qd = nh * hs;
     size_t qn = (size_t)T * qd, cn = (size_t)seq_len * kv_dim;
     float *q = rand_vec(qn), *kc = rand_vec(cn), *vc = rand_vec(cn);
-    float *q2 = malloc(4 * qn), *kc2 = malloc(4 * cn), *want = malloc(4 * qn), *got = malloc(4 * qn);
+    float *q2 = malloc(4 * qn), *kc2 = malloc(4 * cn), *want = malloc(4 * qn),
+          *got = malloc(4 * qn);
     memcpy(q2, q, 4 * qn);
     memcpy(kc2, kc, 4 * cn);
     bg_ref_rope(q2, kc2 + (size_t)pos0 * kv_dim, T, pos0, nh, nkv, hs);
@@ -366,8 +367,8 @@ static void suite(int threads)
         printf("FAIL kind\n");
         failures++;
     }
-    static const int fixed[][3] = {{1, 1, 1},    {1, 17, 33},  {1, 64, 64},   {1, 300, 288},
-                                   {2, 37, 19},  {3, 5, 7},    {6, 16, 256},  {7, 17, 257},
+    static const int fixed[][3] = {{1, 1, 1},     {1, 17, 33},  {1, 64, 64},    {1, 300, 288},
+                                   {2, 37, 19},   {3, 5, 7},    {6, 16, 256},   {7, 17, 257},
                                    {13, 100, 36}, {64, 64, 64}, {97, 131, 300}, {200, 33, 520}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         test_matmul(c, fixed[i][0], fixed[i][1], fixed[i][2]);

@@ -13,14 +13,14 @@
 
 static int nt_failures;
 
-#define NT_CHECK(cond, ...)                                                                      \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                          \
-            printf(__VA_ARGS__);                                                                 \
-            printf("\n");                                                                        \
-            nt_failures++;                                                                       \
-        }                                                                                        \
+#define NT_CHECK(cond, ...)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+            nt_failures++;                                                                         \
+        }                                                                                          \
     } while (0)
 
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes its files. */

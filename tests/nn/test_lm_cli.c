@@ -168,8 +168,8 @@ static void check_exe(const char *exe, const char *model)
         snprintf(args, sizeof args, errs[i].args, strstr(errs[i].args, "--model") ? model : "");
         rc = run(exe, args);
         NT_CHECK(rc == errs[i].code && strstr(g_errbuf, errs[i].needle),
-                 "'%s': rc %d (want %d), stderr '%s' (want '%s')", args, rc, errs[i].code,
-                 g_errbuf, errs[i].needle);
+                 "'%s': rc %d (want %d), stderr '%s' (want '%s')", args, rc, errs[i].code, g_errbuf,
+                 errs[i].needle);
     }
     /* vulkan: works (a GPU) or fails with exit 1 and a message about Vulkan */
     snprintf(args, sizeof args, "lm logits --model '%s' --tokens 1 --backend vulkan", model);

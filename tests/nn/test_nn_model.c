@@ -106,8 +106,8 @@ static void check_model(const char *path, const char *label, int threads, int n_
             want += lp_ref[np - 1 + t];
         printf("%s: score continuation %d (%d tokens): %.6f, reference %.6f\n", label, i, lens[i],
                got[i], want);
-        NT_CHECK(fabs(got[i] - want) <= 1e-3 * (1 + fabs(want)), "%s: score %d: %f vs %f", label,
-                 i, got[i], want);
+        NT_CHECK(fabs(got[i] - want) <= 1e-3 * (1 + fabs(want)), "%s: score %d: %f vs %f", label, i,
+                 got[i], want);
     }
 
     /* 2. greedy generation vs a greedy reference loop */
@@ -163,7 +163,8 @@ int main(void)
         int steps;
     } synth[] = {
         {"synthetic dim36 h100 6/2 heads shared", {36, 100, 2, 6, 2, 97, 40, 1}, 40},
-        {"synthetic dim36 h100 6/3 heads separate cls, 2 chunks", {36, 100, 2, 6, 3, 53, 140, 0},
+        {"synthetic dim36 h100 6/3 heads separate cls, 2 chunks",
+         {36, 100, 2, 6, 3, 53, 140, 0},
          140},
         {"synthetic dim24 h52 4/4 heads separate cls", {24, 52, 3, 4, 4, 31, 12, 0}, 12},
     };
