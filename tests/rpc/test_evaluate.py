@@ -158,6 +158,46 @@ def test_status_and_reload():
         assert json.loads(c.stdout)["ok"] is True
 
 
+def _fixture_plugin_dir():
+    """A temp plugin dir: the built-in plugins plus tests/rpc's failing model."""
+    import tempfile
+    fixture = os.environ.get("BG_RPC_FIXTURE_PLUGINS",
+                             os.path.join(bgtest.BUILD_DIR, "tests", "rpc", "plugins"))
+    dst = tempfile.mkdtemp(prefix="bgt-plug-")
+    for d in (bgtest.PLUGIN_DIR, fixture):
+        for f in os.listdir(d):
+            if f.endswith(".so"):
+                os.symlink(os.path.join(d, f), os.path.join(dst, f))
+    return dst
+
+
+def test_engine_failure_is_never_a_decision():
+    plugins = _fixture_plugin_dir()
+    try:
+        pol = os.path.join(os.path.dirname(POL), "policies-fail")
+        with Daemon(policies=pol, plugins=plugins) as d:
+            def ev(tool, f):
+                return d.evaluate(guard_pb2.EvaluateRequest(
+                    action=guard_pb2.Action(tool=tool, features=[f])))
+            # Healthy: a real decision.
+            v = ev("fail_deny", 1.0)
+            assert v.decision == guard_pb2.ALLOW and not v.on_error_allowed, v
+            assert v.cautious.label.startswith("fail-fixture-"), v
+            # on_error: deny -> INTERNAL, with what happened and what to do.
+            expect_code(lambda: ev("fail_deny", -1.0), C.INTERNAL,
+                        ["fail-deny", "no decision was made", "on_error"])
+            # on_error: allow -> ALLOW, flagged, with no bound pretending.
+            v = ev("fail_allow", -1.0)
+            assert v.decision == guard_pb2.ALLOW and v.on_error_allowed, v
+            assert not v.HasField("cautious") and v.harm_bound == 0.0, v
+            assert v.bound_kind == guard_pb2.BOUND_KIND_UNSPECIFIED, v
+            assert "on_error: allow" in d.log(), d.log_text_tail()
+            # The daemon keeps serving decisions.
+            assert ev("fail_deny", 1.0).decision == guard_pb2.ALLOW
+    finally:
+        shutil.rmtree(plugins, ignore_errors=True)
+
+
 def _copy_policies():
     import tempfile
     dst = tempfile.mkdtemp(prefix="bgt-pol-")
@@ -220,4 +260,4 @@ def test_cli_matches_python():
 
 if __name__ == "__main__":
     bgtest.main([test_verdict_fields_and_observe, test_observe_stream, test_status_and_reload,
-                 test_cli_matches_python])
+                 test_engine_failure_is_never_a_decision, test_cli_matches_python])
