@@ -78,6 +78,7 @@ def test_sigterm_under_load():
         stop = threading.Event()
         stats = []
         lock = threading.Lock()
+        progress = [0] * 6
 
         def worker(i):
             ch = grpc.insecure_channel(d.addrs[i % 2])
@@ -92,6 +93,7 @@ def test_sigterm_under_load():
                     else:
                         d.ping(delay_ms=20 if i % 3 == 0 else 0, ch=ch, timeout=10)
                     ok += 1
+                    progress[i] = ok
                 except grpc.RpcError as e:
                     if e.code() == C.UNAVAILABLE:
                         # A well-behaved client stops sending to a draining
@@ -109,8 +111,8 @@ def test_sigterm_under_load():
         ts = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
         for t in ts:
             t.start()
-        bgtest.wait_for(lambda: d.call("Status", guard_pb2.StatusRequest()).in_flight >= 2,
-                        20, "load to build up")
+        # Every thread is well into its loop when the signal lands.
+        bgtest.wait_for(lambda: min(progress) >= 50, 60, "50 calls per client thread")
         d.send_signal(signal.SIGTERM)
         rc = d.wait_exit(60)
         d.proc = None
