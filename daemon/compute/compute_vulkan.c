@@ -344,8 +344,8 @@ static void ts_report(bg_vk_compute *vc)
         BG_WARN("vulkan", "timestamps unavailable: %s", bg__vk_result_str(r));
         return;
     }
-    BG_INFO("vulkan", "per-op GPU time, %u dispatches timed, %d barriers, %.1f us in ops:",
-            vc->nq / 2, vc->nbarrier, all);
+    BG_INFO("vulkan", "per-op GPU time, %u of %d dispatches timed, %d barriers, %.1f us in ops:",
+            vc->nq / 2, vc->ndispatch, vc->nbarrier, all);
     BG_INFO("vulkan", "  %-18s %6s %12s %10s %6s", "op", "count", "total us", "mean us", "%");
     for (int k = 0; k < nn; k++)
         BG_INFO("vulkan", "  %-18s %6d %12.1f %10.2f %5.1f%%", names[k], count[k], total_us[k],
