@@ -4,9 +4,9 @@
  *
  * Why a private copy: dlopen() caches by path (and by inode on some libcs),
  * so a .so replaced on disk would come back as the old code. Every load
- * copies the file into a per-process temp dir under a unique name, dlopens
- * the copy and unlinks it at once (the mapping stays); the temp dir is
- * removed by bg_plugin_host_destroy.
+ * copies the file into a fresh private temp dir (mkdtemp, 0700, unique per
+ * load and process), dlopens the copy and removes copy and dir at once
+ * (the mapping stays), so nothing is left in $TMPDIR even after a kill.
  *
  * Lifecycle of one bg_plugin:
  *   load_file  -> refs = 1 (the caller's)          [copy, dlopen, check]
@@ -70,8 +70,7 @@ typedef struct bad_entry {
 struct bg_plugin_host {
     pthread_mutex_t mu;
     char *dir;
-    char *tmpdir;
-    unsigned long seq;
+    char *tmp_base;  /* $TMPDIR or /tmp: where each load's private dir goes */
     reg_entry *reg;
     size_t n_reg;
     bad_entry *bad;
@@ -271,25 +270,45 @@ static int check_desc(const char *path, const bg_plugin_desc *d, bg_err *err)
 
 /* --------------------------------------------------------------- loading */
 
+/* dlopen a private copy of path: a fresh 0700 dir per load (mkdtemp, so
+ * the name is unique and nobody else can swap the file), the copy inside,
+ * dlopen, then unlink and rmdir at once — the mapping stays, and nothing is
+ * left behind even if the process is killed later. */
+static void *open_private_copy(bg_plugin_host *h, const char *path, uint64_t *identity,
+                               bg_err *err)
+{
+    static const char six_x[] = {'X', 'X', 'X', 'X', 'X', 'X', '\0'}; /* mkdtemp template */
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char dir[4096], copy[4400];
+    snprintf(dir, sizeof dir, "%.3000s/bayesguard-plugin-%s", h->tmp_base, six_x);
+    if (!mkdtemp(dir)) {
+        bg_err_set(err, BG_EIO, "%s: cannot create a private dir in %s: %s", path, h->tmp_base,
+                   strerror(errno));
+        return NULL;
+    }
+    snprintf(copy, sizeof copy, "%s/%.255s", dir, base);
+    void *dl = NULL;
+    if (copy_file(path, copy, identity, err) == BG_OK) {
+        dl = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
+        if (!dl) {
+            const char *why = dlerror();
+            bg_err_set(err, BG_EABI, "%s: cannot load plugin: %s", path, why ? why : "?");
+        }
+        unlink(copy);
+    }
+    rmdir(dir);
+    return dl;
+}
+
 static int load_locked(bg_plugin_host *h, const char *path, bg_plugin **out, bg_err *err)
 {
     *out = NULL;
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    char copy[4096];
-    int n = snprintf(copy, sizeof copy, "%s/%lu-%s", h->tmpdir, ++h->seq, base);
-    if (n < 0 || (size_t)n >= sizeof copy)
-        return bg_err_set(err, BG_EINVAL, "%s: path too long", path);
     uint64_t identity = 0;
-    int rc = copy_file(path, copy, &identity, err);
-    if (rc)
-        return rc;
-    void *dl = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
-    unlink(copy);
-    if (!dl) {
-        const char *why = dlerror();
-        return bg_err_set(err, BG_EABI, "%s: cannot load plugin: %s", path, why ? why : "?");
-    }
+    void *dl = open_private_copy(h, path, &identity, err);
+    if (!dl)
+        return err ? err->code : BG_EABI;
+    int rc;
     bg_plugin_entry_fn entry;
     void *sym = dlsym(dl, BG_PLUGIN_ENTRY_SYMBOL);
     memcpy(&entry, &sym, sizeof entry);
@@ -565,16 +584,11 @@ int bg_plugin_host_create(const char *dir, bg_plugin_host **out, bg_err *err)
     pthread_mutex_init(&h->mu, NULL);
     bg__metric_table_init(&h->metrics);
     const char *tmp = getenv("TMPDIR");
-    char tmpl[4096];
-    static const char mkdtemp_suffix[] = {'X', 'X', 'X', 'X', 'X', 'X', '\0'};
-    snprintf(tmpl, sizeof tmpl, "%s/bayesguard-plugins-%s", tmp && *tmp ? tmp : "/tmp",
-             mkdtemp_suffix);
     h->dir = strdup(dir);
-    if (!h->dir || !mkdtemp(tmpl) || !(h->tmpdir = strdup(tmpl))) {
-        int e = errno;
+    h->tmp_base = strdup(tmp && *tmp ? tmp : "/tmp");
+    if (!h->dir || !h->tmp_base) {
         bg_plugin_host_destroy(h);
-        return bg_err_set(err, BG_EIO, "plugin host: cannot create a private dir %s: %s", tmpl,
-                          strerror(e));
+        return bg_err_set(err, BG_ENOMEM, "plugin host: out of memory");
     }
     int rc = bg_plugin_host_rescan(h, err);
     if (rc) {
@@ -595,9 +609,7 @@ void bg_plugin_host_destroy(bg_plugin_host *h)
         bad_remove(h, h->n_bad - 1);
     free(h->reg);
     free(h->bad);
-    if (h->tmpdir)
-        rmdir(h->tmpdir);
-    free(h->tmpdir);
+    free(h->tmp_base);
     free(h->dir);
     free(h->errors);
     bg__metric_table_close(&h->metrics);

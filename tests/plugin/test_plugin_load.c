@@ -7,6 +7,7 @@
  * effect after rescan while the old code stays usable until its last
  * reference drops.
  */
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,6 +301,42 @@ static void test_duplicate_name(void)
     rmdir(dir);
 }
 
+/* The private copies leave nothing behind: $TMPDIR is empty while the
+ * plugins are loaded and mapped. */
+static void test_no_litter(void)
+{
+    char base[64];
+    snprintf(base, sizeof base, "/tmp/bg-test-tmpdir-%s", six_x);
+    CHECK(mkdtemp(base) != NULL);
+    const char *old = getenv("TMPDIR");
+    char saved[1024] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    setenv("TMPDIR", base, 1);
+    bg_plugin_host *h = NULL;
+    bg_err err;
+    CHECK_INT(bg_plugin_host_create(FIX "/good", &h, &err), BG_OK);
+    bg_plugin *m = NULL;
+    if (h)
+        CHECK_INT(bg_plugin_host_find(h, "fx_model", BG_PLUGIN_KIND_HYPOTHESIS, &m, &err), BG_OK);
+    CHECK(m && strcmp(m->desc->name, "fx_model") == 0); /* mapped and usable */
+    DIR *d = opendir(base);
+    int entries = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        entries += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    if (d)
+        closedir(d);
+    CHECK_INT(entries, 0);
+    bg_plugin_unref(m);
+    bg_plugin_host_destroy(h);
+    if (*saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    CHECK_INT(rmdir(base), 0);
+}
+
 static void test_bad_dir(void)
 {
     bg_plugin_host *h = (bg_plugin_host *)1;
@@ -315,6 +352,7 @@ int main(void)
     test_registry();
     test_replace();
     test_duplicate_name();
+    test_no_litter();
     test_bad_dir();
     CHECK_DONE("test_plugin_load");
 }
