@@ -353,6 +353,35 @@ static void test_errors(bg_compute *c)
     bg_cbuf_destroy(c, bi);
 }
 
+/* Many short parallel runs back to back: the pool must hand every run's
+ * tasks out exactly once (a lost or repeated task changes the sum). */
+static void test_pool_stress(bg_compute *c)
+{
+    enum { N = 40000, RUNS = 500 };
+    float *one = malloc(sizeof(float) * N), *got = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++)
+        one[i] = 1.0f;
+    bg_cbuf *bx = up(c, NULL, N), *by = up(c, one, N);
+    start(c);
+    for (int r = 0; r < RUNS; r++) {
+        bg_op_add(c, V(bx), V(by), N);
+        bg_compute_barrier(c);
+    }
+    run(c, "pool stress");
+    down(c, bx, got, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += got[i] != (float)RUNS;
+    if (bad) {
+        printf("FAIL pool stress: %d of %d elements differ from %d\n", bad, N, RUNS);
+        failures++;
+    }
+    bg_cbuf_destroy(c, bx);
+    bg_cbuf_destroy(c, by);
+    free(one);
+    free(got);
+}
+
 static void suite(int threads)
 {
     bg_compute_opts o = {BG_BACKEND_CPU, threads, 0, -1};
@@ -375,6 +404,7 @@ static void suite(int threads)
     for (int i = 0; i < 12; i++)
         test_matmul(c, irand(1, 40), irand(1, 90), irand(1, 300));
     test_matmul(c, 1, 2100, 96); /* matvec large enough to run on the pool */
+    test_matmul(c, 13, 2100, 70); /* N past one 2048-column block of the packed GEMM */
 
     static const int rows[][2] = {{1, 1}, {1, 7}, {3, 36}, {5, 33}, {2, 513}, {40, 1000}};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
@@ -388,6 +418,7 @@ static void suite(int threads)
     test_attention(c, 3, 40, 6, 6, 48, 64);
     test_attention(c, 16, 17, 4, 1, 18, 40);
 
+    test_pool_stress(c);
     test_errors(c);
     bg_compute_destroy(c);
 }
