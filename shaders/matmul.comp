@@ -2,9 +2,10 @@
 /*
  * matmul.comp — out[M,N] = x[M,K] · w[N,K]^T (w in llama2.c [out,in] layout).
  *
- * Shared-memory tiled with a 4x4 register block per invocation. Workgroup
- * TX x TY invocations (spec constants 0 and 1) computes a BM x BN tile with
- * BM = 4*TY, BN = 4*TX, stepping K by BK (spec constant 2). Tiles load with
+ * Shared-memory tiled with an RM x RN register block per invocation (spec
+ * constants 3 and 4, default 4x4). Workgroup TX x TY invocations (spec
+ * constants 0 and 1) computes a BM x BN tile with BM = RM*TY, BN = RN*TX,
+ * stepping K by BK (spec constant 2). Tiles load with
  * bounds checks (zero fill), so any M, N, K is correct, multiples or not.
  * Invocation (tx, ty) owns rows ty + r*TY and columns tx + c*TX of the tile:
  * strided ownership keeps shared reads conflict-free and writes coalesced.
@@ -16,14 +17,14 @@ layout(local_size_x_id = 0, local_size_y_id = 1) in;
 layout(constant_id = 0) const uint TX = 16;
 layout(constant_id = 1) const uint TY = 16;
 layout(constant_id = 2) const uint BK = 16;
+layout(constant_id = 3) const uint RM = 4;
+layout(constant_id = 4) const uint RN = 4;
 #include "bg_common.glsl"
 
 layout(std430, binding = 0) writeonly buffer B0 { float d[]; } o;
 layout(std430, binding = 1) readonly buffer B1 { float d[]; } xs;
 layout(std430, binding = 2) readonly buffer B2 { float d[]; } ws;
 
-const uint RM = 4;
-const uint RN = 4;
 const uint BM = TY * RM;
 const uint BN = TX * RN;
 shared float As[BK * BM];

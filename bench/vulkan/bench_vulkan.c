@@ -4,15 +4,18 @@
  * GB/s (the decode kernel: each weight read once). Not a test; results go to
  * docs/PERFORMANCE.md (## Vulkan) with the command that produced them.
  *
- *   bench_vulkan [--big] [--peak-gbs G] [--threads N] [--reps R]
+ *   bench_vulkan [--big] [--peak-gbs G] [--threads N] [--reps R] [--no-cpu]
+ *                [--matmul-only]
  *
  * Device: the best one (a GPU when present); lavapipe is allowed so the
  * program also runs on a GPU-less host (BG_VK_DEVICE=<i> picks another).
  * --big adds GPU-sized shapes; --peak-gbs prints matvec as % of the card's
- * memory bandwidth. Timing: wall clock around begin..submit (fence wait
+ * memory bandwidth; --no-cpu and --matmul-only make tuning sweeps
+ * (BG_VK_MM_TILE, BG_VK_MV_WG) quick. Timing: wall clock around begin..submit (fence wait
  * included) of R repetitions separated by barriers, best of 3 runs, divided
  * by R; the CPU backend runs the same calls (it computes while recording).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +113,8 @@ static void row_overhead(bg_compute *cpu, bg_compute *vk, const char *name, kind
 static void row_matmul(bg_compute *cpu, bg_compute *vk, shape s, double peak_gbs)
 {
     double flop = 2.0 * s.M * s.N * s.K;
-    double tc = run(cpu, K_MATMUL, s, calibrate(cpu, K_MATMUL, s, 0.05));
+    /* without a CPU backend (--no-cpu, tile sweeps) its columns read "nan" */
+    double tc = cpu ? run(cpu, K_MATMUL, s, calibrate(cpu, K_MATMUL, s, 0.05)) : NAN;
     double tv = run(vk, K_MATMUL, s, calibrate(vk, K_MATMUL, s, 0.05));
     char name[64];
     if (s.M == 1) {
@@ -131,7 +135,7 @@ static void row_matmul(bg_compute *cpu, bg_compute *vk, shape s, double peak_gbs
 
 int main(int argc, char **argv)
 {
-    int big = 0, threads = 0;
+    int big = 0, threads = 0, no_cpu = 0, only_mm = 0;
     double peak = 0.0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--big") == 0)
@@ -142,9 +146,13 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
             g_reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--no-cpu") == 0)
+            no_cpu = 1;
+        else if (strcmp(argv[i], "--matmul-only") == 0)
+            only_mm = 1;
         else {
             fprintf(stderr, "usage: bench_vulkan [--big] [--peak-gbs G] [--threads N] "
-                            "[--reps R]\n");
+                            "[--reps R] [--no-cpu] [--matmul-only]\n");
             return 2;
         }
     }
@@ -164,25 +172,29 @@ int main(int argc, char **argv)
     printf("| %-38s | %10s | %10s | %8s |\n", "workload", "cpu", "vulkan", "ratio");
     printf("|%s|%s|%s|%s|\n", "----------------------------------------", "------------",
            "------------", "----------");
-    printf("| %-38s | %10s | %10s | %8s |\n", "dispatch overhead, us (ratio vk/cpu)", "", "", "");
-    row_overhead(cpu, vk, "empty begin+submit", K_EMPTY, 1);
-    row_overhead(cpu, vk, "1 tiny op per submit", K_TINY, 1);
-    row_overhead(cpu, vk, "per op, 200 tiny ops + barriers", K_TINY, 200);
-    row_overhead(cpu, vk, "per op, 200 tiny ops, no barriers", K_TINY_NOBARRIER, 200);
+    if (!only_mm) {
+        printf("| %-38s | %10s | %10s | %8s |\n", "dispatch overhead, us (ratio vk/cpu)", "",
+               "", "");
+        row_overhead(cpu, vk, "empty begin+submit", K_EMPTY, 1);
+        row_overhead(cpu, vk, "1 tiny op per submit", K_TINY, 1);
+        row_overhead(cpu, vk, "per op, 200 tiny ops + barriers", K_TINY, 200);
+        row_overhead(cpu, vk, "per op, 200 tiny ops, no barriers", K_TINY_NOBARRIER, 200);
+    }
     printf("| %-38s | %10s | %10s | %8s |\n", "throughput (ratio vk/cpu speed)", "", "", "");
+    bg_compute *mcpu = no_cpu ? NULL : cpu;
     static const shape mm[] = {{64, 64, 64},     {128, 128, 128}, {256, 256, 256},
                                {512, 512, 512},  {64, 768, 288},  {17, 173, 97}};
     for (size_t i = 0; i < sizeof(mm) / sizeof(mm[0]); i++)
-        row_matmul(cpu, vk, mm[i], peak);
+        row_matmul(mcpu, vk, mm[i], peak);
     static const shape mmbig[] = {{1024, 1024, 1024}, {2048, 2048, 2048}, {4096, 4096, 4096}};
     for (size_t i = 0; big && i < sizeof(mmbig) / sizeof(mmbig[0]); i++)
-        row_matmul(cpu, vk, mmbig[i], peak);
+        row_matmul(mcpu, vk, mmbig[i], peak);
     static const shape mv[] = {{1, 768, 288}, {1, 32000, 288}, {1, 4096, 4096}};
-    for (size_t i = 0; i < sizeof(mv) / sizeof(mv[0]); i++)
-        row_matmul(cpu, vk, mv[i], peak);
+    for (size_t i = 0; !only_mm && i < sizeof(mv) / sizeof(mv[0]); i++)
+        row_matmul(mcpu, vk, mv[i], peak);
     static const shape mvbig[] = {{1, 16384, 4096}, {1, 32768, 8192}};
-    for (size_t i = 0; big && i < sizeof(mvbig) / sizeof(mvbig[0]); i++)
-        row_matmul(cpu, vk, mvbig[i], peak);
+    for (size_t i = 0; !only_mm && big && i < sizeof(mvbig) / sizeof(mvbig[0]); i++)
+        row_matmul(mcpu, vk, mvbig[i], peak);
     bg_compute_destroy(vk);
     bg_compute_destroy(cpu);
     return 0;

@@ -126,11 +126,19 @@ run_device() {
         LD_LIBRARY_PATH="$root/$dir/lib" timeout 300 "$dir/bg_bench_lm" --quick \
             --model "$dir/models/stories260K.bin" --tmp /tmp | tee "$out/bench_lm.md" || rc=1
     fi
-    echo "== bench_vulkan matvec workgroup sweep (BG_VK_MV_WG)"
+    echo "== bench_vulkan matvec sweep (BG_VK_MV_WG / BG_VK_MV_LANES)"
     local wg
-    for wg in 64 256; do
-        echo "-- BG_VK_MV_WG=$wg"
-        BG_VK_MV_WG=$wg timeout 60 "$dir/bench_vulkan" --big --peak-gbs "$peak" | grep matvec
+    for wg in 64/32 256/64 256/256; do
+        echo "-- BG_VK_MV_WG=${wg%/*} BG_VK_MV_LANES=${wg#*/}"
+        BG_VK_MV_WG=${wg%/*} BG_VK_MV_LANES=${wg#*/} timeout 60 "$dir/bench_vulkan" --big \
+            --no-cpu --peak-gbs "$peak" | grep matvec
+    done
+    echo "== bench_vulkan matmul tile sweep (BG_VK_MM_TILE=TXxTYxBKxRMxRN)"
+    local tile
+    for tile in 16x16x8x8x8 16x16x16x8x8 32x8x16x4x8 16x16x32x4x4; do
+        echo "-- BG_VK_MM_TILE=$tile"
+        BG_VK_MM_TILE=$tile timeout 60 "$dir/bench_vulkan" --big --no-cpu --matmul-only |
+            grep -E "matmul (512|1024|2048|4096)"
     done
     echo "gpu-check: done, rc=$rc"
     return $rc

@@ -441,7 +441,8 @@ static void choose_variants(bg_vk_compute *vc)
     vc->mv_wg = cpu ? 64 : 128;
     vc->mv_lanes = cpu ? 1 : 128;
     /* tuning knobs for new devices (bench/vulkan): BG_VK_MV_WG and
-     * BG_VK_MV_LANES (powers of 2), BG_VK_MM_TILE=TXxTYxBK (4TY x 4TX tile) */
+     * BG_VK_MV_LANES (powers of 2), BG_VK_MM_TILE=TXxTYxBK[xRMxRN] (a tile
+     * of RM*TY x RN*TX outputs, RM x RN per invocation, default 4x4) */
     const char *mv = getenv("BG_VK_MV_WG");
     unsigned v = mv ? (unsigned)atoi(mv) : 0;
     if (v >= 2 && v <= c->max_wg_invocations && (v & (v - 1)) == 0)
@@ -454,13 +455,22 @@ static void choose_variants(bg_vk_compute *vc)
         vc->mv_lanes = vc->mv_wg;
     vc->mm_tx = vc->mm_ty = 16;
     vc->mm_bk = 16;
+    vc->mm_rm = vc->mm_rn = 4;
     const char *t = getenv("BG_VK_MM_TILE");
-    unsigned tx, ty, bk;
-    if (t && sscanf(t, "%ux%ux%u", &tx, &ty, &bk) == 3 && tx && ty && bk &&
-        tx * ty <= c->max_wg_invocations) {
-        vc->mm_tx = tx;
-        vc->mm_ty = ty;
-        vc->mm_bk = bk;
+    unsigned m[5] = {0, 0, 0, 4, 4};
+    int n = t ? sscanf(t, "%ux%ux%ux%ux%u", &m[0], &m[1], &m[2], &m[3], &m[4]) : 0;
+    uint64_t shared = 4ull * m[2] * (m[3] * m[1] + m[4] * m[0]);
+    if ((n == 3 || n == 5) && m[0] && m[1] && m[2] && m[3] && m[4] && m[3] * m[4] <= 64 &&
+        m[0] * m[1] <= c->max_wg_invocations && m[1] <= c->max_wg_size[1] &&
+        shared <= c->shared_mem_bytes) {
+        vc->mm_tx = m[0];
+        vc->mm_ty = m[1];
+        vc->mm_bk = m[2];
+        vc->mm_rm = m[3];
+        vc->mm_rn = m[4];
+    } else if (t) {
+        BG_WARN("vulkan", "BG_VK_MM_TILE=%s ignored: expected TXxTYxBK[xRMxRN] within the "
+                          "device's workgroup and shared-memory limits", t);
     }
     while (vc->mm_tx * vc->mm_ty > c->max_wg_invocations || vc->mm_ty > c->max_wg_size[1])
         vc->mm_ty /= 2;

@@ -70,13 +70,13 @@ static int matmul_part(bg_vk_compute *vc, bg_tview out, bg_tview x, bg_tview w, 
         pc.i[3] = (int32_t)gx;
         return bg__vk_dispatch(vc, "matvec", "matvec", spec, 3, b, 3, &pc, gx, 1, gz);
     }
-    uint32_t spec[3] = {vc->mm_tx, vc->mm_ty, vc->mm_bk};
-    uint32_t bm = 4 * vc->mm_ty, bn = 4 * vc->mm_tx;
+    uint32_t spec[5] = {vc->mm_tx, vc->mm_ty, vc->mm_bk, vc->mm_rm, vc->mm_rn};
+    uint32_t bm = vc->mm_rm * vc->mm_ty, bn = vc->mm_rn * vc->mm_tx;
     uint32_t gy = ceil_div((size_t)M, bm);
     if (gy > vc->dev.caps.max_wg_count[1])
         return bg__vk_fail(vc, BG_ELIMIT, "vulkan op matmul: M=%d needs %u row tiles; at most %u",
                            M, gy, vc->dev.caps.max_wg_count[1]);
-    return bg__vk_dispatch(vc, "matmul", "matmul", spec, 3, b, 3, &pc, ceil_div((size_t)nc, bn),
+    return bg__vk_dispatch(vc, "matmul", "matmul", spec, 5, b, 3, &pc, ceil_div((size_t)nc, bn),
                            gy, 1);
 }
 
@@ -92,7 +92,7 @@ int bg__vk_op_matmul(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int M,
                            "vulkan op matmul: one row of w (K=%d floats) exceeds "
                            "maxStorageBufferRange %llu bytes",
                            K, (unsigned long long)caps->max_storage_range);
-    uint64_t tile = 4ull * vc->mm_tx;
+    uint64_t tile = (uint64_t)vc->mm_rn * vc->mm_tx;
     if (room > tile)
         room -= room % tile;
     int chunk = room < (uint64_t)N ? (int)room : N;

@@ -21,7 +21,7 @@
 #include "compute/vk_device.h"
 
 #define BG_VK_BINDINGS 4
-#define BG_VK_MAX_SPEC 4
+#define BG_VK_MAX_SPEC 8
 #define BG_VK_MAX_PIPES 64
 
 /* Push constants: must match `PC` in shaders/bg_common.glsl word for word. */
