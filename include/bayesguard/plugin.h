@@ -339,6 +339,9 @@ typedef struct bg_plugin_desc {
 
 typedef const bg_plugin_desc *(*bg_plugin_entry_fn)(void);
 
+/* Every plugin defines this (and nothing else needs to be exported). */
+BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void);
+
 /* Fill the frozen head of a descriptor: BG_PLUGIN_DESC_HEAD, .name = ... */
 #define BG_PLUGIN_DESC_HEAD                                                                      \
     .abi_major = BG_PLUGIN_ABI_MAJOR, .abi_minor = BG_PLUGIN_ABI_MINOR,                          \
