@@ -10,7 +10,8 @@
  *   2. tokens/s, decode (one token per forward, positions 0..n-1) and
  *      prefill (T tokens in one forward), on stories260K when found and on a
  *      synthetic model of the 15M shape, against the plain single-threaded
- *      scalar forward (nn_ref.c) — ratios printed. A Vulkan row is added
+ *      scalar forward (nn_ref.c) — ratios printed, and the weight bytes a
+ *      decode step streams per second. A Vulkan row is added
  *      when a Vulkan device can be created (BG_VK_ALLOW_CPU=1 admits
  *      lavapipe).
  * Timing: one warm-up, then batches of calls long enough to measure (>= 0.2 s,
@@ -165,6 +166,7 @@ typedef struct tok_run {
     int32_t *ids;
     int n, rc;
     float *logits;
+    double wbytes; /* weight bytes one decode step reads */
 } tok_run;
 
 static void decode_model(void *v)
@@ -203,8 +205,9 @@ static int model_row(const bg_nn_bench_opts *o, const bg_nn_ckpt *ck, const bg_c
     if (r.rc != BG_OK)
         rc = bg_err_set(err, r.rc, "bench: forward failed on %s", bg_nn_model_backend(r.m));
     else
-        fprintf(o->out, "| %s | %9.1f | %5.2fx | %9.1f | %5.2fx |\n", bg_nn_model_backend(r.m),
-                1.0 / td, 1.0 / td / ref_tps, 1.0 / tp, 1.0 / tp / ref_tps);
+        fprintf(o->out, "| %s | %9.1f | %5.2fx | %6.2f | %9.1f | %5.2fx |\n",
+                bg_nn_model_backend(r.m), 1.0 / td, 1.0 / td / ref_tps, r.wbytes / td * 1e-9,
+                1.0 / tp, 1.0 / tp / ref_tps);
     bg_nn_model_destroy(r.m);
     return rc;
 }
@@ -219,10 +222,14 @@ static int bench_model(const bg_nn_bench_opts *o, const char *label, const char 
     const bg_nn_config *c = &ck.cfg;
     int n = o->quick ? 32 : 128;
     n = n < c->seq_len ? n : c->seq_len;
-    tok_run base = {NULL, NULL,  malloc(sizeof(int32_t) * (size_t)n),
-                    n,    BG_OK, malloc(sizeof(float) * (size_t)c->vocab_size)};
+    tok_run base = {.ids = malloc(sizeof(int32_t) * (size_t)n),
+                    .n = n,
+                    .rc = BG_OK,
+                    .logits = malloc(sizeof(float) * (size_t)c->vocab_size)};
     if (!base.ids || !base.logits)
         rc = bg_err_set(err, BG_ENOMEM, "bench: out of memory");
+    /* every weight once per decoded token (the RoPE tables are not read) */
+    base.wbytes = (double)bg_nn_ckpt_bytes(c) - 28.0 - 4.0 * c->seq_len * bg_nn_head_size(c);
     for (int i = 0; rc == BG_OK && i < n; i++)
         base.ids[i] = (int32_t)((i * 7919 + 1) % c->vocab_size);
     if (rc == BG_OK)
@@ -234,12 +241,13 @@ static int bench_model(const bg_nn_bench_opts *o, const char *label, const char 
                 "\n### %s: dim %d, hidden %d, %d layers, %d/%d heads, vocab %d%s; %d positions\n\n",
                 label, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
                 c->shared_classifier ? "" : " (separate classifier)", n);
-        fprintf(o->out, "| backend | decode tok/s | vs plain | prefill tok/s | vs plain |\n");
-        fprintf(o->out, "|---|---|---|---|---|\n");
+        fprintf(o->out, "| backend | decode tok/s | vs plain | decode weights GB/s | prefill "
+                        "tok/s | vs plain |\n");
+        fprintf(o->out, "|---|---|---|---|---|---|\n");
         fprintf(o->out,
-                "| plain scalar forward (llama2.c style, 1 thread) | %9.1f | 1.00x | "
+                "| plain scalar forward (llama2.c style, 1 thread) | %9.1f | 1.00x | %6.2f | "
                 "%9.1f | 1.00x |\n",
-                ref_tps, ref_tps);
+                ref_tps, base.wbytes * ref_tps * 1e-9, ref_tps);
         int counts[2] = {1, nthreads};
         for (int t = 0; rc == BG_OK && t < (nthreads > 1 ? 2 : 1); t++) {
             bg_compute_opts co = {BG_BACKEND_CPU, counts[t], 0, -1};
@@ -248,7 +256,7 @@ static int bench_model(const bg_nn_bench_opts *o, const char *label, const char 
         bg_compute_opts vo = {BG_BACKEND_VULKAN, 0, 0, -1}; /* BG_VK_ALLOW_CPU=1 admits lavapipe */
         bg_err verr;
         if (rc == BG_OK && model_row(o, &ck, &vo, &base, ref_tps, &verr) != BG_OK)
-            fprintf(o->out, "| vulkan: not measured (%s) | - | - | - | - |\n", verr.msg);
+            fprintf(o->out, "| vulkan: not measured (%s) | - | - | - | - | - |\n", verr.msg);
     }
     bg_nn_ref_destroy(base.ref);
     free(base.ids);
