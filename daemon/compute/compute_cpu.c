@@ -6,8 +6,8 @@
  * begin/barrier/submit are bookkeeping only. Ops split their rows (or
  * heads, or element chunks) into tasks for the persistent pool
  * (compute_cpu_pool.c); tiny ops run inline because waking workers costs
- * more than the work. Inner loops use bg__cpu_dot/axpy (AVX2+FMA when the
- * CPU has it).
+ * more than the work. Inner loops use bg__cpu_dot/softmax/attend
+ * (compute_cpu_gemm.c; AVX2+FMA when the CPU has it).
  *
  * Invariants
  *   - every buffer is a 64-byte-aligned host allocation of `bytes` bytes,

@@ -15,6 +15,10 @@
  *     ones accumulate, so no zeroing pass is needed.
  * Edge tiles (M or N not multiples of the tile) go through a small tile on
  * the stack; packed panels are zero-padded so the kernel never branches.
+ * M == 2 runs as two matvecs (packing would cost more than it saves).
+ *
+ * The vector helpers the other ops share (dot, softmax, the attention of
+ * one head) live here too, beside the dot kernel matvec is built from.
  *
  * AVX2+FMA is chosen at run time (__builtin_cpu_supports, checked once); the
  * portable kernels are plain C with the same blocking.
