@@ -149,7 +149,9 @@ void bg_nn_sampler_close(bg_nn_sampler *s);
 int bg_nn_sample(bg_nn_sampler *s, float *logits);
 
 /* Runs the prompt (n_prompt >= 1), then samples up to `steps` new tokens
- * into out (capacity steps); stops early at seq_len. *n_out = how many. */
+ * into out (capacity steps). The context bounds it: at most
+ * seq_len - n_prompt + 1 tokens come out (the last one is predicted from a
+ * full context and not fed back). *n_out = how many. */
 int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int steps, bg_nn_sampler *s,
                    int32_t *out, int *n_out, bg_err *err);
 

@@ -135,6 +135,17 @@ static void check_model(const char *path, const char *label, int threads, int n_
     NT_CHECK(same, "%s: greedy generation differs from the reference", label);
     printf("%s: greedy generation of %d tokens identical\n", label, n_out);
 
+    /* generation stops at the context: a prompt of seq_len - 2 tokens
+     * leaves room for 3 new ids (the last predicted from a full context) */
+    if (c->seq_len >= 3 && c->seq_len - 2 <= steps) {
+        int32_t more[8];
+        n_out = 0;
+        NT_CHECK(bg_nn_generate(m, seq, c->seq_len - 2, 8, &smp, more, &n_out, &err) == BG_OK &&
+                     n_out == 3,
+                 "%s: generate at the end of the context gave %d ids (want 3): %s", label, n_out,
+                 err.msg);
+    }
+
     /* errors: token out of range, position past the context */
     int32_t bad = V;
     NT_CHECK(bg_nn_forward(m, &bad, 1, 0, logits, &err) == BG_EINVAL &&
