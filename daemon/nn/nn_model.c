@@ -287,6 +287,8 @@ int bg_nn_score(bg_nn_model *m, const int32_t *prefix, int n_prefix, const int32
         return bg_err_set(err, BG_EINVAL, "score: the prefix needs at least one token (BOS)");
     int maxlen = 0;
     for (int i = 0; i < n; i++) {
+        if (!conts[i])
+            return bg_err_set(err, BG_EINVAL, "score: continuation %d is NULL", i);
         if (lens[i] < 1 || lens[i] > m->cfg.seq_len - n_prefix)
             return bg_err_set(err, BG_EINVAL,
                               "score: continuation %d has %d tokens; expected 1..%d (context %d, "
