@@ -9,7 +9,10 @@
  * 64 callers) the client keeps that many calls outstanding on one async
  * completion queue for --seconds after a warm-up, records every latency,
  * and prints p50 / p99 / p99.9 and calls per second side by side, then the
- * Evaluate/Ping p50 ratio.
+ * Evaluate/Ping p50 ratio. It also reads the CPU time the server (from
+ * /proc/PID/stat) and the client used per call: on a shared machine that is
+ * the robust number, and 2e6 / (server + client µs) is what two idle cores
+ * would sustain.
  *
  * The daemon is started by the bench (--daemon/--policies/--plugins, on
  * 127.0.0.1:0 with --cq-threads) or an existing one is used (--addr).
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer.h>
@@ -136,7 +140,36 @@ typedef struct result {
     double p50, p99, p999, rate;
     size_t calls;
     uint64_t errors;
+    double srv_cpu_us, cli_cpu_us; /* CPU per recorded call */
 } result;
+
+/* CPU seconds (user + system) used so far by process pid (0 = ourselves). */
+static double cpu_seconds(pid_t pid)
+{
+    if (pid == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    }
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the ")" of the command name: state is field 3; utime
+     * and stime are fields 14 and 15. */
+    const char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                            &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static pid_t g_server_pid;
 
 /* Keep `callers` calls outstanding: warm-up, then measure for `secs`. */
 static result measure(run *r, unsigned callers, double warm, double secs)
@@ -153,7 +186,9 @@ static result measure(run *r, unsigned callers, double warm, double secs)
     uint64_t t_rec = t_start + (uint64_t)(warm * 1e9);
     uint64_t t_end = t_rec + (uint64_t)(secs * 1e9);
     unsigned outstanding = callers;
-    int stopping = 0;
+    int stopping = 0, cpu_marked = 0;
+    double srv0 = 0, cli0 = 0;
+    size_t calls0 = 0;
     while (outstanding > 0) {
         grpc_event ev = grpc_completion_queue_next(
             r->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN)),
@@ -164,6 +199,12 @@ static result measure(run *r, unsigned callers, double warm, double secs)
         }
         slot *s = ev.tag;
         uint64_t now = bg_now_ns();
+        if (!cpu_marked && now >= t_rec) {
+            cpu_marked = 1;
+            srv0 = g_server_pid ? cpu_seconds(g_server_pid) : 0;
+            cli0 = cpu_seconds(0);
+            calls0 = r->n_lat;
+        }
         r->recording = now >= t_rec && s->t0 >= t_rec;
         end_call(r, s, ev.success);
         if (now >= t_end)
@@ -172,6 +213,11 @@ static result measure(run *r, unsigned callers, double warm, double secs)
             outstanding--;
     }
     uint64_t rec_ns = bg_now_ns() - t_rec;
+    if (r->n_lat > calls0) {
+        double k = 1e6 / (double)(r->n_lat - calls0);
+        res.srv_cpu_us = g_server_pid ? (cpu_seconds(g_server_pid) - srv0) * k : 0;
+        res.cli_cpu_us = (cpu_seconds(0) - cli0) * k;
+    }
     qsort(r->lat, r->n_lat, sizeof(*r->lat), cmp_u64);
     res.calls = r->n_lat;
     res.p50 = pct(r->lat, r->n_lat, 0.50);
@@ -256,7 +302,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_rpc (--addr HOST:PORT | --daemon BIN --policies DIR --plugins DIR\n"
             "                  [--cq-threads N]) [--tool NAME] [--features N]\n"
-            "                  [--callers 1,8,64] [--channels N] [--seconds S] [--warmup S]\n");
+            "                  [--callers 1,8,64] [--channels N] [--seconds S] [--warmup S]\n"
+            "                  [--server-pid PID (with --addr: for the CPU columns)]\n");
 }
 
 int main(int argc, char **argv)
@@ -272,7 +319,7 @@ int main(int argc, char **argv)
         {"cq-threads", required_argument, NULL, 'c'}, {"tool", required_argument, NULL, 't'},
         {"features", required_argument, NULL, 'f'}, {"callers", required_argument, NULL, 'n'},
         {"seconds", required_argument, NULL, 's'},  {"warmup", required_argument, NULL, 'w'},
-        {"channels", required_argument, NULL, 'C'},
+        {"channels", required_argument, NULL, 'C'}, {"server-pid", required_argument, NULL, 'i'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -288,6 +335,7 @@ int main(int argc, char **argv)
         case 's': secs = atof(optarg); break;
         case 'w': warm = atof(optarg); break;
         case 'C': n_channels = (unsigned)atoi(optarg); break;
+        case 'i': g_server_pid = (pid_t)atoi(optarg); break;
         default: usage(); return 2;
         }
     }
@@ -301,6 +349,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench: could not start %s\n", daemon);
             return 1;
         }
+        g_server_pid = pid;
     } else {
         usage();
         return 2;
@@ -346,11 +395,14 @@ int main(int argc, char **argv)
     printf("bench_rpc: server %s%s, tool %s (%u features), %u client connection(s), %.1f s "
            "per row after %.1f s warm-up\n",
            addr, pid ? " (spawned)" : "", tool, n_features, n_channels, secs, warm);
-    printf("%-9s %7s | %10s %9s %9s %9s | %10s %9s %9s %9s | %6s\n", "", "", "Ping", "", "",
-           "", "Evaluate", "", "", "", "p50");
-    printf("%-9s %7s | %10s %9s %9s %9s | %10s %9s %9s %9s | %6s\n", "callers", "", "calls/s",
-           "p50 us", "p99 us", "p99.9 us", "calls/s", "p50 us", "p99 us", "p99.9 us", "ratio");
+    printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "", "Ping", "", "", "",
+           "", "Evaluate", "", "", "", "", "p50");
+    printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "callers", "calls/s",
+           "p50 us", "p99 us", "p99.9us", "cpu us", "calls/s", "p50 us", "p99 us", "p99.9us",
+           "cpu us", "ratio");
     int rc = 0;
+    double cpu_rows[16][4];
+    size_t n_rows = 0;
     for (size_t i = 0; i < n_callers; i++) {
         r.eval = 0;
         r.req = req_ping;
@@ -358,14 +410,33 @@ int main(int argc, char **argv)
         r.eval = 1;
         r.req = req_eval;
         result b = measure(&r, callers[i], warm, secs);
-        printf("%-9u %7s | %10.0f %9.1f %9.1f %9.1f | %10.0f %9.1f %9.1f %9.1f | %6.2f\n",
-               callers[i], "", a.rate, a.p50, a.p99, a.p999, b.rate, b.p50, b.p99, b.p999,
-               a.p50 > 0 ? b.p50 / a.p50 : 0.0);
+        printf("%-7u | %8.0f %8.1f %8.1f %8.1f %7.1f | %8.0f %8.1f %8.1f %8.1f %7.1f | %5.2f\n",
+               callers[i], a.rate, a.p50, a.p99, a.p999, a.srv_cpu_us + a.cli_cpu_us, b.rate,
+               b.p50, b.p99, b.p999, b.srv_cpu_us + b.cli_cpu_us, a.p50 > 0 ? b.p50 / a.p50 : 0.0);
+        cpu_rows[n_rows][0] = a.srv_cpu_us;
+        cpu_rows[n_rows][1] = a.cli_cpu_us;
+        cpu_rows[n_rows][2] = b.srv_cpu_us;
+        cpu_rows[n_rows][3] = b.cli_cpu_us;
+        n_rows++;
         fflush(stdout);
         if (a.errors || b.errors) {
             fprintf(stderr, "bench: %llu Ping and %llu Evaluate calls failed\n",
                     (unsigned long long)a.errors, (unsigned long long)b.errors);
             rc = 1;
+        }
+    }
+    if (g_server_pid) {
+        /* CPU per call does not depend on how busy the machine is the way
+         * wall-clock throughput does: project what two idle cores give. */
+        printf("\nCPU per call (server + client, us) and the calls/s two idle cores would "
+               "sustain (2e6 / cpu):\n");
+        printf("%-7s | %8s %8s %10s | %8s %8s %10s\n", "callers", "Ping srv", "cli",
+               "2-core/s", "Eval srv", "cli", "2-core/s");
+        for (size_t i = 0; i < n_rows; i++) {
+            double pa = cpu_rows[i][0] + cpu_rows[i][1], pb = cpu_rows[i][2] + cpu_rows[i][3];
+            printf("%-7u | %8.1f %8.1f %10.0f | %8.1f %8.1f %10.0f\n", callers[i],
+                   cpu_rows[i][0], cpu_rows[i][1], pa > 0 ? 2e6 / pa : 0, cpu_rows[i][2],
+                   cpu_rows[i][3], pb > 0 ? 2e6 / pb : 0);
         }
     }
     grpc_slice_unref(req_ping);
