@@ -9,6 +9,13 @@
  * one arrives. Unregistered paths are requested too (grpc_server_request_call)
  * and answered UNIMPLEMENTED, so they never hang.
  *
+ * Drain (bg_rpc_server_drain, polled on the loop thread): lame duck (health
+ * NOT_SERVING, new calls UNAVAILABLE, requests still posted so no call is
+ * left unmatched) until the grace time passed and the admitted calls
+ * finished -> grpc_server_shutdown_and_notify (listeners closed, GOAWAY)
+ * -> idle connections closed once no call is held -> done. At the drain
+ * deadline the stragglers are cancelled and delayed Pings answered.
+ *
  * Invariants:
  *   1. No request is posted once shutting_down is set (set before
  *      grpc_server_shutdown_and_notify), so the flushed requests are the last.

@@ -283,6 +283,10 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
         bg_policy_set_unref(r.set);
         return code;
     }
+    BG_DEBUG("decision", "observed policy=%s tool=%s session='%s' harmed=%d decision=%s -> %llu "
+                         "observations",
+             r.pol->name, r.act.tool, r.session, obs.harmed, req->id,
+             (unsigned long long)sum.observations);
     Bayesguard__V1__ObserveResponse out = BAYESGUARD__V1__OBSERVE_RESPONSE__INIT;
     Bayesguard__V1__PosteriorSummary ps = BAYESGUARD__V1__POSTERIOR_SUMMARY__INIT;
     out.policy = (char *)r.pol->name;
