@@ -65,7 +65,8 @@ typedef enum bg_backend_kind {
 
 typedef struct bg_compute_opts {
     bg_backend_kind kind;
-    int threads;         /* CPU backend: worker threads, 0 = number of cores */
+    int threads;         /* CPU backend: threads, 0 = the CPUs this process may use (affinity,
+                            capped by a cgroup v2 CPU quota) */
     int allow_cpu_device; /* Vulkan: accept a CPU-type device (lavapipe) */
     int device_index;    /* Vulkan: -1 = choose; else this physical device */
 } bg_compute_opts;
