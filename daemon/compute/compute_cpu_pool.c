@@ -30,6 +30,7 @@
 #include "compute/compute_cpu.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -54,8 +55,15 @@ struct bg__pool {
     void *ctx;
 };
 
-static inline void cpu_relax(void)
+/* One step of a spin wait. Every 64th step yields the CPU: on a host with
+ * more runnable threads than cores, the thread being waited for may be
+ * queued behind the spinner on the same core. */
+static inline void cpu_relax(int i)
 {
+    if ((i & 63) == 63) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
@@ -95,7 +103,7 @@ static void *worker(void *arg)
     for (;;) {
         uint64_t g = seen;
         for (int i = 0; i < SPIN_ITERS && g == seen && !atomic_load(&p->stop); i++) {
-            cpu_relax();
+            cpu_relax(i);
             g = gen_of(atomic_load(&p->run));
         }
         if (g == seen) {
@@ -190,7 +198,7 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
     pthread_mutex_unlock(&p->mu);
     work(p, g);
     for (int i = 0; i < SPIN_ITERS && atomic_load(&p->done) != ntasks; i++)
-        cpu_relax();
+        cpu_relax(i);
     if (atomic_load(&p->done) != ntasks) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->sleeping_caller, 1);
