@@ -251,6 +251,14 @@ static void on_request(bg__rpc_tag *t, int ok)
                           "instance or after it restarts");
         return;
     }
+    if (c->payload != NULL && grpc_byte_buffer_length(c->payload) > s->max_message) {
+        bg__rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                          "the request is %zu bytes, over this daemon's --max-message-bytes "
+                          "(%zu): send fewer features or shorter arguments_json/attributes, "
+                          "or raise the limit",
+                          grpc_byte_buffer_length(c->payload), s->max_message);
+        return;
+    }
     c->admitted = 1;
     atomic_fetch_add(&s->working, 1);
     switch (c->method) {

@@ -218,7 +218,11 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = s->max_message > INT32_MAX ? INT32_MAX : (int)s->max_message;
+    /* gRPC's own cap is twice ours: requests between the two get our
+     * message saying what to fix (on_request); only absurd ones get gRPC's
+     * terse one. Memory stays bounded either way. */
+    size_t cap = s->max_message > INT32_MAX / 2 ? INT32_MAX : 2 * s->max_message;
+    args[0].value.integer = (int)cap;
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = (char *)GRPC_ARG_ALLOW_REUSEPORT; /* a second daemon must fail, not share */
     args[1].value.integer = 0;

@@ -46,7 +46,11 @@ def test_bad_inputs():
              C.INVALID_ARGUMENT, ["ObserveRequest"]),
             ("oversized",
              evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(
-                 tool="t", arguments_json="x" * (2 * MAX)))),
+                 tool="t", arguments_json="x" * (MAX + MAX // 2)))),
+             C.RESOURCE_EXHAUSTED, ["--max-message-bytes (%d)" % MAX, "arguments_json"]),
+            ("far oversized (gRPC's own cap)",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(
+                 tool="t", arguments_json="x" * (3 * MAX)))),
              C.RESOURCE_EXHAUSTED, []),
             ("missing action", evaluate(d, ch, guard_pb2.EvaluateRequest()),
              C.INVALID_ARGUMENT, ["action is missing"]),
@@ -100,8 +104,9 @@ def test_oversized_stream_message():
                              request_serializer=guard_pb2.ObserveRequest.SerializeToString,
                              response_deserializer=guard_pb2.ObserveStreamResponse.FromString)
         big = guard_pb2.ObserveRequest(action=guard_pb2.Action(tool="t",
-                                                               arguments_json="y" * (2 * MAX)))
-        expect_code(lambda: fn(iter([big]), timeout=20), C.RESOURCE_EXHAUSTED)
+                                                               arguments_json="y" * (MAX + 100)))
+        expect_code(lambda: fn(iter([big]), timeout=20), C.RESOURCE_EXHAUSTED,
+                    ["observation #0", "--max-message-bytes"])
         # An empty stream is fine: nothing accepted.
         r = fn(iter([]), timeout=20)
         assert r.accepted == 0 and not r.HasField("last"), r
