@@ -12,7 +12,9 @@
  *              the plugin + the noniid estimator + verdict), median per call;
  *   estimator  the noniid plugin's estimate() alone on the same posterior,
  *              harm and order arrays (what "the bound" costs);
- *   stream     one pass reading log-posterior and harm arrays (the baseline).
+ *   stream     one pass reading the posterior and harm arrays (the baseline);
+ *   observe    mean bg_engine_observe while building the posterior (the
+ *              log-likelihood pass, renormalisation, linear copy, order).
  * Medians over reps; single thread.
  */
 #include <math.h>
@@ -76,6 +78,7 @@ static int one_size(bg_plugin_host *host, unsigned d, int n_obs, int reps, uint6
     uint64_t truth = (uint64_t)(bb_uniform(&r) * (double)n);
     bg_action act = {.id = "", .tool = "pull_arm", .arguments_json = "", .features = x,
                      .n_features = d};
+    uint64_t obs_t0 = bg_now_ns();
     for (int t = 0; t < n_obs; t++) {
         double m = 0;
         for (unsigned k = 0; k < d; k++) {
@@ -88,6 +91,7 @@ static int one_size(bg_plugin_host *host, unsigned d, int n_obs, int reps, uint6
             return 1;
         }
     }
+    double obs_us = (double)(bg_now_ns() - obs_t0) / 1e3 / n_obs;
     for (unsigned k = 0; k < d; k++)
         x[k] = bb_uniform(&r) < 0.5;
     uint64_t *ts = malloc((size_t)reps * sizeof *ts);
@@ -130,9 +134,9 @@ static int one_size(bg_plugin_host *host, unsigned d, int n_obs, int reps, uint6
         ts[i] = bg_now_ns() - t0;
     }
     double stream_ns = median_ns(ts, reps);
-    printf("%-9zu %-8d %-6llu %-10.4f %12.1f %14.1f %12.1f %10.2f\n", n, n_obs,
+    printf("%-9zu %-8d %-6llu %-10.4f %12.1f %14.1f %12.1f %10.2f %12.1f\n", n, n_obs,
            (unsigned long long)out.plausible, out.bound, eval_ns / 1e3, est_ns / 1e3,
-           stream_ns / 1e3, est_ns / stream_ns);
+           stream_ns / 1e3, est_ns / stream_ns, obs_us);
     if (out.bound != v.harm_bound)
         printf("  (estimator alone gave %.17g, evaluate %.17g)\n", out.bound, v.harm_bound);
     bg__posterior_close(&p);
@@ -149,8 +153,8 @@ int bb_micro(bg_plugin_host *host, uint64_t seed, int reps)
 {
     printf("non-iid bound per Evaluate (bandit model, alpha = 0.1/N, one thread, median of "
            "reps)\n");
-    printf("%-9s %-8s %-6s %-10s %12s %14s %12s %10s\n", "N", "obs", "|I|", "bound",
-           "evaluate us", "estimator us", "stream us", "est/stream");
+    printf("%-9s %-8s %-6s %-10s %12s %14s %12s %10s %12s\n", "N", "obs", "|I|", "bound",
+           "evaluate us", "estimator us", "stream us", "est/stream", "observe us");
     int rc = one_size(host, 10, 10, reps, seed);
     if (rc == 0)
         rc = one_size(host, 10, 200, reps, seed);

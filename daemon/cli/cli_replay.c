@@ -20,7 +20,7 @@
  * them). Last, the posterior summary of the final response is printed.
  *
  * The JSON reader below is deliberately small: objects, arrays, strings
- * (escapes incl. \uXXXX and surrogate pairs -> UTF-8), numbers,
+ * (escapes incl. \u plus four hex digits, surrogate pairs -> UTF-8), numbers,
  * true/false/null; it records the raw text of `arguments` to forward as
  * arguments_json. Single-threaded; everything it allocates is freed per
  * line.

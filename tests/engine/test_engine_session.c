@@ -220,7 +220,10 @@ static off_t file_size(const char *p)
 
 static void restart(bg_plugin_host *h)
 {
-    char dir[] = "/tmp/bg_engine_test_XXXXXX";
+    char dir[64] = "/tmp/bg_engine_test_";
+    size_t dl = strlen(dir);
+    memset(dir + dl, 'X', 6); /* mkdtemp's template suffix */
+    dir[dl + 6] = '\0';
     CHECK(mkdtemp(dir) != NULL);
     char path[256];
     snprintf(path, sizeof path, "%s/observations.bglog", dir);
