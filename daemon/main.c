@@ -93,7 +93,8 @@ static void usage(FILE *f)
             "                         print every error, exit 0 (valid) or 1 (not); no serving\n"
             "  --version, --help\n"
             "\n"
-            "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the policies.\n"
+            "Signals: SIGTERM/SIGINT drain and exit 0 (a second one cancels what is still in\n"
+            "flight); SIGHUP reloads the policies.\n"
             "See docs/CONFIG.md.\n");
 }
 
@@ -330,8 +331,9 @@ static void on_term(void *arg)
 {
     daemon_ctx *d = arg;
     if (d->draining) {
-        BG_INFO("main", "already draining (%llu calls in flight)",
+        BG_WARN("main", "second signal: cancelling the %llu calls still in flight",
                 (unsigned long long)bg_rpc_server_in_flight(d->server));
+        bg_rpc_server_drain_now(d->server);
         return;
     }
     d->draining = 1;
@@ -375,7 +377,8 @@ static void print_howto(bg_rpc_server *srv)
                     "  bayesguard eval --addr %s --tool TOOL --session s1\n"
                     "  bayesguard status --addr %s\n"
                     "  python3 -c \"import grpc; ch=grpc.insecure_channel('%s'); "
-                    "print(ch.unary_unary('/grpc.health.v1.Health/Check')(b''))\"",
+                    "print(ch.unary_unary('/grpc.health.v1.Health/Check')(b''))\"  "
+                    "# b'\\x08\\x01' = SERVING",
             a, a, a, a);
 }
 

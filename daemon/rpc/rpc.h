@@ -69,6 +69,10 @@ uint64_t bg_rpc_server_in_flight(const bg_rpc_server *s);
 void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms,
                          bg_loop_fn done, void *arg);
 
+/* Loop thread, after drain: give up waiting now — the next drain poll
+ * cancels what is left (an operator's second SIGTERM). */
+void bg_rpc_server_drain_now(bg_rpc_server *s);
+
 /* After done ran (or right after a failed start path never reached):
  * joins the threads and frees everything. NULL is fine. */
 void bg_rpc_server_destroy(bg_rpc_server *s);

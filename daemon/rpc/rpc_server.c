@@ -374,6 +374,12 @@ void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_m
     uv_timer_start(s->drain_timer, drain_poll, 0, BG_DRAIN_POLL_MS);
 }
 
+void bg_rpc_server_drain_now(bg_rpc_server *s)
+{
+    s->drain_timeout_ms = 0;
+    s->drain_grace_ms = 0;
+}
+
 static void free_timer(uv_handle_t *h)
 {
     free(h);

@@ -72,6 +72,33 @@ def test_drain_deadline_cancels_stragglers():
         assert out and out[0] != "ok", out
 
 
+def test_second_signal_cancels_now():
+    with Daemon(policies=POL, args=["--drain-timeout-ms", "60000"]) as d:
+        out = []
+
+        def slow():
+            try:
+                d.ping(delay_ms=9000, timeout=30)
+                out.append("ok")
+            except grpc.RpcError as e:
+                out.append(e.code())
+
+        t = threading.Thread(target=slow)
+        t.start()
+        bgtest.wait_for(lambda: d.call("Status", guard_pb2.StatusRequest()).in_flight >= 2,
+                        20, "a delayed ping in flight")
+        t0 = time.monotonic()
+        d.send_signal(signal.SIGTERM)
+        bgtest.wait_for(lambda: "draining" in d.log(), 10, "the drain to start")
+        d.send_signal(signal.SIGTERM)
+        rc = d.wait_exit(30)
+        t.join(30)
+        d.proc = None
+        assert rc == 0, d.log_text_tail()
+        assert time.monotonic() - t0 < 7, "the second SIGTERM did not cut the 60 s drain short"
+        assert "second signal" in d.log(), d.log_text_tail()
+
+
 def test_sigterm_under_load():
     tools = bgtest.policy_tools(POL)
     with Daemon(policies=POL, unix=True) as d:
@@ -128,4 +155,4 @@ def test_sigterm_under_load():
 
 if __name__ == "__main__":
     bgtest.main([test_in_flight_call_survives_sigterm, test_drain_deadline_cancels_stragglers,
-                 test_sigterm_under_load])
+                 test_second_signal_cancels_now, test_sigterm_under_load])
