@@ -58,8 +58,7 @@ typedef struct bg_nn_weights {
 typedef struct bg_nn_ckpt {
     bg_nn_config cfg;
     bg_nn_weights w;
-    void *map;      /* private: the file mapping */
-    size_t map_len; /* private */
+    void *data; /* private: the file's bytes (open), or NULL (parse) */
 } bg_nn_ckpt;
 
 #define BG_NN_RMS_EPS 1e-5f
@@ -73,7 +72,7 @@ static inline int bg_nn_kv_dim(const bg_nn_config *c)
     return c->n_kv_heads * (c->dim / c->n_heads);
 }
 
-/* Maps `path` and validates every header field and the file length (the
+/* Reads `path` and validates every header field and the file length (the
  * message names the file and the field). On success ck must be closed. */
 int bg_nn_ckpt_open(bg_nn_ckpt *ck, const char *path, bg_err *err);
 void bg_nn_ckpt_close(bg_nn_ckpt *ck);

@@ -1,5 +1,5 @@
 /*
- * nn_ckpt.c — llama2.c legacy checkpoints: header decode, validation, mmap.
+ * nn_ckpt.c — llama2.c legacy checkpoints: header decode, validation, loading.
  *
  * Checkpoints are untrusted input, so every field is checked before any
  * size is computed from it: positive, below a sanity limit (so products
@@ -13,14 +13,17 @@
  * vocab_size (negative = separate classifier), seq_len}; token embedding;
  * rms_att; wq; wk; wv; wo; rms_ffn; w1; w2; w3; rms_final; two unused RoPE
  * tables of seq_len*head_size/2 floats; classifier when not shared.
- * Ownership: ckpt_open maps the file read-only and privately; close unmaps.
- * Any thread (no shared state).
+ * Why read() and not mmap: a mapped file that is truncated or replaced in
+ * place while in use turns into SIGBUS; a private copy cannot. The header
+ * is validated against the file size before anything is allocated.
+ * Ownership: ckpt_open reads the file into memory the ckpt owns; close
+ * frees it. Any thread (no shared state).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -108,15 +111,10 @@ uint64_t bg_nn_ckpt_bytes(const bg_nn_config *cfg)
     return HEADER_BYTES + 4 * tensor_floats(cfg, &before);
 }
 
-int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *name, bg_err *err)
+/* Decodes and checks the header h against a file of len bytes. */
+static int check_header(const int32_t h[7], size_t len, const char *name, bg_nn_config *out,
+                        uint64_t *before_cls, bg_err *err)
 {
-    memset(ck, 0, sizeof *ck);
-    if (len < HEADER_BYTES)
-        return bg_err_set(err, BG_EINVAL,
-                          "checkpoint %s: file is %zu bytes, shorter than the %d-byte header", name,
-                          len, HEADER_BYTES);
-    int32_t h[7];
-    memcpy(h, data, sizeof h);
     bg_nn_config c = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], 1};
     if (h[5] < 0) {
         c.shared_classifier = 0;
@@ -125,7 +123,7 @@ int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *n
     int rc = bg_nn_config_check(&c, name, err);
     if (rc != BG_OK)
         return rc;
-    uint64_t before_cls, need = HEADER_BYTES + 4 * tensor_floats(&c, &before_cls);
+    uint64_t need = HEADER_BYTES + 4 * tensor_floats(&c, before_cls);
     if ((uint64_t)len < need)
         return bg_err_set(err, BG_EINVAL,
                           "checkpoint %s: truncated: the header (dim %d, hidden_dim %d, n_layers "
@@ -138,6 +136,29 @@ int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *n
                           "checkpoint %s: file has %zu bytes but the header describes %llu; "
                           "not a llama2.c legacy checkpoint or a wrong header",
                           name, len, (unsigned long long)need);
+    *out = c;
+    return BG_OK;
+}
+
+static int short_file(size_t len, const char *name, bg_err *err)
+{
+    return bg_err_set(err, BG_EINVAL,
+                      "checkpoint %s: file is %zu bytes, shorter than the %d-byte header", name,
+                      len, HEADER_BYTES);
+}
+
+int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *name, bg_err *err)
+{
+    memset(ck, 0, sizeof *ck);
+    if (len < HEADER_BYTES)
+        return short_file(len, name, err);
+    int32_t h[7];
+    memcpy(h, data, sizeof h);
+    bg_nn_config c;
+    uint64_t before_cls;
+    int rc = check_header(h, len, name, &c, &before_cls, err);
+    if (rc != BG_OK)
+        return rc;
     const float *p = (const float *)((const char *)data + HEADER_BYTES);
     uint64_t d = (uint64_t)c.dim, L = (uint64_t)c.n_layers, hd = (uint64_t)c.hidden_dim;
     uint64_t kv = (uint64_t)bg_nn_kv_dim(&c);
@@ -168,6 +189,22 @@ int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *n
     return BG_OK;
 }
 
+/* Reads exactly n bytes at the current offset; 0 on success. */
+static int read_all(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = read(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
 int bg_nn_ckpt_open(bg_nn_ckpt *ck, const char *path, bg_err *err)
 {
     memset(ck, 0, sizeof *ck);
@@ -176,39 +213,59 @@ int bg_nn_ckpt_open(bg_nn_ckpt *ck, const char *path, bg_err *err)
         return bg_err_set(err, errno == ENOENT ? BG_ENOTFOUND : BG_EIO,
                           "checkpoint %s: cannot open: %s", path, strerror(errno));
     struct stat st;
+    int32_t h[7];
+    bg_nn_config c;
+    uint64_t before_cls;
+    size_t len = 0;
+    char *data = NULL;
+    int rc;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return bg_err_set(err, BG_EIO, "checkpoint %s: not a regular file", path);
+        rc = bg_err_set(err, BG_EIO, "checkpoint %s: not a regular file", path);
+        goto out;
     }
-    size_t len = (size_t)st.st_size;
-    void *map = NULL;
-    if (len > 0) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return bg_err_set(err, BG_EIO, "checkpoint %s: mmap of %zu bytes failed: %s", path, len,
-                              strerror(e));
-        }
+    len = (size_t)st.st_size;
+    if (len < HEADER_BYTES) {
+        rc = short_file(len, path, err);
+        goto out;
     }
+    /* the header is checked against the file size before the tensors are
+     * read, so a lying header never makes us allocate */
+    if (read_all(fd, h, sizeof h) != 0) {
+        rc = bg_err_set(err, BG_EIO, "checkpoint %s: read failed: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = check_header(h, len, path, &c, &before_cls, err);
+    if (rc != BG_OK)
+        goto out;
+    data = malloc(len);
+    if (!data) {
+        rc = bg_err_set(err, BG_ENOMEM, "checkpoint %s: cannot allocate %zu bytes", path, len);
+        goto out;
+    }
+    memcpy(data, h, sizeof h);
+    if (read_all(fd, data + sizeof h, len - sizeof h) != 0) {
+        rc = bg_err_set(err, BG_EIO,
+                        "checkpoint %s: the file changed or could not be read while "
+                        "loading: %s",
+                        path, errno ? strerror(errno) : "short read");
+        goto out;
+    }
+    rc = bg_nn_ckpt_parse(ck, data, len, path, err);
+out:
     close(fd);
-    static const char empty[HEADER_BYTES];
-    int rc = bg_nn_ckpt_parse(ck, map ? map : empty, len, path, err);
     if (rc != BG_OK) {
-        if (map)
-            munmap(map, len);
+        free(data);
         memset(ck, 0, sizeof *ck);
         return rc;
     }
-    ck->map = map;
-    ck->map_len = len;
+    ck->data = data;
     return BG_OK;
 }
 
 void bg_nn_ckpt_close(bg_nn_ckpt *ck)
 {
-    if (ck && ck->map)
-        munmap(ck->map, ck->map_len);
-    if (ck)
+    if (ck) {
+        free(ck->data);
         memset(ck, 0, sizeof *ck);
+    }
 }

@@ -107,6 +107,21 @@ int main(void)
     NT_CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_ENOTFOUND && strstr(err.msg, path),
              "missing file: %s", err.msg);
 
+    /* a directory is not a checkpoint */
+    NT_CHECK(bg_nn_ckpt_open(&ck, dir, &err) == BG_EIO && strstr(err.msg, "not a regular file"),
+             "directory: %s", err.msg);
+
+    /* the in-memory parser applies the same checks */
+    {
+        int32_t hdr[7] = {36, 100, 2, 5, 1, 97, 16};
+        NT_CHECK(bg_nn_ckpt_parse(&ck, hdr, sizeof hdr, "mem", &err) == BG_EINVAL &&
+                     strstr(err.msg, "checkpoint mem: header field n_heads = 5 does not divide"),
+                 "parse: %s", err.msg);
+        NT_CHECK(bg_nn_ckpt_parse(&ck, hdr, 20, "mem", &err) == BG_EINVAL &&
+                     strstr(err.msg, "20 bytes, shorter"),
+                 "parse short: %s", err.msg);
+    }
+
     /* a valid file loads; its size is what the header says */
     snprintf(path, sizeof path, "%s/valid.bin", dir);
     make(path, -1, 0, -1);
