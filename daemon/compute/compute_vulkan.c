@@ -15,6 +15,8 @@
  * vk_device.h), BG_VK_TIMESTAMPS=1 (log a per-op GPU time table at each
  * submit); for tests and tuning: BG_VK_FORCE_STAGING=1 (vk_mem.h),
  * BG_VK_MAX_RANGE=<bytes> (lower maxStorageBufferRange, >= 4096),
+ * BG_VK_SUBMIT_EVERY=<n> (dispatches per submit of a long recording, default
+ * 1024, 0 = one submit whatever the length),
  * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MM_TILE (choose_variants below).
  *
  * Thread: one caller at a time (compute.h). Ownership: see vk_backend.h.
@@ -29,6 +31,7 @@
 
 #define BG_VK_SETS_PER_POOL 256
 #define BG_VK_TS_OPS 1024
+#define BG_VK_SPLIT_EVERY 1024 /* dispatches per submit in a long recording */
 #define BG_VK_SUBMIT_TIMEOUT_NS (120ull * 1000 * 1000 * 1000)
 
 static bg_vk_compute *VC(bg_compute *c)
@@ -155,13 +158,10 @@ static int alloc_set(bg_vk_compute *vc, VkDescriptorSet *set)
 
 /* ---- recording ---------------------------------------------------------- */
 
-static int begin(bg_compute *c, bg_err *err)
+/* (Re)start vc->cmd: its pool reset, recording begun, timestamps reset. */
+static int cb_start(bg_vk_compute *vc, bg_err *err)
 {
-    bg_vk_compute *vc = VC(c);
     bg_vk_fns *f = &vc->dev.fn;
-    for (int i = 0; i < vc->ndpools; i++)
-        f->vkResetDescriptorPool(vc->dev.dev, vc->dpools[i], 0);
-    vc->cur_dpool = 0;
     f->vkResetCommandPool(vc->dev.dev, vc->cpool, 0);
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
@@ -171,10 +171,20 @@ static int begin(bg_compute *c, bg_err *err)
     if (vc->ts_on)
         f->vkCmdResetQueryPool(vc->cmd, vc->qpool, 0, vc->qcap);
     vc->nq = 0;
+    vc->cb_dispatches = 0;
+    return BG_OK;
+}
+
+static int begin(bg_compute *c, bg_err *err)
+{
+    bg_vk_compute *vc = VC(c);
+    for (int i = 0; i < vc->ndpools; i++)
+        vc->dev.fn.vkResetDescriptorPool(vc->dev.dev, vc->dpools[i], 0);
+    vc->cur_dpool = 0;
     vc->unbarriered = 0;
     vc->ndispatch = 0;
     vc->nbarrier = 0;
-    return BG_OK;
+    return cb_start(vc, err);
 }
 
 static void mem_barrier(bg_vk_compute *vc, VkPipelineStageFlags dst_stage, VkAccessFlags dst)
@@ -251,61 +261,6 @@ static void ts_write(bg_vk_compute *vc, VkPipelineStageFlagBits stage)
     vc->dev.fn.vkCmdWriteTimestamp(vc->cmd, stage, vc->qpool, vc->nq++);
 }
 
-int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const uint32_t *spec,
-                    int nspec, bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx, uint32_t gy,
-                    uint32_t gz)
-{
-    const bg_vk_caps *caps = &vc->dev.caps;
-    if (gx > caps->max_wg_count[0] || gy > caps->max_wg_count[1] || gz > caps->max_wg_count[2])
-        return bg__vk_fail(vc, BG_ELIMIT,
-                           "vulkan op %s: grid %ux%ux%u exceeds maxComputeWorkGroupCount "
-                           "%ux%ux%u",
-                           op, gx, gy, gz, caps->max_wg_count[0], caps->max_wg_count[1],
-                           caps->max_wg_count[2]);
-    VkDescriptorBufferInfo info[BG_VK_BINDINGS];
-    VkWriteDescriptorSet w[BG_VK_BINDINGS];
-    for (int i = 0; i < BG_VK_BINDINGS; i++) {
-        bg_vk_bind dummy = {.v = {(bg_cbuf *)vc->dummy, 0}, .n = 1};
-        int rc = bind_view(vc, op, i, i < nb ? &b[i] : &dummy, &info[i], &pc->o[i]);
-        if (rc != BG_OK)
-            return rc;
-    }
-    bg_err err;
-    VkPipeline pl;
-    if (bg__vk_pipes_get(&vc->pipes, shader, spec, nspec, &pl, &err) != BG_OK)
-        return bg__vk_fail(vc, err.code, "vulkan op %s: %s", op, err.msg);
-    VkDescriptorSet set;
-    int rc = alloc_set(vc, &set);
-    if (rc != BG_OK)
-        return rc;
-    for (int i = 0; i < BG_VK_BINDINGS; i++)
-        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                                      .dstSet = set,
-                                      .dstBinding = (uint32_t)i,
-                                      .descriptorCount = 1,
-                                      .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                      .pBufferInfo = &info[i]};
-    bg_vk_fns *f = &vc->dev.fn;
-    f->vkUpdateDescriptorSets(vc->dev.dev, BG_VK_BINDINGS, w, 0, NULL);
-    int timed = vc->ts_on && vc->nq + 2 <= vc->qcap;
-    if (timed) {
-        vc->qnames[vc->nq / 2] = op;
-        ts_write(vc, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
-    }
-    f->vkCmdBindPipeline(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pl);
-    f->vkCmdBindDescriptorSets(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vc->pipes.layout, 0, 1,
-                               &set, 0, NULL);
-    f->vkCmdPushConstants(vc->cmd, vc->pipes.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                          sizeof(*pc), pc);
-    if (gx && gy && gz)
-        f->vkCmdDispatch(vc->cmd, gx, gy, gz);
-    if (timed)
-        ts_write(vc, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT);
-    vc->unbarriered = 1;
-    vc->ndispatch++;
-    return BG_OK;
-}
-
 /* Log a per-op table (count, total, mean, share) of the timed dispatches. */
 static void ts_report(bg_vk_compute *vc)
 {
@@ -345,24 +300,20 @@ static void ts_report(bg_vk_compute *vc)
         return;
     }
     BG_INFO("vulkan", "per-op GPU time, %u of %d dispatches timed, %d barriers, %.1f us in ops:",
-            vc->nq / 2, vc->ndispatch, vc->nbarrier, all);
+            vc->nq / 2, vc->cb_dispatches, vc->nbarrier, all);
     BG_INFO("vulkan", "  %-18s %6s %12s %10s %6s", "op", "count", "total us", "mean us", "%");
     for (int k = 0; k < nn; k++)
         BG_INFO("vulkan", "  %-18s %6d %12.1f %10.2f %5.1f%%", names[k], count[k], total_us[k],
                 total_us[k] / count[k], all > 0 ? 100.0 * total_us[k] / all : 0.0);
 }
 
-static int submit(bg_compute *c, bg_err *err)
+/* End vc->cmd, submit it with the fence, wait, log its timestamps. */
+static int cb_run(bg_vk_compute *vc, bg_err *err)
 {
-    bg_vk_compute *vc = VC(c);
     bg_vk_fns *f = &vc->dev.fn;
-    /* Shader writes become visible to host reads after the fence wait. */
-    mem_barrier(vc, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
     VkResult r = f->vkEndCommandBuffer(vc->cmd);
     if (r != VK_SUCCESS)
         return bg_err_set(err, BG_EIO, "vulkan: vkEndCommandBuffer: %s", bg__vk_result_str(r));
-    if (c->poisoned)
-        return BG_OK; /* compute.c reports the poison; nothing runs */
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                        .commandBufferCount = 1,
                        .pCommandBuffers = &vc->cmd};
@@ -371,13 +322,105 @@ static int submit(bg_compute *c, bg_err *err)
         r = f->vkQueueSubmit(vc->dev.queue, 1, &si, vc->fence);
     if (r != VK_SUCCESS)
         return bg_err_set(err, BG_EIO, "vulkan: vkQueueSubmit (%d dispatches): %s",
-                          vc->ndispatch, bg__vk_result_str(r));
+                          vc->cb_dispatches, bg__vk_result_str(r));
     r = f->vkWaitForFences(vc->dev.dev, 1, &vc->fence, VK_TRUE, BG_VK_SUBMIT_TIMEOUT_NS);
     if (r != VK_SUCCESS)
         return bg_err_set(err, BG_EIO, "vulkan: waiting for %d dispatches on %s: %s",
-                          vc->ndispatch, vc->dev.caps.name, bg__vk_result_str(r));
+                          vc->cb_dispatches, vc->dev.caps.name, bg__vk_result_str(r));
     ts_report(vc);
     return BG_OK;
+}
+
+/* A long recording is cut into several fenced submits of at most
+ * split_every dispatches (GPU watchdogs kill long command buffers on
+ * display GPUs): run what is recorded, start over, and open the new part
+ * with a barrier so that it sees every write of the earlier parts. */
+static int split(bg_vk_compute *vc)
+{
+    bg_err err;
+    int rc = cb_run(vc, &err);
+    if (rc == BG_OK)
+        rc = cb_start(vc, &err);
+    if (rc != BG_OK)
+        return bg__vk_fail(vc, rc, "vulkan: intermediate submit: %s", err.msg);
+    mem_barrier(vc, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
+    vc->unbarriered = 0;
+    vc->nsplit++;
+    return BG_OK;
+}
+
+int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const uint32_t *spec,
+                    int nspec, bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx, uint32_t gy,
+                    uint32_t gz)
+{
+    const bg_vk_caps *caps = &vc->dev.caps;
+    if (gx > caps->max_wg_count[0] || gy > caps->max_wg_count[1] || gz > caps->max_wg_count[2])
+        return bg__vk_fail(vc, BG_ELIMIT,
+                           "vulkan op %s: grid %ux%ux%u exceeds maxComputeWorkGroupCount "
+                           "%ux%ux%u",
+                           op, gx, gy, gz, caps->max_wg_count[0], caps->max_wg_count[1],
+                           caps->max_wg_count[2]);
+    VkDescriptorBufferInfo info[BG_VK_BINDINGS];
+    VkWriteDescriptorSet w[BG_VK_BINDINGS];
+    for (int i = 0; i < BG_VK_BINDINGS; i++) {
+        bg_vk_bind dummy = {.v = {(bg_cbuf *)vc->dummy, 0}, .n = 1};
+        int rc = bind_view(vc, op, i, i < nb ? &b[i] : &dummy, &info[i], &pc->o[i]);
+        if (rc != BG_OK)
+            return rc;
+    }
+    if (vc->split_every && vc->cb_dispatches >= vc->split_every && split(vc) != BG_OK)
+        return vc->base.poison_err.code;
+    bg_err err;
+    VkPipeline pl;
+    if (bg__vk_pipes_get(&vc->pipes, shader, spec, nspec, &pl, &err) != BG_OK)
+        return bg__vk_fail(vc, err.code, "vulkan op %s: %s", op, err.msg);
+    VkDescriptorSet set;
+    int rc = alloc_set(vc, &set);
+    if (rc != BG_OK)
+        return rc;
+    for (int i = 0; i < BG_VK_BINDINGS; i++)
+        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                      .dstSet = set,
+                                      .dstBinding = (uint32_t)i,
+                                      .descriptorCount = 1,
+                                      .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                      .pBufferInfo = &info[i]};
+    bg_vk_fns *f = &vc->dev.fn;
+    f->vkUpdateDescriptorSets(vc->dev.dev, BG_VK_BINDINGS, w, 0, NULL);
+    int timed = vc->ts_on && vc->nq + 2 <= vc->qcap;
+    if (timed) {
+        vc->qnames[vc->nq / 2] = op;
+        ts_write(vc, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
+    }
+    f->vkCmdBindPipeline(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pl);
+    f->vkCmdBindDescriptorSets(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vc->pipes.layout, 0, 1,
+                               &set, 0, NULL);
+    f->vkCmdPushConstants(vc->cmd, vc->pipes.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                          sizeof(*pc), pc);
+    if (gx && gy && gz)
+        f->vkCmdDispatch(vc->cmd, gx, gy, gz);
+    if (timed)
+        ts_write(vc, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT);
+    vc->unbarriered = 1;
+    vc->ndispatch++;
+    vc->cb_dispatches++;
+    return BG_OK;
+}
+
+static int submit(bg_compute *c, bg_err *err)
+{
+    bg_vk_compute *vc = VC(c);
+    if (c->poisoned) { /* compute.c reports the poison; nothing runs */
+        vc->dev.fn.vkEndCommandBuffer(vc->cmd);
+        return BG_OK;
+    }
+    /* Shader writes become visible to host reads after the fence wait. */
+    mem_barrier(vc, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+    if (vc->nsplit)
+        BG_DEBUG("vulkan", "recording of %d dispatches ran as %d submits", vc->ndispatch,
+                 vc->nsplit + 1);
+    return cb_run(vc, err);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -517,6 +560,10 @@ static int setup(bg_vk_compute *vc, bg_err *err)
             }
         }
     }
+    vc->split_every = BG_VK_SPLIT_EVERY;
+    const char *se = getenv("BG_VK_SUBMIT_EVERY");
+    if (se && *se)
+        vc->split_every = atoi(se) > 0 ? atoi(se) : 0;
     bg_cbuf *dummy = NULL;
     rc = buf_create(&vc->base, 16, &dummy, err);
     if (rc != BG_OK)

@@ -9,7 +9,9 @@
  * begin), pipeline bind, push constants, dispatch. bg_compute_barrier records
  * one global compute->compute memory barrier, and only when a dispatch was
  * recorded since the last one. Submit ends the buffer with a compute->host
- * barrier, submits with a fence and waits.
+ * barrier, submits with a fence and waits. A recording longer than
+ * split_every dispatches runs as several fenced submits of the same command
+ * buffer (each later part opens with a barrier); the caller sees one.
  *
  * Ownership: bg_vk_compute owns the device, every buffer (list `bufs`),
  * pools and pipelines; destroy releases all of them. Thread: one caller at a
@@ -54,7 +56,9 @@ typedef struct bg_vk_compute {
     bg_vk_buf *bufs;  /* live buffers */
     bg_vk_buf *dummy; /* bound to unused bindings */
     int unbarriered;  /* dispatches recorded since the last barrier */
-    int ndispatch, nbarrier;
+    int ndispatch, nbarrier; /* since begin */
+    int cb_dispatches;       /* in the command buffer being recorded */
+    int split_every, nsplit; /* long recordings: submit every split_every dispatches */
     /* kernel variants chosen from the capabilities */
     uint32_t wg;             /* reductions and elementwise */
     uint32_t mv_wg;          /* matvec: invocations per workgroup */
