@@ -261,7 +261,10 @@ static void ts_write(bg_vk_compute *vc, VkPipelineStageFlagBits stage)
     vc->dev.fn.vkCmdWriteTimestamp(vc->cmd, stage, vc->qpool, vc->nq++);
 }
 
-/* Log a per-op table (count, total, mean, share) of the timed dispatches. */
+/* Log a per-op table (count, total, mean, share) of the timed dispatches.
+ * Each op is timed from top of pipe before it to bottom of pipe after it:
+ * independent dispatches that overlap on the device both count the overlap,
+ * so shares are indicative when a recording has few barriers. */
 static void ts_report(bg_vk_compute *vc)
 {
     if (!vc->ts_on || vc->nq == 0)
@@ -470,8 +473,8 @@ static const bg_compute_vtbl VK_VTBL = {
     .logsoftmax_gather = bg__vk_op_logsoftmax_gather,
 };
 
-/* Kernel variants from the capabilities: big tiles on GPUs, small ones on
- * CPU-type devices (lavapipe runs a workgroup per thread). */
+/* Kernel variants from the capabilities (and the tuning variables): the
+ * workgroup size of reductions, the matvec split, the matmul tile. */
 static void choose_variants(bg_vk_compute *vc)
 {
     const bg_vk_caps *c = &vc->dev.caps;

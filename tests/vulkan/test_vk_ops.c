@@ -1,7 +1,8 @@
 /*
  * test_vk_ops.c — every op of the Vulkan backend against the scalar reference
  * (compute_ref.h) over seeded random shapes, including sizes that are not
- * multiples of the matmul tiles (32 or 64) or of the workgroup (128), M == 1
+ * multiples of the matmul tiles (64x64; 128x16 in the gpu_variants run) or of
+ * the workgroup (128), M == 1
  * (the matvec kernel), and views at unaligned element offsets (the runtime
  * aligns descriptor offsets down and passes the remainder). Buffers are
  * padded with NaN around each view, so a kernel that reads or writes outside
