@@ -231,11 +231,9 @@ static result measure(run *r, unsigned callers, double warm, double secs)
 static pid_t spawn_daemon(const char *daemon, const char *policies, const char *plugins,
                           const char *cq, char *addr, size_t len)
 {
-    char ready[] = "/tmp/bench_rpc_ready_XXXXXX";
-    int fd = mkstemp(ready);
-    if (fd < 0)
-        return -1;
-    close(fd);
+    char ready[128];
+    snprintf(ready, sizeof(ready), "/tmp/bench_rpc_ready_%ld_%llu", (long)getpid(),
+             (unsigned long long)bg_now_ns());
     unlink(ready);
     pid_t pid = fork();
     if (pid == 0) {
