@@ -1,13 +1,15 @@
 /*
  * nn_bench.c — the benchmark run by `bayesguard lm bench` and bg_bench_lm.
  *
- * Two tables, each with its baseline side by side:
+ * Tables, each with its baseline side by side where one exists:
  *   1. matmul GFLOP/s: the CPU backend (through compute.h, as the model uses
  *      it) against a BLAS sgemm when the caller passes one (bg_bench_lm links
  *      OpenBLAS; the daemon never does), 1 thread and N threads, at several
  *      shapes including 512^3 and the matvecs of decode. Each result is
  *      checked against the BLAS output (max abs difference printed).
- *   2. tokens/s, decode (one token per forward, positions 0..n-1) and
+ *   2. per-op cost of the CPU backend (a tiny op: validation and dispatch;
+ *      a 64K-element op: plus the pool's wake-up and join), 1 and N threads;
+ *   3. tokens/s, decode (one token per forward, positions 0..n-1) and
  *      prefill (T tokens in one forward), on stories260K when found and on a
  *      synthetic model of the 15M shape, against the plain single-threaded
  *      scalar forward (nn_ref.c) — ratios printed, and the weight bytes a
@@ -158,6 +160,55 @@ static int bench_matmul(const bg_nn_bench_opts *o, int nthreads, bg_err *err)
     return BG_OK;
 }
 
+/* ---- per-op overhead ------------------------------------------------------ */
+
+typedef struct bench_ops {
+    bg_compute *c;
+    bg_cbuf *x, *y;
+    int n;
+} bench_ops;
+
+/* One recording of 100 add ops of n elements. */
+static void ops_100(void *v)
+{
+    bench_ops *b = v;
+    bg_tview x = {b->x, 0}, y = {b->y, 0};
+    bg_compute_begin(b->c, NULL);
+    for (int i = 0; i < 100; i++) {
+        bg_op_add(b->c, x, y, b->n);
+        bg_compute_barrier(b->c);
+    }
+    bg_compute_submit(b->c, NULL);
+}
+
+/* What one op costs beyond its arithmetic: a tiny add (validation and
+ * dispatch only) and a 64K-element add (split over the pool from 2
+ * threads on), at 1 and N threads. */
+static int bench_overhead(const bg_nn_bench_opts *o, int nthreads, bg_err *err)
+{
+    fprintf(o->out, "\n### per-op cost on the CPU backend (100 dependent adds per recording)\n\n");
+    fprintf(o->out, "| op | threads | us per op |\n|---|---|---|\n");
+    int counts[2] = {1, nthreads}, sizes[2] = {16, 65536};
+    for (int t = 0; t < (nthreads > 1 ? 2 : 1); t++) {
+        bench_ops b = {NULL, NULL, NULL, 0};
+        bg_compute_opts co = {BG_BACKEND_CPU, counts[t], 0, -1};
+        int rc = bg_compute_create(&co, &b.c, err);
+        if (rc == BG_OK)
+            rc = bg_cbuf_create(b.c, 4 * 65536, &b.x, err);
+        if (rc == BG_OK)
+            rc = bg_cbuf_create(b.c, 4 * 65536, &b.y, err);
+        for (int k = 0; rc == BG_OK && k < 2; k++) {
+            b.n = sizes[k];
+            double per = time_call(ops_100, &b, o->quick ? 0.05 : 0.2) / 100;
+            fprintf(o->out, "| add, %d elements | %d | %.2f |\n", b.n, counts[t], per * 1e6);
+        }
+        bg_compute_destroy(b.c);
+        if (rc != BG_OK)
+            return rc;
+    }
+    return BG_OK;
+}
+
 /* ---- tokens/s ------------------------------------------------------------- */
 
 typedef struct tok_run {
@@ -274,6 +325,8 @@ int bg_nn_bench_run(const bg_nn_bench_opts *o, bg_err *err)
     }
     fprintf(o->out, "## bayesguard lm bench (%d threads%s)\n", nthreads, o->quick ? ", quick" : "");
     int rc = bench_matmul(o, nthreads, err);
+    if (rc == BG_OK)
+        rc = bench_overhead(o, nthreads, err);
     if (rc == BG_OK && o->model_path)
         rc = bench_model(o, "stories260K", o->model_path, nthreads, err);
     else if (rc == BG_OK)
