@@ -5,9 +5,12 @@
 # package registry and none of the daemon's build dependencies:
 #
 #   1. here (the dev machine):   bench/vulkan/gpu-check.sh prepare
-#      builds the three programs (Release, own build dir build-gpucheck) and
-#      copies them with this host's libvulkan.so.1 into .gpucheck/ (ignored
-#      through .git/info/exclude), then prints the device call to make.
+#      builds the test and bench programs (Release, build dir build-gpucheck)
+#      and copies them with this host's libvulkan.so.1 and stories260K into
+#      .gpucheck/ (ignored through .git/info/exclude), then prints the device
+#      call to make. VALIDATION=1 carries the Khronos validation layer
+#      instead of nn's bg_bench_lm + OpenBLAS (both do not fit one call), and
+#      the run then repeats the runtime and model tests under it.
 #   2. on the device machine, through the device tool's `run`, with
 #      carry [".gpucheck"]:       bash bench/vulkan/gpu-check.sh run
 #      finds the NVIDIA Vulkan driver manifest (nvidia_icd.json), points the
@@ -29,9 +32,21 @@ prepare() {
     cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null # Release: timings
     cmake --build "$b" -j2 --target test_vk_ops test_vk_runtime test_vk_model bench_vulkan
     mkdir -p "$dir/models" "$dir/lib"
+    rm -rf "$dir/layer" "$dir/lib"/* "$dir/bg_bench_lm"
+    if [ "${VALIDATION:-0}" = 1 ]; then
+        # the Khronos validation layer (22 MB) instead of OpenBLAS (36 MB):
+        # together they would not fit the 64 MiB a device call carries
+        local so=/usr/lib/x86_64-linux-gnu/libVkLayer_khronos_validation.so
+        local js=/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json
+        [ -r "$so" ] && [ -r "$js" ] || {
+            echo "gpu-check: VALIDATION=1 needs vulkan-validationlayers here" >&2; exit 1; }
+        mkdir -p "$dir/layer"
+        cp "$so" "$dir/layer/"
+        sed 's|"library_path": "[^"]*"|"library_path": "./libVkLayer_khronos_validation.so"|' \
+            "$js" >"$dir/layer/VkLayer_khronos_validation.json"
     # tokens/s on the GPU through the transformer (nn's bench; needs OpenBLAS,
     # carried with its runtime libraries since the device image lacks them)
-    if cmake --build "$b" -j2 --target bg_bench_lm >/dev/null 2>&1; then
+    elif cmake --build "$b" -j2 --target bg_bench_lm >/dev/null 2>&1; then
         cp "$b/bench/lm/bg_bench_lm" "$dir/"
         ldd "$b/bench/lm/bg_bench_lm" | awk '/openblas|gfortran|quadmath|gomp/ {print $3}' |
             while read -r l; do cp -L "$l" "$dir/lib/"; done
@@ -106,6 +121,22 @@ run_device() {
     done
     echo "== test_vk_model (stories260K and a synthetic model, Vulkan vs CPU)"
     BG_SHARED_DIR="$root/$dir" timeout 180 "$dir/test_vk_model" || rc=1
+    if [ -d "$dir/layer" ]; then
+        echo "== under the validation layer (API use + synchronization hazards)"
+        local v
+        for v in "test_vk_runtime chain" "test_vk_runtime staging" "test_vk_model"; do
+            echo "-- $v"
+            VK_LAYER_PATH="$root/$dir/layer" VK_INSTANCE_LAYERS=VK_LAYER_KHRONOS_validation \
+                VK_LAYER_ENABLES=VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT \
+                BG_SHARED_DIR="$root/$dir" timeout 300 $dir/$v >"$out/validation.log" 2>&1 ||
+                rc=1
+            if grep -E "Validation Error|VUID-|SYNC-HAZARD" "$out/validation.log" | head -20; then
+                rc=1
+            else
+                tail -1 "$out/validation.log"
+            fi
+        done
+    fi
     # Peak memory bandwidth of the card for the matvec column (GB/s, spec sheet).
     local name peak=0
     name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
