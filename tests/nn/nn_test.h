@@ -28,7 +28,11 @@ static inline const char *nt_tmpdir(void)
 {
     static char dir[512];
     const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/bg_nn_test_XXXXXX", base && *base ? base : "/tmp");
+    int n = snprintf(dir, sizeof dir - 7, "%s/bg_nn_test_", base && *base ? base : "/tmp");
+    if (n < 0 || n > (int)sizeof dir - 7)
+        n = 0;
+    memset(dir + n, 'X', 6); /* the mkdtemp template */
+    dir[n + 6] = 0;
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         exit(1);
