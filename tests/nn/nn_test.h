@@ -30,7 +30,7 @@ static inline const char *nt_tmpdir(void)
     const char *base = getenv("TMPDIR");
     int n = snprintf(dir, sizeof dir - 7, "%s/bg_nn_test_", base && *base ? base : "/tmp");
     if (n < 0 || n > (int)sizeof dir - 7)
-        n = 0;
+        n = (int)strlen(dir); /* truncated: keep what fit */
     memset(dir + n, 'X', 6); /* the mkdtemp template */
     dir[n + 6] = 0;
     if (!mkdtemp(dir)) {
