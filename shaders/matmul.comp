@@ -27,8 +27,13 @@ layout(std430, binding = 2) readonly buffer B2 { float d[]; } ws;
 
 const uint BM = TY * RM;
 const uint BN = TX * RN;
-shared float As[BK * BM];
-shared float Bs[BK * BN];
+/* Rows of the shared tiles are padded by one word: the loads write them
+ * k-major (consecutive invocations, consecutive k), and a stride of BM or
+ * BN words (multiples of 32) would put a whole warp on one memory bank. */
+const uint LA = BM + 1;
+const uint LB = BN + 1;
+shared float As[BK * LA];
+shared float Bs[BK * LB];
 
 void main()
 {
@@ -45,20 +50,20 @@ void main()
         for (uint e = tid; e < BM * BK; e += nthr) {
             uint i = e / BK, kk = e % BK;
             uint m = m0 + i, k = k0 + kk;
-            As[kk * BM + i] = (m < M && k < K) ? xs.d[pc.o1 + m * K + k] : 0.0;
+            As[kk * LA + i] = (m < M && k < K) ? xs.d[pc.o1 + m * K + k] : 0.0;
         }
         for (uint e = tid; e < BN * BK; e += nthr) {
             uint j = e / BK, kk = e % BK;
             uint n = n0 + j, k = k0 + kk;
-            Bs[kk * BN + j] = (n < N && k < K) ? ws.d[pc.o2 + n * K + k] : 0.0;
+            Bs[kk * LB + j] = (n < N && k < K) ? ws.d[pc.o2 + n * K + k] : 0.0;
         }
         barrier();
         for (uint kk = 0; kk < BK; kk++) {
             float a[RM], b[RN];
             for (uint r = 0; r < RM; r++)
-                a[r] = As[kk * BM + ty + r * TY];
+                a[r] = As[kk * LA + ty + r * TY];
             for (uint c = 0; c < RN; c++)
-                b[c] = Bs[kk * BN + tx + c * TX];
+                b[c] = Bs[kk * LB + tx + c * TX];
             for (uint r = 0; r < RM; r++)
                 for (uint c = 0; c < RN; c++)
                     acc[r * RN + c] = fma(a[r], b[c], acc[r * RN + c]);

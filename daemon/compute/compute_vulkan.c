@@ -505,7 +505,7 @@ static void choose_variants(bg_vk_compute *vc)
     const char *t = getenv("BG_VK_MM_TILE");
     unsigned m[5] = {0, 0, 0, 4, 4};
     int n = t ? sscanf(t, "%ux%ux%ux%ux%u", &m[0], &m[1], &m[2], &m[3], &m[4]) : 0;
-    uint64_t shared = 4ull * m[2] * (m[3] * m[1] + m[4] * m[0]);
+    uint64_t shared = 4ull * m[2] * (m[3] * m[1] + 1 + m[4] * m[0] + 1); /* padded tiles */
     if ((n == 3 || n == 5) && m[0] && m[1] && m[2] && m[3] && m[4] && m[3] * m[4] <= 64 &&
         m[0] * m[1] <= c->max_wg_invocations && m[1] <= c->max_wg_size[1] &&
         shared <= c->shared_mem_bytes) {
