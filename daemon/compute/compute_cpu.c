@@ -86,7 +86,7 @@ static int ids_ok(bg_compute *c, const char *op, const int32_t *ids, int n, long
 static int ntasks_for(bg_compute *c, long rows, long cost)
 {
     int nt = bg__pool_threads(cpu(c)->pool);
-    if (nt == 1 || rows * cost < 32768 || rows < 2)
+    if (nt == 1 || rows * cost < 131072 || rows < 2)
         return 1;
     long t = (long)nt * 4;
     return (int)(t < rows ? t : rows);

@@ -227,7 +227,7 @@ static void matvec(bg__pool *p, float *out, const float *x, const float *w, int 
     int nt = bg__pool_threads(p);
     long work = (long)N * K;
     int tasks = 1;
-    if (nt > 1 && work >= 16384) {
+    if (nt > 1 && work >= 65536) {
         tasks = nt * 4;
         if (tasks > (N + 3) / 4)
             tasks = (N + 3) / 4;

@@ -406,10 +406,10 @@ static void suite(int threads)
     test_matmul(c, 1, 2100, 96); /* matvec large enough to run on the pool */
     test_matmul(c, 13, 2100, 70); /* N past one 2048-column block of the packed GEMM */
 
-    static const int rows[][2] = {{1, 1}, {1, 7}, {3, 36}, {5, 33}, {2, 513}, {40, 1000}};
+    static const int rows[][2] = {{1, 1}, {1, 7}, {3, 36}, {5, 33}, {2, 513}, {64, 1000}};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         test_rows_ops(c, rows[i][0], rows[i][1]);
-    test_rows_ops(c, 1, 40000); /* elementwise ops large enough to split */
+    test_rows_ops(c, 1, 70000); /* elementwise ops large enough to split (> 4 chunks) */
 
     test_attention(c, 1, 0, 1, 1, 2, 1);
     test_attention(c, 1, 5, 6, 2, 6, 8);
