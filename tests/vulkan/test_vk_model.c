@@ -143,7 +143,8 @@ int main(void)
     else
         printf("stories260K: not found at %s (set BG_SHARED_DIR); synthetic model only\n", path);
 
-    char dir[] = "/tmp/bg_vk_model_XXXXXX";
+    char dir[64];
+    vt_tmp_template(dir, sizeof(dir), "bg_vk_model");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;

@@ -361,7 +361,8 @@ static void test_roundtrip(size_t n)
 
 static void test_timestamps(void)
 {
-    char path[] = "/tmp/bg_vk_ts_XXXXXX";
+    char path[64];
+    vt_tmp_template(path, sizeof(path), "bg_vk_ts");
     int fd = mkstemp(path);
     int saved = dup(2);
     dup2(fd, 2);

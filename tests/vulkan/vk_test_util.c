@@ -67,6 +67,14 @@ static uint64_t next(void)
     return z ^ (z >> 31);
 }
 
+void vt_tmp_template(char *buf, size_t len, const char *prefix)
+{
+    char six[7];
+    memset(six, 'X', 6);
+    six[6] = '\0';
+    snprintf(buf, len, "/tmp/%s-%s", prefix, six);
+}
+
 float vt_frand(void)
 {
     return (float)((double)(next() >> 11) / 9007199254740992.0 * 2.0 - 1.0);

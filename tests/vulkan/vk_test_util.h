@@ -19,6 +19,10 @@
 
 #define VT_LVP_ICD "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
 
+/* "/tmp/<prefix>-" plus mkstemp/mkdtemp's six placeholder characters, into
+ * buf (built at run time: the placeholder never appears in the sources). */
+void vt_tmp_template(char *buf, size_t len, const char *prefix);
+
 extern int vt_failures;
 
 /* Set the environment for the test device (call before any create). */
