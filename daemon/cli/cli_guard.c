@@ -52,35 +52,47 @@ enum {
 typedef struct flag {
     struct option opt;
     unsigned mask;
+    const char *arg;  /* the value's name in --help, "" for none */
     const char *help;
 } flag;
 
 static const flag flags[] = {
-    {{"addr", required_argument, NULL, O_ADDR}, F_BASE,
-     "ADDR      daemon address, host:port or unix:/path (default " BG_CLIENT_DEFAULT_ADDR ")"},
-    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, F_BASE, "N   deadline (default 10000)"},
-    {{"json", no_argument, NULL, O_JSON}, F_BASE, "            print the reply as JSON"},
-    {{"help", no_argument, NULL, O_HELP}, F_BASE, "            this help"},
-    {{"tool", required_argument, NULL, O_TOOL}, F_ACTION, "NAME      tool name (required)"},
-    {{"args", required_argument, NULL, O_ARGS}, F_ACTION, "JSON      tool arguments"},
-    {{"id", required_argument, NULL, O_ID}, F_ACTION, "ID          tool-call id"},
-    {{"policy", required_argument, NULL, O_POLICY}, F_ACTION,
-     "NAME    policy (default: the one matching --tool)"},
-    {{"session", required_argument, NULL, O_SESSION}, F_ACTION, "S      context.session"},
-    {{"agent", required_argument, NULL, O_AGENT}, F_ACTION, "A        context.agent"},
-    {{"trace-id", required_argument, NULL, O_TRACE}, F_ACTION, "T     context.trace_id"},
-    {{"feature", required_argument, NULL, O_FEATURE}, F_ACTION,
-     "X      append one feature (repeatable)"},
-    {{"features", required_argument, NULL, O_FEATURES}, F_ACTION,
-     "X,Y,.. all features, comma-separated"},
-    {{"attr", required_argument, NULL, O_ATTR}, F_ACTION, "K=V       attribute (repeatable)"},
-    {{"harmed", required_argument, NULL, O_HARMED}, F_OBSERVE,
-     "yes|no  the observed outcome (required)"},
-    {{"value", required_argument, NULL, O_VALUE}, F_OBSERVE, "X        measured outcome"},
-    {{"decision-id", required_argument, NULL, O_DECISION}, F_OBSERVE,
-     "ID the verdict's decision_id"},
-    {{"service", required_argument, NULL, O_SERVICE}, F_SERVICE,
-     "NAME   \"\" (default) or bayesguard.v1.Guard"},
+    {{"addr", required_argument, NULL, O_ADDR}, F_BASE, "ADDR",
+     "daemon address, host:port or unix:/path (default " BG_CLIENT_DEFAULT_ADDR ")"},
+    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, F_BASE, "N",
+     "deadline (default 10000)"},
+    {{"json", no_argument, NULL, O_JSON}, F_BASE, "",
+     "print the reply as JSON"},
+    {{"help", no_argument, NULL, O_HELP}, F_BASE, "",
+     "this help"},
+    {{"tool", required_argument, NULL, O_TOOL}, F_ACTION, "NAME",
+     "tool name (required)"},
+    {{"args", required_argument, NULL, O_ARGS}, F_ACTION, "JSON",
+     "tool arguments"},
+    {{"id", required_argument, NULL, O_ID}, F_ACTION, "ID",
+     "tool-call id"},
+    {{"policy", required_argument, NULL, O_POLICY}, F_ACTION, "NAME",
+     "policy (default: the one matching --tool)"},
+    {{"session", required_argument, NULL, O_SESSION}, F_ACTION, "S",
+     "context.session"},
+    {{"agent", required_argument, NULL, O_AGENT}, F_ACTION, "A",
+     "context.agent"},
+    {{"trace-id", required_argument, NULL, O_TRACE}, F_ACTION, "T",
+     "context.trace_id"},
+    {{"feature", required_argument, NULL, O_FEATURE}, F_ACTION, "X",
+     "append one feature (repeatable)"},
+    {{"features", required_argument, NULL, O_FEATURES}, F_ACTION, "X,Y,..",
+     "all features, comma-separated"},
+    {{"attr", required_argument, NULL, O_ATTR}, F_ACTION, "K=V",
+     "attribute (repeatable)"},
+    {{"harmed", required_argument, NULL, O_HARMED}, F_OBSERVE, "yes|no",
+     "the observed outcome (required)"},
+    {{"value", required_argument, NULL, O_VALUE}, F_OBSERVE, "X",
+     "measured outcome"},
+    {{"decision-id", required_argument, NULL, O_DECISION}, F_OBSERVE, "ID",
+     "the verdict's decision_id"},
+    {{"service", required_argument, NULL, O_SERVICE}, F_SERVICE, "NAME",
+     "\"\" (default) or bayesguard.v1.Guard"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -89,7 +101,7 @@ static void usage(FILE *f, const char *cmd, unsigned mask)
     fprintf(f, "usage: bayesguard %s [flags]\n", cmd);
     for (size_t i = 0; i < N_FLAGS; i++)
         if (flags[i].mask & mask)
-            fprintf(f, "  --%s %s\n", flags[i].opt.name, flags[i].help);
+            fprintf(f, "  --%-12s %-8s %s\n", flags[i].opt.name, flags[i].arg, flags[i].help);
     fprintf(f, "exit: 0 %s, 1 %s, 2 usage, 3 RPC error\n",
             strcmp(cmd, "eval") == 0 ? "ALLOW" : "ok",
             strcmp(cmd, "eval") == 0 ? "DENY/ESCALATE" : "negative answer");
