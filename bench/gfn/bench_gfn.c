@@ -3,7 +3,7 @@
  * "How to know it works"). Not a test: run by hand, results and commands
  * in docs/GFLOWNET.md.
  *
- *   bench_gfn [--quick] [--out DIR] [--seed N]
+ *   bench_gfn [--quick] [--large-only] [--out DIR] [--seed N]
  *
  * Target: the exploding bandit's posterior P(w | D) ∝ P(w)·P(D|w) for a
  * fixed data set (10 arms, 25 pulls — one episode of the paper), d = 10 …
@@ -20,7 +20,8 @@
  *   2. oracle at d = 10 and 16: among K = 1024 samples, recall of the
  *      exact cautious hypothesis over many contexts and of the exact
  *      plausible sets I^α, and the sampled bound vs the exact bound;
- *   3. d = 32 and 64: the bound from GFlowNet samples vs MH samples at
+ *   3. d = 32 and 64: the bound from GFlowNet samples (TB, SubTB, and TB
+ *      with its replay buffer seeded by a short MH chain) vs MH samples at
  *      equal reward evaluations, its coverage of the true hypothesis's
  *      harm, the best cautious score found, and wall time.
  */
@@ -41,7 +42,7 @@
 #define N_CHECK 24
 
 static const char *out_dir = "bench-gfn-out";
-static int quick, use_plugin;
+static int quick, use_plugin, only_large;
 static uint64_t seed = 1;
 
 static double now_s(void)
@@ -547,6 +548,27 @@ static void large_eval(bench_env *e, const uint64_t *x, const uint64_t *cand, si
     free(order);
 }
 
+#define MH_SEED_EVALS 2000
+
+/* Run an MH chain of `evals` evaluations and offer its distinct states to
+ * g's replay buffer (the buffer keeps the top-k). */
+static int seed_replay(bench_env *e, bg_gfn *g, uint64_t evals)
+{
+    bench_mh m;
+    bench_mh_init(&m, e, seed + 300);
+    uint64_t *visited = malloc(evals * sizeof *visited);
+    size_t n = 0;
+    while (e->reward_evals < evals)
+        visited[n++] = bench_mh_step(&m);
+    n = bench_unique(visited, n);
+    char err[256];
+    int rc = bg_gfn_offer(g, visited, n, bench_log_reward, e, NULL, err, sizeof err);
+    if (rc != BG_PLUGIN_OK)
+        fprintf(stderr, "offer: %s\n", err);
+    free(visited);
+    return rc;
+}
+
 static void large_section(uint32_t d, uint64_t budget)
 {
     bench_env e;
@@ -560,8 +582,11 @@ static void large_section(uint32_t d, uint64_t budget)
     printf("| method | reward evals | wall s | distinct | best log R − log R(w*) | mean iid "
            "bound | mean non-iid bound | iid covers harm(w*) | non-iid covers | GFN score − "
            "MH score (mean, >0: GFN found more cautious) |\n|---|---|---|---|---|---|---|---|---|---|\n");
-    const bg_gfn_loss losses[] = {BG_GFN_LOSS_TB, BG_GFN_LOSS_SUBTB};
-    for (int li = 0; li < 2; li++) {
+    /* TB, SubTB, and TB whose replay buffer is first seeded with the states
+     * of a short MH chain (its evaluations count in the budget). */
+    const bg_gfn_loss losses[] = {BG_GFN_LOSS_TB, BG_GFN_LOSS_SUBTB, BG_GFN_LOSS_TB};
+    const char *names[] = {"tb", "subtb", "tb + MH-seeded replay"};
+    for (int li = 0; li < 3; li++) {
         bg_gfn_config c = gfn_config(d, losses[li], budget);
         bg_gfn *g;
         char err[256];
@@ -572,9 +597,11 @@ static void large_section(uint32_t d, uint64_t budget)
         large_stats sg, sm;
         e.reward_evals = 0;
         double t0 = now_s();
+        if (li == 2 && seed_replay(&e, g, MH_SEED_EVALS) != 0)
+            exit(1);
         uint32_t steps = (uint32_t)(budget / c.batch), chunk = steps / 20 ? steps / 20 : 1;
         char label[64];
-        snprintf(label, sizeof label, "d=%u %s", d, bg_gfn_loss_name(losses[li]));
+        snprintf(label, sizeof label, "d=%u %s", d, names[li]);
         for (uint32_t s = 0; s < steps; s += chunk) {
             uint32_t m = steps - s < chunk ? steps - s : chunk;
             if (bg_gfn_train(g, bench_log_reward, &e, m, err, sizeof err) != BG_PLUGIN_OK) {
@@ -593,8 +620,8 @@ static void large_section(uint32_t d, uint64_t budget)
         for (int k = 0; k < N_CONTEXTS; k++)
             adv += (sg.score[k] - sm.score[k]) / N_CONTEXTS;
         printf("| GFlowNet %s | %llu | %.1f | %zu | %.2f | %.4f | %.4f | %.3f | %.3f | %+.2f |\n",
-               bg_gfn_loss_name(losses[li]), (unsigned long long)evals, sg.secs, sg.n_cand,
-               sg.best_logr, sg.iid_mean, sg.noniid_mean, sg.iid_cover, sg.noniid_cover, adv);
+               names[li], (unsigned long long)evals, sg.secs, sg.n_cand, sg.best_logr,
+               sg.iid_mean, sg.noniid_mean, sg.iid_cover, sg.noniid_cover, adv);
         printf("| MH (same evals) | %llu | %.1f | %zu | %.2f | %.4f | %.4f | %.3f | %.3f | |\n",
                (unsigned long long)evals, sm.secs, sm.n_cand, sm.best_logr, sm.iid_mean,
                sm.noniid_mean, sm.iid_cover, sm.noniid_cover);
@@ -641,12 +668,15 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--large-only"))
+            only_large = 1;
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out_dir = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--out DIR] [--seed N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--large-only] [--out DIR] [--seed N]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -663,9 +693,10 @@ int main(int argc, char **argv)
                   : why);
     bench_plugin_detach(&probe);
 
-    printf("\n## 1. Convergence: exact q^T vs exact posterior\n");
     const uint32_t ds[] = {10, 12, 14, 16};
-    int n_d = quick ? 1 : 4;
+    int n_d = only_large ? 0 : quick ? 1 : 4;
+    if (n_d)
+        printf("\n## 1. Convergence: exact q^T vs exact posterior\n");
     bg_gfn *trained[4] = {0};
     uint64_t train_evals[4] = {0};
     for (int i = 0; i < n_d; i++) {
@@ -675,9 +706,10 @@ int main(int argc, char **argv)
         bg_gfn_get_stats(trained[i], &st);
         train_evals[i] = st.reward_evals;
     }
-    plots(ds, n_d);
-
-    printf("\n## 2. Oracle: cautious hypothesis, plausible sets, bounds from samples\n");
+    if (n_d) {
+        plots(ds, n_d);
+        printf("\n## 2. Oracle: cautious hypothesis, plausible sets, bounds from samples\n");
+    }
     for (int i = 0; i < n_d; i++)
         if (ds[i] == 10 || ds[i] == 16)
             oracle_section(ds[i], trained[i], train_evals[i]);

@@ -136,6 +136,16 @@ void bg_gfn_get_stats(const bg_gfn *g, bg_gfn_stats *out);
 int bg_gfn_train(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps,
                  char *errbuf, size_t errlen);
 
+/* Offer hypotheses found elsewhere (a Markov chain, a local search, the
+ * previous posterior's samples) to the replay buffer: their log-rewards
+ * (every prefix for SubTB/DB, the final one for TB) come from one reward
+ * call and count as reward evaluations; ids outside the space or the
+ * length masks are skipped; the buffer keeps its top-k rule. Training is
+ * off-policy, so replaying them leaves the objective's optimum unchanged.
+ * *stored (may be NULL) = how many entered the buffer. */
+int bg_gfn_offer(bg_gfn *g, const uint64_t *ids, size_t n, bg_log_reward_fn reward,
+                 void *reward_ctx, size_t *stored, char *errbuf, size_t errlen);
+
 /* Draw n hypotheses from the untempered policy with the caller's
  * generator (xoshiro256** state, seed it with bg_gfn_rng_seed). log_q may
  * be NULL; else log_q[i] = log q^⊤(ids[i]). */

@@ -540,6 +540,36 @@ int bg_gfn_train(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint32_t 
     return rc;
 }
 
+int bg_gfn_offer(bg_gfn *g, const uint64_t *ids, size_t n, bg_log_reward_fn reward,
+                 void *reward_ctx, size_t *stored, char *errbuf, size_t errlen)
+{
+    const bg_gfn_config *c = &g->cfg;
+    uint64_t prefix[BG_GFN_MAX_BITS + 1];
+    double logr[BG_GFN_MAX_BITS + 1];
+    size_t kept = 0;
+    int rc = BG_PLUGIN_OK;
+    for (size_t i = 0; i < n && rc == BG_PLUGIN_OK; i++) {
+        if (!bg__gfn_id_ok(c, ids[i]))
+            continue;
+        uint32_t len = (uint32_t)__builtin_popcountll(ids[i]);
+        for (uint32_t t = 0; t <= len; t++) {
+            prefix[t] = bg__gfn_prefix(ids[i], t).bits;
+            logr[t] = 0.0;
+        }
+        int tb = c->loss == BG_GFN_LOSS_TB;
+        size_t m = tb ? 1 : len + 1;
+        rc = get_rewards(reward, reward_ctx, tb ? &ids[i] : prefix, m, tb ? &logr[len] : logr,
+                         errbuf, errlen);
+        if (rc == BG_PLUGIN_OK) {
+            g->stats.reward_evals += m;
+            kept += (size_t)bg__gfn_replay_add(&g->replay, ids[i], logr);
+        }
+    }
+    if (stored)
+        *stored = kept;
+    return rc;
+}
+
 /* ---- sampling and exact probabilities ------------------------------- */
 
 #define CHUNK 256

@@ -14,6 +14,8 @@
  *      id, and the empirical frequencies of 20,000 samples agree with the
  *      exact q^⊤ (TV(empirical, exact) < 0.03, where sampling noise alone
  *      gives about 0.02 for 50 cells).
+ *   4. bg_gfn_offer seeds the replay buffer: masks and duplicates
+ *      respected, evaluations counted, replayed steps call no reward.
  */
 #include <string.h>
 
@@ -160,6 +162,47 @@ static void test_masks_and_exactness(void)
     bg_gfn_destroy(g);
 }
 
+/* bg_gfn_offer: valid ids enter the buffer with their log-rewards, ids
+ * outside the masks and duplicates do not, evaluations are counted, and a
+ * seeded buffer is replayed (training runs without fresh reward calls for
+ * replay batches). */
+static void test_offer(void)
+{
+    double log_r[N_H];
+    make_target(log_r, 5);
+    bg_gfn_config c = small_config(D, 16, 3);
+    c.max_len = 4;
+    c.p_replay = 1.0; /* replay whenever the buffer holds a batch */
+    c.p_tempered = 0.0;
+    bg_gfn *g = gfn_new(&c);
+    uint64_t ids[40];
+    for (uint32_t i = 0; i < 40; i++)
+        ids[i] = i; /* 0..39: those with > 4 bits break max_len */
+    ids[39] = ids[38];
+    table_reward tr = {log_r, 0};
+    size_t stored = 0, expect = 0;
+    for (uint32_t i = 0; i < 39; i++)
+        expect += __builtin_popcount(i) <= 4;
+    char err[256];
+    CHECK(bg_gfn_offer(g, ids, 40, table_reward_fn, &tr, &stored, err, sizeof err) ==
+              BG_PLUGIN_OK,
+          "%s", err);
+    bg_gfn_stats st;
+    bg_gfn_get_stats(g, &st);
+    CHECK(stored == expect && st.replay_size == expect, "stored %zu, buffer %u, expected %zu",
+          stored, st.replay_size, expect);
+    CHECK(st.reward_evals == tr.calls && tr.calls > expect, "evals %llu vs calls %llu",
+          (unsigned long long)st.reward_evals, (unsigned long long)tr.calls);
+    uint64_t calls = tr.calls;
+    train_on(g, &tr, 5);
+    CHECK(tr.calls == calls, "replayed batches must not call the reward (%llu new calls)",
+          (unsigned long long)(tr.calls - calls));
+    printf("offer: %zu of 40 ids stored (masks, duplicate), 5 replayed steps without reward "
+           "calls\n",
+           stored);
+    bg_gfn_destroy(g);
+}
+
 int main(void)
 {
     test_reaches_tv(BG_GFN_LOSS_TB, 2000);
@@ -167,6 +210,7 @@ int main(void)
     test_reaches_tv(BG_GFN_LOSS_DB, 2000);
     test_deterministic();
     test_masks_and_exactness();
+    test_offer();
     printf("ok\n");
     return 0;
 }
