@@ -207,10 +207,10 @@ static void barrier(bg_compute *c)
     vc->nbarrier++;
 }
 
-/* Bind b->v for b->n elements (0: the rest of the buffer) into *info and
- * set *o, the view's element offset inside the bound range: the descriptor
- * offset is aligned down to max(minStorageBufferOffsetAlignment, 16). */
-static int bind_view(bg_vk_compute *vc, const char *op, int slot, bg_vk_bind *b,
+/* Bind b->v for b->n elements into *info and set *o, the view's element
+ * offset inside the bound range: the descriptor offset is aligned down to
+ * max(minStorageBufferOffsetAlignment, 16). */
+static int bind_view(bg_vk_compute *vc, const char *op, int slot, const bg_vk_bind *b,
                      VkDescriptorBufferInfo *info, uint32_t *o)
 {
     const bg_vk_caps *caps = &vc->dev.caps;
@@ -227,32 +227,23 @@ static int bind_view(bg_vk_compute *vc, const char *op, int slot, bg_vk_bind *b,
     VkDeviceSize start = buf->a.off + (VkDeviceSize)b->v.off * 4;
     VkDeviceSize base = start / align * align;
     VkDeviceSize rem = start - base;
-    VkDeviceSize limit = caps->max_storage_range / 4 * 4;
-    size_t n = b->n;
-    if (n == 0) {
-        n = elems - b->v.off;
-        if (rem + (VkDeviceSize)n * 4 > limit)
-            n = (size_t)((limit - rem) / 4);
-    }
-    VkDeviceSize range = rem + (VkDeviceSize)n * 4;
-    if (range > limit)
+    VkDeviceSize range = rem + (VkDeviceSize)b->n * 4;
+    if (range > caps->max_storage_range)
         return bg__vk_fail(vc, BG_ELIMIT,
                            "vulkan op %s: view %d spans %llu bytes, over the device's "
                            "maxStorageBufferRange of %llu bytes (%s); split the tensor into "
                            "smaller views",
                            op, slot, (unsigned long long)range,
                            (unsigned long long)caps->max_storage_range, caps->name);
-    if (n == 0) { /* an empty view (at the buffer's end): bind the dummy */
+    if (b->n == 0) { /* nothing to touch (an empty table chunk): bind the dummy */
         *info = (VkDescriptorBufferInfo){.buffer = vc->dummy->a.block->buf,
                                          .offset = vc->dummy->a.off,
                                          .range = 16};
         *o = 0;
-        b->bound = 0;
         return BG_OK;
     }
     *info = (VkDescriptorBufferInfo){.buffer = buf->a.block->buf, .offset = base, .range = range};
     *o = (uint32_t)(rem / 4);
-    b->bound = n;
     return BG_OK;
 }
 
@@ -354,8 +345,8 @@ static int split(bg_vk_compute *vc)
 }
 
 int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const uint32_t *spec,
-                    int nspec, bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx, uint32_t gy,
-                    uint32_t gz)
+                    int nspec, const bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx,
+                    uint32_t gy, uint32_t gz)
 {
     const bg_vk_caps *caps = &vc->dev.caps;
     if (gx > caps->max_wg_count[0] || gy > caps->max_wg_count[1] || gz > caps->max_wg_count[2])

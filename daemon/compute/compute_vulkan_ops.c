@@ -38,7 +38,7 @@ static uint32_t stride_groups(const bg_vk_compute *vc, size_t n)
 
 static bg_vk_bind B(bg_tview v, size_t n)
 {
-    return (bg_vk_bind){.v = v, .n = n, .bound = 0};
+    return (bg_vk_bind){.v = v, .n = n};
 }
 
 static bg_tview at(bg_tview v, size_t elems)

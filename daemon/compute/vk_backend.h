@@ -35,12 +35,10 @@ typedef struct bg_vk_buf {
 } bg_vk_buf;
 
 /* One binding of a dispatch: a view and how many elements the kernel may
- * touch from its offset. n == 0 binds the rest of the buffer (clamped to
- * maxStorageBufferRange); bound returns the elements bound. */
+ * touch from its offset (the bound range; 0 binds a dummy). */
 typedef struct bg_vk_bind {
     bg_tview v;
     size_t n;
-    size_t bound;
 } bg_vk_bind;
 
 typedef struct bg_vk_compute {
@@ -81,8 +79,8 @@ typedef struct bg_vk_compute {
  * (offsets pc->o filled here from the bindings) over grid gx*gy*gz. On
  * failure the recording is poisoned with a message naming op and view. */
 int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const uint32_t *spec,
-                    int nspec, bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx, uint32_t gy,
-                    uint32_t gz);
+                    int nspec, const bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx,
+                    uint32_t gy, uint32_t gz);
 /* Poison the recording with a formatted message; returns code. */
 int bg__vk_fail(bg_vk_compute *vc, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
