@@ -138,7 +138,9 @@ class Daemon:
 
     def __init__(self, policies=None, plugins=None, listen=("127.0.0.1:0",), unix=False,
                  args=(), start_timeout=30.0):
-        self.tmp = tempfile.mkdtemp(prefix="bgt-")
+        # The temp dir is made when needed (a unix socket, or start()), so a
+        # Daemon used only as a client of addresses set by hand leaves none.
+        self.tmp = tempfile.mkdtemp(prefix="bgt-") if unix else None
         self.policies = policies if policies is not None else default_policies()
         self.plugins = plugins if plugins is not None else PLUGIN_DIR
         self.listen = list(listen)
@@ -148,8 +150,8 @@ class Daemon:
         self.start_timeout = start_timeout
         self.proc = None
         self.addrs = []
-        self.ready = os.path.join(self.tmp, "ready")
-        self.log_path = os.path.join(self.tmp, "daemon.log")
+        self.ready = None
+        self.log_path = None
         self.channels = []
 
     # -- lifecycle
@@ -163,6 +165,10 @@ class Daemon:
 
     def start(self):
         require_daemon()
+        if self.tmp is None:
+            self.tmp = tempfile.mkdtemp(prefix="bgt-")
+        self.ready = os.path.join(self.tmp, "ready")
+        self.log_path = os.path.join(self.tmp, "daemon.log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=self.tmp)
@@ -179,6 +185,8 @@ class Daemon:
         return self
 
     def log(self):
+        if self.log_path is None:
+            return ""
         try:
             with open(self.log_path, "r", errors="replace") as f:
                 return f.read()
@@ -218,7 +226,11 @@ class Daemon:
         return "\n".join(self.log().splitlines()[-n:])
 
     def cleanup(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        for ch in self.channels:
+            ch.close()
+        self.channels = []
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
         return self.start()

@@ -106,7 +106,15 @@ def test_observe_stream():
 
 
 def test_status_and_reload():
-    with Daemon(policies=_copy_policies(), args=["--no-watch"]) as d:
+    pdir = _copy_policies()
+    try:
+        _status_and_reload(pdir)
+    finally:
+        shutil.rmtree(pdir, ignore_errors=True)
+
+
+def _status_and_reload(pdir):
+    with Daemon(policies=pdir, args=["--no-watch"]) as d:
         st = d.call("Status", guard_pb2.StatusRequest())
         assert st.version and st.revision and st.uptime_s > 0, st
         names = sorted(p.name for p in st.policies)
@@ -128,7 +136,6 @@ def test_status_and_reload():
         assert st2.observations >= 1 and st2.sessions >= 1 and st2.evaluations >= 1, st2
 
         # A good change: the revision moves, the new policy serves.
-        pdir = d.policies
         with open(os.path.join(pdir, "rpc.yaml")) as f:
             text = f.read()
         with open(os.path.join(pdir, "rpc.yaml"), "w") as f:

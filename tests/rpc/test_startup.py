@@ -95,6 +95,7 @@ def test_config_file():
             v = d.evaluate(guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="rpc_a")),
                            i=1)
             assert v.policy == "rpc-test", v
+            d.cleanup()
             p.send_signal(signal.SIGTERM)
             out, _ = p.communicate(timeout=30)
             assert p.returncode == 0, out
@@ -163,8 +164,7 @@ def test_make_run_command_line():
             assert v.policy == name and v.decision != guard_pb2.DECISION_UNSPECIFIED, v
             print("  %s -> %s bound=%.4g (%s/%s)" % (tool, guard_pb2.Decision.Name(v.decision),
                                                       v.harm_bound, v.model, v.estimator))
-        for ch in d.channels:
-            ch.close()
+        d.cleanup()
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=30) == 0, open(log.name).read()
     finally:
