@@ -9,14 +9,15 @@
  * invocation scores one key of the chunk, the chunk's max and exp-sum are
  * workgroup reductions, and an online (running max) softmax rescales the
  * accumulated output, so any context length works with O(WG + hs) shared
- * memory. Invocation i accumulates output dims i, i+WG, ... (hs <= 4*WG,
- * checked by the runtime).
+ * memory. Invocation i accumulates output dims i, i+WG, ..., up to RD of
+ * them (spec constant 1: the runtime sets RD = ceil(hs / WG)).
  * Bindings: 0 out, 1 q, 2 kcache, 3 vcache.
  * Push: i0 T, i1 pos0, i2 nh, i3 nkv, i4 hs. Grid: x = nh, y = T.
  */
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
+layout(constant_id = 1) const uint RD = 1; /* output dims per invocation */
 #define BG_REDUCE 1
 #include "bg_common.glsl"
 
@@ -25,7 +26,6 @@ layout(std430, binding = 1) readonly buffer B1 { float d[]; } qs;
 layout(std430, binding = 2) readonly buffer B2 { float d[]; } kc;
 layout(std430, binding = 3) readonly buffer B3 { float d[]; } vc;
 
-const uint RD = 4; /* output dims per invocation */
 shared float qsh[RD * WG];
 shared float p[WG];
 

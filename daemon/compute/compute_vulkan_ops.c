@@ -195,15 +195,17 @@ int bg__vk_op_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kc, bg
 {
     bg_vk_compute *vc = VC(c);
     (void)seq_len; /* compute.c checked pos0 + T <= seq_len; only rows < pos0+T are read */
-    if ((uint32_t)hs > 4 * vc->wg)
+    uint32_t rd = ceil_div((size_t)hs, vc->wg); /* output dims per invocation */
+    if (4ull * (rd + 2) * vc->wg > vc->dev.caps.shared_mem_bytes)
         return bg__vk_fail(vc, BG_EUNSUPPORTED,
-                           "vulkan op attention: head_size %d exceeds %u (4 x workgroup)", hs,
-                           4 * vc->wg);
+                           "vulkan op attention: head_size %d needs %u bytes of shared memory; "
+                           "the device has %u",
+                           hs, 4 * (rd + 2) * vc->wg, vc->dev.caps.shared_mem_bytes);
     size_t qn = (size_t)T * nh * hs, kvn = (size_t)(pos0 + T) * nkv * hs;
     bg_vk_bind b[4] = {B(out, qn), B(q, qn), B(kc, kvn), B(vcache, kvn)};
     bg_vk_pc pc = {.i = {T, pos0, nh, nkv, hs}};
-    uint32_t spec[1] = {vc->wg};
-    return bg__vk_dispatch(vc, "attention", "attention", spec, 1, b, 4, &pc, (uint32_t)nh,
+    uint32_t spec[2] = {vc->wg, rd};
+    return bg__vk_dispatch(vc, "attention", "attention", spec, 2, b, 4, &pc, (uint32_t)nh,
                            (uint32_t)T, 1);
 }
 

@@ -282,6 +282,7 @@ int main(void)
     test_attention(7, 0, 4, 4, 36, 7);
     test_attention(3, 130, 2, 1, 128, 133);
     test_attention(2, 60, 4, 2, 260, 70);
+    test_attention(2, 5, 2, 1, 600, 9); /* 5 output dims per invocation */
 
     test_elementwise("swiglu", 1);
     test_elementwise("swiglu", 173);
