@@ -141,7 +141,7 @@ int bg__posterior_order(bg__posterior *p, double need, bg_err *err)
         return BG_OK;
     if (need < 0.0)
         need = 0.0;
-    double cut = need > 0.0 ? p->max_log_post + log(need) : -INFINITY;
+    double cut = need > 0.0 ? p->max_log_post + log(need) - BG_ORDER_MARGIN : -INFINITY;
     /* Threshold filter first: for a concentrated posterior few survive, so
      * the sort below is over the selection, not over all n. */
     size_t k = 0;
@@ -219,7 +219,7 @@ int bg__posterior_check(const bg__posterior *p, bg_err *err)
     }
     if (p->order_need > 1.0)
         return BG_OK;
-    double cut = p->order_need > 0.0 ? m + log(p->order_need) : -INFINITY;
+    double cut = p->order_need > 0.0 ? m + log(p->order_need) - BG_ORDER_MARGIN : -INFINITY;
     size_t k = 0;
     for (size_t i = 0; i < p->n; i++)
         if (p->log_post[i] >= cut)

@@ -19,7 +19,10 @@
  *  3. order[0..n_order) lists, in descending log_post and ascending index for
  *     ties (a strict total order, so the result is what a stable sort gives),
  *     exactly the hypotheses with log_post >= max_log_post + log(order_need)
- *     (all of them when order_need == 0, none when order_need > 1).
+ *     − BG_ORDER_MARGIN (all of them when order_need == 0, none when
+ *     order_need > 1). The margin (1e-9 in log space) keeps a hypothesis
+ *     sitting on the boundary even when the estimator's linear-space test
+ *     and this log-space filter round differently.
  *     Since the plausible-set rule keeps i_k only when P(i_k) >= α·S_k and
  *     S_k >= max P, ordering everything with P >= α·max P is enough for α.
  *
@@ -35,6 +38,8 @@
 #include "common/bg_err.h"
 
 /* Ids per batched plugin call: small enough to stay in cache. */
+#define BG_ORDER_MARGIN 1e-9
+
 #define BG_POSTERIOR_CHUNK 4096
 
 typedef struct bg__posterior {
