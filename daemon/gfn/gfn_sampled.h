@@ -1,0 +1,49 @@
+/*
+ * gfn_sampled.h — the engine's sampled path (engine.h:
+ * bg_engine_sampled_ops) for hypothesis models too large to enumerate
+ * (count() == 0): the guard's sampler plugin is trained on the session's
+ * reward R(h) = P(h)·P(D|h) after each observation, and an evaluation
+ * takes K samples, deduplicates them, scores them by their exact
+ * log-posterior (normalised over the candidates), asks the model for the
+ * harm and the estimator for the bound; the verdict says it is sampled and
+ * from how many samples.
+ *
+ * This file is daemon code (bg_err, engine.h); it is not part of the
+ * sources compiled into the sampler plugin.
+ *
+ * Training runs in observe_after, under the session's write lock, for
+ * `train_steps` optimiser steps — it delays that Observe, never an
+ * Evaluate; the verdict uses the last trained state. Moving it to the
+ * loop's worker pool needs a copy of the session history (see the
+ * report / docs/GFLOWNET.md).
+ *
+ * Threads: the ops may be called from any thread. Per sampler instance a
+ * rwlock serialises train (write) against sample (read), as the plugin
+ * ABI requires. Limitation: the sampler instance belongs to the guard, so
+ * sessions of one guard share (and retrain) one sampler.
+ *
+ * Ownership: bg_gfn_sampled_create returns a new context; the ops table
+ * points into it and is valid until bg_gfn_sampled_destroy, which must
+ * come after the engine that uses it is destroyed.
+ */
+#ifndef BG_GFN_SAMPLED_H
+#define BG_GFN_SAMPLED_H
+
+#include <stdint.h>
+
+#include "common/bg_err.h"
+#include "engine/engine.h"
+
+typedef struct bg_gfn_sampled_opts {
+    uint32_t train_steps; /* optimiser steps per observation; 0 = 20 */
+    uint32_t default_k;   /* samples when the guard says 0; 0 = 1024 */
+    uint64_t seed;        /* evaluation sampling seed (mixed with session, #obs) */
+} bg_gfn_sampled_opts;
+
+typedef struct bg_gfn_sampled bg_gfn_sampled;
+
+int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out, bg_err *err);
+void bg_gfn_sampled_destroy(bg_gfn_sampled *s);
+const bg_engine_sampled_ops *bg_gfn_sampled_ops(bg_gfn_sampled *s);
+
+#endif
