@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "gfn/gfn.h"
 
@@ -22,6 +23,22 @@
             exit(1);                                                                             \
         }                                                                                        \
     } while (0)
+
+/* BG_PLUGIN_DIR, or exit 77 (skip) when one of the n plugin files named
+ * is not there. */
+static inline const char *plugin_dir_or_skip(const char *const *files, int n)
+{
+    const char *dir = getenv("BG_PLUGIN_DIR");
+    for (int i = 0; i < n; i++) {
+        char so[1024];
+        snprintf(so, sizeof so, "%s/%s", dir ? dir : ".", files[i]);
+        if (!dir || access(so, R_OK) != 0) {
+            printf("skip: %s not built\n", so);
+            exit(77);
+        }
+    }
+    return dir;
+}
 
 /* A new sampler from c, or exit with the engine's message. */
 static inline bg_gfn *gfn_new(const bg_gfn_config *c)

@@ -84,13 +84,8 @@ static void expect_config_error(bg_plugin_host *h, bg_plugin *p, const char *tex
 
 int main(void)
 {
-    const char *dir = getenv("BG_PLUGIN_DIR");
-    char so[1024];
-    snprintf(so, sizeof so, "%s/bg_gfn.so", dir ? dir : ".");
-    if (!dir || access(so, R_OK) != 0) {
-        printf("skip: %s not built\n", so);
-        return 77;
-    }
+    const char *const need[] = {"bg_gfn.so"};
+    const char *dir = plugin_dir_or_skip(need, 1);
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);

@@ -33,16 +33,8 @@ static double dot(uint64_t xmask, uint64_t w)
 
 int main(void)
 {
-    const char *dir = getenv("BG_PLUGIN_DIR");
-    const char *need[] = {"bg_gfn.so", "bg_bandit.so", "bg_iid.so"};
-    for (int i = 0; i < 3; i++) {
-        char so[1024];
-        snprintf(so, sizeof so, "%s/%s", dir ? dir : ".", need[i]);
-        if (!dir || access(so, R_OK) != 0) {
-            printf("skip: %s not built\n", so);
-            return 77;
-        }
-    }
+    const char *const need[] = {"bg_gfn.so", "bg_bandit.so", "bg_iid.so"};
+    const char *dir = plugin_dir_or_skip(need, 3);
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
