@@ -6,6 +6,8 @@
  *                [--theta max-arm|fixed] [--seed S] [--threads T]
  *                [--out DIR] [--plugins DIR] [--micro] [--micro-reps N]
  *
+ * --out defaults to <build dir>/bench-out/bandit (ignored by git).
+ *
  * Figure 1 cells: C ∈ {0.001, 0.01, 0.1} × guardrails none, cheating,
  * posterior, iid, and non-iid with α ∈ {1e-5, 3e-5, 1e-4, 3e-4, 1e-2,
  * 3e-2, 0.1, 0.3, 1}. Figure 2: α ∈ {1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3,
@@ -412,7 +414,7 @@ static int parse(int argc, char **argv, opts *o)
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (opts){.figure = 0, .episodes = 10000, .steps = 25, .beta = 0.5,
                 .theta = BB_THETA_MAX_ARM, .seed = 1, .threads = nproc > 0 ? (int)nproc : 1,
-                .out = "bench-out/bandit", .plugins = getenv("BG_PLUGIN_DIR"), .micro_reps = 2000};
+                .out = BG_DEFAULT_OUT_DIR, .plugins = getenv("BG_PLUGIN_DIR"), .micro_reps = 2000};
     if (!o->plugins)
         o->plugins = BG_DEFAULT_PLUGIN_DIR;
     for (int i = 1; i < argc; i++) {
