@@ -29,7 +29,8 @@
  * seeded by config.seed; the same config, seed, reward and call sequence
  * give bit-identical parameters and samples.
  *
- * Threads: an instance is not locked. bg_gfn_train/bg_gfn_load mutate it;
+ * Threads: an instance is not locked. bg_gfn_train, bg_gfn_offer and
+ * bg_gfn_load_into mutate it;
  * bg_gfn_sample, bg_gfn_log_q, bg_gfn_log_q_all, bg_gfn_save read it and
  * may run concurrently with each other, never with a mutation (the caller
  * serialises, as the plugin ABI says the host does).
@@ -103,7 +104,7 @@ typedef struct bg_gfn_config {
     uint64_t seed;
 } bg_gfn_config;
 
-/* The defaults for d bits (tuned on the bandit posterior, docs/GFLOWNET.md). */
+/* The defaults for d bits (conservative; see gfn_config.c). */
 void bg_gfn_config_default(bg_gfn_config *c, uint32_t n_bits);
 
 /* Check a config; message names the field and the allowed range. */
