@@ -154,12 +154,15 @@ run_device() {
         LD_LIBRARY_PATH="$root/$dir/lib" timeout 300 "$dir/bg_bench_lm" --quick \
             --model "$dir/models/stories260K.bin" --tmp /tmp | tee "$out/bench_lm.md" || rc=1
     fi
-    echo "== bench_vulkan matvec sweep (BG_VK_MV_WG / BG_VK_MV_LANES)"
+    echo "== bench_vulkan matvec sweep (subgroup kernel off: BG_VK_MV_WG / BG_VK_MV_LANES;"
+    echo "   on: BG_VK_MV_WG = subgroups x subgroup size per workgroup)"
     local wg
-    for wg in 64/32 256/64 256/256; do
-        echo "-- BG_VK_MV_WG=${wg%/*} BG_VK_MV_LANES=${wg#*/}"
-        BG_VK_MV_WG=${wg%/*} BG_VK_MV_LANES=${wg#*/} timeout 60 "$dir/bench_vulkan" --big \
-            --no-cpu --peak-gbs "$peak" | grep matvec
+    for wg in 128/128/0 64/32/0 256/64/0 256/256/0 64/0/1 256/0/1; do
+        local w=${wg%%/*} rest=${wg#*/}
+        local l=${rest%/*} sg=${rest#*/}
+        echo "-- BG_VK_MV_WG=$w BG_VK_MV_LANES=$l BG_VK_MV_SUBGROUP=$sg"
+        BG_VK_MV_WG=$w BG_VK_MV_LANES=$l BG_VK_MV_SUBGROUP=$sg timeout 60 "$dir/bench_vulkan" \
+            --big --no-cpu --peak-gbs "$peak" | grep matvec
     done
     echo "== bench_vulkan matmul tile sweep (BG_VK_MM_TILE=TXxTYxBKxRMxRN)"
     local tile

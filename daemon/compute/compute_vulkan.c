@@ -17,7 +17,8 @@
  * BG_VK_MAX_RANGE=<bytes> (lower maxStorageBufferRange, >= 4096),
  * BG_VK_SUBMIT_EVERY=<n> (dispatches per submit of a long recording, default
  * 1024, 0 = one submit whatever the length),
- * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MM_TILE (choose_variants below).
+ * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MV_SUBGROUP, BG_VK_MM_TILE (choose_variants
+ * below).
  *
  * Thread: one caller at a time (compute.h). Ownership: see vk_backend.h.
  */
@@ -490,6 +491,11 @@ static void choose_variants(bg_vk_compute *vc)
         vc->mv_lanes = v;
     if (vc->mv_lanes > vc->mv_wg)
         vc->mv_lanes = vc->mv_wg;
+    /* GPUs with subgroup arithmetic: a subgroup per row, no shared memory */
+    vc->mv_subgroup = c->subgroup_arith && !cpu;
+    const char *sg = getenv("BG_VK_MV_SUBGROUP");
+    if (sg && *sg)
+        vc->mv_subgroup = c->subgroup_arith && strcmp(sg, "0") != 0;
     vc->mm_tx = vc->mm_ty = 16;
     vc->mm_bk = 16;
     vc->mm_rm = vc->mm_rn = 4;

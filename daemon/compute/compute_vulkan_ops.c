@@ -57,6 +57,15 @@ static int matmul_part(bg_vk_compute *vc, bg_tview out, bg_tview x, bg_tview w, 
     if (M == 1) { /* one token: memory-bound matvec */
         /* vec4 loads when K and both views' offsets are multiples of 4 */
         uint32_t vec4 = K % 4 == 0 && x.off % 4 == 0 && w.off % 4 == 0;
+        if (vc->mv_subgroup) { /* a subgroup per row, grid-stride over rows */
+            uint32_t sgs = vc->dev.caps.subgroup_size ? vc->dev.caps.subgroup_size : 32;
+            uint32_t per = vc->mv_wg > sgs ? vc->mv_wg / sgs : 1;
+            uint32_t groups = ceil_div((size_t)nc, per);
+            pc.i[3] = (int32_t)(groups > BG_VK_MAX_GROUPS ? BG_VK_MAX_GROUPS : groups);
+            uint32_t spec[2] = {vc->mv_wg, vec4};
+            return bg__vk_dispatch(vc, "matvec_sg", "matvec_sg", spec, 2, b, 3, &pc,
+                                   (uint32_t)pc.i[3], 1, 1);
+        }
         /* lanes per row: the most (up to mv_lanes) that still read >= 2 each */
         uint32_t kv = vec4 ? (uint32_t)K / 4 : (uint32_t)K, lpr = vc->mv_lanes;
         while (lpr > 4 && lpr * 2 > kv)

@@ -61,6 +61,7 @@ typedef struct bg_vk_compute {
     uint32_t wg;             /* reductions and elementwise */
     uint32_t mv_wg;          /* matvec: invocations per workgroup */
     uint32_t mv_lanes;       /* matvec: at most this many invocations per row */
+    int mv_subgroup;         /* matvec: one subgroup per row (matvec_sg.comp) */
     uint32_t mm_tx, mm_ty, mm_bk, mm_rm, mm_rn; /* matmul tile (rm*ty) x (rn*tx), K step bk */
     /* rope frequency tables, one per head size, made on first use */
     struct {

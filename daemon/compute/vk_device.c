@@ -171,6 +171,8 @@ static void probe_caps(bg_vk_dev *d, uint32_t ts_bits)
     c->api_version = p2.properties.apiVersion;
     c->vendor_id = p2.properties.vendorID;
     c->subgroup_size = sub.subgroupSize;
+    c->subgroup_arith = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                        (sub.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
     c->shared_mem_bytes = l->maxComputeSharedMemorySize;
     c->max_wg_invocations = l->maxComputeWorkGroupInvocations;
     for (int i = 0; i < 3; i++) {
@@ -305,12 +307,13 @@ static void log_caps(const bg_vk_dev *d)
 {
     const bg_vk_caps *c = &d->caps;
     BG_INFO("vulkan",
-            "device %d: %s (%s, Vulkan %u.%u.%u, vendor 0x%04x): subgroup %u, shared %u B, "
+            "device %d: %s (%s, Vulkan %u.%u.%u, vendor 0x%04x): subgroup %u%s, shared %u B, "
             "workgroup <= %u invocations (%u,%u,%u), maxStorageBufferRange %llu B, storage "
             "align %llu B, push %u B, max alloc %llu B, fp16 %s, timestamps %s (%.3f ns/tick)",
             d->index, c->name, bg__vk_type_name(c->type), VK_API_VERSION_MAJOR(c->api_version),
             VK_API_VERSION_MINOR(c->api_version), VK_API_VERSION_PATCH(c->api_version),
-            c->vendor_id, c->subgroup_size, c->shared_mem_bytes, c->max_wg_invocations,
+            c->vendor_id, c->subgroup_size, c->subgroup_arith ? " (arithmetic)" : "",
+            c->shared_mem_bytes, c->max_wg_invocations,
             c->max_wg_size[0], c->max_wg_size[1], c->max_wg_size[2],
             (unsigned long long)c->max_storage_range, (unsigned long long)c->storage_align,
             c->max_push_bytes, (unsigned long long)c->max_alloc_bytes, c->fp16 ? "yes" : "no",

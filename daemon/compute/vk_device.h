@@ -27,6 +27,7 @@ typedef struct bg_vk_caps {
     uint32_t api_version;
     uint32_t vendor_id;
     uint32_t subgroup_size;
+    int subgroup_arith;              /* subgroupAdd & co. in compute shaders */
     uint32_t shared_mem_bytes;       /* maxComputeSharedMemorySize */
     uint32_t max_wg_invocations;     /* maxComputeWorkGroupInvocations */
     uint32_t max_wg_size[3];         /* maxComputeWorkGroupSize */
