@@ -90,9 +90,14 @@ static int observe_after(void *ctx, const bg_guard *g, const char *session,
     if (!lk)
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
     session_reward r = {g, hist, n_hist, NULL, 0};
-    pthread_rwlock_wrlock(lk);
-    int rc = g->sampler->train(g->sampler_inst, session_log_r, &r, s->opts.train_steps);
-    pthread_rwlock_unlock(lk);
+    /* One step per write lock: an Evaluate of another session of this
+     * guard waits for at most one optimiser step, not the whole burst. */
+    int rc = BG_PLUGIN_OK;
+    for (uint32_t k = 0; k < s->opts.train_steps && rc == BG_PLUGIN_OK; k++) {
+        pthread_rwlock_wrlock(lk);
+        rc = g->sampler->train(g->sampler_inst, session_log_r, &r, 1);
+        pthread_rwlock_unlock(lk);
+    }
     free(r.tmp);
     if (rc != BG_PLUGIN_OK)
         return bg_err_set(err, BG_EINTERNAL,

@@ -11,11 +11,13 @@
  * This file is daemon code (bg_err, engine.h); it is not part of the
  * sources compiled into the sampler plugin.
  *
- * Training runs in observe_after, under the session's write lock, for
- * `train_steps` optimiser steps — it delays that Observe, never an
- * Evaluate; the verdict uses the last trained state. Moving it to the
- * loop's worker pool needs a copy of the session history (see the
- * report / docs/GFLOWNET.md).
+ * Training runs in observe_after, under the session's write lock (the
+ * engine holds it), for `train_steps` optimiser steps, taking the
+ * sampler's write lock one step at a time: it delays that Observe and
+ * that session's Evaluates; an Evaluate of another session of the guard
+ * waits at most one step. The verdict uses the last trained state.
+ * Moving training to the loop's worker pool (so no Evaluate ever waits)
+ * needs a copy of the session history for the worker (docs/GFLOWNET.md).
  *
  * Threads: the ops may be called from any thread. Per sampler instance a
  * rwlock serialises train (write) against sample (read), as the plugin
