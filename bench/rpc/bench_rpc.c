@@ -60,7 +60,9 @@ typedef struct run {
     unsigned n_ch;
     int eval;              /* measuring Evaluate (else Ping) */
     grpc_completion_queue *cq;
-    grpc_slice req;        /* serialized request */
+    grpc_slice req;        /* serialized Ping request */
+    grpc_slice *eval_reqs; /* serialized Evaluate requests, one per session */
+    unsigned n_sessions;
     slot slots[MAX_CALLERS];
     uint64_t *lat;         /* ns */
     size_t n_lat, cap_lat;
@@ -76,7 +78,8 @@ static int start_call(run *r, slot *s)
     s->call = grpc_channel_create_registered_call(
         r->chs[k], NULL, GRPC_PROPAGATE_DEFAULTS, r->cq, r->eval ? r->m_eval[k] : r->m_ping[k],
         gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    s->send = grpc_raw_byte_buffer_create(&r->req, 1);
+    s->send = grpc_raw_byte_buffer_create(
+        r->eval ? &r->eval_reqs[(unsigned)(s - r->slots) % r->n_sessions] : &r->req, 1);
     grpc_metadata_array_init(&s->md_init);
     grpc_metadata_array_init(&s->md_trail);
     s->details = grpc_empty_slice();
@@ -263,7 +266,7 @@ static pid_t spawn_daemon(const char *daemon, const char *policies, const char *
     return -1;
 }
 
-static grpc_slice evaluate_request(const char *tool, unsigned n_features)
+static grpc_slice evaluate_request(const char *tool, unsigned n_features, const char *session)
 {
     Bayesguard__V1__EvaluateRequest req = BAYESGUARD__V1__EVALUATE_REQUEST__INIT;
     Bayesguard__V1__Action a = BAYESGUARD__V1__ACTION__INIT;
@@ -276,7 +279,7 @@ static grpc_slice evaluate_request(const char *tool, unsigned n_features)
     a.arguments_json = "{\"to\":\"ops@example.com\",\"subject\":\"weekly report\"}";
     a.features = f;
     a.n_features = n_features < 64 ? n_features : 64;
-    c.session = "bench";
+    c.session = (char *)session;
     c.agent = "bench-agent";
     req.action = &a;
     req.context = &c;
@@ -300,7 +303,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_rpc (--addr HOST:PORT | --daemon BIN --policies DIR --plugins DIR\n"
             "                  [--cq-threads N]) [--tool NAME] [--features N]\n"
-            "                  [--callers 1,8,64] [--channels N] [--seconds S] [--warmup S]\n"
+            "                  [--callers 1,8,64] [--channels N] [--sessions N]\n"
+            "                  [--seconds S] [--warmup S]\n"
             "                  [--server-pid PID (with --addr: for the CPU columns)]\n");
 }
 
@@ -308,7 +312,7 @@ int main(int argc, char **argv)
 {
     const char *addr_arg = NULL, *daemon = NULL, *policies = NULL, *plugins = NULL;
     const char *cq = "2", *tool = "send_email", *callers_arg = "1,8,64";
-    unsigned n_channels = 1;
+    unsigned n_channels = 1, n_sessions = 1;
     unsigned n_features = 0;
     double secs = 3.0, warm = 0.5;
     static const struct option opts[] = {
@@ -318,6 +322,7 @@ int main(int argc, char **argv)
         {"features", required_argument, NULL, 'f'}, {"callers", required_argument, NULL, 'n'},
         {"seconds", required_argument, NULL, 's'},  {"warmup", required_argument, NULL, 'w'},
         {"channels", required_argument, NULL, 'C'}, {"server-pid", required_argument, NULL, 'i'},
+        {"sessions", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -333,6 +338,7 @@ int main(int argc, char **argv)
         case 's': secs = atof(optarg); break;
         case 'w': warm = atof(optarg); break;
         case 'C': n_channels = (unsigned)atoi(optarg); break;
+        case 'S': n_sessions = (unsigned)atoi(optarg); break;
         case 'i': g_server_pid = (pid_t)atoi(optarg); break;
         default: usage(); return 2;
         }
@@ -388,11 +394,21 @@ int main(int argc, char **argv)
     grpc_channel_credentials_release(creds);
     r.cq = grpc_completion_queue_create_for_next(NULL);
     grpc_slice req_ping = ping_request();
-    grpc_slice req_eval = evaluate_request(tool, n_features);
+    if (n_sessions < 1 || n_sessions > MAX_CALLERS) {
+        fprintf(stderr, "bench: --sessions in [1, %d]\n", MAX_CALLERS);
+        return 2;
+    }
+    r.n_sessions = n_sessions;
+    r.eval_reqs = calloc(n_sessions, sizeof(*r.eval_reqs));
+    for (unsigned i = 0; i < n_sessions; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "bench-%u", i);
+        r.eval_reqs[i] = evaluate_request(tool, n_features, name);
+    }
 
-    printf("bench_rpc: server %s%s, tool %s (%u features), %u client connection(s), %.1f s "
-           "per row after %.1f s warm-up\n",
-           addr, pid ? " (spawned)" : "", tool, n_features, n_channels, secs, warm);
+    printf("bench_rpc: server %s%s, tool %s (%u features), %u session(s), %u client "
+           "connection(s), %.1f s per row after %.1f s warm-up\n",
+           addr, pid ? " (spawned)" : "", tool, n_features, n_sessions, n_channels, secs, warm);
     printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "", "Ping", "", "", "",
            "", "Evaluate", "", "", "", "", "p50");
     printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "callers", "calls/s",
@@ -406,7 +422,6 @@ int main(int argc, char **argv)
         r.req = req_ping;
         result a = measure(&r, callers[i], warm, secs);
         r.eval = 1;
-        r.req = req_eval;
         result b = measure(&r, callers[i], warm, secs);
         printf("%-7u | %8.0f %8.1f %8.1f %8.1f %7.1f | %8.0f %8.1f %8.1f %8.1f %7.1f | %5.2f\n",
                callers[i], a.rate, a.p50, a.p99, a.p999, a.srv_cpu_us + a.cli_cpu_us, b.rate,
@@ -438,7 +453,9 @@ int main(int argc, char **argv)
         }
     }
     grpc_slice_unref(req_ping);
-    grpc_slice_unref(req_eval);
+    for (unsigned i = 0; i < n_sessions; i++)
+        grpc_slice_unref(r.eval_reqs[i]);
+    free(r.eval_reqs);
     for (unsigned i = 0; i < n_channels; i++)
         grpc_channel_destroy(r.chs[i]);
     grpc_completion_queue_shutdown(r.cq);
