@@ -8,7 +8,7 @@ PKGS="build-essential cmake pkg-config
  libprotobuf-c-dev protobuf-c-compiler
  libuv1-dev libyaml-dev
  python3 python3-grpcio python3-yaml python3-protobuf
- libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers
+ libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers
  libopenblas-dev gnuplot-nox"
 
 missing=""
