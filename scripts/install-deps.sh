@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential cmake pkg-config
- libgrpc-dev protobuf-compiler-grpc grpc-proto
+ libgrpc-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
  libprotobuf-c-dev protobuf-c-compiler
  libuv1-dev libyaml-dev
  python3 python3-grpcio python3-yaml python3-protobuf
