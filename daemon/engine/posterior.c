@@ -70,8 +70,11 @@ static int normalise(double *a, size_t n, double *max_out, bg_err *err)
         return bg_err_set(err, BG_EINVAL,
                           "posterior: the data has zero likelihood under every hypothesis");
     double s = 0.0;
-    for (size_t i = 0; i < n; i++)
-        s += exp(a[i] - m);
+    for (size_t i = 0; i < n; i++) {
+        double d = a[i] - m;
+        if (d > -746.0) /* exp() of anything lower is exactly 0: skip the call */
+            s += exp(d);
+    }
     double lz = m + log(s);
     for (size_t i = 0; i < n; i++)
         a[i] -= lz;
@@ -133,6 +136,75 @@ static int keyed_cmp(const void *a, const void *b)
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+/* Radix sort for large selections. A descending, total-order key: the
+ * IEEE bits mapped so that unsigned order is numeric order (−0 folded into
+ * +0 first), then complemented. LSD radix is stable, and the selection is
+ * filled in ascending index order, so ties come out by ascending index —
+ * the same order keyed_cmp defines. */
+#define RADIX_MIN 4096
+#define RADIX_BITS 11
+#define RADIX_SIZE (1u << RADIX_BITS)
+
+typedef struct rkey {
+    uint64_t key;
+    uint32_t idx;
+} rkey;
+
+static uint64_t desc_key(double lp)
+{
+    double z = lp + 0.0; /* -0.0 -> +0.0: equal values, equal keys */
+    uint64_t b;
+    memcpy(&b, &z, sizeof b);
+    uint64_t asc = (b >> 63) ? ~b : (b | 0x8000000000000000ull);
+    return ~asc;
+}
+
+/* Sort a[0..n) by key (stable); tmp has room for n. Returns the sorted
+ * array (a or tmp). */
+static rkey *radix_sort(rkey *a, rkey *tmp, size_t n)
+{
+    size_t count[RADIX_SIZE];
+    for (unsigned shift = 0; shift < 64; shift += RADIX_BITS) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++)
+            count[(a[i].key >> shift) & (RADIX_SIZE - 1)]++;
+        if (count[(a[0].key >> shift) & (RADIX_SIZE - 1)] == n)
+            continue; /* every key has this digit: nothing to do */
+        size_t sum = 0;
+        for (size_t d = 0; d < RADIX_SIZE; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i].key >> shift) & (RADIX_SIZE - 1)]++] = a[i];
+        rkey *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
+}
+
+static int order_radix(bg__posterior *p, double cut, size_t k, bg_err *err)
+{
+    rkey *a = malloc(k * sizeof *a), *tmp = malloc(k * sizeof *tmp);
+    if (!a || !tmp) {
+        free(a);
+        free(tmp);
+        return bg_err_set(err, BG_ENOMEM, "posterior: out of memory ordering %zu candidates", k);
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->log_post[i] >= cut)
+            a[j++] = (rkey){desc_key(p->log_post[i]), (uint32_t)i};
+    rkey *sorted = radix_sort(a, tmp, k);
+    for (size_t i = 0; i < k; i++)
+        p->order[i] = sorted[i].idx;
+    free(a);
+    free(tmp);
+    return BG_OK;
+}
+
 int bg__posterior_order(bg__posterior *p, double need, bg_err *err)
 {
     p->n_order = 0;
@@ -148,17 +220,24 @@ int bg__posterior_order(bg__posterior *p, double need, bg_err *err)
     for (size_t i = 0; i < p->n; i++)
         if (p->log_post[i] >= cut)
             k++;
-    keyed *sel = malloc((k ? k : 1) * sizeof *sel);
-    if (!sel)
-        return bg_err_set(err, BG_ENOMEM, "posterior: out of memory ordering %zu candidates", k);
-    size_t j = 0;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->log_post[i] >= cut)
-            sel[j++] = (keyed){p->log_post[i], (uint32_t)i};
-    qsort(sel, k, sizeof *sel, keyed_cmp);
-    for (size_t i = 0; i < k; i++)
-        p->order[i] = sel[i].idx;
-    free(sel);
+    if (k >= RADIX_MIN) {
+        int rc = order_radix(p, cut, k, err);
+        if (rc != BG_OK)
+            return rc;
+    } else {
+        keyed *sel = malloc((k ? k : 1) * sizeof *sel);
+        if (!sel)
+            return bg_err_set(err, BG_ENOMEM, "posterior: out of memory ordering %zu candidates",
+                              k);
+        size_t j = 0;
+        for (size_t i = 0; i < p->n; i++)
+            if (p->log_post[i] >= cut)
+                sel[j++] = (keyed){p->log_post[i], (uint32_t)i};
+        qsort(sel, k, sizeof *sel, keyed_cmp);
+        for (size_t i = 0; i < k; i++)
+            p->order[i] = sel[i].idx;
+        free(sel);
+    }
     p->n_order = k;
     p->order_need = need;
     return BG_OK;

@@ -9,7 +9,9 @@
  *     log-ratios are exact to 1e-13 relative after 40 updates;
  *  3. exactly tied candidates stay bitwise equal through 10^5 updates;
  *  4. the order equals a full stable sort restricted to P >= need·max P,
- *     for needs 0, 1e-3, 0.3, 1, and none for need 2 (random data with ties).
+ *     for needs 0, 1e-3, 0.3, 1, and none for need 2 (random data with ties),
+ *     at 3,000 (the engine's qsort path) and 200,000 candidates (its radix
+ *     path), including -inf values.
  * Fixed seeds; every tolerance is printed when a check fails.
  */
 #include <math.h>
@@ -173,19 +175,35 @@ static void stable_sort_desc(ref_item *a, size_t n)
     }
 }
 
-static void test_order(void)
+/* Reference for large n: qsort with the total order (value desc, index
+ * asc), which is what a stable sort of a descending sort by value gives. */
+static int ref_cmp(const void *a, const void *b)
 {
-    const size_t n = 3000;
+    const ref_item *x = a, *y = b;
+    if (x->lp != y->lp)
+        return x->lp > y->lp ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* n below the engine's radix threshold exercises its qsort path, above it
+ * the radix path; both must give the reference order. */
+static void test_order(size_t n)
+{
     bg__posterior p;
     bg_err err;
     CHECK_INT(bg__posterior_init(&p, n, &err), BG_OK);
     for (size_t i = 0; i < n; i++)
         p.log_post[i] = -floor(urand() * 40.0) * 0.25; /* many ties */
+    p.log_post[9] = p.log_post[n - 1] = -INFINITY; /* impossible hypotheses */
     CHECK_INT(bg__posterior_normalise(&p, &err), BG_OK);
+
     ref_item *ref = malloc(n * sizeof *ref);
     for (size_t i = 0; i < n; i++)
         ref[i] = (ref_item){p.log_post[i], i};
-    stable_sort_desc(ref, n);
+    if (n <= 4000)
+        stable_sort_desc(ref, n);
+    else
+        qsort(ref, n, sizeof *ref, ref_cmp);
     const double needs[] = {0.0, 1e-3, 0.3, 1.0};
     for (size_t t = 0; t < sizeof needs / sizeof needs[0]; t++) {
         CHECK_INT(bg__posterior_order(&p, needs[t], &err), BG_OK);
@@ -239,7 +257,8 @@ int main(void)
     test_brute_force();
     test_million();
     test_ties();
-    test_order();
+    test_order(3000);
+    test_order(200000);
     test_zero_likelihood();
     CHECK_DONE("test_engine_posterior");
 }

@@ -132,6 +132,7 @@ static void brute_force(bg_plugin_host *h)
         long double s = 0;
         double best = -1;
         uint64_t kept = 0;
+        unsigned first_max = 0;
         for (unsigned k = 0; k < N; k++) {
             long double p = w[ord[k]] / z;
             s += p;
@@ -139,10 +140,13 @@ static void brute_force(bg_plugin_host *h)
                 break;
             kept++;
             double hm = 0.5 * erfc((theta - dotw(xa, ord[k])) / (sigma * M_SQRT2));
-            if (hm > best)
+            if (hm > best) {
                 best = hm;
+                first_max = ord[k]; /* the walk's first maximiser */
+            }
         }
         CHECK_INT(v.plausible_set_size, kept);
+        CHECK_INT(v.cautious_id, first_max);
         CHECK_NEAR(v.harm_bound, best, 1e-12);
         CHECK_INT(v.decision, best > 0.3 ? BG_DECISION_DENY : BG_DECISION_ALLOW);
         CHECK_INT(v.observations, (uint64_t)t + 1);
