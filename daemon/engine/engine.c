@@ -16,9 +16,11 @@
  *   1. check; 2. session exclusive; bring the posterior up to date;
  *   3. log-likelihood of the new observation for every candidate into the
  *      posterior's scratch, normalised and checked (nothing changed yet);
- *   4. append to the durable log (fsync) — the acknowledgement point;
- *   5. append to the in-memory history, swap the posterior in, recompute
- *      the order the estimator needs (once per observation).
+ *   4. append to the in-memory history (memory bound checked), then to the
+ *      durable log (fsync) — the acknowledgement point; a failed store
+ *      undoes the in-memory append;
+ *   5. swap the posterior in, recompute the order the estimator needs
+ *      (once per observation).
  *
  * Threads: any; see engine.h. Ownership: the engine owns sessions and the
  * log; guards and their plugin instances are borrowed per call.
@@ -504,12 +506,13 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
         if (rc != BG_OK)
             return rc;
     }
-    /* The acknowledgement point: durable before anything changes. */
-    if (e->store && (rc = bg__obs_store_append(e->store, g->name, s->id, obs, err)) != BG_OK)
+    /* Memory first (it may hit max_bytes), then the acknowledgement point:
+     * durable before the posterior changes; a failed store undoes the
+     * in-memory append, so memory never holds what the log does not. */
+    if ((rc = bg__session_append(e->table, s, obs, 0, err)) != BG_OK)
         return rc;
-    if ((rc = bg__session_append(e->table, s, obs, 0, err)) != BG_OK) {
-        BG_ERROR("engine", "policy %s session \"%s\": observation stored but not applied: %s",
-                 g->name, s->id, err ? err->msg : "");
+    if (e->store && (rc = bg__obs_store_append(e->store, g->name, s->id, obs, err)) != BG_OK) {
+        bg__session_pop(e->table, s);
         return rc;
     }
     if (n == 0) {

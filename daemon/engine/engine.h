@@ -83,6 +83,14 @@ typedef struct bg_guard {
     double threshold;             /* bound > threshold -> over_threshold */
     bg_decision over_threshold;   /* DENY or ESCALATE */
     int shadow;                   /* 1: log as usual, return ALLOW, flag shadow */
+
+    /* Optional: keeps the guard's owner (the policy snapshot) alive past a
+     * call, for work that outlives it — background sampler training holds
+     * a reference while it trains. NULL when the guard outlives every use
+     * (tests, benches): such work then runs inside the call instead. */
+    void *owner;
+    void (*owner_ref)(void *owner);
+    void (*owner_unref)(void *owner);
 } bg_guard;
 
 typedef struct bg_verdict {

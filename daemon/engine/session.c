@@ -223,6 +223,19 @@ int bg__session_append(bg__session_table *t, bg__session *s, const bg_observatio
     return BG_OK;
 }
 
+void bg__session_pop(bg__session_table *t, bg__session *s)
+{
+    if (s->n_obs == 0)
+        return;
+    s->n_obs--;
+    bg__table_unreserve(t, s, bg__obs_size(&s->hist[s->n_obs]));
+    free(s->blocks[s->n_obs]);
+    pthread_mutex_lock(&t->mu);
+    if (s->in_table)
+        t->observations--;
+    pthread_mutex_unlock(&t->mu);
+}
+
 void bg__session_drop_state(bg__session_table *t, bg__session *s, bg__pstate *st)
 {
     bg__pstate **pp = &s->states;

@@ -92,6 +92,10 @@ void bg__table_unreserve(bg__session_table *t, bg__session *s, size_t bytes);
 int bg__session_append(bg__session_table *t, bg__session *s, const bg_observation *obs,
                        int force, bg_err *err);
 
+/* Undo the last bg__session_append (lock exclusive), when storing it
+ * durably failed after the in-memory append. */
+void bg__session_pop(bg__session_table *t, bg__session *s);
+
 /* Free one posterior state and give its bytes back (lock exclusive). */
 void bg__session_drop_state(bg__session_table *t, bg__session *s, bg__pstate *st);
 
