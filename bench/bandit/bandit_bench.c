@@ -179,6 +179,25 @@ static const char *theta_name(bb_theta_mode m)
     return m == BB_THETA_FIXED ? "fixed" : "max-arm";
 }
 
+/* The figure's JSON-lines and gnuplot data files; 1 (reported) on error. */
+static int open_outputs(const opts *o, int fig, FILE **jf, FILE **df)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/fig%d_%s.jsonl", o->out, fig, theta_name(o->theta));
+    *jf = fopen(path, "w");
+    if (*jf) {
+        snprintf(path, sizeof path, "%s/fig%d_%s.dat", o->out, fig, theta_name(o->theta));
+        *df = fopen(path, "w");
+    }
+    if (*jf && *df)
+        return 0;
+    fprintf(stderr, "bench_bandit: cannot write %s: %s\n", path, strerror(errno));
+    if (*jf)
+        fclose(*jf);
+    *jf = *df = NULL;
+    return 1;
+}
+
 /* ------------------------------------------------------------ figure 1 */
 
 static int figure1(const opts *o, bg_plugin_host *host, double fixed_theta)
@@ -199,15 +218,9 @@ static int figure1(const opts *o, bg_plugin_host *host, double fixed_theta)
     j.n_cells = nc;
     j.total = (long)nc * o->episodes;
     int rc = run_pool(&j, 1);
-    char path[512];
-    snprintf(path, sizeof path, "%s/fig1_%s.jsonl", o->out, theta_name(o->theta));
-    FILE *jf = rc == 0 ? fopen(path, "w") : NULL;
-    snprintf(path, sizeof path, "%s/fig1_%s.dat", o->out, theta_name(o->theta));
-    FILE *df = rc == 0 ? fopen(path, "w") : NULL;
-    if (rc == 0 && (!jf || !df)) {
-        fprintf(stderr, "bench_bandit: cannot write %s: %s\n", path, strerror(errno));
-        rc = 1;
-    }
+    FILE *jf = NULL, *df = NULL;
+    if (rc == 0)
+        rc = open_outputs(o, 1, &jf, &df);
     if (rc == 0) {
         printf("\nFigure 1 — Boltzmann agent (beta=%g), %ld episodes x %d steps, theta=%s, "
                "seed %llu\n", o->beta, o->episodes, o->steps, theta_name(o->theta),
@@ -283,15 +296,9 @@ static int figure2(const opts *o, bg_plugin_host *host, double fixed_theta)
     j.half = calloc((size_t)o->threads * N_A2, sizeof *j.half);
     j.total = o->episodes;
     int rc = run_pool(&j, 2);
-    char path[512];
-    snprintf(path, sizeof path, "%s/fig2_%s.jsonl", o->out, theta_name(o->theta));
-    FILE *jf = rc == 0 ? fopen(path, "w") : NULL;
-    snprintf(path, sizeof path, "%s/fig2_%s.dat", o->out, theta_name(o->theta));
-    FILE *df = rc == 0 ? fopen(path, "w") : NULL;
-    if (rc == 0 && (!jf || !df)) {
-        fprintf(stderr, "bench_bandit: cannot write %s: %s\n", path, strerror(errno));
-        rc = 1;
-    }
+    FILE *jf = NULL, *df = NULL;
+    if (rc == 0)
+        rc = open_outputs(o, 2, &jf, &df);
     if (rc == 0) {
         printf("\nFigure 2 — uniform agent, no deaths, %ld episodes x %d steps, theta=%s, "
                "seed %llu\n", o->episodes, o->steps, theta_name(o->theta),

@@ -7,6 +7,8 @@
 #ifndef BG_ENG_FIXTURE_H
 #define BG_ENG_FIXTURE_H
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -27,6 +29,24 @@ static bg_plugin_host *fx_host(void)
         exit(1);
     }
     return h;
+}
+
+/* The tests' own small generator (xorshift64), seeded by each test. */
+static uint64_t fx_rng_state = 1;
+
+static inline double fx_urand(void)
+{
+    fx_rng_state ^= fx_rng_state << 13;
+    fx_rng_state ^= fx_rng_state >> 7;
+    fx_rng_state ^= fx_rng_state << 17;
+    return (double)(fx_rng_state >> 11) / 9007199254740992.0;
+}
+
+/* Standard normal (Box–Muller). */
+static inline double fx_nrand(void)
+{
+    double u = fx_urand() + 1e-300, v = fx_urand();
+    return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
 }
 
 /* Build a guard or fail the test program (config must be valid here). */

@@ -26,19 +26,10 @@
 #include "bg_check.h"
 #include "eng_fixture.h"
 
-static uint64_t rs = 88172645463325252ull;
-static double urand(void)
-{
-    rs ^= rs << 13;
-    rs ^= rs >> 7;
-    rs ^= rs << 17;
-    return (double)(rs >> 11) / 9007199254740992.0;
-}
-static double nrand(void)
-{
-    double u = urand() + 1e-300, v = urand();
-    return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
-}
+/* Fixed seed: fx_urand / fx_nrand (eng_fixture.h). */
+#define urand() fx_urand()
+#define nrand() fx_nrand()
+static const uint64_t SEED = 88172645463325252ull;
 
 #define D 4
 #define N (1u << D)
@@ -424,6 +415,7 @@ static void decisions(bg_plugin_host *h)
 
 int main(void)
 {
+    fx_rng_state = SEED;
     bg_plugin_host *h = fx_host();
     brute_force(h);
     big_ties(h);
