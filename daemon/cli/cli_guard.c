@@ -405,6 +405,10 @@ static void print_status(const Bayesguard__V1__StatusResponse *s)
                "session=%s\n",
                p->name, p->model, p->estimator, p->threshold, p->over_threshold, p->on_error,
                p->mode, p->session);
+        printf("  %-20s tools:", "");
+        for (size_t t = 0; t < p->n_tools; t++)
+            printf(" %s", p->tools[t]);
+        printf("\n");
     }
     if (s->reload) {
         const Bayesguard__V1__ReloadStatus *r = s->reload;

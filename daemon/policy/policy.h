@@ -46,6 +46,8 @@ typedef struct bg_policy {
     bg_session_key session_key;
     const char *session_attr;  /* for BG_SESSION_ATTRIBUTE */
     int priority;              /* resolves overlapping matches, see POLICIES.md */
+    const char *const *tools;  /* spec.match.tools as written (names and globs) */
+    size_t n_tools;
 } bg_policy;
 
 typedef struct bg_policy_set bg_policy_set;

@@ -84,8 +84,10 @@ static void destroy_instances(pol_impl *im)
 
 static void set_free(bg_policy_set *s)
 {
-    for (size_t i = 0; i < s->n; i++)
+    for (size_t i = 0; i < s->n; i++) {
         destroy_instances(&s->impl[i]);
+        free((void *)s->pols[i].tools);
+    }
     for (size_t i = 0; i < s->n_docs; i++)
         bg_cfg_doc_destroy(s->docs[i]);
     free(s->docs);
@@ -99,6 +101,18 @@ void bg_policy_set_unref(bg_policy_set *s)
 {
     if (s && atomic_fetch_sub(&s->refs, 1) == 1)
         set_free(s);
+}
+
+/* bg_guard.owner hooks: work that outlives a call (background sampler
+ * training) keeps the whole set, and so the guard's instances, alive. */
+static void owner_ref(void *owner)
+{
+    bg_policy_set_ref(owner);
+}
+
+static void owner_unref(void *owner)
+{
+    bg_policy_set_unref(owner);
 }
 
 const char *bg_policy_set_revision(const bg_policy_set *s)
@@ -284,6 +298,7 @@ static int parse_files(const char *dir, char **names, size_t n_files, bg_policy_
                 continue; /* an empty document (a stray ---) */
             pol_impl *im = &s->impl[s->n];
             memset(im, 0, sizeof *im);
+            memset(&s->pols[s->n], 0, sizeof s->pols[s->n]);
             if (bg__policy_parse(doc, root, &im->spec, errs))
                 rc = BG_ECONFIG; /* kept: its usable parts are still checked */
             s->n++;
@@ -419,6 +434,13 @@ static void fill_policy(bg_policy_set *s, size_t i)
     p->session_key = sp->session_key;
     p->session_attr = sp->session_attr;
     p->priority = (int)sp->v.priority;
+    /* For Status only: on allocation failure the list is just empty. */
+    size_t nt = bg_cfg_len(sp->tools);
+    const char **tools = nt ? malloc(nt * sizeof *tools) : NULL;
+    for (size_t j = 0; tools && j < nt; j++)
+        tools[j] = bg_cfg_scalar(bg_cfg_item(sp->tools, j));
+    p->tools = tools;
+    p->n_tools = tools ? nt : 0;
     bg_guard *g = &p->guard;
     g->name = sp->name;
     g->revision = s->revision;
@@ -439,6 +461,9 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler_inst = im->inst[P_SAMPLER];
         g->sampler_samples = (uint32_t)sp->v.samples;
     }
+    g->owner = s;
+    g->owner_ref = owner_ref;
+    g->owner_unref = owner_unref;
     g->threshold = sp->v.threshold;
     g->over_threshold = sp->v.over_threshold == 1 ? BG_DECISION_ESCALATE : BG_DECISION_DENY;
     g->shadow = sp->v.mode == 1;

@@ -129,6 +129,8 @@ void bg__svc_status(bg__rpc_call *c)
         pi->on_error = (char *)(p->on_error_allow ? "allow" : "deny");
         pi->session = (char *)session_name(p, c);
         pi->file = (char *)(p->file ? p->file : "");
+        pi->tools = (char **)p->tools; /* protobuf-c only reads it */
+        pi->n_tools = p->n_tools;
         out.policies[i] = pi;
         add_plugin(plv, &out.n_plugins, cap, pls, p->guard.model_name, "hypothesis");
         add_plugin(plv, &out.n_plugins, cap, pls, p->guard.estimator_name, "estimator");

@@ -126,6 +126,8 @@ def _status_and_reload(pdir):
         assert p["rpc-strict"].session == "context.agent"
         assert p["rpc-test"].session == "context.session"
         assert p["rpc-test"].file.endswith("rpc.yaml"), p["rpc-test"].file
+        assert list(p["rpc-test"].tools) == ["rpc_*", "t"], p["rpc-test"].tools
+        assert list(p["rpc-strict"].tools) == ["danger_*"], p["rpc-strict"].tools
         assert {(x.name, x.kind) for x in st.plugins} >= {("bernoulli", "hypothesis"),
                                                            ("noniid", "estimator"),
                                                            ("iid", "estimator")}, st.plugins
