@@ -27,6 +27,7 @@
 #include "common/bg_err.h"
 #include "common/bg_log.h"
 #include "engine/engine.h"
+#include "gfn/gfn_sampled.h"
 #include "loop/loop.h"
 #include "plugin/plugin_host.h"
 #include "policy/cfg.h"
@@ -411,6 +412,7 @@ int main(int argc, char **argv)
     int exit_code = BG_EXIT_USAGE;
     bg_plugin_host *host = NULL;
     bg_engine *engine = NULL;
+    bg_gfn_sampled *sampled = NULL;
     bg_err err;
     bg_err_clear(&err);
 
@@ -445,6 +447,13 @@ int main(int argc, char **argv)
         die("engine: %s", err.msg);
         goto out;
     }
+    /* Models too large to enumerate: sampled verdicts, the sampler trained
+     * in the background as observations arrive (daemon/gfn/gfn_sampled.h). */
+    if (bg_gfn_sampled_create(NULL, &sampled, &err) != BG_OK) {
+        die("%s", err.msg);
+        goto out;
+    }
+    bg_engine_set_sampled(engine, bg_gfn_sampled_ops(sampled));
     if (bg_policy_store_create(d.o.policies, host, &d.store, &err) != BG_OK) {
         die("--policies %s: the policies are not valid:\n%s", d.o.policies, err.msg);
         goto out;
@@ -492,6 +501,9 @@ out:
         bg_policy_store_destroy(d.store);
     if (engine != NULL)
         bg_engine_destroy(engine);
+    /* After the engine, before the plugin host: pending training jobs hold
+     * policy-set references whose release destroys plugin instances. */
+    bg_gfn_sampled_destroy(sampled);
     if (host != NULL)
         bg_plugin_host_destroy(host);
     bg_loop_destroy(d.loop);

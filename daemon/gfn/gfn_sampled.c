@@ -13,6 +13,22 @@
  *   5. the posterior order (stable, descending) and the estimator;
  *   6. the verdict: bound, cautious hypothesis and its label, plausible
  *      set size, sampled = 1, samples = K. The engine decides.
+ *
+ * Training. When the guard has an owner (a policy snapshot: owner_ref set),
+ * observe_after copies the session history into a job, takes a reference
+ * on the owner and hands the job to the trainer thread; it returns at once.
+ * Jobs for the same sampler instance coalesce: a newer history replaces a
+ * pending one and inherits the steps it owed (train_steps per observation,
+ * capped), so a burst of observations gets as much training as the same
+ * observations one by one, on the newest data. The trainer runs a job's
+ * owed optimiser steps, one step per write
+ * lock, then drops the owner reference (which may free an old snapshot and
+ * its instances — on the trainer thread, after its last use). Evaluate
+ * never waits for a job, only, at most, for one optimiser step. A sampler
+ * that has never been trained while its session has data gets a job from
+ * Evaluate too (after a reload created a fresh instance).
+ * Without an owner (tests, benches) training runs inside observe_after, as
+ * before, so results stay deterministic.
  */
 #include <math.h>
 #include <pthread.h>
@@ -20,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bg_log.h"
 #include "gfn.h"
 #include "gfn_sampled.h"
 
@@ -29,11 +46,36 @@ typedef struct lock_entry {
     struct lock_entry *next;
 } lock_entry;
 
+/* A training job: a guard (kept alive by an owner reference) and a private
+ * copy of a session's history in one allocation. */
+typedef struct train_job {
+    const bg_guard *g;
+    bg_observation *hist;
+    size_t n_hist;
+    uint32_t steps;     /* optimiser steps owed: train_steps per observation */
+    struct train_job *next;
+} train_job;
+
+/* A burst of observations coalesces into one job that owes the steps of
+ * all of them, up to this many. */
+#define BG_GFN_MAX_OWED_STEPS 4000u
+
 struct bg_gfn_sampled {
     bg_gfn_sampled_opts opts;
     bg_engine_sampled_ops ops;
-    pthread_mutex_t mu; /* guards the entry list */
+    pthread_mutex_t mu; /* guards locks, jobs, trained, stop */
     lock_entry *locks;
+    pthread_cond_t cv;  /* a job was queued, or stop */
+    pthread_cond_t idle_cv; /* the queue drained and the trainer is idle */
+    train_job *jobs;    /* pending, at most one per sampler instance */
+    int busy;           /* the trainer is running a job */
+    const void *running; /* its sampler instance */
+    int stop;
+    int have_thread;
+    pthread_t trainer;
+    const void **trained; /* sampler instances trained at least once */
+    size_t n_trained, cap_trained;
+    uint64_t jobs_done;
 };
 
 /* The rwlock of a sampler instance (created on first use). */
@@ -81,30 +123,205 @@ static int session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
     return rc;
 }
 
-static int observe_after(void *ctx, const bg_guard *g, const char *session,
-                         const bg_observation *hist, size_t n_hist, bg_err *err)
+/* Run `steps` optimiser steps on a history, one step per write lock. */
+static int train_steps(bg_gfn_sampled *s, const bg_guard *g, const bg_observation *hist,
+                       size_t n_hist, uint32_t steps)
 {
-    bg_gfn_sampled *s = ctx;
-    (void)session;
     pthread_rwlock_t *lk = lock_of(s, g->sampler_inst);
     if (!lk)
-        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
+        return BG_PLUGIN_ENOMEM;
     session_reward r = {g, hist, n_hist, NULL, 0};
-    /* One step per write lock: an Evaluate of another session of this
-     * guard waits for at most one optimiser step, not the whole burst. */
     int rc = BG_PLUGIN_OK;
-    for (uint32_t k = 0; k < s->opts.train_steps && rc == BG_PLUGIN_OK; k++) {
+    for (uint32_t k = 0; k < steps && rc == BG_PLUGIN_OK; k++) {
         pthread_rwlock_wrlock(lk);
         rc = g->sampler->train(g->sampler_inst, session_log_r, &r, 1);
         pthread_rwlock_unlock(lk);
     }
     free(r.tmp);
-    if (rc != BG_PLUGIN_OK)
-        return bg_err_set(err, BG_EINTERNAL,
-                          "policy %s: sampler %s: training failed (%d); the observation is "
-                          "stored, the sampler keeps its previous state",
-                          g->name, g->sampler_name ? g->sampler_name : "?", rc);
+    if (rc == BG_PLUGIN_OK) {
+        pthread_mutex_lock(&s->mu);
+        size_t i = 0;
+        while (i < s->n_trained && s->trained[i] != g->sampler_inst)
+            i++;
+        if (i == s->n_trained) {
+            if (s->n_trained == s->cap_trained) {
+                size_t cap = s->cap_trained ? 2 * s->cap_trained : 8;
+                const void **t = realloc(s->trained, cap * sizeof *t);
+                if (t) {
+                    s->trained = t;
+                    s->cap_trained = cap;
+                }
+            }
+            if (s->n_trained < s->cap_trained)
+                s->trained[s->n_trained++] = g->sampler_inst;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return rc;
+}
+
+/* 1 when inst was trained, or a job for it is queued or running. */
+static int trained_or_training(bg_gfn_sampled *s, const void *inst)
+{
+    pthread_mutex_lock(&s->mu);
+    int found = s->running == inst;
+    for (size_t i = 0; i < s->n_trained && !found; i++)
+        found = s->trained[i] == inst;
+    for (const train_job *j = s->jobs; j && !found; j = j->next)
+        found = j->g->sampler_inst == inst;
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+/* Deep copy of a history (strings, features, attributes) in one block. */
+static train_job *job_create(const bg_guard *g, const bg_observation *hist, size_t n_hist)
+{
+    size_t bytes = sizeof(train_job) + n_hist * sizeof(bg_observation);
+    for (size_t i = 0; i < n_hist; i++) {
+        const bg_action *a = &hist[i].action;
+        bytes += strlen(a->id ? a->id : "") + strlen(a->tool ? a->tool : "") +
+                 strlen(a->arguments_json ? a->arguments_json : "") + 3;
+        bytes += a->n_features * sizeof(double) + a->n_attributes * sizeof(bg_attr) +
+                 2 * sizeof(double);
+        for (size_t k = 0; k < a->n_attributes; k++)
+            bytes += strlen(a->attributes[k].key) + strlen(a->attributes[k].value) + 2;
+    }
+    train_job *j = malloc(bytes);
+    if (!j)
+        return NULL;
+    j->g = g;
+    j->n_hist = n_hist;
+    j->next = NULL;
+    j->hist = (bg_observation *)(j + 1);
+    char *p = (char *)(j->hist + n_hist);
+    for (size_t i = 0; i < n_hist; i++) {
+        const bg_action *a = &hist[i].action;
+        bg_observation *o = &j->hist[i];
+        *o = hist[i];
+        /* arrays first (double-aligned: p stays a multiple of 8 until the
+         * strings, which come last for this observation) */
+        p += (8 - ((uintptr_t)p & 7)) & 7;
+        double *f = (double *)p;
+        if (a->n_features)
+            memcpy(f, a->features, a->n_features * sizeof *f);
+        o->action.features = f;
+        p += a->n_features * sizeof *f;
+        bg_attr *at = (bg_attr *)p;
+        p += a->n_attributes * sizeof *at;
+        o->action.attributes = at;
+#define BG_COPY_STR(dst, src)                                                                    \
+    do {                                                                                         \
+        size_t l_ = strlen((src) ? (src) : "") + 1;                                              \
+        memcpy(p, (src) ? (src) : "", l_);                                                       \
+        (dst) = p;                                                                               \
+        p += l_;                                                                                 \
+    } while (0)
+        BG_COPY_STR(o->action.id, a->id);
+        BG_COPY_STR(o->action.tool, a->tool);
+        BG_COPY_STR(o->action.arguments_json, a->arguments_json);
+        for (size_t k = 0; k < a->n_attributes; k++) {
+            BG_COPY_STR(at[k].key, a->attributes[k].key);
+            BG_COPY_STR(at[k].value, a->attributes[k].value);
+        }
+#undef BG_COPY_STR
+    }
+    return j;
+}
+
+static void job_destroy(train_job *j)
+{
+    if (j) {
+        j->g->owner_unref(j->g->owner);
+        free(j);
+    }
+}
+
+static void *trainer_main(void *arg)
+{
+    bg_gfn_sampled *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->jobs && !s->stop)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stop)
+            break;
+        train_job *j = s->jobs;
+        s->jobs = j->next;
+        s->busy = 1;
+        s->running = j->g->sampler_inst;
+        pthread_mutex_unlock(&s->mu);
+        if (train_steps(s, j->g, j->hist, j->n_hist, j->steps) != BG_PLUGIN_OK)
+            BG_WARN("gfn", "policy %s: sampler %s: background training failed; the sampler "
+                           "keeps its previous state",
+                    j->g->name, j->g->sampler_name ? j->g->sampler_name : "?");
+        job_destroy(j);
+        pthread_mutex_lock(&s->mu);
+        s->busy = 0;
+        s->running = NULL;
+        s->jobs_done++;
+        if (!s->jobs)
+            pthread_cond_broadcast(&s->idle_cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Queue (or replace) the job of g's sampler. */
+static int schedule(bg_gfn_sampled *s, const bg_guard *g, const bg_observation *hist,
+                    size_t n_hist, bg_err *err)
+{
+    train_job *j = job_create(g, hist, n_hist);
+    if (!j)
+        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for a training job", g->name);
+    g->owner_ref(g->owner);
+    train_job *old = NULL;
+    pthread_mutex_lock(&s->mu);
+    train_job **pp = &s->jobs;
+    while (*pp && (*pp)->g->sampler_inst != g->sampler_inst)
+        pp = &(*pp)->next;
+    j->steps = s->opts.train_steps;
+    if (*pp) {
+        old = *pp;
+        j->next = old->next;
+        uint64_t owed = (uint64_t)old->steps + s->opts.train_steps;
+        j->steps = owed < BG_GFN_MAX_OWED_STEPS ? (uint32_t)owed : BG_GFN_MAX_OWED_STEPS;
+    }
+    *pp = j;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    job_destroy(old);
     return BG_OK;
+}
+
+static int observe_after(void *ctx, const bg_guard *g, const char *session,
+                         const bg_observation *hist, size_t n_hist, bg_err *err)
+{
+    bg_gfn_sampled *s = ctx;
+    (void)session;
+    if (g->owner_ref && s->have_thread)
+        return schedule(s, g, hist, n_hist, err);
+    if (train_steps(s, g, hist, n_hist, s->opts.train_steps) != BG_PLUGIN_OK)
+        return bg_err_set(err, BG_EINTERNAL,
+                          "policy %s: sampler %s: training failed; the observation is "
+                          "stored, the sampler keeps its previous state",
+                          g->name, g->sampler_name ? g->sampler_name : "?");
+    return BG_OK;
+}
+
+void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->jobs || s->busy)
+        pthread_cond_wait(&s->idle_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t bg_gfn_sampled_jobs_done(bg_gfn_sampled *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = s->jobs_done;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -202,6 +419,12 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session,
         free(ids);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
+    /* A fresh instance (first use, or after a reload) on a session with
+     * data: start training now; this verdict samples the current state. */
+    if (n_hist && g->owner_ref && s->have_thread && !trained_or_training(s, g->sampler_inst)) {
+        bg_err ignored;
+        schedule(s, g, hist, n_hist, &ignored);
+    }
     bg_rng rng;
     bg_gfn_rng_seed(&rng, mix_seed(s->opts.seed, session, n_hist));
     pthread_rwlock_rdlock(lk);
@@ -237,8 +460,17 @@ int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out,
     if (!s->opts.default_k)
         s->opts.default_k = 1024;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->idle_cv, NULL);
     s->ops = (bg_engine_sampled_ops){.ctx = s, .evaluate = evaluate,
                                      .observe_after = observe_after};
+    int prc = pthread_create(&s->trainer, NULL, trainer_main, s);
+    if (prc != 0) {
+        bg_gfn_sampled_destroy(s);
+        return bg_err_set(err, BG_EINTERNAL, "gfn: cannot start the trainer thread: %s",
+                          strerror(prc));
+    }
+    s->have_thread = 1;
     *out = s;
     return BG_OK;
 }
@@ -247,6 +479,21 @@ void bg_gfn_sampled_destroy(bg_gfn_sampled *s)
 {
     if (!s)
         return;
+    if (s->have_thread) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->trainer, NULL);
+    }
+    while (s->jobs) {
+        train_job *j = s->jobs;
+        s->jobs = j->next;
+        job_destroy(j);
+    }
+    free(s->trained);
+    pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->idle_cv);
     for (lock_entry *e = s->locks, *next; e; e = next) {
         next = e->next;
         pthread_rwlock_destroy(&e->lock);

@@ -11,13 +11,14 @@
  * This file is daemon code (bg_err, engine.h); it is not part of the
  * sources compiled into the sampler plugin.
  *
- * Training runs in observe_after, under the session's write lock (the
- * engine holds it), for `train_steps` optimiser steps, taking the
- * sampler's write lock one step at a time: it delays that Observe and
- * that session's Evaluates; an Evaluate of another session of the guard
- * waits at most one step. The verdict uses the last trained state.
- * Moving training to the loop's worker pool (so no Evaluate ever waits)
- * needs a copy of the session history for the worker (docs/GFLOWNET.md).
+ * Training: for a guard with an owner (bg_guard.owner_ref, set by policy
+ * snapshots) observe_after copies the history into a job and returns; a
+ * trainer thread owned by this context runs `train_steps` optimiser steps
+ * per job (jobs of one sampler coalesce to the newest history), taking
+ * the sampler's write lock one step at a time, so an Evaluate waits for
+ * at most one step and the verdict uses the last trained state. For a
+ * guard without an owner (tests, benches) training runs inside
+ * observe_after, under the session's write lock, deterministically.
  *
  * Threads: the ops may be called from any thread. Per sampler instance a
  * rwlock serialises train (write) against sample (read), as the plugin
@@ -26,7 +27,8 @@
  *
  * Ownership: bg_gfn_sampled_create returns a new context; the ops table
  * points into it and is valid until bg_gfn_sampled_destroy, which must
- * come after the engine that uses it is destroyed.
+ * come after the engine that uses it is destroyed and before the policy
+ * store and plugin host (pending jobs hold snapshot references).
  */
 #ifndef BG_GFN_SAMPLED_H
 #define BG_GFN_SAMPLED_H
@@ -47,5 +49,10 @@ typedef struct bg_gfn_sampled bg_gfn_sampled;
 int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out, bg_err *err);
 void bg_gfn_sampled_destroy(bg_gfn_sampled *s);
 const bg_engine_sampled_ops *bg_gfn_sampled_ops(bg_gfn_sampled *s);
+
+/* Block until no training job is queued or running (tests, shutdown). */
+void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s);
+/* Background jobs completed so far. */
+uint64_t bg_gfn_sampled_jobs_done(bg_gfn_sampled *s);
 
 #endif

@@ -33,12 +33,11 @@ spec:
 
 
 def bits(i):
-    return [(i >> (D - 1 - k)) & 1 for k in range(D)]
+    return bgtest.bandit_w(i, D)
 
 
 def harm(x, i):
-    m = sum(a * b for a, b in zip(x, bits(i)))
-    return 0.5 * math.erfc((THETA - m) / (SIGMA * math.sqrt(2)))
+    return bgtest.bandit_harm(x, i, D, THETA, SIGMA)
 
 
 class Brute:

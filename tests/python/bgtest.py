@@ -15,6 +15,7 @@ BG_PLUGIN_DIR. Run with /usr/bin/python3 (Debian's, which has grpcio).
 Every wait polls with a deadline; nothing sleeps and hopes.
 """
 import importlib.util
+import math
 import os
 import shutil
 import signal
@@ -119,6 +120,17 @@ def policy_tools(policy_dir=None, with_features=False):
                     nf = len(nf) if isinstance(nf, list) else int(nf or 0)
                     out.append((name, t, nf))
     return out
+
+
+def bandit_w(i, d):
+    """The bandit plugin's id encoding: w_k = bit (d-1-k) of the id."""
+    return [(i >> (d - 1 - k)) & 1 for k in range(d)]
+
+
+def bandit_harm(x, i, d, theta, sigma):
+    """P(reward > theta | arm x, w = bandit_w(i)) = 1 - Phi((theta - x.w)/sigma)."""
+    m = sum(a * b for a, b in zip(x, bandit_w(i, d)))
+    return 0.5 * math.erfc((theta - m) / (sigma * math.sqrt(2)))
 
 
 def wait_for(pred, timeout, what, interval=0.02):

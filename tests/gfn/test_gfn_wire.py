@@ -1,0 +1,101 @@
+"""A d = 32 exploding-bandit policy (2^32 hypotheses, not enumerable) with
+the `gfn` sampler, over the wire (issue 6): Evaluate returns a SAMPLED
+verdict from K samples while the sampler trains in the background on the
+observations; Observe is acknowledged without waiting for training; the
+cautious hypothesis's harm is the bandit formula for its id (checked here
+independently); once training has caught up, the cautious hypothesis fits
+the data (log-likelihood within 60 nats of the true w*, as the in-process
+test demands) — polled with a deadline, never slept for. Run with
+/usr/bin/python3 (ctest sets the environment)."""
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import bgtest  # noqa: E402
+from bgtest import Daemon, guard_pb2  # noqa: E402
+
+D, THETA, SIGMA, K, N_OBS = 32, 6.0, 1.0, 256, 40
+POLICY = """apiVersion: bayesguard/v1
+kind: GuardPolicy
+metadata: {name: arms32}
+spec:
+  match: {tools: ["pull_*"]}
+  model: {plugin: bandit, config: {features: 32, sigma: 1.0, theta: 6.0}}
+  estimator: {plugin: iid}
+  sampler:
+    plugin: gfn
+    samples: 256
+    config: {loss: tb, hidden: 64, lr: 0.01, lr_end: 0.001, lr_horizon: 400, seed: 5}
+  threshold: 0.5
+  over_threshold: deny
+  session: context.session
+"""
+
+
+def w_of(i):
+    return bgtest.bandit_w(i, D)
+
+
+def harm(x, i):
+    return bgtest.bandit_harm(x, i, D, THETA, SIGMA)
+
+
+def loglik(data, i):
+    w = w_of(i)
+    return sum(-0.5 * ((r - sum(a * b for a, b in zip(x, w))) / SIGMA) ** 2 for x, r in data)
+
+
+def action(x):
+    return guard_pb2.Action(tool="pull_arm", features=[float(v) for v in x])
+
+
+def test_sampled_verdict_over_the_wire():
+    bgtest.require_daemon()
+    tmp = tempfile.mkdtemp(prefix="bggfn-")
+    try:
+        with open(os.path.join(tmp, "arms32.yaml"), "w") as f:
+            f.write(POLICY)
+        with Daemon(policies=tmp) as d:
+            ctx = guard_pb2.Context(session="s1")
+            x = [1 if k % 3 == 0 else 0 for k in range(D)]
+            v0 = d.evaluate(guard_pb2.EvaluateRequest(action=action(x), context=ctx))
+            assert v0.bound_kind == guard_pb2.SAMPLED and v0.samples == K, v0
+            assert 0.0 <= v0.harm_bound <= 1.0 and v0.policy == "arms32", v0
+            assert v0.model == "bandit" and v0.estimator == "iid", v0
+
+            rng = random.Random(7)
+            w_star = rng.getrandbits(D)
+            data = []
+            for n in range(1, N_OBS + 1):
+                xa = [rng.randint(0, 1) for _ in range(D)]
+                r = sum(a * b for a, b in zip(xa, w_of(w_star))) + rng.gauss(0, SIGMA)
+                data.append((xa, r))
+                resp = d.call("Observe", guard_pb2.ObserveRequest(
+                    action=action(xa), context=ctx, harmed=r > THETA, value=r))
+                assert resp.observations == n, resp
+
+            def fits():
+                v = d.evaluate(guard_pb2.EvaluateRequest(action=action(x), context=ctx))
+                assert v.bound_kind == guard_pb2.SAMPLED and v.samples == K, v
+                assert v.observations == N_OBS, v
+                assert 1 <= v.plausible_set_size <= K, v
+                c = v.cautious.id
+                assert c < (1 << D), c
+                assert v.cautious.label == "w=" + "".join(map(str, w_of(c))), v.cautious
+                assert abs(v.cautious.harm - harm(x, c)) < 1e-9, (v.cautious.harm, harm(x, c))
+                assert abs(v.harm_bound - v.cautious.harm) < 1e-12, v  # iid: the cautious harm
+                assert 0.0 < v.cautious.posterior <= 1.0, v
+                return loglik(data, c) >= loglik(data, w_star) - 60.0
+
+            bgtest.wait_for(fits, 240.0, "the trained sampler's cautious hypothesis to fit "
+                                         "the data (within 60 nats of w*)", interval=0.2)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    bgtest.main([test_sampled_verdict_over_the_wire])
