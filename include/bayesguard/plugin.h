@@ -20,7 +20,9 @@
  *
  * ABI history (newest first; the constants must match the first line):
  *   2026-11-26  1.0  first version: hypothesis, estimator and sampler kinds,
- *                    host services (log, config, rng, metrics).
+ *                    host services (log, config, rng, metrics);
+ *                    bg_estimate_in.post (linear posterior) appended the
+ *                    same day, before any release.
  *
  * Hypotheses are named by 64-bit ids. An enumerable model (count() > 0)
  * uses ids 0..count-1; a model too large to enumerate (count() == 0)
