@@ -9,4 +9,5 @@ set(BG_GFN_SOURCES
   ${CMAKE_SOURCE_DIR}/daemon/gfn/gfn_replay.c
   ${CMAKE_SOURCE_DIR}/daemon/gfn/gfn_rng.c
   ${CMAKE_SOURCE_DIR}/daemon/gfn/gfn_space.c
+  ${CMAKE_SOURCE_DIR}/daemon/gfn/gfn_tilt.c
   ${CMAKE_SOURCE_DIR}/daemon/gfn/gfn_train.c)
