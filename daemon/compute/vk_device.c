@@ -10,6 +10,7 @@
 #include "compute/vk_device.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,20 @@ static void log_caps(const bg_vk_dev *d)
             c->timestamps ? "yes" : "no", (double)c->timestamp_period_ns);
 }
 
+/* Mesa's lavapipe keeps process-wide caches in its globals and frees them
+ * only at exit. When the loader unloads the ICD at vkDestroyInstance those
+ * pointers are lost (LeakSanitizer reports them as leaks of an "<unknown
+ * module>"), and the next instance loads it afresh. Once the loader has
+ * loaded it (instance creation, device enumeration), keep it resident:
+ * RTLD_NOLOAD only marks an already loaded library RTLD_NODELETE, so a host
+ * without lavapipe is unaffected. */
+static void keep_software_icd_resident(void)
+{
+    void *icd = dlopen("libvulkan_lvp.so", RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD | RTLD_NODELETE);
+    if (icd)
+        dlclose(icd);
+}
+
 int bg__vk_dev_open(bg_vk_dev *d, const bg_compute_opts *opts, bg_err *err)
 {
     memset(d, 0, sizeof(*d));
@@ -329,6 +344,7 @@ int bg__vk_dev_open(bg_vk_dev *d, const bg_compute_opts *opts, bg_err *err)
     rc = create_instance(d, err);
     if (rc == BG_OK)
         rc = choose_device(d, opts, err);
+    keep_software_icd_resident();
     if (rc == BG_OK) {
         uint32_t ts = 0;
         compute_family(d, d->phys, &ts);

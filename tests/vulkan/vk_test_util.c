@@ -3,7 +3,6 @@
  */
 #include "vk_test_util.h"
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +24,6 @@ void vt_env_setup(void)
         return;
     if (access(VT_LVP_ICD, R_OK) == 0)
         setenv("VK_DRIVER_FILES", VT_LVP_ICD, 1);
-    /* Keep the driver mapped after the loader's dlclose: lavapipe keeps
-     * process-wide caches in its globals, and once it is unmapped
-     * LeakSanitizer no longer sees those pointers and reports the caches as
-     * leaks of an "<unknown module>". */
-    dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     setenv("BG_VK_ALLOW_CPU", "1", 1);
 }
 
