@@ -85,6 +85,16 @@ double bench_harm(const bench_env *e, uint64_t xmask, uint64_t h)
     return 0.5 * erfc((e->theta - m) / (e->sigma * sqrt(2.0)));
 }
 
+int bench_harm_fn(void *ctx, const uint64_t *h, size_t n, double *out)
+{
+    const bench_harm_ctx *c = ctx;
+    if (c->env->plugin_harm)
+        return c->env->plugin_harm(c->env->plugin_ctx, c->xmask, h, n, out);
+    for (size_t i = 0; i < n; i++)
+        out[i] = bench_harm(c->env, c->xmask, h[i]);
+    return BG_PLUGIN_OK;
+}
+
 void bench_mh_init(bench_mh *m, bench_env *env, uint64_t seed)
 {
     memset(m, 0, sizeof *m);

@@ -3,7 +3,7 @@
  * "How to know it works"). Not a test: run by hand, results and commands
  * in docs/GFLOWNET.md.
  *
- *   bench_gfn [--quick] [--large-only] [--out DIR] [--seed N]
+ *   bench_gfn [--quick] [--large-only] [--tilted-only] [--out DIR] [--seed N]
  *
  * Target: the exploding bandit's posterior P(w | D) ∝ P(w)·P(D|w) for a
  * fixed data set (10 arms, 25 pulls — one episode of the paper), d = 10 …
@@ -23,7 +23,11 @@
  *   3. d = 32 and 64: the bound from GFlowNet samples (TB, SubTB, and TB
  *      with its replay buffer seeded by a short MH chain) vs MH samples at
  *      equal reward evaluations, its coverage of the true hypothesis's
- *      harm, the best cautious score found, and wall time.
+ *      harm, the best cautious score found, and wall time;
+ *   4. the harm-tilted sampler at d = 16 (bench_tilted.c): per context, a
+ *      sampler warm-started from a trained posterior sampler and trained
+ *      on R_x = P(h)·P(D|h)·P(H|x,h); recall of the exact cautious
+ *      hypothesis among K tilted vs K posterior samples, and the bound gap.
  */
 #include <math.h>
 #include <stdio.h>
@@ -42,7 +46,7 @@
 #define N_CHECK 24
 
 static const char *out_dir = "bench-gfn-out";
-static int quick, use_plugin, only_large;
+static int quick, use_plugin, only_large, only_tilted;
 static uint64_t seed = 1;
 
 static double now_s(void)
@@ -74,14 +78,19 @@ static FILE *open_out(const char *name)
 
 /* The fixed data set for d bits; its reward through the bandit plugin when
  * that loaded at start-up. Detach with bench_plugin_detach. */
-static void env_setup(bench_env *e, uint32_t d)
+static void env_setup_obs(bench_env *e, uint32_t d, uint32_t n_obs)
 {
-    bench_env_init(e, d, N_ARMS, N_OBS, seed);
+    bench_env_init(e, d, N_ARMS, n_obs, seed);
     char why[512];
     if (use_plugin && bench_plugin_attach(e, why, sizeof why) != 0) {
         fprintf(stderr, "bench_gfn: d=%u: %s\n", d, why);
         exit(1);
     }
+}
+
+static void env_setup(bench_env *e, uint32_t d)
+{
+    env_setup_obs(e, d, N_OBS);
 }
 
 /* The exact posterior p over all 2^d ids. */
@@ -631,6 +640,41 @@ static void large_section(uint32_t d, uint64_t budget)
     bench_plugin_detach(&e);
 }
 
+/* ---- 4. the harm-tilted sampler --------------------------------------- */
+
+#define TILT_D 16
+#define TILT_CONTEXTS 64
+#define TILT_POST_TRAJ 40000
+#define TILT_STEPS 300
+#define TILT_FEW_OBS 8
+
+/* n_obs pulls: 25 (section 1's data set, a concentrated posterior) or
+ * fewer (a broad one, where cautious hypotheses sit in its tail). */
+static void tilted_section(uint32_t n_obs)
+{
+    bench_env e;
+    env_setup_obs(&e, TILT_D, n_obs);
+    double *p = exact_posterior(&e), tv, kl;
+    curve cv;
+    bg_gfn *post = train_curve(&e, p, BG_GFN_LOSS_TB, TILT_POST_TRAJ, &cv);
+    tv = cv.tv[cv.n - 1];
+    kl = cv.kl[cv.n - 1];
+    uint64_t x[N_CONTEXTS];
+    contexts(&e, x);
+    /* fine-tuning: a fresh schedule from 1e-3 down to 1e-5, log Z re-estimated
+     * from the first batch (R_x's scale is R's times the mean harm) */
+    bg_gfn_config fine = gfn_config(TILT_D, BG_GFN_LOSS_TB, (uint64_t)TILT_STEPS * 16);
+    fine.lr = 1e-3;
+    printf("\n### Data: %u arms, %u pulls\n\nPosterior sampler: TB, %d trajectories, TV %.4f, KL %.4f (exact q^T vs "
+           "posterior). Tilted: TB, lr %g -> %g over %d steps of %u, started from its "
+           "parameters.\n",
+           N_ARMS, n_obs, TILT_POST_TRAJ, tv, kl, fine.lr, fine.lr_end, TILT_STEPS, fine.batch);
+    bench_tilted(&e, &fine, TILT_STEPS, post, x, TILT_CONTEXTS, seed);
+    bg_gfn_destroy(post);
+    free(p);
+    bench_plugin_detach(&e);
+}
+
 /* ---- plots and main --------------------------------------------------- */
 
 static void plots(const uint32_t *ds, int n_d)
@@ -670,12 +714,16 @@ int main(int argc, char **argv)
             quick = 1;
         else if (!strcmp(argv[i], "--large-only"))
             only_large = 1;
+        else if (!strcmp(argv[i], "--tilted-only"))
+            only_tilted = 1;
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out_dir = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--large-only] [--out DIR] [--seed N]\n",
+            fprintf(stderr,
+                    "usage: %s [--quick] [--large-only] [--tilted-only] [--out DIR] "
+                    "[--seed N]\n",
                     argv[0]);
             return 2;
         }
@@ -693,6 +741,12 @@ int main(int argc, char **argv)
                   : why);
     bench_plugin_detach(&probe);
 
+    if (only_tilted) {
+        printf("\n## 4. Harm-tilted sampler: cautious hypotheses for a context\n");
+        tilted_section(TILT_FEW_OBS);
+        tilted_section(N_OBS);
+        return 0;
+    }
     const uint32_t ds[] = {10, 12, 14, 16};
     int n_d = only_large ? 0 : quick ? 1 : 4;
     if (n_d)
@@ -720,5 +774,10 @@ int main(int argc, char **argv)
     large_section(32, quick ? 2000 : 8000);
     if (!quick)
         large_section(64, 4000);
+    if (!quick && !only_large) {
+        printf("\n## 4. Harm-tilted sampler: cautious hypotheses for a context\n");
+        tilted_section(TILT_FEW_OBS);
+        tilted_section(N_OBS);
+    }
     return 0;
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "bayesguard/plugin.h"
+#include "gfn/gfn.h"
 
 #define BENCH_MAX_ARMS 128
 #define BENCH_MAX_OBS 1024
@@ -33,6 +34,8 @@ typedef struct bench_env {
     uint64_t reward_evals;            /* ids scored through bench_log_reward */
     /* when set, log R comes from the real bandit plugin (bench_plugin.c) */
     int (*plugin_log_r)(void *ctx, const uint64_t *h, size_t n, double *out);
+    /* and P(harm | x, h) from the plugin's harm, x given as an id-space mask */
+    int (*plugin_harm)(void *ctx, uint64_t xmask, const uint64_t *h, size_t n, double *out);
     void *plugin_ctx;
 } bench_env;
 
@@ -47,6 +50,14 @@ int bench_log_reward(void *env, const uint64_t *h, size_t n, double *out);
 double bench_log_r_local(const bench_env *e, uint64_t h);
 /* P(harm | x, h) = 1 − Φ((θ − x·w)/σ), x given as an id-space mask. */
 double bench_harm(const bench_env *e, uint64_t xmask, uint64_t h);
+
+/* A context's harm for the tilted reward (gfn_tilt.h's bg_gfn_harm_fn):
+ * the plugin's harm when attached, else bench_harm. */
+typedef struct bench_harm_ctx {
+    const bench_env *env;
+    uint64_t xmask;
+} bench_harm_ctx;
+int bench_harm_fn(void *ctx, const uint64_t *h, size_t n, double *out);
 
 /* Metropolis–Hastings over single-bit flips, one reward evaluation per
  * proposal, started at a uniform random id. */
@@ -81,5 +92,13 @@ size_t bench_unique(uint64_t *ids, size_t n);
  * a reason in why (the bench then uses the local formula and says so). */
 int bench_plugin_attach(bench_env *e, char *why, size_t len);
 void bench_plugin_detach(bench_env *e);
+
+/* Section 4 (bench_tilted.c): the harm-tilted sampler R_x at each of
+ * n_ctx contexts x, started from the trained posterior sampler `post`
+ * (bg_gfn_copy_params) and trained `fine_steps` steps with config `fine`;
+ * recall of the exact iid cautious hypothesis among K tilted samples vs K
+ * posterior samples, and the bound gap. Prints a markdown table. */
+void bench_tilted(bench_env *e, const bg_gfn_config *fine, uint32_t fine_steps,
+                  const bg_gfn *post, const uint64_t *x, int n_ctx, uint64_t seed);
 
 #endif

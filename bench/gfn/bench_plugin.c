@@ -5,6 +5,8 @@
  * being the data set's pulls. Before use it is checked against the local
  * formula of bench_env.c: equal up to one constant over all ids (the
  * Gaussian normaliser), which no GFlowNet objective or posterior sees.
+ * The plugin's harm (for the harm-tilted reward) is checked equal to
+ * bench_harm likewise.
  * Without a plugin host in the build, or when the plugin does not load,
  * the benchmark says why and uses the local formula.
  */
@@ -29,6 +31,7 @@ typedef struct bandit_ctx {
     double *features; /* [n_obs × d] */
     double *tmp;
     size_t tmp_cap;
+    uint32_t d, n_obs;
 } bandit_ctx;
 
 static int plugin_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
@@ -51,10 +54,25 @@ static int plugin_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
     return rc;
 }
 
+/* The plugin's harm for the action with features x (an id-space mask),
+ * with the data set as its history. */
+static int plugin_harm(void *vctx, uint64_t xmask, const uint64_t *h, size_t n, double *out)
+{
+    bandit_ctx *c = vctx;
+    double x[BG_GFN_MAX_BITS];
+    uint32_t d = c->d;
+    for (uint32_t k = 0; k < d; k++) /* plugin: w_k = id bit (d-1-k) */
+        x[k] = (double)(xmask >> (d - 1 - k) & 1);
+    bg_action a = {.id = "", .tool = "pull", .arguments_json = "", .features = x,
+                   .n_features = d};
+    return c->plugin->desc->vt.hypothesis->harm(c->inst, &a, c->obs, c->n_obs, h, n, out);
+}
+
 void bench_plugin_detach(bench_env *e)
 {
     bandit_ctx *c = e->plugin_ctx;
     e->plugin_log_r = NULL;
+    e->plugin_harm = NULL;
     e->plugin_ctx = NULL;
     if (!c)
         return;
@@ -99,6 +117,8 @@ static int attach(bench_env *e, bandit_ctx *c, char *why, size_t len)
                  bg_plugin_services_errors(c->svc));
         return -1;
     }
+    c->d = e->d;
+    c->n_obs = e->n_obs;
     c->features = calloc((size_t)e->n_obs * e->d, sizeof *c->features);
     if (!c->features)
         return -1;
@@ -123,6 +143,17 @@ static int attach(bench_env *e, bandit_ctx *c, char *why, size_t len)
         snprintf(why, len, "the local bandit formula (bench_env.c): plugin log_lik failed");
         return -1;
     }
+    double hm[64];
+    if (plugin_harm(c, e->arm[0], ids, 64, hm) != BG_PLUGIN_OK) {
+        snprintf(why, len, "the local bandit formula (bench_env.c): plugin harm failed");
+        return -1;
+    }
+    for (int i = 0; i < 64; i++)
+        if (fabs(hm[i] - bench_harm(e, e->arm[0], ids[i])) > 1e-12) {
+            snprintf(why, len, "the local bandit formula (bench_env.c): the plugin's harm "
+                     "disagrees on id 0x%llx", (unsigned long long)ids[i]);
+            return -1;
+        }
     double off = pl[0] - bench_log_r_local(e, ids[0]);
     for (int i = 1; i < 64; i++) {
         double diff = pl[i] - bench_log_r_local(e, ids[i]) - off;
@@ -148,6 +179,7 @@ int bench_plugin_attach(bench_env *e, char *why, size_t len)
         return -1;
     }
     e->plugin_log_r = plugin_log_r;
+    e->plugin_harm = plugin_harm;
     return 0;
 }
 
@@ -163,6 +195,7 @@ int bench_plugin_attach(bench_env *e, char *why, size_t len)
 void bench_plugin_detach(bench_env *e)
 {
     e->plugin_log_r = NULL;
+    e->plugin_harm = NULL;
     e->plugin_ctx = NULL;
 }
 
