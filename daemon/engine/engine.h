@@ -91,6 +91,10 @@ typedef struct bg_guard {
     void *owner;
     void (*owner_ref)(void *owner);
     void (*owner_unref)(void *owner);
+    /* Unique in the process for this guard's plugin instances, never
+     * reused (an instance's address may be, after a reload); 0 = none, then
+     * state kept per instance is keyed by the instance address. */
+    uint64_t instance_id;
 } bg_guard;
 
 typedef struct bg_verdict {

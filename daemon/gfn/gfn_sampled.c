@@ -26,7 +26,8 @@
  * its instances — on the trainer thread, after its last use). Evaluate
  * never waits for a job, only, at most, for one optimiser step. A sampler
  * that has never been trained while its session has data gets a job from
- * Evaluate too (after a reload created a fresh instance).
+ * Evaluate too (after a reload created a fresh instance), owing the steps
+ * of all the session's observations.
  * Without an owner (tests, benches) training runs inside observe_after, as
  * before, so results stay deterministic.
  */
@@ -41,7 +42,7 @@
 #include "gfn_sampled.h"
 
 typedef struct lock_entry {
-    const void *inst;
+    uint64_t key;       /* inst_key() */
     pthread_rwlock_t lock;
     struct lock_entry *next;
 } lock_entry;
@@ -69,24 +70,33 @@ struct bg_gfn_sampled {
     pthread_cond_t idle_cv; /* the queue drained and the trainer is idle */
     train_job *jobs;    /* pending, at most one per sampler instance */
     int busy;           /* the trainer is running a job */
-    const void *running; /* its sampler instance */
+    uint64_t running;   /* its sampler's inst_key(), 0 = none */
     int stop;
     int have_thread;
     pthread_t trainer;
-    const void **trained; /* sampler instances trained at least once */
+    uint64_t *trained;  /* inst_key() of samplers trained at least once */
     size_t n_trained, cap_trained;
     uint64_t jobs_done;
 };
 
-/* The rwlock of a sampler instance (created on first use). */
-static pthread_rwlock_t *lock_of(bg_gfn_sampled *s, const void *inst)
+/* What identifies a guard's sampler instance across reloads: its
+ * never-reused instance id when the guard has one (an address can be
+ * reused by the next snapshot's instance), else its address. */
+static uint64_t inst_key(const bg_guard *g)
 {
+    return g->instance_id ? g->instance_id | (1ULL << 63) : (uint64_t)(uintptr_t)g->sampler_inst;
+}
+
+/* The rwlock of a sampler instance (created on first use). */
+static pthread_rwlock_t *lock_of(bg_gfn_sampled *s, const bg_guard *g)
+{
+    uint64_t key = inst_key(g);
     pthread_mutex_lock(&s->mu);
     lock_entry *e = s->locks;
-    while (e && e->inst != inst)
+    while (e && e->key != key)
         e = e->next;
     if (!e && (e = calloc(1, sizeof *e)) != NULL) {
-        e->inst = inst;
+        e->key = key;
         pthread_rwlock_init(&e->lock, NULL);
         e->next = s->locks;
         s->locks = e;
@@ -127,7 +137,7 @@ static int session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
 static int train_steps(bg_gfn_sampled *s, const bg_guard *g, const bg_observation *hist,
                        size_t n_hist, uint32_t steps)
 {
-    pthread_rwlock_t *lk = lock_of(s, g->sampler_inst);
+    pthread_rwlock_t *lk = lock_of(s, g);
     if (!lk)
         return BG_PLUGIN_ENOMEM;
     session_reward r = {g, hist, n_hist, NULL, 0};
@@ -141,19 +151,19 @@ static int train_steps(bg_gfn_sampled *s, const bg_guard *g, const bg_observatio
     if (rc == BG_PLUGIN_OK) {
         pthread_mutex_lock(&s->mu);
         size_t i = 0;
-        while (i < s->n_trained && s->trained[i] != g->sampler_inst)
+        while (i < s->n_trained && s->trained[i] != inst_key(g))
             i++;
         if (i == s->n_trained) {
             if (s->n_trained == s->cap_trained) {
                 size_t cap = s->cap_trained ? 2 * s->cap_trained : 8;
-                const void **t = realloc(s->trained, cap * sizeof *t);
+                uint64_t *t = realloc(s->trained, cap * sizeof *t);
                 if (t) {
                     s->trained = t;
                     s->cap_trained = cap;
                 }
             }
             if (s->n_trained < s->cap_trained)
-                s->trained[s->n_trained++] = g->sampler_inst;
+                s->trained[s->n_trained++] = inst_key(g);
         }
         pthread_mutex_unlock(&s->mu);
     }
@@ -161,14 +171,15 @@ static int train_steps(bg_gfn_sampled *s, const bg_guard *g, const bg_observatio
 }
 
 /* 1 when inst was trained, or a job for it is queued or running. */
-static int trained_or_training(bg_gfn_sampled *s, const void *inst)
+static int trained_or_training(bg_gfn_sampled *s, const bg_guard *g)
 {
+    uint64_t key = inst_key(g);
     pthread_mutex_lock(&s->mu);
-    int found = s->running == inst;
+    int found = s->running == key;
     for (size_t i = 0; i < s->n_trained && !found; i++)
-        found = s->trained[i] == inst;
+        found = s->trained[i] == key;
     for (const train_job *j = s->jobs; j && !found; j = j->next)
-        found = j->g->sampler_inst == inst;
+        found = inst_key(j->g) == key;
     pthread_mutex_unlock(&s->mu);
     return found;
 }
@@ -248,7 +259,7 @@ static void *trainer_main(void *arg)
         train_job *j = s->jobs;
         s->jobs = j->next;
         s->busy = 1;
-        s->running = j->g->sampler_inst;
+        s->running = inst_key(j->g);
         pthread_mutex_unlock(&s->mu);
         if (train_steps(s, j->g, j->hist, j->n_hist, j->steps) != BG_PLUGIN_OK)
             BG_WARN("gfn", "policy %s: sampler %s: background training failed; the sampler "
@@ -257,7 +268,7 @@ static void *trainer_main(void *arg)
         job_destroy(j);
         pthread_mutex_lock(&s->mu);
         s->busy = 0;
-        s->running = NULL;
+        s->running = 0;
         s->jobs_done++;
         if (!s->jobs)
             pthread_cond_broadcast(&s->idle_cv);
@@ -266,9 +277,9 @@ static void *trainer_main(void *arg)
     return NULL;
 }
 
-/* Queue (or replace) the job of g's sampler. */
+/* Queue (or replace) the job of g's sampler, owing `steps` more steps. */
 static int schedule(bg_gfn_sampled *s, const bg_guard *g, const bg_observation *hist,
-                    size_t n_hist, bg_err *err)
+                    size_t n_hist, uint64_t steps, bg_err *err)
 {
     train_job *j = job_create(g, hist, n_hist);
     if (!j)
@@ -277,15 +288,15 @@ static int schedule(bg_gfn_sampled *s, const bg_guard *g, const bg_observation *
     train_job *old = NULL;
     pthread_mutex_lock(&s->mu);
     train_job **pp = &s->jobs;
-    while (*pp && (*pp)->g->sampler_inst != g->sampler_inst)
+    while (*pp && inst_key((*pp)->g) != inst_key(g))
         pp = &(*pp)->next;
-    j->steps = s->opts.train_steps;
+    uint64_t owed = steps;
     if (*pp) {
         old = *pp;
         j->next = old->next;
-        uint64_t owed = (uint64_t)old->steps + s->opts.train_steps;
-        j->steps = owed < BG_GFN_MAX_OWED_STEPS ? (uint32_t)owed : BG_GFN_MAX_OWED_STEPS;
+        owed += old->steps;
     }
+    j->steps = owed < BG_GFN_MAX_OWED_STEPS ? (uint32_t)owed : BG_GFN_MAX_OWED_STEPS;
     *pp = j;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -299,7 +310,7 @@ static int observe_after(void *ctx, const bg_guard *g, const char *session,
     bg_gfn_sampled *s = ctx;
     (void)session;
     if (g->owner_ref && s->have_thread)
-        return schedule(s, g, hist, n_hist, err);
+        return schedule(s, g, hist, n_hist, s->opts.train_steps, err);
     if (train_steps(s, g, hist, n_hist, s->opts.train_steps) != BG_PLUGIN_OK)
         return bg_err_set(err, BG_EINTERNAL,
                           "policy %s: sampler %s: training failed; the observation is "
@@ -414,16 +425,16 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session,
     bg_gfn_sampled *s = ctx;
     uint32_t k = g->sampler_samples ? g->sampler_samples : s->opts.default_k;
     uint64_t *ids = malloc(k * sizeof *ids);
-    pthread_rwlock_t *lk = lock_of(s, g->sampler_inst);
+    pthread_rwlock_t *lk = lock_of(s, g);
     if (!ids || !lk) {
         free(ids);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
     /* A fresh instance (first use, or after a reload) on a session with
      * data: start training now; this verdict samples the current state. */
-    if (n_hist && g->owner_ref && s->have_thread && !trained_or_training(s, g->sampler_inst)) {
-        bg_err ignored;
-        schedule(s, g, hist, n_hist, &ignored);
+    if (n_hist && g->owner_ref && s->have_thread && !trained_or_training(s, g)) {
+        bg_err ignored; /* best effort: this verdict does not depend on it */
+        schedule(s, g, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, &ignored);
     }
     bg_rng rng;
     bg_gfn_rng_seed(&rng, mix_seed(s->opts.seed, session, n_hist));

@@ -461,6 +461,8 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler_inst = im->inst[P_SAMPLER];
         g->sampler_samples = (uint32_t)sp->v.samples;
     }
+    static atomic_uint_fast64_t next_instance_id = 1;
+    g->instance_id = atomic_fetch_add(&next_instance_id, 1);
     g->owner = s;
     g->owner_ref = owner_ref;
     g->owner_unref = owner_unref;

@@ -5,7 +5,8 @@ observations; Observe is acknowledged without waiting for training; the
 cautious hypothesis's harm is the bandit formula for its id (checked here
 independently); once training has caught up, the cautious hypothesis fits
 the data (log-likelihood within 60 nats of the true w*, as the in-process
-test demands) — polled with a deadline, never slept for. Run with
+test demands) — polled with a deadline, never slept for — and again after a
+reload replaced the sampler with a fresh one. Run with
 /usr/bin/python3 (ctest sets the environment)."""
 import math
 import os
@@ -93,6 +94,16 @@ def test_sampled_verdict_over_the_wire():
 
             bgtest.wait_for(fits, 240.0, "the trained sampler's cautious hypothesis to fit "
                                          "the data (within 60 nats of w*)", interval=0.2)
+
+            # A reload creates fresh, untrained sampler instances; the
+            # session's data are still there, so the first Evaluate starts
+            # background training and the verdicts come to fit again.
+            with open(os.path.join(tmp, "arms32.yaml"), "w") as f:
+                f.write(POLICY.replace("threshold: 0.5", "threshold: 0.45"))
+            r = d.call("Reload", guard_pb2.ReloadRequest())
+            assert r.ok, r
+            bgtest.wait_for(fits, 240.0, "the reloaded sampler to be trained from the session's "
+                                         "stored observations", interval=0.2)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
