@@ -496,17 +496,27 @@ int main(int argc, char **argv)
     bg_loop_run(d.loop);
     exit_code = 0;
 out:
+    /* Teardown order:
+     *   1. the server (its drain timer needs the loop);
+     *   2. the watch, then the loop: destroying the loop runs work still
+     *      queued or running on its pool (a SIGHUP reload) and their
+     *      completions, which use the store and the plugin host;
+     *   3. the store and the engine;
+     *   4. the sampled path, whose pending training jobs hold policy-set
+     *      references whose release destroys plugin instances;
+     *   5. the plugin host. */
     bg_rpc_server_destroy(d.server);
+    if (d.store != NULL)
+        bg_policy_store_unwatch(d.store);
+    bg_loop_destroy(d.loop);
+    d.loop = NULL;
     if (d.store != NULL)
         bg_policy_store_destroy(d.store);
     if (engine != NULL)
         bg_engine_destroy(engine);
-    /* After the engine, before the plugin host: pending training jobs hold
-     * policy-set references whose release destroys plugin instances. */
     bg_gfn_sampled_destroy(sampled);
     if (host != NULL)
         bg_plugin_host_destroy(host);
-    bg_loop_destroy(d.loop);
     if (cfg != NULL)
         bg_cfg_doc_destroy(cfg);
     if (exit_code == 0 && !d.o.check)

@@ -363,7 +363,9 @@ static int compute_harm(const bg_guard *g, const bg__session *s, const bg__poste
 static void decide(const bg_guard *g, bg_verdict *v)
 {
     v->shadow = g->shadow != 0;
-    if (v->harm_bound > g->threshold && !g->shadow)
+    /* Fails closed: a bound that is not a number compares false with
+     * everything, so it is over the threshold here, never under it. */
+    if (!(v->harm_bound <= g->threshold) && !g->shadow)
         v->decision = g->over_threshold;
     else
         v->decision = BG_DECISION_ALLOW;
@@ -516,11 +518,17 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
         return rc;
     }
     if (n == 0) {
-        if (e->sampled->observe_after)
-            rc = e->sampled->observe_after(e->sampled->ctx, g, s->id, s->hist, s->n_obs, err);
+        /* The observation is stored: a training failure is logged, never
+         * reported as a failed Observe (a retry would count it twice). */
+        bg_err terr;
+        bg_err_clear(&terr);
+        if (e->sampled->observe_after &&
+            e->sampled->observe_after(e->sampled->ctx, g, s->id, s->hist, s->n_obs, &terr) !=
+                BG_OK)
+            BG_WARN("engine", "%s (the observation is stored)", terr.msg);
         memset(out, 0, sizeof *out);
         out->observations = s->n_obs;
-        return rc;
+        return BG_OK;
     }
     bg__posterior_swap(&st->post, m);
     st->last_use = atomic_fetch_add(&e->use_clock, 1);

@@ -108,7 +108,12 @@ int bg__table_get(bg__session_table *t, const char *guard, const char *id, int c
             rc = bg_err_set(err, BG_ENOMEM, "engine: out of memory for a session");
         } else {
             s->hash = h;
-            pthread_rwlock_init(&s->lock, NULL);
+            pthread_rwlockattr_t a;
+            pthread_rwlockattr_init(&a);
+            /* Evaluates read; an Observe must not starve under them. */
+            pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+            pthread_rwlock_init(&s->lock, &a);
+            pthread_rwlockattr_destroy(&a);
             s->in_table = 1;
             s->next = t->buckets[b];
             t->buckets[b] = s;

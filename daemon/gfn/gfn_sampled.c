@@ -33,6 +33,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +72,7 @@ struct bg_gfn_sampled {
     train_job *jobs;    /* pending, at most one per sampler instance */
     int busy;           /* the trainer is running a job */
     uint64_t running;   /* its sampler's inst_key(), 0 = none */
-    int stop;
+    atomic_int stop;    /* also read between steps without mu */
     int have_thread;
     pthread_t trainer;
     uint64_t *trained;  /* inst_key() of samplers trained at least once */
@@ -97,7 +98,12 @@ static pthread_rwlock_t *lock_of(bg_gfn_sampled *s, const bg_guard *g)
         e = e->next;
     if (!e && (e = calloc(1, sizeof *e)) != NULL) {
         e->key = key;
-        pthread_rwlock_init(&e->lock, NULL);
+        pthread_rwlockattr_t a;
+        pthread_rwlockattr_init(&a);
+        /* Evaluates read; the trainer's steps must not starve under them. */
+        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&e->lock, &a);
+        pthread_rwlockattr_destroy(&a);
         e->next = s->locks;
         s->locks = e;
     }
@@ -142,7 +148,7 @@ static int train_steps(bg_gfn_sampled *s, const bg_guard *g, const bg_observatio
         return BG_PLUGIN_ENOMEM;
     session_reward r = {g, hist, n_hist, NULL, 0};
     int rc = BG_PLUGIN_OK;
-    for (uint32_t k = 0; k < steps && rc == BG_PLUGIN_OK; k++) {
+    for (uint32_t k = 0; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
         pthread_rwlock_wrlock(lk);
         rc = g->sampler->train(g->sampler_inst, session_log_r, &r, 1);
         pthread_rwlock_unlock(lk);
@@ -379,9 +385,25 @@ static int score_and_estimate(const bg_guard *g, const bg_observation *hist, siz
                         g->name, g->model_name ? g->model_name : "?");
         goto done;
     }
+    for (size_t i = 0; i < n; i++)
+        if (!(harm[i] >= 0.0 && harm[i] <= 1.0)) {
+            rc = bg_err_set(err, BG_EINTERNAL,
+                            "policy %s: model %s: harm of sampled hypothesis %llu is %g; "
+                            "expected a probability in [0, 1]",
+                            g->name, g->model_name ? g->model_name : "?",
+                            (unsigned long long)ids[i], harm[i]);
+            goto done;
+        }
     double mx = -INFINITY, z = 0;
     for (size_t i = 0; i < n; i++)
         mx = lp[i] > mx ? lp[i] : mx;
+    if (!isfinite(mx)) {
+        rc = bg_err_set(err, BG_EINTERNAL,
+                        "policy %s: none of the %zu sampled hypotheses has a finite "
+                        "posterior score (sampler %s not trained on these data yet?)",
+                        g->name, n, g->sampler_name ? g->sampler_name : "?");
+        goto done;
+    }
     for (size_t i = 0; i < n; i++)
         z += exp(lp[i] - mx);
     double lse = mx + log(z);
@@ -394,7 +416,8 @@ static int score_and_estimate(const bg_guard *g, const bg_observation *hist, siz
     bg_estimate_in in = {.n = n, .ids = ids, .log_post = lp, .harm = harm, .order = order,
                          .n_order = n, .order_complete = 1, .post = post};
     bg_estimate_out eo = {0};
-    if (g->estimator->estimate(g->estimator_inst, &in, &eo) != BG_PLUGIN_OK || eo.cautious >= n) {
+    if (g->estimator->estimate(g->estimator_inst, &in, &eo) != BG_PLUGIN_OK || eo.cautious >= n ||
+        !(eo.bound >= 0.0 && eo.bound <= 1.0)) {
         rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s failed on %zu samples",
                         g->name, g->estimator_name ? g->estimator_name : "?", n);
         goto done;

@@ -31,6 +31,24 @@ static double dot(uint64_t xmask, uint64_t w)
     return __builtin_popcountll(xmask & w);
 }
 
+static int nan_harm(const void *self, const bg_action *a, const bg_observation *hist,
+                    size_t n_hist, const uint64_t *h, size_t n, double *out)
+{
+    (void)self, (void)a, (void)hist, (void)n_hist, (void)h;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NAN;
+    return BG_PLUGIN_OK;
+}
+
+static int neg_inf_lik(const void *self, const bg_observation *obs, const bg_observation *hist,
+                       size_t n_hist, const uint64_t *h, size_t n, double *out)
+{
+    (void)self, (void)obs, (void)hist, (void)n_hist, (void)h;
+    for (size_t i = 0; i < n; i++)
+        out[i] = -INFINITY;
+    return BG_PLUGIN_OK;
+}
+
 int main(void)
 {
     const char *const need[] = {"bg_gfn.so", "bg_bandit.so", "bg_iid.so"};
@@ -133,6 +151,24 @@ int main(void)
     }
     printf("log-likelihood: cautious %.1f, w* %.1f (want within 60 nats)\n", ll_c, ll_star);
     CHECK(ll_c >= ll_star - 60, "the sampled hypotheses do not fit the data");
+
+    /* A model that misbehaves on the sampled path is an internal error,
+     * never a decision: NaN harm, and candidates all ruled out (-inf
+     * log-likelihood: no finite posterior score). */
+    bg_hypothesis_vtbl bad = *g.model;
+    bg_guard gb2 = g;
+    gb2.model = &bad;
+    bad.harm = nan_harm;
+    bg_verdict vb;
+    int rc = bg_engine_evaluate(e, &gb2, "s1", &a, &vb, &err);
+    printf("NaN harm: rc %d (%s)\n", rc, err.msg);
+    CHECK(rc == BG_EINTERNAL && strstr(err.msg, "expected a probability"), "NaN harm: rc %d",
+          rc);
+    bad = *g.model;
+    bad.log_lik = neg_inf_lik;
+    rc = bg_engine_evaluate(e, &gb2, "s1", &a, &vb, &err);
+    printf("-inf log-likelihood: rc %d (%s)\n", rc, err.msg);
+    CHECK(rc == BG_EINTERNAL && strstr(err.msg, "finite posterior"), "-inf lik: rc %d", rc);
 
     bg_engine_destroy(e);
     bg_gfn_sampled_destroy(gs);
