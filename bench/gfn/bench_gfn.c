@@ -3,7 +3,8 @@
  * "How to know it works"). Not a test: run by hand, results and commands
  * in docs/GFLOWNET.md.
  *
- *   bench_gfn [--quick] [--large-only] [--tilted-only] [--out DIR] [--seed N]
+ *   bench_gfn [--quick] [--large-only] [--tilted-only] [--contexts N] [--out DIR]
+ *             [--seed N]
  *
  * Target: the exploding bandit's posterior P(w | D) ∝ P(w)·P(D|w) for a
  * fixed data set (10 arms, 25 pulls — one episode of the paper), d = 10 …
@@ -47,6 +48,7 @@
 
 static const char *out_dir = "bench-gfn-out";
 static int quick, use_plugin, only_large, only_tilted;
+static int tilt_contexts = 64; /* section 4's contexts, 1..N_CONTEXTS */
 static uint64_t seed = 1;
 
 static double now_s(void)
@@ -643,10 +645,10 @@ static void large_section(uint32_t d, uint64_t budget)
 /* ---- 4. the harm-tilted sampler --------------------------------------- */
 
 #define TILT_D 16
-#define TILT_CONTEXTS 64
 #define TILT_POST_TRAJ 40000
 #define TILT_STEPS 300
 #define TILT_FEW_OBS 8
+#define TILT_COLD 0.25
 
 /* n_obs pulls: 25 (section 1's data set, a concentrated posterior) or
  * fewer (a broad one, where cautious hypotheses sit in its tail). */
@@ -663,13 +665,20 @@ static void tilted_section(uint32_t n_obs)
     contexts(&e, x);
     /* fine-tuning: a fresh schedule from 1e-3 down to 1e-5, log Z re-estimated
      * from the first batch (R_x's scale is R's times the mean harm) */
-    bg_gfn_config fine = gfn_config(TILT_D, BG_GFN_LOSS_TB, (uint64_t)TILT_STEPS * 16);
-    fine.lr = 1e-3;
+    bg_gfn_config fine[BENCH_TILT_VARIANTS];
+    fine[0] = gfn_config(TILT_D, BG_GFN_LOSS_TB, (uint64_t)TILT_STEPS * 16);
+    fine[0].lr = 1e-3;
+    /* and a sharper one: log R_x / T_R with T_R 1 -> 0.25 over the first
+     * two thirds (its samples are still scored exactly) */
+    fine[1] = fine[0];
+    fine[1].reward_temp_end = TILT_COLD;
+    fine[1].reward_temp_horizon = TILT_STEPS * 2 / 3;
     printf("\n### Data: %u arms, %u pulls\n\nPosterior sampler: TB, %d trajectories, TV %.4f, KL %.4f (exact q^T vs "
            "posterior). Tilted: TB, lr %g -> %g over %d steps of %u, started from its "
            "parameters.\n",
-           N_ARMS, n_obs, TILT_POST_TRAJ, tv, kl, fine.lr, fine.lr_end, TILT_STEPS, fine.batch);
-    bench_tilted(&e, &fine, TILT_STEPS, post, x, TILT_CONTEXTS, seed);
+           N_ARMS, n_obs, TILT_POST_TRAJ, tv, kl, fine[0].lr, fine[0].lr_end, TILT_STEPS,
+           fine[0].batch);
+    bench_tilted(&e, fine, TILT_STEPS, post, x, tilt_contexts, seed);
     bg_gfn_destroy(post);
     free(p);
     bench_plugin_detach(&e);
@@ -716,15 +725,18 @@ int main(int argc, char **argv)
             only_large = 1;
         else if (!strcmp(argv[i], "--tilted-only"))
             only_tilted = 1;
+        else if (!strcmp(argv[i], "--contexts") && i + 1 < argc &&
+                 atoi(argv[i + 1]) >= 1 && atoi(argv[i + 1]) <= N_CONTEXTS)
+            tilt_contexts = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out_dir = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 10);
         else {
             fprintf(stderr,
-                    "usage: %s [--quick] [--large-only] [--tilted-only] [--out DIR] "
-                    "[--seed N]\n",
-                    argv[0]);
+                    "usage: %s [--quick] [--large-only] [--tilted-only] [--contexts 1..%d] "
+                    "[--out DIR] [--seed N]\n",
+                    argv[0], N_CONTEXTS);
             return 2;
         }
     }

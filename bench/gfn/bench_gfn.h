@@ -95,10 +95,13 @@ void bench_plugin_detach(bench_env *e);
 
 /* Section 4 (bench_tilted.c): the harm-tilted sampler R_x at each of
  * n_ctx contexts x, started from the trained posterior sampler `post`
- * (bg_gfn_copy_params) and trained `fine_steps` steps with config `fine`;
- * recall of the exact iid cautious hypothesis among K tilted samples vs K
- * posterior samples, and the bound gap. Prints a markdown table. */
-void bench_tilted(bench_env *e, const bg_gfn_config *fine, uint32_t fine_steps,
+ * (bg_gfn_copy_params) and trained `fine_steps` steps with each config of
+ * `fine` (fine[0]: T_R = 1, the sampler of R_x itself; fine[1]: reward
+ * temperature annealed below 1, a sampler of R_x^(1/T_R), sharper around
+ * its mode); recall of the exact iid cautious hypothesis among K tilted
+ * samples vs K posterior samples, and the bound gap. Prints a table. */
+#define BENCH_TILT_VARIANTS 2
+void bench_tilted(bench_env *e, const bg_gfn_config fine[BENCH_TILT_VARIANTS], uint32_t fine_steps,
                   const bg_gfn *post, const uint64_t *x, int n_ctx, uint64_t seed);
 
 #endif
