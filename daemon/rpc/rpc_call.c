@@ -96,12 +96,28 @@ void *bg__rpc_call_alloc(bg__rpc_call *c, size_t n)
         c->arena_used += need;
         return p;
     }
+    if (c->overflow_bytes + need > BG_CALL_OVERFLOW_FACTOR * c->srv->max_message) {
+        c->overflow_capped = 1;
+        return NULL;
+    }
     unsigned char *blk = malloc(16 + need);
     if (blk == NULL)
         return NULL;
     *(void **)blk = c->overflow;
     c->overflow = blk;
+    c->overflow_bytes += 16 + need;
     return blk + 16;
+}
+
+void bg__rpc_call_free_overflow(bg__rpc_call *c)
+{
+    while (c->overflow != NULL) {
+        void *next = *(void **)c->overflow;
+        free(c->overflow);
+        c->overflow = next;
+    }
+    c->overflow_bytes = 0;
+    c->overflow_capped = 0;
 }
 
 char *bg__rpc_call_strdup(bg__rpc_call *c, const char *s)
@@ -121,7 +137,13 @@ void *bg__rpc_call_decode(bg__rpc_call *c, const ProtobufCMessageDescriptor *des
 void *bg__rpc_call_decode_or_fail(bg__rpc_call *c, const ProtobufCMessageDescriptor *desc)
 {
     void *m = bg__rpc_call_decode(c, desc);
-    if (m == NULL)
+    if (m == NULL && c->overflow_capped)
+        bg__rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                          "the %s decodes to more than %d times --max-message-bytes (%zu) of "
+                          "memory (e.g. millions of tiny map entries or repeated fields): "
+                          "send fewer elements",
+                          desc->name, BG_CALL_OVERFLOW_FACTOR, c->srv->max_message);
+    else if (m == NULL)
         bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
                           "the request is not a valid %s (protobuf decoding failed): send a "
                           "serialized %s",
@@ -189,11 +211,7 @@ static void recycle(bg__rpc_call *c)
     grpc_metadata_array_destroy(&c->md);
     if (c->method == BG_M_UNKNOWN)
         grpc_call_details_destroy(&c->details);
-    while (c->overflow != NULL) {
-        void *next = *(void **)c->overflow;
-        free(c->overflow);
-        c->overflow = next;
-    }
+    bg__rpc_call_free_overflow(c);
     c->arena_used = 0;
     c->user = NULL;
     c->count = 0;

@@ -105,6 +105,8 @@ struct bg__rpc_call {
     ProtobufCAllocator alloc;
     size_t arena_used;
     void *overflow;             /* malloc'd blocks chained through their first word */
+    size_t overflow_bytes;      /* their total, capped by BG_CALL_OVERFLOW_FACTOR */
+    int overflow_capped;        /* an allocation was refused by that cap */
     _Alignas(max_align_t) unsigned char arena[BG_CALL_ARENA];
 };
 
@@ -175,7 +177,13 @@ void bg__rpc_assert_state(const bg__rpc_call *c, unsigned allowed_mask, const ch
 #define BG_CALL_ASSERT(c, mask) bg__rpc_assert_state(c, mask, __FILE__, __LINE__)
 #define BG_CALL_BIT(st) (1u << (st))
 
+/* Decoded messages may take at most this many times --max-message-bytes
+ * of memory beyond the call's arena: protobuf's smallest encodings (an
+ * empty map entry is 2 bytes) decode to far larger structs. */
+#define BG_CALL_OVERFLOW_FACTOR 4
 void *bg__rpc_call_alloc(bg__rpc_call *c, size_t n);
+/* Free the overflow blocks (the arena is reset by the caller). */
+void bg__rpc_call_free_overflow(bg__rpc_call *c);
 char *bg__rpc_call_strdup(bg__rpc_call *c, const char *s);
 /* Decode c->payload as desc using the call's arena; NULL when malformed. */
 void *bg__rpc_call_decode(bg__rpc_call *c, const ProtobufCMessageDescriptor *desc);

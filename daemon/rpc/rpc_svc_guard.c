@@ -413,11 +413,7 @@ void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok)
     }
     c->count++;
     /* Release this message's memory, keep the stream state. */
-    while (c->overflow != NULL) {
-        void *next = *(void **)c->overflow;
-        free(c->overflow);
-        c->overflow = next;
-    }
+    bg__rpc_call_free_overflow(c);
     c->arena_used = st->arena_mark;
     if (bg__rpc_call_stream_recv(c) != BG_OK)
         bg__rpc_call_fail(c, GRPC_STATUS_INTERNAL, "cannot read the observation stream");

@@ -29,6 +29,25 @@ def good(d, ch):
         assert v.policy == name and v.decision != guard_pb2.DECISION_UNSPECIFIED, v
 
 
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def amplified_evaluate(size):
+    """An EvaluateRequest of about `size` bytes that is almost all empty
+    `attributes` map entries (2 bytes each on the wire, a struct and a
+    pointer each once decoded)."""
+    entries = b"\x2a\x00" * ((size - 16) // 2)
+    action = b"\x12\x01t" + entries  # Action.tool = "t", then the map entries
+    return b"\x0a" + _varint(len(action)) + action  # EvaluateRequest.action
+
+
 def evaluate(d, ch, req):
     return lambda: d.evaluate(req, ch=ch)
 
@@ -83,6 +102,9 @@ def test_bad_inputs():
             ("unknown method",
              lambda: d.raw("/bayesguard.v1.Guard/Nope", b"", ch=ch),
              C.UNIMPLEMENTED, ["/bayesguard.v1.Guard/Nope", "Evaluate"]),
+            ("decoded size blow-up",
+             lambda: d.raw("/bayesguard.v1.Guard/Evaluate", amplified_evaluate(MAX - 64), ch=ch),
+             C.RESOURCE_EXHAUSTED, ["times --max-message-bytes", "fewer elements"]),
             ("ping delay too long",
              lambda: d.ping(delay_ms=999999, ch=ch), C.INVALID_ARGUMENT, ["delay_ms"]),
         ]
