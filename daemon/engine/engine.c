@@ -217,7 +217,8 @@ static int state_build(bg_engine *e, const bg_guard *g, bg__session *s, size_t n
     size_t k = 0;
     bg__pstate *lru = NULL;
     for (bg__pstate *x = s->states; x; x = x->next, k++)
-        if (!lru || x->last_use < lru->last_use)
+        if (!lru || atomic_load_explicit(&x->last_use, memory_order_relaxed) <
+                        atomic_load_explicit(&lru->last_use, memory_order_relaxed))
             lru = x;
     if (k >= BG_SESSION_MAX_STATES)
         bg__session_drop_state(e->table, s, lru);
@@ -299,7 +300,8 @@ static int lock_state(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
     pthread_rwlock_rdlock(&s->lock);
     bg__pstate *st = find_state(s, g->model_key);
     if (state_ready(s, st, need)) {
-        st->last_use = atomic_fetch_add(&e->use_clock, 1);
+        atomic_store_explicit(&st->last_use, atomic_fetch_add(&e->use_clock, 1),
+                          memory_order_relaxed);
         *out = st;
         return BG_OK;
     }
@@ -316,7 +318,8 @@ static int lock_state(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
     if (rc == BG_OK)
         rc = state_catch_up(g, s, st, need, err);
     if (rc == BG_OK) {
-        st->last_use = atomic_fetch_add(&e->use_clock, 1);
+        atomic_store_explicit(&st->last_use, atomic_fetch_add(&e->use_clock, 1),
+                          memory_order_relaxed);
         *out = st;
     }
     return rc; /* locked (exclusive) either way */
@@ -531,7 +534,8 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
         return BG_OK;
     }
     bg__posterior_swap(&st->post, m);
-    st->last_use = atomic_fetch_add(&e->use_clock, 1);
+    atomic_store_explicit(&st->last_use, atomic_fetch_add(&e->use_clock, 1),
+                          memory_order_relaxed);
     /* The order every Evaluate until the next observation reuses. */
     if ((rc = bg__posterior_order(&st->post, order_need(g), err)) != BG_OK)
         return rc;

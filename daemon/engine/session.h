@@ -29,6 +29,7 @@
 #define BG_ENGINE_SESSION_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,7 +42,7 @@
 typedef struct bg__pstate {
     uint64_t model_key;
     bg__posterior post;
-    uint64_t last_use;
+    _Atomic uint64_t last_use; /* written by readers under the shared lock */
     struct bg__pstate *next;
 } bg__pstate;
 
