@@ -383,6 +383,14 @@ typedef const bg_plugin_desc *(*bg_plugin_entry_fn)(void);
 /* Every plugin defines this (and nothing else needs to be exported). */
 BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void);
 
+/* The last line of a plugin: BG_PLUGIN_REGISTER(desc) defines the entry
+ * point returning the plugin's static descriptor. */
+#define BG_PLUGIN_REGISTER(d)                                                                    \
+    BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void)                                 \
+    {                                                                                            \
+        return &(d);                                                                             \
+    }
+
 /* Fill the frozen head of a descriptor: BG_PLUGIN_DESC_HEAD, .name = ... */
 #define BG_PLUGIN_DESC_HEAD                                                                      \
     .abi_major = BG_PLUGIN_ABI_MAJOR, .abi_minor = BG_PLUGIN_ABI_MINOR,                          \

@@ -195,8 +195,4 @@ static const bg_plugin_desc desc = {
     .vt.hypothesis = &vtbl,
 };
 
-BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void);
-BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void)
-{
-    return &desc;
-}
+BG_PLUGIN_REGISTER(desc)
