@@ -320,6 +320,24 @@ typedef struct bg_estimate_out {
     double posterior_predictive; /* Σ P(h|D)·P(harm|x,h), always filled */
 } bg_estimate_out;
 
+/* Σ_i post[i]·harm[i], the posterior predictive every estimator reports:
+ * one sequential pass, four accumulators so the adds pipeline. A source
+ * helper for estimators, not ABI. */
+static inline double bg_posterior_predictive(const double *post, const double *harm, size_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += post[i] * harm[i];
+        s1 += post[i + 1] * harm[i + 1];
+        s2 += post[i + 2] * harm[i + 2];
+        s3 += post[i + 3] * harm[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += post[i] * harm[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
 typedef struct bg_estimator_vtbl {
     int (*create)(const bg_host *host, const bg_cfg_node *config, void **out);
     void (*destroy)(void *self);

@@ -47,21 +47,29 @@ def test_in_flight_call_survives_sigterm():
         expect_code(lambda: d.health("", timeout=5), C.UNAVAILABLE)
 
 
+def slow_ping_in_flight(d, delay_ms):
+    """Start a Ping delayed by delay_ms on a thread and wait until the
+    daemon counts it in flight (besides the Status call asking). Returns
+    the thread and a list that gets "ok" or the call's status code."""
+    out = []
+
+    def slow():
+        try:
+            d.ping(delay_ms=delay_ms, timeout=30)
+            out.append("ok")
+        except grpc.RpcError as e:
+            out.append(e.code())
+
+    t = threading.Thread(target=slow)
+    t.start()
+    bgtest.wait_for(lambda: d.call("Status", guard_pb2.StatusRequest()).in_flight >= 2,
+                    20, "a delayed ping in flight")
+    return t, out
+
+
 def test_drain_deadline_cancels_stragglers():
     with Daemon(policies=POL, args=["--drain-timeout-ms", "300"]) as d:
-        out = []
-
-        def slow():
-            try:
-                d.ping(delay_ms=8000, timeout=30)
-                out.append("ok")
-            except grpc.RpcError as e:
-                out.append(e.code())
-
-        t = threading.Thread(target=slow)
-        t.start()
-        bgtest.wait_for(lambda: d.call("Status", guard_pb2.StatusRequest()).in_flight >= 2,
-                        20, "a delayed ping in flight")
+        t, out = slow_ping_in_flight(d, 8000)
         t0 = time.monotonic()
         d.send_signal(signal.SIGTERM)
         rc = d.wait_exit(30)
@@ -74,19 +82,7 @@ def test_drain_deadline_cancels_stragglers():
 
 def test_second_signal_cancels_now():
     with Daemon(policies=POL, args=["--drain-timeout-ms", "60000"]) as d:
-        out = []
-
-        def slow():
-            try:
-                d.ping(delay_ms=9000, timeout=30)
-                out.append("ok")
-            except grpc.RpcError as e:
-                out.append(e.code())
-
-        t = threading.Thread(target=slow)
-        t.start()
-        bgtest.wait_for(lambda: d.call("Status", guard_pb2.StatusRequest()).in_flight >= 2,
-                        20, "a delayed ping in flight")
+        t, out = slow_ping_in_flight(d, 9000)
         t0 = time.monotonic()
         d.send_signal(signal.SIGTERM)
         bgtest.wait_for(lambda: "draining" in d.log(), 10, "the drain to start")

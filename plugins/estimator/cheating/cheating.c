@@ -52,21 +52,17 @@ static int estimate(const void *vself, const bg_estimate_in *in, bg_estimate_out
 {
     const cheating_cfg *self = vself;
     uint64_t want = (uint64_t)self->true_hypothesis;
-    size_t at = in->n;
-    double pred = 0.0;
+    size_t at = 0;
     if (!in->post)
         return BG_PLUGIN_EINVAL;
-    for (size_t i = 0; i < in->n; i++) {
-        pred += in->post[i] * in->harm[i];
-        if (in->ids[i] == want && at == in->n)
-            at = i;
-    }
+    while (at < in->n && in->ids[at] != want)
+        at++;
     if (at == in->n)
         return BG_PLUGIN_EINVAL; /* the true hypothesis is not a candidate */
     out->bound = in->harm[at];
     out->cautious = at;
     out->plausible = 1;
-    out->posterior_predictive = pred;
+    out->posterior_predictive = bg_posterior_predictive(in->post, in->harm, in->n);
     return BG_PLUGIN_OK;
 }
 

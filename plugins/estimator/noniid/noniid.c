@@ -98,23 +98,6 @@ static double order_needed(const void *vself)
     return ((const noniid *)vself)->alpha;
 }
 
-/* Σ P·harm over all candidates: the one full pass (four accumulators so
- * the adds pipeline; the arrays are read once, sequentially). */
-static double predictive(const double *post, const double *harm, size_t n)
-{
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += post[i] * harm[i];
-        s1 += post[i + 1] * harm[i + 1];
-        s2 += post[i + 2] * harm[i + 2];
-        s3 += post[i + 3] * harm[i + 3];
-    }
-    for (; i < n; i++)
-        s0 += post[i] * harm[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
 #define PREFETCH_AHEAD 16
 
 static int estimate(const void *vself, const bg_estimate_in *in, bg_estimate_out *out)
@@ -145,7 +128,7 @@ static int estimate(const void *vself, const bg_estimate_in *in, bg_estimate_out
     out->bound = best;
     out->cautious = cautious;
     out->plausible = kept;
-    out->posterior_predictive = predictive(in->post, in->harm, in->n);
+    out->posterior_predictive = bg_posterior_predictive(in->post, in->harm, in->n);
     return BG_PLUGIN_OK;
 }
 
