@@ -2,7 +2,7 @@
 /*
  * matvec_sg.comp — out[m, n] = dot(x[m, :], w[n, :]) (M == 1 decode), one
  * subgroup per output row: the subgroup's lanes read the row coalesced
- * (vec4 when VEC4) and subgroupAdd reduces it, so there is no shared memory
+ * (vec4 when VEC4, four loads in flight per lane) and subgroupAdd reduces it, so there is no shared memory
  * and no barrier. Used instead of matvec.comp when the device supports
  * subgroup arithmetic in compute shaders (a separate file: the capability
  * must not appear in the SPIR-V other devices get).
@@ -37,9 +37,21 @@ void main()
         float s = 0.0;
         uint xb = pc.o1 + m * K, wb = pc.o2 + n * K;
         if (VEC4 != 0) {
-            uint xb4 = xb / 4, wb4 = wb / 4;
-            for (uint k = lane; k < K / 4; k += S)
+            /* four independent loads in flight per lane before any use:
+             * the bandwidth of a memory-bound kernel is its loads in flight */
+            uint xb4 = xb / 4, wb4 = wb / 4, K4 = K / 4, k = lane;
+            float s1 = 0.0, s2 = 0.0, s3 = 0.0;
+            for (; k + 3 * S < K4; k += 4 * S) {
+                vec4 w0 = wv.d[wb4 + k], w1 = wv.d[wb4 + k + S];
+                vec4 w2 = wv.d[wb4 + k + 2 * S], w3 = wv.d[wb4 + k + 3 * S];
+                s += dot(xv.d[xb4 + k], w0);
+                s1 += dot(xv.d[xb4 + k + S], w1);
+                s2 += dot(xv.d[xb4 + k + 2 * S], w2);
+                s3 += dot(xv.d[xb4 + k + 3 * S], w3);
+            }
+            for (; k < K4; k += S)
                 s += dot(xv.d[xb4 + k], wv.d[wb4 + k]);
+            s += (s1 + s2) + s3;
         } else {
             for (uint k = lane; k < K; k += S)
                 s = fma(xs.d[xb + k], ws.d[wb + k], s);
