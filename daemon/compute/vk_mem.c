@@ -19,6 +19,9 @@
 #define BG_VK_BLOCK_SIZE ((VkDeviceSize)64 << 20)
 #define BG_VK_STAGING_SIZE ((VkDeviceSize)8 << 20)
 #define BG_VK_FENCE_TIMEOUT_NS (60ull * 1000 * 1000 * 1000)
+/* Reads of uncached mapped memory up to this size stay a memcpy: a staged
+ * read costs a submit and a fence wait (tens of microseconds on a GPU) */
+#define BG_VK_DIRECT_READ_MAX 1024
 
 static const VkMemoryPropertyFlags FAST = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT |
                                           VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
@@ -35,7 +38,8 @@ void bg__vk_mem_init(bg_vk_mem *m, bg_vk_dev *d)
         m->block_size = d->caps.max_alloc_bytes;
     m->align = d->caps.storage_align < 16 ? 16 : d->caps.storage_align;
     const char *fs = getenv("BG_VK_FORCE_STAGING");
-    m->force_staging = fs && *fs && strcmp(fs, "0") != 0;
+    m->read_staging = fs && strcmp(fs, "read") == 0;
+    m->force_staging = fs && *fs && strcmp(fs, "0") != 0 && !m->read_staging;
 }
 
 static uint32_t find_type(const bg_vk_dev *d, uint32_t bits, VkMemoryPropertyFlags want)
@@ -50,7 +54,7 @@ static uint32_t find_type(const bg_vk_dev *d, uint32_t bits, VkMemoryPropertyFla
  * that allocates. *map is set when the type is host-visible and want_map. */
 static int make_buffer(bg_vk_dev *d, VkDeviceSize size, const VkMemoryPropertyFlags *prefs,
                        int nprefs, int want_map, VkBuffer *buf, VkDeviceMemory *mem,
-                       unsigned char **map, bg_err *err)
+                       unsigned char **map, int *cached, bg_err *err)
 {
     VkBufferCreateInfo bci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
@@ -85,6 +89,8 @@ static int make_buffer(bg_vk_dev *d, VkDeviceSize size, const VkMemoryPropertyFl
                           (unsigned long long)req.size, bg__vk_result_str(r));
     }
     *map = NULL;
+    if (cached)
+        *cached = (got & VK_MEMORY_PROPERTY_HOST_CACHED_BIT) != 0;
     r = d->fn.vkBindBufferMemory(d->dev, *buf, *mem, 0);
     if (r == VK_SUCCESS && want_map && (got & HOSTC) == HOSTC)
         r = d->fn.vkMapMemory(d->dev, *mem, 0, VK_WHOLE_SIZE, 0, (void **)map);
@@ -117,11 +123,13 @@ static int block_create(bg_vk_mem *m, VkDeviceSize size, bg_vk_block **out, bg_e
     VkMemoryPropertyFlags prefs[2] = {FAST, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT};
     int rc = BG_ENOMEM;
     if (m->force_staging) /* device-local, never mapped: every transfer stages */
-        rc = make_buffer(m->d, size, prefs + 1, 1, 0, &b->buf, &b->mem, &b->map, err);
+        rc = make_buffer(m->d, size, prefs + 1, 1, 0, &b->buf, &b->mem, &b->map, NULL, err);
     else
-        rc = make_buffer(m->d, size, prefs, 2, 1, &b->buf, &b->mem, &b->map, err);
+        rc = make_buffer(m->d, size, prefs, 2, 1, &b->buf, &b->mem, &b->map, &b->cached, err);
     if (rc != BG_OK && !m->force_staging) /* no device-local memory at all */
-        rc = make_buffer(m->d, size, &HOSTC, 1, 1, &b->buf, &b->mem, &b->map, err);
+        rc = make_buffer(m->d, size, &HOSTC, 1, 1, &b->buf, &b->mem, &b->map, &b->cached, err);
+    if (m->read_staging)
+        b->cached = 0;
     if (rc != BG_OK) {
         free(b->free);
         free(b);
@@ -133,7 +141,9 @@ static int block_create(bg_vk_mem *m, VkDeviceSize size, bg_vk_block **out, bg_e
     b->next = m->blocks;
     m->blocks = b;
     BG_DEBUG("vulkan", "new memory block %llu bytes, %s", (unsigned long long)size,
-             b->map ? "host-visible" : "device-local via staging");
+             !b->map     ? "device-local via staging"
+             : b->cached ? "host-visible, cached"
+                         : "host-visible, uncached (reads staged)");
     *out = b;
     return BG_OK;
 }
@@ -265,8 +275,10 @@ static int staging_ready(bg_vk_mem *m, bg_err *err)
     if (m->st_buf)
         return BG_OK;
     bg_vk_dev *d = m->d;
-    int rc = make_buffer(d, BG_VK_STAGING_SIZE, &HOSTC, 1, 1, &m->st_buf, &m->st_mem, &m->st_map,
-                         err);
+    /* host-cached when the device has it: the CPU reads readbacks from here */
+    const VkMemoryPropertyFlags prefs[2] = {HOSTC | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, HOSTC};
+    int rc = make_buffer(d, BG_VK_STAGING_SIZE, prefs, 2, 1, &m->st_buf, &m->st_mem, &m->st_map,
+                         NULL, err);
     if (rc != BG_OK)
         return bg_err_prefix(err, "staging buffer: ");
     m->st_size = BG_VK_STAGING_SIZE;
@@ -350,7 +362,10 @@ static int transfer(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, unsign
                     size_t n, int to_device, bg_err *err)
 {
     bg_vk_block *b = a->block;
-    if (b->map) {
+    /* uncached mapped memory (a discrete GPU's BAR) is fast to write through
+     * write-combining but slow to read with the CPU (each load crosses the
+     * bus): larger reads go through the host-cached staging buffer */
+    if (b->map && (to_device || b->cached || n <= BG_VK_DIRECT_READ_MAX)) {
         if (to_device)
             memcpy(b->map + a->off + off, host, n);
         else

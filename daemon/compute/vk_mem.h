@@ -12,6 +12,11 @@
  * the persistent mapping. Otherwise, or when that heap is full, or with env
  * BG_VK_FORCE_STAGING=1 (tests the path on any device), DEVICE_LOCAL memory
  * reached through a host-visible staging buffer and vkCmdCopyBuffer.
+ * Mapped memory that is not HOST_CACHED (a discrete GPU's BAR) is written
+ * with a memcpy but read back through the staging buffer (host-cached when
+ * the device offers it) beyond 1 KiB: CPU loads from it cross the bus one by
+ * one (128 KiB of logits took ~4 ms on an H200). BG_VK_FORCE_STAGING=read
+ * treats every mapping as uncached (tests that path on any device).
  *
  * Invariants: free ranges of a block are sorted, disjoint, non-adjacent;
  * a block with no live allocation is released at once. Thread: the owner of
@@ -33,6 +38,7 @@ typedef struct bg_vk_block {
     VkBuffer buf;      /* covers the whole block */
     VkDeviceSize size;
     unsigned char *map; /* persistent mapping, NULL when not host-visible */
+    int cached;         /* the mapping is HOST_CACHED: reads are a memcpy */
     bg_vk_range *free;
     size_t nfree, capfree;
     size_t live;
@@ -49,7 +55,8 @@ typedef struct bg_vk_mem {
     bg_vk_dev *d; /* borrowed, outlives the allocator */
     VkDeviceSize block_size;
     VkDeviceSize align;
-    int force_staging;
+    int force_staging; /* BG_VK_FORCE_STAGING=1: nothing mapped */
+    int read_staging;  /* BG_VK_FORCE_STAGING=read: reads staged */
     bg_vk_block *blocks;
     /* staging (lazily created) */
     VkBuffer st_buf;

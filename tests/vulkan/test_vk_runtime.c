@@ -17,6 +17,10 @@
  *   staging     the same chain and a 9 MiB upload/readback with
  *               BG_VK_FORCE_STAGING=1 (device-local memory behind a staging
  *               buffer, as on discrete GPUs without ReBAR).
+ *   readback    the same with BG_VK_FORCE_STAGING=read: memory mapped but
+ *               taken as uncached (a discrete GPU's BAR), so writes are a
+ *               memcpy and reads over 1 KiB go through the staging buffer;
+ *               small reads (direct) and partial reads at odd offsets too.
  *   timestamps  BG_VK_TIMESTAMPS=1 logs a per-op table at submit.
  *   smallrange  BG_VK_MAX_RANGE=65536: matmul (tiled and matvec) and embed
  *               split small weights into many views and stay exact; the
@@ -353,6 +357,14 @@ static void test_roundtrip(size_t n)
     bg_err err;
     VT_CHECK(bg_cbuf_read(C, v.buf, 4 * 12345, dst, 4 * 1000, &err) == BG_OK);
     VT_CHECK(memcmp(src + 12345, dst, 4 * 1000) == 0);
+    /* small reads stay a memcpy even from uncached memory: 1 KiB and 1 B */
+    VT_CHECK(bg_cbuf_read(C, v.buf, 4 * 777 + 1, dst, 1024, &err) == BG_OK);
+    VT_CHECK(memcmp((unsigned char *)src + 4 * 777 + 1, dst, 1024) == 0);
+    VT_CHECK(bg_cbuf_read(C, v.buf, 4 * n - 1, dst, 1, &err) == BG_OK);
+    VT_CHECK(memcmp((unsigned char *)src + 4 * n - 1, dst, 1) == 0);
+    /* just over the direct limit, at an odd byte offset */
+    VT_CHECK(bg_cbuf_read(C, v.buf, 3, dst, 1025, &err) == BG_OK);
+    VT_CHECK(memcmp((unsigned char *)src + 3, dst, 1025) == 0);
     bg_cbuf_destroy(C, v.buf);
     free(src), free(dst);
 }
@@ -452,13 +464,15 @@ int main(int argc, char **argv)
         setenv("BG_VK_TIMESTAMPS", "1", 1);
     if (strcmp(mode, "smallrange") == 0)
         setenv("BG_VK_MAX_RANGE", "65536", 1);
+    if (strcmp(mode, "readback") == 0)
+        setenv("BG_VK_FORCE_STAGING", "read", 1);
     C = vt_create_or_skip(mode);
     if (strcmp(mode, "chain") == 0) {
         test_chain();
         test_long_recording();
         test_bounds();
         test_range();
-    } else if (strcmp(mode, "staging") == 0) {
+    } else if (strcmp(mode, "staging") == 0 || strcmp(mode, "readback") == 0) {
         test_roundtrip((size_t)9 << 18); /* 9 MiB: two staging chunks */
         test_chain();
     } else if (strcmp(mode, "timestamps") == 0) {
@@ -468,7 +482,8 @@ int main(int argc, char **argv)
         test_split();
         test_chain();
     } else {
-        fprintf(stderr, "unknown mode %s; expected chain|staging|timestamps|smallrange|unavail\n",
+        fprintf(stderr,
+                "unknown mode %s; expected chain|staging|readback|timestamps|smallrange|unavail\n",
                 mode);
         return 2;
     }
