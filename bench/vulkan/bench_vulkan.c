@@ -12,8 +12,12 @@
  * --big adds GPU-sized shapes; --peak-gbs prints matvec as % of the card's
  * memory bandwidth; --no-cpu and --matmul-only make tuning sweeps
  * (BG_VK_MM_TILE, BG_VK_MV_WG) quick. Timing: wall clock around begin..submit (fence wait
- * included) of R repetitions separated by barriers, best of 3 runs, divided
- * by R; the CPU backend runs the same calls (it computes while recording).
+ * included) of R repetitions separated by barriers, divided by R; the best
+ * of at least 3 runs, repeated for at least 0.4 s: a GPU that idled while
+ * the CPU row ran (or while a 1 GB operand was filled) lowers its clocks and
+ * takes a few hundred milliseconds of work to raise them again (the H200
+ * read 4.7 instead of 25.7 TFLOP/s at 4096^3 without this). The CPU backend
+ * runs the same calls (it computes while recording).
  */
 #include <math.h>
 #include <stdio.h>
@@ -65,7 +69,9 @@ static double run(bg_compute *c, kind k, shape s, int reps)
     }
     double best = 1e30;
     bg_err err;
-    for (int trial = 0; trial < 4; trial++) { /* trial 0 warms up (pipelines) */
+    uint64_t start = bg_now_ns();
+    /* trial 0 warms up (pipelines); then at least 3 timed trials and 0.4 s */
+    for (int trial = 0; trial < 4 || (trial < 400 && bg_now_ns() - start < 400000000ull); trial++) {
         uint64_t t0 = bg_now_ns();
         if (bg_compute_begin(c, &err) != BG_OK)
             die("begin", &err);

@@ -7,17 +7,22 @@
 #   1. here (the dev machine):   bench/vulkan/gpu-check.sh prepare
 #      builds the test and bench programs (Release, build dir build-gpucheck)
 #      and copies them with this host's libvulkan.so.1 and stories260K into
-#      .gpucheck/ (ignored through .git/info/exclude), then prints the device
+#      .gpucheck/ (ignored through .git/info/exclude), downloads Debian's
+#      loader and libglvnd packages into .gpucheck/gl/ (NVIDIA's Vulkan ICD,
+#      libGLX_nvidia.so.0, needs libGLdispatch; without it vkCreateInstance
+#      answers VK_ERROR_INCOMPATIBLE_DRIVER there), then prints the device
 #      call to make. VALIDATION=1 carries the Khronos validation layer
 #      instead of nn's bg_bench_lm + OpenBLAS (both do not fit one call), and
 #      the run then repeats the runtime and model tests under it.
 #   2. on the device machine, through the device tool's `run`, with
 #      carry [".gpucheck"]:       bash bench/vulkan/gpu-check.sh run
+#      unpacks .gpucheck/gl/*.deb into / when the machine lacks libGLdispatch,
 #      finds the NVIDIA Vulkan driver manifest (nvidia_icd.json), points the
 #      runtime at the carried loader (BG_VK_LOADER) when the machine has
 #      none, runs the tests against the GPU (BG_VK_TEST_NATIVE=1: no lavapipe)
 #      and the benchmark (--big, matvec as % of the card's bandwidth), and
-#      leaves the logs in $OUT. Takes about 2 minutes; give it timeout_s 420.
+#      leaves the logs in $OUT (SWEEPS=0 leaves out the tuning sweeps). Takes about 2.5 minutes on an H200; give it
+#      timeout_s 420.
 #
 # Record the bench table (with the card's name, printed first) in
 # docs/PERFORMANCE.md, section "## Vulkan".
@@ -50,6 +55,18 @@ prepare() {
         cp "$b/bench/lm/bg_bench_lm" "$dir/"
         ldd "$b/bench/lm/bg_bench_lm" | awk '/openblas|gfortran|quadmath|gomp/ {print $3}' |
             while read -r l; do cp -L "$l" "$dir/lib/"; done
+    fi
+    # the device image has neither a Vulkan loader nor libglvnd
+    mkdir -p "$dir/gl"
+    if ! ls "$dir"/gl/libglvnd0_*.deb >/dev/null 2>&1; then
+        local o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/bg-gl-lists'
+        mkdir -p /tmp/bg-gl-lists/partial
+        # shellcheck disable=SC2086
+        apt-get $o update >/dev/null &&
+            (cd "$dir/gl" && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 \
+                libgl1 libglx0 libgles2 >/dev/null 2>&1) ||
+            echo "gpu-check: could not download libglvnd packages into $dir/gl; the device" \
+                 "machine's NVIDIA ICD may then fail to load" >&2
     fi
     mkdir -p .git/info
     grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
@@ -88,6 +105,12 @@ run_device() {
     local out=${OUT:-$root/$dir/out}
     mkdir -p "$out"
     exec > >(tee "$out/gpu-check.log") 2>&1
+    if ! ldconfig -p | grep -q 'libGLdispatch\.so\.0 ' && ls "$dir"/gl/*.deb >/dev/null 2>&1; then
+        echo "== unpacking the carried libvulkan1 and libglvnd packages"
+        local f
+        for f in "$dir"/gl/*.deb; do dpkg -x "$f" /; done
+        ldconfig
+    fi
     echo "== machine"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory \
         --format=csv 2>&1 || echo "nvidia-smi not available"
@@ -109,7 +132,7 @@ run_device() {
     echo "== test_vk_ops"
     timeout 120 "$dir/test_vk_ops" || rc=1
     local m
-    for m in chain staging timestamps smallrange; do
+    for m in chain staging readback timestamps smallrange; do
         echo "== test_vk_runtime $m"
         if [ "$m" = staging ]; then
             BG_VK_FORCE_STAGING=1 timeout 120 "$dir/test_vk_runtime" "$m" || rc=1
@@ -124,7 +147,8 @@ run_device() {
     if [ -d "$dir/layer" ]; then
         echo "== under the validation layer (API use + synchronization hazards)"
         local v
-        for v in "test_vk_runtime chain" "test_vk_runtime staging" "test_vk_model"; do
+        for v in "test_vk_runtime chain" "test_vk_runtime staging" "test_vk_runtime readback" \
+                 "test_vk_ops" "test_vk_model"; do
             echo "-- $v"
             VK_LAYER_PATH="$root/$dir/layer" VK_INSTANCE_LAYERS=VK_LAYER_KHRONOS_validation \
                 VK_LAYER_ENABLES=VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT \
@@ -154,10 +178,14 @@ run_device() {
         LD_LIBRARY_PATH="$root/$dir/lib" timeout 300 "$dir/bg_bench_lm" --quick \
             --model "$dir/models/stories260K.bin" --tmp /tmp | tee "$out/bench_lm.md" || rc=1
     fi
+    if [ "${SWEEPS:-1}" = 0 ]; then
+        echo "gpu-check: done (SWEEPS=0: no tuning sweeps), rc=$rc"
+        return $rc
+    fi
     echo "== bench_vulkan matvec sweep (subgroup kernel off: BG_VK_MV_WG / BG_VK_MV_LANES;"
     echo "   on: BG_VK_MV_WG = subgroups x subgroup size per workgroup)"
     local wg
-    for wg in 128/128/0 64/32/0 256/64/0 256/256/0 64/0/1 256/0/1; do
+    for wg in 128/128/0 64/32/0 256/64/0 256/256/0 64/0/1 128/0/1 256/0/1 512/0/1; do
         local w=${wg%%/*} rest=${wg#*/}
         local l=${rest%/*} sg=${rest#*/}
         echo "-- BG_VK_MV_WG=$w BG_VK_MV_LANES=$l BG_VK_MV_SUBGROUP=$sg"
