@@ -13,6 +13,14 @@
  * gathered (scoring), where every position's row feeds logsoftmax_gather on
  * the device and only T floats come back.
  *
+ * Backend `auto` is chosen per model: a model under 16 MiB of weights runs on
+ * the CPU backend even when a GPU exists. Its decode is bound by per-op cost
+ * on a GPU (~70 dependent dispatches per token at ~3 us each on an H200):
+ * stories260K (1 MiB) decoded 8x faster on the CPU there, while the 15M
+ * shape (58 MiB) was at par with 16 CPU threads and prefilled 2.2x faster
+ * (docs/PERFORMANCE.md, ## Vulkan). BG_NN_AUTO_GPU_MIN_MB moves the line
+ * (0: a GPU whenever there is one).
+ *
  * Invariants: every device buffer is sized from the validated config at
  * load; token ids are checked against vocab_size and positions against
  * seq_len before any recording. One thread at a time (see nn.h).
@@ -21,9 +29,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bg_log.h"
 #include "nn/nn.h"
 
 #define MAX_CHUNK 128
+#define AUTO_GPU_MIN_MB 16
+
+/* The backend for `auto` and this model (see the header comment). */
+static bg_compute_opts backend_for(const bg_nn_config *c, const bg_compute_opts *in)
+{
+    bg_compute_opts o = *in;
+    if (o.kind != BG_BACKEND_AUTO)
+        return o;
+    const char *e = getenv("BG_NN_AUTO_GPU_MIN_MB");
+    char *end = NULL;
+    long min_mb = e && *e ? strtol(e, &end, 10) : AUTO_GPU_MIN_MB;
+    if (e && *e && (*end || min_mb < 0 || min_mb > (1L << 30))) {
+        BG_WARN("nn", "BG_NN_AUTO_GPU_MIN_MB=%s ignored: expected a number of MiB >= 0", e);
+        min_mb = AUTO_GPU_MIN_MB;
+    }
+    uint64_t bytes = bg_nn_ckpt_bytes(c);
+    if (bytes < (uint64_t)min_mb << 20) {
+        o.kind = BG_BACKEND_CPU;
+        BG_INFO("nn",
+                "backend auto: cpu for a model of %.1f MiB (under %ld MiB a GPU is bound "
+                "by per-op cost)",
+                (double)bytes / (1 << 20), min_mb);
+    }
+    return o;
+}
 
 typedef struct layer {
     bg_cbuf *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3;
@@ -90,7 +124,8 @@ int bg_nn_model_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts, bg_nn
     m->cfg = ck->cfg;
     const bg_nn_config *c = &m->cfg;
     m->max_T = c->seq_len < MAX_CHUNK ? c->seq_len : MAX_CHUNK;
-    int rc = bg_compute_create(copts, &m->c, err);
+    bg_compute_opts o = backend_for(c, copts);
+    int rc = bg_compute_create(&o, &m->c, err);
     if (rc != BG_OK)
         goto fail;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);

@@ -11,6 +11,10 @@
  *   2. prefill of T tokens: the last logits, same tolerance
  *   3. greedy generation of 48 tokens: identical ids
  *   4. bg_nn_score of 3 continuations: |vk - cpu| <= 1e-3 * (1 + |cpu|)
+ *   5. backend auto, per model: the odd model (under 16 MiB) stays on the
+ *      CPU backend; with BG_NN_AUTO_GPU_MIN_MB=0 it goes to the Vulkan
+ *      device (lavapipe admitted through BG_VK_ALLOW_CPU=1 here); a
+ *      malformed value is ignored (the 16 MiB line holds).
  * Both sides sum in other orders (tiles, SIMD lanes, tree reductions), so
  * equality is within the tolerance, not bitwise; greedy ids must agree.
  */
@@ -132,6 +136,30 @@ static void check_model(const char *path, const char *label)
     free(lc), free(lv), free(seq);
 }
 
+/* 5. which backend `auto` gives the model at path under BG_NN_AUTO_GPU_MIN_MB=v */
+static void check_auto(const char *path, const char *v, const char *want)
+{
+    if (v)
+        setenv("BG_NN_AUTO_GPU_MIN_MB", v, 1);
+    else
+        unsetenv("BG_NN_AUTO_GPU_MIN_MB");
+    setenv("BG_VK_ALLOW_CPU", "1", 1);
+    bg_compute_opts o = {.kind = BG_BACKEND_AUTO, .threads = 1, .device_index = -1};
+    bg_nn_model *m = NULL;
+    bg_err err;
+    if (bg_nn_model_load(path, &o, &m, &err) != BG_OK) {
+        VT_CHECK(!"auto load");
+        fprintf(stderr, "auto load: %s\n", err.msg);
+    } else {
+        const char *got = bg_nn_model_backend(m);
+        printf("  backend auto, BG_NN_AUTO_GPU_MIN_MB=%s: %s\n", v ? v : "(unset)", got);
+        VT_CHECK(strncmp(got, want, strlen(want)) == 0);
+        bg_nn_model_destroy(m);
+    }
+    unsetenv("BG_NN_AUTO_GPU_MIN_MB");
+    unsetenv("BG_VK_ALLOW_CPU");
+}
+
 int main(void)
 {
     vt_env_setup();
@@ -160,6 +188,11 @@ int main(void)
         return 1;
     }
     check_model(synth, "synthetic dim60/h97/6:2 heads");
+    check_auto(synth, NULL, "cpu");
+    check_auto(synth, "1", "cpu");
+    check_auto(synth, "0", "vulkan");
+    check_auto(synth, "-3", "cpu");
+    check_auto(synth, "lots", "cpu");
     unlink(synth);
     rmdir(dir);
     printf("test_vk_model: %s (%d failures)\n", vt_failures ? "FAIL" : "PASS", vt_failures);
