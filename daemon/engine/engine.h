@@ -39,8 +39,11 @@
 #ifndef BG_ENGINE_H
 #define BG_ENGINE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "bayesguard/plugin.h"
 #include "common/bg_err.h"
@@ -58,6 +61,39 @@ typedef enum bg_decision {
 } bg_decision;
 
 const char *bg_decision_name(bg_decision d);
+
+/* The sampled path's state for one sampler instance: the lock between
+ * Evaluate's sampling (readers) and the trainer's steps (writer, preferred
+ * so that steps are not starved) and whether the sampler was trained at
+ * least once. Owned by the guard's owner, created and destroyed with the
+ * sampler instance, so nothing is left behind per reload. */
+typedef struct bg_sampler_slot {
+    pthread_rwlock_t lock;
+    atomic_int trained;
+} bg_sampler_slot;
+
+/* Allocates and initialises a slot; NULL when out of memory. */
+static inline bg_sampler_slot *bg_sampler_slot_new(void)
+{
+    bg_sampler_slot *sl = (bg_sampler_slot *)calloc(1, sizeof *sl);
+    if (!sl)
+        return NULL;
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&sl->lock, &a);
+    pthread_rwlockattr_destroy(&a);
+    atomic_init(&sl->trained, 0);
+    return sl;
+}
+
+static inline void bg_sampler_slot_free(bg_sampler_slot *sl)
+{
+    if (sl) {
+        pthread_rwlock_destroy(&sl->lock);
+        free(sl);
+    }
+}
 
 /* What a policy resolves to. All pointers borrowed (owned by the policy
  * snapshot) and immutable while any call uses them. */
@@ -79,6 +115,10 @@ typedef struct bg_guard {
     const bg_sampler_vtbl *sampler;
     void *sampler_inst;
     uint32_t sampler_samples; /* K candidates per evaluation */
+    /* The sampler instance's slot (owned with it); NULL without an owner
+     * (tests, benches): the sampled path then keeps the state itself, keyed
+     * by instance, for its own lifetime. */
+    bg_sampler_slot *sampler_slot;
 
     double threshold;             /* bound > threshold -> over_threshold */
     bg_decision over_threshold;   /* DENY or ESCALATE */

@@ -30,6 +30,12 @@
  * of all the session's observations.
  * Without an owner (tests, benches) training runs inside observe_after, as
  * before, so results stay deterministic.
+ *
+ * Per-instance state (the rwlock, the trained flag) lives in the guard's
+ * sampler_slot, created and freed with the instance by its owner, so a
+ * reload leaves nothing behind here. A guard without a slot (tests,
+ * benches) gets an entry in this context's own table, kept until
+ * bg_gfn_sampled_destroy.
  */
 #include <math.h>
 #include <pthread.h>
@@ -42,11 +48,12 @@
 #include "gfn.h"
 #include "gfn_sampled.h"
 
-typedef struct lock_entry {
+/* The state of a guard without a sampler_slot, in this context's table. */
+typedef struct slot_entry {
     uint64_t key;       /* inst_key() */
-    pthread_rwlock_t lock;
-    struct lock_entry *next;
-} lock_entry;
+    bg_sampler_slot *slot;
+    struct slot_entry *next;
+} slot_entry;
 
 /* A training job: a guard (kept alive by an owner reference) and a private
  * copy of a session's history in one allocation. */
@@ -65,8 +72,8 @@ typedef struct train_job {
 struct bg_gfn_sampled {
     bg_gfn_sampled_opts opts;
     bg_engine_sampled_ops ops;
-    pthread_mutex_t mu; /* guards locks, jobs, trained, stop */
-    lock_entry *locks;
+    pthread_mutex_t mu; /* guards slots, jobs, stop */
+    slot_entry *slots;  /* of guards without a sampler_slot */
     pthread_cond_t cv;  /* a job was queued, or stop */
     pthread_cond_t idle_cv; /* the queue drained and the trainer is idle */
     train_job *jobs;    /* pending, at most one per sampler instance */
@@ -75,8 +82,6 @@ struct bg_gfn_sampled {
     atomic_int stop;    /* also read between steps without mu */
     int have_thread;
     pthread_t trainer;
-    uint64_t *trained;  /* inst_key() of samplers trained at least once */
-    size_t n_trained, cap_trained;
     uint64_t jobs_done;
 };
 
@@ -88,27 +93,29 @@ static uint64_t inst_key(const bg_guard *g)
     return g->instance_id ? g->instance_id | (1ULL << 63) : (uint64_t)(uintptr_t)g->sampler_inst;
 }
 
-/* The rwlock of a sampler instance (created on first use). */
-static pthread_rwlock_t *lock_of(bg_gfn_sampled *s, const bg_guard *g)
+/* The state of a sampler instance: the guard's slot, else this context's
+ * entry for it (created on first use). NULL when out of memory. */
+static bg_sampler_slot *slot_of(bg_gfn_sampled *s, const bg_guard *g)
 {
+    if (g->sampler_slot)
+        return g->sampler_slot;
     uint64_t key = inst_key(g);
     pthread_mutex_lock(&s->mu);
-    lock_entry *e = s->locks;
+    slot_entry *e = s->slots;
     while (e && e->key != key)
         e = e->next;
     if (!e && (e = calloc(1, sizeof *e)) != NULL) {
-        e->key = key;
-        pthread_rwlockattr_t a;
-        pthread_rwlockattr_init(&a);
-        /* Evaluates read; the trainer's steps must not starve under them. */
-        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-        pthread_rwlock_init(&e->lock, &a);
-        pthread_rwlockattr_destroy(&a);
-        e->next = s->locks;
-        s->locks = e;
+        if ((e->slot = bg_sampler_slot_new()) != NULL) {
+            e->key = key;
+            e->next = s->slots;
+            s->slots = e;
+        } else {
+            free(e);
+            e = NULL;
+        }
     }
     pthread_mutex_unlock(&s->mu);
-    return e ? &e->lock : NULL;
+    return e ? e->slot : NULL;
 }
 
 /* log R(h) = log P(h) + Σ_i log P(obs_i | obs_<i, h) for a session. */
@@ -143,47 +150,30 @@ static int session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
 static int train_steps(bg_gfn_sampled *s, const bg_guard *g, const bg_observation *hist,
                        size_t n_hist, uint32_t steps)
 {
-    pthread_rwlock_t *lk = lock_of(s, g);
-    if (!lk)
+    bg_sampler_slot *sl = slot_of(s, g);
+    if (!sl)
         return BG_PLUGIN_ENOMEM;
     session_reward r = {g, hist, n_hist, NULL, 0};
     int rc = BG_PLUGIN_OK;
     for (uint32_t k = 0; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
-        pthread_rwlock_wrlock(lk);
+        pthread_rwlock_wrlock(&sl->lock);
         rc = g->sampler->train(g->sampler_inst, session_log_r, &r, 1);
-        pthread_rwlock_unlock(lk);
+        pthread_rwlock_unlock(&sl->lock);
     }
     free(r.tmp);
-    if (rc == BG_PLUGIN_OK) {
-        pthread_mutex_lock(&s->mu);
-        size_t i = 0;
-        while (i < s->n_trained && s->trained[i] != inst_key(g))
-            i++;
-        if (i == s->n_trained) {
-            if (s->n_trained == s->cap_trained) {
-                size_t cap = s->cap_trained ? 2 * s->cap_trained : 8;
-                uint64_t *t = realloc(s->trained, cap * sizeof *t);
-                if (t) {
-                    s->trained = t;
-                    s->cap_trained = cap;
-                }
-            }
-            if (s->n_trained < s->cap_trained)
-                s->trained[s->n_trained++] = inst_key(g);
-        }
-        pthread_mutex_unlock(&s->mu);
-    }
+    if (rc == BG_PLUGIN_OK)
+        atomic_store(&sl->trained, 1);
     return rc;
 }
 
-/* 1 when inst was trained, or a job for it is queued or running. */
-static int trained_or_training(bg_gfn_sampled *s, const bg_guard *g)
+/* 1 when g's sampler was trained, or a job for it is queued or running. */
+static int trained_or_training(bg_gfn_sampled *s, const bg_guard *g, bg_sampler_slot *sl)
 {
+    if (atomic_load(&sl->trained))
+        return 1;
     uint64_t key = inst_key(g);
     pthread_mutex_lock(&s->mu);
     int found = s->running == key;
-    for (size_t i = 0; i < s->n_trained && !found; i++)
-        found = s->trained[i] == key;
     for (const train_job *j = s->jobs; j && !found; j = j->next)
         found = inst_key(j->g) == key;
     pthread_mutex_unlock(&s->mu);
@@ -333,6 +323,16 @@ void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+size_t bg_gfn_sampled_own_slots(bg_gfn_sampled *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = 0;
+    for (const slot_entry *e = s->slots; e; e = e->next)
+        n++;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 uint64_t bg_gfn_sampled_jobs_done(bg_gfn_sampled *s)
 {
     pthread_mutex_lock(&s->mu);
@@ -448,22 +448,22 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session,
     bg_gfn_sampled *s = ctx;
     uint32_t k = g->sampler_samples ? g->sampler_samples : s->opts.default_k;
     uint64_t *ids = malloc(k * sizeof *ids);
-    pthread_rwlock_t *lk = lock_of(s, g);
-    if (!ids || !lk) {
+    bg_sampler_slot *sl = slot_of(s, g);
+    if (!ids || !sl) {
         free(ids);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
     /* A fresh instance (first use, or after a reload) on a session with
      * data: start training now; this verdict samples the current state. */
-    if (n_hist && g->owner_ref && s->have_thread && !trained_or_training(s, g)) {
+    if (n_hist && g->owner_ref && s->have_thread && !trained_or_training(s, g, sl)) {
         bg_err ignored; /* best effort: this verdict does not depend on it */
         schedule(s, g, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, &ignored);
     }
     bg_rng rng;
     bg_gfn_rng_seed(&rng, mix_seed(s->opts.seed, session, n_hist));
-    pthread_rwlock_rdlock(lk);
+    pthread_rwlock_rdlock(&sl->lock);
     int prc = g->sampler->sample(g->sampler_inst, &rng, k, ids, NULL);
-    pthread_rwlock_unlock(lk);
+    pthread_rwlock_unlock(&sl->lock);
     int rc;
     if (prc != BG_PLUGIN_OK) {
         rc = bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)", g->name,
@@ -525,12 +525,11 @@ void bg_gfn_sampled_destroy(bg_gfn_sampled *s)
         s->jobs = j->next;
         job_destroy(j);
     }
-    free(s->trained);
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->idle_cv);
-    for (lock_entry *e = s->locks, *next; e; e = next) {
+    for (slot_entry *e = s->slots, *next; e; e = next) {
         next = e->next;
-        pthread_rwlock_destroy(&e->lock);
+        bg_sampler_slot_free(e->slot);
         free(e);
     }
     pthread_mutex_destroy(&s->mu);

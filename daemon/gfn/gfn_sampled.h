@@ -22,7 +22,9 @@
  *
  * Threads: the ops may be called from any thread. Per sampler instance a
  * rwlock serialises train (write) against sample (read), as the plugin
- * ABI requires. Limitation: the sampler instance belongs to the guard, so
+ * ABI requires; it lives in the guard's sampler_slot (engine.h), owned
+ * with the instance, or for a guard without one in a table here kept until
+ * bg_gfn_sampled_destroy. Limitation: the sampler instance belongs to the guard, so
  * sessions of one guard share (and retrain) one sampler.
  *
  * Ownership: bg_gfn_sampled_create returns a new context; the ops table
@@ -52,6 +54,9 @@ const bg_engine_sampled_ops *bg_gfn_sampled_ops(bg_gfn_sampled *s);
 
 /* Block until no training job is queued or running (tests, shutdown). */
 void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s);
+/* Instances whose state this context keeps itself (guards without a
+ * sampler_slot); policy snapshots' guards never add one (tests). */
+size_t bg_gfn_sampled_own_slots(bg_gfn_sampled *s);
 /* Background jobs completed so far. */
 uint64_t bg_gfn_sampled_jobs_done(bg_gfn_sampled *s);
 

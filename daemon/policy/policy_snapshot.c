@@ -42,6 +42,7 @@ typedef struct pol_impl {
     bg_plugin *plug[3];              /* model, estimator, sampler */
     bg_plugin_services *svc[3];
     void *inst[3];
+    bg_sampler_slot *slot; /* with the sampler instance */
 } pol_impl;
 
 enum { P_MODEL = 0, P_EST = 1, P_SAMPLER = 2 };
@@ -67,6 +68,7 @@ void bg_policy_set_ref(bg_policy_set *s)
 
 static void destroy_instances(pol_impl *im)
 {
+    bg_sampler_slot_free(im->slot);
     for (int k = 2; k >= 0; k--) {
         if (im->inst[k]) {
             const bg_plugin_desc *d = im->plug[k]->desc;
@@ -412,6 +414,8 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
         if (create_one(h, im, P_SAMPLER, BG_PLUGIN_KIND_SAMPLER, sp->v.sampler_plugin,
                        sp->sampler, sp->sampler_cfg, &space, errs))
             return BG_ECONFIG;
+        if (!(im->slot = bg_sampler_slot_new()))
+            return bg__errs_at(errs, sp->sampler, "spec.sampler: out of memory");
     } else if (count == 0) {
         return bg__errs_at(errs, sp->model,
                            "spec.model: plugin %s does not enumerate its hypotheses (count() = "
@@ -460,6 +464,7 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler = im->plug[P_SAMPLER]->desc->vt.sampler;
         g->sampler_inst = im->inst[P_SAMPLER];
         g->sampler_samples = (uint32_t)sp->v.samples;
+        g->sampler_slot = im->slot;
     }
     static atomic_uint_fast64_t next_instance_id = 1;
     g->instance_id = atomic_fetch_add(&next_instance_id, 1);

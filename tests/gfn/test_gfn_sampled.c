@@ -9,7 +9,16 @@
  * hypothesis fits the data: its log-likelihood is within 60 nats of
  * w*'s after training (a random hypothesis is ~300 nats
  * worse; printed). Skips (77) when the plugins are not built.
+ *
+ * Background training, as the daemon runs it: a guard with an owner
+ * (reference counted here) and a sampler_slot. Observe queues jobs; after
+ * the trainer drains them the slot says trained, every owner reference is
+ * back, and the sampled path kept no state of its own for that guard. A
+ * guard like the one a reload makes (a new instance id and slot) on a
+ * session with data is untrained: its first Evaluate queues a job that
+ * owes the whole history, and its slot is trained afterwards.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +56,90 @@ static int neg_inf_lik(const void *self, const bg_observation *obs, const bg_obs
     for (size_t i = 0; i < n; i++)
         out[i] = -INFINITY;
     return BG_PLUGIN_OK;
+}
+
+static atomic_int owner_refs;
+
+static void owner_ref(void *o)
+{
+    (void)o;
+    atomic_fetch_add(&owner_refs, 1);
+}
+
+static void owner_unref(void *o)
+{
+    (void)o;
+    atomic_fetch_sub(&owner_refs, 1);
+}
+
+/* Observe n random pulls of w* (seeded) into (g, session). */
+static void observe_pulls(bg_engine *e, const bg_guard *g, const char *session, uint64_t seed,
+                          int n)
+{
+    bg_rng r;
+    bg_gfn_rng_seed(&r, seed);
+    double f[D];
+    bg_posterior_summary sum;
+    bg_err err;
+    for (int i = 0; i < n; i++) {
+        uint64_t m = bg_gfn_rng_u64(&r) & 0xffffffffULL;
+        for (int k = 0; k < D; k++)
+            f[k] = (double)(m >> (D - 1 - k) & 1);
+        bg_observation o = {.action = {.id = "",
+                                       .tool = "pull",
+                                       .arguments_json = "",
+                                       .features = f,
+                                       .n_features = D},
+                            .has_value = 1,
+                            .value = dot(m, w_star)};
+        CHECK(bg_engine_observe(e, g, session, &o, &sum, &err) == BG_OK, "observe: %s", err.msg);
+    }
+}
+
+static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *base,
+                            const bg_action *a)
+{
+    size_t own = bg_gfn_sampled_own_slots(gs);
+    uint64_t done0 = bg_gfn_sampled_jobs_done(gs);
+    bg_guard gw = *base;
+    gw.owner = &owner_refs;
+    gw.owner_ref = owner_ref;
+    gw.owner_unref = owner_unref;
+    gw.instance_id = 1001;
+    gw.sampler_slot = bg_sampler_slot_new();
+    CHECK(gw.sampler_slot, "slot");
+    observe_pulls(e, &gw, "bg", 77, 12);
+    bg_gfn_sampled_wait_idle(gs);
+    uint64_t done1 = bg_gfn_sampled_jobs_done(gs);
+    printf("background: %llu jobs for 12 observations, slot trained %d, owner refs %d\n",
+           (unsigned long long)(done1 - done0), atomic_load(&gw.sampler_slot->trained),
+           atomic_load(&owner_refs));
+    CHECK(done1 > done0 && done1 - done0 <= 12, "jobs %llu", (unsigned long long)(done1 - done0));
+    CHECK(atomic_load(&gw.sampler_slot->trained) == 1, "slot not marked trained");
+    CHECK(atomic_load(&owner_refs) == 0, "owner references left: %d", atomic_load(&owner_refs));
+
+    /* what a reload makes: same data, a fresh slot and instance id */
+    bg_guard g2 = gw;
+    g2.instance_id = 1002;
+    g2.sampler_slot = bg_sampler_slot_new();
+    CHECK(g2.sampler_slot, "slot");
+    bg_verdict v;
+    bg_err err;
+    CHECK(bg_engine_evaluate(e, &g2, "bg", a, &v, &err) == BG_OK, "%s", err.msg);
+    CHECK(v.sampled == 1, "sampled verdict");
+    bg_gfn_sampled_wait_idle(gs);
+    uint64_t done2 = bg_gfn_sampled_jobs_done(gs);
+    printf("after a reload: Evaluate queued %llu job(s), new slot trained %d\n",
+           (unsigned long long)(done2 - done1), atomic_load(&g2.sampler_slot->trained));
+    CHECK(done2 == done1 + 1, "a fresh slot on a session with data must be trained once");
+    CHECK(atomic_load(&g2.sampler_slot->trained) == 1, "reloaded slot not trained");
+    CHECK(atomic_load(&owner_refs) == 0, "owner references left: %d", atomic_load(&owner_refs));
+    CHECK(bg_gfn_sampled_own_slots(gs) == own,
+          "the sampled path kept state for a slotted guard "
+          "(%zu, was %zu)",
+          bg_gfn_sampled_own_slots(gs), own);
+    bg_sampler_slot_free(gw.sampler_slot);
+    bg_sampler_slot_free(g2.sampler_slot);
 }
 
 int main(void)
@@ -169,6 +262,8 @@ int main(void)
     rc = bg_engine_evaluate(e, &gb2, "s1", &a, &vb, &err);
     printf("-inf log-likelihood: rc %d (%s)\n", rc, err.msg);
     CHECK(rc == BG_EINTERNAL && strstr(err.msg, "finite posterior"), "-inf lik: rc %d", rc);
+
+    test_background(e, gs, &g, &a);
 
     bg_engine_destroy(e);
     bg_gfn_sampled_destroy(gs);

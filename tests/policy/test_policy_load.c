@@ -70,6 +70,7 @@ static void test_dir_layout(void)
         CHECK_STR(pay->guard.model_name, "fx_model");
         CHECK_STR(pay->guard.estimator_name, "fx_est");
         CHECK(pay->guard.sampler == NULL);
+        CHECK(pay->guard.sampler_slot == NULL);
         CHECK_INT(pay->guard.model->count(pay->guard.model_inst), 8);
         /* delta 0.1 * prior_floor 0.01 reached the estimator. */
         CHECK_NEAR(pay->guard.estimator->order_needed(pay->guard.estimator_inst), 1e-3, 1e-15);
@@ -189,6 +190,9 @@ static void test_sampler(void)
         const bg_guard *g = &bg_policy_set_at(s, 0)->guard;
         CHECK_STR(g->sampler_name, "fx_sampler");
         CHECK_INT(g->sampler_samples, 64);
+        /* the sampled path's per-instance state, owned with the instance */
+        CHECK(g->sampler_slot != NULL);
+        CHECK_INT(atomic_load(&g->sampler_slot->trained), 0);
         CHECK_INT(g->model->count(g->model_inst), 0);
         uint64_t ids[4];
         double lq[4];
