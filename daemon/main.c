@@ -435,6 +435,9 @@ int main(int argc, char **argv)
         goto out;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit (ulimit -f) must fail an append with EFBIG, which
+     * the observation log reports and undoes, not kill the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
 
     if (bg_plugin_host_create(d.o.plugins, &host, &err) != BG_OK) {
         die("--plugins %s: %s", d.o.plugins, err.msg);

@@ -20,6 +20,7 @@ struct bg__obs_store {
     int fd;
     char *path;
     pthread_mutex_t mu;
+    int broken; /* a failed append could not be cut: refuse more (restart) */
 };
 
 static uint32_t crc_table[256];
@@ -225,11 +226,25 @@ int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *sessio
     int rc = BG_OK;
     pthread_mutex_lock(&s->mu);
     off_t at = lseek(s->fd, 0, SEEK_END);
-    if (write_all(s->fd, rec, n + 8) != 0 || fdatasync(s->fd) != 0) {
-        rc = bg_err_set(err, BG_EIO, "%s: append: %s", s->path, strerror(errno));
+    if (s->broken) {
+        /* a record after the half one would be lost at the next start */
+        rc = bg_err_set(err, BG_EIO,
+                        "%s: a failed append could not be cut off; the observation is not "
+                        "stored: restart bayesguardd (the start cuts the torn record)",
+                        s->path);
+    } else if (write_all(s->fd, rec, n + 8) != 0 || fdatasync(s->fd) != 0) {
+        rc = bg_err_set(err, BG_EIO,
+                        "%s: append: %s; the observation is not stored and the posterior is "
+                        "unchanged: retry once the data directory accepts writes",
+                        s->path, strerror(errno));
         /* Leave no half record behind for the next append to follow. */
-        if (at >= 0 && ftruncate(s->fd, at) != 0)
-            BG_ERROR("engine", "%s: could not cut a failed append: %s", s->path, strerror(errno));
+        if (at < 0 || ftruncate(s->fd, at) != 0) {
+            BG_ERROR("engine",
+                     "%s: could not cut a failed append: %s; refusing further "
+                     "observations until a restart",
+                     s->path, strerror(errno));
+            s->broken = 1;
+        }
     }
     pthread_mutex_unlock(&s->mu);
     free(rec);

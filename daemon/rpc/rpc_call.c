@@ -439,6 +439,7 @@ grpc_status_code bg__rpc_code_of(int st)
     case BG_ENOMEM:
         return GRPC_STATUS_RESOURCE_EXHAUSTED;
     case BG_EUNAVAIL:
+    case BG_EIO: /* the observation log refused a write: nothing stored, retry */
         return GRPC_STATUS_UNAVAILABLE;
     case BG_EUNSUPPORTED:
         return GRPC_STATUS_UNIMPLEMENTED;

@@ -10,6 +10,11 @@
  *    features stay exactly tied; no NaN; mass sums to 1 (1e-9);
  *  - the observation log survives a restart (same summary, bitwise), a torn
  *    last record and a corrupted CRC are cut off on open;
+ *  - an append the disk refuses (RLIMIT_FSIZE: a short write, then EFBIG)
+ *    fails the Observe with BG_EIO naming the log, leaves the file and the
+ *    posterior exactly as before (the half record is cut), Evaluate still
+ *    answers, and once the disk takes writes again the next Observe is
+ *    stored and replayed after a restart;
  *  - limits: max_sessions, max_obs_per_session, max_bytes -> BG_ELIMIT with
  *    the limit's name; bad actions -> BG_EINVAL saying what to fix; a model
  *    without an enumerable space and no sampler -> "needs a sampler";
@@ -20,6 +25,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -294,6 +301,67 @@ static void restart(bg_plugin_host *h)
     bg_guard_build_destroy(gb);
 }
 
+static void failed_append(bg_plugin_host *h)
+{
+    char dir[64] = "/tmp/bg_engine_fsz_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/observations.bglog", dir);
+    bg_guard_build *gb =
+        fx_guard(h, "fa", "bandit", "{features: 4, theta: 2}", "noniid", "alpha: 0.01", 0.3);
+    const bg_guard *g = bg_guard_build_guard(gb);
+    bg_engine_opts opts = {.data_dir = dir};
+    bg_engine *e;
+    bg_err err;
+    CHECK_INT(bg_engine_create(&opts, &e, &err), BG_OK);
+    double x[D] = {1, 0, 1, 1};
+    for (int t = 0; t < 3; t++) {
+        bg_observation o = make_obs(x, 1.0 + t);
+        CHECK_INT(bg_engine_observe(e, g, "s", &o, NULL, &err), BG_OK);
+    }
+    bg_posterior_summary before, after;
+    CHECK_INT(bg_engine_summary(e, g, "s", &before, &err), BG_OK);
+    off_t size = file_size(path);
+
+    /* the disk takes 5 more bytes: a short write, then EFBIG */
+    struct rlimit old, lim;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)size + 5;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    bg_observation o = make_obs(x, 9.0);
+    int rc = bg_engine_observe(e, g, "s", &o, NULL, &err);
+    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    signal(SIGXFSZ, prev);
+    printf("refused append: rc %s: %s\n", bg_err_name(rc), err.msg);
+    CHECK_INT(rc, BG_EIO);
+    CHECK(strstr(err.msg, "observations.bglog") && strstr(err.msg, "append"));
+    CHECK_INT(file_size(path), size); /* the half record was cut */
+    CHECK_INT(bg_engine_summary(e, g, "s", &after, &err), BG_OK);
+    CHECK_INT(after.observations, 3);
+    CHECK_INT(after.map_id, before.map_id);
+    CHECK(memcmp(&after.entropy_nats, &before.entropy_nats, sizeof(double)) == 0);
+    bg_verdict v;
+    CHECK_INT(bg_engine_evaluate(e, g, "s", &o.action, &v, &err), BG_OK);
+    CHECK_INT(v.observations, 3);
+
+    /* the disk takes writes again: stored, and replayed after a restart */
+    o = make_obs(x, 4.0);
+    CHECK_INT(bg_engine_observe(e, g, "s", &o, &after, &err), BG_OK);
+    CHECK_INT(after.observations, 4);
+    bg_engine_destroy(e);
+    CHECK(file_size(path) > size);
+    CHECK_INT(bg_engine_create(&opts, &e, &err), BG_OK);
+    CHECK_INT(bg_engine_summary(e, g, "s", &before, &err), BG_OK);
+    CHECK_INT(before.observations, 4);
+    CHECK(memcmp(&after.entropy_nats, &before.entropy_nats, sizeof(double)) == 0);
+    bg_engine_destroy(e);
+    unlink(path);
+    rmdir(dir);
+    bg_guard_build_destroy(gb);
+}
+
 static void limits_and_errors(bg_plugin_host *h)
 {
     bg_guard_build *gb = fx_guard(h, "lim", "bandit", "{features: 4, theta: 2}", "noniid",
@@ -420,6 +488,7 @@ int main(void)
     brute_force(h);
     big_ties(h);
     restart(h);
+    failed_append(h);
     limits_and_errors(h);
     decisions(h);
     bg_plugin_host_destroy(h);

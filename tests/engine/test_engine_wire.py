@@ -5,14 +5,21 @@ Python (exact Gaussian likelihood products over the 16 hypotheses of a
 d = 4 exploding bandit, the spec's stable order and plausible-set rule).
 Also: `bayesguard replay` seeds a session from a JSON-lines file, stops at
 a bad line naming file:line, and observations survive a restart with
---data-dir. Run with /usr/bin/python3 (ctest sets the environment)."""
+--data-dir. When the data directory refuses a write (RLIMIT_FSIZE set on the
+running daemon: a short write, then EFBIG), Observe answers UNAVAILABLE saying
+nothing was stored, the daemon keeps serving with the posterior unchanged, the
+log keeps only acknowledged records, and the retry succeeds once writes are
+accepted again. Run with /usr/bin/python3 (ctest sets the environment)."""
 import json
 import math
 import os
 import random
+import resource
 import shutil
 import sys
 import tempfile
+
+import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
@@ -196,5 +203,50 @@ def test_replay_and_restart():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_refused_write():
+    tmp = tempfile.mkdtemp(prefix="bgeng-")
+    data = os.path.join(tmp, "data")
+    os.makedirs(data)
+    log = os.path.join(data, "observations.bglog")
+    pol = write_policy(tmp)
+    arm = [1.0, 0.0, 1.0, 1.0]
+
+    def observe(d, r):
+        return d.call("Observe", guard_pb2.ObserveRequest(
+            action=guard_pb2.Action(tool="pull_arm", features=arm),
+            context=guard_pb2.Context(session="fs"), harmed=r > THETA, value=r))
+
+    def evaluate(d):
+        return d.evaluate(guard_pb2.EvaluateRequest(
+            action=guard_pb2.Action(tool="pull_arm", features=arm),
+            context=guard_pb2.Context(session="fs")))
+
+    with Daemon(policies=pol, args=["--data-dir", data]) as d:
+        for r in (1.0, 2.5, 0.5):
+            observe(d, r)
+        before = evaluate(d)
+        size = os.path.getsize(log)
+        hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)[1]
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (size + 5, hard))
+        try:
+            msg = bgtest.expect_code(lambda: observe(d, 3.0), grpc.StatusCode.UNAVAILABLE,
+                                     ("observations.bglog", "not stored", "retry"))
+        finally:
+            resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        print("refused write:", msg)
+        assert os.path.getsize(log) == size, "the half record was not cut"
+        assert d.proc.poll() is None, "the daemon died (SIGXFSZ?)"
+        assert d.health().status == 1  # SERVING
+        after = evaluate(d)
+        assert after.observations == 3 and after.harm_bound == before.harm_bound, after
+        o = observe(d, 3.0)  # the retry, once the disk takes writes
+        assert o.observations == 4, o
+        want = evaluate(d)
+    with Daemon(policies=pol, args=["--data-dir", data]) as d:
+        v = evaluate(d)
+        assert v.observations == 4 and v.harm_bound == want.harm_bound, (v, want)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    bgtest.main([test_verdict_and_posterior, test_replay_and_restart])
+    bgtest.main([test_verdict_and_posterior, test_replay_and_restart, test_refused_write])
