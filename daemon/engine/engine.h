@@ -40,7 +40,6 @@
 #define BG_ENGINE_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -62,35 +61,33 @@ typedef enum bg_decision {
 
 const char *bg_decision_name(bg_decision d);
 
-/* The sampled path's state for one sampler instance: the lock between
- * Evaluate's sampling (readers) and the trainer's steps (writer, preferred
- * so that steps are not starved) and whether the sampler was trained at
- * least once. Owned by the guard's owner, created and destroyed with the
- * sampler instance, so nothing is left behind per reload. */
+/* Where the sampled path keeps its state for one sampler instance of a
+ * guard (the samplers of its sessions, their locks, whether each was
+ * trained): owned by the guard's owner and released with the instance, so
+ * a reload leaves nothing behind. The sampled path fills state on first use
+ * and sets state_free, which bg_sampler_slot_free calls first (while the
+ * sampler plugin is still loaded). */
 typedef struct bg_sampler_slot {
-    pthread_rwlock_t lock;
-    atomic_int trained;
+    pthread_mutex_t mu; /* guards state */
+    void *state;
+    void (*state_free)(void *state);
 } bg_sampler_slot;
 
-/* Allocates and initialises a slot; NULL when out of memory. */
+/* Allocates and initialises an empty slot; NULL when out of memory. */
 static inline bg_sampler_slot *bg_sampler_slot_new(void)
 {
     bg_sampler_slot *sl = (bg_sampler_slot *)calloc(1, sizeof *sl);
-    if (!sl)
-        return NULL;
-    pthread_rwlockattr_t a;
-    pthread_rwlockattr_init(&a);
-    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&sl->lock, &a);
-    pthread_rwlockattr_destroy(&a);
-    atomic_init(&sl->trained, 0);
+    if (sl)
+        pthread_mutex_init(&sl->mu, NULL);
     return sl;
 }
 
 static inline void bg_sampler_slot_free(bg_sampler_slot *sl)
 {
     if (sl) {
-        pthread_rwlock_destroy(&sl->lock);
+        if (sl->state_free)
+            sl->state_free(sl->state);
+        pthread_mutex_destroy(&sl->mu);
         free(sl);
     }
 }
@@ -119,6 +116,12 @@ typedef struct bg_guard {
      * (tests, benches): the sampled path then keeps the state itself, keyed
      * by instance, for its own lifetime. */
     bg_sampler_slot *sampler_slot;
+    /* Optional: a new instance of the guard's sampler (same plugin, config
+     * and space) for one session, and its destructor (ctx: sampler_ctx);
+     * returns a BG_E* code. NULL: sampler_inst serves every session. */
+    int (*sampler_new)(void *ctx, void **inst);
+    void (*sampler_del)(void *ctx, void *inst);
+    void *sampler_ctx;
 
     double threshold;             /* bound > threshold -> over_threshold */
     bg_decision over_threshold;   /* DENY or ESCALATE */

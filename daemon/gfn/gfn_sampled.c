@@ -31,11 +31,12 @@
  * Without an owner (tests, benches) training runs inside observe_after, as
  * before, so results stay deterministic.
  *
- * Per-instance state (the rwlock, the trained flag) lives in the guard's
- * sampler_slot, created and freed with the instance by its owner, so a
- * reload leaves nothing behind here. A guard without a slot (tests,
- * benches) gets an entry in this context's own table, kept until
- * bg_gfn_sampled_destroy.
+ * Each session has its own sampler (gfn_sessions.h): a sampler amortises
+ * the posterior of the data it is trained on. Jobs coalesce per session
+ * sampler. The table lives in the guard's sampler_slot, created and freed
+ * with the instance by its owner, so a reload leaves nothing behind here;
+ * a guard without a slot (tests, benches) gets a slot in this context's own
+ * table, kept until bg_gfn_sampled_destroy.
  */
 #include <math.h>
 #include <pthread.h>
@@ -47,6 +48,7 @@
 #include "common/bg_log.h"
 #include "gfn.h"
 #include "gfn_sampled.h"
+#include "gfn_sessions.h"
 
 /* The state of a guard without a sampler_slot, in this context's table. */
 typedef struct slot_entry {
@@ -59,6 +61,7 @@ typedef struct slot_entry {
  * copy of a session's history in one allocation. */
 typedef struct train_job {
     const bg_guard *g;
+    bg__gfn_ss *e; /* the session's sampler (a reference) */
     bg_observation *hist;
     size_t n_hist;
     uint32_t steps;     /* optimiser steps owed: train_steps per observation */
@@ -78,7 +81,7 @@ struct bg_gfn_sampled {
     pthread_cond_t idle_cv; /* the queue drained and the trainer is idle */
     train_job *jobs;    /* pending, at most one per sampler instance */
     int busy;           /* the trainer is running a job */
-    uint64_t running;   /* its sampler's inst_key(), 0 = none */
+    const bg__gfn_ss *running; /* its session sampler, NULL = none */
     atomic_int stop;    /* also read between steps without mu */
     int have_thread;
     pthread_t trainer;
@@ -146,36 +149,42 @@ static int session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
     return rc;
 }
 
-/* Run `steps` optimiser steps on a history, one step per write lock. */
-static int train_steps(bg_gfn_sampled *s, const bg_guard *g, const bg_observation *hist,
-                       size_t n_hist, uint32_t steps)
+/* The session sampler of (g, session), with a reference (bg__gfn_ss_put). */
+static int session_sampler(bg_gfn_sampled *s, const bg_guard *g, const char *session,
+                           bg__gfn_ss **out, bg_err *err)
 {
     bg_sampler_slot *sl = slot_of(s, g);
     if (!sl)
-        return BG_PLUGIN_ENOMEM;
+        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
+    return bg__gfn_ss_get(sl, g, session, s->opts.max_sessions, out, err);
+}
+
+/* Run `steps` optimiser steps on a history, one step per write lock. */
+static int train_steps(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e,
+                       const bg_observation *hist, size_t n_hist, uint32_t steps)
+{
     session_reward r = {g, hist, n_hist, NULL, 0};
     int rc = BG_PLUGIN_OK;
     for (uint32_t k = 0; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
-        pthread_rwlock_wrlock(&sl->lock);
-        rc = g->sampler->train(g->sampler_inst, session_log_r, &r, 1);
-        pthread_rwlock_unlock(&sl->lock);
+        pthread_rwlock_wrlock(&e->lock);
+        rc = g->sampler->train(e->inst, session_log_r, &r, 1);
+        pthread_rwlock_unlock(&e->lock);
     }
     free(r.tmp);
     if (rc == BG_PLUGIN_OK)
-        atomic_store(&sl->trained, 1);
+        atomic_store(&e->trained, 1);
     return rc;
 }
 
-/* 1 when g's sampler was trained, or a job for it is queued or running. */
-static int trained_or_training(bg_gfn_sampled *s, const bg_guard *g, bg_sampler_slot *sl)
+/* 1 when e was trained, or a job for it is queued or running. */
+static int trained_or_training(bg_gfn_sampled *s, const bg__gfn_ss *e)
 {
-    if (atomic_load(&sl->trained))
+    if (atomic_load(&e->trained))
         return 1;
-    uint64_t key = inst_key(g);
     pthread_mutex_lock(&s->mu);
-    int found = s->running == key;
+    int found = s->running == e;
     for (const train_job *j = s->jobs; j && !found; j = j->next)
-        found = inst_key(j->g) == key;
+        found = j->e == e;
     pthread_mutex_unlock(&s->mu);
     return found;
 }
@@ -238,6 +247,7 @@ static train_job *job_create(const bg_guard *g, const bg_observation *hist, size
 static void job_destroy(train_job *j)
 {
     if (j) {
+        bg__gfn_ss_put(j->e); /* before the owner: it may free the table */
         j->g->owner_unref(j->g->owner);
         free(j);
     }
@@ -255,16 +265,17 @@ static void *trainer_main(void *arg)
         train_job *j = s->jobs;
         s->jobs = j->next;
         s->busy = 1;
-        s->running = inst_key(j->g);
+        s->running = j->e;
         pthread_mutex_unlock(&s->mu);
-        if (train_steps(s, j->g, j->hist, j->n_hist, j->steps) != BG_PLUGIN_OK)
-            BG_WARN("gfn", "policy %s: sampler %s: background training failed; the sampler "
-                           "keeps its previous state",
-                    j->g->name, j->g->sampler_name ? j->g->sampler_name : "?");
+        if (train_steps(s, j->g, j->e, j->hist, j->n_hist, j->steps) != BG_PLUGIN_OK)
+            BG_WARN("gfn",
+                    "policy %s: sampler %s (session '%s'): background training failed; "
+                    "the sampler keeps its previous state",
+                    j->g->name, j->g->sampler_name ? j->g->sampler_name : "?", j->e->session);
         job_destroy(j);
         pthread_mutex_lock(&s->mu);
         s->busy = 0;
-        s->running = 0;
+        s->running = NULL;
         s->jobs_done++;
         if (!s->jobs)
             pthread_cond_broadcast(&s->idle_cv);
@@ -273,18 +284,20 @@ static void *trainer_main(void *arg)
     return NULL;
 }
 
-/* Queue (or replace) the job of g's sampler, owing `steps` more steps. */
-static int schedule(bg_gfn_sampled *s, const bg_guard *g, const bg_observation *hist,
+/* Queue (or replace) the job of session sampler e, owing `steps` more. */
+static int schedule(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e, const bg_observation *hist,
                     size_t n_hist, uint64_t steps, bg_err *err)
 {
     train_job *j = job_create(g, hist, n_hist);
     if (!j)
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for a training job", g->name);
     g->owner_ref(g->owner);
+    bg__gfn_ss_ref(e);
+    j->e = e;
     train_job *old = NULL;
     pthread_mutex_lock(&s->mu);
     train_job **pp = &s->jobs;
-    while (*pp && inst_key((*pp)->g) != inst_key(g))
+    while (*pp && (*pp)->e != e)
         pp = &(*pp)->next;
     uint64_t owed = steps;
     if (*pp) {
@@ -304,15 +317,19 @@ static int observe_after(void *ctx, const bg_guard *g, const char *session,
                          const bg_observation *hist, size_t n_hist, bg_err *err)
 {
     bg_gfn_sampled *s = ctx;
-    (void)session;
+    bg__gfn_ss *e;
+    int rc = session_sampler(s, g, session, &e, err);
+    if (rc != BG_OK)
+        return rc;
     if (g->owner_ref && s->have_thread)
-        return schedule(s, g, hist, n_hist, s->opts.train_steps, err);
-    if (train_steps(s, g, hist, n_hist, s->opts.train_steps) != BG_PLUGIN_OK)
-        return bg_err_set(err, BG_EINTERNAL,
-                          "policy %s: sampler %s: training failed; the observation is "
-                          "stored, the sampler keeps its previous state",
-                          g->name, g->sampler_name ? g->sampler_name : "?");
-    return BG_OK;
+        rc = schedule(s, g, e, hist, n_hist, s->opts.train_steps, err);
+    else if (train_steps(s, g, e, hist, n_hist, s->opts.train_steps) != BG_PLUGIN_OK)
+        rc = bg_err_set(err, BG_EINTERNAL,
+                        "policy %s: sampler %s: training failed; the observation is "
+                        "stored, the sampler keeps its previous state",
+                        g->name, g->sampler_name ? g->sampler_name : "?");
+    bg__gfn_ss_put(e);
+    return rc;
 }
 
 void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s)
@@ -321,6 +338,30 @@ void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s)
     while (s->jobs || s->busy)
         pthread_cond_wait(&s->idle_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+}
+
+static bg_sampler_slot *find_slot(bg_gfn_sampled *s, const bg_guard *g)
+{
+    if (g->sampler_slot)
+        return g->sampler_slot;
+    pthread_mutex_lock(&s->mu);
+    slot_entry *e = s->slots;
+    while (e && e->key != inst_key(g))
+        e = e->next;
+    pthread_mutex_unlock(&s->mu);
+    return e ? e->slot : NULL;
+}
+
+size_t bg_gfn_sampled_samplers(bg_gfn_sampled *s, const bg_guard *g)
+{
+    bg_sampler_slot *sl = find_slot(s, g);
+    return sl ? bg__gfn_ss_count(sl) : 0;
+}
+
+int bg_gfn_sampled_trained(bg_gfn_sampled *s, const bg_guard *g, const char *session)
+{
+    bg_sampler_slot *sl = find_slot(s, g);
+    return sl ? bg__gfn_ss_trained(sl, g->sampler_new ? session : "") : -1;
 }
 
 size_t bg_gfn_sampled_own_slots(bg_gfn_sampled *s)
@@ -447,24 +488,28 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session,
 {
     bg_gfn_sampled *s = ctx;
     uint32_t k = g->sampler_samples ? g->sampler_samples : s->opts.default_k;
+    bg__gfn_ss *e;
+    int rc = session_sampler(s, g, session, &e, err);
+    if (rc != BG_OK)
+        return rc;
     uint64_t *ids = malloc(k * sizeof *ids);
-    bg_sampler_slot *sl = slot_of(s, g);
-    if (!ids || !sl) {
-        free(ids);
+    if (!ids) {
+        bg__gfn_ss_put(e);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
-    /* A fresh instance (first use, or after a reload) on a session with
-     * data: start training now; this verdict samples the current state. */
-    if (n_hist && g->owner_ref && s->have_thread && !trained_or_training(s, g, sl)) {
+    /* A fresh sampler (first use, after a reload or an eviction) on a
+     * session with data: start training now; this verdict samples the
+     * current state. */
+    if (n_hist && g->owner_ref && s->have_thread && !trained_or_training(s, e)) {
         bg_err ignored; /* best effort: this verdict does not depend on it */
-        schedule(s, g, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, &ignored);
+        schedule(s, g, e, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, &ignored);
     }
     bg_rng rng;
     bg_gfn_rng_seed(&rng, mix_seed(s->opts.seed, session, n_hist));
-    pthread_rwlock_rdlock(&sl->lock);
-    int prc = g->sampler->sample(g->sampler_inst, &rng, k, ids, NULL);
-    pthread_rwlock_unlock(&sl->lock);
-    int rc;
+    pthread_rwlock_rdlock(&e->lock);
+    int prc = g->sampler->sample(e->inst, &rng, k, ids, NULL);
+    pthread_rwlock_unlock(&e->lock);
+    bg__gfn_ss_put(e);
     if (prc != BG_PLUGIN_OK) {
         rc = bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)", g->name,
                         g->sampler_name ? g->sampler_name : "?", prc);
@@ -493,6 +538,8 @@ int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out,
         s->opts.train_steps = 20;
     if (!s->opts.default_k)
         s->opts.default_k = 1024;
+    if (!s->opts.max_sessions)
+        s->opts.max_sessions = 64;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);

@@ -20,12 +20,18 @@
  * guard without an owner (tests, benches) training runs inside
  * observe_after, under the session's write lock, deterministically.
  *
- * Threads: the ops may be called from any thread. Per sampler instance a
+ * Sessions: each session of a guard has its own sampler instance
+ * (bg_guard.sampler_new), trained on its own history only — a sampler
+ * amortises the posterior of the data it saw, and sessions' data differ.
+ * At most max_sessions per guard keep one (least recently used idle ones
+ * are dropped and retrained from the stored history when used again). A
+ * guard without sampler_new shares its one instance among its sessions.
+ *
+ * Threads: the ops may be called from any thread. Per session sampler a
  * rwlock serialises train (write) against sample (read), as the plugin
- * ABI requires; it lives in the guard's sampler_slot (engine.h), owned
- * with the instance, or for a guard without one in a table here kept until
- * bg_gfn_sampled_destroy. Limitation: the sampler instance belongs to the guard, so
- * sessions of one guard share (and retrain) one sampler.
+ * ABI requires; the table lives in the guard's sampler_slot (engine.h),
+ * owned with the instance, or for a guard without one in a table here kept
+ * until bg_gfn_sampled_destroy (gfn_sessions.h).
  *
  * Ownership: bg_gfn_sampled_create returns a new context; the ops table
  * points into it and is valid until bg_gfn_sampled_destroy, which must
@@ -44,6 +50,7 @@ typedef struct bg_gfn_sampled_opts {
     uint32_t train_steps; /* optimiser steps per observation; 0 = 20 */
     uint32_t default_k;   /* samples when the guard says 0; 0 = 1024 */
     uint64_t seed;        /* evaluation sampling seed (mixed with session, #obs) */
+    size_t max_sessions;  /* session samplers kept per guard; 0 = 64 */
 } bg_gfn_sampled_opts;
 
 typedef struct bg_gfn_sampled bg_gfn_sampled;
@@ -54,6 +61,10 @@ const bg_engine_sampled_ops *bg_gfn_sampled_ops(bg_gfn_sampled *s);
 
 /* Block until no training job is queued or running (tests, shutdown). */
 void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s);
+/* Session samplers g holds now; whether the one of `session` was trained
+ * (1), not yet (0), or does not exist (-1). Tests and diagnostics. */
+size_t bg_gfn_sampled_samplers(bg_gfn_sampled *s, const bg_guard *g);
+int bg_gfn_sampled_trained(bg_gfn_sampled *s, const bg_guard *g, const char *session);
 /* Instances whose state this context keeps itself (guards without a
  * sampler_slot); policy snapshots' guards never add one (tests). */
 size_t bg_gfn_sampled_own_slots(bg_gfn_sampled *s);

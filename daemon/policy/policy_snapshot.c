@@ -43,6 +43,7 @@ typedef struct pol_impl {
     bg_plugin_services *svc[3];
     void *inst[3];
     bg_sampler_slot *slot; /* with the sampler instance */
+    bg_space space;        /* the model's, for more sampler instances */
 } pol_impl;
 
 enum { P_MODEL = 0, P_EST = 1, P_SAMPLER = 2 };
@@ -103,6 +104,23 @@ void bg_policy_set_unref(bg_policy_set *s)
 {
     if (s && atomic_fetch_sub(&s->refs, 1) == 1)
         set_free(s);
+}
+
+/* bg_guard.sampler_new / sampler_del: one more instance of the policy's
+ * sampler (its plugin, config and the model's space), for one session. */
+static int sampler_new(void *ctx, void **inst)
+{
+    pol_impl *im = ctx;
+    const bg_plugin_desc *d = im->plug[P_SAMPLER]->desc;
+    int rc = d->vt.sampler->create(bg_plugin_services_host(im->svc[P_SAMPLER]),
+                                   im->spec.sampler_cfg, &im->space, inst);
+    return rc == BG_PLUGIN_OK ? BG_OK : rc == BG_PLUGIN_ENOMEM ? BG_ENOMEM : BG_EINTERNAL;
+}
+
+static void sampler_del(void *ctx, void *inst)
+{
+    pol_impl *im = ctx;
+    im->plug[P_SAMPLER]->desc->vt.sampler->destroy(inst);
 }
 
 /* bg_guard.owner hooks: work that outlives a call (background sampler
@@ -414,6 +432,7 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
         if (create_one(h, im, P_SAMPLER, BG_PLUGIN_KIND_SAMPLER, sp->v.sampler_plugin,
                        sp->sampler, sp->sampler_cfg, &space, errs))
             return BG_ECONFIG;
+        im->space = space;
         if (!(im->slot = bg_sampler_slot_new()))
             return bg__errs_at(errs, sp->sampler, "spec.sampler: out of memory");
     } else if (count == 0) {
@@ -465,6 +484,9 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler_inst = im->inst[P_SAMPLER];
         g->sampler_samples = (uint32_t)sp->v.samples;
         g->sampler_slot = im->slot;
+        g->sampler_new = sampler_new;
+        g->sampler_del = sampler_del;
+        g->sampler_ctx = im;
     }
     static atomic_uint_fast64_t next_instance_id = 1;
     g->instance_id = atomic_fetch_add(&next_instance_id, 1);

@@ -16,7 +16,14 @@
  * back, and the sampled path kept no state of its own for that guard. A
  * guard like the one a reload makes (a new instance id and slot) on a
  * session with data is untrained: its first Evaluate queues a job that
- * owes the whole history, and its slot is trained afterwards.
+ * owes the whole history, and its sampler is trained afterwards; freeing
+ * the slots destroys every session sampler made.
+ *
+ * Per session: two sessions with different truths (each the other's bit
+ * complement): B's training leaves A's verdict unchanged bit for bit, and
+ * each verdict's cautious hypothesis fits its own data within 60 nats;
+ * with max_sessions 2 a third session drops the least recently used
+ * sampler.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -40,8 +47,8 @@ static double dot(uint64_t xmask, uint64_t w)
     return __builtin_popcountll(xmask & w);
 }
 
-static int nan_harm(const void *self, const bg_action *a, const bg_observation *hist,
-                    size_t n_hist, const uint64_t *h, size_t n, double *out)
+static int nan_harm(const void *self, const bg_action *a, const bg_observation *hist, size_t n_hist,
+                    const uint64_t *h, size_t n, double *out)
 {
     (void)self, (void)a, (void)hist, (void)n_hist, (void)h;
     for (size_t i = 0; i < n; i++)
@@ -72,9 +79,48 @@ static void owner_unref(void *o)
     atomic_fetch_sub(&owner_refs, 1);
 }
 
-/* Observe n random pulls of w* (seeded) into (g, session). */
+/* The test's bg_guard.sampler_new: one more gfn instance, as the policy
+ * snapshot makes them (same plugin, config and space). */
+typedef struct factory {
+    const bg_sampler_vtbl *vt;
+    const bg_host *host;
+    const bg_cfg_node *cfg;
+    bg_space space;
+    atomic_int live; /* instances made and not yet destroyed */
+} factory;
+
+static int fx_new(void *ctx, void **inst)
+{
+    factory *f = ctx;
+    if (f->vt->create(f->host, f->cfg, &f->space, inst) != BG_PLUGIN_OK)
+        return BG_EINTERNAL;
+    atomic_fetch_add(&f->live, 1);
+    return BG_OK;
+}
+
+static void fx_del(void *ctx, void *inst)
+{
+    factory *f = ctx;
+    f->vt->destroy(inst);
+    atomic_fetch_sub(&f->live, 1);
+}
+
+static void with_factory(bg_guard *g, factory *f)
+{
+    g->sampler_new = fx_new;
+    g->sampler_del = fx_del;
+    g->sampler_ctx = f;
+}
+
+/* Arm i of the pulls seeded with seed (the same sequence each call). */
+static uint64_t pull_mask(bg_rng *r)
+{
+    return bg_gfn_rng_u64(r) & 0xffffffffULL;
+}
+
+/* Observe n noise-free pulls of `truth` (arms seeded) into (g, session). */
 static void observe_pulls(bg_engine *e, const bg_guard *g, const char *session, uint64_t seed,
-                          int n)
+                          int n, uint64_t truth)
 {
     bg_rng r;
     bg_gfn_rng_seed(&r, seed);
@@ -82,7 +128,7 @@ static void observe_pulls(bg_engine *e, const bg_guard *g, const char *session, 
     bg_posterior_summary sum;
     bg_err err;
     for (int i = 0; i < n; i++) {
-        uint64_t m = bg_gfn_rng_u64(&r) & 0xffffffffULL;
+        uint64_t m = pull_mask(&r);
         for (int k = 0; k < D; k++)
             f[k] = (double)(m >> (D - 1 - k) & 1);
         bg_observation o = {.action = {.id = "",
@@ -91,13 +137,38 @@ static void observe_pulls(bg_engine *e, const bg_guard *g, const char *session, 
                                        .features = f,
                                        .n_features = D},
                             .has_value = 1,
-                            .value = dot(m, w_star)};
+                            .value = dot(m, truth)};
         CHECK(bg_engine_observe(e, g, session, &o, &sum, &err) == BG_OK, "observe: %s", err.msg);
     }
 }
 
+/* log-likelihood of the truth minus that of h on those pulls (sigma 1) */
+static double fit_gap(uint64_t seed, int n, uint64_t truth, uint64_t h)
+{
+    bg_rng r;
+    bg_gfn_rng_seed(&r, seed);
+    double gap = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t m = pull_mask(&r);
+        double d = dot(m, truth) - dot(m, h);
+        gap += 0.5 * d * d;
+    }
+    return gap;
+}
+
+/* A memory-only engine with the sampled path (20 steps per observation). */
+static void make_engine(size_t max_sessions, bg_engine **e, bg_gfn_sampled **gs)
+{
+    bg_err err;
+    bg_engine_opts eo = {0};
+    CHECK(bg_engine_create(&eo, e, &err) == BG_OK, "%s", err.msg);
+    bg_gfn_sampled_opts so = {.train_steps = 20, .seed = 1, .max_sessions = max_sessions};
+    CHECK(bg_gfn_sampled_create(&so, gs, &err) == BG_OK, "%s", err.msg);
+    bg_engine_set_sampled(*e, bg_gfn_sampled_ops(*gs));
+}
+
 static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *base,
-                            const bg_action *a)
+                            const bg_action *a, factory *f)
 {
     size_t own = bg_gfn_sampled_own_slots(gs);
     uint64_t done0 = bg_gfn_sampled_jobs_done(gs);
@@ -107,15 +178,17 @@ static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *ba
     gw.owner_unref = owner_unref;
     gw.instance_id = 1001;
     gw.sampler_slot = bg_sampler_slot_new();
+    with_factory(&gw, f);
     CHECK(gw.sampler_slot, "slot");
-    observe_pulls(e, &gw, "bg", 77, 12);
+    observe_pulls(e, &gw, "bg", 77, 12, w_star);
     bg_gfn_sampled_wait_idle(gs);
     uint64_t done1 = bg_gfn_sampled_jobs_done(gs);
-    printf("background: %llu jobs for 12 observations, slot trained %d, owner refs %d\n",
-           (unsigned long long)(done1 - done0), atomic_load(&gw.sampler_slot->trained),
+    printf("background: %llu jobs for 12 observations, trained %d, owner refs %d\n",
+           (unsigned long long)(done1 - done0), bg_gfn_sampled_trained(gs, &gw, "bg"),
            atomic_load(&owner_refs));
     CHECK(done1 > done0 && done1 - done0 <= 12, "jobs %llu", (unsigned long long)(done1 - done0));
-    CHECK(atomic_load(&gw.sampler_slot->trained) == 1, "slot not marked trained");
+    CHECK(bg_gfn_sampled_trained(gs, &gw, "bg") == 1, "session sampler not marked trained");
+    CHECK(bg_gfn_sampled_samplers(gs, &gw) == 1, "samplers %zu", bg_gfn_sampled_samplers(gs, &gw));
     CHECK(atomic_load(&owner_refs) == 0, "owner references left: %d", atomic_load(&owner_refs));
 
     /* what a reload makes: same data, a fresh slot and instance id */
@@ -129,10 +202,10 @@ static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *ba
     CHECK(v.sampled == 1, "sampled verdict");
     bg_gfn_sampled_wait_idle(gs);
     uint64_t done2 = bg_gfn_sampled_jobs_done(gs);
-    printf("after a reload: Evaluate queued %llu job(s), new slot trained %d\n",
-           (unsigned long long)(done2 - done1), atomic_load(&g2.sampler_slot->trained));
-    CHECK(done2 == done1 + 1, "a fresh slot on a session with data must be trained once");
-    CHECK(atomic_load(&g2.sampler_slot->trained) == 1, "reloaded slot not trained");
+    printf("after a reload: Evaluate queued %llu job(s), new sampler trained %d\n",
+           (unsigned long long)(done2 - done1), bg_gfn_sampled_trained(gs, &g2, "bg"));
+    CHECK(done2 == done1 + 1, "a fresh sampler on a session with data must be trained once");
+    CHECK(bg_gfn_sampled_trained(gs, &g2, "bg") == 1, "reloaded sampler not trained");
     CHECK(atomic_load(&owner_refs) == 0, "owner references left: %d", atomic_load(&owner_refs));
     CHECK(bg_gfn_sampled_own_slots(gs) == own,
           "the sampled path kept state for a slotted guard "
@@ -140,6 +213,57 @@ static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *ba
           bg_gfn_sampled_own_slots(gs), own);
     bg_sampler_slot_free(gw.sampler_slot);
     bg_sampler_slot_free(g2.sampler_slot);
+    CHECK(atomic_load(&f->live) == 0, "session samplers left after the slots: %d",
+          atomic_load(&f->live));
+}
+
+/* Two sessions with different truths: training B leaves A's verdict bit for
+ * bit as it was (a shared sampler would have moved), each verdict's cautious
+ * hypothesis fits its own data; at most max_sessions keep a sampler. */
+static void test_sessions(const bg_guard *base, const bg_action *a, factory *f)
+{
+    bg_engine *e;
+    bg_gfn_sampled *gs;
+    bg_err err;
+    make_engine(2, &e, &gs);
+    bg_guard g = *base;
+    g.instance_id = 2001;
+    with_factory(&g, f);
+    const uint64_t truth_a = w_star, truth_b = ~w_star & 0xffffffffULL;
+    observe_pulls(e, &g, "A", 31, N_OBS, truth_a);
+    bg_verdict va0, va, vb;
+    CHECK(bg_engine_evaluate(e, &g, "A", a, &va0, &err) == BG_OK, "%s", err.msg);
+    observe_pulls(e, &g, "B", 32, N_OBS, truth_b);
+    CHECK(bg_engine_evaluate(e, &g, "A", a, &va, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_engine_evaluate(e, &g, "B", a, &vb, &err) == BG_OK, "%s", err.msg);
+    /* B's training leaves A's sampler as it was: the same verdict, bit for bit */
+    printf("session A before / after B trained: cautious %llu / %llu, posterior %.17g / %.17g, "
+           "plausible %llu / %llu\n",
+           (unsigned long long)va0.cautious_id, (unsigned long long)va.cautious_id,
+           va0.cautious_posterior, va.cautious_posterior,
+           (unsigned long long)va0.plausible_set_size, (unsigned long long)va.plausible_set_size);
+    CHECK(va.cautious_id == va0.cautious_id && va.harm_bound == va0.harm_bound &&
+              va.cautious_posterior == va0.cautious_posterior &&
+              va.plausible_set_size == va0.plausible_set_size,
+          "another session's training changed session A's verdict");
+    double gap_a = fit_gap(31, N_OBS, truth_a, va.cautious_id);
+    double gap_b = fit_gap(32, N_OBS, truth_b, vb.cautious_id);
+    double cross = fit_gap(31, N_OBS, truth_a, truth_b);
+    printf("per-session samplers: session A's cautious %.1f nats from its truth, B's %.1f "
+           "(B's truth on A's data: %.1f; want within 60)\n",
+           gap_a, gap_b, cross);
+    CHECK(gap_a <= 60 && gap_b <= 60, "a session's verdict does not fit its own data");
+    CHECK(bg_gfn_sampled_samplers(gs, &g) == 2, "samplers %zu", bg_gfn_sampled_samplers(gs, &g));
+    /* a third session: the least recently used idle sampler (A's) goes */
+    observe_pulls(e, &g, "C", 33, 1, truth_a);
+    CHECK(bg_gfn_sampled_samplers(gs, &g) == 2, "samplers %zu over max_sessions 2",
+          bg_gfn_sampled_samplers(gs, &g));
+    CHECK(bg_gfn_sampled_trained(gs, &g, "A") == -1, "A's sampler was not the one dropped");
+    CHECK(bg_gfn_sampled_trained(gs, &g, "B") == 1 && bg_gfn_sampled_trained(gs, &g, "C") == 1,
+          "B and C keep theirs");
+    bg_engine_destroy(e);
+    bg_gfn_sampled_destroy(gs);
+    CHECK(atomic_load(&f->live) == 0, "session samplers left: %d", atomic_load(&f->live));
 }
 
 int main(void)
@@ -149,17 +273,19 @@ int main(void)
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
-    bg_guard_spec spec = {.name = "bandit32", .model = "bandit",
+    bg_guard_spec spec = {.name = "bandit32",
+                          .model = "bandit",
                           .model_cfg = "{features: 32, sigma: 1, theta: 6}",
-                          .estimator = "iid", .estimator_cfg = "", .threshold = 0.5};
+                          .estimator = "iid",
+                          .estimator_cfg = "",
+                          .threshold = 0.5};
     bg_guard_build *gb;
     CHECK(bg_guard_build_create(h, &spec, &gb, &err) == BG_OK, "%s", err.msg);
     bg_guard g = *bg_guard_build_guard(gb);
 
     /* the sampler instance, through the host like the daemon would */
     bg_plugin *sp;
-    CHECK(bg_plugin_host_find(h, "gfn", BG_PLUGIN_KIND_SAMPLER, &sp, &err) == BG_OK, "%s",
-          err.msg);
+    CHECK(bg_plugin_host_find(h, "gfn", BG_PLUGIN_KIND_SAMPLER, &sp, &err) == BG_OK, "%s", err.msg);
     const char *yaml = "{loss: tb, hidden: 64, lr: 0.01, lr_end: 0.001, lr_horizon: 400, "
                        "seed: 5}";
     bg_cfg_doc *doc;
@@ -177,12 +303,8 @@ int main(void)
     g.sampler_samples = 256;
 
     bg_engine *e;
-    bg_engine_opts eo = {0};
-    CHECK(bg_engine_create(&eo, &e, &err) == BG_OK, "%s", err.msg);
     bg_gfn_sampled *gs;
-    bg_gfn_sampled_opts so = {.train_steps = 20, .default_k = 0, .seed = 1};
-    CHECK(bg_gfn_sampled_create(&so, &gs, &err) == BG_OK, "%s", err.msg);
-    bg_engine_set_sampled(e, bg_gfn_sampled_ops(gs));
+    make_engine(0, &e, &gs);
 
     /* observations: random arms, r ~ N(x·w*, 1) */
     bg_rng r;
@@ -196,9 +318,13 @@ int main(void)
             feats[i][k] = (double)(masks[i] >> (D - 1 - k) & 1);
         double u1 = bg_gfn_rng_uniform(&r) + 1e-12, u2 = bg_gfn_rng_uniform(&r);
         double noise = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
-        bg_observation o = {.action = {.id = "", .tool = "pull", .arguments_json = "",
-                                       .features = feats[i], .n_features = D},
-                            .has_value = 1, .value = dot(masks[i], w_star) + noise};
+        bg_observation o = {.action = {.id = "",
+                                       .tool = "pull",
+                                       .arguments_json = "",
+                                       .features = feats[i],
+                                       .n_features = D},
+                            .has_value = 1,
+                            .value = dot(masks[i], w_star) + noise};
         CHECK(bg_engine_observe(e, &g, "s1", &o, &sum, &err) == BG_OK, "observe %d: %s", i,
               err.msg);
     }
@@ -207,16 +333,15 @@ int main(void)
     double x[D];
     for (int k = 0; k < D; k++)
         x[k] = k % 3 == 0;
-    bg_action a = {.id = "", .tool = "pull", .arguments_json = "", .features = x,
-                   .n_features = D};
+    bg_action a = {.id = "", .tool = "pull", .arguments_json = "", .features = x, .n_features = D};
     bg_verdict v1, v2;
     CHECK(bg_engine_evaluate(e, &g, "s1", &a, &v1, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_engine_evaluate(e, &g, "s1", &a, &v2, &err) == BG_OK, "%s", err.msg);
     printf("sampled verdict: %s bound %.4f cautious %s (posterior among samples %.3f, harm "
            "%.4f), plausible %llu, sampled %d from %llu samples, %llu us\n",
-           bg_decision_name(v1.decision), v1.harm_bound, v1.cautious_label,
-           v1.cautious_posterior, v1.cautious_harm, (unsigned long long)v1.plausible_set_size,
-           v1.sampled, (unsigned long long)v1.samples, (unsigned long long)v1.eval_us);
+           bg_decision_name(v1.decision), v1.harm_bound, v1.cautious_label, v1.cautious_posterior,
+           v1.cautious_harm, (unsigned long long)v1.plausible_set_size, v1.sampled,
+           (unsigned long long)v1.samples, (unsigned long long)v1.eval_us);
     CHECK(v1.sampled == 1 && v1.samples == 256, "sampled %d samples %llu", v1.sampled,
           (unsigned long long)v1.samples);
     CHECK(v1.harm_bound >= 0 && v1.harm_bound <= 1 && v1.harm_bound == v1.cautious_harm,
@@ -255,15 +380,17 @@ int main(void)
     bg_verdict vb;
     int rc = bg_engine_evaluate(e, &gb2, "s1", &a, &vb, &err);
     printf("NaN harm: rc %d (%s)\n", rc, err.msg);
-    CHECK(rc == BG_EINTERNAL && strstr(err.msg, "expected a probability"), "NaN harm: rc %d",
-          rc);
+    CHECK(rc == BG_EINTERNAL && strstr(err.msg, "expected a probability"), "NaN harm: rc %d", rc);
     bad = *g.model;
     bad.log_lik = neg_inf_lik;
     rc = bg_engine_evaluate(e, &gb2, "s1", &a, &vb, &err);
     printf("-inf log-likelihood: rc %d (%s)\n", rc, err.msg);
     CHECK(rc == BG_EINTERNAL && strstr(err.msg, "finite posterior"), "-inf lik: rc %d", rc);
 
-    test_background(e, gs, &g, &a);
+    factory fac = {
+        sp->desc->vt.sampler, bg_plugin_services_host(svc), bg_cfg_doc_root(doc, 0), {D, 0}, 0};
+    test_background(e, gs, &g, &a, &fac);
+    test_sessions(&g, &a, &fac);
 
     bg_engine_destroy(e);
     bg_gfn_sampled_destroy(gs);

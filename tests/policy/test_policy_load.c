@@ -70,7 +70,7 @@ static void test_dir_layout(void)
         CHECK_STR(pay->guard.model_name, "fx_model");
         CHECK_STR(pay->guard.estimator_name, "fx_est");
         CHECK(pay->guard.sampler == NULL);
-        CHECK(pay->guard.sampler_slot == NULL);
+        CHECK(pay->guard.sampler_slot == NULL && pay->guard.sampler_new == NULL);
         CHECK_INT(pay->guard.model->count(pay->guard.model_inst), 8);
         /* delta 0.1 * prior_floor 0.01 reached the estimator. */
         CHECK_NEAR(pay->guard.estimator->order_needed(pay->guard.estimator_inst), 1e-3, 1e-15);
@@ -190,9 +190,6 @@ static void test_sampler(void)
         const bg_guard *g = &bg_policy_set_at(s, 0)->guard;
         CHECK_STR(g->sampler_name, "fx_sampler");
         CHECK_INT(g->sampler_samples, 64);
-        /* the sampled path's per-instance state, owned with the instance */
-        CHECK(g->sampler_slot != NULL);
-        CHECK_INT(atomic_load(&g->sampler_slot->trained), 0);
         CHECK_INT(g->model->count(g->model_inst), 0);
         uint64_t ids[4];
         double lq[4];
@@ -201,6 +198,18 @@ static void test_sampler(void)
         CHECK_INT(g->sampler->sample(g->sampler_inst, &r, 4, ids, lq), 0);
         CHECK_INT(ids[3], 3);
         CHECK_NEAR(lq[0], -12 * log(2.0), 1e-12); /* the sampler got the model's 12-bit space */
+        /* the sampled path's per-instance state, owned with the instance,
+         * and more instances of the same sampler for sessions */
+        CHECK(g->sampler_slot != NULL && g->sampler_slot->state == NULL);
+        void *more = NULL;
+        CHECK(g->sampler_new && g->sampler_del);
+        CHECK_INT(g->sampler_new(g->sampler_ctx, &more), BG_OK);
+        uint64_t id2[4];
+        double lq2[4];
+        bg_rng_seed(&r, 1);
+        CHECK_INT(g->sampler->sample(more, &r, 4, id2, lq2), 0);
+        CHECK_NEAR(lq2[0], -12 * log(2.0), 1e-12); /* same space */
+        g->sampler_del(g->sampler_ctx, more);
         CHECK_STR(bg_policy_set_match(s, "anything")->name, "bits");
         bg_policy_set_unref(s);
     }

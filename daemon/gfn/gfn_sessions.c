@@ -1,0 +1,161 @@
+/*
+ * gfn_sessions.c — the samplers of a guard's sessions (gfn_sessions.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gfn_sessions.h"
+
+typedef struct table {
+    void (*del)(void *ctx, void *inst);
+    void *ctx;
+    bg__gfn_ss *list;
+    size_t n;
+    uint64_t clock;
+} table;
+
+static void entry_free(table *t, bg__gfn_ss *e)
+{
+    if (e->own)
+        t->del(t->ctx, e->inst);
+    pthread_rwlock_destroy(&e->lock);
+    free(e->session);
+    free(e);
+}
+
+static void table_free(void *vt)
+{
+    table *t = vt;
+    if (!t)
+        return;
+    for (bg__gfn_ss *e = t->list, *next; e; e = next) {
+        next = e->next;
+        entry_free(t, e);
+    }
+    free(t);
+}
+
+/* Destroys least recently used idle entries while there are more than max. */
+static void evict(table *t, size_t max)
+{
+    while (t->n > max) {
+        bg__gfn_ss **victim = NULL;
+        for (bg__gfn_ss **pp = &t->list; *pp; pp = &(*pp)->next)
+            if ((*pp)->refs == 0 && (*pp)->own &&
+                (!victim || (*pp)->last_use < (*victim)->last_use))
+                victim = pp;
+        if (!victim)
+            return; /* all in use: over max until they are released */
+        bg__gfn_ss *e = *victim;
+        *victim = e->next;
+        t->n--;
+        entry_free(t, e);
+    }
+}
+
+static int entry_new(bg_sampler_slot *slot, const bg_guard *g, const char *key, bg__gfn_ss **out,
+                     bg_err *err)
+{
+    bg__gfn_ss *e = calloc(1, sizeof *e);
+    if (!e || !(e->session = strdup(key))) {
+        free(e);
+        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for a session sampler",
+                          g->name);
+    }
+    e->slot = slot;
+    if (g->sampler_new) {
+        int rc = g->sampler_new(g->sampler_ctx, &e->inst);
+        if (rc != BG_OK) {
+            free(e->session);
+            free(e);
+            return bg_err_set(err, rc == BG_ENOMEM ? BG_ENOMEM : BG_EINTERNAL,
+                              "policy %s: sampler %s: cannot create a sampler for session "
+                              "'%s' (%s)",
+                              g->name, g->sampler_name ? g->sampler_name : "?", key,
+                              bg_err_name(rc));
+        }
+        e->own = 1;
+    } else {
+        e->inst = g->sampler_inst;
+    }
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&e->lock, &a);
+    pthread_rwlockattr_destroy(&a);
+    atomic_init(&e->trained, 0);
+    *out = e;
+    return BG_OK;
+}
+
+int bg__gfn_ss_get(bg_sampler_slot *slot, const bg_guard *g, const char *session, size_t max,
+                   bg__gfn_ss **out, bg_err *err)
+{
+    const char *key = g->sampler_new && session ? session : "";
+    int rc = BG_OK;
+    pthread_mutex_lock(&slot->mu);
+    table *t = slot->state;
+    if (!t) {
+        if (!(t = calloc(1, sizeof *t))) {
+            pthread_mutex_unlock(&slot->mu);
+            return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
+        }
+        t->del = g->sampler_del;
+        t->ctx = g->sampler_ctx;
+        slot->state = t;
+        slot->state_free = table_free;
+    }
+    bg__gfn_ss *e = t->list;
+    while (e && strcmp(e->session, key) != 0)
+        e = e->next;
+    if (!e && (rc = entry_new(slot, g, key, &e, err)) == BG_OK) {
+        e->next = t->list;
+        t->list = e;
+        t->n++;
+    }
+    if (rc == BG_OK) {
+        e->refs++;
+        e->last_use = ++t->clock;
+        evict(t, max);
+    }
+    pthread_mutex_unlock(&slot->mu);
+    *out = e;
+    return rc;
+}
+
+void bg__gfn_ss_ref(bg__gfn_ss *e)
+{
+    pthread_mutex_lock(&e->slot->mu);
+    e->refs++;
+    pthread_mutex_unlock(&e->slot->mu);
+}
+
+void bg__gfn_ss_put(bg__gfn_ss *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->slot->mu);
+    e->refs--;
+    pthread_mutex_unlock(&e->slot->mu);
+}
+
+size_t bg__gfn_ss_count(bg_sampler_slot *slot)
+{
+    pthread_mutex_lock(&slot->mu);
+    table *t = slot->state;
+    size_t n = t ? t->n : 0;
+    pthread_mutex_unlock(&slot->mu);
+    return n;
+}
+
+int bg__gfn_ss_trained(bg_sampler_slot *slot, const char *session)
+{
+    pthread_mutex_lock(&slot->mu);
+    table *t = slot->state;
+    bg__gfn_ss *e = t ? t->list : NULL;
+    while (e && strcmp(e->session, session) != 0)
+        e = e->next;
+    int r = e ? atomic_load(&e->trained) : -1;
+    pthread_mutex_unlock(&slot->mu);
+    return r;
+}
