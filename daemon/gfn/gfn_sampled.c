@@ -165,13 +165,18 @@ static int train_steps(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e,
 {
     session_reward r = {g, hist, n_hist, NULL, 0};
     int rc = BG_PLUGIN_OK;
-    for (uint32_t k = 0; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
+    uint32_t k = 0;
+    for (; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
         pthread_rwlock_wrlock(&e->lock);
         rc = g->sampler->train(e->inst, session_log_r, &r, 1);
         pthread_rwlock_unlock(&e->lock);
+        /* as trained as after one observation: verdicts may use it (a long
+         * first job after a reload need not finish before they do) */
+        if (rc == BG_PLUGIN_OK && k + 1 == s->opts.train_steps)
+            atomic_store(&e->trained, 1);
     }
     free(r.tmp);
-    if (rc == BG_PLUGIN_OK)
+    if (rc == BG_PLUGIN_OK && k == steps)
         atomic_store(&e->trained, 1);
     return rc;
 }
@@ -497,12 +502,22 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session,
         bg__gfn_ss_put(e);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
-    /* A fresh sampler (first use, after a reload or an eviction) on a
-     * session with data: start training now; this verdict samples the
-     * current state. */
-    if (n_hist && g->owner_ref && s->have_thread && !trained_or_training(s, e)) {
-        bg_err ignored; /* best effort: this verdict does not depend on it */
-        schedule(s, g, e, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, &ignored);
+    /* A sampler that has not yet trained on the session's data (first use,
+     * after a reload or a drop) would give a verdict about nothing: start
+     * its training and fail closed until it has had train_steps steps. */
+    if (n_hist && g->owner_ref && s->have_thread && !atomic_load(&e->trained)) {
+        if (!trained_or_training(s, e))
+            rc = schedule(s, g, e, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, err);
+        if (rc == BG_OK)
+            rc = bg_err_set(err, BG_EUNAVAIL,
+                            "policy %s: the sampler of session '%s' has not yet trained on "
+                            "the session's %zu observations (a new sampler: first use, a reload, "
+                            "or it was dropped for newer sessions); "
+                            "it is training now and no decision was made: retry in a moment",
+                            g->name, session ? session : "", n_hist);
+        bg__gfn_ss_put(e);
+        free(ids);
+        return rc;
     }
     bg_rng rng;
     bg_gfn_rng_seed(&rng, mix_seed(s->opts.seed, session, n_hist));

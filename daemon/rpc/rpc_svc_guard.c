@@ -185,7 +185,8 @@ void bg__svc_evaluate(bg__rpc_call *c)
         grpc_status_code ec = rc == BG_EINVAL ? GRPC_STATUS_INVALID_ARGUMENT
                               : (rc == BG_ELIMIT || rc == BG_ENOMEM)
                                   ? GRPC_STATUS_RESOURCE_EXHAUSTED
-                                  : GRPC_STATUS_INTERNAL;
+                              : rc == BG_EUNAVAIL ? GRPC_STATUS_UNAVAILABLE /* retry soon */
+                                                  : GRPC_STATUS_INTERNAL;
         if (ec == GRPC_STATUS_INTERNAL)
             bg__rpc_call_fail(c, ec, "policy %s: evaluation failed, no decision was made (%s): "
                                      "the policy's on_error is deny; treat the action as not "

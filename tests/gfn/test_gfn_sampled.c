@@ -15,9 +15,10 @@
  * the trainer drains them the slot says trained, every owner reference is
  * back, and the sampled path kept no state of its own for that guard. A
  * guard like the one a reload makes (a new instance id and slot) on a
- * session with data is untrained: its first Evaluate queues a job that
- * owes the whole history, and its sampler is trained afterwards; freeing
- * the slots destroys every session sampler made.
+ * session with data is untrained: its first Evaluate fails closed
+ * (BG_EUNAVAIL, "retry") and queues one job that owes the whole history;
+ * once trained, verdicts come back; freeing the slots destroys every
+ * session sampler made.
  *
  * Per session: two sessions with different truths (each the other's bit
  * complement): B's training leaves A's verdict unchanged bit for bit, and
@@ -198,9 +199,16 @@ static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *ba
     CHECK(g2.sampler_slot, "slot");
     bg_verdict v;
     bg_err err;
+    /* its sampler has not seen the session's data: no verdict (fail closed),
+     * training starts; a second Evaluate meanwhile queues nothing more */
+    int rc = bg_engine_evaluate(e, &g2, "bg", a, &v, &err);
+    printf("first Evaluate after a reload: %s: %s\n", bg_err_name(rc), err.msg);
+    CHECK(rc == BG_EUNAVAIL && strstr(err.msg, "retry"), "rc %d", rc);
+    rc = bg_engine_evaluate(e, &g2, "bg", a, &v, &err);
+    CHECK(rc == BG_EUNAVAIL || rc == BG_OK, "rc %d", rc);
+    bg_gfn_sampled_wait_idle(gs);
     CHECK(bg_engine_evaluate(e, &g2, "bg", a, &v, &err) == BG_OK, "%s", err.msg);
     CHECK(v.sampled == 1, "sampled verdict");
-    bg_gfn_sampled_wait_idle(gs);
     uint64_t done2 = bg_gfn_sampled_jobs_done(gs);
     printf("after a reload: Evaluate queued %llu job(s), new sampler trained %d\n",
            (unsigned long long)(done2 - done1), bg_gfn_sampled_trained(gs, &g2, "bg"));

@@ -6,7 +6,9 @@ cautious hypothesis's harm is the bandit formula for its id (checked here
 independently); once training has caught up, the cautious hypothesis fits
 the data (log-likelihood within 60 nats of the true w*, as the in-process
 test demands) — polled with a deadline, never slept for — and again after a
-reload replaced the sampler with a fresh one. Run with
+reload replaced the sampler with a fresh one: the first Evaluate after the
+reload fails closed with UNAVAILABLE (its sampler has not seen the session's
+data; training starts) and verdicts return once it has. Run with
 /usr/bin/python3 (ctest sets the environment)."""
 import math
 import os
@@ -14,6 +16,8 @@ import random
 import shutil
 import sys
 import tempfile
+
+import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
@@ -80,7 +84,12 @@ def test_sampled_verdict_over_the_wire():
                 assert resp.observations == n, resp
 
             def fits():
-                v = d.evaluate(guard_pb2.EvaluateRequest(action=action(x), context=ctx))
+                try:
+                    v = d.evaluate(guard_pb2.EvaluateRequest(action=action(x), context=ctx))
+                except grpc.RpcError as e:  # the session's sampler is warming up
+                    assert e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+                    assert "retry" in e.details(), e.details()
+                    return False
                 assert v.bound_kind == guard_pb2.SAMPLED and v.samples == K, v
                 assert v.observations == N_OBS, v
                 assert 1 <= v.plausible_set_size <= K, v
@@ -102,6 +111,10 @@ def test_sampled_verdict_over_the_wire():
                 f.write(POLICY.replace("threshold: 0.5", "threshold: 0.45"))
             r = d.call("Reload", guard_pb2.ReloadRequest())
             assert r.ok, r
+            msg = bgtest.expect_code(
+                lambda: d.evaluate(guard_pb2.EvaluateRequest(action=action(x), context=ctx)),
+                grpc.StatusCode.UNAVAILABLE, ("s1", "40 observations", "no decision", "retry"))
+            print("first Evaluate after the reload:", msg)
             bgtest.wait_for(fits, 240.0, "the reloaded sampler to be trained from the session's "
                                          "stored observations", interval=0.2)
     finally:
