@@ -64,13 +64,17 @@ const char *bg_decision_name(bg_decision d);
 /* Where the sampled path keeps its state for one sampler instance of a
  * guard (the samplers of its sessions, their locks, whether each was
  * trained): owned by the guard's owner and released with the instance, so
- * a reload leaves nothing behind. The sampled path fills state on first use
- * and sets state_free, which bg_sampler_slot_free calls first (while the
- * sampler plugin is still loaded). */
+ * nothing is left behind. The sampled path fills state on first use and
+ * sets state_free, which bg_sampler_slot_free calls first (while the
+ * sampler plugin is still loaded), and state_ref. A reload that keeps a
+ * policy's model, sampler plugin and sampler config shares the state with
+ * the new instance (bg_sampler_slot_share), so trained samplers survive it;
+ * the state then lives until the last slot sharing it is freed. */
 typedef struct bg_sampler_slot {
-    pthread_mutex_t mu; /* guards state */
+    pthread_mutex_t mu; /* guards the fields */
     void *state;
-    void (*state_free)(void *state);
+    void (*state_free)(void *state); /* drops this slot's reference */
+    void (*state_ref)(void *state);
 } bg_sampler_slot;
 
 /* Allocates and initialises an empty slot; NULL when out of memory. */
@@ -80,6 +84,21 @@ static inline bg_sampler_slot *bg_sampler_slot_new(void)
     if (sl)
         pthread_mutex_init(&sl->mu, NULL);
     return sl;
+}
+
+/* to (fresh, not yet used) shares from's state, when it has one. */
+static inline void bg_sampler_slot_share(bg_sampler_slot *to, bg_sampler_slot *from)
+{
+    pthread_mutex_lock(&from->mu);
+    if (from->state && from->state_ref) {
+        from->state_ref(from->state);
+        pthread_mutex_lock(&to->mu);
+        to->state = from->state;
+        to->state_free = from->state_free;
+        to->state_ref = from->state_ref;
+        pthread_mutex_unlock(&to->mu);
+    }
+    pthread_mutex_unlock(&from->mu);
 }
 
 static inline void bg_sampler_slot_free(bg_sampler_slot *sl)
@@ -117,10 +136,10 @@ typedef struct bg_guard {
      * by instance, for its own lifetime. */
     bg_sampler_slot *sampler_slot;
     /* Optional: a new instance of the guard's sampler (same plugin, config
-     * and space) for one session, and its destructor (ctx: sampler_ctx);
-     * returns a BG_E* code. NULL: sampler_inst serves every session. */
+     * and space) for one session (ctx: sampler_ctx), destroyed with
+     * sampler->destroy; returns a BG_E* code. NULL: sampler_inst serves
+     * every session. */
     int (*sampler_new)(void *ctx, void **inst);
-    void (*sampler_del)(void *ctx, void *inst);
     void *sampler_ctx;
 
     double threshold;             /* bound > threshold -> over_threshold */

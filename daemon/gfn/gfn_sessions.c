@@ -6,37 +6,45 @@
 
 #include "gfn_sessions.h"
 
-typedef struct table {
-    void (*del)(void *ctx, void *inst);
-    void *ctx;
+struct bg__gfn_table {
+    pthread_mutex_t mu;          /* guards the list and every entry's refs, last_use */
+    atomic_int refs;             /* slots holding the table */
+    void (*destroy)(void *inst); /* the sampler plugin's, for own instances */
     bg__gfn_ss *list;
     size_t n;
     uint64_t clock;
-} table;
+};
 
-static void entry_free(table *t, bg__gfn_ss *e)
+static void entry_free(bg__gfn_table *t, bg__gfn_ss *e)
 {
     if (e->own)
-        t->del(t->ctx, e->inst);
+        t->destroy(e->inst);
     pthread_rwlock_destroy(&e->lock);
     free(e->session);
     free(e);
 }
 
-static void table_free(void *vt)
+static void table_ref(void *vt)
 {
-    table *t = vt;
-    if (!t)
+    atomic_fetch_add(&((bg__gfn_table *)vt)->refs, 1);
+}
+
+/* A slot lets go of the table: the last one destroys it. */
+static void table_unref(void *vt)
+{
+    bg__gfn_table *t = vt;
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
         return;
     for (bg__gfn_ss *e = t->list, *next; e; e = next) {
         next = e->next;
         entry_free(t, e);
     }
+    pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
 /* Destroys least recently used idle entries while there are more than max. */
-static void evict(table *t, size_t max)
+static void evict(bg__gfn_table *t, size_t max)
 {
     while (t->n > max) {
         bg__gfn_ss **victim = NULL;
@@ -53,7 +61,7 @@ static void evict(table *t, size_t max)
     }
 }
 
-static int entry_new(bg_sampler_slot *slot, const bg_guard *g, const char *key, bg__gfn_ss **out,
+static int entry_new(bg__gfn_table *t, const bg_guard *g, const char *key, bg__gfn_ss **out,
                      bg_err *err)
 {
     bg__gfn_ss *e = calloc(1, sizeof *e);
@@ -62,7 +70,7 @@ static int entry_new(bg_sampler_slot *slot, const bg_guard *g, const char *key, 
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for a session sampler",
                           g->name);
     }
-    e->slot = slot;
+    e->table = t;
     if (g->sampler_new) {
         int rc = g->sampler_new(g->sampler_ctx, &e->inst);
         if (rc != BG_OK) {
@@ -88,27 +96,37 @@ static int entry_new(bg_sampler_slot *slot, const bg_guard *g, const char *key, 
     return BG_OK;
 }
 
+/* The slot's table, created on first use. */
+static bg__gfn_table *table_of(bg_sampler_slot *slot, const bg_guard *g)
+{
+    pthread_mutex_lock(&slot->mu);
+    bg__gfn_table *t = slot->state;
+    if (!t && (t = calloc(1, sizeof *t)) != NULL) {
+        pthread_mutex_init(&t->mu, NULL);
+        atomic_init(&t->refs, 1);
+        t->destroy = g->sampler->destroy;
+        slot->state = t;
+        slot->state_free = table_unref;
+        slot->state_ref = table_ref;
+    }
+    pthread_mutex_unlock(&slot->mu);
+    return t;
+}
+
 int bg__gfn_ss_get(bg_sampler_slot *slot, const bg_guard *g, const char *session, size_t max,
                    bg__gfn_ss **out, bg_err *err)
 {
+    *out = NULL;
+    bg__gfn_table *t = table_of(slot, g);
+    if (!t)
+        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
     const char *key = g->sampler_new && session ? session : "";
     int rc = BG_OK;
-    pthread_mutex_lock(&slot->mu);
-    table *t = slot->state;
-    if (!t) {
-        if (!(t = calloc(1, sizeof *t))) {
-            pthread_mutex_unlock(&slot->mu);
-            return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
-        }
-        t->del = g->sampler_del;
-        t->ctx = g->sampler_ctx;
-        slot->state = t;
-        slot->state_free = table_free;
-    }
+    pthread_mutex_lock(&t->mu);
     bg__gfn_ss *e = t->list;
     while (e && strcmp(e->session, key) != 0)
         e = e->next;
-    if (!e && (rc = entry_new(slot, g, key, &e, err)) == BG_OK) {
+    if (!e && (rc = entry_new(t, g, key, &e, err)) == BG_OK) {
         e->next = t->list;
         t->list = e;
         t->n++;
@@ -117,45 +135,53 @@ int bg__gfn_ss_get(bg_sampler_slot *slot, const bg_guard *g, const char *session
         e->refs++;
         e->last_use = ++t->clock;
         evict(t, max);
+        *out = e;
     }
-    pthread_mutex_unlock(&slot->mu);
-    *out = e;
+    pthread_mutex_unlock(&t->mu);
     return rc;
 }
 
 void bg__gfn_ss_ref(bg__gfn_ss *e)
 {
-    pthread_mutex_lock(&e->slot->mu);
+    pthread_mutex_lock(&e->table->mu);
     e->refs++;
-    pthread_mutex_unlock(&e->slot->mu);
+    pthread_mutex_unlock(&e->table->mu);
 }
 
 void bg__gfn_ss_put(bg__gfn_ss *e)
 {
     if (!e)
         return;
-    pthread_mutex_lock(&e->slot->mu);
+    pthread_mutex_lock(&e->table->mu);
     e->refs--;
-    pthread_mutex_unlock(&e->slot->mu);
+    pthread_mutex_unlock(&e->table->mu);
 }
 
 size_t bg__gfn_ss_count(bg_sampler_slot *slot)
 {
     pthread_mutex_lock(&slot->mu);
-    table *t = slot->state;
-    size_t n = t ? t->n : 0;
+    bg__gfn_table *t = slot->state;
     pthread_mutex_unlock(&slot->mu);
+    if (!t)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n;
+    pthread_mutex_unlock(&t->mu);
     return n;
 }
 
 int bg__gfn_ss_trained(bg_sampler_slot *slot, const char *session)
 {
     pthread_mutex_lock(&slot->mu);
-    table *t = slot->state;
-    bg__gfn_ss *e = t ? t->list : NULL;
+    bg__gfn_table *t = slot->state;
+    pthread_mutex_unlock(&slot->mu);
+    if (!t)
+        return -1;
+    pthread_mutex_lock(&t->mu);
+    bg__gfn_ss *e = t->list;
     while (e && strcmp(e->session, session) != 0)
         e = e->next;
     int r = e ? atomic_load(&e->trained) : -1;
-    pthread_mutex_unlock(&slot->mu);
+    pthread_mutex_unlock(&t->mu);
     return r;
 }

@@ -8,15 +8,17 @@
  * history; a guard without sampler_new (tests, benches) shares its one
  * instance among all sessions, as before.
  *
- * The table lives in the guard's bg_sampler_slot (engine.h) and dies with
- * it. At most `max` sessions keep a sampler: the least recently used one
+ * The table lives in the guard's bg_sampler_slot (engine.h), reference
+ * counted: a reload that keeps the policy's model and sampler shares it
+ * with the new instance (bg_sampler_slot_share), and it dies with the last
+ * slot that holds it. At most `max` sessions keep a sampler: the least recently used one
  * that nothing uses is destroyed first; its session gets a fresh sampler
  * on its next use, trained again on its whole history (the engine keeps
  * the observations). Entries in use (an Evaluate sampling, a training job
  * queued or running) are never destroyed; the table may then exceed `max`
  * for as long as they are.
  *
- * Threads: get/put under the slot's mutex; an entry's lock serialises
+ * Threads: get/put under the table's mutex; an entry's lock serialises
  * train (write) against sample (read), writer-preferring so that training
  * steps are not starved under evaluations.
  */
@@ -30,15 +32,17 @@
 #include "common/bg_err.h"
 #include "engine/engine.h"
 
+typedef struct bg__gfn_table bg__gfn_table;
+
 typedef struct bg__gfn_ss {
-    bg_sampler_slot *slot; /* the table it belongs to */
-    char *session;         /* "" for a shared instance */
+    bg__gfn_table *table; /* the table it belongs to */
+    char *session;        /* "" for a shared instance */
     void *inst;
     int own; /* inst from sampler_new: destroyed with the entry */
     pthread_rwlock_t lock;
     atomic_int trained; /* trained at least once */
-    int refs;           /* users, under slot->mu */
-    uint64_t last_use;  /* under slot->mu */
+    int refs;           /* users, under the table's mutex */
+    uint64_t last_use;  /* under the table's mutex */
     struct bg__gfn_ss *next;
 } bg__gfn_ss;
 

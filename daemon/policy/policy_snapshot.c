@@ -44,6 +44,7 @@ typedef struct pol_impl {
     void *inst[3];
     bg_sampler_slot *slot; /* with the sampler instance */
     bg_space space;        /* the model's, for more sampler instances */
+    uint64_t sampler_key;  /* sampler plugin + its config: what training depends on */
 } pol_impl;
 
 enum { P_MODEL = 0, P_EST = 1, P_SAMPLER = 2 };
@@ -106,8 +107,8 @@ void bg_policy_set_unref(bg_policy_set *s)
         set_free(s);
 }
 
-/* bg_guard.sampler_new / sampler_del: one more instance of the policy's
- * sampler (its plugin, config and the model's space), for one session. */
+/* bg_guard.sampler_new: one more instance of the policy's sampler (its
+ * plugin, config and the model's space), for one session. */
 static int sampler_new(void *ctx, void **inst)
 {
     pol_impl *im = ctx;
@@ -115,12 +116,6 @@ static int sampler_new(void *ctx, void **inst)
     int rc = d->vt.sampler->create(bg_plugin_services_host(im->svc[P_SAMPLER]),
                                    im->spec.sampler_cfg, &im->space, inst);
     return rc == BG_PLUGIN_OK ? BG_OK : rc == BG_PLUGIN_ENOMEM ? BG_ENOMEM : BG_EINTERNAL;
-}
-
-static void sampler_del(void *ctx, void *inst)
-{
-    pol_impl *im = ctx;
-    im->plug[P_SAMPLER]->desc->vt.sampler->destroy(inst);
 }
 
 /* bg_guard.owner hooks: work that outlives a call (background sampler
@@ -133,6 +128,24 @@ static void owner_ref(void *owner)
 static void owner_unref(void *owner)
 {
     bg_policy_set_unref(owner);
+}
+
+void bg__policy_set_inherit(bg_policy_set *to, const bg_policy_set *from)
+{
+    for (size_t i = 0; from && i < to->n; i++) {
+        pol_impl *ni = &to->impl[i];
+        for (size_t j = 0; ni->slot && j < from->n; j++) {
+            const pol_impl *oi = &from->impl[j];
+            if (oi->slot && strcmp(to->pols[i].name, from->pols[j].name) == 0 &&
+                to->pols[i].guard.model_key == from->pols[j].guard.model_key &&
+                ni->plug[P_SAMPLER] == oi->plug[P_SAMPLER] && ni->sampler_key == oi->sampler_key) {
+                bg_sampler_slot_share(ni->slot, oi->slot);
+                BG_DEBUG("policy", "policy %s: the sampler state carries over the reload",
+                         to->pols[i].name);
+                break;
+            }
+        }
+    }
 }
 
 const char *bg_policy_set_revision(const bg_policy_set *s)
@@ -433,6 +446,11 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
                        sp->sampler, sp->sampler_cfg, &space, errs))
             return BG_ECONFIG;
         im->space = space;
+        const bg_plugin *spl = im->plug[P_SAMPLER];
+        uint64_t seed = bg_plugin_identity(spl);
+        for (const char *c = spl->desc->name; *c; c++)
+            seed = (seed ^ (unsigned char)*c) * 0x100000001b3ULL;
+        im->sampler_key = bg_cfg_hash(sp->sampler_cfg, seed);
         if (!(im->slot = bg_sampler_slot_new()))
             return bg__errs_at(errs, sp->sampler, "spec.sampler: out of memory");
     } else if (count == 0) {
@@ -485,7 +503,6 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler_samples = (uint32_t)sp->v.samples;
         g->sampler_slot = im->slot;
         g->sampler_new = sampler_new;
-        g->sampler_del = sampler_del;
         g->sampler_ctx = im;
     }
     static atomic_uint_fast64_t next_instance_id = 1;

@@ -172,6 +172,8 @@ int bg_policy_store_reload(bg_policy_store *st, const char *trigger, bg_err *err
     char errs[sizeof st->status.last_errors];
     int rc = build(st, &s, errs, sizeof errs);
     if (rc == BG_OK) {
+        /* trained samplers of unchanged sampled policies keep serving */
+        bg__policy_set_inherit(s, atomic_load(&st->cur));
         bg_policy_set *old = atomic_exchange(&st->cur, s);
         while (atomic_load(&st->acquiring) != 0)
             sched_yield(); /* see the header comment: drain the acquire window */

@@ -81,35 +81,41 @@ static void owner_unref(void *o)
 }
 
 /* The test's bg_guard.sampler_new: one more gfn instance, as the policy
- * snapshot makes them (same plugin, config and space). */
+ * snapshot makes them (same plugin, config and space); guards using it get
+ * a copy of the plugin's vtbl whose destroy counts (live). */
 typedef struct factory {
     const bg_sampler_vtbl *vt;
     const bg_host *host;
     const bg_cfg_node *cfg;
     bg_space space;
-    atomic_int live; /* instances made and not yet destroyed */
+    bg_sampler_vtbl counting; /* vt with fx_destroy */
 } factory;
+
+static atomic_int live; /* instances made and not yet destroyed */
+static const bg_sampler_vtbl *real_vt;
 
 static int fx_new(void *ctx, void **inst)
 {
     factory *f = ctx;
     if (f->vt->create(f->host, f->cfg, &f->space, inst) != BG_PLUGIN_OK)
         return BG_EINTERNAL;
-    atomic_fetch_add(&f->live, 1);
+    atomic_fetch_add(&live, 1);
     return BG_OK;
 }
 
-static void fx_del(void *ctx, void *inst)
+static void fx_destroy(void *inst)
 {
-    factory *f = ctx;
-    f->vt->destroy(inst);
-    atomic_fetch_sub(&f->live, 1);
+    real_vt->destroy(inst);
+    atomic_fetch_sub(&live, 1);
 }
 
 static void with_factory(bg_guard *g, factory *f)
 {
+    real_vt = f->vt;
+    f->counting = *f->vt;
+    f->counting.destroy = fx_destroy;
+    g->sampler = &f->counting;
     g->sampler_new = fx_new;
-    g->sampler_del = fx_del;
     g->sampler_ctx = f;
 }
 
@@ -221,8 +227,7 @@ static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *ba
           bg_gfn_sampled_own_slots(gs), own);
     bg_sampler_slot_free(gw.sampler_slot);
     bg_sampler_slot_free(g2.sampler_slot);
-    CHECK(atomic_load(&f->live) == 0, "session samplers left after the slots: %d",
-          atomic_load(&f->live));
+    CHECK(atomic_load(&live) == 0, "session samplers left after the slots: %d", atomic_load(&live));
 }
 
 /* Two sessions with different truths: training B leaves A's verdict bit for
@@ -271,7 +276,7 @@ static void test_sessions(const bg_guard *base, const bg_action *a, factory *f)
           "B and C keep theirs");
     bg_engine_destroy(e);
     bg_gfn_sampled_destroy(gs);
-    CHECK(atomic_load(&f->live) == 0, "session samplers left: %d", atomic_load(&f->live));
+    CHECK(atomic_load(&live) == 0, "session samplers left: %d", atomic_load(&live));
 }
 
 int main(void)
@@ -395,8 +400,10 @@ int main(void)
     printf("-inf log-likelihood: rc %d (%s)\n", rc, err.msg);
     CHECK(rc == BG_EINTERNAL && strstr(err.msg, "finite posterior"), "-inf lik: rc %d", rc);
 
-    factory fac = {
-        sp->desc->vt.sampler, bg_plugin_services_host(svc), bg_cfg_doc_root(doc, 0), {D, 0}, 0};
+    factory fac = {.vt = sp->desc->vt.sampler,
+                   .host = bg_plugin_services_host(svc),
+                   .cfg = bg_cfg_doc_root(doc, 0),
+                   .space = {D, 0}};
     test_background(e, gs, &g, &a, &fac);
     test_sessions(&g, &a, &fac);
 

@@ -5,10 +5,12 @@ observations; Observe is acknowledged without waiting for training; the
 cautious hypothesis's harm is the bandit formula for its id (checked here
 independently); once training has caught up, the cautious hypothesis fits
 the data (log-likelihood within 60 nats of the true w*, as the in-process
-test demands) — polled with a deadline, never slept for — and again after a
-reload replaced the sampler with a fresh one: the first Evaluate after the
-reload fails closed with UNAVAILABLE (its sampler has not seen the session's
-data; training starts) and verdicts return once it has. Run with
+test demands) — polled with a deadline, never slept for. A reload that
+changes only the threshold keeps the trained sampler (the next Evaluate
+fits at once); one that changes the sampler's config replaces it: the first
+Evaluate after it fails closed with UNAVAILABLE (the new sampler has not
+seen the session's data; training starts) and verdicts fit again once it
+has. Run with
 /usr/bin/python3 (ctest sets the environment)."""
 import math
 import os
@@ -104,11 +106,26 @@ def test_sampled_verdict_over_the_wire():
             bgtest.wait_for(fits, 240.0, "the trained sampler's cautious hypothesis to fit "
                                          "the data (within 60 nats of w*)", interval=0.2)
 
-            # A reload creates fresh, untrained sampler instances; the
-            # session's data are still there, so the first Evaluate starts
-            # background training and the verdicts come to fit again.
+            # A reload that keeps the model and the sampler (only the
+            # threshold changes) keeps the trained session samplers: the
+            # very next Evaluate answers (a fresh sampler would fail closed
+            # with UNAVAILABLE), and verdicts keep fitting.
             with open(os.path.join(tmp, "arms32.yaml"), "w") as f:
                 f.write(POLICY.replace("threshold: 0.5", "threshold: 0.45"))
+            r = d.call("Reload", guard_pb2.ReloadRequest())
+            assert r.ok, r
+            v = d.evaluate(guard_pb2.EvaluateRequest(action=action(x), context=ctx))
+            assert abs(v.threshold - 0.45) < 1e-12 and v.revision == r.revision, v
+            bgtest.wait_for(fits, 240.0, "verdicts to fit after a reload that kept the sampler",
+                            interval=0.2)
+
+            # A reload that changes the sampler's config creates fresh,
+            # untrained samplers; the session's data are still there, so the
+            # first Evaluate fails closed and starts background training,
+            # and the verdicts come to fit again.
+            with open(os.path.join(tmp, "arms32.yaml"), "w") as f:
+                f.write(POLICY.replace("threshold: 0.5", "threshold: 0.45")
+                        .replace("lr: 0.01,", "lr: 0.02,"))
             r = d.call("Reload", guard_pb2.ReloadRequest())
             assert r.ok, r
             msg = bgtest.expect_code(

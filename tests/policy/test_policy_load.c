@@ -202,14 +202,14 @@ static void test_sampler(void)
          * and more instances of the same sampler for sessions */
         CHECK(g->sampler_slot != NULL && g->sampler_slot->state == NULL);
         void *more = NULL;
-        CHECK(g->sampler_new && g->sampler_del);
+        CHECK(g->sampler_new != NULL);
         CHECK_INT(g->sampler_new(g->sampler_ctx, &more), BG_OK);
         uint64_t id2[4];
         double lq2[4];
         bg_rng_seed(&r, 1);
         CHECK_INT(g->sampler->sample(more, &r, 4, id2, lq2), 0);
         CHECK_NEAR(lq2[0], -12 * log(2.0), 1e-12); /* same space */
-        g->sampler_del(g->sampler_ctx, more);
+        g->sampler->destroy(more);
         CHECK_STR(bg_policy_set_match(s, "anything")->name, "bits");
         bg_policy_set_unref(s);
     }

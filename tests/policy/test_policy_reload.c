@@ -6,10 +6,14 @@
  * is one that was valid, and within one snapshot the policy's threshold is
  * the one written with that revision (no torn sets); invalid reloads are
  * refused and counted, the old set keeps serving; the final set is the
- * last valid one; concurrent reload callers are serialised. Then: a plugin .so replaced on disk takes effect for new
- * acquisitions after a reload while a set acquired before keeps the old
- * code. Run under ASan this also shows nothing leaks (sets, instances,
- * plugin handles).
+ * last valid one; concurrent reload callers are serialised. Then: a
+ * plugin .so replaced on disk takes effect for new acquisitions after a
+ * reload while a set acquired before keeps the old code. Run under ASan
+ * this also shows nothing leaks (sets, instances, plugin handles). Last: a
+ * sampled policy's sampler state (its bg_sampler_slot's) carries over a
+ * reload that keeps its model, sampler plugin and sampler config, and not
+ * one that changes either; the shared state is released once, after the
+ * last set holding it.
  */
 #include <math.h>
 #include <pthread.h>
@@ -95,21 +99,30 @@ static void *reloader_main(void *arg)
     return NULL;
 }
 
+/* A store over dir with the fixture plugins; NULL (host destroyed) on error. */
+static bg_policy_store *open_store(const char *dir, bg_plugin_host **host)
+{
+    bg_policy_store *st = NULL;
+    bg_err err;
+    CHECK_INT(bg_plugin_host_create(FIX "/good", host, &err), BG_OK);
+    CHECK_INT(bg_policy_store_create(dir, *host, &st, &err), BG_OK);
+    if (!st) {
+        fprintf(stderr, "%s\n", err.msg);
+        bg_plugin_host_destroy(*host);
+    }
+    return st;
+}
+
 static void test_under_load(void)
 {
     char dir[128];
     pt_mkdtemp(dir, sizeof dir, "reload");
     write_policy(dir, -1 + 50, 1); /* threshold 0.050 */
     bg_plugin_host *host = NULL;
-    bg_policy_store *st = NULL;
     bg_err err;
-    CHECK_INT(bg_plugin_host_create(FIX "/good", &host, &err), BG_OK);
-    CHECK_INT(bg_policy_store_create(dir, host, &st, &err), BG_OK);
-    if (!st) {
-        fprintf(stderr, "%s\n", err.msg);
-        bg_plugin_host_destroy(host);
+    bg_policy_store *st = open_store(dir, &host);
+    if (!st)
         return;
-    }
     seen valid[RELOADS + 1];
     size_t n_valid = 0;
     bg_policy_status ss;
@@ -248,9 +261,96 @@ static void test_plugin_replaced(void)
     pt_rmtree(pdir);
 }
 
+/* A stand-in for the sampled path's state: reference counted. */
+static atomic_int state_refs;
+static void fake_ref(void *st)
+{
+    (void)st;
+    atomic_fetch_add(&state_refs, 1);
+}
+static void fake_free(void *st)
+{
+    (void)st;
+    atomic_fetch_sub(&state_refs, 1);
+}
+
+static void write_sampled(const char *dir, double threshold, int n, double temperature)
+{
+    char p[1024];
+    snprintf(p, sizeof p,
+             "apiVersion: bayesguard/v1\nkind: GuardPolicy\nmetadata: {name: bits}\n"
+             "spec:\n  match: {tools: [\"*\"]}\n"
+             "  model: {plugin: fx_bits, config: {n: %d}}\n"
+             "  estimator: {plugin: fx_est}\n  threshold: %g\n"
+             "  sampler: {plugin: fx_sampler, samples: 64, config: {temperature: %g}}\n",
+             n, threshold, temperature);
+    CHECK_INT(pt_write(dir, "bits.yaml", p), 0);
+}
+
+/* The slot of the current set's policy; a fake state set on it when asked. */
+static bg_sampler_slot *slot_now(bg_policy_store *st, bg_policy_set **hold, int give_state)
+{
+    *hold = bg_policy_store_acquire(st);
+    bg_sampler_slot *sl = bg_policy_set_at(*hold, 0)->guard.sampler_slot;
+    CHECK(sl != NULL);
+    if (sl && give_state && !sl->state) {
+        sl->state = &state_refs;
+        sl->state_ref = fake_ref;
+        sl->state_free = fake_free;
+        fake_ref(NULL);
+    }
+    return sl;
+}
+
+static void test_sampler_carryover(void)
+{
+    char dir[128];
+    pt_mkdtemp(dir, sizeof dir, "carry");
+    write_sampled(dir, 0.5, 12, 0.5);
+    bg_plugin_host *host = NULL;
+    bg_err err;
+    bg_policy_store *st = open_store(dir, &host);
+    if (!st)
+        return;
+    bg_policy_set *s1, *s2, *s3, *s4;
+    bg_sampler_slot *a = slot_now(st, &s1, 1);
+    CHECK_INT(atomic_load(&state_refs), 1);
+    /* only the threshold changes: shared */
+    write_sampled(dir, 0.4, 12, 0.5);
+    CHECK_INT(bg_policy_store_reload(st, "test", &err), BG_OK);
+    bg_sampler_slot *b = slot_now(st, &s2, 0);
+    CHECK(b != a && b->state == a->state && b->state_free == fake_free);
+    CHECK_INT(atomic_load(&state_refs), 2);
+    /* the sampler's config changes: fresh */
+    write_sampled(dir, 0.4, 12, 0.7);
+    CHECK_INT(bg_policy_store_reload(st, "test", &err), BG_OK);
+    bg_sampler_slot *c = slot_now(st, &s3, 0);
+    CHECK(c->state == NULL);
+    CHECK_INT(atomic_load(&state_refs), 2);
+    c = slot_now(st, &s3, 1); /* (a second reference on s3, dropped below) */
+    bg_policy_set_unref(s3);
+    CHECK_INT(atomic_load(&state_refs), 3);
+    /* the model's config changes: fresh */
+    write_sampled(dir, 0.4, 13, 0.7);
+    CHECK_INT(bg_policy_store_reload(st, "test", &err), BG_OK);
+    bg_sampler_slot *d = slot_now(st, &s4, 0);
+    CHECK(d->state == NULL);
+    /* released as the sets go: s1 and s2 shared one state, s3 had its own */
+    bg_policy_set_unref(s1);
+    CHECK_INT(atomic_load(&state_refs), 2);
+    bg_policy_set_unref(s2);
+    bg_policy_set_unref(s3);
+    CHECK_INT(atomic_load(&state_refs), 0);
+    bg_policy_set_unref(s4);
+    bg_policy_store_destroy(st);
+    bg_plugin_host_destroy(host);
+    pt_rmtree(dir);
+}
+
 int main(void)
 {
     test_under_load();
     test_plugin_replaced();
+    test_sampler_carryover();
     CHECK_DONE("test_policy_reload");
 }
