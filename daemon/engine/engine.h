@@ -136,10 +136,15 @@ typedef struct bg_guard {
      * by instance, for its own lifetime. */
     bg_sampler_slot *sampler_slot;
     /* Optional: a new instance of the guard's sampler (same plugin, config
-     * and space) for one session (ctx: sampler_ctx), destroyed with
-     * sampler->destroy; returns a BG_E* code. NULL: sampler_inst serves
+     * and space) for one session (ctx: sampler_ctx; only while the guard
+     * lives), with *keep = what the instance needs alive (its plugin, its
+     * host services); returns a BG_E* code. sampler_drop destroys such an
+     * instance and then releases keep: code of the host, valid for the
+     * process, so a sampler table shared across reloads may call it after
+     * the set that made the instance is gone. NULL: sampler_inst serves
      * every session. */
-    int (*sampler_new)(void *ctx, void **inst);
+    int (*sampler_new)(void *ctx, void **inst, void **keep);
+    void (*sampler_drop)(void *inst, void *keep);
     void *sampler_ctx;
 
     double threshold;             /* bound > threshold -> over_threshold */

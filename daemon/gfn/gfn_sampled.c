@@ -366,7 +366,7 @@ size_t bg_gfn_sampled_samplers(bg_gfn_sampled *s, const bg_guard *g)
 int bg_gfn_sampled_trained(bg_gfn_sampled *s, const bg_guard *g, const char *session)
 {
     bg_sampler_slot *sl = find_slot(s, g);
-    return sl ? bg__gfn_ss_trained(sl, g->sampler_new ? session : "") : -1;
+    return sl ? bg__gfn_ss_trained(sl, g->sampler_new && g->sampler_drop ? session : "") : -1;
 }
 
 size_t bg_gfn_sampled_own_slots(bg_gfn_sampled *s)

@@ -7,18 +7,24 @@
 #include "gfn_sessions.h"
 
 struct bg__gfn_table {
-    pthread_mutex_t mu;          /* guards the list and every entry's refs, last_use */
-    atomic_int refs;             /* slots holding the table */
-    void (*destroy)(void *inst); /* the sampler plugin's, for own instances */
+    pthread_mutex_t mu;                   /* guards the list and every entry's refs, last_use */
+    atomic_int refs;                      /* slots holding the table */
+    void (*drop)(void *inst, void *keep); /* bg_guard.sampler_drop, for own instances */
     bg__gfn_ss *list;
     size_t n;
     uint64_t clock;
 };
 
+/* Whether g makes a sampler per session (else its one instance is shared). */
+static int per_session(const bg_guard *g)
+{
+    return g->sampler_new && g->sampler_drop;
+}
+
 static void entry_free(bg__gfn_table *t, bg__gfn_ss *e)
 {
     if (e->own)
-        t->destroy(e->inst);
+        t->drop(e->inst, e->keep);
     pthread_rwlock_destroy(&e->lock);
     free(e->session);
     free(e);
@@ -71,8 +77,8 @@ static int entry_new(bg__gfn_table *t, const bg_guard *g, const char *key, bg__g
                           g->name);
     }
     e->table = t;
-    if (g->sampler_new) {
-        int rc = g->sampler_new(g->sampler_ctx, &e->inst);
+    if (per_session(g)) {
+        int rc = g->sampler_new(g->sampler_ctx, &e->inst, &e->keep);
         if (rc != BG_OK) {
             free(e->session);
             free(e);
@@ -104,7 +110,7 @@ static bg__gfn_table *table_of(bg_sampler_slot *slot, const bg_guard *g)
     if (!t && (t = calloc(1, sizeof *t)) != NULL) {
         pthread_mutex_init(&t->mu, NULL);
         atomic_init(&t->refs, 1);
-        t->destroy = g->sampler->destroy;
+        t->drop = g->sampler_drop;
         slot->state = t;
         slot->state_free = table_unref;
         slot->state_ref = table_ref;
@@ -120,7 +126,7 @@ int bg__gfn_ss_get(bg_sampler_slot *slot, const bg_guard *g, const char *session
     bg__gfn_table *t = table_of(slot, g);
     if (!t)
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
-    const char *key = g->sampler_new && session ? session : "";
+    const char *key = per_session(g) && session ? session : "";
     int rc = BG_OK;
     pthread_mutex_lock(&t->mu);
     bg__gfn_ss *e = t->list;

@@ -5,18 +5,20 @@
  * A GFlowNet sampler amortises one posterior: the one of the data it was
  * trained on. Sessions of one policy have their own data, so each session
  * gets its own sampler instance (bg_guard.sampler_new), trained on its own
- * history; a guard without sampler_new (tests, benches) shares its one
+ * history; a guard without sampler_new/drop (tests, benches) shares its one
  * instance among all sessions, as before.
  *
  * The table lives in the guard's bg_sampler_slot (engine.h), reference
  * counted: a reload that keeps the policy's model and sampler shares it
  * with the new instance (bg_sampler_slot_share), and it dies with the last
- * slot that holds it. At most `max` sessions keep a sampler: the least recently used one
- * that nothing uses is destroyed first; its session gets a fresh sampler
- * on its next use, trained again on its whole history (the engine keeps
- * the observations). Entries in use (an Evaluate sampling, a training job
- * queued or running) are never destroyed; the table may then exceed `max`
- * for as long as they are.
+ * slot that holds it; an instance made by sampler_new keeps what it needs
+ * (its plugin, its host services) and is destroyed by sampler_drop, so it
+ * may outlive the policy set that made it. At most `max` sessions keep a
+ * sampler: the least recently used one that nothing uses is destroyed
+ * first; its session gets a fresh sampler on its next use, trained again
+ * on its whole history (the engine keeps the observations). Entries in use
+ * (an Evaluate sampling, a training job queued or running) are never
+ * destroyed; the table may then exceed `max` for as long as they are.
  *
  * Threads: get/put under the table's mutex; an entry's lock serialises
  * train (write) against sample (read), writer-preferring so that training
@@ -38,7 +40,8 @@ typedef struct bg__gfn_ss {
     bg__gfn_table *table; /* the table it belongs to */
     char *session;        /* "" for a shared instance */
     void *inst;
-    int own; /* inst from sampler_new: destroyed with the entry */
+    void *keep; /* what inst needs alive (sampler_new) */
+    int own;    /* inst from sampler_new: destroyed with the entry */
     pthread_rwlock_t lock;
     atomic_int trained; /* trained at least once */
     int refs;           /* users, under the table's mutex */

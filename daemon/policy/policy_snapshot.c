@@ -45,6 +45,7 @@ typedef struct pol_impl {
     bg_sampler_slot *slot; /* with the sampler instance */
     bg_space space;        /* the model's, for more sampler instances */
     uint64_t sampler_key;  /* sampler plugin + its config: what training depends on */
+    bg_plugin_host *host;  /* outlives every set */
 } pol_impl;
 
 enum { P_MODEL = 0, P_EST = 1, P_SAMPLER = 2 };
@@ -107,15 +108,52 @@ void bg_policy_set_unref(bg_policy_set *s)
         set_free(s);
 }
 
+/* What an extra sampler instance needs alive: its plugin (a reference) and
+ * its own host services. The instance may outlive the set that made it
+ * (a sampler table shared across reloads). */
+typedef struct sampler_keep {
+    bg_plugin *plug;
+    bg_plugin_services *svc;
+} sampler_keep;
+
 /* bg_guard.sampler_new: one more instance of the policy's sampler (its
  * plugin, config and the model's space), for one session. */
-static int sampler_new(void *ctx, void **inst)
+static int sampler_new(void *ctx, void **inst, void **keep)
 {
     pol_impl *im = ctx;
+    sampler_keep *k = calloc(1, sizeof *k);
+    bg_err err;
+    if (!k)
+        return BG_ENOMEM;
+    if (bg_plugin_services_create(im->host, im->plug[P_SAMPLER], &k->svc, &err) != BG_OK) {
+        free(k);
+        return BG_ENOMEM;
+    }
+    bg_plugin_services_set_section(k->svc, im->spec.sampler);
     const bg_plugin_desc *d = im->plug[P_SAMPLER]->desc;
-    int rc = d->vt.sampler->create(bg_plugin_services_host(im->svc[P_SAMPLER]),
-                                   im->spec.sampler_cfg, &im->space, inst);
-    return rc == BG_PLUGIN_OK ? BG_OK : rc == BG_PLUGIN_ENOMEM ? BG_ENOMEM : BG_EINTERNAL;
+    int rc = d->vt.sampler->create(bg_plugin_services_host(k->svc), im->spec.sampler_cfg,
+                                   &im->space, inst);
+    if (rc != BG_PLUGIN_OK) {
+        BG_ERROR("policy", "policy %s: sampler %s: create failed (%d): %s", im->spec.name, d->name,
+                 rc, bg_plugin_services_errors(k->svc));
+        bg_plugin_services_destroy(k->svc);
+        free(k);
+        return rc == BG_PLUGIN_ENOMEM ? BG_ENOMEM : BG_EINTERNAL;
+    }
+    bg_plugin_ref(im->plug[P_SAMPLER]);
+    k->plug = im->plug[P_SAMPLER];
+    *keep = k;
+    return BG_OK;
+}
+
+/* bg_guard.sampler_drop: the instance, then what it kept alive. */
+static void sampler_drop(void *inst, void *keep)
+{
+    sampler_keep *k = keep;
+    k->plug->desc->vt.sampler->destroy(inst);
+    bg_plugin_services_destroy(k->svc);
+    bg_plugin_unref(k->plug);
+    free(k);
 }
 
 /* bg_guard.owner hooks: work that outlives a call (background sampler
@@ -446,6 +484,7 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
                        sp->sampler, sp->sampler_cfg, &space, errs))
             return BG_ECONFIG;
         im->space = space;
+        im->host = h;
         const bg_plugin *spl = im->plug[P_SAMPLER];
         uint64_t seed = bg_plugin_identity(spl);
         for (const char *c = spl->desc->name; *c; c++)
@@ -503,6 +542,7 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler_samples = (uint32_t)sp->v.samples;
         g->sampler_slot = im->slot;
         g->sampler_new = sampler_new;
+        g->sampler_drop = sampler_drop;
         g->sampler_ctx = im;
     }
     static atomic_uint_fast64_t next_instance_id = 1;

@@ -80,42 +80,37 @@ static void owner_unref(void *o)
     atomic_fetch_sub(&owner_refs, 1);
 }
 
-/* The test's bg_guard.sampler_new: one more gfn instance, as the policy
- * snapshot makes them (same plugin, config and space); guards using it get
- * a copy of the plugin's vtbl whose destroy counts (live). */
+/* The test's bg_guard.sampler_new / sampler_drop: one more gfn instance,
+ * as the policy snapshot makes them (same plugin, config and space). */
 typedef struct factory {
     const bg_sampler_vtbl *vt;
     const bg_host *host;
     const bg_cfg_node *cfg;
     bg_space space;
-    bg_sampler_vtbl counting; /* vt with fx_destroy */
 } factory;
 
-static atomic_int live; /* instances made and not yet destroyed */
-static const bg_sampler_vtbl *real_vt;
+static atomic_int live; /* instances made and not yet dropped */
 
-static int fx_new(void *ctx, void **inst)
+static int fx_new(void *ctx, void **inst, void **keep)
 {
     factory *f = ctx;
     if (f->vt->create(f->host, f->cfg, &f->space, inst) != BG_PLUGIN_OK)
         return BG_EINTERNAL;
+    *keep = f;
     atomic_fetch_add(&live, 1);
     return BG_OK;
 }
 
-static void fx_destroy(void *inst)
+static void fx_drop(void *inst, void *keep)
 {
-    real_vt->destroy(inst);
+    ((factory *)keep)->vt->destroy(inst);
     atomic_fetch_sub(&live, 1);
 }
 
 static void with_factory(bg_guard *g, factory *f)
 {
-    real_vt = f->vt;
-    f->counting = *f->vt;
-    f->counting.destroy = fx_destroy;
-    g->sampler = &f->counting;
     g->sampler_new = fx_new;
+    g->sampler_drop = fx_drop;
     g->sampler_ctx = f;
 }
 
