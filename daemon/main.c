@@ -50,6 +50,7 @@ typedef struct opts {
     long drain_timeout_ms;
     long drain_grace_ms;
     long watch_debounce_ms;
+    long sampler_sessions;
     int no_watch;
     int check;
 } opts;
@@ -68,7 +69,7 @@ static void usage(FILE *f)
             "usage: bayesguardd --listen ADDR [--listen ADDR ...] --policies DIR --plugins DIR\n"
             "                   [--data-dir DIR] [--config FILE] [--ready-file FILE]\n"
             "                   [--cq-threads N] [--max-message-bytes N] [--drain-timeout-ms N]\n"
-            "                   [--drain-grace-ms N]\n"
+            "                   [--drain-grace-ms N] [--sampler-sessions N]\n"
             "                   [--watch-debounce-ms N] [--no-watch] [--log-level L]\n"
             "\n"
             "  --listen ADDR          host:port (port 0: the kernel picks) or unix:/path;\n"
@@ -78,7 +79,8 @@ static void usage(FILE *f)
             "  --data-dir DIR         observation store; without it observations live in memory\n"
             "  --config FILE          YAML file with the same keys (listen, policies, plugins,\n"
             "                         data_dir, cq_threads, max_message_bytes, drain_timeout_ms,\n"
-            "                         watch_debounce_ms, ready_file, log_level); flags win\n"
+            "                         watch_debounce_ms, sampler_sessions, ready_file,\n"
+            "                         log_level); flags win\n"
             "  --ready-file FILE      once serving, write the bound addresses there, one a line\n"
             "  --cq-threads N         completion-queue threads (default: CPU count)\n"
             "  --max-message-bytes N  largest request accepted (default 4194304)\n"
@@ -88,6 +90,8 @@ static void usage(FILE *f)
             "                         NOT_SERVING) this long before closing the listeners\n"
             "                         (default 200)\n"
             "  --watch-debounce-ms N  policy directory watch debounce (default 200)\n"
+            "  --sampler-sessions N   sessions per sampled policy that keep a trained sampler\n"
+            "                         (default 64; others retrain when used again)\n"
             "  --no-watch             do not watch the policy directory (SIGHUP/Reload only)\n"
             "  --log-level L          debug | info | warn | error (default info)\n"
             "  --check                validate --policies with --plugins as a reload would,\n"
@@ -135,6 +139,7 @@ static const int_key int_keys[] = {
     {"drain_timeout_ms", offsetof(opts, drain_timeout_ms), 0, 3600000},
     {"drain_grace_ms", offsetof(opts, drain_grace_ms), 0, 3600000},
     {"watch_debounce_ms", offsetof(opts, watch_debounce_ms), 0, 60000},
+    {"sampler_sessions", offsetof(opts, sampler_sessions), 1, 1000000},
 };
 
 typedef struct str_key {
@@ -217,16 +222,31 @@ static int apply_config(opts *o, const opts *flags_set, bg_cfg_doc **doc_out)
         if (!known)
             return die("%s:%d:%d: unknown setting '%s': expected one of listen, policies, "
                        "plugins, data_dir, ready_file, log_level, cq_threads, "
-                       "max_message_bytes, drain_timeout_ms, drain_grace_ms, watch_debounce_ms",
+                       "max_message_bytes, drain_timeout_ms, drain_grace_ms, watch_debounce_ms, "
+                       "sampler_sessions",
                        bg_cfg_file(v), bg_cfg_line(v), bg_cfg_column(v), key);
     }
     return 0;
 }
 
 enum {
-    OPT_LISTEN = 1000, OPT_POLICIES, OPT_PLUGINS, OPT_DATA_DIR, OPT_CONFIG, OPT_READY,
-    OPT_CQ, OPT_MAXMSG, OPT_DRAIN, OPT_GRACE, OPT_DEBOUNCE, OPT_NO_WATCH, OPT_LOG, OPT_VERSION, OPT_HELP,
-    OPT_CHECK
+    OPT_LISTEN = 1000,
+    OPT_POLICIES,
+    OPT_PLUGINS,
+    OPT_DATA_DIR,
+    OPT_CONFIG,
+    OPT_READY,
+    OPT_CQ,
+    OPT_MAXMSG,
+    OPT_DRAIN,
+    OPT_GRACE,
+    OPT_DEBOUNCE,
+    OPT_NO_WATCH,
+    OPT_LOG,
+    OPT_VERSION,
+    OPT_HELP,
+    OPT_CHECK,
+    OPT_SAMPLER_SESSIONS
 };
 
 static const struct option long_opts[] = {
@@ -241,6 +261,7 @@ static const struct option long_opts[] = {
     {"drain-timeout-ms", required_argument, NULL, OPT_DRAIN},
     {"drain-grace-ms", required_argument, NULL, OPT_GRACE},
     {"watch-debounce-ms", required_argument, NULL, OPT_DEBOUNCE},
+    {"sampler-sessions", required_argument, NULL, OPT_SAMPLER_SESSIONS},
     {"no-watch", no_argument, NULL, OPT_NO_WATCH},
     {"check", no_argument, NULL, OPT_CHECK},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -282,6 +303,9 @@ static int parse_flags(int argc, char **argv, opts *o)
             break;
         case OPT_DEBOUNCE:
             rc = parse_long("--watch-debounce-ms", optarg, 0, 60000, &o->watch_debounce_ms);
+            break;
+        case OPT_SAMPLER_SESSIONS:
+            rc = parse_long("--sampler-sessions", optarg, 1, 1000000, &o->sampler_sessions);
             break;
         case OPT_VERSION:
             printf("bayesguardd %s (plugin ABI %d.%d)\n", BG_VERSION, BG_PLUGIN_ABI_MAJOR,
@@ -391,6 +415,7 @@ int main(int argc, char **argv)
     memset(&flags, 0, sizeof(flags));
     flags.cq_threads = flags.max_message_bytes = -1; /* -1: not given */
     flags.drain_timeout_ms = flags.watch_debounce_ms = flags.drain_grace_ms = -1;
+    flags.sampler_sessions = -1;
     int rc = parse_flags(argc, argv, &flags);
     if (rc >= 0)
         return rc;
@@ -452,7 +477,9 @@ int main(int argc, char **argv)
     }
     /* Models too large to enumerate: sampled verdicts, the sampler trained
      * in the background as observations arrive (daemon/gfn/gfn_sampled.h). */
-    if (bg_gfn_sampled_create(NULL, &sampled, &err) != BG_OK) {
+    bg_gfn_sampled_opts so = {.max_sessions =
+                                  d.o.sampler_sessions > 0 ? (size_t)d.o.sampler_sessions : 0};
+    if (bg_gfn_sampled_create(&so, &sampled, &err) != BG_OK) {
         die("%s", err.msg);
         goto out;
     }

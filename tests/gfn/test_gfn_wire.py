@@ -138,5 +138,46 @@ def test_sampled_verdict_over_the_wire():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_sampler_sessions_limit():
+    """--sampler-sessions 1: a second session's sampler drops the first's, whose
+    next Evaluate fails closed until its new sampler has retrained."""
+    bgtest.require_daemon()
+    tmp = tempfile.mkdtemp(prefix="bggfn-")
+    try:
+        with open(os.path.join(tmp, "arms32.yaml"), "w") as f:
+            f.write(POLICY)
+        with Daemon(policies=tmp, args=["--sampler-sessions", "1"]) as d:
+            rng = random.Random(3)
+            x = [1 if k % 3 == 0 else 0 for k in range(D)]
+
+            def observe(session, n):
+                for _ in range(n):
+                    xa = [rng.randint(0, 1) for _ in range(D)]
+                    d.call("Observe", guard_pb2.ObserveRequest(
+                        action=action(xa), context=guard_pb2.Context(session=session),
+                        harmed=False, value=float(sum(xa)) / 4))
+
+            def answers(session):
+                try:
+                    d.evaluate(guard_pb2.EvaluateRequest(
+                        action=action(x), context=guard_pb2.Context(session=session)))
+                    return True
+                except grpc.RpcError as e:
+                    assert e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+                    return False
+            observe("A", 3)
+            bgtest.wait_for(lambda: answers("A"), 120.0, "session A's sampler to train")
+            observe("B", 3)
+            bgtest.wait_for(lambda: answers("B"), 120.0, "session B's sampler to train")
+            msg = bgtest.expect_code(
+                lambda: d.evaluate(guard_pb2.EvaluateRequest(
+                    action=action(x), context=guard_pb2.Context(session="A"))),
+                grpc.StatusCode.UNAVAILABLE, ("'A'", "3 observations", "retry"))
+            print("session A after B took the only sampler:", msg)
+            bgtest.wait_for(lambda: answers("A"), 120.0, "session A's sampler to retrain")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    bgtest.main([test_sampled_verdict_over_the_wire])
+    bgtest.main([test_sampled_verdict_over_the_wire, test_sampler_sessions_limit])

@@ -34,6 +34,8 @@ def test_flags():
     assert r.returncode == 2 and "--policies" in r.stderr, r
     r = run("--policies", POL, "--plugins", bgtest.PLUGIN_DIR, "--cq-threads", "zero")
     assert r.returncode == 2 and "--cq-threads" in r.stderr, r
+    r = run("--policies", POL, "--plugins", bgtest.PLUGIN_DIR, "--sampler-sessions", "0")
+    assert r.returncode == 2 and "--sampler-sessions 0" in r.stderr and "[1, " in r.stderr, r
     r = run("--policies", POL, "--plugins", bgtest.PLUGIN_DIR, "--log-level", "loud")
     assert r.returncode == 2 and "--log-level" in r.stderr, r
     r = run("--policies", POL, "--plugins", bgtest.PLUGIN_DIR, "stray")
@@ -81,7 +83,7 @@ def test_config_file():
         ready = os.path.join(tmp, "ready")
         with open(cfg, "w") as f:
             f.write("listen: [\"127.0.0.1:0\", \"unix:%s/c.sock\"]\npolicies: %s\nplugins: %s\n"
-                    "ready_file: %s\ncq_threads: 1\ndrain_timeout_ms: 5000\n"
+                    "ready_file: %s\ncq_threads: 1\ndrain_timeout_ms: 5000\nsampler_sessions: 8\n"
                     "log_level: warn\n" % (tmp, POL, bgtest.PLUGIN_DIR, ready))
         p = subprocess.Popen([bgtest.DAEMON, "--config", cfg], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -107,7 +109,7 @@ def test_config_file():
         with open(cfg, "a") as f:
             f.write("colour: blue\n")
         r = run("--config", cfg)
-        assert r.returncode == 2 and "bg.yaml:8:" in r.stderr and "colour" in r.stderr, r
+        assert r.returncode == 2 and "bg.yaml:9:" in r.stderr and "colour" in r.stderr, r
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
