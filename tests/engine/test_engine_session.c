@@ -220,13 +220,19 @@ static off_t file_size(const char *p)
     return stat(p, &st) == 0 ? st.st_size : -1;
 }
 
-static void restart(bg_plugin_host *h)
+/* A fresh directory /tmp/<prefix>?????? in dir (64 bytes). */
+static void make_tmpdir(char *dir, const char *prefix)
 {
-    char dir[64] = "/tmp/bg_engine_test_";
-    size_t dl = strlen(dir);
+    size_t dl = (size_t)snprintf(dir, 64, "/tmp/%s", prefix);
     memset(dir + dl, 'X', 6); /* mkdtemp's template suffix */
     dir[dl + 6] = '\0';
     CHECK(mkdtemp(dir) != NULL);
+}
+
+static void restart(bg_plugin_host *h)
+{
+    char dir[64];
+    make_tmpdir(dir, "bg_engine_test_");
     char path[256];
     snprintf(path, sizeof path, "%s/observations.bglog", dir);
     bg_guard_build *gb = fx_guard(h, "rs", "bandit", "{features: 4, theta: 2}", "iid", "", 0.3);
@@ -303,8 +309,8 @@ static void restart(bg_plugin_host *h)
 
 static void failed_append(bg_plugin_host *h)
 {
-    char dir[64] = "/tmp/bg_engine_fsz_XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
+    char dir[64];
+    make_tmpdir(dir, "bg_engine_fsz_");
     char path[256];
     snprintf(path, sizeof path, "%s/observations.bglog", dir);
     bg_guard_build *gb =
