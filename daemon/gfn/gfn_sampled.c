@@ -52,7 +52,7 @@
 
 /* The state of a guard without a sampler_slot, in this context's table. */
 typedef struct slot_entry {
-    uint64_t key;       /* inst_key() */
+    uint64_t key; /* inst_key() */
     bg_sampler_slot *slot;
     struct slot_entry *next;
 } slot_entry;
@@ -64,28 +64,35 @@ typedef struct train_job {
     bg__gfn_ss *e; /* the session's sampler (a reference) */
     bg_observation *hist;
     size_t n_hist;
-    uint32_t steps;     /* optimiser steps owed: train_steps per observation */
+    uint32_t steps; /* optimiser steps owed: train_steps per observation */
     struct train_job *next;
 } train_job;
 
 /* A burst of observations coalesces into one job that owes the steps of
  * all of them, up to this many. */
 #define BG_GFN_MAX_OWED_STEPS 4000u
+/* The trainer runs at most this many steps of a job (at least train_steps)
+ * before it turns to the next: long first jobs after a reload must not
+ * hold up the other sessions. */
+#define BG_GFN_CHUNK_STEPS 50u
 
 struct bg_gfn_sampled {
     bg_gfn_sampled_opts opts;
     bg_engine_sampled_ops ops;
-    pthread_mutex_t mu; /* guards slots, jobs, stop */
-    slot_entry *slots;  /* of guards without a sampler_slot */
-    pthread_cond_t cv;  /* a job was queued, or stop */
-    pthread_cond_t idle_cv; /* the queue drained and the trainer is idle */
-    train_job *jobs;    /* pending, at most one per sampler instance */
-    int busy;           /* the trainer is running a job */
+    pthread_mutex_t mu;        /* guards slots, jobs, stop */
+    slot_entry *slots;         /* of guards without a sampler_slot */
+    pthread_cond_t cv;         /* a job was queued, or stop */
+    pthread_cond_t idle_cv;    /* the queue drained and the trainer is idle */
+    train_job *jobs;           /* pending, at most one per session sampler */
+    size_t n_jobs;             /* pending; at most opts.max_sessions new ones */
+    int busy;                  /* the trainer is running a job */
     const bg__gfn_ss *running; /* its session sampler, NULL = none */
-    atomic_int stop;    /* also read between steps without mu */
+    atomic_int stop;           /* also read between steps without mu */
     int have_thread;
+    int hold; /* tests: the trainer starts no job while set */
     pthread_t trainer;
     uint64_t jobs_done;
+    atomic_uint_fast64_t steps_done; /* optimiser steps run, all samplers */
 };
 
 /* What identifies a guard's sampler instance across reloads: its
@@ -170,6 +177,8 @@ static int train_steps(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e,
         pthread_rwlock_wrlock(&e->lock);
         rc = g->sampler->train(e->inst, session_log_r, &r, 1);
         pthread_rwlock_unlock(&e->lock);
+        if (rc == BG_PLUGIN_OK)
+            atomic_fetch_add(&s->steps_done, 1);
         /* as trained as after one observation: verdicts may use it (a long
          * first job after a reload need not finish before they do) */
         if (rc == BG_PLUGIN_OK && k + 1 == s->opts.train_steps)
@@ -202,8 +211,8 @@ static train_job *job_create(const bg_guard *g, const bg_observation *hist, size
         const bg_action *a = &hist[i].action;
         bytes += strlen(a->id ? a->id : "") + strlen(a->tool ? a->tool : "") +
                  strlen(a->arguments_json ? a->arguments_json : "") + 3;
-        bytes += a->n_features * sizeof(double) + a->n_attributes * sizeof(bg_attr) +
-                 2 * sizeof(double);
+        bytes +=
+            a->n_features * sizeof(double) + a->n_attributes * sizeof(bg_attr) + 2 * sizeof(double);
         for (size_t k = 0; k < a->n_attributes; k++)
             bytes += strlen(a->attributes[k].key) + strlen(a->attributes[k].value) + 2;
     }
@@ -230,12 +239,12 @@ static train_job *job_create(const bg_guard *g, const bg_observation *hist, size
         bg_attr *at = (bg_attr *)p;
         p += a->n_attributes * sizeof *at;
         o->action.attributes = at;
-#define BG_COPY_STR(dst, src)                                                                    \
-    do {                                                                                         \
-        size_t l_ = strlen((src) ? (src) : "") + 1;                                              \
-        memcpy(p, (src) ? (src) : "", l_);                                                       \
-        (dst) = p;                                                                               \
-        p += l_;                                                                                 \
+#define BG_COPY_STR(dst, src)                                                                      \
+    do {                                                                                           \
+        size_t l_ = strlen((src) ? (src) : "") + 1;                                                \
+        memcpy(p, (src) ? (src) : "", l_);                                                         \
+        (dst) = p;                                                                                 \
+        p += l_;                                                                                   \
     } while (0)
         BG_COPY_STR(o->action.id, a->id);
         BG_COPY_STR(o->action.tool, a->tool);
@@ -258,64 +267,143 @@ static void job_destroy(train_job *j)
     }
 }
 
+/* The pending job of e, as the link that points to it (NULL when none). */
+static train_job **pending_of(bg_gfn_sampled *s, const bg__gfn_ss *e)
+{
+    train_job **pp = &s->jobs;
+    while (*pp && (*pp)->e != e)
+        pp = &(*pp)->next;
+    return *pp ? pp : NULL;
+}
+
+/* Next job to run (under mu), as the link to it: the first whose sampler
+ * has not yet trained (its session gets no decision meanwhile), else the
+ * oldest. */
+static train_job **next_job(bg_gfn_sampled *s)
+{
+    train_job **pp = &s->jobs;
+    while (*pp && atomic_load(&(*pp)->e->trained))
+        pp = &(*pp)->next;
+    return *pp ? pp : &s->jobs;
+}
+
+static train_job *take_job(bg_gfn_sampled *s)
+{
+    train_job **pp = next_job(s);
+    train_job *j = *pp;
+    *pp = j->next;
+    j->next = NULL;
+    s->n_jobs--;
+    return j;
+}
+
 static void *trainer_main(void *arg)
 {
     bg_gfn_sampled *s = arg;
+    uint32_t chunk =
+        s->opts.train_steps > BG_GFN_CHUNK_STEPS ? s->opts.train_steps : BG_GFN_CHUNK_STEPS;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->jobs && !s->stop)
+        while ((!s->jobs || s->hold) && !s->stop)
             pthread_cond_wait(&s->cv, &s->mu);
         if (s->stop)
             break;
-        train_job *j = s->jobs;
-        s->jobs = j->next;
+        train_job *j = take_job(s);
         s->busy = 1;
         s->running = j->e;
         pthread_mutex_unlock(&s->mu);
-        if (train_steps(s, j->g, j->e, j->hist, j->n_hist, j->steps) != BG_PLUGIN_OK)
+        /* an untrained sampler gets just what makes it usable first */
+        uint32_t c = atomic_load(&j->e->trained) ? chunk : s->opts.train_steps;
+        uint32_t n = j->steps < c ? j->steps : c;
+        if (train_steps(s, j->g, j->e, j->hist, j->n_hist, n) != BG_PLUGIN_OK) {
             BG_WARN("gfn",
                     "policy %s: sampler %s (session '%s'): background training failed; "
                     "the sampler keeps its previous state",
                     j->g->name, j->g->sampler_name ? j->g->sampler_name : "?", j->e->session);
-        job_destroy(j);
+            n = j->steps; /* nothing more of this job */
+        }
         pthread_mutex_lock(&s->mu);
+        s->running = NULL; /* before the reference goes: e may be freed after */
         s->busy = 0;
-        s->running = NULL;
-        s->jobs_done++;
-        if (!s->jobs)
+        train_job *done = j;
+        if (n < j->steps && !s->stop) {
+            /* the rest goes to the back of the queue, or into a newer job
+             * of the same sampler (newer history) */
+            train_job **pp = pending_of(s, j->e);
+            uint64_t owed = (uint64_t)(j->steps - n) + (pp ? (*pp)->steps : 0);
+            uint32_t capped = owed < BG_GFN_MAX_OWED_STEPS ? (uint32_t)owed : BG_GFN_MAX_OWED_STEPS;
+            if (pp) {
+                (*pp)->steps = capped;
+            } else {
+                j->steps = capped;
+                train_job **tail = &s->jobs;
+                while (*tail)
+                    tail = &(*tail)->next;
+                *tail = j;
+                s->n_jobs++;
+                done = NULL;
+            }
+        }
+        if (done) {
+            s->jobs_done++;
+            pthread_mutex_unlock(&s->mu);
+            job_destroy(done);
+            pthread_mutex_lock(&s->mu);
+        }
+        if (!s->jobs && !s->busy)
             pthread_cond_broadcast(&s->idle_cv);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
-/* Queue (or replace) the job of session sampler e, owing `steps` more. */
+/* Queue (or replace) the job of session sampler e, owing `steps` more.
+ * idle_only: only when e has no job queued or running (a fresh sampler's
+ * first Evaluate). A queue of max_sessions jobs of other samplers refuses a
+ * new one: BG_EUNAVAIL (memory stays bounded; the observation is stored and
+ * the session's next call asks again). */
 static int schedule(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e, const bg_observation *hist,
-                    size_t n_hist, uint64_t steps, bg_err *err)
+                    size_t n_hist, uint64_t steps, int idle_only, bg_err *err)
 {
     train_job *j = job_create(g, hist, n_hist);
     if (!j)
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for a training job", g->name);
-    g->owner_ref(g->owner);
-    bg__gfn_ss_ref(e);
     j->e = e;
-    train_job *old = NULL;
+    train_job *old = NULL, *unused = NULL; /* replaced (queued) / never queued */
+    int rc = BG_OK;
     pthread_mutex_lock(&s->mu);
-    train_job **pp = &s->jobs;
-    while (*pp && (*pp)->e != e)
-        pp = &(*pp)->next;
-    uint64_t owed = steps;
-    if (*pp) {
-        old = *pp;
-        j->next = old->next;
-        owed += old->steps;
+    train_job **pp = pending_of(s, e);
+    if (idle_only && (pp || s->running == e)) {
+        unused = j; /* nothing to do: it is being trained */
+    } else if (!pp && s->n_jobs >= s->opts.max_sessions) {
+        rc = bg_err_set(err, BG_EUNAVAIL,
+                        "policy %s: the sampler trainer is busy (%zu sessions queued); "
+                        "session '%s' was not queued",
+                        g->name, s->n_jobs, e->session);
+        unused = j;
+    } else {
+        uint64_t owed = steps;
+        g->owner_ref(g->owner);
+        bg__gfn_ss_ref(e);
+        if (pp) { /* the newer history replaces the pending one, in its place */
+            old = *pp;
+            j->next = old->next;
+            owed += old->steps;
+            *pp = j;
+        } else {
+            train_job **tail = &s->jobs;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = j;
+            s->n_jobs++;
+        }
+        j->steps = owed < BG_GFN_MAX_OWED_STEPS ? (uint32_t)owed : BG_GFN_MAX_OWED_STEPS;
+        pthread_cond_signal(&s->cv);
     }
-    j->steps = owed < BG_GFN_MAX_OWED_STEPS ? (uint32_t)owed : BG_GFN_MAX_OWED_STEPS;
-    *pp = j;
-    pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    free(unused);
     job_destroy(old);
-    return BG_OK;
+    return rc;
 }
 
 static int observe_after(void *ctx, const bg_guard *g, const char *session,
@@ -326,9 +414,14 @@ static int observe_after(void *ctx, const bg_guard *g, const char *session,
     int rc = session_sampler(s, g, session, &e, err);
     if (rc != BG_OK)
         return rc;
+    /* a sampler that never trained on this session (after a reload, a drop
+     * or a restart) owes the whole history, not just this observation */
+    uint64_t steps = s->opts.train_steps;
+    if (!trained_or_training(s, e))
+        steps *= n_hist;
     if (g->owner_ref && s->have_thread)
-        rc = schedule(s, g, e, hist, n_hist, s->opts.train_steps, err);
-    else if (train_steps(s, g, e, hist, n_hist, s->opts.train_steps) != BG_PLUGIN_OK)
+        rc = schedule(s, g, e, hist, n_hist, steps, 0, err);
+    else if (train_steps(s, g, e, hist, n_hist, (uint32_t)steps) != BG_PLUGIN_OK)
         rc = bg_err_set(err, BG_EINTERNAL,
                         "policy %s: sampler %s: training failed; the observation is "
                         "stored, the sampler keeps its previous state",
@@ -377,6 +470,30 @@ size_t bg_gfn_sampled_own_slots(bg_gfn_sampled *s)
         n++;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+void bg_gfn_sampled_hold(bg_gfn_sampled *s, int hold)
+{
+    pthread_mutex_lock(&s->mu);
+    s->hold = hold;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int bg_gfn_sampled_next(bg_gfn_sampled *s, char *session, size_t len, size_t *queued)
+{
+    pthread_mutex_lock(&s->mu);
+    const train_job *j = *next_job(s);
+    if (j)
+        snprintf(session, len, "%s", j->e->session);
+    *queued = s->n_jobs;
+    pthread_mutex_unlock(&s->mu);
+    return j != NULL;
+}
+
+uint64_t bg_gfn_sampled_steps_done(bg_gfn_sampled *s)
+{
+    return atomic_load(&s->steps_done);
 }
 
 uint64_t bg_gfn_sampled_jobs_done(bg_gfn_sampled *s)
@@ -459,13 +576,19 @@ static int score_and_estimate(const bg_guard *g, const bg_observation *hist, siz
         order[i] = (uint32_t)i;
     }
     qsort_r(order, n, sizeof *order, by_post, lp);
-    bg_estimate_in in = {.n = n, .ids = ids, .log_post = lp, .harm = harm, .order = order,
-                         .n_order = n, .order_complete = 1, .post = post};
+    bg_estimate_in in = {.n = n,
+                         .ids = ids,
+                         .log_post = lp,
+                         .harm = harm,
+                         .order = order,
+                         .n_order = n,
+                         .order_complete = 1,
+                         .post = post};
     bg_estimate_out eo = {0};
     if (g->estimator->estimate(g->estimator_inst, &in, &eo) != BG_PLUGIN_OK || eo.cautious >= n ||
         !(eo.bound >= 0.0 && eo.bound <= 1.0)) {
-        rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s failed on %zu samples",
-                        g->name, g->estimator_name ? g->estimator_name : "?", n);
+        rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s failed on %zu samples", g->name,
+                        g->estimator_name ? g->estimator_name : "?", n);
         goto done;
     }
     out->harm_bound = eo.bound;
@@ -487,14 +610,15 @@ done:
     return rc;
 }
 
-static int evaluate(void *ctx, const bg_guard *g, const char *session,
-                    const bg_observation *hist, size_t n_hist, const bg_action *action,
-                    bg_verdict *out, bg_err *err)
+static int evaluate(void *ctx, const bg_guard *g, const char *session, const bg_observation *hist,
+                    size_t n_hist, const bg_action *action, bg_verdict *out, bg_err *err)
 {
     bg_gfn_sampled *s = ctx;
     uint32_t k = g->sampler_samples ? g->sampler_samples : s->opts.default_k;
     bg__gfn_ss *e;
-    int rc = session_sampler(s, g, session, &e, err);
+    /* a session without data samples the policy's shared (prior) instance:
+     * it makes no session sampler and so drops none */
+    int rc = session_sampler(s, g, n_hist ? session : NULL, &e, err);
     if (rc != BG_OK)
         return rc;
     uint64_t *ids = malloc(k * sizeof *ids);
@@ -506,8 +630,7 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session,
      * after a reload or a drop) would give a verdict about nothing: start
      * its training and fail closed until it has had train_steps steps. */
     if (n_hist && g->owner_ref && s->have_thread && !atomic_load(&e->trained)) {
-        if (!trained_or_training(s, e))
-            rc = schedule(s, g, e, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, err);
+        rc = schedule(s, g, e, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, 1, err);
         if (rc == BG_OK)
             rc = bg_err_set(err, BG_EUNAVAIL,
                             "policy %s: the sampler of session '%s' has not yet trained on "
@@ -558,8 +681,8 @@ int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out,
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
-    s->ops = (bg_engine_sampled_ops){.ctx = s, .evaluate = evaluate,
-                                     .observe_after = observe_after};
+    s->ops =
+        (bg_engine_sampled_ops){.ctx = s, .evaluate = evaluate, .observe_after = observe_after};
     int prc = pthread_create(&s->trainer, NULL, trainer_main, s);
     if (prc != 0) {
         bg_gfn_sampled_destroy(s);

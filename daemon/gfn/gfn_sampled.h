@@ -13,16 +13,24 @@
  *
  * Training: for a guard with an owner (bg_guard.owner_ref, set by policy
  * snapshots) observe_after copies the history into a job and returns; a
- * trainer thread owned by this context runs `train_steps` optimiser steps
- * per job (jobs of one sampler coalesce to the newest history), taking
- * the sampler's write lock one step at a time, so an Evaluate waits for
- * at most one step and the verdict uses the last trained state. For a
- * guard without an owner (tests, benches) training runs inside
+ * trainer thread owned by this context runs the job's owed optimiser steps
+ * (`train_steps` per observation; the whole history's for a sampler that
+ * never trained on the session) in chunks of at most 50 (train_steps for
+ * a sampler that has not trained yet: what makes it usable), taking the
+ * sampler's write lock one step at a time, so an Evaluate waits for at most
+ * one step and the verdict uses the last trained state. Jobs of one sampler
+ * coalesce to the newest history; the trainer takes untrained samplers
+ * first (their sessions get no decision meanwhile), else the oldest job,
+ * and sends a job with steps left to the back of the queue; at most
+ * max_sessions jobs wait (more are refused: BG_EUNAVAIL, memory bounded).
+ * For a guard without an owner (tests, benches) training runs inside
  * observe_after, under the session's write lock, deterministically.
  *
  * Sessions: each session of a guard has its own sampler instance
  * (bg_guard.sampler_new), trained on its own history only — a sampler
  * amortises the posterior of the data it saw, and sessions' data differ.
+ * A session without data samples the guard's shared, untrained instance
+ * (the prior), so it makes and drops no session sampler.
  * At most max_sessions per guard keep one (least recently used idle ones
  * are dropped and retrained from the stored history when used again). A
  * guard without sampler_new shares its one instance among its sessions.
@@ -68,6 +76,12 @@ int bg_gfn_sampled_trained(bg_gfn_sampled *s, const bg_guard *g, const char *ses
 /* Instances whose state this context keeps itself (guards without a
  * sampler_slot); policy snapshots' guards never add one (tests). */
 size_t bg_gfn_sampled_own_slots(bg_gfn_sampled *s);
+/* Tests and diagnostics: hold (1) or release (0) the trainer — it starts
+ * no job while held; the session of the job it would run next (0 when
+ * none) and how many are queued; optimiser steps run so far. */
+void bg_gfn_sampled_hold(bg_gfn_sampled *s, int hold);
+int bg_gfn_sampled_next(bg_gfn_sampled *s, char *session, size_t len, size_t *queued);
+uint64_t bg_gfn_sampled_steps_done(bg_gfn_sampled *s);
 /* Background jobs completed so far. */
 uint64_t bg_gfn_sampled_jobs_done(bg_gfn_sampled *s);
 

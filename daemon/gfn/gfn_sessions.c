@@ -11,7 +11,7 @@ struct bg__gfn_table {
     atomic_int refs;                      /* slots holding the table */
     void (*drop)(void *inst, void *keep); /* bg_guard.sampler_drop, for own instances */
     bg__gfn_ss *list;
-    size_t n;
+    size_t n; /* own entries (session samplers), what max bounds */
     uint64_t clock;
 };
 
@@ -23,8 +23,10 @@ static int per_session(const bg_guard *g)
 
 static void entry_free(bg__gfn_table *t, bg__gfn_ss *e)
 {
-    if (e->own)
+    if (e->own) {
         t->drop(e->inst, e->keep);
+        t->n--;
+    }
     pthread_rwlock_destroy(&e->lock);
     free(e->session);
     free(e);
@@ -49,26 +51,34 @@ static void table_unref(void *vt)
     free(t);
 }
 
-/* Destroys least recently used idle entries while there are more than max. */
+/* 1 when a should go before b: untrained first (nothing is lost), then the
+ * least recently used. */
+static int evict_before(const bg__gfn_ss *a, const bg__gfn_ss *b)
+{
+    int ta = atomic_load(&a->trained), tb = atomic_load(&b->trained);
+    return ta != tb ? ta < tb : a->last_use < b->last_use;
+}
+
+/* Destroys idle session samplers while there are more than max. */
 static void evict(bg__gfn_table *t, size_t max)
 {
     while (t->n > max) {
         bg__gfn_ss **victim = NULL;
         for (bg__gfn_ss **pp = &t->list; *pp; pp = &(*pp)->next)
-            if ((*pp)->refs == 0 && (*pp)->own &&
-                (!victim || (*pp)->last_use < (*victim)->last_use))
+            if ((*pp)->refs == 0 && (*pp)->own && (!victim || evict_before(*pp, *victim)))
                 victim = pp;
         if (!victim)
             return; /* all in use: over max until they are released */
         bg__gfn_ss *e = *victim;
         *victim = e->next;
-        t->n--;
         entry_free(t, e);
     }
 }
 
-static int entry_new(bg__gfn_table *t, const bg_guard *g, const char *key, bg__gfn_ss **out,
-                     bg_err *err)
+/* A table entry for key; own: a new instance from sampler_new, else the
+ * guard's shared sampler_inst. */
+static int entry_new(bg__gfn_table *t, const bg_guard *g, const char *key, int own,
+                     bg__gfn_ss **out, bg_err *err)
 {
     bg__gfn_ss *e = calloc(1, sizeof *e);
     if (!e || !(e->session = strdup(key))) {
@@ -77,7 +87,7 @@ static int entry_new(bg__gfn_table *t, const bg_guard *g, const char *key, bg__g
                           g->name);
     }
     e->table = t;
-    if (per_session(g)) {
+    if (own) {
         int rc = g->sampler_new(g->sampler_ctx, &e->inst, &e->keep);
         if (rc != BG_OK) {
             free(e->session);
@@ -126,16 +136,17 @@ int bg__gfn_ss_get(bg_sampler_slot *slot, const bg_guard *g, const char *session
     bg__gfn_table *t = table_of(slot, g);
     if (!t)
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
-    const char *key = per_session(g) && session ? session : "";
+    int own = per_session(g) && session;
+    const char *key = own ? session : ""; /* "": the shared one */
     int rc = BG_OK;
     pthread_mutex_lock(&t->mu);
     bg__gfn_ss *e = t->list;
-    while (e && strcmp(e->session, key) != 0)
+    while (e && (e->own != own || strcmp(e->session, key) != 0)) /* a session "" is no shared one */
         e = e->next;
-    if (!e && (rc = entry_new(t, g, key, &e, err)) == BG_OK) {
+    if (!e && (rc = entry_new(t, g, key, own, &e, err)) == BG_OK) {
         e->next = t->list;
         t->list = e;
-        t->n++;
+        t->n += e->own;
     }
     if (rc == BG_OK) {
         e->refs++;

@@ -15,7 +15,8 @@
  * (its plugin, its host services) and is destroyed by sampler_drop, so it
  * may outlive the policy set that made it. At most `max` sessions keep a
  * sampler: the least recently used one that nothing uses is destroyed
- * first; its session gets a fresh sampler on its next use, trained again
+ * first (untrained ones before trained); its session gets a fresh sampler
+ * on its next use, trained again
  * on its whole history (the engine keeps the observations). Entries in use
  * (an Evaluate sampling, a training job queued or running) are never
  * destroyed; the table may then exceed `max` for as long as they are.
@@ -50,7 +51,10 @@ typedef struct bg__gfn_ss {
 } bg__gfn_ss;
 
 /* The sampler of (g, session) in slot, created on first use, with a
- * reference for the caller (release with bg__gfn_ss_put). BG_ENOMEM, or
+ * reference for the caller (release with bg__gfn_ss_put). session NULL:
+ * the guard's shared instance (sampler_inst), which is not a session
+ * sampler and never dropped — for sessions without data, so that they make
+ * no sampler and drop none. BG_ENOMEM, or
  * BG_EINTERNAL when the plugin cannot create an instance. */
 int bg__gfn_ss_get(bg_sampler_slot *slot, const bg_guard *g, const char *session, size_t max,
                    bg__gfn_ss **out, bg_err *err);

@@ -93,7 +93,8 @@ int bg_nn_synth_write(const char *path, const bg_nn_config *cfg, uint64_t seed, 
 typedef struct bg_nn_model bg_nn_model;
 
 /* Loads `path` onto a backend created from copts (cpu | vulkan | auto;
- * auto keeps a model under 16 MiB on the CPU, see nn_model.c).
+ * auto keeps a model under 16 MiB on the CPU, see nn_model.c; NULL: the
+ * CPU backend with its default threads).
  * new: destroy with bg_nn_model_destroy. */
 int bg_nn_model_load(const char *path, const bg_compute_opts *copts, bg_nn_model **out,
                      bg_err *err);

@@ -38,7 +38,9 @@
 /* The backend for `auto` and this model (see the header comment). */
 static bg_compute_opts backend_for(const bg_nn_config *c, const bg_compute_opts *in)
 {
-    bg_compute_opts o = *in;
+    bg_compute_opts o = {.kind = BG_BACKEND_CPU, .device_index = -1}; /* NULL: the CPU */
+    if (in)
+        o = *in;
     if (o.kind != BG_BACKEND_AUTO)
         return o;
     const char *e = getenv("BG_NN_AUTO_GPU_MIN_MB");

@@ -180,7 +180,9 @@ void bg__svc_evaluate(bg__rpc_call *c)
     memset(&v, 0, sizeof(v));
     int rc = bg_engine_evaluate(s->opts.engine, &p->guard, r.session, &r.act, &v, &err);
     int on_error_allowed = 0;
-    if (rc == BG_EINVAL || rc == BG_ELIMIT || rc == BG_ENOMEM ||
+    /* BG_EUNAVAIL (a sampler still training on the session's data) is no
+     * failure that on_error: allow lets through: retry, never ALLOW */
+    if (rc == BG_EINVAL || rc == BG_ELIMIT || rc == BG_ENOMEM || rc == BG_EUNAVAIL ||
         (rc != BG_OK && !p->on_error_allow)) {
         grpc_status_code ec = rc == BG_EINVAL ? GRPC_STATUS_INVALID_ARGUMENT
                               : (rc == BG_ELIMIT || rc == BG_ENOMEM)

@@ -187,7 +187,13 @@ def test_entrypoint_configmap_and_reload():
             action=guard_pb2.Action(tool="shell_exec"), context=guard_pb2.Context(session="pod"),
             harmed=False), i=unix_i[0])
         assert o.observations == 1, o
-        assert os.listdir(data_dir), "no observation log in the data volume"
+        logs = [os.path.join(data_dir, n) for n in os.listdir(data_dir)]
+        assert len(logs) == 1, logs
+        size1 = os.path.getsize(logs[0])
+        d.call("Observe", guard_pb2.ObserveRequest(
+            action=guard_pb2.Action(tool="shell_exec"), context=guard_pb2.Context(session="pod"),
+            harmed=True), i=unix_i[0])
+        assert os.path.getsize(logs[0]) > size1, "the observation did not reach the data volume"
         st = d.call("Status", guard_pb2.StatusRequest(), i=tcp_i[0])
         rev0, thr0 = st.revision, st.policies[0].threshold
 

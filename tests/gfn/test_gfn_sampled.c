@@ -169,6 +169,76 @@ static void make_engine(size_t max_sessions, bg_engine **e, bg_gfn_sampled **gs)
     bg_engine_set_sampled(*e, bg_gfn_sampled_ops(*gs));
 }
 
+/* The trainer's queue, on session "bg" (12 observations) of g:
+ * - a fresh sampler whose first call is an Observe owes the whole history
+ *   (20 steps x 13 observations), not one observation's worth;
+ * - a sampler that has not trained yet goes before trained ones;
+ * - a queue of max_sessions jobs refuses a new session's (memory bound):
+ *   its observation is stored, its Evaluate says the trainer is busy. */
+static void test_queue(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *g, factory *f)
+{
+    bg_guard g3 = *g;
+    g3.instance_id = 1003;
+    g3.sampler_slot = bg_sampler_slot_new();
+    with_factory(&g3, f);
+    uint64_t st0 = bg_gfn_sampled_steps_done(gs);
+    observe_pulls(e, &g3, "bg", 78, 1, w_star);
+    bg_gfn_sampled_wait_idle(gs);
+    uint64_t st1 = bg_gfn_sampled_steps_done(gs);
+    printf("Observe first on a fresh sampler: %llu steps for 13 observations\n",
+           (unsigned long long)(st1 - st0));
+    CHECK(st1 - st0 == 20 * 13, "steps %llu, want 260", (unsigned long long)(st1 - st0));
+    CHECK(bg_gfn_sampled_trained(gs, &g3, "bg") == 1, "not trained");
+
+    bg_gfn_sampled_hold(gs, 1);
+    observe_pulls(e, &g3, "bg", 79, 3, w_star);  /* trained: one job, 60 steps */
+    observe_pulls(e, &g3, "new", 80, 1, w_star); /* untrained: 20 steps */
+    char next[32] = "";
+    size_t queued = 0;
+    CHECK(bg_gfn_sampled_next(gs, next, sizeof next, &queued) == 1, "no job queued");
+    printf("queued %zu jobs; next: session '%s'\n", queued, next);
+    CHECK(queued == 2 && strcmp(next, "new") == 0, "the untrained sampler must go first");
+    bg_gfn_sampled_hold(gs, 0);
+    bg_gfn_sampled_wait_idle(gs);
+    CHECK(bg_gfn_sampled_steps_done(gs) - st1 == 80, "steps %llu, want 80",
+          (unsigned long long)(bg_gfn_sampled_steps_done(gs) - st1));
+    bg_sampler_slot_free(g3.sampler_slot);
+
+    /* max_sessions 2 */
+    bg_engine *e2;
+    bg_gfn_sampled *gs2;
+    make_engine(2, &e2, &gs2);
+    bg_guard g4 = *g;
+    g4.instance_id = 1004;
+    g4.sampler_slot = bg_sampler_slot_new();
+    with_factory(&g4, f);
+    bg_gfn_sampled_hold(gs2, 1);
+    observe_pulls(e2, &g4, "q1", 81, 1, w_star);
+    observe_pulls(e2, &g4, "q2", 82, 1, w_star);
+    observe_pulls(e2, &g4, "q3", 83, 1, w_star); /* stored, not queued */
+    CHECK(bg_gfn_sampled_next(gs2, next, sizeof next, &queued) == 1 && queued == 2,
+          "queued %zu, want 2", queued);
+    bg_action a3 = {.id = "", .tool = "pull", .arguments_json = "", .features = NULL};
+    double x[D] = {0};
+    a3.features = x;
+    a3.n_features = D;
+    bg_verdict v;
+    bg_err err;
+    int rc = bg_engine_evaluate(e2, &g4, "q3", &a3, &v, &err);
+    printf("full queue: %s: %s\n", bg_err_name(rc), err.msg);
+    CHECK(rc == BG_EUNAVAIL && strstr(err.msg, "busy"), "rc %d", rc);
+    bg_gfn_sampled_hold(gs2, 0);
+    bg_gfn_sampled_wait_idle(gs2);
+    rc = bg_engine_evaluate(e2, &g4, "q3", &a3, &v, &err); /* now it queues */
+    CHECK(rc == BG_EUNAVAIL && strstr(err.msg, "training now"), "rc %d", rc);
+    bg_gfn_sampled_wait_idle(gs2);
+    CHECK(bg_engine_evaluate(e2, &g4, "q3", &a3, &v, &err) == BG_OK, "%s", err.msg);
+    bg_engine_destroy(e2);
+    bg_gfn_sampled_destroy(gs2);
+    bg_sampler_slot_free(g4.sampler_slot);
+    CHECK(atomic_load(&owner_refs) == 0, "owner references left: %d", atomic_load(&owner_refs));
+}
+
 static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *base,
                             const bg_action *a, factory *f)
 {
@@ -220,6 +290,7 @@ static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *ba
           "the sampled path kept state for a slotted guard "
           "(%zu, was %zu)",
           bg_gfn_sampled_own_slots(gs), own);
+    test_queue(e, gs, &g2, f);
     bg_sampler_slot_free(gw.sampler_slot);
     bg_sampler_slot_free(g2.sampler_slot);
     CHECK(atomic_load(&live) == 0, "session samplers left after the slots: %d", atomic_load(&live));
@@ -262,6 +333,19 @@ static void test_sessions(const bg_guard *base, const bg_action *a, factory *f)
            gap_a, gap_b, cross);
     CHECK(gap_a <= 60 && gap_b <= 60, "a session's verdict does not fit its own data");
     CHECK(bg_gfn_sampled_samplers(gs, &g) == 2, "samplers %zu", bg_gfn_sampled_samplers(gs, &g));
+    /* sessions without data sample the shared instance: no sampler made,
+     * none dropped */
+    for (int i = 0; i < 3; i++) {
+        char sid[16];
+        snprintf(sid, sizeof sid, "nodata%d", i);
+        bg_verdict vn;
+        CHECK(bg_engine_evaluate(e, &g, sid, a, &vn, &err) == BG_OK, "%s", err.msg);
+    }
+    CHECK(bg_gfn_sampled_samplers(gs, &g) == 2 && bg_gfn_sampled_trained(gs, &g, "A") == 1 &&
+              bg_gfn_sampled_trained(gs, &g, "B") == 1,
+          "evaluations without data dropped a trained sampler (%zu, A %d, B %d)",
+          bg_gfn_sampled_samplers(gs, &g), bg_gfn_sampled_trained(gs, &g, "A"),
+          bg_gfn_sampled_trained(gs, &g, "B"));
     /* a third session: the least recently used idle sampler (A's) goes */
     observe_pulls(e, &g, "C", 33, 1, truth_a);
     CHECK(bg_gfn_sampled_samplers(gs, &g) == 2, "samplers %zu over max_sessions 2",
