@@ -48,6 +48,7 @@
 #include "common/bg_log.h"
 #include "gfn.h"
 #include "gfn_sampled.h"
+#include "gfn_score.h"
 #include "gfn_sessions.h"
 
 /* The state of a guard without a sampler_slot, in this context's table. */
@@ -128,34 +129,6 @@ static bg_sampler_slot *slot_of(bg_gfn_sampled *s, const bg_guard *g)
     return e ? e->slot : NULL;
 }
 
-/* log R(h) = log P(h) + Σ_i log P(obs_i | obs_<i, h) for a session. */
-typedef struct session_reward {
-    const bg_guard *g;
-    const bg_observation *hist;
-    size_t n_hist;
-    double *tmp;
-    size_t cap;
-} session_reward;
-
-static int session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
-{
-    session_reward *r = vctx;
-    if (n > r->cap) {
-        double *t = realloc(r->tmp, n * sizeof *t);
-        if (!t)
-            return BG_PLUGIN_ENOMEM;
-        r->tmp = t;
-        r->cap = n;
-    }
-    int rc = r->g->model->log_prior(r->g->model_inst, h, n, out);
-    for (size_t i = 0; i < r->n_hist && rc == BG_PLUGIN_OK; i++) {
-        rc = r->g->model->log_lik(r->g->model_inst, &r->hist[i], r->hist, i, h, n, r->tmp);
-        for (size_t k = 0; k < n && rc == BG_PLUGIN_OK; k++)
-            out[k] += r->tmp[k];
-    }
-    return rc;
-}
-
 /* The session sampler of (g, session), with a reference (bg__gfn_ss_put). */
 static int session_sampler(bg_gfn_sampled *s, const bg_guard *g, const char *session,
                            bg__gfn_ss **out, bg_err *err)
@@ -170,12 +143,12 @@ static int session_sampler(bg_gfn_sampled *s, const bg_guard *g, const char *ses
 static int train_steps(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e,
                        const bg_observation *hist, size_t n_hist, uint32_t steps)
 {
-    session_reward r = {g, hist, n_hist, NULL, 0};
+    bg__gfn_reward_ctx r = {g, hist, n_hist, NULL, 0};
     int rc = BG_PLUGIN_OK;
     uint32_t k = 0;
     for (; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
         pthread_rwlock_wrlock(&e->lock);
-        rc = g->sampler->train(e->inst, session_log_r, &r, 1);
+        rc = g->sampler->train(e->inst, bg__gfn_session_log_r, &r, 1);
         pthread_rwlock_unlock(&e->lock);
         if (rc == BG_PLUGIN_OK)
             atomic_fetch_add(&s->steps_done, 1);
@@ -504,112 +477,6 @@ uint64_t bg_gfn_sampled_jobs_done(bg_gfn_sampled *s)
     return n;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Stable descending order of log_post (ties: ascending index); qsort_r. */
-static int by_post(const void *a, const void *b, void *keys)
-{
-    const double *k = keys;
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    if (k[i] != k[j])
-        return k[i] > k[j] ? -1 : 1;
-    return i < j ? -1 : i > j;
-}
-
-static uint64_t mix_seed(uint64_t seed, const char *session, size_t n_hist)
-{
-    uint64_t h = 1469598103934665603ULL ^ seed;
-    for (const char *p = session; p && *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    return h ^ (n_hist * 0x9e3779b97f4a7c15ULL);
-}
-
-/* Steps 3–6 over n unique candidate ids. */
-static int score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
-                              const bg_action *action, const uint64_t *ids, size_t n,
-                              bg_verdict *out, bg_err *err)
-{
-    double *lp = malloc(n * sizeof *lp), *harm = malloc(n * sizeof *harm);
-    double *post = malloc(n * sizeof *post);
-    uint32_t *order = malloc(n * sizeof *order);
-    session_reward r = {g, hist, n_hist, NULL, 0};
-    int rc = BG_OK;
-    if (!lp || !harm || !post || !order) {
-        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
-        goto done;
-    }
-    if (session_log_r(&r, ids, n, lp) != BG_PLUGIN_OK ||
-        g->model->harm(g->model_inst, action, hist, n_hist, ids, n, harm) != BG_PLUGIN_OK) {
-        rc = bg_err_set(err, BG_EINTERNAL, "policy %s: model %s failed on sampled hypotheses",
-                        g->name, g->model_name ? g->model_name : "?");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!(harm[i] >= 0.0 && harm[i] <= 1.0)) {
-            rc = bg_err_set(err, BG_EINTERNAL,
-                            "policy %s: model %s: harm of sampled hypothesis %llu is %g; "
-                            "expected a probability in [0, 1]",
-                            g->name, g->model_name ? g->model_name : "?",
-                            (unsigned long long)ids[i], harm[i]);
-            goto done;
-        }
-    double mx = -INFINITY, z = 0;
-    for (size_t i = 0; i < n; i++)
-        mx = lp[i] > mx ? lp[i] : mx;
-    if (!isfinite(mx)) {
-        rc = bg_err_set(err, BG_EINTERNAL,
-                        "policy %s: none of the %zu sampled hypotheses has a finite "
-                        "posterior score (sampler %s not trained on these data yet?)",
-                        g->name, n, g->sampler_name ? g->sampler_name : "?");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++)
-        z += exp(lp[i] - mx);
-    double lse = mx + log(z);
-    for (size_t i = 0; i < n; i++) {
-        lp[i] -= lse;
-        post[i] = exp(lp[i]);
-        order[i] = (uint32_t)i;
-    }
-    qsort_r(order, n, sizeof *order, by_post, lp);
-    bg_estimate_in in = {.n = n,
-                         .ids = ids,
-                         .log_post = lp,
-                         .harm = harm,
-                         .order = order,
-                         .n_order = n,
-                         .order_complete = 1,
-                         .post = post};
-    bg_estimate_out eo = {0};
-    if (g->estimator->estimate(g->estimator_inst, &in, &eo) != BG_PLUGIN_OK || eo.cautious >= n ||
-        !(eo.bound >= 0.0 && eo.bound <= 1.0)) {
-        rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s failed on %zu samples", g->name,
-                        g->estimator_name ? g->estimator_name : "?", n);
-        goto done;
-    }
-    out->harm_bound = eo.bound;
-    out->posterior_predictive = eo.posterior_predictive;
-    out->cautious_id = ids[eo.cautious];
-    out->cautious_posterior = post[eo.cautious];
-    out->cautious_harm = harm[eo.cautious];
-    out->plausible_set_size = eo.plausible;
-    if (!g->model->label || g->model->label(g->model_inst, out->cautious_id, out->cautious_label,
-                                            sizeof out->cautious_label) != BG_PLUGIN_OK)
-        snprintf(out->cautious_label, sizeof out->cautious_label, "#%llu",
-                 (unsigned long long)out->cautious_id);
-done:
-    free(lp);
-    free(harm);
-    free(post);
-    free(order);
-    free(r.tmp);
-    return rc;
-}
-
 static int evaluate(void *ctx, const bg_guard *g, const char *session, const bg_observation *hist,
                     size_t n_hist, const bg_action *action, bg_verdict *out, bg_err *err)
 {
@@ -643,7 +510,7 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session, const bg_
         return rc;
     }
     bg_rng rng;
-    bg_gfn_rng_seed(&rng, mix_seed(s->opts.seed, session, n_hist));
+    bg_gfn_rng_seed(&rng, bg__gfn_mix_seed(s->opts.seed, session, n_hist));
     pthread_rwlock_rdlock(&e->lock);
     int prc = g->sampler->sample(e->inst, &rng, k, ids, NULL);
     pthread_rwlock_unlock(&e->lock);
@@ -652,12 +519,8 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session, const bg_
         rc = bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)", g->name,
                         g->sampler_name ? g->sampler_name : "?", prc);
     } else {
-        qsort(ids, k, sizeof *ids, cmp_u64);
-        size_t n = 1;
-        for (size_t i = 1; i < k; i++)
-            if (ids[i] != ids[n - 1])
-                ids[n++] = ids[i];
-        rc = score_and_estimate(g, hist, n_hist, action, ids, n, out, err);
+        size_t n = bg__gfn_sort_unique(ids, k);
+        rc = bg__gfn_score_and_estimate(g, hist, n_hist, action, ids, n, out, err);
         out->sampled = 1;
         out->samples = k;
     }
