@@ -372,6 +372,8 @@ static int transfer(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, unsign
             memcpy(host, b->map + a->off + off, n);
         return BG_OK;
     }
+    if (!to_device && b->map)
+        BG_DEBUG("vulkan", "read of %zu bytes staged (uncached mapping)", n);
     int rc = staging_ready(m, err);
     for (size_t done = 0; rc == BG_OK && done < n;) {
         size_t chunk = n - done < m->st_size ? n - done : (size_t)m->st_size;

@@ -20,7 +20,8 @@
  *   readback    the same with BG_VK_FORCE_STAGING=read: memory mapped but
  *               taken as uncached (a discrete GPU's BAR), so writes are a
  *               memcpy and reads over 1 KiB go through the staging buffer;
- *               small reads (direct) and partial reads at odd offsets too.
+ *               small reads (direct) and partial reads at odd offsets too;
+ *               the debug log shows which reads were staged.
  *   timestamps  BG_VK_TIMESTAMPS=1 logs a per-op table at submit.
  *   smallrange  BG_VK_MAX_RANGE=65536: matmul (tiled and matvec) and embed
  *               split small weights into many views and stay exact; the
@@ -40,6 +41,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/bg_log.h"
 #include "compute/compute_ref.h"
 #include "vk_test_util.h"
 
@@ -371,21 +373,48 @@ static void test_roundtrip(size_t n)
 
 /* ---- timestamps --------------------------------------------------------- */
 
-static void test_timestamps(void)
+/* Runs fn with stderr (the log) going to buf (NUL-terminated); bytes read. */
+static ssize_t capture_log(void (*fn)(void), char *buf, size_t len)
 {
     char path[64];
-    vt_tmp_template(path, sizeof(path), "bg_vk_ts");
+    vt_tmp_template(path, sizeof(path), "bg_vk_log");
     int fd = mkstemp(path);
     int saved = dup(2);
     dup2(fd, 2);
-    test_chain();
+    fn();
     dup2(saved, 2);
     close(saved);
-    char buf[8192] = "";
-    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    ssize_t n = pread(fd, buf, len - 1, 0);
     close(fd);
     unlink(path);
     buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
+static void roundtrip_9mib(void)
+{
+    test_roundtrip((size_t)9 << 18); /* 9 MiB: two staging chunks */
+}
+
+/* readback mode: exactly the reads over 1 KiB went through staging */
+static void test_readback(void)
+{
+    char buf[8192];
+    bg_log_set_level(BG_LOG_DEBUG);
+    capture_log(roundtrip_9mib, buf, sizeof buf);
+    bg_log_set_level(BG_LOG_INFO);
+    printf("  staging log:\n%s", buf);
+    VT_CHECK(strstr(buf, "read of 9437184 bytes staged") != NULL);
+    VT_CHECK(strstr(buf, "read of 4000 bytes staged") != NULL);
+    VT_CHECK(strstr(buf, "read of 1025 bytes staged") != NULL);
+    VT_CHECK(strstr(buf, "read of 1024 bytes staged") == NULL); /* direct */
+    VT_CHECK(strstr(buf, "read of 1 bytes staged") == NULL);
+}
+
+static void test_timestamps(void)
+{
+    char buf[8192];
+    ssize_t n = capture_log(test_chain, buf, sizeof buf);
     printf("  timestamp log (%zd bytes):\n%s", n, buf);
     VT_CHECK(strstr(buf, "per-op GPU time") != NULL);
     VT_CHECK(strstr(buf, "matmul") != NULL && strstr(buf, "attention") != NULL);
@@ -472,8 +501,11 @@ int main(int argc, char **argv)
         test_long_recording();
         test_bounds();
         test_range();
-    } else if (strcmp(mode, "staging") == 0 || strcmp(mode, "readback") == 0) {
-        test_roundtrip((size_t)9 << 18); /* 9 MiB: two staging chunks */
+    } else if (strcmp(mode, "staging") == 0) {
+        roundtrip_9mib();
+        test_chain();
+    } else if (strcmp(mode, "readback") == 0) {
+        test_readback();
         test_chain();
     } else if (strcmp(mode, "timestamps") == 0) {
         test_timestamps();
