@@ -105,8 +105,9 @@ static uint64_t inst_key(const bg_guard *g)
 }
 
 /* The state of a sampler instance: the guard's slot, else this context's
- * entry for it (created on first use). NULL when out of memory. */
-static bg_sampler_slot *slot_of(bg_gfn_sampled *s, const bg_guard *g)
+ * entry for it (created on first use when create). NULL when there is none
+ * or out of memory. */
+static bg_sampler_slot *slot_of(bg_gfn_sampled *s, const bg_guard *g, int create)
 {
     if (g->sampler_slot)
         return g->sampler_slot;
@@ -115,7 +116,7 @@ static bg_sampler_slot *slot_of(bg_gfn_sampled *s, const bg_guard *g)
     slot_entry *e = s->slots;
     while (e && e->key != key)
         e = e->next;
-    if (!e && (e = calloc(1, sizeof *e)) != NULL) {
+    if (!e && create && (e = calloc(1, sizeof *e)) != NULL) {
         if ((e->slot = bg_sampler_slot_new()) != NULL) {
             e->key = key;
             e->next = s->slots;
@@ -133,7 +134,7 @@ static bg_sampler_slot *slot_of(bg_gfn_sampled *s, const bg_guard *g)
 static int session_sampler(bg_gfn_sampled *s, const bg_guard *g, const char *session,
                            bg__gfn_ss **out, bg_err *err)
 {
-    bg_sampler_slot *sl = slot_of(s, g);
+    bg_sampler_slot *sl = slot_of(s, g, 1);
     if (!sl)
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
     return bg__gfn_ss_get(sl, g, session, s->opts.max_sessions, out, err);
@@ -411,27 +412,15 @@ void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-static bg_sampler_slot *find_slot(bg_gfn_sampled *s, const bg_guard *g)
-{
-    if (g->sampler_slot)
-        return g->sampler_slot;
-    pthread_mutex_lock(&s->mu);
-    slot_entry *e = s->slots;
-    while (e && e->key != inst_key(g))
-        e = e->next;
-    pthread_mutex_unlock(&s->mu);
-    return e ? e->slot : NULL;
-}
-
 size_t bg_gfn_sampled_samplers(bg_gfn_sampled *s, const bg_guard *g)
 {
-    bg_sampler_slot *sl = find_slot(s, g);
+    bg_sampler_slot *sl = slot_of(s, g, 0);
     return sl ? bg__gfn_ss_count(sl) : 0;
 }
 
 int bg_gfn_sampled_trained(bg_gfn_sampled *s, const bg_guard *g, const char *session)
 {
-    bg_sampler_slot *sl = find_slot(s, g);
+    bg_sampler_slot *sl = slot_of(s, g, 0);
     return sl ? bg__gfn_ss_trained(sl, g->sampler_new && g->sampler_drop ? session : "") : -1;
 }
 

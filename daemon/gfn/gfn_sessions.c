@@ -174,11 +174,18 @@ void bg__gfn_ss_put(bg__gfn_ss *e)
     pthread_mutex_unlock(&e->table->mu);
 }
 
-size_t bg__gfn_ss_count(bg_sampler_slot *slot)
+/* The slot's table, NULL before first use. */
+static bg__gfn_table *table_peek(bg_sampler_slot *slot)
 {
     pthread_mutex_lock(&slot->mu);
     bg__gfn_table *t = slot->state;
     pthread_mutex_unlock(&slot->mu);
+    return t;
+}
+
+size_t bg__gfn_ss_count(bg_sampler_slot *slot)
+{
+    bg__gfn_table *t = table_peek(slot);
     if (!t)
         return 0;
     pthread_mutex_lock(&t->mu);
@@ -189,9 +196,7 @@ size_t bg__gfn_ss_count(bg_sampler_slot *slot)
 
 int bg__gfn_ss_trained(bg_sampler_slot *slot, const char *session)
 {
-    pthread_mutex_lock(&slot->mu);
-    bg__gfn_table *t = slot->state;
-    pthread_mutex_unlock(&slot->mu);
+    bg__gfn_table *t = table_peek(slot);
     if (!t)
         return -1;
     pthread_mutex_lock(&t->mu);
