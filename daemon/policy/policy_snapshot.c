@@ -458,6 +458,16 @@ static int create_one(bg_plugin_host *h, pol_impl *im, int k, bg_plugin_kind kin
     return BG_ECONFIG;
 }
 
+/* What a plugin instance's state depends on: the plugin (name, file bytes)
+ * and its config subtree (bg_cfg_hash: layout and comments do not count). */
+static uint64_t plugin_config_key(const bg_plugin *p, const bg_cfg_node *cfg)
+{
+    uint64_t seed = bg_plugin_identity(p);
+    for (const char *c = p->desc->name; *c; c++)
+        seed = (seed ^ (unsigned char)*c) * 0x100000001b3ULL;
+    return bg_cfg_hash(cfg, seed);
+}
+
 static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_errors *errs)
 {
     pol_impl *im = &s->impl[i];
@@ -485,11 +495,7 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
             return BG_ECONFIG;
         im->space = space;
         im->host = h;
-        const bg_plugin *spl = im->plug[P_SAMPLER];
-        uint64_t seed = bg_plugin_identity(spl);
-        for (const char *c = spl->desc->name; *c; c++)
-            seed = (seed ^ (unsigned char)*c) * 0x100000001b3ULL;
-        im->sampler_key = bg_cfg_hash(sp->sampler_cfg, seed);
+        im->sampler_key = plugin_config_key(im->plug[P_SAMPLER], sp->sampler_cfg);
         if (!(im->slot = bg_sampler_slot_new()))
             return bg__errs_at(errs, sp->sampler, "spec.sampler: out of memory");
     } else if (count == 0) {
@@ -525,10 +531,7 @@ static void fill_policy(bg_policy_set *s, size_t i)
     g->name = sp->name;
     g->revision = s->revision;
     const bg_plugin *m = im->plug[P_MODEL];
-    uint64_t seed = bg_plugin_identity(m);
-    for (const char *c = m->desc->name; *c; c++)
-        seed = (seed ^ (unsigned char)*c) * 0x100000001b3ULL;
-    g->model_key = bg_cfg_hash(sp->model_cfg, seed);
+    g->model_key = plugin_config_key(m, sp->model_cfg);
     g->model_name = m->desc->name;
     g->model = m->desc->vt.hypothesis;
     g->model_inst = im->inst[P_MODEL];
