@@ -180,15 +180,12 @@ void bg__svc_evaluate(bg__rpc_call *c)
     memset(&v, 0, sizeof(v));
     int rc = bg_engine_evaluate(s->opts.engine, &p->guard, r.session, &r.act, &v, &err);
     int on_error_allowed = 0;
-    /* BG_EUNAVAIL (a sampler still training on the session's data) is no
-     * failure that on_error: allow lets through: retry, never ALLOW */
-    if (rc == BG_EINVAL || rc == BG_ELIMIT || rc == BG_ENOMEM || rc == BG_EUNAVAIL ||
-        (rc != BG_OK && !p->on_error_allow)) {
-        grpc_status_code ec = rc == BG_EINVAL ? GRPC_STATUS_INVALID_ARGUMENT
-                              : (rc == BG_ELIMIT || rc == BG_ENOMEM)
-                                  ? GRPC_STATUS_RESOURCE_EXHAUSTED
-                              : rc == BG_EUNAVAIL ? GRPC_STATUS_UNAVAILABLE /* retry soon */
-                                                  : GRPC_STATUS_INTERNAL;
+    /* Bad input, limits and BG_EUNAVAIL (a sampler still training on the
+     * session's data: retry) keep their status codes, whatever on_error
+     * says; any other failure is INTERNAL, or ALLOW under on_error: allow. */
+    int known = rc == BG_EINVAL || rc == BG_ELIMIT || rc == BG_ENOMEM || rc == BG_EUNAVAIL;
+    if (known || (rc != BG_OK && !p->on_error_allow)) {
+        grpc_status_code ec = known ? bg__rpc_code_of(rc) : GRPC_STATUS_INTERNAL;
         if (ec == GRPC_STATUS_INTERNAL)
             bg__rpc_call_fail(c, ec, "policy %s: evaluation failed, no decision was made (%s): "
                                      "the policy's on_error is deny; treat the action as not "
