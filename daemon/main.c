@@ -236,17 +236,12 @@ enum {
     OPT_DATA_DIR,
     OPT_CONFIG,
     OPT_READY,
-    OPT_CQ,
-    OPT_MAXMSG,
-    OPT_DRAIN,
-    OPT_GRACE,
-    OPT_DEBOUNCE,
+    OPT_INT, /* an integer flag: int_keys has its range (config key = name with '_') */
     OPT_NO_WATCH,
     OPT_LOG,
     OPT_VERSION,
     OPT_HELP,
-    OPT_CHECK,
-    OPT_SAMPLER_SESSIONS
+    OPT_CHECK
 };
 
 static const struct option long_opts[] = {
@@ -256,12 +251,12 @@ static const struct option long_opts[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"ready-file", required_argument, NULL, OPT_READY},
-    {"cq-threads", required_argument, NULL, OPT_CQ},
-    {"max-message-bytes", required_argument, NULL, OPT_MAXMSG},
-    {"drain-timeout-ms", required_argument, NULL, OPT_DRAIN},
-    {"drain-grace-ms", required_argument, NULL, OPT_GRACE},
-    {"watch-debounce-ms", required_argument, NULL, OPT_DEBOUNCE},
-    {"sampler-sessions", required_argument, NULL, OPT_SAMPLER_SESSIONS},
+    {"cq-threads", required_argument, NULL, OPT_INT},
+    {"max-message-bytes", required_argument, NULL, OPT_INT},
+    {"drain-timeout-ms", required_argument, NULL, OPT_INT},
+    {"drain-grace-ms", required_argument, NULL, OPT_INT},
+    {"watch-debounce-ms", required_argument, NULL, OPT_INT},
+    {"sampler-sessions", required_argument, NULL, OPT_INT},
     {"no-watch", no_argument, NULL, OPT_NO_WATCH},
     {"check", no_argument, NULL, OPT_CHECK},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -270,12 +265,27 @@ static const struct option long_opts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* --name VALUE for an integer setting: its range and place from int_keys. */
+static int parse_int_flag(const char *name, const char *value, opts *o)
+{
+    char key[64], flag[72];
+    snprintf(key, sizeof key, "%s", name);
+    for (char *p = key; *p; p++)
+        *p = *p == '-' ? '_' : *p;
+    snprintf(flag, sizeof flag, "--%s", name);
+    for (size_t k = 0; k < sizeof(int_keys) / sizeof(int_keys[0]); k++)
+        if (strcmp(key, int_keys[k].key) == 0)
+            return parse_long(flag, value, int_keys[k].min, int_keys[k].max,
+                              (long *)((char *)o + int_keys[k].offset));
+    return die("%s: no such setting", flag); /* a long_opts entry without an int_keys one */
+}
+
 /* Returns -1 to continue, or an exit code. */
 static int parse_flags(int argc, char **argv, opts *o)
 {
-    int c;
+    int c, idx = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", long_opts, &idx)) != -1) {
         int rc = 0;
         switch (c) {
         case OPT_LISTEN:
@@ -287,25 +297,20 @@ static int parse_flags(int argc, char **argv, opts *o)
         case OPT_PLUGINS: o->plugins = optarg; break;
         case OPT_DATA_DIR: o->data_dir = optarg; break;
         case OPT_CONFIG: o->config = optarg; break;
-        case OPT_READY: o->ready_file = optarg; break;
-        case OPT_LOG: o->log_level = optarg; break;
-        case OPT_NO_WATCH: o->no_watch = 1; break;
-        case OPT_CHECK: o->check = 1; break;
-        case OPT_CQ: rc = parse_long("--cq-threads", optarg, 1, 256, &o->cq_threads); break;
-        case OPT_MAXMSG:
-            rc = parse_long("--max-message-bytes", optarg, 1024, 1L << 30, &o->max_message_bytes);
+        case OPT_READY:
+            o->ready_file = optarg;
             break;
-        case OPT_DRAIN:
-            rc = parse_long("--drain-timeout-ms", optarg, 0, 3600000, &o->drain_timeout_ms);
+        case OPT_LOG:
+            o->log_level = optarg;
             break;
-        case OPT_GRACE:
-            rc = parse_long("--drain-grace-ms", optarg, 0, 3600000, &o->drain_grace_ms);
+        case OPT_NO_WATCH:
+            o->no_watch = 1;
             break;
-        case OPT_DEBOUNCE:
-            rc = parse_long("--watch-debounce-ms", optarg, 0, 60000, &o->watch_debounce_ms);
+        case OPT_CHECK:
+            o->check = 1;
             break;
-        case OPT_SAMPLER_SESSIONS:
-            rc = parse_long("--sampler-sessions", optarg, 1, 1000000, &o->sampler_sessions);
+        case OPT_INT:
+            rc = parse_int_flag(long_opts[idx].name, optarg, o);
             break;
         case OPT_VERSION:
             printf("bayesguardd %s (plugin ABI %d.%d)\n", BG_VERSION, BG_PLUGIN_ABI_MAJOR,
@@ -413,9 +418,8 @@ int main(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     opts flags;
     memset(&flags, 0, sizeof(flags));
-    flags.cq_threads = flags.max_message_bytes = -1; /* -1: not given */
-    flags.drain_timeout_ms = flags.watch_debounce_ms = flags.drain_grace_ms = -1;
-    flags.sampler_sessions = -1;
+    for (size_t k = 0; k < sizeof(int_keys) / sizeof(int_keys[0]); k++)
+        *(long *)((char *)&flags + int_keys[k].offset) = -1; /* -1: not given */
     int rc = parse_flags(argc, argv, &flags);
     if (rc >= 0)
         return rc;
