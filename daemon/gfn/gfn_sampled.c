@@ -86,8 +86,7 @@ struct bg_gfn_sampled {
     pthread_cond_t idle_cv;    /* the queue drained and the trainer is idle */
     train_job *jobs;           /* pending, at most one per session sampler */
     size_t n_jobs;             /* pending; at most opts.max_sessions new ones */
-    int busy;                  /* the trainer is running a job */
-    const bg__gfn_ss *running; /* its session sampler, NULL = none */
+    const bg__gfn_ss *running; /* what the trainer trains now; NULL: idle */
     atomic_int stop;           /* also read between steps without mu */
     int have_thread;
     int hold; /* tests: the trainer starts no job while set */
@@ -283,7 +282,6 @@ static void *trainer_main(void *arg)
         if (s->stop)
             break;
         train_job *j = take_job(s);
-        s->busy = 1;
         s->running = j->e;
         pthread_mutex_unlock(&s->mu);
         /* an untrained sampler gets just what makes it usable first */
@@ -298,7 +296,6 @@ static void *trainer_main(void *arg)
         }
         pthread_mutex_lock(&s->mu);
         s->running = NULL; /* before the reference goes: e may be freed after */
-        s->busy = 0;
         train_job *done = j;
         if (n < j->steps && !s->stop) {
             /* the rest goes to the back of the queue, or into a newer job
@@ -324,7 +321,7 @@ static void *trainer_main(void *arg)
             job_destroy(done);
             pthread_mutex_lock(&s->mu);
         }
-        if (!s->jobs && !s->busy)
+        if (!s->jobs && !s->running)
             pthread_cond_broadcast(&s->idle_cv);
     }
     pthread_mutex_unlock(&s->mu);
@@ -407,7 +404,7 @@ static int observe_after(void *ctx, const bg_guard *g, const char *session,
 void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s)
 {
     pthread_mutex_lock(&s->mu);
-    while (s->jobs || s->busy)
+    while (s->jobs || s->running)
         pthread_cond_wait(&s->idle_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
 }
