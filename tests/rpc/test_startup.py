@@ -155,8 +155,13 @@ def test_make_run_command_line():
             m = re.search(r"serving on (127\.0\.0\.1:\d+)", open(log.name).read())
             return m.group(1) if m else None
         addr = bgtest.wait_for(serving, 30, "'serving on' in the log")
-        text = open(log.name).read()
-        assert "bayesguard eval --addr" in text, "the how-to-query hint is missing:\n" + text
+        # The hint is the next line main() logs after the server reports its
+        # address; under ASan it can land a moment after "serving on".
+        try:
+            bgtest.wait_for(lambda: "bayesguard eval --addr %s" % addr in open(log.name).read(),
+                            10, "the how-to-query hint in the log")
+        except AssertionError as e:
+            raise AssertionError("%s:\n%s" % (e, open(log.name).read()))
         d = Daemon()
         d.addrs = [addr]
         for name, tool, nf in tools:
