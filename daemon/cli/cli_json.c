@@ -5,6 +5,8 @@
  */
 #include "cli/cli_json.h"
 
+#include "common/bg_strbuf.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
@@ -13,23 +15,12 @@ static void print_message(FILE *f, const ProtobufCMessage *m);
 
 static void print_string(FILE *f, const char *s, size_t n)
 {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        switch (ch) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (ch < 0x20)
-                fprintf(f, "\\u%04x", ch);
-            else
-                fputc(ch, f);
-        }
-    }
-    fputc('"', f);
+    char mem[512];
+    bg_strbuf b;
+    bg_strbuf_init_on(&b, mem, sizeof mem);
+    bg_strbuf_json_string(&b, s, n);
+    fwrite(b.p, 1, b.len, f);
+    bg_strbuf_close(&b);
 }
 
 static void print_base64(FILE *f, const ProtobufCBinaryData *b)

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/bg_io.h"
 #include "common/bg_log.h"
 #include "engine/observation.h"
 
@@ -57,21 +58,6 @@ static void put_le32(uint8_t *b, uint32_t v)
     b[1] = (uint8_t)(v >> 8);
     b[2] = (uint8_t)(v >> 16);
     b[3] = (uint8_t)(v >> 24);
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 /* Read the whole file into a new buffer (free()). */
@@ -232,7 +218,7 @@ int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *sessio
                         "%s: a failed append could not be cut off; the observation is not "
                         "stored: restart bayesguardd (the start cuts the torn record)",
                         s->path);
-    } else if (write_all(s->fd, rec, n + 8) != 0 || fdatasync(s->fd) != 0) {
+    } else if (bg_write_all(s->fd, rec, n + 8) != 0 || fdatasync(s->fd) != 0) {
         rc = bg_err_set(err, BG_EIO,
                         "%s: append: %s; the observation is not stored and the posterior is "
                         "unchanged: retry once the data directory accepts writes",
