@@ -1,0 +1,355 @@
+/*
+ * decision_log.c — JSON-lines decision log with one writer thread (see
+ * decision_log.h for the contract).
+ *
+ * Writer states, all under `mu`:
+ *   idle      pending empty, waiting on `cv`             -> append signals it
+ *   writing   a batch swapped out, mu released for write -> back to idle,
+ *             `done` broadcast so flush() can return
+ *   stopping  `stop` set: drain what is pending, then exit the thread.
+ * A reopen request is served before the next batch is written.
+ */
+#include "audit/decision_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/bg_io.h"
+#include "common/bg_log.h"
+#include "common/bg_strbuf.h"
+
+struct bg_decision_log {
+    char *path;
+    int fd; /* writer thread's after open */
+    int is_stdout;
+    size_t max_queued;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* writer waits for work */
+    pthread_cond_t done;      /* flush waits for the writer */
+    bg_strbuf pending;        /* under mu */
+    uint64_t pending_lines;   /* under mu */
+    uint64_t batch_seq;       /* under mu: batches written (or lost) so far */
+    uint64_t taken_seq;       /* under mu: batches taken by the writer */
+    int writer_waiting;       /* under mu */
+    int stop, reopen;         /* under mu */
+    int failing;              /* writer only: the last write failed (warn once) */
+    bg_decision_log_stats st; /* under mu */
+};
+
+static int open_path(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+static void do_reopen(bg_decision_log *l)
+{
+    int fd = open_path(l->path);
+    if (fd < 0) {
+        BG_WARN("decision-log", "reopen %s: %s; still writing to the old file", l->path,
+                strerror(errno));
+        return;
+    }
+    close(l->fd);
+    l->fd = fd;
+    pthread_mutex_lock(&l->mu);
+    l->st.reopens++;
+    pthread_mutex_unlock(&l->mu);
+    BG_INFO("decision-log", "reopened %s", l->path);
+}
+
+/* Write one batch; returns 0 when the file took all of it. A failed batch
+ * is cut back off a regular file so no half line stays behind. */
+static int write_batch(bg_decision_log *l, const bg_strbuf *b)
+{
+    struct stat sb;
+    off_t before = -1;
+    if (!l->is_stdout && fstat(l->fd, &sb) == 0 && S_ISREG(sb.st_mode))
+        before = sb.st_size;
+    if (bg_write_all(l->fd, b->p, b->len) == 0) {
+        if (l->failing)
+            BG_INFO("decision-log", "%s: writing again", l->path);
+        l->failing = 0;
+        return 0;
+    }
+    int e = errno;
+    if (before >= 0 && ftruncate(l->fd, before) != 0)
+        BG_ERROR("decision-log", "%s: cannot cut a half-written batch back (%s)", l->path,
+                 strerror(errno));
+    if (!l->failing)
+        BG_ERROR("decision-log",
+                 "%s: write failed (%s); decisions are still made, their log "
+                 "lines are lost until writes succeed",
+                 l->path, strerror(e));
+    l->failing = 1;
+    return -1;
+}
+
+static void *writer_main(void *arg)
+{
+    bg_decision_log *l = arg;
+    bg_strbuf batch;
+    bg_strbuf_init(&batch);
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (l->pending.len == 0 && !l->stop && !l->reopen) {
+            l->writer_waiting = 1;
+            pthread_cond_wait(&l->cv, &l->mu);
+            l->writer_waiting = 0;
+        }
+        if (l->reopen) {
+            l->reopen = 0;
+            pthread_mutex_unlock(&l->mu);
+            if (!l->is_stdout)
+                do_reopen(l);
+            pthread_mutex_lock(&l->mu);
+            continue;
+        }
+        if (l->pending.len == 0) /* stop, and nothing left */
+            break;
+        bg_strbuf t = batch; /* swap: the pending text goes out, an empty buffer comes in */
+        batch = l->pending;
+        l->pending = t;
+        bg_strbuf_reset(&l->pending);
+        uint64_t lines = l->pending_lines;
+        l->pending_lines = 0;
+        l->taken_seq++;
+        pthread_mutex_unlock(&l->mu);
+        int rc = write_batch(l, &batch);
+        bg_strbuf_reset(&batch);
+        pthread_mutex_lock(&l->mu);
+        if (rc == 0) {
+            l->st.written += lines;
+        } else {
+            l->st.lost += lines;
+            l->st.write_errors++;
+        }
+        l->batch_seq++;
+        pthread_cond_broadcast(&l->done);
+    }
+    pthread_mutex_unlock(&l->mu);
+    bg_strbuf_close(&batch);
+    return NULL;
+}
+
+int bg_decision_log_open(const bg_decision_log_opts *opts, bg_decision_log **out, bg_err *err)
+{
+    *out = NULL;
+    if (opts->path == NULL || opts->path[0] == '\0')
+        return bg_err_set(err, BG_EINVAL,
+                          "decision log: empty path; give a file or '-' for "
+                          "stdout");
+    bg_decision_log *l = calloc(1, sizeof *l);
+    if (l == NULL || (l->path = strdup(opts->path)) == NULL) {
+        free(l);
+        return bg_err_set(err, BG_ENOMEM, "decision log: out of memory");
+    }
+    l->max_queued = opts->max_queued_bytes ? opts->max_queued_bytes : BG_DECISION_LOG_DEFAULT_QUEUE;
+    l->is_stdout = strcmp(opts->path, "-") == 0;
+    l->fd = l->is_stdout ? STDOUT_FILENO : open_path(opts->path);
+    if (l->fd < 0) {
+        int rc = bg_err_set(err, BG_EIO, "decision log %s: %s", opts->path, strerror(errno));
+        free(l->path);
+        free(l);
+        return rc;
+    }
+    bg_strbuf_init(&l->pending);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    pthread_cond_init(&l->done, NULL);
+    int e = pthread_create(&l->thread, NULL, writer_main, l);
+    if (e != 0) {
+        if (!l->is_stdout)
+            close(l->fd);
+        pthread_cond_destroy(&l->done);
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+        free(l->path);
+        free(l);
+        return bg_err_set(err, BG_ENOMEM, "decision log %s: cannot start its writer thread (%s)",
+                          opts->path, strerror(e));
+    }
+    *out = l;
+    return BG_OK;
+}
+
+/* "2026-11-26T13:28:17.429123Z" */
+static void put_time(bg_strbuf *b)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    bg_strbuf_printf(b, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ\"", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000);
+}
+
+static void key_str(bg_strbuf *b, const char *key, const char *v)
+{
+    bg_strbuf_printf(b, ",\"%s\":", key);
+    bg_strbuf_json_cstr(b, v);
+}
+
+static void key_num(bg_strbuf *b, const char *key, double v)
+{
+    bg_strbuf_printf(b, ",\"%s\":", key);
+    bg_strbuf_json_double(b, v);
+}
+
+static void key_u64(bg_strbuf *b, const char *key, uint64_t v)
+{
+    bg_strbuf_printf(b, ",\"%s\":%llu", key, (unsigned long long)v);
+}
+
+static void key_bool(bg_strbuf *b, const char *key, int v)
+{
+    bg_strbuf_printf(b, ",\"%s\":%s", key, v ? "true" : "false");
+}
+
+/* One line, in a fixed key order so lines diff and grep well. */
+static void format_record(bg_strbuf *b, const bg_decision_record *r)
+{
+    bg_strbuf_puts(b, "{\"time\":");
+    put_time(b);
+    if (r->decision) {
+        key_str(b, "decision_id", r->decision_id);
+        key_str(b, "decision", r->decision);
+    } else {
+        key_str(b, "error_code", r->error_code);
+        key_str(b, "error", r->error);
+    }
+    key_str(b, "tool", r->tool);
+    key_str(b, "action_id", r->action_id);
+    key_str(b, "session", r->session);
+    key_str(b, "agent", r->agent);
+    key_str(b, "trace_id", r->trace_id);
+    if (r->resolved) {
+        key_str(b, "policy", r->policy);
+        key_str(b, "revision", r->revision);
+        key_str(b, "model", r->model);
+        key_str(b, "estimator", r->estimator);
+        key_str(b, "session_key", r->session_key);
+        key_bool(b, "shadow", r->shadow);
+    }
+    if (r->decision && r->on_error_allowed) {
+        key_bool(b, "on_error_allowed", 1);
+        key_str(b, "error", r->error);
+    } else if (r->decision) {
+        key_num(b, "harm_bound", r->harm_bound);
+        key_num(b, "threshold", r->threshold);
+        /* In shadow mode the decision is ALLOW; this is what enforce says. */
+        if (r->shadow)
+            key_str(b, "enforce_decision",
+                    r->harm_bound <= r->threshold ? "ALLOW" : r->over_threshold);
+        key_num(b, "posterior_predictive", r->posterior_predictive);
+        key_str(b, "bound_kind", r->sampled ? "sampled" : "exact");
+        if (r->sampled)
+            key_u64(b, "samples", r->samples);
+        key_u64(b, "plausible_set_size", r->plausible_set_size);
+        key_u64(b, "observations", r->observations);
+        if (r->has_cautious) {
+            bg_strbuf_printf(b, ",\"cautious\":{\"id\":%llu", (unsigned long long)r->cautious_id);
+            key_str(b, "label", r->cautious_label);
+            key_num(b, "posterior", r->cautious_posterior);
+            key_num(b, "harm", r->cautious_harm);
+            bg_strbuf_putc(b, '}');
+        }
+    }
+    key_u64(b, "eval_us", r->eval_us);
+    bg_strbuf_puts(b, "}\n");
+}
+
+void bg_decision_log_append(bg_decision_log *l, const bg_decision_record *r)
+{
+    if (l == NULL)
+        return;
+    char mem[2048];
+    bg_strbuf line;
+    bg_strbuf_init_on(&line, mem, sizeof mem);
+    format_record(&line, r);
+    pthread_mutex_lock(&l->mu);
+    l->st.appended++;
+    if (line.failed || l->pending.len + line.len > l->max_queued) {
+        l->st.dropped++;
+    } else {
+        bg_strbuf_put(&l->pending, line.p, line.len);
+        if (l->pending.failed) { /* out of memory: this line did not go in */
+            l->pending.failed = 0;
+            l->st.dropped++;
+        } else {
+            l->pending_lines++;
+            if (l->writer_waiting)
+                pthread_cond_signal(&l->cv);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    bg_strbuf_close(&line);
+}
+
+/* Set one of the writer's request flags and wake it. */
+static void tell_writer(bg_decision_log *l, int *flag)
+{
+    pthread_mutex_lock(&l->mu);
+    *flag = 1;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void bg_decision_log_reopen(bg_decision_log *l)
+{
+    if (l != NULL)
+        tell_writer(l, &l->reopen);
+}
+
+void bg_decision_log_flush(bg_decision_log *l)
+{
+    if (l == NULL)
+        return;
+    pthread_mutex_lock(&l->mu);
+    /* Everything pending now goes out in the batch after the one being
+     * written (if any): wait until that batch is done. */
+    uint64_t want = l->taken_seq + (l->pending.len ? 1 : 0);
+    if (l->pending.len && l->writer_waiting)
+        pthread_cond_signal(&l->cv);
+    while (l->batch_seq < want)
+        pthread_cond_wait(&l->done, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+void bg_decision_log_stats_get(bg_decision_log *l, bg_decision_log_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (l == NULL)
+        return;
+    pthread_mutex_lock(&l->mu);
+    *st = l->st;
+    pthread_mutex_unlock(&l->mu);
+}
+
+const char *bg_decision_log_path(const bg_decision_log *l)
+{
+    return l ? l->path : "";
+}
+
+void bg_decision_log_close(bg_decision_log *l)
+{
+    if (l == NULL)
+        return;
+    tell_writer(l, &l->stop);
+    pthread_join(l->thread, NULL);
+    if (!l->is_stdout)
+        close(l->fd);
+    bg_strbuf_close(&l->pending);
+    pthread_cond_destroy(&l->done);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l->path);
+    free(l);
+}

@@ -1,0 +1,101 @@
+/*
+ * decision_log.h — the decision log: one JSON line per Evaluate outcome,
+ * the audit trail of what the guardrail allowed, denied or escalated, why
+ * (bound, threshold, the cautious hypothesis) and for whom (tool, session,
+ * agent, trace id). Evaluations that failed are logged too, with the gRPC
+ * code and message, so a refused or broken call leaves a trace.
+ *
+ * Shape: the request thread formats its line on its own stack and copies
+ * it into a pending buffer under a mutex (no I/O, no allocation in the
+ * common case); one writer thread swaps the buffer out and writes it with
+ * write(2). So a slow or full disk never delays a decision. The pending
+ * buffer is bounded (max_queued_bytes): past it, lines are dropped and
+ * counted, never blocked on.
+ *
+ * Invariants:
+ *   1. appended == written + dropped + lost + (lines still pending).
+ *   2. Every line in the file is whole: a write that fails half way is cut
+ *      back (ftruncate) to the length before the batch, where the file is
+ *      a regular file; its lines count as lost.
+ *   3. The action's arguments_json is never logged (it may hold secrets);
+ *      the action id and trace id link a line to the agent's own records.
+ *
+ * Threads: append and stats from any thread; reopen from any thread (the
+ * writer reopens before its next write — logrotate's "move, then HUP");
+ * open/close on one thread. Ownership: the log owns its file descriptor
+ * and a copy of the path; records are borrowed for the call.
+ */
+#ifndef BG_DECISION_LOG_H
+#define BG_DECISION_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bg_err.h"
+
+#define BG_DECISION_LOG_DEFAULT_QUEUE (16u << 20)
+
+typedef struct bg_decision_log bg_decision_log;
+
+typedef struct bg_decision_log_opts {
+    const char *path;        /* a file (appended to, created 0640), or "-" for stdout */
+    size_t max_queued_bytes; /* 0 = BG_DECISION_LOG_DEFAULT_QUEUE */
+} bg_decision_log_opts;
+
+/* One Evaluate outcome. Strings are borrowed and may be NULL (written as
+ * ""). A decision has `decision` set ("ALLOW", "DENY", "ESCALATE"); a
+ * failed evaluation has `error_code` (the gRPC code name) and `error`
+ * instead, and only the fields known when it failed. */
+typedef struct bg_decision_record {
+    const char *decision_id;
+    const char *decision;
+    const char *error_code;
+    const char *error;
+    const char *policy, *revision, *model, *estimator;
+    const char *tool, *action_id, *session, *agent, *trace_id; /* as the request says */
+    int resolved;            /* a policy was found: the fields below are meaningful */
+    const char *session_key; /* whose posterior: the policy's spec.session of the request */
+    double harm_bound, threshold, posterior_predictive;
+    const char *over_threshold; /* what enforce mode decides above the threshold */
+    int sampled;
+    uint64_t samples, plausible_set_size, observations;
+    int has_cautious;
+    uint64_t cautious_id;
+    const char *cautious_label;
+    double cautious_posterior, cautious_harm;
+    int shadow;           /* mode: shadow (decision forced to ALLOW) */
+    int on_error_allowed; /* the engine failed and on_error: allow let it through */
+    uint64_t eval_us;
+} bg_decision_record;
+
+typedef struct bg_decision_log_stats {
+    uint64_t appended;     /* lines offered */
+    uint64_t written;      /* lines the file took */
+    uint64_t dropped;      /* refused: the pending buffer was full */
+    uint64_t lost;         /* their write failed (disk full, I/O error) */
+    uint64_t write_errors; /* failed write batches */
+    uint64_t reopens;      /* successful reopens */
+} bg_decision_log_stats;
+
+/* new: close. Opens the file now, so a bad path is an error at startup:
+ * "decision log /x/y: No such file or directory". */
+int bg_decision_log_open(const bg_decision_log_opts *opts, bg_decision_log **out, bg_err *err);
+
+/* Format r as one line and queue it. l == NULL does nothing. Never blocks
+ * on I/O. */
+void bg_decision_log_append(bg_decision_log *l, const bg_decision_record *r);
+
+/* Open the path again before the next write (after log rotation). A
+ * failure is logged and the old file kept. No effect for stdout. */
+void bg_decision_log_reopen(bg_decision_log *l);
+
+/* Wait until everything appended so far has been written (or lost). */
+void bg_decision_log_flush(bg_decision_log *l);
+
+void bg_decision_log_stats_get(bg_decision_log *l, bg_decision_log_stats *st);
+const char *bg_decision_log_path(const bg_decision_log *l);
+
+/* Writes what is pending, stops the writer, closes the file. NULL is fine. */
+void bg_decision_log_close(bg_decision_log *l);
+
+#endif

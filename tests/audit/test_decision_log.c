@@ -1,0 +1,428 @@
+/*
+ * test_decision_log.c — daemon/audit/decision_log.c and the JSON text
+ * helpers it is built on (common/bg_strbuf.c), checked on the bytes they
+ * leave on disk.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/decision_log.h"
+#include "bg_check.h"
+#include "common/bg_strbuf.h"
+
+static char dir[256];
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    bg_strbuf b;
+    bg_strbuf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        bg_strbuf_put(&b, chunk, n);
+    fclose(f);
+    if (b.p == NULL)
+        bg_strbuf_put(&b, "", 0);
+    *len = b.len;
+    return b.p; /* on the heap: the caller frees */
+}
+
+static size_t count_lines(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += s[i] == '\n';
+    return k;
+}
+
+/* Every line starts with {"time":" and ends with }. */
+static int lines_whole(const char *s, size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\n')
+            continue;
+        if (strncmp(s + start, "{\"time\":\"", 9) != 0 || i == start || s[i - 1] != '}')
+            return 0;
+        start = i + 1;
+    }
+    return start == n;
+}
+
+static void test_json_text(void)
+{
+    char mem[8];
+    bg_strbuf b;
+    bg_strbuf_init_on(&b, mem, sizeof mem);
+    /* quote, backslash, newline, tab, a control byte, valid 2- and 4-byte
+     * UTF-8, then a lone 0xff, an overlong NUL, a UTF-16 surrogate and a
+     * truncated 3-byte sequence at the end. */
+    const char in[] =
+        "a\"b\\c\nd\te\x01 \xc3\xa9 \xf0\x9f\x98\x80 \xff \xc0\x80 \xed\xa0\x80 \xe2\x82";
+    bg_strbuf_json_string(&b, in, sizeof in - 1);
+    CHECK(b.heap && !b.failed);
+    CHECK_STR(b.p, "\"a\\\"b\\\\c\\nd\\te\\u0001 \xc3\xa9 \xf0\x9f\x98\x80 \\ufffd \\ufffd\\ufffd "
+                   "\\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\"");
+    bg_strbuf_reset(&b);
+    bg_strbuf_json_double(&b, 0.1);
+    bg_strbuf_putc(&b, ' ');
+    bg_strbuf_json_double(&b, 0.0 / 0.0);
+    bg_strbuf_putc(&b, ' ');
+    bg_strbuf_json_cstr(&b, NULL);
+    CHECK_STR(b.p, "0.10000000000000001 null \"\"");
+    /* printf past its 256-byte fast path */
+    char big[600];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    bg_strbuf_reset(&b);
+    bg_strbuf_printf(&b, "<%s>", big);
+    CHECK_INT(b.len, sizeof big + 1);
+    CHECK(b.p[0] == '<' && b.p[b.len - 1] == '>' && b.p[b.len] == '\0');
+    bg_strbuf_close(&b);
+}
+
+static bg_decision_record sample_record(void)
+{
+    bg_decision_record r;
+    memset(&r, 0, sizeof r);
+    r.decision_id = "00000000000000aa-0000000000000001";
+    r.decision = "DENY";
+    r.policy = "payments";
+    r.revision = "abc123";
+    r.model = "logistic";
+    r.estimator = "noniid";
+    r.tool = "transfer_funds";
+    r.action_id = "call_7";
+    r.session = "s1";
+    r.agent = "agent-\"x\"";
+    r.trace_id = "tr-9";
+    r.resolved = 1;
+    r.session_key = "s1";
+    r.harm_bound = 0.25;
+    r.threshold = 0.01;
+    r.over_threshold = "DENY";
+    r.posterior_predictive = 0.125;
+    r.plausible_set_size = 17;
+    r.observations = 3;
+    r.has_cautious = 1;
+    r.cautious_id = 42;
+    r.cautious_label = "w=[1,-2]";
+    r.cautious_posterior = 0.5;
+    r.cautious_harm = 0.75;
+    r.eval_us = 99;
+    return r;
+}
+
+static const char *log_path(const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", dir, name);
+    return buf;
+}
+
+static void test_line_format(void)
+{
+    char path[512];
+    bg_decision_log_opts o = {.path = log_path("format.jsonl", path, sizeof path)};
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_record r = sample_record();
+    bg_decision_log_append(l, &r);
+    /* shadow: ALLOW, and what enforce would have said */
+    r.decision = "ALLOW";
+    r.shadow = 1;
+    r.has_cautious = 0;
+    bg_decision_log_append(l, &r);
+    /* a failed evaluation: the code and message, no numbers */
+    bg_decision_record e;
+    memset(&e, 0, sizeof e);
+    e.error_code = "NOT_FOUND";
+    e.error = "no policy matches tool 'x'";
+    e.tool = "x";
+    e.eval_us = 5;
+    bg_decision_log_append(l, &e);
+    bg_decision_log_flush(l);
+    bg_decision_log_stats st;
+    bg_decision_log_stats_get(l, &st);
+    CHECK_INT(st.appended, 3);
+    CHECK_INT(st.written, 3);
+    bg_decision_log_close(l);
+
+    size_t n;
+    char *text = slurp(path, &n);
+    CHECK(text != NULL && lines_whole(text, n) && count_lines(text, n) == 3);
+    if (text == NULL)
+        return;
+    const char *want[3] = {
+        "\"decision_id\":\"00000000000000aa-0000000000000001\",\"decision\":\"DENY\","
+        "\"tool\":\"transfer_funds\",\"action_id\":\"call_7\",\"session\":\"s1\","
+        "\"agent\":\"agent-\\\"x\\\"\",\"trace_id\":\"tr-9\",\"policy\":\"payments\","
+        "\"revision\":\"abc123\",\"model\":\"logistic\",\"estimator\":\"noniid\","
+        "\"session_key\":\"s1\",\"shadow\":false,\"harm_bound\":0.25,\"threshold\":0.01,"
+        "\"posterior_predictive\":0.125,\"bound_kind\":\"exact\",\"plausible_set_size\":17,"
+        "\"observations\":3,\"cautious\":{\"id\":42,\"label\":\"w=[1,-2]\",\"posterior\":0.5,"
+        "\"harm\":0.75},\"eval_us\":99}",
+        "\"decision_id\":\"00000000000000aa-0000000000000001\",\"decision\":\"ALLOW\","
+        "\"tool\":\"transfer_funds\",\"action_id\":\"call_7\",\"session\":\"s1\","
+        "\"agent\":\"agent-\\\"x\\\"\",\"trace_id\":\"tr-9\",\"policy\":\"payments\","
+        "\"revision\":\"abc123\",\"model\":\"logistic\",\"estimator\":\"noniid\","
+        "\"session_key\":\"s1\",\"shadow\":true,\"harm_bound\":0.25,\"threshold\":0.01,"
+        "\"enforce_decision\":\"DENY\",\"posterior_predictive\":0.125,\"bound_kind\":\"exact\","
+        "\"plausible_set_size\":17,\"observations\":3,\"eval_us\":99}",
+        "\"error_code\":\"NOT_FOUND\",\"error\":\"no policy matches tool 'x'\",\"tool\":\"x\","
+        "\"action_id\":\"\",\"session\":\"\",\"agent\":\"\",\"trace_id\":\"\",\"eval_us\":5}",
+    };
+    char *line = text;
+    for (int i = 0; i < 3; i++) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        /* {"time":"YYYY-MM-DDTHH:MM:SS.uuuuuuZ", then the fixed rest */
+        CHECK(strlen(line) > 38 && line[19] == 'T' && line[35] == 'Z' && line[36] == '"');
+        CHECK_STR(line + 38, want[i]);
+        line = nl + 1;
+    }
+    free(text);
+}
+
+enum { THREADS = 4, PER_THREAD = 5000 };
+
+static void *append_many(void *arg)
+{
+    bg_decision_log *l = ((void **)arg)[0];
+    int t = (int)(intptr_t)((void **)arg)[1];
+    for (int i = 0; i < PER_THREAD; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "t%d-%06d", t, i);
+        bg_decision_record r = sample_record();
+        r.decision_id = id;
+        bg_decision_log_append(l, &r);
+    }
+    return NULL;
+}
+
+/* Many threads at once: every line whole, none lost, each thread's lines in
+ * its own order. */
+static void test_threads(void)
+{
+    char path[512];
+    bg_decision_log_opts o = {.path = log_path("threads.jsonl", path, sizeof path)};
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    pthread_t th[THREADS];
+    void *args[THREADS][2];
+    for (int t = 0; t < THREADS; t++) {
+        args[t][0] = l;
+        args[t][1] = (void *)(intptr_t)t;
+        pthread_create(&th[t], NULL, append_many, args[t]);
+    }
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+    bg_decision_log_close(l); /* writes what is pending */
+    size_t n;
+    char *text = slurp(path, &n);
+    CHECK(text != NULL);
+    if (text == NULL)
+        return;
+    CHECK(lines_whole(text, n));
+    CHECK_INT(count_lines(text, n), THREADS * PER_THREAD);
+    int next[THREADS] = {0};
+    int in_order = 1;
+    for (char *p = strstr(text, "\"decision_id\":\"t"); p;
+         p = strstr(p + 1, "\"decision_id\":\"t")) {
+        int t, i;
+        if (sscanf(p, "\"decision_id\":\"t%d-%d", &t, &i) != 2 || t < 0 || t >= THREADS ||
+            i != next[t]++)
+            in_order = 0;
+    }
+    CHECK(in_order);
+    for (int t = 0; t < THREADS; t++)
+        CHECK_INT(next[t], PER_THREAD);
+    free(text);
+}
+
+static void *drain_fifo(void *arg)
+{
+    int fd = *(int *)arg;
+    bg_strbuf *b = malloc(sizeof *b);
+    bg_strbuf_init(b);
+    char chunk[8192];
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r > 0)
+            bg_strbuf_put(b, chunk, (size_t)r);
+        else if (r == 0 || errno != EINTR)
+            break;
+    }
+    return b;
+}
+
+/* A reader that stalls: the writer blocks on a full pipe, appends keep
+ * returning at once, and the lines past the queue cap are dropped and
+ * counted; what was not dropped arrives whole. */
+static void test_backpressure(void)
+{
+    char path[512];
+    log_path("stalled.fifo", path, sizeof path);
+    CHECK(mkfifo(path, 0600) == 0);
+    int rfd = open(path, O_RDONLY | O_NONBLOCK);
+    CHECK(rfd >= 0);
+    bg_decision_log_opts o = {.path = path, .max_queued_bytes = 16384};
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    if (l == NULL)
+        return;
+    fcntl(rfd, F_SETFL, 0); /* blocking reads from here on */
+    enum { N = 3000 };      /* ~1.2 MB of lines against a 64 KiB pipe + 16 KiB queue */
+    for (int i = 0; i < N; i++) {
+        bg_decision_record r = sample_record();
+        bg_decision_log_append(l, &r);
+    }
+    bg_decision_log_stats st;
+    bg_decision_log_stats_get(l, &st);
+    CHECK_INT(st.appended, N);
+    CHECK(st.dropped > 0);
+    pthread_t th;
+    pthread_create(&th, NULL, drain_fifo, &rfd);
+    bg_decision_log_flush(l);
+    bg_decision_log_stats_get(l, &st);
+    bg_decision_log_close(l); /* the reader sees end of file */
+    void *res;
+    pthread_join(th, &res);
+    bg_strbuf *got = res;
+    close(rfd);
+    printf("backpressure: %llu appended, %llu written, %llu dropped\n",
+           (unsigned long long)st.appended, (unsigned long long)st.written,
+           (unsigned long long)st.dropped);
+    CHECK_INT(st.written + st.dropped, N);
+    CHECK_INT(st.lost, 0);
+    CHECK(lines_whole(got->p, got->len));
+    CHECK_INT(count_lines(got->p, got->len), st.written);
+    bg_strbuf_close(got);
+    free(got);
+}
+
+/* A file-size limit refuses writes: lines are lost and counted, the file
+ * keeps only whole lines, and writing resumes once the limit is lifted. */
+static void test_write_refused(void)
+{
+    char path[512];
+    bg_decision_log_opts o = {.path = log_path("limited.jsonl", path, sizeof path)};
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    if (l == NULL)
+        return;
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = 5000; /* room for ~10 lines: a write stops half way through one */
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    enum { N = 40 };
+    for (int i = 0; i < N; i++) {
+        bg_decision_record r = sample_record();
+        bg_decision_log_append(l, &r);
+        bg_decision_log_flush(l); /* one line per batch */
+    }
+    bg_decision_log_stats st;
+    bg_decision_log_stats_get(l, &st);
+    CHECK(st.written > 0 && st.lost > 0);
+    CHECK_INT(st.written + st.lost, N);
+    CHECK_INT(st.write_errors, st.lost);
+    setrlimit(RLIMIT_FSIZE, &old);
+    bg_decision_record r = sample_record();
+    bg_decision_log_append(l, &r);
+    bg_decision_log_flush(l);
+    bg_decision_log_stats st2;
+    bg_decision_log_stats_get(l, &st2);
+    CHECK_INT(st2.written, st.written + 1);
+    bg_decision_log_close(l);
+    size_t n;
+    char *text = slurp(path, &n);
+    CHECK(text != NULL && lines_whole(text, n));
+    CHECK_INT(count_lines(text, n), st.written + 1);
+    free(text);
+}
+
+/* logrotate: move the file, ask for a reopen, and new lines go to a new
+ * file at the old path while the moved one keeps the old lines. */
+static void test_reopen(void)
+{
+    char path[512], moved[512];
+    bg_decision_log_opts o = {.path = log_path("rot.jsonl", path, sizeof path)};
+    log_path("rot.jsonl.1", moved, sizeof moved);
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_record r = sample_record();
+    bg_decision_log_append(l, &r);
+    bg_decision_log_append(l, &r);
+    bg_decision_log_flush(l);
+    CHECK(rename(path, moved) == 0);
+    bg_decision_log_reopen(l);
+    bg_decision_log_append(l, &r);
+    bg_decision_log_close(l);
+    size_t n1, n2;
+    char *a = slurp(moved, &n1), *b = slurp(path, &n2);
+    CHECK(a && b);
+    if (a && b) {
+        CHECK_INT(count_lines(a, n1), 2);
+        CHECK_INT(count_lines(b, n2), 1);
+    }
+    free(a);
+    free(b);
+}
+
+static void test_open_errors(void)
+{
+    bg_decision_log *l = (bg_decision_log *)&l;
+    bg_err err;
+    bg_decision_log_opts o = {.path = "/nonexistent-dir/decisions.jsonl"};
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_EIO);
+    CHECK(l == NULL);
+    CHECK(strstr(err.msg, "/nonexistent-dir/decisions.jsonl") != NULL);
+    CHECK(strstr(err.msg, "No such file or directory") != NULL);
+    o.path = "";
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_EINVAL);
+    /* NULL log: every call is a no-op */
+    bg_decision_record r = sample_record();
+    bg_decision_log_append(NULL, &r);
+    bg_decision_log_reopen(NULL);
+    bg_decision_log_flush(NULL);
+    bg_decision_log_close(NULL);
+}
+
+int main(void)
+{
+    signal(SIGXFSZ, SIG_IGN); /* as bayesguardd does: EFBIG instead of death */
+    snprintf(dir, sizeof dir, "/tmp/bg-declog-XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_json_text();
+    test_line_format();
+    test_threads();
+    test_backpressure();
+    test_write_refused();
+    test_reopen();
+    test_open_errors();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    CHECK_DONE("test_decision_log");
+}
