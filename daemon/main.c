@@ -4,12 +4,14 @@
  * Start order (each step's failure is a clear message and exit code 2):
  *   flags (+ --config YAML; flags win) -> log level -> plugin host (dlopen
  *   the plugin dir) -> engine (replays --data-dir) -> policy store (loads
- *   and validates --policies) -> loop -> gRPC server (binds every --listen)
- *   -> signals, policy watch -> ready file -> "how to query" -> run.
+ *   and validates --policies) -> loop -> decision log (opens the file) ->
+ *   gRPC server (binds every --listen) -> signals, policy watch -> ready
+ *   file -> "how to query" -> run.
  * Stop: SIGTERM/SIGINT -> the server drains (new calls refused, in-flight
  * calls finish within --drain-timeout-ms) -> the loop stops -> everything
  * is destroyed in reverse order -> exit 0. SIGHUP reloads the policies on
- * the loop's worker pool. exit() is called here and only here.
+ * the loop's worker pool and has the decision log reopen its file. exit()
+ * is called here and only here.
  *
  * Threads: everything below runs on the main thread, which is the loop
  * thread once bg_loop_run starts.
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit/decision_log.h"
 #include "common/bg_err.h"
 #include "common/bg_log.h"
 #include "engine/engine.h"
@@ -45,6 +48,7 @@ typedef struct opts {
     const char *listen[BG_MAX_LISTEN];
     size_t n_listen;
     const char *policies, *plugins, *data_dir, *ready_file, *log_level, *config;
+    const char *decision_log;
     long cq_threads;
     long max_message_bytes;
     long drain_timeout_ms;
@@ -60,6 +64,7 @@ typedef struct daemon_ctx {
     bg_loop *loop;
     bg_rpc_server *server;
     bg_policy_store *store;
+    bg_decision_log *decisions;
     int draining;
 } daemon_ctx;
 
@@ -67,7 +72,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: bayesguardd --listen ADDR [--listen ADDR ...] --policies DIR --plugins DIR\n"
-            "                   [--data-dir DIR] [--config FILE] [--ready-file FILE]\n"
+            "                   [--data-dir DIR] [--decision-log FILE] [--config FILE]\n"
+            "                   [--ready-file FILE]\n"
             "                   [--cq-threads N] [--max-message-bytes N] [--drain-timeout-ms N]\n"
             "                   [--drain-grace-ms N] [--sampler-sessions N]\n"
             "                   [--watch-debounce-ms N] [--no-watch] [--log-level L]\n"
@@ -77,10 +83,12 @@ static void usage(FILE *f)
             "  --policies DIR         policy directory (YAML), watched and hot-reloaded\n"
             "  --plugins DIR          plugin directory (bg_*.so)\n"
             "  --data-dir DIR         observation store; without it observations live in memory\n"
+            "  --decision-log FILE    append one JSON line per Evaluate outcome there ('-':\n"
+            "                         stdout); reopened on SIGHUP, after log rotation\n"
             "  --config FILE          YAML file with the same keys (listen, policies, plugins,\n"
             "                         data_dir, cq_threads, max_message_bytes, drain_timeout_ms,\n"
             "                         watch_debounce_ms, sampler_sessions, ready_file,\n"
-            "                         log_level); flags win\n"
+            "                         decision_log, log_level); flags win\n"
             "  --ready-file FILE      once serving, write the bound addresses there, one a line\n"
             "  --cq-threads N         completion-queue threads (default: CPU count)\n"
             "  --max-message-bytes N  largest request accepted (default 4194304)\n"
@@ -99,7 +107,7 @@ static void usage(FILE *f)
             "  --version, --help\n"
             "\n"
             "Signals: SIGTERM/SIGINT drain and exit 0 (a second one cancels what is still in\n"
-            "flight); SIGHUP reloads the policies.\n"
+            "flight); SIGHUP reloads the policies and reopens the decision log.\n"
             "See docs/CONFIG.md.\n");
 }
 
@@ -150,7 +158,7 @@ typedef struct str_key {
 static const str_key str_keys[] = {
     {"policies", offsetof(opts, policies)},   {"plugins", offsetof(opts, plugins)},
     {"data_dir", offsetof(opts, data_dir)},   {"ready_file", offsetof(opts, ready_file)},
-    {"log_level", offsetof(opts, log_level)},
+    {"log_level", offsetof(opts, log_level)}, {"decision_log", offsetof(opts, decision_log)},
 };
 
 /* Apply the config file to every option the flags left unset. The doc is
@@ -221,7 +229,7 @@ static int apply_config(opts *o, const opts *flags_set, bg_cfg_doc **doc_out)
         }
         if (!known)
             return die("%s:%d:%d: unknown setting '%s': expected one of listen, policies, "
-                       "plugins, data_dir, ready_file, log_level, cq_threads, "
+                       "plugins, data_dir, ready_file, decision_log, log_level, cq_threads, "
                        "max_message_bytes, drain_timeout_ms, drain_grace_ms, watch_debounce_ms, "
                        "sampler_sessions",
                        bg_cfg_file(v), bg_cfg_line(v), bg_cfg_column(v), key);
@@ -234,6 +242,7 @@ enum {
     OPT_POLICIES,
     OPT_PLUGINS,
     OPT_DATA_DIR,
+    OPT_DECISION_LOG,
     OPT_CONFIG,
     OPT_READY,
     OPT_INT, /* an integer flag: int_keys has its range (config key = name with '_') */
@@ -249,6 +258,7 @@ static const struct option long_opts[] = {
     {"policies", required_argument, NULL, OPT_POLICIES},
     {"plugins", required_argument, NULL, OPT_PLUGINS},
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"decision-log", required_argument, NULL, OPT_DECISION_LOG},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"ready-file", required_argument, NULL, OPT_READY},
     {"cq-threads", required_argument, NULL, OPT_INT},
@@ -296,6 +306,9 @@ static int parse_flags(int argc, char **argv, opts *o)
         case OPT_POLICIES: o->policies = optarg; break;
         case OPT_PLUGINS: o->plugins = optarg; break;
         case OPT_DATA_DIR: o->data_dir = optarg; break;
+        case OPT_DECISION_LOG:
+            o->decision_log = optarg;
+            break;
         case OPT_CONFIG: o->config = optarg; break;
         case OPT_READY:
             o->ready_file = optarg;
@@ -395,6 +408,7 @@ static void on_hup(void *arg)
     daemon_ctx *d = arg;
     if (d->draining)
         return;
+    bg_decision_log_reopen(d->decisions);
     if (bg_loop_post_work(d->loop, hup_work, hup_done, d) != BG_OK)
         BG_WARN("main", "SIGHUP: cannot schedule the reload");
 }
@@ -496,6 +510,13 @@ int main(int argc, char **argv)
         die("%s", err.msg);
         goto out;
     }
+    if (d.o.decision_log != NULL) {
+        bg_decision_log_opts lo = {.path = d.o.decision_log};
+        if (bg_decision_log_open(&lo, &d.decisions, &err) != BG_OK) {
+            die("--decision-log: %s", err.msg);
+            goto out;
+        }
+    }
     bg_rpc_opts ro;
     memset(&ro, 0, sizeof(ro));
     ro.listen = d.o.listen;
@@ -507,6 +528,7 @@ int main(int argc, char **argv)
     ro.store = d.store;
     ro.engine = engine;
     ro.plugins = host;
+    ro.decisions = d.decisions;
     if (bg_rpc_server_start(&ro, &d.server, &err) != BG_OK) {
         die("%s", err.msg);
         goto out;
@@ -531,7 +553,8 @@ int main(int argc, char **argv)
     exit_code = 0;
 out:
     /* Teardown order:
-     *   1. the server (its drain timer needs the loop);
+     *   1. the server (its drain timer needs the loop), then the decision
+     *      log, which writes what the last calls appended;
      *   2. the watch, then the loop: destroying the loop runs work still
      *      queued or running on its pool (a SIGHUP reload) and their
      *      completions, which use the store and the plugin host;
@@ -540,6 +563,7 @@ out:
      *      references whose release destroys plugin instances;
      *   5. the plugin host. */
     bg_rpc_server_destroy(d.server);
+    bg_decision_log_close(d.decisions);
     if (d.store != NULL)
         bg_policy_store_unwatch(d.store);
     bg_loop_destroy(d.loop);

@@ -419,6 +419,14 @@ static void print_status(const Bayesguard__V1__StatusResponse *s)
         for (size_t i = 0; i < r->n_last_errors; i++)
             printf("  error: %s\n", r->last_errors[i]);
     }
+    if (s->decision_log) {
+        const Bayesguard__V1__DecisionLogStatus *d = s->decision_log;
+        printf("decision log %s: appended=%llu written=%llu dropped=%llu lost=%llu "
+               "write_errors=%llu reopens=%llu\n",
+               d->path, (unsigned long long)d->appended, (unsigned long long)d->written,
+               (unsigned long long)d->dropped, (unsigned long long)d->lost,
+               (unsigned long long)d->write_errors, (unsigned long long)d->reopens);
+    }
     for (size_t i = 0; i < s->n_plugins; i++)
         printf("plugin %s (%s)\n", s->plugins[i]->name, s->plugins[i]->kind);
     for (size_t i = 0; i < s->n_plugin_errors; i++)

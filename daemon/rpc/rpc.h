@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/decision_log.h"
 #include "common/bg_err.h"
 #include "engine/engine.h"
 #include "loop/loop.h"
@@ -45,6 +46,7 @@ typedef struct bg_rpc_opts {
     bg_policy_store *store;
     bg_engine *engine;
     bg_plugin_host *plugins;    /* may be NULL (Status then lists no load errors) */
+    bg_decision_log *decisions; /* may be NULL (no decision log) */
 } bg_rpc_opts;
 
 typedef struct bg_rpc_server bg_rpc_server;

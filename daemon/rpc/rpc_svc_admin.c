@@ -156,6 +156,19 @@ void bg__svc_status(bg__rpc_call *c)
     out.draining = atomic_load(&s->draining) != 0;
     out.listen = s->bound;
     out.n_listen = s->n_bound;
+    Bayesguard__V1__DecisionLogStatus dl = BAYESGUARD__V1__DECISION_LOG_STATUS__INIT;
+    if (s->opts.decisions != NULL) {
+        bg_decision_log_stats ds;
+        bg_decision_log_stats_get(s->opts.decisions, &ds);
+        dl.path = (char *)bg_decision_log_path(s->opts.decisions);
+        dl.appended = ds.appended;
+        dl.written = ds.written;
+        dl.dropped = ds.dropped;
+        dl.lost = ds.lost;
+        dl.write_errors = ds.write_errors;
+        dl.reopens = ds.reopens;
+        out.decision_log = &dl;
+    }
     bg__rpc_call_reply(c, &out.base);
     bg_policy_set_unref(set);
 }

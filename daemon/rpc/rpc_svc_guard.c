@@ -26,6 +26,7 @@
 #include "common/bg_log.h"
 #include "common/bg_time.h"
 #include "rpc/rpc_internal.h"
+#include "rpc/rpc_wire.h"
 
 /* What a request resolves to before the engine runs. */
 typedef struct resolved {
@@ -158,20 +159,64 @@ static Bayesguard__V1__Decision wire_decision(bg_decision d)
     }
 }
 
+/* The decision log's view of a request: what the request says. */
+static void record_request(bg_decision_record *lr, const Bayesguard__V1__EvaluateRequest *req)
+{
+    memset(lr, 0, sizeof(*lr));
+    if (req->action) {
+        lr->tool = req->action->tool;
+        lr->action_id = req->action->id;
+    }
+    if (req->context) {
+        lr->session = req->context->session;
+        lr->agent = req->context->agent;
+        lr->trace_id = req->context->trace_id;
+    }
+}
+
+/* ... and what the policy it resolved to says. */
+static void record_policy(bg_decision_record *lr, const resolved *r)
+{
+    const bg_guard *g = &r->pol->guard;
+    lr->resolved = 1;
+    lr->policy = r->pol->name;
+    lr->revision = bg_policy_set_revision(r->set);
+    lr->model = g->model_name;
+    lr->estimator = g->estimator_name;
+    lr->session_key = r->session;
+    lr->threshold = g->threshold;
+    lr->over_threshold = bg_decision_name(g->over_threshold);
+    lr->shadow = g->shadow != 0;
+}
+
+/* Answer a failed evaluation with code and msg, and log it. */
+static void fail_logged(bg__rpc_call *c, bg_decision_record *lr, grpc_status_code code,
+                        const char *msg)
+{
+    lr->error_code = bg_rpc_code_name(code);
+    lr->error = msg;
+    lr->eval_us = (bg_now_ns() - c->start_ns) / 1000u;
+    bg_decision_log_append(c->srv->opts.decisions, lr);
+    bg__rpc_call_fail(c, code, "%s", msg);
+}
+
 void bg__svc_evaluate(bg__rpc_call *c)
 {
     Bayesguard__V1__EvaluateRequest *req =
         bg__rpc_call_decode_or_fail(c, &bayesguard__v1__evaluate_request__descriptor);
     if (req == NULL)
         return;
+    bg_decision_record lr;
+    record_request(&lr, req);
     char msg[1536];
     resolved r;
     grpc_status_code code = resolve(c, req->action, req->context, req->policy,
                                     "EvaluateRequest", &r, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
-        bg__rpc_call_fail(c, code, "%s", msg);
+        fail_logged(c, &lr, code, msg);
         return;
     }
+    record_policy(&lr, &r);
     const bg_policy *p = r.pol;
     bg_rpc_server *s = c->srv;
     bg_verdict v;
@@ -187,12 +232,14 @@ void bg__svc_evaluate(bg__rpc_call *c)
     if (known || (rc != BG_OK && !p->on_error_allow)) {
         grpc_status_code ec = known ? bg__rpc_code_of(rc) : GRPC_STATUS_INTERNAL;
         if (ec == GRPC_STATUS_INTERNAL)
-            bg__rpc_call_fail(c, ec, "policy %s: evaluation failed, no decision was made (%s): "
-                                     "the policy's on_error is deny; treat the action as not "
-                                     "approved and check the daemon log",
-                              p->name, err.msg);
+            snprintf(msg, sizeof(msg),
+                     "policy %s: evaluation failed, no decision was made (%s): the policy's "
+                     "on_error is deny; treat the action as not approved and check the daemon "
+                     "log",
+                     p->name, err.msg);
         else
-            bg__rpc_call_fail(c, ec, "%s", err.msg);
+            snprintf(msg, sizeof(msg), "%s", err.msg);
+        fail_logged(c, &lr, ec, msg);
         bg_policy_set_unref(r.set);
         return;
     }
@@ -203,6 +250,7 @@ void bg__svc_evaluate(bg__rpc_call *c)
         memset(&v, 0, sizeof(v));
         v.decision = BG_DECISION_ALLOW;
         on_error_allowed = 1;
+        lr.error = err.msg;
     }
 
     Bayesguard__V1__Verdict out = BAYESGUARD__V1__VERDICT__INIT;
@@ -238,6 +286,23 @@ void bg__svc_evaluate(bg__rpc_call *c)
              did, p->name, out.revision, r.act.tool, r.session,
              req->context ? req->context->trace_id : "", bg_decision_name(v.decision),
              v.harm_bound);
+
+    lr.decision_id = did;
+    lr.decision = bg_decision_name(v.decision);
+    lr.on_error_allowed = on_error_allowed;
+    lr.harm_bound = v.harm_bound;
+    lr.posterior_predictive = v.posterior_predictive;
+    lr.sampled = v.sampled;
+    lr.samples = v.samples;
+    lr.plausible_set_size = v.plausible_set_size;
+    lr.observations = v.observations;
+    lr.has_cautious = !on_error_allowed;
+    lr.cautious_id = v.cautious_id;
+    lr.cautious_label = v.cautious_label;
+    lr.cautious_posterior = v.cautious_posterior;
+    lr.cautious_harm = v.cautious_harm;
+    lr.eval_us = out.eval_us;
+    bg_decision_log_append(s->opts.decisions, &lr);
     bg__rpc_call_reply(c, &out.base);
     bg_policy_set_unref(r.set);
 }

@@ -86,6 +86,19 @@ def rpc_policies():
     return os.path.join(SOURCE_DIR, "tests", "rpc", "policies")
 
 
+def rpc_fixture_plugin_dir():
+    """A temp plugin dir (the caller removes it): the built-in plugins plus
+    tests/rpc's failing model (bg_rpc_fail.so)."""
+    fixture = os.environ.get("BG_RPC_FIXTURE_PLUGINS",
+                             os.path.join(BUILD_DIR, "tests", "rpc", "plugins"))
+    dst = tempfile.mkdtemp(prefix="bgt-plug-")
+    for d in (PLUGIN_DIR, fixture):
+        for f in os.listdir(d):
+            if f.endswith(".so"):
+                os.symlink(os.path.join(d, f), os.path.join(dst, f))
+    return dst
+
+
 def has_default_policies():
     d = default_policies()
     return os.path.isdir(d) and any(f.endswith((".yaml", ".yml")) for f in os.listdir(d))

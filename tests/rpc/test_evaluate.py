@@ -167,21 +167,8 @@ def _status_and_reload(pdir):
         assert json.loads(c.stdout)["ok"] is True
 
 
-def _fixture_plugin_dir():
-    """A temp plugin dir: the built-in plugins plus tests/rpc's failing model."""
-    import tempfile
-    fixture = os.environ.get("BG_RPC_FIXTURE_PLUGINS",
-                             os.path.join(bgtest.BUILD_DIR, "tests", "rpc", "plugins"))
-    dst = tempfile.mkdtemp(prefix="bgt-plug-")
-    for d in (bgtest.PLUGIN_DIR, fixture):
-        for f in os.listdir(d):
-            if f.endswith(".so"):
-                os.symlink(os.path.join(d, f), os.path.join(dst, f))
-    return dst
-
-
 def test_engine_failure_is_never_a_decision():
-    plugins = _fixture_plugin_dir()
+    plugins = bgtest.rpc_fixture_plugin_dir()
     try:
         pol = os.path.join(os.path.dirname(POL), "policies-fail")
         with Daemon(policies=pol, plugins=plugins) as d:
