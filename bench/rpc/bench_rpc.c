@@ -232,7 +232,7 @@ static result measure(run *r, unsigned callers, double warm, double secs)
 }
 
 static pid_t spawn_daemon(const char *daemon, const char *policies, const char *plugins,
-                          const char *cq, char *addr, size_t len)
+                          const char *cq, const char *decision_log, char *addr, size_t len)
 {
     char ready[128];
     snprintf(ready, sizeof(ready), "/tmp/bench_rpc_ready_%ld_%llu", (long)getpid(),
@@ -240,9 +240,17 @@ static pid_t spawn_daemon(const char *daemon, const char *policies, const char *
     unlink(ready);
     pid_t pid = fork();
     if (pid == 0) {
-        execl(daemon, daemon, "--listen", "127.0.0.1:0", "--policies", policies, "--plugins",
-              plugins, "--ready-file", ready, "--cq-threads", cq, "--log-level", "warn",
-              (char *)NULL);
+        const char *av[16] = {
+            daemon,      "--listen",    "127.0.0.1:0",  "--policies", policies,
+            "--plugins", plugins,       "--ready-file", ready,        "--cq-threads",
+            cq,          "--log-level", "warn"};
+        int n = 13;
+        if (decision_log != NULL) {
+            av[n++] = "--decision-log";
+            av[n++] = decision_log;
+        }
+        av[n] = NULL;
+        execv(daemon, (char *const *)av);
         perror("exec bayesguardd");
         _exit(127);
     }
@@ -302,7 +310,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_rpc (--addr HOST:PORT | --daemon BIN --policies DIR --plugins DIR\n"
-            "                  [--cq-threads N]) [--tool NAME] [--features N]\n"
+            "                  [--cq-threads N] [--decision-log FILE]) [--tool NAME]\n"
+            "                  [--features N]\n"
             "                  [--callers 1,8,64] [--channels N] [--sessions N]\n"
             "                  [--seconds S] [--warmup S]\n"
             "                  [--server-pid PID (with --addr: for the CPU columns)]\n");
@@ -311,36 +320,73 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     const char *addr_arg = NULL, *daemon = NULL, *policies = NULL, *plugins = NULL;
-    const char *cq = "2", *tool = "send_email", *callers_arg = "1,8,64";
+    const char *cq = "2", *tool = "send_email", *callers_arg = "1,8,64", *decision_log = NULL;
     unsigned n_channels = 1, n_sessions = 1;
     unsigned n_features = 0;
     double secs = 3.0, warm = 0.5;
-    static const struct option opts[] = {
-        {"addr", required_argument, NULL, 'a'},     {"daemon", required_argument, NULL, 'd'},
-        {"policies", required_argument, NULL, 'p'}, {"plugins", required_argument, NULL, 'P'},
-        {"cq-threads", required_argument, NULL, 'c'}, {"tool", required_argument, NULL, 't'},
-        {"features", required_argument, NULL, 'f'}, {"callers", required_argument, NULL, 'n'},
-        {"seconds", required_argument, NULL, 's'},  {"warmup", required_argument, NULL, 'w'},
-        {"channels", required_argument, NULL, 'C'}, {"server-pid", required_argument, NULL, 'i'},
-        {"sessions", required_argument, NULL, 'S'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"addr", required_argument, NULL, 'a'},
+                                         {"daemon", required_argument, NULL, 'd'},
+                                         {"policies", required_argument, NULL, 'p'},
+                                         {"plugins", required_argument, NULL, 'P'},
+                                         {"cq-threads", required_argument, NULL, 'c'},
+                                         {"tool", required_argument, NULL, 't'},
+                                         {"features", required_argument, NULL, 'f'},
+                                         {"callers", required_argument, NULL, 'n'},
+                                         {"seconds", required_argument, NULL, 's'},
+                                         {"warmup", required_argument, NULL, 'w'},
+                                         {"channels", required_argument, NULL, 'C'},
+                                         {"server-pid", required_argument, NULL, 'i'},
+                                         {"sessions", required_argument, NULL, 'S'},
+                                         {"decision-log", required_argument, NULL, 'L'},
+                                         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'a': addr_arg = optarg; break;
-        case 'd': daemon = optarg; break;
-        case 'p': policies = optarg; break;
-        case 'P': plugins = optarg; break;
-        case 'c': cq = optarg; break;
-        case 't': tool = optarg; break;
-        case 'f': n_features = (unsigned)atoi(optarg); break;
-        case 'n': callers_arg = optarg; break;
-        case 's': secs = atof(optarg); break;
-        case 'w': warm = atof(optarg); break;
-        case 'C': n_channels = (unsigned)atoi(optarg); break;
-        case 'S': n_sessions = (unsigned)atoi(optarg); break;
-        case 'i': g_server_pid = (pid_t)atoi(optarg); break;
-        default: usage(); return 2;
+        case 'a':
+            addr_arg = optarg;
+            break;
+        case 'd':
+            daemon = optarg;
+            break;
+        case 'p':
+            policies = optarg;
+            break;
+        case 'P':
+            plugins = optarg;
+            break;
+        case 'c':
+            cq = optarg;
+            break;
+        case 't':
+            tool = optarg;
+            break;
+        case 'f':
+            n_features = (unsigned)atoi(optarg);
+            break;
+        case 'n':
+            callers_arg = optarg;
+            break;
+        case 's':
+            secs = atof(optarg);
+            break;
+        case 'w':
+            warm = atof(optarg);
+            break;
+        case 'C':
+            n_channels = (unsigned)atoi(optarg);
+            break;
+        case 'S':
+            n_sessions = (unsigned)atoi(optarg);
+            break;
+        case 'i':
+            g_server_pid = (pid_t)atoi(optarg);
+            break;
+        case 'L':
+            decision_log = optarg;
+            break;
+        default:
+            usage();
+            return 2;
         }
     }
     char addr[256];
@@ -348,7 +394,7 @@ int main(int argc, char **argv)
     if (addr_arg != NULL) {
         snprintf(addr, sizeof(addr), "%s", addr_arg);
     } else if (daemon && policies && plugins) {
-        pid = spawn_daemon(daemon, policies, plugins, cq, addr, sizeof(addr));
+        pid = spawn_daemon(daemon, policies, plugins, cq, decision_log, addr, sizeof(addr));
         if (pid <= 0) {
             fprintf(stderr, "bench: could not start %s\n", daemon);
             return 1;
@@ -409,6 +455,8 @@ int main(int argc, char **argv)
     printf("bench_rpc: server %s%s, tool %s (%u features), %u session(s), %u client "
            "connection(s), %.1f s per row after %.1f s warm-up\n",
            addr, pid ? " (spawned)" : "", tool, n_features, n_sessions, n_channels, secs, warm);
+    if (decision_log != NULL)
+        printf("bench_rpc: the daemon logs every decision to %s\n", decision_log);
     printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "", "Ping", "", "", "",
            "", "Evaluate", "", "", "", "", "p50");
     printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "callers", "calls/s",
