@@ -419,6 +419,10 @@ static void print_status(const Bayesguard__V1__StatusResponse *s)
         for (size_t i = 0; i < r->n_last_errors; i++)
             printf("  error: %s\n", r->last_errors[i]);
     }
+    if (s->observations_refused || s->observation_log_broken)
+        printf("  observation log: %llu observations refused%s\n",
+               (unsigned long long)s->observations_refused,
+               s->observation_log_broken ? "; BROKEN: Observe is refused until a restart" : "");
     if (s->decision_log) {
         const Bayesguard__V1__DecisionLogStatus *d = s->decision_log;
         printf("decision log %s: appended=%llu written=%llu dropped=%llu lost=%llu "

@@ -631,4 +631,8 @@ void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out)
     out->observations = ts.observations;
     out->bytes = ts.bytes;
     out->evaluations = atomic_load(&e->evaluations);
+    out->store_refused = 0;
+    out->store_broken = 0;
+    if (e->store)
+        bg__obs_store_health(e->store, &out->store_refused, &out->store_broken);
 }

@@ -217,6 +217,8 @@ typedef struct bg_engine_stats {
     uint64_t observations;
     uint64_t bytes;
     uint64_t evaluations;
+    uint64_t store_refused; /* observations the data directory refused (not stored) */
+    int store_broken;       /* Observe refused until a restart (see obs_store.h) */
 } bg_engine_stats;
 
 void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out);

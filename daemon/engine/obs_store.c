@@ -21,7 +21,8 @@ struct bg__obs_store {
     int fd;
     char *path;
     pthread_mutex_t mu;
-    int broken; /* a failed append could not be cut: refuse more (restart) */
+    int broken;       /* under mu: a failed append could not be cut: refuse more (restart) */
+    uint64_t refused; /* under mu: appends that failed (not stored) */
 };
 
 static uint32_t crc_table[256];
@@ -232,9 +233,19 @@ int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *sessio
             s->broken = 1;
         }
     }
+    if (rc != BG_OK)
+        s->refused++;
     pthread_mutex_unlock(&s->mu);
     free(rec);
     return rc;
+}
+
+void bg__obs_store_health(bg__obs_store *s, uint64_t *refused, int *broken)
+{
+    pthread_mutex_lock(&s->mu);
+    *refused = s->refused;
+    *broken = s->broken;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void bg__obs_store_close(bg__obs_store *s)

@@ -148,6 +148,8 @@ void bg__svc_status(bg__rpc_call *c)
     out.observations = es.observations;
     out.evaluations = es.evaluations;
     out.engine_bytes = es.bytes;
+    out.observations_refused = es.store_refused;
+    out.observation_log_broken = es.store_broken != 0;
     out.uptime_s = (double)(bg_now_ns() - s->started_ns) / 1e9;
     if (s->opts.plugins != NULL)
         out.plugin_errors = split_lines(c, bg_plugin_host_errors(s->opts.plugins),

@@ -344,6 +344,10 @@ static void failed_append(bg_plugin_host *h)
     CHECK_INT(rc, BG_EIO);
     CHECK(strstr(err.msg, "observations.bglog") && strstr(err.msg, "append"));
     CHECK_INT(file_size(path), size); /* the half record was cut */
+    bg_engine_stats es;
+    bg_engine_stats_get(e, &es);
+    CHECK_INT(es.store_refused, 1);
+    CHECK_INT(es.store_broken, 0); /* cut: later appends may succeed */
     CHECK_INT(bg_engine_summary(e, g, "s", &after, &err), BG_OK);
     CHECK_INT(after.observations, 3);
     CHECK_INT(after.map_id, before.map_id);

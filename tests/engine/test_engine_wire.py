@@ -237,6 +237,9 @@ def test_refused_write():
         assert os.path.getsize(log) == size, "the half record was not cut"
         assert d.proc.poll() is None, "the daemon died (SIGXFSZ?)"
         assert d.health().status == 1  # SERVING
+        st = d.call("Status", guard_pb2.StatusRequest())
+        assert st.observations_refused == 1 and not st.observation_log_broken, st
+        assert "observation log: 1 observations refused" in d.cli("status", check=0).stdout
         after = evaluate(d)
         assert after.observations == 3 and after.harm_bound == before.harm_bound, after
         o = observe(d, 3.0)  # the retry, once the disk takes writes
