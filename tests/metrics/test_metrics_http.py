@@ -17,7 +17,8 @@
   then closes (an idle connection sees EOF, new ones are refused) and the
   daemon exits 0.
 - Startup errors: an address in use or not an address -> exit 2 naming
-  --metrics-listen and the address.
+  --metrics-listen and the address; the settings also come from --config
+  (metrics_listen, metrics_timeout_ms, range-checked).
 Run with /usr/bin/python3 (ctest sets the environment)."""
 import os
 import re
@@ -495,7 +496,7 @@ def test_drain_closes_the_endpoint():
         print("  idle metrics connection closed %.2f s after SIGTERM" % took)
 
 
-def test_startup_errors():
+def test_startup_errors_and_config():
     bgtest.require_daemon()
     pol = bgtest.rpc_policies()
     with Daemon(policies=pol, args=["--metrics-listen", "127.0.0.1:0"]) as d:
@@ -511,8 +512,23 @@ def test_startup_errors():
                             "--plugins", bgtest.PLUGIN_DIR, "--metrics-listen", bad],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "--metrics-listen %s" % bad in r.stderr, r
+    # The same settings from --config.
+    tmp = tempfile.mkdtemp(prefix="bgt-mcfg-")
+    try:
+        cfg = os.path.join(tmp, "bg.yaml")
+        with open(cfg, "w") as f:
+            f.write("metrics_listen: 127.0.0.1:0\nmetrics_timeout_ms: 2000\n")
+        with Daemon(policies=pol, args=["--config", cfg]) as d:
+            assert value(scrape(metrics_addr(d)), "bayesguard_draining") == 0
+        with open(cfg, "a") as f:
+            f.write("metrics_timeout_ms: 1\n")
+        r = subprocess.run([bgtest.DAEMON, "--policies", pol, "--plugins", bgtest.PLUGIN_DIR,
+                            "--config", cfg], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "metrics_timeout_ms" in r.stderr, r
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
     bgtest.main([test_counters_exact, test_http_behaviour, test_slow_clients_and_connection_cap,
-                 test_drain_closes_the_endpoint, test_startup_errors])
+                 test_drain_closes_the_endpoint, test_startup_errors_and_config])
