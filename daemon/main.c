@@ -4,11 +4,14 @@
  * Start order (each step's failure is a clear message and exit code 2):
  *   flags (+ --config YAML; flags win) -> log level -> plugin host (dlopen
  *   the plugin dir) -> engine (replays --data-dir) -> policy store (loads
- *   and validates --policies) -> loop -> decision log (opens the file) ->
- *   gRPC server (binds every --listen) -> signals, policy watch -> ready
- *   file -> "how to query" -> run.
+ *   and validates --policies) -> metrics registry -> loop -> decision log
+ *   (opens the file) -> gRPC server (binds every --listen) -> metrics
+ *   endpoint (binds --metrics-listen; its address logged before the ready
+ *   file exists) -> signals, policy watch -> ready file -> "how to query"
+ *   -> run.
  * Stop: SIGTERM/SIGINT -> the server drains (new calls refused, in-flight
- * calls finish within --drain-timeout-ms) -> the loop stops -> everything
+ * calls finish within --drain-timeout-ms) -> the metrics endpoint closes
+ * (it serves bayesguard_draining 1 until then) -> the loop stops -> everything
  * is destroyed in reverse order -> exit 0. SIGHUP reloads the policies on
  * the loop's worker pool and has the decision log reopen its file. exit()
  * is called here and only here.
@@ -32,6 +35,7 @@
 #include "engine/engine.h"
 #include "gfn/gfn_sampled.h"
 #include "loop/loop.h"
+#include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
 #include "policy/cfg.h"
 #include "policy/policy.h"
@@ -49,12 +53,14 @@ typedef struct opts {
     size_t n_listen;
     const char *policies, *plugins, *data_dir, *ready_file, *log_level, *config;
     const char *decision_log;
+    const char *metrics_listen;
     long cq_threads;
     long max_message_bytes;
     long drain_timeout_ms;
     long drain_grace_ms;
     long watch_debounce_ms;
     long sampler_sessions;
+    long metrics_timeout_ms;
     int no_watch;
     int check;
 } opts;
@@ -65,6 +71,8 @@ typedef struct daemon_ctx {
     bg_rpc_server *server;
     bg_policy_store *store;
     bg_decision_log *decisions;
+    bg_metrics *metrics;
+    bg_metrics_http *http; /* NULL when --metrics-listen is not given, or once closed */
     int draining;
 } daemon_ctx;
 
@@ -77,6 +85,7 @@ static void usage(FILE *f)
             "                   [--cq-threads N] [--max-message-bytes N] [--drain-timeout-ms N]\n"
             "                   [--drain-grace-ms N] [--sampler-sessions N]\n"
             "                   [--watch-debounce-ms N] [--no-watch] [--log-level L]\n"
+            "                   [--metrics-listen HOST:PORT] [--metrics-timeout-ms N]\n"
             "\n"
             "  --listen ADDR          host:port (port 0: the kernel picks) or unix:/path;\n"
             "                         repeatable (default 127.0.0.1:50051)\n"
@@ -88,7 +97,8 @@ static void usage(FILE *f)
             "  --config FILE          YAML file with the same keys (listen, policies, plugins,\n"
             "                         data_dir, cq_threads, max_message_bytes, drain_timeout_ms,\n"
             "                         watch_debounce_ms, sampler_sessions, ready_file,\n"
-            "                         decision_log, log_level); flags win\n"
+            "                         decision_log, log_level, metrics_listen,\n"
+            "                         metrics_timeout_ms); flags win\n"
             "  --ready-file FILE      once serving, write the bound addresses there, one a line\n"
             "  --cq-threads N         completion-queue threads (default: CPU count)\n"
             "  --max-message-bytes N  largest request accepted (default 4194304)\n"
@@ -102,6 +112,11 @@ static void usage(FILE *f)
             "                         (default 64; others retrain when used again)\n"
             "  --no-watch             do not watch the policy directory (SIGHUP/Reload only)\n"
             "  --log-level L          debug | info | warn | error (default info)\n"
+            "  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                         (port 0: the kernel picks; the address is logged as\n"
+            "                         'metrics on ADDR'); default: off\n"
+            "  --metrics-timeout-ms N a metrics client must send its request within this time\n"
+            "                         (default 10000)\n"
             "  --check                validate --policies with --plugins as a reload would,\n"
             "                         print every error, exit 0 (valid) or 1 (not); no serving\n"
             "  --version, --help\n"
@@ -148,6 +163,7 @@ static const int_key int_keys[] = {
     {"drain_grace_ms", offsetof(opts, drain_grace_ms), 0, 3600000},
     {"watch_debounce_ms", offsetof(opts, watch_debounce_ms), 0, 60000},
     {"sampler_sessions", offsetof(opts, sampler_sessions), 1, 1000000},
+    {"metrics_timeout_ms", offsetof(opts, metrics_timeout_ms), 10, 3600000},
 };
 
 typedef struct str_key {
@@ -159,6 +175,7 @@ static const str_key str_keys[] = {
     {"policies", offsetof(opts, policies)},   {"plugins", offsetof(opts, plugins)},
     {"data_dir", offsetof(opts, data_dir)},   {"ready_file", offsetof(opts, ready_file)},
     {"log_level", offsetof(opts, log_level)}, {"decision_log", offsetof(opts, decision_log)},
+    {"metrics_listen", offsetof(opts, metrics_listen)},
 };
 
 /* Apply the config file to every option the flags left unset. The doc is
@@ -231,7 +248,7 @@ static int apply_config(opts *o, const opts *flags_set, bg_cfg_doc **doc_out)
             return die("%s:%d:%d: unknown setting '%s': expected one of listen, policies, "
                        "plugins, data_dir, ready_file, decision_log, log_level, cq_threads, "
                        "max_message_bytes, drain_timeout_ms, drain_grace_ms, watch_debounce_ms, "
-                       "sampler_sessions",
+                       "sampler_sessions, metrics_listen, metrics_timeout_ms",
                        bg_cfg_file(v), bg_cfg_line(v), bg_cfg_column(v), key);
     }
     return 0;
@@ -245,6 +262,7 @@ enum {
     OPT_DECISION_LOG,
     OPT_CONFIG,
     OPT_READY,
+    OPT_METRICS_LISTEN,
     OPT_INT, /* an integer flag: int_keys has its range (config key = name with '_') */
     OPT_NO_WATCH,
     OPT_LOG,
@@ -267,6 +285,8 @@ static const struct option long_opts[] = {
     {"drain-grace-ms", required_argument, NULL, OPT_INT},
     {"watch-debounce-ms", required_argument, NULL, OPT_INT},
     {"sampler-sessions", required_argument, NULL, OPT_INT},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+    {"metrics-timeout-ms", required_argument, NULL, OPT_INT},
     {"no-watch", no_argument, NULL, OPT_NO_WATCH},
     {"check", no_argument, NULL, OPT_CHECK},
     {"log-level", required_argument, NULL, OPT_LOG},
@@ -312,6 +332,9 @@ static int parse_flags(int argc, char **argv, opts *o)
         case OPT_CONFIG: o->config = optarg; break;
         case OPT_READY:
             o->ready_file = optarg;
+            break;
+        case OPT_METRICS_LISTEN:
+            o->metrics_listen = optarg;
             break;
         case OPT_LOG:
             o->log_level = optarg;
@@ -367,6 +390,8 @@ static void drained(void *arg)
 {
     daemon_ctx *d = arg;
     BG_INFO("main", "drained: stopping");
+    bg_metrics_http_close(d->http);
+    d->http = NULL;
     bg_loop_stop(d->loop);
 }
 
@@ -506,6 +531,12 @@ int main(int argc, char **argv)
         die("--policies %s: the policies are not valid:\n%s", d.o.policies, err.msg);
         goto out;
     }
+    bg_metrics_opts mo = {
+        .version = BG_VERSION, .store = d.store, .engine = engine, .plugins = host};
+    if (bg_metrics_create(&mo, &d.metrics, &err) != BG_OK) {
+        die("%s", err.msg);
+        goto out;
+    }
     if (bg_loop_create(&d.loop, &err) != BG_OK) {
         die("%s", err.msg);
         goto out;
@@ -529,9 +560,19 @@ int main(int argc, char **argv)
     ro.engine = engine;
     ro.plugins = host;
     ro.decisions = d.decisions;
+    ro.metrics = d.metrics;
     if (bg_rpc_server_start(&ro, &d.server, &err) != BG_OK) {
         die("%s", err.msg);
         goto out;
+    }
+    if (d.o.metrics_listen != NULL) {
+        bg_metrics_http_opts ho = {
+            .listen = d.o.metrics_listen,
+            .timeout_ms = d.o.metrics_timeout_ms > 0 ? (unsigned)d.o.metrics_timeout_ms : 0};
+        if (bg_metrics_http_start(d.metrics, bg_loop_uv(d.loop), &ho, &d.http, &err) != BG_OK) {
+            die("%s", err.msg);
+            goto out;
+        }
     }
     if (bg_loop_on_signal(d.loop, SIGTERM, on_term, &d, &err) != BG_OK ||
         bg_loop_on_signal(d.loop, SIGINT, on_term, &d, &err) != BG_OK ||
@@ -553,15 +594,19 @@ int main(int argc, char **argv)
     exit_code = 0;
 out:
     /* Teardown order:
-     *   1. the server (its drain timer needs the loop), then the decision
-     *      log, which writes what the last calls appended;
+     *   1. the server (its drain timer needs the loop), after the metrics
+     *      endpoint (closing it needs the loop to run once more); then the
+     *      decision log, which writes what the last calls appended;
      *   2. the watch, then the loop: destroying the loop runs work still
      *      queued or running on its pool (a SIGHUP reload) and their
      *      completions, which use the store and the plugin host;
      *   3. the store and the engine;
      *   4. the sampled path, whose pending training jobs hold policy-set
      *      references whose release destroys plugin instances;
-     *   5. the plugin host. */
+     *   5. the plugin host;
+     *   6. the metrics registry, which every one of them may count into. */
+    bg_metrics_http_close(d.http);
+    d.http = NULL;
     bg_rpc_server_destroy(d.server);
     bg_decision_log_close(d.decisions);
     if (d.store != NULL)
@@ -575,6 +620,7 @@ out:
     bg_gfn_sampled_destroy(sampled);
     if (host != NULL)
         bg_plugin_host_destroy(host);
+    bg_metrics_destroy(d.metrics);
     if (cfg != NULL)
         bg_cfg_doc_destroy(cfg);
     if (exit_code == 0 && !d.o.check)

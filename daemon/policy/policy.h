@@ -19,6 +19,7 @@
 #ifndef BG_POLICY_H
 #define BG_POLICY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 
 typedef struct uv_loop_s uv_loop_t;
 typedef struct bg_plugin_host bg_plugin_host;
+struct bg_metrics_policy;
 
 /* Which request field keys a policy's posterior. */
 typedef enum bg_session_key {
@@ -48,6 +50,11 @@ typedef struct bg_policy {
     int priority;              /* resolves overlapping matches, see POLICIES.md */
     const char *const *tools;  /* spec.match.tools as written (names and globs) */
     size_t n_tools;
+    /* A cache, the one field that changes in a published policy: this
+     * policy's counters in the metrics registry, filled on first use by
+     * bg_metrics_policy_of (daemon/metrics/metrics.h; idempotent, every
+     * filler stores the same entry); NULL until then. */
+    _Atomic(struct bg_metrics_policy *) metrics;
 } bg_policy;
 
 typedef struct bg_policy_set bg_policy_set;

@@ -31,6 +31,7 @@
 #include "common/bg_err.h"
 #include "engine/engine.h"
 #include "loop/loop.h"
+#include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
 #include "policy/policy.h"
 
@@ -47,6 +48,9 @@ typedef struct bg_rpc_opts {
     bg_engine *engine;
     bg_plugin_host *plugins;    /* may be NULL (Status then lists no load errors) */
     bg_decision_log *decisions; /* may be NULL (no decision log) */
+    bg_metrics *metrics;        /* may be NULL: decisions, observations and finished calls
+                                 * are counted there, and the server registers a collector
+                                 * for its own families (rpc_server_metrics.c) */
 } bg_rpc_opts;
 
 typedef struct bg_rpc_server bg_rpc_server;

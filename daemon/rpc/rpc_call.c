@@ -34,6 +34,10 @@
  *      recycle, so in_flight == calls between arrival and final batch.
  *   4. A reply is sent exactly once: reply/fail assert ACTIVE, DEFERRED or
  *      STREAMING and move to FINISHING.
+ *   5. A call that reached ACTIVE is counted in srv->handled exactly once:
+ *      with its status when the status is handed to gRPC (before the client
+ *      can see it, so a scrape after the reply includes it), or as
+ *      CANCELLED at recycle when it ended without one.
  *
  * Threads: a call's completions run on its CQ thread; reply/fail may run on
  * the loop thread for DEFERRED calls (gRPC batches are thread-safe). The
@@ -195,8 +199,11 @@ static void recycle(bg__rpc_call *c)
     if (c->admitted)
         atomic_fetch_sub(&s->working, 1);
     c->admitted = 0;
-    if (atomic_load(&c->state) != BG_CALL_REQUESTED)
+    if (atomic_load(&c->state) != BG_CALL_REQUESTED) {
+        bg__rpc_count_handled(c, GRPC_STATUS_CANCELLED); /* no-op when a status was sent */
         atomic_fetch_sub(&s->in_flight, 1);
+    }
+    c->handled = 0;
     if (c->call != NULL)
         grpc_call_unref(c->call);
     c->call = NULL;
@@ -338,6 +345,7 @@ static void finish(bg__rpc_call *c, const ProtobufCMessage *msg, grpc_status_cod
     grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
     size_t n = send_ops(c, ops, msg);
+    bg__rpc_count_handled(c, code);
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
     ops[n++].data.send_status_from_server.status_details =
@@ -383,6 +391,7 @@ int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int f
     size_t n = send_ops(c, ops, msg);
     if (final) {
         atomic_store(&c->state, BG_CALL_FINISHING);
+        bg__rpc_count_handled(c, GRPC_STATUS_OK);
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
         ops[n++].data.send_status_from_server.status = GRPC_STATUS_OK;
     }

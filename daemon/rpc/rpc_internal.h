@@ -9,6 +9,8 @@
  *   rpc_svc_guard.c    Evaluate, Observe, ObserveStream
  *   rpc_svc_admin.c    Status, Reload
  *   rpc_svc_health.c   Health Check/Watch, Bench Ping, unknown methods
+ *   rpc_server_metrics.c  the server's metrics families (calls by method and
+ *                      code, in flight, draining) and counting a finished call
  */
 #ifndef BG_RPC_INTERNAL_H
 #define BG_RPC_INTERNAL_H
@@ -21,6 +23,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "rpc/rpc.h"
+#include "rpc/rpc_wire.h"
 
 typedef struct bg__rpc_call bg__rpc_call;
 typedef struct bg__rpc_cq bg__rpc_cq;
@@ -100,6 +103,7 @@ struct bg__rpc_call {
     int watch_final;            /* drain asked to end the stream */
     int watch_listed;
     int admitted;               /* counted in srv->working */
+    int handled;                /* counted in srv->handled (once per call) */
 
     /* Per-call bump allocator for decoding and building replies. */
     ProtobufCAllocator alloc;
@@ -139,6 +143,8 @@ struct bg_rpc_server {
     atomic_uint_fast64_t in_flight;
     uint64_t boot_id;
     atomic_uint_fast64_t decisions;
+    /* Finished calls by method and status code (bayesguard_grpc_handled_total). */
+    atomic_uint_fast64_t handled[BG_M__COUNT][BG_RPC_N_CODES];
     uint64_t started_ns;
 
     pthread_mutex_t watch_mu;
@@ -162,6 +168,9 @@ struct bg_rpc_server {
 };
 
 /* ---- rpc_server.c */
+/* The full path of a method ("/bayesguard.v1.Guard/Evaluate"); NULL for
+ * BG_M_UNKNOWN. */
+const char *bg__rpc_method_name(int method);
 /* Post a fresh request for `method` on cq (CQ thread or before start). */
 void bg__rpc_request(bg_rpc_server *s, bg__rpc_cq *cq, int method);
 
@@ -203,6 +212,14 @@ int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int f
 int bg__rpc_call_stream_recv(bg__rpc_call *c);
 /* Start RECV_CLOSE_ON_SERVER alone (server streams); completes on recv_tag. */
 int bg__rpc_call_watch_close(bg__rpc_call *c);
+
+/* ---- rpc_server_metrics.c */
+/* Count c as finished with `code`, once per call (later calls are no-ops);
+ * a call recycled without a status sent counts as CANCELLED. Any thread. */
+void bg__rpc_count_handled(bg__rpc_call *c, grpc_status_code code);
+/* Register / remove the server's metrics collector (loop thread). */
+int bg__rpc_metrics_start(bg_rpc_server *s, bg_err *err);
+void bg__rpc_metrics_stop(bg_rpc_server *s);
 
 /* Map an engine/policy status to a gRPC code. */
 grpc_status_code bg__rpc_code_of(int bg_status);

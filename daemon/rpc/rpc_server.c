@@ -24,7 +24,9 @@
  *   3. bound[] is written during start only.
  *
  * Threads: start/drain/destroy on the loop thread; request posting on CQ
- * threads (and start before they run).
+ * threads (and start before they run). The metrics collector
+ * (rpc_server_metrics.c) is registered last in start and removed first in
+ * destroy, so a scrape never sees a half-built or freed server.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +55,11 @@ static const int method_streams[BG_M__COUNT] = {
     BG_RPC_METHODS(BG_RPC_METHOD_STREAM)
 #undef BG_RPC_METHOD_STREAM
 };
+
+const char *bg__rpc_method_name(int method)
+{
+    return method >= 0 && method < BG_M__COUNT ? method_paths[method] : NULL;
+}
 
 const char *bg__rpc_method_path(const bg__rpc_call *c)
 {
@@ -268,6 +275,10 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
         }
         s->n_threads = i + 1;
     }
+    if ((rc = bg__rpc_metrics_start(s, err)) != BG_OK) {
+        bg_rpc_server_destroy(s);
+        return rc;
+    }
     for (size_t i = 0; i < s->n_bound; i++)
         BG_INFO("rpc", "serving on %s (%u completion-queue threads, max message %zu bytes)",
                 s->bound[i], s->n_cq, s->max_message);
@@ -389,6 +400,7 @@ void bg_rpc_server_destroy(bg_rpc_server *s)
 {
     if (s == NULL)
         return;
+    bg__rpc_metrics_stop(s);
     if (s->server != NULL) {
         begin_shutdown(s);
         grpc_server_cancel_all_calls(s->server);

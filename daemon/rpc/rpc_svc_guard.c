@@ -7,6 +7,8 @@
  *   acquire the policy snapshot, pick the policy       -> NOT_FOUND
  *   resolve the session key the policy names
  *   engine evaluate / observe                          -> by engine status
+ *   count it in the metrics (before the reply, so a scrape that follows the
+ *     client's answer includes it; a cached per-policy entry, relaxed adds)
  *   fill the reply, drop the snapshot reference.
  * An engine failure becomes INTERNAL — never a decision — unless the policy
  * says on_error: allow, in which case the verdict is ALLOW with
@@ -281,7 +283,14 @@ void bg__svc_evaluate(bg__rpc_call *c)
     out.observations = v.observations;
     out.threshold = p->guard.threshold;
     out.on_error_allowed = on_error_allowed;
-    out.eval_us = (bg_now_ns() - c->start_ns) / 1000u;
+    uint64_t elapsed_ns = bg_now_ns() - c->start_ns;
+    out.eval_us = elapsed_ns / 1000u;
+    if (s->opts.metrics != NULL)
+        /* shadow allowed: the bound was over the threshold (or not a
+         * number: see decide() in engine.c) and only shadow mode allowed it */
+        bg_metrics_evaluation(bg_metrics_policy_of(s->opts.metrics, p), v.decision,
+                              v.shadow && !(v.harm_bound <= p->guard.threshold), on_error_allowed,
+                              elapsed_ns);
     BG_DEBUG("decision", "%s policy=%s rev=%s tool=%s session='%s' trace=%s -> %s bound=%.6g",
              did, p->name, out.revision, r.act.tool, r.session,
              req->context ? req->context->trace_id : "", bg_decision_name(v.decision),
@@ -348,6 +357,8 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
         bg_policy_set_unref(r.set);
         return code;
     }
+    if (c->srv->opts.metrics != NULL)
+        bg_metrics_observation(bg_metrics_policy_of(c->srv->opts.metrics, r.pol), obs.harmed);
     BG_DEBUG("decision", "observed policy=%s tool=%s session='%s' harmed=%d decision=%s -> %llu "
                          "observations",
              r.pol->name, r.act.tool, r.session, obs.harmed, req->id,

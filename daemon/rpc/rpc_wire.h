@@ -33,6 +33,13 @@
     X(15, DATA_LOSS)                                                                             \
     X(16, UNAUTHENTICATED)
 
+/* How many codes BG_RPC_CODES lists (0 .. BG_RPC_N_CODES-1). */
+enum {
+#define BG_RPC_CODE_PLUS_ONE(num, name) +1
+    BG_RPC_N_CODES = 0 BG_RPC_CODES(BG_RPC_CODE_PLUS_ONE)
+#undef BG_RPC_CODE_PLUS_ONE
+};
+
 /* "NOT_FOUND" for 5; "UNKNOWN_STATUS" when out of range. */
 const char *bg_rpc_code_name(int code);
 

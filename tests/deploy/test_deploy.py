@@ -4,15 +4,20 @@
   agrees with the image's ENTRYPOINT (deploy/Dockerfile): the ConfigMap is
   mounted where --policies points, the data volume where --data-dir points,
   the shared socket volume holds the unix socket the agent is told to use
-  (BAYESGUARD_ADDR), the gRPC probes and containerPort are the TCP --listen
-  port, the image's plugin directory is the one the build installs, and the
-  directories the daemon writes exist in the image owned by its USER.
+  (BAYESGUARD_ADDR), the gRPC probes and the containerPort named grpc are
+  the TCP --listen port, the containerPort named metrics and the Pod's
+  prometheus.io/port annotation are the --metrics-listen port (and the image
+  EXPOSEs both), the image's plugin directory is the one the build
+  installs, and the directories the daemon writes exist in the image owned
+  by its USER.
 - The ConfigMap's policies pass `bayesguardd --check`.
 - bayesguardd runs with the ENTRYPOINT's arguments as written, paths moved
   under a temp dir and the TCP port made ephemeral: the kubelet's gRPC probe
   (grpc.health.v1 Check, service "") answers SERVING, the agent's Evaluate
-  and Observe over the unix socket work, and the observation lands in the
-  data volume.
+  and Observe over the unix socket work, the observation lands in the
+  data volume, and a scrape as the annotations describe it (GET
+  prometheus.io/path on the metrics port) counts that decision and that
+  observation.
 - A ConfigMap update as the kubelet makes it (a new timestamped directory,
   `..data` swapped by an atomic rename, the old directory removed) is
   hot-reloaded: Status shows the new revision and threshold, and Evaluate
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
@@ -93,7 +99,17 @@ def test_manifest_matches_entrypoint():
     unix = [l[len("unix:"):] for l in listens if l.startswith("unix:")]
     assert len(tcp) == 1 and len(unix) == 1, listens
     port = int(tcp[0].rsplit(":", 1)[1])
-    assert [p["containerPort"] for p in guard["ports"]] == [port], guard["ports"]
+    ports = {p["name"]: p["containerPort"] for p in guard["ports"]}
+    metrics = flag_values(argv, "--metrics-listen")
+    assert len(metrics) == 1, argv
+    mport = int(metrics[0].rsplit(":", 1)[1])
+    assert ports == {"grpc": port, "metrics": mport}, guard["ports"]
+    ann = pod["metadata"].get("annotations", {})
+    assert ann.get("prometheus.io/scrape") == "true", ann
+    assert ann.get("prometheus.io/port") == str(mport), ann
+    assert ann.get("prometheus.io/path") == "/metrics", ann
+    exposed = re.findall(r"^EXPOSE\s+(.+)$", dockerfile_runtime_stage(), re.M)
+    assert len(exposed) == 1 and set(exposed[0].split()) == {str(port), str(mport)}, exposed
     for probe in ("readinessProbe", "livenessProbe"):
         assert guard[probe]["grpc"]["port"] == port, guard[probe]
     sock_dir = os.path.dirname(unix[0])
@@ -172,7 +188,8 @@ def test_entrypoint_configmap_and_reload():
     os.makedirs(data_dir)
     remap = [("/etc/bayesguard/policies", pol_dir), ("/usr/lib/bayesguard/plugins",
              bgtest.PLUGIN_DIR), ("/var/lib/bayesguard", data_dir),
-             ("/run/bayesguard", run_dir), ("0.0.0.0:50051", "127.0.0.1:0")]
+             ("/run/bayesguard", run_dir), ("0.0.0.0:50051", "127.0.0.1:0"),
+             ("0.0.0.0:9464", "127.0.0.1:0")]
     name = yaml.safe_load(list(cm["data"].values())[0])["metadata"]["name"]
     with EntrypointDaemon(remap, policies=pol_dir) as d:
         unix_i = [i for i, a in enumerate(d.addrs) if a.startswith("unix:")]
@@ -194,6 +211,19 @@ def test_entrypoint_configmap_and_reload():
             action=guard_pb2.Action(tool="shell_exec"), context=guard_pb2.Context(session="pod"),
             harmed=True), i=unix_i[0])
         assert os.path.getsize(logs[0]) > size1, "the observation did not reach the data volume"
+        # Prometheus, as the Pod's annotations tell it to scrape
+        _, pod = load_manifest()
+        maddr = re.search(r"metrics on (\S+)", d.log()).group(1)
+        url = "http://%s%s" % (maddr, pod["metadata"]["annotations"]["prometheus.io/path"])
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200, resp.status
+            text = resp.read().decode()
+        samples = dict(l.rsplit(" ", 1) for l in text.splitlines() if not l.startswith("#"))
+        assert samples['bayesguard_evaluations_total{policy="%s",decision="%s"}' % (
+            name, guard_pb2.Decision.Name(v.decision).lower())] == "1", text
+        for harmed in ("true", "false"):
+            assert samples['bayesguard_observations_total{policy="%s",harmed="%s"}' % (
+                name, harmed)] == "1", text
         st = d.call("Status", guard_pb2.StatusRequest(), i=tcp_i[0])
         rev0, thr0 = st.revision, st.policies[0].threshold
 

@@ -1,0 +1,78 @@
+/*
+ * rpc_server_metrics.c — what the gRPC server exports to the metrics
+ * registry (daemon/metrics/metrics.h) through a collector: finished calls
+ * by method and status code, calls in flight, and whether it is draining.
+ *
+ * Why a collector and not registry code: the method list (BG_RPC_METHODS)
+ * and the status codes (BG_RPC_CODES) belong to this module; the registry
+ * stays ignorant of gRPC. The counts are a fixed array of relaxed atomics in
+ * the server (srv->handled[method][code]), one add per finished call, so
+ * counting costs the data plane no lock and no lookup.
+ *
+ * Families (docs/CONFIG.md `## Metrics`):
+ *   bayesguard_grpc_handled_total{method,code}  counter (every method has
+ *     its code="OK" series from the start; other codes once they occur;
+ *     unregistered paths are method="unknown", which keeps the label set
+ *     bounded whatever clients send)
+ *   bayesguard_in_flight_calls                  gauge (as Status reports it)
+ *   bayesguard_draining                         gauge (1 from SIGTERM on)
+ *
+ * Threads: bg__rpc_count_handled on any thread that finishes or recycles a
+ * call; the collector on the scraping thread; start/stop on the loop thread.
+ */
+#include "rpc/rpc_internal.h"
+
+void bg__rpc_count_handled(bg__rpc_call *c, grpc_status_code code)
+{
+    if (c->handled)
+        return;
+    c->handled = 1;
+    int k = (int)code;
+    if (k < 0 || k >= (int)BG_RPC_N_CODES)
+        k = GRPC_STATUS_UNKNOWN;
+    atomic_fetch_add_explicit(&c->srv->handled[c->method][k], 1, memory_order_relaxed);
+}
+
+static void collect(void *arg, bg_metrics_writer *w)
+{
+    bg_rpc_server *s = arg;
+    bg_metrics_write_family(w, "bayesguard_grpc_handled_total", BG_METRIC_COUNTER,
+                            "gRPC calls finished, by full method name and status code "
+                            "(method=\"unknown\": a method this server does not serve).");
+    for (int m = 0; m < BG_M__COUNT; m++) {
+        for (int k = 0; k < BG_RPC_N_CODES; k++) {
+            uint64_t n = atomic_load_explicit(&s->handled[m][k], memory_order_relaxed);
+            if (n == 0 && k != GRPC_STATUS_OK)
+                continue;
+            const char *path = bg__rpc_method_name(m);
+            bg_metrics_label l[2] = {{"method", path ? path : "unknown"},
+                                     {"code", bg_rpc_code_name(k)}};
+            bg_metrics_write_sample(w, "bayesguard_grpc_handled_total", l, 2, (double)n);
+        }
+    }
+    bg_metrics_write_family(w, "bayesguard_in_flight_calls", BG_METRIC_GAUGE,
+                            "gRPC calls between their arrival and their last batch (as "
+                            "Guard.Status reports in_flight).");
+    bg_metrics_write_sample(w, "bayesguard_in_flight_calls", NULL, 0,
+                            (double)bg_rpc_server_in_flight(s));
+    bg_metrics_write_family(w, "bayesguard_draining", BG_METRIC_GAUGE,
+                            "1 once a SIGTERM/SIGINT started the drain (new calls get "
+                            "UNAVAILABLE, health is NOT_SERVING), else 0.");
+    bg_metrics_write_sample(w, "bayesguard_draining", NULL, 0,
+                            atomic_load(&s->draining) ? 1.0 : 0.0);
+}
+
+int bg__rpc_metrics_start(bg_rpc_server *s, bg_err *err)
+{
+    if (s->opts.metrics == NULL)
+        return BG_OK;
+    if (bg_metrics_add_collector(s->opts.metrics, collect, s) != BG_OK)
+        return bg_err_set(err, BG_ENOMEM, "rpc: out of memory registering its metrics");
+    return BG_OK;
+}
+
+void bg__rpc_metrics_stop(bg_rpc_server *s)
+{
+    if (s->opts.metrics != NULL)
+        bg_metrics_remove_collector(s->opts.metrics, collect, s);
+}
