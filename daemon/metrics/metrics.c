@@ -62,7 +62,13 @@
       "Observations held by the engine (replayed from --data-dir at start, plus those stored "     \
       "since).")                                                                                   \
     X(BG_MF_ENGINE_BYTES, "bayesguard_engine_bytes", BG_METRIC_GAUGE,                              \
-      "Memory the engine accounts for session posteriors and observations, in bytes.")
+      "Memory the engine accounts for session posteriors and observations, in bytes.")             \
+    X(BG_MF_OBS_REFUSED, "bayesguard_observations_refused_total", BG_METRIC_COUNTER,               \
+      "Observations the data directory refused (disk full, I/O error): answered UNAVAILABLE, "     \
+      "not stored.")                                                                               \
+    X(BG_MF_OBS_BROKEN, "bayesguard_observation_log_broken", BG_METRIC_GAUGE,                      \
+      "1 when a refused write could not be cut off the observation log, so every Observe is "      \
+      "refused until bayesguardd restarts; else 0.")
 
 enum {
 #define BG_MF_ENUM(id, name, type, help) id,
@@ -533,6 +539,10 @@ static void render_engine(bg_metrics *m, bg_metrics_writer *w)
     sample1(w, BG_MF_STORED_OBS, NULL, NULL, (double)es.observations);
     family(w, BG_MF_ENGINE_BYTES);
     sample1(w, BG_MF_ENGINE_BYTES, NULL, NULL, (double)es.bytes);
+    family(w, BG_MF_OBS_REFUSED);
+    sample1(w, BG_MF_OBS_REFUSED, NULL, NULL, (double)es.store_refused);
+    family(w, BG_MF_OBS_BROKEN);
+    sample1(w, BG_MF_OBS_BROKEN, NULL, NULL, es.store_broken ? 1.0 : 0.0);
 }
 
 /* Plugin counters (host->metric_add): the plugin ABI names each one

@@ -16,6 +16,9 @@
  *     bounded whatever clients send)
  *   bayesguard_in_flight_calls                  gauge (as Status reports it)
  *   bayesguard_draining                         gauge (1 from SIGTERM on)
+ *   bayesguard_decision_log_lines_total{result} counter, with --decision-log:
+ *     written | dropped (the writer fell behind) | lost (the write failed)
+ *   bayesguard_decision_log_write_errors_total  counter, with --decision-log
  *
  * Threads: bg__rpc_count_handled on any thread that finishes or recycles a
  * call; the collector on the scraping thread; start/stop on the loop thread.
@@ -60,6 +63,26 @@ static void collect(void *arg, bg_metrics_writer *w)
                             "UNAVAILABLE, health is NOT_SERVING), else 0.");
     bg_metrics_write_sample(w, "bayesguard_draining", NULL, 0,
                             atomic_load(&s->draining) ? 1.0 : 0.0);
+    if (s->opts.decisions == NULL)
+        return;
+    bg_decision_log_stats ds;
+    bg_decision_log_stats_get(s->opts.decisions, &ds);
+    bg_metrics_write_family(w, "bayesguard_decision_log_lines_total", BG_METRIC_COUNTER,
+                            "Decision log lines by result: written, dropped (the writer fell "
+                            "behind; not written) or lost (the file refused the write).");
+    const struct {
+        const char *result;
+        uint64_t n;
+    } lines[] = {{"written", ds.written}, {"dropped", ds.dropped}, {"lost", ds.lost}};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        bg_metrics_label l = {"result", lines[i].result};
+        bg_metrics_write_sample(w, "bayesguard_decision_log_lines_total", &l, 1,
+                                (double)lines[i].n);
+    }
+    bg_metrics_write_family(w, "bayesguard_decision_log_write_errors_total", BG_METRIC_COUNTER,
+                            "Writes of a batch of decision log lines that the file refused.");
+    bg_metrics_write_sample(w, "bayesguard_decision_log_write_errors_total", NULL, 0,
+                            (double)ds.write_errors);
 }
 
 int bg__rpc_metrics_start(bg_rpc_server *s, bg_err *err)

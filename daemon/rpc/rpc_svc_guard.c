@@ -9,6 +9,8 @@
  *   engine evaluate / observe                          -> by engine status
  *   count it in the metrics (before the reply, so a scrape that follows the
  *     client's answer includes it; a cached per-policy entry, relaxed adds)
+ *   queue the outcome for the decision log (Evaluate: decisions and
+ *     failures after decoding; a line copied into a buffer, no I/O)
  *   fill the reply, drop the snapshot reference.
  * An engine failure becomes INTERNAL — never a decision — unless the policy
  * says on_error: allow, in which case the verdict is ALLOW with

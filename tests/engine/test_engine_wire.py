@@ -23,6 +23,7 @@ import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
+import bgmetrics  # noqa: E402
 from bgtest import Daemon, guard_pb2  # noqa: E402
 
 D, THETA, SIGMA, ALPHA, C = 4, 2.0, 1.0, 0.01, 0.3
@@ -221,7 +222,7 @@ def test_refused_write():
             action=guard_pb2.Action(tool="pull_arm", features=arm),
             context=guard_pb2.Context(session="fs")))
 
-    with Daemon(policies=pol, args=["--data-dir", data]) as d:
+    with Daemon(policies=pol, args=["--data-dir", data, "--metrics-listen", "127.0.0.1:0"]) as d:
         for r in (1.0, 2.5, 0.5):
             observe(d, r)
         before = evaluate(d)
@@ -240,6 +241,9 @@ def test_refused_write():
         st = d.call("Status", guard_pb2.StatusRequest())
         assert st.observations_refused == 1 and not st.observation_log_broken, st
         assert "observation log: 1 observations refused" in d.cli("status", check=0).stdout
+        fams = bgmetrics.scrape(bgmetrics.metrics_addr(d))
+        assert bgmetrics.value(fams, "bayesguard_observations_refused_total") == 1
+        assert bgmetrics.value(fams, "bayesguard_observation_log_broken") == 0
         after = evaluate(d)
         assert after.observations == 3 and after.harm_bound == before.harm_bound, after
         o = observe(d, 3.0)  # the retry, once the disk takes writes

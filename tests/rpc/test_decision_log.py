@@ -4,7 +4,7 @@ INVALID_ARGUMENT, INTERNAL) — is one JSON line whose fields equal what the
 client was answered; the action's arguments never reach it; Status counts
 it; SIGHUP after a rename reopens it (logrotate); what was appended before
 SIGTERM is on disk after exit; '-' writes to stdout; a path that cannot be
-opened is a startup error."""
+opened is a startup error; /metrics exports its counters."""
 import json
 import os
 import shutil
@@ -15,6 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
+import bgmetrics  # noqa: E402
 from bgtest import Daemon, expect_code, grpc, guard_pb2  # noqa: E402
 
 C = grpc.StatusCode
@@ -101,7 +102,8 @@ def test_every_outcome_is_a_line():
     tmp = tempfile.mkdtemp(prefix="bgt-dl-")
     path = os.path.join(tmp, "decisions.jsonl")
     try:
-        with Daemon(policies=pol, plugins=plugins, args=["--decision-log", path]) as d:
+        with Daemon(policies=pol, plugins=plugins,
+                    args=["--decision-log", path, "--metrics-listen", "127.0.0.1:0"]) as d:
             decided = []
             for r in (req("rpc_send", trace="tr-allow"),
                       req("danger_rm", agent="ops", trace="tr-esc"),
@@ -122,6 +124,11 @@ def test_every_outcome_is_a_line():
                 failed.append((r, code, expect_code(lambda: d.evaluate(r), code)))
             st = wait_written(d, 8)
             assert (st.path, st.appended, st.written, st.dropped, st.lost) == (path, 8, 8, 0, 0), st
+            fams = bgmetrics.scrape(bgmetrics.metrics_addr(d))
+            for result, n in (("written", 8), ("dropped", 0), ("lost", 0)):
+                assert bgmetrics.value(fams, "bayesguard_decision_log_lines_total",
+                                       result=result) == n, (result, fams)
+            assert bgmetrics.value(fams, "bayesguard_decision_log_write_errors_total") == 0
             text = d.cli("status", check=0).stdout
             assert "decision log %s: appended=8 written=8 dropped=0 lost=0" % path in text, text
             raw = open(path, "rb").read()
