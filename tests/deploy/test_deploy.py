@@ -90,6 +90,8 @@ def test_manifest_matches_entrypoint():
     assert len(pol_vol) == 1, vols
     assert flag_values(argv, "--policies") == [mounts[pol_vol[0]]], (argv, mounts)
     assert any(m["name"] == pol_vol[0] and m.get("readOnly") for m in guard["volumeMounts"])
+    # the decision log: the container's stdout (the runtime collects and rotates it)
+    assert flag_values(argv, "--decision-log") == ["-"], argv
     # data: an emptyDir where --data-dir points
     data = flag_values(argv, "--data-dir")
     assert len(data) == 1 and data[0] in mounts.values(), (data, mounts)
@@ -200,6 +202,13 @@ def test_entrypoint_configmap_and_reload():
                                         context=guard_pb2.Context(session="pod"))
         v = d.evaluate(req, i=unix_i[0])  # the agent, over the shared socket
         assert v.policy == name, v
+        # its decision log line, on stdout where `kubectl logs` finds it
+        line = bgtest.wait_for(lambda: next((l for l in d.log().splitlines()
+                                             if v.decision_id in l), None), 10,
+                               "the decision's line in the container's output")
+        rec = json.loads(line)
+        assert (rec["decision"], rec["policy"], rec["session"]) == (
+            guard_pb2.Decision.Name(v.decision), name, "pod"), rec
         o = d.call("Observe", guard_pb2.ObserveRequest(
             action=guard_pb2.Action(tool="shell_exec"), context=guard_pb2.Context(session="pod"),
             harmed=False), i=unix_i[0])
