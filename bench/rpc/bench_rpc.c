@@ -42,6 +42,7 @@
 #include "rpc/rpc_wire.h"
 
 #define MAX_CALLERS 1024
+#define MAX_DAEMON_ARGS 8
 
 typedef struct slot {
     grpc_call *call;
@@ -232,7 +233,8 @@ static result measure(run *r, unsigned callers, double warm, double secs)
 }
 
 static pid_t spawn_daemon(const char *daemon, const char *policies, const char *plugins,
-                          const char *cq, const char *decision_log, char *addr, size_t len)
+                          const char *cq, const char *decision_log, const char *const *extra,
+                          int n_extra, char *addr, size_t len)
 {
     char ready[128];
     snprintf(ready, sizeof(ready), "/tmp/bench_rpc_ready_%ld_%llu", (long)getpid(),
@@ -240,7 +242,7 @@ static pid_t spawn_daemon(const char *daemon, const char *policies, const char *
     unlink(ready);
     pid_t pid = fork();
     if (pid == 0) {
-        const char *av[16] = {
+        const char *av[16 + MAX_DAEMON_ARGS] = {
             daemon,      "--listen",    "127.0.0.1:0",  "--policies", policies,
             "--plugins", plugins,       "--ready-file", ready,        "--cq-threads",
             cq,          "--log-level", "warn"};
@@ -249,6 +251,8 @@ static pid_t spawn_daemon(const char *daemon, const char *policies, const char *
             av[n++] = "--decision-log";
             av[n++] = decision_log;
         }
+        for (int i = 0; i < n_extra; i++)
+            av[n++] = extra[i];
         av[n] = NULL;
         execv(daemon, (char *const *)av);
         perror("exec bayesguardd");
@@ -310,7 +314,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_rpc (--addr HOST:PORT | --daemon BIN --policies DIR --plugins DIR\n"
-            "                  [--cq-threads N] [--decision-log FILE]) [--tool NAME]\n"
+            "                  [--cq-threads N] [--decision-log FILE] [--daemon-arg ARG]...)\n"
+            "                  [--tool NAME]\n"
             "                  [--features N]\n"
             "                  [--callers 1,8,64] [--channels N] [--sessions N]\n"
             "                  [--seconds S] [--warmup S]\n"
@@ -321,6 +326,8 @@ int main(int argc, char **argv)
 {
     const char *addr_arg = NULL, *daemon = NULL, *policies = NULL, *plugins = NULL;
     const char *cq = "2", *tool = "send_email", *callers_arg = "1,8,64", *decision_log = NULL;
+    const char *extra[MAX_DAEMON_ARGS];
+    int n_extra = 0;
     unsigned n_channels = 1, n_sessions = 1;
     unsigned n_features = 0;
     double secs = 3.0, warm = 0.5;
@@ -338,6 +345,7 @@ int main(int argc, char **argv)
                                          {"server-pid", required_argument, NULL, 'i'},
                                          {"sessions", required_argument, NULL, 'S'},
                                          {"decision-log", required_argument, NULL, 'L'},
+                                         {"daemon-arg", required_argument, NULL, 'X'},
                                          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -384,6 +392,13 @@ int main(int argc, char **argv)
         case 'L':
             decision_log = optarg;
             break;
+        case 'X':
+            if (n_extra == MAX_DAEMON_ARGS) {
+                fprintf(stderr, "bench: at most %d --daemon-arg\n", MAX_DAEMON_ARGS);
+                return 2;
+            }
+            extra[n_extra++] = optarg;
+            break;
         default:
             usage();
             return 2;
@@ -394,7 +409,8 @@ int main(int argc, char **argv)
     if (addr_arg != NULL) {
         snprintf(addr, sizeof(addr), "%s", addr_arg);
     } else if (daemon && policies && plugins) {
-        pid = spawn_daemon(daemon, policies, plugins, cq, decision_log, addr, sizeof(addr));
+        pid = spawn_daemon(daemon, policies, plugins, cq, decision_log, extra, n_extra, addr,
+                           sizeof(addr));
         if (pid <= 0) {
             fprintf(stderr, "bench: could not start %s\n", daemon);
             return 1;
@@ -457,6 +473,8 @@ int main(int argc, char **argv)
            addr, pid ? " (spawned)" : "", tool, n_features, n_sessions, n_channels, secs, warm);
     if (decision_log != NULL)
         printf("bench_rpc: the daemon logs every decision to %s\n", decision_log);
+    for (int i = 0; i < n_extra; i++)
+        printf("bench_rpc: daemon argument %s\n", extra[i]);
     printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "", "Ping", "", "", "",
            "", "Evaluate", "", "", "", "", "p50");
     printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "callers", "calls/s",
