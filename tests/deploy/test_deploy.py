@@ -249,19 +249,23 @@ def test_entrypoint_configmap_and_reload():
                     errors.append(repr(e))
         t = threading.Thread(target=agent)
         t.start()
-        new = {k: v.replace("threshold: %g" % thr0, "threshold: 0.25")
-               for k, v in cm["data"].items()}
-        assert new != cm["data"], "the test needs the policy's threshold line"
-        kubelet_layout(pol_dir, new, "2026_11_26_12_05_00.000000002")
+        try:
+            # The agent is evaluating before the swap starts, not maybe after it.
+            bgtest.wait_for(lambda: done[0] > 0 or errors, 60.0, "the agent's first Evaluate")
+            new = {k: v.replace("threshold: %g" % thr0, "threshold: 0.25")
+                   for k, v in cm["data"].items()}
+            assert new != cm["data"], "the test needs the policy's threshold line"
+            kubelet_layout(pol_dir, new, "2026_11_26_12_05_00.000000002")
 
-        def reloaded():
-            s = d.call("Status", guard_pb2.StatusRequest(), i=tcp_i[0])
-            return s.revision != rev0 and s.policies[0].threshold == 0.25
-        bgtest.wait_for(reloaded, 20.0, "the ConfigMap update to be hot-reloaded")
-        v = d.evaluate(req, i=unix_i[0])
-        assert v.threshold == 0.25, v
-        stop.set()
-        t.join()
+            def reloaded():
+                s = d.call("Status", guard_pb2.StatusRequest(), i=tcp_i[0])
+                return s.revision != rev0 and s.policies[0].threshold == 0.25
+            bgtest.wait_for(reloaded, 20.0, "the ConfigMap update to be hot-reloaded")
+            v = d.evaluate(req, i=unix_i[0])
+            assert v.threshold == 0.25, v
+        finally:
+            stop.set()
+            t.join()
         print("ConfigMap swap under load: %d Evaluate calls, %d failed" % (done[0], len(errors)))
         assert not errors and done[0] > 0, errors[:3]
     shutil.rmtree(tmp, ignore_errors=True)
