@@ -87,6 +87,7 @@ struct bg_gfn_sampled {
     train_job *jobs;           /* pending, at most one per session sampler */
     size_t n_jobs;             /* pending; at most opts.max_sessions new ones */
     const bg__gfn_ss *running; /* what the trainer trains now; NULL: idle */
+    int finishing;             /* a finished job's references are being dropped */
     atomic_int stop;           /* also read between steps without mu */
     int have_thread;
     int hold; /* tests: the trainer starts no job while set */
@@ -316,10 +317,14 @@ static void *trainer_main(void *arg)
             }
         }
         if (done) {
+            /* Idle only once its references are gone: wait_idle's callers
+             * (tests, teardown) count on them. */
             s->jobs_done++;
+            s->finishing = 1;
             pthread_mutex_unlock(&s->mu);
             job_destroy(done);
             pthread_mutex_lock(&s->mu);
+            s->finishing = 0;
         }
         if (!s->jobs && !s->running)
             pthread_cond_broadcast(&s->idle_cv);
@@ -404,7 +409,7 @@ static int observe_after(void *ctx, const bg_guard *g, const char *session,
 void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s)
 {
     pthread_mutex_lock(&s->mu);
-    while (s->jobs || s->running)
+    while (s->jobs || s->running || s->finishing)
         pthread_cond_wait(&s->idle_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
 }

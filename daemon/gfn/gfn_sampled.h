@@ -67,7 +67,8 @@ int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out,
 void bg_gfn_sampled_destroy(bg_gfn_sampled *s);
 const bg_engine_sampled_ops *bg_gfn_sampled_ops(bg_gfn_sampled *s);
 
-/* Block until no training job is queued or running (tests, shutdown). */
+/* Block until no training job is queued or running and the last one has
+ * dropped its references (tests, shutdown). */
 void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s);
 /* Session samplers g holds now; whether the one of `session` was trained
  * (1), not yet (0), or does not exist (-1). Tests and diagnostics. */
