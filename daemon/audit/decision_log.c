@@ -227,6 +227,25 @@ static void key_str(bg_strbuf *b, const char *key, const char *v)
     bg_strbuf_json_cstr(b, v);
 }
 
+/* A string the request chose: at most BG_DECISION_LOG_MAX_FIELD bytes of
+ * it, cut before a UTF-8 sequence that would not fit, then its length
+ * (invariant 4 in decision_log.h). */
+static void key_req(bg_strbuf *b, const char *key, const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    if (n <= BG_DECISION_LOG_MAX_FIELD) {
+        key_str(b, key, v);
+        return;
+    }
+    size_t cut = BG_DECISION_LOG_MAX_FIELD;
+    /* back off continuation bytes to the start of the sequence at the cut */
+    while (cut > BG_DECISION_LOG_MAX_FIELD - 4 && ((unsigned char)v[cut] & 0xC0) == 0x80)
+        cut--;
+    bg_strbuf_printf(b, ",\"%s\":\"", key);
+    bg_strbuf_json_chars(b, v, cut);
+    bg_strbuf_printf(b, "...(%zu bytes)\"", n);
+}
+
 static void key_num(bg_strbuf *b, const char *key, double v)
 {
     bg_strbuf_printf(b, ",\"%s\":", key);
@@ -255,17 +274,17 @@ static void format_record(bg_strbuf *b, const bg_decision_record *r)
         key_str(b, "error_code", r->error_code);
         key_str(b, "error", r->error);
     }
-    key_str(b, "tool", r->tool);
-    key_str(b, "action_id", r->action_id);
-    key_str(b, "session", r->session);
-    key_str(b, "agent", r->agent);
-    key_str(b, "trace_id", r->trace_id);
+    key_req(b, "tool", r->tool);
+    key_req(b, "action_id", r->action_id);
+    key_req(b, "session", r->session);
+    key_req(b, "agent", r->agent);
+    key_req(b, "trace_id", r->trace_id);
     if (r->resolved) {
         key_str(b, "policy", r->policy);
         key_str(b, "revision", r->revision);
         key_str(b, "model", r->model);
         key_str(b, "estimator", r->estimator);
-        key_str(b, "session_key", r->session_key);
+        key_req(b, "session_key", r->session_key);
         key_bool(b, "shadow", r->shadow);
     }
     if (r->decision && r->on_error_allowed) {

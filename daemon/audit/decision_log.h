@@ -19,6 +19,12 @@
  *      a regular file; its lines count as lost.
  *   3. The action's arguments_json is never logged (it may hold secrets);
  *      the action id and trace id link a line to the agent's own records.
+ *   4. A line's size does not depend on the client: each string the request
+ *      chose (tool, action id, session, agent, trace id, session key) is cut
+ *      at BG_DECISION_LOG_MAX_FIELD bytes, on a UTF-8 boundary, and ends in
+ *      "...(N bytes)" with its full length. Otherwise a megabyte of control
+ *      bytes (6 MB escaped) in one field would have its line dropped — an
+ *      outcome without a trace — or fill the queue that other lines need.
  *
  * Threads: append and stats from any thread; reopen from any thread (the
  * writer reopens before its next write — logrotate's "move, then HUP");
@@ -34,6 +40,8 @@
 #include "common/bg_err.h"
 
 #define BG_DECISION_LOG_DEFAULT_QUEUE (16u << 20)
+/* Bytes of one request-chosen string written before it is cut. */
+#define BG_DECISION_LOG_MAX_FIELD 1024
 
 typedef struct bg_decision_log bg_decision_log;
 
