@@ -433,14 +433,16 @@ void bg_decision_log_close(bg_decision_log *l)
             break;
     }
     if (!l->exited) {
-        /* The writer is stuck in write(2): leave it the log to free. */
+        /* The writer is stuck in write(2): leave it the log to free (from
+         * the unlock on, l may be gone: keep the thread id). */
+        pthread_t writer = l->thread;
         l->abandoned = 1;
         BG_ERROR("decision-log",
                  "%s: no batch written for %u ms at shutdown: giving up %llu queued lines "
                  "(and the batch being written)",
                  l->path, l->close_ms, (unsigned long long)l->pending_lines);
         pthread_mutex_unlock(&l->mu);
-        pthread_detach(l->thread);
+        pthread_detach(writer);
         return;
     }
     pthread_mutex_unlock(&l->mu);
