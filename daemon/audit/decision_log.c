@@ -11,7 +11,12 @@
  *                                                    end it early
  *   writing   a batch swapped out, mu released for write -> idle again,
  *             `done` broadcast so flush() can return
- *   stopping  `stop` set: drain what is pending, then exit the thread.
+ *   stopping  `stop` set: drain what is pending, then set `exited` and
+ *             exit the thread. close waits for `exited` while batches
+ *             complete; after close_timeout_ms without one (a write that
+ *             never returns) it sets `abandoned` and returns,
+ *             and the writer frees the log once its write returns. Both
+ *             flags are under mu, so exactly one of them frees it.
  * A reopen request is served before the next batch is written.
  * Why linger: waking the writer for every line costs a futex wake and a
  * write(2) per decision, measured at +8-12 µs of server CPU per Evaluate at
@@ -42,6 +47,7 @@ struct bg_decision_log {
     int fd; /* writer thread's after open */
     int is_stdout;
     size_t max_queued;
+    unsigned close_ms; /* how long close waits for the writer */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;        /* writer waits for work */
@@ -54,6 +60,7 @@ struct bg_decision_log {
     int urgent;               /* under mu: a flush waits, write what is pending now */
     uint64_t first_ns;        /* under mu: bg_now_ns() of the oldest pending line */
     int stop, reopen;         /* under mu */
+    int exited, abandoned;    /* under mu: the writer is done / close gave up on it */
     int failing;              /* writer only: the last write failed (warn once) */
     bg_decision_log_stats st; /* under mu */
 };
@@ -104,6 +111,19 @@ static int write_batch(bg_decision_log *l, const bg_strbuf *b)
                  l->path, strerror(e));
     l->failing = 1;
     return -1;
+}
+
+/* Everything but the thread: close the file, free the log. */
+static void destroy(bg_decision_log *l)
+{
+    if (!l->is_stdout)
+        close(l->fd);
+    bg_strbuf_close(&l->pending);
+    pthread_cond_destroy(&l->done);
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    free(l->path);
+    free(l);
 }
 
 static void *writer_main(void *arg)
@@ -159,8 +179,13 @@ static void *writer_main(void *arg)
         l->batch_seq++;
         pthread_cond_broadcast(&l->done);
     }
+    l->exited = 1;
+    pthread_cond_broadcast(&l->done);
+    int abandoned = l->abandoned;
     pthread_mutex_unlock(&l->mu);
     bg_strbuf_close(&batch);
+    if (abandoned)
+        destroy(l);
     return NULL;
 }
 
@@ -177,6 +202,8 @@ int bg_decision_log_open(const bg_decision_log_opts *opts, bg_decision_log **out
         return bg_err_set(err, BG_ENOMEM, "decision log: out of memory");
     }
     l->max_queued = opts->max_queued_bytes ? opts->max_queued_bytes : BG_DECISION_LOG_DEFAULT_QUEUE;
+    l->close_ms =
+        opts->close_timeout_ms ? opts->close_timeout_ms : BG_DECISION_LOG_DEFAULT_CLOSE_MS;
     l->is_stdout = strcmp(opts->path, "-") == 0;
     l->fd = l->is_stdout ? STDOUT_FILENO : open_path(opts->path);
     if (l->fd < 0) {
@@ -191,17 +218,11 @@ int bg_decision_log_open(const bg_decision_log_opts *opts, bg_decision_log **out
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&l->cv, &ca);
+    pthread_cond_init(&l->done, &ca); /* close's deadline too */
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&l->done, NULL);
     int e = pthread_create(&l->thread, NULL, writer_main, l);
     if (e != 0) {
-        if (!l->is_stdout)
-            close(l->fd);
-        pthread_cond_destroy(&l->done);
-        pthread_cond_destroy(&l->cv);
-        pthread_mutex_destroy(&l->mu);
-        free(l->path);
-        free(l);
+        destroy(l);
         return bg_err_set(err, BG_ENOMEM, "decision log %s: cannot start its writer thread (%s)",
                           opts->path, strerror(e));
     }
@@ -225,6 +246,25 @@ static void key_str(bg_strbuf *b, const char *key, const char *v)
 {
     bg_strbuf_printf(b, ",\"%s\":", key);
     bg_strbuf_json_cstr(b, v);
+}
+
+/* A string the request chose: at most BG_DECISION_LOG_MAX_FIELD bytes of
+ * it, cut before a UTF-8 sequence that would not fit, then its length
+ * (invariant 4 in decision_log.h). */
+static void key_req(bg_strbuf *b, const char *key, const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    if (n <= BG_DECISION_LOG_MAX_FIELD) {
+        key_str(b, key, v);
+        return;
+    }
+    size_t cut = BG_DECISION_LOG_MAX_FIELD;
+    /* back off continuation bytes to the start of the sequence at the cut */
+    while (cut > BG_DECISION_LOG_MAX_FIELD - 4 && ((unsigned char)v[cut] & 0xC0) == 0x80)
+        cut--;
+    bg_strbuf_printf(b, ",\"%s\":\"", key);
+    bg_strbuf_json_chars(b, v, cut);
+    bg_strbuf_printf(b, "...(%zu bytes)\"", n);
 }
 
 static void key_num(bg_strbuf *b, const char *key, double v)
@@ -255,17 +295,17 @@ static void format_record(bg_strbuf *b, const bg_decision_record *r)
         key_str(b, "error_code", r->error_code);
         key_str(b, "error", r->error);
     }
-    key_str(b, "tool", r->tool);
-    key_str(b, "action_id", r->action_id);
-    key_str(b, "session", r->session);
-    key_str(b, "agent", r->agent);
-    key_str(b, "trace_id", r->trace_id);
+    key_req(b, "tool", r->tool);
+    key_req(b, "action_id", r->action_id);
+    key_req(b, "session", r->session);
+    key_req(b, "agent", r->agent);
+    key_req(b, "trace_id", r->trace_id);
     if (r->resolved) {
         key_str(b, "policy", r->policy);
         key_str(b, "revision", r->revision);
         key_str(b, "model", r->model);
         key_str(b, "estimator", r->estimator);
-        key_str(b, "session_key", r->session_key);
+        key_req(b, "session_key", r->session_key);
         key_bool(b, "shadow", r->shadow);
     }
     if (r->decision && r->on_error_allowed) {
@@ -377,14 +417,35 @@ void bg_decision_log_close(bg_decision_log *l)
 {
     if (l == NULL)
         return;
-    tell_writer(l, &l->stop);
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_signal(&l->cv);
+    /* Wait while batches keep completing; give up after close_ms without one. */
+    uint64_t seen = l->batch_seq, due = bg_now_ns() + (uint64_t)l->close_ms * 1000000u;
+    while (!l->exited) {
+        if (l->batch_seq != seen) {
+            seen = l->batch_seq;
+            due = bg_now_ns() + (uint64_t)l->close_ms * 1000000u;
+        }
+        struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
+                              .tv_nsec = (long)(due % 1000000000u)};
+        if (pthread_cond_timedwait(&l->done, &l->mu, &ts) == ETIMEDOUT && l->batch_seq == seen)
+            break;
+    }
+    if (!l->exited) {
+        /* The writer is stuck in write(2): leave it the log to free (from
+         * the unlock on, l may be gone: keep the thread id). */
+        pthread_t writer = l->thread;
+        l->abandoned = 1;
+        BG_ERROR("decision-log",
+                 "%s: no batch written for %u ms at shutdown: giving up %llu queued lines "
+                 "(and the batch being written)",
+                 l->path, l->close_ms, (unsigned long long)l->pending_lines);
+        pthread_mutex_unlock(&l->mu);
+        pthread_detach(writer);
+        return;
+    }
+    pthread_mutex_unlock(&l->mu);
     pthread_join(l->thread, NULL);
-    if (!l->is_stdout)
-        close(l->fd);
-    bg_strbuf_close(&l->pending);
-    pthread_cond_destroy(&l->done);
-    pthread_cond_destroy(&l->cv);
-    pthread_mutex_destroy(&l->mu);
-    free(l->path);
-    free(l);
+    destroy(l);
 }

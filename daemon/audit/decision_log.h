@@ -19,6 +19,12 @@
  *      a regular file; its lines count as lost.
  *   3. The action's arguments_json is never logged (it may hold secrets);
  *      the action id and trace id link a line to the agent's own records.
+ *   4. A line's size does not depend on the client: each string the request
+ *      chose (tool, action id, session, agent, trace id, session key) is cut
+ *      at BG_DECISION_LOG_MAX_FIELD bytes, on a UTF-8 boundary, and ends in
+ *      "...(N bytes)" with its full length. Otherwise a megabyte of control
+ *      bytes (6 MB escaped) in one field would have its line dropped — an
+ *      outcome without a trace — or fill the queue that other lines need.
  *
  * Threads: append and stats from any thread; reopen from any thread (the
  * writer reopens before its next write — logrotate's "move, then HUP");
@@ -34,12 +40,16 @@
 #include "common/bg_err.h"
 
 #define BG_DECISION_LOG_DEFAULT_QUEUE (16u << 20)
+#define BG_DECISION_LOG_DEFAULT_CLOSE_MS 5000u
+/* Bytes of one request-chosen string written before it is cut. */
+#define BG_DECISION_LOG_MAX_FIELD 1024
 
 typedef struct bg_decision_log bg_decision_log;
 
 typedef struct bg_decision_log_opts {
     const char *path;        /* a file (appended to, created 0640), or "-" for stdout */
     size_t max_queued_bytes; /* 0 = BG_DECISION_LOG_DEFAULT_QUEUE */
+    unsigned close_timeout_ms; /* 0 = BG_DECISION_LOG_DEFAULT_CLOSE_MS (see close) */
 } bg_decision_log_opts;
 
 /* One Evaluate outcome. Strings are borrowed and may be NULL (written as
@@ -95,7 +105,11 @@ void bg_decision_log_flush(bg_decision_log *l);
 void bg_decision_log_stats_get(bg_decision_log *l, bg_decision_log_stats *st);
 const char *bg_decision_log_path(const bg_decision_log *l);
 
-/* Writes what is pending, stops the writer, closes the file. NULL is fine. */
+/* Writes what is pending, stops the writer, closes the file. NULL is fine.
+ * Waits while batches keep being written, but returns once none was for
+ * close_timeout_ms (a stdout reader that stalled, a hung mount): then the
+ * lines still queued are given up (logged as an error with their count),
+ * and the blocked writer thread frees the log if its write ever returns. */
 void bg_decision_log_close(bg_decision_log *l);
 
 #endif

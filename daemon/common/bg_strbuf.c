@@ -140,10 +140,9 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-void bg_strbuf_json_string(bg_strbuf *b, const char *s, size_t n)
+void bg_strbuf_json_chars(bg_strbuf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)(s ? s : "");
-    bg_strbuf_putc(b, '"');
     size_t run = 0; /* start of the pending run of bytes copied as they are */
     for (size_t i = 0; i < n;) {
         unsigned char c = u[i];
@@ -175,6 +174,12 @@ void bg_strbuf_json_string(bg_strbuf *b, const char *s, size_t n)
         i += adv;
     }
     bg_strbuf_put(b, u + run, n - run);
+}
+
+void bg_strbuf_json_string(bg_strbuf *b, const char *s, size_t n)
+{
+    bg_strbuf_putc(b, '"');
+    bg_strbuf_json_chars(b, s, n);
     bg_strbuf_putc(b, '"');
 }
 

@@ -42,6 +42,8 @@ void bg_strbuf_printf(bg_strbuf *b, const char *fmt, ...) __attribute__((format(
  * UTF-8 become U+FFFD, so the line always parses. s == NULL writes "".
  * A double that is not finite is written as null (JSON has no NaN). */
 void bg_strbuf_json_string(bg_strbuf *b, const char *s, size_t n);
+/* The same escaping without the quotes (a string written in parts). */
+void bg_strbuf_json_chars(bg_strbuf *b, const char *s, size_t n);
 void bg_strbuf_json_cstr(bg_strbuf *b, const char *s);
 void bg_strbuf_json_double(bg_strbuf *b, double v);
 

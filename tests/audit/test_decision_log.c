@@ -386,6 +386,116 @@ static void test_reopen(void)
     free(b);
 }
 
+/* What the request says is the client's to choose, up to the gRPC message
+ * limit: a megabyte of control bytes in one field must neither drop the line
+ * (an ALLOW that leaves no trace) nor take the queue from other lines. Each
+ * such field is cut at BG_DECISION_LOG_MAX_FIELD bytes, on a UTF-8 boundary,
+ * and says how long it was. */
+static void test_huge_fields(void)
+{
+    char path[512];
+    bg_decision_log_opts o = {.path = log_path("huge.jsonl", path, sizeof path),
+                              .max_queued_bytes = 1 << 20};
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    if (l == NULL)
+        return;
+    enum { BIG = 1 << 20 };
+    char *ctl = malloc(BIG + 1), *tool = malloc(BIG + 1);
+    memset(ctl, 0x01, BIG);
+    ctl[BIG] = '\0';
+    /* 'a' up to one byte before the cap, then a 2-byte character across it */
+    memset(tool, 'a', BIG);
+    memcpy(tool + BG_DECISION_LOG_MAX_FIELD - 1, "\xc3\xa9", 2);
+    tool[BIG] = '\0';
+    bg_decision_record r = sample_record();
+    r.session = r.agent = r.trace_id = r.action_id = r.session_key = ctl;
+    r.tool = tool;
+    bg_decision_log_append(l, &r);
+    bg_decision_log_append(l, &r);
+    bg_decision_log_flush(l);
+    bg_decision_log_stats st;
+    bg_decision_log_stats_get(l, &st);
+    CHECK_INT(st.written, 2);
+    CHECK_INT(st.dropped, 0);
+    bg_decision_log_close(l);
+    size_t n;
+    char *text = slurp(path, &n);
+    CHECK(text != NULL && lines_whole(text, n) && count_lines(text, n) == 2);
+    if (text != NULL) {
+        printf("huge fields: %zu bytes for 2 lines\n", n);
+        CHECK(n < 2 * 6 * 8 * BG_DECISION_LOG_MAX_FIELD);
+        char want[64];
+        CHECK(strstr(text, "\"tool\":\"aaaa") != NULL);
+        CHECK(strstr(text, "\\u0001\"...(") == NULL); /* the marker is inside the string */
+        snprintf(want, sizeof want, "a...(%d bytes)\"", BIG);
+        CHECK(strstr(text, want) != NULL); /* cut before the 2-byte character */
+        CHECK(strstr(text, "\\ufffd") == NULL);
+        snprintf(want, sizeof want, "\\u0001...(%d bytes)\"", BIG);
+        CHECK(strstr(text, want) != NULL);
+    }
+    free(text);
+    free(ctl);
+    free(tool);
+}
+
+struct closer {
+    bg_decision_log *l;
+    int done; /* under closer_mu */
+};
+static pthread_mutex_t closer_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *close_log(void *arg)
+{
+    struct closer *c = arg;
+    bg_decision_log_close(c->l);
+    pthread_mutex_lock(&closer_mu);
+    c->done = 1;
+    pthread_mutex_unlock(&closer_mu);
+    return NULL;
+}
+
+/* A reader that never reads (a stalled `--decision-log -` consumer, a hung
+ * mount): the writer blocks in write(2) for good. Close must still return
+ * within close_timeout_ms, leaving what is pending, so SIGTERM ends the
+ * daemon instead of hanging it. */
+static void test_close_stuck(void)
+{
+    char path[512];
+    log_path("stuck.fifo", path, sizeof path);
+    CHECK(mkfifo(path, 0600) == 0);
+    int rfd = open(path, O_RDONLY | O_NONBLOCK); /* open, never read */
+    CHECK(rfd >= 0);
+    bg_decision_log_opts o = {.path = path, .close_timeout_ms = 200};
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    if (l == NULL)
+        return;
+    for (int i = 0; i < 1000; i++) { /* ~400 KB against a 64 KiB pipe */
+        bg_decision_record r = sample_record();
+        bg_decision_log_append(l, &r);
+    }
+    struct closer c = {l, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, close_log, &c);
+    int done = 0;
+    for (int ms = 0; ms < 10000 && !done; ms += 10) {
+        usleep(10000);
+        pthread_mutex_lock(&closer_mu);
+        done = c.done;
+        pthread_mutex_unlock(&closer_mu);
+    }
+    CHECK(done);
+    if (!done) {
+        printf("close_stuck: bg_decision_log_close still blocked after 10 s\n");
+        return; /* the closer thread is stuck: leave it */
+    }
+    pthread_join(th, NULL);
+    close(rfd); /* the abandoned writer's write fails (EPIPE); it cleans up */
+}
+
 static void test_open_errors(void)
 {
     bg_decision_log *l = (bg_decision_log *)&l;
@@ -408,6 +518,7 @@ static void test_open_errors(void)
 int main(void)
 {
     signal(SIGXFSZ, SIG_IGN); /* as bayesguardd does: EFBIG instead of death */
+    signal(SIGPIPE, SIG_IGN); /* ... and EPIPE */
     snprintf(dir, sizeof dir, "/tmp/bg-declog-XXXXXX");
     if (mkdtemp(dir) == NULL) {
         perror("mkdtemp");
@@ -419,6 +530,8 @@ int main(void)
     test_backpressure();
     test_write_refused();
     test_reopen();
+    test_huge_fields();
+    test_close_stuck();
     test_open_errors();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
