@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,10 @@ struct bg__obs_store {
     int fd;
     char *path;
     pthread_mutex_t mu;
-    int broken;       /* under mu: a failed append could not be cut: refuse more (restart) */
-    uint64_t refused; /* under mu: appends that failed (not stored) */
+    /* Written under mu, read without it (Status, /metrics: a reader must
+     * not wait for an append's fdatasync). */
+    atomic_int broken;            /* a failed append could not be cut: refuse more (restart) */
+    atomic_uint_fast64_t refused; /* appends that failed (not stored) */
 };
 
 static uint32_t crc_table[256];
@@ -213,7 +216,7 @@ int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *sessio
     int rc = BG_OK;
     pthread_mutex_lock(&s->mu);
     off_t at = lseek(s->fd, 0, SEEK_END);
-    if (s->broken) {
+    if (atomic_load(&s->broken)) {
         /* a record after the half one would be lost at the next start */
         rc = bg_err_set(err, BG_EIO,
                         "%s: a failed append could not be cut off; the observation is not "
@@ -230,11 +233,11 @@ int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *sessio
                      "%s: could not cut a failed append: %s; refusing further "
                      "observations until a restart",
                      s->path, strerror(errno));
-            s->broken = 1;
+            atomic_store(&s->broken, 1);
         }
     }
     if (rc != BG_OK)
-        s->refused++;
+        atomic_fetch_add(&s->refused, 1);
     pthread_mutex_unlock(&s->mu);
     free(rec);
     return rc;
@@ -242,10 +245,8 @@ int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *sessio
 
 void bg__obs_store_health(bg__obs_store *s, uint64_t *refused, int *broken)
 {
-    pthread_mutex_lock(&s->mu);
-    *refused = s->refused;
-    *broken = s->broken;
-    pthread_mutex_unlock(&s->mu);
+    *refused = atomic_load(&s->refused);
+    *broken = atomic_load(&s->broken);
 }
 
 void bg__obs_store_close(bg__obs_store *s)

@@ -50,7 +50,8 @@ int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *sessio
 void bg__obs_store_close(bg__obs_store *s);
 /* Appends refused so far (disk full, I/O error, or broken), and whether
  * the log is broken: a failed append could not be cut off, so every
- * further append is refused until a restart. Any thread. */
+ * further append is refused until a restart. Any thread; never waits for
+ * an append in progress (its fdatasync). */
 void bg__obs_store_health(bg__obs_store *s, uint64_t *refused, int *broken);
 
 uint32_t bg__crc32(const void *buf, size_t len);
