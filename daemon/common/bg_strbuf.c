@@ -109,6 +109,17 @@ void bg_strbuf_printf(bg_strbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void bg_strbuf_put_u64(bg_strbuf *b, unsigned long long v)
+{
+    char d[20];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    bg_strbuf_put(b, d + i, sizeof d - i);
+}
+
 /* Length of the valid UTF-8 sequence at s[0..n), 0 when it is not one
  * (overlong forms, surrogates and code points past U+10FFFF included). */
 static size_t utf8_len(const unsigned char *s, size_t n)

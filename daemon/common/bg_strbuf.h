@@ -37,6 +37,8 @@ void bg_strbuf_put(bg_strbuf *b, const void *p, size_t n);
 void bg_strbuf_puts(bg_strbuf *b, const char *s);
 void bg_strbuf_putc(bg_strbuf *b, char c);
 void bg_strbuf_printf(bg_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* v in decimal, without printf. */
+void bg_strbuf_put_u64(bg_strbuf *b, unsigned long long v);
 
 /* JSON values. A string is quoted and escaped; bytes that are not valid
  * UTF-8 become U+FFFD, so the line always parses. s == NULL writes "".
