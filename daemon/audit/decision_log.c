@@ -47,6 +47,7 @@ struct bg_decision_log {
     int fd; /* writer thread's after open */
     int is_stdout;
     size_t max_queued;
+    size_t writing;    /* under mu: bytes of the batch being written */
     unsigned close_ms; /* how long close waits for the writer */
     pthread_t thread;
     pthread_mutex_t mu;
@@ -166,10 +167,12 @@ static void *writer_main(void *arg)
         l->pending_lines = 0;
         l->urgent = 0;
         l->taken_seq++;
+        l->writing = batch.len;
         pthread_mutex_unlock(&l->mu);
         int rc = write_batch(l, &batch);
         bg_strbuf_reset(&batch);
         pthread_mutex_lock(&l->mu);
+        l->writing = 0;
         if (rc == 0) {
             l->st.written += lines;
         } else {
@@ -369,7 +372,9 @@ void bg_decision_log_append(bg_decision_log *l, const bg_decision_record *r)
     format_record(&line, r);
     pthread_mutex_lock(&l->mu);
     l->st.appended++;
-    if (line.failed || l->pending.len + line.len > l->max_queued) {
+    /* the bound covers the batch being written too: memory stays within
+     * max_queued however slow the file is */
+    if (line.failed || l->pending.len + l->writing + line.len > l->max_queued) {
         l->st.dropped++;
     } else {
         bg_strbuf_put(&l->pending, line.p, line.len);

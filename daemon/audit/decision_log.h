@@ -9,8 +9,9 @@
  * it into a pending buffer under a mutex (no I/O, no allocation in the
  * common case); one writer thread swaps the buffer out and writes it with
  * write(2). So a slow or full disk never delays a decision. The pending
- * buffer is bounded (max_queued_bytes): past it, lines are dropped and
- * counted, never blocked on.
+ * buffer and the batch being written are bounded together
+ * (max_queued_bytes): past it, lines are dropped and counted, never
+ * blocked on.
  *
  * Invariants:
  *   1. appended == written + dropped + lost + (lines still pending).

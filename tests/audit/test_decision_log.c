@@ -496,6 +496,50 @@ static void test_close_stuck(void)
     close(rfd); /* the abandoned writer's write fails (EPIPE); it cleans up */
 }
 
+/* "-" on a stdout that is a non-blocking pipe (inherited that way): a
+ * full pipe makes write(2) say EAGAIN; the writer waits for room instead
+ * of counting the lines lost. */
+static void test_nonblocking_stdout(void)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    dup2(p[1], STDOUT_FILENO);
+    close(p[1]);
+    bg_decision_log_opts o = {.path = "-"};
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    enum { N = 1000 }; /* ~650 KB against a 64 KiB pipe nobody reads yet */
+    for (int i = 0; i < N; i++) {
+        bg_decision_record r = sample_record();
+        bg_decision_log_append(l, &r);
+    }
+    usleep(50000); /* the writer meets the full pipe (EAGAIN) meanwhile */
+    pthread_t th;
+    pthread_create(&th, NULL, drain_fifo, &p[0]);
+    bg_decision_log_flush(l);
+    bg_decision_log_stats st;
+    bg_decision_log_stats_get(l, &st);
+    bg_decision_log_close(l);
+    dup2(saved, STDOUT_FILENO); /* the reader sees end of file */
+    close(saved);
+    void *res;
+    pthread_join(th, &res);
+    close(p[0]);
+    bg_strbuf *got = res;
+    CHECK_INT(st.lost, 0);
+    CHECK_INT(st.write_errors, 0);
+    CHECK_INT(st.written + st.dropped, N);
+    CHECK(st.written > 0);
+    CHECK(lines_whole(got->p, got->len));
+    CHECK_INT(count_lines(got->p, got->len), st.written);
+    bg_strbuf_close(got);
+    free(got);
+}
+
 static void test_open_errors(void)
 {
     bg_decision_log *l = (bg_decision_log *)&l;
@@ -532,6 +576,7 @@ int main(void)
     test_reopen();
     test_huge_fields();
     test_close_stuck();
+    test_nonblocking_stdout();
     test_open_errors();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
