@@ -154,7 +154,9 @@ static void on_timeout(uv_timer_t *t)
 {
     conn *c = t->data;
     BG_DEBUG("metrics", "closing a connection after %s",
-             c->state == C_READING ? "the request timeout" : "the linger time");
+             c->state == C_READING   ? "the request timeout"
+             : c->state == C_WRITING ? "the response timeout"
+                                     : "the linger time");
     close_conn(c);
 }
 
@@ -317,6 +319,10 @@ static void handle(conn *c, size_t end)
             respond_text(c, 400, "Bad Request", NULL, "bad request: invalid method\n", 0);
             return;
         }
+    if (*target == '\0') {
+        respond_text(c, 400, "Bad Request", NULL, "bad request: an empty request target\n", 0);
+        return;
+    }
     for (char *t = target; *t; t++)
         if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f) {
             respond_text(c, 400, "Bad Request", NULL, "bad request: invalid request target\n", 0);

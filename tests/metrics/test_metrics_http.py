@@ -239,7 +239,8 @@ def test_http_behaviour():
                     b"GET /metrics HTTP/1.1\r\n\r\n",  # no Host
                     b"GET /metrics HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
                     b"GET /metrics HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
-                    b"GET /metr\x00ics HTTP/1.1\r\nHost: x\r\n\r\n"):
+                    b"GET /metr\x00ics HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"GET  HTTP/1.1\r\nHost: x\r\n\r\n"):  # an empty target
             status, _, body = http(addr, raw)
             assert status == 400 and body.startswith(b"bad request"), (raw, status, body)
         status, _, _ = http(addr, b"GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n")
