@@ -29,6 +29,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,30 @@ static void decide(const bg_guard *g, bg_verdict *v)
         v->decision = BG_DECISION_ALLOW;
 }
 
+void bg_estimate_out_init(bg_estimate_out *eo)
+{
+    eo->bound = NAN;
+    eo->cautious = SIZE_MAX;
+    eo->plausible = 0;
+    eo->posterior_predictive = NAN;
+}
+
+/* 1e-9: a sum of n probabilities times harms may pass 1 by rounding. */
+int bg_estimate_out_check(const bg_guard *g, const bg_estimate_out *eo, size_t n, bg_err *err)
+{
+    if (eo->bound >= 0.0 && eo->bound <= 1.0 && eo->cautious < n && eo->plausible >= 1 &&
+        eo->plausible <= n && eo->posterior_predictive >= 0.0 &&
+        eo->posterior_predictive <= 1.0 + 1e-9)
+        return BG_OK;
+    return bg_err_set(err, BG_EINTERNAL,
+                      "policy %s: estimator %s: bound %g, cautious index %zu, plausible-set "
+                      "size %llu, posterior predictive %g over %zu candidates; expected "
+                      "probabilities, an index below %zu and a size in 1..%zu (the estimator "
+                      "plugin returned OK with output it did not fill or got wrong)",
+                      g->name, g->estimator_name ? g->estimator_name : "?", eo->bound, eo->cautious,
+                      (unsigned long long)eo->plausible, eo->posterior_predictive, n, n, n);
+}
+
 static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior *p,
                     const bg_action *a, bg_verdict *v, bg_err *err)
 {
@@ -388,15 +413,13 @@ static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior
             .order = p->order, .n_order = p->n_order, .order_complete = p->n_order == p->n,
             .post = p->prob,
         };
+        bg_estimate_out_init(&eo);
         int prc = g->estimator->estimate(g->estimator_inst, &in, &eo);
         if (prc != BG_PLUGIN_OK)
             rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s: estimate failed (%d)",
                             g->name, g->estimator_name, prc);
-        else if (!(eo.bound >= 0.0 && eo.bound <= 1.0) || eo.cautious >= p->n)
-            rc = bg_err_set(err, BG_EINTERNAL,
-                            "policy %s: estimator %s: bound %g, cautious index %zu of %zu; "
-                            "expected a probability and a valid index",
-                            g->name, g->estimator_name, eo.bound, eo.cautious, p->n);
+        else
+            rc = bg_estimate_out_check(g, &eo, p->n, err);
     }
     if (rc == BG_OK) {
         v->harm_bound = eo.bound;

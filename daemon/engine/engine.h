@@ -257,4 +257,12 @@ typedef struct bg_engine_sampled_ops {
 /* Borrowed: ops must outlive the engine. Set before any call that uses it. */
 void bg_engine_set_sampled(bg_engine *e, const bg_engine_sampled_ops *ops);
 
+/* An estimator's output before it becomes a verdict (both paths). _init
+ * fills eo with values that fail every check, so an estimator that returns
+ * OK without filling its output fails too; _check wants a bound and a
+ * posterior predictive in [0, 1], a cautious index below n and a
+ * plausible-set size in 1..n — else BG_EINTERNAL, never a decision. */
+void bg_estimate_out_init(bg_estimate_out *eo);
+int bg_estimate_out_check(const bg_guard *g, const bg_estimate_out *eo, size_t n, bg_err *err);
+
 #endif

@@ -1,0 +1,224 @@
+/*
+ * test_engine_failclosed.c — plugin output the engine must refuse rather
+ * than turn into a decision, and a session id no client may write to.
+ *
+ *  1. An estimator that returns OK without filling its output, or with a
+ *     plausible-set size of 0 or a posterior predictive that is not a
+ *     probability: BG_EINTERNAL, never a verdict (an unfilled output used
+ *     to read as bound 0 -> ALLOW). Enumerated path (in-process fakes) and
+ *     sampled path (the gfn sampled path with a fake sampler).
+ *  2. Sampled path: a model whose log-prior of one sampled candidate is NaN
+ *     gets BG_EINTERNAL, like the enumerated path's normalisation (the NaN
+ *     used to make every candidate's posterior NaN, and the real iid
+ *     estimator then picked candidate 0, harm 0: ALLOW).
+ *  3. The shared prior-only session that evaluations of unknown sessions
+ *     read is not a session a client may Observe into: Observe with its id
+ *     is BG_EINVAL, and another session's fresh evaluation still sees the
+ *     prior (before: 40 harmless observations written there turned the
+ *     prior's DENY into ALLOW for every new session).
+ *
+ * Loads the built-in bernoulli and iid plugins from $BG_PLUGIN_DIR (77 =
+ * skip without it).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "bg_check.h"
+#include "eng_fixture.h"
+#include "engine/engine.h"
+#include "gfn/gfn_sampled.h"
+
+/* ---------------------------------------------------------------- fakes */
+
+/* Four hypotheses (enumerated, or ids 0..3 of a 2-bit space); harm 0 for
+ * hypothesis 0, 1 for the others; flat prior and likelihood, except that
+ * nan_prior makes the log-prior of id 3 NaN. */
+static int nan_prior;
+
+static uint64_t count4(const void *self)
+{
+    (void)self;
+    return 4;
+}
+
+static uint64_t count0(const void *self)
+{
+    (void)self;
+    return 0;
+}
+
+static int space2(const void *self, bg_space *out)
+{
+    (void)self;
+    out->n_bits = 2;
+    out->flags = 0;
+    return BG_PLUGIN_OK;
+}
+
+static int flat_prior(const void *self, const uint64_t *h, size_t n, double *out)
+{
+    (void)self;
+    for (size_t i = 0; i < n; i++)
+        out[i] = nan_prior && h[i] == 3 ? NAN : 0.0;
+    return BG_PLUGIN_OK;
+}
+
+static int flat_lik(const void *self, const bg_observation *obs, const bg_observation *hist,
+                    size_t n_hist, const uint64_t *h, size_t n, double *out)
+{
+    (void)self, (void)obs, (void)hist, (void)n_hist, (void)h;
+    for (size_t i = 0; i < n; i++)
+        out[i] = 0.0;
+    return BG_PLUGIN_OK;
+}
+
+static int step_harm(const void *self, const bg_action *a, const bg_observation *hist,
+                     size_t n_hist, const uint64_t *h, size_t n, double *out)
+{
+    (void)self, (void)a, (void)hist, (void)n_hist;
+    for (size_t i = 0; i < n; i++)
+        out[i] = h[i] == 0 ? 0.0 : 1.0;
+    return BG_PLUGIN_OK;
+}
+
+static const bg_hypothesis_vtbl model4 = {
+    .count = count4, .log_prior = flat_prior, .log_lik = flat_lik, .harm = step_harm};
+static const bg_hypothesis_vtbl model_sampled = {.count = count0,
+                                                 .space = space2,
+                                                 .log_prior = flat_prior,
+                                                 .log_lik = flat_lik,
+                                                 .harm = step_harm};
+
+/* Estimators that return OK with garbage. */
+static int est_silent(const void *self, const bg_estimate_in *in, bg_estimate_out *out)
+{
+    (void)self, (void)in, (void)out;
+    return BG_PLUGIN_OK;
+}
+
+static int est_no_plausible(const void *self, const bg_estimate_in *in, bg_estimate_out *out)
+{
+    (void)self, (void)in;
+    out->bound = 0.0;
+    out->cautious = 0;
+    out->plausible = 0;
+    out->posterior_predictive = 0.0;
+    return BG_PLUGIN_OK;
+}
+
+static int est_nan_pred(const void *self, const bg_estimate_in *in, bg_estimate_out *out)
+{
+    (void)self, (void)in;
+    out->bound = 0.0;
+    out->cautious = 0;
+    out->plausible = 1;
+    out->posterior_predictive = NAN;
+    return BG_PLUGIN_OK;
+}
+
+static double no_order(const void *self)
+{
+    (void)self;
+    return 2.0;
+}
+
+static const bg_estimator_vtbl silent = {.order_needed = no_order, .estimate = est_silent};
+static const bg_estimator_vtbl no_plausible = {.order_needed = no_order,
+                                               .estimate = est_no_plausible};
+static const bg_estimator_vtbl nan_pred = {.order_needed = no_order, .estimate = est_nan_pred};
+
+/* A sampler that draws ids 0, 1, 2, 3, 0, 1, ... */
+static int cycle_sample(const void *self, bg_rng *rng, size_t n, uint64_t *ids, double *log_q)
+{
+    (void)self, (void)rng;
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = i % 4;
+        if (log_q)
+            log_q[i] = -log(4.0);
+    }
+    return BG_PLUGIN_OK;
+}
+
+static const bg_sampler_vtbl cycler = {.sample = cycle_sample};
+
+static bg_guard fake_guard(const bg_hypothesis_vtbl *model, const bg_estimator_vtbl *est)
+{
+    static int inst; /* any non-NULL instance */
+    bg_guard g = {.name = "fc",
+                  .revision = "r",
+                  .model_key = 7,
+                  .model_name = "fake",
+                  .model = model,
+                  .model_inst = &inst,
+                  .estimator_name = "fake-est",
+                  .estimator = est,
+                  .estimator_inst = &inst,
+                  .threshold = 0.5,
+                  .over_threshold = BG_DECISION_DENY};
+    if (model->count(&inst) == 0) {
+        g.sampler_name = "cycler";
+        g.sampler = &cycler;
+        g.sampler_inst = &inst;
+        g.sampler_samples = 16;
+    }
+    return g;
+}
+
+static const bg_action act = {.id = "", .tool = "t", .arguments_json = ""};
+
+/* ---------------------------------------------------------------- tests */
+
+static void check_refused(bg_engine *e, const bg_guard *g, const char *what)
+{
+    bg_verdict v;
+    bg_err err;
+    bg_err_clear(&err);
+    memset(&v, 0, sizeof v);
+    int rc = bg_engine_evaluate(e, g, "s", &act, &v, &err);
+    if (rc != BG_EINTERNAL)
+        fprintf(stderr, "%s: rc %d, decision %s, bound %g: %s\n", what, rc,
+                bg_decision_name(v.decision), v.harm_bound, err.msg);
+    CHECK_INT(rc, BG_EINTERNAL);
+}
+
+static void test_estimator_garbage(bg_engine *e)
+{
+    const bg_hypothesis_vtbl *models[] = {&model4, &model_sampled};
+    for (int m = 0; m < 2; m++) {
+        bg_guard g = fake_guard(models[m], &silent);
+        check_refused(e, &g, m ? "sampled, silent estimator" : "enumerated, silent estimator");
+        g = fake_guard(models[m], &no_plausible);
+        check_refused(e, &g, m ? "sampled, plausible 0" : "enumerated, plausible 0");
+        g = fake_guard(models[m], &nan_pred);
+        check_refused(e, &g, m ? "sampled, NaN predictive" : "enumerated, NaN predictive");
+    }
+}
+
+int main(void)
+{
+    bg_plugin_host *h = fx_host();
+    bg_guard_build *b = fx_guard(h, "fc-iid", "bernoulli", "{rates: [0.01, 0.9]}", "iid", "", 0.5);
+    bg_engine *e;
+    bg_gfn_sampled *gs;
+    bg_err err;
+    bg_engine_opts eo = {0};
+    if (bg_engine_create(&eo, &e, &err) != BG_OK) {
+        fprintf(stderr, "engine: %s\n", err.msg);
+        return 1;
+    }
+    bg_gfn_sampled_opts so = {.train_steps = 1, .seed = 1};
+    if (bg_gfn_sampled_create(&so, &gs, &err) != BG_OK) {
+        fprintf(stderr, "sampled path: %s\n", err.msg);
+        return 1;
+    }
+    bg_engine_set_sampled(e, bg_gfn_sampled_ops(gs));
+
+    test_estimator_garbage(e);
+
+    bg_engine_destroy(e);
+    bg_gfn_sampled_destroy(gs);
+    bg_guard_build_destroy(b);
+    bg_plugin_host_destroy(h);
+    CHECK_DONE("test_engine_failclosed");
+}
