@@ -81,8 +81,20 @@ int bg__gfn_score_and_estimate(const bg_guard *g, const bg_observation *hist, si
             goto done;
         }
     double mx = -INFINITY, z = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        /* as the enumerated path's normalisation: a NaN would make every
+         * candidate's posterior NaN, and the estimator's choice arbitrary */
+        if (isnan(lp[i]) || lp[i] == INFINITY) {
+            rc = bg_err_set(err, BG_EINTERNAL,
+                            "policy %s: model %s: log-prior + log-likelihood of sampled "
+                            "hypothesis %llu is %g; the model returned a NaN or +inf "
+                            "log-probability",
+                            g->name, g->model_name ? g->model_name : "?",
+                            (unsigned long long)ids[i], lp[i]);
+            goto done;
+        }
         mx = lp[i] > mx ? lp[i] : mx;
+    }
     if (!isfinite(mx)) {
         rc = bg_err_set(err, BG_EINTERNAL,
                         "policy %s: none of the %zu sampled hypotheses has a finite "

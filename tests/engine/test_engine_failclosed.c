@@ -195,6 +195,21 @@ static void test_estimator_garbage(bg_engine *e)
     }
 }
 
+static void test_sampled_nan_prior(bg_engine *e, const bg_guard *iid)
+{
+    bg_guard g = fake_guard(&model_sampled, iid->estimator);
+    g.estimator_inst = iid->estimator_inst;
+    g.estimator_name = iid->estimator_name;
+    bg_verdict v;
+    bg_err err;
+    nan_prior = 0; /* sound model: candidates 1..3 have harm 1 -> DENY */
+    CHECK_INT(bg_engine_evaluate(e, &g, "s", &act, &v, &err), BG_OK);
+    CHECK_INT(v.decision, BG_DECISION_DENY);
+    nan_prior = 1;
+    check_refused(e, &g, "sampled, NaN log-prior");
+    nan_prior = 0;
+}
+
 int main(void)
 {
     bg_plugin_host *h = fx_host();
@@ -215,6 +230,7 @@ int main(void)
     bg_engine_set_sampled(e, bg_gfn_sampled_ops(gs));
 
     test_estimator_garbage(e);
+    test_sampled_nan_prior(e, bg_guard_build_guard(b));
 
     bg_engine_destroy(e);
     bg_gfn_sampled_destroy(gs);
