@@ -571,6 +571,14 @@ int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
 {
     size_t n;
     int rc = check_action(g, &obs->action, "observation", err);
+    /* The shared prior-only session is read by every session without data:
+     * an observation stored there would move all of their posteriors. */
+    if (rc == BG_OK && session[0] == PRIOR_SESSION[0])
+        rc = bg_err_set(err, BG_EINVAL,
+                        "policy %s: observation: the session id starts with "
+                        "the byte 0x01, which the engine reserves for its shared prior; send "
+                        "a session id without it",
+                        g->name);
     if (rc == BG_OK && obs->has_value && !isfinite(obs->value))
         rc = bg_err_set(err, BG_EINVAL, "policy %s: observation: value is %g; expected a finite "
                         "number", g->name, obs->value);

@@ -20,7 +20,8 @@
  * Sessions are keyed by (guard->name, guard->model_key, session). Only
  * observe creates a session: evaluate/summary of a session without
  * observations read one shared prior-only posterior per policy, so
- * evaluations with fresh session ids cost no memory. A reload
+ * evaluations with fresh session ids cost no memory (its id starts with
+ * the byte 0x01: observe refuses such ids, BG_EINVAL). A reload
  * that keeps a policy's model (same model_key) keeps its posteriors; a new
  * model_key starts from the prior and replays the session's stored
  * observations (kept per (guard->name, session)).

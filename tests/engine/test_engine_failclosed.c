@@ -210,6 +210,27 @@ static void test_sampled_nan_prior(bg_engine *e, const bg_guard *iid)
     nan_prior = 0;
 }
 
+static void test_prior_session(bg_engine *e, const bg_guard *g)
+{
+    bg_verdict v;
+    bg_err err;
+    /* The prior: iid picks rate 0.9 -> DENY. */
+    CHECK_INT(bg_engine_evaluate(e, g, "fresh-1", &act, &v, &err), BG_OK);
+    CHECK_INT(v.decision, BG_DECISION_DENY);
+    bg_observation ok = {.action = act, .harmed = 0};
+    int refused = 0;
+    for (int i = 0; i < 40; i++) {
+        bg_err_clear(&err);
+        int rc = bg_engine_observe(e, g, "\x01prior", &ok, NULL, &err);
+        refused += rc == BG_EINVAL;
+    }
+    CHECK_INT(refused, 40);
+    CHECK(strstr(err.msg, "reserves") != NULL);
+    CHECK_INT(bg_engine_evaluate(e, g, "fresh-2", &act, &v, &err), BG_OK);
+    CHECK_INT(v.observations, 0);
+    CHECK_INT(v.decision, BG_DECISION_DENY);
+}
+
 int main(void)
 {
     bg_plugin_host *h = fx_host();
@@ -231,6 +252,7 @@ int main(void)
 
     test_estimator_garbage(e);
     test_sampled_nan_prior(e, bg_guard_build_guard(b));
+    test_prior_session(e, bg_guard_build_guard(b));
 
     bg_engine_destroy(e);
     bg_gfn_sampled_destroy(gs);
