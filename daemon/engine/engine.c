@@ -273,11 +273,19 @@ static int state_catch_up(const bg_guard *g, bg__session *s, bg__pstate *st, dou
             double m;
             size_t i = (size_t)p->n_obs;
             rc = stage_obs(g, s, st, i, ll, err);
-            if (rc == BG_OK && (rc = bg__posterior_prepare(p, &m, err)) == BG_OK)
+            if (rc == BG_OK && (rc = bg__posterior_prepare(p, &m, err)) == BG_OK) {
                 bg__posterior_swap(p, m);
-            else
+            } else {
                 bg_err_prefix(err, "policy %s: session \"%s\": replaying observation %zu: ",
                               g->name, s->id, i);
+                /* stored data the model refuses now (it changed since): the
+                 * daemon's failure, not the request's — never INVALID_ARGUMENT */
+                if (rc == BG_EINVAL) {
+                    rc = BG_EINTERNAL;
+                    if (err)
+                        err->code = rc;
+                }
+            }
         }
         free(ll);
         if (rc != BG_OK)

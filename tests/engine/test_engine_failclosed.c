@@ -16,6 +16,10 @@
  *     is BG_EINVAL, and another session's fresh evaluation still sees the
  *     prior (before: 40 harmless observations written there turned the
  *     prior's DENY into ALLOW for every new session).
+ *  4. A stored observation that a changed model (new model_key, as after a
+ *     reload) gives zero likelihood under every hypothesis is the daemon's
+ *     failure, not the request's: Evaluate says BG_EINTERNAL, not BG_EINVAL
+ *     (INVALID_ARGUMENT told the client to fix a request that was fine).
  *
  * Loads the built-in bernoulli and iid plugins from $BG_PLUGIN_DIR (77 =
  * skip without it).
@@ -35,6 +39,8 @@
  * hypothesis 0, 1 for the others; flat prior and likelihood, except that
  * nan_prior makes the log-prior of id 3 NaN. */
 static int nan_prior;
+/* 1: every observation has zero likelihood (a changed model). */
+static int zero_lik;
 
 static uint64_t count4(const void *self)
 {
@@ -69,7 +75,7 @@ static int flat_lik(const void *self, const bg_observation *obs, const bg_observ
 {
     (void)self, (void)obs, (void)hist, (void)n_hist, (void)h;
     for (size_t i = 0; i < n; i++)
-        out[i] = 0.0;
+        out[i] = zero_lik ? -INFINITY : 0.0;
     return BG_PLUGIN_OK;
 }
 
@@ -231,6 +237,21 @@ static void test_prior_session(bg_engine *e, const bg_guard *g)
     CHECK_INT(v.decision, BG_DECISION_DENY);
 }
 
+static void test_replay_zero_lik(bg_engine *e)
+{
+    bg_guard g = fake_guard(&model4, &nan_pred);
+    bg_observation o = {.action = act, .harmed = 1};
+    bg_err err;
+    bg_verdict v;
+    CHECK_INT(bg_engine_observe(e, &g, "replayed", &o, NULL, &err), BG_OK);
+    g.model_key = 8; /* the model changed: the stored observation is replayed */
+    zero_lik = 1;
+    bg_err_clear(&err);
+    CHECK_INT(bg_engine_evaluate(e, &g, "replayed", &act, &v, &err), BG_EINTERNAL);
+    CHECK(strstr(err.msg, "replaying observation 0") != NULL);
+    zero_lik = 0;
+}
+
 int main(void)
 {
     bg_plugin_host *h = fx_host();
@@ -253,6 +274,7 @@ int main(void)
     test_estimator_garbage(e);
     test_sampled_nan_prior(e, bg_guard_build_guard(b));
     test_prior_session(e, bg_guard_build_guard(b));
+    test_replay_zero_lik(e);
 
     bg_engine_destroy(e);
     bg_gfn_sampled_destroy(gs);
