@@ -29,6 +29,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,11 +273,19 @@ static int state_catch_up(const bg_guard *g, bg__session *s, bg__pstate *st, dou
             double m;
             size_t i = (size_t)p->n_obs;
             rc = stage_obs(g, s, st, i, ll, err);
-            if (rc == BG_OK && (rc = bg__posterior_prepare(p, &m, err)) == BG_OK)
+            if (rc == BG_OK && (rc = bg__posterior_prepare(p, &m, err)) == BG_OK) {
                 bg__posterior_swap(p, m);
-            else
+            } else {
                 bg_err_prefix(err, "policy %s: session \"%s\": replaying observation %zu: ",
                               g->name, s->id, i);
+                /* stored data the model refuses now (it changed since): the
+                 * daemon's failure, not the request's — never INVALID_ARGUMENT */
+                if (rc == BG_EINVAL) {
+                    rc = BG_EINTERNAL;
+                    if (err)
+                        err->code = rc;
+                }
+            }
         }
         free(ll);
         if (rc != BG_OK)
@@ -374,6 +383,30 @@ static void decide(const bg_guard *g, bg_verdict *v)
         v->decision = BG_DECISION_ALLOW;
 }
 
+void bg_estimate_out_init(bg_estimate_out *eo)
+{
+    eo->bound = NAN;
+    eo->cautious = SIZE_MAX;
+    eo->plausible = 0;
+    eo->posterior_predictive = NAN;
+}
+
+/* 1e-9: a sum of n probabilities times harms may pass 1 by rounding. */
+int bg_estimate_out_check(const bg_guard *g, const bg_estimate_out *eo, size_t n, bg_err *err)
+{
+    if (eo->bound >= 0.0 && eo->bound <= 1.0 && eo->cautious < n && eo->plausible >= 1 &&
+        eo->plausible <= n && eo->posterior_predictive >= 0.0 &&
+        eo->posterior_predictive <= 1.0 + 1e-9)
+        return BG_OK;
+    return bg_err_set(err, BG_EINTERNAL,
+                      "policy %s: estimator %s: bound %g, cautious index %zu, plausible-set "
+                      "size %llu, posterior predictive %g over %zu candidates; expected "
+                      "probabilities, an index below %zu and a size in 1..%zu (the estimator "
+                      "plugin returned OK with output it did not fill or got wrong)",
+                      g->name, g->estimator_name ? g->estimator_name : "?", eo->bound, eo->cautious,
+                      (unsigned long long)eo->plausible, eo->posterior_predictive, n, n, n);
+}
+
 static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior *p,
                     const bg_action *a, bg_verdict *v, bg_err *err)
 {
@@ -388,15 +421,13 @@ static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior
             .order = p->order, .n_order = p->n_order, .order_complete = p->n_order == p->n,
             .post = p->prob,
         };
+        bg_estimate_out_init(&eo);
         int prc = g->estimator->estimate(g->estimator_inst, &in, &eo);
         if (prc != BG_PLUGIN_OK)
             rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s: estimate failed (%d)",
                             g->name, g->estimator_name, prc);
-        else if (!(eo.bound >= 0.0 && eo.bound <= 1.0) || eo.cautious >= p->n)
-            rc = bg_err_set(err, BG_EINTERNAL,
-                            "policy %s: estimator %s: bound %g, cautious index %zu of %zu; "
-                            "expected a probability and a valid index",
-                            g->name, g->estimator_name, eo.bound, eo.cautious, p->n);
+        else
+            rc = bg_estimate_out_check(g, &eo, p->n, err);
     }
     if (rc == BG_OK) {
         v->harm_bound = eo.bound;
@@ -548,6 +579,14 @@ int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
 {
     size_t n;
     int rc = check_action(g, &obs->action, "observation", err);
+    /* The shared prior-only session is read by every session without data:
+     * an observation stored there would move all of their posteriors. */
+    if (rc == BG_OK && session[0] == PRIOR_SESSION[0])
+        rc = bg_err_set(err, BG_EINVAL,
+                        "policy %s: observation: the session id starts with "
+                        "the byte 0x01, which the engine reserves for its shared prior; send "
+                        "a session id without it",
+                        g->name);
     if (rc == BG_OK && obs->has_value && !isfinite(obs->value))
         rc = bg_err_set(err, BG_EINVAL, "policy %s: observation: value is %g; expected a finite "
                         "number", g->name, obs->value);

@@ -20,7 +20,8 @@
  * Sessions are keyed by (guard->name, guard->model_key, session). Only
  * observe creates a session: evaluate/summary of a session without
  * observations read one shared prior-only posterior per policy, so
- * evaluations with fresh session ids cost no memory. A reload
+ * evaluations with fresh session ids cost no memory (its id starts with
+ * the byte 0x01: observe refuses such ids, BG_EINVAL). A reload
  * that keeps a policy's model (same model_key) keeps its posteriors; a new
  * model_key starts from the prior and replays the session's stored
  * observations (kept per (guard->name, session)).
@@ -256,5 +257,13 @@ typedef struct bg_engine_sampled_ops {
 
 /* Borrowed: ops must outlive the engine. Set before any call that uses it. */
 void bg_engine_set_sampled(bg_engine *e, const bg_engine_sampled_ops *ops);
+
+/* An estimator's output before it becomes a verdict (both paths). _init
+ * fills eo with values that fail every check, so an estimator that returns
+ * OK without filling its output fails too; _check wants a bound and a
+ * posterior predictive in [0, 1], a cautious index below n and a
+ * plausible-set size in 1..n — else BG_EINTERNAL, never a decision. */
+void bg_estimate_out_init(bg_estimate_out *eo);
+int bg_estimate_out_check(const bg_guard *g, const bg_estimate_out *eo, size_t n, bg_err *err);
 
 #endif

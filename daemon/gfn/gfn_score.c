@@ -81,8 +81,20 @@ int bg__gfn_score_and_estimate(const bg_guard *g, const bg_observation *hist, si
             goto done;
         }
     double mx = -INFINITY, z = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        /* as the enumerated path's normalisation: a NaN would make every
+         * candidate's posterior NaN, and the estimator's choice arbitrary */
+        if (isnan(lp[i]) || lp[i] == INFINITY) {
+            rc = bg_err_set(err, BG_EINTERNAL,
+                            "policy %s: model %s: log-prior + log-likelihood of sampled "
+                            "hypothesis %llu is %g; the model returned a NaN or +inf "
+                            "log-probability",
+                            g->name, g->model_name ? g->model_name : "?",
+                            (unsigned long long)ids[i], lp[i]);
+            goto done;
+        }
         mx = lp[i] > mx ? lp[i] : mx;
+    }
     if (!isfinite(mx)) {
         rc = bg_err_set(err, BG_EINTERNAL,
                         "policy %s: none of the %zu sampled hypotheses has a finite "
@@ -107,13 +119,16 @@ int bg__gfn_score_and_estimate(const bg_guard *g, const bg_observation *hist, si
                          .n_order = n,
                          .order_complete = 1,
                          .post = post};
-    bg_estimate_out eo = {0};
-    if (g->estimator->estimate(g->estimator_inst, &in, &eo) != BG_PLUGIN_OK || eo.cautious >= n ||
-        !(eo.bound >= 0.0 && eo.bound <= 1.0)) {
-        rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s failed on %zu samples", g->name,
-                        g->estimator_name ? g->estimator_name : "?", n);
+    bg_estimate_out eo;
+    bg_estimate_out_init(&eo);
+    int prc = g->estimator->estimate(g->estimator_inst, &in, &eo);
+    if (prc != BG_PLUGIN_OK) {
+        rc = bg_err_set(err, BG_EINTERNAL, "policy %s: estimator %s failed (%d) on %zu samples",
+                        g->name, g->estimator_name ? g->estimator_name : "?", prc, n);
         goto done;
     }
+    if ((rc = bg_estimate_out_check(g, &eo, n, err)) != BG_OK)
+        goto done;
     out->harm_bound = eo.bound;
     out->posterior_predictive = eo.posterior_predictive;
     out->cautious_id = ids[eo.cautious];
