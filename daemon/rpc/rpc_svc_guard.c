@@ -120,30 +120,43 @@ static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a
         r->act.n_attributes = a->n_attributes;
     }
 
+    /* The policy is the one matching picks, always: a caller that names
+     * one only states which it expects (a caller choosing a laxer policy
+     * than the one that guards its tool would be a way around the guard). */
     r->set = bg_policy_store_acquire(c->srv->opts.store);
+    r->pol = bg_policy_set_match(r->set, a->tool);
+    grpc_status_code code = GRPC_STATUS_OK;
+    char names[1024];
     if (policy != NULL && policy[0] != '\0') {
-        r->pol = bg_policy_set_find(r->set, policy);
-        if (r->pol == NULL) {
-            char names[1024];
+        const bg_policy *named = bg_policy_set_find(r->set, policy);
+        if (named == NULL) {
             list_policies(r->set, names, sizeof(names));
             snprintf(msg, len, "no policy named '%s' (revision %s): policies are: %s", policy,
                      bg_policy_set_revision(r->set), names);
+            code = GRPC_STATUS_NOT_FOUND;
+        } else if (named != r->pol) {
+            snprintf(msg, len,
+                     "%s.policy is '%s', but tool '%s' is guarded by %s%s%s (revision %s): the "
+                     "policy is chosen by spec.match.tools and spec.priority, not by the "
+                     "caller; leave %s.policy empty, or change the policies",
+                     what, policy, a->tool, r->pol ? "policy '" : "no policy",
+                     r->pol ? r->pol->name : "", r->pol ? "'" : "", bg_policy_set_revision(r->set),
+                     what);
+            code = GRPC_STATUS_INVALID_ARGUMENT;
         }
-    } else {
-        r->pol = bg_policy_set_match(r->set, a->tool);
-        if (r->pol == NULL) {
-            char names[1024];
-            list_policies(r->set, names, sizeof(names));
-            snprintf(msg, len, "no policy matches tool '%s' (revision %s): name one in "
-                               "%s.policy or add the tool to a policy's spec.match.tools; "
-                               "policies are: %s", a->tool, bg_policy_set_revision(r->set),
-                     what, names);
-        }
+    } else if (r->pol == NULL) {
+        list_policies(r->set, names, sizeof(names));
+        snprintf(msg, len,
+                 "no policy matches tool '%s' (revision %s): add the tool to a "
+                 "policy's spec.match.tools; policies are: %s",
+                 a->tool, bg_policy_set_revision(r->set), names);
+        code = GRPC_STATUS_NOT_FOUND;
     }
-    if (r->pol == NULL) {
+    if (code != GRPC_STATUS_OK) {
         bg_policy_set_unref(r->set);
         r->set = NULL;
-        return GRPC_STATUS_NOT_FOUND;
+        r->pol = NULL;
+        return code;
     }
     r->session = session_of(r->pol, ctx, &r->act);
     return GRPC_STATUS_OK;

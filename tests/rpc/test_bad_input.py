@@ -92,6 +92,20 @@ def test_bad_inputs():
              evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(
                  tool="zz_tool_nobody_guards"))),
              C.NOT_FOUND, ["zz_tool_nobody_guards", "policies are"]),
+            ("a policy that does not guard the tool",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="danger_rm"),
+                                                       policy="rpc-test")),
+             C.INVALID_ARGUMENT, ["'rpc-test'", "'danger_rm'", "guarded by policy 'rpc-strict'",
+                                  "not by the caller"]),
+            ("a named policy for a tool nobody guards",
+             evaluate(d, ch, guard_pb2.EvaluateRequest(
+                 action=guard_pb2.Action(tool="zz_tool_nobody_guards"), policy="rpc-test")),
+             C.INVALID_ARGUMENT, ["guarded by no policy"]),
+            ("observe under a policy that does not guard the tool",
+             lambda: d.call("Observe", guard_pb2.ObserveRequest(
+                 action=guard_pb2.Action(tool="danger_rm"), policy="rpc-test", harmed=False),
+                 ch=ch),
+             C.INVALID_ARGUMENT, ["ObserveRequest.policy", "'rpc-strict'"]),
             ("observe without action",
              lambda: d.call("Observe", guard_pb2.ObserveRequest(harmed=True), ch=ch),
              C.INVALID_ARGUMENT, ["action is missing"]),

@@ -77,9 +77,11 @@ def test_verdict_fields_and_observe():
         assert abs(vu.posterior_predictive - 0.47) < 1e-9, vu
         assert vu.harm_bound >= vu.posterior_predictive - 1e-12, vu
         assert vu.decision == guard_pb2.ESCALATE, vu
-        # The explicit policy name wins over matching.
-        vp = d.evaluate(req(tool="danger_rm", policy="rpc-test"))
-        assert vp.policy == "rpc-test", vp
+        # A request may name the policy it expects, and gets it when that is
+        # the one matching picks; naming a laxer one is refused
+        # (test_bad_input), never a way around rpc-strict.
+        vp = d.evaluate(req(tool="danger_rm", policy="rpc-strict"))
+        assert vp.policy == "rpc-strict" and vp.decision == guard_pb2.ESCALATE, vp
 
 
 def test_observe_stream():
