@@ -565,11 +565,19 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
         return BG_OK;
     }
     bg__posterior_swap(&st->post, m);
-    atomic_store_explicit(&st->last_use, atomic_fetch_add(&e->use_clock, 1),
-                          memory_order_relaxed);
-    /* The order every Evaluate until the next observation reuses. */
-    if ((rc = bg__posterior_order(&st->post, order_need(g), err)) != BG_OK)
-        return rc;
+    atomic_store_explicit(&st->last_use, atomic_fetch_add(&e->use_clock, 1), memory_order_relaxed);
+    /* The order every Evaluate until the next observation reuses. The
+     * observation is stored by now, so a failure here (out of memory) is
+     * logged, not returned: a failed Observe invites a retry that would
+     * store it twice. A failed order leaves none (n_order 0), which the
+     * next Evaluate computes again (lock_state) or fails closed on. */
+    bg_err oerr;
+    bg_err_clear(&oerr);
+    if (bg__posterior_order(&st->post, order_need(g), &oerr) != BG_OK)
+        BG_WARN("engine",
+                "policy %s session \"%s\": %s (the observation is stored; the next "
+                "evaluation orders the posterior again)",
+                g->name, s->id, oerr.msg);
     fill_summary(g, s, &st->post, out);
     return BG_OK;
 }
