@@ -131,13 +131,30 @@ static const char *log_path(const char *name, char *buf, size_t len)
     return buf;
 }
 
+/* Open o, which must succeed; NULL (and a failed check) when it does not. */
+static bg_decision_log *open_ok(const bg_decision_log_opts *o)
+{
+    bg_decision_log *l = NULL;
+    bg_err err;
+    CHECK_INT(bg_decision_log_open(o, &l, &err), BG_OK);
+    return l;
+}
+
+/* Write what was appended, read the counters, close. */
+static bg_decision_log_stats finish(bg_decision_log *l)
+{
+    bg_decision_log_stats st;
+    bg_decision_log_flush(l);
+    bg_decision_log_stats_get(l, &st);
+    bg_decision_log_close(l);
+    return st;
+}
+
 static void test_line_format(void)
 {
     char path[512];
     bg_decision_log_opts o = {.path = log_path("format.jsonl", path, sizeof path)};
-    bg_decision_log *l = NULL;
-    bg_err err;
-    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_log *l = open_ok(&o);
     bg_decision_record r = sample_record();
     bg_decision_log_append(l, &r);
     /* shadow: ALLOW, and what enforce would have said */
@@ -153,12 +170,9 @@ static void test_line_format(void)
     e.tool = "x";
     e.eval_us = 5;
     bg_decision_log_append(l, &e);
-    bg_decision_log_flush(l);
-    bg_decision_log_stats st;
-    bg_decision_log_stats_get(l, &st);
+    bg_decision_log_stats st = finish(l);
     CHECK_INT(st.appended, 3);
     CHECK_INT(st.written, 3);
-    bg_decision_log_close(l);
 
     size_t n;
     char *text = slurp(path, &n);
@@ -218,9 +232,7 @@ static void test_threads(void)
 {
     char path[512];
     bg_decision_log_opts o = {.path = log_path("threads.jsonl", path, sizeof path)};
-    bg_decision_log *l = NULL;
-    bg_err err;
-    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_log *l = open_ok(&o);
     pthread_t th[THREADS];
     void *args[THREADS][2];
     for (int t = 0; t < THREADS; t++) {
@@ -292,9 +304,7 @@ static void test_backpressure(void)
     int rfd = open(path, O_RDONLY | O_NONBLOCK);
     CHECK(rfd >= 0);
     bg_decision_log_opts o = {.path = path, .max_queued_bytes = 16384};
-    bg_decision_log *l = NULL;
-    bg_err err;
-    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_log *l = open_ok(&o);
     if (l == NULL)
         return;
     fcntl(rfd, F_SETFL, 0); /* blocking reads from here on */
@@ -333,9 +343,7 @@ static void test_write_refused(void)
 {
     char path[512];
     bg_decision_log_opts o = {.path = log_path("limited.jsonl", path, sizeof path)};
-    bg_decision_log *l = NULL;
-    bg_err err;
-    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_log *l = open_ok(&o);
     if (l == NULL)
         return;
     struct rlimit old, lim;
@@ -376,9 +384,7 @@ static void test_reopen(void)
     char path[512], moved[512];
     bg_decision_log_opts o = {.path = log_path("rot.jsonl", path, sizeof path)};
     log_path("rot.jsonl.1", moved, sizeof moved);
-    bg_decision_log *l = NULL;
-    bg_err err;
-    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_log *l = open_ok(&o);
     bg_decision_record r = sample_record();
     bg_decision_log_append(l, &r);
     bg_decision_log_append(l, &r);
@@ -408,9 +414,7 @@ static void test_huge_fields(void)
     char path[512];
     bg_decision_log_opts o = {.path = log_path("huge.jsonl", path, sizeof path),
                               .max_queued_bytes = 1 << 20};
-    bg_decision_log *l = NULL;
-    bg_err err;
-    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_log *l = open_ok(&o);
     if (l == NULL)
         return;
     enum { BIG = 1 << 20 };
@@ -426,12 +430,9 @@ static void test_huge_fields(void)
     r.tool = tool;
     bg_decision_log_append(l, &r);
     bg_decision_log_append(l, &r);
-    bg_decision_log_flush(l);
-    bg_decision_log_stats st;
-    bg_decision_log_stats_get(l, &st);
+    bg_decision_log_stats st = finish(l);
     CHECK_INT(st.written, 2);
     CHECK_INT(st.dropped, 0);
-    bg_decision_log_close(l);
     size_t n;
     char *text = slurp(path, &n);
     CHECK(text != NULL && lines_whole(text, n) && count_lines(text, n) == 2);
@@ -480,9 +481,7 @@ static void test_close_stuck(void)
     int rfd = open(path, O_RDONLY | O_NONBLOCK); /* open, never read */
     CHECK(rfd >= 0);
     bg_decision_log_opts o = {.path = path, .close_timeout_ms = 200};
-    bg_decision_log *l = NULL;
-    bg_err err;
-    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_log *l = open_ok(&o);
     if (l == NULL)
         return;
     for (int i = 0; i < 1000; i++) { /* ~400 KB against a 64 KiB pipe */
@@ -521,9 +520,7 @@ static void test_nonblocking_stdout(void)
     dup2(p[1], STDOUT_FILENO);
     close(p[1]);
     bg_decision_log_opts o = {.path = "-"};
-    bg_decision_log *l = NULL;
-    bg_err err;
-    CHECK_INT(bg_decision_log_open(&o, &l, &err), BG_OK);
+    bg_decision_log *l = open_ok(&o);
     enum { N = 1000 }; /* ~650 KB against a 64 KiB pipe nobody reads yet */
     for (int i = 0; i < N; i++) {
         bg_decision_record r = sample_record();
@@ -532,10 +529,7 @@ static void test_nonblocking_stdout(void)
     usleep(50000); /* the writer meets the full pipe (EAGAIN) meanwhile */
     pthread_t th;
     pthread_create(&th, NULL, drain_fifo, &p[0]);
-    bg_decision_log_flush(l);
-    bg_decision_log_stats st;
-    bg_decision_log_stats_get(l, &st);
-    bg_decision_log_close(l);
+    bg_decision_log_stats st = finish(l);
     dup2(saved, STDOUT_FILENO); /* the reader sees end of file */
     close(saved);
     void *res;
