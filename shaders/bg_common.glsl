@@ -1,10 +1,10 @@
 /*
  * bg_common.glsl — declarations shared by every compute shader (included).
  *
- * The Vulkan runtime (daemon/compute/vk_pipeline.c) uses ONE pipeline layout
+ * The Vulkan runtime (lib/compute/vk_pipeline.c) uses ONE pipeline layout
  * for all kernels: a descriptor set of BG_VK_BINDINGS storage buffers and a
  * 64-byte push-constant block. Its layout (struct bg_vk_pc in
- * daemon/compute/vk_pipeline.h) is mirrored here and must stay identical:
+ * lib/compute/vk_pipeline.h) is mirrored here and must stay identical:
  *   o0..o3  element offset of each binding's view inside the bound range
  *           (descriptor offsets are aligned down to
  *           minStorageBufferOffsetAlignment; the remainder travels here)

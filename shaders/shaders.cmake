@@ -3,7 +3,7 @@
 # Every shaders/*.comp is compiled by glslangValidator (Vulkan 1.1 target,
 # SPIR-V 1.3) into a header holding `const uint32_t bg_spv_<name>[]`; one
 # generated C file (build dir, never committed) includes them all and defines
-# the table declared in daemon/compute/vk_spirv.h, which the Vulkan runtime
+# the table declared in lib/compute/vk_spirv.h, which the Vulkan runtime
 # searches by shader name. bg_common.glsl is included by every shader.
 find_program(BG_GLSLANG glslangValidator)
 if(NOT BG_GLSLANG)

@@ -1,7 +1,7 @@
 /*
  * bg_bench_lm.c — the lm benchmark with OpenBLAS as the matmul baseline.
  *
- * The benchmark itself lives in daemon/nn/nn_bench.c (so `bayesguard lm
+ * The benchmark itself lives in lib/nn/nn_bench.c (so `bayesguard lm
  * bench` runs the same code); this program only adds the BLAS hooks, which
  * keeps OpenBLAS out of the daemon. Usage:
  *   bg_bench_lm [--model stories260K.bin] [--threads N] [--quick] [--tmp DIR]

@@ -9,7 +9,7 @@
  *   lm score    --model M --prefix "ids" --continuation "ids" [--continuation …]
  *       log p(continuation | prefix) in nats, one line per continuation, %.6f
  *   lm bench    [--model M] [--threads N] [--quick] [--tmp DIR]
- *       the benchmark tables (daemon/nn/nn_bench.c; no BLAS baseline here)
+ *       the benchmark tables (lib/nn/nn_bench.c; no BLAS baseline here)
  * Token lists are ids separated by spaces or commas. Flags take "--f v" or
  * "--f=v". Exit codes as in cli_lm.h.
  *

@@ -1,6 +1,6 @@
 /*
  * cli_lm.h — `bayesguard lm …`: generate, logits, score, bench on a
- * llama2.c checkpoint (daemon/nn). argv[0] is "lm". Returns the exit code:
+ * llama2.c checkpoint (lib/nn). argv[0] is "lm". Returns the exit code:
  * 0 ok, 1 runtime failure (model cannot load, backend unavailable), 2 usage
  * (bad flag, bad number, token id out of range). Output on stdout, errors
  * on stderr. Main thread only.

@@ -1,5 +1,5 @@
 /*
- * test_vk_model.c — the transformer (daemon/nn) on the Vulkan backend against
+ * test_vk_model.c — the transformer (lib/nn) on the Vulkan backend against
  * the same model on the CPU backend: the real stories260K checkpoint
  * ($BG_SHARED_DIR/models/stories260K.bin, skipped with a note when absent)
  * and a deterministic synthetic checkpoint with odd sizes (dim 60 — not a

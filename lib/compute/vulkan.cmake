@@ -1,5 +1,5 @@
 # vulkan.cmake — the Vulkan backend of bg_compute (included at the end of
-# daemon/compute/CMakeLists.txt). No -lvulkan: libvulkan.so.1 is dlopen'ed at
+# lib/compute/CMakeLists.txt). No -lvulkan: libvulkan.so.1 is dlopen'ed at
 # run time (vk_loader.c), so only the headers (libvulkan-dev) and libdl are
 # needed to build; SPIR-V comes from bg_shaders (shaders/shaders.cmake).
 find_path(BG_VULKAN_INCLUDE vulkan/vulkan.h)

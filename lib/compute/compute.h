@@ -1,6 +1,6 @@
 /*
  * compute.h — the one op interface behind which the CPU and Vulkan backends
- * sit (spec/compute.md). The transformer (daemon/nn) is written once against
+ * sit (spec/compute.md). The transformer (lib/nn) is written once against
  * it.
  *
  * Model

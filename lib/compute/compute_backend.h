@@ -1,5 +1,5 @@
 /*
- * compute_backend.h — what a backend implements (internal to daemon/compute).
+ * compute_backend.h — what a backend implements (internal to lib/compute).
  *
  * compute.c owns the public functions of compute.h: it validates arguments,
  * keeps the poisoned-recording state and forwards to the backend's vtable.
