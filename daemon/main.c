@@ -37,7 +37,7 @@
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 #include "policy/policy.h"
 #include "rpc/rpc.h"
 

@@ -19,7 +19,7 @@
 
 #ifdef BENCH_HAVE_PLUGIN_HOST
 #include "plugin/plugin_host.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 typedef struct bandit_ctx {
     bg_plugin_host *host;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 typedef struct part {
     bg_plugin *plugin;

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "plugin/plugin_priv.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 typedef struct apply_ctx {
     bg_cfg_sink sink;

@@ -22,7 +22,7 @@
 
 #include "common/bg_log.h"
 #include "plugin/plugin_priv.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 struct bg_plugin_services {
     bg_host host;           /* host.host_ctx == this */

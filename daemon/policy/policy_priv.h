@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "plugin/plugin_host.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 #include "policy/policy.h"
 
 /* ---- SHA-256 (sha256.c) */

@@ -21,7 +21,7 @@
 #include "gfn/gfn.h"
 #include "gfn_test_util.h"
 #include "plugin/plugin_host.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 #define D 6
 

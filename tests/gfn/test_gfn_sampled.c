@@ -35,7 +35,7 @@
 #include "engine/guard_build.h"
 #include "gfn/gfn_sampled.h"
 #include "gfn_test_util.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 #define D 32
 #define N_OBS 40

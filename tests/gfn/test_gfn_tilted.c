@@ -25,7 +25,7 @@
 #include "gfn/gfn_tilt.h"
 #include "gfn_test_util.h"
 #include "plugin/plugin_host.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 #define D 8
 #define N_H (1u << D)

@@ -17,7 +17,7 @@
 
 #include "bg_check.h"
 #include "plugin/plugin_host.h"
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 #define FIX BG_FIXTURE_DIR
 

@@ -19,7 +19,7 @@
  * Ownership: the doc owns every node and string; node pointers are valid
  * until bg_cfg_doc_destroy.
  */
-#include "policy/cfg.h"
+#include "cfg/cfg.h"
 
 #include <errno.h>
 #include <stdio.h>
