@@ -70,6 +70,7 @@ typedef struct daemon_ctx {
     bg_loop *loop;
     bg_rpc_server *server;
     bg_policy_store *store;
+    bg_policy_watch *watch; /* NULL with --no-watch, or when the watch failed */
     bg_decision_log *decisions;
     bg_metrics *metrics;
     bg_metrics_http *http; /* NULL when --metrics-listen is not given, or once closed */
@@ -581,8 +582,8 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!d.o.no_watch &&
-        bg_policy_store_watch(d.store, bg_loop_uv(d.loop), (unsigned)d.o.watch_debounce_ms,
-                              &err) != BG_OK)
+        bg_policy_watch_start(d.store, bg_loop_uv(d.loop), (unsigned)d.o.watch_debounce_ms,
+                              &d.watch, &err) != BG_OK)
         BG_WARN("main", "not watching %s (SIGHUP and Reload still work): %s", d.o.policies,
                 err.msg);
     if (d.o.ready_file != NULL && write_ready_file(d.o.ready_file, d.server) != 0) {
@@ -609,8 +610,8 @@ out:
     d.http = NULL;
     bg_rpc_server_destroy(d.server);
     bg_decision_log_close(d.decisions);
-    if (d.store != NULL)
-        bg_policy_store_unwatch(d.store);
+    bg_policy_watch_stop(d.watch);
+    d.watch = NULL;
     bg_loop_destroy(d.loop);
     d.loop = NULL;
     if (d.store != NULL)

@@ -113,16 +113,21 @@ int bg_policy_store_reload(bg_policy_store *st, const char *trigger, bg_err *err
 
 void bg_policy_store_status(bg_policy_store *st, bg_policy_status *out);
 
-/* Watch dir on loop (survives Kubernetes ConfigMap ..data symlink swaps);
- * bursts debounced by debounce_ms; reloads run off the loop thread. */
-int bg_policy_store_watch(bg_policy_store *st, uv_loop_t *loop, unsigned debounce_ms,
-                          bg_err *err);
+/* A watch on the store's directory: reloads when it changes (survives
+ * Kubernetes ConfigMap ..data symlink swaps); bursts debounced by
+ * debounce_ms; reloads run off the loop thread. At most one watch per store
+ * (a second start: BG_EINVAL). start and stop on the loop thread. */
+typedef struct bg_policy_watch bg_policy_watch;
+
+/* new: *out until bg_policy_watch_stop. */
+int bg_policy_watch_start(bg_policy_store *st, uv_loop_t *loop, unsigned debounce_ms,
+                          bg_policy_watch **out, bg_err *err);
 /* Stop watching (loop thread): waits for a watch-triggered reload running
  * on the worker pool, then closes the watch's handles; the loop must run
- * once more (uv_run, bg_loop_destroy) to finish closing them. No-op when
- * not watching. bg_policy_store_destroy calls it, so a watched store is
- * destroyed on the loop thread (e.g. after the loop stopped running). */
-void bg_policy_store_unwatch(bg_policy_store *st);
+ * once more (uv_run, bg_loop_destroy) to finish closing them and free the
+ * watch. w is invalid after the call; NULL is a no-op. Call it before
+ * bg_policy_store_destroy (which asserts the store is no longer watched). */
+void bg_policy_watch_stop(bg_policy_watch *w);
 
 /* ---------------------------------------------------------------- check */
 

@@ -87,7 +87,8 @@ void bg__policy_set_inherit(bg_policy_set *to, const bg_policy_set *from);
 
 /* ---- store internals for policy_watch.c (policy_store.c) */
 const char *bg__store_dir(const bg_policy_store *st);
-/* The store's watch state (owned by policy_watch.c; NULL when none). */
-void **bg__store_watch_slot(bg_policy_store *st);
+/* claim 1: take the store's one watch (0, or -1 when a watch has it);
+ * claim 0: give it back. */
+int bg__store_claim_watch(bg_policy_store *st, int claim);
 
 #endif

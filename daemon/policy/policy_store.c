@@ -7,6 +7,7 @@
  *   [serving S] --reload ok--> [serving S']        build S' beside, swap, drain S
  *   [serving S] --reload failed--> [serving S]     errors kept for Status
  *   [serving S] --destroy--> [no store]            caller has dropped its refs
+ *                                                  and stopped its watch
  *
  * Invariants:
  *   1. cur is never NULL while the store exists and always a fully
@@ -25,8 +26,8 @@
  *
  * Threads: acquire/unref/status from any thread; reload from any thread
  * (serialised); create/destroy on one thread, destroy after every
- * reference handed out was dropped; when watched, destroy runs on the loop
- * thread and unwatches first (policy_watch.c).
+ * reference handed out was dropped and after bg_policy_watch_stop
+ * (policy_watch.c calls the store, never the other way round).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -36,6 +37,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_log.h"
 #include "policy/policy_priv.h"
 
@@ -47,7 +49,7 @@ struct bg_policy_store {
     pthread_mutex_t reload_mu;        /* serialises reloads */
     pthread_mutex_t status_mu;        /* guards status */
     bg_policy_status status;
-    void *watch;                      /* policy_watch.c */
+    atomic_int watched;               /* 1 while a bg_policy_watch is on it */
 };
 
 static int64_t unix_ms(void)
@@ -77,9 +79,15 @@ const char *bg__store_dir(const bg_policy_store *st)
     return st->dir;
 }
 
-void **bg__store_watch_slot(bg_policy_store *st)
+int bg__store_claim_watch(bg_policy_store *st, int claim)
 {
-    return &st->watch;
+    if (!claim) {
+        int was = atomic_exchange(&st->watched, 0);
+        BG_ASSERT(was == 1, "policy store %s: watch released but none claimed", st->dir);
+        return 0;
+    }
+    int expect = 0;
+    return atomic_compare_exchange_strong(&st->watched, &expect, 1) ? 0 : -1;
 }
 
 /* Build a set; on failure fill err with every error. */
@@ -147,7 +155,8 @@ void bg_policy_store_destroy(bg_policy_store *st)
 {
     if (!st)
         return;
-    bg_policy_store_unwatch(st); /* loop thread when watched (see policy.h) */
+    BG_ASSERT(atomic_load(&st->watched) == 0,
+              "policy store %s destroyed while watched: bg_policy_watch_stop first", st->dir);
     bg_policy_set_unref(atomic_load(&st->cur));
     pthread_mutex_destroy(&st->reload_mu);
     pthread_mutex_destroy(&st->status_mu);

@@ -25,13 +25,17 @@
  *
  * Threads: watch/unwatch and every callback on the loop thread; the work
  * function on a pool thread (it only calls bg_policy_store_reload).
- * Ownership: the watch state is heap-allocated, owned by the store's slot
- * until unwatch, then by the handles' close callbacks (freed after all
- * three handles closed and no work is in flight). unwatch (also called by
- * bg_policy_store_destroy) waits for a reload running on the pool, and a
- * queued one finds st == NULL and does nothing, so the store may be freed
- * right after unwatch returns; the loop must still run once to close the
- * handles (bg_loop_destroy / uv_run do).
+ * Ownership: the watch is heap-allocated, owned by the caller of
+ * bg_policy_watch_start until bg_policy_watch_stop, then by the handles'
+ * close callbacks (freed after all three handles closed and no work is in
+ * flight). stop waits for a reload running on the pool, and a queued one
+ * finds st == NULL and does nothing, so the store may be destroyed right
+ * after stop returns; the loop must still run once to close the handles
+ * (bg_loop_destroy / uv_run do).
+ *
+ * Calls go one way: the watch calls the store (reload, its directory, the
+ * one-watch claim); the store knows nothing of the watch, and its destroy
+ * asserts that no watch is left on it.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -41,10 +45,11 @@
 #include <sys/stat.h>
 #include <uv.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_log.h"
 #include "policy/policy_priv.h"
 
-typedef struct watch {
+struct bg_policy_watch {
     pthread_mutex_t mu;    /* guards st against the pool thread */
     bg_policy_store *st;   /* NULL after unwatch; written on the loop thread */
     uv_loop_t *loop;
@@ -58,7 +63,8 @@ typedef struct watch {
     int open_handles;      /* 3 until closed */
     char armed[PATH_MAX];  /* realpath of the directory when armed */
     char link_name[256];   /* basename of the path when it is a symlink */
-} watch;
+};
+typedef bg_policy_watch watch;
 
 static void maybe_free(watch *w)
 {
@@ -211,16 +217,18 @@ static void close_all(watch *w)
     uv_close((uv_handle_t *)&w->timer, on_close);
 }
 
-int bg_policy_store_watch(bg_policy_store *st, uv_loop_t *loop, unsigned debounce_ms,
-                          bg_err *err)
+int bg_policy_watch_start(bg_policy_store *st, uv_loop_t *loop, unsigned debounce_ms,
+                          bg_policy_watch **out, bg_err *err)
 {
-    void **slot = bg__store_watch_slot(st);
-    if (*slot)
+    *out = NULL;
+    if (bg__store_claim_watch(st, 1) != 0)
         return bg_err_set(err, BG_EINVAL, "policy watch: %s is already watched",
                           bg__store_dir(st));
     watch *w = calloc(1, sizeof *w);
-    if (!w)
+    if (!w) {
+        bg__store_claim_watch(st, 0);
         return bg_err_set(err, BG_ENOMEM, "policy watch: out of memory");
+    }
     pthread_mutex_init(&w->mu, NULL);
     w->st = st;
     w->loop = loop;
@@ -239,23 +247,24 @@ int bg_policy_store_watch(bg_policy_store *st, uv_loop_t *loop, unsigned debounc
     }
     if (rc != 0) {
         w->st = NULL;
+        bg__store_claim_watch(st, 0);
         close_all(w);
         return BG_EIO;
     }
-    *slot = w;
+    *out = w;
     return BG_OK;
 }
 
-void bg_policy_store_unwatch(bg_policy_store *st)
+void bg_policy_watch_stop(bg_policy_watch *w)
 {
-    void **slot = bg__store_watch_slot(st);
-    watch *w = *slot;
     if (!w)
         return;
-    *slot = NULL;
     pthread_mutex_lock(&w->mu); /* waits for a reload running on the pool */
+    bg_policy_store *st = w->st;
     w->st = NULL;
     pthread_mutex_unlock(&w->mu);
+    BG_ASSERT(st != NULL, "policy watch %p stopped twice", (void *)w);
+    bg__store_claim_watch(st, 0);
     uv_fs_event_stop(&w->ev);
     uv_fs_event_stop(&w->pev);
     uv_timer_stop(&w->timer);

@@ -92,6 +92,7 @@ typedef struct fixture {
     char policy[2048];
     bg_plugin_host *host;
     bg_policy_store *st;
+    bg_policy_watch *watch;
     uv_loop_t loop;
 } fixture;
 
@@ -117,7 +118,7 @@ static int fixture_open(fixture *f, const char *tag, const char *path)
         return -1;
     }
     uv_loop_init(&f->loop);
-    CHECK_INT(bg_policy_store_watch(f->st, &f->loop, DEBOUNCE_MS, &err), BG_OK);
+    CHECK_INT(bg_policy_watch_start(f->st, &f->loop, DEBOUNCE_MS, &f->watch, &err), BG_OK);
     return 0;
 }
 
@@ -130,7 +131,9 @@ static void test_configmap_dir(void)
     char *p = fx.policy;
     bg_policy_store *st = fx.st;
     bg_err err;
-    CHECK_INT(bg_policy_store_watch(st, &fx.loop, DEBOUNCE_MS, &err), BG_EINVAL);
+    bg_policy_watch *second = (bg_policy_watch *)&fx; /* must come back NULL */
+    CHECK_INT(bg_policy_watch_start(st, &fx.loop, DEBOUNCE_MS, &second, &err), BG_EINVAL);
+    CHECK(second == NULL);
     CHECK_NEAR(pt_threshold(st), 0.05, 0);
 
     /* A valid update: exactly one reload, then the new threshold serves. */
@@ -158,8 +161,9 @@ static void test_configmap_dir(void)
           NULL);
     CHECK_NEAR(pt_threshold(st), 0.07, 0);
 
-    /* Destroy while watched (as bayesguardd's shutdown does): it unwatches
-     * itself; the loop then closes the handles and frees the watch. */
+    /* Stop, destroy the store, then run the loop (bayesguardd's shutdown
+     * order): the loop closes the handles and frees the watch. */
+    bg_policy_watch_stop(fx.watch);
     bg_policy_store_destroy(st);
     uv_run(&fx.loop, UV_RUN_DEFAULT);
     CHECK_INT(uv_loop_close(&fx.loop), 0);
@@ -189,7 +193,7 @@ static void test_symlinked_path(void)
         CHECK_INT(ss.reloads_failed, 0);
         CHECK_NEAR(pt_threshold(st), i ? 0.08 : 0.06, 0);
     }
-    bg_policy_store_unwatch(st);
+    bg_policy_watch_stop(fx.watch);
     uv_run(&fx.loop, UV_RUN_DEFAULT);
     CHECK_INT(uv_loop_close(&fx.loop), 0);
     bg_policy_store_destroy(st);
