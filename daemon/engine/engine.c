@@ -645,7 +645,7 @@ int bg_engine_summary(bg_engine *e, const bg_guard *g, const char *session,
 int bg_engine_posterior(bg_engine *e, const bg_guard *g, const char *session, double *post,
                         size_t n, bg_err *err)
 {
-    size_t count;
+    size_t count = 0; /* gcc -O3 cannot see model_count sets it on BG_OK */
     int rc = model_count(e, g, &count, err);
     if (rc != BG_OK)
         return rc;

@@ -195,8 +195,9 @@ static void test_line_format(void)
         "\"session_key\":\"s1\",\"shadow\":true,\"harm_bound\":0.25,\"threshold\":0.01,"
         "\"enforce_decision\":\"DENY\",\"posterior_predictive\":0.125,\"bound_kind\":\"exact\","
         "\"plausible_set_size\":17,\"observations\":3,\"eval_us\":99}",
-        "\"error_code\":\"NOT_FOUND\",\"error\":\"no policy matches tool 'x'\",\"tool\":\"x\","
-        "\"action_id\":\"\",\"session\":\"\",\"agent\":\"\",\"trace_id\":\"\",\"eval_us\":5}",
+        /* one element in two literals: the parentheses say so to clang */
+        ("\"error_code\":\"NOT_FOUND\",\"error\":\"no policy matches tool 'x'\",\"tool\":\"x\","
+         "\"action_id\":\"\",\"session\":\"\",\"agent\":\"\",\"trace_id\":\"\",\"eval_us\":5}"),
     };
     char *line = text;
     for (int i = 0; i < 3; i++) {
