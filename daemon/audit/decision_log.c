@@ -18,6 +18,9 @@
  *             and the writer frees the log once its write returns. Both
  *             flags are under mu, so exactly one of them frees it.
  * A reopen request is served before the next batch is written.
+ * Invariants (assert_state, under mu, at every transition):
+ *   1. taken_seq - batch_seq is 1 while a batch is out (writing > 0), else 0;
+ *   2. pending.len + writing <= max_queued (append refuses what would not fit).
  * Why linger: waking the writer for every line costs a futex wake and a
  * write(2) per decision, measured at +8-12 µs of server CPU per Evaluate at
  * 64 callers (docs/PERFORMANCE.md, "Decision log"); batches of up to
@@ -34,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_io.h"
 #include "common/bg_log.h"
 #include "common/bg_strbuf.h"
@@ -65,6 +69,17 @@ struct bg_decision_log {
     int failing;              /* writer only: the last write failed (warn once) */
     bg_decision_log_stats st; /* under mu */
 };
+
+/* The invariants of the header comment; l->mu held. */
+static void assert_state(const bg_decision_log *l)
+{
+    BG_ASSERT(l->taken_seq - l->batch_seq == (l->writing > 0 ? 1u : 0u),
+              "decision log %s: %llu batches taken, %llu done, %zu bytes being written", l->path,
+              (unsigned long long)l->taken_seq, (unsigned long long)l->batch_seq, l->writing);
+    BG_ASSERT(l->pending.len + l->writing <= l->max_queued,
+              "decision log %s: %zu bytes pending + %zu being written over the cap %zu", l->path,
+              l->pending.len, l->writing, l->max_queued);
+}
 
 static int open_path(const char *path)
 {
@@ -168,6 +183,7 @@ static void *writer_main(void *arg)
         l->urgent = 0;
         l->taken_seq++;
         l->writing = batch.len;
+        assert_state(l);
         pthread_mutex_unlock(&l->mu);
         int rc = write_batch(l, &batch);
         bg_strbuf_reset(&batch);
@@ -180,6 +196,7 @@ static void *writer_main(void *arg)
             l->st.write_errors++;
         }
         l->batch_seq++;
+        assert_state(l);
         pthread_cond_broadcast(&l->done);
     }
     l->exited = 1;
@@ -390,6 +407,7 @@ void bg_decision_log_append(bg_decision_log *l, const bg_decision_record *r)
                 pthread_cond_signal(&l->cv);
         }
     }
+    assert_state(l);
     pthread_mutex_unlock(&l->mu);
     bg_strbuf_close(&line);
 }
