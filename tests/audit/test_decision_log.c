@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "audit/decision_log.h"
-#include "bg_check.h"
+#include "bg_test.h"
 #include "common/bg_strbuf.h"
 
 static char dir[256];

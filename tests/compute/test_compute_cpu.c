@@ -18,11 +18,11 @@
 
 #include "compute/compute.h"
 #include "compute/compute_ref.h"
+#include "bg_test.h"
 
 #define RTOL 1e-4f
 #define ATOL 1e-4f
 
-static int failures;
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
 static uint32_t next_u32(void)
@@ -66,7 +66,7 @@ static void check_close(const char *what, const float *got, const float *want, s
     if (worst > 1.0) {
         printf("FAIL %s: element %zu got %.7g want %.7g (error %.2fx tolerance)\n", what, at,
                got[at], want[at], worst);
-        failures++;
+        bg_test_failures++;
     }
 }
 
@@ -106,7 +106,7 @@ static void run(bg_compute *c, const char *what)
     bg_err err;
     if (bg_compute_submit(c, &err) != BG_OK) {
         printf("FAIL %s: submit: %s\n", what, err.msg);
-        failures++;
+        bg_test_failures++;
     }
 }
 
@@ -281,7 +281,7 @@ static void expect_poison(bg_compute *c, const char *what, const char *needle)
     if (rc == BG_OK || !strstr(err.msg, needle)) {
         printf("FAIL %s: submit rc=%d msg='%s', expected an error containing '%s'\n", what, rc,
                err.msg, needle);
-        failures++;
+        bg_test_failures++;
     } else {
         printf("ok   %s -> %s\n", what, err.msg);
     }
@@ -334,17 +334,17 @@ static void test_errors(bg_compute *c)
     float tmp[4];
     if (bg_cbuf_read(c, a, 0, tmp, sizeof tmp, &err) == BG_OK) {
         printf("FAIL cbuf_read inside a recording succeeded\n");
-        failures++;
+        bg_test_failures++;
     }
     run(c, "empty recording");
     if (bg_cbuf_read(c, a, 252, tmp, 8, &err) == BG_OK) {
         printf("FAIL cbuf_read past the end succeeded\n");
-        failures++;
+        bg_test_failures++;
     }
     bg_cbuf *bad = NULL;
     if (bg_cbuf_create(c, 6, &bad, &err) != BG_EINVAL || bad) {
         printf("FAIL cbuf_create(6 bytes) accepted\n");
-        failures++;
+        bg_test_failures++;
     }
     /* a buffer left alive is freed by destroy (ASan checks for the leak) */
     (void)o;
@@ -374,7 +374,7 @@ static void test_pool_stress(bg_compute *c)
         bad += got[i] != (float)RUNS;
     if (bad) {
         printf("FAIL pool stress: %d of %d elements differ from %d\n", bad, N, RUNS);
-        failures++;
+        bg_test_failures++;
     }
     bg_cbuf_destroy(c, bx);
     bg_cbuf_destroy(c, by);
@@ -394,7 +394,7 @@ static void suite(int threads)
     printf("backend: %s\n", bg_compute_describe(c));
     if (bg_compute_kind(c) != BG_BACKEND_CPU) {
         printf("FAIL kind\n");
-        failures++;
+        bg_test_failures++;
     }
     static const int fixed[][3] = {{1, 1, 1},     {1, 17, 33},  {1, 64, 64},    {1, 300, 288},
                                    {2, 37, 19},   {3, 5, 7},    {6, 16, 256},   {7, 17, 257},
@@ -433,13 +433,13 @@ int main(void)
     bg_err err;
     if (bg_compute_create(&bad, &c, &err) != BG_EINVAL || c) {
         printf("FAIL threads -2 accepted\n");
-        failures++;
+        bg_test_failures++;
     }
     if (bg_backend_kind_parse("cpu") != BG_BACKEND_CPU ||
         bg_backend_kind_parse("vulkan") != BG_BACKEND_VULKAN ||
         bg_backend_kind_parse("auto") != BG_BACKEND_AUTO || bg_backend_kind_parse("gpu") != -1) {
         printf("FAIL bg_backend_kind_parse\n");
-        failures++;
+        bg_test_failures++;
     }
     /* auto always yields a working backend (Vulkan with a GPU, else CPU).
      * The probe may load Mesa's lavapipe; keep it mapped so LeakSanitizer
@@ -448,11 +448,10 @@ int main(void)
     bg_compute_opts ao = {BG_BACKEND_AUTO, 1, 0, -1};
     if (bg_compute_create(&ao, &c, &err) != BG_OK) {
         printf("FAIL auto: %s\n", err.msg);
-        failures++;
+        bg_test_failures++;
     } else {
         printf("auto chose: %s\n", bg_compute_describe(c));
         bg_compute_destroy(c);
     }
-    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    CHECK_DONE("test_compute_cpu");
 }

@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../plugin/bg_check.h"
+#include "bg_test.h"
 #include "metrics/metrics.h"
 
 #define POLICY(name, thr)                                                                          \
@@ -67,11 +67,8 @@ static double value_of(const char *text, const char *series)
 #define CHECK_VALUE(text, series, want)                                                            \
     do {                                                                                           \
         double got_ = value_of(text, series), want_ = (want);                                      \
-        if (got_ != want_) {                                                                       \
-            fprintf(stderr, "%s:%d: %s = %.17g, expected %.17g\n", __FILE__, __LINE__, series,     \
-                    got_, want_);                                                                  \
-            bg_check_failures++;                                                                   \
-        }                                                                                          \
+        if (got_ != want_)                                                                         \
+            bg_test_fail(__FILE__, __LINE__, series, "%.17g, expected %.17g", got_, want_);        \
     } while (0)
 
 /* Every "# TYPE name" appears once, and every sample line belongs to the
@@ -294,6 +291,5 @@ int main(void)
     bg_plugin_host_destroy(host);
     unlink(file);
     rmdir(dir);
-    printf("%s\n", bg_check_failures ? "FAILED" : "ok");
-    return bg_check_failures != 0;
+    CHECK_DONE("test_metrics");
 }

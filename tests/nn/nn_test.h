@@ -1,6 +1,6 @@
 /*
  * nn_test.h — small helpers shared by the tests in tests/nn (header-only,
- * static functions): failure counting, a temp directory, a CPU model.
+ * static functions): a temp directory, a CPU model. Checks are bg_test.h's.
  */
 #ifndef BG_NN_TEST_H
 #define BG_NN_TEST_H
@@ -9,19 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bg_test.h"
 #include "nn/nn.h"
-
-static int nt_failures;
-
-#define NT_CHECK(cond, ...)                                                                        \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            nt_failures++;                                                                         \
-        }                                                                                          \
-    } while (0)
 
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes its files. */
 static inline const char *nt_tmpdir(void)
@@ -40,10 +29,5 @@ static inline const char *nt_tmpdir(void)
     return dir;
 }
 
-static inline int nt_finish(void)
-{
-    printf("%s: %d failure(s)\n", nt_failures ? "FAIL" : "PASS", nt_failures);
-    return nt_failures ? 1 : 0;
-}
 
 #endif

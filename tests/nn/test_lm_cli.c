@@ -76,7 +76,7 @@ static void check_exe(const char *exe, const char *model)
     bg_nn_model *m = NULL;
     bg_compute_opts co = {BG_BACKEND_CPU, 1, 0, -1};
     if (bg_nn_model_load(model, &co, &m, &err) != BG_OK) {
-        NT_CHECK(0, "load %s: %s", model, err.msg);
+        CHECK(0, "load %s: %s", model, err.msg);
         return;
     }
     int V = bg_nn_model_config(m)->vocab_size;
@@ -95,10 +95,10 @@ static void check_exe(const char *exe, const char *model)
     bg_nn_sampler_init(&s, V, 0.0f, 1.0f, 1, &err);
     bg_nn_generate(m, &prompt, 1, 6, &s, want, &n_want, &err);
     bg_nn_sampler_close(&s);
-    NT_CHECK(rc == 0 && n == 6 && strchr(g_out, '\n') == g_out + strlen(g_out) - 1,
+    CHECK(rc == 0 && n == 6 && strchr(g_out, '\n') == g_out + strlen(g_out) - 1,
              "generate: rc %d, %d ids, output '%s' stderr '%s'", rc, n, g_out, g_errbuf);
     for (int i = 0; i < 6 && n == 6; i++)
-        NT_CHECK(vals[i] == want[i], "generate id %d: %g vs %d", i, vals[i], (int)want[i]);
+        CHECK(vals[i] == want[i], "generate id %d: %g vs %d", i, vals[i], (int)want[i]);
     printf("generate: %s", g_out);
 
     /* sampling: a seed reproduces the ids; top-p and temperature accepted */
@@ -108,7 +108,7 @@ static void check_exe(const char *exe, const char *model)
     char first[512];
     snprintf(first, sizeof first, "%s", g_out);
     int rc2 = run(exe, args);
-    NT_CHECK(rc == 0 && rc2 == 0 && parse_line(first, vals, 600, 0) == 12 &&
+    CHECK(rc == 0 && rc2 == 0 && parse_line(first, vals, 600, 0) == 12 &&
                  strcmp(first, g_out) == 0,
              "seeded generate: rc %d/%d, '%s' vs '%s'", rc, rc2, first, g_out);
     printf("seeded sampling (seed 5, T 0.9, top-p 0.9): %s", first);
@@ -120,12 +120,12 @@ static void check_exe(const char *exe, const char *model)
     float *lw = malloc(sizeof(float) * V);
     int32_t toks[3] = {1, 5, 7};
     bg_nn_forward(m, toks, 3, 0, lw, &err);
-    NT_CHECK(rc == 0 && n == V, "logits: rc %d, %d values (want %d), stderr '%s'", rc, n, V,
+    CHECK(rc == 0 && n == V, "logits: rc %d, %d values (want %d), stderr '%s'", rc, n, V,
              g_errbuf);
     int bad = 0;
     for (int i = 0; i < V && n == V; i++)
         bad += !close_to(vals[i], lw[i]);
-    NT_CHECK(bad == 0, "logits: %d values differ from the in-process forward", bad);
+    CHECK(bad == 0, "logits: %d values differ from the in-process forward", bad);
     printf("logits: %d values, first %.6f\n", n, n > 0 ? vals[0] : 0.0);
     free(lw);
 
@@ -143,7 +143,7 @@ static void check_exe(const char *exe, const char *model)
     int lens[2] = {3, 1};
     double ws[2];
     bg_nn_score(m, pre, 2, cs, lens, 2, ws, &err);
-    NT_CHECK(rc == 0 && n1 == 1 && n2 == 1 && close_to(got[0], ws[0]) && close_to(got[1], ws[1]),
+    CHECK(rc == 0 && n1 == 1 && n2 == 1 && close_to(got[0], ws[0]) && close_to(got[1], ws[1]),
              "score: rc %d output '%s' want %.6f %.6f, stderr '%s'", rc, g_out, ws[0], ws[1],
              g_errbuf);
     printf("score: %.6f %.6f\n", got[0], got[1]);
@@ -167,18 +167,18 @@ static void check_exe(const char *exe, const char *model)
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         snprintf(args, sizeof args, errs[i].args, strstr(errs[i].args, "--model") ? model : "");
         rc = run(exe, args);
-        NT_CHECK(rc == errs[i].code && strstr(g_errbuf, errs[i].needle),
+        CHECK(rc == errs[i].code && strstr(g_errbuf, errs[i].needle),
                  "'%s': rc %d (want %d), stderr '%s' (want '%s')", args, rc, errs[i].code, g_errbuf,
                  errs[i].needle);
     }
     /* vulkan: works (a GPU) or fails with exit 1 and a message about Vulkan */
     snprintf(args, sizeof args, "lm logits --model '%s' --tokens 1 --backend vulkan", model);
     rc = run(exe, args);
-    NT_CHECK(rc == 0 || (rc == 1 && strstr(g_errbuf, "ulkan")), "vulkan: rc %d stderr '%s'", rc,
+    CHECK(rc == 0 || (rc == 1 && strstr(g_errbuf, "ulkan")), "vulkan: rc %d stderr '%s'", rc,
              g_errbuf);
     printf("vulkan backend: %s", rc == 0 ? "available\n" : g_errbuf);
     rc = run(exe, "lm --help");
-    NT_CHECK(rc == 0 && strstr(g_out, "generate"), "--help: rc %d", rc);
+    CHECK(rc == 0 && strstr(g_out, "generate"), "--help: rc %d", rc);
     bg_nn_model_destroy(m);
 }
 
@@ -209,5 +209,5 @@ int main(void)
     unlink(model);
     unlink(g_err_path);
     rmdir(dir);
-    return nt_finish();
+    CHECK_DONE("test_lm_cli");
 }

@@ -43,7 +43,7 @@ static void check_model(const char *path, const char *label, int threads, int n_
     bg_err err;
     bg_nn_ckpt ck;
     if (bg_nn_ckpt_open(&ck, path, &err) != BG_OK) {
-        NT_CHECK(0, "%s: open: %s", label, err.msg);
+        CHECK(0, "%s: open: %s", label, err.msg);
         return;
     }
     const bg_nn_config *c = &ck.cfg;
@@ -51,7 +51,7 @@ static void check_model(const char *path, const char *label, int threads, int n_
     bg_nn_model *m = NULL;
     bg_nn_ref *ref = NULL;
     if (bg_nn_model_create(&ck, &co, &m, &err) != BG_OK || bg_nn_ref_create(&ck, &ref, &err)) {
-        NT_CHECK(0, "%s: create: %s", label, err.msg);
+        CHECK(0, "%s: create: %s", label, err.msg);
         bg_nn_model_destroy(m);
         bg_nn_ckpt_close(&ck);
         return;
@@ -69,7 +69,7 @@ static void check_model(const char *path, const char *label, int threads, int n_
     for (int pos = 0; pos < steps; pos++) {
         const float *want = bg_nn_ref_forward(ref, seq[pos], pos);
         if (bg_nn_forward(m, &seq[pos], 1, pos, logits, &err) != BG_OK) {
-            NT_CHECK(0, "%s: forward: %s", label, err.msg);
+            CHECK(0, "%s: forward: %s", label, err.msg);
             break;
         }
         double e = max_rel_err(logits, want, V);
@@ -79,26 +79,26 @@ static void check_model(const char *path, const char *label, int threads, int n_
     }
     printf("%s (%d threads): decode %d steps, worst error %.3f of tolerance %g+%g|ref|\n", label,
            threads, steps, worst, TOL, TOL);
-    NT_CHECK(worst <= 1.0, "%s: decode logits differ from the reference (%.2fx tolerance)", label,
+    CHECK(worst <= 1.0, "%s: decode logits differ from the reference (%.2fx tolerance)", label,
              worst);
 
     /* 3. prefill of all steps (chunked when > 128) vs decode's last logits */
     const float *want_last = bg_nn_ref_forward(ref, seq[steps - 1], steps - 1);
     float *pre = malloc(sizeof(float) * V);
     memcpy(logits, want_last, sizeof(float) * V);
-    NT_CHECK(bg_nn_forward(m, seq, steps, 0, pre, &err) == BG_OK, "%s: prefill: %s", label,
+    CHECK(bg_nn_forward(m, seq, steps, 0, pre, &err) == BG_OK, "%s: prefill: %s", label,
              err.msg);
     worst = max_rel_err(pre, logits, V);
     printf("%s: prefill of %d tokens vs decode: worst error %.3f of tolerance\n", label, steps,
            worst);
-    NT_CHECK(worst <= 1.0, "%s: prefill logits differ (%.2fx tolerance)", label, worst);
+    CHECK(worst <= 1.0, "%s: prefill logits differ (%.2fx tolerance)", label, worst);
 
     /* 4. score: prefix seq[0..3), continuations = slices of seq */
     int np = 3;
     const int32_t *conts[3] = {seq + np, seq + np, seq + np};
     int lens[3] = {1, 5, steps - np};
     double got[3];
-    NT_CHECK(bg_nn_score(m, seq, np, conts, lens, 3, got, &err) == BG_OK, "%s: score: %s", label,
+    CHECK(bg_nn_score(m, seq, np, conts, lens, 3, got, &err) == BG_OK, "%s: score: %s", label,
              err.msg);
     for (int i = 0; i < 3; i++) {
         double want = 0;
@@ -106,7 +106,7 @@ static void check_model(const char *path, const char *label, int threads, int n_
             want += lp_ref[np - 1 + t];
         printf("%s: score continuation %d (%d tokens): %.6f, reference %.6f\n", label, i, lens[i],
                got[i], want);
-        NT_CHECK(fabs(got[i] - want) <= 1e-3 * (1 + fabs(want)), "%s: score %d: %f vs %f", label, i,
+        CHECK(fabs(got[i] - want) <= 1e-3 * (1 + fabs(want)), "%s: score %d: %f vs %f", label, i,
                  got[i], want);
     }
 
@@ -115,10 +115,10 @@ static void check_model(const char *path, const char *label, int threads, int n_
     int32_t prompt = 1 % V, *out = malloc(sizeof(int32_t) * gen);
     int n_out = 0;
     bg_nn_sampler smp;
-    NT_CHECK(bg_nn_sampler_init(&smp, V, 0.0f, 1.0f, 7, &err) == BG_OK, "sampler");
-    NT_CHECK(bg_nn_generate(m, &prompt, 1, gen, &smp, out, &n_out, &err) == BG_OK,
+    CHECK(bg_nn_sampler_init(&smp, V, 0.0f, 1.0f, 7, &err) == BG_OK, "sampler");
+    CHECK(bg_nn_generate(m, &prompt, 1, gen, &smp, out, &n_out, &err) == BG_OK,
              "%s: generate: %s", label, err.msg);
-    NT_CHECK(n_out == gen, "%s: generated %d of %d", label, n_out, gen);
+    CHECK(n_out == gen, "%s: generated %d of %d", label, n_out, gen);
     int32_t cur = prompt, same = 1;
     for (int i = 0; i < n_out; i++) {
         const float *l = bg_nn_ref_forward(ref, cur, i);
@@ -132,7 +132,7 @@ static void check_model(const char *path, const char *label, int threads, int n_
         }
         cur = best;
     }
-    NT_CHECK(same, "%s: greedy generation differs from the reference", label);
+    CHECK(same, "%s: greedy generation differs from the reference", label);
     printf("%s: greedy generation of %d tokens identical\n", label, n_out);
 
     /* generation stops at the context: a prompt of seq_len - 2 tokens
@@ -140,7 +140,7 @@ static void check_model(const char *path, const char *label, int threads, int n_
     if (c->seq_len >= 3 && c->seq_len - 2 <= steps) {
         int32_t more[8];
         n_out = 0;
-        NT_CHECK(bg_nn_generate(m, seq, c->seq_len - 2, 8, &smp, more, &n_out, &err) == BG_OK &&
+        CHECK(bg_nn_generate(m, seq, c->seq_len - 2, 8, &smp, more, &n_out, &err) == BG_OK &&
                      n_out == 3,
                  "%s: generate at the end of the context gave %d ids (want 3): %s", label, n_out,
                  err.msg);
@@ -148,10 +148,10 @@ static void check_model(const char *path, const char *label, int threads, int n_
 
     /* errors: token out of range, position past the context */
     int32_t bad = V;
-    NT_CHECK(bg_nn_forward(m, &bad, 1, 0, logits, &err) == BG_EINVAL &&
+    CHECK(bg_nn_forward(m, &bad, 1, 0, logits, &err) == BG_EINVAL &&
                  strstr(err.msg, "out of range"),
              "%s: bad token accepted: %s", label, err.msg);
-    NT_CHECK(bg_nn_forward(m, seq, 2, c->seq_len - 1, logits, &err) == BG_EINVAL,
+    CHECK(bg_nn_forward(m, seq, 2, c->seq_len - 1, logits, &err) == BG_EINVAL,
              "%s: position past the context accepted", label);
 
     bg_nn_sampler_close(&smp);
@@ -184,7 +184,7 @@ int main(void)
         bg_err err;
         snprintf(path, sizeof path, "%s/synth%zu.bin", dir, i);
         if (bg_nn_synth_write(path, &synth[i].cfg, 100 + i, &err) != BG_OK) {
-            NT_CHECK(0, "synth write: %s", err.msg);
+            CHECK(0, "synth write: %s", err.msg);
             continue;
         }
         check_model(path, synth[i].name, 1, synth[i].steps);
@@ -199,5 +199,5 @@ int main(void)
         check_model(path, "stories260K", 2, 64);
     else
         printf("stories260K: not found at %s (BG_SHARED_DIR); that part is skipped\n", path);
-    return nt_finish();
+    CHECK_DONE("test_nn_model");
 }

@@ -15,9 +15,9 @@ int main(void)
     float logits[5] = {0.1f, 2.0f, -1.0f, 1.0f, 0.5f};
     float tmp[5];
 
-    NT_CHECK(bg_nn_sampler_init(&s, 5, 0.0f, 1.0f, 1, &err) == BG_OK, "init");
+    CHECK(bg_nn_sampler_init(&s, 5, 0.0f, 1.0f, 1, &err) == BG_OK, "init");
     memcpy(tmp, logits, sizeof tmp);
-    NT_CHECK(bg_nn_sample(&s, tmp) == 1, "greedy is not argmax");
+    CHECK(bg_nn_sample(&s, tmp) == 1, "greedy is not argmax");
     bg_nn_sampler_close(&s);
 
     /* softmax of logits */
@@ -28,7 +28,7 @@ int main(void)
         p[i] /= z;
 
     int counts[5] = {0}, n = 20000;
-    NT_CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 1.0f, 42, &err) == BG_OK, "init");
+    CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 1.0f, 42, &err) == BG_OK, "init");
     int first[10];
     for (int i = 0; i < n; i++) {
         memcpy(tmp, logits, sizeof tmp);
@@ -41,18 +41,18 @@ int main(void)
     for (int i = 0; i < 5; i++) {
         double f = (double)counts[i] / n;
         printf("token %d: frequency %.4f, softmax %.4f (tolerance 0.015)\n", i, f, p[i]);
-        NT_CHECK(fabs(f - p[i]) <= 0.015, "token %d frequency %.4f vs %.4f", i, f, p[i]);
+        CHECK(fabs(f - p[i]) <= 0.015, "token %d frequency %.4f vs %.4f", i, f, p[i]);
     }
     /* same seed, same first draws */
-    NT_CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 1.0f, 42, &err) == BG_OK, "init");
+    CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 1.0f, 42, &err) == BG_OK, "init");
     for (int i = 0; i < 10; i++) {
         memcpy(tmp, logits, sizeof tmp);
-        NT_CHECK(bg_nn_sample(&s, tmp) == first[i], "seed does not reproduce draw %d", i);
+        CHECK(bg_nn_sample(&s, tmp) == first[i], "seed does not reproduce draw %d", i);
     }
     bg_nn_sampler_close(&s);
 
     /* top-p 0.6: nucleus = {1 (p .56), 3 (.21)}: cumulative .76 passes .6 */
-    NT_CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 0.6f, 9, &err) == BG_OK, "init");
+    CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 0.6f, 9, &err) == BG_OK, "init");
     int seen[5] = {0};
     for (int i = 0; i < 5000; i++) {
         memcpy(tmp, logits, sizeof tmp);
@@ -60,11 +60,11 @@ int main(void)
     }
     bg_nn_sampler_close(&s);
     printf("top-p 0.6 counts: %d %d %d %d %d\n", seen[0], seen[1], seen[2], seen[3], seen[4]);
-    NT_CHECK(seen[0] == 0 && seen[2] == 0 && seen[4] == 0 && seen[1] > 0 && seen[3] > 0,
+    CHECK(seen[0] == 0 && seen[2] == 0 && seen[4] == 0 && seen[1] > 0 && seen[3] > 0,
              "top-p drew outside the nucleus {1, 3}");
 
-    NT_CHECK(bg_nn_sampler_init(&s, 5, -1.0f, 1.0f, 1, &err) == BG_EINVAL, "negative temperature");
-    NT_CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 0.0f, 1, &err) == BG_EINVAL, "top-p 0");
-    NT_CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 1.5f, 1, &err) == BG_EINVAL, "top-p 1.5");
-    return nt_finish();
+    CHECK(bg_nn_sampler_init(&s, 5, -1.0f, 1.0f, 1, &err) == BG_EINVAL, "negative temperature");
+    CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 0.0f, 1, &err) == BG_EINVAL, "top-p 0");
+    CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 1.5f, 1, &err) == BG_EINVAL, "top-p 1.5");
+    CHECK_DONE("test_nn_sample");
 }

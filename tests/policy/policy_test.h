@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../plugin/bg_check.h"
+#include "bg_test.h"
 #include "plugin/plugin_host.h"
 #include "policy/policy.h"
 

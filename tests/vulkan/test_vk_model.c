@@ -114,7 +114,7 @@ static void check_model(const char *path, const char *label)
             fprintf(stderr, "%d/%d ", gc[i], gv[i]);
         fprintf(stderr, "\n");
     }
-    VT_CHECK(same);
+    CHECK(same);
 
     /* 4. scoring: one prefix, three continuations */
     int32_t prefix[3] = {1, seq[3], seq[5]}, c1[4] = {seq[1], seq[2], seq[4], seq[7]};
@@ -123,13 +123,13 @@ static void check_model(const char *path, const char *label)
     int lens[3] = {4, 1, 6};
     double sc[3], sv[3];
     bg_err err;
-    VT_CHECK(bg_nn_score(cpu, prefix, 3, conts, lens, 3, sc, &err) == BG_OK);
-    VT_CHECK(bg_nn_score(vk, prefix, 3, conts, lens, 3, sv, &err) == BG_OK);
+    CHECK(bg_nn_score(cpu, prefix, 3, conts, lens, 3, sc, &err) == BG_OK);
+    CHECK(bg_nn_score(vk, prefix, 3, conts, lens, 3, sv, &err) == BG_OK);
     for (int i = 0; i < 3; i++) {
         int good = fabs(sv[i] - sc[i]) <= 1e-3 * (1.0 + fabs(sc[i]));
         printf("  score continuation %d: cpu %.6f vulkan %.6f %s (tol 1e-3*(1+|cpu|))\n", i,
                sc[i], sv[i], good ? "ok" : "FAIL");
-        VT_CHECK(good);
+        CHECK(good);
     }
     bg_nn_model_destroy(vk);
     bg_nn_model_destroy(cpu);
@@ -148,12 +148,12 @@ static void check_auto(const char *path, const char *v, const char *want)
     bg_nn_model *m = NULL;
     bg_err err;
     if (bg_nn_model_load(path, &o, &m, &err) != BG_OK) {
-        VT_CHECK(!"auto load");
+        CHECK(!"auto load");
         fprintf(stderr, "auto load: %s\n", err.msg);
     } else {
         const char *got = bg_nn_model_backend(m);
         printf("  backend auto, BG_NN_AUTO_GPU_MIN_MB=%s: %s\n", v ? v : "(unset)", got);
-        VT_CHECK(strncmp(got, want, strlen(want)) == 0);
+        CHECK(strncmp(got, want, strlen(want)) == 0);
         bg_nn_model_destroy(m);
     }
     unsetenv("BG_NN_AUTO_GPU_MIN_MB");
@@ -195,6 +195,6 @@ int main(void)
     check_auto(synth, "lots", "cpu");
     unlink(synth);
     rmdir(dir);
-    printf("test_vk_model: %s (%d failures)\n", vt_failures ? "FAIL" : "PASS", vt_failures);
-    return vt_failures ? 1 : 0;
+    bg_test_failures += vt_failures;
+    CHECK_DONE("test_vk_model");
 }

@@ -32,7 +32,7 @@ static void run(const char *what)
     int rc = bg_compute_submit(C, &err);
     if (rc != BG_OK) {
         fprintf(stderr, "%s: submit failed: %s\n", what, err.msg);
-        vt_failures++;
+        bg_test_failures++;
     }
 }
 
@@ -189,7 +189,7 @@ static void test_elementwise(const char *op, int n)
     snprintf(what, sizeof(what), "%s n=%d%s", op, n, tol == 0.0 ? " (exact)" : "");
     vt_check_close(what, got, h, (size_t)n, tol == 0.0 ? 0.0 : 1e-6, tol);
     if (tol == 0.0)
-        VT_CHECK(memcmp(got, h, (size_t)n * 4) == 0);
+        CHECK(memcmp(got, h, (size_t)n * 4) == 0);
     done(v, 2);
     free(h), free(g), free(got);
 }
@@ -301,6 +301,6 @@ int main(void)
     test_logsoftmax_gather(7, 1001);
 
     bg_compute_destroy(C);
-    printf("test_vk_ops: %s (%d failures)\n", vt_failures ? "FAIL" : "PASS", vt_failures);
-    return vt_failures ? 1 : 0;
+    bg_test_failures += vt_failures;
+    CHECK_DONE("test_vk_ops");
 }

@@ -135,7 +135,7 @@ static void submit_ok(const char *what)
     int rc = bg_compute_submit(C, &err);
     if (rc != BG_OK) {
         fprintf(stderr, "%s: submit: %s\n", what, err.msg);
-        vt_failures++;
+        bg_test_failures++;
     }
 }
 
@@ -251,8 +251,8 @@ static void test_bounds(void)
     bg_err_clear(&err);
     int rc = bg_compute_submit(C, &err);
     printf("  out-of-buffer view: %s: %s\n", bg_err_name(rc), err.msg);
-    VT_CHECK(rc == BG_EINVAL);
-    VT_CHECK(strstr(err.msg, "add") != NULL && strstr(err.msg, "outside") != NULL);
+    CHECK(rc == BG_EINVAL);
+    CHECK(strstr(err.msg, "add") != NULL && strstr(err.msg, "outside") != NULL);
     begin_ok(); /* the next recording starts clean */
     bg_op_copy(C, y, y, 1);
     submit_ok("after poison");
@@ -316,7 +316,7 @@ static void test_range(void)
     bg_err_clear(&err);
     int rc = bg_compute_submit(C, &err);
     printf("  add over %zu bytes: %s: %s\n", nw * 4, bg_err_name(rc), err.msg);
-    VT_CHECK(rc == BG_ELIMIT && strstr(err.msg, "maxStorageBufferRange") != NULL);
+    CHECK(rc == BG_ELIMIT && strstr(err.msg, "maxStorageBufferRange") != NULL);
 
     float *w = vt_rand_vec(nw);
     bg_cbuf_write(C, big.buf, 0, w, nw * 4, &err);
@@ -354,19 +354,19 @@ static void test_roundtrip(size_t n)
     vt_download(C, v, dst, n);
     printf("  upload/readback of %zu bytes: %s\n", n * 4,
            memcmp(src, dst, n * 4) == 0 ? "identical" : "DIFFERENT");
-    VT_CHECK(memcmp(src, dst, n * 4) == 0);
+    CHECK(memcmp(src, dst, n * 4) == 0);
     /* a partial read at an unaligned offset */
     bg_err err;
-    VT_CHECK(bg_cbuf_read(C, v.buf, 4 * 12345, dst, 4 * 1000, &err) == BG_OK);
-    VT_CHECK(memcmp(src + 12345, dst, 4 * 1000) == 0);
+    CHECK(bg_cbuf_read(C, v.buf, 4 * 12345, dst, 4 * 1000, &err) == BG_OK);
+    CHECK(memcmp(src + 12345, dst, 4 * 1000) == 0);
     /* small reads stay a memcpy even from uncached memory: 1 KiB and 1 B */
-    VT_CHECK(bg_cbuf_read(C, v.buf, 4 * 777 + 1, dst, 1024, &err) == BG_OK);
-    VT_CHECK(memcmp((unsigned char *)src + 4 * 777 + 1, dst, 1024) == 0);
-    VT_CHECK(bg_cbuf_read(C, v.buf, 4 * n - 1, dst, 1, &err) == BG_OK);
-    VT_CHECK(memcmp((unsigned char *)src + 4 * n - 1, dst, 1) == 0);
+    CHECK(bg_cbuf_read(C, v.buf, 4 * 777 + 1, dst, 1024, &err) == BG_OK);
+    CHECK(memcmp((unsigned char *)src + 4 * 777 + 1, dst, 1024) == 0);
+    CHECK(bg_cbuf_read(C, v.buf, 4 * n - 1, dst, 1, &err) == BG_OK);
+    CHECK(memcmp((unsigned char *)src + 4 * n - 1, dst, 1) == 0);
     /* just over the direct limit, at an odd byte offset */
-    VT_CHECK(bg_cbuf_read(C, v.buf, 3, dst, 1025, &err) == BG_OK);
-    VT_CHECK(memcmp((unsigned char *)src + 3, dst, 1025) == 0);
+    CHECK(bg_cbuf_read(C, v.buf, 3, dst, 1025, &err) == BG_OK);
+    CHECK(memcmp((unsigned char *)src + 3, dst, 1025) == 0);
     bg_cbuf_destroy(C, v.buf);
     free(src), free(dst);
 }
@@ -404,11 +404,11 @@ static void test_readback(void)
     capture_log(roundtrip_9mib, buf, sizeof buf);
     bg_log_set_level(BG_LOG_INFO);
     printf("  staging log:\n%s", buf);
-    VT_CHECK(strstr(buf, "read of 9437184 bytes staged") != NULL);
-    VT_CHECK(strstr(buf, "read of 4000 bytes staged") != NULL);
-    VT_CHECK(strstr(buf, "read of 1025 bytes staged") != NULL);
-    VT_CHECK(strstr(buf, "read of 1024 bytes staged") == NULL); /* direct */
-    VT_CHECK(strstr(buf, "read of 1 bytes staged") == NULL);
+    CHECK(strstr(buf, "read of 9437184 bytes staged") != NULL);
+    CHECK(strstr(buf, "read of 4000 bytes staged") != NULL);
+    CHECK(strstr(buf, "read of 1025 bytes staged") != NULL);
+    CHECK(strstr(buf, "read of 1024 bytes staged") == NULL); /* direct */
+    CHECK(strstr(buf, "read of 1 bytes staged") == NULL);
 }
 
 static void test_timestamps(void)
@@ -416,8 +416,8 @@ static void test_timestamps(void)
     char buf[8192];
     ssize_t n = capture_log(test_chain, buf, sizeof buf);
     printf("  timestamp log (%zd bytes):\n%s", n, buf);
-    VT_CHECK(strstr(buf, "per-op GPU time") != NULL);
-    VT_CHECK(strstr(buf, "matmul") != NULL && strstr(buf, "attention") != NULL);
+    CHECK(strstr(buf, "per-op GPU time") != NULL);
+    CHECK(strstr(buf, "matmul") != NULL && strstr(buf, "attention") != NULL);
 }
 
 /* ---- unavailable ---------------------------------------------------------- */
@@ -431,8 +431,8 @@ static void expect_create(const char *what, int want_rc, const char *want_text, 
     bg_err_clear(&err);
     int rc = bg_compute_create(&o, &c, &err);
     printf("  %s: %s: %s\n", what, bg_err_name(rc), err.msg);
-    VT_CHECK(rc == want_rc && c == NULL);
-    VT_CHECK(strstr(err.msg, want_text) != NULL);
+    CHECK(rc == want_rc && c == NULL);
+    CHECK(strstr(err.msg, want_text) != NULL);
     if (c)
         bg_compute_destroy(c);
 }
@@ -453,7 +453,7 @@ static int test_unavail(void)
     bg_err err;
     if (access(VT_LVP_ICD, R_OK) != 0 || bg_compute_create(&o, &c, &err) != BG_OK) {
         printf("test_vk_runtime unavail: SKIP: no loader or lavapipe here\n");
-        return vt_failures ? 1 : 77;
+        return vt_failures + bg_test_failures ? 1 : 77;
     }
     bg_compute_destroy(c);
     setenv("VK_DRIVER_FILES", "/nonexistent/icd.json", 1);
@@ -461,22 +461,22 @@ static int test_unavail(void)
     setenv("VK_DRIVER_FILES", VT_LVP_ICD, 1);
     expect_create("lavapipe only, CPU devices not allowed", BG_EUNAVAIL, "BG_VK_ALLOW_CPU=1", 0);
     /* auto on a host whose only Vulkan device is a CPU: the CPU backend */
-    VT_CHECK(bg_compute_create(&(bg_compute_opts){.kind = BG_BACKEND_AUTO, .threads = 1,
+    CHECK(bg_compute_create(&(bg_compute_opts){.kind = BG_BACKEND_AUTO, .threads = 1,
                                                   .device_index = -1},
                                &c, &err) == BG_OK);
     if (c) {
         printf("  auto with lavapipe only: %s\n", bg_compute_describe(c));
-        VT_CHECK(bg_compute_kind(c) == BG_BACKEND_CPU);
+        CHECK(bg_compute_kind(c) == BG_BACKEND_CPU);
         bg_compute_destroy(c);
     }
     setenv("BG_VK_DEVICE", "7", 1);
     expect_create("BG_VK_DEVICE=7", BG_EINVAL, "does not exist", 1);
     setenv("BG_VK_DEVICE", "0", 1); /* an explicit index is a request: allowed */
-    VT_CHECK(bg_compute_create(&(bg_compute_opts){.kind = BG_BACKEND_VULKAN, .device_index = -1},
+    CHECK(bg_compute_create(&(bg_compute_opts){.kind = BG_BACKEND_VULKAN, .device_index = -1},
                                &c, &err) == BG_OK);
     if (c)
         bg_compute_destroy(c);
-    return vt_failures ? 1 : 0;
+    return vt_failures + bg_test_failures ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -520,7 +520,7 @@ int main(int argc, char **argv)
         return 2;
     }
     bg_compute_destroy(C);
-    printf("test_vk_runtime %s: %s (%d failures)\n", mode, vt_failures ? "FAIL" : "PASS",
-           vt_failures);
-    return vt_failures ? 1 : 0;
+    bg_test_failures += vt_failures;
+    printf("test_vk_runtime %s:\n", mode);
+    CHECK_DONE("test_vk_runtime");
 }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bg_test.h"
 #include "compute/compute.h"
 
 #define VT_LVP_ICD "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"
@@ -23,7 +24,7 @@
  * buf (built at run time: the placeholder never appears in the sources). */
 void vt_tmp_template(char *buf, size_t len, const char *prefix);
 
-extern int vt_failures;
+extern int vt_failures; /* vt_check_close's tally: add it to bg_test_failures before CHECK_DONE */
 
 /* Set the environment for the test device (call before any create). */
 void vt_env_setup(void);
@@ -41,13 +42,6 @@ float *vt_rand_vec(size_t n);    /* new (free) */
 int vt_check_close(const char *what, const float *got, const float *want, size_t n, double atol,
                    double rtol);
 
-#define VT_CHECK(cond)                                                                           \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);             \
-            vt_failures++;                                                                       \
-        }                                                                                        \
-    } while (0)
 
 /* Buffers with host mirrors: upload n floats at element offset off of a
  * fresh buffer of off + n + pad elements; the view is (buf, off). */
