@@ -14,238 +14,31 @@
  *    "arguments": {...} | "arguments_json": "...",   optional
  *    "session": "s", "policy": "p"}     optional per-line overrides
  *
- * Unknown keys are refused (a typo must not silently drop data). The first
- * refused line stops the replay: "FILE:LINE: what is wrong" and the count
- * stored so far; lines before it are stored (the daemon acknowledged
- * them). Last, the posterior summary of the final response is printed.
+ * Unknown and repeated keys are refused (a typo must not silently drop
+ * data). The first refused line stops the replay: "FILE:LINE:COLUMN: what
+ * is wrong" for text that is not JSON (jansson's message and position),
+ * "FILE:LINE: "key": expected ..., got ..." for a field of the wrong type,
+ * and the count stored so far; lines before it are stored (the daemon
+ * acknowledged them). Last, the posterior summary of the final response
+ * is printed.
  *
- * The JSON reader below is deliberately small: objects, arrays, strings
- * (escapes incl. \u plus four hex digits, surrogate pairs -> UTF-8), numbers,
- * true/false/null; it records the raw text of `arguments` to forward as
- * arguments_json. Single-threaded; everything it allocates is freed per
- * line.
+ * JSON is read with jansson, the project's JSON library. `arguments` (any
+ * JSON value) is forwarded as arguments_json in jansson's compact encoding:
+ * the same value, not necessarily the same spelling (spaces dropped, reals
+ * written with 17 significant digits). Single-threaded; everything a line
+ * allocates is freed before the next.
  */
 #include "cli/cli_replay.h"
 
 #include <errno.h>
-#include <math.h>
+#include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli_client.h"
 #include "common/bg_err.h"
-
-/* ------------------------------------------------------------ JSON reader */
-
-typedef struct jr {
-    const char *p, *end;
-    char err[256];
-} jr;
-
-static int jfail(jr *j, const char *what)
-{
-    if (!j->err[0])
-        snprintf(j->err, sizeof j->err, "%s", what);
-    return -1;
-}
-
-static void jws(jr *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\r' || *j->p == '\n'))
-        j->p++;
-}
-
-static int jlit(jr *j, const char *lit)
-{
-    size_t n = strlen(lit);
-    if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0)
-        return jfail(j, "invalid literal");
-    j->p += n;
-    return 0;
-}
-
-static void put_utf8(char **o, unsigned cp)
-{
-    char *d = *o;
-    if (cp < 0x80) {
-        *d++ = (char)cp;
-    } else if (cp < 0x800) {
-        *d++ = (char)(0xc0 | (cp >> 6));
-        *d++ = (char)(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-        *d++ = (char)(0xe0 | (cp >> 12));
-        *d++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-        *d++ = (char)(0x80 | (cp & 0x3f));
-    } else {
-        *d++ = (char)(0xf0 | (cp >> 18));
-        *d++ = (char)(0x80 | ((cp >> 12) & 0x3f));
-        *d++ = (char)(0x80 | ((cp >> 6) & 0x3f));
-        *d++ = (char)(0x80 | (cp & 0x3f));
-    }
-    *o = d;
-}
-
-static int hex4(jr *j, unsigned *out)
-{
-    if (j->end - j->p < 4)
-        return jfail(j, "short \\u escape");
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = *j->p++;
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return jfail(j, "bad hex digit in \\u escape");
-    }
-    *out = v;
-    return 0;
-}
-
-/* New string (free()) from a JSON string at j->p. */
-static int jstring(jr *j, char **out)
-{
-    if (j->p >= j->end || *j->p != '"')
-        return jfail(j, "expected a string");
-    j->p++;
-    char *buf = malloc((size_t)(j->end - j->p) + 1), *o = buf;
-    if (!buf)
-        return jfail(j, "out of memory");
-    while (j->p < j->end && *j->p != '"') {
-        unsigned char c = (unsigned char)*j->p++;
-        if (c < 0x20) {
-            free(buf);
-            return jfail(j, "control character in a string");
-        }
-        if (c != '\\') {
-            *o++ = (char)c;
-            continue;
-        }
-        if (j->p >= j->end)
-            break;
-        char e = *j->p++;
-        unsigned cp, lo;
-        switch (e) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '/': *o++ = '/'; break;
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
-        case 'u':
-            if (hex4(j, &cp) != 0) {
-                free(buf);
-                return -1;
-            }
-            if (cp >= 0xd800 && cp < 0xdc00 && j->end - j->p >= 6 && j->p[0] == '\\' &&
-                j->p[1] == 'u') {
-                j->p += 2;
-                if (hex4(j, &lo) != 0) {
-                    free(buf);
-                    return -1;
-                }
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            }
-            put_utf8(&o, cp);
-            break;
-        default:
-            free(buf);
-            return jfail(j, "unknown escape in a string");
-        }
-    }
-    if (j->p >= j->end) {
-        free(buf);
-        return jfail(j, "unterminated string");
-    }
-    j->p++;
-    *o = '\0';
-    *out = buf;
-    return 0;
-}
-
-static int jnumber(jr *j, double *out)
-{
-    char tmp[64];
-    size_t n = 0;
-    while (j->p + n < j->end && n < sizeof tmp - 1 && strchr("+-0123456789.eE", j->p[n]))
-        n++;
-    memcpy(tmp, j->p, n);
-    tmp[n] = '\0';
-    char *end;
-    errno = 0;
-    double v = strtod(tmp, &end);
-    if (n == 0 || *end || errno == ERANGE || !isfinite(v))
-        return jfail(j, "expected a finite number");
-    j->p += n;
-    *out = v;
-    return 0;
-}
-
-/* Skip any value (used for `arguments`, whose raw text is kept). */
-static int jskip(jr *j, int depth)
-{
-    jws(j);
-    if (j->p >= j->end)
-        return jfail(j, "unexpected end of line");
-    if (depth > 64)
-        return jfail(j, "nested too deeply");
-    char c = *j->p;
-    if (c == '"') {
-        char *s;
-        if (jstring(j, &s) != 0)
-            return -1;
-        free(s);
-        return 0;
-    }
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        jws(j);
-        if (j->p < j->end && *j->p == close) {
-            j->p++;
-            return 0;
-        }
-        for (;;) {
-            if (c == '{') {
-                char *k;
-                jws(j);
-                if (jstring(j, &k) != 0)
-                    return -1;
-                free(k);
-                jws(j);
-                if (j->p >= j->end || *j->p++ != ':')
-                    return jfail(j, "expected ':'");
-            }
-            if (jskip(j, depth + 1) != 0)
-                return -1;
-            jws(j);
-            if (j->p < j->end && *j->p == ',') {
-                j->p++;
-                continue;
-            }
-            if (j->p < j->end && *j->p == close) {
-                j->p++;
-                return 0;
-            }
-            return jfail(j, "expected ',' or a closing bracket");
-        }
-    }
-    if (c == 't')
-        return jlit(j, "true");
-    if (c == 'f')
-        return jlit(j, "false");
-    if (c == 'n')
-        return jlit(j, "null");
-    double d;
-    return jnumber(j, &d);
-}
 
 /* ------------------------------------------------------------ one line */
 
@@ -258,6 +51,13 @@ typedef struct line {
     int harmed, has_value;
     double value;
 } line;
+
+/* Why a line was refused: the message, and the 1-based column of the JSON
+ * syntax error (0 when the text is JSON but a field is wrong). */
+typedef struct line_err {
+    char msg[512];
+    int column;
+} line_err;
 
 static void line_free(line *l)
 {
@@ -276,188 +76,152 @@ static void line_free(line *l)
     memset(l, 0, sizeof *l);
 }
 
-static int parse_features(jr *j, line *l)
+static int fail(line_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(line_err *e, const char *fmt, ...)
 {
-    if (j->p >= j->end || *j->p != '[')
-        return jfail(j, "\"features\": expected an array of numbers");
-    j->p++;
-    size_t cap = 0;
-    jws(j);
-    if (j->p < j->end && *j->p == ']') {
-        j->p++;
-        return 0;
-    }
-    for (;;) {
-        double v;
-        jws(j);
-        if (jnumber(j, &v) != 0)
-            return jfail(j, "\"features\": expected numbers");
-        if (l->n_features == cap) {
-            cap = cap ? cap * 2 : 8;
-            double *f = realloc(l->features, cap * sizeof *f);
-            if (!f)
-                return jfail(j, "out of memory");
-            l->features = f;
-        }
-        l->features[l->n_features++] = v;
-        jws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            continue;
-        }
-        if (j->p < j->end && *j->p == ']') {
-            j->p++;
-            return 0;
-        }
-        return jfail(j, "\"features\": expected ',' or ']'");
-    }
-}
-
-static int parse_attributes(jr *j, line *l)
-{
-    if (j->p >= j->end || *j->p != '{')
-        return jfail(j, "\"attributes\": expected an object of strings");
-    j->p++;
-    jws(j);
-    if (j->p < j->end && *j->p == '}') {
-        j->p++;
-        return 0;
-    }
-    for (;;) {
-        char *k = NULL, *v = NULL;
-        jws(j);
-        if (jstring(j, &k) != 0)
-            return -1;
-        jws(j);
-        if (j->p >= j->end || *j->p++ != ':' || (jws(j), jstring(j, &v)) != 0) {
-            free(k);
-            return jfail(j, "\"attributes\": values must be strings");
-        }
-        char **nk = realloc(l->keys, (l->n_attr + 1) * sizeof *nk);
-        if (nk)
-            l->keys = nk;
-        char **nv = nk ? realloc(l->vals, (l->n_attr + 1) * sizeof *nv) : NULL;
-        if (nv)
-            l->vals = nv;
-        if (!nk || !nv) {
-            free(k);
-            free(v);
-            return jfail(j, "out of memory");
-        }
-        l->keys[l->n_attr] = k;
-        l->vals[l->n_attr++] = v;
-        jws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            continue;
-        }
-        if (j->p < j->end && *j->p == '}') {
-            j->p++;
-            return 0;
-        }
-        return jfail(j, "\"attributes\": expected ',' or '}'");
-    }
-}
-
-static int parse_bool(jr *j, int *out)
-{
-    if (j->p < j->end && *j->p == 't') {
-        *out = 1;
-        return jlit(j, "true");
-    }
-    *out = 0;
-    return jlit(j, "false");
-}
-
-static int parse_key(jr *j, const char *k, line *l)
-{
-    jws(j);
-    if (!strcmp(k, "tool"))
-        return jstring(j, &l->tool);
-    if (!strcmp(k, "id"))
-        return jstring(j, &l->id);
-    if (!strcmp(k, "session"))
-        return jstring(j, &l->session);
-    if (!strcmp(k, "policy"))
-        return jstring(j, &l->policy);
-    if (!strcmp(k, "arguments_json"))
-        return jstring(j, &l->args);
-    if (!strcmp(k, "features"))
-        return parse_features(j, l);
-    if (!strcmp(k, "attributes"))
-        return parse_attributes(j, l);
-    if (!strcmp(k, "harmed"))
-        return parse_bool(j, &l->harmed);
-    if (!strcmp(k, "value")) {
-        l->has_value = 1;
-        return jnumber(j, &l->value);
-    }
-    if (!strcmp(k, "arguments")) {
-        const char *start = j->p;
-        if (jskip(j, 0) != 0)
-            return -1;
-        size_t n = (size_t)(j->p - start);
-        free(l->args);
-        if (!(l->args = malloc(n + 1)))
-            return jfail(j, "out of memory");
-        memcpy(l->args, start, n);
-        l->args[n] = '\0';
-        return 0;
-    }
-    snprintf(j->err, sizeof j->err,
-             "unknown key \"%.60s\"; allowed: tool, features, attributes, harmed, value, id, "
-             "arguments, arguments_json, session, policy",
-             k);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
-static int parse_line(const char *text, size_t len, line *l, char *msg, size_t msg_len)
+/* "a string", "an array", ... for "expected X, got Y". */
+static const char *kind_of(const json_t *v)
 {
-    jr j = {.p = text, .end = text + len};
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "an unknown JSON value";
+}
+
+static int take_string(const char *key, const json_t *v, char **out, line_err *e)
+{
+    if (!json_is_string(v))
+        return fail(e, "\"%s\": expected a string, got %s", key, kind_of(v));
+    free(*out);
+    *out = strdup(json_string_value(v));
+    return *out ? 0 : fail(e, "out of memory");
+}
+
+static int take_features(const json_t *v, line *l, line_err *e)
+{
+    if (!json_is_array(v))
+        return fail(e, "\"features\": expected an array of numbers, got %s", kind_of(v));
+    size_t n = json_array_size(v);
+    if (n == 0)
+        return 0;
+    if (!(l->features = calloc(n, sizeof *l->features)))
+        return fail(e, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = json_array_get(v, i);
+        if (!json_is_number(x))
+            return fail(e, "\"features\"[%zu]: expected a number, got %s", i, kind_of(x));
+        l->features[l->n_features++] = json_number_value(x);
+    }
+    return 0;
+}
+
+static int take_attributes(json_t *v, line *l, line_err *e)
+{
+    if (!json_is_object(v))
+        return fail(e, "\"attributes\": expected an object of strings, got %s", kind_of(v));
+    size_t n = json_object_size(v);
+    if (n == 0)
+        return 0;
+    l->keys = calloc(n, sizeof *l->keys);
+    l->vals = calloc(n, sizeof *l->vals);
+    if (!l->keys || !l->vals)
+        return fail(e, "out of memory");
+    for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+        const char *k = json_object_iter_key(it);
+        const json_t *x = json_object_iter_value(it);
+        if (!json_is_string(x))
+            return fail(e, "\"attributes\".\"%.60s\": expected a string, got %s", k, kind_of(x));
+        l->keys[l->n_attr] = strdup(k);
+        l->vals[l->n_attr++] = strdup(json_string_value(x));
+        if (!l->keys[l->n_attr - 1] || !l->vals[l->n_attr - 1])
+            return fail(e, "out of memory");
+    }
+    return 0;
+}
+
+static int take_key(const char *k, json_t *v, line *l, line_err *e)
+{
+    if (!strcmp(k, "tool"))
+        return take_string(k, v, &l->tool, e);
+    if (!strcmp(k, "id"))
+        return take_string(k, v, &l->id, e);
+    if (!strcmp(k, "session"))
+        return take_string(k, v, &l->session, e);
+    if (!strcmp(k, "policy"))
+        return take_string(k, v, &l->policy, e);
+    if (!strcmp(k, "arguments_json"))
+        return take_string(k, v, &l->args, e);
+    if (!strcmp(k, "features"))
+        return take_features(v, l, e);
+    if (!strcmp(k, "attributes"))
+        return take_attributes(v, l, e);
+    if (!strcmp(k, "harmed")) {
+        if (!json_is_boolean(v))
+            return fail(e, "\"harmed\": expected true or false, got %s", kind_of(v));
+        l->harmed = json_is_true(v);
+        return 0;
+    }
+    if (!strcmp(k, "value")) {
+        if (!json_is_number(v))
+            return fail(e, "\"value\": expected a number, got %s", kind_of(v));
+        l->has_value = 1;
+        l->value = json_number_value(v);
+        return 0;
+    }
+    if (!strcmp(k, "arguments")) {
+        free(l->args);
+        l->args = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        return l->args ? 0 : fail(e, "out of memory");
+    }
+    return fail(e,
+                "unknown key \"%.60s\"; allowed: tool, features, attributes, harmed, value, id, "
+                "arguments, arguments_json, session, policy",
+                k);
+}
+
+static int parse_line(const char *text, size_t len, line *l, line_err *e)
+{
     memset(l, 0, sizeof *l);
+    e->column = 0;
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     int rc = 0;
-    jws(&j);
-    if (j.p >= j.end || *j.p != '{')
-        rc = jfail(&j, "expected a JSON object");
-    else
-        j.p++;
-    jws(&j);
-    if (rc == 0 && j.p < j.end && *j.p == '}') {
-        j.p++;
+    if (!root) {
+        e->column = je.column > 0 ? je.column : 1;
+        rc = fail(e, "%s", je.text);
+    } else if (!json_is_object(root)) {
+        rc = fail(e, "expected a JSON object, got %s", kind_of(root));
     } else {
-        while (rc == 0) {
-            char *k = NULL;
-            jws(&j);
-            if ((rc = jstring(&j, &k)) != 0)
-                break;
-            jws(&j);
-            if (j.p >= j.end || *j.p++ != ':')
-                rc = jfail(&j, "expected ':' after a key");
-            if (rc == 0)
-                rc = parse_key(&j, k, l);
-            free(k);
-            jws(&j);
-            if (rc == 0 && j.p < j.end && *j.p == ',') {
-                j.p++;
-                continue;
-            }
-            if (rc == 0 && j.p < j.end && *j.p == '}') {
-                j.p++;
-                break;
-            }
-            if (rc == 0)
-                rc = jfail(&j, "expected ',' or '}'");
-        }
+        /* In file order (jansson keeps insertion order), so the last of
+         * "arguments" / "arguments_json" wins, as before. */
+        for (void *it = json_object_iter(root); it && rc == 0; it = json_object_iter_next(root, it))
+            rc = take_key(json_object_iter_key(it), json_object_iter_value(it), l, e);
     }
-    jws(&j);
-    if (rc == 0 && j.p != j.end)
-        rc = jfail(&j, "text after the object");
     if (rc == 0 && (!l->tool || !l->tool[0]))
-        rc = jfail(&j, "missing \"tool\" (the tool name selects the policy)");
-    if (rc != 0) {
-        snprintf(msg, msg_len, "%s (at column %ld)", j.err, (long)(j.p - text) + 1);
+        rc = fail(e, "missing \"tool\" (the tool name selects the policy)");
+    json_decref(root);
+    if (rc != 0)
         line_free(l);
-    }
     return rc;
 }
 
@@ -610,9 +374,12 @@ int bg_cli_replay_main(int argc, char **argv)
         if (k == len)
             continue;
         line l;
-        char msg[512];
-        if (parse_line(buf, len, &l, msg, sizeof msg) != 0) {
-            fprintf(stderr, "%s:%ld: %s\n", o.file, lineno, msg);
+        line_err le;
+        if (parse_line(buf, len, &l, &le) != 0) {
+            if (le.column)
+                fprintf(stderr, "%s:%ld:%d: %s\n", o.file, lineno, le.column, le.msg);
+            else
+                fprintf(stderr, "%s:%ld: %s\n", o.file, lineno, le.msg);
             rc = 1;
             break;
         }
@@ -626,8 +393,10 @@ int bg_cli_replay_main(int argc, char **argv)
         sent++;
     }
     if (rc != 0)
-        fprintf(stderr, "bayesguard replay: stopped; %zu observations before line %ld were "
-                "stored\n", sent, lineno);
+        fprintf(stderr,
+                "bayesguard replay: stopped; %zu observations before line %ld were "
+                "stored\n",
+                sent, lineno);
     print_summary(last, sent);
     bg_client_free(last);
     free(buf);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/bg_io.h"
 #include "common/bg_log.h"
@@ -28,27 +29,10 @@ struct bg__obs_store {
     atomic_uint_fast64_t refused; /* appends that failed (not stored) */
 };
 
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t v = i;
-        for (int k = 0; k < 8; k++)
-            v = (v & 1) ? 0xedb88320u ^ (v >> 1) : v >> 1;
-        crc_table[i] = v;
-    }
-}
-
+/* CRC-32 (IEEE 802.3, zlib's): the record checksum of the log format. */
 uint32_t bg__crc32(const void *buf, size_t len)
 {
-    pthread_once(&crc_once, crc_init);
-    const uint8_t *p = buf;
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < len; i++)
-        c = crc_table[(c ^ p[i]) & 0xff] ^ (c >> 8);
-    return c ^ 0xffffffffu;
+    return (uint32_t)crc32_z(0, buf, len);
 }
 
 static uint32_t le32(const uint8_t *b)

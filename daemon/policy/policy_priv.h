@@ -1,7 +1,7 @@
 /*
  * policy_priv.h — internals shared by the files of module bg_policy only
  * (policy_parse.c, policy_snapshot.c, policy_glob.c, policy_store.c,
- * policy_watch.c, sha256.c). Nothing outside daemon/policy/ includes it.
+ * policy_watch.c). Nothing outside daemon/policy/ includes it.
  */
 #ifndef BG_POLICY_PRIV_H
 #define BG_POLICY_PRIV_H
@@ -12,17 +12,6 @@
 #include "plugin/plugin_host.h"
 #include "cfg/cfg.h"
 #include "policy/policy.h"
-
-/* ---- SHA-256 (sha256.c) */
-typedef struct bg__sha256 {
-    uint32_t h[8];
-    uint64_t len;
-    unsigned char buf[64];
-    size_t fill;
-} bg__sha256;
-void bg__sha256_init(bg__sha256 *c);
-void bg__sha256_update(bg__sha256 *c, const void *data, size_t len);
-void bg__sha256_hex(bg__sha256 *c, char out[65]); /* finalises */
 
 /* ---- errors (policy_parse.c) */
 /* Append one message (may contain newlines: split into several). */

@@ -7,7 +7,8 @@
  *   1. list dir: *.yaml and *.yml regular files, hidden names skipped (so a
  *      Kubernetes ConfigMap's ..data / ..2026_… dirs are never read twice;
  *      the visible names are symlinks through ..data), sorted by name;
- *   2. read each file, feed name + length + bytes to SHA-256 (the revision);
+ *   2. read each file, feed name + NUL, length (u64, host order) and bytes
+ *      to SHA-256 (libcrypto; the revision, 64 hex digits);
  *   3. parse every document (policy_parse.c: schema, defaults);
  *   4. names unique; match patterns of equal priority must not overlap;
  *   5. per policy: find the model/estimator/sampler plugins, create their
@@ -32,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include "common/bg_log.h"
@@ -318,16 +320,29 @@ static int read_all(const char *path, char **buf, size_t *len, bg_policy_errors 
 
 /* ------------------------------------------------------------- build */
 
+/* The revision from the finished hash: 64 lowercase hex digits. */
+static int revision_hex(EVP_MD_CTX *sha, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    if (!EVP_DigestFinal_ex(sha, md, &n) || n != 32)
+        return -1;
+    for (unsigned i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
 /* Steps 2-3: read, hash and parse every file; collect schema-valid specs. */
 static int parse_files(const char *dir, char **names, size_t n_files, bg_policy_set *s,
                        bg_policy_errors *errs)
 {
-    bg__sha256 sha;
-    bg__sha256_init(&sha);
-    int rc = BG_OK;
+    int rc = BG_OK, hashed = 1;
     s->docs = calloc(n_files ? n_files : 1, sizeof *s->docs);
-    if (!s->docs)
+    EVP_MD_CTX *sha = EVP_MD_CTX_new();
+    if (!s->docs || !sha || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(sha);
         return BG_ENOMEM;
+    }
     for (size_t f = 0; f < n_files; f++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[f]);
@@ -338,9 +353,8 @@ static int parse_files(const char *dir, char **names, size_t n_files, bg_policy_
             continue;
         }
         uint64_t len64 = len;
-        bg__sha256_update(&sha, names[f], strlen(names[f]) + 1);
-        bg__sha256_update(&sha, &len64, sizeof len64);
-        bg__sha256_update(&sha, buf, len);
+        hashed = hashed && EVP_DigestUpdate(sha, names[f], strlen(names[f]) + 1) &&
+                 EVP_DigestUpdate(sha, &len64, sizeof len64) && EVP_DigestUpdate(sha, buf, len);
         bg_err err;
         bg_cfg_doc *doc = NULL;
         int prc = bg_cfg_parse_string(buf, len, path, &doc, &err);
@@ -360,6 +374,7 @@ static int parse_files(const char *dir, char **names, size_t n_files, bg_policy_
         pol_impl *ni = np ? realloc(s->impl, (s->n + nd) * sizeof *ni) : NULL;
         if (!ni) {
             bg__errs_add(errs, "%s: out of memory", path);
+            EVP_MD_CTX_free(sha);
             return BG_ENOMEM;
         }
         s->impl = ni;
@@ -375,7 +390,11 @@ static int parse_files(const char *dir, char **names, size_t n_files, bg_policy_
             s->n++;
         }
     }
-    bg__sha256_hex(&sha, s->revision);
+    if (!hashed || revision_hex(sha, s->revision) != 0) {
+        bg__errs_add(errs, "%s: libcrypto's SHA-256 failed; the revision cannot be computed", dir);
+        rc = BG_EINTERNAL;
+    }
+    EVP_MD_CTX_free(sha);
     return rc;
 }
 
