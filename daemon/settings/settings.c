@@ -109,10 +109,11 @@ static int set_value(bg_settings *s, const bg_setting *e, const char *where, con
     }
     case BG_SETTING_TYPE_LIST: {
         size_t *n = (size_t *)((char *)s + e->count_offset);
+        if (!store) /* the file's list when flags gave it: load_key counts */
+            return BG_OK;
         if (*n >= (size_t)e->max)
             return bg_err_set(err, BG_EINVAL, "%s %s: at most %ld values", where, text, e->max);
-        if (store)
-            ((const char **)field(s, e))[(*n)++] = text;
+        ((const char **)field(s, e))[(*n)++] = text;
         return BG_OK;
     }
     case BG_SETTING_TYPE_SWITCH:

@@ -152,6 +152,19 @@ static void flags(void)
     CHECK_INT(g_s.n_listen, 16);
     CHECK_STR(g_s.listen[15], "127.0.0.1:1015");
     CHECK_INT(g_s.from[BG_SETTING_listen], BG_SETTING_FROM_FLAG);
+    /* 16 from flags and more in the file: the flags win, nothing added */
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/listen.yaml", g_dir);
+    st_write(cfg, "listen: [\"127.0.0.1:9\", \"127.0.0.1:10\"]\n");
+    argv[argc - 2] = "--config";
+    argv[argc - 1] = cfg;
+    bg_settings_close(&g_s);
+    CHECK(bg_settings_parse(&g_s, argc, argv, &g_err) == BG_OK, "%s", g_err.msg);
+    CHECK_INT(g_s.n_listen, 16);
+    CHECK_STR(g_s.listen[0], "127.0.0.1:1000");
+    unlink(cfg);
+    argv[argc - 2] = "--listen";
+    argv[argc - 1] = addr[16];
     bg_settings_close(&g_s);
     CHECK_INT(bg_settings_parse(&g_s, argc, argv, &g_err), BG_EINVAL);
     CHECK(strstr(g_err.msg, "--listen 127.0.0.1:1016: at most 16 values"), "%s", g_err.msg);
