@@ -1,0 +1,182 @@
+/*
+ * settings.h — bayesguardd's settings: one table, and everything made from it.
+ *
+ * BG_DAEMON_SETTINGS below is the only list of the daemon's flags and
+ * config-file keys. From it come the bg_settings struct (one typed field
+ * per setting), the getopt long options, the --config file loader, the
+ * range checks, --help, and the unknown-key message that lists the allowed
+ * keys; tests/settings checks docs/CONFIG.md against it. Adding a setting
+ * is one X(...) row here, one row in docs/CONFIG.md (the test says so),
+ * and its use in main.c.
+ *
+ * Columns: X(name, flag, key, type, arg, def, absent, min, max, help)
+ *   name    the bg_settings field, and BG_SETTING_<name>
+ *   flag    the command-line flag without "--" (every setting has one)
+ *   key     its key in the --config YAML file, or NULL: a flag only
+ *   type    STR     a string (the last one given wins)
+ *           INT     an integer in [min, max], checked wherever it comes
+ *                   from (flag, file or the default itself)
+ *           LIST    a string, repeatable up to `max` times; in the file a
+ *                   string or a list of strings
+ *           SWITCH  a flag without a value (sets the field to 1); flag only
+ *           EXIT    --help, --version: parsing stops at it (later flags
+ *                   are not read) and the caller prints and exits 0;
+ *                   flag only
+ *   arg     the value's name in --help and CONFIG.md ("DIR"); NULL for
+ *           SWITCH and EXIT
+ *   def     the default, written as a flag value would be ("10000"),
+ *           parsed and range-checked like one; NULL: no default
+ *   absent  what no value means, shown as the default when def is NULL
+ *           ("off", "number of CPUs"); the word "required" makes the
+ *           setting required (bg_settings_parse refuses to go on without
+ *           it, unless --help or --version stopped parsing first)
+ *   min,max INT: the range; LIST: 1 and the most values; else 0, 0
+ *   help    one or two sentences; --help wraps them
+ *
+ * Precedence: a setting given by a flag keeps the flag's value; the file
+ * fills the rest (its values are still checked); the default fills what
+ * neither gave. Exit codes are the caller's (main.c): every error here is
+ * a usage error.
+ *
+ * Threads: parse on the main thread at start; the struct is read-only
+ * afterwards. Ownership: strings in a bg_settings are borrowed from argv
+ * (valid for the process) or from the --config document, which the struct
+ * owns until bg_settings_close.
+ */
+#ifndef BG_SETTINGS_H
+#define BG_SETTINGS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "common/bg_err.h"
+
+/* clang-format off */
+#define BG_DAEMON_SETTINGS(X)                                                                    \
+    X(listen, "listen", "listen", LIST, "ADDR", "127.0.0.1:50051", NULL, 1, 16,                  \
+      "gRPC address: host:port (port 0: the kernel picks one) or unix:/path")                    \
+    X(policies, "policies", "policies", STR, "DIR", NULL, "required", 0, 0,                      \
+      "policy directory (*.yaml, *.yml), watched and hot-reloaded")                              \
+    X(plugins, "plugins", "plugins", STR, "DIR", NULL, "required", 0, 0,                         \
+      "plugin directory: every *.so in DIR is loaded, and each plugin is named by its "          \
+      "descriptor's name (built-in plugins live in build/plugins)")                              \
+    X(data_dir, "data-dir", "data_dir", STR, "DIR", NULL, "none (memory only)", 0, 0,            \
+      "observation store, replayed at start so posteriors survive restarts")                     \
+    X(decision_log, "decision-log", "decision_log", STR, "FILE", NULL, "none (no log)", 0, 0,    \
+      "append one JSON line per Evaluate outcome there ('-': stdout); reopened on SIGHUP, "      \
+      "after log rotation")                                                                      \
+    X(config, "config", NULL, STR, "FILE", NULL, "none", 0, 0,                                   \
+      "YAML file of settings, by their config keys; a flag given on the command line wins "      \
+      "over the file")                                                                           \
+    X(ready_file, "ready-file", "ready_file", STR, "FILE", NULL, "none", 0, 0,                   \
+      "once serving, write the bound gRPC addresses there, one a line (temp name, then "         \
+      "renamed)")                                                                                \
+    X(cq_threads, "cq-threads", "cq_threads", INT, "N", NULL, "number of CPUs", 1, 256,          \
+      "gRPC completion-queue threads (the data plane)")                                          \
+    X(max_message_bytes, "max-message-bytes", "max_message_bytes", INT, "N", "4194304", NULL,   \
+      1024, 1073741824,                                                                          \
+      "largest request accepted; larger ones get RESOURCE_EXHAUSTED")                            \
+    X(drain_timeout_ms, "drain-timeout-ms", "drain_timeout_ms", INT, "N", "10000", NULL, 0,      \
+      3600000, "on SIGTERM/SIGINT, how long in-flight calls may take before they are "           \
+      "cancelled")                                                                               \
+    X(drain_grace_ms, "drain-grace-ms", "drain_grace_ms", INT, "N", "200", NULL, 0, 3600000,     \
+      "on SIGTERM/SIGINT, refuse new calls (UNAVAILABLE, health NOT_SERVING) this long "         \
+      "before closing the listeners")                                                            \
+    X(watch_debounce_ms, "watch-debounce-ms", "watch_debounce_ms", INT, "N", "200", NULL, 0,     \
+      60000, "policy directory watch: a burst of file events within this time is one reload")    \
+    X(sampler_sessions, "sampler-sessions", "sampler_sessions", INT, "N", "64", NULL, 1,         \
+      1000000, "per sampled policy, sessions that keep their trained sampler (others retrain "   \
+      "when used again)")                                                                        \
+    X(no_watch, "no-watch", NULL, SWITCH, NULL, NULL, "off", 0, 0,                               \
+      "do not watch the policy directory (reload on SIGHUP or the Reload RPC only)")             \
+    X(log_level, "log-level", "log_level", STR, "L", "info", NULL, 0, 0,                         \
+      "debug (one line per decision), info, warn or error")                                      \
+    X(metrics_listen, "metrics-listen", "metrics_listen", STR, "HOST:PORT", NULL, "off", 0, 0,   \
+      "serve Prometheus metrics at http://HOST:PORT/metrics (port 0: the kernel picks; the "     \
+      "address is logged as 'metrics on ADDR')")                                                 \
+    X(metrics_timeout_ms, "metrics-timeout-ms", "metrics_timeout_ms", INT, "N", "10000", NULL,  \
+      10, 3600000, "a metrics client must send its whole request within this time")              \
+    X(check, "check", NULL, SWITCH, NULL, NULL, "off", 0, 0,                                     \
+      "validate --policies with --plugins as a reload would, print every error, exit 0 "         \
+      "(valid) or 1 (not); nothing is served")                                                   \
+    X(version, "version", NULL, EXIT, NULL, NULL, "", 0, 0,                                      \
+      "print the version and the plugin ABI, exit 0")                                            \
+    X(help, "help", NULL, EXIT, NULL, NULL, "", 0, 0, "print this help, exit 0")
+/* clang-format on */
+
+typedef enum bg_setting_type {
+    BG_SETTING_TYPE_STR,
+    BG_SETTING_TYPE_INT,
+    BG_SETTING_TYPE_LIST,
+    BG_SETTING_TYPE_SWITCH,
+    BG_SETTING_TYPE_EXIT
+} bg_setting_type;
+
+/* BG_SETTING_<name>: a setting's index in bg_settings_table. */
+typedef enum bg_setting_id {
+#define BG__SETTING_ID(name, ...) BG_SETTING_##name,
+    BG_DAEMON_SETTINGS(BG__SETTING_ID)
+#undef BG__SETTING_ID
+        BG_SETTING_COUNT
+} bg_setting_id;
+
+/* The field each type gives a setting in bg_settings. */
+#define BG__SETTING_FIELD_STR(name, max) const char *name;
+#define BG__SETTING_FIELD_INT(name, max) long name;
+#define BG__SETTING_FIELD_LIST(name, max)                                                          \
+    const char *name[max];                                                                         \
+    size_t n_##name;
+#define BG__SETTING_FIELD_SWITCH(name, max) int name;
+#define BG__SETTING_FIELD_EXIT(name, max) int name;
+#define BG__SETTING_FIELD(name, flag, key, type, arg, def, absent, min, max, help)                 \
+    BG__SETTING_FIELD_##type(name, max)
+
+/* Where a setting's value came from. */
+enum { BG_SETTING_UNSET, BG_SETTING_FROM_FLAG, BG_SETTING_FROM_FILE, BG_SETTING_FROM_DEFAULT };
+
+typedef struct bg_cfg_doc bg_cfg_doc;
+
+/* The parsed settings: caller storage, filled by bg_settings_parse,
+ * read-only afterwards. An INT that no one gave and that has no default is
+ * 0 ("the module picks"), a STR NULL, a SWITCH 0. */
+typedef struct bg_settings {
+    BG_DAEMON_SETTINGS(BG__SETTING_FIELD)
+    unsigned char from[BG_SETTING_COUNT]; /* BG_SETTING_FROM_*, by BG_SETTING_<name> */
+    bg_cfg_doc *doc;                      /* the --config file; owned (strings point into it) */
+} bg_settings;
+
+/* One row of the table, for the loader, --help and the tests. */
+typedef struct bg_setting {
+    const char *name, *flag, *key; /* key NULL: flag only */
+    bg_setting_type type;
+    const char *arg;    /* NULL for SWITCH and EXIT */
+    const char *def;    /* NULL: no default */
+    const char *absent; /* what no value means; NULL when def is set */
+    long min, max;      /* INT: range; LIST: 1 and the most values */
+    const char *help;
+    size_t offset;       /* of the field in bg_settings */
+    size_t count_offset; /* LIST: of n_<name>; else 0 */
+} bg_setting;
+
+extern const bg_setting bg_settings_table[BG_SETTING_COUNT];
+
+/* Parse argv (argv[0] is the program), then the --config file if one was
+ * given, then apply defaults and check required settings. s is
+ * initialised here; call bg_settings_close(s) afterwards whatever this
+ * returns. Stops at the first error: BG_EINVAL with a message naming the
+ * flag or file:line:column and the key, what was wrong and what is
+ * expected (an out-of-range value names the range, an unknown key lists
+ * the allowed ones); BG_ENOTFOUND for an unknown or incomplete flag (the
+ * caller shows the usage). When an EXIT setting (--help, --version)
+ * stopped parsing, its field is 1, BG_OK is returned, and nothing else
+ * (file, defaults, required) was looked at. argv may be permuted (getopt). */
+int bg_settings_parse(bg_settings *s, int argc, char **argv, bg_err *err);
+
+/* Destroy the --config document; strings from it are invalid after this. */
+void bg_settings_close(bg_settings *s);
+
+/* --help: a usage line, then every setting with its flag, config key,
+ * type, range, default and help. */
+void bg_settings_usage(FILE *f);
+
+#endif
