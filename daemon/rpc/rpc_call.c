@@ -61,8 +61,8 @@
 const char *bg__rpc_call_state_name(int st)
 {
     switch (st) {
-#define BG_CALL_STATE_CASE(s)                                                                    \
-    case s:                                                                                      \
+#define BG_CALL_STATE_CASE(s)                                                                      \
+    case s:                                                                                        \
         return #s;
         BG_CALL_STATES(BG_CALL_STATE_CASE)
 #undef BG_CALL_STATE_CASE
@@ -287,9 +287,9 @@ static void on_request(bg__rpc_tag *t, int ok)
     c->admitted = 1;
     atomic_fetch_add(&s->working, 1);
     switch (c->method) {
-#define BG_RPC_DISPATCH(id, path, stream, fn)                                                    \
-    case id:                                                                                     \
-        fn(c);                                                                                   \
+#define BG_RPC_DISPATCH(id, path, stream, fn)                                                      \
+    case id:                                                                                       \
+        fn(c);                                                                                     \
         break;
         BG_RPC_METHODS(BG_RPC_DISPATCH)
 #undef BG_RPC_DISPATCH

@@ -36,31 +36,31 @@ typedef struct bg__rpc_tag {
 
 /* X(id, path, client_streaming, handler) — every method the server serves.
  * BG_M_UNKNOWN (last) is the catch-all for unregistered paths. */
-#define BG_RPC_METHODS(X)                                                                        \
-    X(BG_M_EVALUATE, "/bayesguard.v1.Guard/Evaluate", 0, bg__svc_evaluate)                       \
-    X(BG_M_OBSERVE, "/bayesguard.v1.Guard/Observe", 0, bg__svc_observe)                          \
-    X(BG_M_OBSERVE_STREAM, "/bayesguard.v1.Guard/ObserveStream", 1, bg__svc_observe_stream)      \
-    X(BG_M_STATUS, "/bayesguard.v1.Guard/Status", 0, bg__svc_status)                             \
-    X(BG_M_RELOAD, "/bayesguard.v1.Guard/Reload", 0, bg__svc_reload)                             \
-    X(BG_M_PING, "/bayesguard.v1.Bench/Ping", 0, bg__svc_ping)                                   \
-    X(BG_M_HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0, bg__svc_health_check)                \
-    X(BG_M_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", 0, bg__svc_health_watch)                \
+#define BG_RPC_METHODS(X)                                                                          \
+    X(BG_M_EVALUATE, "/bayesguard.v1.Guard/Evaluate", 0, bg__svc_evaluate)                         \
+    X(BG_M_OBSERVE, "/bayesguard.v1.Guard/Observe", 0, bg__svc_observe)                            \
+    X(BG_M_OBSERVE_STREAM, "/bayesguard.v1.Guard/ObserveStream", 1, bg__svc_observe_stream)        \
+    X(BG_M_STATUS, "/bayesguard.v1.Guard/Status", 0, bg__svc_status)                               \
+    X(BG_M_RELOAD, "/bayesguard.v1.Guard/Reload", 0, bg__svc_reload)                               \
+    X(BG_M_PING, "/bayesguard.v1.Bench/Ping", 0, bg__svc_ping)                                     \
+    X(BG_M_HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0, bg__svc_health_check)                  \
+    X(BG_M_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", 0, bg__svc_health_watch)                  \
     X(BG_M_UNKNOWN, NULL, 1, bg__svc_unknown)
 
 enum {
 #define BG_RPC_METHOD_ENUM(id, path, stream, fn) id,
     BG_RPC_METHODS(BG_RPC_METHOD_ENUM)
 #undef BG_RPC_METHOD_ENUM
-    BG_M__COUNT
+        BG_M__COUNT
 };
 
 /* Call states (see the diagram in rpc_call.c). */
-#define BG_CALL_STATES(X)                                                                        \
-    X(BG_CALL_FREE)                                                                              \
-    X(BG_CALL_REQUESTED)                                                                         \
-    X(BG_CALL_ACTIVE)                                                                            \
-    X(BG_CALL_DEFERRED)                                                                          \
-    X(BG_CALL_STREAMING)                                                                         \
+#define BG_CALL_STATES(X)                                                                          \
+    X(BG_CALL_FREE)                                                                                \
+    X(BG_CALL_REQUESTED)                                                                           \
+    X(BG_CALL_ACTIVE)                                                                              \
+    X(BG_CALL_DEFERRED)                                                                            \
+    X(BG_CALL_STREAMING)                                                                           \
     X(BG_CALL_FINISHING)
 
 enum bg__call_state {
@@ -72,24 +72,24 @@ enum bg__call_state {
 #define BG_CALL_ARENA 6144
 
 struct bg__rpc_call {
-    bg__rpc_tag req_tag;    /* the requested call arrived (or the server shut down) */
-    bg__rpc_tag send_tag;   /* a send batch completed */
-    bg__rpc_tag recv_tag;   /* a receive (message or close) completed */
+    bg__rpc_tag req_tag;  /* the requested call arrived (or the server shut down) */
+    bg__rpc_tag send_tag; /* a send batch completed */
+    bg__rpc_tag recv_tag; /* a receive (message or close) completed */
     bg_rpc_server *srv;
-    bg__rpc_cq *cq;         /* whose free list and completion queue */
+    bg__rpc_cq *cq; /* whose free list and completion queue */
     int method;
     _Atomic int state;
-    atomic_int refs;        /* outstanding batches + 1 while a holder has it */
+    atomic_int refs; /* outstanding batches + 1 while a holder has it */
     bg__rpc_call *next_free;
 
     grpc_call *call;
     gpr_timespec deadline;
     grpc_metadata_array md;
-    grpc_call_details details;  /* BG_M_UNKNOWN only */
-    grpc_byte_buffer *payload;  /* request (unary) or last stream message */
+    grpc_call_details details; /* BG_M_UNKNOWN only */
+    grpc_byte_buffer *payload; /* request (unary) or last stream message */
     grpc_byte_buffer *resp;
-    int cancelled;              /* RECV_CLOSE_ON_SERVER result */
-    int close_started;          /* RECV_CLOSE_ON_SERVER issued */
+    int cancelled;     /* RECV_CLOSE_ON_SERVER result */
+    int close_started; /* RECV_CLOSE_ON_SERVER issued */
     grpc_slice status_msg;
     uint64_t start_ns;
 
@@ -99,18 +99,18 @@ struct bg__rpc_call {
     int init_md_sent;
     /* Health Watch: linked in srv->watchers under srv->watch_mu. */
     bg__rpc_call *watch_next;
-    int watch_sending;          /* a send batch is in flight */
-    int watch_final;            /* drain asked to end the stream */
+    int watch_sending; /* a send batch is in flight */
+    int watch_final;   /* drain asked to end the stream */
     int watch_listed;
-    int admitted;               /* counted in srv->working */
-    int handled;                /* counted in srv->handled (once per call) */
+    int admitted; /* counted in srv->working */
+    int handled;  /* counted in srv->handled (once per call) */
 
     /* Per-call bump allocator for decoding and building replies. */
     ProtobufCAllocator alloc;
     size_t arena_used;
-    void *overflow;             /* malloc'd blocks chained through their first word */
-    size_t overflow_bytes;      /* their total, capped by BG_CALL_OVERFLOW_FACTOR */
-    int overflow_capped;        /* an allocation was refused by that cap */
+    void *overflow;        /* malloc'd blocks chained through their first word */
+    size_t overflow_bytes; /* their total, capped by BG_CALL_OVERFLOW_FACTOR */
+    int overflow_capped;   /* an allocation was refused by that cap */
     _Alignas(max_align_t) unsigned char arena[BG_CALL_ARENA];
 };
 
@@ -119,27 +119,27 @@ struct bg__rpc_cq {
     pthread_t thread;
     int index;
     bg_rpc_server *srv;
-    pthread_mutex_t mu;         /* guards free_list and allocated */
+    pthread_mutex_t mu; /* guards free_list and allocated */
     bg__rpc_call *free_list;
-    uint64_t allocated;         /* call objects created for this CQ */
+    uint64_t allocated; /* call objects created for this CQ */
 };
 
 struct bg_rpc_server {
     bg_rpc_opts opts;
     grpc_server *server;
-    void *reg[BG_M__COUNT];     /* registered method handles */
+    void *reg[BG_M__COUNT]; /* registered method handles */
     bg__rpc_cq *cqs;
     unsigned n_cq;
-    unsigned n_threads;         /* CQ threads running (cqs[0..n_threads)) */
-    unsigned prerequest;        /* outstanding requests per method per CQ */
+    unsigned n_threads;  /* CQ threads running (cqs[0..n_threads)) */
+    unsigned prerequest; /* outstanding requests per method per CQ */
     char **bound;
     size_t n_bound;
-    char **unix_paths;          /* to unlink at destroy */
+    char **unix_paths; /* to unlink at destroy */
     size_t n_unix;
     size_t max_message;
 
     atomic_int draining;
-    atomic_int shutting_down;   /* no more requests may be posted */
+    atomic_int shutting_down; /* no more requests may be posted */
     atomic_uint_fast64_t in_flight;
     uint64_t boot_id;
     atomic_uint_fast64_t decisions;
@@ -176,13 +176,12 @@ void bg__rpc_request(bg_rpc_server *s, bg__rpc_cq *cq, int method);
 
 /* ---- rpc_call.c */
 bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method);
-void bg__rpc_call_release(bg__rpc_call *c);  /* drop one ref; recycle at zero */
+void bg__rpc_call_release(bg__rpc_call *c); /* drop one ref; recycle at zero */
 void bg__rpc_call_free_all(bg__rpc_cq *cq);
 const char *bg__rpc_call_state_name(int st);
 const char *bg__rpc_method_path(const bg__rpc_call *c);
 /* Abort with file:line when c is not in one of the allowed states. */
-void bg__rpc_assert_state(const bg__rpc_call *c, unsigned allowed_mask, const char *file,
-                          int line);
+void bg__rpc_assert_state(const bg__rpc_call *c, unsigned allowed_mask, const char *file, int line);
 #define BG_CALL_ASSERT(c, mask) bg__rpc_assert_state(c, mask, __FILE__, __LINE__)
 #define BG_CALL_BIT(st) (1u << (st))
 

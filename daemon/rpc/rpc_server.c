@@ -81,9 +81,8 @@ void bg__rpc_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
         e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, cq->cq, cq->cq,
                                      &c->req_tag);
     else
-        e = grpc_server_request_registered_call(s->server, s->reg[method], &c->call,
-                                                &c->deadline, &c->md,
-                                                method_streams[method] ? NULL : &c->payload,
+        e = grpc_server_request_registered_call(s->server, s->reg[method], &c->call, &c->deadline,
+                                                &c->md, method_streams[method] ? NULL : &c->payload,
                                                 cq->cq, cq->cq, &c->req_tag);
     if (e != GRPC_CALL_OK) {
         BG_ERROR("rpc", "cannot request a call: %s", grpc_call_error_to_string(e));
@@ -95,8 +94,8 @@ static void *cq_thread(void *arg)
 {
     bg__rpc_cq *cq = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(cq->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC),
-                                                   NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(cq->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
@@ -157,8 +156,10 @@ static int add_listener(bg_rpc_server *s, grpc_server_credentials *creds, const 
                               "or pick another path",
                               addr);
     } else if (strrchr(addr, ':') == NULL) {
-        return bg_err_set(err, BG_EINVAL, "--listen %s: expected host:port (port 0 = any free "
-                                          "port) or unix:/path", addr);
+        return bg_err_set(err, BG_EINVAL,
+                          "--listen %s: expected host:port (port 0 = any free "
+                          "port) or unix:/path",
+                          addr);
     }
     int port = grpc_server_add_http2_port(s->server, addr, creds);
     if (port == 0)
@@ -199,8 +200,7 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     s->opts = *opts;
     s->n_cq = opts->cq_threads ? opts->cq_threads : online_cpus();
     s->prerequest = 4;
-    s->max_message = opts->max_message_bytes ? opts->max_message_bytes
-                                             : BG_RPC_DEFAULT_MAX_MESSAGE;
+    s->max_message = opts->max_message_bytes ? opts->max_message_bytes : BG_RPC_DEFAULT_MAX_MESSAGE;
     s->started_ns = bg_now_ns();
     s->shutdown_tag.cb = on_shutdown;
     pthread_mutex_init(&s->watch_mu, NULL);
@@ -270,8 +270,7 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     for (unsigned i = 0; i < s->n_cq; i++) {
         if (pthread_create(&s->cqs[i].thread, NULL, cq_thread, &s->cqs[i]) != 0) {
             bg_rpc_server_destroy(s);
-            return bg_err_set(err, BG_EINTERNAL, "rpc: cannot start completion-queue thread %u",
-                              i);
+            return bg_err_set(err, BG_EINTERNAL, "rpc: cannot start completion-queue thread %u", i);
         }
         s->n_threads = i + 1;
     }
@@ -330,16 +329,17 @@ static void drain_poll(uv_timer_t *t)
     bg_rpc_server *s = t->data;
     uint64_t ms = (bg_now_ns() - s->drain_start_ns) / 1000000u;
     int past_deadline = ms >= s->drain_timeout_ms;
-    if (!s->shut_started && ((ms >= s->drain_grace_ms && atomic_load(&s->working) == 0) ||
-                             past_deadline)) {
+    if (!s->shut_started &&
+        ((ms >= s->drain_grace_ms && atomic_load(&s->working) == 0) || past_deadline)) {
         BG_INFO("rpc", "drain: closing listeners after %llu ms (%llu calls in flight)",
                 (unsigned long long)ms, (unsigned long long)bg_rpc_server_in_flight(s));
         begin_shutdown(s);
     }
     if (past_deadline && !s->drain_cancelled) {
         s->drain_cancelled = 1;
-        BG_WARN("rpc", "drain deadline (%u ms) passed with %llu calls in flight: cancelling "
-                       "them",
+        BG_WARN("rpc",
+                "drain deadline (%u ms) passed with %llu calls in flight: cancelling "
+                "them",
                 s->drain_timeout_ms, (unsigned long long)bg_rpc_server_in_flight(s));
         grpc_server_cancel_all_calls(s->server);
         bg__svc_ping_flush(s);
@@ -362,8 +362,8 @@ static void drain_poll(uv_timer_t *t)
     }
 }
 
-void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms,
-                         bg_loop_fn done, void *arg)
+void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms, bg_loop_fn done,
+                         void *arg)
 {
     BG_INFO("rpc", "draining: %llu calls in flight, grace %u ms, deadline %u ms",
             (unsigned long long)bg_rpc_server_in_flight(s), grace_ms, timeout_ms);
@@ -412,8 +412,8 @@ void bg_rpc_server_destroy(bg_rpc_server *s)
             }
             /* No thread serves cq 0 (start failed early): pump it here. */
             pthread_mutex_unlock(&s->shut_mu);
-            grpc_event ev = grpc_completion_queue_next(
-                s->cqs[0].cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+            grpc_event ev =
+                grpc_completion_queue_next(s->cqs[0].cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
             if (ev.type == GRPC_OP_COMPLETE)
                 ((bg__rpc_tag *)ev.tag)->cb(ev.tag, ev.success);
             pthread_mutex_lock(&s->shut_mu);

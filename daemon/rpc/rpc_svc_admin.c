@@ -152,8 +152,8 @@ void bg__svc_status(bg__rpc_call *c)
     out.observation_log_broken = es.store_broken != 0;
     out.uptime_s = (double)(bg_now_ns() - s->started_ns) / 1e9;
     if (s->opts.plugins != NULL)
-        out.plugin_errors = split_lines(c, bg_plugin_host_errors(s->opts.plugins),
-                                        &out.n_plugin_errors);
+        out.plugin_errors =
+            split_lines(c, bg_plugin_host_errors(s->opts.plugins), &out.n_plugin_errors);
     out.in_flight = bg_rpc_server_in_flight(s);
     out.draining = atomic_load(&s->draining) != 0;
     out.listen = s->bound;

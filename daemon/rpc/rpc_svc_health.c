@@ -29,7 +29,7 @@ static const char *const known_services[] = {"", "bayesguard.v1.Guard", "bayesgu
                                              "grpc.health.v1.Health"};
 
 static Grpc__Health__V1__HealthCheckResponse__ServingStatus status_of(bg_rpc_server *s,
-                                                                     const char *service)
+                                                                      const char *service)
 {
     for (size_t i = 0; i < sizeof(known_services) / sizeof(known_services[0]); i++)
         if (strcmp(service, known_services[i]) == 0)
@@ -228,9 +228,8 @@ void bg__svc_ping(bg__rpc_call *c)
         return;
     }
     if (req->delay_ms > BG_PING_MAX_DELAY_MS) {
-        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "PingRequest.delay_ms is %u: at most %u", req->delay_ms,
-                          BG_PING_MAX_DELAY_MS);
+        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "PingRequest.delay_ms is %u: at most %u",
+                          req->delay_ms, BG_PING_MAX_DELAY_MS);
         return;
     }
     ping_job *j = calloc(1, sizeof(*j));
