@@ -1,28 +1,32 @@
 /*
- * rpc_call.c — one server call: its state machine, its arena, its replies.
+ * rpc_call.c — one server call: its request, its state machine, its arena,
+ * its replies and streams.
  *
  * A call object is recycled through its completion queue's free list, so a
  * steady stream of unary calls allocates no call objects, and decoding and
  * reply building use the object's bump arena (BG_CALL_ARENA bytes inline,
- * malloc'd overflow freed at recycle).
+ * malloc'd overflow freed at recycle). The services are reached only
+ * through the method table (bg__rpc_methods: start, on_recv, on_send), and
+ * call back down into the functions here; this file names no service.
  *
  * State diagram (functions that make each transition):
  *
- *      FREE --bg__rpc_call_get--> REQUESTED --on_request(!ok: shutdown)--> FREE
- *                                     |
- *                                on_request(ok)
- *                                     v
- *     +---------------------------- ACTIVE (handler runs on the CQ thread)
- *     | defer to loop                 |  \ stream_recv / stream_send (Watch)
- *     v                               |   v
- *   DEFERRED --reply/fail (loop)-->   |  STREAMING --reply/fail/final send-+
- *                                     v                                    |
- *                               reply / fail                               |
- *                                     v                                    |
- *                                 FINISHING <------------------------------+
- *                                     |  last batch completes, refs -> 0
- *                                     v
- *                                   FREE (bg__rpc_call_release)
+ *      FREE --bg__rpc_call_request--> REQUESTED --on_request(!ok: shutdown)--> FREE
+ *                                         |
+ *                                    on_request(ok): method's start
+ *                                         v
+ *     +-------------------------------- ACTIVE (handler runs on the CQ thread)
+ *     | defer                             |  \ stream_recv (client stream)
+ *     v                                   |   \ server_stream (server stream)
+ *   DEFERRED --reply/fail (loop)-->       |    v
+ *                                         |  STREAMING --reply/fail/stream_send(final)--+
+ *                                         v      |  |                                   |
+ *                                   reply / fail |  +--abandon (cancelled)------------->|
+ *                                         v      |                                      |
+ *                                     FINISHING <-----------------------------------------+
+ *                                         |      | last ref dropped (Watch cancelled)
+ *                                         v      v
+ *                                       FREE (recycle, when refs drop to 0)
  *
  * Invariants:
  *   1. refs = outstanding batches + 1 while a holder (handler, loop work,
@@ -38,6 +42,8 @@
  *      with its status when the status is handed to gRPC (before the client
  *      can see it, so a scrape after the reply includes it), or as
  *      CANCELLED at recycle when it ended without one.
+ *   6. Every transition asserts the state it leaves (the diagram's arrows
+ *      and no others).
  *
  * Threads: a call's completions run on its CQ thread; reply/fail may run on
  * the loop thread for DEFERRED calls (gRPC batches are thread-safe). The
@@ -71,14 +77,11 @@ const char *bg__rpc_call_state_name(int st)
     }
 }
 
-void bg__rpc_assert_state(const bg__rpc_call *c, unsigned allowed_mask, const char *file, int line)
+/* Move c from one of the states of `from` to `to` (invariant 6). */
+static void transition(bg__rpc_call *c, unsigned from, int to)
 {
-    int st = atomic_load(&c->state);
-    if ((BG_CALL_BIT(st) & allowed_mask) == 0) {
-        fprintf(stderr, "%s:%d: rpc call %p (method %d) in state %s: not allowed here\n", file,
-                line, (const void *)c, c->method, bg__rpc_call_state_name(st));
-        abort();
-    }
+    BG_CALL_ASSERT(c, from);
+    atomic_store(&c->state, to);
 }
 
 static void *arena_alloc(void *data, size_t n)
@@ -159,7 +162,8 @@ static void on_request(bg__rpc_tag *t, int ok);
 static void on_send(bg__rpc_tag *t, int ok);
 static void on_recv(bg__rpc_tag *t, int ok);
 
-bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
+/* A call object for method, from cq's free list or new: FREE -> REQUESTED. */
+static bg__rpc_call *call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
 {
     pthread_mutex_lock(&cq->mu);
     bg__rpc_call *c = cq->free_list;
@@ -183,14 +187,38 @@ bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
         c->cq = cq;
         c->status_msg = grpc_empty_slice();
     }
-    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_FREE));
     c->method = method;
+    transition(c, BG_CALL_BIT(BG_CALL_FREE), BG_CALL_REQUESTED);
     atomic_store(&c->refs, 1);
-    atomic_store(&c->state, BG_CALL_REQUESTED);
     grpc_metadata_array_init(&c->md);
     if (method == BG_M_UNKNOWN)
         grpc_call_details_init(&c->details);
     return c;
+}
+
+void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
+{
+    if (atomic_load(&s->shutting_down))
+        return;
+    const bg__rpc_method *m = &bg__rpc_methods[method];
+    bg__rpc_call *c = call_get(s, cq, method);
+    if (c == NULL) {
+        BG_ERROR("rpc", "out of memory requesting a call for %s",
+                 m->path ? m->path : "unknown methods");
+        return;
+    }
+    grpc_call_error e;
+    if (method == BG_M_UNKNOWN)
+        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, cq->cq, cq->cq,
+                                     &c->req_tag);
+    else
+        e = grpc_server_request_registered_call(s->server, s->reg[method], &c->call, &c->deadline,
+                                                &c->md, m->client_streaming ? NULL : &c->payload,
+                                                cq->cq, cq->cq, &c->req_tag);
+    if (e != GRPC_CALL_OK) {
+        BG_ERROR("rpc", "cannot request a call: %s", grpc_call_error_to_string(e));
+        bg__rpc_call_release(c);
+    }
 }
 
 static void recycle(bg__rpc_call *c)
@@ -264,13 +292,13 @@ static void on_request(bg__rpc_tag *t, int ok)
         bg__rpc_call_release(c);
         return;
     }
+    const bg__rpc_method *m = &bg__rpc_methods[c->method];
     /* Keep the method pre-requested before doing any work. */
-    bg__rpc_request(s, c->cq, c->method);
+    bg__rpc_call_request(s, c->cq, c->method);
     atomic_fetch_add(&s->in_flight, 1);
-    atomic_store(&c->state, BG_CALL_ACTIVE);
+    transition(c, BG_CALL_BIT(BG_CALL_REQUESTED), BG_CALL_ACTIVE);
     c->start_ns = bg_now_ns();
-    if (atomic_load(&s->draining) && c->method != BG_M_HEALTH_CHECK &&
-        c->method != BG_M_HEALTH_WATCH) {
+    if (atomic_load(&s->draining) && !m->while_draining) {
         bg__rpc_call_fail(c, GRPC_STATUS_UNAVAILABLE,
                           "bayesguardd is draining (shutting down): retry against another "
                           "instance or after it restarts");
@@ -286,23 +314,15 @@ static void on_request(bg__rpc_tag *t, int ok)
     }
     c->admitted = 1;
     atomic_fetch_add(&s->working, 1);
-    switch (c->method) {
-#define BG_RPC_DISPATCH(id, path, stream, fn)                                                      \
-    case id:                                                                                       \
-        fn(c);                                                                                     \
-        break;
-        BG_RPC_METHODS(BG_RPC_DISPATCH)
-#undef BG_RPC_DISPATCH
-    default:
-        abort();
-    }
+    m->start(c);
 }
 
 static void on_send(bg__rpc_tag *t, int ok)
 {
     bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, send_tag));
-    if (c->method == BG_M_HEALTH_WATCH) {
-        bg__svc_health_watch_sent(c, ok);
+    const bg__rpc_method *m = &bg__rpc_methods[c->method];
+    if (m->on_send != NULL) {
+        m->on_send(c, ok);
         return;
     }
     BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_FINISHING));
@@ -312,10 +332,8 @@ static void on_send(bg__rpc_tag *t, int ok)
 static void on_recv(bg__rpc_tag *t, int ok)
 {
     bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, recv_tag));
-    if (c->method == BG_M_HEALTH_WATCH)
-        bg__svc_health_watch_closed(c, ok);
-    else
-        bg__svc_observe_stream_recv(c, ok);
+    const bg__rpc_method *m = &bg__rpc_methods[c->method];
+    m->on_recv(c, ok);
 }
 
 /* Initial metadata (first time only) and msg (when not NULL) into ops;
@@ -339,9 +357,10 @@ static size_t send_ops(bg__rpc_call *c, grpc_op *ops, const ProtobufCMessage *ms
 
 static void finish(bg__rpc_call *c, const ProtobufCMessage *msg, grpc_status_code code)
 {
-    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_ACTIVE) | BG_CALL_BIT(BG_CALL_DEFERRED) |
-                          BG_CALL_BIT(BG_CALL_STREAMING));
-    atomic_store(&c->state, BG_CALL_FINISHING);
+    transition(c,
+               BG_CALL_BIT(BG_CALL_ACTIVE) | BG_CALL_BIT(BG_CALL_DEFERRED) |
+                   BG_CALL_BIT(BG_CALL_STREAMING),
+               BG_CALL_FINISHING);
     grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
     size_t n = send_ops(c, ops, msg);
@@ -384,13 +403,36 @@ void bg__rpc_call_fail(bg__rpc_call *c, grpc_status_code code, const char *fmt, 
     finish(c, NULL, code);
 }
 
+void bg__rpc_call_defer(bg__rpc_call *c)
+{
+    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE), BG_CALL_DEFERRED);
+}
+
+int bg__rpc_call_server_stream(bg__rpc_call *c)
+{
+    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE), BG_CALL_STREAMING);
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    c->close_started = 1;
+    atomic_fetch_add(&c->refs, 1);
+    grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        atomic_fetch_sub(&c->refs, 1);
+        return BG_EINTERNAL;
+    }
+    return BG_OK;
+}
+
 int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int final)
 {
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_STREAMING));
     grpc_op ops[3];
     memset(ops, 0, sizeof(ops));
     size_t n = send_ops(c, ops, msg);
     if (final) {
-        atomic_store(&c->state, BG_CALL_FINISHING);
+        transition(c, BG_CALL_BIT(BG_CALL_STREAMING), BG_CALL_FINISHING);
         bg__rpc_count_handled(c, GRPC_STATUS_OK);
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
         ops[n++].data.send_status_from_server.status = GRPC_STATUS_OK;
@@ -406,6 +448,7 @@ int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int f
 
 int bg__rpc_call_stream_recv(bg__rpc_call *c)
 {
+    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE) | BG_CALL_BIT(BG_CALL_STREAMING), BG_CALL_STREAMING);
     grpc_op op;
     memset(&op, 0, sizeof(op));
     if (c->payload != NULL)
@@ -413,25 +456,15 @@ int bg__rpc_call_stream_recv(bg__rpc_call *c)
     c->payload = NULL;
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->payload;
-    atomic_store(&c->state, BG_CALL_STREAMING);
     grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
     return e == GRPC_CALL_OK ? BG_OK : BG_EINTERNAL;
 }
 
-int bg__rpc_call_watch_close(bg__rpc_call *c)
+void bg__rpc_call_abandon(bg__rpc_call *c)
 {
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    op.data.recv_close_on_server.cancelled = &c->cancelled;
-    c->close_started = 1;
-    atomic_fetch_add(&c->refs, 1);
-    grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
-    if (e != GRPC_CALL_OK) {
-        atomic_fetch_sub(&c->refs, 1);
-        return BG_EINTERNAL;
-    }
-    return BG_OK;
+    transition(c, BG_CALL_BIT(BG_CALL_STREAMING), BG_CALL_FINISHING);
+    c->close_started = 1; /* nothing more may be sent: just release */
+    bg__rpc_call_release(c);
 }
 
 grpc_status_code bg__rpc_code_of(int st)

@@ -16,6 +16,9 @@
  * says on_error: allow, in which case the verdict is ALLOW with
  * on_error_allowed set and a warning is logged.
  *
+ * ObserveStream reads its client stream through the method table's on_recv
+ * hook (bg__svc_observe_stream_recv); rpc_call.c never names this file.
+ *
  * Threads: handlers run on the CQ thread that received the call; they hold
  * no lock; the snapshot reference keeps the policy and its plugin
  * instances alive for the duration of the engine call.
@@ -466,9 +469,7 @@ void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok)
     stream_state *st = c->user;
     if (!ok) {
         /* The call was cancelled or the connection dropped. */
-        c->close_started = 1; /* nothing more may be sent: just release */
-        atomic_store(&c->state, BG_CALL_FINISHING);
-        bg__rpc_call_release(c);
+        bg__rpc_call_abandon(c);
         return;
     }
     if (c->payload == NULL) {
