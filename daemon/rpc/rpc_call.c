@@ -28,14 +28,16 @@
  *                                         v      v
  *                                       FREE (recycle, when refs drop to 0)
  *
- * Invariants:
+ * Invariants (each checked with BG_ASSERT where it could break):
  *   1. refs = outstanding batches + 1 while a holder (handler, loop work,
  *      stream callback) owns the call. A call is recycled exactly when refs
- *      drops to 0, and only then are grpc_call, buffers and arena released.
- *   2. At most one send batch is in flight (gRPC's rule); Watch enforces it
- *      with watch_sending under srv->watch_mu.
+ *      drops to 0 (never below), only from REQUESTED, STREAMING or
+ *      FINISHING, and only then are grpc_call, buffers and arena released.
+ *   2. At most one send batch is in flight (gRPC's rule): c->sends is 0 or
+ *      1. Watch keeps to it with watch_sending under srv->watch_mu.
  *   3. A call counted in srv->in_flight (ACTIVE reached) is uncounted at
- *      recycle, so in_flight == calls between arrival and final batch.
+ *      recycle, so in_flight == calls between arrival and final batch; an
+ *      admitted call is likewise counted in srv->working until recycle.
  *   4. A reply is sent exactly once: reply/fail assert ACTIVE, DEFERRED or
  *      STREAMING and move to FINISHING.
  *   5. A call that reached ACTIVE is counted in srv->handled exactly once:
@@ -198,6 +200,7 @@ static bg__rpc_call *call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
 
 void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
 {
+    BG_ASSERT(method >= 0 && method < BG_M__COUNT, "rpc: request for method id %d", method);
     if (atomic_load(&s->shutting_down))
         return;
     const bg__rpc_method *m = &bg__rpc_methods[method];
@@ -224,12 +227,22 @@ void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
 static void recycle(bg__rpc_call *c)
 {
     bg_rpc_server *s = c->srv;
-    if (c->admitted)
-        atomic_fetch_sub(&s->working, 1);
+    int st = atomic_load(&c->state);
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_REQUESTED) | BG_CALL_BIT(BG_CALL_STREAMING) |
+                          BG_CALL_BIT(BG_CALL_FINISHING));
+    BG_ASSERT(atomic_load(&c->sends) == 0, "rpc call %p (%s) recycled with a send in flight",
+              (void *)c, bg__rpc_method_path(c));
+    if (c->admitted) {
+        uint64_t working = atomic_fetch_sub(&s->working, 1);
+        BG_ASSERT(working > 0, "rpc: an admitted %s call found srv->working at 0",
+                  bg__rpc_method_path(c));
+    }
     c->admitted = 0;
-    if (atomic_load(&c->state) != BG_CALL_REQUESTED) {
+    if (st != BG_CALL_REQUESTED) {
         bg__rpc_count_handled(c, GRPC_STATUS_CANCELLED); /* no-op when a status was sent */
-        atomic_fetch_sub(&s->in_flight, 1);
+        uint64_t in_flight = atomic_fetch_sub(&s->in_flight, 1);
+        BG_ASSERT(in_flight > 0, "rpc: a %s call in state %s found srv->in_flight at 0",
+                  bg__rpc_method_path(c), bg__rpc_call_state_name(st));
     }
     c->handled = 0;
     if (c->call != NULL)
@@ -265,7 +278,10 @@ static void recycle(bg__rpc_call *c)
 
 void bg__rpc_call_release(bg__rpc_call *c)
 {
-    if (atomic_fetch_sub(&c->refs, 1) == 1)
+    int refs = atomic_fetch_sub(&c->refs, 1);
+    BG_ASSERT(refs >= 1, "rpc call %p (%s) in state %s released with %d refs", (void *)c,
+              bg__rpc_method_path(c), bg__rpc_call_state_name(atomic_load(&c->state)), refs);
+    if (refs == 1)
         recycle(c);
 }
 
@@ -314,13 +330,32 @@ static void on_request(bg__rpc_tag *t, int ok)
     }
     c->admitted = 1;
     atomic_fetch_add(&s->working, 1);
+    BG_ASSERT(m->start != NULL, "rpc: method %s has no start hook", bg__rpc_method_path(c));
     m->start(c);
+}
+
+/* A send batch was handed to gRPC: at most one in flight (invariant 2). */
+static void send_started(bg__rpc_call *c)
+{
+    int sends = atomic_fetch_add(&c->sends, 1);
+    BG_ASSERT(sends == 0, "rpc call %p (%s) in state %s: a second send batch while %d in flight",
+              (void *)c, bg__rpc_method_path(c), bg__rpc_call_state_name(atomic_load(&c->state)),
+              sends);
+}
+
+/* ... and completed, or was refused. */
+static void send_ended(bg__rpc_call *c)
+{
+    int sends = atomic_fetch_sub(&c->sends, 1);
+    BG_ASSERT(sends == 1, "rpc call %p (%s): a send batch ended with %d in flight", (void *)c,
+              bg__rpc_method_path(c), sends);
 }
 
 static void on_send(bg__rpc_tag *t, int ok)
 {
     bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, send_tag));
     const bg__rpc_method *m = &bg__rpc_methods[c->method];
+    send_ended(c);
     if (m->on_send != NULL) {
         m->on_send(c, ok);
         return;
@@ -333,6 +368,10 @@ static void on_recv(bg__rpc_tag *t, int ok)
 {
     bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, recv_tag));
     const bg__rpc_method *m = &bg__rpc_methods[c->method];
+    BG_ASSERT(m->on_recv != NULL,
+              "rpc call %p (%s) in state %s: a receive completed but the "
+              "method has no on_recv hook",
+              (void *)c, bg__rpc_method_path(c), bg__rpc_call_state_name(atomic_load(&c->state)));
     m->on_recv(c, ok);
 }
 
@@ -374,9 +413,11 @@ static void finish(bg__rpc_call *c, const ProtobufCMessage *msg, grpc_status_cod
         ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
         c->close_started = 1;
     }
+    send_started(c);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
     if (e != GRPC_CALL_OK) {
         BG_ERROR("rpc", "cannot send the reply: %s", grpc_call_error_to_string(e));
+        send_ended(c);
         grpc_call_cancel(c->call, NULL);
         bg__rpc_call_release(c);
     }
@@ -438,8 +479,10 @@ int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int f
         ops[n++].data.send_status_from_server.status = GRPC_STATUS_OK;
     }
     atomic_fetch_add(&c->refs, 1);
+    send_started(c);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
     if (e != GRPC_CALL_OK) {
+        send_ended(c);
         atomic_fetch_sub(&c->refs, 1);
         return BG_EINTERNAL;
     }

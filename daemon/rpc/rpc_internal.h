@@ -129,7 +129,8 @@ struct bg__rpc_call {
     bg__rpc_cq *cq; /* whose free list and completion queue */
     int method;
     _Atomic int state;
-    atomic_int refs; /* outstanding batches + 1 while a holder has it */
+    atomic_int refs;  /* outstanding batches + 1 while a holder has it */
+    atomic_int sends; /* send batches in flight: 0 or 1 (invariant 2 of rpc_call.c) */
     bg__rpc_call *next_free;
 
     grpc_call *call;

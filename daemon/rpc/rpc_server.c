@@ -31,12 +31,15 @@
  *   (delayed Pings): drain_cancelled = 1. It is also set, cancelling the
  *   idle connections, when SHUTTING DOWN has no call left.
  *
- * Invariants:
+ * Invariants (BG_ASSERT where they could break):
  *   1. No request is posted once shutting_down is set (set before
  *      grpc_server_shutdown_and_notify), so the flushed requests are the last.
- *   2. The shutdown tag fires once, on a CQ thread, after every call ended;
- *      only then may destroy shut the queues down and join the threads.
+ *   2. The shutdown tag fires once, on a CQ thread, after begin_shutdown
+ *      and after every call ended; only then may destroy shut the queues
+ *      down and join the threads.
  *   3. bound[] is written during start only.
+ *   4. drain runs once, before any shutdown began; drain_now only after it;
+ *      done(arg) runs once, in SHUT with no call in flight.
  *
  * Threads: start/drain/destroy on the loop thread; request posting on CQ
  * threads (and start before they run). The metrics collector
@@ -81,6 +84,9 @@ static void on_shutdown(bg__rpc_tag *t, int ok)
     (void)ok;
     bg_rpc_server *s = (bg_rpc_server *)((char *)t - offsetof(bg_rpc_server, shutdown_tag));
     pthread_mutex_lock(&s->shut_mu);
+    BG_ASSERT(s->shut_started && !s->shut_done,
+              "rpc: the shutdown tag fired with shut_started %d, shut_done %d (invariant 2)",
+              s->shut_started, s->shut_done);
     s->shut_done = 1;
     pthread_cond_broadcast(&s->shut_cv);
     pthread_mutex_unlock(&s->shut_mu);
@@ -329,6 +335,7 @@ static void drain_poll(uv_timer_t *t)
         s->drain_cancelled = 1;
         grpc_server_cancel_all_calls(s->server);
     }
+    BG_ASSERT(!shut || s->shut_started, "rpc: drain found the shutdown done before it began");
     if (shut && bg__rpc_in_flight(s) == 0 && s->drain_done != NULL) {
         bg_loop_fn done = s->drain_done;
         s->drain_done = NULL;
@@ -341,6 +348,8 @@ static void drain_poll(uv_timer_t *t)
 void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms, bg_loop_fn done,
                          void *arg)
 {
+    BG_ASSERT(s->drain_start_ns == 0 && !s->shut_started,
+              "rpc: drain called again, or after the shutdown began (invariant 4)");
     BG_INFO("rpc", "draining: %llu calls in flight, grace %u ms, deadline %u ms",
             (unsigned long long)bg__rpc_in_flight(s), grace_ms, timeout_ms);
     s->drain_done = done;
@@ -363,6 +372,7 @@ void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_m
 
 void bg_rpc_server_drain_now(bg_rpc_server *s)
 {
+    BG_ASSERT(s->drain_start_ns != 0, "rpc: drain_now before drain (invariant 4)");
     s->drain_timeout_ms = 0;
     s->drain_grace_ms = 0;
 }
