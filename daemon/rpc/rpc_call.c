@@ -1,43 +1,51 @@
 /*
- * rpc_call.c — one server call: its state machine, its arena, its replies.
+ * rpc_call.c — one server call: its request, its state machine, its arena,
+ * its replies and streams.
  *
  * A call object is recycled through its completion queue's free list, so a
  * steady stream of unary calls allocates no call objects, and decoding and
  * reply building use the object's bump arena (BG_CALL_ARENA bytes inline,
- * malloc'd overflow freed at recycle).
+ * malloc'd overflow freed at recycle). The services are reached only
+ * through the method table (bg__rpc_methods: start, on_recv, on_send), and
+ * call back down into the functions here; this file names no service.
  *
  * State diagram (functions that make each transition):
  *
- *      FREE --bg__rpc_call_get--> REQUESTED --on_request(!ok: shutdown)--> FREE
- *                                     |
- *                                on_request(ok)
- *                                     v
- *     +---------------------------- ACTIVE (handler runs on the CQ thread)
- *     | defer to loop                 |  \ stream_recv / stream_send (Watch)
- *     v                               |   v
- *   DEFERRED --reply/fail (loop)-->   |  STREAMING --reply/fail/final send-+
- *                                     v                                    |
- *                               reply / fail                               |
- *                                     v                                    |
- *                                 FINISHING <------------------------------+
- *                                     |  last batch completes, refs -> 0
- *                                     v
- *                                   FREE (bg__rpc_call_release)
+ *      FREE --bg__rpc_call_request--> REQUESTED --on_request(!ok: shutdown)--> FREE
+ *                                         |
+ *                                    on_request(ok): method's start
+ *                                         v
+ *     +-------------------------------- ACTIVE (handler runs on the CQ thread)
+ *     | defer                             |  \ stream_recv (client stream)
+ *     v                                   |   \ server_stream (server stream)
+ *   DEFERRED --reply/fail (loop)-->       |    v
+ *                                         |  STREAMING --reply/fail/stream_send(final)--+
+ *                                         v      |  |                                   |
+ *                                   reply / fail |  +--abandon (cancelled)------------->|
+ *                                         v      |                                      |
+ *                                     FINISHING <-----------------------------------------+
+ *                                         |      | last ref dropped (Watch cancelled)
+ *                                         v      v
+ *                                       FREE (recycle, when refs drop to 0)
  *
- * Invariants:
+ * Invariants (each checked with BG_ASSERT where it could break):
  *   1. refs = outstanding batches + 1 while a holder (handler, loop work,
  *      stream callback) owns the call. A call is recycled exactly when refs
- *      drops to 0, and only then are grpc_call, buffers and arena released.
- *   2. At most one send batch is in flight (gRPC's rule); Watch enforces it
- *      with watch_sending under srv->watch_mu.
+ *      drops to 0 (never below), only from REQUESTED, STREAMING or
+ *      FINISHING, and only then are grpc_call, buffers and arena released.
+ *   2. At most one send batch is in flight (gRPC's rule): c->sends is 0 or
+ *      1. Watch keeps to it with watch_sending under srv->watch_mu.
  *   3. A call counted in srv->in_flight (ACTIVE reached) is uncounted at
- *      recycle, so in_flight == calls between arrival and final batch.
+ *      recycle, so in_flight == calls between arrival and final batch; an
+ *      admitted call is likewise counted in srv->working until recycle.
  *   4. A reply is sent exactly once: reply/fail assert ACTIVE, DEFERRED or
  *      STREAMING and move to FINISHING.
  *   5. A call that reached ACTIVE is counted in srv->handled exactly once:
  *      with its status when the status is handed to gRPC (before the client
  *      can see it, so a scrape after the reply includes it), or as
  *      CANCELLED at recycle when it ended without one.
+ *   6. Every transition asserts the state it leaves (the diagram's arrows
+ *      and no others).
  *
  * Threads: a call's completions run on its CQ thread; reply/fail may run on
  * the loop thread for DEFERRED calls (gRPC batches are thread-safe). The
@@ -61,8 +69,8 @@
 const char *bg__rpc_call_state_name(int st)
 {
     switch (st) {
-#define BG_CALL_STATE_CASE(s)                                                                    \
-    case s:                                                                                      \
+#define BG_CALL_STATE_CASE(s)                                                                      \
+    case s:                                                                                        \
         return #s;
         BG_CALL_STATES(BG_CALL_STATE_CASE)
 #undef BG_CALL_STATE_CASE
@@ -71,14 +79,11 @@ const char *bg__rpc_call_state_name(int st)
     }
 }
 
-void bg__rpc_assert_state(const bg__rpc_call *c, unsigned allowed_mask, const char *file, int line)
+/* Move c from one of the states of `from` to `to` (invariant 6). */
+static void transition(bg__rpc_call *c, unsigned from, int to)
 {
-    int st = atomic_load(&c->state);
-    if ((BG_CALL_BIT(st) & allowed_mask) == 0) {
-        fprintf(stderr, "%s:%d: rpc call %p (method %d) in state %s: not allowed here\n", file,
-                line, (const void *)c, c->method, bg__rpc_call_state_name(st));
-        abort();
-    }
+    BG_CALL_ASSERT(c, from);
+    atomic_store(&c->state, to);
 }
 
 static void *arena_alloc(void *data, size_t n)
@@ -159,7 +164,8 @@ static void on_request(bg__rpc_tag *t, int ok);
 static void on_send(bg__rpc_tag *t, int ok);
 static void on_recv(bg__rpc_tag *t, int ok);
 
-bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
+/* A call object for method, from cq's free list or new: FREE -> REQUESTED. */
+static bg__rpc_call *call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
 {
     pthread_mutex_lock(&cq->mu);
     bg__rpc_call *c = cq->free_list;
@@ -183,25 +189,60 @@ bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
         c->cq = cq;
         c->status_msg = grpc_empty_slice();
     }
-    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_FREE));
     c->method = method;
+    transition(c, BG_CALL_BIT(BG_CALL_FREE), BG_CALL_REQUESTED);
     atomic_store(&c->refs, 1);
-    atomic_store(&c->state, BG_CALL_REQUESTED);
     grpc_metadata_array_init(&c->md);
     if (method == BG_M_UNKNOWN)
         grpc_call_details_init(&c->details);
     return c;
 }
 
+void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
+{
+    BG_ASSERT(method >= 0 && method < BG_M__COUNT, "rpc: request for method id %d", method);
+    if (atomic_load(&s->shutting_down))
+        return;
+    const bg__rpc_method *m = &bg__rpc_methods[method];
+    bg__rpc_call *c = call_get(s, cq, method);
+    if (c == NULL) {
+        BG_ERROR("rpc", "out of memory requesting a call for %s",
+                 m->path ? m->path : "unknown methods");
+        return;
+    }
+    grpc_call_error e;
+    if (method == BG_M_UNKNOWN)
+        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, cq->cq, cq->cq,
+                                     &c->req_tag);
+    else
+        e = grpc_server_request_registered_call(s->server, s->reg[method], &c->call, &c->deadline,
+                                                &c->md, m->client_streaming ? NULL : &c->payload,
+                                                cq->cq, cq->cq, &c->req_tag);
+    if (e != GRPC_CALL_OK) {
+        BG_ERROR("rpc", "cannot request a call: %s", grpc_call_error_to_string(e));
+        bg__rpc_call_release(c);
+    }
+}
+
 static void recycle(bg__rpc_call *c)
 {
     bg_rpc_server *s = c->srv;
-    if (c->admitted)
-        atomic_fetch_sub(&s->working, 1);
+    int st = atomic_load(&c->state);
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_REQUESTED) | BG_CALL_BIT(BG_CALL_STREAMING) |
+                          BG_CALL_BIT(BG_CALL_FINISHING));
+    BG_ASSERT(atomic_load(&c->sends) == 0, "rpc call %p (%s) recycled with a send in flight",
+              (void *)c, bg__rpc_method_path(c));
+    if (c->admitted) {
+        uint64_t working = atomic_fetch_sub(&s->working, 1);
+        BG_ASSERT(working > 0, "rpc: an admitted %s call found srv->working at 0",
+                  bg__rpc_method_path(c));
+    }
     c->admitted = 0;
-    if (atomic_load(&c->state) != BG_CALL_REQUESTED) {
+    if (st != BG_CALL_REQUESTED) {
         bg__rpc_count_handled(c, GRPC_STATUS_CANCELLED); /* no-op when a status was sent */
-        atomic_fetch_sub(&s->in_flight, 1);
+        uint64_t in_flight = atomic_fetch_sub(&s->in_flight, 1);
+        BG_ASSERT(in_flight > 0, "rpc: a %s call in state %s found srv->in_flight at 0",
+                  bg__rpc_method_path(c), bg__rpc_call_state_name(st));
     }
     c->handled = 0;
     if (c->call != NULL)
@@ -237,7 +278,10 @@ static void recycle(bg__rpc_call *c)
 
 void bg__rpc_call_release(bg__rpc_call *c)
 {
-    if (atomic_fetch_sub(&c->refs, 1) == 1)
+    int refs = atomic_fetch_sub(&c->refs, 1);
+    BG_ASSERT(refs >= 1, "rpc call %p (%s) in state %s released with %d refs", (void *)c,
+              bg__rpc_method_path(c), bg__rpc_call_state_name(atomic_load(&c->state)), refs);
+    if (refs == 1)
         recycle(c);
 }
 
@@ -264,13 +308,13 @@ static void on_request(bg__rpc_tag *t, int ok)
         bg__rpc_call_release(c);
         return;
     }
+    const bg__rpc_method *m = &bg__rpc_methods[c->method];
     /* Keep the method pre-requested before doing any work. */
-    bg__rpc_request(s, c->cq, c->method);
+    bg__rpc_call_request(s, c->cq, c->method);
     atomic_fetch_add(&s->in_flight, 1);
-    atomic_store(&c->state, BG_CALL_ACTIVE);
+    transition(c, BG_CALL_BIT(BG_CALL_REQUESTED), BG_CALL_ACTIVE);
     c->start_ns = bg_now_ns();
-    if (atomic_load(&s->draining) && c->method != BG_M_HEALTH_CHECK &&
-        c->method != BG_M_HEALTH_WATCH) {
+    if (atomic_load(&s->draining) && !m->while_draining) {
         bg__rpc_call_fail(c, GRPC_STATUS_UNAVAILABLE,
                           "bayesguardd is draining (shutting down): retry against another "
                           "instance or after it restarts");
@@ -286,23 +330,34 @@ static void on_request(bg__rpc_tag *t, int ok)
     }
     c->admitted = 1;
     atomic_fetch_add(&s->working, 1);
-    switch (c->method) {
-#define BG_RPC_DISPATCH(id, path, stream, fn)                                                    \
-    case id:                                                                                     \
-        fn(c);                                                                                   \
-        break;
-        BG_RPC_METHODS(BG_RPC_DISPATCH)
-#undef BG_RPC_DISPATCH
-    default:
-        abort();
-    }
+    BG_ASSERT(m->start != NULL, "rpc: method %s has no start hook", bg__rpc_method_path(c));
+    m->start(c);
+}
+
+/* A send batch was handed to gRPC: at most one in flight (invariant 2). */
+static void send_started(bg__rpc_call *c)
+{
+    int sends = atomic_fetch_add(&c->sends, 1);
+    BG_ASSERT(sends == 0, "rpc call %p (%s) in state %s: a second send batch while %d in flight",
+              (void *)c, bg__rpc_method_path(c), bg__rpc_call_state_name(atomic_load(&c->state)),
+              sends);
+}
+
+/* ... and completed, or was refused. */
+static void send_ended(bg__rpc_call *c)
+{
+    int sends = atomic_fetch_sub(&c->sends, 1);
+    BG_ASSERT(sends == 1, "rpc call %p (%s): a send batch ended with %d in flight", (void *)c,
+              bg__rpc_method_path(c), sends);
 }
 
 static void on_send(bg__rpc_tag *t, int ok)
 {
     bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, send_tag));
-    if (c->method == BG_M_HEALTH_WATCH) {
-        bg__svc_health_watch_sent(c, ok);
+    const bg__rpc_method *m = &bg__rpc_methods[c->method];
+    send_ended(c);
+    if (m->on_send != NULL) {
+        m->on_send(c, ok);
         return;
     }
     BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_FINISHING));
@@ -312,10 +367,12 @@ static void on_send(bg__rpc_tag *t, int ok)
 static void on_recv(bg__rpc_tag *t, int ok)
 {
     bg__rpc_call *c = (bg__rpc_call *)((char *)t - offsetof(bg__rpc_call, recv_tag));
-    if (c->method == BG_M_HEALTH_WATCH)
-        bg__svc_health_watch_closed(c, ok);
-    else
-        bg__svc_observe_stream_recv(c, ok);
+    const bg__rpc_method *m = &bg__rpc_methods[c->method];
+    BG_ASSERT(m->on_recv != NULL,
+              "rpc call %p (%s) in state %s: a receive completed but the "
+              "method has no on_recv hook",
+              (void *)c, bg__rpc_method_path(c), bg__rpc_call_state_name(atomic_load(&c->state)));
+    m->on_recv(c, ok);
 }
 
 /* Initial metadata (first time only) and msg (when not NULL) into ops;
@@ -339,9 +396,10 @@ static size_t send_ops(bg__rpc_call *c, grpc_op *ops, const ProtobufCMessage *ms
 
 static void finish(bg__rpc_call *c, const ProtobufCMessage *msg, grpc_status_code code)
 {
-    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_ACTIVE) | BG_CALL_BIT(BG_CALL_DEFERRED) |
-                          BG_CALL_BIT(BG_CALL_STREAMING));
-    atomic_store(&c->state, BG_CALL_FINISHING);
+    transition(c,
+               BG_CALL_BIT(BG_CALL_ACTIVE) | BG_CALL_BIT(BG_CALL_DEFERRED) |
+                   BG_CALL_BIT(BG_CALL_STREAMING),
+               BG_CALL_FINISHING);
     grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
     size_t n = send_ops(c, ops, msg);
@@ -355,9 +413,11 @@ static void finish(bg__rpc_call *c, const ProtobufCMessage *msg, grpc_status_cod
         ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
         c->close_started = 1;
     }
+    send_started(c);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
     if (e != GRPC_CALL_OK) {
         BG_ERROR("rpc", "cannot send the reply: %s", grpc_call_error_to_string(e));
+        send_ended(c);
         grpc_call_cancel(c->call, NULL);
         bg__rpc_call_release(c);
     }
@@ -384,42 +444,14 @@ void bg__rpc_call_fail(bg__rpc_call *c, grpc_status_code code, const char *fmt, 
     finish(c, NULL, code);
 }
 
-int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int final)
+void bg__rpc_call_defer(bg__rpc_call *c)
 {
-    grpc_op ops[3];
-    memset(ops, 0, sizeof(ops));
-    size_t n = send_ops(c, ops, msg);
-    if (final) {
-        atomic_store(&c->state, BG_CALL_FINISHING);
-        bg__rpc_count_handled(c, GRPC_STATUS_OK);
-        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-        ops[n++].data.send_status_from_server.status = GRPC_STATUS_OK;
-    }
-    atomic_fetch_add(&c->refs, 1);
-    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
-    if (e != GRPC_CALL_OK) {
-        atomic_fetch_sub(&c->refs, 1);
-        return BG_EINTERNAL;
-    }
-    return BG_OK;
+    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE), BG_CALL_DEFERRED);
 }
 
-int bg__rpc_call_stream_recv(bg__rpc_call *c)
+int bg__rpc_call_server_stream(bg__rpc_call *c)
 {
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
-    if (c->payload != NULL)
-        grpc_byte_buffer_destroy(c->payload);
-    c->payload = NULL;
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &c->payload;
-    atomic_store(&c->state, BG_CALL_STREAMING);
-    grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
-    return e == GRPC_CALL_OK ? BG_OK : BG_EINTERNAL;
-}
-
-int bg__rpc_call_watch_close(bg__rpc_call *c)
-{
+    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE), BG_CALL_STREAMING);
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -432,6 +464,50 @@ int bg__rpc_call_watch_close(bg__rpc_call *c)
         return BG_EINTERNAL;
     }
     return BG_OK;
+}
+
+int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int final)
+{
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_STREAMING));
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    size_t n = send_ops(c, ops, msg);
+    if (final) {
+        transition(c, BG_CALL_BIT(BG_CALL_STREAMING), BG_CALL_FINISHING);
+        bg__rpc_count_handled(c, GRPC_STATUS_OK);
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n++].data.send_status_from_server.status = GRPC_STATUS_OK;
+    }
+    atomic_fetch_add(&c->refs, 1);
+    send_started(c);
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->send_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        send_ended(c);
+        atomic_fetch_sub(&c->refs, 1);
+        return BG_EINTERNAL;
+    }
+    return BG_OK;
+}
+
+int bg__rpc_call_stream_recv(bg__rpc_call *c)
+{
+    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE) | BG_CALL_BIT(BG_CALL_STREAMING), BG_CALL_STREAMING);
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    if (c->payload != NULL)
+        grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->payload;
+    grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
+    return e == GRPC_CALL_OK ? BG_OK : BG_EINTERNAL;
+}
+
+void bg__rpc_call_abandon(bg__rpc_call *c)
+{
+    transition(c, BG_CALL_BIT(BG_CALL_STREAMING), BG_CALL_FINISHING);
+    c->close_started = 1; /* nothing more may be sent: just release */
+    bg__rpc_call_release(c);
 }
 
 grpc_status_code bg__rpc_code_of(int st)

@@ -1,16 +1,20 @@
 /*
  * rpc_internal.h — what the files of daemon/rpc share: the server, the
- * completion-queue threads, the per-call state machine and the handlers.
- * Not for use outside daemon/rpc.
+ * completion-queue threads, the per-call state machine, the method table
+ * and the handlers. Not for use outside daemon/rpc.
  *
- * Files:
- *   rpc_server.c       bind, threads, request posting, drain, destroy
- *   rpc_call.c         the call object: state machine, arena, replies
- *   rpc_svc_guard.c    Evaluate, Observe, ObserveStream
- *   rpc_svc_admin.c    Status, Reload
- *   rpc_svc_health.c   Health Check/Watch, Bench Ping, unknown methods
+ * Files, each calling only into the files below it (by name); the files
+ * below reach the ones above only through the function pointers of the
+ * method table, so no two files call each other round:
+ *   rpc_server.c          bind, threads, drain, destroy (the public API)
+ *   rpc_svc_guard.c       Evaluate, Observe, ObserveStream
+ *   rpc_svc_admin.c       Status, Reload
+ *   rpc_svc_health.c      Health Check/Watch, Bench Ping, unknown methods
+ *   rpc_call.c            the call object: request posting, state machine,
+ *                         arena, replies, streams; dispatch through the table
  *   rpc_server_metrics.c  the server's metrics families (calls by method and
- *                      code, in flight, draining) and counting a finished call
+ *                         code, in flight, draining) and counting a finished call
+ *   rpc_methods.c         the method table (BG_RPC_METHODS as data) and names
  */
 #ifndef BG_RPC_INTERNAL_H
 #define BG_RPC_INTERNAL_H
@@ -22,6 +26,7 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "common/bg_assert.h"
 #include "rpc/rpc.h"
 #include "rpc/rpc_wire.h"
 
@@ -34,33 +39,78 @@ typedef struct bg__rpc_tag {
     void (*cb)(struct bg__rpc_tag *t, int ok);
 } bg__rpc_tag;
 
-/* X(id, path, client_streaming, handler) — every method the server serves.
- * BG_M_UNKNOWN (last) is the catch-all for unregistered paths. */
+/* The method table: every method the server serves, and every hook by
+ * which rpc_call.c and rpc_server.c reach the service that serves it.
+ *
+ *   X(id, path, client_streaming, while_draining,
+ *     start, on_recv, on_send, on_drain, on_deadline)
+ *
+ *   path              the full gRPC path; NULL for BG_M_UNKNOWN (last), the
+ *                     catch-all for unregistered paths
+ *   client_streaming  1: no payload at arrival, the handler reads the stream
+ *   while_draining    1: still served while draining (health); the others
+ *                     are answered UNAVAILABLE once the drain began
+ *   start             the handler: CQ thread, state ACTIVE, holding one ref;
+ *                     must end in reply/fail/defer/stream (never NULL)
+ *   on_recv           a receive batch completed (a client stream message or
+ *                     the client's close); NULL: the method starts none
+ *   on_send           a send batch of a server stream completed (ok = sent);
+ *                     NULL: the only send is the final one (FINISHING): the
+ *                     call drops the batch's reference
+ *   on_drain          loop thread, when the drain begins (and again at
+ *                     shutdown): end what would keep a call open forever
+ *   on_deadline       loop thread, when the drain deadline passed: answer
+ *                     what is still waiting on the loop
+ * NULL hooks are not called. */
+/* clang-format off */
 #define BG_RPC_METHODS(X)                                                                        \
-    X(BG_M_EVALUATE, "/bayesguard.v1.Guard/Evaluate", 0, bg__svc_evaluate)                       \
-    X(BG_M_OBSERVE, "/bayesguard.v1.Guard/Observe", 0, bg__svc_observe)                          \
-    X(BG_M_OBSERVE_STREAM, "/bayesguard.v1.Guard/ObserveStream", 1, bg__svc_observe_stream)      \
-    X(BG_M_STATUS, "/bayesguard.v1.Guard/Status", 0, bg__svc_status)                             \
-    X(BG_M_RELOAD, "/bayesguard.v1.Guard/Reload", 0, bg__svc_reload)                             \
-    X(BG_M_PING, "/bayesguard.v1.Bench/Ping", 0, bg__svc_ping)                                   \
-    X(BG_M_HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0, bg__svc_health_check)                \
-    X(BG_M_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", 0, bg__svc_health_watch)                \
-    X(BG_M_UNKNOWN, NULL, 1, bg__svc_unknown)
+    X(BG_M_EVALUATE, "/bayesguard.v1.Guard/Evaluate", 0, 0,                                      \
+      bg__svc_evaluate, NULL, NULL, NULL, NULL)                                                  \
+    X(BG_M_OBSERVE, "/bayesguard.v1.Guard/Observe", 0, 0,                                        \
+      bg__svc_observe, NULL, NULL, NULL, NULL)                                                   \
+    X(BG_M_OBSERVE_STREAM, "/bayesguard.v1.Guard/ObserveStream", 1, 0,                           \
+      bg__svc_observe_stream, bg__svc_observe_stream_recv, NULL, NULL, NULL)                     \
+    X(BG_M_STATUS, "/bayesguard.v1.Guard/Status", 0, 0,                                          \
+      bg__svc_status, NULL, NULL, NULL, NULL)                                                    \
+    X(BG_M_RELOAD, "/bayesguard.v1.Guard/Reload", 0, 0,                                          \
+      bg__svc_reload, NULL, NULL, NULL, NULL)                                                    \
+    X(BG_M_PING, "/bayesguard.v1.Bench/Ping", 0, 0,                                              \
+      bg__svc_ping, NULL, NULL, NULL, bg__svc_ping_flush)                                        \
+    X(BG_M_HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0, 1,                                   \
+      bg__svc_health_check, NULL, NULL, NULL, NULL)                                              \
+    X(BG_M_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", 0, 1,                                   \
+      bg__svc_health_watch, bg__svc_health_watch_closed, bg__svc_health_watch_sent,              \
+      bg__svc_health_end_watches, NULL)                                                          \
+    X(BG_M_UNKNOWN, NULL, 1, 0,                                                                  \
+      bg__svc_unknown, NULL, NULL, NULL, NULL)
 
 enum {
-#define BG_RPC_METHOD_ENUM(id, path, stream, fn) id,
+#define BG_RPC_METHOD_ENUM(id, ...) id,
     BG_RPC_METHODS(BG_RPC_METHOD_ENUM)
 #undef BG_RPC_METHOD_ENUM
     BG_M__COUNT
 };
+/* clang-format on */
+
+/* One row of the table (rpc_methods.c), the columns above. */
+typedef struct bg__rpc_method {
+    const char *path;
+    int client_streaming;
+    int while_draining;
+    void (*start)(bg__rpc_call *c);
+    void (*on_recv)(bg__rpc_call *c, int ok);
+    void (*on_send)(bg__rpc_call *c, int ok);
+    void (*on_drain)(bg_rpc_server *s);
+    void (*on_deadline)(bg_rpc_server *s);
+} bg__rpc_method;
 
 /* Call states (see the diagram in rpc_call.c). */
-#define BG_CALL_STATES(X)                                                                        \
-    X(BG_CALL_FREE)                                                                              \
-    X(BG_CALL_REQUESTED)                                                                         \
-    X(BG_CALL_ACTIVE)                                                                            \
-    X(BG_CALL_DEFERRED)                                                                          \
-    X(BG_CALL_STREAMING)                                                                         \
+#define BG_CALL_STATES(X)                                                                          \
+    X(BG_CALL_FREE)                                                                                \
+    X(BG_CALL_REQUESTED)                                                                           \
+    X(BG_CALL_ACTIVE)                                                                              \
+    X(BG_CALL_DEFERRED)                                                                            \
+    X(BG_CALL_STREAMING)                                                                           \
     X(BG_CALL_FINISHING)
 
 enum bg__call_state {
@@ -72,24 +122,25 @@ enum bg__call_state {
 #define BG_CALL_ARENA 6144
 
 struct bg__rpc_call {
-    bg__rpc_tag req_tag;    /* the requested call arrived (or the server shut down) */
-    bg__rpc_tag send_tag;   /* a send batch completed */
-    bg__rpc_tag recv_tag;   /* a receive (message or close) completed */
+    bg__rpc_tag req_tag;  /* the requested call arrived (or the server shut down) */
+    bg__rpc_tag send_tag; /* a send batch completed */
+    bg__rpc_tag recv_tag; /* a receive (message or close) completed */
     bg_rpc_server *srv;
-    bg__rpc_cq *cq;         /* whose free list and completion queue */
+    bg__rpc_cq *cq; /* whose free list and completion queue */
     int method;
     _Atomic int state;
-    atomic_int refs;        /* outstanding batches + 1 while a holder has it */
+    atomic_int refs;  /* outstanding batches + 1 while a holder has it */
+    atomic_int sends; /* send batches in flight: 0 or 1 (invariant 2 of rpc_call.c) */
     bg__rpc_call *next_free;
 
     grpc_call *call;
     gpr_timespec deadline;
     grpc_metadata_array md;
-    grpc_call_details details;  /* BG_M_UNKNOWN only */
-    grpc_byte_buffer *payload;  /* request (unary) or last stream message */
+    grpc_call_details details; /* BG_M_UNKNOWN only */
+    grpc_byte_buffer *payload; /* request (unary) or last stream message */
     grpc_byte_buffer *resp;
-    int cancelled;              /* RECV_CLOSE_ON_SERVER result */
-    int close_started;          /* RECV_CLOSE_ON_SERVER issued */
+    int cancelled;     /* RECV_CLOSE_ON_SERVER result */
+    int close_started; /* RECV_CLOSE_ON_SERVER issued */
     grpc_slice status_msg;
     uint64_t start_ns;
 
@@ -99,18 +150,18 @@ struct bg__rpc_call {
     int init_md_sent;
     /* Health Watch: linked in srv->watchers under srv->watch_mu. */
     bg__rpc_call *watch_next;
-    int watch_sending;          /* a send batch is in flight */
-    int watch_final;            /* drain asked to end the stream */
+    int watch_sending; /* a send batch is in flight */
+    int watch_final;   /* drain asked to end the stream */
     int watch_listed;
-    int admitted;               /* counted in srv->working */
-    int handled;                /* counted in srv->handled (once per call) */
+    int admitted; /* counted in srv->working */
+    int handled;  /* counted in srv->handled (once per call) */
 
     /* Per-call bump allocator for decoding and building replies. */
     ProtobufCAllocator alloc;
     size_t arena_used;
-    void *overflow;             /* malloc'd blocks chained through their first word */
-    size_t overflow_bytes;      /* their total, capped by BG_CALL_OVERFLOW_FACTOR */
-    int overflow_capped;        /* an allocation was refused by that cap */
+    void *overflow;        /* malloc'd blocks chained through their first word */
+    size_t overflow_bytes; /* their total, capped by BG_CALL_OVERFLOW_FACTOR */
+    int overflow_capped;   /* an allocation was refused by that cap */
     _Alignas(max_align_t) unsigned char arena[BG_CALL_ARENA];
 };
 
@@ -119,27 +170,27 @@ struct bg__rpc_cq {
     pthread_t thread;
     int index;
     bg_rpc_server *srv;
-    pthread_mutex_t mu;         /* guards free_list and allocated */
+    pthread_mutex_t mu; /* guards free_list and allocated */
     bg__rpc_call *free_list;
-    uint64_t allocated;         /* call objects created for this CQ */
+    uint64_t allocated; /* call objects created for this CQ */
 };
 
 struct bg_rpc_server {
     bg_rpc_opts opts;
     grpc_server *server;
-    void *reg[BG_M__COUNT];     /* registered method handles */
+    void *reg[BG_M__COUNT]; /* registered method handles */
     bg__rpc_cq *cqs;
     unsigned n_cq;
-    unsigned n_threads;         /* CQ threads running (cqs[0..n_threads)) */
-    unsigned prerequest;        /* outstanding requests per method per CQ */
+    unsigned n_threads;  /* CQ threads running (cqs[0..n_threads)) */
+    unsigned prerequest; /* outstanding requests per method per CQ */
     char **bound;
     size_t n_bound;
-    char **unix_paths;          /* to unlink at destroy */
+    char **unix_paths; /* to unlink at destroy */
     size_t n_unix;
     size_t max_message;
 
     atomic_int draining;
-    atomic_int shutting_down;   /* no more requests may be posted */
+    atomic_int shutting_down; /* no more requests may be posted */
     atomic_uint_fast64_t in_flight;
     uint64_t boot_id;
     atomic_uint_fast64_t decisions;
@@ -167,24 +218,39 @@ struct bg_rpc_server {
     struct ping_job *pings;       /* delayed Pings waiting on the loop */
 };
 
-/* ---- rpc_server.c */
+/* The calls being served (invariant 3 of rpc_call.c); any thread. */
+static inline uint64_t bg__rpc_in_flight(const bg_rpc_server *s)
+{
+    return atomic_load(&((bg_rpc_server *)s)->in_flight);
+}
+
+/* ---- rpc_methods.c */
+/* The table, indexed by method id: BG_RPC_METHODS as data. */
+extern const bg__rpc_method bg__rpc_methods[BG_M__COUNT];
 /* The full path of a method ("/bayesguard.v1.Guard/Evaluate"); NULL for
- * BG_M_UNKNOWN. */
+ * BG_M_UNKNOWN or an id out of range. */
 const char *bg__rpc_method_name(int method);
-/* Post a fresh request for `method` on cq (CQ thread or before start). */
-void bg__rpc_request(bg_rpc_server *s, bg__rpc_cq *cq, int method);
+/* c's path for messages; "(unknown method)" for BG_M_UNKNOWN. */
+const char *bg__rpc_method_path(const bg__rpc_call *c);
 
 /* ---- rpc_call.c */
-bg__rpc_call *bg__rpc_call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method);
-void bg__rpc_call_release(bg__rpc_call *c);  /* drop one ref; recycle at zero */
+/* Post a fresh request for `method` on cq (CQ thread, or start before the
+ * threads run); nothing once srv->shutting_down is set. */
+void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int method);
+void bg__rpc_call_release(bg__rpc_call *c); /* drop one ref; recycle at zero */
 void bg__rpc_call_free_all(bg__rpc_cq *cq);
 const char *bg__rpc_call_state_name(int st);
-const char *bg__rpc_method_path(const bg__rpc_call *c);
-/* Abort with file:line when c is not in one of the allowed states. */
-void bg__rpc_assert_state(const bg__rpc_call *c, unsigned allowed_mask, const char *file,
-                          int line);
-#define BG_CALL_ASSERT(c, mask) bg__rpc_assert_state(c, mask, __FILE__, __LINE__)
+
 #define BG_CALL_BIT(st) (1u << (st))
+/* Stop (BG_ASSERT: file:line, method, state) when c is not in one of the
+ * states of `mask` (BG_CALL_BIT(...) | ...). */
+#define BG_CALL_ASSERT(c, mask)                                                                    \
+    do {                                                                                           \
+        int st_ = atomic_load(&(c)->state);                                                        \
+        BG_ASSERT((BG_CALL_BIT(st_) & (mask)) != 0,                                                \
+                  "rpc call %p (%s) in state %s: not allowed here", (const void *)(c),             \
+                  bg__rpc_method_path(c), bg__rpc_call_state_name(st_));                           \
+    } while (0)
 
 /* Decoded messages may take at most this many times --max-message-bytes
  * of memory beyond the call's arena: protobuf's smallest encodings (an
@@ -201,17 +267,32 @@ void *bg__rpc_call_decode(bg__rpc_call *c, const ProtobufCMessageDescriptor *des
 void *bg__rpc_call_decode_or_fail(bg__rpc_call *c, const ProtobufCMessageDescriptor *desc);
 
 /* Finish a unary call with msg (status OK) or with an error status whose
- * message says what to fix. Both take the holder's reference. */
+ * message says what to fix: ACTIVE, DEFERRED or STREAMING -> FINISHING.
+ * Both take the holder's reference. */
 void bg__rpc_call_reply(bg__rpc_call *c, const ProtobufCMessage *msg);
 void bg__rpc_call_fail(bg__rpc_call *c, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Send one message on a server stream (Watch): SEND_INITIAL_METADATA the
- * first time. final: also send status OK. Takes a new ref for the batch. */
+/* ACTIVE -> DEFERRED: the handler hands the call (and its reference) to
+ * the loop, which answers it with reply/fail. */
+void bg__rpc_call_defer(bg__rpc_call *c);
+/* Server stream (Watch): ACTIVE -> STREAMING and RECV_CLOSE_ON_SERVER, which
+ * completes on the method's on_recv. Takes a new ref for the batch. */
+int bg__rpc_call_server_stream(bg__rpc_call *c);
+/* Send one message on a server stream (STREAMING): SEND_INITIAL_METADATA
+ * the first time. final: also send status OK (-> FINISHING). Completes on
+ * the method's on_send; at most one at a time. Takes a new ref for the
+ * batch. */
 int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int final);
-/* Start RECV_MESSAGE (client stream) into c->payload; completes on recv_tag. */
+/* Client stream: ACTIVE or STREAMING -> STREAMING and RECV_MESSAGE into
+ * c->payload, which completes on the method's on_recv (NULL payload: the
+ * client half-closed). The holder's reference covers it. */
 int bg__rpc_call_stream_recv(bg__rpc_call *c);
-/* Start RECV_CLOSE_ON_SERVER alone (server streams); completes on recv_tag. */
-int bg__rpc_call_watch_close(bg__rpc_call *c);
+/* A stream ended without a status (cancelled, connection gone): STREAMING
+ * -> FINISHING, nothing more is sent, the holder's reference is dropped. */
+void bg__rpc_call_abandon(bg__rpc_call *c);
+
+/* Map an engine/policy status to a gRPC code. */
+grpc_status_code bg__rpc_code_of(int bg_status);
 
 /* ---- rpc_server_metrics.c */
 /* Count c as finished with `code`, once per call (later calls are no-ops);
@@ -221,22 +302,24 @@ void bg__rpc_count_handled(bg__rpc_call *c, grpc_status_code code);
 int bg__rpc_metrics_start(bg_rpc_server *s, bg_err *err);
 void bg__rpc_metrics_stop(bg_rpc_server *s);
 
-/* Map an engine/policy status to a gRPC code. */
-grpc_status_code bg__rpc_code_of(int bg_status);
-
-/* ---- handlers (rpc_svc_*.c). Called on the CQ thread in state ACTIVE
- * holding one ref; each must end in reply/fail/defer/stream. */
-#define BG_RPC_HANDLER_DECL(id, path, stream, fn) void fn(bg__rpc_call *c);
-BG_RPC_METHODS(BG_RPC_HANDLER_DECL)
-#undef BG_RPC_HANDLER_DECL
-/* Stream receive completion (ObserveStream). */
+/* ---- the services (rpc_svc_*.c): the hooks of the method table, called
+ * only through it (see BG_RPC_METHODS for when each runs). */
+/* rpc_svc_guard.c */
+void bg__svc_evaluate(bg__rpc_call *c);
+void bg__svc_observe(bg__rpc_call *c);
+void bg__svc_observe_stream(bg__rpc_call *c);
 void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok);
-/* Watch: a send or the close completed. */
-void bg__svc_health_watch_sent(bg__rpc_call *c, int ok);
-void bg__svc_health_watch_closed(bg__rpc_call *c, int ok);
-/* Loop thread, at the drain deadline: answer every delayed Ping now. */
+/* rpc_svc_admin.c */
+void bg__svc_status(bg__rpc_call *c);
+void bg__svc_reload(bg__rpc_call *c);
+/* rpc_svc_health.c */
+void bg__svc_ping(bg__rpc_call *c);
 void bg__svc_ping_flush(bg_rpc_server *s);
-/* Loop thread, at drain: end every Watch stream with NOT_SERVING. */
+void bg__svc_health_check(bg__rpc_call *c);
+void bg__svc_health_watch(bg__rpc_call *c);
+void bg__svc_health_watch_closed(bg__rpc_call *c, int ok);
+void bg__svc_health_watch_sent(bg__rpc_call *c, int ok);
 void bg__svc_health_end_watches(bg_rpc_server *s);
+void bg__svc_unknown(bg__rpc_call *c);
 
 #endif

@@ -3,25 +3,43 @@
  * threads, pre-requested calls, drain and destroy.
  *
  * Shape: N completion queues, one thread each (grpc_completion_queue_next
- * in a loop). Every CQ keeps `prerequest` calls requested for every method,
- * bound to itself, so a call's whole life (arrival, handler, reply, recycle)
- * happens on one thread without locks; a request is re-posted as soon as
- * one arrives. Unregistered paths are requested too (grpc_server_request_call)
- * and answered UNIMPLEMENTED, so they never hang.
+ * in a loop). Every CQ keeps `prerequest` calls requested for every method
+ * of the method table, bound to itself, so a call's whole life (arrival,
+ * handler, reply, recycle) happens on one thread without locks; a request
+ * is re-posted as soon as one arrives (rpc_call.c). Unregistered paths are
+ * requested too (grpc_server_request_call) and answered UNIMPLEMENTED, so
+ * they never hang. The services are reached only through the table's
+ * on_drain and on_deadline hooks; this file names no service.
  *
- * Drain (bg_rpc_server_drain, polled on the loop thread): lame duck (health
- * NOT_SERVING, new calls UNAVAILABLE, requests still posted so no call is
- * left unmatched) until the grace time passed and the admitted calls
- * finished -> grpc_server_shutdown_and_notify (listeners closed, GOAWAY)
- * -> idle connections closed once no call is held -> done. At the drain
- * deadline the stragglers are cancelled and delayed Pings answered.
+ * Drain states (loop thread; bg_rpc_server_drain, then drain_poll every
+ * BG_DRAIN_POLL_MS):
  *
- * Invariants:
+ *   SERVING --bg_rpc_server_drain--> LAME DUCK: draining = 1, on_drain hooks
+ *      |                             (health NOT_SERVING, watches ended), new
+ *      | destroy                     calls UNAVAILABLE, requests still posted
+ *      |                                 | drain_poll: grace passed and no
+ *      |                                 | admitted call left, or deadline
+ *      v                                 v
+ *   SHUTTING DOWN (begin_shutdown): shut_started = 1, on_drain hooks again,
+ *      shutting_down = 1 (no request posted), listeners closed, GOAWAY
+ *      | on_shutdown (CQ thread): gRPC ended every call it knew of
+ *      v
+ *   SHUT: shut_done = 1 --drain_poll: in_flight == 0--> DONE: done(arg) ran
+ *
+ *   At the deadline (from LAME DUCK or SHUTTING DOWN), once: every call is
+ *   cancelled and the on_deadline hooks answer what waits on the loop
+ *   (delayed Pings): drain_cancelled = 1. It is also set, cancelling the
+ *   idle connections, when SHUTTING DOWN has no call left.
+ *
+ * Invariants (BG_ASSERT where they could break):
  *   1. No request is posted once shutting_down is set (set before
  *      grpc_server_shutdown_and_notify), so the flushed requests are the last.
- *   2. The shutdown tag fires once, on a CQ thread, after every call ended;
- *      only then may destroy shut the queues down and join the threads.
+ *   2. The shutdown tag fires once, on a CQ thread, after begin_shutdown
+ *      and after every call ended; only then may destroy shut the queues
+ *      down and join the threads.
  *   3. bound[] is written during start only.
+ *   4. drain runs once, before any shutdown began; drain_now only after it;
+ *      done(arg) runs once, in SHUT with no call in flight.
  *
  * Threads: start/drain/destroy on the loop thread; request posting on CQ
  * threads (and start before they run). The metrics collector
@@ -45,58 +63,12 @@
 #include "common/bg_time.h"
 #include "rpc/rpc_internal.h"
 
-static const char *const method_paths[BG_M__COUNT] = {
-#define BG_RPC_METHOD_PATH(id, path, stream, fn) [id] = path,
-    BG_RPC_METHODS(BG_RPC_METHOD_PATH)
-#undef BG_RPC_METHOD_PATH
-};
-static const int method_streams[BG_M__COUNT] = {
-#define BG_RPC_METHOD_STREAM(id, path, stream, fn) [id] = stream,
-    BG_RPC_METHODS(BG_RPC_METHOD_STREAM)
-#undef BG_RPC_METHOD_STREAM
-};
-
-const char *bg__rpc_method_name(int method)
-{
-    return method >= 0 && method < BG_M__COUNT ? method_paths[method] : NULL;
-}
-
-const char *bg__rpc_method_path(const bg__rpc_call *c)
-{
-    return c->method == BG_M_UNKNOWN ? "(unknown method)" : method_paths[c->method];
-}
-
-void bg__rpc_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
-{
-    if (atomic_load(&s->shutting_down))
-        return;
-    bg__rpc_call *c = bg__rpc_call_get(s, cq, method);
-    if (c == NULL) {
-        BG_ERROR("rpc", "out of memory requesting a call for %s",
-                 method_paths[method] ? method_paths[method] : "unknown methods");
-        return;
-    }
-    grpc_call_error e;
-    if (method == BG_M_UNKNOWN)
-        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, cq->cq, cq->cq,
-                                     &c->req_tag);
-    else
-        e = grpc_server_request_registered_call(s->server, s->reg[method], &c->call,
-                                                &c->deadline, &c->md,
-                                                method_streams[method] ? NULL : &c->payload,
-                                                cq->cq, cq->cq, &c->req_tag);
-    if (e != GRPC_CALL_OK) {
-        BG_ERROR("rpc", "cannot request a call: %s", grpc_call_error_to_string(e));
-        bg__rpc_call_release(c);
-    }
-}
-
 static void *cq_thread(void *arg)
 {
     bg__rpc_cq *cq = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(cq->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC),
-                                                   NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(cq->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
@@ -112,11 +84,14 @@ static void on_shutdown(bg__rpc_tag *t, int ok)
     (void)ok;
     bg_rpc_server *s = (bg_rpc_server *)((char *)t - offsetof(bg_rpc_server, shutdown_tag));
     pthread_mutex_lock(&s->shut_mu);
+    BG_ASSERT(s->shut_started && !s->shut_done,
+              "rpc: the shutdown tag fired with shut_started %d, shut_done %d (invariant 2)",
+              s->shut_started, s->shut_done);
     s->shut_done = 1;
     pthread_cond_broadcast(&s->shut_cv);
     pthread_mutex_unlock(&s->shut_mu);
     BG_INFO("rpc", "listeners closed; %llu calls still held",
-            (unsigned long long)bg_rpc_server_in_flight(s));
+            (unsigned long long)bg__rpc_in_flight(s));
 }
 
 /* A stale unix socket left by a dead daemon is removed. A live one (it
@@ -157,8 +132,10 @@ static int add_listener(bg_rpc_server *s, grpc_server_credentials *creds, const 
                               "or pick another path",
                               addr);
     } else if (strrchr(addr, ':') == NULL) {
-        return bg_err_set(err, BG_EINVAL, "--listen %s: expected host:port (port 0 = any free "
-                                          "port) or unix:/path", addr);
+        return bg_err_set(err, BG_EINVAL,
+                          "--listen %s: expected host:port (port 0 = any free "
+                          "port) or unix:/path",
+                          addr);
     }
     int port = grpc_server_add_http2_port(s->server, addr, creds);
     if (port == 0)
@@ -199,8 +176,7 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     s->opts = *opts;
     s->n_cq = opts->cq_threads ? opts->cq_threads : online_cpus();
     s->prerequest = 4;
-    s->max_message = opts->max_message_bytes ? opts->max_message_bytes
-                                             : BG_RPC_DEFAULT_MAX_MESSAGE;
+    s->max_message = opts->max_message_bytes ? opts->max_message_bytes : BG_RPC_DEFAULT_MAX_MESSAGE;
     s->started_ns = bg_now_ns();
     s->shutdown_tag.cb = on_shutdown;
     pthread_mutex_init(&s->watch_mu, NULL);
@@ -239,12 +215,14 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     grpc_channel_args cargs = {3, args};
     s->server = grpc_server_create(&cargs, NULL);
     for (int m = 0; m < BG_M__COUNT; m++) {
-        if (method_paths[m] == NULL)
+        const bg__rpc_method *meth = &bg__rpc_methods[m];
+        if (meth->path == NULL)
             continue;
-        s->reg[m] = grpc_server_register_method(
-            s->server, method_paths[m], NULL,
-            method_streams[m] ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
-            0);
+        s->reg[m] = grpc_server_register_method(s->server, meth->path, NULL,
+                                                meth->client_streaming
+                                                    ? GRPC_SRM_PAYLOAD_NONE
+                                                    : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+                                                0);
     }
     for (unsigned i = 0; i < s->n_cq; i++) {
         s->cqs[i].cq = grpc_completion_queue_create_for_next(NULL);
@@ -266,12 +244,11 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     for (unsigned i = 0; i < s->n_cq; i++)
         for (int m = 0; m < BG_M__COUNT; m++)
             for (unsigned k = 0; k < s->prerequest; k++)
-                bg__rpc_request(s, &s->cqs[i], m);
+                bg__rpc_call_request(s, &s->cqs[i], m);
     for (unsigned i = 0; i < s->n_cq; i++) {
         if (pthread_create(&s->cqs[i].thread, NULL, cq_thread, &s->cqs[i]) != 0) {
             bg_rpc_server_destroy(s);
-            return bg_err_set(err, BG_EINTERNAL, "rpc: cannot start completion-queue thread %u",
-                              i);
+            return bg_err_set(err, BG_EINTERNAL, "rpc: cannot start completion-queue thread %u", i);
         }
         s->n_threads = i + 1;
     }
@@ -298,7 +275,18 @@ const char *bg_rpc_server_bound(const bg_rpc_server *s, size_t i)
 
 uint64_t bg_rpc_server_in_flight(const bg_rpc_server *s)
 {
-    return atomic_load(&((bg_rpc_server *)s)->in_flight);
+    return bg__rpc_in_flight(s);
+}
+
+/* Every method's on_drain hook, or its on_deadline hook (loop thread). */
+static void run_hooks(bg_rpc_server *s, int deadline)
+{
+    for (int m = 0; m < BG_M__COUNT; m++) {
+        void (*hook)(bg_rpc_server *) =
+            deadline ? bg__rpc_methods[m].on_deadline : bg__rpc_methods[m].on_drain;
+        if (hook != NULL)
+            hook(s);
+    }
 }
 
 static void begin_shutdown(bg_rpc_server *s)
@@ -310,19 +298,12 @@ static void begin_shutdown(bg_rpc_server *s)
     if (started)
         return;
     atomic_store(&s->draining, 1);
-    bg__svc_health_end_watches(s);
+    run_hooks(s, 0);
     atomic_store(&s->shutting_down, 1);
     grpc_server_shutdown_and_notify(s->server, s->cqs[0].cq, &s->shutdown_tag);
 }
 
-/* The drain, polled every BG_DRAIN_POLL_MS on the loop thread:
- *   phase 1 (lame duck): health NOT_SERVING, new calls UNAVAILABLE, the
- *     requests stay posted so nothing is left unanswered; ends when the
- *     grace time passed and no admitted call is left (or at the deadline);
- *   phase 2: grpc_server_shutdown_and_notify closes the listeners and
- *     sends GOAWAY; at the deadline the stragglers are cancelled and the
- *     delayed Pings answered at once;
- *   done when gRPC reported the shutdown and no call object is held. */
+/* The drain poll (see the drain states at the top). */
 #define BG_DRAIN_POLL_MS 5
 
 static void drain_poll(uv_timer_t *t)
@@ -330,30 +311,32 @@ static void drain_poll(uv_timer_t *t)
     bg_rpc_server *s = t->data;
     uint64_t ms = (bg_now_ns() - s->drain_start_ns) / 1000000u;
     int past_deadline = ms >= s->drain_timeout_ms;
-    if (!s->shut_started && ((ms >= s->drain_grace_ms && atomic_load(&s->working) == 0) ||
-                             past_deadline)) {
+    if (!s->shut_started &&
+        ((ms >= s->drain_grace_ms && atomic_load(&s->working) == 0) || past_deadline)) {
         BG_INFO("rpc", "drain: closing listeners after %llu ms (%llu calls in flight)",
-                (unsigned long long)ms, (unsigned long long)bg_rpc_server_in_flight(s));
+                (unsigned long long)ms, (unsigned long long)bg__rpc_in_flight(s));
         begin_shutdown(s);
     }
     if (past_deadline && !s->drain_cancelled) {
         s->drain_cancelled = 1;
-        BG_WARN("rpc", "drain deadline (%u ms) passed with %llu calls in flight: cancelling "
-                       "them",
-                s->drain_timeout_ms, (unsigned long long)bg_rpc_server_in_flight(s));
+        BG_WARN("rpc",
+                "drain deadline (%u ms) passed with %llu calls in flight: cancelling "
+                "them",
+                s->drain_timeout_ms, (unsigned long long)bg__rpc_in_flight(s));
         grpc_server_cancel_all_calls(s->server);
-        bg__svc_ping_flush(s);
+        run_hooks(s, 1);
     }
     pthread_mutex_lock(&s->shut_mu);
     int shut = s->shut_done;
     pthread_mutex_unlock(&s->shut_mu);
-    if (s->shut_started && !shut && !s->drain_cancelled && bg_rpc_server_in_flight(s) == 0) {
+    if (s->shut_started && !shut && !s->drain_cancelled && bg__rpc_in_flight(s) == 0) {
         /* No call left: close the idle client connections too (gRPC's
          * shutdown otherwise waits for every client to hang up). */
         s->drain_cancelled = 1;
         grpc_server_cancel_all_calls(s->server);
     }
-    if (shut && bg_rpc_server_in_flight(s) == 0 && s->drain_done != NULL) {
+    BG_ASSERT(!shut || s->shut_started, "rpc: drain found the shutdown done before it began");
+    if (shut && bg__rpc_in_flight(s) == 0 && s->drain_done != NULL) {
         bg_loop_fn done = s->drain_done;
         s->drain_done = NULL;
         uv_timer_stop(t);
@@ -362,18 +345,20 @@ static void drain_poll(uv_timer_t *t)
     }
 }
 
-void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms,
-                         bg_loop_fn done, void *arg)
+void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms, bg_loop_fn done,
+                         void *arg)
 {
+    BG_ASSERT(s->drain_start_ns == 0 && !s->shut_started,
+              "rpc: drain called again, or after the shutdown began (invariant 4)");
     BG_INFO("rpc", "draining: %llu calls in flight, grace %u ms, deadline %u ms",
-            (unsigned long long)bg_rpc_server_in_flight(s), grace_ms, timeout_ms);
+            (unsigned long long)bg__rpc_in_flight(s), grace_ms, timeout_ms);
     s->drain_done = done;
     s->drain_arg = arg;
     s->drain_start_ns = bg_now_ns();
     s->drain_timeout_ms = timeout_ms;
     s->drain_grace_ms = grace_ms < timeout_ms ? grace_ms : timeout_ms;
     atomic_store(&s->draining, 1);
-    bg__svc_health_end_watches(s);
+    run_hooks(s, 0);
     s->drain_timer = calloc(1, sizeof(*s->drain_timer));
     if (s->drain_timer == NULL) {
         begin_shutdown(s); /* no poll: destroy waits for the shutdown instead */
@@ -387,6 +372,7 @@ void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_m
 
 void bg_rpc_server_drain_now(bg_rpc_server *s)
 {
+    BG_ASSERT(s->drain_start_ns != 0, "rpc: drain_now before drain (invariant 4)");
     s->drain_timeout_ms = 0;
     s->drain_grace_ms = 0;
 }
@@ -412,8 +398,8 @@ void bg_rpc_server_destroy(bg_rpc_server *s)
             }
             /* No thread serves cq 0 (start failed early): pump it here. */
             pthread_mutex_unlock(&s->shut_mu);
-            grpc_event ev = grpc_completion_queue_next(
-                s->cqs[0].cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+            grpc_event ev =
+                grpc_completion_queue_next(s->cqs[0].cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
             if (ev.type == GRPC_OP_COMPLETE)
                 ((bg__rpc_tag *)ev.tag)->cb(ev.tag, ev.success);
             pthread_mutex_lock(&s->shut_mu);

@@ -56,8 +56,7 @@ static void collect(void *arg, bg_metrics_writer *w)
     bg_metrics_write_family(w, "bayesguard_in_flight_calls", BG_METRIC_GAUGE,
                             "gRPC calls between their arrival and their last batch (as "
                             "Guard.Status reports in_flight).");
-    bg_metrics_write_sample(w, "bayesguard_in_flight_calls", NULL, 0,
-                            (double)bg_rpc_server_in_flight(s));
+    bg_metrics_write_sample(w, "bayesguard_in_flight_calls", NULL, 0, (double)bg__rpc_in_flight(s));
     bg_metrics_write_family(w, "bayesguard_draining", BG_METRIC_GAUGE,
                             "1 once a SIGTERM/SIGINT started the drain (new calls get "
                             "UNAVAILABLE, health is NOT_SERVING), else 0.");

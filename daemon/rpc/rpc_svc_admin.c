@@ -152,9 +152,9 @@ void bg__svc_status(bg__rpc_call *c)
     out.observation_log_broken = es.store_broken != 0;
     out.uptime_s = (double)(bg_now_ns() - s->started_ns) / 1e9;
     if (s->opts.plugins != NULL)
-        out.plugin_errors = split_lines(c, bg_plugin_host_errors(s->opts.plugins),
-                                        &out.n_plugin_errors);
-    out.in_flight = bg_rpc_server_in_flight(s);
+        out.plugin_errors =
+            split_lines(c, bg_plugin_host_errors(s->opts.plugins), &out.n_plugin_errors);
+    out.in_flight = bg__rpc_in_flight(s);
     out.draining = atomic_load(&s->draining) != 0;
     out.listen = s->bound;
     out.n_listen = s->n_bound;
@@ -223,10 +223,9 @@ void bg__svc_reload(bg__rpc_call *c)
         return;
     }
     j->call = c;
-    atomic_store(&c->state, BG_CALL_DEFERRED);
+    bg__rpc_call_defer(c);
     if (bg_loop_post_work(c->srv->opts.loop, reload_work, reload_done, j) != BG_OK) {
         free(j);
-        atomic_store(&c->state, BG_CALL_ACTIVE);
         bg__rpc_call_fail(c, GRPC_STATUS_UNAVAILABLE,
                           "the daemon is shutting down and cannot reload now");
     }

@@ -16,6 +16,9 @@
  * says on_error: allow, in which case the verdict is ALLOW with
  * on_error_allowed set and a warning is logged.
  *
+ * ObserveStream reads its client stream through the method table's on_recv
+ * hook (bg__svc_observe_stream_recv); rpc_call.c never names this file.
+ *
  * Threads: handlers run on the CQ thread that received the call; they hold
  * no lock; the snapshot reference keeps the policy and its plugin
  * instances alive for the duration of the engine call.
@@ -34,10 +37,10 @@
 
 /* What a request resolves to before the engine runs. */
 typedef struct resolved {
-    bg_policy_set *set;     /* shared: unref when done */
-    const bg_policy *pol;   /* borrowed from set */
-    const char *session;    /* borrowed from the request or "" */
-    bg_action act;          /* borrows the request's strings */
+    bg_policy_set *set;   /* shared: unref when done */
+    const bg_policy *pol; /* borrowed from set */
+    const char *session;  /* borrowed from the request or "" */
+    bg_action act;        /* borrows the request's strings */
 } resolved;
 
 /* Append the names of every policy in set to buf. */
@@ -50,8 +53,8 @@ static void list_policies(const bg_policy_set *set, char *buf, size_t len)
     }
     buf[0] = '\0';
     for (size_t i = 0; i < n && used + 1 < len; i++) {
-        int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
-                         bg_policy_set_at(set, i)->name);
+        int w =
+            snprintf(buf + used, len - used, "%s%s", i ? ", " : "", bg_policy_set_at(set, i)->name);
         if (w < 0)
             break;
         used += (size_t)w;
@@ -85,19 +88,25 @@ static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a
 {
     memset(r, 0, sizeof(*r));
     if (a == NULL) {
-        snprintf(msg, len, "%s.action is missing: set action with at least action.tool (the "
-                           "tool name the agent wants to call)", what);
+        snprintf(msg, len,
+                 "%s.action is missing: set action with at least action.tool (the "
+                 "tool name the agent wants to call)",
+                 what);
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
     if (a->tool == NULL || a->tool[0] == '\0') {
-        snprintf(msg, len, "%s.action.tool is empty: set it to the tool name the agent wants "
-                           "to call (it selects the policy)", what);
+        snprintf(msg, len,
+                 "%s.action.tool is empty: set it to the tool name the agent wants "
+                 "to call (it selects the policy)",
+                 what);
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
     for (size_t i = 0; i < a->n_features; i++) {
         if (!isfinite(a->features[i])) {
-            snprintf(msg, len, "%s.action.features[%zu] is %s: every feature must be a finite "
-                               "number", what, i, isnan(a->features[i]) ? "NaN" : "infinite");
+            snprintf(msg, len,
+                     "%s.action.features[%zu] is %s: every feature must be a finite "
+                     "number",
+                     what, i, isnan(a->features[i]) ? "NaN" : "infinite");
             return GRPC_STATUS_INVALID_ARGUMENT;
         }
     }
@@ -227,8 +236,8 @@ void bg__svc_evaluate(bg__rpc_call *c)
     record_request(&lr, req);
     char msg[1536];
     resolved r;
-    grpc_status_code code = resolve(c, req->action, req->context, req->policy,
-                                    "EvaluateRequest", &r, msg, sizeof(msg));
+    grpc_status_code code =
+        resolve(c, req->action, req->context, req->policy, "EvaluateRequest", &r, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         fail_logged(c, &lr, code, msg);
         return;
@@ -261,8 +270,9 @@ void bg__svc_evaluate(bg__rpc_call *c)
         return;
     }
     if (rc != BG_OK) {
-        BG_WARN("decision", "policy %s tool %s session '%s': engine failed (%s); on_error: "
-                            "allow -> ALLOW",
+        BG_WARN("decision",
+                "policy %s tool %s session '%s': engine failed (%s); on_error: "
+                "allow -> ALLOW",
                 p->name, r.act.tool, r.session, err.msg);
         memset(&v, 0, sizeof(v));
         v.decision = BG_DECISION_ALLOW;
@@ -306,8 +316,8 @@ void bg__svc_evaluate(bg__rpc_call *c)
         bg_metrics_evaluation(bg_metrics_policy_of(s->opts.metrics, p), v.decision,
                               v.shadow && !(v.harm_bound <= p->guard.threshold), on_error_allowed,
                               elapsed_ns);
-    BG_DEBUG("decision", "%s policy=%s rev=%s tool=%s session='%s' trace=%s -> %s bound=%.6g",
-             did, p->name, out.revision, r.act.tool, r.session,
+    BG_DEBUG("decision", "%s policy=%s rev=%s tool=%s session='%s' trace=%s -> %s bound=%.6g", did,
+             p->name, out.revision, r.act.tool, r.session,
              req->context ? req->context->trace_id : "", bg_decision_name(v.decision),
              v.harm_bound);
 
@@ -339,8 +349,7 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
                                     const char *what, observed_fn emit, char *msg, size_t len)
 {
     resolved r;
-    grpc_status_code code =
-        resolve(c, req->action, req->context, req->policy, what, &r, msg, len);
+    grpc_status_code code = resolve(c, req->action, req->context, req->policy, what, &r, msg, len);
     if (code != GRPC_STATUS_OK)
         return code;
     bg_observation obs;
@@ -349,8 +358,10 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
     obs.harmed = req->harmed ? 1 : 0;
     if (req->measured_case == BAYESGUARD__V1__OBSERVE_REQUEST__MEASURED_VALUE) {
         if (!isfinite(req->value)) {
-            snprintf(msg, len, "%s.value is not a finite number: send a finite measured "
-                               "outcome or leave it unset", what);
+            snprintf(msg, len,
+                     "%s.value is not a finite number: send a finite measured "
+                     "outcome or leave it unset",
+                     what);
             bg_policy_set_unref(r.set);
             return GRPC_STATUS_INVALID_ARGUMENT;
         }
@@ -374,8 +385,9 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
     }
     if (c->srv->opts.metrics != NULL)
         bg_metrics_observation(bg_metrics_policy_of(c->srv->opts.metrics, r.pol), obs.harmed);
-    BG_DEBUG("decision", "observed policy=%s tool=%s session='%s' harmed=%d decision=%s -> %llu "
-                         "observations",
+    BG_DEBUG("decision",
+             "observed policy=%s tool=%s session='%s' harmed=%d decision=%s -> %llu "
+             "observations",
              r.pol->name, r.act.tool, r.session, obs.harmed, req->id,
              (unsigned long long)sum.observations);
     Bayesguard__V1__ObserveResponse out = BAYESGUARD__V1__OBSERVE_RESPONSE__INIT;
@@ -457,9 +469,7 @@ void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok)
     stream_state *st = c->user;
     if (!ok) {
         /* The call was cancelled or the connection dropped. */
-        c->close_started = 1; /* nothing more may be sent: just release */
-        atomic_store(&c->state, BG_CALL_FINISHING);
-        bg__rpc_call_release(c);
+        bg__rpc_call_abandon(c);
         return;
     }
     if (c->payload == NULL) {
@@ -491,14 +501,16 @@ void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok)
     grpc_status_code code;
     if (req == NULL) {
         code = GRPC_STATUS_INVALID_ARGUMENT;
-        snprintf(msg, sizeof(msg), "not a valid bayesguard.v1.ObserveRequest (protobuf "
-                                   "decoding failed)");
+        snprintf(msg, sizeof(msg),
+                 "not a valid bayesguard.v1.ObserveRequest (protobuf "
+                 "decoding failed)");
     } else {
         code = observe_one(c, req, "ObserveRequest", remember, msg, sizeof(msg));
     }
     if (code != GRPC_STATUS_OK) {
-        bg__rpc_call_fail(c, code, "observation #%" PRIu64 " (0-based): %s; the %" PRIu64
-                                   " before it were stored",
+        bg__rpc_call_fail(c, code,
+                          "observation #%" PRIu64 " (0-based): %s; the %" PRIu64
+                          " before it were stored",
                           c->count, msg, c->count);
         return;
     }

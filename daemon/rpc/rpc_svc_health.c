@@ -7,12 +7,18 @@
  * SERVING until the drain starts, then NOT_SERVING. Check on any other
  * name is NOT_FOUND (the health protocol's rule); Watch on another name
  * streams SERVICE_UNKNOWN and stays open. A Watch stream is kept in
- * srv->watchers; at drain every one gets NOT_SERVING and status OK, so the
- * drain never waits on a watcher. Only one send batch is ever in flight per
- * stream (watch_sending, under srv->watch_mu).
+ * srv->watchers; at drain every one gets NOT_SERVING and status OK (the
+ * Watch row's on_drain hook), so the drain never waits on a watcher. Only
+ * one send batch is ever in flight per stream (watch_sending, under
+ * srv->watch_mu); the stream's completions arrive through the row's on_send
+ * (a send finished) and on_recv (the client closed) hooks.
  *
  * Ping: delay_ms = 0 is answered at once on the CQ thread (the empty RPC);
- * delay_ms > 0 defers the call to the loop, which answers it from a timer.
+ * delay_ms > 0 defers the call to the loop, which answers it from a timer;
+ * at the drain deadline the Ping row's on_deadline hook answers them all.
+ *
+ * Every entry point here is a hook of the method table (rpc_internal.h),
+ * reached only through it; this file calls down into rpc_call.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +35,7 @@ static const char *const known_services[] = {"", "bayesguard.v1.Guard", "bayesgu
                                              "grpc.health.v1.Health"};
 
 static Grpc__Health__V1__HealthCheckResponse__ServingStatus status_of(bg_rpc_server *s,
-                                                                     const char *service)
+                                                                      const char *service)
 {
     for (size_t i = 0; i < sizeof(known_services) / sizeof(known_services[0]); i++)
         if (strcmp(service, known_services[i]) == 0)
@@ -72,8 +78,7 @@ void bg__svc_health_watch(bg__rpc_call *c)
         bg__rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    atomic_store(&c->state, BG_CALL_STREAMING);
-    if (bg__rpc_call_watch_close(c) != BG_OK) {
+    if (bg__rpc_call_server_stream(c) != BG_OK) {
         bg__rpc_call_fail(c, GRPC_STATUS_INTERNAL, "cannot watch for the client closing");
         return;
     }
@@ -228,9 +233,8 @@ void bg__svc_ping(bg__rpc_call *c)
         return;
     }
     if (req->delay_ms > BG_PING_MAX_DELAY_MS) {
-        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                          "PingRequest.delay_ms is %u: at most %u", req->delay_ms,
-                          BG_PING_MAX_DELAY_MS);
+        bg__rpc_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "PingRequest.delay_ms is %u: at most %u",
+                          req->delay_ms, BG_PING_MAX_DELAY_MS);
         return;
     }
     ping_job *j = calloc(1, sizeof(*j));
@@ -240,10 +244,9 @@ void bg__svc_ping(bg__rpc_call *c)
     }
     j->call = c;
     j->delay_ms = req->delay_ms;
-    atomic_store(&c->state, BG_CALL_DEFERRED);
+    bg__rpc_call_defer(c);
     if (bg_loop_post(c->srv->opts.loop, ping_start_timer, j) != BG_OK) {
         free(j);
-        atomic_store(&c->state, BG_CALL_ACTIVE);
         bg__rpc_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the daemon is shutting down");
     }
 }
