@@ -2,23 +2,15 @@
  * cli_main.c — the `bayesguard` command: dispatch to a subcommand.
  *
  * Each subcommand is `int f(int argc, char **argv)` with argv[0] its own
- * name, returning the exit code. lm, check and replay are built only when
- * their modules' files exist (BG_HAVE_CLI_LM / _CHECK / _REPLAY, set by
- * daemon/cli/CMakeLists.txt). Main thread only.
+ * name, returning the exit code. Main thread only.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli_guard.h"
-#ifdef BG_HAVE_CLI_LM
 #include "cli/cli_lm.h"
-#endif
-#ifdef BG_HAVE_CLI_CHECK
 #include "cli/cli_check.h"
-#endif
-#ifdef BG_HAVE_CLI_REPLAY
 #include "cli/cli_replay.h"
-#endif
 
 typedef struct command {
     const char *name;
@@ -32,15 +24,9 @@ static const command commands[] = {
     {"status", bg_cli_status_main, "daemon, policy and reload state"},
     {"health", bg_cli_health_main, "grpc.health.v1 Check (exit 0 SERVING)"},
     {"reload", bg_cli_reload_main, "reload the policy directory now"},
-#ifdef BG_HAVE_CLI_CHECK
     {"check", bg_cli_check_main, "validate a policy directory as a reload would"},
-#endif
-#ifdef BG_HAVE_CLI_REPLAY
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
-#endif
-#ifdef BG_HAVE_CLI_LM
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
-#endif
 };
 
 static void usage(FILE *f)
