@@ -63,7 +63,7 @@
 
 #include "common/bg_log.h"
 #include "common/bg_time.h"
-#include "rpc/rpc_internal.h"
+#include "rpc/rpc_priv.h"
 #include "rpc/rpc_wire.h"
 
 const char *bg__rpc_call_state_name(int st)

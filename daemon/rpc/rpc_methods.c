@@ -1,19 +1,19 @@
 /*
- * rpc_methods.c — the method table: BG_RPC_METHODS (rpc_internal.h) as
+ * rpc_methods.c — the method table: BG_RPC_METHODS (rpc_priv.h) as
  * data, one row per method with its path, its flags and the service hooks
  * that serve it, and the method names for registration, logs and metrics.
  *
  * Why a file of its own: rpc_call.c (dispatch, stream completions) and
  * rpc_server.c (registration, drain) reach the services only through this
  * table, and the services call down into rpc_call.c; holding the table
- * here keeps every file's calls pointing one way (see rpc_internal.h).
+ * here keeps every file's calls pointing one way (see rpc_priv.h).
  *
  * Invariants: immutable (const, built by the compiler); every row has a
  * start hook; only BG_M_UNKNOWN has no path. Any thread.
  */
 #include <stddef.h>
 
-#include "rpc/rpc_internal.h"
+#include "rpc/rpc_priv.h"
 
 const bg__rpc_method bg__rpc_methods[BG_M__COUNT] = {
 #define BG_RPC_METHOD_ROW(id, path, client_streaming, while_draining, start, on_recv, on_send,     \

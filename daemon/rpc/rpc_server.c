@@ -61,7 +61,7 @@
 
 #include "common/bg_log.h"
 #include "common/bg_time.h"
-#include "rpc/rpc_internal.h"
+#include "rpc/rpc_priv.h"
 
 static void *cq_thread(void *arg)
 {

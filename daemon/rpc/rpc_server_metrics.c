@@ -23,7 +23,7 @@
  * Threads: bg__rpc_count_handled on any thread that finishes or recycles a
  * call; the collector on the scraping thread; start/stop on the loop thread.
  */
-#include "rpc/rpc_internal.h"
+#include "rpc/rpc_priv.h"
 
 void bg__rpc_count_handled(bg__rpc_call *c, grpc_status_code code)
 {

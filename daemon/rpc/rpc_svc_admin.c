@@ -19,7 +19,7 @@
 #include "bayesguard/v1/guard.pb-c.h"
 #include "common/bg_log.h"
 #include "common/bg_time.h"
-#include "rpc/rpc_internal.h"
+#include "rpc/rpc_priv.h"
 
 /* Split newline-separated text into an arena array of lines. */
 static char **split_lines(bg__rpc_call *c, const char *text, size_t *n_out)

@@ -32,7 +32,7 @@
 #include "bayesguard/v1/guard.pb-c.h"
 #include "common/bg_log.h"
 #include "common/bg_time.h"
-#include "rpc/rpc_internal.h"
+#include "rpc/rpc_priv.h"
 #include "rpc/rpc_wire.h"
 
 /* What a request resolves to before the engine runs. */

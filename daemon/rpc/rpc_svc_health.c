@@ -17,7 +17,7 @@
  * delay_ms > 0 defers the call to the loop, which answers it from a timer;
  * at the drain deadline the Ping row's on_deadline hook answers them all.
  *
- * Every entry point here is a hook of the method table (rpc_internal.h),
+ * Every entry point here is a hook of the method table (rpc_priv.h),
  * reached only through it; this file calls down into rpc_call.c.
  */
 #include <stdio.h>
@@ -27,7 +27,7 @@
 #include "bayesguard/v1/bench.pb-c.h"
 #include "common/bg_log.h"
 #include "grpc/health/v1/health.pb-c.h"
-#include "rpc/rpc_internal.h"
+#include "rpc/rpc_priv.h"
 
 #define BG_PING_MAX_DELAY_MS 10000u
 

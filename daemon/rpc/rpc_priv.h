@@ -1,5 +1,5 @@
 /*
- * rpc_internal.h — what the files of daemon/rpc share: the server, the
+ * rpc_priv.h — what the files of daemon/rpc share: the server, the
  * completion-queue threads, the per-call state machine, the method table
  * and the handlers. Not for use outside daemon/rpc.
  *
@@ -16,8 +16,8 @@
  *                         code, in flight, draining) and counting a finished call
  *   rpc_methods.c         the method table (BG_RPC_METHODS as data) and names
  */
-#ifndef BG_RPC_INTERNAL_H
-#define BG_RPC_INTERNAL_H
+#ifndef BG_RPC_PRIV_H
+#define BG_RPC_PRIV_H
 
 #include <pthread.h>
 #include <stdatomic.h>
