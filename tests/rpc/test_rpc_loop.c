@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "common/bg_time.h"
-#include "rpc_test.h"
+#include "bg_test.h"
 #include "loop/loop.h"
 
 #define THREADS 4

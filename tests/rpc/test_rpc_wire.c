@@ -14,7 +14,7 @@
 #include "bayesguard/v1/guard.pb-c.h"
 #include "cli/cli_json.h"
 #include "rpc/rpc_wire.h"
-#include "rpc_test.h"
+#include "bg_test.h"
 
 
 static void test_codes(void)
