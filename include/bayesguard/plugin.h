@@ -13,9 +13,9 @@
  * (daemon/plugin/plugin_host.c) checks, in this order and before touching
  * anything else: `abi_major` equal to the host's, `abi_minor` not newer
  * than the host's, and `desc_size` at least the size of the descriptor the
- * plugin claims to implement (a short struct is refused); then name,
- * version, kind, config map, the required vtable entries, and that every
- * spare slot is NULL. A refusal names the plugin file and what to fix and
+ * plugin claims to implement (a short struct is refused); then name and
+ * version set, kind known, the required vtable entries set, the config
+ * map well-formed, and every spare slot NULL. A refusal names the plugin file and what to fix and
  * never stops the other plugins from loading. Two plugins of one kind with
  * one name: the first by file name loads, the second is refused.
  * `bayesguard check` lists every refusal and exits 1.
@@ -29,10 +29,12 @@
  * ABI history (newest first; the constants must match the first line):
  *   2026-12-06  1.1  bg_cfg_entry.type takes BG_CFGV_MIN_OPEN and
  *                    BG_CFGV_MAX_OPEN (open range bounds such as (0, 1]);
- *                    BG_PLUGIN_DESC_HEAD_MINOR(m). Clarified, no layout
- *                    change: `kind` and bg_cfg_entry.type are uint32_t
- *                    (they were enums, 4 bytes on every ABI bayesguard
- *                    builds for, so a 1.0 binary has the same layout).
+ *                    BG_PLUGIN_DESC_HEAD_MINOR(m); BG_PLUGIN_LABEL_MIN
+ *                    and BG_PLUGIN_MESSAGE_MIN name the buffer sizes
+ *                    hosts already passed. Clarified, no layout change:
+ *                    `kind` and bg_cfg_entry.type are uint32_t (they were
+ *                    enums, 4 bytes on every ABI bayesguard builds for,
+ *                    so a 1.0 binary has the same layout).
  *   2026-11-26  1.0  first version: hypothesis, estimator and sampler kinds,
  *                    host services (log, config, rng, metrics);
  *                    bg_estimate_in.post (linear posterior) appended the
