@@ -321,6 +321,7 @@ typedef struct open_cfg {
     int64_t k;
     double v[2];
     size_t nv;
+    double untouched; /* not in the table: cfg_apply never writes it */
 } open_cfg;
 
 static const bg_cfg_entry open_table[] = {
@@ -365,8 +366,10 @@ static void test_open_bounds(void)
 {
     open_cfg o;
     memset(&o, 0, sizeof o);
+    o.untouched = 42;
     /* Inside, and each closed end included. */
     CHECK_INT(apply_open("{p: 1, k: 9, v: [0, 0.999]}", &o), BG_PLUGIN_OK);
+    CHECK_NEAR(o.untouched, 42, 0); /* cfg_apply does not zero its target */
     CHECK_NEAR(o.p, 1, 0);
     CHECK_INT(o.k, 9);
     CHECK_INT(o.nv, 2);
@@ -375,6 +378,8 @@ static void test_open_bounds(void)
     /* Each open end excluded, and printed as such. */
     CHECK_INT(apply_open("{p: 0}", &o), BG_PLUGIN_ECONFIG);
     CHECK_STR(last_msg, "key 'p': 0 is out of range (0, 1]");
+    CHECK(o.p > 0 && o.p < 1e-299); /* an invalid value is not written */
+    CHECK_INT(o.k, 5);              /* the valid ones (here a default) are */
     CHECK_INT(apply_open("{p: 1.5}", &o), BG_PLUGIN_ECONFIG);
     CHECK_STR(last_msg, "key 'p': 1.5 is out of range (0, 1]");
     CHECK_INT(apply_open("{k: 0}", &o), BG_PLUGIN_ECONFIG);
