@@ -1,8 +1,11 @@
 /*
  * cli_check.c — `bayesguard check DIR [--plugins DIR]`: validate a policy
  * directory exactly as the daemon's reload would, print every error as
- * file:line:column: message, exit non-zero when invalid. For an operator's
- * CI (run it on the ConfigMap's source before applying it).
+ * file:line:column: message, exit non-zero when invalid — also when a file
+ * of the plugin dir is not a loadable plugin or reuses a plugin's name.
+ * When valid it lists the policies and each plugin with its description
+ * and config keys. For an operator's CI (run it on the ConfigMap's source
+ * before applying it) and for a plugin author (docs/PLUGINS.md).
  *
  * The plugin dir comes from --plugins, else $BG_PLUGIN_DIR, else the
  * compiled-in BG_DEFAULT_PLUGIN_DIR when the build defines one.
@@ -20,7 +23,11 @@ static int usage(FILE *f)
     fprintf(f, "usage: bayesguard check DIR [--plugins DIR]\n"
                "  Validate the policies in DIR (*.yaml, *.yml) as a reload would: schema,\n"
                "  plugins loaded, each plugin's config validated. Prints every error as\n"
-               "  file:line:column: message. Exit 0 valid, 1 invalid, 2 usage/plugin dir.\n");
+               "  file:line:column: message; when valid, lists the policies and every\n"
+               "  plugin with its description and config keys. Every *.so in the plugin\n"
+               "  dir must load (a plugin is known by its descriptor's name, not its file).\n"
+               "  Exit 0 valid, 1 invalid (a policy, or a plugin file that failed to load),\n"
+               "  2 usage/plugin dir.\n");
     return 2;
 }
 

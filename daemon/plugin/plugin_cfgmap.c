@@ -7,7 +7,9 @@
  * a key absent or null takes the entry's default, parsed as YAML text like
  * a value would be; a required key (def == NULL) that is absent is an
  * error at the map (or the section the policy named); values are parsed by
- * type and range-checked. Every problem is recorded through cfg_error with
+ * type and range-checked (a bound is closed unless the entry's type carries
+ * BG_CFGV_MIN_OPEN / BG_CFGV_MAX_OPEN, and messages print the interval
+ * the same way: "(0, 1]"). Every problem is recorded through cfg_error with
  * the offending node's position, and ALL problems are reported, not just
  * the first. Nothing is written to a field whose value is invalid.
  *
@@ -30,14 +32,40 @@ typedef struct apply_ctx {
     bg_cfg_sink sink;
     void *sink_ctx;
     const bg_cfg_entry *e;
-    const char *what;  /* "key 'k'" or "default of key 'k'" */
+    const char *what; /* "key 'k'" or "default of key 'k'" */
 } apply_ctx;
 
 #define FAIL(a, node, ...) (a)->sink((a)->sink_ctx, (node), __VA_ARGS__)
 
+static uint32_t vtype(const bg_cfg_entry *e)
+{
+    return e->type & BG_CFGV_TYPE_MASK;
+}
+
 static int range_checked(const bg_cfg_entry *e)
 {
     return !(e->min > e->max);
+}
+
+static int in_range(const bg_cfg_entry *e, double v)
+{
+    if (!range_checked(e))
+        return 1;
+    int lo = (e->type & BG_CFGV_MIN_OPEN) ? v > e->min : v >= e->min;
+    int hi = (e->type & BG_CFGV_MAX_OPEN) ? v < e->max : v <= e->max;
+    return lo && hi;
+}
+
+/* The entry's range as an interval: "[0, 1]", "(0, 1]"; integers without
+ * decimals. */
+static void range_text(const bg_cfg_entry *e, char *buf, size_t len)
+{
+    char lo = (e->type & BG_CFGV_MIN_OPEN) ? '(' : '[';
+    char hi = (e->type & BG_CFGV_MAX_OPEN) ? ')' : ']';
+    if (vtype(e) == BG_CFGV_INT)
+        snprintf(buf, len, "%c%.0f, %.0f%c", lo, e->min, e->max, hi);
+    else
+        snprintf(buf, len, "%c%g, %g%c", lo, e->min, e->max, hi);
 }
 
 static int parse_double(const apply_ctx *a, const bg_cfg_node *n, double *out)
@@ -51,9 +79,11 @@ static int parse_double(const apply_ctx *a, const bg_cfg_node *n, double *out)
     double v = strtod(s, &end);
     if (end == s || *end || errno == ERANGE || !isfinite(v))
         return FAIL(a, n, "%s: expected a finite number, got '%s'", a->what, s);
-    if (range_checked(a->e) && (v < a->e->min || v > a->e->max))
-        return FAIL(a, n, "%s: %g is out of range [%g, %g]", a->what, v, a->e->min,
-                    a->e->max);
+    if (!in_range(a->e, v)) {
+        char r[80];
+        range_text(a->e, r, sizeof r);
+        return FAIL(a, n, "%s: %g is out of range %s", a->what, v, r);
+    }
     *out = v;
     return BG_PLUGIN_OK;
 }
@@ -67,9 +97,11 @@ static int parse_int(const apply_ctx *a, const bg_cfg_node *n, int64_t *out)
     if (!s || end == s || *end || errno == ERANGE)
         return FAIL(a, n, "%s: expected an integer, got %s%s%s", a->what, s ? "'" : "a ",
                     s ? s : (bg_cfg_type_of(n) == BG_CFG_MAP ? "map" : "list"), s ? "'" : "");
-    if (range_checked(a->e) && ((double)v < a->e->min || (double)v > a->e->max))
-        return FAIL(a, n, "%s: %lld is out of range [%.0f, %.0f]", a->what, v, a->e->min,
-                    a->e->max);
+    if (!in_range(a->e, (double)v)) {
+        char r[80];
+        range_text(a->e, r, sizeof r);
+        return FAIL(a, n, "%s: %lld is out of range %s", a->what, v, r);
+    }
     *out = (int64_t)v;
     return BG_PLUGIN_OK;
 }
@@ -142,7 +174,7 @@ static int apply_value(const apply_ctx *a, const bg_cfg_node *n, void *target)
 {
     const bg_cfg_entry *e = a->e;
     char *field = (char *)target + e->offset;
-    switch (e->type) {
+    switch (vtype(e)) {
     case BG_CFGV_DOUBLE: {
         double v = 0;
         int rc = parse_double(a, n, &v);
@@ -160,7 +192,7 @@ static int apply_value(const apply_ctx *a, const bg_cfg_node *n, void *target)
     case BG_CFGV_BOOL:
     case BG_CFGV_ENUM: {
         int v = 0;
-        int rc = e->type == BG_CFGV_BOOL ? parse_bool(a, n, &v) : parse_enum(a, n, &v);
+        int rc = vtype(e) == BG_CFGV_BOOL ? parse_bool(a, n, &v) : parse_enum(a, n, &v);
         if (rc == BG_PLUGIN_OK)
             memcpy(field, &v, sizeof v);
         return rc;
@@ -175,12 +207,11 @@ static int apply_value(const apply_ctx *a, const bg_cfg_node *n, void *target)
         return rc;
     }
     }
-    return FAIL(a, n, "%s: the plugin's config table has an unknown type %d", a->what,
-                (int)e->type);
+    return FAIL(a, n, "%s: the plugin's config table has an unknown type %u", a->what, e->type);
 }
 
-static void list_allowed(const bg_cfg_entry *table, size_t n, const char *const *extra,
-                         char *buf, size_t len)
+static void list_allowed(const bg_cfg_entry *table, size_t n, const char *const *extra, char *buf,
+                         size_t len)
 {
     size_t used = 0, k = 0;
     buf[0] = '\0';
@@ -220,11 +251,11 @@ static int apply_default(apply_ctx *a, const bg_cfg_node *blame, void *target)
         return FAIL(a, blame, "%s: %s", what, err.msg);
     const bg_cfg_node *n = bg_cfg_doc_root(doc, 0);
     int rc;
-    if (a->e->type == BG_CFGV_DOUBLES && bg_cfg_type_of(n) == BG_CFG_NULL) {
+    if (vtype(a->e) == BG_CFGV_DOUBLES && bg_cfg_type_of(n) == BG_CFG_NULL) {
         size_t zero = 0; /* "" or "~" = empty list */
         memcpy((char *)target + a->e->count_offset, &zero, sizeof zero);
         rc = BG_PLUGIN_OK;
-    } else if (a->e->type == BG_CFGV_STRING && bg_cfg_type_of(n) == BG_CFG_NULL) {
+    } else if (vtype(a->e) == BG_CFGV_STRING && bg_cfg_type_of(n) == BG_CFG_NULL) {
         ((char *)target)[a->e->offset] = '\0';
         rc = a->e->size ? BG_PLUGIN_OK : FAIL(a, blame, "%s: no room", what);
     } else {
@@ -270,8 +301,8 @@ int bg_cfg_apply_table(bg_cfg_sink sink, void *sink_ctx, const bg_cfg_node *cfg,
         else if (table[j].def)
             r = apply_default(&a, cfg, target);
         else
-            r = sink(sink_ctx, cfg, "missing required key '%s%s' (%s)", key_prefix,
-                     table[j].key, table[j].desc ? table[j].desc : "");
+            r = sink(sink_ctx, cfg, "missing required key '%s%s' (%s)", key_prefix, table[j].key,
+                     table[j].desc ? table[j].desc : "");
         if (r != BG_PLUGIN_OK)
             rc = BG_PLUGIN_ECONFIG;
     }
@@ -283,4 +314,41 @@ int bg__cfg_apply(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *ta
 {
     return bg_cfg_apply_table(bg__services_cfg_error, host_ctx, cfg, table, n_entries, "", NULL,
                               target);
+}
+
+void bg_cfg_entry_describe(const bg_cfg_entry *e, char *buf, size_t len)
+{
+    char what[160] = "", range[80] = "";
+    uint32_t t = vtype(e);
+    switch (t) {
+    case BG_CFGV_DOUBLE:
+        snprintf(what, sizeof what, "number");
+        break;
+    case BG_CFGV_INT:
+        snprintf(what, sizeof what, "integer");
+        break;
+    case BG_CFGV_BOOL:
+        snprintf(what, sizeof what, "true|false");
+        break;
+    case BG_CFGV_STRING:
+        snprintf(what, sizeof what, "string of at most %zu bytes", e->size ? e->size - 1 : 0);
+        break;
+    case BG_CFGV_DOUBLES:
+        snprintf(what, sizeof what, "list of at most %zu numbers", e->size);
+        break;
+    case BG_CFGV_ENUM:
+        snprintf(what, sizeof what, "one of %.140s", e->choices ? e->choices : "(none)");
+        break;
+    default:
+        snprintf(what, sizeof what, "unknown type %u", e->type);
+    }
+    if ((t == BG_CFGV_DOUBLE || t == BG_CFGV_INT || t == BG_CFGV_DOUBLES) && range_checked(e)) {
+        char r[80];
+        range_text(e, r, sizeof r);
+        snprintf(range, sizeof range, " in %s", r);
+    }
+    if (!e->def)
+        snprintf(buf, len, "%s%s, required", what, range);
+    else
+        snprintf(buf, len, "%s%s, default %s", what, range, e->def[0] ? e->def : "(empty)");
 }

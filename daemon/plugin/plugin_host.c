@@ -46,13 +46,13 @@ typedef struct bg_plugin_impl {
 } bg_plugin_impl;
 
 typedef struct reg_entry {
-    bg_plugin *p;  /* registry's reference */
-    char *file;    /* path in the plugin dir */
+    bg_plugin *p; /* registry's reference */
+    char *file;   /* path in the plugin dir */
     dev_t dev;
     ino_t ino;
     off_t size;
     struct timespec mtime;
-    int seen;      /* rescan mark */
+    int seen; /* rescan mark */
 } reg_entry;
 
 /* A file that failed to load, remembered so an unchanged bad file is not
@@ -70,7 +70,7 @@ typedef struct bad_entry {
 struct bg_plugin_host {
     pthread_mutex_t mu;
     char *dir;
-    char *tmp_base;  /* $TMPDIR or /tmp: where each load's private dir goes */
+    char *tmp_base; /* $TMPDIR or /tmp: where each load's private dir goes */
     reg_entry *reg;
     size_t n_reg;
     bad_entry *bad;
@@ -82,8 +82,8 @@ struct bg_plugin_host {
 static const char *kind_name(int kind)
 {
     switch (kind) {
-#define KIND_CASE(name, value, text)                                                              \
-    case value:                                                                                  \
+#define KIND_CASE(name, value, text)                                                               \
+    case value:                                                                                    \
         return text;
         BG_PLUGIN_KINDS(KIND_CASE)
 #undef KIND_CASE
@@ -185,7 +185,10 @@ typedef struct required_fn {
     size_t offset;
 } required_fn;
 
-#define REQ(k, vt, f) {k, #f, offsetof(vt, f)}
+#define REQ(k, vt, f)                                                                              \
+    {                                                                                              \
+        k, #f, offsetof(vt, f)                                                                     \
+    }
 static const required_fn required_fns[] = {
     REQ(BG_PLUGIN_KIND_HYPOTHESIS, bg_hypothesis_vtbl, create),
     REQ(BG_PLUGIN_KIND_HYPOTHESIS, bg_hypothesis_vtbl, destroy),
@@ -205,12 +208,33 @@ static const required_fn required_fns[] = {
 };
 #undef REQ
 
+/* Where each kind's vtable keeps its spare slots. */
+typedef struct vt_spares {
+    int kind;
+    size_t offset, n;
+} vt_spares;
+
+#define SPARES(k, vt)                                                                              \
+    {                                                                                              \
+        k, offsetof(vt, spare), sizeof(((vt *)0)->spare) / sizeof(void *)                          \
+    }
+static const vt_spares vt_spare_slots[] = {
+    SPARES(BG_PLUGIN_KIND_HYPOTHESIS, bg_hypothesis_vtbl),
+    SPARES(BG_PLUGIN_KIND_ESTIMATOR, bg_estimator_vtbl),
+    SPARES(BG_PLUGIN_KIND_SAMPLER, bg_sampler_vtbl),
+};
+#undef SPARES
+
+/* The first minor of ABI 1 that knows each config-map flag. */
+#define MINOR_OPEN_BOUNDS 1u
+
 static int check_vtable(const char *path, const bg_plugin_desc *d, bg_err *err)
 {
     if (d->kind < BG_PLUGIN_KIND_HYPOTHESIS || d->kind > BG_PLUGIN_KIND_SAMPLER)
-        return bg_err_set(err, BG_EABI, "%s: plugin %s: unknown kind %d: ABI %d.%d knows "
+        return bg_err_set(err, BG_EABI,
+                          "%s: plugin %s: unknown kind %u: ABI %d.%d knows "
                           "hypothesis (1), estimator (2) and sampler (3)",
-                          path, d->name, (int)d->kind, BG_PLUGIN_ABI_MAJOR, BG_PLUGIN_ABI_MINOR);
+                          path, d->name, d->kind, BG_PLUGIN_ABI_MAJOR, BG_PLUGIN_ABI_MINOR);
     if (!d->vt.any)
         return bg_err_set(err, BG_EABI, "%s: plugin %s (%s): vtable is NULL", path, d->name,
                           kind_name(d->kind));
@@ -230,6 +254,78 @@ static int check_vtable(const char *path, const bg_plugin_desc *d, bg_err *err)
     return BG_OK;
 }
 
+/* Spare slots are NULL at the minor the plugin declares (every slot is
+ * still spare at 1.1): a non-NULL one would carry a meaning this host does
+ * not know, or garbage. */
+static int check_spares(const char *path, const bg_plugin_desc *d, bg_err *err)
+{
+    for (size_t i = 0; i < sizeof d->spare / sizeof d->spare[0]; i++)
+        if (d->spare[i])
+            return bg_err_set(err, BG_EABI,
+                              "%s: plugin %s: desc.spare[%zu] is not NULL: spare slots are "
+                              "reserved for later ABI minors and must be left zero in an ABI "
+                              "%u.%u plugin",
+                              path, d->name, i, d->abi_major, d->abi_minor);
+    for (size_t k = 0; k < sizeof vt_spare_slots / sizeof vt_spare_slots[0]; k++) {
+        const vt_spares *v = &vt_spare_slots[k];
+        if (v->kind != (int)d->kind)
+            continue;
+        for (size_t i = 0; i < v->n; i++) {
+            void *slot;
+            memcpy(&slot, (const char *)d->vt.any + v->offset + i * sizeof slot, sizeof slot);
+            if (slot)
+                return bg_err_set(err, BG_EABI,
+                                  "%s: plugin %s (%s): vtable spare[%zu] is not NULL: spare "
+                                  "slots are reserved for later ABI minors and must be left "
+                                  "zero in an ABI %u.%u plugin",
+                                  path, d->name, kind_name(d->kind), i, d->abi_major, d->abi_minor);
+        }
+    }
+    return BG_OK;
+}
+
+/* The config map is the plugin's contract with cfg_apply and `check`:
+ * refuse at load what would otherwise fail at the first policy. */
+static int check_config_entry(const char *path, const bg_plugin_desc *d, size_t i, bg_err *err)
+{
+    const bg_cfg_entry *e = &d->config_map[i];
+    uint32_t t = e->type & BG_CFGV_TYPE_MASK, flags = e->type & ~BG_CFGV_TYPE_MASK;
+    if (!e->key || !e->key[0])
+        return bg_err_set(err, BG_EABI, "%s: plugin %s: config_map[%zu] has no key", path, d->name,
+                          i);
+    if (t < BG_CFGV_DOUBLE || t > BG_CFGV_ENUM)
+        return bg_err_set(err, BG_EABI,
+                          "%s: plugin %s: config key '%s' has unknown type %u: ABI %d.%d knows "
+                          "BG_CFGV_DOUBLE (1) .. BG_CFGV_ENUM (6)",
+                          path, d->name, e->key, t, BG_PLUGIN_ABI_MAJOR, BG_PLUGIN_ABI_MINOR);
+    if (flags & ~(BG_CFGV_MIN_OPEN | BG_CFGV_MAX_OPEN))
+        return bg_err_set(err, BG_EABI,
+                          "%s: plugin %s: config key '%s' has unknown type flags 0x%x: ABI "
+                          "%d.%d knows BG_CFGV_MIN_OPEN and BG_CFGV_MAX_OPEN",
+                          path, d->name, e->key, flags, BG_PLUGIN_ABI_MAJOR, BG_PLUGIN_ABI_MINOR);
+    if (flags && t != BG_CFGV_DOUBLE && t != BG_CFGV_INT && t != BG_CFGV_DOUBLES)
+        return bg_err_set(err, BG_EABI,
+                          "%s: plugin %s: config key '%s': open-bound flags apply to DOUBLE, "
+                          "INT and DOUBLES only",
+                          path, d->name, e->key);
+    if (flags && d->abi_minor < MINOR_OPEN_BOUNDS)
+        return bg_err_set(err, BG_EABI,
+                          "%s: plugin %s: config key '%s' uses BG_CFGV_MIN_OPEN/MAX_OPEN (ABI "
+                          "%d.%u) but the plugin declares ABI %u.%u: declare %d.%u or later "
+                          "(BG_PLUGIN_DESC_HEAD)",
+                          path, d->name, e->key, BG_PLUGIN_ABI_MAJOR, MINOR_OPEN_BOUNDS,
+                          d->abi_major, d->abi_minor, BG_PLUGIN_ABI_MAJOR, MINOR_OPEN_BOUNDS);
+    if ((t == BG_CFGV_STRING || t == BG_CFGV_DOUBLES) && e->size == 0)
+        return bg_err_set(err, BG_EABI, "%s: plugin %s: config key '%s': size is 0: set the %s",
+                          path, d->name, e->key,
+                          t == BG_CFGV_STRING ? "buffer's bytes" : "most elements");
+    if (t == BG_CFGV_ENUM && (!e->choices || !e->choices[0]))
+        return bg_err_set(err, BG_EABI,
+                          "%s: plugin %s: config key '%s' is an ENUM without choices (\"a|b\")",
+                          path, d->name, e->key);
+    return BG_OK;
+}
+
 static int check_desc(const char *path, const bg_plugin_desc *d, bg_err *err)
 {
     if (!d)
@@ -241,14 +337,18 @@ static int check_desc(const char *path, const bg_plugin_desc *d, bg_err *err)
                           "rebuild the plugin against include/bayesguard/plugin.h %d.x",
                           path, d->abi_major, d->abi_minor, BG_PLUGIN_ABI_MAJOR,
                           BG_PLUGIN_ABI_MINOR, BG_PLUGIN_ABI_MAJOR);
+    /* The declared minor is the oldest host the plugin needs: a newer one
+     * may rely on services, flags or slots this host lacks. */
     if (d->abi_minor > BG_PLUGIN_ABI_MINOR)
         return bg_err_set(err, BG_EABI,
                           "%s: plugin ABI %u.%u is newer than this bayesguard (ABI %d.%d): "
-                          "upgrade bayesguard or rebuild the plugin against "
-                          "include/bayesguard/plugin.h %d.%d",
+                          "upgrade bayesguard, or if the plugin uses nothing newer than %d.%d, "
+                          "declare it with BG_PLUGIN_DESC_HEAD_MINOR(%d) (or rebuild it against "
+                          "include/bayesguard/plugin.h %d.%d)",
                           path, d->abi_major, d->abi_minor, BG_PLUGIN_ABI_MAJOR,
+                          BG_PLUGIN_ABI_MINOR, BG_PLUGIN_ABI_MAJOR, BG_PLUGIN_ABI_MINOR,
                           BG_PLUGIN_ABI_MINOR, BG_PLUGIN_ABI_MAJOR, BG_PLUGIN_ABI_MINOR);
-    /* Every 1.x minor so far (1.0) has the full 1.0 descriptor. */
+    /* Every 1.x minor so far (1.0, 1.1) has the full 1.0 descriptor. */
     if (d->desc_size < sizeof(bg_plugin_desc))
         return bg_err_set(err, BG_EABI,
                           "%s: plugin ABI %u.%u descriptor is %zu bytes, this bayesguard (ABI "
@@ -260,12 +360,17 @@ static int check_desc(const char *path, const bg_plugin_desc *d, bg_err *err)
     if (!d->name || !d->name[0])
         return bg_err_set(err, BG_EABI, "%s: plugin has no name: set desc.name", path);
     if (!d->version)
-        return bg_err_set(err, BG_EABI, "%s: plugin %s has no version: set desc.version",
-                          path, d->name);
+        return bg_err_set(err, BG_EABI, "%s: plugin %s has no version: set desc.version", path,
+                          d->name);
     if (d->config_map_len && !d->config_map)
-        return bg_err_set(err, BG_EABI, "%s: plugin %s: config_map_len %zu with a NULL "
-                          "config_map", path, d->name, d->config_map_len);
-    return check_vtable(path, d, err);
+        return bg_err_set(err, BG_EABI,
+                          "%s: plugin %s: config_map_len %zu with a NULL "
+                          "config_map",
+                          path, d->name, d->config_map_len);
+    int rc = check_vtable(path, d, err);
+    for (size_t i = 0; rc == BG_OK && i < d->config_map_len; i++)
+        rc = check_config_entry(path, d, i, err);
+    return rc ? rc : check_spares(path, d, err);
 }
 
 /* --------------------------------------------------------------- loading */
@@ -274,8 +379,7 @@ static int check_desc(const char *path, const bg_plugin_desc *d, bg_err *err)
  * the name is unique and nobody else can swap the file), the copy inside,
  * dlopen, then unlink and rmdir at once — the mapping stays, and nothing is
  * left behind even if the process is killed later. */
-static void *open_private_copy(bg_plugin_host *h, const char *path, uint64_t *identity,
-                               bg_err *err)
+static void *open_private_copy(bg_plugin_host *h, const char *path, uint64_t *identity, bg_err *err)
 {
     static const char six_x[] = {'X', 'X', 'X', 'X', 'X', 'X', '\0'}; /* mkdtemp template */
     const char *base = strrchr(path, '/');
@@ -424,8 +528,8 @@ static int reg_add(bg_plugin_host *h, const char *file, const struct stat *st, b
     reg_entry *dup = reg_find(h, p->desc->name, (int)p->desc->kind, (size_t)-1);
     if (dup)
         return bg_err_set(err, BG_EINVAL,
-                          "%s: plugin name '%s' (%s) is already provided by %s: rename one",
-                          file, p->desc->name, kind_name(p->desc->kind), dup->file);
+                          "%s: plugin name '%s' (%s) is already provided by %s: rename one", file,
+                          p->desc->name, kind_name(p->desc->kind), dup->file);
     reg_entry *r = realloc(h->reg, (h->n_reg + 1) * sizeof *r);
     if (!r)
         return bg_err_set(err, BG_ENOMEM, "%s: out of memory", file);
@@ -520,8 +624,8 @@ static void scan_one(bg_plugin_host *h, const char *file)
     if (rc == BG_OK) {
         rc = reg_add(h, file, &st, p, &err);
         if (rc == BG_OK) {
-            BG_INFO("plugin", "loaded %s %s %s from %s", kind_name(p->desc->kind),
-                    p->desc->name, p->desc->version, file);
+            BG_INFO("plugin", "loaded %s %s %s from %s", kind_name(p->desc->kind), p->desc->name,
+                    p->desc->version, file);
             return;
         }
         bg_plugin_unref(p);
@@ -617,8 +721,8 @@ void bg_plugin_host_destroy(bg_plugin_host *h)
     free(h);
 }
 
-int bg_plugin_host_find(bg_plugin_host *h, const char *name, bg_plugin_kind kind,
-                        bg_plugin **out, bg_err *err)
+int bg_plugin_host_find(bg_plugin_host *h, const char *name, bg_plugin_kind kind, bg_plugin **out,
+                        bg_err *err)
 {
     *out = NULL;
     pthread_mutex_lock(&h->mu);
@@ -662,6 +766,29 @@ size_t bg_plugin_host_errors_copy(bg_plugin_host *h, char *buf, size_t len)
         snprintf(buf, len, "%s", e);
     pthread_mutex_unlock(&h->mu);
     return n;
+}
+
+static int cmp_reg_file(const void *a, const void *b)
+{
+    return strcmp((*(reg_entry *const *)a)->file, (*(reg_entry *const *)b)->file);
+}
+
+int bg_plugin_host_each(bg_plugin_host *h, bg_plugin_each_cb cb, void *ctx)
+{
+    pthread_mutex_lock(&h->mu);
+    reg_entry **v = malloc((h->n_reg ? h->n_reg : 1) * sizeof *v);
+    if (!v) {
+        pthread_mutex_unlock(&h->mu);
+        return BG_ENOMEM;
+    }
+    for (size_t i = 0; i < h->n_reg; i++)
+        v[i] = &h->reg[i];
+    qsort(v, h->n_reg, sizeof *v, cmp_reg_file);
+    for (size_t i = 0; i < h->n_reg; i++)
+        cb(ctx, v[i]->p);
+    pthread_mutex_unlock(&h->mu);
+    free(v);
+    return BG_OK;
 }
 
 const char *bg_plugin_host_dir(const bg_plugin_host *h)

@@ -2,15 +2,19 @@
  * plugin_host.h — loading plugins (dlopen), checking their ABI, and the
  * services table handed to them.
  *
- * A host scans a plugin directory for *.so files. Each file is dlopened
- * from a private copy (dlopen caches by path, so a file replaced on disk
- * must be opened under a new name to take effect), its bg_plugin_entry()
- * is called, and the descriptor is checked: ABI major equal, minor not
- * newer, desc_size large enough, kind known, vtable complete. A refusal is
- * an error naming the file and both versions, e.g.
- *   "plugins/bg_x.so: plugin ABI 2.0 is not supported by this bayesguard
- *    (ABI 1.0): rebuild the plugin against include/bayesguard/plugin.h 1.x"
- * and never stops the other plugins from loading.
+ * A host scans a plugin directory for *.so files (any name: a plugin is
+ * known by its descriptor's name). Each file is dlopened from a private
+ * copy (dlopen caches by path, so a file replaced on disk must be opened
+ * under a new name to take effect), its bg_plugin_entry() is called, and
+ * the descriptor is checked: ABI major equal, minor not newer, desc_size
+ * large enough, name and version set, kind known, required vtable entries
+ * set, config map well-formed (and using no flag newer than the declared
+ * minor), spare slots NULL; then its name must be new for its kind. A
+ * refusal is an error naming the file and what to fix, e.g.
+ *   "plugins/x.so: plugin ABI 2.0 is not supported by this bayesguard
+ *    (ABI 1.1): rebuild the plugin against include/bayesguard/plugin.h 1.x"
+ * and never stops the other plugins from loading. include/bayesguard/
+ * plugin.h ("Compatibility") is the contract these checks implement.
  *
  * Built-in plugins load through exactly this path.
  *
@@ -49,8 +53,8 @@ int bg_plugin_host_load_file(bg_plugin_host *h, const char *path, bg_plugin **ou
 
 /* Find by name and kind; new reference, or BG_ENOTFOUND with a message
  * listing the plugins of that kind that exist. */
-int bg_plugin_host_find(bg_plugin_host *h, const char *name, bg_plugin_kind kind,
-                        bg_plugin **out, bg_err *err);
+int bg_plugin_host_find(bg_plugin_host *h, const char *name, bg_plugin_kind kind, bg_plugin **out,
+                        bg_err *err);
 void bg_plugin_ref(bg_plugin *p);
 void bg_plugin_unref(bg_plugin *p);
 
@@ -58,8 +62,8 @@ void bg_plugin_unref(bg_plugin *p);
  * are appended to `errs` (newline-separated "file:line:col: plugin NAME:
  * msg"). new: bg_plugin_services_destroy after the instance is destroyed. */
 typedef struct bg_plugin_services bg_plugin_services;
-int bg_plugin_services_create(bg_plugin_host *h, const bg_plugin *p,
-                              bg_plugin_services **out, bg_err *err);
+int bg_plugin_services_create(bg_plugin_host *h, const bg_plugin *p, bg_plugin_services **out,
+                              bg_err *err);
 const bg_host *bg_plugin_services_host(const bg_plugin_services *s);
 /* Config errors recorded so far ("" when none). */
 const char *bg_plugin_services_errors(const bg_plugin_services *s);
@@ -73,6 +77,17 @@ const char *bg_plugin_host_errors(bg_plugin_host *h);
 size_t bg_plugin_host_errors_copy(bg_plugin_host *h, char *buf, size_t len);
 
 /* ---- additions (policy helper), all compatible with the above ---- */
+
+/* Calls cb for every loaded plugin, in file-name order, under the host's
+ * lock (cb must not call back into the host). BG_ENOMEM or BG_OK. */
+typedef void (*bg_plugin_each_cb)(void *ctx, const bg_plugin *p);
+int bg_plugin_host_each(bg_plugin_host *h, bg_plugin_each_cb cb, void *ctx);
+
+/* One line describing config entry e for docs and `check`: its type, the
+ * allowed values (range printed as an interval, e.g. "(0, 1]") and its
+ * default, e.g. "number in (0, 1], default 0.05" or "string, required".
+ * Truncated to len-1 bytes. */
+void bg_cfg_entry_describe(const bg_cfg_entry *e, char *buf, size_t len);
 
 /* The directory the host scans. */
 const char *bg_plugin_host_dir(const bg_plugin_host *h);

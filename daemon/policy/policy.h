@@ -133,9 +133,12 @@ void bg_policy_watch_stop(bg_policy_watch *w);
 
 /* Validate dir exactly as a reload would (plugins from plugin_dir loaded,
  * every plugin config validated, instances created and destroyed) and
- * print every error, one per line, then a summary line, to out. Returns
- * 0 when valid, 1 when not, 2 when plugin_dir cannot be used. Used by
- * `bayesguard check` and `bayesguardd --check`. */
+ * print every error, one per line, then a summary line, to out; when
+ * valid, also every plugin with its description and config keys. Returns
+ * 0 when valid, 1 when not (a policy error, or a file of plugin_dir that
+ * failed to load: not a plugin, refused, or a name already taken), 2 when
+ * plugin_dir cannot be used. Used by `bayesguard check` and
+ * `bayesguardd --check`. */
 int bg_policy_check_dir(const char *dir, const char *plugin_dir, FILE *out);
 
 #endif

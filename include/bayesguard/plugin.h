@@ -1,28 +1,71 @@
 /*
  * bayesguard/plugin.h — the plugin ABI. The one header a plugin includes.
+ * docs/PLUGINS.md shows how to write, build, load and test a plugin.
  *
  * A plugin is a shared object that exports one symbol,
  *
  *     const bg_plugin_desc *bg_plugin_entry(void);
  *
- * returning a static descriptor. The host (daemon/plugin/plugin_host.c)
- * checks, in this order and before touching anything else: `abi_major`
- * equal to the host's, `abi_minor` not newer than the host's, and
- * `desc_size` at least the size of the descriptor the plugin claims to
- * implement (a short struct is refused). A refusal names the plugin file and
- * both versions.
+ * returning a static descriptor. The host scans its plugin directory
+ * (--plugins DIR) and dlopens every `*.so` in it, whatever the file is
+ * called; a plugin is known by its descriptor's `name` (what a policy
+ * names in `plugin:`), never by its file name. The host
+ * (daemon/plugin/plugin_host.c) checks, in this order and before touching
+ * anything else: `abi_major` equal to the host's, `abi_minor` not newer
+ * than the host's, and `desc_size` at least the size of the descriptor the
+ * plugin claims to implement (a short struct is refused); then name and
+ * version set, kind known, the required vtable entries set, the config
+ * map well-formed, and every spare slot NULL. A refusal names the plugin file and what to fix and
+ * never stops the other plugins from loading. Two plugins of one kind with
+ * one name: the first by file name loads, the second is refused.
+ * `bayesguard check` lists every refusal and exits 1.
  *
  * Versioning rule (Varnish's): adding a field at the end of a struct, a new
- * function pointer in a spare slot or a new kind -> minor; changing or
- * removing anything -> major. Layout before the vtable pointer is frozen
- * forever. tests/plugin/test_plugin_abi.c checks that the constants below
- * match the newest history entry.
+ * function pointer in a spare slot, a new kind or a new flag -> minor;
+ * changing or removing anything -> major. Layout before the vtable pointer
+ * is frozen forever. tests/plugin/test_plugin_abi.c checks that the
+ * constants below match the newest history entry, and the layout.
  *
  * ABI history (newest first; the constants must match the first line):
+ *   2026-12-06  1.1  bg_cfg_entry.type takes BG_CFGV_MIN_OPEN and
+ *                    BG_CFGV_MAX_OPEN (open range bounds such as (0, 1]);
+ *                    BG_PLUGIN_DESC_HEAD_MINOR(m); BG_PLUGIN_LABEL_MIN
+ *                    and BG_PLUGIN_MESSAGE_MIN name the buffer sizes
+ *                    hosts already passed. Clarified, no layout change:
+ *                    `kind` and bg_cfg_entry.type are uint32_t (they were
+ *                    enums, 4 bytes on every ABI bayesguard builds for,
+ *                    so a 1.0 binary has the same layout).
  *   2026-11-26  1.0  first version: hypothesis, estimator and sampler kinds,
  *                    host services (log, config, rng, metrics);
  *                    bg_estimate_in.post (linear posterior) appended the
  *                    same day, before any release.
+ *
+ * Compatibility, in both directions:
+ *   - `abi_minor` in the descriptor is the oldest host minor the plugin
+ *     needs, not the header it was compiled with. A host refuses a plugin
+ *     whose minor is newer than its own (it cannot tell which newer
+ *     features the plugin relies on). BG_PLUGIN_DESC_HEAD declares this
+ *     header's minor; a plugin that uses nothing newer than minor m (no
+ *     newer service, flag or vtable entry) and must also load on older
+ *     hosts declares BG_PLUGIN_DESC_HEAD_MINOR(m) instead. The host
+ *     refuses a plugin that declares m but uses a feature of a later minor
+ *     it can see (today: the config-map open-bound flags need 1.1).
+ *   - A host serves every plugin of its major with an older or equal minor.
+ *   - A host service added in minor N sits in a slot of bg_host that was a
+ *     spare before N. A plugin that declared an older minor tests
+ *     `host->abi_minor >= N` before calling it (an older host leaves the
+ *     slot NULL). `host->size` is sizeof(bg_host) of the host: it only
+ *     grows when the spares are used up and a field is appended; such a
+ *     field exists iff host->size > its offsetof.
+ *   - Spare slots (bg_host.spare, bg_plugin_desc.spare, each vtable's
+ *     spare) are NULL: the host leaves its own NULL, and refuses a plugin
+ *     whose descriptor or vtable has a non-NULL slot that is still spare
+ *     at the minor it declares (it would be relying on a meaning this
+ *     host does not know). Static descriptors and vtables are
+ *     zero-initialised, so leaving them out is enough.
+ *   - Every field of a fixed layout has a fixed width: there is no enum
+ *     inside a struct (an enum's width is the compiler's choice, e.g.
+ *     -fshort-enums); the enums below name values only.
  *
  * Hypotheses are named by 64-bit ids. An enumerable model (count() > 0)
  * uses ids 0..count-1; a model too large to enumerate (count() == 0)
@@ -30,6 +73,9 @@
  * 64 features) and describes that encoding with `space()` so a sampler can
  * build ids step by step. All model functions are batched over arrays of
  * ids so they vectorise.
+ *
+ * Vtable entries marked "required" must be non-NULL: the host refuses the
+ * plugin, naming the entry. "Optional" entries may be NULL.
  *
  * Threads: create/destroy are called on one thread; every other function of
  * a created instance may be called from several threads at once and must not
@@ -45,6 +91,14 @@
  * Config errors are reported with host->cfg_error(), which records the file,
  * line and column of the offending node; runtime errors with
  * host->log(BG_PLUGIN_LOG_ERROR, ...).
+ *
+ * Building: a plugin includes only this header and links against nothing
+ * of the daemon (every host function comes through bg_host), so
+ *   cc -std=c11 -O2 -shared -fPIC -fvisibility=hidden -I include \
+ *      -o my_model.so my_model.c -Wl,-z,defs -lm
+ * must succeed; -Wl,-z,defs turns an undefined symbol into a link error
+ * instead of a load failure, -fvisibility=hidden leaves bg_plugin_entry
+ * (BG_PLUGIN_EXPORT) the only exported symbol.
  */
 #ifndef BAYESGUARD_PLUGIN_H
 #define BAYESGUARD_PLUGIN_H
@@ -57,8 +111,8 @@ extern "C" {
 #endif
 
 #define BG_PLUGIN_ABI_MAJOR 1
-#define BG_PLUGIN_ABI_MINOR 0
-#define BG_PLUGIN_ABI_DATE "2026-11-26"
+#define BG_PLUGIN_ABI_MINOR 1
+#define BG_PLUGIN_ABI_DATE "2026-12-06"
 
 /* The symbol the host looks up. */
 #define BG_PLUGIN_ENTRY_SYMBOL "bg_plugin_entry"
@@ -83,10 +137,10 @@ extern "C" {
 #define BG_PLUGIN_ECONFIG (-9)
 #define BG_PLUGIN_EUNSUPPORTED (-10)
 
-/* X(name, value, text) — the plugin kinds. */
-#define BG_PLUGIN_KINDS(X)                                                                       \
-    X(BG_PLUGIN_KIND_HYPOTHESIS, 1, "hypothesis")                                                \
-    X(BG_PLUGIN_KIND_ESTIMATOR, 2, "estimator")                                                  \
+/* X(name, value, text) — the plugin kinds: the values of desc.kind. */
+#define BG_PLUGIN_KINDS(X)                                                                         \
+    X(BG_PLUGIN_KIND_HYPOTHESIS, 1, "hypothesis")                                                  \
+    X(BG_PLUGIN_KIND_ESTIMATOR, 2, "estimator")                                                    \
     X(BG_PLUGIN_KIND_SAMPLER, 3, "sampler")
 
 typedef enum bg_plugin_kind {
@@ -119,9 +173,9 @@ typedef struct bg_action {
 /* An observed outcome of an action: what the posterior is made of. */
 typedef struct bg_observation {
     bg_action action;
-    int harmed;      /* 1 when harm was observed, 0 when not */
-    int has_value;   /* 1 when `value` carries a measured outcome */
-    double value;    /* e.g. the bandit's reward */
+    int harmed;    /* 1 when harm was observed, 0 when not */
+    int has_value; /* 1 when `value` carries a measured outcome */
+    double value;  /* e.g. the bandit's reward */
 } bg_observation;
 
 /* ------------------------------------------------------------------------
@@ -145,8 +199,11 @@ typedef enum bg_cfg_type {
 /* Typed config map (Fluent Bit style): a table of the keys a plugin accepts.
  * host->cfg_apply() fills a plugin struct from a map node: unknown keys are
  * rejected with the list of allowed ones, missing keys take the default
- * (parsed like YAML text), values are type- and range-checked, and every
- * error carries the node's file:line:column. */
+ * (parsed like YAML text, and checked like a value), values are type- and
+ * range-checked, and every error carries the node's file:line:column.
+ * The host checks the table when it loads the plugin (known types, flags
+ * only where they apply, a key and its buffer for each entry) and
+ * `bayesguard check` prints it: key, type, default, range and desc. */
 typedef enum bg_cfg_vtype {
     BG_CFGV_DOUBLE = 1,  /* double at offset; min/max checked */
     BG_CFGV_INT = 2,     /* int64_t at offset; min/max checked */
@@ -156,16 +213,25 @@ typedef enum bg_cfg_vtype {
     BG_CFGV_ENUM = 6,    /* int at offset: index into choices ("a|b|c") */
 } bg_cfg_vtype;
 
+/* Flags or-ed into bg_cfg_entry.type (ABI 1.1) for DOUBLE, INT and DOUBLES:
+ * the bound is open (excluded), so {.type = BG_CFGV_DOUBLE |
+ * BG_CFGV_MIN_OPEN, .min = 0, .max = 1} accepts (0, 1] and an error prints
+ * "out of range (0, 1]". Without a flag a bound is closed (included). */
+#define BG_CFGV_MIN_OPEN 0x100u
+#define BG_CFGV_MAX_OPEN 0x200u
+#define BG_CFGV_TYPE_MASK 0xffu /* type & mask = the bg_cfg_vtype */
+
 typedef struct bg_cfg_entry {
     const char *key;
-    bg_cfg_vtype type;
-    const char *def;       /* default as text; NULL = required */
-    size_t offset;         /* offsetof(target struct, field) */
-    size_t size;           /* STRING: buffer bytes; DOUBLES: max elements */
-    size_t count_offset;   /* DOUBLES: offsetof the size_t count */
-    double min, max;       /* DOUBLE/INT/DOUBLES range, inclusive; min > max = unchecked */
-    const char *choices;   /* ENUM: "a|b|c" */
-    const char *desc;      /* one line for docs and `bayesguard check` */
+    uint32_t type;       /* a bg_cfg_vtype, | BG_CFGV_MIN_OPEN/MAX_OPEN */
+    const char *def;     /* default as text; NULL = required */
+    size_t offset;       /* offsetof(target struct, field) */
+    size_t size;         /* STRING: buffer bytes; DOUBLES: max elements */
+    size_t count_offset; /* DOUBLES: offsetof the size_t count */
+    double min, max;     /* DOUBLE/INT/DOUBLES range, closed unless flagged
+                          * open; min > max = unchecked */
+    const char *choices; /* ENUM: "a|b|c" */
+    const char *desc;    /* one line, printed by `bayesguard check` */
 } bg_cfg_entry;
 
 typedef struct bg_host bg_host;
@@ -217,8 +283,8 @@ static inline double bg_rng_next_uniform(bg_rng *r)
 struct bg_host {
     uint32_t abi_major; /* the host's ABI */
     uint32_t abi_minor;
-    size_t size;        /* sizeof(bg_host) of the host */
-    void *host_ctx;     /* opaque, pass back to every service */
+    size_t size;    /* sizeof(bg_host) of the host */
+    void *host_ctx; /* opaque, pass back to every service */
 
     /* Logging: one line, prefixed with the plugin's name by the host. */
     void (*log)(void *host_ctx, int level, const char *fmt, ...)
@@ -237,7 +303,12 @@ struct bg_host {
     int (*cfg_error)(void *host_ctx, const bg_cfg_node *n, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
     /* Fill `target` from map node `cfg` (may be NULL = all defaults) by the
-     * table; returns BG_PLUGIN_OK or BG_PLUGIN_ECONFIG (errors recorded). */
+     * table; returns BG_PLUGIN_OK or BG_PLUGIN_ECONFIG (errors recorded,
+     * all of them, not only the first). It does not zero `target`: on OK
+     * it has written every field the table names (value or default) and
+     * nothing else; on ECONFIG the valid fields are written, the invalid
+     * ones untouched — discard the struct. Zero it first (calloc, = {0})
+     * when it has fields the table does not fill. */
     int (*cfg_apply)(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *table,
                      size_t n_entries, void *target);
 
@@ -250,7 +321,9 @@ struct bg_host {
     /* Metrics: a counter named "bayesguard_plugin_<plugin>_<name>". */
     void (*metric_add)(void *host_ctx, const char *name, double delta);
 
-    void *spare[16]; /* future services (minor versions), NULL today */
+    /* Future services, one per slot, each in the minor that adds it; NULL
+     * in a host that predates it (test host->abi_minor first). */
+    void *spare[16];
 };
 
 /* ------------------------------------------------------------------------
@@ -260,34 +333,55 @@ struct bg_host {
 /* How an id encodes a hypothesis when the space is not enumerated: a set of
  * up to 64 binary features, id bit k = feature k. */
 typedef struct bg_space {
-    uint32_t n_bits;  /* 1..64 */
-    uint32_t flags;   /* reserved, 0 */
+    uint32_t n_bits; /* 1..64 */
+    uint32_t flags;  /* reserved, 0 */
 } bg_space;
 
+/* The smallest buffer the host passes to label() and check_action(). */
+#define BG_PLUGIN_LABEL_MIN 64
+#define BG_PLUGIN_MESSAGE_MIN 256
+
 typedef struct bg_hypothesis_vtbl {
-    /* Validate config (errors via host->cfg_error) and build an instance.
-     * host stays valid until destroy. *out: new, freed by destroy. */
+    /* Required. Validate config (errors via host->cfg_error) and build an
+     * instance. host stays valid until destroy. *out: new, freed by
+     * destroy. A non-OK return fails the policy (every cfg_error shown). */
     int (*create)(const bg_host *host, const bg_cfg_node *config, void **out);
+    /* Required. */
     void (*destroy)(void *self);
-    /* Number of hypotheses, or 0 for a space too large to enumerate. */
+    /* Required. Number of hypotheses, or 0 for a space too large to
+     * enumerate (a policy must then name a sampler). */
     uint64_t (*count)(const void *self);
-    /* For count() == 0: the encoding of ids. Else may be NULL. */
+    /* Optional; required for count() == 0 (a policy with a sampler is
+     * refused without it): the encoding of ids. */
     int (*space)(const void *self, bg_space *out);
-    /* out[i] = log P(h_i). Need not be normalised over the space. */
+    /* Required. out[i] = log P(h_i). Need not be normalised over the
+     * space. -INFINITY excludes h_i (posterior exactly 0 for good). */
     int (*log_prior)(const void *self, const uint64_t *h, size_t n, double *out);
-    /* out[i] = log P(obs | history, h_i); history[0..n_hist) are the
-     * session's earlier observations, oldest first. */
+    /* Required. out[i] = log P(obs | history, h_i); history[0..n_hist) are
+     * the session's earlier observations, oldest first. -INFINITY is
+     * allowed: obs is impossible under h_i, whose posterior becomes exactly
+     * 0 and stays 0. When every candidate gets -INFINITY the observation is
+     * refused as invalid (INVALID_ARGUMENT: "zero likelihood under every
+     * hypothesis") and not stored. NaN or +INFINITY is a plugin bug: the
+     * observation is refused as INTERNAL. The same holds for log_prior. */
     int (*log_lik)(const void *self, const bg_observation *obs, const bg_observation *history,
                    size_t n_hist, const uint64_t *h, size_t n, double *out);
-    /* out[i] = P(harm | action, history, h_i) in [0, 1]. */
+    /* Required. out[i] = P(harm | action, history, h_i) in [0, 1]; a value
+     * outside (or NaN) fails the evaluation as INTERNAL, never a decision. */
     int (*harm)(const void *self, const bg_action *action, const bg_observation *history,
                 size_t n_hist, const uint64_t *h, size_t n, double *out);
-    /* A short human label for hypothesis h ("w=0110…", "rate=0.05"). */
+    /* Required. A short human label for hypothesis h ("w=0110…",
+     * "rate=0.05") into buf[0..len): len >= BG_PLUGIN_LABEL_MIN (the
+     * daemon passes 128). Write a NUL-terminated string, truncated to
+     * len-1 bytes if longer (snprintf does both). A non-OK return shows
+     * "#<id>" instead. */
     int (*label)(const void *self, uint64_t h, char *buf, size_t len);
-    /* Check an action/observation before it is used: wrong feature count,
-     * out-of-range values. Message into buf. NULL = everything accepted. */
+    /* Optional (NULL = everything accepted). Check an action/observation
+     * before it is used: wrong feature count, out-of-range values. On
+     * refusal return non-OK with a NUL-terminated message in buf[0..len),
+     * len >= BG_PLUGIN_MESSAGE_MIN; the caller gets INVALID_ARGUMENT. */
     int (*check_action)(const void *self, const bg_action *action, char *buf, size_t len);
-    void *spare[8];
+    void *spare[8]; /* NULL (see "Spare slots" above) */
 } bg_hypothesis_vtbl;
 
 /* ------------------------------------------------------------------------
@@ -295,17 +389,17 @@ typedef struct bg_hypothesis_vtbl {
  * ------------------------------------------------------------------------ */
 
 typedef struct bg_estimate_in {
-    size_t n;                /* candidate hypotheses */
-    const uint64_t *ids;     /* [n] their ids */
-    const double *log_post;  /* [n] log P(h|D), normalised over the candidates */
-    const double *harm;      /* [n] P(harm | x, h) */
+    size_t n;               /* candidate hypotheses */
+    const uint64_t *ids;    /* [n] their ids */
+    const double *log_post; /* [n] log P(h|D), normalised over the candidates */
+    const double *harm;     /* [n] P(harm | x, h) */
     /* Indices into the arrays in descending posterior order, ties in
      * ascending index order (stable). Covers at least the hypotheses with
      * posterior >= min_post_in_order; n_order <= n. Computed by the engine
      * once per observation. */
     const uint32_t *order;
     size_t n_order;
-    int order_complete;      /* 1 when n_order == n (a full order) */
+    int order_complete; /* 1 when n_order == n (a full order) */
     /* Added at the end (engine helper, same 1.0 day): [n] P(h|D) =
      * exp(log_post) in linear space, computed by the engine once per
      * observation (values below DBL_MIN flushed to 0), so an estimator
@@ -314,9 +408,9 @@ typedef struct bg_estimate_in {
 } bg_estimate_in;
 
 typedef struct bg_estimate_out {
-    double bound;            /* the harm estimate compared with the threshold */
-    size_t cautious;         /* index (into ids) of the hypothesis giving it */
-    uint64_t plausible;      /* size of the set maximised over (1 for iid) */
+    double bound;                /* the harm estimate compared with the threshold */
+    size_t cautious;             /* index (into ids) of the hypothesis giving it */
+    uint64_t plausible;          /* size of the set maximised over (1 for iid) */
     double posterior_predictive; /* Σ P(h|D)·P(harm|x,h), always filled */
 } bg_estimate_out;
 
@@ -339,14 +433,17 @@ static inline double bg_posterior_predictive(const double *post, const double *h
 }
 
 typedef struct bg_estimator_vtbl {
+    /* Required, as for a hypothesis. */
     int (*create)(const bg_host *host, const bg_cfg_node *config, void **out);
-    void (*destroy)(void *self);
-    /* The smallest posterior mass this estimator needs ordered (the non-iid
-     * α): the engine orders at least every hypothesis with P(h|D) >= this.
-     * 0 = needs the full order; 2 = needs no order. */
+    void (*destroy)(void *self); /* required */
+    /* Required. The smallest posterior mass this estimator needs ordered
+     * (the non-iid α): the engine orders at least every hypothesis with
+     * P(h|D) >= this. 0 = needs the full order; 2 = needs no order. */
     double (*order_needed)(const void *self);
+    /* Required. Fill every field of out: bound and posterior_predictive in
+     * [0, 1], cautious < in->n, plausible in 1..n, else INTERNAL. */
     int (*estimate)(const void *self, const bg_estimate_in *in, bg_estimate_out *out);
-    void *spare[8];
+    void *spare[8]; /* NULL */
 } bg_estimator_vtbl;
 
 /* ------------------------------------------------------------------------
@@ -357,17 +454,19 @@ typedef struct bg_estimator_vtbl {
 typedef int (*bg_log_reward_fn)(void *ctx, const uint64_t *h, size_t n, double *out);
 
 typedef struct bg_sampler_vtbl {
-    /* space: the model's encoding; fixed for the instance. */
+    /* Required. space: the model's encoding; fixed for the instance. */
     int (*create)(const bg_host *host, const bg_cfg_node *config, const bg_space *space,
                   void **out);
-    void (*destroy)(void *self);
-    /* Train for `steps` optimiser steps on the reward. */
+    void (*destroy)(void *self); /* required */
+    /* Required. Train for `steps` optimiser steps on the reward. */
     int (*train)(void *self, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps);
-    /* Draw n ids with their log q (log_q may be NULL); rng owned by caller. */
+    /* Required. Draw n ids with their log q (log_q may be NULL); rng owned
+     * by caller. */
     int (*sample)(const void *self, bg_rng *rng, size_t n, uint64_t *ids, double *log_q);
+    /* Optional, both or neither: persist / restore a trained sampler. */
     int (*save)(const void *self, const char *path);
     int (*load)(void *self, const char *path);
-    void *spare[8];
+    void *spare[8]; /* NULL */
 } bg_sampler_vtbl;
 
 /* ------------------------------------------------------------------------
@@ -378,14 +477,16 @@ typedef struct bg_plugin_desc {
     /* Frozen forever: */
     uint32_t abi_major;
     uint32_t abi_minor;
-    size_t desc_size;        /* sizeof(bg_plugin_desc) as the plugin was built */
+    size_t desc_size; /* sizeof(bg_plugin_desc) as the plugin was built */
     const char *build_signature;
     /* ABI 1.0: */
-    const char *name;        /* unique: what policies name in `plugin:` */
-    const char *version;     /* the plugin's own version */
-    bg_plugin_kind kind;
-    const char *description; /* one line */
-    const bg_cfg_entry *config_map; /* may be NULL; for docs and `check` */
+    const char *name;               /* required, unique per kind: what policies
+                                     * name in `plugin:` (the file name is not) */
+    const char *version;            /* required: the plugin's own version */
+    uint32_t kind;                  /* a bg_plugin_kind value (fixed width) */
+    const char *description;        /* one line, printed by `bayesguard check` */
+    const bg_cfg_entry *config_map; /* may be NULL; checked at load,
+                                     * printed by `check` */
     size_t config_map_len;
     union {
         const bg_hypothesis_vtbl *hypothesis;
@@ -393,7 +494,7 @@ typedef struct bg_plugin_desc {
         const bg_sampler_vtbl *sampler;
         const void *any;
     } vt;
-    void *spare[8];
+    void *spare[8]; /* NULL */
 } bg_plugin_desc;
 
 typedef const bg_plugin_desc *(*bg_plugin_entry_fn)(void);
@@ -403,16 +504,20 @@ BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void);
 
 /* The last line of a plugin: BG_PLUGIN_REGISTER(desc) defines the entry
  * point returning the plugin's static descriptor. */
-#define BG_PLUGIN_REGISTER(d)                                                                    \
-    BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void)                                 \
-    {                                                                                            \
-        return &(d);                                                                             \
+#define BG_PLUGIN_REGISTER(d)                                                                      \
+    BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void)                                   \
+    {                                                                                              \
+        return &(d);                                                                               \
     }
 
-/* Fill the frozen head of a descriptor: BG_PLUGIN_DESC_HEAD, .name = ... */
-#define BG_PLUGIN_DESC_HEAD                                                                      \
-    .abi_major = BG_PLUGIN_ABI_MAJOR, .abi_minor = BG_PLUGIN_ABI_MINOR,                          \
-    .desc_size = sizeof(bg_plugin_desc), .build_signature = BG_PLUGIN_BUILD_SIGNATURE
+/* Fill the frozen head of a descriptor: BG_PLUGIN_DESC_HEAD, .name = ...
+ * declares this header's minor; BG_PLUGIN_DESC_HEAD_MINOR(m) declares an
+ * older minor m, for a plugin that uses nothing newer and must load on
+ * hosts of minor m too (see "Compatibility" at the top). */
+#define BG_PLUGIN_DESC_HEAD_MINOR(m)                                                               \
+    .abi_major = BG_PLUGIN_ABI_MAJOR, .abi_minor = (m), .desc_size = sizeof(bg_plugin_desc),       \
+    .build_signature = BG_PLUGIN_BUILD_SIGNATURE
+#define BG_PLUGIN_DESC_HEAD BG_PLUGIN_DESC_HEAD_MINOR(BG_PLUGIN_ABI_MINOR)
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,16 @@
  * describes n-bit ids with space(), so a policy needs a sampler.
  * FX_BOUND: the estimator's constant bound (so a test can tell versions
  * apart by behaviour, not only by the version string).
+ *
+ * The ABI answers of plugin.h ("Compatibility"), one fixture each:
+ * FX_MINOR_PLUS=k declares this header's minor + k (a plugin from a newer
+ * header on this host); FX_DECLARE_MINOR=m declares m through
+ * BG_PLUGIN_DESC_HEAD_MINOR; FX_DESC_SPARE / FX_VT_SPARE fill a spare slot;
+ * FX_NULL_HARM leaves the model's harm NULL; FX_OPEN_BOUND makes the
+ * model's `rate` (0, 1] (a 1.1 flag); FX_CONTRACT makes the model's log_lik
+ * follow the observation's value (1: only the last hypothesis possible,
+ * 2: every hypothesis impossible, 3: NaN) and its label longer than any
+ * buffer (truncated by snprintf).
  */
 #include <math.h>
 #include <stdio.h>
@@ -45,20 +55,57 @@ typedef struct fx_model {
     size_t n_weights;
 } fx_model;
 
+#ifdef FX_OPEN_BOUND
+#define FX_RATE_TYPE (BG_CFGV_DOUBLE | BG_CFGV_MIN_OPEN)
+#else
+#define FX_RATE_TYPE BG_CFGV_DOUBLE
+#endif
+
 static const bg_cfg_entry fx_cfg[] = {
-    {.key = "n", .type = BG_CFGV_INT, .def = "4", .offset = offsetof(fx_model, n), .min = 1,
-     .max = 1000, .desc = "number of hypotheses"},
-    {.key = "rate", .type = BG_CFGV_DOUBLE, .def = "0.1", .offset = offsetof(fx_model, rate),
-     .min = 0, .max = 1, .desc = "harm rate scale"},
-    {.key = "mode", .type = BG_CFGV_ENUM, .def = "fast", .offset = offsetof(fx_model, mode),
-     .choices = "fast|slow", .desc = "speed"},
-    {.key = "flag", .type = BG_CFGV_BOOL, .def = "false", .offset = offsetof(fx_model, flag),
-     .min = 1, .max = 0, .desc = "a flag"},
-    {.key = "tag", .type = BG_CFGV_STRING, .def = "none", .offset = offsetof(fx_model, tag),
-     .size = 16, .min = 1, .max = 0, .desc = "a label"},
-    {.key = "weights", .type = BG_CFGV_DOUBLES, .def = "[1, 2]",
-     .offset = offsetof(fx_model, weights), .size = 8,
-     .count_offset = offsetof(fx_model, n_weights), .min = -10, .max = 10, .desc = "weights"},
+    {.key = "n",
+     .type = BG_CFGV_INT,
+     .def = "4",
+     .offset = offsetof(fx_model, n),
+     .min = 1,
+     .max = 1000,
+     .desc = "number of hypotheses"},
+    {.key = "rate",
+     .type = FX_RATE_TYPE,
+     .def = "0.1",
+     .offset = offsetof(fx_model, rate),
+     .min = 0,
+     .max = 1,
+     .desc = "harm rate scale"},
+    {.key = "mode",
+     .type = BG_CFGV_ENUM,
+     .def = "fast",
+     .offset = offsetof(fx_model, mode),
+     .choices = "fast|slow",
+     .desc = "speed"},
+    {.key = "flag",
+     .type = BG_CFGV_BOOL,
+     .def = "false",
+     .offset = offsetof(fx_model, flag),
+     .min = 1,
+     .max = 0,
+     .desc = "a flag"},
+    {.key = "tag",
+     .type = BG_CFGV_STRING,
+     .def = "none",
+     .offset = offsetof(fx_model, tag),
+     .size = 16,
+     .min = 1,
+     .max = 0,
+     .desc = "a label"},
+    {.key = "weights",
+     .type = BG_CFGV_DOUBLES,
+     .def = "[1, 2]",
+     .offset = offsetof(fx_model, weights),
+     .size = 8,
+     .count_offset = offsetof(fx_model, n_weights),
+     .min = -10,
+     .max = 10,
+     .desc = "weights"},
 };
 
 static int m_create(const bg_host *host, const bg_cfg_node *config, void **out)
@@ -66,8 +113,7 @@ static int m_create(const bg_host *host, const bg_cfg_node *config, void **out)
     fx_model *m = calloc(1, sizeof *m);
     if (!m)
         return BG_PLUGIN_ENOMEM;
-    int rc = host->cfg_apply(host->host_ctx, config, fx_cfg, sizeof fx_cfg / sizeof fx_cfg[0],
-                             m);
+    int rc = host->cfg_apply(host->host_ctx, config, fx_cfg, sizeof fx_cfg / sizeof fx_cfg[0], m);
     if (rc == BG_PLUGIN_OK && m->mode == 1 && m->n > 100)
         rc = host->cfg_error(host->host_ctx, host->cfg_get(config, "n"),
                              "n must be at most 100 in slow mode, got %lld", (long long)m->n);
@@ -122,6 +168,16 @@ static int m_log_lik(const void *self, const bg_observation *obs, const bg_obser
 {
     (void)hist;
     (void)n_hist;
+#ifdef FX_CONTRACT
+    if (obs->has_value) {
+        uint64_t last = (uint64_t)((const fx_model *)self)->n - 1;
+        for (size_t i = 0; i < n; i++)
+            out[i] = obs->value == 1   ? (h[i] == last ? 0.0 : -INFINITY)
+                     : obs->value == 2 ? -INFINITY
+                                       : NAN;
+        return BG_PLUGIN_OK;
+    }
+#endif
     for (size_t i = 0; i < n; i++) {
         double p = m_harm1(self, h[i]);
         out[i] = obs->harmed ? log(p) : log1p(-p);
@@ -129,8 +185,9 @@ static int m_log_lik(const void *self, const bg_observation *obs, const bg_obser
     return BG_PLUGIN_OK;
 }
 
-static int m_harm(const void *self, const bg_action *a, const bg_observation *hist,
-                  size_t n_hist, const uint64_t *h, size_t n, double *out)
+#ifndef FX_NULL_HARM
+static int m_harm(const void *self, const bg_action *a, const bg_observation *hist, size_t n_hist,
+                  const uint64_t *h, size_t n, double *out)
 {
     (void)a;
     (void)hist;
@@ -139,10 +196,20 @@ static int m_harm(const void *self, const bg_action *a, const bg_observation *hi
         out[i] = m_harm1(self, h[i]);
     return BG_PLUGIN_OK;
 }
+#endif
 
 static int m_label(const void *self, uint64_t h, char *buf, size_t len)
 {
-    snprintf(buf, len, "h=%llu/%lld", (unsigned long long)h, (long long)((const fx_model *)self)->n);
+#ifdef FX_CONTRACT
+    char pad[301];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    snprintf(buf, len, "h=%llu %s", (unsigned long long)h, pad); /* truncates, terminates */
+    (void)self;
+#else
+    snprintf(buf, len, "h=%llu/%lld", (unsigned long long)h,
+             (long long)((const fx_model *)self)->n);
+#endif
     return BG_PLUGIN_OK;
 }
 
@@ -155,7 +222,9 @@ static const bg_hypothesis_vtbl fx_vt = {
 #endif
     .log_prior = m_log_prior,
     .log_lik = m_log_lik,
+#ifndef FX_NULL_HARM
     .harm = m_harm,
+#endif
 #ifndef FX_NULL_VT
     .label = m_label,
 #else
@@ -176,8 +245,13 @@ typedef struct fx_sampler {
 } fx_sampler;
 
 static const bg_cfg_entry fx_cfg[] = {
-    {.key = "temperature", .type = BG_CFGV_DOUBLE, .def = "1", .min = 0.01, .max = 100,
-     .offset = offsetof(fx_sampler, temperature), .desc = "sampling temperature"},
+    {.key = "temperature",
+     .type = BG_CFGV_DOUBLE,
+     .def = "1",
+     .min = 0.01,
+     .max = 100,
+     .offset = offsetof(fx_sampler, temperature),
+     .desc = "sampling temperature"},
 };
 
 static int s_create(const bg_host *host, const bg_cfg_node *config, const bg_space *space,
@@ -186,8 +260,7 @@ static int s_create(const bg_host *host, const bg_cfg_node *config, const bg_spa
     fx_sampler *s = calloc(1, sizeof *s);
     if (!s)
         return BG_PLUGIN_ENOMEM;
-    int rc = host->cfg_apply(host->host_ctx, config, fx_cfg, sizeof fx_cfg / sizeof fx_cfg[0],
-                             s);
+    int rc = host->cfg_apply(host->host_ctx, config, fx_cfg, sizeof fx_cfg / sizeof fx_cfg[0], s);
     if (rc != BG_PLUGIN_OK) {
         free(s);
         return rc;
@@ -224,7 +297,10 @@ static int s_sample(const void *self, bg_rng *rng, size_t n, uint64_t *ids, doub
 }
 
 static const bg_sampler_vtbl fx_vt = {
-    .create = s_create, .destroy = s_destroy, .train = s_train, .sample = s_sample,
+    .create = s_create,
+    .destroy = s_destroy,
+    .train = s_train,
+    .sample = s_sample,
 };
 #define FX_VT .vt.sampler = &fx_vt
 #define FX_KIND_ENUM BG_PLUGIN_KIND_SAMPLER
@@ -237,12 +313,27 @@ typedef struct fx_est {
 } fx_est;
 
 static const bg_cfg_entry fx_cfg[] = {
-    {.key = "alpha", .type = BG_CFGV_DOUBLE, .def = "0", .offset = offsetof(fx_est, alpha),
-     .min = 0, .max = 1, .desc = "alpha (0 = delta*prior_floor)"},
-    {.key = "delta", .type = BG_CFGV_DOUBLE, .def = "0.05", .offset = offsetof(fx_est, delta),
-     .min = 0, .max = 1, .desc = "delta"},
-    {.key = "prior_floor", .type = BG_CFGV_DOUBLE, .def = "1e-4",
-     .offset = offsetof(fx_est, prior_floor), .min = 0, .max = 1, .desc = "prior floor"},
+    {.key = "alpha",
+     .type = BG_CFGV_DOUBLE,
+     .def = "0",
+     .offset = offsetof(fx_est, alpha),
+     .min = 0,
+     .max = 1,
+     .desc = "alpha (0 = delta*prior_floor)"},
+    {.key = "delta",
+     .type = BG_CFGV_DOUBLE,
+     .def = "0.05",
+     .offset = offsetof(fx_est, delta),
+     .min = 0,
+     .max = 1,
+     .desc = "delta"},
+    {.key = "prior_floor",
+     .type = BG_CFGV_DOUBLE,
+     .def = "1e-4",
+     .offset = offsetof(fx_est, prior_floor),
+     .min = 0,
+     .max = 1,
+     .desc = "prior floor"},
 };
 
 static int e_create(const bg_host *host, const bg_cfg_node *config, void **out)
@@ -255,8 +346,7 @@ static int e_create(const bg_host *host, const bg_cfg_node *config, void **out)
     fx_est *e = calloc(1, sizeof *e);
     if (!e)
         return BG_PLUGIN_ENOMEM;
-    int rc = host->cfg_apply(host->host_ctx, config, fx_cfg, sizeof fx_cfg / sizeof fx_cfg[0],
-                             e);
+    int rc = host->cfg_apply(host->host_ctx, config, fx_cfg, sizeof fx_cfg / sizeof fx_cfg[0], e);
     if (rc != BG_PLUGIN_OK) {
         free(e);
         return rc;
@@ -296,9 +386,10 @@ static const bg_estimator_vtbl fx_vt = {
     .create = e_create,
     .destroy = e_destroy,
     .order_needed = e_order_needed,
-#ifndef FX_NULL_VT
+#if !defined(FX_NULL_VT)
     .estimate = e_estimate,
-#else
+#endif
+#if defined(FX_NULL_VT) || defined(FX_VT_SPARE)
     .spare = {(void *)e_estimate},
 #endif
 };
@@ -309,28 +400,37 @@ static const bg_estimator_vtbl fx_vt = {
 
 /* ------------------------------------------------------ the descriptor */
 
+#ifdef FX_DECLARE_MINOR
+#define FX_HEAD BG_PLUGIN_DESC_HEAD_MINOR(FX_DECLARE_MINOR)
+#else
+#define FX_HEAD BG_PLUGIN_DESC_HEAD
+#endif
+
 static const bg_plugin_desc fx_desc = {
-    BG_PLUGIN_DESC_HEAD,
+    FX_HEAD,
     .name = FX_NAME,
     .version = FX_VERSION,
     .kind = FX_KIND_ENUM,
     .description = "test fixture",
     .config_map = FX_CFG,
     FX_VT,
+#ifdef FX_DESC_SPARE
+    .spare = {(void *)"a 1.1 plugin has no use for this slot"},
+#endif
 };
 
 #ifndef FX_NO_ENTRY
 BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void);
 BG_PLUGIN_EXPORT const bg_plugin_desc *bg_plugin_entry(void)
 {
-#if defined(FX_ABI_MAJOR) || defined(FX_ABI_MINOR) || defined(FX_DESC_SIZE)
+#if defined(FX_ABI_MAJOR) || defined(FX_MINOR_PLUS) || defined(FX_DESC_SIZE)
     static bg_plugin_desc d;
     d = fx_desc;
 #ifdef FX_ABI_MAJOR
     d.abi_major = FX_ABI_MAJOR;
 #endif
-#ifdef FX_ABI_MINOR
-    d.abi_minor = FX_ABI_MINOR;
+#ifdef FX_MINOR_PLUS
+    d.abi_minor = BG_PLUGIN_ABI_MINOR + FX_MINOR_PLUS; /* only older features used */
 #endif
 #ifdef FX_DESC_SIZE
     d.desc_size = FX_DESC_SIZE;

@@ -1,7 +1,11 @@
 /*
  * test_plugin_abi.c — BG_PLUGIN_ABI_MAJOR/MINOR/DATE match the newest entry
  * of the "ABI history" comment in include/bayesguard/plugin.h (Varnish's
- * rule: bump the constants and write the history line together).
+ * rule: bump the constants and write the history line together), and the
+ * layout is what 1.0 binaries were built with: 1.1 turned the enum fields
+ * `kind` and bg_cfg_entry.type into uint32_t, which must not move a byte
+ * (the 1.0 structs are re-declared here, enums and all, and compared
+ * field by field), and BG_PLUGIN_DESC_HEAD_MINOR declares what it says.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +13,84 @@
 
 #include "bayesguard/plugin.h"
 #include "bg_check.h"
+
+/* The 1.0 declarations, as 1.0 plugins were compiled. */
+typedef struct desc_1_0 {
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    size_t desc_size;
+    const char *build_signature;
+    const char *name;
+    const char *version;
+    bg_plugin_kind kind;
+    const char *description;
+    const bg_cfg_entry *config_map;
+    size_t config_map_len;
+    const void *vt;
+    void *spare[8];
+} desc_1_0;
+
+typedef struct cfg_entry_1_0 {
+    const char *key;
+    bg_cfg_vtype type;
+    const char *def;
+    size_t offset;
+    size_t size;
+    size_t count_offset;
+    double min, max;
+    const char *choices;
+    const char *desc;
+} cfg_entry_1_0;
+
+#define SAME_FIELD(a, b, f)                                                                        \
+    do {                                                                                           \
+        CHECK_INT(offsetof(a, f), offsetof(b, f));                                                 \
+        CHECK_INT(sizeof(((a *)0)->f), sizeof(((b *)0)->f));                                       \
+    } while (0)
+
+static void test_layout(void)
+{
+    CHECK_INT(sizeof(bg_plugin_desc), sizeof(desc_1_0));
+    SAME_FIELD(bg_plugin_desc, desc_1_0, abi_major);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, abi_minor);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, desc_size);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, build_signature);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, name);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, version);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, kind);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, description);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, config_map);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, config_map_len);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, vt);
+    SAME_FIELD(bg_plugin_desc, desc_1_0, spare);
+    CHECK_INT(sizeof(bg_cfg_entry), sizeof(cfg_entry_1_0));
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, key);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, type);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, def);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, offset);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, size);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, count_offset);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, min);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, max);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, choices);
+    SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, desc);
+    /* Fixed widths whatever the compiler does with enums. */
+    CHECK_INT(sizeof(((bg_plugin_desc *)0)->kind), 4);
+    CHECK_INT(sizeof(((bg_cfg_entry *)0)->type), 4);
+    /* The open-bound flags keep clear of every type value. */
+    CHECK_INT(BG_CFGV_ENUM & ~BG_CFGV_TYPE_MASK, 0);
+    CHECK_INT(BG_CFGV_MIN_OPEN & BG_CFGV_TYPE_MASK, 0);
+    CHECK_INT(BG_CFGV_MAX_OPEN & BG_CFGV_TYPE_MASK, 0);
+    /* The head macros. */
+    bg_plugin_desc now = {BG_PLUGIN_DESC_HEAD}, old = {BG_PLUGIN_DESC_HEAD_MINOR(0)};
+    CHECK_INT(now.abi_major, BG_PLUGIN_ABI_MAJOR);
+    CHECK_INT(now.abi_minor, BG_PLUGIN_ABI_MINOR);
+    CHECK_INT(now.desc_size, sizeof(bg_plugin_desc));
+    CHECK_INT(old.abi_major, BG_PLUGIN_ABI_MAJOR);
+    CHECK_INT(old.abi_minor, 0);
+    CHECK_INT(old.desc_size, sizeof(bg_plugin_desc));
+    CHECK(old.build_signature && strcmp(old.build_signature, now.build_signature) == 0);
+}
 
 int main(void)
 {
@@ -46,5 +128,6 @@ int main(void)
     CHECK_INT(offsetof(bg_plugin_desc, abi_major), 0);
     CHECK_INT(offsetof(bg_plugin_desc, abi_minor), 4);
     CHECK_INT(offsetof(bg_plugin_desc, desc_size), 8);
+    test_layout();
     CHECK_DONE("test_plugin_abi");
 }

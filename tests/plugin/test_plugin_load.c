@@ -53,35 +53,60 @@ static void test_refusals(void)
     CHECK_INT(bg_plugin_host_create(FIX "/bad", &h, &err), BG_OK);
     if (!h)
         return;
+    const int M = BG_PLUGIN_ABI_MINOR; /* this host: 1.M */
     expect_refused(h, "wrong_major.so",
-                   "plugin ABI 2.0 is not supported by this bayesguard (ABI 1.0): rebuild the "
-                   "plugin against include/bayesguard/plugin.h 1.x");
+                   "plugin ABI 2.%d is not supported by this bayesguard (ABI 1.%d): rebuild the "
+                   "plugin against include/bayesguard/plugin.h 1.x",
+                   M, M);
+    /* A plugin from a newer header that uses only older features still
+     * declares the newer minor: refused, with the way out. */
     expect_refused(h, "newer_minor.so",
-                   "plugin ABI 1.7 is newer than this bayesguard (ABI 1.0): upgrade bayesguard "
-                   "or rebuild the plugin against include/bayesguard/plugin.h 1.0");
+                   "plugin ABI 1.%d is newer than this bayesguard (ABI 1.%d): upgrade "
+                   "bayesguard, or if the plugin uses nothing newer than 1.%d, declare it with "
+                   "BG_PLUGIN_DESC_HEAD_MINOR(%d) (or rebuild it against "
+                   "include/bayesguard/plugin.h 1.%d)",
+                   M + 1, M, M, M, M);
     expect_refused(h, "short_desc.so",
-                   "plugin ABI 1.0 descriptor is 40 bytes, this bayesguard (ABI 1.0) needs at "
-                   "least %zu: rebuild the plugin against include/bayesguard/plugin.h 1.0",
-                   sizeof(bg_plugin_desc));
+                   "plugin ABI 1.%d descriptor is 40 bytes, this bayesguard (ABI 1.%d) needs at "
+                   "least %zu: rebuild the plugin against include/bayesguard/plugin.h 1.%d",
+                   M, M, sizeof(bg_plugin_desc), M);
     expect_refused(h, "no_entry.so",
                    "no symbol bg_plugin_entry: not a bayesguard plugin (export `const "
                    "bg_plugin_desc *bg_plugin_entry(void)` with BG_PLUGIN_EXPORT)");
     expect_refused(h, "null_vtable.so",
-                   "plugin fx_nullvt (hypothesis): vtable entry 'label' is NULL: every ABI 1.0 "
-                   "hypothesis plugin must implement it");
-    /* Five failures, one per line. */
+                   "plugin fx_nullvt (hypothesis): vtable entry 'label' is NULL: every ABI 1.%d "
+                   "hypothesis plugin must implement it",
+                   M);
+    expect_refused(h, "null_harm.so",
+                   "plugin fx_noharm (hypothesis): vtable entry 'harm' is NULL: every ABI 1.%d "
+                   "hypothesis plugin must implement it",
+                   M);
+    expect_refused(h, "desc_spare.so",
+                   "plugin fx_dspare: desc.spare[0] is not NULL: spare slots are reserved for "
+                   "later ABI minors and must be left zero in an ABI 1.%d plugin",
+                   M);
+    expect_refused(h, "vtable_spare.so",
+                   "plugin fx_vspare (estimator): vtable spare[0] is not NULL: spare slots are "
+                   "reserved for later ABI minors and must be left zero in an ABI 1.%d plugin",
+                   M);
+    /* Declaring 1.0 while using a 1.1 flag: a 1.0 host would misread the
+     * table, so this host refuses the declaration. */
+    expect_refused(h, "open_bound_1_0.so",
+                   "plugin fx_open0: config key 'rate' uses BG_CFGV_MIN_OPEN/MAX_OPEN (ABI 1.1) "
+                   "but the plugin declares ABI 1.0: declare 1.1 or later (BG_PLUGIN_DESC_HEAD)");
+    /* Nine failures, one per line. */
     const char *e = bg_plugin_host_errors(h);
     int lines = *e ? 1 : 0;
     for (; *e; e++)
         lines += *e == '\n';
-    CHECK_INT(lines, 5);
+    CHECK_INT(lines, 9);
     /* An unchanged bad file is not retried but still listed after rescan. */
     CHECK_INT(bg_plugin_host_rescan(h, &err), BG_OK);
     e = bg_plugin_host_errors(h);
     lines = *e ? 1 : 0;
     for (; *e; e++)
         lines += *e == '\n';
-    CHECK_INT(lines, 5);
+    CHECK_INT(lines, 9);
     char copy[8192], small[16];
     CHECK_INT(bg_plugin_host_errors_copy(h, copy, sizeof copy), strlen(bg_plugin_host_errors(h)));
     CHECK_STR(copy, bg_plugin_host_errors(h));
@@ -124,11 +149,10 @@ static void test_registry(void)
     CHECK(m && strcmp(m->desc->name, "fx_model") == 0);
     CHECK(e && strcmp(e->desc->version, "1") == 0);
     /* Right name, wrong kind: not found, listing what that kind has. */
-    CHECK_INT(bg_plugin_host_find(h, "fx_model", BG_PLUGIN_KIND_ESTIMATOR, &x, &err),
-              BG_ENOTFOUND);
+    CHECK_INT(bg_plugin_host_find(h, "fx_model", BG_PLUGIN_KIND_ESTIMATOR, &x, &err), BG_ENOTFOUND);
     CHECK(x == NULL);
-    CHECK_STR(err.msg, "no estimator plugin named 'fx_model' in " FIX
-                       "/good; available: fx_est, fx_fail");
+    CHECK_STR(err.msg,
+              "no estimator plugin named 'fx_model' in " FIX "/good; available: fx_est, fx_fail");
     CHECK_INT(bg_plugin_host_find(h, "nope", BG_PLUGIN_KIND_SAMPLER, &x, &err), BG_ENOTFOUND);
     CHECK_STR(err.msg, "no sampler plugin named 'nope' in " FIX "/good; available: fx_sampler");
 
@@ -139,8 +163,8 @@ static void test_registry(void)
         bg_cfg_doc *doc = NULL;
         const char *y = "spec:\n  estimator: {plugin: fx_fail}\n";
         CHECK_INT(bg_cfg_parse_string(y, strlen(y), "p.yaml", &doc, &err), BG_OK);
-        const bg_cfg_node *sec = bg_cfg_get(bg_cfg_get(bg_cfg_doc_root(doc, 0), "spec"),
-                                            "estimator");
+        const bg_cfg_node *sec =
+            bg_cfg_get(bg_cfg_get(bg_cfg_doc_root(doc, 0), "spec"), "estimator");
         bg_plugin_services *s = NULL;
         CHECK_INT(bg_plugin_services_create(h, f, &s, &err), BG_OK);
         const bg_host *host = bg_plugin_services_host(s);
@@ -266,8 +290,7 @@ static void test_replace(void)
     /* Removing the file drops it from the registry. */
     unlink(so);
     CHECK_INT(bg_plugin_host_rescan(h, &err), BG_OK);
-    CHECK_INT(bg_plugin_host_find(h, "fx_est", BG_PLUGIN_KIND_ESTIMATOR, &v2, &err),
-              BG_ENOTFOUND);
+    CHECK_INT(bg_plugin_host_find(h, "fx_est", BG_PLUGIN_KIND_ESTIMATOR, &v2, &err), BG_ENOTFOUND);
     bg_plugin_host_destroy(h);
     rmdir(dir);
 }

@@ -1,7 +1,10 @@
 /*
  * test_policy_cli.c — `bayesguard check` (cli_check.c, compiled in here):
  * argument handling and exit codes (0 valid, 1 invalid, 2 usage or plugin
- * dir), and that its output lists every error with its position.
+ * dir), and that its output lists every error with its position; a plugin
+ * dir with a file that is not a plugin, or two plugins of one name, is
+ * invalid (exit 1, each file named) even when every policy is; a valid
+ * run lists each plugin's description and config keys.
  */
 #include <fcntl.h>
 
@@ -59,6 +62,56 @@ int main(void)
     char *bad_plugins[] = {"check", dir, "--plugins", "/nonexistent", NULL};
     CHECK_INT(run(out, sizeof out, 4, bad_plugins), 2);
     CHECK_STR(out, "plugin dir /nonexistent: not a directory: pass --plugins DIR\n");
+    /* The plugin dir: fx_model and fx_est, a second fx_est under another
+     * file name, then a .so that is not a plugin. */
+    char pdir[128];
+    pt_mkdtemp(pdir, sizeof pdir, "cli-plugins");
+    CHECK_INT(pt_copy(FIX "/good/fx_model.so", pdir, "fx_model.so"), 0);
+    CHECK_INT(pt_copy(FIX "/good/fx_est.so", pdir, "fx_est.so"), 0);
+    pt_policy(p, sizeof p, "payments", "[\"transfer_*\"]", "{n: 8}", NULL);
+    CHECK_INT(pt_write(dir, "a.yaml", p), 0);
+    char *own_argv[] = {"check", dir, "--plugins", pdir, NULL};
+    CHECK_INT(run(out, sizeof out, 4, own_argv), 0);
+    char line[4096];
+    snprintf(line, sizeof line,
+             "plugins in %s:\n  estimator fx_est 1 (fx_est.so, ABI 1.%d): "
+             "test fixture\n      alpha            number in [0, 1], default 0: alpha (0 = "
+             "delta*prior_floor)\n",
+             pdir, BG_PLUGIN_ABI_MINOR);
+    CHECK(strstr(out, line) != NULL);
+    CHECK(strstr(out, "      n                integer in [1, 1000], default 4: number of "
+                      "hypotheses\n") != NULL);
+    CHECK(strstr(out, "      mode             one of fast|slow, default fast: speed\n") != NULL);
+
+    CHECK_INT(pt_copy(FIX "/v2/fx_est.so", pdir, "fx_est_v2.so"), 0);
+    CHECK_INT(run(out, sizeof out, 4, own_argv), 1);
+    snprintf(want, sizeof want,
+             "plugins that failed to load:\n"
+             "%s/fx_est_v2.so: plugin name 'fx_est' (estimator) is already provided by "
+             "%s/fx_est.so: rename one\n"
+             "%s: 1 policies valid (revision ",
+             pdir, pdir, dir);
+    CHECK(strncmp(out, want, strlen(want)) == 0);
+    snprintf(want, sizeof want,
+             "), but 1 file(s) in plugin dir %s failed to load: fix or remove "
+             "them\n",
+             pdir);
+    CHECK(strstr(out, want) != NULL);
+    CHECK(strstr(out, ": ok") == NULL);
+
+    char v2[512];
+    snprintf(v2, sizeof v2, "%s/fx_est_v2.so", pdir);
+    unlink(v2);
+    CHECK_INT(pt_write(pdir, "libnotes.so", "not a shared object\n"), 0);
+    CHECK_INT(run(out, sizeof out, 4, own_argv), 1);
+    snprintf(want, sizeof want,
+             "plugins that failed to load:\n%s/libnotes.so: cannot load "
+             "plugin: ",
+             pdir);
+    CHECK(strncmp(out, want, strlen(want)) == 0);
+    CHECK(strstr(out, "but 1 file(s) in plugin dir") != NULL);
+    pt_rmtree(pdir);
+
     char *help[] = {"check", "--help", NULL};
     CHECK_INT(run(out, sizeof out, 2, help), 0);
     CHECK(strstr(out, "usage: bayesguard check DIR") != NULL);

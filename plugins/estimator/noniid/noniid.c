@@ -50,12 +50,28 @@ typedef struct noniid {
 } noniid;
 
 static const bg_cfg_entry cfg_map[] = {
-    {.key = "alpha", .type = BG_CFGV_DOUBLE, .def = "0", .offset = offsetof(noniid_cfg, alpha),
-     .min = 0, .max = 1, .desc = "plausibility level α in [0,1] (alone; not with delta)"},
-    {.key = "delta", .type = BG_CFGV_DOUBLE, .def = "0.05", .offset = offsetof(noniid_cfg, delta),
-     .min = 0, .max = 1, .desc = "failure probability δ; α = δ·prior_floor (with prior_floor)"},
-    {.key = "prior_floor", .type = BG_CFGV_DOUBLE, .def = "0",
-     .offset = offsetof(noniid_cfg, prior_floor), .min = 0, .max = 1,
+    {.key = "alpha",
+     .type = BG_CFGV_DOUBLE,
+     .def = "0",
+     .offset = offsetof(noniid_cfg, alpha),
+     .min = 0,
+     .max = 1,
+     .desc = "plausibility level α in [0,1] (alone; not with delta)"},
+    {.key = "delta",
+     .type = BG_CFGV_DOUBLE,
+     .def = "0.05",
+     .offset = offsetof(noniid_cfg, delta),
+     .min = 0,
+     .max = 1,
+     .desc = "failure probability δ; α = δ·prior_floor (with prior_floor)"},
+    /* (0, 1]: a floor of 0 would make α = 0 and the bound vacuous. The
+     * default is never used (prior_floor goes with delta, both given). */
+    {.key = "prior_floor",
+     .type = BG_CFGV_DOUBLE | BG_CFGV_MIN_OPEN,
+     .def = "1",
+     .offset = offsetof(noniid_cfg, prior_floor),
+     .min = 0,
+     .max = 1,
      .desc = "declared lower bound on P(i*) (1/N for a uniform prior); with delta"},
 };
 #define CFG_N (sizeof cfg_map / sizeof cfg_map[0])
@@ -73,13 +89,15 @@ static int create(const bg_host *host, const bg_cfg_node *config, void **out)
         return host->cfg_error(host->host_ctx, nd ? nd : np,
                                "give either `alpha` or `delta` with `prior_floor`, not both");
     if (!na && !(nd && np))
-        return host->cfg_error(host->host_ctx, nd ? nd : np ? np : config,
+        return host->cfg_error(host->host_ctx,
+                               nd   ? nd
+                               : np ? np
+                                    : config,
                                "missing `%s`: give `alpha`, or `delta` and `prior_floor` "
                                "(α = δ·prior_floor)",
-                               nd ? "prior_floor" : np ? "delta" : "alpha");
-    if (!na && !(c.prior_floor > 0))
-        return host->cfg_error(host->host_ctx, np,
-                               "`prior_floor` must be > 0 (a lower bound on P(i*), e.g. 1/N)");
+                               nd   ? "prior_floor"
+                               : np ? "delta"
+                                    : "alpha");
     noniid *self = malloc(sizeof *self);
     if (!self)
         return BG_PLUGIN_ENOMEM;
