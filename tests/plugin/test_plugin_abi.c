@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "bayesguard/plugin.h"
-#include "bg_check.h"
+#include "bg_test.h"
 
 /* The 1.0 declarations, as 1.0 plugins were compiled. */
 typedef struct desc_1_0 {

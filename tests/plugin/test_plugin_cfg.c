@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "plugin/plugin_host.h"
 #include "cfg/cfg.h"
 

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "plugin/plugin_host.h"
 #include "cfg/cfg.h"
 

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "plugin/plugin_host.h"
 
 int main(void)
