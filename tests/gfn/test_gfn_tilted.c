@@ -1,6 +1,6 @@
 /*
  * test_gfn_tilted.c — the harm-tilted reward R_x(h) = P(h)·P(D|h)·P(H|x,h)
- * (daemon/gfn/gfn_tilt.h) with the real bandit plugin (bg_bandit.so via
+ * (lib/gfn/gfn_tilt.h) with the real bandit plugin (bg_bandit.so via
  * the plugin host) on an enumerable space, d = 8 (256 hypotheses):
  *   1. the adaptor: log R_x = log R + log harm exactly (plugin's log_prior
  *      + Σ log_lik + log of the plugin's harm) on every id; a zero harm

@@ -1,5 +1,5 @@
 /*
- * gfn_internal.h — what the files of daemon/gfn share: the MLP, the loss
+ * gfn_internal.h — what the files of lib/gfn share: the MLP, the loss
  * functions over log-q arrays, the replay buffer, the state encoding and
  * the instance layout. Not for other modules (tests use it to check
  * gradients and losses directly).
