@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
-#include "engine/guard_build.h"
+#include "guard_build.h"
 #include "gfn/gfn_sampled.h"
 #include "gfn_test_util.h"
 #include "cfg/cfg.h"
