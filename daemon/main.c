@@ -33,7 +33,7 @@
 #include "common/bg_err.h"
 #include "common/bg_log.h"
 #include "engine/engine.h"
-#include "gfn/gfn_sampled.h"
+#include "engine/sampled.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
@@ -480,7 +480,7 @@ int main(int argc, char **argv)
     int exit_code = BG_EXIT_USAGE;
     bg_plugin_host *host = NULL;
     bg_engine *engine = NULL;
-    bg_gfn_sampled *sampled = NULL;
+    bg_sampled_trainer *sampled = NULL;
     bg_err err;
     bg_err_clear(&err);
 
@@ -511,22 +511,22 @@ int main(int argc, char **argv)
         die("--plugins %s: %s", d.o.plugins, err.msg);
         goto out;
     }
+    /* Models too large to enumerate: sampled verdicts, the sampler trained
+     * in the background as observations arrive (daemon/engine/sampled.h). */
+    bg_sampled_opts so = {.max_sessions =
+                              d.o.sampler_sessions > 0 ? (size_t)d.o.sampler_sessions : 0};
+    if (bg_sampled_trainer_create(&so, &sampled, &err) != BG_OK) {
+        die("%s", err.msg);
+        goto out;
+    }
     bg_engine_opts eo;
     memset(&eo, 0, sizeof(eo));
     eo.data_dir = d.o.data_dir;
+    eo.trainer = sampled;
     if (bg_engine_create(&eo, &engine, &err) != BG_OK) {
         die("engine: %s", err.msg);
         goto out;
     }
-    /* Models too large to enumerate: sampled verdicts, the sampler trained
-     * in the background as observations arrive (daemon/gfn/gfn_sampled.h). */
-    bg_gfn_sampled_opts so = {.max_sessions =
-                                  d.o.sampler_sessions > 0 ? (size_t)d.o.sampler_sessions : 0};
-    if (bg_gfn_sampled_create(&so, &sampled, &err) != BG_OK) {
-        die("%s", err.msg);
-        goto out;
-    }
-    bg_engine_set_sampled(engine, bg_gfn_sampled_ops(sampled));
     if (bg_policy_store_create(d.o.policies, host, &d.store, &err) != BG_OK) {
         die("--policies %s: the policies are not valid:\n%s", d.o.policies, err.msg);
         goto out;
@@ -601,8 +601,8 @@ out:
      *      queued or running on its pool (a SIGHUP reload) and their
      *      completions, which use the store and the plugin host;
      *   3. the store and the engine;
-     *   4. the sampled path, whose pending training jobs hold policy-set
-     *      references whose release destroys plugin instances;
+     *   4. the sampled path's trainer, whose pending training jobs hold
+     *      policy-set references whose release destroys plugin instances;
      *   5. the plugin host;
      *   6. the metrics registry, which every one of them may count into. */
     bg_metrics_http_close(d.http);
@@ -617,7 +617,7 @@ out:
         bg_policy_store_destroy(d.store);
     if (engine != NULL)
         bg_engine_destroy(engine);
-    bg_gfn_sampled_destroy(sampled);
+    bg_sampled_trainer_destroy(sampled);
     if (host != NULL)
         bg_plugin_host_destroy(host);
     bg_metrics_destroy(d.metrics);

@@ -34,13 +34,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_log.h"
+#include "engine/sampled.h"
 #include "policy/policy_priv.h"
 
 typedef struct pol_impl {
     bg__policy_spec spec;
     bg_plugin_instance *pi[3]; /* model, estimator, sampler (plugin_host.h) */
-    bg_sampler_slot *slot;     /* with the sampler instance */
+    bg_sampled *sampled;       /* the sampler instance's sampled state (engine/sampled.h) */
     bg_space space;            /* the model's, for more sampler instances */
     bg_plugin_host *host;      /* outlives every set */
 } pol_impl;
@@ -68,7 +70,7 @@ void bg_policy_set_ref(bg_policy_set *s)
 
 static void destroy_instances(pol_impl *im)
 {
-    bg_sampler_slot_free(im->slot);
+    bg_sampled_destroy(im->sampled); /* before the sampler instance it was made for */
     for (int k = 2; k >= 0; k--)
         bg_plugin_instance_destroy(im->pi[k]);
 }
@@ -94,7 +96,7 @@ void bg_policy_set_unref(bg_policy_set *s)
         set_free(s);
 }
 
-/* bg_guard.sampler_new: one more instance of the policy's sampler (the
+/* bg_guard.session_sampler.create: one more instance of the policy's sampler (the
  * same loaded plugin, its config and the model's space), for one session.
  * *keep is the bg_plugin_instance, which holds what the instance needs
  * alive (its plugin, its services), so it may outlive the set that made it
@@ -118,36 +120,36 @@ static int sampler_new(void *ctx, void **inst, void **keep)
     return BG_OK;
 }
 
-/* bg_guard.sampler_drop: the instance and what it kept alive. */
+/* bg_guard.session_sampler.destroy: the instance and what it kept alive. */
 static void sampler_drop(void *inst, void *keep)
 {
     (void)inst; /* keep's own */
     bg_plugin_instance_destroy(keep);
 }
 
-/* bg_guard.owner hooks: work that outlives a call (background sampler
- * training) keeps the whole set, and so the guard's instances, alive. */
-static void owner_ref(void *owner)
+/* bg_guard.owner: work that outlives a call (background sampler training)
+ * keeps the whole set, and so the guard's instances, alive. */
+static void owner_ref(void *set)
 {
-    bg_policy_set_ref(owner);
+    bg_policy_set_ref(set);
 }
 
-static void owner_unref(void *owner)
+static void owner_unref(void *set)
 {
-    bg_policy_set_unref(owner);
+    bg_policy_set_unref(set);
 }
 
 void bg__policy_set_inherit(bg_policy_set *to, const bg_policy_set *from)
 {
     for (size_t i = 0; from && i < to->n; i++) {
         pol_impl *ni = &to->impl[i];
-        for (size_t j = 0; ni->slot && j < from->n; j++) {
+        for (size_t j = 0; ni->sampled && j < from->n; j++) {
             const pol_impl *oi = &from->impl[j];
-            if (oi->slot && strcmp(to->pols[i].name, from->pols[j].name) == 0 &&
+            if (oi->sampled && strcmp(to->pols[i].name, from->pols[j].name) == 0 &&
                 to->pols[i].guard.model_key == from->pols[j].guard.model_key &&
                 ni->pi[P_SAMPLER]->plugin == oi->pi[P_SAMPLER]->plugin &&
                 ni->pi[P_SAMPLER]->key == oi->pi[P_SAMPLER]->key) {
-                bg_sampler_slot_share(ni->slot, oi->slot);
+                bg_sampled_inherit(ni->sampled, oi->sampled);
                 BG_DEBUG("policy", "policy %s: the sampler state carries over the reload",
                          to->pols[i].name);
                 break;
@@ -438,8 +440,9 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
             return BG_ECONFIG;
         im->space = space;
         im->host = h;
-        if (!(im->slot = bg_sampler_slot_new()))
-            return bg__errs_at(errs, sp->sampler, "spec.sampler: out of memory");
+        bg_err err;
+        if (bg_sampled_create(im->pi[P_SAMPLER]->inst, &im->sampled, &err) != BG_OK)
+            return bg__errs_at(errs, sp->sampler, "spec.sampler: %s", err.msg);
     } else if (count == 0) {
         return bg__errs_at(errs, sp->model,
                            "spec.model: plugin %s does not enumerate its hypotheses (count() = "
@@ -485,19 +488,20 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler = im->pi[P_SAMPLER]->plugin->desc->vt.sampler;
         g->sampler_inst = im->pi[P_SAMPLER]->inst;
         g->sampler_samples = (uint32_t)sp->v.samples;
-        g->sampler_slot = im->slot;
-        g->sampler_new = sampler_new;
-        g->sampler_drop = sampler_drop;
-        g->sampler_ctx = im;
+        g->sampled = im->sampled;
+        /* the daemon's way: one sampler per session, trained in the
+         * background while the set is kept alive */
+        g->train = BG_TRAIN_BACKGROUND;
+        g->owner = (bg_guard_owner){.ctx = s, .ref = owner_ref, .unref = owner_unref};
+        g->per_session = 1;
+        g->session_sampler =
+            (bg_sampler_factory){.ctx = im, .create = sampler_new, .destroy = sampler_drop};
     }
-    static atomic_uint_fast64_t next_instance_id = 1;
-    g->instance_id = atomic_fetch_add(&next_instance_id, 1);
-    g->owner = s;
-    g->owner_ref = owner_ref;
-    g->owner_unref = owner_unref;
     g->threshold = sp->v.threshold;
     g->over_threshold = sp->v.over_threshold == 1 ? BG_DECISION_ESCALATE : BG_DECISION_DENY;
     g->shadow = sp->v.mode == 1;
+    bg_err err;
+    BG_ASSERT(bg_guard_check(g, &err) == BG_OK, "%s", err.msg);
 }
 
 /* Step 6: matching order, priority descending then definition order
