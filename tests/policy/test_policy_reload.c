@@ -329,10 +329,17 @@ static void test_sampler_carryover(void)
     CHECK_INT(bg_policy_store_reload(st, "test", &err), BG_OK);
     bg_sampled *d = sampled_now(st, &s4, e, tr, 0);
     CHECK_INT(bg_sampled_samplers(d), 0);
-    /* the samplers s1 and s2 share outlive s1 (ASan: freed once, with s2) */
+    /* the samplers s1 and s2 share outlive s1 (ASan: freed once, with s2);
+     * a session without data samples s2's own sampler instance, never s1's
+     * destroyed one */
     bg_policy_set_unref(s1);
     CHECK_INT(bg_sampled_samplers(b), 1);
     CHECK_INT(bg_sampled_state(b, "s"), BG_SAMPLER_TRAINED);
+    bg_action act = {.id = "", .tool = "t", .arguments_json = ""};
+    bg_verdict v;
+    CHECK_INT(bg_engine_evaluate(e, &bg_policy_set_at(s2, 0)->guard, "fresh", &act, &v, &err),
+              BG_OK);
+    CHECK_INT(v.sampled, 1);
     bg_policy_set_unref(s2);
     bg_policy_set_unref(s3);
     bg_policy_set_unref(s4);
