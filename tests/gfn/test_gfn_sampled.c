@@ -84,8 +84,8 @@ static void owner_unref(void *o)
 /* The test's bg_guard.session_sampler: one more gfn instance, as the
  * policy snapshot makes them (same plugin, config and space). */
 typedef struct factory {
-    const bg_sampler_vtbl *vt;
-    const bg_host *host;
+    bg_plugin_host *host;
+    const bg_plugin_instance *of; /* the guard's sampler: its plugin */
     const bg_cfg_node *cfg;
     bg_space space;
 } factory;
@@ -95,16 +95,21 @@ static atomic_int live; /* instances made and not yet dropped */
 static int fx_new(void *ctx, void **inst, void **keep)
 {
     factory *f = ctx;
-    if (f->vt->create(f->host, f->cfg, &f->space, inst) != BG_PLUGIN_OK)
+    bg_plugin_instance *pi;
+    bg_err err;
+    if (bg_plugin_instance_create_from(f->host, f->of->plugin, f->cfg, f->cfg, &f->space, NULL,
+                                       NULL, &pi, &err) != BG_OK)
         return BG_EINTERNAL;
-    *keep = f;
+    *inst = pi->inst;
+    *keep = pi;
     atomic_fetch_add(&live, 1);
     return BG_OK;
 }
 
 static void fx_drop(void *inst, void *keep)
 {
-    ((factory *)keep)->vt->destroy(inst);
+    (void)inst; /* keep's */
+    bg_plugin_instance_destroy(keep);
     atomic_fetch_sub(&live, 1);
 }
 
@@ -401,23 +406,20 @@ int main(void)
     CHECK(bg_guard_build_create(h, &spec, &gb, &err) == BG_OK, "%s", err.msg);
     bg_guard g = *bg_guard_build_guard(gb);
 
-    /* the sampler instance, through the host like the daemon would */
-    bg_plugin *sp;
-    CHECK(bg_plugin_host_find(h, "gfn", BG_PLUGIN_KIND_SAMPLER, &sp, &err) == BG_OK, "%s", err.msg);
+    /* the sampler instance, made the daemon's way */
     const char *yaml = "{loss: tb, hidden: 64, lr: 0.01, lr_end: 0.001, lr_horizon: 400, "
                        "seed: 5}";
     bg_cfg_doc *doc;
     CHECK(bg_cfg_parse_string(yaml, strlen(yaml), "s.yaml", &doc, &err) == BG_OK, "%s", err.msg);
-    bg_plugin_services *svc;
-    CHECK(bg_plugin_services_create(h, sp, &svc, &err) == BG_OK, "%s", err.msg);
+    const bg_cfg_node *scfg = bg_cfg_doc_root(doc, 0);
     bg_space space = {D, 0};
-    void *inst;
-    CHECK(sp->desc->vt.sampler->create(bg_plugin_services_host(svc), bg_cfg_doc_root(doc, 0),
-                                       &space, &inst) == BG_PLUGIN_OK,
-          "sampler create: %s", bg_plugin_services_errors(svc));
+    bg_plugin_instance *sp;
+    CHECK(bg_plugin_instance_create(h, "gfn", BG_PLUGIN_KIND_SAMPLER, scfg, scfg, &space, NULL,
+                                    NULL, &sp, &err) == BG_OK,
+          "sampler: %s", err.msg);
     g.sampler_name = "gfn";
-    g.sampler = sp->desc->vt.sampler;
-    g.sampler_inst = inst;
+    g.sampler = sp->plugin->desc->vt.sampler;
+    g.sampler_inst = sp->inst;
     g.sampler_samples = 256;
     fresh_state(&g);
     g.train = BG_TRAIN_INLINE; /* one sampler for every session */
@@ -508,20 +510,15 @@ int main(void)
     printf("-inf log-likelihood: rc %d (%s)\n", rc, err.msg);
     CHECK(rc == BG_EINTERNAL && strstr(err.msg, "finite posterior"), "-inf lik: rc %d", rc);
 
-    factory fac = {.vt = sp->desc->vt.sampler,
-                   .host = bg_plugin_services_host(svc),
-                   .cfg = bg_cfg_doc_root(doc, 0),
-                   .space = {D, 0}};
+    factory fac = {.host = h, .of = sp, .cfg = scfg, .space = {D, 0}};
     test_background(e, gs, &g, &a, &fac);
     test_sessions(&g, &a, &fac);
 
     bg_engine_destroy(e);
     bg_sampled_trainer_destroy(gs);
     bg_sampled_destroy(g.sampled);
-    sp->desc->vt.sampler->destroy(inst);
-    bg_plugin_services_destroy(svc);
+    bg_plugin_instance_destroy(sp);
     bg_cfg_doc_destroy(doc);
-    bg_plugin_unref(sp);
     bg_guard_build_destroy(gb);
     bg_plugin_host_destroy(h);
     printf("ok\n");
