@@ -48,8 +48,9 @@
  *                        oldest job; a job with steps left goes to the back;
  *                        at most max_sessions jobs wait (more: BG_EUNAVAIL).
  *
- * The state of one session's sampler (S = its state word, under the
- * trainer's mutex for the job bit, atomic for the trained bit):
+ * The state of one session's sampler (of the instance's own sampler too:
+ * it is made with the bg_sampled); its state word holds a trained bit
+ * (atomic) and a job bit (changed under the trainer's mutex):
  *
  *     (none) ──get──▶ UNTRAINED ─────── schedule ───────▶ PENDING
  *                      │   ▲                                 │
@@ -68,7 +69,8 @@
  *                  trainer stopped, and no newer job of the sampler waits
  *   evict          sampled_sessions.c evict
  *
- * Invariants (assert_sampler_state, BG_ASSERT, at each transition):
+ * Invariants (1 and 2 checked with BG_ASSERT by bg__assert_sampler_state
+ * at each transition and before a sampler is destroyed):
  *   1. the job bit is set exactly while a job of the sampler is queued or
  *      running (never for BG_TRAIN_INLINE guards);
  *   2. a sampler with a job has a reference from it, so it is never evicted
