@@ -150,6 +150,7 @@ static int check_action(const bg_guard *g, const bg_action *a, const char *what,
  * (after checking it is usable). */
 static int model_count(bg_engine *e, const bg_guard *g, size_t *n, bg_err *err)
 {
+    *n = 0; /* written on every path (gcc -O2 cannot tell) */
     uint64_t c = g->model->count(g->model_inst);
     if (c > UINT32_MAX)
         return bg_err_set(err, BG_ELIMIT,
