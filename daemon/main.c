@@ -6,7 +6,7 @@
  * the exit code, or GO_ON:
  *   settings (flags, then the --config YAML; flags win; daemon/settings/)
  *   -> log level -> [--check: validate and exit 0/1] -> plugin host (dlopen
- *   the plugin dir) -> engine (replays --data-dir) -> sampled path ->
+ *   the plugin dir) -> sampled-path trainer -> engine (replays --data-dir) ->
  *   policy store (loads and validates --policies) -> metrics registry ->
  *   loop -> decision log (opens the file) -> gRPC server (binds every
  *   --listen) -> metrics endpoint (binds --metrics-listen; its address
@@ -36,7 +36,7 @@
 #include "common/bg_err.h"
 #include "common/bg_log.h"
 #include "engine/engine.h"
-#include "gfn/gfn_sampled.h"
+#include "engine/sampled.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
@@ -55,7 +55,7 @@ typedef struct daemon_ctx {
     bg_settings s;
     bg_plugin_host *host;
     bg_engine *engine;
-    bg_gfn_sampled *sampled;
+    bg_sampled_trainer *sampled;
     bg_policy_store *store;
     bg_policy_watch *watch; /* NULL with --no-watch, or when the watch failed */
     bg_metrics *metrics;
@@ -205,24 +205,25 @@ static int start_plugin_host(daemon_ctx *d)
     return GO_ON;
 }
 
+/* Models too large to enumerate: sampled verdicts, the sampler trained in
+ * the background as observations arrive (daemon/engine/sampled.h). The
+ * trainer comes before the engine, which is given it. */
+static int start_sampled_trainer(daemon_ctx *d)
+{
+    bg_sampled_opts so = {.max_sessions = (size_t)d->s.sampler_sessions};
+    if (bg_sampled_trainer_create(&so, &d->sampled, &d->err) != BG_OK)
+        return die("%s", d->err.msg);
+    return GO_ON;
+}
+
 static int start_engine(daemon_ctx *d)
 {
     bg_engine_opts eo;
     memset(&eo, 0, sizeof(eo));
     eo.data_dir = d->s.data_dir;
+    eo.trainer = d->sampled;
     if (bg_engine_create(&eo, &d->engine, &d->err) != BG_OK)
         return die("engine: %s", d->err.msg);
-    return GO_ON;
-}
-
-/* Models too large to enumerate: sampled verdicts, the sampler trained in
- * the background as observations arrive (daemon/gfn/gfn_sampled.h). */
-static int start_sampled_path(daemon_ctx *d)
-{
-    bg_gfn_sampled_opts so = {.max_sessions = (size_t)d->s.sampler_sessions};
-    if (bg_gfn_sampled_create(&so, &d->sampled, &d->err) != BG_OK)
-        return die("%s", d->err.msg);
-    bg_engine_set_sampled(d->engine, bg_gfn_sampled_ops(d->sampled));
     return GO_ON;
 }
 
@@ -342,7 +343,7 @@ static int serve(daemon_ctx *d)
  *      queued or running on its pool (a SIGHUP reload) and their
  *      completions, which use the store and the plugin host;
  *   3. the store and the engine;
- *   4. the sampled path, whose pending training jobs hold policy-set
+ *   4. the sampled path's trainer, whose pending training jobs hold policy-set
  *      references whose release destroys plugin instances;
  *   5. the plugin host;
  *   6. the metrics registry, which every one of them may count into;
@@ -361,7 +362,7 @@ static void stop(daemon_ctx *d)
         bg_policy_store_destroy(d->store);
     if (d->engine != NULL)
         bg_engine_destroy(d->engine);
-    bg_gfn_sampled_destroy(d->sampled);
+    bg_sampled_trainer_destroy(d->sampled);
     if (d->host != NULL)
         bg_plugin_host_destroy(d->host);
     bg_metrics_destroy(d->metrics);
@@ -386,8 +387,8 @@ int main(int argc, char **argv)
     STEP(check_only(&d));
     ignore_signals();
     STEP(start_plugin_host(&d));
+    STEP(start_sampled_trainer(&d));
     STEP(start_engine(&d));
-    STEP(start_sampled_path(&d));
     STEP(load_policies(&d));
     STEP(start_metrics(&d));
     STEP(start_loop(&d));

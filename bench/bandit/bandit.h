@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "engine/guard_build.h"
+#include "guard_build.h"
 #include "plugin/plugin_host.h"
 
 #define BB_D 10

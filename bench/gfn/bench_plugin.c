@@ -23,10 +23,10 @@
 
 typedef struct bandit_ctx {
     bg_plugin_host *host;
-    bg_plugin *plugin;
-    bg_plugin_services *svc;
     bg_cfg_doc *doc;
-    void *inst;
+    bg_plugin_instance *pi; /* the bandit model (plugin_host.h) */
+    const bg_hypothesis_vtbl *vt;
+    void *inst; /* pi->inst */
     bg_observation obs[BENCH_MAX_OBS];
     double *features; /* [n_obs × d] */
     double *tmp;
@@ -37,7 +37,7 @@ typedef struct bandit_ctx {
 static int plugin_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
 {
     bandit_ctx *c = vctx;
-    const bg_hypothesis_vtbl *vt = c->plugin->desc->vt.hypothesis;
+    const bg_hypothesis_vtbl *vt = c->vt;
     if (n > c->tmp_cap) {
         free(c->tmp);
         c->tmp = malloc(n * sizeof *c->tmp);
@@ -63,9 +63,8 @@ static int plugin_harm(void *vctx, uint64_t xmask, const uint64_t *h, size_t n, 
     uint32_t d = c->d;
     for (uint32_t k = 0; k < d; k++) /* plugin: w_k = id bit (d-1-k) */
         x[k] = (double)(xmask >> (d - 1 - k) & 1);
-    bg_action a = {.id = "", .tool = "pull", .arguments_json = "", .features = x,
-                   .n_features = d};
-    return c->plugin->desc->vt.hypothesis->harm(c->inst, &a, c->obs, c->n_obs, h, n, out);
+    bg_action a = {.id = "", .tool = "pull", .arguments_json = "", .features = x, .n_features = d};
+    return c->vt->harm(c->inst, &a, c->obs, c->n_obs, h, n, out);
 }
 
 void bench_plugin_detach(bench_env *e)
@@ -76,14 +75,8 @@ void bench_plugin_detach(bench_env *e)
     e->plugin_ctx = NULL;
     if (!c)
         return;
-    if (c->inst)
-        c->plugin->desc->vt.hypothesis->destroy(c->inst);
-    if (c->svc)
-        bg_plugin_services_destroy(c->svc);
-    if (c->doc)
-        bg_cfg_doc_destroy(c->doc);
-    if (c->plugin)
-        bg_plugin_unref(c->plugin);
+    bg_plugin_instance_destroy(c->pi);
+    bg_cfg_doc_destroy(c->doc);
     if (c->host)
         bg_plugin_host_destroy(c->host);
     free(c->features);
@@ -96,27 +89,20 @@ static int attach(bench_env *e, bandit_ctx *c, char *why, size_t len)
 {
     const char *dir = getenv("BG_PLUGIN_DIR") ? getenv("BG_PLUGIN_DIR") : BENCH_PLUGIN_DIR;
     bg_err err;
-    if (bg_plugin_host_create(dir, &c->host, &err) != BG_OK ||
-        bg_plugin_host_find(c->host, "bandit", BG_PLUGIN_KIND_HYPOTHESIS, &c->plugin, &err) !=
-            BG_OK) {
-        snprintf(why, len, "the local bandit formula (bench_env.c): %s", err.msg);
-        return -1;
-    }
     char yaml[256];
     snprintf(yaml, sizeof yaml, "features: %u\nsigma: %.17g\ntheta: %.17g\n", e->d, e->sigma,
              e->theta);
-    if (bg_cfg_parse_string(yaml, strlen(yaml), "bench.yaml", &c->doc, &err) != BG_OK ||
-        bg_plugin_services_create(c->host, c->plugin, &c->svc, &err) != BG_OK) {
+    const bg_cfg_node *cfg = NULL;
+    if (bg_plugin_host_create(dir, &c->host, &err) != BG_OK ||
+        bg_cfg_parse_string(yaml, strlen(yaml), "bench.yaml", &c->doc, &err) != BG_OK ||
+        (cfg = bg_cfg_doc_root(c->doc, 0),
+         bg_plugin_instance_create(c->host, "bandit", BG_PLUGIN_KIND_HYPOTHESIS, cfg, cfg, NULL,
+                                   NULL, NULL, &c->pi, &err)) != BG_OK) {
         snprintf(why, len, "the local bandit formula (bench_env.c): %s", err.msg);
         return -1;
     }
-    if (c->plugin->desc->vt.hypothesis->create(bg_plugin_services_host(c->svc),
-                                               bg_cfg_doc_root(c->doc, 0), &c->inst) != 0) {
-        c->inst = NULL;
-        snprintf(why, len, "the local bandit formula (bench_env.c): bandit create failed: %s",
-                 bg_plugin_services_errors(c->svc));
-        return -1;
-    }
+    c->vt = c->pi->plugin->desc->vt.hypothesis;
+    c->inst = c->pi->inst;
     c->d = e->d;
     c->n_obs = e->n_obs;
     c->features = calloc((size_t)e->n_obs * e->d, sizeof *c->features);
@@ -126,9 +112,14 @@ static int attach(bench_env *e, bandit_ctx *c, char *why, size_t len)
         double *x = c->features + (size_t)i * e->d;
         for (uint32_t k = 0; k < e->d; k++) /* plugin: w_k = id bit (d-1-k) */
             x[k] = (double)(e->arm[e->obs_arm[i]] >> (e->d - 1 - k) & 1);
-        c->obs[i] = (bg_observation){.action = {.id = "", .tool = "pull", .arguments_json = "",
-                                                .features = x, .n_features = e->d},
-                                     .harmed = 0, .has_value = 1, .value = e->obs_r[i]};
+        c->obs[i] = (bg_observation){.action = {.id = "",
+                                                .tool = "pull",
+                                                .arguments_json = "",
+                                                .features = x,
+                                                .n_features = e->d},
+                                     .harmed = 0,
+                                     .has_value = 1,
+                                     .value = e->obs_r[i]};
     }
     /* check: plugin − local is one constant over many ids */
     uint64_t ids[64];
@@ -150,8 +141,10 @@ static int attach(bench_env *e, bandit_ctx *c, char *why, size_t len)
     }
     for (int i = 0; i < 64; i++)
         if (fabs(hm[i] - bench_harm(e, e->arm[0], ids[i])) > 1e-12) {
-            snprintf(why, len, "the local bandit formula (bench_env.c): the plugin's harm "
-                     "disagrees on id 0x%llx", (unsigned long long)ids[i]);
+            snprintf(why, len,
+                     "the local bandit formula (bench_env.c): the plugin's harm "
+                     "disagrees on id 0x%llx",
+                     (unsigned long long)ids[i]);
             return -1;
         }
     double off = pl[0] - bench_log_r_local(e, ids[0]);

@@ -3,7 +3,7 @@
  * sampler. For each context x, a sampler is started from the trained
  * posterior sampler (bg_gfn_copy_params: its network and log Z; fresh
  * Adam moments and replay buffer) and trained a few hundred steps on
- * R_x(h) = P(h)·P(D|h)·P(H|x,h) (daemon/gfn/gfn_tilt.h; the reward and
+ * R_x(h) = P(h)·P(D|h)·P(H|x,h) (lib/gfn/gfn_tilt.h; the reward and
  * the harm through the bandit plugin when it is attached). The mode of
  * R_x is the exact iid cautious hypothesis argmax P(h|D)·P(H|x,h), so
  * the question is how often it is among K tilted samples, against K

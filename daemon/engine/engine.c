@@ -3,6 +3,7 @@
  *
  * Contract: engine.h. Posterior arithmetic: posterior.c. Sessions, locking
  * and the states of a posterior: session.h. Durable log: obs_store.h.
+ * Models with count() == 0: the sampled path (sampled.h), called directly.
  *
  * evaluate, top to bottom:
  *   1. check the action (engine rules, then the model's check_action)
@@ -38,13 +39,13 @@
 #include "common/bg_time.h"
 #include "engine/obs_store.h"
 #include "engine/observation.h"
+#include "engine/sampled_priv.h"
 #include "engine/session.h"
 
 struct bg_engine {
     bg_engine_opts opts;
     bg__session_table *table;
-    bg__obs_store *store;        /* NULL: memory only */
-    const bg_engine_sampled_ops *sampled;
+    bg__obs_store *store; /* NULL: memory only */
     atomic_uint_fast64_t evaluations;
     atomic_uint_fast64_t use_clock;
 };
@@ -52,8 +53,8 @@ struct bg_engine {
 const char *bg_decision_name(bg_decision d)
 {
     switch (d) {
-#define BG_DECISION_CASE(name, value, text)                                                      \
-    case name:                                                                                   \
+#define BG_DECISION_CASE(name, value, text)                                                        \
+    case name:                                                                                     \
         return text;
         BG_DECISIONS(BG_DECISION_CASE)
 #undef BG_DECISION_CASE
@@ -63,8 +64,8 @@ const char *bg_decision_name(bg_decision d)
 
 /* ------------------------------------------------------------ lifecycle */
 
-static int replay_one(void *ctx, const char *guard, const char *session,
-                      const bg_observation *obs, bg_err *err)
+static int replay_one(void *ctx, const char *guard, const char *session, const bg_observation *obs,
+                      bg_err *err)
 {
     bg_engine *e = ctx;
     bg__session *s;
@@ -100,11 +101,11 @@ int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
         if (rc == BG_OK) {
             bg__table_stats ts;
             bg__table_stats_get(e->table, &ts);
-            BG_INFO("engine", "%s: replayed %llu observations into %llu sessions",
-                    e->opts.data_dir, (unsigned long long)st.records,
-                    (unsigned long long)ts.sessions);
+            BG_INFO("engine", "%s: replayed %llu observations into %llu sessions", e->opts.data_dir,
+                    (unsigned long long)st.records, (unsigned long long)ts.sessions);
             if (ts.sessions > e->opts.max_sessions || ts.bytes > e->opts.max_bytes)
-                BG_WARN("engine", "replayed data exceeds the limits (sessions %llu of %zu, "
+                BG_WARN("engine",
+                        "replayed data exceeds the limits (sessions %llu of %zu, "
                         "bytes %llu of %zu): new sessions will be refused",
                         (unsigned long long)ts.sessions, e->opts.max_sessions,
                         (unsigned long long)ts.bytes, e->opts.max_bytes);
@@ -125,11 +126,6 @@ void bg_engine_destroy(bg_engine *e)
     bg__table_destroy(e->table);
     bg__obs_store_close(e->store);
     free(e);
-}
-
-void bg_engine_set_sampled(bg_engine *e, const bg_engine_sampled_ops *ops)
-{
-    e->sampled = ops;
 }
 
 /* ---------------------------------------------------------------- checks */
@@ -154,6 +150,7 @@ static int check_action(const bg_guard *g, const bg_action *a, const char *what,
  * (after checking it is usable). */
 static int model_count(bg_engine *e, const bg_guard *g, size_t *n, bg_err *err)
 {
+    *n = 0; /* written on every path (gcc -O2 cannot tell) */
     uint64_t c = g->model->count(g->model_inst);
     if (c > UINT32_MAX)
         return bg_err_set(err, BG_ELIMIT,
@@ -164,7 +161,7 @@ static int model_count(bg_engine *e, const bg_guard *g, size_t *n, bg_err *err)
     if (c == 0 && !g->sampler)
         return bg_err_set(err, BG_EINVAL, "policy %s: model %s needs a sampler", g->name,
                           g->model_name);
-    if (c == 0 && (!e->sampled || !e->sampled->evaluate))
+    if (c == 0 && !e->opts.trainer)
         return bg_err_set(err, BG_EUNSUPPORTED,
                           "policy %s: model %s has no enumerable hypothesis space and needs the "
                           "sampled path, which this engine was not given",
@@ -191,8 +188,7 @@ static int plugin_fail(const bg_guard *g, const char *fn, int prc, bg_err *err)
 {
     return bg_err_set(err, prc == BG_PLUGIN_EINVAL ? BG_EINVAL : BG_EINTERNAL,
                       "policy %s: model %s: %s failed (%d)%s", g->name, g->model_name, fn, prc,
-                      prc == BG_PLUGIN_EINVAL ? ": the model rejected the data (see its log)"
-                                              : "");
+                      prc == BG_PLUGIN_EINVAL ? ": the model rejected the data (see its log)" : "");
 }
 
 /* Stage observation i of the session (against hist[0..i)) into scratch. */
@@ -211,8 +207,8 @@ static int stage_obs(const bg_guard *g, bg__session *s, bg__pstate *st, size_t i
 }
 
 /* New state at the prior (lock exclusive). */
-static int state_build(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
-                       bg__pstate **out, bg_err *err)
+static int state_build(bg_engine *e, const bg_guard *g, bg__session *s, size_t n, bg__pstate **out,
+                       bg_err *err)
 {
     /* Keep at most BG_SESSION_MAX_STATES: drop the least recently used. */
     size_t k = 0;
@@ -231,8 +227,10 @@ static int state_build(bg_engine *e, const bg_guard *g, bg__session *s, size_t n
     if (!st || bg__posterior_init(&st->post, n, err) != BG_OK) {
         free(st);
         bg__table_unreserve(e->table, s, bytes);
-        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for a posterior over %zu "
-                          "hypotheses", g->name, n);
+        return bg_err_set(err, BG_ENOMEM,
+                          "policy %s: out of memory for a posterior over %zu "
+                          "hypotheses",
+                          g->name, n);
     }
     bg__posterior *p = &st->post;
     for (size_t i = 0; i < n; i++)
@@ -276,8 +274,9 @@ static int state_catch_up(const bg_guard *g, bg__session *s, bg__pstate *st, dou
             if (rc == BG_OK && (rc = bg__posterior_prepare(p, &m, err)) == BG_OK) {
                 bg__posterior_swap(p, m);
             } else {
-                bg_err_prefix(err, "policy %s: session \"%s\": replaying observation %zu: ",
-                              g->name, s->id, i);
+                bg_err_prefix(err,
+                              "policy %s: session \"%s\": replaying observation %zu: ", g->name,
+                              s->id, i);
                 /* stored data the model refuses now (it changed since): the
                  * daemon's failure, not the request's — never INVALID_ARGUMENT */
                 if (rc == BG_EINVAL) {
@@ -310,7 +309,7 @@ static int lock_state(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
     bg__pstate *st = find_state(s, g->model_key);
     if (state_ready(s, st, need)) {
         atomic_store_explicit(&st->last_use, atomic_fetch_add(&e->use_clock, 1),
-                          memory_order_relaxed);
+                              memory_order_relaxed);
         *out = st;
         return BG_OK;
     }
@@ -321,14 +320,15 @@ static int lock_state(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
     if (st && st->post.n != n)
         return bg_err_set(err, BG_EINTERNAL,
                           "policy %s: model %s: %zu hypotheses, but its posterior (same "
-                          "model_key) has %zu", g->name, g->model_name, n, st->post.n);
+                          "model_key) has %zu",
+                          g->name, g->model_name, n, st->post.n);
     if (!st)
         rc = state_build(e, g, s, n, &st, err);
     if (rc == BG_OK)
         rc = state_catch_up(g, s, st, need, err);
     if (rc == BG_OK) {
         atomic_store_explicit(&st->last_use, atomic_fetch_add(&e->use_clock, 1),
-                          memory_order_relaxed);
+                              memory_order_relaxed);
         *out = st;
     }
     return rc; /* locked (exclusive) either way */
@@ -342,8 +342,8 @@ static int lock_state(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
  * starts with a byte no client session id carries. */
 #define PRIOR_SESSION "\x01prior"
 
-static int get_for_reading(bg_engine *e, const bg_guard *g, const char *session,
-                           bg__session **out, bg_err *err)
+static int get_for_reading(bg_engine *e, const bg_guard *g, const char *session, bg__session **out,
+                           bg_err *err)
 {
     int rc = bg__table_get(e->table, g->name, session, 0, 0, out, NULL);
     if (rc == BG_ENOTFOUND)
@@ -358,8 +358,8 @@ static int compute_harm(const bg_guard *g, const bg__session *s, const bg__poste
 {
     for (size_t off = 0; off < p->n; off += BG_POSTERIOR_CHUNK) {
         size_t len = p->n - off < BG_POSTERIOR_CHUNK ? p->n - off : BG_POSTERIOR_CHUNK;
-        int prc = g->model->harm(g->model_inst, a, s->hist, s->n_obs, p->ids + off, len,
-                                 harm + off);
+        int prc =
+            g->model->harm(g->model_inst, a, s->hist, s->n_obs, p->ids + off, len, harm + off);
         if (prc != BG_PLUGIN_OK)
             return plugin_fail(g, "harm", prc, err);
     }
@@ -383,30 +383,6 @@ static void decide(const bg_guard *g, bg_verdict *v)
         v->decision = BG_DECISION_ALLOW;
 }
 
-void bg_estimate_out_init(bg_estimate_out *eo)
-{
-    eo->bound = NAN;
-    eo->cautious = SIZE_MAX;
-    eo->plausible = 0;
-    eo->posterior_predictive = NAN;
-}
-
-/* 1e-9: a sum of n probabilities times harms may pass 1 by rounding. */
-int bg_estimate_out_check(const bg_guard *g, const bg_estimate_out *eo, size_t n, bg_err *err)
-{
-    if (eo->bound >= 0.0 && eo->bound <= 1.0 && eo->cautious < n && eo->plausible >= 1 &&
-        eo->plausible <= n && eo->posterior_predictive >= 0.0 &&
-        eo->posterior_predictive <= 1.0 + 1e-9)
-        return BG_OK;
-    return bg_err_set(err, BG_EINTERNAL,
-                      "policy %s: estimator %s: bound %g, cautious index %zu, plausible-set "
-                      "size %llu, posterior predictive %g over %zu candidates; expected "
-                      "probabilities, an index below %zu and a size in 1..%zu (the estimator "
-                      "plugin returned OK with output it did not fill or got wrong)",
-                      g->name, g->estimator_name ? g->estimator_name : "?", eo->bound, eo->cautious,
-                      (unsigned long long)eo->plausible, eo->posterior_predictive, n, n, n);
-}
-
 static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior *p,
                     const bg_action *a, bg_verdict *v, bg_err *err)
 {
@@ -417,8 +393,13 @@ static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior
     bg_estimate_out eo = {0};
     if (rc == BG_OK) {
         bg_estimate_in in = {
-            .n = p->n, .ids = p->ids, .log_post = p->log_post, .harm = harm,
-            .order = p->order, .n_order = p->n_order, .order_complete = p->n_order == p->n,
+            .n = p->n,
+            .ids = p->ids,
+            .log_post = p->log_post,
+            .harm = harm,
+            .order = p->order,
+            .n_order = p->n_order,
+            .order_complete = p->n_order == p->n,
             .post = p->prob,
         };
         bg_estimate_out_init(&eo);
@@ -436,12 +417,7 @@ static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior
         v->cautious_posterior = exp(p->log_post[eo.cautious]);
         v->cautious_harm = harm[eo.cautious];
         v->plausible_set_size = eo.plausible;
-        v->cautious_label[0] = '\0';
-        if (g->model->label &&
-            g->model->label(g->model_inst, v->cautious_id, v->cautious_label,
-                            sizeof v->cautious_label) != BG_PLUGIN_OK)
-            snprintf(v->cautious_label, sizeof v->cautious_label, "#%llu",
-                     (unsigned long long)v->cautious_id);
+        bg_hypothesis_label(g, v->cautious_id, v->cautious_label, sizeof v->cautious_label);
     }
     free(harm);
     return rc;
@@ -464,8 +440,7 @@ int bg_engine_evaluate(bg_engine *e, const bg_guard *g, const char *session,
     memset(&v, 0, sizeof v);
     if (n == 0) {
         pthread_rwlock_rdlock(&s->lock);
-        rc = e->sampled->evaluate(e->sampled->ctx, g, session, s->hist, s->n_obs, action, &v,
-                                  err);
+        rc = bg__sampled_evaluate(e->opts.trainer, g, session, s->hist, s->n_obs, action, &v, err);
     } else {
         bg__pstate *st = NULL;
         rc = lock_state(e, g, s, n, order_need(g), &st, err);
@@ -496,10 +471,7 @@ static void fill_summary(const bg_guard *g, const bg__session *s, const bg__post
     out->map_id = p->ids[m];
     out->map_posterior = exp(p->log_post[m]);
     out->entropy_nats = bg__posterior_entropy(p);
-    if (!g->model->label ||
-        g->model->label(g->model_inst, out->map_id, out->map_label, sizeof out->map_label) !=
-            BG_PLUGIN_OK)
-        snprintf(out->map_label, sizeof out->map_label, "#%llu", (unsigned long long)out->map_id);
+    bg_hypothesis_label(g, out->map_id, out->map_label, sizeof out->map_label);
 }
 
 static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
@@ -528,8 +500,8 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
             bg__posterior *p = &st->post;
             for (size_t off = 0; off < p->n && rc == BG_OK; off += BG_POSTERIOR_CHUNK) {
                 size_t len = p->n - off < BG_POSTERIOR_CHUNK ? p->n - off : BG_POSTERIOR_CHUNK;
-                int prc = g->model->log_lik(g->model_inst, obs, s->hist, s->n_obs, p->ids + off,
-                                            len, ll);
+                int prc =
+                    g->model->log_lik(g->model_inst, obs, s->hist, s->n_obs, p->ids + off, len, ll);
                 if (prc != BG_PLUGIN_OK)
                     rc = plugin_fail(g, "log_lik", prc, err);
                 else
@@ -556,9 +528,7 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
          * reported as a failed Observe (a retry would count it twice). */
         bg_err terr;
         bg_err_clear(&terr);
-        if (e->sampled->observe_after &&
-            e->sampled->observe_after(e->sampled->ctx, g, s->id, s->hist, s->n_obs, &terr) !=
-                BG_OK)
+        if (bg__sampled_observe(e->opts.trainer, g, s->id, s->hist, s->n_obs, &terr) != BG_OK)
             BG_WARN("engine", "%s (the observation is stored)", terr.msg);
         memset(out, 0, sizeof *out);
         out->observations = s->n_obs;
@@ -596,8 +566,10 @@ int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
                         "a session id without it",
                         g->name);
     if (rc == BG_OK && obs->has_value && !isfinite(obs->value))
-        rc = bg_err_set(err, BG_EINVAL, "policy %s: observation: value is %g; expected a finite "
-                        "number", g->name, obs->value);
+        rc = bg_err_set(err, BG_EINVAL,
+                        "policy %s: observation: value is %g; expected a finite "
+                        "number",
+                        g->name, obs->value);
     if (rc == BG_OK)
         rc = model_count(e, g, &n, err);
     if (rc != BG_OK)
@@ -650,8 +622,10 @@ int bg_engine_posterior(bg_engine *e, const bg_guard *g, const char *session, do
     if (rc != BG_OK)
         return rc;
     if (count == 0 || count != n)
-        return bg_err_set(err, BG_EINVAL, "policy %s: posterior copy of %zu values; the model "
-                          "has %zu enumerable hypotheses", g->name, n, count);
+        return bg_err_set(err, BG_EINVAL,
+                          "policy %s: posterior copy of %zu values; the model "
+                          "has %zu enumerable hypotheses",
+                          g->name, n, count);
     bg__session *s;
     if ((rc = get_for_reading(e, g, session, &s, err)) != BG_OK)
         return rc;

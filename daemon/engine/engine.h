@@ -26,6 +26,11 @@
  * model_key starts from the prior and replays the session's stored
  * observations (kept per (guard->name, session)).
  *
+ * A model too large to enumerate (count() == 0) goes down the sampled path
+ * (sampled.h, same folder): the engine validates, stores and keeps the
+ * history as for any model; the candidates are samples of the session's
+ * sampler, trained inline or on the trainer thread as the guard says.
+ *
  * Threads: every function may be called from any thread concurrently; the
  * engine locks per session, never across sessions, and never holds a lock
  * while calling a plugin on another session's behalf. A bg_guard is borrowed
@@ -40,18 +45,16 @@
 #ifndef BG_ENGINE_H
 #define BG_ENGINE_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "bayesguard/plugin.h"
 #include "common/bg_err.h"
 
 /* X(name, value, text) */
-#define BG_DECISIONS(X)                                                                          \
-    X(BG_DECISION_ALLOW, 1, "ALLOW")                                                             \
-    X(BG_DECISION_DENY, 2, "DENY")                                                               \
+#define BG_DECISIONS(X)                                                                            \
+    X(BG_DECISION_ALLOW, 1, "ALLOW")                                                               \
+    X(BG_DECISION_DENY, 2, "DENY")                                                                 \
     X(BG_DECISION_ESCALATE, 3, "ESCALATE")
 
 typedef enum bg_decision {
@@ -62,62 +65,51 @@ typedef enum bg_decision {
 
 const char *bg_decision_name(bg_decision d);
 
-/* Where the sampled path keeps its state for one sampler instance of a
- * guard (the samplers of its sessions, their locks, whether each was
- * trained): owned by the guard's owner and released with the instance, so
- * nothing is left behind. The sampled path fills state on first use and
- * sets state_free, which bg_sampler_slot_free calls first (while the
- * sampler plugin is still loaded), and state_ref. A reload that keeps a
- * policy's model, sampler plugin and sampler config shares the state with
- * the new instance (bg_sampler_slot_share), so trained samplers survive it;
- * the state then lives until the last slot sharing it is freed. */
-typedef struct bg_sampler_slot {
-    pthread_mutex_t mu; /* guards the fields */
-    void *state;
-    void (*state_free)(void *state); /* drops this slot's reference */
-    void (*state_ref)(void *state);
-} bg_sampler_slot;
+/* The sampled path's objects (engine/sampled.h): the process-wide trainer
+ * (settings + the one trainer thread) and a guard instance's sampled state
+ * (the samplers of its sessions). */
+typedef struct bg_sampled_trainer bg_sampled_trainer;
+typedef struct bg_sampled bg_sampled;
 
-/* Allocates and initialises an empty slot; NULL when out of memory. */
-static inline bg_sampler_slot *bg_sampler_slot_new(void)
-{
-    bg_sampler_slot *sl = (bg_sampler_slot *)calloc(1, sizeof *sl);
-    if (sl)
-        pthread_mutex_init(&sl->mu, NULL);
-    return sl;
-}
+/* How a sampled guard's samplers train on a session's observations. There
+ * is no default: a guard with a sampler names one (bg_guard_check). */
+typedef enum bg_train_mode {
+    BG_TRAIN_UNSET = 0,      /* a guard without a sampler */
+    BG_TRAIN_INLINE = 1,     /* inside Observe, under the session's write lock:
+                                deterministic (tests, benches) */
+    BG_TRAIN_BACKGROUND = 2, /* on the trainer thread; Observe returns at once
+                                (policies). Needs bg_guard.owner. */
+} bg_train_mode;
 
-/* to (fresh, not yet used) shares from's state, when it has one. */
-static inline void bg_sampler_slot_share(bg_sampler_slot *to, bg_sampler_slot *from)
-{
-    pthread_mutex_lock(&from->mu);
-    if (from->state && from->state_ref) {
-        from->state_ref(from->state);
-        pthread_mutex_lock(&to->mu);
-        to->state = from->state;
-        to->state_free = from->state_free;
-        to->state_ref = from->state_ref;
-        pthread_mutex_unlock(&to->mu);
-    }
-    pthread_mutex_unlock(&from->mu);
-}
+/* What keeps a guard alive past a call (the policy snapshot): background
+ * training holds a reference while a job of the guard is queued or runs.
+ * ref and unref are both set for BG_TRAIN_BACKGROUND, both NULL else. */
+typedef struct bg_guard_owner {
+    void *ctx;
+    void (*ref)(void *ctx);
+    void (*unref)(void *ctx);
+} bg_guard_owner;
 
-static inline void bg_sampler_slot_free(bg_sampler_slot *sl)
-{
-    if (sl) {
-        if (sl->state_free)
-            sl->state_free(sl->state);
-        pthread_mutex_destroy(&sl->mu);
-        free(sl);
-    }
-}
+/* Makes the sampler of one session: a new instance of the guard's sampler
+ * (same plugin, config and space). create(ctx, &inst, &keep) returns a
+ * BG_E* code; ctx is valid only while the guard is; *keep is what the
+ * instance needs alive (its plugin, its services). destroy(inst, keep)
+ * destroys it and releases keep: code valid for the process, so session
+ * samplers handed across a reload may be destroyed after the set that made
+ * them is gone. */
+typedef struct bg_sampler_factory {
+    void *ctx;
+    int (*create)(void *ctx, void **inst, void **keep);
+    void (*destroy)(void *inst, void *keep);
+} bg_sampler_factory;
 
 /* What a policy resolves to. All pointers borrowed (owned by the policy
- * snapshot) and immutable while any call uses them. */
+ * snapshot) and immutable while any call uses them. Which fields must be
+ * set is checked by bg_guard_check, which whoever builds a guard calls. */
 typedef struct bg_guard {
-    const char *name;      /* policy name */
-    const char *revision;  /* policy-set revision (content hash) */
-    uint64_t model_key;    /* hash of model plugin + its config: posterior identity */
+    const char *name;     /* policy name */
+    const char *revision; /* policy-set revision (content hash) */
+    uint64_t model_key;   /* hash of model plugin + its config: posterior identity */
 
     const char *model_name;
     const bg_hypothesis_vtbl *model;
@@ -127,43 +119,33 @@ typedef struct bg_guard {
     const bg_estimator_vtbl *estimator;
     void *estimator_inst;
 
-    /* Optional: for models with count() == 0. */
+    /* The sampled path, for models with count() == 0: sampler, sampler_inst,
+     * sampled and train are all set, or none is. */
     const char *sampler_name;
     const bg_sampler_vtbl *sampler;
     void *sampler_inst;
-    uint32_t sampler_samples; /* K candidates per evaluation */
-    /* The sampler instance's slot (owned with it); NULL without an owner
-     * (tests, benches): the sampled path then keeps the state itself, keyed
-     * by instance, for its own lifetime. */
-    bg_sampler_slot *sampler_slot;
-    /* Optional: a new instance of the guard's sampler (same plugin, config
-     * and space) for one session (ctx: sampler_ctx; only while the guard
-     * lives), with *keep = what the instance needs alive (its plugin, its
-     * host services); returns a BG_E* code. sampler_drop destroys such an
-     * instance and then releases keep: code of the host, valid for the
-     * process, so a sampler table shared across reloads may call it after
-     * the set that made the instance is gone. NULL: sampler_inst serves
-     * every session. */
-    int (*sampler_new)(void *ctx, void **inst, void **keep);
-    void (*sampler_drop)(void *inst, void *keep);
-    void *sampler_ctx;
+    uint32_t sampler_samples; /* K candidates per evaluation; 0: the trainer's default */
+    bg_sampled *sampled;      /* this instance's sampled state (engine/sampled.h), made
+                                 for sampler_inst and destroyed with it */
+    bg_train_mode train;
+    /* 1: each session with data gets its own sampler from session_sampler
+     * (both functions set); 0: sampler_inst serves every session
+     * (session_sampler all NULL). */
+    int per_session;
+    bg_sampler_factory session_sampler;
+    bg_guard_owner owner; /* set for BG_TRAIN_BACKGROUND only */
 
-    double threshold;             /* bound > threshold -> over_threshold */
-    bg_decision over_threshold;   /* DENY or ESCALATE */
-    int shadow;                   /* 1: log as usual, return ALLOW, flag shadow */
-
-    /* Optional: keeps the guard's owner (the policy snapshot) alive past a
-     * call, for work that outlives it — background sampler training holds
-     * a reference while it trains. NULL when the guard outlives every use
-     * (tests, benches): such work then runs inside the call instead. */
-    void *owner;
-    void (*owner_ref)(void *owner);
-    void (*owner_unref)(void *owner);
-    /* Unique in the process for this guard's plugin instances, never
-     * reused (an instance's address may be, after a reload); 0 = none, then
-     * state kept per instance is keyed by the instance address. */
-    uint64_t instance_id;
+    double threshold;           /* bound > threshold -> over_threshold */
+    bg_decision over_threshold; /* DENY or ESCALATE */
+    int shadow;                 /* 1: log as usual, return ALLOW, flag shadow */
 } bg_guard;
+
+/* BG_OK when g's options are consistent: a name, a model and an estimator;
+ * for a sampler, sampler_inst, sampled (made for that instance) and a train
+ * mode; owner.ref/unref exactly for BG_TRAIN_BACKGROUND; session_sampler
+ * fully set exactly when per_session. Else BG_EINVAL naming the field. The
+ * sampled path asserts the same (BG_ASSERT) on every call. */
+int bg_guard_check(const bg_guard *g, bg_err *err);
 
 typedef struct bg_verdict {
     bg_decision decision;
@@ -174,27 +156,31 @@ typedef struct bg_verdict {
     double cautious_posterior;
     double cautious_harm;
     uint64_t plausible_set_size;
-    int sampled;              /* 1 when the candidate set came from a sampler */
-    uint64_t samples;         /* how many samples when sampled */
+    int sampled;      /* 1 when the candidate set came from a sampler */
+    uint64_t samples; /* how many samples when sampled */
     int shadow;
-    uint64_t observations;    /* observations in the session's posterior */
-    uint64_t eval_us;         /* time spent in the engine */
+    uint64_t observations; /* observations in the session's posterior */
+    uint64_t eval_us;      /* time spent in the engine */
 } bg_verdict;
 
 typedef struct bg_posterior_summary {
-    uint64_t hypotheses;      /* candidates (N, or the sampled set) */
+    uint64_t hypotheses; /* candidates (N, or the sampled set) */
     uint64_t observations;
-    uint64_t map_id;          /* the most probable hypothesis */
+    uint64_t map_id; /* the most probable hypothesis */
     char map_label[128];
     double map_posterior;
     double entropy_nats;
 } bg_posterior_summary;
 
 typedef struct bg_engine_opts {
-    size_t max_sessions;         /* 0 = default 10000 */
-    size_t max_bytes;            /* posterior memory bound, 0 = default 1 GiB */
-    size_t max_obs_per_session;  /* 0 = default 1,000,000 */
-    const char *data_dir;        /* observation store; NULL = memory only */
+    size_t max_sessions;        /* 0 = default 10000 */
+    size_t max_bytes;           /* posterior memory bound, 0 = default 1 GiB */
+    size_t max_obs_per_session; /* 0 = default 1,000,000 */
+    const char *data_dir;       /* observation store; NULL = memory only */
+    /* Borrowed, must outlive the engine: the sampled path's trainer
+     * (engine/sampled.h). NULL: guards whose model has count() == 0 get
+     * BG_EUNSUPPORTED ("... needs the sampled path"). */
+    bg_sampled_trainer *trainer;
 } bg_engine_opts;
 
 typedef struct bg_engine bg_engine;
@@ -238,26 +224,6 @@ int bg_engine_posterior(bg_engine *e, const bg_guard *g, const char *session, do
  * at the next bg_engine_create. BG_ENOTFOUND when there is none. */
 int bg_engine_forget(bg_engine *e, const char *guard_name, const char *session);
 
-/* The path for models with count() == 0 (hypotheses named by sampled ids),
- * provided by the gfn module. The engine validates the action/observation,
- * stores observations and keeps the history; these hooks compute the rest.
- * evaluate runs with the session's history read-locked, observe_after with
- * it write-locked right after the observation was stored and appended
- * (hist[n_hist-1] is the new one). Without hooks such a guard gets
- * BG_EUNSUPPORTED ("... needs the sampled path"); without a sampler in the
- * guard, BG_EINVAL ("policy X: model Y needs a sampler"). */
-typedef struct bg_engine_sampled_ops {
-    void *ctx;
-    int (*evaluate)(void *ctx, const bg_guard *g, const char *session,
-                    const bg_observation *hist, size_t n_hist, const bg_action *action,
-                    bg_verdict *out, bg_err *err);
-    int (*observe_after)(void *ctx, const bg_guard *g, const char *session,
-                         const bg_observation *hist, size_t n_hist, bg_err *err);
-} bg_engine_sampled_ops;
-
-/* Borrowed: ops must outlive the engine. Set before any call that uses it. */
-void bg_engine_set_sampled(bg_engine *e, const bg_engine_sampled_ops *ops);
-
 /* An estimator's output before it becomes a verdict (both paths). _init
  * fills eo with values that fail every check, so an estimator that returns
  * OK without filling its output fails too; _check wants a bound and a
@@ -265,5 +231,10 @@ void bg_engine_set_sampled(bg_engine *e, const bg_engine_sampled_ops *ops);
  * plausible-set size in 1..n — else BG_EINTERNAL, never a decision. */
 void bg_estimate_out_init(bg_estimate_out *eo);
 int bg_estimate_out_check(const bg_guard *g, const bg_estimate_out *eo, size_t n, bg_err *err);
+
+/* The model's label of hypothesis id in buf[0..len), len >= 1: always
+ * NUL-terminated (cut at len - 1 even when the plugin wrote past its end
+ * of the string), "#<id>" when the model has no label entry or it fails. */
+void bg_hypothesis_label(const bg_guard *g, uint64_t id, char *buf, size_t len);
 
 #endif

@@ -126,4 +126,42 @@ uint64_t bg_rng_u64(bg_rng *r);
 double bg_rng_uniform(bg_rng *r);
 double bg_rng_normal(bg_rng *r);
 
+/* ---- plugin instances (plugin_instance.c): the one way to make one ---- */
+
+/* What a plugin instance's state depends on: the plugin (its file's bytes,
+ * its name) and its config subtree (bg_cfg_hash: layout and comments do not
+ * count). A guard's model_key is the key of its model instance. */
+uint64_t bg_plugin_config_key(const bg_plugin *p, const bg_cfg_node *cfg);
+
+/* One plugin instance with what it needs alive. Fields read-only. */
+typedef struct bg_plugin_instance {
+    bg_plugin *plugin;        /* a reference, held until destroy */
+    void *inst;               /* the plugin's instance (vtable of plugin->desc) */
+    uint64_t key;             /* bg_plugin_config_key(plugin, cfg) */
+    bg_plugin_services *svc;  /* private: the instance's services table */
+} bg_plugin_instance;
+
+/* Find plugin `name` of `kind` (a reference), make its services table,
+ * create an instance from cfg (NULL: the plugin's defaults; space: the
+ * model's, for samplers only). section is blamed by config errors without
+ * a node of their own (the policy's `model:` section; may be NULL).
+ * Returns BG_OK with *out new (bg_plugin_instance_destroy), or:
+ *   BG_ECONFIG  the plugin refused its config: every message (positioned,
+ *               "file:line:col: plugin NAME: msg") goes to sink, one call
+ *               each, when sink is set, and into err (truncated);
+ *   other       no such plugin (BG_ENOTFOUND, err lists those that exist),
+ *               out of memory: err says which plugin.
+ * _from makes one more instance of an already loaded plugin (it takes its
+ * own reference), e.g. a session's sampler of the same plugin object. */
+int bg_plugin_instance_create(bg_plugin_host *h, const char *name, bg_plugin_kind kind,
+                              const bg_cfg_node *section, const bg_cfg_node *cfg,
+                              const bg_space *space, bg_cfg_sink sink, void *sink_ctx,
+                              bg_plugin_instance **out, bg_err *err);
+int bg_plugin_instance_create_from(bg_plugin_host *h, bg_plugin *p, const bg_cfg_node *section,
+                                   const bg_cfg_node *cfg, const bg_space *space, bg_cfg_sink sink,
+                                   void *sink_ctx, bg_plugin_instance **out, bg_err *err);
+/* Destroys the instance, then its services table, then drops the plugin
+ * reference. NULL is a no-op. */
+void bg_plugin_instance_destroy(bg_plugin_instance *pi);
+
 #endif

@@ -70,7 +70,7 @@ int bg__glob_overlap(const char *a, const char *b);
 int bg__policy_list_dir(const char *dir, char ***names, size_t *n, bg_policy_errors *errs);
 /* Before `to` replaces `from` (a reload): every policy of `to` whose name,
  * model (model_key), sampler plugin (the same loaded object) and sampler
- * config are unchanged shares its sampler state (bg_sampler_slot, the
+ * config are unchanged shares its sampler state (bg_sampled_inherit, the
  * trained session samplers) with its predecessor. */
 void bg__policy_set_inherit(bg_policy_set *to, const bg_policy_set *from);
 

@@ -11,10 +11,10 @@
  *      to SHA-256 (libcrypto; the revision, 64 hex digits);
  *   3. parse every document (policy_parse.c: schema, defaults);
  *   4. names unique; match patterns of equal priority must not overlap;
- *   5. per policy: find the model/estimator/sampler plugins, create their
- *      instances with a services table whose errors carry positions; fill
- *      bg_guard (model_key = hash(model plugin name + file identity +
- *      model config));
+ *   5. per policy: the model/estimator/sampler instances
+ *      (bg_plugin_instance_create: plugin found by name, a services table
+ *      whose errors carry positions); fill bg_guard (model_key = the model
+ *      instance's key: hash of plugin file identity + name + config);
  *   6. order policies by priority (desc), then file order, for matching.
  *
  * Invariants: a set handed out passed every step; its policies, guards,
@@ -36,18 +36,17 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_log.h"
+#include "engine/sampled.h"
 #include "policy/policy_priv.h"
 
 typedef struct pol_impl {
     bg__policy_spec spec;
-    bg_plugin *plug[3];              /* model, estimator, sampler */
-    bg_plugin_services *svc[3];
-    void *inst[3];
-    bg_sampler_slot *slot; /* with the sampler instance */
-    bg_space space;        /* the model's, for more sampler instances */
-    uint64_t sampler_key;  /* sampler plugin + its config: what training depends on */
-    bg_plugin_host *host;  /* outlives every set */
+    bg_plugin_instance *pi[3]; /* model, estimator, sampler (plugin_host.h) */
+    bg_sampled *sampled;       /* the sampler instance's sampled state (engine/sampled.h) */
+    bg_space space;            /* the model's, for more sampler instances */
+    bg_plugin_host *host;      /* outlives every set */
 } pol_impl;
 
 enum { P_MODEL = 0, P_EST = 1, P_SAMPLER = 2 };
@@ -56,9 +55,9 @@ struct bg_policy_set {
     atomic_long refs;
     char revision[65];
     size_t n;
-    bg_policy *pols;                 /* [n] in definition order */
-    pol_impl *impl;                  /* [n] parallel to pols */
-    size_t *by_priority;             /* [n] indices, matching order */
+    bg_policy *pols;     /* [n] in definition order */
+    pol_impl *impl;      /* [n] parallel to pols */
+    size_t *by_priority; /* [n] indices, matching order */
     bg_cfg_doc **docs;
     size_t n_docs;
 };
@@ -73,20 +72,9 @@ void bg_policy_set_ref(bg_policy_set *s)
 
 static void destroy_instances(pol_impl *im)
 {
-    bg_sampler_slot_free(im->slot);
-    for (int k = 2; k >= 0; k--) {
-        if (im->inst[k]) {
-            const bg_plugin_desc *d = im->plug[k]->desc;
-            if (k == P_MODEL)
-                d->vt.hypothesis->destroy(im->inst[k]);
-            else if (k == P_EST)
-                d->vt.estimator->destroy(im->inst[k]);
-            else
-                d->vt.sampler->destroy(im->inst[k]);
-        }
-        bg_plugin_services_destroy(im->svc[k]);
-        bg_plugin_unref(im->plug[k]);
-    }
+    bg_sampled_destroy(im->sampled); /* before the sampler instance it was made for */
+    for (int k = 2; k >= 0; k--)
+        bg_plugin_instance_destroy(im->pi[k]);
 }
 
 static void set_free(bg_policy_set *s)
@@ -110,76 +98,60 @@ void bg_policy_set_unref(bg_policy_set *s)
         set_free(s);
 }
 
-/* What an extra sampler instance needs alive: its plugin (a reference) and
- * its own host services. The instance may outlive the set that made it
+/* bg_guard.session_sampler.create: one more instance of the policy's sampler (the
+ * same loaded plugin, its config and the model's space), for one session.
+ * *keep is the bg_plugin_instance, which holds what the instance needs
+ * alive (its plugin, its services), so it may outlive the set that made it
  * (a sampler table shared across reloads). */
-typedef struct sampler_keep {
-    bg_plugin *plug;
-    bg_plugin_services *svc;
-} sampler_keep;
-
-/* bg_guard.sampler_new: one more instance of the policy's sampler (its
- * plugin, config and the model's space), for one session. */
 static int sampler_new(void *ctx, void **inst, void **keep)
 {
     pol_impl *im = ctx;
-    sampler_keep *k = calloc(1, sizeof *k);
+    bg_plugin_instance *pi;
     bg_err err;
-    if (!k)
-        return BG_ENOMEM;
-    if (bg_plugin_services_create(im->host, im->plug[P_SAMPLER], &k->svc, &err) != BG_OK) {
-        free(k);
-        return BG_ENOMEM;
+    bg_err_clear(&err);
+    int rc =
+        bg_plugin_instance_create_from(im->host, im->pi[P_SAMPLER]->plugin, im->spec.sampler,
+                                       im->spec.sampler_cfg, &im->space, NULL, NULL, &pi, &err);
+    if (rc != BG_OK) {
+        BG_ERROR("policy", "policy %s: sampler %s: create failed: %s", im->spec.name,
+                 im->pi[P_SAMPLER]->plugin->desc->name, err.msg);
+        return rc == BG_ENOMEM ? BG_ENOMEM : BG_EINTERNAL;
     }
-    bg_plugin_services_set_section(k->svc, im->spec.sampler);
-    const bg_plugin_desc *d = im->plug[P_SAMPLER]->desc;
-    int rc = d->vt.sampler->create(bg_plugin_services_host(k->svc), im->spec.sampler_cfg,
-                                   &im->space, inst);
-    if (rc != BG_PLUGIN_OK) {
-        BG_ERROR("policy", "policy %s: sampler %s: create failed (%d): %s", im->spec.name, d->name,
-                 rc, bg_plugin_services_errors(k->svc));
-        bg_plugin_services_destroy(k->svc);
-        free(k);
-        return rc == BG_PLUGIN_ENOMEM ? BG_ENOMEM : BG_EINTERNAL;
-    }
-    bg_plugin_ref(im->plug[P_SAMPLER]);
-    k->plug = im->plug[P_SAMPLER];
-    *keep = k;
+    *inst = pi->inst;
+    *keep = pi;
     return BG_OK;
 }
 
-/* bg_guard.sampler_drop: the instance, then what it kept alive. */
+/* bg_guard.session_sampler.destroy: the instance and what it kept alive. */
 static void sampler_drop(void *inst, void *keep)
 {
-    sampler_keep *k = keep;
-    k->plug->desc->vt.sampler->destroy(inst);
-    bg_plugin_services_destroy(k->svc);
-    bg_plugin_unref(k->plug);
-    free(k);
+    (void)inst; /* keep's own */
+    bg_plugin_instance_destroy(keep);
 }
 
-/* bg_guard.owner hooks: work that outlives a call (background sampler
- * training) keeps the whole set, and so the guard's instances, alive. */
-static void owner_ref(void *owner)
+/* bg_guard.owner: work that outlives a call (background sampler training)
+ * keeps the whole set, and so the guard's instances, alive. */
+static void owner_ref(void *set)
 {
-    bg_policy_set_ref(owner);
+    bg_policy_set_ref(set);
 }
 
-static void owner_unref(void *owner)
+static void owner_unref(void *set)
 {
-    bg_policy_set_unref(owner);
+    bg_policy_set_unref(set);
 }
 
 void bg__policy_set_inherit(bg_policy_set *to, const bg_policy_set *from)
 {
     for (size_t i = 0; from && i < to->n; i++) {
         pol_impl *ni = &to->impl[i];
-        for (size_t j = 0; ni->slot && j < from->n; j++) {
+        for (size_t j = 0; ni->sampled && j < from->n; j++) {
             const pol_impl *oi = &from->impl[j];
-            if (oi->slot && strcmp(to->pols[i].name, from->pols[j].name) == 0 &&
+            if (oi->sampled && strcmp(to->pols[i].name, from->pols[j].name) == 0 &&
                 to->pols[i].guard.model_key == from->pols[j].guard.model_key &&
-                ni->plug[P_SAMPLER] == oi->plug[P_SAMPLER] && ni->sampler_key == oi->sampler_key) {
-                bg_sampler_slot_share(ni->slot, oi->slot);
+                ni->pi[P_SAMPLER]->plugin == oi->pi[P_SAMPLER]->plugin &&
+                ni->pi[P_SAMPLER]->key == oi->pi[P_SAMPLER]->key) {
+                bg_sampled_inherit(ni->sampled, oi->sampled);
                 BG_DEBUG("policy", "policy %s: the sampler state carries over the reload",
                          to->pols[i].name);
                 break;
@@ -416,8 +388,8 @@ static int check_pairs(bg_policy_set *s, bg_policy_errors *errs)
                                  bg_cfg_column(a->name_node));
                 continue;
             }
-            if (a->v.priority != b->v.priority || !a->match_ok || !b->match_ok ||
-                !a->schema_ok || !b->schema_ok)
+            if (a->v.priority != b->v.priority || !a->match_ok || !b->match_ok || !a->schema_ok ||
+                !b->schema_ok)
                 continue; /* priorities are only known for schema-valid documents */
             int found = 0;
             for (size_t x = 0; x < bg_cfg_len(b->tools) && !found; x++) {
@@ -441,50 +413,23 @@ static int check_pairs(bg_policy_set *s, bg_policy_errors *errs)
     return rc;
 }
 
-/* Create one plugin instance of kind k; errors with positions. */
-static int create_one(bg_plugin_host *h, pol_impl *im, int k, bg_plugin_kind kind,
-                      const char *name, const bg_cfg_node *section, const bg_cfg_node *cfg,
-                      const bg_space *space, bg_policy_errors *errs)
+/* Create one plugin instance of kind k (bg_plugin_instance_create); its
+ * config errors come with positions, a missing plugin is blamed on the
+ * section's `plugin:` key. */
+static int create_one(bg_plugin_host *h, pol_impl *im, int k, bg_plugin_kind kind, const char *name,
+                      const bg_cfg_node *section, const bg_cfg_node *cfg, const bg_space *space,
+                      bg_policy_errors *errs)
 {
     static const char *const paths[] = {"spec.model.plugin", "spec.estimator.plugin",
                                         "spec.sampler.plugin"};
     bg_err err;
     bg_err_clear(&err);
+    int rc = bg_plugin_instance_create(h, name, kind, section, cfg, space, bg__errs_at, errs,
+                                       &im->pi[k], &err);
+    if (rc == BG_OK || rc == BG_ECONFIG) /* config errors went to errs */
+        return rc;
     const bg_cfg_node *pn = bg_cfg_get(section, "plugin");
-    if (bg_plugin_host_find(h, name, kind, &im->plug[k], &err))
-        return bg__errs_at(errs, pn ? pn : section, "%s: %s", paths[k], err.msg);
-    if (bg_plugin_services_create(h, im->plug[k], &im->svc[k], &err))
-        return bg__errs_at(errs, section, "%s", err.msg);
-    bg_plugin_services_set_section(im->svc[k], section);
-    const bg_host *host = bg_plugin_services_host(im->svc[k]);
-    const bg_plugin_desc *d = im->plug[k]->desc;
-    int rc;
-    if (kind == BG_PLUGIN_KIND_HYPOTHESIS)
-        rc = d->vt.hypothesis->create(host, cfg, &im->inst[k]);
-    else if (kind == BG_PLUGIN_KIND_ESTIMATOR)
-        rc = d->vt.estimator->create(host, cfg, &im->inst[k]);
-    else
-        rc = d->vt.sampler->create(host, cfg, space, &im->inst[k]);
-    if (rc == BG_PLUGIN_OK)
-        return BG_OK;
-    im->inst[k] = NULL;
-    const char *perr = bg_plugin_services_errors(im->svc[k]);
-    if (*perr)
-        bg__errs_add(errs, "%s", perr);
-    else
-        bg__errs_at(errs, section, "plugin %s: create failed (%s) without saying why", name,
-                    bg_err_name(rc));
-    return BG_ECONFIG;
-}
-
-/* What a plugin instance's state depends on: the plugin (name, file bytes)
- * and its config subtree (bg_cfg_hash: layout and comments do not count). */
-static uint64_t plugin_config_key(const bg_plugin *p, const bg_cfg_node *cfg)
-{
-    uint64_t seed = bg_plugin_identity(p);
-    for (const char *c = p->desc->name; *c; c++)
-        seed = (seed ^ (unsigned char)*c) * 0x100000001b3ULL;
-    return bg_cfg_hash(cfg, seed);
+    return bg__errs_at(errs, pn ? pn : section, "%s: %s", paths[k], err.msg);
 }
 
 static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_errors *errs)
@@ -495,28 +440,28 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
     if (create_one(h, im, P_MODEL, BG_PLUGIN_KIND_HYPOTHESIS, sp->v.model_plugin, sp->model,
                    sp->model_cfg, NULL, errs))
         rc = BG_ECONFIG;
-    if (create_one(h, im, P_EST, BG_PLUGIN_KIND_ESTIMATOR, sp->v.estimator_plugin,
-                   sp->estimator, sp->est_cfg, NULL, errs))
+    if (create_one(h, im, P_EST, BG_PLUGIN_KIND_ESTIMATOR, sp->v.estimator_plugin, sp->estimator,
+                   sp->est_cfg, NULL, errs))
         rc = BG_ECONFIG;
     if (rc)
         return rc;
-    const bg_hypothesis_vtbl *mv = im->plug[P_MODEL]->desc->vt.hypothesis;
-    uint64_t count = mv->count(im->inst[P_MODEL]);
+    const bg_hypothesis_vtbl *mv = im->pi[P_MODEL]->plugin->desc->vt.hypothesis;
+    uint64_t count = mv->count(im->pi[P_MODEL]->inst);
     if (sp->sampler) {
         bg_space space = {0};
-        if (!mv->space || mv->space(im->inst[P_MODEL], &space) != BG_PLUGIN_OK)
+        if (!mv->space || mv->space(im->pi[P_MODEL]->inst, &space) != BG_PLUGIN_OK)
             return bg__errs_at(errs, sp->sampler,
                                "spec.sampler: model plugin %s does not describe its hypothesis "
                                "space (space() is NULL or failed), so it cannot be sampled",
                                sp->v.model_plugin);
-        if (create_one(h, im, P_SAMPLER, BG_PLUGIN_KIND_SAMPLER, sp->v.sampler_plugin,
-                       sp->sampler, sp->sampler_cfg, &space, errs))
+        if (create_one(h, im, P_SAMPLER, BG_PLUGIN_KIND_SAMPLER, sp->v.sampler_plugin, sp->sampler,
+                       sp->sampler_cfg, &space, errs))
             return BG_ECONFIG;
         im->space = space;
         im->host = h;
-        im->sampler_key = plugin_config_key(im->plug[P_SAMPLER], sp->sampler_cfg);
-        if (!(im->slot = bg_sampler_slot_new()))
-            return bg__errs_at(errs, sp->sampler, "spec.sampler: out of memory");
+        bg_err err;
+        if (bg_sampled_create(im->pi[P_SAMPLER]->inst, &im->sampled, &err) != BG_OK)
+            return bg__errs_at(errs, sp->sampler, "spec.sampler: %s", err.msg);
     } else if (count == 0) {
         return bg__errs_at(errs, sp->model,
                            "spec.model: plugin %s does not enumerate its hypotheses (count() = "
@@ -549,32 +494,33 @@ static void fill_policy(bg_policy_set *s, size_t i)
     bg_guard *g = &p->guard;
     g->name = sp->name;
     g->revision = s->revision;
-    const bg_plugin *m = im->plug[P_MODEL];
-    g->model_key = plugin_config_key(m, sp->model_cfg);
-    g->model_name = m->desc->name;
-    g->model = m->desc->vt.hypothesis;
-    g->model_inst = im->inst[P_MODEL];
-    g->estimator_name = im->plug[P_EST]->desc->name;
-    g->estimator = im->plug[P_EST]->desc->vt.estimator;
-    g->estimator_inst = im->inst[P_EST];
-    if (im->plug[P_SAMPLER]) {
-        g->sampler_name = im->plug[P_SAMPLER]->desc->name;
-        g->sampler = im->plug[P_SAMPLER]->desc->vt.sampler;
-        g->sampler_inst = im->inst[P_SAMPLER];
+    const bg_plugin_desc *m = im->pi[P_MODEL]->plugin->desc;
+    g->model_key = im->pi[P_MODEL]->key;
+    g->model_name = m->name;
+    g->model = m->vt.hypothesis;
+    g->model_inst = im->pi[P_MODEL]->inst;
+    g->estimator_name = im->pi[P_EST]->plugin->desc->name;
+    g->estimator = im->pi[P_EST]->plugin->desc->vt.estimator;
+    g->estimator_inst = im->pi[P_EST]->inst;
+    if (im->pi[P_SAMPLER]) {
+        g->sampler_name = im->pi[P_SAMPLER]->plugin->desc->name;
+        g->sampler = im->pi[P_SAMPLER]->plugin->desc->vt.sampler;
+        g->sampler_inst = im->pi[P_SAMPLER]->inst;
         g->sampler_samples = (uint32_t)sp->v.samples;
-        g->sampler_slot = im->slot;
-        g->sampler_new = sampler_new;
-        g->sampler_drop = sampler_drop;
-        g->sampler_ctx = im;
+        g->sampled = im->sampled;
+        /* the daemon's way: one sampler per session, trained in the
+         * background while the set is kept alive */
+        g->train = BG_TRAIN_BACKGROUND;
+        g->owner = (bg_guard_owner){.ctx = s, .ref = owner_ref, .unref = owner_unref};
+        g->per_session = 1;
+        g->session_sampler =
+            (bg_sampler_factory){.ctx = im, .create = sampler_new, .destroy = sampler_drop};
     }
-    static atomic_uint_fast64_t next_instance_id = 1;
-    g->instance_id = atomic_fetch_add(&next_instance_id, 1);
-    g->owner = s;
-    g->owner_ref = owner_ref;
-    g->owner_unref = owner_unref;
     g->threshold = sp->v.threshold;
     g->over_threshold = sp->v.over_threshold == 1 ? BG_DECISION_ESCALATE : BG_DECISION_DENY;
     g->shadow = sp->v.mode == 1;
+    bg_err err;
+    BG_ASSERT(bg_guard_check(g, &err) == BG_OK, "%s", err.msg);
 }
 
 /* Step 6: matching order, priority descending then definition order
@@ -615,8 +561,10 @@ int bg_policy_set_load(const char *dir_arg, bg_plugin_host *host, bg_policy_set 
     if (rc == BG_OK)
         rc = parse_files(dir, names, n_files, s, errs);
     if (rc == BG_OK && s->n == 0) {
-        bg__errs_add(errs, "%s: no policies in %zu file(s): each document needs apiVersion "
-                           "bayesguard/v1 and kind GuardPolicy", dir, n_files);
+        bg__errs_add(errs,
+                     "%s: no policies in %zu file(s): each document needs apiVersion "
+                     "bayesguard/v1 and kind GuardPolicy",
+                     dir, n_files);
         rc = BG_ECONFIG;
     }
     if (check_pairs(s, errs))

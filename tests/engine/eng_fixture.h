@@ -1,7 +1,7 @@
 /*
  * eng_fixture.h — shared set-up for the engine tests that load plugins: the
  * plugin host over $BG_PLUGIN_DIR (exit 77 = skip when it is not set) and
- * guards built from plugin names + YAML config text (guard_build.h).
+ *  guards built from plugin names + YAML config text (tests/support/guard_build.h).
  * Header-only (static) so each test stays one program.
  */
 #ifndef BG_ENG_FIXTURE_H
@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "engine/guard_build.h"
+#include "guard_build.h"
 #include "plugin/plugin_host.h"
 
 static bg_plugin_host *fx_host(void)

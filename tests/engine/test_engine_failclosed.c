@@ -6,7 +6,7 @@
  *     plausible-set size of 0 or a posterior predictive that is not a
  *     probability: BG_EINTERNAL, never a verdict (an unfilled output used
  *     to read as bound 0 -> ALLOW). Enumerated path (in-process fakes) and
- *     sampled path (the gfn sampled path with a fake sampler).
+ *     sampled path (engine/sampled.h with a fake sampler, trained inline).
  *  2. Sampled path: a model whose log-prior of one sampled candidate is NaN
  *     gets BG_EINTERNAL, like the enumerated path's normalisation (the NaN
  *     used to make every candidate's posterior NaN, and the real iid
@@ -31,7 +31,7 @@
 #include "bg_check.h"
 #include "eng_fixture.h"
 #include "engine/engine.h"
-#include "gfn/gfn_sampled.h"
+#include "engine/sampled.h"
 
 /* ---------------------------------------------------------------- fakes */
 
@@ -148,9 +148,11 @@ static int cycle_sample(const void *self, bg_rng *rng, size_t n, uint64_t *ids, 
 
 static const bg_sampler_vtbl cycler = {.sample = cycle_sample};
 
+static int inst;                 /* any non-NULL instance */
+static bg_sampled *fake_sampled; /* the sampled state of the fake sampler instance */
+
 static bg_guard fake_guard(const bg_hypothesis_vtbl *model, const bg_estimator_vtbl *est)
 {
-    static int inst; /* any non-NULL instance */
     bg_guard g = {.name = "fc",
                   .revision = "r",
                   .model_key = 7,
@@ -167,7 +169,12 @@ static bg_guard fake_guard(const bg_hypothesis_vtbl *model, const bg_estimator_v
         g.sampler = &cycler;
         g.sampler_inst = &inst;
         g.sampler_samples = 16;
+        g.sampled = fake_sampled;
+        g.train = BG_TRAIN_INLINE;
     }
+    bg_err err;
+    bg_err_clear(&err);
+    CHECK_INT(bg_guard_check(&g, &err), BG_OK);
     return g;
 }
 
@@ -257,19 +264,16 @@ int main(void)
     bg_plugin_host *h = fx_host();
     bg_guard_build *b = fx_guard(h, "fc-iid", "bernoulli", "{rates: [0.01, 0.9]}", "iid", "", 0.5);
     bg_engine *e;
-    bg_gfn_sampled *gs;
+    bg_sampled_trainer *tr;
     bg_err err;
+    bg_sampled_opts so = {.train_steps = 1, .seed = 1};
     bg_engine_opts eo = {0};
-    if (bg_engine_create(&eo, &e, &err) != BG_OK) {
-        fprintf(stderr, "engine: %s\n", err.msg);
+    if (bg_sampled_trainer_create(&so, &tr, &err) != BG_OK ||
+        bg_sampled_create(&inst, &fake_sampled, &err) != BG_OK ||
+        (eo.trainer = tr, bg_engine_create(&eo, &e, &err)) != BG_OK) {
+        fprintf(stderr, "engine with the sampled path: %s\n", err.msg);
         return 1;
     }
-    bg_gfn_sampled_opts so = {.train_steps = 1, .seed = 1};
-    if (bg_gfn_sampled_create(&so, &gs, &err) != BG_OK) {
-        fprintf(stderr, "sampled path: %s\n", err.msg);
-        return 1;
-    }
-    bg_engine_set_sampled(e, bg_gfn_sampled_ops(gs));
 
     test_estimator_garbage(e);
     test_sampled_nan_prior(e, bg_guard_build_guard(b));
@@ -277,7 +281,8 @@ int main(void)
     test_replay_zero_lik(e);
 
     bg_engine_destroy(e);
-    bg_gfn_sampled_destroy(gs);
+    bg_sampled_destroy(fake_sampled);
+    bg_sampled_trainer_destroy(tr);
     bg_guard_build_destroy(b);
     bg_plugin_host_destroy(h);
     CHECK_DONE("test_engine_failclosed");

@@ -10,15 +10,16 @@
  * w*'s after training (a random hypothesis is ~300 nats
  * worse; printed). Skips (77) when the plugins are not built.
  *
- * Background training, as the daemon runs it: a guard with an owner
- * (reference counted here) and a sampler_slot. Observe queues jobs; after
- * the trainer drains them the slot says trained, every owner reference is
- * back, and the sampled path kept no state of its own for that guard. A
- * guard like the one a reload makes (a new instance id and slot) on a
- * session with data is untrained: its first Evaluate fails closed
- * (BG_EUNAVAIL, "retry") and queues one job that owes the whole history;
- * once trained, verdicts come back; freeing the slots destroys every
- * session sampler made.
+ * Background training, as the daemon runs it: a BG_TRAIN_BACKGROUND guard
+ * with an owner (reference counted here) and its own sampled state. Observe
+ * queues jobs; after the trainer drains them the session's sampler is
+ * TRAINED and every owner reference is back. A guard like the one a reload
+ * makes without inheriting (a fresh sampled state) on a session with data
+ * is untrained: its first Evaluate fails closed (BG_EUNAVAIL, "retry") and
+ * queues one job that owes the whole history; once trained, verdicts come
+ * back. A reload that inherits (bg_sampled_inherit) answers at once, and
+ * keeps answering after the old instance's state is destroyed; destroying
+ * the sampled states destroys every session sampler made.
  *
  * Per session: two sessions with different truths (each the other's bit
  * complement): B's training leaves A's verdict unchanged bit for bit, and
@@ -31,11 +32,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
-#include "engine/guard_build.h"
-#include "gfn/gfn_sampled.h"
-#include "gfn_test_util.h"
 #include "cfg/cfg.h"
+#include "engine/engine.h"
+#include "engine/sampled.h"
+#include "gfn_test_util.h"
+#include "guard_build.h"
 
 #define D 32
 #define N_OBS 40
@@ -80,11 +81,11 @@ static void owner_unref(void *o)
     atomic_fetch_sub(&owner_refs, 1);
 }
 
-/* The test's bg_guard.sampler_new / sampler_drop: one more gfn instance,
- * as the policy snapshot makes them (same plugin, config and space). */
+/* The test's bg_guard.session_sampler: one more gfn instance, as the
+ * policy snapshot makes them (same plugin, config and space). */
 typedef struct factory {
-    const bg_sampler_vtbl *vt;
-    const bg_host *host;
+    bg_plugin_host *host;
+    const bg_plugin_instance *of; /* the guard's sampler: its plugin */
     const bg_cfg_node *cfg;
     bg_space space;
 } factory;
@@ -94,24 +95,42 @@ static atomic_int live; /* instances made and not yet dropped */
 static int fx_new(void *ctx, void **inst, void **keep)
 {
     factory *f = ctx;
-    if (f->vt->create(f->host, f->cfg, &f->space, inst) != BG_PLUGIN_OK)
+    bg_plugin_instance *pi;
+    bg_err err;
+    if (bg_plugin_instance_create_from(f->host, f->of->plugin, f->cfg, f->cfg, &f->space, NULL,
+                                       NULL, &pi, &err) != BG_OK)
         return BG_EINTERNAL;
-    *keep = f;
+    *inst = pi->inst;
+    *keep = pi;
     atomic_fetch_add(&live, 1);
     return BG_OK;
 }
 
 static void fx_drop(void *inst, void *keep)
 {
-    ((factory *)keep)->vt->destroy(inst);
+    (void)inst; /* keep's */
+    bg_plugin_instance_destroy(keep);
     atomic_fetch_sub(&live, 1);
 }
 
-static void with_factory(bg_guard *g, factory *f)
+/* g with a fresh sampled state of its own (a new policy instance). */
+static void fresh_state(bg_guard *g)
 {
-    g->sampler_new = fx_new;
-    g->sampler_drop = fx_drop;
-    g->sampler_ctx = f;
+    bg_err err;
+    CHECK(bg_sampled_create(g->sampler_inst, &g->sampled, &err) == BG_OK, "%s", err.msg);
+}
+
+/* g as a policy makes it: a sampler per session, trained in the
+ * background while the owner is referenced; a fresh sampled state. */
+static void as_policy(bg_guard *g, factory *f)
+{
+    fresh_state(g);
+    g->per_session = 1;
+    g->session_sampler = (bg_sampler_factory){.ctx = f, .create = fx_new, .destroy = fx_drop};
+    g->train = BG_TRAIN_BACKGROUND;
+    g->owner = (bg_guard_owner){.ctx = &owner_refs, .ref = owner_ref, .unref = owner_unref};
+    bg_err err;
+    CHECK(bg_guard_check(g, &err) == BG_OK, "%s", err.msg);
 }
 
 /* Arm i of the pulls seeded with seed (the same sequence each call). */
@@ -159,14 +178,13 @@ static double fit_gap(uint64_t seed, int n, uint64_t truth, uint64_t h)
 }
 
 /* A memory-only engine with the sampled path (20 steps per observation). */
-static void make_engine(size_t max_sessions, bg_engine **e, bg_gfn_sampled **gs)
+static void make_engine(size_t max_sessions, bg_engine **e, bg_sampled_trainer **gs)
 {
     bg_err err;
-    bg_engine_opts eo = {0};
+    bg_sampled_opts so = {.train_steps = 20, .seed = 1, .max_sessions = max_sessions};
+    CHECK(bg_sampled_trainer_create(&so, gs, &err) == BG_OK, "%s", err.msg);
+    bg_engine_opts eo = {.trainer = *gs};
     CHECK(bg_engine_create(&eo, e, &err) == BG_OK, "%s", err.msg);
-    bg_gfn_sampled_opts so = {.train_steps = 20, .seed = 1, .max_sessions = max_sessions};
-    CHECK(bg_gfn_sampled_create(&so, gs, &err) == BG_OK, "%s", err.msg);
-    bg_engine_set_sampled(*e, bg_gfn_sampled_ops(*gs));
 }
 
 /* The trainer's queue, on session "bg" (12 observations) of g:
@@ -175,48 +193,51 @@ static void make_engine(size_t max_sessions, bg_engine **e, bg_gfn_sampled **gs)
  * - a sampler that has not trained yet goes before trained ones;
  * - a queue of max_sessions jobs refuses a new session's (memory bound):
  *   its observation is stored, its Evaluate says the trainer is busy. */
-static void test_queue(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *g, factory *f)
+static void test_queue(bg_engine *e, bg_sampled_trainer *gs, const bg_guard *g, factory *f)
 {
     bg_guard g3 = *g;
-    g3.instance_id = 1003;
-    g3.sampler_slot = bg_sampler_slot_new();
-    with_factory(&g3, f);
-    uint64_t st0 = bg_gfn_sampled_steps_done(gs);
+    as_policy(&g3, f);
+    uint64_t st0 = bg_sampled_trainer_steps(gs);
     observe_pulls(e, &g3, "bg", 78, 1, w_star);
-    bg_gfn_sampled_wait_idle(gs);
-    uint64_t st1 = bg_gfn_sampled_steps_done(gs);
+    bg_sampled_trainer_wait_idle(gs);
+    uint64_t st1 = bg_sampled_trainer_steps(gs);
     printf("Observe first on a fresh sampler: %llu steps for 13 observations\n",
            (unsigned long long)(st1 - st0));
     CHECK(st1 - st0 == 20 * 13, "steps %llu, want 260", (unsigned long long)(st1 - st0));
-    CHECK(bg_gfn_sampled_trained(gs, &g3, "bg") == 1, "not trained");
+    CHECK(bg_sampled_state(g3.sampled, "bg") == BG_SAMPLER_TRAINED, "not trained");
 
-    bg_gfn_sampled_hold(gs, 1);
+    bg_sampled_trainer_hold(gs, 1);
     observe_pulls(e, &g3, "bg", 79, 3, w_star);  /* trained: one job, 60 steps */
     observe_pulls(e, &g3, "new", 80, 1, w_star); /* untrained: 20 steps */
+    CHECK(bg_sampled_state(g3.sampled, "bg") == BG_SAMPLER_RETRAINING &&
+              bg_sampled_state(g3.sampled, "new") == BG_SAMPLER_PENDING,
+          "states %d / %d, want RETRAINING / PENDING", bg_sampled_state(g3.sampled, "bg"),
+          bg_sampled_state(g3.sampled, "new"));
     char next[32] = "";
     size_t queued = 0;
-    CHECK(bg_gfn_sampled_next(gs, next, sizeof next, &queued) == 1, "no job queued");
+    CHECK(bg_sampled_trainer_next(gs, next, sizeof next, &queued) == 1, "no job queued");
     printf("queued %zu jobs; next: session '%s'\n", queued, next);
     CHECK(queued == 2 && strcmp(next, "new") == 0, "the untrained sampler must go first");
-    bg_gfn_sampled_hold(gs, 0);
-    bg_gfn_sampled_wait_idle(gs);
-    CHECK(bg_gfn_sampled_steps_done(gs) - st1 == 80, "steps %llu, want 80",
-          (unsigned long long)(bg_gfn_sampled_steps_done(gs) - st1));
-    bg_sampler_slot_free(g3.sampler_slot);
+    bg_sampled_trainer_hold(gs, 0);
+    bg_sampled_trainer_wait_idle(gs);
+    CHECK(bg_sampled_trainer_steps(gs) - st1 == 80, "steps %llu, want 80",
+          (unsigned long long)(bg_sampled_trainer_steps(gs) - st1));
+    CHECK(bg_sampled_state(g3.sampled, "bg") == BG_SAMPLER_TRAINED &&
+              bg_sampled_state(g3.sampled, "new") == BG_SAMPLER_TRAINED,
+          "not trained after the jobs");
+    bg_sampled_destroy(g3.sampled);
 
     /* max_sessions 2 */
     bg_engine *e2;
-    bg_gfn_sampled *gs2;
+    bg_sampled_trainer *gs2;
     make_engine(2, &e2, &gs2);
     bg_guard g4 = *g;
-    g4.instance_id = 1004;
-    g4.sampler_slot = bg_sampler_slot_new();
-    with_factory(&g4, f);
-    bg_gfn_sampled_hold(gs2, 1);
+    as_policy(&g4, f);
+    bg_sampled_trainer_hold(gs2, 1);
     observe_pulls(e2, &g4, "q1", 81, 1, w_star);
     observe_pulls(e2, &g4, "q2", 82, 1, w_star);
     observe_pulls(e2, &g4, "q3", 83, 1, w_star); /* stored, not queued */
-    CHECK(bg_gfn_sampled_next(gs2, next, sizeof next, &queued) == 1 && queued == 2,
+    CHECK(bg_sampled_trainer_next(gs2, next, sizeof next, &queued) == 1 && queued == 2,
           "queued %zu, want 2", queued);
     bg_action a3 = {.id = "", .tool = "pull", .arguments_json = "", .features = NULL};
     double x[D] = {0};
@@ -227,47 +248,39 @@ static void test_queue(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *g, fact
     int rc = bg_engine_evaluate(e2, &g4, "q3", &a3, &v, &err);
     printf("full queue: %s: %s\n", bg_err_name(rc), err.msg);
     CHECK(rc == BG_EUNAVAIL && strstr(err.msg, "busy"), "rc %d", rc);
-    bg_gfn_sampled_hold(gs2, 0);
-    bg_gfn_sampled_wait_idle(gs2);
+    bg_sampled_trainer_hold(gs2, 0);
+    bg_sampled_trainer_wait_idle(gs2);
     rc = bg_engine_evaluate(e2, &g4, "q3", &a3, &v, &err); /* now it queues */
     CHECK(rc == BG_EUNAVAIL && strstr(err.msg, "training now"), "rc %d", rc);
-    bg_gfn_sampled_wait_idle(gs2);
+    bg_sampled_trainer_wait_idle(gs2);
     CHECK(bg_engine_evaluate(e2, &g4, "q3", &a3, &v, &err) == BG_OK, "%s", err.msg);
     bg_engine_destroy(e2);
-    bg_gfn_sampled_destroy(gs2);
-    bg_sampler_slot_free(g4.sampler_slot);
+    bg_sampled_trainer_destroy(gs2);
+    bg_sampled_destroy(g4.sampled);
     CHECK(atomic_load(&owner_refs) == 0, "owner references left: %d", atomic_load(&owner_refs));
 }
 
-static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *base,
+static void test_background(bg_engine *e, bg_sampled_trainer *gs, const bg_guard *base,
                             const bg_action *a, factory *f)
 {
-    size_t own = bg_gfn_sampled_own_slots(gs);
-    uint64_t done0 = bg_gfn_sampled_jobs_done(gs);
+    uint64_t done0 = bg_sampled_trainer_jobs(gs);
     bg_guard gw = *base;
-    gw.owner = &owner_refs;
-    gw.owner_ref = owner_ref;
-    gw.owner_unref = owner_unref;
-    gw.instance_id = 1001;
-    gw.sampler_slot = bg_sampler_slot_new();
-    with_factory(&gw, f);
-    CHECK(gw.sampler_slot, "slot");
+    as_policy(&gw, f);
     observe_pulls(e, &gw, "bg", 77, 12, w_star);
-    bg_gfn_sampled_wait_idle(gs);
-    uint64_t done1 = bg_gfn_sampled_jobs_done(gs);
-    printf("background: %llu jobs for 12 observations, trained %d, owner refs %d\n",
-           (unsigned long long)(done1 - done0), bg_gfn_sampled_trained(gs, &gw, "bg"),
+    bg_sampled_trainer_wait_idle(gs);
+    uint64_t done1 = bg_sampled_trainer_jobs(gs);
+    printf("background: %llu jobs for 12 observations, state %d, owner refs %d\n",
+           (unsigned long long)(done1 - done0), bg_sampled_state(gw.sampled, "bg"),
            atomic_load(&owner_refs));
     CHECK(done1 > done0 && done1 - done0 <= 12, "jobs %llu", (unsigned long long)(done1 - done0));
-    CHECK(bg_gfn_sampled_trained(gs, &gw, "bg") == 1, "session sampler not marked trained");
-    CHECK(bg_gfn_sampled_samplers(gs, &gw) == 1, "samplers %zu", bg_gfn_sampled_samplers(gs, &gw));
+    CHECK(bg_sampled_state(gw.sampled, "bg") == BG_SAMPLER_TRAINED,
+          "session sampler not marked trained");
+    CHECK(bg_sampled_samplers(gw.sampled) == 1, "samplers %zu", bg_sampled_samplers(gw.sampled));
     CHECK(atomic_load(&owner_refs) == 0, "owner references left: %d", atomic_load(&owner_refs));
 
-    /* what a reload makes: same data, a fresh slot and instance id */
+    /* what a reload that cannot inherit makes: same data, a fresh state */
     bg_guard g2 = gw;
-    g2.instance_id = 1002;
-    g2.sampler_slot = bg_sampler_slot_new();
-    CHECK(g2.sampler_slot, "slot");
+    fresh_state(&g2);
     bg_verdict v;
     bg_err err;
     /* its sampler has not seen the session's data: no verdict (fail closed),
@@ -277,23 +290,35 @@ static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *ba
     CHECK(rc == BG_EUNAVAIL && strstr(err.msg, "retry"), "rc %d", rc);
     rc = bg_engine_evaluate(e, &g2, "bg", a, &v, &err);
     CHECK(rc == BG_EUNAVAIL || rc == BG_OK, "rc %d", rc);
-    bg_gfn_sampled_wait_idle(gs);
+    bg_sampled_trainer_wait_idle(gs);
     CHECK(bg_engine_evaluate(e, &g2, "bg", a, &v, &err) == BG_OK, "%s", err.msg);
     CHECK(v.sampled == 1, "sampled verdict");
-    uint64_t done2 = bg_gfn_sampled_jobs_done(gs);
-    printf("after a reload: Evaluate queued %llu job(s), new sampler trained %d\n",
-           (unsigned long long)(done2 - done1), bg_gfn_sampled_trained(gs, &g2, "bg"));
+    uint64_t done2 = bg_sampled_trainer_jobs(gs);
+    printf("after a reload: Evaluate queued %llu job(s), new sampler state %d\n",
+           (unsigned long long)(done2 - done1), bg_sampled_state(g2.sampled, "bg"));
     CHECK(done2 == done1 + 1, "a fresh sampler on a session with data must be trained once");
-    CHECK(bg_gfn_sampled_trained(gs, &g2, "bg") == 1, "reloaded sampler not trained");
+    CHECK(bg_sampled_state(g2.sampled, "bg") == BG_SAMPLER_TRAINED, "reloaded sampler not trained");
     CHECK(atomic_load(&owner_refs) == 0, "owner references left: %d", atomic_load(&owner_refs));
-    CHECK(bg_gfn_sampled_own_slots(gs) == own,
-          "the sampled path kept state for a slotted guard "
-          "(%zu, was %zu)",
-          bg_gfn_sampled_own_slots(gs), own);
+
+    /* a reload that keeps model, sampler and config inherits the trained
+     * session samplers: a verdict at once, no job, and still after the old
+     * instance's state is gone */
+    bg_guard g5 = gw;
+    fresh_state(&g5);
+    bg_sampled_inherit(g5.sampled, gw.sampled);
+    CHECK(bg_sampled_state(g5.sampled, "bg") == BG_SAMPLER_TRAINED, "inherited sampler state %d",
+          bg_sampled_state(g5.sampled, "bg"));
+    bg_sampled_destroy(gw.sampled);
+    CHECK(atomic_load(&live) == 2, "session samplers alive %d, want 2 (shared, g2's)",
+          atomic_load(&live));
+    CHECK(bg_engine_evaluate(e, &g5, "bg", a, &v, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_sampled_trainer_jobs(gs) == done2, "an inherited trained sampler needs no job");
+
     test_queue(e, gs, &g2, f);
-    bg_sampler_slot_free(gw.sampler_slot);
-    bg_sampler_slot_free(g2.sampler_slot);
-    CHECK(atomic_load(&live) == 0, "session samplers left after the slots: %d", atomic_load(&live));
+    bg_sampled_destroy(g5.sampled);
+    bg_sampled_destroy(g2.sampled);
+    CHECK(atomic_load(&live) == 0, "session samplers left after the states: %d",
+          atomic_load(&live));
 }
 
 /* Two sessions with different truths: training B leaves A's verdict bit for
@@ -302,12 +327,14 @@ static void test_background(bg_engine *e, bg_gfn_sampled *gs, const bg_guard *ba
 static void test_sessions(const bg_guard *base, const bg_action *a, factory *f)
 {
     bg_engine *e;
-    bg_gfn_sampled *gs;
+    bg_sampled_trainer *gs;
     bg_err err;
     make_engine(2, &e, &gs);
-    bg_guard g = *base;
-    g.instance_id = 2001;
-    with_factory(&g, f);
+    bg_guard g = *base; /* inline training, a sampler per session */
+    fresh_state(&g);
+    g.per_session = 1;
+    g.session_sampler = (bg_sampler_factory){.ctx = f, .create = fx_new, .destroy = fx_drop};
+    CHECK(bg_guard_check(&g, &err) == BG_OK, "%s", err.msg);
     const uint64_t truth_a = w_star, truth_b = ~w_star & 0xffffffffULL;
     observe_pulls(e, &g, "A", 31, N_OBS, truth_a);
     bg_verdict va0, va, vb;
@@ -332,7 +359,7 @@ static void test_sessions(const bg_guard *base, const bg_action *a, factory *f)
            "(B's truth on A's data: %.1f; want within 60)\n",
            gap_a, gap_b, cross);
     CHECK(gap_a <= 60 && gap_b <= 60, "a session's verdict does not fit its own data");
-    CHECK(bg_gfn_sampled_samplers(gs, &g) == 2, "samplers %zu", bg_gfn_sampled_samplers(gs, &g));
+    CHECK(bg_sampled_samplers(g.sampled) == 2, "samplers %zu", bg_sampled_samplers(g.sampled));
     /* sessions without data sample the shared instance: no sampler made,
      * none dropped */
     for (int i = 0; i < 3; i++) {
@@ -341,20 +368,24 @@ static void test_sessions(const bg_guard *base, const bg_action *a, factory *f)
         bg_verdict vn;
         CHECK(bg_engine_evaluate(e, &g, sid, a, &vn, &err) == BG_OK, "%s", err.msg);
     }
-    CHECK(bg_gfn_sampled_samplers(gs, &g) == 2 && bg_gfn_sampled_trained(gs, &g, "A") == 1 &&
-              bg_gfn_sampled_trained(gs, &g, "B") == 1,
+    CHECK(bg_sampled_samplers(g.sampled) == 2 &&
+              bg_sampled_state(g.sampled, "A") == BG_SAMPLER_TRAINED &&
+              bg_sampled_state(g.sampled, "B") == BG_SAMPLER_TRAINED,
           "evaluations without data dropped a trained sampler (%zu, A %d, B %d)",
-          bg_gfn_sampled_samplers(gs, &g), bg_gfn_sampled_trained(gs, &g, "A"),
-          bg_gfn_sampled_trained(gs, &g, "B"));
+          bg_sampled_samplers(g.sampled), bg_sampled_state(g.sampled, "A"),
+          bg_sampled_state(g.sampled, "B"));
     /* a third session: the least recently used idle sampler (A's) goes */
     observe_pulls(e, &g, "C", 33, 1, truth_a);
-    CHECK(bg_gfn_sampled_samplers(gs, &g) == 2, "samplers %zu over max_sessions 2",
-          bg_gfn_sampled_samplers(gs, &g));
-    CHECK(bg_gfn_sampled_trained(gs, &g, "A") == -1, "A's sampler was not the one dropped");
-    CHECK(bg_gfn_sampled_trained(gs, &g, "B") == 1 && bg_gfn_sampled_trained(gs, &g, "C") == 1,
+    CHECK(bg_sampled_samplers(g.sampled) == 2, "samplers %zu over max_sessions 2",
+          bg_sampled_samplers(g.sampled));
+    CHECK(bg_sampled_state(g.sampled, "A") == BG_SAMPLER_NONE,
+          "A's sampler was not the one dropped");
+    CHECK(bg_sampled_state(g.sampled, "B") == BG_SAMPLER_TRAINED &&
+              bg_sampled_state(g.sampled, "C") == BG_SAMPLER_TRAINED,
           "B and C keep theirs");
     bg_engine_destroy(e);
-    bg_gfn_sampled_destroy(gs);
+    bg_sampled_trainer_destroy(gs);
+    bg_sampled_destroy(g.sampled);
     CHECK(atomic_load(&live) == 0, "session samplers left: %d", atomic_load(&live));
 }
 
@@ -375,27 +406,27 @@ int main(void)
     CHECK(bg_guard_build_create(h, &spec, &gb, &err) == BG_OK, "%s", err.msg);
     bg_guard g = *bg_guard_build_guard(gb);
 
-    /* the sampler instance, through the host like the daemon would */
-    bg_plugin *sp;
-    CHECK(bg_plugin_host_find(h, "gfn", BG_PLUGIN_KIND_SAMPLER, &sp, &err) == BG_OK, "%s", err.msg);
+    /* the sampler instance, made the daemon's way */
     const char *yaml = "{loss: tb, hidden: 64, lr: 0.01, lr_end: 0.001, lr_horizon: 400, "
                        "seed: 5}";
     bg_cfg_doc *doc;
     CHECK(bg_cfg_parse_string(yaml, strlen(yaml), "s.yaml", &doc, &err) == BG_OK, "%s", err.msg);
-    bg_plugin_services *svc;
-    CHECK(bg_plugin_services_create(h, sp, &svc, &err) == BG_OK, "%s", err.msg);
+    const bg_cfg_node *scfg = bg_cfg_doc_root(doc, 0);
     bg_space space = {D, 0};
-    void *inst;
-    CHECK(sp->desc->vt.sampler->create(bg_plugin_services_host(svc), bg_cfg_doc_root(doc, 0),
-                                       &space, &inst) == BG_PLUGIN_OK,
-          "sampler create: %s", bg_plugin_services_errors(svc));
+    bg_plugin_instance *sp;
+    CHECK(bg_plugin_instance_create(h, "gfn", BG_PLUGIN_KIND_SAMPLER, scfg, scfg, &space, NULL,
+                                    NULL, &sp, &err) == BG_OK,
+          "sampler: %s", err.msg);
     g.sampler_name = "gfn";
-    g.sampler = sp->desc->vt.sampler;
-    g.sampler_inst = inst;
+    g.sampler = sp->plugin->desc->vt.sampler;
+    g.sampler_inst = sp->inst;
     g.sampler_samples = 256;
+    fresh_state(&g);
+    g.train = BG_TRAIN_INLINE; /* one sampler for every session */
+    CHECK(bg_guard_check(&g, &err) == BG_OK, "%s", err.msg);
 
     bg_engine *e;
-    bg_gfn_sampled *gs;
+    bg_sampled_trainer *gs;
     make_engine(0, &e, &gs);
 
     /* observations: random arms, r ~ N(x·w*, 1) */
@@ -479,19 +510,15 @@ int main(void)
     printf("-inf log-likelihood: rc %d (%s)\n", rc, err.msg);
     CHECK(rc == BG_EINTERNAL && strstr(err.msg, "finite posterior"), "-inf lik: rc %d", rc);
 
-    factory fac = {.vt = sp->desc->vt.sampler,
-                   .host = bg_plugin_services_host(svc),
-                   .cfg = bg_cfg_doc_root(doc, 0),
-                   .space = {D, 0}};
+    factory fac = {.host = h, .of = sp, .cfg = scfg, .space = {D, 0}};
     test_background(e, gs, &g, &a, &fac);
     test_sessions(&g, &a, &fac);
 
     bg_engine_destroy(e);
-    bg_gfn_sampled_destroy(gs);
-    sp->desc->vt.sampler->destroy(inst);
-    bg_plugin_services_destroy(svc);
+    bg_sampled_trainer_destroy(gs);
+    bg_sampled_destroy(g.sampled);
+    bg_plugin_instance_destroy(sp);
     bg_cfg_doc_destroy(doc);
-    bg_plugin_unref(sp);
     bg_guard_build_destroy(gb);
     bg_plugin_host_destroy(h);
     printf("ok\n");

@@ -1,6 +1,6 @@
 /*
  * test_gfn_tilted.c — the harm-tilted reward R_x(h) = P(h)·P(D|h)·P(H|x,h)
- * (daemon/gfn/gfn_tilt.h) with the real bandit plugin (bg_bandit.so via
+ * (lib/gfn/gfn_tilt.h) with the real bandit plugin (bg_bandit.so via
  * the plugin host) on an enumerable space, d = 8 (256 hypotheses):
  *   1. the adaptor: log R_x = log R + log harm exactly (plugin's log_prior
  *      + Σ log_lik + log of the plugin's harm) on every id; a zero harm
@@ -85,11 +85,13 @@ static void make_data(bandit *b)
         double u1 = bg_gfn_rng_uniform(&r) + 1e-12, u2 = bg_gfn_rng_uniform(&r);
         double noise = sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
         memcpy(b->feats[i], b->arm_x[a], sizeof b->feats[i]);
-        b->obs[i] = (bg_observation){
-            .action = {.id = "", .tool = "pull", .arguments_json = "", .features = b->feats[i],
-                       .n_features = D},
-            .has_value = 1,
-            .value = __builtin_popcountll(b->arm[a] & w_star) + noise};
+        b->obs[i] = (bg_observation){.action = {.id = "",
+                                                .tool = "pull",
+                                                .arguments_json = "",
+                                                .features = b->feats[i],
+                                                .n_features = D},
+                                     .has_value = 1,
+                                     .value = __builtin_popcountll(b->arm[a] & w_star) + noise};
     }
 }
 
@@ -197,21 +199,19 @@ int main(void)
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
-    bg_plugin *p;
-    CHECK(bg_plugin_host_find(h, "bandit", BG_PLUGIN_KIND_HYPOTHESIS, &p, &err) == BG_OK, "%s",
-          err.msg);
     static bandit b;
     make_data(&b);
     char yaml[128];
     snprintf(yaml, sizeof yaml, "{features: %d, sigma: 1, theta: %g}", D, b.theta);
     bg_cfg_doc *doc;
     CHECK(bg_cfg_parse_string(yaml, strlen(yaml), "b.yaml", &doc, &err) == BG_OK, "%s", err.msg);
-    bg_plugin_services *svc;
-    CHECK(bg_plugin_services_create(h, p, &svc, &err) == BG_OK, "%s", err.msg);
-    b.vt = p->desc->vt.hypothesis;
-    CHECK(b.vt->create(bg_plugin_services_host(svc), bg_cfg_doc_root(doc, 0),
-                       &b.inst) == BG_PLUGIN_OK,
-          "bandit create: %s", bg_plugin_services_errors(svc));
+    bg_plugin_instance *pi;
+    const bg_cfg_node *cfg = bg_cfg_doc_root(doc, 0);
+    CHECK(bg_plugin_instance_create(h, "bandit", BG_PLUGIN_KIND_HYPOTHESIS, cfg, cfg, NULL, NULL,
+                                    NULL, &pi, &err) == BG_OK,
+          "bandit: %s", err.msg);
+    b.vt = pi->plugin->desc->vt.hypothesis;
+    b.inst = pi->inst;
 
     /* exact posterior reward and, per arm, the exact tilted reward */
     uint64_t ids[N_H];
@@ -224,8 +224,11 @@ int main(void)
     bg_gfn_model_harm_ctx mh;
     bg_gfn_tilt t;
     for (int a = 0; a < N_ARMS && ctx < 0; a++) {
-        act = (bg_action){.id = "", .tool = "pull", .arguments_json = "",
-                          .features = b.arm_x[a], .n_features = D};
+        act = (bg_action){.id = "",
+                          .tool = "pull",
+                          .arguments_json = "",
+                          .features = b.arm_x[a],
+                          .n_features = D};
         mh = (bg_gfn_model_harm_ctx){b.vt, b.inst, &act, b.obs, N_OBS};
         t = (bg_gfn_tilt){log_r_fn, &b, bg_gfn_model_harm, &mh, 0};
         CHECK(bg_gfn_tilt_reward(&t, ids, N_H, log_rx) == BG_PLUGIN_OK, "R_x");
@@ -274,10 +277,8 @@ int main(void)
     bg_gfn_destroy(warm);
     bg_gfn_destroy(post);
     bg_gfn_destroy(cold);
-    b.vt->destroy(b.inst);
-    bg_plugin_services_destroy(svc);
+    bg_plugin_instance_destroy(pi);
     bg_cfg_doc_destroy(doc);
-    bg_plugin_unref(p);
     bg_plugin_host_destroy(h);
     printf("ok\n");
     return 0;

@@ -24,7 +24,7 @@
 #include "bg_test.h"
 #include "cfg/cfg.h"
 #include "engine/engine.h"
-#include "engine/guard_build.h"
+#include "guard_build.h"
 #include "plugin/plugin_host.h"
 
 #define FIX BG_FIXTURE_DIR

@@ -9,6 +9,7 @@
  */
 #include <math.h>
 
+#include "engine/sampled.h"
 #include "policy_test.h"
 
 static bg_plugin_host *host;
@@ -70,7 +71,8 @@ static void test_dir_layout(void)
         CHECK_STR(pay->guard.model_name, "fx_model");
         CHECK_STR(pay->guard.estimator_name, "fx_est");
         CHECK(pay->guard.sampler == NULL);
-        CHECK(pay->guard.sampler_slot == NULL && pay->guard.sampler_new == NULL);
+        CHECK(pay->guard.sampled == NULL && pay->guard.session_sampler.create == NULL);
+        CHECK_INT(pay->guard.train, BG_TRAIN_UNSET);
         CHECK_INT(pay->guard.model->count(pay->guard.model_inst), 8);
         /* delta 0.1 * prior_floor 0.01 reached the estimator. */
         CHECK_NEAR(pay->guard.estimator->order_needed(pay->guard.estimator_inst), 1e-3, 1e-15);
@@ -188,6 +190,7 @@ static void test_sampler(void)
     bg_policy_set *s = load_ok(dir);
     if (s) {
         const bg_guard *g = &bg_policy_set_at(s, 0)->guard;
+        bg_err err;
         CHECK_STR(g->sampler_name, "fx_sampler");
         CHECK_INT(g->sampler_samples, 64);
         CHECK_INT(g->model->count(g->model_inst), 0);
@@ -199,11 +202,15 @@ static void test_sampler(void)
         CHECK_INT(ids[3], 3);
         CHECK_NEAR(lq[0], -12 * log(2.0), 1e-12); /* the sampler got the model's 12-bit space */
         /* the sampled path's per-instance state, owned with the instance,
-         * and more instances of the same sampler for sessions */
-        CHECK(g->sampler_slot != NULL && g->sampler_slot->state == NULL);
+         * background training kept alive by the set, and more instances of
+         * the same sampler for sessions */
+        CHECK(g->sampled != NULL && bg_sampled_samplers(g->sampled) == 0);
+        CHECK_INT(g->train, BG_TRAIN_BACKGROUND);
+        CHECK(g->owner.ref != NULL && g->owner.unref != NULL);
+        CHECK_INT(bg_guard_check(g, &err), BG_OK);
         void *more = NULL, *keep = NULL;
-        CHECK(g->sampler_new != NULL && g->sampler_drop != NULL);
-        CHECK_INT(g->sampler_new(g->sampler_ctx, &more, &keep), BG_OK);
+        CHECK(g->per_session && g->session_sampler.create && g->session_sampler.destroy);
+        CHECK_INT(g->session_sampler.create(g->session_sampler.ctx, &more, &keep), BG_OK);
         uint64_t id2[4];
         double lq2[4];
         bg_rng_seed(&r, 1);
@@ -213,7 +220,7 @@ static void test_sampler(void)
         /* the instance may outlive its set (a table shared across reloads):
          * it keeps its plugin loaded and its host services */
         const bg_sampler_vtbl *vt = g->sampler;
-        void (*drop)(void *, void *) = g->sampler_drop;
+        void (*drop)(void *, void *) = g->session_sampler.destroy;
         bg_policy_set_unref(s);
         CHECK_INT(vt->sample(more, &r, 4, id2, lq2), 0);
         drop(more, keep);

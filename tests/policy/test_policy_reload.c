@@ -10,15 +10,16 @@
  * plugin .so replaced on disk takes effect for new acquisitions after a
  * reload while a set acquired before keeps the old code. Run under ASan
  * this also shows nothing leaks (sets, instances, plugin handles). Last: a
- * sampled policy's sampler state (its bg_sampler_slot's) carries over a
- * reload that keeps its model, sampler plugin and sampler config, and not
- * one that changes either; the shared state is released once, after the
- * last set holding it.
+ * sampled policy's session samplers (its bg_sampled, trained through the
+ * engine) carry over a reload that keeps its model, sampler plugin and
+ * sampler config, and not one that changes either; the shared samplers
+ * outlive the set that made them and go with the last one holding them.
  */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "engine/sampled.h"
 #include "policy_test.h"
 
 #define READERS 8
@@ -261,19 +262,6 @@ static void test_plugin_replaced(void)
     pt_rmtree(pdir);
 }
 
-/* A stand-in for the sampled path's state: reference counted. */
-static atomic_int state_refs;
-static void fake_ref(void *st)
-{
-    (void)st;
-    atomic_fetch_add(&state_refs, 1);
-}
-static void fake_free(void *st)
-{
-    (void)st;
-    atomic_fetch_sub(&state_refs, 1);
-}
-
 static void write_sampled(const char *dir, double threshold, int n, double temperature)
 {
     char p[1024];
@@ -287,19 +275,21 @@ static void write_sampled(const char *dir, double threshold, int n, double tempe
     CHECK_INT(pt_write(dir, "bits.yaml", p), 0);
 }
 
-/* The slot of the current set's policy; a fake state set on it when asked. */
-static bg_sampler_slot *slot_now(bg_policy_store *st, bg_policy_set **hold, int give_state)
+/* The current set's policy's sampled state; with observe, one observation
+ * of session "s" through the engine first, trained in the background. */
+static bg_sampled *sampled_now(bg_policy_store *st, bg_policy_set **hold, bg_engine *e,
+                               bg_sampled_trainer *tr, int observe)
 {
     *hold = bg_policy_store_acquire(st);
-    bg_sampler_slot *sl = bg_policy_set_at(*hold, 0)->guard.sampler_slot;
-    CHECK(sl != NULL);
-    if (sl && give_state && !sl->state) {
-        sl->state = &state_refs;
-        sl->state_ref = fake_ref;
-        sl->state_free = fake_free;
-        fake_ref(NULL);
+    const bg_guard *g = &bg_policy_set_at(*hold, 0)->guard;
+    CHECK(g->sampled != NULL);
+    if (observe) {
+        bg_observation o = {.action = {.id = "", .tool = "t", .arguments_json = ""}};
+        bg_err err;
+        CHECK_INT(bg_engine_observe(e, g, "s", &o, NULL, &err), BG_OK);
+        bg_sampled_trainer_wait_idle(tr);
     }
-    return sl;
+    return g->sampled;
 }
 
 static void test_sampler_carryover(void)
@@ -312,36 +302,49 @@ static void test_sampler_carryover(void)
     bg_policy_store *st = open_store(dir, &host);
     if (!st)
         return;
+    bg_sampled_trainer *tr = NULL;
+    bg_engine *e = NULL;
+    CHECK_INT(bg_sampled_trainer_create(NULL, &tr, &err), BG_OK);
+    bg_engine_opts eo = {.trainer = tr};
+    CHECK_INT(bg_engine_create(&eo, &e, &err), BG_OK);
     bg_policy_set *s1, *s2, *s3, *s4;
-    bg_sampler_slot *a = slot_now(st, &s1, 1);
-    CHECK_INT(atomic_load(&state_refs), 1);
+    bg_sampled *a = sampled_now(st, &s1, e, tr, 1);
+    CHECK_INT(bg_sampled_samplers(a), 1);
+    CHECK_INT(bg_sampled_state(a, "s"), BG_SAMPLER_TRAINED);
     /* only the threshold changes: shared */
     write_sampled(dir, 0.4, 12, 0.5);
     CHECK_INT(bg_policy_store_reload(st, "test", &err), BG_OK);
-    bg_sampler_slot *b = slot_now(st, &s2, 0);
-    CHECK(b != a && b->state == a->state && b->state_free == fake_free);
-    CHECK_INT(atomic_load(&state_refs), 2);
+    bg_sampled *b = sampled_now(st, &s2, e, tr, 0);
+    CHECK(b != a);
+    CHECK_INT(bg_sampled_samplers(b), 1);
+    CHECK_INT(bg_sampled_state(b, "s"), BG_SAMPLER_TRAINED);
     /* the sampler's config changes: fresh */
     write_sampled(dir, 0.4, 12, 0.7);
     CHECK_INT(bg_policy_store_reload(st, "test", &err), BG_OK);
-    bg_sampler_slot *c = slot_now(st, &s3, 0);
-    CHECK(c->state == NULL);
-    CHECK_INT(atomic_load(&state_refs), 2);
-    c = slot_now(st, &s3, 1); /* (a second reference on s3, dropped below) */
-    bg_policy_set_unref(s3);
-    CHECK_INT(atomic_load(&state_refs), 3);
+    bg_sampled *c = sampled_now(st, &s3, e, tr, 0);
+    CHECK_INT(bg_sampled_samplers(c), 0);
+    CHECK_INT(bg_sampled_state(c, "s"), BG_SAMPLER_NONE);
     /* the model's config changes: fresh */
     write_sampled(dir, 0.4, 13, 0.7);
     CHECK_INT(bg_policy_store_reload(st, "test", &err), BG_OK);
-    bg_sampler_slot *d = slot_now(st, &s4, 0);
-    CHECK(d->state == NULL);
-    /* released as the sets go: s1 and s2 shared one state, s3 had its own */
+    bg_sampled *d = sampled_now(st, &s4, e, tr, 0);
+    CHECK_INT(bg_sampled_samplers(d), 0);
+    /* the samplers s1 and s2 share outlive s1 (ASan: freed once, with s2);
+     * a session without data samples s2's own sampler instance, never s1's
+     * destroyed one */
     bg_policy_set_unref(s1);
-    CHECK_INT(atomic_load(&state_refs), 2);
+    CHECK_INT(bg_sampled_samplers(b), 1);
+    CHECK_INT(bg_sampled_state(b, "s"), BG_SAMPLER_TRAINED);
+    bg_action act = {.id = "", .tool = "t", .arguments_json = ""};
+    bg_verdict v;
+    CHECK_INT(bg_engine_evaluate(e, &bg_policy_set_at(s2, 0)->guard, "fresh", &act, &v, &err),
+              BG_OK);
+    CHECK_INT(v.sampled, 1);
     bg_policy_set_unref(s2);
     bg_policy_set_unref(s3);
-    CHECK_INT(atomic_load(&state_refs), 0);
     bg_policy_set_unref(s4);
+    bg_engine_destroy(e);
+    bg_sampled_trainer_destroy(tr);
     bg_policy_store_destroy(st);
     bg_plugin_host_destroy(host);
     pt_rmtree(dir);

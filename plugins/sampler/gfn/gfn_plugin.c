@@ -1,11 +1,11 @@
 /*
  * gfn_plugin.c — sampler plugin `gfn`: the GFlowNet training engine of
- * daemon/gfn behind the ABI's bg_sampler_vtbl.
+ * lib/gfn behind the ABI's bg_sampler_vtbl.
  *
  * Why shaped so: the engine is self-contained C (libc, libm and
- * bayesguard/plugin.h only), so this plugin compiles the engine's own
- * sources (daemon/gfn/sources.cmake, one source of truth) and links no
- * daemon symbol. This file only maps the policy config (a typed config
+ * bayesguard/plugin.h only), so this plugin links its static library
+ * bg_gfn (position independent, hidden symbols: the .so still exports only
+ * its descriptor) and no daemon symbol. This file only maps the policy config (a typed config
  * map, checked by the host) onto bg_gfn_config and the vtable onto the
  * engine's calls.
  *
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 
 #include "bayesguard/plugin.h"
-#include "gfn.h"
+#include "gfn/gfn.h"
 
 typedef struct gfn_cfg {
     int loss;
@@ -32,15 +32,22 @@ typedef struct gfn_cfg {
     double reward_temp_start, reward_temp_end;
 } gfn_cfg;
 
-#define D(k, f, dflt, lo, hi, text)                                                               \
-    {.key = k, .type = BG_CFGV_DOUBLE, .def = dflt, .offset = offsetof(gfn_cfg, f), .min = lo,    \
-     .max = hi, .desc = text}
-#define I(k, f, dflt, lo, hi, text)                                                              \
-    {.key = k, .type = BG_CFGV_INT, .def = dflt, .offset = offsetof(gfn_cfg, f), .min = lo,       \
-     .max = hi, .desc = text}
+#define D(k, f, dflt, lo, hi, text)                                                                \
+    {                                                                                              \
+        .key = k, .type = BG_CFGV_DOUBLE, .def = dflt, .offset = offsetof(gfn_cfg, f), .min = lo,  \
+        .max = hi, .desc = text                                                                    \
+    }
+#define I(k, f, dflt, lo, hi, text)                                                                \
+    {                                                                                              \
+        .key = k, .type = BG_CFGV_INT, .def = dflt, .offset = offsetof(gfn_cfg, f), .min = lo,     \
+        .max = hi, .desc = text                                                                    \
+    }
 
 static const bg_cfg_entry cfg_map[] = {
-    {.key = "loss", .type = BG_CFGV_ENUM, .def = "subtb", .offset = offsetof(gfn_cfg, loss),
+    {.key = "loss",
+     .type = BG_CFGV_ENUM,
+     .def = "subtb",
+     .offset = offsetof(gfn_cfg, loss),
      .choices = "tb|subtb|db",
      .desc = "objective: trajectory balance, modified sub-trajectory or detailed balance"},
     I("hidden", hidden, "128", 1, 4096, "width of each hidden layer of the policy MLP"),
@@ -74,8 +81,7 @@ typedef struct gfn_sampler {
     bg_gfn *g;
 } gfn_sampler;
 
-static int create(const bg_host *host, const bg_cfg_node *config, const bg_space *space,
-                  void **out)
+static int create(const bg_host *host, const bg_cfg_node *config, const bg_space *space, void **out)
 {
     gfn_cfg pc;
     int rc = host->cfg_apply(host->host_ctx, config, cfg_map, CFG_N, &pc);

@@ -20,7 +20,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "gfn_internal.h"
+#include "gfn_priv.h"
 
 #define GELU_C 0.7978845608028654 /* sqrt(2/pi) */
 #define GELU_A 0.044715

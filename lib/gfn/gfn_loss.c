@@ -24,7 +24,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "gfn_internal.h"
+#include "gfn_priv.h"
 
 double bg__gfn_loss_tb(const bg__gfn_batch *b, double log_z, double *g_add, double *g_stop,
                        double *g_log_z)

@@ -1,16 +1,17 @@
 /*
- * gfn_score.c — the session reward and the verdict over sampled candidates
- * (gfn_score.h).
+ * sampled_score.c — the scoring half of the sampled path (sampled_priv.h):
+ * the session reward a sampler trains on, and the verdict over sampled
+ * candidates. No state; any thread.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "gfn_score.h"
+#include "engine/sampled_priv.h"
 
-int bg__gfn_session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
+int bg__session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
 {
-    bg__gfn_reward_ctx *r = vctx;
+    bg__reward_ctx *r = vctx;
     if (n > r->cap) {
         double *t = realloc(r->tmp, n * sizeof *t);
         if (!t)
@@ -43,7 +44,7 @@ static int by_post(const void *a, const void *b, void *keys)
     return i < j ? -1 : i > j;
 }
 
-uint64_t bg__gfn_mix_seed(uint64_t seed, const char *session, size_t n_hist)
+uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist)
 {
     uint64_t h = 1469598103934665603ULL ^ seed;
     for (const char *p = session; p && *p; p++)
@@ -52,20 +53,20 @@ uint64_t bg__gfn_mix_seed(uint64_t seed, const char *session, size_t n_hist)
 }
 
 /* Steps 3–6 over n unique candidate ids. */
-int bg__gfn_score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
-                               const bg_action *action, const uint64_t *ids, size_t n,
-                               bg_verdict *out, bg_err *err)
+int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
+                           const bg_action *action, const uint64_t *ids, size_t n, bg_verdict *out,
+                           bg_err *err)
 {
     double *lp = malloc(n * sizeof *lp), *harm = malloc(n * sizeof *harm);
     double *post = malloc(n * sizeof *post);
     uint32_t *order = malloc(n * sizeof *order);
-    bg__gfn_reward_ctx r = {g, hist, n_hist, NULL, 0};
+    bg__reward_ctx r = {g, hist, n_hist, NULL, 0};
     int rc = BG_OK;
     if (!lp || !harm || !post || !order) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
         goto done;
     }
-    if (bg__gfn_session_log_r(&r, ids, n, lp) != BG_PLUGIN_OK ||
+    if (bg__session_log_r(&r, ids, n, lp) != BG_PLUGIN_OK ||
         g->model->harm(g->model_inst, action, hist, n_hist, ids, n, harm) != BG_PLUGIN_OK) {
         rc = bg_err_set(err, BG_EINTERNAL, "policy %s: model %s failed on sampled hypotheses",
                         g->name, g->model_name ? g->model_name : "?");
@@ -135,10 +136,7 @@ int bg__gfn_score_and_estimate(const bg_guard *g, const bg_observation *hist, si
     out->cautious_posterior = post[eo.cautious];
     out->cautious_harm = harm[eo.cautious];
     out->plausible_set_size = eo.plausible;
-    if (!g->model->label || g->model->label(g->model_inst, out->cautious_id, out->cautious_label,
-                                            sizeof out->cautious_label) != BG_PLUGIN_OK)
-        snprintf(out->cautious_label, sizeof out->cautious_label, "#%llu",
-                 (unsigned long long)out->cautious_id);
+    bg_hypothesis_label(g, out->cautious_id, out->cautious_label, sizeof out->cautious_label);
 done:
     free(lp);
     free(harm);
@@ -148,7 +146,7 @@ done:
     return rc;
 }
 
-size_t bg__gfn_sort_unique(uint64_t *ids, size_t k)
+size_t bg__sort_unique(uint64_t *ids, size_t k)
 {
     qsort(ids, k, sizeof *ids, cmp_u64);
     size_t n = k ? 1 : 0;

@@ -23,7 +23,7 @@
  * (subnormal) gets the same floor.
  *
  * Self-contained C (libc, libm, bayesguard/plugin.h and the engine), like
- * the rest of daemon/gfn, so the sampler plugin could compile it too.
+ * the rest of lib/gfn, which the sampler plugin links.
  *
  * Threads: bg_gfn_tilt_reward and bg_gfn_model_harm only read their
  * context (plus the harm_evals counter of the tilt, which they bump), so

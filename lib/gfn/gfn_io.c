@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gfn_internal.h"
+#include "gfn_priv.h"
 
 #define BG__GFN_FILE_VERSION 1u
 #define BG__GFN_ORDER_MARK 0x01020304u
@@ -58,16 +58,17 @@ static void put_f64(wr *w, double v)
 }
 
 /* The config, field by field. One table drives both directions. */
-#define GFN_CONFIG_FIELDS(U32, U64, F64)                                                         \
-    U32(n_bits) U32(min_len) U32(max_len) U32(hidden) U32(n_hidden) U32(loss) F64(lambda)        \
-    F64(lr) F64(lr_logz) F64(lr_end) U32(lr_horizon) F64(beta1) F64(beta2) F64(adam_eps) F64(grad_clip) U32(batch)           \
-    F64(p_replay) F64(p_tempered) F64(temp_lo) F64(temp_hi) F64(epsilon) U32(replay_capacity)    \
-    F64(reward_temp_start) F64(reward_temp_end) U32(reward_temp_horizon) F64(init_logz)          \
-    U32(logz_from_batch) U64(seed)
+#define GFN_CONFIG_FIELDS(U32, U64, F64)                                                           \
+    U32(n_bits)                                                                                    \
+    U32(min_len) U32(max_len) U32(hidden) U32(n_hidden) U32(loss) F64(lambda) F64(lr) F64(lr_logz) \
+        F64(lr_end) U32(lr_horizon) F64(beta1) F64(beta2) F64(adam_eps) F64(grad_clip) U32(batch)  \
+            F64(p_replay) F64(p_tempered) F64(temp_lo) F64(temp_hi) F64(epsilon)                   \
+                U32(replay_capacity) F64(reward_temp_start) F64(reward_temp_end)                   \
+                    U32(reward_temp_horizon) F64(init_logz) U32(logz_from_batch) U64(seed)
 
-#define GFN_STATS_FIELDS(U32, U64, F64)                                                          \
-    U64(steps) U64(trajectories) U64(reward_evals) F64(last_loss) F64(log_z) F64(last_var)       \
-    F64(reward_temp)
+#define GFN_STATS_FIELDS(U32, U64, F64)                                                            \
+    U64(steps)                                                                                     \
+    U64(trajectories) U64(reward_evals) F64(last_loss) F64(log_z) F64(last_var) F64(reward_temp)
 
 static void put_state(wr *w, const bg_gfn *g)
 {
@@ -144,12 +145,13 @@ typedef struct rd {
     const char *what; /* first field that did not fit, NULL when none */
 } rd;
 
+/* Reads n bytes into out; after the first field that does not fit, every
+ * read (that one included) yields zeros, so out is always written. */
 static void get(rd *r, void *out, size_t n, const char *what)
 {
-    if (r->what)
-        return;
-    if (r->len - r->pos < n) {
-        r->what = what;
+    if (r->what || r->len - r->pos < n) {
+        if (!r->what)
+            r->what = what;
         memset(out, 0, n);
         return;
     }
@@ -317,8 +319,8 @@ int bg_gfn_load_into(bg_gfn *g, const char *path, char *errbuf, size_t errlen)
         return rc;
     if (n->cfg.n_bits != g->cfg.n_bits) {
         char msg[128];
-        snprintf(msg, sizeof msg, "is for d=%u features but this sampler has d=%u",
-                 n->cfg.n_bits, g->cfg.n_bits);
+        snprintf(msg, sizeof msg, "is for d=%u features but this sampler has d=%u", n->cfg.n_bits,
+                 g->cfg.n_bits);
         bg_gfn_destroy(n);
         return io_err(errbuf, errlen, BG_PLUGIN_EINVAL, path, msg);
     }

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gfn_internal.h"
+#include "gfn_priv.h"
 
 /* Scratch for `rows` policy evaluations. */
 typedef struct work {

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gfn_internal.h"
+#include "gfn_priv.h"
 
 int bg__gfn_replay_init(bg__gfn_replay *r, uint32_t cap, uint32_t d)
 {

@@ -20,8 +20,8 @@
  *   Forward and backward are hand written (gfn_mlp.c), optimised with Adam.
  *
  * This module is self-contained C (libc + libm + bayesguard/plugin.h for
- * the reward callback type and bg_rng): the sampler plugin compiles these
- * same sources into its .so. Errors are returned as BG_PLUGIN_E* codes
+ * the reward callback type and bg_rng), built as the static library
+ * bg_gfn that the sampler plugin links into its .so. Errors are returned as BG_PLUGIN_E* codes
  * (the same numbers as the daemon's BG_E*) with a message written into a
  * caller buffer (errbuf may be NULL).
  *

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gfn_internal.h"
+#include "gfn_priv.h"
 #include "gfn_tilt.h"
 
 #define TILT_CHUNK 256

@@ -18,7 +18,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "gfn_internal.h"
+#include "gfn_priv.h"
 
 uint32_t bg__gfn_n_in(uint32_t d)
 {

@@ -1,10 +1,12 @@
 /*
- * gfn_sampled.c — the engine's sampled path over the guard's sampler
- * plugin (contract in gfn_sampled.h).
+ * sampled.c — the engine's sampled path over the guard's sampler plugin
+ * (contract and the state diagram of a session sampler in sampled.h): the
+ * process-wide trainer and its queue, evaluate and observe.
  *
  * Evaluate, top to bottom:
- *   1. K ids from the sampler (read lock), with a generator seeded from
- *      (seed, session, #observations): the same data give the same verdict;
+ *   1. K ids from the session's sampler (read lock), with a generator
+ *      seeded from (seed, session, #observations): the same data give the
+ *      same verdict;
  *   2. sort + deduplicate;
  *   3. exact log-posterior of each candidate: log_prior + Σ log_lik over
  *      the session's history, normalised over the candidates (max-shifted
@@ -14,29 +16,24 @@
  *   6. the verdict: bound, cautious hypothesis and its label, plausible
  *      set size, sampled = 1, samples = K. The engine decides.
  *
- * Training. When the guard has an owner (a policy snapshot: owner_ref set),
- * observe_after copies the session history into a job, takes a reference
- * on the owner and hands the job to the trainer thread; it returns at once.
- * Jobs for the same sampler instance coalesce: a newer history replaces a
- * pending one and inherits the steps it owed (train_steps per observation,
- * capped), so a burst of observations gets as much training as the same
- * observations one by one, on the newest data. The trainer runs a job's
- * owed optimiser steps, one step per write
- * lock, then drops the owner reference (which may free an old snapshot and
- * its instances — on the trainer thread, after its last use). Evaluate
- * never waits for a job, only, at most, for one optimiser step. A sampler
- * that has never been trained while its session has data gets a job from
- * Evaluate too (after a reload created a fresh instance), owing the steps
- * of all the session's observations.
- * Without an owner (tests, benches) training runs inside observe_after, as
- * before, so results stay deterministic.
+ * Background training (BG_TRAIN_BACKGROUND): observe copies the session
+ * history into a job, takes a reference on the guard's owner and hands
+ * the job to the trainer thread; it returns at once. Jobs of the same
+ * sampler coalesce: a newer history replaces a pending one and inherits
+ * the steps it owed (train_steps per observation, capped), so a burst of
+ * observations gets as much training as the same observations one by one,
+ * on the newest data. The trainer runs a job's owed optimiser steps, one
+ * step per write lock, then drops the owner reference (which may free an
+ * old snapshot and its instances — on the trainer thread, after its last
+ * use). Evaluate never waits for a job, only, at most, for one optimiser
+ * step. A sampler that has never been trained while its session has data
+ * gets a job from Evaluate too (after a reload made a fresh instance),
+ * owing the steps of all the session's observations.
+ * BG_TRAIN_INLINE guards train inside observe, deterministically.
  *
- * Each session has its own sampler (gfn_sessions.h): a sampler amortises
- * the posterior of the data it is trained on. Jobs coalesce per session
- * sampler. The table lives in the guard's sampler_slot, created and freed
- * with the instance by its owner, so a reload leaves nothing behind here;
- * a guard without a slot (tests, benches) gets a slot in this context's own
- * table, kept until bg_gfn_sampled_destroy.
+ * Threads: the trainer's mutex guards the queue, `running`, and the job bit
+ * of every sampler's state; it is taken before a table's mutex, never
+ * after.
  */
 #include <math.h>
 #include <pthread.h>
@@ -45,24 +42,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_log.h"
-#include "gfn.h"
-#include "gfn_sampled.h"
-#include "gfn_score.h"
-#include "gfn_sessions.h"
-
-/* The state of a guard without a sampler_slot, in this context's table. */
-typedef struct slot_entry {
-    uint64_t key; /* inst_key() */
-    bg_sampler_slot *slot;
-    struct slot_entry *next;
-} slot_entry;
+#include "engine/sampled_priv.h"
 
 /* A training job: a guard (kept alive by an owner reference) and a private
  * copy of a session's history in one allocation. */
 typedef struct train_job {
     const bg_guard *g;
-    bg__gfn_ss *e; /* the session's sampler (a reference) */
+    bg__sampler *e; /* the session's sampler (a reference) */
     bg_observation *hist;
     size_t n_hist;
     uint32_t steps; /* optimiser steps owed: train_steps per observation */
@@ -71,110 +59,109 @@ typedef struct train_job {
 
 /* A burst of observations coalesces into one job that owes the steps of
  * all of them, up to this many. */
-#define BG_GFN_MAX_OWED_STEPS 4000u
+#define BG_SAMPLED_MAX_OWED_STEPS 4000u
 /* The trainer runs at most this many steps of a job (at least train_steps)
  * before it turns to the next: long first jobs after a reload must not
  * hold up the other sessions. */
-#define BG_GFN_CHUNK_STEPS 50u
+#define BG_SAMPLED_CHUNK_STEPS 50u
 
-struct bg_gfn_sampled {
-    bg_gfn_sampled_opts opts;
-    bg_engine_sampled_ops ops;
-    pthread_mutex_t mu;        /* guards slots, jobs, stop */
-    slot_entry *slots;         /* of guards without a sampler_slot */
-    pthread_cond_t cv;         /* a job was queued, or stop */
-    pthread_cond_t idle_cv;    /* the queue drained and the trainer is idle */
-    train_job *jobs;           /* pending, at most one per session sampler */
-    size_t n_jobs;             /* pending; at most opts.max_sessions new ones */
-    const bg__gfn_ss *running; /* what the trainer trains now; NULL: idle */
-    int finishing;             /* a finished job's references are being dropped */
-    atomic_int stop;           /* also read between steps without mu */
+struct bg_sampled_trainer {
+    bg_sampled_opts opts;
+    pthread_mutex_t mu;         /* guards jobs, running, finishing, hold, job bits */
+    pthread_cond_t cv;          /* a job was queued, or stop */
+    pthread_cond_t idle_cv;     /* the queue drained and the trainer is idle */
+    train_job *jobs;            /* pending, at most one per sampler */
+    size_t n_jobs;              /* pending; at most opts.max_sessions new ones */
+    const bg__sampler *running; /* what the trainer trains now; NULL: idle */
+    int finishing;              /* a finished job's references are being dropped */
+    atomic_int stop;            /* also read between steps without mu */
     int have_thread;
     int hold; /* tests: the trainer starts no job while set */
-    pthread_t trainer;
+    pthread_t thread;
     uint64_t jobs_done;
     atomic_uint_fast64_t steps_done; /* optimiser steps run, all samplers */
 };
 
-/* What identifies a guard's sampler instance across reloads: its
- * never-reused instance id when the guard has one (an address can be
- * reused by the next snapshot's instance), else its address. */
-static uint64_t inst_key(const bg_guard *g)
+/* What is wrong with g's sampled-path options, NULL when nothing: the one
+ * predicate of bg_guard_check (at guard creation) and assert_guard (each
+ * call). */
+static const char *guard_problem(const bg_guard *g)
 {
-    return g->instance_id ? g->instance_id | (1ULL << 63) : (uint64_t)(uintptr_t)g->sampler_inst;
+    if (!g->sampler)
+        return g->sampler_inst || g->sampled || g->train || g->per_session || g->owner.ref ||
+                       g->owner.unref || g->session_sampler.create || g->session_sampler.destroy
+                   ? "sampled-path options are set, but no sampler"
+                   : NULL;
+    if (!g->sampler_inst || !g->sampled)
+        return "a sampler needs sampler_inst and its sampled state (bg_sampled_create)";
+    if (g->sampled->self.inst != g->sampler_inst)
+        return "the sampled state was made for another sampler instance";
+    if (g->train != BG_TRAIN_INLINE && g->train != BG_TRAIN_BACKGROUND)
+        return "a sampler needs a train mode (BG_TRAIN_INLINE or BG_TRAIN_BACKGROUND)";
+    if ((g->owner.ref == NULL) != (g->owner.unref == NULL))
+        return "owner.ref and owner.unref go together";
+    if ((g->train == BG_TRAIN_BACKGROUND) != (g->owner.ref != NULL))
+        return g->train == BG_TRAIN_BACKGROUND
+                   ? "BG_TRAIN_BACKGROUND needs an owner with ref and unref"
+                   : "an owner is set, but training is inline";
+    int f = (g->session_sampler.create != NULL) + (g->session_sampler.destroy != NULL);
+    if (g->per_session ? f != 2 : f != 0)
+        return g->per_session ? "per_session needs session_sampler.create and .destroy"
+                              : "session_sampler is set, but per_session is 0";
+    return NULL;
 }
 
-/* The state of a sampler instance: the guard's slot, else this context's
- * entry for it (created on first use when create). NULL when there is none
- * or out of memory. */
-static bg_sampler_slot *slot_of(bg_gfn_sampled *s, const bg_guard *g, int create)
+int bg_guard_check(const bg_guard *g, bg_err *err)
 {
-    if (g->sampler_slot)
-        return g->sampler_slot;
-    uint64_t key = inst_key(g);
-    pthread_mutex_lock(&s->mu);
-    slot_entry *e = s->slots;
-    while (e && e->key != key)
-        e = e->next;
-    if (!e && create && (e = calloc(1, sizeof *e)) != NULL) {
-        if ((e->slot = bg_sampler_slot_new()) != NULL) {
-            e->key = key;
-            e->next = s->slots;
-            s->slots = e;
-        } else {
-            free(e);
-            e = NULL;
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    return e ? e->slot : NULL;
+    if (!g->name || !g->model || !g->model_inst || !g->estimator || !g->estimator_inst)
+        return bg_err_set(err, BG_EINVAL,
+                          "guard %s: a guard needs a name, a model and an estimator (vtable "
+                          "and instance each)",
+                          g->name ? g->name : "?");
+    const char *why = guard_problem(g);
+    if (why)
+        return bg_err_set(err, BG_EINVAL, "policy %s: sampler %s: %s", g->name,
+                          g->sampler_name ? g->sampler_name : "-", why);
+    return BG_OK;
 }
 
-/* The session sampler of (g, session), with a reference (bg__gfn_ss_put). */
-static int session_sampler(bg_gfn_sampled *s, const bg_guard *g, const char *session,
-                           bg__gfn_ss **out, bg_err *err)
+static void assert_guard(const bg_guard *g)
 {
-    bg_sampler_slot *sl = slot_of(s, g, 1);
-    if (!sl)
-        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory", g->name);
-    return bg__gfn_ss_get(sl, g, session, s->opts.max_sessions, out, err);
+    const char *why = guard_problem(g);
+    BG_ASSERT(why == NULL, "policy %s: %s", g->name, why);
 }
 
-/* Run `steps` optimiser steps on a history, one step per write lock. */
-static int train_steps(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e,
-                       const bg_observation *hist, size_t n_hist, uint32_t steps)
+/* The sampler of (g, session), with a reference (bg__sampler_put). */
+static int session_sampler(bg_sampled_trainer *t, const bg_guard *g, const char *session,
+                           bg__sampler **out, bg_err *err)
 {
-    bg__gfn_reward_ctx r = {g, hist, n_hist, NULL, 0};
+    return bg__sampler_get(g->sampled, g, session, t->opts.max_sessions, out, err);
+}
+
+/* Transitions "train_inline" and "steps run": `steps` optimiser steps on
+ * a history, one step per write lock; the sampler counts as trained once
+ * it has had train_steps of them. */
+static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
+                     const bg_observation *hist, size_t n_hist, uint32_t steps)
+{
+    bg__reward_ctx r = {g, hist, n_hist, NULL, 0};
     int rc = BG_PLUGIN_OK;
     uint32_t k = 0;
     for (; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
         pthread_rwlock_wrlock(&e->lock);
-        rc = g->sampler->train(e->inst, bg__gfn_session_log_r, &r, 1);
+        rc = g->sampler->train(e->inst, bg__session_log_r, &r, 1);
         pthread_rwlock_unlock(&e->lock);
         if (rc == BG_PLUGIN_OK)
             atomic_fetch_add(&s->steps_done, 1);
         /* as trained as after one observation: verdicts may use it (a long
          * first job after a reload need not finish before they do) */
         if (rc == BG_PLUGIN_OK && k + 1 == s->opts.train_steps)
-            atomic_store(&e->trained, 1);
+            atomic_fetch_or(&e->state, BG__SAMPLER_TRAINED);
     }
     free(r.tmp);
     if (rc == BG_PLUGIN_OK && k == steps)
-        atomic_store(&e->trained, 1);
+        atomic_fetch_or(&e->state, BG__SAMPLER_TRAINED);
     return rc;
-}
-
-/* 1 when e was trained, or a job for it is queued or running. */
-static int trained_or_training(bg_gfn_sampled *s, const bg__gfn_ss *e)
-{
-    if (atomic_load(&e->trained))
-        return 1;
-    pthread_mutex_lock(&s->mu);
-    int found = s->running == e;
-    for (const train_job *j = s->jobs; j && !found; j = j->next)
-        found = j->e == e;
-    pthread_mutex_unlock(&s->mu);
-    return found;
 }
 
 /* Deep copy of a history (strings, features, attributes) in one block. */
@@ -235,14 +222,14 @@ static train_job *job_create(const bg_guard *g, const bg_observation *hist, size
 static void job_destroy(train_job *j)
 {
     if (j) {
-        bg__gfn_ss_put(j->e); /* before the owner: it may free the table */
-        j->g->owner_unref(j->g->owner);
+        bg__sampler_put(j->e); /* before the owner: it may free the table */
+        j->g->owner.unref(j->g->owner.ctx);
         free(j);
     }
 }
 
 /* The pending job of e, as the link that points to it (NULL when none). */
-static train_job **pending_of(bg_gfn_sampled *s, const bg__gfn_ss *e)
+static train_job **pending_of(bg_sampled_trainer *s, const bg__sampler *e)
 {
     train_job **pp = &s->jobs;
     while (*pp && (*pp)->e != e)
@@ -253,15 +240,15 @@ static train_job **pending_of(bg_gfn_sampled *s, const bg__gfn_ss *e)
 /* Next job to run (under mu), as the link to it: the first whose sampler
  * has not yet trained (its session gets no decision meanwhile), else the
  * oldest. */
-static train_job **next_job(bg_gfn_sampled *s)
+static train_job **next_job(bg_sampled_trainer *s)
 {
     train_job **pp = &s->jobs;
-    while (*pp && atomic_load(&(*pp)->e->trained))
+    while (*pp && (atomic_load(&(*pp)->e->state) & BG__SAMPLER_TRAINED))
         pp = &(*pp)->next;
     return *pp ? pp : &s->jobs;
 }
 
-static train_job *take_job(bg_gfn_sampled *s)
+static train_job *take_job(bg_sampled_trainer *s)
 {
     train_job **pp = next_job(s);
     train_job *j = *pp;
@@ -273,9 +260,9 @@ static train_job *take_job(bg_gfn_sampled *s)
 
 static void *trainer_main(void *arg)
 {
-    bg_gfn_sampled *s = arg;
+    bg_sampled_trainer *s = arg;
     uint32_t chunk =
-        s->opts.train_steps > BG_GFN_CHUNK_STEPS ? s->opts.train_steps : BG_GFN_CHUNK_STEPS;
+        s->opts.train_steps > BG_SAMPLED_CHUNK_STEPS ? s->opts.train_steps : BG_SAMPLED_CHUNK_STEPS;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while ((!s->jobs || s->hold) && !s->stop)
@@ -284,15 +271,18 @@ static void *trainer_main(void *arg)
             break;
         train_job *j = take_job(s);
         s->running = j->e;
+        bg__assert_sampler_state(j->e, 1);
         pthread_mutex_unlock(&s->mu);
         /* an untrained sampler gets just what makes it usable first */
-        uint32_t c = atomic_load(&j->e->trained) ? chunk : s->opts.train_steps;
+        int trained = atomic_load(&j->e->state) & BG__SAMPLER_TRAINED;
+        uint32_t c = trained ? chunk : s->opts.train_steps;
         uint32_t n = j->steps < c ? j->steps : c;
-        if (train_steps(s, j->g, j->e, j->hist, j->n_hist, n) != BG_PLUGIN_OK) {
+        if (train_run(s, j->g, j->e, j->hist, j->n_hist, n) != BG_PLUGIN_OK) {
             BG_WARN("gfn",
                     "policy %s: sampler %s (session '%s'): background training failed; "
                     "the sampler keeps its previous state",
-                    j->g->name, j->g->sampler_name ? j->g->sampler_name : "?", j->e->session);
+                    j->g->name, j->g->sampler_name ? j->g->sampler_name : "?",
+                    j->e->session ? j->e->session : "");
             n = j->steps; /* nothing more of this job */
         }
         pthread_mutex_lock(&s->mu);
@@ -303,7 +293,8 @@ static void *trainer_main(void *arg)
              * of the same sampler (newer history) */
             train_job **pp = pending_of(s, j->e);
             uint64_t owed = (uint64_t)(j->steps - n) + (pp ? (*pp)->steps : 0);
-            uint32_t capped = owed < BG_GFN_MAX_OWED_STEPS ? (uint32_t)owed : BG_GFN_MAX_OWED_STEPS;
+            uint32_t capped =
+                owed < BG_SAMPLED_MAX_OWED_STEPS ? (uint32_t)owed : BG_SAMPLED_MAX_OWED_STEPS;
             if (pp) {
                 (*pp)->steps = capped;
             } else {
@@ -317,6 +308,12 @@ static void *trainer_main(void *arg)
             }
         }
         if (done) {
+            /* Transition "job done": the job bit goes unless a newer job
+             * of the sampler waits. */
+            int has_job = pending_of(s, done->e) != NULL;
+            if (!has_job)
+                atomic_fetch_and(&done->e->state, ~BG__SAMPLER_JOB);
+            bg__assert_sampler_state(done->e, has_job);
             /* Idle only once its references are gone: wait_idle's callers
              * (tests, teardown) count on them. */
             s->jobs_done++;
@@ -338,8 +335,9 @@ static void *trainer_main(void *arg)
  * first Evaluate). A queue of max_sessions jobs of other samplers refuses a
  * new one: BG_EUNAVAIL (memory stays bounded; the observation is stored and
  * the session's next call asks again). */
-static int schedule(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e, const bg_observation *hist,
-                    size_t n_hist, uint64_t steps, int idle_only, bg_err *err)
+static int schedule(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
+                    const bg_observation *hist, size_t n_hist, uint64_t steps, int idle_only,
+                    bg_err *err)
 {
     train_job *j = job_create(g, hist, n_hist);
     if (!j)
@@ -349,18 +347,21 @@ static int schedule(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e, const b
     int rc = BG_OK;
     pthread_mutex_lock(&s->mu);
     train_job **pp = pending_of(s, e);
+    bg__assert_sampler_state(e, pp || s->running == e);
     if (idle_only && (pp || s->running == e)) {
         unused = j; /* nothing to do: it is being trained */
     } else if (!pp && s->n_jobs >= s->opts.max_sessions) {
         rc = bg_err_set(err, BG_EUNAVAIL,
                         "policy %s: the sampler trainer is busy (%zu sessions queued); "
                         "session '%s' was not queued",
-                        g->name, s->n_jobs, e->session);
+                        g->name, s->n_jobs, e->session ? e->session : "");
         unused = j;
     } else {
         uint64_t owed = steps;
-        g->owner_ref(g->owner);
-        bg__gfn_ss_ref(e);
+        /* transition "schedule": UNTRAINED -> PENDING, TRAINED -> RETRAINING */
+        g->owner.ref(g->owner.ctx);
+        bg__sampler_ref(e);
+        atomic_fetch_or(&e->state, BG__SAMPLER_JOB);
         if (pp) { /* the newer history replaces the pending one, in its place */
             old = *pp;
             j->next = old->next;
@@ -373,7 +374,8 @@ static int schedule(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e, const b
             *tail = j;
             s->n_jobs++;
         }
-        j->steps = owed < BG_GFN_MAX_OWED_STEPS ? (uint32_t)owed : BG_GFN_MAX_OWED_STEPS;
+        j->steps = owed < BG_SAMPLED_MAX_OWED_STEPS ? (uint32_t)owed : BG_SAMPLED_MAX_OWED_STEPS;
+        bg__assert_sampler_state(e, 1);
         pthread_cond_signal(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
@@ -382,112 +384,57 @@ static int schedule(bg_gfn_sampled *s, const bg_guard *g, bg__gfn_ss *e, const b
     return rc;
 }
 
-static int observe_after(void *ctx, const bg_guard *g, const char *session,
-                         const bg_observation *hist, size_t n_hist, bg_err *err)
+int bg__sampled_observe(bg_sampled_trainer *s, const bg_guard *g, const char *session,
+                        const bg_observation *hist, size_t n_hist, bg_err *err)
 {
-    bg_gfn_sampled *s = ctx;
-    bg__gfn_ss *e;
+    assert_guard(g);
+    bg__sampler *e;
     int rc = session_sampler(s, g, session, &e, err);
     if (rc != BG_OK)
         return rc;
     /* a sampler that never trained on this session (after a reload, a drop
      * or a restart) owes the whole history, not just this observation */
     uint64_t steps = s->opts.train_steps;
-    if (!trained_or_training(s, e))
+    if (atomic_load(&e->state) == BG_SAMPLER_UNTRAINED)
         steps *= n_hist;
-    if (g->owner_ref && s->have_thread)
+    if (g->train == BG_TRAIN_BACKGROUND) {
         rc = schedule(s, g, e, hist, n_hist, steps, 0, err);
-    else if (train_steps(s, g, e, hist, n_hist, (uint32_t)steps) != BG_PLUGIN_OK)
-        rc = bg_err_set(err, BG_EINTERNAL,
-                        "policy %s: sampler %s: training failed; the observation is "
-                        "stored, the sampler keeps its previous state",
-                        g->name, g->sampler_name ? g->sampler_name : "?");
-    bg__gfn_ss_put(e);
+    } else {
+        bg__assert_sampler_state(e, 0); /* inline guards have no jobs */
+        if (train_run(s, g, e, hist, n_hist, (uint32_t)steps) != BG_PLUGIN_OK)
+            rc = bg_err_set(err, BG_EINTERNAL,
+                            "policy %s: sampler %s: training failed; the observation is "
+                            "stored, the sampler keeps its previous state",
+                            g->name, g->sampler_name ? g->sampler_name : "?");
+        bg__assert_sampler_state(e, 0);
+    }
+    bg__sampler_put(e);
     return rc;
 }
 
-void bg_gfn_sampled_wait_idle(bg_gfn_sampled *s)
+int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *session,
+                         const bg_observation *hist, size_t n_hist, const bg_action *action,
+                         bg_verdict *out, bg_err *err)
 {
-    pthread_mutex_lock(&s->mu);
-    while (s->jobs || s->running || s->finishing)
-        pthread_cond_wait(&s->idle_cv, &s->mu);
-    pthread_mutex_unlock(&s->mu);
-}
-
-size_t bg_gfn_sampled_samplers(bg_gfn_sampled *s, const bg_guard *g)
-{
-    bg_sampler_slot *sl = slot_of(s, g, 0);
-    return sl ? bg__gfn_ss_count(sl) : 0;
-}
-
-int bg_gfn_sampled_trained(bg_gfn_sampled *s, const bg_guard *g, const char *session)
-{
-    bg_sampler_slot *sl = slot_of(s, g, 0);
-    return sl ? bg__gfn_ss_trained(sl, g->sampler_new && g->sampler_drop ? session : "") : -1;
-}
-
-size_t bg_gfn_sampled_own_slots(bg_gfn_sampled *s)
-{
-    pthread_mutex_lock(&s->mu);
-    size_t n = 0;
-    for (const slot_entry *e = s->slots; e; e = e->next)
-        n++;
-    pthread_mutex_unlock(&s->mu);
-    return n;
-}
-
-void bg_gfn_sampled_hold(bg_gfn_sampled *s, int hold)
-{
-    pthread_mutex_lock(&s->mu);
-    s->hold = hold;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-int bg_gfn_sampled_next(bg_gfn_sampled *s, char *session, size_t len, size_t *queued)
-{
-    pthread_mutex_lock(&s->mu);
-    const train_job *j = *next_job(s);
-    if (j)
-        snprintf(session, len, "%s", j->e->session);
-    *queued = s->n_jobs;
-    pthread_mutex_unlock(&s->mu);
-    return j != NULL;
-}
-
-uint64_t bg_gfn_sampled_steps_done(bg_gfn_sampled *s)
-{
-    return atomic_load(&s->steps_done);
-}
-
-uint64_t bg_gfn_sampled_jobs_done(bg_gfn_sampled *s)
-{
-    pthread_mutex_lock(&s->mu);
-    uint64_t n = s->jobs_done;
-    pthread_mutex_unlock(&s->mu);
-    return n;
-}
-
-static int evaluate(void *ctx, const bg_guard *g, const char *session, const bg_observation *hist,
-                    size_t n_hist, const bg_action *action, bg_verdict *out, bg_err *err)
-{
-    bg_gfn_sampled *s = ctx;
+    assert_guard(g);
     uint32_t k = g->sampler_samples ? g->sampler_samples : s->opts.default_k;
-    bg__gfn_ss *e;
-    /* a session without data samples the policy's shared (prior) instance:
+    bg__sampler *e;
+    /* a session without data samples the instance's own (prior) sampler:
      * it makes no session sampler and so drops none */
     int rc = session_sampler(s, g, n_hist ? session : NULL, &e, err);
     if (rc != BG_OK)
         return rc;
     uint64_t *ids = malloc(k * sizeof *ids);
     if (!ids) {
-        bg__gfn_ss_put(e);
+        bg__sampler_put(e);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
-    /* A sampler that has not yet trained on the session's data (first use,
-     * after a reload or a drop) would give a verdict about nothing: start
-     * its training and fail closed until it has had train_steps steps. */
-    if (n_hist && g->owner_ref && s->have_thread && !atomic_load(&e->trained)) {
+    /* Invariant 4: a sampler that has not yet trained on the session's data
+     * (first use, after a reload or a drop) would give a verdict about
+     * nothing: start its training and fail closed until it has had
+     * train_steps steps. */
+    if (n_hist && g->train == BG_TRAIN_BACKGROUND &&
+        !(atomic_load(&e->state) & BG__SAMPLER_TRAINED)) {
         rc = schedule(s, g, e, hist, n_hist, (uint64_t)s->opts.train_steps * n_hist, 1, err);
         if (rc == BG_OK)
             rc = bg_err_set(err, BG_EUNAVAIL,
@@ -496,22 +443,22 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session, const bg_
                             "or it was dropped for newer sessions); "
                             "it is training now and no decision was made: retry in a moment",
                             g->name, session ? session : "", n_hist);
-        bg__gfn_ss_put(e);
+        bg__sampler_put(e);
         free(ids);
         return rc;
     }
     bg_rng rng;
-    bg_gfn_rng_seed(&rng, bg__gfn_mix_seed(s->opts.seed, session, n_hist));
+    bg_rng_init(&rng, bg__sampled_seed(s->opts.seed, session, n_hist));
     pthread_rwlock_rdlock(&e->lock);
     int prc = g->sampler->sample(e->inst, &rng, k, ids, NULL);
     pthread_rwlock_unlock(&e->lock);
-    bg__gfn_ss_put(e);
+    bg__sampler_put(e);
     if (prc != BG_PLUGIN_OK) {
         rc = bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)", g->name,
                         g->sampler_name ? g->sampler_name : "?", prc);
     } else {
-        size_t n = bg__gfn_sort_unique(ids, k);
-        rc = bg__gfn_score_and_estimate(g, hist, n_hist, action, ids, n, out, err);
+        size_t n = bg__sort_unique(ids, k);
+        rc = bg__score_and_estimate(g, hist, n_hist, action, ids, n, out, err);
         out->sampled = 1;
         out->samples = k;
     }
@@ -519,11 +466,14 @@ static int evaluate(void *ctx, const bg_guard *g, const char *session, const bg_
     return rc;
 }
 
-int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out, bg_err *err)
+/* ---------------------------------------------------- the trainer object */
+
+int bg_sampled_trainer_create(const bg_sampled_opts *opts, bg_sampled_trainer **out, bg_err *err)
 {
-    bg_gfn_sampled *s = calloc(1, sizeof *s);
+    *out = NULL;
+    bg_sampled_trainer *s = calloc(1, sizeof *s);
     if (!s)
-        return bg_err_set(err, BG_ENOMEM, "gfn: out of memory");
+        return bg_err_set(err, BG_ENOMEM, "sampled path: out of memory");
     if (opts)
         s->opts = *opts;
     if (!s->opts.train_steps)
@@ -535,12 +485,10 @@ int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out,
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
-    s->ops =
-        (bg_engine_sampled_ops){.ctx = s, .evaluate = evaluate, .observe_after = observe_after};
-    int prc = pthread_create(&s->trainer, NULL, trainer_main, s);
+    int prc = pthread_create(&s->thread, NULL, trainer_main, s);
     if (prc != 0) {
-        bg_gfn_sampled_destroy(s);
-        return bg_err_set(err, BG_EINTERNAL, "gfn: cannot start the trainer thread: %s",
+        bg_sampled_trainer_destroy(s);
+        return bg_err_set(err, BG_EINTERNAL, "sampled path: cannot start the trainer thread: %s",
                           strerror(prc));
     }
     s->have_thread = 1;
@@ -548,7 +496,7 @@ int bg_gfn_sampled_create(const bg_gfn_sampled_opts *opts, bg_gfn_sampled **out,
     return BG_OK;
 }
 
-void bg_gfn_sampled_destroy(bg_gfn_sampled *s)
+void bg_sampled_trainer_destroy(bg_sampled_trainer *s)
 {
     if (!s)
         return;
@@ -557,25 +505,58 @@ void bg_gfn_sampled_destroy(bg_gfn_sampled *s)
         s->stop = 1;
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
-        pthread_join(s->trainer, NULL);
+        pthread_join(s->thread, NULL);
     }
     while (s->jobs) {
+        /* transition "job done" for the jobs that never ran */
         train_job *j = s->jobs;
         s->jobs = j->next;
+        atomic_fetch_and(&j->e->state, ~BG__SAMPLER_JOB);
+        bg__assert_sampler_state(j->e, 0);
         job_destroy(j);
     }
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->idle_cv);
-    for (slot_entry *e = s->slots, *next; e; e = next) {
-        next = e->next;
-        bg_sampler_slot_free(e->slot);
-        free(e);
-    }
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
-const bg_engine_sampled_ops *bg_gfn_sampled_ops(bg_gfn_sampled *s)
+void bg_sampled_trainer_wait_idle(bg_sampled_trainer *s)
 {
-    return &s->ops;
+    pthread_mutex_lock(&s->mu);
+    while (s->jobs || s->running || s->finishing)
+        pthread_cond_wait(&s->idle_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void bg_sampled_trainer_hold(bg_sampled_trainer *s, int hold)
+{
+    pthread_mutex_lock(&s->mu);
+    s->hold = hold;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int bg_sampled_trainer_next(bg_sampled_trainer *s, char *session, size_t len, size_t *queued)
+{
+    pthread_mutex_lock(&s->mu);
+    const train_job *j = *next_job(s);
+    if (j)
+        snprintf(session, len, "%s", j->e->session ? j->e->session : "");
+    *queued = s->n_jobs;
+    pthread_mutex_unlock(&s->mu);
+    return j != NULL;
+}
+
+uint64_t bg_sampled_trainer_steps(bg_sampled_trainer *s)
+{
+    return atomic_load(&s->steps_done);
+}
+
+uint64_t bg_sampled_trainer_jobs(bg_sampled_trainer *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = s->jobs_done;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }

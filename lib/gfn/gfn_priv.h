@@ -1,5 +1,5 @@
 /*
- * gfn_internal.h — what the files of daemon/gfn share: the MLP, the loss
+ * gfn_priv.h — what the files of lib/gfn share: the MLP, the loss
  * functions over log-q arrays, the replay buffer, the state encoding and
  * the instance layout. Not for other modules (tests use it to check
  * gradients and losses directly).
@@ -9,8 +9,8 @@
  *   for each layer l = 0..L-1: W_l [out_l × in_l] row-major, then b_l [out_l];
  *   then log Z (one double, used by TB only).
  */
-#ifndef BG_GFN_INTERNAL_H
-#define BG_GFN_INTERNAL_H
+#ifndef BG_GFN_PRIV_H
+#define BG_GFN_PRIV_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,0 +1,154 @@
+/*
+ * sampled.h — the engine's sampled path, for hypothesis models too large to
+ * enumerate (count() == 0): the guard's sampler plugin is trained on the
+ * session's reward R(h) = P(h)·P(D|h) after each observation, and an
+ * evaluation takes K samples, deduplicates them, scores them by their exact
+ * log-posterior (normalised over the candidates), asks the model for the
+ * harm and the estimator for the bound; the verdict says it is sampled and
+ * from how many samples. engine.c calls it directly (sampled_priv.h).
+ *
+ * Two objects:
+ *
+ *   bg_sampled_trainer  process-wide: the settings of the sampled path and
+ *       the one trainer thread. Created before the engine (main.c, a test),
+ *       handed to it in bg_engine_opts.trainer, destroyed after it and
+ *       before the policy store and plugin host go (queued jobs hold
+ *       references on policy sets).
+ *   bg_sampled          per guard instance (bg_guard.sampled): the sampler
+ *       instance's lock and state, and the samplers of its sessions. Made
+ *       with the policy's sampler instance and destroyed with it; a reload
+ *       that keeps the policy's model, sampler plugin and sampler config
+ *       hands the session samplers to the new instance (bg_sampled_inherit),
+ *       so trained samplers survive it.
+ *
+ * Sessions: a sampler amortises the posterior of the data it was trained
+ * on, and sessions' data differ, so with bg_guard.per_session each session
+ * with data gets its own sampler (bg_guard.session_sampler), trained on its
+ * own history. A session without data samples the instance's own, never
+ * trained sampler (the prior): it makes and drops no session sampler. At
+ * most max_sessions session samplers are kept per guard: an idle one is
+ * dropped, untrained before trained, then least recently used, and retrained
+ * from the stored history when its session comes back. Without per_session
+ * (tests, benches) the instance's sampler serves, and trains on, every
+ * session.
+ *
+ * Training (bg_guard.train):
+ *   BG_TRAIN_INLINE      inside Observe, under the session's write lock:
+ *                        deterministic (tests, benches).
+ *   BG_TRAIN_BACKGROUND  Observe copies the history into a job, takes a
+ *                        reference on the guard's owner and returns; the
+ *                        trainer runs the job's owed optimiser steps
+ *                        (train_steps per observation; the whole history's
+ *                        for a sampler that never trained on the session)
+ *                        in chunks of at most 50 (train_steps for an
+ *                        untrained sampler: what makes it usable), one step
+ *                        per write lock, so an Evaluate waits for at most one
+ *                        step. Jobs of one sampler coalesce to the newest
+ *                        history; untrained samplers go first, else the
+ *                        oldest job; a job with steps left goes to the back;
+ *                        at most max_sessions jobs wait (more: BG_EUNAVAIL).
+ *
+ * The state of one session's sampler (of the instance's own sampler too:
+ * it is made with the bg_sampled); its state word holds a trained bit
+ * (atomic) and a job bit (changed under the trainer's mutex):
+ *
+ *     (none) ──get──▶ UNTRAINED ─────── schedule ───────▶ PENDING
+ *                      │   ▲                                 │
+ *        train_inline  │   └──── job done, not trained ──────┤ train_steps
+ *                      ▼                                     ▼ steps run
+ *                   TRAINED ◀────────── job done ─────── RETRAINING
+ *                      └──────────────── schedule ───────────▲
+ *     UNTRAINED, TRAINED ──evict (idle, over max_sessions)──▶ (none)
+ *
+ *   get            sampled_sessions.c bg__sampler_get: made by the factory
+ *   schedule       sampled.c schedule: a job queued (Observe; Evaluate of an
+ *                  untrained sampler of a session with data)
+ *   train_inline   sampled.c train_run from observe (BG_TRAIN_INLINE)
+ *   steps run      sampled.c train_run on the trainer thread
+ *   job done       sampled.c trainer_main: the job finished, failed or the
+ *                  trainer stopped, and no newer job of the sampler waits
+ *   evict          sampled_sessions.c evict
+ *
+ * Invariants (1 and 2 checked with BG_ASSERT by bg__assert_sampler_state
+ * at each transition and before a sampler is destroyed):
+ *   1. the job bit is set exactly while a job of the sampler is queued or
+ *      running (never for BG_TRAIN_INLINE guards);
+ *   2. a sampler with a job has a reference from it, so it is never evicted
+ *      (evict takes only samplers without references);
+ *   3. the trained bit, once set, stays set;
+ *   4. a BG_TRAIN_BACKGROUND verdict for a session with data comes only
+ *      from TRAINED or RETRAINING: else Evaluate schedules and answers
+ *      BG_EUNAVAIL (retry), never a verdict about nothing.
+ *
+ * Threads: the engine calls from any thread. Per sampler a rwlock
+ * serialises train (write) against sample (read), writer-preferring, as
+ * the plugin ABI requires. A bg_sampled's session table is shared by
+ * reference between the instances a reload handed it to.
+ *
+ * Ownership: bg_sampled_trainer_create and bg_sampled_create return new
+ * objects; the sampler instance given to bg_sampled_create is borrowed and
+ * must outlive the object.
+ */
+#ifndef BG_ENGINE_SAMPLED_H
+#define BG_ENGINE_SAMPLED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bg_err.h"
+#include "engine/engine.h"
+
+typedef struct bg_sampled_opts {
+    uint32_t train_steps; /* optimiser steps per observation; 0 = 20 */
+    uint32_t default_k;   /* samples when the guard says 0; 0 = 1024 */
+    uint64_t seed;        /* evaluation sampling seed (mixed with session, #obs) */
+    size_t max_sessions;  /* session samplers kept per guard, jobs queued; 0 = 64 */
+} bg_sampled_opts;
+
+/* A session sampler's state (the diagram above). */
+typedef enum bg_sampler_state {
+    BG_SAMPLER_NONE = -1, /* no sampler for the session (never made, or evicted) */
+    BG_SAMPLER_UNTRAINED = 0,
+    BG_SAMPLER_TRAINED = 1,
+    BG_SAMPLER_PENDING = 2,    /* untrained, a job queued or running */
+    BG_SAMPLER_RETRAINING = 3, /* trained, a newer job queued or running */
+} bg_sampler_state;
+
+/* ---- the process-wide trainer */
+
+int bg_sampled_trainer_create(const bg_sampled_opts *opts, bg_sampled_trainer **out, bg_err *err);
+/* Stops the thread and drops queued jobs (and their owner references). */
+void bg_sampled_trainer_destroy(bg_sampled_trainer *t);
+
+/* Block until no job is queued or running and the last one has dropped its
+ * references (tests, shutdown). */
+void bg_sampled_trainer_wait_idle(bg_sampled_trainer *t);
+/* Tests and diagnostics: hold (1) or release (0) the trainer — it starts no
+ * job while held; the session of the job it would run next (0 when none)
+ * and how many are queued; optimiser steps run so far (all samplers, inline
+ * ones included); background jobs completed. */
+void bg_sampled_trainer_hold(bg_sampled_trainer *t, int hold);
+int bg_sampled_trainer_next(bg_sampled_trainer *t, char *session, size_t len, size_t *queued);
+uint64_t bg_sampled_trainer_steps(bg_sampled_trainer *t);
+uint64_t bg_sampled_trainer_jobs(bg_sampled_trainer *t);
+
+/* ---- one guard instance's sampled state */
+
+/* new: bg_sampled_destroy. sampler_inst: the guard's sampler instance
+ * (bg_guard.sampler_inst), borrowed. BG_ENOMEM. */
+int bg_sampled_create(void *sampler_inst, bg_sampled **out, bg_err *err);
+/* Drops this instance's reference on its session samplers (the last one
+ * destroys them, through the factory that made them). Call it before the
+ * sampler instance is destroyed. NULL is a no-op. */
+void bg_sampled_destroy(bg_sampled *sd);
+/* Before `to` is used (fresh from bg_sampled_create, not yet published):
+ * `to` takes over from's session samplers, shared by reference (a reload
+ * that keeps model, sampler plugin and sampler config). */
+void bg_sampled_inherit(bg_sampled *to, bg_sampled *from);
+
+/* Session samplers held now; the state of `session`'s (NULL: the instance's
+ * own sampler). Tests and diagnostics. */
+size_t bg_sampled_samplers(bg_sampled *sd);
+bg_sampler_state bg_sampled_state(bg_sampled *sd, const char *session);
+
+#endif

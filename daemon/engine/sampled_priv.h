@@ -1,0 +1,103 @@
+/*
+ * sampled_priv.h — what the files of the sampled path share (sampled.c:
+ * the trainer, evaluate and observe; sampled_sessions.c: a guard
+ * instance's samplers; sampled_score.c: reward and verdict), and the two
+ * calls engine.c makes. Nothing outside daemon/engine/ includes it; the
+ * contract and the state diagram are in sampled.h.
+ */
+#ifndef BG_ENGINE_SAMPLED_PRIV_H
+#define BG_ENGINE_SAMPLED_PRIV_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bg_err.h"
+#include "engine/engine.h"
+#include "engine/sampled.h"
+
+/* ---- samplers (sampled_sessions.c) */
+
+/* The bits of a sampler's state word: bg_sampler_state = their value. */
+#define BG__SAMPLER_TRAINED 1 /* trained train_steps steps on some history */
+#define BG__SAMPLER_JOB 2     /* a job queued or running (under the trainer's mutex) */
+
+typedef struct bg__sampler_table bg__sampler_table;
+
+typedef struct bg__sampler {
+    bg__sampler_table *table;                /* NULL: an instance's own sampler */
+    char *session;                           /* NULL for an instance's own */
+    void *inst;                              /* the plugin instance */
+    void *keep;                              /* what inst needs alive (factory) */
+    void (*destroy)(void *inst, void *keep); /* the factory's; NULL: not ours */
+    pthread_rwlock_t lock;                   /* train (write) vs sample (read) */
+    atomic_int state;                        /* BG__SAMPLER_* bits */
+    int refs;                                /* users, under the table's mutex */
+    uint64_t last_use;                       /* under the table's mutex */
+    struct bg__sampler *next;
+} bg__sampler;
+
+struct bg_sampled {
+    bg__sampler self;            /* the instance's own (bg_guard.sampler_inst) */
+    bg__sampler_table *sessions; /* shared with the instances a reload handed it to */
+};
+
+/* The sampler of (g, session) with a reference for the caller (release
+ * with bg__sampler_put), made on first use. session NULL, or a guard
+ * without per_session: the instance's own sampler (never made or dropped).
+ * At most max session samplers are kept (evict). BG_ENOMEM, or
+ * BG_EINTERNAL when the factory cannot make an instance. */
+int bg__sampler_get(bg_sampled *sd, const bg_guard *g, const char *session, size_t max,
+                    bg__sampler **out, bg_err *err);
+void bg__sampler_ref(bg__sampler *e);
+void bg__sampler_put(bg__sampler *e);
+/* Invariants 1-3 of sampled.h for e, given whether a job of e is queued or
+ * running now (the caller knows: it holds the trainer's mutex or trains
+ * inline); BG_ASSERT. */
+void bg__assert_sampler_state(const bg__sampler *e, int has_job);
+
+/* ---- scoring (sampled_score.c): no state */
+
+/* log R(h) = log P(h) + Σ_i log P(obs_i | obs_<i, h) for a session. */
+typedef struct bg__reward_ctx {
+    const bg_guard *g;
+    const bg_observation *hist;
+    size_t n_hist;
+    double *tmp;
+    size_t cap;
+} bg__reward_ctx;
+
+/* The sampler's reward callback (bg_sampler_vtbl.train): log R(h) of n
+ * hypotheses for the context's session; tmp grows as needed (free it). */
+int bg__session_log_r(void *vctx, const uint64_t *h, size_t n, double *out);
+
+/* Sorts ids and removes duplicates; returns how many remain. */
+size_t bg__sort_unique(uint64_t *ids, size_t k);
+
+/* The evaluation seed of (seed, session, number of observations): the same
+ * data give the same verdict. */
+uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist);
+
+/* Steps 3-6 of an evaluation over n unique candidates: exact log-posterior
+ * normalised over them, harm from the model, the stable posterior order and
+ * the estimator; fills out (not sampled/samples). BG_EINTERNAL when a plugin
+ * misbehaves (NaN harm, no finite score, a bound outside [0, 1]). */
+int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
+                           const bg_action *action, const uint64_t *ids, size_t n, bg_verdict *out,
+                           bg_err *err);
+
+/* ---- what engine.c calls (sampled.c); t is the engine's trainer */
+
+/* A verdict from K samples of the session's sampler; runs with the
+ * session's history read-locked. */
+int bg__sampled_evaluate(bg_sampled_trainer *t, const bg_guard *g, const char *session,
+                         const bg_observation *hist, size_t n_hist, const bg_action *action,
+                         bg_verdict *out, bg_err *err);
+/* Train (inline) or schedule (background) the session's sampler on its
+ * history; runs with it write-locked right after the observation was
+ * stored and appended (hist[n_hist-1] is the new one). */
+int bg__sampled_observe(bg_sampled_trainer *t, const bg_guard *g, const char *session,
+                        const bg_observation *hist, size_t n_hist, bg_err *err);
+
+#endif
