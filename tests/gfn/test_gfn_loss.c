@@ -16,7 +16,7 @@
  */
 #include <string.h>
 
-#include "gfn/gfn_internal.h"
+#include "gfn/gfn_priv.h"
 #include "gfn_test_util.h"
 
 #define D 4
