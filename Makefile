@@ -1,13 +1,18 @@
 # bayesguard — the two commands.
 #   make run   install what is missing, build, start the daemon with policies/
 #   make test  install what is missing, build, run the suite, then run it again
-#              under AddressSanitizer + UndefinedBehaviorSanitizer
+#              under AddressSanitizer + UndefinedBehaviorSanitizer, then build
+#              the tree the ways users build it (gcc and clang; Release, Debug,
+#              RelWithDebInfo), warnings as errors, without running it
+#
+# The project's own builds turn warnings into errors (BG_WERROR=ON); a plain
+# `cmake -S . -B b` (a user's, a packager's) does not.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 ADDR       ?= 127.0.0.1:50051
 
-.PHONY: all deps build build-asan run test test-plain test-asan bench clean
+.PHONY: all deps build build-asan build-matrix run test test-plain test-asan bench clean
 
 all: build
 
@@ -15,11 +20,11 @@ deps:
 	@./scripts/install-deps.sh
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_WERROR=ON
 	cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_SANITIZE=ON
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_SANITIZE=ON -DBG_WERROR=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 run: build
@@ -33,7 +38,22 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) --timeout 900
 
-test: test-plain test-asan
+# compiler:build-type pairs built by build-matrix (the default build above is
+# gcc:RelWithDebInfo). Each goes to build-<compiler>-<type>, its log
+# to build-<compiler>-<type>/build-matrix.log (printed when it fails).
+MATRIX ?= gcc:Release gcc:Debug clang:Release clang:Debug clang:RelWithDebInfo
+
+build-matrix: deps
+	@set -e; for m in $(MATRIX); do \
+	  cc=$${m%%:*}; bt=$${m#*:}; d=build-$$cc-$$bt; \
+	  printf 'build-matrix: %-6s %-15s ' $$cc $$bt; start=$$(date +%s); mkdir -p $$d; \
+	  if CC=$$cc cmake -S . -B $$d -DCMAKE_BUILD_TYPE=$$bt -DBG_WERROR=ON > $$d/build-matrix.log 2>&1 && \
+	     cmake --build $$d -j $(JOBS) >> $$d/build-matrix.log 2>&1; then \
+	    echo "ok ($$(( $$(date +%s) - start )) s, warnings are errors)"; \
+	  else echo FAILED; tail -n 60 $$d/build-matrix.log; exit 1; fi; \
+	done
+
+test: test-plain test-asan build-matrix
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-gcc-* build-clang-*
