@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "eng_fixture.h"
 
 #define D 5

@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "eng_fixture.h"
 #include "engine/posterior.h"
 

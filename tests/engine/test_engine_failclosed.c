@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "eng_fixture.h"
 #include "engine/engine.h"
 #include "engine/sampled.h"

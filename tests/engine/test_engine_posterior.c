@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "engine/posterior.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;

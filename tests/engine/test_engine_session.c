@@ -30,7 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "eng_fixture.h"
 
 /* Fixed seed: fx_urand / fx_nrand (eng_fixture.h). */

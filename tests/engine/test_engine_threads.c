@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "bg_check.h"
+#include "bg_test.h"
 #include "eng_fixture.h"
 
 #define T 4

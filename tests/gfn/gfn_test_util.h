@@ -1,6 +1,6 @@
 /*
- * gfn_test_util.h — small helpers shared by the GFlowNet tests: a check
- * macro that names file:line, a reward given by a table over all ids, and
+ * gfn_test_util.h — small helpers shared by the GFlowNet tests (checks are
+ * bg_test.h's): a reward given by a table over all ids, and
  * the exact distances between the sampler and its target. Header-only
  * (static functions) so every test stays one program.
  */
@@ -12,33 +12,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "bg_test.h"
 #include "gfn/gfn.h"
-
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);             \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fprintf(stderr, "\n");                                                               \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
-
-/* BG_PLUGIN_DIR, or exit 77 (skip) when one of the n plugin files named
- * is not there. */
-static inline const char *plugin_dir_or_skip(const char *const *files, int n)
-{
-    const char *dir = getenv("BG_PLUGIN_DIR");
-    for (int i = 0; i < n; i++) {
-        char so[1024];
-        snprintf(so, sizeof so, "%s/%s", dir ? dir : ".", files[i]);
-        if (!dir || access(so, R_OK) != 0) {
-            printf("skip: %s not built\n", so);
-            exit(77);
-        }
-    }
-    return dir;
-}
 
 /* A new sampler from c, or exit with the engine's message. */
 static inline bg_gfn *gfn_new(const bg_gfn_config *c)

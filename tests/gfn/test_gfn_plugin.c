@@ -85,7 +85,7 @@ static void expect_config_error(bg_plugin_host *h, bg_plugin *p, const char *tex
 int main(void)
 {
     const char *const need[] = {"bg_gfn.so"};
-    const char *dir = plugin_dir_or_skip(need, 1);
+    const char *dir = bg_test_plugin_dir(need, 1);
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);

@@ -392,7 +392,7 @@ static void test_sessions(const bg_guard *base, const bg_action *a, factory *f)
 int main(void)
 {
     const char *const need[] = {"bg_gfn.so", "bg_bandit.so", "bg_iid.so"};
-    const char *dir = plugin_dir_or_skip(need, 3);
+    const char *dir = bg_test_plugin_dir(need, 3);
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);

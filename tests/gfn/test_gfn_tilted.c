@@ -195,7 +195,7 @@ static void check_tilted(const char *what, bg_gfn *g, bg_gfn_tilt *t, const doub
 int main(void)
 {
     const char *const need[] = {"bg_bandit.so"};
-    const char *dir = plugin_dir_or_skip(need, 1);
+    const char *dir = bg_test_plugin_dir(need, 1);
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
