@@ -121,6 +121,20 @@ enum bg__call_state {
 
 #define BG_CALL_ARENA 6144
 
+/* Who is calling, as the listener that accepted the call can tell: uid,
+ * gid and pid read by the kernel (SO_PEERCRED) on a unix socket, the
+ * client certificate's SPIFFE ID or SAN under mTLS. identity is what
+ * policies key sessions by (`session: peer.identity`): "uid:<n>" on a unix
+ * socket, the certificate's identity under mTLS, "" when the listener
+ * cannot tell (plain TCP). Filled when the call arrives, before its
+ * handler runs; read-only after. */
+typedef struct bg_peer {
+    int has_cred; /* 1: uid, gid and pid come from the kernel */
+    uint32_t uid, gid;
+    int32_t pid;
+    char identity[256];
+} bg_peer;
+
 struct bg__rpc_call {
     bg__rpc_tag req_tag;  /* the requested call arrived (or the server shut down) */
     bg__rpc_tag send_tag; /* a send batch completed */
@@ -143,6 +157,7 @@ struct bg__rpc_call {
     int close_started; /* RECV_CLOSE_ON_SERVER issued */
     grpc_slice status_msg;
     uint64_t start_ns;
+    bg_peer peer; /* the caller (see bg_peer); zero until the listener code fills it */
 
     /* Handler state that outlives the handler (streams, deferred work). */
     void *user;
