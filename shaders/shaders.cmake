@@ -1,6 +1,6 @@
 # shaders.cmake — GLSL compute shaders -> SPIR-V -> C arrays in bg_shaders.
 #
-# Every shaders/*.comp is compiled by glslangValidator (Vulkan 1.1 target,
+# Every shader listed below is compiled by glslangValidator (Vulkan 1.1 target,
 # SPIR-V 1.3) into a header holding `const uint32_t bg_spv_<name>[]`; one
 # generated C file (build dir, never committed) includes them all and defines
 # the table declared in lib/compute/vk_spirv.h, which the Vulkan runtime
@@ -13,8 +13,13 @@ if(NOT BG_GLSLANG)
     "(or scripts/install-deps.sh).")
 endif()
 
-file(GLOB bg_shader_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.comp)
-list(SORT bg_shader_sources)
+# Listed by name: a lost shader is a configure error, not a kernel the
+# runtime fails to find.
+set(bg_shader_sources "")
+foreach(k add attention copy embed logsoftmax_gather matmul matvec matvec_sg rmsnorm rope
+          softmax swiglu)
+  list(APPEND bg_shader_sources ${CMAKE_CURRENT_SOURCE_DIR}/${k}.comp)
+endforeach()
 set(bg_spv_dir ${CMAKE_CURRENT_BINARY_DIR}/spv)
 file(MAKE_DIRECTORY ${bg_spv_dir})
 
