@@ -420,9 +420,9 @@ static void print_status(const Bayesguard__V1__StatusResponse *s)
     for (size_t i = 0; i < s->n_policies; i++) {
         const Bayesguard__V1__PolicyInfo *p = s->policies[i];
         printf("  %-20s model=%s estimator=%s threshold=%g over=%s on_error=%s mode=%s "
-               "session=%s\n",
+               "session=%s outcomes=%s\n",
                p->name, p->model, p->estimator, p->threshold, p->over_threshold, p->on_error,
-               p->mode, p->session);
+               p->mode, p->session, p->outcomes);
         printf("  %-20s tools:", "");
         for (size_t t = 0; t < p->n_tools; t++)
             printf(" %s", p->tools[t]);
