@@ -7,6 +7,7 @@
  *   settings (flags, then the --config YAML; flags win; daemon/settings/)
  *   -> log level -> [--check: validate and exit 0/1] -> plugin host (dlopen
  *   the plugin dir) -> sampled-path trainer -> engine (replays --data-dir) ->
+ *   receipt key (--receipt-key-file, or made in --data-dir) ->
  *   policy store (loads and validates --policies) -> metrics registry ->
  *   loop -> decision log (opens the file) -> gRPC server (binds every
  *   --listen) -> metrics endpoint (binds --metrics-listen; its address
@@ -41,6 +42,7 @@
 #include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
 #include "policy/policy.h"
+#include "receipt/receipt.h"
 #include "rpc/rpc.h"
 #include "settings/settings.h"
 
@@ -55,6 +57,7 @@ typedef struct daemon_ctx {
     bg_settings s;
     bg_plugin_host *host;
     bg_engine *engine;
+    bg_receipt_key *receipts; /* outcome receipts' key (daemon/receipt) */
     bg_sampled_trainer *sampled;
     bg_policy_store *store;
     bg_policy_watch *watch; /* NULL with --no-watch, or when the watch failed */
@@ -227,6 +230,33 @@ static int start_engine(daemon_ctx *d)
     return GO_ON;
 }
 
+/* The outcome receipts' key: --receipt-key-file (must exist), else
+ * <data-dir>/receipt.key (made 0600 on first start), else a random key in
+ * memory (receipts then die with the process). A key file others may read
+ * is refused. */
+static int load_receipt_key(daemon_ctx *d)
+{
+    char path[4096];
+    const char *file = d->s.receipt_key_file;
+    if (file == NULL && d->s.data_dir != NULL) {
+        snprintf(path, sizeof(path), "%s/%s", d->s.data_dir, BG_RECEIPT_KEY_FILE);
+        file = path;
+    }
+    if (file == NULL) {
+        BG_WARN("main", "no --receipt-key-file and no --data-dir: outcome receipts are signed "
+                        "with a random key in memory and are void after a restart");
+        if (bg_receipt_key_random(&d->receipts, &d->err) != BG_OK)
+            return die("%s", d->err.msg);
+        return GO_ON;
+    }
+    int created = 0;
+    if (bg_receipt_key_load(file, d->s.receipt_key_file == NULL, &d->receipts, &created, &d->err) !=
+        BG_OK)
+        return die("--receipt-key-file: %s", d->err.msg);
+    BG_INFO("main", "receipt key %s%s", file, created ? " (created)" : "");
+    return GO_ON;
+}
+
 static int load_policies(daemon_ctx *d)
 {
     if (bg_policy_store_create(d->s.policies, d->host, &d->store, &d->err) != BG_OK)
@@ -272,6 +302,8 @@ static int start_server(daemon_ctx *d)
     ro.loop = d->loop;
     ro.store = d->store;
     ro.engine = d->engine;
+    ro.receipts = d->receipts;
+    ro.receipt_ttl_ms = (int64_t)d->s.receipt_ttl_s * 1000;
     ro.plugins = d->host;
     ro.decisions = d->decisions;
     ro.metrics = d->metrics;
@@ -362,6 +394,7 @@ static void stop(daemon_ctx *d)
         bg_policy_store_destroy(d->store);
     if (d->engine != NULL)
         bg_engine_destroy(d->engine);
+    bg_receipt_key_destroy(d->receipts);
     bg_sampled_trainer_destroy(d->sampled);
     if (d->host != NULL)
         bg_plugin_host_destroy(d->host);
@@ -389,6 +422,7 @@ int main(int argc, char **argv)
     STEP(start_plugin_host(&d));
     STEP(start_sampled_trainer(&d));
     STEP(start_engine(&d));
+    STEP(load_receipt_key(&d));
     STEP(load_policies(&d));
     STEP(start_metrics(&d));
     STEP(start_loop(&d));

@@ -26,7 +26,7 @@ typedef struct common {
     long timeout_ms;
     int json;
     /* eval / observe */
-    const char *tool, *args, *id, *policy, *session, *agent, *trace, *decision_id;
+    const char *tool, *args, *id, *policy, *session, *agent, *trace, *decision_id, *receipt;
     double features[MAX_ITEMS];
     size_t n_features;
     Bayesguard__V1__Action__AttributesEntry attr_store[MAX_ITEMS];
@@ -40,7 +40,8 @@ typedef struct common {
 
 enum {
     O_ADDR = 1000, O_TIMEOUT, O_JSON, O_TOOL, O_ARGS, O_ID, O_POLICY, O_SESSION, O_AGENT,
-    O_TRACE, O_FEATURE, O_FEATURES, O_ATTR, O_HARMED, O_VALUE, O_DECISION, O_SERVICE, O_HELP
+    O_TRACE, O_FEATURE, O_FEATURES, O_ATTR, O_HARMED, O_VALUE, O_DECISION, O_RECEIPT, O_SERVICE,
+    O_HELP
 };
 
 /* Which flags each command takes. */
@@ -91,6 +92,8 @@ static const flag flags[] = {
      "measured outcome"},
     {{"decision-id", required_argument, NULL, O_DECISION}, F_OBSERVE, "ID",
      "the verdict's decision_id"},
+    {{"receipt", required_argument, NULL, O_RECEIPT}, F_OBSERVE, "BASE64",
+     "the verdict's receipt as eval prints it (needed under outcomes: receipts)"},
     {{"service", required_argument, NULL, O_SERVICE}, F_SERVICE, "NAME",
      "\"\" (default) or bayesguard.v1.Guard"},
 };
@@ -166,6 +169,7 @@ static int parse(int argc, char **argv, unsigned mask, common *c)
         case O_AGENT: c->agent = optarg; break;
         case O_TRACE: c->trace = optarg; break;
         case O_DECISION: c->decision_id = optarg; break;
+        case O_RECEIPT: c->receipt = optarg; break;
         case O_SERVICE: c->service = optarg; break;
         case O_HELP: usage(stdout, cmd, mask); return BG_CLI_EXIT_OK;
         case O_TIMEOUT: {
@@ -342,6 +346,11 @@ int bg_cli_eval_main(int argc, char **argv)
                    v->on_error_allowed ? " (engine error; on_error: allow)" : "");
             printf("  decision_id=%s eval_us=%llu observations=%llu\n", v->decision_id,
                    (unsigned long long)v->eval_us, (unsigned long long)v->observations);
+            if (v->receipt.len > 0) { /* for observe --receipt */
+                printf("  receipt=");
+                bg_cli_base64_write(stdout, &v->receipt);
+                printf("\n");
+            }
         }
         rc = v->decision == BAYESGUARD__V1__DECISION__ALLOW ? BG_CLI_EXIT_OK : BG_CLI_EXIT_NO;
     }
@@ -367,6 +376,15 @@ int bg_cli_observe_main(int argc, char **argv)
     }
     if (x.c.decision_id)
         req.id = (char *)x.c.decision_id;
+    uint8_t receipt[1024];
+    if (x.c.receipt) {
+        if (bg_cli_base64_decode(x.c.receipt, receipt, sizeof(receipt), &req.receipt.len) != 0) {
+            action_end(&x, NULL);
+            return bad(argv[0], "--receipt '%s': expected the base64 receipt eval printed",
+                       x.c.receipt);
+        }
+        req.receipt.data = receipt;
+    }
     Bayesguard__V1__ObserveResponse *r = NULL;
     if (bg_client_observe(x.cl, &req, &r, &x.st, &x.err) != BG_OK) {
         rc = rpc_error(argv[0], &x.st, &x.err);
@@ -402,9 +420,9 @@ static void print_status(const Bayesguard__V1__StatusResponse *s)
     for (size_t i = 0; i < s->n_policies; i++) {
         const Bayesguard__V1__PolicyInfo *p = s->policies[i];
         printf("  %-20s model=%s estimator=%s threshold=%g over=%s on_error=%s mode=%s "
-               "session=%s\n",
+               "session=%s outcomes=%s\n",
                p->name, p->model, p->estimator, p->threshold, p->over_threshold, p->on_error,
-               p->mode, p->session);
+               p->mode, p->session, p->outcomes);
         printf("  %-20s tools:", "");
         for (size_t t = 0; t < p->n_tools; t++)
             printf(" %s", p->tools[t]);

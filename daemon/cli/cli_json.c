@@ -23,22 +23,61 @@ static void print_string(FILE *f, const char *s, size_t n)
     bg_strbuf_close(&b);
 }
 
-static void print_base64(FILE *f, const ProtobufCBinaryData *b)
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void bg_cli_base64_write(FILE *f, const ProtobufCBinaryData *b)
 {
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    fputc('"', f);
     for (size_t i = 0; i < b->len; i += 3) {
         uint32_t v = (uint32_t)b->data[i] << 16;
         if (i + 1 < b->len)
             v |= (uint32_t)b->data[i + 1] << 8;
         if (i + 2 < b->len)
             v |= b->data[i + 2];
-        fputc(tbl[(v >> 18) & 63], f);
-        fputc(tbl[(v >> 12) & 63], f);
-        fputc(i + 1 < b->len ? tbl[(v >> 6) & 63] : '=', f);
-        fputc(i + 2 < b->len ? tbl[v & 63] : '=', f);
+        fputc(b64[(v >> 18) & 63], f);
+        fputc(b64[(v >> 12) & 63], f);
+        fputc(i + 1 < b->len ? b64[(v >> 6) & 63] : '=', f);
+        fputc(i + 2 < b->len ? b64[v & 63] : '=', f);
     }
+}
+
+int bg_cli_base64_decode(const char *s, uint8_t *out, size_t cap, size_t *len)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (; *s && *s != '='; s++) {
+        int v;
+        if (*s == '-')
+            v = 62; /* URL-safe alphabet too */
+        else if (*s == '_')
+            v = 63;
+        else {
+            const char *q = strchr(b64, *s);
+            if (q == NULL || *s == '\0')
+                return -1;
+            v = (int)(q - b64);
+        }
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == cap)
+                return -1;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    for (; *s == '='; s++)
+        ;
+    if (*s)
+        return -1;
+    *len = n;
+    return 0;
+}
+
+static void print_base64(FILE *f, const ProtobufCBinaryData *b)
+{
+    fputc('"', f);
+    bg_cli_base64_write(f, b);
     fputc('"', f);
 }
 

@@ -34,18 +34,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/bg_log.h"
 #include "common/bg_time.h"
 #include "engine/obs_store.h"
 #include "engine/observation.h"
+#include "engine/receipt_used.h"
 #include "engine/sampled_priv.h"
 #include "engine/session.h"
 
 struct bg_engine {
     bg_engine_opts opts;
     bg__session_table *table;
-    bg__obs_store *store; /* NULL: memory only */
+    bg__obs_store *store;   /* NULL: memory only */
+    bg__receipt_used *used; /* receipt ids accepted (bg_engine_observe_receipt) */
     atomic_uint_fast64_t evaluations;
     atomic_uint_fast64_t use_clock;
 };
@@ -64,11 +67,22 @@ const char *bg_decision_name(bg_decision d)
 
 /* ------------------------------------------------------------ lifecycle */
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int replay_one(void *ctx, const char *guard, const char *session, const bg_observation *obs,
-                      bg_err *err)
+                      const bg_obs_receipt *receipt, bg_err *err)
 {
     bg_engine *e = ctx;
     bg__session *s;
+    /* A receipt used before the restart stays used (until it expires). */
+    if (receipt && bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms,
+                                          wall_ms()) == BG_ENOMEM)
+        return bg_err_set(err, BG_ENOMEM, "engine: out of memory replaying receipts");
     int rc = bg__table_get(e->table, guard, session, 1, 1, &s, err);
     if (rc != BG_OK)
         return rc;
@@ -95,6 +109,8 @@ int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
         e->opts.max_obs_per_session = 1000000;
     bg__table_limits lim = {e->opts.max_sessions, e->opts.max_bytes};
     int rc = bg__table_create(&lim, &e->table, err);
+    if (rc == BG_OK && bg__receipt_used_create(&e->used) != BG_OK)
+        rc = bg_err_set(err, BG_ENOMEM, "engine: out of memory");
     if (rc == BG_OK && e->opts.data_dir) {
         bg__obs_replay_stats st = {0};
         rc = bg__obs_store_open(e->opts.data_dir, replay_one, e, &e->store, &st, err);
@@ -125,6 +141,7 @@ void bg_engine_destroy(bg_engine *e)
         return;
     bg__table_destroy(e->table);
     bg__obs_store_close(e->store);
+    bg__receipt_used_destroy(e->used);
     free(e);
 }
 
@@ -475,7 +492,8 @@ static void fill_summary(const bg_guard *g, const bg__session *s, const bg__post
 }
 
 static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
-                          const bg_observation *obs, bg_posterior_summary *out, bg_err *err)
+                          const bg_observation *obs, const bg_obs_receipt *receipt,
+                          bg_posterior_summary *out, bg_err *err)
 {
     if (s->n_obs >= e->opts.max_obs_per_session)
         return bg_err_set(err, BG_ELIMIT,
@@ -519,7 +537,8 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
      * in-memory append, so memory never holds what the log does not. */
     if ((rc = bg__session_append(e->table, s, obs, 0, err)) != BG_OK)
         return rc;
-    if (e->store && (rc = bg__obs_store_append(e->store, g->name, s->id, obs, err)) != BG_OK) {
+    if (e->store &&
+        (rc = bg__obs_store_append(e->store, g->name, s->id, obs, receipt, err)) != BG_OK) {
         bg__session_pop(e->table, s);
         return rc;
     }
@@ -555,6 +574,39 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
 int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
                       const bg_observation *obs, bg_posterior_summary *out, bg_err *err)
 {
+    return bg_engine_observe_receipt(e, g, session, obs, NULL, out, err);
+}
+
+static int observe_checked(bg_engine *e, const bg_guard *g, const char *session,
+                           const bg_observation *obs, const bg_obs_receipt *receipt,
+                           bg_posterior_summary *out, bg_err *err);
+
+int bg_engine_observe_receipt(bg_engine *e, const bg_guard *g, const char *session,
+                              const bg_observation *obs, const bg_obs_receipt *receipt,
+                              bg_posterior_summary *out, bg_err *err)
+{
+    if (receipt == NULL)
+        return observe_checked(e, g, session, obs, NULL, out, err);
+    /* Claimed first, so a second Observe with this receipt racing this
+     * one finds it used; released when nothing was stored. */
+    int rc = bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms, wall_ms());
+    if (rc == BG_EEXIST)
+        return bg_err_set(err, BG_EEXIST,
+                          "policy %s: the receipt of decision %s was already used: each "
+                          "receipt reports one outcome (this one is not stored again)",
+                          g->name, receipt->id);
+    if (rc != BG_OK)
+        return bg_err_set(err, rc, "engine: out of memory");
+    rc = observe_checked(e, g, session, obs, receipt, out, err);
+    if (rc != BG_OK)
+        bg__receipt_used_release(e->used, receipt->id);
+    return rc;
+}
+
+static int observe_checked(bg_engine *e, const bg_guard *g, const char *session,
+                           const bg_observation *obs, const bg_obs_receipt *receipt,
+                           bg_posterior_summary *out, bg_err *err)
+{
     size_t n;
     int rc = check_action(g, &obs->action, "observation", err);
     /* The shared prior-only session is read by every session without data:
@@ -579,7 +631,7 @@ int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
         return rc;
     bg_posterior_summary sum;
     pthread_rwlock_wrlock(&s->lock);
-    rc = observe_locked(e, g, s, n, obs, &sum, err);
+    rc = observe_locked(e, g, s, n, obs, receipt, &sum, err);
     pthread_rwlock_unlock(&s->lock);
     bg__table_release(e->table, s);
     if (rc == BG_OK && out)
@@ -654,6 +706,7 @@ void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out)
     out->evaluations = atomic_load(&e->evaluations);
     out->store_refused = 0;
     out->store_broken = 0;
+    out->receipts_used = bg__receipt_used_count(e->used);
     if (e->store)
         bg__obs_store_health(e->store, &out->store_refused, &out->store_broken);
 }

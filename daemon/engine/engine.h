@@ -196,6 +196,27 @@ int bg_engine_evaluate(bg_engine *e, const bg_guard *g, const char *session,
 int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
                       const bg_observation *obs, bg_posterior_summary *out, bg_err *err);
 
+/* The outcome receipt an observation was accepted with (daemon/receipt:
+ * the caller has checked it). Its id (the decision id) is accepted once per
+ * engine: the engine keeps the ids used, rebuilt at start from the
+ * observation log (each such observation is stored with its receipt), and
+ * forgets an id once its expiry has passed (a receipt past its expiry is
+ * refused before it gets here). */
+typedef struct bg_obs_receipt {
+    char id[256];           /* the decision id */
+    int64_t expiry_unix_ms; /* wall clock */
+    unsigned flags;         /* BG_RECEIPT_* (daemon/receipt/receipt.h) */
+} bg_obs_receipt;
+
+/* bg_engine_observe, accepting rc's id once: an id already used (since
+ * its receipt was minted, across restarts with the same data_dir) is
+ * BG_EEXIST and nothing is stored. rc NULL: bg_engine_observe. The id is
+ * claimed before the observation is stored and released if storing
+ * fails, so two concurrent Observes with one receipt store one outcome. */
+int bg_engine_observe_receipt(bg_engine *e, const bg_guard *g, const char *session,
+                              const bg_observation *obs, const bg_obs_receipt *rc,
+                              bg_posterior_summary *out, bg_err *err);
+
 int bg_engine_summary(bg_engine *e, const bg_guard *g, const char *session,
                       bg_posterior_summary *out, bg_err *err);
 
@@ -206,6 +227,7 @@ typedef struct bg_engine_stats {
     uint64_t evaluations;
     uint64_t store_refused; /* observations the data directory refused (not stored) */
     int store_broken;       /* Observe refused until a restart (see obs_store.h) */
+    uint64_t receipts_used; /* receipt ids remembered as used (not yet expired) */
 } bg_engine_stats;
 
 void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out);

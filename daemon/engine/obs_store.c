@@ -86,10 +86,13 @@ static int replay(const char *path, const uint8_t *buf, size_t len, bg__obs_repl
             break;
         char *guard, *session;
         bg_observation *obs;
-        int rc = bg__obs_decode(buf + off + 8, n, &guard, &session, &obs, err);
+        bg_obs_receipt receipt;
+        int has_receipt = 0;
+        int rc = bg__obs_decode_receipt(buf + off + 8, n, &guard, &session, &obs, &receipt,
+                                        &has_receipt, err);
         if (rc != BG_OK)
             return bg_err_prefix(err, "%s: record at offset %zu: ", path, off);
-        rc = cb ? cb(ctx, guard, session, obs, err) : BG_OK;
+        rc = cb ? cb(ctx, guard, session, obs, has_receipt ? &receipt : NULL, err) : BG_OK;
         free(guard);
         free(session);
         free(obs);
@@ -177,10 +180,10 @@ fail:
 }
 
 int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *session,
-                         const bg_observation *obs, bg_err *err)
+                         const bg_observation *obs, const bg_obs_receipt *receipt, bg_err *err)
 {
     uint8_t *payload = NULL;
-    size_t n = bg__obs_encode(guard, session, obs, &payload);
+    size_t n = bg__obs_encode_receipt(guard, session, obs, receipt, &payload);
     if (n == 0)
         return bg_err_set(err, BG_ENOMEM, "obs_store: out of memory encoding an observation");
     if (n > BG_OBS_RECORD_MAX) {

@@ -26,6 +26,7 @@
 
 #include "bayesguard/plugin.h"
 #include "common/bg_err.h"
+#include "engine/engine.h"
 
 #define BG_OBS_STORE_FILE "observations.bglog"
 #define BG_OBS_STORE_MAGIC "BGOBS01\n"
@@ -33,8 +34,9 @@
 
 typedef struct bg__obs_store bg__obs_store;
 
+/* rc: the receipt the observation was stored with, NULL when none. */
 typedef int (*bg__obs_replay_cb)(void *ctx, const char *guard, const char *session,
-                                 const bg_observation *obs, bg_err *err);
+                                 const bg_observation *obs, const bg_obs_receipt *rc, bg_err *err);
 
 typedef struct bg__obs_replay_stats {
     uint64_t records;
@@ -45,8 +47,9 @@ typedef struct bg__obs_replay_stats {
  * stops the open with that error. stats may be NULL. */
 int bg__obs_store_open(const char *dir, bg__obs_replay_cb cb, void *ctx, bg__obs_store **out,
                        bg__obs_replay_stats *stats, bg_err *err);
+/* rc: the receipt it was accepted with (version-2 record), or NULL. */
 int bg__obs_store_append(bg__obs_store *s, const char *guard, const char *session,
-                         const bg_observation *obs, bg_err *err);
+                         const bg_observation *obs, const bg_obs_receipt *rc, bg_err *err);
 void bg__obs_store_close(bg__obs_store *s);
 /* Appends refused so far (disk full, I/O error, or broken), and whether
  * the log is broken: a failed append could not be cut off, so every

@@ -136,9 +136,15 @@ static void wstr(wbuf *w, const char *s)
 size_t bg__obs_encode(const char *guard, const char *session, const bg_observation *o,
                       uint8_t **out)
 {
+    return bg__obs_encode_receipt(guard, session, o, NULL, out);
+}
+
+size_t bg__obs_encode_receipt(const char *guard, const char *session, const bg_observation *o,
+                              const bg_obs_receipt *rc, uint8_t **out)
+{
     wbuf w = {0};
     const bg_action *a = &o->action;
-    uint8_t ver = 1;
+    uint8_t ver = rc ? 2 : 1;
     wput(&w, &ver, 1);
     wstr(&w, guard);
     wstr(&w, session);
@@ -156,6 +162,14 @@ size_t bg__obs_encode(const char *guard, const char *session, const bg_observati
     uint8_t flags[2] = {(uint8_t)(o->harmed != 0), (uint8_t)(o->has_value != 0)};
     wput(&w, flags, 2);
     wf64(&w, o->value);
+    if (rc) {
+        uint64_t exp = (uint64_t)rc->expiry_unix_ms;
+        uint8_t rflags = (uint8_t)rc->flags;
+        wstr(&w, rc->id);
+        wu32(&w, (uint32_t)exp);
+        wu32(&w, (uint32_t)(exp >> 32));
+        wput(&w, &rflags, 1);
+    }
     if (w.oom) {
         free(w.p);
         *out = NULL;
@@ -221,6 +235,29 @@ static char *rstr(rbuf *r)
 int bg__obs_decode(const uint8_t *buf, size_t len, char **guard, char **session,
                    bg_observation **obs, bg_err *err)
 {
+    return bg__obs_decode_receipt(buf, len, guard, session, obs, NULL, NULL, err);
+}
+
+/* The version-2 trailer: the receipt the observation was accepted with. */
+static void read_receipt(rbuf *r, bg_obs_receipt *rc)
+{
+    uint32_t n = ru32(r);
+    const uint8_t *id = rget(r, n);
+    uint64_t lo = ru32(r), hi = ru32(r);
+    const uint8_t *flags = rget(r, 1);
+    if (!id || !flags || n >= sizeof rc->id) {
+        r->bad = 1;
+        return;
+    }
+    memcpy(rc->id, id, n);
+    rc->id[n] = '\0';
+    rc->expiry_unix_ms = (int64_t)(lo | hi << 32);
+    rc->flags = *flags;
+}
+
+int bg__obs_decode_receipt(const uint8_t *buf, size_t len, char **guard, char **session,
+                           bg_observation **obs, bg_obs_receipt *rc_out, int *has_rc, bg_err *err)
+{
     rbuf r = {buf, len, 0, 0};
     char *tool = NULL, *id = NULL, *args = NULL;
     double *feat = NULL;
@@ -229,9 +266,11 @@ int bg__obs_decode(const uint8_t *buf, size_t len, char **guard, char **session,
     *guard = *session = NULL;
     *obs = NULL;
     const uint8_t *ver = rget(&r, 1);
-    if (!ver || *ver != 1)
-        return bg_err_set(err, BG_EIO, "observation record: version %d; expected 1",
+    if (!ver || (*ver != 1 && *ver != 2))
+        return bg_err_set(err, BG_EIO, "observation record: version %d; expected 1 or 2",
                           ver ? *ver : -1);
+    bg_obs_receipt rcpt;
+    memset(&rcpt, 0, sizeof rcpt);
     *guard = rstr(&r);
     *session = rstr(&r);
     tool = rstr(&r);
@@ -257,6 +296,12 @@ int bg__obs_decode(const uint8_t *buf, size_t len, char **guard, char **session,
     }
     const uint8_t *flags = rget(&r, 2);
     double value = rf64(&r);
+    if (*ver == 2)
+        read_receipt(&r, &rcpt);
+    if (has_rc)
+        *has_rc = *ver == 2 && !r.bad;
+    if (rc_out)
+        *rc_out = rcpt;
     int rc = BG_OK;
     if (r.bad || !feat || !attrs || !flags || r.off != len) {
         rc = bg_err_set(err, BG_EIO, "observation record: truncated or malformed (%zu bytes)", len);

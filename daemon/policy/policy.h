@@ -48,6 +48,7 @@ typedef struct bg_policy {
     bg_session_key session_key;
     const char *session_attr;  /* for BG_SESSION_ATTRIBUTE */
     int priority;              /* resolves overlapping matches, see POLICIES.md */
+    int outcomes_open;         /* outcomes: open (default receipts: Observe needs one) */
     const char *const *tools;  /* spec.match.tools as written (names and globs) */
     size_t n_tools;
     /* A cache, the one field that changes in a published policy: this

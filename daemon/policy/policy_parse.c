@@ -100,6 +100,10 @@ static const bg_cfg_entry spec_table[] = {
      .desc = "context.session | context.agent | global | attributes.<name>"},
     {.key = "priority", .type = BG_CFGV_INT, .def = "0", .offset = OFF(priority),
      .min = -1000000, .max = 1000000, .desc = "higher wins where matches overlap"},
+    /* Outcome receipts (daemon/receipt): who may report outcomes. */
+    {.key = "outcomes", .type = BG_CFGV_ENUM, .def = "receipts", .offset = OFF(outcomes),
+     .choices = "receipts|open",
+     .desc = "receipts: Observe needs the Verdict's receipt; open: anyone may report"},
 };
 static const char *const spec_sections[] = {"match", "model", "estimator", "sampler", NULL};
 

@@ -44,6 +44,7 @@ typedef struct bg__policy_spec {
         int mode;                 /* 0 enforce, 1 shadow */
         char session[128];
         int64_t priority;
+        int outcomes; /* 0 receipts, 1 open */
     } v;
     bg_session_key session_key;
     const char *session_attr;     /* into v.session */

@@ -484,6 +484,7 @@ static void fill_policy(bg_policy_set *s, size_t i)
     p->session_key = sp->session_key;
     p->session_attr = sp->session_attr;
     p->priority = (int)sp->v.priority;
+    p->outcomes_open = sp->v.outcomes == 1;
     /* For Status only: on allocation failure the list is just empty. */
     size_t nt = bg_cfg_len(sp->tools);
     const char **tools = nt ? malloc(nt * sizeof *tools) : NULL;

@@ -34,6 +34,7 @@
 #include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
 #include "policy/policy.h"
+#include "receipt/receipt.h"
 
 #define BG_RPC_DEFAULT_MAX_MESSAGE (4u << 20)
 
@@ -46,6 +47,11 @@ typedef struct bg_rpc_opts {
     bg_loop *loop;
     bg_policy_store *store;
     bg_engine *engine;
+    /* Outcome receipts (daemon/receipt/receipt.h): Evaluate mints one per
+     * ALLOW, Observe under `outcomes: receipts` checks it. NULL: no
+     * receipts are minted and such policies refuse every Observe. */
+    const bg_receipt_key *receipts;
+    int64_t receipt_ttl_ms;     /* a receipt's lifetime; 0 = 1 hour */
     bg_plugin_host *plugins;    /* may be NULL (Status then lists no load errors) */
     bg_decision_log *decisions; /* may be NULL (no decision log) */
     bg_metrics *metrics;        /* may be NULL: decisions, observations and finished calls

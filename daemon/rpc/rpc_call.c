@@ -528,6 +528,10 @@ grpc_status_code bg__rpc_code_of(int st)
         return GRPC_STATUS_UNAVAILABLE;
     case BG_EUNSUPPORTED:
         return GRPC_STATUS_UNIMPLEMENTED;
+    case BG_EPERM:
+        return GRPC_STATUS_PERMISSION_DENIED;
+    case BG_EEXIST: /* an outcome receipt accepted before */
+        return GRPC_STATUS_ALREADY_EXISTS;
     default:
         return GRPC_STATUS_INTERNAL;
     }

@@ -128,6 +128,7 @@ void bg__svc_status(bg__rpc_call *c)
             (char *)(p->guard.over_threshold == BG_DECISION_ESCALATE ? "escalate" : "deny");
         pi->on_error = (char *)(p->on_error_allow ? "allow" : "deny");
         pi->session = (char *)session_name(p, c);
+        pi->outcomes = (char *)(p->outcomes_open ? "open" : "receipts");
         pi->file = (char *)(p->file ? p->file : "");
         pi->tools = (char **)p->tools; /* protobuf-c only reads it */
         pi->n_tools = p->n_tools;

@@ -16,6 +16,17 @@
  * says on_error: allow, in which case the verdict is ALLOW with
  * on_error_allowed set and a warning is logged.
  *
+ * Outcome receipts (daemon/receipt/receipt.h): every ALLOW verdict carries
+ * one (mint_receipt), bound to the policy, revision, resolved session key,
+ * tool, arguments, decision id and an expiry (--receipt-ttl-s). DENY and
+ * ESCALATE carry none: the action does not run, so there is no outcome to
+ * report (an approved escalation gets its receipt from the approval). An
+ * Observe under `outcomes: receipts` is checked (check_receipt) after the
+ * policy and session are resolved and before the engine, which accepts
+ * each receipt once (bg_engine_observe_receipt): refused ->
+ * PERMISSION_DENIED saying why, used before -> ALREADY_EXISTS; nothing is
+ * stored either way. `outcomes: open` ignores receipts.
+ *
  * ObserveStream reads its client stream through the method table's on_recv
  * hook (bg__svc_observe_stream_recv); rpc_call.c never names this file.
  *
@@ -215,6 +226,29 @@ static void record_policy(bg_decision_record *lr, const resolved *r)
     lr->shadow = g->shadow != 0;
 }
 
+/* Fill out->receipt for an ALLOW (buf: at least BG_RECEIPT_MAX bytes). */
+static void mint_receipt(const bg_rpc_server *s, const resolved *r, const bg_verdict *v,
+                         const char *did, uint8_t *buf, Bayesguard__V1__Verdict *out)
+{
+    if (v->decision != BG_DECISION_ALLOW || s->opts.receipts == NULL)
+        return;
+    int64_t ttl = s->opts.receipt_ttl_ms > 0 ? s->opts.receipt_ttl_ms : 3600 * 1000;
+    const char *args = r->act.arguments_json ? r->act.arguments_json : "";
+    bg_receipt_claim rc = {.policy = r->pol->name,
+                           .revision = bg_policy_set_revision(r->set),
+                           .session = r->session,
+                           .tool = r->act.tool,
+                           .args = args,
+                           .args_len = strlen(args),
+                           .decision = v->decision,
+                           .decision_id = did,
+                           .expiry_unix_ms = bg_receipt_now_ms() + ttl};
+    out->receipt.len = bg_receipt_mint(s->opts.receipts, &rc, buf, BG_RECEIPT_MAX);
+    out->receipt.data = out->receipt.len ? buf : NULL;
+    if (out->receipt.len == 0)
+        BG_WARN("decision", "%s: no receipt minted (out of memory?)", did);
+}
+
 /* Answer a failed evaluation with code and msg, and log it. */
 static void fail_logged(bg__rpc_call *c, bg_decision_record *lr, grpc_status_code code,
                         const char *msg)
@@ -308,6 +342,8 @@ void bg__svc_evaluate(bg__rpc_call *c)
     out.observations = v.observations;
     out.threshold = p->guard.threshold;
     out.on_error_allowed = on_error_allowed;
+    uint8_t receipt[BG_RECEIPT_MAX];
+    mint_receipt(s, &r, &v, did, receipt, &out);
     uint64_t elapsed_ns = bg_now_ns() - c->start_ns;
     out.eval_us = elapsed_ns / 1000u;
     if (s->opts.metrics != NULL)
@@ -345,6 +381,57 @@ void bg__svc_evaluate(bg__rpc_call *c)
  * snapshot, so it is built while the reference is held) via `emit`. */
 typedef void (*observed_fn)(bg__rpc_call *c, const Bayesguard__V1__ObserveResponse *resp);
 
+/* Under `outcomes: receipts`: the request's receipt must be authentic,
+ * unexpired, minted for what r resolved to, for an action that ran, and
+ * for the decision req->id names (when it names one). */
+static grpc_status_code check_receipt(const bg__rpc_call *c,
+                                      const Bayesguard__V1__ObserveRequest *req, const resolved *r,
+                                      const char *what, bg_obs_receipt *used, char *msg, size_t len)
+{
+    if (c->srv->opts.receipts == NULL) {
+        snprintf(msg, len,
+                 "%s: policy %s accepts outcomes only with a receipt, and this server "
+                 "mints none: give bayesguardd a receipt key, or set the policy's "
+                 "outcomes: open",
+                 what, r->pol->name);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    const char *args = r->act.arguments_json ? r->act.arguments_json : "";
+    bg_receipt_claim claim = {.policy = r->pol->name,
+                              .session = r->session,
+                              .tool = r->act.tool,
+                              .args = args,
+                              .args_len = strlen(args)};
+    bg_receipt_info info;
+    bg_err err;
+    bg_err_clear(&err);
+    if (bg_receipt_verify(c->srv->opts.receipts, req->receipt.data, req->receipt.len, &claim,
+                          bg_receipt_now_ms(), &info, &err) != BG_RECEIPT_OK) {
+        snprintf(msg, len, "%s.receipt refused (policy %s, outcomes: receipts): %s", what,
+                 r->pol->name, err.msg);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    if (info.decision != BG_DECISION_ALLOW && !(info.flags & BG_RECEIPT_APPROVED)) {
+        snprintf(msg, len,
+                 "%s.receipt is for decision %s, a %s: the action did not run, so it has no "
+                 "outcome to report",
+                 what, info.decision_id, bg_decision_name((bg_decision)info.decision));
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    if (req->id && req->id[0] && strcmp(req->id, info.decision_id) != 0) {
+        snprintf(msg, len,
+                 "%s.id is '%s' but the receipt is for decision %s: leave id empty or send "
+                 "the receipt of that decision",
+                 what, req->id, info.decision_id);
+        return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    memset(used, 0, sizeof(*used));
+    snprintf(used->id, sizeof(used->id), "%s", info.decision_id);
+    used->expiry_unix_ms = info.expiry_unix_ms;
+    used->flags = info.flags;
+    return GRPC_STATUS_OK;
+}
+
 static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__ObserveRequest *req,
                                     const char *what, observed_fn emit, char *msg, size_t len)
 {
@@ -368,11 +455,18 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
         obs.has_value = 1;
         obs.value = req->value;
     }
+    bg_obs_receipt used;
+    if (!r.pol->outcomes_open &&
+        (code = check_receipt(c, req, &r, what, &used, msg, len)) != GRPC_STATUS_OK) {
+        bg_policy_set_unref(r.set);
+        return code;
+    }
     bg_posterior_summary sum;
     bg_err err;
     bg_err_clear(&err);
     memset(&sum, 0, sizeof(sum));
-    int rc = bg_engine_observe(c->srv->opts.engine, &r.pol->guard, r.session, &obs, &sum, &err);
+    int rc = bg_engine_observe_receipt(c->srv->opts.engine, &r.pol->guard, r.session, &obs,
+                                       r.pol->outcomes_open ? NULL : &used, &sum, &err);
     if (rc != BG_OK) {
         code = bg__rpc_code_of(rc);
         if (code == GRPC_STATUS_INTERNAL)

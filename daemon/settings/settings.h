@@ -62,6 +62,12 @@
       "descriptor's name (built-in plugins live in build/plugins)")                              \
     X(data_dir, "data-dir", "data_dir", STR, "DIR", NULL, "none (memory only)", 0, 0,            \
       "observation store, replayed at start so posteriors survive restarts")                     \
+    X(receipt_key_file, "receipt-key-file", "receipt_key_file", STR, "FILE", NULL,             \
+      "<data-dir>/receipt.key, else in memory", 0, 0,                                            \
+      "secret key of outcome receipts (32 to 1024 bytes, mode 0600); must exist; without it "    \
+      "<data-dir>/receipt.key is used (created on first start), or a key in memory")             \
+    X(receipt_ttl_s, "receipt-ttl-s", "receipt_ttl_s", INT, "N", "3600", NULL, 1, 604800,        \
+      "an outcome receipt is accepted this many seconds after its Evaluate")                     \
     X(decision_log, "decision-log", "decision_log", STR, "FILE", NULL, "none (no log)", 0, 0,    \
       "append one JSON line per Evaluate outcome there ('-': stdout); reopened on SIGHUP, "      \
       "after log rotation")                                                                      \

@@ -26,7 +26,9 @@
     X(BG_EUNAVAIL, -7, "unavailable")                                                            \
     X(BG_EINTERNAL, -8, "internal error")                                                        \
     X(BG_ECONFIG, -9, "invalid configuration")                                                   \
-    X(BG_EUNSUPPORTED, -10, "unsupported")
+    X(BG_EUNSUPPORTED, -10, "unsupported")                                                       \
+    X(BG_EPERM, -11, "permission denied")                                                        \
+    X(BG_EEXIST, -12, "already exists")
 
 enum bg_status {
 #define BG_ERR_ENUM(name, value, desc) name = value,

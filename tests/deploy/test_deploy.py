@@ -14,9 +14,11 @@
 - bayesguardd runs with the ENTRYPOINT's arguments as written, paths moved
   under a temp dir and the TCP port made ephemeral: the kubelet's gRPC probe
   (grpc.health.v1 Check, service "") answers SERVING, the agent's Evaluate
-  and Observe over the unix socket work, the observation lands in the
-  data volume, and a scrape as the annotations describe it (GET
-  prometheus.io/path on the metrics port) counts that decision and that
+  over the unix socket works, its Observe without a receipt is refused
+  (the ConfigMap's policy keeps `outcomes: receipts`, and an ESCALATE has no
+  receipt), the receipt key is made 0600 in the data volume beside the
+  observation log, and a scrape as the annotations describe it (GET
+  prometheus.io/path on the metrics port) counts that decision and no
   observation.
 - A ConfigMap update as the kubelet makes it (a new timestamped directory,
   `..data` swapped by an atomic rename, the old directory removed) is
@@ -35,6 +37,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
+import grpc  # noqa: E402
 from bgtest import Daemon, guard_pb2  # noqa: E402
 
 import yaml  # noqa: E402  (python3-yaml, Debian's)
@@ -209,17 +212,14 @@ def test_entrypoint_configmap_and_reload():
         rec = json.loads(line)
         assert (rec["decision"], rec["policy"], rec["session"]) == (
             guard_pb2.Decision.Name(v.decision), name, "pod"), rec
-        o = d.call("Observe", guard_pb2.ObserveRequest(
+        assert not v.receipt, v  # ESCALATE: the action does not run, no outcome to report
+        bgtest.expect_code(lambda: d.call("Observe", guard_pb2.ObserveRequest(
             action=guard_pb2.Action(tool="shell_exec"), context=guard_pb2.Context(session="pod"),
-            harmed=False), i=unix_i[0])
-        assert o.observations == 1, o
-        logs = [os.path.join(data_dir, n) for n in os.listdir(data_dir)]
-        assert len(logs) == 1, logs
-        size1 = os.path.getsize(logs[0])
-        d.call("Observe", guard_pb2.ObserveRequest(
-            action=guard_pb2.Action(tool="shell_exec"), context=guard_pb2.Context(session="pod"),
-            harmed=True), i=unix_i[0])
-        assert os.path.getsize(logs[0]) > size1, "the observation did not reach the data volume"
+            harmed=False), i=unix_i[0]), grpc.StatusCode.PERMISSION_DENIED, ["no receipt"])
+        assert sorted(os.listdir(data_dir)) == ["observations.bglog", "receipt.key"], \
+            os.listdir(data_dir)
+        key = os.stat(os.path.join(data_dir, "receipt.key"))
+        assert key.st_mode & 0o777 == 0o600 and key.st_size == 32, oct(key.st_mode)
         # Prometheus, as the Pod's annotations tell it to scrape
         _, pod = load_manifest()
         maddr = re.search(r"metrics on (\S+)", d.log()).group(1)
@@ -231,8 +231,8 @@ def test_entrypoint_configmap_and_reload():
         assert samples['bayesguard_evaluations_total{policy="%s",decision="%s"}' % (
             name, guard_pb2.Decision.Name(v.decision).lower())] == "1", text
         for harmed in ("true", "false"):
-            assert samples['bayesguard_observations_total{policy="%s",harmed="%s"}' % (
-                name, harmed)] == "1", text
+            assert samples.get('bayesguard_observations_total{policy="%s",harmed="%s"}' % (
+                name, harmed), "0") == "0", text
         st = d.call("Status", guard_pb2.StatusRequest(), i=tcp_i[0])
         rev0, thr0 = st.revision, st.policies[0].threshold
 

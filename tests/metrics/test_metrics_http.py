@@ -46,6 +46,7 @@ spec:
   model: {plugin: bernoulli, config: {grid_size: 20}}
   estimator: {plugin: noniid, delta: 0.05, prior_floor: 0.001}
   threshold: 0.99
+  outcomes: open
 ---
 apiVersion: bayesguard/v1
 kind: GuardPolicy

@@ -29,6 +29,7 @@ spec:
   over_threshold: deny
   mode: %s
   session: context.session
+  outcomes: open
 """
 N_OK = 5
 

@@ -26,10 +26,18 @@ def req(tool="rpc_send", session="s1", agent="a1", **kw):
         context=guard_pb2.Context(session=session, agent=agent, trace_id="tr-1"), **kw)
 
 
-def obs(harmed, tool="rpc_send", session="s1", agent="a1"):
+def obs(harmed, tool="rpc_send", session="s1", agent="a1", receipt=b""):
     return guard_pb2.ObserveRequest(
-        action=guard_pb2.Action(tool=tool),
-        context=guard_pb2.Context(session=session, agent=agent), harmed=harmed)
+        action=guard_pb2.Action(tool=tool, arguments_json='{"to":"x"}'),
+        context=guard_pb2.Context(session=session, agent=agent), harmed=harmed, receipt=receipt)
+
+
+def receipt(d, session="s1"):
+    """The receipt of an ALLOW for req(session=...): rpc-test takes outcomes
+    only with one (outcomes: receipts, the default)."""
+    v = d.evaluate(req(session=session))
+    assert v.decision == guard_pb2.ALLOW and v.receipt, v
+    return v.receipt
 
 
 def test_verdict_fields_and_observe():
@@ -56,7 +64,7 @@ def test_verdict_fields_and_observe():
 
         # 30 harmless outcomes: the session's predictive harm drops.
         for i in range(30):
-            r = d.call("Observe", obs(False))
+            r = d.call("Observe", obs(False, receipt=receipt(d)))
             assert r.policy == "rpc-test" and r.session == "s1", r
             assert r.observations == i + 1, r
         assert r.revision == v.revision and r.posterior.hypotheses == 20, r
@@ -90,7 +98,8 @@ def test_observe_stream():
         fn = ch.stream_unary("/bayesguard.v1.Guard/ObserveStream",
                              request_serializer=guard_pb2.ObserveRequest.SerializeToString,
                              response_deserializer=guard_pb2.ObserveStreamResponse.FromString)
-        msgs = [obs(i % 10 == 0, session="stream") for i in range(50)]
+        msgs = [obs(i % 10 == 0, session="stream", receipt=receipt(d, "stream"))
+                for i in range(50)]
         msgs[3].value = 2.5  # the optional measured outcome travels too
         r = fn(iter(msgs), timeout=30)
         assert r.accepted == 50, r
@@ -100,7 +109,8 @@ def test_observe_stream():
         assert v.observations == 50, v
         # A bad message in the middle stops the stream with its index; the
         # ones before it were stored.
-        bad = [obs(False, session="stream2"), obs(False, session="stream2"),
+        bad = [obs(False, session="stream2", receipt=receipt(d, "stream2")),
+               obs(False, session="stream2", receipt=receipt(d, "stream2")),
                guard_pb2.ObserveRequest(action=guard_pb2.Action(tool="rpc_x", features=[float("nan")]))]
         expect_code(lambda: fn(iter(bad), timeout=30), C.INVALID_ARGUMENT,
                     ["observation #2", "features[0]", "2 before it were stored"])
@@ -130,11 +140,12 @@ def _status_and_reload(pdir):
         assert p["rpc-test"].file.endswith("rpc.yaml"), p["rpc-test"].file
         assert list(p["rpc-test"].tools) == ["rpc_*", "t"], p["rpc-test"].tools
         assert list(p["rpc-strict"].tools) == ["danger_*"], p["rpc-strict"].tools
+        assert p["rpc-test"].outcomes == "receipts", p["rpc-test"]  # the default
         assert {(x.name, x.kind) for x in st.plugins} >= {("bernoulli", "hypothesis"),
                                                            ("noniid", "estimator"),
                                                            ("iid", "estimator")}, st.plugins
         assert st.listen == d.addrs and not st.draining and st.in_flight >= 1, st
-        d.call("Observe", obs(True))
+        d.call("Observe", obs(True, receipt=receipt(d)))
         d.evaluate(req())
         st2 = d.call("Status", guard_pb2.StatusRequest())
         assert st2.observations >= 1 and st2.sessions >= 1 and st2.evaluations >= 1, st2
@@ -212,7 +223,7 @@ def test_cli_matches_python():
         v = d.evaluate(req(session="cli"))
         want = json_format.MessageToDict(v, preserving_proto_field_name=True,
                                          including_default_value_fields=True)
-        for k in ("decision_id", "eval_us"):
+        for k in ("decision_id", "eval_us", "receipt"):  # per decision
             got.pop(k)
             want.pop(k)
         assert got == want, (got, want)
@@ -222,13 +233,28 @@ def test_cli_matches_python():
         c = d.cli("eval", "--tool", "danger_x", "--agent", "cli", check=1)
         assert c.stdout.startswith("ESCALATE"), c.stdout
         c = d.cli("eval", "--tool", "danger_x", "--agent", "cli", i=1, check=1)
-        # observe
+        # observe, with the receipt eval printed (human output) or sent
+        # (--json, base64 like the proto3 JSON mapping)
+        def cli_receipt(*extra):
+            c = d.cli("eval", "--tool", "rpc_send", "--session", "cli", *extra, check=0)
+            if "--json" in extra:
+                return json.loads(c.stdout)["receipt"]
+            return [ln.split("=", 1)[1] for ln in c.stdout.splitlines()
+                    if ln.startswith("  receipt=")][0]
         c = d.cli("observe", "--tool", "rpc_send", "--session", "cli", "--harmed", "no",
-                  "--json", check=0)
+                  "--receipt", cli_receipt("--json"), "--json", check=0)
         assert json.loads(c.stdout)["observations"] == "1", c.stdout
+        r = cli_receipt()
         c = d.cli("observe", "--tool", "rpc_send", "--session", "cli", "--harmed", "yes",
-                  "--value", "1.5", "--features", "1,2", "--attr", "k=v", check=0)
+                  "--value", "1.5", "--features", "1,2", "--attr", "k=v", "--receipt", r,
+                  check=0)
         assert "observations=2" in c.stdout, c.stdout
+        c = d.cli("observe", "--tool", "rpc_send", "--session", "cli", "--harmed", "no",
+                  "--receipt", r, check=3)  # used
+        assert "ALREADY_EXISTS" in c.stderr, c.stderr
+        c = d.cli("observe", "--tool", "rpc_send", "--session", "cli", "--harmed", "no", check=3)
+        assert "PERMISSION_DENIED" in c.stderr and "no receipt" in c.stderr, c.stderr
+        c = d.cli("observe", "--tool", "rpc_send", "--harmed", "no", "--receipt", "!!", check=2)
         # health / status
         assert d.cli("health", check=0).stdout.strip() == "SERVING"
         c = d.cli("health", "--service", "nope", check=3)

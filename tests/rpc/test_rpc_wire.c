@@ -106,7 +106,7 @@ static void test_json(void)
         "\"posterior\":0.25,\"harm\":0.0},\"plausible_set_size\":\"0\",\"estimator\":\"\","
         "\"policy\":\"p\",\"revision\":\"\",\"decision_id\":\"\",\"bound_kind\":\"EXACT\","
         "\"samples\":\"0\",\"shadow\":true,\"eval_us\":\"0\",\"model\":\"\","
-        "\"observations\":\"0\",\"threshold\":0.0,\"on_error_allowed\":false}\n";
+        "\"observations\":\"0\",\"threshold\":0.0,\"on_error_allowed\":false,\"receipt\":\"\"}\n";
     if (strcmp(buf, want) != 0) {
         fprintf(stderr, "json:\n got  %s want %s", buf, want);
         exit(1);

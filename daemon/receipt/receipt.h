@@ -1,0 +1,131 @@
+/*
+ * receipt.h — outcome receipts: a MAC the daemon gives with a decision and
+ * takes back with its outcome.
+ *
+ * Why: an outcome report moves the posterior every later decision is made
+ * from. Without receipts anyone who can reach Observe can report "harmless"
+ * outcomes of actions that never ran and talk the bound down. A receipt is
+ * minted by Evaluate for a decision that lets an action run (ALLOW), and an
+ * Observe under a policy's `outcomes: receipts` is accepted only with one
+ * that is authentic, unexpired, for the same policy, session key, tool and
+ * arguments, and not used before (the single-use record lives in the engine,
+ * engine.h: bg_engine_observe_receipt, persisted in the observation log).
+ *
+ * Token (version 1, little-endian), at most BG_RECEIPT_MAX bytes:
+ *   u8 version=1 | u8 decision (bg_decision) | u8 flags (BG_RECEIPT_*) |
+ *   u8 0 | i64 expiry (Unix ms) | u8 n + decision id | u8 n + revision |
+ *   u64 digest(policy) | u64 digest(session key) | u64 digest(tool) |
+ *   16 bytes SHA-256(arguments_json) prefix |
+ *   32 bytes tag = HMAC-SHA256(key, "bayesguard receipt v1" NUL | every byte
+ *                  above | u32 n + policy | u32 n + session | u32 n + tool)
+ * The tag covers the full policy, session and tool strings (the Observe's
+ * own, on verify); the 64-bit digests (FNV-1a) only let a refusal say which
+ * of them differs. The revision is carried, not compared: a reload between
+ * Evaluate and Observe does not void receipts.
+ *
+ * Key: BG_RECEIPT_KEY_MIN..BG_RECEIPT_KEY_MAX raw bytes, from a file that
+ * only its owner may read (mode & 077 == 0, else refused) or created there
+ * (O_CREAT|O_EXCL, 0600, getrandom(2)), or random in memory.
+ *
+ * Cost: mint and verify are each one SHA-256 of the arguments and one
+ * HMAC-SHA256 from the key's precomputed pad states (receipt.c): about
+ * 0.65 us of CPU each for short arguments, plus ~0.6 ns per argument byte
+ * (bench/rpc/bench_receipt.c; docs/PERFORMANCE.md).
+ *
+ * Threads: a key is immutable after load; mint and verify from any thread
+ * at once. Ownership: _load/_random return new (bg_receipt_key_destroy).
+ */
+#ifndef BG_RECEIPT_H
+#define BG_RECEIPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bg_err.h"
+
+#define BG_RECEIPT_VERSION 1
+#define BG_RECEIPT_MAX 400
+#define BG_RECEIPT_KEY_MIN 32
+#define BG_RECEIPT_KEY_MAX 1024
+#define BG_RECEIPT_KEY_FILE "receipt.key" /* default, in --data-dir */
+
+/* flags */
+#define BG_RECEIPT_APPROVED 0x01u /* a person approved the action (escalation) */
+
+typedef struct bg_receipt_key bg_receipt_key;
+
+/* new: the key in `path`. A missing file is created (0600, random bytes)
+ * when `create` is 1, else BG_ENOTFOUND. A file group or others may read,
+ * not a regular file, or of a size outside [KEY_MIN, KEY_MAX]: BG_ECONFIG
+ * naming it and the fix. *created (may be NULL) says whether it was made. */
+int bg_receipt_key_load(const char *path, int create, bg_receipt_key **out, int *created,
+                        bg_err *err);
+/* new: a random key that lives only in memory. */
+int bg_receipt_key_random(bg_receipt_key **out, bg_err *err);
+/* new: a key from bytes (tests and benches). */
+int bg_receipt_key_from(const uint8_t *bytes, size_t len, bg_receipt_key **out, bg_err *err);
+void bg_receipt_key_destroy(bg_receipt_key *k);
+
+/* What a receipt binds. Strings borrowed; ids and revision at most 255
+ * bytes. */
+typedef struct bg_receipt_claim {
+    const char *policy;
+    const char *revision;
+    const char *session; /* the resolved session key */
+    const char *tool;
+    const char *args; /* arguments_json, may be NULL (= "") */
+    size_t args_len;
+    int decision; /* bg_decision */
+    const char *decision_id;
+    int64_t expiry_unix_ms;
+    unsigned flags; /* BG_RECEIPT_* */
+} bg_receipt_claim;
+
+/* Write the token into out[0..cap) (cap >= BG_RECEIPT_MAX is always
+ * enough); returns its length, or 0 when an id is too long or the MAC
+ * failed (out of memory). */
+size_t bg_receipt_mint(const bg_receipt_key *k, const bg_receipt_claim *c, uint8_t *out,
+                       size_t cap);
+
+/* Why a receipt was refused (BG_RECEIPT_OK: accepted). */
+#define BG_RECEIPT_VERDICTS(X)                                                                     \
+    X(BG_RECEIPT_OK, "ok")                                                                         \
+    X(BG_RECEIPT_MISSING, "missing")                                                               \
+    X(BG_RECEIPT_MALFORMED, "malformed")                                                           \
+    X(BG_RECEIPT_OTHER_POLICY, "for another policy")                                               \
+    X(BG_RECEIPT_OTHER_SESSION, "for another session")                                             \
+    X(BG_RECEIPT_OTHER_TOOL, "for another tool")                                                   \
+    X(BG_RECEIPT_OTHER_ARGS, "for other arguments")                                                \
+    X(BG_RECEIPT_FORGED, "not authentic")                                                          \
+    X(BG_RECEIPT_EXPIRED, "expired")
+
+typedef enum bg_receipt_verdict {
+#define BG_RECEIPT_ENUM(name, text) name,
+    BG_RECEIPT_VERDICTS(BG_RECEIPT_ENUM)
+#undef BG_RECEIPT_ENUM
+} bg_receipt_verdict;
+
+const char *bg_receipt_verdict_name(bg_receipt_verdict v);
+
+/* What an accepted receipt says. */
+typedef struct bg_receipt_info {
+    int decision;
+    unsigned flags;
+    int64_t expiry_unix_ms;
+    char decision_id[256];
+    char revision[256];
+} bg_receipt_info;
+
+/* Check tok[0..len) against what the Observe claims (c->policy, session,
+ * tool, args; the other fields of c are ignored) at time now_unix_ms.
+ * BG_RECEIPT_OK fills *info; any other verdict leaves a message in err
+ * (code BG_EPERM) saying what is wrong and what to send instead. The tag
+ * is compared in constant time (CRYPTO_memcmp). */
+bg_receipt_verdict bg_receipt_verify(const bg_receipt_key *k, const uint8_t *tok, size_t len,
+                                     const bg_receipt_claim *c, int64_t now_unix_ms,
+                                     bg_receipt_info *info, bg_err *err);
+
+/* The wall clock in Unix milliseconds (receipt expiries survive restarts). */
+int64_t bg_receipt_now_ms(void);
+
+#endif

@@ -1,0 +1,220 @@
+"""Outcome receipts over the wire, against the real daemon (issue 11, item 4).
+
+- The daemon makes <data-dir>/receipt.key 0600 on first start and uses it
+  again after a restart; an ALLOW carries a receipt, an ESCALATE none.
+- A valid receipt is accepted once; its replay is ALREADY_EXISTS, also after
+  a restart with the same --data-dir (the used receipt is in the log).
+- 1,000 forged harmless Observes — without a receipt, with a tampered one,
+  an expired one, one for another session, one for another tool, or a
+  replayed one — are each refused with their code (PERMISSION_DENIED /
+  ALREADY_EXISTS), over Observe and ObserveStream, and the session's bound
+  and predictive harm are bit-identical after.
+- `outcomes: open` accepts an Observe without a receipt, and Status says
+  which policy takes which.
+- A key file others may read, or one named but absent, stops the start
+  (exit 2, the message says what to fix); without a data dir or key file
+  the daemon warns that receipts die with it.
+Run with /usr/bin/python3 (ctest sets the environment)."""
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import bgtest  # noqa: E402
+import grpc  # noqa: E402
+from bgtest import Daemon, expect_code, guard_pb2  # noqa: E402
+
+C = grpc.StatusCode
+OPEN = """apiVersion: bayesguard/v1
+kind: GuardPolicy
+metadata: {name: lab}
+spec:
+  match: {tools: ["lab_*"]}
+  model: {plugin: bernoulli, config: {grid_size: 20}}
+  estimator: {plugin: noniid, delta: 0.05, prior_floor: 0.001}
+  threshold: 0.99
+  outcomes: open
+"""
+
+
+def policy_dir():
+    d = tempfile.mkdtemp(prefix="bgt-rpol-")
+    shutil.copy(os.path.join(bgtest.rpc_policies(), "rpc.yaml"), d)  # rpc-test: receipts
+    with open(os.path.join(d, "lab.yaml"), "w") as f:
+        f.write(OPEN)
+    return d
+
+
+def ereq(tool="rpc_send", session="s1", args='{"to":"x"}'):
+    return guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool=tool, arguments_json=args),
+                                     context=guard_pb2.Context(session=session))
+
+
+def oreq(receipt=b"", tool="rpc_send", session="s1", args='{"to":"x"}', harmed=False):
+    return guard_pb2.ObserveRequest(action=guard_pb2.Action(tool=tool, arguments_json=args),
+                                    context=guard_pb2.Context(session=session),
+                                    harmed=harmed, receipt=receipt)
+
+
+def allow(d, **kw):
+    v = d.evaluate(ereq(**kw))
+    assert v.decision == guard_pb2.ALLOW and len(v.receipt) > 0, v
+    return v.receipt
+
+
+def bits(v):
+    """The verdict's numbers as bytes: equal means bit-identical."""
+    return struct.pack("<dd", v.harm_bound, v.posterior_predictive), v.observations
+
+
+def test_receipts_once_across_restart_and_forgeries():
+    pol, data = policy_dir(), tempfile.mkdtemp(prefix="bgt-rdata-")
+    try:
+        # Run 1, receipts living 1 s: to let expire.
+        with Daemon(policies=pol, args=["--data-dir", data, "--receipt-ttl-s", "1"]) as d:
+            key = os.stat(os.path.join(data, "receipt.key"))
+            assert key.st_mode & 0o777 == 0o600 and key.st_size == 32, oct(key.st_mode)
+            assert "receipt key %s/receipt.key (created)" % data in d.log(), d.log()
+            expired = [allow(d) for _ in range(150)]
+            t_minted = time.time()  # every expiry is before t_minted + 1 s
+        # Run 2, the default lifetime: a receipt is accepted once.
+        with Daemon(policies=pol, args=["--data-dir", data]) as d:
+            st = d.call("Status", guard_pb2.StatusRequest())
+            outcomes = {p.name: p.outcomes for p in st.policies}
+            assert outcomes == {"rpc-test": "receipts", "rpc-strict": "receipts",
+                                "lab": "open"}, outcomes
+            # An ESCALATE has no receipt: that action does not run.
+            v = d.evaluate(ereq(tool="danger_rm"))
+            assert v.decision == guard_pb2.ESCALATE and v.receipt == b"", v
+            r0 = allow(d)
+            o = d.call("Observe", oreq(r0))
+            assert o.observations == 1 and o.session == "s1", o
+            expect_code(lambda: d.call("Observe", oreq(r0)), C.ALREADY_EXISTS,
+                        ["already used", "each receipt reports one outcome"])
+        # Past the 1 s lifetime of `expired` (a deadline, not a guess).
+        time.sleep(max(0.0, t_minted + 1.1 - time.time()))
+
+        # Run 3: the same data dir again.
+        with Daemon(policies=pol, args=["--data-dir", data]) as d:
+            assert "(created)" not in d.log(), d.log()
+            assert os.stat(os.path.join(data, "receipt.key")).st_ino == key.st_ino
+            # The replay after the restart is still ALREADY_EXISTS.
+            expect_code(lambda: d.call("Observe", oreq(r0)), C.ALREADY_EXISTS, ["already used"])
+            # One more accepted outcome, then the baseline.
+            r1 = allow(d)
+            assert d.call("Observe", oreq(r1)).observations == 2
+            vb = d.evaluate(ereq())
+            base = bits(vb)
+            assert base[1] == 2, base
+
+            others = [allow(d, session="s-other") for _ in range(150)]
+            tools = [allow(d, tool="rpc_other") for _ in range(150)]
+            args = [allow(d, args='{"to":"y"}') for _ in range(150)]
+            fresh = allow(d)
+            tampered = fresh[:20] + bytes([fresh[20] ^ 1]) + fresh[21:]
+            cases = [
+                (lambda i: oreq(b""), C.PERMISSION_DENIED, "no receipt"),
+                (lambda i: oreq(tampered), C.PERMISSION_DENIED, "not authentic"),
+                (lambda i: oreq(expired[i]), C.PERMISSION_DENIED, "expired"),
+                (lambda i: oreq(others[i]), C.PERMISSION_DENIED, "for another session"),
+                (lambda i: oreq(tools[i]), C.PERMISSION_DENIED, "for another tool"),
+                (lambda i: oreq(args[i]), C.PERMISSION_DENIED, "for other arguments"),
+                (lambda i: oreq((r0, r1)[i % 2]), C.ALREADY_EXISTS, "already used"),
+            ]
+            n = 0
+            while n < 1000:
+                make, code, word = cases[n % len(cases)]
+                expect_code(lambda: d.call("Observe", make(n // len(cases))), code, [word])
+                n += 1
+            # The stream refuses the same way, naming the message.
+            fn = d.channel().stream_unary(
+                "/bayesguard.v1.Guard/ObserveStream",
+                request_serializer=guard_pb2.ObserveRequest.SerializeToString,
+                response_deserializer=guard_pb2.ObserveStreamResponse.FromString)
+            expect_code(lambda: fn(iter([oreq(others[0])]), timeout=30), C.PERMISSION_DENIED,
+                        ["observation #0", "for another session"])
+            expect_code(lambda: fn(iter([oreq(r1)]), timeout=30), C.ALREADY_EXISTS,
+                        ["observation #0", "already used"])
+            # A receipt for decision A sent as the outcome of decision B.
+            v = d.evaluate(ereq())
+            bad_id = oreq(v.receipt)
+            bad_id.id = "someone-else"
+            expect_code(lambda: d.call("Observe", bad_id), C.PERMISSION_DENIED,
+                        ["ObserveRequest.id is 'someone-else'"])
+            # Nothing moved: bit-identical bound, same count.
+            after = bits(d.evaluate(ereq()))
+            assert after == base, (base, after)
+            # ... and the receipt of that last check is still good, once.
+            assert d.call("Observe", oreq(v.receipt, harmed=True)).observations == 3
+            print("1000 forged Observes refused; harm_bound %.17g, posterior_predictive %.17g, "
+                  "%d observations: bit-identical after" % (vb.harm_bound,
+                                                           vb.posterior_predictive, base[1]))
+    finally:
+        shutil.rmtree(pol, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_outcomes_open_and_memory_key():
+    pol = policy_dir()
+    try:
+        with Daemon(policies=pol) as d:  # no --data-dir, no key file
+            assert "random key in memory" in d.log(), d.log()
+            for i in range(3):
+                o = d.call("Observe", oreq(tool="lab_run", session="lab"))  # no receipt: open
+                assert o.policy == "lab" and o.observations == i + 1, o
+            # The ALLOW of an open policy carries a receipt all the same.
+            assert len(d.evaluate(ereq(tool="lab_run")).receipt) > 0
+            c = d.cli("status", "--json", check=0)
+            assert '"outcomes":"open"' in c.stdout.replace(" ", ""), c.stdout
+            c = d.cli("status", check=0)
+            assert "outcomes=open" in c.stdout and "outcomes=receipts" in c.stdout, c.stdout
+    finally:
+        shutil.rmtree(pol, ignore_errors=True)
+
+
+def start_fails(args, want):
+    pol = policy_dir()
+    try:
+        r = subprocess.run([bgtest.DAEMON, "--listen", "127.0.0.1:0", "--policies", pol,
+                            "--plugins", bgtest.PLUGIN_DIR] + args,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (r.returncode, r.stderr)
+        for w in want:
+            assert w in r.stderr, (w, r.stderr)
+    finally:
+        shutil.rmtree(pol, ignore_errors=True)
+
+
+def test_key_file_refused():
+    tmp = tempfile.mkdtemp(prefix="bgt-rkey-")
+    try:
+        path = os.path.join(tmp, "k")
+        with open(path, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(path, 0o644)
+        start_fails(["--receipt-key-file", path], ["mode 0644", "chmod 600"])
+        # The same refusal for the default key in the data dir.
+        os.rename(path, os.path.join(tmp, "receipt.key"))
+        start_fails(["--data-dir", tmp], ["receipt.key has mode 0644"])
+        start_fails(["--receipt-key-file", os.path.join(tmp, "absent")],
+                    ["does not exist", "head -c 32 /dev/urandom"])
+        # A key file of the operator's, 0600: served, receipts verify.
+        os.chmod(os.path.join(tmp, "receipt.key"), 0o600)
+        pol = policy_dir()
+        try:
+            with Daemon(policies=pol,
+                        args=["--receipt-key-file", os.path.join(tmp, "receipt.key")]) as d:
+                assert d.call("Observe", oreq(allow(d))).observations == 1
+        finally:
+            shutil.rmtree(pol, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    bgtest.main([test_receipts_once_across_restart_and_forgeries,
+                 test_outcomes_open_and_memory_key, test_key_file_refused])
