@@ -26,10 +26,11 @@
  * daemon binds and accepts the socket itself (on the loop thread, through
  * uv_poll), reads SO_PEERCRED (uid, gid, pid, from the kernel at connect
  * time) into a table indexed by the connection's fd, and hands the fd to
- * the listener's server with grpc_server_add_channel_from_fd. gRPC names
- * such a connection's peer "fd:N", so a call finds its credentials by its
- * fd: one grpc_call_get_peer (a small copy) and a table lookup under a
- * mutex per call, no syscall. The fd number cannot have been reused by
+ * the listener's server with grpc_server_add_channel_from_fd. gRPC (1.51)
+ * names such a connection's peer "fd:N", so a call finds its credentials
+ * by its fd: one grpc_call_get_peer (a small copy) and a table lookup under
+ * a mutex per call, no syscall (a peer of another form fails closed:
+ * PERMISSION_DENIED). The fd number cannot have been reused by
  * another connection while the call exists: the call holds its stream,
  * the stream holds the transport, and the transport closes the fd only
  * when destroyed. The socket file is created with no moment of being
@@ -570,6 +571,32 @@ static int conn_get(bg_rpc_server *s, int fd, bg__rpc_conn *out)
     return ok;
 }
 
+#define ACCEPT_RETRY_MS 100
+
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void resume_accepting(uv_timer_t *t)
+{
+    bg_rpc_server *s = t->data;
+    for (size_t i = 0; i < s->n_ls; i++)
+        if (s->ls[i].poll != NULL)
+            uv_poll_start(s->ls[i].poll, UV_READABLE, on_accept);
+}
+
+/* Out of fds: a readable listening socket would wake the loop at once,
+ * again and again; stop polling for ACCEPT_RETRY_MS instead. */
+static void pause_accepting(bg_rpc_server *s, const bg__rpc_listener *l, int e)
+{
+    if (uv_is_active((uv_handle_t *)s->accept_retry))
+        return;
+    BG_WARN("rpc", "%s: cannot accept a connection (%s): pausing all unix listeners for %d ms",
+            l->addr, strerror(e), ACCEPT_RETRY_MS);
+    for (size_t i = 0; i < s->n_ls; i++)
+        if (s->ls[i].poll != NULL)
+            uv_poll_stop(s->ls[i].poll);
+    uv_timer_start(s->accept_retry, resume_accepting, ACCEPT_RETRY_MS, 0);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events)
 {
     (void)events;
@@ -584,7 +611,9 @@ static void on_accept(uv_poll_t *h, int status, int events)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(s, l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 BG_WARN("rpc", "%s: accept failed: %s", l->addr, strerror(errno));
             return;
         }
@@ -605,6 +634,11 @@ static void on_accept(uv_poll_t *h, int status, int events)
 
 int bg__rpc_listen_accept_start(bg_rpc_server *s, bg_err *err)
 {
+    s->accept_retry = calloc(1, sizeof(*s->accept_retry));
+    if (s->accept_retry == NULL)
+        return bg_err_set(err, BG_ENOMEM, "rpc: out of memory");
+    uv_timer_init(bg_loop_uv(s->opts.loop), s->accept_retry);
+    s->accept_retry->data = s;
     for (size_t i = 0; i < s->n_ls; i++) {
         bg__rpc_listener *l = &s->ls[i];
         if (l->kind != BG_LISTEN_UNIX)
@@ -634,6 +668,11 @@ static void free_handle(uv_handle_t *h)
 
 void bg__rpc_listen_stop_accepting(bg_rpc_server *s)
 {
+    if (s->accept_retry != NULL) {
+        uv_timer_stop(s->accept_retry);
+        uv_close((uv_handle_t *)s->accept_retry, free_handle);
+        s->accept_retry = NULL;
+    }
     for (size_t i = 0; i < s->n_ls; i++) {
         bg__rpc_listener *l = &s->ls[i];
         if (l->poll != NULL) {

@@ -275,6 +275,7 @@ struct bg_rpc_server {
     pthread_mutex_t conn_mu;           /* guards conns */
     bg__rpc_conn *conns;               /* by fd; written at accept (loop thread) */
     size_t n_conns;
+    uv_timer_t *accept_retry; /* out of fds: accepting resumes when it fires (loop thread) */
     bg__rpc_cq *cqs;
     unsigned n_cq;
     unsigned n_threads;  /* CQ threads running (cqs[0..n_threads)) */
