@@ -36,7 +36,9 @@
  * when destroyed. The socket file is created with no moment of being
  * world-writable: bind() in a fresh private directory (mkdtemp, 0700) next
  * to the path, chmod to --socket-mode and chown to --socket-group there,
- * then rename() into place (atomic; connect() follows the inode). A umask
+ * then link() into place (atomic, and unlike rename it never replaces what
+ * is at the path: a file there is an error, not clobbered; connect()
+ * follows the inode), and the private name removed. A umask
  * around bind() would not do: umask is per process, and other threads
  * (decision log, worker pool) may create files meanwhile. Modes with the
  * world-write bit are refused. `?uids=` narrows a listener to those uids;
@@ -332,7 +334,7 @@ static int socket_owner(const bg_rpc_opts *o, mode_t *mode, gid_t *gid, int *set
 }
 
 /* Bind l's socket file with its final mode and group before anyone else can
- * reach it: in a private directory, then renamed into place. */
+ * reach it: in a private directory, then linked into place. */
 static int bind_unix(bg__rpc_listener *l, mode_t mode, gid_t gid, int set_gid, bg_err *err)
 {
     const char *path = l->addr + 5;
@@ -372,8 +374,9 @@ static int bind_unix(bg__rpc_listener *l, mode_t mode, gid_t gid, int set_gid, b
     if (fd >= 0 && (step = "bind", bind(fd, (struct sockaddr *)&sa, sizeof(sa))) == 0 &&
         (step = "chmod", chmod(tmp, mode)) == 0 &&
         (step = "chown to --socket-group", set_gid ? chown(tmp, (uid_t)-1, gid) : 0) == 0 &&
-        (step = "rename into place", rename(tmp, path)) == 0 &&
+        (step = "link into place (is something else at that path?)", link(tmp, path)) == 0 &&
         (step = "listen", listen(fd, SOMAXCONN)) == 0) {
+        unlink(tmp);
         rmdir(priv);
         l->fd = fd;
         l->unlink_at_exit = 1;
@@ -382,6 +385,8 @@ static int bind_unix(bg__rpc_listener *l, mode_t mode, gid_t gid, int set_gid, b
     int e = errno;
     if (fd >= 0)
         close(fd);
+    if (strcmp(step, "listen") == 0)
+        unlink(path); /* linked, but will not serve */
     unlink(tmp);
     rmdir(priv);
     return bg_err_set(err, BG_EIO, "--listen %s: %s failed: %s", l->addr, step, strerror(e));

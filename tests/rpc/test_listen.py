@@ -114,6 +114,21 @@ def test_socket_mode_and_group():
     with Daemon(policies=POL, listen=["agent@unix:" + path]) as d:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o660, oct(os.stat(path).st_mode)
     assert not os.path.exists(path), "the socket file outlived the daemon"
+    # A file at the path is an error, and is left as it was.
+    with open(path, "w") as f:
+        f.write("not a socket")
+    d = Daemon(policies=POL, listen=["agent@unix:" + path])
+    try:
+        d.start()
+        raise AssertionError("started over a regular file")
+    except AssertionError as e:
+        assert "exited 2" in str(e) and "link into place" in str(e), str(e)
+    finally:
+        d.cleanup()
+    with open(path) as f:
+        assert f.read() == "not a socket"
+    os.remove(path)
+    assert sorted(os.listdir(tmp)) == [], os.listdir(tmp)
     # A world-writable mode is refused.
     d = Daemon(policies=POL, listen=["agent@unix:" + path], args=["--socket-mode", "0666"])
     try:
