@@ -333,8 +333,12 @@ static void on_request(bg__rpc_tag *t, int ok)
         return;
     }
     /* Who is calling, and may they: the one place roles are checked. */
-    if (!bg__rpc_authorize(c))
+    char why[768];
+    grpc_status_code denied = bg__rpc_authorize(c, why, sizeof(why));
+    if (denied != GRPC_STATUS_OK) {
+        bg__rpc_call_fail(c, denied, "%s", why);
         return;
+    }
     c->admitted = 1;
     atomic_fetch_add(&s->working, 1);
     BG_ASSERT(m->start != NULL, "rpc: method %s has no start hook", bg__rpc_method_path(c));

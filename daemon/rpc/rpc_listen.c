@@ -9,8 +9,9 @@
  * `make run` and the README tour keep working. A method needs the role of
  * its row in the method table (rpc_priv.h); bg__rpc_authorize, called once
  * per call by the dispatch (rpc_call.c on_request), is the only place that
- * checks it, and answers PERMISSION_DENIED naming the role and what this
- * listener serves. Bench/Ping needs --enable-bench on any listener.
+ * checks it, and says why a call is PERMISSION_DENIED (naming the role and
+ * what this listener serves) for the dispatch to answer. Bench/Ping needs
+ * --enable-bench, on any listener.
  *
  * Why one grpc_server per listener: gRPC C core tells a server call
  * nothing about the port it came in on (grpc_call_get_peer is the
@@ -783,7 +784,7 @@ static const char *short_name(const bg__rpc_call *c)
     return slash ? slash + 1 : p;
 }
 
-int bg__rpc_authorize(bg__rpc_call *c)
+grpc_status_code bg__rpc_authorize(bg__rpc_call *c, char *why, size_t cap)
 {
     bg_rpc_server *s = c->srv;
     const bg__rpc_listener *l = &s->ls[c->listener];
@@ -791,11 +792,11 @@ int bg__rpc_authorize(bg__rpc_call *c)
     memset(&c->peer, 0, offsetof(bg_peer, identity) + 1);
     if (l->kind == BG_LISTEN_UNIX) {
         if (!unix_peer(c)) {
-            bg__rpc_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                              "%s: no credentials recorded for this connection, so the caller "
-                              "is unknown: reconnect",
-                              l->addr);
-            return 0;
+            snprintf(why, cap,
+                     "%s: no credentials recorded for this connection, so the caller "
+                     "is unknown: reconnect",
+                     l->addr);
+            return GRPC_STATUS_PERMISSION_DENIED;
         }
         int allowed = l->n_uids == 0;
         for (size_t i = 0; i < l->n_uids && !allowed; i++)
@@ -807,43 +808,41 @@ int bg__rpc_authorize(bg__rpc_call *c)
             for (size_t i = 0; i < l->n_uids && n < sizeof list; i++)
                 n += (size_t)snprintf(list + n, sizeof list - n, "%s%u", i ? "," : "",
                                       (unsigned)l->uids[i]);
-            bg__rpc_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                              "uid %u may not call on %s: this listener admits uids %s only "
-                              "(?uids=)",
-                              (unsigned)c->peer.uid, l->addr, list);
-            return 0;
+            snprintf(why, cap,
+                     "uid %u may not call on %s: this listener admits uids %s only "
+                     "(?uids=)",
+                     (unsigned)c->peer.uid, l->addr, list);
+            return GRPC_STATUS_PERMISSION_DENIED;
         }
     } else if (l->kind == BG_LISTEN_TLS && s->opts.tls_client_ca != NULL) {
         tls_peer(c);
     }
     if (m->role == BG_ROLE_NONE) /* unknown methods: UNIMPLEMENTED, whoever asks */
-        return 1;
+        return GRPC_STATUS_OK;
     if (m->role == BG_ROLE_BENCH) {
         if (s->opts.enable_bench)
-            return 1;
-        bg__rpc_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                          "%s is the benchmark's empty RPC, off unless bayesguardd is started "
-                          "with --enable-bench",
-                          short_name(c));
-        return 0;
+            return GRPC_STATUS_OK;
+        snprintf(why, cap,
+                 "%s is the benchmark's empty RPC, off unless bayesguardd is started "
+                 "with --enable-bench",
+                 short_name(c));
+        return GRPC_STATUS_PERMISSION_DENIED;
     }
     unsigned bit = BG_ROLE_BIT(m->role);
     if (!(l->roles & bit)) {
-        bg__rpc_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                          "%s needs the %s role; this listener (%s) serves %s", short_name(c),
-                          bg__rpc_role_name(m->role), l->addr, l->roles_text);
-        return 0;
+        snprintf(why, cap, "%s needs the %s role; this listener (%s) serves %s", short_name(c),
+                 bg__rpc_role_name(m->role), l->addr, l->roles_text);
+        return GRPC_STATUS_PERMISSION_DENIED;
     }
     const bg__rpc_identity *e = s->n_ids ? identity_entry(s, c->peer.identity) : NULL;
     if (e != NULL && !(e->roles & bit)) {
         char allowed[64];
         roles_text(e->roles, allowed, sizeof allowed);
-        bg__rpc_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                          "%s needs the %s role; identity '%s' is allowed %s (identities entry "
-                          "'%s')",
-                          short_name(c), bg__rpc_role_name(m->role), c->peer.identity, allowed,
-                          e->id);
-        return 0;
+        snprintf(why, cap,
+                 "%s needs the %s role; identity '%s' is allowed %s (identities entry "
+                 "'%s')",
+                 short_name(c), bg__rpc_role_name(m->role), c->peer.identity, allowed, e->id);
+        return GRPC_STATUS_PERMISSION_DENIED;
     }
-    return 1;
+    return GRPC_STATUS_OK;
 }

@@ -14,7 +14,8 @@
  *                         arena, replies, streams; dispatch through the table
  *   rpc_listen.c          listeners: their roles, unix sockets (mode, group,
  *                         our accept loop and SO_PEERCRED), TLS credentials,
- *                         and who is calling (bg_peer) and may they (roles)
+ *                         and who is calling (bg_peer) and may they (roles);
+ *                         it answers no call: the dispatch does
  *   rpc_server_metrics.c  the server's metrics families (calls by method and
  *                         code, in flight, draining) and counting a finished call
  *   rpc_methods.c         the method table (BG_RPC_METHODS as data) and names
@@ -346,9 +347,10 @@ void bg__rpc_listen_stop_accepting(bg_rpc_server *s);
  * destroyed). */
 void bg__rpc_listen_close(bg_rpc_server *s);
 /* A call arrived (ACTIVE, CQ thread): fill c->peer and check the method's
- * role against the listener and the identities map. Returns 1 to go on; 0
- * when the call was answered PERMISSION_DENIED (the holder's ref taken). */
-int bg__rpc_authorize(bg__rpc_call *c);
+ * role against the listener and the identities map. Returns GRPC_STATUS_OK
+ * to go on, else the code to answer with (PERMISSION_DENIED) and why in
+ * `why` (cap bytes); the caller answers. */
+grpc_status_code bg__rpc_authorize(bg__rpc_call *c, char *why, size_t cap);
 
 /* ---- rpc_call.c */
 /* Post a fresh request for `method` of listener l on cq (CQ thread, or
