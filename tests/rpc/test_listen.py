@@ -7,6 +7,7 @@ Bench/Ping only with --enable-bench."""
 import json
 import os
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -217,6 +218,68 @@ def test_identities_narrow_uids():
     os.rmdir(tmp)
 
 
+# Run by another uid (root only): Evaluate on a unix socket; prints the
+# outcome ("OK <policy>" or "<CODE> <details>").
+AS_OTHER = """
+import sys
+sys.path.insert(0, %r)
+import grpc
+from bayesguard.v1 import guard_pb2
+ch = grpc.insecure_channel(sys.argv[1])
+fn = ch.unary_unary("/bayesguard.v1.Guard/Evaluate",
+                    request_serializer=guard_pb2.EvaluateRequest.SerializeToString,
+                    response_deserializer=guard_pb2.Verdict.FromString)
+try:
+    v = fn(guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="t"),
+                                     context=guard_pb2.Context(session=sys.argv[2])), timeout=10)
+    print("OK", v.policy)
+except grpc.RpcError as e:
+    print(e.code().name, e.details())
+"""
+
+
+def as_uid(uid, gid, addr, session):
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    r = subprocess.run([sys.executable, "-c", AS_OTHER % bgtest.PYGEN, addr, session],
+                       capture_output=True, text=True, timeout=60, preexec_fn=drop)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_another_uid():
+    """The kernel's word on who connected: a process of another uid is
+    uid:N in the decision log, is kept out by the socket's mode, and is
+    refused by ?uids=. Needs root (to run the client as nobody)."""
+    if os.getuid() != 0:
+        print("  (not root: cannot run a client as another uid; skipped)")
+        return
+    nobody, nogroup = 65534, 65534
+    tmp = sock_dir()
+    os.chmod(tmp, 0o755)
+    grp_sock = os.path.join(tmp, "group.sock")
+    own_sock = os.path.join(tmp, "owner.sock")
+    uid_sock = os.path.join(tmp, "uids.sock")
+    log = os.path.join(tmp, "decisions.jsonl")
+    with Daemon(policies=POL,
+                listen=["agent@unix:" + grp_sock, "agent@unix:%s?uids=0" % uid_sock],
+                args=["--socket-group", str(nogroup), "--decision-log", log]) as d:
+        assert as_uid(nobody, nogroup, d.addrs[0], "as-nobody") == "OK rpc-test"
+        out = as_uid(nobody, nogroup, d.addrs[1], "refused")
+        assert out.startswith("PERMISSION_DENIED uid %d may not call" % nobody), out
+    with Daemon(policies=POL, listen=["agent@unix:" + own_sock],
+                args=["--socket-mode", "0600"]) as d:
+        out = as_uid(nobody, nogroup, d.addrs[0], "kept-out")
+        assert out.startswith("UNAVAILABLE"), out
+    with open(log) as f:
+        peers = {json.loads(l)["session"]: json.loads(l)["peer"] for l in f}
+    assert peers == {"as-nobody": "uid:%d" % nobody}, peers
+    os.remove(log)
+    os.rmdir(tmp)
+
+
 def test_ping_needs_enable_bench():
     with Daemon(policies=POL) as d:
         expect_code(lambda: d.ping(), DENIED, ["--enable-bench"])
@@ -234,4 +297,5 @@ if __name__ == "__main__":
                  test_peer_uid_reaches_the_decision_log,
                  test_uid_allow_list,
                  test_identities_narrow_uids,
+                 test_another_uid,
                  test_ping_needs_enable_bench])
