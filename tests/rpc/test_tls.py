@@ -4,8 +4,8 @@ a SPIFFE ID, a DNS name, or from the other CA). A client without a
 certificate, or with one the other CA signed, cannot connect; a good one
 can, and its SPIFFE ID is its identity (the decision log's peer); the
 config file's identities map narrows roles per identity; rewriting the
-certificate files is picked up without a restart and without a failed
-call on an established connection."""
+certificate files (client CA and server certificate) is picked up without
+a restart and without a failed call on an established connection."""
 import json
 import os
 import shutil
@@ -117,6 +117,22 @@ def status(ch, timeout=10):
     return fn(guard_pb2.StatusRequest(), timeout=timeout)
 
 
+def served_serial(pki, addr):
+    """The serial of the certificate the daemon presents to a new connection."""
+    hs = subprocess.run(["openssl", "s_client", "-connect", addr, "-alpn", "h2",
+                         "-cert", pki.path("agent.crt"), "-key", pki.path("agent.key"),
+                         "-CAfile", pki.path("ca.crt")],
+                        stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    x = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=hs.stdout,
+                       capture_output=True, timeout=30)
+    return x.stdout.decode().strip()
+
+
+def file_serial(pki, name):
+    return subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", pki.path(name)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 def cannot_connect(ch):
     expect_code(lambda: evaluate(ch, timeout=5), grpc.StatusCode.UNAVAILABLE)
     ch.close()
@@ -173,6 +189,8 @@ def test_rotation_without_restart_or_failed_calls():
         ch = pki.channel(addr, "agent")
         evaluate(ch)
         cannot_connect(pki.channel(addr, "stranger"))
+        old_serial = file_serial(pki, "server.crt")
+        assert served_serial(pki, addr) == old_serial
         errors, calls, stop = [], [0], threading.Event()
 
         def keep_calling():
@@ -203,6 +221,10 @@ def test_rotation_without_restart_or_failed_calls():
                     c.close()
             bgtest.wait_for(stranger_gets_in, 30, "the rewritten client CA to be used",
                             interval=0.2)
+            new_serial = file_serial(pki, "server.crt")
+            assert new_serial != old_serial
+            bgtest.wait_for(lambda: served_serial(pki, addr) == new_serial, 30,
+                            "the reissued server certificate to be served", interval=0.2)
             # New connections with the old CA's clients still work.
             c = pki.channel(addr, "agent")
             evaluate(c)
