@@ -8,6 +8,9 @@
  * malloc'd overflow freed at recycle). The services are reached only
  * through the method table (bg__rpc_methods: start, on_recv, on_send), and
  * call back down into the functions here; this file names no service.
+ * Before a method's start runs, on_request asks bg__rpc_authorize
+ * (rpc_listen.c) who is calling and whether its listener serves the
+ * method's role: the one place roles are checked.
  *
  * State diagram (functions that make each transition):
  *

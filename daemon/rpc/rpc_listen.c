@@ -740,7 +740,8 @@ static int unix_peer(bg__rpc_call *c)
 }
 
 /* Under mTLS: the client certificate's SPIFFE ID, else its first URI SAN,
- * DNS SAN or CN. */
+ * DNS SAN or CN (one shorter than bg_peer.identity, without NUL bytes);
+ * none: "" (unknown). */
 static void tls_peer(bg__rpc_call *c)
 {
     static const char *const props[] = {GRPC_PEER_SPIFFE_ID_PROPERTY_NAME,
@@ -752,11 +753,13 @@ static void tls_peer(bg__rpc_call *c)
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
         grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ac, props[i]);
         const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-        if (p != NULL && p->value != NULL && p->value_length > 0) {
-            size_t n = p->value_length < sizeof c->peer.identity - 1 ? p->value_length
-                                                                     : sizeof c->peer.identity - 1;
-            memcpy(c->peer.identity, p->value, n);
-            c->peer.identity[n] = '\0';
+        /* Whole or not at all: a cut or NUL-bearing name could equal
+         * another identity (the identities map compares strings). */
+        if (p != NULL && p->value != NULL && p->value_length > 0 &&
+            p->value_length < sizeof c->peer.identity &&
+            memchr(p->value, '\0', p->value_length) == NULL) {
+            memcpy(c->peer.identity, p->value, p->value_length);
+            c->peer.identity[p->value_length] = '\0';
             break;
         }
     }
