@@ -296,6 +296,15 @@ static int start_server(daemon_ctx *d)
     memset(&ro, 0, sizeof(ro));
     ro.listen = d->s.listen;
     ro.n_listen = d->s.n_listen;
+    ro.socket_mode = d->s.socket_mode;
+    ro.socket_group = d->s.socket_group;
+    ro.tls_cert = d->s.tls_cert;
+    ro.tls_key = d->s.tls_key;
+    ro.tls_client_ca = d->s.tls_client_ca;
+    ro.tls_refresh_s = (unsigned)d->s.tls_refresh_s;
+    ro.identities = d->s.identities;
+    ro.n_identities = d->s.n_identities;
+    ro.enable_bench = d->s.enable_bench;
     ro.cq_threads = (unsigned)d->s.cq_threads; /* 0 when not given: one per CPU */
     ro.max_message_bytes = (size_t)d->s.max_message_bytes;
     ro.version = BG_VERSION;

@@ -243,10 +243,10 @@ static pid_t spawn_daemon(const char *daemon, const char *policies, const char *
     pid_t pid = fork();
     if (pid == 0) {
         const char *av[16 + MAX_DAEMON_ARGS] = {
-            daemon,      "--listen",    "127.0.0.1:0",  "--policies", policies,
-            "--plugins", plugins,       "--ready-file", ready,        "--cq-threads",
-            cq,          "--log-level", "warn"};
-        int n = 13;
+            daemon,      "--listen",    "agent@127.0.0.1:0", "--policies", policies,
+            "--plugins", plugins,       "--ready-file",      ready,        "--cq-threads",
+            cq,          "--log-level", "warn",              "--enable-bench"};
+        int n = 14; /* Evaluate needs the agent role; Ping, --enable-bench */
         if (decision_log != NULL) {
             av[n++] = "--decision-log";
             av[n++] = decision_log;

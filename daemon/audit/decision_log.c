@@ -342,6 +342,7 @@ static void format_record(bg_strbuf *b, const bg_decision_record *r)
     key_req(b, "session", r->session);
     key_req(b, "agent", r->agent);
     key_req(b, "trace_id", r->trace_id);
+    key_req(b, "peer", r->peer);
     if (r->resolved) {
         key_str(b, "policy", r->policy);
         key_str(b, "revision", r->revision);

@@ -64,6 +64,7 @@ typedef struct bg_decision_record {
     const char *error;
     const char *policy, *revision, *model, *estimator;
     const char *tool, *action_id, *session, *agent, *trace_id; /* as the request says */
+    const char *peer;        /* who called, as the listener tells it (bg_peer); "" unknown */
     int resolved;            /* a policy was found: the fields below are meaningful */
     const char *session_key; /* whose posterior: the policy's spec.session of the request */
     double harm_bound, threshold, posterior_predictive;

@@ -2,7 +2,8 @@
  * rpc.h — the gRPC server of bayesguardd (data plane).
  *
  * bg_rpc_server_start binds every --listen address (TCP "host:port", port 0
- * = the kernel picks; "unix:/path"), registers the services
+ * = the kernel picks; "unix:/path"; each prefixed by the roles it serves,
+ * "agent,health@unix:/path"; see rpc_listen.c), registers the services
  *   bayesguard.v1.Guard   Evaluate Observe ObserveStream Status Reload
  *   bayesguard.v1.Bench   Ping (the empty RPC of bench/rpc)
  *   grpc.health.v1.Health Check Watch
@@ -39,11 +40,20 @@
 #define BG_RPC_DEFAULT_MAX_MESSAGE (4u << 20)
 
 typedef struct bg_rpc_opts {
-    const char *const *listen;  /* addresses, at least one */
+    const char *const *listen; /* [ROLES@]ADDR[?uids=N,...], at least one (rpc_listen.c) */
     size_t n_listen;
-    unsigned cq_threads;        /* 0 = number of online CPUs */
-    size_t max_message_bytes;   /* 0 = BG_RPC_DEFAULT_MAX_MESSAGE */
-    const char *version;        /* reported by Status */
+    const char *socket_mode;       /* octal mode of unix socket files; NULL: "0660" */
+    const char *socket_group;      /* their group, a name or number; NULL: the daemon's */
+    const char *tls_cert;          /* PEM files: with cert and key, TCP listeners serve TLS; */
+    const char *tls_key;           /*   with a client CA, clients must present a certificate */
+    const char *tls_client_ca;     /*   it signed (mTLS); NULL: plain TCP / no client certs */
+    unsigned tls_refresh_s;        /* how often the TLS files are re-read; 0: 60 */
+    const char *const *identities; /* "ID=ROLE,ROLE": narrow an identity's roles */
+    size_t n_identities;
+    int enable_bench;         /* serve bayesguard.v1.Bench/Ping */
+    unsigned cq_threads;      /* 0 = number of online CPUs */
+    size_t max_message_bytes; /* 0 = BG_RPC_DEFAULT_MAX_MESSAGE */
+    const char *version;      /* reported by Status */
     bg_loop *loop;
     bg_policy_store *store;
     bg_engine *engine;
@@ -78,8 +88,8 @@ uint64_t bg_rpc_server_in_flight(const bg_rpc_server *s);
  * balancers move away) and once the admitted calls finished, the listeners
  * close. At timeout_ms the remaining calls are cancelled. done(arg) runs on
  * the loop thread when no call is left. */
-void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms,
-                         bg_loop_fn done, void *arg);
+void bg_rpc_server_drain(bg_rpc_server *s, unsigned timeout_ms, unsigned grace_ms, bg_loop_fn done,
+                         void *arg);
 
 /* Loop thread, after drain: give up waiting now — the next drain poll
  * cancels what is left (an operator's second SIGTERM). */

@@ -8,6 +8,9 @@
  * malloc'd overflow freed at recycle). The services are reached only
  * through the method table (bg__rpc_methods: start, on_recv, on_send), and
  * call back down into the functions here; this file names no service.
+ * Before a method's start runs, on_request asks bg__rpc_authorize
+ * (rpc_listen.c) who is calling and whether its listener serves the
+ * method's role: the one place roles are checked.
  *
  * State diagram (functions that make each transition):
  *
@@ -165,7 +168,7 @@ static void on_send(bg__rpc_tag *t, int ok);
 static void on_recv(bg__rpc_tag *t, int ok);
 
 /* A call object for method, from cq's free list or new: FREE -> REQUESTED. */
-static bg__rpc_call *call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
+static bg__rpc_call *call_get(bg_rpc_server *s, bg__rpc_cq *cq, int listener, int method)
 {
     pthread_mutex_lock(&cq->mu);
     bg__rpc_call *c = cq->free_list;
@@ -189,6 +192,7 @@ static bg__rpc_call *call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
         c->cq = cq;
         c->status_msg = grpc_empty_slice();
     }
+    c->listener = listener;
     c->method = method;
     transition(c, BG_CALL_BIT(BG_CALL_FREE), BG_CALL_REQUESTED);
     atomic_store(&c->refs, 1);
@@ -198,13 +202,16 @@ static bg__rpc_call *call_get(bg_rpc_server *s, bg__rpc_cq *cq, int method)
     return c;
 }
 
-void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
+void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int listener, int method)
 {
     BG_ASSERT(method >= 0 && method < BG_M__COUNT, "rpc: request for method id %d", method);
+    BG_ASSERT(listener >= 0 && (size_t)listener < s->n_ls, "rpc: request for listener %d of %zu",
+              listener, s->n_ls);
     if (atomic_load(&s->shutting_down))
         return;
     const bg__rpc_method *m = &bg__rpc_methods[method];
-    bg__rpc_call *c = call_get(s, cq, method);
+    bg__rpc_call *c = call_get(s, cq, listener, method);
+    bg__rpc_listener *l = &s->ls[listener];
     if (c == NULL) {
         BG_ERROR("rpc", "out of memory requesting a call for %s",
                  m->path ? m->path : "unknown methods");
@@ -212,10 +219,10 @@ void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int method)
     }
     grpc_call_error e;
     if (method == BG_M_UNKNOWN)
-        e = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, cq->cq, cq->cq,
+        e = grpc_server_request_call(l->server, &c->call, &c->details, &c->md, cq->cq, cq->cq,
                                      &c->req_tag);
     else
-        e = grpc_server_request_registered_call(s->server, s->reg[method], &c->call, &c->deadline,
+        e = grpc_server_request_registered_call(l->server, l->reg[method], &c->call, &c->deadline,
                                                 &c->md, m->client_streaming ? NULL : &c->payload,
                                                 cq->cq, cq->cq, &c->req_tag);
     if (e != GRPC_CALL_OK) {
@@ -310,7 +317,7 @@ static void on_request(bg__rpc_tag *t, int ok)
     }
     const bg__rpc_method *m = &bg__rpc_methods[c->method];
     /* Keep the method pre-requested before doing any work. */
-    bg__rpc_call_request(s, c->cq, c->method);
+    bg__rpc_call_request(s, c->cq, c->listener, c->method);
     atomic_fetch_add(&s->in_flight, 1);
     transition(c, BG_CALL_BIT(BG_CALL_REQUESTED), BG_CALL_ACTIVE);
     c->start_ns = bg_now_ns();
@@ -326,6 +333,13 @@ static void on_request(bg__rpc_tag *t, int ok)
                           "(%zu): send fewer features or shorter arguments_json/attributes, "
                           "or raise the limit",
                           grpc_byte_buffer_length(c->payload), s->max_message);
+        return;
+    }
+    /* Who is calling, and may they: the one place roles are checked. */
+    char why[768];
+    grpc_status_code denied = bg__rpc_authorize(c, why, sizeof(why));
+    if (denied != GRPC_STATUS_OK) {
+        bg__rpc_call_fail(c, denied, "%s", why);
         return;
     }
     c->admitted = 1;

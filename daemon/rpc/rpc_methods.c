@@ -16,9 +16,10 @@
 #include "rpc/rpc_priv.h"
 
 const bg__rpc_method bg__rpc_methods[BG_M__COUNT] = {
-#define BG_RPC_METHOD_ROW(id, path, client_streaming, while_draining, start, on_recv, on_send,     \
-                          on_drain, on_deadline)                                                   \
-    [id] = {path, client_streaming, while_draining, start, on_recv, on_send, on_drain, on_deadline},
+#define BG_RPC_METHOD_ROW(id, path, role, client_streaming, while_draining, start, on_recv,        \
+                          on_send, on_drain, on_deadline)                                          \
+    [id] = {path,    role,    client_streaming, while_draining, start,                             \
+            on_recv, on_send, on_drain,         on_deadline},
     BG_RPC_METHODS(BG_RPC_METHOD_ROW)
 #undef BG_RPC_METHOD_ROW
 };
@@ -32,4 +33,14 @@ const char *bg__rpc_method_path(const bg__rpc_call *c)
 {
     const char *path = bg__rpc_method_name(c->method);
     return path != NULL ? path : "(unknown method)";
+}
+
+const char *bg__rpc_role_name(int role)
+{
+    static const char *const names[BG_ROLE__COUNT] = {
+#define BG_RPC_ROLE_NAME(id, name) [id] = name,
+        BG_RPC_ROLES(BG_RPC_ROLE_NAME)
+#undef BG_RPC_ROLE_NAME
+    };
+    return role >= 0 && role < BG_ROLE__COUNT ? names[role] : "?";
 }

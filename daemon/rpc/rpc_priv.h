@@ -12,6 +12,10 @@
  *   rpc_svc_health.c      Health Check/Watch, Bench Ping, unknown methods
  *   rpc_call.c            the call object: request posting, state machine,
  *                         arena, replies, streams; dispatch through the table
+ *   rpc_listen.c          listeners: their roles, unix sockets (mode, group,
+ *                         our accept loop and SO_PEERCRED), TLS credentials,
+ *                         and who is calling (bg_peer) and may they (roles);
+ *                         it answers no call: the dispatch does
  *   rpc_server_metrics.c  the server's metrics families (calls by method and
  *                         code, in flight, draining) and counting a finished call
  *   rpc_methods.c         the method table (BG_RPC_METHODS as data) and names
@@ -25,6 +29,7 @@
 
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
+#include <uv.h>
 
 #include "common/bg_assert.h"
 #include "rpc/rpc.h"
@@ -39,14 +44,40 @@ typedef struct bg__rpc_tag {
     void (*cb)(struct bg__rpc_tag *t, int ok);
 } bg__rpc_tag;
 
+/* Roles: what a listener serves (--listen agent,health@ADDR). A method
+ * needs one role (the table's `role` column), checked in one place when a
+ * call arrives (bg__rpc_authorize). BENCH is no listener's to name: every
+ * listener has it with --enable-bench. */
+#define BG_RPC_ROLES(X)                                                                            \
+    X(BG_ROLE_AGENT, "agent")                                                                      \
+    X(BG_ROLE_REPORTER, "reporter")                                                                \
+    X(BG_ROLE_OPERATOR, "operator")                                                                \
+    X(BG_ROLE_HEALTH, "health")                                                                    \
+    X(BG_ROLE_BENCH, "bench")
+
+enum {
+#define BG_RPC_ROLE_ENUM(id, name) id,
+    BG_RPC_ROLES(BG_RPC_ROLE_ENUM)
+#undef BG_RPC_ROLE_ENUM
+        BG_ROLE__COUNT,
+    BG_ROLE_NONE = -1 /* BG_M_UNKNOWN: answered UNIMPLEMENTED, whoever asks */
+};
+#define BG_ROLE_BIT(r) (1u << (r))
+/* What a bare --listen ADDR serves: every role a listener can name. */
+#define BG_ROLES_ALL                                                                               \
+    (BG_ROLE_BIT(BG_ROLE_AGENT) | BG_ROLE_BIT(BG_ROLE_REPORTER) | BG_ROLE_BIT(BG_ROLE_OPERATOR) |  \
+     BG_ROLE_BIT(BG_ROLE_HEALTH))
+
 /* The method table: every method the server serves, and every hook by
  * which rpc_call.c and rpc_server.c reach the service that serves it.
  *
- *   X(id, path, client_streaming, while_draining,
+ *   X(id, path, role, client_streaming, while_draining,
  *     start, on_recv, on_send, on_drain, on_deadline)
  *
  *   path              the full gRPC path; NULL for BG_M_UNKNOWN (last), the
  *                     catch-all for unregistered paths
+ *   role              the role a listener must serve for the call to reach
+ *                     start (BG_ROLE_*); others are PERMISSION_DENIED
  *   client_streaming  1: no payload at arrival, the handler reads the stream
  *   while_draining    1: still served while draining (health); the others
  *                     are answered UNAVAILABLE once the drain began
@@ -64,24 +95,24 @@ typedef struct bg__rpc_tag {
  * NULL hooks are not called. */
 /* clang-format off */
 #define BG_RPC_METHODS(X)                                                                        \
-    X(BG_M_EVALUATE, "/bayesguard.v1.Guard/Evaluate", 0, 0,                                      \
+    X(BG_M_EVALUATE, "/bayesguard.v1.Guard/Evaluate", BG_ROLE_AGENT, 0, 0,                       \
       bg__svc_evaluate, NULL, NULL, NULL, NULL)                                                  \
-    X(BG_M_OBSERVE, "/bayesguard.v1.Guard/Observe", 0, 0,                                        \
+    X(BG_M_OBSERVE, "/bayesguard.v1.Guard/Observe", BG_ROLE_REPORTER, 0, 0,                      \
       bg__svc_observe, NULL, NULL, NULL, NULL)                                                   \
-    X(BG_M_OBSERVE_STREAM, "/bayesguard.v1.Guard/ObserveStream", 1, 0,                           \
+    X(BG_M_OBSERVE_STREAM, "/bayesguard.v1.Guard/ObserveStream", BG_ROLE_REPORTER, 1, 0,         \
       bg__svc_observe_stream, bg__svc_observe_stream_recv, NULL, NULL, NULL)                     \
-    X(BG_M_STATUS, "/bayesguard.v1.Guard/Status", 0, 0,                                          \
+    X(BG_M_STATUS, "/bayesguard.v1.Guard/Status", BG_ROLE_OPERATOR, 0, 0,                        \
       bg__svc_status, NULL, NULL, NULL, NULL)                                                    \
-    X(BG_M_RELOAD, "/bayesguard.v1.Guard/Reload", 0, 0,                                          \
+    X(BG_M_RELOAD, "/bayesguard.v1.Guard/Reload", BG_ROLE_OPERATOR, 0, 0,                        \
       bg__svc_reload, NULL, NULL, NULL, NULL)                                                    \
-    X(BG_M_PING, "/bayesguard.v1.Bench/Ping", 0, 0,                                              \
+    X(BG_M_PING, "/bayesguard.v1.Bench/Ping", BG_ROLE_BENCH, 0, 0,                               \
       bg__svc_ping, NULL, NULL, NULL, bg__svc_ping_flush)                                        \
-    X(BG_M_HEALTH_CHECK, "/grpc.health.v1.Health/Check", 0, 1,                                   \
+    X(BG_M_HEALTH_CHECK, "/grpc.health.v1.Health/Check", BG_ROLE_HEALTH, 0, 1,                   \
       bg__svc_health_check, NULL, NULL, NULL, NULL)                                              \
-    X(BG_M_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", 0, 1,                                   \
+    X(BG_M_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", BG_ROLE_HEALTH, 0, 1,                   \
       bg__svc_health_watch, bg__svc_health_watch_closed, bg__svc_health_watch_sent,              \
       bg__svc_health_end_watches, NULL)                                                          \
-    X(BG_M_UNKNOWN, NULL, 1, 0,                                                                  \
+    X(BG_M_UNKNOWN, NULL, BG_ROLE_NONE, 1, 0,                                                    \
       bg__svc_unknown, NULL, NULL, NULL, NULL)
 
 enum {
@@ -95,6 +126,7 @@ enum {
 /* One row of the table (rpc_methods.c), the columns above. */
 typedef struct bg__rpc_method {
     const char *path;
+    int role;
     int client_streaming;
     int while_draining;
     void (*start)(bg__rpc_call *c);
@@ -141,6 +173,7 @@ struct bg__rpc_call {
     bg__rpc_tag recv_tag; /* a receive (message or close) completed */
     bg_rpc_server *srv;
     bg__rpc_cq *cq; /* whose free list and completion queue */
+    int listener;   /* index in srv->ls: whose server the call was requested on */
     int method;
     _Atomic int state;
     atomic_int refs;  /* outstanding batches + 1 while a holder has it */
@@ -190,18 +223,66 @@ struct bg__rpc_cq {
     uint64_t allocated; /* call objects created for this CQ */
 };
 
+/* How a listener's connections arrive, and so what it can tell of them. */
+enum {
+    BG_LISTEN_TCP,  /* plain TCP (gRPC's port): no identity */
+    BG_LISTEN_TLS,  /* TLS (gRPC's port): the client certificate's identity under mTLS */
+    BG_LISTEN_UNIX, /* our socket and accept loop: SO_PEERCRED per connection */
+};
+
+/* One --listen: its own grpc_server (so a call knows the listener it came
+ * in on: the server it was requested from), its roles and its socket.
+ * Written during start only; read-only afterwards (rpc_listen.c). */
+typedef struct bg__rpc_listener {
+    bg_rpc_server *srv;
+    int index;
+    int kind;            /* BG_LISTEN_* */
+    grpc_server *server; /* NULL until created */
+    void *reg[BG_M__COUNT];
+    unsigned roles; /* BG_ROLE_BIT mask */
+    int bare;       /* no roles named: every role */
+    char *addr;     /* the address without roles or options ("unix:/p", "host:port") */
+    char roles_text[64];
+    uint32_t *uids; /* unix: the allow-list (?uids=); n_uids 0: any uid */
+    size_t n_uids;
+    int fd;             /* unix: our listening socket, -1 once closed */
+    int unlink_at_exit; /* unix: the socket file is ours */
+    uv_poll_t *poll;    /* unix: readable -> accept (loop thread) */
+    bg__rpc_tag shutdown_tag;
+} bg__rpc_listener;
+
+/* An `identities` entry: the roles an identity is narrowed to. */
+typedef struct bg__rpc_identity {
+    char *id; /* "*": every identity not listed */
+    unsigned roles;
+} bg__rpc_identity;
+
+/* What our accept loop learned of a unix connection, by its fd. */
+typedef struct bg__rpc_conn {
+    int used;
+    int listener;
+    uint32_t uid, gid;
+    int32_t pid;
+} bg__rpc_conn;
+
 struct bg_rpc_server {
     bg_rpc_opts opts;
-    grpc_server *server;
-    void *reg[BG_M__COUNT]; /* registered method handles */
+    bg__rpc_listener *ls; /* one per --listen */
+    size_t n_ls;
+    unsigned shut_pending; /* listener servers whose shutdown tag has not fired */
+    bg__rpc_identity *ids; /* --identities */
+    size_t n_ids;
+    grpc_server_credentials *fd_creds; /* insecure: unix connections handed to gRPC */
+    pthread_mutex_t conn_mu;           /* guards conns */
+    bg__rpc_conn *conns;               /* by fd; written at accept (loop thread) */
+    size_t n_conns;
+    uv_timer_t *accept_retry; /* out of fds: accepting resumes when it fires (loop thread) */
     bg__rpc_cq *cqs;
     unsigned n_cq;
     unsigned n_threads;  /* CQ threads running (cqs[0..n_threads)) */
     unsigned prerequest; /* outstanding requests per method per CQ */
     char **bound;
     size_t n_bound;
-    char **unix_paths; /* to unlink at destroy */
-    size_t n_unix;
     size_t max_message;
 
     atomic_int draining;
@@ -216,8 +297,9 @@ struct bg_rpc_server {
     pthread_mutex_t watch_mu;
     bg__rpc_call *watchers;
 
-    /* Shutdown notification: set by the tag cb on a CQ thread. */
-    bg__rpc_tag shutdown_tag;
+    int grpc_inited; /* grpc_init ran: destroy shuts down and calls grpc_shutdown */
+    int started;     /* the listeners' servers were started */
+    /* Shutdown notification: set by the listeners' tags on a CQ thread. */
     pthread_mutex_t shut_mu;
     pthread_cond_t shut_cv;
     int shut_started;
@@ -248,10 +330,32 @@ const char *bg__rpc_method_name(int method);
 /* c's path for messages; "(unknown method)" for BG_M_UNKNOWN. */
 const char *bg__rpc_method_path(const bg__rpc_call *c);
 
+/* The role's name ("agent"); "?" out of range. */
+const char *bg__rpc_role_name(int role);
+
+/* ---- rpc_listen.c */
+/* Parse every --listen and --identities, make the listeners' grpc_servers
+ * (with the method table registered and the CQs), bind them (unix sockets
+ * with their mode and group; TLS where configured). Start time, loop
+ * thread; on failure the caller destroys s (bg__rpc_listen_close). */
+int bg__rpc_listen_open(bg_rpc_server *s, const grpc_channel_args *args, bg_err *err);
+/* After grpc_server_start: accept on the unix sockets (loop thread). */
+int bg__rpc_listen_accept_start(bg_rpc_server *s, bg_err *err);
+/* Stop accepting and close the unix sockets (loop thread; idempotent). */
+void bg__rpc_listen_stop_accepting(bg_rpc_server *s);
+/* Free what open made and unlink the socket files (after the servers are
+ * destroyed). */
+void bg__rpc_listen_close(bg_rpc_server *s);
+/* A call arrived (ACTIVE, CQ thread): fill c->peer and check the method's
+ * role against the listener and the identities map. Returns GRPC_STATUS_OK
+ * to go on, else the code to answer with (PERMISSION_DENIED) and why in
+ * `why` (cap bytes); the caller answers. */
+grpc_status_code bg__rpc_authorize(bg__rpc_call *c, char *why, size_t cap);
+
 /* ---- rpc_call.c */
-/* Post a fresh request for `method` on cq (CQ thread, or start before the
- * threads run); nothing once srv->shutting_down is set. */
-void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int method);
+/* Post a fresh request for `method` of listener l on cq (CQ thread, or
+ * start before the threads run); nothing once srv->shutting_down is set. */
+void bg__rpc_call_request(bg_rpc_server *s, bg__rpc_cq *cq, int listener, int method);
 void bg__rpc_call_release(bg__rpc_call *c); /* drop one ref; recycle at zero */
 void bg__rpc_call_free_all(bg__rpc_cq *cq);
 const char *bg__rpc_call_state_name(int st);

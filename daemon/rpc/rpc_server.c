@@ -2,9 +2,11 @@
  * rpc_server.c — the gRPC C core server: listeners, completion-queue
  * threads, pre-requested calls, drain and destroy.
  *
- * Shape: N completion queues, one thread each (grpc_completion_queue_next
- * in a loop). Every CQ keeps `prerequest` calls requested for every method
- * of the method table, bound to itself, so a call's whole life (arrival,
+ * Shape: one grpc_server per --listen (rpc_listen.c: so a call knows the
+ * listener, and so the roles, it came in on), N completion queues shared by
+ * all of them, one thread each (grpc_completion_queue_next in a loop).
+ * Every CQ keeps `prerequest` calls requested for every method of the
+ * method table on every listener, bound to itself, so a call's whole life (arrival,
  * handler, reply, recycle) happens on one thread without locks; a request
  * is re-posted as soon as one arrives (rpc_call.c). Unregistered paths are
  * requested too (grpc_server_request_call) and answered UNIMPLEMENTED, so
@@ -34,9 +36,10 @@
  * Invariants (BG_ASSERT where they could break):
  *   1. No request is posted once shutting_down is set (set before
  *      grpc_server_shutdown_and_notify), so the flushed requests are the last.
- *   2. The shutdown tag fires once, on a CQ thread, after begin_shutdown
- *      and after every call ended; only then may destroy shut the queues
- *      down and join the threads.
+ *   2. Each listener's shutdown tag fires once, on a CQ thread, after
+ *      begin_shutdown and after every call of its server ended; shut_done
+ *      is set by the last of them (shut_pending counts down), and only then
+ *      may destroy shut the queues down and join the threads.
  *   3. bound[] is written during start only.
  *   4. drain runs once, before any shutdown began; drain_now only after it;
  *      done(arg) runs once, in SHUT with no call in flight.
@@ -79,84 +82,35 @@ static void *cq_thread(void *arg)
     return NULL;
 }
 
+/* A listener's server finished its shutdown; the last one sets shut_done. */
 static void on_shutdown(bg__rpc_tag *t, int ok)
 {
     (void)ok;
-    bg_rpc_server *s = (bg_rpc_server *)((char *)t - offsetof(bg_rpc_server, shutdown_tag));
+    bg__rpc_listener *l =
+        (bg__rpc_listener *)((char *)t - offsetof(bg__rpc_listener, shutdown_tag));
+    bg_rpc_server *s = l->srv;
     pthread_mutex_lock(&s->shut_mu);
-    BG_ASSERT(s->shut_started && !s->shut_done,
-              "rpc: the shutdown tag fired with shut_started %d, shut_done %d (invariant 2)",
-              s->shut_started, s->shut_done);
-    s->shut_done = 1;
-    pthread_cond_broadcast(&s->shut_cv);
+    BG_ASSERT(s->shut_started && !s->shut_done && s->shut_pending > 0,
+              "rpc: a shutdown tag fired with shut_started %d, shut_done %d, %u pending "
+              "(invariant 2)",
+              s->shut_started, s->shut_done, s->shut_pending);
+    int last = --s->shut_pending == 0;
+    if (last) {
+        s->shut_done = 1;
+        pthread_cond_broadcast(&s->shut_cv);
+    }
     pthread_mutex_unlock(&s->shut_mu);
-    BG_INFO("rpc", "listeners closed; %llu calls still held",
-            (unsigned long long)bg__rpc_in_flight(s));
+    if (last)
+        BG_INFO("rpc", "listeners closed; %llu calls still held",
+                (unsigned long long)bg__rpc_in_flight(s));
 }
 
-/* A stale unix socket left by a dead daemon is removed. A live one (it
- * accepts a connection) is an error: gRPC would silently unlink it and
- * steal the path from the process serving there. Returns 1 when live. */
-static int unlink_stale_socket(const char *path)
+/* Every listener's server (that exists). */
+static void cancel_all_calls(bg_rpc_server *s)
 {
-    struct stat st;
-    if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
-        return 0;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    int live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    if (!live && unlink(path) == 0)
-        BG_INFO("rpc", "removed stale unix socket %s", path);
-    return live;
-}
-
-static int add_listener(bg_rpc_server *s, grpc_server_credentials *creds, const char *addr,
-                        bg_err *err)
-{
-    int is_unix = strncmp(addr, "unix:", 5) == 0;
-    if (is_unix) {
-        const char *path = addr + 5;
-        if (path[0] == '\0' || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return bg_err_set(err, BG_EINVAL,
-                              "--listen %s: expected unix:/absolute/path shorter than %zu bytes",
-                              addr, sizeof(((struct sockaddr_un *)0)->sun_path));
-        if (unlink_stale_socket(path))
-            return bg_err_set(err, BG_EIO,
-                              "--listen %s: another process is serving on this socket: stop it "
-                              "or pick another path",
-                              addr);
-    } else if (strrchr(addr, ':') == NULL) {
-        return bg_err_set(err, BG_EINVAL,
-                          "--listen %s: expected host:port (port 0 = any free "
-                          "port) or unix:/path",
-                          addr);
-    }
-    int port = grpc_server_add_http2_port(s->server, addr, creds);
-    if (port == 0)
-        return bg_err_set(err, BG_EIO,
-                          "--listen %s: cannot listen there (address in use, not local, or "
-                          "permission denied): pick another address or stop the other process",
-                          addr);
-    char buf[512];
-    if (is_unix) {
-        snprintf(buf, sizeof(buf), "%s", addr);
-        char **u = realloc(s->unix_paths, (s->n_unix + 1) * sizeof(*u));
-        if (u == NULL)
-            return bg_err_set(err, BG_ENOMEM, "rpc: out of memory");
-        s->unix_paths = u;
-        s->unix_paths[s->n_unix++] = strdup(addr + 5);
-    } else {
-        const char *colon = strrchr(addr, ':');
-        snprintf(buf, sizeof(buf), "%.*s:%d", (int)(colon - addr), addr, port);
-    }
-    s->bound[s->n_bound++] = strdup(buf);
-    return BG_OK;
+    for (size_t i = 0; i < s->n_ls; i++)
+        if (s->ls[i].server != NULL)
+            grpc_server_cancel_all_calls(s->ls[i].server);
 }
 
 static unsigned online_cpus(void)
@@ -178,9 +132,9 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     s->prerequest = 4;
     s->max_message = opts->max_message_bytes ? opts->max_message_bytes : BG_RPC_DEFAULT_MAX_MESSAGE;
     s->started_ns = bg_now_ns();
-    s->shutdown_tag.cb = on_shutdown;
     pthread_mutex_init(&s->watch_mu, NULL);
     pthread_mutex_init(&s->shut_mu, NULL);
+    pthread_mutex_init(&s->conn_mu, NULL);
     pthread_cond_init(&s->shut_cv, NULL);
     int urnd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (urnd < 0 || read(urnd, &s->boot_id, sizeof(s->boot_id)) != (ssize_t)sizeof(s->boot_id))
@@ -197,6 +151,13 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     }
 
     grpc_init();
+    s->grpc_inited = 1;
+    for (unsigned i = 0; i < s->n_cq; i++) {
+        s->cqs[i].cq = grpc_completion_queue_create_for_next(NULL);
+        s->cqs[i].index = (int)i;
+        s->cqs[i].srv = s;
+        pthread_mutex_init(&s->cqs[i].mu, NULL);
+    }
     grpc_arg args[3];
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
@@ -213,38 +174,20 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     args[2].key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS;
     args[2].value.integer = 1024;
     grpc_channel_args cargs = {3, args};
-    s->server = grpc_server_create(&cargs, NULL);
-    for (int m = 0; m < BG_M__COUNT; m++) {
-        const bg__rpc_method *meth = &bg__rpc_methods[m];
-        if (meth->path == NULL)
-            continue;
-        s->reg[m] = grpc_server_register_method(s->server, meth->path, NULL,
-                                                meth->client_streaming
-                                                    ? GRPC_SRM_PAYLOAD_NONE
-                                                    : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
-                                                0);
-    }
-    for (unsigned i = 0; i < s->n_cq; i++) {
-        s->cqs[i].cq = grpc_completion_queue_create_for_next(NULL);
-        s->cqs[i].index = (int)i;
-        s->cqs[i].srv = s;
-        pthread_mutex_init(&s->cqs[i].mu, NULL);
-        grpc_server_register_completion_queue(s->server, s->cqs[i].cq, NULL);
-    }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int rc = BG_OK;
-    for (size_t i = 0; i < opts->n_listen && rc == BG_OK; i++)
-        rc = add_listener(s, creds, opts->listen[i], err);
-    grpc_server_credentials_release(creds);
+    /* One grpc_server per listener, every CQ registered with each. */
+    int rc = bg__rpc_listen_open(s, &cargs, err);
     if (rc != BG_OK) {
         bg_rpc_server_destroy(s);
         return rc;
     }
-    grpc_server_start(s->server);
-    for (unsigned i = 0; i < s->n_cq; i++)
-        for (int m = 0; m < BG_M__COUNT; m++)
-            for (unsigned k = 0; k < s->prerequest; k++)
-                bg__rpc_call_request(s, &s->cqs[i], m);
+    for (size_t l = 0; l < s->n_ls; l++)
+        grpc_server_start(s->ls[l].server);
+    s->started = 1;
+    for (size_t l = 0; l < s->n_ls; l++)
+        for (unsigned i = 0; i < s->n_cq; i++)
+            for (int m = 0; m < BG_M__COUNT; m++)
+                for (unsigned k = 0; k < s->prerequest; k++)
+                    bg__rpc_call_request(s, &s->cqs[i], (int)l, m);
     for (unsigned i = 0; i < s->n_cq; i++) {
         if (pthread_create(&s->cqs[i].thread, NULL, cq_thread, &s->cqs[i]) != 0) {
             bg_rpc_server_destroy(s);
@@ -252,13 +195,15 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
         }
         s->n_threads = i + 1;
     }
-    if ((rc = bg__rpc_metrics_start(s, err)) != BG_OK) {
+    if ((rc = bg__rpc_listen_accept_start(s, err)) != BG_OK ||
+        (rc = bg__rpc_metrics_start(s, err)) != BG_OK) {
         bg_rpc_server_destroy(s);
         return rc;
     }
     for (size_t i = 0; i < s->n_bound; i++)
-        BG_INFO("rpc", "serving on %s (%u completion-queue threads, max message %zu bytes)",
-                s->bound[i], s->n_cq, s->max_message);
+        BG_INFO("rpc",
+                "serving on %s, roles %s (%u completion-queue threads, max message %zu bytes)",
+                s->bound[i], s->ls[i].roles_text, s->n_cq, s->max_message);
     *out = s;
     return BG_OK;
 }
@@ -300,7 +245,20 @@ static void begin_shutdown(bg_rpc_server *s)
     atomic_store(&s->draining, 1);
     run_hooks(s, 0);
     atomic_store(&s->shutting_down, 1);
-    grpc_server_shutdown_and_notify(s->server, s->cqs[0].cq, &s->shutdown_tag);
+    bg__rpc_listen_stop_accepting(s); /* no connection is handed to a server shutting down */
+    unsigned n = 0;
+    for (size_t i = 0; i < s->n_ls; i++)
+        n += s->ls[i].server != NULL;
+    pthread_mutex_lock(&s->shut_mu);
+    s->shut_pending = n; /* before any tag can fire */
+    if (n == 0)
+        s->shut_done = 1;
+    pthread_mutex_unlock(&s->shut_mu);
+    for (size_t i = 0; i < s->n_ls; i++) {
+        s->ls[i].shutdown_tag.cb = on_shutdown;
+        if (s->ls[i].server != NULL)
+            grpc_server_shutdown_and_notify(s->ls[i].server, s->cqs[0].cq, &s->ls[i].shutdown_tag);
+    }
 }
 
 /* The drain poll (see the drain states at the top). */
@@ -323,7 +281,7 @@ static void drain_poll(uv_timer_t *t)
                 "drain deadline (%u ms) passed with %llu calls in flight: cancelling "
                 "them",
                 s->drain_timeout_ms, (unsigned long long)bg__rpc_in_flight(s));
-        grpc_server_cancel_all_calls(s->server);
+        cancel_all_calls(s);
         run_hooks(s, 1);
     }
     pthread_mutex_lock(&s->shut_mu);
@@ -333,7 +291,7 @@ static void drain_poll(uv_timer_t *t)
         /* No call left: close the idle client connections too (gRPC's
          * shutdown otherwise waits for every client to hang up). */
         s->drain_cancelled = 1;
-        grpc_server_cancel_all_calls(s->server);
+        cancel_all_calls(s);
     }
     BG_ASSERT(!shut || s->shut_started, "rpc: drain found the shutdown done before it began");
     if (shut && bg__rpc_in_flight(s) == 0 && s->drain_done != NULL) {
@@ -387,9 +345,9 @@ void bg_rpc_server_destroy(bg_rpc_server *s)
     if (s == NULL)
         return;
     bg__rpc_metrics_stop(s);
-    if (s->server != NULL) {
+    if (s->grpc_inited) {
         begin_shutdown(s);
-        grpc_server_cancel_all_calls(s->server);
+        cancel_all_calls(s);
         pthread_mutex_lock(&s->shut_mu);
         while (!s->shut_done) {
             if (s->n_threads > 0) {
@@ -405,7 +363,9 @@ void bg_rpc_server_destroy(bg_rpc_server *s)
             pthread_mutex_lock(&s->shut_mu);
         }
         pthread_mutex_unlock(&s->shut_mu);
-        grpc_server_destroy(s->server);
+        for (size_t i = 0; i < s->n_ls; i++)
+            if (s->ls[i].server != NULL)
+                grpc_server_destroy(s->ls[i].server);
     }
     for (unsigned i = 0; i < s->n_cq; i++)
         grpc_completion_queue_shutdown(s->cqs[i].cq);
@@ -424,19 +384,16 @@ void bg_rpc_server_destroy(bg_rpc_server *s)
         bg__rpc_call_free_all(&s->cqs[i]);
         pthread_mutex_destroy(&s->cqs[i].mu);
     }
-    if (s->server != NULL)
+    bg__rpc_listen_close(s); /* unlinks the socket files; frees the listeners */
+    if (s->grpc_inited)
         grpc_shutdown();
-    for (size_t i = 0; i < s->n_unix; i++) {
-        unlink(s->unix_paths[i]);
-        free(s->unix_paths[i]);
-    }
     for (size_t i = 0; i < s->n_bound; i++)
         free(s->bound[i]);
-    free(s->unix_paths);
     free(s->bound);
     free(s->cqs);
     pthread_mutex_destroy(&s->watch_mu);
     pthread_mutex_destroy(&s->shut_mu);
+    pthread_mutex_destroy(&s->conn_mu);
     pthread_cond_destroy(&s->shut_cv);
     free(s);
 }

@@ -268,6 +268,7 @@ void bg__svc_evaluate(bg__rpc_call *c)
         return;
     bg_decision_record lr;
     record_request(&lr, req);
+    lr.peer = c->peer.identity;
     char msg[1536];
     resolved r;
     grpc_status_code code =

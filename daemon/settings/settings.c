@@ -171,7 +171,45 @@ static const char *kind_of(const bg_cfg_node *v)
     }
 }
 
-/* One key of the file: its value (a scalar, or a list for a LIST). */
+/* A map entry of a LIST key ("spiffe://x": [agent, health]) as the flag's
+ * form "spiffe://x=agent,health", owned by s (freed at close). */
+static int map_entry(bg_settings *s, const bg_setting *e, const bg_cfg_node *map, size_t k,
+                     const char **out, bg_err *err)
+{
+    const bg_cfg_node *v = bg_cfg_value(map, k);
+    const bg_cfg_node *kn = bg_cfg_key_node(map, k);
+    bg_strbuf b;
+    bg_strbuf_init(&b);
+    bg_strbuf_printf(&b, "%s=", bg_cfg_key(map, k));
+    size_t n = bg_cfg_type_of(v) == BG_CFG_SEQ ? bg_cfg_len(v) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const bg_cfg_node *it = bg_cfg_type_of(v) == BG_CFG_SEQ ? bg_cfg_item(v, i) : v;
+        if (bg_cfg_type_of(it) != BG_CFG_SCALAR) {
+            bg_strbuf_close(&b);
+            return bg_err_set(err, BG_EINVAL,
+                              "%s:%d:%d: %s: %s: expected a string or a list of strings, got %s",
+                              bg_cfg_file(it), bg_cfg_line(it), bg_cfg_column(it), e->key,
+                              bg_cfg_key(map, k), kind_of(it));
+        }
+        bg_strbuf_printf(&b, "%s%s", i ? "," : "", bg_cfg_scalar(it));
+    }
+    char **m = realloc(s->made, (s->n_made + 1) * sizeof(*m));
+    char *str = b.failed || b.p == NULL ? NULL : strdup(b.p);
+    bg_strbuf_close(&b);
+    if (m == NULL || str == NULL) {
+        free(str);
+        if (m != NULL)
+            s->made = m;
+        return bg_err_set(err, BG_ENOMEM, "%s:%d:%d: %s: out of memory", bg_cfg_file(kn),
+                          bg_cfg_line(kn), bg_cfg_column(kn), e->key);
+    }
+    s->made = m;
+    s->made[s->n_made++] = str;
+    *out = str;
+    return BG_OK;
+}
+
+/* One key of the file: its value (a scalar, or a list or map for a LIST). */
 static int load_key(bg_settings *s, const bg_setting *e, const bg_cfg_node *v, bg_err *err)
 {
     char where[1200];
@@ -190,6 +228,16 @@ static int load_key(bg_settings *s, const bg_setting *e, const bg_cfg_node *v, b
                 return bg_err_set(err, BG_EINVAL, "%s expected at most %ld values, got %zu", where,
                                   e->max, bg_cfg_len(v));
             if (set_value(s, e, where, bg_cfg_scalar(it), store, err) != BG_OK)
+                return BG_EINVAL;
+        }
+    } else if (e->type == BG_SETTING_TYPE_LIST && bg_cfg_type_of(v) == BG_CFG_MAP) {
+        for (size_t k = 0; k < bg_cfg_len(v); k++) {
+            const char *text = NULL;
+            if (k >= (size_t)e->max)
+                return bg_err_set(err, BG_EINVAL, "%s expected at most %ld entries, got %zu", where,
+                                  e->max, bg_cfg_len(v));
+            if (map_entry(s, e, v, k, &text, err) != BG_OK ||
+                set_value(s, e, where, text, store, err) != BG_OK)
                 return BG_EINVAL;
         }
     } else if (bg_cfg_type_of(v) != BG_CFG_SCALAR) {
@@ -279,6 +327,11 @@ void bg_settings_close(bg_settings *s)
     if (s->doc != NULL)
         bg_cfg_doc_destroy(s->doc);
     s->doc = NULL;
+    for (size_t i = 0; i < s->n_made; i++)
+        free(s->made[i]);
+    free(s->made);
+    s->made = NULL;
+    s->n_made = 0;
 }
 
 /* ---------------------------------------------------------------- --help */
@@ -333,8 +386,8 @@ static void put_facts(bg_strbuf *b, const bg_setting *e)
         bg_strbuf_printf(b, "integer in [%ld, %ld]", e->min, e->max);
         break;
     case BG_SETTING_TYPE_LIST:
-        bg_strbuf_printf(b, "string, repeatable (at most %ld; in the file a string or a list)",
-                         e->max);
+        bg_strbuf_printf(
+            b, "string, repeatable (at most %ld; in the file a string, a list or a map)", e->max);
         break;
     case BG_SETTING_TYPE_SWITCH:
         bg_strbuf_puts(b, "switch (no value)");

@@ -17,7 +17,9 @@
  *           INT     an integer in [min, max], checked wherever it comes
  *                   from (flag, file or the default itself)
  *           LIST    a string, repeatable up to `max` times; in the file a
- *                   string or a list of strings
+ *                   string, a list of strings, or a map whose values are a
+ *                   string or a list of strings: each entry becomes the
+ *                   string "KEY=V1,V2", the flag's form (`identities`)
  *           SWITCH  a flag without a value (sets the field to 1); flag only
  *           EXIT    --help, --version: parsing stops at it (later flags
  *                   are not read) and the caller prints and exits 0;
@@ -54,7 +56,27 @@
 /* clang-format off */
 #define BG_DAEMON_SETTINGS(X)                                                                    \
     X(listen, "listen", "listen", LIST, "ADDR", "127.0.0.1:50051", NULL, 1, 16,                  \
-      "gRPC address: host:port (port 0: the kernel picks one) or unix:/path")                    \
+      "gRPC address: [ROLES@]host:port (port 0: the kernel picks one) or "                       \
+      "[ROLES@]unix:/path[?uids=N,N]; ROLES: agent, reporter, operator, health (comma-"          \
+      "separated); none given: every role, with a warning")                                      \
+    X(socket_mode, "socket-mode", "socket_mode", STR, "MODE", "0660", NULL, 0, 0,                \
+      "octal mode of the unix socket files (never world-writable)")                              \
+    X(socket_group, "socket-group", "socket_group", STR, "GROUP", NULL, "the daemon's group", 0, \
+      0, "group (name or number) of the unix socket files")                                      \
+    X(tls_cert, "tls-cert", "tls_cert", STR, "FILE", NULL, "none (plain TCP)", 0, 0,             \
+      "PEM certificate (chain) of the TCP listeners: they serve TLS; re-read when it changes")   \
+    X(tls_key, "tls-key", "tls_key", STR, "FILE", NULL, "none", 0, 0,                            \
+      "PEM private key of --tls-cert")                                                           \
+    X(tls_client_ca, "tls-client-ca", "tls_client_ca", STR, "FILE", NULL, "none (no client "    \
+      "certificates)", 0, 0,                                                                     \
+      "PEM CA certificates: TCP clients must present a certificate they signed (mTLS)")          \
+    X(tls_refresh_s, "tls-refresh-s", "tls_refresh_s", INT, "N", "60", NULL, 1, 86400,           \
+      "how often the TLS files are checked for changes (seconds)")                               \
+    X(identities, "identities", "identities", LIST, "ID=ROLES", NULL, "none", 1, 64,             \
+      "narrow the roles of a caller's identity (SPIFFE ID, DNS name, uid:N; '*': every "         \
+      "other caller) to ROLES (comma-separated, may be empty)")                                  \
+    X(enable_bench, "enable-bench", NULL, SWITCH, NULL, NULL, "off", 0, 0,                       \
+      "serve bayesguard.v1.Bench/Ping (the empty RPC of bench/rpc)")                             \
     X(policies, "policies", "policies", STR, "DIR", NULL, "required", 0, 0,                      \
       "policy directory (*.yaml, *.yml), watched and hot-reloaded")                              \
     X(plugins, "plugins", "plugins", STR, "DIR", NULL, "required", 0, 0,                         \
@@ -149,6 +171,8 @@ typedef struct bg_settings {
     BG_DAEMON_SETTINGS(BG__SETTING_FIELD)
     unsigned char from[BG_SETTING_COUNT]; /* BG_SETTING_FROM_*, by BG_SETTING_<name> */
     bg_cfg_doc *doc;                      /* the --config file; owned (strings point into it) */
+    char **made; /* "KEY=V1,V2" strings made from a file's map for a LIST; owned */
+    size_t n_made;
 } bg_settings;
 
 /* One row of the table, for the loader, --help and the tests. */

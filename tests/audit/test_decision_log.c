@@ -182,7 +182,8 @@ static void test_line_format(void)
     const char *want[3] = {
         "\"decision_id\":\"00000000000000aa-0000000000000001\",\"decision\":\"DENY\","
         "\"tool\":\"transfer_funds\",\"action_id\":\"call_7\",\"session\":\"s1\","
-        "\"agent\":\"agent-\\\"x\\\"\",\"trace_id\":\"tr-9\",\"policy\":\"payments\","
+        "\"agent\":\"agent-\\\"x\\\"\",\"trace_id\":\"tr-9\",\"peer\":\"\","
+        "\"policy\":\"payments\","
         "\"revision\":\"abc123\",\"model\":\"logistic\",\"estimator\":\"noniid\","
         "\"session_key\":\"s1\",\"shadow\":false,\"harm_bound\":0.25,\"threshold\":0.01,"
         "\"posterior_predictive\":0.125,\"bound_kind\":\"exact\",\"plausible_set_size\":17,"
@@ -190,14 +191,16 @@ static void test_line_format(void)
         "\"harm\":0.75},\"eval_us\":99}",
         "\"decision_id\":\"00000000000000aa-0000000000000001\",\"decision\":\"ALLOW\","
         "\"tool\":\"transfer_funds\",\"action_id\":\"call_7\",\"session\":\"s1\","
-        "\"agent\":\"agent-\\\"x\\\"\",\"trace_id\":\"tr-9\",\"policy\":\"payments\","
+        "\"agent\":\"agent-\\\"x\\\"\",\"trace_id\":\"tr-9\",\"peer\":\"\","
+        "\"policy\":\"payments\","
         "\"revision\":\"abc123\",\"model\":\"logistic\",\"estimator\":\"noniid\","
         "\"session_key\":\"s1\",\"shadow\":true,\"harm_bound\":0.25,\"threshold\":0.01,"
         "\"enforce_decision\":\"DENY\",\"posterior_predictive\":0.125,\"bound_kind\":\"exact\","
         "\"plausible_set_size\":17,\"observations\":3,\"eval_us\":99}",
         /* one element in two literals: the parentheses say so to clang */
         ("\"error_code\":\"NOT_FOUND\",\"error\":\"no policy matches tool 'x'\",\"tool\":\"x\","
-         "\"action_id\":\"\",\"session\":\"\",\"agent\":\"\",\"trace_id\":\"\",\"eval_us\":5}"),
+         "\"action_id\":\"\",\"session\":\"\",\"agent\":\"\",\"trace_id\":\"\",\"peer\":\"\","
+         "\"eval_us\":5}"),
     };
     char *line = text;
     for (int i = 0; i < 3; i++) {

@@ -53,7 +53,7 @@ def evaluate(d, ch, req):
 
 
 def test_bad_inputs():
-    with Daemon(policies=POL, args=["--max-message-bytes", str(MAX)]) as d:
+    with Daemon(policies=POL, args=["--enable-bench", "--max-message-bytes", str(MAX)]) as d:
         ch = d.channel()
         good(d, ch)
         cases = [
@@ -134,7 +134,7 @@ def test_bad_inputs():
 
 
 def test_oversized_stream_message():
-    with Daemon(policies=POL, args=["--max-message-bytes", str(MAX)]) as d:
+    with Daemon(policies=POL, args=["--enable-bench", "--max-message-bytes", str(MAX)]) as d:
         ch = d.channel()
         fn = ch.stream_unary("/bayesguard.v1.Guard/ObserveStream",
                              request_serializer=guard_pb2.ObserveRequest.SerializeToString,

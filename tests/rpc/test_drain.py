@@ -17,7 +17,7 @@ C = grpc.StatusCode
 
 
 def test_in_flight_call_survives_sigterm():
-    with Daemon(policies=POL, unix=True) as d:
+    with Daemon(policies=POL, unix=True, args=["--enable-bench"]) as d:
         results = {}
 
         def slow(i):
@@ -68,7 +68,7 @@ def slow_ping_in_flight(d, delay_ms):
 
 
 def test_drain_deadline_cancels_stragglers():
-    with Daemon(policies=POL, args=["--drain-timeout-ms", "300"]) as d:
+    with Daemon(policies=POL, args=["--enable-bench", "--drain-timeout-ms", "300"]) as d:
         t, out = slow_ping_in_flight(d, 8000)
         t0 = time.monotonic()
         d.send_signal(signal.SIGTERM)
@@ -81,7 +81,7 @@ def test_drain_deadline_cancels_stragglers():
 
 
 def test_second_signal_cancels_now():
-    with Daemon(policies=POL, args=["--drain-timeout-ms", "60000"]) as d:
+    with Daemon(policies=POL, args=["--enable-bench", "--drain-timeout-ms", "60000"]) as d:
         t, out = slow_ping_in_flight(d, 9000)
         t0 = time.monotonic()
         d.send_signal(signal.SIGTERM)
@@ -97,7 +97,7 @@ def test_second_signal_cancels_now():
 
 def test_sigterm_under_load():
     tools = bgtest.policy_tools(POL)
-    with Daemon(policies=POL, unix=True) as d:
+    with Daemon(policies=POL, unix=True, args=["--enable-bench"]) as d:
         stop = threading.Event()
         stats = []
         lock = threading.Lock()

@@ -212,6 +212,18 @@ static void config_file(void)
     strcat(many, "]\n");
     CHECK_INT(parse_file(many, NULL, NULL), BG_EINVAL);
     CHECK(strstr(g_err.msg, "listen: expected at most 16 values, got 17"), "%s", g_err.msg);
+    /* a LIST key may be a map: each entry is "KEY=V1,V2", the flag's form */
+    CHECK_INT(
+        parse_file("identities: {\"spiffe://x/a\": [agent, health], \"*\": [], u: reporter}\n",
+                   NULL, NULL),
+        BG_OK);
+    CHECK_INT(g_s.n_identities, 3);
+    CHECK_STR(g_s.identities[0], "spiffe://x/a=agent,health");
+    CHECK_STR(g_s.identities[1], "*=");
+    CHECK_STR(g_s.identities[2], "u=reporter");
+    CHECK_INT(parse_file("identities: {a: [[agent]]}\n", NULL, NULL), BG_EINVAL);
+    CHECK(strstr(g_err.msg, "identities: a: expected a string or a list of strings, got a list"),
+          "%s", g_err.msg);
     /* a value from the file is checked even when a flag overrides it */
     CHECK_INT(parse_file("cq_threads: 0\n", "--cq-threads", "2"), BG_EINVAL);
     CHECK(strstr(g_err.msg, "cq_threads: 0: expected an integer in [1, 256]"), "%s", g_err.msg);
