@@ -25,9 +25,12 @@ def ev_req(session="s1"):
                                      context=guard_pb2.Context(session=session, agent="a1"))
 
 
-def obs_req(session="s1"):
+def obs_req(session="s1", receipt=b""):
+    """rpc-test takes outcomes with the receipt of the ALLOW (outcomes:
+    receipts); role refusals come before the receipt is looked at."""
     return guard_pb2.ObserveRequest(action=guard_pb2.Action(tool="t"),
-                                    context=guard_pb2.Context(session=session), harmed=False)
+                                    context=guard_pb2.Context(session=session), harmed=False,
+                                    receipt=receipt)
 
 
 def sock_dir():
@@ -41,7 +44,8 @@ def test_agent_listener_refuses_the_other_roles():
     with Daemon(policies=POL, listen=["agent,health@unix:" + agent, "reporter@unix:" + rep,
                                       "operator@127.0.0.1:0"]) as d:
         # agent,health: Evaluate and health work; Observe, Status, Reload refused.
-        assert d.evaluate(ev_req(), i=0).policy == "rpc-test"
+        v = d.evaluate(ev_req(), i=0)
+        assert v.policy == "rpc-test" and v.receipt, v
         assert d.health("", i=0).status == bgtest.health_pb2.HealthCheckResponse.SERVING
         for method, req, role in (("Observe", obs_req(), "reporter"),
                                   ("Status", guard_pb2.StatusRequest(), "operator"),
@@ -56,7 +60,7 @@ def test_agent_listener_refuses_the_other_roles():
         expect_code(lambda: stream(iter([obs_req()]), timeout=20), DENIED,
                     ["ObserveStream needs the reporter role"])
         # reporter: Observe works, Evaluate and health refused.
-        d.call("Observe", obs_req(), i=1)
+        d.call("Observe", obs_req(receipt=v.receipt), i=1)
         expect_code(lambda: d.evaluate(ev_req(), i=1), DENIED,
                     ["Evaluate needs the agent role", "serves reporter"])
         expect_code(lambda: d.health("", i=1), DENIED, ["needs the health role"])
@@ -71,8 +75,8 @@ def test_agent_listener_refuses_the_other_roles():
 
 def test_bare_listen_serves_every_role_and_warns():
     with Daemon(policies=POL) as d:
-        d.evaluate(ev_req())
-        d.call("Observe", obs_req())
+        v = d.evaluate(ev_req())
+        d.call("Observe", obs_req(receipt=v.receipt))
         d.call("Status", guard_pb2.StatusRequest())
         assert d.health("").status == bgtest.health_pb2.HealthCheckResponse.SERVING
         log = d.log()
