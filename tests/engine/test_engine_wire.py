@@ -37,6 +37,7 @@ spec:
   threshold: 0.3
   over_threshold: deny
   session: context.session
+  features: from_request   # the bandit experiment: the arm is the request's
 """
 
 

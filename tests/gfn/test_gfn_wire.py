@@ -41,6 +41,7 @@ spec:
   threshold: 0.5
   over_threshold: deny
   session: context.session
+  features: from_request
 """
 
 
