@@ -463,13 +463,80 @@ static int parse_path(parser *p)
     return path;
 }
 
-/* A regex for matches(): ERE, no back-references, compiled now. */
+/* Bounds on a matches() pattern, so regcomp's memory and regexec's time
+ * stay small whatever the policy says (glibc copies the operand of `+` and
+ * of an interval, so nested ones multiply): no back-references, no
+ * intervals ({n,m}: write a literal brace as \\{ or [{]), at most
+ * BG_FEATURES_MAX_REPEAT repetition operators (* + ?) of which at most
+ * BG_FEATURES_MAX_PLUS are `+` (so at most 2^8 copies of any part), none
+ * applied straight to another. Bracket expressions are skipped whole.
+ * Returns the offending byte's offset, or -1. */
+#define BG_FEATURES_MAX_REPEAT 16
+#define BG_FEATURES_MAX_PLUS 8
+static int regex_unbounded(const char *pat, size_t n, const char **why)
+{
+    int reps = 0, plus = 0, after_rep = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = pat[i];
+        if (ch == '\\' && i + 1 < n) {
+            if (isdigit((unsigned char)pat[i + 1])) {
+                *why = "back-references are not allowed";
+                return (int)i;
+            }
+            i++;
+            after_rep = 0;
+            continue;
+        }
+        if (ch == '[') { /* to the closing ']' (a leading ']' or '^]' is literal) */
+            size_t j = i + 1;
+            if (j < n && pat[j] == '^')
+                j++;
+            if (j < n && pat[j] == ']')
+                j++;
+            while (j < n && pat[j] != ']') {
+                if (pat[j] == '[' && j + 1 < n && strchr(":.=", pat[j + 1])) {
+                    const char *end = strstr(pat + j + 2, pat[j + 1] == ':'   ? ":]"
+                                                          : pat[j + 1] == '.' ? ".]"
+                                                                              : "=]");
+                    j = end ? (size_t)(end - pat) + 1 : n;
+                }
+                j++;
+            }
+            i = j;
+            after_rep = 0;
+            continue;
+        }
+        if (ch == '{') {
+            *why = "intervals ({n,m}) are not allowed: use * + ? (a literal brace is \\\\{)";
+            return (int)i;
+        }
+        if (ch == '*' || ch == '+' || ch == '?') {
+            if (after_rep) {
+                *why = "a repetition of a repetition (like a+* or a?+) is not allowed";
+                return (int)i;
+            }
+            if (++reps > BG_FEATURES_MAX_REPEAT) {
+                *why = "more than 16 repetition operators (* + ?)";
+                return (int)i;
+            }
+            if (ch == '+' && ++plus > BG_FEATURES_MAX_PLUS) {
+                *why = "more than 8 '+' operators";
+                return (int)i;
+            }
+            after_rep = 1;
+            continue;
+        }
+        after_rep = 0;
+    }
+    return -1;
+}
+
+/* A regex for matches(): ERE within the bounds above, compiled now. */
 static int compile_regex(parser *p, int call, const node *pat)
 {
-    for (size_t i = 0; i + 1 < pat->slen; i++)
-        if (pat->s[i] == '\\' && isdigit((unsigned char)pat->s[i + 1]))
-            return fail(p, pat->start, "matches(): back-references (\\%c) are not allowed",
-                        pat->s[i + 1]);
+    const char *why = NULL;
+    if (regex_unbounded(pat->s, pat->slen, &why) >= 0)
+        return fail(p, pat->start, "matches(): %s in \"%s\"", why, pat->s);
     regex_t *re = malloc(sizeof *re);
     if (!re) {
         p->nomem = 1;
@@ -477,10 +544,11 @@ static int compile_regex(parser *p, int call, const node *pat)
     }
     int rc = regcomp(re, pat->s, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
-        char why[128];
-        regerror(rc, re, why, sizeof why);
+        char text[128];
+        regerror(rc, re, text, sizeof text);
         free(re);
-        return fail(p, pat->start, "matches(): invalid regular expression \"%s\": %s", pat->s, why);
+        return fail(p, pat->start, "matches(): invalid regular expression \"%s\": %s", pat->s,
+                    text);
     }
     p->e->nodes[call].re = re;
     return 0;

@@ -42,7 +42,10 @@
  *
  * Limits (compile errors beyond them): source BG_FEATURES_MAX_SRC bytes,
  * BG_FEATURES_MAX_NODES nodes, nesting BG_FEATURES_MAX_DEPTH, string
- * literals BG_FEATURES_MAX_STR bytes, regexes without back-references.
+ * literals BG_FEATURES_MAX_STR bytes; regexes without back-references or
+ * intervals ({n,m}), with at most 16 repetition operators (* + ?), at
+ * most 8 of them `+`, none applied straight to another (regcomp's memory
+ * stays small: glibc copies the operand of `+`).
  * Evaluation is bounded by the node count (no loops) and by the size of
  * the arguments; matches() refuses inputs over BG_FEATURES_MAX_MATCH bytes
  * and strings with a NUL byte.

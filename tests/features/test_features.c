@@ -133,6 +133,9 @@ static void grammar(void)
     ok("len(\"\")", 0);
     ok("matches(cmd, \"rm -rf|mkfs|dd if=\")", 1);
     ok("matches(cmd, \"^rm\")", 0);
+    ok("matches(cmd, \"[{*+?]|r[[:alpha:]]?m\")", 1); /* inside brackets: literal */
+    ok("matches(cmd, \"\\\\{\")", 0);                 /* an escaped brace */
+    ok("matches(cmd, \"(s(u(d(o)+)+)+)+\")", 1);
     ok("contains(cmd, \"rm\")", 1);
     ok("contains(cmd, \"\")", 1);
     ok("contains(cmd, \"mkfs\")", 0);
@@ -180,6 +183,12 @@ static void compile_errors(void)
     bad("matches(cmd, pat)", 14, "pattern must be a string literal");
     bad("matches(cmd, \"(\")", 14, "invalid regular expression");
     bad("matches(cmd, \"(a)\\\\1\")", 14, "back-references");
+    bad("matches(cmd, \"a{2}\")", 14, "intervals ({n,m}) are not allowed");
+    bad("matches(cmd, \"a+*\")", 14, "a repetition of a repetition");
+    bad("matches(cmd, \"a*?\")", 14, "a repetition of a repetition");
+    bad("matches(cmd, \"a+b+c+d+e+f+g+h+i+\")", 14, "more than 8 '+' operators");
+    bad("matches(cmd, \"a*b*c*d*e*f*g*h*i*j*k*l*m*n*o*p*q*\")", 14,
+        "more than 16 repetition operators");
     bad("!", 2, "expected a value");
     bad(",", 1, "expected a value");
 }
