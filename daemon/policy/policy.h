@@ -26,6 +26,7 @@
 
 #include "common/bg_err.h"
 #include "engine/engine.h"
+#include "features/features.h"
 
 typedef struct uv_loop_s uv_loop_t;
 typedef struct bg_plugin_host bg_plugin_host;
@@ -37,7 +38,13 @@ typedef enum bg_session_key {
     BG_SESSION_CONTEXT_AGENT = 1,   /* "context.agent" */
     BG_SESSION_GLOBAL = 2,          /* "global": one posterior for all */
     BG_SESSION_ATTRIBUTE = 3,       /* "attributes.<name>" */
+    BG_SESSION_PEER_IDENTITY = 4,   /* "peer.identity": who the listener says calls */
+    BG_SESSION_PEER_UID = 5,        /* "peer.uid": the kernel's uid of the caller */
 } bg_session_key;
+
+/* The name of the built-in catch-all policy: a tool no policy matches is
+ * denied by it (bg_policy_set_catch_all). Reserved: no policy may take it. */
+#define BG_POLICY_DEFAULT_DENY "default-deny"
 
 typedef struct bg_policy {
     const char *name;
@@ -47,6 +54,21 @@ typedef struct bg_policy {
     int on_error_allow;        /* on_error: allow (default deny) */
     bg_session_key session_key;
     const char *session_attr;  /* for BG_SESSION_ATTRIBUTE */
+    /* "peer.identity/context.session" (or peer.uid/...): the key is two
+     * levels, the identity's session (parent) and identity|session (child);
+     * see bg_policy_session_keys. session_key is then a PEER_ kind. */
+    int session_two_level;
+    const char *session_spec; /* spec.session as written, for Status */
+    /* spec.features: the model's features computed from the action's JSON
+     * arguments, one compiled expression each (daemon/features), in order;
+     * or features_from_request: the request's own features are used. With
+     * neither, a request that sends features is refused. */
+    const bg_feature_expr *const *features;
+    size_t n_features;
+    int features_from_request;
+    /* 1: the built-in default-deny catch-all: no model, no engine; every
+     * Evaluate is DENY with harm_bound 1. */
+    int builtin;
     int priority;              /* resolves overlapping matches, see POLICIES.md */
     int outcomes_open;         /* outcomes: open (default receipts: Observe needs one) */
     const char *const *tools;  /* spec.match.tools as written (names and globs) */
@@ -71,6 +93,42 @@ const bg_policy *bg_policy_set_at(const bg_policy_set *s, size_t i);
 const bg_policy *bg_policy_set_find(const bg_policy_set *s, const char *name);
 /* The policy whose match covers `tool`; NULL when none. */
 const bg_policy *bg_policy_set_match(const bg_policy_set *s, const char *tool);
+/* The built-in default-deny policy that answers for a tool no policy
+ * matches (BG_POLICY_DEFAULT_DENY, builtin = 1); NULL when an operator's
+ * policy matches "*" and so replaces it. bg_policy_set_find finds it by
+ * name too. Borrowed from s. */
+const bg_policy *bg_policy_set_catch_all(const bg_policy_set *s);
+
+/* ------------------------------------------------------- session keys */
+
+/* What a request says about who calls, for the session key. Strings are
+ * borrowed, "" when absent. */
+typedef struct bg_session_who {
+    const char *session; /* context.session */
+    const char *agent;   /* context.agent */
+    const bg_attr *attributes;
+    size_t n_attributes;
+    const char *identity; /* the peer's, as the listener tells it; "" when it cannot */
+    int has_uid;          /* 1: uid comes from the kernel (SO_PEERCRED) */
+    uint32_t uid;
+} bg_session_who;
+
+/* The separator of a two-level key: child = identity "|" session. No
+ * identity may contain it (a SPIFFE ID, a DNS or URI SAN and "uid:<n>"
+ * cannot), so a child key never equals another identity's parent key. */
+#define BG_SESSION_LEVEL_SEP '|'
+
+/* The session key(s) policy p reads for a request from `who`: *key, and
+ * for a two-level key also *parent (else NULL), written into buf[0..len)
+ * or borrowed from who. A key of the peer (peer.identity, peer.uid) when
+ * the listener cannot tell who calls (empty identity, no kernel uid), or
+ * an identity containing BG_SESSION_LEVEL_SEP: BG_EUNSUPPORTED with a message
+ * saying to use a unix socket or mTLS — never a shared "" session for
+ * every anonymous caller. buf too small: BG_ELIMIT; len >=
+ * strlen(identity) + strlen(session) + 32 always suffices. Pure: no state,
+ * any thread. */
+int bg_policy_session_keys(const bg_policy *p, const bg_session_who *who, char *buf, size_t len,
+                           const char **key, const char **parent, bg_err *err);
 
 /* A list of "file:line:col: message" errors. */
 typedef struct bg_policy_errors {

@@ -97,7 +97,8 @@ static const bg_cfg_entry spec_table[] = {
      .choices = "enforce|shadow", .desc = "shadow: log the verdict, return ALLOW"},
     {.key = "session", .type = BG_CFGV_STRING, .def = "context.session", .offset = OFF(session),
      .size = sizeof(((bg__policy_spec *)0)->v.session), NOCHECK,
-     .desc = "context.session | context.agent | global | attributes.<name>"},
+     .desc = "context.session | context.agent | global | attributes.<name> | peer.identity | "
+             "peer.uid | peer.identity/context.session | peer.uid/context.session"},
     {.key = "priority", .type = BG_CFGV_INT, .def = "0", .offset = OFF(priority),
      .min = -1000000, .max = 1000000, .desc = "higher wins where matches overlap"},
     /* Outcome receipts (daemon/receipt): who may report outcomes. */
@@ -105,7 +106,8 @@ static const bg_cfg_entry spec_table[] = {
      .choices = "receipts|open",
      .desc = "receipts: Observe needs the Verdict's receipt; open: anyone may report"},
 };
-static const char *const spec_sections[] = {"match", "model", "estimator", "sampler", NULL};
+static const char *const spec_sections[] = {"match", "model", "estimator", "sampler", "features",
+                                            NULL};
 
 static const bg_cfg_entry model_table[] = {
     {.key = "plugin", .type = BG_CFGV_STRING, .def = NULL, .offset = OFF(model_plugin),
@@ -172,6 +174,11 @@ static int parse_metadata(const bg_cfg_node *root, bg__policy_spec *s, bg_policy
         return BG_ECONFIG;
     s->name_node = bg_cfg_get(md, "name");
     s->name = bg_cfg_scalar(s->name_node);
+    if (strcmp(s->name, BG_POLICY_DEFAULT_DENY) == 0)
+        return bg__errs_at(errs, s->name_node,
+                           "metadata.name '%s' is the built-in catch-all's: name the policy "
+                           "otherwise (a policy that matches \"*\" replaces the catch-all)",
+                           s->name);
     if (!valid_name(s->name))
         return bg__errs_at(errs, s->name_node,
                            "metadata.name '%s' is not a valid name: use letters, digits, '-', "
@@ -203,6 +210,22 @@ static int parse_match(const bg_cfg_node *spec, bg__policy_spec *s, bg_policy_er
     return rc ? BG_ECONFIG : BG_OK;
 }
 
+/* peer.identity, peer.uid, and their two-level forms "/context.session". */
+static int parse_peer_session(bg__policy_spec *s, const char *v)
+{
+    static const char two[] = "/context.session";
+    size_t n = strlen(v), tl = sizeof two - 1;
+    s->session_two_level = n > tl && strcmp(v + n - tl, two) == 0;
+    size_t base = s->session_two_level ? n - tl : n;
+    if (base == 13 && strncmp(v, "peer.identity", 13) == 0)
+        s->session_key = BG_SESSION_PEER_IDENTITY;
+    else if (base == 8 && strncmp(v, "peer.uid", 8) == 0)
+        s->session_key = BG_SESSION_PEER_UID;
+    else
+        return BG_ECONFIG;
+    return BG_OK;
+}
+
 static int parse_session(bg__policy_spec *s, const bg_cfg_node *spec, bg_policy_errors *errs)
 {
     const char *v = s->v.session;
@@ -215,14 +238,76 @@ static int parse_session(bg__policy_spec *s, const bg_cfg_node *spec, bg_policy_
     else if (strncmp(v, "attributes.", 11) == 0 && v[11]) {
         s->session_key = BG_SESSION_ATTRIBUTE;
         s->session_attr = v + 11;
-    } else {
+    } else if (parse_peer_session(s, v) != BG_OK) {
         const bg_cfg_node *n = bg_cfg_get(spec, "session");
         return bg__errs_at(errs, n ? n : spec,
-                           "key 'spec.session': expected context.session, context.agent, global "
-                           "or attributes.<name>, got '%s'",
+                           "key 'spec.session': expected context.session, context.agent, global, "
+                           "attributes.<name>, peer.identity, peer.uid, "
+                           "peer.identity/context.session or peer.uid/context.session, got '%s'",
                            v);
     }
     return BG_OK;
+}
+
+/* ------------------------------------------------ features (spec.features) */
+
+void bg__policy_spec_free(bg__policy_spec *s)
+{
+    for (size_t i = 0; i < s->n_features; i++)
+        bg_feature_destroy(s->features[i]);
+    free(s->features);
+    s->features = NULL;
+    s->n_features = 0;
+}
+
+/* The column in the file of byte `off` of scalar n's text: its own column,
+ * past the opening quote when quoted (exact for one-line scalars). */
+static int column_of(const bg_cfg_node *n, int off)
+{
+    return bg_cfg_column(n) + (bg_cfg_plain(n) ? 0 : 1) + off;
+}
+
+/* spec.features: absent (no features; a request that sends some is
+ * refused), "from_request", or a list of expressions compiled now. */
+static int parse_features(bg__policy_spec *s, const bg_cfg_node *spec, bg_policy_errors *errs)
+{
+    const bg_cfg_node *f = bg_cfg_get(spec, "features");
+    if (!f || bg_cfg_type_of(f) == BG_CFG_NULL)
+        return BG_OK;
+    if (bg_cfg_type_of(f) == BG_CFG_SCALAR && strcmp(bg_cfg_scalar(f), "from_request") == 0) {
+        s->features_from_request = 1;
+        return BG_OK;
+    }
+    if (bg_cfg_type_of(f) != BG_CFG_SEQ || bg_cfg_len(f) == 0 ||
+        bg_cfg_len(f) > BG_FEATURES_MAX_COUNT)
+        return bg__errs_at(errs, f,
+                           "spec.features must be from_request or a list of 1 to %d expressions "
+                           "over the action's arguments, like [\"log10(amount)\", "
+                           "\"payee_is_new == true\"]",
+                           BG_FEATURES_MAX_COUNT);
+    s->features = calloc(bg_cfg_len(f), sizeof *s->features);
+    if (!s->features)
+        return bg__errs_at(errs, f, "out of memory");
+    int rc = BG_OK;
+    for (size_t i = 0; i < bg_cfg_len(f); i++) {
+        const bg_cfg_node *x = bg_cfg_item(f, i);
+        const char *src = bg_cfg_type_of(x) == BG_CFG_SCALAR ? bg_cfg_scalar(x) : NULL;
+        if (!src) {
+            rc = bg__errs_at(errs, x, "spec.features[%zu] must be an expression (a string)", i);
+            continue;
+        }
+        char msg[512];
+        int col;
+        bg_feature_expr *e = NULL;
+        if (bg_feature_compile(src, strlen(src), &e, &col, msg, sizeof msg) != BG_OK) {
+            bg__errs_add(errs, "%s:%d:%d: spec.features[%zu]: %s", bg_cfg_file(x), bg_cfg_line(x),
+                         column_of(x, col - 1), i, msg);
+            rc = BG_ECONFIG;
+            continue;
+        }
+        s->features[s->n_features++] = e;
+    }
+    return rc;
 }
 
 static int parse_plugins(bg_cfg_doc *doc, const bg_cfg_node *spec, bg__policy_spec *s,
@@ -301,6 +386,8 @@ int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *
         rc = BG_ECONFIG;
     else
         s->match_ok = 1;
+    if (parse_features(s, spec, errs))
+        rc = BG_ECONFIG;
     if (parse_plugins(doc, spec, s, errs))
         rc = BG_ECONFIG;
     else

@@ -48,6 +48,12 @@ typedef struct bg__policy_spec {
     } v;
     bg_session_key session_key;
     const char *session_attr;     /* into v.session */
+    int session_two_level;    /* peer.<...>/context.session */
+    /* spec.features (parse_features): compiled expressions (owned: freed
+     * with bg__policy_spec_free), or from_request. */
+    bg_feature_expr **features;
+    size_t n_features;
+    int features_from_request;
     /* Which parts passed, so a document with a schema error elsewhere
      * still gets its plugin configs and matches checked (all errors in
      * one pass): */
@@ -59,6 +65,8 @@ typedef struct bg__policy_spec {
  * estimator node. */
 int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *out,
                      bg_policy_errors *errs);
+/* Free what a parsed spec owns (the compiled features); idempotent. */
+void bg__policy_spec_free(bg__policy_spec *s);
 
 /* ---- globs (policy_glob.c) */
 /* 1 when some tool name matches both fnmatch patterns (conservative:

@@ -15,7 +15,8 @@
  *      (bg_plugin_instance_create: plugin found by name, a services table
  *      whose errors carry positions); fill bg_guard (model_key = the model
  *      instance's key: hash of plugin file identity + name + config);
- *   6. order policies by priority (desc), then file order, for matching.
+ *   6. order policies by priority (desc), then file order, for matching;
+ *   7. the built-in default-deny catch-all, unless a policy matches "*".
  *
  * Invariants: a set handed out passed every step; its policies, guards,
  * strings and plugin instances are immutable until the last unref, which
@@ -60,6 +61,10 @@ struct bg_policy_set {
     size_t *by_priority; /* [n] indices, matching order */
     bg_cfg_doc **docs;
     size_t n_docs;
+    /* The built-in default-deny policy for tools no policy matches; unused
+     * (has_catch_all 0) when a policy matches "*". */
+    bg_policy catch_all;
+    int has_catch_all;
 };
 
 /* --------------------------------------------------------- accessors */
@@ -81,6 +86,7 @@ static void set_free(bg_policy_set *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         destroy_instances(&s->impl[i]);
+        bg__policy_spec_free(&s->impl[i].spec);
         free((void *)s->pols[i].tools);
     }
     for (size_t i = 0; i < s->n_docs; i++)
@@ -180,7 +186,14 @@ const bg_policy *bg_policy_set_find(const bg_policy_set *s, const char *name)
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->pols[i].name, name) == 0)
             return &s->pols[i];
+    if (s->has_catch_all && strcmp(name, BG_POLICY_DEFAULT_DENY) == 0)
+        return &s->catch_all;
     return NULL;
+}
+
+const bg_policy *bg_policy_set_catch_all(const bg_policy_set *s)
+{
+    return s->has_catch_all ? &s->catch_all : NULL;
 }
 
 static int tools_match(const bg_cfg_node *tools, const char *tool)
@@ -432,6 +445,28 @@ static int create_one(bg_plugin_host *h, pol_impl *im, int k, bg_plugin_kind kin
     return bg__errs_at(errs, pn ? pn : section, "%s: %s", paths[k], err.msg);
 }
 
+/* spec.features computes as many features as the model takes: asked of
+ * the model's check_action with an action of that many zeros, so a
+ * mismatch is the operator's load error, not every caller's
+ * INVALID_ARGUMENT. */
+static int check_feature_count(pol_impl *im, const bg_hypothesis_vtbl *mv, bg_policy_errors *errs)
+{
+    const bg__policy_spec *sp = &im->spec;
+    if (sp->n_features == 0 || !mv->check_action)
+        return BG_OK;
+    double zeros[BG_FEATURES_MAX_COUNT] = {0};
+    bg_action a = {
+        .tool = "", .arguments_json = "{}", .features = zeros, .n_features = sp->n_features};
+    char why[BG_PLUGIN_MESSAGE_MIN * 2] = "";
+    if (mv->check_action(im->pi[P_MODEL]->inst, &a, why, sizeof why) == BG_PLUGIN_OK)
+        return BG_OK;
+    why[sizeof why - 1] = '\0';
+    return bg__errs_at(errs, bg_cfg_get(bg_cfg_get(sp->root, "spec"), "features"),
+                       "spec.features: %zu expression(s), but model %s refuses that many "
+                       "features: %s",
+                       sp->n_features, sp->v.model_plugin, why);
+}
+
 static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_errors *errs)
 {
     pol_impl *im = &s->impl[i];
@@ -446,6 +481,8 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
     if (rc)
         return rc;
     const bg_hypothesis_vtbl *mv = im->pi[P_MODEL]->plugin->desc->vt.hypothesis;
+    if (check_feature_count(im, mv, errs))
+        return BG_ECONFIG;
     uint64_t count = mv->count(im->pi[P_MODEL]->inst);
     if (sp->sampler) {
         bg_space space = {0};
@@ -483,6 +520,11 @@ static void fill_policy(bg_policy_set *s, size_t i)
     p->on_error_allow = sp->v.on_error == 1;
     p->session_key = sp->session_key;
     p->session_attr = sp->session_attr;
+    p->session_two_level = sp->session_two_level;
+    p->session_spec = sp->v.session;
+    p->features = (const bg_feature_expr *const *)sp->features;
+    p->n_features = sp->n_features;
+    p->features_from_request = sp->features_from_request;
     p->priority = (int)sp->v.priority;
     p->outcomes_open = sp->v.outcomes == 1;
     /* For Status only: on allocation failure the list is just empty. */
@@ -522,6 +564,33 @@ static void fill_policy(bg_policy_set *s, size_t i)
     g->shadow = sp->v.mode == 1;
     bg_err err;
     BG_ASSERT(bg_guard_check(g, &err) == BG_OK, "%s", err.msg);
+}
+
+/* Step 7: the built-in default-deny catch-all, unless a policy matches
+ * every tool with the pattern "*" (then it answers instead). No model and
+ * no engine: rpc answers DENY with harm_bound 1 for it. */
+static void fill_catch_all(bg_policy_set *s)
+{
+    static const char *const star[] = {"*"};
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = 0; j < s->pols[i].n_tools; j++)
+            if (strcmp(s->pols[i].tools[j], "*") == 0)
+                return;
+    bg_policy *p = &s->catch_all;
+    memset(p, 0, sizeof *p);
+    p->name = BG_POLICY_DEFAULT_DENY;
+    p->file = "(built in)";
+    p->session_key = BG_SESSION_GLOBAL;
+    p->session_spec = "global";
+    p->priority = INT32_MIN;
+    p->tools = star;
+    p->n_tools = 1;
+    p->builtin = 1;
+    p->guard.name = BG_POLICY_DEFAULT_DENY;
+    p->guard.revision = s->revision;
+    p->guard.threshold = 0;
+    p->guard.over_threshold = BG_DECISION_DENY;
+    s->has_catch_all = 1;
 }
 
 /* Step 6: matching order, priority descending then definition order
@@ -588,6 +657,7 @@ int bg_policy_set_load(const char *dir_arg, bg_plugin_host *host, bg_policy_set 
     for (size_t i = 0; i < s->n; i++)
         fill_policy(s, i);
     sort_by_priority(s);
+    fill_catch_all(s);
     *out = s;
     return BG_OK;
 }

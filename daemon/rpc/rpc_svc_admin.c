@@ -47,24 +47,6 @@ static char **split_lines(bg__rpc_call *c, const char *text, size_t *n_out)
     return v;
 }
 
-static const char *session_name(const bg_policy *p, bg__rpc_call *c)
-{
-    switch (p->session_key) {
-    case BG_SESSION_CONTEXT_AGENT:
-        return "context.agent";
-    case BG_SESSION_GLOBAL:
-        return "global";
-    case BG_SESSION_ATTRIBUTE: {
-        char buf[300];
-        snprintf(buf, sizeof(buf), "attributes.%s", p->session_attr ? p->session_attr : "");
-        return bg__rpc_call_strdup(c, buf);
-    }
-    case BG_SESSION_CONTEXT_SESSION:
-    default:
-        return "context.session";
-    }
-}
-
 /* Add a plugin (name, kind) to the list unless it is there. */
 static void add_plugin(Bayesguard__V1__PluginInfo **v, size_t *n, size_t cap,
                        Bayesguard__V1__PluginInfo *store, const char *name, const char *kind)
@@ -103,7 +85,10 @@ void bg__svc_status(bg__rpc_call *c)
     Bayesguard__V1__ReloadStatus rs = BAYESGUARD__V1__RELOAD_STATUS__INIT;
     out.version = (char *)(s->opts.version ? s->opts.version : "");
     out.revision = (char *)bg_policy_set_revision(set);
-    size_t np = bg_policy_set_count(set);
+    /* the policies, then the built-in default-deny catch-all unless a
+     * policy matching "*" replaced it */
+    const bg_policy *catch_all = bg_policy_set_catch_all(set);
+    size_t np = bg_policy_set_count(set) + (catch_all != NULL);
     out.policies = bg__rpc_call_alloc(c, (np ? np : 1) * sizeof(*out.policies));
     Bayesguard__V1__PolicyInfo *pis = bg__rpc_call_alloc(c, (np ? np : 1) * sizeof(*pis));
     size_t cap = 3 * np + 1;
@@ -116,7 +101,7 @@ void bg__svc_status(bg__rpc_call *c)
     }
     out.plugins = plv;
     for (size_t i = 0; i < np; i++) {
-        const bg_policy *p = bg_policy_set_at(set, i);
+        const bg_policy *p = i < bg_policy_set_count(set) ? bg_policy_set_at(set, i) : catch_all;
         Bayesguard__V1__PolicyInfo *pi = &pis[i];
         bayesguard__v1__policy_info__init(pi);
         pi->name = (char *)p->name;
@@ -127,7 +112,7 @@ void bg__svc_status(bg__rpc_call *c)
         pi->over_threshold =
             (char *)(p->guard.over_threshold == BG_DECISION_ESCALATE ? "escalate" : "deny");
         pi->on_error = (char *)(p->on_error_allow ? "allow" : "deny");
-        pi->session = (char *)session_name(p, c);
+        pi->session = (char *)(p->session_spec ? p->session_spec : "");
         pi->outcomes = (char *)(p->outcomes_open ? "open" : "receipts");
         pi->file = (char *)(p->file ? p->file : "");
         pi->tools = (char **)p->tools; /* protobuf-c only reads it */

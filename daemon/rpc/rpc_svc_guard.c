@@ -4,9 +4,15 @@
  * The decision path as the wire sees it, top to bottom:
  *   decode (call arena, size already bounded by gRPC)  -> INVALID_ARGUMENT
  *   check the action (tool present, features finite)  -> INVALID_ARGUMENT
- *   acquire the policy snapshot, pick the policy       -> NOT_FOUND
- *   resolve the session key the policy names
- *   engine evaluate / observe                          -> by engine status
+ *   acquire the policy snapshot, pick the policy (a tool no policy matches
+ *     gets the built-in default-deny; a named policy that does not exist
+ *     -> NOT_FOUND)
+ *   the features: computed from the arguments by the policy's spec.features,
+ *     or the request's where it says from_request  -> INVALID_ARGUMENT
+ *   resolve the session key the policy names, from the request and the
+ *     peer (bg_policy_session_keys)                -> FAILED_PRECONDITION
+ *   engine evaluate / observe (a two-level key: both levels, the larger
+ *     bound decides; default-deny: no engine, DENY) -> by engine status
  *   count it in the metrics (before the reply, so a scrape that follows the
  *     client's answer includes it; a cached per-policy entry, relaxed adds)
  *   queue the outcome for the decision log (Evaluate: decisions and
@@ -40,6 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "bayesguard/v1/guard.pb-c.h"
 #include "common/bg_log.h"
 #include "common/bg_time.h"
@@ -50,8 +58,9 @@
 typedef struct resolved {
     bg_policy_set *set;   /* shared: unref when done */
     const bg_policy *pol; /* borrowed from set */
-    const char *session;  /* borrowed from the request or "" */
-    bg_action act;        /* borrows the request's strings */
+    const char *session;  /* borrowed from the request, the peer or the call arena; "" */
+    const char *parent;   /* a two-level key's identity level, else NULL */
+    bg_action act;        /* borrows the request's strings (features: maybe the arena's) */
 } resolved;
 
 /* Append the names of every policy in set to buf. */
@@ -72,30 +81,93 @@ static void list_policies(const bg_policy_set *set, char *buf, size_t len)
     }
 }
 
-static const char *session_of(const bg_policy *p, const Bayesguard__V1__Context *ctx,
-                              const bg_action *a)
+/* The session key(s) of r's policy for this call (bg_policy_session_keys),
+ * into the call arena. */
+static grpc_status_code keys_of(bg__rpc_call *c, const Bayesguard__V1__Context *ctx, resolved *r,
+                                char *msg, size_t len)
 {
-    switch (p->session_key) {
-    case BG_SESSION_CONTEXT_AGENT:
-        return ctx ? ctx->agent : "";
-    case BG_SESSION_GLOBAL:
-        return "";
-    case BG_SESSION_ATTRIBUTE:
-        for (size_t i = 0; i < a->n_attributes; i++)
-            if (p->session_attr && strcmp(a->attributes[i].key, p->session_attr) == 0)
-                return a->attributes[i].value;
-        return "";
-    case BG_SESSION_CONTEXT_SESSION:
-    default:
-        return ctx ? ctx->session : "";
+    bg_session_who who = {
+        .session = ctx ? ctx->session : "",
+        .agent = ctx ? ctx->agent : "",
+        .attributes = r->act.attributes,
+        .n_attributes = r->act.n_attributes,
+        .identity = c->peer.identity,
+        .has_uid = c->peer.has_cred,
+        .uid = c->peer.uid,
+    };
+    size_t n = strnlen(c->peer.identity, sizeof c->peer.identity) + strlen(who.session) + 32;
+    char *buf = bg__rpc_call_alloc(c, n);
+    if (buf == NULL) {
+        snprintf(msg, len, "out of memory for the session key");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
     }
+    bg_err err;
+    bg_err_clear(&err);
+    if (bg_policy_session_keys(r->pol, &who, buf, n, &r->session, &r->parent, &err) != BG_OK) {
+        snprintf(msg, len, "%s", err.msg);
+        return GRPC_STATUS_FAILED_PRECONDITION;
+    }
+    return GRPC_STATUS_OK;
+}
+
+/* The action's features as r's policy says (spec.features): the request's
+ * under from_request; else computed from the JSON arguments into the call
+ * arena, a request that sends its own being refused. */
+static grpc_status_code features_of(bg__rpc_call *c, const char *what, resolved *r, char *msg,
+                                    size_t len)
+{
+    const bg_policy *p = r->pol;
+    if (p->features_from_request)
+        return GRPC_STATUS_OK;
+    if (r->act.n_features > 0) {
+        if (p->n_features > 0)
+            snprintf(msg, len,
+                     "%s.action.features: policy %s computes its features from the arguments; do "
+                     "not send features",
+                     what, p->name);
+        else
+            snprintf(msg, len,
+                     "%s.action.features: policy %s takes no features (its spec.features is not "
+                     "from_request); do not send features",
+                     what, p->name);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    if (p->n_features == 0)
+        return GRPC_STATUS_OK;
+    const char *aj = r->act.arguments_json ? r->act.arguments_json : "";
+    char why[768];
+    json_t *args = NULL;
+    if (bg_features_parse_args(aj, strlen(aj), &args, why, sizeof why) != BG_OK) {
+        snprintf(msg, len, "%s.%s (policy %s computes its features from the arguments)", what, why,
+                 p->name);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    double *f = bg__rpc_call_alloc(c, p->n_features * sizeof(*f));
+    grpc_status_code code = GRPC_STATUS_OK;
+    if (f == NULL) {
+        snprintf(msg, len, "out of memory for %zu features", p->n_features);
+        code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    for (size_t i = 0; code == GRPC_STATUS_OK && i < p->n_features; i++) {
+        if (bg_feature_eval(p->features[i], args, &f[i], why, sizeof why) != BG_OK) {
+            snprintf(msg, len, "%s.action.arguments_json: %s (policy %s, spec.features[%zu]: %s)",
+                     what, why, p->name, i, bg_feature_source(p->features[i]));
+            code = GRPC_STATUS_INVALID_ARGUMENT;
+        }
+    }
+    json_decref(args);
+    if (code == GRPC_STATUS_OK) {
+        r->act.features = f;
+        r->act.n_features = p->n_features;
+    }
+    return code;
 }
 
 /* Check and resolve; on failure returns the gRPC code with msg filled and
  * holds no reference. */
 static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a,
                                 const Bayesguard__V1__Context *ctx, const char *policy,
-                                const char *what, resolved *r, char *msg, size_t len)
+                                const char *what, int observing, resolved *r, char *msg, size_t len)
 {
     memset(r, 0, sizeof(*r));
     if (a == NULL) {
@@ -145,6 +217,8 @@ static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a
      * than the one that guards its tool would be a way around the guard). */
     r->set = bg_policy_store_acquire(c->srv->opts.store);
     r->pol = bg_policy_set_match(r->set, a->tool);
+    if (r->pol == NULL) /* default deny (NULL only if a "*" policy replaced it: never) */
+        r->pol = bg_policy_set_catch_all(r->set);
     grpc_status_code code = GRPC_STATUS_OK;
     char names[1024];
     if (policy != NULL && policy[0] != '\0') {
@@ -164,13 +238,22 @@ static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a
                      what);
             code = GRPC_STATUS_INVALID_ARGUMENT;
         }
-    } else if (r->pol == NULL) {
+    }
+    if (code == GRPC_STATUS_OK && (r->pol == NULL || (r->pol->builtin && observing))) {
+        /* An Observe of a tool the catch-all denies: nothing ran, so there
+         * is no outcome, and the catch-all keeps no posterior. */
         list_policies(r->set, names, sizeof(names));
         snprintf(msg, len,
-                 "no policy matches tool '%s' (revision %s): add the tool to a "
-                 "policy's spec.match.tools; policies are: %s",
-                 a->tool, bg_policy_set_revision(r->set), names);
+                 "no policy matches tool '%s' (revision %s), so the built-in %s policy denies "
+                 "it and keeps no observations: add the tool to a policy's spec.match.tools; "
+                 "policies are: %s",
+                 a->tool, bg_policy_set_revision(r->set), BG_POLICY_DEFAULT_DENY, names);
         code = GRPC_STATUS_NOT_FOUND;
+    }
+    if (code == GRPC_STATUS_OK && !r->pol->builtin) {
+        code = features_of(c, what, r, msg, len);
+        if (code == GRPC_STATUS_OK)
+            code = keys_of(c, ctx, r, msg, len);
     }
     if (code != GRPC_STATUS_OK) {
         bg_policy_set_unref(r->set);
@@ -178,8 +261,62 @@ static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a
         r->pol = NULL;
         return code;
     }
-    r->session = session_of(r->pol, ctx, &r->act);
+    if (r->session == NULL)
+        r->session = ""; /* the catch-all's */
     return GRPC_STATUS_OK;
+}
+
+/* The verdict for r: the built-in catch-all's DENY (no model, bound 1);
+ * else the engine's for r's session, and for a two-level key the one of
+ * the child and the identity (parent) with the larger bound (a NaN bound
+ * counts as the larger), r->session then naming the level that decided —
+ * so a fresh child session is never laxer than its identity. */
+static int evaluate_levels(bg_rpc_server *s, resolved *r, bg_verdict *v, bg_err *err)
+{
+    if (r->pol->builtin) {
+        memset(v, 0, sizeof(*v));
+        v->decision = BG_DECISION_DENY;
+        v->harm_bound = 1.0;
+        v->posterior_predictive = 1.0;
+        snprintf(v->cautious_label, sizeof(v->cautious_label), "no policy matches the tool");
+        return BG_OK;
+    }
+    int rc = bg_engine_evaluate(s->opts.engine, &r->pol->guard, r->session, &r->act, v, err);
+    if (rc != BG_OK || r->parent == NULL)
+        return rc;
+    bg_verdict pv;
+    memset(&pv, 0, sizeof(pv));
+    rc = bg_engine_evaluate(s->opts.engine, &r->pol->guard, r->parent, &r->act, &pv, err);
+    if (rc != BG_OK)
+        return rc;
+    if (isnan(pv.harm_bound) || !(v->harm_bound >= pv.harm_bound)) {
+        *v = pv;
+        r->session = r->parent;
+    }
+    return BG_OK;
+}
+
+/* Store obs for r's session, and for a two-level key also for the
+ * identity's (parent) session: two records in the observation log, one
+ * per session, so a replay counts it once in each. The child first: a
+ * failure there stores nothing; a failure of the parent after it is
+ * reported, and a retry counts it twice in the child only, which the
+ * parent's bound (the larger one decides) covers. */
+static int observe_levels(bg_engine *e, const resolved *r, const bg_observation *obs,
+                          const bg_obs_receipt *receipt, bg_posterior_summary *sum, bg_err *err)
+{
+    /* The receipt is claimed (single use) with the child's observation; the
+     * parent's record is the same outcome, counted at the identity level. */
+    int rc = bg_engine_observe_receipt(e, &r->pol->guard, r->session, obs, receipt, sum, err);
+    if (rc != BG_OK || r->parent == NULL)
+        return rc;
+    bg_posterior_summary ps;
+    memset(&ps, 0, sizeof(ps));
+    rc = bg_engine_observe(e, &r->pol->guard, r->parent, obs, &ps, err);
+    if (rc != BG_OK)
+        bg_err_prefix(err, "stored for session '%s' but not for its identity's session '%s': ",
+                      r->session, r->parent);
+    return rc;
 }
 
 static Bayesguard__V1__Decision wire_decision(bg_decision d)
@@ -271,8 +408,8 @@ void bg__svc_evaluate(bg__rpc_call *c)
     lr.peer = c->peer.identity;
     char msg[1536];
     resolved r;
-    grpc_status_code code =
-        resolve(c, req->action, req->context, req->policy, "EvaluateRequest", &r, msg, sizeof(msg));
+    grpc_status_code code = resolve(c, req->action, req->context, req->policy, "EvaluateRequest", 0,
+                                    &r, msg, sizeof(msg));
     if (code != GRPC_STATUS_OK) {
         fail_logged(c, &lr, code, msg);
         return;
@@ -284,7 +421,8 @@ void bg__svc_evaluate(bg__rpc_call *c)
     bg_err err;
     bg_err_clear(&err);
     memset(&v, 0, sizeof(v));
-    int rc = bg_engine_evaluate(s->opts.engine, &p->guard, r.session, &r.act, &v, &err);
+    int rc = evaluate_levels(s, &r, &v, &err);
+    lr.session_key = r.session; /* the level that decided */
     int on_error_allowed = 0;
     /* Bad input, limits and BG_EUNAVAIL (a sampler still training on the
      * session's data: retry) keep their status codes, whatever on_error
@@ -437,7 +575,8 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
                                     const char *what, observed_fn emit, char *msg, size_t len)
 {
     resolved r;
-    grpc_status_code code = resolve(c, req->action, req->context, req->policy, what, &r, msg, len);
+    grpc_status_code code =
+        resolve(c, req->action, req->context, req->policy, what, 1, &r, msg, len);
     if (code != GRPC_STATUS_OK)
         return code;
     bg_observation obs;
@@ -466,8 +605,8 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
     bg_err err;
     bg_err_clear(&err);
     memset(&sum, 0, sizeof(sum));
-    int rc = bg_engine_observe_receipt(c->srv->opts.engine, &r.pol->guard, r.session, &obs,
-                                       r.pol->outcomes_open ? NULL : &used, &sum, &err);
+    int rc = observe_levels(c->srv->opts.engine, &r, &obs, r.pol->outcomes_open ? NULL : &used,
+                            &sum, &err);
     if (rc != BG_OK) {
         code = bg__rpc_code_of(rc);
         if (code == GRPC_STATUS_INTERNAL)

@@ -38,6 +38,7 @@ spec:
   over_threshold: deny
   session: context.session
   outcomes: open
+  features: from_request   # the bandit experiment: the arm is the request's
 """
 
 

@@ -42,6 +42,7 @@ spec:
   over_threshold: deny
   session: context.session
   outcomes: open
+  features: from_request
 """
 
 

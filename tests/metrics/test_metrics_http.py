@@ -87,6 +87,7 @@ spec:
   estimator: {plugin: iid}
   threshold: 0.5
   on_error: allow
+  features: from_request
 """
 
 # ------------------------------------------------------------ fixtures
@@ -136,7 +137,11 @@ def test_counters_exact():
             v = ev(d, "fail_allow", [-1.0], ch=ch)
             assert v.decision == D.ALLOW and v.on_error_allowed, v
             expect_code(lambda: ev(d, "", ch=ch), C.INVALID_ARGUMENT)
-            expect_code(lambda: ev(d, "nope", ch=ch), C.NOT_FOUND)
+            v = ev(d, "nope", ch=ch)  # no policy matches: the built-in catch-all denies
+            assert v.decision == D.DENY and v.policy == "default-deny", v
+            expect_code(lambda: d.evaluate(D.EvaluateRequest(action=D.Action(tool="m_allow"),
+                                                             policy="no-such"), ch=ch),
+                        C.NOT_FOUND)
             expect_code(lambda: d.raw("/bayesguard.v1.Guard/Nope", b"", ch=ch), C.UNIMPLEMENTED)
             observe(d, "m_allow", True, ch=ch)
             observe(d, "m_allow", False, ch=ch)
@@ -163,7 +168,8 @@ def test_counters_exact():
             ev_total = "bayesguard_evaluations_total"
             want = {("m-allow", "allow"): 4, ("m-allow", "deny"): 0, ("m-deny", "deny"): 2,
                     ("m-escalate", "escalate"): 1, ("m-shadow", "allow"): 1,
-                    ("m-shadow", "deny"): 0, ("fail-allow", "allow"): 1, ("m-new", "allow"): 0}
+                    ("m-shadow", "deny"): 0, ("fail-allow", "allow"): 1, ("m-new", "allow"): 0,
+                    ("default-deny", "deny"): 1}
             for (p, dec), n in want.items():
                 assert value(m, ev_total, policy=p, decision=dec) == n, (p, dec, n)
             assert value(m, "bayesguard_shadow_allowed_total", policy="m-shadow") == 1
@@ -183,7 +189,7 @@ def test_counters_exact():
             g = "bayesguard_grpc_handled_total"
             E, O, R, S = ("/bayesguard.v1.Guard/" + x for x in
                           ("Evaluate", "Observe", "Reload", "Status"))
-            assert value(m, g, method=E, code="OK") == 9
+            assert value(m, g, method=E, code="OK") == 10
             assert value(m, g, method=E, code="INVALID_ARGUMENT") == 1
             assert value(m, g, method=E, code="NOT_FOUND") == 1
             assert value(m, g, method=O, code="OK") == 3

@@ -6,7 +6,62 @@
  * plugin with its position; the repository's default policies/ pass
  * `check`. Skips (77) when the built-in plugins are not built.
  */
+#include <jansson.h>
+
 #include "policy_test.h"
+
+/* features[0] of the shipped shell policy for {"cmd": cmd}. */
+static double shell_flag(const bg_policy *p, const char *cmd)
+{
+    json_t *args = json_pack("{s:s}", "cmd", cmd);
+    double x = -1;
+    char msg[256];
+    CHECK(args != NULL);
+    CHECK_INT(bg_feature_eval(p->features[0], args, &x, msg, sizeof msg), BG_OK);
+    json_decref(args);
+    return x;
+}
+
+/* The shipped policies compute their features on the server: shell flags
+ * destructive commands and not ordinary ones; payments reads amount and
+ * payee_is_new. */
+static void shipped_features(const char *pol, const char *pdir)
+{
+    bg_plugin_host *host = NULL;
+    bg_err err;
+    CHECK_INT(bg_plugin_host_create(pdir, &host, &err), BG_OK);
+    bg_policy_set *s = NULL;
+    bg_policy_errors errs = {0};
+    CHECK_INT(bg_policy_set_load(pol, host, &s, &errs), BG_OK);
+    const bg_policy *sh = bg_policy_set_find(s, "shell");
+    CHECK(sh != NULL && sh->n_features == 2 && !sh->features_from_request);
+    static const char *const destructive[] = {"rm -rf /",
+                                              "sudo rm -rf /var/lib",
+                                              "rm -fr ~",
+                                              "rm  -Rf build",
+                                              "cd / && rm -r home",
+                                              "mkfs.ext4 /dev/sda1",
+                                              "dd if=/dev/zero of=/dev/sda bs=1M",
+                                              "cat x > /dev/sda"};
+    static const char *const ordinary[] = {"ls -la",     "rm file.txt",   "git status",
+                                           "echo mkdir", "cat /dev/null", "grep -r dd src"};
+    for (size_t i = 0; i < sizeof destructive / sizeof destructive[0]; i++)
+        CHECK(shell_flag(sh, destructive[i]) == 1.0, "'%s' not flagged", destructive[i]);
+    for (size_t i = 0; i < sizeof ordinary / sizeof ordinary[0]; i++)
+        CHECK(shell_flag(sh, ordinary[i]) == 0.0, "'%s' flagged", ordinary[i]);
+    const bg_policy *pay = bg_policy_set_find(s, "payments");
+    CHECK(pay != NULL && pay->n_features == 2);
+    json_t *args = json_pack("{s:f,s:b}", "amount", 100.0, "payee_is_new", 1);
+    double x[2];
+    char msg[256];
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(bg_feature_eval(pay->features[i], args, &x[i], msg, sizeof msg), BG_OK);
+    CHECK_NEAR(x[0], 2.0, 1e-12);
+    CHECK_NEAR(x[1], 1.0, 0);
+    json_decref(args);
+    bg_policy_set_unref(s);
+    bg_plugin_host_destroy(host);
+}
 
 int main(void)
 {
@@ -61,7 +116,8 @@ int main(void)
     char want[512];
     snprintf(want, sizeof want,
              "%s/p.yaml:7:28: plugin iid: unknown key 'delta'; allowed keys: (none: this plugin "
-             "takes no config)", dir);
+             "takes no config)",
+             dir);
     CHECK_INT(errs.n, 1);
     if (errs.n)
         CHECK_STR(errs.msgs[0], want);
@@ -83,6 +139,7 @@ int main(void)
     (void)names;
     if (n) {
         CHECK_INT(bg_policy_check_dir(pol, pdir, stdout), 0);
+        shipped_features(pol, pdir);
     } else {
         printf("policies/ has no policy files yet: default-policy check not run\n");
     }

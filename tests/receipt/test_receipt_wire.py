@@ -85,8 +85,10 @@ def test_receipts_once_across_restart_and_forgeries():
         with Daemon(policies=pol, args=["--data-dir", data]) as d:
             st = d.call("Status", guard_pb2.StatusRequest())
             outcomes = {p.name: p.outcomes for p in st.policies}
+            # default-deny: the built-in catch-all (it only denies, so it
+            # never mints a receipt)
             assert outcomes == {"rpc-test": "receipts", "rpc-strict": "receipts",
-                                "lab": "open"}, outcomes
+                                "lab": "open", "default-deny": "receipts"}, outcomes
             # An ESCALATE has no receipt: that action does not run.
             v = d.evaluate(ereq(tool="danger_rm"))
             assert v.decision == guard_pb2.ESCALATE and v.receipt == b"", v

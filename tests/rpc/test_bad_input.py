@@ -88,10 +88,10 @@ def test_bad_inputs():
              evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="t"),
                                                        policy="no-such-policy")),
              C.NOT_FOUND, ["no-such-policy", "policies are"]),
-            ("no policy matches",
-             evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(
-                 tool="zz_tool_nobody_guards"))),
-             C.NOT_FOUND, ["zz_tool_nobody_guards", "policies are"]),
+            ("observe a tool no policy matches",
+             lambda: d.call("Observe", guard_pb2.ObserveRequest(
+                 action=guard_pb2.Action(tool="zz_tool_nobody_guards"), harmed=False), ch=ch),
+             C.NOT_FOUND, ["zz_tool_nobody_guards", "default-deny", "policies are"]),
             ("a policy that does not guard the tool",
              evaluate(d, ch, guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="danger_rm"),
                                                        policy="rpc-test")),
@@ -100,7 +100,7 @@ def test_bad_inputs():
             ("a named policy for a tool nobody guards",
              evaluate(d, ch, guard_pb2.EvaluateRequest(
                  action=guard_pb2.Action(tool="zz_tool_nobody_guards"), policy="rpc-test")),
-             C.INVALID_ARGUMENT, ["guarded by no policy"]),
+             C.INVALID_ARGUMENT, ["guarded by policy 'default-deny'"]),
             ("observe under a policy that does not guard the tool",
              lambda: d.call("Observe", guard_pb2.ObserveRequest(
                  action=guard_pb2.Action(tool="danger_rm"), policy="rpc-test", harmed=False),

@@ -44,11 +44,11 @@ def policy_dir():
     return d
 
 
-def req(tool, features=(), session="s1", agent="a1", call_id="call_1", trace="tr-1"):
+def req(tool, features=(), session="s1", agent="a1", call_id="call_1", trace="tr-1", policy=""):
     return guard_pb2.EvaluateRequest(
         action=guard_pb2.Action(id=call_id, tool=tool, arguments_json=SECRET,
                                 features=list(features)),
-        context=guard_pb2.Context(session=session, agent=agent, trace_id=trace))
+        context=guard_pb2.Context(session=session, agent=agent, trace_id=trace), policy=policy)
 
 
 def read_lines(path):
@@ -109,32 +109,33 @@ def test_every_outcome_is_a_line():
                       req("danger_rm", agent="ops", trace="tr-esc"),
                       req("shadow_x", session="s9", trace="tr-shadow"),
                       req("fail_allow", [-1.0], trace="tr-onerr"),
-                      req("fail_deny", [1.0], trace="tr-fail-ok")):
+                      req("fail_deny", [1.0], trace="tr-fail-ok"),
+                      req("no_such_tool", trace="tr-catch-all")):
                 decided.append((r, d.evaluate(r)))
             kinds = [(guard_pb2.Decision.Name(v.decision), v.shadow, v.on_error_allowed)
                      for _, v in decided]
             assert kinds == [("ALLOW", False, False), ("ESCALATE", False, False),
                              ("ALLOW", True, False), ("ALLOW", False, True),
-                             ("ALLOW", False, False)], kinds
+                             ("ALLOW", False, False), ("DENY", False, False)], kinds
             failed = []
-            for r, code in ((req("no_such_tool", trace="tr-404"), C.NOT_FOUND),
+            for r, code in ((req("rpc_send", policy="no-such", trace="tr-404"), C.NOT_FOUND),
                             (req("rpc_send", [float("nan")], trace="tr-nan"),
                              C.INVALID_ARGUMENT),
                             (req("fail_deny", [-1.0], trace="tr-500"), C.INTERNAL)):
                 failed.append((r, code, expect_code(lambda: d.evaluate(r), code)))
-            st = wait_written(d, 8)
-            assert (st.path, st.appended, st.written, st.dropped, st.lost) == (path, 8, 8, 0, 0), st
+            st = wait_written(d, 9)
+            assert (st.path, st.appended, st.written, st.dropped, st.lost) == (path, 9, 9, 0, 0), st
             fams = bgmetrics.scrape(bgmetrics.metrics_addr(d))
-            for result, n in (("written", 8), ("dropped", 0), ("lost", 0)):
+            for result, n in (("written", 9), ("dropped", 0), ("lost", 0)):
                 assert bgmetrics.value(fams, "bayesguard_decision_log_lines_total",
                                        result=result) == n, (result, fams)
             assert bgmetrics.value(fams, "bayesguard_decision_log_write_errors_total") == 0
             text = d.cli("status", check=0).stdout
-            assert "decision log %s: appended=8 written=8 dropped=0 lost=0" % path in text, text
+            assert "decision log %s: appended=9 written=9 dropped=0 lost=0" % path in text, text
             raw = open(path, "rb").read()
             assert b"s3cr3t" not in raw, "the action's arguments reached the log"
             lines = read_lines(path)
-            assert len(lines) == 8, lines
+            assert len(lines) == 9, lines
             by_trace = {l["trace_id"]: l for l in lines}
             for r, v in decided:
                 check_verdict_line(by_trace[r.context.trace_id], v, r)
@@ -150,6 +151,9 @@ def test_every_outcome_is_a_line():
                 assert "decision" not in l and "decision_id" not in l, l
             assert by_trace["tr-500"]["policy"] == "fail-deny", by_trace["tr-500"]
             assert "policy" not in by_trace["tr-404"], by_trace["tr-404"]
+            catch_all = by_trace["tr-catch-all"]
+            assert (catch_all["policy"], catch_all["decision"], catch_all["harm_bound"]) == (
+                "default-deny", "DENY", 1.0), catch_all
     finally:
         for p in (pol, plugins, tmp):
             shutil.rmtree(p, ignore_errors=True)

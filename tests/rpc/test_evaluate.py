@@ -130,7 +130,7 @@ def _status_and_reload(pdir):
         st = d.call("Status", guard_pb2.StatusRequest())
         assert st.version and st.revision and st.uptime_s > 0, st
         names = sorted(p.name for p in st.policies)
-        assert names == ["rpc-strict", "rpc-test"], names
+        assert names == ["default-deny", "rpc-strict", "rpc-test"], names  # + the catch-all
         p = {p.name: p for p in st.policies}
         assert p["rpc-test"].model == "bernoulli" and p["rpc-test"].estimator == "noniid"
         assert p["rpc-test"].threshold == 0.99 and p["rpc-test"].mode == "enforce"
@@ -262,9 +262,11 @@ def test_cli_matches_python():
         c = d.cli("status", check=0)
         assert "rpc-test" in c.stdout and "rpc-strict" in c.stdout, c.stdout
         st = json.loads(d.cli("status", "--json", check=0).stdout)
-        assert sorted(p["name"] for p in st["policies"]) == ["rpc-strict", "rpc-test"], st
+        assert sorted(p["name"] for p in st["policies"]) == ["default-deny", "rpc-strict", "rpc-test"], st
         # RPC errors: exit 3 with the status name and the daemon's message.
-        c = d.cli("eval", "--tool", "nobody_guards_this", check=3)
+        c = d.cli("eval", "--tool", "nobody_guards_this", check=1)  # the catch-all denies
+        assert "DENY" in c.stdout and "default-deny" in c.stdout, c.stdout
+        c = d.cli("observe", "--tool", "nobody_guards_this", "--harmed", "no", check=3)
         assert "NOT_FOUND" in c.stderr and "nobody_guards_this" in c.stderr, c.stderr
         c = d.cli("eval", "--tool", "rpc_x", "--feature", "nan", check=3)
         assert "INVALID_ARGUMENT" in c.stderr and "features[0]" in c.stderr, c.stderr

@@ -12,7 +12,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
-from bgtest import Daemon, guard_pb2  # noqa: E402
+from bgtest import Daemon, grpc, guard_pb2  # noqa: E402
 
 POL = bgtest.rpc_policies()
 
@@ -135,6 +135,10 @@ def test_sighup_reloads():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# Arguments the shipped policies' spec.features read.
+SHIPPED_ARGS = {"payments": '{"amount": 100, "payee_is_new": false}', "shell": '{"cmd": "ls"}'}
+
+
 def test_make_run_command_line():
     """The Makefile's `run` target: ./build/daemon/bayesguardd --listen
     127.0.0.1:50051 --policies policies --plugins build/plugins — run from
@@ -164,13 +168,18 @@ def test_make_run_command_line():
             raise AssertionError("%s:\n%s" % (e, open(log.name).read()))
         d = Daemon()
         d.addrs = [addr]
+        # The shipped policies key sessions by the caller's identity, which a
+        # plain TCP listener cannot tell: each refuses, naming itself and the
+        # fix, rather than sharing one "" session among every caller.
         for name, tool, nf in tools:
-            v = d.evaluate(guard_pb2.EvaluateRequest(
-                action=guard_pb2.Action(tool=tool, features=[0.5] * nf),
-                context=guard_pb2.Context(session="run")))
-            assert v.policy == name and v.decision != guard_pb2.DECISION_UNSPECIFIED, v
-            print("  %s -> %s bound=%.4g (%s/%s)" % (tool, guard_pb2.Decision.Name(v.decision),
-                                                      v.harm_bound, v.model, v.estimator))
+            msg = bgtest.expect_code(lambda: d.evaluate(guard_pb2.EvaluateRequest(
+                action=guard_pb2.Action(tool=tool, arguments_json=SHIPPED_ARGS.get(name, "{}")),
+                context=guard_pb2.Context(session="run"))), grpc.StatusCode.FAILED_PRECONDITION,
+                ["policy %s keys sessions by peer.identity" % name,
+                 "cannot tell who is calling (use a unix socket or mTLS)"])
+            print("  %s -> FAILED_PRECONDITION (%s)" % (tool, msg[:60]))
+        v = d.evaluate(guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="zz_unguarded")))
+        assert v.decision == guard_pb2.DENY and v.policy == "default-deny", v
         d.cleanup()
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=30) == 0, open(log.name).read()
