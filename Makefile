@@ -1,5 +1,6 @@
 # bayesguard — the two commands.
 #   make run   install what is missing, build, start the daemon with policies/
+#              on $(ADDR) and on the unix socket $(RUN_SOCK)
 #   make test  install what is missing, build, run the suite, then run it again
 #              under AddressSanitizer + UndefinedBehaviorSanitizer, then build
 #              the tree the ways users build it (gcc and clang; Release, Debug,
@@ -27,8 +28,13 @@ build-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_SANITIZE=ON -DBG_WERROR=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# The shipped policies key sessions by the caller's identity, which a unix
+# socket gives (SO_PEERCRED); plain TCP cannot tell callers apart, so those
+# policies answer FAILED_PRECONDITION there. make run serves both.
+RUN_SOCK   ?= $(BUILD)/bayesguard.sock
 run: build
-	./$(BUILD)/daemon/bayesguardd --listen $(ADDR) --policies policies --plugins $(BUILD)/plugins
+	@echo "make run: the CLI reaches the socket with: export BAYESGUARD_ADDR=unix:$(abspath $(RUN_SOCK))"
+	./$(BUILD)/daemon/bayesguardd --listen $(ADDR) --listen unix:$(abspath $(RUN_SOCK)) --policies policies --plugins $(BUILD)/plugins
 
 test-plain: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600

@@ -39,6 +39,8 @@ int bg_client_create(const char *addr, unsigned timeout_ms, bg_client **out, bg_
 {
     *out = NULL;
     if (addr == NULL || addr[0] == '\0')
+        addr = getenv(BG_CLIENT_ADDR_ENV);
+    if (addr == NULL || addr[0] == '\0')
         addr = BG_CLIENT_DEFAULT_ADDR;
     if (strlen(addr) >= sizeof(((bg_client *)0)->addr))
         return bg_err_set(err, BG_EINVAL, "address '%.40s...' is too long: expected host:port or "

@@ -38,6 +38,9 @@
 #include "grpc/health/v1/health.pb-c.h"
 
 #define BG_CLIENT_DEFAULT_ADDR "127.0.0.1:50051"
+/* Where no --addr is given: this variable, else BG_CLIENT_DEFAULT_ADDR
+ * (`make run` prints the export for its unix socket). */
+#define BG_CLIENT_ADDR_ENV "BAYESGUARD_ADDR"
 
 typedef struct bg_client bg_client;
 

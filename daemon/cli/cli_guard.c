@@ -59,7 +59,8 @@ typedef struct flag {
 
 static const flag flags[] = {
     {{"addr", required_argument, NULL, O_ADDR}, F_BASE, "ADDR",
-     "daemon address, host:port or unix:/path (default " BG_CLIENT_DEFAULT_ADDR ")"},
+     "daemon address, host:port or unix:/path (default: $" BG_CLIENT_ADDR_ENV ", else "
+     BG_CLIENT_DEFAULT_ADDR ")"},
     {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, F_BASE, "N",
      "deadline (default 10000)"},
     {{"json", no_argument, NULL, O_JSON}, F_BASE, "",

@@ -244,7 +244,7 @@ static void usage(void)
 
 static int parse_args(int argc, char **argv, replay_opts *o)
 {
-    *o = (replay_opts){.addr = BG_CLIENT_DEFAULT_ADDR, .timeout_ms = 10000};
+    *o = (replay_opts){.addr = NULL, .timeout_ms = 10000}; /* NULL: $BAYESGUARD_ADDR or the default */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
