@@ -20,7 +20,10 @@
 - bayesguardd runs with the ENTRYPOINT's arguments as written, paths moved
   under a temp dir and the TCP ports made ephemeral: the health port
   answers the kubelet's probe (grpc.health.v1 Check, service "") SERVING and
-  refuses Evaluate; the socket files are 0660; the agent socket serves
+  refuses Evaluate; the socket files are 0660, so (when the test runs as
+  root and can switch uids) an agent of another uid connects with the
+  sockets' group, as the Pod's fsGroup gives it, and is logged as its own
+  uid, and without the group cannot connect; the agent socket serves
   Evaluate (the session keyed by the caller's uid, from the kernel) and
   refuses Observe, Status and Reload naming the role; the reporter socket
   refuses Evaluate, refuses an Observe without a receipt, and takes the
@@ -305,6 +308,36 @@ class EntrypointDaemon(Daemon):
         return i
 
 
+OTHER_UID_CLIENT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import grpc
+from bayesguard.v1 import guard_pb2
+ev = grpc.insecure_channel(sys.argv[2]).unary_unary(
+    "/bayesguard.v1.Guard/Evaluate",
+    request_serializer=guard_pb2.EvaluateRequest.SerializeToString,
+    response_deserializer=guard_pb2.Verdict.FromString)
+try:
+    v = ev(guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="shell_exec"),
+                                     context=guard_pb2.Context(session="pod")), timeout=20)
+    print("OK", v.decision_id)
+except grpc.RpcError as e:
+    print(e.code().name, e.details())
+"""
+
+
+def evaluate_as(addr, uid, groups):
+    """Evaluate over addr from a process of another uid (an agent container
+    that does not run as the image's user), with the supplementary groups
+    given (the Pod's fsGroup); returns its one line: OK <decision_id>, or
+    the status code and message."""
+    r = subprocess.run([sys.executable, "-c", OTHER_UID_CLIENT, bgtest.PYGEN, addr],
+                       user=uid, group=uid, extra_groups=groups, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return r.stdout.strip()
+
+
 def policy_names(cm):
     return {k: yaml.safe_load(v)["metadata"]["name"] for k, v in cm["data"].items()}
 
@@ -346,6 +379,22 @@ def test_entrypoint_configmap_and_reload():
             assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, \
                 oct(st.st_mode)
             assert st.st_uid == os.getuid(), st
+        # an agent of another uid: with the sockets' group (what the Pod's
+        # fsGroup gives it) it connects, and is known by its own uid; without
+        # the group the kernel refuses it the socket (needs root to switch uids)
+        shell_evals = 0
+        if os.geteuid() == 0:
+            shell_evals += 1
+            other = 4242 if os.getuid() != 4242 else 4243
+            os.chmod(tmp, 0o711)  # mkdtemp's 0700 would stop it before the socket
+            out = evaluate_as(d.addrs[A], other, [os.getgid()])
+            assert out.startswith("OK "), out
+            line = bgtest.wait_for(lambda: next((l for l in d.log().splitlines()
+                                                 if out.split()[1] in l), None), 10,
+                                   "the other uid's decision in the log")
+            assert json.loads(line)["peer"] == "uid:%d" % other, line
+            out = evaluate_as(d.addrs[A], other, [])
+            assert out.startswith("UNAVAILABLE") and "ermission denied" in out, out
         # health: the kubelet's gRPC probe SERVING, and nothing else
         assert d.health(i=H).status == 1
         req = guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="shell_exec"),
@@ -354,6 +403,7 @@ def test_entrypoint_configmap_and_reload():
                            ["Evaluate needs the agent role", "serves health"])
         # the agent, over its socket: Evaluate, keyed by its uid and session
         v = d.evaluate(req, i=A)
+        shell_evals += 1
         assert v.policy == "shell", v
         assert v.decision == guard_pb2.ESCALATE and not v.receipt, v  # no outcome to report
         # its decision log line, on stdout where `kubectl logs` finds it
@@ -405,7 +455,7 @@ def test_entrypoint_configmap_and_reload():
             text = resp.read().decode()
         samples = dict(l.rsplit(" ", 1) for l in text.splitlines() if not l.startswith("#"))
         assert samples['bayesguard_evaluations_total{policy="shell",decision="escalate"}'] \
-            == "1", text
+            == str(shell_evals), text
         assert samples['bayesguard_evaluations_total{policy="http",decision="allow"}'] \
             == "2", text
         for pol, harmed, n in (("shell", "true", "0"), ("shell", "false", "0"),
