@@ -2,33 +2,48 @@
 
 - deploy/kubernetes/sidecar.yaml parses (a real YAML library), and its Pod
   agrees with the image's ENTRYPOINT (deploy/Dockerfile): the ConfigMap is
-  mounted where --policies points, the data volume where --data-dir points,
-  the shared socket volume holds the unix socket the agent is told to use
-  (BAYESGUARD_ADDR), the gRPC probes and the containerPort named grpc are
-  the TCP --listen port, the containerPort named metrics and the Pod's
-  prometheus.io/port annotation are the --metrics-listen port (and the image
-  EXPOSEs both), the image's plugin directory is the one the build
-  installs, and the directories the daemon writes exist in the image owned
-  by its USER.
+  mounted where --policies points, the data volume where --data-dir points.
+  The listeners are the trust boundary of the sidecar: every one names its
+  roles (none serves them all): `health` on every interface (the gRPC probes
+  and the containerPort named grpc are its port), `agent` on a unix socket
+  in a volume the agent container mounts (BAYESGUARD_ADDR points there),
+  `reporter` on a unix socket in another volume that the agent container
+  does not mount (the tool-runner does), `operator` on the loopback only
+  (not a containerPort, not EXPOSEd); sockets 0660. The containerPort named
+  metrics and the Pod's prometheus.io/port annotation are the
+  --metrics-listen port (and the image EXPOSEs health and metrics), the
+  image's plugin directory is the one the build installs, the files the
+  image copies from the build exist in a build, the runtime stage installs
+  the package of every shared library they link, and the directories the
+  daemon writes exist in the image owned by its USER.
 - The ConfigMap's policies pass `bayesguardd --check`.
 - bayesguardd runs with the ENTRYPOINT's arguments as written, paths moved
-  under a temp dir and the TCP port made ephemeral: the kubelet's gRPC probe
-  (grpc.health.v1 Check, service "") answers SERVING, the agent's Evaluate
-  over the unix socket works, its Observe without a receipt is refused
-  (the ConfigMap's policy keeps `outcomes: receipts`, and an ESCALATE has no
-  receipt), the receipt key is made 0600 in the data volume beside the
-  observation log, and a scrape as the annotations describe it (GET
-  prometheus.io/path on the metrics port) counts that decision and no
+  under a temp dir and the TCP ports made ephemeral: the health port
+  answers the kubelet's probe (grpc.health.v1 Check, service "") SERVING and
+  refuses Evaluate; the socket files are 0660, so (when the test runs as
+  root and can switch uids) an agent of another uid connects with the
+  sockets' group, as the Pod's fsGroup gives it, and is logged as its own
+  uid, and without the group cannot connect; the agent socket serves
+  Evaluate (the session keyed by the caller's uid, from the kernel) and
+  refuses Observe, Status and Reload naming the role; the reporter socket
+  refuses Evaluate, refuses an Observe without a receipt, and takes the
+  outcome of the shadow policy's ALLOW with its receipt, once; the receipt
+  key is made 0600 in the data volume beside the observation log; the
+  decision log is on stdout; a scrape as the annotations describe it (GET
+  prometheus.io/path on the metrics port) counts those decisions and that
   observation.
 - A ConfigMap update as the kubelet makes it (a new timestamped directory,
   `..data` swapped by an atomic rename, the old directory removed) is
-  hot-reloaded: Status shows the new revision and threshold, and Evaluate
-  calls running through the swap all succeed.
+  hot-reloaded: Status over the operator listener shows the new revision
+  and threshold, and Evaluate calls over the agent socket running through
+  the swap all succeed.
 Run with /usr/bin/python3 (ctest sets the environment)."""
 import json
 import os
 import re
+import glob
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -79,6 +94,49 @@ def dockerfile_runtime_stage():
     return text.split("\nFROM ")[-1]
 
 
+def listeners(argv):
+    """{frozenset(roles): address} of the --listen flags; every one must
+    name its roles, and no two the same ones."""
+    out = {}
+    for spec in flag_values(argv, "--listen"):
+        assert "@" in spec, "--listen %s serves every role: name its roles" % spec
+        roles, addr = spec.split("@", 1)
+        key = frozenset(roles.split(","))
+        assert key not in out, (spec, out)
+        out[key] = addr
+    return out
+
+
+def tcp_port(addr):
+    return int(addr.rsplit(":", 1)[1])
+
+
+def runtime_packages():
+    stage = dockerfile_runtime_stage()
+    m = re.search(r"apt-get install ([^&]*)", stage)
+    assert m, stage
+    return {w for w in m.group(1).split() if not w.startswith("-")}
+
+
+def with_dependencies(pkgs):
+    """pkgs and what they depend on, transitively, as dpkg knows it here (the
+    build machine is Debian 12, as the image is)."""
+    out, todo = set(), list(pkgs)
+    while todo:
+        p = todo.pop()
+        if p in out:
+            continue
+        out.add(p)
+        r = subprocess.run(["dpkg-query", "-W", "-f", "${Depends},${Pre-Depends}", p],
+                           capture_output=True, text=True)
+        for alt in r.stdout.split(","):
+            for dep in alt.split("|"):
+                name = dep.strip().split(" ")[0].split(":")[0]
+                if name:
+                    todo.append(name)
+    return out
+
+
 def test_manifest_matches_entrypoint():
     cm, pod = load_manifest()
     argv = entrypoint()
@@ -87,6 +145,10 @@ def test_manifest_matches_entrypoint():
     guard, agent = containers["bayesguard"], containers["agent"]
     vols = {v["name"]: v for v in pod["spec"]["volumes"]}
     mounts = {m["name"]: m["mountPath"] for m in guard["volumeMounts"]}
+
+    def mounters(vol):
+        return {n for n, c in containers.items()
+                if any(m["name"] == vol for m in c.get("volumeMounts", []))}
     # policies: the ConfigMap, read-only, where --policies points
     pol_vol = [n for n, v in vols.items() if v.get("configMap", {}).get("name") ==
                cm["metadata"]["name"]]
@@ -95,19 +157,27 @@ def test_manifest_matches_entrypoint():
     assert any(m["name"] == pol_vol[0] and m.get("readOnly") for m in guard["volumeMounts"])
     # the decision log: the container's stdout (the runtime collects and rotates it)
     assert flag_values(argv, "--decision-log") == ["-"], argv
-    # data: an emptyDir where --data-dir points
+    # data: an emptyDir where --data-dir points, the guard's alone
     data = flag_values(argv, "--data-dir")
     assert len(data) == 1 and data[0] in mounts.values(), (data, mounts)
-    # listeners: one TCP port (probes, containerPort), one unix socket the agent shares
-    listens = flag_values(argv, "--listen")
-    tcp = [l for l in listens if not l.startswith("unix:")]
-    unix = [l[len("unix:"):] for l in listens if l.startswith("unix:")]
-    assert len(tcp) == 1 and len(unix) == 1, listens
-    port = int(tcp[0].rsplit(":", 1)[1])
+    data_vol = [n for n, p in mounts.items() if p == data[0]][0]
+    assert "emptyDir" in vols[data_vol] and mounters(data_vol) == {"bayesguard"}, data_vol
+    # listeners: one per role, each naming it
+    ls = listeners(argv)
+    assert set(ls) == {frozenset([r]) for r in ("health", "agent", "reporter", "operator")}, ls
+    health, operator = ls[frozenset(["health"])], ls[frozenset(["operator"])]
+    agent_sock, rep_sock = ls[frozenset(["agent"])], ls[frozenset(["reporter"])]
+    assert health.startswith("0.0.0.0:"), health  # the kubelet probes the Pod's IP
+    assert operator.startswith("127.0.0.1:"), operator  # loopback only
+    assert agent_sock.startswith("unix:/") and rep_sock.startswith("unix:/"), ls
+    agent_sock, rep_sock = agent_sock[len("unix:"):], rep_sock[len("unix:"):]
+    assert flag_values(argv, "--socket-mode") == ["0660"], argv
+    port = tcp_port(health)
     ports = {p["name"]: p["containerPort"] for p in guard["ports"]}
     metrics = flag_values(argv, "--metrics-listen")
     assert len(metrics) == 1, argv
-    mport = int(metrics[0].rsplit(":", 1)[1])
+    mport = tcp_port(metrics[0])
+    # the operator port is neither a containerPort nor EXPOSEd
     assert ports == {"grpc": port, "metrics": mport}, guard["ports"]
     ann = pod["metadata"].get("annotations", {})
     assert ann.get("prometheus.io/scrape") == "true", ann
@@ -117,26 +187,74 @@ def test_manifest_matches_entrypoint():
     assert len(exposed) == 1 and set(exposed[0].split()) == {str(port), str(mport)}, exposed
     for probe in ("readinessProbe", "livenessProbe"):
         assert guard[probe]["grpc"]["port"] == port, guard[probe]
-    sock_dir = os.path.dirname(unix[0])
-    shared = [n for n, p in mounts.items() if p == sock_dir]
-    assert len(shared) == 1, (sock_dir, mounts)
+    # each socket in an emptyDir of its own, mounted by the guard at its directory
+    sock_vols = []
+    for sock in (agent_sock, rep_sock):
+        shared = [n for n, p in mounts.items() if p == os.path.dirname(sock)]
+        assert len(shared) == 1, (sock, mounts)
+        assert "emptyDir" in vols[shared[0]], vols[shared[0]]
+        sock_vols.append(shared[0])
+    agent_vol, rep_vol = sock_vols
+    assert agent_vol != rep_vol, sock_vols
+    # the agent mounts its socket's volume and not the reporter's
     agent_mounts = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
-    assert shared[0] in agent_mounts, agent_mounts
+    assert agent_vol in agent_mounts and rep_vol not in agent_mounts, agent_mounts
+    assert mounters(rep_vol) == {"bayesguard", "tool-runner"}, mounters(rep_vol)
+    assert "agent" not in mounters(pol_vol[0]), "the agent would read the thresholds"
     addr = {e["name"]: e["value"] for e in agent["env"]}["BAYESGUARD_ADDR"]
-    assert addr == "unix:" + os.path.join(agent_mounts[shared[0]], os.path.basename(unix[0])), \
-        addr
+    assert addr == "unix:" + os.path.join(agent_mounts[agent_vol],
+                                          os.path.basename(agent_sock)), addr
+    runner = containers["tool-runner"]
+    runner_mounts = {m["name"]: m["mountPath"] for m in runner["volumeMounts"]}
+    assert rep_vol in runner_mounts and agent_vol not in runner_mounts, runner_mounts
+    raddr = {e["name"]: e["value"] for e in runner["env"]}["BAYESGUARD_REPORTER_ADDR"]
+    assert raddr == "unix:" + os.path.join(runner_mounts[rep_vol],
+                                           os.path.basename(rep_sock)), raddr
     # plugins: the directory the image copies the built plugins into
     plugins = flag_values(argv, "--plugins")
     assert len(plugins) == 1 and any(c.split()[-1].rstrip("/") == plugins[0].rstrip("/")
                                      for c in copy_dests()), (plugins, copy_dests())
+    # what the image copies from the build exists in a build (BG_BUILD_DIR for /build)
+    build_files = []
+    for c in copy_dests():
+        if c.startswith("/build/"):
+            for src in c.split()[:-1]:
+                found = glob.glob(os.path.join(bgtest.BUILD_DIR, os.path.relpath(src, "/build")))
+                assert found, "the image copies %s, which the build does not make" % src
+                build_files += [f for f in found if os.path.isfile(f)]
+    assert os.path.join(bgtest.BUILD_DIR, "daemon", "bayesguardd") in build_files, build_files
+    assert os.path.join(bgtest.BUILD_DIR, "daemon", "bayesguard") in build_files, build_files
+    # and the runtime stage installs the package of every library they link,
+    # or one that depends on it (libc6, libgcc-s1 and zlib1g are in debian:12
+    # itself): ldd finds each library, dpkg names its package
+    if all(shutil.which(t) for t in ("dpkg", "dpkg-query", "readelf", "ldd")):
+        have = with_dependencies(runtime_packages() | {"libc6", "libgcc-s1", "zlib1g"})
+        for f in build_files:
+            needed = set(re.findall(r"Shared library: \[(.+?)\]", subprocess.run(
+                ["readelf", "-d", f], capture_output=True, text=True).stdout))
+            paths = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(
+                ["ldd", f], capture_output=True, text=True).stdout, re.M))
+            if any(re.match(r"lib[a-z]+san\.so", lib) for lib in needed):
+                continue  # a BG_SANITIZE build links more; the image's build is Release
+            for lib in needed - {"ld-linux-x86-64.so.2"}:
+                assert lib in paths, (f, lib, paths)
+                path = os.path.realpath(paths[lib])
+                r = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True)
+                if r.returncode != 0:  # merged /usr: the package says /lib, ldd /usr/lib
+                    other = path[len("/usr"):] if path.startswith("/usr/") else "/usr" + path
+                    r = subprocess.run(["dpkg", "-S", other], capture_output=True, text=True)
+                assert r.returncode == 0, (f, lib, path, r.stderr)
+                pkg = r.stdout.split(":")[0]
+                assert pkg in have, "%s links %s (package %s), which the image lacks: %s" % (
+                    f, lib, pkg, " ".join(sorted(runtime_packages())))
     # the directories it writes exist in the image, owned by the USER it runs as
     stage = dockerfile_runtime_stage()
     user = re.findall(r"^USER\s+(\S+)", stage, re.M)
     assert len(user) == 1, user
-    for wdir in (data[0], sock_dir):
-        assert re.search(r"mkdir -p [^&]*%s\b" % re.escape(wdir), stage), wdir
-        assert re.search(r"chown %s [^&]*%s\b" % (re.escape(user[0]), re.escape(wdir)), stage), \
-            (wdir, user)
+    for wdir in (data[0], os.path.dirname(agent_sock), os.path.dirname(rep_sock)):
+        assert re.search(r"mkdir -p [^&]*%s(\s|$)" % re.escape(wdir), stage), wdir
+        assert re.search(r"chown %s [^&]*%s(\s|$)" % (re.escape(user[0]), re.escape(wdir)),
+                         stage), (wdir, user)
 
 
 def kubelet_layout(root, files, stamp):
@@ -162,85 +280,199 @@ def kubelet_layout(root, files, stamp):
 
 
 class EntrypointDaemon(Daemon):
-    """bayesguardd with the image's ENTRYPOINT arguments, paths remapped."""
+    """bayesguardd with the image's ENTRYPOINT arguments, paths remapped
+    (in --listen values after the roles too); self.roles[i] is the role set
+    of the i-th listener, so self.addrs[self.index(role)] is its address."""
 
     def __init__(self, remap, **kw):
         super().__init__(**kw)
         self.remap = remap
         self.listen = []
+        self.roles = []
 
     def argv(self):
         out = [bgtest.DAEMON]
         for a in entrypoint()[1:]:
+            roles, at, addr = a.rpartition("@") if "@" in a else ("", "", a)
             for old, new in self.remap:
-                if a == old or a.startswith(old + "/") or a.startswith("unix:" + old + "/"):
-                    a = a.replace(old, new, 1)
-            out.append(a)
+                if addr == old or addr.startswith(old + "/") or \
+                        addr.startswith("unix:" + old + "/"):
+                    addr = addr.replace(old, new, 1)
+            out.append(roles + at + addr)
         self.listen = flag_values(out, "--listen")
+        self.roles = [frozenset(l.split("@", 1)[0].split(",")) for l in self.listen]
         return out + ["--ready-file", self.ready]
+
+    def index(self, role):
+        (i,) = [i for i, r in enumerate(self.roles) if role in r]
+        return i
+
+
+OTHER_UID_CLIENT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import grpc
+from bayesguard.v1 import guard_pb2
+ev = grpc.insecure_channel(sys.argv[2]).unary_unary(
+    "/bayesguard.v1.Guard/Evaluate",
+    request_serializer=guard_pb2.EvaluateRequest.SerializeToString,
+    response_deserializer=guard_pb2.Verdict.FromString)
+try:
+    v = ev(guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="shell_exec"),
+                                     context=guard_pb2.Context(session="pod")), timeout=20)
+    print("OK", v.decision_id)
+except grpc.RpcError as e:
+    print(e.code().name, e.details())
+"""
+
+
+def evaluate_as(addr, uid, groups):
+    """Evaluate over addr from a process of another uid (an agent container
+    that does not run as the image's user), with the supplementary groups
+    given (the Pod's fsGroup); returns its one line: OK <decision_id>, or
+    the status code and message."""
+    r = subprocess.run([sys.executable, "-c", OTHER_UID_CLIENT, bgtest.PYGEN, addr],
+                       user=uid, group=uid, extra_groups=groups, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return r.stdout.strip()
+
+
+def policy_names(cm):
+    return {k: yaml.safe_load(v)["metadata"]["name"] for k, v in cm["data"].items()}
+
+
+def status_policy(st, name):
+    (p,) = [p for p in st.policies if p.name == name]
+    return p
 
 
 def test_entrypoint_configmap_and_reload():
-    cm, _ = load_manifest()
+    cm, pod = load_manifest()
+    names = policy_names(cm)
+    assert set(names.values()) == {"shell", "http"}, names
     tmp = tempfile.mkdtemp(prefix="bgdeploy-")
     pol_dir = os.path.join(tmp, "policies")
     kubelet_layout(pol_dir, cm["data"], "2026_11_26_12_00_00.000000001")
     r = subprocess.run([bgtest.DAEMON, "--check", "--policies", pol_dir, "--plugins",
                         bgtest.PLUGIN_DIR], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, (r.stdout, r.stderr)
-    run_dir, data_dir = os.path.join(tmp, "run"), os.path.join(tmp, "data")
-    os.makedirs(run_dir)
-    os.makedirs(data_dir)
+    run_dir, rep_dir, data_dir = (os.path.join(tmp, d) for d in ("run", "rep", "data"))
+    for d in (run_dir, rep_dir, data_dir):
+        os.makedirs(d)
     remap = [("/etc/bayesguard/policies", pol_dir), ("/usr/lib/bayesguard/plugins",
              bgtest.PLUGIN_DIR), ("/var/lib/bayesguard", data_dir),
-             ("/run/bayesguard", run_dir), ("0.0.0.0:50051", "127.0.0.1:0"),
+             ("/run/bayesguard", run_dir), ("/run/bayesguard-reporter", rep_dir),
+             ("0.0.0.0:50051", "127.0.0.1:0"), ("127.0.0.1:50052", "127.0.0.1:0"),
              ("0.0.0.0:9464", "127.0.0.1:0")]
-    name = yaml.safe_load(list(cm["data"].values())[0])["metadata"]["name"]
+    uid = "uid:%d" % os.getuid()
+    denied = grpc.StatusCode.PERMISSION_DENIED
     with EntrypointDaemon(remap, policies=pol_dir) as d:
-        unix_i = [i for i, a in enumerate(d.addrs) if a.startswith("unix:")]
-        tcp_i = [i for i, a in enumerate(d.addrs) if not a.startswith("unix:")]
-        assert len(unix_i) == 1 and len(tcp_i) == 1, d.addrs
-        assert d.health(i=tcp_i[0]).status == 1  # the kubelet's gRPC probe: SERVING
+        H, A, R, O = (d.index(r) for r in ("health", "agent", "reporter", "operator"))
+        assert d.addrs[A].startswith("unix:" + run_dir + "/"), d.addrs
+        assert d.addrs[R].startswith("unix:" + rep_dir + "/"), d.addrs
+        assert not d.addrs[H].startswith("unix:") and not d.addrs[O].startswith("unix:")
+        assert "serves every role" not in d.log(), d.log()
+        # the sockets: 0660, the daemon's user's (the image's USER in the Pod)
+        for i in (A, R):
+            st = os.stat(d.addrs[i][len("unix:"):])
+            assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, \
+                oct(st.st_mode)
+            assert st.st_uid == os.getuid(), st
+        # an agent of another uid: with the sockets' group (what the Pod's
+        # fsGroup gives it) it connects, and is known by its own uid; without
+        # the group the kernel refuses it the socket (needs root to switch uids)
+        shell_evals = 0
+        if os.geteuid() == 0:
+            shell_evals += 1
+            other = 4242 if os.getuid() != 4242 else 4243
+            os.chmod(tmp, 0o711)  # mkdtemp's 0700 would stop it before the socket
+            out = evaluate_as(d.addrs[A], other, [os.getgid()])
+            assert out.startswith("OK "), out
+            line = bgtest.wait_for(lambda: next((l for l in d.log().splitlines()
+                                                 if out.split()[1] in l), None), 10,
+                                   "the other uid's decision in the log")
+            assert json.loads(line)["peer"] == "uid:%d" % other, line
+            out = evaluate_as(d.addrs[A], other, [])
+            assert out.startswith("UNAVAILABLE") and "ermission denied" in out, out
+        # health: the kubelet's gRPC probe SERVING, and nothing else
+        assert d.health(i=H).status == 1
         req = guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="shell_exec"),
                                         context=guard_pb2.Context(session="pod"))
-        v = d.evaluate(req, i=unix_i[0])  # the agent, over the shared socket
-        assert v.policy == name, v
+        bgtest.expect_code(lambda: d.evaluate(req, i=H), denied,
+                           ["Evaluate needs the agent role", "serves health"])
+        # the agent, over its socket: Evaluate, keyed by its uid and session
+        v = d.evaluate(req, i=A)
+        shell_evals += 1
+        assert v.policy == "shell", v
+        assert v.decision == guard_pb2.ESCALATE and not v.receipt, v  # no outcome to report
         # its decision log line, on stdout where `kubectl logs` finds it
         line = bgtest.wait_for(lambda: next((l for l in d.log().splitlines()
                                              if v.decision_id in l), None), 10,
                                "the decision's line in the container's output")
         rec = json.loads(line)
-        assert (rec["decision"], rec["policy"], rec["session"]) == (
-            guard_pb2.Decision.Name(v.decision), name, "pod"), rec
-        assert not v.receipt, v  # ESCALATE: the action does not run, no outcome to report
-        bgtest.expect_code(lambda: d.call("Observe", guard_pb2.ObserveRequest(
-            action=guard_pb2.Action(tool="shell_exec"), context=guard_pb2.Context(session="pod"),
-            harmed=False), i=unix_i[0]), grpc.StatusCode.PERMISSION_DENIED, ["no receipt"])
+        assert (rec["decision"], rec["policy"], rec["session"], rec["peer"]) == (
+            "ESCALATE", "shell", "pod", uid), rec
+        assert rec["session_key"] == uid + "|pod", rec  # a fresh child: the child's on a tie
+        # ... and nothing else: the role is named before the receipt is looked at
+        obs = guard_pb2.ObserveRequest(action=guard_pb2.Action(tool="shell_exec"),
+                                       context=guard_pb2.Context(session="pod"), harmed=False)
+        for method, m_req, role in (("Observe", obs, "reporter"),
+                                    ("Status", guard_pb2.StatusRequest(), "operator"),
+                                    ("Reload", guard_pb2.ReloadRequest(), "operator")):
+            bgtest.expect_code(lambda: d.call(method, m_req, i=A), denied,
+                               ["%s needs the %s role" % (method, role), "serves agent"])
+        # the reporter: no Evaluate, no Status, no outcome without a receipt
+        bgtest.expect_code(lambda: d.evaluate(req, i=R), denied,
+                           ["Evaluate needs the agent role", "serves reporter"])
+        bgtest.expect_code(lambda: d.call("Status", guard_pb2.StatusRequest(), i=R), denied,
+                           ["Status needs the operator role"])
+        bgtest.expect_code(lambda: d.call("Observe", obs, i=R), denied, ["no receipt"])
+        # the shadow policy's ALLOW: the agent passes its receipt to whoever runs
+        # the tool, who reports the outcome with it over the reporter socket, once
+        hreq = guard_pb2.EvaluateRequest(
+            action=guard_pb2.Action(tool="http_get", arguments_json='{"url":"https://a.b/"}'),
+            context=guard_pb2.Context(session="pod"))
+        hv = d.evaluate(hreq, i=A)
+        assert (hv.policy, hv.decision, hv.shadow) == ("http", guard_pb2.ALLOW, True), hv
+        assert hv.receipt, hv
+        hobs = guard_pb2.ObserveRequest(action=hreq.action, context=hreq.context,
+                                        harmed=False, receipt=hv.receipt)
+        bgtest.expect_code(lambda: d.call("Observe", hobs, i=A), denied,
+                           ["Observe needs the reporter role"])
+        d.call("Observe", hobs, i=R)
+        bgtest.expect_code(lambda: d.call("Observe", hobs, i=R), grpc.StatusCode.ALREADY_EXISTS)
+        assert d.evaluate(hreq, i=A).observations == 1  # in the agent's session
         assert sorted(os.listdir(data_dir)) == ["observations.bglog", "receipt.key"], \
             os.listdir(data_dir)
         key = os.stat(os.path.join(data_dir, "receipt.key"))
         assert key.st_mode & 0o777 == 0o600 and key.st_size == 32, oct(key.st_mode)
         # Prometheus, as the Pod's annotations tell it to scrape
-        _, pod = load_manifest()
         maddr = re.search(r"metrics on (\S+)", d.log()).group(1)
         url = "http://%s%s" % (maddr, pod["metadata"]["annotations"]["prometheus.io/path"])
         with urllib.request.urlopen(url, timeout=10) as resp:
             assert resp.status == 200, resp.status
             text = resp.read().decode()
         samples = dict(l.rsplit(" ", 1) for l in text.splitlines() if not l.startswith("#"))
-        assert samples['bayesguard_evaluations_total{policy="%s",decision="%s"}' % (
-            name, guard_pb2.Decision.Name(v.decision).lower())] == "1", text
-        for harmed in ("true", "false"):
+        assert samples['bayesguard_evaluations_total{policy="shell",decision="escalate"}'] \
+            == str(shell_evals), text
+        assert samples['bayesguard_evaluations_total{policy="http",decision="allow"}'] \
+            == "2", text
+        for pol, harmed, n in (("shell", "true", "0"), ("shell", "false", "0"),
+                               ("http", "true", "0"), ("http", "false", "1")):
             assert samples.get('bayesguard_observations_total{policy="%s",harmed="%s"}' % (
-                name, harmed), "0") == "0", text
-        st = d.call("Status", guard_pb2.StatusRequest(), i=tcp_i[0])
-        rev0, thr0 = st.revision, st.policies[0].threshold
+                pol, harmed), "0") == n, (pol, harmed, text)
+        # the operator, on the loopback: Status
+        st = d.call("Status", guard_pb2.StatusRequest(), i=O)
+        rev0, thr0 = st.revision, status_policy(st, "shell").threshold
+        bgtest.expect_code(lambda: d.evaluate(req, i=O), denied,
+                           ["Evaluate needs the agent role"])
 
         # the kubelet's ConfigMap update, while the agent keeps evaluating
         stop, errors, done = threading.Event(), [], [0]
 
         def agent():
-            ch = d.channel(unix_i[0])
+            ch = d.channel(A)
             while not stop.is_set():
                 try:
                     d.evaluate(req, ch=ch)
@@ -252,16 +484,17 @@ def test_entrypoint_configmap_and_reload():
         try:
             # The agent is evaluating before the swap starts, not maybe after it.
             bgtest.wait_for(lambda: done[0] > 0 or errors, 60.0, "the agent's first Evaluate")
-            new = {k: v.replace("threshold: %g" % thr0, "threshold: 0.25")
-                   for k, v in cm["data"].items()}
+            new = dict(cm["data"])
+            new["shell.yaml"] = new["shell.yaml"].replace("threshold: %g" % thr0,
+                                                          "threshold: 0.25")
             assert new != cm["data"], "the test needs the policy's threshold line"
             kubelet_layout(pol_dir, new, "2026_11_26_12_05_00.000000002")
 
             def reloaded():
-                s = d.call("Status", guard_pb2.StatusRequest(), i=tcp_i[0])
-                return s.revision != rev0 and s.policies[0].threshold == 0.25
+                s = d.call("Status", guard_pb2.StatusRequest(), i=O)
+                return s.revision != rev0 and status_policy(s, "shell").threshold == 0.25
             bgtest.wait_for(reloaded, 20.0, "the ConfigMap update to be hot-reloaded")
-            v = d.evaluate(req, i=unix_i[0])
+            v = d.evaluate(req, i=A)
             assert v.threshold == 0.25, v
         finally:
             stop.set()
