@@ -144,7 +144,7 @@ static int session_sampler(bg_sampled_trainer *t, const bg_guard *g, const char 
 static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
                      const bg_observation *hist, size_t n_hist, uint32_t steps)
 {
-    bg__reward_ctx r = {g, hist, n_hist, NULL, 0};
+    bg__reward_ctx r = bg__reward_ctx_make(g, hist, n_hist); /* one version per run */
     int rc = BG_PLUGIN_OK;
     uint32_t k = 0;
     for (; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {

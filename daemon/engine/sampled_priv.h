@@ -59,18 +59,31 @@ void bg__assert_sampler_state(const bg__sampler *e, int has_job);
 
 /* ---- scoring (sampled_score.c): no state */
 
-/* log R(h) = log P(h) + Σ_i log P(obs_i | obs_<i, h) for a session. */
+/* log R(h) = log P(h) + Σ_i log P(obs_i | obs_<i, h) for a session, and
+ * the version of that reward (bg__history_version of the model and hist). */
 typedef struct bg__reward_ctx {
     const bg_guard *g;
     const bg_observation *hist;
     size_t n_hist;
+    uint64_t version;
     double *tmp;
     size_t cap;
 } bg__reward_ctx;
 
+/* A reward context for (g, hist): version computed, no scratch yet. */
+bg__reward_ctx bg__reward_ctx_make(const bg_guard *g, const bg_observation *hist, size_t n_hist);
+
 /* The sampler's reward callback (bg_sampler_vtbl.train): log R(h) of n
- * hypotheses for the context's session; tmp grows as needed (free it). */
+ * hypotheses for the context's session; tmp grows as needed (free it).
+ * h == NULL, n == 0: the reward's version into out[0] (ABI 1.2). */
 int bg__session_log_r(void *vctx, const uint64_t *h, size_t n, double *out);
+
+/* The version of a session's reward: a 53-bit digest of the model (its
+ * model_key), the history's length and every observation in it (action,
+ * features, attributes, outcome). Equal versions: the same reward (a
+ * sampler's stored rewards are current); a new observation, or another
+ * history of the same length, changes it. */
+uint64_t bg__history_version(const bg_guard *g, const bg_observation *hist, size_t n_hist);
 
 /* Sorts ids and removes duplicates; returns how many remain. */
 size_t bg__sort_unique(uint64_t *ids, size_t k);
