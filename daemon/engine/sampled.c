@@ -30,6 +30,9 @@
  * gets a job from Evaluate too (after a reload made a fresh instance),
  * owing the steps of all the session's observations.
  * BG_TRAIN_INLINE guards train inside observe, deterministically.
+ * Either way a run of steps gives the sampler a reward whose version is
+ * the digest of the history it trains on (bg__reward_ctx_make), computed
+ * once per run.
  *
  * Threads: the trainer's mutex guards the queue, `running`, and the job bit
  * of every sampler's state; it is taken before a table's mutex, never
