@@ -25,6 +25,21 @@
 
 typedef struct bg__sampler_table bg__sampler_table;
 
+/* The candidates of one draw (sampled.c): K samples of a sampler in one
+ * training state (gen) with one evaluation seed, sorted and deduplicated.
+ * Samples are a pure function of (sampler state, seed), so every Evaluate
+ * of that (seed, gen) reuses them instead of drawing K trajectories
+ * through the policy again; scoring against the history, harm and the
+ * estimator still run per Evaluate. Shared by reference (refs). */
+typedef struct bg__cands {
+    atomic_int refs;
+    uint64_t seed, gen;
+    uint32_t k; /* samples drawn */
+    size_t n;
+    uint64_t ids[]; /* [n] */
+} bg__cands;
+void bg__cands_unref(bg__cands *c);
+
 typedef struct bg__sampler {
     bg__sampler_table *table;                /* NULL: an instance's own sampler */
     char *session;                           /* NULL for an instance's own */
@@ -33,6 +48,9 @@ typedef struct bg__sampler {
     void (*destroy)(void *inst, void *keep); /* the factory's; NULL: not ours */
     pthread_rwlock_t lock;                   /* train (write) vs sample (read) */
     atomic_int state;                        /* BG__SAMPLER_* bits */
+    atomic_uint_fast64_t gen;                /* train calls so far (under lock, write) */
+    pthread_mutex_t cands_mu;                /* guards cands */
+    bg__cands *cands;                        /* the last draw, a reference; NULL: none */
     int refs;                                /* users, under the table's mutex */
     uint64_t last_use;                       /* under the table's mutex */
     struct bg__sampler *next;

@@ -46,6 +46,16 @@ static void sampler_init(bg__sampler *e)
     pthread_rwlock_init(&e->lock, &a);
     pthread_rwlockattr_destroy(&a);
     atomic_init(&e->state, BG_SAMPLER_UNTRAINED);
+    atomic_init(&e->gen, 0);
+    pthread_mutex_init(&e->cands_mu, NULL);
+    e->cands = NULL;
+}
+
+static void sampler_close(bg__sampler *e)
+{
+    bg__cands_unref(e->cands);
+    pthread_mutex_destroy(&e->cands_mu);
+    pthread_rwlock_destroy(&e->lock);
 }
 
 static void entry_free(bg__sampler_table *t, bg__sampler *e)
@@ -53,7 +63,7 @@ static void entry_free(bg__sampler_table *t, bg__sampler *e)
     bg__assert_sampler_state(e, 0); /* invariant 2: no job without a reference */
     e->destroy(e->inst, e->keep);
     t->n--;
-    pthread_rwlock_destroy(&e->lock);
+    sampler_close(e);
     free(e->session);
     free(e);
 }
@@ -204,7 +214,7 @@ void bg_sampled_destroy(bg_sampled *sd)
         return;
     bg__assert_sampler_state(&sd->self, 0); /* a job holds the guard's owner */
     table_unref(sd->sessions);
-    pthread_rwlock_destroy(&sd->self.lock);
+    sampler_close(&sd->self);
     free(sd);
 }
 
