@@ -420,12 +420,6 @@ int bg__sampled_observe(bg_sampled_trainer *s, const bg_guard *g, const char *se
     return rc;
 }
 
-void bg__cands_unref(bg__cands *c)
-{
-    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
-        free(c);
-}
-
 /* e's cached draw for (seed, e's training state, k), with a reference for
  * the caller; NULL when it has none (caller holds e's lock, read). */
 static bg__cands *cands_get(bg__sampler *e, uint64_t seed, uint32_t k)

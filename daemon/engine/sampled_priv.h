@@ -38,7 +38,7 @@ typedef struct bg__cands {
     size_t n;
     uint64_t ids[]; /* [n] */
 } bg__cands;
-void bg__cands_unref(bg__cands *c);
+void bg__cands_unref(bg__cands *c); /* sampled_sessions.c; NULL is a no-op */
 
 typedef struct bg__sampler {
     bg__sampler_table *table;                /* NULL: an instance's own sampler */

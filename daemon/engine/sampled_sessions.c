@@ -1,7 +1,9 @@
 /*
  * sampled_sessions.c — a guard instance's sampled state (bg_sampled,
  * sampled.h): its own sampler, and the samplers of its sessions in a table
- * shared by reference with the instances a reload hands it to.
+ * shared by reference with the instances a reload hands it to. Each
+ * sampler keeps its last draw of candidates (bg__cands, filled by
+ * sampled.c's evaluate), released here with the sampler.
  *
  * A session sampler is made by the guard's factory (bg_guard.
  * session_sampler) and destroyed by the factory's destroy, remembered in
@@ -49,6 +51,12 @@ static void sampler_init(bg__sampler *e)
     atomic_init(&e->gen, 0);
     pthread_mutex_init(&e->cands_mu, NULL);
     e->cands = NULL;
+}
+
+void bg__cands_unref(bg__cands *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+        free(c);
 }
 
 static void sampler_close(bg__sampler *e)
