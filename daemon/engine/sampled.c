@@ -7,7 +7,11 @@
  *   1. K ids from the session's sampler (read lock), with a generator
  *      seeded from (seed, session, #observations): the same data give the
  *      same verdict;
- *   2. sort + deduplicate;
+ *   2. sort + deduplicate. Steps 1-2 are a pure function of the seed and
+ *      the sampler's state, so they run once per (seed, training step) and
+ *      every Evaluate until the next Observe or training step reuses the
+ *      draw (bg__cands, the sampler's `gen` counts its train calls): K
+ *      trajectories through the policy MLP were most of an Evaluate;
  *   3. exact log-posterior of each candidate: log_prior + Σ log_lik over
  *      the session's history, normalised over the candidates (max-shifted
  *      log-sum-exp);
@@ -30,6 +34,9 @@
  * gets a job from Evaluate too (after a reload made a fresh instance),
  * owing the steps of all the session's observations.
  * BG_TRAIN_INLINE guards train inside observe, deterministically.
+ * Either way a run of steps gives the sampler a reward whose version is
+ * the digest of the history it trains on (bg__reward_ctx_make), computed
+ * once per run.
  *
  * Threads: the trainer's mutex guards the queue, `running`, and the job bit
  * of every sampler's state; it is taken before a table's mutex, never
@@ -144,12 +151,13 @@ static int session_sampler(bg_sampled_trainer *t, const bg_guard *g, const char 
 static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
                      const bg_observation *hist, size_t n_hist, uint32_t steps)
 {
-    bg__reward_ctx r = {g, hist, n_hist, NULL, 0};
+    bg__reward_ctx r = bg__reward_ctx_make(g, hist, n_hist); /* one version per run */
     int rc = BG_PLUGIN_OK;
     uint32_t k = 0;
     for (; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
         pthread_rwlock_wrlock(&e->lock);
         rc = g->sampler->train(e->inst, bg__session_log_r, &r, 1);
+        atomic_fetch_add(&e->gen, 1); /* cached draws are of the old state */
         pthread_rwlock_unlock(&e->lock);
         if (rc == BG_PLUGIN_OK)
             atomic_fetch_add(&s->steps_done, 1);
@@ -412,6 +420,44 @@ int bg__sampled_observe(bg_sampled_trainer *s, const bg_guard *g, const char *se
     return rc;
 }
 
+/* e's cached draw for (seed, e's training state, k), with a reference for
+ * the caller; NULL when it has none (caller holds e's lock, read). */
+static bg__cands *cands_get(bg__sampler *e, uint64_t seed, uint32_t k)
+{
+    uint64_t gen = atomic_load(&e->gen);
+    pthread_mutex_lock(&e->cands_mu);
+    bg__cands *c = e->cands;
+    if (c && c->seed == seed && c->gen == gen && c->k == k)
+        atomic_fetch_add(&c->refs, 1);
+    else
+        c = NULL;
+    pthread_mutex_unlock(&e->cands_mu);
+    return c;
+}
+
+/* A draw of n unique ids (of k samples) becomes e's cached one; returned
+ * with a reference for the caller, NULL when out of memory (caller holds
+ * e's lock, read). */
+static bg__cands *cands_put(bg__sampler *e, uint64_t seed, uint32_t k, const uint64_t *ids,
+                            size_t n)
+{
+    bg__cands *c = malloc(sizeof *c + n * sizeof c->ids[0]);
+    if (!c)
+        return NULL;
+    atomic_init(&c->refs, 2); /* the caller's and the cache's */
+    c->seed = seed;
+    c->gen = atomic_load(&e->gen);
+    c->k = k;
+    c->n = n;
+    memcpy(c->ids, ids, n * sizeof *ids);
+    pthread_mutex_lock(&e->cands_mu);
+    bg__cands *old = e->cands;
+    e->cands = c;
+    pthread_mutex_unlock(&e->cands_mu);
+    bg__cands_unref(old);
+    return c;
+}
+
 int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *session,
                          const bg_observation *hist, size_t n_hist, const bg_action *action,
                          bg_verdict *out, bg_err *err)
@@ -447,22 +493,30 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
         free(ids);
         return rc;
     }
-    bg_rng rng;
-    bg_rng_init(&rng, bg__sampled_seed(s->opts.seed, session, n_hist));
+    uint64_t seed = bg__sampled_seed(s->opts.seed, session, n_hist);
     pthread_rwlock_rdlock(&e->lock);
-    int prc = g->sampler->sample(e->inst, &rng, k, ids, NULL);
+    /* under the read lock: no training step between gen and the draw */
+    bg__cands *c = cands_get(e, seed, k);
+    int prc = BG_PLUGIN_OK;
+    if (!c) {
+        bg_rng rng;
+        bg_rng_init(&rng, seed);
+        prc = g->sampler->sample(e->inst, &rng, k, ids, NULL);
+        if (prc == BG_PLUGIN_OK)
+            c = cands_put(e, seed, k, ids, bg__sort_unique(ids, k));
+    }
     pthread_rwlock_unlock(&e->lock);
     bg__sampler_put(e);
-    if (prc != BG_PLUGIN_OK) {
-        rc = bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)", g->name,
-                        g->sampler_name ? g->sampler_name : "?", prc);
-    } else {
-        size_t n = bg__sort_unique(ids, k);
-        rc = bg__score_and_estimate(g, hist, n_hist, action, ids, n, out, err);
-        out->sampled = 1;
-        out->samples = k;
-    }
     free(ids);
+    if (prc != BG_PLUGIN_OK)
+        return bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)", g->name,
+                          g->sampler_name ? g->sampler_name : "?", prc);
+    if (!c)
+        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
+    rc = bg__score_and_estimate(g, hist, n_hist, action, c->ids, c->n, out, err);
+    out->sampled = 1;
+    out->samples = k;
+    bg__cands_unref(c);
     return rc;
 }
 

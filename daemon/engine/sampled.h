@@ -48,6 +48,13 @@
  *                        oldest job; a job with steps left goes to the back;
  *                        at most max_sessions jobs wait (more: BG_EUNAVAIL).
  *
+ * The reward a sampler trains on is log P(h) + Σ log P(obs_i | obs_<i, h)
+ * over the history as it stands, and it carries a version (plugin ABI 1.2:
+ * a digest of the model and that history, bg__history_version): the
+ * reward moves with every observation, and a sampler that stored rewards
+ * (gfn's replay buffer) re-scores those of another version before it
+ * replays or ranks them.
+ *
  * The state of one session's sampler (of the instance's own sampler too:
  * it is made with the bg_sampled); its state word holds a trained bit
  * (atomic) and a job bit (changed under the trainer's mutex):

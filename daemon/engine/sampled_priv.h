@@ -25,6 +25,21 @@
 
 typedef struct bg__sampler_table bg__sampler_table;
 
+/* The candidates of one draw (sampled.c): K samples of a sampler in one
+ * training state (gen) with one evaluation seed, sorted and deduplicated.
+ * Samples are a pure function of (sampler state, seed), so every Evaluate
+ * of that (seed, gen) reuses them instead of drawing K trajectories
+ * through the policy again; scoring against the history, harm and the
+ * estimator still run per Evaluate. Shared by reference (refs). */
+typedef struct bg__cands {
+    atomic_int refs;
+    uint64_t seed, gen;
+    uint32_t k; /* samples drawn */
+    size_t n;
+    uint64_t ids[]; /* [n] */
+} bg__cands;
+void bg__cands_unref(bg__cands *c); /* sampled_sessions.c; NULL is a no-op */
+
 typedef struct bg__sampler {
     bg__sampler_table *table;                /* NULL: an instance's own sampler */
     char *session;                           /* NULL for an instance's own */
@@ -33,6 +48,9 @@ typedef struct bg__sampler {
     void (*destroy)(void *inst, void *keep); /* the factory's; NULL: not ours */
     pthread_rwlock_t lock;                   /* train (write) vs sample (read) */
     atomic_int state;                        /* BG__SAMPLER_* bits */
+    atomic_uint_fast64_t gen;                /* train calls so far (under lock, write) */
+    pthread_mutex_t cands_mu;                /* guards cands */
+    bg__cands *cands;                        /* the last draw, a reference; NULL: none */
     int refs;                                /* users, under the table's mutex */
     uint64_t last_use;                       /* under the table's mutex */
     struct bg__sampler *next;
@@ -59,18 +77,31 @@ void bg__assert_sampler_state(const bg__sampler *e, int has_job);
 
 /* ---- scoring (sampled_score.c): no state */
 
-/* log R(h) = log P(h) + Σ_i log P(obs_i | obs_<i, h) for a session. */
+/* log R(h) = log P(h) + Σ_i log P(obs_i | obs_<i, h) for a session, and
+ * the version of that reward (bg__history_version of the model and hist). */
 typedef struct bg__reward_ctx {
     const bg_guard *g;
     const bg_observation *hist;
     size_t n_hist;
+    uint64_t version;
     double *tmp;
     size_t cap;
 } bg__reward_ctx;
 
+/* A reward context for (g, hist): version computed, no scratch yet. */
+bg__reward_ctx bg__reward_ctx_make(const bg_guard *g, const bg_observation *hist, size_t n_hist);
+
 /* The sampler's reward callback (bg_sampler_vtbl.train): log R(h) of n
- * hypotheses for the context's session; tmp grows as needed (free it). */
+ * hypotheses for the context's session; tmp grows as needed (free it).
+ * h == NULL, n == 0: the reward's version into out[0] (ABI 1.2). */
 int bg__session_log_r(void *vctx, const uint64_t *h, size_t n, double *out);
+
+/* The version of a session's reward: a 53-bit digest of the model (its
+ * model_key), the history's length and every observation in it (action,
+ * features, attributes, outcome). Equal versions: the same reward (a
+ * sampler's stored rewards are current); a new observation, or another
+ * history of the same length, changes it. */
+uint64_t bg__history_version(const bg_guard *g, const bg_observation *hist, size_t n_hist);
 
 /* Sorts ids and removes duplicates; returns how many remain. */
 size_t bg__sort_unique(uint64_t *ids, size_t k);

@@ -1,17 +1,69 @@
 /*
  * sampled_score.c — the scoring half of the sampled path (sampled_priv.h):
- * the session reward a sampler trains on, and the verdict over sampled
- * candidates. No state; any thread.
+ * the session reward a sampler trains on and its version, and the verdict
+ * over sampled candidates. No state; any thread.
+ *
+ * The reward's version (ABI 1.2) is what lets a sampler keep stored
+ * rewards honest: the reward moves with every observation, and a sampler
+ * that asks (bg_reward_version) re-scores what it stored at another
+ * version. It is a digest of the history, not a counter, so a sampler
+ * that serves several sessions (a guard without per_session) or a session
+ * forgotten and observed again never mistakes one history for another.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/sampled_priv.h"
+
+static uint64_t fnv(uint64_t h, const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+    return fnv(h, s ? s : "", strlen(s ? s : "") + 1);
+}
+
+uint64_t bg__history_version(const bg_guard *g, const bg_observation *hist, size_t n_hist)
+{
+    uint64_t h = 1469598103934665603ULL;
+    uint64_t n = n_hist;
+    h = fnv(h, &g->model_key, sizeof g->model_key);
+    h = fnv(h, &n, sizeof n);
+    for (size_t i = 0; i < n_hist; i++) {
+        const bg_observation *o = &hist[i];
+        const bg_action *a = &o->action;
+        int32_t flags[2] = {o->harmed, o->has_value};
+        h = fnv(h, flags, sizeof flags);
+        h = fnv(h, &o->value, sizeof o->value);
+        h = fnv_str(fnv_str(fnv_str(h, a->id), a->tool), a->arguments_json);
+        if (a->n_features)
+            h = fnv(h, a->features, a->n_features * sizeof *a->features);
+        for (size_t k = 0; k < a->n_attributes; k++)
+            h = fnv_str(fnv_str(h, a->attributes[k].key), a->attributes[k].value);
+    }
+    return h & ((1ULL << 53) - 1); /* exact as a double */
+}
+
+bg__reward_ctx bg__reward_ctx_make(const bg_guard *g, const bg_observation *hist, size_t n_hist)
+{
+    return (bg__reward_ctx){g, hist, n_hist, bg__history_version(g, hist, n_hist), NULL, 0};
+}
 
 int bg__session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
 {
     bg__reward_ctx *r = vctx;
+    if (n == 0) { /* ABI 1.2: h == NULL asks for the version */
+        if (!h && out)
+            out[0] = (double)r->version;
+        return BG_PLUGIN_OK;
+    }
     if (n > r->cap) {
         double *t = realloc(r->tmp, n * sizeof *t);
         if (!t)
@@ -60,7 +112,7 @@ int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t
     double *lp = malloc(n * sizeof *lp), *harm = malloc(n * sizeof *harm);
     double *post = malloc(n * sizeof *post);
     uint32_t *order = malloc(n * sizeof *order);
-    bg__reward_ctx r = {g, hist, n_hist, NULL, 0};
+    bg__reward_ctx r = {g, hist, n_hist, 0, NULL, 0}; /* scoring: no version asked */
     int rc = BG_OK;
     if (!lp || !harm || !post || !order) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);

@@ -1,7 +1,9 @@
 /*
  * sampled_sessions.c — a guard instance's sampled state (bg_sampled,
  * sampled.h): its own sampler, and the samplers of its sessions in a table
- * shared by reference with the instances a reload hands it to.
+ * shared by reference with the instances a reload hands it to. Each
+ * sampler keeps its last draw of candidates (bg__cands, filled by
+ * sampled.c's evaluate), released here with the sampler.
  *
  * A session sampler is made by the guard's factory (bg_guard.
  * session_sampler) and destroyed by the factory's destroy, remembered in
@@ -46,6 +48,22 @@ static void sampler_init(bg__sampler *e)
     pthread_rwlock_init(&e->lock, &a);
     pthread_rwlockattr_destroy(&a);
     atomic_init(&e->state, BG_SAMPLER_UNTRAINED);
+    atomic_init(&e->gen, 0);
+    pthread_mutex_init(&e->cands_mu, NULL);
+    e->cands = NULL;
+}
+
+void bg__cands_unref(bg__cands *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+        free(c);
+}
+
+static void sampler_close(bg__sampler *e)
+{
+    bg__cands_unref(e->cands);
+    pthread_mutex_destroy(&e->cands_mu);
+    pthread_rwlock_destroy(&e->lock);
 }
 
 static void entry_free(bg__sampler_table *t, bg__sampler *e)
@@ -53,7 +71,7 @@ static void entry_free(bg__sampler_table *t, bg__sampler *e)
     bg__assert_sampler_state(e, 0); /* invariant 2: no job without a reference */
     e->destroy(e->inst, e->keep);
     t->n--;
-    pthread_rwlock_destroy(&e->lock);
+    sampler_close(e);
     free(e->session);
     free(e);
 }
@@ -204,7 +222,7 @@ void bg_sampled_destroy(bg_sampled *sd)
         return;
     bg__assert_sampler_state(&sd->self, 0); /* a job holds the guard's owner */
     table_unref(sd->sessions);
-    pthread_rwlock_destroy(&sd->self.lock);
+    sampler_close(&sd->self);
     free(sd);
 }
 

@@ -27,6 +27,11 @@
  * constants below match the newest history entry, and the layout.
  *
  * ABI history (newest first; the constants must match the first line):
+ *   2026-12-06  1.2  a sampler's reward has a version: called with h ==
+ *                    NULL and n == 0, a host's bg_log_reward_fn writes
+ *                    the version of the data it is bound to into out[0]
+ *                    (bg_reward_version, BG_REWARD_UNVERSIONED). No
+ *                    layout change.
  *   2026-12-06  1.1  bg_cfg_entry.type takes BG_CFGV_MIN_OPEN and
  *                    BG_CFGV_MAX_OPEN (open range bounds such as (0, 1]);
  *                    BG_PLUGIN_DESC_HEAD_MINOR(m); BG_PLUGIN_LABEL_MIN
@@ -111,7 +116,7 @@ extern "C" {
 #endif
 
 #define BG_PLUGIN_ABI_MAJOR 1
-#define BG_PLUGIN_ABI_MINOR 1
+#define BG_PLUGIN_ABI_MINOR 2
 #define BG_PLUGIN_ABI_DATE "2026-12-06"
 
 /* The symbol the host looks up. */
@@ -450,15 +455,40 @@ typedef struct bg_estimator_vtbl {
  * Kind: sampler
  * ------------------------------------------------------------------------ */
 
-/* log R(h) for a batch; the host binds it to a session's data. */
+/* log R(h) for a batch; the host binds it to a session's data.
+ *
+ * The reward moves: bound to a session, R(h) = P(h)·P(D|h) changes with
+ * every observation, so a log R a sampler stored during one train() call
+ * may be stale at the next (a replay buffer must re-score it). ABI 1.2:
+ * the reward has a version. Called with h == NULL and n == 0, a host's
+ * reward writes into out[0] the version of the data it is bound to — an
+ * integer in [0, 2^53) as a double; equal versions mean the same log R for
+ * every h — and returns BG_PLUGIN_OK (the engine: a digest of the session's
+ * history and its length). A reward that leaves out[0] alone, or returns
+ * an error, has no version: treat it as new at every call. Ask through
+ * bg_reward_version, on hosts of minor >= 2 (host->abi_minor). */
 typedef int (*bg_log_reward_fn)(void *ctx, const uint64_t *h, size_t n, double *out);
+
+#define BG_REWARD_UNVERSIONED UINT64_MAX
+
+/* The version of a reward (ABI 1.2, above), or BG_REWARD_UNVERSIONED. A
+ * source helper, not ABI. */
+static inline uint64_t bg_reward_version(bg_log_reward_fn reward, void *ctx)
+{
+    double v = -1.0;
+    if (reward(ctx, NULL, 0, &v) != BG_PLUGIN_OK || !(v >= 0.0 && v < 9007199254740992.0))
+        return BG_REWARD_UNVERSIONED;
+    return (uint64_t)v;
+}
 
 typedef struct bg_sampler_vtbl {
     /* Required. space: the model's encoding; fixed for the instance. */
     int (*create)(const bg_host *host, const bg_cfg_node *config, const bg_space *space,
                   void **out);
     void (*destroy)(void *self); /* required */
-    /* Required. Train for `steps` optimiser steps on the reward. */
+    /* Required. Train for `steps` optimiser steps on the reward. The
+     * reward may differ from the previous call's (see bg_log_reward_fn):
+     * re-score anything stored at another version before using it. */
     int (*train)(void *self, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps);
     /* Required. Draw n ids with their log q (log_q may be NULL); rng owned
      * by caller. */

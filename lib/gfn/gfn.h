@@ -25,6 +25,17 @@
  * (the same numbers as the daemon's BG_E*) with a message written into a
  * caller buffer (errbuf may be NULL).
  *
+ * Rewards that move: a session's reward R(h) = P(h)·P(D|h) changes with
+ * every observation, so every stored log-reward (the replay buffer's) is
+ * tagged with the version of the reward it was computed at, and
+ * bg_gfn_train_at re-scores, in one batched reward call, every stored
+ * entry of another version before its first step; the buffer's top-k
+ * ranking then compares current rewards only, and TB's log Z (an estimate
+ * of log Σ R) moves by the buffer's mean change. (Before this, stored rewards
+ * were replayed unchanged: after a few observations they were 37–82 nats
+ * above the current ones, never evicted, and the sampled bound fell below
+ * the exact one — issue 16, docs/GFLOWNET.md.)
+ *
  * Determinism: training draws only from the instance's own generator,
  * seeded by config.seed; the same config, seed, reward and call sequence
  * give bit-identical parameters and samples.
@@ -51,9 +62,9 @@
 #define BG_GFN_ENUM_MAX_BITS 24
 
 /* X(name, value, text) — the training objectives. */
-#define BG_GFN_LOSSES(X)                                                                         \
-    X(BG_GFN_LOSS_TB, 0, "tb")                                                                   \
-    X(BG_GFN_LOSS_SUBTB, 1, "subtb")                                                             \
+#define BG_GFN_LOSSES(X)                                                                           \
+    X(BG_GFN_LOSS_TB, 0, "tb")                                                                     \
+    X(BG_GFN_LOSS_SUBTB, 1, "subtb")                                                               \
     X(BG_GFN_LOSS_DB, 2, "db")
 
 typedef enum bg_gfn_loss {
@@ -66,23 +77,23 @@ typedef enum bg_gfn_loss {
 const char *bg_gfn_loss_name(bg_gfn_loss loss);
 
 typedef struct bg_gfn_config {
-    uint32_t n_bits;          /* d, 1..64 */
-    uint32_t min_len;         /* fewest features in a hypothesis (⊤ masked below) */
-    uint32_t max_len;         /* most features (⊤ forced at it); ≤ n_bits */
-    uint32_t hidden;          /* width of each hidden layer, 1..4096 */
-    uint32_t n_hidden;        /* number of hidden layers, 1..BG_GFN_MAX_HIDDEN_LAYERS */
-    bg_gfn_loss loss;         /* objective */
-    double lambda;            /* SubTB window weight λ^(j-i-1), > 0 */
-    double lr;                /* Adam learning rate of the network (at step 0) */
-    double lr_logz;           /* Adam learning rate of log Z (TB only) */
+    uint32_t n_bits;   /* d, 1..64 */
+    uint32_t min_len;  /* fewest features in a hypothesis (⊤ masked below) */
+    uint32_t max_len;  /* most features (⊤ forced at it); ≤ n_bits */
+    uint32_t hidden;   /* width of each hidden layer, 1..4096 */
+    uint32_t n_hidden; /* number of hidden layers, 1..BG_GFN_MAX_HIDDEN_LAYERS */
+    bg_gfn_loss loss;  /* objective */
+    double lambda;     /* SubTB window weight λ^(j-i-1), > 0 */
+    double lr;         /* Adam learning rate of the network (at step 0) */
+    double lr_logz;    /* Adam learning rate of log Z (TB only) */
     /* Learning-rate schedule: both rates scale linearly from 1 to
      * lr_end / lr over lr_horizon steps, then stay (0 = constant). A
      * decaying rate damps the sampling noise of the gradient at the end. */
     double lr_end;
     uint32_t lr_horizon;
     double beta1, beta2, adam_eps;
-    double grad_clip;         /* global gradient-norm clip, 0 = none */
-    uint32_t batch;           /* trajectories per optimiser step */
+    double grad_clip; /* global gradient-norm clip, 0 = none */
+    uint32_t batch;   /* trajectories per optimiser step */
     /* Behaviour policy, drawn once per batch: replay with p_replay (once
      * the buffer holds `batch` entries), the policy at temperature
      * T ~ U(temp_lo, temp_hi) with p_tempered, else the policy itself.
@@ -112,14 +123,20 @@ int bg_gfn_config_check(const bg_gfn_config *c, char *errbuf, size_t errlen);
 
 /* What training has done so far (cumulative unless noted). */
 typedef struct bg_gfn_stats {
-    uint64_t steps;           /* optimiser steps */
-    uint64_t trajectories;    /* trajectories trained on (replayed included) */
-    uint64_t reward_evals;    /* ids passed to the reward callback */
-    double last_loss;         /* loss of the last step */
-    double log_z;             /* TB: learned log Z; SubTB/DB: log R(∅) - log q(⊤|∅) */
-    double last_var;          /* Var over the last fresh batch of log R/T_R - log q^⊤ */
-    double reward_temp;       /* T_R of the last step */
+    uint64_t steps;        /* optimiser steps */
+    uint64_t trajectories; /* trajectories trained on (replayed included) */
+    uint64_t reward_evals; /* ids passed to the reward callback */
+    double last_loss;      /* loss of the last step */
+    double log_z;          /* TB: learned log Z; SubTB/DB: log R(∅) - log q(⊤|∅) */
+    double last_var;       /* Var over the last fresh batch of log R/T_R - log q^⊤ */
+    double reward_temp;    /* T_R of the last step */
     uint32_t replay_size;
+    /* Not saved (diagnostics of this process): replay entries re-scored
+     * because their reward version was not the current one, and the
+     * largest drop of a final log R seen by the last re-scoring (stored −
+     * current; how stale the buffer had become). */
+    uint64_t rescored;
+    double last_stale_gap;
 } bg_gfn_stats;
 
 typedef struct bg_gfn bg_gfn;
@@ -132,10 +149,20 @@ void bg_gfn_get_stats(const bg_gfn *g, bg_gfn_stats *out);
 /* Run `steps` optimiser steps. reward(ctx, ids, n, out) fills log R(h) for
  * a batch; it must be deterministic; NaN or +inf is an error, -inf is
  * clamped to BG_GFN_LOG_R_FLOOR. A failed reward aborts the step with its
- * status (parameters untouched for that step). */
+ * status (parameters untouched for that step).
+ *
+ * version names the reward: equal versions mean the same log R for every
+ * id (the engine: a digest of the session's history; a caller whose reward
+ * cannot be named passes a new version each call). Before the first step,
+ * every replay entry stored at another version is re-scored (one reward
+ * call, counted in reward_evals and rescored); a failure there returns the
+ * reward's status with nothing changed. bg_gfn_train is version 0: a
+ * fixed reward (benches, tests). */
 #define BG_GFN_LOG_R_FLOOR (-700.0)
-int bg_gfn_train(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps,
-                 char *errbuf, size_t errlen);
+int bg_gfn_train_at(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint64_t version,
+                    uint32_t steps, char *errbuf, size_t errlen);
+int bg_gfn_train(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps, char *errbuf,
+                 size_t errlen);
 
 /* Offer hypotheses found elsewhere (a Markov chain, a local search, the
  * previous posterior's samples) to the replay buffer: their log-rewards
@@ -143,6 +170,8 @@ int bg_gfn_train(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint32_t 
  * call and count as reward evaluations; ids outside the space or the
  * length masks are skipped; the buffer keeps its top-k rule. Training is
  * off-policy, so replaying them leaves the objective's optimum unchanged.
+ * The rewards are taken to be of the version of the last training call
+ * (0 before any).
  * *stored (may be NULL) = how many entered the buffer. */
 int bg_gfn_offer(bg_gfn *g, const uint64_t *ids, size_t n, bg_log_reward_fn reward,
                  void *reward_ctx, size_t *stored, char *errbuf, size_t errlen);
@@ -162,7 +191,9 @@ int bg_gfn_log_q_all(const bg_gfn *g, double *out);
 /* Full trained state (config, parameters, Adam moments, generator,
  * counters, replay buffer) in one file: magic "BGGFN\r\n\x1a", version,
  * sizes. Load checks magic, version, sizes and length and says which is
- * wrong; bg_gfn_load_into also requires the file's d to equal g's. */
+ * wrong; bg_gfn_load_into also requires the file's d to equal g's. The
+ * file keeps no reward version: loaded replay entries count as stale and
+ * are re-scored by the next training call. */
 int bg_gfn_save(const bg_gfn *g, const char *path, char *errbuf, size_t errlen);
 int bg_gfn_load(const char *path, bg_gfn **out, char *errbuf, size_t errlen);
 int bg_gfn_load_into(bg_gfn *g, const char *path, char *errbuf, size_t errlen);

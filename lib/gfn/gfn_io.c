@@ -14,9 +14,11 @@
  *   rng      4 × u64
  *   stats    see put_stats
  *   replay   u32 n, then n × (u64 id, (d+1) f64 prefix log-rewards)
- * and nothing after. Load names the first thing that is wrong (magic,
- * version, byte order, a config value, the size, truncation, trailing
- * bytes). Save writes a temp file and renames it over the target.
+ * and nothing after. No reward version is kept: the data a reward was
+ * bound to may have moved since, so loaded replay entries are stale
+ * (BG__GFN_VERSION_UNKNOWN) and the next training call re-scores them. Load names the first thing
+ * that is wrong (magic, version, byte order, a config value, the size, truncation, trailing bytes).
+ * Save writes a temp file and renames it over the target.
  *
  * Threads: save reads the instance (concurrent with sampling is fine);
  * load_into mutates it (the caller serialises).
@@ -60,8 +62,9 @@ static void put_f64(wr *w, double v)
 /* The config, field by field. One table drives both directions. */
 #define GFN_CONFIG_FIELDS(U32, U64, F64)                                                           \
     U32(n_bits)                                                                                    \
-    U32(min_len) U32(max_len) U32(hidden) U32(n_hidden) U32(loss) F64(lambda) F64(lr) F64(lr_logz) \
-        F64(lr_end) U32(lr_horizon) F64(beta1) F64(beta2) F64(adam_eps) F64(grad_clip) U32(batch)  \
+    U32(min_len)                                                                                   \
+    U32(max_len) U32(hidden) U32(n_hidden) U32(loss) F64(lambda) F64(lr) F64(lr_logz) F64(lr_end)  \
+        U32(lr_horizon) F64(beta1) F64(beta2) F64(adam_eps) F64(grad_clip) U32(batch)              \
             F64(p_replay) F64(p_tempered) F64(temp_lo) F64(temp_hi) F64(epsilon)                   \
                 U32(replay_capacity) F64(reward_temp_start) F64(reward_temp_end)                   \
                     U32(reward_temp_horizon) F64(init_logz) U32(logz_from_batch) U64(seed)
@@ -264,7 +267,7 @@ static int parse_state(rd *r, const char *path, bg_gfn **out, char *errbuf, size
         uint64_t id = get_u64(r, "replay buffer");
         get(r, logr, (c.n_bits + 1) * sizeof(double), "replay buffer");
         if (!r->what)
-            bg__gfn_replay_add(&g->replay, id, logr);
+            bg__gfn_replay_add(&g->replay, id, logr, BG__GFN_VERSION_UNKNOWN);
     }
     if (r->what) {
         snprintf(msg, sizeof msg, "truncated in the %s (file has %zu bytes)", r->what, r->len);

@@ -22,12 +22,12 @@
 /* ---- MLP (gfn_mlp.c) --------------------------------------------------- */
 
 typedef struct bg__gfn_mlp {
-    uint32_t n_layers;                      /* hidden + 1 (output) */
-    uint32_t size[BG__GFN_MAX_LAYERS + 1];  /* size[0] = inputs, size[L] = outputs */
-    size_t w_off[BG__GFN_MAX_LAYERS];       /* offsets into the parameter vector */
+    uint32_t n_layers;                     /* hidden + 1 (output) */
+    uint32_t size[BG__GFN_MAX_LAYERS + 1]; /* size[0] = inputs, size[L] = outputs */
+    size_t w_off[BG__GFN_MAX_LAYERS];      /* offsets into the parameter vector */
     size_t b_off[BG__GFN_MAX_LAYERS];
-    size_t n_params;                        /* network parameters (log Z excluded) */
-    size_t cache_per_row;                   /* doubles of forward cache per input row */
+    size_t n_params;      /* network parameters (log Z excluded) */
+    size_t cache_per_row; /* doubles of forward cache per input row */
 } bg__gfn_mlp;
 
 void bg__gfn_mlp_init(bg__gfn_mlp *m, uint32_t n_in, uint32_t hidden, uint32_t n_hidden,
@@ -37,13 +37,12 @@ void bg__gfn_mlp_init(bg__gfn_mlp *m, uint32_t n_in, uint32_t hidden, uint32_t n
 void bg__gfn_mlp_init_params(const bg__gfn_mlp *m, double *params, bg_rng *rng);
 /* out [rows × n_out] = MLP(x [rows × n_in]). cache: rows × cache_per_row
  * doubles (pre-activations and activations, for backward), or NULL. */
-void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows,
-                         const double *x, double *cache, double *out);
+void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows, const double *x,
+                         double *cache, double *out);
 /* grad += d loss / d params given dout [rows × n_out]; x and cache as
  * filled by the forward. scratch: 2 × rows × max(size) doubles. */
-void bg__gfn_mlp_backward(const bg__gfn_mlp *m, const double *params, size_t rows,
-                          const double *x, const double *cache, const double *dout,
-                          double *grad, double *scratch);
+void bg__gfn_mlp_backward(const bg__gfn_mlp *m, const double *params, size_t rows, const double *x,
+                          const double *cache, const double *dout, double *grad, double *scratch);
 size_t bg__gfn_mlp_max_width(const bg__gfn_mlp *m);
 
 /* ---- state encoding and masks (gfn_space.c) ---------------------------- */
@@ -98,30 +97,37 @@ double bg__gfn_loss_subtb(const bg__gfn_batch *b, double lambda, int db, double 
 /* ---- replay buffer (gfn_replay.c) -------------------------------------- */
 
 /* Top-k trajectories by final log-reward with the untempered log-rewards
- * of every prefix, so replay needs no reward calls. Exact duplicates are
- * skipped; when full, a new entry replaces the worst only if better. */
+ * of every prefix and the version of the reward they were computed at.
+ * Exact duplicates are skipped; when full, a new entry replaces the worst
+ * only if better. The ranking is meaningful only among entries of one
+ * version: bg_gfn_train_at re-scores the others (gfn_train.c
+ * refresh_replay) before it adds any. */
+#define BG__GFN_VERSION_UNKNOWN UINT64_MAX /* loaded from a file: always stale */
 typedef struct bg__gfn_replay {
     uint32_t cap, n, d;
-    uint64_t *ids;    /* [cap] */
-    double *logr;     /* [cap × (d+1)] prefix log-rewards */
+    uint64_t *ids; /* [cap] */
+    uint64_t *ver; /* [cap] reward version of each entry's log-rewards */
+    double *logr;  /* [cap × (d+1)] prefix log-rewards */
 } bg__gfn_replay;
 
 int bg__gfn_replay_init(bg__gfn_replay *r, uint32_t cap, uint32_t d);
 void bg__gfn_replay_close(bg__gfn_replay *r);
-/* logr: len+1 prefix log-rewards of id. Returns 1 when stored. */
-int bg__gfn_replay_add(bg__gfn_replay *r, uint64_t id, const double *logr);
+/* logr: len+1 prefix log-rewards of id, computed at reward version ver.
+ * Returns 1 when stored. */
+int bg__gfn_replay_add(bg__gfn_replay *r, uint64_t id, const double *logr, uint64_t ver);
 
 /* ---- the instance (gfn_train.c, gfn_io.c) ------------------------------ */
 
 struct bg_gfn {
     bg_gfn_config cfg;
     bg__gfn_mlp mlp;
-    size_t n_params;          /* mlp.n_params + 1 (log Z last) */
-    double *params;           /* [n_params] */
-    double *adam_m, *adam_v;  /* [n_params] */
-    bg_rng rng;               /* training generator */
+    size_t n_params;         /* mlp.n_params + 1 (log Z last) */
+    double *params;          /* [n_params] */
+    double *adam_m, *adam_v; /* [n_params] */
+    bg_rng rng;              /* training generator */
     bg_gfn_stats stats;
     bg__gfn_replay replay;
+    uint64_t version; /* reward version of the last training call (0 first) */
 };
 
 /* Adam step over the whole vector (log Z with lr_logz); grad is clipped

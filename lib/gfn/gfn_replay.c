@@ -1,7 +1,11 @@
 /*
  * gfn_replay.c — the replay buffer: the top-k trajectories seen so far by
  * final log-reward, each with the untempered log-rewards of all its
- * prefixes so that replaying it needs no reward call.
+ * prefixes and the version of the reward they were computed at, so that
+ * replaying it needs no reward call while the reward stays the same. When
+ * the reward moves (a new observation), gfn_train.c re-scores the entries
+ * of older versions before it replays or ranks any (refresh_replay): a
+ * stored reward is never used at another version than its own.
  *
  * A trajectory is its final id (the state space is a tree), so exact
  * duplicates are found by id and skipped. When full, a newcomer replaces
@@ -23,8 +27,9 @@ int bg__gfn_replay_init(bg__gfn_replay *r, uint32_t cap, uint32_t d)
     if (cap == 0)
         return BG_PLUGIN_OK;
     r->ids = calloc(cap, sizeof *r->ids);
+    r->ver = calloc(cap, sizeof *r->ver);
     r->logr = calloc((size_t)cap * (d + 1), sizeof *r->logr);
-    if (!r->ids || !r->logr) {
+    if (!r->ids || !r->ver || !r->logr) {
         bg__gfn_replay_close(r);
         return BG_PLUGIN_ENOMEM;
     }
@@ -34,8 +39,10 @@ int bg__gfn_replay_init(bg__gfn_replay *r, uint32_t cap, uint32_t d)
 void bg__gfn_replay_close(bg__gfn_replay *r)
 {
     free(r->ids);
+    free(r->ver);
     free(r->logr);
     r->ids = NULL;
+    r->ver = NULL;
     r->logr = NULL;
     r->n = 0;
 }
@@ -45,7 +52,7 @@ static double final_logr(const bg__gfn_replay *r, uint32_t i)
     return r->logr[(size_t)i * (r->d + 1) + (uint32_t)__builtin_popcountll(r->ids[i])];
 }
 
-int bg__gfn_replay_add(bg__gfn_replay *r, uint64_t id, const double *logr)
+int bg__gfn_replay_add(bg__gfn_replay *r, uint64_t id, const double *logr, uint64_t ver)
 {
     if (r->cap == 0)
         return 0;
@@ -66,6 +73,7 @@ int bg__gfn_replay_add(bg__gfn_replay *r, uint64_t id, const double *logr)
         slot = worst;
     }
     r->ids[slot] = id;
+    r->ver[slot] = ver;
     memcpy(r->logr + (size_t)slot * (r->d + 1), logr, (len + 1) * sizeof(double));
     return 1;
 }

@@ -16,9 +16,18 @@
  *      through the masked log-softmax, then backward through the MLP;
  *   6. Adam; fresh trajectories go to the replay buffer.
  *
+ * Before the first step of a call (bg_gfn_train_at), refresh_replay
+ * re-scores every replay entry stored at another reward version than the
+ * call's, in one batched reward call: a session's reward moves with each
+ * observation, and a stored log R replayed unchanged would train the
+ * policy toward the old posterior (and, higher than any current reward,
+ * would never be evicted from the top-k).
+ *
  * Invariants: params, Adam moments, rng, stats and replay change only in
- * bg_gfn_train (and load); a failed step leaves them as they were before
- * the step. Sampling and exact probabilities never touch the instance.
+ * bg_gfn_train_at (and load); a failed step leaves them as they were before
+ * the step, a failed re-scoring leaves the buffer as it was. Every replay
+ * entry a step reads or ranks against has the step's reward version.
+ * Sampling and exact probabilities never touch the instance.
  *
  * Threads and ownership: see gfn.h.
  */
@@ -32,10 +41,10 @@
 /* Scratch for `rows` policy evaluations. */
 typedef struct work {
     size_t rows;
-    double *x;       /* [rows × n_in] */
-    double *cache;   /* [rows × cache_per_row] */
-    double *logits;  /* [rows × (d+1)] */
-    double *logp;    /* [rows × (d+1)] */
+    double *x;            /* [rows × n_in] */
+    double *cache;        /* [rows × cache_per_row] */
+    double *logits;       /* [rows × (d+1)] */
+    double *logp;         /* [rows × (d+1)] */
     unsigned char *valid; /* [rows × (d+1)] */
 } work;
 
@@ -141,8 +150,8 @@ static void rollout(const bg_gfn *g, bg_rng *rng, size_t n, double temp, double 
         for (size_t r = 0; r < n_active; r++) {
             size_t i = active[r];
             const double *lp = w->logp + r * (d + 1);
-            uint32_t a = draw_action(d + 1, w->logits + r * (d + 1), lp,
-                                     w->valid + r * (d + 1), temp, eps, rng);
+            uint32_t a = draw_action(d + 1, w->logits + r * (d + 1), lp, w->valid + r * (d + 1),
+                                     temp, eps, rng);
             if (log_q)
                 log_q[i] += lp[a];
             if (a == d) {
@@ -221,27 +230,27 @@ void bg_gfn_get_stats(const bg_gfn *g, bg_gfn_stats *out)
 typedef struct step_buf {
     work w;
     size_t cap_states;
-    bg__gfn_state *st;   /* [cap_states] (rollout uses 2 × batch) */
-    size_t *active;      /* [batch] */
-    uint64_t *ids;       /* [batch] */
-    uint32_t *len;       /* [batch] */
-    size_t *off;         /* [batch] */
-    uint64_t *prefix;    /* [cap_states] the id of every state */
-    double *logr_raw;    /* [cap_states] untempered log R(s_t ⊤) */
-    double *logr;        /* [cap_states] / T_R */
+    bg__gfn_state *st;                         /* [cap_states] (rollout uses 2 × batch) */
+    size_t *active;                            /* [batch] */
+    uint64_t *ids;                             /* [batch] */
+    uint32_t *len;                             /* [batch] */
+    size_t *off;                               /* [batch] */
+    uint64_t *prefix;                          /* [cap_states] the id of every state */
+    double *logr_raw;                          /* [cap_states] untempered log R(s_t ⊤) */
+    double *logr;                              /* [cap_states] / T_R */
     double *lq_add, *lq_stop, *g_add, *g_stop; /* [cap_states] */
-    unsigned char *term; /* [cap_states] */
-    double *dlogits;     /* [cap_states × (d+1)] */
-    double *scratch;     /* MLP backward */
-    double *grad;        /* [n_params] */
+    unsigned char *term;                       /* [cap_states] */
+    double *dlogits;                           /* [cap_states × (d+1)] */
+    double *scratch;                           /* MLP backward */
+    double *grad;                              /* [n_params] */
 } step_buf;
 
 static void step_buf_free(step_buf *b)
 {
     work_free(&b->w);
-    void *ptrs[] = {b->st,     b->active, b->ids,    b->len,    b->off,    b->prefix,
-                    b->logr_raw, b->logr, b->lq_add, b->lq_stop, b->g_add, b->g_stop,
-                    b->term,   b->dlogits, b->scratch, b->grad};
+    void *ptrs[] = {b->st,       b->active,  b->ids,     b->len,     b->off,   b->prefix,
+                    b->logr_raw, b->logr,    b->lq_add,  b->lq_stop, b->g_add, b->g_stop,
+                    b->term,     b->dlogits, b->scratch, b->grad};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         free(ptrs[i]);
     memset(b, 0, sizeof *b);
@@ -363,8 +372,8 @@ static size_t layout_states(const bg_gfn *g, step_buf *b)
 }
 
 /* Step 4: untempered log-rewards of the states the loss reads. */
-static int fill_rewards(bg_gfn *g, step_buf *b, int from_replay, bg_log_reward_fn reward,
-                        void *ctx, char *errbuf, size_t errlen)
+static int fill_rewards(bg_gfn *g, step_buf *b, int from_replay, bg_log_reward_fn reward, void *ctx,
+                        char *errbuf, size_t errlen)
 {
     const bg_gfn_config *c = &g->cfg;
     size_t S = b->off[c->batch - 1] + b->len[c->batch - 1] + 1;
@@ -372,7 +381,8 @@ static int fill_rewards(bg_gfn *g, step_buf *b, int from_replay, bg_log_reward_f
         b->logr_raw[r] = 0.0;
     if (from_replay) {
         for (uint32_t i = 0; i < c->batch; i++) {
-            /* look the id up again: it is in the buffer by construction */
+            /* look the id up again: it is in the buffer by construction,
+             * its log-rewards of this call's version (refresh_replay) */
             for (uint32_t k = 0; k < g->replay.n; k++) {
                 if (g->replay.ids[k] != b->ids[i])
                     continue;
@@ -455,8 +465,7 @@ static double loss_and_grad(bg_gfn *g, step_buf *b, size_t S, double t_r)
     if (c->loss == BG_GFN_LOSS_TB)
         loss = bg__gfn_loss_tb(&view, g->params[g->n_params - 1], b->g_add, b->g_stop, &g_logz);
     else
-        loss = bg__gfn_loss_subtb(&view, c->lambda, c->loss == BG_GFN_LOSS_DB, b->g_add,
-                                  b->g_stop);
+        loss = bg__gfn_loss_subtb(&view, c->lambda, c->loss == BG_GFN_LOSS_DB, b->g_add, b->g_stop);
     logits_grad(g, b, S);
     memset(b->grad, 0, g->n_params * sizeof(double));
     bg__gfn_mlp_backward(&g->mlp, g->params, S, b->w.x, b->w.cache, b->dlogits, b->grad,
@@ -487,8 +496,8 @@ static int step_once(bg_gfn *g, step_buf *b, bg_log_reward_fn reward, void *ctx,
     if (!isfinite(loss)) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen,
-                     "gfn: loss is %g at step %llu; lower lr (%g) or check the reward scale",
-                     loss, (unsigned long long)g->stats.steps, c->lr);
+                     "gfn: loss is %g at step %llu; lower lr (%g) or check the reward scale", loss,
+                     (unsigned long long)g->stats.steps, c->lr);
         return BG_PLUGIN_EINTERNAL;
     }
     bg__gfn_adam_step(g, b->grad, g->stats.steps + 1);
@@ -498,7 +507,7 @@ static int step_once(bg_gfn *g, step_buf *b, bg_log_reward_fn reward, void *ctx,
     if (!from_replay) {
         g->stats.last_var = var;
         for (uint32_t i = 0; i < c->batch; i++)
-            bg__gfn_replay_add(&g->replay, b->ids[i], b->logr_raw + b->off[i]);
+            bg__gfn_replay_add(&g->replay, b->ids[i], b->logr_raw + b->off[i], g->version);
     }
     g->stats.steps++;
     g->stats.trajectories += c->batch;
@@ -524,20 +533,105 @@ int bg__gfn_loss_eval(bg_gfn *g, const uint64_t *ids, const double *logr_raw, do
     return BG_PLUGIN_OK;
 }
 
-int bg_gfn_train(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps,
-                 char *errbuf, size_t errlen)
+/* Re-score every replay entry whose reward version is not `version`: one
+ * reward call over their finals (TB) or all their prefixes (SubTB, DB),
+ * written back only when the whole call succeeded. */
+static int refresh_replay(bg_gfn *g, bg_log_reward_fn reward, void *ctx, uint64_t version,
+                          char *errbuf, size_t errlen)
 {
+    bg__gfn_replay *r = &g->replay;
+    const bg_gfn_config *c = &g->cfg;
+    int tb = c->loss == BG_GFN_LOSS_TB;
+    size_t stale = 0, m = 0;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->ver[i] != version) {
+            stale++;
+            m += tb ? 1 : (size_t)__builtin_popcountll(r->ids[i]) + 1;
+        }
+    if (stale == 0)
+        return BG_PLUGIN_OK;
+    uint64_t *ids = malloc(m * sizeof *ids);
+    double *out = malloc(m * sizeof *out);
+    if (!ids || !out) {
+        free(ids);
+        free(out);
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "gfn: out of memory re-scoring %zu replay entries", stale);
+        return BG_PLUGIN_ENOMEM;
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (r->ver[i] == version)
+            continue;
+        uint32_t len = (uint32_t)__builtin_popcountll(r->ids[i]);
+        if (tb)
+            ids[k++] = r->ids[i];
+        else
+            for (uint32_t t = 0; t <= len; t++)
+                ids[k++] = bg__gfn_prefix(r->ids[i], t).bits;
+    }
+    int rc = get_rewards(reward, ctx, ids, m, out, errbuf, errlen);
+    if (rc == BG_PLUGIN_OK) {
+        double gap = -INFINITY, shift = 0;
+        size_t known = 0;
+        k = 0;
+        for (uint32_t i = 0; i < r->n; i++) {
+            if (r->ver[i] == version)
+                continue;
+            uint32_t len = (uint32_t)__builtin_popcountll(r->ids[i]);
+            double *lr = r->logr + (size_t)i * (c->n_bits + 1);
+            double drop = lr[len] - out[k + (tb ? 0 : len)];
+            if (r->ver[i] != BG__GFN_VERSION_UNKNOWN) {
+                gap = drop > gap ? drop : gap;
+                shift -= drop;
+                known++;
+            }
+            if (tb)
+                lr[len] = out[k++];
+            else
+                for (uint32_t t = 0; t <= len; t++)
+                    lr[t] = out[k++];
+            r->ver[i] = version;
+        }
+        g->stats.reward_evals += m;
+        g->stats.rescored += stale;
+        g->stats.last_stale_gap = gap;
+        /* TB's log Z is an estimate of log Σ R / T_R and goes stale with
+         * the rewards: move it by the buffer's mean change, so a jump in
+         * the reward's scale (many observations at once: log R from −5 to
+         * −300 at d = 32) does not leave every residual hundreds of nats
+         * off and the clipped gradients wreck the policy. */
+        if (tb && known > 0)
+            g->params[g->n_params - 1] += shift / (double)known / reward_temp(c, g->stats.steps);
+    }
+    free(ids);
+    free(out);
+    return rc;
+}
+
+int bg_gfn_train_at(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint64_t version,
+                    uint32_t steps, char *errbuf, size_t errlen)
+{
+    int rc = refresh_replay(g, reward, reward_ctx, version, errbuf, errlen);
+    if (rc != BG_PLUGIN_OK)
+        return rc;
+    g->version = version;
     step_buf b;
     if (step_buf_alloc(g, &b) != BG_PLUGIN_OK) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "gfn: out of memory for a batch of %u", g->cfg.batch);
         return BG_PLUGIN_ENOMEM;
     }
-    int rc = BG_PLUGIN_OK;
     for (uint32_t s = 0; s < steps && rc == BG_PLUGIN_OK; s++)
         rc = step_once(g, &b, reward, reward_ctx, errbuf, errlen);
     step_buf_free(&b);
     return rc;
+}
+
+int bg_gfn_train(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint32_t steps, char *errbuf,
+                 size_t errlen)
+{
+    return bg_gfn_train_at(g, reward, reward_ctx, 0, steps, errbuf, errlen);
 }
 
 int bg_gfn_offer(bg_gfn *g, const uint64_t *ids, size_t n, bg_log_reward_fn reward,
@@ -562,7 +656,7 @@ int bg_gfn_offer(bg_gfn *g, const uint64_t *ids, size_t n, bg_log_reward_fn rewa
                          errbuf, errlen);
         if (rc == BG_PLUGIN_OK) {
             g->stats.reward_evals += m;
-            kept += (size_t)bg__gfn_replay_add(&g->replay, ids[i], logr);
+            kept += (size_t)bg__gfn_replay_add(&g->replay, ids[i], logr, g->version);
         }
     }
     if (stored)

@@ -461,10 +461,12 @@ int main(void)
     CHECK(bg_engine_evaluate(e, &g, "s1", &a, &v1, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_engine_evaluate(e, &g, "s1", &a, &v2, &err) == BG_OK, "%s", err.msg);
     printf("sampled verdict: %s bound %.4f cautious %s (posterior among samples %.3f, harm "
-           "%.4f), plausible %llu, sampled %d from %llu samples, %llu us\n",
+           "%.4f), plausible %llu, sampled %d from %llu samples, %llu us (again, reusing the draw: "
+           "%llu us)\n",
            bg_decision_name(v1.decision), v1.harm_bound, v1.cautious_label, v1.cautious_posterior,
            v1.cautious_harm, (unsigned long long)v1.plausible_set_size, v1.sampled,
-           (unsigned long long)v1.samples, (unsigned long long)v1.eval_us);
+           (unsigned long long)v1.samples, (unsigned long long)v1.eval_us,
+           (unsigned long long)v2.eval_us);
     CHECK(v1.sampled == 1 && v1.samples == 256, "sampled %d samples %llu", v1.sampled,
           (unsigned long long)v1.samples);
     CHECK(v1.harm_bound >= 0 && v1.harm_bound <= 1 && v1.harm_bound == v1.cautious_harm,

@@ -17,6 +17,11 @@
  * and the log-likelihood take at most d+1 values, tabulated per call.
  * Otherwise the dot product is computed per hypothesis.
  *
+ * `enumerate: false` makes count() 0 for every d, so a policy takes the
+ * sampled path on a space it could enumerate: the sampled bound can then
+ * be held against the exact one of an enumerated twin (tests/gfn,
+ * test_gfn_fresh). Ids mean the same hypothesis either way.
+ *
  * θ comes from config (`theta`): the bench's `max-arm` / `fixed` variants
  * are environment-side choices of that number.
  *
@@ -37,6 +42,7 @@ typedef struct bandit_cfg {
     int64_t features;
     double sigma;
     double theta;
+    int enumerate;
 } bandit_cfg;
 
 typedef struct bandit {
@@ -44,15 +50,36 @@ typedef struct bandit {
     unsigned d;
     double sigma;
     double theta;
+    int enumerate; /* 0: count() is 0 for every d (the sampled path) */
 } bandit;
 
 static const bg_cfg_entry cfg_map[] = {
-    {.key = "features", .type = BG_CFGV_INT, .def = "10", .offset = offsetof(bandit_cfg, features),
-     .min = 1, .max = 64, .desc = "d: features per arm = weights per hypothesis (<= 20 enumerated)"},
-    {.key = "sigma", .type = BG_CFGV_DOUBLE, .def = "1.0", .offset = offsetof(bandit_cfg, sigma),
-     .min = 1e-9, .max = 1e9, .desc = "σ of the Gaussian reward"},
-    {.key = "theta", .type = BG_CFGV_DOUBLE, .def = NULL, .offset = offsetof(bandit_cfg, theta),
-     .min = -1e12, .max = 1e12, .desc = "θ: an arm explodes when its reward exceeds θ (required)"},
+    {.key = "features",
+     .type = BG_CFGV_INT,
+     .def = "10",
+     .offset = offsetof(bandit_cfg, features),
+     .min = 1,
+     .max = 64,
+     .desc = "d: features per arm = weights per hypothesis (<= 20 enumerated)"},
+    {.key = "sigma",
+     .type = BG_CFGV_DOUBLE,
+     .def = "1.0",
+     .offset = offsetof(bandit_cfg, sigma),
+     .min = 1e-9,
+     .max = 1e9,
+     .desc = "σ of the Gaussian reward"},
+    {.key = "theta",
+     .type = BG_CFGV_DOUBLE,
+     .def = NULL,
+     .offset = offsetof(bandit_cfg, theta),
+     .min = -1e12,
+     .max = 1e12,
+     .desc = "θ: an arm explodes when its reward exceeds θ (required)"},
+    {.key = "enumerate",
+     .type = BG_CFGV_BOOL,
+     .def = "true",
+     .offset = offsetof(bandit_cfg, enumerate),
+     .desc = "false: count() is 0 also for d <= 20, so a policy samples (to compare with exact)"},
 };
 #define CFG_N (sizeof cfg_map / sizeof cfg_map[0])
 
@@ -69,6 +96,7 @@ static int create(const bg_host *host, const bg_cfg_node *config, void **out)
     self->d = (unsigned)c.features;
     self->sigma = c.sigma;
     self->theta = c.theta;
+    self->enumerate = c.enumerate;
     *out = self;
     return BG_PLUGIN_OK;
 }
@@ -81,7 +109,7 @@ static void destroy(void *self)
 static uint64_t count(const void *vself)
 {
     const bandit *self = vself;
-    return self->d <= MAX_ENUM_BITS ? (uint64_t)1 << self->d : 0;
+    return self->enumerate && self->d <= MAX_ENUM_BITS ? (uint64_t)1 << self->d : 0;
 }
 
 static int space(const void *vself, bg_space *out)
@@ -147,8 +175,8 @@ static inline unsigned popcount64(uint64_t v)
 }
 
 /* out[i] = f(x·w_i) through the (d+1)-entry table when x is binary. */
-static void per_dot(const bandit *self, const bg_action *a, const uint64_t *h, size_t n,
-                    double arg, double (*f)(const bandit *, double, double), double *out)
+static void per_dot(const bandit *self, const bg_action *a, const uint64_t *h, size_t n, double arg,
+                    double (*f)(const bandit *, double, double), double *out)
 {
     int binary;
     uint64_t xm = feature_bits(self, a, &binary);

@@ -9,6 +9,13 @@
  * map, checked by the host) onto bg_gfn_config and the vtable onto the
  * engine's calls.
  *
+ * Rewards that move: train() asks the reward for its version (ABI 1.2,
+ * bg_reward_version) and trains at it (bg_gfn_train_at), so replay
+ * entries stored at an older version are re-scored against the current
+ * data first. A reward without a version (a host of minor < 2, a test's
+ * callback) gets a new version at every call: re-scored every call, never
+ * stale. The plugin declares minor 1 and asks only hosts of minor >= 2.
+ *
  * Threads: as the ABI says — create/destroy on one thread; train and load
  * mutate and are serialised by the host against sample and save; sample
  * and save only read and may run concurrently with each other.
@@ -79,6 +86,7 @@ static const bg_cfg_entry cfg_map[] = {
 typedef struct gfn_sampler {
     const bg_host *host;
     bg_gfn *g;
+    uint64_t calls; /* train() calls: the version of an unversioned reward */
 } gfn_sampler;
 
 static int create(const bg_host *host, const bg_cfg_node *config, const bg_space *space, void **out)
@@ -145,7 +153,12 @@ static int train(void *vself, bg_log_reward_fn reward, void *reward_ctx, uint32_
 {
     gfn_sampler *self = vself;
     char msg[256];
-    int rc = bg_gfn_train(self->g, reward, reward_ctx, steps, msg, sizeof msg);
+    uint64_t v =
+        self->host->abi_minor >= 2 ? bg_reward_version(reward, reward_ctx) : BG_REWARD_UNVERSIONED;
+    self->calls++;
+    if (v == BG_REWARD_UNVERSIONED) /* above every host version (< 2^53) */
+        v = (1ULL << 63) | self->calls;
+    int rc = bg_gfn_train_at(self->g, reward, reward_ctx, v, steps, msg, sizeof msg);
     if (rc != BG_PLUGIN_OK) {
         self->host->log(self->host->host_ctx, BG_PLUGIN_LOG_ERROR, "%s", msg);
         return rc;
@@ -191,7 +204,7 @@ static const bg_sampler_vtbl vtbl = {
 };
 
 static const bg_plugin_desc desc = {
-    BG_PLUGIN_DESC_HEAD,
+    BG_PLUGIN_DESC_HEAD_MINOR(1), /* asks for reward versions only on 1.2 hosts */
     .name = "gfn",
     .version = "1.0.0",
     .kind = BG_PLUGIN_KIND_SAMPLER,
