@@ -5,6 +5,7 @@
  */
 #include "engine/session.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +14,9 @@
 
 #define BUCKETS 4096
 /* Eviction gives up after this many candidates that turned busy between
- * the choice (table mutex) and the try-lock: the caller gets BG_ELIMIT. */
-#define EVICT_TRIES 16
+ * the choice (table mutex) and the try-lock, or waits for another call's
+ * eviction in progress: the caller gets BG_ELIMIT. */
+#define EVICT_TRIES 64
 
 struct bg__session_table {
     pthread_mutex_t mu;
@@ -29,6 +31,7 @@ struct bg__session_table {
     bg__session *newest, *oldest;
     size_t resident;
     uint64_t evictions;
+    int evicting; /* calls between choosing a victim and releasing it */
 };
 
 /* SipHash-2-4 of guard, a 0xff separator (no byte of a C string: ("ab","c")
@@ -274,6 +277,14 @@ static int reserve(bg__session_table *t, bg__session *s, size_t bytes, int force
         bg__session *v = NULL;
         if (!force && (over_bytes || over_count) && tries < EVICT_TRIES)
             v = pick_victim(t, s);
+        if (!force && (over_bytes || over_count) && !v && t->evicting > 0 && tries < EVICT_TRIES) {
+            /* Another call holds the only idle one while it evicts: what it
+             * frees may be enough, or the next victim may be idle by then. */
+            pthread_mutex_unlock(&t->mu);
+            tries++;
+            sched_yield();
+            continue;
+        }
         if (!force && (over_bytes || over_count) && !v) {
             if (over_bytes)
                 rc = bg_err_set(err, BG_ELIMIT,
@@ -305,9 +316,13 @@ static int reserve(bg__session_table *t, bg__session *s, size_t bytes, int force
             pthread_mutex_unlock(&t->mu);
             return BG_OK;
         }
+        t->evicting++;
         pthread_mutex_unlock(&t->mu);
         if (!evict(t, v))
             tries++;
+        pthread_mutex_lock(&t->mu);
+        t->evicting--;
+        pthread_mutex_unlock(&t->mu);
         bg__table_release(t, v);
     }
 }

@@ -13,11 +13,18 @@
  *    flag, and nothing is stored; uid:2 and "" (plain TCP, one identity)
  *    still start theirs; an existing session takes more observations;
  *    forgetting one frees a place;
+ *  - under 4 threads with max_sessions 4 (every call may evict another
+ *    thread's idle posterior while that thread evaluates or observes its
+ *    own; at most 3 others are in use, so one resident is always idle or
+ *    being evicted, and no call may fail): each of the 16 sessions ends with its observations and a
+ *    posterior bitwise equal to a single-threaded engine's without
+ *    eviction; every verdict read had a bound in [0, 1];
  *  - observation rate: the token bucket (quota.h) at explicit times: burst,
  *    refusal naming --max-observe-rate, refill at the rate, capped at the
  *    burst, identities independent; bg_engine_admit on the engine.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +129,95 @@ static void evict_by_bytes(bg_plugin_host *h)
     bg_guard_build_destroy(gb);
 }
 
+#define TT 4    /* threads */
+#define TS 4    /* sessions per thread */
+#define TOBS 25 /* observations per session */
+#define TN 16   /* hypotheses: bandit d = 4 */
+
+typedef struct worker {
+    bg_engine *e;
+    const bg_guard *g;
+    int t;
+    int bad;
+} worker;
+
+static double tfeat(int t, int s, int i, int k)
+{
+    return (double)(((unsigned)(t * 131 + s * 37 + i * 17 + k * 7) >> (k % 3)) & 1);
+}
+
+static bg_observation tobs(int t, int s, int i, double *x)
+{
+    for (int k = 0; k < 4; k++)
+        x[k] = tfeat(t, s, i, k);
+    return obs_of(x, 4, (double)((t + s + i) % 5) * 0.7);
+}
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    bg_err err;
+    double x[4];
+    for (int i = 0; i < TOBS; i++) {
+        for (int s = 0; s < TS; s++) {
+            char id[32];
+            snprintf(id, sizeof id, "t%d-s%d", w->t, s);
+            bg_observation o = tobs(w->t, s, i, x);
+            if (bg_engine_observe(w->e, w->g, id, &o, NULL, &err) != BG_OK)
+                w->bad++;
+            bg_verdict v;
+            if (bg_engine_evaluate(w->e, w->g, id, &o.action, &v, &err) != BG_OK ||
+                !(v.harm_bound >= 0 && v.harm_bound <= 1))
+                w->bad++;
+        }
+    }
+    return NULL;
+}
+
+static void evict_under_threads(bg_plugin_host *h)
+{
+    bg_guard_build *gb =
+        fx_guard(h, "evt", "bandit", "{features: 4, theta: 2}", "noniid", "alpha: 0.001", 0.3);
+    const bg_guard *g = bg_guard_build_guard(gb);
+    bg_engine_opts opts = {.max_sessions = TT};
+    bg_engine *e, *ref;
+    bg_err err;
+    CHECK_INT(bg_engine_create(&opts, &e, &err), BG_OK);
+    CHECK_INT(bg_engine_create(NULL, &ref, &err), BG_OK);
+    pthread_t th[TT];
+    worker w[TT];
+    for (int t = 0; t < TT; t++) {
+        w[t] = (worker){.e = e, .g = g, .t = t};
+        CHECK_INT(pthread_create(&th[t], NULL, work, &w[t]), 0);
+    }
+    for (int t = 0; t < TT; t++) {
+        CHECK_INT(pthread_join(th[t], NULL), 0);
+        CHECK_INT(w[t].bad, 0);
+    }
+    bg_engine_stats st;
+    bg_engine_stats_get(e, &st);
+    CHECK_INT(st.observations, TT * TS * TOBS);
+    CHECK(st.resident_sessions <= TT && st.evictions > 0, "%llu resident, %llu evictions",
+          (unsigned long long)st.resident_sessions, (unsigned long long)st.evictions);
+    double x[4], got[TN], want[TN];
+    for (int t = 0; t < TT; t++) {
+        for (int s = 0; s < TS; s++) {
+            char id[32];
+            snprintf(id, sizeof id, "t%d-s%d", t, s);
+            for (int i = 0; i < TOBS; i++) {
+                bg_observation o = tobs(t, s, i, x);
+                CHECK_INT(bg_engine_observe(ref, g, id, &o, NULL, &err), BG_OK);
+            }
+            CHECK_INT(bg_engine_posterior(e, g, id, got, TN, &err), BG_OK);
+            CHECK_INT(bg_engine_posterior(ref, g, id, want, TN, &err), BG_OK);
+            CHECK(memcmp(got, want, sizeof got) == 0, "session %s differs", id);
+        }
+    }
+    bg_engine_destroy(ref);
+    bg_engine_destroy(e);
+    bg_guard_build_destroy(gb);
+}
+
 static void sessions_per_identity(bg_plugin_host *h)
 {
     bg_guard_build *gb = fx_guard(h, "q", "bandit", "{features: 4, theta: 2}", "iid", "", 0.3);
@@ -197,6 +293,7 @@ int main(void)
     bg_plugin_host *h = fx_host();
     evict_by_count(h);
     evict_by_bytes(h);
+    evict_under_threads(h);
     sessions_per_identity(h);
     observation_rate();
     bg_plugin_host_destroy(h);
