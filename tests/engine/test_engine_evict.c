@@ -108,6 +108,15 @@ static void evict_by_count(bg_plugin_host *h)
     bg_err err;
     CHECK_INT(bg_engine_create(&opts, &e, &err), BG_OK);
     flood(e, bg_guard_build_guard(gb), 4, 16, 40, 3);
+    /* A key longer than session.c's stack copy hashes incrementally: the
+     * same session is found again. */
+    char longid[400];
+    memset(longid, 'k', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    feed(e, bg_guard_build_guard(gb), longid, 4, 2);
+    bg_posterior_summary sum;
+    CHECK_INT(bg_engine_summary(e, bg_guard_build_guard(gb), longid, &sum, &err), BG_OK);
+    CHECK_INT(sum.observations, 2);
     bg_engine_destroy(e);
     bg_guard_build_destroy(gb);
 }
