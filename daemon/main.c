@@ -225,6 +225,10 @@ static int start_engine(daemon_ctx *d)
     memset(&eo, 0, sizeof(eo));
     eo.data_dir = d->s.data_dir;
     eo.trainer = d->sampled;
+    eo.max_sessions = (size_t)d->s.max_sessions;
+    eo.max_sessions_per_identity = (size_t)d->s.max_sessions_per_identity;
+    eo.max_observe_rate = (double)d->s.max_observe_rate;
+    eo.observe_burst = (double)d->s.observe_burst;
     if (bg_engine_create(&eo, &d->engine, &d->err) != BG_OK)
         return die("engine: %s", d->err.msg);
     return GO_ON;

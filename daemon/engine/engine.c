@@ -39,7 +39,9 @@
 #include "common/bg_log.h"
 #include "common/bg_time.h"
 #include "engine/obs_store.h"
+#include "common/bg_siphash.h"
 #include "engine/observation.h"
+#include "engine/quota.h"
 #include "engine/receipt_used.h"
 #include "engine/sampled_priv.h"
 #include "engine/session.h"
@@ -47,6 +49,7 @@
 struct bg_engine {
     bg_engine_opts opts;
     bg__session_table *table;
+    bg__quota *quota;       /* per-identity sessions and observation rate */
     bg__obs_store *store;   /* NULL: memory only */
     bg__receipt_used *used; /* receipt ids accepted (bg_engine_observe_receipt) */
     atomic_uint_fast64_t evaluations;
@@ -83,7 +86,7 @@ static int replay_one(void *ctx, const char *guard, const char *session, const b
     if (receipt && bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms,
                                           wall_ms()) == BG_ENOMEM)
         return bg_err_set(err, BG_ENOMEM, "engine: out of memory replaying receipts");
-    int rc = bg__table_get(e->table, guard, session, 1, 1, &s, err);
+    int rc = bg__table_get(e->table, guard, session, 1, NULL, &s, err);
     if (rc != BG_OK)
         return rc;
     pthread_rwlock_wrlock(&s->lock);
@@ -107,8 +110,16 @@ int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
         e->opts.max_bytes = (size_t)1 << 30;
     if (!e->opts.max_obs_per_session)
         e->opts.max_obs_per_session = 1000000;
-    bg__table_limits lim = {e->opts.max_sessions, e->opts.max_bytes};
-    int rc = bg__table_create(&lim, &e->table, err);
+    bg__quota_limits ql = {.max_sessions = e->opts.max_sessions_per_identity,
+                           .rate = e->opts.max_observe_rate,
+                           .burst = e->opts.observe_burst};
+    uint8_t qkey[BG_SIPHASH_KEY_BYTES];
+    int rc = bg_siphash_key_random(qkey) == BG_OK
+                 ? bg__quota_create(&ql, qkey, &e->quota, err)
+                 : bg_err_set(err, BG_EIO, "engine: getrandom failed for the quota table's key");
+    bg__table_limits lim = {e->opts.max_sessions, e->opts.max_bytes, e->quota};
+    if (rc == BG_OK)
+        rc = bg__table_create(&lim, &e->table, err);
     if (rc == BG_OK && bg__receipt_used_create(&e->used) != BG_OK)
         rc = bg_err_set(err, BG_ENOMEM, "engine: out of memory");
     if (rc == BG_OK && e->opts.data_dir) {
@@ -119,11 +130,10 @@ int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
             bg__table_stats_get(e->table, &ts);
             BG_INFO("engine", "%s: replayed %llu observations into %llu sessions", e->opts.data_dir,
                     (unsigned long long)st.records, (unsigned long long)ts.sessions);
-            if (ts.sessions > e->opts.max_sessions || ts.bytes > e->opts.max_bytes)
+            if (ts.bytes > e->opts.max_bytes)
                 BG_WARN("engine",
-                        "replayed data exceeds the limits (sessions %llu of %zu, "
-                        "bytes %llu of %zu): new sessions will be refused",
-                        (unsigned long long)ts.sessions, e->opts.max_sessions,
+                        "replayed observations exceed max_bytes (%llu of %zu bytes): "
+                        "observations and posteriors will be refused until sessions end",
                         (unsigned long long)ts.bytes, e->opts.max_bytes);
         }
     }
@@ -140,6 +150,7 @@ void bg_engine_destroy(bg_engine *e)
     if (!e)
         return;
     bg__table_destroy(e->table);
+    bg__quota_destroy(e->quota);
     bg__obs_store_close(e->store);
     bg__receipt_used_destroy(e->used);
     free(e);
@@ -237,13 +248,13 @@ static int state_build(bg_engine *e, const bg_guard *g, bg__session *s, size_t n
     if (k >= BG_SESSION_MAX_STATES)
         bg__session_drop_state(e->table, s, lru);
     size_t bytes = bg__posterior_bytes(n) + sizeof(bg__pstate);
-    int rc = bg__table_reserve(e->table, s, bytes, 0, "a posterior", err);
+    int rc = bg__table_state_reserve(e->table, s, bytes, err);
     if (rc != BG_OK)
         return rc;
     bg__pstate *st = calloc(1, sizeof *st);
     if (!st || bg__posterior_init(&st->post, n, err) != BG_OK) {
         free(st);
-        bg__table_unreserve(e->table, s, bytes);
+        bg__table_state_unreserve(e->table, s, bytes);
         return bg_err_set(err, BG_ENOMEM,
                           "policy %s: out of memory for a posterior over %zu "
                           "hypotheses",
@@ -263,7 +274,7 @@ static int state_build(bg_engine *e, const bg_guard *g, bg__session *s, size_t n
     if (rc != BG_OK) {
         bg__posterior_close(p);
         free(st);
-        bg__table_unreserve(e->table, s, bytes);
+        bg__table_state_unreserve(e->table, s, bytes);
         return rc;
     }
     st->model_key = g->model_key;
@@ -362,9 +373,9 @@ static int lock_state(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
 static int get_for_reading(bg_engine *e, const bg_guard *g, const char *session, bg__session **out,
                            bg_err *err)
 {
-    int rc = bg__table_get(e->table, g->name, session, 0, 0, out, NULL);
+    int rc = bg__table_get(e->table, g->name, session, 0, NULL, out, NULL);
     if (rc == BG_ENOTFOUND)
-        rc = bg__table_get(e->table, g->name, PRIOR_SESSION, 1, 1, out, err);
+        rc = bg__table_get(e->table, g->name, PRIOR_SESSION, 1, NULL, out, err);
     else if (rc != BG_OK)
         rc = bg_err_set(err, rc, "policy %s: session \"%s\": lookup failed", g->name, session);
     return rc;
@@ -574,19 +585,31 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
 int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
                       const bg_observation *obs, bg_posterior_summary *out, bg_err *err)
 {
-    return bg_engine_observe_receipt(e, g, session, obs, NULL, out, err);
+    return bg_engine_observe_owned(e, g, session, obs, NULL, NULL, out, err);
 }
 
 static int observe_checked(bg_engine *e, const bg_guard *g, const char *session,
                            const bg_observation *obs, const bg_obs_receipt *receipt,
-                           bg_posterior_summary *out, bg_err *err);
+                           const char *owner, bg_posterior_summary *out, bg_err *err);
 
 int bg_engine_observe_receipt(bg_engine *e, const bg_guard *g, const char *session,
                               const bg_observation *obs, const bg_obs_receipt *receipt,
                               bg_posterior_summary *out, bg_err *err)
 {
+    return bg_engine_observe_owned(e, g, session, obs, receipt, NULL, out, err);
+}
+
+int bg_engine_admit(bg_engine *e, const char *owner, bg_err *err)
+{
+    return bg__quota_take(e->quota, owner, bg_now_ns(), err);
+}
+
+int bg_engine_observe_owned(bg_engine *e, const bg_guard *g, const char *session,
+                            const bg_observation *obs, const bg_obs_receipt *receipt,
+                            const char *owner, bg_posterior_summary *out, bg_err *err)
+{
     if (receipt == NULL)
-        return observe_checked(e, g, session, obs, NULL, out, err);
+        return observe_checked(e, g, session, obs, NULL, owner, out, err);
     /* Claimed first, so a second Observe with this receipt racing this
      * one finds it used; released when nothing was stored. */
     int rc = bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms, wall_ms());
@@ -597,7 +620,7 @@ int bg_engine_observe_receipt(bg_engine *e, const bg_guard *g, const char *sessi
                           g->name, receipt->id);
     if (rc != BG_OK)
         return bg_err_set(err, rc, "engine: out of memory");
-    rc = observe_checked(e, g, session, obs, receipt, out, err);
+    rc = observe_checked(e, g, session, obs, receipt, owner, out, err);
     if (rc != BG_OK)
         bg__receipt_used_release(e->used, receipt->id);
     return rc;
@@ -605,7 +628,7 @@ int bg_engine_observe_receipt(bg_engine *e, const bg_guard *g, const char *sessi
 
 static int observe_checked(bg_engine *e, const bg_guard *g, const char *session,
                            const bg_observation *obs, const bg_obs_receipt *receipt,
-                           bg_posterior_summary *out, bg_err *err)
+                           const char *owner, bg_posterior_summary *out, bg_err *err)
 {
     size_t n;
     int rc = check_action(g, &obs->action, "observation", err);
@@ -627,7 +650,7 @@ static int observe_checked(bg_engine *e, const bg_guard *g, const char *session,
     if (rc != BG_OK)
         return rc;
     bg__session *s;
-    if ((rc = bg__table_get(e->table, g->name, session, 1, 0, &s, err)) != BG_OK)
+    if ((rc = bg__table_get(e->table, g->name, session, 1, owner, &s, err)) != BG_OK)
         return rc;
     bg_posterior_summary sum;
     pthread_rwlock_wrlock(&s->lock);
@@ -703,6 +726,8 @@ void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out)
     out->sessions = ts.sessions;
     out->observations = ts.observations;
     out->bytes = ts.bytes;
+    out->resident_sessions = ts.resident;
+    out->evictions = ts.evictions;
     out->evaluations = atomic_load(&e->evaluations);
     out->store_refused = 0;
     out->store_broken = 0;

@@ -38,7 +38,8 @@
  * caller keeps it alive).
  *
  * Errors: BG_OK, or BG_EINVAL (bad action/observation: message says what to
- * fix), BG_ELIMIT (session count or memory bound hit), BG_EINTERNAL (plugin
+ * fix), BG_ELIMIT (a memory bound with nothing idle left to evict, or a
+ * per-identity quota), BG_EINTERNAL (plugin
  * failure). A verdict is filled only on BG_OK — an internal error is never a
  * decision; the caller applies on_error.
  */
@@ -173,14 +174,25 @@ typedef struct bg_posterior_summary {
 } bg_posterior_summary;
 
 typedef struct bg_engine_opts {
-    size_t max_sessions;        /* 0 = default 10000 */
-    size_t max_bytes;           /* posterior memory bound, 0 = default 1 GiB */
+    /* Sessions whose posterior stays in memory, 0 = default 10000: past it
+     * (or past max_bytes) the least recently used idle session's posterior
+     * is evicted, and rebuilt from its history when used again (session.h).
+     * Sessions themselves are bounded by max_bytes and the quota below. */
+    size_t max_sessions;
+    size_t max_bytes;           /* every byte of sessions, 0 = default 1 GiB */
     size_t max_obs_per_session; /* 0 = default 1,000,000 */
     const char *data_dir;       /* observation store; NULL = memory only */
     /* Borrowed, must outlive the engine: the sampled path's trainer
      * (engine/sampled.h). NULL: guards whose model has count() == 0 get
      * BG_EUNSUPPORTED ("... needs the sampled path"). */
     bg_sampled_trainer *trainer;
+    /* Per-identity quotas (engine/quota.h), applied to the owner given to
+     * bg_engine_observe_owned / bg_engine_admit: sessions an identity may
+     * start (0: no limit) and its observations per second with a burst
+     * (rate 0: no limit). */
+    size_t max_sessions_per_identity;
+    double max_observe_rate;
+    double observe_burst;
 } bg_engine_opts;
 
 typedef struct bg_engine bg_engine;
@@ -217,6 +229,20 @@ int bg_engine_observe_receipt(bg_engine *e, const bg_guard *g, const char *sessi
                               const bg_observation *obs, const bg_obs_receipt *rc,
                               bg_posterior_summary *out, bg_err *err);
 
+/* bg_engine_observe_receipt on behalf of `owner` (the caller's identity,
+ * "" counts as one): a session it starts counts against its
+ * max_sessions_per_identity (BG_ELIMIT naming the identity, the limit and
+ * --max-sessions-per-identity; nothing stored). owner NULL: no quota. */
+int bg_engine_observe_owned(bg_engine *e, const bg_guard *g, const char *session,
+                            const bg_observation *obs, const bg_obs_receipt *rc, const char *owner,
+                            bg_posterior_summary *out, bg_err *err);
+
+/* One observation of `owner`'s rate (token bucket of max_observe_rate per
+ * second, observe_burst deep): BG_OK, or BG_ELIMIT naming the identity, the
+ * rate and --max-observe-rate. Called once per Observe request, before it
+ * is stored (a two-level key stores it twice: one token). */
+int bg_engine_admit(bg_engine *e, const char *owner, bg_err *err);
+
 int bg_engine_summary(bg_engine *e, const bg_guard *g, const char *session,
                       bg_posterior_summary *out, bg_err *err);
 
@@ -224,6 +250,8 @@ typedef struct bg_engine_stats {
     uint64_t sessions;
     uint64_t observations;
     uint64_t bytes;
+    uint64_t resident_sessions; /* sessions holding a posterior in memory */
+    uint64_t evictions;         /* idle sessions whose posteriors were evicted */
     uint64_t evaluations;
     uint64_t store_refused; /* observations the data directory refused (not stored) */
     int store_broken;       /* Observe refused until a restart (see obs_store.h) */

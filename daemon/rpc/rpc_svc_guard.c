@@ -12,7 +12,9 @@
  *   resolve the session key the policy names, from the request and the
  *     peer (bg_policy_session_keys)                -> FAILED_PRECONDITION
  *   engine evaluate / observe (a two-level key: both levels, the larger
- *     bound decides; default-deny: no engine, DENY) -> by engine status
+ *     bound decides; default-deny: no engine, DENY) -> by engine status;
+ *     an Observe first takes a token of the caller's identity's rate and
+ *     a new session counts against its quota -> RESOURCE_EXHAUSTED
  *   count it in the metrics (before the reply, so a scrape that follows the
  *     client's answer includes it; a cached per-policy entry, relaxed adds)
  *   queue the outcome for the decision log (Evaluate: decisions and
@@ -303,16 +305,22 @@ static int evaluate_levels(bg_rpc_server *s, resolved *r, bg_verdict *v, bg_err 
  * reported, and a retry counts it twice in the child only, which the
  * parent's bound (the larger one decides) covers. */
 static int observe_levels(bg_engine *e, const resolved *r, const bg_observation *obs,
-                          const bg_obs_receipt *receipt, bg_posterior_summary *sum, bg_err *err)
+                          const bg_obs_receipt *receipt, const char *who, bg_posterior_summary *sum,
+                          bg_err *err)
 {
+    /* One token of the caller's observation rate, and new sessions count
+     * against its quota (engine.h: bg_engine_admit, _observe_owned). */
+    int rc = bg_engine_admit(e, who, err);
+    if (rc != BG_OK)
+        return rc;
     /* The receipt is claimed (single use) with the child's observation; the
      * parent's record is the same outcome, counted at the identity level. */
-    int rc = bg_engine_observe_receipt(e, &r->pol->guard, r->session, obs, receipt, sum, err);
+    rc = bg_engine_observe_owned(e, &r->pol->guard, r->session, obs, receipt, who, sum, err);
     if (rc != BG_OK || r->parent == NULL)
         return rc;
     bg_posterior_summary ps;
     memset(&ps, 0, sizeof(ps));
-    rc = bg_engine_observe(e, &r->pol->guard, r->parent, obs, &ps, err);
+    rc = bg_engine_observe_owned(e, &r->pol->guard, r->parent, obs, NULL, who, &ps, err);
     if (rc != BG_OK)
         bg_err_prefix(err, "stored for session '%s' but not for its identity's session '%s': ",
                       r->session, r->parent);
@@ -606,7 +614,7 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
     bg_err_clear(&err);
     memset(&sum, 0, sizeof(sum));
     int rc = observe_levels(c->srv->opts.engine, &r, &obs, r.pol->outcomes_open ? NULL : &used,
-                            &sum, &err);
+                            c->peer.identity, &sum, &err);
     if (rc != BG_OK) {
         code = bg__rpc_code_of(rc);
         if (code == GRPC_STATUS_INTERNAL)

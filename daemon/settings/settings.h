@@ -115,6 +115,18 @@
     X(sampler_sessions, "sampler-sessions", "sampler_sessions", INT, "N", "64", NULL, 1,         \
       1000000, "per sampled policy, sessions that keep their trained sampler (others retrain "   \
       "when used again)")                                                                        \
+    X(max_sessions, "max-sessions", "max_sessions", INT, "N", "10000", NULL, 1, 100000000,       \
+      "sessions whose posterior stays in memory; past it the least recently used idle one's is "  \
+      "evicted and rebuilt from its history when used again")                                    \
+    X(max_sessions_per_identity, "max-sessions-per-identity", "max_sessions_per_identity", INT,  \
+      "N", "1000", NULL, 0, 100000000,                                                           \
+      "sessions one caller identity may start with Observe (0: no limit); more are "             \
+      "RESOURCE_EXHAUSTED")                                                                      \
+    X(max_observe_rate, "max-observe-rate", "max_observe_rate", INT, "N", "1000", NULL, 0,       \
+      10000000, "observations per second one caller identity may store (0: no limit); more "     \
+      "are RESOURCE_EXHAUSTED")                                                                  \
+    X(observe_burst, "observe-burst", "observe_burst", INT, "N", "2000", NULL, 1, 100000000,     \
+      "observations one caller identity may store at once above --max-observe-rate")             \
     X(no_watch, "no-watch", NULL, SWITCH, NULL, NULL, "off", 0, 0,                               \
       "do not watch the policy directory (reload on SIGHUP or the Reload RPC only)")             \
     X(log_level, "log-level", "log_level", STR, "L", "info", NULL, 0, 0,                         \
