@@ -44,7 +44,7 @@ for h in $harnesses; do
       -artifact_prefix="$build/fuzz/artifacts/$h-" \
       "$work" "$src/tests/fuzz/corpus/$h" > "$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-    echo "ok (${runs:-?} inputs, corpus $(ls "$work" | wc -l) kept in $work)"
+    echo "ok (${runs:-?} inputs, corpus $(find "$work" -type f | wc -l) kept in $work)"
   else
     echo FAILED
     tail -n 60 "$log"
