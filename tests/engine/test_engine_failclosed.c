@@ -268,8 +268,8 @@ static void test_replay_zero_lik(bg_engine *e)
 
 static void test_logistic_overflow(bg_plugin_host *h)
 {
-    bg_guard_build *b = fx_guard(h, "fc-logistic", "logistic",
-                                 "{features: 2, grid: [-2, 0, 2]}", "iid", "", 0.5);
+    bg_guard_build *b =
+        fx_guard(h, "fc-logistic", "logistic", "{features: 2, grid: [-2, 0, 2]}", "iid", "", 0.5);
     const bg_guard *g = bg_guard_build_guard(b);
     bg_engine *e;
     bg_err err;
