@@ -4,7 +4,10 @@
 #   make test  install what is missing, build, run the suite, then run it again
 #              under AddressSanitizer + UndefinedBehaviorSanitizer, then build
 #              the tree the ways users build it (gcc and clang; Release, Debug,
-#              RelWithDebInfo), warnings as errors, without running it
+#              RelWithDebInfo), warnings as errors, without running it, then
+#              run each libFuzzer harness of tests/fuzz for FUZZ_SECONDS
+#  make fuzz   the same harnesses for longer: make fuzz FUZZ_SECONDS=600
+#              [FUZZ="request policy"]  (docs/FUZZING.md)
 #
 # The project's own builds turn warnings into errors (BG_WERROR=ON); a plain
 # `cmake -S . -B b` (a user's, a packager's) does not.
@@ -12,8 +15,13 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 ADDR       ?= 127.0.0.1:50051
+FUZZ_BUILD ?= build-fuzz
+# seconds per harness: the short budget of make test; `make fuzz` takes more
+FUZZ_SECONDS ?= 10
+FUZZ       ?=
 
-.PHONY: all deps build build-asan build-matrix run test test-plain test-asan bench clean
+.PHONY: all deps build build-asan build-matrix build-fuzz run test test-plain test-asan \
+        test-fuzz fuzz bench clean
 
 all: build
 
@@ -59,7 +67,19 @@ build-matrix: deps
 	  else echo FAILED; tail -n 60 $$d/build-matrix.log; exit 1; fi; \
 	done
 
-test: test-plain test-asan build-matrix
+# The libFuzzer harnesses (tests/fuzz): clang, everything instrumented with
+# -fsanitize=fuzzer-no-link,address,undefined; only their target is built.
+build-fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBG_FUZZ=ON -DBG_WERROR=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target bg_fuzz
+
+test-fuzz: build-fuzz
+	./scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ)
+
+fuzz: FUZZ_SECONDS = 600
+fuzz: test-fuzz
+
+test: test-plain test-asan build-matrix test-fuzz
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-gcc-* build-clang-*
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-gcc-* build-clang-*

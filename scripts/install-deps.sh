@@ -19,14 +19,21 @@ for p in $PKGS; do
   fi
 done
 
-if [ -z "$missing" ]; then
-  exit 0
-fi
-
-echo "install-deps: installing:$missing"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+if [ -n "$missing" ]; then
+  echo "install-deps: installing:$missing"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+# libFuzzer (make test-fuzz, docs/FUZZING.md) is in the compiler-rt package
+# of the installed clang's major version (Debian 12: libclang-rt-14-dev).
+rt="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
+if ! dpkg-query -W -f='${Status}' "$rt" 2>/dev/null | grep -q "install ok installed"; then
+  echo "install-deps: installing: $rt"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "$rt"
+fi

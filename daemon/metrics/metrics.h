@@ -183,4 +183,24 @@ const char *bg_metrics_http_bound(const bg_metrics_http *h);
  * call. NULL is fine. */
 void bg_metrics_http_close(bg_metrics_http *h);
 
+/* The request parser of the endpoint, pure (no connection, no I/O): what
+ * the server answers to the head read so far. Internal; the server's read
+ * callback and tests/fuzz call it. */
+typedef struct bg__http_answer {
+    int code;                  /* 200, 400, 404, 405, 431, 505 */
+    const char *reason;        /* "Bad Request" */
+    const char *extra_headers; /* NULL, or header lines ending in CRLF */
+    const char *body;          /* text/plain body (static or msg); NULL when metrics */
+    int metrics;               /* 1: answer with the rendered metrics */
+    int head_only;             /* 1: send the headers without the body (HEAD) */
+    char msg[160];             /* backs body for some 400s */
+} bg__http_answer;
+
+/* head[0..len) is what a connection read so far, head[from..len) the bytes
+ * just read; head has room for BG_METRICS_HTTP_MAX_HEAD bytes (len <= that).
+ * Returns 1 with *a filled when the server answers now (a whole head, or
+ * one that is bad already), 0 when it reads on. Writes into head (NUL
+ * terminators) once it answers. */
+int bg__metrics_http_scan(char *head, size_t from, size_t len, bg__http_answer *a);
+
 #endif

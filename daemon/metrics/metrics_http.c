@@ -9,6 +9,8 @@
  * fixed per-connection buffer and the response is rendered and written in
  * one go. Everything runs on the loop thread and nothing blocks it: reads
  * and writes are libuv's, rendering only takes the registry's short locks.
+ * The parser (bg__metrics_http_scan: framing, request line, header fields)
+ * is a pure function of the bytes read, so tests/fuzz drives it directly.
  *
  * A connection's life (the functions that make each transition):
  *
@@ -293,15 +295,27 @@ static const char *check_fields(char *p, int *has_host)
     }
 }
 
-/* head[0..end) is a whole request head (NUL-terminated at end). */
-static void handle(conn *c, size_t end)
+/* Fill a with a plain-text answer. */
+static void answer(bg__http_answer *a, int code, const char *reason, const char *extra_headers,
+                   const char *body, int head_only)
 {
-    c->head[end] = '\0';
-    char *p = c->head;
+    a->code = code;
+    a->reason = reason;
+    a->extra_headers = extra_headers;
+    a->body = body;
+    a->metrics = 0;
+    a->head_only = head_only;
+}
+
+/* head[0..end) is a whole request head (NUL-terminated at end). */
+static void parse(char *head, size_t end, bg__http_answer *a)
+{
+    head[end] = '\0';
+    char *p = head;
     while (*p == '\r' || *p == '\n') /* RFC 9112 2.2: empty lines before the request line */
         p++;
     if (*p == '\0') {
-        respond_text(c, 400, "Bad Request", NULL, "bad request: no request line\n", 0);
+        answer(a, 400, "Bad Request", NULL, "bad request: no request line\n", 0);
         return;
     }
     char *line = next_line(&p);
@@ -309,23 +323,23 @@ static void handle(conn *c, size_t end)
     char *target = sp1 ? sp1 + 1 : NULL, *sp2 = target ? strchr(target, ' ') : NULL;
     char *version = sp2 ? sp2 + 1 : NULL;
     if (sp1 == NULL || sp2 == NULL || strchr(version, ' ') != NULL) {
-        respond_text(c, 400, "Bad Request", NULL,
-                     "bad request: expected 'METHOD /path HTTP/1.1' as the request line\n", 0);
+        answer(a, 400, "Bad Request", NULL,
+               "bad request: expected 'METHOD /path HTTP/1.1' as the request line\n", 0);
         return;
     }
     *sp1 = *sp2 = '\0';
     for (char *m = method; *m; m++)
         if (!is_tchar(*m)) {
-            respond_text(c, 400, "Bad Request", NULL, "bad request: invalid method\n", 0);
+            answer(a, 400, "Bad Request", NULL, "bad request: invalid method\n", 0);
             return;
         }
     if (*target == '\0') {
-        respond_text(c, 400, "Bad Request", NULL, "bad request: an empty request target\n", 0);
+        answer(a, 400, "Bad Request", NULL, "bad request: an empty request target\n", 0);
         return;
     }
     for (char *t = target; *t; t++)
         if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f) {
-            respond_text(c, 400, "Bad Request", NULL, "bad request: invalid request target\n", 0);
+            answer(a, 400, "Bad Request", NULL, "bad request: invalid request target\n", 0);
             return;
         }
     int http11 = strcmp(version, "HTTP/1.1") == 0;
@@ -334,11 +348,11 @@ static void handle(conn *c, size_t end)
                       version[6] == '.' && version[7] >= '0' && version[7] <= '9' &&
                       version[8] == '\0';
         if (is_http)
-            respond_text(c, 505, "HTTP Version Not Supported", NULL,
-                         "HTTP version not supported: use HTTP/1.1 or HTTP/1.0\n", 0);
+            answer(a, 505, "HTTP Version Not Supported", NULL,
+                   "HTTP version not supported: use HTTP/1.1 or HTTP/1.0\n", 0);
         else
-            respond_text(c, 400, "Bad Request", NULL,
-                         "bad request: expected HTTP/1.1 or HTTP/1.0 in the request line\n", 0);
+            answer(a, 400, "Bad Request", NULL,
+                   "bad request: expected HTTP/1.1 or HTTP/1.0 in the request line\n", 0);
         return;
     }
     int hosts;
@@ -347,9 +361,8 @@ static void handle(conn *c, size_t end)
         bad = hosts == 0 ? "HTTP/1.1 request without a Host header field"
                          : "more than one Host header field";
     if (bad[0] != '\0') {
-        char msg[160];
-        snprintf(msg, sizeof msg, "bad request: %s\n", bad);
-        respond_text(c, 400, "Bad Request", NULL, msg, 0);
+        snprintf(a->msg, sizeof a->msg, "bad request: %s\n", bad);
+        answer(a, 400, "Bad Request", NULL, a->msg, 0);
         return;
     }
     int head_only = strcmp(method, "HEAD") == 0;
@@ -358,16 +371,16 @@ static void handle(conn *c, size_t end)
     int is_metrics = plen == 8 && strncmp(target, "/metrics", 8) == 0;
     int is_index = plen == 1 && target[0] == '/';
     if (!is_metrics && !is_index)
-        respond_text(c, 404, "Not Found", NULL, "not found: the metrics are at /metrics\n",
-                     head_only);
+        answer(a, 404, "Not Found", NULL, "not found: the metrics are at /metrics\n", head_only);
     else if (!get)
-        respond_text(c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n",
-                     "method not allowed: use GET or HEAD\n", 0);
-    else if (is_metrics)
-        respond_metrics(c, head_only);
-    else
-        respond_text(c, 200, "OK", NULL,
-                     "bayesguardd\n/metrics  Prometheus metrics (text format 0.0.4)\n", head_only);
+        answer(a, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n",
+               "method not allowed: use GET or HEAD\n", 0);
+    else if (is_metrics) {
+        answer(a, 200, "OK", NULL, NULL, head_only);
+        a->metrics = 1;
+    } else
+        answer(a, 200, "OK", NULL,
+               "bayesguardd\n/metrics  Prometheus metrics (text format 0.0.4)\n", head_only);
 }
 
 /* Length of the head (through its blank line) within head[0..len), looking
@@ -381,6 +394,25 @@ static size_t head_end(const char *head, size_t from, size_t len)
             return i + 2;
         if (i + 2 < len && head[i + 1] == '\r' && head[i + 2] == '\n')
             return i + 3;
+    }
+    return 0;
+}
+
+int bg__metrics_http_scan(char *head, size_t from, size_t len, bg__http_answer *a)
+{
+    if (memchr(head + from, '\0', len - from) != NULL) {
+        answer(a, 400, "Bad Request", NULL, "bad request: a NUL byte in the head\n", 0);
+        return 1;
+    }
+    size_t end = head_end(head, from > 2 ? from - 2 : 0, len);
+    if (end > 0 && end < BG_METRICS_HTTP_MAX_HEAD) {
+        parse(head, end, a);
+        return 1;
+    }
+    if (len >= BG_METRICS_HTTP_MAX_HEAD - 1) {
+        answer(a, 431, "Request Header Fields Too Large", NULL,
+               "request header fields too large: the request head must be under 8 KiB\n", 0);
+        return 1;
     }
     return 0;
 }
@@ -399,16 +431,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return; /* LINGER: discarded */
     size_t from = c->len;
     c->len += (size_t)nread;
-    if (memchr(c->head + from, '\0', (size_t)nread) != NULL) {
-        respond_text(c, 400, "Bad Request", NULL, "bad request: a NUL byte in the head\n", 0);
+    bg__http_answer a;
+    if (!bg__metrics_http_scan(c->head, from, c->len, &a))
         return;
-    }
-    size_t end = head_end(c->head, from > 2 ? from - 2 : 0, c->len);
-    if (end > 0 && end < sizeof c->head)
-        handle(c, end);
-    else if (c->len >= sizeof c->head - 1)
-        respond_text(c, 431, "Request Header Fields Too Large", NULL,
-                     "request header fields too large: the request head must be under 8 KiB\n", 0);
+    if (a.metrics)
+        respond_metrics(c, a.head_only);
+    else
+        respond_text(c, a.code, a.reason, a.extra_headers, a.body, a.head_only);
 }
 
 /* ---------------------------------------------------------- accepting */

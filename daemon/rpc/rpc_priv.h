@@ -428,6 +428,14 @@ void bg__svc_evaluate(bg__rpc_call *c);
 void bg__svc_observe(bg__rpc_call *c);
 void bg__svc_observe_stream(bg__rpc_call *c);
 void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok);
+/* For tests/fuzz only (no gRPC call: c->call is NULL, c->srv a server
+ * struct with opts.store, opts.engine and max_message set): what Evaluate
+ * or Observe does with `req` (a decoded EvaluateRequest or ObserveRequest)
+ * between decoding and the reply — check, resolve, the engine, the decision
+ * log line. An observed session is forgotten again (runs stay independent).
+ * Returns the status the call would end with; msg says why when not OK. */
+grpc_status_code bg__svc_guard_for_fuzz(bg__rpc_call *c, const ProtobufCMessage *req, char *msg,
+                                        size_t len);
 /* rpc_svc_admin.c */
 void bg__svc_status(bg__rpc_call *c);
 void bg__svc_reload(bg__rpc_call *c);

@@ -763,3 +763,55 @@ void bg__svc_observe_stream_recv(bg__rpc_call *c, int ok)
     if (bg__rpc_call_stream_recv(c) != BG_OK)
         bg__rpc_call_fail(c, GRPC_STATUS_INTERNAL, "cannot read the observation stream");
 }
+
+/* ---- tests/fuzz (rpc_priv.h): the decision path without a gRPC call */
+
+static void fuzz_observed(bg__rpc_call *c, const Bayesguard__V1__ObserveResponse *resp)
+{
+    grpc_byte_buffer_destroy(bg_rpc_pack(&resp->base));
+    bg_engine_forget(c->srv->opts.engine, resp->policy, resp->session);
+}
+
+grpc_status_code bg__svc_guard_for_fuzz(bg__rpc_call *c, const ProtobufCMessage *req, char *msg,
+                                        size_t len)
+{
+    if (req->descriptor == &bayesguard__v1__observe_request__descriptor)
+        return observe_one(c, (const Bayesguard__V1__ObserveRequest *)req, "ObserveRequest",
+                           fuzz_observed, msg, len);
+    BG_ASSERT(req->descriptor == &bayesguard__v1__evaluate_request__descriptor,
+              "bg__svc_guard_for_fuzz: a %s, expected an EvaluateRequest or ObserveRequest",
+              req->descriptor->name);
+    const Bayesguard__V1__EvaluateRequest *e = (const Bayesguard__V1__EvaluateRequest *)req;
+    bg_decision_record lr;
+    record_request(&lr, e);
+    resolved r;
+    grpc_status_code code =
+        resolve(c, e->action, e->context, e->policy, "EvaluateRequest", &r, msg, len);
+    bg_verdict v;
+    memset(&v, 0, sizeof(v));
+    if (code == GRPC_STATUS_OK) {
+        record_policy(&lr, &r);
+        bg_err err;
+        bg_err_clear(&err);
+        int rc =
+            bg_engine_evaluate(c->srv->opts.engine, &r.pol->guard, r.session, &r.act, &v, &err);
+        if (rc != BG_OK) {
+            code = bg__rpc_code_of(rc);
+            snprintf(msg, len, "%s", err.msg);
+        } else {
+            lr.decision = bg_decision_name(v.decision);
+            lr.harm_bound = v.harm_bound;
+            lr.has_cautious = 1;
+            lr.cautious_id = v.cautious_id;
+            lr.cautious_label = v.cautious_label;
+        }
+    }
+    if (code != GRPC_STATUS_OK) {
+        lr.error_code = bg_rpc_code_name(code);
+        lr.error = msg;
+    }
+    bg_decision_log_append(c->srv->opts.decisions, &lr);
+    if (r.set != NULL)
+        bg_policy_set_unref(r.set);
+    return code;
+}

@@ -20,9 +20,16 @@
  *     reload) gives zero likelihood under every hypothesis is the daemon's
  *     failure, not the request's: Evaluate says BG_EINTERNAL, not BG_EINVAL
  *     (INVALID_ARGUMENT told the client to fix a request that was fine).
+ *  5. Finite features so large that the logistic model's logit w·x
+ *     overflows (found by tests/fuzz/fuzz_request): one weight times a
+ *     feature gives +inf, another -inf, their sum NaN. The model's
+ *     check_action refuses them (BG_EINVAL naming the feature) for Observe
+ *     and Evaluate alike; before, Observe failed with BG_EINTERNAL ("retry
+ *     it") and Evaluate with no bound. Large features that do not overflow
+ *     still decide, and the session's posterior is untouched.
  *
- * Loads the built-in bernoulli and iid plugins from $BG_PLUGIN_DIR (77 =
- * skip without it).
+ * Loads the built-in bernoulli, logistic and iid plugins from
+ * $BG_PLUGIN_DIR (77 = skip without it).
  */
 #include <math.h>
 #include <stdint.h>
@@ -259,6 +266,33 @@ static void test_replay_zero_lik(bg_engine *e)
     zero_lik = 0;
 }
 
+static void test_logistic_overflow(bg_plugin_host *h)
+{
+    bg_guard_build *b =
+        fx_guard(h, "fc-logistic", "logistic", "{features: 2, grid: [-2, 0, 2]}", "iid", "", 0.5);
+    const bg_guard *g = bg_guard_build_guard(b);
+    bg_engine *e;
+    bg_err err;
+    CHECK_INT(bg_engine_create(NULL, &e, &err), BG_OK);
+    double huge[2] = {-1.1e308, -1.2e308}, big[2] = {1e300, -1e300};
+    bg_action a = {.tool = "transfer_out", .features = huge, .n_features = 2};
+    bg_observation o = {.action = a, .harmed = 0};
+    bg_verdict v;
+    bg_posterior_summary sum;
+    bg_err_clear(&err);
+    CHECK_INT(bg_engine_observe(e, g, "s", &o, &sum, &err), BG_EINVAL);
+    CHECK(strstr(err.msg, "features[0] is -1.1e+308") != NULL, "message: %s", err.msg);
+    bg_err_clear(&err);
+    CHECK_INT(bg_engine_evaluate(e, g, "s", &a, &v, &err), BG_EINVAL);
+    CHECK(strstr(err.msg, "overflows") != NULL, "message: %s", err.msg);
+    a.features = big;
+    CHECK_INT(bg_engine_evaluate(e, g, "s", &a, &v, &err), BG_OK);
+    CHECK(v.harm_bound >= 0 && v.harm_bound <= 1, "bound %g", v.harm_bound);
+    CHECK_INT(v.observations, 0);
+    bg_engine_destroy(e);
+    bg_guard_build_destroy(b);
+}
+
 int main(void)
 {
     bg_plugin_host *h = fx_host();
@@ -279,6 +313,7 @@ int main(void)
     test_sampled_nan_prior(e, bg_guard_build_guard(b));
     test_prior_session(e, bg_guard_build_guard(b));
     test_replay_zero_lik(e);
+    test_logistic_overflow(h);
 
     bg_engine_destroy(e);
     bg_sampled_destroy(fake_sampled);

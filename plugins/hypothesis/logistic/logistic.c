@@ -15,10 +15,15 @@
  *    the host's RNG seeded by `seed` (same config → same hypotheses); each
  *    sampled vector has equal prior mass (they are draws from the prior).
  *
- * check_action rejects an action whose feature count is not `features`.
+ * check_action rejects an action whose feature count is not `features`,
+ * and one whose features are so large that a logit w·x could overflow to
+ * ±inf (two of opposite sign add up to NaN: an observation no posterior
+ * can take, an evaluation with no bound): |w_k| <= max_w bounds |z| by
+ * max_w·(bias + Σ|x_k|), summed term by term as logit() sums.
  *
  * Threads: pure after create. Ownership: instance malloc'd by create.
  */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +55,7 @@ typedef struct logi {
     double grid[MAX_GRID];
     double *w;         /* samples form: [count × dims] */
     double prior_sigma;
+    double max_w;      /* the largest |weight| of any hypothesis */
 } logi;
 
 static const bg_cfg_entry cfg_map[] = {
@@ -115,8 +121,10 @@ static int create(const bg_host *host, const bg_cfg_node *config, void **out)
         }
         self->count = cnt;
         self->n_grid = c.n_grid;
-        for (size_t i = 0; i < c.n_grid; i++)
+        for (size_t i = 0; i < c.n_grid; i++) {
             self->grid[i] = c.grid[i];
+            self->max_w = fmax(self->max_w, fabs(c.grid[i]));
+        }
     } else {
         if (c.samples < 1 || self->dims == 0) {
             destroy(self);
@@ -130,8 +138,10 @@ static int create(const bg_host *host, const bg_cfg_node *config, void **out)
         }
         bg_rng rng;
         host->rng_seed(&rng, (uint64_t)c.seed);
-        for (uint64_t i = 0; i < self->count * self->dims; i++)
+        for (uint64_t i = 0; i < self->count * self->dims; i++) {
             self->w[i] = c.prior_sigma * host->rng_normal(&rng);
+            self->max_w = fmax(self->max_w, fabs(self->w[i]));
+        }
     }
     *out = self;
     return BG_PLUGIN_OK;
@@ -241,6 +251,17 @@ static int check_action(const void *vself, const bg_action *a, char *buf, size_t
         snprintf(buf, len, "action has %zu features; this model expects %u (config `features`)",
                  a->n_features, self->d);
         return BG_PLUGIN_EINVAL;
+    }
+    double bound = self->bias ? self->max_w : 0.0;
+    for (unsigned k = 0; k < self->d; k++) {
+        bound += self->max_w * fabs(a->features[k]);
+        if (!isfinite(bound)) {
+            snprintf(buf, len,
+                     "features[%u] is %g: with weights up to %g the logit w·x overflows; "
+                     "scale the features so that |w·x| stays below %g",
+                     k, a->features[k], self->max_w, DBL_MAX);
+            return BG_PLUGIN_EINVAL;
+        }
     }
     return BG_PLUGIN_OK;
 }

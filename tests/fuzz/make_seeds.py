@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""make_seeds.py — writes the seed corpus of tests/fuzz (corpus/<harness>/).
+
+The seeds are data kept in git (small: a few valid inputs per harness, plus
+the regression inputs the fuzzers found, which this script does not touch);
+run this only to regenerate the valid ones after a format change:
+
+    /usr/bin/python3 tests/fuzz/make_seeds.py <build dir with python/ (protoc output)>
+
+Formats: fuzz_request takes a selector byte then a serialized request;
+fuzz_obs_log a flags byte then the log after its magic; fuzz_metrics_http a
+read-size byte then the bytes a client sends; the others their file as is.
+"""
+import os
+import random
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+
+
+def put(harness, name, data):
+    d = os.path.join(CORPUS, harness)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def requests(build):
+    sys.path.insert(0, os.path.join(build, "python"))
+    from bayesguard.v1 import bench_pb2, guard_pb2  # noqa: E402
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "health_pb2", os.path.join(build, "python/grpc/health/v1/health_pb2.py"))
+    health_pb2 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(health_pb2)
+    g = guard_pb2
+    ev = g.EvaluateRequest(action=g.Action(id="c1", tool="send_email", arguments_json='{"to":"a@b"}'),
+                           context=g.Context(session="s1", agent="a1", trace_id="t1"))
+    put("request", "evaluate_email", b"\x00" + ev.SerializeToString())
+    ev = g.EvaluateRequest(action=g.Action(tool="transfer_out", features=[2.5, 1.0]),
+                           context=g.Context(agent="a1"), policy="payments")
+    put("request", "evaluate_payments_2slices", b"\x08" + ev.SerializeToString())
+    ev = g.EvaluateRequest(action=g.Action(tool="shell_exec", attributes={"user": "u1", "k": "v"}))
+    put("request", "evaluate_shell_attr", b"\x00" + ev.SerializeToString())
+    ob = g.ObserveRequest(action=g.Action(tool="arm_1", features=[1, 0, 1]), harmed=True, value=2.0,
+                          id="d1")
+    put("request", "observe_arm_value", b"\x01" + ob.SerializeToString())
+    ob = g.ObserveRequest(action=g.Action(tool="email_bulk"), context=g.Context(session="s2"),
+                          harmed=False)
+    put("request", "observe_email", b"\x01" + ob.SerializeToString())
+    put("request", "status", b"\x04" + g.StatusRequest().SerializeToString())
+    put("request", "ping", b"\x06" + bench_pb2.PingRequest(delay_ms=1, payload=b"x").SerializeToString())
+    put("request", "health", b"\x07" + health_pb2.HealthCheckRequest(service="bayesguard.v1.Guard")
+        .SerializeToString())
+
+
+def s(b):
+    return struct.pack("<I", len(b)) + b
+
+
+def record(guard, session, tool, feats=(), attrs=(), harmed=0, has_value=0, value=0.0):
+    out = b"\x01" + s(guard) + s(session) + s(tool) + s(b"id") + s(b"{}")
+    out += struct.pack("<I", len(feats)) + b"".join(struct.pack("<d", f) for f in feats)
+    out += struct.pack("<I", len(attrs)) + b"".join(s(k) + s(v) for k, v in attrs)
+    return out + bytes([harmed, has_value]) + struct.pack("<d", value)
+
+
+def obs():
+    recs = [
+        record(b"email", b"s", b"send_email", harmed=1),
+        record(b"payments", b"s", b"transfer_x", feats=(1.0, 0.5)),
+        record(b"arms", b"", b"arm_1", feats=(1.0, 0.0, 1.0), has_value=1, value=2.0),
+        record(b"shell", b"s", b"exec", attrs=((b"user", b"s"),)),
+    ]
+    for i, r in enumerate(recs):
+        put("obs_record", "record%d" % i, r)
+    # obs_log: flags 0 (CRCs rewritten by the harness), records framed.
+    log = b"".join(struct.pack("<II", len(r), 0) + r for r in recs)
+    put("obs_log", "four_records", b"\x00" + log)
+    put("obs_log", "torn_tail", b"\x00" + log + struct.pack("<II", 100, 0) + b"\x01abc")
+    put("obs_log", "empty", b"\x00")
+
+
+def metrics():
+    put("metrics_http", "get_metrics", b"\xff" + b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    put("metrics_http", "head_index_split", b"\x03" + b"HEAD /?q=1 HTTP/1.0\r\nAccept: */*\r\n\r\n")
+    put("metrics_http", "post_404", b"\x10" + b"\r\nPOST /x HTTP/1.1\nHost: a\nHost: b\n\n")
+
+
+def ckpt(dim, hidden, layers, heads, kv, vocab, seq, shared, seed):
+    rnd = random.Random(seed)
+    hs = dim // heads
+    kvd = kv * hs
+    n = vocab * dim + layers * dim + layers * dim * dim + 2 * layers * kvd * dim + layers * dim * dim
+    n += layers * dim + 3 * layers * hidden * dim + dim + seq * hs
+    if not shared:
+        n += vocab * dim
+    hdr = struct.pack("<7i", dim, hidden, layers, heads, kv, vocab if shared else -vocab, seq)
+    return hdr + b"".join(struct.pack("<f", rnd.uniform(-0.5, 0.5)) for _ in range(n))
+
+
+def nn():
+    put("nn_ckpt", "tiny_shared", ckpt(8, 16, 1, 2, 1, 8, 4, True, 1))
+    put("nn_ckpt", "tiny_cls_gqa", ckpt(8, 12, 2, 4, 2, 5, 3, False, 2))
+    put("nn_ckpt", "header_only", struct.pack("<7i", 8, 16, 1, 2, 1, 8, 4))
+
+
+def policies():
+    src = os.path.abspath(os.path.join(HERE, "../.."))
+    for p in ("policies/email.yaml", "policies/payments.yaml", "tests/rpc/policies/rpc.yaml",
+              "tests/policy/bad/duplicate_key.yaml", "tests/policy/bad/estimator_unknown_key.yaml"):
+        with open(os.path.join(src, p), "rb") as f:
+            text = b"".join(l for l in f.read().splitlines(True) if not l.lstrip().startswith(b"#"))
+        put("policy", os.path.basename(os.path.dirname(p)) + "_" + os.path.basename(p), text)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_seeds.py <build dir>")
+    requests(sys.argv[1])
+    obs()
+    metrics()
+    nn()
+    policies()
