@@ -785,16 +785,17 @@ grpc_status_code bg__svc_guard_for_fuzz(bg__rpc_call *c, const ProtobufCMessage 
     bg_decision_record lr;
     record_request(&lr, e);
     resolved r;
+    lr.peer = c->peer.identity;
     grpc_status_code code =
-        resolve(c, e->action, e->context, e->policy, "EvaluateRequest", &r, msg, len);
+        resolve(c, e->action, e->context, e->policy, "EvaluateRequest", 0, &r, msg, len);
     bg_verdict v;
     memset(&v, 0, sizeof(v));
     if (code == GRPC_STATUS_OK) {
         record_policy(&lr, &r);
         bg_err err;
         bg_err_clear(&err);
-        int rc =
-            bg_engine_evaluate(c->srv->opts.engine, &r.pol->guard, r.session, &r.act, &v, &err);
+        int rc = evaluate_levels(c->srv, &r, &v, &err); /* both levels, as Evaluate does */
+        lr.session_key = r.session;
         if (rc != BG_OK) {
             code = bg__rpc_code_of(rc);
             snprintf(msg, len, "%s", err.msg);

@@ -17,6 +17,8 @@
  * decoded Evaluate/Observe ends in a gRPC status code the handlers use; a
  * request without action.tool is INVALID_ARGUMENT.
  */
+#include <stdio.h>
+
 #include <grpc/byte_buffer.h>
 #include <grpc/slice.h>
 #include <sys/stat.h>
@@ -87,6 +89,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const ProtobufCMessageDescriptor *desc = kinds[data[0] & 7];
     size_t n = size - 1, half = (data[0] & 8) ? n / 2 : n;
+    /* Bit 4: a caller the listener identified (a unix socket's uid), so
+     * policies keyed by peer.* decide; else one it could not (plain TCP). */
+    memset(&call->peer, 0, sizeof call->peer);
+    if (data[0] & 16) {
+        call->peer.has_cred = 1;
+        call->peer.uid = call->peer.gid = 1000;
+        snprintf(call->peer.identity, sizeof call->peer.identity, "uid:1000");
+    }
     grpc_slice s[2] = {grpc_slice_from_copied_buffer((const char *)data + 1, half),
                        grpc_slice_from_copied_buffer((const char *)data + 1 + half, n - half)};
     call->payload = grpc_raw_byte_buffer_create(s, half < n ? 2 : 1);
@@ -98,9 +108,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       desc == &bayesguard__v1__observe_request__descriptor)) {
         char msg[1536];
         grpc_status_code code = bg__svc_guard_for_fuzz(call, m, msg, sizeof msg);
+        /* The codes a request may earn (never INTERNAL): PERMISSION_DENIED
+         * and ALREADY_EXISTS are the receipts' (an Observe without a valid
+         * one), FAILED_PRECONDITION a peer.* session key with no peer (the
+         * harness's call has none). */
         BG_ASSERT(code == GRPC_STATUS_OK || code == GRPC_STATUS_INVALID_ARGUMENT ||
                       code == GRPC_STATUS_NOT_FOUND || code == GRPC_STATUS_RESOURCE_EXHAUSTED ||
-                      code == GRPC_STATUS_UNAVAILABLE,
+                      code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_PERMISSION_DENIED ||
+                      code == GRPC_STATUS_ALREADY_EXISTS ||
+                      code == GRPC_STATUS_FAILED_PRECONDITION,
                   "%s ended with %s: %s", desc->name, bg_rpc_code_name(code), msg);
         /* Both messages have the action first. */
         const Bayesguard__V1__Action *a = desc == &bayesguard__v1__evaluate_request__descriptor
