@@ -12,7 +12,8 @@
 - An outcome is recorded in the session its receipt was minted in: under
   `session: peer.identity/context.session`, a reporter under another uid
   (or sending another context.session) reports into the agent's session
-  (child and identity level), which the agent's next Evaluate sees.
+  (child and identity level), which the agent's next Evaluate sees; a
+  reload that changes the policy's keying voids the receipts minted before.
 - `outcomes: open` accepts an Observe without a receipt, and Status says
   which policy takes which.
 - A key file others may read, or one named but absent, stops the start
@@ -278,6 +279,36 @@ def test_outcome_lands_in_the_receipts_session():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_reload_of_the_keying_voids_receipts():
+    """A receipt binds the policy's spec.session: after a reload that keys
+    sessions otherwise, its key would name another session, so it is
+    refused; a reload that keeps the keying keeps it valid."""
+    pol = tempfile.mkdtemp(prefix="bgt-rpol-")
+    path = os.path.join(pol, "peer.yaml")
+    try:
+        with open(path, "w") as f:
+            f.write(PEER.replace("peer.identity/context.session", "context.session"))
+        with Daemon(policies=pol) as d:
+            def receipt():
+                return allow(d, tool="peer_run", session="uid:0|x", args="{}")
+
+            def observe(r):
+                return d.call("Observe", oreq(r, tool="peer_run", session="x", args="{}"))
+
+            kept, voided = receipt(), receipt()
+            with open(path, "a") as f:
+                f.write("  priority: 1\n")  # a reload, the keying unchanged
+            assert d.call("Reload", guard_pb2.ReloadRequest()).revision
+            assert observe(kept).session == "uid:0|x"
+            with open(path, "w") as f:
+                f.write(PEER)
+            d.call("Reload", guard_pb2.ReloadRequest())
+            expect_code(lambda: observe(voided), C.PERMISSION_DENIED,
+                        ["for another session keying", "spec.session"])
+    finally:
+        shutil.rmtree(pol, ignore_errors=True)
+
+
 def test_outcomes_open_and_memory_key():
     pol = policy_dir()
     try:
@@ -338,4 +369,5 @@ def test_key_file_refused():
 if __name__ == "__main__":
     bgtest.main([test_receipts_once_across_restart_and_forgeries,
                  test_outcome_lands_in_the_receipts_session,
+                 test_reload_of_the_keying_voids_receipts,
                  test_outcomes_open_and_memory_key, test_key_file_refused])
