@@ -32,7 +32,8 @@
 
 #define TAG_BYTES 32
 #define ARGS_DIGEST_BYTES 16
-#define DOMAIN "bayesguard receipt v1"
+#define DOMAIN "bayesguard receipt v2"
+#define DIGESTS 24 /* u64 digest(policy) | u64 digest(session spec) | u64 digest(tool) */
 
 #define BLOCK 64 /* SHA-256's block: HMAC pads the key to it */
 
@@ -212,7 +213,8 @@ static int mac_str(SHA256_CTX *m, const char *s)
     return SHA256_Update(m, len, 4) && (n == 0 || SHA256_Update(m, s, n));
 }
 
-/* tag = HMAC-SHA256(key, DOMAIN NUL | body | policy | session | tool)
+/* tag = HMAC-SHA256(key, DOMAIN NUL | body | policy | session spec | tool)
+ * (the body holds the session key)
  *     = SHA256(key ^ opad | SHA256(key ^ ipad | message)). */
 static int tag_of(const bg_receipt_key *k, const uint8_t *body, size_t n, const bg_receipt_claim *c,
                   uint8_t tag[TAG_BYTES])
@@ -220,7 +222,7 @@ static int tag_of(const bg_receipt_key *k, const uint8_t *body, size_t n, const 
     SHA256_CTX m = k->inner;
     uint8_t ih[SHA256_DIGEST_LENGTH];
     int ok = SHA256_Update(&m, DOMAIN, sizeof DOMAIN) && SHA256_Update(&m, body, n) &&
-             mac_str(&m, c->policy) && mac_str(&m, c->session) && mac_str(&m, c->tool) &&
+             mac_str(&m, c->policy) && mac_str(&m, c->session_spec) && mac_str(&m, c->tool) &&
              SHA256_Final(ih, &m);
     m = k->outer;
     ok = ok && SHA256_Update(&m, ih, sizeof ih) && SHA256_Final(tag, &m);
@@ -233,8 +235,9 @@ size_t bg_receipt_mint(const bg_receipt_key *k, const bg_receipt_claim *c, uint8
 {
     size_t nid = c->decision_id ? strlen(c->decision_id) : 0;
     size_t nrev = c->revision ? strlen(c->revision) : 0;
-    size_t body = 12 + 1 + nid + 1 + nrev + 24 + ARGS_DIGEST_BYTES;
-    if (nid > 255 || nrev > 255 || body + TAG_BYTES > cap)
+    size_t nses = c->session ? strlen(c->session) : 0;
+    size_t body = 12 + 1 + nid + 1 + nrev + 2 + nses + DIGESTS + ARGS_DIGEST_BYTES;
+    if (nid > 255 || nrev > 255 || nses > BG_RECEIPT_SESSION_MAX || body + TAG_BYTES > cap)
         return 0;
     uint8_t *p = out;
     *p++ = BG_RECEIPT_VERSION;
@@ -249,10 +252,15 @@ size_t bg_receipt_mint(const bg_receipt_key *k, const bg_receipt_claim *c, uint8
     *p++ = (uint8_t)nrev;
     memcpy(p, c->revision, nrev);
     p += nrev;
+    *p++ = (uint8_t)nses;
+    *p++ = (uint8_t)(nses >> 8);
+    if (nses)
+        memcpy(p, c->session, nses);
+    p += nses;
     put_u64(p, fnv64(c->policy));
-    put_u64(p + 8, fnv64(c->session));
+    put_u64(p + 8, fnv64(c->session_spec));
     put_u64(p + 16, fnv64(c->tool));
-    p += 24;
+    p += DIGESTS;
     if (args_digest(c, p) != BG_OK)
         return 0;
     p += ARGS_DIGEST_BYTES;
@@ -298,7 +306,7 @@ bg_receipt_verdict bg_receipt_verify(const bg_receipt_key *k, const uint8_t *tok
                       c->policy);
     /* Parse: every length checked before it is used. */
     const uint8_t *p = tok, *end = tok + len;
-    if (len < 12 + 2 + 24 + ARGS_DIGEST_BYTES + TAG_BYTES || p[0] != BG_RECEIPT_VERSION)
+    if (len < 12 + 2 + 2 + DIGESTS + ARGS_DIGEST_BYTES + TAG_BYTES || p[0] != BG_RECEIPT_VERSION)
         return refuse(err, BG_RECEIPT_MALFORMED,
                       "the receipt is malformed (%zu bytes, version %u; expected version %d): "
                       "send Verdict.receipt unchanged",
@@ -313,12 +321,21 @@ bg_receipt_verdict bg_receipt_verify(const bg_receipt_key *k, const uint8_t *tok
     const uint8_t *id = p;
     p += nid;
     size_t nrev = *p++;
-    if ((size_t)(end - p) != nrev + 24 + ARGS_DIGEST_BYTES + TAG_BYTES)
+    if ((size_t)(end - p) < nrev + 2)
         goto malformed;
     const uint8_t *rev = p;
     p += nrev;
+    size_t nses = (size_t)p[0] | (size_t)p[1] << 8;
+    p += 2;
+    if (nses > BG_RECEIPT_SESSION_MAX ||
+        (size_t)(end - p) != nses + DIGESTS + ARGS_DIGEST_BYTES + TAG_BYTES)
+        goto malformed;
+    const uint8_t *ses = p;
+    if (memchr(ses, 0, nses)) /* a key is a C string: no mint wrote this */
+        goto malformed;
+    p += nses;
     const uint8_t *dig = p;
-    size_t body = (size_t)(p + 24 + ARGS_DIGEST_BYTES - tok);
+    size_t body = (size_t)(p + DIGESTS + ARGS_DIGEST_BYTES - tok);
 
     /* Which claim differs, for the message (the tag below decides). */
     uint8_t ad[ARGS_DIGEST_BYTES];
@@ -327,19 +344,24 @@ bg_receipt_verdict bg_receipt_verify(const bg_receipt_key *k, const uint8_t *tok
     bg_receipt_verdict other = BG_RECEIPT_OK;
     if (get_u64(dig) != fnv64(c->policy))
         other = BG_RECEIPT_OTHER_POLICY;
-    else if (get_u64(dig + 8) != fnv64(c->session))
-        other = BG_RECEIPT_OTHER_SESSION;
+    else if (get_u64(dig + 8) != fnv64(c->session_spec))
+        return refuse(err, BG_RECEIPT_OTHER_KEYING,
+                      "the receipt is for another session keying: decision %.*s was made while "
+                      "policy %s keyed sessions otherwise than by '%s' (its spec.session changed "
+                      "since), so its session key cannot be placed; the outcome is not stored",
+                      (int)nid, (const char *)id, c->policy,
+                      c->session_spec ? c->session_spec : "");
     else if (get_u64(dig + 16) != fnv64(c->tool))
         other = BG_RECEIPT_OTHER_TOOL;
-    else if (CRYPTO_memcmp(dig + 24, ad, ARGS_DIGEST_BYTES) != 0)
+    else if (CRYPTO_memcmp(dig + DIGESTS, ad, ARGS_DIGEST_BYTES) != 0)
         other = BG_RECEIPT_OTHER_ARGS;
     if (other != BG_RECEIPT_OK)
         return refuse(err, other,
                       "the receipt is %s: it was given for decision %.*s, not for policy %s, "
-                      "session '%s', tool '%s' with these arguments; send the receipt of the "
-                      "Verdict for this action",
+                      "tool '%s' with these arguments; send the receipt of the Verdict for "
+                      "this action",
                       bg_receipt_verdict_name(other), (int)nid, (const char *)id, c->policy,
-                      c->session ? c->session : "", c->tool ? c->tool : "");
+                      c->tool ? c->tool : "");
     uint8_t tag[TAG_BYTES];
     if (tag_of(k, tok, body, c, tag) != BG_OK)
         return refuse(err, BG_RECEIPT_FORGED, "receipt check failed (HMAC unavailable)");
@@ -360,6 +382,8 @@ bg_receipt_verdict bg_receipt_verify(const bg_receipt_key *k, const uint8_t *tok
         info->decision_id[nid] = '\0';
         memcpy(info->revision, rev, nrev);
         info->revision[nrev] = '\0';
+        memcpy(info->session, ses, nses);
+        info->session[nses] = '\0';
     }
     return BG_RECEIPT_OK;
 malformed:

@@ -7,21 +7,35 @@
  * outcomes of actions that never ran and talk the bound down. A receipt is
  * minted by Evaluate for a decision that lets an action run (ALLOW), and an
  * Observe under a policy's `outcomes: receipts` is accepted only with one
- * that is authentic, unexpired, for the same policy, session key, tool and
- * arguments, and not used before (the single-use record lives in the engine,
+ * that is authentic, unexpired, for the same policy, tool and arguments,
+ * and not used before (the single-use record lives in the engine,
  * engine.h: bg_engine_observe_receipt, persisted in the observation log).
+ * The receipt names the session key it was minted in (a two-level
+ * policy's child key), and the Observe's outcome is recorded there: the
+ * reporter (a tool runner under another uid, say) neither needs the
+ * agent's identity nor can pick another session — the key is covered by
+ * the tag.
  *
- * Token (version 1, little-endian), at most BG_RECEIPT_MAX bytes:
- *   u8 version=1 | u8 decision (bg_decision) | u8 flags (BG_RECEIPT_*) |
+ * Token (version 2, little-endian), at most BG_RECEIPT_MAX bytes:
+ *   u8 version=2 | u8 decision (bg_decision) | u8 flags (BG_RECEIPT_*) |
  *   u8 0 | i64 expiry (Unix ms) | u8 n + decision id | u8 n + revision |
- *   u64 digest(policy) | u64 digest(session key) | u64 digest(tool) |
- *   16 bytes SHA-256(arguments_json) prefix |
- *   32 bytes tag = HMAC-SHA256(key, "bayesguard receipt v1" NUL | every byte
- *                  above | u32 n + policy | u32 n + session | u32 n + tool)
- * The tag covers the full policy, session and tool strings (the Observe's
- * own, on verify); the 64-bit digests (FNV-1a) only let a refusal say which
- * of them differs. The revision is carried, not compared: a reload between
- * Evaluate and Observe does not void receipts.
+ *   u16 n + session key | u64 digest(policy) | u64 digest(session spec) |
+ *   u64 digest(tool) | 16 bytes SHA-256(arguments_json) prefix |
+ *   32 bytes tag = HMAC-SHA256(key, "bayesguard receipt v2" NUL | every byte
+ *                  above | u32 n + policy | u32 n + session spec |
+ *                  u32 n + tool)
+ * The tag covers the session key (in the body) and the full policy,
+ * session spec and tool strings (the Observe's own, on verify); the 64-bit
+ * digests (FNV-1a) only let a refusal say which of them differs. The
+ * session spec (the policy's spec.session) says what the key means: a
+ * reload that changes it voids the receipts minted before, so a key can
+ * never be read under another keying (a context.session an agent chose,
+ * "uid:5|x", read as uid 5's two-level key). The revision is carried,
+ * not compared: a reload between Evaluate and Observe does not void
+ * receipts. Version 1 (unreleased) bound the session key without carrying
+ * it, so an Observe had to recompute it from its own caller; its tokens
+ * are refused as malformed, naming the version — a distinct version (and
+ * MAC domain) so no v1 token is ever parsed as a v2 one.
  *
  * Key: BG_RECEIPT_KEY_MIN..BG_RECEIPT_KEY_MAX raw bytes, from a file that
  * only its owner may read (mode & 077 == 0, else refused) or created there
@@ -43,8 +57,10 @@
 
 #include "common/bg_err.h"
 
-#define BG_RECEIPT_VERSION 1
-#define BG_RECEIPT_MAX 400
+#define BG_RECEIPT_VERSION 2
+#define BG_RECEIPT_SESSION_MAX 1024 /* bytes of session key a receipt carries */
+/* the largest token: header, id, revision, session, digests, tag */
+#define BG_RECEIPT_MAX (12 + 1 + 255 + 1 + 255 + 2 + BG_RECEIPT_SESSION_MAX + 24 + 16 + 32)
 #define BG_RECEIPT_KEY_MIN 32
 #define BG_RECEIPT_KEY_MAX 1024
 #define BG_RECEIPT_KEY_FILE "receipt.key" /* default, in --data-dir */
@@ -67,11 +83,12 @@ int bg_receipt_key_from(const uint8_t *bytes, size_t len, bg_receipt_key **out, 
 void bg_receipt_key_destroy(bg_receipt_key *k);
 
 /* What a receipt binds. Strings borrowed; ids and revision at most 255
- * bytes. */
+ * bytes, the session key at most BG_RECEIPT_SESSION_MAX. */
 typedef struct bg_receipt_claim {
     const char *policy;
     const char *revision;
-    const char *session; /* the resolved session key */
+    const char *session;      /* the resolved session key (mint only: verify reads the token's) */
+    const char *session_spec; /* the policy's spec.session, as written; NULL = "" */
     const char *tool;
     const char *args; /* arguments_json, may be NULL (= "") */
     size_t args_len;
@@ -82,8 +99,8 @@ typedef struct bg_receipt_claim {
 } bg_receipt_claim;
 
 /* Write the token into out[0..cap) (cap >= BG_RECEIPT_MAX is always
- * enough); returns its length, or 0 when an id is too long or the MAC
- * failed (out of memory). */
+ * enough); returns its length, or 0 when an id, the revision or the
+ * session key is too long or the MAC failed. */
 size_t bg_receipt_mint(const bg_receipt_key *k, const bg_receipt_claim *c, uint8_t *out,
                        size_t cap);
 
@@ -93,7 +110,7 @@ size_t bg_receipt_mint(const bg_receipt_key *k, const bg_receipt_claim *c, uint8
     X(BG_RECEIPT_MISSING, "missing")                                                               \
     X(BG_RECEIPT_MALFORMED, "malformed")                                                           \
     X(BG_RECEIPT_OTHER_POLICY, "for another policy")                                               \
-    X(BG_RECEIPT_OTHER_SESSION, "for another session")                                             \
+    X(BG_RECEIPT_OTHER_KEYING, "for another session keying")                                       \
     X(BG_RECEIPT_OTHER_TOOL, "for another tool")                                                   \
     X(BG_RECEIPT_OTHER_ARGS, "for other arguments")                                                \
     X(BG_RECEIPT_FORGED, "not authentic")                                                          \
@@ -114,10 +131,12 @@ typedef struct bg_receipt_info {
     int64_t expiry_unix_ms;
     char decision_id[256];
     char revision[256];
+    char session[BG_RECEIPT_SESSION_MAX + 1]; /* the session key it was minted in */
 } bg_receipt_info;
 
-/* Check tok[0..len) against what the Observe claims (c->policy, session,
- * tool, args; the other fields of c are ignored) at time now_unix_ms.
+/* Check tok[0..len) against what the Observe claims (c->policy,
+ * session_spec, tool, args; the other fields of c, session included, are ignored: the token
+ * names its session, info->session) at time now_unix_ms.
  * BG_RECEIPT_OK fills *info; any other verdict leaves a message in err
  * (code BG_EPERM) saying what is wrong and what to send instead. The tag
  * is compared in constant time (CRYPTO_memcmp). */

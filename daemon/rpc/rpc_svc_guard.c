@@ -30,10 +30,14 @@
  * ESCALATE carry none: the action does not run, so there is no outcome to
  * report (an approved escalation gets its receipt from the approval). An
  * Observe under `outcomes: receipts` is checked (check_receipt) after the
- * policy and session are resolved and before the engine, which accepts
- * each receipt once (bg_engine_observe_receipt): refused ->
- * PERMISSION_DENIED saying why, used before -> ALREADY_EXISTS; nothing is
- * stored either way. `outcomes: open` ignores receipts.
+ * policy is resolved and before the engine, which accepts each receipt
+ * once (bg_engine_observe_receipt): refused -> PERMISSION_DENIED saying
+ * why, used before -> ALREADY_EXISTS; nothing is stored either way. The
+ * outcome is recorded in the session key the receipt carries (and its
+ * identity level for a two-level key), not one computed from the
+ * reporter, who may run under another uid than the agent; the reporter's
+ * identity is still charged the observation rate. `outcomes: open`
+ * ignores receipts: the session is the request's, as for Evaluate.
  *
  * ObserveStream reads its client stream through the method table's on_recv
  * hook (bg__svc_observe_stream_recv); rpc_call.c never names this file.
@@ -254,7 +258,9 @@ static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a
     }
     if (code == GRPC_STATUS_OK && !r->pol->builtin) {
         code = features_of(c, what, r, msg, len);
-        if (code == GRPC_STATUS_OK)
+        /* An Observe under `outcomes: receipts` is recorded in the session
+         * its receipt names (check_receipt), never the reporter's own. */
+        if (code == GRPC_STATUS_OK && !(observing && !r->pol->outcomes_open))
             code = keys_of(c, ctx, r, msg, len);
     }
     if (code != GRPC_STATUS_OK) {
@@ -371,9 +377,12 @@ static void record_policy(bg_decision_record *lr, const resolved *r)
     lr->shadow = g->shadow != 0;
 }
 
-/* Fill out->receipt for an ALLOW (buf: at least BG_RECEIPT_MAX bytes). */
-static void mint_receipt(const bg_rpc_server *s, const resolved *r, const bg_verdict *v,
-                         const char *did, uint8_t *buf, Bayesguard__V1__Verdict *out)
+/* Fill out->receipt for an ALLOW (buf: at least BG_RECEIPT_MAX bytes),
+ * naming `session`: the key resolved for the request (a two-level key's
+ * child, whichever level decided), where its outcome is recorded. */
+static void mint_receipt(const bg_rpc_server *s, const resolved *r, const char *session,
+                         const bg_verdict *v, const char *did, uint8_t *buf,
+                         Bayesguard__V1__Verdict *out)
 {
     if (v->decision != BG_DECISION_ALLOW || s->opts.receipts == NULL)
         return;
@@ -381,7 +390,8 @@ static void mint_receipt(const bg_rpc_server *s, const resolved *r, const bg_ver
     const char *args = r->act.arguments_json ? r->act.arguments_json : "";
     bg_receipt_claim rc = {.policy = r->pol->name,
                            .revision = bg_policy_set_revision(r->set),
-                           .session = r->session,
+                           .session = session,
+                           .session_spec = r->pol->session_spec,
                            .tool = r->act.tool,
                            .args = args,
                            .args_len = strlen(args),
@@ -391,7 +401,10 @@ static void mint_receipt(const bg_rpc_server *s, const resolved *r, const bg_ver
     out->receipt.len = bg_receipt_mint(s->opts.receipts, &rc, buf, BG_RECEIPT_MAX);
     out->receipt.data = out->receipt.len ? buf : NULL;
     if (out->receipt.len == 0)
-        BG_WARN("decision", "%s: no receipt minted (out of memory?)", did);
+        BG_WARN("decision",
+                "%s: no receipt minted: the session key is longer than %d bytes, or SHA-256 "
+                "failed; its outcome cannot be reported under outcomes: receipts",
+                did, BG_RECEIPT_SESSION_MAX);
 }
 
 /* Answer a failed evaluation with code and msg, and log it. */
@@ -429,6 +442,7 @@ void bg__svc_evaluate(bg__rpc_call *c)
     bg_err err;
     bg_err_clear(&err);
     memset(&v, 0, sizeof(v));
+    const char *child = r.session; /* the receipt's: evaluate_levels may name the parent */
     int rc = evaluate_levels(s, &r, &v, &err);
     lr.session_key = r.session; /* the level that decided */
     int on_error_allowed = 0;
@@ -490,7 +504,7 @@ void bg__svc_evaluate(bg__rpc_call *c)
     out.threshold = p->guard.threshold;
     out.on_error_allowed = on_error_allowed;
     uint8_t receipt[BG_RECEIPT_MAX];
-    mint_receipt(s, &r, &v, did, receipt, &out);
+    mint_receipt(s, &r, child, &v, did, receipt, &out);
     uint64_t elapsed_ns = bg_now_ns() - c->start_ns;
     out.eval_us = elapsed_ns / 1000u;
     if (s->opts.metrics != NULL)
@@ -529,11 +543,18 @@ void bg__svc_evaluate(bg__rpc_call *c)
 typedef void (*observed_fn)(bg__rpc_call *c, const Bayesguard__V1__ObserveResponse *resp);
 
 /* Under `outcomes: receipts`: the request's receipt must be authentic,
- * unexpired, minted for what r resolved to, for an action that ran, and
- * for the decision req->id names (when it names one). */
-static grpc_status_code check_receipt(const bg__rpc_call *c,
-                                      const Bayesguard__V1__ObserveRequest *req, const resolved *r,
-                                      const char *what, bg_obs_receipt *used, char *msg, size_t len)
+ * unexpired, minted for r's policy, tool and arguments, for an action that
+ * ran, under the same spec.session (a reload that changed it voids the
+ * receipt: its key would mean another session), and for the decision
+ * req->id names (when it names one). Accepted,
+ * r->session becomes the session key the receipt was minted in (covered
+ * by its tag: the reporter's identity and context.session play no part),
+ * and for a two-level policy r->parent that key's identity level (the
+ * part before the first BG_SESSION_LEVEL_SEP, which no identity contains:
+ * policy_session.c). Both live in the call arena. */
+static grpc_status_code check_receipt(bg__rpc_call *c, const Bayesguard__V1__ObserveRequest *req,
+                                      resolved *r, const char *what, bg_obs_receipt *used,
+                                      char *msg, size_t len)
 {
     if (c->srv->opts.receipts == NULL) {
         snprintf(msg, len,
@@ -545,7 +566,7 @@ static grpc_status_code check_receipt(const bg__rpc_call *c,
     }
     const char *args = r->act.arguments_json ? r->act.arguments_json : "";
     bg_receipt_claim claim = {.policy = r->pol->name,
-                              .session = r->session,
+                              .session_spec = r->pol->session_spec,
                               .tool = r->act.tool,
                               .args = args,
                               .args_len = strlen(args)};
@@ -571,6 +592,22 @@ static grpc_status_code check_receipt(const bg__rpc_call *c,
                  "the receipt of that decision",
                  what, req->id, info.decision_id);
         return GRPC_STATUS_PERMISSION_DENIED;
+    }
+    size_t ns = strlen(info.session);
+    char *key = bg__rpc_call_alloc(c, 2 * (ns + 1));
+    if (key == NULL) {
+        snprintf(msg, len, "out of memory for the receipt's session key");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    memcpy(key, info.session, ns + 1);
+    r->session = key;
+    r->parent = NULL;
+    const char *sep = r->pol->session_two_level ? strchr(key, BG_SESSION_LEVEL_SEP) : NULL;
+    if (sep != NULL) { /* always: the tag binds spec.session, and two levels mint id|session */
+        char *parent = key + ns + 1;
+        memcpy(parent, key, (size_t)(sep - key));
+        parent[sep - key] = '\0';
+        r->parent = parent;
     }
     memset(used, 0, sizeof(*used));
     snprintf(used->id, sizeof(used->id), "%s", info.decision_id);

@@ -4,10 +4,11 @@
  * version-2 observation record that carries a receipt into the log.
  *
  * What it shows: a receipt verifies only for what it was minted for; every
- * single-byte change of a token, another key, another policy, session,
- * tool or argument string, and a passed expiry are each refused with their
- * own verdict; key files are made 0600 and group/world-readable ones are
- * refused; a used id is refused until released or expired; a receipt
+ * single-byte change of a token, another key, another policy, session
+ * keying (spec.session), tool or argument string, and a passed expiry are each refused with their
+ * own verdict; it carries the session key it was minted in (any change of those bytes is not
+ * authentic, and the Observe's own session plays no part); key files are made 0600 and
+ * group/world-readable ones are refused; a used id is refused until released or expired; a receipt
  * written into an observation record comes back from it.
  */
 #include <fcntl.h>
@@ -32,6 +33,7 @@ static bg_receipt_claim claim(void)
     return (bg_receipt_claim){.policy = "shell",
                               .revision = "d1ebb847f7d6aa",
                               .session = "s1",
+                              .session_spec = "context.session",
                               .tool = "shell_exec",
                               .args = args,
                               .args_len = sizeof args - 1,
@@ -75,10 +77,19 @@ static void test_round_trip_and_refusals(void)
     r.policy = "email";
     CHECK_INT(bg_receipt_verify(k, tok, n, &r, NOW, NULL, &err), BG_RECEIPT_OTHER_POLICY);
     CHECK(err.code == BG_EPERM && strstr(err.msg, "for another policy"), "%s", err.msg);
+    /* Another keying (a reload changed spec.session): the key would mean
+     * another session, so the receipt is void. */
+    r = c;
+    r.session_spec = "peer.identity/context.session";
+    CHECK_INT(bg_receipt_verify(k, tok, n, &r, NOW, NULL, &err), BG_RECEIPT_OTHER_KEYING);
+    CHECK(strstr(err.msg, "another session keying") && strstr(err.msg, "spec.session"), "%s",
+          err.msg);
+    /* The session is the token's: the Observe's claim of one is ignored. */
+    CHECK_STR(info.session, "s1");
     r = c;
     r.session = "s2";
-    CHECK_INT(bg_receipt_verify(k, tok, n, &r, NOW, NULL, &err), BG_RECEIPT_OTHER_SESSION);
-    CHECK(strstr(err.msg, "for another session") != NULL, "%s", err.msg);
+    CHECK_INT(bg_receipt_verify(k, tok, n, &r, NOW, &info, &err), BG_RECEIPT_OK);
+    CHECK_STR(info.session, "s1");
     r = c;
     r.tool = "shell_run";
     CHECK_INT(bg_receipt_verify(k, tok, n, &r, NOW, NULL, &err), BG_RECEIPT_OTHER_TOOL);
@@ -132,6 +143,86 @@ static void test_round_trip_and_refusals(void)
     bg_receipt_key_destroy(other);
 }
 
+/* Offset of the session key's u16 length in a version-2 token. */
+static size_t session_at(const uint8_t *tok)
+{
+    size_t nid = tok[12];
+    return 12 + 1 + nid + 1 + tok[13 + nid];
+}
+
+/* The token carries the session key it was minted in — a two-level
+ * child key here, and one as long as allowed — and the tag covers it:
+ * flipped bits in its bytes, or another key of the same or another length
+ * written over it (what a reporter wanting another session would do), are
+ * refused; a key too long for a receipt mints none. */
+static void test_session_carried(void)
+{
+    bg_receipt_key *k = key_of(7);
+    bg_receipt_claim c = claim();
+    c.session = "uid:1000|conv-42";
+    uint8_t tok[BG_RECEIPT_MAX];
+    size_t n = bg_receipt_mint(k, &c, tok, sizeof tok);
+    CHECK(n > 0);
+    size_t at = session_at(tok);
+    CHECK_INT(tok[at] | tok[at + 1] << 8, (long long)strlen(c.session));
+    CHECK(memcmp(tok + at + 2, c.session, strlen(c.session)) == 0);
+    bg_receipt_info info;
+    bg_err err;
+    bg_receipt_claim other = c;
+    other.session = "uid:0|root";
+    CHECK_INT(bg_receipt_verify(k, tok, n, &other, NOW, &info, &err), BG_RECEIPT_OK);
+    CHECK_STR(info.session, "uid:1000|conv-42");
+    /* Every bit of the length and of the key's bytes. */
+    for (size_t i = at; i < at + 2 + strlen(c.session); i++)
+        for (int b = 0; b < 8; b++) {
+            tok[i] ^= (uint8_t)(1u << b);
+            bg_receipt_verdict v = bg_receipt_verify(k, tok, n, &c, NOW, &info, &err);
+            CHECK(v == (i < at + 2 ? BG_RECEIPT_MALFORMED : BG_RECEIPT_FORGED),
+                  "byte %zu bit %d: %s", i, b, bg_receipt_verdict_name(v));
+            tok[i] ^= (uint8_t)(1u << b);
+        }
+    /* Another key of the same length written over it: not authentic. */
+    memcpy(tok + at + 2, "uid:1001|conv-42", strlen(c.session));
+    CHECK_INT(bg_receipt_verify(k, tok, n, &c, NOW, NULL, &err), BG_RECEIPT_FORGED);
+    CHECK(strstr(err.msg, "not authentic") != NULL, "%s", err.msg);
+    /* ... and of another length, the token re-laid around it. */
+    bg_receipt_claim mine = c;
+    mine.session = "uid:1001|x";
+    uint8_t tok2[BG_RECEIPT_MAX];
+    size_t n2 = bg_receipt_mint(k, &mine, tok2, sizeof tok2);
+    uint8_t forged[BG_RECEIPT_MAX];
+    size_t a2 = session_at(tok2), ns = strlen(mine.session), nc = strlen(c.session);
+    CHECK(bg_receipt_mint(k, &c, tok, sizeof tok) == n);
+    memcpy(forged, tok, at);
+    forged[at] = (uint8_t)ns;
+    forged[at + 1] = 0;
+    memcpy(forged + at + 2, mine.session, ns);
+    memcpy(forged + at + 2 + ns, tok + at + 2 + nc, n - at - 2 - nc);
+    size_t nf = n - nc + ns;
+    CHECK_INT(a2, at);
+    CHECK_INT(nf, n2);
+    CHECK_INT(bg_receipt_verify(k, forged, nf, &c, NOW, NULL, &err), BG_RECEIPT_FORGED);
+    /* A NUL inside the key: no mint writes one. */
+    tok[at + 2 + 3] = 0;
+    CHECK_INT(bg_receipt_verify(k, tok, n, &c, NOW, NULL, &err), BG_RECEIPT_MALFORMED);
+    /* The longest key fits in BG_RECEIPT_MAX with the longest ids; one
+     * byte more mints nothing. */
+    static char longest[BG_RECEIPT_SESSION_MAX + 2], id[256], rev[256];
+    memset(longest, 's', BG_RECEIPT_SESSION_MAX);
+    memset(id, 'i', 255);
+    memset(rev, 'r', 255);
+    c.session = longest;
+    c.decision_id = id;
+    c.revision = rev;
+    n = bg_receipt_mint(k, &c, tok, sizeof tok);
+    CHECK_INT(n, BG_RECEIPT_MAX);
+    CHECK_INT(bg_receipt_verify(k, tok, n, &c, NOW, &info, &err), BG_RECEIPT_OK);
+    CHECK_INT(strlen(info.session), BG_RECEIPT_SESSION_MAX);
+    longest[BG_RECEIPT_SESSION_MAX] = 's';
+    CHECK_INT(bg_receipt_mint(k, &c, tok, sizeof tok), 0);
+    bg_receipt_key_destroy(k);
+}
+
 static void put_str(uint8_t *m, size_t *n, const char *s)
 {
     size_t len = strlen(s);
@@ -156,15 +247,15 @@ static void test_tag_is_hmac_sha256(void)
         uint8_t tok[BG_RECEIPT_MAX];
         size_t n = bg_receipt_mint(k, &c, tok, sizeof tok);
         CHECK(n > 32);
-        static const char domain[] = "bayesguard receipt v1";
-        uint8_t msg[1024];
+        static const char domain[] = "bayesguard receipt v2";
+        uint8_t msg[2 * BG_RECEIPT_MAX];
         size_t m = 0;
         memcpy(msg, domain, sizeof domain); /* with its NUL */
         m += sizeof domain;
         memcpy(msg + m, tok, n - 32);
         m += n - 32;
-        put_str(msg, &m, c.policy);
-        put_str(msg, &m, c.session);
+        put_str(msg, &m, c.policy); /* the session is in the token's bytes */
+        put_str(msg, &m, c.session_spec);
         put_str(msg, &m, c.tool);
         EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
         EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
@@ -312,6 +403,7 @@ static void test_log_record(void)
 int main(void)
 {
     test_round_trip_and_refusals();
+    test_session_carried();
     test_tag_is_hmac_sha256();
     test_key_files();
     test_used_set();

@@ -5,10 +5,15 @@
 - A valid receipt is accepted once; its replay is ALREADY_EXISTS, also after
   a restart with the same --data-dir (the used receipt is in the log).
 - 1,000 forged harmless Observes — without a receipt, with a tampered one,
-  an expired one, one for another session, one for another tool, or a
-  replayed one — are each refused with their code (PERMISSION_DENIED /
+  an expired one, one whose session key was rewritten, one for another
+  tool, or a replayed one — are each refused with their code (PERMISSION_DENIED /
   ALREADY_EXISTS), over Observe and ObserveStream, and the session's bound
   and predictive harm are bit-identical after.
+- An outcome is recorded in the session its receipt was minted in: under
+  `session: peer.identity/context.session`, a reporter under another uid
+  (or sending another context.session) reports into the agent's session
+  (child and identity level), which the agent's next Evaluate sees; a
+  reload that changes the policy's keying voids the receipts minted before.
 - `outcomes: open` accepts an Observe without a receipt, and Status says
   which policy takes which.
 - A key file others may read, or one named but absent, stops the start
@@ -66,6 +71,16 @@ def allow(d, **kw):
     return v.receipt
 
 
+def rewrite_session(tok, session):
+    """tok (receipt v2) with its session key replaced, lengths kept right:
+    what a reporter wanting another session would send."""
+    nid = tok[12]
+    at = 12 + 1 + nid + 1 + tok[13 + nid]
+    n = tok[at] | tok[at + 1] << 8
+    s = session.encode()
+    return tok[:at] + struct.pack("<H", len(s)) + s + tok[at + 2 + n:]
+
+
 def bits(v):
     """The verdict's numbers as bytes: equal means bit-identical."""
     return struct.pack("<dd", v.harm_bound, v.posterior_predictive), v.observations
@@ -113,7 +128,8 @@ def test_receipts_once_across_restart_and_forgeries():
             base = bits(vb)
             assert base[1] == 2, base
 
-            others = [allow(d, session="s-other") for _ in range(150)]
+            # Receipts of s-other with their session rewritten to s1.
+            others = [rewrite_session(allow(d, session="s-other"), "s1") for _ in range(150)]
             tools = [allow(d, tool="rpc_other") for _ in range(150)]
             args = [allow(d, args='{"to":"y"}') for _ in range(150)]
             fresh = allow(d)
@@ -122,7 +138,7 @@ def test_receipts_once_across_restart_and_forgeries():
                 (lambda i: oreq(b""), C.PERMISSION_DENIED, "no receipt"),
                 (lambda i: oreq(tampered), C.PERMISSION_DENIED, "not authentic"),
                 (lambda i: oreq(expired[i]), C.PERMISSION_DENIED, "expired"),
-                (lambda i: oreq(others[i]), C.PERMISSION_DENIED, "for another session"),
+                (lambda i: oreq(others[i]), C.PERMISSION_DENIED, "not authentic"),
                 (lambda i: oreq(tools[i]), C.PERMISSION_DENIED, "for another tool"),
                 (lambda i: oreq(args[i]), C.PERMISSION_DENIED, "for other arguments"),
                 (lambda i: oreq((r0, r1)[i % 2]), C.ALREADY_EXISTS, "already used"),
@@ -138,7 +154,7 @@ def test_receipts_once_across_restart_and_forgeries():
                 request_serializer=guard_pb2.ObserveRequest.SerializeToString,
                 response_deserializer=guard_pb2.ObserveStreamResponse.FromString)
             expect_code(lambda: fn(iter([oreq(others[0])]), timeout=30), C.PERMISSION_DENIED,
-                        ["observation #0", "for another session"])
+                        ["observation #0", "not authentic"])
             expect_code(lambda: fn(iter([oreq(r1)]), timeout=30), C.ALREADY_EXISTS,
                         ["observation #0", "already used"])
             # A receipt for decision A sent as the outcome of decision B.
@@ -158,6 +174,139 @@ def test_receipts_once_across_restart_and_forgeries():
     finally:
         shutil.rmtree(pol, ignore_errors=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+PEER = """apiVersion: bayesguard/v1
+kind: GuardPolicy
+metadata: {name: peer}
+spec:
+  match: {tools: ["peer_*"]}
+  model: {plugin: bernoulli, config: {grid_size: 20}}
+  estimator: {plugin: iid}
+  threshold: 1.0
+  session: peer.identity/context.session
+  outcomes: receipts
+"""
+
+# A unary call from another uid (root only): argv = address, method,
+# request hex; prints the reply's bytes as hex (raw bytes: any method).
+CALL_AS = """
+import sys
+sys.path.insert(0, %r)
+import grpc
+call = grpc.insecure_channel(sys.argv[1]).unary_unary(sys.argv[2])
+print(call(bytes.fromhex(sys.argv[3]), timeout=20).hex())
+"""
+
+
+def call_as(uid, addr, method, req, reply_type):
+    def drop():
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    r = subprocess.run([sys.executable, "-c", CALL_AS % bgtest.PYGEN, addr,
+                        "/bayesguard.v1.Guard/" + method, req.SerializeToString().hex()],
+                       capture_output=True, text=True, timeout=60, preexec_fn=drop)
+    assert r.returncode == 0, r.stderr
+    return reply_type.FromString(bytes.fromhex(r.stdout.strip()))
+
+
+def test_outcome_lands_in_the_receipts_session():
+    """The agent (uid A) evaluates; the reporter (another uid, on its own
+    socket) observes with the receipt: recorded in A's session, whatever the
+    reporter's identity and context.session say. As root the agent runs as
+    nobody; otherwise the reporter is a TCP caller (no identity at all)."""
+    pol = tempfile.mkdtemp(prefix="bgt-rpol-")
+    tmp = tempfile.mkdtemp(prefix="bgt-rsock-")
+    os.chmod(tmp, 0o755)
+    with open(os.path.join(pol, "peer.yaml"), "w") as f:
+        f.write(PEER)
+    root = os.getuid() == 0
+    nobody = 65534
+    agent_uid = nobody if root else os.getuid()
+    listen = ["agent@unix:" + os.path.join(tmp, "agent.sock"),
+              ("reporter@unix:" + os.path.join(tmp, "reporter.sock")) if root
+              else "reporter@127.0.0.1:0"]
+    try:
+        with Daemon(policies=pol, listen=listen,
+                    args=(["--socket-group", str(nobody)] if root else [])) as d:
+            def agent(session):
+                req = ereq(tool="peer_run", session=session, args="{}")
+                v = (call_as(nobody, d.addrs[0], "Evaluate", req, guard_pb2.Verdict) if root
+                     else d.evaluate(req, i=0))
+                return guard_pb2.Decision.Name(v.decision), v.observations, v.receipt
+
+            def report(receipt, session, harmed=False):
+                return d.call("Observe", oreq(receipt, tool="peer_run", session=session,
+                                              args="{}", harmed=harmed), i=1)
+
+            child = "uid:%d|conv" % agent_uid
+            dec, n0, rec = agent("conv")
+            assert dec == "ALLOW" and n0 == 0 and rec, (dec, n0)
+            # The reporter's own session would be another (its identity,
+            # or none): the receipt's decides.
+            o = report(rec, "conv")
+            assert o.session == child and o.observations == 1, o
+            dec, n1, rec = agent("conv")
+            assert dec == "ALLOW" and n1 == n0 + 1, (dec, n1)
+            # Another context.session from the reporter: still the receipt's.
+            o = report(rec, "elsewhere")
+            assert o.session == child and o.observations == 2, o
+            dec, n2, rec = agent("conv")
+            assert n2 == 2, n2
+            # The same receipt with its session rewritten: not authentic.
+            expect_code(lambda: report(rewrite_session(rec, "uid:%d|conv" % (agent_uid + 1)),
+                                       "conv"),
+                        C.PERMISSION_DENIED, ["not authentic"])
+            # Harms in conv reach the identity level too; conversation b
+            # has only harmless outcomes, so its Evaluate is decided by
+            # the identity level (the larger bound; the threshold of 1
+            # allows all), and its receipt still names the child it was
+            # asked for, recorded there and at the identity level.
+            for i in range(3):
+                assert report(rec, "conv", harmed=True).observations == 3 + i
+                rec = agent("conv")[2]
+            for i in range(3):
+                o = report(agent("b")[2], "conv")
+                assert o.session == "uid:%d|b" % agent_uid and o.observations == 1 + i, o
+            dec, n, rec = agent("b")
+            assert dec == "ALLOW" and n == 8, (dec, n)  # the identity level's: 5 + 3
+            o = report(rec, "conv")
+            assert o.session == "uid:%d|b" % agent_uid and o.observations == 4, o
+            assert agent("b")[1] == 9  # identity level: conv's 5 and b's 4
+    finally:
+        shutil.rmtree(pol, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_reload_of_the_keying_voids_receipts():
+    """A receipt binds the policy's spec.session: after a reload that keys
+    sessions otherwise, its key would name another session, so it is
+    refused; a reload that keeps the keying keeps it valid."""
+    pol = tempfile.mkdtemp(prefix="bgt-rpol-")
+    path = os.path.join(pol, "peer.yaml")
+    try:
+        with open(path, "w") as f:
+            f.write(PEER.replace("peer.identity/context.session", "context.session"))
+        with Daemon(policies=pol) as d:
+            def receipt():
+                return allow(d, tool="peer_run", session="uid:0|x", args="{}")
+
+            def observe(r):
+                return d.call("Observe", oreq(r, tool="peer_run", session="x", args="{}"))
+
+            kept, voided = receipt(), receipt()
+            with open(path, "a") as f:
+                f.write("  priority: 1\n")  # a reload, the keying unchanged
+            assert d.call("Reload", guard_pb2.ReloadRequest()).revision
+            assert observe(kept).session == "uid:0|x"
+            with open(path, "w") as f:
+                f.write(PEER)
+            d.call("Reload", guard_pb2.ReloadRequest())
+            expect_code(lambda: observe(voided), C.PERMISSION_DENIED,
+                        ["for another session keying", "spec.session"])
+    finally:
+        shutil.rmtree(pol, ignore_errors=True)
 
 
 def test_outcomes_open_and_memory_key():
@@ -219,4 +368,6 @@ def test_key_file_refused():
 
 if __name__ == "__main__":
     bgtest.main([test_receipts_once_across_restart_and_forgeries,
+                 test_outcome_lands_in_the_receipts_session,
+                 test_reload_of_the_keying_voids_receipts,
                  test_outcomes_open_and_memory_key, test_key_file_refused])
