@@ -16,6 +16,15 @@
  *
  * The daemon is started by the bench (--daemon/--policies/--plugins, on
  * 127.0.0.1:0 with --cq-threads) or an existing one is used (--addr).
+ *
+ * --tls DIR measures over mutual TLS: DIR holds ca.crt, server.crt/.key
+ * (SAN 127.0.0.1 and localhost) and client.crt/.key; when any is missing the
+ * bench makes all five there with the openssl CLI (P-256, valid 2 days), so
+ * no key is ever committed. The spawned daemon serves TLS with them and
+ * requires the client certificate (--tls-client-ca); Ping and Evaluate go
+ * over the same TLS connection(s). Before measuring, one Evaluate is decoded
+ * and its decision and receipt size printed, so a run says whether receipts
+ * were minted (they are, for ALLOW, under `outcomes: receipts`).
  * Client and server share the machine: on 2 cores the client's thread
  * competes with the server's, as a sidecar's agent would.
  *
@@ -59,13 +68,13 @@ typedef struct run {
     grpc_channel *chs[MAX_CHANNELS];
     void *m_ping[MAX_CHANNELS], *m_eval[MAX_CHANNELS];
     unsigned n_ch;
-    int eval;              /* measuring Evaluate (else Ping) */
+    int eval; /* measuring Evaluate (else Ping) */
     grpc_completion_queue *cq;
     grpc_slice req;        /* serialized Ping request */
     grpc_slice *eval_reqs; /* serialized Evaluate requests, one per session */
     unsigned n_sessions;
     slot slots[MAX_CALLERS];
-    uint64_t *lat;         /* ns */
+    uint64_t *lat; /* ns */
     size_t n_lat, cap_lat;
     uint64_t errors;
     int recording;
@@ -76,9 +85,9 @@ static int start_call(run *r, slot *s)
 {
     unsigned k = (unsigned)(s - r->slots) % r->n_ch;
     memset(s, 0, sizeof(*s));
-    s->call = grpc_channel_create_registered_call(
-        r->chs[k], NULL, GRPC_PROPAGATE_DEFAULTS, r->cq, r->eval ? r->m_eval[k] : r->m_ping[k],
-        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    s->call = grpc_channel_create_registered_call(r->chs[k], NULL, GRPC_PROPAGATE_DEFAULTS, r->cq,
+                                                  r->eval ? r->m_eval[k] : r->m_ping[k],
+                                                  gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     s->send = grpc_raw_byte_buffer_create(
         r->eval ? &r->eval_reqs[(unsigned)(s - r->slots) % r->n_sessions] : &r->req, 1);
     grpc_metadata_array_init(&s->md_init);
@@ -167,8 +176,8 @@ static double cpu_seconds(pid_t pid)
      * and stime are fields 14 and 15. */
     const char *p = strrchr(buf, ')');
     unsigned long ut = 0, st = 0;
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                            &st) != 2)
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return 0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -195,7 +204,8 @@ static result measure(run *r, unsigned callers, double warm, double secs)
     size_t calls0 = 0;
     while (outstanding > 0) {
         grpc_event ev = grpc_completion_queue_next(
-            r->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN)),
+            r->cq,
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN)),
             NULL);
         if (ev.type != GRPC_OP_COMPLETE) {
             fprintf(stderr, "bench: no completion in 30 s\n");
@@ -232,9 +242,108 @@ static result measure(run *r, unsigned callers, double warm, double secs)
     return res;
 }
 
+/* The TLS files under --tls DIR, made by tls_prepare. */
+typedef struct tls_files {
+    char ca[512], cert[512], key[512], cli_cert[512], cli_key[512];
+} tls_files;
+
+static int file_exists(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+/* Fill t with DIR's paths; make a CA, a server and a client certificate
+ * there with the openssl CLI unless all five files are present. */
+static int tls_prepare(const char *dir, tls_files *t)
+{
+    snprintf(t->ca, sizeof(t->ca), "%s/ca.crt", dir);
+    snprintf(t->cert, sizeof(t->cert), "%s/server.crt", dir);
+    snprintf(t->key, sizeof(t->key), "%s/server.key", dir);
+    snprintf(t->cli_cert, sizeof(t->cli_cert), "%s/client.crt", dir);
+    snprintf(t->cli_key, sizeof(t->cli_key), "%s/client.key", dir);
+    if (file_exists(t->ca) && file_exists(t->cert) && file_exists(t->key) &&
+        file_exists(t->cli_cert) && file_exists(t->cli_key))
+        return 0;
+    if (strchr(dir, '\'') != NULL) {
+        fprintf(stderr, "bench: --tls %s: a directory without a single quote, please\n", dir);
+        return -1;
+    }
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "set -e; mkdir -p '%s'; cd '%s'; "
+             "K='-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'; "
+             "openssl req -x509 $K -keyout ca.key -out ca.crt -subj /CN=bench-ca -days 2; "
+             "openssl req -new $K -keyout server.key -out server.csr -subj /CN=localhost "
+             "-addext subjectAltName=IP:127.0.0.1,DNS:localhost; "
+             "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+             "-days 2 -copy_extensions copy -out server.crt; "
+             "openssl req -new $K -keyout client.key -out client.csr -subj /CN=bench-agent "
+             "-addext subjectAltName=URI:spiffe://bench/agent; "
+             "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+             "-days 2 -copy_extensions copy -out client.crt; "
+             "rm -f server.csr client.csr",
+             dir, dir);
+    char full[4200];
+    snprintf(full, sizeof(full), "( %s ) >/dev/null 2>&1", cmd);
+    if (system(full) != 0) {
+        fprintf(stderr,
+                "bench: --tls %s: making the certificates with the openssl CLI failed (is "
+                "openssl on PATH and the directory writable?)\n",
+                dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* The whole of a small file as a NUL-terminated string (caller frees). */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "bench: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(65536);
+    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+/* One Evaluate before measuring: print its decision and receipt size (a
+ * run with receipts on should show ALLOW and a receipt). */
+static int probe_evaluate(run *r)
+{
+    slot *s = &r->slots[0];
+    r->eval = 1;
+    r->recording = 0;
+    if (start_call(r, s) != 0)
+        return -1;
+    grpc_event ev = grpc_completion_queue_next(
+        r->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN)),
+        NULL);
+    if (ev.type != GRPC_OP_COMPLETE || !ev.success || s->status != GRPC_STATUS_OK) {
+        fprintf(stderr, "bench: the first Evaluate failed: %s %.*s\n", bg_rpc_code_name(s->status),
+                (int)GRPC_SLICE_LENGTH(s->details), (const char *)GRPC_SLICE_START_PTR(s->details));
+        return -1;
+    }
+    Bayesguard__V1__Verdict *v = (Bayesguard__V1__Verdict *)bg_rpc_unpack(
+        &bayesguard__v1__verdict__descriptor, s->recv, NULL);
+    if (v != NULL) {
+        const ProtobufCEnumValue *d = protobuf_c_enum_descriptor_get_value(
+            &bayesguard__v1__decision__descriptor, v->decision);
+        printf("bench_rpc: Evaluate gives %s, receipt %zu bytes, policy %s\n", d ? d->name : "?",
+               v->receipt.len, v->policy);
+        protobuf_c_message_free_unpacked(&v->base, NULL);
+    }
+    end_call(r, s, 1);
+    return v != NULL ? 0 : -1;
+}
+
 static pid_t spawn_daemon(const char *daemon, const char *policies, const char *plugins,
-                          const char *cq, const char *decision_log, const char *const *extra,
-                          int n_extra, char *addr, size_t len)
+                          const char *cq, const char *decision_log, const tls_files *tls,
+                          const char *const *extra, int n_extra, char *addr, size_t len)
 {
     char ready[128];
     snprintf(ready, sizeof(ready), "/tmp/bench_rpc_ready_%ld_%llu", (long)getpid(),
@@ -242,14 +351,32 @@ static pid_t spawn_daemon(const char *daemon, const char *policies, const char *
     unlink(ready);
     pid_t pid = fork();
     if (pid == 0) {
-        const char *av[16 + MAX_DAEMON_ARGS] = {
-            daemon,      "--listen",    "agent@127.0.0.1:0", "--policies", policies,
-            "--plugins", plugins,       "--ready-file",      ready,        "--cq-threads",
-            cq,          "--log-level", "warn",              "--enable-bench"};
+        const char *av[24 + MAX_DAEMON_ARGS] = {daemon,
+                                                "--listen",
+                                                "agent@127.0.0.1:0",
+                                                "--policies",
+                                                policies,
+                                                "--plugins",
+                                                plugins,
+                                                "--ready-file",
+                                                ready,
+                                                "--cq-threads",
+                                                cq,
+                                                "--log-level",
+                                                "warn",
+                                                "--enable-bench"};
         int n = 14; /* Evaluate needs the agent role; Ping, --enable-bench */
         if (decision_log != NULL) {
             av[n++] = "--decision-log";
             av[n++] = decision_log;
+        }
+        if (tls != NULL) {
+            av[n++] = "--tls-cert";
+            av[n++] = tls->cert;
+            av[n++] = "--tls-key";
+            av[n++] = tls->key;
+            av[n++] = "--tls-client-ca";
+            av[n++] = tls->ca;
         }
         for (int i = 0; i < n_extra; i++)
             av[n++] = extra[i];
@@ -315,6 +442,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_rpc (--addr HOST:PORT | --daemon BIN --policies DIR --plugins DIR\n"
             "                  [--cq-threads N] [--decision-log FILE] [--daemon-arg ARG]...)\n"
+            "                  [--tls DIR (mutual TLS; certificates made in DIR if absent)]\n"
             "                  [--tool NAME]\n"
             "                  [--features N]\n"
             "                  [--callers 1,8,64] [--channels N] [--sessions N]\n"
@@ -326,7 +454,7 @@ int main(int argc, char **argv)
 {
     const char *addr_arg = NULL, *daemon = NULL, *policies = NULL, *plugins = NULL;
     const char *cq = "2", *tool = "send_email", *callers_arg = "1,8,64", *decision_log = NULL;
-    const char *extra[MAX_DAEMON_ARGS];
+    const char *extra[MAX_DAEMON_ARGS], *tls_dir = NULL;
     int n_extra = 0;
     unsigned n_channels = 1, n_sessions = 1;
     unsigned n_features = 0;
@@ -346,6 +474,7 @@ int main(int argc, char **argv)
                                          {"sessions", required_argument, NULL, 'S'},
                                          {"decision-log", required_argument, NULL, 'L'},
                                          {"daemon-arg", required_argument, NULL, 'X'},
+                                         {"tls", required_argument, NULL, 'T'},
                                          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -392,6 +521,9 @@ int main(int argc, char **argv)
         case 'L':
             decision_log = optarg;
             break;
+        case 'T':
+            tls_dir = optarg;
+            break;
         case 'X':
             if (n_extra == MAX_DAEMON_ARGS) {
                 fprintf(stderr, "bench: at most %d --daemon-arg\n", MAX_DAEMON_ARGS);
@@ -406,11 +538,14 @@ int main(int argc, char **argv)
     }
     char addr[256];
     pid_t pid = 0;
+    static tls_files tls;
+    if (tls_dir != NULL && tls_prepare(tls_dir, &tls) != 0)
+        return 1;
     if (addr_arg != NULL) {
         snprintf(addr, sizeof(addr), "%s", addr_arg);
     } else if (daemon && policies && plugins) {
-        pid = spawn_daemon(daemon, policies, plugins, cq, decision_log, extra, n_extra, addr,
-                           sizeof(addr));
+        pid = spawn_daemon(daemon, policies, plugins, cq, decision_log,
+                           tls_dir != NULL ? &tls : NULL, extra, n_extra, addr, sizeof(addr));
         if (pid <= 0) {
             fprintf(stderr, "bench: could not start %s\n", daemon);
             return 1;
@@ -439,19 +574,34 @@ int main(int argc, char **argv)
     }
     grpc_init();
     static run r;
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    /* A local subchannel pool gives each channel its own connection. */
-    grpc_arg arg = {.type = GRPC_ARG_INTEGER,
-                    .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
-                    .value.integer = 1};
-    grpc_channel_args cargs = {1, &arg};
+    grpc_channel_credentials *creds = NULL;
+    if (tls_dir != NULL) {
+        char *ca = slurp(tls.ca), *crt = slurp(tls.cli_cert), *key = slurp(tls.cli_key);
+        if (ca == NULL || crt == NULL || key == NULL)
+            return 1;
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = crt};
+        creds = grpc_ssl_credentials_create_ex(ca, &pair, NULL, NULL);
+        free(ca);
+        free(crt);
+        free(key);
+    } else {
+        creds = grpc_insecure_credentials_create();
+    }
+    /* A local subchannel pool gives each channel its own connection; under
+     * TLS the server certificate is checked against "localhost". */
+    grpc_arg args[2] = {{.type = GRPC_ARG_INTEGER,
+                         .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
+                         .value.integer = 1},
+                        {.type = GRPC_ARG_STRING,
+                         .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                         .value.string = (char *)"localhost"}};
+    grpc_channel_args cargs = {tls_dir != NULL ? 2 : 1, args};
     r.n_ch = n_channels;
     for (unsigned i = 0; i < n_channels; i++) {
         r.chs[i] = grpc_channel_create(addr, creds, &cargs);
-        r.m_ping[i] = grpc_channel_register_call(r.chs[i], "/bayesguard.v1.Bench/Ping", NULL,
-                                                 NULL);
-        r.m_eval[i] = grpc_channel_register_call(r.chs[i], "/bayesguard.v1.Guard/Evaluate",
-                                                 NULL, NULL);
+        r.m_ping[i] = grpc_channel_register_call(r.chs[i], "/bayesguard.v1.Bench/Ping", NULL, NULL);
+        r.m_eval[i] =
+            grpc_channel_register_call(r.chs[i], "/bayesguard.v1.Guard/Evaluate", NULL, NULL);
     }
     grpc_channel_credentials_release(creds);
     r.cq = grpc_completion_queue_create_for_next(NULL);
@@ -471,12 +621,16 @@ int main(int argc, char **argv)
     printf("bench_rpc: server %s%s, tool %s (%u features), %u session(s), %u client "
            "connection(s), %.1f s per row after %.1f s warm-up\n",
            addr, pid ? " (spawned)" : "", tool, n_features, n_sessions, n_channels, secs, warm);
+    if (tls_dir != NULL)
+        printf("bench_rpc: mutual TLS, certificates in %s\n", tls_dir);
+    if (probe_evaluate(&r) != 0)
+        return 1;
     if (decision_log != NULL)
         printf("bench_rpc: the daemon logs every decision to %s\n", decision_log);
     for (int i = 0; i < n_extra; i++)
         printf("bench_rpc: daemon argument %s\n", extra[i]);
-    printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "", "Ping", "", "", "",
-           "", "Evaluate", "", "", "", "", "p50");
+    printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "", "Ping", "", "", "", "",
+           "Evaluate", "", "", "", "", "p50");
     printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s | %5s\n", "callers", "calls/s",
            "p50 us", "p99 us", "p99.9us", "cpu us", "calls/s", "p50 us", "p99 us", "p99.9us",
            "cpu us", "ratio");
@@ -490,8 +644,8 @@ int main(int argc, char **argv)
         r.eval = 1;
         result b = measure(&r, callers[i], warm, secs);
         printf("%-7u | %8.0f %8.1f %8.1f %8.1f %7.1f | %8.0f %8.1f %8.1f %8.1f %7.1f | %5.2f\n",
-               callers[i], a.rate, a.p50, a.p99, a.p999, a.srv_cpu_us + a.cli_cpu_us, b.rate,
-               b.p50, b.p99, b.p999, b.srv_cpu_us + b.cli_cpu_us, a.p50 > 0 ? b.p50 / a.p50 : 0.0);
+               callers[i], a.rate, a.p50, a.p99, a.p999, a.srv_cpu_us + a.cli_cpu_us, b.rate, b.p50,
+               b.p99, b.p999, b.srv_cpu_us + b.cli_cpu_us, a.p50 > 0 ? b.p50 / a.p50 : 0.0);
         cpu_rows[n_rows][0] = a.srv_cpu_us;
         cpu_rows[n_rows][1] = a.cli_cpu_us;
         cpu_rows[n_rows][2] = b.srv_cpu_us;
@@ -509,13 +663,13 @@ int main(int argc, char **argv)
          * wall-clock throughput does: project what two idle cores give. */
         printf("\nCPU per call (server + client, us) and the calls/s two idle cores would "
                "sustain (2e6 / cpu):\n");
-        printf("%-7s | %8s %8s %10s | %8s %8s %10s\n", "callers", "Ping srv", "cli",
-               "2-core/s", "Eval srv", "cli", "2-core/s");
+        printf("%-7s | %8s %8s %10s | %8s %8s %10s\n", "callers", "Ping srv", "cli", "2-core/s",
+               "Eval srv", "cli", "2-core/s");
         for (size_t i = 0; i < n_rows; i++) {
             double pa = cpu_rows[i][0] + cpu_rows[i][1], pb = cpu_rows[i][2] + cpu_rows[i][3];
-            printf("%-7u | %8.1f %8.1f %10.0f | %8.1f %8.1f %10.0f\n", callers[i],
-                   cpu_rows[i][0], cpu_rows[i][1], pa > 0 ? 2e6 / pa : 0, cpu_rows[i][2],
-                   cpu_rows[i][3], pb > 0 ? 2e6 / pb : 0);
+            printf("%-7u | %8.1f %8.1f %10.0f | %8.1f %8.1f %10.0f\n", callers[i], cpu_rows[i][0],
+                   cpu_rows[i][1], pa > 0 ? 2e6 / pa : 0, cpu_rows[i][2], cpu_rows[i][3],
+                   pb > 0 ? 2e6 / pb : 0);
         }
     }
     grpc_slice_unref(req_ping);
