@@ -18,7 +18,6 @@
 Run with /usr/bin/python3 (ctest sets the environment)."""
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -63,35 +62,13 @@ def ev(session):
                                      context=guard_pb2.Context(session=session))
 
 
-# Run as another uid (root only): Observe a new session on a unix socket;
-# prints "OK <observations>" or "<CODE> <details>".
-AS_OTHER = """
-import sys
-sys.path.insert(0, %r)
-import grpc
-from bayesguard.v1 import guard_pb2
-ch = grpc.insecure_channel(sys.argv[1])
-fn = ch.unary_unary("/bayesguard.v1.Guard/Observe",
-                    request_serializer=guard_pb2.ObserveRequest.SerializeToString,
-                    response_deserializer=guard_pb2.ObserveResponse.FromString)
-try:
-    r = fn(guard_pb2.ObserveRequest(action=guard_pb2.Action(tool="t"),
-                                    context=guard_pb2.Context(session=sys.argv[2])), timeout=10)
-    print("OK", r.observations)
-except grpc.RpcError as e:
-    print(e.code().name, e.details())
-"""
-
-
 def as_nobody(addr, session):
-    def drop():
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-    r = subprocess.run([sys.executable, "-c", AS_OTHER % bgtest.PYGEN, addr, session],
-                       capture_output=True, text=True, timeout=60, preexec_fn=drop)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
+    """An Observe of a new session by uid nobody (root only): "OK
+    <observations>" or "<CODE> <details>"."""
+    reply, err = bgtest.call_as(65534, 65534, addr, "Observe", guard_pb2.ObserveRequest(
+        action=guard_pb2.Action(tool="t"), context=guard_pb2.Context(session=session)),
+        guard_pb2.ObserveResponse)
+    return "OK %d" % reply.observations if reply else "%s %s" % err
 
 
 def test_session_flood_leaves_other_identities_working():

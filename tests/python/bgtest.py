@@ -317,6 +317,40 @@ class Daemon:
         return r
 
 
+# One unary Guard call from another uid: argv = address, method path,
+# request hex; prints "OK <reply hex>" or "ERR <CODE> <details>".
+_CALL_AS = """
+import sys
+sys.path.insert(0, %r)
+import grpc
+call = grpc.insecure_channel(sys.argv[1]).unary_unary(sys.argv[2])
+try:
+    print("OK", call(bytes.fromhex(sys.argv[3]), timeout=20).hex())
+except grpc.RpcError as e:
+    print("ERR", e.code().name, e.details())
+"""
+
+
+def call_as(uid, gid, addr, method, req, reply_type):
+    """A unary bayesguard.v1.Guard call made by a process of another uid
+    and gid (the test must run as root): (reply, None), or (None, (CODE
+    name, details)) when the call failed with a gRPC status."""
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    r = subprocess.run([sys.executable, "-c", _CALL_AS % PYGEN, addr,
+                        "/bayesguard.v1.Guard/" + method, req.SerializeToString().hex()],
+                       capture_output=True, text=True, timeout=60, preexec_fn=drop)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.strip()
+    if out.startswith("OK"):
+        return reply_type.FromString(bytes.fromhex(out[2:].strip())), None
+    _, code, details = (out.split(" ", 2) + [""])[:3]
+    return None, (code, details)
+
+
+
 def expect_code(fn, code, contains=()):
     """Call fn(); assert it raises grpc.RpcError with `code` and a message
     containing every string of `contains`. Returns the message."""

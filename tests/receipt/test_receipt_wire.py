@@ -188,27 +188,11 @@ spec:
   outcomes: receipts
 """
 
-# A unary call from another uid (root only): argv = address, method,
-# request hex; prints the reply's bytes as hex (raw bytes: any method).
-CALL_AS = """
-import sys
-sys.path.insert(0, %r)
-import grpc
-call = grpc.insecure_channel(sys.argv[1]).unary_unary(sys.argv[2])
-print(call(bytes.fromhex(sys.argv[3]), timeout=20).hex())
-"""
-
-
 def call_as(uid, addr, method, req, reply_type):
-    def drop():
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    r = subprocess.run([sys.executable, "-c", CALL_AS % bgtest.PYGEN, addr,
-                        "/bayesguard.v1.Guard/" + method, req.SerializeToString().hex()],
-                       capture_output=True, text=True, timeout=60, preexec_fn=drop)
-    assert r.returncode == 0, r.stderr
-    return reply_type.FromString(bytes.fromhex(r.stdout.strip()))
+    """A call by another uid (root only) that must succeed."""
+    reply, err = bgtest.call_as(uid, uid, addr, method, req, reply_type)
+    assert err is None, err
+    return reply
 
 
 def test_outcome_lands_in_the_receipts_session():

@@ -7,7 +7,6 @@ Bench/Ping only with --enable-bench."""
 import json
 import os
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
@@ -222,35 +221,13 @@ def test_identities_narrow_uids():
     os.rmdir(tmp)
 
 
-# Run by another uid (root only): Evaluate on a unix socket; prints the
-# outcome ("OK <policy>" or "<CODE> <details>").
-AS_OTHER = """
-import sys
-sys.path.insert(0, %r)
-import grpc
-from bayesguard.v1 import guard_pb2
-ch = grpc.insecure_channel(sys.argv[1])
-fn = ch.unary_unary("/bayesguard.v1.Guard/Evaluate",
-                    request_serializer=guard_pb2.EvaluateRequest.SerializeToString,
-                    response_deserializer=guard_pb2.Verdict.FromString)
-try:
-    v = fn(guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="t"),
-                                     context=guard_pb2.Context(session=sys.argv[2])), timeout=10)
-    print("OK", v.policy)
-except grpc.RpcError as e:
-    print(e.code().name, e.details())
-"""
-
-
 def as_uid(uid, gid, addr, session):
-    def drop():
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-    r = subprocess.run([sys.executable, "-c", AS_OTHER % bgtest.PYGEN, addr, session],
-                       capture_output=True, text=True, timeout=60, preexec_fn=drop)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip()
+    """An Evaluate by another uid (root only): "OK <policy>" or "<CODE>
+    <details>"."""
+    reply, err = bgtest.call_as(uid, gid, addr, "Evaluate", guard_pb2.EvaluateRequest(
+        action=guard_pb2.Action(tool="t"), context=guard_pb2.Context(session=session)),
+        guard_pb2.Verdict)
+    return "OK " + reply.policy if reply else "%s %s" % err
 
 
 def test_another_uid():
