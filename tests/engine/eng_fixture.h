@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "guard_build.h"
 #include "plugin/plugin_host.h"
@@ -63,6 +64,22 @@ static bg_guard_build *fx_guard(bg_plugin_host *h, const char *name, const char 
         exit(1);
     }
     return b;
+}
+
+/* A bandit pull with d features x (borrowed) and reward r, as the bandit
+ * model reads it: tool "pull", no id, no arguments. */
+static inline bg_observation fx_pull(double *x, size_t d, double r)
+{
+    bg_observation o;
+    memset(&o, 0, sizeof o);
+    o.action.tool = "pull";
+    o.action.id = "";
+    o.action.arguments_json = "";
+    o.action.features = x;
+    o.action.n_features = d;
+    o.has_value = 1;
+    o.value = r;
+    return o;
 }
 
 #endif

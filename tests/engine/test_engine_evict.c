@@ -35,20 +35,6 @@
 #include "engine/posterior.h"
 #include "engine/quota.h"
 
-static bg_observation obs_of(double *x, size_t d, double r)
-{
-    bg_observation o;
-    memset(&o, 0, sizeof o);
-    o.action.tool = "pull";
-    o.action.id = "";
-    o.action.arguments_json = "";
-    o.action.features = x;
-    o.action.n_features = d;
-    o.has_value = 1;
-    o.value = r;
-    return o;
-}
-
 /* Observe n random outcomes into session (d features). */
 static void feed(bg_engine *e, const bg_guard *g, const char *session, size_t d, int n)
 {
@@ -57,7 +43,7 @@ static void feed(bg_engine *e, const bg_guard *g, const char *session, size_t d,
     for (int i = 0; i < n; i++) {
         for (size_t k = 0; k < d; k++)
             x[k] = fx_urand() < 0.5 ? 1.0 : 0.0;
-        bg_observation o = obs_of(x, d, fx_nrand() + 1.0);
+        bg_observation o = fx_pull(x, d, fx_nrand() + 1.0);
         CHECK_INT(bg_engine_observe(e, g, session, &o, NULL, &err), BG_OK);
     }
 }
@@ -74,7 +60,7 @@ static void flood(bg_engine *e, const bg_guard *g, size_t d, size_t n, int sessi
     CHECK_INT(bg_engine_posterior(e, g, "first", before, n, &err), BG_OK);
     double x[10] = {1, 0, 1, 1, 0, 1, 0, 0, 1, 1};
     bg_verdict v0, v1;
-    bg_observation probe = obs_of(x, d, 0);
+    bg_observation probe = fx_pull(x, d, 0);
     CHECK_INT(bg_engine_evaluate(e, g, "first", &probe.action, &v0, &err), BG_OK);
     for (int i = 0; i < sessions; i++) {
         char id[32];
@@ -159,7 +145,7 @@ static bg_observation tobs(int t, int s, int i, double *x)
 {
     for (int k = 0; k < 4; k++)
         x[k] = tfeat(t, s, i, k);
-    return obs_of(x, 4, (double)((t + s + i) % 5) * 0.7);
+    return fx_pull(x, 4, (double)((t + s + i) % 5) * 0.7);
 }
 
 static void *work(void *arg)
@@ -236,7 +222,7 @@ static void sessions_per_identity(bg_plugin_host *h)
     bg_err err;
     CHECK_INT(bg_engine_create(&opts, &e, &err), BG_OK);
     double x[4] = {1, 0, 1, 0};
-    bg_observation o = obs_of(x, 4, 1.0);
+    bg_observation o = fx_pull(x, 4, 1.0);
     const char *ids[] = {"a", "b", "c"};
     for (int i = 0; i < 3; i++)
         CHECK_INT(bg_engine_observe_owned(e, g, ids[i], &o, NULL, "uid:1", NULL, &err), BG_OK);

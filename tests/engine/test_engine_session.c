@@ -41,20 +41,6 @@ static const uint64_t SEED = 88172645463325252ull;
 #define D 4
 #define N (1u << D)
 
-static bg_observation make_obs(double *x, double r)
-{
-    bg_observation o;
-    memset(&o, 0, sizeof o);
-    o.action.tool = "pull";
-    o.action.id = "";
-    o.action.arguments_json = "";
-    o.action.features = x;
-    o.action.n_features = D;
-    o.has_value = 1;
-    o.value = r;
-    return o;
-}
-
 static int wbit(unsigned id, int k)
 {
     return (id >> (D - 1 - k)) & 1;
@@ -88,7 +74,7 @@ static void brute_force(bg_plugin_host *h)
         if (t % 5 == 4)
             x[1] = 0.5; /* also the non-binary path */
         double r = dotw(x, truth) + sigma * nrand();
-        bg_observation o = make_obs(x, r);
+        bg_observation o = fx_pull(x, D, r);
         bg_posterior_summary sum;
         CHECK_INT(bg_engine_observe(e, g, "s1", &o, &sum, &err), BG_OK);
         CHECK_INT(sum.observations, (uint64_t)t + 1);
@@ -179,7 +165,7 @@ static void big_ties(bg_plugin_host *h)
     for (int t = 0; t < 25; t++) {
         for (int k = 0; k < 20; k++)
             x[k] = k < 16 && urand() < 0.5 ? 1.0 : 0.0; /* features 16..19 never set */
-        bg_observation o = make_obs(x, 0);
+        bg_observation o = fx_pull(x, D, 0);
         o.action.n_features = 20;
         o.value = 3.0 + nrand();
         CHECK_INT(bg_engine_observe(e, g, "s", &o, NULL, &err), BG_OK);
@@ -200,7 +186,7 @@ static void big_ties(bg_plugin_host *h)
     CHECK_INT(untied, 0);
     CHECK_NEAR((double)sum, 1.0, 1e-9);
     bg_verdict v;
-    bg_action a = make_obs(x, 0).action;
+    bg_action a = fx_pull(x, D, 0).action;
     a.n_features = 20;
     CHECK_INT(bg_engine_evaluate(e, g, "s", &a, &v, &err), BG_OK);
     /* Ties come in groups of 16, so the plausible set is a multiple of 16
@@ -242,7 +228,7 @@ static void restart(bg_plugin_host *h)
     CHECK_INT(bg_engine_create(&opts, &e, &err), BG_OK);
     for (int t = 0; t < 6; t++) {
         double x[D] = {1, t & 1, (t >> 1) & 1, 1};
-        bg_observation o = make_obs(x, 1.5 + 0.1 * t);
+        bg_observation o = fx_pull(x, D, 1.5 + 0.1 * t);
         bg_attr at = {"user", t % 2 ? "alice" : "bob"};
         o.action.attributes = &at;
         o.action.n_attributes = 1;
@@ -278,7 +264,7 @@ static void restart(bg_plugin_host *h)
     CHECK_INT(file_size(path), good);
     /* Appending after the cut works and survives the next restart. */
     double x[D] = {1, 1, 1, 1};
-    bg_observation o = make_obs(x, 4.2);
+    bg_observation o = fx_pull(x, D, 4.2);
     CHECK_INT(bg_engine_observe(e, g, "a", &o, NULL, &err), BG_OK);
     bg_engine_destroy(e);
     off_t seven = file_size(path);
@@ -321,7 +307,7 @@ static void failed_append(bg_plugin_host *h)
     CHECK_INT(bg_engine_create(&opts, &e, &err), BG_OK);
     double x[D] = {1, 0, 1, 1};
     for (int t = 0; t < 3; t++) {
-        bg_observation o = make_obs(x, 1.0 + t);
+        bg_observation o = fx_pull(x, D, 1.0 + t);
         CHECK_INT(bg_engine_observe(e, g, "s", &o, NULL, &err), BG_OK);
     }
     bg_posterior_summary before, after;
@@ -335,7 +321,7 @@ static void failed_append(bg_plugin_host *h)
     lim.rlim_cur = (rlim_t)size + 5;
     void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
     CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
-    bg_observation o = make_obs(x, 9.0);
+    bg_observation o = fx_pull(x, D, 9.0);
     int rc = bg_engine_observe(e, g, "s", &o, NULL, &err);
     CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
     signal(SIGXFSZ, prev);
@@ -356,7 +342,7 @@ static void failed_append(bg_plugin_host *h)
     CHECK_INT(v.observations, 3);
 
     /* the disk takes writes again: stored, and replayed after a restart */
-    o = make_obs(x, 4.0);
+    o = fx_pull(x, D, 4.0);
     CHECK_INT(bg_engine_observe(e, g, "s", &o, &after, &err), BG_OK);
     CHECK_INT(after.observations, 4);
     bg_engine_destroy(e);
@@ -381,7 +367,7 @@ static void limits_and_errors(bg_plugin_host *h)
     bg_err err;
     CHECK_INT(bg_engine_create(&opts, &e, &err), BG_OK);
     double x[D] = {1, 0, 1, 0};
-    bg_observation o = make_obs(x, 1.0);
+    bg_observation o = fx_pull(x, D, 1.0);
     CHECK_INT(bg_engine_observe(e, g, "one", &o, NULL, &err), BG_OK);
     CHECK_INT(bg_engine_observe(e, g, "two", &o, NULL, &err), BG_OK);
     /* max_sessions bounds the posteriors in memory, not the sessions: a
@@ -467,7 +453,7 @@ static void decisions(bg_plugin_host *h)
     bg_engine *e;
     CHECK_INT(bg_engine_create(NULL, &e, &err), BG_OK);
     double x[D] = {1, 1, 1, 1};
-    bg_action a = make_obs(x, 0).action;
+    bg_action a = fx_pull(x, D, 0).action;
     bg_verdict v;
     CHECK_INT(bg_engine_evaluate(e, bg_guard_build_guard(gb), "s", &a, &v, &err), BG_OK);
     double want = 0;
