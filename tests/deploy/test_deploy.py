@@ -308,34 +308,15 @@ class EntrypointDaemon(Daemon):
         return i
 
 
-OTHER_UID_CLIENT = """
-import sys
-sys.path.insert(0, sys.argv[1])
-import grpc
-from bayesguard.v1 import guard_pb2
-ev = grpc.insecure_channel(sys.argv[2]).unary_unary(
-    "/bayesguard.v1.Guard/Evaluate",
-    request_serializer=guard_pb2.EvaluateRequest.SerializeToString,
-    response_deserializer=guard_pb2.Verdict.FromString)
-try:
-    v = ev(guard_pb2.EvaluateRequest(action=guard_pb2.Action(tool="shell_exec"),
-                                     context=guard_pb2.Context(session="pod")), timeout=20)
-    print("OK", v.decision_id)
-except grpc.RpcError as e:
-    print(e.code().name, e.details())
-"""
-
-
 def evaluate_as(addr, uid, groups):
     """Evaluate over addr from a process of another uid (an agent container
     that does not run as the image's user), with the supplementary groups
-    given (the Pod's fsGroup); returns its one line: OK <decision_id>, or
-    the status code and message."""
-    r = subprocess.run([sys.executable, "-c", OTHER_UID_CLIENT, bgtest.PYGEN, addr],
-                       user=uid, group=uid, extra_groups=groups, capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, (r.stdout, r.stderr)
-    return r.stdout.strip()
+    given (the Pod's fsGroup); returns one line: OK <decision_id>, or the
+    status code and message."""
+    v, err = bgtest.call_as(uid, uid, addr, "Evaluate", guard_pb2.EvaluateRequest(
+        action=guard_pb2.Action(tool="shell_exec"), context=guard_pb2.Context(session="pod")),
+        guard_pb2.Verdict, groups=groups)
+    return "OK " + v.decision_id if v else "%s %s" % err
 
 
 def policy_names(cm):

@@ -331,17 +331,18 @@ except grpc.RpcError as e:
 """
 
 
-def call_as(uid, gid, addr, method, req, reply_type):
+def call_as(uid, gid, addr, method, req, reply_type, groups=()):
     """A unary bayesguard.v1.Guard call made by a process of another uid
-    and gid (the test must run as root): (reply, None), or (None, (CODE
-    name, details)) when the call failed with a gRPC status."""
-    def drop():
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
+    and gid (the test must run as root), with supplementary groups
+    `groups`: (reply, None), or (None, (CODE name, details)) when the call
+    failed with a gRPC status. The ids are set by subprocess in the child
+    (user=/group=/extra_groups=), never by Python code between fork and
+    exec: this process runs gRPC's threads, and a preexec_fn can deadlock
+    on a lock one of them held at the fork."""
     r = subprocess.run([sys.executable, "-c", _CALL_AS % PYGEN, addr,
                         "/bayesguard.v1.Guard/" + method, req.SerializeToString().hex()],
-                       capture_output=True, text=True, timeout=60, preexec_fn=drop)
+                       capture_output=True, text=True, timeout=60, user=uid, group=gid,
+                       extra_groups=list(groups))
     assert r.returncode == 0, r.stderr
     out = r.stdout.strip()
     if out.startswith("OK"):
