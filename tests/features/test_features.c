@@ -193,6 +193,42 @@ static void compile_errors(void)
     bad(",", 1, "expected a value");
 }
 
+/* contains() over strings the caller sends: a = 2 MiB of 'a', b = 1 MiB
+ * of 'a' then 'b' (absent) and then b = the last MiB of a (present). A
+ * naive search compares b at every offset of a: ~1e12 byte compares, far
+ * past the test's timeout; a linear one takes milliseconds. */
+static void contains_is_linear(void)
+{
+    size_t na = 2u << 20, nb = 1u << 20;
+    char *json = malloc(na + nb + 64);
+    CHECK(json != NULL);
+    for (int present = 0; present < 2; present++) {
+        size_t k = (size_t)sprintf(json, "{\"a\": \"");
+        memset(json + k, 'a', na);
+        k += na;
+        k += (size_t)sprintf(json + k, "\", \"b\": \"");
+        memset(json + k, 'a', nb);
+        k += nb;
+        if (!present)
+            json[k - 1] = 'b';
+        k += (size_t)sprintf(json + k, "\"}");
+        json_t *j = NULL;
+        char msg[512];
+        CHECK_INT(bg_features_parse_args(json, k, &j, msg, sizeof msg), BG_OK);
+        bg_feature_expr *e = NULL;
+        int col = 0;
+        const char *expr = "contains(a, b)";
+        CHECK_INT(bg_feature_compile(expr, strlen(expr), &e, &col, msg, sizeof msg), BG_OK);
+        double got = -1;
+        CHECK_INT(bg_feature_eval(e, j, &got, msg, sizeof msg), BG_OK);
+        CHECK(got == present, "contains over %zu and %zu bytes = %g, want %d", na, nb, got,
+              present);
+        bg_feature_destroy(e);
+        json_decref(j);
+    }
+    free(json);
+}
+
 static void limits(void)
 {
     char buf[4096];
@@ -320,6 +356,7 @@ int main(void)
     grammar();
     compile_errors();
     limits();
+    contains_is_linear();
     eval_errors();
     fuzz_entry();
     CHECK_DONE("test_features");
