@@ -18,6 +18,7 @@
 
 #include "cli/cli_client.h"
 #include "cli/cli_json.h"
+#include "receipt/receipt.h"
 
 #define MAX_ITEMS 256
 
@@ -377,7 +378,7 @@ int bg_cli_observe_main(int argc, char **argv)
     }
     if (x.c.decision_id)
         req.id = (char *)x.c.decision_id;
-    uint8_t receipt[1024];
+    uint8_t receipt[BG_RECEIPT_MAX]; /* the longest token the daemon mints */
     if (x.c.receipt) {
         if (bg_cli_base64_decode(x.c.receipt, receipt, sizeof(receipt), &req.receipt.len) != 0) {
             action_end(&x, NULL);
