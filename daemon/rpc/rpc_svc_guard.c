@@ -262,6 +262,19 @@ static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a
          * its receipt names (check_receipt), never the reporter's own. */
         if (code == GRPC_STATUS_OK && !(observing && !r->pol->outcomes_open))
             code = keys_of(c, ctx, r, msg, len);
+        /* A receipt carries its session key: one too long for it would be
+         * an ALLOW whose outcome nobody can report, so the session would
+         * never learn. Refused before any decision. */
+        size_t klen = code == GRPC_STATUS_OK && r->session ? strlen(r->session) : 0;
+        if (!observing && !r->pol->outcomes_open && c->srv->opts.receipts != NULL &&
+            klen > BG_RECEIPT_SESSION_MAX) {
+            snprintf(msg, len,
+                     "%s: policy %s: the session key is %zu bytes (context.session, "
+                     "context.agent or the attribute it is made of); at most %d under "
+                     "outcomes: receipts, whose receipts carry it",
+                     what, r->pol->name, klen, BG_RECEIPT_SESSION_MAX);
+            code = GRPC_STATUS_INVALID_ARGUMENT;
+        }
     }
     if (code != GRPC_STATUS_OK) {
         bg_policy_set_unref(r->set);

@@ -311,6 +311,24 @@ def test_outcomes_open_and_memory_key():
         shutil.rmtree(pol, ignore_errors=True)
 
 
+def test_session_key_too_long_for_a_receipt():
+    """An ALLOW without a receipt would be an action whose outcome nobody
+    can report: a session key longer than a receipt carries is refused
+    before any decision under outcomes: receipts, and decides as usual
+    under outcomes: open."""
+    pol = policy_dir()
+    try:
+        with Daemon(policies=pol) as d:
+            long_key = "s" * 1025
+            expect_code(lambda: d.evaluate(ereq(session=long_key)),
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        ["the session key is 1025 bytes", "at most 1024 under outcomes: receipts"])
+            assert len(allow(d, session="s" * 1024)) > 0  # the longest that fits
+            assert d.evaluate(ereq(tool="lab_run", session=long_key)).policy == "lab"
+    finally:
+        shutil.rmtree(pol, ignore_errors=True)
+
+
 def start_fails(args, want):
     pol = policy_dir()
     try:
@@ -354,4 +372,5 @@ if __name__ == "__main__":
     bgtest.main([test_receipts_once_across_restart_and_forgeries,
                  test_outcome_lands_in_the_receipts_session,
                  test_reload_of_the_keying_voids_receipts,
-                 test_outcomes_open_and_memory_key, test_key_file_refused])
+                 test_outcomes_open_and_memory_key, test_session_key_too_long_for_a_receipt,
+                 test_key_file_refused])
