@@ -8,9 +8,9 @@ over the wire against the real bayesguardd:
     default-deny policy (verdict, Status); a policy matching "*" replaces it;
   - session keys of the peer: over plain TCP a peer.identity policy refuses
     (FAILED_PRECONDITION, naming the policy) instead of sharing one ""
-    session; over a unix socket, once the listener fills the peer, a fresh
-    context.session under peer.identity/context.session is never laxer than
-    the identity (skipped, saying so, while it does not).
+    session; over a unix socket (the listener reads the caller's uid with
+    SO_PEERCRED) a fresh context.session under peer.identity/context.session
+    is never laxer than the identity.
 Run with /usr/bin/python3 (ctest sets the environment)."""
 import os
 import shutil
@@ -198,15 +198,7 @@ def test_identity_keys():
                     "who is calling (use a unix socket or mTLS)"]
             expect_code(lambda: ev(d, "send_x", i=tcp), C.FAILED_PRECONDITION, anon)
             expect_code(lambda: ob(d, "send_x", True, i=tcp), C.FAILED_PRECONDITION, anon)
-            try:
-                first = ev(d, "send_x", session="s1", i=uds)
-            except grpc.RpcError as e:
-                if e.code() == C.FAILED_PRECONDITION and "cannot tell" in (e.details() or ""):
-                    print("  skipped: the unix-socket listener does not fill the caller's peer "
-                          "identity yet (issue 11 item 2, the SO_PEERCRED listener work); the "
-                          "two-level keys are unit-tested in test_policy_session")
-                    return
-                raise
+            first = ev(d, "send_x", session="s1", i=uds)  # identity uid:N (SO_PEERCRED)
             assert first.decision == D.ALLOW, first
             for _ in range(5):
                 ob(d, "send_x", True, session="s1", i=uds)
