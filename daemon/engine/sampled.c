@@ -347,6 +347,23 @@ static int schedule(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
                     const bg_observation *hist, size_t n_hist, uint64_t steps, int idle_only,
                     bg_err *err)
 {
+    /* The cases that queue nothing, first: they need no copy of the
+     * history (O(n_hist), on the request's thread, under the session's
+     * lock). The decision below is taken again under the same lock, so a
+     * change in between only costs the copy. */
+    pthread_mutex_lock(&s->mu);
+    int queued = pending_of(s, e) != NULL, running = s->running == e;
+    int nothing = idle_only && (queued || running);
+    size_t n_jobs = s->n_jobs;
+    int busy = !queued && n_jobs >= s->opts.max_sessions;
+    pthread_mutex_unlock(&s->mu);
+    if (nothing)
+        return BG_OK;
+    if (busy)
+        return bg_err_set(err, BG_EUNAVAIL,
+                          "policy %s: the sampler trainer is busy (%zu sessions queued); "
+                          "session '%s' was not queued",
+                          g->name, n_jobs, e->session ? e->session : "");
     train_job *j = job_create(g, hist, n_hist);
     if (!j)
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for a training job", g->name);
