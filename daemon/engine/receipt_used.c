@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bg_fnv.h"
+
 typedef struct node {
     struct node *next;
     int64_t expiry_unix_ms;
@@ -37,10 +39,7 @@ struct bg__receipt_used {
 
 static uint64_t hash_id(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
+    return bg_fnv64_cstr(BG_FNV64_OFFSET, s);
 }
 
 int bg__receipt_used_create(bg__receipt_used **out)

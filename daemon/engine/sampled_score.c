@@ -15,36 +15,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bg_fnv.h"
 #include "engine/sampled_priv.h"
 
-static uint64_t fnv(uint64_t h, const void *p, size_t len)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
-    return h;
-}
-
+/* The string and its NUL, so that ("ab", "c") and ("a", "bc") differ. */
 static uint64_t fnv_str(uint64_t h, const char *s)
 {
-    return fnv(h, s ? s : "", strlen(s ? s : "") + 1);
+    return bg_fnv64(h, s ? s : "", strlen(s ? s : "") + 1);
 }
 
 uint64_t bg__history_version(const bg_guard *g, const bg_observation *hist, size_t n_hist)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = BG_FNV64_OFFSET;
     uint64_t n = n_hist;
-    h = fnv(h, &g->model_key, sizeof g->model_key);
-    h = fnv(h, &n, sizeof n);
+    h = bg_fnv64(h, &g->model_key, sizeof g->model_key);
+    h = bg_fnv64(h, &n, sizeof n);
     for (size_t i = 0; i < n_hist; i++) {
         const bg_observation *o = &hist[i];
         const bg_action *a = &o->action;
         int32_t flags[2] = {o->harmed, o->has_value};
-        h = fnv(h, flags, sizeof flags);
-        h = fnv(h, &o->value, sizeof o->value);
+        h = bg_fnv64(h, flags, sizeof flags);
+        h = bg_fnv64(h, &o->value, sizeof o->value);
         h = fnv_str(fnv_str(fnv_str(h, a->id), a->tool), a->arguments_json);
         if (a->n_features)
-            h = fnv(h, a->features, a->n_features * sizeof *a->features);
+            h = bg_fnv64(h, a->features, a->n_features * sizeof *a->features);
         for (size_t k = 0; k < a->n_attributes; k++)
             h = fnv_str(fnv_str(h, a->attributes[k].key), a->attributes[k].value);
     }
@@ -98,9 +92,7 @@ static int by_post(const void *a, const void *b, void *keys)
 
 uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist)
 {
-    uint64_t h = 1469598103934665603ULL ^ seed;
-    for (const char *p = session; p && *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    uint64_t h = bg_fnv64_cstr(BG_FNV64_OFFSET ^ seed, session);
     return h ^ (n_hist * 0x9e3779b97f4a7c15ULL);
 }
 

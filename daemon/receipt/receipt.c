@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/bg_fnv.h"
 #include "common/bg_io.h"
 
 #define TAG_BYTES 32
@@ -177,10 +178,7 @@ void bg_receipt_key_destroy(bg_receipt_key *k)
 
 static uint64_t fnv64(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; s && *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
+    return bg_fnv64_cstr(BG_FNV64_OFFSET, s);
 }
 
 static void put_u64(uint8_t *p, uint64_t v)
