@@ -16,7 +16,6 @@
 #include "rpc/rpc_wire.h"
 #include "bg_test.h"
 
-
 static void test_codes(void)
 {
     CHECK(strcmp(bg_rpc_code_name(0), "OK") == 0);
@@ -69,8 +68,8 @@ static void test_round_trip(void)
     grpc_byte_buffer_destroy(bb);
 
     /* NULL buffer = empty message: valid, all defaults. */
-    ProtobufCMessage *empty = bg_rpc_unpack(&bayesguard__v1__status_request__descriptor, NULL,
-                                            NULL);
+    ProtobufCMessage *empty =
+        bg_rpc_unpack(&bayesguard__v1__status_request__descriptor, NULL, NULL);
     CHECK(empty != NULL);
     protobuf_c_message_free_unpacked(empty, NULL);
 
@@ -106,7 +105,8 @@ static void test_json(void)
         "\"posterior\":0.25,\"harm\":0.0},\"plausible_set_size\":\"0\",\"estimator\":\"\","
         "\"policy\":\"p\",\"revision\":\"\",\"decision_id\":\"\",\"bound_kind\":\"EXACT\","
         "\"samples\":\"0\",\"shadow\":true,\"eval_us\":\"0\",\"model\":\"\","
-        "\"observations\":\"0\",\"threshold\":0.0,\"on_error_allowed\":false,\"receipt\":\"\"}\n";
+        "\"observations\":\"0\",\"threshold\":0.0,\"on_error_allowed\":false,\"receipt\":\"\","
+        "\"escalation\":\"ESCALATION_STATE_UNSPECIFIED\"}\n";
     if (strcmp(buf, want) != 0) {
         fprintf(stderr, "json:\n got  %s want %s", buf, want);
         exit(1);
