@@ -51,7 +51,7 @@ typedef struct bg_rpc_opts {
     const char *const *identities; /* "ID=ROLE,ROLE": narrow an identity's roles */
     size_t n_identities;
     int enable_bench;         /* serve bayesguard.v1.Bench/Ping */
-    unsigned cq_threads;      /* 0 = number of online CPUs */
+    unsigned cq_threads;      /* 0 = bg_cpu_available() */
     size_t max_message_bytes; /* 0 = BG_RPC_DEFAULT_MAX_MESSAGE */
     const char *version;      /* reported by Status */
     bg_loop *loop;

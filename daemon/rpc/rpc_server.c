@@ -62,6 +62,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "common/bg_cpu.h"
 #include "common/bg_log.h"
 #include "common/bg_time.h"
 #include "rpc/rpc_priv.h"
@@ -113,12 +114,6 @@ static void cancel_all_calls(bg_rpc_server *s)
             grpc_server_cancel_all_calls(s->ls[i].server);
 }
 
-static unsigned online_cpus(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1u;
-}
-
 int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *err)
 {
     *out = NULL;
@@ -128,7 +123,7 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     if (s == NULL)
         return bg_err_set(err, BG_ENOMEM, "rpc: out of memory");
     s->opts = *opts;
-    s->n_cq = opts->cq_threads ? opts->cq_threads : online_cpus();
+    s->n_cq = opts->cq_threads ? opts->cq_threads : (unsigned)bg_cpu_available();
     s->prerequest = 4;
     s->max_message = opts->max_message_bytes ? opts->max_message_bytes : BG_RPC_DEFAULT_MAX_MESSAGE;
     s->started_ns = bg_now_ns();

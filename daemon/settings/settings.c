@@ -371,7 +371,7 @@ static void put_flag(bg_strbuf *b, const bg_setting *e)
         bg_strbuf_printf(b, " %s", e->arg);
 }
 
-/* "config: cq_threads; integer in [1, 256]; default: number of CPUs" */
+/* "config: cq_threads; integer in [1, 256]; default: usable CPUs" */
 static void put_facts(bg_strbuf *b, const bg_setting *e)
 {
     if (e->key != NULL)

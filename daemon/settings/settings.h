@@ -99,8 +99,9 @@
     X(ready_file, "ready-file", "ready_file", STR, "FILE", NULL, "none", 0, 0,                   \
       "once serving, write the bound gRPC addresses there, one a line (temp name, then "         \
       "renamed)")                                                                                \
-    X(cq_threads, "cq-threads", "cq_threads", INT, "N", NULL, "number of CPUs", 1, 256,          \
-      "gRPC completion-queue threads (the data plane)")                                          \
+    X(cq_threads, "cq-threads", "cq_threads", INT, "N", NULL, "usable CPUs", 1, 256,             \
+      "gRPC completion-queue threads (the data plane); default: the CPUs the affinity mask "     \
+      "and the cgroup CPU quota allow")                                                          \
     X(max_message_bytes, "max-message-bytes", "max_message_bytes", INT, "N", "4194304", NULL,   \
       1024, 1073741824,                                                                          \
       "largest request accepted; larger ones get RESOURCE_EXHAUSTED")                            \

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/bg_cpu.h"
 #include "compute/compute_backend.h"
 #include "compute/compute_cpu.h"
 
@@ -491,37 +492,10 @@ static const bg_compute_vtbl cpu_vtbl = {
     .logsoftmax_gather = cpu_logsoftmax_gather,
 };
 
-/* Threads for opts->threads == 0: the CPUs this process may run on
- * (affinity, so cpusets count), capped by a cgroup v2 CPU quota — a sidecar
- * limited to 2 CPUs on a 64-core node must not start 64 spinning threads. */
-static int default_threads(void)
-{
-    int n;
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        n = CPU_COUNT(&set);
-    } else {
-        long v = sysconf(_SC_NPROCESSORS_ONLN);
-        n = v > 0 ? (int)(v < 256 ? v : 256) : 1;
-    }
-    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
-    if (f) {
-        char quota[32];
-        long period;
-        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") != 0 && period > 0) {
-            long lim = (atol(quota) + period - 1) / period;
-            if (lim >= 1 && lim < n)
-                n = (int)lim;
-        }
-        fclose(f);
-    }
-    return n < 1 ? 1 : n > 256 ? 256 : n;
-}
-
 int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)
 {
     *out = NULL;
-    int nt = opts->threads > 0 ? opts->threads : default_threads();
+    int nt = opts->threads > 0 ? opts->threads : bg_cpu_available();
     cpu_backend *b = calloc(1, sizeof *b);
     if (!b)
         return bg_err_set(err, BG_ENOMEM, "cpu backend: out of memory");
