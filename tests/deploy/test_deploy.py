@@ -62,12 +62,57 @@ MANIFEST = os.path.join(SRC, "deploy", "kubernetes", "sidecar.yaml")
 DOCKERFILE = os.path.join(SRC, "deploy", "Dockerfile")
 
 
-def load_manifest():
+def load_documents():
     with open(MANIFEST) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     kinds = {d["kind"]: d for d in docs}
-    assert set(kinds) == {"ConfigMap", "Pod"}, list(kinds)
-    return kinds["ConfigMap"], kinds["Pod"]
+    assert len(kinds) == len(docs), "one document of each kind: %s" % [d["kind"] for d in docs]
+    assert set(kinds) == {"ConfigMap", "StatefulSet", "NetworkPolicy"}, list(kinds)
+    return kinds
+
+
+def load_manifest():
+    """The ConfigMap and the Pod template of the StatefulSet."""
+    kinds = load_documents()
+    return kinds["ConfigMap"], kinds["StatefulSet"]["spec"]["template"]
+
+
+def guard_container(pod):
+    """bayesguard: a native sidecar, i.e. an init container that keeps running."""
+    (g,) = [c for c in pod["spec"].get("initContainers", []) if c["name"] == "bayesguard"]
+    return g
+
+
+# The fields of the Kubernetes v1 objects the manifest uses (core/v1, apps/v1,
+# networking.k8s.io/v1 API reference): a misspelt key is silently ignored by
+# some tools and refused by the API server; here it fails the test.
+K8S_FIELDS = {
+    "ObjectMeta": {"name", "namespace", "labels", "annotations"},
+    "StatefulSetSpec": {"serviceName", "replicas", "selector", "template",
+                        "volumeClaimTemplates", "podManagementPolicy", "updateStrategy"},
+    "PodSpec": {"securityContext", "volumes", "initContainers", "containers",
+                "serviceAccountName", "automountServiceAccountToken",
+                "terminationGracePeriodSeconds"},
+    "PodSecurityContext": {"fsGroup", "runAsUser", "runAsGroup", "runAsNonRoot",
+                           "seccompProfile", "supplementalGroups", "fsGroupChangePolicy"},
+    "Container": {"name", "image", "command", "args", "env", "ports", "volumeMounts",
+                  "resources", "securityContext", "startupProbe", "readinessProbe",
+                  "livenessProbe", "restartPolicy", "imagePullPolicy", "workingDir"},
+    "SecurityContext": {"runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem",
+                        "allowPrivilegeEscalation", "capabilities", "seccompProfile",
+                        "privileged"},
+    "Probe": {"grpc", "httpGet", "exec", "tcpSocket", "initialDelaySeconds", "periodSeconds",
+              "timeoutSeconds", "failureThreshold", "successThreshold"},
+    "Volume": {"name", "configMap", "emptyDir", "secret", "persistentVolumeClaim"},
+    "VolumeMount": {"name", "mountPath", "readOnly", "subPath"},
+    "ContainerPort": {"name", "containerPort", "protocol"},
+    "EnvVar": {"name", "value", "valueFrom"},
+}
+
+
+def check_fields(kind, obj, where):
+    extra = set(obj) - K8S_FIELDS[kind]
+    assert not extra, "%s: %s has no field %s" % (where, kind, sorted(extra))
 
 
 def entrypoint():
@@ -139,11 +184,16 @@ def with_dependencies(pkgs):
 
 def test_manifest_matches_entrypoint():
     cm, pod = load_manifest()
+    sts = load_documents()["StatefulSet"]
     argv = entrypoint()
     assert argv[0] == "/usr/local/bin/bayesguardd", argv
+    guard = guard_container(pod)
     containers = {c["name"]: c for c in pod["spec"]["containers"]}
-    guard, agent = containers["bayesguard"], containers["agent"]
+    assert "bayesguard" not in containers, "bayesguard is the native sidecar, not a container"
+    containers["bayesguard"] = guard
+    agent = containers["agent"]
     vols = {v["name"]: v for v in pod["spec"]["volumes"]}
+    claims = {c["metadata"]["name"]: c for c in sts["spec"].get("volumeClaimTemplates", [])}
     mounts = {m["name"]: m["mountPath"] for m in guard["volumeMounts"]}
 
     def mounters(vol):
@@ -157,27 +207,31 @@ def test_manifest_matches_entrypoint():
     assert any(m["name"] == pol_vol[0] and m.get("readOnly") for m in guard["volumeMounts"])
     # the decision log: the container's stdout (the runtime collects and rotates it)
     assert flag_values(argv, "--decision-log") == ["-"], argv
-    # data: an emptyDir where --data-dir points, the guard's alone
+    # data: a PersistentVolumeClaim of the StatefulSet where --data-dir
+    # points (a rescheduled replica keeps its posteriors), the guard's alone
     data = flag_values(argv, "--data-dir")
     assert len(data) == 1 and data[0] in mounts.values(), (data, mounts)
     data_vol = [n for n, p in mounts.items() if p == data[0]][0]
-    assert "emptyDir" in vols[data_vol] and mounters(data_vol) == {"bayesguard"}, data_vol
+    assert data_vol in claims and data_vol not in vols, (data_vol, claims, vols)
+    assert claims[data_vol]["spec"]["accessModes"] == ["ReadWriteOnce"], claims[data_vol]
+    assert mounters(data_vol) == {"bayesguard"}, mounters(data_vol)
     # listeners: one per role, each naming it
     ls = listeners(argv)
     assert set(ls) == {frozenset([r]) for r in ("health", "agent", "reporter", "operator")}, ls
     health, operator = ls[frozenset(["health"])], ls[frozenset(["operator"])]
     agent_sock, rep_sock = ls[frozenset(["agent"])], ls[frozenset(["reporter"])]
     assert health.startswith("0.0.0.0:"), health  # the kubelet probes the Pod's IP
-    assert operator.startswith("127.0.0.1:"), operator  # loopback only
-    assert agent_sock.startswith("unix:/") and rep_sock.startswith("unix:/"), ls
+    # the operator (Status, Reload, approving escalations) on a unix socket
+    # no other container mounts: not the loopback, which the agent shares
+    assert all(a.startswith("unix:/") for a in (agent_sock, rep_sock, operator)), ls
     agent_sock, rep_sock = agent_sock[len("unix:"):], rep_sock[len("unix:"):]
+    op_sock = operator[len("unix:"):]
     assert flag_values(argv, "--socket-mode") == ["0660"], argv
     port = tcp_port(health)
     ports = {p["name"]: p["containerPort"] for p in guard["ports"]}
     metrics = flag_values(argv, "--metrics-listen")
     assert len(metrics) == 1, argv
     mport = tcp_port(metrics[0])
-    # the operator port is neither a containerPort nor EXPOSEd
     assert ports == {"grpc": port, "metrics": mport}, guard["ports"]
     ann = pod["metadata"].get("annotations", {})
     assert ann.get("prometheus.io/scrape") == "true", ann
@@ -185,17 +239,71 @@ def test_manifest_matches_entrypoint():
     assert ann.get("prometheus.io/path") == "/metrics", ann
     exposed = re.findall(r"^EXPOSE\s+(.+)$", dockerfile_runtime_stage(), re.M)
     assert len(exposed) == 1 and set(exposed[0].split()) == {str(port), str(mport)}, exposed
-    for probe in ("readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert guard[probe]["grpc"]["port"] == port, guard[probe]
+    # a native sidecar: started (and its startupProbe passed) before the agent,
+    # stopped after it; the daemon replays its log before any listener opens,
+    # so the startupProbe gives that time (>= 5 minutes) before liveness counts
+    assert guard.get("restartPolicy") == "Always", guard.get("restartPolicy")
+    sp = guard["startupProbe"]
+    assert sp.get("periodSeconds", 10) * sp.get("failureThreshold", 3) >= 300, sp
+    # least privilege: not root, read-only root file system, no capabilities
+    sc = guard["securityContext"]
+    assert sc.get("runAsNonRoot") is True and sc.get("readOnlyRootFilesystem") is True, sc
+    assert sc.get("allowPrivilegeEscalation") is False, sc
+    assert sc.get("capabilities", {}).get("drop") == ["ALL"], sc
+    assert not sc.get("capabilities", {}).get("add"), sc
+    user = re.findall(r"^USER\s+(\S+)", dockerfile_runtime_stage(), re.M)
+    assert len(user) == 1 and "%s:%s" % (sc["runAsUser"], sc["runAsGroup"]) == user[0], (sc, user)
+    assert pod["spec"]["securityContext"]["fsGroup"] == sc["runAsGroup"], pod["spec"]
+    assert pod["spec"]["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    # with a read-only root, $TMPDIR (the plugins' private copies) is a volume
+    tmp_vol = [n for n, p in mounts.items() if p == "/tmp"]
+    assert len(tmp_vol) == 1 and "emptyDir" in vols[tmp_vol[0]], mounts
+    # resources: requests for scheduling, a memory limit, and a CPU limit —
+    # the cgroup quota it sets is what sizes --cq-threads (left to default)
+    res = guard["resources"]
+    assert {"cpu", "memory"} <= set(res["requests"]) and {"cpu", "memory"} <= set(res["limits"])
+    assert flag_values(argv, "--cq-threads") == [], "leave it to the CPU limit"
+    # every object's fields are the API's
+    check_fields("ObjectMeta", sts["metadata"], "StatefulSet")
+    check_fields("StatefulSetSpec", sts["spec"], "StatefulSet")
+    check_fields("ObjectMeta", pod["metadata"], "template")
+    check_fields("PodSpec", pod["spec"], "template")
+    check_fields("PodSecurityContext", pod["spec"]["securityContext"], "template")
+    assert sts["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    for v in pod["spec"]["volumes"]:
+        check_fields("Volume", v, "volume %s" % v["name"])
+    for name, c in containers.items():
+        check_fields("Container", c, name)
+        for key, kind in (("securityContext", "SecurityContext"), ("startupProbe", "Probe"),
+                          ("readinessProbe", "Probe"), ("livenessProbe", "Probe")):
+            if key in c:
+                check_fields(kind, c[key], "%s.%s" % (name, key))
+        for m in c.get("volumeMounts", []):
+            check_fields("VolumeMount", m, name)
+            assert m["name"] in vols or m["name"] in claims, (name, m)
+        for p_ in c.get("ports", []):
+            check_fields("ContainerPort", p_, name)
+        for e in c.get("env", []):
+            check_fields("EnvVar", e, name)
+    # the NetworkPolicy selects this Pod and lets in only the metrics port
+    np_ = load_documents()["NetworkPolicy"]
+    assert np_["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert "Ingress" in np_["spec"]["policyTypes"], np_
+    open_ports = {p_["port"] for rule in np_["spec"]["ingress"] for p_ in rule.get("ports", [])}
+    assert all(rule.get("ports") for rule in np_["spec"]["ingress"]), "a rule without ports opens all"
+    assert open_ports == {mport}, open_ports
     # each socket in an emptyDir of its own, mounted by the guard at its directory
     sock_vols = []
-    for sock in (agent_sock, rep_sock):
+    for sock in (agent_sock, rep_sock, op_sock):
         shared = [n for n, p in mounts.items() if p == os.path.dirname(sock)]
         assert len(shared) == 1, (sock, mounts)
         assert "emptyDir" in vols[shared[0]], vols[shared[0]]
         sock_vols.append(shared[0])
-    agent_vol, rep_vol = sock_vols
-    assert agent_vol != rep_vol, sock_vols
+    agent_vol, rep_vol, op_vol = sock_vols
+    assert len(set(sock_vols)) == 3, sock_vols
+    assert mounters(op_vol) == {"bayesguard"}, "only kubectl exec reaches the operator"
     # the agent mounts its socket's volume and not the reporter's
     agent_mounts = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
     assert agent_vol in agent_mounts and rep_vol not in agent_mounts, agent_mounts
@@ -251,10 +359,26 @@ def test_manifest_matches_entrypoint():
     stage = dockerfile_runtime_stage()
     user = re.findall(r"^USER\s+(\S+)", stage, re.M)
     assert len(user) == 1, user
-    for wdir in (data[0], os.path.dirname(agent_sock), os.path.dirname(rep_sock)):
+    for wdir in (data[0], os.path.dirname(agent_sock), os.path.dirname(rep_sock),
+                 os.path.dirname(op_sock)):
         assert re.search(r"mkdir -p [^&]*%s(\s|$)" % re.escape(wdir), stage), wdir
         assert re.search(r"chown %s [^&]*%s(\s|$)" % (re.escape(user[0]), re.escape(wdir)),
                          stage), (wdir, user)
+
+
+def image_dirs(tmp, pol_dir):
+    """The remapping of the image's paths and ports under tmp: (remap, the
+    agent, reporter, operator socket dirs and the data dir)."""
+    dirs = [os.path.join(tmp, d) for d in ("run", "rep", "op", "data")]
+    for d in dirs:
+        os.makedirs(d)
+    run_dir, rep_dir, op_dir, data_dir = dirs
+    remap = [("/etc/bayesguard/policies", pol_dir), ("/usr/lib/bayesguard/plugins",
+             bgtest.PLUGIN_DIR), ("/var/lib/bayesguard", data_dir),
+             ("/run/bayesguard-operator", op_dir), ("/run/bayesguard-reporter", rep_dir),
+             ("/run/bayesguard", run_dir),
+             ("0.0.0.0:50051", "127.0.0.1:0"), ("0.0.0.0:9464", "127.0.0.1:0")]
+    return remap, dirs
 
 
 def kubelet_layout(root, files, stamp):
@@ -338,24 +462,18 @@ def test_entrypoint_configmap_and_reload():
     r = subprocess.run([bgtest.DAEMON, "--check", "--policies", pol_dir, "--plugins",
                         bgtest.PLUGIN_DIR], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, (r.stdout, r.stderr)
-    run_dir, rep_dir, data_dir = (os.path.join(tmp, d) for d in ("run", "rep", "data"))
-    for d in (run_dir, rep_dir, data_dir):
-        os.makedirs(d)
-    remap = [("/etc/bayesguard/policies", pol_dir), ("/usr/lib/bayesguard/plugins",
-             bgtest.PLUGIN_DIR), ("/var/lib/bayesguard", data_dir),
-             ("/run/bayesguard", run_dir), ("/run/bayesguard-reporter", rep_dir),
-             ("0.0.0.0:50051", "127.0.0.1:0"), ("127.0.0.1:50052", "127.0.0.1:0"),
-             ("0.0.0.0:9464", "127.0.0.1:0")]
+    remap, (run_dir, rep_dir, op_dir, data_dir) = image_dirs(tmp, pol_dir)
     uid = "uid:%d" % os.getuid()
     denied = grpc.StatusCode.PERMISSION_DENIED
     with EntrypointDaemon(remap, policies=pol_dir) as d:
         H, A, R, O = (d.index(r) for r in ("health", "agent", "reporter", "operator"))
         assert d.addrs[A].startswith("unix:" + run_dir + "/"), d.addrs
         assert d.addrs[R].startswith("unix:" + rep_dir + "/"), d.addrs
-        assert not d.addrs[H].startswith("unix:") and not d.addrs[O].startswith("unix:")
+        assert d.addrs[O].startswith("unix:" + op_dir + "/"), d.addrs
+        assert not d.addrs[H].startswith("unix:"), d.addrs
         assert "serves every role" not in d.log(), d.log()
         # the sockets: 0660, the daemon's user's (the image's USER in the Pod)
-        for i in (A, R):
+        for i in (A, R, O):
             st = os.stat(d.addrs[i][len("unix:"):])
             assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660, \
                 oct(st.st_mode)
@@ -443,7 +561,7 @@ def test_entrypoint_configmap_and_reload():
                                ("http", "true", "0"), ("http", "false", "1")):
             assert samples.get('bayesguard_observations_total{policy="%s",harmed="%s"}' % (
                 pol, harmed), "0") == n, (pol, harmed, text)
-        # the operator, on the loopback: Status
+        # the operator, on its socket (kubectl exec into the guard's container): Status
         st = d.call("Status", guard_pb2.StatusRequest(), i=O)
         rev0, thr0 = st.revision, status_policy(st, "shell").threshold
         bgtest.expect_code(lambda: d.evaluate(req, i=O), denied,
@@ -485,5 +603,87 @@ def test_entrypoint_configmap_and_reload():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+RO_SCRIPT = (
+    # every mount of this machine read-only (as the image's root is in the Pod,
+    # readOnlyRootFilesystem) ...
+    'for m in $(awk \'{print $2}\' /proc/self/mounts | grep -vE "^/(proc|sys|dev)(/|$)"); do '
+    'mount -o remount,bind,ro "$m" 2>/dev/null; done; '
+    # ... except the directories the Pod mounts writable (given as $1..$n before --)
+    'while [ "$1" != "--" ]; do mount --bind "$1" "$1" && mount -o remount,bind,rw "$1" '
+    '|| exit 97; shift; done; shift; exec "$@"')
+
+
+def read_only_root_unavailable():
+    """Why a private read-only mount namespace cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (a private mount namespace)"
+    if not shutil.which("unshare"):
+        return "unshare(1) is missing"
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return "unshare -m refused: " + r.stderr.strip()
+    return None
+
+
+def test_read_only_root():
+    """readOnlyRootFilesystem: the daemon with the image's arguments runs with
+    every mount read-only but its volumes (the socket directories, the data
+    directory, and /tmp for the plugins' private copies — with $TMPDIR there),
+    in a private mount namespace: it starts, decides, stores an outcome and
+    answers the operator, and exits cleanly. Without the /tmp volume it must
+    refuse to start, which shows the read-only root is real."""
+    why = read_only_root_unavailable()
+    if why:
+        print("test_read_only_root: skipped: " + why)
+        return
+    cm, _ = load_manifest()
+    tmp = tempfile.mkdtemp(prefix="bgdeploy-ro-")
+    pol_dir = os.path.join(tmp, "policies")
+    kubelet_layout(pol_dir, cm["data"], "2026_12_06_12_00_00.000000001")
+    remap, vols = image_dirs(tmp, pol_dir)
+    data_dir = vols[3]
+    tmp_vol = os.path.join(tmp, "tmp")
+    os.makedirs(tmp_vol)
+
+    class ReadOnlyRoot(EntrypointDaemon):
+        def __init__(self, writable, **kw):
+            super().__init__(remap, **kw)
+            self.writable = writable
+
+        def argv(self):
+            inner = super().argv()
+            return (["unshare", "-m", "--propagation", "private", "sh", "-c", RO_SCRIPT, "sh"]
+                    + self.writable + [self.tmp, "--", "env", "TMPDIR=" + tmp_vol] + inner)
+
+    # without /tmp writable, the plugins cannot be copied: no start
+    bad = ReadOnlyRoot(vols, policies=pol_dir, start_timeout=20)
+    try:
+        bad.start()
+        bad.stop()
+        raise AssertionError("started with a read-only /tmp: the root is not read-only")
+    except AssertionError as e:
+        assert "exited" in str(e) and "Read-only file system" in str(e), str(e)[-2000:]
+    finally:
+        bad.cleanup()
+    with ReadOnlyRoot(vols + [tmp_vol], policies=pol_dir) as d:
+        H, A, R, O = (d.index(r) for r in ("health", "agent", "reporter", "operator"))
+        assert d.health(i=H).status == 1
+        hreq = guard_pb2.EvaluateRequest(
+            action=guard_pb2.Action(tool="http_get", arguments_json='{"url":"https://a.b/"}'),
+            context=guard_pb2.Context(session="ro"))
+        hv = d.evaluate(hreq, i=A)
+        assert hv.decision == guard_pb2.ALLOW and hv.receipt, hv
+        d.call("Observe", guard_pb2.ObserveRequest(action=hreq.action, context=hreq.context,
+                                                   harmed=False, receipt=hv.receipt), i=R)
+        st = d.call("Status", guard_pb2.StatusRequest(), i=O)
+        assert st.observations >= 1 and not st.observation_log_broken, st
+        assert "Read-only file system" not in d.log(), d.log_text_tail()
+    assert os.path.getsize(os.path.join(data_dir, "observations.bglog")) > 0
+    assert os.listdir(tmp_vol) == [], "private plugin copies are removed once loaded"
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    bgtest.main([test_manifest_matches_entrypoint, test_entrypoint_configmap_and_reload])
+    bgtest.main([test_manifest_matches_entrypoint, test_entrypoint_configmap_and_reload,
+                 test_read_only_root])
