@@ -11,6 +11,7 @@
 #include "cli/cli_lm.h"
 #include "cli/cli_check.h"
 #include "cli/cli_replay.h"
+#include "cli/cli_test.h"
 
 typedef struct command {
     const char *name;
@@ -27,6 +28,7 @@ static const command commands[] = {
     {"check", bg_cli_check_main, "validate a policy directory as a reload would"},
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
+    {"test", bg_cli_test_main, "run the policy unit tests DIR/*_test.yaml offline"},
 };
 
 static void usage(FILE *f)
