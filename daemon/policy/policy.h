@@ -237,5 +237,12 @@ void bg_policy_watch_stop(bg_policy_watch *w);
  * plugin_dir cannot be used. Used by `bayesguard check` and
  * `bayesguardd --check`. */
 int bg_policy_check_dir(const char *dir, const char *plugin_dir, FILE *out);
+/* The same check and exit code, reported as one JSON document on out:
+ * {"dir", "plugin_dir", "valid", "revision" (null when invalid), "errors"
+ * [file:line:col: message], "plugin_errors" [...], "policies" [{name, file,
+ * line, model, estimator, sampler, threshold, over_threshold, shadow,
+ * priority, session, builtin, tools}], "plugins" [{kind, name, version,
+ * file, abi, description, config [{key, type, desc}]}]}. */
+int bg_policy_check_dir_json(const char *dir, const char *plugin_dir, FILE *out);
 
 #endif
