@@ -252,17 +252,30 @@ static void print_verdict(FILE *out, const char *indent, const outcome *o)
             (unsigned long long)v->observations, v->sampled ? "SAMPLED" : "EXACT");
 }
 
+/* A number, or null when it is not finite (JSON has no NaN). */
+static json_t *num(double x)
+{
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
 static json_t *verdict_json(const outcome *o)
 {
     const bg_verdict *v = &o->v;
-    return json_pack("{s:s, s:s, s:f, s:f, s:{s:I, s:s, s:f, s:f}, s:I, s:I, s:s, s:b}", "decision",
-                     bg_decision_name(v->decision), "policy", o->policy ? o->policy : "",
-                     "harm_bound", v->harm_bound, "posterior_predictive", v->posterior_predictive,
-                     "cautious", "id", (json_int_t)v->cautious_id, "label", v->cautious_label,
-                     "posterior", v->cautious_posterior, "harm", v->cautious_harm,
-                     "plausible_set_size", (json_int_t)v->plausible_set_size, "observations",
-                     (json_int_t)v->observations, "bound_kind", v->sampled ? "SAMPLED" : "EXACT",
-                     "shadow", v->shadow != 0);
+    json_t *c = json_object(), *j = json_object();
+    json_object_set_new(c, "id", json_integer((json_int_t)v->cautious_id));
+    json_object_set_new(c, "label", json_string(v->cautious_label));
+    json_object_set_new(c, "posterior", num(v->cautious_posterior));
+    json_object_set_new(c, "harm", num(v->cautious_harm));
+    json_object_set_new(j, "decision", json_string(bg_decision_name(v->decision)));
+    json_object_set_new(j, "policy", json_string(o->policy ? o->policy : ""));
+    json_object_set_new(j, "harm_bound", num(v->harm_bound));
+    json_object_set_new(j, "posterior_predictive", num(v->posterior_predictive));
+    json_object_set_new(j, "cautious", c);
+    json_object_set_new(j, "plausible_set_size", json_integer((json_int_t)v->plausible_set_size));
+    json_object_set_new(j, "observations", json_integer((json_int_t)v->observations));
+    json_object_set_new(j, "bound_kind", json_string(v->sampled ? "SAMPLED" : "EXACT"));
+    json_object_set_new(j, "shadow", json_boolean(v->shadow != 0));
+    return j;
 }
 
 /* Run case c of f; prints its lines (text) or appends it to cases (JSON).
