@@ -70,6 +70,10 @@ def test_shipped_policy_tests_pass():
     # -v prints every step's verdict; the cold-start case shows ESCALATE
     v = run("test", POLICIES, "-v")
     assert v.returncode == 0 and "actual: ESCALATE" in v.stdout, v.stdout
+    vj = json.loads(run("test", POLICIES, "--json", "-v").stdout)
+    cold = [c for c in vj["cases"] if c["name"] == "cold start escalates every command"][0]
+    assert [s["kind"] for s in cold["steps"]] == ["expect", "expect"], cold
+    assert all(s["actual"]["decision"] == "ESCALATE" for s in cold["steps"]), cold
 
 
 FAILING = """policy: shell
@@ -212,6 +216,10 @@ def test_check_skips_test_files():
     tmp = policy_copy()
     try:
         before = json.loads(run("check", tmp, "--json").stdout)
+        # policies/ as shipped, its *_test.yaml beside the policies: the same
+        # revision as the policies alone (what a daemon serving it reports)
+        shipped = json.loads(run("check", POLICIES, "--json").stdout)
+        assert shipped["valid"] and shipped["revision"] == before["revision"], (shipped, before)
         write(os.path.join(tmp, "broken_test.yaml"), BROKEN_TEST)
         shutil.copy(os.path.join(POLICIES, "shell_test.yaml"), tmp)
         r = run("check", tmp)
