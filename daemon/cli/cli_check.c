@@ -1,12 +1,13 @@
 /*
- * cli_check.c — `bayesguard check DIR [--plugins DIR] [--json]`: validate a policy
- * directory exactly as the daemon's reload would, print every error as
- * file:line:column: message, exit non-zero when invalid — also when a file
- * of the plugin dir is not a loadable plugin or reuses a plugin's name.
- * When valid it lists the policies and each plugin with its description
- * and config keys (with --json: one JSON document, bg_policy_check_dir_json).
- * For an operator's CI (run it on the ConfigMap's source
- * before applying it) and for a plugin author (docs/PLUGINS.md).
+ * cli_check.c — `bayesguard check DIR [--plugins DIR] [--json]`: validate
+ * a policy directory exactly as the daemon's reload would, print every
+ * error as file:line:column: message, exit non-zero when invalid — also
+ * when a file of the plugin dir is not a loadable plugin or reuses a
+ * plugin's name. When valid it lists the policies and each plugin with its
+ * description and config keys (with --json: one JSON document,
+ * bg_policy_check_dir_json). For an operator's CI (run it on the
+ * ConfigMap's source before applying it) and for a plugin author
+ * (docs/PLUGINS.md).
  *
  * The plugin dir comes from --plugins, else $BG_PLUGIN_DIR, else the
  * compiled-in BG_DEFAULT_PLUGIN_DIR when the build defines one.
