@@ -36,6 +36,7 @@
 #include "audit/decision_log.h"
 #include "common/bg_err.h"
 #include "common/bg_log.h"
+#include "common/bg_version.h"
 #include "engine/engine.h"
 #include "engine/sampled.h"
 #include "loop/loop.h"
@@ -45,10 +46,6 @@
 #include "receipt/receipt.h"
 #include "rpc/rpc.h"
 #include "settings/settings.h"
-
-#ifndef BG_VERSION
-#define BG_VERSION "0.1.0"
-#endif
 
 #define BG_EXIT_USAGE 2
 #define GO_ON (-1) /* a start step succeeded; any other value is the exit code */
@@ -169,8 +166,11 @@ static int parse_settings(daemon_ctx *d, int argc, char **argv)
         return 0;
     }
     if (d->s.version) {
-        printf("bayesguardd %s (plugin ABI %d.%d)\n", BG_VERSION, BG_PLUGIN_ABI_MAJOR,
-               BG_PLUGIN_ABI_MINOR);
+        /* --version stops the parse; a --json anywhere asks for JSON. */
+        int json = 0;
+        for (int i = 1; i < argc; i++)
+            json |= strcmp(argv[i], "--json") == 0;
+        bg_version_print(stdout, "bayesguardd", json);
         return 0;
     }
     return GO_ON;
@@ -271,7 +271,7 @@ static int load_policies(daemon_ctx *d)
 static int start_metrics(daemon_ctx *d)
 {
     bg_metrics_opts mo = {
-        .version = BG_VERSION, .store = d->store, .engine = d->engine, .plugins = d->host};
+        .version = bg_version(), .store = d->store, .engine = d->engine, .plugins = d->host};
     if (bg_metrics_create(&mo, &d->metrics, &d->err) != BG_OK)
         return die("%s", d->err.msg);
     return GO_ON;
@@ -311,7 +311,7 @@ static int start_server(daemon_ctx *d)
     ro.enable_bench = d->s.enable_bench;
     ro.cq_threads = (unsigned)d->s.cq_threads; /* 0 when not given: one per CPU */
     ro.max_message_bytes = (size_t)d->s.max_message_bytes;
-    ro.version = BG_VERSION;
+    ro.version = bg_version();
     ro.loop = d->loop;
     ro.store = d->store;
     ro.engine = d->engine;
@@ -342,9 +342,9 @@ static int handle_signals_and_watch(daemon_ctx *d)
         bg_loop_on_signal(d->loop, SIGINT, on_term, d, &d->err) != BG_OK ||
         bg_loop_on_signal(d->loop, SIGHUP, on_hup, d, &d->err) != BG_OK)
         return die("%s", d->err.msg);
-    if (!d->s.no_watch && bg_policy_watch_start(d->store, bg_loop_uv(d->loop),
-                                                (unsigned)d->s.watch_debounce_ms, &d->watch,
-                                                &d->err) != BG_OK)
+    if (!d->s.no_watch &&
+        bg_policy_watch_start(d->store, bg_loop_uv(d->loop), (unsigned)d->s.watch_debounce_ms,
+                              &d->watch, &d->err) != BG_OK)
         BG_WARN("main", "not watching %s (SIGHUP and Reload still work): %s", d->s.policies,
                 d->err.msg);
     return GO_ON;

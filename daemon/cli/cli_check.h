@@ -1,4 +1,4 @@
-/* cli_check.h — `bayesguard check DIR [--plugins DIR]` (see cli_check.c). */
+/* cli_check.h — `bayesguard check DIR [--plugins DIR] [--json]` (see cli_check.c). */
 #ifndef BG_CLI_CHECK_H
 #define BG_CLI_CHECK_H
 

@@ -107,9 +107,10 @@ static void usage(FILE *f, const char *cmd, unsigned mask)
     for (size_t i = 0; i < N_FLAGS; i++)
         if (flags[i].mask & mask)
             fprintf(f, "  --%-12s %-8s %s\n", flags[i].opt.name, flags[i].arg, flags[i].help);
-    fprintf(f, "exit: 0 %s, 1 %s, 2 usage, 3 RPC error\n",
-            strcmp(cmd, "eval") == 0 ? "ALLOW" : "ok",
-            strcmp(cmd, "eval") == 0 ? "DENY/ESCALATE" : "negative answer");
+    if (strcmp(cmd, "eval") == 0)
+        fprintf(f, "exit: 0 ALLOW, 1 DENY, 4 ESCALATE, 2 usage, 3 RPC error\n");
+    else
+        fprintf(f, "exit: 0 ok, 1 negative answer, 2 usage, 3 RPC error\n");
 }
 
 static int bad(const char *cmd, const char *fmt, const char *what)
@@ -354,7 +355,9 @@ int bg_cli_eval_main(int argc, char **argv)
                 printf("\n");
             }
         }
-        rc = v->decision == BAYESGUARD__V1__DECISION__ALLOW ? BG_CLI_EXIT_OK : BG_CLI_EXIT_NO;
+        rc = v->decision == BAYESGUARD__V1__DECISION__ALLOW      ? BG_CLI_EXIT_OK
+             : v->decision == BAYESGUARD__V1__DECISION__ESCALATE ? BG_CLI_EXIT_ESCALATE
+                                                                 : BG_CLI_EXIT_NO;
     }
     action_end(&x, v);
     return rc;

@@ -11,6 +11,8 @@
 #include "cli/cli_lm.h"
 #include "cli/cli_check.h"
 #include "cli/cli_replay.h"
+#include "cli/cli_test.h"
+#include "common/bg_version.h"
 
 typedef struct command {
     const char *name;
@@ -19,7 +21,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"eval", bg_cli_eval_main, "ask the daemon whether an action may run (exit 0 ALLOW, 1 not)"},
+    {"eval", bg_cli_eval_main, "ask the daemon whether an action may run (exit 0/1/4)"},
     {"observe", bg_cli_observe_main, "report an action's outcome"},
     {"status", bg_cli_status_main, "daemon, policy and reload state"},
     {"health", bg_cli_health_main, "grpc.health.v1 Check (exit 0 SERVING)"},
@@ -27,6 +29,7 @@ static const command commands[] = {
     {"check", bg_cli_check_main, "validate a policy directory as a reload would"},
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
+    {"test", bg_cli_test_main, "run the policy unit tests DIR/*_test.yaml offline"},
 };
 
 static void usage(FILE *f)
@@ -34,8 +37,13 @@ static void usage(FILE *f)
     fprintf(f, "usage: bayesguard COMMAND [flags]   (bayesguard COMMAND --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\nexit codes: 0 ok/ALLOW, 1 DENY/ESCALATE/negative answer, 2 usage, 3 RPC "
-               "error\n");
+    fprintf(f, "\nexit codes (every command; table in docs/CLI.md):\n"
+               "  0  ok: ALLOW, valid, every test passed, SERVING\n"
+               "  1  DENY / invalid policies / a test failed / negative answer / replay stopped\n"
+               "  2  usage, or input that cannot be loaded (test files, plugin dir)\n"
+               "  3  RPC error (the gRPC status and the daemon's message are printed)\n"
+               "  4  ESCALATE (eval): a person must decide\n"
+               "\n  bayesguard --version [--json]   version, git revision, plugin ABI\n");
 }
 
 int main(int argc, char **argv)
@@ -47,6 +55,15 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        int json = argc == 3 && strcmp(argv[2], "--json") == 0;
+        if (argc > 2 && !json) {
+            fprintf(stderr, "bayesguard: --version takes only --json, not '%s'\n", argv[2]);
+            return 2;
+        }
+        bg_version_print(stdout, "bayesguard", json);
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -20,7 +20,7 @@
  * "FILE:LINE: "key": expected ..., got ..." for a field of the wrong type,
  * and the count stored so far; lines before it are stored (the daemon
  * acknowledged them). Last, the posterior summary of the final response
- * is printed.
+ * is printed (with --json: one JSON document, print_json).
  *
  * JSON is read with jansson, the project's JSON library. `arguments` (any
  * JSON value) is forwarded as arguments_json in jansson's compact encoding:
@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "cli/cli_client.h"
+#include "cli/cli_json.h"
 #include "common/bg_err.h"
 
 /* ------------------------------------------------------------ one line */
@@ -230,6 +231,7 @@ static int parse_line(const char *text, size_t len, line *l, line_err *e)
 typedef struct replay_opts {
     const char *file, *session, *policy, *addr;
     unsigned timeout_ms;
+    int json;
 } replay_opts;
 
 static void usage(void)
@@ -237,14 +239,17 @@ static void usage(void)
     fprintf(stderr,
             "usage: bayesguard replay FILE.jsonl --session S [--policy P] [--addr HOST:PORT|"
             "unix:/path]\n"
-            "                         [--timeout-ms N]\n"
+            "                         [--timeout-ms N] [--json]\n"
             "  sends every line (one observation as JSON) with Guard/Observe, in order,\n"
-            "  then prints the session's posterior summary. FILE \"-\" reads stdin.\n");
+            "  then prints the session's posterior summary. FILE \"-\" reads stdin.\n"
+            "  --json: one JSON document on stdout (docs/CLI.md).\n"
+            "  exit: 0 every line stored, 1 a line refused or the daemon failed, 2 usage\n");
 }
 
 static int parse_args(int argc, char **argv, replay_opts *o)
 {
-    *o = (replay_opts){.addr = NULL, .timeout_ms = 10000}; /* NULL: $BAYESGUARD_ADDR or the default */
+    *o = (replay_opts){.addr = NULL,
+                       .timeout_ms = 10000}; /* NULL: $BAYESGUARD_ADDR or the default */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -252,6 +257,10 @@ static int parse_args(int argc, char **argv, replay_opts *o)
             if (o->file)
                 return -1;
             o->file = a;
+            continue;
+        }
+        if (!strcmp(a, "--json")) {
+            o->json = 1;
             continue;
         }
         if (!v)
@@ -320,6 +329,34 @@ static int send_line(bg_client *c, const replay_opts *o, line *l,
     return rc;
 }
 
+/* --json: {"file", "sent", "stopped": null | {"line", "column" (null
+ * unless the text is not JSON), "message"}, "last": the final
+ * ObserveResponse (cli_json.h) | null}. */
+static void print_json(const replay_opts *o, const Bayesguard__V1__ObserveResponse *r, size_t sent,
+                       long stop_line, int stop_col, const char *stop_msg)
+{
+    json_t *doc = json_pack("{s:s, s:I}", "file", o->file, "sent", (json_int_t)sent);
+    json_t *stopped =
+        stop_line ? json_pack("{s:I, s:o, s:s}", "line", (json_int_t)stop_line, "column",
+                              stop_col ? json_integer(stop_col) : json_null(), "message", stop_msg)
+                  : json_null();
+    json_object_set_new(doc, "stopped", stopped ? stopped : json_null());
+    char *head = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    if (!head) {
+        printf("{\"error\": \"out of memory\"}\n");
+        return;
+    }
+    head[strlen(head) - 1] = '\0'; /* drop the closing brace: "last" follows */
+    printf("%s,\"last\":", head);
+    free(head);
+    if (r)
+        bg_cli_json_print(stdout, &r->base); /* ends with a newline */
+    else
+        printf("null");
+    printf("}\n");
+}
+
 static void print_summary(const Bayesguard__V1__ObserveResponse *r, size_t sent)
 {
     printf("replayed %zu observations\n", sent);
@@ -363,6 +400,7 @@ int bg_cli_replay_main(int argc, char **argv)
     long lineno = 0;
     int rc = 0;
     Bayesguard__V1__ObserveResponse *last = NULL;
+    line_err le = {.column = 0};
     while ((n = getline(&buf, &cap, f)) >= 0) {
         lineno++;
         size_t len = (size_t)n;
@@ -374,7 +412,6 @@ int bg_cli_replay_main(int argc, char **argv)
         if (k == len)
             continue;
         line l;
-        line_err le;
         if (parse_line(buf, len, &l, &le) != 0) {
             if (le.column)
                 fprintf(stderr, "%s:%ld:%d: %s\n", o.file, lineno, le.column, le.msg);
@@ -387,6 +424,8 @@ int bg_cli_replay_main(int argc, char **argv)
         line_free(&l);
         if (src != BG_OK) {
             fprintf(stderr, "%s:%ld: %s\n", o.file, lineno, err.msg);
+            snprintf(le.msg, sizeof le.msg, "%s", err.msg);
+            le.column = 0;
             rc = 1;
             break;
         }
@@ -397,7 +436,10 @@ int bg_cli_replay_main(int argc, char **argv)
                 "bayesguard replay: stopped; %zu observations before line %ld were "
                 "stored\n",
                 sent, lineno);
-    print_summary(last, sent);
+    if (o.json)
+        print_json(&o, last, sent, rc ? lineno : 0, le.column, le.msg);
+    else
+        print_summary(last, sent);
     bg_client_free(last);
     free(buf);
     if (f != stdin)

@@ -1,6 +1,6 @@
 /*
  * cli_replay.h — `bayesguard replay FILE.jsonl --session S [--policy P]
- * [--addr A] [--timeout-ms N]`: send every line of a file of logged
+ * [--addr A] [--timeout-ms N] [--json]`: send every line of a file of logged
  * outcomes to a daemon with Guard/Observe, in order, then print the
  * session's posterior summary. Lets an operator seed a posterior from
  * history. Line format: daemon/cli/cli_replay.c and docs/EXPERIMENTS.md.

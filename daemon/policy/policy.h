@@ -48,12 +48,12 @@ typedef enum bg_session_key {
 
 typedef struct bg_policy {
     const char *name;
-    const char *file;          /* where it was defined, for messages */
+    const char *file; /* where it was defined, for messages */
     int line;
-    bg_guard guard;            /* what the engine runs; instances owned here */
-    int on_error_allow;        /* on_error: allow (default deny) */
+    bg_guard guard;     /* what the engine runs; instances owned here */
+    int on_error_allow; /* on_error: allow (default deny) */
     bg_session_key session_key;
-    const char *session_attr;  /* for BG_SESSION_ATTRIBUTE */
+    const char *session_attr; /* for BG_SESSION_ATTRIBUTE */
     /* "peer.identity/context.session" (or peer.uid/...): the key is two
      * levels, the identity's session (parent) and identity|session (child);
      * see bg_policy_session_keys. session_key is then a PEER_ kind. */
@@ -69,9 +69,9 @@ typedef struct bg_policy {
     /* 1: the built-in default-deny catch-all: no model, no engine; every
      * Evaluate is DENY with harm_bound 1. */
     int builtin;
-    int priority;              /* resolves overlapping matches, see POLICIES.md */
-    int outcomes_open;         /* outcomes: open (default receipts: Observe needs one) */
-    const char *const *tools;  /* spec.match.tools as written (names and globs) */
+    int priority;             /* resolves overlapping matches, see POLICIES.md */
+    int outcomes_open;        /* outcomes: open (default receipts: Observe needs one) */
+    const char *const *tools; /* spec.match.tools as written (names and globs) */
     size_t n_tools;
     /* A cache, the one field that changes in a published policy: this
      * policy's counters in the metrics registry, filled on first use by
@@ -130,12 +130,50 @@ typedef struct bg_session_who {
 int bg_policy_session_keys(const bg_policy *p, const bg_session_who *who, char *buf, size_t len,
                            const char **key, const char **parent, bg_err *err);
 
+/* ------------------------------------------------------- one decision
+ * What a chosen policy does to one request (policy_decide.c): the daemon's
+ * Guard service and `bayesguard test` both decide through these. */
+
+/* act's features as p says: unchanged under spec.features from_request;
+ * else computed from act->arguments_json by p's spec.features into
+ * buf[0..p->n_features) and act->features pointed at it (a request that
+ * sends its own is refused). BG_OK, or BG_EINVAL with msg[0..len) saying
+ * what to fix, prefixed by `what` ("EvaluateRequest"). */
+int bg_policy_action_features(const bg_policy *p, const char *what, bg_action *act, double *buf,
+                              char *msg, size_t len);
+
+/* The verdict of p for act: the built-in catch-all's DENY (no model, bound
+ * 1); else the engine's for *session, and for a two-level key (parent not
+ * NULL) the one of the child and the identity level with the larger bound
+ * (a NaN bound counts as the larger), *session then naming the level that
+ * decided — so a fresh child session is never laxer than its identity.
+ * Engine errors as bg_engine_evaluate. */
+int bg_policy_evaluate(bg_engine *e, const bg_policy *p, const char **session, const char *parent,
+                       const bg_action *act, bg_verdict *v, bg_err *err);
+
+/* Store obs for session, and for a two-level key also for parent: two
+ * records in the observation log, one per session. First one token of
+ * `who`'s observation rate (bg_engine_admit); the receipt (NULL: none) is
+ * claimed with the child's record. The child first: a failure there stores
+ * nothing; a failure of the parent after it is reported (a retry counts it
+ * twice in the child only, which the parent's bound covers). *sum is the
+ * child's. Errors as bg_engine_observe_owned. */
+int bg_policy_observe(bg_engine *e, const bg_policy *p, const char *session, const char *parent,
+                      const bg_observation *obs, const bg_obs_receipt *receipt, const char *who,
+                      bg_posterior_summary *sum, bg_err *err);
+
 /* A list of "file:line:col: message" errors. */
 typedef struct bg_policy_errors {
     size_t n;
-    char **msgs;    /* owned */
+    char **msgs; /* owned */
 } bg_policy_errors;
 void bg_policy_errors_free(bg_policy_errors *e);
+
+/* 1 when a file name is a policy unit test (`bayesguard test`): NAME_test.yaml
+ * or NAME_test.yml, not hidden. Such files sit beside the policies; the
+ * loader never reads them as policies (nor hashes them into the revision)
+ * and the directory watch does not reload when they change. Pure. */
+int bg_policy_is_test_file(const char *name);
 
 /* Build and validate a set from dir without publishing it (for `check`).
  * On failure *out is NULL and errs lists every error found. */
@@ -147,14 +185,14 @@ int bg_policy_set_load(const char *dir, bg_plugin_host *host, bg_policy_set **ou
 typedef struct bg_policy_store bg_policy_store;
 
 typedef struct bg_policy_status {
-    char revision[65];         /* current */
+    char revision[65]; /* current */
     uint64_t policies;
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     int64_t last_success_unix_ms;
     int64_t last_attempt_unix_ms;
-    char last_trigger[32];     /* "start" | "sighup" | "watch" | "rpc" */
-    char last_errors[4096];    /* newline-separated, "" after a success */
+    char last_trigger[32];  /* "start" | "sighup" | "watch" | "rpc" */
+    char last_errors[4096]; /* newline-separated, "" after a success */
 } bg_policy_status;
 
 /* Loads dir once; fails (with every error in err) if the first set is bad.
@@ -199,5 +237,12 @@ void bg_policy_watch_stop(bg_policy_watch *w);
  * plugin_dir cannot be used. Used by `bayesguard check` and
  * `bayesguardd --check`. */
 int bg_policy_check_dir(const char *dir, const char *plugin_dir, FILE *out);
+/* The same check and exit code, reported as one JSON document on out:
+ * {"dir", "plugin_dir", "valid", "revision" (null when invalid), "errors"
+ * [file:line:col: message], "plugin_errors" [...], "policies" [{name, file,
+ * line, model, estimator, sampler, threshold, over_threshold, shadow,
+ * priority, session, builtin, tools}], "plugins" [{kind, name, version,
+ * file, abi, description, config [{key, type, desc}]}]}. */
+int bg_policy_check_dir_json(const char *dir, const char *plugin_dir, FILE *out);
 
 #endif

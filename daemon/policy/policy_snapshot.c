@@ -6,7 +6,9 @@
  * and the build fails if any step found one:
  *   1. list dir: *.yaml and *.yml regular files, hidden names skipped (so a
  *      Kubernetes ConfigMap's ..data / ..2026_… dirs are never read twice;
- *      the visible names are symlinks through ..data), sorted by name;
+ *      the visible names are symlinks through ..data), and so are policy
+ *      unit tests (*_test.yaml, *_test.yml: bg_policy_is_test_file), sorted
+ *      by name;
  *   2. read each file, feed name + NUL, length (u64, host order) and bytes
  *      to SHA-256 (libcrypto; the revision, 64 hex digits);
  *   3. parse every document (policy_parse.c: schema, defaults);
@@ -216,10 +218,22 @@ const bg_policy *bg_policy_set_match(const bg_policy_set *s, const char *tool)
 
 /* ------------------------------------------------------------ listing */
 
+static int ends_with(const char *s, size_t n, const char *tail)
+{
+    size_t t = strlen(tail);
+    return n > t && strcmp(s + n - t, tail) == 0;
+}
+
+int bg_policy_is_test_file(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] != '.' && (ends_with(name, n, "_test.yaml") || ends_with(name, n, "_test.yml"));
+}
+
 static int is_policy_file(const char *name)
 {
     size_t n = strlen(name);
-    if (name[0] == '.')
+    if (name[0] == '.' || bg_policy_is_test_file(name))
         return 0;
     return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) ||
            (n > 4 && strcmp(name + n - 4, ".yml") == 0);

@@ -14,8 +14,10 @@
  * if it now names another directory, the directory watch is re-armed on the
  * path. A watch error (directory removed) also re-arms.
  *
- * Any relevant event (re)starts a debounce timer, so the burst of one
- * update gives one reload; the reload runs on the libuv worker pool
+ * An event naming a policy unit test (*_test.yaml: bg_policy_is_test_file)
+ * is ignored: the loader does not read those files, so a reload would
+ * change nothing. Any other event (re)starts a debounce timer, so the
+ * burst of one update gives one reload; the reload runs on the libuv worker pool
  * (uv_queue_work: it dlopens and creates plugin instances) and never two at
  * once: an event during a running reload re-arms the timer when it ends.
  *
@@ -50,19 +52,19 @@
 #include "policy/policy_priv.h"
 
 struct bg_policy_watch {
-    pthread_mutex_t mu;    /* guards st against the pool thread */
-    bg_policy_store *st;   /* NULL after unwatch; written on the loop thread */
+    pthread_mutex_t mu;  /* guards st against the pool thread */
+    bg_policy_store *st; /* NULL after unwatch; written on the loop thread */
     uv_loop_t *loop;
-    uv_fs_event_t ev;      /* the directory */
-    uv_fs_event_t pev;     /* its parent, when the path is a symlink */
+    uv_fs_event_t ev;  /* the directory */
+    uv_fs_event_t pev; /* its parent, when the path is a symlink */
     uv_timer_t timer;
     uv_work_t work;
     unsigned debounce_ms;
-    int running;           /* a reload is on the pool */
-    int again;             /* an event arrived during it */
-    int open_handles;      /* 3 until closed */
-    char armed[PATH_MAX];  /* realpath of the directory when armed */
-    char link_name[256];   /* basename of the path when it is a symlink */
+    int running;          /* a reload is on the pool */
+    int again;            /* an event arrived during it */
+    int open_handles;     /* 3 until closed */
+    char armed[PATH_MAX]; /* realpath of the directory when armed */
+    char link_name[256];  /* basename of the path when it is a symlink */
 };
 typedef bg_policy_watch watch;
 
@@ -157,6 +159,10 @@ static void on_event(uv_fs_event_t *h, const char *filename, int events, int sta
     (void)events;
     if (!w->st)
         return;
+    if (status >= 0 && filename && bg_policy_is_test_file(filename)) {
+        BG_DEBUG("policy", "watch: %s changed: a policy unit test, no reload", filename);
+        return;
+    }
     if (status < 0) {
         BG_WARN("policy", "watch on %s failed (%s): re-arming", bg__store_dir(w->st),
                 uv_strerror(status));
@@ -204,8 +210,9 @@ static int arm_parent(watch *w, bg_err *err)
         *slash = '\0';
     int rc = uv_fs_event_start(&w->pev, on_parent_event, parent, 0);
     if (rc != 0)
-        return bg_err_set(err, BG_EIO, "policy watch: cannot watch %s (the parent of the "
-                                       "symlink %s): %s",
+        return bg_err_set(err, BG_EIO,
+                          "policy watch: cannot watch %s (the parent of the "
+                          "symlink %s): %s",
                           parent, dir, uv_strerror(rc));
     return BG_OK;
 }
@@ -222,8 +229,7 @@ int bg_policy_watch_start(bg_policy_store *st, uv_loop_t *loop, unsigned debounc
 {
     *out = NULL;
     if (bg__store_claim_watch(st, 1) != 0)
-        return bg_err_set(err, BG_EINVAL, "policy watch: %s is already watched",
-                          bg__store_dir(st));
+        return bg_err_set(err, BG_EINVAL, "policy watch: %s is already watched", bg__store_dir(st));
     watch *w = calloc(1, sizeof *w);
     if (!w) {
         bg__store_claim_watch(st, 0);

@@ -52,8 +52,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "bayesguard/v1/guard.pb-c.h"
 #include "common/bg_log.h"
 #include "common/bg_time.h"
@@ -116,57 +114,21 @@ static grpc_status_code keys_of(bg__rpc_call *c, const Bayesguard__V1__Context *
     return GRPC_STATUS_OK;
 }
 
-/* The action's features as r's policy says (spec.features): the request's
- * under from_request; else computed from the JSON arguments into the call
- * arena, a request that sends its own being refused. */
+/* The action's features as r's policy says (bg_policy_action_features),
+ * computed into the call arena. */
 static grpc_status_code features_of(bg__rpc_call *c, const char *what, resolved *r, char *msg,
                                     size_t len)
 {
     const bg_policy *p = r->pol;
-    if (p->features_from_request)
-        return GRPC_STATUS_OK;
-    if (r->act.n_features > 0) {
-        if (p->n_features > 0)
-            snprintf(msg, len,
-                     "%s.action.features: policy %s computes its features from the arguments; do "
-                     "not send features",
-                     what, p->name);
-        else
-            snprintf(msg, len,
-                     "%s.action.features: policy %s takes no features (its spec.features is not "
-                     "from_request); do not send features",
-                     what, p->name);
-        return GRPC_STATUS_INVALID_ARGUMENT;
-    }
-    if (p->n_features == 0)
-        return GRPC_STATUS_OK;
-    const char *aj = r->act.arguments_json ? r->act.arguments_json : "";
-    char why[768];
-    json_t *args = NULL;
-    if (bg_features_parse_args(aj, strlen(aj), &args, why, sizeof why) != BG_OK) {
-        snprintf(msg, len, "%s.%s (policy %s computes its features from the arguments)", what, why,
-                 p->name);
-        return GRPC_STATUS_INVALID_ARGUMENT;
-    }
-    double *f = bg__rpc_call_alloc(c, p->n_features * sizeof(*f));
-    grpc_status_code code = GRPC_STATUS_OK;
-    if (f == NULL) {
+    double *f = NULL;
+    if (!p->features_from_request && r->act.n_features == 0 && p->n_features > 0 &&
+        (f = bg__rpc_call_alloc(c, p->n_features * sizeof(*f))) == NULL) {
         snprintf(msg, len, "out of memory for %zu features", p->n_features);
-        code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
     }
-    for (size_t i = 0; code == GRPC_STATUS_OK && i < p->n_features; i++) {
-        if (bg_feature_eval(p->features[i], args, &f[i], why, sizeof why) != BG_OK) {
-            snprintf(msg, len, "%s.action.arguments_json: %s (policy %s, spec.features[%zu]: %s)",
-                     what, why, p->name, i, bg_feature_source(p->features[i]));
-            code = GRPC_STATUS_INVALID_ARGUMENT;
-        }
-    }
-    json_decref(args);
-    if (code == GRPC_STATUS_OK) {
-        r->act.features = f;
-        r->act.n_features = p->n_features;
-    }
-    return code;
+    return bg_policy_action_features(p, what, &r->act, f, msg, len) == BG_OK
+               ? GRPC_STATUS_OK
+               : GRPC_STATUS_INVALID_ARGUMENT;
 }
 
 /* Check and resolve; on failure returns the gRPC code with msg filled and
@@ -287,63 +249,19 @@ static grpc_status_code resolve(bg__rpc_call *c, const Bayesguard__V1__Action *a
     return GRPC_STATUS_OK;
 }
 
-/* The verdict for r: the built-in catch-all's DENY (no model, bound 1);
- * else the engine's for r's session, and for a two-level key the one of
- * the child and the identity (parent) with the larger bound (a NaN bound
- * counts as the larger), r->session then naming the level that decided —
- * so a fresh child session is never laxer than its identity. */
+/* The verdict for r (bg_policy_evaluate): r->session then names the
+ * level that decided. */
 static int evaluate_levels(bg_rpc_server *s, resolved *r, bg_verdict *v, bg_err *err)
 {
-    if (r->pol->builtin) {
-        memset(v, 0, sizeof(*v));
-        v->decision = BG_DECISION_DENY;
-        v->harm_bound = 1.0;
-        v->posterior_predictive = 1.0;
-        snprintf(v->cautious_label, sizeof(v->cautious_label), "no policy matches the tool");
-        return BG_OK;
-    }
-    int rc = bg_engine_evaluate(s->opts.engine, &r->pol->guard, r->session, &r->act, v, err);
-    if (rc != BG_OK || r->parent == NULL)
-        return rc;
-    bg_verdict pv;
-    memset(&pv, 0, sizeof(pv));
-    rc = bg_engine_evaluate(s->opts.engine, &r->pol->guard, r->parent, &r->act, &pv, err);
-    if (rc != BG_OK)
-        return rc;
-    if (isnan(pv.harm_bound) || !(v->harm_bound >= pv.harm_bound)) {
-        *v = pv;
-        r->session = r->parent;
-    }
-    return BG_OK;
+    return bg_policy_evaluate(s->opts.engine, r->pol, &r->session, r->parent, &r->act, v, err);
 }
 
-/* Store obs for r's session, and for a two-level key also for the
- * identity's (parent) session: two records in the observation log, one
- * per session, so a replay counts it once in each. The child first: a
- * failure there stores nothing; a failure of the parent after it is
- * reported, and a retry counts it twice in the child only, which the
- * parent's bound (the larger one decides) covers. */
+/* Store obs for r's session and its identity level (bg_policy_observe). */
 static int observe_levels(bg_engine *e, const resolved *r, const bg_observation *obs,
                           const bg_obs_receipt *receipt, const char *who, bg_posterior_summary *sum,
                           bg_err *err)
 {
-    /* One token of the caller's observation rate, and new sessions count
-     * against its quota (engine.h: bg_engine_admit, _observe_owned). */
-    int rc = bg_engine_admit(e, who, err);
-    if (rc != BG_OK)
-        return rc;
-    /* The receipt is claimed (single use) with the child's observation; the
-     * parent's record is the same outcome, counted at the identity level. */
-    rc = bg_engine_observe_owned(e, &r->pol->guard, r->session, obs, receipt, who, sum, err);
-    if (rc != BG_OK || r->parent == NULL)
-        return rc;
-    bg_posterior_summary ps;
-    memset(&ps, 0, sizeof(ps));
-    rc = bg_engine_observe_owned(e, &r->pol->guard, r->parent, obs, NULL, who, &ps, err);
-    if (rc != BG_OK)
-        bg_err_prefix(err, "stored for session '%s' but not for its identity's session '%s': ",
-                      r->session, r->parent);
-    return rc;
+    return bg_policy_observe(e, r->pol, r->session, r->parent, obs, receipt, who, sum, err);
 }
 
 static Bayesguard__V1__Decision wire_decision(bg_decision d)

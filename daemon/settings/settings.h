@@ -141,7 +141,7 @@
       "validate --policies with --plugins as a reload would, print every error, exit 0 "         \
       "(valid) or 1 (not); nothing is served")                                                   \
     X(version, "version", NULL, EXIT, NULL, NULL, "", 0, 0,                                      \
-      "print the version and the plugin ABI, exit 0")                                            \
+      "print the version, git revision and plugin ABI (--version --json: as JSON), exit 0")     \
     X(help, "help", NULL, EXIT, NULL, NULL, "", 0, 0, "print this help, exit 0")
 /* clang-format on */
 

@@ -162,9 +162,12 @@ def run_daemon(lines, work, env):
             if line.startswith("bayesguardd "):
                 continue
             r = sh(strip_comment(line), work, env, check=False)
-            assert r.returncode in (0, 1), "%s\nexit %d\n%s%s" % (line, r.returncode,
-                                                                  r.stdout, r.stderr)
             m = re.search(r"#\s*(ALLOW|DENY|ESCALATE)\b", line)
+            # eval's exit code is its verdict's (ALLOW 0, DENY 1, ESCALATE 4)
+            want = {"ALLOW": 0, "DENY": 1, "ESCALATE": 4}[m.group(1)] if (
+                line.startswith("bayesguard eval") and m) else 0
+            assert r.returncode == want, "%s\nexit %d, expected %d\n%s%s" % (
+                line, r.returncode, want, r.stdout, r.stderr)
             if line.startswith("bayesguard eval") and m:
                 evals += 1
                 got = r.stdout.split()[0] if r.stdout.split() else ""

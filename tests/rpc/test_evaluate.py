@@ -227,12 +227,12 @@ def test_cli_matches_python():
             got.pop(k)
             want.pop(k)
         assert got == want, (got, want)
-        # Human output and exit codes: ALLOW 0, ESCALATE/DENY 1.
+        # Human output and exit codes: ALLOW 0, DENY 1, ESCALATE 4.
         c = d.cli("eval", "--tool", "rpc_send", "--session", "cli", check=0)
         assert c.stdout.startswith("ALLOW") and "policy=rpc-test" in c.stdout, c.stdout
-        c = d.cli("eval", "--tool", "danger_x", "--agent", "cli", check=1)
+        c = d.cli("eval", "--tool", "danger_x", "--agent", "cli", check=4)
         assert c.stdout.startswith("ESCALATE"), c.stdout
-        c = d.cli("eval", "--tool", "danger_x", "--agent", "cli", i=1, check=1)
+        c = d.cli("eval", "--tool", "danger_x", "--agent", "cli", i=1, check=4)
         # observe, with the receipt eval printed (human output) or sent
         # (--json, base64 like the proto3 JSON mapping)
         def cli_receipt(*extra):
