@@ -36,7 +36,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
 import grpc  # noqa: E402
-from bgtest import Daemon, call_as, expect_code, guard_pb2, wait_for  # noqa: E402
+from bgmetrics import metrics_addr, scrape, value  # noqa: E402
+from bgtest import Daemon, call_as, expect_code, guard_pb2  # noqa: E402
 
 C = grpc.StatusCode
 POLICY = """apiVersion: bayesguard/v1
@@ -127,12 +128,13 @@ def decision_lines(d, did):
 
 
 def test_approve_await_observe():
-    with daemon() as d:
+    with daemon(extra=["--metrics-listen", "127.0.0.1:0"]) as d:
         v = d.evaluate(ereq())
         assert v.decision == guard_pb2.ESCALATE and v.escalation == guard_pb2.PENDING, v
         assert len(v.receipt) == 0
         es = lst(d)
         assert [e.id for e in es] == [v.decision_id], es
+        assert d.call("Status", guard_pb2.StatusRequest()).escalations_pending == 1
         e = es[0]
         assert e.state == guard_pb2.PENDING and e.policy == "esc" and e.tool == "danger_rm"
         assert e.peer == "uid:%d" % os.getuid() and e.agent == "a1" and e.session == "a1", e
@@ -175,6 +177,14 @@ def test_approve_await_observe():
         pi = {p.name: p for p in st.policies}
         assert pi["esc"].escalation_timeout == "15m" and pi["esc"].escalation_on_timeout == "deny"
         assert pi["fast"].escalation_timeout == "1s"
+        m = scrape(metrics_addr(d))
+        assert value(m, "bayesguard_escalations_pending") == 0
+        assert value(m, "bayesguard_escalation_resolutions_total", result="approved") == 1
+        assert value(m, "bayesguard_escalation_resolutions_total", result="rejected") == 0
+        assert value(m, "bayesguard_escalation_wait_seconds_count") == 1
+        assert value(m, "bayesguard_escalation_wait_seconds_bucket", le="+Inf") == 1
+        assert value(m, "bayesguard_escalation_wait_seconds_bucket", le="5") == 1
+        assert value(m, "bayesguard_escalation_wait_seconds_bucket", le="1") in (0, 1)
     lines = decision_lines(d, v.decision_id)
     assert [l["decision"] for l in lines] == ["ESCALATE", "ALLOW"], lines
     assert lines[0]["escalation"] == "PENDING"
