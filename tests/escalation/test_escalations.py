@@ -392,7 +392,8 @@ def test_cli():
         r = subprocess.run([bgtest.CLI, "escalations", "approve", v.decision_id,
                             "--addr", d.addrs[0]], capture_output=True, text=True, timeout=30,
                            env=env)
-        assert r.returncode == 1 and "FAILED_PRECONDITION" in r.stderr, (r.returncode, r.stderr)
+        assert r.returncode == 3 and "FAILED_PRECONDITION" in r.stderr, (r.returncode, r.stderr)
+        assert "APPROVED" in r.stderr
         w = d.evaluate(ereq(agent="a9"))
         r = subprocess.run([bgtest.CLI, "escalations", "reject", w.decision_id, "--reason",
                             "too risky", "--approver", "dave", "--json", "--addr", d.addrs[0]],
@@ -432,4 +433,5 @@ if __name__ == "__main__":
     bgtest.require_daemon()
     bgtest.main([test_approve_await_observe, test_reject_and_pending_timeout,
                  test_expiry_deny_and_allow, test_identity_and_roles, test_restart_keeps_pending,
-                 test_watch, test_full_table_fails_closed, test_check_validates_escalation_keys])
+                 test_watch, test_full_table_fails_closed, test_check_validates_escalation_keys,
+                 test_cli])
