@@ -204,7 +204,9 @@ static void maybe_rewrite(bg_escalation *t)
 
 int bg_escalation_open_one(bg_escalation *t, const bg_escalation_rec *r, bg_err *err)
 {
-    bg_escalation_rec *c = bg_escalation_rec_copy(r);
+    /* The caller's strings are the request's (tool, agent, session key):
+     * cut, so a record's size does not depend on the client. */
+    bg_escalation_rec *c = bg__esc_rec_copy_cut(r, BG_ESC_FIELD_MAX);
     if (c == NULL)
         return bg_err_set(err, BG_ENOMEM, "escalation %s: out of memory", r->id);
     c->state = BG_ESC_PENDING;

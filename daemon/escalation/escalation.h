@@ -68,8 +68,8 @@
 #define BG_ESC_DEFAULT_MAX_PENDING 1024
 #define BG_ESC_DEFAULT_MAX_SETTLED 1024
 #define BG_ESC_FILE "escalations.log"
-#define BG_ESC_RECORD_MAX (64u << 10) /* bytes of one file record's payload */
-#define BG_ESC_FIELD_MAX 1024         /* bytes kept of a caller-chosen string */
+#define BG_ESC_RECORD_MAX (256u << 10) /* bytes of one file record's payload */
+#define BG_ESC_FIELD_MAX 1024          /* bytes kept of a caller-chosen string */
 #define BG_ESC_REASON_MAX 1024        /* bytes of a resolution's reason */
 
 /* The states, numbered as the wire's EscalationState. */
@@ -134,7 +134,9 @@ typedef void (*bg_escalation_event_fn)(void *arg, bg_esc_event ev, const bg_esca
 /* Set the one event listener (before serving; NULL to remove). */
 void bg_escalation_listen(bg_escalation *t, bg_escalation_event_fn fn, void *arg);
 
-/* Open a PENDING record (a copy of r; state, approver, reason, resolved
+/* Open a PENDING record (a copy of r, every string cut at
+ * BG_ESC_FIELD_MAX bytes on a UTF-8 boundary, so a record's size is
+ * bounded whatever the request held; state, approver, reason, resolved
  * are ignored). BG_ELIMIT when max_pending are pending (invariant 1),
  * BG_EEXIST when the id is held, BG_EIO when the file refused it. */
 int bg_escalation_open_one(bg_escalation *t, const bg_escalation_rec *r, bg_err *err);

@@ -19,6 +19,9 @@
 json_t *bg__esc_rec_to_json(const bg_escalation_rec *r);
 /* A new record from a JSON object; NULL (why in err) when it is not one. */
 bg_escalation_rec *bg__esc_rec_from_json(const json_t *o, bg_err *err);
+/* A deep copy of r with every string cut at max bytes (NULL on out of
+ * memory); bg_escalation_rec_copy is this with no cut. */
+bg_escalation_rec *bg__esc_rec_copy_cut(const bg_escalation_rec *r, size_t max);
 /* A copy of s cut at max bytes on a UTF-8 boundary ("" for NULL); NULL on
  * out of memory. */
 char *bg__esc_strndup(const char *s, size_t max);

@@ -81,12 +81,17 @@ void bg_escalation_rec_free(bg_escalation_rec *r)
 
 bg_escalation_rec *bg_escalation_rec_copy(const bg_escalation_rec *r)
 {
+    return bg__esc_rec_copy_cut(r, SIZE_MAX - 1);
+}
+
+bg_escalation_rec *bg__esc_rec_copy_cut(const bg_escalation_rec *r, size_t max)
+{
     bg_escalation_rec *c = malloc(sizeof *c);
     if (c == NULL)
         return NULL;
     *c = *r;
     int ok = 1;
-#define BG_ESC_DUP(f) ok &= (c->f = bg__esc_strndup(r->f, SIZE_MAX - 1)) != NULL;
+#define BG_ESC_DUP(f) ok &= (c->f = bg__esc_strndup(r->f, max)) != NULL;
     BG_ESC_STRINGS(BG_ESC_DUP)
 #undef BG_ESC_DUP
     c->receipt = NULL;

@@ -213,6 +213,11 @@ def test_reject_and_pending_timeout():
         assert fin.reason == "not on prod" and len(fin.receipt) == 0
         assert fin.escalation_record.reason == "not on prod"
         expect_code(lambda: resolve(d, v.decision_id), C.FAILED_PRECONDITION, ["REJECTED"])
+        # a record's size does not depend on the client: request strings are cut
+        big = d.evaluate(ereq(agent="\u00e9" * 50000, tool="quick_" + "t" * 3000))
+        e = [x for x in lst(d) if x.id == big.decision_id][0]
+        assert len(e.agent.encode()) <= 1024 and e.agent == "\u00e9" * 512, len(e.agent)
+        assert len(e.tool.encode()) <= 1024
         # shadow is untouched: only enforce mode opens escalations (covered by
         # the policy's mode; here: a DENY-policy tool opens none)
         expect_code(lambda: await_(d, "0-0"), C.NOT_FOUND)
