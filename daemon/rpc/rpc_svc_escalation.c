@@ -264,13 +264,10 @@ static void watch_count(void *arg, const bg_escalation_rec *r)
 static void watch_fill(void *arg, const bg_escalation_rec *r)
 {
     watch_start *ws = arg;
-    bg_escalation_rec *copy = ws->code == GRPC_STATUS_OK ? bg_escalation_rec_copy(r) : NULL;
-    if (ws->w->policy[0] && strcmp(ws->w->policy, r->policy) != 0) {
-        bg_escalation_rec_free(copy);
+    if (ws->code != GRPC_STATUS_OK || (ws->w->policy[0] && strcmp(ws->w->policy, r->policy) != 0))
         return;
-    }
-    if (copy == NULL || ws->w->q_n == ws->w->q_cap) {
-        bg_escalation_rec_free(copy);
+    bg_escalation_rec *copy = ws->w->q_n < ws->w->q_cap ? bg_escalation_rec_copy(r) : NULL;
+    if (copy == NULL) {
         ws->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
         return;
     }
@@ -426,8 +423,7 @@ static void list_one(void *arg, const bg_escalation_rec *r)
     }
     Bayesguard__V1__Escalation *e = bg__rpc_call_alloc(l->c, sizeof *e);
     Bayesguard__V1__CautiousHypothesis *ch = bg__rpc_call_alloc(l->c, sizeof *ch);
-    bg_escalation_rec *copy = e && ch ? bg_escalation_rec_copy(r) : NULL;
-    if (copy == NULL) {
+    if (e == NULL || ch == NULL) {
         l->oom = 1;
         return;
     }
@@ -442,7 +438,6 @@ static void list_one(void *arg, const bg_escalation_rec *r)
     if (e->cautious != NULL && !l->oom &&
         (ch->label = bg__rpc_call_strdup(l->c, ch->label ? ch->label : "")) == NULL)
         l->oom = 1;
-    bg_escalation_rec_free(copy);
     l->items[l->n++] = e;
 }
 

@@ -204,6 +204,11 @@ def test_reject_and_pending_timeout():
         assert 0.25 <= time.monotonic() - t0 < 3.0
         assert p.decision == guard_pb2.ESCALATE and p.escalation == guard_pb2.PENDING, p
         assert p.escalation_record.id == v.decision_id and len(p.receipt) == 0
+        # a client that gives up (its own deadline) frees its parked call
+        expect_code(lambda: await_(d, v.decision_id, timeout_ms=60000, timeout=0.3),
+                    C.DEADLINE_EXCEEDED)
+        bgtest.wait_for(lambda: d.call("Status", guard_pb2.StatusRequest()).in_flight == 1, 5.0,
+                        "the cancelled await to finish")
         expect_code(lambda: resolve(d, v.decision_id, approve=False, reason=""),
                     C.INVALID_ARGUMENT, ["reason"])
         r = resolve(d, v.decision_id, approve=False, reason="not on prod")
