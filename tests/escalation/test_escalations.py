@@ -339,6 +339,14 @@ def test_watch():
                 guard_pb2.WatchEscalationsRequest(), timeout=20)
         ev = next(stream)
         assert ev.escalation.id == first.decision_id and ev.escalation.state == guard_pb2.PENDING
+        # a watch and a list filtered on another policy see none of them
+        other = ch.unary_stream(
+            bgtest.GUARD + "WatchEscalations",
+            request_serializer=guard_pb2.WatchEscalationsRequest.SerializeToString,
+            response_deserializer=guard_pb2.EscalationEvent.FromString)(
+                guard_pb2.WatchEscalationsRequest(policy="fast"), timeout=20)
+        assert len(d.call("ListEscalations", guard_pb2.ListEscalationsRequest(
+            policy="fast")).escalations) == 0
         second = d.evaluate(ereq(agent="a2"))
         ev = next(stream)
         assert ev.escalation.id == second.decision_id and ev.escalation.state == guard_pb2.PENDING
@@ -346,6 +354,11 @@ def test_watch():
         ev = next(stream)
         assert ev.escalation.id == first.decision_id and ev.escalation.state == guard_pb2.REJECTED
         assert ev.escalation.reason == "nope"
+        quick = d.evaluate(ereq(tool="quick_x"))
+        ev = next(other)  # the first event of the filtered watch is the "fast" one
+        assert ev.escalation.id == quick.decision_id and ev.escalation.policy == "fast"
+        ev = next(stream)
+        assert ev.escalation.id == quick.decision_id
         # the drain ends the watch with UNAVAILABLE, and a parked await too
         t, box = in_thread(lambda: await_(d, second.decision_id, timeout_ms=20000))
         time.sleep(0.2)
@@ -357,6 +370,12 @@ def test_watch():
             assert e.code() == C.UNAVAILABLE, e
         t.join(10)
         assert isinstance(box.get("e"), grpc.RpcError) and box["e"].code() == C.UNAVAILABLE, box
+        try:
+            for ev in other:  # the expiry of quick_x may come before the drain's end
+                assert ev.escalation.id == quick.decision_id
+            raise AssertionError("the filtered watch ended without a status")
+        except grpc.RpcError as e:
+            assert e.code() == C.UNAVAILABLE, e
         assert d.wait_exit(30) == 0
         d.proc = None
     d.cleanup()
