@@ -16,7 +16,9 @@
 - Restart with --data-dir keeps the pending ones with their expiry, and a
   resolution after the restart works; a file corrupted mid-record stops
   the start naming the file and the offset; a torn tail is cut off.
-- WatchEscalations streams the pending ones, then new, then settled ones.
+- WatchEscalations streams the pending ones, then new, then settled ones
+  (filtered by policy if asked); a watcher that does not read is cut off
+  with RESOURCE_EXHAUSTED while Evaluate goes on.
 - A full table (--max-escalations 1) fails closed: DENY with a reason.
 - Every settlement is a decision-log line joined by decision_id.
 - SIGTERM ends a parked await with UNAVAILABLE and the daemon exits 0.
@@ -381,6 +383,35 @@ def test_watch():
     d.cleanup()
 
 
+def test_slow_watcher_cut_off():
+    """A watcher that does not read (a 1 KiB stream window, no BDP probing:
+    the daemon's sends stop completing) is cut off with RESOURCE_EXHAUSTED
+    once its queue (256 past the pending ones) is full; Evaluate goes on."""
+    with daemon(extra=["--max-escalations", "4096"]) as d:
+        slow = grpc.insecure_channel(d.addrs[0], options=[("grpc.http2.bdp_probe", 0),
+                                                          ("grpc.http2.lookahead_bytes", 1024)])
+        stream = slow.unary_stream(
+            bgtest.GUARD + "WatchEscalations",
+            request_serializer=guard_pb2.WatchEscalationsRequest.SerializeToString,
+            response_deserializer=guard_pb2.EscalationEvent.FromString)(
+                guard_pb2.WatchEscalationsRequest(), timeout=60)
+        ch = d.channel()
+        for i in range(600):
+            assert d.evaluate(ereq(agent="a%d" % i), ch=ch).escalation == guard_pb2.PENDING
+        n = 0
+        try:
+            for _ in stream:
+                n += 1
+            raise AssertionError("the slow watch was not cut off")
+        except grpc.RpcError as e:
+            assert e.code() == C.RESOURCE_EXHAUSTED and "fell behind" in e.details(), e
+        assert n < 600 - 256, n
+        assert d.evaluate(ereq(agent="after"), ch=ch).escalation == guard_pb2.PENDING
+        assert len(lst(d)) == 601
+        slow.close()
+    d.cleanup()
+
+
 def test_full_table_fails_closed():
     with daemon(extra=["--max-escalations", "1"]) as d:
         a = d.evaluate(ereq())
@@ -462,5 +493,5 @@ if __name__ == "__main__":
     bgtest.require_daemon()
     bgtest.main([test_approve_await_observe, test_reject_and_pending_timeout,
                  test_expiry_deny_and_allow, test_identity_and_roles, test_restart_keeps_pending,
-                 test_watch, test_full_table_fails_closed, test_check_validates_escalation_keys,
-                 test_cli])
+                 test_watch, test_slow_watcher_cut_off, test_full_table_fails_closed,
+                 test_check_validates_escalation_keys, test_cli])
