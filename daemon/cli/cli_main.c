@@ -10,6 +10,7 @@
 #include "cli/cli_guard.h"
 #include "cli/cli_lm.h"
 #include "cli/cli_check.h"
+#include "cli/cli_escalations.h"
 #include "cli/cli_replay.h"
 #include "cli/cli_test.h"
 #include "common/bg_version.h"
@@ -30,6 +31,7 @@ static const command commands[] = {
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
     {"test", bg_cli_test_main, "run the policy unit tests DIR/*_test.yaml offline"},
+    {"escalations", bg_cli_escalations_main, "list, watch, approve or reject escalations"},
 };
 
 static void usage(FILE *f)
