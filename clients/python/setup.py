@@ -32,6 +32,27 @@ def proto_dir():
     return d
 
 
+def check_protoc(protoc):
+    """Refuse a protoc newer than the protobuf runtime: its generated code
+    would not import (Debian's protobuf-compiler 3.21.x pairs with
+    python3-protobuf 4.21.x; the two share the 21.x release)."""
+    out = subprocess.run([protoc, "--version"], capture_output=True, text=True).stdout
+    try:
+        import google.protobuf
+    except ImportError:
+        raise SystemExit("bayesguard setup: python3-protobuf is not importable here: make "
+                         "the venv with --system-site-packages and install python3-protobuf")
+
+    def release(v):
+        parts = v.strip().split()[-1].split(".")
+        return tuple(int(x) for x in parts[1:3]) if len(parts) >= 3 else None
+    gen, run = release(out), release(google.protobuf.__version__)
+    if gen is None or run is None or gen > run:
+        raise SystemExit("bayesguard setup: %s (%s) is newer than the protobuf runtime %s: "
+                         "use Debian's protobuf-compiler, the release of python3-protobuf"
+                         % (protoc, out.strip(), google.protobuf.__version__))
+
+
 class BuildWithProtos(build_py):
     """build_py, then protoc --python_out into the build's package folder."""
 
@@ -41,6 +62,7 @@ class BuildWithProtos(build_py):
         if not protoc:
             raise SystemExit("bayesguard setup: protoc not found: install Debian's "
                              "protobuf-compiler (apt-get install protobuf-compiler)")
+        check_protoc(protoc)
         src = proto_dir()
         out = os.path.abspath(self.build_lib)
         for p in PROTOS:
