@@ -89,6 +89,20 @@ def test_aio_unreachable_fails_closed():
     asyncio.run(go())
 
 
+def test_aio_guard_across_event_loops():
+    """One aio Guard made outside any loop, used from two asyncio.run()s."""
+    with daemon() as d:
+        g = bayesguard.aio.Guard(d.addrs[0])
+
+        async def once():
+            v = await g.evaluate("send_email", {"n": 1}, session="loops")
+            assert v.allowed, v
+            return (await g.report(v, harmed=False)).observations
+        assert asyncio.run(once()) == 1
+        assert asyncio.run(once()) == 2
+        asyncio.run(g.close())
+
+
 def test_sync_guard_protects_async_function():
     with daemon() as d, bayesguard.Guard(d.addrs[0]) as g:
         ran = []
@@ -112,4 +126,5 @@ def test_sync_guard_protects_async_function():
 
 if __name__ == "__main__":
     main([test_aio_evaluate_report_errors, test_aio_protect, test_aio_unreachable_fails_closed,
+          test_aio_guard_across_event_loops,
           test_sync_guard_protects_async_function])

@@ -147,6 +147,30 @@ def test_unix_socket_and_a_separate_reporter():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_mtls_files():
+    """tls_ca / tls_cert / tls_key: the certificates of tests/rpc/test_tls.py."""
+    import sys
+    sys.path.insert(0, os.path.join(clienttest.CLIENT_DIR, "..", "..", "tests", "rpc"))
+    from test_tls import SERVER_NAME, Pki
+    pki = Pki()
+    try:
+        with daemon(args=pki.args()) as d:
+            with Guard(d.addrs[0], tls_ca=pki.path("ca.crt"), tls_cert=pki.path("agent.crt"),
+                       tls_key=pki.path("agent.key"), tls_server_name=SERVER_NAME) as g:
+                v = g.evaluate("send_email", {"to": "x"}, session="tls")
+                assert v.allowed and g.report(v, harmed=False).observations == 1, v
+            # no client certificate: the daemon refuses the handshake -> a refusal
+            with Guard(d.addrs[0], tls_ca=pki.path("ca.crt"), tls_server_name=SERVER_NAME,
+                       timeout=3) as g:
+                e = expect_raises(bayesguard.GuardError, g.evaluate, "send_email", {})
+                assert e.code in (grpc.StatusCode.UNAVAILABLE,
+                                  grpc.StatusCode.DEADLINE_EXCEEDED), e
+        expect_raises(ValueError, Guard, "127.0.0.1:1", tls_cert=pki.path("agent.crt"))
+        expect_raises(ValueError, Guard, "127.0.0.1:1", tls_ca=pki.path("missing.crt"))
+    finally:
+        pki.cleanup()
+
+
 def test_protect_sync():
     with daemon() as d, Guard(d.addrs[0]) as g:
         sent = []
@@ -254,5 +278,5 @@ if __name__ == "__main__":
     main([test_verdicts_allow_deny_escalate, test_report_moves_the_posterior,
           test_forged_and_replayed_receipts_keep_their_code, test_errors_keep_the_code,
           test_unreachable_daemon_is_a_refusal_unless_fail_open,
-          test_unix_socket_and_a_separate_reporter, test_protect_sync, test_openai_tool_calls,
+          test_unix_socket_and_a_separate_reporter, test_mtls_files, test_protect_sync, test_openai_tool_calls,
           test_escalation_rpcs_fail_closed])

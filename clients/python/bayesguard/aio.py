@@ -6,11 +6,13 @@ The same calls as bayesguard.Guard, as coroutines:
     v = await guard.evaluate("send_email", {"to": "a@b.c"}, session="s1")
 
 The channel is opened on first use, inside the running event loop (a
-grpc.aio channel belongs to the loop that made it), and closed by
-`await guard.close()` or `async with`. protect() decorates async
+grpc.aio channel belongs to the loop that made it; used from another loop,
+the Guard opens a new one), and closed by `await guard.close()` or
+`async with`. protect() decorates async
 functions only: a sync function would have to block the loop; use
 bayesguard.Guard for those. Errors and fail_open are as in bayesguard.Guard.
 """
+import asyncio
 import functools
 import inspect
 
@@ -18,7 +20,7 @@ import grpc
 import grpc.aio
 
 from . import _core, _methods, errors
-from .verdict import escalation_from_pb, verdict_from_pb
+from .verdict import Verdict, escalation_from_pb, verdict_from_pb
 
 
 class Guard:
@@ -37,6 +39,7 @@ class Guard:
         self._channels = []
         self._calls = None
         self._report_calls = None
+        self._loop = None
 
     def _open(self, addr):
         ch = (grpc.aio.secure_channel(addr, self._creds, options=self._opts)
@@ -46,6 +49,9 @@ class Guard:
         return _methods.callables(ch)
 
     def _ensure(self):
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a grpc.aio channel serves the loop that made it
+            self._channels, self._calls, self._loop = [], None, loop
         if self._calls is None:
             self._calls = self._open(self.address)
             self._report_calls = (self._open(self.report_address) if self.report_address
@@ -90,7 +96,7 @@ class Guard:
         """See bayesguard.Guard.await_decision."""
         req, deadline = _core.await_request(verdict, timeout, self.timeout)
         m = await self._call("AwaitDecision", req, deadline)
-        v0 = verdict if hasattr(verdict, "action") else None
+        v0 = verdict if isinstance(verdict, Verdict) else None
         return verdict_from_pb(m, v0.action if v0 else None, v0.context if v0 else None)
 
     async def evaluate_tool_call(self, call, *, session="", agent="", trace_id="",

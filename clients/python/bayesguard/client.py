@@ -24,7 +24,7 @@ import inspect
 import grpc
 
 from . import _core, _methods, errors
-from .verdict import escalation_from_pb, verdict_from_pb
+from .verdict import Verdict, escalation_from_pb, verdict_from_pb
 
 
 class Guard:
@@ -94,7 +94,7 @@ class Guard:
         wait ran out first."""
         req, deadline = _core.await_request(verdict, timeout, self.timeout)
         m = self._call("AwaitDecision", req, deadline)
-        v0 = verdict if hasattr(verdict, "action") else None
+        v0 = verdict if isinstance(verdict, Verdict) else None
         return verdict_from_pb(m, v0.action if v0 else None, v0.context if v0 else None)
 
     def evaluate_tool_call(self, call, *, session="", agent="", trace_id="", timeout=None):
