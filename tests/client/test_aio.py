@@ -5,7 +5,7 @@ import asyncio
 import grpc
 
 import clienttest
-from clienttest import daemon, expect_raises, main
+from clienttest import daemon, main
 
 import bayesguard
 import bayesguard.aio

@@ -8,7 +8,6 @@ import asyncio
 import sys
 import threading
 
-import grpc
 
 import clienttest
 from clienttest import daemon, expect_raises, main, wait_for

@@ -47,7 +47,7 @@ def test_report_moves_the_posterior():
         n = 0
         v = first
         while v.allowed:
-            r = g.report(v, harmed=True)
+            r = g.report(v, harmed=True, value=float(n))  # a measured value rides along
             n += 1
             assert r.observations == n and r.policy == "client-learn", r
             v = g.evaluate("send_email", {"to": "x"}, session="learn")
@@ -278,5 +278,6 @@ if __name__ == "__main__":
     main([test_verdicts_allow_deny_escalate, test_report_moves_the_posterior,
           test_forged_and_replayed_receipts_keep_their_code, test_errors_keep_the_code,
           test_unreachable_daemon_is_a_refusal_unless_fail_open,
-          test_unix_socket_and_a_separate_reporter, test_mtls_files, test_protect_sync, test_openai_tool_calls,
+          test_unix_socket_and_a_separate_reporter, test_mtls_files, test_protect_sync,
+          test_openai_tool_calls,
           test_escalation_rpcs_fail_closed])

@@ -213,7 +213,8 @@ class ProtectSpec:
             raise ValueError("bayesguard: protect(on_escalate=%r): expected 'wait' or 'deny'"
                              % (on_escalate,))
         if escalation_timeout is not None and escalation_timeout <= 0:
-            raise ValueError("bayesguard: protect(escalation_timeout=...) must be > 0 seconds (None: the daemon's maximum)")
+            raise ValueError("bayesguard: protect(escalation_timeout=%r): give seconds > 0, or "
+                             "None for the daemon's maximum wait" % (escalation_timeout,))
         self.fn = fn
         self.tool = tool or fn.__name__
         self.session, self.agent = session, agent
