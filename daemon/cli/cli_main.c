@@ -10,6 +10,7 @@
 #include "cli/cli_guard.h"
 #include "cli/cli_lm.h"
 #include "cli/cli_check.h"
+#include "cli/cli_escalations.h"
 #include "cli/cli_replay.h"
 
 typedef struct command {
@@ -27,6 +28,7 @@ static const command commands[] = {
     {"check", bg_cli_check_main, "validate a policy directory as a reload would"},
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
+    {"escalations", bg_cli_escalations_main, "list, watch, approve or reject escalations"},
 };
 
 static void usage(FILE *f)
