@@ -1,11 +1,8 @@
 """await_decision() and protect(on_escalate='wait') once a person settles
 an escalation: the operator approves or rejects through the same client
-(resolve_escalation, operator role) while the agent waits.
-
-Needs the daemon's escalation workflow (issue 12 item 1, branch esc);
-against a daemon that answers UNIMPLEMENTED it skips (77) and says so."""
+(resolve_escalation, operator role) while the agent waits; an operator's
+watch; an escalation nobody settles expires into a DENY."""
 import asyncio
-import sys
 import threading
 
 
@@ -76,8 +73,47 @@ def test_reject_then_deny():
         final = _result(t, box)
         assert final.decision is Decision.DENY and not final.receipt, final
         assert final.escalation is EscalationState.REJECTED, final
-        assert "no way" in final.explain(), final.explain()
+        assert final.reason == "no way" and "no way" in final.explain(), final
+        assert final.escalation_record.approver == "bob", final.escalation_record
         expect_raises(ValueError, g.resolve_escalation, "x", True, approver="")
+
+
+def test_watch_escalations():
+    """An operator's watch sees the escalation open, then settle."""
+    with daemon() as d, Guard(d.addrs[0]) as g, Guard(d.addrs[0]) as operator:
+        events = operator.watch_escalations(policy="client-escalate")
+        t, box = _in_thread(next, events)
+        v = g.evaluate("escalate_watched", {"n": 1}, session="e6", agent="bot")
+        first = _result(t, box)
+        assert first.id == v.decision_id and first.state is EscalationState.PENDING, first
+        assert first.tool == "escalate_watched" and first.agent == "bot", first
+        # arguments as the decision log shows them: by default their digest
+        assert first.arguments in ('{"n":1}', ) or "(7 bytes)" in first.arguments, first
+        assert first.harm_bound == v.harm_bound, first
+        operator.resolve_escalation(v.decision_id, True, approver="erin")
+        t, box = _in_thread(next, events)
+        settled = _result(t, box)
+        assert settled.id == v.decision_id and settled.state is EscalationState.APPROVED
+        assert settled.approver == "erin", settled
+        events.close()  # cancels the stream
+
+
+def test_expiry_is_a_deny():
+    """Nobody settles it: the policy's escalation.timeout (1 s) turns the
+    wait into a DENY (on_timeout: deny), and protect() does not run."""
+    with daemon() as d, Guard(d.addrs[0]) as g:
+        v = g.evaluate("expire_it", {}, session="e5")
+        assert v.escalated, v
+        final = g.await_decision(v, 20)
+        assert final.decision is Decision.DENY, final
+        assert final.escalation is EscalationState.EXPIRED and not final.receipt, final
+        ran = []
+
+        @g.protect(tool="expire_too", session="e5", escalation_timeout=20)
+        def act():
+            ran.append(1)
+        e = expect_raises(bayesguard.Denied, act)
+        assert e.verdict.escalation is EscalationState.EXPIRED and ran == [], e.verdict
 
 
 def test_protect_waits_for_a_person():
@@ -123,19 +159,7 @@ def test_aio_await():
         asyncio.run(go(d.addrs[0], op))
 
 
-def _served():
-    with daemon() as d, Guard(d.addrs[0]) as g:
-        try:
-            g.list_escalations()
-        except bayesguard.Unimplemented:
-            return False
-    return True
-
-
 if __name__ == "__main__":
-    if not _served():
-        print("skip: the daemon answers UNIMPLEMENTED for the escalation RPCs "
-              "(issue 12 item 1, branch esc, not merged here)")
-        sys.exit(77)
-    main([test_approve_then_allow_with_receipt, test_reject_then_deny,
+    main([test_approve_then_allow_with_receipt, test_reject_then_deny, test_watch_escalations,
+          test_expiry_is_a_deny,
           test_protect_waits_for_a_person, test_aio_await])

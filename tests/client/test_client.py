@@ -255,22 +255,17 @@ def test_openai_tool_calls():
                       {"id": "x", "function": {"name": "t", "arguments": {"a": 1}}})
 
 
-def test_escalation_rpcs_fail_closed():
-    """Before the daemon serves AwaitDecision (or when it refuses it),
-    protect(on_escalate='wait') refuses: the function never runs."""
+def test_unsettled_escalation_is_a_refusal():
+    """protect(on_escalate='wait') whose wait runs out before anyone
+    settles the escalation refuses: the function never runs."""
     with daemon() as d, Guard(d.addrs[0]) as g:
         ran = []
 
         @g.protect(tool="escalate_me", session="w", escalation_timeout=0.5)
         def act():
             ran.append(1)
-        try:
-            act()
-            raise AssertionError("an unsettled escalation let the function run")
-        except bayesguard.Denied as e:
-            assert e.verdict.escalated, e.verdict  # the wait ran out: still PENDING
-        except bayesguard.GuardError as e:
-            assert e.code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.DEADLINE_EXCEEDED), e
+        e = expect_raises(bayesguard.Denied, act)
+        assert e.verdict.escalated and e.verdict.escalation is EscalationState.PENDING, e.verdict
         assert ran == []
 
 
@@ -280,4 +275,4 @@ if __name__ == "__main__":
           test_unreachable_daemon_is_a_refusal_unless_fail_open,
           test_unix_socket_and_a_separate_reporter, test_mtls_files, test_protect_sync,
           test_openai_tool_calls,
-          test_escalation_rpcs_fail_closed])
+          test_unsettled_escalation_is_a_refusal])

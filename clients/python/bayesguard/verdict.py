@@ -100,6 +100,8 @@ class Verdict:
     decision ALLOW: run the action, then report its outcome with the
     receipt. DENY: do not run it; tell the model why (explain()).
     ESCALATE: a person decides; await_decision() waits for them.
+    reason: why, where more than the bound says it (an approver's reason,
+    an expiry, an ESCALATE that could not be opened and is a DENY).
     failed_open is True only for the ALLOW a Guard(fail_open=True) made up
     when the guard could not be asked; `error` is then the GuardError.
     """
@@ -114,6 +116,7 @@ class Verdict:
     receipt: bytes = b""
     escalation: EscalationState = EscalationState.NONE
     escalation_record: typing.Optional[Escalation] = None
+    reason: str = ""
     posterior_predictive: float = 0.0
     plausible_set_size: int = 0
     estimator: str = ""
@@ -156,13 +159,15 @@ class Verdict:
             s += "; cautious hypothesis %s (posterior %.3g, P(harm) %.3g)" % (
                 self.cautious.label or self.cautious.id, self.cautious.posterior,
                 self.cautious.harm)
+        r = self.escalation_record
         if self.escalation != EscalationState.NONE:
             s += "; escalation %s" % self.escalation.name
-            r = self.escalation_record
             if r is not None and r.approver:
                 s += " by %s" % r.approver
             if r is not None and r.reason:
                 s += " (%s)" % r.reason
+        if self.reason and not (r is not None and r.reason == self.reason):
+            s += "; %s" % self.reason
         if self.decision_id:
             s += "; decision %s" % self.decision_id
         return s
@@ -195,6 +200,7 @@ def verdict_from_pb(m, action=None, context=None):
         receipt=bytes(m.receipt), escalation=EscalationState(m.escalation),
         escalation_record=(escalation_from_pb(m.escalation_record)
                            if m.HasField("escalation_record") else None),
+        reason=m.reason,
         posterior_predictive=m.posterior_predictive, plausible_set_size=m.plausible_set_size,
         estimator=m.estimator, model=m.model, samples=m.samples, shadow=m.shadow,
         eval_us=m.eval_us, observations=m.observations, on_error_allowed=m.on_error_allowed,
