@@ -9,6 +9,7 @@
 
 #include "cli/cli_guard.h"
 #include "cli/cli_lm.h"
+#include "cli/cli_mcp.h"
 #include "cli/cli_check.h"
 #include "cli/cli_replay.h"
 
@@ -27,13 +28,14 @@ static const command commands[] = {
     {"check", bg_cli_check_main, "validate a policy directory as a reload would"},
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
+    {"mcp-proxy", bg_cli_mcp_main, "stdio MCP proxy that asks the guard before each tools/call"},
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bayesguard COMMAND [flags]   (bayesguard COMMAND --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nexit codes: 0 ok/ALLOW, 1 DENY/ESCALATE/negative answer, 2 usage, 3 RPC "
                "error\n");
 }
