@@ -351,8 +351,18 @@ static void client_request(bg__mcp *p, bg_mcp_msg *m, const char *line, size_t l
     free(key);
 }
 
+static int blank(const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+            return 0;
+    return 1;
+}
+
 static void route_client(bg__mcp *p, const char *line, size_t len)
 {
+    if (blank(line, len))
+        return; /* no message: nothing to answer */
     bg_mcp_msg m;
     bg_mcp_classify(line, len, &m);
     switch (m.kind) {
