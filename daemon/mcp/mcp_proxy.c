@@ -13,13 +13,14 @@
  *
  * Routing, client -> server: requests are recorded in the pending table
  * (bounded, ids unique) then written unchanged; a tools/call is held by a
- * worker instead; notifications/cancelled of a held call withdraws it (the
- * server never saw it); a response to our own elicitation/create is kept
+ * worker instead; notifications/cancelled forgets its request (a held call
+ * is withdrawn: the server never saw it, so the notice is not passed on);
+ * a response to our own elicitation/create is kept
  * for its worker, every other one is passed on. Server -> client: every
  * line, unchanged.
  *
- * Shutdown: client EOF (or SIGTERM/SIGINT) -> close the server's stdin, wait SERVER_GRACE_MS
- * for it to exit, then SIGTERM, then SIGKILL; server exit while the client
+ * Shutdown: client EOF (or SIGTERM/SIGINT) -> close the server's stdin,
+ * wait SERVER_GRACE_MS for it to exit, then SIGTERM, then SIGKILL; server exit while the client
  * is connected -> every pending request gets a JSON-RPC error naming the
  * exit status, exit code BG_MCP_EXIT_SERVER. Workers see `stopping` and
  * give up within a round; those stuck in a guard call are left to the
@@ -382,15 +383,17 @@ static void route_client(bg__mcp *p, const char *line, size_t len)
         break;
     case BG_MCP_NOTIFICATION:
         if (strcmp(m.method, "notifications/cancelled") == 0) {
+            /* The client expects no answer any more: forget the entry (a
+             * late answer from the server still passes through). A call
+             * held here was never seen by the server: nothing to pass on. */
             json_t *rid = json_object_get(m.params, "requestId");
             char *key = rid ? bg_mcp_id_key(rid) : NULL;
-            if (key != NULL && bg__mcp_table_state(&p->pending, key, 0) == BG__MCP_GUARDING) {
-                /* Held here: the server never saw it; no answer (MCP). */
-                bg__mcp_entry_free(bg__mcp_table_take(&p->pending, key, 0));
-                free(key);
-                break;
-            }
+            bg__mcp_entry *e = key ? bg__mcp_table_take(&p->pending, key, 0) : NULL;
+            int held = e != NULL && e->state == BG__MCP_GUARDING;
+            bg__mcp_entry_free(e);
             free(key);
+            if (held)
+                break;
         }
         bg__mcp_out_line(&p->server, line, len);
         break;
