@@ -107,7 +107,8 @@ int bg__mcp_table_forward(bg__mcp_table *t, const char *key, unsigned long seq,
                           bg__mcp_report *report);
 /* The state of the entry, -1 when it is gone. */
 int bg__mcp_table_state(bg__mcp_table *t, const char *key, unsigned long seq);
-/* OWN entries: store the reply (taken); 0 when no such entry. */
+/* OWN entries: store the reply (taken: kept, or released when there is no
+ * such entry or it has one already); 1 when kept. */
 int bg__mcp_table_answer(bg__mcp_table *t, const char *key, json_t *answer);
 /* OWN entries: the reply once it came (new ref), else NULL. */
 json_t *bg__mcp_table_answer_get(bg__mcp_table *t, const char *key, unsigned long seq);

@@ -399,9 +399,8 @@ static void route_client(bg__mcp *p, const char *line, size_t len)
         break;
     case BG_MCP_RESPONSE: {
         char *key = json_is_null(m.id) ? NULL : bg_mcp_id_key(m.id);
-        if (key != NULL && bg__mcp_table_answer(&p->own, key, m.root)) {
-            m.root = NULL; /* kept for the worker */
-        } else {
+        /* Ours (an elicitation/create answer): kept for its worker. */
+        if (key == NULL || !bg__mcp_table_answer(&p->own, key, json_incref(m.root))) {
             bg__mcp_out_line(&p->server, line, len);
         }
         free(key);

@@ -48,7 +48,10 @@ class Proxy:
             r, _, _ = select.select([self.p.stdout], [], [], left)
             if r:
                 chunk = os.read(self.p.stdout.fileno(), 65536)
-                assert chunk, "the proxy closed its stdout (exit %s)" % self.p.poll()
+                if not chunk:
+                    self.p.wait(timeout=10)
+                    raise AssertionError("the proxy closed its stdout (exit %s); stderr:\n%s"
+                                         % (self.p.returncode, self.p.stderr.read().decode()))
                 self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
         return line
