@@ -7,7 +7,8 @@
  *   settings (flags, then the --config YAML; flags win; daemon/settings/)
  *   -> log level -> [--check: validate and exit 0/1] -> plugin host (dlopen
  *   the plugin dir) -> sampled-path trainer -> engine (replays --data-dir) ->
- *   receipt key (--receipt-key-file, or made in --data-dir) ->
+ *   receipt key (--receipt-key-file, or made in --data-dir) -> escalation
+ *   table (replays <data-dir>/escalations.log) ->
  *   policy store (loads and validates --policies) -> metrics registry ->
  *   loop -> decision log (opens the file) -> gRPC server (binds every
  *   --listen) -> metrics endpoint (binds --metrics-listen; its address
@@ -38,6 +39,7 @@
 #include "common/bg_log.h"
 #include "engine/engine.h"
 #include "engine/sampled.h"
+#include "escalation/escalation.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
@@ -57,7 +59,8 @@ typedef struct daemon_ctx {
     bg_settings s;
     bg_plugin_host *host;
     bg_engine *engine;
-    bg_receipt_key *receipts; /* outcome receipts' key (daemon/receipt) */
+    bg_receipt_key *receipts;   /* outcome receipts' key (daemon/receipt) */
+    bg_escalation *escalations; /* pending escalations (daemon/escalation) */
     bg_sampled_trainer *sampled;
     bg_policy_store *store;
     bg_policy_watch *watch; /* NULL with --no-watch, or when the watch failed */
@@ -261,6 +264,18 @@ static int load_receipt_key(daemon_ctx *d)
     return GO_ON;
 }
 
+/* The pending-escalation table: <data-dir>/escalations.log replayed (a
+ * corrupt file stops the start, naming the file and offset), else memory
+ * only. */
+static int open_escalations(daemon_ctx *d)
+{
+    bg_escalation_opts eo = {.data_dir = d->s.data_dir,
+                             .max_pending = (size_t)d->s.max_escalations};
+    if (bg_escalation_create(&eo, &d->escalations, &d->err) != BG_OK)
+        return die("--data-dir: %s", d->err.msg);
+    return GO_ON;
+}
+
 static int load_policies(daemon_ctx *d)
 {
     if (bg_policy_store_create(d->s.policies, d->host, &d->store, &d->err) != BG_OK)
@@ -319,6 +334,7 @@ static int start_server(daemon_ctx *d)
     ro.receipt_ttl_ms = (int64_t)d->s.receipt_ttl_s * 1000;
     ro.plugins = d->host;
     ro.decisions = d->decisions;
+    ro.escalations = d->escalations;
     ro.metrics = d->metrics;
     if (bg_rpc_server_start(&ro, &d->server, &d->err) != BG_OK)
         return die("%s", d->err.msg);
@@ -342,9 +358,9 @@ static int handle_signals_and_watch(daemon_ctx *d)
         bg_loop_on_signal(d->loop, SIGINT, on_term, d, &d->err) != BG_OK ||
         bg_loop_on_signal(d->loop, SIGHUP, on_hup, d, &d->err) != BG_OK)
         return die("%s", d->err.msg);
-    if (!d->s.no_watch && bg_policy_watch_start(d->store, bg_loop_uv(d->loop),
-                                                (unsigned)d->s.watch_debounce_ms, &d->watch,
-                                                &d->err) != BG_OK)
+    if (!d->s.no_watch &&
+        bg_policy_watch_start(d->store, bg_loop_uv(d->loop), (unsigned)d->s.watch_debounce_ms,
+                              &d->watch, &d->err) != BG_OK)
         BG_WARN("main", "not watching %s (SIGHUP and Reload still work): %s", d->s.policies,
                 d->err.msg);
     return GO_ON;
@@ -407,6 +423,7 @@ static void stop(daemon_ctx *d)
         bg_policy_store_destroy(d->store);
     if (d->engine != NULL)
         bg_engine_destroy(d->engine);
+    bg_escalation_close(d->escalations);
     bg_receipt_key_destroy(d->receipts);
     bg_sampled_trainer_destroy(d->sampled);
     if (d->host != NULL)
@@ -436,6 +453,7 @@ int main(int argc, char **argv)
     STEP(start_sampled_trainer(&d));
     STEP(start_engine(&d));
     STEP(load_receipt_key(&d));
+    STEP(open_escalations(&d));
     STEP(load_policies(&d));
     STEP(start_metrics(&d));
     STEP(start_loop(&d));

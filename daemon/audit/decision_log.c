@@ -333,6 +333,16 @@ static void format_record(bg_strbuf *b, const bg_decision_record *r)
     if (r->decision) {
         key_str(b, "decision_id", r->decision_id);
         key_str(b, "decision", r->decision);
+        if (r->escalation)
+            key_str(b, "escalation", r->escalation);
+        if (r->resolution) {
+            key_req(b, "approver", r->approver);
+            key_req(b, "approver_peer", r->approver_peer);
+            key_req(b, "reason", r->reason);
+            key_u64(b, "waited_ms", r->waited_ms);
+        } else if (r->reason) {
+            key_req(b, "reason", r->reason);
+        }
     } else {
         key_str(b, "error_code", r->error_code);
         key_str(b, "error", r->error);
@@ -354,6 +364,9 @@ static void format_record(bg_strbuf *b, const bg_decision_record *r)
     if (r->decision && r->on_error_allowed) {
         key_bool(b, "on_error_allowed", 1);
         key_str(b, "error", r->error);
+    } else if (r->decision && r->resolution) {
+        key_num(b, "harm_bound", r->harm_bound);
+        key_num(b, "threshold", r->threshold);
     } else if (r->decision) {
         key_num(b, "harm_bound", r->harm_bound);
         key_num(b, "threshold", r->threshold);

@@ -1,5 +1,7 @@
 /*
- * decision_log.h — the decision log: one JSON line per Evaluate outcome,
+ * decision_log.h — the decision log: one JSON line per Evaluate outcome
+ * and one per settled escalation (a resolution line, see
+ * docs/ESCALATIONS.md),
  * the audit trail of what the guardrail allowed, denied or escalated, why
  * (bound, threshold, the cautious hypothesis) and for whom (tool, session,
  * agent, trace id). Evaluations that failed are logged too, with the gRPC
@@ -48,8 +50,8 @@
 typedef struct bg_decision_log bg_decision_log;
 
 typedef struct bg_decision_log_opts {
-    const char *path;        /* a file (appended to, created 0640), or "-" for stdout */
-    size_t max_queued_bytes; /* 0 = BG_DECISION_LOG_DEFAULT_QUEUE */
+    const char *path;          /* a file (appended to, created 0640), or "-" for stdout */
+    size_t max_queued_bytes;   /* 0 = BG_DECISION_LOG_DEFAULT_QUEUE */
     unsigned close_timeout_ms; /* 0 = BG_DECISION_LOG_DEFAULT_CLOSE_MS (see close) */
 } bg_decision_log_opts;
 
@@ -78,6 +80,17 @@ typedef struct bg_decision_record {
     int shadow;           /* mode: shadow (decision forced to ALLOW) */
     int on_error_allowed; /* the engine failed and on_error: allow let it through */
     uint64_t eval_us;
+    /* A resolution line (daemon/escalation: an ESCALATE settled), joined
+     * to the ESCALATE line by decision_id; `decision` is then the final
+     * one (ALLOW or DENY), and only the bound fields of the verdict are
+     * repeated. */
+    int resolution;
+    /* resolution: "APPROVED" | "REJECTED" | "EXPIRED"; an Evaluate line of
+     * an ESCALATE: "PENDING" (opened), or "REFUSED" (not opened, so the
+     * decision is DENY; reason says why). NULL: none. */
+    const char *escalation;
+    const char *approver, *approver_peer, *reason;
+    uint64_t waited_ms; /* resolution: from the ESCALATE to the settlement */
 } bg_decision_record;
 
 typedef struct bg_decision_log_stats {

@@ -90,6 +90,19 @@ static int status_to_bg(int code)
     }
 }
 
+/* ops[0..4): send the request (metadata, message, half-close) and
+ * receive the initial metadata; ops[4..6) zeroed for the caller. */
+static void request_ops(grpc_op ops[6], grpc_byte_buffer *send, grpc_metadata_array *md_init)
+{
+    memset(ops, 0, 6 * sizeof(*ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = md_init;
+}
+
 int bg_client_unary(bg_client *c, const char *method, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **out,
                     bg_rpc_result *st, bg_err *err)
@@ -109,13 +122,7 @@ int bg_client_unary(bg_client *c, const char *method, const ProtobufCMessage *re
     grpc_slice details = grpc_empty_slice();
 
     grpc_op ops[6];
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_init;
+    request_ops(ops, send, &md_init);
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &recv;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -156,6 +163,80 @@ done:
     grpc_byte_buffer_destroy(send);
     if (recv != NULL)
         grpc_byte_buffer_destroy(recv);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&md_init);
+    grpc_metadata_array_destroy(&md_trail);
+    grpc_call_unref(call);
+    return rc;
+}
+
+/* One batch of ops on call, waited for; 0 when it completed. */
+static int run_batch(bg_client *c, grpc_call *call, const grpc_op *ops, size_t n)
+{
+    if (grpc_call_start_batch(call, ops, n, call, NULL) != GRPC_CALL_OK)
+        return -1;
+    grpc_event ev =
+        grpc_completion_queue_pluck(c->cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    return ev.type == GRPC_OP_COMPLETE && ev.success ? 0 : -1;
+}
+
+int bg_client_server_stream(bg_client *c, const char *method, const ProtobufCMessage *req,
+                            const ProtobufCMessageDescriptor *resp_desc,
+                            int (*on_msg)(void *arg, const ProtobufCMessage *m), void *arg,
+                            bg_rpc_result *st, bg_err *err)
+{
+    grpc_slice mslice = grpc_slice_from_static_string(method);
+    grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
+                                               mslice, NULL,
+                                               gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_byte_buffer *send = bg_rpc_pack(req);
+    grpc_metadata_array md_init, md_trail;
+    grpc_metadata_array_init(&md_init);
+    grpc_metadata_array_init(&md_trail);
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    int rc = BG_OK, stopped = 0;
+    grpc_op ops[6];
+    request_ops(ops, send, &md_init);
+    int sent = run_batch(c, call, ops, 4) == 0;
+    while (sent && !stopped) {
+        grpc_byte_buffer *recv = NULL;
+        memset(ops, 0, sizeof(ops));
+        ops[0].op = GRPC_OP_RECV_MESSAGE;
+        ops[0].data.recv_message.recv_message = &recv;
+        if (run_batch(c, call, ops, 1) != 0 || recv == NULL)
+            break; /* the stream ended: its status follows */
+        ProtobufCMessage *m = bg_rpc_unpack(resp_desc, recv, NULL);
+        grpc_byte_buffer_destroy(recv);
+        if (m == NULL) {
+            rc = bg_err_set(err, BG_EIO, "RPC %s: a message is not a valid %s", method,
+                            resp_desc->name);
+            stopped = 1;
+        } else {
+            stopped = on_msg(arg, m) != 0;
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+    }
+    if (stopped)
+        grpc_call_cancel(call, NULL);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[0].data.recv_status_on_client.trailing_metadata = &md_trail;
+    ops[0].data.recv_status_on_client.status = &code;
+    ops[0].data.recv_status_on_client.status_details = &details;
+    if (run_batch(c, call, ops, 1) != 0 && rc == BG_OK && !stopped)
+        rc = bg_err_set(err, BG_EINTERNAL, "RPC %s: the call did not complete", method);
+    if (st != NULL) {
+        st->code = (int)code;
+        snprintf(st->name, sizeof(st->name), "%s", bg_rpc_code_name(code));
+        snprintf(st->message, sizeof(st->message), "%.*s", (int)GRPC_SLICE_LENGTH(details),
+                 (const char *)GRPC_SLICE_START_PTR(details));
+    }
+    if (rc == BG_OK && !stopped && code != GRPC_STATUS_OK)
+        rc = bg_err_set(err, status_to_bg(code), "RPC %s to %s failed: %s: %.*s", method + 1,
+                        c->addr, bg_rpc_code_name(code), (int)GRPC_SLICE_LENGTH(details),
+                        (const char *)GRPC_SLICE_START_PTR(details));
+    grpc_byte_buffer_destroy(send);
     grpc_slice_unref(details);
     grpc_metadata_array_destroy(&md_init);
     grpc_metadata_array_destroy(&md_trail);

@@ -75,6 +75,15 @@ int bg_client_health(bg_client *c, const char *service,
                      Grpc__Health__V1__HealthCheckResponse **out, bg_rpc_result *st,
                      bg_err *err);
 
+/* A server-streaming call (WatchEscalations): sends req, then hands each
+ * message to on_msg (borrowed for the call) until the stream ends or
+ * on_msg returns non-zero (the call is then cancelled: BG_OK). No
+ * deadline. The end: BG_OK on status OK, else as the unary calls. */
+int bg_client_server_stream(bg_client *c, const char *method, const ProtobufCMessage *req,
+                            const ProtobufCMessageDescriptor *resp_desc,
+                            int (*on_msg)(void *arg, const ProtobufCMessage *m), void *arg,
+                            bg_rpc_result *st, bg_err *err);
+
 /* Free a message returned by any call above (NULL is fine). */
 void bg_client_free(void *msg);
 

@@ -11,6 +11,7 @@
 #include "cli/cli_lm.h"
 #include "cli/cli_mcp.h"
 #include "cli/cli_check.h"
+#include "cli/cli_escalations.h"
 #include "cli/cli_replay.h"
 
 typedef struct command {
@@ -29,13 +30,14 @@ static const command commands[] = {
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
     {"mcp-proxy", bg_cli_mcp_main, "stdio MCP proxy that asks the guard before each tools/call"},
+    {"escalations", bg_cli_escalations_main, "list, watch, approve or reject escalations"},
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bayesguard COMMAND [flags]   (bayesguard COMMAND --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nexit codes: 0 ok/ALLOW, 1 DENY/ESCALATE/negative answer, 2 usage, 3 RPC "
                "error\n");
 }

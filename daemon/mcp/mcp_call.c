@@ -35,7 +35,7 @@
 
 #include "common/bg_log.h"
 
-#define ROUND_MS 2000u
+#define ROUND_MS 1000u
 #define PROGRESS_MS 10000u
 
 typedef struct call {

@@ -71,6 +71,11 @@ typedef struct bg_policy {
     int builtin;
     int priority;              /* resolves overlapping matches, see POLICIES.md */
     int outcomes_open;         /* outcomes: open (default receipts: Observe needs one) */
+    /* spec.escalation (daemon/escalation): how long an ESCALATE verdict's
+     * pending escalation waits for a person (timeout, default 15m), and
+     * whether it then becomes ALLOW (on_timeout: allow) or DENY (default). */
+    int64_t escalation_timeout_ms;
+    int escalation_on_timeout_allow;
     const char *const *tools;  /* spec.match.tools as written (names and globs) */
     size_t n_tools;
     /* A cache, the one field that changes in a published policy: this

@@ -106,8 +106,19 @@ static const bg_cfg_entry spec_table[] = {
      .choices = "receipts|open",
      .desc = "receipts: Observe needs the Verdict's receipt; open: anyone may report"},
 };
-static const char *const spec_sections[] = {"match", "model", "estimator", "sampler", "features",
-                                            NULL};
+static const char *const spec_sections[] = {"match",    "model",      "estimator", "sampler",
+                                            "features", "escalation", NULL};
+
+/* spec.escalation (daemon/escalation): how long an ESCALATE waits for a
+ * person, and what it becomes when nobody answers. timeout is a duration
+ * (parse_duration). */
+static const bg_cfg_entry escalation_table[] = {
+    {.key = "timeout", .type = BG_CFGV_STRING, .def = "15m", .offset = OFF(esc_timeout),
+     .size = sizeof(((bg__policy_spec *)0)->v.esc_timeout), NOCHECK,
+     .desc = "a duration: 30s, 15m, 1h (1s to 7d)"},
+    {.key = "on_timeout", .type = BG_CFGV_ENUM, .def = "deny", .offset = OFF(esc_on_timeout),
+     .choices = "deny|allow", .desc = "the decision when nobody settles it in time"},
+};
 
 static const bg_cfg_entry model_table[] = {
     {.key = "plugin", .type = BG_CFGV_STRING, .def = NULL, .offset = OFF(model_plugin),
@@ -310,6 +321,56 @@ static int parse_features(bg__policy_spec *s, const bg_cfg_node *spec, bg_policy
     return rc;
 }
 
+/* "30s", "15m", "1h", "2d", "500ms" -> milliseconds; -1 when malformed. */
+static int64_t parse_duration(const char *t)
+{
+    if (t == NULL || *t < '0' || *t > '9')
+        return -1;
+    int64_t n = 0;
+    while (*t >= '0' && *t <= '9') {
+        n = n * 10 + (*t++ - '0');
+        if (n > 1000000000)
+            return -1;
+    }
+    int64_t unit = strcmp(t, "ms") == 0  ? 1
+                   : strcmp(t, "s") == 0 ? 1000
+                   : strcmp(t, "m") == 0 ? 60000
+                   : strcmp(t, "h") == 0 ? 3600000
+                   : strcmp(t, "d") == 0 ? 86400000
+                                         : 0;
+    return unit ? n * unit : -1;
+}
+
+#define BG_ESC_TIMEOUT_MIN_MS 1000
+#define BG_ESC_TIMEOUT_MAX_MS (7 * 86400000LL)
+
+/* spec.escalation: {timeout, on_timeout}; defaults when absent. */
+static int parse_escalation(const bg_cfg_node *spec, bg__policy_spec *s, bg_policy_errors *errs)
+{
+    const bg_cfg_node *esc = section(spec, "escalation", "spec.escalation", errs, 0);
+    if (esc == NULL && bg_cfg_get(spec, "escalation") != NULL &&
+        bg_cfg_type_of(bg_cfg_get(spec, "escalation")) != BG_CFG_NULL)
+        return BG_ECONFIG; /* not a map: reported by section() */
+    if (esc == NULL) {
+        s->esc_timeout_ms = 15 * 60000;
+        return BG_OK;
+    }
+    int rc = bg_cfg_apply_table(bg__errs_at, errs, esc, escalation_table, N(escalation_table),
+                                "spec.escalation.", NULL, s)
+                 ? BG_ECONFIG
+                 : BG_OK;
+    const bg_cfg_node *n = bg_cfg_get(esc, "timeout");
+    const char *text = n ? bg_cfg_scalar(n) : "15m";
+    int64_t ms = parse_duration(text);
+    if (text != NULL && (ms < BG_ESC_TIMEOUT_MIN_MS || ms > BG_ESC_TIMEOUT_MAX_MS))
+        return bg__errs_at(errs, n ? n : esc,
+                           "key 'spec.escalation.timeout': '%s' is not a duration from 1s to 7d: "
+                           "write a number and a unit, e.g. 30s, 15m, 1h",
+                           text);
+    s->esc_timeout_ms = ms;
+    return rc;
+}
+
 static int parse_plugins(bg_cfg_doc *doc, const bg_cfg_node *spec, bg__policy_spec *s,
                          bg_policy_errors *errs)
 {
@@ -387,6 +448,8 @@ int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *
     else
         s->match_ok = 1;
     if (parse_features(s, spec, errs))
+        rc = BG_ECONFIG;
+    if (parse_escalation(spec, s, errs))
         rc = BG_ECONFIG;
     if (parse_plugins(doc, spec, s, errs))
         rc = BG_ECONFIG;

@@ -45,7 +45,10 @@ typedef struct bg__policy_spec {
         char session[128];
         int64_t priority;
         int outcomes; /* 0 receipts, 1 open */
+        char esc_timeout[32];     /* spec.escalation.timeout as written */
+        int esc_on_timeout;       /* 0 deny, 1 allow */
     } v;
+    int64_t esc_timeout_ms;       /* spec.escalation.timeout, parsed (parse_escalation) */
     bg_session_key session_key;
     const char *session_attr;     /* into v.session */
     int session_two_level;    /* peer.<...>/context.session */

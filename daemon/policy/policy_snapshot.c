@@ -527,6 +527,8 @@ static void fill_policy(bg_policy_set *s, size_t i)
     p->features_from_request = sp->features_from_request;
     p->priority = (int)sp->v.priority;
     p->outcomes_open = sp->v.outcomes == 1;
+    p->escalation_timeout_ms = sp->esc_timeout_ms;
+    p->escalation_on_timeout_allow = sp->v.esc_on_timeout == 1;
     /* For Status only: on allocation failure the list is just empty. */
     size_t nt = bg_cfg_len(sp->tools);
     const char **tools = nt ? malloc(nt * sizeof *tools) : NULL;

@@ -5,6 +5,8 @@
  * = the kernel picks; "unix:/path"; each prefixed by the roles it serves,
  * "agent,health@unix:/path"; see rpc_listen.c), registers the services
  *   bayesguard.v1.Guard   Evaluate Observe ObserveStream Status Reload
+ *                         ListEscalations WatchEscalations ResolveEscalation
+ *                         AwaitDecision (docs/ESCALATIONS.md)
  *   bayesguard.v1.Bench   Ping (the empty RPC of bench/rpc)
  *   grpc.health.v1.Health Check Watch
  * and starts `cq_threads` completion-queue threads, each with its own
@@ -31,6 +33,7 @@
 #include "audit/decision_log.h"
 #include "common/bg_err.h"
 #include "engine/engine.h"
+#include "escalation/escalation.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
@@ -64,9 +67,15 @@ typedef struct bg_rpc_opts {
     int64_t receipt_ttl_ms;     /* a receipt's lifetime; 0 = 1 hour */
     bg_plugin_host *plugins;    /* may be NULL (Status then lists no load errors) */
     bg_decision_log *decisions; /* may be NULL (no decision log) */
-    bg_metrics *metrics;        /* may be NULL: decisions, observations and finished calls
-                                 * are counted there, and the server registers a collector
-                                 * for its own families (rpc_server_metrics.c) */
+    /* The pending-escalation table (daemon/escalation): an enforce-mode
+     * ESCALATE verdict opens a record there; the escalation RPCs serve it.
+     * NULL: ESCALATE verdicts open nothing and those RPCs answer
+     * FAILED_PRECONDITION. The server listens to its events from start to
+     * destroy. */
+    bg_escalation *escalations;
+    bg_metrics *metrics; /* may be NULL: decisions, observations and finished calls
+                          * are counted there, and the server registers a collector
+                          * for its own families (rpc_server_metrics.c) */
 } bg_rpc_opts;
 
 typedef struct bg_rpc_server bg_rpc_server;

@@ -19,7 +19,7 @@
  *                                    on_request(ok): method's start
  *                                         v
  *     +-------------------------------- ACTIVE (handler runs on the CQ thread)
- *     | defer                             |  \ stream_recv (client stream)
+ *     | defer, park                       |  \ stream_recv (client stream)
  *     v                                   |   \ server_stream (server stream)
  *   DEFERRED --reply/fail (loop)-->       |    v
  *                                         |  STREAMING --reply/fail/stream_send(final)--+
@@ -51,9 +51,10 @@
  *      and no others).
  *
  * Threads: a call's completions run on its CQ thread; reply/fail may run on
- * the loop thread for DEFERRED calls (gRPC batches are thread-safe). The
- * free list is guarded by a per-CQ mutex because the last release may
- * happen on either.
+ * the loop thread for DEFERRED calls, or on any thread for a parked one
+ * (AwaitDecision: whoever unlinks it answers it; gRPC batches are
+ * thread-safe). The free list is guarded by a per-CQ mutex because the
+ * last release may happen on either.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -463,9 +464,10 @@ void bg__rpc_call_defer(bg__rpc_call *c)
     transition(c, BG_CALL_BIT(BG_CALL_ACTIVE), BG_CALL_DEFERRED);
 }
 
-int bg__rpc_call_server_stream(bg__rpc_call *c)
+/* RECV_CLOSE_ON_SERVER on the recv tag (the method's on_recv), with a
+ * new ref for the batch; undone when gRPC refuses it. */
+static int watch_close(bg__rpc_call *c)
 {
-    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE), BG_CALL_STREAMING);
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -475,9 +477,16 @@ int bg__rpc_call_server_stream(bg__rpc_call *c)
     grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
     if (e != GRPC_CALL_OK) {
         atomic_fetch_sub(&c->refs, 1);
+        c->close_started = 0;
         return BG_EINTERNAL;
     }
     return BG_OK;
+}
+
+int bg__rpc_call_server_stream(bg__rpc_call *c)
+{
+    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE), BG_CALL_STREAMING);
+    return watch_close(c);
 }
 
 int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int final)
@@ -515,6 +524,24 @@ int bg__rpc_call_stream_recv(bg__rpc_call *c)
     op.data.recv_message.recv_message = &c->payload;
     grpc_call_error e = grpc_call_start_batch(c->call, &op, 1, &c->recv_tag, NULL);
     return e == GRPC_CALL_OK ? BG_OK : BG_EINTERNAL;
+}
+
+void bg__rpc_call_stream_fail(bg__rpc_call *c, grpc_status_code code, const char *fmt, ...)
+{
+    BG_CALL_ASSERT(c, BG_CALL_BIT(BG_CALL_STREAMING));
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    atomic_fetch_add(&c->refs, 1); /* the status batch's, dropped by on_send */
+    bg__rpc_call_fail(c, code, "%s", buf);
+}
+
+int bg__rpc_call_park(bg__rpc_call *c)
+{
+    transition(c, BG_CALL_BIT(BG_CALL_ACTIVE), BG_CALL_DEFERRED);
+    return watch_close(c);
 }
 
 void bg__rpc_call_abandon(bg__rpc_call *c)

@@ -10,6 +10,9 @@
  *   rpc_svc_guard.c       Evaluate, Observe, ObserveStream
  *   rpc_svc_admin.c       Status, Reload
  *   rpc_svc_health.c      Health Check/Watch, Bench Ping, unknown methods
+ *   rpc_svc_escalation.c  ListEscalations, WatchEscalations, ResolveEscalation,
+ *                         AwaitDecision: the table's events, parked awaits,
+ *                         watchers, the expiry tick on the loop
  *   rpc_call.c            the call object: request posting, state machine,
  *                         arena, replies, streams; dispatch through the table
  *   rpc_listen.c          listeners: their roles, unix sockets (mode, group,
@@ -105,6 +108,15 @@ enum {
       bg__svc_status, NULL, NULL, NULL, NULL)                                                    \
     X(BG_M_RELOAD, "/bayesguard.v1.Guard/Reload", BG_ROLE_OPERATOR, 0, 0,                        \
       bg__svc_reload, NULL, NULL, NULL, NULL)                                                    \
+    X(BG_M_LIST_ESCALATIONS, "/bayesguard.v1.Guard/ListEscalations", BG_ROLE_OPERATOR, 0, 0,     \
+      bg__svc_list_escalations, NULL, NULL, NULL, NULL)                                          \
+    X(BG_M_WATCH_ESCALATIONS, "/bayesguard.v1.Guard/WatchEscalations", BG_ROLE_OPERATOR, 0, 0,   \
+      bg__svc_esc_watch, bg__svc_esc_watch_closed, bg__svc_esc_watch_sent,                       \
+      bg__svc_esc_watch_end_all, NULL)                                                           \
+    X(BG_M_RESOLVE_ESCALATION, "/bayesguard.v1.Guard/ResolveEscalation", BG_ROLE_OPERATOR, 0, 0, \
+      bg__svc_resolve_escalation, NULL, NULL, NULL, NULL)                                        \
+    X(BG_M_AWAIT_DECISION, "/bayesguard.v1.Guard/AwaitDecision", BG_ROLE_AGENT, 0, 0,            \
+      bg__svc_await, bg__svc_await_closed, NULL, bg__svc_await_end_all, NULL)                    \
     X(BG_M_PING, "/bayesguard.v1.Bench/Ping", BG_ROLE_BENCH, 0, 0,                               \
       bg__svc_ping, NULL, NULL, NULL, bg__svc_ping_flush)                                        \
     X(BG_M_HEALTH_CHECK, "/grpc.health.v1.Health/Check", BG_ROLE_HEALTH, 0, 1,                   \
@@ -313,6 +325,16 @@ struct bg_rpc_server {
     int drain_cancelled;
     atomic_uint_fast64_t working; /* admitted calls (past the draining check) */
     struct ping_job *pings;       /* delayed Pings waiting on the loop */
+
+    /* Escalations (rpc_svc_escalation.c); esc_mu is taken under the
+     * table's lock (its events), never the other way round. */
+    pthread_mutex_t esc_mu;
+    struct esc_await *awaits; /* parked AwaitDecision calls, under esc_mu */
+    size_t n_awaits;
+    struct esc_watch *esc_watchers; /* WatchEscalations streams, under esc_mu */
+    size_t n_esc_watchers;
+    uv_timer_t *esc_tick; /* expiry and await timeouts (loop thread) */
+    int esc_listening;    /* the table's events come here */
 };
 
 /* The calls being served (invariant 3 of rpc_call.c); any thread. */
@@ -406,6 +428,16 @@ int bg__rpc_call_stream_send(bg__rpc_call *c, const ProtobufCMessage *msg, int f
  * c->payload, which completes on the method's on_recv (NULL payload: the
  * client half-closed). The holder's reference covers it. */
 int bg__rpc_call_stream_recv(bg__rpc_call *c);
+/* End a server stream with an error status (STREAMING -> FINISHING);
+ * takes a new ref for the batch (no send may be in flight). */
+void bg__rpc_call_stream_fail(bg__rpc_call *c, grpc_status_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Park a unary call (AwaitDecision): ACTIVE -> DEFERRED and
+ * RECV_CLOSE_ON_SERVER, which completes on the method's on_recv when the
+ * client goes away or after the reply; takes a new ref for that batch. The
+ * holder's reference goes with the call to whoever answers it (reply/fail,
+ * from any thread). */
+int bg__rpc_call_park(bg__rpc_call *c);
 /* A stream ended without a status (cancelled, connection gone): STREAMING
  * -> FINISHING, nothing more is sent, the holder's reference is dropped. */
 void bg__rpc_call_abandon(bg__rpc_call *c);
@@ -448,5 +480,20 @@ void bg__svc_health_watch_closed(bg__rpc_call *c, int ok);
 void bg__svc_health_watch_sent(bg__rpc_call *c, int ok);
 void bg__svc_health_end_watches(bg_rpc_server *s);
 void bg__svc_unknown(bg__rpc_call *c);
+/* rpc_svc_escalation.c */
+void bg__svc_list_escalations(bg__rpc_call *c);
+void bg__svc_esc_watch(bg__rpc_call *c);
+void bg__svc_esc_watch_closed(bg__rpc_call *c, int ok);
+void bg__svc_esc_watch_sent(bg__rpc_call *c, int ok);
+void bg__svc_esc_watch_end_all(bg_rpc_server *s);
+void bg__svc_resolve_escalation(bg__rpc_call *c);
+void bg__svc_await(bg__rpc_call *c);
+void bg__svc_await_closed(bg__rpc_call *c, int ok);
+void bg__svc_await_end_all(bg_rpc_server *s);
+/* Server start (loop thread, after the threads run): listen to the
+ * table's events and start the tick; stop (destroy) undoes both. No-ops
+ * without opts.escalations. */
+int bg__svc_escalation_start(bg_rpc_server *s, bg_err *err);
+void bg__svc_escalation_stop(bg_rpc_server *s);
 
 #endif

@@ -133,6 +133,7 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
     s->max_message = opts->max_message_bytes ? opts->max_message_bytes : BG_RPC_DEFAULT_MAX_MESSAGE;
     s->started_ns = bg_now_ns();
     pthread_mutex_init(&s->watch_mu, NULL);
+    pthread_mutex_init(&s->esc_mu, NULL);
     pthread_mutex_init(&s->shut_mu, NULL);
     pthread_mutex_init(&s->conn_mu, NULL);
     pthread_cond_init(&s->shut_cv, NULL);
@@ -196,7 +197,8 @@ int bg_rpc_server_start(const bg_rpc_opts *opts, bg_rpc_server **out, bg_err *er
         s->n_threads = i + 1;
     }
     if ((rc = bg__rpc_listen_accept_start(s, err)) != BG_OK ||
-        (rc = bg__rpc_metrics_start(s, err)) != BG_OK) {
+        (rc = bg__rpc_metrics_start(s, err)) != BG_OK ||
+        (rc = bg__svc_escalation_start(s, err)) != BG_OK) {
         bg_rpc_server_destroy(s);
         return rc;
     }
@@ -345,6 +347,7 @@ void bg_rpc_server_destroy(bg_rpc_server *s)
     if (s == NULL)
         return;
     bg__rpc_metrics_stop(s);
+    bg__svc_escalation_stop(s); /* no table event reaches the calls from here on */
     if (s->grpc_inited) {
         begin_shutdown(s);
         cancel_all_calls(s);
@@ -392,6 +395,7 @@ void bg_rpc_server_destroy(bg_rpc_server *s)
     free(s->bound);
     free(s->cqs);
     pthread_mutex_destroy(&s->watch_mu);
+    pthread_mutex_destroy(&s->esc_mu);
     pthread_mutex_destroy(&s->shut_mu);
     pthread_mutex_destroy(&s->conn_mu);
     pthread_cond_destroy(&s->shut_cv);

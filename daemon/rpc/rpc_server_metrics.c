@@ -19,6 +19,10 @@
  *   bayesguard_decision_log_lines_total{result} counter, with --decision-log:
  *     written | dropped (the writer fell behind) | lost (the write failed)
  *   bayesguard_decision_log_write_errors_total  counter, with --decision-log
+ *   bayesguard_escalations_pending              gauge   } the escalation table
+ *   bayesguard_escalations_refused_total        counter } (daemon/escalation;
+ *   bayesguard_escalation_resolutions_total{result}     } docs/ESCALATIONS.md)
+ *   bayesguard_escalation_wait_seconds          histogram, ESCALATE -> settled
  *
  * Threads: bg__rpc_count_handled on any thread that finishes or recycles a
  * call; the collector on the scraping thread; start/stop on the loop thread.
@@ -34,6 +38,52 @@ void bg__rpc_count_handled(bg__rpc_call *c, grpc_status_code code)
     if (k < 0 || k >= (int)BG_RPC_N_CODES)
         k = GRPC_STATUS_UNKNOWN;
     atomic_fetch_add_explicit(&c->srv->handled[c->method][k], 1, memory_order_relaxed);
+}
+
+/* The escalation table's families (daemon/escalation), when there is one. */
+static void collect_escalations(bg_rpc_server *s, bg_metrics_writer *w)
+{
+    if (s->opts.escalations == NULL)
+        return;
+    bg_escalation_stats es;
+    bg_escalation_stats_get(s->opts.escalations, &es);
+    bg_metrics_write_family(w, "bayesguard_escalations_pending", BG_METRIC_GAUGE,
+                            "Escalations waiting for a person (ESCALATE verdicts not yet "
+                            "approved, rejected or expired).");
+    bg_metrics_write_sample(w, "bayesguard_escalations_pending", NULL, 0, (double)es.pending);
+    bg_metrics_write_family(w, "bayesguard_escalations_refused_total", BG_METRIC_COUNTER,
+                            "ESCALATE verdicts turned into DENY because the table was full "
+                            "(--max-escalations).");
+    bg_metrics_write_sample(w, "bayesguard_escalations_refused_total", NULL, 0, (double)es.refused);
+    bg_metrics_write_family(w, "bayesguard_escalation_resolutions_total", BG_METRIC_COUNTER,
+                            "Settled escalations by result: approved, rejected (by a person) "
+                            "or expired (nobody answered in the policy's timeout).");
+    const struct {
+        const char *result;
+        int state;
+    } res[] = {
+        {"approved", BG_ESC_APPROVED}, {"rejected", BG_ESC_REJECTED}, {"expired", BG_ESC_EXPIRED}};
+    for (size_t i = 0; i < sizeof res / sizeof res[0]; i++) {
+        bg_metrics_label l = {"result", res[i].result};
+        bg_metrics_write_sample(w, "bayesguard_escalation_resolutions_total", &l, 1,
+                                (double)es.resolved[res[i].state]);
+    }
+    bg_metrics_write_family(w, "bayesguard_escalation_wait_seconds", BG_METRIC_HISTOGRAM,
+                            "Time from an ESCALATE verdict to its settlement (approve, reject "
+                            "or expiry).");
+    static const char *const le[] = {
+#define BG_ESC_LE(b) #b,
+        BG_ESC_WAIT_BUCKETS(BG_ESC_LE)
+#undef BG_ESC_LE
+            "+Inf"};
+    for (size_t b = 0; b <= BG_ESC_N_BUCKETS; b++) {
+        bg_metrics_label l = {"le", le[b]};
+        bg_metrics_write_sample(w, "bayesguard_escalation_wait_seconds_bucket", &l, 1,
+                                (double)es.wait_le[b]);
+    }
+    bg_metrics_write_sample(w, "bayesguard_escalation_wait_seconds_sum", NULL, 0, es.wait_sum_s);
+    bg_metrics_write_sample(w, "bayesguard_escalation_wait_seconds_count", NULL, 0,
+                            (double)es.wait_count);
 }
 
 static void collect(void *arg, bg_metrics_writer *w)
@@ -62,6 +112,7 @@ static void collect(void *arg, bg_metrics_writer *w)
                             "UNAVAILABLE, health is NOT_SERVING), else 0.");
     bg_metrics_write_sample(w, "bayesguard_draining", NULL, 0,
                             atomic_load(&s->draining) ? 1.0 : 0.0);
+    collect_escalations(s, w);
     if (s->opts.decisions == NULL)
         return;
     bg_decision_log_stats ds;

@@ -65,6 +65,22 @@ static void add_plugin(Bayesguard__V1__PluginInfo **v, size_t *n, size_t cap,
     v[(*n)++] = pi;
 }
 
+/* 900000 -> "15m" (the largest unit that divides it), in the call arena. */
+static char *duration_text(bg__rpc_call *c, int64_t ms)
+{
+    char buf[32];
+    if (ms > 0 && ms % 3600000 == 0)
+        snprintf(buf, sizeof buf, "%lldh", (long long)(ms / 3600000));
+    else if (ms > 0 && ms % 60000 == 0)
+        snprintf(buf, sizeof buf, "%lldm", (long long)(ms / 60000));
+    else if (ms > 0 && ms % 1000 == 0)
+        snprintf(buf, sizeof buf, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(buf, sizeof buf, "%lldms", (long long)ms);
+    char *t = bg__rpc_call_strdup(c, buf);
+    return t ? t : (char *)"";
+}
+
 void bg__svc_status(bg__rpc_call *c)
 {
     bg_rpc_server *s = c->srv;
@@ -115,6 +131,10 @@ void bg__svc_status(bg__rpc_call *c)
         pi->session = (char *)(p->session_spec ? p->session_spec : "");
         pi->outcomes = (char *)(p->outcomes_open ? "open" : "receipts");
         pi->file = (char *)(p->file ? p->file : "");
+        if (!p->builtin) {
+            pi->escalation_timeout = duration_text(c, p->escalation_timeout_ms);
+            pi->escalation_on_timeout = (char *)(p->escalation_on_timeout_allow ? "allow" : "deny");
+        }
         pi->tools = (char **)p->tools; /* protobuf-c only reads it */
         pi->n_tools = p->n_tools;
         out.policies[i] = pi;
@@ -136,6 +156,11 @@ void bg__svc_status(bg__rpc_call *c)
     out.engine_bytes = es.bytes;
     out.observations_refused = es.store_refused;
     out.observation_log_broken = es.store_broken != 0;
+    if (s->opts.escalations != NULL) {
+        bg_escalation_stats xs;
+        bg_escalation_stats_get(s->opts.escalations, &xs);
+        out.escalations_pending = xs.pending;
+    }
     out.uptime_s = (double)(bg_now_ns() - s->started_ns) / 1e9;
     if (s->opts.plugins != NULL)
         out.plugin_errors =

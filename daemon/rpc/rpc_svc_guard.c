@@ -53,6 +53,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/sha.h>
 
 #include "bayesguard/v1/guard.pb-c.h"
 #include "common/bg_log.h"
@@ -420,6 +421,81 @@ static void mint_receipt(const bg_rpc_server *s, const resolved *r, const char *
                 did, BG_RECEIPT_SESSION_MAX);
 }
 
+/* "sha256:<hex> (<n> bytes)": the arguments as an escalation shows them.
+ * Never the JSON itself: it may hold secrets, and the decision log (whose
+ * view an escalation shares) never records it (decision_log.h). */
+static void arguments_view(const char *args, char *out, size_t len)
+{
+    size_t n = args ? strlen(args) : 0;
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)(args ? args : ""), n, d);
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    snprintf(out, len, "sha256:%s (%zu bytes)", hex, n);
+}
+
+/* Open the pending escalation of an ESCALATE verdict (daemon/escalation):
+ * who asked, what, the bound, and the receipt an approval will hand out
+ * (minted now, flagged BG_RECEIPT_APPROVED, valid until the escalation's
+ * expiry plus the receipt lifetime). Not BG_OK: why in msg (the table is
+ * full, the data directory refused the write). */
+static int open_escalation(bg__rpc_call *c, const resolved *r, const char *child,
+                           const Bayesguard__V1__EvaluateRequest *req, const bg_verdict *v,
+                           const char *did, char *msg, size_t len)
+{
+    bg_rpc_server *s = c->srv;
+    const bg_policy *p = r->pol;
+    char argv[128];
+    arguments_view(r->act.arguments_json, argv, sizeof argv);
+    int64_t now = bg_receipt_now_ms();
+    int64_t ttl = s->opts.receipt_ttl_ms > 0 ? s->opts.receipt_ttl_ms : 3600 * 1000;
+    bg_escalation_rec e;
+    memset(&e, 0, sizeof e);
+    e.id = (char *)did;
+    e.policy = (char *)p->name;
+    e.revision = (char *)bg_policy_set_revision(r->set);
+    e.tool = (char *)r->act.tool;
+    e.arguments = argv;
+    e.harm_bound = v->harm_bound;
+    e.threshold = p->guard.threshold;
+    e.has_cautious = 1;
+    e.cautious_id = v->cautious_id;
+    e.cautious_label = (char *)v->cautious_label;
+    e.cautious_posterior = v->cautious_posterior;
+    e.cautious_harm = v->cautious_harm;
+    e.session = (char *)r->session;
+    e.agent = (char *)(req->context ? req->context->agent : "");
+    e.peer = c->peer.identity;
+    e.created_ms = now;
+    e.expires_ms = now + p->escalation_timeout_ms;
+    e.on_timeout_allow = p->escalation_on_timeout_allow;
+    uint8_t receipt[BG_RECEIPT_MAX];
+    if (s->opts.receipts != NULL) {
+        const char *args = r->act.arguments_json ? r->act.arguments_json : "";
+        bg_receipt_claim rc = {.policy = p->name,
+                               .revision = e.revision,
+                               .session = child,
+                               .session_spec = p->session_spec,
+                               .tool = r->act.tool,
+                               .args = args,
+                               .args_len = strlen(args),
+                               .decision = BG_DECISION_ALLOW,
+                               .decision_id = did,
+                               .expiry_unix_ms = e.expires_ms + ttl,
+                               .flags = BG_RECEIPT_APPROVED};
+        e.receipt_len = bg_receipt_mint(s->opts.receipts, &rc, receipt, sizeof receipt);
+        e.receipt = e.receipt_len ? receipt : NULL;
+    }
+    bg_err err;
+    bg_err_clear(&err);
+    int rc = bg_escalation_open_one(s->opts.escalations, &e, &err);
+    if (rc != BG_OK)
+        snprintf(msg, len, "ESCALATE turned into DENY: no escalation could be opened (%s)",
+                 err.msg);
+    return rc;
+}
+
 /* Answer a failed evaluation with code and msg, and log it. */
 static void fail_logged(bg__rpc_call *c, bg_decision_record *lr, grpc_status_code code,
                         const char *msg)
@@ -493,6 +569,19 @@ void bg__svc_evaluate(bg__rpc_call *c)
     char did[40];
     uint64_t seq = atomic_fetch_add(&s->decisions, 1) + 1;
     snprintf(did, sizeof(did), "%016" PRIx64 "-%016" PRIx64, s->boot_id, seq);
+    if (v.decision == BG_DECISION_ESCALATE && !v.shadow && s->opts.escalations != NULL) {
+        /* The pending escalation; one that cannot be opened fails closed. */
+        if (open_escalation(c, &r, child, req, &v, did, msg, sizeof(msg)) == BG_OK) {
+            out.escalation = BAYESGUARD__V1__ESCALATION_STATE__PENDING;
+            lr.escalation = "PENDING";
+        } else {
+            BG_WARN("decision", "%s: ESCALATE -> DENY: %s", did, msg);
+            v.decision = BG_DECISION_DENY;
+            out.reason = msg;
+            lr.escalation = "REFUSED";
+            lr.reason = msg;
+        }
+    }
     out.decision = wire_decision(v.decision);
     out.harm_bound = v.harm_bound;
     out.posterior_predictive = v.posterior_predictive;

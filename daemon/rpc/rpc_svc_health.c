@@ -257,7 +257,8 @@ void bg__svc_unknown(bg__rpc_call *c)
 {
     bg__rpc_call_fail(c, GRPC_STATUS_UNIMPLEMENTED,
                       "method %.*s is not served by bayesguardd: it serves "
-                      "/bayesguard.v1.Guard/{Evaluate,Observe,ObserveStream,Status,Reload}, "
+                      "/bayesguard.v1.Guard/{Evaluate,Observe,ObserveStream,Status,Reload,"
+                      "ListEscalations,WatchEscalations,ResolveEscalation,AwaitDecision}, "
                       "/bayesguard.v1.Bench/Ping and /grpc.health.v1.Health/{Check,Watch}",
                       (int)GRPC_SLICE_LENGTH(c->details.method),
                       (const char *)GRPC_SLICE_START_PTR(c->details.method));

@@ -90,6 +90,8 @@
       "<data-dir>/receipt.key is used (created on first start), or a key in memory")             \
     X(receipt_ttl_s, "receipt-ttl-s", "receipt_ttl_s", INT, "N", "3600", NULL, 1, 604800,        \
       "an outcome receipt is accepted this many seconds after its Evaluate")                     \
+    X(max_escalations, "max-escalations", "max_escalations", INT, "N", "1024", NULL, 1, 65536,  \
+      "pending escalations held at most; an ESCALATE beyond it is a DENY saying so")             \
     X(decision_log, "decision-log", "decision_log", STR, "FILE", NULL, "none (no log)", 0, 0,    \
       "append one JSON line per Evaluate outcome there ('-': stdout); reopened on SIGHUP, "      \
       "after log rotation")                                                                      \

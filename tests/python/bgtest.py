@@ -67,6 +67,9 @@ METHODS = {
     "Observe": (guard_pb2.ObserveRequest, guard_pb2.ObserveResponse),
     "Status": (guard_pb2.StatusRequest, guard_pb2.StatusResponse),
     "Reload": (guard_pb2.ReloadRequest, guard_pb2.ReloadResponse),
+    "ListEscalations": (guard_pb2.ListEscalationsRequest, guard_pb2.ListEscalationsResponse),
+    "ResolveEscalation": (guard_pb2.ResolveEscalationRequest, guard_pb2.Escalation),
+    "AwaitDecision": (guard_pb2.AwaitDecisionRequest, guard_pb2.Verdict),
 }
 
 

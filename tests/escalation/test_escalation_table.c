@@ -1,0 +1,157 @@
+/*
+ * test_escalation_table.c — the pending-escalation table without a daemon
+ * (daemon/escalation/escalation.h): open / resolve / expire and their
+ * events, the cap (invariant 1), the settled ring (invariant 2), replay of
+ * the file with the last record per id winning, a torn tail cut off, and
+ * corruption refused with the file and the offset.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bg_test.h"
+#include "escalation/escalation.h"
+
+static int events[3];
+static char last_id[64];
+
+static void on_event(void *arg, bg_esc_event ev, const bg_escalation_rec *r)
+{
+    (void)arg;
+    events[ev]++;
+    snprintf(last_id, sizeof last_id, "%s", r->id);
+}
+
+static bg_escalation_rec rec(const char *id, int64_t created, int64_t expires)
+{
+    static uint8_t receipt[3] = {1, 2, 0xfe};
+    bg_escalation_rec r;
+    memset(&r, 0, sizeof r);
+    r.id = (char *)id;
+    r.policy = "p";
+    r.revision = "rev";
+    r.tool = "danger_x";
+    r.arguments = "sha256:00 (0 bytes)";
+    r.harm_bound = 0.5;
+    r.threshold = 0.05;
+    r.has_cautious = 1;
+    r.cautious_label = "p=0.9";
+    r.session = "s";
+    r.agent = "a";
+    r.peer = "uid:0";
+    r.created_ms = created;
+    r.expires_ms = expires;
+    r.receipt = receipt;
+    r.receipt_len = sizeof receipt;
+    return r;
+}
+
+static int count_each;
+static void count(void *arg, const bg_escalation_rec *r)
+{
+    (void)arg;
+    (void)r;
+    count_each++;
+}
+
+static int held_state(bg_escalation *t, const char *id);
+static int state_of(void *arg, const bg_escalation_rec *r)
+{
+    (void)arg;
+    return r ? r->state : 0;
+}
+static int held_state(bg_escalation *t, const char *id)
+{
+    return bg_escalation_with(t, id, state_of, NULL);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/bgt-esc-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    bg_err err;
+    bg_err_clear(&err);
+    bg_escalation *t;
+    bg_escalation_opts o = {.data_dir = dir, .max_pending = 2, .max_settled = 2};
+    CHECK_INT(bg_escalation_create(&o, &t, &err), BG_OK);
+    bg_escalation_listen(t, on_event, NULL);
+    bg_escalation_rec a = rec("a", 1000, 5000), b = rec("b", 1000, 9000), c = rec("c", 1, 2);
+    CHECK_INT(bg_escalation_open_one(t, &a, &err), BG_OK);
+    CHECK_INT(bg_escalation_open_one(t, &a, &err), BG_EEXIST);
+    CHECK_INT(bg_escalation_open_one(t, &b, &err), BG_OK);
+    /* invariant 1: full -> BG_ELIMIT, counted */
+    CHECK_INT(bg_escalation_open_one(t, &c, &err), BG_ELIMIT);
+    CHECK(strstr(err.msg, "full") != NULL, "%s", err.msg);
+    CHECK_INT(events[BG_ESC_EVENT_OPENED], 2);
+    /* resolve: unknown, ok, settled again */
+    bg_escalation_rec *out = NULL;
+    CHECK_INT(bg_escalation_resolve(t, "zz", 1, "al", "uid:0", "", 2000, &out, &err), BG_ENOTFOUND);
+    CHECK_INT(bg_escalation_resolve(t, "b", 0, "al", "uid:0", "no", 3000, &out, &err), BG_OK);
+    CHECK(out != NULL && out->state == BG_ESC_REJECTED && strcmp(out->reason, "no") == 0);
+    CHECK_INT(out->receipt_len, 3);
+    CHECK_INT(bg_escalation_allows(out), 0);
+    bg_escalation_rec_free(out);
+    CHECK_INT(bg_escalation_resolve(t, "b", 1, "al", "uid:0", "", 3000, NULL, &err), BG_EEXIST);
+    CHECK(strstr(err.msg, "REJECTED") != NULL, "%s", err.msg);
+    CHECK_STR(last_id, "b");
+    /* expiry: a at 5000 */
+    CHECK_INT((int)bg_escalation_expire(t, 4999), 0);
+    CHECK_INT((int)bg_escalation_expire(t, 5000), 1);
+    CHECK_INT(held_state(t, "a"), BG_ESC_EXPIRED);
+    CHECK_INT(events[BG_ESC_EVENT_SETTLED], 2);
+    bg_escalation_stats st;
+    bg_escalation_stats_get(t, &st);
+    CHECK_INT((int)st.pending, 0);
+    CHECK_INT((int)st.refused, 1);
+    CHECK_INT((int)st.resolved[BG_ESC_REJECTED], 1);
+    CHECK_INT((int)st.resolved[BG_ESC_EXPIRED], 1);
+    CHECK_INT((int)st.wait_count, 2);
+    CHECK_INT((int)st.wait_le[0], 0); /* 2 s and 4 s: over the 1 s bucket */
+    CHECK_INT((int)st.wait_le[1], 2); /* both within 5 s */
+    /* invariant 2: the settled ring drops the oldest */
+    CHECK_INT(bg_escalation_open_one(t, &c, &err), BG_OK);
+    CHECK_INT(bg_escalation_resolve(t, "c", 1, "al", "uid:0", "", 3000, NULL, &err), BG_OK);
+    CHECK_INT(held_state(t, "b"), 0);
+    CHECK_INT(held_state(t, "c"), BG_ESC_APPROVED);
+    bg_escalation_rec d = rec("d", 1000, 99999);
+    CHECK_INT(bg_escalation_open_one(t, &d, &err), BG_OK);
+    bg_escalation_close(t);
+
+    /* replay: d pending, a and c settled */
+    CHECK_INT(bg_escalation_create(&o, &t, &err), BG_OK);
+    CHECK_INT(held_state(t, "d"), BG_ESC_PENDING);
+    CHECK_INT(held_state(t, "a"), BG_ESC_EXPIRED);
+    CHECK_INT(held_state(t, "c"), BG_ESC_APPROVED);
+    count_each = 0;
+    bg_escalation_each(t, 1, count, NULL, NULL);
+    CHECK_INT(count_each, 3);
+    bg_escalation_close(t);
+
+    /* a torn tail is cut off */
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, BG_ESC_FILE);
+    struct stat sb;
+    CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+    off_t good = sb.st_size;
+    int fd = open(path, O_WRONLY | O_APPEND);
+    CHECK(fd >= 0 && write(fd, "\x20\0\0\0\0\0\0\0{\"i", 11) == 11);
+    close(fd);
+    CHECK_INT(bg_escalation_create(&o, &t, &err), BG_OK);
+    CHECK_INT(held_state(t, "d"), BG_ESC_PENDING);
+    bg_escalation_close(t);
+    CHECK(stat(path, &sb) == 0 && sb.st_size == good, "size %lld, want %lld", (long long)sb.st_size,
+          (long long)good);
+
+    /* corruption before the last record: refused, naming file and offset */
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, "#", 1, 12) == 1);
+    close(fd);
+    CHECK_INT(bg_escalation_create(&o, &t, &err), BG_EIO);
+    CHECK(strstr(err.msg, path) != NULL && strstr(err.msg, "offset 0") != NULL, "%s", err.msg);
+    unlink(path);
+    rmdir(dir);
+    CHECK_DONE("test_escalation_table");
+}
