@@ -8,10 +8,12 @@ appends one line per call to a side-effect file).
 """
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402,F401
@@ -80,3 +82,38 @@ def finish(p, tmp, timeout=90):
 
 def text_of(result):
     return "\n".join(c.get("text", "") for c in result.get("content", []))
+
+
+class Proxy:
+    """The proxy with a hand-driven client: send() lines, recv() replies."""
+
+    def __init__(self, addr, *flags, env=None):
+        argv = [bgtest.CLI, "mcp-proxy", "--guard", addr] + list(flags) + \
+            ["--", NODE, SERVER]
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=env)
+        self.buf = b""
+
+    def send(self, line):
+        self.p.stdin.write(line if isinstance(line, bytes) else line.encode())
+        self.p.stdin.write(b"\n")
+        self.p.stdin.flush()
+
+    def recv_raw(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            assert left > 0, "no reply from the proxy in %d s" % timeout
+            r, _, _ = select.select([self.p.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.p.stdout.fileno(), 65536)
+                if not chunk:
+                    self.p.wait(timeout=10)
+                    raise AssertionError("the proxy closed its stdout (exit %s); stderr:\n%s"
+                                         % (self.p.returncode, self.p.stderr.read().decode()))
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def recv(self, timeout=20):
+        return json.loads(self.recv_raw(timeout))

@@ -8,17 +8,22 @@ rejected -> never reaches the server, isError naming the approver and the
 reason; with the client's elicitation capability the user is asked once,
 and "decline" withdraws the call at once (never forwarded, even though
 nobody rejected it), while "accept" does not approve it: the call still
-waits for the operator.
+waits for the operator; a held call the client cancels
+(notifications/cancelled) is never answered nor forwarded, even when an
+operator approves it afterwards.
 
 Needs the daemon's escalation workflow (issue 12, item 1): skipped (77),
 saying so, while AwaitDecision answers UNIMPLEMENTED.
 Run with /usr/bin/python3 (ctest sets the environment)."""
+import json
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mcptest  # noqa: E402
-from mcptest import bgtest, finish, run_client, text_of  # noqa: E402
+from mcptest import Proxy, bgtest, finish, run_client, text_of  # noqa: E402
 
 grpc = bgtest.grpc
 guard_pb2 = bgtest.guard_pb2
@@ -118,6 +123,39 @@ def test_policy_timeout_refuses():
     assert r.ran == [], r.ran
 
 
+def test_cancelled_while_held():
+    tmp = tempfile.mkdtemp(prefix="bgt-mcp-")
+    ran = os.path.join(tmp, "ran.jsonl")
+    px = Proxy(D.addrs[-1], "--session", "esc-cancel", env=dict(os.environ, MCP_SIDE_EFFECTS=ran))
+    try:
+        px.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "hand", "version": "0"}}}))
+        assert px.recv()["id"] == 1
+        px.send('{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        px.send('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"deploy",'
+                '"arguments":{"service":"web"}}}')
+        e = bgtest.wait_for(lambda: pending_deploy(SEEN), 30, "the pending escalation")
+        SEEN.add(e.id)
+        px.send('{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,'
+                '"reason":"user pressed stop"}}')
+        px.send('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo",'
+                '"arguments":{"text":"next"}}}')
+        m = px.recv()
+        assert m["id"] == 3 and m["result"]["content"][0]["text"] == "echo: next", m
+        resolve(e.id, True, "ops-dave", "too late")  # approved after the cancel
+        px.p.stdin.close()
+        assert px.p.wait(timeout=15) == 0
+        rest = px.buf + px.p.stdout.read()
+        assert rest == b"", rest  # the cancelled request is never answered
+        assert mcptest.side_effects(ran) == [{"tool": "echo", "args": {"text": "next"}}], \
+            mcptest.side_effects(ran)
+    finally:
+        if px.p.poll() is None:
+            px.p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     global D
     mcptest.require_sdk()
@@ -129,7 +167,7 @@ def main():
             sys.exit(bgtest.SKIP)
         bgtest.main([test_escalated_then_approved, test_escalated_then_rejected,
                      test_elicitation_decline_withdraws, test_elicitation_accept_does_not_approve,
-                     test_policy_timeout_refuses])
+                     test_policy_timeout_refuses, test_cancelled_while_held])
 
 
 if __name__ == "__main__":

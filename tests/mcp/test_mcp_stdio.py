@@ -15,49 +15,14 @@ proxy with 0 within the server's grace and nothing more is written.
 Run with /usr/bin/python3 (ctest sets the environment)."""
 import json
 import os
-import select
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mcptest  # noqa: E402
-from mcptest import bgtest  # noqa: E402
+from mcptest import Proxy, bgtest  # noqa: E402
 
 MAX = 4096
-
-
-class Proxy:
-    def __init__(self, addr):
-        argv = [bgtest.CLI, "mcp-proxy", "--guard", addr, "--session", "stdio",
-                "--max-message", str(MAX), "--", mcptest.NODE, mcptest.SERVER]
-        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-        self.buf = b""
-
-    def send(self, line):
-        self.p.stdin.write(line if isinstance(line, bytes) else line.encode())
-        self.p.stdin.write(b"\n")
-        self.p.stdin.flush()
-
-    def recv_raw(self, timeout=20):
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            assert left > 0, "no reply from the proxy in %d s" % timeout
-            r, _, _ = select.select([self.p.stdout], [], [], left)
-            if r:
-                chunk = os.read(self.p.stdout.fileno(), 65536)
-                if not chunk:
-                    self.p.wait(timeout=10)
-                    raise AssertionError("the proxy closed its stdout (exit %s); stderr:\n%s"
-                                         % (self.p.returncode, self.p.stderr.read().decode()))
-                self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line
-
-    def recv(self, timeout=20):
-        return json.loads(self.recv_raw(timeout))
 
 
 def check_error(m, code, id_, *contains):
@@ -68,7 +33,7 @@ def check_error(m, code, id_, *contains):
 
 
 def run(addr):
-    px = Proxy(addr)
+    px = Proxy(addr, "--session", "stdio", "--max-message", str(MAX))
     px.send("this is not json")
     check_error(px.recv(), -32700, None, "Parse error", "not JSON")
     px.send('[{"jsonrpc":"2.0","id":1,"method":"ping"}]')
