@@ -13,7 +13,8 @@
  *
  * Routing, client -> server: requests are recorded in the pending table
  * (bounded, ids unique) then written unchanged; a tools/call is held by a
- * worker instead; notifications/cancelled forgets its request (a held call
+ * worker instead (one without an id is dropped: it could not be answered,
+ * and a server might run it); notifications/cancelled forgets its request (a held call
  * is withdrawn: the server never saw it, so the notice is not passed on);
  * a response to our own elicitation/create is kept
  * for its worker, every other one is passed on. Server -> client: every
@@ -382,6 +383,13 @@ static void route_client(bg__mcp *p, const char *line, size_t len)
         client_request(p, &m, line, len);
         break;
     case BG_MCP_NOTIFICATION:
+        if (strcmp(m.method, "tools/call") == 0) {
+            /* A tools/call without an id cannot be answered, and must not
+             * reach a server that might run it unguarded: dropped. */
+            BG_WARN("mcp", "dropped a tools/call sent as a notification (no id): it cannot be "
+                           "guarded nor answered");
+            break;
+        }
         if (strcmp(m.method, "notifications/cancelled") == 0) {
             /* The client expects no answer any more: forget the entry (a
              * late answer from the server still passes through). A call

@@ -6,8 +6,9 @@ Checked, in one session: a line that is not JSON gets -32700 (id null) and
 the proxy keeps serving; a batch (removed in MCP 2025-06-18) gets -32600
 and is not forwarded; a line over --max-message gets -32600 naming the
 limit; JSON that is no JSON-RPC message gets -32600; then initialize is
-answered by the real server (protocol 2025-06-18), a tools/call without a
-name gets -32602, a denied call's refusal carries its integer id digit for
+answered by the real server (protocol 2025-06-18), a tools/call sent as a
+notification is dropped (never reaches the server), one without a name
+gets -32602, a denied call's refusal carries its integer id digit for
 digit (2^53 + 1: never made a double), an allowed call with a non-ASCII
 string id comes back with it; a response to no request of ours is passed
 on without an answer; EOF on stdin ends the
@@ -32,8 +33,9 @@ def check_error(m, code, id_, *contains):
         assert c in m["error"]["message"], (c, m)
 
 
-def run(addr):
-    px = Proxy(addr, "--session", "stdio", "--max-message", str(MAX))
+def run(addr, ran):
+    px = Proxy(addr, "--session", "stdio", "--max-message", str(MAX),
+               env=dict(os.environ, MCP_SIDE_EFFECTS=ran))
     px.send("this is not json")
     check_error(px.recv(), -32700, None, "Parse error", "not JSON")
     px.send('[{"jsonrpc":"2.0","id":1,"method":"ping"}]')
@@ -54,6 +56,10 @@ def run(addr):
     assert init["result"]["serverInfo"]["name"] == "bg-test-server", init
     px.send('{"jsonrpc":"2.0","method":"notifications/initialized"}')
 
+    # tools/call as a notification: no answer is possible, and it must not
+    # reach the server unguarded: dropped (the next reply is for id 5).
+    px.send('{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_all",'
+            '"arguments":{"path":"/"}}}')
     px.send('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"arguments":{}}}')
     check_error(px.recv(), -32602, 5, "params.name")
 
@@ -82,15 +88,22 @@ def main():
 
         def test_misbehaving_client_then_eof():
             nonlocal px
-            px = run(d.addrs[-1])
+            ran = os.path.join(d.tmp, "ran.jsonl")
+            px = run(d.addrs[-1], ran)
             t0 = time.monotonic()
             px.p.stdin.close()
             rc = px.p.wait(timeout=15)
             err = px.p.stderr.read().decode()
             assert rc == 0, (rc, err)
+            # (The SDK server would ignore it anyway; a hand-written one might not.)
+            assert "dropped a tools/call sent as a notification" in err, err
             assert time.monotonic() - t0 < 8, time.monotonic() - t0
             rest = px.p.stdout.read()
             assert px.buf + rest == b"", px.buf + rest
+            # Only the allowed echo ran: neither denied call nor the dropped
+            # tools/call notification reached the server.
+            ran_list = mcptest.side_effects(ran)
+            assert ran_list == [{"tool": "echo", "args": {"text": "string id"}}], ran_list
 
         try:
             bgtest.main([test_misbehaving_client_then_eof])
