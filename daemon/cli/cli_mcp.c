@@ -177,8 +177,8 @@ static void usage(FILE *f)
             "  --timeout-ms N          deadline of each Evaluate/Observe (default 10000)\n"
             "  --log-level L           debug|info|warn|error on stderr (default warn)\n"
             "\n"
-            "exit: 0 the client closed stdin, 1 proxy failure, 2 usage, 5 the server exited while\n"
-            "the client was connected, 6 the server could not be started\n");
+            "exit: 0 the client closed stdin (or SIGTERM/SIGINT), 1 proxy failure, 2 usage, 5 the\n"
+            "server exited while the client was connected, 6 the server could not be started\n");
 }
 
 static int bad(const char *fmt, const char *what)

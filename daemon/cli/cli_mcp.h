@@ -4,7 +4,8 @@
  *
  *   bayesguard mcp-proxy --guard ADDR [flags] -- SERVER_COMMAND [ARGS...]
  *
- * Exit codes: BG_MCP_EXIT_* of mcp.h (0 the client closed its stdin,
+ * Exit codes: BG_MCP_EXIT_* of mcp.h (0 the client closed its stdin or
+ * sent SIGTERM/SIGINT,
  * 1 proxy failure, 2 usage, 5 the server exited while the client was
  * connected, 6 the server could not be started). Main thread only.
  */

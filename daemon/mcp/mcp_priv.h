@@ -160,9 +160,9 @@ typedef struct bg__mcp {
     unsigned long own_seq;
 } bg__mcp;
 
-/* Hold one tools/call (m is the classified request; its root is taken, the
- * entry keyed by key/seq is already GUARDING) and decide it on a worker
- * thread. line/len: the bytes to forward unchanged on ALLOW. BG_OK, or
+/* Hold one tools/call (m: the classified request, borrowed; the entry
+ * keyed by key/seq is already GUARDING) and decide it on a worker thread.
+ * line/len: the bytes to forward unchanged on ALLOW (copied). BG_OK, or
  * BG_ELIMIT / BG_ENOMEM (then the caller answers the entry). */
 int bg__mcp_call_start(bg__mcp *p, bg_mcp_msg *m, const char *key, unsigned long seq,
                        const char *line, size_t len);
