@@ -53,7 +53,7 @@
 #include "common/bg_err.h"
 
 /* Exit codes of `bayesguard mcp-proxy` (bg_mcp_run's return values). */
-#define BG_MCP_EXIT_OK 0     /* the client closed its stdin; the server was reaped */
+#define BG_MCP_EXIT_OK 0     /* client EOF, or SIGTERM/SIGINT; the server was reaped */
 #define BG_MCP_EXIT_IO 1     /* the proxy itself failed (out of memory, a pipe) */
 #define BG_MCP_EXIT_USAGE 2  /* bad flags (the CLI's) */
 #define BG_MCP_EXIT_SERVER 5 /* the server exited or crashed while the client was connected */
