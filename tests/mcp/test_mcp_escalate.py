@@ -10,7 +10,8 @@ and "decline" withdraws the call at once (never forwarded, even though
 nobody rejected it), while "accept" does not approve it: the call still
 waits for the operator; a held call the client cancels
 (notifications/cancelled) is never answered nor forwarded, even when an
-operator approves it afterwards.
+operator approves it afterwards; while a call is held, --max-pending
+refuses more requests (-32000) until it is settled.
 
 Needs the daemon's escalation workflow (issue 12, item 1): skipped (77),
 saying so, while AwaitDecision answers UNIMPLEMENTED.
@@ -156,6 +157,29 @@ def test_cancelled_while_held():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_max_pending_while_held():
+    px = Proxy(D.addrs[-1], "--session", "esc-max-pending", "--max-pending", "1")
+    try:
+        px.send('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy",'
+                '"arguments":{"service":"web"}}}')
+        e = bgtest.wait_for(lambda: pending_deploy(SEEN), 30, "the pending escalation")
+        SEEN.add(e.id)
+        px.send('{"jsonrpc":"2.0","id":2,"method":"ping"}')
+        m = px.recv()
+        assert m["id"] == 2 and m["error"]["code"] == -32000, m
+        assert "1 requests are already pending (--max-pending)" in m["error"]["message"], m
+        resolve(e.id, False, "ops-erin", "no")
+        m = px.recv()
+        assert m["id"] == 1 and m["result"]["isError"] is True, m
+        px.send('{"jsonrpc":"2.0","id":3,"method":"ping"}')  # room again
+        assert px.recv() == {"jsonrpc": "2.0", "id": 3, "result": {}}
+        px.p.stdin.close()
+        assert px.p.wait(timeout=15) == 0
+    finally:
+        if px.p.poll() is None:
+            px.p.kill()
+
+
 def main():
     global D
     mcptest.require_sdk()
@@ -167,7 +191,8 @@ def main():
             sys.exit(bgtest.SKIP)
         bgtest.main([test_escalated_then_approved, test_escalated_then_rejected,
                      test_elicitation_decline_withdraws, test_elicitation_accept_does_not_approve,
-                     test_policy_timeout_refuses, test_cancelled_while_held])
+                     test_policy_timeout_refuses, test_cancelled_while_held,
+                     test_max_pending_while_held])
 
 
 if __name__ == "__main__":
