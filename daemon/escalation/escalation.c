@@ -272,7 +272,7 @@ static int settle(bg_escalation *t, size_t i, int state, char **approver, char *
     t->st.pending--;
     keep_settled(t, r);
     t->st.resolved[state]++;
-    double wait_s = (double)(now_ms - r->created_ms) / 1000.0;
+    double wait_s = ((double)now_ms - (double)r->created_ms) / 1000.0; /* no int overflow */
     if (wait_s < 0)
         wait_s = 0;
     for (size_t b = 0; b < BG_ESC_N_BUCKETS; b++)

@@ -65,8 +65,9 @@ char *bg__esc_strndup(const char *s, size_t max)
 /* The string fields, for copy, free and JSON alike. */
 #define BG_ESC_STRINGS(X)                                                                          \
     X(id)                                                                                          \
-    X(policy) X(revision) X(tool) X(arguments) X(cautious_label) X(session) X(agent) X(peer)       \
-        X(approver) X(approver_peer) X(reason)
+    X(policy)                                                                                      \
+    X(revision) X(tool) X(arguments) X(cautious_label) X(session) X(agent) X(peer) X(approver)     \
+        X(approver_peer) X(reason)
 
 void bg_escalation_rec_free(bg_escalation_rec *r)
 {
@@ -163,6 +164,16 @@ static int num(const json_t *o, const char *k, double *v)
     return 1;
 }
 
+/* An integer field of o into *v; 0 when missing/not one (a real is not). */
+static int integer(const json_t *o, const char *k, int64_t *v)
+{
+    const json_t *x = json_object_get(o, k);
+    if (!json_is_integer(x))
+        return 0;
+    *v = (int64_t)json_integer_value(x);
+    return 1;
+}
+
 bg_escalation_rec *bg__esc_rec_from_json(const json_t *o, bg_err *err)
 {
     if (!json_is_object(o)) {
@@ -184,19 +195,16 @@ bg_escalation_rec *bg__esc_rec_from_json(const json_t *o, bg_err *err)
     }
     BG_ESC_STRINGS(BG_ESC_GET)
 #undef BG_ESC_GET
-    double st = 0, cid = 0, cr = 0, ex = 0, rs = 0;
+    int64_t st = 0, cid = 0;
     if (missing == NULL &&
-        !(num(o, "state", &st) && num(o, "harm_bound", &r->harm_bound) &&
-          num(o, "threshold", &r->threshold) && num(o, "cautious_id", &cid) &&
+        !(integer(o, "state", &st) && num(o, "harm_bound", &r->harm_bound) &&
+          num(o, "threshold", &r->threshold) && integer(o, "cautious_id", &cid) &&
           num(o, "cautious_posterior", &r->cautious_posterior) &&
-          num(o, "cautious_harm", &r->cautious_harm) && num(o, "created_ms", &cr) &&
-          num(o, "expires_ms", &ex) && num(o, "resolved_ms", &rs)))
+          num(o, "cautious_harm", &r->cautious_harm) && integer(o, "created_ms", &r->created_ms) &&
+          integer(o, "expires_ms", &r->expires_ms) && integer(o, "resolved_ms", &r->resolved_ms)))
         missing = "a number field";
-    r->state = (int)st;
+    r->state = st >= BG_ESC_PENDING && st <= BG_ESC_EXPIRED ? (int)st : 0;
     r->cautious_id = (uint64_t)cid;
-    r->created_ms = (int64_t)cr;
-    r->expires_ms = (int64_t)ex;
-    r->resolved_ms = (int64_t)rs;
     r->has_cautious = json_is_true(json_object_get(o, "has_cautious"));
     r->on_timeout_allow = json_is_true(json_object_get(o, "on_timeout_allow"));
     if (missing == NULL && (r->state < BG_ESC_PENDING || r->state > BG_ESC_EXPIRED))

@@ -728,7 +728,8 @@ static void log_resolution(bg_rpc_server *s, const bg_escalation_rec *r)
     lr.approver = r->approver;
     lr.approver_peer = r->approver_peer;
     lr.reason = r->reason;
-    lr.waited_ms = r->resolved_ms > r->created_ms ? (uint64_t)(r->resolved_ms - r->created_ms) : 0;
+    double waited = (double)r->resolved_ms - (double)r->created_ms; /* a replayed record's */
+    lr.waited_ms = waited > 0 ? (uint64_t)(waited < 1e18 ? waited : 1e18) : 0;
     lr.tool = r->tool;
     lr.agent = r->agent;
     lr.peer = r->peer;

@@ -15,6 +15,10 @@
  *     bound decides; default-deny: no engine, DENY) -> by engine status;
  *     an Observe first takes a token of the caller's identity's rate and
  *     a new session counts against its quota -> RESOURCE_EXHAUSTED
+ *   an enforce-mode ESCALATE opens its pending escalation (open_escalation,
+ *     daemon/escalation: the record and the approval's receipt); one that
+ *     cannot be opened (table full, the data directory refused it) is a
+ *     DENY whose Verdict.reason says why: fail closed, never ALLOW
  *   count it in the metrics (before the reply, so a scrape that follows the
  *     client's answer includes it; a cached per-policy entry, relaxed adds)
  *   queue the outcome for the decision log (Evaluate: decisions and

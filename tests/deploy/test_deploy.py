@@ -424,8 +424,10 @@ def test_entrypoint_configmap_and_reload():
         d.call("Observe", hobs, i=R)
         bgtest.expect_code(lambda: d.call("Observe", hobs, i=R), grpc.StatusCode.ALREADY_EXISTS)
         assert d.evaluate(hreq, i=A).observations == 1  # in the agent's session
-        assert sorted(os.listdir(data_dir)) == ["observations.bglog", "receipt.key"], \
-            os.listdir(data_dir)
+        assert sorted(os.listdir(data_dir)) == ["escalations.log", "observations.bglog",
+                                                "receipt.key"], os.listdir(data_dir)
+        esc = os.stat(os.path.join(data_dir, "escalations.log"))
+        assert esc.st_mode & 0o777 == 0o600, oct(esc.st_mode)
         key = os.stat(os.path.join(data_dir, "receipt.key"))
         assert key.st_mode & 0o777 == 0o600 and key.st_size == 32, oct(key.st_mode)
         # Prometheus, as the Pod's annotations tell it to scrape

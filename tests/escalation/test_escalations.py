@@ -16,7 +16,9 @@
 - Restart with --data-dir keeps the pending ones with their expiry, and a
   resolution after the restart works; a file corrupted mid-record stops
   the start naming the file and the offset; a torn tail is cut off.
-- WatchEscalations streams the pending ones, then new, then settled ones.
+- WatchEscalations streams the pending ones, then new, then settled ones
+  (filtered by policy if asked); a watcher that does not read is cut off
+  with RESOURCE_EXHAUSTED while Evaluate goes on.
 - A full table (--max-escalations 1) fails closed: DENY with a reason.
 - Every settlement is a decision-log line joined by decision_id.
 - SIGTERM ends a parked await with UNAVAILABLE and the daemon exits 0.
@@ -339,6 +341,14 @@ def test_watch():
                 guard_pb2.WatchEscalationsRequest(), timeout=20)
         ev = next(stream)
         assert ev.escalation.id == first.decision_id and ev.escalation.state == guard_pb2.PENDING
+        # a watch and a list filtered on another policy see none of them
+        other = ch.unary_stream(
+            bgtest.GUARD + "WatchEscalations",
+            request_serializer=guard_pb2.WatchEscalationsRequest.SerializeToString,
+            response_deserializer=guard_pb2.EscalationEvent.FromString)(
+                guard_pb2.WatchEscalationsRequest(policy="fast"), timeout=20)
+        assert len(d.call("ListEscalations", guard_pb2.ListEscalationsRequest(
+            policy="fast")).escalations) == 0
         second = d.evaluate(ereq(agent="a2"))
         ev = next(stream)
         assert ev.escalation.id == second.decision_id and ev.escalation.state == guard_pb2.PENDING
@@ -346,6 +356,11 @@ def test_watch():
         ev = next(stream)
         assert ev.escalation.id == first.decision_id and ev.escalation.state == guard_pb2.REJECTED
         assert ev.escalation.reason == "nope"
+        quick = d.evaluate(ereq(tool="quick_x"))
+        ev = next(other)  # the first event of the filtered watch is the "fast" one
+        assert ev.escalation.id == quick.decision_id and ev.escalation.policy == "fast"
+        ev = next(stream)
+        assert ev.escalation.id == quick.decision_id
         # the drain ends the watch with UNAVAILABLE, and a parked await too
         t, box = in_thread(lambda: await_(d, second.decision_id, timeout_ms=20000))
         time.sleep(0.2)
@@ -357,8 +372,43 @@ def test_watch():
             assert e.code() == C.UNAVAILABLE, e
         t.join(10)
         assert isinstance(box.get("e"), grpc.RpcError) and box["e"].code() == C.UNAVAILABLE, box
+        try:
+            for ev in other:  # the expiry of quick_x may come before the drain's end
+                assert ev.escalation.id == quick.decision_id
+            raise AssertionError("the filtered watch ended without a status")
+        except grpc.RpcError as e:
+            assert e.code() == C.UNAVAILABLE, e
         assert d.wait_exit(30) == 0
         d.proc = None
+    d.cleanup()
+
+
+def test_slow_watcher_cut_off():
+    """A watcher that does not read (a 1 KiB stream window, no BDP probing:
+    the daemon's sends stop completing) is cut off with RESOURCE_EXHAUSTED
+    once its queue (256 past the pending ones) is full; Evaluate goes on."""
+    with daemon(extra=["--max-escalations", "4096"]) as d:
+        slow = grpc.insecure_channel(d.addrs[0], options=[("grpc.http2.bdp_probe", 0),
+                                                          ("grpc.http2.lookahead_bytes", 1024)])
+        stream = slow.unary_stream(
+            bgtest.GUARD + "WatchEscalations",
+            request_serializer=guard_pb2.WatchEscalationsRequest.SerializeToString,
+            response_deserializer=guard_pb2.EscalationEvent.FromString)(
+                guard_pb2.WatchEscalationsRequest(), timeout=60)
+        ch = d.channel()
+        for i in range(600):
+            assert d.evaluate(ereq(agent="a%d" % i), ch=ch).escalation == guard_pb2.PENDING
+        n = 0
+        try:
+            for _ in stream:
+                n += 1
+            raise AssertionError("the slow watch was not cut off")
+        except grpc.RpcError as e:
+            assert e.code() == C.RESOURCE_EXHAUSTED and "fell behind" in e.details(), e
+        assert n < 600 - 256, n
+        assert d.evaluate(ereq(agent="after"), ch=ch).escalation == guard_pb2.PENDING
+        assert len(lst(d)) == 601
+        slow.close()
     d.cleanup()
 
 
@@ -443,5 +493,5 @@ if __name__ == "__main__":
     bgtest.require_daemon()
     bgtest.main([test_approve_await_observe, test_reject_and_pending_timeout,
                  test_expiry_deny_and_allow, test_identity_and_roles, test_restart_keeps_pending,
-                 test_watch, test_full_table_fails_closed, test_check_validates_escalation_keys,
-                 test_cli])
+                 test_watch, test_slow_watcher_cut_off, test_full_table_fails_closed,
+                 test_check_validates_escalation_keys, test_cli])
