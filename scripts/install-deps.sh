@@ -13,6 +13,13 @@ PKGS="build-essential cmake pkg-config
  libopenblas-dev gnuplot-nox
  clang clang-format"
 
+# The MCP proxy's tests (tests/mcp) run the MCP TypeScript SDK on Node.js;
+# npm ci installs the SDK into the build tree. Debian's nodejs and npm, unless
+# the machine already has a node and an npm (another packaging of Node.js
+# that bundles npm conflicts with Debian's npm package).
+if ! command -v node >/dev/null 2>&1; then PKGS="$PKGS nodejs"; fi
+if ! command -v npm >/dev/null 2>&1; then PKGS="$PKGS npm"; fi
+
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

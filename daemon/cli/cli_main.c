@@ -9,6 +9,7 @@
 
 #include "cli/cli_guard.h"
 #include "cli/cli_lm.h"
+#include "cli/cli_mcp.h"
 #include "cli/cli_check.h"
 #include "cli/cli_escalations.h"
 #include "cli/cli_replay.h"
@@ -31,6 +32,7 @@ static const command commands[] = {
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
     {"test", bg_cli_test_main, "run the policy unit tests DIR/*_test.yaml offline"},
+    {"mcp-proxy", bg_cli_mcp_main, "stdio MCP proxy that asks the guard before each tools/call"},
     {"escalations", bg_cli_escalations_main, "list, watch, approve or reject escalations"},
 };
 
