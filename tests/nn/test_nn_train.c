@@ -600,7 +600,33 @@ static void test_stories(const char *dir)
     CHECK(bg_nn_lora_load(t8, apath, &err) == BG_EINVAL);
     CHECK(strstr(err.msg, "LoRA rank 4"), "message: %s", err.msg);
     bg_nn_train_destroy(t8);
-    printf("  bad files refused: CRC, truncated, wrong kind, wrong rank\n");
+    /* a NaN behind a valid CRC: refused by value, the adapters untouched */
+    FILE *fa = fopen(apath, "rb");
+    CHECK(fa && fseek(fa, 0, SEEK_END) == 0);
+    size_t len = (size_t)ftell(fa);
+    unsigned char *img = malloc(len);
+    rewind(fa);
+    CHECK(len > 400 && img && fread(img, 1, len, fa) == len, "adapter file of %zu bytes", len);
+    fclose(fa);
+    float nan = NAN;
+    memcpy(img + len - 8, &nan, 4); /* the last value of the last tensor */
+    uint32_t crc = ~0u;
+    for (size_t i = 0; i < len - 4; i++) {
+        crc ^= img[i];
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    crc = ~crc;
+    memcpy(img + len - 4, &crc, 4);
+    fa = fopen(apath, "wb");
+    CHECK(fa && fwrite(img, 1, len, fa) == len && fclose(fa) == 0);
+    CHECK(bg_nn_train_logits(t2, corpus, n, on, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_lora_load(t2, apath, &err) == BG_EINVAL);
+    CHECK(strstr(err.msg, "l4.w3.B holds a non-finite value"), "message: %s", err.msg);
+    CHECK(bg_nn_train_logits(t2, corpus, n, off, &err) == BG_OK, "%s", err.msg);
+    CHECK(memcmp(on, off, 4 * (size_t)V) == 0, "a refused adapter file changed the model");
+    free(img);
+    printf("  bad files refused: CRC, truncated, wrong kind, wrong rank, NaN (model unchanged)\n");
     unlink(apath);
     unlink(spath);
 
