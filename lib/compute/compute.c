@@ -305,3 +305,137 @@ void bg_op_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, bg_tv
     if (admit(c, "logsoftmax_gather", vs, NV(vs), T > 0 && V > 0, "T and V must be positive"))
         after(c, "logsoftmax_gather", c->vt->logsoftmax_gather(c, out, logits, targets, T, V));
 }
+
+/* ---- training ops --------------------------------------------------------- */
+
+/* 1 when the backend implements the op; else poisons the recording with
+ * BG_EUNAVAIL naming the op and the backend (never a silent no-op). */
+static int have(bg_compute *c, const char *op, const void *fn)
+{
+    if (fn)
+        return 1;
+    c->poisoned = 1;
+    bg_err_set(&c->poison_err, BG_EUNAVAIL,
+               "compute op %s: not implemented by the %s backend yet; use --backend cpu", op,
+               c->desc);
+    return 0;
+}
+
+#define TRAIN_OP(name, vs, shape_ok, expected, call)                                               \
+    do {                                                                                           \
+        if (admit(c, #name, vs, NV(vs), shape_ok, expected) && have(c, #name, c->vt->name))        \
+            after(c, #name, c->vt->call);                                                          \
+    } while (0)
+
+void bg_op_fill(bg_compute *c, bg_tview x, float value, int n)
+{
+    bg_tview vs[] = {x};
+    TRAIN_OP(fill, vs, n > 0, "n must be positive", fill(c, x, value, n));
+}
+
+void bg_op_axpy(bg_compute *c, bg_tview y, bg_tview x, float alpha, int n)
+{
+    bg_tview vs[] = {y, x};
+    TRAIN_OP(axpy, vs, n > 0, "n must be positive", axpy(c, y, x, alpha, n));
+}
+
+void bg_op_embed_backward(bg_compute *c, bg_tview dtable, bg_tview dout, bg_tview tokens, int T,
+                          int dim)
+{
+    bg_tview vs[] = {dtable, dout, tokens};
+    TRAIN_OP(embed_backward, vs, T > 0 && dim > 0, "T and dim must be positive",
+             embed_backward(c, dtable, dout, tokens, T, dim));
+}
+
+void bg_op_rmsnorm_backward(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview dout, bg_tview x,
+                            bg_tview w, int T, int n, float eps)
+{
+    bg_tview vs[] = {dx, dw, dout, x, w};
+    TRAIN_OP(rmsnorm_backward, vs, T > 0 && n > 0 && eps >= 0.0f,
+             "T and n must be positive and eps >= 0",
+             rmsnorm_backward(c, dx, dw, dout, x, w, T, n, eps));
+}
+
+void bg_op_matmul_backward_x(bg_compute *c, bg_tview dx, bg_tview dy, bg_tview w, int M, int N,
+                             int K, int accumulate)
+{
+    bg_tview vs[] = {dx, dy, w};
+    TRAIN_OP(matmul_backward_x, vs, M > 0 && N > 0 && K > 0, "M, N, K must be positive",
+             matmul_backward_x(c, dx, dy, w, M, N, K, accumulate != 0));
+}
+
+void bg_op_matmul_backward_w(bg_compute *c, bg_tview dw, bg_tview dy, bg_tview x, int M, int N,
+                             int K)
+{
+    bg_tview vs[] = {dw, dy, x};
+    TRAIN_OP(matmul_backward_w, vs, M > 0 && N > 0 && K > 0, "M, N, K must be positive",
+             matmul_backward_w(c, dw, dy, x, M, N, K));
+}
+
+void bg_op_rope_backward(bg_compute *c, bg_tview dq, bg_tview dk, int T, int pos0, int n_heads,
+                         int n_kv_heads, int head_size)
+{
+    bg_tview vs[] = {dq, dk};
+    TRAIN_OP(rope_backward, vs,
+             T > 0 && pos0 >= 0 && heads_ok(n_heads, n_kv_heads, head_size) && head_size % 2 == 0,
+             "need T > 0, pos0 >= 0, even head_size, n_kv_heads dividing n_heads",
+             rope_backward(c, dq, dk, T, pos0, n_heads, n_kv_heads, head_size));
+}
+
+void bg_op_attention_train(bg_compute *c, bg_tview out, bg_tview lse, bg_tview q, bg_tview k,
+                           bg_tview v, int B, int T, int n_heads, int n_kv_heads, int head_size)
+{
+    bg_tview vs[] = {out, lse, q, k, v};
+    TRAIN_OP(attention_train, vs, B > 0 && T > 0 && heads_ok(n_heads, n_kv_heads, head_size),
+             "need B > 0, T > 0, n_kv_heads dividing n_heads",
+             attention_train(c, out, lse, q, k, v, B, T, n_heads, n_kv_heads, head_size));
+}
+
+void bg_op_attention_backward(bg_compute *c, bg_tview dq, bg_tview dk, bg_tview dv, bg_tview dout,
+                              bg_tview q, bg_tview k, bg_tview v, bg_tview out, bg_tview lse, int B,
+                              int T, int n_heads, int n_kv_heads, int head_size)
+{
+    bg_tview vs[] = {dq, dk, dv, dout, q, k, v, out, lse};
+    TRAIN_OP(attention_backward, vs, B > 0 && T > 0 && heads_ok(n_heads, n_kv_heads, head_size),
+             "need B > 0, T > 0, n_kv_heads dividing n_heads",
+             attention_backward(c, dq, dk, dv, dout, q, k, v, out, lse, B, T, n_heads, n_kv_heads,
+                                head_size));
+}
+
+void bg_op_swiglu_backward(bg_compute *c, bg_tview dh, bg_tview dg, bg_tview dout, bg_tview h,
+                           bg_tview g, int n)
+{
+    bg_tview vs[] = {dh, dg, dout, h, g};
+    TRAIN_OP(swiglu_backward, vs, n > 0, "n must be positive",
+             swiglu_backward(c, dh, dg, dout, h, g, n));
+}
+
+void bg_op_xent(bg_compute *c, bg_tview lp, bg_tview dlogits, bg_tview logits, bg_tview targets,
+                bg_tview weights, int T, int V)
+{
+    bg_tview vs[] = {lp, dlogits, logits, targets, weights};
+    TRAIN_OP(xent, vs, T > 0 && V > 0, "T and V must be positive",
+             xent(c, lp, dlogits, logits, targets, weights, T, V));
+}
+
+void bg_op_sumsq(bg_compute *c, bg_tview out, bg_tview x, int n)
+{
+    bg_tview vs[] = {out, x};
+    TRAIN_OP(sumsq, vs, n > 0, "n must be positive", sumsq(c, out, x, n));
+}
+
+void bg_op_adamw(bg_compute *c, bg_tview p, bg_tview g, bg_tview m, bg_tview v, bg_tview gsq,
+                 int n_gsq, int n, const bg_adamw_params *hp)
+{
+    int clip = hp && hp->max_norm > 0.0f;
+    bg_tview vs[] = {p, g, m, v, gsq};
+    int nv = clip ? NV(vs) : NV(vs) - 1; /* gsq is only read when clipping */
+    int ok = hp && n > 0 && hp->step >= 1 && hp->lr >= 0.0f && hp->beta1 >= 0.0f &&
+             hp->beta1 < 1.0f && hp->beta2 >= 0.0f && hp->beta2 < 1.0f && hp->eps > 0.0f &&
+             hp->weight_decay >= 0.0f && hp->max_norm >= 0.0f && (!clip || n_gsq > 0);
+    if (admit(c, "adamw", vs, nv, ok,
+              "need n > 0, step >= 1, lr >= 0, betas in [0, 1), eps > 0, weight_decay >= 0, "
+              "max_norm >= 0 and n_gsq > 0 when clipping") &&
+        have(c, "adamw", c->vt->adamw))
+        after(c, "adamw", c->vt->adamw(c, p, g, m, v, gsq, clip ? n_gsq : 0, n, hp));
+}

@@ -32,6 +32,17 @@
  *   embed        out[T, dim] = table[tokens[t], :]
  *   logsoftmax_gather  out[t] = log_softmax(logits[t, :])[targets[t]] over V columns
  *
+ * Training (the backward half; shapes and conventions in the block above
+ * the training ops below, math in docs/TRAINING.md)
+ *   fill, axpy, embed_backward, rmsnorm_backward, matmul_backward_x,
+ *   matmul_backward_w, rope_backward, attention_train, attention_backward,
+ *   swiglu_backward, xent, sumsq, adamw. The residual add needs no backward
+ *   op: its gradient passes through unchanged to both inputs (the caller
+ *   adds it where both paths meet, with bg_op_add or an accumulating
+ *   backward). A backend that does not implement an op yet fails it with
+ *   "compute op X: not implemented by the <backend> backend" (the recording
+ *   is poisoned; submit returns BG_EUNAVAIL), never silently.
+ *
  * Ownership and threads
  *   A bg_compute and its buffers are used by one thread at a time (the caller
  *   serialises). bg_compute_destroy frees every buffer it still owns.
@@ -65,10 +76,10 @@ typedef enum bg_backend_kind {
 
 typedef struct bg_compute_opts {
     bg_backend_kind kind;
-    int threads;         /* CPU backend: threads, 0 = the CPUs this process may use (affinity,
-                            capped by a cgroup v2 CPU quota) */
+    int threads;          /* CPU backend: threads, 0 = the CPUs this process may use (affinity,
+                             capped by a cgroup v2 CPU quota) */
     int allow_cpu_device; /* Vulkan: accept a CPU-type device (lavapipe) */
-    int device_index;    /* Vulkan: -1 = choose; else this physical device */
+    int device_index;     /* Vulkan: -1 = choose; else this physical device */
 } bg_compute_opts;
 
 /* Parse "cpu" | "vulkan" | "auto"; -1 when unknown. */
@@ -96,8 +107,8 @@ int bg_compute_submit(bg_compute *c, bg_err *err); /* runs and waits */
 
 void bg_op_matmul(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int M, int N, int K);
 void bg_op_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int T, int n, float eps);
-void bg_op_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int n_heads,
-                int n_kv_heads, int head_size);
+void bg_op_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int n_heads, int n_kv_heads,
+                int head_size);
 void bg_op_softmax(bg_compute *c, bg_tview x, int rows, int n);
 void bg_op_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kcache, bg_tview vcache,
                      int T, int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len);
@@ -107,5 +118,143 @@ void bg_op_copy(bg_compute *c, bg_tview dst, bg_tview src, int n);
 void bg_op_embed(bg_compute *c, bg_tview out, bg_tview table, bg_tview tokens, int T, int dim);
 void bg_op_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, bg_tview targets, int T,
                              int V);
+
+/* ---- training ops -------------------------------------------------------------
+ *
+ * Conventions common to every training op
+ *   - "+=" means the op ACCUMULATES into its output (the caller zeroes it with
+ *     bg_op_fill once per step); "=" means it OVERWRITES. Weight gradients always
+ *     accumulate (so micro-batches and shared tensors — a shared classifier is
+ *     also the embedding — add up); activation gradients say which per op.
+ *   - Outputs never alias inputs unless the op says so.
+ *   - A batch is B sequences of T tokens laid out row after row: row r = b*T + t
+ *     of a [B*T, width] activation is token t of sequence b, at position t.
+ *   - Reductions over rows or positions use at least float accumulators in a
+ *     fixed order per output element, so a backend's result does not depend
+ *     on its thread count; the CPU backend is deterministic run to run.
+ *   - Every backward reads the SAVED inputs of its forward (named below); the
+ *     training forward must keep them (lib/nn/nn_train.c documents which).
+ */
+
+/* x[0..n) = value (zeroing gradients, the optimizer's moments). */
+void bg_op_fill(bg_compute *c, bg_tview x, float value, int n);
+/* y[i] += alpha * x[i] over n elements (LoRA's scaled path, gradient sums).
+ * y and x must not overlap. */
+void bg_op_axpy(bg_compute *c, bg_tview y, bg_tview x, float alpha, int n);
+
+/* Embedding backward: dtable[tokens[t], :] += dout[t, :] for t in [0, T).
+ * dtable [rows, dim] (rows = whatever the buffer holds past the offset, as in
+ * bg_op_embed); dout [T, dim]; tokens int32 [T], checked in range. Repeated
+ * tokens add up (in order of t for each element: deterministic). */
+void bg_op_embed_backward(bg_compute *c, bg_tview dtable, bg_tview dout, bg_tview tokens, int T,
+                          int dim);
+
+/* RMSNorm backward of out = x * r * w with r = 1/sqrt(mean(x^2) + eps), per row.
+ * Reads the SAVED forward input x [T, n] and w [n]; r is recomputed from x.
+ *   dx[t, i] += r * (w[i]*dout[t,i] - x[t,i] * r^2 * mean_j(dout[t,j]*w[j]*x[t,j]))
+ *   dw[i]    += sum_t dout[t,i] * x[t,i] * r_t
+ * dx ACCUMULATES: in the model x is the residual stream, whose gradient already
+ * holds the skip path's share. dx [T, n], dw [n]; dout [T, n]. */
+void bg_op_rmsnorm_backward(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview dout, bg_tview x,
+                            bg_tview w, int T, int n, float eps);
+
+/* Matmul backward, for the forward out[M,N] = x[M,K] · w[N,K]^T (w is [out, in]):
+ *   backward_x:  dx[M,K]  = dy[M,N] · w[N,K]      (accumulate == 0: overwrite)
+ *                dx[M,K] += dy[M,N] · w[N,K]      (accumulate != 0)
+ *   backward_w:  dw[N,K] += dy[M,N]^T · x[M,K]    (always accumulates)
+ * x is the SAVED forward input. Accumulating dx serves inputs that feed several
+ * matmuls (xb feeds wq, wk, wv; w1 and w3; a base weight and its LoRA A). */
+void bg_op_matmul_backward_x(bg_compute *c, bg_tview dx, bg_tview dy, bg_tview w, int M, int N,
+                             int K, int accumulate);
+void bg_op_matmul_backward_w(bg_compute *c, bg_tview dw, bg_tview dy, bg_tview x, int M, int N,
+                             int K);
+
+/* RoPE backward, in place on dq[T, n_heads*hs] and dk[T, n_kv_heads*hs]: the
+ * forward rotates each adjacent pair (2i, 2i+1) of each head of row t by
+ * angle (pos0+t) * 10000^(-2i/hs) (llama2.c, bg_op_rope); the backward applies
+ * the transposed rotation (angle negated): (a, b) -> (a*cos + b*sin,
+ * -a*sin + b*cos). Same arguments and shape checks as bg_op_rope; a batch of
+ * B sequences is B calls with pos0 = 0 on rows b*T.. of the views. */
+void bg_op_rope_backward(bg_compute *c, bg_tview dq, bg_tview dk, int T, int pos0, int n_heads,
+                         int n_kv_heads, int head_size);
+
+/* Training attention forward over whole sequences (no KV cache): B sequences
+ * of T tokens; q [B*T, n_heads*hs], k and v [B*T, n_kv_heads*hs] (q and k after
+ * RoPE); query t of sequence b attends causally to keys 0..t of the same
+ * sequence; head h reads kv head h / (n_heads / n_kv_heads); scale 1/sqrt(hs).
+ *   out [B*T, n_heads*hs] = softmax(scale * q·k^T) · v      (overwritten)
+ *   lse [B*T, n_heads]    = log sum_p exp(scale * q·k_p)     (overwritten)
+ * lse (natural log, max-shifted internally) is all the backward keeps of the
+ * softmax: it recomputes P[t,p] = exp(scale * q_t·k_p - lse[t]) (the
+ * FlashAttention convention; no [T, T] probability matrix is stored). On a
+ * row, out has the same bits as bg_op_attention with the same rows in its cache
+ * (lib/nn's adapters-off guarantee rests on it; test_nn_train checks it). */
+void bg_op_attention_train(bg_compute *c, bg_tview out, bg_tview lse, bg_tview q, bg_tview k,
+                           bg_tview v, int B, int T, int n_heads, int n_kv_heads, int head_size);
+
+/* Training attention backward. Reads the SAVED q, k, v, out and lse of
+ * bg_op_attention_train and dout [B*T, n_heads*hs]; with P recomputed from lse:
+ *   D[t]    = sum_i dout[t,i] * out[t,i]                   (per query head)
+ *   dP[t,p] = dout[t] · v_p ;  dS[t,p] = P[t,p] * (dP[t,p] - D[t])   (softmax backward)
+ *   dq[t]   = scale * sum_p dS[t,p] k_p
+ *   dk[p]   = scale * sum_t dS[t,p] q_t   summed over the heads of p's group
+ *   dv[p]   = sum_t P[t,p] dout[t]        summed over the heads of p's group
+ * dq [B*T, n_heads*hs], dk and dv [B*T, n_kv_heads*hs] are OVERWRITTEN (before
+ * RoPE backward on dq, dk). */
+void bg_op_attention_backward(bg_compute *c, bg_tview dq, bg_tview dk, bg_tview dv, bg_tview dout,
+                              bg_tview q, bg_tview k, bg_tview v, bg_tview out, bg_tview lse, int B,
+                              int T, int n_heads, int n_kv_heads, int head_size);
+
+/* SwiGLU backward of y = silu(h) * g with silu(h) = h * s(h), s = sigmoid.
+ * Reads the SAVED pre-activation h and gate g (the training forward keeps h
+ * by running bg_op_swiglu on a copy) and dout, n elements each:
+ *   dh[i] = dout[i] * g[i] * s(h[i]) * (1 + h[i] * (1 - s(h[i])))   (=)
+ *   dg[i] = dout[i] * silu(h[i])                                     (=)
+ * dh may alias h and dg may alias g (each element is read before written). */
+void bg_op_swiglu_backward(bg_compute *c, bg_tview dh, bg_tview dg, bg_tview dout, bg_tview h,
+                           bg_tview g, int n);
+
+/* Fused log-softmax + weighted token log-prob / cross-entropy, forward and
+ * backward in one pass over logits [T, V] (one row per position):
+ *   lp[t]         = log_softmax(logits[t])[targets[t]]            (nats, =)
+ *   dlogits[t, j] = weights[t] * (softmax(logits[t])[j] - [j == targets[t]])  (=)
+ * i.e. dlogits is the gradient of L = -sum_t weights[t] * lp[t]. weights [T]
+ * are any finite floats: 1/count for mean cross-entropy, 0 to mask a position,
+ * a per-token GFlowNet coefficient (negative: ascend). lp is unweighted; the
+ * caller forms L from lp and weights on the host (T floats). targets int32 [T],
+ * checked in range even where the weight is 0. dlogits may alias logits
+ * (in place: the [T, V] logits are not needed afterwards). */
+void bg_op_xent(bg_compute *c, bg_tview lp, bg_tview dlogits, bg_tview logits, bg_tview targets,
+                bg_tview weights, int T, int V);
+
+/* Sum of squares for gradient-norm clipping: out[0] = sum_i x[i]^2 (=),
+ * accumulated in double (CPU) or float pairwise (GPU). One slot per gradient
+ * tensor, so the sumsq ops of a step are independent of each other (no
+ * barrier between them); bg_op_adamw adds the slots up. */
+void bg_op_sumsq(bg_compute *c, bg_tview out, bg_tview x, int n);
+
+/* AdamW hyper-parameters of one step (host values, recorded by value). */
+typedef struct bg_adamw_params {
+    float lr;           /* learning rate of this step (schedule applied by the caller) */
+    float beta1, beta2; /* e.g. 0.9, 0.999 */
+    float eps;          /* e.g. 1e-8, added to sqrt(v_hat) */
+    float weight_decay; /* decoupled: p -= lr * wd * p; 0 for norms */
+    float max_norm;     /* > 0: clip the global gradient norm to this; 0: no clipping */
+    int step;           /* 1-based step count t, for the bias corrections */
+} bg_adamw_params;
+
+/* One AdamW step on n parameters, in place on p, m, v (all [n]; g read-only):
+ *   norm   = sqrt(sum_j gsq[j]) over j in [0, n_gsq)   (the bg_op_sumsq slots of
+ *            EVERY trainable tensor: the global norm, same on every call of a step)
+ *   scale  = max_norm > 0 ? min(1, max_norm / (norm + 1e-6)) : 1
+ *   gi     = scale * g[i]
+ *   m[i]   = beta1 * m[i] + (1 - beta1) * gi
+ *   v[i]   = beta2 * v[i] + (1 - beta2) * gi^2
+ *   p[i]  -= lr * ( (m[i] / (1 - beta1^t)) / (sqrt(v[i] / (1 - beta2^t)) + eps)
+ *                   + weight_decay * p[i] )            (p[i] before the update)
+ * Bias corrections are computed in double from hp->step. When max_norm == 0,
+ * gsq may have a NULL buffer and n_gsq 0. The gradient is not zeroed. */
+void bg_op_adamw(bg_compute *c, bg_tview p, bg_tview g, bg_tview m, bg_tview v, bg_tview gsq,
+                 int n_gsq, int n, const bg_adamw_params *hp);
 
 #endif

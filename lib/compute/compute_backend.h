@@ -5,7 +5,9 @@
  * keeps the poisoned-recording state and forwards to the backend's vtable.
  * Each backend (compute_cpu.c, compute_vulkan.c) defines a struct that
  * starts with `bg_compute base;` and a create function below. The ops in the
- * vtable mirror compute.h one to one and never see invalid shapes.
+ * vtable mirror compute.h one to one and never see invalid shapes. The
+ * inference ops are mandatory; a training op left NULL is reported as not
+ * implemented by that backend (compute.c), so a backend can grow op by op.
  */
 #ifndef BG_COMPUTE_BACKEND_H
 #define BG_COMPUTE_BACKEND_H
@@ -34,14 +36,42 @@ typedef struct bg_compute_vtbl {
     int (*embed)(bg_compute *c, bg_tview out, bg_tview table, bg_tview tokens, int T, int dim);
     int (*logsoftmax_gather)(bg_compute *c, bg_tview out, bg_tview logits, bg_tview targets, int T,
                              int V);
+
+    /* Training ops (compute.h, "training ops"). NULL: the backend does not
+     * implement the op yet; compute.c then poisons the recording with
+     * BG_EUNAVAIL naming the op and the backend. */
+    int (*fill)(bg_compute *c, bg_tview x, float value, int n);
+    int (*axpy)(bg_compute *c, bg_tview y, bg_tview x, float alpha, int n);
+    int (*embed_backward)(bg_compute *c, bg_tview dtable, bg_tview dout, bg_tview tokens, int T,
+                          int dim);
+    int (*rmsnorm_backward)(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview dout, bg_tview x,
+                            bg_tview w, int T, int n, float eps);
+    int (*matmul_backward_x)(bg_compute *c, bg_tview dx, bg_tview dy, bg_tview w, int M, int N,
+                             int K, int accumulate);
+    int (*matmul_backward_w)(bg_compute *c, bg_tview dw, bg_tview dy, bg_tview x, int M, int N,
+                             int K);
+    int (*rope_backward)(bg_compute *c, bg_tview dq, bg_tview dk, int T, int pos0, int nh, int nkv,
+                         int hs);
+    int (*attention_train)(bg_compute *c, bg_tview out, bg_tview lse, bg_tview q, bg_tview k,
+                           bg_tview v, int B, int T, int nh, int nkv, int hs);
+    int (*attention_backward)(bg_compute *c, bg_tview dq, bg_tview dk, bg_tview dv, bg_tview dout,
+                              bg_tview q, bg_tview k, bg_tview v, bg_tview out, bg_tview lse, int B,
+                              int T, int nh, int nkv, int hs);
+    int (*swiglu_backward)(bg_compute *c, bg_tview dh, bg_tview dg, bg_tview dout, bg_tview h,
+                           bg_tview g, int n);
+    int (*xent)(bg_compute *c, bg_tview lp, bg_tview dlogits, bg_tview logits, bg_tview targets,
+                bg_tview weights, int T, int V);
+    int (*sumsq)(bg_compute *c, bg_tview out, bg_tview x, int n);
+    int (*adamw)(bg_compute *c, bg_tview p, bg_tview g, bg_tview m, bg_tview v, bg_tview gsq,
+                 int n_gsq, int n, const bg_adamw_params *hp);
 } bg_compute_vtbl;
 
 struct bg_compute {
     const bg_compute_vtbl *vt;
     bg_backend_kind kind;
-    char desc[256];   /* bg_compute_describe() */
-    int recording;    /* between begin and submit */
-    int poisoned;     /* an op failed since begin: submit reports poison_err */
+    char desc[256]; /* bg_compute_describe() */
+    int recording;  /* between begin and submit */
+    int poisoned;   /* an op failed since begin: submit reports poison_err */
     bg_err poison_err;
 };
 

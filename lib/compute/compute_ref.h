@@ -43,4 +43,46 @@ void bg_ref_embed(float *out, const float *table, const int32_t *tokens, int T, 
 void bg_ref_logsoftmax_gather(float *out, const float *logits, const int32_t *targets, int T,
                               int V);
 
+/* ---- training ops (compute.h "training ops"; same shapes and "+=" / "="
+ * conventions). Sums over rows, positions and the inner dimension use double
+ * accumulators, so these are the oracle for float backends. ---- */
+
+/* x[0..n) = value */
+void bg_ref_fill(float *x, float value, int n);
+/* y[i] += alpha * x[i] */
+void bg_ref_axpy(float *y, const float *x, float alpha, int n);
+/* dtable[tokens[t], :] += dout[t, :] */
+void bg_ref_embed_backward(float *dtable, const float *dout, const int32_t *tokens, int T, int dim);
+/* dx[T,n] += ..., dw[n] += ... (see compute.h) */
+void bg_ref_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+                             const float *w, int T, int n, float eps);
+/* dx[M,K] (=, or += when accumulate) dy[M,N] · w[N,K] */
+void bg_ref_matmul_backward_x(float *dx, const float *dy, const float *w, int M, int N, int K,
+                              int accumulate);
+/* dw[N,K] += dy[M,N]^T · x[M,K] */
+void bg_ref_matmul_backward_w(float *dw, const float *dy, const float *x, int M, int N, int K);
+/* in place: the transposed rotation of bg_ref_rope */
+void bg_ref_rope_backward(float *dq, float *dk, int T, int pos0, int n_heads, int n_kv_heads,
+                          int head_size);
+/* out[B*T, nh*hs], lse[B*T, nh] from q[B*T, nh*hs], k, v[B*T, nkv*hs] */
+void bg_ref_attention_train(float *out, float *lse, const float *q, const float *k, const float *v,
+                            int B, int T, int n_heads, int n_kv_heads, int head_size);
+/* dq[B*T, nh*hs], dk, dv[B*T, nkv*hs] (=) */
+void bg_ref_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                               const float *k, const float *v, const float *out, const float *lse,
+                               int B, int T, int n_heads, int n_kv_heads, int head_size);
+/* dh, dg (=); dh may alias h, dg may alias g */
+void bg_ref_swiglu_backward(float *dh, float *dg, const float *dout, const float *h, const float *g,
+                            int n);
+/* lp[T] (=), dlogits[T,V] (=, may alias logits) */
+void bg_ref_xent(float *lp, float *dlogits, const float *logits, const int32_t *targets,
+                 const float *weights, int T, int V);
+/* out[0] = sum x^2 */
+void bg_ref_sumsq(float *out, const float *x, int n);
+/* One AdamW step (bg_adamw_params fields passed one by one, so this header
+ * does not depend on compute.h). */
+void bg_ref_adamw(float *p, const float *g, float *m, float *v, const float *gsq, int n_gsq, int n,
+                  float lr, float beta1, float beta2, float eps, float weight_decay, float max_norm,
+                  int step);
+
 #endif
