@@ -97,8 +97,7 @@ static int io_check(bg_vk_buf *b, size_t off, size_t n, const char *what, bg_err
     return BG_OK;
 }
 
-static int buf_write(bg_compute *c, bg_cbuf *cb, size_t off, const void *src, size_t n,
-                     bg_err *err)
+static int buf_write(bg_compute *c, bg_cbuf *cb, size_t off, const void *src, size_t n, bg_err *err)
 {
     bg_vk_buf *b = (bg_vk_buf *)cb;
     int rc = io_check(b, off, n, "buffer write", err);
@@ -130,8 +129,8 @@ static int dpool_add(bg_vk_compute *vc)
                                       .maxSets = BG_VK_SETS_PER_POOL,
                                       .poolSizeCount = 1,
                                       .pPoolSizes = &ps};
-    VkResult r = vc->dev.fn.vkCreateDescriptorPool(vc->dev.dev, &pci, NULL,
-                                                   &vc->dpools[vc->ndpools]);
+    VkResult r =
+        vc->dev.fn.vkCreateDescriptorPool(vc->dev.dev, &pci, NULL, &vc->dpools[vc->ndpools]);
     if (r != VK_SUCCESS)
         return BG_ENOMEM;
     vc->ndpools++;
@@ -185,7 +184,45 @@ static int begin(bg_compute *c, bg_err *err)
     vc->unbarriered = 0;
     vc->ndispatch = 0;
     vc->nbarrier = 0;
+    for (int i = 0; i < vc->nscratch; i++)
+        vc->scratch[i].used = 0; /* the last recording's work has completed */
     return cb_start(vc, err);
+}
+
+#define BG_VK_SCRATCH_MIN (1u << 20) /* elements per chunk at least (4 MiB) */
+
+int bg__vk_scratch(bg_vk_compute *vc, size_t n, const char *op, bg_tview *out)
+{
+    /* 64-element (256-byte) granules keep every view's descriptor offset
+     * aligned on any device */
+    size_t need = (n + 63) / 64 * 64;
+    for (int i = 0; i < vc->nscratch; i++) {
+        if (vc->scratch[i].cap - vc->scratch[i].used >= need) {
+            *out = (bg_tview){(bg_cbuf *)vc->scratch[i].buf, vc->scratch[i].used};
+            vc->scratch[i].used += need;
+            return BG_OK;
+        }
+    }
+    int max = (int)(sizeof(vc->scratch) / sizeof(vc->scratch[0]));
+    if (vc->nscratch == max)
+        return bg__vk_fail(vc, BG_ELIMIT,
+                           "vulkan op %s: scratch memory exhausted (%d chunks in one recording); "
+                           "submit the recording in smaller parts",
+                           op, max);
+    size_t cap = need > BG_VK_SCRATCH_MIN ? need : BG_VK_SCRATCH_MIN;
+    uint64_t range = vc->dev.caps.max_storage_range / 4 / 64 * 64;
+    if (cap > range && need <= range)
+        cap = range;
+    bg_cbuf *b = NULL;
+    bg_err err;
+    int rc = buf_create(&vc->base, cap * 4, &b, &err);
+    if (rc != BG_OK)
+        return bg__vk_fail(vc, rc, "vulkan op %s: scratch of %zu floats: %s", op, cap, err.msg);
+    vc->scratch[vc->nscratch].buf = (bg_vk_buf *)b;
+    vc->scratch[vc->nscratch].cap = cap;
+    vc->scratch[vc->nscratch++].used = need;
+    *out = (bg_tview){b, 0};
+    return BG_OK;
 }
 
 static void mem_barrier(bg_vk_compute *vc, VkPipelineStageFlags dst_stage, VkAccessFlags dst)
@@ -199,7 +236,11 @@ static void mem_barrier(bg_vk_compute *vc, VkPipelineStageFlags dst_stage, VkAcc
 
 static void barrier(bg_compute *c)
 {
-    bg_vk_compute *vc = VC(c);
+    bg__vk_barrier(VC(c));
+}
+
+void bg__vk_barrier(bg_vk_compute *vc)
+{
     if (!vc->unbarriered)
         return; /* nothing written since the last barrier */
     mem_barrier(vc, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
@@ -237,9 +278,8 @@ static int bind_view(bg_vk_compute *vc, const char *op, int slot, const bg_vk_bi
                            op, slot, (unsigned long long)range,
                            (unsigned long long)caps->max_storage_range, caps->name);
     if (b->n == 0) { /* nothing to touch (an empty table chunk): bind the dummy */
-        *info = (VkDescriptorBufferInfo){.buffer = vc->dummy->a.block->buf,
-                                         .offset = vc->dummy->a.off,
-                                         .range = 16};
+        *info = (VkDescriptorBufferInfo){
+            .buffer = vc->dummy->a.block->buf, .offset = vc->dummy->a.off, .range = 16};
         *o = 0;
         return BG_OK;
     }
@@ -294,8 +334,9 @@ static void ts_report(bg_vk_compute *vc)
         BG_WARN("vulkan", "timestamps unavailable: %s", bg__vk_result_str(r));
         return;
     }
-    BG_INFO("vulkan", "per-op GPU time, %u of %d dispatches timed, %d barriers, %.1f us in ops:",
-            vc->nq / 2, vc->cb_dispatches, vc->nbarrier, all);
+    BG_INFO("vulkan",
+            "per-op GPU time, %u of %d dispatches timed, %d barriers, %.1f us in ops:", vc->nq / 2,
+            vc->cb_dispatches, vc->nbarrier, all);
     BG_INFO("vulkan", "  %-18s %6s %12s %10s %6s", "op", "count", "total us", "mean us", "%");
     for (int k = 0; k < nn; k++)
         BG_INFO("vulkan", "  %-18s %6d %12.1f %10.2f %5.1f%%", names[k], count[k], total_us[k],
@@ -346,8 +387,8 @@ static int split(bg_vk_compute *vc)
 }
 
 int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const uint32_t *spec,
-                    int nspec, const bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx,
-                    uint32_t gy, uint32_t gz)
+                    int nspec, const bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx, uint32_t gy,
+                    uint32_t gz)
 {
     const bg_vk_caps *caps = &vc->dev.caps;
     if (gx > caps->max_wg_count[0] || gy > caps->max_wg_count[1] || gz > caps->max_wg_count[2])
@@ -391,8 +432,8 @@ int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const
     f->vkCmdBindPipeline(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pl);
     f->vkCmdBindDescriptorSets(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vc->pipes.layout, 0, 1,
                                &set, 0, NULL);
-    f->vkCmdPushConstants(vc->cmd, vc->pipes.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                          sizeof(*pc), pc);
+    f->vkCmdPushConstants(vc->cmd, vc->pipes.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(*pc),
+                          pc);
     if (gx && gy && gz)
         f->vkCmdDispatch(vc->cmd, gx, gy, gz);
     if (timed)
@@ -463,6 +504,19 @@ static const bg_compute_vtbl VK_VTBL = {
     .copy = bg__vk_op_copy,
     .embed = bg__vk_op_embed,
     .logsoftmax_gather = bg__vk_op_logsoftmax_gather,
+    .fill = bg__vk_op_fill,
+    .axpy = bg__vk_op_axpy,
+    .embed_backward = bg__vk_op_embed_backward,
+    .rmsnorm_backward = bg__vk_op_rmsnorm_backward,
+    .matmul_backward_x = bg__vk_op_matmul_backward_x,
+    .matmul_backward_w = bg__vk_op_matmul_backward_w,
+    .rope_backward = bg__vk_op_rope_backward,
+    .attention_train = bg__vk_op_attention_train,
+    .attention_backward = bg__vk_op_attention_backward,
+    .swiglu_backward = bg__vk_op_swiglu_backward,
+    .xent = bg__vk_op_xent,
+    .sumsq = bg__vk_op_sumsq,
+    .adamw = bg__vk_op_adamw,
 };
 
 /* Kernel variants from the capabilities (and the tuning variables): the
@@ -512,8 +566,10 @@ static void choose_variants(bg_vk_compute *vc)
         vc->mm_rm = m[3];
         vc->mm_rn = m[4];
     } else if (t) {
-        BG_WARN("vulkan", "BG_VK_MM_TILE=%s ignored: expected TXxTYxBK[xRMxRN] within the "
-                          "device's workgroup and shared-memory limits", t);
+        BG_WARN("vulkan",
+                "BG_VK_MM_TILE=%s ignored: expected TXxTYxBK[xRMxRN] within the "
+                "device's workgroup and shared-memory limits",
+                t);
     }
     while (vc->mm_tx * vc->mm_ty > c->max_wg_invocations || vc->mm_ty > c->max_wg_size[1])
         vc->mm_ty /= 2;
@@ -553,8 +609,7 @@ static int setup(bg_vk_compute *vc, bg_err *err)
                                          .queryType = VK_QUERY_TYPE_TIMESTAMP,
                                          .queryCount = 2 * BG_VK_TS_OPS};
             vc->qnames = calloc(BG_VK_TS_OPS, sizeof(*vc->qnames));
-            if (vc->qnames &&
-                f->vkCreateQueryPool(d->dev, &qci, NULL, &vc->qpool) == VK_SUCCESS) {
+            if (vc->qnames && f->vkCreateQueryPool(d->dev, &qci, NULL, &vc->qpool) == VK_SUCCESS) {
                 vc->ts_on = 1;
                 vc->qcap = 2 * BG_VK_TS_OPS;
             }
