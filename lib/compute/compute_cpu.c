@@ -29,81 +29,11 @@
 #include "compute/compute_backend.h"
 #include "compute/compute_cpu.h"
 
-struct bg_cbuf {
-    float *data;
-    size_t bytes;
-    struct bg_cbuf *prev, *next;
-};
-
-typedef struct cpu_backend {
-    bg_compute base;
-    bg__pool *pool;
-    bg_cbuf *bufs;
-} cpu_backend;
-
-static cpu_backend *cpu(bg_compute *c)
-{
-    return (cpu_backend *)c;
-}
-
-/* ---- views ----------------------------------------------------------------- */
-
-/* Pointer to a view of n elements, or NULL (recording poisoned) when it does
- * not fit its buffer. */
-static float *span(bg_compute *c, const char *op, const char *name, bg_tview v, size_t n)
-{
-    size_t elems = v.buf->bytes / 4;
-    if (v.off > elems || n > elems - v.off) {
-        if (!c->poisoned) {
-            c->poisoned = 1;
-            bg_err_set(&c->poison_err, BG_EINVAL,
-                       "compute op %s: view %s [%zu, %zu) exceeds its buffer of %zu elements", op,
-                       name, v.off, v.off + n, elems);
-        }
-        return NULL;
-    }
-    return v.buf->data + v.off;
-}
-
-static int ids_ok(bg_compute *c, const char *op, const int32_t *ids, int n, long limit)
-{
-    for (int i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= limit) {
-            if (!c->poisoned) {
-                c->poisoned = 1;
-                bg_err_set(&c->poison_err, BG_EINVAL,
-                           "compute op %s: id %d at row %d out of range; expected 0..%ld", op,
-                           (int)ids[i], i, limit - 1);
-            }
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Tasks for a loop of `rows` items of `cost` flops each: 1 (inline) when the
- * whole loop is small, else up to 4 per thread. */
-static int ntasks_for(bg_compute *c, long rows, long cost)
-{
-    int nt = bg__pool_threads(cpu(c)->pool);
-    if (nt == 1 || rows * cost < 131072 || rows < 2)
-        return 1;
-    long t = (long)nt * 4;
-    return (int)(t < rows ? t : rows);
-}
-
-/* Row range [r0, r1) of task t out of ntasks over rows. */
-static void task_range(int t, int ntasks, long rows, long *r0, long *r1)
-{
-    *r0 = rows * t / ntasks;
-    *r1 = rows * (t + 1) / ntasks;
-}
-
 /* ---- lifecycle and buffers --------------------------------------------- */
 
 static void cpu_destroy(bg_compute *c)
 {
-    cpu_backend *b = cpu(c);
+    bg__cpu_backend *b = bg__cpu(c);
     while (b->bufs) {
         bg_cbuf *n = b->bufs->next;
         free(b->bufs->data);
@@ -116,7 +46,7 @@ static void cpu_destroy(bg_compute *c)
 
 static int cpu_buf_create(bg_compute *c, size_t bytes, bg_cbuf **out, bg_err *err)
 {
-    cpu_backend *b = cpu(c);
+    bg__cpu_backend *b = bg__cpu(c);
     bg_cbuf *buf = calloc(1, sizeof *buf);
     size_t rounded = (bytes + 63) & ~(size_t)63;
     if (buf && rounded >= bytes)
@@ -138,7 +68,7 @@ static int cpu_buf_create(bg_compute *c, size_t bytes, bg_cbuf **out, bg_err *er
 
 static void cpu_buf_destroy(bg_compute *c, bg_cbuf *buf)
 {
-    cpu_backend *b = cpu(c);
+    bg__cpu_backend *b = bg__cpu(c);
     if (buf->prev)
         buf->prev->next = buf->next;
     else
@@ -199,12 +129,12 @@ static int cpu_submit(bg_compute *c, bg_err *err)
 
 static int cpu_matmul(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int M, int N, int K)
 {
-    float *o = span(c, "matmul", "out", out, (size_t)M * N);
-    const float *xp = span(c, "matmul", "x", x, (size_t)M * K);
-    const float *wp = span(c, "matmul", "w", w, (size_t)N * K);
+    float *o = bg__cpu_span(c, "matmul", "out", out, (size_t)M * N);
+    const float *xp = bg__cpu_span(c, "matmul", "x", x, (size_t)M * K);
+    const float *wp = bg__cpu_span(c, "matmul", "w", w, (size_t)N * K);
     if (!o || !xp || !wp)
         return BG_EINVAL;
-    bg__cpu_matmul(cpu(c)->pool, o, xp, wp, M, N, K);
+    bg__cpu_matmul(bg__cpu(c)->pool, o, xp, wp, M, N, K);
     return BG_OK;
 }
 
@@ -217,14 +147,14 @@ struct rows_ctx {
     const int32_t *ids;
     int rows, n, ntasks;
     int pos0, nh, nkv, hs; /* rope */
-    float eps;
+    float eps, sign;       /* sign: rope +1 forward, -1 backward (transposed rotation) */
 };
 
 static void rows_task(void *v, int t)
 {
     const rows_ctx *r = v;
     long r0, r1;
-    task_range(t, r->ntasks, r->rows, &r0, &r1);
+    bg__cpu_task_range(t, r->ntasks, r->rows, &r0, &r1);
     for (long row = r0; row < r1; row++)
         r->row(r, row);
 }
@@ -232,8 +162,8 @@ static void rows_task(void *v, int t)
 /* Runs r->row over r->rows rows of about `cost` flops each. */
 static void rows_run(bg_compute *c, rows_ctx *r, long cost)
 {
-    r->ntasks = ntasks_for(c, r->rows, cost);
-    bg__pool_run(cpu(c)->pool, rows_task, r, r->ntasks);
+    r->ntasks = bg__cpu_ntasks(c, r->rows, cost);
+    bg__pool_run(bg__cpu(c)->pool, rows_task, r, r->ntasks);
 }
 
 static float row_max(const float *v, int n)
@@ -256,9 +186,9 @@ static void rmsnorm_row(const rows_ctx *r, long row)
 static int cpu_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int T, int n, float eps)
 {
     rows_ctx r = {.row = rmsnorm_row, .rows = T, .n = n, .eps = eps};
-    r.a = span(c, "rmsnorm", "out", out, (size_t)T * n);
-    r.b = span(c, "rmsnorm", "x", x, (size_t)T * n);
-    r.w = span(c, "rmsnorm", "w", w, (size_t)n);
+    r.a = bg__cpu_span(c, "rmsnorm", "out", out, (size_t)T * n);
+    r.b = bg__cpu_span(c, "rmsnorm", "x", x, (size_t)T * n);
+    r.w = bg__cpu_span(c, "rmsnorm", "w", w, (size_t)n);
     if (!r.a || !r.b || !r.w)
         return BG_EINVAL;
     rows_run(c, &r, 3L * n);
@@ -283,21 +213,35 @@ static void rope_row(const rows_ctx *r, long row)
     float *kr = (float *)r->b + row * (long)r->nkv * r->hs;
     for (int i = 0; i + 1 < r->hs; i += 2) {
         float ang = pos * (1.0f / powf(10000.0f, (float)i / (float)r->hs));
-        float fcr = cosf(ang), fci = sinf(ang);
+        float fcr = cosf(ang), fci = r->sign * sinf(ang);
         rotate_heads(qr, r->nh, r->hs, i, fcr, fci);
         rotate_heads(kr, r->nkv, r->hs, i, fcr, fci);
     }
 }
 
-static int cpu_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int nh, int nkv, int hs)
+static int rope_op(bg_compute *c, const char *op, float sign, bg_tview q, bg_tview k, int T,
+                   int pos0, int nh, int nkv, int hs)
 {
-    rows_ctx r = {.row = rope_row, .rows = T, .pos0 = pos0, .nh = nh, .nkv = nkv, .hs = hs};
-    r.a = span(c, "rope", "q", q, (size_t)T * nh * hs);
-    r.b = span(c, "rope", "k", k, (size_t)T * nkv * hs);
+    rows_ctx r = {
+        .row = rope_row, .rows = T, .pos0 = pos0, .nh = nh, .nkv = nkv, .hs = hs, .sign = sign};
+    r.a = bg__cpu_span(c, op, sign > 0 ? "q" : "dq", q, (size_t)T * nh * hs);
+    r.b = bg__cpu_span(c, op, sign > 0 ? "k" : "dk", k, (size_t)T * nkv * hs);
     if (!r.a || !r.b)
         return BG_EINVAL;
     rows_run(c, &r, 8L * (nh + nkv) * hs);
     return BG_OK;
+}
+
+static int cpu_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int nh, int nkv, int hs)
+{
+    return rope_op(c, "rope", 1.0f, q, k, T, pos0, nh, nkv, hs);
+}
+
+/* The gradient through a rotation is the transposed rotation: angle negated. */
+static int cpu_rope_backward(bg_compute *c, bg_tview dq, bg_tview dk, int T, int pos0, int nh,
+                             int nkv, int hs)
+{
+    return rope_op(c, "rope_backward", -1.0f, dq, dk, T, pos0, nh, nkv, hs);
 }
 
 static void softmax_row(const rows_ctx *r, long row)
@@ -308,7 +252,7 @@ static void softmax_row(const rows_ctx *r, long row)
 static int cpu_softmax(bg_compute *c, bg_tview x, int rows, int n)
 {
     rows_ctx r = {.row = softmax_row, .rows = rows, .n = n};
-    r.a = span(c, "softmax", "x", x, (size_t)rows * n);
+    r.a = bg__cpu_span(c, "softmax", "x", x, (size_t)rows * n);
     if (!r.a)
         return BG_EINVAL;
     rows_run(c, &r, 16L * n);
@@ -327,7 +271,7 @@ static void att_task(void *v, int t)
 {
     att_ctx *a = v;
     long r0, r1;
-    task_range(t, a->ntasks, (long)a->T * a->nh, &r0, &r1);
+    bg__cpu_task_range(t, a->ntasks, (long)a->T * a->nh, &r0, &r1);
     if (r0 == r1)
         return;
     float *sc = malloc(sizeof(float) * (size_t)(a->pos0 + a->T));
@@ -343,7 +287,7 @@ static void att_task(void *v, int t)
         const float *qh = a->q + ((long)tok * a->nh + h) * a->hs;
         long koff = (long)(h / group) * a->hs;
         float *o = a->out + ((long)tok * a->nh + h) * a->hs;
-        bg__cpu_attend(o, qh, a->kc + koff, a->vc + koff, kv_dim, last + 1, a->hs, scale, sc);
+        bg__cpu_attend(o, qh, a->kc + koff, a->vc + koff, kv_dim, last + 1, a->hs, scale, sc, NULL);
     }
     free(sc);
 }
@@ -352,10 +296,10 @@ static int cpu_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kc, b
                          int pos0, int nh, int nkv, int hs, int seq_len)
 {
     att_ctx a = {0};
-    a.out = span(c, "attention", "out", out, (size_t)T * nh * hs);
-    a.q = span(c, "attention", "q", q, (size_t)T * nh * hs);
-    a.kc = span(c, "attention", "kcache", kc, (size_t)seq_len * nkv * hs);
-    a.vc = span(c, "attention", "vcache", vc, (size_t)seq_len * nkv * hs);
+    a.out = bg__cpu_span(c, "attention", "out", out, (size_t)T * nh * hs);
+    a.q = bg__cpu_span(c, "attention", "q", q, (size_t)T * nh * hs);
+    a.kc = bg__cpu_span(c, "attention", "kcache", kc, (size_t)seq_len * nkv * hs);
+    a.vc = bg__cpu_span(c, "attention", "vcache", vc, (size_t)seq_len * nkv * hs);
     if (!a.out || !a.q || !a.kc || !a.vc)
         return BG_EINVAL;
     a.T = T;
@@ -363,8 +307,8 @@ static int cpu_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kc, b
     a.nh = nh;
     a.nkv = nkv;
     a.hs = hs;
-    a.ntasks = ntasks_for(c, (long)T * nh, 4L * (pos0 + T) * hs);
-    bg__pool_run(cpu(c)->pool, att_task, &a, a.ntasks);
+    a.ntasks = bg__cpu_ntasks(c, (long)T * nh, 4L * (pos0 + T) * hs);
+    bg__pool_run(bg__cpu(c)->pool, att_task, &a, a.ntasks);
     if (a.failed) {
         c->poisoned = 1;
         return bg_err_set(&c->poison_err, BG_ENOMEM,
@@ -387,7 +331,7 @@ static void ew_task(void *v, int t)
 {
     const ew_ctx *e = v;
     long i0, i1;
-    task_range(t, e->ntasks, e->n, &i0, &i1);
+    bg__cpu_task_range(t, e->ntasks, e->n, &i0, &i1);
     float *a = e->a;
     const float *b = e->b;
     switch (e->kind) {
@@ -408,13 +352,13 @@ static void ew_task(void *v, int t)
 static int elementwise(bg_compute *c, const char *op, int kind, bg_tview a, bg_tview b, int n)
 {
     ew_ctx e = {.n = n, .kind = kind};
-    e.a = span(c, op, kind == EW_COPY ? "dst" : "x", a, (size_t)n);
-    e.b = span(c, op, kind == EW_COPY ? "src" : "y", b, (size_t)n);
+    e.a = bg__cpu_span(c, op, kind == EW_COPY ? "dst" : "x", a, (size_t)n);
+    e.b = bg__cpu_span(c, op, kind == EW_COPY ? "src" : "y", b, (size_t)n);
     if (!e.a || !e.b)
         return BG_EINVAL;
     /* chunks of at least 16K elements: below that a wake-up costs more */
-    e.ntasks = ntasks_for(c, (n + 16383) / 16384, 32768L);
-    bg__pool_run(cpu(c)->pool, ew_task, &e, e.ntasks);
+    e.ntasks = bg__cpu_ntasks(c, (n + 16383) / 16384, 32768L);
+    bg__pool_run(bg__cpu(c)->pool, ew_task, &e, e.ntasks);
     return BG_OK;
 }
 
@@ -435,13 +379,13 @@ static int cpu_copy(bg_compute *c, bg_tview dst, bg_tview src, int n)
 
 static int cpu_embed(bg_compute *c, bg_tview out, bg_tview table, bg_tview tokens, int T, int dim)
 {
-    float *o = span(c, "embed", "out", out, (size_t)T * dim);
-    const int32_t *ids = (const int32_t *)span(c, "embed", "tokens", tokens, (size_t)T);
-    const float *tab = span(c, "embed", "table", table, (size_t)dim); /* at least one row */
+    float *o = bg__cpu_span(c, "embed", "out", out, (size_t)T * dim);
+    const int32_t *ids = (const int32_t *)bg__cpu_span(c, "embed", "tokens", tokens, (size_t)T);
+    const float *tab = bg__cpu_span(c, "embed", "table", table, (size_t)dim); /* at least one row */
     if (!o || !ids || !tab)
         return BG_EINVAL;
     long rows = (long)((table.buf->bytes / 4 - table.off) / (size_t)dim);
-    if (!ids_ok(c, "embed", ids, T, rows))
+    if (!bg__cpu_ids_ok(c, "embed", ids, T, rows))
         return BG_EINVAL;
     for (int t = 0; t < T; t++)
         memcpy(o + (long)t * dim, tab + (long)ids[t] * dim, sizeof(float) * (size_t)dim);
@@ -461,10 +405,10 @@ static int cpu_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, b
                                  int T, int V)
 {
     rows_ctx r = {.row = lsg_row, .rows = T, .n = V};
-    r.a = span(c, "logsoftmax_gather", "out", out, (size_t)T);
-    r.b = span(c, "logsoftmax_gather", "logits", logits, (size_t)T * V);
-    r.ids = (const int32_t *)span(c, "logsoftmax_gather", "targets", targets, (size_t)T);
-    if (!r.a || !r.b || !r.ids || !ids_ok(c, "logsoftmax_gather", r.ids, T, V))
+    r.a = bg__cpu_span(c, "logsoftmax_gather", "out", out, (size_t)T);
+    r.b = bg__cpu_span(c, "logsoftmax_gather", "logits", logits, (size_t)T * V);
+    r.ids = (const int32_t *)bg__cpu_span(c, "logsoftmax_gather", "targets", targets, (size_t)T);
+    if (!r.a || !r.b || !r.ids || !bg__cpu_ids_ok(c, "logsoftmax_gather", r.ids, T, V))
         return BG_EINVAL;
     rows_run(c, &r, 16L * V);
     return BG_OK;
@@ -489,6 +433,19 @@ static const bg_compute_vtbl cpu_vtbl = {
     .copy = cpu_copy,
     .embed = cpu_embed,
     .logsoftmax_gather = cpu_logsoftmax_gather,
+    .fill = bg__cpu_fill,
+    .axpy = bg__cpu_axpy_op,
+    .embed_backward = bg__cpu_embed_backward,
+    .rmsnorm_backward = bg__cpu_rmsnorm_backward,
+    .matmul_backward_x = bg__cpu_matmul_backward_x,
+    .matmul_backward_w = bg__cpu_matmul_backward_w,
+    .rope_backward = cpu_rope_backward,
+    .attention_train = bg__cpu_attention_train,
+    .attention_backward = bg__cpu_attention_backward,
+    .swiglu_backward = bg__cpu_swiglu_backward,
+    .xent = bg__cpu_xent,
+    .sumsq = bg__cpu_sumsq,
+    .adamw = bg__cpu_adamw,
 };
 
 /* Threads for opts->threads == 0: the CPUs this process may run on
@@ -522,7 +479,7 @@ int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err
 {
     *out = NULL;
     int nt = opts->threads > 0 ? opts->threads : default_threads();
-    cpu_backend *b = calloc(1, sizeof *b);
+    bg__cpu_backend *b = calloc(1, sizeof *b);
     if (!b)
         return bg_err_set(err, BG_ENOMEM, "cpu backend: out of memory");
     int rc = bg__pool_create(nt, &b->pool, err);

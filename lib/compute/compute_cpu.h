@@ -1,7 +1,11 @@
 /*
  * compute_cpu.h — internals shared by the CPU backend's files
- * (compute_cpu.c: buffers, vtable, elementwise/row ops; compute_cpu_pool.c:
- * the thread pool; compute_cpu_gemm.c: matmul kernels).
+ * (compute_cpu.c: buffers, vtable, elementwise/row ops; compute_cpu_train.c:
+ * the training ops; compute_cpu_pool.c: the thread pool;
+ * compute_cpu_gemm.c: matmul kernels and vector helpers).
+ *
+ * The backend struct, the view check (bg__cpu_span) and the task split are
+ * static inline here so the op files share them without calling each other.
  *
  * Threads: a bg__pool is driven by one caller thread at a time (the thread
  * that owns the bg_compute); bg__pool_run returns after every task ran, so
@@ -10,7 +14,10 @@
 #ifndef BG_COMPUTE_CPU_H
 #define BG_COMPUTE_CPU_H
 
+#include <stdint.h>
+
 #include "common/bg_err.h"
+#include "compute/compute_backend.h"
 
 typedef struct bg__pool bg__pool;
 /* One task of a parallel loop: task in [0, ntasks). */
@@ -24,10 +31,90 @@ int bg__pool_threads(const bg__pool *p);
 /* Runs fn(ctx, 0..ntasks-1) spread over the workers and the caller; waits. */
 void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks);
 
+struct bg_cbuf {
+    float *data; /* 64-byte aligned, `bytes` long */
+    size_t bytes;
+    struct bg_cbuf *prev, *next;
+};
+
+typedef struct bg__cpu_backend {
+    bg_compute base;
+    bg__pool *pool;
+    bg_cbuf *bufs;
+} bg__cpu_backend;
+
+static inline bg__cpu_backend *bg__cpu(bg_compute *c)
+{
+    return (bg__cpu_backend *)c;
+}
+
+/* Pointer to a view of n elements, or NULL (recording poisoned, naming the
+ * op and the view) when it does not fit its buffer. */
+static inline float *bg__cpu_span(bg_compute *c, const char *op, const char *name, bg_tview v,
+                                  size_t n)
+{
+    size_t elems = v.buf->bytes / 4;
+    if (v.off > elems || n > elems - v.off) {
+        if (!c->poisoned) {
+            c->poisoned = 1;
+            bg_err_set(&c->poison_err, BG_EINVAL,
+                       "compute op %s: view %s [%zu, %zu) exceeds its buffer of %zu elements", op,
+                       name, v.off, v.off + n, elems);
+        }
+        return NULL;
+    }
+    return v.buf->data + v.off;
+}
+
+/* 1 when every id is in [0, limit); else poisons the recording. */
+static inline int bg__cpu_ids_ok(bg_compute *c, const char *op, const int32_t *ids, int n,
+                                 long limit)
+{
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= limit) {
+            if (!c->poisoned) {
+                c->poisoned = 1;
+                bg_err_set(&c->poison_err, BG_EINVAL,
+                           "compute op %s: id %d at row %d out of range; expected 0..%ld", op,
+                           (int)ids[i], i, limit - 1);
+            }
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Tasks for a loop of `rows` items of `cost` flops each: 1 (inline) when the
+ * whole loop is small, else up to 4 per thread. */
+static inline int bg__cpu_ntasks(bg_compute *c, long rows, long cost)
+{
+    int nt = bg__pool_threads(bg__cpu(c)->pool);
+    if (nt == 1 || rows * cost < 131072 || rows < 2)
+        return 1;
+    long t = (long)nt * 4;
+    return (int)(t < rows ? t : rows);
+}
+
+/* Row range [r0, r1) of task t out of ntasks over rows. */
+static inline void bg__cpu_task_range(int t, int ntasks, long rows, long *r0, long *r1)
+{
+    *r0 = rows * t / ntasks;
+    *r1 = rows * (t + 1) / ntasks;
+}
+
 /* out[M,N] = x[M,K] · w[N,K]^T on host arrays, using the pool. Chooses the
  * matvec kernel for M == 1 and a packed, blocked kernel otherwise;
  * AVX2+FMA when the CPU has it (checked once), portable C otherwise. */
 void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K);
+/* The backward GEMMs on the same packed kernel (operands packed through
+ * strides, so no transpose is materialised):
+ *   dx[M,K] (= or += when accumulate) dy[M,N] . w[N,K]
+ *   dw[N,K] += dy[M,N]^T . x[M,K]
+ * These three entry points are where faster kernels (AVX-512, AMX) plug in. */
+void bg__cpu_matmul_dx(bg__pool *p, float *dx, const float *dy, const float *w, int M, int N, int K,
+                       int accumulate);
+void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N,
+                       int K);
 /* Vector helpers with the same run-time SIMD choice. Any thread.
  *   dot: sum a[i]*b[i];  softmax: in place over v[0..n)
  *   attend: one query head over npos cache rows (row p of K at kc + p*stride,
@@ -35,8 +122,38 @@ void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int
  *   sc is caller scratch of npos floats. */
 float bg__cpu_dot(const float *a, const float *b, int n);
 void bg__cpu_softmax(float *v, int n);
+/* softmax in place; returns log sum_i exp(v_in[i]) (max-shifted) */
+float bg__cpu_softmax_lse(float *v, int n);
+/* lse != NULL receives the log-sum-exp of the scaled scores (training);
+ * out is bit-identical either way. */
 void bg__cpu_attend(float *out, const float *q, const float *kc, const float *vc, long stride,
-                    int npos, int hs, float scale, float *sc);
+                    int npos, int hs, float scale, float *sc, float *lse);
+/* y[0..n) += a * x[0..n) (AVX2 when available) */
+void bg__cpu_axpy(float *y, float a, const float *x, int n);
+/* The training ops (compute_cpu_train.c), entries of the CPU vtable. */
+int bg__cpu_fill(bg_compute *c, bg_tview x, float value, int n);
+int bg__cpu_axpy_op(bg_compute *c, bg_tview y, bg_tview x, float alpha, int n);
+int bg__cpu_embed_backward(bg_compute *c, bg_tview dtable, bg_tview dout, bg_tview tokens, int T,
+                           int dim);
+int bg__cpu_rmsnorm_backward(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview dout, bg_tview x,
+                             bg_tview w, int T, int n, float eps);
+int bg__cpu_matmul_backward_x(bg_compute *c, bg_tview dx, bg_tview dy, bg_tview w, int M, int N,
+                              int K, int accumulate);
+int bg__cpu_matmul_backward_w(bg_compute *c, bg_tview dw, bg_tview dy, bg_tview x, int M, int N,
+                              int K);
+int bg__cpu_attention_train(bg_compute *c, bg_tview out, bg_tview lse, bg_tview q, bg_tview k,
+                            bg_tview v, int B, int T, int nh, int nkv, int hs);
+int bg__cpu_attention_backward(bg_compute *c, bg_tview dq, bg_tview dk, bg_tview dv, bg_tview dout,
+                               bg_tview q, bg_tview k, bg_tview v, bg_tview out, bg_tview lse,
+                               int B, int T, int nh, int nkv, int hs);
+int bg__cpu_swiglu_backward(bg_compute *c, bg_tview dh, bg_tview dg, bg_tview dout, bg_tview h,
+                            bg_tview g, int n);
+int bg__cpu_xent(bg_compute *c, bg_tview lp, bg_tview dlogits, bg_tview logits, bg_tview targets,
+                 bg_tview weights, int T, int V);
+int bg__cpu_sumsq(bg_compute *c, bg_tview out, bg_tview x, int n);
+int bg__cpu_adamw(bg_compute *c, bg_tview p, bg_tview g, bg_tview m, bg_tview v, bg_tview gsq,
+                  int n_gsq, int n, const bg_adamw_params *hp);
+
 /* 1 when the AVX2+FMA kernels are in use (set BG_CPU_NO_SIMD=1 to force the
  * portable kernels, e.g. to test them). */
 int bg__cpu_has_avx2(void);

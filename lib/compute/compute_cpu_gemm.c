@@ -147,7 +147,7 @@ static void axpy_c(float *y, float a, const float *x, int n)
         y[i] += a * x[i];
 }
 
-void bg__cpu_softmax(float *v, int n)
+float bg__cpu_softmax_lse(float *v, int n)
 {
     float mx = v[0], sum = 0.0f;
     for (int i = 1; i < n; i++)
@@ -157,6 +157,23 @@ void bg__cpu_softmax(float *v, int n)
     float inv = 1.0f / sum;
     for (int i = 0; i < n; i++)
         v[i] *= inv;
+    return mx + logf(sum);
+}
+
+void bg__cpu_softmax(float *v, int n)
+{
+    (void)bg__cpu_softmax_lse(v, n);
+}
+
+void bg__cpu_axpy(float *y, float a, const float *x, int n)
+{
+#ifdef BG_X86
+    if (bg__cpu_has_avx2()) {
+        axpy_avx2(y, a, x, n);
+        return;
+    }
+#endif
+    axpy_c(y, a, x, n);
 }
 
 float bg__cpu_dot(const float *a, const float *b, int n)
@@ -173,11 +190,13 @@ float bg__cpu_dot(const float *a, const float *b, int n)
 __attribute__((target("avx2,fma"))) static void attend_avx2(float *out, const float *q,
                                                             const float *kc, const float *vc,
                                                             long stride, int npos, int hs,
-                                                            float scale, float *sc)
+                                                            float scale, float *sc, float *lse)
 {
     for (int p = 0; p < npos; p++)
         sc[p] = dot_avx2(q, kc + p * stride, hs) * scale;
-    bg__cpu_softmax(sc, npos);
+    float l = bg__cpu_softmax_lse(sc, npos);
+    if (lse)
+        *lse = l;
     memset(out, 0, sizeof(float) * (size_t)hs);
     for (int p = 0; p < npos; p++)
         axpy_avx2(out, sc[p], vc + p * stride, hs);
@@ -185,17 +204,19 @@ __attribute__((target("avx2,fma"))) static void attend_avx2(float *out, const fl
 #endif
 
 void bg__cpu_attend(float *out, const float *q, const float *kc, const float *vc, long stride,
-                    int npos, int hs, float scale, float *sc)
+                    int npos, int hs, float scale, float *sc, float *lse)
 {
 #ifdef BG_X86
     if (bg__cpu_has_avx2()) {
-        attend_avx2(out, q, kc, vc, stride, npos, hs, scale, sc);
+        attend_avx2(out, q, kc, vc, stride, npos, hs, scale, sc, lse);
         return;
     }
 #endif
     for (int p = 0; p < npos; p++)
         sc[p] = dot_c(q, kc + p * stride, hs) * scale;
-    bg__cpu_softmax(sc, npos);
+    float l = bg__cpu_softmax_lse(sc, npos);
+    if (lse)
+        *lse = l;
     memset(out, 0, sizeof(float) * (size_t)hs);
     for (int p = 0; p < npos; p++)
         axpy_c(out, sc[p], vc + p * stride, hs);
@@ -239,17 +260,20 @@ static void matvec(bg__pool *p, float *out, const float *x, const float *w, int 
 
 /* ---- packed GEMM --------------------------------------------------------- */
 
-/* Ap for one K block: Mpad/MR panels of [kcb][MR], zero rows past M. */
-static void pack_a(float *ap, const float *x, int M, int K, int k0, int kcb, int mp0, int mp1)
+/* Ap for one K block: Mpad/MR panels of [kcb][MR], zero rows past M.
+ * Element (m, k) of the left operand is x[m*rs + k*cs] (cs == 1: row-major
+ * x[M,K]; other strides serve the transposed operands of the backward). */
+static void pack_a(float *ap, const float *x, int M, long rs, long cs, int k0, int kcb, int mp0,
+                   int mp1)
 {
     for (int mp = mp0; mp < mp1; mp++) {
         float *dst = ap + (long)mp * MR * kcb;
         for (int r = 0; r < MR; r++) {
             int m = mp * MR + r;
             if (m < M) {
-                const float *src = x + (long)m * K + k0;
+                const float *src = x + (long)m * rs + (long)k0 * cs;
                 for (int k = 0; k < kcb; k++)
-                    dst[k * MR + r] = src[k];
+                    dst[k * MR + r] = src[k * cs];
             } else {
                 for (int k = 0; k < kcb; k++)
                     dst[k * MR + r] = 0.0f;
@@ -258,16 +282,18 @@ static void pack_a(float *ap, const float *x, int M, int K, int k0, int kcb, int
     }
 }
 
-/* Bp: panels of [kcb][NR] for w rows n0 + np*NR .. +NR, zero past n_end. */
-static void pack_b(float *bp, const float *w, int K, int n0, int n_end, int k0, int kcb, int np)
+/* Bp: panels of [kcb][NR] for right-operand rows n0 + np*NR .. +NR, zero past
+ * n_end; element (n, k) is w[n*rs + k*cs]. */
+static void pack_b(float *bp, const float *w, long rs, long cs, int n0, int n_end, int k0, int kcb,
+                   int np)
 {
     float *dst = bp + (long)np * NR * kcb;
     for (int j = 0; j < NR; j++) {
         int n = n0 + np * NR + j;
         if (n < n_end) {
-            const float *src = w + (long)n * K + k0;
+            const float *src = w + (long)n * rs + (long)k0 * cs;
             for (int k = 0; k < kcb; k++)
-                dst[k * NR + j] = src[k];
+                dst[k * NR + j] = src[k * cs];
         } else {
             for (int k = 0; k < kcb; k++)
                 dst[k * NR + j] = 0.0f;
@@ -331,6 +357,8 @@ typedef struct gemm_ctx {
     float *out;
     const float *x, *w;
     int M, N, K;
+    long xrs, xcs, wrs, wcs; /* operand strides (pack_a, pack_b) */
+    int accumulate;          /* add into out instead of storing on the first K block */
     /* current block */
     float *ap, *bp;
     int k0, kcb, n0, ncb, first;
@@ -344,13 +372,14 @@ static void pack_a_task(void *vctx, int t)
     /* t: one K block; panels for all of M */
     int k0 = t * KC;
     int kcb = g->K - k0 < KC ? g->K - k0 : KC;
-    pack_a(g->ap + (long)k0 * g->m_panels * MR, g->x, g->M, g->K, k0, kcb, 0, g->m_panels);
+    pack_a(g->ap + (long)k0 * g->m_panels * MR, g->x, g->M, g->xrs, g->xcs, k0, kcb, 0,
+           g->m_panels);
 }
 
 static void pack_b_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
-    pack_b(g->bp, g->w, g->K, g->n0, g->n0 + g->ncb, g->k0, g->kcb, t);
+    pack_b(g->bp, g->w, g->wrs, g->wcs, g->n0, g->n0 + g->ncb, g->k0, g->kcb, t);
 }
 
 static void tile(gemm_ctx *g, const float *a, const float *b, int m, int n)
@@ -400,13 +429,21 @@ static void *alloc_aligned(size_t n_floats)
     return aligned_alloc(64, bytes);
 }
 
-static void gemm(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K)
+/* out[m*N + n] (= or +=) sum_k x(m, k) * w(n, k), operands addressed by
+ * strides (see pack_a / pack_b). */
+static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, const float *w,
+                 long wrs, long wcs, int M, int N, int K, int accumulate)
 {
     gemm_ctx g;
     memset(&g, 0, sizeof g);
     g.out = out;
     g.x = x;
     g.w = w;
+    g.xrs = xrs;
+    g.xcs = xcs;
+    g.wrs = wrs;
+    g.wcs = wcs;
+    g.accumulate = accumulate;
     g.M = M;
     g.N = N;
     g.K = K;
@@ -418,11 +455,16 @@ static void gemm(bg__pool *p, float *out, const float *x, const float *w, int M,
     g.ap = alloc_aligned((size_t)g.m_panels * MR * K);
     g.bp = alloc_aligned((size_t)nc_max * (K < KC ? K : KC));
     if (!g.ap || !g.bp) {
-        /* Out of scratch memory: fall back to row-by-row matvec, which needs none. */
+        /* Out of scratch memory: a plain loop, which needs none. */
         free(g.ap);
         free(g.bp);
         for (int m = 0; m < M; m++)
-            matvec(p, out + (long)m * N, x + (long)m * K, w, N, K);
+            for (int n = 0; n < N; n++) {
+                float s = 0.0f;
+                for (int k = 0; k < K; k++)
+                    s += x[m * xrs + k * xcs] * w[n * wrs + k * wcs];
+                out[(long)m * N + n] = accumulate ? out[(long)m * N + n] + s : s;
+            }
         return;
     }
     bg__pool_run(p, pack_a_task, &g, k_blocks);
@@ -433,7 +475,7 @@ static void gemm(bg__pool *p, float *out, const float *x, const float *w, int M,
         for (int k0 = 0; k0 < K; k0 += KC) {
             g.k0 = k0;
             g.kcb = K - k0 < KC ? K - k0 : KC;
-            g.first = k0 == 0;
+            g.first = k0 == 0 && !accumulate;
             bg__pool_run(p, pack_b_task, &g, g.n_panels);
             bg__pool_run(p, compute_task, &g, g.m_blocks * g.n_panels);
         }
@@ -449,5 +491,18 @@ void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int
             matvec(p, out + (long)m * N, x + (long)m * K, w, N, K);
         return;
     }
-    gemm(p, out, x, w, M, N, K);
+    gemm(p, out, x, K, 1, w, K, 1, M, N, K, 0);
+}
+
+void bg__cpu_matmul_dx(bg__pool *p, float *dx, const float *dy, const float *w, int M, int N, int K,
+                       int accumulate)
+{
+    /* dx[M,K] = dy[M,N] . w[N,K]: left (m, n) = dy[m*N + n], right (k, n) = w[n*K + k] */
+    gemm(p, dx, dy, N, 1, w, 1, K, M, K, N, accumulate);
+}
+
+void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N, int K)
+{
+    /* dw[N,K] += dy^T . x: left (n, m) = dy[m*N + n], right (k, m) = x[m*K + k] */
+    gemm(p, dw, dy, 1, N, x, 1, K, N, K, M, 1);
 }
