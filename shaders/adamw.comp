@@ -41,7 +41,7 @@ void main()
     for (uint i = gl_GlobalInvocationID.x; i < n; i += gl_NumWorkGroups.x * WG) {
         precise float g = gs.d[pc.o1 + i] * c;
         precise float m = b1 * ms.d[pc.o2 + i] + (1.0 - b1) * g;
-        precise float v = b2 * vs.d[pc.o3 + i] + (1.0 - b2) * (g * g);
+        precise float v = b2 * vs.d[pc.o3 + i] + (1.0 - b2) * g * g;
         precise float mh = m / pc.f[5];
         precise float vh = v / pc.f[6];
         precise float p = ps.d[pc.o0 + i];
