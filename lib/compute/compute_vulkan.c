@@ -17,8 +17,9 @@
  * BG_VK_MAX_RANGE=<bytes> (lower maxStorageBufferRange, >= 4096),
  * BG_VK_SUBMIT_EVERY=<n> (dispatches per submit of a long recording, default
  * 1024, 0 = one submit whatever the length),
- * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MV_SUBGROUP, BG_VK_MM_TILE (choose_variants
- * below).
+ * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MV_SUBGROUP, BG_VK_MM_TILE, and for the
+ * training GEMMs BG_VK_GEMM_TILE, BG_VK_GEMM_BIG, BG_VK_GEMM_GROUPS
+ * (choose_variants below).
  *
  * Thread: one caller at a time (compute.h). Ownership: see vk_backend.h.
  */
@@ -519,8 +520,33 @@ static const bg_compute_vtbl VK_VTBL = {
     .adamw = bg__vk_op_adamw,
 };
 
+/* A tile TXxTYxBK[xRMxRN] from the environment variable var into m, when
+ * set and within the device's workgroup and shared-memory limits (1);
+ * otherwise 0, with a warning when it was set. */
+static int parse_tile(const bg_vk_caps *c, const char *var, uint32_t m[5])
+{
+    const char *t = getenv(var);
+    if (!t || !*t)
+        return 0;
+    unsigned v[5] = {0, 0, 0, 4, 4};
+    int n = sscanf(t, "%ux%ux%ux%ux%u", &v[0], &v[1], &v[2], &v[3], &v[4]);
+    uint64_t shared = 4ull * v[2] * (v[3] * v[1] + 1 + v[4] * v[0] + 1); /* padded tiles */
+    if ((n == 3 || n == 5) && v[0] && v[1] && v[2] && v[3] && v[4] && v[3] * v[4] <= 64 &&
+        v[0] * v[1] <= c->max_wg_invocations && v[1] <= c->max_wg_size[1] &&
+        shared <= c->shared_mem_bytes) {
+        for (int i = 0; i < 5; i++)
+            m[i] = v[i];
+        return 1;
+    }
+    BG_WARN("vulkan",
+            "%s=%s ignored: expected TXxTYxBK[xRMxRN] within the device's workgroup and "
+            "shared-memory limits",
+            var, t);
+    return 0;
+}
+
 /* Kernel variants from the capabilities (and the tuning variables): the
- * workgroup size of reductions, the matvec split, the matmul tile. */
+ * workgroup size of reductions, the matvec split, the matmul tiles. */
 static void choose_variants(bg_vk_compute *vc)
 {
     const bg_vk_caps *c = &vc->dev.caps;
@@ -553,26 +579,37 @@ static void choose_variants(bg_vk_compute *vc)
     vc->mm_tx = vc->mm_ty = 16;
     vc->mm_bk = 16;
     vc->mm_rm = vc->mm_rn = 4;
-    const char *t = getenv("BG_VK_MM_TILE");
-    unsigned m[5] = {0, 0, 0, 4, 4};
-    int n = t ? sscanf(t, "%ux%ux%ux%ux%u", &m[0], &m[1], &m[2], &m[3], &m[4]) : 0;
-    uint64_t shared = 4ull * m[2] * (m[3] * m[1] + 1 + m[4] * m[0] + 1); /* padded tiles */
-    if ((n == 3 || n == 5) && m[0] && m[1] && m[2] && m[3] && m[4] && m[3] * m[4] <= 64 &&
-        m[0] * m[1] <= c->max_wg_invocations && m[1] <= c->max_wg_size[1] &&
-        shared <= c->shared_mem_bytes) {
+    uint32_t m[5];
+    if (parse_tile(c, "BG_VK_MM_TILE", m)) {
         vc->mm_tx = m[0];
         vc->mm_ty = m[1];
         vc->mm_bk = m[2];
         vc->mm_rm = m[3];
         vc->mm_rn = m[4];
-    } else if (t) {
-        BG_WARN("vulkan",
-                "BG_VK_MM_TILE=%s ignored: expected TXxTYxBK[xRMxRN] within the "
-                "device's workgroup and shared-memory limits",
-                t);
     }
     while (vc->mm_tx * vc->mm_ty > c->max_wg_invocations || vc->mm_ty > c->max_wg_size[1])
         vc->mm_ty /= 2;
+    /* training GEMMs: 8x8 per invocation (128x128 tiles) wins from ~2048^2
+     * outputs on the H200 (docs/PERFORMANCE.md); lavapipe keeps the matmul
+     * tile. Split-K below 512 tiles on GPUs (dW = dy^T x of a batch has few
+     * outputs and a long K). Tuning: BG_VK_GEMM_TILE, BG_VK_GEMM_BIG
+     * (outputs), BG_VK_GEMM_GROUPS (0 = no split-K). */
+    uint32_t big[5] = {16, 16, 16, 8, 8};
+    uint64_t big_shared = 4ull * big[2] * (big[3] * big[1] + 1 + big[4] * big[0] + 1);
+    int big_ok = !cpu && big[0] * big[1] <= c->max_wg_invocations && big[1] <= c->max_wg_size[1] &&
+                 big_shared <= c->shared_mem_bytes;
+    uint32_t mine[5] = {vc->mm_tx, vc->mm_ty, vc->mm_bk, vc->mm_rm, vc->mm_rn};
+    memcpy(vc->gb_tile, big_ok ? big : mine, sizeof(vc->gb_tile));
+    if (parse_tile(c, "BG_VK_GEMM_TILE", m))
+        memcpy(vc->gb_tile, m, sizeof(vc->gb_tile));
+    vc->gemm_big = (size_t)1 << 21;
+    vc->gemm_groups = cpu ? 0 : 512;
+    const char *gb = getenv("BG_VK_GEMM_BIG");
+    if (gb && *gb)
+        vc->gemm_big = (size_t)strtoull(gb, NULL, 10);
+    const char *gg = getenv("BG_VK_GEMM_GROUPS");
+    if (gg && *gg)
+        vc->gemm_groups = (uint32_t)strtoul(gg, NULL, 10);
 }
 
 static int setup(bg_vk_compute *vc, bg_err *err)

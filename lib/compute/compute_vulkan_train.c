@@ -102,18 +102,57 @@ int bg__vk_op_rmsnorm_backward(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview
     return stride(vc, "rmsnorm_bw_w", bw, 4, &pw, (size_t)n);
 }
 
+#define BG_VK_SPLIT_MIN_K 256 /* k values per split-K slice, at least */
+#define BG_VK_SPLIT_MAX 64
+
 /* out[M,N] (+)= A[M,K] · B[N,K]^T, A stored [K,M] when ta, B stored [K,N]
- * when tb (shaders/gemm.comp), in the forward matmul's tile. */
+ * when tb (shaders/gemm.comp): the matmul tile, or the big-GEMM tile from
+ * vc->gemm_big outputs on; split into S slices of K (summed in order by
+ * gemm_reduce.comp) when the grid would have fewer than vc->gemm_groups
+ * workgroups and K is long enough. */
 static int gemm(bg_vk_compute *vc, const char *op, bg_tview out, bg_tview a, bg_tview b, int M,
                 int N, int K, int ta, int tb, int accumulate)
 {
-    uint32_t bm = vc->mm_rm * vc->mm_ty, bn = vc->mm_rn * vc->mm_tx;
+    const uint32_t mm[5] = {vc->mm_tx, vc->mm_ty, vc->mm_bk, vc->mm_rm, vc->mm_rn};
+    const uint32_t *t = (size_t)M * N >= vc->gemm_big ? vc->gb_tile : mm;
+    uint32_t bm = t[3] * t[1], bn = t[4] * t[0];
     uint32_t gx = bg__vk_ceil_div((size_t)N, bn), gy = bg__vk_ceil_div((size_t)M, bm);
-    uint32_t spec[7] = {vc->mm_tx, vc->mm_ty,    vc->mm_bk,   vc->mm_rm,
-                        vc->mm_rn, (uint32_t)ta, (uint32_t)tb};
-    bg_vk_bind bd[3] = {B(out, (size_t)M * N), B(a, (size_t)M * K), B(b, (size_t)N * K)};
-    bg_vk_pc pc = {.i = {M, N, K, accumulate}};
-    return bg__vk_dispatch(vc, op, "gemm", spec, 7, bd, 3, &pc, gx, gy, 1);
+    uint32_t spec[7] = {t[0], t[1], t[2], t[3], t[4], (uint32_t)ta, (uint32_t)tb};
+    size_t mn = (size_t)M * N;
+    uint64_t tiles = (uint64_t)gx * gy;
+    uint32_t S = 1;
+    if (vc->gemm_groups && tiles < vc->gemm_groups) {
+        S = (uint32_t)((vc->gemm_groups + tiles - 1) / tiles);
+        uint32_t most = (uint32_t)(K / BG_VK_SPLIT_MIN_K);
+        S = S < most ? S : most;
+        S = S < BG_VK_SPLIT_MAX ? S : BG_VK_SPLIT_MAX;
+        while (S > 1 && (uint64_t)S * mn * 4 > vc->dev.caps.max_storage_range / 2)
+            S--;
+        S = S ? S : 1;
+    }
+    uint32_t kc = (uint32_t)K;
+    if (S > 1) { /* slices of whole BK steps */
+        kc = bg__vk_ceil_div(bg__vk_ceil_div((size_t)K, S), t[2]) * t[2];
+        S = bg__vk_ceil_div((size_t)K, kc);
+    }
+    bg_vk_bind bd[4] = {B(out, mn), B(a, (size_t)M * K), B(b, (size_t)N * K), B(out, 0)};
+    bg_vk_pc pc = {.i = {M, N, K, accumulate, 0, (int32_t)S, (int32_t)kc}};
+    if (S == 1)
+        return bg__vk_dispatch(vc, op, "gemm", spec, 7, bd, 4, &pc, gx, gy, 1);
+    bg_tview part;
+    int rc = bg__vk_scratch(vc, S * mn, op, &part);
+    if (rc != BG_OK)
+        return rc;
+    bd[3] = B(part, S * mn);
+    rc = bg__vk_dispatch(vc, op, "gemm", spec, 7, bd, 4, &pc, gx, gy, S);
+    if (rc != BG_OK)
+        return rc;
+    bg__vk_barrier(vc); /* the slices are read below */
+    bg_vk_bind br[2] = {B(out, mn), B(part, S * mn)};
+    bg_vk_pc pr = {.i = {(int32_t)mn, 0, 0, accumulate, 0, (int32_t)S}};
+    uint32_t rspec[1] = {vc->wg};
+    return bg__vk_dispatch(vc, op, "gemm_reduce", rspec, 1, br, 2, &pr,
+                           bg__vk_stride_groups(vc, mn), 1, 1);
 }
 
 int bg__vk_op_matmul_backward_x(bg_compute *c, bg_tview dx, bg_tview dy, bg_tview w, int M, int N,

@@ -63,6 +63,12 @@ typedef struct bg_vk_compute {
     uint32_t mv_lanes;                          /* matvec: at most this many invocations per row */
     int mv_subgroup;                            /* matvec: one subgroup per row (matvec_sg.comp) */
     uint32_t mm_tx, mm_ty, mm_bk, mm_rm, mm_rn; /* matmul tile (rm*ty) x (rn*tx), K step bk */
+    /* training GEMMs (gemm.comp): the tile of large outputs (TX, TY, BK, RM,
+     * RN), from gemm_big outputs on; split-K when fewer than gemm_groups
+     * tiles would run (0: never) */
+    uint32_t gb_tile[5];
+    size_t gemm_big;
+    uint32_t gemm_groups;
     /* scratch: device memory for an op's intermediate results (rmsnorm's
      * 1/rms per row, attention's D, sumsq's partials), bump-allocated from
      * chunks that live as long as the backend; begin resets every chunk's

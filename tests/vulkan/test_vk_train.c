@@ -613,6 +613,10 @@ int main(void)
     for (size_t i = 0; i < sizeof(mm) / sizeof(mm[0]); i++)
         test_matmul_backward(mm[i][0], mm[i][1], mm[i][2], (int)(i % 2));
     test_matmul_backward(vt_irand(1, 70), vt_irand(1, 90), vt_irand(1, 90), 1);
+    /* long reductions: split-K slices (with a short last one) where the GPU
+     * variant is forced (test_vk_train_gemm_split) */
+    test_matmul_backward(600, 24, 20, 0);
+    test_matmul_backward(40, 1030, 30, 1);
 
     test_rope_backward(1, 0, 8, 4, 8);
     test_rope_backward(3, 17, 6, 6, 48);
