@@ -10,6 +10,9 @@
  *                benchmark floor), written with compute_ref.h
  *   nn_sample.c  temperature / top-p sampling with a seeded RNG; generate
  *   nn_bench.c   the benchmark behind `bayesguard lm bench` and bg_bench_lm
+ *   nn_train.c   training: forward over [batch, seq] keeping activations,
+ *                backward, AdamW with clipping, LoRA adapters (docs/TRAINING.md)
+ *   nn_train_io.c  optimizer state and adapter files, merged checkpoints
  *
  * Threads: a bg_nn_model (like its bg_compute) is used by one thread at a
  * time; the caller serialises. Checkpoints and configs are immutable after
@@ -155,6 +158,100 @@ int bg_nn_sample(bg_nn_sampler *s, float *logits);
  * full context and not fed back). *n_out = how many. */
 int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int steps, bg_nn_sampler *s,
                    int32_t *out, int *n_out, bg_err *err);
+
+/* ---- training (nn_train.c, nn_train_io.c; docs/TRAINING.md) ---------------
+ *
+ * A bg_nn_trainer holds ONE copy of the base weights on a backend, the
+ * trainable tensors' gradients and AdamW moments, and the activations a
+ * step keeps for its backward. Full fine-tuning (lora_rank 0) trains every
+ * tensor; with lora_rank r > 0 the base weights are frozen and adapters
+ * A [r, in] (uniform +-1/sqrt(in)) and B [out, r] (zeros) on wq, wk, wv, wo,
+ * w1, w2, w3 are trained: W x + (alpha / r) * B (A x). With the adapters
+ * switched off (bg_nn_train_set_adapters) the forward records exactly the
+ * inference ops of bg_nn_model, so its logits are bit-identical to the base
+ * model's on the same backend.
+ *
+ * A step is one recording: zero the gradients, forward over B sequences of
+ * T tokens, fused cross-entropy, backward, one sumsq per trainable tensor,
+ * AdamW on each; submitted once. Loss = -sum_t w_t log p(target_t) with
+ * weights w (NULL: 1 / (B*T), the mean cross-entropy).
+ */
+
+typedef struct bg_nn_train_opts {
+    int batch;             /* B >= 1 sequences per step */
+    int seq;               /* T: tokens per sequence, 1..seq_len of the model */
+    int lora_rank;         /* 0: full fine-tuning; r > 0: LoRA of rank r, base frozen */
+    float lora_alpha;      /* adapter scale alpha / r; 0 means alpha = r (scale 1) */
+    int recompute;         /* 1: keep only each layer's input; recompute its activations in
+                              backward (about one extra forward per step) */
+    size_t act_budget;     /* bytes the kept activations may take; 0 = no limit. Over it,
+                              create fails saying what fits (recompute, smaller batch/seq) */
+    uint64_t seed;         /* adapter initialisation */
+    bg_adamw_params adamw; /* lr, betas, eps, weight_decay (matrices only), max_norm;
+                              step is kept by the trainer */
+} bg_nn_train_opts;
+
+/* Bytes a trainer keeps on its backend, by role, and the step's peak. */
+typedef struct bg_nn_train_mem {
+    size_t weights;     /* base weights (+ adapters) */
+    size_t grads;       /* gradients of the trainable tensors */
+    size_t optimizer;   /* AdamW m and v */
+    size_t activations; /* kept for backward (all layers, or inputs only with recompute) */
+    size_t scratch;     /* per-step work buffers (logits, gradients of activations) */
+    size_t transient;   /* upper bound of the backend's per-op scratch (CPU GEMM packing) */
+    size_t peak;        /* sum of the above: the most a step holds at once */
+} bg_nn_train_mem;
+
+typedef struct bg_nn_trainer bg_nn_trainer;
+
+/* Uploads ck's weights (ck may be closed afterwards) onto a backend from
+ * copts (NULL: CPU). new: destroy with bg_nn_train_destroy. */
+int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
+                       const bg_nn_train_opts *o, bg_nn_trainer **out, bg_err *err);
+void bg_nn_train_destroy(bg_nn_trainer *t);
+const bg_nn_config *bg_nn_train_config(const bg_nn_trainer *t);
+void bg_nn_train_memory(const bg_nn_trainer *t, bg_nn_train_mem *m);
+/* Adapters on (1, the default with lora_rank > 0) or off (the base model). */
+void bg_nn_train_set_adapters(bg_nn_trainer *t, int on);
+
+/* One optimizer step on tokens/targets [B*T] (row b*T + t; ids checked
+ * against the vocabulary before anything runs), weights [B*T] or NULL.
+ * *loss (may be NULL) receives the loss before the update. */
+int bg_nn_train_step(bg_nn_trainer *t, const int32_t *tokens, const int32_t *targets,
+                     const float *weights, double *loss, bg_err *err);
+/* Forward and backward only: gradients of this batch (zeroed first), no
+ * update (gradient checks, accumulation). */
+int bg_nn_train_grad(bg_nn_trainer *t, const int32_t *tokens, const int32_t *targets,
+                     const float *weights, double *loss, bg_err *err);
+/* Forward only: the loss, and lp[B*T] = log p(target) per position when lp
+ * is not NULL. */
+int bg_nn_train_eval(bg_nn_trainer *t, const int32_t *tokens, const int32_t *targets,
+                     const float *weights, double *loss, float *lp, bg_err *err);
+/* Logits of the last of tokens[0..n) (1 <= n <= T, one sequence), computed
+ * with the inference ops (last row through the M == 1 matmul), vocab floats. */
+int bg_nn_train_logits(bg_nn_trainer *t, const int32_t *tokens, int n, float *logits, bg_err *err);
+
+/* The trainable tensors, in a fixed order: "tok_emb", "l0.wq", ... or, with
+ * LoRA, "l0.wq.A", "l0.wq.B", ... Host copies of parameter and gradient. */
+int bg_nn_train_nparams(const bg_nn_trainer *t);
+const char *bg_nn_train_param_name(const bg_nn_trainer *t, int i);
+size_t bg_nn_train_param_size(const bg_nn_trainer *t, int i); /* floats */
+int bg_nn_train_param_read(bg_nn_trainer *t, int i, float *dst, bg_err *err);
+int bg_nn_train_param_write(bg_nn_trainer *t, int i, const float *src, bg_err *err);
+int bg_nn_train_grad_read(bg_nn_trainer *t, int i, float *dst, bg_err *err);
+
+/* Files (nn_train_io.c). Each starts with a magic and a version, records the
+ * shapes it was written for, and ends with a CRC-32 of everything before it;
+ * a file for another model or rank, a short file or a bad CRC is refused
+ * with a message naming the file and what differs.
+ *   optimizer state: step, every trainable tensor's parameter, m and v
+ *   adapters:        rank, alpha, every adapter's A and B
+ *   merged:          a llama2.c checkpoint with W + (alpha/r) B A folded in */
+int bg_nn_train_save_state(bg_nn_trainer *t, const char *path, bg_err *err);
+int bg_nn_train_load_state(bg_nn_trainer *t, const char *path, bg_err *err);
+int bg_nn_lora_save(bg_nn_trainer *t, const char *path, bg_err *err);
+int bg_nn_lora_load(bg_nn_trainer *t, const char *path, bg_err *err);
+int bg_nn_train_save_checkpoint(bg_nn_trainer *t, const char *path, bg_err *err);
 
 /* ---- benchmark ------------------------------------------------------------- */
 

@@ -1,0 +1,65 @@
+/*
+ * nn_priv.h — the trainer's internals shared by nn_train.c (forward,
+ * backward, step) and nn_train_io.c (files). Nothing outside lib/nn includes
+ * it.
+ *
+ * Ownership: the trainer owns its backend and every buffer below; params[]
+ * borrows the parameter buffers (base weights or adapters) and owns the
+ * names only by value.
+ */
+#ifndef BG_NN_PRIV_H
+#define BG_NN_PRIV_H
+
+#include "nn/nn.h"
+
+/* The seven projections of a layer, in llama2.c's file order of wq..w3
+ * except that the FFN ones follow w1, w2, w3. */
+enum { BG__PJ_Q, BG__PJ_K, BG__PJ_V, BG__PJ_O, BG__PJ_1, BG__PJ_2, BG__PJ_3, BG__N_PROJ };
+
+typedef struct bg__tparam {
+    char name[32];
+    bg_cbuf *p;         /* borrowed: the tensor itself */
+    bg_cbuf *g, *m, *v; /* gradient, AdamW moments */
+    size_t n;           /* floats */
+    float wd;           /* weight decay: opts' for matrices, 0 for norms */
+} bg__tparam;
+
+typedef struct bg__tlayer {
+    bg_cbuf *rms_att, *rms_ffn, *w[BG__N_PROJ]; /* base */
+    bg_cbuf *la[BG__N_PROJ], *lb[BG__N_PROJ];   /* LoRA A [r, in], B [out, r] */
+    int g_rms_att, g_rms_ffn, g_w[BG__N_PROJ];  /* param index or -1 (frozen) */
+    int g_la[BG__N_PROJ], g_lb[BG__N_PROJ];
+} bg__tlayer;
+
+/* Activations one layer keeps for its backward, [R, width] each. */
+typedef struct bg__actset {
+    bg_cbuf *xb, *q, *k, *v, *att, *lse, *xmid, *xb2, *h1, *h3, *ha;
+    bg_cbuf *lt[BG__N_PROJ]; /* LoRA: A x, [R, r] */
+} bg__actset;
+
+struct bg_nn_trainer {
+    bg_nn_config cfg;
+    bg_nn_train_opts o;
+    bg_compute *c;
+    int B, T, R;  /* the recording's shape (R = B*T <= o.batch * o.seq) */
+    int rank;     /* 0: full fine-tuning */
+    float lscale; /* alpha / rank */
+    int adapters_on;
+    int step; /* AdamW steps taken */
+    bg_cbuf *tok_emb, *rms_final, *wcls;
+    int g_tok, g_rms_final, g_wcls;
+    bg__tlayer *layers;
+    bg__tparam *params;
+    int np, np_cap;
+    bg_cbuf **X;      /* [n_layers + 1] residual stream at each layer input, [R, d] */
+    bg__actset *sets; /* n_layers sets, or one with recompute */
+    int nsets;
+    bg_cbuf *tmp, *u, *du, *dt, *dx, *dxb, *datt, *dq, *dk, *dv, *dha, *xf, *dxf;
+    bg_cbuf *logits, *lp, *tokens, *targets, *weights, *gsq, *dnull;
+    bg_nn_train_mem mem;
+};
+
+/* Input and output width of projection p. */
+void bg__nn_proj_dims(const bg_nn_config *c, int p, int *in, int *out);
+
+#endif
