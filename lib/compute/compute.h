@@ -187,7 +187,8 @@ void bg_op_rope_backward(bg_compute *c, bg_tview dq, bg_tview dk, int T, int pos
  * lse (natural log, max-shifted internally) is all the backward keeps of the
  * softmax: it recomputes P[t,p] = exp(scale * q_t·k_p - lse[t]) (the
  * FlashAttention convention; no [T, T] probability matrix is stored). On a
- * row, out equals what bg_op_attention gives with the same rows in its cache. */
+ * row, out has the same bits as bg_op_attention with the same rows in its cache
+ * (lib/nn's adapters-off guarantee rests on it; test_nn_train checks it). */
 void bg_op_attention_train(bg_compute *c, bg_tview out, bg_tview lse, bg_tview q, bg_tview k,
                            bg_tview v, int B, int T, int n_heads, int n_kv_heads, int head_size);
 

@@ -181,8 +181,9 @@ static int save(bg_nn_trainer *t, const char *path, const char *what, const char
     return rc;
 }
 
-/* Reads the whole file if it is exactly `want` bytes. */
-static int slurp(const char *path, const char *what, size_t want, img *m, bg_err *err)
+/* Reads the whole file (its length is checked against the expected one by
+ * check_hdr, after the header says what the file claims to be). */
+static int slurp(const char *path, const char *what, img *m, bg_err *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -207,7 +208,6 @@ static int slurp(const char *path, const char *what, size_t want, img *m, bg_err
             rc = bg_err_set(err, BG_EIO, "%s %s: read failed", what, path);
     }
     fclose(f);
-    (void)want;
     return rc;
 }
 
@@ -233,6 +233,11 @@ static int check_hdr(const bg_nn_trainer *t, const img *m, const char *path, con
     if (h.rank != mine.rank)
         return bg_err_set(err, BG_EINVAL, "%s %s: written with LoRA rank %d; this trainer has %d",
                           what, path, h.rank, mine.rank);
+    if (!(h.alpha > 0.0f && h.alpha < 1e6f) || h.step < 0)
+        return bg_err_set(err, BG_EINVAL,
+                          "%s %s: alpha %g or step %d out of range; expected alpha in (0, 1e6), "
+                          "step >= 0",
+                          what, path, (double)h.alpha, h.step);
     if (h.count != count || m->len != want)
         return bg_err_set(err, BG_EINVAL,
                           "%s %s: %d tensors in %zu bytes; expected %d tensors in %zu bytes "
@@ -253,7 +258,7 @@ static int load(bg_nn_trainer *t, const char *path, const char *what, const char
 {
     size_t want = image_len(r, n);
     img m = {0};
-    int rc = slurp(path, what, want, &m, err);
+    int rc = slurp(path, what, &m, err);
     if (rc == BG_OK)
         rc = check_hdr(t, &m, path, what, magic, n, want, err);
     if (rc == BG_OK) {
@@ -305,8 +310,6 @@ int bg_nn_train_load_state(bg_nn_trainer *t, const char *path, bg_err *err)
         return bg_err_set(err, BG_ENOMEM, "optimizer state: out of memory");
     hdr h;
     int rc = load(t, path, "optimizer state", OPT_MAGIC, r, n, &h, err);
-    if (rc == BG_OK && h.step < 0)
-        rc = bg_err_set(err, BG_EINVAL, "optimizer state %s: negative step %d", path, h.step);
     if (rc == BG_OK)
         t->step = h.step;
     free(r);
