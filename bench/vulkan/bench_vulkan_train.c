@@ -295,7 +295,7 @@ void bench_train(bg_compute *cpu, bg_compute *vk, int big, int no_cpu, double pe
     snprintf(name, sizeof(name), "sumsq+adamw n=%d", s->vocab * D);
     row(pc, &bv, name, (job){W_ADAMW, 0, 0}, 0, 0);
     double flop = gemms(&bv, 0);
-    snprintf(name, sizeof(name), "train-step GEMMs (%.0f GFLOP), GFLOP/s", flop / 1e9);
+    snprintf(name, sizeof(name), "train-step GEMMs (%.1f GFLOP), GFLOP/s", flop / 1e9);
     row(pc, &bv, name, (job){W_GEMMS, 0, 0}, flop, peak_tflops);
     if (!no_cpu)
         tb_close(&bc);

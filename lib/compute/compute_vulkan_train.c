@@ -74,7 +74,7 @@ int bg__vk_op_embed_backward(bg_compute *c, bg_tview dtable, bg_tview dout, bg_t
         bg_vk_bind b[3] = {B(bg__vk_at(dtable, r0 * dim), nr * dim), B(dout, (size_t)T * dim),
                            B(tokens, (size_t)T)};
         bg_vk_pc pc = {.i = {T, dim, (int32_t)nr, 0, 0, 0, (int32_t)r0}};
-        uint32_t groups = nr > BG_VK_MAX_GROUPS ? BG_VK_MAX_GROUPS : (uint32_t)nr;
+        uint32_t groups = T > (int)BG_VK_MAX_GROUPS ? BG_VK_MAX_GROUPS : (uint32_t)T;
         rc = bg__vk_dispatch(vc, "embed_backward", "embed_bw", spec, 2, b, 3, &pc, groups, 1, 1);
         if (rc != BG_OK)
             return rc;
