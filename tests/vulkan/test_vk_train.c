@@ -475,6 +475,7 @@ static void test_sumsq(int n)
     char what[64];
     snprintf(what, sizeof(what), "sumsq n=%d", n);
     both(what, &got[0], have[1] ? &got[1] : NULL, &want, 1, 0.0, 1e-5);
+    free(x);
 }
 
 /* ---- AdamW ------------------------------------------------------------------ */
