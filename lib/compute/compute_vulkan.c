@@ -18,8 +18,8 @@
  * BG_VK_SUBMIT_EVERY=<n> (dispatches per submit of a long recording, default
  * 1024, 0 = one submit whatever the length),
  * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MV_SUBGROUP, BG_VK_MM_TILE, and for the
- * training GEMMs BG_VK_GEMM_TILE, BG_VK_GEMM_BIG, BG_VK_GEMM_GROUPS
- * (choose_variants below).
+ * training GEMMs BG_VK_GEMM_TILE, BG_VK_GEMM_BIG, BG_VK_GEMM_GROUPS,
+ * BG_VK_GEMM_SPLIT_K (choose_variants below).
  *
  * Thread: one caller at a time (compute.h). Ownership: see vk_backend.h.
  */
@@ -190,7 +190,8 @@ static int begin(bg_compute *c, bg_err *err)
     return cb_start(vc, err);
 }
 
-#define BG_VK_SCRATCH_MIN (1u << 20) /* elements per chunk at least (4 MiB) */
+#define BG_VK_SCRATCH_MIN ((size_t)1 << 20) /* elements per chunk at least (4 MiB) */
+#define BG_VK_SCRATCH_MAX ((size_t)1 << 28) /* ... and at most, unless one view needs more */
 
 int bg__vk_scratch(bg_vk_compute *vc, size_t n, const char *op, bg_tview *out)
 {
@@ -210,10 +211,16 @@ int bg__vk_scratch(bg_vk_compute *vc, size_t n, const char *op, bg_tview *out)
                            "vulkan op %s: scratch memory exhausted (%d chunks in one recording); "
                            "submit the recording in smaller parts",
                            op, max);
+    /* each new chunk at least as large as all before it: a recording that
+     * needs a lot (split-K partials of every weight gradient of a step)
+     * takes few chunks */
+    size_t total = 0;
+    for (int i = 0; i < vc->nscratch; i++)
+        total += vc->scratch[i].cap;
     size_t cap = need > BG_VK_SCRATCH_MIN ? need : BG_VK_SCRATCH_MIN;
-    uint64_t range = vc->dev.caps.max_storage_range / 4 / 64 * 64;
-    if (cap > range && need <= range)
-        cap = range;
+    cap = cap > total ? cap : total;
+    if (cap > BG_VK_SCRATCH_MAX)
+        cap = need > BG_VK_SCRATCH_MAX ? need : BG_VK_SCRATCH_MAX;
     bg_cbuf *b = NULL;
     bg_err err;
     int rc = buf_create(&vc->base, cap * 4, &b, &err);
@@ -593,7 +600,8 @@ static void choose_variants(bg_vk_compute *vc)
      * outputs on the H200 (docs/PERFORMANCE.md); lavapipe keeps the matmul
      * tile. Split-K below 512 tiles on GPUs (dW = dy^T x of a batch has few
      * outputs and a long K). Tuning: BG_VK_GEMM_TILE, BG_VK_GEMM_BIG
-     * (outputs), BG_VK_GEMM_GROUPS (0 = no split-K). */
+     * (outputs), BG_VK_GEMM_GROUPS (0 = no split-K), BG_VK_GEMM_SPLIT_K (k
+     * per slice at least, 256). */
     uint32_t big[5] = {16, 16, 16, 8, 8};
     uint64_t big_shared = 4ull * big[2] * (big[3] * big[1] + 1 + big[4] * big[0] + 1);
     int big_ok = !cpu && big[0] * big[1] <= c->max_wg_invocations && big[1] <= c->max_wg_size[1] &&
@@ -610,6 +618,10 @@ static void choose_variants(bg_vk_compute *vc)
     const char *gg = getenv("BG_VK_GEMM_GROUPS");
     if (gg && *gg)
         vc->gemm_groups = (uint32_t)strtoul(gg, NULL, 10);
+    vc->gemm_split_k = 256;
+    const char *gk = getenv("BG_VK_GEMM_SPLIT_K");
+    if (gk && atoi(gk) >= 1)
+        vc->gemm_split_k = (uint32_t)atoi(gk);
 }
 
 static int setup(bg_vk_compute *vc, bg_err *err)

@@ -35,7 +35,10 @@ static bg_vk_compute *VC(bg_compute *c)
     return (bg_vk_compute *)c;
 }
 
-#define B bg__vk_bind
+static bg_vk_bind bind(bg_tview v, size_t n)
+{
+    return bg__vk_bind(v, n);
+}
 
 /* A grid-stride kernel over n elements whose only spec constant is WG. */
 static int stride(bg_vk_compute *vc, const char *op, const bg_vk_bind *b, int nb, bg_vk_pc *pc,
@@ -47,14 +50,14 @@ static int stride(bg_vk_compute *vc, const char *op, const bg_vk_bind *b, int nb
 
 int bg__vk_op_fill(bg_compute *c, bg_tview x, float value, int n)
 {
-    bg_vk_bind b[1] = {B(x, (size_t)n)};
+    bg_vk_bind b[1] = {bind(x, (size_t)n)};
     bg_vk_pc pc = {.i = {n}, .f = {value}};
     return stride(VC(c), "fill", b, 1, &pc, (size_t)n);
 }
 
 int bg__vk_op_axpy(bg_compute *c, bg_tview y, bg_tview x, float alpha, int n)
 {
-    bg_vk_bind b[2] = {B(y, (size_t)n), B(x, (size_t)n)};
+    bg_vk_bind b[2] = {bind(y, (size_t)n), bind(x, (size_t)n)};
     bg_vk_pc pc = {.i = {n}, .f = {alpha}};
     return stride(VC(c), "axpy", b, 2, &pc, (size_t)n);
 }
@@ -71,8 +74,8 @@ int bg__vk_op_embed_backward(bg_compute *c, bg_tview dtable, bg_tview dout, bg_t
     /* one dispatch per chunk of table rows; chunks touch disjoint rows */
     for (size_t r0 = 0; r0 < rows; r0 += room) {
         size_t nr = rows - r0 < room ? rows - r0 : (size_t)room;
-        bg_vk_bind b[3] = {B(bg__vk_at(dtable, r0 * dim), nr * dim), B(dout, (size_t)T * dim),
-                           B(tokens, (size_t)T)};
+        bg_vk_bind b[3] = {bind(bg__vk_at(dtable, r0 * dim), nr * dim), bind(dout, (size_t)T * dim),
+                           bind(tokens, (size_t)T)};
         bg_vk_pc pc = {.i = {T, dim, (int32_t)nr, 0, 0, 0, (int32_t)r0}};
         uint32_t groups = T > (int)BG_VK_MAX_GROUPS ? BG_VK_MAX_GROUPS : (uint32_t)T;
         rc = bg__vk_dispatch(vc, "embed_backward", "embed_bw", spec, 2, b, 3, &pc, groups, 1, 1);
@@ -91,18 +94,18 @@ int bg__vk_op_rmsnorm_backward(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview
     if (rc != BG_OK)
         return rc;
     size_t tn = (size_t)T * n;
-    bg_vk_bind b[5] = {B(dx, tn), B(dout, tn), B(x, tn), B(w, (size_t)n), B(rs, (size_t)T)};
+    bg_vk_bind b[5] = {bind(dx, tn), bind(dout, tn), bind(x, tn), bind(w, (size_t)n),
+                       bind(rs, (size_t)T)};
     bg_vk_pc pc = {.i = {T, n}, .f = {eps}};
     rc = bg__vk_per_row(vc, "rmsnorm_bw", b, 5, &pc, T);
     if (rc != BG_OK)
         return rc;
     bg__vk_barrier(vc); /* rs[] is read below */
-    bg_vk_bind bw[4] = {B(dw, (size_t)n), B(dout, tn), B(x, tn), B(rs, (size_t)T)};
+    bg_vk_bind bw[4] = {bind(dw, (size_t)n), bind(dout, tn), bind(x, tn), bind(rs, (size_t)T)};
     bg_vk_pc pw = {.i = {T, n}};
     return stride(vc, "rmsnorm_bw_w", bw, 4, &pw, (size_t)n);
 }
 
-#define BG_VK_SPLIT_MIN_K 256 /* k values per split-K slice, at least */
 #define BG_VK_SPLIT_MAX 64
 
 /* out[M,N] (+)= A[M,K] · B[N,K]^T, A stored [K,M] when ta, B stored [K,N]
@@ -123,7 +126,7 @@ static int gemm(bg_vk_compute *vc, const char *op, bg_tview out, bg_tview a, bg_
     uint32_t S = 1;
     if (vc->gemm_groups && tiles < vc->gemm_groups) {
         S = (uint32_t)((vc->gemm_groups + tiles - 1) / tiles);
-        uint32_t most = (uint32_t)(K / BG_VK_SPLIT_MIN_K);
+        uint32_t most = (uint32_t)K / vc->gemm_split_k;
         S = S < most ? S : most;
         S = S < BG_VK_SPLIT_MAX ? S : BG_VK_SPLIT_MAX;
         while (S > 1 && (uint64_t)S * mn * 4 > vc->dev.caps.max_storage_range / 2)
@@ -135,7 +138,8 @@ static int gemm(bg_vk_compute *vc, const char *op, bg_tview out, bg_tview a, bg_
         kc = bg__vk_ceil_div(bg__vk_ceil_div((size_t)K, S), t[2]) * t[2];
         S = bg__vk_ceil_div((size_t)K, kc);
     }
-    bg_vk_bind bd[4] = {B(out, mn), B(a, (size_t)M * K), B(b, (size_t)N * K), B(out, 0)};
+    bg_vk_bind bd[4] = {bind(out, mn), bind(a, (size_t)M * K), bind(b, (size_t)N * K),
+                        bind(out, 0)};
     bg_vk_pc pc = {.i = {M, N, K, accumulate, 0, (int32_t)S, (int32_t)kc}};
     if (S == 1)
         return bg__vk_dispatch(vc, op, "gemm", spec, 7, bd, 4, &pc, gx, gy, 1);
@@ -143,12 +147,12 @@ static int gemm(bg_vk_compute *vc, const char *op, bg_tview out, bg_tview a, bg_
     int rc = bg__vk_scratch(vc, S * mn, op, &part);
     if (rc != BG_OK)
         return rc;
-    bd[3] = B(part, S * mn);
+    bd[3] = bind(part, S * mn);
     rc = bg__vk_dispatch(vc, op, "gemm", spec, 7, bd, 4, &pc, gx, gy, S);
     if (rc != BG_OK)
         return rc;
     bg__vk_barrier(vc); /* the slices are read below */
-    bg_vk_bind br[2] = {B(out, mn), B(part, S * mn)};
+    bg_vk_bind br[2] = {bind(out, mn), bind(part, S * mn)};
     bg_vk_pc pr = {.i = {(int32_t)mn, 0, 0, accumulate, 0, (int32_t)S}};
     uint32_t rspec[1] = {vc->wg};
     return bg__vk_dispatch(vc, op, "gemm_reduce", rspec, 1, br, 2, &pr,
@@ -171,7 +175,7 @@ int bg__vk_op_matmul_backward_w(bg_compute *c, bg_tview dw, bg_tview dy, bg_tvie
 
 int bg__vk_op_attention_backward(bg_compute *c, bg_tview dq, bg_tview dk, bg_tview dv,
                                  bg_tview dout, bg_tview q, bg_tview k, bg_tview v, bg_tview out,
-                                 bg_tview lse, int B_, int T, int nh, int nkv, int hs)
+                                 bg_tview lse, int B, int T, int nh, int nkv, int hs)
 {
     bg_vk_compute *vc = VC(c);
     /* shared floats per invocation: q and dout rows + S + the reduction;
@@ -179,31 +183,31 @@ int bg__vk_op_attention_backward(bg_compute *c, bg_tview dq, bg_tview dk, bg_tvi
     uint32_t rd = bg__vk_attention_rd(vc, "attention_backward", hs, 2, 2);
     if (!rd)
         return vc->base.poison_err.code;
-    size_t rows = (size_t)B_ * T, qn = rows * nh * hs, kvn = rows * nkv * hs;
+    size_t rows = (size_t)B * T, qn = rows * nh * hs, kvn = rows * nkv * hs;
     bg_tview D;
     int rc = bg__vk_scratch(vc, rows * nh, "attention_backward", &D);
     if (rc != BG_OK)
         return rc;
     uint32_t spec[2] = {vc->wg, rd};
     bg_vk_pc pc = {.i = {T, 0, nh, nkv, hs}};
-    bg_vk_bind bq[8] = {B(dq, qn), B(dout, qn), B(q, qn),          B(k, kvn),
-                        B(v, kvn), B(out, qn),  B(lse, rows * nh), B(D, rows * nh)};
+    bg_vk_bind bq[8] = {bind(dq, qn), bind(dout, qn), bind(q, qn),          bind(k, kvn),
+                        bind(v, kvn), bind(out, qn),  bind(lse, rows * nh), bind(D, rows * nh)};
     rc = bg__vk_dispatch(vc, "attention_backward", "attention_bw_q", spec, 2, bq, 8, &pc,
-                         (uint32_t)nh, (uint32_t)T, (uint32_t)B_);
+                         (uint32_t)nh, (uint32_t)T, (uint32_t)B);
     if (rc != BG_OK)
         return rc;
     bg__vk_barrier(vc); /* D is read below */
-    bg_vk_bind bk[8] = {B(dk, kvn), B(dv, kvn), B(dout, qn),       B(q, qn),
-                        B(k, kvn),  B(v, kvn),  B(lse, rows * nh), B(D, rows * nh)};
+    bg_vk_bind bk[8] = {bind(dk, kvn), bind(dv, kvn), bind(dout, qn),       bind(q, qn),
+                        bind(k, kvn),  bind(v, kvn),  bind(lse, rows * nh), bind(D, rows * nh)};
     return bg__vk_dispatch(vc, "attention_backward", "attention_bw_kv", spec, 2, bk, 8, &pc,
-                           (uint32_t)nkv, (uint32_t)T, (uint32_t)B_);
+                           (uint32_t)nkv, (uint32_t)T, (uint32_t)B);
 }
 
 int bg__vk_op_swiglu_backward(bg_compute *c, bg_tview dh, bg_tview dg, bg_tview dout, bg_tview h,
                               bg_tview g, int n)
 {
     size_t nn = (size_t)n;
-    bg_vk_bind b[5] = {B(dh, nn), B(dg, nn), B(dout, nn), B(h, nn), B(g, nn)};
+    bg_vk_bind b[5] = {bind(dh, nn), bind(dg, nn), bind(dout, nn), bind(h, nn), bind(g, nn)};
     bg_vk_pc pc = {.i = {n}};
     return stride(VC(c), "swiglu_bw", b, 5, &pc, nn);
 }
@@ -212,8 +216,8 @@ int bg__vk_op_xent(bg_compute *c, bg_tview lp, bg_tview dlogits, bg_tview logits
                    bg_tview weights, int T, int V)
 {
     size_t tv = (size_t)T * V;
-    bg_vk_bind b[5] = {B(dlogits, tv), B(lp, (size_t)T), B(logits, tv), B(targets, (size_t)T),
-                       B(weights, (size_t)T)};
+    bg_vk_bind b[5] = {bind(dlogits, tv), bind(lp, (size_t)T), bind(logits, tv),
+                       bind(targets, (size_t)T), bind(weights, (size_t)T)};
     bg_vk_pc pc = {.i = {T, V}};
     return bg__vk_per_row(VC(c), "xent", b, 5, &pc, T);
 }
@@ -231,13 +235,13 @@ int bg__vk_op_sumsq(bg_compute *c, bg_tview out, bg_tview x, int n)
     if (rc != BG_OK)
         return rc;
     uint32_t spec[1] = {vc->wg};
-    bg_vk_bind b1[2] = {B(part, groups), B(x, (size_t)n)};
+    bg_vk_bind b1[2] = {bind(part, groups), bind(x, (size_t)n)};
     bg_vk_pc p1 = {.i = {n, 0, 1}};
     rc = bg__vk_dispatch(vc, "sumsq", "sumsq", spec, 1, b1, 2, &p1, groups, 1, 1);
     if (rc != BG_OK)
         return rc;
     bg__vk_barrier(vc); /* the partials are read below */
-    bg_vk_bind b2[2] = {B(out, 1), B(part, groups)};
+    bg_vk_bind b2[2] = {bind(out, 1), bind(part, groups)};
     bg_vk_pc p2 = {.i = {(int32_t)groups, 0, 0}};
     return bg__vk_dispatch(vc, "sumsq", "sumsq", spec, 1, b2, 2, &p2, 1, 1, 1);
 }
@@ -250,8 +254,8 @@ int bg__vk_op_adamw(bg_compute *c, bg_tview p, bg_tview g, bg_tview m, bg_tview 
     /* bias corrections in double on the host, as the reference computes them */
     double bc1 = 1.0 - pow(hp->beta1, hp->step), bc2 = 1.0 - pow(hp->beta2, hp->step);
     int clip = hp->max_norm > 0.0f && n_gsq > 0;
-    bg_vk_bind b[5] = {B(p, nn), B(g, nn), B(m, nn), B(v, nn),
-                       clip ? B(gsq, (size_t)n_gsq) : B(p, 0)};
+    bg_vk_bind b[5] = {bind(p, nn), bind(g, nn), bind(m, nn), bind(v, nn),
+                       clip ? bind(gsq, (size_t)n_gsq) : bind(p, 0)};
     bg_vk_pc pc = {.i = {n, clip ? n_gsq : 0},
                    .f = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, (float)bc1,
                          (float)bc2, hp->max_norm}};

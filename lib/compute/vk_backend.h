@@ -69,6 +69,7 @@ typedef struct bg_vk_compute {
     uint32_t gb_tile[5];
     size_t gemm_big;
     uint32_t gemm_groups;
+    uint32_t gemm_split_k; /* k values per split-K slice, at least */
     /* scratch: device memory for an op's intermediate results (rmsnorm's
      * 1/rms per row, attention's D, sumsq's partials), bump-allocated from
      * chunks that live as long as the backend; begin resets every chunk's
