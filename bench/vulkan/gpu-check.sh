@@ -39,7 +39,7 @@ prepare() {
     local b=build-gpucheck
     cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null # Release: timings
     cmake --build "$b" -j2 --target test_vk_ops test_vk_runtime test_vk_model test_vk_train \
-        bench_vulkan
+        test_vk_nn_train bench_vulkan
     mkdir -p "$dir/models" "$dir/lib"
     rm -rf "$dir/layer" "$dir/lib"/* "$dir/bg_bench_lm"
     if [ "${VALIDATION:-0}" = 1 ]; then
@@ -76,6 +76,7 @@ prepare() {
     grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
     cp "$b/tests/vulkan/test_vk_ops" "$b/tests/vulkan/test_vk_runtime" \
        "$b/tests/vulkan/test_vk_model" "$b/tests/vulkan/test_vk_train" \
+       "$b/tests/vulkan/test_vk_nn_train" \
        "$b/bench/vulkan/bench_vulkan" "$dir/"
     # ../shared beside the checkout does not travel to the device machine
     cp ../shared/models/stories260K.bin "$dir/models/" 2>/dev/null ||
@@ -151,6 +152,8 @@ run_device() {
     BG_SHARED_DIR="$root/$dir" timeout 180 "$dir/test_vk_model" || rc=1
     echo "== test_vk_train (backward ops, loss, AdamW: GPU vs reference and CPU backend)"
     timeout 180 "$dir/test_vk_train" || rc=1
+    echo "== test_vk_nn_train (whole-model gradients, LoRA fine-tune: GPU vs CPU backend)"
+    BG_SHARED_DIR="$root/$dir" timeout 300 "$dir/test_vk_nn_train" || rc=1
     if [ -d "$dir/layer" ]; then
         echo "== under the validation layer (API use + synchronization hazards)"
         local v
