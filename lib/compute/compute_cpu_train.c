@@ -261,7 +261,7 @@ int bg__cpu_embed_backward(bg_compute *c, bg_tview dtable, bg_tview dout, bg_tvi
 typedef struct rmsb_ctx {
     float *dx, *dw, *rc; /* rc: [T][2] = r_t, r_t^3 * mean(dout*w*x) */
     const float *dout, *x, *w;
-    int T, n, ntasks;
+    int T, n, ntasks, failed;
     float eps;
 } rmsb_ctx;
 
@@ -287,18 +287,27 @@ static void rmsb_rows(void *vctx, int t)
     }
 }
 
+/* dw over a block of columns: rows outer (contiguous reads), one double
+ * accumulator per column, rows summed in order (thread-count invariant). */
 static void rmsb_cols(void *vctx, int t)
 {
-    const rmsb_ctx *r = vctx;
+    rmsb_ctx *r = vctx;
     long c0, c1;
     bg__cpu_task_range(t, r->ntasks, r->n, &c0, &c1);
-    for (long i = c0; i < c1; i++) {
-        double acc = 0.0;
-        for (int row = 0; row < r->T; row++)
-            acc +=
-                (double)r->dout[(long)row * r->n + i] * r->x[(long)row * r->n + i] * r->rc[2 * row];
-        r->dw[i] += (float)acc;
+    double *acc = calloc((size_t)(c1 - c0 > 0 ? c1 - c0 : 1), sizeof(double));
+    if (!acc) {
+        r->failed = 1;
+        return;
     }
+    for (int row = 0; row < r->T; row++) {
+        const float *d = r->dout + (long)row * r->n, *x = r->x + (long)row * r->n;
+        double rr = r->rc[2 * row];
+        for (long i = c0; i < c1; i++)
+            acc[i - c0] += (double)d[i] * x[i] * rr;
+    }
+    for (long i = c0; i < c1; i++)
+        r->dw[i] += (float)acc[i - c0];
+    free(acc);
 }
 
 int bg__cpu_rmsnorm_backward(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview dout, bg_tview x,
@@ -322,7 +331,7 @@ int bg__cpu_rmsnorm_backward(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview d
     r.ntasks = bg__cpu_ntasks(c, n, 3L * T);
     bg__pool_run(bg__cpu(c)->pool, rmsb_cols, &r, r.ntasks);
     free(r.rc);
-    return BG_OK;
+    return r.failed ? oom(c, op, sizeof(double) * (size_t)n) : BG_OK;
 }
 
 /* ---- matmul gradients ---------------------------------------------------------- */

@@ -24,6 +24,7 @@
  * recording starts; R = B*T never exceeds the buffers' rows.
  * Threads: one caller at a time (nn.h). Ownership: nn_priv.h.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,6 +214,13 @@ static int check_opts(const bg_nn_config *c, const bg_nn_train_opts *o, bg_err *
                           "trainer: AdamW settings out of range; need lr >= 0, betas in [0, 1), "
                           "eps > 0, weight_decay >= 0, max_norm >= 0");
     size_t R = (size_t)o->batch * o->seq;
+    size_t widest = (size_t)(c->vocab_size > c->hidden_dim ? c->vocab_size : c->hidden_dim);
+    widest = widest > (size_t)c->dim ? widest : (size_t)c->dim;
+    if (R * widest > (size_t)INT_MAX) /* op sizes are int elements (compute.h) */
+        return bg_err_set(err, BG_EINVAL,
+                          "trainer: batch %d x seq %d x width %zu exceeds %d elements per tensor; "
+                          "lower the batch or the sequence length",
+                          o->batch, o->seq, widest, INT_MAX);
     size_t keep = (size_t)(c->n_layers + 1) * R * c->dim * 4 +
                   (o->recompute ? 1 : (size_t)c->n_layers) * set_bytes(c, R, o->lora_rank);
     size_t lean = (size_t)(c->n_layers + 1) * R * c->dim * 4 + set_bytes(c, R, o->lora_rank);

@@ -11,7 +11,8 @@
  *   5. adapter and optimizer-state files round-trip (the resumed step gives
  *      the same bits) and bad files are refused by name;
  *   6. a LoRA fine-tune of stories260K on a tiny corpus drives the loss down
- *      (the first five losses are printed for the Vulkan backend to compare);
+ *      (the first five losses are printed for the Vulkan backend to compare;
+ *      BG_TEST_BACKEND=vulkan runs this part on Vulkan);
  *   7. bad input is refused before any step runs.
  *
  * Tolerances (printed):
@@ -480,6 +481,16 @@ static void test_stories(const char *dir)
         exit(BG_TEST_SKIP);
     }
     CHECK(bg_nn_ckpt_open(&ck, mpath, &err) == BG_OK, "%s", err.msg);
+    /* BG_TEST_BACKEND=vulkan: the same fine-tune on Vulkan (lavapipe admitted),
+     * whose first five losses must match the CPU's within 1e-3 relative */
+    const char *be = getenv("BG_TEST_BACKEND");
+    bg_compute_opts copts = cpu2;
+    if (be) {
+        int kind = bg_backend_kind_parse(be);
+        CHECK(kind >= 0, "BG_TEST_BACKEND=%s: expected cpu|vulkan", be);
+        copts.kind = (bg_backend_kind)kind;
+        copts.allow_cpu_device = 1;
+    }
     int V = ck.cfg.vocab_size, B = 4, T = 32;
     /* the corpus: a fixed 40-token "story" of ids, repeated; windows of T+1 */
     int32_t corpus[200];
@@ -495,7 +506,7 @@ static void test_stories(const char *dir)
     o.adamw.lr = 3e-3f;
     o.adamw.weight_decay = 0.0f;
     bg_nn_trainer *t;
-    CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_create(&ck, &copts, &o, &t, &err) == BG_OK, "%s", err.msg);
     bg_nn_train_mem mem;
     bg_nn_train_memory(t, &mem);
     printf("  stories260K LoRA r=4, batch %d x seq %d: peak %.2f MiB (weights %.2f, grads %.2f, "
@@ -505,7 +516,7 @@ static void test_stories(const char *dir)
            mem.transient / 1048576.0);
     double losses[12];
     int steps = 12;
-    printf("  first five losses (CPU backend):");
+    printf("  first five losses (%s backend):", be ? be : "cpu");
     for (int st = 0; st < steps; st++) {
         for (int b = 0; b < B; b++) {
             int off = (st * 7 + b * 13) % 120;
@@ -525,7 +536,7 @@ static void test_stories(const char *dir)
     int n = 20;
     float *base = malloc(4 * (size_t)V), *off = malloc(4 * (size_t)V), *on = malloc(4 * (size_t)V);
     bg_nn_model *m;
-    CHECK(bg_nn_model_create(&ck, &cpu2, &m, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_model_create(&ck, &copts, &m, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_nn_forward(m, corpus, n, 0, base, &err) == BG_OK, "%s", err.msg);
     bg_nn_model_destroy(m);
     CHECK(bg_nn_train_logits(t, corpus, n, on, &err) == BG_OK, "%s", err.msg);
@@ -541,7 +552,7 @@ static void test_stories(const char *dir)
     char path[700];
     snprintf(path, sizeof path, "%s/merged.bin", dir);
     CHECK(bg_nn_train_save_checkpoint(t, path, &err) == BG_OK, "%s", err.msg);
-    CHECK(bg_nn_model_load(path, &cpu2, &m, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_model_load(path, &copts, &m, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_nn_forward(m, corpus, n, 0, off, &err) == BG_OK, "%s", err.msg);
     bg_nn_model_destroy(m);
     unlink(path);
@@ -558,7 +569,7 @@ static void test_stories(const char *dir)
     CHECK(bg_nn_lora_save(t, apath, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_nn_train_save_state(t, spath, &err) == BG_OK, "%s", err.msg);
     bg_nn_trainer *t2;
-    CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t2, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_create(&ck, &copts, &o, &t2, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_nn_lora_load(t2, apath, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_nn_train_logits(t2, corpus, n, off, &err) == BG_OK, "%s", err.msg);
     CHECK(memcmp(off, on, 4 * (size_t)V) == 0, "loaded adapters give other logits");
@@ -585,7 +596,7 @@ static void test_stories(const char *dir)
     bg_nn_train_opts o8 = o;
     o8.lora_rank = 8;
     bg_nn_trainer *t8;
-    CHECK(bg_nn_train_create(&ck, &cpu2, &o8, &t8, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_create(&ck, &copts, &o8, &t8, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_nn_lora_load(t8, apath, &err) == BG_EINVAL);
     CHECK(strstr(err.msg, "LoRA rank 4"), "message: %s", err.msg);
     bg_nn_train_destroy(t8);
@@ -598,7 +609,7 @@ static void test_stories(const char *dir)
     CHECK(bg_nn_train_step(t, tok, tgt, NULL, NULL, &err) == BG_EINVAL);
     CHECK(strstr(err.msg, "token id 512 at index 5"), "message: %s", err.msg);
     bg_nn_train_opts ol = opts(1, ck.cfg.seq_len + 1, 4);
-    CHECK(bg_nn_train_create(&ck, &cpu2, &ol, &t8, &err) == BG_EINVAL);
+    CHECK(bg_nn_train_create(&ck, &copts, &ol, &t8, &err) == BG_EINVAL);
     CHECK(strstr(err.msg, "sequence length 513"), "message: %s", err.msg);
     free(base), free(off), free(on);
     bg_nn_train_destroy(t);
