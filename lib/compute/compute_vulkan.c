@@ -268,7 +268,7 @@ static int bind_view(bg_vk_compute *vc, const char *op, int slot, const bg_vk_bi
     size_t elems = buf->bytes / 4;
     if (b->v.off > elems || b->n > elems - b->v.off)
         return bg__vk_fail(vc, BG_EINVAL,
-                           "vulkan op %s: view %d [%zu, %zu+%zu) elements lies outside its "
+                           "vulkan op %s: view %d [%zu, %zu+%zu) elements exceeds its "
                            "buffer of %zu elements",
                            op, slot, b->v.off, b->v.off, b->n, elems);
     /* 16 bytes at least, so that kernels may read a view as vec4 when its

@@ -18,8 +18,9 @@
  * relative per step, five steps; a parameter's ulp is taken at
  * max(|p|, lr), the size of a step). The CPU backend is compared
  * with the same bounds; an op it does not implement yet is reported and
- * skipped (that comparison only). Lavapipe here, a GPU with
- * BG_VK_TEST_NATIVE=1.
+ * skipped (that comparison only). Bad token and target ids fail the
+ * recording before it runs (checked at record time). Lavapipe here, a GPU
+ * with BG_VK_TEST_NATIVE=1.
  */
 #include <math.h>
 #include <stdio.h>
@@ -587,6 +588,43 @@ static void test_adamw(int n, float max_norm)
     free(p0), free(g), free(wp), free(wm), free(wv);
 }
 
+/* A bad id fails the recording before anything runs, naming op and id, and
+ * leaves the output untouched; the next recording starts clean. */
+static void test_bad_ids(void)
+{
+    float table[12], d[6], l[8] = {0}, w[2] = {1, 1};
+    for (int i = 0; i < 12; i++)
+        table[i] = (float)i;
+    for (int i = 0; i < 6; i++)
+        d[i] = 1.0f;
+    int32_t tok[2] = {1, 4}, tgt[2] = {0, -1};
+    run r;
+    start(&r, VK);
+    bg_tview vt = vt_upload(VK, table, 0, 12, 0); /* 4 rows of 3 */
+    r.v[r.n++] = vt;
+    bg_tview vd = up(&r, d, 6), vk = up(&r, tok, 2), vl = up(&r, l, 8);
+    bg_tview vy = up(&r, tgt, 2), vw = up(&r, w, 2), vlp = up(&r, NULL, 2);
+    static const char *ops[2] = {"embed_backward", "xent"};
+    static const char *ids[2] = {"id 4 at row 1", "id -1 at row 1"};
+    for (int k = 0; k < 2; k++) {
+        rec(&r);
+        if (k == 0)
+            bg_op_embed_backward(VK, vt, vd, vk, 2, 3);
+        else
+            bg_op_xent(VK, vlp, vl, vl, vy, vw, 2, 4);
+        bg_err err;
+        bg_err_clear(&err);
+        int rc = bg_compute_submit(VK, &err);
+        printf("  bad id: %s: %s\n", bg_err_name(rc), err.msg);
+        CHECK(rc == BG_EINVAL && strstr(err.msg, ops[k]) && strstr(err.msg, ids[k]),
+              "%s with a bad id: %s", ops[k], err.msg);
+    }
+    float got[12];
+    get(&r, 0, got, 12);
+    CHECK(memcmp(got, table, sizeof got) == 0, "embed_backward ran despite the bad id");
+    done(&r);
+}
+
 int main(void)
 {
     VK = vt_create_or_skip("test_vk_train");
@@ -645,6 +683,8 @@ int main(void)
     test_adamw(1, 0.0f);
     test_adamw(1000, 0.0f);
     test_adamw(1000, 1.0f); /* the norm is ~10: clipping scales every gradient */
+
+    test_bad_ids();
 
     bg_compute_destroy(CPU);
     bg_compute_destroy(VK);
