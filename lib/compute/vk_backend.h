@@ -1,8 +1,9 @@
 /*
- * vk_backend.h — the Vulkan backend's state, shared by its two files:
- * compute_vulkan.c (lifecycle, buffers, recording, timestamps) and
- * compute_vulkan_ops.c (one function per op: shapes -> bindings, push
- * constants and a grid).
+ * vk_backend.h — the Vulkan backend's state, shared by its three files:
+ * compute_vulkan.c (lifecycle, buffers, recording, scratch, timestamps),
+ * compute_vulkan_ops.c (one function per inference op: shapes -> bindings,
+ * push constants and a grid; plus rope_backward and attention_train, which
+ * reuse those kernels) and compute_vulkan_train.c (the other training ops).
  *
  * Recording (between begin and submit) appends to ONE command buffer:
  * per dispatch a descriptor set from the per-recording pools (reset at
