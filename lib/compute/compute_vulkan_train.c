@@ -146,15 +146,23 @@ int bg__vk_op_rmsnorm_backward(bg_compute *c, bg_tview dx, bg_tview dw, bg_tview
 #define BG_VK_SPLIT_MAX 64
 
 /* out[M,N] (+)= A[M,K] · B[N,K]^T, A stored [K,M] when ta, B stored [K,N]
- * when tb (shaders/gemm.comp): the matmul tile, or the big-GEMM tile from
- * vc->gemm_big outputs on; split into S slices of K (summed in order by
- * gemm_reduce.comp) when the grid would have fewer than vc->gemm_groups
- * workgroups and K is long enough. */
+ * when tb (shaders/gemm.comp): the big-GEMM tile from vc->gemm_big outputs
+ * on when it still gives vc->gemm_groups workgroups, else the matmul tile;
+ * split into S slices of K (summed in order by gemm_reduce.comp) when the
+ * grid would have fewer than vc->gemm_groups workgroups and K is long
+ * enough. */
 static int gemm(bg_vk_compute *vc, const char *op, bg_tview out, bg_tview a, bg_tview b, int M,
                 int N, int K, int ta, int tb, int accumulate)
 {
     const uint32_t mm[5] = {vc->mm_tx, vc->mm_ty, vc->mm_bk, vc->mm_rm, vc->mm_rn};
-    const uint32_t *t = (size_t)M * N >= vc->gemm_big ? vc->gb_tile : mm;
+    const uint32_t *g = vc->gb_tile;
+    /* the big tile when the output is large and its grid alone still fills
+     * the device (8192 x 288 outputs make 192 tiles of 128 x 128 but 640 of
+     * 64 x 64) */
+    uint64_t big_tiles =
+        (uint64_t)bg__vk_ceil_div((size_t)N, g[4] * g[0]) * bg__vk_ceil_div((size_t)M, g[3] * g[1]);
+    int big = (size_t)M * N >= vc->gemm_big && big_tiles >= vc->gemm_groups;
+    const uint32_t *t = big ? g : mm;
     uint32_t bm = t[3] * t[1], bn = t[4] * t[0];
     uint32_t gx = bg__vk_ceil_div((size_t)N, bn), gy = bg__vk_ceil_div((size_t)M, bm);
     uint32_t spec[7] = {t[0], t[1], t[2], t[3], t[4], (uint32_t)ta, (uint32_t)tb};
