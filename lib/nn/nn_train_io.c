@@ -13,13 +13,15 @@
  * values. The CRC-32 (IEEE, reflected 0xEDB88320) covers every byte before
  * it. A load computes the exact length the trainer expects before reading,
  * so a file for another model, rank or trainer shape is refused by name
- * (which field differs), and nothing is written to the device unless the
- * whole file checked out.
+ * (which field differs); every value must be finite; nothing is written to
+ * the device unless the whole file checked out (fuzzed by
+ * tests/fuzz/fuzz_nn_train_files.c).
  *
  * Threads: the trainer's caller (one at a time). Ownership: host buffers
  * are allocated and freed per call.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,6 +278,13 @@ static int load(bg_nn_trainer *t, const char *path, const char *what, const char
                 rc = bg_err_set(err, BG_EINVAL,
                                 "%s %s: tensor %d is %s [%u, %u]; expected %s [%u, %u]", what, path,
                                 i, name, a, b, r[i].name, r[i].a, r[i].b);
+            for (size_t j = 0; rc == BG_OK && j < r[i].floats * (size_t)r[i].nbuf; j++) {
+                float v;
+                memcpy(&v, m.b + m.pos + 4 * j, 4);
+                if (!isfinite(v))
+                    rc = bg_err_set(err, BG_EINVAL, "%s %s: tensor %s holds a non-finite value",
+                                    what, path, r[i].name);
+            }
             m.pos += 4 * r[i].floats * (size_t)r[i].nbuf;
         }
         m.pos = pos;

@@ -107,6 +107,40 @@ def nn():
     put("nn_ckpt", "header_only", struct.pack("<7i", 8, 16, 1, 2, 1, 8, 4))
 
 
+def train_files():
+    """The adapter and optimizer-state files of fuzz_nn_train_files's trainer:
+    model (8, 12, 1, 2, 1, 7, 4, shared), LoRA rank 2, alpha 2 (nn_train_io.c)."""
+    import zlib
+    rnd = random.Random(5)
+    model = struct.pack("<7i", 8, 12, 1, 2, 1, 7, 4)
+    dims = [("wq", 8, 8), ("wk", 8, 4), ("wv", 8, 4), ("wo", 8, 8), ("w1", 8, 12), ("w2", 12, 8),
+            ("w3", 8, 12)]
+    r = 2
+
+    def rec(name, a, b, floats):
+        return (name.encode().ljust(32, b"\0") + struct.pack("<II", a, b)
+                + b"".join(struct.pack("<f", v) for v in floats))
+
+    def image(magic, step, recs):
+        body = magic + struct.pack("<I", 1) + model + struct.pack("<ifii", r, 2.0, step, len(recs))
+        body += b"".join(recs)
+        return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    lora, opt = [], []
+    for p, i, o in dims:
+        for suffix, a, b in ((".A", r, i), (".B", o, r)):
+            vals = [rnd.uniform(-0.3, 0.3) for _ in range(a * b)]
+            lora.append(rec("l0." + p + suffix, a, b, vals))
+            mv = [rnd.uniform(0, 0.01) for _ in range(2 * a * b)]
+            opt.append(rec("l0." + p + suffix, a * b, 3, vals + mv))
+    adapters = image(b"BGLORA\0\0", 0, lora)
+    state = image(b"BGNNOPT\0", 3, opt)
+    put("nn_train_files", "adapters", b"\x00" + adapters)
+    put("nn_train_files", "state", b"\x01" + state)
+    put("nn_train_files", "adapters_crc_fixed", b"\x02" + adapters)
+    put("nn_train_files", "state_truncated", b"\x03" + state[:300])
+
+
 def policies():
     src = os.path.abspath(os.path.join(HERE, "../.."))
     for p in ("policies/email.yaml", "policies/payments.yaml", "tests/rpc/policies/rpc.yaml",
@@ -123,4 +157,5 @@ if __name__ == "__main__":
     obs()
     metrics()
     nn()
+    train_files()
     policies()

@@ -455,6 +455,25 @@ static void test_recompute(const char *dir)
     CHECK(strstr(err.msg, "turn on recompute"), "message: %s", err.msg);
     o.recompute = 1;
     CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
+    /* full fine-tuning's checkpoint: two steps, saved, reloaded as a model:
+     * the same logits, bit for bit (the trainer's forward is the model's) */
+    double l0, l1;
+    CHECK(bg_nn_train_step(t, tok, tgt, NULL, &l0, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_step(t, tok, tgt, NULL, &l1, &err) == BG_OK, "%s", err.msg);
+    CHECK(l1 < l0, "full fine-tuning: loss %g then %g", l0, l1);
+    char path[600];
+    snprintf(path, sizeof path, "%s/full.bin", dir);
+    CHECK(bg_nn_train_save_checkpoint(t, path, &err) == BG_OK, "%s", err.msg);
+    bg_nn_model *m;
+    CHECK(bg_nn_model_load(path, &cpu2, &m, &err) == BG_OK, "%s", err.msg);
+    unlink(path);
+    float a[37], b[37];
+    CHECK(bg_nn_forward(m, tok, 9, 0, a, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_logits(t, tok, 9, b, &err) == BG_OK, "%s", err.msg);
+    CHECK(memcmp(a, b, sizeof a) == 0, "the saved full checkpoint gives other logits");
+    printf("  full fine-tuning checkpoint: reloaded logits bit-identical (loss %.4f -> %.4f)\n", l0,
+           l1);
+    bg_nn_model_destroy(m);
     bg_nn_train_destroy(t);
     free(g[0]), free(g[1]);
     bg_nn_ckpt_close(&ck);
@@ -600,7 +619,33 @@ static void test_stories(const char *dir)
     CHECK(bg_nn_lora_load(t8, apath, &err) == BG_EINVAL);
     CHECK(strstr(err.msg, "LoRA rank 4"), "message: %s", err.msg);
     bg_nn_train_destroy(t8);
-    printf("  bad files refused: CRC, truncated, wrong kind, wrong rank\n");
+    /* a NaN behind a valid CRC: refused by value, the adapters untouched */
+    FILE *fa = fopen(apath, "rb");
+    CHECK(fa && fseek(fa, 0, SEEK_END) == 0);
+    size_t len = (size_t)ftell(fa);
+    unsigned char *img = malloc(len);
+    rewind(fa);
+    CHECK(len > 400 && img && fread(img, 1, len, fa) == len, "adapter file of %zu bytes", len);
+    fclose(fa);
+    float nan = NAN;
+    memcpy(img + len - 8, &nan, 4); /* the last value of the last tensor */
+    uint32_t crc = ~0u;
+    for (size_t i = 0; i < len - 4; i++) {
+        crc ^= img[i];
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    crc = ~crc;
+    memcpy(img + len - 4, &crc, 4);
+    fa = fopen(apath, "wb");
+    CHECK(fa && fwrite(img, 1, len, fa) == len && fclose(fa) == 0);
+    CHECK(bg_nn_train_logits(t2, corpus, n, on, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_lora_load(t2, apath, &err) == BG_EINVAL);
+    CHECK(strstr(err.msg, "l4.w3.B holds a non-finite value"), "message: %s", err.msg);
+    CHECK(bg_nn_train_logits(t2, corpus, n, off, &err) == BG_OK, "%s", err.msg);
+    CHECK(memcmp(on, off, 4 * (size_t)V) == 0, "a refused adapter file changed the model");
+    free(img);
+    printf("  bad files refused: CRC, truncated, wrong kind, wrong rank, NaN (model unchanged)\n");
     unlink(apath);
     unlink(spath);
 
