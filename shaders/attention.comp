@@ -11,8 +11,14 @@
  * accumulated output, so any context length works with O(WG + hs) shared
  * memory. Invocation i accumulates output dims i, i+WG, ..., up to RD of
  * them (spec constant 1: the runtime sets RD = ceil(hs / WG)).
- * Bindings: 0 out, 1 q, 2 kcache, 3 vcache.
- * Push: i0 T, i1 pos0, i2 nh, i3 nkv, i4 hs. Grid: x = nh, y = T.
+ * Training (i5 = 1, bg_op_attention_train): B sequences of T rows each,
+ * sequence b = workgroup z; its queries and keys are rows b*T.. of q/out
+ * and k/v, pos0 = 0, and lse[(b*T + t) nh + h] = max + log(sum) is written
+ * for the backward (attention_bw_*.comp). Per row, the arithmetic is the
+ * inference path's, so both give the same output bit for bit.
+ * Bindings: 0 out, 1 q, 2 kcache, 3 vcache, 4 lse (training).
+ * Push: i0 T, i1 pos0, i2 nh, i3 nkv, i4 hs, i5 training.
+ * Grid: x = nh, y = T, z = B (1 for inference).
  */
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x_id = 0) in;
@@ -25,6 +31,7 @@ layout(std430, binding = 0) writeonly buffer B0 { float d[]; } o;
 layout(std430, binding = 1) readonly buffer B1 { float d[]; } qs;
 layout(std430, binding = 2) readonly buffer B2 { float d[]; } kc;
 layout(std430, binding = 3) readonly buffer B3 { float d[]; } vc;
+layout(std430, binding = 4) writeonly buffer B4 { float d[]; } lse;
 
 shared float qsh[RD * WG];
 shared float p[WG];
@@ -36,11 +43,13 @@ void main()
     uint tid = gl_LocalInvocationID.x;
     uint L = uint(pc.i1) + t + 1; /* keys 0..L-1 */
     uint kvdim = nkv * hs;
-    uint kvoff = (h / (nh / nkv)) * hs;
+    uint row = gl_WorkGroupID.z * uint(pc.i0); /* first row of the sequence */
+    uint kvoff = row * kvdim + (h / (nh / nkv)) * hs;
+    uint qoff = (row + t) * nh * hs + h * hs;
     float scale = 1.0 / sqrt(float(hs));
 
     for (uint d = tid; d < hs; d += WG)
-        qsh[d] = qs.d[pc.o1 + t * nh * hs + h * hs + d];
+        qsh[d] = qs.d[pc.o1 + qoff + d];
     barrier();
 
     float acc[RD];
@@ -80,6 +89,8 @@ void main()
     for (uint r = 0; r < RD; r++) {
         uint d = tid + r * WG;
         if (d < hs)
-            o.d[pc.o0 + t * nh * hs + h * hs + d] = acc[r] / l;
+            o.d[pc.o0 + qoff + d] = acc[r] / l;
     }
+    if (pc.i5 != 0 && tid == 0)
+        lse.d[pc.o4 + (row + t) * nh + h] = m + log(l);
 }

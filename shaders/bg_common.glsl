@@ -2,21 +2,22 @@
  * bg_common.glsl — declarations shared by every compute shader (included).
  *
  * The Vulkan runtime (lib/compute/vk_pipeline.c) uses ONE pipeline layout
- * for all kernels: a descriptor set of BG_VK_BINDINGS storage buffers and a
- * 64-byte push-constant block. Its layout (struct bg_vk_pc in
+ * for all kernels: a descriptor set of BG_VK_BINDINGS (8) storage buffers and
+ * a 96-byte push-constant block. Its layout (struct bg_vk_pc in
  * lib/compute/vk_pipeline.h) is mirrored here and must stay identical:
- *   o0..o3  element offset of each binding's view inside the bound range
+ *   o0..o7  element offset of each binding's view inside the bound range
  *           (descriptor offsets are aligned down to
  *           minStorageBufferOffsetAlignment; the remainder travels here)
  *   i0..i7  op-specific integer arguments (documented per shader)
- *   f0      op-specific float argument
+ *   f[0..7] op-specific float arguments
  * Workgroup size: specialization constant 0 (WG), a power of two chosen by
  * the runtime from the device's capabilities.
  */
 layout(push_constant) uniform PC {
     uint o0, o1, o2, o3;
+    uint o4, o5, o6, o7;
     int i0, i1, i2, i3, i4, i5, i6, i7;
-    float f0;
+    float f[8];
 } pc;
 
 #ifdef BG_REDUCE

@@ -3,7 +3,7 @@
  * rmsnorm.comp — out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * w[:].
  * One workgroup per row t; the sum of squares is a shared-memory reduction.
  * Same order of operations as llama2.c: ss = 1/sqrt(ss/n + eps); o = w*(ss*x).
- * Bindings: 0 out, 1 x, 2 w. Push: i0 T, i1 n, f0 eps. Grid: x = T.
+ * Bindings: 0 out, 1 x, 2 w. Push: i0 T, i1 n, f[0] eps. Grid: x = T.
  */
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x_id = 0) in;
@@ -27,7 +27,7 @@ void main()
         s = fma(v, v, s);
     }
     s = wg_sum(s);
-    float scale = 1.0 / sqrt(s / float(n) + pc.f0);
+    float scale = 1.0 / sqrt(s / float(n) + pc.f[0]);
     for (uint i = t; i < n; i += WG)
         o.d[pc.o0 + row * n + i] = ws.d[pc.o2 + i] * (scale * xs.d[xb + i]);
 }

@@ -7,7 +7,10 @@
  * The frequencies 10000^(-2i/hs) come from a table the runtime computes on
  * the host exactly as llama2.c does (powf): a GPU pow() is only accurate to
  * a few ulp, which at position 500 would already move the angle by ~1e-3.
- * Bindings: 0 q, 1 k, 2 freq[hs/2]. Push: i0 T, i1 pos0, i2 nh, i3 nkv, i4 hs.
+ * Backward (i5 = 1): the gradient of a rotation is the rotation by the
+ * opposite angle, so the same kernel with sin negated maps dq, dk in place.
+ * Bindings: 0 q, 1 k, 2 freq[hs/2]. Push: i0 T, i1 pos0, i2 nh, i3 nkv, i4 hs,
+ * i5 backward.
  */
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x_id = 0) in;
@@ -26,7 +29,7 @@ vec2 rot(vec2 v, uint t, uint e)
      * Cody-Waite style (k * C1 is exact; C1 + C2 = 2 pi). */
     float k = round(val * 0.15915494309189535);
     val = (val - k * 6.28125) - k * 0.0019353071795864769;
-    float c = cos(val), s = sin(val);
+    float c = cos(val), s = pc.i5 != 0 ? -sin(val) : sin(val);
     return vec2(v.x * c - v.y * s, v.x * s + v.y * c);
 }
 

@@ -17,7 +17,10 @@ endif()
 # runtime fails to find.
 set(bg_shader_sources "")
 foreach(k add attention copy embed logsoftmax_gather matmul matvec matvec_sg rmsnorm rope
-          softmax swiglu)
+          softmax swiglu
+          # training: backward ops, loss, gradient norm, optimizer
+          adamw attention_bw_kv attention_bw_q axpy embed_bw fill gemm gemm_reduce rmsnorm_bw rmsnorm_bw_w sumsq
+          swiglu_bw xent)
   list(APPEND bg_shader_sources ${CMAKE_CURRENT_SOURCE_DIR}/${k}.comp)
 endforeach()
 set(bg_spv_dir ${CMAKE_CURRENT_BINARY_DIR}/spv)

@@ -5,13 +5,17 @@
  * docs/PERFORMANCE.md (## Vulkan) with the command that produced them.
  *
  *   bench_vulkan [--big] [--peak-gbs G] [--threads N] [--reps R] [--no-cpu]
- *                [--matmul-only]
+ *                [--matmul-only] [--train | --train-only] [--peak-tflops T]
  *
  * Device: the best one (a GPU when present); lavapipe is allowed so the
  * program also runs on a GPU-less host (BG_VK_DEVICE=<i> picks another).
  * --big adds GPU-sized shapes; --peak-gbs prints matvec as % of the card's
  * memory bandwidth; --no-cpu and --matmul-only make tuning sweeps
- * (BG_VK_MM_TILE, BG_VK_MV_WG) quick. Timing: wall clock around begin..submit (fence wait
+ * (BG_VK_MM_TILE, BG_VK_MV_WG) quick. --train adds the training ops
+ * (bench_vulkan_train.c: each backward op, the loss, AdamW, and a training
+ * step's GEMMs, at the 15M model's shape with batch 32 under --big, with %
+ * of the card's FP32 peak given --peak-tflops); --train-only runs just
+ * those. Timing: wall clock around begin..submit (fence wait
  * included) of R repetitions separated by barriers, divided by R; the best
  * of at least 3 runs, repeated for at least 0.4 s: a GPU that idled while
  * the CPU row ran (or while a 1 GB operand was filled) lowers its clocks and
@@ -24,28 +28,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_vulkan.h"
 #include "common/bg_time.h"
-#include "compute/compute.h"
 
 static int g_reps = 0; /* 0: automatic */
 
-static void die(const char *what, const bg_err *err)
+void bench_die(const char *what, const bg_err *err)
 {
     fprintf(stderr, "bench_vulkan: %s: %s\n", what, err->msg);
     exit(1);
 }
 
-static bg_cbuf *buf(bg_compute *c, size_t elems)
+bg_cbuf *bench_buf(bg_compute *c, size_t elems)
 {
     bg_cbuf *b = NULL;
     bg_err err;
     if (bg_cbuf_create(c, elems * 4, &b, &err) != BG_OK)
-        die("buffer", &err);
+        bench_die("buffer", &err);
     float *tmp = malloc(elems * 4);
     for (size_t i = 0; i < elems; i++)
         tmp[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
     if (bg_cbuf_write(c, b, 0, tmp, elems * 4, &err) != BG_OK)
-        die("write", &err);
+        bench_die("write", &err);
     free(tmp);
     return b;
 }
@@ -61,11 +65,11 @@ static double run(bg_compute *c, kind k, shape s, int reps)
 {
     bg_cbuf *x = NULL, *w = NULL, *o = NULL;
     if (k == K_MATMUL) {
-        x = buf(c, (size_t)s.M * s.K);
-        w = buf(c, (size_t)s.N * s.K);
-        o = buf(c, (size_t)s.M * s.N);
+        x = bench_buf(c, (size_t)s.M * s.K);
+        w = bench_buf(c, (size_t)s.N * s.K);
+        o = bench_buf(c, (size_t)s.M * s.N);
     } else {
-        x = buf(c, 64);
+        x = bench_buf(c, 64);
     }
     double best = 1e30;
     bg_err err;
@@ -74,7 +78,7 @@ static double run(bg_compute *c, kind k, shape s, int reps)
     for (int trial = 0; trial < 4 || (trial < 400 && bg_now_ns() - start < 400000000ull); trial++) {
         uint64_t t0 = bg_now_ns();
         if (bg_compute_begin(c, &err) != BG_OK)
-            die("begin", &err);
+            bench_die("begin", &err);
         for (int r = 0; r < reps; r++) {
             bg_tview a = {x, 0}, b = {x, 32};
             if (k == K_MATMUL)
@@ -86,7 +90,7 @@ static double run(bg_compute *c, kind k, shape s, int reps)
                 bg_compute_barrier(c);
         }
         if (bg_compute_submit(c, &err) != BG_OK)
-            die("submit", &err);
+            bench_die("submit", &err);
         double dt = (double)(bg_now_ns() - t0) * 1e-9;
         if (trial > 0 && dt < best)
             best = dt;
@@ -141,8 +145,8 @@ static void row_matmul(bg_compute *cpu, bg_compute *vk, shape s, double peak_gbs
 
 int main(int argc, char **argv)
 {
-    int big = 0, threads = 0, no_cpu = 0, only_mm = 0;
-    double peak = 0.0;
+    int big = 0, threads = 0, no_cpu = 0, only_mm = 0, train = 0;
+    double peak = 0.0, peak_tflops = 0.0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--big") == 0)
             big = 1;
@@ -156,9 +160,16 @@ int main(int argc, char **argv)
             no_cpu = 1;
         else if (strcmp(argv[i], "--matmul-only") == 0)
             only_mm = 1;
+        else if (strcmp(argv[i], "--train") == 0)
+            train = 1;
+        else if (strcmp(argv[i], "--train-only") == 0)
+            train = 2;
+        else if (strcmp(argv[i], "--peak-tflops") == 0 && i + 1 < argc)
+            peak_tflops = atof(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_vulkan [--big] [--peak-gbs G] [--threads N] "
-                            "[--reps R] [--no-cpu] [--matmul-only]\n");
+                            "[--reps R] [--no-cpu] [--matmul-only] [--train | --train-only] "
+                            "[--peak-tflops T]\n");
             return 2;
         }
     }
@@ -166,7 +177,7 @@ int main(int argc, char **argv)
     bg_compute *cpu = NULL, *vk = NULL;
     bg_compute_opts co = {.kind = BG_BACKEND_CPU, .threads = threads, .device_index = -1};
     if (bg_compute_create(&co, &cpu, &err) != BG_OK)
-        die("cpu backend", &err);
+        bench_die("cpu backend", &err);
     bg_compute_opts vo = {.kind = BG_BACKEND_VULKAN, .allow_cpu_device = 1, .device_index = -1};
     if (bg_compute_create(&vo, &vk, &err) != BG_OK) {
         printf("bench_vulkan: no Vulkan device: %s\n", err.msg);
@@ -178,9 +189,15 @@ int main(int argc, char **argv)
     printf("| %-38s | %10s | %10s | %8s |\n", "workload", "cpu", "vulkan", "ratio");
     printf("|%s|%s|%s|%s|\n", "----------------------------------------", "------------",
            "------------", "----------");
+    if (train == 2) {
+        bench_train(cpu, vk, big, no_cpu, peak_tflops);
+        bg_compute_destroy(vk);
+        bg_compute_destroy(cpu);
+        return 0;
+    }
     if (!only_mm) {
-        printf("| %-38s | %10s | %10s | %8s |\n", "dispatch overhead, us (ratio vk/cpu)", "",
-               "", "");
+        printf("| %-38s | %10s | %10s | %8s |\n", "dispatch overhead, us (ratio vk/cpu)", "", "",
+               "");
         row_overhead(cpu, vk, "empty begin+submit", K_EMPTY, 1);
         row_overhead(cpu, vk, "1 tiny op per submit", K_TINY, 1);
         row_overhead(cpu, vk, "per op, 200 tiny ops + barriers", K_TINY, 200);
@@ -188,8 +205,8 @@ int main(int argc, char **argv)
     }
     printf("| %-38s | %10s | %10s | %8s |\n", "throughput (ratio vk/cpu speed)", "", "", "");
     bg_compute *mcpu = no_cpu ? NULL : cpu;
-    static const shape mm[] = {{64, 64, 64},     {128, 128, 128}, {256, 256, 256},
-                               {512, 512, 512},  {64, 768, 288},  {17, 173, 97}};
+    static const shape mm[] = {{64, 64, 64},    {128, 128, 128}, {256, 256, 256},
+                               {512, 512, 512}, {64, 768, 288},  {17, 173, 97}};
     for (size_t i = 0; i < sizeof(mm) / sizeof(mm[0]); i++)
         row_matmul(mcpu, vk, mm[i], peak);
     static const shape mmbig[] = {{1024, 1024, 1024}, {2048, 2048, 2048}, {4096, 4096, 4096}};
@@ -201,6 +218,8 @@ int main(int argc, char **argv)
     static const shape mvbig[] = {{1, 16384, 4096}, {1, 32768, 8192}};
     for (size_t i = 0; !only_mm && big && i < sizeof(mvbig) / sizeof(mvbig[0]); i++)
         row_matmul(mcpu, vk, mvbig[i], peak);
+    if (train)
+        bench_train(cpu, vk, big, no_cpu, peak_tflops);
     bg_compute_destroy(vk);
     bg_compute_destroy(cpu);
     return 0;

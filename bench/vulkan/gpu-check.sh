@@ -22,7 +22,10 @@
 #      none, runs the tests against the GPU (BG_VK_TEST_NATIVE=1: no lavapipe)
 #      and the benchmark (--big, matvec as % of the card's bandwidth), and
 #      leaves the logs in $OUT (SWEEPS=0 leaves out the tuning sweeps). Takes about 2.5 minutes on an H200; give it
-#      timeout_s 420.
+#      timeout_s 420. The training part (test_vk_train; bench_vulkan
+#      --train-only at the 15M shape, batch 32, with the training step's GEMMs
+#      as % of the card's FP32 peak) adds a few minutes with the CPU column;
+#      TRAIN_CPU=0 SWEEPS=0 keeps the whole run near 3 minutes (timeout_s 540).
 #
 # Record the bench table (with the card's name, printed first) in
 # docs/PERFORMANCE.md, section "## Vulkan".
@@ -35,7 +38,8 @@ prepare() {
     set -e
     local b=build-gpucheck
     cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null # Release: timings
-    cmake --build "$b" -j2 --target test_vk_ops test_vk_runtime test_vk_model bench_vulkan
+    cmake --build "$b" -j2 --target test_vk_ops test_vk_runtime test_vk_model test_vk_train \
+        test_vk_nn_train bench_vulkan
     mkdir -p "$dir/models" "$dir/lib"
     rm -rf "$dir/layer" "$dir/lib"/* "$dir/bg_bench_lm"
     if [ "${VALIDATION:-0}" = 1 ]; then
@@ -71,7 +75,9 @@ prepare() {
     mkdir -p .git/info
     grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
     cp "$b/tests/vulkan/test_vk_ops" "$b/tests/vulkan/test_vk_runtime" \
-       "$b/tests/vulkan/test_vk_model" "$b/bench/vulkan/bench_vulkan" "$dir/"
+       "$b/tests/vulkan/test_vk_model" "$b/tests/vulkan/test_vk_train" \
+       "$b/tests/vulkan/test_vk_nn_train" \
+       "$b/bench/vulkan/bench_vulkan" "$dir/"
     # ../shared beside the checkout does not travel to the device machine
     cp ../shared/models/stories260K.bin "$dir/models/" 2>/dev/null ||
         echo "gpu-check: ../shared/models/stories260K.bin missing; test_vk_model runs the" \
@@ -144,11 +150,15 @@ run_device() {
     done
     echo "== test_vk_model (stories260K and a synthetic model, Vulkan vs CPU)"
     BG_SHARED_DIR="$root/$dir" timeout 180 "$dir/test_vk_model" || rc=1
+    echo "== test_vk_train (backward ops, loss, AdamW: GPU vs reference and CPU backend)"
+    timeout 180 "$dir/test_vk_train" || rc=1
+    echo "== test_vk_nn_train (whole-model gradients, LoRA fine-tune: GPU vs CPU backend)"
+    BG_SHARED_DIR="$root/$dir" timeout 300 "$dir/test_vk_nn_train" || rc=1
     if [ -d "$dir/layer" ]; then
         echo "== under the validation layer (API use + synchronization hazards)"
         local v
         for v in "test_vk_runtime chain" "test_vk_runtime staging" "test_vk_runtime readback" \
-                 "test_vk_ops" "test_vk_model"; do
+                 "test_vk_ops" "test_vk_model" "test_vk_train"; do
             echo "-- $v"
             VK_LAYER_PATH="$root/$dir/layer" VK_INSTANCE_LAYERS=VK_LAYER_KHRONOS_validation \
                 VK_LAYER_ENABLES=VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT \
@@ -171,8 +181,23 @@ run_device() {
         *A100*80GB*) peak=2039 ;;
         *A100*) peak=1555 ;;
     esac
+    # FP32 peak (no tensor cores: the GEMM shaders are plain FMA), spec sheet
+    local tflops=0
+    case "$name" in
+        *H200*|*H100*SXM*|*H100\ 80GB\ HBM3*) tflops=67 ;;
+        *H100*PCIe*) tflops=51 ;;
+        *H100*) tflops=67 ;;
+        *A100*) tflops=19.5 ;;
+    esac
     echo "== bench_vulkan on $name (peak $peak GB/s)"
     timeout 240 "$dir/bench_vulkan" --big --peak-gbs "$peak" | tee "$out/bench_vulkan.md" || rc=1
+    # issue 13: the backward ops and a training step's GEMMs at the 15M shape,
+    # batch 32 x 256, against the CPU backend (TRAIN_CPU=0: GPU only, faster)
+    echo "== bench_vulkan --train-only on $name (FP32 peak $tflops TFLOP/s)"
+    local nocpu=""
+    [ "${TRAIN_CPU:-1}" = 0 ] && nocpu=--no-cpu
+    timeout 300 "$dir/bench_vulkan" --big --train-only --peak-tflops "$tflops" $nocpu |
+        tee "$out/bench_vulkan_train.md" || rc=1
     if [ -x "$dir/bg_bench_lm" ]; then
         echo "== bg_bench_lm (tokens/s: plain forward, CPU backend, Vulkan on the GPU)"
         LD_LIBRARY_PATH="$root/$dir/lib" timeout 300 "$dir/bg_bench_lm" --quick \

@@ -17,8 +17,9 @@
  * BG_VK_MAX_RANGE=<bytes> (lower maxStorageBufferRange, >= 4096),
  * BG_VK_SUBMIT_EVERY=<n> (dispatches per submit of a long recording, default
  * 1024, 0 = one submit whatever the length),
- * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MV_SUBGROUP, BG_VK_MM_TILE (choose_variants
- * below).
+ * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MV_SUBGROUP, BG_VK_MM_TILE, and for the
+ * training GEMMs BG_VK_GEMM_TILE, BG_VK_GEMM_BIG, BG_VK_GEMM_GROUPS,
+ * BG_VK_GEMM_SPLIT_K (choose_variants below).
  *
  * Thread: one caller at a time (compute.h). Ownership: see vk_backend.h.
  */
@@ -97,8 +98,7 @@ static int io_check(bg_vk_buf *b, size_t off, size_t n, const char *what, bg_err
     return BG_OK;
 }
 
-static int buf_write(bg_compute *c, bg_cbuf *cb, size_t off, const void *src, size_t n,
-                     bg_err *err)
+static int buf_write(bg_compute *c, bg_cbuf *cb, size_t off, const void *src, size_t n, bg_err *err)
 {
     bg_vk_buf *b = (bg_vk_buf *)cb;
     int rc = io_check(b, off, n, "buffer write", err);
@@ -130,8 +130,8 @@ static int dpool_add(bg_vk_compute *vc)
                                       .maxSets = BG_VK_SETS_PER_POOL,
                                       .poolSizeCount = 1,
                                       .pPoolSizes = &ps};
-    VkResult r = vc->dev.fn.vkCreateDescriptorPool(vc->dev.dev, &pci, NULL,
-                                                   &vc->dpools[vc->ndpools]);
+    VkResult r =
+        vc->dev.fn.vkCreateDescriptorPool(vc->dev.dev, &pci, NULL, &vc->dpools[vc->ndpools]);
     if (r != VK_SUCCESS)
         return BG_ENOMEM;
     vc->ndpools++;
@@ -185,7 +185,52 @@ static int begin(bg_compute *c, bg_err *err)
     vc->unbarriered = 0;
     vc->ndispatch = 0;
     vc->nbarrier = 0;
+    for (int i = 0; i < vc->nscratch; i++)
+        vc->scratch[i].used = 0; /* the last recording's work has completed */
     return cb_start(vc, err);
+}
+
+#define BG_VK_SCRATCH_MIN ((size_t)1 << 20) /* elements per chunk at least (4 MiB) */
+#define BG_VK_SCRATCH_MAX ((size_t)1 << 28) /* ... and at most, unless one view needs more */
+
+int bg__vk_scratch(bg_vk_compute *vc, size_t n, const char *op, bg_tview *out)
+{
+    /* 64-element (256-byte) granules keep every view's descriptor offset
+     * aligned on any device */
+    size_t need = (n + 63) / 64 * 64;
+    for (int i = 0; i < vc->nscratch; i++) {
+        if (vc->scratch[i].cap - vc->scratch[i].used >= need) {
+            *out = (bg_tview){(bg_cbuf *)vc->scratch[i].buf, vc->scratch[i].used};
+            vc->scratch[i].used += need;
+            return BG_OK;
+        }
+    }
+    int max = (int)(sizeof(vc->scratch) / sizeof(vc->scratch[0]));
+    if (vc->nscratch == max)
+        return bg__vk_fail(vc, BG_ELIMIT,
+                           "vulkan op %s: scratch memory exhausted (%d chunks in one recording); "
+                           "submit the recording in smaller parts",
+                           op, max);
+    /* each new chunk at least as large as all before it: a recording that
+     * needs a lot (split-K partials of every weight gradient of a step)
+     * takes few chunks */
+    size_t total = 0;
+    for (int i = 0; i < vc->nscratch; i++)
+        total += vc->scratch[i].cap;
+    size_t cap = need > BG_VK_SCRATCH_MIN ? need : BG_VK_SCRATCH_MIN;
+    cap = cap > total ? cap : total;
+    if (cap > BG_VK_SCRATCH_MAX)
+        cap = need > BG_VK_SCRATCH_MAX ? need : BG_VK_SCRATCH_MAX;
+    bg_cbuf *b = NULL;
+    bg_err err;
+    int rc = buf_create(&vc->base, cap * 4, &b, &err);
+    if (rc != BG_OK)
+        return bg__vk_fail(vc, rc, "vulkan op %s: scratch of %zu floats: %s", op, cap, err.msg);
+    vc->scratch[vc->nscratch].buf = (bg_vk_buf *)b;
+    vc->scratch[vc->nscratch].cap = cap;
+    vc->scratch[vc->nscratch++].used = need;
+    *out = (bg_tview){b, 0};
+    return BG_OK;
 }
 
 static void mem_barrier(bg_vk_compute *vc, VkPipelineStageFlags dst_stage, VkAccessFlags dst)
@@ -199,7 +244,11 @@ static void mem_barrier(bg_vk_compute *vc, VkPipelineStageFlags dst_stage, VkAcc
 
 static void barrier(bg_compute *c)
 {
-    bg_vk_compute *vc = VC(c);
+    bg__vk_barrier(VC(c));
+}
+
+void bg__vk_barrier(bg_vk_compute *vc)
+{
     if (!vc->unbarriered)
         return; /* nothing written since the last barrier */
     mem_barrier(vc, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
@@ -219,7 +268,7 @@ static int bind_view(bg_vk_compute *vc, const char *op, int slot, const bg_vk_bi
     size_t elems = buf->bytes / 4;
     if (b->v.off > elems || b->n > elems - b->v.off)
         return bg__vk_fail(vc, BG_EINVAL,
-                           "vulkan op %s: view %d [%zu, %zu+%zu) elements lies outside its "
+                           "vulkan op %s: view %d [%zu, %zu+%zu) elements exceeds its "
                            "buffer of %zu elements",
                            op, slot, b->v.off, b->v.off, b->n, elems);
     /* 16 bytes at least, so that kernels may read a view as vec4 when its
@@ -237,9 +286,8 @@ static int bind_view(bg_vk_compute *vc, const char *op, int slot, const bg_vk_bi
                            op, slot, (unsigned long long)range,
                            (unsigned long long)caps->max_storage_range, caps->name);
     if (b->n == 0) { /* nothing to touch (an empty table chunk): bind the dummy */
-        *info = (VkDescriptorBufferInfo){.buffer = vc->dummy->a.block->buf,
-                                         .offset = vc->dummy->a.off,
-                                         .range = 16};
+        *info = (VkDescriptorBufferInfo){
+            .buffer = vc->dummy->a.block->buf, .offset = vc->dummy->a.off, .range = 16};
         *o = 0;
         return BG_OK;
     }
@@ -294,8 +342,9 @@ static void ts_report(bg_vk_compute *vc)
         BG_WARN("vulkan", "timestamps unavailable: %s", bg__vk_result_str(r));
         return;
     }
-    BG_INFO("vulkan", "per-op GPU time, %u of %d dispatches timed, %d barriers, %.1f us in ops:",
-            vc->nq / 2, vc->cb_dispatches, vc->nbarrier, all);
+    BG_INFO("vulkan",
+            "per-op GPU time, %u of %d dispatches timed, %d barriers, %.1f us in ops:", vc->nq / 2,
+            vc->cb_dispatches, vc->nbarrier, all);
     BG_INFO("vulkan", "  %-18s %6s %12s %10s %6s", "op", "count", "total us", "mean us", "%");
     for (int k = 0; k < nn; k++)
         BG_INFO("vulkan", "  %-18s %6d %12.1f %10.2f %5.1f%%", names[k], count[k], total_us[k],
@@ -346,8 +395,8 @@ static int split(bg_vk_compute *vc)
 }
 
 int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const uint32_t *spec,
-                    int nspec, const bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx,
-                    uint32_t gy, uint32_t gz)
+                    int nspec, const bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx, uint32_t gy,
+                    uint32_t gz)
 {
     const bg_vk_caps *caps = &vc->dev.caps;
     if (gx > caps->max_wg_count[0] || gy > caps->max_wg_count[1] || gz > caps->max_wg_count[2])
@@ -391,8 +440,8 @@ int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const
     f->vkCmdBindPipeline(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pl);
     f->vkCmdBindDescriptorSets(vc->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, vc->pipes.layout, 0, 1,
                                &set, 0, NULL);
-    f->vkCmdPushConstants(vc->cmd, vc->pipes.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                          sizeof(*pc), pc);
+    f->vkCmdPushConstants(vc->cmd, vc->pipes.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(*pc),
+                          pc);
     if (gx && gy && gz)
         f->vkCmdDispatch(vc->cmd, gx, gy, gz);
     if (timed)
@@ -463,10 +512,48 @@ static const bg_compute_vtbl VK_VTBL = {
     .copy = bg__vk_op_copy,
     .embed = bg__vk_op_embed,
     .logsoftmax_gather = bg__vk_op_logsoftmax_gather,
+    .fill = bg__vk_op_fill,
+    .axpy = bg__vk_op_axpy,
+    .embed_backward = bg__vk_op_embed_backward,
+    .rmsnorm_backward = bg__vk_op_rmsnorm_backward,
+    .matmul_backward_x = bg__vk_op_matmul_backward_x,
+    .matmul_backward_w = bg__vk_op_matmul_backward_w,
+    .rope_backward = bg__vk_op_rope_backward,
+    .attention_train = bg__vk_op_attention_train,
+    .attention_backward = bg__vk_op_attention_backward,
+    .swiglu_backward = bg__vk_op_swiglu_backward,
+    .xent = bg__vk_op_xent,
+    .sumsq = bg__vk_op_sumsq,
+    .adamw = bg__vk_op_adamw,
 };
 
+/* A tile TXxTYxBK[xRMxRN] from the environment variable var into m, when
+ * set and within the device's workgroup and shared-memory limits (1);
+ * otherwise 0, with a warning when it was set. */
+static int parse_tile(const bg_vk_caps *c, const char *var, uint32_t m[5])
+{
+    const char *t = getenv(var);
+    if (!t || !*t)
+        return 0;
+    unsigned v[5] = {0, 0, 0, 4, 4};
+    int n = sscanf(t, "%ux%ux%ux%ux%u", &v[0], &v[1], &v[2], &v[3], &v[4]);
+    uint64_t shared = 4ull * v[2] * (v[3] * v[1] + 1 + v[4] * v[0] + 1); /* padded tiles */
+    if ((n == 3 || n == 5) && v[0] && v[1] && v[2] && v[3] && v[4] && v[3] * v[4] <= 64 &&
+        v[0] * v[1] <= c->max_wg_invocations && v[1] <= c->max_wg_size[1] &&
+        shared <= c->shared_mem_bytes) {
+        for (int i = 0; i < 5; i++)
+            m[i] = v[i];
+        return 1;
+    }
+    BG_WARN("vulkan",
+            "%s=%s ignored: expected TXxTYxBK[xRMxRN] within the device's workgroup and "
+            "shared-memory limits",
+            var, t);
+    return 0;
+}
+
 /* Kernel variants from the capabilities (and the tuning variables): the
- * workgroup size of reductions, the matvec split, the matmul tile. */
+ * workgroup size of reductions, the matvec split, the matmul tiles. */
 static void choose_variants(bg_vk_compute *vc)
 {
     const bg_vk_caps *c = &vc->dev.caps;
@@ -499,24 +586,42 @@ static void choose_variants(bg_vk_compute *vc)
     vc->mm_tx = vc->mm_ty = 16;
     vc->mm_bk = 16;
     vc->mm_rm = vc->mm_rn = 4;
-    const char *t = getenv("BG_VK_MM_TILE");
-    unsigned m[5] = {0, 0, 0, 4, 4};
-    int n = t ? sscanf(t, "%ux%ux%ux%ux%u", &m[0], &m[1], &m[2], &m[3], &m[4]) : 0;
-    uint64_t shared = 4ull * m[2] * (m[3] * m[1] + 1 + m[4] * m[0] + 1); /* padded tiles */
-    if ((n == 3 || n == 5) && m[0] && m[1] && m[2] && m[3] && m[4] && m[3] * m[4] <= 64 &&
-        m[0] * m[1] <= c->max_wg_invocations && m[1] <= c->max_wg_size[1] &&
-        shared <= c->shared_mem_bytes) {
+    uint32_t m[5];
+    if (parse_tile(c, "BG_VK_MM_TILE", m)) {
         vc->mm_tx = m[0];
         vc->mm_ty = m[1];
         vc->mm_bk = m[2];
         vc->mm_rm = m[3];
         vc->mm_rn = m[4];
-    } else if (t) {
-        BG_WARN("vulkan", "BG_VK_MM_TILE=%s ignored: expected TXxTYxBK[xRMxRN] within the "
-                          "device's workgroup and shared-memory limits", t);
     }
     while (vc->mm_tx * vc->mm_ty > c->max_wg_invocations || vc->mm_ty > c->max_wg_size[1])
         vc->mm_ty /= 2;
+    /* training GEMMs: 8x8 per invocation (128x128 tiles) wins from ~2048^2
+     * outputs on the H200 (docs/PERFORMANCE.md); lavapipe keeps the matmul
+     * tile. Split-K below 512 tiles on GPUs (dW = dy^T x of a batch has few
+     * outputs and a long K). Tuning: BG_VK_GEMM_TILE, BG_VK_GEMM_BIG
+     * (outputs), BG_VK_GEMM_GROUPS (0 = no split-K), BG_VK_GEMM_SPLIT_K (k
+     * per slice at least, 256). */
+    uint32_t big[5] = {16, 16, 16, 8, 8};
+    uint64_t big_shared = 4ull * big[2] * (big[3] * big[1] + 1 + big[4] * big[0] + 1);
+    int big_ok = !cpu && big[0] * big[1] <= c->max_wg_invocations && big[1] <= c->max_wg_size[1] &&
+                 big_shared <= c->shared_mem_bytes;
+    uint32_t mine[5] = {vc->mm_tx, vc->mm_ty, vc->mm_bk, vc->mm_rm, vc->mm_rn};
+    memcpy(vc->gb_tile, big_ok ? big : mine, sizeof(vc->gb_tile));
+    if (parse_tile(c, "BG_VK_GEMM_TILE", m))
+        memcpy(vc->gb_tile, m, sizeof(vc->gb_tile));
+    vc->gemm_big = (size_t)1 << 21;
+    vc->gemm_groups = cpu ? 0 : 512;
+    const char *gb = getenv("BG_VK_GEMM_BIG");
+    if (gb && *gb)
+        vc->gemm_big = (size_t)strtoull(gb, NULL, 10);
+    const char *gg = getenv("BG_VK_GEMM_GROUPS");
+    if (gg && *gg)
+        vc->gemm_groups = (uint32_t)strtoul(gg, NULL, 10);
+    vc->gemm_split_k = 256;
+    const char *gk = getenv("BG_VK_GEMM_SPLIT_K");
+    if (gk && atoi(gk) >= 1)
+        vc->gemm_split_k = (uint32_t)atoi(gk);
 }
 
 static int setup(bg_vk_compute *vc, bg_err *err)
@@ -553,8 +658,7 @@ static int setup(bg_vk_compute *vc, bg_err *err)
                                          .queryType = VK_QUERY_TYPE_TIMESTAMP,
                                          .queryCount = 2 * BG_VK_TS_OPS};
             vc->qnames = calloc(BG_VK_TS_OPS, sizeof(*vc->qnames));
-            if (vc->qnames &&
-                f->vkCreateQueryPool(d->dev, &qci, NULL, &vc->qpool) == VK_SUCCESS) {
+            if (vc->qnames && f->vkCreateQueryPool(d->dev, &qci, NULL, &vc->qpool) == VK_SUCCESS) {
                 vc->ts_on = 1;
                 vc->qcap = 2 * BG_VK_TS_OPS;
             }

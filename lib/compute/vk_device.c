@@ -8,6 +8,7 @@
  * Thread: the owner of the bg_vk_dev.
  */
 #include "compute/vk_device.h"
+#include "compute/vk_pipeline.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -107,7 +108,8 @@ static const char *no_driver_hint(void)
                ? "a driver manifest exists but no device answered; check VK_DRIVER_FILES and "
                  "that the GPU is visible (/dev/dri, /dev/nvidia*)"
                : "no Vulkan driver (ICD manifest) found in VK_DRIVER_FILES, "
-                 "/usr/share/vulkan/icd.d or /etc/vulkan/icd.d; install one (mesa-vulkan-drivers; NVIDIA: the driver's "
+                 "/usr/share/vulkan/icd.d or /etc/vulkan/icd.d; install one (mesa-vulkan-drivers; "
+                 "NVIDIA: the driver's "
                  "nvidia_icd.json, in containers NVIDIA_DRIVER_CAPABILITIES must include "
                  "graphics) or set VK_DRIVER_FILES=/path/to/icd.json";
 }
@@ -188,6 +190,7 @@ static void probe_caps(bg_vk_dev *d, uint32_t ts_bits)
         c->max_storage_range = lim;
     c->storage_align = l->minStorageBufferOffsetAlignment ? l->minStorageBufferOffsetAlignment : 4;
     c->max_push_bytes = l->maxPushConstantsSize;
+    c->max_stage_buffers = l->maxPerStageDescriptorStorageBuffers;
     c->max_alloc_bytes = m3.maxMemoryAllocationSize;
     c->timestamps = ts_bits > 0 && l->timestampPeriod > 0.0f;
     c->timestamp_period_ns = l->timestampPeriod;
@@ -222,8 +225,7 @@ static int choose_device(bg_vk_dev *d, const bg_compute_opts *opts, bg_err *err)
         long v = strtol(env, &end, 10);
         if (*end != '\0' || v < 0)
             return bg_err_set(err, BG_EINVAL,
-                              "vulkan: BG_VK_DEVICE=%s; expected a device index 0..%u", env,
-                              n - 1);
+                              "vulkan: BG_VK_DEVICE=%s; expected a device index 0..%u", env, n - 1);
         want = (int)v;
     }
     int allow_cpu = (opts && opts->allow_cpu_device) || env_flag("BG_VK_ALLOW_CPU");
@@ -279,6 +281,14 @@ static int choose_device(bg_vk_dev *d, const bg_compute_opts *opts, bg_err *err)
 
 static int create_device(bg_vk_dev *d, bg_err *err)
 {
+    /* the one descriptor-set layout (vk_pipeline.h) binds BG_VK_BINDINGS
+     * storage buffers and pushes sizeof(bg_vk_pc) bytes to every kernel */
+    if (d->caps.max_stage_buffers < BG_VK_BINDINGS || d->caps.max_push_bytes < sizeof(bg_vk_pc))
+        return bg_err_set(err, BG_EUNAVAIL,
+                          "vulkan: %s offers %u storage buffers and %u push-constant bytes per "
+                          "shader; the kernels need %d and %zu; use --backend cpu",
+                          d->caps.name, d->caps.max_stage_buffers, d->caps.max_push_bytes,
+                          BG_VK_BINDINGS, sizeof(bg_vk_pc));
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
@@ -314,10 +324,10 @@ static void log_caps(const bg_vk_dev *d)
             d->index, c->name, bg__vk_type_name(c->type), VK_API_VERSION_MAJOR(c->api_version),
             VK_API_VERSION_MINOR(c->api_version), VK_API_VERSION_PATCH(c->api_version),
             c->vendor_id, c->subgroup_size, c->subgroup_arith ? " (arithmetic)" : "",
-            c->shared_mem_bytes, c->max_wg_invocations,
-            c->max_wg_size[0], c->max_wg_size[1], c->max_wg_size[2],
-            (unsigned long long)c->max_storage_range, (unsigned long long)c->storage_align,
-            c->max_push_bytes, (unsigned long long)c->max_alloc_bytes, c->fp16 ? "yes" : "no",
+            c->shared_mem_bytes, c->max_wg_invocations, c->max_wg_size[0], c->max_wg_size[1],
+            c->max_wg_size[2], (unsigned long long)c->max_storage_range,
+            (unsigned long long)c->storage_align, c->max_push_bytes,
+            (unsigned long long)c->max_alloc_bytes, c->fp16 ? "yes" : "no",
             c->timestamps ? "yes" : "no", (double)c->timestamp_period_ns);
 }
 

@@ -27,18 +27,19 @@ typedef struct bg_vk_caps {
     uint32_t api_version;
     uint32_t vendor_id;
     uint32_t subgroup_size;
-    int subgroup_arith;              /* subgroupAdd & co. in compute shaders */
-    uint32_t shared_mem_bytes;       /* maxComputeSharedMemorySize */
-    uint32_t max_wg_invocations;     /* maxComputeWorkGroupInvocations */
-    uint32_t max_wg_size[3];         /* maxComputeWorkGroupSize */
-    uint32_t max_wg_count[3];        /* maxComputeWorkGroupCount */
-    uint64_t max_storage_range;      /* maxStorageBufferRange, bytes */
-    uint64_t storage_align;          /* minStorageBufferOffsetAlignment, bytes */
-    uint32_t max_push_bytes;         /* maxPushConstantsSize */
-    uint64_t max_alloc_bytes;        /* maxMemoryAllocationSize (1.1), 0 = unknown */
-    int fp16;                        /* shaderFloat16 (Vulkan 1.2 devices) */
-    int timestamps;                  /* the compute queue can write timestamps */
-    float timestamp_period_ns;       /* ns per timestamp tick */
+    int subgroup_arith;          /* subgroupAdd & co. in compute shaders */
+    uint32_t shared_mem_bytes;   /* maxComputeSharedMemorySize */
+    uint32_t max_wg_invocations; /* maxComputeWorkGroupInvocations */
+    uint32_t max_wg_size[3];     /* maxComputeWorkGroupSize */
+    uint32_t max_wg_count[3];    /* maxComputeWorkGroupCount */
+    uint64_t max_storage_range;  /* maxStorageBufferRange, bytes */
+    uint64_t storage_align;      /* minStorageBufferOffsetAlignment, bytes */
+    uint32_t max_push_bytes;     /* maxPushConstantsSize */
+    uint32_t max_stage_buffers;  /* maxPerStageDescriptorStorageBuffers */
+    uint64_t max_alloc_bytes;    /* maxMemoryAllocationSize (1.1), 0 = unknown */
+    int fp16;                    /* shaderFloat16 (Vulkan 1.2 devices) */
+    int timestamps;              /* the compute queue can write timestamps */
+    float timestamp_period_ns;   /* ns per timestamp tick */
 } bg_vk_caps;
 
 typedef struct bg_vk_dev {

@@ -20,7 +20,10 @@
  *
  * Invariants: free ranges of a block are sorted, disjoint, non-adjacent;
  * a block with no live allocation is released at once. Thread: the owner of
- * the backend; reads and writes only outside a recording.
+ * the backend; reads and writes only outside a recording, except the
+ * training ops' id checks (compute_vulkan_train.c), which read host-written
+ * ids while recording (a staged read uses its own command buffer and fence,
+ * submitted before the recording is).
  */
 #ifndef BG_VK_MEM_H
 #define BG_VK_MEM_H

@@ -13,7 +13,7 @@
 #include "common/bg_log.h"
 #include "compute/vk_spirv.h"
 
-_Static_assert(sizeof(bg_vk_pc) == 64, "bg_vk_pc mirrors PC in shaders/bg_common.glsl");
+_Static_assert(sizeof(bg_vk_pc) == 96, "bg_vk_pc mirrors PC in shaders/bg_common.glsl");
 
 const bg_vk_spirv *bg__vk_spirv_find(const char *name)
 {
@@ -59,8 +59,7 @@ int bg__vk_pipes_init(bg_vk_pipes *p, bg_vk_dev *d, bg_err *err)
     r = d->fn.vkCreatePipelineLayout(d->dev, &pci, NULL, &p->layout);
     if (r != VK_SUCCESS) {
         bg__vk_pipes_close(p);
-        return bg_err_set(err, BG_EINTERNAL, "vulkan: pipeline layout: %s",
-                          bg__vk_result_str(r));
+        return bg_err_set(err, BG_EINTERNAL, "vulkan: pipeline layout: %s", bg__vk_result_str(r));
     }
     return BG_OK;
 }
@@ -132,8 +131,8 @@ int bg__vk_pipes_get(bg_vk_pipes *p, const char *shader, const uint32_t *spec, i
                      VkPipeline *out, bg_err *err)
 {
     if (nspec < 0 || nspec > BG_VK_MAX_SPEC)
-        return bg_err_set(err, BG_EINTERNAL, "vulkan: %d spec constants for %s; at most %d",
-                          nspec, shader, BG_VK_MAX_SPEC);
+        return bg_err_set(err, BG_EINTERNAL, "vulkan: %d spec constants for %s; at most %d", nspec,
+                          shader, BG_VK_MAX_SPEC);
     for (int i = 0; i < p->npipes; i++) {
         bg_vk_pipe *e = &p->pipes[i];
         if (e->nspec == nspec && strcmp(e->shader, shader) == 0 &&

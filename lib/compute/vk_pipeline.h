@@ -2,9 +2,11 @@
  * vk_pipeline.h — the one pipeline layout shared by every kernel, and compute
  * pipelines created lazily from the embedded SPIR-V.
  *
- * Layout: set 0 holds BG_VK_BINDINGS storage buffers (bindings 0..3; a kernel
- * uses a prefix of them), push constants are struct bg_vk_pc (64 bytes, well
- * under the 128 bytes every device guarantees) mirrored by
+ * Layout: set 0 holds BG_VK_BINDINGS storage buffers (bindings 0..7; a kernel
+ * uses a prefix of them: the attention backward needs 8, so a device must
+ * offer maxPerStageDescriptorStorageBuffers >= 8, checked at creation), push
+ * constants are struct bg_vk_pc (96 bytes, under the 128 bytes every device
+ * guarantees) mirrored by
  * shaders/bg_common.glsl. One layout means one descriptor-set shape for the
  * whole backend, so sets come from one pool and any kernel can follow any.
  *
@@ -20,7 +22,7 @@
 
 #include "compute/vk_device.h"
 
-#define BG_VK_BINDINGS 4
+#define BG_VK_BINDINGS 8
 #define BG_VK_MAX_SPEC 8
 #define BG_VK_MAX_PIPES 64
 
@@ -28,8 +30,7 @@
 typedef struct bg_vk_pc {
     uint32_t o[BG_VK_BINDINGS]; /* element offset of each view within its bound range */
     int32_t i[8];               /* op arguments */
-    float f0;
-    uint32_t pad[3];
+    float f[8];                 /* op arguments (eps; AdamW's hyperparameters) */
 } bg_vk_pc;
 
 typedef struct bg_vk_pipe {

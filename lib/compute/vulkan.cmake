@@ -13,6 +13,7 @@ target_include_directories(bg_compute PRIVATE ${BG_VULKAN_INCLUDE})
 target_sources(bg_compute PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/compute_vulkan.c
   ${CMAKE_CURRENT_LIST_DIR}/compute_vulkan_ops.c
+  ${CMAKE_CURRENT_LIST_DIR}/compute_vulkan_train.c
   ${CMAKE_CURRENT_LIST_DIR}/vk_device.c
   ${CMAKE_CURRENT_LIST_DIR}/vk_loader.c
   ${CMAKE_CURRENT_LIST_DIR}/vk_mem.c
