@@ -65,7 +65,7 @@ static const bg_cfg_entry cfg_map[] = {
     I("lr_horizon", lr_horizon, "2000", 0, 1e9, "steps of the linear decay (0 = constant lr)"),
     {.key = "lr_restart",
      .type = BG_CFGV_BOOL,
-     .def = "false",
+     .def = "true",
      .offset = offsetof(gfn_cfg, lr_restart),
      .desc = "restart the lr schedule each time the posterior moves (a new observation)"},
     D("lr_logz", lr_logz, "0.3", 0, 10, "learning rate of log Z (tb)"),
