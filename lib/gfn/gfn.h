@@ -90,8 +90,8 @@ typedef struct bg_gfn_config {
      * lr_end / lr over lr_horizon steps, then stay (0 = constant). A
      * decaying rate damps the sampling noise of the gradient at the end.
      * lr_restart = 1: warm restarts — the schedule starts again (from lr)
-     * at the first step of a training call whose reward version differs
-     * from the last call's, i.e. each time the posterior moved; 0: one
+     * at a training call whose reward version differs from the last
+     * call's (even one of 0 steps), i.e. each time the posterior moved; 0: one
      * schedule over the instance's lifetime (a sampler whose reward moves
      * then trains at lr_end for good once lr_horizon steps have run). */
     double lr_end;

@@ -616,7 +616,7 @@ int bg_gfn_train_at(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint64
     if (rc != BG_PLUGIN_OK)
         return rc;
     /* warm restart: the posterior moved, the schedule starts again */
-    if (g->cfg.lr_restart && version != g->version && g->stats.steps > 0 && steps > 0) {
+    if (g->cfg.lr_restart && version != g->version && g->stats.steps > 0) {
         g->stats.sched_start = g->stats.steps;
         g->stats.restarts++;
     }
