@@ -169,8 +169,11 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
                      const bg_observation *hist, size_t n_hist, uint32_t steps, uint32_t owed)
 {
     BG_ASSERT(steps <= owed, "train_run: %u steps of %u owed", steps, owed);
-    size_t n0 = e->trained_n < n_hist ? e->trained_n + 1 : n_hist;
-    size_t span = n_hist - n0 + 1, n = 0;
+    pthread_rwlock_rdlock(&e->lock); /* written under the write lock */
+    size_t done = e->trained_n;
+    pthread_rwlock_unlock(&e->lock);
+    size_t n0 = done < n_hist ? done + 1 : n_hist;
+    size_t span = n_hist - n0 + 1, n = SIZE_MAX; /* no reward context yet */
     bg__reward_ctx r = {0};
     int rc = BG_PLUGIN_OK;
     uint32_t k = 0;
