@@ -174,6 +174,30 @@ static void mean_2sem(const double *v, size_t n, size_t stride, double *mean, do
     *e2 = n > 1 ? 2.0 * sqrt(ss / (double)(n - 1)) / sqrt((double)n) : 0;
 }
 
+/* One-sided (1 - gamma) exact Clopper–Pearson upper bound on a rate after
+ * f events in n trials: the p with P(Binomial(n, p) <= f) = gamma. For
+ * f = 0 it is 1 - gamma^(1/n): 0 deaths in 10,000 episodes -> 2.995e-4 at
+ * 95 % (the 3.7e-4 of the two-sided 95 % interval is gamma = 0.025). */
+static double cp_upper(long f, long n, double gamma)
+{
+    if (f >= n)
+        return 1.0;
+    if (f == 0)
+        return -expm1(log(gamma) / (double)n);
+    double lo = (double)f / (double)n, hi = 1.0;
+    for (int it = 0; it < 100; it++) {
+        double p = 0.5 * (lo + hi), cdf = 0;
+        for (long k = 0; k <= f; k++)
+            cdf += exp(lgamma(n + 1.0) - lgamma(k + 1.0) - lgamma((double)(n - k) + 1.0) +
+                       (double)k * log(p) + (double)(n - k) * log1p(-p));
+        if (cdf > gamma)
+            lo = p;
+        else
+            hi = p;
+    }
+    return hi;
+}
+
 static const char *theta_name(bb_theta_mode m)
 {
     return m == BB_THETA_FIXED ? "fixed" : "max-arm";
@@ -247,15 +271,27 @@ static int figure1(const opts *o, bg_plugin_host *host, double fixed_theta)
         char al[16] = "-";
         if (cl->gr == BB_NONIID)
             snprintf(al, sizeof al, "%g", cl->alpha);
-        printf("%-7g %-10s %-8s %7.2f ± %-7.2f %6.4f ± %-7.4f %-13.4f %.2f\n", cl->C,
-               bb_guardrail_name(cl->gr), al, rw, rw2, de, de2, ar, rj);
+        /* a rate of 0/n has no spread to report: its one-sided 95 % upper
+         * bound says what the n episodes rule out */
+        long deaths = 0;
+        for (long e = 0; e < o->episodes; e++)
+            deaths += cl->ep[e].death;
+        double de_up = cp_upper(deaths, o->episodes, 0.05);
+        char dcol[32];
+        if (deaths == 0)
+            snprintf(dcol, sizeof dcol, "0 (<= %.1e)", de_up);
+        else
+            snprintf(dcol, sizeof dcol, "%6.4f ± %.4f", de, de2);
+        printf("%-7g %-10s %-8s %7.2f ± %-7.2f %-17s %-13.4f %.2f\n", cl->C,
+               bb_guardrail_name(cl->gr), al, rw, rw2, dcol, ar, rj);
         fprintf(jf,
                 "{\"figure\": 1, \"theta\": \"%s\", \"C\": %g, \"guardrail\": \"%s\", "
                 "\"alpha\": %s, \"episodes\": %ld, \"reward_mean\": %.6f, \"reward_2sem\": %.6f, "
-                "\"death_rate\": %.6f, \"death_2sem\": %.6f, \"all_rejected\": %.6f, "
-                "\"rejections_mean\": %.4f}\n",
+                "\"death_rate\": %.6f, \"death_2sem\": %.6f, \"deaths\": %ld, "
+                "\"death_upper95\": %.6g, \"all_rejected\": %.6f, \"rejections_mean\": %.4f}\n",
                 theta_name(o->theta), cl->C, bb_guardrail_name(cl->gr),
-                cl->gr == BB_NONIID ? al : "null", o->episodes, rw, rw2, de, de2, ar, rj);
+                cl->gr == BB_NONIID ? al : "null", o->episodes, rw, rw2, de, de2, deaths, de_up, ar,
+                rj);
         fprintf(df, "%g %s %g %.6f %.6f %.6f %.6f %.6f\n", cl->C, bb_guardrail_name(cl->gr),
                 cl->gr == BB_NONIID ? cl->alpha : 0.0, rw, rw2, de, de2, ar);
     }

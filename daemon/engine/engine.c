@@ -3,7 +3,8 @@
  *
  * Contract: engine.h. Posterior arithmetic: posterior.c. Sessions, locking
  * and the states of a posterior: session.h. Durable log: obs_store.h.
- * Models with count() == 0: the sampled path (sampled.h), called directly.
+ * Models with count() == 0, and guards with sampler_always: the sampled path
+ * (sampled.h), called directly.
  *
  * evaluate, top to bottom:
  *   1. check the action (engine rules, then the model's check_action)
@@ -180,6 +181,8 @@ static int model_count(bg_engine *e, const bg_guard *g, size_t *n, bg_err *err)
 {
     *n = 0; /* written on every path (gcc -O2 cannot tell) */
     uint64_t c = g->model->count(g->model_inst);
+    if (g->sampler && g->sampler_always)
+        c = 0; /* spec.sampler.always: sampled although enumerable */
     if (c > UINT32_MAX)
         return bg_err_set(err, BG_ELIMIT,
                           "policy %s: model %s has %llu hypotheses; the engine enumerates at "

@@ -120,14 +120,21 @@ typedef struct bg_guard {
     const bg_estimator_vtbl *estimator;
     void *estimator_inst;
 
-    /* The sampled path, for models with count() == 0: sampler, sampler_inst,
-     * sampled and train are all set, or none is. */
+    /* The sampled path, for models with count() == 0 (or sampler_always):
+     * sampler, sampler_inst, sampled and train are all set, or none is. */
     const char *sampler_name;
     const bg_sampler_vtbl *sampler;
     void *sampler_inst;
     uint32_t sampler_samples; /* K candidates per evaluation; 0: the trainer's default */
-    bg_sampled *sampled;      /* this instance's sampled state (engine/sampled.h), made
-                                 for sampler_inst and destroyed with it */
+    /* 1: the sampled path even for a model that enumerates (count() > 0),
+     * so a policy's sampled bound can be held against the exact one of the
+     * same policy without it (spec.sampler.always); needs a sampler. */
+    int sampler_always;
+    /* Optimiser steps per observation of this guard's samplers; 0: the
+     * trainer's train_steps (spec.sampler.train_steps). */
+    uint32_t sampler_train_steps;
+    bg_sampled *sampled; /* this instance's sampled state (engine/sampled.h), made
+                            for sampler_inst and destroyed with it */
     bg_train_mode train;
     /* 1: each session with data gets its own sampler from session_sampler
      * (both functions set); 0: sampler_inst serves every session

@@ -38,9 +38,11 @@
  *   BG_TRAIN_BACKGROUND  Observe copies the history into a job, takes a
  *                        reference on the guard's owner and returns; the
  *                        trainer runs the job's owed optimiser steps
- *                        (train_steps per observation; the whole history's
- *                        for a sampler that never trained on the session)
- *                        in chunks of at most 50 (train_steps for an
+ *                        (train_steps per observation: the guard's
+ *                        sampler_train_steps, else the trainer's; the
+ *                        whole history's for a sampler that never trained
+ *                        on the session) in chunks of at most
+ *                        max(50, train_steps) (train_steps for an
  *                        untrained sampler: what makes it usable), one step
  *                        per write lock, so an Evaluate waits for at most one
  *                        step. Jobs of one sampler coalesce to the newest

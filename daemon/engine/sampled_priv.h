@@ -49,6 +49,7 @@ typedef struct bg__sampler {
     pthread_rwlock_t lock;                   /* train (write) vs sample (read) */
     atomic_int state;                        /* BG__SAMPLER_* bits */
     atomic_uint_fast64_t gen;                /* train calls so far (under lock, write) */
+    size_t trained_n;                        /* history length of the last step (lock, write) */
     pthread_mutex_t cands_mu;                /* guards cands */
     bg__cands *cands;                        /* the last draw, a reference; NULL: none */
     int refs;                                /* users, under the table's mutex */

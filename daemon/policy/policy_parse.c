@@ -133,6 +133,11 @@ static const bg_cfg_entry sampler_table[] = {
      .desc = "a sampler plugin name"},
     {.key = "samples", .type = BG_CFGV_INT, .def = "256", .offset = OFF(samples), .min = 1,
      .max = 1000000, .desc = "candidate hypotheses drawn per evaluation"},
+    {.key = "always", .type = BG_CFGV_BOOL, .def = "false", .offset = OFF(sampler_always),
+     .desc = "true: take the sampled path even when the model enumerates its hypotheses"},
+    {.key = "train_steps", .type = BG_CFGV_INT, .def = "0", .offset = OFF(sampler_train_steps),
+     .min = 0, .max = 4000,
+     .desc = "optimiser steps per observation (0 = the daemon's default budget)"},
 };
 
 static const bg_cfg_entry metadata_table[] = {

@@ -38,6 +38,8 @@ typedef struct bg__policy_spec {
         char estimator_plugin[64];
         char sampler_plugin[64];
         int64_t samples;
+        int sampler_always;          /* spec.sampler.always */
+        int64_t sampler_train_steps; /* spec.sampler.train_steps, 0 = the daemon's */
         double threshold;
         int over_threshold;       /* 0 deny, 1 escalate */
         int on_error;             /* 0 deny, 1 allow */

@@ -566,6 +566,8 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler = im->pi[P_SAMPLER]->plugin->desc->vt.sampler;
         g->sampler_inst = im->pi[P_SAMPLER]->inst;
         g->sampler_samples = (uint32_t)sp->v.samples;
+        g->sampler_always = sp->v.sampler_always != 0;
+        g->sampler_train_steps = (uint32_t)sp->v.sampler_train_steps;
         g->sampled = im->sampled;
         /* the daemon's way: one sampler per session, trained in the
          * background while the set is kept alive */

@@ -88,9 +88,15 @@ typedef struct bg_gfn_config {
     double lr_logz;    /* Adam learning rate of log Z (TB only) */
     /* Learning-rate schedule: both rates scale linearly from 1 to
      * lr_end / lr over lr_horizon steps, then stay (0 = constant). A
-     * decaying rate damps the sampling noise of the gradient at the end. */
+     * decaying rate damps the sampling noise of the gradient at the end.
+     * lr_restart = 1: warm restarts — the schedule starts again (from lr)
+     * at a training call whose reward version differs from the last
+     * call's (even one of 0 steps), i.e. each time the posterior moved; 0: one
+     * schedule over the instance's lifetime (a sampler whose reward moves
+     * then trains at lr_end for good once lr_horizon steps have run). */
     double lr_end;
     uint32_t lr_horizon;
+    uint32_t lr_restart;
     double beta1, beta2, adam_eps;
     double grad_clip; /* global gradient-norm clip, 0 = none */
     uint32_t batch;   /* trajectories per optimiser step */
@@ -137,6 +143,10 @@ typedef struct bg_gfn_stats {
      * current; how stale the buffer had become). */
     uint64_t rescored;
     double last_stale_gap;
+    /* Saved: the step at which the learning-rate schedule last started
+     * (0, or the step of the last warm restart) and how many restarts. */
+    uint64_t sched_start;
+    uint64_t restarts;
 } bg_gfn_stats;
 
 typedef struct bg_gfn bg_gfn;

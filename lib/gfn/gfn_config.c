@@ -42,6 +42,7 @@ void bg_gfn_config_default(bg_gfn_config *c, uint32_t n_bits)
     c->lr_logz = 0.3;
     c->lr_end = 1e-3;
     c->lr_horizon = 0;
+    c->lr_restart = 0;
     c->beta1 = 0.9;
     c->beta2 = 0.999;
     c->adam_eps = 1e-8;
@@ -95,6 +96,8 @@ int bg_gfn_config_check(const bg_gfn_config *c, char *errbuf, size_t errlen)
         return bad(errbuf, errlen, "lr/lr_logz", c->lr, "lr in 1e-9..1, lr_logz in 0..10");
     if (c->lr_horizon > 0 && !in_range(c->lr_end, 1e-12, c->lr))
         return bad(errbuf, errlen, "lr_end", c->lr_end, "1e-12..lr");
+    if (c->lr_restart > 1)
+        return bad(errbuf, errlen, "lr_restart", c->lr_restart, "0 or 1");
     if (!in_range(c->beta1, 0.0, 0.999999) || !in_range(c->beta2, 0.0, 0.999999) ||
         !in_range(c->adam_eps, 1e-300, 1.0))
         return bad(errbuf, errlen, "beta1/beta2/adam_eps", c->beta1, "betas in [0,1), eps > 0");

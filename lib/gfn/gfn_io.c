@@ -30,7 +30,7 @@
 
 #include "gfn_priv.h"
 
-#define BG__GFN_FILE_VERSION 1u
+#define BG__GFN_FILE_VERSION 2u /* 2: lr_restart, sched_start, restarts */
 #define BG__GFN_ORDER_MARK 0x01020304u
 static const char gfn_magic[8] = {'B', 'G', 'G', 'F', 'N', '\r', '\n', '\x1a'};
 
@@ -63,15 +63,19 @@ static void put_f64(wr *w, double v)
 #define GFN_CONFIG_FIELDS(U32, U64, F64)                                                           \
     U32(n_bits)                                                                                    \
     U32(min_len)                                                                                   \
-    U32(max_len) U32(hidden) U32(n_hidden) U32(loss) F64(lambda) F64(lr) F64(lr_logz) F64(lr_end)  \
+    U32(max_len)                                                                                   \
+    U32(hidden) U32(n_hidden) U32(loss) F64(lambda) F64(lr) F64(lr_logz) F64(lr_end)               \
         U32(lr_horizon) F64(beta1) F64(beta2) F64(adam_eps) F64(grad_clip) U32(batch)              \
             F64(p_replay) F64(p_tempered) F64(temp_lo) F64(temp_hi) F64(epsilon)                   \
                 U32(replay_capacity) F64(reward_temp_start) F64(reward_temp_end)                   \
-                    U32(reward_temp_horizon) F64(init_logz) U32(logz_from_batch) U64(seed)
+                    U32(reward_temp_horizon) F64(init_logz) U32(logz_from_batch) U64(seed)         \
+                        U32(lr_restart)
 
 #define GFN_STATS_FIELDS(U32, U64, F64)                                                            \
     U64(steps)                                                                                     \
-    U64(trajectories) U64(reward_evals) F64(last_loss) F64(log_z) F64(last_var) F64(reward_temp)
+    U64(trajectories)                                                                              \
+    U64(reward_evals) F64(last_loss) F64(log_z) F64(last_var) F64(reward_temp) U64(sched_start)    \
+        U64(restarts)
 
 static void put_state(wr *w, const bg_gfn *g)
 {
@@ -256,6 +260,11 @@ static int parse_state(rd *r, const char *path, bg_gfn **out, char *errbuf, size
 #undef S32
 #undef S64
 #undef SF
+    if (!r->what && s->sched_start > s->steps) {
+        bg_gfn_destroy(g);
+        return io_err(errbuf, errlen, BG_PLUGIN_EINVAL, path,
+                      "the learning-rate schedule starts after the last step (corrupt counters)");
+    }
     uint32_t n_replay = get_u32(r, "replay buffer");
     if (!r->what && n_replay > c.replay_capacity) {
         bg_gfn_destroy(g);

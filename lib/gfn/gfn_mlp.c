@@ -198,7 +198,9 @@ void bg__gfn_adam_step(bg_gfn *g, double *grad, uint64_t t)
     double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
     double f = 1.0;
     if (c->lr_horizon > 0) {
-        double x = t - 1 < c->lr_horizon ? (double)(t - 1) / c->lr_horizon : 1.0;
+        /* steps into the current schedule (restarted by bg_gfn_train_at) */
+        uint64_t u = t - 1 - g->stats.sched_start;
+        double x = u < c->lr_horizon ? (double)u / c->lr_horizon : 1.0;
         f = 1.0 + (c->lr_end / c->lr - 1.0) * x;
     }
     for (size_t i = 0; i < n; i++) {

@@ -615,6 +615,11 @@ int bg_gfn_train_at(bg_gfn *g, bg_log_reward_fn reward, void *reward_ctx, uint64
     int rc = refresh_replay(g, reward, reward_ctx, version, errbuf, errlen);
     if (rc != BG_PLUGIN_OK)
         return rc;
+    /* warm restart: the posterior moved, the schedule starts again */
+    if (g->cfg.lr_restart && version != g->version && g->stats.steps > 0) {
+        g->stats.sched_start = g->stats.steps;
+        g->stats.restarts++;
+    }
     g->version = version;
     step_buf b;
     if (step_buf_alloc(g, &b) != BG_PLUGIN_OK) {

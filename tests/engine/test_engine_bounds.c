@@ -16,6 +16,10 @@
  *    requires that enough such steps were checked to mean something.
  * A negative control is printed: the posterior-predictive baseline (not a
  * bound) fails far more often. Fixed seed.
+ *
+ * Power: these problems fail far less often than δ allows, so this test
+ * would pass with α three times too large; test_engine_coverage is the one
+ * that catches α twice too large (a setting where Ville's bound is tight).
  */
 #include <math.h>
 #include <stdint.h>

@@ -51,10 +51,10 @@
 #include "engine/sampled.h"
 #include "gfn/gfn_priv.h"
 #include "gfn_test_util.h"
-#include "guard_build.h"
+#include "gfn_bandit_twin.h"
 
 #define D 10
-#define N_ARMS 10
+#define N_ARMS TWIN_ARMS
 #define N_OBS 40
 #define N_CTX 64
 #define K 256
@@ -157,44 +157,79 @@ static void test_trainer(bg_gfn_loss loss)
     CHECK(bg_reward_version(shifted_fn, &s) == BG_REWARD_UNVERSIONED, "unversioned reward");
 }
 
+/* How far one step at `version` moves the parameters (L2). */
+static double step_moves(bg_gfn *g, shifted *s, uint64_t version)
+{
+    double *before = malloc(g->n_params * sizeof *before);
+    CHECK(before != NULL);
+    memcpy(before, g->params, g->n_params * sizeof *before);
+    char err[256];
+    CHECK(bg_gfn_train_at(g, shifted_fn, s, version, 1, err, sizeof err) == BG_PLUGIN_OK, "%s",
+          err);
+    double ss = 0;
+    for (size_t i = 0; i + 1 < g->n_params; i++) /* log Z excluded */
+        ss += (g->params[i] - before[i]) * (g->params[i] - before[i]);
+    free(before);
+    return sqrt(ss);
+}
+
+/* Warm restarts (lr_restart): the decay lr -> lr_end starts again at the
+ * first step at a new reward version, not at the same one; without
+ * restarts the rate stays at lr_end. Observed through the parameters: a
+ * step at lr = 1e-2 moves them by orders of magnitude more than one at
+ * lr_end = 1e-8. The step of the restart survives save and load. */
+static void test_restart(const char *dir)
+{
+    enum { d = 6 };
+    double base[1 << d];
+    for (int h = 0; h < (1 << d); h++)
+        base[h] = -0.1 * __builtin_popcount((unsigned)h);
+    double moved[2][2]; /* [lr_restart][same version, new version] */
+    for (int rs = 0; rs <= 1; rs++) {
+        bg_gfn_config c = small_config(d, 32, 5);
+        c.lr = 1e-2;
+        c.lr_end = 1e-8;
+        c.lr_horizon = 10;
+        c.lr_restart = (uint32_t)rs;
+        c.p_replay = 0; /* every step a fresh roll-out: comparable steps */
+        bg_gfn *g = gfn_new(&c);
+        shifted s = {base, 0, 0, 0};
+        char err[256];
+        CHECK(bg_gfn_train_at(g, shifted_fn, &s, 1, 30, err, sizeof err) == BG_PLUGIN_OK, "%s",
+              err);
+        moved[rs][0] = step_moves(g, &s, 1);
+        s.shift = -5;
+        moved[rs][1] = step_moves(g, &s, 2);
+        bg_gfn_stats st;
+        bg_gfn_get_stats(g, &st);
+        CHECK(st.restarts == (uint64_t)rs && st.sched_start == (rs ? 31u : 0u),
+              "lr_restart %d: %llu restarts, schedule from step %llu", rs,
+              (unsigned long long)st.restarts, (unsigned long long)st.sched_start);
+        if (rs) {
+            char path[512];
+            snprintf(path, sizeof path, "%s/restart.gfn", dir);
+            CHECK(bg_gfn_save(g, path, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+            bg_gfn *l;
+            CHECK(bg_gfn_load(path, &l, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
+            bg_gfn_stats sl;
+            bg_gfn_get_stats(l, &sl);
+            CHECK(sl.sched_start == st.sched_start && sl.restarts == st.restarts &&
+                      bg_gfn_get_config(l)->lr_restart == 1,
+                  "save/load lost the schedule: from %llu, %llu restarts",
+                  (unsigned long long)sl.sched_start, (unsigned long long)sl.restarts);
+            bg_gfn_destroy(l);
+            unlink(path);
+        }
+        bg_gfn_destroy(g);
+    }
+    printf("one step after 30 at lr_end, same version / new version: without restarts %.3g / "
+           "%.3g, with %.3g / %.3g\n",
+           moved[0][0], moved[0][1], moved[1][0], moved[1][1]);
+    CHECK(moved[1][1] > 100 * moved[1][0], "a new version must restart the rate");
+    CHECK(moved[0][1] < 10 * moved[0][0], "without lr_restart the rate stays at lr_end");
+}
+
 /* ---- part 2: sampled vs exact through the engine -------------------- */
-
-static double randn(bg_rng *r)
-{
-    double u1 = bg_gfn_rng_uniform(r) + 1e-12, u2 = bg_gfn_rng_uniform(r);
-    return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
-/* Features of an id-layout mask (bandit: w_k = id bit d-1-k). */
-static void features(uint64_t m, double *f)
-{
-    for (int k = 0; k < D; k++)
-        f[k] = (double)(m >> (D - 1 - k) & 1);
-}
-
-static const bg_guard *build(bg_plugin_host *h, const char *name, const char *model_cfg,
-                             const char *est, const char *est_cfg, bg_guard_build **gb)
-{
-    bg_guard_spec spec = {.name = name,
-                          .model = "bandit",
-                          .model_cfg = model_cfg,
-                          .estimator = est,
-                          .estimator_cfg = est_cfg,
-                          .threshold = 0.5};
-    bg_err err;
-    CHECK(bg_guard_build_create(h, &spec, gb, &err) == BG_OK, "%s", err.msg);
-    return bg_guard_build_guard(*gb);
-}
-
-/* g with b's estimator (same name, model and sessions). */
-static bg_guard with_estimator(const bg_guard *g, const bg_guard *b)
-{
-    bg_guard o = *g;
-    o.estimator_name = b->estimator_name;
-    o.estimator = b->estimator;
-    o.estimator_inst = b->estimator_inst;
-    return o;
-}
 
 static void test_engine(const char *dir)
 {
@@ -202,68 +237,23 @@ static void test_engine(const char *dir)
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
 
-    /* the environment: arms, w*, θ = the largest true arm mean */
+    /* the environment (arms, w*, θ = the largest true arm mean), the
+     * guards, the sampler with the gfn plugin's defaults, the engine */
     bg_rng r;
     bg_gfn_rng_seed(&r, SEED);
-    uint64_t arms[N_ARMS], w_star = bg_gfn_rng_u64(&r) & ((1u << D) - 1);
-    int theta = 0;
-    for (int a = 0; a < N_ARMS; a++) {
-        arms[a] = bg_gfn_rng_u64(&r) & ((1u << D) - 1);
-        int mean = __builtin_popcountll(arms[a] & w_star);
-        theta = mean > theta ? mean : theta;
-    }
-    char mcfg_s[128], mcfg_x[128];
-    snprintf(mcfg_s, sizeof mcfg_s, "{features: %d, sigma: 1, theta: %d, enumerate: false}", D,
-             theta);
-    snprintf(mcfg_x, sizeof mcfg_x, "{features: %d, sigma: 1, theta: %d}", D, theta);
-    bg_guard_build *b_s, *b_sn, *b_x, *b_xn;
-    const bg_guard *gs0 = build(h, "fresh-sampled", mcfg_s, "iid", "", &b_s);
-    const bg_guard *gsn = build(h, "fresh-sampled", mcfg_s, "noniid", "{alpha: 0.01}", &b_sn);
-    const bg_guard *gx = build(h, "fresh-exact", mcfg_x, "iid", "", &b_x);
-    const bg_guard *gxn = build(h, "fresh-exact", mcfg_x, "noniid", "{alpha: 0.01}", &b_xn);
-    CHECK(gs0->model->count(gs0->model_inst) == 0 && gx->model->count(gx->model_inst) == (1u << D),
-          "enumerate: false must make count() 0");
-
-    /* the sampler, the gfn plugin's defaults */
-    bg_cfg_doc *doc;
-    CHECK(bg_cfg_parse_string("{}", 2, "s.yaml", &doc, &err) == BG_OK, "%s", err.msg);
-    const bg_cfg_node *scfg = bg_cfg_doc_root(doc, 0);
-    bg_space space = {D, 0};
-    bg_plugin_instance *sp;
-    CHECK(bg_plugin_instance_create(h, "gfn", BG_PLUGIN_KIND_SAMPLER, scfg, scfg, &space, NULL,
-                                    NULL, &sp, &err) == BG_OK,
-          "sampler: %s", err.msg);
-    bg_guard gs = *gs0;
-    gs.sampler_name = "gfn";
-    gs.sampler = sp->plugin->desc->vt.sampler;
-    gs.sampler_inst = sp->inst;
-    gs.sampler_samples = K;
-    CHECK(bg_sampled_create(gs.sampler_inst, &gs.sampled, &err) == BG_OK, "%s", err.msg);
-    gs.train = BG_TRAIN_INLINE;
-    CHECK(bg_guard_check(&gs, &err) == BG_OK, "%s", err.msg);
-    bg_guard gs_non = with_estimator(&gs, gsn), gx_non = with_estimator(gx, gxn);
-
-    bg_sampled_trainer *tr;
-    bg_sampled_opts so = {.train_steps = 20, .seed = 1};
-    CHECK(bg_sampled_trainer_create(&so, &tr, &err) == BG_OK, "%s", err.msg);
-    bg_engine_opts eo = {.trainer = tr};
-    bg_engine *e;
-    CHECK(bg_engine_create(&eo, &e, &err) == BG_OK, "%s", err.msg);
+    twin t;
+    twin_open(&t, h, "fresh", D, &r, "{}", K, 20);
+    const uint64_t *arms = t.arms;
+    bg_engine *e = t.e;
+    const bg_guard *gx = t.gx;
 
     /* 40 observations, one at a time, into both guards */
     double f[D];
     bg_posterior_summary sum;
     for (int i = 0; i < N_OBS; i++) {
         uint64_t m = arms[bg_gfn_rng_u64(&r) % N_ARMS];
-        features(m, f);
-        bg_observation o = {.action = {.id = "",
-                                       .tool = "pull",
-                                       .arguments_json = "",
-                                       .features = f,
-                                       .n_features = D},
-                            .has_value = 1,
-                            .value = __builtin_popcountll(m & w_star) + randn(&r)};
-        CHECK(bg_engine_observe(e, &gs, "s", &o, &sum, &err) == BG_OK, "observe: %s", err.msg);
+        bg_observation o = twin_pull(&t, m, f, &r);
+        CHECK(bg_engine_observe(e, &t.gs, "s", &o, &sum, &err) == BG_OK, "observe: %s", err.msg);
         CHECK(bg_engine_observe(e, gx, "s", &o, &sum, &err) == BG_OK, "observe: %s", err.msg);
     }
     double post[1 << D];
@@ -275,14 +265,14 @@ static void test_engine(const char *dir)
     uint64_t us_first = 0, us_sampled = 0, us_exact = 0;
     for (int c = 0; c < N_CTX; c++) {
         uint64_t m = c < N_ARMS ? arms[c] : bg_gfn_rng_u64(&r) & ((1u << D) - 1);
-        features(m, f);
+        twin_features(D, m, f);
         bg_action a = {
             .id = "", .tool = "pull", .arguments_json = "", .features = f, .n_features = D};
         bg_verdict vs, vsn, vx, vxn;
-        CHECK(bg_engine_evaluate(e, &gs, "s", &a, &vs, &err) == BG_OK, "%s", err.msg);
-        CHECK(bg_engine_evaluate(e, &gs_non, "s", &a, &vsn, &err) == BG_OK, "%s", err.msg);
+        CHECK(bg_engine_evaluate(e, &t.gs, "s", &a, &vs, &err) == BG_OK, "%s", err.msg);
+        CHECK(bg_engine_evaluate(e, &t.gs_non, "s", &a, &vsn, &err) == BG_OK, "%s", err.msg);
         CHECK(bg_engine_evaluate(e, gx, "s", &a, &vx, &err) == BG_OK, "%s", err.msg);
-        CHECK(bg_engine_evaluate(e, &gx_non, "s", &a, &vxn, &err) == BG_OK, "%s", err.msg);
+        CHECK(bg_engine_evaluate(e, &t.gx_non, "s", &a, &vxn, &err) == BG_OK, "%s", err.msg);
         CHECK(vs.sampled && vsn.sampled && !vx.sampled && !vxn.sampled && vs.samples == K,
               "paths: sampled %d %d exact %d %d", vs.sampled, vsn.sampled, vx.sampled, vxn.sampled);
         if (c == 0)
@@ -313,15 +303,7 @@ static void test_engine(const char *dir)
           below_non, N_CTX);
     CHECK(far == 0, "cautious posterior off by more than 10x in %d contexts", far);
 
-    bg_engine_destroy(e);
-    bg_sampled_trainer_destroy(tr);
-    bg_sampled_destroy(gs.sampled);
-    bg_plugin_instance_destroy(sp);
-    bg_cfg_doc_destroy(doc);
-    bg_guard_build_destroy(b_xn);
-    bg_guard_build_destroy(b_x);
-    bg_guard_build_destroy(b_sn);
-    bg_guard_build_destroy(b_s);
+    twin_close(&t);
     bg_plugin_host_destroy(h);
 }
 
@@ -329,6 +311,10 @@ int main(void)
 {
     test_trainer(BG_GFN_LOSS_TB);
     test_trainer(BG_GFN_LOSS_SUBTB);
+    char dir[] = "/tmp/bg_gfn_fresh_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    test_restart(dir);
+    rmdir(dir);
     const char *const need[] = {"bg_gfn.so", "bg_bandit.so", "bg_iid.so", "bg_noniid.so"};
     test_engine(bg_test_plugin_dir(need, 4));
     printf("ok\n");

@@ -125,10 +125,11 @@ int main(void)
     write_bytes(bad, bytes, n);
     expect_refused(bad, "bad magic");
     bytes[0] = save;
+    unsigned char version = bytes[8];
     bytes[8] = 7; /* version */
     write_bytes(bad, bytes, n);
     expect_refused(bad, "version 7");
-    bytes[8] = 1;
+    bytes[8] = version;
     write_bytes(bad, bytes, n - 9);
     expect_refused(bad, "truncated");
     write_bytes(bad, bytes, 40);

@@ -31,7 +31,7 @@
 #include "gfn/gfn.h"
 
 typedef struct gfn_cfg {
-    int loss;
+    int loss, lr_restart;
     int64_t hidden, layers, batch, replay_capacity, min_len, max_len, seed;
     int64_t lr_horizon, reward_temp_horizon;
     double lr, lr_end, lr_logz, lambda, grad_clip;
@@ -63,6 +63,11 @@ static const bg_cfg_entry cfg_map[] = {
     D("lr", lr, "1e-2", 1e-9, 1, "Adam learning rate at the start"),
     D("lr_end", lr_end, "1e-5", 1e-12, 1, "learning rate reached after lr_horizon steps"),
     I("lr_horizon", lr_horizon, "2000", 0, 1e9, "steps of the linear decay (0 = constant lr)"),
+    {.key = "lr_restart",
+     .type = BG_CFGV_BOOL,
+     .def = "true",
+     .offset = offsetof(gfn_cfg, lr_restart),
+     .desc = "restart the lr schedule each time the posterior moves (a new observation)"},
     D("lr_logz", lr_logz, "0.3", 0, 10, "learning rate of log Z (tb)"),
     D("lambda", lambda, "1.0", 1e-6, 1e3, "subtb window weight lambda^(j-i-1)"),
     D("grad_clip", grad_clip, "10", 0, 1e12, "global gradient-norm clip (0 = none)"),
@@ -108,6 +113,7 @@ static int create(const bg_host *host, const bg_cfg_node *config, const bg_space
     c.lr = pc.lr;
     c.lr_end = pc.lr_end < pc.lr ? pc.lr_end : pc.lr;
     c.lr_horizon = (uint32_t)pc.lr_horizon;
+    c.lr_restart = pc.lr_restart ? 1 : 0;
     c.lr_logz = pc.lr_logz;
     c.lambda = pc.lambda;
     c.grad_clip = pc.grad_clip;
