@@ -48,8 +48,8 @@
 typedef struct bg_decision_log bg_decision_log;
 
 typedef struct bg_decision_log_opts {
-    const char *path;        /* a file (appended to, created 0640), or "-" for stdout */
-    size_t max_queued_bytes; /* 0 = BG_DECISION_LOG_DEFAULT_QUEUE */
+    const char *path;          /* a file (appended to, created 0640), or "-" for stdout */
+    size_t max_queued_bytes;   /* 0 = BG_DECISION_LOG_DEFAULT_QUEUE */
     unsigned close_timeout_ms; /* 0 = BG_DECISION_LOG_DEFAULT_CLOSE_MS (see close) */
 } bg_decision_log_opts;
 
@@ -71,6 +71,13 @@ typedef struct bg_decision_record {
     const char *over_threshold; /* what enforce mode decides above the threshold */
     int sampled;
     uint64_t samples, plausible_set_size, observations;
+    /* sampled: the sampler's health (the Verdict's SamplerHealth) */
+    struct {
+        int healthy;
+        double tb_residual, log_weight_spread, ess;
+        uint64_t train_steps, version_lag;
+        const char *reason; /* "" or NULL when healthy */
+    } sampler;
     int has_cautious;
     uint64_t cautious_id;
     const char *cautious_label;

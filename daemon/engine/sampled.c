@@ -51,6 +51,7 @@
 
 #include "common/bg_assert.h"
 #include "common/bg_log.h"
+#include "common/bg_time.h"
 #include "engine/sampled_priv.h"
 
 /* A training job: a guard (kept alive by an owner reference) and a private
@@ -87,6 +88,7 @@ struct bg_sampled_trainer {
     pthread_t thread;
     uint64_t jobs_done;
     atomic_uint_fast64_t steps_done; /* optimiser steps run, all samplers */
+    atomic_uint_fast64_t step_ns;    /* the last step's duration: when to retry */
 };
 
 /* What is wrong with g's sampled-path options, NULL when nothing: the one
@@ -155,10 +157,14 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
     int rc = BG_PLUGIN_OK;
     uint32_t k = 0;
     for (; k < steps && rc == BG_PLUGIN_OK && !atomic_load(&s->stop); k++) {
+        uint64_t t0 = bg_now_ns();
         pthread_rwlock_wrlock(&e->lock);
         rc = g->sampler->train(e->inst, bg__session_log_r, &r, 1);
         atomic_fetch_add(&e->gen, 1); /* cached draws are of the old state */
+        if (rc == BG_PLUGIN_OK)
+            bg__fit_trained(&e->fit, r.version, n_hist, 1);
         pthread_rwlock_unlock(&e->lock);
+        atomic_store(&s->step_ns, bg_now_ns() - t0);
         if (rc == BG_PLUGIN_OK)
             atomic_fetch_add(&s->steps_done, 1);
         /* as trained as after one observation: verdicts may use it (a long
@@ -452,27 +458,69 @@ static bg__cands *cands_get(bg__sampler *e, uint64_t seed, uint32_t k)
     return c;
 }
 
-/* A draw of n unique ids (of k samples) becomes e's cached one; returned
- * with a reference for the caller, NULL when out of memory (caller holds
- * e's lock, read). */
+/* A draw of k samples (ids, their log q) becomes e's cached one, sorted
+ * and deduplicated, with the training state it was made in; returned with
+ * a reference for the caller, NULL when out of memory (caller holds e's
+ * lock, read). */
 static bg__cands *cands_put(bg__sampler *e, uint64_t seed, uint32_t k, const uint64_t *ids,
-                            size_t n)
+                            const double *log_q)
 {
-    bg__cands *c = malloc(sizeof *c + n * sizeof c->ids[0]);
+    size_t each = sizeof(uint64_t) + sizeof(double) + sizeof(uint32_t);
+    bg__cands *c = malloc(sizeof *c + k * each);
     if (!c)
         return NULL;
+    c->ids = (uint64_t *)(c + 1);
+    c->log_q = (double *)(c->ids + k);
+    c->mult = (uint32_t *)(c->log_q + k);
+    if (bg__cands_fill(c, ids, log_q, k) != BG_OK) {
+        free(c);
+        return NULL;
+    }
     atomic_init(&c->refs, 2); /* the caller's and the cache's */
     c->seed = seed;
     c->gen = atomic_load(&e->gen);
     c->k = k;
-    c->n = n;
-    memcpy(c->ids, ids, n * sizeof *ids);
+    c->fit = e->fit;
     pthread_mutex_lock(&e->cands_mu);
     bg__cands *old = e->cands;
     e->cands = c;
     pthread_mutex_unlock(&e->cands_mu);
     bg__cands_unref(old);
     return c;
+}
+
+/* The refusal of a verdict from a sampler outside the guard's limits
+ * (on_unhealthy: unavailable): BG_EUNAVAIL saying why and when to retry.
+ * A background sampler that has had little training on these data gets
+ * train_steps more (at most 10 * train_steps at one version: a caller
+ * cannot keep the trainer busy by asking). */
+static int refuse_unhealthy(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
+                            const char *session, const bg_observation *hist, size_t n_hist,
+                            const bg_sampler_health *h, bg_err *err)
+{
+    const char *sess = session ? session : "";
+    uint64_t ms = (atomic_load(&s->step_ns) * s->opts.train_steps + 999999u) / 1000000u;
+    int more = g->train == BG_TRAIN_BACKGROUND &&
+               (h->version_lag > 0 || h->train_steps < 10ull * s->opts.train_steps);
+    if (more) {
+        bg_err e2;
+        bg_err_clear(&e2);
+        if (h->version_lag == 0 &&
+            schedule(s, g, e, hist, n_hist, s->opts.train_steps, 1, &e2) != BG_OK)
+            more = 0; /* the trainer is full: say so below */
+    }
+    if (more)
+        return bg_err_set(err, BG_EUNAVAIL,
+                          "policy %s: the sampler of session '%s' is not trustworthy now (%s); "
+                          "no decision was made: it is training on the session's data, retry "
+                          "in about %llu ms",
+                          g->name, sess, h->reason, (unsigned long long)(ms ? ms : 1));
+    return bg_err_set(err, BG_EUNAVAIL,
+                      "policy %s: the sampler of session '%s' is not trustworthy now (%s) after "
+                      "%llu training steps on the session's %zu observations; no decision was "
+                      "made: retry after the next observation trains it further, or loosen "
+                      "spec.sampler's limits (docs/POLICIES.md)",
+                      g->name, sess, h->reason, (unsigned long long)h->train_steps, n_hist);
 }
 
 int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *session,
@@ -487,11 +535,6 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     int rc = session_sampler(s, g, n_hist ? session : NULL, &e, err);
     if (rc != BG_OK)
         return rc;
-    uint64_t *ids = malloc(k * sizeof *ids);
-    if (!ids) {
-        bg__sampler_put(e);
-        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
-    }
     /* Invariant 4: a sampler that has not yet trained on the session's data
      * (first use, after a reload or a drop) would give a verdict about
      * nothing: start its training and fail closed until it has had
@@ -507,7 +550,6 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
                             "it is training now and no decision was made: retry in a moment",
                             g->name, session ? session : "", n_hist);
         bg__sampler_put(e);
-        free(ids);
         return rc;
     }
     uint64_t seed = bg__sampled_seed(s->opts.seed, session, n_hist);
@@ -516,24 +558,43 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     bg__cands *c = cands_get(e, seed, k);
     int prc = BG_PLUGIN_OK;
     if (!c) {
-        bg_rng rng;
-        bg_rng_init(&rng, seed);
-        prc = g->sampler->sample(e->inst, &rng, k, ids, NULL);
-        if (prc == BG_PLUGIN_OK)
-            c = cands_put(e, seed, k, ids, bg__sort_unique(ids, k));
+        uint64_t *ids = malloc(k * sizeof *ids);
+        double *log_q = malloc(k * sizeof *log_q);
+        if (ids && log_q) {
+            for (uint32_t i = 0; i < k; i++)
+                log_q[i] = NAN; /* a sampler that reports no log q: no health */
+            bg_rng rng;
+            bg_rng_init(&rng, seed);
+            prc = g->sampler->sample(e->inst, &rng, k, ids, log_q);
+            if (prc == BG_PLUGIN_OK)
+                c = cands_put(e, seed, k, ids, log_q);
+        }
+        free(ids);
+        free(log_q);
     }
     pthread_rwlock_unlock(&e->lock);
-    bg__sampler_put(e);
-    free(ids);
-    if (prc != BG_PLUGIN_OK)
-        return bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)", g->name,
-                          g->sampler_name ? g->sampler_name : "?", prc);
-    if (!c)
+    if (prc != BG_PLUGIN_OK || !c) {
+        bg__sampler_put(e);
+        if (prc != BG_PLUGIN_OK)
+            return bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)",
+                              g->name, g->sampler_name ? g->sampler_name : "?", prc);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
-    rc = bg__score_and_estimate(g, hist, n_hist, action, c->ids, c->n, out, err);
+    }
+    double *log_r = malloc(c->n * sizeof *log_r);
+    if (!log_r)
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
+    else
+        rc = bg__score_and_estimate(g, hist, n_hist, action, c->ids, c->n, out, log_r, err);
     out->sampled = 1;
     out->samples = k;
+    if (rc == BG_OK) {
+        bg__health_of(g, c, log_r, bg__history_version(g, hist, n_hist), n_hist, &out->health);
+        if (!out->health.healthy && g->sampler_limits.on_unhealthy == BG_UNHEALTHY_UNAVAILABLE)
+            rc = refuse_unhealthy(s, g, e, session, hist, n_hist, &out->health, err);
+    }
+    free(log_r);
     bg__cands_unref(c);
+    bg__sampler_put(e);
     return rc;
 }
 

@@ -122,6 +122,23 @@ static const bg_cfg_entry sampler_table[] = {
      .desc = "a sampler plugin name"},
     {.key = "samples", .type = BG_CFGV_INT, .def = "256", .offset = OFF(samples), .min = 1,
      .max = 1000000, .desc = "candidate hypotheses drawn per evaluation"},
+    /* When a sampled verdict's sampler is trusted (engine.h
+     * bg_sampler_limits; the defaults and the data behind them:
+     * docs/POLICIES.md). */
+    {.key = "max_tb_residual", .type = BG_CFGV_DOUBLE, .def = BG_POLICY_MAX_TB_RESIDUAL,
+     .offset = OFF(max_tb_residual), .min = 0, .max = 1e6,
+     .desc = "nats: the RMS trajectory-balance residual of the candidates above which the "
+             "sampler is not trusted"},
+    {.key = "min_ess", .type = BG_CFGV_DOUBLE, .def = BG_POLICY_MIN_ESS, .offset = OFF(min_ess),
+     .min = 0, .max = 1000000,
+     .desc = "the effective sample size of the candidates' importance weights below which "
+             "the sampler is not trusted"},
+    {.key = "max_version_lag", .type = BG_CFGV_INT, .def = BG_POLICY_MAX_VERSION_LAG,
+     .offset = OFF(max_version_lag), .min = 0, .max = 1000000,
+     .desc = "observations the sampler may not yet have trained on"},
+    {.key = "on_unhealthy", .type = BG_CFGV_ENUM, .def = "unavailable",
+     .offset = OFF(on_unhealthy), .choices = "unavailable|deny|escalate",
+     .desc = "outside the limits: fail UNAVAILABLE (retry), or decide DENY / ESCALATE"},
 };
 
 static const bg_cfg_entry metadata_table[] = {

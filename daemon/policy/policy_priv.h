@@ -20,6 +20,12 @@ void bg__errs_add(bg_policy_errors *e, const char *fmt, ...) __attribute__((form
 int bg__errs_at(void *errs, const bg_cfg_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The defaults of spec.sampler's limits (docs/POLICIES.md says what they
+ * were measured on). */
+#define BG_POLICY_MAX_TB_RESIDUAL "4"
+#define BG_POLICY_MIN_ESS "16"
+#define BG_POLICY_MAX_VERSION_LAG "2"
+
 /* ---- one policy document, schema-checked (policy_parse.c) */
 typedef struct bg__policy_spec {
     const bg_cfg_node *root;      /* the document */
@@ -38,6 +44,9 @@ typedef struct bg__policy_spec {
         char estimator_plugin[64];
         char sampler_plugin[64];
         int64_t samples;
+        double max_tb_residual, min_ess; /* spec.sampler's limits */
+        int64_t max_version_lag;
+        int on_unhealthy;         /* 0 unavailable, 1 deny, 2 escalate */
         double threshold;
         int over_threshold;       /* 0 deny, 1 escalate */
         int on_error;             /* 0 deny, 1 allow */
