@@ -7,11 +7,20 @@
  *   1. K ids from the session's sampler (read lock), with a generator
  *      seeded from (seed, session, #observations): the same data give the
  *      same verdict;
- *   2. sort + deduplicate. Steps 1-2 are a pure function of the seed and
- *      the sampler's state, so they run once per (seed, training step) and
- *      every Evaluate until the next Observe or training step reuses the
- *      draw (bg__cands, the sampler's `gen` counts its train calls): K
- *      trajectories through the policy MLP were most of an Evaluate;
+ *   2. sort + deduplicate. Steps 1-2 run once per (seed, training round)
+ *      and every Evaluate until the next Observe or training round reuses
+ *      the draw (bg__cands; the sampler's `gen` counts its rounds, one
+ *      train_run each, bumped when a round ends): K trajectories through
+ *      the policy MLP were most of an Evaluate. A cached draw is taken
+ *      without the sampler's lock, so an Evaluate during a round neither
+ *      waits for a training step nor draws again: it uses the draw made
+ *      before or during the round, scored against the current data (its
+ *      health says how far behind it is). A background session sampler
+ *      is drawn by the trainer at the end of each round, for the history
+ *      it trained on (draw_ahead), and until that draw is there an
+ *      Evaluate uses the sampler's newest one: it draws itself only when
+ *      the sampler has none (BG_TRAIN_INLINE guards and a guard's own
+ *      sampler draw on a miss, as the evaluation seed says: deterministic);
  *   3. exact log-posterior of each candidate: log_prior + Σ log_lik over
  *      the session's history, normalised over the candidates (max-shifted
  *      log-sum-exp);
@@ -147,6 +156,23 @@ static int session_sampler(bg_sampled_trainer *t, const bg_guard *g, const char 
     return bg__sampler_get(g->sampled, g, session, t->opts.max_sessions, out, err);
 }
 
+static int draw(const bg_guard *g, bg__sampler *e, uint64_t seed, uint32_t k, bg__cands **out);
+
+/* After a background round of a session's sampler: the draw its next
+ * Evaluate wants (seed of the session and n_hist), made here on the
+ * trainer thread, so that no Evaluate draws K trajectories itself. */
+static void draw_ahead(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e, size_t n_hist)
+{
+    if (g->train != BG_TRAIN_BACKGROUND || !e->session)
+        return;
+    uint32_t k = g->sampler_samples ? g->sampler_samples : s->opts.default_k;
+    bg__cands *c = NULL;
+    pthread_rwlock_rdlock(&e->lock);
+    draw(g, e, bg__sampled_seed(s->opts.seed, e->session, n_hist), k, &c);
+    pthread_rwlock_unlock(&e->lock);
+    bg__cands_unref(c); /* cached (or out of memory: the Evaluate draws) */
+}
+
 /* Transitions "train_inline" and "steps run": `steps` optimiser steps on
  * a history, one step per write lock; the sampler counts as trained once
  * it has had train_steps of them. */
@@ -160,7 +186,6 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
         uint64_t t0 = bg_now_ns();
         pthread_rwlock_wrlock(&e->lock);
         rc = g->sampler->train(e->inst, bg__session_log_r, &r, 1);
-        atomic_fetch_add(&e->gen, 1); /* cached draws are of the old state */
         if (rc == BG_PLUGIN_OK)
             bg__fit_trained(&e->fit, r.version, n_hist, 1);
         pthread_rwlock_unlock(&e->lock);
@@ -173,6 +198,13 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
             atomic_fetch_or(&e->state, BG__SAMPLER_TRAINED);
     }
     free(r.tmp);
+    if (k > 0) { /* the round is over: cached draws are of an older state
+                  * (under the lock: a draw in progress is cached first) */
+        pthread_rwlock_wrlock(&e->lock);
+        atomic_fetch_add(&e->gen, 1);
+        pthread_rwlock_unlock(&e->lock);
+        draw_ahead(s, g, e, n_hist);
+    }
     if (rc == BG_PLUGIN_OK && k == steps)
         atomic_fetch_or(&e->state, BG__SAMPLER_TRAINED);
     return rc;
@@ -443,14 +475,29 @@ int bg__sampled_observe(bg_sampled_trainer *s, const bg_guard *g, const char *se
     return rc;
 }
 
-/* e's cached draw for (seed, e's training state, k), with a reference for
- * the caller; NULL when it has none (caller holds e's lock, read). */
+/* e's cached draw for (seed, e's training round, k), with a reference for
+ * the caller; NULL when it has none. Needs no lock of e: a draw is
+ * immutable, and one a round old is still a draw of this sampler. */
 static bg__cands *cands_get(bg__sampler *e, uint64_t seed, uint32_t k)
 {
     uint64_t gen = atomic_load(&e->gen);
     pthread_mutex_lock(&e->cands_mu);
     bg__cands *c = e->cands;
     if (c && c->seed == seed && c->gen == gen && c->k == k)
+        atomic_fetch_add(&c->refs, 1);
+    else
+        c = NULL;
+    pthread_mutex_unlock(&e->cands_mu);
+    return c;
+}
+
+/* e's newest draw of k samples whatever its seed and round, with a
+ * reference for the caller; NULL when it has none. */
+static bg__cands *cands_latest(bg__sampler *e, uint32_t k)
+{
+    pthread_mutex_lock(&e->cands_mu);
+    bg__cands *c = e->cands;
+    if (c && c->k == k)
         atomic_fetch_add(&c->refs, 1);
     else
         c = NULL;
@@ -487,6 +534,29 @@ static bg__cands *cands_put(bg__sampler *e, uint64_t seed, uint32_t k, const uin
     pthread_mutex_unlock(&e->cands_mu);
     bg__cands_unref(old);
     return c;
+}
+
+/* Draw k samples of e with the generator seeded by seed, and cache them
+ * (cands_put): *out is the draw with a reference, NULL when out of memory.
+ * The sampler's status (caller holds e's lock, read). */
+static int draw(const bg_guard *g, bg__sampler *e, uint64_t seed, uint32_t k, bg__cands **out)
+{
+    uint64_t *ids = malloc(k * sizeof *ids);
+    double *log_q = malloc(k * sizeof *log_q);
+    int prc = BG_PLUGIN_OK;
+    *out = NULL;
+    if (ids && log_q) {
+        for (uint32_t i = 0; i < k; i++)
+            log_q[i] = NAN; /* a sampler that reports no log q: no health */
+        bg_rng rng;
+        bg_rng_init(&rng, seed);
+        prc = g->sampler->sample(e->inst, &rng, k, ids, log_q);
+        if (prc == BG_PLUGIN_OK)
+            *out = cands_put(e, seed, k, ids, log_q);
+    }
+    free(ids);
+    free(log_q);
+    return prc;
 }
 
 /* The refusal of a verdict from a sampler outside the guard's limits
@@ -553,26 +623,22 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
         return rc;
     }
     uint64_t seed = bg__sampled_seed(s->opts.seed, session, n_hist);
-    pthread_rwlock_rdlock(&e->lock);
-    /* under the read lock: no training step between gen and the draw */
     bg__cands *c = cands_get(e, seed, k);
+    /* A background session sampler's draws are made by the trainer after
+     * each round (draw_ahead): until the one for this history is there,
+     * the newest serves, scored against the current data (its health
+     * reports the lag). */
+    if (!c && g->train == BG_TRAIN_BACKGROUND && e->session)
+        c = cands_latest(e, k);
     int prc = BG_PLUGIN_OK;
     if (!c) {
-        uint64_t *ids = malloc(k * sizeof *ids);
-        double *log_q = malloc(k * sizeof *log_q);
-        if (ids && log_q) {
-            for (uint32_t i = 0; i < k; i++)
-                log_q[i] = NAN; /* a sampler that reports no log q: no health */
-            bg_rng rng;
-            bg_rng_init(&rng, seed);
-            prc = g->sampler->sample(e->inst, &rng, k, ids, log_q);
-            if (prc == BG_PLUGIN_OK)
-                c = cands_put(e, seed, k, ids, log_q);
-        }
-        free(ids);
-        free(log_q);
+        /* under the read lock: no round ends between gen and the draw */
+        pthread_rwlock_rdlock(&e->lock);
+        c = cands_get(e, seed, k); /* another Evaluate may have drawn meanwhile */
+        if (!c)
+            prc = draw(g, e, seed, k, &c);
+        pthread_rwlock_unlock(&e->lock);
     }
-    pthread_rwlock_unlock(&e->lock);
     if (prc != BG_PLUGIN_OK || !c) {
         bg__sampler_put(e);
         if (prc != BG_PLUGIN_OK)

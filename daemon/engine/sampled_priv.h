@@ -26,11 +26,11 @@
 typedef struct bg__sampler_table bg__sampler_table;
 
 /* The candidates of one draw (sampled.c): K samples of a sampler in one
- * training state (gen) with one evaluation seed, sorted and deduplicated.
- * Samples are a pure function of (sampler state, seed), so every Evaluate
- * of that (seed, gen) reuses them instead of drawing K trajectories
- * through the policy again; scoring against the history, harm and the
- * estimator still run per Evaluate. Shared by reference (refs). */
+ * training round (gen) with one evaluation seed, sorted and deduplicated.
+ * Every Evaluate of that (seed, gen) reuses them instead of drawing K
+ * trajectories through the policy again; scoring against the history,
+ * harm, health and the estimator still run per Evaluate. Immutable once
+ * cached; shared by reference (refs). */
 /* The training state a draw was made in (sampled_health.c): the reward
  * version of the sampler's last training run, the history length it had,
  * and the steps run at that version. */
@@ -60,7 +60,7 @@ typedef struct bg__sampler {
     void (*destroy)(void *inst, void *keep); /* the factory's; NULL: not ours */
     pthread_rwlock_t lock;                   /* train (write) vs sample (read) */
     atomic_int state;                        /* BG__SAMPLER_* bits */
-    atomic_uint_fast64_t gen;                /* train calls so far (under lock, write) */
+    atomic_uint_fast64_t gen;                /* training rounds ended (under lock, write) */
     pthread_mutex_t cands_mu;                /* guards cands */
     bg__cands *cands;                        /* the last draw, a reference; NULL: none */
     bg__fit fit;                             /* written under lock (write), read under it */
