@@ -20,10 +20,12 @@ void bg__errs_add(bg_policy_errors *e, const char *fmt, ...) __attribute__((form
 int bg__errs_at(void *errs, const bg_cfg_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The defaults of spec.sampler's limits (docs/POLICIES.md says what they
- * were measured on). */
-#define BG_POLICY_MAX_TB_RESIDUAL "4"
-#define BG_POLICY_MIN_ESS "16"
+/* The defaults of spec.sampler's limits: no limit on the residual and the
+ * ESS (on the bandit policies they do not tell a sampler that finds the
+ * cautious hypothesis from one that does not: docs/POLICIES.md, "Sampler
+ * health"), at most 2 observations the sampler has not trained on. */
+#define BG_POLICY_MAX_TB_RESIDUAL "1000000"
+#define BG_POLICY_MIN_ESS "0"
 #define BG_POLICY_MAX_VERSION_LAG "2"
 
 /* ---- one policy document, schema-checked (policy_parse.c) */
