@@ -15,6 +15,7 @@ bound alone would ALLOW). After 12 observations, one at a time:
     decision log records the error, not a decision;
   - fallback: DENY, sampler.healthy false, reason naming min_ess;
   - ask: ESCALATE, the same reason;
+  - `bayesguard eval` prints the sampler line (fallback: UNHEALTHY, why);
   - the decision log's lines for the sampled verdicts carry the sampler
     object with the verdict's numbers.
 Run with /usr/bin/python3 (ctest sets the environment)."""
@@ -134,6 +135,12 @@ def test_health_over_the_wire():
                 assert v2.decision == want, v2
                 assert v2.bound_kind == guard_pb2.SAMPLED and not v2.sampler.healthy, v2
                 assert "under min_ess 1e+05" in v2.sampler.reason, v2.sampler
+
+            # the CLI prints it: `bayesguard eval` of the fallback policy
+            r = d.cli("eval", "--tool", "fallback", "--session", "h1", "--features",
+                      ",".join(str(v) for v in x), check=1)
+            print("cli:", r.stdout.strip().splitlines()[-1])
+            assert "sampler UNHEALTHY" in r.stdout and "under min_ess 1e+05" in r.stdout, r.stdout
 
             # the decision log: the sampler object of each sampled verdict
             d.stop()
