@@ -14,7 +14,7 @@ ess, log_weight_spread and version_lag, and how often the sampled bound
 fell below the exact one for healthy and unhealthy verdicts under the
 default limits.
 
-  BG_BUILD_DIR=build /usr/bin/python3 bench/gfn/health_thresholds.py [seeds] [n_obs]
+  BG_BUILD_DIR=$PWD/build /usr/bin/python3 bench/gfn/health_thresholds.py [seeds] [n_obs]
 
 Seeds 1..seeds (default 3) pick w* and the arms; the sampler's own seed is
 the policy's (5). Takes ~20 min for 2 seeds up to d = 22 on 2 loaded cores (d = 32 and 64 take longer).
