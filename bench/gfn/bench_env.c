@@ -193,3 +193,20 @@ size_t bench_unique(uint64_t *ids, size_t n)
             ids[k++] = ids[i];
     return k;
 }
+
+double *bench_exact_posterior(const bench_env *e, double *log_r)
+{
+    size_t n = (size_t)1 << e->d;
+    double *p = malloc(n * sizeof *p), mx = -INFINITY, z = 0;
+    for (size_t h = 0; h < n; h++) {
+        p[h] = bench_log_r_local(e, h);
+        if (log_r)
+            log_r[h] = p[h];
+        mx = p[h] > mx ? p[h] : mx;
+    }
+    for (size_t h = 0; h < n; h++)
+        z += p[h] = exp(p[h] - mx);
+    for (size_t h = 0; h < n; h++)
+        p[h] /= z;
+    return p;
+}

@@ -4,7 +4,7 @@
  * in docs/GFLOWNET.md.
  *
  *   bench_gfn [--quick] [--large-only] [--tilted-only] [--contexts N] [--out DIR]
- *             [--seed N]
+ *             [--seed N] [--fair [--fair-seeds N]]
  *
  * Target: the exploding bandit's posterior P(w | D) ∝ P(w)·P(D|w) for a
  * fixed data set (10 arms, 25 pulls — one episode of the paper), d = 10 …
@@ -29,6 +29,11 @@
  *      sampler warm-started from a trained posterior sampler and trained
  *      on R_x = P(h)·P(D|h)·P(H|x,h); recall of the exact cautious
  *      hypothesis among K tilted vs K posterior samples, and the bound gap.
+ *   5. (--fair only; bench_fair.c) GFlowNet vs MH on the same footing: K
+ *      samples of each at equal reward evaluations against the exact
+ *      bounds, on evaluation seeds; exact q^⊤ vs the exact MH-chain
+ *      distribution. Section 1's MH column (an empirical histogram set
+ *      against an exact q^⊤) is not a fair comparison: see section 5.
  */
 #include <math.h>
 #include <stdio.h>
@@ -47,7 +52,7 @@
 #define N_CHECK 24
 
 static const char *out_dir = "bench-gfn-out";
-static int quick, use_plugin, only_large, only_tilted;
+static int quick, use_plugin, only_large, only_tilted, only_fair, fair_seeds = 8;
 static int tilt_contexts = 64; /* section 4's contexts, 1..N_CONTEXTS */
 static uint64_t seed = 1;
 
@@ -98,17 +103,7 @@ static void env_setup(bench_env *e, uint32_t d)
 /* The exact posterior p over all 2^d ids. */
 static double *exact_posterior(const bench_env *e)
 {
-    size_t n = (size_t)1 << e->d;
-    double *p = malloc(n * sizeof *p), mx = -INFINITY, z = 0;
-    for (size_t h = 0; h < n; h++) {
-        p[h] = bench_log_r_local(e, h);
-        mx = p[h] > mx ? p[h] : mx;
-    }
-    for (size_t h = 0; h < n; h++)
-        z += p[h] = exp(p[h] - mx);
-    for (size_t h = 0; h < n; h++)
-        p[h] /= z;
-    return p;
+    return bench_exact_posterior(e, NULL);
 }
 
 static void gfn_distances(const bg_gfn *g, const double *p, double *lq, double *tv, double *kl)
@@ -725,6 +720,10 @@ int main(int argc, char **argv)
             only_large = 1;
         else if (!strcmp(argv[i], "--tilted-only"))
             only_tilted = 1;
+        else if (!strcmp(argv[i], "--fair"))
+            only_fair = 1;
+        else if (!strcmp(argv[i], "--fair-seeds") && i + 1 < argc && atoi(argv[i + 1]) >= 1)
+            fair_seeds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--contexts") && i + 1 < argc &&
                  atoi(argv[i + 1]) >= 1 && atoi(argv[i + 1]) <= N_CONTEXTS)
             tilt_contexts = atoi(argv[++i]);
@@ -735,7 +734,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: %s [--quick] [--large-only] [--tilted-only] [--contexts 1..%d] "
-                    "[--out DIR] [--seed N]\n",
+                    "[--out DIR] [--seed N] [--fair [--fair-seeds N]]\n",
                     argv[0], N_CONTEXTS);
             return 2;
         }
@@ -753,6 +752,10 @@ int main(int argc, char **argv)
                   : why);
     bench_plugin_detach(&probe);
 
+    if (only_fair) {
+        bench_fair(fair_seeds, quick);
+        return 0;
+    }
     if (only_tilted) {
         printf("\n## 4. Harm-tilted sampler: cautious hypotheses for a context\n");
         tilted_section(TILT_FEW_OBS);

@@ -48,6 +48,9 @@ void bench_env_init(bench_env *e, uint32_t d, uint32_t n_arms, uint32_t n_obs, u
 int bench_log_reward(void *env, const uint64_t *h, size_t n, double *out);
 /* The same, computed locally, never counted (for exact references). */
 double bench_log_r_local(const bench_env *e, uint64_t h);
+/* The exact posterior over all 2^d ids (new: free), from the local
+ * formula; log_r (may be NULL) gets log R of every id. */
+double *bench_exact_posterior(const bench_env *e, double *log_r);
 /* P(harm | x, h) = 1 − Φ((θ − x·w)/σ), x given as an id-space mask. */
 double bench_harm(const bench_env *e, uint64_t xmask, uint64_t h);
 
@@ -103,5 +106,11 @@ void bench_plugin_detach(bench_env *e);
 #define BENCH_TILT_VARIANTS 2
 void bench_tilted(bench_env *e, const bg_gfn_config fine[BENCH_TILT_VARIANTS], uint32_t fine_steps,
                   const bg_gfn *post, const uint64_t *x, int n_ctx, uint64_t seed);
+
+/* Section 5 (bench_fair.c): GFlowNet vs MH on the same footing — K
+ * samples each at equal reward evaluations against the exact bounds
+ * (n_seeds evaluation data sets), and exact q^⊤ vs the exact MH-chain
+ * distribution. Prints tables. */
+void bench_fair(int n_seeds, int quick);
 
 #endif

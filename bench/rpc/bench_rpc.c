@@ -28,6 +28,18 @@
  * Client and server share the machine: on 2 cores the client's thread
  * competes with the server's, as a sidecar's agent would.
  *
+ * --sampled-tool T measures a sampled policy side by side (issue 16: a
+ * sampled Evaluate's p50 with the trainer idle and while it trains): each
+ * bench session first gets --observations arms of a bandit of
+ * --sampled-features d (bench_sampled.c), the bench waits until every
+ * session's sampler has trained at their version (the verdict's
+ * SamplerHealth: version_lag 0, train_steps >= 20) and prints its health;
+ * then each row measures Evaluate of T beside the enumerated tool's, and
+ * a second table repeats both while a thread keeps the daemon's trainer
+ * busy: an Observe every --load-ms (20) on sessions of its own, or with
+ * --load-same on the measured sessions (their own samplers train, and each
+ * observation makes the next Evaluate draw again).
+ *
  * Threads: one client thread drives everything.
  */
 #include <errno.h>
@@ -47,6 +59,7 @@
 
 #include "bayesguard/v1/bench.pb-c.h"
 #include "bayesguard/v1/guard.pb-c.h"
+#include "bench_sampled.h"
 #include "common/bg_time.h"
 #include "rpc/rpc_wire.h"
 
@@ -341,9 +354,23 @@ static int probe_evaluate(run *r)
     return v != NULL ? 0 : -1;
 }
 
-static pid_t spawn_daemon(const char *daemon, const char *policies, const char *plugins,
-                          const char *cq, const char *decision_log, const tls_files *tls,
-                          const char *const *extra, int n_extra, char *addr, size_t len)
+/* The spawned daemon, killed at exit when the bench gives up early. */
+static pid_t g_spawned;
+
+static void kill_spawned(void)
+{
+    if (g_spawned > 0) {
+        kill(g_spawned, SIGKILL);
+        waitpid(g_spawned, NULL, 0);
+    }
+}
+
+/* listen: the agent role (Evaluate), and reporter (Observe) when a
+ * sampled policy must be given observations. */
+static pid_t spawn_daemon(const char *daemon, const char *listen, const char *policies,
+                          const char *plugins, const char *cq, const char *decision_log,
+                          const tls_files *tls, const char *const *extra, int n_extra, char *addr,
+                          size_t len)
 {
     char ready[128];
     snprintf(ready, sizeof(ready), "/tmp/bench_rpc_ready_%ld_%llu", (long)getpid(),
@@ -351,20 +378,10 @@ static pid_t spawn_daemon(const char *daemon, const char *policies, const char *
     unlink(ready);
     pid_t pid = fork();
     if (pid == 0) {
-        const char *av[24 + MAX_DAEMON_ARGS] = {daemon,
-                                                "--listen",
-                                                "agent@127.0.0.1:0",
-                                                "--policies",
-                                                policies,
-                                                "--plugins",
-                                                plugins,
-                                                "--ready-file",
-                                                ready,
-                                                "--cq-threads",
-                                                cq,
-                                                "--log-level",
-                                                "warn",
-                                                "--enable-bench"};
+        const char *av[24 + MAX_DAEMON_ARGS] = {daemon,   "--listen",      listen,  "--policies",
+                                                policies, "--plugins",     plugins, "--ready-file",
+                                                ready,    "--cq-threads",  cq,      "--log-level",
+                                                "warn",   "--enable-bench"};
         int n = 14; /* Evaluate needs the agent role; Ping, --enable-bench */
         if (decision_log != NULL) {
             av[n++] = "--decision-log";
@@ -447,6 +464,8 @@ static void usage(void)
             "                  [--features N]\n"
             "                  [--callers 1,8,64] [--channels N] [--sessions N]\n"
             "                  [--seconds S] [--warmup S]\n"
+            "                  [--sampled-tool T [--sampled-features D] [--observations N]\n"
+            "                   [--load-ms MS (default 20)] [--load-same]]\n"
             "                  [--server-pid PID (with --addr: for the CPU columns)]\n");
 }
 
@@ -458,6 +477,9 @@ int main(int argc, char **argv)
     int n_extra = 0;
     unsigned n_channels = 1, n_sessions = 1;
     unsigned n_features = 0;
+    const char *sampled_tool = NULL;
+    unsigned sampled_features = 22, observations = 40, load_ms = 20;
+    int load_same = 0;
     double secs = 3.0, warm = 0.5;
     static const struct option opts[] = {{"addr", required_argument, NULL, 'a'},
                                          {"daemon", required_argument, NULL, 'd'},
@@ -475,6 +497,11 @@ int main(int argc, char **argv)
                                          {"decision-log", required_argument, NULL, 'L'},
                                          {"daemon-arg", required_argument, NULL, 'X'},
                                          {"tls", required_argument, NULL, 'T'},
+                                         {"sampled-tool", required_argument, NULL, 'm'},
+                                         {"sampled-features", required_argument, NULL, 'F'},
+                                         {"observations", required_argument, NULL, 'O'},
+                                         {"load-ms", required_argument, NULL, 'l'},
+                                         {"load-same", no_argument, NULL, 'y'},
                                          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -524,6 +551,21 @@ int main(int argc, char **argv)
         case 'T':
             tls_dir = optarg;
             break;
+        case 'm':
+            sampled_tool = optarg;
+            break;
+        case 'F':
+            sampled_features = (unsigned)atoi(optarg);
+            break;
+        case 'O':
+            observations = (unsigned)atoi(optarg);
+            break;
+        case 'l':
+            load_ms = (unsigned)atoi(optarg);
+            break;
+        case 'y':
+            load_same = 1;
+            break;
         case 'X':
             if (n_extra == MAX_DAEMON_ARGS) {
                 fprintf(stderr, "bench: at most %d --daemon-arg\n", MAX_DAEMON_ARGS);
@@ -544,13 +586,17 @@ int main(int argc, char **argv)
     if (addr_arg != NULL) {
         snprintf(addr, sizeof(addr), "%s", addr_arg);
     } else if (daemon && policies && plugins) {
-        pid = spawn_daemon(daemon, policies, plugins, cq, decision_log,
-                           tls_dir != NULL ? &tls : NULL, extra, n_extra, addr, sizeof(addr));
+        pid =
+            spawn_daemon(daemon, sampled_tool ? "agent,reporter@127.0.0.1:0" : "agent@127.0.0.1:0",
+                         policies, plugins, cq, decision_log, tls_dir != NULL ? &tls : NULL, extra,
+                         n_extra, addr, sizeof(addr));
         if (pid <= 0) {
             fprintf(stderr, "bench: could not start %s\n", daemon);
             return 1;
         }
         g_server_pid = pid;
+        g_spawned = pid;
+        atexit(kill_spawned);
     } else {
         usage();
         return 2;
@@ -603,7 +649,6 @@ int main(int argc, char **argv)
         r.m_eval[i] =
             grpc_channel_register_call(r.chs[i], "/bayesguard.v1.Guard/Evaluate", NULL, NULL);
     }
-    grpc_channel_credentials_release(creds);
     r.cq = grpc_completion_queue_create_for_next(NULL);
     grpc_slice req_ping = ping_request();
     if (n_sessions < 1 || n_sessions > MAX_CALLERS) {
@@ -625,6 +670,29 @@ int main(int argc, char **argv)
         printf("bench_rpc: mutual TLS, certificates in %s\n", tls_dir);
     if (probe_evaluate(&r) != 0)
         return 1;
+    bs_opts so = {.addr = addr,
+                  .tool = sampled_tool,
+                  .features = sampled_features,
+                  .observations = observations,
+                  .n_sessions = n_sessions,
+                  .seed = 2026,
+                  .load_same = load_same,
+                  .load_ms = load_ms};
+    grpc_slice *enum_reqs = r.eval_reqs, *samp_reqs = NULL;
+    if (sampled_tool != NULL && tls_dir != NULL) {
+        fprintf(stderr, "bench: --sampled-tool runs over plain TCP only (not with --tls)\n");
+        return 2;
+    }
+    if (sampled_tool != NULL) {
+        if (bs_prime(&so) != 0 || bs_wait_trained(&so, 20, 300) != 0)
+            return 1;
+        samp_reqs = calloc(n_sessions, sizeof(*samp_reqs));
+        for (unsigned i = 0; i < n_sessions; i++) {
+            char name[32];
+            snprintf(name, sizeof(name), "bench-%u", i);
+            samp_reqs[i] = evaluate_request(sampled_tool, sampled_features, name);
+        }
+    }
     if (decision_log != NULL)
         printf("bench_rpc: the daemon logs every decision to %s\n", decision_log);
     for (int i = 0; i < n_extra; i++)
@@ -636,13 +704,20 @@ int main(int argc, char **argv)
            "cpu us", "ratio");
     int rc = 0;
     double cpu_rows[16][4];
+    result samp_rows[16][3]; /* sampled idle; enumerated and sampled while training */
     size_t n_rows = 0;
     for (size_t i = 0; i < n_callers; i++) {
         r.eval = 0;
         r.req = req_ping;
         result a = measure(&r, callers[i], warm, secs);
         r.eval = 1;
+        r.eval_reqs = enum_reqs;
         result b = measure(&r, callers[i], warm, secs);
+        if (samp_reqs != NULL) {
+            r.eval_reqs = samp_reqs;
+            samp_rows[i][0] = measure(&r, callers[i], warm, secs);
+            rc |= samp_rows[i][0].errors != 0;
+        }
         printf("%-7u | %8.0f %8.1f %8.1f %8.1f %7.1f | %8.0f %8.1f %8.1f %8.1f %7.1f | %5.2f\n",
                callers[i], a.rate, a.p50, a.p99, a.p999, a.srv_cpu_us + a.cli_cpu_us, b.rate, b.p50,
                b.p99, b.p999, b.srv_cpu_us + b.cli_cpu_us, a.p50 > 0 ? b.p50 / a.p50 : 0.0);
@@ -657,6 +732,42 @@ int main(int argc, char **argv)
                     (unsigned long long)a.errors, (unsigned long long)b.errors);
             rc = 1;
         }
+    }
+    if (samp_reqs != NULL) {
+        /* the trainer busy: measured after every idle row, since queued
+         * training outlives the load */
+        bs_load *load = bs_load_start(&so);
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+        for (size_t i = 0; i < n_callers; i++) {
+            r.eval_reqs = enum_reqs;
+            samp_rows[i][1] = measure(&r, callers[i], warm, secs);
+            r.eval_reqs = samp_reqs;
+            samp_rows[i][2] = measure(&r, callers[i], warm, secs);
+            rc |= samp_rows[i][1].errors != 0 || samp_rows[i][2].errors != 0;
+        }
+        uint64_t n_obs = bs_load_stop(load);
+        printf("\nSampled Evaluate (%s, d = %u, %u observations per session) beside the "
+               "enumerated one (%s); right: while the trainer trains (%llu Observe, one per "
+               "%u ms, of %s during it):\n",
+               sampled_tool, sampled_features, observations, tool, (unsigned long long)n_obs,
+               load_ms, load_same ? "the measured sessions" : "other sessions");
+        printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s | %8s %8s %8s %8s\n", "callers", "sampled/s",
+               "p50 us", "p99 us", "p99.9us", "cpu us", "enum p50", "p99", "sampl/s", "p50 us",
+               "p99 us", "p99.9us");
+        for (size_t i = 0; i < n_callers; i++) {
+            const result *x = samp_rows[i];
+            printf("%-7u | %8.0f %8.1f %8.1f %8.1f %7.1f | %8.1f %8.1f | %8.0f %8.1f %8.1f %8.1f\n",
+                   callers[i], x[0].rate, x[0].p50, x[0].p99, x[0].p999,
+                   x[0].srv_cpu_us + x[0].cli_cpu_us, x[1].p50, x[1].p99, x[2].rate, x[2].p50,
+                   x[2].p99, x[2].p999);
+        }
+        if (rc)
+            fprintf(stderr, "bench: some sampled-row calls failed (see above)\n");
+        for (unsigned i = 0; i < n_sessions; i++)
+            grpc_slice_unref(samp_reqs[i]);
+        free(samp_reqs);
+        r.eval_reqs = enum_reqs;
     }
     if (g_server_pid) {
         /* CPU per call does not depend on how busy the machine is the way
@@ -683,10 +794,12 @@ int main(int argc, char **argv)
            GRPC_QUEUE_SHUTDOWN) {
     }
     grpc_completion_queue_destroy(r.cq);
+    grpc_channel_credentials_release(creds);
     free(r.lat);
     grpc_shutdown();
     if (pid > 0) {
         int st = 0;
+        g_spawned = 0; /* stopped here, its exit status checked */
         kill(pid, SIGTERM);
         waitpid(pid, &st, 0);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {

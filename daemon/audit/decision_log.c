@@ -376,8 +376,19 @@ static void format_record(bg_strbuf *b, const bg_decision_record *r)
                     r->harm_bound <= r->threshold ? "ALLOW" : r->over_threshold);
         key_num(b, "posterior_predictive", r->posterior_predictive);
         key_str(b, "bound_kind", r->sampled ? "sampled" : "exact");
-        if (r->sampled)
+        if (r->sampled) {
             key_u64(b, "samples", r->samples);
+            bg_strbuf_puts(b, ",\"sampler\":{");
+            bg_strbuf_puts(b, "\"healthy\":");
+            bg_strbuf_puts(b, r->sampler.healthy ? "true" : "false");
+            key_num(b, "tb_residual", r->sampler.tb_residual);
+            key_num(b, "log_weight_spread", r->sampler.log_weight_spread);
+            key_num(b, "ess", r->sampler.ess);
+            key_u64(b, "train_steps", r->sampler.train_steps);
+            key_u64(b, "version_lag", r->sampler.version_lag);
+            key_str(b, "reason", r->sampler.reason ? r->sampler.reason : "");
+            bg_strbuf_putc(b, '}');
+        }
         key_u64(b, "plausible_set_size", r->plausible_set_size);
         key_u64(b, "observations", r->observations);
         if (r->has_cautious) {

@@ -73,6 +73,13 @@ typedef struct bg_decision_record {
     const char *over_threshold; /* what enforce mode decides above the threshold */
     int sampled;
     uint64_t samples, plausible_set_size, observations;
+    /* sampled: the sampler's health (the Verdict's SamplerHealth) */
+    struct {
+        int healthy;
+        double tb_residual, log_weight_spread, ess;
+        uint64_t train_steps, version_lag;
+        const char *reason; /* "" or NULL when healthy */
+    } sampler;
     int has_cautious;
     uint64_t cautious_id;
     const char *cautious_label;

@@ -13,7 +13,10 @@
  *      estimator's need, retake the lock exclusive and bring it up to date
  *   3. harm for every candidate, batched in chunks, checked in [0,1]
  *   4. the estimator -> bound, cautious hypothesis, plausible-set size
- *   5. decision: bound > threshold -> over_threshold; shadow -> ALLOW
+ *   5. decision: bound > threshold -> over_threshold; a sampled verdict
+ *      whose sampler is outside the limits -> on_unhealthy (deny /
+ *      escalate; unavailable was refused in the sampled path); shadow ->
+ *      ALLOW
  * observe:
  *   1. check; 2. session exclusive; bring the posterior up to date;
  *   3. log-likelihood of the new observation for every candidate into the
@@ -412,6 +415,16 @@ static void decide(const bg_guard *g, bg_verdict *v)
         v->decision = g->over_threshold;
     else
         v->decision = BG_DECISION_ALLOW;
+    /* A sampler outside the policy's limits (on_unhealthy: deny or
+     * escalate; unavailable never gets here) only makes it stricter:
+     * DENY over ESCALATE over ALLOW. */
+    if (v->sampled && !v->health.healthy && !g->shadow) {
+        bg_decision d = g->sampler_limits.on_unhealthy == BG_UNHEALTHY_ESCALATE
+                            ? BG_DECISION_ESCALATE
+                            : BG_DECISION_DENY;
+        if (v->decision == BG_DECISION_ALLOW || d == BG_DECISION_DENY)
+            v->decision = d;
+    }
 }
 
 static int estimate(const bg_guard *g, const bg__session *s, const bg__posterior *p,

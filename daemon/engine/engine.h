@@ -104,6 +104,41 @@ typedef struct bg_sampler_factory {
     void (*destroy)(void *inst, void *keep);
 } bg_sampler_factory;
 
+/* What a sampled guard does with a sampler it cannot trust (the policy's
+ * spec.sampler.on_unhealthy): fail the Evaluate with BG_EUNAVAIL (retry,
+ * never a decision), or decide DENY / ESCALATE (the stricter of that and
+ * the threshold's decision), the verdict saying why. */
+typedef enum bg_on_unhealthy {
+    BG_UNHEALTHY_UNAVAILABLE = 0,
+    BG_UNHEALTHY_DENY = 1,
+    BG_UNHEALTHY_ESCALATE = 2,
+} bg_on_unhealthy;
+
+/* The limits a sampled verdict's sampler health must meet (policy keys
+ * spec.sampler.max_tb_residual, min_ess, max_version_lag, on_unhealthy;
+ * docs/POLICIES.md). enabled 0 (a zeroed guard: tests, benches): health
+ * is reported, never judged. */
+typedef struct bg_sampler_limits {
+    int enabled;
+    double max_tb_residual;   /* nats: tb_residual above it is unhealthy */
+    double min_ess;           /* ess below it is unhealthy */
+    uint64_t max_version_lag; /* version_lag above it is unhealthy */
+    bg_on_unhealthy on_unhealthy;
+} bg_sampler_limits;
+
+/* A sampled verdict's account of its sampler (sampled.h, "Health"), at
+ * the training state the candidates were drawn in, against the session's
+ * current reward: no trajectory beyond the K candidates. */
+typedef struct bg_sampler_health {
+    int healthy;              /* within the guard's limits (always 1 when not enabled) */
+    double tb_residual;       /* RMS of log w - mean log w over the K draws, nats */
+    double log_weight_spread; /* max - min log w over the distinct candidates, nats */
+    double ess;               /* (sum w)^2 / sum w^2 over the K draws, in [1, K] */
+    uint64_t train_steps;     /* steps trained at the reward version of the draw */
+    uint64_t version_lag;     /* observations the sampler had not trained on */
+    char reason[224];         /* why unhealthy (which limit, by how much); "" if healthy */
+} bg_sampler_health;
+
 /* What a policy resolves to. All pointers borrowed (owned by the policy
  * snapshot) and immutable while any call uses them. Which fields must be
  * set is checked by bg_guard_check, which whoever builds a guard calls. */
@@ -143,6 +178,8 @@ typedef struct bg_guard {
     bg_sampler_factory session_sampler;
     bg_guard_owner owner; /* set for BG_TRAIN_BACKGROUND only */
 
+    bg_sampler_limits sampler_limits; /* when a sampled verdict's sampler is trusted */
+
     double threshold;           /* bound > threshold -> over_threshold */
     bg_decision over_threshold; /* DENY or ESCALATE */
     int shadow;                 /* 1: log as usual, return ALLOW, flag shadow */
@@ -164,8 +201,9 @@ typedef struct bg_verdict {
     double cautious_posterior;
     double cautious_harm;
     uint64_t plausible_set_size;
-    int sampled;      /* 1 when the candidate set came from a sampler */
-    uint64_t samples; /* how many samples when sampled */
+    int sampled;              /* 1 when the candidate set came from a sampler */
+    uint64_t samples;         /* how many samples when sampled */
+    bg_sampler_health health; /* when sampled */
     int shadow;
     uint64_t observations; /* observations in the session's posterior */
     uint64_t eval_us;      /* time spent in the engine */

@@ -7,11 +7,20 @@
  *   1. K ids from the session's sampler (read lock), with a generator
  *      seeded from (seed, session, #observations): the same data give the
  *      same verdict;
- *   2. sort + deduplicate. Steps 1-2 are a pure function of the seed and
- *      the sampler's state, so they run once per (seed, training step) and
- *      every Evaluate until the next Observe or training step reuses the
- *      draw (bg__cands, the sampler's `gen` counts its train calls): K
- *      trajectories through the policy MLP were most of an Evaluate;
+ *   2. sort + deduplicate. Steps 1-2 run once per (seed, training round)
+ *      and every Evaluate until the next Observe or training round reuses
+ *      the draw (bg__cands; the sampler's `gen` counts its rounds, one
+ *      train_run each, bumped when a round ends): K trajectories through
+ *      the policy MLP were most of an Evaluate. A cached draw is taken
+ *      without the sampler's lock, so an Evaluate during a round neither
+ *      waits for a training step nor draws again: it uses the draw made
+ *      before or during the round, scored against the current data (its
+ *      health says how far behind it is). A background session sampler
+ *      is drawn by the trainer at the end of each round, for the history
+ *      it trained on (draw_ahead), and until that draw is there an
+ *      Evaluate uses the sampler's newest one: it draws itself only when
+ *      the sampler has none (BG_TRAIN_INLINE guards and a guard's own
+ *      sampler draw on a miss, as the evaluation seed says: deterministic);
  *   3. exact log-posterior of each candidate: log_prior + Σ log_lik over
  *      the session's history, normalised over the candidates (max-shifted
  *      log-sum-exp);
@@ -51,6 +60,7 @@
 
 #include "common/bg_assert.h"
 #include "common/bg_log.h"
+#include "common/bg_time.h"
 #include "engine/sampled_priv.h"
 
 /* A training job: a guard (kept alive by an owner reference) and a private
@@ -87,6 +97,7 @@ struct bg_sampled_trainer {
     pthread_t thread;
     uint64_t jobs_done;
     atomic_uint_fast64_t steps_done; /* optimiser steps run, all samplers */
+    atomic_uint_fast64_t step_ns;    /* the last step's duration: when to retry */
 };
 
 /* What is wrong with g's sampled-path options, NULL when nothing: the one
@@ -153,6 +164,23 @@ static int session_sampler(bg_sampled_trainer *t, const bg_guard *g, const char 
     return bg__sampler_get(g->sampled, g, session, t->opts.max_sessions, out, err);
 }
 
+static int draw(const bg_guard *g, bg__sampler *e, uint64_t seed, uint32_t k, bg__cands **out);
+
+/* After a background round of a session's sampler: the draw its next
+ * Evaluate wants (seed of the session and n_hist), made here on the
+ * trainer thread, so that no Evaluate draws K trajectories itself. */
+static void draw_ahead(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e, size_t n_hist)
+{
+    if (g->train != BG_TRAIN_BACKGROUND || !e->session)
+        return;
+    uint32_t k = g->sampler_samples ? g->sampler_samples : s->opts.default_k;
+    bg__cands *c = NULL;
+    pthread_rwlock_rdlock(&e->lock);
+    draw(g, e, bg__sampled_seed(s->opts.seed, e->session, n_hist), k, &c);
+    pthread_rwlock_unlock(&e->lock);
+    bg__cands_unref(c); /* cached (or out of memory: the Evaluate draws) */
+}
+
 /* Transitions "train_inline" and "steps run": `steps` of the `owed`
  * optimiser steps of a job on a history, one step per write lock.
  *
@@ -164,7 +192,10 @@ static int session_sampler(bg_sampled_trainer *t, const bg_guard *g, const char 
  * there one observation at a time (tests/gfn/test_gfn_keepup.py, d = 14:
  * 27 of 64 sampled iid bounds below exact against 15; docs/GFLOWNET.md
  * "Training schedule"). The sampler counts as trained (verdicts may use
- * it) once a step has run on the whole history. */
+ * it) once a step has run on the whole history. Cached draws stay valid for
+ * the round (gen moves at its end); the trainer then draws the next ones
+ * (draw_ahead), and a verdict's health says how many observations its
+ * draw had not trained on. */
 static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
                      const bg_observation *hist, size_t n_hist, uint32_t steps, uint32_t owed)
 {
@@ -186,12 +217,15 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
             n = want;
             r = bg__reward_ctx_make(g, hist, n); /* one version per prefix */
         }
+        uint64_t t0 = bg_now_ns();
         pthread_rwlock_wrlock(&e->lock);
         rc = g->sampler->train(e->inst, bg__session_log_r, &r, 1);
-        atomic_fetch_add(&e->gen, 1); /* cached draws are of the old state */
-        if (rc == BG_PLUGIN_OK)
+        if (rc == BG_PLUGIN_OK) {
             e->trained_n = n;
+            bg__fit_trained(&e->fit, r.version, n, 1);
+        }
         pthread_rwlock_unlock(&e->lock);
+        atomic_store(&s->step_ns, bg_now_ns() - t0);
         if (rc == BG_PLUGIN_OK)
             atomic_fetch_add(&s->steps_done, 1);
         /* on the whole history: verdicts may use it (a long first job after
@@ -200,6 +234,13 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
             atomic_fetch_or(&e->state, BG__SAMPLER_TRAINED);
     }
     free(r.tmp);
+    if (k > 0) { /* the round is over: cached draws are of an older state
+                  * (under the lock: a draw in progress is cached first) */
+        pthread_rwlock_wrlock(&e->lock);
+        atomic_fetch_add(&e->gen, 1);
+        pthread_rwlock_unlock(&e->lock);
+        draw_ahead(s, g, e, n_hist);
+    }
     return rc;
 }
 
@@ -468,8 +509,9 @@ int bg__sampled_observe(bg_sampled_trainer *s, const bg_guard *g, const char *se
     return rc;
 }
 
-/* e's cached draw for (seed, e's training state, k), with a reference for
- * the caller; NULL when it has none (caller holds e's lock, read). */
+/* e's cached draw for (seed, e's training round, k), with a reference for
+ * the caller; NULL when it has none. Needs no lock of e: a draw is
+ * immutable, and one a round old is still a draw of this sampler. */
 static bg__cands *cands_get(bg__sampler *e, uint64_t seed, uint32_t k)
 {
     uint64_t gen = atomic_load(&e->gen);
@@ -483,27 +525,106 @@ static bg__cands *cands_get(bg__sampler *e, uint64_t seed, uint32_t k)
     return c;
 }
 
-/* A draw of n unique ids (of k samples) becomes e's cached one; returned
- * with a reference for the caller, NULL when out of memory (caller holds
- * e's lock, read). */
-static bg__cands *cands_put(bg__sampler *e, uint64_t seed, uint32_t k, const uint64_t *ids,
-                            size_t n)
+/* e's newest draw of k samples whatever its seed and round, with a
+ * reference for the caller; NULL when it has none. */
+static bg__cands *cands_latest(bg__sampler *e, uint32_t k)
 {
-    bg__cands *c = malloc(sizeof *c + n * sizeof c->ids[0]);
+    pthread_mutex_lock(&e->cands_mu);
+    bg__cands *c = e->cands;
+    if (c && c->k == k)
+        atomic_fetch_add(&c->refs, 1);
+    else
+        c = NULL;
+    pthread_mutex_unlock(&e->cands_mu);
+    return c;
+}
+
+/* A draw of k samples (ids, their log q) becomes e's cached one, sorted
+ * and deduplicated, with the training state it was made in; returned with
+ * a reference for the caller, NULL when out of memory (caller holds e's
+ * lock, read). */
+static bg__cands *cands_put(bg__sampler *e, uint64_t seed, uint32_t k, const uint64_t *ids,
+                            const double *log_q)
+{
+    size_t each = sizeof(uint64_t) + sizeof(double) + sizeof(uint32_t);
+    bg__cands *c = malloc(sizeof *c + k * each);
     if (!c)
         return NULL;
+    c->ids = (uint64_t *)(c + 1);
+    c->log_q = (double *)(c->ids + k);
+    c->mult = (uint32_t *)(c->log_q + k);
+    if (bg__cands_fill(c, ids, log_q, k) != BG_OK) {
+        free(c);
+        return NULL;
+    }
     atomic_init(&c->refs, 2); /* the caller's and the cache's */
     c->seed = seed;
     c->gen = atomic_load(&e->gen);
     c->k = k;
-    c->n = n;
-    memcpy(c->ids, ids, n * sizeof *ids);
+    c->fit = e->fit;
     pthread_mutex_lock(&e->cands_mu);
     bg__cands *old = e->cands;
     e->cands = c;
     pthread_mutex_unlock(&e->cands_mu);
     bg__cands_unref(old);
     return c;
+}
+
+/* Draw k samples of e with the generator seeded by seed, and cache them
+ * (cands_put): *out is the draw with a reference, NULL when out of memory.
+ * The sampler's status (caller holds e's lock, read). */
+static int draw(const bg_guard *g, bg__sampler *e, uint64_t seed, uint32_t k, bg__cands **out)
+{
+    uint64_t *ids = malloc(k * sizeof *ids);
+    double *log_q = malloc(k * sizeof *log_q);
+    int prc = BG_PLUGIN_OK;
+    *out = NULL;
+    if (ids && log_q) {
+        for (uint32_t i = 0; i < k; i++)
+            log_q[i] = NAN; /* a sampler that reports no log q: no health */
+        bg_rng rng;
+        bg_rng_init(&rng, seed);
+        prc = g->sampler->sample(e->inst, &rng, k, ids, log_q);
+        if (prc == BG_PLUGIN_OK)
+            *out = cands_put(e, seed, k, ids, log_q);
+    }
+    free(ids);
+    free(log_q);
+    return prc;
+}
+
+/* The refusal of a verdict from a sampler outside the guard's limits
+ * (on_unhealthy: unavailable): BG_EUNAVAIL saying why and when to retry.
+ * A background sampler that has had little training on these data gets
+ * train_steps more (at most 10 * train_steps at one version: a caller
+ * cannot keep the trainer busy by asking). */
+static int refuse_unhealthy(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
+                            const char *session, const bg_observation *hist, size_t n_hist,
+                            const bg_sampler_health *h, bg_err *err)
+{
+    const char *sess = session ? session : "";
+    uint64_t ms = (atomic_load(&s->step_ns) * s->opts.train_steps + 999999u) / 1000000u;
+    int more = g->train == BG_TRAIN_BACKGROUND &&
+               (h->version_lag > 0 || h->train_steps < 10ull * s->opts.train_steps);
+    if (more) {
+        bg_err e2;
+        bg_err_clear(&e2);
+        if (h->version_lag == 0 &&
+            schedule(s, g, e, hist, n_hist, s->opts.train_steps, 1, &e2) != BG_OK)
+            more = 0; /* the trainer is full: say so below */
+    }
+    if (more)
+        return bg_err_set(err, BG_EUNAVAIL,
+                          "policy %s: the sampler of session '%s' is not trustworthy now (%s); "
+                          "no decision was made: it is training on the session's data, retry "
+                          "in about %llu ms",
+                          g->name, sess, h->reason, (unsigned long long)(ms ? ms : 1));
+    return bg_err_set(err, BG_EUNAVAIL,
+                      "policy %s: the sampler of session '%s' is not trustworthy now (%s) after "
+                      "%llu training steps on the session's %zu observations; no decision was "
+                      "made: retry after the next observation trains it further, or loosen "
+                      "spec.sampler's limits (docs/POLICIES.md)",
+                      g->name, sess, h->reason, (unsigned long long)h->train_steps, n_hist);
 }
 
 int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *session,
@@ -518,11 +639,6 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     int rc = session_sampler(s, g, n_hist ? session : NULL, &e, err);
     if (rc != BG_OK)
         return rc;
-    uint64_t *ids = malloc(k * sizeof *ids);
-    if (!ids) {
-        bg__sampler_put(e);
-        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
-    }
     /* Invariant 4: a sampler that has not yet trained on the session's data
      * (first use, after a reload or a drop) would give a verdict about
      * nothing: start its training and fail closed until it has had
@@ -538,33 +654,47 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
                             "it is training now and no decision was made: retry in a moment",
                             g->name, session ? session : "", n_hist);
         bg__sampler_put(e);
-        free(ids);
         return rc;
     }
     uint64_t seed = bg__sampled_seed(s->opts.seed, session, n_hist);
-    pthread_rwlock_rdlock(&e->lock);
-    /* under the read lock: no training step between gen and the draw */
     bg__cands *c = cands_get(e, seed, k);
+    /* A background session sampler's draws are made by the trainer after
+     * each round (draw_ahead): until the one for this history is there,
+     * the newest serves, scored against the current data (its health
+     * reports the lag). */
+    if (!c && g->train == BG_TRAIN_BACKGROUND && e->session)
+        c = cands_latest(e, k);
     int prc = BG_PLUGIN_OK;
     if (!c) {
-        bg_rng rng;
-        bg_rng_init(&rng, seed);
-        prc = g->sampler->sample(e->inst, &rng, k, ids, NULL);
-        if (prc == BG_PLUGIN_OK)
-            c = cands_put(e, seed, k, ids, bg__sort_unique(ids, k));
+        /* under the read lock: no round ends between gen and the draw */
+        pthread_rwlock_rdlock(&e->lock);
+        c = cands_get(e, seed, k); /* another Evaluate may have drawn meanwhile */
+        if (!c)
+            prc = draw(g, e, seed, k, &c);
+        pthread_rwlock_unlock(&e->lock);
     }
-    pthread_rwlock_unlock(&e->lock);
-    bg__sampler_put(e);
-    free(ids);
-    if (prc != BG_PLUGIN_OK)
-        return bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)", g->name,
-                          g->sampler_name ? g->sampler_name : "?", prc);
-    if (!c)
+    if (prc != BG_PLUGIN_OK || !c) {
+        bg__sampler_put(e);
+        if (prc != BG_PLUGIN_OK)
+            return bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)",
+                              g->name, g->sampler_name ? g->sampler_name : "?", prc);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
-    rc = bg__score_and_estimate(g, hist, n_hist, action, c->ids, c->n, out, err);
+    }
+    double *log_r = malloc(c->n * sizeof *log_r);
+    if (!log_r)
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
+    else
+        rc = bg__score_and_estimate(g, hist, n_hist, action, c->ids, c->n, out, log_r, err);
     out->sampled = 1;
     out->samples = k;
+    if (rc == BG_OK) {
+        bg__health_of(g, c, log_r, bg__history_version(g, hist, n_hist), n_hist, &out->health);
+        if (!out->health.healthy && g->sampler_limits.on_unhealthy == BG_UNHEALTHY_UNAVAILABLE)
+            rc = refuse_unhealthy(s, g, e, session, hist, n_hist, &out->health, err);
+    }
+    free(log_r);
     bg__cands_unref(c);
+    bg__sampler_put(e);
     return rc;
 }
 

@@ -7,6 +7,15 @@
  * harm and the estimator for the bound; the verdict says it is sampled and
  * from how many samples. engine.c calls it directly (sampled_priv.h).
  *
+ * Health (sampled_health.c): each sampled verdict reports its sampler's
+ * health (engine.h bg_sampler_health) from the draw alone — the
+ * importance weights log R − log q of its candidates (residual, spread,
+ * ESS) and the training state it was drawn in (steps at the current
+ * reward version, observations not yet trained on) — and the guard's
+ * bg_sampler_limits judge it: outside them, BG_EUNAVAIL (retry; a
+ * background sampler short of training gets another round) or a DENY /
+ * ESCALATE decided by the engine.
+ *
  * Two objects:
  *
  *   bg_sampled_trainer  process-wide: the settings of the sampled path and

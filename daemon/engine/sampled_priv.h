@@ -26,17 +26,29 @@
 typedef struct bg__sampler_table bg__sampler_table;
 
 /* The candidates of one draw (sampled.c): K samples of a sampler in one
- * training state (gen) with one evaluation seed, sorted and deduplicated.
- * Samples are a pure function of (sampler state, seed), so every Evaluate
- * of that (seed, gen) reuses them instead of drawing K trajectories
- * through the policy again; scoring against the history, harm and the
- * estimator still run per Evaluate. Shared by reference (refs). */
+ * training round (gen) with one evaluation seed, sorted and deduplicated.
+ * Every Evaluate of that (seed, gen) reuses them instead of drawing K
+ * trajectories through the policy again; scoring against the history,
+ * harm, health and the estimator still run per Evaluate. Immutable once
+ * cached; shared by reference (refs). */
+/* The training state a draw was made in (sampled_health.c): the reward
+ * version of the sampler's last training run, the history length it had,
+ * and the steps run at that version. */
+typedef struct bg__fit {
+    uint64_t version; /* BG_REWARD_UNVERSIONED: never trained */
+    size_t n_hist;
+    uint64_t steps;
+} bg__fit;
+
 typedef struct bg__cands {
     atomic_int refs;
     uint64_t seed, gen;
     uint32_t k; /* samples drawn */
+    bg__fit fit;
     size_t n;
-    uint64_t ids[]; /* [n] */
+    uint64_t *ids;  /* [n], ascending */
+    double *log_q;  /* [n] log q(ids[i]) as the sampler reported it (NaN: none) */
+    uint32_t *mult; /* [n] how many of the k draws were ids[i] */
 } bg__cands;
 void bg__cands_unref(bg__cands *c); /* sampled_sessions.c; NULL is a no-op */
 
@@ -48,10 +60,11 @@ typedef struct bg__sampler {
     void (*destroy)(void *inst, void *keep); /* the factory's; NULL: not ours */
     pthread_rwlock_t lock;                   /* train (write) vs sample (read) */
     atomic_int state;                        /* BG__SAMPLER_* bits */
-    atomic_uint_fast64_t gen;                /* train calls so far (under lock, write) */
+    atomic_uint_fast64_t gen;                /* training rounds ended (under lock, write) */
     size_t trained_n;                        /* history length of the last step (lock, write) */
     pthread_mutex_t cands_mu;                /* guards cands */
     bg__cands *cands;                        /* the last draw, a reference; NULL: none */
+    bg__fit fit;                             /* written under lock (write), read under it */
     int refs;                                /* users, under the table's mutex */
     uint64_t last_use;                       /* under the table's mutex */
     struct bg__sampler *next;
@@ -104,8 +117,10 @@ int bg__session_log_r(void *vctx, const uint64_t *h, size_t n, double *out);
  * history of the same length, changes it. */
 uint64_t bg__history_version(const bg_guard *g, const bg_observation *hist, size_t n_hist);
 
-/* Sorts ids and removes duplicates; returns how many remain. */
-size_t bg__sort_unique(uint64_t *ids, size_t k);
+/* A draw of k (id, log q) into c's arrays (c->ids etc. hold k slots):
+ * sorted by id, duplicates merged into mult; sets c->n. log_q may be NULL
+ * (a sampler that reports none: NaN). BG_OK or BG_ENOMEM. */
+int bg__cands_fill(bg__cands *c, const uint64_t *ids, const double *log_q, size_t k);
 
 /* The evaluation seed of (seed, session, number of observations): the same
  * data give the same verdict. */
@@ -117,7 +132,18 @@ uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist);
  * misbehaves (NaN harm, no finite score, a bound outside [0, 1]). */
 int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                            const bg_action *action, const uint64_t *ids, size_t n, bg_verdict *out,
-                           bg_err *err);
+                           double *log_r, bg_err *err);
+
+/* ---- health (sampled_health.c): no state */
+
+/* The health of a draw c against the session's current reward: log_r[i]
+ * = log R(c->ids[i]) (bg__score_and_estimate's), version and n_hist the
+ * session's; judged against g's limits. */
+void bg__health_of(const bg_guard *g, const bg__cands *c, const double *log_r, uint64_t version,
+                   size_t n_hist, bg_sampler_health *out);
+/* Training ran `steps` more steps at reward version `version` on n_hist
+ * observations (under e's write lock). */
+void bg__fit_trained(bg__fit *f, uint64_t version, size_t n_hist, uint64_t steps);
 
 /* ---- what engine.c calls (sampled.c); t is the engine's trainer */
 

@@ -74,12 +74,6 @@ int bg__session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
     return rc;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Stable descending order of log_post (ties: ascending index); qsort_r. */
 static int by_post(const void *a, const void *b, void *keys)
 {
@@ -99,7 +93,7 @@ uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist)
 /* Steps 3–6 over n unique candidate ids. */
 int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                            const bg_action *action, const uint64_t *ids, size_t n, bg_verdict *out,
-                           bg_err *err)
+                           double *log_r, bg_err *err)
 {
     double *lp = malloc(n * sizeof *lp), *harm = malloc(n * sizeof *harm);
     double *post = malloc(n * sizeof *post);
@@ -140,6 +134,8 @@ int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t
         }
         mx = lp[i] > mx ? lp[i] : mx;
     }
+    if (log_r)
+        memcpy(log_r, lp, n * sizeof *lp);
     if (!isfinite(mx)) {
         rc = bg_err_set(err, BG_EINTERNAL,
                         "policy %s: none of the %zu sampled hypotheses has a finite "
@@ -188,14 +184,4 @@ done:
     free(order);
     free(r.tmp);
     return rc;
-}
-
-size_t bg__sort_unique(uint64_t *ids, size_t k)
-{
-    qsort(ids, k, sizeof *ids, cmp_u64);
-    size_t n = k ? 1 : 0;
-    for (size_t i = 1; i < k; i++)
-        if (ids[i] != ids[n - 1])
-            ids[n++] = ids[i];
-    return n;
 }

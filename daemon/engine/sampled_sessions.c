@@ -51,6 +51,7 @@ static void sampler_init(bg__sampler *e)
     atomic_init(&e->gen, 0);
     pthread_mutex_init(&e->cands_mu, NULL);
     e->cands = NULL;
+    e->fit = (bg__fit){BG_REWARD_UNVERSIONED, 0, 0};
 }
 
 void bg__cands_unref(bg__cands *c)

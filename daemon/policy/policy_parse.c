@@ -138,6 +138,23 @@ static const bg_cfg_entry sampler_table[] = {
     {.key = "train_steps", .type = BG_CFGV_INT, .def = "0", .offset = OFF(sampler_train_steps),
      .min = 0, .max = 4000,
      .desc = "optimiser steps per observation (0 = the daemon's default budget)"},
+    /* When a sampled verdict's sampler is trusted (engine.h
+     * bg_sampler_limits; the defaults and the data behind them:
+     * docs/POLICIES.md). */
+    {.key = "max_tb_residual", .type = BG_CFGV_DOUBLE, .def = BG_POLICY_MAX_TB_RESIDUAL,
+     .offset = OFF(max_tb_residual), .min = 0, .max = 1e6,
+     .desc = "nats: the RMS trajectory-balance residual of the candidates above which the "
+             "sampler is not trusted"},
+    {.key = "min_ess", .type = BG_CFGV_DOUBLE, .def = BG_POLICY_MIN_ESS, .offset = OFF(min_ess),
+     .min = 0, .max = 1000000,
+     .desc = "the effective sample size of the candidates' importance weights below which "
+             "the sampler is not trusted"},
+    {.key = "max_version_lag", .type = BG_CFGV_INT, .def = BG_POLICY_MAX_VERSION_LAG,
+     .offset = OFF(max_version_lag), .min = 0, .max = 1000000,
+     .desc = "observations the sampler may not yet have trained on"},
+    {.key = "on_unhealthy", .type = BG_CFGV_ENUM, .def = "unavailable",
+     .offset = OFF(on_unhealthy), .choices = "unavailable|deny|escalate",
+     .desc = "outside the limits: fail UNAVAILABLE (retry), or decide DENY / ESCALATE"},
 };
 
 static const bg_cfg_entry metadata_table[] = {

@@ -20,6 +20,14 @@ void bg__errs_add(bg_policy_errors *e, const char *fmt, ...) __attribute__((form
 int bg__errs_at(void *errs, const bg_cfg_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The defaults of spec.sampler's limits: no limit on the residual and the
+ * ESS (on the bandit policies they do not tell a sampler that finds the
+ * cautious hypothesis from one that does not: docs/POLICIES.md, "Sampler
+ * health"), at most 2 observations the sampler has not trained on. */
+#define BG_POLICY_MAX_TB_RESIDUAL "1000000"
+#define BG_POLICY_MIN_ESS "0"
+#define BG_POLICY_MAX_VERSION_LAG "2"
+
 /* ---- one policy document, schema-checked (policy_parse.c) */
 typedef struct bg__policy_spec {
     const bg_cfg_node *root;      /* the document */
@@ -40,6 +48,9 @@ typedef struct bg__policy_spec {
         int64_t samples;
         int sampler_always;          /* spec.sampler.always */
         int64_t sampler_train_steps; /* spec.sampler.train_steps, 0 = the daemon's */
+        double max_tb_residual, min_ess; /* spec.sampler's limits */
+        int64_t max_version_lag;
+        int on_unhealthy;         /* 0 unavailable, 1 deny, 2 escalate */
         double threshold;
         int over_threshold;       /* 0 deny, 1 escalate */
         int on_error;             /* 0 deny, 1 allow */

@@ -568,6 +568,14 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler_samples = (uint32_t)sp->v.samples;
         g->sampler_always = sp->v.sampler_always != 0;
         g->sampler_train_steps = (uint32_t)sp->v.sampler_train_steps;
+        g->sampler_limits = (bg_sampler_limits){
+            .enabled = 1,
+            .max_tb_residual = sp->v.max_tb_residual,
+            .min_ess = sp->v.min_ess,
+            .max_version_lag = (uint64_t)sp->v.max_version_lag,
+            .on_unhealthy = sp->v.on_unhealthy == 2   ? BG_UNHEALTHY_ESCALATE
+                            : sp->v.on_unhealthy == 1 ? BG_UNHEALTHY_DENY
+                                                      : BG_UNHEALTHY_UNAVAILABLE};
         g->sampled = im->sampled;
         /* the daemon's way: one sampler per session, trained in the
          * background while the set is kept alive */

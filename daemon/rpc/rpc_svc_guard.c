@@ -524,6 +524,17 @@ void bg__svc_evaluate(bg__rpc_call *c)
                      : v.sampled      ? BAYESGUARD__V1__BOUND_KIND__SAMPLED
                                       : BAYESGUARD__V1__BOUND_KIND__EXACT;
     out.samples = v.samples;
+    Bayesguard__V1__SamplerHealth sh = BAYESGUARD__V1__SAMPLER_HEALTH__INIT;
+    if (v.sampled && !on_error_allowed) {
+        sh.healthy = v.health.healthy != 0;
+        sh.tb_residual = v.health.tb_residual;
+        sh.log_weight_spread = v.health.log_weight_spread;
+        sh.ess = v.health.ess;
+        sh.train_steps = v.health.train_steps;
+        sh.version_lag = v.health.version_lag;
+        sh.reason = v.health.reason;
+        out.sampler = &sh;
+    }
     out.shadow = v.shadow != 0;
     out.observations = v.observations;
     out.threshold = p->guard.threshold;
@@ -550,6 +561,13 @@ void bg__svc_evaluate(bg__rpc_call *c)
     lr.posterior_predictive = v.posterior_predictive;
     lr.sampled = v.sampled;
     lr.samples = v.samples;
+    lr.sampler.healthy = v.health.healthy;
+    lr.sampler.tb_residual = v.health.tb_residual;
+    lr.sampler.log_weight_spread = v.health.log_weight_spread;
+    lr.sampler.ess = v.health.ess;
+    lr.sampler.train_steps = v.health.train_steps;
+    lr.sampler.version_lag = v.health.version_lag;
+    lr.sampler.reason = v.health.reason;
     lr.plausible_set_size = v.plausible_set_size;
     lr.observations = v.observations;
     lr.has_cautious = !on_error_allowed;
