@@ -278,8 +278,10 @@ int main(void)
     gs.threshold = 0.5;
 
     /* exact: every weight is Z. The next observation trains again (caught
-     * up); the draw comes at the first Evaluate after it, from the
-     * posterior read now. */
+     * up): its 20 steps walk the two prefixes the sampler had not trained
+     * on, 10 each (a burst trained like a trickle), so 10 are at the
+     * current version; the draw comes at the first Evaluate after it, from
+     * the posterior read now. */
     fk->kind = EXACT;
     observe(e, &gs, 0x00f, 1.5, BG_OK);
     observe(e, gx, 0x00f, 1.5, BG_OK);
@@ -291,8 +293,8 @@ int main(void)
                                             .on_unhealthy = BG_UNHEALTHY_UNAVAILABLE};
     CHECK(evaluate(e, &gs, 0x155, &v, &err) == BG_OK, "%s", err.msg);
     print_health("exact sampler, defaults:", &v.health);
-    CHECK(v.health.healthy && v.health.version_lag == 0 && v.health.train_steps == 20, "exact: %s",
-          v.health.reason);
+    CHECK(v.health.healthy && v.health.version_lag == 0 && v.health.train_steps == 10,
+          "exact: steps %llu %s", (unsigned long long)v.health.train_steps, v.health.reason);
     CHECK(v.health.tb_residual <= 1e-9 && v.health.log_weight_spread <= 1e-9,
           "exact: tb_residual %g spread %g", v.health.tb_residual, v.health.log_weight_spread);
     CHECK(fabs(v.health.ess - K) <= 1e-6, "exact: ess %.9g", v.health.ess);
