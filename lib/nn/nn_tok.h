@@ -84,4 +84,24 @@ const char *bg_nn_tok_decode_one(const bg_nn_tok *t, int prev, int id, size_t *l
 int bg_nn_tok_decode(const bg_nn_tok *t, const int32_t *ids, int n, char **text, size_t *len,
                      bg_err *err);
 
+/* ---- the BPE trainer (nn_tok_train.c) -----------------------------------
+ *
+ * Vocabulary: <unk>, <s>, </s> (pieces "<unk>", "\n<s>\n", "\n</s>\n" as
+ * llama2.c's export writes them), the 256 bytes as one-byte pieces (id
+ * b + 3, llama2.c's byte fallback id), then up to vocab - 259 merges learned
+ * from data[0..len). The text is read as the encoder will see it: line by
+ * line ('\n' ends a line, empty lines are skipped), each line with the
+ * leading space, cut into words before each ' ' (no merge spans a word
+ * start). Each round the most frequent adjacent pair (ties: the smaller
+ * left id, then the smaller right id) is merged in every word; its piece
+ * becomes a new token unless an earlier token already has that piece. Merge
+ * k (0-based) gets score -(k + 1) (base tokens 0, never a merge result), so
+ * llama2.c's greedy encoder applies merges in the order they were learned.
+ * Pairs whose piece would exceed BG_NN_TOK_TRAIN_MAX_PIECE bytes or read as
+ * a byte token "<0xNN>" or "<unk>" are never merged. Stops early when no pair occurs
+ * twice. Deterministic: the same data and vocab give the same file.
+ * Cost: one pass over the distinct words per merge. */
+#define BG_NN_TOK_TRAIN_MAX_PIECE 64
+int bg_nn_tok_train(const char *data, size_t len, int vocab, bg_nn_tok **out, bg_err *err);
+
 #endif

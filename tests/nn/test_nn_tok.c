@@ -153,8 +153,75 @@ static void small_vocab(void)
     CHECK(bg_nn_tok_create(6, p, l, s, &t, &err) == BG_EINVAL && strstr(err.msg, "token 3"));
 }
 
+/* The BPE trainer: vocab honoured, a learned merge used by the encoder,
+ * merge scores in order, round trips through the trained vocabulary,
+ * deterministic files. */
+static void bpe_train(void)
+{
+    char corpus[8192];
+    size_t len = 0;
+    static const char *lines[] = {
+        "shell_exec rm -rf /tmp/x was harmful.", "send_email to a known contact was fine.",
+        "shell_exec ls /tmp was fine.", "caf\xc3\xa9 na\xc3\xafve was fine."};
+    for (int r = 0; r < 40; r++) {
+        const char *l = lines[r % 4];
+        memcpy(corpus + len, l, strlen(l));
+        len += strlen(l);
+        corpus[len++] = '\n';
+    }
+    bg_nn_tok *t = NULL, *u = NULL;
+    bg_err err;
+    CHECK(bg_nn_tok_train(corpus, len, 300, &t, &err) == BG_OK, "%s", err.msg);
+    CHECK_INT(bg_nn_tok_size(t), 300);
+    int pl;
+    const char *p = bg_nn_tok_piece(t, 3 + 'a', &pl);
+    CHECK(pl == 1 && p[0] == 'a', "byte tokens at id b + 3");
+    CHECK_STR(bg_nn_tok_piece(t, BG_NN_TOK_BOS, &pl), "\n<s>\n");
+    for (int i = 259; i < 300; i++)
+        CHECK(bg_nn_tok_score(t, i) == -(float)(i - 258), "merge %d score %g", i,
+              (double)bg_nn_tok_score(t, i));
+    /* a learned merge: the frequent word is one token, after the BOS */
+    int32_t ids[600];
+    int n;
+    CHECK(bg_nn_tok_encode(t, "shell_exec", 10, BG_NN_TOK_ADD_BOS, ids, 600, &n, &err) == BG_OK);
+    CHECK(n == 2 && bg_nn_tok_lookup(t, " shell_exec", 11) == ids[1], "' shell_exec' in %d ids",
+          n - 1);
+    CHECK(bg_nn_tok_encode(t, corpus, 38, BG_NN_TOK_ADD_BOS, ids, 600, &n, &err) == BG_OK);
+    printf("trained vocab 300: the first line is %d tokens (38 bytes)\n", n - 1);
+    CHECK(n - 1 < 20, "merges shorten the line: 39 byte tokens without them");
+    round_trip(t, corpus, len);
+    char all[512];
+    for (int i = 0; i < 512; i++)
+        all[i] = (char)(i * 7 + 3);
+    round_trip(t, all, 512);
+    round_trip(t, "\xff\xc3 caf\xc3\xa9\xe2\x98", 10);
+    /* deterministic: the same file twice */
+    CHECK(bg_nn_tok_train(corpus, len, 300, &u, &err) == BG_OK);
+    for (int i = 0; i < 300; i++) {
+        int la, lb;
+        const char *a = bg_nn_tok_piece(t, i, &la), *b = bg_nn_tok_piece(u, i, &lb);
+        CHECK(la == lb && memcmp(a, b, (size_t)la) == 0, "piece %d differs between runs", i);
+    }
+    bg_nn_tok_destroy(u);
+    /* too little data: stops when no pair occurs twice */
+    CHECK(bg_nn_tok_train("abab", 4, 1000, &u, &err) == BG_OK);
+    CHECK(bg_nn_tok_size(u) == 260 && bg_nn_tok_lookup(u, "ab", 2) == 259, "size %d",
+          bg_nn_tok_size(u));
+    bg_nn_tok_destroy(u);
+    CHECK(bg_nn_tok_train(corpus, len, 258, &u, &err) == BG_EINVAL &&
+              strstr(err.msg, "expected 259..65536"),
+          "%s", err.msg);
+    /* "<0xNN>" and "<unk>" never become pieces */
+    CHECK(bg_nn_tok_train("<0x41> <0x41> <unk> <unk>", 25, 400, &u, &err) == BG_OK);
+    CHECK(bg_nn_tok_lookup(u, "<0x41>", 6) < 0 && bg_nn_tok_lookup(u, "<unk>", 5) == 0);
+    round_trip(u, "<0x41> <unk>", 12);
+    bg_nn_tok_destroy(u);
+    bg_nn_tok_destroy(t);
+}
+
 int main(void)
 {
+    bpe_train();
     const char *shared = getenv("BG_SHARED_DIR");
     snprintf(g_tokpath, sizeof g_tokpath, "%s/models/llama2-tokenizer.bin",
              shared ? shared : "../shared");
