@@ -188,13 +188,14 @@ static int parse_id_file(const char *path, const char *text, int V, stream *s)
         long v = strtol(p, &end, 10);
         if (end == p || errno ||
             (*end && *end != ' ' && *end != '\t' && *end != '\n' && *end != '\r'))
-            return bad("--data %s: line %ld: '%.20s' is not a token id (--ids expects "
+            return bad("--data %s: line %ld: '%.*s' is not a token id (--ids expects "
                        "whitespace-separated integers)",
-                       path, line, p);
+                       path, line, (int)(strcspn(p, " \t\r\n") < 20 ? strcspn(p, " \t\r\n") : 20),
+                       p);
         if (v < 0 || v >= V)
             return bad("--data %s: line %ld: token %ld (token %zu of the file) is out of the "
                        "vocabulary 0..%d",
-                       path, line, v, s->n, V - 1);
+                       path, line, v, s->n + 1, V - 1);
         int32_t id = (int32_t)v;
         int rc = push(s, &id, 1);
         if (rc)
@@ -268,12 +269,15 @@ static int prepare(run *r)
         return bad("train: --data FILE is required");
     if (!a->out)
         return bad("train: --out DIR is required");
+    int kind = bg_backend_kind_parse(a->backend ? a->backend : "cpu");
+    if (kind != BG_BACKEND_CPU && kind != BG_BACKEND_VULKAN)
+        return bad("--backend '%s': expected cpu or vulkan", a->backend);
     if (a->ids && a->tokenizer)
         return bad("train: --ids (token ids) and --tokenizer (text) exclude each other");
     if (a->prompt || a->tokens || a->prefix || a->n_conts || a->vocab || a->lines)
         return bad("train: --prompt, --tokens, --prefix, --continuation, --vocab and --lines "
                    "belong to other lm subcommands");
-    int rc = 0;
+    int rc;
     if (a->model) {
         if (bg_nn_ckpt_open(&r->ck, a->model, &err) != BG_OK)
             return bad("--model: %s", err.msg);
@@ -467,9 +471,7 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
     bg_nn_trainer *t = NULL;
     if (rc == 0) {
         int kind = bg_backend_kind_parse(a->backend ? a->backend : "cpu");
-        if (kind != BG_BACKEND_CPU && kind != BG_BACKEND_VULKAN)
-            rc = bad("--backend '%s': expected cpu or vulkan", a->backend);
-        bg_compute_opts co = {(bg_backend_kind)(kind < 0 ? 0 : kind), (int)a->threads, 0, -1};
+        bg_compute_opts co = {(bg_backend_kind)kind, (int)a->threads, 0, -1};
         bg_nn_train_opts o = {.batch = r.B,
                               .seq = r.T,
                               .lora_rank = (int)a->lora,
@@ -481,7 +483,7 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
                                         .weight_decay = 0.0f,
                                         .max_norm = 1.0f}};
         bg_err err;
-        if (rc == 0 && bg_nn_train_create(&r.ck, &co, &o, &t, &err) != BG_OK) {
+        if (bg_nn_train_create(&r.ck, &co, &o, &t, &err) != BG_OK) {
             fprintf(stderr, "bayesguard lm train: %s\n", err.msg);
             rc = err.code == BG_EINVAL ? 2 : 1;
         }
