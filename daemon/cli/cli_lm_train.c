@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "cli/cli_lm_args.h"
+#include "common/bg_io.h"
 #include "nn/nn.h"
 #include "nn/nn_tok.h"
 
@@ -50,38 +51,11 @@
 /* The whole file (new, NUL-terminated; caller frees) or 2 after saying why. */
 static int read_all(const char *flag, const char *path, char **out, size_t *len)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return bad("%s %s: cannot open: %s", flag, path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap + 1);
-    while (b) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap || cap >= MAX_DATA_BYTES)
-            break;
-        char *nb = realloc(b, cap * 2 + 1);
-        if (!nb) {
-            free(b);
-            b = NULL;
-            break;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (!b)
-        return bad("%s %s: out of memory reading it", flag, path);
-    if (rerr || n >= MAX_DATA_BYTES) {
-        free(b);
-        return rerr ? bad("%s %s: read error", flag, path)
-                    : bad("%s %s: larger than %zu MiB; split it", flag, path, MAX_DATA_BYTES >> 20);
-    }
-    b[n] = 0;
-    *out = b;
-    *len = n;
-    return 0;
+    if (bg_read_file(path, MAX_DATA_BYTES, out, len) == 0)
+        return 0;
+    if (errno == EFBIG)
+        return bad("%s %s: larger than %zu MiB; split it", flag, path, MAX_DATA_BYTES >> 20);
+    return bad("%s %s: cannot open: %s", flag, path, strerror(errno));
 }
 
 int bg_cli_lm_tokenizer_train(const bg_cli_lm_args *a)

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bg_io.h"
 #include "common/bg_siphash.h"
 
 struct bg_nn_tok {
@@ -265,36 +266,14 @@ int bg_nn_tok_parse(const void *data, size_t len, const char *name, bg_nn_tok **
 int bg_nn_tok_load(const char *path, bg_nn_tok **out, bg_err *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return bg_err_set(err, BG_EIO, "tokenizer %s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = malloc(cap);
-    int rc = BG_OK;
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap)
-            break;
-        if (cap >= ((size_t)BG_NN_TOK_MAX_VOCAB * (BG_NN_TOK_MAX_PIECE + 8) + 4)) {
-            rc = bg_err_set(err, BG_EINVAL, "tokenizer %s: larger than any valid tokenizer", path);
-            break;
-        }
-        unsigned char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    if (!buf)
-        rc = bg_err_set(err, BG_ENOMEM, "tokenizer %s: out of memory reading it", path);
-    else if (rc == BG_OK && ferror(f))
-        rc = bg_err_set(err, BG_EIO, "tokenizer %s: read error", path);
-    fclose(f);
-    if (rc == BG_OK)
-        rc = bg_nn_tok_parse(buf, len, path, out, err);
+    char *buf;
+    size_t len;
+    if (bg_read_file(path, (size_t)BG_NN_TOK_MAX_VOCAB * (BG_NN_TOK_MAX_PIECE + 8) + 4, &buf,
+                     &len) != 0)
+        return bg_err_set(err, errno == EFBIG ? BG_EINVAL : BG_EIO, "tokenizer %s: cannot open: %s",
+                          path,
+                          errno == EFBIG ? "larger than any valid tokenizer" : strerror(errno));
+    int rc = bg_nn_tok_parse(buf, len, path, out, err);
     free(buf);
     return rc;
 }
