@@ -451,6 +451,9 @@ int bg_cli_lm_main(int argc, char **argv)
     const char *sub = argv[1];
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0)
         return usage(stdout);
+    for (int i = 2; i < argc; i++) /* `lm train --help` too */
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return usage(stdout);
     lm_args a;
     int tok_train = strcmp(sub, "tokenizer") == 0;
     if (tok_train && (argc < 3 || strcmp(argv[2], "train") != 0))

@@ -214,6 +214,8 @@ static void bad_inputs(const char *exe)
               "'%s': rc %d, stderr '%s' (want '%s')", args, rc, g_errbuf, cases[i].needle);
         printf("refused: %s", g_errbuf);
     }
+    CHECK(run(exe, "lm train --help") == 0 && strstr(g_out, "--eval-every N") &&
+          strstr(g_out, "tokenizer train --data FILE --vocab N"));
     CHECK(run(exe, "lm train --model run/model.bin --data corpus.txt") == 2 &&
           strstr(g_errbuf, "--out DIR is required"));
     /* the tokenizer trainer's bad input */
