@@ -11,6 +11,7 @@
 #include "cli/cli_lm.h"
 #include "cli/cli_check.h"
 #include "cli/cli_replay.h"
+#include "cli/cli_store.h"
 #include "cli/cli_test.h"
 #include "common/bg_version.h"
 
@@ -30,6 +31,7 @@ static const command commands[] = {
     {"replay", bg_cli_replay_main, "replay recorded actions against a daemon"},
     {"lm", bg_cli_lm_main, "language-model tools (score, sample, bench)"},
     {"test", bg_cli_test_main, "run the policy unit tests DIR/*_test.yaml offline"},
+    {"store", bg_cli_store_main, "verify or repair a --data-dir's observation log offline"},
 };
 
 static void usage(FILE *f)
