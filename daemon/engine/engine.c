@@ -162,13 +162,18 @@ int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
         if (rc == BG_OK) {
             bg__table_stats ts;
             bg__table_stats_get(e->table, &ts);
-            BG_INFO("engine", "%s: replayed %llu observations into %llu sessions", e->opts.data_dir,
-                    (unsigned long long)st.records, (unsigned long long)ts.sessions);
-            if (ts.bytes > e->opts.max_bytes)
+            BG_INFO("engine", "%s: replayed %llu observations into %llu sessions (%llu files)",
+                    e->opts.data_dir, (unsigned long long)st.records,
+                    (unsigned long long)ts.sessions, (unsigned long long)st.files);
+            bg_engine_stats es;
+            bg_engine_stats_get(e, &es);
+            if (es.store_quarantined)
                 BG_WARN("engine",
-                        "replayed observations exceed max_bytes (%llu of %zu bytes): "
-                        "observations and posteriors will be refused until sessions end",
-                        (unsigned long long)ts.bytes, e->opts.max_bytes);
+                        "%llu observations did not fit the memory limits at replay and are "
+                        "quarantined in %s/%s (counted in Status and "
+                        "bayesguard_observations_quarantined)",
+                        (unsigned long long)es.store_quarantined, e->opts.data_dir,
+                        BG_OBS_QUARANTINE_FILE);
         }
     }
     if (rc != BG_OK) {

@@ -136,6 +136,7 @@ void bg__svc_status(bg__rpc_call *c)
     out.engine_bytes = es.bytes;
     out.observations_refused = es.store_refused;
     out.observation_log_broken = es.store_broken != 0;
+    out.observations_quarantined = es.store_quarantined;
     out.uptime_s = (double)(bg_now_ns() - s->started_ns) / 1e9;
     if (s->opts.plugins != NULL)
         out.plugin_errors =
