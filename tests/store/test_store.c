@@ -37,6 +37,7 @@
 
 #include "bg_test.h"
 #include "eng_fixture.h"
+#include "tmp_tree.h"
 #include "engine/engine.h"
 #include "engine/obs_store.h"
 #include "engine/store_tool.h"
@@ -50,23 +51,6 @@ static void make_tmpdir(char *dir, const char *prefix)
 {
     snprintf(dir, 64, "/tmp/%sXXXXXX", prefix);
     CHECK(mkdtemp(dir) != NULL);
-}
-
-static void rm_rf(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    char p[512];
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static int count_files(const char *dir, const char *prefix, const char *suffix)
@@ -267,7 +251,7 @@ static void migration(void)
     bg_engine_destroy(e);
     bg_engine_destroy(ref);
     bg_guard_build_destroy(gb);
-    rm_rf(dir);
+    bg_tmp_dir_remove(dir);
     printf("ok migration\n");
 }
 
@@ -390,7 +374,7 @@ static void corruption(void)
     snprintf(want, sizeof want, "%s: offset %lld:", last, (long long)good);
     CHECK(strstr(err.msg, want) != NULL, "expected '%s' in: %s", want, err.msg);
     bg_guard_build_destroy(gb);
-    rm_rf(dir);
+    bg_tmp_dir_remove(dir);
     printf("ok corruption\n");
 }
 
@@ -465,7 +449,7 @@ static void compaction(void)
     CHECK_INT((int)file_size(p), -1);
     bg_engine_destroy(e);
     bg_guard_build_destroy(gb);
-    rm_rf(dir);
+    bg_tmp_dir_remove(dir);
     printf("ok compaction\n");
 }
 
@@ -533,7 +517,7 @@ static void memory_bound(void)
     CHECK(file_size(q) > 8);
     bg_engine_destroy(e);
     bg_guard_build_destroy(gb);
-    rm_rf(dir);
+    bg_tmp_dir_remove(dir);
     printf("ok memory_bound\n");
 }
 
@@ -604,7 +588,7 @@ static void group_commit(void)
     CHECK_INT(bg_store_scan(dir, 0, 0, count_rec, &n, &err), BG_OK);
     CHECK_INT(n, 800);
     bg_guard_build_destroy(gb);
-    rm_rf(dir);
+    bg_tmp_dir_remove(dir);
     printf("ok group_commit\n");
 }
 
