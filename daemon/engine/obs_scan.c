@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "engine/obs_store.h"
 #include "engine/observation.h"
@@ -183,6 +184,12 @@ int bg__obs_dir_sync(const char *dir, bg_err *err)
 }
 
 /* ----------------------------------------------------------- the reader */
+
+/* CRC-32 (IEEE 802.3, zlib's): the record checksum of the log format. */
+uint32_t bg__crc32(const void *buf, size_t len)
+{
+    return (uint32_t)crc32_z(0, buf, len);
+}
 
 static uint32_t le32(const uint8_t *b)
 {

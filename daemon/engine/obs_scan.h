@@ -97,7 +97,9 @@ typedef struct bg__obs_scan_result {
 int bg__obs_scan(const bg__obs_file *f, const bg__obs_scan_opts *o, bg__obs_record_cb rcb,
                  bg__obs_problem_cb pcb, void *ctx, bg__obs_scan_result *res, bg_err *err);
 
-/* Record framing: header of 8 bytes into hdr for payload p of n bytes. */
+/* CRC-32 (IEEE, zlib's) of a payload: the record checksum (declared in
+ * obs_store.h with the format). Record framing: header of 8 bytes into hdr for payload p of n
+ * bytes. */
 void bg__obs_frame(uint8_t hdr[8], const uint8_t *p, size_t n);
 
 /* fsync the directory (after a create, rename or unlink in it). */

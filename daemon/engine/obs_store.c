@@ -31,7 +31,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "common/bg_assert.h"
 #include "common/bg_io.h"
@@ -71,12 +70,6 @@ struct bg__obs_store {
     atomic_int broken;
     atomic_uint_fast64_t refused, quarantined, syncs, appends, snapshots, compact_failed;
 };
-
-/* CRC-32 (IEEE 802.3, zlib's): the record checksum of the log format. */
-uint32_t bg__crc32(const void *buf, size_t len)
-{
-    return (uint32_t)crc32_z(0, buf, len);
-}
 
 /* ------------------------------------------------------------ key, hash */
 

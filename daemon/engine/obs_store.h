@@ -136,6 +136,7 @@ typedef struct bg__obs_store_health_t {
 /* Any thread; never waits for an append in progress (its fdatasync). */
 void bg__obs_store_health(bg__obs_store *s, bg__obs_store_health_t *out);
 
+/* The record checksum (obs_scan.c). */
 uint32_t bg__crc32(const void *buf, size_t len);
 
 #endif
