@@ -14,7 +14,9 @@
  *                 the damaged one; a torn tail of the last segment is cut
  *   compaction    bounds (doubles, ==) before and after compaction and a
  *                 restart; the segments are gone, one snapshot holds them;
- *                 a used receipt stays used across it
+ *                 a used receipt stays used across it; on the sampled path
+ *                 (a deterministic sampler, inline training) the bound of a
+ *                 compacted-and-restarted engine equals a memory-only one's
  *   memory        a log larger than max_bytes replays within it: the rest
  *                 is quarantined (counted, in quarantine.bglog)
  *   group commit  8 threads x 100 Observes: fewer fdatasyncs than appends,
@@ -40,6 +42,7 @@
 #include "tmp_tree.h"
 #include "engine/engine.h"
 #include "engine/obs_store.h"
+#include "engine/sampled.h"
 #include "engine/store_tool.h"
 
 #define D 4
@@ -453,6 +456,136 @@ static void compaction(void)
     printf("ok compaction\n");
 }
 
+/* ---------------------------------------------- compaction, sampled path */
+
+/* A model too large to enumerate (count 0, 2 bits): Gaussian likelihood of
+ * the reward around h, harm h / 3; the sampler draws 0, 1, 2, 3, 0, ...
+ * (deterministic), so the sampled bound is a function of the history. */
+static int flat_prior(const void *self, const uint64_t *h, size_t n, double *out)
+{
+    (void)self, (void)h;
+    for (size_t i = 0; i < n; i++)
+        out[i] = 0.0;
+    return BG_PLUGIN_OK;
+}
+
+static int gauss_lik(const void *self, const bg_observation *obs, const bg_observation *hist,
+                     size_t n_hist, const uint64_t *h, size_t n, double *out)
+{
+    (void)self, (void)hist, (void)n_hist;
+    for (size_t i = 0; i < n; i++) {
+        double d = obs->value - (double)h[i];
+        out[i] = -0.5 * d * d;
+    }
+    return BG_PLUGIN_OK;
+}
+
+static int third_harm(const void *self, const bg_action *a, const bg_observation *hist,
+                      size_t n_hist, const uint64_t *h, size_t n, double *out)
+{
+    (void)self, (void)a, (void)hist, (void)n_hist;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (double)h[i] / 3.0;
+    return BG_PLUGIN_OK;
+}
+
+static const bg_hypothesis_vtbl model_sampled = {.count = fx_count0,
+                                                 .space = fx_space2,
+                                                 .log_prior = flat_prior,
+                                                 .log_lik = gauss_lik,
+                                                 .harm = third_harm};
+static int no_train(void *self, bg_log_reward_fn reward, void *ctx, uint32_t steps)
+{
+    (void)self, (void)reward, (void)ctx, (void)steps;
+    return BG_PLUGIN_OK;
+}
+
+static const bg_sampler_vtbl cycler = {.sample = fx_cycle_sample, .train = no_train};
+static int inst;
+
+static bg_guard sampled_guard(const bg_guard *est_from, bg_sampled *sd)
+{
+    bg_guard g = {.name = "sampled",
+                  .revision = "r",
+                  .model_key = 9,
+                  .model_name = "gauss4",
+                  .model = &model_sampled,
+                  .model_inst = &inst,
+                  .estimator_name = est_from->estimator_name,
+                  .estimator = est_from->estimator,
+                  .estimator_inst = est_from->estimator_inst,
+                  .threshold = 0.5,
+                  .over_threshold = BG_DECISION_DENY,
+                  .sampler_name = "cycler",
+                  .sampler = &cycler,
+                  .sampler_inst = &inst,
+                  .sampler_samples = 16,
+                  .sampled = sd,
+                  .train = BG_TRAIN_INLINE};
+    bg_err err;
+    bg_err_clear(&err);
+    CHECK(bg_guard_check(&g, &err) == BG_OK, "%s", err.msg);
+    return g;
+}
+
+static void compaction_sampled(void)
+{
+    char dir[64];
+    make_tmpdir(dir, "bg_store_smp_");
+    bg_guard_build *gb = bandit_guard(); /* its noniid estimator */
+    bg_sampled_opts so = {.train_steps = 1, .seed = 1};
+    bg_sampled_trainer *tr;
+    bg_sampled *sd_ref, *sd_disk;
+    bg_err err;
+    CHECK_INT(bg_sampled_trainer_create(&so, &tr, &err), BG_OK);
+    CHECK_INT(bg_sampled_create(&inst, &sd_ref, &err), BG_OK);
+    CHECK_INT(bg_sampled_create(&inst, &sd_disk, &err), BG_OK);
+    bg_guard gref = sampled_guard(bg_guard_build_guard(gb), sd_ref);
+    bg_guard gdisk = sampled_guard(bg_guard_build_guard(gb), sd_disk);
+    bg_engine_opts mem = {.trainer = tr};
+    bg_engine_opts opts = {.data_dir = dir, .segment_bytes = 4096, .trainer = tr};
+    bg_engine *ref = open_engine(&mem), *e = open_engine(&opts);
+    for (int i = 0; i < 120; i++) {
+        double x[D];
+        bg_observation o = nth(i, x, "{\"k\": 1}");
+        o.value = (double)(i % 4) + 0.25 * (i % 3);
+        CHECK_INT(bg_engine_observe(ref, &gref, sess(i, 3), &o, NULL, &err), BG_OK);
+        CHECK_INT(bg_engine_observe(e, &gdisk, sess(i, 3), &o, NULL, &err), BG_OK);
+    }
+    CHECK_INT(bg_engine_compact(e, &err), BG_OK);
+    bg_engine_destroy(e);
+    bg_sampled_destroy(sd_disk);
+    CHECK_INT(bg_sampled_create(&inst, &sd_disk, &err), BG_OK);
+    gdisk.sampled = sd_disk;
+    e = open_engine(&opts);
+    /* one more observation each (trains the new process's sampler inline),
+     * then the sampled bounds: the replayed history re-scores exactly */
+    for (int s = 0; s < 3; s++) {
+        double x[D];
+        bg_observation o = nth(s, x, "");
+        o.value = 1.5;
+        CHECK_INT(bg_engine_observe(ref, &gref, sess(s, 3), &o, NULL, &err), BG_OK);
+        CHECK_INT(bg_engine_observe(e, &gdisk, sess(s, 3), &o, NULL, &err), BG_OK);
+        bg_verdict a, b;
+        CHECK_INT(bg_engine_evaluate(ref, &gref, sess(s, 3), &o.action, &a, &err), BG_OK);
+        CHECK(bg_engine_evaluate(e, &gdisk, sess(s, 3), &o.action, &b, &err) == BG_OK, "%s",
+              err.msg);
+        CHECK(a.sampled && b.sampled);
+        CHECK_INT(b.observations, 41);
+        CHECK(a.harm_bound == b.harm_bound, "session %d: %.17g vs %.17g", s, a.harm_bound,
+              b.harm_bound);
+        CHECK(a.posterior_predictive == b.posterior_predictive);
+    }
+    bg_engine_destroy(e);
+    bg_engine_destroy(ref);
+    bg_sampled_destroy(sd_ref);
+    bg_sampled_destroy(sd_disk);
+    bg_sampled_trainer_destroy(tr);
+    bg_guard_build_destroy(gb);
+    bg_tmp_dir_remove(dir);
+    printf("ok compaction_sampled\n");
+}
+
 /* ---------------------------------------------------------------- memory */
 
 typedef struct worker {
@@ -598,6 +731,7 @@ int main(void)
     migration();
     corruption();
     compaction();
+    compaction_sampled();
     memory_bound();
     group_commit();
     bg_plugin_host_destroy(host);
