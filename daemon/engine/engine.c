@@ -116,7 +116,8 @@ static int replay_one(void *ctx, const char *guard, const char *session, const b
     if (!e->quarantining)
         BG_WARN("engine",
                 "replay: %s: this and every later observation of the log are quarantined "
-                "(kept on disk, not in memory): raise --max-sessions or the memory limit",
+                "(kept on disk, not in memory): raise the engine's memory limit (max_bytes) or "
+                "max_obs_per_session",
                 lerr.msg);
     e->quarantining = 1;
     return bg__obs_store_quarantine(e->store, guard, session, obs, receipt,

@@ -311,7 +311,8 @@ static int compact(bg__obs_store *s, int seal_now, bg_err *err)
         else if (s->end > sizeof BG_OBS_STORE_MAGIC - 1)
             rc = rotate(s, err);
     }
-    uint64_t below = s->seq; /* every segment below the current one is sealed */
+    uint64_t below = s->seq;            /* every segment below the current one is sealed */
+    uint64_t covered = s->sealed_bytes; /* segments sealed later count on */
     s->compact_wanted = 0;
     pthread_mutex_unlock(&s->mu);
     bg__obs_files f = {0};
@@ -361,7 +362,7 @@ static int compact(bg__obs_store *s, int seal_now, bg_err *err)
         s->snap_cover = below;
         rc = unlink_synced(s->dir, f.v, f.n, below, err);
         pthread_mutex_lock(&s->mu);
-        s->sealed_bytes = 0;
+        s->sealed_bytes -= covered < s->sealed_bytes ? covered : s->sealed_bytes;
         pthread_mutex_unlock(&s->mu);
         atomic_fetch_add(&s->snapshots, 1);
         BG_INFO("engine", "%s: snapshot of %llu observations (segments below %llu)", path,
