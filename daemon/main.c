@@ -227,6 +227,8 @@ static int start_engine(daemon_ctx *d)
     bg_engine_opts eo;
     memset(&eo, 0, sizeof(eo));
     eo.data_dir = d->s.data_dir;
+    eo.segment_bytes = (uint64_t)d->s.log_segment_bytes;
+    eo.snapshot_bytes = (uint64_t)d->s.snapshot_bytes;
     eo.trainer = d->sampled;
     eo.max_sessions = (size_t)d->s.max_sessions;
     eo.max_sessions_per_identity = (size_t)d->s.max_sessions_per_identity;

@@ -454,6 +454,10 @@ static void print_status(const Bayesguard__V1__StatusResponse *s)
         printf("  observation log: %llu observations refused%s\n",
                (unsigned long long)s->observations_refused,
                s->observation_log_broken ? "; BROKEN: Observe is refused until a restart" : "");
+    if (s->observations_quarantined)
+        printf("  observation log: %llu observations quarantined at replay (over the memory "
+               "limits; see quarantine.bglog in the data directory)\n",
+               (unsigned long long)s->observations_quarantined);
     if (s->decision_log) {
         const Bayesguard__V1__DecisionLogStatus *d = s->decision_log;
         printf("decision log %s: appended=%llu written=%llu dropped=%llu lost=%llu "

@@ -13,6 +13,7 @@
 #include "cli/cli_check.h"
 #include "cli/cli_escalations.h"
 #include "cli/cli_replay.h"
+#include "cli/cli_store.h"
 #include "cli/cli_test.h"
 #include "common/bg_version.h"
 
@@ -35,6 +36,7 @@ static const command commands[] = {
     {"test", bg_cli_test_main, "run the policy unit tests DIR/*_test.yaml offline"},
     {"mcp-proxy", bg_cli_mcp_main, "stdio MCP proxy that asks the guard before each tools/call"},
     {"escalations", bg_cli_escalations_main, "list, watch, approve or reject escalations"},
+    {"store", bg_cli_store_main, "verify or repair a --data-dir's observation log offline"},
 };
 
 static void usage(FILE *f)

@@ -56,6 +56,7 @@ struct bg_engine {
     bg__quota *quota;       /* per-identity sessions and observation rate */
     bg__obs_store *store;   /* NULL: memory only */
     bg__receipt_used *used; /* receipt ids accepted (bg_engine_observe_receipt) */
+    int quarantining;       /* replay: a record did not fit; the rest go aside */
     atomic_uint_fast64_t evaluations;
     atomic_uint_fast64_t use_clock;
 };
@@ -81,6 +82,10 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Replay goes through the limits live traffic meets (max_bytes, the
+ * session table, max_obs_per_session). From the first record that does
+ * not fit, every later one is quarantined (obs_store.h), so each session's
+ * history in memory stays a prefix of its log, never one with a gap. */
 static int replay_one(void *ctx, const char *guard, const char *session, const bg_observation *obs,
                       const bg_obs_receipt *receipt, bg_err *err)
 {
@@ -90,14 +95,37 @@ static int replay_one(void *ctx, const char *guard, const char *session, const b
     if (receipt && bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms,
                                           wall_ms()) == BG_ENOMEM)
         return bg_err_set(err, BG_ENOMEM, "engine: out of memory replaying receipts");
-    int rc = bg__table_get(e->table, guard, session, 1, NULL, &s, err);
-    if (rc != BG_OK)
-        return rc;
-    pthread_rwlock_wrlock(&s->lock);
-    rc = bg__session_append(e->table, s, obs, 1, err);
-    pthread_rwlock_unlock(&s->lock);
-    bg__table_release(e->table, s);
-    return rc;
+    bg_err lerr;
+    bg_err_clear(&lerr);
+    int rc = BG_ELIMIT;
+    if (!e->quarantining) {
+        rc = bg__table_get(e->table, guard, session, 1, NULL, &s, &lerr);
+        if (rc == BG_OK) {
+            pthread_rwlock_wrlock(&s->lock);
+            if (s->n_obs >= e->opts.max_obs_per_session)
+                rc = bg_err_set(&lerr, BG_ELIMIT, "max_obs_per_session=%zu reached",
+                                e->opts.max_obs_per_session);
+            else
+                rc = bg__session_append(e->table, s, obs, 0, &lerr);
+            pthread_rwlock_unlock(&s->lock);
+            bg__table_release(e->table, s);
+        }
+        if (rc != BG_OK && rc != BG_ELIMIT && rc != BG_ENOMEM) {
+            *err = lerr;
+            return rc;
+        }
+    }
+    if (rc == BG_OK)
+        return BG_OK;
+    if (!e->quarantining)
+        BG_WARN("engine",
+                "replay: %s: this and every later observation of the log are quarantined "
+                "(kept on disk, not in memory): raise the engine's memory limit (max_bytes) or "
+                "max_obs_per_session",
+                lerr.msg);
+    e->quarantining = 1;
+    return bg__obs_store_quarantine(e->store, guard, session, obs, receipt,
+                                    lerr.msg[0] ? lerr.msg : "over the memory limits", err);
 }
 
 int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
@@ -128,17 +156,29 @@ int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
         rc = bg_err_set(err, BG_ENOMEM, "engine: out of memory");
     if (rc == BG_OK && e->opts.data_dir) {
         bg__obs_replay_stats st = {0};
-        rc = bg__obs_store_open(e->opts.data_dir, replay_one, e, &e->store, &st, err);
+        bg__obs_store_opts so = {.segment_bytes = e->opts.segment_bytes,
+                                 .snapshot_bytes = e->opts.snapshot_bytes,
+                                 .per_record_sync = e->opts.per_record_sync,
+                                 .on_durable = e->opts.on_durable,
+                                 .durable_ctx = e->opts.durable_ctx};
+        rc = bg__obs_store_open(e->opts.data_dir, &so, &e->store, err);
+        if (rc == BG_OK)
+            rc = bg__obs_store_replay(e->store, replay_one, e, &st, err);
         if (rc == BG_OK) {
             bg__table_stats ts;
             bg__table_stats_get(e->table, &ts);
-            BG_INFO("engine", "%s: replayed %llu observations into %llu sessions", e->opts.data_dir,
-                    (unsigned long long)st.records, (unsigned long long)ts.sessions);
-            if (ts.bytes > e->opts.max_bytes)
+            BG_INFO("engine", "%s: replayed %llu observations into %llu sessions (%llu files)",
+                    e->opts.data_dir, (unsigned long long)st.records,
+                    (unsigned long long)ts.sessions, (unsigned long long)st.files);
+            bg_engine_stats es;
+            bg_engine_stats_get(e, &es);
+            if (es.store_quarantined)
                 BG_WARN("engine",
-                        "replayed observations exceed max_bytes (%llu of %zu bytes): "
-                        "observations and posteriors will be refused until sessions end",
-                        (unsigned long long)ts.bytes, e->opts.max_bytes);
+                        "%llu observations did not fit the memory limits at replay and are "
+                        "quarantined in %s/%s (counted in Status and "
+                        "bayesguard_observations_quarantined)",
+                        (unsigned long long)es.store_quarantined, e->opts.data_dir,
+                        BG_OBS_QUARANTINE_FILE);
         }
     }
     if (rc != BG_OK) {
@@ -562,10 +602,18 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
     /* Memory first (it may hit max_bytes), then the acknowledgement point:
      * durable before the posterior changes; a failed store undoes the
      * in-memory append, so memory never holds what the log does not. */
-    if ((rc = bg__session_append(e->table, s, obs, 0, err)) != BG_OK)
+    /* Memory and the log hold the arguments' keyed hash, never the
+     * arguments (obs_store.h): a replayed history equals the live one. */
+    bg_observation stored = *obs;
+    char args_hash[BG_OBS_ARGS_HASH_LEN + 1];
+    if (e->store) {
+        bg__obs_store_hash_args(e->store, obs->action.arguments_json, args_hash);
+        stored.action.arguments_json = args_hash;
+    }
+    if ((rc = bg__session_append(e->table, s, &stored, 0, err)) != BG_OK)
         return rc;
     if (e->store &&
-        (rc = bg__obs_store_append(e->store, g->name, s->id, obs, receipt, err)) != BG_OK) {
+        (rc = bg__obs_store_append(e->store, g->name, s->id, &stored, receipt, err)) != BG_OK) {
         bg__session_pop(e->table, s);
         return rc;
     }
@@ -748,6 +796,20 @@ void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out)
     out->store_refused = 0;
     out->store_broken = 0;
     out->receipts_used = bg__receipt_used_count(e->used);
-    if (e->store)
-        bg__obs_store_health(e->store, &out->store_refused, &out->store_broken);
+    out->store_quarantined = out->store_syncs = out->store_appends = out->store_snapshots = 0;
+    if (e->store) {
+        bg__obs_store_health_t h;
+        bg__obs_store_health(e->store, &h);
+        out->store_refused = h.refused;
+        out->store_broken = h.broken;
+        out->store_quarantined = h.quarantined;
+        out->store_syncs = h.syncs;
+        out->store_appends = h.appends;
+        out->store_snapshots = h.snapshots;
+    }
+}
+
+int bg_engine_compact(bg_engine *e, bg_err *err)
+{
+    return e->store ? bg__obs_store_compact(e->store, err) : BG_OK;
 }

@@ -218,6 +218,16 @@ typedef struct bg_posterior_summary {
     double entropy_nats;
 } bg_posterior_summary;
 
+/* Called once an observation is durable in the log (engine.h's outbox
+ * hook, for fleet shipping): guard, session and the observation as stored
+ * (arguments hashed), and the record's place: segment seq and byte offset
+ * in it (obs_store.h; `bayesguard store verify --json` and bg_store_scan
+ * in store_tool.h read from such a place). Runs on the Observe's thread
+ * while it holds that session's lock, before the Observe is acknowledged:
+ * keep it short (copy and hand off), never call the engine from it. */
+typedef void (*bg_engine_durable_cb)(void *ctx, const char *guard, const char *session,
+                                     const bg_observation *obs, uint64_t segment, uint64_t offset);
+
 typedef struct bg_engine_opts {
     /* Sessions whose posterior stays in memory, 0 = default 10000: past it
      * (or past max_bytes) the least recently used idle session's posterior
@@ -227,6 +237,15 @@ typedef struct bg_engine_opts {
     size_t max_bytes;           /* every byte of sessions, 0 = default 1 GiB */
     size_t max_obs_per_session; /* 0 = default 1,000,000 */
     const char *data_dir;       /* observation store; NULL = memory only */
+    /* The log in data_dir (obs_store.h, docs/STORE.md): segment size (0:
+     * 64 MiB), compaction once sealed segments hold snapshot_bytes (0:
+     * never), one fdatasync per record instead of group commit (the
+     * benchmark's baseline), and the durable-append hook (may be NULL). */
+    uint64_t segment_bytes;
+    uint64_t snapshot_bytes;
+    int per_record_sync;
+    bg_engine_durable_cb on_durable;
+    void *durable_ctx;
     /* Borrowed, must outlive the engine: the sampled path's trainer
      * (engine/sampled.h). NULL: guards whose model has count() == 0 get
      * BG_EUNSUPPORTED ("... needs the sampled path"). */
@@ -298,12 +317,20 @@ typedef struct bg_engine_stats {
     uint64_t resident_sessions; /* sessions holding a posterior in memory */
     uint64_t evictions;         /* idle sessions whose posteriors were evicted */
     uint64_t evaluations;
-    uint64_t store_refused; /* observations the data directory refused (not stored) */
-    int store_broken;       /* Observe refused until a restart (see obs_store.h) */
-    uint64_t receipts_used; /* receipt ids remembered as used (not yet expired) */
+    uint64_t store_refused;     /* observations the data directory refused (not stored) */
+    int store_broken;           /* Observe refused until a restart (see obs_store.h) */
+    uint64_t receipts_used;     /* receipt ids remembered as used (not yet expired) */
+    uint64_t store_quarantined; /* records replay set aside (over the memory limits) */
+    uint64_t store_syncs;       /* fdatasync calls of appends (group commit: <= appends) */
+    uint64_t store_appends;     /* observations appended since start */
+    uint64_t store_snapshots;   /* compactions done since start */
 } bg_engine_stats;
 
 void bg_engine_stats_get(bg_engine *e, bg_engine_stats *out);
+
+/* Seal the log's current segment and compact every sealed one into a
+ * snapshot now (obs_store.h); BG_OK without a data_dir. Any thread. */
+int bg_engine_compact(bg_engine *e, bg_err *err);
 
 /* ------------------------------------------------------------ additions */
 

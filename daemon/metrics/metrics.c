@@ -68,7 +68,14 @@
       "not stored.")                                                                               \
     X(BG_MF_OBS_BROKEN, "bayesguard_observation_log_broken", BG_METRIC_GAUGE,                      \
       "1 when a refused write could not be cut off the observation log, so every Observe is "      \
-      "refused until bayesguardd restarts; else 0.")
+      "refused until bayesguardd restarts; else 0.")                                               \
+    X(BG_MF_OBS_QUARANTINED, "bayesguard_observations_quarantined", BG_METRIC_GAUGE,               \
+      "Observations replay could not fit in the memory limits at start (kept in "                  \
+      "quarantine.bglog, in no posterior).")                                                       \
+    X(BG_MF_OBS_SYNCS, "bayesguard_observation_log_syncs_total", BG_METRIC_COUNTER,                \
+      "fdatasync calls of the observation log's appends (group commit: one per batch).")           \
+    X(BG_MF_OBS_SNAPSHOTS, "bayesguard_observation_log_snapshots_total", BG_METRIC_COUNTER,        \
+      "Snapshots written by compaction of the observation log.")
 
 enum {
 #define BG_MF_ENUM(id, name, type, help) id,
@@ -543,6 +550,12 @@ static void render_engine(bg_metrics *m, bg_metrics_writer *w)
     sample1(w, BG_MF_OBS_REFUSED, NULL, NULL, (double)es.store_refused);
     family(w, BG_MF_OBS_BROKEN);
     sample1(w, BG_MF_OBS_BROKEN, NULL, NULL, es.store_broken ? 1.0 : 0.0);
+    family(w, BG_MF_OBS_QUARANTINED);
+    sample1(w, BG_MF_OBS_QUARANTINED, NULL, NULL, (double)es.store_quarantined);
+    family(w, BG_MF_OBS_SYNCS);
+    sample1(w, BG_MF_OBS_SYNCS, NULL, NULL, (double)es.store_syncs);
+    family(w, BG_MF_OBS_SNAPSHOTS);
+    sample1(w, BG_MF_OBS_SNAPSHOTS, NULL, NULL, (double)es.store_snapshots);
 }
 
 /* Plugin counters (host->metric_add): the plugin ABI names each one

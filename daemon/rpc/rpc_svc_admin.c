@@ -161,6 +161,7 @@ void bg__svc_status(bg__rpc_call *c)
         bg_escalation_stats_get(s->opts.escalations, &xs);
         out.escalations_pending = xs.pending;
     }
+    out.observations_quarantined = es.store_quarantined;
     out.uptime_s = (double)(bg_now_ns() - s->started_ns) / 1e9;
     if (s->opts.plugins != NULL)
         out.plugin_errors =

@@ -84,6 +84,12 @@
       "descriptor's name (built-in plugins live in build/plugins)")                              \
     X(data_dir, "data-dir", "data_dir", STR, "DIR", NULL, "none (memory only)", 0, 0,            \
       "observation store, replayed at start so posteriors survive restarts")                     \
+    X(log_segment_bytes, "log-segment-bytes", "log_segment_bytes", INT, "N", "67108864", NULL,   \
+      4096, 1073741824, "observation log: start a new segment file once the current one "        \
+      "holds this many bytes (docs/STORE.md)")                                                   \
+    X(snapshot_bytes, "snapshot-bytes", "snapshot_bytes", INT, "N", "268435456", NULL, 0,        \
+      1099511627776, "observation log: compact the sealed segments into a snapshot once they "   \
+      "hold this many bytes (0: never)")                                                         \
     X(receipt_key_file, "receipt-key-file", "receipt_key_file", STR, "FILE", NULL,             \
       "<data-dir>/receipt.key, else in memory", 0, 0,                                            \
       "secret key of outcome receipts (32 to 1024 bytes, mode 0600); must exist; without it "    \

@@ -542,10 +542,12 @@ def test_entrypoint_configmap_and_reload():
         d.call("Observe", hobs, i=R)
         bgtest.expect_code(lambda: d.call("Observe", hobs, i=R), grpc.StatusCode.ALREADY_EXISTS)
         assert d.evaluate(hreq, i=A).observations == 1  # in the agent's session
-        assert sorted(os.listdir(data_dir)) == ["escalations.log", "observations.bglog",
-                                                "receipt.key"], os.listdir(data_dir)
-        esc = os.stat(os.path.join(data_dir, "escalations.log"))
-        assert esc.st_mode & 0o777 == 0o600, oct(esc.st_mode)
+        assert sorted(os.listdir(data_dir)) == [
+            "escalations.log", "obs-00000000000000000001.bglog", "receipt.key", "store.key"], \
+            os.listdir(data_dir)
+        for name in ("escalations.log", "store.key"):
+            st_ = os.stat(os.path.join(data_dir, name))
+            assert st_.st_mode & 0o777 == 0o600, (name, oct(st_.st_mode))
         key = os.stat(os.path.join(data_dir, "receipt.key"))
         assert key.st_mode & 0o777 == 0o600 and key.st_size == 32, oct(key.st_mode)
         # Prometheus, as the Pod's annotations tell it to scrape
@@ -681,7 +683,7 @@ def test_read_only_root():
         st = d.call("Status", guard_pb2.StatusRequest(), i=O)
         assert st.observations >= 1 and not st.observation_log_broken, st
         assert "Read-only file system" not in d.log(), d.log_text_tail()
-    assert os.path.getsize(os.path.join(data_dir, "observations.bglog")) > 0
+    assert os.path.getsize(os.path.join(data_dir, "obs-00000000000000000001.bglog")) > 0
     assert os.listdir(tmp_vol) == [], "private plugin copies are removed once loaded"
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -55,8 +55,12 @@ static bg_guard_build *fx_guard(bg_plugin_host *h, const char *name, const char 
                                 const char *model_cfg, const char *est, const char *est_cfg,
                                 double threshold)
 {
-    bg_guard_spec spec = {.name = name, .model = model, .model_cfg = model_cfg,
-                          .estimator = est, .estimator_cfg = est_cfg, .threshold = threshold};
+    bg_guard_spec spec = {.name = name,
+                          .model = model,
+                          .model_cfg = model_cfg,
+                          .estimator = est,
+                          .estimator_cfg = est_cfg,
+                          .threshold = threshold};
     bg_guard_build *b;
     bg_err err;
     if (bg_guard_build_create(h, &spec, &b, &err) != BG_OK) {
@@ -80,6 +84,35 @@ static inline bg_observation fx_pull(double *x, size_t d, double r)
     o.has_value = 1;
     o.value = r;
     return o;
+}
+
+/* Pieces of a fake model too large to enumerate (count 0, a 2-bit space)
+ * and a deterministic sampler drawing ids 0, 1, 2, 3, 0, 1, ... with
+ * log q = -log 4: the sampled path without training noise. */
+static inline uint64_t fx_count0(const void *self)
+{
+    (void)self;
+    return 0;
+}
+
+static inline int fx_space2(const void *self, bg_space *out)
+{
+    (void)self;
+    out->n_bits = 2;
+    out->flags = 0;
+    return BG_PLUGIN_OK;
+}
+
+static inline int fx_cycle_sample(const void *self, bg_rng *rng, size_t n, uint64_t *ids,
+                                  double *log_q)
+{
+    (void)self, (void)rng;
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = i % 4;
+        if (log_q)
+            log_q[i] = -log(4.0);
+    }
+    return BG_PLUGIN_OK;
 }
 
 #endif

@@ -55,20 +55,6 @@ static uint64_t count4(const void *self)
     return 4;
 }
 
-static uint64_t count0(const void *self)
-{
-    (void)self;
-    return 0;
-}
-
-static int space2(const void *self, bg_space *out)
-{
-    (void)self;
-    out->n_bits = 2;
-    out->flags = 0;
-    return BG_PLUGIN_OK;
-}
-
 static int flat_prior(const void *self, const uint64_t *h, size_t n, double *out)
 {
     (void)self;
@@ -97,8 +83,8 @@ static int step_harm(const void *self, const bg_action *a, const bg_observation 
 
 static const bg_hypothesis_vtbl model4 = {
     .count = count4, .log_prior = flat_prior, .log_lik = flat_lik, .harm = step_harm};
-static const bg_hypothesis_vtbl model_sampled = {.count = count0,
-                                                 .space = space2,
+static const bg_hypothesis_vtbl model_sampled = {.count = fx_count0,
+                                                 .space = fx_space2,
                                                  .log_prior = flat_prior,
                                                  .log_lik = flat_lik,
                                                  .harm = step_harm};
@@ -141,19 +127,7 @@ static const bg_estimator_vtbl no_plausible = {.order_needed = no_order,
                                                .estimate = est_no_plausible};
 static const bg_estimator_vtbl nan_pred = {.order_needed = no_order, .estimate = est_nan_pred};
 
-/* A sampler that draws ids 0, 1, 2, 3, 0, 1, ... */
-static int cycle_sample(const void *self, bg_rng *rng, size_t n, uint64_t *ids, double *log_q)
-{
-    (void)self, (void)rng;
-    for (size_t i = 0; i < n; i++) {
-        ids[i] = i % 4;
-        if (log_q)
-            log_q[i] = -log(4.0);
-    }
-    return BG_PLUGIN_OK;
-}
-
-static const bg_sampler_vtbl cycler = {.sample = cycle_sample};
+static const bg_sampler_vtbl cycler = {.sample = fx_cycle_sample};
 
 static int inst;                 /* any non-NULL instance */
 static bg_sampled *fake_sampled; /* the sampled state of the fake sampler instance */

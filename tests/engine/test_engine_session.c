@@ -219,7 +219,7 @@ static void restart(bg_plugin_host *h)
     char dir[64];
     make_tmpdir(dir, "bg_engine_test_");
     char path[256];
-    snprintf(path, sizeof path, "%s/observations.bglog", dir);
+    snprintf(path, sizeof path, "%s/obs-00000000000000000001.bglog", dir);
     bg_guard_build *gb = fx_guard(h, "rs", "bandit", "{features: 4, theta: 2}", "iid", "", 0.3);
     const bg_guard *g = bg_guard_build_guard(gb);
     bg_engine_opts opts = {.data_dir = dir};
@@ -286,7 +286,7 @@ static void restart(bg_plugin_host *h)
     CHECK(write(fd, "NOTALOG!xxxx", 12) == 12);
     close(fd);
     CHECK_INT(bg_engine_create(&opts, &e, &err), BG_EIO);
-    CHECK(strstr(err.msg, "observations.bglog") != NULL);
+    CHECK(strstr(err.msg, "obs-00000000000000000001.bglog") != NULL);
     unlink(path);
     rmdir(dir);
     bg_guard_build_destroy(gb);
@@ -297,7 +297,7 @@ static void failed_append(bg_plugin_host *h)
     char dir[64];
     make_tmpdir(dir, "bg_engine_fsz_");
     char path[256];
-    snprintf(path, sizeof path, "%s/observations.bglog", dir);
+    snprintf(path, sizeof path, "%s/obs-00000000000000000001.bglog", dir);
     bg_guard_build *gb =
         fx_guard(h, "fa", "bandit", "{features: 4, theta: 2}", "noniid", "alpha: 0.01", 0.3);
     const bg_guard *g = bg_guard_build_guard(gb);
@@ -327,7 +327,7 @@ static void failed_append(bg_plugin_host *h)
     signal(SIGXFSZ, prev);
     printf("refused append: rc %s: %s\n", bg_err_name(rc), err.msg);
     CHECK_INT(rc, BG_EIO);
-    CHECK(strstr(err.msg, "observations.bglog") && strstr(err.msg, "append"));
+    CHECK(strstr(err.msg, "obs-00000000000000000001.bglog") && strstr(err.msg, "append"));
     CHECK_INT(file_size(path), size); /* the half record was cut */
     bg_engine_stats es;
     bg_engine_stats_get(e, &es);

@@ -210,7 +210,7 @@ def test_refused_write():
     tmp = tempfile.mkdtemp(prefix="bgeng-")
     data = os.path.join(tmp, "data")
     os.makedirs(data)
-    log = os.path.join(data, "observations.bglog")
+    log = os.path.join(data, "obs-00000000000000000001.bglog")
     pol = write_policy(tmp)
     arm = [1.0, 0.0, 1.0, 1.0]
 
@@ -233,7 +233,7 @@ def test_refused_write():
         resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (size + 5, hard))
         try:
             msg = bgtest.expect_code(lambda: observe(d, 3.0), grpc.StatusCode.UNAVAILABLE,
-                                     ("observations.bglog", "not stored", "retry"))
+                                     ("obs-00000000000000000001.bglog", "not stored", "retry"))
         finally:
             resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
         print("refused write:", msg)
