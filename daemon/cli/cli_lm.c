@@ -1,5 +1,6 @@
 /*
- * cli_lm.c — `bayesguard lm generate|logits|score|bench`.
+ * cli_lm.c — `bayesguard lm generate|logits|score|bench` (and `lm gfn`,
+ * handed to cli_lm_gfn.c).
  *
  *   lm generate --model M [--tokens "1"] [--steps 64] [--temperature 0]
  *               [--top-p 1] [--seed 1] [--backend cpu|vulkan|auto] [--threads 0]
@@ -47,7 +48,9 @@ static int usage(FILE *f)
                "  logits   --model M --tokens \"ids\" [--backend B] [--threads N]\n"
                "  score    --model M --prefix \"ids\" --continuation \"ids\" [--continuation ...]\n"
                "           [--backend B] [--threads N]\n"
-               "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n");
+               "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n"
+               "  gfn rng  [--model CKPT] [--backend cpu|vulkan] [--out DIR] [--seed N]\n"
+               "           [--samples N] [--steps N]   (GFlowNet fine-tuning, docs/GFLOWNET.md)\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -350,6 +353,8 @@ int bg_cli_lm_main(int argc, char **argv)
     const char *sub = argv[1];
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0)
         return usage(stdout);
+    if (strcmp(sub, "gfn") == 0)
+        return bg_cli_lm_gfn_main(argc - 1, argv + 1);
     lm_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc)
