@@ -35,6 +35,7 @@
 #include "nn/nn.h"
 
 #define BG_LMGFN_MAX_LEN 64       /* generated tokens, ⊤ excluded */
+#define BG_LMGFN_MAX_BATCH 1024   /* trajectories per step */
 #define BG_LMGFN_MASK_LOGIT -1e4f /* what a masked token's logit gets */
 
 /* ---- the objectives over arrays (lmgfn_loss.c) -----------------------------
@@ -95,10 +96,11 @@ typedef enum { BG_LMGFN_SUBTB = 0, BG_LMGFN_TB = 1 } bg_lmgfn_objective;
 
 typedef struct bg_lmgfn bg_lmgfn;
 
-/* log R(s_i ⊤) for i = 0..n of z[0..n) into logr[n+1]; ctx is the task's.
- * May call bg_lmgfn_lm_logr (the base model) through g. */
-typedef int (*bg_lmgfn_reward_fn)(void *ctx, bg_lmgfn *g, const int32_t *z, int n, double *logr,
-                                  bg_err *err);
+/* log R(s_i ⊤) for i = 0..n[j] of each of k trajectories z[j][0..n[j])
+ * into logr[j*(max_len+1) + i] (one call per batch, so an LM reward is one
+ * forward: bg_lmgfn_lm_logr through g); ctx is the task's. */
+typedef int (*bg_lmgfn_reward_fn)(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n,
+                                  int k, double *logr, bg_err *err);
 
 typedef struct bg_lmgfn_opts {
     const int32_t *prompt; /* copied; >= 1 token (usually BOS first) */
@@ -191,7 +193,8 @@ void bg_lmgfn_rng_defaults(bg_lmgfn_rng_opts *o);
 /* Runs the task: base, base at the best temperature, sft, gflownet; rows[4]. */
 int bg_lmgfn_rng_run(const bg_lmgfn_rng_opts *o, bg_lmgfn_rng_row rows[4], bg_err *err);
 /* The task's reward (a bg_lmgfn_reward_fn; ctx unused). */
-int bg_lmgfn_rng_reward(void *ctx, bg_lmgfn *g, const int32_t *z, int n, double *logr, bg_err *err);
+int bg_lmgfn_rng_reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n, int k,
+                        double *logr, bg_err *err);
 /* Integer value of z if valid, else -1. */
 int bg_lmgfn_rng_value(const int32_t *z, int n);
 

@@ -67,13 +67,15 @@ int bg_lmgfn_rng_value(const int32_t *z, int n)
     return v <= 100 ? v : -1;
 }
 
-int bg_lmgfn_rng_reward(void *ctx, bg_lmgfn *g, const int32_t *z, int n, double *logr, bg_err *err)
+int bg_lmgfn_rng_reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n, int k,
+                        double *logr, bg_err *err)
 {
     (void)ctx;
     (void)g;
     (void)err;
-    for (int i = 0; i <= n; i++)
-        logr[i] = bg_lmgfn_rng_value(z, i) >= 0 ? 0.0 : LOGR_INVALID;
+    for (int j = 0; j < k; j++)
+        for (int i = 0; i <= n[j]; i++)
+            logr[j * (RNG_L + 1) + i] = bg_lmgfn_rng_value(z[j], i) >= 0 ? 0.0 : LOGR_INVALID;
     return BG_OK;
 }
 

@@ -80,8 +80,11 @@ static int check_opts(const bg_nn_config *c, int seq, const bg_lmgfn_opts *o, bg
                               o->prompt[i], c->vocab_size);
     if (!o->reward)
         return bg_err_set(err, BG_EINVAL, "lmgfn: no reward function");
-    if (o->batch < 1 || !(o->lambda > 0) || !(o->temp_lo > 0) || o->temp_hi < o->temp_lo ||
-        !(o->rtemp_start > 0) || !(o->rtemp_end > 0))
+    if (o->batch < 1 || o->batch > BG_LMGFN_MAX_BATCH)
+        return bg_err_set(err, BG_EINVAL, "lmgfn: batch %d; expected 1..%d", o->batch,
+                          BG_LMGFN_MAX_BATCH);
+    if (!(o->lambda > 0) || !(o->temp_lo > 0) || o->temp_hi < o->temp_lo || !(o->rtemp_start > 0) ||
+        !(o->rtemp_end > 0))
         return bg_err_set(err, BG_EINVAL,
                           "lmgfn: batch >= 1, lambda > 0, 0 < temp_lo <= temp_hi and positive "
                           "reward temperatures are required");
@@ -356,16 +359,21 @@ static int behaviour(bg_lmgfn *g, bg_lmgfn_stats *st, double beta, bg_err *err)
     }
     if (bg__lmgfn_unif(&g->rng) < g->o.p_tempered)
         st->temp = g->o.temp_lo + bg__lmgfn_unif(&g->rng) * (g->o.temp_hi - g->o.temp_lo);
+    const int32_t *zp[BG_LMGFN_MAX_BATCH];
     for (int k = 0; k < B; k++) {
         int rc = bg_lmgfn_sample(g, st->temp, g->z + (size_t)k * L, &g->n[k], err);
-        if (rc == BG_OK)
-            rc = g->o.reward(g->o.reward_ctx, g, g->z + (size_t)k * L, g->n[k], g->logr + g->off[k],
-                             err);
         if (rc != BG_OK)
             return rc;
+        zp[k] = g->z + (size_t)k * L;
+    }
+    int rc = g->o.reward(g->o.reward_ctx, g, zp, g->n, B, g->logr, err);
+    if (rc != BG_OK)
+        return rc;
+    for (int k = 0; k < B; k++) {
         for (int i = 0; i <= g->n[k]; i++)
             if (isnan(g->logr[g->off[k] + i]))
-                return bg_err_set(err, BG_EINVAL, "lmgfn: the reward of prefix %d is NaN", i);
+                return bg_err_set(err, BG_EINVAL,
+                                  "lmgfn: the reward of trajectory %d, prefix %d is NaN", k, i);
         bg_lmgfn_item it;
         memset(&it, 0, sizeof it);
         memcpy(it.z, g->z + (size_t)k * L, sizeof(int32_t) * (size_t)g->n[k]);

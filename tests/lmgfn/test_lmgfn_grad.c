@@ -22,11 +22,13 @@
 #include "bg_test.h"
 #include "lmgfn/lmgfn.h"
 
-static int reward(void *ctx, bg_lmgfn *g, const int32_t *z, int n, double *logr, bg_err *err)
+static int reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n, int k,
+                  double *logr, bg_err *err)
 {
     (void)ctx, (void)g, (void)z, (void)err;
-    for (int i = 0; i <= n; i++)
-        logr[i] = -0.5 * i;
+    for (int j = 0; j < k; j++)
+        for (int i = 0; i <= n[j]; i++)
+            logr[j * 4 + i] = -0.5 * i;
     return BG_OK;
 }
 
@@ -89,8 +91,7 @@ static void check(const char *ckpt, int objective, int min_len)
     const int32_t *z[3] = {z0, z1, z2};
     int n[3] = {3, 1, 2};
     double logr[3 * 4];
-    for (int k = 0; k < 3; k++)
-        reward(NULL, g, z[k], n[k], logr + 4 * k, &err);
+    reward(NULL, g, z, n, 3, logr, &err);
     double L = loss_of(g, z, n, logr), maxrel = 0;
     int checked = 0;
     for (int i = 0; i < bg_nn_train_nparams(t); i++) {
