@@ -152,8 +152,8 @@ int bg_lmgfn_grad(bg_lmgfn *g, const int32_t *const *z, const int *n, const doub
 int bg_lmgfn_sample(bg_lmgfn *g, double temp, int32_t *z, int *n, bg_err *err);
 /* The LM reward for k trajectories (k <= batch), one forward of the base
  * model (adapters off, then back on): logr[j*(max_len+1) + i] =
- * log p_base(z_1..z_i ⊤ | prompt) for i <= n_j (a masked ⊤ contributes its
- * masked logit). */
+ * log p_base(z_1..z_i ⊤ | prompt) for i <= n_j: the base's own
+ * conditionals (with the vocabulary mask, without the length rules). */
 int bg_lmgfn_lm_logr(bg_lmgfn *g, const int32_t *const *z, const int *n, int k, double *logr,
                      bg_err *err);
 /* The log-probabilities the policy (adapters on) or the base (off) gives

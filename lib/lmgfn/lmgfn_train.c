@@ -269,9 +269,11 @@ static void fill_rows(bg_lmgfn *g, const int32_t *const *z, const int *n, int k)
 }
 
 /* Runs the eval forward with adapters on/off and extracts lq_add/lq_stop
- * (length rules applied) and term for k trajectories into the [B*S] arrays. */
-static int eval_lq(bg_lmgfn *g, int adapters, const int32_t *const *z, const int *n, int k,
-                   bg_err *err)
+ * and term for k trajectories into the [B*S] arrays; rules: apply the
+ * length rules (the policy), else the model's raw conditionals (the LM
+ * reward: log p_base of the string, whatever the sampler's rules). */
+static int eval_lq(bg_lmgfn *g, int adapters, int rules, const int32_t *const *z, const int *n,
+                   int k, bg_err *err)
 {
     fill_rows(g, z, n, k);
     bg_nn_train_set_adapters(g->t, adapters);
@@ -285,11 +287,11 @@ static int eval_lq(bg_lmgfn *g, int adapters, const int32_t *const *z, const int
         int o = j * g->S;
         for (int i = 0; i <= n[j]; i++) {
             double ls = g->lp[(size_t)(B + j) * T + (P - 1 + i)];
-            g->lq_stop[o + i] = i == g->o.max_len ? 0.0 : ls;
+            g->lq_stop[o + i] = rules && i == g->o.max_len ? 0.0 : ls;
             g->term[o + i] = i >= g->o.min_len;
             if (i < n[j]) {
                 double la = g->lp[(size_t)j * T + (P - 1 + i)];
-                if (i < g->o.min_len) /* ⊤ masked here: renormalise over the rest */
+                if (rules && i < g->o.min_len) /* ⊤ masked here: renormalise */
                     la -= log1p(-exp(ls));
                 g->lq_add[o + i] = la;
             } else {
@@ -306,7 +308,7 @@ int bg_lmgfn_logq(bg_lmgfn *g, int adapters, const int32_t *z, int n, double *lq
     if (n < 0 || n > g->o.max_len)
         return bg_err_set(err, BG_EINVAL, "lmgfn logq: %d tokens; max_len is %d", n, g->o.max_len);
     const int32_t *zz[1] = {z};
-    int rc = eval_lq(g, adapters, zz, &n, 1, err);
+    int rc = eval_lq(g, adapters, 1, zz, &n, 1, err);
     for (int i = 0; rc == BG_OK && i <= n; i++) {
         if (i < n)
             lq_add[i] = g->lq_add[i];
@@ -321,7 +323,7 @@ int bg_lmgfn_lm_logr(bg_lmgfn *g, const int32_t *const *z, const int *n, int k, 
     if (k < 1 || k > g->o.batch)
         return bg_err_set(err, BG_EINVAL, "lmgfn lm reward: %d trajectories; expected 1..%d", k,
                           g->o.batch);
-    int rc = eval_lq(g, 0, z, n, k, err);
+    int rc = eval_lq(g, 0, 0, z, n, k, err);
     for (int j = 0; rc == BG_OK && j < k; j++) {
         double A = 0;
         for (int i = 0; i <= n[j]; i++) {
@@ -401,7 +403,7 @@ static int loss_weights(bg_lmgfn *g, double beta, double *loss, double *gz, doub
     }
     for (int k = 0; k < B; k++)
         zp[k] = g->z + (size_t)k * L;
-    int rc = eval_lq(g, 1, zp, g->n, B, err);
+    int rc = eval_lq(g, 1, 1, zp, g->n, B, err);
     if (rc == BG_OK) {
         double mr = 0;
         for (int k = 0; k < B; k++) {
