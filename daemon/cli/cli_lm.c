@@ -1,16 +1,22 @@
 /*
- * cli_lm.c — `bayesguard lm generate|logits|score|bench` (and `lm gfn`,
- * handed to cli_lm_gfn.c).
+ * cli_lm.c — `bayesguard lm generate|logits|score|bench`, the flag table of
+ * every lm subcommand, and the dispatch to train, tokenizer train and
+ * corpus (cli_lm_train.c, cli_lm_corpus.c) and to gfn (cli_lm_gfn.c).
  *
  *   lm generate --model M [--tokens "1"] [--steps 64] [--temperature 0]
  *               [--top-p 1] [--seed 1] [--backend cpu|vulkan|auto] [--threads 0]
  *       the generated token ids (prompt excluded) on one line
+ *   lm generate --model M --prompt TEXT [--tokenizer T] [...]
+ *       text mode (when --prompt or --tokenizer is given; the tokenizer
+ *       defaults to tokenizer.bin beside the model): the prompt and the
+ *       text generated after it, stopping at <s> or </s>, on stdout
  *   lm logits   --model M --tokens "ids…" [--backend …] [--threads …]
  *       the last position's logits on one line, space separated, %.6f
  *   lm score    --model M --prefix "ids" --continuation "ids" [--continuation …]
  *       log p(continuation | prefix) in nats, one line per continuation, %.6f
  *   lm bench    [--model M] [--threads N] [--quick] [--tmp DIR]
  *       the benchmark tables (lib/nn/nn_bench.c; no BLAS baseline here)
+ *   lm train, lm tokenizer train, lm corpus: cli_lm_train.c, cli_lm_corpus.c
  * Token lists are ids separated by spaces or commas. Flags take "--f v" or
  * "--f=v". Exit codes as in cli_lm.h.
  *
@@ -27,18 +33,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli_lm_args.h"
 #include "nn/nn.h"
+#include "nn/nn_tok.h"
 
-#define MAX_CONTS 64
+#define MAX_CONTS BG_CLI_LM_MAX_CONTS
 
-typedef struct lm_args {
-    const char *model, *tokens, *prefix, *backend, *tmp;
-    const char *conts[MAX_CONTS];
-    int n_conts;
-    long steps, threads, seed;
-    double temperature, topp;
-    int quick;
-} lm_args;
+typedef bg_cli_lm_args lm_args;
 
 static int usage(FILE *f)
 {
@@ -48,22 +49,20 @@ static int usage(FILE *f)
                "  logits   --model M --tokens \"ids\" [--backend B] [--threads N]\n"
                "  score    --model M --prefix \"ids\" --continuation \"ids\" [--continuation ...]\n"
                "           [--backend B] [--threads N]\n"
+               "  generate --model M --prompt TEXT [--tokenizer T] [flags as above]\n"
                "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n"
+               "  train    (--model CKPT | --init dim,layers,heads,kv_heads,hidden,vocab,seq)\n"
+               "           --data FILE [--tokenizer T | --ids] --out DIR [--steps N] [--batch B]\n"
+               "           [--seq T] [--lr LR] [--lora RANK] [--backend cpu|vulkan] [--seed S]\n"
+               "           [--eval-every N] [--holdout FRACTION] [--threads N]\n"
+               "  tokenizer train --data FILE --vocab N --out tokenizer.bin\n"
+               "  corpus   [--lines N] [--seed S] [--out FILE]\n"
                "  gfn rng  [--model CKPT] [--backend cpu|vulkan] [--out DIR] [--seed N]\n"
                "           [--samples N] [--steps N]   (GFlowNet fine-tuning, docs/GFLOWNET.md)\n");
     return f == stdout ? 0 : 2;
 }
 
-__attribute__((format(printf, 1, 2))) static int bad(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bayesguard lm: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 2;
-}
+#define bad bg_cli_lm_bad
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out)
 {
@@ -106,6 +105,16 @@ static int apply(lm_args *a, const char *flag, const char *v)
         s = &a->backend;
     else if (strcmp(flag, "--tmp") == 0)
         s = &a->tmp;
+    else if (strcmp(flag, "--prompt") == 0)
+        s = &a->prompt;
+    else if (strcmp(flag, "--tokenizer") == 0)
+        s = &a->tokenizer;
+    else if (strcmp(flag, "--data") == 0)
+        s = &a->data;
+    else if (strcmp(flag, "--init") == 0)
+        s = &a->init;
+    else if (strcmp(flag, "--out") == 0)
+        s = &a->out;
     if (s) {
         if (*s)
             return bad("flag %s given twice", flag);
@@ -124,6 +133,22 @@ static int apply(lm_args *a, const char *flag, const char *v)
         return parse_long(flag, v, 0, 1024, &a->threads);
     if (strcmp(flag, "--seed") == 0)
         return parse_long(flag, v, 0, 0x7fffffffL, &a->seed);
+    if (strcmp(flag, "--vocab") == 0)
+        return parse_long(flag, v, 259, 65536, &a->vocab);
+    if (strcmp(flag, "--batch") == 0)
+        return parse_long(flag, v, 1, 4096, &a->batch);
+    if (strcmp(flag, "--seq") == 0)
+        return parse_long(flag, v, 1, 1 << 20, &a->seq);
+    if (strcmp(flag, "--lora") == 0)
+        return parse_long(flag, v, 1, 1024, &a->lora);
+    if (strcmp(flag, "--eval-every") == 0)
+        return parse_long(flag, v, 0, 1 << 30, &a->eval_every);
+    if (strcmp(flag, "--lines") == 0)
+        return parse_long(flag, v, 1, 100000000L, &a->lines);
+    if (strcmp(flag, "--lr") == 0)
+        return parse_double(flag, v, 0.0, 10.0, &a->lr);
+    if (strcmp(flag, "--holdout") == 0)
+        return parse_double(flag, v, 0.0, 0.9, &a->holdout);
     if (strcmp(flag, "--temperature") == 0)
         return parse_double(flag, v, 0.0, 100.0, &a->temperature);
     if (strcmp(flag, "--top-p") == 0)
@@ -131,16 +156,22 @@ static int apply(lm_args *a, const char *flag, const char *v)
     return bad("unknown flag '%s' (see bayesguard lm --help)", flag);
 }
 
-static int parse_args(int argc, char **argv, lm_args *a)
+static int parse_args(int argc, char **argv, int first, lm_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->steps = 64;
+    a->steps = -1;
     a->seed = 1;
     a->topp = 1.0;
-    for (int i = 2; i < argc; i++) {
+    a->lr = -1.0;
+    a->holdout = -1.0;
+    a->eval_every = -1;
+    for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "--quick") == 0) {
-            a->quick = 1;
+        if (strcmp(arg, "--quick") == 0 || strcmp(arg, "--ids") == 0) {
+            if (strcmp(arg, "--ids") == 0)
+                a->ids = 1;
+            else
+                a->quick = 1;
             continue;
         }
         if (strncmp(arg, "--", 2) != 0)
@@ -159,6 +190,8 @@ static int parse_args(int argc, char **argv, lm_args *a)
         int rc = apply(a, flag, v);
         if (rc)
             return rc;
+        if (strcmp(flag, "--seed") == 0)
+            a->seed_set = 1;
     }
     return 0;
 }
@@ -229,8 +262,74 @@ static int check_vocab(const bg_nn_model *m, const char *flag, const int32_t *id
     return 0;
 }
 
+/* Text mode: the prompt through the tokenizer (BOS first), the output
+ * decoded until <s> or </s>. */
+static int cmd_generate_text(const lm_args *a, bg_nn_model *m)
+{
+    if (a->tokens)
+        return bad("generate: --tokens (ids) and --prompt/--tokenizer (text) exclude each other");
+    char def[4096];
+    const char *tpath = a->tokenizer;
+    if (!tpath) {
+        bg_cli_lm_tokenizer_beside(a->model, def, sizeof def);
+        tpath = def;
+    }
+    bg_err err;
+    bg_nn_tok *tok = NULL;
+    if (bg_nn_tok_load(tpath, &tok, &err) != BG_OK)
+        return bad("%s", err.msg);
+    const bg_nn_config *c = bg_nn_model_config(m);
+    const char *prompt = a->prompt ? a->prompt : "";
+    size_t plen = strlen(prompt);
+    int32_t *ids = NULL, *out = NULL;
+    int n = 0, n_out = 0, rc = 0;
+    long steps = a->steps < 0 ? 64 : a->steps;
+    if (bg_nn_tok_size(tok) > c->vocab_size)
+        rc = bad("tokenizer %s has %d tokens; the model's vocabulary is %d", tpath,
+                 bg_nn_tok_size(tok), c->vocab_size);
+    if (rc == 0 && !(ids = malloc(sizeof *ids * (plen + 3))))
+        rc = bad("out of memory");
+    if (rc == 0 && bg_nn_tok_encode(tok, prompt, plen, BG_NN_TOK_ADD_BOS, ids, (int)plen + 3, &n,
+                                    &err) != BG_OK)
+        rc = bad("--prompt: %s", err.msg);
+    if (rc == 0 && n > c->seq_len)
+        rc = bad("--prompt: %d tokens; the model's context is %d", n, c->seq_len);
+    bg_nn_sampler s;
+    s.scratch = NULL;
+    if (rc == 0 && bg_nn_sampler_init(&s, c->vocab_size, (float)a->temperature, (float)a->topp,
+                                      (uint64_t)a->seed, &err) != BG_OK)
+        rc = bad("%s", err.msg);
+    if (rc == 0 && !(out = malloc(sizeof(int32_t) * (size_t)(steps + 1))))
+        rc = 1;
+    if (rc == 0 && bg_nn_generate(m, ids, n, (int)steps, &s, out, &n_out, &err) != BG_OK) {
+        fprintf(stderr, "bayesguard lm generate: %s\n", err.msg);
+        rc = 1;
+    }
+    if (rc == 0) {
+        fwrite(prompt, 1, plen, stdout);
+        int prev = ids[n - 1];
+        for (int i = 0; i < n_out; i++) {
+            if (out[i] == BG_NN_TOK_BOS || out[i] == BG_NN_TOK_EOS)
+                break;
+            size_t l = 0;
+            const char *piece = bg_nn_tok_decode_one(tok, prev, out[i], &l);
+            if (piece)
+                fwrite(piece, 1, l, stdout);
+            prev = out[i];
+        }
+        printf("\n");
+    }
+    bg_nn_sampler_close(&s);
+    free(out);
+    free(ids);
+    bg_nn_tok_destroy(tok);
+    return rc;
+}
+
 static int cmd_generate(const lm_args *a, bg_nn_model *m)
 {
+    if (a->prompt || a->tokenizer)
+        return cmd_generate_text(a, m);
     int32_t *prompt = NULL, *out = NULL;
     int n_prompt = 0, n_out = 0;
     int rc = parse_ids("--tokens", a->tokens ? a->tokens : "1", &prompt, &n_prompt);
@@ -245,9 +344,10 @@ static int cmd_generate(const lm_args *a, bg_nn_model *m)
     if (rc == 0 && bg_nn_sampler_init(&s, c->vocab_size, (float)a->temperature, (float)a->topp,
                                       (uint64_t)a->seed, &err) != BG_OK)
         rc = bad("%s", err.msg);
-    if (rc == 0 && !(out = malloc(sizeof(int32_t) * (size_t)(a->steps + 1))))
+    long steps = a->steps < 0 ? 64 : a->steps;
+    if (rc == 0 && !(out = malloc(sizeof(int32_t) * (size_t)(steps + 1))))
         rc = 1;
-    if (rc == 0 && bg_nn_generate(m, prompt, n_prompt, (int)a->steps, &s, out, &n_out, &err)) {
+    if (rc == 0 && bg_nn_generate(m, prompt, n_prompt, (int)steps, &s, out, &n_out, &err)) {
         fprintf(stderr, "bayesguard lm generate: %s\n", err.msg);
         rc = 1;
     }
@@ -355,12 +455,24 @@ int bg_cli_lm_main(int argc, char **argv)
         return usage(stdout);
     if (strcmp(sub, "gfn") == 0)
         return bg_cli_lm_gfn_main(argc - 1, argv + 1);
+    for (int i = 2; i < argc; i++) /* `lm train --help` too */
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return usage(stdout);
     lm_args a;
-    int rc = parse_args(argc, argv, &a);
+    int tok_train = strcmp(sub, "tokenizer") == 0;
+    if (tok_train && (argc < 3 || strcmp(argv[2], "train") != 0))
+        return bad("tokenizer: expected 'lm tokenizer train --data FILE --vocab N --out FILE'");
+    int rc = parse_args(argc, argv, tok_train ? 3 : 2, &a);
     if (rc)
         return rc;
     if (strcmp(sub, "bench") == 0)
         return cmd_bench(&a);
+    if (tok_train)
+        return bg_cli_lm_tokenizer_train(&a);
+    if (strcmp(sub, "train") == 0)
+        return bg_cli_lm_train(&a);
+    if (strcmp(sub, "corpus") == 0)
+        return bg_cli_lm_corpus(&a);
     int (*fn)(const lm_args *, bg_nn_model *) = NULL;
     if (strcmp(sub, "generate") == 0)
         fn = cmd_generate;

@@ -59,6 +59,8 @@ int bg_cli_lm_gfn_main(int argc, char **argv)
     long threads = 0;
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i], *eq = strchr(f, '='), *v;
+        if (strcmp(f, "--help") == 0 || strcmp(f, "-h") == 0)
+            return gfn_usage(stdout);
         char name[32];
         size_t nl = eq ? (size_t)(eq - f) : strlen(f);
         if (strncmp(f, "--", 2) != 0 || nl >= sizeof name) {

@@ -13,6 +13,8 @@
  *   nn_train.c   training: forward over [batch, seq] keeping activations,
  *                backward, AdamW with clipping, LoRA adapters (docs/TRAINING.md)
  *   nn_train_io.c  optimizer state and adapter files, merged checkpoints
+ *   nn_tok.c, nn_tok_train.c  tokenizers (nn_tok.h): llama2.c tokenizer.bin,
+ *                encode/decode, the BPE trainer
  *
  * Threads: a bg_nn_model (like its bg_compute) is used by one thread at a
  * time; the caller serialises. Checkpoints and configs are immutable after
@@ -213,6 +215,8 @@ const bg_nn_config *bg_nn_train_config(const bg_nn_trainer *t);
 void bg_nn_train_memory(const bg_nn_trainer *t, bg_nn_train_mem *m);
 /* Adapters on (1, the default with lora_rank > 0) or off (the base model). */
 void bg_nn_train_set_adapters(bg_nn_trainer *t, int on);
+/* The learning rate of the next steps (a schedule is the caller's). */
+int bg_nn_train_set_lr(bg_nn_trainer *t, float lr, bg_err *err);
 
 /* One optimizer step on tokens/targets [B*T] (row b*T + t; ids checked
  * against the vocabulary before anything runs), weights [B*T] or NULL.

@@ -364,6 +364,15 @@ void bg_nn_train_set_adapters(bg_nn_trainer *t, int on)
     t->adapters_on = on && t->rank > 0;
 }
 
+int bg_nn_train_set_lr(bg_nn_trainer *t, float lr, bg_err *err)
+{
+    if (!(lr >= 0.0f && lr < 1e30f))
+        return bg_err_set(err, BG_EINVAL, "trainer: learning rate %g; expected a finite lr >= 0",
+                          (double)lr);
+    t->o.adamw.lr = lr;
+    return BG_OK;
+}
+
 /* ---- forward ------------------------------------------------------------------ */
 
 /* y[R, out] = x · W^T (+ scale * B (A x), saving A x in s->lt[p]) */

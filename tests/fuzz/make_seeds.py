@@ -141,6 +141,21 @@ def train_files():
     put("nn_train_files", "state_truncated", b"\x03" + state[:300])
 
 
+def tokenizers():
+    """llama2.c tokenizer.bin files (nn_tok.c): i32 max length, then per token
+    f32 score, i32 length, bytes."""
+    def tok(pieces):
+        out = struct.pack("<i", max(len(p) for p, _ in pieces))
+        for p, s in pieces:
+            out += struct.pack("<fi", s, len(p)) + p
+        return out
+    base = [(b"<unk>", 0.0), (b"\n<s>\n", 0.0), (b"\n</s>\n", 0.0)]
+    bytes_ = [(bytes([b]), 0.0) for b in range(256)]
+    put("nn_tok", "bytes_merges", tok(base + bytes_ + [(b" s", -1.0), (b"he", -2.0), (b" she", -3.0)]))
+    put("nn_tok", "fallback", tok(base + [(b"<0x%02X>" % b, 0.0) for b in range(256)] + [(b" ", -1.0)]))
+    put("nn_tok", "truncated", tok(base + [(b"abc", -1.0)])[:-2])
+
+
 def policies():
     src = os.path.abspath(os.path.join(HERE, "../.."))
     for p in ("policies/email.yaml", "policies/payments.yaml", "tests/rpc/policies/rpc.yaml",
@@ -158,4 +173,5 @@ if __name__ == "__main__":
     metrics()
     nn()
     train_files()
+    tokenizers()
     policies()

@@ -1,0 +1,272 @@
+/*
+ * test_lm_train.c — `lm corpus`, `lm tokenizer train`, `lm train` and
+ * `lm generate --prompt`, run as separate processes: the test driver
+ * (lm_cli_driver) always, and the built `bayesguard` binary too when it
+ * exists. A tiny version of the docs/TRAINING.md recipe (corpus of 300
+ * lines, a 300-token BPE vocabulary, a 2-layer dim-32 model from scratch,
+ * 60 steps of batch 4 x 16, about 0.3 s) must drive its loss down (mean of
+ * the last five steps below 0.6x the first five; observed 7.0 -> 2.3, and a
+ * model that learns nothing stays near ln 300 = 5.7 or above) and print
+ * the held-out loss at steps 0, 20, 40, 60, the last below 0.6x the first
+ * (observed 7.59 -> 2.42). Every bad input is exit 2 with a
+ * message naming it, before any step runs and before --out is created.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nn/nn_tok.h"
+#include "nn_test.h"
+
+static char g_dir[512], g_err_path[600];
+static char g_out[1 << 18];
+static char g_errbuf[8192];
+
+static int run(const char *exe, const char *args)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>'%s'", g_dir, exe, args, g_err_path);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        perror("popen");
+        exit(1);
+    }
+    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
+    g_out[n] = 0;
+    int st = pclose(p);
+    FILE *e = fopen(g_err_path, "r");
+    n = e ? fread(g_errbuf, 1, sizeof g_errbuf - 1, e) : 0;
+    g_errbuf[n] = 0;
+    if (e)
+        fclose(e);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "create %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int exists(const char *name)
+{
+    char path[700];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    return stat(path, &st) == 0;
+}
+
+/* Losses of "step N loss X" lines (N = 1, 2, ... in order) and held-out ones. */
+static int parse_losses(double *loss, int cap, double *held, int *held_step, int *n_held)
+{
+    int n = 0;
+    *n_held = 0;
+    for (char *l = g_out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        int s;
+        double x;
+        if (sscanf(l, "step %d loss %lf", &s, &x) == 2) {
+            CHECK(s == n + 1, "step %d after %d", s, n);
+            if (n < cap)
+                loss[n] = x;
+            n++;
+        } else if (sscanf(l, "eval step %d held-out loss %lf", &s, &x) == 2 && *n_held < 8) {
+            held_step[*n_held] = s;
+            held[(*n_held)++] = x;
+        }
+    }
+    return n;
+}
+
+static void recipe(const char *exe)
+{
+    /* corpus: deterministic by seed */
+    CHECK(run(exe, "lm corpus --lines 300 --seed 7 --out corpus.txt") == 0, "%s", g_errbuf);
+    CHECK(run(exe, "lm corpus --lines 300 --seed 7") == 0);
+    char path[700];
+    snprintf(path, sizeof path, "%s/corpus.txt", g_dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    static char file[1 << 16];
+    size_t n = fread(file, 1, sizeof file - 1, f);
+    file[n] = 0;
+    fclose(f);
+    CHECK(strcmp(file, g_out) == 0, "--out and stdout differ for the same seed");
+    CHECK(run(exe, "lm corpus --lines 300 --seed 8") == 0 && strcmp(file, g_out) != 0,
+          "another seed, the same corpus");
+    int lines = 0;
+    for (char *p = file; *p; p++)
+        lines += *p == '\n';
+    CHECK_INT(lines, 300);
+    CHECK(strstr(file, " was harmful.\n") && strstr(file, "send_email"), "grammar: '%.200s'", file);
+
+    /* tokenizer */
+    CHECK(run(exe, "lm tokenizer train --data corpus.txt --vocab 300 --out tok.bin") == 0 &&
+              strstr(g_out, "300 tokens"),
+          "tokenizer train: %s %s", g_out, g_errbuf);
+    bg_nn_tok *tok = NULL;
+    bg_err err;
+    snprintf(path, sizeof path, "%s/tok.bin", g_dir);
+    CHECK(bg_nn_tok_load(path, &tok, &err) == BG_OK && bg_nn_tok_size(tok) == 300, "%s", err.msg);
+    bg_nn_tok_destroy(tok);
+
+    /* train from scratch */
+    int rc = run(exe, "lm train --init 32,2,2,2,64,300,24 --tokenizer tok.bin --data corpus.txt "
+                      "--steps 60 --batch 4 --seq 16 --lr 1e-2 --eval-every 20 --holdout 0.1 "
+                      "--seed 3 --out run --threads 1");
+    double loss[64], held[8];
+    int hs[8], nh;
+    int steps = parse_losses(loss, 64, held, hs, &nh);
+    CHECK(rc == 0 && steps == 60, "train: rc %d, %d steps, stderr '%s'", rc, steps, g_errbuf);
+    double first = 0, last = 0;
+    for (int i = 0; i < 5; i++) {
+        first += loss[i] / 5;
+        last += loss[55 + i] / 5;
+    }
+    printf("tiny recipe: mean loss steps 1-5 %.4f, steps 56-60 %.4f; held-out", first, last);
+    for (int i = 0; i < nh; i++)
+        printf(" [%d] %.4f", hs[i], held[i]);
+    printf("\n");
+    CHECK(last < 0.6 * first, "the loss did not go down: %.4f -> %.4f", first, last);
+    CHECK(nh == 4 && hs[0] == 0 && hs[1] == 20 && hs[2] == 40 && hs[3] == 60, "held-out lines: %d",
+          nh);
+    CHECK(held[3] < 0.6 * held[0], "held-out loss %.4f -> %.4f", held[0], held[3]);
+    CHECK(exists("run/model.bin") && exists("run/tokenizer.bin") && !exists("run/.init.bin"));
+
+    /* generate: text after the prompt, the tokenizer found beside the model */
+    rc = run(exe, "lm generate --model run/model.bin --prompt 'shell_exec' --steps 12 "
+                  "--temperature 0");
+    CHECK(rc == 0 && strncmp(g_out, "shell_exec", 10) == 0 && strlen(g_out) > 11,
+          "generate: rc %d '%s' '%s'", rc, g_out, g_errbuf);
+    printf("generate --prompt 'shell_exec': %s", g_out);
+    /* the id mode is unchanged */
+    rc = run(exe, "lm generate --model run/model.bin --tokens 1 --steps 3");
+    int a, b, c;
+    CHECK(rc == 0 && sscanf(g_out, "%d %d %d", &a, &b, &c) == 3, "id mode: '%s'", g_out);
+
+    /* fine-tune the result with LoRA on ids: an adapter file */
+    char ids[4096];
+    size_t o = 0;
+    for (int i = 0; i < 400; i++)
+        o += (size_t)snprintf(ids + o, sizeof ids - o, "%d%c", 3 + (i * 7) % 290,
+                              i % 20 == 19 ? '\n' : ' ');
+    write_file("ids.txt", ids);
+    rc = run(exe, "lm train --model run/model.bin --ids --data ids.txt --steps 3 --batch 2 --seq 8 "
+                  "--lora 2 --out lora --holdout 0");
+    CHECK(rc == 0 && exists("lora/adapter.lora") && !exists("lora/model.bin") &&
+              !strstr(g_out, "eval step"),
+          "lora: rc %d '%s' '%s'", rc, g_out, g_errbuf);
+}
+
+static void bad_inputs(const char *exe)
+{
+    write_file("empty.txt", "");
+    write_file("blank.txt", "\n\n\n");
+    write_file("oov.txt", "1 2 3\n4 299 300 5\n");
+    write_file("notint.txt", "1 2 x3\n");
+    write_file("short.txt", "shell_exec ls was fine.\n");
+    /* a corrupt checkpoint: a valid one cut short */
+    char src[700], dst[700];
+    snprintf(src, sizeof src, "%s/run/model.bin", g_dir);
+    snprintf(dst, sizeof dst, "%s/cut.bin", g_dir);
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    CHECK(in && out);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    fwrite(buf, 1, n - 100, out);
+    fclose(in);
+    fclose(out);
+    static const struct {
+        const char *args;
+        const char *needle;
+    } cases[] = {
+        {"--model cut.bin --ids --data oov.txt", "--model: checkpoint"},
+        {"--model run/model.bin --ids --data oov.txt", "token 300 (token 6 of the file)"},
+        {"--model run/model.bin --ids --data notint.txt", "'x3' is not a token id"},
+        {"--model run/model.bin --data corpus.txt --seq 25", "--seq 25 is longer than the model's "
+                                                             "context (24"},
+        {"--model run/model.bin --data empty.txt", "no tokens"},
+        {"--model run/model.bin --data blank.txt", "no tokens"},
+        {"--model run/model.bin --ids --data empty.txt", "no tokens"},
+        {"--model run/model.bin --data missing.txt", "cannot open"},
+        {"--model run/model.bin --data short.txt --seq 16", "the training split has"},
+        {"--model run/model.bin --data corpus.txt --holdout 0.001 --seq 24", "held-out split has"},
+        {"--init 16,1,2,2,32,200,24 --tokenizer tok.bin --data corpus.txt",
+         "would be out of the vocabulary"},
+        {"--init 16,1,2,2,32,300,24 --data corpus.txt", "needs --tokenizer"},
+        {"--init 16,1,2 --ids --data oov.txt", "expected seven positive integers"},
+        {"--init 16,1,3,3,32,300,24 --ids --data oov.txt", "--init"},
+        {"--model run/model.bin --init 16,1,2,2,32,300,24 --data corpus.txt", "exactly one"},
+        {"--model run/model.bin --ids --tokenizer tok.bin --data oov.txt", "exclude each other"},
+        {"--model run/model.bin --data corpus.txt --backend gpu", "--backend 'gpu'"},
+        {"--model run/model.bin --data corpus.txt --lr abc", "--lr 'abc'"},
+        {"--data corpus.txt --model run/model.bin --tokenizer cut.bin", "--tokenizer: tokenizer"},
+    };
+    char args[2048];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(args, sizeof args, "lm train %s --out badout --steps 2", cases[i].args);
+        int rc = run(exe, args);
+        CHECK(rc == 2 && strstr(g_errbuf, cases[i].needle) && !strstr(g_out, "step 1 loss") &&
+                  !exists("badout"),
+              "'%s': rc %d, stderr '%s' (want '%s')", args, rc, g_errbuf, cases[i].needle);
+        printf("refused: %s", g_errbuf);
+    }
+    CHECK(run(exe, "lm train --help") == 0 && strstr(g_out, "--eval-every N") &&
+          strstr(g_out, "tokenizer train --data FILE --vocab N"));
+    CHECK(run(exe, "lm train --model run/model.bin --data corpus.txt") == 2 &&
+          strstr(g_errbuf, "--out DIR is required"));
+    /* the tokenizer trainer's bad input */
+    CHECK(run(exe, "lm tokenizer train --data corpus.txt --out t.bin") == 2 &&
+          strstr(g_errbuf, "--vocab N"));
+    CHECK(run(exe, "lm tokenizer train --data corpus.txt --vocab 100 --out t.bin") == 2 &&
+          strstr(g_errbuf, "--vocab '100'"));
+    CHECK(run(exe, "lm tokenizer train --data empty.txt --vocab 300 --out t.bin") == 2 &&
+          strstr(g_errbuf, "empty"));
+    CHECK(run(exe, "lm tokenizer frobnicate") == 2 && strstr(g_errbuf, "lm tokenizer train"));
+    CHECK(!exists("t.bin"));
+    /* generate: a prompt the context cannot hold; text and ids together */
+    CHECK(run(exe, "lm generate --model run/model.bin --prompt 'a b c d e f g h i j k l m n o p "
+                   "q r s t u v w x y z'") == 2 &&
+              strstr(g_errbuf, "context is 24"),
+          "%s", g_errbuf);
+    CHECK(run(exe, "lm generate --model run/model.bin --prompt x --tokens 1") == 2 &&
+          strstr(g_errbuf, "exclude each other"));
+    /* vulkan: trains (a GPU) or fails with exit 1 and a message */
+    int rc = run(exe, "lm train --model run/model.bin --data corpus.txt --steps 1 --batch 2 --seq "
+                      "8 --backend vulkan --out vk");
+    CHECK(rc == 0 || (rc == 1 && g_errbuf[0]), "vulkan: rc %d '%s'", rc, g_errbuf);
+    printf("vulkan training: %s", rc == 0 ? "ran\n" : g_errbuf);
+}
+
+int main(void)
+{
+    const char *build = getenv("BG_BUILD_DIR");
+    if (!build) {
+        printf("BG_BUILD_DIR not set (run through ctest); skipped\n");
+        return BG_TEST_SKIP;
+    }
+    const char *exes[2] = {"tests/nn/lm_cli_driver", "daemon/bayesguard"};
+    int ran = 0;
+    for (int i = 0; i < 2; i++) {
+        char exe[700];
+        snprintf(exe, sizeof exe, "%s/%s", build, exes[i]);
+        if (access(exe, X_OK) != 0) {
+            printf("%s not built; skipped for it\n", exe);
+            continue;
+        }
+        snprintf(g_dir, sizeof g_dir, "%s", nt_tmpdir());
+        snprintf(g_err_path, sizeof g_err_path, "%s/stderr.txt", g_dir);
+        printf("--- %s in %s\n", exe, g_dir);
+        recipe(exe);
+        bad_inputs(exe);
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+        CHECK(system(cmd) == 0);
+        ran++;
+    }
+    CHECK(ran > 0);
+    CHECK_DONE("test_lm_train");
+}
