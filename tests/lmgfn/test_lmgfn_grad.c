@@ -19,8 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bg_test.h"
-#include "lmgfn/lmgfn.h"
+#include "lmgfn_test.h"
 
 static int reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n, int k,
                   double *logr, bg_err *err)
@@ -139,19 +138,7 @@ static void check(const char *ckpt, int objective, int min_len)
 int main(void)
 {
     char path[] = "/tmp/bg-test-lmgfn-grad-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    bg_err err;
-    bg_nn_config cfg = {.dim = 16,
-                        .hidden_dim = 32,
-                        .n_layers = 2,
-                        .n_heads = 2,
-                        .n_kv_heads = 2,
-                        .vocab_size = 16,
-                        .seq_len = 8,
-                        .shared_classifier = 1};
-    CHECK(bg_nn_synth_write(path, &cfg, 5, &err) == BG_OK, "%s", err.msg);
+    lt_tiny_model(path);
     check(path, BG_LMGFN_SUBTB, 0);
     check(path, BG_LMGFN_SUBTB, 1);
     check(path, BG_LMGFN_TB, 1);

@@ -13,8 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bg_test.h"
-#include "lmgfn/lmgfn.h"
+#include "lmgfn_test.h"
 
 #define L 3
 static const int32_t prompt[2] = {0, 5};
@@ -55,19 +54,8 @@ static void check_against_model(bg_lmgfn *g, bg_nn_model *m)
 int main(void)
 {
     char path[] = "/tmp/bg-test-lmgfn-reward-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
+    lt_tiny_model(path);
     bg_err err;
-    bg_nn_config cfg = {.dim = 16,
-                        .hidden_dim = 32,
-                        .n_layers = 2,
-                        .n_heads = 2,
-                        .n_kv_heads = 2,
-                        .vocab_size = 16,
-                        .seq_len = 8,
-                        .shared_classifier = 1};
-    CHECK(bg_nn_synth_write(path, &cfg, 5, &err) == BG_OK, "%s", err.msg);
     bg_nn_ckpt ck;
     CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_OK, "%s", err.msg);
     bg_nn_model *m;
