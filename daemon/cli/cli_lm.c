@@ -1,7 +1,7 @@
 /*
  * cli_lm.c — `bayesguard lm generate|logits|score|bench`, the flag table of
  * every lm subcommand, and the dispatch to train, tokenizer train and
- * corpus (cli_lm_train.c, cli_lm_corpus.c).
+ * corpus (cli_lm_train.c, cli_lm_corpus.c) and to gfn (cli_lm_gfn.c).
  *
  *   lm generate --model M [--tokens "1"] [--steps 64] [--temperature 0]
  *               [--top-p 1] [--seed 1] [--backend cpu|vulkan|auto] [--threads 0]
@@ -56,7 +56,9 @@ static int usage(FILE *f)
                "           [--seq T] [--lr LR] [--lora RANK] [--backend cpu|vulkan] [--seed S]\n"
                "           [--eval-every N] [--holdout FRACTION] [--threads N]\n"
                "  tokenizer train --data FILE --vocab N --out tokenizer.bin\n"
-               "  corpus   [--lines N] [--seed S] [--out FILE]\n");
+               "  corpus   [--lines N] [--seed S] [--out FILE]\n"
+               "  gfn rng  [--model CKPT] [--backend cpu|vulkan] [--out DIR] [--seed N]\n"
+               "           [--samples N] [--steps N]   (GFlowNet fine-tuning, docs/GFLOWNET.md)\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -451,6 +453,8 @@ int bg_cli_lm_main(int argc, char **argv)
     const char *sub = argv[1];
     if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0)
         return usage(stdout);
+    if (strcmp(sub, "gfn") == 0)
+        return bg_cli_lm_gfn_main(argc - 1, argv + 1);
     for (int i = 2; i < argc; i++) /* `lm train --help` too */
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return usage(stdout);

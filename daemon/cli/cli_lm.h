@@ -9,5 +9,7 @@
 #define BG_CLI_LM_H
 
 int bg_cli_lm_main(int argc, char **argv);
+/* `bayesguard lm gfn …` (cli_lm_gfn.c); argv[0] is "gfn". Same exit codes. */
+int bg_cli_lm_gfn_main(int argc, char **argv);
 
 #endif

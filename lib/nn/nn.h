@@ -235,6 +235,13 @@ int bg_nn_train_eval(bg_nn_trainer *t, const int32_t *tokens, const int32_t *tar
  * with the inference ops (last row through the M == 1 matmul), vocab floats. */
 int bg_nn_train_logits(bg_nn_trainer *t, const int32_t *tokens, int n, float *logits, bg_err *err);
 
+/* A constant added to every position's logits before the cross-entropy and
+ * in bg_nn_train_logits, with adapters on or off (a vocabulary mask: a large
+ * negative entry such as -1e4 removes a token; no gradient flows into it).
+ * bias[vocab] is copied; NULL removes it (the inference ops bit for bit
+ * again). Entries must be finite. */
+int bg_nn_train_set_logit_bias(bg_nn_trainer *t, const float *bias, bg_err *err);
+
 /* The trainable tensors, in a fixed order: "tok_emb", "l0.wq", ... or, with
  * LoRA, "l0.wq.A", "l0.wq.B", ... Host copies of parameter and gradient. */
 int bg_nn_train_nparams(const bg_nn_trainer *t);

@@ -56,6 +56,8 @@ struct bg_nn_trainer {
     int nsets;
     bg_cbuf *tmp, *u, *du, *dt, *dx, *dxb, *datt, *dq, *dk, *dv, *dha, *xf, *dxf;
     bg_cbuf *logits, *lp, *tokens, *targets, *weights, *gsq, *dnull;
+    bg_cbuf *lbias;     /* NULL (no bias), or lbias_buf */
+    bg_cbuf *lbias_buf; /* the logit bias repeated on every row, [o.batch * o.seq, V] */
     bg_nn_train_mem mem;
 };
 

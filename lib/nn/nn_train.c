@@ -639,6 +639,10 @@ static int run(bg_nn_trainer *t, int mode, const int32_t *tokens, const int32_t 
         bg_op_matmul(c, at(t->logits, 0), at(t->xf, 0), at(t->wcls, 0), R, t->cfg.vocab_size,
                      t->cfg.dim);
         bg_compute_barrier(c);
+        if (t->lbias) { /* a constant: its backward is the identity */
+            bg_op_add(c, at(t->logits, 0), at(t->lbias, 0), R * t->cfg.vocab_size);
+            bg_compute_barrier(c);
+        }
         bg_op_xent(c, at(t->lp, 0), at(t->logits, 0), at(t->logits, 0), at(t->targets, 0),
                    at(t->weights, 0), R, t->cfg.vocab_size);
         bg_compute_barrier(c);
@@ -707,9 +711,46 @@ int bg_nn_train_logits(bg_nn_trainer *t, const int32_t *tokens, int n, float *lo
                   at(t->rms_final, 0), 1, p->dim, BG_NN_RMS_EPS);
     bg_compute_barrier(t->c);
     bg_op_matmul(t->c, at(t->logits, 0), at(t->xf, 0), at(t->wcls, 0), 1, p->vocab_size, p->dim);
+    if (t->lbias) {
+        bg_compute_barrier(t->c);
+        bg_op_add(t->c, at(t->logits, 0), at(t->lbias, 0), p->vocab_size);
+    }
     rc = bg_compute_submit(t->c, err);
     if (rc == BG_OK)
         rc = bg_cbuf_read(t->c, t->logits, 0, logits, 4 * (size_t)p->vocab_size, err);
+    return rc;
+}
+
+int bg_nn_train_set_logit_bias(bg_nn_trainer *t, const float *bias, bg_err *err)
+{
+    if (!t)
+        return bg_err_set(err, BG_EINVAL, "trainer logit bias: NULL trainer");
+    if (!bias) {
+        t->lbias = NULL; /* the buffer stays with the backend, freed at destroy */
+        return BG_OK;
+    }
+    size_t V = (size_t)t->cfg.vocab_size, rows = (size_t)t->o.batch * (size_t)t->o.seq;
+    for (size_t j = 0; j < V; j++)
+        if (!isfinite(bias[j]))
+            return bg_err_set(err, BG_EINVAL,
+                              "trainer logit bias: entry %zu is not finite (use a large "
+                              "negative number such as -1e4 to mask a token)",
+                              j);
+    float *rep = malloc(sizeof(float) * rows * V);
+    if (!rep)
+        return bg_err_set(err, BG_ENOMEM, "trainer logit bias: out of memory");
+    for (size_t r = 0; r < rows; r++)
+        memcpy(rep + r * V, bias, sizeof(float) * V);
+    int rc = BG_OK;
+    if (!t->lbias_buf) {
+        rc = mk(t, &t->lbias_buf, NULL, rows * V, &t->mem.scratch, err);
+        if (rc == BG_OK)
+            t->mem.peak += sizeof(float) * rows * V;
+    }
+    if (rc == BG_OK)
+        rc = bg_cbuf_write(t->c, t->lbias_buf, 0, rep, sizeof(float) * rows * V, err);
+    free(rep);
+    t->lbias = rc == BG_OK ? t->lbias_buf : NULL;
     return rc;
 }
 

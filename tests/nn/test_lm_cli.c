@@ -1,5 +1,6 @@
 /*
- * test_lm_cli.c — `lm generate|logits|score` output format and exit codes,
+ * test_lm_cli.c — `lm generate|logits|score` output format and exit codes
+ * (and `lm gfn`'s usage errors; the task itself: tests/lmgfn),
  * run as a separate process: the test driver (lm_cli_driver) always, and
  * the built `bayesguard` binary too when it exists. Outputs are compared
  * with the same computation done in-process through nn.h (printed values
@@ -96,7 +97,7 @@ static void check_exe(const char *exe, const char *model)
     bg_nn_generate(m, &prompt, 1, 6, &s, want, &n_want, &err);
     bg_nn_sampler_close(&s);
     CHECK(rc == 0 && n == 6 && strchr(g_out, '\n') == g_out + strlen(g_out) - 1,
-             "generate: rc %d, %d ids, output '%s' stderr '%s'", rc, n, g_out, g_errbuf);
+          "generate: rc %d, %d ids, output '%s' stderr '%s'", rc, n, g_out, g_errbuf);
     for (int i = 0; i < 6 && n == 6; i++)
         CHECK(vals[i] == want[i], "generate id %d: %g vs %d", i, vals[i], (int)want[i]);
     printf("generate: %s", g_out);
@@ -108,9 +109,8 @@ static void check_exe(const char *exe, const char *model)
     char first[512];
     snprintf(first, sizeof first, "%s", g_out);
     int rc2 = run(exe, args);
-    CHECK(rc == 0 && rc2 == 0 && parse_line(first, vals, 600, 0) == 12 &&
-                 strcmp(first, g_out) == 0,
-             "seeded generate: rc %d/%d, '%s' vs '%s'", rc, rc2, first, g_out);
+    CHECK(rc == 0 && rc2 == 0 && parse_line(first, vals, 600, 0) == 12 && strcmp(first, g_out) == 0,
+          "seeded generate: rc %d/%d, '%s' vs '%s'", rc, rc2, first, g_out);
     printf("seeded sampling (seed 5, T 0.9, top-p 0.9): %s", first);
 
     /* logits: V values, %.6f, equal to the in-process forward */
@@ -120,8 +120,7 @@ static void check_exe(const char *exe, const char *model)
     float *lw = malloc(sizeof(float) * V);
     int32_t toks[3] = {1, 5, 7};
     bg_nn_forward(m, toks, 3, 0, lw, &err);
-    CHECK(rc == 0 && n == V, "logits: rc %d, %d values (want %d), stderr '%s'", rc, n, V,
-             g_errbuf);
+    CHECK(rc == 0 && n == V, "logits: rc %d, %d values (want %d), stderr '%s'", rc, n, V, g_errbuf);
     int bad = 0;
     for (int i = 0; i < V && n == V; i++)
         bad += !close_to(vals[i], lw[i]);
@@ -144,8 +143,8 @@ static void check_exe(const char *exe, const char *model)
     double ws[2];
     bg_nn_score(m, pre, 2, cs, lens, 2, ws, &err);
     CHECK(rc == 0 && n1 == 1 && n2 == 1 && close_to(got[0], ws[0]) && close_to(got[1], ws[1]),
-             "score: rc %d output '%s' want %.6f %.6f, stderr '%s'", rc, g_out, ws[0], ws[1],
-             g_errbuf);
+          "score: rc %d output '%s' want %.6f %.6f, stderr '%s'", rc, g_out, ws[0], ws[1],
+          g_errbuf);
     printf("score: %.6f %.6f\n", got[0], got[1]);
 
     /* errors */
@@ -163,19 +162,24 @@ static void check_exe(const char *exe, const char *model)
         {"lm generate --tokens 1 --steps 1%s", 2, "--model is required"},
         {"lm frobnicate --model '%s'", 2, "unknown subcommand"},
         {"lm logits --model '%s.missing' --tokens 1", 1, "cannot open"},
+        {"lm gfn rng --model '%s'", 1, "vocabulary of 97"},
+        {"lm gfn rng --samples 0%s", 2, "--samples '0'"},
+        {"lm gfn rng --bogus 1%s", 2, "unknown flag '--bogus'"},
+        {"lm gfn rng --backend gpu%s", 2, "--backend 'gpu'"},
+        {"lm gfn frobnicate%s", 2, "unknown task 'frobnicate'"},
     };
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         snprintf(args, sizeof args, errs[i].args, strstr(errs[i].args, "--model") ? model : "");
         rc = run(exe, args);
         CHECK(rc == errs[i].code && strstr(g_errbuf, errs[i].needle),
-                 "'%s': rc %d (want %d), stderr '%s' (want '%s')", args, rc, errs[i].code, g_errbuf,
-                 errs[i].needle);
+              "'%s': rc %d (want %d), stderr '%s' (want '%s')", args, rc, errs[i].code, g_errbuf,
+              errs[i].needle);
     }
     /* vulkan: works (a GPU) or fails with exit 1 and a message about Vulkan */
     snprintf(args, sizeof args, "lm logits --model '%s' --tokens 1 --backend vulkan", model);
     rc = run(exe, args);
     CHECK(rc == 0 || (rc == 1 && strstr(g_errbuf, "ulkan")), "vulkan: rc %d stderr '%s'", rc,
-             g_errbuf);
+          g_errbuf);
     printf("vulkan backend: %s", rc == 0 ? "available\n" : g_errbuf);
     rc = run(exe, "lm --help");
     CHECK(rc == 0 && strstr(g_out, "generate"), "--help: rc %d", rc);

@@ -662,9 +662,60 @@ static void test_stories(const char *dir)
     bg_nn_ckpt_close(&ck);
 }
 
+/* The logit bias (a vocabulary mask): logits move by exactly the bias in
+ * bg_nn_train_logits, log p in eval is the biased log-softmax, masked
+ * tokens get ~0 probability, a non-finite entry is refused, and removing
+ * it gives the unbiased logits bit for bit again. */
+static void test_logit_bias(const char *dir)
+{
+    bg_nn_config c = {.dim = 16,
+                      .hidden_dim = 32,
+                      .n_layers = 1,
+                      .n_heads = 2,
+                      .n_kv_heads = 2,
+                      .vocab_size = 12,
+                      .seq_len = 8,
+                      .shared_classifier = 1};
+    bg_nn_ckpt ck;
+    open_synth(dir, "bias.bin", &c, &ck);
+    bg_nn_train_opts o = opts(1, 4, 2);
+    bg_nn_trainer *t;
+    bg_err err;
+    CHECK(bg_nn_train_create(&ck, NULL, &o, &t, &err) == BG_OK, "%s", err.msg);
+    int32_t tok[4] = {1, 5, 3, 7}, tgt[4] = {5, 3, 7, 2};
+    float l0[12], l1[12], l2[12], bias[12], lp[4];
+    CHECK(bg_nn_train_logits(t, tok, 4, l0, &err) == BG_OK, "%s", err.msg);
+    for (int j = 0; j < 12; j++)
+        bias[j] = j == 4 ? -1e4f : 0.25f * (float)j;
+    CHECK(bg_nn_train_set_logit_bias(t, bias, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_logits(t, tok, 4, l1, &err) == BG_OK, "%s", err.msg);
+    for (int j = 0; j < 12; j++)
+        CHECK(l1[j] == l0[j] + bias[j], "biased logit %d: %g, expected %g", j, l1[j],
+              l0[j] + bias[j]);
+    double lse = -INFINITY;
+    for (int j = 0; j < 12; j++)
+        lse = fmax(lse, l1[j]);
+    double s = 0;
+    for (int j = 0; j < 12; j++)
+        s += exp(l1[j] - lse);
+    lse += log(s);
+    CHECK(bg_nn_train_eval(t, tok, tgt, NULL, NULL, lp, &err) == BG_OK, "%s", err.msg);
+    CHECK_NEAR(lp[3], l1[2] - lse, 1e-4);
+    float nan_bias[12] = {0};
+    nan_bias[3] = NAN;
+    CHECK(bg_nn_train_set_logit_bias(t, nan_bias, &err) == BG_EINVAL);
+    CHECK(strstr(err.msg, "entry 3") != NULL, "message: %s", err.msg);
+    CHECK(bg_nn_train_set_logit_bias(t, NULL, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_logits(t, tok, 4, l2, &err) == BG_OK, "%s", err.msg);
+    CHECK(memcmp(l0, l2, sizeof l0) == 0, "logits without the bias differ from before");
+    bg_nn_train_destroy(t);
+    bg_nn_ckpt_close(&ck);
+}
+
 int main(void)
 {
     const char *dir = nt_tmpdir();
+    test_logit_bias(dir);
     printf("GTOL_MODEL %.0e (FD of a double forward, h = %.0e)\n", GTOL_MODEL, FD_H);
     test_model_grads(dir);
     test_recompute(dir);
