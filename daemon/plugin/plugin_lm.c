@@ -24,8 +24,13 @@
  * model has one worker thread; lm_score and lm_next validate their items on
  * the caller's thread, append one request to the model's queue and wait on
  * it. The worker takes every queued request at once (a batch of concurrent
- * callers) and runs them back to back; inside a request, consecutive items
- * with the same prefix share one prefill (bg_nn_score). The queue holds at
+ * callers) and runs them back to back. Consecutive items with the same
+ * prefix share one prefill, and the KV cache is reused across prefixes:
+ * the worker remembers which tokens the cache holds and runs only a
+ * prefix's part past their longest common prefix (so prompts that differ
+ * only at their end, one per theory, cost their ends). Continuations of up
+ * to 8 tokens are then decoded token by token from the prefix's logits;
+ * longer ones take bg_nn_score's prefill per continuation. The queue holds at
  * most BG_LM_QUEUE_ITEMS items: a call that would pass it fails at once
  * with BG_PLUGIN_ELIMIT and a message saying so (the decision fails closed
  * as INTERNAL; nothing waits unboundedly), and one call may carry at most
@@ -96,7 +101,11 @@ struct bg_lm {
     lm_req *head, *tail;
     size_t queued; /* invariant 2 */
     int stop;
-    float *logits; /* [vocab] worker scratch */
+    /* The worker's own (no lock): */
+    float *logits;  /* [vocab] scratch */
+    float *base;    /* [vocab] the logits after the current prefix */
+    int32_t *cache; /* [seq_len] the tokens the KV cache holds at 0..n_cache */
+    int n_cache;
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -138,33 +147,93 @@ static int same_str(const char *a, const char *b)
 
 /* ---- the worker ------------------------------------------------------------ */
 
+/* log softmax(logits)[t]. */
+static double log_prob(const float *logits, int V, int32_t t)
+{
+    double mx = -INFINITY, s = 0;
+    for (int v = 0; v < V; v++)
+        mx = logits[v] > mx ? logits[v] : mx;
+    for (int v = 0; v < V; v++)
+        s += exp((double)logits[v] - mx);
+    return (double)logits[t] - mx - log(s);
+}
+
+/* Makes the KV cache hold p[0..n) and leaves the logits after it in
+ * m->base: only the part past the longest common prefix with what the
+ * cache holds is run (the KV reuse of the header comment). */
+static int prefill(bg_lm *m, const int32_t *p, int n, bg_err *err)
+{
+    int l = 0;
+    while (l < m->n_cache && l < n - 1 && m->cache[l] == p[l])
+        l++;
+    m->n_cache = 0; /* invalid while the forward runs */
+    int rc = bg_nn_forward(m->model, p + l, n - l, l, m->base, err);
+    if (rc == BG_OK) {
+        memcpy(m->cache, p, (size_t)n * sizeof *p);
+        m->n_cache = n;
+    }
+    return rc;
+}
+
+/* One group of items with the same prefix: continuations of up to
+ * SHORT_CONT tokens are decoded token by token after one prefill; longer
+ * ones go through bg_nn_score (a prefill per continuation). */
+#define SHORT_CONT 8
+
+static int score_group(bg_lm *m, const bg_lm_item *it, size_t n, double *out, bg_err *err)
+{
+    int V = m->cfg.vocab_size, np = (int)it[0].n_prefix;
+    size_t longest = 0;
+    for (size_t k = 0; k < n; k++)
+        longest = it[k].n_cont > longest ? it[k].n_cont : longest;
+    if (longest > SHORT_CONT) {
+        const int32_t **conts = malloc(n * sizeof *conts);
+        int *lens = malloc(n * sizeof *lens);
+        int rc = conts && lens ? BG_OK : bg_err_set(err, BG_ENOMEM, "out of memory");
+        for (size_t k = 0; rc == BG_OK && k < n; k++) {
+            conts[k] = it[k].cont;
+            lens[k] = (int)it[k].n_cont;
+        }
+        m->n_cache = 0;
+        if (rc == BG_OK)
+            rc = bg_nn_score(m->model, it[0].prefix, np, conts, lens, (int)n, out, err);
+        if (rc == BG_OK && np > 1) { /* it ran prefix[0..np-1) at positions 0.. */
+            memcpy(m->cache, it[0].prefix, (size_t)(np - 1) * sizeof(int32_t));
+            m->n_cache = np - 1;
+        }
+        free(conts);
+        free(lens);
+        return rc;
+    }
+    int rc = prefill(m, it[0].prefix, np, err);
+    for (size_t k = 0; rc == BG_OK && k < n; k++) {
+        double s = log_prob(m->base, V, it[k].cont[0]);
+        for (size_t t = 1; rc == BG_OK && t < it[k].n_cont; t++) {
+            rc = bg_nn_forward(m->model, &it[k].cont[t - 1], 1, np + (int)t - 1, m->logits, err);
+            if (rc == BG_OK)
+                s += log_prob(m->logits, V, it[k].cont[t]);
+        }
+        out[k] = s;
+    }
+    return rc;
+}
+
 static void run_score(bg_lm *m, lm_req *r)
 {
-    const int32_t **conts = malloc(r->n * sizeof *conts);
-    int *lens = malloc(r->n * sizeof *lens);
-    if (!conts || !lens) {
-        r->rc = BG_PLUGIN_ENOMEM;
-        snprintf(r->msg, sizeof r->msg, "language model: out of memory scoring %zu items", r->n);
-    }
     for (size_t i = 0; r->rc == BG_PLUGIN_OK && i < r->n;) {
         const bg_lm_item *a = &r->items[i];
         size_t j = i;
         while (j < r->n && r->items[j].n_prefix == a->n_prefix &&
-               memcmp(r->items[j].prefix, a->prefix, a->n_prefix * sizeof(int32_t)) == 0) {
-            conts[j - i] = r->items[j].cont;
-            lens[j - i] = (int)r->items[j].n_cont;
+               memcmp(r->items[j].prefix, a->prefix, a->n_prefix * sizeof(int32_t)) == 0)
             j++;
-        }
         bg_err err = {0};
-        if (bg_nn_score(m->model, a->prefix, (int)a->n_prefix, conts, lens, (int)(j - i),
-                        r->out_score + i, &err) != BG_OK) {
+        if (score_group(m, a, j - i, r->out_score + i, &err) != BG_OK) {
+            m->n_cache = 0;
             r->rc = BG_PLUGIN_EINTERNAL;
             snprintf(r->msg, sizeof r->msg, "language model %s: %s", m->ckpt, err.msg);
         }
         i = j;
     }
-    free(conts);
-    free(lens);
 }
 
 static void run_next(bg_lm *m, lm_req *r)
@@ -172,21 +241,20 @@ static void run_next(bg_lm *m, lm_req *r)
     int V = m->cfg.vocab_size;
     for (size_t i = 0; r->rc == BG_PLUGIN_OK && i < r->n; i++) {
         bg_err err = {0};
-        if (bg_nn_forward(m->model, r->items[i].prefix, (int)r->items[i].n_prefix, 0, m->logits,
-                          &err) != BG_OK) {
+        if (prefill(m, r->items[i].prefix, (int)r->items[i].n_prefix, &err) != BG_OK) {
             r->rc = BG_PLUGIN_EINTERNAL;
             snprintf(r->msg, sizeof r->msg, "language model %s: %s", m->ckpt, err.msg);
             break;
         }
         double mx = -INFINITY, s = 0;
         for (int v = 0; v < V; v++)
-            mx = m->logits[v] > mx ? m->logits[v] : mx;
+            mx = m->base[v] > mx ? m->base[v] : mx;
         for (int v = 0; v < V; v++)
-            s += exp((double)m->logits[v] - mx);
+            s += exp((double)m->base[v] - mx);
         double lse = mx + log(s);
         float *o = r->out_next + i * (size_t)V;
         for (int v = 0; v < V; v++)
-            o[v] = (float)((double)m->logits[v] - lse);
+            o[v] = (float)((double)m->base[v] - lse);
     }
 }
 
@@ -229,6 +297,8 @@ static void model_free(bg_lm *m)
     if (!m)
         return;
     free(m->logits);
+    free(m->base);
+    free(m->cache);
     bg_nn_tok_destroy(m->tok);
     bg_nn_model_destroy(m->model);
     free(m->ckpt);
@@ -298,7 +368,9 @@ static int model_load(bg_lm *m, bg_err *err)
                         "tokenizer %s has %d tokens; checkpoint %s has a vocabulary of %d: "
                         "give the tokenizer the model was trained with",
                         m->tok_path, bg_nn_tok_size(m->tok), m->ckpt, m->cfg.vocab_size);
-    if (rc == BG_OK && !(m->logits = malloc((size_t)m->cfg.vocab_size * sizeof *m->logits)))
+    if (rc == BG_OK && (!(m->logits = malloc((size_t)m->cfg.vocab_size * sizeof *m->logits)) ||
+                        !(m->base = malloc((size_t)m->cfg.vocab_size * sizeof *m->base)) ||
+                        !(m->cache = malloc((size_t)m->cfg.seq_len * sizeof *m->cache))))
         rc = bg_err_set(err, BG_ENOMEM, "language model %s: out of memory", m->ckpt);
     return rc;
 }

@@ -90,17 +90,18 @@ def lm_score(prefix, conts, backend="cpu"):
     return [float(x) for x in r.stdout.split()]
 
 
-def lm_logits(tool, args):
-    """d_i = log p(rest_i harm | pre) - log p(rest_i safe | pre) per theory."""
+def lm_logits(tool, args, backend="cpu"):
+    """d_i = log p(H | BOS pre rest_i) - log p(S | BOS pre rest_i) per
+    theory, from `bayesguard lm score` (one call per theory)."""
     pre_text, _ = PROMPT.split("{theory}")
     rest_t = PROMPT[PROMPT.index("{theory}"):]
     pre = [1] + enc(pre_text.replace("{tool}", tool).replace("{args}", args))
-    conts = []
+    out = []
     for t in THEORIES:
         rest = enc(rest_t.replace("{theory}", t).replace("{tool}", tool).replace("{args}", args))
-        conts += [rest + enc(HARM), rest + enc(SAFE)]
-    lp = lm_score(pre, conts)
-    return [lp[2 * i] - lp[2 * i + 1] for i in range(len(THEORIES))]
+        lh, ls = lm_score(pre + rest, [enc(HARM), enc(SAFE)], backend)
+        out.append(lh - ls)
+    return out
 
 
 def sigmoid(x):

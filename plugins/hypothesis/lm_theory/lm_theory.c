@@ -22,8 +22,10 @@
  * the observation's action. The prior is uniform over the listed theories.
  *
  * Batching: one harm() or log_lik() call = one host->lm_score call of
- * 2·n items (n theories, harm and safe each), which share the prefix `pre`
- * (one prefill) and join the model's queue with concurrent requests.
+ * 2·n items: for theory i the prefix BOS pre rest_i with the continuations
+ * harm and safe (log p(harm | BOS pre rest_i) − log p(safe | ...) is d_i
+ * above); the host prefills `pre` once for all n (its KV reuse across
+ * prefixes) and joins the call to the model's queue with concurrent ones.
  *
  * The seam for a sampler over theories (`lm_gfn`, not here): theory_probs()
  * scores any list of sentences, not only the configured ones; a model whose
@@ -378,7 +380,7 @@ static int theory_logit(const lmt *self, const bg_action *a, const char *const *
     char *buf = malloc(cap);
     int32_t *pre = NULL;
     size_t n_pre = 0;
-    int32_t **conts = calloc(2 * n, sizeof *conts);
+    int32_t **conts = calloc(n, sizeof *conts); /* [n] BOS pre rest_i */
     bg_lm_item *items = calloc(2 * n, sizeof *items);
     double *lp = malloc(2 * n * sizeof *lp);
     int rc = buf && conts && items && lp ? BG_PLUGIN_OK : BG_PLUGIN_ENOMEM;
@@ -394,23 +396,16 @@ static int theory_logit(const lmt *self, const bg_action *a, const char *const *
     }
     for (size_t i = 0; rc == BG_PLUGIN_OK && i < n; i++) {
         render(self, a, texts[i], ph, NULL, buf, cap);
-        size_t cl = strlen(buf), m = 0;
-        size_t tail = self->n_harm > self->n_safe ? self->n_harm : self->n_safe;
-        for (int k = 0; rc == BG_PLUGIN_OK && k < 2; k++) {
-            int32_t *c = malloc((cl + 3 + tail) * sizeof *c);
-            if (!c) {
-                rc = BG_PLUGIN_ENOMEM;
-                break;
-            }
-            conts[2 * i + k] = c;
-            rc = host->lm_encode(self->lm, buf, c, cl + 3, &m);
-            const int32_t *end = k ? self->safe_ids : self->harm_ids;
-            size_t ne = k ? self->n_safe : self->n_harm;
-            if (rc == BG_PLUGIN_OK) {
-                memcpy(c + m, end, ne * sizeof *c);
-                items[2 * i + k] = (bg_lm_item){pre, n_pre, c, m + ne};
-            }
+        size_t m = 0;
+        int32_t *p = malloc((n_pre + strlen(buf) + 3) * sizeof *p);
+        if (!(conts[i] = p)) {
+            rc = BG_PLUGIN_ENOMEM;
+            break;
         }
+        memcpy(p, pre, n_pre * sizeof *p);
+        rc = host->lm_encode(self->lm, buf, p + n_pre, strlen(buf) + 3, &m);
+        items[2 * i] = (bg_lm_item){p, n_pre + m, self->harm_ids, self->n_harm};
+        items[2 * i + 1] = (bg_lm_item){p, n_pre + m, self->safe_ids, self->n_safe};
     }
     if (rc != BG_PLUGIN_OK && rc != BG_PLUGIN_ENOMEM)
         host->log(host->host_ctx, BG_PLUGIN_LOG_ERROR,
@@ -424,7 +419,7 @@ static int theory_logit(const lmt *self, const bg_action *a, const char *const *
     }
     for (size_t i = 0; rc == BG_PLUGIN_OK && i < n; i++)
         d[i] = lp[2 * i] - lp[2 * i + 1];
-    for (size_t i = 0; conts && i < 2 * n; i++)
+    for (size_t i = 0; conts && i < n; i++)
         free(conts[i]);
     free(conts);
     free(items);
