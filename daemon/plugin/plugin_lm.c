@@ -375,6 +375,20 @@ static int model_load(bg_lm *m, bg_err *err)
     return rc;
 }
 
+/* The identity the instance's key takes from m (plugin_priv.h). */
+static uint64_t model_identity(const bg_lm *m)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < 3; i++) {
+        const file_id *f = &m->fid[i];
+        uint64_t v[5] = {(uint64_t)f->dev, (uint64_t)f->ino, (uint64_t)f->size,
+                         (uint64_t)f->mtime.tv_sec, (uint64_t)f->mtime.tv_nsec};
+        for (int k = 0; k < 5; k++)
+            h = (h ^ v[k]) * 0x100000001b3ULL;
+    }
+    return (h ^ (uint64_t)m->backend) * 0x100000001b3ULL;
+}
+
 int bg__lm_open(void *host_ctx, const bg_cfg_node *at, const bg_lm_spec *spec, bg_lm **out)
 {
     *out = NULL;
@@ -412,6 +426,7 @@ int bg__lm_open(void *host_ctx, const bg_cfg_node *at, const bg_lm_spec *spec, b
             same_id(&m->fid[1], &fid[1]) && (!adapter || same_id(&m->fid[2], &fid[2]))) {
             m->refs++;
             pthread_mutex_unlock(&reg_mu);
+            bg__services_add_identity(host_ctx, model_identity(m));
             *out = m;
             return BG_PLUGIN_OK;
         }
@@ -453,6 +468,7 @@ int bg__lm_open(void *host_ctx, const bg_cfg_node *at, const bg_lm_spec *spec, b
     pthread_mutex_unlock(&reg_mu);
     bg_log(BG_LOG_INFO, "plugin", "%s: language model %s on %s", bg__services_plugin_name(host_ctx),
            m->ckpt, bg_nn_model_backend(m->model));
+    bg__services_add_identity(host_ctx, model_identity(m));
     *out = m;
     return BG_PLUGIN_OK;
 }

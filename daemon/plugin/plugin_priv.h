@@ -44,6 +44,13 @@ int bg__cfg_apply(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *ta
 
 /* ---- the language-model service (plugin_lm.c) ---- */
 
+/* What an instance's state depends on besides its config text: lm_open
+ * folds in the model files' identity, and the instance's key (the engine's
+ * model_key) mixes it in, so a model file replaced under the same path
+ * gives the sessions posteriors rebuilt with the new model's likelihoods. */
+void bg__services_add_identity(void *host_ctx, uint64_t v);
+uint64_t bg__services_identity(const bg_plugin_services *s);
+
 /* host->lm_open and the rest (plugin.h, ABI 1.3). */
 int bg__lm_open(void *host_ctx, const bg_cfg_node *at, const bg_lm_spec *spec, bg_lm **out);
 void bg__lm_close(void *host_ctx, bg_lm *lm);

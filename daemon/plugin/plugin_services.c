@@ -30,7 +30,8 @@ struct bg_plugin_services {
     bg_plugin_host *ph;
     const bg_plugin *plugin;
     const bg_cfg_node *section;
-    char *errors; /* newline-separated, never NULL */
+    char *errors;      /* newline-separated, never NULL */
+    uint64_t identity; /* resources the instance opened (0: none) */
 };
 
 static void svc_log(void *host_ctx, int level, const char *fmt, ...)
@@ -133,6 +134,17 @@ int bg_plugin_services_create(bg_plugin_host *h, const bg_plugin *p, bg_plugin_s
     t->lm_next = bg__lm_next;
     *out = s;
     return BG_OK;
+}
+
+void bg__services_add_identity(void *host_ctx, uint64_t v)
+{
+    bg_plugin_services *s = host_ctx;
+    s->identity = (s->identity ^ v) * 0x100000001b3ULL;
+}
+
+uint64_t bg__services_identity(const bg_plugin_services *s)
+{
+    return s->identity;
 }
 
 void bg_plugin_services_set_section(bg_plugin_services *s, const bg_cfg_node *section)

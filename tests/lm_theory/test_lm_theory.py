@@ -16,6 +16,8 @@ real and checked exactly:
   cautious hypothesis' posterior after one harmed outcome, to 1e-5);
 - backend vulkan (lavapipe) gives the same bound within 1e-4 (skipped with
   the reason where no Vulkan device is usable);
+- a checkpoint replaced under the same path: a Reload of the same policy
+  text scores with the new file, the posterior rebuilt from the history;
 - a missing checkpoint, a corrupt checkpoint, a tokenizer of the wrong
   size: `bayesguard check` exits 1 naming file:line:col of the `model` key;
   a Reload with such a file fails and the daemon keeps serving the last
@@ -80,8 +82,8 @@ def policy_text(tok, ckpt=CKPT, backend="cpu", name="lmt", extra=""):
                th, ALPHA, extra))
 
 
-def lm_score(prefix, conts, backend="cpu"):
-    argv = [CLI, "lm", "score", "--model", CKPT, "--backend", backend, "--prefix",
+def lm_score(prefix, conts, backend="cpu", ckpt=CKPT):
+    argv = [CLI, "lm", "score", "--model", ckpt, "--backend", backend, "--prefix",
             " ".join(map(str, prefix))]
     for c in conts:
         argv += ["--continuation", " ".join(map(str, c))]
@@ -90,7 +92,7 @@ def lm_score(prefix, conts, backend="cpu"):
     return [float(x) for x in r.stdout.split()]
 
 
-def lm_logits(tool, args, backend="cpu"):
+def lm_logits(tool, args, backend="cpu", ckpt=CKPT):
     """d_i = log p(H | BOS pre rest_i) - log p(S | BOS pre rest_i) per
     theory, from `bayesguard lm score` (one call per theory)."""
     pre_text, _ = PROMPT.split("{theory}")
@@ -99,7 +101,7 @@ def lm_logits(tool, args, backend="cpu"):
     out = []
     for t in THEORIES:
         rest = enc(rest_t.replace("{theory}", t).replace("{tool}", tool).replace("{args}", args))
-        lh, ls = lm_score(pre + rest, [enc(HARM), enc(SAFE)], backend)
+        lh, ls = lm_score(pre + rest, [enc(HARM), enc(SAFE)], backend, ckpt)
         out.append(lh - ls)
     return out
 
@@ -210,6 +212,50 @@ def test_vulkan_same_verdict():
         shutil.rmtree(tmp)
 
 
+def test_model_file_replaced():
+    """A checkpoint replaced under the same path: a Reload of the unchanged
+    policy text loads the new file, and the session's posterior is rebuilt
+    from its history with the new model's likelihoods (the instance's key
+    includes the model files' identity), not carried over."""
+    tmp, tok, pol = setup_dir()
+    try:
+        ck = os.path.join(tmp, "m.bin")
+        shutil.copy(CKPT, ck)
+        with open(os.path.join(pol, "lmt.yaml"), "w") as f:
+            f.write(policy_text(tok, ckpt=ck))
+        tool, args = "write_file", '{"path": "/etc/hosts"}'
+        with Daemon(policies=pol, args=["--no-watch"]) as d:
+            d.call("Observe", guard_pb2.ObserveRequest(
+                action=guard_pb2.Action(tool=tool, arguments_json=args),
+                context=guard_pb2.Context(session="m"), harmed=True))
+            old = [sigmoid(x) for x in lm_logits(tool, args, ckpt=ck)]
+            v1 = evaluate(d, tool, args, "m")
+            b1 = noniid([math.log(h) for h in old], old)[0]
+            assert abs(v1.harm_bound - b1) < 1e-5, (v1.harm_bound, b1)
+            # The new file: the embeddings of the printable bytes negated.
+            data = bytearray(open(CKPT, "rb").read())
+            lo, hi = 28 + 259 * 64 * 4, 28 + 354 * 64 * 4
+            emb = struct.unpack("<%df" % ((hi - lo) // 4), bytes(data[lo:hi]))
+            data[lo:hi] = struct.pack("<%df" % len(emb), *[-x for x in emb])
+            with open(ck + ".new", "wb") as f:
+                f.write(data)
+            os.replace(ck + ".new", ck)
+            new = [sigmoid(x) for x in lm_logits(tool, args, ckpt=ck)]
+            b2, c2, _, post = noniid([math.log(h) for h in new], new)
+            assert abs(b2 - b1) > 1e-3, "the perturbed model must score differently"
+            rr = d.call("Reload", guard_pb2.ReloadRequest())
+            assert rr.ok, rr
+            v2 = evaluate(d, tool, args, "m")
+            print("  replaced model: bound %.6f -> %.6f (exact %.6f), posterior %.6f (exact "
+                  "%.6f)" % (v1.harm_bound, v2.harm_bound, b2, v2.cautious.posterior, post[c2]))
+            assert v2.observations == 1
+            assert abs(v2.harm_bound - b2) < 1e-5
+            assert v2.cautious.label == THEORIES[c2]
+            assert abs(v2.cautious.posterior - post[c2]) < 1e-5
+    finally:
+        shutil.rmtree(tmp)
+
+
 def check(pol):
     return subprocess.run([CLI, "check", pol], capture_output=True, text=True, timeout=120)
 
@@ -271,4 +317,5 @@ if __name__ == "__main__":
     if not os.path.exists(CKPT):
         print("skip: %s not found (the shared models/ folder)" % CKPT)
         sys.exit(77)
-    bgtest.main([test_bound_equals_exact, test_vulkan_same_verdict, test_bad_model_files])
+    bgtest.main([test_bound_equals_exact, test_vulkan_same_verdict, test_bad_model_files,
+                 test_model_file_replaced])
