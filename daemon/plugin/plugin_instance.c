@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "cfg/cfg.h"
-#include "plugin/plugin_host.h"
+#include "plugin/plugin_priv.h"
 
 uint64_t bg_plugin_config_key(const bg_plugin *p, const bg_cfg_node *cfg)
 {
@@ -107,7 +107,8 @@ int bg_plugin_instance_create_from(bg_plugin_host *h, bg_plugin *p, const bg_cfg
     }
     bg_plugin_ref(p);
     pi->plugin = p;
-    pi->key = bg_plugin_config_key(p, cfg);
+    /* the config text, and the files the instance opened (the LM service) */
+    pi->key = bg_plugin_config_key(p, cfg) ^ bg__services_identity(pi->svc);
     *out = pi;
     return BG_OK;
 }

@@ -42,4 +42,23 @@ const char *bg__services_plugin_name(void *host_ctx);
 int bg__cfg_apply(void *host_ctx, const bg_cfg_node *cfg, const bg_cfg_entry *table,
                   size_t n_entries, void *target);
 
+/* ---- the language-model service (plugin_lm.c) ---- */
+
+/* What an instance's state depends on besides its config text: lm_open
+ * folds in the model files' identity, and the instance's key (the engine's
+ * model_key) mixes it in, so a model file replaced under the same path
+ * gives the sessions posteriors rebuilt with the new model's likelihoods. */
+void bg__services_add_identity(void *host_ctx, uint64_t v);
+uint64_t bg__services_identity(const bg_plugin_services *s);
+
+/* host->lm_open and the rest (plugin.h, ABI 1.3). */
+int bg__lm_open(void *host_ctx, const bg_cfg_node *at, const bg_lm_spec *spec, bg_lm **out);
+void bg__lm_close(void *host_ctx, bg_lm *lm);
+void bg__lm_info(const bg_lm *lm, bg_lm_info *out);
+int bg__lm_encode(const bg_lm *lm, const char *text, int32_t *out, size_t cap, size_t *n_out);
+int bg__lm_score(bg_lm *lm, const bg_lm_item *items, size_t n, double *out, char *msg,
+                 size_t msg_len);
+int bg__lm_next(bg_lm *lm, const bg_lm_item *items, size_t n, float *out, char *msg,
+                size_t msg_len);
+
 #endif

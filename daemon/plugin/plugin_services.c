@@ -2,7 +2,8 @@
  * plugin_services.c — the bg_host services table handed to one plugin
  * instance: logging prefixed with the plugin name, read-only config access
  * (cfg.h), positioned config errors, the typed config map (cfg_apply, in
- * plugin_cfgmap.c), the RNG (plugin_rng.c) and named counters.
+ * plugin_cfgmap.c), the RNG (plugin_rng.c), named counters, and the
+ * language-model service of ABI 1.3 (plugin_lm.c).
  *
  * Why one services object per instance: config errors are collected per
  * instance creation (the policy loader reads them after create returns), and
@@ -25,11 +26,12 @@
 #include "cfg/cfg.h"
 
 struct bg_plugin_services {
-    bg_host host;           /* host.host_ctx == this */
+    bg_host host; /* host.host_ctx == this */
     bg_plugin_host *ph;
     const bg_plugin *plugin;
     const bg_cfg_node *section;
-    char *errors;           /* newline-separated, never NULL */
+    char *errors;      /* newline-separated, never NULL */
+    uint64_t identity; /* resources the instance opened (0: none) */
 };
 
 static void svc_log(void *host_ctx, int level, const char *fmt, ...)
@@ -124,8 +126,25 @@ int bg_plugin_services_create(bg_plugin_host *h, const bg_plugin *p, bg_plugin_s
     t->rng_uniform = bg_rng_uniform;
     t->rng_normal = bg_rng_normal;
     t->metric_add = svc_metric_add;
+    t->lm_open = bg__lm_open;
+    t->lm_close = bg__lm_close;
+    t->lm_info = bg__lm_info;
+    t->lm_encode = bg__lm_encode;
+    t->lm_score = bg__lm_score;
+    t->lm_next = bg__lm_next;
     *out = s;
     return BG_OK;
+}
+
+void bg__services_add_identity(void *host_ctx, uint64_t v)
+{
+    bg_plugin_services *s = host_ctx;
+    s->identity = (s->identity ^ v) * 0x100000001b3ULL;
+}
+
+uint64_t bg__services_identity(const bg_plugin_services *s)
+{
+    return s->identity;
 }
 
 void bg_plugin_services_set_section(bg_plugin_services *s, const bg_cfg_node *section)

@@ -27,6 +27,10 @@
  * constants below match the newest history entry, and the layout.
  *
  * ABI history (newest first; the constants must match the first line):
+ *   2026-12-06  1.3  host language-model service: bg_host.lm_open,
+ *                    lm_close, lm_info, lm_encode, lm_score, lm_next in
+ *                    what were spare[0..5] (bg_lm_spec, bg_lm_info,
+ *                    bg_lm_item). No layout change: 10 spares remain.
  *   2026-12-06  1.2  a sampler's reward has a version: called with h ==
  *                    NULL and n == 0, a host's bg_log_reward_fn writes
  *                    the version of the data it is bound to into out[0]
@@ -116,7 +120,7 @@ extern "C" {
 #endif
 
 #define BG_PLUGIN_ABI_MAJOR 1
-#define BG_PLUGIN_ABI_MINOR 2
+#define BG_PLUGIN_ABI_MINOR 3
 #define BG_PLUGIN_ABI_DATE "2026-12-06"
 
 /* The symbol the host looks up. */
@@ -241,6 +245,37 @@ typedef struct bg_cfg_entry {
 
 typedef struct bg_host bg_host;
 
+/* ABI 1.3: a language model the host loads for a plugin (host->lm_open).
+ * Opaque; shared between instances that name the same files. */
+typedef struct bg_lm bg_lm;
+
+/* What to load, as a policy configures it. Strings borrowed for the call. */
+typedef struct bg_lm_spec {
+    uint32_t size;          /* sizeof(bg_lm_spec) as the plugin was built */
+    uint32_t flags;         /* reserved, 0 */
+    const char *checkpoint; /* llama2.c checkpoint file, required */
+    const char *tokenizer;  /* llama2.c tokenizer.bin for the model's vocab, required */
+    const char *backend;    /* "cpu" | "vulkan" | "auto" (NULL = "auto": a Vulkan GPU when
+                             * one is present, else the CPU) */
+    const char *adapter;    /* LoRA adapter file (bg_nn_lora_save), NULL or "" = none */
+} bg_lm_spec;
+
+typedef struct bg_lm_info {
+    int32_t vocab_size;
+    int32_t seq_len; /* the longest prefix + continuation */
+    int32_t bos;     /* the BOS id (1 for llama2.c vocabularies) */
+    int32_t reserved;
+    const char *backend; /* "cpu (2 threads, ...)", "vulkan: ..." valid while open */
+} bg_lm_info;
+
+/* One sequence to score: log p(cont | prefix). Borrowed for the call. */
+typedef struct bg_lm_item {
+    const int32_t *prefix; /* n_prefix >= 1 ids (start with bos for a fresh context) */
+    size_t n_prefix;
+    const int32_t *cont; /* n_cont >= 1 ids */
+    size_t n_cont;
+} bg_lm_item;
+
 /* A small seeded generator (xoshiro256**), state owned by the caller. */
 typedef struct bg_rng {
     uint64_t s[4];
@@ -326,9 +361,48 @@ struct bg_host {
     /* Metrics: a counter named "bayesguard_plugin_<plugin>_<name>". */
     void (*metric_add)(void *host_ctx, const char *name, double delta);
 
+    /* ---- ABI 1.3: the language-model service (bg_lm above). NULL in a
+     * host of minor < 3 (test host->abi_minor >= 3 first). ---- */
+
+    /* Create only (the config node `at` is valid then): a model handle for
+     * spec. Models are shared: the same files (by path and by device,
+     * inode, size and mtime) with the same backend and adapter give the
+     * same loaded model, ref-counted. A missing or corrupt file is
+     * recorded with cfg_error at `at` (file:line:col) and returns
+     * BG_PLUGIN_ECONFIG; never a fallback to another backend or model.
+     * *out: release with lm_close (in destroy). */
+    int (*lm_open)(void *host_ctx, const bg_cfg_node *at, const bg_lm_spec *spec, bg_lm **out);
+    void (*lm_close)(void *host_ctx, bg_lm *lm);
+    /* The model's shape and backend (any thread). */
+    void (*lm_info)(const bg_lm *lm, bg_lm_info *out);
+    /* Tokenises UTF-8 text with the model's tokenizer exactly as
+     * llama2.c's encode() without BOS/EOS: one leading " " (its dummy
+     * prefix) before non-empty text, so texts tokenised apart join as
+     * words ("a" + "b" is read " a b"). cap >= strlen(text) + 3 (the most
+     * ids it can yield; a smaller cap is BG_PLUGIN_EINVAL); text of at
+     * most 65536 bytes (else BG_PLUGIN_ELIMIT); a byte the vocabulary has
+     * no token for is BG_PLUGIN_EINVAL. *n_out = ids written. Any thread. */
+    int (*lm_encode)(const bg_lm *lm, const char *text, int32_t *out, size_t cap, size_t *n_out);
+    /* Batched scoring, any thread: out[i] = log p(items[i].cont |
+     * items[i].prefix) in nats, the sum over the continuation's tokens.
+     * The call joins the model's queue (one worker thread per model runs
+     * the queued calls of every caller back to back; items with the same
+     * prefix share one prefill); it blocks until its items are done.
+     * Returns BG_PLUGIN_ELIMIT, with a message in msg[0..msg_len), when
+     * the queue is full, BG_PLUGIN_EINVAL for a bad token id or a
+     * sequence longer than seq_len. */
+    int (*lm_score)(bg_lm *lm, const bg_lm_item *items, size_t n, double *out, char *msg,
+                    size_t msg_len);
+    /* Batched forward, any thread: for each prefix i (items[i].cont
+     * ignored), the next token's log-probabilities into
+     * out[i * vocab_size .. (i+1) * vocab_size). What a token-sequence
+     * sampler needs; same queue and errors as lm_score. */
+    int (*lm_next)(bg_lm *lm, const bg_lm_item *items, size_t n, float *out, char *msg,
+                   size_t msg_len);
+
     /* Future services, one per slot, each in the minor that adds it; NULL
      * in a host that predates it (test host->abi_minor first). */
-    void *spare[16];
+    void *spare[10];
 };
 
 /* ------------------------------------------------------------------------

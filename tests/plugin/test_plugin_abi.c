@@ -42,6 +42,16 @@ typedef struct cfg_entry_1_0 {
     const char *desc;
 } cfg_entry_1_0;
 
+/* bg_host as 1.0-1.2 hosts laid it out: 1.3 named six of the spares. */
+typedef struct host_1_2 {
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    size_t size;
+    void *host_ctx;
+    void *fn[15]; /* log .. metric_add */
+    void *spare[16];
+} host_1_2;
+
 #define SAME_FIELD(a, b, f)                                                                        \
     do {                                                                                           \
         CHECK_INT(offsetof(a, f), offsetof(b, f));                                                 \
@@ -74,6 +84,16 @@ static void test_layout(void)
     SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, max);
     SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, choices);
     SAME_FIELD(bg_cfg_entry, cfg_entry_1_0, desc);
+    /* 1.3: the language-model service sits in the first six of 1.2's
+     * spares; the struct did not grow, so a plugin built against 1.2 sees
+     * the same layout and a 1.3 plugin on a 1.2 host finds NULL there. */
+    CHECK_INT(sizeof(bg_host), sizeof(host_1_2));
+    SAME_FIELD(bg_host, host_1_2, size);
+    SAME_FIELD(bg_host, host_1_2, host_ctx);
+    CHECK_INT(offsetof(bg_host, metric_add), offsetof(host_1_2, fn) + 14 * sizeof(void *));
+    CHECK_INT(offsetof(bg_host, lm_open), offsetof(host_1_2, spare));
+    CHECK_INT(offsetof(bg_host, lm_next), offsetof(host_1_2, spare) + 5 * sizeof(void *));
+    CHECK_INT(offsetof(bg_host, spare), offsetof(host_1_2, spare) + 6 * sizeof(void *));
     /* Fixed widths whatever the compiler does with enums. */
     CHECK_INT(sizeof(((bg_plugin_desc *)0)->kind), 4);
     CHECK_INT(sizeof(((bg_cfg_entry *)0)->type), 4);
