@@ -357,6 +357,18 @@ static void pack_a(float *ap, const float *x, int M, long rs, long cs, int k0, i
 {
     for (int mp = mp0; mp < mp1; mp++) {
         float *dst = ap + (long)mp * mr * kcb;
+        if (rs == 1 && cs != 1) {
+            /* a transposed operand (the backward's dy^T): the panel's rows are
+             * adjacent in memory, so copy k by k (contiguous reads) instead of
+             * striding through memory row by row */
+            int rows = M - mp * mr < mr ? M - mp * mr : mr;
+            for (int k = 0; k < kcb; k++) {
+                const float *src = x + (long)mp * mr + (long)(k0 + k) * cs;
+                for (int r = 0; r < mr; r++)
+                    dst[k * mr + r] = r < rows ? src[r] : 0.0f;
+            }
+            continue;
+        }
         for (int r = 0; r < mr; r++) {
             int m = mp * mr + r;
             if (m < M) {
@@ -377,6 +389,17 @@ static void pack_b(float *bp, const float *w, long rs, long cs, int n0, int n_en
                    int nr, int np)
 {
     float *dst = bp + (long)np * nr * kcb;
+    if (rs == 1 && cs != 1) {
+        /* columns adjacent in memory (w^T, x^T in the backward): k by k */
+        int first = n0 + np * nr;
+        int cols = n_end - first < nr ? n_end - first : nr;
+        for (int k = 0; k < kcb; k++) {
+            const float *src = w + first + (long)(k0 + k) * cs;
+            for (int j = 0; j < nr; j++)
+                dst[k * nr + j] = j < cols ? src[j] : 0.0f;
+        }
+        return;
+    }
     for (int j = 0; j < nr; j++) {
         int n = n0 + np * nr + j;
         if (n < n_end) {
