@@ -15,8 +15,11 @@
  * Threads: single-threaded apart from the pools of the two libraries.
  */
 #include <cblas.h>
+#if defined(__x86_64__)
 #include <cpuid.h>
+#endif
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,14 +188,24 @@ int bg_bench_gemm_child(int quick)
  * SkylakeX for AVX-512F, Haswell for AVX2). */
 static const char *best_core(void)
 {
+#if defined(__x86_64__)
     unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) /* OSXSAVE */
         return "Prescott";
-    if ((b >> 16) & 1)
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & 0x6) != 0x6 || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return "Prescott";
+    /* a core whose registers the OS does not save would fault: check XCR0 */
+    if (((b >> 16) & 1) && (lo & 0xE6) == 0xE6)
         return "SkylakeX";
     if ((b >> 5) & 1)
         return "Haswell";
     return "Prescott";
+#else
+    return "ARMV8"; /* --blas-core overrides */
+#endif
 }
 
 typedef struct child_rows {
