@@ -473,21 +473,24 @@ typedef void (*kern_fn)(const float *a, const float *b, int kc, float *out, long
 /* One kernel's tile and K block. */
 typedef struct kern_desc {
     kern_fn fn;
-    int mr, nr, kc;
+    int mr, nr, kc, nc; /* nc: N block, a multiple of nr */
 } kern_desc;
 
 static kern_desc kern_for(int kernel)
 {
 #ifdef BG_X86
-    /* AVX-512: K block 384, best of 128/192/256/384 on a Zen 4 EPYC (within
-     * the machine's noise of each other: docs/PERFORMANCE.md) */
+    /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
+     * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
+     * tiles); 128..384 were within noise of each other (docs/PERFORMANCE.md).
+     * N block 512, so the packed B block (nc x kc floats) stays within the
+     * 2048 x 256 that the trainer's memory bound (lib/nn) counts. */
     if (kernel == BG__KERN_AVX512)
-        return (kern_desc){bg__cpu_kern_avx512, BG__AVX512_MR, BG__AVX512_NR, 384};
+        return (kern_desc){bg__cpu_kern_avx512, BG__AVX512_MR, BG__AVX512_NR, 1024, NC / 4};
     if (kernel == BG__KERN_AVX2)
-        return (kern_desc){kern_avx2, MR, NR, KC};
+        return (kern_desc){kern_avx2, MR, NR, KC, NC};
 #endif
     (void)kernel;
-    return (kern_desc){kern_c, MR, NR, KC};
+    return (kern_desc){kern_c, MR, NR, KC, NC};
 }
 
 typedef struct gemm_ctx {
@@ -579,10 +582,17 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     g.K = K;
     g.kd = kern_for(bg__cpu_kernel());
     int mr = g.kd.mr, nr = g.kd.nr, kc = g.kd.kc;
+    /* equal K blocks (K = 1100 with a limit of 1024: two of 550, not 1024 + 76) */
+    if (K > kc) {
+        int nb = (K + kc - 1) / kc;
+        kc = (K + nb - 1) / nb;
+        g.kd.kc = kc;
+    }
     g.m_panels = (M + mr - 1) / mr;
     g.m_blocks = (M + MC - 1) / MC;
     int k_blocks = (K + kc - 1) / kc;
-    int nc_max = N < NC ? ((N + nr - 1) / nr) * nr : NC;
+    int nc = g.kd.nc;
+    int nc_max = N < nc ? ((N + nr - 1) / nr) * nr : nc;
     g.ap = alloc_aligned((size_t)g.m_panels * mr * K);
     g.bp = alloc_aligned((size_t)nc_max * (K < kc ? K : kc));
     if (!g.ap || !g.bp) {
@@ -599,9 +609,9 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
         return;
     }
     bg__pool_run(p, pack_a_task, &g, k_blocks);
-    for (int n0 = 0; n0 < N; n0 += NC) {
+    for (int n0 = 0; n0 < N; n0 += nc) {
         g.n0 = n0;
-        g.ncb = N - n0 < NC ? N - n0 : NC;
+        g.ncb = N - n0 < nc ? N - n0 : nc;
         g.n_panels = (g.ncb + nr - 1) / nr;
         for (int k0 = 0; k0 < K; k0 += kc) {
             g.k0 = k0;

@@ -391,9 +391,9 @@ static void test_pool_stress(bg_compute *c)
  * threads (each output tile is one task's, summed over K in order). */
 static void test_gemm_threads_bitwise(void)
 {
-    static const int shapes[][3] = {{1, 300, 97},    {2, 65, 33},    {37, 45, 300},
-                                    {25, 65, 385},   {97, 131, 800}, {12, 32, 384},
-                                    {130, 2100, 40}, {200, 33, 1030}};
+    static const int shapes[][3] = {{1, 300, 97},    {2, 65, 33},     {37, 45, 300},
+                                    {25, 65, 385},   {97, 131, 800},  {12, 32, 384},
+                                    {130, 2100, 40}, {200, 33, 1030}, {30, 600, 2100}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         float *x = rand_vec((size_t)M * K), *w = rand_vec((size_t)N * K);
@@ -469,13 +469,16 @@ static void suite(int threads)
                                    {64, 64, 64},
                                    {97, 131, 300},
                                    {200, 33, 520},
-                                   /* the AVX-512 tile (12x32, K block 384) and its edges */
+                                   /* the AVX-512 tile (12x32, K blocks <= 1024, N blocks 512) */
                                    {12, 32, 384},
                                    {11, 31, 383},
                                    {13, 33, 385},
                                    {25, 65, 769},
                                    {24, 64, 768},
-                                   {36, 97, 1}};
+                                   {36, 97, 1},
+                                   {13, 33, 1025},
+                                   {7, 40, 2100},
+                                   {14, 530, 20}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         test_matmul(c, fixed[i][0], fixed[i][1], fixed[i][2]);
     for (int i = 0; i < 12; i++)
