@@ -452,6 +452,8 @@ static const bg_compute_vtbl cpu_vtbl = {
 int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)
 {
     *out = NULL;
+    if (bg__cpu_kernel_check(err) != BG_OK)
+        return BG_EINVAL;
     int nt = opts->threads > 0 ? opts->threads : bg_cpu_available();
     bg__cpu_backend *b = calloc(1, sizeof *b);
     if (!b)
@@ -464,7 +466,7 @@ int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err
     b->base.vt = &cpu_vtbl;
     b->base.kind = BG_BACKEND_CPU;
     snprintf(b->base.desc, sizeof b->base.desc, "cpu (%d thread%s, %s)", nt, nt == 1 ? "" : "s",
-             bg__cpu_has_avx2() ? "avx2+fma" : "portable C");
+             bg__cpu_kernel_name(bg__cpu_kernel()));
     *out = &b->base;
     return BG_OK;
 }

@@ -2,7 +2,8 @@
  * compute_cpu.h — internals shared by the CPU backend's files
  * (compute_cpu.c: buffers, vtable, elementwise/row ops; compute_cpu_train.c:
  * the training ops; compute_cpu_pool.c: the thread pool;
- * compute_cpu_gemm.c: matmul kernels and vector helpers).
+ * compute_cpu_gemm.c: matmul blocking, kernel choice, AVX2 kernels and vector
+ * helpers; compute_cpu_avx512.c: the AVX-512 kernels).
  *
  * The backend struct, the view check (bg__cpu_span) and the task split are
  * static inline here so the op files share them without calling each other.
@@ -103,8 +104,9 @@ static inline void bg__cpu_task_range(int t, int ntasks, long rows, long *r0, lo
 }
 
 /* out[M,N] = x[M,K] · w[N,K]^T on host arrays, using the pool. Chooses the
- * matvec kernel for M == 1 and a packed, blocked kernel otherwise;
- * AVX2+FMA when the CPU has it (checked once), portable C otherwise. */
+ * matvec kernel for M <= 2 and a packed, blocked kernel otherwise; the
+ * kernel is bg__cpu_kernel()'s (AVX-512F, AVX2+FMA or portable C). Results
+ * do not depend on the pool's thread count (bit for bit, per kernel). */
 void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K);
 /* The backward GEMMs on the same packed kernel (operands packed through
  * strides, so no transpose is materialised):
@@ -154,8 +156,30 @@ int bg__cpu_sumsq(bg_compute *c, bg_tview out, bg_tview x, int n);
 int bg__cpu_adamw(bg_compute *c, bg_tview p, bg_tview g, bg_tview m, bg_tview v, bg_tview gsq,
                   int n_gsq, int n, const bg_adamw_params *hp);
 
-/* 1 when the AVX2+FMA kernels are in use (set BG_CPU_NO_SIMD=1 to force the
- * portable kernels, e.g. to test them). */
+/* The matmul kernel in use, chosen once per process: the best the CPU and
+ * its OS support (AVX-512F needs the zmm state enabled in XCR0, AVX2 the
+ * ymm state), unless BG_CPU_KERNEL=scalar|avx2|avx512 (or auto) forces one
+ * for tests and benchmarks; BG_CPU_NO_SIMD=1 is the same as scalar. A forced
+ * kernel the machine lacks, or an unknown name, falls back to the best one
+ * here and is reported by bg__cpu_kernel_check. Any thread. */
+enum { BG__KERN_SCALAR = 0, BG__KERN_AVX2 = 1, BG__KERN_AVX512 = 2 };
+int bg__cpu_kernel(void);
+/* "scalar", "avx2+fma", "avx512f" */
+const char *bg__cpu_kernel_name(int kernel);
+/* BG_OK, or BG_EINVAL naming BG_CPU_KERNEL's value and what to set instead
+ * (called when a CPU backend is created, so a wrong value fails loudly). */
+int bg__cpu_kernel_check(bg_err *err);
+/* 1 when the SIMD helpers (dot, axpy, attend) use AVX2+FMA: any kernel but
+ * scalar. */
 int bg__cpu_has_avx2(void);
+
+/* compute_cpu_avx512.c (x86-64 only; run only when bg__cpu_kernel() says
+ * avx512). The register tile: out[MR][NR] (row stride ldc) = (first ? 0 :
+ * out) + a-panel [kc][MR] . b-panel [kc][NR] (b 64-byte aligned). */
+#define BG__AVX512_MR 12
+#define BG__AVX512_NR 32
+void bg__cpu_kern_avx512(const float *a, const float *b, int kc, float *out, long ldc, int first);
+/* out[n] = w[n, 0..K) . x for n in [n0, n1) */
+void bg__cpu_matvec_rows_avx512(float *out, const float *x, const float *w, int n0, int n1, int K);
 
 #endif

@@ -9,10 +9,14 @@
  *   - M > 2 (prefill, benchmarks) is compute-bound: a BLIS-style packed GEMM.
  *     x is packed once into MR-row panels ([kc][MR] per K block), w into
  *     NR-column panels ([kc][NR], a transpose of w's rows) per (N block, K
- *     block); a 6x16 register tile (12 AVX2 accumulators) runs over kc with
- *     one B panel kept in L1 and the A block in L2. Tasks are (M block,
- *     N panel) pairs taken by the pool; the first K block stores, later
- *     ones accumulate, so no zeroing pass is needed.
+ *     block); a register tile runs over kc with one B panel kept in L1 and
+ *     the A block in L2: 6x16 (12 ymm accumulators) for AVX2 and the
+ *     portable C, 12x32 (24 zmm accumulators, compute_cpu_avx512.c) for
+ *     AVX-512.
+ *     Tasks are (M block, N panel) pairs taken by the pool; the first K
+ *     block stores, later ones accumulate, so no zeroing pass is needed.
+ *     Each output tile is one task's, summed over K blocks in order, so the
+ *     result is bit-identical for any thread count (per kernel).
  * Edge tiles (M or N not multiples of the tile) go through a small tile on
  * the stack; packed panels are zero-padded so the kernel never branches.
  * M == 2 runs as two matvecs (packing would cost more than it saves).
@@ -20,8 +24,10 @@
  * The vector helpers the other ops share (dot, softmax, the attention of
  * one head) live here too, beside the dot kernel matvec is built from.
  *
- * AVX2+FMA is chosen at run time (__builtin_cpu_supports, checked once); the
- * portable kernels are plain C with the same blocking.
+ * The kernel is chosen once at run time (bg__cpu_kernel: cpuid for the
+ * instructions, xgetbv for the OS's register state; BG_CPU_KERNEL forces
+ * one); nothing assumes the build machine's ISA. The portable kernels are
+ * plain C with the AVX2 blocking.
  * Threads: called by the thread that drives the pool; scratch is allocated
  * per call and freed before returning.
  */
@@ -38,31 +44,110 @@
 #define BG_X86 1
 #endif
 
-#define MR 6
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#define MR 6 /* AVX2 / portable tile */
 #define NR 16
 #define KC 256
-#define MC 96   /* multiple of MR */
-#define NC 2048 /* multiple of NR */
+#define MR_MAX 12 /* the largest tile of any kernel (AVX-512) */
+#define NR_MAX 32
+#define MC 96   /* multiple of every kernel's MR */
+#define NC 2048 /* multiple of every kernel's NR */
 
 /* ---- CPU feature choice -------------------------------------------------- */
 
-static atomic_int g_avx2 = -1;
+static atomic_int g_kernel = -1;
+static atomic_int g_kernel_bad = 0; /* 1: BG_CPU_KERNEL unknown, 2: unsupported here */
+
+#ifdef BG_X86
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+#endif
+
+/* The best kernel this CPU and its OS support. */
+static int detect_kernel(void)
+{
+#ifdef BG_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return BG__KERN_SCALAR;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    if (!osxsave || !avx || !fma)
+        return BG__KERN_SCALAR;
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) /* SSE and AVX (ymm) state */
+        return BG__KERN_SCALAR;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((b >> 5) & 1)) /* AVX2 */
+        return BG__KERN_SCALAR;
+    /* AVX-512F, and the OS saves opmask + both halves of the zmm state */
+    if (((b >> 16) & 1) && (xcr0 & 0xE6) == 0xE6)
+        return BG__KERN_AVX512;
+    return BG__KERN_AVX2;
+#else
+    return BG__KERN_SCALAR;
+#endif
+}
+
+int bg__cpu_kernel(void)
+{
+    int v = atomic_load(&g_kernel);
+    if (v >= 0)
+        return v;
+    int best = detect_kernel(), bad = 0;
+    v = best;
+    const char *env = getenv("BG_CPU_KERNEL");
+    if (env && *env && strcmp(env, "auto") != 0) {
+        int want = strcmp(env, "scalar") == 0   ? BG__KERN_SCALAR
+                   : strcmp(env, "avx2") == 0   ? BG__KERN_AVX2
+                   : strcmp(env, "avx512") == 0 ? BG__KERN_AVX512
+                                                : -1;
+        if (want < 0)
+            bad = 1;
+        else if (want > best)
+            bad = 2;
+        else
+            v = want;
+    }
+    if (getenv("BG_CPU_NO_SIMD"))
+        v = BG__KERN_SCALAR;
+    atomic_store(&g_kernel_bad, bad);
+    atomic_store(&g_kernel, v);
+    return v;
+}
+
+const char *bg__cpu_kernel_name(int kernel)
+{
+    return kernel == BG__KERN_AVX512 ? "avx512f" : kernel == BG__KERN_AVX2 ? "avx2+fma" : "scalar";
+}
+
+int bg__cpu_kernel_check(bg_err *err)
+{
+    int best = bg__cpu_kernel();
+    int bad = atomic_load(&g_kernel_bad);
+    const char *env = getenv("BG_CPU_KERNEL");
+    if (bad == 1)
+        return bg_err_set(err, BG_EINVAL,
+                          "BG_CPU_KERNEL=%s: unknown CPU kernel; set scalar, avx2, avx512 or auto",
+                          env ? env : "");
+    if (bad == 2)
+        return bg_err_set(err, BG_EINVAL,
+                          "BG_CPU_KERNEL=%s: not supported on this machine (the CPU lacks it or "
+                          "the OS has not enabled its register state); the best here is %s: "
+                          "set that, auto, or unset BG_CPU_KERNEL",
+                          env ? env : "", bg__cpu_kernel_name(detect_kernel()));
+    (void)best;
+    return BG_OK;
+}
 
 int bg__cpu_has_avx2(void)
 {
-    int v = atomic_load(&g_avx2);
-    if (v < 0) {
-#ifdef BG_X86
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-        v = 0;
-#endif
-        if (getenv("BG_CPU_NO_SIMD"))
-            v = 0;
-        atomic_store(&g_avx2, v);
-    }
-    return v;
+    return bg__cpu_kernel() >= BG__KERN_AVX2;
 }
 
 /* ---- matvec -------------------------------------------------------------- */
@@ -225,7 +310,7 @@ void bg__cpu_attend(float *out, const float *q, const float *kc, const float *vc
 typedef struct mv_ctx {
     float *out;
     const float *x, *w;
-    int N, K, rows_per_task;
+    int N, K, rows_per_task, kernel;
 } mv_ctx;
 
 static void mv_task(void *vctx, int t)
@@ -234,7 +319,11 @@ static void mv_task(void *vctx, int t)
     int n0 = t * c->rows_per_task;
     int n1 = n0 + c->rows_per_task < c->N ? n0 + c->rows_per_task : c->N;
 #ifdef BG_X86
-    if (bg__cpu_has_avx2()) {
+    if (c->kernel == BG__KERN_AVX512) {
+        bg__cpu_matvec_rows_avx512(c->out, c->x, c->w, n0, n1, c->K);
+        return;
+    }
+    if (c->kernel == BG__KERN_AVX2) {
         matvec_rows_avx2(c->out, c->x, c->w, n0, n1, c->K);
         return;
     }
@@ -244,7 +333,7 @@ static void mv_task(void *vctx, int t)
 
 static void matvec(bg__pool *p, float *out, const float *x, const float *w, int N, int K)
 {
-    mv_ctx c = {out, x, w, N, K, N};
+    mv_ctx c = {out, x, w, N, K, N, bg__cpu_kernel()};
     int nt = bg__pool_threads(p);
     long work = (long)N * K;
     int tasks = 1;
@@ -260,49 +349,73 @@ static void matvec(bg__pool *p, float *out, const float *x, const float *w, int 
 
 /* ---- packed GEMM --------------------------------------------------------- */
 
-/* Ap for one K block: Mpad/MR panels of [kcb][MR], zero rows past M.
+/* Ap for one K block: Mpad/mr panels of [kcb][mr], zero rows past M.
  * Element (m, k) of the left operand is x[m*rs + k*cs] (cs == 1: row-major
  * x[M,K]; other strides serve the transposed operands of the backward). */
-static void pack_a(float *ap, const float *x, int M, long rs, long cs, int k0, int kcb, int mp0,
-                   int mp1)
+static void pack_a(float *ap, const float *x, int M, long rs, long cs, int k0, int kcb, int mr,
+                   int mp0, int mp1)
 {
     for (int mp = mp0; mp < mp1; mp++) {
-        float *dst = ap + (long)mp * MR * kcb;
-        for (int r = 0; r < MR; r++) {
-            int m = mp * MR + r;
+        float *dst = ap + (long)mp * mr * kcb;
+        if (rs == 1 && cs != 1) {
+            /* a transposed operand (the backward's dy^T): the panel's rows are
+             * adjacent in memory, so copy k by k (contiguous reads) instead of
+             * striding through memory row by row */
+            int rows = M - mp * mr < mr ? M - mp * mr : mr;
+            for (int k = 0; k < kcb; k++) {
+                const float *src = x + (long)mp * mr + (long)(k0 + k) * cs;
+                for (int r = 0; r < mr; r++)
+                    dst[k * mr + r] = r < rows ? src[r] : 0.0f;
+            }
+            continue;
+        }
+        for (int r = 0; r < mr; r++) {
+            int m = mp * mr + r;
             if (m < M) {
                 const float *src = x + (long)m * rs + (long)k0 * cs;
                 for (int k = 0; k < kcb; k++)
-                    dst[k * MR + r] = src[k * cs];
+                    dst[k * mr + r] = src[k * cs];
             } else {
                 for (int k = 0; k < kcb; k++)
-                    dst[k * MR + r] = 0.0f;
+                    dst[k * mr + r] = 0.0f;
             }
         }
     }
 }
 
-/* Bp: panels of [kcb][NR] for right-operand rows n0 + np*NR .. +NR, zero past
+/* Bp: panels of [kcb][nr] for right-operand rows n0 + np*nr .. +nr, zero past
  * n_end; element (n, k) is w[n*rs + k*cs]. */
 static void pack_b(float *bp, const float *w, long rs, long cs, int n0, int n_end, int k0, int kcb,
-                   int np)
+                   int nr, int np)
 {
-    float *dst = bp + (long)np * NR * kcb;
-    for (int j = 0; j < NR; j++) {
-        int n = n0 + np * NR + j;
+    float *dst = bp + (long)np * nr * kcb;
+    if (rs == 1 && cs != 1) {
+        /* columns adjacent in memory (w^T, x^T in the backward): k by k */
+        int first = n0 + np * nr;
+        int cols = n_end - first < nr ? n_end - first : nr;
+        for (int k = 0; k < kcb; k++) {
+            const float *src = w + first + (long)(k0 + k) * cs;
+            for (int j = 0; j < nr; j++)
+                dst[k * nr + j] = j < cols ? src[j] : 0.0f;
+        }
+        return;
+    }
+    for (int j = 0; j < nr; j++) {
+        int n = n0 + np * nr + j;
         if (n < n_end) {
             const float *src = w + (long)n * rs + (long)k0 * cs;
             for (int k = 0; k < kcb; k++)
-                dst[k * NR + j] = src[k * cs];
+                dst[k * nr + j] = src[k * cs];
         } else {
             for (int k = 0; k < kcb; k++)
-                dst[k * NR + j] = 0.0f;
+                dst[k * nr + j] = 0.0f;
         }
     }
 }
 
-/* c[MR][NR] (row stride NR) = a-panel · b-panel over kc */
-static void kern_c(const float *a, const float *b, int kc, float *c)
+/* The portable MR x NR tile, same contract as the SIMD ones: out (row stride
+ * ldc) = (first ? 0 : out) + a-panel . b-panel over kc. */
+static void kern_c(const float *a, const float *b, int kc, float *out, long ldc, int first)
 {
     float acc[MR][NR];
     memset(acc, 0, sizeof acc);
@@ -314,7 +427,9 @@ static void kern_c(const float *a, const float *b, int kc, float *c)
                 acc[r][j] += av * bk[j];
         }
     }
-    memcpy(c, acc, sizeof acc);
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++)
+            out[r * ldc + j] = first ? acc[r][j] : out[r * ldc + j] + acc[r][j];
 }
 
 #ifdef BG_X86
@@ -353,61 +468,78 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(const float *a, const 
 }
 #endif
 
+typedef void (*kern_fn)(const float *a, const float *b, int kc, float *out, long ldc, int first);
+
+/* One kernel's tile and K block. */
+typedef struct kern_desc {
+    kern_fn fn;
+    int mr, nr, kc, nc; /* nc: N block, a multiple of nr */
+} kern_desc;
+
+static kern_desc kern_for(int kernel)
+{
+#ifdef BG_X86
+    /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
+     * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
+     * tiles); 128..384 were within noise of each other (docs/PERFORMANCE.md).
+     * N block 512, so the packed B block (nc x kc floats) stays within the
+     * 2048 x 256 that the trainer's memory bound (lib/nn) counts. */
+    if (kernel == BG__KERN_AVX512)
+        return (kern_desc){bg__cpu_kern_avx512, BG__AVX512_MR, BG__AVX512_NR, 1024, NC / 4};
+    if (kernel == BG__KERN_AVX2)
+        return (kern_desc){kern_avx2, MR, NR, KC, NC};
+#endif
+    (void)kernel;
+    return (kern_desc){kern_c, MR, NR, KC, NC};
+}
+
 typedef struct gemm_ctx {
     float *out;
     const float *x, *w;
     int M, N, K;
     long xrs, xcs, wrs, wcs; /* operand strides (pack_a, pack_b) */
     int accumulate;          /* add into out instead of storing on the first K block */
+    kern_desc kd;
     /* current block */
     float *ap, *bp;
     int k0, kcb, n0, ncb, first;
     int m_panels, n_panels, m_blocks;
-    int simd;
 } gemm_ctx;
 
 static void pack_a_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
     /* t: one K block; panels for all of M */
-    int k0 = t * KC;
-    int kcb = g->K - k0 < KC ? g->K - k0 : KC;
-    pack_a(g->ap + (long)k0 * g->m_panels * MR, g->x, g->M, g->xrs, g->xcs, k0, kcb, 0,
-           g->m_panels);
+    int k0 = t * g->kd.kc;
+    int kcb = g->K - k0 < g->kd.kc ? g->K - k0 : g->kd.kc;
+    pack_a(g->ap + (long)k0 * g->m_panels * g->kd.mr, g->x, g->M, g->xrs, g->xcs, k0, kcb, g->kd.mr,
+           0, g->m_panels);
 }
 
 static void pack_b_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
-    pack_b(g->bp, g->w, g->wrs, g->wcs, g->n0, g->n0 + g->ncb, g->k0, g->kcb, t);
+    pack_b(g->bp, g->w, g->wrs, g->wcs, g->n0, g->n0 + g->ncb, g->k0, g->kcb, g->kd.nr, t);
 }
 
 static void tile(gemm_ctx *g, const float *a, const float *b, int m, int n)
 {
     float *o = g->out + (long)m * g->N + n;
-    int mr = g->M - m < MR ? g->M - m : MR;
-    int nr = g->N - n < NR ? g->N - n : NR;
-#ifdef BG_X86
-    if (g->simd && mr == MR && nr == NR) {
-        kern_avx2(a, b, g->kcb, o, g->N, g->first);
+    int mr = g->M - m < g->kd.mr ? g->M - m : g->kd.mr;
+    int nr = g->N - n < g->kd.nr ? g->N - n : g->kd.nr;
+    if (mr == g->kd.mr && nr == g->kd.nr) {
+        g->kd.fn(a, b, g->kcb, o, g->N, g->first);
         return;
     }
-    float ct[MR * NR] __attribute__((aligned(32)));
-    if (g->simd) {
-        kern_avx2(a, b, g->kcb, ct, NR, 1);
-    } else {
-        kern_c(a, b, g->kcb, ct);
-    }
-#else
-    float ct[MR * NR];
-    kern_c(a, b, g->kcb, ct);
-#endif
+    /* edge tile: the full tile into scratch, then the part that exists */
+    float ct[MR_MAX * NR_MAX] __attribute__((aligned(64)));
+    g->kd.fn(a, b, g->kcb, ct, g->kd.nr, 1);
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++) {
             if (g->first)
-                o[(long)r * g->N + j] = ct[r * NR + j];
+                o[(long)r * g->N + j] = ct[r * g->kd.nr + j];
             else
-                o[(long)r * g->N + j] += ct[r * NR + j];
+                o[(long)r * g->N + j] += ct[r * g->kd.nr + j];
         }
 }
 
@@ -415,12 +547,13 @@ static void compute_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
     int mb = t / g->n_panels, np = t % g->n_panels;
-    const float *b = g->bp + (long)np * NR * g->kcb;
-    const float *a_k = g->ap + (long)g->k0 * g->m_panels * MR;
-    int mp0 = mb * (MC / MR);
-    int mp1 = mp0 + MC / MR < g->m_panels ? mp0 + MC / MR : g->m_panels;
+    int mr = g->kd.mr;
+    const float *b = g->bp + (long)np * g->kd.nr * g->kcb;
+    const float *a_k = g->ap + (long)g->k0 * g->m_panels * mr;
+    int mp0 = mb * (MC / mr);
+    int mp1 = mp0 + MC / mr < g->m_panels ? mp0 + MC / mr : g->m_panels;
     for (int mp = mp0; mp < mp1; mp++)
-        tile(g, a_k + (long)mp * MR * g->kcb, b, mp * MR, g->n0 + np * NR);
+        tile(g, a_k + (long)mp * mr * g->kcb, b, mp * mr, g->n0 + np * g->kd.nr);
 }
 
 static void *alloc_aligned(size_t n_floats)
@@ -447,13 +580,21 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     g.M = M;
     g.N = N;
     g.K = K;
-    g.simd = bg__cpu_has_avx2();
-    g.m_panels = (M + MR - 1) / MR;
+    g.kd = kern_for(bg__cpu_kernel());
+    int mr = g.kd.mr, nr = g.kd.nr, kc = g.kd.kc;
+    /* equal K blocks (K = 1100 with a limit of 1024: two of 550, not 1024 + 76) */
+    if (K > kc) {
+        int nb = (K + kc - 1) / kc;
+        kc = (K + nb - 1) / nb;
+        g.kd.kc = kc;
+    }
+    g.m_panels = (M + mr - 1) / mr;
     g.m_blocks = (M + MC - 1) / MC;
-    int k_blocks = (K + KC - 1) / KC;
-    int nc_max = N < NC ? ((N + NR - 1) / NR) * NR : NC;
-    g.ap = alloc_aligned((size_t)g.m_panels * MR * K);
-    g.bp = alloc_aligned((size_t)nc_max * (K < KC ? K : KC));
+    int k_blocks = (K + kc - 1) / kc;
+    int nc = g.kd.nc;
+    int nc_max = N < nc ? ((N + nr - 1) / nr) * nr : nc;
+    g.ap = alloc_aligned((size_t)g.m_panels * mr * K);
+    g.bp = alloc_aligned((size_t)nc_max * (K < kc ? K : kc));
     if (!g.ap || !g.bp) {
         /* Out of scratch memory: a plain loop, which needs none. */
         free(g.ap);
@@ -468,13 +609,13 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
         return;
     }
     bg__pool_run(p, pack_a_task, &g, k_blocks);
-    for (int n0 = 0; n0 < N; n0 += NC) {
+    for (int n0 = 0; n0 < N; n0 += nc) {
         g.n0 = n0;
-        g.ncb = N - n0 < NC ? N - n0 : NC;
-        g.n_panels = (g.ncb + NR - 1) / NR;
-        for (int k0 = 0; k0 < K; k0 += KC) {
+        g.ncb = N - n0 < nc ? N - n0 : nc;
+        g.n_panels = (g.ncb + nr - 1) / nr;
+        for (int k0 = 0; k0 < K; k0 += kc) {
             g.k0 = k0;
-            g.kcb = K - k0 < KC ? K - k0 : KC;
+            g.kcb = K - k0 < kc ? K - k0 : kc;
             g.first = k0 == 0 && !accumulate;
             bg__pool_run(p, pack_b_task, &g, g.n_panels);
             bg__pool_run(p, compute_task, &g, g.m_blocks * g.n_panels);

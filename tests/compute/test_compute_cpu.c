@@ -8,7 +8,12 @@
  * Tolerance: |cpu - ref| <= ATOL + RTOL * |ref| per element, printed below;
  * the kernels sum in a different order (blocked, SIMD lanes), so bitwise
  * equality is not expected. Seeded, deterministic. Run with
- * BG_CPU_NO_SIMD=1 (a second ctest) to cover the portable kernels.
+ * BG_CPU_NO_SIMD=1 (a second ctest) to cover the portable kernels, and
+ * with BG_CPU_KERNEL=scalar|avx2|avx512 (one ctest each) for every matmul
+ * kernel: the backend must then name that kernel, and a kernel this machine
+ * lacks is a skip (exit 77, printing why). Each kernel's matmul and its two
+ * backward GEMMs are bit-identical with 1, 2 and 3 threads. An unknown
+ * BG_CPU_KERNEL value must refuse to create the backend, naming the value.
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -382,28 +387,103 @@ static void test_pool_stress(bg_compute *c)
     free(got);
 }
 
+/* The matmul and its backward GEMMs give the same bits with 1, 2 and 3
+ * threads (each output tile is one task's, summed over K in order). */
+static void test_gemm_threads_bitwise(void)
+{
+    static const int shapes[][3] = {{1, 300, 97},    {2, 65, 33},     {37, 45, 300},
+                                    {25, 65, 385},   {97, 131, 800},  {12, 32, 384},
+                                    {130, 2100, 40}, {200, 33, 1030}, {30, 600, 2100}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        float *x = rand_vec((size_t)M * K), *w = rand_vec((size_t)N * K);
+        float *dy = rand_vec((size_t)M * N), *dw0 = rand_vec((size_t)N * K);
+        size_t total = (size_t)M * N + (size_t)M * K + (size_t)N * K;
+        float *res[3];
+        for (int ti = 0; ti < 3; ti++) {
+            bg_compute_opts o = {BG_BACKEND_CPU, ti + 1, 0, -1};
+            bg_compute *c = NULL;
+            bg_err err;
+            CHECK(bg_compute_create(&o, &c, &err) == BG_OK, "%s", err.msg);
+            bg_cbuf *bx = up(c, x, (size_t)M * K), *bw = up(c, w, (size_t)N * K);
+            bg_cbuf *bdy = up(c, dy, (size_t)M * N), *bdw = up(c, dw0, (size_t)N * K);
+            bg_cbuf *bo = up(c, NULL, (size_t)M * N), *bdx = up(c, NULL, (size_t)M * K);
+            start(c);
+            bg_op_matmul(c, V(bo), V(bx), V(bw), M, N, K);
+            bg_op_matmul_backward_x(c, V(bdx), V(bdy), V(bw), M, N, K, 0);
+            bg_op_matmul_backward_w(c, V(bdw), V(bdy), V(bx), M, N, K);
+            run(c, "gemm threads");
+            float *r = res[ti] = malloc(sizeof(float) * total);
+            down(c, bo, r, (size_t)M * N);
+            down(c, bdx, r + (size_t)M * N, (size_t)M * K);
+            down(c, bdw, r + (size_t)M * N + (size_t)M * K, (size_t)N * K);
+            bg_cbuf *all[] = {bx, bw, bdy, bdw, bo, bdx};
+            for (int i = 0; i < 6; i++)
+                bg_cbuf_destroy(c, all[i]);
+            bg_compute_destroy(c);
+        }
+        CHECK(memcmp(res[0], res[1], sizeof(float) * total) == 0 &&
+                  memcmp(res[0], res[2], sizeof(float) * total) == 0,
+              "matmul/dx/dw %dx%dx%d: results differ between 1, 2 and 3 threads", M, N, K);
+        for (int i = 0; i < 3; i++)
+            free(res[i]);
+        free(x), free(w), free(dy), free(dw0);
+    }
+    printf("gemm: matmul, dx, dw bit-identical with 1, 2 and 3 threads\n");
+}
+
 static void suite(int threads)
 {
     bg_compute_opts o = {BG_BACKEND_CPU, threads, 0, -1};
     bg_compute *c = NULL;
     bg_err err;
     if (bg_compute_create(&o, &c, &err) != BG_OK) {
+        const char *k = getenv("BG_CPU_KERNEL");
+        if (k && strstr(err.msg, "not supported on this machine")) {
+            printf("SKIP: BG_CPU_KERNEL=%s: %s\n", k, err.msg);
+            exit(77);
+        }
         printf("FAIL create: %s\n", err.msg);
         exit(1);
     }
     printf("backend: %s\n", bg_compute_describe(c));
+    const char *forced = getenv("BG_CPU_KERNEL");
+    if (forced && *forced && strcmp(forced, "auto") != 0) {
+        /* avx2 -> "avx2+fma", avx512 -> "avx512f", scalar -> "scalar" */
+        CHECK(strstr(bg_compute_describe(c), forced) != NULL,
+              "BG_CPU_KERNEL=%s but the backend runs %s", forced, bg_compute_describe(c));
+    }
     if (bg_compute_kind(c) != BG_BACKEND_CPU) {
         printf("FAIL kind\n");
         bg_test_failures++;
     }
-    static const int fixed[][3] = {{1, 1, 1},     {1, 17, 33},  {1, 64, 64},    {1, 300, 288},
-                                   {2, 37, 19},   {3, 5, 7},    {6, 16, 256},   {7, 17, 257},
-                                   {13, 100, 36}, {64, 64, 64}, {97, 131, 300}, {200, 33, 520}};
+    static const int fixed[][3] = {{1, 1, 1},
+                                   {1, 17, 33},
+                                   {1, 64, 64},
+                                   {1, 300, 288},
+                                   {2, 37, 19},
+                                   {3, 5, 7},
+                                   {6, 16, 256},
+                                   {7, 17, 257},
+                                   {13, 100, 36},
+                                   {64, 64, 64},
+                                   {97, 131, 300},
+                                   {200, 33, 520},
+                                   /* the AVX-512 tile (12x32, K blocks <= 1024, N blocks 512) */
+                                   {12, 32, 384},
+                                   {11, 31, 383},
+                                   {13, 33, 385},
+                                   {25, 65, 769},
+                                   {24, 64, 768},
+                                   {36, 97, 1},
+                                   {13, 33, 1025},
+                                   {7, 40, 2100},
+                                   {14, 530, 20}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         test_matmul(c, fixed[i][0], fixed[i][1], fixed[i][2]);
     for (int i = 0; i < 12; i++)
         test_matmul(c, irand(1, 40), irand(1, 90), irand(1, 300));
-    test_matmul(c, 1, 2100, 96); /* matvec large enough to run on the pool */
+    test_matmul(c, 1, 2100, 96);  /* matvec large enough to run on the pool */
     test_matmul(c, 13, 2100, 70); /* N past one 2048-column block of the packed GEMM */
 
     static const int rows[][2] = {{1, 1}, {1, 7}, {3, 36}, {5, 33}, {2, 513}, {64, 1000}};
@@ -425,9 +505,23 @@ static void suite(int threads)
 
 int main(void)
 {
+    const char *kern = getenv("BG_CPU_KERNEL");
+    if (kern && *kern && strcmp(kern, "auto") && strcmp(kern, "scalar") && strcmp(kern, "avx2") &&
+        strcmp(kern, "avx512")) {
+        /* an unknown kernel name refuses the backend, naming the value */
+        bg_compute_opts o = {BG_BACKEND_CPU, 1, 0, -1};
+        bg_compute *c = NULL;
+        bg_err err;
+        CHECK(bg_compute_create(&o, &c, &err) == BG_EINVAL && !c, "BG_CPU_KERNEL=%s accepted",
+              kern);
+        CHECK(strstr(err.msg, kern) && strstr(err.msg, "avx512"), "message: %s", err.msg);
+        printf("BG_CPU_KERNEL=%s refused: %s\n", kern, err.msg);
+        CHECK_DONE("test_compute_cpu");
+    }
     printf("tolerance: |cpu - ref| <= %g + %g*|ref|\n", (double)ATOL, (double)RTOL);
     suite(1);
     suite(3);
+    test_gemm_threads_bitwise();
     bg_compute_opts bad = {BG_BACKEND_CPU, -2, 0, -1};
     bg_compute *c = NULL;
     bg_err err;

@@ -1,0 +1,284 @@
+/*
+ * bench_gemm.c — bg_bench_lm's GEMM table: the CPU backend's matmul and its
+ * two backward GEMMs against OpenBLAS at 512^3 and at the 15M model's
+ * training shapes (dim 288, hidden 768, vocab 32000; rows = batch x seq).
+ *
+ * Why child processes: both choices are made once per process at load time
+ * (OpenBLAS reads OPENBLAS_CORETYPE when the library loads; the CPU backend
+ * reads BG_CPU_KERNEL on first use), so each configuration runs as
+ * `bg_bench_lm --gemm-child` with its environment and prints one line per
+ * measurement, which the parent puts side by side. OpenBLAS runs twice: as
+ * it detects this CPU, and forced to the best core for the CPU chosen from
+ * cpuid (SkylakeX with AVX-512F; Haswell with AVX2), so a ratio never comes
+ * from a crippled baseline. Inside a child, ours and OpenBLAS's calls are
+ * interleaved, best of `reps` rounds each, so machine load hits both alike.
+ * Threads: single-threaded apart from the pools of the two libraries.
+ */
+#include <cblas.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_gemm.h"
+#include "compute/compute.h"
+
+char *openblas_get_corename(void);
+
+typedef struct shape {
+    const char *what;
+    char op; /* 'f' out = x w^T, 'x' dx = dy w, 'w' dw += dy^T x */
+    int M, N, K;
+} shape;
+
+/* rows = 4 x 256 (batch x seq) for the 15M shape */
+static const shape g_shapes[] = {
+    {"512^3", 'f', 512, 512, 512},
+    {"wq/wk/wv/wo fwd", 'f', 1024, 288, 288},
+    {"w1/w3 fwd", 'f', 1024, 768, 288},
+    {"w2 fwd", 'f', 1024, 288, 768},
+    {"w1 dx", 'x', 1024, 768, 288},
+    {"w1 dw", 'w', 1024, 768, 288},
+    {"classifier fwd", 'f', 1024, 32000, 288},
+};
+#define NSHAPES (int)(sizeof g_shapes / sizeof g_shapes[0])
+
+double bg_bench_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double bg_bench_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static float *rnd(size_t n, unsigned seed)
+{
+    float *v = malloc(sizeof(float) * n);
+    for (size_t i = 0; v && i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        v[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+    }
+    return v;
+}
+
+/* The BLAS call with the same meaning as the op: see shape.op. */
+static void blas_op(const shape *s, float *out, const float *a, const float *b)
+{
+    int M = s->M, N = s->N, K = s->K;
+    if (s->op == 'f') /* out[M,N] = a[M,K] b[N,K]^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, out,
+                    N);
+    else if (s->op == 'x') /* dx[M,K] = dy[M,N] w[N,K] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, a, N, b, K, 0.0f, out,
+                    K);
+    else /* dw[N,K] += dy[M,N]^T x[M,K] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, a, N, b, K, 1.0f, out,
+                    K);
+}
+
+static void ours_op(bg_compute *c, const shape *s, bg_cbuf *o, bg_cbuf *a, bg_cbuf *b)
+{
+    bg_tview vo = {o, 0}, va = {a, 0}, vb = {b, 0};
+    bg_compute_begin(c, NULL);
+    if (s->op == 'f')
+        bg_op_matmul(c, vo, va, vb, s->M, s->N, s->K);
+    else if (s->op == 'x')
+        bg_op_matmul_backward_x(c, vo, va, vb, s->M, s->N, s->K, 0);
+    else
+        bg_op_matmul_backward_w(c, vo, va, vb, s->M, s->N, s->K);
+    bg_compute_submit(c, NULL);
+}
+
+/* Operand sizes (elements) of a shape: a, b, out. */
+static void sizes(const shape *s, size_t *na, size_t *nb, size_t *no)
+{
+    size_t M = (size_t)s->M, N = (size_t)s->N, K = (size_t)s->K;
+    if (s->op == 'f') {
+        *na = M * K, *nb = N * K, *no = M * N;
+    } else if (s->op == 'x') {
+        *na = M * N, *nb = N * K, *no = M * K;
+    } else {
+        *na = M * N, *nb = M * K, *no = N * K;
+    }
+}
+
+int bg_bench_gemm_child(int quick)
+{
+    int reps = quick ? 3 : 7;
+    double min_s = quick ? 0.05 : 0.15;
+    printf("CORE %s\n", openblas_get_corename());
+    for (int threads = 1; threads <= 2; threads++) {
+        bg_compute_opts co = {BG_BACKEND_CPU, threads, 0, -1};
+        bg_compute *c = NULL;
+        bg_err err;
+        if (bg_compute_create(&co, &c, &err) != BG_OK) {
+            fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
+            return 1;
+        }
+        if (threads == 1)
+            printf("DESC %s\n", bg_compute_describe(c));
+        openblas_set_num_threads(threads);
+        for (int i = 0; i < NSHAPES; i++) {
+            const shape *s = &g_shapes[i];
+            size_t na, nb, no;
+            sizes(s, &na, &nb, &no);
+            float *a = rnd(na, 1u + (unsigned)i), *b = rnd(nb, 77u + (unsigned)i);
+            float *ob = calloc(no, sizeof(float)), *oo = malloc(no * sizeof(float));
+            bg_cbuf *ca, *cb, *cx;
+            bg_cbuf_create(c, na * 4, &ca, NULL);
+            bg_cbuf_create(c, nb * 4, &cb, NULL);
+            bg_cbuf_create(c, no * 4, &cx, NULL);
+            bg_cbuf_write(c, ca, 0, a, na * 4, NULL);
+            bg_cbuf_write(c, cb, 0, b, nb * 4, NULL);
+            bg_cbuf_write(c, cx, 0, ob, no * 4, NULL);
+            /* one call each for the difference (dw accumulates into zeros) */
+            ours_op(c, s, cx, ca, cb);
+            blas_op(s, ob, a, b);
+            bg_cbuf_read(c, cx, 0, oo, no * 4, NULL);
+            double diff = 0;
+            for (size_t j = 0; j < no; j++)
+                diff = fmax(diff, fabs((double)oo[j] - ob[j]));
+            /* best of reps rounds, ours and OpenBLAS interleaved; wall and
+             * CPU time each */
+            double wo = INFINITY, wb = INFINITY, tco = INFINITY, tcb = INFINITY;
+            for (int r = 0; r < reps; r++) {
+                for (int which = 0; which < 2; which++) {
+                    int n = 0;
+                    double t0 = bg_bench_wall(), c0 = bg_bench_cpu(), t1;
+                    do {
+                        if (which == 0)
+                            ours_op(c, s, cx, ca, cb);
+                        else
+                            blas_op(s, ob, a, b);
+                        n++;
+                    } while ((t1 = bg_bench_wall()) - t0 < min_s);
+                    double c1 = bg_bench_cpu();
+                    double *w = which ? &wb : &wo, *cp = which ? &tcb : &tco;
+                    *w = fmin(*w, (t1 - t0) / n);
+                    *cp = fmin(*cp, (c1 - c0) / n);
+                }
+            }
+            double flop = 2.0 * s->M * s->N * s->K * 1e-9;
+            printf("ROW %d %d %.2f %.2f %.2f %.2f %.1e\n", i, threads, flop / wo, flop / wb,
+                   flop / tco, flop / tcb, diff);
+            fflush(stdout);
+            bg_cbuf_destroy(c, ca);
+            bg_cbuf_destroy(c, cb);
+            bg_cbuf_destroy(c, cx);
+            free(a), free(b), free(ob), free(oo);
+        }
+        bg_compute_destroy(c);
+    }
+    return 0;
+}
+
+/* OpenBLAS's best core for this CPU, from cpuid (its sgemm kernels:
+ * SkylakeX for AVX-512F, Haswell for AVX2). */
+static const char *best_core(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) /* OSXSAVE */
+        return "Prescott";
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & 0x6) != 0x6 || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return "Prescott";
+    /* a core whose registers the OS does not save would fault: check XCR0 */
+    if (((b >> 16) & 1) && (lo & 0xE6) == 0xE6)
+        return "SkylakeX";
+    if ((b >> 5) & 1)
+        return "Haswell";
+    return "Prescott";
+#else
+    return "ARMV8"; /* --blas-core overrides */
+#endif
+}
+
+typedef struct child_rows {
+    char core[64], desc[128];
+    /* GFLOP/s by wall clock, and GFLOP per CPU-second */
+    double ours[NSHAPES][3], blas[NSHAPES][3], ours_c[NSHAPES][3], blas_c[NSHAPES][3];
+    double diff[NSHAPES][3];
+} child_rows;
+
+static int run_child(const char *self, const char *env, int quick, child_rows *r)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "env %s '%s' --gemm-child%s", env, self, quick ? " --quick" : "");
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return -1;
+    char line[512];
+    memset(r, 0, sizeof *r);
+    while (fgets(line, sizeof line, f)) {
+        int i, t;
+        double o, b, oc, bc, d;
+        if (sscanf(line, "CORE %63s", r->core) == 1)
+            continue;
+        if (strncmp(line, "DESC ", 5) == 0) {
+            snprintf(r->desc, sizeof r->desc, "%s", line + 5);
+            r->desc[strcspn(r->desc, "\n")] = 0;
+        } else if (sscanf(line, "ROW %d %d %lf %lf %lf %lf %lf", &i, &t, &o, &b, &oc, &bc, &d) ==
+                       7 &&
+                   i >= 0 && i < NSHAPES && t >= 1 && t <= 2) {
+            r->ours[i][t] = o, r->blas[i][t] = b, r->diff[i][t] = d;
+            r->ours_c[i][t] = oc, r->blas_c[i][t] = bc;
+        }
+    }
+    return pclose(f) == 0 ? 0 : -1;
+}
+
+int bg_bench_gemm(int quick, const char *core_override, FILE *out)
+{
+    char self[1024];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = 0;
+    const char *core = core_override ? core_override : best_core();
+    static child_rows det, best;
+    char env[256];
+    snprintf(env, sizeof env, "BG_CPU_KERNEL=avx2");
+    if (run_child(self, env, quick, &det) != 0)
+        return -1;
+    snprintf(env, sizeof env, "OPENBLAS_CORETYPE=%s BG_CPU_KERNEL=auto", core);
+    if (run_child(self, env, quick, &best) != 0)
+        return -1;
+    fprintf(out, "\n### GEMM vs OpenBLAS's best kernel, GFLOP/s (rows = batch 4 x seq 256)\n\n");
+    fprintf(out, "OpenBLAS as detected: core %s; forced (OPENBLAS_CORETYPE=%s): core %s.\n",
+            det.core, core, best.core);
+    fprintf(out, "bayesguard: %s (best kernel) and %s (forced avx2).\n\n", best.desc, det.desc);
+    fprintf(out, "Wall: GFLOP/s by the clock; CPU: GFLOP per CPU-second of the process (all "
+                 "threads), which a loaded machine disturbs less.\n\n");
+    fprintf(out,
+            "| shape | M x N x K | thr | ours best | OpenBLAS %s | ratio wall | ratio CPU | "
+            "ours avx2 | OpenBLAS %s | avx2 / %s wall | max abs diff |\n",
+            best.core, det.core, det.core);
+    fprintf(out, "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int t = 1; t <= 2; t++)
+        for (int i = 0; i < NSHAPES; i++) {
+            const shape *s = &g_shapes[i];
+            fprintf(out,
+                    "| %s | %d x %d x %d | %d | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.2f | "
+                    "%.0e |\n",
+                    s->what, s->M, s->N, s->K, t, best.ours[i][t], best.blas[i][t],
+                    best.ours[i][t] / best.blas[i][t], best.ours_c[i][t] / best.blas_c[i][t],
+                    det.ours[i][t], det.blas[i][t], det.ours[i][t] / det.blas[i][t],
+                    fmax(best.diff[i][t], det.diff[i][t]));
+        }
+    return 0;
+}
