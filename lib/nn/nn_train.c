@@ -237,7 +237,9 @@ static int check_opts(const bg_nn_config *c, const bg_nn_train_opts *o, bg_err *
 }
 
 /* Upper bound of the CPU backend's per-op scratch: GEMM packing of the
- * largest operands (compute_cpu_gemm.c) and attention's score rows. */
+ * largest operands (compute_cpu_gemm.c, compute_cpu_avx512.c: A is packed
+ * in panels of the tile's rows, 6 for AVX2 and 12 for AVX-512) and
+ * attention's score rows. */
 static size_t transient_bound(const bg_nn_trainer *t)
 {
     if (bg_compute_kind(t->c) != BG_BACKEND_CPU)
@@ -248,7 +250,8 @@ static size_t transient_bound(const bg_nn_trainer *t)
     size_t big = (size_t)(c->vocab_size > c->hidden_dim ? c->vocab_size : c->hidden_dim);
     m = m > big ? m : big; /* the weight gradients pack [out, R] */
     k = k > R ? k : R;
-    return 4 * (((m + 5) / 6) * 6 * k + 2048 * 256 + 256 * (size_t)t->o.seq);
+    /* rows packed in panels of the widest kernel's tile (AVX-512: 12) */
+    return 4 * (((m + 11) / 12) * 12 * k + 2048 * 256 + 256 * (size_t)t->o.seq);
 }
 
 int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
