@@ -6,9 +6,16 @@
  * verdict — sampled = 1, samples = K, a bound in [0, 1] equal to the
  * cautious hypothesis's harm (iid), a label, a plausible-set size ≥ 1 —
  * that is reproducible (same data, same verdict), and whose cautious
- * hypothesis fits the data: its log-likelihood is within 60 nats of
- * w*'s after training (a random hypothesis is ~300 nats
- * worse; printed). Skips (77) when the plugins are not built.
+ * hypothesis fits the data: the exact cautious hypothesis c* maximises
+ * log P(h|D) + log harm(x, h) and harm ≤ 1, so log P(c*|D) ≥ log P(w*|D)
+ * + log harm(x, w*); the sampled one may fall 7 nats below that — the
+ * allowance test_gfn_exact22 measured against an exact reference at
+ * d = 22 (worst 5.52 nats over three seeds). Measured here 5.4 nats from
+ * w*'s log-likelihood against an allowance of 8.8 (a random hypothesis
+ * is ~300 worse; the 60 nats this used to allow are a factor 1e26).
+ * The quality of the sampled bound is test_gfn_exact22's (d = 22) and
+ * test_gfn_keepup's (d = 10, 12); at d = 32 nothing here knows the exact
+ * one. Skips (77) when the plugins are not built.
  *
  * Background training, as the daemon runs it: a BG_TRAIN_BACKGROUND guard
  * with an owner (reference counted here) and its own sampled state. Observe
@@ -23,7 +30,10 @@
  *
  * Per session: two sessions with different truths (each the other's bit
  * complement): B's training leaves A's verdict unchanged bit for bit, and
- * each verdict's cautious hypothesis fits its own data within 60 nats;
+ * each verdict's cautious hypothesis was trained on its own session's
+ * data: it fits them within 30 nats (measured 17.0 and 9.5) where the
+ * other session's truth is 151 nats off — a check of which data a
+ * session sampler saw, not of its quality (above);
  * with max_sessions 2 a third session drops the least recently used
  * sampler.
  */
@@ -356,9 +366,10 @@ static void test_sessions(const bg_guard *base, const bg_action *a, factory *f)
     double gap_b = fit_gap(32, N_OBS, truth_b, vb.cautious_id);
     double cross = fit_gap(31, N_OBS, truth_a, truth_b);
     printf("per-session samplers: session A's cautious %.1f nats from its truth, B's %.1f "
-           "(B's truth on A's data: %.1f; want within 60)\n",
+           "(B's truth on A's data: %.1f; want within 30)\n",
            gap_a, gap_b, cross);
-    CHECK(gap_a <= 60 && gap_b <= 60, "a session's verdict does not fit its own data");
+    CHECK(cross >= 100, "the two truths must be told apart by the data (%.1f)", cross);
+    CHECK(gap_a <= 30 && gap_b <= 30, "a session's verdict does not fit its own data");
     CHECK(bg_sampled_samplers(g.sampled) == 2, "samplers %zu", bg_sampled_samplers(g.sampled));
     /* sessions without data sample the shared instance: no sampler made,
      * none dropped */
@@ -492,8 +503,18 @@ int main(void)
             ll_star += -0.5 * (y - ms) * (y - ms);
         }
     }
-    printf("log-likelihood: cautious %.1f, w* %.1f (want within 60 nats)\n", ll_c, ll_star);
-    CHECK(ll_c >= ll_star - 60, "the sampled hypotheses do not fit the data");
+    /* log P(c*|D) >= log P(w*|D) + log harm(x, w*) for the exact cautious
+     * c* (uniform prior); 7 nats more for the sampler (test_gfn_exact22) */
+    double m_star = 0;
+    for (int k = 0; k < D; k++)
+        m_star += x[k] * (double)(w_star >> (D - 1 - k) & 1);
+    double allow = 7 - log(0.5 * erfc((6 - m_star) / M_SQRT2));
+    printf("log-likelihood: cautious %.1f, w* %.1f (want within %.1f nats)\n", ll_c, ll_star,
+           allow);
+    CHECK(ll_c >= ll_star - allow,
+          "the sampled cautious hypothesis is %.1f nats below w*, "
+          "more than the %.1f an exact cautious one plus the sampler's 7 can be",
+          ll_star - ll_c, allow);
 
     /* A model that misbehaves on the sampled path is an internal error,
      * never a decision: NaN harm, and candidates all ruled out (-inf

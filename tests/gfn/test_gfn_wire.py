@@ -5,8 +5,14 @@ observations (sent in one ObserveStream); Observe is acknowledged without
 waiting for training; the
 cautious hypothesis's harm is the bandit formula for its id (checked here
 independently); once training has caught up, the cautious hypothesis fits
-the data (log-likelihood within 60 nats of the true w*, as the in-process
-test demands) — polled with a deadline, never slept for. A reload that
+the data (log-likelihood within 60 nats of the true w*) — polled with a
+deadline, never slept for. The 60 nats (a factor 1e26) are a readiness
+signal that training on this session's data has happened, not a check of
+the sampler's quality: at d = 32 nothing here knows the exact bound, and
+background training paced by the daemon varies (61-73 nats in 2 of 25
+probe runs at a 10 ms pace, below). Quality against an exact reference is
+tests/gfn/test_gfn_exact22.c (d = 22, enumerated in the test: 7 nats) and
+test_gfn_keepup.py (over the wire, d = 10 and 12: 1e-9 on the bounds). A reload that
 changes only the threshold keeps the trained sampler (the next Evaluate
 fits at once); one that changes the sampler's config replaces it: the first
 Evaluate after it fails closed with UNAVAILABLE (the new sampler has not
