@@ -54,6 +54,9 @@ struct bg_engine {
     bg__receipt_used *used; /* receipt ids accepted (bg_engine_observe_receipt) */
     atomic_uint_fast64_t evaluations;
     atomic_uint_fast64_t use_clock;
+    /* Fleet hooks (engine.h): append_mu keeps record numbers in log order. */
+    pthread_mutex_t append_mu;
+    uint64_t next_lsn; /* under append_mu (replay: the opening thread) */
 };
 
 const char *bg_decision_name(bg_decision d)
@@ -77,20 +80,47 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int is_fleet(const bg_obs_receipt *rc)
+{
+    return rc && (rc->flags & BG_OBS_RECEIPT_FLEET);
+}
+
+/* The stored hook for record lsn (append_mu held, or the replay). */
+static int fleet_stored(bg_engine *e, uint64_t lsn, const char *guard, const char *session,
+                        const bg_observation *obs, const bg_obs_receipt *rc, int replayed,
+                        bg_err *err)
+{
+    const bg_engine_fleet_hooks *h = e->opts.fleet;
+    if (!h)
+        return BG_OK;
+    uint8_t *rec = NULL;
+    size_t len = bg__obs_encode_receipt(guard, session, obs, rc, &rec);
+    if (len == 0)
+        return bg_err_set(err, BG_ENOMEM, "engine: out of memory encoding an observation");
+    h->stored(h->ctx, lsn, guard, session, rec, len, rc, replayed);
+    free(rec);
+    return BG_OK;
+}
+
 static int replay_one(void *ctx, const char *guard, const char *session, const bg_observation *obs,
                       const bg_obs_receipt *receipt, bg_err *err)
 {
     bg_engine *e = ctx;
     bg__session *s;
-    /* A receipt used before the restart stays used (until it expires). */
-    if (receipt && bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms,
-                                          wall_ms()) == BG_ENOMEM)
+    uint64_t lsn = e->next_lsn++;
+    /* A receipt used before the restart stays used (until it expires). A
+     * fleet id is the fleet's to remember (stored hook), not a receipt. */
+    if (receipt && !is_fleet(receipt) &&
+        bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms, wall_ms()) ==
+            BG_ENOMEM)
         return bg_err_set(err, BG_ENOMEM, "engine: out of memory replaying receipts");
     int rc = bg__table_get(e->table, guard, session, 1, NULL, &s, err);
     if (rc != BG_OK)
         return rc;
     pthread_rwlock_wrlock(&s->lock);
-    rc = bg__session_append(e->table, s, obs, 1, err);
+    rc = bg__session_append(e->table, s, obs, lsn, 1, err);
+    if (rc == BG_OK)
+        rc = fleet_stored(e, lsn, guard, session, obs, receipt, 1, err);
     pthread_rwlock_unlock(&s->lock);
     bg__table_release(e->table, s);
     return rc;
@@ -104,6 +134,13 @@ int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
         return bg_err_set(err, BG_ENOMEM, "engine: out of memory");
     if (opts)
         e->opts = *opts;
+    pthread_mutex_init(&e->append_mu, NULL);
+    if (e->opts.fleet && !e->opts.data_dir) {
+        free(e);
+        return bg_err_set(err, BG_EINVAL,
+                          "engine: fleet mode needs --data-dir (the local log is the fleet's "
+                          "outbox)");
+    }
     if (!e->opts.max_sessions)
         e->opts.max_sessions = 10000;
     if (!e->opts.max_bytes)
@@ -153,6 +190,7 @@ void bg_engine_destroy(bg_engine *e)
     bg__quota_destroy(e->quota);
     bg__obs_store_close(e->store);
     bg__receipt_used_destroy(e->used);
+    pthread_mutex_destroy(&e->append_mu);
     free(e);
 }
 
@@ -502,6 +540,43 @@ static void fill_summary(const bg_guard *g, const bg__session *s, const bg__post
     bg_hypothesis_label(g, out->map_id, out->map_label, sizeof out->map_label);
 }
 
+/* The durable append and the stored hook under append_mu, so record
+ * numbers follow the log's order (lock exclusive on s). */
+static int store_append(bg_engine *e, const bg_guard *g, bg__session *s, const bg_observation *obs,
+                        const bg_obs_receipt *receipt, bg_err *err)
+{
+    pthread_mutex_lock(&e->append_mu);
+    int rc = bg__obs_store_append(e->store, g->name, s->id, obs, receipt, err);
+    if (rc == BG_OK) {
+        uint64_t lsn = e->next_lsn++;
+        s->lsn[s->n_obs - 1] = lsn;
+        bg_err herr;
+        bg_err_clear(&herr);
+        /* Stored: a hook failure (out of memory) must not fail the Observe. */
+        if (fleet_stored(e, lsn, g->name, s->id, obs, receipt, 0, &herr) != BG_OK)
+            BG_WARN("engine", "%s (record %llu is stored; the fleet ships it after a restart)",
+                    herr.msg, (unsigned long long)lsn);
+    }
+    pthread_mutex_unlock(&e->append_mu);
+    return rc;
+}
+
+/* Fleet order: observation i joins the settled prefix, moved there when it
+ * is not next; a moved history drops the posteriors, which fold the old
+ * order (the next call rebuilds them, bit-identical to an incremental
+ * fold of the new order). Lock exclusive. */
+static void settle_at(bg_engine *e, bg__session *s, size_t i)
+{
+    if (i < s->settled)
+        return;
+    if (i != s->settled) {
+        bg__session_move(s, i, s->settled);
+        while (s->states)
+            bg__session_drop_state(e->table, s, s->states);
+    }
+    s->settled++;
+}
+
 static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
                           const bg_observation *obs, const bg_obs_receipt *receipt,
                           bg_posterior_summary *out, bg_err *err)
@@ -546,13 +621,13 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
     /* Memory first (it may hit max_bytes), then the acknowledgement point:
      * durable before the posterior changes; a failed store undoes the
      * in-memory append, so memory never holds what the log does not. */
-    if ((rc = bg__session_append(e->table, s, obs, 0, err)) != BG_OK)
+    if ((rc = bg__session_append(e->table, s, obs, UINT64_MAX, 0, err)) != BG_OK)
         return rc;
-    if (e->store &&
-        (rc = bg__obs_store_append(e->store, g->name, s->id, obs, receipt, err)) != BG_OK) {
+    if (e->store && (rc = store_append(e, g, s, obs, receipt, err)) != BG_OK) {
         bg__session_pop(e->table, s);
         return rc;
     }
+
     if (n == 0) {
         /* The observation is stored: a training failure is logged, never
          * reported as a failed Observe (a retry would count it twice). */
@@ -655,10 +730,56 @@ static int observe_checked(bg_engine *e, const bg_guard *g, const char *session,
     bg_posterior_summary sum;
     pthread_rwlock_wrlock(&s->lock);
     rc = observe_locked(e, g, s, n, obs, receipt, &sum, err);
+    if (rc == BG_OK && is_fleet(receipt))
+        settle_at(e, s, s->n_obs - 1); /* a peer's: at the stream's position */
     pthread_rwlock_unlock(&s->lock);
     bg__table_release(e->table, s);
     if (rc == BG_OK && out)
         *out = sum;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- fleet */
+
+int bg_engine_fleet_apply(bg_engine *e, const bg_guard *g, const char *fid, const uint8_t *rec,
+                          size_t len, bg_err *err)
+{
+    char *guard = NULL, *session = NULL;
+    bg_observation *obs = NULL;
+    bg_obs_receipt frc = {.expiry_unix_ms = INT64_MAX, .flags = BG_OBS_RECEIPT_FLEET};
+    size_t flen = strlen(fid);
+    if (flen == 0 || flen >= sizeof frc.id)
+        return bg_err_set(err, BG_EINVAL, "fleet: observation id of %zu bytes; expected 1..%zu",
+                          flen, sizeof frc.id - 1);
+    memcpy(frc.id, fid, flen + 1);
+    int rc = bg__obs_decode_receipt(rec, len, &guard, &session, &obs, NULL, NULL, err);
+    if (rc == BG_OK && strcmp(guard, g->name) != 0)
+        rc = bg_err_set(err, BG_EINVAL,
+                        "fleet: observation %s is of policy \"%.64s\" but was sent for \"%s\"", fid,
+                        guard, g->name);
+    if (rc == BG_OK)
+        rc = observe_checked(e, g, session, obs, &frc, NULL, NULL, err);
+    free(guard);
+    free(session);
+    free(obs);
+    return rc;
+}
+
+int bg_engine_fleet_settle(bg_engine *e, const char *guard_name, const char *session, uint64_t lsn)
+{
+    bg__session *s;
+    if (bg__table_get(e->table, guard_name, session, 0, NULL, &s, NULL) != BG_OK)
+        return BG_ENOTFOUND;
+    int rc = BG_ENOTFOUND;
+    pthread_rwlock_wrlock(&s->lock);
+    for (size_t i = 0; i < s->n_obs; i++)
+        if (s->lsn[i] == lsn) {
+            settle_at(e, s, i);
+            rc = BG_OK;
+            break;
+        }
+    pthread_rwlock_unlock(&s->lock);
+    bg__table_release(e->table, s);
     return rc;
 }
 

@@ -110,6 +110,7 @@ static void session_free(bg__session *s)
         free(s->blocks[i]);
     free(s->blocks);
     free(s->hist);
+    free(s->lsn);
     pthread_rwlock_destroy(&s->lock);
     free(s->guard);
     free(s->id);
@@ -373,8 +374,8 @@ void bg__table_unreserve(bg__session_table *t, bg__session *s, size_t bytes)
     pthread_mutex_unlock(&t->mu);
 }
 
-int bg__session_append(bg__session_table *t, bg__session *s, const bg_observation *obs, int force,
-                       bg_err *err)
+int bg__session_append(bg__session_table *t, bg__session *s, const bg_observation *obs,
+                       uint64_t lsn, int force, bg_err *err)
 {
     size_t sz = bg__obs_size(obs);
     int rc = bg__table_reserve(t, s, sz, force, "an observation", err);
@@ -388,7 +389,10 @@ int bg__session_append(bg__session_table *t, bg__session *s, const bg_observatio
         void **bl = h ? realloc(s->blocks, cap * sizeof *bl) : NULL;
         if (bl)
             s->blocks = bl;
-        if (!h || !bl) {
+        uint64_t *ln = bl ? realloc(s->lsn, cap * sizeof *ln) : NULL;
+        if (ln)
+            s->lsn = ln;
+        if (!h || !bl || !ln) {
             bg__table_unreserve(t, s, sz);
             return bg_err_set(err, BG_ENOMEM, "engine: out of memory for observations");
         }
@@ -401,6 +405,7 @@ int bg__session_append(bg__session_table *t, bg__session *s, const bg_observatio
     }
     s->blocks[s->n_obs] = c;
     s->hist[s->n_obs] = *c;
+    s->lsn[s->n_obs] = lsn;
     s->n_obs++;
     pthread_mutex_lock(&t->mu);
     if (s->in_table)
@@ -409,11 +414,28 @@ int bg__session_append(bg__session_table *t, bg__session *s, const bg_observatio
     return BG_OK;
 }
 
+void bg__session_move(bg__session *s, size_t from, size_t to)
+{
+    if (from == to)
+        return;
+    bg_observation h = s->hist[from];
+    void *b = s->blocks[from];
+    uint64_t l = s->lsn[from];
+    memmove(&s->hist[to + 1], &s->hist[to], (from - to) * sizeof *s->hist);
+    memmove(&s->blocks[to + 1], &s->blocks[to], (from - to) * sizeof *s->blocks);
+    memmove(&s->lsn[to + 1], &s->lsn[to], (from - to) * sizeof *s->lsn);
+    s->hist[to] = h;
+    s->blocks[to] = b;
+    s->lsn[to] = l;
+}
+
 void bg__session_pop(bg__session_table *t, bg__session *s)
 {
     if (s->n_obs == 0)
         return;
     s->n_obs--;
+    if (s->settled > s->n_obs)
+        s->settled = s->n_obs;
     bg__table_unreserve(t, s, bg__obs_size(&s->hist[s->n_obs]));
     free(s->blocks[s->n_obs]);
     pthread_mutex_lock(&t->mu);

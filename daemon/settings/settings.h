@@ -84,6 +84,12 @@
       "descriptor's name (built-in plugins live in build/plugins)")                              \
     X(data_dir, "data-dir", "data_dir", STR, "DIR", NULL, "none (memory only)", 0, 0,            \
       "observation store, replayed at start so posteriors survive restarts")                     \
+    X(fleet, "fleet", "fleet", STR, "URL", NULL, "none (this sidecar learns alone)", 0, 0,       \
+      "fleet mode: share observations with every sidecar on redis://[USER@]HOST:PORT/KEY "        \
+      "(a Redis stream; needs --data-dir; docs/FLEET.md)")                                        \
+    X(fleet_password_file, "fleet-password-file", "fleet_password_file", STR, "FILE", NULL,       \
+      "none (no AUTH)", 0, 0,                                                                     \
+      "the Redis password of --fleet (first line; mode 0600), kept off the command line")        \
     X(receipt_key_file, "receipt-key-file", "receipt_key_file", STR, "FILE", NULL,             \
       "<data-dir>/receipt.key, else in memory", 0, 0,                                            \
       "secret key of outcome receipts (32 to 1024 bytes, mode 0600); must exist; without it "    \
