@@ -8,7 +8,7 @@
  *   -> log level -> [--check: validate and exit 0/1] -> plugin host (dlopen
  *   the plugin dir) -> sampled-path trainer -> fleet (--fleet) -> engine (replays --data-dir) ->
  *   receipt key (--receipt-key-file, or made in --data-dir) ->
- *   policy store (loads and validates --policies) -> fleet threads -> metrics registry ->
+ *   policy store (loads and validates --policies) -> metrics registry -> fleet threads ->
  *   loop -> decision log (opens the file) -> gRPC server (binds every
  *   --listen) -> metrics endpoint (binds --metrics-listen; its address
  *   logged before the ready file exists) -> signals, policy watch -> ready
@@ -236,7 +236,8 @@ static int make_fleet(daemon_ctx *d)
 
 static int start_fleet(daemon_ctx *d)
 {
-    if (d->fleet != NULL && bg_fleet_start(d->fleet, d->engine, d->store, &d->err) != BG_OK)
+    if (d->fleet != NULL &&
+        bg_fleet_start(d->fleet, d->engine, d->store, d->metrics, &d->err) != BG_OK)
         return die("%s", d->err.msg);
     return GO_ON;
 }
@@ -338,6 +339,7 @@ static int start_server(daemon_ctx *d)
     ro.loop = d->loop;
     ro.store = d->store;
     ro.engine = d->engine;
+    ro.fleet = d->fleet;
     ro.receipts = d->receipts;
     ro.receipt_ttl_ms = (int64_t)d->s.receipt_ttl_s * 1000;
     ro.plugins = d->host;
@@ -463,8 +465,8 @@ int main(int argc, char **argv)
     STEP(start_engine(&d));
     STEP(load_receipt_key(&d));
     STEP(load_policies(&d));
-    STEP(start_fleet(&d));
     STEP(start_metrics(&d));
+    STEP(start_fleet(&d));
     STEP(start_loop(&d));
     STEP(open_decision_log(&d));
     STEP(start_server(&d));

@@ -37,6 +37,7 @@
 
 #include "common/bg_log.h"
 #include "common/bg_siphash.h"
+#include "metrics/metrics.h"
 
 #define NODE_FILE "fleet.node"
 #define STATE_FILE "fleet.state"
@@ -68,6 +69,7 @@ struct bg_fleet {
     bg_engine_fleet_hooks hooks;
     bg_engine *engine;      /* borrowed */
     bg_policy_store *store; /* borrowed */
+    bg_metrics *metrics;    /* borrowed; NULL: no collector */
 
     pthread_mutex_t mu; /* queue, positions, stop */
     pthread_cond_t cv;
@@ -728,10 +730,49 @@ const bg_engine_fleet_hooks *bg_fleet_hooks(bg_fleet *f)
     return &f->hooks;
 }
 
-int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_err *err)
+static void collect(void *arg, bg_metrics_writer *w)
+{
+    bg_fleet_lag l;
+    bg_fleet_lag_get(arg, &l);
+    bg_metrics_write_family(w, "bayesguard_fleet_pending", BG_METRIC_GAUGE,
+                            "Fleet observations pending: in (read from the stream, not yet "
+                            "applied) and out (stored here, not yet in the stream).");
+    bg_metrics_label in = {"direction", "in"}, out = {"direction", "out"};
+    bg_metrics_write_sample(w, "bayesguard_fleet_pending", &in, 1, (double)l.pending_in);
+    bg_metrics_write_sample(w, "bayesguard_fleet_pending", &out, 1, (double)l.pending_out);
+    bg_metrics_write_family(w, "bayesguard_fleet_lag_seconds", BG_METRIC_GAUGE,
+                            "0 while in sync with the fleet's stream, else the time since "
+                            "this sidecar last was (spec.fleet.max_lag compares with it).");
+    bg_metrics_write_sample(w, "bayesguard_fleet_lag_seconds", NULL, 0, (double)l.lag_ms / 1e3);
+    bg_metrics_write_family(w, "bayesguard_fleet_connected", BG_METRIC_GAUGE,
+                            "1 while the fleet's Redis is reachable, else 0.");
+    bg_metrics_write_sample(w, "bayesguard_fleet_connected", NULL, 0, l.connected ? 1.0 : 0.0);
+    bg_metrics_write_family(w, "bayesguard_fleet_entries_total", BG_METRIC_COUNTER,
+                            "Fleet stream entries since start, by result: shipped (added by "
+                            "this sidecar), applied (a peer's), duplicate (already applied), "
+                            "refused (not applied), revision_mismatch (applied; the peer's "
+                            "model differs).");
+    const struct {
+        const char *result;
+        uint64_t n;
+    } r[] = {{"shipped", l.shipped},
+             {"applied", l.applied},
+             {"duplicate", l.duplicates},
+             {"refused", l.refused},
+             {"revision_mismatch", l.revision_mismatch}};
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        bg_metrics_label lb = {"result", r[i].result};
+        bg_metrics_write_sample(w, "bayesguard_fleet_entries_total", &lb, 1, (double)r[i].n);
+    }
+}
+
+int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_metrics *m, bg_err *err)
 {
     f->engine = e;
     f->store = store;
+    if (m && bg_metrics_add_collector(m, collect, f) != BG_OK)
+        return bg_err_set(err, BG_ENOMEM, "fleet: out of memory registering its metrics");
+    f->metrics = m;
     if (pthread_create(&f->ship_th, NULL, ship_main, f) != 0)
         return bg_err_set(err, BG_EIO, "fleet: cannot start the shipper thread");
     if (pthread_create(&f->read_th, NULL, read_main, f) != 0) {
@@ -740,6 +781,7 @@ int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_err *er
         pthread_cond_broadcast(&f->cv);
         pthread_mutex_unlock(&f->mu);
         pthread_join(f->ship_th, NULL);
+        f->stop = 0;
         return bg_err_set(err, BG_EIO, "fleet: cannot start the reader thread");
     }
     f->started = 1;
@@ -750,6 +792,8 @@ void bg_fleet_destroy(bg_fleet *f)
 {
     if (!f)
         return;
+    if (f->metrics)
+        bg_metrics_remove_collector(f->metrics, collect, f);
     if (f->started) {
         pthread_mutex_lock(&f->mu);
         f->stop = 1;

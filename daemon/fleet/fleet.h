@@ -35,8 +35,16 @@
  * Threads: create/destroy on the main thread; the hooks run on whichever
  * thread stores an observation; lag_get from any thread. Two threads of
  * its own (shipper, reader), each with its own Redis connection.
- * Ownership: the fleet borrows the engine and the policy store given to
- * bg_fleet_start; both must outlive bg_fleet_destroy's return.
+ * Ownership: the fleet borrows the engine, the policy store and the
+ * metrics registry given to bg_fleet_start; each must outlive
+ * bg_fleet_destroy's return.
+ *
+ * Metrics (docs/CONFIG.md `## Metrics`):
+ *   bayesguard_fleet_pending{direction="in"|"out"}  gauge
+ *   bayesguard_fleet_lag_seconds                    gauge
+ *   bayesguard_fleet_connected                      gauge (0 or 1)
+ *   bayesguard_fleet_entries_total{result}          counter: shipped, applied,
+ *     duplicate, refused, revision_mismatch
  */
 #ifndef BG_FLEET_H
 #define BG_FLEET_H
@@ -45,6 +53,7 @@
 
 #include "common/bg_err.h"
 #include "engine/engine.h"
+#include "metrics/metrics.h"
 #include "policy/policy.h"
 
 /* The largest encoded observation taken from the stream. */
@@ -66,9 +75,10 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err);
 /* Borrowed from f: the hooks to put in bg_engine_opts.fleet. */
 const bg_engine_fleet_hooks *bg_fleet_hooks(bg_fleet *f);
 
-/* Starts the shipper and the reader. Redis need not be reachable: both
- * retry with backoff. */
-int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_err *err);
+/* Starts the shipper and the reader, and registers the fleet's metrics
+ * collector in m (NULL: none; m must outlive f). Redis need not be
+ * reachable: both retry with backoff. */
+int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_metrics *m, bg_err *err);
 
 /* Stops the threads (within about a second) and frees f. NULL: no-op. */
 void bg_fleet_destroy(bg_fleet *f);

@@ -107,7 +107,16 @@ static const bg_cfg_entry spec_table[] = {
      .desc = "receipts: Observe needs the Verdict's receipt; open: anyone may report"},
 };
 static const char *const spec_sections[] = {"match", "model", "estimator", "sampler", "features",
-                                            NULL};
+                                            "fleet", NULL};
+
+/* spec.fleet: freshness in fleet mode (docs/FLEET.md). */
+static const bg_cfg_entry fleet_table[] = {
+    {.key = "max_lag", .type = BG_CFGV_STRING, .def = NULL, .offset = OFF(fleet_max_lag),
+     .size = sizeof(((bg__policy_spec *)0)->v.fleet_max_lag), NOCHECK,
+     .desc = "how far behind the fleet a verdict may be: a duration (500ms, 5s, 2m)"},
+    {.key = "on_stale", .type = BG_CFGV_ENUM, .def = "deny", .offset = OFF(fleet_on_stale),
+     .choices = "deny|escalate|allow", .desc = "the decision while more than max_lag behind"},
+};
 
 static const bg_cfg_entry model_table[] = {
     {.key = "plugin", .type = BG_CFGV_STRING, .def = NULL, .offset = OFF(model_plugin),
@@ -184,6 +193,34 @@ static int parse_metadata(const bg_cfg_node *root, bg__policy_spec *s, bg_policy
                            "metadata.name '%s' is not a valid name: use letters, digits, '-', "
                            "'_' and '.'",
                            s->name);
+    return BG_OK;
+}
+
+/* "500ms", "5s", "2m": milliseconds in 1..86400000, else -1. */
+static int64_t duration_ms(const char *t)
+{
+    char *end;
+    double v = strtod(t, &end);
+    double k = !strcmp(end, "ms") ? 1 : !strcmp(end, "s") ? 1000 : !strcmp(end, "m") ? 60000 : 0;
+    if (end == t || k == 0 || !(v * k >= 1) || v * k > 86400000.0)
+        return -1;
+    return (int64_t)(v * k);
+}
+
+static int parse_fleet(const bg_cfg_node *spec, bg__policy_spec *s, bg_policy_errors *errs)
+{
+    const bg_cfg_node *fl = section(spec, "fleet", "spec.fleet", errs, 0);
+    if (!fl)
+        return BG_OK;
+    if (bg_cfg_apply_table(bg__errs_at, errs, fl, fleet_table, N(fleet_table), "spec.fleet.",
+                           NULL, s))
+        return BG_ECONFIG;
+    s->fleet_max_lag_ms = duration_ms(s->v.fleet_max_lag);
+    if (s->fleet_max_lag_ms < 0)
+        return bg__errs_at(errs, bg_cfg_get(fl, "max_lag"),
+                           "spec.fleet.max_lag '%s' is not a duration from 1ms to 24h: write "
+                           "it like 500ms, 5s or 2m",
+                           s->v.fleet_max_lag);
     return BG_OK;
 }
 
@@ -387,6 +424,8 @@ int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *
     else
         s->match_ok = 1;
     if (parse_features(s, spec, errs))
+        rc = BG_ECONFIG;
+    if (parse_fleet(spec, s, errs))
         rc = BG_ECONFIG;
     if (parse_plugins(doc, spec, s, errs))
         rc = BG_ECONFIG;

@@ -45,7 +45,10 @@ typedef struct bg__policy_spec {
         char session[128];
         int64_t priority;
         int outcomes; /* 0 receipts, 1 open */
+        char fleet_max_lag[32];   /* spec.fleet.max_lag as written ("" absent) */
+        int fleet_on_stale;       /* 0 deny, 1 escalate, 2 allow */
     } v;
+    int64_t fleet_max_lag_ms;     /* parse_fleet: 0 no freshness required */
     bg_session_key session_key;
     const char *session_attr;     /* into v.session */
     int session_two_level;    /* peer.<...>/context.session */

@@ -136,6 +136,21 @@ void bg__svc_status(bg__rpc_call *c)
     out.engine_bytes = es.bytes;
     out.observations_refused = es.store_refused;
     out.observation_log_broken = es.store_broken != 0;
+    Bayesguard__V1__FleetStatus fs = BAYESGUARD__V1__FLEET_STATUS__INIT;
+    if (s->opts.fleet != NULL) {
+        bg_fleet_lag fl;
+        bg_fleet_lag_get(s->opts.fleet, &fl);
+        fs.pending_in = fl.pending_in;
+        fs.pending_out = fl.pending_out;
+        fs.lag_ms = fl.lag_ms;
+        fs.connected = fl.connected != 0;
+        fs.shipped = fl.shipped;
+        fs.applied = fl.applied;
+        fs.duplicates = fl.duplicates;
+        fs.refused = fl.refused;
+        fs.revision_mismatch = fl.revision_mismatch;
+        out.fleet = &fs;
+    }
     out.uptime_s = (double)(bg_now_ns() - s->started_ns) / 1e9;
     if (s->opts.plugins != NULL)
         out.plugin_errors =

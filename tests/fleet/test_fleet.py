@@ -210,6 +210,49 @@ def test_redis_down_loses_nothing_applies_nothing_twice():
             converged(ds, counts)
 
 
+FRESH = POLICY.replace("name: fl}", "name: fresh}").replace('tools: ["t"]', 'tools: ["f"]') \
+    .replace("threshold: 0.5", "threshold: 1") + \
+    "  fleet: {max_lag: 300ms, on_stale: deny}\n"
+
+
+def test_on_stale_deny_while_stale_and_recovers():
+    with fleet_env() as (tmp, r, pol):
+        with open(os.path.join(pol, "fresh.yaml"), "w") as f:
+            f.write(FRESH)
+        with sidecar(tmp, "a", pol, r) as a:
+            def verdict():
+                return a.evaluate(guard_pb2.EvaluateRequest(
+                    action=guard_pb2.Action(tool="f"), context=guard_pb2.Context(session="x")))
+            wait_for(lambda: verdict().fleet_lag_ms == 0, 10, "in sync with the stream")
+            v = verdict()
+            assert not v.fleet_stale and v.fleet_lag_ms == 0, v
+            st = a.call("Status", guard_pb2.StatusRequest())
+            assert st.HasField("fleet") and st.fleet.connected, st.fleet
+            r.stop()
+            wait_for(lambda: verdict().fleet_stale, 10, "a stale verdict")
+            v = verdict()
+            assert v.decision == guard_pb2.DENY and v.fleet_lag_ms > 300 and not v.receipt, v
+            # a policy without spec.fleet reports the lag and decides on its bound
+            vt = ev(a, "x")
+            assert not vt.fleet_stale and vt.fleet_lag_ms > 300, vt
+            a.call("Observe", obs("x", False))  # acknowledged while stale
+            assert a.call("Status", guard_pb2.StatusRequest()).fleet.pending_out == 1
+            r.start()
+            wait_for(lambda: not verdict().fleet_stale, 10, "fresh again")
+            assert verdict().decision == guard_pb2.ALLOW
+            wait_for(lambda: a.call("Status", guard_pb2.StatusRequest()).fleet.pending_out == 0,
+                     10, "the outbox shipped")
+            assert r.cmd("XLEN", "fleet") == b":1\r\n", r.cmd("XLEN", "fleet")
+    # spec.fleet is checked like the rest of the schema
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "bad.yaml"), "w") as f:
+            f.write(FRESH.replace("300ms", "5 parsecs"))
+        out = subprocess.run([bgtest.CLI, "check", d, "--plugins", bgtest.PLUGIN_DIR],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and "spec.fleet.max_lag '5 parsecs'" in out.stdout + \
+            out.stderr, out
+
+
 def test_kill9_loop_during_observe_stream():
     rounds = int(os.environ.get("BG_FLEET_KILL_ROUNDS", "50"))
     acked = 0
@@ -256,4 +299,5 @@ def test_kill9_loop_during_observe_stream():
 if __name__ == "__main__":
     bgtest.main([test_outcome_reaches_the_others_and_1000_converge,
                  test_redis_down_loses_nothing_applies_nothing_twice,
+                 test_on_stale_deny_while_stale_and_recovers,
                  test_kill9_loop_during_observe_stream])
