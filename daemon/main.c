@@ -227,8 +227,11 @@ static int make_fleet(daemon_ctx *d)
 {
     if (d->s.fleet == NULL)
         return GO_ON;
-    bg_fleet_opts fo = {
-        .url = d->s.fleet, .password_file = d->s.fleet_password_file, .data_dir = d->s.data_dir};
+    bg_fleet_opts fo = {.url = d->s.fleet,
+                        .password_file = d->s.fleet_password_file,
+                        .data_dir = d->s.data_dir,
+                        .maxlen = (uint64_t)d->s.fleet_maxlen,
+                        .snapshot_every = (uint64_t)d->s.fleet_snapshot_every};
     if (bg_fleet_create(&fo, &d->fleet, &d->err) != BG_OK)
         return die("%s", d->err.msg);
     return GO_ON;

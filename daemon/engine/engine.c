@@ -783,6 +783,32 @@ int bg_engine_fleet_settle(bg_engine *e, const char *guard_name, const char *ses
     return rc;
 }
 
+typedef struct export_ctx {
+    bg_engine_export_cb cb;
+    void *ctx;
+} export_ctx;
+
+static int export_session(void *arg, bg__session *s)
+{
+    export_ctx *x = arg;
+    int rc = BG_OK;
+    pthread_rwlock_rdlock(&s->lock);
+    for (size_t i = 0; i < s->settled && rc == BG_OK; i++) {
+        uint8_t *rec = NULL;
+        size_t len = bg__obs_encode(s->guard, s->id, &s->hist[i], &rec);
+        rc = len ? x->cb(x->ctx, s->lsn[i], s->guard, s->id, rec, len) : BG_ENOMEM;
+        free(rec);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int bg_engine_fleet_export(bg_engine *e, bg_engine_export_cb cb, void *ctx)
+{
+    export_ctx x = {cb, ctx};
+    return bg__table_each(e->table, export_session, &x);
+}
+
 /* -------------------------------------------------------------- reading */
 
 int bg_engine_summary(bg_engine *e, const bg_guard *g, const char *session,

@@ -336,4 +336,14 @@ int bg_engine_fleet_apply(bg_engine *e, const bg_guard *g, const char *fid, cons
  * when the session holds no such record (forgotten, or never stored). */
 int bg_engine_fleet_settle(bg_engine *e, const char *guard_name, const char *session, uint64_t lsn);
 
+/* The fleet's snapshot (docs/FLEET.md, bootstrap): cb for every settled
+ * observation of every session, in each session's stream order, with its
+ * record number and encoding (as the stored hook gives them; no receipt).
+ * Each session is read under its lock; the caller keeps the settled
+ * prefixes still (the fleet's reader thread is the one that settles). A
+ * cb error stops the export and is returned. */
+typedef int (*bg_engine_export_cb)(void *ctx, uint64_t lsn, const char *guard, const char *session,
+                                   const uint8_t *rec, size_t len);
+int bg_engine_fleet_export(bg_engine *e, bg_engine_export_cb cb, void *ctx);
+
 #endif

@@ -215,6 +215,29 @@ void bg__table_release(bg__session_table *t, bg__session *s)
         session_free(s);
 }
 
+int bg__table_each(bg__session_table *t, int (*fn)(void *ctx, bg__session *s), void *ctx)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = 0, cap = t->sessions;
+    bg__session **all = malloc((cap ? cap : 1) * sizeof *all);
+    for (size_t b = 0; all && b < BUCKETS; b++)
+        for (bg__session *s = t->buckets[b]; s && n < cap; s = s->next) {
+            s->refs++;
+            all[n++] = s;
+        }
+    pthread_mutex_unlock(&t->mu);
+    if (!all)
+        return BG_ENOMEM;
+    int rc = BG_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == BG_OK)
+            rc = fn(ctx, all[i]);
+        bg__table_release(t, all[i]);
+    }
+    free(all);
+    return rc;
+}
+
 int bg__table_remove(bg__session_table *t, const char *guard, const char *id)
 {
     uint64_t h = key_hash(t, guard, id);

@@ -126,6 +126,10 @@ void bg__table_destroy(bg__session_table *t);
 int bg__table_get(bg__session_table *t, const char *guard, const char *id, int create,
                   const char *owner, bg__session **out, bg_err *err);
 void bg__table_release(bg__session_table *t, bg__session *s);
+/* fn for every session in the table now (each held by a reference while
+ * fn runs, no lock held: fn takes s->lock); stops at the first non-OK
+ * return and returns it. BG_ENOMEM when the list cannot be made. */
+int bg__table_each(bg__session_table *t, int (*fn)(void *ctx, bg__session *s), void *ctx);
 /* Take the session out of the table; freed when its last reference goes. */
 int bg__table_remove(bg__session_table *t, const char *guard, const char *id);
 

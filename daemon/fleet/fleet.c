@@ -66,6 +66,8 @@ struct bg_fleet {
     char password[512]; /* "" : no AUTH */
     char dir[4096];
     char node[17];
+    uint64_t maxlen, snapshot_every;
+    char snap_key[300]; /* <key>:snapshot */
     bg_engine_fleet_hooks hooks;
     bg_engine *engine;      /* borrowed */
     bg_policy_store *store; /* borrowed */
@@ -426,9 +428,18 @@ static size_t ship_batch(bg_fleet *f, redisContext *c, outbox_item **items, size
         char fid[64], rev[32];
         snprintf(fid, sizeof fid, "%s-%" PRIu64, f->node, it->lsn);
         policy_revision(f, it->policy, rev, sizeof rev);
-        const char *argv[] = {"XADD",
-                              f->key,
-                              "*",
+        char maxlen[32];
+        snprintf(maxlen, sizeof maxlen, "%" PRIu64, f->maxlen);
+        /* XADD KEY [MAXLEN ~ N] * id .. policy .. revision .. session .. obs .. origin .. */
+        const char *argv[18] = {"XADD", f->key};
+        size_t argl[18];
+        int k = 2;
+        if (f->maxlen) {
+            argv[k++] = "MAXLEN";
+            argv[k++] = "~";
+            argv[k++] = maxlen;
+        }
+        const char *rest[] = {"*",
                               "id",
                               fid,
                               "policy",
@@ -441,11 +452,11 @@ static size_t ship_batch(bg_fleet *f, redisContext *c, outbox_item **items, size
                               (const char *)it->rec,
                               "origin",
                               f->node};
-        size_t argl[15];
-        for (int k = 0; k < 15; k++)
-            argl[k] = strlen(argv[k]);
-        argl[12] = it->len;
-        if (redisAppendCommandArgv(c, 15, argv, argl) != REDIS_OK)
+        for (size_t j = 0; j < sizeof rest / sizeof rest[0]; j++)
+            argv[k++] = rest[j];
+        for (int j = 0; j < k; j++)
+            argl[j] = argv[j] == (const char *)it->rec ? it->len : strlen(argv[j]);
+        if (redisAppendCommandArgv(c, k, argv, argl) != REDIS_OK)
             return 0;
     }
     size_t ok = 0;
@@ -570,6 +581,51 @@ static void refuse(bg_fleet *f, const char *sid, const char *what)
     BG_WARN("fleet", "stream entry %s: %s (not applied; counted in fleet refused)", sid, what);
 }
 
+/* One observation of the stream (or of the snapshot), by the rules of
+ * fleet.h's inbox. revision may be NULL (the snapshot carries none). */
+static void apply_one(bg_fleet *f, const entry *en)
+{
+    uint64_t lsn;
+    /* Our own: "<node>-<lsn>". */
+    if (strlen(en->id) > 17 && strncmp(en->id, f->node, 16) == 0 && en->id[16] == '-') {
+        char *end;
+        unsigned long long v = strtoull(en->id + 17, &end, 10);
+        if (*end == 0)
+            (void)bg_engine_fleet_settle(f->engine, en->policy, en->session, v);
+        return;
+    }
+    if (map_get(f, en->id, &lsn)) {
+        atomic_fetch_add(&f->dup_n, 1);
+        (void)bg_engine_fleet_settle(f->engine, en->policy, en->session, lsn);
+        return;
+    }
+    if (en->obs_len > BG_FLEET_RECORD_MAX) {
+        refuse(f, en->sid, "observation larger than BG_FLEET_RECORD_MAX");
+        return;
+    }
+    bg_policy_set *set = bg_policy_store_acquire(f->store);
+    const bg_policy *p = bg_policy_set_find(set, en->policy);
+    char msg[600];
+    if (!p || p->builtin) {
+        snprintf(msg, sizeof msg, "no policy \"%.200s\" here (roll policies out to every sidecar)",
+                 en->policy);
+        refuse(f, en->sid, msg);
+    } else {
+        char rev[32];
+        snprintf(rev, sizeof rev, "%016" PRIx64, p->guard.model_key);
+        if (en->revision && strcmp(en->revision, rev) != 0)
+            atomic_fetch_add(&f->mismatch_n, 1);
+        bg_err err;
+        bg_err_clear(&err);
+        if (bg_engine_fleet_apply(f->engine, &p->guard, en->id, (const uint8_t *)en->obs,
+                                  en->obs_len, &err) == BG_OK)
+            atomic_fetch_add(&f->applied_n, 1);
+        else
+            refuse(f, en->sid, err.msg);
+    }
+    bg_policy_set_unref(set);
+}
+
 static void apply_entry(bg_fleet *f, const redisReply *raw)
 {
     entry en;
@@ -582,45 +638,207 @@ static void apply_entry(bg_fleet *f, const redisReply *raw)
                "not a bayesguard observation (fields id, policy, session, obs, origin)");
         return;
     }
-    uint64_t lsn;
-    /* Our own: "<node>-<lsn>". */
-    if (strlen(en.id) > 17 && strncmp(en.id, f->node, 16) == 0 && en.id[16] == '-') {
-        char *end;
-        unsigned long long v = strtoull(en.id + 17, &end, 10);
-        if (*end == 0)
-            (void)bg_engine_fleet_settle(f->engine, en.policy, en.session, v);
-        return;
+    apply_one(f, &en);
+}
+
+/* ------------------------------------------------------------ snapshot */
+
+#define SNAP_MAGIC "BGFSNAP1"
+
+typedef struct snap_buf {
+    bg_fleet *f;
+    uint8_t *p;
+    size_t len, cap;
+    uint64_t *rev_lsn; /* peers' observations: lsn -> fid, sorted by lsn */
+    char **rev_fid;
+    size_t n_rev;
+} snap_buf;
+
+static int snap_put(snap_buf *b, const void *d, size_t n)
+{
+    if (b->len + n + 4 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 4)
+            cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q)
+            return BG_ENOMEM;
+        b->p = q;
+        b->cap = cap;
     }
-    if (map_get(f, en.id, &lsn)) {
-        atomic_fetch_add(&f->dup_n, 1);
-        (void)bg_engine_fleet_settle(f->engine, en.policy, en.session, lsn);
-        return;
-    }
-    if (en.obs_len > BG_FLEET_RECORD_MAX) {
-        refuse(f, en.sid, "observation larger than BG_FLEET_RECORD_MAX");
-        return;
-    }
-    bg_policy_set *set = bg_policy_store_acquire(f->store);
-    const bg_policy *p = bg_policy_set_find(set, en.policy);
-    char msg[600];
-    if (!p || p->builtin) {
-        snprintf(msg, sizeof msg, "no policy \"%.200s\" here (roll policies out to every sidecar)",
-                 en.policy);
-        refuse(f, en.sid, msg);
-    } else {
-        char rev[32];
-        snprintf(rev, sizeof rev, "%016" PRIx64, p->guard.model_key);
-        if (!en.revision || strcmp(en.revision, rev) != 0)
-            atomic_fetch_add(&f->mismatch_n, 1);
-        bg_err err;
-        bg_err_clear(&err);
-        if (bg_engine_fleet_apply(f->engine, &p->guard, en.id, (const uint8_t *)en.obs, en.obs_len,
-                                  &err) == BG_OK)
-            atomic_fetch_add(&f->applied_n, 1);
+    uint32_t l = (uint32_t)n;
+    for (int i = 0; i < 4; i++)
+        b->p[b->len++] = (uint8_t)(l >> (8 * i));
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    return BG_OK;
+}
+
+static int snap_obs(void *ctx, uint64_t lsn, const char *guard, const char *session,
+                    const uint8_t *rec, size_t len)
+{
+    snap_buf *b = ctx;
+    char own[64];
+    const char *fid = NULL;
+    size_t lo = 0, hi = b->n_rev;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (b->rev_lsn[mid] < lsn)
+            lo = mid + 1;
         else
-            refuse(f, en.sid, err.msg);
+            hi = mid;
     }
-    bg_policy_set_unref(set);
+    if (lo < b->n_rev && b->rev_lsn[lo] == lsn)
+        fid = b->rev_fid[lo];
+    else {
+        snprintf(own, sizeof own, "%s-%" PRIu64, b->f->node, lsn);
+        fid = own;
+    }
+    int rc = snap_put(b, fid, strlen(fid));
+    if (rc == BG_OK)
+        rc = snap_put(b, guard, strlen(guard));
+    if (rc == BG_OK)
+        rc = snap_put(b, session, strlen(session));
+    if (rc == BG_OK)
+        rc = snap_put(b, rec, len);
+    return rc;
+}
+
+static int cmp_slot(const void *a, const void *b)
+{
+    const map_slot *x = a, *y = b;
+    return x->lsn < y->lsn ? -1 : x->lsn > y->lsn;
+}
+
+/* The reverse of the applied set, sorted by lsn (borrowing its strings:
+ * the map only grows, under map_mu, and the reader is what grows it). */
+static int snap_reverse(bg_fleet *f, snap_buf *b)
+{
+    pthread_mutex_lock(&f->map_mu);
+    map_slot *v = malloc((f->n_used ? f->n_used : 1) * sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; v && i < f->n_slots; i++)
+        if (f->slots[i].fid)
+            v[n++] = f->slots[i];
+    pthread_mutex_unlock(&f->map_mu);
+    if (!v)
+        return BG_ENOMEM;
+    qsort(v, n, sizeof *v, cmp_slot);
+    b->rev_lsn = malloc((n ? n : 1) * sizeof *b->rev_lsn);
+    b->rev_fid = malloc((n ? n : 1) * sizeof *b->rev_fid);
+    for (size_t i = 0; b->rev_lsn && b->rev_fid && i < n; i++) {
+        b->rev_lsn[i] = v[i].lsn;
+        b->rev_fid[i] = v[i].fid;
+    }
+    b->n_rev = n;
+    free(v);
+    return b->rev_lsn && b->rev_fid ? BG_OK : BG_ENOMEM;
+}
+
+/* Replace KEYS[1] with (id, data) only when id is newer than its own. */
+static const char SNAP_SET_LUA[] =
+    "local cur = redis.call('HGET', KEYS[1], 'id')\n"
+    "if cur then\n"
+    "  local a1, a2 = string.match(cur, '(%d+)-(%d+)')\n"
+    "  local b1, b2 = string.match(ARGV[1], '(%d+)-(%d+)')\n"
+    "  a1, a2, b1, b2 = tonumber(a1), tonumber(a2), tonumber(b1), tonumber(b2)\n"
+    "  if b1 < a1 or (b1 == a1 and b2 <= a2) then return 0 end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'id', ARGV[1], 'data', ARGV[2])\n"
+    "return 1\n";
+
+/* Publish what is settled now as the snapshot covering stream id `id`
+ * (reader thread, between batches: nothing settles meanwhile). */
+static void snapshot_publish(bg_fleet *f, redisContext *c, const char *id)
+{
+    snap_buf b = {.f = f};
+    int rc = snap_reverse(f, &b);
+    if (rc == BG_OK && (rc = snap_put(&b, SNAP_MAGIC, 8)) == BG_OK)
+        rc = bg_engine_fleet_export(f->engine, snap_obs, &b);
+    if (rc == BG_OK) {
+        const char *argv[] = {"EVAL", SNAP_SET_LUA, "1", f->snap_key, id, (const char *)b.p};
+        size_t argl[] = {4, strlen(SNAP_SET_LUA), 1, strlen(f->snap_key), strlen(id), b.len};
+        redisReply *r = redisCommandArgv(c, 6, argv, argl);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            BG_WARN("fleet", "publishing the snapshot at %s: %s", id,
+                    r ? r->str : "connection lost");
+        else
+            BG_INFO("fleet", "snapshot at %s: %zu bytes%s", id, b.len,
+                    r->type == REDIS_REPLY_INTEGER && r->integer == 0 ? " (a newer one is there)"
+                                                                      : "");
+        if (r)
+            freeReplyObject(r);
+    } else
+        BG_WARN("fleet", "snapshot at %s: out of memory (not published)", id);
+    free(b.p);
+    free(b.rev_lsn);
+    free(b.rev_fid);
+}
+
+static int snap_get(const uint8_t *p, size_t len, size_t *off, const char **s, size_t *n)
+{
+    if (len - *off < 4)
+        return -1;
+    uint32_t l = (uint32_t)p[*off] | (uint32_t)p[*off + 1] << 8 | (uint32_t)p[*off + 2] << 16 |
+                 (uint32_t)p[*off + 3] << 24;
+    *off += 4;
+    if (len - *off < l)
+        return -1;
+    *s = (const char *)p + *off;
+    *n = l;
+    *off += l;
+    return 0;
+}
+
+/* Apply the published snapshot, if any (reader thread, before its first
+ * XREAD). Returns how many observations it held; -1 on a malformed one. */
+static long snapshot_apply(bg_fleet *f, redisContext *c)
+{
+    redisReply *r = redisCommand(c, "HMGET %s id data", f->snap_key);
+    long n = 0;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_STRING) {
+        if (r)
+            freeReplyObject(r);
+        return 0;
+    }
+    const uint8_t *p = (const uint8_t *)r->element[1]->str;
+    size_t len = r->element[1]->len, off = 0;
+    const char *magic;
+    size_t ml;
+    if (snap_get(p, len, &off, &magic, &ml) != 0 || ml != 8 || memcmp(magic, SNAP_MAGIC, 8)) {
+        refuse(f, f->snap_key, "not a bayesguard fleet snapshot (magic " SNAP_MAGIC ")");
+        freeReplyObject(r);
+        return -1;
+    }
+    char sid[300];
+    snprintf(sid, sizeof sid, "%s@%s", f->snap_key,
+             r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "?");
+    /* strings are not NUL-terminated inside the blob: copy the short ones */
+    char fid[256], pol[256], ses[1024];
+    while (off < len) {
+        const char *a, *b2, *c2, *d;
+        size_t al, bl, cl, dl;
+        if (snap_get(p, len, &off, &a, &al) || snap_get(p, len, &off, &b2, &bl) ||
+            snap_get(p, len, &off, &c2, &cl) || snap_get(p, len, &off, &d, &dl) ||
+            al >= sizeof fid || bl >= sizeof pol || cl >= sizeof ses) {
+            refuse(f, sid, "snapshot cut short or a field too long");
+            n = -1;
+            break;
+        }
+        memcpy(fid, a, al);
+        fid[al] = 0;
+        memcpy(pol, b2, bl);
+        pol[bl] = 0;
+        memcpy(ses, c2, cl);
+        ses[cl] = 0;
+        entry en = {.sid = sid, .id = fid, .policy = pol, .session = ses, .obs = d, .obs_len = dl};
+        apply_one(f, &en);
+        n++;
+    }
+    BG_INFO("fleet", "bootstrap: applied the snapshot %s (%ld observations)", sid, n);
+    freeReplyObject(r);
+    return n;
 }
 
 static void *read_main(void *arg)
@@ -632,6 +850,8 @@ static void *read_main(void *arg)
     /* From the beginning of what is retained: restores every session's
      * stream order (fleet.h, inbox); applied ids are only settled. */
     char from[64] = "0-0";
+    int booted = 0;
+    uint64_t since_snap = 0;
     while (!stopping(f)) {
         if (!c && !(c = connect_redis(f, "reader", &warned))) {
             atomic_store(&f->read_up, 0);
@@ -643,6 +863,10 @@ static void *read_main(void *arg)
         }
         atomic_store(&f->read_up, 1);
         backoff = 50;
+        if (!booted) {
+            (void)snapshot_apply(f, c);
+            booted = 1;
+        }
         redisReply *r = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", READ_COUNT,
                                      READ_BLOCK_MS, f->key, from);
         if (!r || r->type == REDIS_REPLY_ERROR) {
@@ -679,6 +903,11 @@ static void *read_main(void *arg)
             pthread_mutex_unlock(&f->mu);
         }
         freeReplyObject(r);
+        since_snap += n;
+        if (since_snap >= f->snapshot_every) {
+            snapshot_publish(f, c, from);
+            since_snap = 0;
+        }
         if (n < READ_COUNT) {
             atomic_store(&f->caught_up_ms, mono_ms());
             atomic_store(&f->in_sync, 1);
@@ -704,7 +933,10 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
     pthread_cond_init(&f->cv, NULL);
     pthread_mutex_init(&f->map_mu, NULL);
     snprintf(f->dir, sizeof f->dir, "%s", opts->data_dir);
+    f->maxlen = opts->maxlen;
+    f->snapshot_every = opts->snapshot_every ? opts->snapshot_every : 10000;
     int rc = parse_url(f, opts->url, err);
+    snprintf(f->snap_key, sizeof f->snap_key, "%s:snapshot", f->key);
     if (rc == BG_OK && opts->password_file)
         rc = read_password(f, opts->password_file, err);
     if (rc == BG_OK && bg_siphash_key_random(f->map_key) != BG_OK)

@@ -27,6 +27,15 @@
  *            from its beginning (what is retained) to restore the stream
  *            order of every session; <data-dir>/fleet.state's "last ID"
  *            says where new entries began.
+ *   snapshot every snapshot_every entries read, the reader publishes
+ *            <KEY>:snapshot (a hash: id = the last stream id it covers,
+ *            data = every settled observation in stream order: magic
+ *            "BGFSNAP1", then per observation str fid | str policy |
+ *            str session | str record, str = u32 LE length + bytes),
+ *            replacing it only when its id is newer (a Lua script). At
+ *            start the reader applies the snapshot (same rules as entries)
+ *            before reading the stream, so entries trimmed by MAXLEN are
+ *            not missed; entries the snapshot covers are settled no-ops.
  *   lag      bg_fleet_lag_get: observations pending out (not yet in the
  *            stream) and in (read, not yet applied), and lag_ms, how long
  *            ago this sidecar last knew it had everything the stream held
@@ -63,6 +72,8 @@ typedef struct bg_fleet_opts {
     const char *url;           /* redis://[USER@]HOST:PORT/KEY */
     const char *password_file; /* NULL: no AUTH */
     const char *data_dir;      /* required */
+    uint64_t maxlen;           /* XADD MAXLEN ~ maxlen; 0: no trim */
+    uint64_t snapshot_every;   /* publish the snapshot after this many entries; 0: 10000 */
 } bg_fleet_opts;
 
 typedef struct bg_fleet bg_fleet;

@@ -68,7 +68,9 @@ class Redis:
         self.log = open(os.path.join(self.tmp, "redis-%d.log" % time.monotonic_ns()), "wb")
         self.proc = subprocess.Popen(
             [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.tmp], stdout=self.log, stderr=subprocess.STDOUT)
+             "--appendonly", "no", "--dir", self.tmp,
+             # small stream nodes, so that MAXLEN ~ N trims close to N
+             "--stream-node-max-entries", "10"], stdout=self.log, stderr=subprocess.STDOUT)
 
         def up():
             if self.proc.poll() is not None:
@@ -117,11 +119,11 @@ def policies(tmp):
     return pol
 
 
-def sidecar(tmp, name, pol, redis, key="fleet"):
+def sidecar(tmp, name, pol, redis, key="fleet", args=()):
     data = os.path.join(tmp, "data-" + name)
     os.makedirs(data, exist_ok=True)
     return Daemon(policies=pol, args=["--data-dir", data, "--fleet",
-                                      "redis://127.0.0.1:%d/%s" % (redis.port, key)])
+                                      "redis://127.0.0.1:%d/%s" % (redis.port, key)] + list(args))
 
 
 def obs(session, harmed):
@@ -253,6 +255,25 @@ def test_on_stale_deny_while_stale_and_recovers():
             out.stderr, out
 
 
+def test_new_sidecar_bootstraps_from_the_snapshot_after_trim():
+    with fleet_env() as (tmp, r, pol):
+        trim = ["--fleet-maxlen", "40", "--fleet-snapshot-every", "16"]
+        with sidecar(tmp, "a", pol, r, args=trim) as a, sidecar(tmp, "b", pol, r, args=trim) as b:
+            counts = {"t0": 0, "t1": 0, "t2": 0}
+            for i in range(300):
+                s = "t%d" % (i % 3)
+                counts[s] += 1
+                (a, b)[i % 2].call("Observe", obs(s, i % 6 == 0))
+            converged([a, b], counts)
+            xlen = int(r.cmd("XLEN", "fleet")[1:].split(b"\r")[0])
+            assert xlen < 150, "stream not trimmed: %d entries" % xlen
+            with sidecar(tmp, "late", pol, r, args=trim) as late:
+                converged([a, b, late], counts)
+                assert "bootstrap: applied the snapshot" in late.log(), late.log_text_tail()
+            print("300 observations, stream trimmed to %d entries; a new sidecar converged "
+                  "from the snapshot" % xlen)
+
+
 def test_kill9_loop_during_observe_stream():
     rounds = int(os.environ.get("BG_FLEET_KILL_ROUNDS", "50"))
     acked = 0
@@ -300,4 +321,5 @@ if __name__ == "__main__":
     bgtest.main([test_outcome_reaches_the_others_and_1000_converge,
                  test_redis_down_loses_nothing_applies_nothing_twice,
                  test_on_stale_deny_while_stale_and_recovers,
+                 test_new_sidecar_bootstraps_from_the_snapshot_after_trim,
                  test_kill9_loop_during_observe_stream])
