@@ -774,8 +774,8 @@ int bg_engine_fleet_settle(bg_engine *e, const char *guard_name, const char *ses
     pthread_rwlock_wrlock(&s->lock);
     for (size_t i = 0; i < s->n_obs; i++)
         if (s->lsn[i] == lsn) {
+            rc = i < s->settled ? BG_EEXIST : BG_OK;
             settle_at(e, s, i);
-            rc = BG_OK;
             break;
         }
     pthread_rwlock_unlock(&s->lock);

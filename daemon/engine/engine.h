@@ -208,7 +208,10 @@ typedef struct bg_obs_receipt {
  * same per-observation arithmetic (session.h) — so once every observation
  * is settled, every sidecar holds the same history in the same order and
  * bit-identical posteriors. */
-#define BG_OBS_RECEIPT_FLEET 0x80000000u
+/* rc->flags bit of a peer's observation (the log keeps a receipt's flags
+ * in one byte: the top bit is the fleet's; receipt.h's BG_RECEIPT_* flags
+ * stay below it). */
+#define BG_OBS_RECEIPT_FLEET 0x80u
 
 typedef struct bg_engine_fleet_hooks {
     void *ctx;
@@ -332,8 +335,9 @@ int bg_engine_fleet_apply(bg_engine *e, const bg_guard *g, const char *fid, cons
                           size_t len, bg_err *err);
 
 /* The stream handed back record lsn of policy guard_name's session: move it
- * to the settled position (no-op when it is settled already). BG_ENOTFOUND
- * when the session holds no such record (forgotten, or never stored). */
+ * to the settled position. BG_OK when it was settled now, BG_EEXIST when it
+ * was settled already (nothing changed), BG_ENOTFOUND when the session
+ * holds no such record (forgotten, or never stored). */
 int bg_engine_fleet_settle(bg_engine *e, const char *guard_name, const char *session, uint64_t lsn);
 
 /* The fleet's snapshot (docs/FLEET.md, bootstrap): cb for every settled

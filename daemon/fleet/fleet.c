@@ -41,6 +41,7 @@
 
 #define NODE_FILE "fleet.node"
 #define STATE_FILE "fleet.state"
+#define ORDER_FILE "fleet.order"
 #define READ_COUNT 256
 #define READ_BLOCK_MS 200
 #define SHIP_BATCH 256
@@ -67,6 +68,7 @@ struct bg_fleet {
     char dir[4096];
     char node[17];
     uint64_t maxlen, snapshot_every;
+    int order_fd;       /* fleet.order: the settle journal, appended by the reader */
     char snap_key[300]; /* <key>:snapshot */
     bg_engine_fleet_hooks hooks;
     bg_engine *engine;      /* borrowed */
@@ -581,6 +583,71 @@ static void refuse(bg_fleet *f, const char *sid, const char *what)
     BG_WARN("fleet", "stream entry %s: %s (not applied; counted in fleet refused)", sid, what);
 }
 
+/* The settle journal (fleet.order): one record per observation as it
+ * joins a session's settled prefix, so a restart restores the stream order
+ * even when Redis no longer holds those entries (restarted empty, or
+ * trimmed). Record: u64 LE lsn | u32 LE len | policy | u32 LE len |
+ * session. One write(2) each, no fsync: a tail lost in a crash is
+ * re-settled from the stream when it is still there. */
+static void order_append(bg_fleet *f, uint64_t lsn, const char *policy, const char *session)
+{
+    size_t pl = strlen(policy), sl = strlen(session);
+    uint8_t *b = malloc(16 + pl + sl);
+    if (!b)
+        return;
+    size_t o = 0;
+    for (int i = 0; i < 8; i++)
+        b[o++] = (uint8_t)(lsn >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        b[o++] = (uint8_t)((uint32_t)pl >> (8 * i));
+    memcpy(b + o, policy, pl);
+    o += pl;
+    for (int i = 0; i < 4; i++)
+        b[o++] = (uint8_t)((uint32_t)sl >> (8 * i));
+    memcpy(b + o, session, sl);
+    o += sl;
+    if (write(f->order_fd, b, o) != (ssize_t)o)
+        BG_WARN("fleet", "%s/%s: %s (the order is restored from the stream at restart)", f->dir,
+                ORDER_FILE, strerror(errno));
+    free(b);
+}
+
+static uint64_t le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Settle every journaled observation in its order (start, before the
+ * reader runs). A cut-short last record is ignored. */
+static void order_replay(bg_fleet *f)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", f->dir, ORDER_FILE);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return;
+    uint8_t hdr[12];
+    char pol[256], ses[1024];
+    uint64_t n = 0;
+    while (fread(hdr, 1, 12, fp) == 12) {
+        uint64_t lsn = le(hdr, 8);
+        size_t pl = (size_t)le(hdr + 8, 4), sl;
+        uint8_t l4[4];
+        if (pl >= sizeof pol || fread(pol, 1, pl, fp) != pl || fread(l4, 1, 4, fp) != 4 ||
+            (sl = (size_t)le(l4, 4)) >= sizeof ses || fread(ses, 1, sl, fp) != sl)
+            break;
+        pol[pl] = 0;
+        ses[sl] = 0;
+        (void)bg_engine_fleet_settle(f->engine, pol, ses, lsn);
+        n++;
+    }
+    fclose(fp);
+    BG_INFO("fleet", "stream order restored for %" PRIu64 " observations from %s", n, path);
+}
+
 /* One observation of the stream (or of the snapshot), by the rules of
  * fleet.h's inbox. revision may be NULL (the snapshot carries none). */
 static void apply_one(bg_fleet *f, const entry *en)
@@ -590,13 +657,14 @@ static void apply_one(bg_fleet *f, const entry *en)
     if (strlen(en->id) > 17 && strncmp(en->id, f->node, 16) == 0 && en->id[16] == '-') {
         char *end;
         unsigned long long v = strtoull(en->id + 17, &end, 10);
-        if (*end == 0)
-            (void)bg_engine_fleet_settle(f->engine, en->policy, en->session, v);
+        if (*end == 0 && bg_engine_fleet_settle(f->engine, en->policy, en->session, v) == BG_OK)
+            order_append(f, v, en->policy, en->session);
         return;
     }
     if (map_get(f, en->id, &lsn)) {
         atomic_fetch_add(&f->dup_n, 1);
-        (void)bg_engine_fleet_settle(f->engine, en->policy, en->session, lsn);
+        if (bg_engine_fleet_settle(f->engine, en->policy, en->session, lsn) == BG_OK)
+            order_append(f, lsn, en->policy, en->session);
         return;
     }
     if (en->obs_len > BG_FLEET_RECORD_MAX) {
@@ -618,9 +686,11 @@ static void apply_one(bg_fleet *f, const entry *en)
         bg_err err;
         bg_err_clear(&err);
         if (bg_engine_fleet_apply(f->engine, &p->guard, en->id, (const uint8_t *)en->obs,
-                                  en->obs_len, &err) == BG_OK)
+                                  en->obs_len, &err) == BG_OK) {
             atomic_fetch_add(&f->applied_n, 1);
-        else
+            if (map_get(f, en->id, &lsn)) /* the stored hook put it there */
+                order_append(f, lsn, en->policy, en->session);
+        } else
             refuse(f, en->sid, err.msg);
     }
     bg_policy_set_unref(set);
@@ -929,6 +999,7 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
     bg_fleet *f = calloc(1, sizeof *f);
     if (!f)
         return bg_err_set(err, BG_ENOMEM, "fleet: out of memory");
+    f->order_fd = -1;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     pthread_mutex_init(&f->map_mu, NULL);
@@ -943,6 +1014,13 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
         rc = bg_err_set(err, BG_EIO, "fleet: getrandom failed");
     if (rc == BG_OK)
         rc = load_node(f, err);
+    if (rc == BG_OK) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", f->dir, ORDER_FILE);
+        f->order_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (f->order_fd < 0)
+            rc = bg_err_set(err, BG_EIO, "fleet: %s: %s", path, strerror(errno));
+    }
     if (rc != BG_OK) {
         bg_fleet_destroy(f);
         return rc;
@@ -1002,6 +1080,7 @@ int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_metrics
 {
     f->engine = e;
     f->store = store;
+    order_replay(f);
     if (m && bg_metrics_add_collector(m, collect, f) != BG_OK)
         return bg_err_set(err, BG_ENOMEM, "fleet: out of memory registering its metrics");
     f->metrics = m;
@@ -1044,6 +1123,8 @@ void bg_fleet_destroy(bg_fleet *f)
     for (size_t i = 0; i < f->n_slots; i++)
         free(f->slots[i].fid);
     free(f->slots);
+    if (f->order_fd >= 0)
+        close(f->order_fd);
     memset(f->password, 0, sizeof f->password);
     pthread_mutex_destroy(&f->map_mu);
     pthread_cond_destroy(&f->cv);

@@ -27,6 +27,9 @@
  *            from its beginning (what is retained) to restore the stream
  *            order of every session; <data-dir>/fleet.state's "last ID"
  *            says where new entries began.
+ *   order    each observation that joins a settled prefix is journaled in
+ *            <data-dir>/fleet.order; bg_fleet_start replays it, so the
+ *            stream order survives a restart even when Redis lost it.
  *   snapshot every snapshot_every entries read, the reader publishes
  *            <KEY>:snapshot (a hash: id = the last stream id it covers,
  *            data = every settled observation in stream order: magic

@@ -210,6 +210,13 @@ def test_redis_down_loses_nothing_applies_nothing_twice():
                 counts[s] += 1
                 ds[i % 3].call("Observe", obs(s, i % 3 == 0))
             converged(ds, counts)
+            # a restart re-reads the stream: what it applied before (stored
+            # with its fleet id) is recognised, not applied again
+            b.stop()
+            os.unlink(b.ready)
+            b.start()
+            converged(ds, counts)
+            assert b.call("Status", guard_pb2.StatusRequest()).fleet.applied == 0
 
 
 FRESH = POLICY.replace("name: fl}", "name: fresh}").replace('tools: ["t"]', 'tools: ["f"]') \
