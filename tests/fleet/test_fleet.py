@@ -8,7 +8,13 @@ bayesguardd sidecars with --fleet redis://127.0.0.1:PORT/KEY.
   posterior_predictive compared with ==, the observation count exact;
 - Redis stopped while observations arrive, then restarted: every
   acknowledged observation arrives everywhere, none twice (per-session
-  counts exact on every sidecar), and the bounds are bit-identical;
+  counts exact on every sidecar), and the bounds are bit-identical, also
+  after a sidecar restarts (its stream order comes from fleet.order);
+- spec.fleet {max_lag: 300ms, on_stale: deny}: DENY without a receipt while
+  Redis is down, ALLOW again once it is back; the lag in Verdict, Status
+  and /metrics; `bayesguard check` refuses a max_lag that is no duration;
+- --fleet-maxlen trims the stream; a sidecar started afterwards converges
+  bit-identically from the published snapshot;
 - kill -9 of one sidecar, 50 times, during an ObserveStream: after each
   restart it holds every acknowledged observation, and so does a peer.
 Run with /usr/bin/python3 (ctest sets the environment)."""
@@ -26,6 +32,7 @@ import time
 import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import bgmetrics  # noqa: E402
 import bgtest  # noqa: E402
 from bgtest import Daemon, guard_pb2, wait_for  # noqa: E402
 
@@ -228,7 +235,9 @@ def test_on_stale_deny_while_stale_and_recovers():
     with fleet_env() as (tmp, r, pol):
         with open(os.path.join(pol, "fresh.yaml"), "w") as f:
             f.write(FRESH)
-        with sidecar(tmp, "a", pol, r) as a:
+        with sidecar(tmp, "a", pol, r, args=["--metrics-listen", "127.0.0.1:0"]) as a:
+            maddr = bgmetrics.metrics_addr(a)
+
             def verdict():
                 return a.evaluate(guard_pb2.EvaluateRequest(
                     action=guard_pb2.Action(tool="f"), context=guard_pb2.Context(session="x")))
@@ -237,6 +246,9 @@ def test_on_stale_deny_while_stale_and_recovers():
             assert not v.fleet_stale and v.fleet_lag_ms == 0, v
             st = a.call("Status", guard_pb2.StatusRequest())
             assert st.HasField("fleet") and st.fleet.connected, st.fleet
+            fams = bgmetrics.scrape(maddr)
+            assert bgmetrics.value(fams, "bayesguard_fleet_connected") == 1
+            assert bgmetrics.value(fams, "bayesguard_fleet_lag_seconds") == 0
             r.stop()
             wait_for(lambda: verdict().fleet_stale, 10, "a stale verdict")
             v = verdict()
@@ -246,11 +258,17 @@ def test_on_stale_deny_while_stale_and_recovers():
             assert not vt.fleet_stale and vt.fleet_lag_ms > 300, vt
             a.call("Observe", obs("x", False))  # acknowledged while stale
             assert a.call("Status", guard_pb2.StatusRequest()).fleet.pending_out == 1
+            fams = bgmetrics.scrape(maddr)
+            assert bgmetrics.value(fams, "bayesguard_fleet_pending", direction="out") == 1
+            assert bgmetrics.value(fams, "bayesguard_fleet_lag_seconds") > 0.3
+            assert bgmetrics.value(fams, "bayesguard_fleet_connected") == 0
             r.start()
             wait_for(lambda: not verdict().fleet_stale, 10, "fresh again")
             assert verdict().decision == guard_pb2.ALLOW
             wait_for(lambda: a.call("Status", guard_pb2.StatusRequest()).fleet.pending_out == 0,
                      10, "the outbox shipped")
+            fams = bgmetrics.scrape(maddr)
+            assert bgmetrics.value(fams, "bayesguard_fleet_entries_total", result="shipped") == 1
             assert r.cmd("XLEN", "fleet") == b":1\r\n", r.cmd("XLEN", "fleet")
     # spec.fleet is checked like the rest of the schema
     with tempfile.TemporaryDirectory() as d:
