@@ -15,6 +15,10 @@ bayesguardd sidecars with --fleet redis://127.0.0.1:PORT/KEY.
   and /metrics; `bayesguard check` refuses a max_lag that is no duration;
 - --fleet-maxlen trims the stream; a sidecar started afterwards converges
   bit-identically from the published snapshot;
+- with a log that compacts (4 KiB segments, --snapshot-bytes 8192): the
+  three converge bit-identically, and a sidecar restarted from its
+  snapshot (once with Redis restarted empty) neither applies again nor
+  skips, and its new observations reach its peers;
 - kill -9 of one sidecar, 50 times, during an ObserveStream: after each
   restart it holds every acknowledged observation, and so does a peer.
 Run with /usr/bin/python3 (ctest sets the environment)."""
@@ -299,6 +303,66 @@ def test_new_sidecar_bootstraps_from_the_snapshot_after_trim():
                   "from the snapshot" % xlen)
 
 
+def log_files(data):
+    names = os.listdir(data)
+    return (sorted(n for n in names if n.startswith("obs-") and n.endswith(".bglog")),
+            sorted(n for n in names if n.startswith("snapshot-") and n.endswith(".bgsnap")))
+
+
+def test_compaction_keeps_fleet_ids_and_order():
+    """Fleet mode on a log that compacts: 4 KiB segments, a snapshot once
+    8 KiB are sealed. A compaction rewrites the segments it covers into the
+    snapshot and deletes them; fleet ids (node-record number) and
+    fleet.order must survive that, so after compactions: the three converge
+    bit-identically; a restarted sidecar (replay from the snapshot) neither
+    applies a peer's observation again nor skips one; its new local
+    observations get fresh ids (a record number reused after compaction
+    would make the peers drop them as duplicates); and with Redis restarted
+    empty, its stream order comes back from fleet.order alone."""
+    small = ["--log-segment-bytes", "4096", "--snapshot-bytes", "8192"]
+    with fleet_env() as (tmp, r, pol):
+        with sidecar(tmp, "a", pol, r, args=small) as a, \
+                sidecar(tmp, "b", pol, r, args=small) as b, \
+                sidecar(tmp, "c", pol, r, args=small) as c:
+            ds = [a, b, c]
+            rng = random.Random(1515)
+            counts = {"k%d" % k: 0 for k in range(3)}
+
+            def spread(n, who):
+                for i in range(n):
+                    s = "k%d" % rng.randrange(3)
+                    counts[s] += 1
+                    who[i % len(who)].call("Observe", obs(s, rng.random() < 0.25))
+            spread(600, ds)
+            before = converged(ds, counts, timeout=60)
+            bdata = os.path.join(tmp, "data-b")
+            wait_for(lambda: log_files(bdata)[1], 30, "a snapshot in %s" % bdata)
+            segs, snaps = log_files(bdata)
+            assert "obs-00000000000000000000.bglog" not in segs, segs  # compacted away
+            # restart b: its log now starts with a snapshot
+            b.stop()
+            os.unlink(b.ready)
+            b.start()
+            assert converged(ds, counts, timeout=60) == before
+            # new observations on b after the restart reach a and c
+            spread(90, [b])
+            spread(60, ds)
+            mid = converged(ds, counts, timeout=60)
+            # Redis restarted empty, b restarted again: order from fleet.order
+            r.stop()
+            r.start()
+            b.stop()
+            os.unlink(b.ready)
+            b.start()
+            assert converged(ds, counts, timeout=60) == mid
+            spread(30, ds)
+            after = converged(ds, counts, timeout=60)
+            segs, snaps = log_files(bdata)
+            print("fleet with compaction: %d observations over 3 sidecars, b restarted twice "
+                  "(once with Redis empty); b's log: %d segments, snapshot %s; bounds %s "
+                  "bit-identical" % (sum(counts.values()), len(segs), snaps, after))
+
+
 def test_kill9_loop_during_observe_stream():
     rounds = int(os.environ.get("BG_FLEET_KILL_ROUNDS", "50"))
     acked = 0
@@ -347,4 +411,5 @@ if __name__ == "__main__":
                  test_redis_down_loses_nothing_applies_nothing_twice,
                  test_on_stale_deny_while_stale_and_recovers,
                  test_new_sidecar_bootstraps_from_the_snapshot_after_trim,
+                 test_compaction_keeps_fleet_ids_and_order,
                  test_kill9_loop_during_observe_stream])
