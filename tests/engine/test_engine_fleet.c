@@ -5,7 +5,8 @@
  * peer's observation at the settled position and fleet_settle moves a local
  * one there, so two engines that saw the same observations in different
  * local orders hold bit-identical posteriors once both follow one order;
- * export yields the settled histories in that order. Real plugins
+ * export yields the settled histories in that order; a compaction keeps
+ * every record number and fleet id (obs_store.h invariant 6). Real plugins
  * (bernoulli + noniid) from BG_PLUGIN_DIR, real data directories.
  */
 #include <stdlib.h>
@@ -153,6 +154,26 @@ int main(void)
     CHECK(sb.r[0].replayed && !sb.r[0].fleet);
     CHECK(sb.r[1].fleet && strcmp(sb.r[1].fid, "a-0") == 0 && sb.r[1].lsn == 1);
     CHECK(sb.r[2].fleet && strcmp(sb.r[2].fid, "a-1") == 0 && sb.r[2].lsn == 2);
+
+    /* compaction (obs_store.h invariant 6): the segments folded into a
+     * snapshot and deleted, a restart still hands back every record with
+     * its number and fleet id, and the next local record is number 3 (a
+     * number reused would be a fleet id its peers already hold) */
+    CHECK_INT(bg_engine_compact(b, &err), BG_OK);
+    bg_engine_destroy(b);
+    char seg0[160];
+    snprintf(seg0, sizeof seg0, "%s/obs-00000000000000000000.bglog", db);
+    CHECK(access(seg0, F_OK) != 0, "%s still there after compaction", seg0);
+    sb.n = 0;
+    b = open_engine(db, &hb);
+    CHECK_INT((int)sb.n, 3);
+    CHECK(sb.r[0].replayed && !sb.r[0].fleet && sb.r[0].lsn == 0);
+    CHECK(sb.r[1].fleet && strcmp(sb.r[1].fid, "a-0") == 0 && sb.r[1].lsn == 1);
+    CHECK(sb.r[2].fleet && strcmp(sb.r[2].fid, "a-1") == 0 && sb.r[2].lsn == 2);
+    observe(b, g, 0);
+    CHECK(sb.n == 4 && sb.r[3].lsn == 3 && !sb.r[3].replayed, "new record numbered %llu",
+          (unsigned long long)sb.r[3].lsn);
+    CHECK_INT(bg_engine_fleet_settle(b, "fl", "s", 3), BG_OK);
 
     bg_engine_destroy(a);
     bg_engine_destroy(b);
