@@ -40,6 +40,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_log.h"
 #include "common/bg_time.h"
 #include "engine/obs_store.h"
@@ -613,6 +614,9 @@ static int store_append(bg_engine *e, const bg_guard *g, bg__session *s, const b
     int rc = bg__obs_store_append(e->store, g->name, s->id, obs, receipt, err);
     if (rc == BG_OK) {
         uint64_t lsn = e->next_lsn++;
+        BG_ASSERT(s->n_obs > 0 && s->lsn[s->n_obs - 1] == UINT64_MAX,
+                  "session invariant 6: record %llu given to an observation already numbered",
+                  (unsigned long long)lsn);
         s->lsn[s->n_obs - 1] = lsn;
         bg_err herr;
         bg_err_clear(&herr);
@@ -631,6 +635,8 @@ static int store_append(bg_engine *e, const bg_guard *g, bg__session *s, const b
  * fold of the new order). Lock exclusive. */
 static void settle_at(bg_engine *e, bg__session *s, size_t i)
 {
+    BG_ASSERT(i < s->n_obs && s->settled <= s->n_obs,
+              "session invariant 6: settling %zu of %zu (settled %zu)", i, s->n_obs, s->settled);
     if (i < s->settled)
         return;
     if (i != s->settled) {

@@ -51,6 +51,11 @@
  *     list holds exactly the resident sessions; table->resident counts them.
  *  5. A posterior is freed by eviction only with the session's lock held
  *     exclusively and no reference but the evicting call's.
+ *  6. settled <= n_obs; lsn[i] is observation i's record number in the
+ *     local log, given once when it is stored (UINT64_MAX until then) and
+ *     never changed (the log keeps it through compaction: obs_store.h
+ *     invariant 6). Checked with BG_ASSERT in engine.c (store_append,
+ *     settle_at).
  *
  * Threads: the table mutex guards the buckets, counts, refs, n_states and
  * the LRU links; the session's rwlock guards everything else in it.
