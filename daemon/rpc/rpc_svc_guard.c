@@ -493,10 +493,15 @@ void bg__svc_evaluate(bg__rpc_call *c)
     bg_fleet_lag_get(s->opts.fleet, &fl);
     int stale = s->opts.fleet != NULL && p->fleet_max_lag_ms > 0 &&
                 fl.lag_ms > (uint64_t)p->fleet_max_lag_ms;
+    char stale_reason[160] = "";
     if (stale && p->fleet_on_stale != BG_DECISION_ALLOW && !v.shadow) {
-        BG_DEBUG("decision", "policy %s: %llu ms behind the fleet (max_lag %lld ms): %s", p->name,
+        /* Verdict.reason: more than the bound decided (an escalation's
+         * failure below replaces it with its own). */
+        snprintf(stale_reason, sizeof stale_reason,
+                 "fleet: %llu ms behind the fleet, past spec.fleet.max_lag %lld ms: on_stale %s",
                  (unsigned long long)fl.lag_ms, (long long)p->fleet_max_lag_ms,
                  bg_decision_name(p->fleet_on_stale));
+        BG_DEBUG("decision", "policy %s: %s", p->name, stale_reason);
         v.decision = p->fleet_on_stale;
     }
 
@@ -505,6 +510,10 @@ void bg__svc_evaluate(bg__rpc_call *c)
     char did[40];
     uint64_t seq = atomic_fetch_add(&s->decisions, 1) + 1;
     snprintf(did, sizeof(did), "%016" PRIx64 "-%016" PRIx64, s->boot_id, seq);
+    if (stale_reason[0]) {
+        out.reason = stale_reason;
+        lr.reason = stale_reason;
+    }
     if (v.decision == BG_DECISION_ESCALATE && !v.shadow && s->opts.escalations != NULL) {
         /* The pending escalation; one that cannot be opened fails closed. */
         if (open_escalation(c, &r, child, req, &v, did, msg, sizeof(msg)) == BG_OK) {

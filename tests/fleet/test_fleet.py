@@ -257,6 +257,8 @@ def test_on_stale_deny_while_stale_and_recovers():
             wait_for(lambda: verdict().fleet_stale, 10, "a stale verdict")
             v = verdict()
             assert v.decision == guard_pb2.DENY and v.fleet_lag_ms > 300 and not v.receipt, v
+            assert v.reason.startswith("fleet: ") and "max_lag 300 ms: on_stale DENY" in \
+                v.reason, v.reason
             # a policy without spec.fleet reports the lag and decides on its bound
             vt = ev(a, "x")
             assert not vt.fleet_stale and vt.fleet_lag_ms > 300, vt
@@ -268,7 +270,7 @@ def test_on_stale_deny_while_stale_and_recovers():
             assert bgmetrics.value(fams, "bayesguard_fleet_connected") == 0
             r.start()
             wait_for(lambda: not verdict().fleet_stale, 10, "fresh again")
-            assert verdict().decision == guard_pb2.ALLOW
+            assert verdict().decision == guard_pb2.ALLOW and verdict().reason == ""
             wait_for(lambda: a.call("Status", guard_pb2.StatusRequest()).fleet.pending_out == 0,
                      10, "the outbox shipped")
             fams = bgmetrics.scrape(maddr)
