@@ -6,10 +6,10 @@
  * the exit code, or GO_ON:
  *   settings (flags, then the --config YAML; flags win; daemon/settings/)
  *   -> log level -> [--check: validate and exit 0/1] -> plugin host (dlopen
- *   the plugin dir) -> sampled-path trainer -> engine (replays --data-dir) ->
+ *   the plugin dir) -> sampled-path trainer -> fleet (--fleet) -> engine (replays --data-dir) ->
  *   receipt key (--receipt-key-file, or made in --data-dir) -> escalation
  *   table (replays <data-dir>/escalations.log) ->
- *   policy store (loads and validates --policies) -> metrics registry ->
+ *   policy store (loads and validates --policies) -> metrics registry -> fleet threads ->
  *   loop -> decision log (opens the file) -> gRPC server (binds every
  *   --listen) -> metrics endpoint (binds --metrics-listen; its address
  *   logged before the ready file exists) -> signals, policy watch -> ready
@@ -39,6 +39,7 @@
 #include "common/bg_log.h"
 #include "common/bg_version.h"
 #include "engine/engine.h"
+#include "fleet/fleet.h"
 #include "engine/sampled.h"
 #include "escalation/escalation.h"
 #include "loop/loop.h"
@@ -56,6 +57,7 @@ typedef struct daemon_ctx {
     bg_settings s;
     bg_plugin_host *host;
     bg_engine *engine;
+    bg_fleet *fleet;            /* NULL without --fleet */
     bg_receipt_key *receipts;   /* outcome receipts' key (daemon/receipt) */
     bg_escalation *escalations; /* pending escalations (daemon/escalation) */
     bg_sampled_trainer *sampled;
@@ -222,10 +224,35 @@ static int start_sampled_trainer(daemon_ctx *d)
     return GO_ON;
 }
 
+/* Fleet mode (docs/FLEET.md): made before the engine, whose replay hands
+ * it the records not yet shipped; started once the policies are loaded. */
+static int make_fleet(daemon_ctx *d)
+{
+    if (d->s.fleet == NULL)
+        return GO_ON;
+    bg_fleet_opts fo = {.url = d->s.fleet,
+                        .password_file = d->s.fleet_password_file,
+                        .data_dir = d->s.data_dir,
+                        .maxlen = (uint64_t)d->s.fleet_maxlen,
+                        .snapshot_every = (uint64_t)d->s.fleet_snapshot_every};
+    if (bg_fleet_create(&fo, &d->fleet, &d->err) != BG_OK)
+        return die("%s", d->err.msg);
+    return GO_ON;
+}
+
+static int start_fleet(daemon_ctx *d)
+{
+    if (d->fleet != NULL &&
+        bg_fleet_start(d->fleet, d->engine, d->store, d->metrics, &d->err) != BG_OK)
+        return die("%s", d->err.msg);
+    return GO_ON;
+}
+
 static int start_engine(daemon_ctx *d)
 {
     bg_engine_opts eo;
     memset(&eo, 0, sizeof(eo));
+    eo.fleet = d->fleet != NULL ? bg_fleet_hooks(d->fleet) : NULL;
     eo.data_dir = d->s.data_dir;
     eo.segment_bytes = (uint64_t)d->s.log_segment_bytes;
     eo.snapshot_bytes = (uint64_t)d->s.snapshot_bytes;
@@ -332,6 +359,7 @@ static int start_server(daemon_ctx *d)
     ro.loop = d->loop;
     ro.store = d->store;
     ro.engine = d->engine;
+    ro.fleet = d->fleet;
     ro.receipts = d->receipts;
     ro.receipt_ttl_ms = (int64_t)d->s.receipt_ttl_s * 1000;
     ro.plugins = d->host;
@@ -405,7 +433,7 @@ static int serve(daemon_ctx *d)
  *   2. the watch, then the loop: destroying the loop runs work still
  *      queued or running on its pool (a SIGHUP reload) and their
  *      completions, which use the store and the plugin host;
- *   3. the store and the engine;
+ *   3. the fleet's threads, then the store and the engine;
  *   4. the sampled path's trainer, whose pending training jobs hold policy-set
  *      references whose release destroys plugin instances;
  *   5. the plugin host;
@@ -421,6 +449,8 @@ static void stop(daemon_ctx *d)
     d->watch = NULL;
     bg_loop_destroy(d->loop);
     d->loop = NULL;
+    bg_fleet_destroy(d->fleet); /* its threads use the store and the engine */
+    d->fleet = NULL;
     if (d->store != NULL)
         bg_policy_store_destroy(d->store);
     if (d->engine != NULL)
@@ -453,11 +483,13 @@ int main(int argc, char **argv)
     ignore_signals();
     STEP(start_plugin_host(&d));
     STEP(start_sampled_trainer(&d));
+    STEP(make_fleet(&d));
     STEP(start_engine(&d));
     STEP(load_receipt_key(&d));
     STEP(open_escalations(&d));
     STEP(load_policies(&d));
     STEP(start_metrics(&d));
+    STEP(start_fleet(&d));
     STEP(start_loop(&d));
     STEP(open_decision_log(&d));
     STEP(start_server(&d));

@@ -7,6 +7,7 @@ PKGS="build-essential cmake pkg-config
  libgrpc-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
  libprotobuf-c-dev protobuf-c-compiler
  libuv1-dev libyaml-dev libjansson-dev libssl-dev zlib1g-dev
+ libhiredis-dev redis-server
  python3 python3-grpcio python3-yaml python3-protobuf openssl
  python3-venv python3-setuptools python3-wheel
  libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers vulkan-validationlayers

@@ -40,6 +40,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_log.h"
 #include "common/bg_time.h"
 #include "engine/obs_store.h"
@@ -59,6 +60,9 @@ struct bg_engine {
     int quarantining;       /* replay: a record did not fit; the rest go aside */
     atomic_uint_fast64_t evaluations;
     atomic_uint_fast64_t use_clock;
+    /* Fleet hooks (engine.h): append_mu keeps record numbers in log order. */
+    pthread_mutex_t append_mu;
+    uint64_t next_lsn; /* under append_mu (replay: the opening thread) */
 };
 
 const char *bg_decision_name(bg_decision d)
@@ -82,6 +86,28 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int is_fleet(const bg_obs_receipt *rc)
+{
+    return rc && (rc->flags & BG_OBS_RECEIPT_FLEET);
+}
+
+/* The stored hook for record lsn (append_mu held, or the replay). */
+static int fleet_stored(bg_engine *e, uint64_t lsn, const char *guard, const char *session,
+                        const bg_observation *obs, const bg_obs_receipt *rc, int replayed,
+                        bg_err *err)
+{
+    const bg_engine_fleet_hooks *h = e->opts.fleet;
+    if (!h)
+        return BG_OK;
+    uint8_t *rec = NULL;
+    size_t len = bg__obs_encode_receipt(guard, session, obs, rc, &rec);
+    if (len == 0)
+        return bg_err_set(err, BG_ENOMEM, "engine: out of memory encoding an observation");
+    h->stored(h->ctx, lsn, guard, session, rec, len, rc, replayed);
+    free(rec);
+    return BG_OK;
+}
+
 /* Replay goes through the limits live traffic meets (max_bytes, the
  * session table, max_obs_per_session). From the first record that does
  * not fit, every later one is quarantined (obs_store.h), so each session's
@@ -91,9 +117,12 @@ static int replay_one(void *ctx, const char *guard, const char *session, const b
 {
     bg_engine *e = ctx;
     bg__session *s;
-    /* A receipt used before the restart stays used (until it expires). */
-    if (receipt && bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms,
-                                          wall_ms()) == BG_ENOMEM)
+    uint64_t lsn = e->next_lsn++;
+    /* A receipt used before the restart stays used (until it expires). A
+     * fleet id is the fleet's to remember (stored hook), not a receipt. */
+    if (receipt && !is_fleet(receipt) &&
+        bg__receipt_used_claim(e->used, receipt->id, receipt->expiry_unix_ms, wall_ms()) ==
+            BG_ENOMEM)
         return bg_err_set(err, BG_ENOMEM, "engine: out of memory replaying receipts");
     bg_err lerr;
     bg_err_clear(&lerr);
@@ -106,17 +135,21 @@ static int replay_one(void *ctx, const char *guard, const char *session, const b
                 rc = bg_err_set(&lerr, BG_ELIMIT, "max_obs_per_session=%zu reached",
                                 e->opts.max_obs_per_session);
             else
-                rc = bg__session_append(e->table, s, obs, 0, &lerr);
+                rc = bg__session_append(e->table, s, obs, lsn, 0, &lerr);
+            int appended = rc == BG_OK;
+            if (appended)
+                rc = fleet_stored(e, lsn, guard, session, obs, receipt, 1, err);
             pthread_rwlock_unlock(&s->lock);
             bg__table_release(e->table, s);
+            if (appended)
+                return rc;
         }
         if (rc != BG_OK && rc != BG_ELIMIT && rc != BG_ENOMEM) {
-            *err = lerr;
+            if (lerr.msg[0])
+                *err = lerr;
             return rc;
         }
     }
-    if (rc == BG_OK)
-        return BG_OK;
     if (!e->quarantining)
         BG_WARN("engine",
                 "replay: %s: this and every later observation of the log are quarantined "
@@ -124,6 +157,12 @@ static int replay_one(void *ctx, const char *guard, const char *session, const b
                 "max_obs_per_session",
                 lerr.msg);
     e->quarantining = 1;
+    /* A quarantined record keeps its record number (lsn was counted) and
+     * still goes to the fleet: it is in the log, so its fleet id is taken
+     * and, if it is local and not yet shipped, it is still the fleet's to
+     * ship (docs/FLEET.md). */
+    if ((rc = fleet_stored(e, lsn, guard, session, obs, receipt, 1, err)) != BG_OK)
+        return rc;
     return bg__obs_store_quarantine(e->store, guard, session, obs, receipt,
                                     lerr.msg[0] ? lerr.msg : "over the memory limits", err);
 }
@@ -136,6 +175,13 @@ int bg_engine_create(const bg_engine_opts *opts, bg_engine **out, bg_err *err)
         return bg_err_set(err, BG_ENOMEM, "engine: out of memory");
     if (opts)
         e->opts = *opts;
+    pthread_mutex_init(&e->append_mu, NULL);
+    if (e->opts.fleet && !e->opts.data_dir) {
+        free(e);
+        return bg_err_set(err, BG_EINVAL,
+                          "engine: fleet mode needs --data-dir (the local log is the fleet's "
+                          "outbox)");
+    }
     if (!e->opts.max_sessions)
         e->opts.max_sessions = 10000;
     if (!e->opts.max_bytes)
@@ -197,6 +243,7 @@ void bg_engine_destroy(bg_engine *e)
     bg__quota_destroy(e->quota);
     bg__obs_store_close(e->store);
     bg__receipt_used_destroy(e->used);
+    pthread_mutex_destroy(&e->append_mu);
     free(e);
 }
 
@@ -558,6 +605,48 @@ static void fill_summary(const bg_guard *g, const bg__session *s, const bg__post
     bg_hypothesis_label(g, out->map_id, out->map_label, sizeof out->map_label);
 }
 
+/* The durable append and the stored hook under append_mu, so record
+ * numbers follow the log's order (lock exclusive on s). */
+static int store_append(bg_engine *e, const bg_guard *g, bg__session *s, const bg_observation *obs,
+                        const bg_obs_receipt *receipt, bg_err *err)
+{
+    pthread_mutex_lock(&e->append_mu);
+    int rc = bg__obs_store_append(e->store, g->name, s->id, obs, receipt, err);
+    if (rc == BG_OK) {
+        uint64_t lsn = e->next_lsn++;
+        BG_ASSERT(s->n_obs > 0 && s->lsn[s->n_obs - 1] == UINT64_MAX,
+                  "session invariant 6: record %llu given to an observation already numbered",
+                  (unsigned long long)lsn);
+        s->lsn[s->n_obs - 1] = lsn;
+        bg_err herr;
+        bg_err_clear(&herr);
+        /* Stored: a hook failure (out of memory) must not fail the Observe. */
+        if (fleet_stored(e, lsn, g->name, s->id, obs, receipt, 0, &herr) != BG_OK)
+            BG_WARN("engine", "%s (record %llu is stored; the fleet ships it after a restart)",
+                    herr.msg, (unsigned long long)lsn);
+    }
+    pthread_mutex_unlock(&e->append_mu);
+    return rc;
+}
+
+/* Fleet order: observation i joins the settled prefix, moved there when it
+ * is not next; a moved history drops the posteriors, which fold the old
+ * order (the next call rebuilds them, bit-identical to an incremental
+ * fold of the new order). Lock exclusive. */
+static void settle_at(bg_engine *e, bg__session *s, size_t i)
+{
+    BG_ASSERT(i < s->n_obs && s->settled <= s->n_obs,
+              "session invariant 6: settling %zu of %zu (settled %zu)", i, s->n_obs, s->settled);
+    if (i < s->settled)
+        return;
+    if (i != s->settled) {
+        bg__session_move(s, i, s->settled);
+        while (s->states)
+            bg__session_drop_state(e->table, s, s->states);
+    }
+    s->settled++;
+}
+
 static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_t n,
                           const bg_observation *obs, const bg_obs_receipt *receipt,
                           bg_posterior_summary *out, bg_err *err)
@@ -603,20 +692,21 @@ static int observe_locked(bg_engine *e, const bg_guard *g, bg__session *s, size_
      * durable before the posterior changes; a failed store undoes the
      * in-memory append, so memory never holds what the log does not. */
     /* Memory and the log hold the arguments' keyed hash, never the
-     * arguments (obs_store.h): a replayed history equals the live one. */
+     * arguments (obs_store.h): a replayed history equals the live one, and
+     * the fleet ships the stored form (the stream never sees arguments). */
     bg_observation stored = *obs;
     char args_hash[BG_OBS_ARGS_HASH_LEN + 1];
     if (e->store) {
         bg__obs_store_hash_args(e->store, obs->action.arguments_json, args_hash);
         stored.action.arguments_json = args_hash;
     }
-    if ((rc = bg__session_append(e->table, s, &stored, 0, err)) != BG_OK)
+    if ((rc = bg__session_append(e->table, s, &stored, UINT64_MAX, 0, err)) != BG_OK)
         return rc;
-    if (e->store &&
-        (rc = bg__obs_store_append(e->store, g->name, s->id, &stored, receipt, err)) != BG_OK) {
+    if (e->store && (rc = store_append(e, g, s, &stored, receipt, err)) != BG_OK) {
         bg__session_pop(e->table, s);
         return rc;
     }
+
     if (n == 0) {
         /* The observation is stored: a training failure is logged, never
          * reported as a failed Observe (a retry would count it twice). */
@@ -719,11 +809,83 @@ static int observe_checked(bg_engine *e, const bg_guard *g, const char *session,
     bg_posterior_summary sum;
     pthread_rwlock_wrlock(&s->lock);
     rc = observe_locked(e, g, s, n, obs, receipt, &sum, err);
+    if (rc == BG_OK && is_fleet(receipt))
+        settle_at(e, s, s->n_obs - 1); /* a peer's: at the stream's position */
     pthread_rwlock_unlock(&s->lock);
     bg__table_release(e->table, s);
     if (rc == BG_OK && out)
         *out = sum;
     return rc;
+}
+
+/* ---------------------------------------------------------------- fleet */
+
+int bg_engine_fleet_apply(bg_engine *e, const bg_guard *g, const char *fid, const uint8_t *rec,
+                          size_t len, bg_err *err)
+{
+    char *guard = NULL, *session = NULL;
+    bg_observation *obs = NULL;
+    bg_obs_receipt frc = {.expiry_unix_ms = INT64_MAX, .flags = BG_OBS_RECEIPT_FLEET};
+    size_t flen = strlen(fid);
+    if (flen == 0 || flen >= sizeof frc.id)
+        return bg_err_set(err, BG_EINVAL, "fleet: observation id of %zu bytes; expected 1..%zu",
+                          flen, sizeof frc.id - 1);
+    memcpy(frc.id, fid, flen + 1);
+    int rc = bg__obs_decode_receipt(rec, len, &guard, &session, &obs, NULL, NULL, err);
+    if (rc == BG_OK && strcmp(guard, g->name) != 0)
+        rc = bg_err_set(err, BG_EINVAL,
+                        "fleet: observation %s is of policy \"%.64s\" but was sent for \"%s\"", fid,
+                        guard, g->name);
+    if (rc == BG_OK)
+        rc = observe_checked(e, g, session, obs, &frc, NULL, NULL, err);
+    free(guard);
+    free(session);
+    free(obs);
+    return rc;
+}
+
+int bg_engine_fleet_settle(bg_engine *e, const char *guard_name, const char *session, uint64_t lsn)
+{
+    bg__session *s;
+    if (bg__table_get(e->table, guard_name, session, 0, NULL, &s, NULL) != BG_OK)
+        return BG_ENOTFOUND;
+    int rc = BG_ENOTFOUND;
+    pthread_rwlock_wrlock(&s->lock);
+    for (size_t i = 0; i < s->n_obs; i++)
+        if (s->lsn[i] == lsn) {
+            rc = i < s->settled ? BG_EEXIST : BG_OK;
+            settle_at(e, s, i);
+            break;
+        }
+    pthread_rwlock_unlock(&s->lock);
+    bg__table_release(e->table, s);
+    return rc;
+}
+
+typedef struct export_ctx {
+    bg_engine_export_cb cb;
+    void *ctx;
+} export_ctx;
+
+static int export_session(void *arg, bg__session *s)
+{
+    export_ctx *x = arg;
+    int rc = BG_OK;
+    pthread_rwlock_rdlock(&s->lock);
+    for (size_t i = 0; i < s->settled && rc == BG_OK; i++) {
+        uint8_t *rec = NULL;
+        size_t len = bg__obs_encode(s->guard, s->id, &s->hist[i], &rec);
+        rc = len ? x->cb(x->ctx, s->lsn[i], s->guard, s->id, rec, len) : BG_ENOMEM;
+        free(rec);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int bg_engine_fleet_export(bg_engine *e, bg_engine_export_cb cb, void *ctx)
+{
+    export_ctx x = {cb, ctx};
+    return bg__table_each(e->table, export_session, &x);
 }
 
 /* -------------------------------------------------------------- reading */

@@ -218,6 +218,52 @@ typedef struct bg_posterior_summary {
     double entropy_nats;
 } bg_posterior_summary;
 
+/* The outcome receipt an observation was accepted with (daemon/receipt:
+ * the caller has checked it). Its id (the decision id) is accepted once per
+ * engine: the engine keeps the ids used, rebuilt at start from the
+ * observation log (each such observation is stored with its receipt), and
+ * forgets an id once its expiry has passed (a receipt past its expiry is
+ * refused before it gets here). */
+typedef struct bg_obs_receipt {
+    char id[256];           /* the decision id */
+    int64_t expiry_unix_ms; /* wall clock */
+    unsigned flags;         /* BG_RECEIPT_* (daemon/receipt/receipt.h) */
+} bg_obs_receipt;
+
+/* ------------------------------------------------------------ fleet hooks
+ * Fleet mode (daemon/fleet, docs/FLEET.md) ships the observations of this
+ * engine and applies those of its peers. The engine gives it two points:
+ *
+ *  - stored: called for every record of the local log, in log order, with
+ *    its record number lsn (0, 1, ... since the log began): at start for
+ *    each record replayed (replayed = 1), then for each observation once it
+ *    is durable (replayed = 0), before the Observe is acknowledged. rec is
+ *    the record's encoding (observation.h, the log's own), rc its receipt
+ *    (NULL: none); a record applied from the fleet has rc->flags &
+ *    BG_OBS_RECEIPT_FLEET and rc->id its fleet id. Called with the engine's
+ *    append lock held: copy what is needed, never call into the engine.
+ *    Needs data_dir (the local log is the fleet's outbox).
+ *  - bg_engine_fleet_apply / bg_engine_fleet_settle (below).
+ *
+ * Order: the stream is the one total order. hist[0..settled) of a session
+ * is in stream order; local observations are applied at once (appended
+ * after it) and settled when the stream hands them back; a remote one is
+ * inserted at the settled position. A session whose order changed drops
+ * its posteriors, which the next call rebuilds from the history through the
+ * same per-observation arithmetic (session.h) — so once every observation
+ * is settled, every sidecar holds the same history in the same order and
+ * bit-identical posteriors. */
+/* rc->flags bit of a peer's observation (the log keeps a receipt's flags
+ * in one byte: the top bit is the fleet's; receipt.h's BG_RECEIPT_* flags
+ * stay below it). */
+#define BG_OBS_RECEIPT_FLEET 0x80u
+
+typedef struct bg_engine_fleet_hooks {
+    void *ctx;
+    void (*stored)(void *ctx, uint64_t lsn, const char *guard, const char *session,
+                   const uint8_t *rec, size_t len, const bg_obs_receipt *rc, int replayed);
+} bg_engine_fleet_hooks;
+
 /* Called once an observation is durable in the log (engine.h's outbox
  * hook, for fleet shipping): guard, session and the observation as stored
  * (arguments hashed), and the record's place: segment seq and byte offset
@@ -257,6 +303,8 @@ typedef struct bg_engine_opts {
     size_t max_sessions_per_identity;
     double max_observe_rate;
     double observe_burst;
+    /* Borrowed, must outlive the engine; NULL: no fleet (see above). */
+    const bg_engine_fleet_hooks *fleet;
 } bg_engine_opts;
 
 typedef struct bg_engine bg_engine;
@@ -271,18 +319,6 @@ int bg_engine_evaluate(bg_engine *e, const bg_guard *g, const char *session,
 /* Stored (durably when data_dir is set) before it returns BG_OK. */
 int bg_engine_observe(bg_engine *e, const bg_guard *g, const char *session,
                       const bg_observation *obs, bg_posterior_summary *out, bg_err *err);
-
-/* The outcome receipt an observation was accepted with (daemon/receipt:
- * the caller has checked it). Its id (the decision id) is accepted once per
- * engine: the engine keeps the ids used, rebuilt at start from the
- * observation log (each such observation is stored with its receipt), and
- * forgets an id once its expiry has passed (a receipt past its expiry is
- * refused before it gets here). */
-typedef struct bg_obs_receipt {
-    char id[256];           /* the decision id */
-    int64_t expiry_unix_ms; /* wall clock */
-    unsigned flags;         /* BG_RECEIPT_* (daemon/receipt/receipt.h) */
-} bg_obs_receipt;
 
 /* bg_engine_observe, accepting rc's id once: an id already used (since
  * its receipt was minted, across restarts with the same data_dir) is
@@ -358,5 +394,32 @@ int bg_estimate_out_check(const bg_guard *g, const bg_estimate_out *eo, size_t n
  * NUL-terminated (cut at len - 1 even when the plugin wrote past its end
  * of the string), "#<id>" when the model has no label entry or it fails. */
 void bg_hypothesis_label(const bg_guard *g, uint64_t id, char *buf, size_t len);
+
+/* Apply a peer's observation: rec is a record's encoding as the stored
+ * hook gave it on the peer (untrusted: decoded and checked like an
+ * Observe), whose policy must be g->name (else BG_EINVAL). Stored in the
+ * local log with fid (the fleet id, < 256 bytes) as a BG_OBS_RECEIPT_FLEET
+ * receipt, so a restart knows it was applied; inserted at the session's
+ * settled position. The caller applies each fid once (its set of applied
+ * ids is rebuilt from the stored hook's replay). Errors as
+ * bg_engine_observe; the limits are a local Observe's, with no identity. */
+int bg_engine_fleet_apply(bg_engine *e, const bg_guard *g, const char *fid, const uint8_t *rec,
+                          size_t len, bg_err *err);
+
+/* The stream handed back record lsn of policy guard_name's session: move it
+ * to the settled position. BG_OK when it was settled now, BG_EEXIST when it
+ * was settled already (nothing changed), BG_ENOTFOUND when the session
+ * holds no such record (forgotten, or never stored). */
+int bg_engine_fleet_settle(bg_engine *e, const char *guard_name, const char *session, uint64_t lsn);
+
+/* The fleet's snapshot (docs/FLEET.md, bootstrap): cb for every settled
+ * observation of every session, in each session's stream order, with its
+ * record number and encoding (as the stored hook gives them; no receipt).
+ * Each session is read under its lock; the caller keeps the settled
+ * prefixes still (the fleet's reader thread is the one that settles). A
+ * cb error stops the export and is returned. */
+typedef int (*bg_engine_export_cb)(void *ctx, uint64_t lsn, const char *guard, const char *session,
+                                   const uint8_t *rec, size_t len);
+int bg_engine_fleet_export(bg_engine *e, bg_engine_export_cb cb, void *ctx);
 
 #endif

@@ -258,7 +258,9 @@ static int snap_put(snap_writer *w, const uint8_t *p, size_t n, bg_err *err)
 }
 
 /* One record into the snapshot: arguments hashed, an expired receipt
- * dropped (its id can no longer be presented). */
+ * dropped (its id can no longer be presented). Never the record itself,
+ * and never a fleet id (a receipt with BG_OBS_RECEIPT_FLEET: the fleet's
+ * applied-once set is rebuilt from it, whatever its expiry): invariant 6. */
 static int snap_record(void *ctx, const uint8_t *payload, size_t len, uint64_t off, bg_err *err)
 {
     (void)off;
@@ -268,9 +270,9 @@ static int snap_record(void *ctx, const uint8_t *payload, size_t len, uint64_t o
     if (rc != BG_OK)
         return rc;
     uint8_t *p = NULL;
-    size_t n = bg__obs_encode_receipt(
-        d.guard, d.session, &d.out,
-        d.has_receipt && d.receipt.expiry_unix_ms > w->now_ms ? &d.receipt : NULL, &p);
+    int keep = d.has_receipt &&
+               ((d.receipt.flags & BG_OBS_RECEIPT_FLEET) || d.receipt.expiry_unix_ms > w->now_ms);
+    size_t n = bg__obs_encode_receipt(d.guard, d.session, &d.out, keep ? &d.receipt : NULL, &p);
     decoded_free(&d);
     if (n == 0)
         return bg_err_set(err, BG_ENOMEM, "%s: out of memory", w->path);
@@ -343,6 +345,7 @@ static int compact(bg__obs_store *s, int seal_now, bg_err *err)
         goto out;
     }
     bg__obs_scan_opts so = {0};
+    uint64_t read = 0; /* records of the files covered */
     for (size_t i = 0; rc == BG_OK && i < f.n; i++) {
         if (!f.v[i].snapshot && f.v[i].seq >= below)
             break;
@@ -350,7 +353,13 @@ static int compact(bg__obs_store *s, int seal_now, bg_err *err)
         rc = bg__obs_scan(&f.v[i], &so, snap_record, NULL, &w, &res, err);
         if (rc == BG_OK && res.corrupt)
             rc = bg_err_set(err, BG_EIO, "%s: corrupt; not compacted", f.v[i].path);
+        read += rc == BG_OK ? res.records : 0;
     }
+    if (rc == BG_OK)
+        BG_ASSERT(w.records == read,
+                  "compaction of %s wrote %llu records for %llu read: record "
+                  "numbers (fleet ids) would shift",
+                  tmp, (unsigned long long)w.records, (unsigned long long)read);
     if (rc == BG_OK)
         rc = snap_flush(&w, err);
     if (rc == BG_OK && (fdatasync(w.fd) != 0 || rename(tmp, path) != 0))

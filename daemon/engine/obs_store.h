@@ -40,6 +40,14 @@
  *   5. Corruption is never skipped: a record that cannot be read anywhere
  *      except the torn tail of the last segment stops the start with the
  *      file and offset (obs_scan.h).
+ *   6. A record's number (its position counted from the first record the
+ *      log ever held, the fleet's record number: engine.h, fleet.h) never
+ *      changes: a snapshot holds one record per record it covers, in the
+ *      same order (checked with BG_ASSERT in compact), and keeps a fleet
+ *      receipt (BG_OBS_RECEIPT_FLEET) whatever its expiry. Quarantine
+ *      copies a record, never moves it. Only `bayesguard store repair`
+ *      drops records (a damaged region), and so renumbers what follows
+ *      (docs/FLEET.md says what a fleet sidecar then does).
  *
  * arguments_json is stored as "bgh1:" + 32 hex digits, two SipHash-2-4 of
  * the arguments under store.key (a keyed hash: secrets in the arguments

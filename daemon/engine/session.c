@@ -110,6 +110,7 @@ static void session_free(bg__session *s)
         free(s->blocks[i]);
     free(s->blocks);
     free(s->hist);
+    free(s->lsn);
     pthread_rwlock_destroy(&s->lock);
     free(s->guard);
     free(s->id);
@@ -212,6 +213,29 @@ void bg__table_release(bg__session_table *t, bg__session *s)
     pthread_mutex_unlock(&t->mu);
     if (last)
         session_free(s);
+}
+
+int bg__table_each(bg__session_table *t, int (*fn)(void *ctx, bg__session *s), void *ctx)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = 0, cap = t->sessions;
+    bg__session **all = malloc((cap ? cap : 1) * sizeof *all);
+    for (size_t b = 0; all && b < BUCKETS; b++)
+        for (bg__session *s = t->buckets[b]; s && n < cap; s = s->next) {
+            s->refs++;
+            all[n++] = s;
+        }
+    pthread_mutex_unlock(&t->mu);
+    if (!all)
+        return BG_ENOMEM;
+    int rc = BG_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == BG_OK)
+            rc = fn(ctx, all[i]);
+        bg__table_release(t, all[i]);
+    }
+    free(all);
+    return rc;
 }
 
 int bg__table_remove(bg__session_table *t, const char *guard, const char *id)
@@ -373,8 +397,8 @@ void bg__table_unreserve(bg__session_table *t, bg__session *s, size_t bytes)
     pthread_mutex_unlock(&t->mu);
 }
 
-int bg__session_append(bg__session_table *t, bg__session *s, const bg_observation *obs, int force,
-                       bg_err *err)
+int bg__session_append(bg__session_table *t, bg__session *s, const bg_observation *obs,
+                       uint64_t lsn, int force, bg_err *err)
 {
     size_t sz = bg__obs_size(obs);
     int rc = bg__table_reserve(t, s, sz, force, "an observation", err);
@@ -388,7 +412,10 @@ int bg__session_append(bg__session_table *t, bg__session *s, const bg_observatio
         void **bl = h ? realloc(s->blocks, cap * sizeof *bl) : NULL;
         if (bl)
             s->blocks = bl;
-        if (!h || !bl) {
+        uint64_t *ln = bl ? realloc(s->lsn, cap * sizeof *ln) : NULL;
+        if (ln)
+            s->lsn = ln;
+        if (!h || !bl || !ln) {
             bg__table_unreserve(t, s, sz);
             return bg_err_set(err, BG_ENOMEM, "engine: out of memory for observations");
         }
@@ -401,6 +428,7 @@ int bg__session_append(bg__session_table *t, bg__session *s, const bg_observatio
     }
     s->blocks[s->n_obs] = c;
     s->hist[s->n_obs] = *c;
+    s->lsn[s->n_obs] = lsn;
     s->n_obs++;
     pthread_mutex_lock(&t->mu);
     if (s->in_table)
@@ -409,11 +437,28 @@ int bg__session_append(bg__session_table *t, bg__session *s, const bg_observatio
     return BG_OK;
 }
 
+void bg__session_move(bg__session *s, size_t from, size_t to)
+{
+    if (from == to)
+        return;
+    bg_observation h = s->hist[from];
+    void *b = s->blocks[from];
+    uint64_t l = s->lsn[from];
+    memmove(&s->hist[to + 1], &s->hist[to], (from - to) * sizeof *s->hist);
+    memmove(&s->blocks[to + 1], &s->blocks[to], (from - to) * sizeof *s->blocks);
+    memmove(&s->lsn[to + 1], &s->lsn[to], (from - to) * sizeof *s->lsn);
+    s->hist[to] = h;
+    s->blocks[to] = b;
+    s->lsn[to] = l;
+}
+
 void bg__session_pop(bg__session_table *t, bg__session *s)
 {
     if (s->n_obs == 0)
         return;
     s->n_obs--;
+    if (s->settled > s->n_obs)
+        s->settled = s->n_obs;
     bg__table_unreserve(t, s, bg__obs_size(&s->hist[s->n_obs]));
     free(s->blocks[s->n_obs]);
     pthread_mutex_lock(&t->mu);

@@ -51,6 +51,11 @@
  *     list holds exactly the resident sessions; table->resident counts them.
  *  5. A posterior is freed by eviction only with the session's lock held
  *     exclusively and no reference but the evicting call's.
+ *  6. settled <= n_obs; lsn[i] is observation i's record number in the
+ *     local log, given once when it is stored (UINT64_MAX until then) and
+ *     never changed (the log keeps it through compaction: obs_store.h
+ *     invariant 6). Checked with BG_ASSERT in engine.c (store_append,
+ *     settle_at).
  *
  * Threads: the table mutex guards the buckets, counts, refs, n_states and
  * the LRU links; the session's rwlock guards everything else in it.
@@ -88,7 +93,13 @@ typedef struct bg__session {
     pthread_rwlock_t lock;
     bg_observation *hist; /* [n_obs] headers, pointing into blocks */
     void **blocks;        /* [n_obs] owned copies */
+    uint64_t *lsn;        /* [n_obs] the observation's record number in the local
+                             log (engine.h, fleet hooks); UINT64_MAX: not stored */
     size_t n_obs, cap_obs;
+    /* Fleet mode: hist[0..settled) is in the fleet stream's order; the
+     * rest are local observations the stream has not ordered yet
+     * (bg_engine_fleet_settle). 0 without a fleet. */
+    size_t settled;
     size_t bytes; /* observations + posteriors, counted in the table */
     bg__pstate *states;
     /* table-mutex fields */
@@ -120,6 +131,10 @@ void bg__table_destroy(bg__session_table *t);
 int bg__table_get(bg__session_table *t, const char *guard, const char *id, int create,
                   const char *owner, bg__session **out, bg_err *err);
 void bg__table_release(bg__session_table *t, bg__session *s);
+/* fn for every session in the table now (each held by a reference while
+ * fn runs, no lock held: fn takes s->lock); stops at the first non-OK
+ * return and returns it. BG_ENOMEM when the list cannot be made. */
+int bg__table_each(bg__session_table *t, int (*fn)(void *ctx, bg__session *s), void *ctx);
 /* Take the session out of the table; freed when its last reference goes. */
 int bg__table_remove(bg__session_table *t, const char *guard, const char *id);
 
@@ -135,9 +150,15 @@ void bg__table_unreserve(bg__session_table *t, bg__session *s, size_t bytes);
 int bg__table_state_reserve(bg__session_table *t, bg__session *s, size_t bytes, bg_err *err);
 void bg__table_state_unreserve(bg__session_table *t, bg__session *s, size_t bytes);
 
-/* Append an owned copy of obs (caller holds s->lock exclusively). */
-int bg__session_append(bg__session_table *t, bg__session *s, const bg_observation *obs, int force,
-                       bg_err *err);
+/* Append an owned copy of obs, stored as local-log record lsn (caller
+ * holds s->lock exclusively). */
+int bg__session_append(bg__session_table *t, bg__session *s, const bg_observation *obs,
+                       uint64_t lsn, int force, bg_err *err);
+
+/* Move observation `from` to position `to` <= from, shifting
+ * hist[to..from) up by one (lock exclusive). Posteriors are the caller's
+ * to drop: they fold the old order. */
+void bg__session_move(bg__session *s, size_t from, size_t to);
 
 /* Undo the last bg__session_append (lock exclusive), when storing it
  * durably failed after the in-memory append. */

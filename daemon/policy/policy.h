@@ -69,14 +69,20 @@ typedef struct bg_policy {
     /* 1: the built-in default-deny catch-all: no model, no engine; every
      * Evaluate is DENY with harm_bound 1. */
     int builtin;
-    int priority;              /* resolves overlapping matches, see POLICIES.md */
-    int outcomes_open;         /* outcomes: open (default receipts: Observe needs one) */
+    int priority;      /* resolves overlapping matches, see POLICIES.md */
+    int outcomes_open; /* outcomes: open (default receipts: Observe needs one) */
     /* spec.escalation (daemon/escalation): how long an ESCALATE verdict's
      * pending escalation waits for a person (timeout, default 15m), and
      * whether it then becomes ALLOW (on_timeout: allow) or DENY (default). */
     int64_t escalation_timeout_ms;
     int escalation_on_timeout_allow;
-    const char *const *tools;  /* spec.match.tools as written (names and globs) */
+    /* spec.fleet (docs/FLEET.md): a verdict of a sidecar more than
+     * fleet_max_lag_ms behind its fleet is DENY / ESCALATE (fleet_on_stale)
+     * or stays as it is (BG_DECISION_ALLOW: on_stale allow). 0: no
+     * freshness required (and none without --fleet). */
+    int64_t fleet_max_lag_ms;
+    bg_decision fleet_on_stale;
+    const char *const *tools; /* spec.match.tools as written (names and globs) */
     size_t n_tools;
     /* A cache, the one field that changes in a published policy: this
      * policy's counters in the metrics registry, filled on first use by

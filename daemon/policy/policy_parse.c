@@ -78,87 +78,188 @@ void bg_policy_errors_free(bg_policy_errors *e)
 #define NOCHECK .min = 1, .max = 0
 
 static const bg_cfg_entry top_table[] = {
-    {.key = "apiVersion", .type = BG_CFGV_ENUM, .def = NULL, .offset = 0,
-     .choices = "bayesguard/v1", .desc = "bayesguard/v1"},
-    {.key = "kind", .type = BG_CFGV_ENUM, .def = NULL, .offset = sizeof(int),
+    {.key = "apiVersion",
+     .type = BG_CFGV_ENUM,
+     .def = NULL,
+     .offset = 0,
+     .choices = "bayesguard/v1",
+     .desc = "bayesguard/v1"},
+    {.key = "kind",
+     .type = BG_CFGV_ENUM,
+     .def = NULL,
+     .offset = sizeof(int),
      .choices = "GuardPolicy",
      .desc = "GuardPolicy"},
 };
 static const char *const top_sections[] = {"metadata", "spec", NULL};
 
 static const bg_cfg_entry spec_table[] = {
-    {.key = "threshold", .type = BG_CFGV_DOUBLE, .def = NULL, .offset = OFF(threshold),
-     .min = 0, .max = 1, .desc = "a harm probability in [0, 1]"},
-    {.key = "over_threshold", .type = BG_CFGV_ENUM, .def = "deny", .offset = OFF(over_threshold),
-     .choices = "deny|escalate", .desc = "decision when the bound is above threshold"},
-    {.key = "on_error", .type = BG_CFGV_ENUM, .def = "deny", .offset = OFF(on_error),
-     .choices = "deny|allow", .desc = "decision when evaluation fails"},
-    {.key = "mode", .type = BG_CFGV_ENUM, .def = "enforce", .offset = OFF(mode),
-     .choices = "enforce|shadow", .desc = "shadow: log the verdict, return ALLOW"},
-    {.key = "session", .type = BG_CFGV_STRING, .def = "context.session", .offset = OFF(session),
-     .size = sizeof(((bg__policy_spec *)0)->v.session), NOCHECK,
+    {.key = "threshold",
+     .type = BG_CFGV_DOUBLE,
+     .def = NULL,
+     .offset = OFF(threshold),
+     .min = 0,
+     .max = 1,
+     .desc = "a harm probability in [0, 1]"},
+    {.key = "over_threshold",
+     .type = BG_CFGV_ENUM,
+     .def = "deny",
+     .offset = OFF(over_threshold),
+     .choices = "deny|escalate",
+     .desc = "decision when the bound is above threshold"},
+    {.key = "on_error",
+     .type = BG_CFGV_ENUM,
+     .def = "deny",
+     .offset = OFF(on_error),
+     .choices = "deny|allow",
+     .desc = "decision when evaluation fails"},
+    {.key = "mode",
+     .type = BG_CFGV_ENUM,
+     .def = "enforce",
+     .offset = OFF(mode),
+     .choices = "enforce|shadow",
+     .desc = "shadow: log the verdict, return ALLOW"},
+    {.key = "session",
+     .type = BG_CFGV_STRING,
+     .def = "context.session",
+     .offset = OFF(session),
+     .size = sizeof(((bg__policy_spec *)0)->v.session),
+     NOCHECK,
      .desc = "context.session | context.agent | global | attributes.<name> | peer.identity | "
              "peer.uid | peer.identity/context.session | peer.uid/context.session"},
-    {.key = "priority", .type = BG_CFGV_INT, .def = "0", .offset = OFF(priority),
-     .min = -1000000, .max = 1000000, .desc = "higher wins where matches overlap"},
+    {.key = "priority",
+     .type = BG_CFGV_INT,
+     .def = "0",
+     .offset = OFF(priority),
+     .min = -1000000,
+     .max = 1000000,
+     .desc = "higher wins where matches overlap"},
     /* Outcome receipts (daemon/receipt): who may report outcomes. */
-    {.key = "outcomes", .type = BG_CFGV_ENUM, .def = "receipts", .offset = OFF(outcomes),
+    {.key = "outcomes",
+     .type = BG_CFGV_ENUM,
+     .def = "receipts",
+     .offset = OFF(outcomes),
      .choices = "receipts|open",
      .desc = "receipts: Observe needs the Verdict's receipt; open: anyone may report"},
 };
 static const char *const spec_sections[] = {"match",    "model",      "estimator", "sampler",
-                                            "features", "escalation", NULL};
+                                            "features", "escalation", "fleet",     NULL};
 
 /* spec.escalation (daemon/escalation): how long an ESCALATE waits for a
  * person, and what it becomes when nobody answers. timeout is a duration
  * (parse_duration). */
 static const bg_cfg_entry escalation_table[] = {
-    {.key = "timeout", .type = BG_CFGV_STRING, .def = "15m", .offset = OFF(esc_timeout),
-     .size = sizeof(((bg__policy_spec *)0)->v.esc_timeout), NOCHECK,
+    {.key = "timeout",
+     .type = BG_CFGV_STRING,
+     .def = "15m",
+     .offset = OFF(esc_timeout),
+     .size = sizeof(((bg__policy_spec *)0)->v.esc_timeout),
+     NOCHECK,
      .desc = "a duration: 30s, 15m, 1h (1s to 7d)"},
-    {.key = "on_timeout", .type = BG_CFGV_ENUM, .def = "deny", .offset = OFF(esc_on_timeout),
-     .choices = "deny|allow", .desc = "the decision when nobody settles it in time"},
+    {.key = "on_timeout",
+     .type = BG_CFGV_ENUM,
+     .def = "deny",
+     .offset = OFF(esc_on_timeout),
+     .choices = "deny|allow",
+     .desc = "the decision when nobody settles it in time"},
+};
+
+/* spec.fleet: freshness in fleet mode (docs/FLEET.md). */
+static const bg_cfg_entry fleet_table[] = {
+    {.key = "max_lag",
+     .type = BG_CFGV_STRING,
+     .def = NULL,
+     .offset = OFF(fleet_max_lag),
+     .size = sizeof(((bg__policy_spec *)0)->v.fleet_max_lag),
+     NOCHECK,
+     .desc = "how far behind the fleet a verdict may be: a duration (500ms, 5s, 2m)"},
+    {.key = "on_stale",
+     .type = BG_CFGV_ENUM,
+     .def = "deny",
+     .offset = OFF(fleet_on_stale),
+     .choices = "deny|escalate|allow",
+     .desc = "the decision while more than max_lag behind"},
 };
 
 static const bg_cfg_entry model_table[] = {
-    {.key = "plugin", .type = BG_CFGV_STRING, .def = NULL, .offset = OFF(model_plugin),
-     .size = sizeof(((bg__policy_spec *)0)->v.model_plugin), NOCHECK,
+    {.key = "plugin",
+     .type = BG_CFGV_STRING,
+     .def = NULL,
+     .offset = OFF(model_plugin),
+     .size = sizeof(((bg__policy_spec *)0)->v.model_plugin),
+     NOCHECK,
      .desc = "a hypothesis plugin name"},
 };
 static const char *const config_section[] = {"config", NULL};
 
 static const bg_cfg_entry sampler_table[] = {
-    {.key = "plugin", .type = BG_CFGV_STRING, .def = NULL, .offset = OFF(sampler_plugin),
-     .size = sizeof(((bg__policy_spec *)0)->v.sampler_plugin), NOCHECK,
+    {.key = "plugin",
+     .type = BG_CFGV_STRING,
+     .def = NULL,
+     .offset = OFF(sampler_plugin),
+     .size = sizeof(((bg__policy_spec *)0)->v.sampler_plugin),
+     NOCHECK,
      .desc = "a sampler plugin name"},
-    {.key = "samples", .type = BG_CFGV_INT, .def = "256", .offset = OFF(samples), .min = 1,
-     .max = 1000000, .desc = "candidate hypotheses drawn per evaluation"},
-    {.key = "always", .type = BG_CFGV_BOOL, .def = "false", .offset = OFF(sampler_always),
+    {.key = "samples",
+     .type = BG_CFGV_INT,
+     .def = "256",
+     .offset = OFF(samples),
+     .min = 1,
+     .max = 1000000,
+     .desc = "candidate hypotheses drawn per evaluation"},
+    {.key = "always",
+     .type = BG_CFGV_BOOL,
+     .def = "false",
+     .offset = OFF(sampler_always),
      .desc = "true: take the sampled path even when the model enumerates its hypotheses"},
-    {.key = "train_steps", .type = BG_CFGV_INT, .def = "0", .offset = OFF(sampler_train_steps),
-     .min = 0, .max = 4000,
+    {.key = "train_steps",
+     .type = BG_CFGV_INT,
+     .def = "0",
+     .offset = OFF(sampler_train_steps),
+     .min = 0,
+     .max = 4000,
      .desc = "optimiser steps per observation (0 = the daemon's default budget)"},
     /* When a sampled verdict's sampler is trusted (engine.h
      * bg_sampler_limits; the defaults and the data behind them:
      * docs/POLICIES.md). */
-    {.key = "max_tb_residual", .type = BG_CFGV_DOUBLE, .def = BG_POLICY_MAX_TB_RESIDUAL,
-     .offset = OFF(max_tb_residual), .min = 0, .max = 1e6,
+    {.key = "max_tb_residual",
+     .type = BG_CFGV_DOUBLE,
+     .def = BG_POLICY_MAX_TB_RESIDUAL,
+     .offset = OFF(max_tb_residual),
+     .min = 0,
+     .max = 1e6,
      .desc = "nats: the RMS trajectory-balance residual of the candidates above which the "
              "sampler is not trusted"},
-    {.key = "min_ess", .type = BG_CFGV_DOUBLE, .def = BG_POLICY_MIN_ESS, .offset = OFF(min_ess),
-     .min = 0, .max = 1000000,
+    {.key = "min_ess",
+     .type = BG_CFGV_DOUBLE,
+     .def = BG_POLICY_MIN_ESS,
+     .offset = OFF(min_ess),
+     .min = 0,
+     .max = 1000000,
      .desc = "the effective sample size of the candidates' importance weights below which "
              "the sampler is not trusted"},
-    {.key = "max_version_lag", .type = BG_CFGV_INT, .def = BG_POLICY_MAX_VERSION_LAG,
-     .offset = OFF(max_version_lag), .min = 0, .max = 1000000,
+    {.key = "max_version_lag",
+     .type = BG_CFGV_INT,
+     .def = BG_POLICY_MAX_VERSION_LAG,
+     .offset = OFF(max_version_lag),
+     .min = 0,
+     .max = 1000000,
      .desc = "observations the sampler may not yet have trained on"},
-    {.key = "on_unhealthy", .type = BG_CFGV_ENUM, .def = "unavailable",
-     .offset = OFF(on_unhealthy), .choices = "unavailable|deny|escalate",
+    {.key = "on_unhealthy",
+     .type = BG_CFGV_ENUM,
+     .def = "unavailable",
+     .offset = OFF(on_unhealthy),
+     .choices = "unavailable|deny|escalate",
      .desc = "outside the limits: fail UNAVAILABLE (retry), or decide DENY / ESCALATE"},
 };
 
 static const bg_cfg_entry metadata_table[] = {
-    {.key = "name", .type = BG_CFGV_STRING, .def = NULL, .offset = 0, .size = 64, NOCHECK,
+    {.key = "name",
+     .type = BG_CFGV_STRING,
+     .def = NULL,
+     .offset = 0,
+     .size = 64,
+     NOCHECK,
      .desc = "the policy's unique name"},
 };
 static const char *const metadata_sections[] = {"labels", "annotations", NULL};
@@ -220,6 +321,43 @@ static int parse_metadata(const bg_cfg_node *root, bg__policy_spec *s, bg_policy
     return BG_OK;
 }
 
+/* "30s", "15m", "1h", "2d", "500ms" -> milliseconds; -1 when malformed. */
+static int64_t parse_duration(const char *t)
+{
+    if (t == NULL || *t < '0' || *t > '9')
+        return -1;
+    int64_t n = 0;
+    while (*t >= '0' && *t <= '9') {
+        n = n * 10 + (*t++ - '0');
+        if (n > 1000000000)
+            return -1;
+    }
+    int64_t unit = strcmp(t, "ms") == 0  ? 1
+                   : strcmp(t, "s") == 0 ? 1000
+                   : strcmp(t, "m") == 0 ? 60000
+                   : strcmp(t, "h") == 0 ? 3600000
+                   : strcmp(t, "d") == 0 ? 86400000
+                                         : 0;
+    return unit ? n * unit : -1;
+}
+
+static int parse_fleet(const bg_cfg_node *spec, bg__policy_spec *s, bg_policy_errors *errs)
+{
+    const bg_cfg_node *fl = section(spec, "fleet", "spec.fleet", errs, 0);
+    if (!fl)
+        return BG_OK;
+    if (bg_cfg_apply_table(bg__errs_at, errs, fl, fleet_table, N(fleet_table), "spec.fleet.", NULL,
+                           s))
+        return BG_ECONFIG;
+    s->fleet_max_lag_ms = parse_duration(s->v.fleet_max_lag);
+    if (s->fleet_max_lag_ms < 1 || s->fleet_max_lag_ms > 86400000)
+        return bg__errs_at(errs, bg_cfg_get(fl, "max_lag"),
+                           "spec.fleet.max_lag '%s' is not a duration from 1ms to 24h: write "
+                           "it like 500ms, 5s or 2m",
+                           s->v.fleet_max_lag);
+    return BG_OK;
+}
+
 static int parse_match(const bg_cfg_node *spec, bg__policy_spec *s, bg_policy_errors *errs)
 {
     s->match = section(spec, "match", "spec.match", errs, 1);
@@ -229,11 +367,13 @@ static int parse_match(const bg_cfg_node *spec, bg__policy_spec *s, bg_policy_er
                                 (const char *const[]){"tools", NULL}, s);
     s->tools = bg_cfg_get(s->match, "tools");
     if (!s->tools)
-        return bg__errs_at(errs, s->match, "missing required key 'spec.match.tools' (a list of "
-                                           "tool names or globs)");
+        return bg__errs_at(errs, s->match,
+                           "missing required key 'spec.match.tools' (a list of "
+                           "tool names or globs)");
     if (bg_cfg_type_of(s->tools) != BG_CFG_SEQ || bg_cfg_len(s->tools) == 0)
-        return bg__errs_at(errs, s->tools, "spec.match.tools must be a non-empty list of tool "
-                                           "names or globs like [\"transfer_*\"]");
+        return bg__errs_at(errs, s->tools,
+                           "spec.match.tools must be a non-empty list of tool "
+                           "names or globs like [\"transfer_*\"]");
     for (size_t i = 0; i < bg_cfg_len(s->tools); i++) {
         const char *t = bg_cfg_scalar(bg_cfg_item(s->tools, i));
         if (!t || !*t)
@@ -343,26 +483,6 @@ static int parse_features(bg__policy_spec *s, const bg_cfg_node *spec, bg_policy
     return rc;
 }
 
-/* "30s", "15m", "1h", "2d", "500ms" -> milliseconds; -1 when malformed. */
-static int64_t parse_duration(const char *t)
-{
-    if (t == NULL || *t < '0' || *t > '9')
-        return -1;
-    int64_t n = 0;
-    while (*t >= '0' && *t <= '9') {
-        n = n * 10 + (*t++ - '0');
-        if (n > 1000000000)
-            return -1;
-    }
-    int64_t unit = strcmp(t, "ms") == 0  ? 1
-                   : strcmp(t, "s") == 0 ? 1000
-                   : strcmp(t, "m") == 0 ? 60000
-                   : strcmp(t, "h") == 0 ? 3600000
-                   : strcmp(t, "d") == 0 ? 86400000
-                                         : 0;
-    return unit ? n * unit : -1;
-}
-
 #define BG_ESC_TIMEOUT_MIN_MS 1000
 #define BG_ESC_TIMEOUT_MAX_MS (7 * 86400000LL)
 
@@ -398,9 +518,8 @@ static int parse_plugins(bg_cfg_doc *doc, const bg_cfg_node *spec, bg__policy_sp
 {
     int rc = BG_OK;
     s->model = section(spec, "model", "spec.model", errs, 1);
-    if (!s->model ||
-        bg_cfg_apply_table(bg__errs_at, errs, s->model, model_table, N(model_table),
-                           "spec.model.", config_section, s))
+    if (!s->model || bg_cfg_apply_table(bg__errs_at, errs, s->model, model_table, N(model_table),
+                                        "spec.model.", config_section, s))
         rc = BG_ECONFIG;
     s->model_cfg = bg_cfg_get(s->model, "config");
 
@@ -409,11 +528,13 @@ static int parse_plugins(bg_cfg_doc *doc, const bg_cfg_node *spec, bg__policy_sp
         const bg_cfg_node *p = bg_cfg_get(s->estimator, "plugin");
         const char *name = bg_cfg_scalar(p);
         if (!p)
-            rc = bg__errs_at(errs, s->estimator, "missing required key 'spec.estimator.plugin' "
-                                                 "(an estimator plugin name)");
+            rc = bg__errs_at(errs, s->estimator,
+                             "missing required key 'spec.estimator.plugin' "
+                             "(an estimator plugin name)");
         else if (!name || !*name || strlen(name) >= sizeof s->v.estimator_plugin)
-            rc = bg__errs_at(errs, p, "key 'spec.estimator.plugin': expected an estimator "
-                                      "plugin name");
+            rc = bg__errs_at(errs, p,
+                             "key 'spec.estimator.plugin': expected an estimator "
+                             "plugin name");
         else
             memcpy(s->v.estimator_plugin, name, strlen(name) + 1);
         if (bg_cfg_get(s->estimator, "alpha") && bg_cfg_get(s->estimator, "delta"))
@@ -433,8 +554,8 @@ static int parse_plugins(bg_cfg_doc *doc, const bg_cfg_node *spec, bg__policy_sp
                                "spec.sampler.", config_section, s))
             rc = BG_ECONFIG;
         s->sampler_cfg = bg_cfg_get(s->sampler, "config");
-    } else if (bg_cfg_get(spec, "sampler") && bg_cfg_type_of(bg_cfg_get(spec, "sampler")) !=
-                                                  BG_CFG_NULL) {
+    } else if (bg_cfg_get(spec, "sampler") &&
+               bg_cfg_type_of(bg_cfg_get(spec, "sampler")) != BG_CFG_NULL) {
         rc = BG_ECONFIG; /* present but not a map: reported by section() */
     }
     return rc;
@@ -446,8 +567,9 @@ int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *
     memset(s, 0, sizeof *s);
     s->root = root;
     if (bg_cfg_type_of(root) != BG_CFG_MAP)
-        return bg__errs_at(errs, root, "a policy document must be a map with apiVersion, kind, "
-                                       "metadata and spec");
+        return bg__errs_at(errs, root,
+                           "a policy document must be a map with apiVersion, kind, "
+                           "metadata and spec");
     int kinds[2];
     int rc = BG_OK;
     if (bg_cfg_apply_table(bg__errs_at, errs, root, top_table, N(top_table), "", top_sections,
@@ -472,6 +594,8 @@ int bg__policy_parse(bg_cfg_doc *doc, const bg_cfg_node *root, bg__policy_spec *
     if (parse_features(s, spec, errs))
         rc = BG_ECONFIG;
     if (parse_escalation(spec, s, errs))
+        rc = BG_ECONFIG;
+    if (parse_fleet(spec, s, errs))
         rc = BG_ECONFIG;
     if (parse_plugins(doc, spec, s, errs))
         rc = BG_ECONFIG;

@@ -30,8 +30,8 @@ int bg__errs_at(void *errs, const bg_cfg_node *n, const char *fmt, ...)
 
 /* ---- one policy document, schema-checked (policy_parse.c) */
 typedef struct bg__policy_spec {
-    const bg_cfg_node *root;      /* the document */
-    const char *name;             /* metadata.name */
+    const bg_cfg_node *root; /* the document */
+    const char *name;        /* metadata.name */
     const bg_cfg_node *name_node;
     const bg_cfg_node *tools;     /* spec.match.tools: SEQ of scalars */
     const bg_cfg_node *match;     /* spec.match */
@@ -41,29 +41,32 @@ typedef struct bg__policy_spec {
     const bg_cfg_node *est_cfg;   /* the estimator map minus `plugin` */
     const bg_cfg_node *sampler;   /* spec.sampler section or NULL */
     const bg_cfg_node *sampler_cfg;
-    struct {                      /* the typed scalars of the schema tables */
+    struct { /* the typed scalars of the schema tables */
         char model_plugin[64];
         char estimator_plugin[64];
         char sampler_plugin[64];
         int64_t samples;
-        int sampler_always;          /* spec.sampler.always */
-        int64_t sampler_train_steps; /* spec.sampler.train_steps, 0 = the daemon's */
+        int sampler_always;              /* spec.sampler.always */
+        int64_t sampler_train_steps;     /* spec.sampler.train_steps, 0 = the daemon's */
         double max_tb_residual, min_ess; /* spec.sampler's limits */
         int64_t max_version_lag;
-        int on_unhealthy;         /* 0 unavailable, 1 deny, 2 escalate */
+        int on_unhealthy; /* 0 unavailable, 1 deny, 2 escalate */
         double threshold;
-        int over_threshold;       /* 0 deny, 1 escalate */
-        int on_error;             /* 0 deny, 1 allow */
-        int mode;                 /* 0 enforce, 1 shadow */
+        int over_threshold; /* 0 deny, 1 escalate */
+        int on_error;       /* 0 deny, 1 allow */
+        int mode;           /* 0 enforce, 1 shadow */
         char session[128];
         int64_t priority;
-        int outcomes; /* 0 receipts, 1 open */
-        char esc_timeout[32];     /* spec.escalation.timeout as written */
-        int esc_on_timeout;       /* 0 deny, 1 allow */
+        int outcomes;           /* 0 receipts, 1 open */
+        char esc_timeout[32];   /* spec.escalation.timeout as written */
+        int esc_on_timeout;     /* 0 deny, 1 allow */
+        char fleet_max_lag[32]; /* spec.fleet.max_lag as written ("" absent) */
+        int fleet_on_stale;     /* 0 deny, 1 escalate, 2 allow */
     } v;
-    int64_t esc_timeout_ms;       /* spec.escalation.timeout, parsed (parse_escalation) */
+    int64_t esc_timeout_ms;   /* spec.escalation.timeout, parsed (parse_escalation) */
+    int64_t fleet_max_lag_ms; /* parse_fleet: 0 no freshness required */
     bg_session_key session_key;
-    const char *session_attr;     /* into v.session */
+    const char *session_attr; /* into v.session */
     int session_two_level;    /* peer.<...>/context.session */
     /* spec.features (parse_features): compiled expressions (owned: freed
      * with bg__policy_spec_free), or from_request. */

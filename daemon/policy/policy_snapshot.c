@@ -543,6 +543,10 @@ static void fill_policy(bg_policy_set *s, size_t i)
     p->outcomes_open = sp->v.outcomes == 1;
     p->escalation_timeout_ms = sp->esc_timeout_ms;
     p->escalation_on_timeout_allow = sp->v.esc_on_timeout == 1;
+    p->fleet_max_lag_ms = sp->fleet_max_lag_ms;
+    p->fleet_on_stale = sp->v.fleet_on_stale == 0   ? BG_DECISION_DENY
+                        : sp->v.fleet_on_stale == 1 ? BG_DECISION_ESCALATE
+                                                    : BG_DECISION_ALLOW;
     /* For Status only: on allocation failure the list is just empty. */
     size_t nt = bg_cfg_len(sp->tools);
     const char **tools = nt ? malloc(nt * sizeof *tools) : NULL;

@@ -34,6 +34,7 @@
 #include "common/bg_err.h"
 #include "engine/engine.h"
 #include "escalation/escalation.h"
+#include "fleet/fleet.h"
 #include "loop/loop.h"
 #include "metrics/metrics.h"
 #include "plugin/plugin_host.h"
@@ -60,6 +61,7 @@ typedef struct bg_rpc_opts {
     bg_loop *loop;
     bg_policy_store *store;
     bg_engine *engine;
+    bg_fleet *fleet; /* NULL without --fleet: verdicts carry its lag, Status its state */
     /* Outcome receipts (daemon/receipt/receipt.h): Evaluate mints one per
      * ALLOW, Observe under `outcomes: receipts` checks it. NULL: no
      * receipts are minted and such policies refuse every Observe. */

@@ -162,6 +162,21 @@ void bg__svc_status(bg__rpc_call *c)
         out.escalations_pending = xs.pending;
     }
     out.observations_quarantined = es.store_quarantined;
+    Bayesguard__V1__FleetStatus fs = BAYESGUARD__V1__FLEET_STATUS__INIT;
+    if (s->opts.fleet != NULL) {
+        bg_fleet_lag fl;
+        bg_fleet_lag_get(s->opts.fleet, &fl);
+        fs.pending_in = fl.pending_in;
+        fs.pending_out = fl.pending_out;
+        fs.lag_ms = fl.lag_ms;
+        fs.connected = fl.connected != 0;
+        fs.shipped = fl.shipped;
+        fs.applied = fl.applied;
+        fs.duplicates = fl.duplicates;
+        fs.refused = fl.refused;
+        fs.revision_mismatch = fl.revision_mismatch;
+        out.fleet = &fs;
+    }
     out.uptime_s = (double)(bg_now_ns() - s->started_ns) / 1e9;
     if (s->opts.plugins != NULL)
         out.plugin_errors =

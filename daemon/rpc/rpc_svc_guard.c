@@ -487,11 +487,33 @@ void bg__svc_evaluate(bg__rpc_call *c)
         lr.error = err.msg;
     }
 
+    /* Fleet freshness (spec.fleet): past max_lag the policy's on_stale
+     * decides (fail closed); a lag without --fleet is none. */
+    bg_fleet_lag fl;
+    bg_fleet_lag_get(s->opts.fleet, &fl);
+    int stale = s->opts.fleet != NULL && p->fleet_max_lag_ms > 0 &&
+                fl.lag_ms > (uint64_t)p->fleet_max_lag_ms;
+    char stale_reason[160] = "";
+    if (stale && p->fleet_on_stale != BG_DECISION_ALLOW && !v.shadow) {
+        /* Verdict.reason: more than the bound decided (an escalation's
+         * failure below replaces it with its own). */
+        snprintf(stale_reason, sizeof stale_reason,
+                 "fleet: %llu ms behind the fleet, past spec.fleet.max_lag %lld ms: on_stale %s",
+                 (unsigned long long)fl.lag_ms, (long long)p->fleet_max_lag_ms,
+                 bg_decision_name(p->fleet_on_stale));
+        BG_DEBUG("decision", "policy %s: %s", p->name, stale_reason);
+        v.decision = p->fleet_on_stale;
+    }
+
     Bayesguard__V1__Verdict out = BAYESGUARD__V1__VERDICT__INIT;
     Bayesguard__V1__CautiousHypothesis ch = BAYESGUARD__V1__CAUTIOUS_HYPOTHESIS__INIT;
     char did[40];
     uint64_t seq = atomic_fetch_add(&s->decisions, 1) + 1;
     snprintf(did, sizeof(did), "%016" PRIx64 "-%016" PRIx64, s->boot_id, seq);
+    if (stale_reason[0]) {
+        out.reason = stale_reason;
+        lr.reason = stale_reason;
+    }
     if (v.decision == BG_DECISION_ESCALATE && !v.shadow && s->opts.escalations != NULL) {
         /* The pending escalation; one that cannot be opened fails closed. */
         if (open_escalation(c, &r, child, req, &v, did, msg, sizeof(msg)) == BG_OK) {
@@ -539,6 +561,10 @@ void bg__svc_evaluate(bg__rpc_call *c)
     out.observations = v.observations;
     out.threshold = p->guard.threshold;
     out.on_error_allowed = on_error_allowed;
+    out.fleet_pending_in = fl.pending_in;
+    out.fleet_pending_out = fl.pending_out;
+    out.fleet_lag_ms = fl.lag_ms;
+    out.fleet_stale = stale != 0;
     uint8_t receipt[BG_RECEIPT_MAX];
     mint_receipt(s, &r, child, &v, did, receipt, &out);
     uint64_t elapsed_ns = bg_now_ns() - c->start_ns;

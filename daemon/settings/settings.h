@@ -90,6 +90,19 @@
     X(snapshot_bytes, "snapshot-bytes", "snapshot_bytes", INT, "N", "268435456", NULL, 0,        \
       1099511627776, "observation log: compact the sealed segments into a snapshot once they "   \
       "hold this many bytes (0: never)")                                                         \
+    X(fleet, "fleet", "fleet", STR, "URL", NULL, "none (this sidecar learns alone)", 0, 0,       \
+      "fleet mode: share observations with every sidecar on redis://[USER@]HOST:PORT/KEY "        \
+      "(a Redis stream; needs --data-dir; docs/FLEET.md)")                                        \
+    X(fleet_password_file, "fleet-password-file", "fleet_password_file", STR, "FILE", NULL,       \
+      "none (no AUTH)", 0, 0,                                                                     \
+      "the Redis password of --fleet (first line; mode 0600), kept off the command line")        \
+    X(fleet_maxlen, "fleet-maxlen", "fleet_maxlen", INT, "N", "0", NULL, 0, 1000000000,         \
+      "trim the fleet stream to about N entries (XADD MAXLEN ~ N); 0: never trimmed. A "        \
+      "sidecar that starts after its entries were trimmed bootstraps from the snapshot")          \
+    X(fleet_snapshot_every, "fleet-snapshot-every", "fleet_snapshot_every", INT, "N", "10000",    \
+      NULL, 1, 1000000000,                                                                        \
+      "publish the fleet snapshot (every session's history) after N stream entries; keep it "   \
+      "below --fleet-maxlen")                                                                     \
     X(receipt_key_file, "receipt-key-file", "receipt_key_file", STR, "FILE", NULL,             \
       "<data-dir>/receipt.key, else in memory", 0, 0,                                            \
       "secret key of outcome receipts (32 to 1024 bytes, mode 0600); must exist; without it "    \

@@ -106,7 +106,9 @@ static void test_json(void)
         "\"policy\":\"p\",\"revision\":\"\",\"decision_id\":\"\",\"bound_kind\":\"EXACT\","
         "\"samples\":\"0\",\"shadow\":true,\"eval_us\":\"0\",\"model\":\"\","
         "\"observations\":\"0\",\"threshold\":0.0,\"on_error_allowed\":false,\"receipt\":\"\","
-        "\"escalation\":\"ESCALATION_STATE_UNSPECIFIED\",\"reason\":\"\"}\n";
+        "\"escalation\":\"ESCALATION_STATE_UNSPECIFIED\",\"reason\":\"\",\"fleet_pending_in\":"
+        "\"0\","
+        "\"fleet_pending_out\":\"0\",\"fleet_lag_ms\":\"0\",\"fleet_stale\":false}\n";
     if (strcmp(buf, want) != 0) {
         fprintf(stderr, "json:\n got  %s want %s", buf, want);
         exit(1);

@@ -1,0 +1,1154 @@
+/*
+ * fleet.c — fleet mode on a Redis stream: the outbox shipper, the stream
+ * reader, the set of applied ids, the persisted positions.
+ *
+ * Contract: fleet.h; design: docs/FLEET.md.
+ *
+ * State (f->mu): the outbox queue (own records to XADD, in lsn order), the
+ * outbox position `shipped` (every own record below it is in the stream),
+ * the last stream id read. fleet.state is rewritten (temp file + rename)
+ * after every shipped batch and every applied batch; it is a hint that
+ * only saves work: re-shipping is deduplicated by id, and the reader
+ * re-reads the retained stream at start anyway.
+ *
+ * The applied set (f->map_mu): fleet id -> local lsn of every peer's
+ * observation in the local log, filled by the engine's stored hook (at
+ * replay and at apply), so "applied" and "stored" are one atomic fact.
+ *
+ * Threads: shipper and reader (one Redis connection each, hiredis's
+ * blocking API with timeouts); the stored hook on the storing thread;
+ * lag_get anywhere (atomics).
+ */
+#include "fleet/fleet.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/bg_log.h"
+#include "common/bg_siphash.h"
+#include "metrics/metrics.h"
+
+#define NODE_FILE "fleet.node"
+#define STATE_FILE "fleet.state"
+#define ORDER_FILE "fleet.order"
+#define READ_COUNT 256
+#define READ_BLOCK_MS 200
+#define SHIP_BATCH 256
+
+typedef struct outbox_item {
+    struct outbox_item *next;
+    uint64_t lsn;
+    char *policy, *session;
+    uint8_t *rec;
+    size_t len;
+} outbox_item;
+
+typedef struct map_slot {
+    char *fid; /* NULL: empty */
+    uint64_t lsn;
+} map_slot;
+
+struct bg_fleet {
+    char host[256];
+    int port;
+    char key[256];
+    char user[128];
+    char password[512]; /* "" : no AUTH */
+    char dir[4096];
+    char node[17];
+    uint64_t maxlen, snapshot_every;
+    int order_fd;       /* fleet.order: the settle journal, appended by the reader */
+    char snap_key[300]; /* <key>:snapshot */
+    bg_engine_fleet_hooks hooks;
+    bg_engine *engine;      /* borrowed */
+    bg_policy_store *store; /* borrowed */
+    bg_metrics *metrics;    /* borrowed; NULL: no collector */
+
+    pthread_mutex_t mu; /* queue, positions, stop */
+    pthread_cond_t cv;
+    outbox_item *head, *tail;
+    uint64_t shipped; /* outbox position */
+    char last_id[64];
+    int stop;
+
+    pthread_mutex_t map_mu;
+    map_slot *slots;
+    size_t n_slots, n_used;
+    uint8_t map_key[BG_SIPHASH_KEY_BYTES];
+
+    pthread_t ship_th, read_th;
+    int started;
+
+    atomic_uint_fast64_t pending_out, pending_in, shipped_n, applied_n, dup_n, refused_n,
+        mismatch_n, reconnects_n;
+    atomic_int ship_up, read_up, in_sync;
+    _Atomic int64_t caught_up_ms;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------- the URL */
+
+static int parse_url(bg_fleet *f, const char *url, bg_err *err)
+{
+    const char *hint = "expected redis://[USER@]HOST:PORT/KEY (docs/FLEET.md)";
+    if (strncmp(url, "rediss://", 9) == 0)
+        return bg_err_set(err, BG_EINVAL,
+                          "--fleet %s: TLS (rediss://) needs hiredis with SSL, which Debian 12's "
+                          "libhiredis 0.14 lacks; use redis:// inside a network policy or a TLS "
+                          "tunnel (docs/FLEET.md, Security)",
+                          url);
+    if (strncmp(url, "redis://", 8) != 0)
+        return bg_err_set(err, BG_EINVAL, "--fleet %s: not a redis:// URL; %s", url, hint);
+    const char *p = url + 8;
+    const char *at = strchr(p, '@');
+    const char *slash = strchr(p, '/');
+    if (at && (!slash || at < slash)) {
+        if (memchr(p, ':', (size_t)(at - p)))
+            return bg_err_set(err, BG_EINVAL,
+                              "--fleet: a password in the URL would show in ps and logs; put "
+                              "it in --fleet-password-file and give only USER@ in the URL");
+        if ((size_t)(at - p) >= sizeof f->user || at == p)
+            return bg_err_set(err, BG_EINVAL, "--fleet: bad user before '@'; %s", hint);
+        memcpy(f->user, p, (size_t)(at - p));
+        p = at + 1;
+    }
+    const char *colon = strchr(p, ':');
+    if (!slash || !colon || colon > slash || colon == p)
+        return bg_err_set(err, BG_EINVAL, "--fleet %s: no HOST:PORT/KEY; %s", url, hint);
+    if ((size_t)(colon - p) >= sizeof f->host)
+        return bg_err_set(err, BG_EINVAL, "--fleet: host name too long");
+    memcpy(f->host, p, (size_t)(colon - p));
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (end != slash || port < 1 || port > 65535)
+        return bg_err_set(err, BG_EINVAL, "--fleet %s: port is not 1..65535; %s", url, hint);
+    f->port = (int)port;
+    const char *key = slash + 1;
+    if (!*key || strlen(key) >= sizeof f->key)
+        return bg_err_set(err, BG_EINVAL, "--fleet %s: no stream KEY after the port; %s", url,
+                          hint);
+    snprintf(f->key, sizeof f->key, "%s", key);
+    return BG_OK;
+}
+
+static int read_password(bg_fleet *f, const char *file, bg_err *err)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return bg_err_set(err, BG_EIO, "--fleet-password-file %s: %s", file, strerror(e));
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        return bg_err_set(err, BG_EINVAL,
+                          "--fleet-password-file %s: readable by group or others (mode %03o); "
+                          "chmod 600 it",
+                          file, (unsigned)(st.st_mode & 0777));
+    }
+    ssize_t n = read(fd, f->password, sizeof f->password - 1);
+    close(fd);
+    if (n <= 0)
+        return bg_err_set(err, BG_EINVAL, "--fleet-password-file %s: empty", file);
+    f->password[n] = 0;
+    f->password[strcspn(f->password, "\r\n")] = 0;
+    if (!f->password[0])
+        return bg_err_set(err, BG_EINVAL, "--fleet-password-file %s: empty first line", file);
+    return BG_OK;
+}
+
+/* ------------------------------------------------- node id and state */
+
+static int load_node(bg_fleet *f, bg_err *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", f->dir, NODE_FILE);
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+        int ok = fscanf(fp, "%16[0-9a-f]", f->node) == 1 && strlen(f->node) == 16;
+        fclose(fp);
+        if (!ok)
+            return bg_err_set(err, BG_EIO,
+                              "%s: not 16 hex digits; remove it to give this sidecar a new id",
+                              path);
+        return BG_OK;
+    }
+    uint8_t raw[BG_SIPHASH_KEY_BYTES];
+    if (bg_siphash_key_random(raw) != BG_OK)
+        return bg_err_set(err, BG_EIO, "fleet: getrandom failed for the node id");
+    for (int i = 0; i < 8; i++)
+        snprintf(f->node + 2 * i, 3, "%02x", raw[i]);
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fp = fopen(tmp, "w");
+    if (!fp || fprintf(fp, "%s\n", f->node) < 0 || fflush(fp) != 0 || fsync(fileno(fp)) != 0 ||
+        fclose(fp) != 0 || rename(tmp, path) != 0)
+        return bg_err_set(err, BG_EIO, "fleet: writing %s: %s", path, strerror(errno));
+    return BG_OK;
+}
+
+static void load_state(bg_fleet *f)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", f->dir, STATE_FILE);
+    FILE *fp = fopen(path, "r");
+    snprintf(f->last_id, sizeof f->last_id, "0-0");
+    if (!fp)
+        return;
+    char line[128];
+    while (fgets(line, sizeof line, fp)) {
+        unsigned long long v;
+        char id[64];
+        if (sscanf(line, "shipped %llu", &v) == 1)
+            f->shipped = v;
+        else if (sscanf(line, "last %63[0-9-]", id) == 1)
+            snprintf(f->last_id, sizeof f->last_id, "%s", id);
+    }
+    fclose(fp);
+}
+
+/* Caller holds f->mu. A failure is logged: the state is a hint (header). */
+static void save_state(bg_fleet *f)
+{
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/%s", f->dir, STATE_FILE);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
+    if (!fp || fprintf(fp, "shipped %" PRIu64 "\nlast %s\n", f->shipped, f->last_id) < 0 ||
+        fclose(fp) != 0 || rename(tmp, path) != 0)
+        BG_WARN("fleet", "writing %s: %s (positions are re-derived at start)", path,
+                strerror(errno));
+}
+
+/* ------------------------------------------------------ the applied set */
+
+static uint64_t map_hash(bg_fleet *f, const char *fid)
+{
+    return bg_siphash24(f->map_key, fid, strlen(fid));
+}
+
+/* Caller holds map_mu. Returns the slot of fid, or the empty one it would take. */
+static map_slot *map_find(bg_fleet *f, const char *fid)
+{
+    size_t mask = f->n_slots - 1;
+    for (size_t i = map_hash(f, fid) & mask;; i = (i + 1) & mask)
+        if (!f->slots[i].fid || strcmp(f->slots[i].fid, fid) == 0)
+            return &f->slots[i];
+}
+
+/* Caller holds map_mu. 0, or -1 when out of memory. */
+static int map_put(bg_fleet *f, const char *fid, uint64_t lsn)
+{
+    if ((f->n_used + 1) * 4 > f->n_slots * 3) {
+        size_t n = f->n_slots ? f->n_slots * 2 : 1024;
+        map_slot *old = f->slots, *nw = calloc(n, sizeof *nw);
+        if (!nw)
+            return -1;
+        size_t on = f->n_slots;
+        f->slots = nw;
+        f->n_slots = n;
+        for (size_t i = 0; i < on; i++)
+            if (old[i].fid)
+                *map_find(f, old[i].fid) = old[i];
+        free(old);
+    }
+    map_slot *s = map_find(f, fid);
+    if (s->fid)
+        return 0;
+    if (!(s->fid = strdup(fid)))
+        return -1;
+    s->lsn = lsn;
+    f->n_used++;
+    return 0;
+}
+
+/* 1 and *lsn when fid was applied. */
+static int map_get(bg_fleet *f, const char *fid, uint64_t *lsn)
+{
+    pthread_mutex_lock(&f->map_mu);
+    int found = 0;
+    if (f->n_slots) {
+        map_slot *s = map_find(f, fid);
+        if (s->fid) {
+            *lsn = s->lsn;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&f->map_mu);
+    return found;
+}
+
+/* ------------------------------------------------------------ the hook */
+
+static void stored_hook(void *ctx, uint64_t lsn, const char *guard, const char *session,
+                        const uint8_t *rec, size_t len, const bg_obs_receipt *rc, int replayed)
+{
+    bg_fleet *f = ctx;
+    if (rc && (rc->flags & BG_OBS_RECEIPT_FLEET)) {
+        pthread_mutex_lock(&f->map_mu);
+        if (map_put(f, rc->id, lsn) != 0)
+            BG_WARN("fleet", "out of memory remembering applied id %s", rc->id);
+        pthread_mutex_unlock(&f->map_mu);
+        return;
+    }
+    pthread_mutex_lock(&f->mu);
+    if (replayed && lsn < f->shipped) {
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
+    outbox_item *it = calloc(1, sizeof *it);
+    if (it) {
+        it->lsn = lsn;
+        it->policy = strdup(guard);
+        it->session = strdup(session);
+        it->rec = malloc(len);
+        it->len = len;
+    }
+    if (!it || !it->policy || !it->session || !it->rec) {
+        if (it) {
+            free(it->policy);
+            free(it->session);
+            free(it->rec);
+            free(it);
+        }
+        pthread_mutex_unlock(&f->mu);
+        BG_WARN("fleet", "out of memory queueing record %" PRIu64 " (shipped after a restart)",
+                lsn);
+        return;
+    }
+    memcpy(it->rec, rec, len);
+    if (f->tail)
+        f->tail->next = it;
+    else
+        f->head = it;
+    f->tail = it;
+    atomic_fetch_add(&f->pending_out, 1);
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* ------------------------------------------------------------- Redis */
+
+/* Waits ms on f->cv unless stopping; returns f->stop. */
+static int nap(bg_fleet *f, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&f->mu);
+    if (!f->stop)
+        pthread_cond_timedwait(&f->cv, &f->mu, &ts);
+    int stop = f->stop;
+    pthread_mutex_unlock(&f->mu);
+    return stop;
+}
+
+static int stopping(bg_fleet *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int s = f->stop;
+    pthread_mutex_unlock(&f->mu);
+    return s;
+}
+
+/* A connected, authenticated context, or NULL (logged once per outage). */
+static redisContext *connect_redis(bg_fleet *f, const char *who, int *warned)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout(f->host, f->port, tv);
+    if (c && !c->err) {
+        struct timeval ct = {2, 0};
+        redisSetTimeout(c, ct);
+        if (f->password[0]) {
+            redisReply *r = f->user[0] ? redisCommand(c, "AUTH %s %s", f->user, f->password)
+                                       : redisCommand(c, "AUTH %s", f->password);
+            int ok = r && r->type != REDIS_REPLY_ERROR;
+            if (!*warned && r && !ok)
+                BG_WARN("fleet", "%s: redis %s:%d refused AUTH: %s", who, f->host, f->port, r->str);
+            if (r)
+                freeReplyObject(r);
+            if (!ok) {
+                redisFree(c);
+                *warned = 1;
+                return NULL;
+            }
+        }
+        if (*warned)
+            BG_INFO("fleet", "%s: connected to redis %s:%d", who, f->host, f->port);
+        *warned = 0;
+        return c;
+    }
+    if (!*warned)
+        BG_WARN("fleet", "%s: redis %s:%d: %s (retrying with backoff; observations are kept)", who,
+                f->host, f->port, c ? c->errstr : "out of memory");
+    *warned = 1;
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ shipper */
+
+/* The model identity of policy `name` now, as hex ("0": no such policy). */
+static void policy_revision(bg_fleet *f, const char *name, char *buf, size_t len)
+{
+    bg_policy_set *set = bg_policy_store_acquire(f->store);
+    const bg_policy *p = bg_policy_set_find(set, name);
+    snprintf(buf, len, "%016" PRIx64, p ? p->guard.model_key : 0);
+    bg_policy_set_unref(set);
+}
+
+/* XADD a batch (pipelined). Returns how many were acknowledged in order. */
+static size_t ship_batch(bg_fleet *f, redisContext *c, outbox_item **items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        outbox_item *it = items[i];
+        char fid[64], rev[32];
+        snprintf(fid, sizeof fid, "%s-%" PRIu64, f->node, it->lsn);
+        policy_revision(f, it->policy, rev, sizeof rev);
+        char maxlen[32];
+        snprintf(maxlen, sizeof maxlen, "%" PRIu64, f->maxlen);
+        /* XADD KEY [MAXLEN ~ N] * id .. policy .. revision .. session .. obs .. origin .. */
+        const char *argv[18] = {"XADD", f->key};
+        size_t argl[18];
+        int k = 2;
+        if (f->maxlen) {
+            argv[k++] = "MAXLEN";
+            argv[k++] = "~";
+            argv[k++] = maxlen;
+        }
+        const char *rest[] = {"*",
+                              "id",
+                              fid,
+                              "policy",
+                              it->policy,
+                              "revision",
+                              rev,
+                              "session",
+                              it->session,
+                              "obs",
+                              (const char *)it->rec,
+                              "origin",
+                              f->node};
+        for (size_t j = 0; j < sizeof rest / sizeof rest[0]; j++)
+            argv[k++] = rest[j];
+        for (int j = 0; j < k; j++)
+            argl[j] = argv[j] == (const char *)it->rec ? it->len : strlen(argv[j]);
+        if (redisAppendCommandArgv(c, k, argv, argl) != REDIS_OK)
+            return 0;
+    }
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *rp = NULL;
+        if (redisGetReply(c, &rp) != REDIS_OK)
+            break;
+        redisReply *r = rp;
+        int good = r->type == REDIS_REPLY_STRING;
+        if (!good)
+            BG_WARN("fleet", "XADD %s: %s", f->key, r->type == REDIS_REPLY_ERROR ? r->str : "?");
+        freeReplyObject(r);
+        if (!good)
+            break;
+        if (ok == i)
+            ok++;
+    }
+    return ok;
+}
+
+static void *ship_main(void *arg)
+{
+    bg_fleet *f = arg;
+    redisContext *c = NULL;
+    int warned = 0;
+    int64_t backoff = 50;
+    outbox_item *batch[SHIP_BATCH];
+    for (;;) {
+        pthread_mutex_lock(&f->mu);
+        while (!f->stop && !f->head)
+            pthread_cond_wait(&f->cv, &f->mu);
+        int stop = f->stop;
+        size_t n = 0;
+        for (outbox_item *it = f->head; it && n < SHIP_BATCH; it = it->next)
+            batch[n++] = it;
+        pthread_mutex_unlock(&f->mu);
+        if (stop)
+            break;
+        if (!c && !(c = connect_redis(f, "shipper", &warned))) {
+            atomic_store(&f->ship_up, 0);
+            if (nap(f, backoff))
+                break;
+            backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+            continue;
+        }
+        atomic_store(&f->ship_up, 1);
+        backoff = 50;
+        size_t ok = ship_batch(f, c, batch, n);
+        if (ok < n) {
+            redisFree(c);
+            c = NULL;
+            atomic_store(&f->ship_up, 0);
+            atomic_fetch_add(&f->reconnects_n, 1);
+        }
+        if (ok == 0)
+            continue;
+        /* Only the shipper pops, so batch[0..ok) are still the head. */
+        pthread_mutex_lock(&f->mu);
+        for (size_t i = 0; i < ok; i++) {
+            outbox_item *it = f->head;
+            f->head = it->next;
+            if (!f->head)
+                f->tail = NULL;
+            f->shipped = it->lsn + 1;
+            free(it->policy);
+            free(it->session);
+            free(it->rec);
+            free(it);
+        }
+        save_state(f);
+        pthread_mutex_unlock(&f->mu);
+        atomic_fetch_sub(&f->pending_out, ok);
+        atomic_fetch_add(&f->shipped_n, ok);
+    }
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* ------------------------------------------------------------- reader */
+
+typedef struct entry {
+    const char *sid;
+    const char *id, *policy, *revision, *session, *origin;
+    const char *obs;
+    size_t obs_len;
+} entry;
+
+static int entry_parse(const redisReply *e, entry *out)
+{
+    memset(out, 0, sizeof *out);
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    out->sid = e->element[0]->str;
+    const redisReply *kv = e->element[1];
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+        const redisReply *k = kv->element[i], *v = kv->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            return -1;
+        if (!strcmp(k->str, "id"))
+            out->id = v->str;
+        else if (!strcmp(k->str, "policy"))
+            out->policy = v->str;
+        else if (!strcmp(k->str, "revision"))
+            out->revision = v->str;
+        else if (!strcmp(k->str, "session"))
+            out->session = v->str;
+        else if (!strcmp(k->str, "origin"))
+            out->origin = v->str;
+        else if (!strcmp(k->str, "obs")) {
+            out->obs = v->str;
+            out->obs_len = v->len;
+        }
+    }
+    return out->id && out->policy && out->session && out->obs && out->origin ? 0 : -1;
+}
+
+static void refuse(bg_fleet *f, const char *sid, const char *what)
+{
+    atomic_fetch_add(&f->refused_n, 1);
+    BG_WARN("fleet", "stream entry %s: %s (not applied; counted in fleet refused)", sid, what);
+}
+
+/* The settle journal (fleet.order): one record per observation as it
+ * joins a session's settled prefix, so a restart restores the stream order
+ * even when Redis no longer holds those entries (restarted empty, or
+ * trimmed). Record: u64 LE lsn | u32 LE len | policy | u32 LE len |
+ * session. One write(2) each, no fsync: a tail lost in a crash is
+ * re-settled from the stream when it is still there. */
+static void order_append(bg_fleet *f, uint64_t lsn, const char *policy, const char *session)
+{
+    size_t pl = strlen(policy), sl = strlen(session);
+    uint8_t *b = malloc(16 + pl + sl);
+    if (!b)
+        return;
+    size_t o = 0;
+    for (int i = 0; i < 8; i++)
+        b[o++] = (uint8_t)(lsn >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        b[o++] = (uint8_t)((uint32_t)pl >> (8 * i));
+    memcpy(b + o, policy, pl);
+    o += pl;
+    for (int i = 0; i < 4; i++)
+        b[o++] = (uint8_t)((uint32_t)sl >> (8 * i));
+    memcpy(b + o, session, sl);
+    o += sl;
+    if (write(f->order_fd, b, o) != (ssize_t)o)
+        BG_WARN("fleet", "%s/%s: %s (the order is restored from the stream at restart)", f->dir,
+                ORDER_FILE, strerror(errno));
+    free(b);
+}
+
+static uint64_t le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Settle every journaled observation in its order (start, before the
+ * reader runs). A cut-short last record is ignored. */
+static void order_replay(bg_fleet *f)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", f->dir, ORDER_FILE);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return;
+    uint8_t hdr[12];
+    char pol[256], ses[1024];
+    uint64_t n = 0;
+    while (fread(hdr, 1, 12, fp) == 12) {
+        uint64_t lsn = le(hdr, 8);
+        size_t pl = (size_t)le(hdr + 8, 4), sl;
+        uint8_t l4[4];
+        if (pl >= sizeof pol || fread(pol, 1, pl, fp) != pl || fread(l4, 1, 4, fp) != 4 ||
+            (sl = (size_t)le(l4, 4)) >= sizeof ses || fread(ses, 1, sl, fp) != sl)
+            break;
+        pol[pl] = 0;
+        ses[sl] = 0;
+        (void)bg_engine_fleet_settle(f->engine, pol, ses, lsn);
+        n++;
+    }
+    fclose(fp);
+    BG_INFO("fleet", "stream order restored for %" PRIu64 " observations from %s", n, path);
+}
+
+/* One observation of the stream (or of the snapshot), by the rules of
+ * fleet.h's inbox. revision may be NULL (the snapshot carries none). */
+static void apply_one(bg_fleet *f, const entry *en)
+{
+    uint64_t lsn;
+    /* Our own: "<node>-<lsn>". */
+    if (strlen(en->id) > 17 && strncmp(en->id, f->node, 16) == 0 && en->id[16] == '-') {
+        char *end;
+        unsigned long long v = strtoull(en->id + 17, &end, 10);
+        if (*end == 0 && bg_engine_fleet_settle(f->engine, en->policy, en->session, v) == BG_OK)
+            order_append(f, v, en->policy, en->session);
+        return;
+    }
+    if (map_get(f, en->id, &lsn)) {
+        atomic_fetch_add(&f->dup_n, 1);
+        if (bg_engine_fleet_settle(f->engine, en->policy, en->session, lsn) == BG_OK)
+            order_append(f, lsn, en->policy, en->session);
+        return;
+    }
+    if (en->obs_len > BG_FLEET_RECORD_MAX) {
+        refuse(f, en->sid, "observation larger than BG_FLEET_RECORD_MAX");
+        return;
+    }
+    bg_policy_set *set = bg_policy_store_acquire(f->store);
+    const bg_policy *p = bg_policy_set_find(set, en->policy);
+    char msg[600];
+    if (!p || p->builtin) {
+        snprintf(msg, sizeof msg, "no policy \"%.200s\" here (roll policies out to every sidecar)",
+                 en->policy);
+        refuse(f, en->sid, msg);
+    } else {
+        char rev[32];
+        snprintf(rev, sizeof rev, "%016" PRIx64, p->guard.model_key);
+        if (en->revision && strcmp(en->revision, rev) != 0)
+            atomic_fetch_add(&f->mismatch_n, 1);
+        bg_err err;
+        bg_err_clear(&err);
+        if (bg_engine_fleet_apply(f->engine, &p->guard, en->id, (const uint8_t *)en->obs,
+                                  en->obs_len, &err) == BG_OK) {
+            atomic_fetch_add(&f->applied_n, 1);
+            if (map_get(f, en->id, &lsn)) /* the stored hook put it there */
+                order_append(f, lsn, en->policy, en->session);
+        } else
+            refuse(f, en->sid, err.msg);
+    }
+    bg_policy_set_unref(set);
+}
+
+static void apply_entry(bg_fleet *f, const redisReply *raw)
+{
+    entry en;
+    if (entry_parse(raw, &en) != 0) {
+        refuse(f,
+               raw->type == REDIS_REPLY_ARRAY && raw->elements > 0 &&
+                       raw->element[0]->type == REDIS_REPLY_STRING
+                   ? raw->element[0]->str
+                   : "?",
+               "not a bayesguard observation (fields id, policy, session, obs, origin)");
+        return;
+    }
+    apply_one(f, &en);
+}
+
+/* ------------------------------------------------------------ snapshot */
+
+#define SNAP_MAGIC "BGFSNAP1"
+
+typedef struct snap_buf {
+    bg_fleet *f;
+    uint8_t *p;
+    size_t len, cap;
+    uint64_t *rev_lsn; /* peers' observations: lsn -> fid, sorted by lsn */
+    char **rev_fid;
+    size_t n_rev;
+} snap_buf;
+
+static int snap_put(snap_buf *b, const void *d, size_t n)
+{
+    if (b->len + n + 4 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 4)
+            cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q)
+            return BG_ENOMEM;
+        b->p = q;
+        b->cap = cap;
+    }
+    uint32_t l = (uint32_t)n;
+    for (int i = 0; i < 4; i++)
+        b->p[b->len++] = (uint8_t)(l >> (8 * i));
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    return BG_OK;
+}
+
+static int snap_obs(void *ctx, uint64_t lsn, const char *guard, const char *session,
+                    const uint8_t *rec, size_t len)
+{
+    snap_buf *b = ctx;
+    char own[64];
+    const char *fid = NULL;
+    size_t lo = 0, hi = b->n_rev;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (b->rev_lsn[mid] < lsn)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < b->n_rev && b->rev_lsn[lo] == lsn)
+        fid = b->rev_fid[lo];
+    else {
+        snprintf(own, sizeof own, "%s-%" PRIu64, b->f->node, lsn);
+        fid = own;
+    }
+    int rc = snap_put(b, fid, strlen(fid));
+    if (rc == BG_OK)
+        rc = snap_put(b, guard, strlen(guard));
+    if (rc == BG_OK)
+        rc = snap_put(b, session, strlen(session));
+    if (rc == BG_OK)
+        rc = snap_put(b, rec, len);
+    return rc;
+}
+
+static int cmp_slot(const void *a, const void *b)
+{
+    const map_slot *x = a, *y = b;
+    return x->lsn < y->lsn ? -1 : x->lsn > y->lsn;
+}
+
+/* The reverse of the applied set, sorted by lsn (borrowing its strings:
+ * the map only grows, under map_mu, and the reader is what grows it). */
+static int snap_reverse(bg_fleet *f, snap_buf *b)
+{
+    pthread_mutex_lock(&f->map_mu);
+    map_slot *v = malloc((f->n_used ? f->n_used : 1) * sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; v && i < f->n_slots; i++)
+        if (f->slots[i].fid)
+            v[n++] = f->slots[i];
+    pthread_mutex_unlock(&f->map_mu);
+    if (!v)
+        return BG_ENOMEM;
+    qsort(v, n, sizeof *v, cmp_slot);
+    b->rev_lsn = malloc((n ? n : 1) * sizeof *b->rev_lsn);
+    b->rev_fid = malloc((n ? n : 1) * sizeof *b->rev_fid);
+    for (size_t i = 0; b->rev_lsn && b->rev_fid && i < n; i++) {
+        b->rev_lsn[i] = v[i].lsn;
+        b->rev_fid[i] = v[i].fid;
+    }
+    b->n_rev = n;
+    free(v);
+    return b->rev_lsn && b->rev_fid ? BG_OK : BG_ENOMEM;
+}
+
+/* Replace KEYS[1] with (id, data) only when id is newer than its own. */
+static const char SNAP_SET_LUA[] =
+    "local cur = redis.call('HGET', KEYS[1], 'id')\n"
+    "if cur then\n"
+    "  local a1, a2 = string.match(cur, '(%d+)-(%d+)')\n"
+    "  local b1, b2 = string.match(ARGV[1], '(%d+)-(%d+)')\n"
+    "  a1, a2, b1, b2 = tonumber(a1), tonumber(a2), tonumber(b1), tonumber(b2)\n"
+    "  if b1 < a1 or (b1 == a1 and b2 <= a2) then return 0 end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'id', ARGV[1], 'data', ARGV[2])\n"
+    "return 1\n";
+
+/* Publish what is settled now as the snapshot covering stream id `id`
+ * (reader thread, between batches: nothing settles meanwhile). */
+static void snapshot_publish(bg_fleet *f, redisContext *c, const char *id)
+{
+    snap_buf b = {.f = f};
+    int rc = snap_reverse(f, &b);
+    if (rc == BG_OK && (rc = snap_put(&b, SNAP_MAGIC, 8)) == BG_OK)
+        rc = bg_engine_fleet_export(f->engine, snap_obs, &b);
+    if (rc == BG_OK) {
+        const char *argv[] = {"EVAL", SNAP_SET_LUA, "1", f->snap_key, id, (const char *)b.p};
+        size_t argl[] = {4, strlen(SNAP_SET_LUA), 1, strlen(f->snap_key), strlen(id), b.len};
+        redisReply *r = redisCommandArgv(c, 6, argv, argl);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            BG_WARN("fleet", "publishing the snapshot at %s: %s", id,
+                    r ? r->str : "connection lost");
+        else
+            BG_INFO("fleet", "snapshot at %s: %zu bytes%s", id, b.len,
+                    r->type == REDIS_REPLY_INTEGER && r->integer == 0 ? " (a newer one is there)"
+                                                                      : "");
+        if (r)
+            freeReplyObject(r);
+    } else
+        BG_WARN("fleet", "snapshot at %s: out of memory (not published)", id);
+    free(b.p);
+    free(b.rev_lsn);
+    free(b.rev_fid);
+}
+
+static int snap_get(const uint8_t *p, size_t len, size_t *off, const char **s, size_t *n)
+{
+    if (len - *off < 4)
+        return -1;
+    uint32_t l = (uint32_t)p[*off] | (uint32_t)p[*off + 1] << 8 | (uint32_t)p[*off + 2] << 16 |
+                 (uint32_t)p[*off + 3] << 24;
+    *off += 4;
+    if (len - *off < l)
+        return -1;
+    *s = (const char *)p + *off;
+    *n = l;
+    *off += l;
+    return 0;
+}
+
+/* Apply the published snapshot, if any (reader thread, before its first
+ * XREAD). Returns how many observations it held; -1 on a malformed one. */
+static long snapshot_apply(bg_fleet *f, redisContext *c)
+{
+    redisReply *r = redisCommand(c, "HMGET %s id data", f->snap_key);
+    long n = 0;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[1]->type != REDIS_REPLY_STRING) {
+        if (r)
+            freeReplyObject(r);
+        return 0;
+    }
+    const uint8_t *p = (const uint8_t *)r->element[1]->str;
+    size_t len = r->element[1]->len, off = 0;
+    const char *magic;
+    size_t ml;
+    if (snap_get(p, len, &off, &magic, &ml) != 0 || ml != 8 || memcmp(magic, SNAP_MAGIC, 8)) {
+        refuse(f, f->snap_key, "not a bayesguard fleet snapshot (magic " SNAP_MAGIC ")");
+        freeReplyObject(r);
+        return -1;
+    }
+    char sid[300];
+    snprintf(sid, sizeof sid, "%s@%s", f->snap_key,
+             r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "?");
+    /* strings are not NUL-terminated inside the blob: copy the short ones */
+    char fid[256], pol[256], ses[1024];
+    while (off < len) {
+        const char *a, *b2, *c2, *d;
+        size_t al, bl, cl, dl;
+        if (snap_get(p, len, &off, &a, &al) || snap_get(p, len, &off, &b2, &bl) ||
+            snap_get(p, len, &off, &c2, &cl) || snap_get(p, len, &off, &d, &dl) ||
+            al >= sizeof fid || bl >= sizeof pol || cl >= sizeof ses) {
+            refuse(f, sid, "snapshot cut short or a field too long");
+            n = -1;
+            break;
+        }
+        memcpy(fid, a, al);
+        fid[al] = 0;
+        memcpy(pol, b2, bl);
+        pol[bl] = 0;
+        memcpy(ses, c2, cl);
+        ses[cl] = 0;
+        entry en = {.sid = sid, .id = fid, .policy = pol, .session = ses, .obs = d, .obs_len = dl};
+        apply_one(f, &en);
+        n++;
+    }
+    BG_INFO("fleet", "bootstrap: applied the snapshot %s (%ld observations)", sid, n);
+    freeReplyObject(r);
+    return n;
+}
+
+static void *read_main(void *arg)
+{
+    bg_fleet *f = arg;
+    redisContext *c = NULL;
+    int warned = 0;
+    int64_t backoff = 50;
+    /* From the beginning of what is retained: restores every session's
+     * stream order (fleet.h, inbox); applied ids are only settled. */
+    char from[64] = "0-0";
+    int booted = 0;
+    uint64_t since_snap = 0;
+    while (!stopping(f)) {
+        if (!c && !(c = connect_redis(f, "reader", &warned))) {
+            atomic_store(&f->read_up, 0);
+            atomic_store(&f->in_sync, 0);
+            if (nap(f, backoff))
+                break;
+            backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+            continue;
+        }
+        atomic_store(&f->read_up, 1);
+        backoff = 50;
+        if (!booted) {
+            (void)snapshot_apply(f, c);
+            booted = 1;
+        }
+        redisReply *r = redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s", READ_COUNT,
+                                     READ_BLOCK_MS, f->key, from);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            if (r) {
+                BG_WARN("fleet", "XREAD %s: %s", f->key, r->str);
+                freeReplyObject(r);
+            }
+            redisFree(c);
+            c = NULL;
+            atomic_store(&f->read_up, 0);
+            atomic_store(&f->in_sync, 0);
+            atomic_fetch_add(&f->reconnects_n, 1);
+            continue;
+        }
+        size_t n = 0;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+            const redisReply *es = r->element[0]->element[1];
+            n = es->type == REDIS_REPLY_ARRAY ? es->elements : 0;
+            if (n == READ_COUNT)
+                atomic_store(&f->in_sync, 0);
+            atomic_store(&f->pending_in, n);
+            for (size_t i = 0; i < n; i++) {
+                apply_entry(f, es->element[i]);
+                atomic_fetch_sub(&f->pending_in, 1);
+                const redisReply *e0 = es->element[i];
+                if (e0->type == REDIS_REPLY_ARRAY && e0->elements >= 1 &&
+                    e0->element[0]->type == REDIS_REPLY_STRING && e0->element[0]->len < 64)
+                    snprintf(from, sizeof from, "%s", e0->element[0]->str);
+            }
+            pthread_mutex_lock(&f->mu);
+            snprintf(f->last_id, sizeof f->last_id, "%s", from);
+            save_state(f);
+            pthread_mutex_unlock(&f->mu);
+        }
+        freeReplyObject(r);
+        since_snap += n;
+        if (since_snap >= f->snapshot_every) {
+            snapshot_publish(f, c, from);
+            since_snap = 0;
+        }
+        if (n < READ_COUNT) {
+            atomic_store(&f->caught_up_ms, mono_ms());
+            atomic_store(&f->in_sync, 1);
+        }
+    }
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
+{
+    *out = NULL;
+    if (!opts->data_dir)
+        return bg_err_set(err, BG_EINVAL,
+                          "--fleet needs --data-dir: the local log is the fleet's outbox");
+    bg_fleet *f = calloc(1, sizeof *f);
+    if (!f)
+        return bg_err_set(err, BG_ENOMEM, "fleet: out of memory");
+    f->order_fd = -1;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    pthread_mutex_init(&f->map_mu, NULL);
+    snprintf(f->dir, sizeof f->dir, "%s", opts->data_dir);
+    f->maxlen = opts->maxlen;
+    f->snapshot_every = opts->snapshot_every ? opts->snapshot_every : 10000;
+    int rc = parse_url(f, opts->url, err);
+    snprintf(f->snap_key, sizeof f->snap_key, "%s:snapshot", f->key);
+    if (rc == BG_OK && opts->password_file)
+        rc = read_password(f, opts->password_file, err);
+    if (rc == BG_OK && bg_siphash_key_random(f->map_key) != BG_OK)
+        rc = bg_err_set(err, BG_EIO, "fleet: getrandom failed");
+    if (rc == BG_OK)
+        rc = load_node(f, err);
+    if (rc == BG_OK) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", f->dir, ORDER_FILE);
+        f->order_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (f->order_fd < 0)
+            rc = bg_err_set(err, BG_EIO, "fleet: %s: %s", path, strerror(errno));
+    }
+    if (rc != BG_OK) {
+        bg_fleet_destroy(f);
+        return rc;
+    }
+    load_state(f);
+    atomic_store(&f->caught_up_ms, mono_ms());
+    f->hooks.ctx = f;
+    f->hooks.stored = stored_hook;
+    BG_INFO("fleet", "node %s, stream %s on %s:%d, outbox position %" PRIu64, f->node, f->key,
+            f->host, f->port, f->shipped);
+    *out = f;
+    return BG_OK;
+}
+
+const bg_engine_fleet_hooks *bg_fleet_hooks(bg_fleet *f)
+{
+    return &f->hooks;
+}
+
+static void collect(void *arg, bg_metrics_writer *w)
+{
+    bg_fleet_lag l;
+    bg_fleet_lag_get(arg, &l);
+    bg_metrics_write_family(w, "bayesguard_fleet_pending", BG_METRIC_GAUGE,
+                            "Fleet observations pending: in (read from the stream, not yet "
+                            "applied) and out (stored here, not yet in the stream).");
+    bg_metrics_label in = {"direction", "in"}, out = {"direction", "out"};
+    bg_metrics_write_sample(w, "bayesguard_fleet_pending", &in, 1, (double)l.pending_in);
+    bg_metrics_write_sample(w, "bayesguard_fleet_pending", &out, 1, (double)l.pending_out);
+    bg_metrics_write_family(w, "bayesguard_fleet_lag_seconds", BG_METRIC_GAUGE,
+                            "0 while in sync with the fleet's stream, else the time since "
+                            "this sidecar last was (spec.fleet.max_lag compares with it).");
+    bg_metrics_write_sample(w, "bayesguard_fleet_lag_seconds", NULL, 0, (double)l.lag_ms / 1e3);
+    bg_metrics_write_family(w, "bayesguard_fleet_connected", BG_METRIC_GAUGE,
+                            "1 while the fleet's Redis is reachable, else 0.");
+    bg_metrics_write_sample(w, "bayesguard_fleet_connected", NULL, 0, l.connected ? 1.0 : 0.0);
+    bg_metrics_write_family(w, "bayesguard_fleet_entries_total", BG_METRIC_COUNTER,
+                            "Fleet stream entries since start, by result: shipped (added by "
+                            "this sidecar), applied (a peer's), duplicate (already applied), "
+                            "refused (not applied), revision_mismatch (applied; the peer's "
+                            "model differs).");
+    const struct {
+        const char *result;
+        uint64_t n;
+    } r[] = {{"shipped", l.shipped},
+             {"applied", l.applied},
+             {"duplicate", l.duplicates},
+             {"refused", l.refused},
+             {"revision_mismatch", l.revision_mismatch}};
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        bg_metrics_label lb = {"result", r[i].result};
+        bg_metrics_write_sample(w, "bayesguard_fleet_entries_total", &lb, 1, (double)r[i].n);
+    }
+}
+
+int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_metrics *m, bg_err *err)
+{
+    f->engine = e;
+    f->store = store;
+    order_replay(f);
+    if (m && bg_metrics_add_collector(m, collect, f) != BG_OK)
+        return bg_err_set(err, BG_ENOMEM, "fleet: out of memory registering its metrics");
+    f->metrics = m;
+    if (pthread_create(&f->ship_th, NULL, ship_main, f) != 0)
+        return bg_err_set(err, BG_EIO, "fleet: cannot start the shipper thread");
+    if (pthread_create(&f->read_th, NULL, read_main, f) != 0) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = 1;
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->ship_th, NULL);
+        f->stop = 0;
+        return bg_err_set(err, BG_EIO, "fleet: cannot start the reader thread");
+    }
+    f->started = 1;
+    return BG_OK;
+}
+
+void bg_fleet_destroy(bg_fleet *f)
+{
+    if (!f)
+        return;
+    if (f->metrics)
+        bg_metrics_remove_collector(f->metrics, collect, f);
+    if (f->started) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = 1;
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->ship_th, NULL);
+        pthread_join(f->read_th, NULL);
+    }
+    for (outbox_item *it = f->head, *nx; it; it = nx) {
+        nx = it->next;
+        free(it->policy);
+        free(it->session);
+        free(it->rec);
+        free(it);
+    }
+    for (size_t i = 0; i < f->n_slots; i++)
+        free(f->slots[i].fid);
+    free(f->slots);
+    if (f->order_fd >= 0)
+        close(f->order_fd);
+    memset(f->password, 0, sizeof f->password);
+    pthread_mutex_destroy(&f->map_mu);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+void bg_fleet_lag_get(bg_fleet *f, bg_fleet_lag *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!f)
+        return;
+    out->pending_out = atomic_load(&f->pending_out);
+    out->pending_in = atomic_load(&f->pending_in);
+    out->connected =
+        atomic_load(&f->read_up) && (atomic_load(&f->ship_up) || out->pending_out == 0);
+    if (!atomic_load(&f->in_sync)) {
+        int64_t d = mono_ms() - atomic_load(&f->caught_up_ms);
+        out->lag_ms = d > 0 ? (uint64_t)d : 0;
+    }
+    out->shipped = atomic_load(&f->shipped_n);
+    out->applied = atomic_load(&f->applied_n);
+    out->duplicates = atomic_load(&f->dup_n);
+    out->refused = atomic_load(&f->refused_n);
+    out->revision_mismatch = atomic_load(&f->mismatch_n);
+    out->reconnects = atomic_load(&f->reconnects_n);
+}
