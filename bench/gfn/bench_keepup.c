@@ -140,7 +140,7 @@ int main(int argc, char **argv)
     opts o = {.d = 10, .steps = 20, .n_obs = 40, .k = 256, .every = 5, .sampler = "{}"};
     o.label = "plugin defaults";
     const char *seeds = "1,3,5,7,11,99";
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --flag value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "bench_keepup: %s needs a value\n", a);
@@ -166,7 +166,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_keepup: unknown option %s\n", a);
             return 2;
         }
-        i++;
     }
     if (o.d < 1 || o.d > MAX_D || o.steps < 1 || o.n_obs < 1 || o.k < 1 || o.every < 1) {
         fprintf(stderr, "bench_keepup: --d 1..%d, --steps, --obs, --k, --every >= 1\n", MAX_D);

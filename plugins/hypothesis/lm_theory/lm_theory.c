@@ -432,7 +432,8 @@ static int theory_logit(const lmt *self, const bg_action *a, const char *const *
 /* The logits of hypotheses h[0..n) for action a. */
 static int logits_of(const lmt *self, const bg_action *a, const uint64_t *h, size_t n, double *d)
 {
-    const char **texts = malloc((n ? n : 1) * sizeof *texts);
+    const char **texts = calloc(n ? n : 1, sizeof *texts); /* zeroed: gcc -O2 reads a
+                                                            * const pointer array as used */
     if (!texts)
         return BG_PLUGIN_ENOMEM;
     for (size_t i = 0; i < n; i++) {
