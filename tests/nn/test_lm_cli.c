@@ -19,22 +19,7 @@ static char g_errbuf[8192];
 /* Runs "exe args" and returns the exit code; stdout in g_out, stderr in g_errbuf. */
 static int run(const char *exe, const char *args)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>'%s'", exe, args, g_err_path);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        perror("popen");
-        exit(1);
-    }
-    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
-    g_out[n] = 0;
-    int st = pclose(p);
-    FILE *e = fopen(g_err_path, "r");
-    n = e ? fread(g_errbuf, 1, sizeof g_errbuf - 1, e) : 0;
-    g_errbuf[n] = 0;
-    if (e)
-        fclose(e);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return nt_run(NULL, exe, args, g_err_path, g_out, sizeof g_out, g_errbuf, sizeof g_errbuf);
 }
 
 /* Parses whitespace-separated numbers of one line; checks %.6f shape when

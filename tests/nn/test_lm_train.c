@@ -24,22 +24,7 @@ static char g_errbuf[8192];
 
 static int run(const char *exe, const char *args)
 {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>'%s'", g_dir, exe, args, g_err_path);
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        perror("popen");
-        exit(1);
-    }
-    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
-    g_out[n] = 0;
-    int st = pclose(p);
-    FILE *e = fopen(g_err_path, "r");
-    n = e ? fread(g_errbuf, 1, sizeof g_errbuf - 1, e) : 0;
-    g_errbuf[n] = 0;
-    if (e)
-        fclose(e);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return nt_run(g_dir, exe, args, g_err_path, g_out, sizeof g_out, g_errbuf, sizeof g_errbuf);
 }
 
 static void write_file(const char *name, const char *text)
