@@ -316,7 +316,7 @@ static int have(bg_compute *c, const char *op, const void *fn)
         return 1;
     c->poisoned = 1;
     bg_err_set(&c->poison_err, BG_EUNAVAIL,
-               "compute op %s: not implemented by the %s backend yet; use --backend cpu", op,
+               "compute op %s: the %s backend has no kernel for it; use --backend cpu", op,
                c->desc);
     return 0;
 }

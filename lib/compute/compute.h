@@ -39,9 +39,10 @@
  *   swiglu_backward, xent, sumsq, adamw. The residual add needs no backward
  *   op: its gradient passes through unchanged to both inputs (the caller
  *   adds it where both paths meet, with bg_op_add or an accumulating
- *   backward). A backend that does not implement an op yet fails it with
- *   "compute op X: not implemented by the <backend> backend" (the recording
- *   is poisoned; submit returns BG_EUNAVAIL), never silently.
+ *   backward). The CPU and Vulkan backends implement every op; a backend
+ *   whose table lacks one (a new backend, built op by op) fails it with
+ *   "compute op X: the <backend> backend has no kernel for it" (the
+ *   recording is poisoned; submit returns BG_EUNAVAIL), never silently.
  *
  * Ownership and threads
  *   A bg_compute and its buffers are used by one thread at a time (the caller
