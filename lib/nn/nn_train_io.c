@@ -300,6 +300,59 @@ static int load(bg_nn_trainer *t, const char *path, const char *what, const char
     return rc;
 }
 
+/* load(), then a one-token forward that must stay finite: a file of finite
+ * but huge values passes the value checks and still overflows the forward
+ * (inf - inf in attention: NaN logits). When it does, every buffer and the
+ * LoRA scale are put back as they were and the file is refused. set_lscale:
+ * the file's alpha sets the LoRA scale (adapters). */
+static int load_checked(bg_nn_trainer *t, const char *path, const char *what, const char magic[8],
+                        const rec *r, int n, hdr *h, int set_lscale, bg_err *err)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += r[i].floats * (size_t)r[i].nbuf;
+    float *old = malloc(4 * (total ? total : 1));
+    float *logits = malloc(4 * (size_t)t->cfg.vocab_size);
+    int rc = old && logits ? BG_OK : bg_err_set(err, BG_ENOMEM, "%s: out of memory", what);
+    size_t at = 0;
+    for (int i = 0; i < n && rc == BG_OK; i++)
+        for (int k = 0; k < r[i].nbuf && rc == BG_OK; k++, at += r[i].floats)
+            rc = bg_cbuf_read(t->c, r[i].buf[k], 0, old + at, 4 * r[i].floats, err);
+    float old_lscale = t->lscale;
+    if (rc == BG_OK)
+        rc = load(t, path, what, magic, r, n, h, err);
+    if (rc != BG_OK) {
+        free(old);
+        free(logits);
+        return rc; /* load() writes nothing before every check has passed */
+    }
+    if (set_lscale)
+        t->lscale = h->alpha / (float)t->rank;
+    int32_t probe = t->cfg.vocab_size > 1 ? 1 : 0;
+    bg_err perr;
+    bg_err_clear(&perr);
+    int ok = bg_nn_train_logits(t, &probe, 1, logits, &perr) == BG_OK;
+    for (int v = 0; ok && v < t->cfg.vocab_size; v++)
+        ok = isfinite(logits[v]);
+    if (!ok) {
+        t->lscale = old_lscale;
+        size_t o = 0;
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < r[i].nbuf; k++) {
+                bg_err ignore;
+                (void)bg_cbuf_write(t->c, r[i].buf[k], 0, old + o, 4 * r[i].floats, &ignore);
+                o += r[i].floats;
+            }
+        rc = bg_err_set(err, BG_EINVAL,
+                        "%s %s: its values overflow the model's forward (non-finite logits); "
+                        "the model is unchanged",
+                        what, path);
+    }
+    free(old);
+    free(logits);
+    return rc;
+}
+
 int bg_nn_train_save_state(bg_nn_trainer *t, const char *path, bg_err *err)
 {
     rec *r;
@@ -318,7 +371,7 @@ int bg_nn_train_load_state(bg_nn_trainer *t, const char *path, bg_err *err)
     if (n < 0)
         return bg_err_set(err, BG_ENOMEM, "optimizer state: out of memory");
     hdr h;
-    int rc = load(t, path, "optimizer state", OPT_MAGIC, r, n, &h, err);
+    int rc = load_checked(t, path, "optimizer state", OPT_MAGIC, r, n, &h, 0, err);
     if (rc == BG_OK)
         t->step = h.step;
     free(r);
@@ -350,9 +403,7 @@ int bg_nn_lora_load(bg_nn_trainer *t, const char *path, bg_err *err)
     if (n < 0)
         return bg_err_set(err, BG_ENOMEM, "adapters: out of memory");
     hdr h;
-    int rc = load(t, path, "adapters", LORA_MAGIC, r, n, &h, err);
-    if (rc == BG_OK)
-        t->lscale = h.alpha / (float)t->rank;
+    int rc = load_checked(t, path, "adapters", LORA_MAGIC, r, n, &h, 1, err);
     free(r);
     return rc;
 }
