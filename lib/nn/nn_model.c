@@ -23,7 +23,11 @@
  *
  * Invariants: every device buffer is sized from the validated config at
  * load; token ids are checked against vocab_size and positions against
- * seq_len before any recording. One thread at a time (see nn.h).
+ * seq_len before any recording; held[0..n_held) are the tokens the KV
+ * cache holds at those positions (run() lowers n_held to its position
+ * before writing and raises it only when the cache held every position
+ * before it; bg__nn_hold runs only what it lacks, for nn_batch.c). One
+ * thread at a time (see nn.h).
  * Ownership: the model owns its backend and every buffer.
  */
 #include <stdlib.h>
