@@ -24,13 +24,17 @@
  * model has one worker thread; lm_score and lm_next validate their items on
  * the caller's thread, append one request to the model's queue and wait on
  * it. The worker takes every queued request at once (a batch of concurrent
- * callers) and runs them back to back. Consecutive items with the same
- * prefix share one prefill, and the KV cache is reused across prefixes:
- * the worker remembers which tokens the cache holds and runs only a
- * prefix's part past their longest common prefix (so prompts that differ
- * only at their end, one per theory, cost their ends). Continuations of up
- * to 8 tokens are then decoded token by token from the prefix's logits;
- * longer ones take bg_nn_score's prefill per continuation. The queue holds at
+ * callers). All the score requests of a batch become ONE
+ * bg_nn_score_batch call (nn.h): the items' token sequences form a trie
+ * whose nodes run once each, every weight as one GEMM over all of them
+ * (the prompt's head once, each theory's text once for its harm and safe
+ * items, the items of concurrent Evaluates in the same pass), and the head
+ * all items share stays in the KV cache for the next batch (lib/nn
+ * remembers the tokens its cache holds). If that call fails, each request
+ * is run alone, so a failure is reported to the request that causes it.
+ * lm_next requests then run one prefix at a time: the worker remembers
+ * which tokens its KV cache holds after its own prefills and runs only a
+ * prefix's part past their longest common prefix. The queue holds at
  * most BG_LM_QUEUE_ITEMS items: a call that would pass it fails at once
  * with BG_PLUGIN_ELIMIT and a message saying so (the decision fails closed
  * as INTERNAL; nothing waits unboundedly), and one call may carry at most
@@ -147,17 +151,6 @@ static int same_str(const char *a, const char *b)
 
 /* ---- the worker ------------------------------------------------------------ */
 
-/* log softmax(logits)[t]. */
-static double log_prob(const float *logits, int V, int32_t t)
-{
-    double mx = -INFINITY, s = 0;
-    for (int v = 0; v < V; v++)
-        mx = logits[v] > mx ? logits[v] : mx;
-    for (int v = 0; v < V; v++)
-        s += exp((double)logits[v] - mx);
-    return (double)logits[t] - mx - log(s);
-}
-
 /* Makes the KV cache hold p[0..n) and leaves the logits after it in
  * m->base: only the part past the longest common prefix with what the
  * cache holds is run (the KV reuse of the header comment). */
@@ -175,65 +168,65 @@ static int prefill(bg_lm *m, const int32_t *p, int n, bg_err *err)
     return rc;
 }
 
-/* One group of items with the same prefix: continuations of up to
- * SHORT_CONT tokens are decoded token by token after one prefill; longer
- * ones go through bg_nn_score (a prefill per continuation). */
-#define SHORT_CONT 8
-
-static int score_group(bg_lm *m, const bg_lm_item *it, size_t n, double *out, bg_err *err)
+/* Every score request of a batch in one bg_nn_score_batch call (the items
+ * of concurrent Evaluates share its trie and its GEMMs). Should that call
+ * fail, each request is run alone so that only a request that fails itself
+ * gets the error. */
+static int score_some(bg_lm *m, lm_req *const *rs, size_t nr, bg_err *err)
 {
-    int V = m->cfg.vocab_size, np = (int)it[0].n_prefix;
-    size_t longest = 0;
-    for (size_t k = 0; k < n; k++)
-        longest = it[k].n_cont > longest ? it[k].n_cont : longest;
-    if (longest > SHORT_CONT) {
-        const int32_t **conts = malloc(n * sizeof *conts);
-        int *lens = malloc(n * sizeof *lens);
-        int rc = conts && lens ? BG_OK : bg_err_set(err, BG_ENOMEM, "out of memory");
-        for (size_t k = 0; rc == BG_OK && k < n; k++) {
-            conts[k] = it[k].cont;
-            lens[k] = (int)it[k].n_cont;
+    size_t total = 0;
+    for (size_t k = 0; k < nr; k++)
+        total += rs[k]->n;
+    bg_nn_item *it =
+        calloc(total ? total : 1, sizeof *it); /* zeroed: gcc reads a const array as used */
+    double *out = malloc(total * sizeof *out);
+    int rc = it && out ? BG_OK : bg_err_set(err, BG_ENOMEM, "out of memory for %zu items", total);
+    size_t j = 0;
+    for (size_t k = 0; rc == BG_OK && k < nr; k++)
+        for (size_t i = 0; i < rs[k]->n; i++, j++) {
+            const bg_lm_item *a = &rs[k]->items[i]; /* lengths checked by submit */
+            it[j] = (bg_nn_item){a->prefix, (int)a->n_prefix, a->cont, (int)a->n_cont};
         }
-        m->n_cache = 0;
-        if (rc == BG_OK)
-            rc = bg_nn_score(m->model, it[0].prefix, np, conts, lens, (int)n, out, err);
-        if (rc == BG_OK && np > 1) { /* it ran prefix[0..np-1) at positions 0.. */
-            memcpy(m->cache, it[0].prefix, (size_t)(np - 1) * sizeof(int32_t));
-            m->n_cache = np - 1;
-        }
-        free(conts);
-        free(lens);
-        return rc;
-    }
-    int rc = prefill(m, it[0].prefix, np, err);
-    for (size_t k = 0; rc == BG_OK && k < n; k++) {
-        double s = log_prob(m->base, V, it[k].cont[0]);
-        for (size_t t = 1; rc == BG_OK && t < it[k].n_cont; t++) {
-            rc = bg_nn_forward(m->model, &it[k].cont[t - 1], 1, np + (int)t - 1, m->logits, err);
-            if (rc == BG_OK)
-                s += log_prob(m->logits, V, it[k].cont[t]);
-        }
-        out[k] = s;
-    }
+    m->n_cache = 0; /* the batch moves the KV cache (prefill's record is void) */
+    if (rc == BG_OK)
+        rc = bg_nn_score_batch(m->model, it, (int)total, out, err);
+    j = 0;
+    for (size_t k = 0; rc == BG_OK && k < nr; k++)
+        for (size_t i = 0; i < rs[k]->n; i++, j++)
+            rs[k]->out_score[i] = out[j];
+    free(it);
+    free(out);
     return rc;
 }
 
-static void run_score(bg_lm *m, lm_req *r)
+static void run_scores(bg_lm *m, lm_req *batch)
 {
-    for (size_t i = 0; r->rc == BG_PLUGIN_OK && i < r->n;) {
-        const bg_lm_item *a = &r->items[i];
-        size_t j = i;
-        while (j < r->n && r->items[j].n_prefix == a->n_prefix &&
-               memcmp(r->items[j].prefix, a->prefix, a->n_prefix * sizeof(int32_t)) == 0)
-            j++;
-        bg_err err = {0};
-        if (score_group(m, a, j - i, r->out_score + i, &err) != BG_OK) {
-            m->n_cache = 0;
-            r->rc = BG_PLUGIN_EINTERNAL;
-            snprintf(r->msg, sizeof r->msg, "language model %s: %s", m->ckpt, err.msg);
+    size_t nr = 0;
+    for (lm_req *r = batch; r; r = r->link)
+        nr += !r->next_tokens;
+    lm_req **rs = malloc((nr ? nr : 1) * sizeof *rs);
+    bg_err err = {0};
+    if (!rs) {
+        bg_err_set(&err, BG_ENOMEM, "out of memory for %zu requests", nr);
+    } else {
+        nr = 0;
+        for (lm_req *r = batch; r; r = r->link)
+            if (!r->next_tokens)
+                rs[nr++] = r;
+        if (nr == 0 || score_some(m, rs, nr, &err) == BG_OK) {
+            free(rs);
+            return;
         }
-        i = j;
     }
+    for (lm_req *r = batch; r; r = r->link) { /* alone, so one failure is one's */
+        if (r->next_tokens)
+            continue;
+        if (nr > 1 && score_some(m, &r, 1, &err) == BG_OK)
+            continue;
+        r->rc = BG_PLUGIN_EINTERNAL;
+        snprintf(r->msg, sizeof r->msg, "language model %s: %s", m->ckpt, err.msg);
+    }
+    free(rs);
 }
 
 static void run_next(bg_lm *m, lm_req *r)
@@ -271,11 +264,10 @@ static void *worker_main(void *arg)
         m->head = m->tail = NULL;
         pthread_mutex_unlock(&m->mu);
         size_t done_items = 0;
+        run_scores(m, batch);
         for (lm_req *r = batch; r; r = r->link) {
             if (r->next_tokens)
                 run_next(m, r);
-            else
-                run_score(m, r);
             done_items += r->n;
         }
         pthread_mutex_lock(&m->mu);

@@ -6,6 +6,8 @@
  *   nn_synth.c   write deterministic synthetic checkpoints (tests, bench)
  *   nn_model.c   weights on a bg_compute backend; forward (decode/prefill);
  *                sequence log-probability scoring
+ *   nn_batch.c   batched scoring: many (prefix, continuation) items in one
+ *                pass over a token trie (bg_nn_score_batch)
  *   nn_ref.c     the plain single-threaded scalar forward (test oracle and
  *                benchmark floor), written with compute_ref.h
  *   nn_sample.c  temperature / top-p sampling with a seeded RNG; generate
@@ -125,6 +127,29 @@ int bg_nn_forward(bg_nn_model *m, const int32_t *tokens, int T, int pos, float *
  * n_prefix + lens[i] <= seq_len. */
 int bg_nn_score(bg_nn_model *m, const int32_t *prefix, int n_prefix, const int32_t *const *conts,
                 const int *lens, int n, double *out, bg_err *err);
+
+/* One item of bg_nn_score_batch: log p(cont[0..n_cont) | prefix[0..n_prefix)).
+ * Borrowed for the call. */
+typedef struct bg_nn_item {
+    const int32_t *prefix; /* n_prefix >= 1 tokens (usually BOS first) */
+    int n_prefix;
+    const int32_t *cont; /* n_cont >= 1 tokens; n_prefix + n_cont <= seq_len */
+    int n_cont;
+} bg_nn_item;
+
+/* out[i] = log p(items[i].cont | items[i].prefix) in nats, for n >= 0
+ * independent items, in one batched pass (or a few, when they do not fit
+ * the batch buffers): every token sequence prefix ++ cont is a path in a
+ * trie, and each trie node is one row of the batch, run once however many
+ * items share it (the theories' common prompt, the harm and safe items of
+ * one theory), every weight as one GEMM of all rows. A row attends
+ * causally to its own path only. The head every item shares is kept in the
+ * model's KV cache: the model remembers which tokens its cache holds (any
+ * forward or score updates it), so a call whose shared head the cache
+ * already holds runs only its part past them. Equal to bg_nn_score per item
+ * up to float summation order (test_nn_batch: 1e-4 nats). Items are
+ * checked (lengths, ids) before anything runs; the message names the item. */
+int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *out, bg_err *err);
 
 /* ---- the plain scalar forward (oracle / baseline) -------------------------- */
 

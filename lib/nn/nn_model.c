@@ -23,14 +23,18 @@
  *
  * Invariants: every device buffer is sized from the validated config at
  * load; token ids are checked against vocab_size and positions against
- * seq_len before any recording. One thread at a time (see nn.h).
+ * seq_len before any recording; held[0..n_held) are the tokens the KV
+ * cache holds at those positions (run() lowers n_held to its position
+ * before writing and raises it only when the cache held every position
+ * before it; bg__nn_hold runs only what it lacks, for nn_batch.c). One
+ * thread at a time (see nn.h).
  * Ownership: the model owns its backend and every buffer.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/bg_log.h"
-#include "nn/nn.h"
+#include "nn/nn_priv.h"
 
 #define MAX_CHUNK 128
 #define AUTO_GPU_MIN_MB 16
@@ -61,21 +65,6 @@ static bg_compute_opts backend_for(const bg_nn_config *c, const bg_compute_opts 
     return o;
 }
 
-typedef struct layer {
-    bg_cbuf *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3;
-    bg_cbuf *kc, *vc; /* [seq_len, kv_dim] */
-} layer;
-
-struct bg_nn_model {
-    bg_nn_config cfg;
-    bg_compute *c;
-    bg_cbuf *tok_emb, *rms_final, *wcls;
-    layer *layers;
-    int max_T;
-    /* activations, [max_T, width] */
-    bg_cbuf *x, *xb, *xb2, *q, *hb, *hb2, *logits, *tokens, *targets, *lp;
-};
-
 static bg_tview at(bg_cbuf *b, size_t off)
 {
     bg_tview v = {b, off};
@@ -95,7 +84,7 @@ static int upload_layer(bg_nn_model *m, const bg_nn_weights *w, int l, bg_err *e
     const bg_nn_config *c = &m->cfg;
     size_t d = (size_t)c->dim, h = (size_t)c->hidden_dim, kv = (size_t)bg_nn_kv_dim(c);
     size_t L = (size_t)l;
-    layer *y = &m->layers[l];
+    bg__nn_layer *y = &m->layers[l];
     struct {
         bg_cbuf **dst;
         const float *src;
@@ -131,7 +120,8 @@ int bg_nn_model_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts, bg_nn
     if (rc != BG_OK)
         goto fail;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) {
+    m->held = malloc((size_t)c->seq_len * sizeof *m->held);
+    if (!m->layers || !m->held) {
         rc = bg_err_set(err, BG_ENOMEM, "model: out of memory");
         goto fail;
     }
@@ -187,6 +177,8 @@ void bg_nn_model_destroy(bg_nn_model *m)
     if (!m)
         return;
     free(m->layers);
+    free(m->held);
+    free(m->batch);
     bg_compute_destroy(m->c); /* frees every buffer */
     free(m);
 }
@@ -215,7 +207,7 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
     bg_op_embed(c, x, at(m->tok_emb, 0), at(m->tokens, 0), T, d);
     bg_compute_barrier(c);
     for (int l = 0; l < p->n_layers; l++) {
-        layer *y = &m->layers[l];
+        bg__nn_layer *y = &m->layers[l];
         bg_tview kpos = at(y->kc, (size_t)pos * kv), vpos = at(y->vc, (size_t)pos * kv);
         /* attention block: xb = rmsnorm(x); q, k, v projections (k, v into the cache) */
         bg_op_rmsnorm(c, xb, x, at(y->rms_att, 0), T, d, BG_NN_RMS_EPS);
@@ -264,7 +256,7 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
     }
 }
 
-static int check_ids(const bg_nn_model *m, const int32_t *ids, int n, const char *what, bg_err *err)
+int bg__nn_check_ids(const bg_nn_model *m, const int32_t *ids, int n, const char *what, bg_err *err)
 {
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
@@ -282,9 +274,12 @@ static int run(bg_nn_model *m, const int32_t *tokens, const int32_t *targets, in
         return bg_err_set(err, BG_EINVAL,
                           "forward: %d tokens at position %d do not fit the context of %d", T, pos,
                           m->cfg.seq_len);
-    int rc = check_ids(m, tokens, T, "forward", err);
+    int rc = bg__nn_check_ids(m, tokens, T, "forward", err);
     if (rc == BG_OK && targets)
-        rc = check_ids(m, targets, T, "forward targets", err);
+        rc = bg__nn_check_ids(m, targets, T, "forward targets", err);
+    int known = m->n_held >= pos; /* held[0..pos) stays what the cache holds */
+    if (m->n_held > pos)
+        m->n_held = pos; /* positions >= pos are about to be overwritten */
     for (int done = 0; rc == BG_OK && done < T;) {
         int n = T - done < m->max_T ? T - done : m->max_T;
         int last = done + n == T;
@@ -305,7 +300,21 @@ static int run(bg_nn_model *m, const int32_t *tokens, const int32_t *targets, in
                               err);
         done += n;
     }
+    if (rc == BG_OK && known) {
+        memcpy(m->held + pos, tokens, sizeof(int32_t) * (size_t)T);
+        m->n_held = pos + T;
+    }
     return rc;
+}
+
+int bg__nn_hold(bg_nn_model *m, const int32_t *tokens, int n, bg_err *err)
+{
+    int l = 0;
+    while (l < m->n_held && l < n && m->held[l] == tokens[l])
+        l++;
+    if (l == n)
+        return BG_OK;
+    return run(m, tokens + l, NULL, n - l, l, NULL, NULL, err);
 }
 
 int bg_nn_forward(bg_nn_model *m, const int32_t *tokens, int T, int pos, float *logits, bg_err *err)
@@ -333,9 +342,9 @@ int bg_nn_score(bg_nn_model *m, const int32_t *prefix, int n_prefix, const int32
                               i, lens[i], m->cfg.seq_len - n_prefix, m->cfg.seq_len, n_prefix);
         maxlen = lens[i] > maxlen ? lens[i] : maxlen;
     }
-    int rc = check_ids(m, prefix, n_prefix, "score prefix", err);
+    int rc = bg__nn_check_ids(m, prefix, n_prefix, "score prefix", err);
     for (int i = 0; i < n && rc == BG_OK; i++)
-        rc = check_ids(m, conts[i], lens[i], "score continuation", err);
+        rc = bg__nn_check_ids(m, conts[i], lens[i], "score continuation", err);
     if (rc != BG_OK)
         return rc;
     /* the prefix but its last token once; each continuation then feeds

@@ -1,16 +1,59 @@
 /*
- * nn_priv.h — the trainer's internals shared by nn_train.c (forward,
- * backward, step) and nn_train_io.c (files). Nothing outside lib/nn includes
+ * nn_priv.h — lib/nn's internals shared between its files: the inference
+ * model (nn_model.c: load, forward; nn_batch.c: batched scoring over the
+ * same weights and KV cache) and the trainer (nn_train.c: forward,
+ * backward, step; nn_train_io.c: files). Nothing outside lib/nn includes
  * it.
  *
- * Ownership: the trainer owns its backend and every buffer below; params[]
- * borrows the parameter buffers (base weights or adapters) and owns the
- * names only by value.
+ * Ownership: a model owns its backend and every buffer of it (the batch
+ * buffers too, created at the first bg_nn_score_batch); the trainer owns
+ * its backend and every buffer below; params[] borrows the parameter
+ * buffers (base weights or adapters) and owns the names only by value.
  */
 #ifndef BG_NN_PRIV_H
 #define BG_NN_PRIV_H
 
 #include "nn/nn.h"
+
+/* ---- the inference model (nn_model.c, nn_batch.c) ------------------------- */
+
+typedef struct bg__nn_layer {
+    bg_cbuf *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3;
+    bg_cbuf *kc, *vc; /* [seq_len, kv_dim] */
+} bg__nn_layer;
+
+/* Buffers of bg_nn_score_batch (nn_batch.c), [rows, width] unless said. */
+typedef struct bg__nn_batch {
+    int rows;    /* trie rows one pass may hold (>= seq_len) */
+    int regions; /* K/V region rows one pass may hold (>= seq_len) */
+    bg_cbuf *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *tokens;
+    bg_cbuf *kreg, *vreg;  /* [regions, kv_dim]: each sequence's prefix + path */
+    bg_cbuf *targets, *lp; /* [rows]: one per gathered (row, target) pair */
+} bg__nn_batch;
+
+struct bg_nn_model {
+    bg_nn_config cfg;
+    bg_compute *c;
+    bg_cbuf *tok_emb, *rms_final, *wcls;
+    bg__nn_layer *layers;
+    int max_T;
+    /* activations, [max_T, width] */
+    bg_cbuf *x, *xb, *xb2, *q, *hb, *hb2, *logits, *tokens, *targets, *lp;
+    /* The tokens the KV cache holds at positions 0..n_held (every forward
+     * keeps it; bg_nn_score_batch reuses it). */
+    int32_t *held;
+    int n_held;
+    bg__nn_batch *batch; /* NULL until the first bg_nn_score_batch */
+};
+
+/* Token ids in range, else EINVAL naming `what` and the index. */
+int bg__nn_check_ids(const bg_nn_model *m, const int32_t *ids, int n, const char *what,
+                     bg_err *err);
+/* Makes the KV cache hold tokens[0..n) (n >= 0), running only the part past
+ * what it already holds (m->held). */
+int bg__nn_hold(bg_nn_model *m, const int32_t *tokens, int n, bg_err *err);
+
+/* ---- the trainer (nn_train.c, nn_train_io.c) ------------------------------- */
 
 /* The seven projections of a layer, in llama2.c's file order of wq..w3
  * except that the FFN ones follow w1, w2, w3. */
