@@ -484,9 +484,9 @@ void bg_lmgfn_theory_mh(const bg_lmgfn_theory_space *s, const double *logr, long
 void bg_lmgfn_theory_defaults(bg_lmgfn_theory_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->n_top = 12;
+    o->n_top = 8;
     o->min_len = 1;
-    o->max_len = 4;
+    o->max_len = 3;
     o->seed = 1;
     o->samples = 10000;
     o->steps = 300;

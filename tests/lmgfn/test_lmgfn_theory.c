@@ -60,13 +60,6 @@ static void check_space(void)
     CHECK(bg_lmgfn_theory_space_init(&s, legal, 3, 2, 1, &err) == BG_EINVAL);
 }
 
-static int lm_reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n, int k,
-                     double *logr, bg_err *err)
-{
-    (void)ctx;
-    return bg_lmgfn_lm_logr(g, z, n, k, logr, err);
-}
-
 /* 2 and 3 on the tiny model: X = {0, 5}, Y = {1, 7} (⊤ = 1), legal {3, 4, 9}. */
 static void check_tiny(void)
 {
@@ -115,28 +108,9 @@ static void check_tiny(void)
     unsigned char mask[16] = {0};
     for (int j = 0; j < 3; j++)
         mask[legal[j]] = 1;
-    bg_lmgfn_opts go = {.prompt = x,
-                        .n_prompt = 2,
-                        .stop_token = 1,
-                        .min_len = 1,
-                        .max_len = 3,
-                        .legal = mask,
-                        .batch = 4,
-                        .lambda = 1,
-                        .temp_lo = 0.5,
-                        .temp_hi = 2,
-                        .rtemp_start = 1,
-                        .rtemp_end = 1,
-                        .replay_cap = 16,
-                        .replay_min_dist = 1,
-                        .lr_log_z = 0.05,
-                        .seed = 3,
-                        .reward = lm_reward};
-    bg_nn_train_opts to = {.batch = 1,
-                           .seq = 1,
-                           .lora_rank = 2,
-                           .seed = 4,
-                           .adamw = {.lr = 2e-2f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f}};
+    bg_lmgfn_opts go;
+    bg_nn_train_opts to;
+    lt_theory_opts(&go, &to, x, mask);
     bg_lmgfn *g;
     CHECK(bg_lmgfn_create(&ck, &co, &to, &go, &g, &err) == BG_OK, "%s", err.msg);
     for (int k = 0; k < 10; k++)
