@@ -314,6 +314,15 @@ int bg_lmgfn_theory_logq(bg_nn_trainer *t, const int32_t *x, int nx, int stop,
 {
     if (!(temp > 0))
         return bg_err_set(err, BG_EINVAL, "theory: temperature %g; expected > 0", temp);
+    int vocab = bg_nn_train_config(t)->vocab_size;
+    if (stop < 0 || stop >= vocab || nx < 1)
+        return bg_err_set(err, BG_EINVAL,
+                          "theory: termination token %d outside the vocabulary of %d, or no X",
+                          stop, vocab);
+    for (int j = 0; j < s->n_legal; j++)
+        if (s->legal[j] < 0 || s->legal[j] >= vocab)
+            return bg_err_set(err, BG_EINVAL, "theory: legal token %d outside the vocabulary of %d",
+                              s->legal[j], vocab);
     tree tr;
     int rc = tree_build(&tr, t, x, nx, stop, s, err);
     if (rc == BG_OK)

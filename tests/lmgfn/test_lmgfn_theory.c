@@ -18,7 +18,8 @@
  *      correction for insertions and deletions puts 0.28 on length 3, not
  *      0.69 — simulated);
  *   6. stories260K (skipped when absent): the whole task on 8 legal tokens,
- *      lengths 1..3 (584 theories), fixed seed, CPU, 300 steps: the trained
+ *      lengths 1..3 (584 theories), fixed seed, CPU, 300 steps (150 and
+ *      4,000 samples under ASan, measured 0.101 at 150 steps): the trained
  *      sampler's exact TV to the posterior is below 0.15 (measured 0.077)
  *      and below a quarter of both base rows' (~0.9); the task's errors.
  */
@@ -141,6 +142,8 @@ static void check_tiny(void)
            "sum q = %.12f, moved from the base by up to %.3f nats\n",
            maxq, qsum, moved);
     CHECK_NEAR(qsum, 1.0, 1e-9);
+    CHECK(bg_lmgfn_theory_logq(bg_lmgfn_trainer(g), x, 2, 99, &s, 1.0, logq, &err) == BG_EINVAL);
+    CHECK(strstr(err.msg, "termination token 99"), "message: %s", err.msg);
     CHECK(moved > 1e-3, "the steps did not move the policy (%.2e)", moved);
     bg_lmgfn_destroy(g);
 
@@ -243,7 +246,12 @@ static void check_stories(void)
     o.ny = 2;
     o.n_top = 8;
     o.max_len = 3;
+#ifdef BG_SANITIZE
+    o.steps = 150; /* measured 0.101 at 150 steps (seed 1): still under the bar */
+    o.samples = 4000;
+#else
     o.steps = 300;
+#endif
     o.seed = 1;
     o.quiet = 1;
     o.copts = (bg_compute_opts){BG_BACKEND_CPU, 1, 0, -1};
@@ -268,16 +276,17 @@ static void check_stories(void)
     CHECK(strncmp(bt->method, "base T=", 7) == 0, "row 2 is '%s'", bt->method);
     CHECK_STR(mh->method, "mh");
     CHECK_STR(gf->method, "gflownet");
-    /* the posterior's own samples: the empirical floor (~0.008 at 10,000) */
+    /* the posterior's own samples: the empirical floor (~0.008 at 10,000,
+     * ~0.015 at 4,000) */
     CHECK(ex->tv == 0 && ex->tv_emp < 0.03, "exact row: tv %g, tv_emp %g", ex->tv, ex->tv_emp);
     CHECK(b1->tv > 0.5, "the base should be far from the posterior: tv %.4f", b1->tv);
     /* the bar: measured 0.077 on the development VM (seed 1, the seed the
-     * defaults were tuned on); the base rows are at ~0.9 */
+     * defaults were tuned on; 0.101 after 150 steps); the base rows ~0.9 */
     CHECK(gf->tv < 0.15, "gflownet exact tv %.4f >= 0.15", gf->tv);
     CHECK(gf->tv < bt->tv / 4 && gf->tv < b1->tv / 4, "gflownet tv %.4f vs base %.4f / %.4f",
           gf->tv, b1->tv, bt->tv);
     /* its samples are draws of its exact distribution: 10,000 of them sit
-     * within the sampling noise (~0.01 here) of it */
+     * within the sampling noise (~0.01 here; ~0.02 at 4,000) of it */
     CHECK(fabs(gf->tv_emp - gf->tv) < 0.03, "gflownet tv_emp %.4f vs tv %.4f", gf->tv_emp, gf->tv);
     CHECK(gf->evals > 0 && mh->evals == gf->evals, "evals: gflownet %ld, mh %ld", gf->evals,
           mh->evals);
