@@ -161,7 +161,7 @@ static int run_rng(const gfn_flags *fl)
 {
     bg_lmgfn_rng_opts o;
     bg_lmgfn_rng_defaults(&o);
-    long x;
+    long x = 0;
     o.model = fl->model;
     o.out_dir = fl->out;
     if ((fl->seed && num("--seed", fl->seed, 0, 1L << 30, &x)) || backend_opts(fl, &o.copts))
@@ -268,7 +268,7 @@ static int run_theory(const gfn_flags *fl)
     int32_t x[BG_LMGFN_THEORY_MAX_TEXT], y[BG_LMGFN_THEORY_MAX_TEXT],
         legal[BG_LMGFN_THEORY_MAX_LEGAL];
     char def[1024];
-    long v;
+    long v = 0;
     int rc = backend_opts(fl, &o.copts);
     if (!rc && fl->seed && !(rc = num("--seed", fl->seed, 0, 1L << 30, &v)))
         o.seed = (uint64_t)v;
