@@ -44,12 +44,12 @@ typedef bg_cli_lm_args lm_args;
 static int usage(FILE *f)
 {
     fprintf(f, "usage: bayesguard lm SUBCOMMAND [flags]\n"
-               "  generate --model M [--tokens \"1\"] [--steps N] [--temperature T] [--top-p P]\n"
-               "           [--seed S] [--backend cpu|vulkan|auto] [--threads N]\n"
+               "  generate --model M [--tokens \"1\" | --prompt TEXT [--tokenizer T]] [--steps N]\n"
+               "           [--temperature T] [--top-p P] [--seed S] [--backend cpu|vulkan|auto]\n"
+               "           [--threads N]\n"
                "  logits   --model M --tokens \"ids\" [--backend B] [--threads N]\n"
                "  score    --model M --prefix \"ids\" --continuation \"ids\" [--continuation ...]\n"
                "           [--backend B] [--threads N]\n"
-               "  generate --model M --prompt TEXT [--tokenizer T] [flags as above]\n"
                "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n"
                "  train    (--model CKPT | --init dim,layers,heads,kv_heads,hidden,vocab,seq)\n"
                "           --data FILE [--tokenizer T | --ids] --out DIR [--steps N] [--batch B]\n"
@@ -58,7 +58,9 @@ static int usage(FILE *f)
                "  tokenizer train --data FILE --vocab N --out tokenizer.bin\n"
                "  corpus   [--lines N] [--seed S] [--out FILE]\n"
                "  gfn rng  [--model CKPT] [--backend cpu|vulkan] [--out DIR] [--seed N]\n"
-               "           [--samples N] [--steps N]   (GFlowNet fine-tuning, docs/GFLOWNET.md)\n");
+               "           [--samples N] [--steps N]   (GFlowNet fine-tuning, docs/GFLOWNET.md)\n"
+               "  gfn theory [--model CKPT] [--tokenizer F] [--backend cpu|vulkan] [--out DIR]\n"
+               "           [--seed N] [--x X --y Y] [--legal \"ids\"] [...]   (lm gfn --help)\n");
     return f == stdout ? 0 : 2;
 }
 

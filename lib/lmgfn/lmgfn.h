@@ -20,6 +20,9 @@
  *   lmgfn_train.c   sampling (mask, length rules, temperature), the behaviour
  *                   mixture, reward annealing, one optimiser step
  *   lmgfn_rng.c     the random-integer task (paper §2) end to end
+ *   lmgfn_theory.c  the latent-theory task: Z ∝ p_LM(X Z Y) against the
+ *                   exact posterior of an enumerable space, vs the base
+ *                   model and token-sequence MH
  *
  * Threads: a bg_lmgfn (like its trainer) is used by one thread at a time.
  * Ownership: pointers are borrowed for the call unless said; a bg_lmgfn
@@ -197,5 +200,109 @@ int bg_lmgfn_rng_reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const i
                         double *logr, bg_err *err);
 /* Integer value of z if valid, else -1. */
 int bg_lmgfn_rng_value(const int32_t *z, int n);
+
+/* ---- the latent-theory task (lmgfn_theory.c) -------------------------------
+ * X = an action's description (the prompt, BOS first), Z = an explanation
+ * (the generated tokens), Y = the observed outcome. The termination token
+ * ⊤ is Y's first token, so R(Z) = p_base(Z Y | X) = p_base(Z y_1 | X) ·
+ * p_base(y_2..y_m | X Z y_1): the joint probability of explanation and
+ * outcome given the action, the raw base model (no mask). The theory space
+ * is every Z of min_len..max_len tokens from the legal list (⊤ = y_1 not in
+ * it); on it the posterior is p(Z | X, Y) = R(Z) / Σ R. Index order: by
+ * length, then lexicographic in the legal list's order. */
+#define BG_LMGFN_THEORY_MAX_LEGAL 64
+#define BG_LMGFN_THEORY_MAX_SPACE 200000 /* theories one run may enumerate */
+#define BG_LMGFN_THEORY_MAX_TEXT 64      /* tokens of X, of Y */
+
+typedef struct bg_lmgfn_theory_space {
+    int32_t legal[BG_LMGFN_THEORY_MAX_LEGAL]; /* distinct token ids */
+    int n_legal, min_len, max_len;
+    long size; /* Σ_{n=min..max} n_legal^n */
+} bg_lmgfn_theory_space;
+
+/* Fails with a message naming what is wrong: no legal token, a repeated
+ * one, lengths outside 0 <= min <= max <= BG_LMGFN_MAX_LEN, a space above
+ * BG_LMGFN_THEORY_MAX_SPACE theories. */
+int bg_lmgfn_theory_space_init(bg_lmgfn_theory_space *s, const int32_t *legal, int n_legal,
+                               int min_len, int max_len, bg_err *err);
+/* Theory idx (0 <= idx < size) into z[max_len], *n. */
+void bg_lmgfn_theory_z(const bg_lmgfn_theory_space *s, long idx, int32_t *z, int *n);
+/* The index of z[0..n), or -1 when it is not in the space. */
+long bg_lmgfn_theory_index(const bg_lmgfn_theory_space *s, const int32_t *z, int n);
+/* log R(Z) = log p_base(Z y_1..y_m | x) for every theory, into logr[size]:
+ * rows x Z y through a scoring trainer on ck's weights (adapters off, no
+ * logit bias: the base's inference ops) in batches of `rows` sequences.
+ * nx + max_len + ny <= the model's seq_len; ids inside the vocabulary. */
+int bg_lmgfn_theory_logr(const bg_nn_ckpt *ck, const bg_compute_opts *copts, const int32_t *x,
+                         int nx, const int32_t *y, int ny, const bg_lmgfn_theory_space *s, int rows,
+                         double *logr, bg_err *err);
+/* The exact distribution a model gives the space when sampled as lmgfn
+ * does (legal tokens and ⊤ only, ⊤ barred before min_len, forced at
+ * max_len) at temperature temp: logq[size] = log q(Z ⊤ | x). t's current
+ * adapters and logit bias are used as they are (the bias / temp of an
+ * illegal token is irrelevant: only legal tokens and ⊤ are normalised
+ * over). One bg_nn_train_logits per prefix shorter than max_len. */
+int bg_lmgfn_theory_logq(bg_nn_trainer *t, const int32_t *x, int nx, int stop,
+                         const bg_lmgfn_theory_space *s, double temp, double *logq, bg_err *err);
+/* log-normalises a[n] in place (log-softmax); returns the log of the sum. */
+double bg_lmgfn_theory_normalise(double *a, long n);
+/* Total variation ½ Σ |p - q| of two log-distributions over n items. */
+double bg_lmgfn_theory_tv(const double *logp, const double *logq, long n);
+/* The same against counts[n] of samples (an empirical distribution). */
+double bg_lmgfn_theory_tv_counts(const double *logp, const long *counts, long n);
+/* The share of the k most probable theories under logp (ties: the lower
+ * index) that occur at least once in counts. */
+double bg_lmgfn_theory_recall(const double *logp, const long *counts, long n, int k);
+/* Token-sequence Metropolis–Hastings on the space with target R = e^logr:
+ * from a uniform random start, each step proposes — uniformly among the
+ * moves the current length allows — a substitution of one position, an
+ * insertion or a deletion (uniform position and legal token), accepted with
+ * the Hastings ratio; one reward evaluation per step, `evals` steps. After
+ * the first `burn` steps every thin-th state is counted into counts[size]
+ * (zeroed first), thin = max(1, (evals - burn) / want); *kept = how many. */
+void bg_lmgfn_theory_mh(const bg_lmgfn_theory_space *s, const double *logr, long evals, long burn,
+                        long want, uint64_t seed, long *counts, long *kept);
+
+typedef struct bg_lmgfn_theory_opts {
+    const char *model;     /* a llama2.c checkpoint (required) */
+    const char *out_dir;   /* where gflownet.lora goes; NULL: not written */
+    const int32_t *x, *y;  /* the action (BOS first) and the outcome, >= 1 token each */
+    int nx, ny;            /* <= BG_LMGFN_THEORY_MAX_TEXT */
+    const int32_t *legal;  /* the theory vocabulary; NULL: the n_top likeliest next */
+    int n_legal, n_top;    /* tokens after x by the base (ids < 3 and y_1 left out) */
+    int min_len, max_len;  /* theory lengths */
+    bg_compute_opts copts; /* the backend of the GFlowNet's trainer and the scorer */
+    uint64_t seed;
+    long samples; /* per method, for tv_emp and recall */
+    int steps, batch, lora_rank;
+    float lr;
+    int quiet;
+} bg_lmgfn_theory_opts;
+
+typedef struct bg_lmgfn_theory_row {
+    char method[32];
+    double tv;     /* of the method's exact distribution; NAN where none (mh) */
+    double tv_emp; /* of its `samples` samples' empirical distribution */
+    double recall5, recall10;
+    long evals; /* reward evaluations spent (training + sampling) */
+    long samples;
+    double seconds;
+} bg_lmgfn_theory_row;
+
+#define BG_LMGFN_THEORY_ROWS 5 /* exact, base, base T=…, mh, gflownet */
+
+typedef struct bg_lmgfn_theory_result {
+    bg_lmgfn_theory_row rows[BG_LMGFN_THEORY_ROWS];
+    bg_lmgfn_theory_space space;
+    double log_z;        /* log Σ_Z R(Z) over the space */
+    double entropy;      /* of the posterior, nats (e^H: its effective number of theories) */
+    double enum_seconds; /* the batched forwards of the enumeration */
+    long top[10];        /* the ten likeliest theories (indices), best first */
+    double top_p[10], top_q[10]; /* their posterior and GFlowNet probabilities */
+} bg_lmgfn_theory_result;
+
+void bg_lmgfn_theory_defaults(bg_lmgfn_theory_opts *o);
+/* Runs the task: the enumeration and exact posterior, then the rows. */
+int bg_lmgfn_theory_run(const bg_lmgfn_theory_opts *o, bg_lmgfn_theory_result *res, bg_err *err);
 
 #endif

@@ -412,20 +412,8 @@ static int run_gfn(const bg_lmgfn_rng_opts *o, const bg_nn_ckpt *ck, bg_lmgfn_rn
                         .max_len = RNG_L,
                         .legal = legal,
                         .batch = o->batch,
-                        .objective = BG_LMGFN_SUBTB,
-                        .lambda = 1.0,
-                        .p_replay = 0.25,
-                        .p_tempered = 0.5,
-                        .temp_lo = 0.5,
-                        .temp_hi = 2.0,
-                        .rtemp_start = 2.0,
-                        .rtemp_end = 1.0,
-                        .rtemp_steps = o->steps / 2,
-                        .replay_cap = 256,
-                        .replay_min_dist = 1,
-                        .lr_log_z = 0.05,
-                        .seed = o->seed,
                         .reward = bg_lmgfn_rng_reward};
+    bg__lmgfn_task_schedule(&go, o->steps, o->seed);
     bg_nn_train_opts to = lora_opts(o, 1);
     bg_lmgfn *g;
     double t0 = now_s();

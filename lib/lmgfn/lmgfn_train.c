@@ -496,3 +496,20 @@ double bg_lmgfn_log_z(const bg_lmgfn *g)
 {
     return g->log_z;
 }
+
+void bg__lmgfn_task_schedule(bg_lmgfn_opts *o, int steps, uint64_t seed)
+{
+    o->objective = BG_LMGFN_SUBTB;
+    o->lambda = 1.0;
+    o->p_replay = 0.25;
+    o->p_tempered = 0.5;
+    o->temp_lo = 0.5;
+    o->temp_hi = 2.0;
+    o->rtemp_start = 2.0;
+    o->rtemp_end = 1.0;
+    o->rtemp_steps = steps / 2;
+    o->replay_cap = 256;
+    o->replay_min_dist = 1;
+    o->lr_log_z = 0.05;
+    o->seed = seed;
+}

@@ -1,6 +1,7 @@
 /*
  * lmgfn_test.h — what the lmgfn tests share: the tiny synthetic model
- * (2 layers, width 16, 16 tokens, context 8) they train on.
+ * (2 layers, width 16, 16 tokens, context 8) they train on, the LM reward
+ * as a bg_lmgfn_reward_fn, and the theory tests' small task.
  */
 #ifndef BG_LMGFN_TEST_H
 #define BG_LMGFN_TEST_H
@@ -29,6 +30,44 @@ static inline int lt_tiny_model(char *path)
                         .shared_classifier = 1};
     CHECK(bg_nn_synth_write(path, &cfg, 5, &err) == BG_OK, "%s", err.msg);
     return 0;
+}
+
+/* The LM's own reward (bg_lmgfn_lm_logr) as a task reward. */
+static inline int lt_lm_reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n, int k,
+                               double *logr, bg_err *err)
+{
+    (void)ctx;
+    return bg_lmgfn_lm_logr(g, z, n, k, logr, err);
+}
+
+/* The theory tests' GFlowNet on the tiny model: prompt x (2 tokens), ⊤ = 1,
+ * lengths 1..3, mask over 16 tokens, batch 4, the LM reward, on-policy at
+ * T = 1 (no tempering, β = 1), LoRA rank 2 with AdamW lr 2e-2 in *to. */
+static inline void lt_theory_opts(bg_lmgfn_opts *go, bg_nn_train_opts *to, const int32_t *x,
+                                  const unsigned char *mask)
+{
+    *go = (bg_lmgfn_opts){.prompt = x,
+                          .n_prompt = 2,
+                          .stop_token = 1,
+                          .min_len = 1,
+                          .max_len = 3,
+                          .legal = mask,
+                          .batch = 4,
+                          .lambda = 1,
+                          .temp_lo = 1,
+                          .temp_hi = 1,
+                          .rtemp_start = 1,
+                          .rtemp_end = 1,
+                          .replay_cap = 16,
+                          .replay_min_dist = 1,
+                          .lr_log_z = 0.05,
+                          .seed = 3,
+                          .reward = lt_lm_reward};
+    *to = (bg_nn_train_opts){.batch = 1,
+                             .seq = 1,
+                             .lora_rank = 2,
+                             .seed = 4,
+                             .adamw = {.lr = 2e-2f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f}};
 }
 
 #endif
