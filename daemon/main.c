@@ -299,7 +299,8 @@ static int load_receipt_key(daemon_ctx *d)
 static int open_escalations(daemon_ctx *d)
 {
     bg_escalation_opts eo = {.data_dir = d->s.data_dir,
-                             .max_pending = (size_t)d->s.max_escalations};
+                             .max_pending = (size_t)d->s.max_escalations,
+                             .max_per_identity = (size_t)d->s.max_escalations_per_identity};
     if (bg_escalation_create(&eo, &d->escalations, &d->err) != BG_OK)
         return die("--data-dir: %s", d->err.msg);
     return GO_ON;

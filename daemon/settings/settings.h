@@ -111,6 +111,10 @@
       "an outcome receipt is accepted this many seconds after its Evaluate")                     \
     X(max_escalations, "max-escalations", "max_escalations", INT, "N", "1024", NULL, 1, 65536,  \
       "pending escalations held at most; an ESCALATE beyond it is a DENY saying so")             \
+    X(max_escalations_per_identity, "max-escalations-per-identity",                              \
+      "max_escalations_per_identity", INT, "N", NULL, "a quarter of --max-escalations", 1,       \
+      65536, "pending escalations one caller identity may hold; its ESCALATE beyond it is a "    \
+      "DENY saying so, while other identities still escalate")                                    \
     X(decision_log, "decision-log", "decision_log", STR, "FILE", NULL, "none (no log)", 0, 0,    \
       "append one JSON line per Evaluate outcome there ('-': stdout); reopened on SIGHUP, "      \
       "after log rotation")                                                                      \
