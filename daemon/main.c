@@ -156,7 +156,8 @@ static void print_howto(bg_rpc_server *srv)
 /* ------------------------------------------------------------ start steps */
 
 /* Flags, then the --config file (daemon/settings/). --help and --version
- * print and end the start here, with exit 0. */
+ * print and end the start here, with exit 0 — once every flag has been
+ * read: a bad option anywhere on the line is a usage error (exit 2). */
 static int parse_settings(daemon_ctx *d, int argc, char **argv)
 {
     int rc = bg_settings_parse(&d->s, argc, argv, &d->err);
@@ -171,12 +172,12 @@ static int parse_settings(daemon_ctx *d, int argc, char **argv)
         return 0;
     }
     if (d->s.version) {
-        /* --version stops the parse; a --json anywhere asks for JSON. */
-        int json = 0;
-        for (int i = 1; i < argc; i++)
-            json |= strcmp(argv[i], "--json") == 0;
-        bg_version_print(stdout, "bayesguardd", json);
+        bg_version_print(stdout, "bayesguardd", d->s.json);
         return 0;
+    }
+    if (d->s.json) {
+        die("--json goes with --version only (bayesguardd --version --json)");
+        return BG_EXIT_USAGE;
     }
     return GO_ON;
 }
@@ -299,7 +300,8 @@ static int load_receipt_key(daemon_ctx *d)
 static int open_escalations(daemon_ctx *d)
 {
     bg_escalation_opts eo = {.data_dir = d->s.data_dir,
-                             .max_pending = (size_t)d->s.max_escalations};
+                             .max_pending = (size_t)d->s.max_escalations,
+                             .max_per_identity = (size_t)d->s.max_escalations_per_identity};
     if (bg_escalation_create(&eo, &d->escalations, &d->err) != BG_OK)
         return die("--data-dir: %s", d->err.msg);
     return GO_ON;

@@ -5,8 +5,10 @@
  * The table may exceed maxStorageBufferRange, so the runtime binds it in
  * chunks of i5 rows starting at row i6 and dispatches once per chunk (with a
  * barrier between): a dispatch writes the rows whose token falls in its
- * chunk; the first (i7 = 1) also zeroes rows whose token falls in no chunk
- * (outside [0, i4)), so the shader never reads out of bounds.
+ * chunk. An id outside [0, i4) never reaches the kernel: the runtime checks
+ * the ids at record time and fails the op (BG_EINVAL, as the CPU backend
+ * does). The first dispatch (i7 = 1) still zeroes such rows rather than
+ * read out of bounds, should the buffer change after recording.
  * Bindings: 0 out, 1 table chunk, 2 tokens (int32).
  * Push: i0 T, i1 dim, i4 table rows, i5 chunk rows, i6 chunk first row, i7 first.
  */

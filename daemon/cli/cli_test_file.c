@@ -19,6 +19,9 @@
  *                     label, posterior, harm}, bound_kind,
  *                     plausible_set_size, observations, shadow, error}
  *
+ * Bounds: at most MAX_ITEMS cases in a file, features and attributes in a
+ * step (the unique-name check is quadratic in the cases).
+ *
  * `arguments` is any YAML value, sent as JSON: plain scalars that read as
  * numbers, true/false or null become those, everything else (and every
  * quoted scalar) a string. A bound (harm_bound, ...) is a number (equal)
@@ -556,6 +559,11 @@ int bg_test_file_parse(const char *path, bg_test_file *f, bg_err *err)
     size_t k = bg_cfg_len(v);
     if (k == 0)
         return at(err, v, "cases is empty");
+    if (k > MAX_ITEMS) /* the unique-name check below is quadratic */
+        return at(err, v,
+                  "cases: at most %d in one file (this one has %zu); split them over more "
+                  "NAME_test.yaml files",
+                  MAX_ITEMS, k);
     if (!(f->cases = calloc(k, sizeof *f->cases)))
         return at(err, v, "out of memory");
     for (size_t i = 0; i < k; i++) {

@@ -8,7 +8,10 @@
  * for anything else), the settled ones in a ring, newest last. Every
  * change is appended to the file (escalation_file.c) before it is made in
  * memory, so a refused write changes nothing (invariant 4); then the
- * event is emitted, still under the lock (invariant 5).
+ * event is emitted, still under the lock (invariant 5). The per-identity
+ * quota (invariant 1a) is a count of the pending records with the
+ * caller's peer, made by the same scan as the id lookup: no second index
+ * to keep in step.
  *
  * Threads: one mutex over everything (escalation.h).
  */
@@ -23,7 +26,7 @@
 struct bg_escalation {
     pthread_mutex_t mu;
     bg_escalation_rec **pend; /* [max_pending], creation order */
-    size_t n_pend, max_pending;
+    size_t n_pend, max_pending, max_per_identity;
     bg_escalation_rec **done; /* ring [max_settled]: done_head is the oldest */
     size_t n_done, done_head, max_settled;
     bg__esc_file file;
@@ -62,6 +65,25 @@ static long find_pending(const bg_escalation *t, const char *id)
         if (strcmp(t->pend[i]->id, id) == 0)
             return (long)i;
     return -1;
+}
+
+/* Pending records whose peer is `peer` ("" for NULL). */
+static size_t pending_of(const bg_escalation *t, const char *peer)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_pend; i++)
+        n += strcmp(t->pend[i]->peer ? t->pend[i]->peer : "", peer ? peer : "") == 0;
+    return n;
+}
+
+const char *bg_esc_refusal_label(int why)
+{
+    static const char *const labels[] = {
+#define BG_ESC_REFUSAL_LABEL(name, label) label,
+        BG_ESC_REFUSALS(BG_ESC_REFUSAL_LABEL)
+#undef BG_ESC_REFUSAL_LABEL
+    };
+    return why >= 0 && why < BG_ESC_N_REFUSALS ? labels[why] : "?";
 }
 
 static bg_escalation_rec *find(const bg_escalation *t, const char *id)
@@ -137,6 +159,12 @@ int bg_escalation_create(const bg_escalation_opts *opts, bg_escalation **out, bg
         return bg_err_set(err, BG_ENOMEM, "escalations: out of memory");
     t->max_pending = opts->max_pending ? opts->max_pending : BG_ESC_DEFAULT_MAX_PENDING;
     t->max_settled = opts->max_settled ? opts->max_settled : BG_ESC_DEFAULT_MAX_SETTLED;
+    t->max_per_identity = opts->max_per_identity ? opts->max_per_identity
+                                                 : t->max_pending / BG_ESC_DEFAULT_IDENTITY_SHARE;
+    if (t->max_per_identity == 0)
+        t->max_per_identity = 1;
+    if (t->max_per_identity > t->max_pending)
+        t->max_per_identity = t->max_pending;
     t->pend = calloc(t->max_pending, sizeof *t->pend);
     t->done = calloc(t->max_settled, sizeof *t->done);
     t->file.fd = -1;
@@ -218,19 +246,29 @@ int bg_escalation_open_one(bg_escalation *t, const bg_escalation_rec *r, bg_err 
     c->approver_peer = strdup("");
     c->reason = strdup("");
     int rc = BG_OK;
+    size_t mine = 0;
     pthread_mutex_lock(&t->mu);
     if (c->approver == NULL || c->approver_peer == NULL || c->reason == NULL)
         rc = bg_err_set(err, BG_ENOMEM, "escalation %s: out of memory", r->id);
     else if (t->n_pend >= t->max_pending) {
-        t->st.refused++;
+        t->st.refused[BG_ESC_REFUSED_FULL]++;
         rc = bg_err_set(err, BG_ELIMIT,
                         "the escalation table is full (%zu pending, the most it holds): "
                         "settle pending escalations (bayesguard escalations list)",
                         t->n_pend);
+    } else if ((mine = pending_of(t, c->peer)) >= t->max_per_identity) {
+        t->st.refused[BG_ESC_REFUSED_IDENTITY]++;
+        rc = bg_err_set(err, BG_ELIMIT,
+                        "identity %s%s has %zu pending escalations, the most one identity may "
+                        "hold (--max-escalations-per-identity %zu): settle them (bayesguard "
+                        "escalations list) or let them expire before escalating again",
+                        c->peer[0] ? c->peer : "''",
+                        c->peer[0] ? "" : " (every plain-TCP caller, together)", mine,
+                        t->max_per_identity);
     } else if (find(t, c->id) != NULL)
         rc = bg_err_set(err, BG_EEXIST, "escalation %s exists already", c->id);
-    else
-        rc = bg__esc_file_append(&t->file, c, err);
+    else if ((rc = bg__esc_file_append(&t->file, c, err)) != BG_OK)
+        t->st.refused[BG_ESC_REFUSED_WRITE]++;
     if (rc == BG_OK) {
         t->pend[t->n_pend++] = c;
         t->st.pending++;
@@ -388,5 +426,6 @@ void bg_escalation_stats_get(bg_escalation *t, bg_escalation_stats *st)
     *st = t->st;
     st->settled_held = t->n_done;
     st->max_pending = t->max_pending;
+    st->max_per_identity = t->max_per_identity;
     pthread_mutex_unlock(&t->mu);
 }

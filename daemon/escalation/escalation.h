@@ -24,6 +24,12 @@
  *   1. At most max_pending records are PENDING; an open beyond that is
  *      refused (BG_ELIMIT) and the caller fails closed (the rpc layer turns
  *      the ESCALATE into a DENY saying why: never an ALLOW).
+ *   1a. At most max_per_identity of them share a `peer` (the caller's
+ *      authenticated identity; "" — every plain-TCP caller — is one
+ *      identity too): an open beyond that is refused the same way, so one
+ *      agent cannot fill the table and turn every other agent's ESCALATE
+ *      into a DENY. Records replayed from the file count but are never
+ *      dropped for it (a promise made is kept).
  *   2. At most max_settled settled records are kept, oldest dropped first;
  *      a dropped one is no longer found (NOT_FOUND for Resolve/Await).
  *   3. Ids are unique among the records held.
@@ -66,11 +72,13 @@
 #include "common/bg_err.h"
 
 #define BG_ESC_DEFAULT_MAX_PENDING 1024
+/* max_per_identity when none is given: max_pending / this (at least 1) */
+#define BG_ESC_DEFAULT_IDENTITY_SHARE 4
 #define BG_ESC_DEFAULT_MAX_SETTLED 1024
 #define BG_ESC_FILE "escalations.log"
 #define BG_ESC_RECORD_MAX (256u << 10) /* bytes of one file record's payload */
 #define BG_ESC_FIELD_MAX 1024          /* bytes kept of a caller-chosen string */
-#define BG_ESC_REASON_MAX 1024        /* bytes of a resolution's reason */
+#define BG_ESC_REASON_MAX 1024         /* bytes of a resolution's reason */
 
 /* The states, numbered as the wire's EscalationState. */
 typedef enum bg_esc_state {
@@ -115,9 +123,12 @@ int bg_escalation_allows(const bg_escalation_rec *r);
 typedef struct bg_escalation bg_escalation;
 
 typedef struct bg_escalation_opts {
-    const char *data_dir; /* NULL: memory only (pending ones die with the process) */
-    size_t max_pending;   /* 0 = BG_ESC_DEFAULT_MAX_PENDING */
-    size_t max_settled;   /* 0 = BG_ESC_DEFAULT_MAX_SETTLED */
+    const char *data_dir;    /* NULL: memory only (pending ones die with the process) */
+    size_t max_pending;      /* 0 = BG_ESC_DEFAULT_MAX_PENDING */
+    size_t max_settled;      /* 0 = BG_ESC_DEFAULT_MAX_SETTLED */
+    size_t max_per_identity; /* pending ones of one peer (invariant 1a); 0 = max_pending /
+                                BG_ESC_DEFAULT_IDENTITY_SHARE, at least 1; capped at
+                                max_pending */
 } bg_escalation_opts;
 
 /* new: bg_escalation_close. Replays <data_dir>/escalations.log (see the
@@ -137,8 +148,11 @@ void bg_escalation_listen(bg_escalation *t, bg_escalation_event_fn fn, void *arg
 /* Open a PENDING record (a copy of r, every string cut at
  * BG_ESC_FIELD_MAX bytes on a UTF-8 boundary, so a record's size is
  * bounded whatever the request held; state, approver, reason, resolved
- * are ignored). BG_ELIMIT when max_pending are pending (invariant 1),
- * BG_EEXIST when the id is held, BG_EIO when the file refused it. */
+ * are ignored). BG_ELIMIT when max_pending are pending (invariant 1) or
+ * r->peer holds max_per_identity of them (1a; the message names the
+ * identity, the quota and how to clear it), BG_EEXIST when the id is held,
+ * BG_EIO when the file refused it. Each refusal but BG_EEXIST and out of
+ * memory is counted in the stats by its reason. */
 int bg_escalation_open_one(bg_escalation *t, const bg_escalation_rec *r, bg_err *err);
 
 /* Settle a pending record. BG_ENOTFOUND for an id not held; BG_EEXIST
@@ -173,16 +187,30 @@ void bg_escalation_each(bg_escalation *t, int include_settled,
 #define BG_ESC_COUNT_BUCKET(b) +1
 enum { BG_ESC_N_BUCKETS = 0 BG_ESC_WAIT_BUCKETS(BG_ESC_COUNT_BUCKET) };
 
+/* Why an open was refused (the ESCALATE became a DENY): the stats' and
+ * the metric's `reason` label. */
+#define BG_ESC_REFUSALS(X)                                                                         \
+    X(FULL, "table_full")         /* max_pending are pending */                                    \
+    X(IDENTITY, "identity_quota") /* the caller holds max_per_identity */                          \
+    X(WRITE, "write_failed")      /* the data directory refused the record */
+typedef enum bg_esc_refusal {
+#define BG_ESC_REFUSAL_ENUM(name, label) BG_ESC_REFUSED_##name,
+    BG_ESC_REFUSALS(BG_ESC_REFUSAL_ENUM)
+#undef BG_ESC_REFUSAL_ENUM
+        BG_ESC_N_REFUSALS
+} bg_esc_refusal;
+const char *bg_esc_refusal_label(int why); /* "table_full", ...; "?" otherwise */
+
 typedef struct bg_escalation_stats {
     uint64_t pending;
     uint64_t settled_held;
     uint64_t opened;                        /* since start */
-    uint64_t refused;                       /* opens refused: the table was full */
+    uint64_t refused[BG_ESC_N_REFUSALS];    /* opens refused, by bg_esc_refusal */
     uint64_t resolved[5];                   /* by bg_esc_state: [APPROVED], [REJECTED], [EXPIRED] */
     uint64_t wait_le[BG_ESC_N_BUCKETS + 1]; /* cumulative counts, the last is +Inf */
     double wait_sum_s;
     uint64_t wait_count;
-    size_t max_pending;
+    size_t max_pending, max_per_identity;
 } bg_escalation_stats;
 
 void bg_escalation_stats_get(bg_escalation *t, bg_escalation_stats *st);

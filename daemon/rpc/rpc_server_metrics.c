@@ -20,7 +20,7 @@
  *     written | dropped (the writer fell behind) | lost (the write failed)
  *   bayesguard_decision_log_write_errors_total  counter, with --decision-log
  *   bayesguard_escalations_pending              gauge   } the escalation table
- *   bayesguard_escalations_refused_total        counter } (daemon/escalation;
+ *   bayesguard_escalations_refused_total{reason} counter} (daemon/escalation;
  *   bayesguard_escalation_resolutions_total{result}     } docs/ESCALATIONS.md)
  *   bayesguard_escalation_wait_seconds          histogram, ESCALATE -> settled
  *
@@ -52,9 +52,14 @@ static void collect_escalations(bg_rpc_server *s, bg_metrics_writer *w)
                             "approved, rejected or expired).");
     bg_metrics_write_sample(w, "bayesguard_escalations_pending", NULL, 0, (double)es.pending);
     bg_metrics_write_family(w, "bayesguard_escalations_refused_total", BG_METRIC_COUNTER,
-                            "ESCALATE verdicts turned into DENY because the table was full "
-                            "(--max-escalations).");
-    bg_metrics_write_sample(w, "bayesguard_escalations_refused_total", NULL, 0, (double)es.refused);
+                            "ESCALATE verdicts turned into DENY by reason: table_full "
+                            "(--max-escalations), identity_quota "
+                            "(--max-escalations-per-identity), write_failed (--data-dir).");
+    for (int k = 0; k < BG_ESC_N_REFUSALS; k++) {
+        bg_metrics_label l = {"reason", bg_esc_refusal_label(k)};
+        bg_metrics_write_sample(w, "bayesguard_escalations_refused_total", &l, 1,
+                                (double)es.refused[k]);
+    }
     bg_metrics_write_family(w, "bayesguard_escalation_resolutions_total", BG_METRIC_COUNTER,
                             "Settled escalations by result: approved, rejected (by a person) "
                             "or expired (nobody answered in the policy's timeout).");

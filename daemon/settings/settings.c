@@ -141,8 +141,8 @@ static int parse_flags(bg_settings *s, int argc, char **argv, bg_err *err)
         if (set_value(s, e, where, optarg, 1, err) != BG_OK)
             return BG_EINVAL;
         s->from[c - OPT_BASE] = BG_SETTING_FROM_FLAG;
-        if (e->type == BG_SETTING_TYPE_EXIT)
-            return BG_OK;
+        /* an EXIT flag (--help, --version) does not end the parse: a bad
+         * option after it is a usage error like one before it */
     }
     if (optind < argc)
         return bg_err_set(err, BG_EINVAL,

@@ -21,8 +21,11 @@
  *                   string or a list of strings: each entry becomes the
  *                   string "KEY=V1,V2", the flag's form (`identities`)
  *           SWITCH  a flag without a value (sets the field to 1); flag only
- *           EXIT    --help, --version: parsing stops at it (later flags
- *                   are not read) and the caller prints and exits 0;
+ *           EXIT    --help, --version: the caller prints and exits 0;
+ *                   every flag is still read and checked (an unknown
+ *                   option, a missing value, a stray argument or a value
+ *                   out of range anywhere is a usage error), but the
+ *                   --config file is not read and nothing is required;
  *                   flag only
  *   arg     the value's name in --help and CONFIG.md ("DIR"); NULL for
  *           SWITCH and EXIT
@@ -31,7 +34,7 @@
  *   absent  what no value means, shown as the default when def is NULL
  *           ("off", "number of CPUs"); the word "required" makes the
  *           setting required (bg_settings_parse refuses to go on without
- *           it, unless --help or --version stopped parsing first)
+ *           it, unless --help or --version was given)
  *   min,max INT: the range; LIST: 1 and the most values; else 0, 0
  *   help    one or two sentences; --help wraps them
  *
@@ -111,6 +114,10 @@
       "an outcome receipt is accepted this many seconds after its Evaluate")                     \
     X(max_escalations, "max-escalations", "max_escalations", INT, "N", "1024", NULL, 1, 65536,  \
       "pending escalations held at most; an ESCALATE beyond it is a DENY saying so")             \
+    X(max_escalations_per_identity, "max-escalations-per-identity",                              \
+      "max_escalations_per_identity", INT, "N", NULL, "a quarter of --max-escalations", 1,       \
+      65536, "pending escalations one caller identity may hold; its ESCALATE beyond it is a "    \
+      "DENY saying so, while other identities still escalate")                                    \
     X(decision_log, "decision-log", "decision_log", STR, "FILE", NULL, "none (no log)", 0, 0,    \
       "append one JSON line per Evaluate outcome there ('-': stdout); reopened on SIGHUP, "      \
       "after log rotation")                                                                      \
@@ -163,6 +170,8 @@
       "(valid) or 1 (not); nothing is served")                                                   \
     X(version, "version", NULL, EXIT, NULL, NULL, "", 0, 0,                                      \
       "print the version, git revision and plugin ABI (--version --json: as JSON), exit 0")     \
+    X(json, "json", NULL, SWITCH, NULL, NULL, "off", 0, 0,                                       \
+      "with --version: print it as one JSON object (only with --version)")                       \
     X(help, "help", NULL, EXIT, NULL, NULL, "", 0, 0, "print this help, exit 0")
 /* clang-format on */
 

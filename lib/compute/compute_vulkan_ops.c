@@ -9,6 +9,10 @@
  * embed by rows of the table. Other ops reject such a view with BG_ELIMIT
  * (activations of that size do not occur in the models we run).
  *
+ * Ids (embed's tokens, and the training ops' through bg__vk_ids_ok) are
+ * checked at record time against the table, as the CPU backend checks
+ * them: a bad id poisons the recording with the CPU's message.
+ *
  * Thread: the backend's caller (compute.h). Shapes were validated by
  * compute.c; views are bounds-checked in bg__vk_dispatch.
  */
@@ -279,11 +283,41 @@ int bg__vk_table_rows(bg_vk_compute *vc, const char *op, bg_tview table, int dim
     return BG_OK;
 }
 
+/* vk_backend.h. The view's bounds are checked here (bg__vk_dispatch checks
+ * them again when binding). */
+int bg__vk_ids_ok(bg_vk_compute *vc, const char *op, bg_tview ids, int n, size_t limit)
+{
+    const bg_vk_buf *b = (const bg_vk_buf *)ids.buf;
+    if (ids.off > b->bytes / 4 || (size_t)n > b->bytes / 4 - ids.off)
+        return bg__vk_fail(vc, BG_EINVAL,
+                           "vulkan op %s: ids [%zu, %zu+%d) exceed their buffer of %zu "
+                           "elements",
+                           op, ids.off, ids.off, n, b->bytes / 4);
+    int32_t *v = malloc((size_t)n * sizeof(*v));
+    if (!v)
+        return bg__vk_fail(vc, BG_ENOMEM, "vulkan op %s: out of host memory", op);
+    bg_err err;
+    int rc = bg__vk_mem_read(&vc->mem, &b->a, (VkDeviceSize)ids.off * 4, v, (size_t)n * 4, &err);
+    if (rc != BG_OK) {
+        free(v);
+        return bg__vk_fail(vc, rc, "vulkan op %s: reading the ids: %s", op, err.msg);
+    }
+    for (int i = 0; i < n && rc == BG_OK; i++)
+        if (v[i] < 0 || (size_t)v[i] >= limit)
+            rc = bg__vk_fail(vc, BG_EINVAL,
+                             "compute op %s: id %d at row %d out of range; expected 0..%zu", op,
+                             (int)v[i], i, limit - 1);
+    free(v);
+    return rc;
+}
+
 int bg__vk_op_embed(bg_compute *c, bg_tview out, bg_tview table, bg_tview tokens, int T, int dim)
 {
     bg_vk_compute *vc = VC(c);
     size_t rows, room;
     int rc = bg__vk_table_rows(vc, "embed", table, dim, &rows, &room);
+    if (rc == BG_OK) /* a bad id is the caller's error, as on the CPU: never a row of zeros */
+        rc = bg__vk_ids_ok(vc, "embed", tokens, T, rows);
     if (rc != BG_OK)
         return rc;
     uint32_t spec[1] = {vc->wg};

@@ -20,7 +20,8 @@
  * the embedding table's gradient, which is split by rows like the forward's
  * table; a larger view poisons the recording with BG_ELIMIT naming the op.
  * Ids: token and target ids are checked at record time, as compute.h
- * promises, by reading them from their buffer (a memcpy from mapped memory,
+ * promises (bg__vk_ids_ok, shared with the forward embed), by reading them
+ * from their buffer (a memcpy from mapped memory,
  * else a staged copy): ids come from the host, no op writes them, so what
  * the buffer holds when the op is recorded is what the kernel reads. A bad
  * id poisons the recording before anything runs (the CPU backend's message:
@@ -39,35 +40,6 @@
 static bg_vk_compute *VC(bg_compute *c)
 {
     return (bg_vk_compute *)c;
-}
-
-/* Every id of ids[0..n) in [0, limit), read from the buffer now; otherwise
- * the recording is poisoned naming op, id and row. The view's bounds are
- * checked here (bg__vk_dispatch checks them again when binding). */
-static int ids_ok(bg_vk_compute *vc, const char *op, bg_tview ids, int n, size_t limit)
-{
-    const bg_vk_buf *b = (const bg_vk_buf *)ids.buf;
-    if (ids.off > b->bytes / 4 || (size_t)n > b->bytes / 4 - ids.off)
-        return bg__vk_fail(vc, BG_EINVAL,
-                           "vulkan op %s: ids [%zu, %zu+%d) exceed their buffer of %zu "
-                           "elements",
-                           op, ids.off, ids.off, n, b->bytes / 4);
-    int32_t *v = malloc((size_t)n * sizeof(*v));
-    if (!v)
-        return bg__vk_fail(vc, BG_ENOMEM, "vulkan op %s: out of host memory", op);
-    bg_err err;
-    int rc = bg__vk_mem_read(&vc->mem, &b->a, (VkDeviceSize)ids.off * 4, v, (size_t)n * 4, &err);
-    if (rc != BG_OK) {
-        free(v);
-        return bg__vk_fail(vc, rc, "vulkan op %s: reading the ids: %s", op, err.msg);
-    }
-    for (int i = 0; i < n && rc == BG_OK; i++)
-        if (v[i] < 0 || (size_t)v[i] >= limit)
-            rc = bg__vk_fail(vc, BG_EINVAL,
-                             "compute op %s: id %d at row %d out of range; expected 0..%zu", op,
-                             (int)v[i], i, limit - 1);
-    free(v);
-    return rc;
 }
 
 static bg_vk_bind bind(bg_tview v, size_t n)
@@ -104,7 +76,7 @@ int bg__vk_op_embed_backward(bg_compute *c, bg_tview dtable, bg_tview dout, bg_t
     size_t rows, room;
     int rc = bg__vk_table_rows(vc, "embed_backward", dtable, dim, &rows, &room);
     if (rc == BG_OK)
-        rc = ids_ok(vc, "embed_backward", tokens, T, rows);
+        rc = bg__vk_ids_ok(vc, "embed_backward", tokens, T, rows);
     if (rc != BG_OK)
         return rc;
     uint32_t spec[2] = {vc->wg, bg__vk_ceil_div((size_t)dim, vc->wg)};
@@ -261,7 +233,7 @@ int bg__vk_op_xent(bg_compute *c, bg_tview lp, bg_tview dlogits, bg_tview logits
                    bg_tview weights, int T, int V)
 {
     bg_vk_compute *vc = VC(c);
-    int rc = ids_ok(vc, "xent", targets, T, (size_t)V);
+    int rc = bg__vk_ids_ok(vc, "xent", targets, T, (size_t)V);
     if (rc != BG_OK)
         return rc;
     size_t tv = (size_t)T * V;

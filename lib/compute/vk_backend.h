@@ -116,6 +116,13 @@ int bg__vk_per_row(bg_vk_compute *vc, const char *op, const bg_vk_bind *b, int n
 int bg__vk_table_rows(bg_vk_compute *vc, const char *op, bg_tview table, int dim, size_t *rows,
                       size_t *room);
 
+/* Every id of ids[0..n) in [0, limit), read from its buffer now (ids
+ * come from the host and no op writes them, so this is what the kernel
+ * will read); otherwise the recording is poisoned with BG_EINVAL and the
+ * CPU backend's message: "compute op OP: id ID at row ROW out of range;
+ * expected 0..LIMIT-1". */
+int bg__vk_ids_ok(bg_vk_compute *vc, const char *op, bg_tview ids, int n, size_t limit);
+
 /* Output dims per invocation (RD) of an attention kernel for head size hs,
  * whose shared memory is RD * per_rd + fixed floats per invocation; 0
  * (recording poisoned) when the device has less shared memory. */

@@ -174,6 +174,10 @@ MALFORMED = [
      "      - expect: {tool: exec, decision: DENY, error: boom}\n",
      "a step that expects an error has no verdict to check"),
     ("policy: shell\ncases: {}\n", "shell_test.yaml:2:8: cases: expected a list, got a map"),
+    # bounded: the unique-name check is quadratic (fuzz_policy_test's review)
+    ("policy: shell\ncases:\n" + "".join("  - {name: c%d, steps: [{expect: {tool: exec}}]}\n" % i
+                                         for i in range(4097)),
+     "shell_test.yaml:3:3: cases: at most 4096 in one file (this one has 4097)"),
 ]
 
 

@@ -1,9 +1,11 @@
 /*
  * test_escalation_table.c — the pending-escalation table without a daemon
  * (daemon/escalation/escalation.h): open / resolve / expire and their
- * events, the cap (invariant 1), the settled ring (invariant 2), replay of
- * the file with the last record per id winning, a torn tail cut off, and
- * corruption refused with the file and the offset.
+ * events, the cap (invariant 1), the per-identity quota (1a: one peer
+ * cannot fill the table; replayed records over it are kept), the settled
+ * ring (invariant 2), replay of the file with the last record per id
+ * winning, a torn tail cut off, and corruption refused with the file and
+ * the offset.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -68,14 +70,85 @@ static int held_state(bg_escalation *t, const char *id)
     return bg_escalation_with(t, id, state_of, NULL);
 }
 
+static bg_escalation_rec rec_of(const char *id, const char *peer)
+{
+    bg_escalation_rec r = rec(id, 1000, 99999);
+    r.peer = (char *)peer;
+    return r;
+}
+
+/* Invariant 1a: one identity holds at most max_per_identity pending ones;
+ * the others still open theirs; replayed ones over the quota are kept. */
+static void identity_quota(void)
+{
+    char dir[] = "/tmp/bgt-escq-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    bg_err err;
+    bg_err_clear(&err);
+    bg_escalation *t;
+    bg_escalation_opts o = {.data_dir = dir, .max_pending = 6, .max_per_identity = 2};
+    CHECK_INT(bg_escalation_create(&o, &t, &err), BG_OK);
+    bg_escalation_rec r1 = rec_of("q1", "uid:5"), r2 = rec_of("q2", "uid:5");
+    bg_escalation_rec r3 = rec_of("q3", "uid:5"), r4 = rec_of("q4", "uid:6");
+    bg_escalation_rec r5 = rec_of("q5", ""), r6 = rec_of("q6", ""), r7 = rec_of("q7", "");
+    CHECK_INT(bg_escalation_open_one(t, &r1, &err), BG_OK);
+    CHECK_INT(bg_escalation_open_one(t, &r2, &err), BG_OK);
+    CHECK_INT(bg_escalation_open_one(t, &r3, &err), BG_ELIMIT);
+    CHECK(strstr(err.msg, "identity uid:5 has 2 pending") != NULL &&
+              strstr(err.msg, "--max-escalations-per-identity 2") != NULL &&
+              strstr(err.msg, "settle") != NULL,
+          "%s", err.msg);
+    CHECK_INT(bg_escalation_open_one(t, &r4, &err), BG_OK); /* another identity */
+    /* "" (no authenticated identity) is one identity too */
+    CHECK_INT(bg_escalation_open_one(t, &r5, &err), BG_OK);
+    CHECK_INT(bg_escalation_open_one(t, &r6, &err), BG_OK);
+    CHECK_INT(bg_escalation_open_one(t, &r7, &err), BG_ELIMIT);
+    CHECK(strstr(err.msg, "plain-TCP") != NULL, "%s", err.msg);
+    bg_escalation_stats st;
+    bg_escalation_stats_get(t, &st);
+    CHECK_INT((int)st.refused[BG_ESC_REFUSED_IDENTITY], 2);
+    CHECK_INT((int)st.refused[BG_ESC_REFUSED_FULL], 0);
+    CHECK_INT((int)st.max_per_identity, 2);
+    /* a settlement makes room for that identity */
+    CHECK_INT(bg_escalation_resolve(t, "q1", 0, "al", "uid:0", "no", 2000, NULL, &err), BG_OK);
+    CHECK_INT(bg_escalation_open_one(t, &r3, &err), BG_OK);
+    bg_escalation_close(t);
+    /* replay under a smaller quota: nothing pending is dropped, new ones wait */
+    o.max_per_identity = 1;
+    CHECK_INT(bg_escalation_create(&o, &t, &err), BG_OK);
+    CHECK_INT(held_state(t, "q2"), BG_ESC_PENDING);
+    CHECK_INT(held_state(t, "q3"), BG_ESC_PENDING);
+    bg_escalation_rec r8 = rec_of("q8", "uid:5"), r9 = rec_of("q9", "uid:9");
+    CHECK_INT(bg_escalation_open_one(t, &r8, &err), BG_ELIMIT);
+    CHECK_INT(bg_escalation_open_one(t, &r9, &err), BG_OK);
+    bg_escalation_close(t);
+    /* the default: a quarter of max_pending, at least 1; at most max_pending */
+    bg_escalation_opts d8 = {.max_pending = 8}, d2 = {.max_pending = 2};
+    bg_escalation_opts big = {.max_pending = 3, .max_per_identity = 50};
+    const bg_escalation_opts *os[3] = {&d8, &d2, &big};
+    const int want[3] = {2, 1, 3};
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(bg_escalation_create(os[i], &t, &err), BG_OK);
+        bg_escalation_stats_get(t, &st);
+        CHECK_INT((int)st.max_per_identity, want[i]);
+        bg_escalation_close(t);
+    }
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, BG_ESC_FILE);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
+    identity_quota();
     char dir[] = "/tmp/bgt-esc-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     bg_err err;
     bg_err_clear(&err);
     bg_escalation *t;
-    bg_escalation_opts o = {.data_dir = dir, .max_pending = 2, .max_settled = 2};
+    bg_escalation_opts o = {
+        .data_dir = dir, .max_pending = 2, .max_settled = 2, .max_per_identity = 2};
     CHECK_INT(bg_escalation_create(&o, &t, &err), BG_OK);
     bg_escalation_listen(t, on_event, NULL);
     bg_escalation_rec a = rec("a", 1000, 5000), b = rec("b", 1000, 9000), c = rec("c", 1, 2);
@@ -105,7 +178,8 @@ int main(void)
     bg_escalation_stats st;
     bg_escalation_stats_get(t, &st);
     CHECK_INT((int)st.pending, 0);
-    CHECK_INT((int)st.refused, 1);
+    CHECK_INT((int)st.refused[BG_ESC_REFUSED_FULL], 1);
+    CHECK_INT((int)st.refused[BG_ESC_REFUSED_IDENTITY], 0);
     CHECK_INT((int)st.resolved[BG_ESC_REJECTED], 1);
     CHECK_INT((int)st.resolved[BG_ESC_EXPIRED], 1);
     CHECK_INT((int)st.wait_count, 2);

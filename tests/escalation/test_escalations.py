@@ -20,6 +20,11 @@
   (filtered by policy if asked); a watcher that does not read is cut off
   with RESOURCE_EXHAUSTED while Evaluate goes on.
 - A full table (--max-escalations 1) fails closed: DENY with a reason.
+- One identity cannot fill the table for everyone: past
+  --max-escalations-per-identity its new ESCALATE is a DENY naming the
+  quota and how to clear it, while another uid (and the plain-TCP callers,
+  one identity together) still escalate; refusals are counted by reason;
+  a settlement makes room for that identity again.
 - Every settlement is a decision-log line joined by decision_id.
 - SIGTERM ends a parked await with UNAVAILABLE and the daemon exits 0.
 - The CLI: escalations list (--json) / approve / reject / watch.
@@ -427,6 +432,61 @@ def test_full_table_fails_closed():
     d.cleanup()
 
 
+def test_identity_quota():
+    """The attack: one identity escalates until the table is full, and every
+    other agent's ESCALATE would become a DENY. The per-identity quota keeps
+    room for the others."""
+    tmp = tempfile.mkdtemp(prefix="bgt-equota-")
+    os.chmod(tmp, 0o755)  # uid 65534 must reach the socket
+    sock = "unix:" + os.path.join(tmp, "bg.sock")
+    root = os.getuid() == 0
+    extra = ["--max-escalations", "8", "--max-escalations-per-identity", "3",
+             "--metrics-listen", "127.0.0.1:0"] + (["--socket-group", "65534"] if root else [])
+    with daemon(listen=(sock, "127.0.0.1:0"), extra=extra) as d:
+        me = "uid:%d" % os.getuid()
+        mine = [d.evaluate(ereq(agent="a%d" % k), i=0) for k in range(3)]
+        assert all(v.escalation == guard_pb2.PENDING for v in mine), mine
+        over = d.evaluate(ereq(agent="a9"), i=0)
+        assert over.decision == guard_pb2.DENY, over
+        assert over.escalation == guard_pb2.ESCALATION_STATE_UNSPECIFIED, over
+        for want in (me, "3 pending", "--max-escalations-per-identity", "settle"):
+            assert want in over.reason, (want, over.reason)
+        # other identities still escalate: plain TCP (every such caller one
+        # identity) and, as root, another uid on the same socket
+        tcp = d.evaluate(ereq(agent="b1"), i=1)
+        assert tcp.escalation == guard_pb2.PENDING, tcp
+        if root:
+            other, err = call_as(65534, 65534, sock, "Evaluate", ereq(agent="c1"),
+                                 guard_pb2.Verdict)
+            assert err is None and other.escalation == guard_pb2.PENDING, (other, err)
+            peers = sorted(e.peer for e in lst(d))
+            assert peers == sorted([me] * 3 + ["", "uid:65534"]), peers
+        m = scrape(metrics_addr(d))
+        assert value(m, "bayesguard_escalations_refused_total", reason="identity_quota") == 1
+        assert value(m, "bayesguard_escalations_refused_total", reason="table_full") == 0
+        assert value(m, "bayesguard_escalations_refused_total", reason="write_failed") == 0
+        # settling one of the caller's makes room for it again
+        resolve(d, mine[0].decision_id, approve=False, reason="no")
+        again = d.evaluate(ereq(agent="a10"), i=0)
+        assert again.escalation == guard_pb2.PENDING, again
+        assert d.evaluate(ereq(agent="a11"), i=0).decision == guard_pb2.DENY
+        m = scrape(metrics_addr(d))
+        assert value(m, "bayesguard_escalations_refused_total", reason="identity_quota") == 2
+    line = decision_lines(d, over.decision_id)[0]
+    assert line["escalation"] == "REFUSED" and "--max-escalations-per-identity" in line["reason"]
+    d.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_identity_quota_default():
+    """Without the flag an identity may hold a quarter of --max-escalations."""
+    with daemon(extra=["--max-escalations", "8"]) as d:
+        vs = [d.evaluate(ereq(agent="a%d" % k)) for k in range(3)]
+        assert [v.escalation for v in vs[:2]] == [guard_pb2.PENDING] * 2, vs
+        assert vs[2].decision == guard_pb2.DENY and "2 pending" in vs[2].reason, vs[2]
+    d.cleanup()
+
+
 def test_cli():
     with daemon() as d:
         v = d.evaluate(ereq())
@@ -494,4 +554,5 @@ if __name__ == "__main__":
     bgtest.main([test_approve_await_observe, test_reject_and_pending_timeout,
                  test_expiry_deny_and_allow, test_identity_and_roles, test_restart_keeps_pending,
                  test_watch, test_slow_watcher_cut_off, test_full_table_fails_closed,
+                 test_identity_quota, test_identity_quota_default,
                  test_check_validates_escalation_keys, test_cli])

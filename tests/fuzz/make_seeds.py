@@ -165,6 +165,33 @@ def policies():
         put("policy", os.path.basename(os.path.dirname(p)) + "_" + os.path.basename(p), text)
 
 
+ALL_KEYS_TEST = b"""policy: p
+peer: anonymous
+cases:
+  - name: every key
+    peer: {identity: "spiffe://x/agent"}
+    steps:
+      - observe: {tool: t, arguments: &a {n: 1, f: 2.5, b: true, z: null, s: "1", l: [1, x]},
+                  features: [0.5, -1], attributes: {k: v}, session: s, agent: a,
+                  peer: {uid: 7}, policy: p, harmed: false, value: 1.5, repeat: 3}
+      - expect: {tool: t, arguments: *a, decision: ALLOW, harm_bound: {ge: 0, lt: 0.5},
+                 posterior_predictive: 0.25, plausible_set_size: {gt: 1, le: 9},
+                 observations: 3, cautious: {id: 2, label: x, posterior: {le: 1}, harm: 0.5},
+                 bound_kind: EXACT, shadow: false}
+      - expect: {tool: t, arguments_json: '{"x": [1, 2]}', error: "refused"}
+"""
+
+
+def policy_tests():
+    src = os.path.abspath(os.path.join(HERE, "../.."))
+    for p in ("policies/email_test.yaml", "policies/payments_test.yaml",
+              "policies/shell_test.yaml"):
+        with open(os.path.join(src, p), "rb") as f:
+            text = b"".join(l for l in f.read().splitlines(True) if not l.lstrip().startswith(b"#"))
+        put("policy_test", os.path.basename(p), text)
+    put("policy_test", "all_keys.yaml", ALL_KEYS_TEST)
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: make_seeds.py <build dir>")
@@ -173,5 +200,6 @@ if __name__ == "__main__":
     metrics()
     nn()
     train_files()
+    policy_tests()
     tokenizers()
     policies()

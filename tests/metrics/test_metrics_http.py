@@ -31,7 +31,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import bgtest  # noqa: E402
-from bgmetrics import get, http, metrics_addr, open_idle, scrape, value, wait_closed  # noqa: E402
+from bgmetrics import (get, http, metrics_addr, open_idle, parse, scrape, value,  # noqa: E402
+                       wait_closed)
 from bgtest import Daemon, expect_code, grpc, guard_pb2  # noqa: E402
 
 C = grpc.StatusCode
@@ -164,7 +165,13 @@ def test_counters_exact():
             st = d.call("Status", guard_pb2.StatusRequest(), ch=ch)
             bgtest.wait_for(lambda: d.call("Status", guard_pb2.StatusRequest(),
                                            ch=ch).in_flight == 1, 10, "calls to finish")
-            m = scrape(addr)
+
+            # The client has the Status reply before the server has finished
+            # that call (and counted it): scrape until nothing is in flight.
+            def settled():
+                s = scrape(addr)
+                return s if value(s, "bayesguard_in_flight_calls") == 0 else None
+            m = bgtest.wait_for(settled, 10, "a scrape with no call in flight")
             ev_total = "bayesguard_evaluations_total"
             want = {("m-allow", "allow"): 4, ("m-allow", "deny"): 0, ("m-deny", "deny"): 2,
                     ("m-escalate", "escalate"): 1, ("m-shadow", "allow"): 1,
@@ -262,9 +269,26 @@ def test_http_behaviour():
         assert scrape(addr)  # still serving
 
 
+def still_open(s):
+    """Whether the server has not closed s (nothing to read yet, no EOF)."""
+    s.setblocking(False)
+    try:
+        return s.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
 def test_slow_clients_and_connection_cap():
+    # A timeout no scrape comes near even on a loaded machine: "served while
+    # they idle" is then a fact about events (the idle ones are still open
+    # after the scrapes), not about how fast five scrapes ran.
+    slow_ms = 8000
     with Daemon(policies=bgtest.rpc_policies(), args=[
-            "--metrics-listen", "127.0.0.1:0", "--metrics-timeout-ms", str(TIMEOUT_MS)]) as d:
+            "--metrics-listen", "127.0.0.1:0", "--metrics-timeout-ms", str(slow_ms)]) as d:
         addr = metrics_addr(d)
         silent = open_idle(addr)
         halfway = open_idle(addr)
@@ -272,10 +296,13 @@ def test_slow_clients_and_connection_cap():
         t0 = time.monotonic()
         for _ in range(5):  # others are served while they idle
             scrape(addr)
-        assert time.monotonic() - t0 < TIMEOUT_MS / 1000.0
+        took = time.monotonic() - t0
+        if took < slow_ms / 1000.0 * 0.9:  # else the timeout may rightly have closed them
+            assert still_open(silent) and still_open(halfway), \
+                "an idle client was closed before its timeout (%.2f s)" % took
         for s in (silent, halfway):
-            waited = wait_closed(s, 30) + (time.monotonic() - t0)
-            assert waited >= TIMEOUT_MS / 1000.0 * 0.5, waited
+            waited = wait_closed(s, 60) + (time.monotonic() - t0)
+            assert waited >= slow_ms / 1000.0 * 0.5, waited
             s.close()
     # The cap: 64 open connections; the 65th is closed at once. A daemon
     # whose timeout (60 s) no step of this check can come near on a loaded
@@ -307,24 +334,37 @@ def test_slow_clients_and_connection_cap():
 
 
 def test_drain_closes_the_endpoint():
+    # A lame duck long enough to scrape in on a loaded machine (5 s), and a
+    # metrics timeout (60 s) far beyond it: an idle client closed within
+    # 30 s was closed by the drain, not by its own timeout.
     with Daemon(policies=bgtest.rpc_policies(), args=[
-            "--metrics-listen", "127.0.0.1:0", "--drain-grace-ms", "1500"]) as d:
+            "--metrics-listen", "127.0.0.1:0", "--drain-grace-ms", "5000",
+            "--metrics-timeout-ms", "60000"]) as d:
         addr = metrics_addr(d)
-        idle = open_idle(addr)  # the default timeout (10 s) outlasts the drain
+        started = value(scrape(addr), "bayesguard_start_time_seconds")
+        idle = open_idle(addr)
         t0 = time.monotonic()
         d.send_signal(signal.SIGTERM)
         bgtest.wait_for(lambda: value(scrape(addr), "bayesguard_draining") == 1, 10,
                         "bayesguard_draining 1 during the lame duck")
-        took = wait_closed(idle, 8.0)
+        took = wait_closed(idle, 40.0)
         idle.close()
         assert d.wait_exit(30) == 0, d.log_text_tail()
-        assert time.monotonic() - t0 < 9.0, "the drain waited for the idle metrics client"
-        host, port = addr.rsplit(":", 1)
+        assert took < 30.0, "the drain waited for the idle metrics client (%.1f s)" % took
+        # Refused, as a rule. Another process may have been given the freed
+        # port since (other tests run beside this one): only this daemon's
+        # endpoint answering (its start time) is a failure.
         try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-            raise AssertionError("the metrics port still accepts after exit")
+            answer = parse(get(addr)[2].decode("utf-8", "replace"))
         except ConnectionRefusedError:
-            pass
+            answer = None
+        except (OSError, AssertionError, IndexError, ValueError):
+            answer = {}  # something else answered, not a metrics endpoint
+        if answer is not None:
+            assert "bayesguard_start_time_seconds" not in answer or \
+                value(answer, "bayesguard_start_time_seconds") != started, \
+                "the metrics port still accepts after exit"
+            print("  the freed port %s was taken by another process" % addr)
         print("  idle metrics connection closed %.2f s after SIGTERM" % took)
 
 

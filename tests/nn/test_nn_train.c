@@ -329,37 +329,15 @@ static bg_nn_config cfg_of(int d, int hd, int L, int nh, int nkv, int V, int seq
     return c;
 }
 
-static void open_synth(const char *dir, const char *name, const bg_nn_config *c, bg_nn_ckpt *ck)
-{
-    char path[600];
-    bg_err err;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    CHECK(bg_nn_synth_write(path, c, 7, &err) == BG_OK, "%s", err.msg);
-    CHECK(bg_nn_ckpt_open(ck, path, &err) == BG_OK, "%s", err.msg);
-    unlink(path);
-}
-
-static bg_nn_train_opts opts(int B, int T, int rank)
-{
-    bg_nn_train_opts o = {.batch = B, .seq = T, .lora_rank = rank, .seed = 5};
-    o.adamw = (bg_adamw_params){.lr = 1e-2f,
-                                .beta1 = 0.9f,
-                                .beta2 = 0.99f,
-                                .eps = 1e-8f,
-                                .weight_decay = 0.01f,
-                                .max_norm = 1.0f};
-    return o;
-}
-
 static void test_model_grads(const char *dir)
 {
     bg_err err;
     for (int shared = 0; shared < 2; shared++) {
         bg_nn_config c = cfg_of(16, 20, 2, 4, 2, 19, 8, shared);
         bg_nn_ckpt ck;
-        open_synth(dir, "g.bin", &c, &ck);
+        nt_synth_open(dir, "g.bin", &c, &ck);
         bg_nn_trainer *t;
-        bg_nn_train_opts o = opts(2, 5, 0);
+        bg_nn_train_opts o = nt_train_opts(2, 5, 0);
         CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
         dmodel m;
         dmodel_init(&m, &ck);
@@ -372,8 +350,8 @@ static void test_model_grads(const char *dir)
     /* LoRA rank 3, alpha 2r: adapters with B != 0 so A's gradient is alive */
     bg_nn_config c = cfg_of(16, 20, 2, 4, 2, 19, 8, 1);
     bg_nn_ckpt ck;
-    open_synth(dir, "g.bin", &c, &ck);
-    bg_nn_train_opts o = opts(2, 5, 3);
+    nt_synth_open(dir, "g.bin", &c, &ck);
+    bg_nn_train_opts o = nt_train_opts(2, 5, 3);
     o.lora_alpha = 6.0f;
     bg_nn_trainer *t;
     CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
@@ -416,7 +394,7 @@ static void test_recompute(const char *dir)
     bg_err err;
     bg_nn_config c = cfg_of(24, 40, 3, 6, 3, 37, 16, 0);
     bg_nn_ckpt ck;
-    open_synth(dir, "r.bin", &c, &ck);
+    nt_synth_open(dir, "r.bin", &c, &ck);
     int32_t tok[3 * 11], tgt[3 * 11];
     for (int i = 0; i < 33; i++) {
         tok[i] = (int32_t)(rnd() % 37);
@@ -426,7 +404,7 @@ static void test_recompute(const char *dir)
     size_t total = 0;
     bg_nn_train_mem mem[2];
     for (int rc_mode = 0; rc_mode < 2; rc_mode++) {
-        bg_nn_train_opts o = opts(3, 11, 0);
+        bg_nn_train_opts o = nt_train_opts(3, 11, 0);
         o.recompute = rc_mode;
         bg_nn_trainer *t;
         CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
@@ -448,7 +426,7 @@ static void test_recompute(const char *dir)
            mem[0].activations, mem[1].activations);
     CHECK(mem[1].activations < mem[0].activations);
     /* the budget refuses what does not fit, and says what would */
-    bg_nn_train_opts o = opts(3, 11, 0);
+    bg_nn_train_opts o = nt_train_opts(3, 11, 0);
     o.act_budget = mem[1].activations + 1;
     bg_nn_trainer *t;
     CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_EINVAL);
@@ -490,12 +468,10 @@ static float max_abs(const float *v, int n)
 /* stories260K: fine-tune, adapters off = base, merge, files, bad input */
 static void test_stories(const char *dir)
 {
-    const char *shared = getenv("BG_SHARED_DIR");
     char mpath[600];
-    snprintf(mpath, sizeof mpath, "%s/models/stories260K.bin", shared ? shared : "../shared");
     bg_err err;
     bg_nn_ckpt ck;
-    if (access(mpath, R_OK) != 0) {
+    if (!nt_stories_path(mpath, sizeof mpath)) {
         printf("SKIP stories260K parts: %s not readable\n", mpath);
         exit(BG_TEST_SKIP);
     }
@@ -510,20 +486,12 @@ static void test_stories(const char *dir)
         copts.kind = (bg_backend_kind)kind;
         copts.allow_cpu_device = 1;
     }
-    int V = ck.cfg.vocab_size, B = 4, T = 32;
+    int V = ck.cfg.vocab_size, B = NT_STORY_B, T = NT_STORY_T;
     /* the corpus: a fixed 40-token "story" of ids, repeated; windows of T+1 */
-    int32_t corpus[200];
-    uint64_t s = 99;
-    for (int i = 0; i < 40; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        corpus[i] = (int32_t)(1 + (s >> 33) % (uint64_t)(V - 1));
-    }
-    for (int i = 40; i < 200; i++)
-        corpus[i] = corpus[i % 40];
-    int32_t tok[4 * 32], tgt[4 * 32];
-    bg_nn_train_opts o = opts(B, T, 4);
-    o.adamw.lr = 3e-3f;
-    o.adamw.weight_decay = 0.0f;
+    int32_t corpus[NT_STORY_LEN];
+    nt_story_corpus(corpus, V);
+    int32_t tok[NT_STORY_B * NT_STORY_T], tgt[NT_STORY_B * NT_STORY_T];
+    bg_nn_train_opts o = nt_story_opts();
     bg_nn_trainer *t;
     CHECK(bg_nn_train_create(&ck, &copts, &o, &t, &err) == BG_OK, "%s", err.msg);
     bg_nn_train_mem mem;
@@ -537,11 +505,7 @@ static void test_stories(const char *dir)
     int steps = 12;
     printf("  first five losses (%s backend):", be ? be : "cpu");
     for (int st = 0; st < steps; st++) {
-        for (int b = 0; b < B; b++) {
-            int off = (st * 7 + b * 13) % 120;
-            memcpy(tok + b * T, corpus + off, 4 * (size_t)T);
-            memcpy(tgt + b * T, corpus + off + 1, 4 * (size_t)T);
-        }
+        nt_story_batch(corpus, st, tok, tgt);
         CHECK(bg_nn_train_step(t, tok, tgt, NULL, &losses[st], &err) == BG_OK, "%s", err.msg);
         if (st < 5)
             printf(" %.6f", losses[st]);
@@ -653,7 +617,7 @@ static void test_stories(const char *dir)
     tok[5] = V;
     CHECK(bg_nn_train_step(t, tok, tgt, NULL, NULL, &err) == BG_EINVAL);
     CHECK(strstr(err.msg, "token id 512 at index 5"), "message: %s", err.msg);
-    bg_nn_train_opts ol = opts(1, ck.cfg.seq_len + 1, 4);
+    bg_nn_train_opts ol = nt_train_opts(1, ck.cfg.seq_len + 1, 4);
     CHECK(bg_nn_train_create(&ck, &copts, &ol, &t8, &err) == BG_EINVAL);
     CHECK(strstr(err.msg, "sequence length 513"), "message: %s", err.msg);
     free(base), free(off), free(on);
@@ -677,8 +641,8 @@ static void test_logit_bias(const char *dir)
                       .seq_len = 8,
                       .shared_classifier = 1};
     bg_nn_ckpt ck;
-    open_synth(dir, "bias.bin", &c, &ck);
-    bg_nn_train_opts o = opts(1, 4, 2);
+    nt_synth_open(dir, "bias.bin", &c, &ck);
+    bg_nn_train_opts o = nt_train_opts(1, 4, 2);
     bg_nn_trainer *t;
     bg_err err;
     CHECK(bg_nn_train_create(&ck, NULL, &o, &t, &err) == BG_OK, "%s", err.msg);

@@ -338,14 +338,20 @@ def call_as(uid, gid, addr, method, req, reply_type, groups=()):
     """A unary bayesguard.v1.Guard call made by a process of another uid
     and gid (the test must run as root), with supplementary groups
     `groups`: (reply, None), or (None, (CODE name, details)) when the call
-    failed with a gRPC status. The ids are set by subprocess in the child
-    (user=/group=/extra_groups=), never by Python code between fork and
-    exec: this process runs gRPC's threads, and a preexec_fn can deadlock
-    on a lock one of them held at the fork."""
-    r = subprocess.run([sys.executable, "-c", _CALL_AS % PYGEN, addr,
-                        "/bayesguard.v1.Guard/" + method, req.SerializeToString().hex()],
-                       capture_output=True, text=True, timeout=60, user=uid, group=gid,
-                       extra_groups=list(groups))
+    failed with a gRPC status. The ids are set by setpriv(1) (util-linux)
+    in the child, never by this process: it runs gRPC's threads, and
+    subprocess's user=/group=/extra_groups= make Python fork() (not vfork),
+    which runs gRPC's pthread_atfork handler; that handler joins gRPC's
+    executor threads while this thread holds the GIL one of them may be
+    waiting for — a deadlock seen under load (test_escalations hung in
+    _fork_exec, gdb: __run_prefork_handlers -> pthread_join). A plain
+    subprocess.run takes the vfork path, which runs no fork handlers."""
+    ids = ["--reuid=%d" % uid, "--regid=%d" % gid]
+    ids += ["--groups=" + ",".join(str(g) for g in groups)] if groups else ["--clear-groups"]
+    r = subprocess.run(["setpriv"] + ids + [sys.executable, "-c", _CALL_AS % PYGEN, addr,
+                                            "/bayesguard.v1.Guard/" + method,
+                                            req.SerializeToString().hex()],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     out = r.stdout.strip()
     if out.startswith("OK"):

@@ -112,12 +112,15 @@ static void defaults_and_required(void)
 
 static void flags(void)
 {
-    /* --help and --version stop parsing: nothing after them is read, and
-     * nothing is required */
-    CHECK_INT(parse("--help", "--bogus", NULL), BG_OK);
+    /* --help and --version: nothing is required and the --config file is
+     * not read, but every flag is (a bad one anywhere is a usage error) */
+    CHECK_INT(parse("--help", "--bogus", NULL), BG_ENOTFOUND);
+    CHECK(strstr(g_err.msg, "'--bogus'"), "%s", g_err.msg);
+    CHECK_INT(parse("--version", "--json", "stray", NULL), BG_EINVAL);
+    CHECK_INT(parse("--help", "--config", "/nonexistent/bg.yaml", NULL), BG_OK);
     CHECK(g_s.help && !g_s.version, "help %d version %d", g_s.help, g_s.version);
-    CHECK_INT(parse("--version", NULL), BG_OK);
-    CHECK(g_s.version, "version %d", g_s.version);
+    CHECK_INT(parse("--version", "--json", NULL), BG_OK);
+    CHECK(g_s.version && g_s.json, "version %d json %d", g_s.version, g_s.json);
     CHECK_INT(parse("--bogus", NULL), BG_ENOTFOUND);
     CHECK(strstr(g_err.msg, "'--bogus'"), "%s", g_err.msg);
     CHECK_INT(parse("--policies", NULL), BG_ENOTFOUND); /* no value */

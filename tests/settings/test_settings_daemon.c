@@ -3,7 +3,9 @@
  * --help lists every setting with its flag, config key, type, range,
  * default and help; an unknown --config key exits 2 with a message that
  * lists every allowed key; each integer setting out of range, from a flag
- * or the file, exits 2 naming the setting and the range. The expectations
+ * or the file, exits 2 naming the setting and the range; --help and
+ * --version still refuse a bad option anywhere on the command line (exit
+ * 2), and --json goes with --version only. The expectations
  * are read off bg_settings_table, so a new row is covered here too.
  */
 #include <fcntl.h>
@@ -199,6 +201,39 @@ static void other_usage_errors(void)
     CHECK(strncmp(g_stdout, "bayesguardd ", 12) == 0, "%s", g_stdout);
 }
 
+/* The early exits (--help, --version) still read the whole command line:
+ * a bad option after them is a usage error (exit 2, nothing printed on
+ * stdout), before or after; --json goes with --version only. */
+static void early_exits_read_every_flag(void)
+{
+    static const char *const exits[] = {"--help", "--version"};
+    for (size_t i = 0; i < 2; i++) {
+        CHECK_INT(run(exits[i], "--bogus", NULL), 2);
+        CHECK(strstr(g_stderr, "'--bogus'") && g_stdout[0] == '\0', "%s --bogus: %s | %s", exits[i],
+              g_stderr, g_stdout);
+        CHECK_INT(run("--bogus", exits[i], NULL), 2);
+        CHECK_INT(run(exits[i], "stray", NULL), 2);
+        CHECK(strstr(g_stderr, "unexpected argument 'stray'"), "%s", g_stderr);
+        CHECK_INT(run(exits[i], "--listen", NULL), 2); /* a value missing */
+        CHECK_INT(run(exits[i], "--max-escalations", "0", NULL), 2);
+        CHECK(strstr(g_stderr, "--max-escalations") && strstr(g_stderr, "[1, 65536]"), "%s",
+              g_stderr);
+        /* a good flag beside it changes nothing; no setting is required */
+        CHECK_INT(run(exits[i], "--log-level", "warn", NULL), 0);
+        CHECK(g_stdout[0] != '\0', "%s printed nothing", exits[i]);
+    }
+    CHECK_INT(run("--version", "--json", NULL), 0);
+    CHECK(strncmp(g_stdout, "{\"program\": \"bayesguardd\"", 24) == 0, "%s", g_stdout);
+    CHECK_INT(run("--json", "--version", NULL), 0);
+    CHECK(g_stdout[0] == '{', "%s", g_stdout);
+    CHECK_INT(run("--version", "--json", "--bogus", NULL), 2);
+    CHECK_INT(run("--json", "--policies", "P", "--plugins", "Q", NULL), 2);
+    CHECK(strstr(g_stderr, "--json") && strstr(g_stderr, "--version"), "%s", g_stderr);
+    /* --check reads every flag too (it exits after validating) */
+    CHECK_INT(run("--check", "--bogus", NULL), 2);
+    CHECK(strstr(g_stderr, "'--bogus'"), "%s", g_stderr);
+}
+
 int main(void)
 {
     const char *build = getenv("BG_BUILD_DIR");
@@ -218,6 +253,7 @@ int main(void)
     unknown_key_lists_the_keys(dir);
     out_of_range_exits_2(dir);
     other_usage_errors();
+    early_exits_read_every_flag();
     free(g_stdout);
     free(g_stderr);
     unlink(g_out);

@@ -30,6 +30,7 @@
 
 #include "common/bg_log.h"
 #include "nn/nn.h"
+#include "nn_test.h" /* tests/nn: test_nn_train's options, model path and corpus */
 #include "vk_test_util.h"
 
 #define GTOL 5e-5
@@ -38,18 +39,6 @@
 
 static bg_compute_opts cpu2 = {.kind = BG_BACKEND_CPU, .threads = 2, .device_index = -1};
 static bg_compute_opts vko = {.kind = BG_BACKEND_VULKAN, .allow_cpu_device = 1, .device_index = -1};
-
-static bg_nn_train_opts opts(int B, int T, int rank)
-{
-    bg_nn_train_opts o = {.batch = B, .seq = T, .lora_rank = rank, .seed = 5};
-    o.adamw = (bg_adamw_params){.lr = 1e-2f,
-                                .beta1 = 0.9f,
-                                .beta2 = 0.99f,
-                                .eps = 1e-8f,
-                                .weight_decay = 0.01f,
-                                .max_norm = 1.0f};
-    return o;
-}
 
 static void ids(int32_t *v, int n, int V, uint64_t seed)
 {
@@ -81,7 +70,7 @@ static void set_lora_b(bg_nn_trainer *t)
 static void compare_grads(const char *label, const bg_nn_ckpt *ck, int B, int T, int rank)
 {
     bg_err err;
-    bg_nn_train_opts o = opts(B, T, rank);
+    bg_nn_train_opts o = nt_train_opts(B, T, rank);
     bg_nn_trainer *tc, *tv;
     CHECK(bg_nn_train_create(ck, &cpu2, &o, &tc, &err) == BG_OK, "%s", err.msg);
     CHECK(bg_nn_train_create(ck, &vko, &o, &tv, &err) == BG_OK, "%s", err.msg);
@@ -128,23 +117,13 @@ static void compare_grads(const char *label, const bg_nn_ckpt *ck, int B, int T,
     bg_nn_train_destroy(tv);
 }
 
-static void synth(const char *dir, const bg_nn_config *c, bg_nn_ckpt *ck)
-{
-    char path[600];
-    bg_err err;
-    snprintf(path, sizeof path, "%s/s.bin", dir);
-    CHECK(bg_nn_synth_write(path, c, 7, &err) == BG_OK, "%s", err.msg);
-    CHECK(bg_nn_ckpt_open(ck, path, &err) == BG_OK, "%s", err.msg);
-    unlink(path);
-}
-
 static void test_synth(const char *dir)
 {
     for (int shared = 0; shared < 2; shared++) {
         /* dim 36 over 6 heads of 6 (3 KV heads), hidden 70, vocab 37 */
         bg_nn_config c = {36, 70, 2, 6, 3, 37, 24, shared};
         bg_nn_ckpt ck;
-        synth(dir, &c, &ck);
+        nt_synth_open(dir, "s.bin", &c, &ck);
         compare_grads(shared ? "synthetic, full, shared classifier"
                              : "synthetic, full, separate classifier",
                       &ck, 3, 13, 0);
@@ -192,10 +171,8 @@ static int submits_of_step(step_ctx *s, char *buf, size_t len)
 
 static void test_stories(void)
 {
-    const char *shared = getenv("BG_SHARED_DIR");
     char mpath[600];
-    snprintf(mpath, sizeof mpath, "%s/models/stories260K.bin", shared ? shared : "../shared");
-    if (access(mpath, R_OK) != 0) {
+    if (!nt_stories_path(mpath, sizeof mpath)) {
         printf("  stories260K parts skipped: %s not readable\n", mpath);
         return;
     }
@@ -204,20 +181,12 @@ static void test_stories(void)
     CHECK(bg_nn_ckpt_open(&ck, mpath, &err) == BG_OK, "%s", err.msg);
     compare_grads("stories260K, full", &ck, 2, 16, 0);
 
-    /* test_nn_train's fine-tune: a fixed 40-token story repeated, windows of
-     * T + 1, LoRA rank 4, lr 3e-3 */
-    int V = ck.cfg.vocab_size, B = 4, T = 32;
-    int32_t corpus[200];
-    uint64_t s = 99;
-    for (int i = 0; i < 40; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        corpus[i] = (int32_t)(1 + (s >> 33) % (uint64_t)(V - 1));
-    }
-    for (int i = 40; i < 200; i++)
-        corpus[i] = corpus[i % 40];
-    bg_nn_train_opts o = opts(B, T, 4);
-    o.adamw.lr = 3e-3f;
-    o.adamw.weight_decay = 0.0f;
+    /* test_nn_train's fine-tune (nn_test.h): a fixed 40-token story
+     * repeated, windows of T + 1, LoRA rank 4, lr 3e-3 */
+    int V = ck.cfg.vocab_size;
+    int32_t corpus[NT_STORY_LEN];
+    nt_story_corpus(corpus, V);
+    bg_nn_train_opts o = nt_story_opts();
     bg_nn_trainer *t[2];
     CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t[0], &err) == BG_OK, "%s", err.msg);
     setenv("BG_VK_TIMESTAMPS", "1", 1); /* read at create: a per-submit report */
@@ -225,14 +194,10 @@ static void test_stories(void)
     unsetenv("BG_VK_TIMESTAMPS");
     enum { STEPS = 8 };
     double loss[2][STEPS];
-    int32_t tok[4 * 32], tgt[4 * 32];
+    int32_t tok[NT_STORY_B * NT_STORY_T], tgt[NT_STORY_B * NT_STORY_T];
     static char log[1 << 16];
     for (int st = 0; st < STEPS; st++) {
-        for (int b = 0; b < B; b++) {
-            int off = (st * 7 + b * 13) % 120;
-            memcpy(tok + b * T, corpus + off, 4 * (size_t)T);
-            memcpy(tgt + b * T, corpus + off + 1, 4 * (size_t)T);
-        }
+        nt_story_batch(corpus, st, tok, tgt);
         CHECK(bg_nn_train_step(t[0], tok, tgt, NULL, &loss[0][st], &err) == BG_OK, "%s", err.msg);
         step_ctx sc = {.t = t[1], .tok = tok, .tgt = tgt};
         int level = bg_log_get_level();

@@ -156,8 +156,7 @@ static void test_attention(int T, int pos0, int nh, int nkv, int hs, int seq_len
     run("attention");
     vt_download(C, v[0], got, qn);
     char what[96];
-    snprintf(what, sizeof(what), "attention T=%d pos0=%d nh=%d nkv=%d hs=%d", T, pos0, nh, nkv,
-             hs);
+    snprintf(what, sizeof(what), "attention T=%d pos0=%d nh=%d nkv=%d hs=%d", T, pos0, nh, nkv, hs);
     vt_check_close(what, got, want, qn, 1e-5, 1e-4);
     done(v, 4);
     free(q), free(kc), free(vc), free(want), free(got);
@@ -217,6 +216,64 @@ static void test_embed(int vocab, int T, int dim)
     free(table), free(want), free(got), free(tok);
 }
 
+/* One embed of ids tok[0..2) from a table of 4 rows of 3 on backend c:
+ * submit's code, its message in msg, the output (poison: left as written). */
+static int embed_on(bg_compute *c, const int32_t *tok, float *got, char *msg, size_t len)
+{
+    float table[12], out[6];
+    for (int i = 0; i < 12; i++)
+        table[i] = (float)(i + 1);
+    for (int i = 0; i < 6; i++)
+        out[i] = -7.0f;
+    bg_tview v[3] = {vt_upload(c, out, 0, 6, 0), vt_upload(c, table, 0, 12, 0),
+                     vt_upload(c, tok, 0, 2, 0)};
+    bg_err err;
+    bg_err_clear(&err);
+    CHECK_INT(bg_compute_begin(c, &err), BG_OK);
+    bg_op_embed(c, v[0], v[1], v[2], 2, 3);
+    int rc = bg_compute_submit(c, &err);
+    snprintf(msg, len, "%s", err.msg);
+    vt_download(c, v[0], got, 6);
+    for (int i = 0; i < 3; i++)
+        bg_cbuf_destroy(c, v[i].buf);
+    return rc;
+}
+
+/* An id outside the table is the caller's error, reported as the CPU
+ * backend reports it (BG_EINVAL naming op, id, row and range), never a row
+ * of zeros; nothing is written; the next recording starts clean. */
+static void test_embed_bad_ids(void)
+{
+    bg_compute *cpu;
+    bg_compute_opts co = {.kind = BG_BACKEND_CPU, .threads = 1};
+    bg_err err;
+    CHECK_INT(bg_compute_create(&co, &cpu, &err), BG_OK);
+    static const int32_t bad[3][2] = {{1, 4}, {-1, 0}, {2, 1 << 30}};
+    for (int k = 0; k < 3; k++) {
+        float got[6], cgot[6];
+        char msg[256], cmsg[256];
+        int rc = embed_on(C, bad[k], got, msg, sizeof msg);
+        int crc = embed_on(cpu, bad[k], cgot, cmsg, sizeof cmsg);
+        printf("  embed ids {%d, %d}: vulkan %s: %s | cpu %s: %s\n", bad[k][0], bad[k][1],
+               bg_err_name(rc), msg, bg_err_name(crc), cmsg);
+        CHECK(rc == BG_EINVAL && crc == BG_EINVAL, "vulkan %s, cpu %s", bg_err_name(rc),
+              bg_err_name(crc));
+        CHECK_STR(msg, cmsg);
+        CHECK(strstr(msg, "compute op embed: id ") && strstr(msg, "expected 0..3"), "%s", msg);
+        for (int i = 0; i < 6; i++)
+            CHECK(got[i] == -7.0f, "vulkan embed wrote out[%d] = %g despite the bad id", i,
+                  (double)got[i]);
+    }
+    float got[6];
+    char msg[256];
+    const int32_t good[2] = {3, 0};
+    CHECK_INT(embed_on(C, good, got, msg, sizeof msg), BG_OK);
+    CHECK(got[0] == 10.0f && got[2] == 12.0f && got[3] == 1.0f && got[5] == 3.0f,
+          "after a poisoned recording: %g %g %g %g", (double)got[0], (double)got[2], (double)got[3],
+          (double)got[5]);
+    bg_compute_destroy(cpu);
+}
+
 static void test_logsoftmax_gather(int T, int V)
 {
     float *l = vt_rand_vec((size_t)T * V), want[64], got[64];
@@ -245,17 +302,17 @@ int main(void)
     vt_seed(20261126);
 
     /* fixed edge shapes, then random ones */
-    static const int mm[][3] = {{1, 1, 1},  {1, 173, 64}, {1, 512, 300}, {2, 3, 5},
-                                {32, 32, 16}, {64, 64, 64}, {33, 65, 17}, {65, 31, 129},
+    static const int mm[][3] = {{1, 1, 1},    {1, 173, 64}, {1, 512, 300}, {2, 3, 5},
+                                {32, 32, 16}, {64, 64, 64}, {33, 65, 17},  {65, 31, 129},
                                 {7, 200, 64}, {100, 1, 9}};
     for (size_t i = 0; i < sizeof(mm) / sizeof(mm[0]); i++)
         test_matmul(mm[i][0], mm[i][1], mm[i][2]);
     for (int i = 0; i < 6; i++)
         test_matmul(vt_irand(1, 80), vt_irand(1, 150), vt_irand(1, 150));
     /* matvec variants: vec4 or scalar loads, 1..many rows per workgroup */
-    static const int mv[][4] = {{5, 4, 0, 0},    {37, 64, 4, 8},  {37, 64, 1, 8},
+    static const int mv[][4] = {{5, 4, 0, 0},     {37, 64, 4, 8},   {37, 64, 1, 8},
                                 {300, 300, 0, 4}, {33, 1024, 8, 0}, {33, 1024, 8, 3},
-                                {9, 333, 0, 0},  {300000, 4, 0, 0}};
+                                {9, 333, 0, 0},   {300000, 4, 0, 0}};
     for (size_t i = 0; i < sizeof(mv) / sizeof(mv[0]); i++)
         test_matmul_at(1, mv[i][0], mv[i][1], (size_t)mv[i][2], (size_t)mv[i][3]);
 
@@ -295,6 +352,7 @@ int main(void)
     test_embed(1, 1, 1);
     test_embed(512, 5, 64);
     test_embed(37, 9, 17);
+    test_embed_bad_ids();
 
     test_logsoftmax_gather(1, 1);
     test_logsoftmax_gather(3, 512);
