@@ -167,7 +167,8 @@ const bg_lmgfn_replay *bg_lmgfn_replay_of(const bg_lmgfn *g);
  * create. bg_lmgfn_set_version re-scores every replay item stored at
  * another version with o->reward (batches of at most o->batch trajectories)
  * and stores it at `version`, so the next steps replay and rank current
- * rewards only. On error the items keep their old rewards and versions. */
+ * rewards only. On error g's version is unchanged and the items not yet
+ * re-scored keep their old rewards and versions (a retry re-scores them). */
 uint64_t bg_lmgfn_version(const bg_lmgfn *g);
 int bg_lmgfn_set_version(bg_lmgfn *g, uint64_t version, bg_err *err);
 
