@@ -25,10 +25,11 @@
  * new at every call.
  *
  * Costs and caches: the reward cache maps id -> log R at the current
- * version (at most REWARD_CACHE entries, then it stops growing), so a
+ * version (at most REWARD_CACHE / 2 ids, then it stops growing), so a
  * prefix met again costs no host call; a step's new ids go to the host in
  * one batched call. sample() caches the policy's legal log-probabilities
- * per prefix (at most POLICY_CACHE_FLOATS floats, dropped when full, by
+ * per prefix (a table of at most POLICY_CACHE_FLOATS floats, half full at
+ * most, dropped when it is, by
  * train and by load): K draws over a small space cost one forward per
  * distinct prefix, not one per token.
  *
@@ -58,8 +59,8 @@
 #include "lmgfn/lmgfn.h"
 
 #define STOP_TOKEN 2                   /* llama2.c's EOS: the theory's end */
-#define REWARD_CACHE (1u << 16)        /* ids remembered per reward version */
-#define POLICY_CACHE_FLOATS (1u << 20) /* floats of prefix log-probabilities kept */
+#define REWARD_CACHE (1u << 14)        /* slots: up to 8192 ids remembered per reward version */
+#define POLICY_CACHE_FLOATS (1u << 18) /* the prefix cache's table, in floats (1 MiB) */
 
 typedef struct lmg_cfg {
     int loss, backend;
@@ -184,20 +185,31 @@ static void rcache_clear(lmg *self)
 
 /* ---- the reward lib/lmgfn calls (bg_lmgfn_reward_fn) ------------------- */
 
+typedef struct miss {
+    uint64_t id;
+    size_t at; /* where in logr */
+} miss;
+
+static int miss_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const miss *)a)->id, y = ((const miss *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
 /* log R(s_i ⊤) for the prefixes of k trajectories: the host's reward of
  * each prefix's id, from the cache, and one batched host call for the
- * ids the cache lacks. */
+ * distinct ids the cache lacks. */
 static int lmg_reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n, int k,
                       double *logr, bg_err *err)
 {
     (void)g;
     lmg *self = ctx;
     int S = (int)self->max_len + 1;
-    size_t cap = (size_t)k * self->max_len + 1, nm = 0;
-    uint64_t *miss = malloc(cap * sizeof *miss);
-    size_t *at = malloc(cap * sizeof *at);
-    double *mval = malloc(cap * sizeof *mval);
-    int rc = miss && at && mval ? BG_OK : bg_err_set(err, BG_ENOMEM, "lm_gfn: out of memory");
+    size_t cap = (size_t)k * self->max_len + 1, nm = 0, nu = 0;
+    miss *ms = malloc(cap * sizeof *ms);
+    uint64_t *uid = malloc(cap * sizeof *uid);
+    double *uval = malloc(cap * sizeof *uval);
+    int rc = ms && uid && uval ? BG_OK : bg_err_set(err, BG_ENOMEM, "lm_gfn: out of memory");
     for (int j = 0; rc == BG_OK && j < k; j++) {
         uint64_t id = 0;
         logr[j * S] = 0.0; /* the empty theory never terminates (min_len >= 1) */
@@ -213,32 +225,38 @@ static int lmg_reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int
             id |= (uint64_t)sym << (self->width * (uint32_t)(i - 1));
             size_t pos = (size_t)(j * S + i);
             logr[pos] = 0.0;
-            if ((uint32_t)i >= self->min_len && !rcache_get(self, id, &logr[pos])) {
-                miss[nm] = id;
-                at[nm++] = pos;
-            }
+            if ((uint32_t)i >= self->min_len && !rcache_get(self, id, &logr[pos]))
+                ms[nm++] = (miss){id, pos};
         }
     }
-    if (rc == BG_OK && nm > 0) {
-        int hrc = self->reward(self->reward_ctx, miss, nm, mval);
+    if (rc == BG_OK && nm > 0) { /* the distinct ids, once each */
+        qsort(ms, nm, sizeof *ms, miss_cmp);
+        for (size_t m = 0; m < nm; m++)
+            if (nu == 0 || uid[nu - 1] != ms[m].id)
+                uid[nu++] = ms[m].id;
+        int hrc = self->reward(self->reward_ctx, uid, nu, uval);
         if (hrc != BG_PLUGIN_OK)
             rc = bg_err_set(err, BG_EINTERNAL, "lm_gfn: the host's reward failed (%d) for %zu ids",
-                            hrc, nm);
+                            hrc, nu);
     }
-    for (size_t m = 0; rc == BG_OK && m < nm; m++) {
-        double v = mval[m];
+    for (size_t u = 0; rc == BG_OK && u < nu; u++) {
+        double v = uval[u];
         if (isnan(v) || v == INFINITY) {
             rc = bg_err_set(err, BG_EINTERNAL, "lm_gfn: the host's log reward of id %llu is %g",
-                            (unsigned long long)miss[m], v);
+                            (unsigned long long)uid[u], v);
             break;
         }
-        v = v < self->floor ? self->floor : v;
-        logr[at[m]] = v;
-        rcache_put(self, miss[m], v);
+        uval[u] = v < self->floor ? self->floor : v;
+        rcache_put(self, uid[u], uval[u]);
     }
-    free(miss);
-    free(at);
-    free(mval);
+    for (size_t m = 0, u = 0; rc == BG_OK && m < nm; m++) {
+        while (uid[u] != ms[m].id)
+            u++;
+        logr[ms[m].at] = uval[u];
+    }
+    free(ms);
+    free(uid);
+    free(uval);
     return rc;
 }
 
@@ -467,13 +485,13 @@ static int train(void *vself, bg_log_reward_fn reward, void *reward_ctx, uint32_
 static const float *prefix_logp(lmg *self, uint64_t id, uint32_t len, const uint32_t *sym)
 {
     uint32_t s = slot_of(id, self->pcap), W = self->n_sym + 1;
-    for (;; s = (s + 1) & (self->pcap - 1)) {
+    for (uint32_t probe = 0; probe < self->pcap; probe++, s = (s + 1) & (self->pcap - 1)) {
         if (self->pkey[s] == id + 1)
             return self->pval + (size_t)s * W;
         if (self->pkey[s] == 0)
             break;
     }
-    if (self->pn >= self->pcap / 2) {
+    if (self->pn >= self->pcap / 2 || self->pkey[s] != 0) { /* half full: start again */
         pcache_clear(self);
         s = slot_of(id, self->pcap);
     }
