@@ -50,6 +50,8 @@ TRAIN_STEPS = 40
 PROMPT = "Action: {tool} {args}\\nTheory:{theory}\\nSo this action is"
 TOOL, ARGS = "delete_file", '{"path": "/tmp/x"}'
 OUTCOMES = [(TOOL, ARGS, True), ("read_file", '{"path": "/etc/hosts"}', False)]
+# Seconds to wait for each round of training (ASan: ~5x slower).
+WAIT = 240.0 if os.environ.get("BG_SANITIZE") == "1" else 40.0
 # The bars (measured: see the printed gap and ratio; margins stated there).
 BOUND_TOL = 1e-9
 POST_RATIO = 1.5
@@ -165,7 +167,7 @@ def test_sampled_vs_exact():
                     return False
                 return got["v"].sampler.healthy
             observe_all(d, "s", OUTCOMES[:1])
-            bgtest.wait_for(trained, 40.0, "the sampler to train on the first outcome", 0.2)
+            bgtest.wait_for(trained, WAIT, "the sampler to train on the first outcome", 0.2)
             observe_all(d, "s", OUTCOMES[1:])
             # At once: the sampler has trained on the first outcome only
             # (version_lag 1 > max_version_lag 0): computed as usual, then
@@ -176,7 +178,7 @@ def test_sampled_vs_exact():
                   "%.9f, cautious %r, gap %.3g" % (u.sampler.version_lag, u.sampler.healthy,
                                                    u.harm_bound, u.cautious.label,
                                                    abs(u.harm_bound - exact.harm_bound)))
-            bgtest.wait_for(trained, 40.0, "the sampler to train on both outcomes", 0.2)
+            bgtest.wait_for(trained, WAIT, "the sampler to train on both outcomes", 0.2)
             v = got["v"]
             print("  sampled after %.1f s: bound %.9f, cautious %r, posterior %.6f, plausible "
                   "%d, tb_residual %.3f, ess %.1f, train_steps %d"
