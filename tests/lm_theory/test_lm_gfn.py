@@ -51,7 +51,7 @@ PROMPT = "Action: {tool} {args}\\nTheory:{theory}\\nSo this action is"
 TOOL, ARGS = "delete_file", '{"path": "/tmp/x"}'
 OUTCOMES = [(TOOL, ARGS, True), ("read_file", '{"path": "/etc/hosts"}', False)]
 # Seconds to wait for each round of training (ASan: ~5x slower).
-WAIT = 240.0 if os.environ.get("BG_SANITIZE") == "1" else 40.0
+WAIT = 240.0 if os.environ.get("BG_SANITIZE") == "1" else 60.0
 # The bars (measured: see the printed gap and ratio; margins stated there).
 BOUND_TOL = 1e-9
 POST_RATIO = 1.5
