@@ -51,7 +51,9 @@ PROMPT = "Action: {tool} {args}\\nTheory:{theory}\\nSo this action is"
 TOOL, ARGS = "delete_file", '{"path": "/tmp/x"}'
 OUTCOMES = [(TOOL, ARGS, True), ("read_file", '{"path": "/etc/hosts"}', False)]
 # Seconds to wait for each round of training (ASan: ~5x slower).
-WAIT = 240.0 if os.environ.get("BG_SANITIZE") == "1" else 60.0
+ASAN = os.environ.get("BG_SANITIZE") == "1"
+WAIT = 600.0 if ASAN else 60.0
+RPC_TIMEOUT = 300.0 if ASAN else 60.0
 # The bars (measured: see the printed gap and ratio; margins stated there).
 BOUND_TOL = 1e-9
 POST_RATIO = 1.5
@@ -106,7 +108,7 @@ def write(dirpath, name, text):
         f.write(text)
 
 
-def evaluate(d, session, timeout=60.0):
+def evaluate(d, session, timeout=RPC_TIMEOUT):
     return d.evaluate(guard_pb2.EvaluateRequest(
         action=guard_pb2.Action(tool=TOOL, arguments_json=ARGS),
         context=guard_pb2.Context(session=session)), timeout=timeout)
@@ -116,7 +118,7 @@ def observe_all(d, session, outcomes=OUTCOMES):
     for tool, args, harmed in outcomes:
         d.call("Observe", guard_pb2.ObserveRequest(
             action=guard_pb2.Action(tool=tool, arguments_json=args),
-            context=guard_pb2.Context(session=session), harmed=harmed), timeout=60.0)
+            context=guard_pb2.Context(session=session), harmed=harmed), timeout=RPC_TIMEOUT)
 
 
 def skip_without_model():
