@@ -227,6 +227,8 @@ static const vt_spares vt_spare_slots[] = {
 
 /* The first minor of ABI 1 that knows each config-map flag. */
 #define MINOR_OPEN_BOUNDS 1u
+/* The first minor whose hypothesis vtable has `symbols` (was spare[0]). */
+#define MINOR_SEQUENCE_SPACE 4u
 
 static int check_vtable(const char *path, const bg_plugin_desc *d, bg_err *err)
 {
@@ -266,6 +268,14 @@ static int check_spares(const char *path, const bg_plugin_desc *d, bg_err *err)
                               "reserved for later ABI minors and must be left zero in an ABI "
                               "%u.%u plugin",
                               path, d->name, i, d->abi_major, d->abi_minor);
+    if (d->kind == BG_PLUGIN_KIND_HYPOTHESIS && d->abi_minor < MINOR_SEQUENCE_SPACE &&
+        d->vt.hypothesis->symbols)
+        return bg_err_set(err, BG_EABI,
+                          "%s: plugin %s (hypothesis): vtable entry 'symbols' (spare[0] before "
+                          "ABI 1.%u) is set in an ABI %u.%u plugin: declare minor %u "
+                          "(BG_PLUGIN_DESC_HEAD) to use it",
+                          path, d->name, MINOR_SEQUENCE_SPACE, d->abi_major, d->abi_minor,
+                          MINOR_SEQUENCE_SPACE);
     for (size_t k = 0; k < sizeof vt_spare_slots / sizeof vt_spare_slots[0]; k++) {
         const vt_spares *v = &vt_spare_slots[k];
         if (v->kind != (int)d->kind)

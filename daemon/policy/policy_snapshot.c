@@ -48,7 +48,9 @@ typedef struct pol_impl {
     bg__policy_spec spec;
     bg_plugin_instance *pi[3]; /* model, estimator, sampler (plugin_host.h) */
     bg_sampled *sampled;       /* the sampler instance's sampled state (engine/sampled.h) */
-    bg_space space;            /* the model's, for more sampler instances */
+    bg_space_seq space;        /* the model's (and a sequence space's symbols, borrowed
+                                * from the model instance), for more sampler instances */
+    char *sym_path[3];         /* a sequence space's model files, resolved (owned) */
     bg_plugin_host *host;      /* outlives every set */
 } pol_impl;
 
@@ -82,6 +84,8 @@ static void destroy_instances(pol_impl *im)
     bg_sampled_destroy(im->sampled); /* before the sampler instance it was made for */
     for (int k = 2; k >= 0; k--)
         bg_plugin_instance_destroy(im->pi[k]);
+    for (int k = 0; k < 3; k++)
+        free(im->sym_path[k]);
 }
 
 static void set_free(bg_policy_set *s)
@@ -117,9 +121,9 @@ static int sampler_new(void *ctx, void **inst, void **keep)
     bg_plugin_instance *pi;
     bg_err err;
     bg_err_clear(&err);
-    int rc =
-        bg_plugin_instance_create_from(im->host, im->pi[P_SAMPLER]->plugin, im->spec.sampler,
-                                       im->spec.sampler_cfg, &im->space, NULL, NULL, &pi, &err);
+    int rc = bg_plugin_instance_create_from(im->host, im->pi[P_SAMPLER]->plugin, im->spec.sampler,
+                                            im->spec.sampler_cfg, &im->space.space, NULL, NULL, &pi,
+                                            &err);
     if (rc != BG_OK) {
         BG_ERROR("policy", "policy %s: sampler %s: create failed: %s", im->spec.name,
                  im->pi[P_SAMPLER]->plugin->desc->name, err.msg);
@@ -481,6 +485,50 @@ static int check_feature_count(pol_impl *im, const bg_hypothesis_vtbl *mv, bg_po
                        sp->n_features, sp->v.model_plugin, why);
 }
 
+/* A space with flags (ABI 1.4) is a token-sequence space: well formed,
+ * and its symbols from the model's symbols() (borrowed from the model
+ * instance, which lives as long as im). Flags 0: a bit set, nothing to do. */
+static int seq_symbols(pol_impl *im, const bg_hypothesis_vtbl *mv, bg_space_seq *space,
+                       bg_policy_errors *errs)
+{
+    const bg__policy_spec *sp = &im->spec;
+    if (space->space.flags == 0)
+        return BG_OK;
+    if (!bg_space_is_sequence(&space->space))
+        return bg__errs_at(errs, sp->model,
+                           "spec.model: plugin %s describes a space with flags 0x%x and %u bits, "
+                           "which is neither a bit set (flags 0) nor a token-sequence space "
+                           "(BG_SPACE_SEQUENCE, width x max_len <= 64 bits)",
+                           sp->v.model_plugin, space->space.flags, space->space.n_bits);
+    space->symbols.size = sizeof space->symbols;
+    uint32_t w = bg_space_seq_width(&space->space);
+    if (!mv->symbols || mv->symbols(im->pi[P_MODEL]->inst, &space->symbols) != BG_PLUGIN_OK ||
+        space->symbols.n_symbols < 1 || space->symbols.n_symbols > (1u << w) - 1 ||
+        !space->symbols.tokens || !space->symbols.lm.checkpoint)
+        return bg__errs_at(errs, sp->model,
+                           "spec.model: plugin %s describes a token-sequence space but not its "
+                           "symbols (symbols() is NULL, failed, or gave other than 1..%u symbols "
+                           "with their tokens and model files)",
+                           sp->v.model_plugin, (1u << w) - 1);
+    /* The model's paths as its policy wrote them: a relative one is
+     * relative to the policy file (as the host's lm_open reads it), and
+     * the sampler opens them from the daemon's directory. */
+    const char **paths[3] = {&space->symbols.lm.checkpoint, &space->symbols.lm.tokenizer,
+                             &space->symbols.lm.adapter};
+    const char *file = bg_cfg_file(sp->model), *slash = file ? strrchr(file, '/') : NULL;
+    for (int k = 0; k < 3; k++) {
+        const char *p = *paths[k];
+        if (!p || !*p || p[0] == '/' || !slash)
+            continue;
+        size_t len = (size_t)(slash - file) + 1 + strlen(p) + 1;
+        if (!(im->sym_path[k] = malloc(len)))
+            return bg__errs_at(errs, sp->model, "spec.model: out of memory");
+        snprintf(im->sym_path[k], len, "%.*s/%s", (int)(slash - file), file, p);
+        *paths[k] = im->sym_path[k];
+    }
+    return BG_OK;
+}
+
 static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_errors *errs)
 {
     pol_impl *im = &s->impl[i];
@@ -499,15 +547,25 @@ static int instantiate(bg_plugin_host *h, bg_policy_set *s, size_t i, bg_policy_
         return BG_ECONFIG;
     uint64_t count = mv->count(im->pi[P_MODEL]->inst);
     if (sp->sampler) {
-        bg_space space = {0};
-        if (!mv->space || mv->space(im->pi[P_MODEL]->inst, &space) != BG_PLUGIN_OK)
+        bg_space_seq space;
+        memset(&space, 0, sizeof space);
+        if (!mv->space || mv->space(im->pi[P_MODEL]->inst, &space.space) != BG_PLUGIN_OK)
             return bg__errs_at(errs, sp->sampler,
                                "spec.sampler: model plugin %s does not describe its hypothesis "
                                "space (space() is NULL or failed), so it cannot be sampled",
                                sp->v.model_plugin);
-        if (create_one(h, im, P_SAMPLER, BG_PLUGIN_KIND_SAMPLER, sp->v.sampler_plugin, sp->sampler,
-                       sp->sampler_cfg, &space, errs))
+        if (seq_symbols(im, mv, &space, errs))
             return BG_ECONFIG;
+        if (create_one(h, im, P_SAMPLER, BG_PLUGIN_KIND_SAMPLER, sp->v.sampler_plugin, sp->sampler,
+                       sp->sampler_cfg, &space.space, errs))
+            return BG_ECONFIG;
+        const bg_plugin_desc *sd = im->pi[P_SAMPLER]->plugin->desc;
+        if (space.space.flags && sd->abi_minor < 4)
+            return bg__errs_at(errs, sp->sampler,
+                               "spec.sampler: sampler %s (ABI %u.%u) reads ids as bit sets; model "
+                               "%s's hypotheses are token sequences (ABI 1.4): name a sequence "
+                               "sampler such as lm_gfn",
+                               sd->name, sd->abi_major, sd->abi_minor, sp->v.model_plugin);
         im->space = space;
         im->host = h;
         bg_err err;

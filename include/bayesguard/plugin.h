@@ -27,6 +27,13 @@
  * constants below match the newest history entry, and the layout.
  *
  * ABI history (newest first; the constants must match the first line):
+ *   2026-12-06  1.4  token-sequence spaces: bg_space.flags takes
+ *                    BG_SPACE_SEQUENCE with a symbol width and a maximum
+ *                    length (bg_space_sequence, bg_seq_* helpers); a
+ *                    hypothesis model describes its symbols with
+ *                    bg_hypothesis_vtbl.symbols (what was spare[0]) and a
+ *                    sampler's create gets them (bg_space_symbols_of). No
+ *                    layout change: 7 hypothesis spares remain.
  *   2026-12-06  1.3  host language-model service: bg_host.lm_open,
  *                    lm_close, lm_info, lm_encode, lm_score, lm_next in
  *                    what were spare[0..5] (bg_lm_spec, bg_lm_info,
@@ -120,7 +127,7 @@ extern "C" {
 #endif
 
 #define BG_PLUGIN_ABI_MAJOR 1
-#define BG_PLUGIN_ABI_MINOR 3
+#define BG_PLUGIN_ABI_MINOR 4
 #define BG_PLUGIN_ABI_DATE "2026-12-06"
 
 /* The symbol the host looks up. */
@@ -410,11 +417,117 @@ struct bg_host {
  * ------------------------------------------------------------------------ */
 
 /* How an id encodes a hypothesis when the space is not enumerated: a set of
- * up to 64 binary features, id bit k = feature k. */
+ * up to 64 binary features, id bit k = feature k (flags 0), or, from ABI
+ * 1.4, a token sequence (flags has BG_SPACE_SEQUENCE, below). */
 typedef struct bg_space {
     uint32_t n_bits; /* 1..64 */
-    uint32_t flags;  /* reserved, 0 */
+    uint32_t flags;  /* 0: bit set; BG_SPACE_SEQUENCE | width | max_len (1.4) */
 } bg_space;
+
+/* ABI 1.4: token-sequence spaces. An id is a sequence of up to max_len
+ * symbols of `width` bits each, symbol i in bits [width·i, width·(i+1)):
+ *
+ *     id = Σ_i sym_i << (width·i),   sym_i in 1..2^width − 1,
+ *
+ * and symbol 0 is the end: every symbol after a 0 is 0 too (an id with a
+ * non-zero symbol after a 0 is not a sequence; a model gives it log prior
+ * −INFINITY). n_bits = width·max_len <= 64. The flags word packs the three:
+ * BG_SPACE_SEQUENCE | width << 8 | max_len << 16 (bg_space_sequence). What
+ * each symbol means is the model's: bg_hypothesis_vtbl.symbols names the
+ * language-model token of each symbol and the model files, and a sampler's
+ * create receives them with the space (bg_space_symbols_of). The host
+ * refuses to pair a sequence space with a sampler of minor < 4 (it would
+ * read the id as a bit set). */
+#define BG_SPACE_SEQUENCE 0x1u
+#define BG_SPACE_SEQ_MAX_WIDTH 16u
+
+static inline bg_space bg_space_sequence(uint32_t width, uint32_t max_len)
+{
+    bg_space s = {width * max_len, BG_SPACE_SEQUENCE | (width << 8) | (max_len << 16)};
+    return s;
+}
+
+/* 1 when s is a well-formed sequence space: the flag, 1 <= width <= 16,
+ * max_len >= 1, n_bits = width·max_len <= 64, no other flag bit. */
+static inline int bg_space_is_sequence(const bg_space *s)
+{
+    uint32_t w = (s->flags >> 8) & 0xffu, m = (s->flags >> 16) & 0xffu;
+    return (s->flags & 0xff0000feu) == 0 && (s->flags & BG_SPACE_SEQUENCE) && w >= 1 &&
+           w <= BG_SPACE_SEQ_MAX_WIDTH && m >= 1 && w * m <= 64 && s->n_bits == w * m;
+}
+
+static inline uint32_t bg_space_seq_width(const bg_space *s)
+{
+    return (s->flags >> 8) & 0xffu;
+}
+
+static inline uint32_t bg_space_seq_max_len(const bg_space *s)
+{
+    return (s->flags >> 16) & 0xffu;
+}
+
+/* The id of sym[0..n) (each in 1..2^width − 1, n <= max_len). */
+static inline uint64_t bg_seq_encode(const uint32_t *sym, uint32_t n, uint32_t width)
+{
+    uint64_t id = 0;
+    for (uint32_t i = 0; i < n; i++)
+        id |= (uint64_t)sym[i] << (width * i);
+    return id;
+}
+
+/* The symbols of id into sym[0..max_len); returns their number n (the
+ * first 0 ends them), or −1 when id is not a sequence of the space (a
+ * non-zero symbol after the end, or bits past n_bits). */
+static inline int bg_seq_decode(uint64_t id, uint32_t width, uint32_t max_len, uint32_t *sym)
+{
+    uint64_t mask = width >= 64 ? ~0ULL : (1ULL << width) - 1;
+    int n = -1;
+    if (width * max_len < 64 && (id >> (width * max_len)) != 0)
+        return -1;
+    for (uint32_t i = 0; i < max_len; i++) {
+        sym[i] = (uint32_t)((id >> (width * i)) & mask);
+        if (sym[i] == 0 && n < 0)
+            n = (int)i;
+        else if (sym[i] != 0 && n >= 0)
+            return -1;
+    }
+    return n < 0 ? (int)max_len : n;
+}
+
+/* ABI 1.4: what the symbols of a sequence space are, as a hypothesis
+ * model's symbols() describes them. Symbol s (1..n_symbols) is the
+ * language-model token tokens[s − 1] of the model in `lm` (the files the
+ * hypothesis model scores with); prompt[0..n_prompt) is a context a sampler
+ * may condition its generation on (BOS first). Everything is borrowed from
+ * the model instance, valid while it lives; a sampler copies what it keeps
+ * during create. */
+typedef struct bg_space_symbols {
+    uint32_t size;      /* sizeof(bg_space_symbols) of the writer */
+    uint32_t n_symbols; /* 1..2^width − 1 */
+    const int32_t *tokens;
+    const char *const *texts; /* [n_symbols] the symbols' text, for logs */
+    const int32_t *prompt;
+    uint32_t n_prompt;
+    uint32_t reserved;
+    bg_lm_spec lm; /* checkpoint, tokenizer, backend, adapter */
+} bg_space_symbols;
+
+/* What a sampler's create receives for a sequence space: the space, then
+ * its symbols. The host passes &seq.space; a sampler that sees
+ * BG_SPACE_SEQUENCE in space->flags reads the rest with
+ * bg_space_symbols_of (a plugin of minor >= 4 only: older ones are never
+ * given a sequence space). */
+typedef struct bg_space_seq {
+    bg_space space; /* first: a pointer to it is a pointer to the whole */
+    bg_space_symbols symbols;
+} bg_space_seq;
+
+static inline const bg_space_symbols *bg_space_symbols_of(const bg_space *s)
+{
+    if (!(s->flags & BG_SPACE_SEQUENCE))
+        return NULL;
+    return &((const bg_space_seq *)(const void *)s)->symbols;
+}
 
 /* The smallest buffer the host passes to label() and check_action(). */
 #define BG_PLUGIN_LABEL_MIN 64
@@ -460,7 +573,12 @@ typedef struct bg_hypothesis_vtbl {
      * refusal return non-OK with a NUL-terminated message in buf[0..len),
      * len >= BG_PLUGIN_MESSAGE_MIN; the caller gets INVALID_ARGUMENT. */
     int (*check_action)(const void *self, const bg_action *action, char *buf, size_t len);
-    void *spare[8]; /* NULL (see "Spare slots" above) */
+    /* ABI 1.4 (was spare[0]). Required when space() sets
+     * BG_SPACE_SEQUENCE, else NULL: the symbols of the sequence space
+     * (bg_space_symbols above, borrowed from the instance). The host
+     * passes them to the sampler's create with the space. */
+    int (*symbols)(const void *self, bg_space_symbols *out);
+    void *spare[7]; /* NULL (see "Spare slots" above) */
 } bg_hypothesis_vtbl;
 
 /* ------------------------------------------------------------------------
@@ -556,7 +674,10 @@ static inline uint64_t bg_reward_version(bg_log_reward_fn reward, void *ctx)
 }
 
 typedef struct bg_sampler_vtbl {
-    /* Required. space: the model's encoding; fixed for the instance. */
+    /* Required. space: the model's encoding; fixed for the instance,
+     * borrowed for the call. A sequence space (BG_SPACE_SEQUENCE, 1.4)
+     * comes with its symbols: bg_space_symbols_of(space). A sampler that
+     * cannot sample the space it is given refuses with cfg_error. */
     int (*create)(const bg_host *host, const bg_cfg_node *config, const bg_space *space,
                   void **out);
     void (*destroy)(void *self); /* required */

@@ -165,6 +165,15 @@ int bg_lmgfn_lm_logr(bg_lmgfn *g, const int32_t *const *z, const int *n, int k, 
 int bg_lmgfn_logq(bg_lmgfn *g, int adapters, const int32_t *z, int n, double *lq_add,
                   double *lq_stop, bg_err *err);
 const bg_lmgfn_replay *bg_lmgfn_replay_of(const bg_lmgfn *g);
+/* A reward that moves (a sampler plugin's, bound to a session's data: plugin
+ * ABI 1.2's versions): the version new replay items are stored at, 1 after
+ * create. bg_lmgfn_set_version re-scores every replay item stored at
+ * another version with o->reward (batches of at most o->batch trajectories)
+ * and stores it at `version`, so the next steps replay and rank current
+ * rewards only. On error g's version is unchanged and the items not yet
+ * re-scored keep their old rewards and versions (a retry re-scores them). */
+uint64_t bg_lmgfn_version(const bg_lmgfn *g);
+int bg_lmgfn_set_version(bg_lmgfn *g, uint64_t version, bg_err *err);
 
 /* ---- the random-integer task (lmgfn_rng.c) ---------------------------------
  * Character tokens (BG_LMGFN_RNG_VOCAB), prompt "BOS n =", valid = a decimal

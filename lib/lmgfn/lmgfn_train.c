@@ -513,3 +513,45 @@ void bg__lmgfn_task_schedule(bg_lmgfn_opts *o, int steps, uint64_t seed)
     o->lr_log_z = 0.05;
     o->seed = seed;
 }
+
+uint64_t bg_lmgfn_version(const bg_lmgfn *g)
+{
+    return g->version;
+}
+
+int bg_lmgfn_set_version(bg_lmgfn *g, uint64_t version, bg_err *err)
+{
+    int B = g->o.batch, S = g->S;
+    bg_lmgfn_replay *r = &g->replay;
+    const int32_t *zp[BG_LMGFN_MAX_BATCH];
+    int n[BG_LMGFN_MAX_BATCH], idx[BG_LMGFN_MAX_BATCH];
+    double *logr = malloc(sizeof(double) * (size_t)B * (size_t)S);
+    if (!logr)
+        return bg_err_set(err, BG_ENOMEM, "lmgfn: out of memory");
+    int rc = BG_OK, k = 0;
+    for (int i = 0; rc == BG_OK && i <= r->n; i++) {
+        if (i < r->n && r->items[i].version != version) {
+            zp[k] = r->items[i].z;
+            n[k] = r->items[i].n;
+            idx[k++] = i;
+        }
+        if (k == B || (i == r->n && k > 0)) {
+            rc = g->o.reward(g->o.reward_ctx, g, zp, n, k, logr, err);
+            for (int j = 0; rc == BG_OK && j < k; j++) {
+                bg_lmgfn_item *it = &r->items[idx[j]];
+                for (int m = 0; m <= it->n; m++)
+                    if (isnan(logr[j * S + m]))
+                        rc = bg_err_set(err, BG_EINVAL, "lmgfn: a re-scored reward is NaN");
+                if (rc == BG_OK) {
+                    memcpy(it->logr, logr + j * S, sizeof(double) * (size_t)(it->n + 1));
+                    it->version = version;
+                }
+            }
+            k = 0;
+        }
+    }
+    free(logr);
+    if (rc == BG_OK)
+        g->version = version;
+    return rc;
+}

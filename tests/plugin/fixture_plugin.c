@@ -17,7 +17,8 @@
  * FX_MINOR_PLUS=k declares this header's minor + k (a plugin from a newer
  * header on this host); FX_DECLARE_MINOR=m declares m through
  * BG_PLUGIN_DESC_HEAD_MINOR; FX_DESC_SPARE / FX_VT_SPARE fill a spare slot;
- * FX_NULL_HARM leaves the model's harm NULL; FX_OPEN_BOUND makes the
+ * FX_NULL_HARM leaves the model's harm NULL; FX_OLD_SYMBOLS sets the 1.4
+ * entry `symbols` (declare an older minor with it: refused); FX_OPEN_BOUND makes the
  * model's `rate` (0, 1] (a 1.1 flag); FX_CONTRACT makes the model's log_lik
  * follow the observation's value (1: only the last hypothesis possible,
  * 2: every hypothesis impossible, 3: NaN) and its label longer than any
@@ -213,6 +214,15 @@ static int m_label(const void *self, uint64_t h, char *buf, size_t len)
     return BG_PLUGIN_OK;
 }
 
+#ifdef FX_OLD_SYMBOLS
+static int m_symbols(const void *self, bg_space_symbols *out)
+{
+    (void)self;
+    (void)out;
+    return BG_PLUGIN_EUNSUPPORTED;
+}
+#endif
+
 static const bg_hypothesis_vtbl fx_vt = {
     .create = m_create,
     .destroy = m_destroy,
@@ -224,6 +234,9 @@ static const bg_hypothesis_vtbl fx_vt = {
     .log_lik = m_log_lik,
 #ifndef FX_NULL_HARM
     .harm = m_harm,
+#endif
+#ifdef FX_OLD_SYMBOLS /* a 1.3 plugin filling what was spare[0] before 1.4 */
+    .symbols = m_symbols,
 #endif
 #ifndef FX_NULL_VT
     .label = m_label,

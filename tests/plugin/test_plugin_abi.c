@@ -52,6 +52,12 @@ typedef struct host_1_2 {
     void *spare[16];
 } host_1_2;
 
+/* bg_hypothesis_vtbl as 1.0-1.3 plugins were compiled: 1.4 named spare[0]. */
+typedef struct hyp_vtbl_1_3 {
+    void *fn[9]; /* create .. check_action */
+    void *spare[8];
+} hyp_vtbl_1_3;
+
 #define SAME_FIELD(a, b, f)                                                                        \
     do {                                                                                           \
         CHECK_INT(offsetof(a, f), offsetof(b, f));                                                 \
@@ -94,6 +100,13 @@ static void test_layout(void)
     CHECK_INT(offsetof(bg_host, lm_open), offsetof(host_1_2, spare));
     CHECK_INT(offsetof(bg_host, lm_next), offsetof(host_1_2, spare) + 5 * sizeof(void *));
     CHECK_INT(offsetof(bg_host, spare), offsetof(host_1_2, spare) + 6 * sizeof(void *));
+    /* 1.4: the hypothesis model's `symbols` is what was spare[0]; the
+     * vtable did not grow and bg_space is still two uint32_t. */
+    CHECK_INT(sizeof(bg_hypothesis_vtbl), sizeof(hyp_vtbl_1_3));
+    CHECK_INT(offsetof(bg_hypothesis_vtbl, check_action), 8 * sizeof(void *));
+    CHECK_INT(offsetof(bg_hypothesis_vtbl, symbols), offsetof(hyp_vtbl_1_3, spare));
+    CHECK_INT(sizeof(bg_space), 8);
+    CHECK_INT(offsetof(bg_space_seq, space), 0);
     /* Fixed widths whatever the compiler does with enums. */
     CHECK_INT(sizeof(((bg_plugin_desc *)0)->kind), 4);
     CHECK_INT(sizeof(((bg_cfg_entry *)0)->type), 4);
@@ -110,6 +123,36 @@ static void test_layout(void)
     CHECK_INT(old.abi_minor, 0);
     CHECK_INT(old.desc_size, sizeof(bg_plugin_desc));
     CHECK(old.build_signature && strcmp(old.build_signature, now.build_signature) == 0);
+}
+
+/* The 1.4 sequence encoding: pack/unpack, canonical ids only. */
+static void test_sequence_space(void)
+{
+    bg_space s = bg_space_sequence(2, 3);
+    CHECK_INT(s.n_bits, 6);
+    CHECK(bg_space_is_sequence(&s));
+    CHECK_INT(bg_space_seq_width(&s), 2);
+    CHECK_INT(bg_space_seq_max_len(&s), 3);
+    bg_space bits = {10, 0}, bad = s, wide = bg_space_sequence(16, 5);
+    CHECK(!bg_space_is_sequence(&bits));
+    bad.flags |= 0x2u; /* an unknown flag bit */
+    CHECK(!bg_space_is_sequence(&bad));
+    CHECK(!bg_space_is_sequence(&wide)); /* 80 bits */
+    CHECK(bg_space_symbols_of(&bits) == NULL);
+    uint32_t sym[3] = {3, 1, 2}, out[3];
+    uint64_t id = bg_seq_encode(sym, 3, 2);
+    CHECK_INT(id, 3 | 1 << 2 | 2 << 4);
+    CHECK_INT(bg_seq_decode(id, 2, 3, out), 3);
+    CHECK(out[0] == 3 && out[1] == 1 && out[2] == 2);
+    CHECK_INT(bg_seq_decode(bg_seq_encode(sym, 2, 2), 2, 3, out), 2);
+    CHECK_INT(bg_seq_decode(0, 2, 3, out), 0);
+    CHECK_INT(bg_seq_decode(2 << 2, 2, 3, out), -1);    /* a symbol after the end */
+    CHECK_INT(bg_seq_decode(1ULL << 6, 2, 3, out), -1); /* past n_bits */
+    bg_space full = bg_space_sequence(16, 4);
+    uint32_t s4[4] = {65535, 1, 2, 65535}, o4[4];
+    CHECK(bg_space_is_sequence(&full));
+    CHECK_INT(bg_seq_decode(bg_seq_encode(s4, 4, 16), 16, 4, o4), 4);
+    CHECK(o4[3] == 65535);
 }
 
 int main(void)
@@ -149,5 +192,6 @@ int main(void)
     CHECK_INT(offsetof(bg_plugin_desc, abi_minor), 4);
     CHECK_INT(offsetof(bg_plugin_desc, desc_size), 8);
     test_layout();
+    test_sequence_space();
     CHECK_DONE("test_plugin_abi");
 }

@@ -94,19 +94,25 @@ static void test_refusals(void)
     expect_refused(h, "open_bound_1_0.so",
                    "plugin fx_open0: config key 'rate' uses BG_CFGV_MIN_OPEN/MAX_OPEN (ABI 1.1) "
                    "but the plugin declares ABI 1.0: declare 1.1 or later (BG_PLUGIN_DESC_HEAD)");
-    /* Nine failures, one per line. */
+    /* Declaring 1.3 while filling the 1.4 entry `symbols`: a 1.3 host
+     * would take it for a spare. */
+    expect_refused(h, "symbols_1_3.so",
+                   "plugin fx_symbols3 (hypothesis): vtable entry 'symbols' (spare[0] before ABI "
+                   "1.4) is set in an ABI 1.3 plugin: declare minor 4 (BG_PLUGIN_DESC_HEAD) to "
+                   "use it");
+    /* Ten failures, one per line. */
     const char *e = bg_plugin_host_errors(h);
     int lines = *e ? 1 : 0;
     for (; *e; e++)
         lines += *e == '\n';
-    CHECK_INT(lines, 9);
+    CHECK_INT(lines, 10);
     /* An unchanged bad file is not retried but still listed after rescan. */
     CHECK_INT(bg_plugin_host_rescan(h, &err), BG_OK);
     e = bg_plugin_host_errors(h);
     lines = *e ? 1 : 0;
     for (; *e; e++)
         lines += *e == '\n';
-    CHECK_INT(lines, 9);
+    CHECK_INT(lines, 10);
     char copy[8192], small[16];
     CHECK_INT(bg_plugin_host_errors_copy(h, copy, sizeof copy), strlen(bg_plugin_host_errors(h)));
     CHECK_STR(copy, bg_plugin_host_errors(h));

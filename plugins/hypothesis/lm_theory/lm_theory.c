@@ -27,11 +27,19 @@
  * above); the host prefills `pre` once for all n (its KV reuse across
  * prefixes) and joins the call to the model's queue with concurrent ones.
  *
- * The seam for a sampler over theories (`lm_gfn`, not here): theory_probs()
- * scores any list of sentences, not only the configured ones; a model whose
- * theories are sampled token sequences would call it with the decoded
- * texts, and lm_next (plugin.h) gives the sampler its next-token
- * distributions from the same shared model.
+ * Sampled mode (`theories: {sampled: {vocabulary: [...], max_len: N}}`,
+ * plugin ABI 1.4): the theories are every sequence of 1..max_len words of
+ * the vocabulary, too many to list; count() is 0 and an id is a token
+ * sequence of the space (plugin.h, BG_SPACE_SEQUENCE): symbol s is word
+ * s − 1, width = the bits of n_words. The theory's text is its words
+ * joined by single spaces, scored by theory_logit() exactly as a listed
+ * sentence, and its label is that text. The prior is uniform over the
+ * sequences (log 0 for every well-formed id, −INFINITY for the empty or a
+ * malformed one). symbols() tells the sampler (`lm_gfn`) the model files,
+ * one language-model token per word (the last token of its encoding; the
+ * words' last tokens must differ) and a prompt (BOS and the template's
+ * line up to {theory}, its {tool}/{args} left out), so the sampler's LM
+ * starts from what the words mean to the same model.
  *
  * Bounds (the action is the agent's, not trusted): {tool} and {args} are
  * cut to max_args bytes each, so a rendered sequence has at most
@@ -53,6 +61,8 @@
 #include "bayesguard/plugin.h"
 
 #define MAX_THEORIES 256
+#define MAX_WORDS 1023     /* sampled mode: symbols of up to 10 bits */
+#define MAX_SEQ_LEN 32     /* sampled mode: words per theory */
 #define MAX_THEORY_LEN 120 /* bytes: a label (128) holds the whole sentence */
 #define TEXT_MAX 512       /* prompt, harm, safe */
 #define PATH_MAX_LEN 1024
@@ -139,6 +149,16 @@ typedef struct lmt {
     char **theory; /* [n] */
     int32_t *harm_ids, *safe_ids;
     size_t n_harm, n_safe;
+    /* sampled mode (n == 0): theories are sequences of words */
+    int sampled;
+    size_t n_words;
+    char **word;             /* [n_words] */
+    uint32_t width, max_len; /* the space: bits per word, words per theory */
+    int32_t *word_tok;       /* [n_words] each word's token, for the sampler */
+    int32_t *prompt_ids;     /* BOS + the template's {theory} line before it */
+    size_t n_prompt_ids;
+    model_cfg files;     /* the model files, named in symbols() */
+    const char *backend; /* static string */
 } lmt;
 
 static void destroy(void *vself)
@@ -151,6 +171,11 @@ static void destroy(void *vself)
     for (size_t i = 0; self->theory && i < self->n; i++)
         free(self->theory[i]);
     free(self->theory);
+    for (size_t i = 0; self->word && i < self->n_words; i++)
+        free(self->word[i]);
+    free(self->word);
+    free(self->word_tok);
+    free(self->prompt_ids);
     free(self->harm_ids);
     free(self->safe_ids);
     free(self);
@@ -166,9 +191,79 @@ static int encode(const lmt *self, const char *text, int32_t **ids, size_t *n)
     return self->host->lm_encode(self->lm, text, *ids, cap, n);
 }
 
+/* theories: {sampled: {vocabulary: [words], max_len: N}}: the words and the
+ * space; the words' tokens come later (read_word_tokens, with the model). */
+static int read_sampled(lmt *self, const bg_host *host, const bg_cfg_node *th)
+{
+    const bg_cfg_node *sm = host->cfg_get(th, "sampled");
+    if (host->cfg_len(th) != 1 || !sm || host->cfg_type(sm) != BG_CFG_MAP)
+        return host->cfg_error(host->host_ctx, th,
+                               "`theories` must be a list of sentences or {sampled: {vocabulary: "
+                               "[words], max_len: N}}");
+    for (size_t i = 0; i < host->cfg_len(sm); i++) {
+        const char *k = host->cfg_key(sm, i);
+        if (strcmp(k, "vocabulary") != 0 && strcmp(k, "max_len") != 0)
+            return host->cfg_error(host->host_ctx, host->cfg_value(sm, i),
+                                   "unknown key `%s` in theories.sampled; expected vocabulary, "
+                                   "max_len",
+                                   k);
+    }
+    const bg_cfg_node *vn = host->cfg_get(sm, "vocabulary"), *ln = host->cfg_get(sm, "max_len");
+    size_t n = vn && host->cfg_type(vn) == BG_CFG_SEQ ? host->cfg_len(vn) : 0;
+    if (n == 0 || n > MAX_WORDS)
+        return host->cfg_error(host->host_ctx, vn ? vn : sm,
+                               "theories.sampled.vocabulary must be a list of 1..%d words",
+                               MAX_WORDS);
+    const char *ls = ln ? host->cfg_scalar(ln) : NULL;
+    char *end = NULL;
+    long long ml = ls ? strtoll(ls, &end, 10) : 0;
+    if (!ls || !*ls || *end || ml < 1 || ml > MAX_SEQ_LEN)
+        return host->cfg_error(host->host_ctx, ln ? ln : sm,
+                               "theories.sampled.max_len must be an integer in 1..%d (words per "
+                               "theory)",
+                               MAX_SEQ_LEN);
+    if (!(self->word = calloc(n, sizeof *self->word)))
+        return BG_PLUGIN_ENOMEM;
+    self->n_words = n;
+    size_t longest = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bg_cfg_node *it = host->cfg_item(vn, i);
+        const char *w = host->cfg_scalar(it);
+        if (!w || !*w || strchr(w, ' ') || strlen(w) > MAX_THEORY_LEN)
+            return host->cfg_error(host->host_ctx, it,
+                                   "word %zu must be 1..%d bytes without spaces (a theory is its "
+                                   "words joined by spaces)",
+                                   i, MAX_THEORY_LEN);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(self->word[j], w) == 0)
+                return host->cfg_error(host->host_ctx, it, "word `%s` is listed twice", w);
+        if (!(self->word[i] = strdup(w)))
+            return BG_PLUGIN_ENOMEM;
+        longest = strlen(w) > longest ? strlen(w) : longest;
+    }
+    self->width = 1;
+    while ((1u << self->width) - 1 < n)
+        self->width++;
+    self->max_len = (uint32_t)ml;
+    if (self->width * self->max_len > 64)
+        return host->cfg_error(host->host_ctx, ln,
+                               "max_len %lld words of %u bits (a vocabulary of %zu) take %u bits; "
+                               "an id holds 64: lower max_len to %u or shorten the vocabulary",
+                               ml, self->width, n, self->width * self->max_len, 64 / self->width);
+    if (self->max_len * (longest + 1) - 1 > MAX_THEORY_LEN)
+        return host->cfg_error(host->host_ctx, ln,
+                               "a theory of max_len %lld words of up to %zu bytes may reach %zu "
+                               "bytes; a label holds %d: lower max_len or shorten the words",
+                               ml, longest, self->max_len * (longest + 1) - 1, MAX_THEORY_LEN);
+    self->sampled = 1;
+    return BG_PLUGIN_OK;
+}
+
 static int read_theories(lmt *self, const bg_host *host, const bg_cfg_node *config)
 {
     const bg_cfg_node *th = host->cfg_get(config, "theories");
+    if (th && host->cfg_type(th) == BG_CFG_MAP)
+        return read_sampled(self, host, th);
     if (!th || host->cfg_type(th) != BG_CFG_SEQ || host->cfg_len(th) == 0)
         return host->cfg_error(host->host_ctx, th,
                                "`theories` must be a list of 1..%d sentences (the hypotheses)",
@@ -220,6 +315,80 @@ static int read_scalars(lmt *self, const bg_host *host, const bg_cfg_node *confi
         self->t.max_args = x;
     }
     return rc;
+}
+
+/* Sampled mode, with the model open: each word's token (the last of its
+ * encoding; distinct, so a token names one word) and the sampler's prompt. */
+static int read_word_tokens(lmt *self, const bg_host *host, const bg_cfg_node *config)
+{
+    const bg_cfg_node *vn =
+        host->cfg_get(host->cfg_get(host->cfg_get(config, "theories"), "sampled"), "vocabulary");
+    if (!(self->word_tok = calloc(self->n_words, sizeof *self->word_tok)))
+        return BG_PLUGIN_ENOMEM;
+    for (size_t i = 0; i < self->n_words; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        int rc = encode(self, self->word[i], &ids, &n);
+        if (rc == BG_PLUGIN_OK && n > 0)
+            self->word_tok[i] = ids[n - 1];
+        free(ids);
+        if (rc == BG_PLUGIN_ENOMEM)
+            return rc;
+        if (rc != BG_PLUGIN_OK || n == 0)
+            return host->cfg_error(host->host_ctx, host->cfg_item(vn, i),
+                                   "word `%s` cannot be tokenised by this tokenizer",
+                                   self->word[i]);
+        for (size_t j = 0; j < i; j++)
+            if (self->word_tok[j] == self->word_tok[i])
+                return host->cfg_error(host->host_ctx, host->cfg_item(vn, i),
+                                       "words `%s` and `%s` end in the same token (%d): the "
+                                       "sampler generates one token per word, so each word's "
+                                       "last token must be its own",
+                                       self->word[j], self->word[i], (int)self->word_tok[i]);
+    }
+    /* the prompt: BOS and the template's line up to {theory}, placeholders out */
+    const char *ph = strstr(self->t.prompt, "{theory}"), *line = ph;
+    while (line > self->t.prompt && line[-1] != '\n')
+        line--;
+    char buf[TEXT_MAX];
+    size_t len = 0;
+    for (const char *p = line; p < ph;) {
+        if (strncmp(p, "{tool}", 6) == 0 || strncmp(p, "{args}", 6) == 0) {
+            p += 6;
+            continue;
+        }
+        buf[len++] = *p++;
+    }
+    buf[len] = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = encode(self, buf, &ids, &n);
+    if (rc == BG_PLUGIN_OK && !(self->prompt_ids = malloc((n + 1) * sizeof *ids)))
+        rc = BG_PLUGIN_ENOMEM;
+    if (rc == BG_PLUGIN_OK) {
+        self->prompt_ids[0] = self->info.bos;
+        memcpy(self->prompt_ids + 1, ids, n * sizeof *ids);
+        self->n_prompt_ids = n + 1;
+    }
+    free(ids);
+    if (rc != BG_PLUGIN_OK && rc != BG_PLUGIN_ENOMEM)
+        return host->cfg_error(host->host_ctx, host->cfg_get(config, "prompt"),
+                               "the prompt's {theory} line cannot be tokenised");
+    return rc;
+}
+
+/* The longest theory in bytes: a listed sentence, or max_len words. */
+static size_t longest_theory(const lmt *self)
+{
+    size_t longest = 0;
+    for (size_t i = 0; i < self->n; i++)
+        longest = strlen(self->theory[i]) > longest ? strlen(self->theory[i]) : longest;
+    if (self->sampled) {
+        for (size_t i = 0; i < self->n_words; i++)
+            longest = strlen(self->word[i]) > longest ? strlen(self->word[i]) : longest;
+        longest = self->max_len * (longest + 1) - 1;
+    }
+    return longest;
 }
 
 static int check_keys(const bg_host *host, const bg_cfg_node *config)
@@ -280,6 +449,8 @@ static int create(const bg_host *host, const bg_cfg_node *config, void **out)
                            .backend = backends[mc->backend],
                            .adapter = mc->adapter};
         rc = host->lm_open(host->host_ctx, mn, &spec, &self->lm);
+        self->files = *mc;
+        self->backend = backends[mc->backend];
     }
     if (rc == BG_PLUGIN_OK) {
         host->lm_info(self->lm, &self->info);
@@ -290,10 +461,10 @@ static int create(const bg_host *host, const bg_cfg_node *config, void **out)
             rc = host->cfg_error(host->host_ctx, host->cfg_get(config, "harm"),
                                  "`harm`/`safe` cannot be tokenised by this tokenizer");
     }
+    if (rc == BG_PLUGIN_OK && self->sampled)
+        rc = read_word_tokens(self, host, config);
     if (rc == BG_PLUGIN_OK) {
-        size_t longest = 0;
-        for (size_t i = 0; i < self->n; i++)
-            longest = strlen(self->theory[i]) > longest ? strlen(self->theory[i]) : longest;
+        size_t longest = longest_theory(self);
         size_t worst = 1 + 2 + strlen(self->t.prompt) + 2 * (size_t)self->t.max_args + longest +
                        (self->n_harm > self->n_safe ? self->n_harm : self->n_safe);
         if (worst > (size_t)self->info.seq_len)
@@ -318,10 +489,67 @@ static uint64_t count(const void *vself)
     return ((const lmt *)vself)->n;
 }
 
+/* Sampled mode: the text of sequence id h into buf[MAX_THEORY_LEN + 1];
+ * BG_PLUGIN_EINVAL when h is not a theory of the space (empty, malformed,
+ * a symbol past the vocabulary). */
+static int seq_text(const lmt *self, uint64_t h, char *buf)
+{
+    uint32_t sym[64];
+    int n = bg_seq_decode(h, self->width, self->max_len, sym);
+    size_t len = 0;
+    if (n < 1)
+        return BG_PLUGIN_EINVAL;
+    for (int i = 0; i < n; i++) {
+        if (sym[i] > self->n_words)
+            return BG_PLUGIN_EINVAL;
+        const char *w = self->word[sym[i] - 1];
+        size_t wl = strlen(w);
+        if (len + (i > 0) + wl > MAX_THEORY_LEN) /* cannot happen: checked at create */
+            return BG_PLUGIN_EINVAL;
+        if (i > 0)
+            buf[len++] = ' ';
+        memcpy(buf + len, w, wl);
+        len += wl;
+    }
+    buf[len] = 0;
+    return BG_PLUGIN_OK;
+}
+
+static int space(const void *vself, bg_space *out)
+{
+    const lmt *self = vself;
+    if (!self->sampled)
+        return BG_PLUGIN_EUNSUPPORTED;
+    *out = bg_space_sequence(self->width, self->max_len);
+    return BG_PLUGIN_OK;
+}
+
+static int symbols(const void *vself, bg_space_symbols *out)
+{
+    const lmt *self = vself;
+    if (!self->sampled)
+        return BG_PLUGIN_EUNSUPPORTED;
+    out->size = sizeof *out;
+    out->n_symbols = (uint32_t)self->n_words;
+    out->tokens = self->word_tok;
+    out->texts = (const char *const *)self->word;
+    out->prompt = self->prompt_ids;
+    out->n_prompt = (uint32_t)self->n_prompt_ids;
+    out->lm = (bg_lm_spec){.size = sizeof out->lm,
+                           .checkpoint = self->files.checkpoint,
+                           .tokenizer = self->files.tokenizer,
+                           .backend = self->backend,
+                           .adapter = self->files.adapter};
+    return BG_PLUGIN_OK;
+}
+
 static int log_prior(const void *vself, const uint64_t *h, size_t n, double *out)
 {
     const lmt *self = vself;
-    for (size_t i = 0; i < n; i++) {
+    char text[MAX_THEORY_LEN + 1];
+    for (size_t i = 0; self->sampled && i < n; i++)
+        out[i] = seq_text(self, h[i], text) == BG_PLUGIN_OK ? 0.0 : -INFINITY;
+    for (size_t i = 0; !self->sampled && i < n; i++) {
         if (h[i] >= self->n)
             return BG_PLUGIN_EINVAL;
         out[i] = 0.0;
@@ -434,17 +662,22 @@ static int logits_of(const lmt *self, const bg_action *a, const uint64_t *h, siz
 {
     const char **texts = calloc(n ? n : 1, sizeof *texts); /* zeroed: gcc -O2 reads a
                                                             * const pointer array as used */
-    if (!texts)
-        return BG_PLUGIN_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        if (h[i] >= self->n) {
-            free(texts);
-            return BG_PLUGIN_EINVAL;
+    char *decoded = self->sampled ? malloc((n ? n : 1) * (MAX_THEORY_LEN + 1)) : NULL;
+    int rc = texts && (decoded || !self->sampled) ? BG_PLUGIN_OK : BG_PLUGIN_ENOMEM;
+    for (size_t i = 0; rc == BG_PLUGIN_OK && i < n; i++) {
+        if (self->sampled) {
+            texts[i] = decoded + i * (MAX_THEORY_LEN + 1);
+            rc = seq_text(self, h[i], decoded + i * (MAX_THEORY_LEN + 1));
+        } else if (h[i] >= self->n) {
+            rc = BG_PLUGIN_EINVAL;
+        } else {
+            texts[i] = self->theory[h[i]];
         }
-        texts[i] = self->theory[h[i]];
     }
-    int rc = theory_logit(self, a, texts, n, d);
+    if (rc == BG_PLUGIN_OK)
+        rc = theory_logit(self, a, texts, n, d);
     free(texts);
+    free(decoded);
     return rc;
 }
 
@@ -479,9 +712,12 @@ static int harm(const void *vself, const bg_action *action, const bg_observation
 static int label(const void *vself, uint64_t h, char *buf, size_t len)
 {
     const lmt *self = vself;
-    if (h >= self->n)
+    char text[MAX_THEORY_LEN + 1];
+    if (self->sampled && seq_text(self, h, text) != BG_PLUGIN_OK)
         return BG_PLUGIN_EINVAL;
-    snprintf(buf, len, "%s", self->theory[h]);
+    if (!self->sampled && h >= self->n)
+        return BG_PLUGIN_EINVAL;
+    snprintf(buf, len, "%s", self->sampled ? text : self->theory[h]);
     return BG_PLUGIN_OK;
 }
 
@@ -489,18 +725,21 @@ static const bg_hypothesis_vtbl vtbl = {
     .create = create,
     .destroy = destroy,
     .count = count,
+    .space = space,
     .log_prior = log_prior,
     .log_lik = log_lik,
     .harm = harm,
     .label = label,
+    .symbols = symbols,
 };
 
 static const bg_plugin_desc desc = {
     BG_PLUGIN_DESC_HEAD,
     .name = "lm_theory",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .kind = BG_PLUGIN_KIND_HYPOTHESIS,
-    .description = "theories in language; P(harm | action, theory) from a language model",
+    .description = "theories in language, listed or sampled; P(harm | action, theory) from a "
+                   "language model",
     .config_map = cfg_map,
     .config_map_len = CFG_N,
     .vt.hypothesis = &vtbl,
