@@ -37,6 +37,7 @@
 
 #include "common/bg_log.h"
 #include "common/bg_siphash.h"
+#include "fleet/fleet_priv.h"
 #include "metrics/metrics.h"
 
 #define NODE_FILE "fleet.node"
@@ -62,6 +63,8 @@ typedef struct map_slot {
 struct bg_fleet {
     char host[256];
     int port;
+    int tls_url;        /* rediss:// */
+    bg__fleet_tls *tls; /* rediss://: the CA, client certificate; else NULL */
     char key[256];
     char user[128];
     char password[512]; /* "" : no AUTH */
@@ -107,16 +110,12 @@ static int64_t mono_ms(void)
 
 static int parse_url(bg_fleet *f, const char *url, bg_err *err)
 {
-    const char *hint = "expected redis://[USER@]HOST:PORT/KEY (docs/FLEET.md)";
-    if (strncmp(url, "rediss://", 9) == 0)
-        return bg_err_set(err, BG_EINVAL,
-                          "--fleet %s: TLS (rediss://) needs hiredis with SSL, which Debian 12's "
-                          "libhiredis 0.14 lacks; use redis:// inside a network policy or a TLS "
-                          "tunnel (docs/FLEET.md, Security)",
-                          url);
-    if (strncmp(url, "redis://", 8) != 0)
+    const char *hint = "expected redis://[USER@]HOST:PORT/KEY or rediss://... for TLS "
+                       "(docs/FLEET.md)";
+    f->tls_url = strncmp(url, "rediss://", 9) == 0;
+    if (!f->tls_url && strncmp(url, "redis://", 8) != 0)
         return bg_err_set(err, BG_EINVAL, "--fleet %s: not a redis:// URL; %s", url, hint);
-    const char *p = url + 8;
+    const char *p = url + (f->tls_url ? 9 : 8);
     const char *at = strchr(p, '@');
     const char *slash = strchr(p, '/');
     if (at && (!slash || at < slash)) {
@@ -375,40 +374,48 @@ static int stopping(bg_fleet *f)
     return s;
 }
 
-/* A connected, authenticated context, or NULL (logged once per outage). */
-static redisContext *connect_redis(bg_fleet *f, const char *who, int *warned)
+/* A connected, authenticated link, or NULL (logged once per outage). */
+static bg__fleet_link *connect_redis(bg_fleet *f, const char *who, int *warned)
 {
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout(f->host, f->port, tv);
-    if (c && !c->err) {
-        struct timeval ct = {2, 0};
-        redisSetTimeout(c, ct);
+    char why[300];
+    const char *scheme = f->tls ? "rediss" : "redis";
+    bg__fleet_link *l = bg__fleet_link_open(f->host, f->port, f->tls, 1000, why, sizeof why);
+    if (l) {
+        redisContext *c = bg__fleet_link_ctx(l);
         if (f->password[0]) {
             redisReply *r = f->user[0] ? redisCommand(c, "AUTH %s %s", f->user, f->password)
                                        : redisCommand(c, "AUTH %s", f->password);
             int ok = r && r->type != REDIS_REPLY_ERROR;
-            if (!*warned && r && !ok)
-                BG_WARN("fleet", "%s: redis %s:%d refused AUTH: %s", who, f->host, f->port, r->str);
+            if (!*warned && !ok)
+                BG_WARN("fleet", "%s: %s://%s:%d refused AUTH: %s", who, scheme, f->host, f->port,
+                        r ? r->str : c->errstr);
             if (r)
                 freeReplyObject(r);
             if (!ok) {
-                redisFree(c);
+                bg__fleet_link_close(l);
                 *warned = 1;
                 return NULL;
             }
         }
         if (*warned)
-            BG_INFO("fleet", "%s: connected to redis %s:%d", who, f->host, f->port);
+            BG_INFO("fleet", "%s: connected to %s://%s:%d", who, scheme, f->host, f->port);
         *warned = 0;
-        return c;
+        return l;
     }
     if (!*warned)
-        BG_WARN("fleet", "%s: redis %s:%d: %s (retrying with backoff; observations are kept)", who,
-                f->host, f->port, c ? c->errstr : "out of memory");
+        BG_WARN("fleet", "%s: %s://%s:%d: %s (retrying with backoff; observations are kept)", who,
+                scheme, f->host, f->port, why);
     *warned = 1;
-    if (c)
-        redisFree(c);
     return NULL;
+}
+
+/* Why a command on l failed: the TLS pump's reason when it stopped, else
+ * hiredis's. */
+static const char *link_why(bg__fleet_link *l)
+{
+    const char *w = bg__fleet_link_error(l);
+    redisContext *c = bg__fleet_link_ctx(l);
+    return w[0] ? w : c->errstr[0] ? c->errstr : "connection lost";
 }
 
 /* ------------------------------------------------------------ shipper */
@@ -482,7 +489,7 @@ static size_t ship_batch(bg_fleet *f, redisContext *c, outbox_item **items, size
 static void *ship_main(void *arg)
 {
     bg_fleet *f = arg;
-    redisContext *c = NULL;
+    bg__fleet_link *l = NULL;
     int warned = 0;
     int64_t backoff = 50;
     outbox_item *batch[SHIP_BATCH];
@@ -497,7 +504,7 @@ static void *ship_main(void *arg)
         pthread_mutex_unlock(&f->mu);
         if (stop)
             break;
-        if (!c && !(c = connect_redis(f, "shipper", &warned))) {
+        if (!l && !(l = connect_redis(f, "shipper", &warned))) {
             atomic_store(&f->ship_up, 0);
             if (nap(f, backoff))
                 break;
@@ -506,10 +513,11 @@ static void *ship_main(void *arg)
         }
         atomic_store(&f->ship_up, 1);
         backoff = 50;
-        size_t ok = ship_batch(f, c, batch, n);
+        size_t ok = ship_batch(f, bg__fleet_link_ctx(l), batch, n);
         if (ok < n) {
-            redisFree(c);
-            c = NULL;
+            BG_DEBUG("fleet", "shipper: %s", link_why(l));
+            bg__fleet_link_close(l);
+            l = NULL;
             atomic_store(&f->ship_up, 0);
             atomic_fetch_add(&f->reconnects_n, 1);
         }
@@ -533,49 +541,11 @@ static void *ship_main(void *arg)
         atomic_fetch_sub(&f->pending_out, ok);
         atomic_fetch_add(&f->shipped_n, ok);
     }
-    if (c)
-        redisFree(c);
+    bg__fleet_link_close(l);
     return NULL;
 }
 
 /* ------------------------------------------------------------- reader */
-
-typedef struct entry {
-    const char *sid;
-    const char *id, *policy, *revision, *session, *origin;
-    const char *obs;
-    size_t obs_len;
-} entry;
-
-static int entry_parse(const redisReply *e, entry *out)
-{
-    memset(out, 0, sizeof *out);
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
-        return -1;
-    out->sid = e->element[0]->str;
-    const redisReply *kv = e->element[1];
-    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
-        const redisReply *k = kv->element[i], *v = kv->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            return -1;
-        if (!strcmp(k->str, "id"))
-            out->id = v->str;
-        else if (!strcmp(k->str, "policy"))
-            out->policy = v->str;
-        else if (!strcmp(k->str, "revision"))
-            out->revision = v->str;
-        else if (!strcmp(k->str, "session"))
-            out->session = v->str;
-        else if (!strcmp(k->str, "origin"))
-            out->origin = v->str;
-        else if (!strcmp(k->str, "obs")) {
-            out->obs = v->str;
-            out->obs_len = v->len;
-        }
-    }
-    return out->id && out->policy && out->session && out->obs && out->origin ? 0 : -1;
-}
 
 static void refuse(bg_fleet *f, const char *sid, const char *what)
 {
@@ -650,7 +620,7 @@ static void order_replay(bg_fleet *f)
 
 /* One observation of the stream (or of the snapshot), by the rules of
  * fleet.h's inbox. revision may be NULL (the snapshot carries none). */
-static void apply_one(bg_fleet *f, const entry *en)
+static void apply_one(bg_fleet *f, const bg__fleet_entry *en)
 {
     uint64_t lsn;
     /* Our own: "<node>-<lsn>". */
@@ -698,8 +668,8 @@ static void apply_one(bg_fleet *f, const entry *en)
 
 static void apply_entry(bg_fleet *f, const redisReply *raw)
 {
-    entry en;
-    if (entry_parse(raw, &en) != 0) {
+    bg__fleet_entry en;
+    if (bg__fleet_entry_parse(raw, &en) != 0) {
         refuse(f,
                raw->type == REDIS_REPLY_ARRAY && raw->elements > 0 &&
                        raw->element[0]->type == REDIS_REPLY_STRING
@@ -713,36 +683,13 @@ static void apply_entry(bg_fleet *f, const redisReply *raw)
 
 /* ------------------------------------------------------------ snapshot */
 
-#define SNAP_MAGIC "BGFSNAP1"
-
 typedef struct snap_buf {
     bg_fleet *f;
-    uint8_t *p;
-    size_t len, cap;
+    bg__fleet_buf out;
     uint64_t *rev_lsn; /* peers' observations: lsn -> fid, sorted by lsn */
     char **rev_fid;
     size_t n_rev;
 } snap_buf;
-
-static int snap_put(snap_buf *b, const void *d, size_t n)
-{
-    if (b->len + n + 4 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 4)
-            cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q)
-            return BG_ENOMEM;
-        b->p = q;
-        b->cap = cap;
-    }
-    uint32_t l = (uint32_t)n;
-    for (int i = 0; i < 4; i++)
-        b->p[b->len++] = (uint8_t)(l >> (8 * i));
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    return BG_OK;
-}
 
 static int snap_obs(void *ctx, uint64_t lsn, const char *guard, const char *session,
                     const uint8_t *rec, size_t len)
@@ -764,13 +711,13 @@ static int snap_obs(void *ctx, uint64_t lsn, const char *guard, const char *sess
         snprintf(own, sizeof own, "%s-%" PRIu64, b->f->node, lsn);
         fid = own;
     }
-    int rc = snap_put(b, fid, strlen(fid));
+    int rc = bg__fleet_buf_put(&b->out, fid, strlen(fid));
     if (rc == BG_OK)
-        rc = snap_put(b, guard, strlen(guard));
+        rc = bg__fleet_buf_put(&b->out, guard, strlen(guard));
     if (rc == BG_OK)
-        rc = snap_put(b, session, strlen(session));
+        rc = bg__fleet_buf_put(&b->out, session, strlen(session));
     if (rc == BG_OK)
-        rc = snap_put(b, rec, len);
+        rc = bg__fleet_buf_put(&b->out, rec, len);
     return rc;
 }
 
@@ -823,41 +770,62 @@ static void snapshot_publish(bg_fleet *f, redisContext *c, const char *id)
 {
     snap_buf b = {.f = f};
     int rc = snap_reverse(f, &b);
-    if (rc == BG_OK && (rc = snap_put(&b, SNAP_MAGIC, 8)) == BG_OK)
+    if (rc == BG_OK && (rc = bg__fleet_buf_put(&b.out, BG_FLEET_SNAP_MAGIC, 8)) == BG_OK)
         rc = bg_engine_fleet_export(f->engine, snap_obs, &b);
     if (rc == BG_OK) {
-        const char *argv[] = {"EVAL", SNAP_SET_LUA, "1", f->snap_key, id, (const char *)b.p};
-        size_t argl[] = {4, strlen(SNAP_SET_LUA), 1, strlen(f->snap_key), strlen(id), b.len};
+        const char *argv[] = {"EVAL", SNAP_SET_LUA, "1", f->snap_key, id, (const char *)b.out.p};
+        size_t argl[] = {4, strlen(SNAP_SET_LUA), 1, strlen(f->snap_key), strlen(id), b.out.len};
         redisReply *r = redisCommandArgv(c, 6, argv, argl);
         if (!r || r->type == REDIS_REPLY_ERROR)
             BG_WARN("fleet", "publishing the snapshot at %s: %s", id,
                     r ? r->str : "connection lost");
         else
-            BG_INFO("fleet", "snapshot at %s: %zu bytes%s", id, b.len,
+            BG_INFO("fleet", "snapshot at %s: %zu bytes%s", id, b.out.len,
                     r->type == REDIS_REPLY_INTEGER && r->integer == 0 ? " (a newer one is there)"
                                                                       : "");
         if (r)
             freeReplyObject(r);
     } else
         BG_WARN("fleet", "snapshot at %s: out of memory (not published)", id);
-    free(b.p);
+    free(b.out.p);
     free(b.rev_lsn);
     free(b.rev_fid);
 }
 
-static int snap_get(const uint8_t *p, size_t len, size_t *off, const char **s, size_t *n)
+typedef struct snap_apply_ctx {
+    bg_fleet *f;
+    const char *sid;
+} snap_apply_ctx;
+
+static int snap_apply_one(void *ctx, const char *fid, const char *policy, const char *session,
+                          const uint8_t *rec, size_t len)
 {
-    if (len - *off < 4)
-        return -1;
-    uint32_t l = (uint32_t)p[*off] | (uint32_t)p[*off + 1] << 8 | (uint32_t)p[*off + 2] << 16 |
-                 (uint32_t)p[*off + 3] << 24;
-    *off += 4;
-    if (len - *off < l)
-        return -1;
-    *s = (const char *)p + *off;
-    *n = l;
-    *off += l;
+    snap_apply_ctx *a = ctx;
+    bg__fleet_entry en = {.sid = a->sid,
+                          .id = fid,
+                          .policy = policy,
+                          .session = session,
+                          .obs = (const char *)rec,
+                          .obs_len = len};
+    apply_one(a->f, &en);
     return 0;
+}
+
+long bg__fleet_snapshot_load(bg_fleet *f, const uint8_t *data, size_t len, const char *sid)
+{
+    snap_apply_ctx a = {.f = f, .sid = sid};
+    size_t n;
+    const char *why;
+    if (bg__fleet_snap_walk(data, len, snap_apply_one, &a, &n, &why) != 0) {
+        refuse(f, sid, why);
+        BG_WARN("fleet",
+                "bootstrap: the snapshot %s is malformed after %zu observations (those "
+                "were applied; the rest comes from the stream)",
+                sid, n);
+        return -1;
+    }
+    BG_INFO("fleet", "bootstrap: applied the snapshot %s (%zu observations)", sid, n);
+    return (long)n;
 }
 
 /* Apply the published snapshot, if any (reader thread, before its first
@@ -865,55 +833,52 @@ static int snap_get(const uint8_t *p, size_t len, size_t *off, const char **s, s
 static long snapshot_apply(bg_fleet *f, redisContext *c)
 {
     redisReply *r = redisCommand(c, "HMGET %s id data", f->snap_key);
-    long n = 0;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[1]->type != REDIS_REPLY_STRING) {
         if (r)
             freeReplyObject(r);
         return 0;
     }
-    const uint8_t *p = (const uint8_t *)r->element[1]->str;
-    size_t len = r->element[1]->len, off = 0;
-    const char *magic;
-    size_t ml;
-    if (snap_get(p, len, &off, &magic, &ml) != 0 || ml != 8 || memcmp(magic, SNAP_MAGIC, 8)) {
-        refuse(f, f->snap_key, "not a bayesguard fleet snapshot (magic " SNAP_MAGIC ")");
-        freeReplyObject(r);
-        return -1;
-    }
     char sid[300];
-    snprintf(sid, sizeof sid, "%s@%s", f->snap_key,
+    snprintf(sid, sizeof sid, "%s@%.40s", f->snap_key,
              r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "?");
-    /* strings are not NUL-terminated inside the blob: copy the short ones */
-    char fid[256], pol[256], ses[1024];
-    while (off < len) {
-        const char *a, *b2, *c2, *d;
-        size_t al, bl, cl, dl;
-        if (snap_get(p, len, &off, &a, &al) || snap_get(p, len, &off, &b2, &bl) ||
-            snap_get(p, len, &off, &c2, &cl) || snap_get(p, len, &off, &d, &dl) ||
-            al >= sizeof fid || bl >= sizeof pol || cl >= sizeof ses) {
-            refuse(f, sid, "snapshot cut short or a field too long");
-            n = -1;
-            break;
-        }
-        memcpy(fid, a, al);
-        fid[al] = 0;
-        memcpy(pol, b2, bl);
-        pol[bl] = 0;
-        memcpy(ses, c2, cl);
-        ses[cl] = 0;
-        entry en = {.sid = sid, .id = fid, .policy = pol, .session = ses, .obs = d, .obs_len = dl};
-        apply_one(f, &en);
-        n++;
-    }
-    BG_INFO("fleet", "bootstrap: applied the snapshot %s (%ld observations)", sid, n);
+    long n =
+        bg__fleet_snapshot_load(f, (const uint8_t *)r->element[1]->str, r->element[1]->len, sid);
     freeReplyObject(r);
+    return n;
+}
+
+size_t bg__fleet_read_reply(bg_fleet *f, const redisReply *r, char *from, size_t from_len)
+{
+    size_t n = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+        const redisReply *es = r->element[0]->element[1];
+        n = es->type == REDIS_REPLY_ARRAY ? es->elements : 0;
+        if (n == READ_COUNT)
+            atomic_store(&f->in_sync, 0);
+        atomic_store(&f->pending_in, n);
+        for (size_t i = 0; i < n; i++) {
+            apply_entry(f, es->element[i]);
+            atomic_fetch_sub(&f->pending_in, 1);
+            const redisReply *e0 = es->element[i];
+            if (e0->type == REDIS_REPLY_ARRAY && e0->elements >= 1 &&
+                e0->element[0]->type == REDIS_REPLY_STRING && e0->element[0]->len < from_len &&
+                strlen(e0->element[0]->str) == e0->element[0]->len)
+                snprintf(from, from_len, "%s", e0->element[0]->str);
+        }
+        pthread_mutex_lock(&f->mu);
+        snprintf(f->last_id, sizeof f->last_id, "%s", from);
+        save_state(f);
+        pthread_mutex_unlock(&f->mu);
+    }
     return n;
 }
 
 static void *read_main(void *arg)
 {
     bg_fleet *f = arg;
+    bg__fleet_link *l = NULL;
     redisContext *c = NULL;
     int warned = 0;
     int64_t backoff = 50;
@@ -923,7 +888,7 @@ static void *read_main(void *arg)
     int booted = 0;
     uint64_t since_snap = 0;
     while (!stopping(f)) {
-        if (!c && !(c = connect_redis(f, "reader", &warned))) {
+        if (!l && !(l = connect_redis(f, "reader", &warned))) {
             atomic_store(&f->read_up, 0);
             atomic_store(&f->in_sync, 0);
             if (nap(f, backoff))
@@ -931,6 +896,7 @@ static void *read_main(void *arg)
             backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
             continue;
         }
+        c = bg__fleet_link_ctx(l);
         atomic_store(&f->read_up, 1);
         backoff = 50;
         if (!booted) {
@@ -943,35 +909,16 @@ static void *read_main(void *arg)
             if (r) {
                 BG_WARN("fleet", "XREAD %s: %s", f->key, r->str);
                 freeReplyObject(r);
-            }
-            redisFree(c);
-            c = NULL;
+            } else
+                BG_DEBUG("fleet", "reader: %s", link_why(l));
+            bg__fleet_link_close(l);
+            l = NULL;
             atomic_store(&f->read_up, 0);
             atomic_store(&f->in_sync, 0);
             atomic_fetch_add(&f->reconnects_n, 1);
             continue;
         }
-        size_t n = 0;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
-            const redisReply *es = r->element[0]->element[1];
-            n = es->type == REDIS_REPLY_ARRAY ? es->elements : 0;
-            if (n == READ_COUNT)
-                atomic_store(&f->in_sync, 0);
-            atomic_store(&f->pending_in, n);
-            for (size_t i = 0; i < n; i++) {
-                apply_entry(f, es->element[i]);
-                atomic_fetch_sub(&f->pending_in, 1);
-                const redisReply *e0 = es->element[i];
-                if (e0->type == REDIS_REPLY_ARRAY && e0->elements >= 1 &&
-                    e0->element[0]->type == REDIS_REPLY_STRING && e0->element[0]->len < 64)
-                    snprintf(from, sizeof from, "%s", e0->element[0]->str);
-            }
-            pthread_mutex_lock(&f->mu);
-            snprintf(f->last_id, sizeof f->last_id, "%s", from);
-            save_state(f);
-            pthread_mutex_unlock(&f->mu);
-        }
+        size_t n = bg__fleet_read_reply(f, r, from, sizeof from);
         freeReplyObject(r);
         since_snap += n;
         if (since_snap >= f->snapshot_every) {
@@ -983,8 +930,7 @@ static void *read_main(void *arg)
             atomic_store(&f->in_sync, 1);
         }
     }
-    if (c)
-        redisFree(c);
+    bg__fleet_link_close(l);
     return NULL;
 }
 
@@ -1010,6 +956,12 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
     snprintf(f->snap_key, sizeof f->snap_key, "%s:snapshot", f->key);
     if (rc == BG_OK && opts->password_file)
         rc = read_password(f, opts->password_file, err);
+    if (rc == BG_OK && f->tls_url)
+        rc = bg__fleet_tls_create(opts->ca_file, opts->cert_file, opts->key_file, &f->tls, err);
+    else if (rc == BG_OK && (opts->ca_file || opts->cert_file || opts->key_file))
+        rc = bg_err_set(err, BG_EINVAL,
+                        "--fleet-ca, --fleet-cert and --fleet-key are for TLS: use a rediss:// "
+                        "URL in --fleet, or drop them");
     if (rc == BG_OK && bg_siphash_key_random(f->map_key) != BG_OK)
         rc = bg_err_set(err, BG_EIO, "fleet: getrandom failed");
     if (rc == BG_OK)
@@ -1029,8 +981,8 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
     atomic_store(&f->caught_up_ms, mono_ms());
     f->hooks.ctx = f;
     f->hooks.stored = stored_hook;
-    BG_INFO("fleet", "node %s, stream %s on %s:%d, outbox position %" PRIu64, f->node, f->key,
-            f->host, f->port, f->shipped);
+    BG_INFO("fleet", "node %s, stream %s on %s://%s:%d, outbox position %" PRIu64, f->node, f->key,
+            f->tls ? "rediss" : "redis", f->host, f->port, f->shipped);
     *out = f;
     return BG_OK;
 }
@@ -1076,11 +1028,16 @@ static void collect(void *arg, bg_metrics_writer *w)
     }
 }
 
-int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_metrics *m, bg_err *err)
+void bg__fleet_attach(bg_fleet *f, bg_engine *e, bg_policy_store *store)
 {
     f->engine = e;
     f->store = store;
     order_replay(f);
+}
+
+int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_metrics *m, bg_err *err)
+{
+    bg__fleet_attach(f, e, store);
     if (m && bg_metrics_add_collector(m, collect, f) != BG_OK)
         return bg_err_set(err, BG_ENOMEM, "fleet: out of memory registering its metrics");
     f->metrics = m;
@@ -1125,6 +1082,7 @@ void bg_fleet_destroy(bg_fleet *f)
     free(f->slots);
     if (f->order_fd >= 0)
         close(f->order_fd);
+    bg__fleet_tls_destroy(f->tls);
     memset(f->password, 0, sizeof f->password);
     pthread_mutex_destroy(&f->map_mu);
     pthread_cond_destroy(&f->cv);

@@ -2,7 +2,10 @@
  * fleet.h — fleet mode: one posterior per agent deployment through a Redis
  * stream (docs/FLEET.md is the design; this header is the contract).
  *
- * Every sidecar of a deployment runs with --fleet redis://HOST:PORT/KEY.
+ * Every sidecar of a deployment runs with --fleet redis://HOST:PORT/KEY,
+ * or rediss://HOST:PORT/KEY for TLS (fleet_link.c: OpenSSL, the server
+ * verified against --fleet-ca by name or IP, TLS 1.2+, an optional client
+ * certificate --fleet-cert/--fleet-key).
  *
  *   ids      an observation's fleet id is "<node>-<lsn>": node is this
  *            sidecar's id (16 hex digits, made on first start and kept in
@@ -72,8 +75,11 @@
 #define BG_FLEET_RECORD_MAX (1u << 20)
 
 typedef struct bg_fleet_opts {
-    const char *url;           /* redis://[USER@]HOST:PORT/KEY */
+    const char *url;           /* redis[s]://[USER@]HOST:PORT/KEY */
     const char *password_file; /* NULL: no AUTH */
+    const char *ca_file;       /* rediss://: required, PEM CAs to verify Redis against */
+    const char *cert_file;     /* rediss://: the client certificate (PEM), with key_file */
+    const char *key_file;      /* its private key (PEM, mode 0600); NULL: no client cert */
     const char *data_dir;      /* required */
     uint64_t maxlen;           /* XADD MAXLEN ~ maxlen; 0: no trim */
     uint64_t snapshot_every;   /* publish the snapshot after this many entries; 0: 10000 */
