@@ -23,8 +23,9 @@
  *            drop the copy by id), never skips.
  *   inbox    the reader thread XREADs the stream (BLOCK) and, per entry:
  *            its own -> settle it (engine: the stream's order); an id
- *            already applied (the set is rebuilt from the local log, where
- *            each applied observation is stored with its id) -> settle;
+ *            already applied (a high-water mark per node, fleet_ids.c,
+ *            rebuilt from the local log, where each applied observation is
+ *            stored with its id; nodes ship their ids in order) -> count;
  *            else apply it through the engine with the policy of that name
  *            (the limits of a local Observe). At start it reads the stream
  *            from its beginning (what is retained) to restore the stream
@@ -60,6 +61,8 @@
  *   bayesguard_fleet_connected                      gauge (0 or 1)
  *   bayesguard_fleet_entries_total{result}          counter: shipped, applied,
  *     duplicate, refused, revision_mismatch
+ *   bayesguard_fleet_state_bytes{part}              gauge: applied_ids, id_index,
+ *     order_file
  */
 #ifndef BG_FLEET_H
 #define BG_FLEET_H
@@ -114,6 +117,13 @@ typedef struct bg_fleet_lag {
     uint64_t refused;           /* entries not applied: no such policy, bad entry, engine refusal */
     uint64_t revision_mismatch; /* applied though the peer's model differs */
     uint64_t reconnects;
+    /* Memory and disk the fleet's state holds (docs/FLEET.md, Bounded
+     * state): the applied set (a high-water mark per node, and the few
+     * peers' observations replayed unsettled), the snapshot's index of
+     * peers' ids (20 bytes per peer observation held), fleet.order. */
+    uint64_t applied_ids_bytes;
+    uint64_t id_index_bytes;
+    uint64_t order_bytes;
 } bg_fleet_lag;
 
 /* Any thread. f NULL: all zero. */

@@ -10,7 +10,10 @@
  *   fleet_wire.c  the bytes Redis hands back, decoded without I/O: a
  *                 stream entry's fields (XREAD) and the BGFSNAP1 snapshot.
  *                 Pure functions, so tests/fuzz feeds them directly.
- *   fleet.c       the rest: ids, outbox, reader, applied set, lifecycle.
+ *   fleet_ids.c   which peers' observations are held: a high-water mark per
+ *                 node, the snapshot's index, the unsettled few.
+ *   fleet_order.c fleet.order, the settle journal, and its compaction.
+ *   fleet.c       the rest: node id, outbox, reader, snapshot, lifecycle.
  */
 #ifndef BG_FLEET_PRIV_H
 #define BG_FLEET_PRIV_H
@@ -56,6 +59,71 @@ const char *bg__fleet_link_error(bg__fleet_link *l);
 /* Frees the context, stops and joins the pump. NULL: no-op. */
 void bg__fleet_link_close(bg__fleet_link *l);
 
+/* --------------------------------------------------------------- ids
+ * fleet_ids.c's header comment is the design: applied(node, lsn) <=>
+ * lsn < hwm[node]. */
+
+/* The most nodes a fleet may have (ids of more are refused, counted): the
+ * applied set is O(nodes), and whoever writes the stream picks node ids. */
+#define BG_FLEET_NODES_MAX 4096u
+
+typedef struct bg__fleet_ids bg__fleet_ids;
+
+/* "<16 lowercase hex>-<decimal, no leading zero>": 0 with node and lsn;
+ * -1 for anything else. */
+int bg__fleet_id_parse(const char *fid, uint64_t *node, uint64_t *lsn);
+
+/* new: destroy; NULL when out of memory. journaled_below: local record
+ * numbers below it have their settle in fleet.order. */
+bg__fleet_ids *bg__fleet_ids_create(uint64_t journaled_below);
+void bg__fleet_ids_destroy(bg__fleet_ids *t);
+
+/* 1 when (node, plsn) is stored here. */
+int bg__fleet_ids_applied(bg__fleet_ids *t, uint64_t node, uint64_t plsn);
+/* on: applied() compares with the marks as they are now, until off (a
+ * snapshot is being applied: its ids are in order per session only). */
+void bg__fleet_ids_freeze(bg__fleet_ids *t, int on);
+/* 1 when an id of node could be added (known, or fewer than NODES_MAX). */
+int bg__fleet_ids_room(bg__fleet_ids *t, uint64_t node);
+/* The stored hook: peer observation (node, plsn) is local record lsn
+ * (replayed: at start). 0; -1 out of memory; -2 too many nodes. */
+int bg__fleet_ids_add(bg__fleet_ids *t, uint64_t node, uint64_t plsn, uint64_t lsn, int replayed);
+/* 1 and *lsn when (node, plsn) was replayed without its settle in
+ * fleet.order (forgotten by the call: settle it now). */
+int bg__fleet_ids_unsettled_take(bg__fleet_ids *t, uint64_t node, uint64_t plsn, uint64_t *lsn);
+/* 1 and the fleet id of local record lsn in buf when it is a peer's. */
+int bg__fleet_ids_fid_of(bg__fleet_ids *t, uint64_t lsn, char *buf, size_t len);
+/* Bytes held: the applied set (nodes, unsettled) and the index. */
+void bg__fleet_ids_bytes(bg__fleet_ids *t, uint64_t *applied, uint64_t *index);
+
+/* ------------------------------------------------------- fleet.order
+ * The settle journal (fleet_order.c): one record per observation as it
+ * joins a session's settled prefix, so that a restart restores the stream
+ * order even when Redis no longer holds those entries. Appended by the
+ * reader thread only; replayed at start; compacted by the reader. */
+typedef struct bg__fleet_order bg__fleet_order;
+
+/* new: close. Opens (creates) dir/fleet.order; *journaled_below: one past
+ * the largest record number in it (0: none). */
+int bg__fleet_order_open(const char *dir, bg__fleet_order **out, uint64_t *journaled_below,
+                         bg_err *err);
+void bg__fleet_order_close(bg__fleet_order *o);
+/* One settle. A failed write is logged (the stream re-settles at start). */
+void bg__fleet_order_append(bg__fleet_order *o, uint64_t lsn, const char *policy,
+                            const char *session);
+/* Calls settle for every journaled observation in order; returns how many. */
+uint64_t bg__fleet_order_replay(bg__fleet_order *o,
+                                void (*settle)(void *ctx, const char *policy, const char *session,
+                                               uint64_t lsn),
+                                void *ctx);
+/* Rewrites the journal from the engine's settled prefixes (compact
+ * encoding) when it has grown past twice its last compacted size plus
+ * BG_FLEET_ORDER_SLACK bytes. Reader thread, between batches. */
+#define BG_FLEET_ORDER_SLACK (64u * 1024u)
+void bg__fleet_order_maybe_compact(bg__fleet_order *o, bg_engine *e);
+/* Its size in bytes now. */
+uint64_t bg__fleet_order_bytes(bg__fleet_order *o);
+
 /* -------------------------------------------------------------- wire */
 
 /* A stream entry's fields, borrowed from the reply they were read from. */
@@ -99,6 +167,8 @@ typedef struct bg__fleet_buf {
     size_t len, cap;
 } bg__fleet_buf;
 int bg__fleet_buf_put(bg__fleet_buf *b, const void *d, size_t n);
+/* Appends bytes as they are. BG_ENOMEM leaves b as it was. */
+int bg__fleet_buf_raw(bg__fleet_buf *b, const void *d, size_t n);
 
 /* ------------------------------------------------- fleet.c's inbox
  * What the reader thread does with what Redis returned, without Redis: for

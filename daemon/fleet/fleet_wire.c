@@ -55,13 +55,11 @@ int bg__fleet_entry_parse(const redisReply *e, bg__fleet_entry *out)
     return out->id && out->policy && out->session && out->obs && out->origin ? 0 : -1;
 }
 
-int bg__fleet_buf_put(bg__fleet_buf *b, const void *d, size_t n)
+int bg__fleet_buf_raw(bg__fleet_buf *b, const void *d, size_t n)
 {
-    if (n > UINT32_MAX)
-        return BG_EINVAL;
-    if (b->len + n + 4 > b->cap) {
+    if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 4)
+        while (cap < b->len + n)
             cap *= 2;
         uint8_t *q = realloc(b->p, cap);
         if (!q)
@@ -69,13 +67,21 @@ int bg__fleet_buf_put(bg__fleet_buf *b, const void *d, size_t n)
         b->p = q;
         b->cap = cap;
     }
-    uint32_t l = (uint32_t)n;
-    for (int i = 0; i < 4; i++)
-        b->p[b->len++] = (uint8_t)(l >> (8 * i));
     if (n)
         memcpy(b->p + b->len, d, n);
     b->len += n;
     return BG_OK;
+}
+
+int bg__fleet_buf_put(bg__fleet_buf *b, const void *d, size_t n)
+{
+    if (n > UINT32_MAX)
+        return BG_EINVAL;
+    uint8_t l4[4];
+    for (int i = 0; i < 4; i++)
+        l4[i] = (uint8_t)((uint32_t)n >> (8 * i));
+    int rc = bg__fleet_buf_raw(b, l4, 4);
+    return rc == BG_OK ? bg__fleet_buf_raw(b, d, n) : rc;
 }
 
 /* The next string of p[*off..len): 0, or -1 when cut short. */

@@ -11,13 +11,16 @@ a real redis-server and real daemons, as in test_fleet.py.
 Run with /usr/bin/python3 (ctest sets the environment)."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_fleet as tf  # noqa: E402
 from test_fleet import ev, fleet_env, obs, sidecar  # noqa: E402
+import bgmetrics  # noqa: E402
 import bgtest  # noqa: E402
+from bgtest import guard_pb2, wait_for  # noqa: E402
 
 
 def cli(*args):
@@ -102,5 +105,107 @@ def test_repair_refuses_on_a_fleet_dir_unless_reset():
             a.cleanup()
 
 
+def resp(port, *args):
+    """One Redis command, its reply parsed (bulk strings as bytes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"".join([b"*%d\r\n" % len(args)] + [
+            b"$%d\r\n%s\r\n" % (len(a), a) for a in
+            (x.encode() if isinstance(x, str) else x for x in args)]))
+        f = c.makefile("rb")
+
+        def one():
+            line = f.readline()[:-2]
+            t, rest = line[:1], line[1:]
+            if t == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2]
+            if t == b"*":
+                n = int(rest)
+                return None if n < 0 else [one() for _ in range(n)]
+            if t == b":":
+                return int(rest)
+            if t == b"-":
+                raise AssertionError("redis: %s" % rest)
+            return rest
+        return one()
+
+
+def fleet_status(d):
+    return d.call("Status", guard_pb2.StatusRequest()).fleet
+
+
+def replay_attack(r, entry):
+    """XADD a copy of an old entry's fields (a new stream id, the old fleet id)."""
+    resp(r.port, "XADD", "fleet", "*", *entry[1])
+
+
+def test_bounded_state_and_replayed_entries():
+    n_obs = int(os.environ.get("BG_FLEET_STATE_OBS", "20000"))
+    with fleet_env() as (tmp, r, pol):
+        m = ["--metrics-listen", "127.0.0.1:0"]
+        with sidecar(tmp, "a", pol, r) as a, sidecar(tmp, "b", pol, r, args=m) as b:
+            stub = a.channel().stream_unary(
+                "/bayesguard.v1.Guard/ObserveStream",
+                request_serializer=guard_pb2.ObserveRequest.SerializeToString,
+                response_deserializer=guard_pb2.ObserveStreamResponse.FromString)
+            counts = {"b%d" % k: 0 for k in range(8)}
+            for start in range(0, n_obs, 500):
+                batch = []
+                for i in range(start, min(n_obs, start + 500)):
+                    s = "b%d" % (i % 8)
+                    counts[s] += 1
+                    batch.append(obs(s, i % 9 == 0))
+                stub(iter(batch), timeout=60)
+            bounds = tf.converged([a, b], counts, timeout=240)
+            st = fleet_status(b)
+            assert st.applied == n_obs and st.refused == 0, st
+            fams = bgmetrics.scrape(bgmetrics.metrics_addr(b))
+            ids = bgmetrics.value(fams, "bayesguard_fleet_state_bytes", part="applied_ids")
+            index = bgmetrics.value(fams, "bayesguard_fleet_state_bytes", part="id_index")
+            assert ids < 4096, "applied-id set %d bytes for %d observations" % (ids, n_obs)
+            assert index <= 2 * 20 * n_obs, index  # 20 B each, capacity doubling
+            limit = 2 * 3 * n_obs + 64 * 1024
+            sizes = {}
+            for d, name in ((a, "a"), (b, "b")):
+                path = os.path.join(tmp, "data-" + name, "fleet.order")
+                sizes[name] = os.path.getsize(path)
+                assert sizes[name] < limit, "%s: fleet.order %d bytes for %d observations, " \
+                    "limit %d" % (name, sizes[name], n_obs, limit)
+            assert bgmetrics.value(fams, "bayesguard_fleet_state_bytes",
+                                   part="order_file") == sizes["b"]
+            assert "fleet.order compacted" in b.log(), "no compaction ran"
+
+            # the attack: old entries XADDed again, one of a's, live
+            old = resp(r.port, "XRANGE", "fleet", "-", "+", "COUNT", "3")
+            assert len(old) == 3, old
+            dup0 = st.duplicates
+            for e in old:
+                replay_attack(r, e)
+            xlen = resp(r.port, "XLEN", "fleet")
+            wait_for(lambda: fleet_status(b).duplicates >= dup0 + 3, 20,
+                     "b to read the replayed entries")
+            st = fleet_status(b)
+            assert st.applied == n_obs and st.refused == 0, st
+            tf.converged([a, b], counts)
+            # after a restart (applied ids rebuilt from the log, order from
+            # the compacted fleet.order), replayed again
+            b.stop()
+            os.unlink(b.ready)
+            b.start()
+            for e in old:
+                replay_attack(r, e)
+            wait_for(lambda: fleet_status(b).duplicates >= xlen + 3, 120,
+                     "b to re-read the stream and the new copies")
+            st = fleet_status(b)
+            assert st.applied == 0 and st.refused == 0, st
+            assert tf.converged([a, b], counts) == bounds
+            print("%d observations: b's applied-id set %d B, id index %d B; fleet.order a %d B, "
+                  "b %d B (limit %d, ~%.1f B per observation); 3 replayed old entries were "
+                  "duplicates live and after a restart; bounds %s bit-identical" % (
+                      n_obs, ids, index, sizes["a"], sizes["b"], limit,
+                      sizes["b"] / n_obs, bounds[:2]))
+
+
 if __name__ == "__main__":
-    bgtest.main([test_repair_refuses_on_a_fleet_dir_unless_reset])
+    bgtest.main([test_repair_refuses_on_a_fleet_dir_unless_reset,
+                 test_bounded_state_and_replayed_entries])
