@@ -329,7 +329,10 @@ static bg__fleet_link *connect_redis(bg_fleet *f, const char *who, int *warned)
 {
     char why[300];
     const char *scheme = f->tls ? "rediss" : "redis";
-    bg__fleet_link *l = bg__fleet_link_open(f->host, f->port, f->tls, 1000, why, sizeof why);
+    /* TLS: TCP, the handshake and a PING within the time (a loaded node's
+     * RSA handshake can take a few hundred ms) */
+    bg__fleet_link *l =
+        bg__fleet_link_open(f->host, f->port, f->tls, f->tls ? 3000 : 1000, why, sizeof why);
     if (l) {
         redisContext *c = bg__fleet_link_ctx(l);
         if (f->password[0]) {
