@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_fleet as tf  # noqa: E402
@@ -139,44 +140,60 @@ def replay_attack(r, entry):
     resp(r.port, "XADD", "fleet", "*", *entry[1])
 
 
+def observe_stream(d, reqs):
+    stub = d.channel().stream_unary(
+        "/bayesguard.v1.Guard/ObserveStream",
+        request_serializer=guard_pb2.ObserveRequest.SerializeToString,
+        response_deserializer=guard_pb2.ObserveStreamResponse.FromString)
+    for k in range(0, len(reqs), 500):
+        stub(iter(reqs[k:k + 500]), timeout=120)
+
+
 def test_bounded_state_and_replayed_entries():
+    """Observations go to a and b at once (two threads), so each one's
+    local order differs from the stream order and its fleet.order matters;
+    after the checks, Redis restarts empty and b restarts: its stream order
+    comes from the compacted fleet.order alone, the bounds must be the same
+    bits."""
     n_obs = int(os.environ.get("BG_FLEET_STATE_OBS", "20000"))
     with fleet_env() as (tmp, r, pol):
         m = ["--metrics-listen", "127.0.0.1:0"]
         with sidecar(tmp, "a", pol, r) as a, sidecar(tmp, "b", pol, r, args=m) as b:
-            stub = a.channel().stream_unary(
-                "/bayesguard.v1.Guard/ObserveStream",
-                request_serializer=guard_pb2.ObserveRequest.SerializeToString,
-                response_deserializer=guard_pb2.ObserveStreamResponse.FromString)
             counts = {"b%d" % k: 0 for k in range(8)}
-            for start in range(0, n_obs, 500):
-                batch = []
-                for i in range(start, min(n_obs, start + 500)):
-                    s = "b%d" % (i % 8)
-                    counts[s] += 1
-                    batch.append(obs(s, i % 9 == 0))
-                stub(iter(batch), timeout=60)
+            reqs = ([], [])
+            for i in range(n_obs):
+                s = "b%d" % (i % 8)
+                counts[s] += 1
+                reqs[(i // 8) % 2].append(obs(s, i % 9 == 0))  # every session on both
+            ths = [threading.Thread(target=observe_stream, args=(d, q))
+                   for d, q in ((a, reqs[0]), (b, reqs[1]))]
+            for t in ths:
+                t.start()
+            for t in ths:
+                t.join()
             bounds = tf.converged([a, b], counts, timeout=240)
             st = fleet_status(b)
-            assert st.applied == n_obs and st.refused == 0, st
+            assert st.applied == len(reqs[0]) and st.refused == 0, st
             fams = bgmetrics.scrape(bgmetrics.metrics_addr(b))
             ids = bgmetrics.value(fams, "bayesguard_fleet_state_bytes", part="applied_ids")
             index = bgmetrics.value(fams, "bayesguard_fleet_state_bytes", part="id_index")
             assert ids < 4096, "applied-id set %d bytes for %d observations" % (ids, n_obs)
-            assert index <= 2 * 20 * n_obs, index  # 20 B each, capacity doubling
-            limit = 2 * 3 * n_obs + 64 * 1024
+            assert index <= 2 * 20 * len(reqs[0]), index  # 20 B each, capacity doubling
+            limit = 2 * 4 * n_obs + 64 * 1024  # 2 x (compacted, <= 4 B each) + slack
             sizes = {}
             for d, name in ((a, "a"), (b, "b")):
                 path = os.path.join(tmp, "data-" + name, "fleet.order")
                 sizes[name] = os.path.getsize(path)
                 assert sizes[name] < limit, "%s: fleet.order %d bytes for %d observations, " \
                     "limit %d" % (name, sizes[name], n_obs, limit)
+                assert "fleet.order compacted" in d.log(), "%s: no compaction ran" % name
             assert bgmetrics.value(fams, "bayesguard_fleet_state_bytes",
                                    part="order_file") == sizes["b"]
-            assert "fleet.order compacted" in b.log(), "no compaction ran"
 
-            # the attack: old entries XADDed again, one of a's, live
-            old = resp(r.port, "XRANGE", "fleet", "-", "+", "COUNT", "3")
+            # the attack: three of a's old entries XADDed again, live
+            anode = open(os.path.join(tmp, "data-a", "fleet.node")).read().strip().encode()
+            old = [e for e in resp(r.port, "XRANGE", "fleet", "-", "+", "COUNT", "20")
+                   if e[1][e[1].index(b"origin") + 1] == anode][:3]
             assert len(old) == 3, old
             dup0 = st.duplicates
             for e in old:
@@ -185,24 +202,33 @@ def test_bounded_state_and_replayed_entries():
             wait_for(lambda: fleet_status(b).duplicates >= dup0 + 3, 20,
                      "b to read the replayed entries")
             st = fleet_status(b)
-            assert st.applied == n_obs and st.refused == 0, st
+            assert st.applied == len(reqs[0]) and st.refused == 0, st
             tf.converged([a, b], counts)
-            # after a restart (applied ids rebuilt from the log, order from
-            # the compacted fleet.order), replayed again
+            # after a restart (applied ids rebuilt from the log), replayed again
             b.stop()
             os.unlink(b.ready)
             b.start()
             for e in old:
                 replay_attack(r, e)
-            wait_for(lambda: fleet_status(b).duplicates >= xlen + 3, 120,
+            # b re-reads the stream: a's entries (and the 6 copies) are duplicates
+            wait_for(lambda: fleet_status(b).duplicates >= len(reqs[0]) + 6, 120,
                      "b to re-read the stream and the new copies")
             st = fleet_status(b)
             assert st.applied == 0 and st.refused == 0, st
             assert tf.converged([a, b], counts) == bounds
-            print("%d observations: b's applied-id set %d B, id index %d B; fleet.order a %d B, "
-                  "b %d B (limit %d, ~%.1f B per observation); 3 replayed old entries were "
-                  "duplicates live and after a restart; bounds %s bit-identical" % (
-                      n_obs, ids, index, sizes["a"], sizes["b"], limit,
+            # Redis restarted empty, b restarted: its order from fleet.order alone
+            r.stop()
+            r.start()
+            b.stop()
+            os.unlink(b.ready)
+            b.start()
+            assert tf.converged([a, b], counts) == bounds
+            print("%d observations over 2 sidecars at once (stream %d entries + 6 replayed): "
+                  "b's applied-id set %d B, id index %d B; fleet.order a %d B, b %d B (limit "
+                  "%d, ~%.1f B per observation); replayed old entries were duplicates live and "
+                  "after a restart; bounds %s bit-identical, also restarted on an empty Redis "
+                  "(order from the compacted fleet.order)" % (
+                      n_obs, xlen - 3, ids, index, sizes["a"], sizes["b"], limit,
                       sizes["b"] / n_obs, bounds[:2]))
 
 
