@@ -233,6 +233,9 @@ static int make_fleet(daemon_ctx *d)
         return GO_ON;
     bg_fleet_opts fo = {.url = d->s.fleet,
                         .password_file = d->s.fleet_password_file,
+                        .ca_file = d->s.fleet_ca,
+                        .cert_file = d->s.fleet_cert,
+                        .key_file = d->s.fleet_key,
                         .data_dir = d->s.data_dir,
                         .maxlen = (uint64_t)d->s.fleet_maxlen,
                         .snapshot_every = (uint64_t)d->s.fleet_snapshot_every};

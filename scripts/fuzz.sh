@@ -24,7 +24,7 @@ secs=$2
 shift 2
 src=$(cd "$(dirname "$0")/.." && pwd)
 bin=$build/tests/fuzz
-harnesses=${*:-request policy obs_record obs_log obs_segment metrics_http nn_ckpt nn_train_files nn_tok features escalation_log mcp}
+harnesses=${*:-request policy obs_record obs_log obs_segment metrics_http nn_ckpt nn_train_files nn_tok features escalation_log mcp fleet_entry fleet_snapshot policy_test}
 failed=""
 mkdir -p "$build/fuzz/artifacts"
 for h in $harnesses; do

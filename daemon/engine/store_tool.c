@@ -4,9 +4,12 @@
  */
 #include "engine/store_tool.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +127,68 @@ int bg_store_repair(const char *dir, bg_store_problem_cb cb, void *ctx, bg_store
                     bg_err *err)
 {
     return run(dir, 1, cb, ctx, out, err);
+}
+
+/* The fleet's files in a data dir (daemon/fleet/fleet.c names them). */
+static const char *const fleet_files[] = {"fleet.node", "fleet.order", "fleet.state"};
+
+int bg_store_is_fleet(const char *dir)
+{
+    char path[PATH_MAX];
+    for (size_t i = 0; i < sizeof fleet_files / sizeof fleet_files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, fleet_files[i]);
+        if (access(path, F_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* What a fleet reset sets aside: the log's files, the fleet's, receipt.key. */
+static int reset_moves(const char *name)
+{
+    size_t n = strlen(name);
+#define ENDS(s) (n >= sizeof(s) - 1 && strcmp(name + n - (sizeof(s) - 1), s) == 0)
+    int log = (strncmp(name, "obs-", 4) == 0 || strncmp(name, "snapshot-", 9) == 0 ||
+               strcmp(name, BG_OBS_STORE_FILE) == 0 || strcmp(name, "quarantine.bglog") == 0) &&
+              (ENDS(".bglog") || ENDS(".bgsnap") || ENDS(".corrupt") || ENDS(".tmp"));
+#undef ENDS
+    if (log || strcmp(name, "receipt.key") == 0)
+        return 1;
+    for (size_t i = 0; i < sizeof fleet_files / sizeof fleet_files[0]; i++)
+        if (strncmp(name, fleet_files[i], strlen(fleet_files[i])) == 0)
+            return 1; /* with its .tmp */
+    return 0;
+}
+
+int bg_store_fleet_reset(const char *dir, char *moved_to, size_t moved_len, bg_err *err)
+{
+    char aside[PATH_MAX], name[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(name, sizeof name, "fleet-reset-%Y%m%dT%H%M%SZ", &tm);
+    snprintf(aside, sizeof aside, "%s/%s", dir, name);
+    if (mkdir(aside, 0700) != 0)
+        return bg_err_set(err, BG_EIO, "%s: %s", aside, strerror(errno));
+    DIR *d = opendir(dir);
+    if (!d)
+        return bg_err_set(err, BG_EIO, "%s: %s", dir, strerror(errno));
+    int rc = BG_OK;
+    struct dirent *de;
+    while (rc == BG_OK && (de = readdir(d)) != NULL) {
+        if (!reset_moves(de->d_name))
+            continue;
+        char from[PATH_MAX], to[PATH_MAX + 64];
+        snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
+        snprintf(to, sizeof to, "%s/%s", aside, de->d_name);
+        if (rename(from, to) != 0)
+            rc = bg_err_set(err, BG_EIO, "moving %s into %s: %s", from, aside, strerror(errno));
+    }
+    closedir(d);
+    if (rc == BG_OK && (rc = bg__obs_dir_sync(aside, err)) == BG_OK)
+        rc = bg__obs_dir_sync(dir, err);
+    snprintf(moved_to, moved_len, "%s", aside);
+    return rc;
 }
 
 typedef struct scan_ctx {

@@ -54,6 +54,28 @@ int bg_store_verify(const char *dir, bg_store_problem_cb cb, void *ctx, bg_store
 int bg_store_repair(const char *dir, bg_store_problem_cb cb, void *ctx, bg_store_report *out,
                     bg_err *err);
 
+/* Fleet mode and repair (docs/FLEET.md, "store repair"). A fleet sidecar
+ * names its observations by record number; repair renumbers every record
+ * after a dropped one, so on a fleet directory a repair that drops records
+ * would give observations other ids (peers apply them again) and point
+ * fleet.order at other records. The tool therefore refuses it, unless the
+ * operator resets the sidecar's fleet identity, which is what the fleet
+ * procedure was: start as a new node on an empty log and bootstrap from
+ * the fleet's snapshot and stream. */
+
+/* 1 when dir holds fleet mode's files (fleet.node, fleet.order,
+ * fleet.state): a --fleet sidecar's data directory. */
+int bg_store_is_fleet(const char *dir);
+
+/* Moves the observation log (segments, snapshots, quarantine, the
+ * .corrupt originals), the fleet files and receipt.key into a new
+ * dir/fleet-reset-<UTC time>/ (its name in moved_to), then fsyncs both
+ * directories: the next start is a new node with an empty log, which
+ * bootstraps from the fleet. receipt.key goes too, so that receipts minted
+ * before (their single use was recorded in the log set aside) are refused,
+ * not accepted a second time. store.key and escalations.log stay. */
+int bg_store_fleet_reset(const char *dir, char *moved_to, size_t moved_len, bg_err *err);
+
 /* Every record of the log at or after (segment, offset) in replay order
  * (a snapshot's records count as segment 0 offset 0...: give 0, 0 to read
  * everything). The observation is as stored. Stops at corruption (BG_EIO

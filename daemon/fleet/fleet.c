@@ -1,6 +1,6 @@
 /*
  * fleet.c — fleet mode on a Redis stream: the outbox shipper, the stream
- * reader, the set of applied ids, the persisted positions.
+ * reader, the snapshot, the persisted positions.
  *
  * Contract: fleet.h; design: docs/FLEET.md.
  *
@@ -11,9 +11,10 @@
  * only saves work: re-shipping is deduplicated by id, and the reader
  * re-reads the retained stream at start anyway.
  *
- * The applied set (f->map_mu): fleet id -> local lsn of every peer's
- * observation in the local log, filled by the engine's stored hook (at
- * replay and at apply), so "applied" and "stored" are one atomic fact.
+ * The applied set (fleet_ids.c: a high-water mark per node): filled by the
+ * engine's stored hook (at replay and at apply), so "applied" and "stored"
+ * are one atomic fact. The outbox keeps log order (a record that cannot be
+ * queued stops the queue until a restart), which that set relies on.
  *
  * Threads: shipper and reader (one Redis connection each, hiredis's
  * blocking API with timeouts); the stored hook on the storing thread;
@@ -37,14 +38,16 @@
 
 #include "common/bg_log.h"
 #include "common/bg_siphash.h"
+#include "fleet/fleet_priv.h"
 #include "metrics/metrics.h"
 
 #define NODE_FILE "fleet.node"
 #define STATE_FILE "fleet.state"
-#define ORDER_FILE "fleet.order"
 #define READ_COUNT 256
 #define READ_BLOCK_MS 200
 #define SHIP_BATCH 256
+/* Redis's proto-max-bulk-len default: a larger value cannot be stored. */
+#define BG_FLEET_SNAPSHOT_MAX ((size_t)512 * 1024 * 1024 - 4096)
 
 typedef struct outbox_item {
     struct outbox_item *next;
@@ -54,22 +57,19 @@ typedef struct outbox_item {
     size_t len;
 } outbox_item;
 
-typedef struct map_slot {
-    char *fid; /* NULL: empty */
-    uint64_t lsn;
-} map_slot;
-
 struct bg_fleet {
     char host[256];
     int port;
+    int tls_url;        /* rediss:// */
+    bg__fleet_tls *tls; /* rediss://: the CA, client certificate; else NULL */
     char key[256];
     char user[128];
     char password[512]; /* "" : no AUTH */
     char dir[4096];
     char node[17];
     uint64_t maxlen, snapshot_every;
-    int order_fd;       /* fleet.order: the settle journal, appended by the reader */
-    char snap_key[300]; /* <key>:snapshot */
+    bg__fleet_order *order; /* fleet.order: the settle journal (fleet_order.c) */
+    char snap_key[300];     /* <key>:snapshot */
     bg_engine_fleet_hooks hooks;
     bg_engine *engine;      /* borrowed */
     bg_policy_store *store; /* borrowed */
@@ -82,10 +82,9 @@ struct bg_fleet {
     char last_id[64];
     int stop;
 
-    pthread_mutex_t map_mu;
-    map_slot *slots;
-    size_t n_slots, n_used;
-    uint8_t map_key[BG_SIPHASH_KEY_BYTES];
+    bg__fleet_ids *ids;  /* the applied set (fleet_ids.c) */
+    uint64_t stored_lsn; /* the record number of the last peer observation stored */
+    int outbox_stopped;  /* a record could not be queued: queue none after it */
 
     pthread_t ship_th, read_th;
     int started;
@@ -107,16 +106,12 @@ static int64_t mono_ms(void)
 
 static int parse_url(bg_fleet *f, const char *url, bg_err *err)
 {
-    const char *hint = "expected redis://[USER@]HOST:PORT/KEY (docs/FLEET.md)";
-    if (strncmp(url, "rediss://", 9) == 0)
-        return bg_err_set(err, BG_EINVAL,
-                          "--fleet %s: TLS (rediss://) needs hiredis with SSL, which Debian 12's "
-                          "libhiredis 0.14 lacks; use redis:// inside a network policy or a TLS "
-                          "tunnel (docs/FLEET.md, Security)",
-                          url);
-    if (strncmp(url, "redis://", 8) != 0)
+    const char *hint = "expected redis://[USER@]HOST:PORT/KEY or rediss://... for TLS "
+                       "(docs/FLEET.md)";
+    f->tls_url = strncmp(url, "rediss://", 9) == 0;
+    if (!f->tls_url && strncmp(url, "redis://", 8) != 0)
         return bg_err_set(err, BG_EINVAL, "--fleet %s: not a redis:// URL; %s", url, hint);
-    const char *p = url + 8;
+    const char *p = url + (f->tls_url ? 9 : 8);
     const char *at = strchr(p, '@');
     const char *slash = strchr(p, '/');
     if (at && (!slash || at < slash)) {
@@ -239,64 +234,6 @@ static void save_state(bg_fleet *f)
                 strerror(errno));
 }
 
-/* ------------------------------------------------------ the applied set */
-
-static uint64_t map_hash(bg_fleet *f, const char *fid)
-{
-    return bg_siphash24(f->map_key, fid, strlen(fid));
-}
-
-/* Caller holds map_mu. Returns the slot of fid, or the empty one it would take. */
-static map_slot *map_find(bg_fleet *f, const char *fid)
-{
-    size_t mask = f->n_slots - 1;
-    for (size_t i = map_hash(f, fid) & mask;; i = (i + 1) & mask)
-        if (!f->slots[i].fid || strcmp(f->slots[i].fid, fid) == 0)
-            return &f->slots[i];
-}
-
-/* Caller holds map_mu. 0, or -1 when out of memory. */
-static int map_put(bg_fleet *f, const char *fid, uint64_t lsn)
-{
-    if ((f->n_used + 1) * 4 > f->n_slots * 3) {
-        size_t n = f->n_slots ? f->n_slots * 2 : 1024;
-        map_slot *old = f->slots, *nw = calloc(n, sizeof *nw);
-        if (!nw)
-            return -1;
-        size_t on = f->n_slots;
-        f->slots = nw;
-        f->n_slots = n;
-        for (size_t i = 0; i < on; i++)
-            if (old[i].fid)
-                *map_find(f, old[i].fid) = old[i];
-        free(old);
-    }
-    map_slot *s = map_find(f, fid);
-    if (s->fid)
-        return 0;
-    if (!(s->fid = strdup(fid)))
-        return -1;
-    s->lsn = lsn;
-    f->n_used++;
-    return 0;
-}
-
-/* 1 and *lsn when fid was applied. */
-static int map_get(bg_fleet *f, const char *fid, uint64_t *lsn)
-{
-    pthread_mutex_lock(&f->map_mu);
-    int found = 0;
-    if (f->n_slots) {
-        map_slot *s = map_find(f, fid);
-        if (s->fid) {
-            *lsn = s->lsn;
-            found = 1;
-        }
-    }
-    pthread_mutex_unlock(&f->map_mu);
-    return found;
-}
-
 /* ------------------------------------------------------------ the hook */
 
 static void stored_hook(void *ctx, uint64_t lsn, const char *guard, const char *session,
@@ -304,14 +241,20 @@ static void stored_hook(void *ctx, uint64_t lsn, const char *guard, const char *
 {
     bg_fleet *f = ctx;
     if (rc && (rc->flags & BG_OBS_RECEIPT_FLEET)) {
-        pthread_mutex_lock(&f->map_mu);
-        if (map_put(f, rc->id, lsn) != 0)
-            BG_WARN("fleet", "out of memory remembering applied id %s", rc->id);
-        pthread_mutex_unlock(&f->map_mu);
+        uint64_t node, plsn;
+        int r = bg__fleet_id_parse(rc->id, &node, &plsn);
+        if (r == 0)
+            r = bg__fleet_ids_add(f->ids, node, plsn, lsn, replayed);
+        if (r != 0)
+            BG_WARN("fleet", "record %" PRIu64 ": fleet id %.64s not remembered (%s)", lsn, rc->id,
+                    r == -2   ? "more nodes than BG_FLEET_NODES_MAX"
+                    : r == -1 ? "out of memory"
+                              : "not <node>-<lsn>");
+        f->stored_lsn = lsn;
         return;
     }
     pthread_mutex_lock(&f->mu);
-    if (replayed && lsn < f->shipped) {
+    if ((replayed && lsn < f->shipped) || f->outbox_stopped) {
         pthread_mutex_unlock(&f->mu);
         return;
     }
@@ -330,9 +273,15 @@ static void stored_hook(void *ctx, uint64_t lsn, const char *guard, const char *
             free(it->rec);
             free(it);
         }
+        /* Skipping it would ship later records first, and peers take a
+         * node's ids in order (fleet_ids.c): queue nothing more; the
+         * replay of a restart queues from the outbox position on. */
+        f->outbox_stopped = 1;
         pthread_mutex_unlock(&f->mu);
-        BG_WARN("fleet", "out of memory queueing record %" PRIu64 " (shipped after a restart)",
-                lsn);
+        BG_ERROR("fleet",
+                 "out of memory queueing record %" PRIu64
+                 ": shipping stops at it until a restart (the log keeps every record)",
+                 lsn);
         return;
     }
     memcpy(it->rec, rec, len);
@@ -375,40 +324,51 @@ static int stopping(bg_fleet *f)
     return s;
 }
 
-/* A connected, authenticated context, or NULL (logged once per outage). */
-static redisContext *connect_redis(bg_fleet *f, const char *who, int *warned)
+/* A connected, authenticated link, or NULL (logged once per outage). */
+static bg__fleet_link *connect_redis(bg_fleet *f, const char *who, int *warned)
 {
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout(f->host, f->port, tv);
-    if (c && !c->err) {
-        struct timeval ct = {2, 0};
-        redisSetTimeout(c, ct);
+    char why[300];
+    const char *scheme = f->tls ? "rediss" : "redis";
+    /* TLS: TCP, the handshake and a PING within the time (a loaded node's
+     * RSA handshake can take a few hundred ms) */
+    bg__fleet_link *l =
+        bg__fleet_link_open(f->host, f->port, f->tls, f->tls ? 3000 : 1000, why, sizeof why);
+    if (l) {
+        redisContext *c = bg__fleet_link_ctx(l);
         if (f->password[0]) {
             redisReply *r = f->user[0] ? redisCommand(c, "AUTH %s %s", f->user, f->password)
                                        : redisCommand(c, "AUTH %s", f->password);
             int ok = r && r->type != REDIS_REPLY_ERROR;
-            if (!*warned && r && !ok)
-                BG_WARN("fleet", "%s: redis %s:%d refused AUTH: %s", who, f->host, f->port, r->str);
+            if (!*warned && !ok)
+                BG_WARN("fleet", "%s: %s://%s:%d refused AUTH: %s", who, scheme, f->host, f->port,
+                        r ? r->str : c->errstr);
             if (r)
                 freeReplyObject(r);
             if (!ok) {
-                redisFree(c);
+                bg__fleet_link_close(l);
                 *warned = 1;
                 return NULL;
             }
         }
         if (*warned)
-            BG_INFO("fleet", "%s: connected to redis %s:%d", who, f->host, f->port);
+            BG_INFO("fleet", "%s: connected to %s://%s:%d", who, scheme, f->host, f->port);
         *warned = 0;
-        return c;
+        return l;
     }
     if (!*warned)
-        BG_WARN("fleet", "%s: redis %s:%d: %s (retrying with backoff; observations are kept)", who,
-                f->host, f->port, c ? c->errstr : "out of memory");
+        BG_WARN("fleet", "%s: %s://%s:%d: %s (retrying with backoff; observations are kept)", who,
+                scheme, f->host, f->port, why);
     *warned = 1;
-    if (c)
-        redisFree(c);
     return NULL;
+}
+
+/* Why a command on l failed: the TLS pump's reason when it stopped, else
+ * hiredis's. */
+static const char *link_why(bg__fleet_link *l)
+{
+    const char *w = bg__fleet_link_error(l);
+    redisContext *c = bg__fleet_link_ctx(l);
+    return w[0] ? w : c->errstr[0] ? c->errstr : "connection lost";
 }
 
 /* ------------------------------------------------------------ shipper */
@@ -482,7 +442,7 @@ static size_t ship_batch(bg_fleet *f, redisContext *c, outbox_item **items, size
 static void *ship_main(void *arg)
 {
     bg_fleet *f = arg;
-    redisContext *c = NULL;
+    bg__fleet_link *l = NULL;
     int warned = 0;
     int64_t backoff = 50;
     outbox_item *batch[SHIP_BATCH];
@@ -497,7 +457,7 @@ static void *ship_main(void *arg)
         pthread_mutex_unlock(&f->mu);
         if (stop)
             break;
-        if (!c && !(c = connect_redis(f, "shipper", &warned))) {
+        if (!l && !(l = connect_redis(f, "shipper", &warned))) {
             atomic_store(&f->ship_up, 0);
             if (nap(f, backoff))
                 break;
@@ -506,10 +466,11 @@ static void *ship_main(void *arg)
         }
         atomic_store(&f->ship_up, 1);
         backoff = 50;
-        size_t ok = ship_batch(f, c, batch, n);
+        size_t ok = ship_batch(f, bg__fleet_link_ctx(l), batch, n);
         if (ok < n) {
-            redisFree(c);
-            c = NULL;
+            BG_DEBUG("fleet", "shipper: %s", link_why(l));
+            bg__fleet_link_close(l);
+            l = NULL;
             atomic_store(&f->ship_up, 0);
             atomic_fetch_add(&f->reconnects_n, 1);
         }
@@ -533,49 +494,11 @@ static void *ship_main(void *arg)
         atomic_fetch_sub(&f->pending_out, ok);
         atomic_fetch_add(&f->shipped_n, ok);
     }
-    if (c)
-        redisFree(c);
+    bg__fleet_link_close(l);
     return NULL;
 }
 
 /* ------------------------------------------------------------- reader */
-
-typedef struct entry {
-    const char *sid;
-    const char *id, *policy, *revision, *session, *origin;
-    const char *obs;
-    size_t obs_len;
-} entry;
-
-static int entry_parse(const redisReply *e, entry *out)
-{
-    memset(out, 0, sizeof *out);
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
-        return -1;
-    out->sid = e->element[0]->str;
-    const redisReply *kv = e->element[1];
-    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
-        const redisReply *k = kv->element[i], *v = kv->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            return -1;
-        if (!strcmp(k->str, "id"))
-            out->id = v->str;
-        else if (!strcmp(k->str, "policy"))
-            out->policy = v->str;
-        else if (!strcmp(k->str, "revision"))
-            out->revision = v->str;
-        else if (!strcmp(k->str, "session"))
-            out->session = v->str;
-        else if (!strcmp(k->str, "origin"))
-            out->origin = v->str;
-        else if (!strcmp(k->str, "obs")) {
-            out->obs = v->str;
-            out->obs_len = v->len;
-        }
-    }
-    return out->id && out->policy && out->session && out->obs && out->origin ? 0 : -1;
-}
 
 static void refuse(bg_fleet *f, const char *sid, const char *what)
 {
@@ -583,88 +506,46 @@ static void refuse(bg_fleet *f, const char *sid, const char *what)
     BG_WARN("fleet", "stream entry %s: %s (not applied; counted in fleet refused)", sid, what);
 }
 
-/* The settle journal (fleet.order): one record per observation as it
- * joins a session's settled prefix, so a restart restores the stream order
- * even when Redis no longer holds those entries (restarted empty, or
- * trimmed). Record: u64 LE lsn | u32 LE len | policy | u32 LE len |
- * session. One write(2) each, no fsync: a tail lost in a crash is
- * re-settled from the stream when it is still there. */
-static void order_append(bg_fleet *f, uint64_t lsn, const char *policy, const char *session)
+static void order_settle(void *ctx, const char *policy, const char *session, uint64_t lsn)
 {
-    size_t pl = strlen(policy), sl = strlen(session);
-    uint8_t *b = malloc(16 + pl + sl);
-    if (!b)
-        return;
-    size_t o = 0;
-    for (int i = 0; i < 8; i++)
-        b[o++] = (uint8_t)(lsn >> (8 * i));
-    for (int i = 0; i < 4; i++)
-        b[o++] = (uint8_t)((uint32_t)pl >> (8 * i));
-    memcpy(b + o, policy, pl);
-    o += pl;
-    for (int i = 0; i < 4; i++)
-        b[o++] = (uint8_t)((uint32_t)sl >> (8 * i));
-    memcpy(b + o, session, sl);
-    o += sl;
-    if (write(f->order_fd, b, o) != (ssize_t)o)
-        BG_WARN("fleet", "%s/%s: %s (the order is restored from the stream at restart)", f->dir,
-                ORDER_FILE, strerror(errno));
-    free(b);
-}
-
-static uint64_t le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
+    bg_fleet *f = ctx;
+    (void)bg_engine_fleet_settle(f->engine, policy, session, lsn);
 }
 
 /* Settle every journaled observation in its order (start, before the
- * reader runs). A cut-short last record is ignored. */
+ * reader runs). */
 static void order_replay(bg_fleet *f)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", f->dir, ORDER_FILE);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return;
-    uint8_t hdr[12];
-    char pol[256], ses[1024];
-    uint64_t n = 0;
-    while (fread(hdr, 1, 12, fp) == 12) {
-        uint64_t lsn = le(hdr, 8);
-        size_t pl = (size_t)le(hdr + 8, 4), sl;
-        uint8_t l4[4];
-        if (pl >= sizeof pol || fread(pol, 1, pl, fp) != pl || fread(l4, 1, 4, fp) != 4 ||
-            (sl = (size_t)le(l4, 4)) >= sizeof ses || fread(ses, 1, sl, fp) != sl)
-            break;
-        pol[pl] = 0;
-        ses[sl] = 0;
-        (void)bg_engine_fleet_settle(f->engine, pol, ses, lsn);
-        n++;
-    }
-    fclose(fp);
-    BG_INFO("fleet", "stream order restored for %" PRIu64 " observations from %s", n, path);
+    uint64_t n = bg__fleet_order_replay(f->order, order_settle, f);
+    BG_INFO("fleet", "stream order restored for %" PRIu64 " observations from %s/fleet.order", n,
+            f->dir);
 }
 
 /* One observation of the stream (or of the snapshot), by the rules of
  * fleet.h's inbox. revision may be NULL (the snapshot carries none). */
-static void apply_one(bg_fleet *f, const entry *en)
+static void apply_one(bg_fleet *f, const bg__fleet_entry *en)
 {
-    uint64_t lsn;
-    /* Our own: "<node>-<lsn>". */
-    if (strlen(en->id) > 17 && strncmp(en->id, f->node, 16) == 0 && en->id[16] == '-') {
-        char *end;
-        unsigned long long v = strtoull(en->id + 17, &end, 10);
-        if (*end == 0 && bg_engine_fleet_settle(f->engine, en->policy, en->session, v) == BG_OK)
-            order_append(f, v, en->policy, en->session);
+    uint64_t node, plsn, lsn;
+    if (bg__fleet_id_parse(en->id, &node, &plsn) != 0) {
+        refuse(f, en->sid, "id is not <16 hex digits>-<record number>");
         return;
     }
-    if (map_get(f, en->id, &lsn)) {
+    /* Our own. */
+    if (strncmp(en->id, f->node, 16) == 0) {
+        if (bg_engine_fleet_settle(f->engine, en->policy, en->session, plsn) == BG_OK)
+            bg__fleet_order_append(f->order, plsn, en->policy, en->session);
+        return;
+    }
+    if (bg__fleet_ids_applied(f->ids, node, plsn)) {
         atomic_fetch_add(&f->dup_n, 1);
-        if (bg_engine_fleet_settle(f->engine, en->policy, en->session, lsn) == BG_OK)
-            order_append(f, lsn, en->policy, en->session);
+        /* settled at apply, or by fleet.order at start; else now */
+        if (bg__fleet_ids_unsettled_take(f->ids, node, plsn, &lsn) &&
+            bg_engine_fleet_settle(f->engine, en->policy, en->session, lsn) == BG_OK)
+            bg__fleet_order_append(f->order, lsn, en->policy, en->session);
+        return;
+    }
+    if (!bg__fleet_ids_room(f->ids, node)) {
+        refuse(f, en->sid, "from a node past BG_FLEET_NODES_MAX nodes");
         return;
     }
     if (en->obs_len > BG_FLEET_RECORD_MAX) {
@@ -688,8 +569,8 @@ static void apply_one(bg_fleet *f, const entry *en)
         if (bg_engine_fleet_apply(f->engine, &p->guard, en->id, (const uint8_t *)en->obs,
                                   en->obs_len, &err) == BG_OK) {
             atomic_fetch_add(&f->applied_n, 1);
-            if (map_get(f, en->id, &lsn)) /* the stored hook put it there */
-                order_append(f, lsn, en->policy, en->session);
+            /* the stored hook ran on this thread, inside the apply */
+            bg__fleet_order_append(f->order, f->stored_lsn, en->policy, en->session);
         } else
             refuse(f, en->sid, err.msg);
     }
@@ -698,8 +579,8 @@ static void apply_one(bg_fleet *f, const entry *en)
 
 static void apply_entry(bg_fleet *f, const redisReply *raw)
 {
-    entry en;
-    if (entry_parse(raw, &en) != 0) {
+    bg__fleet_entry en;
+    if (bg__fleet_entry_parse(raw, &en) != 0) {
         refuse(f,
                raw->type == REDIS_REPLY_ARRAY && raw->elements > 0 &&
                        raw->element[0]->type == REDIS_REPLY_STRING
@@ -713,96 +594,26 @@ static void apply_entry(bg_fleet *f, const redisReply *raw)
 
 /* ------------------------------------------------------------ snapshot */
 
-#define SNAP_MAGIC "BGFSNAP1"
-
 typedef struct snap_buf {
     bg_fleet *f;
-    uint8_t *p;
-    size_t len, cap;
-    uint64_t *rev_lsn; /* peers' observations: lsn -> fid, sorted by lsn */
-    char **rev_fid;
-    size_t n_rev;
+    bg__fleet_buf out;
 } snap_buf;
-
-static int snap_put(snap_buf *b, const void *d, size_t n)
-{
-    if (b->len + n + 4 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 4)
-            cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q)
-            return BG_ENOMEM;
-        b->p = q;
-        b->cap = cap;
-    }
-    uint32_t l = (uint32_t)n;
-    for (int i = 0; i < 4; i++)
-        b->p[b->len++] = (uint8_t)(l >> (8 * i));
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    return BG_OK;
-}
 
 static int snap_obs(void *ctx, uint64_t lsn, const char *guard, const char *session,
                     const uint8_t *rec, size_t len)
 {
     snap_buf *b = ctx;
-    char own[64];
-    const char *fid = NULL;
-    size_t lo = 0, hi = b->n_rev;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (b->rev_lsn[mid] < lsn)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < b->n_rev && b->rev_lsn[lo] == lsn)
-        fid = b->rev_fid[lo];
-    else {
-        snprintf(own, sizeof own, "%s-%" PRIu64, b->f->node, lsn);
-        fid = own;
-    }
-    int rc = snap_put(b, fid, strlen(fid));
+    char fid[64];
+    if (!bg__fleet_ids_fid_of(b->f->ids, lsn, fid, sizeof fid)) /* a peer's, or our own */
+        snprintf(fid, sizeof fid, "%s-%" PRIu64, b->f->node, lsn);
+    int rc = bg__fleet_buf_put(&b->out, fid, strlen(fid));
     if (rc == BG_OK)
-        rc = snap_put(b, guard, strlen(guard));
+        rc = bg__fleet_buf_put(&b->out, guard, strlen(guard));
     if (rc == BG_OK)
-        rc = snap_put(b, session, strlen(session));
+        rc = bg__fleet_buf_put(&b->out, session, strlen(session));
     if (rc == BG_OK)
-        rc = snap_put(b, rec, len);
+        rc = bg__fleet_buf_put(&b->out, rec, len);
     return rc;
-}
-
-static int cmp_slot(const void *a, const void *b)
-{
-    const map_slot *x = a, *y = b;
-    return x->lsn < y->lsn ? -1 : x->lsn > y->lsn;
-}
-
-/* The reverse of the applied set, sorted by lsn (borrowing its strings:
- * the map only grows, under map_mu, and the reader is what grows it). */
-static int snap_reverse(bg_fleet *f, snap_buf *b)
-{
-    pthread_mutex_lock(&f->map_mu);
-    map_slot *v = malloc((f->n_used ? f->n_used : 1) * sizeof *v);
-    size_t n = 0;
-    for (size_t i = 0; v && i < f->n_slots; i++)
-        if (f->slots[i].fid)
-            v[n++] = f->slots[i];
-    pthread_mutex_unlock(&f->map_mu);
-    if (!v)
-        return BG_ENOMEM;
-    qsort(v, n, sizeof *v, cmp_slot);
-    b->rev_lsn = malloc((n ? n : 1) * sizeof *b->rev_lsn);
-    b->rev_fid = malloc((n ? n : 1) * sizeof *b->rev_fid);
-    for (size_t i = 0; b->rev_lsn && b->rev_fid && i < n; i++) {
-        b->rev_lsn[i] = v[i].lsn;
-        b->rev_fid[i] = v[i].fid;
-    }
-    b->n_rev = n;
-    free(v);
-    return b->rev_lsn && b->rev_fid ? BG_OK : BG_ENOMEM;
 }
 
 /* Replace KEYS[1] with (id, data) only when id is newer than its own. */
@@ -822,42 +633,115 @@ static const char SNAP_SET_LUA[] =
 static void snapshot_publish(bg_fleet *f, redisContext *c, const char *id)
 {
     snap_buf b = {.f = f};
-    int rc = snap_reverse(f, &b);
-    if (rc == BG_OK && (rc = snap_put(&b, SNAP_MAGIC, 8)) == BG_OK)
+    int rc = bg__fleet_buf_put(&b.out, BG_FLEET_SNAP_MAGIC, 8);
+    if (rc == BG_OK)
         rc = bg_engine_fleet_export(f->engine, snap_obs, &b);
-    if (rc == BG_OK) {
-        const char *argv[] = {"EVAL", SNAP_SET_LUA, "1", f->snap_key, id, (const char *)b.p};
-        size_t argl[] = {4, strlen(SNAP_SET_LUA), 1, strlen(f->snap_key), strlen(id), b.len};
+    if (rc == BG_OK && b.out.len > BG_FLEET_SNAPSHOT_MAX) {
+        BG_WARN("fleet",
+                "snapshot at %s: %zu bytes, past Redis's 512 MiB value limit: not published "
+                "(new sidecars need the stream: keep --fleet-maxlen 0)",
+                id, b.out.len);
+        rc = BG_EINVAL;
+    } else if (rc == BG_OK) {
+        const char *argv[] = {"EVAL", SNAP_SET_LUA, "1", f->snap_key, id, (const char *)b.out.p};
+        size_t argl[] = {4, strlen(SNAP_SET_LUA), 1, strlen(f->snap_key), strlen(id), b.out.len};
         redisReply *r = redisCommandArgv(c, 6, argv, argl);
         if (!r || r->type == REDIS_REPLY_ERROR)
             BG_WARN("fleet", "publishing the snapshot at %s: %s", id,
                     r ? r->str : "connection lost");
         else
-            BG_INFO("fleet", "snapshot at %s: %zu bytes%s", id, b.len,
+            BG_INFO("fleet", "snapshot at %s: %zu bytes%s", id, b.out.len,
                     r->type == REDIS_REPLY_INTEGER && r->integer == 0 ? " (a newer one is there)"
                                                                       : "");
         if (r)
             freeReplyObject(r);
-    } else
+    } else if (rc != BG_EINVAL)
         BG_WARN("fleet", "snapshot at %s: out of memory (not published)", id);
-    free(b.p);
-    free(b.rev_lsn);
-    free(b.rev_fid);
+    free(b.out.p);
 }
 
-static int snap_get(const uint8_t *p, size_t len, size_t *off, const char **s, size_t *n)
+typedef struct snap_apply_ctx {
+    bg_fleet *f;
+    const char *sid;
+    uint64_t (*seen)[2]; /* the snapshot's ids so far: open addressing, {0, 0} empty */
+    size_t n_seen, cap_seen;
+    int oom;
+} snap_apply_ctx;
+
+/* 1 when (node, plsn) came earlier in this snapshot; else remembers it. */
+static int snap_seen(snap_apply_ctx *a, uint64_t node, uint64_t plsn)
 {
-    if (len - *off < 4)
-        return -1;
-    uint32_t l = (uint32_t)p[*off] | (uint32_t)p[*off + 1] << 8 | (uint32_t)p[*off + 2] << 16 |
-                 (uint32_t)p[*off + 3] << 24;
-    *off += 4;
-    if (len - *off < l)
-        return -1;
-    *s = (const char *)p + *off;
-    *n = l;
-    *off += l;
+    uint64_t k0 = node, k1 = plsn + 1; /* + 1: {0, 0} is the empty slot */
+    if ((a->n_seen + 1) * 2 > a->cap_seen) {
+        size_t cap = a->cap_seen ? a->cap_seen * 2 : 1024;
+        uint64_t(*nw)[2] = calloc(cap, sizeof *nw), (*old)[2] = a->seen;
+        if (!nw) {
+            a->oom = 1;
+            return 0;
+        }
+        size_t oc = a->cap_seen;
+        a->seen = nw;
+        a->cap_seen = cap;
+        a->n_seen = 0;
+        for (size_t i = 0; i < oc; i++)
+            if (old[i][0] || old[i][1])
+                (void)snap_seen(a, old[i][0], old[i][1] - 1);
+        free(old);
+    }
+    size_t mask = a->cap_seen - 1;
+    uint64_t h = (k0 ^ (k1 * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+    for (size_t i = (size_t)(h >> 20) & mask;; i = (i + 1) & mask) {
+        if (!a->seen[i][0] && !a->seen[i][1]) {
+            a->seen[i][0] = k0;
+            a->seen[i][1] = k1;
+            a->n_seen++;
+            return 0;
+        }
+        if (a->seen[i][0] == k0 && a->seen[i][1] == k1)
+            return 1;
+    }
+}
+
+static int snap_apply_one(void *ctx, const char *fid, const char *policy, const char *session,
+                          const uint8_t *rec, size_t len)
+{
+    snap_apply_ctx *a = ctx;
+    uint64_t node, plsn;
+    if (bg__fleet_id_parse(fid, &node, &plsn) == 0 && snap_seen(a, node, plsn)) {
+        atomic_fetch_add(&a->f->dup_n, 1);
+        return 0;
+    }
+    bg__fleet_entry en = {.sid = a->sid,
+                          .id = fid,
+                          .policy = policy,
+                          .session = session,
+                          .obs = (const char *)rec,
+                          .obs_len = len};
+    apply_one(a->f, &en);
     return 0;
+}
+
+long bg__fleet_snapshot_load(bg_fleet *f, const uint8_t *data, size_t len, const char *sid)
+{
+    snap_apply_ctx a = {.f = f, .sid = sid};
+    size_t n;
+    const char *why;
+    bg__fleet_ids_freeze(f->ids, 1);
+    int rc = bg__fleet_snap_walk(data, len, snap_apply_one, &a, &n, &why);
+    bg__fleet_ids_freeze(f->ids, 0);
+    free(a.seen);
+    if (a.oom)
+        BG_WARN("fleet", "bootstrap: out of memory checking the snapshot %s for copies", sid);
+    if (rc != 0) {
+        refuse(f, sid, why);
+        BG_WARN("fleet",
+                "bootstrap: the snapshot %s is malformed after %zu observations (those "
+                "were applied; the rest comes from the stream)",
+                sid, n);
+        return -1;
+    }
+    BG_INFO("fleet", "bootstrap: applied the snapshot %s (%zu observations)", sid, n);
+    return (long)n;
 }
 
 /* Apply the published snapshot, if any (reader thread, before its first
@@ -865,55 +749,52 @@ static int snap_get(const uint8_t *p, size_t len, size_t *off, const char **s, s
 static long snapshot_apply(bg_fleet *f, redisContext *c)
 {
     redisReply *r = redisCommand(c, "HMGET %s id data", f->snap_key);
-    long n = 0;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[1]->type != REDIS_REPLY_STRING) {
         if (r)
             freeReplyObject(r);
         return 0;
     }
-    const uint8_t *p = (const uint8_t *)r->element[1]->str;
-    size_t len = r->element[1]->len, off = 0;
-    const char *magic;
-    size_t ml;
-    if (snap_get(p, len, &off, &magic, &ml) != 0 || ml != 8 || memcmp(magic, SNAP_MAGIC, 8)) {
-        refuse(f, f->snap_key, "not a bayesguard fleet snapshot (magic " SNAP_MAGIC ")");
-        freeReplyObject(r);
-        return -1;
-    }
     char sid[300];
-    snprintf(sid, sizeof sid, "%s@%s", f->snap_key,
+    snprintf(sid, sizeof sid, "%s@%.40s", f->snap_key,
              r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "?");
-    /* strings are not NUL-terminated inside the blob: copy the short ones */
-    char fid[256], pol[256], ses[1024];
-    while (off < len) {
-        const char *a, *b2, *c2, *d;
-        size_t al, bl, cl, dl;
-        if (snap_get(p, len, &off, &a, &al) || snap_get(p, len, &off, &b2, &bl) ||
-            snap_get(p, len, &off, &c2, &cl) || snap_get(p, len, &off, &d, &dl) ||
-            al >= sizeof fid || bl >= sizeof pol || cl >= sizeof ses) {
-            refuse(f, sid, "snapshot cut short or a field too long");
-            n = -1;
-            break;
-        }
-        memcpy(fid, a, al);
-        fid[al] = 0;
-        memcpy(pol, b2, bl);
-        pol[bl] = 0;
-        memcpy(ses, c2, cl);
-        ses[cl] = 0;
-        entry en = {.sid = sid, .id = fid, .policy = pol, .session = ses, .obs = d, .obs_len = dl};
-        apply_one(f, &en);
-        n++;
-    }
-    BG_INFO("fleet", "bootstrap: applied the snapshot %s (%ld observations)", sid, n);
+    long n =
+        bg__fleet_snapshot_load(f, (const uint8_t *)r->element[1]->str, r->element[1]->len, sid);
     freeReplyObject(r);
+    return n;
+}
+
+size_t bg__fleet_read_reply(bg_fleet *f, const redisReply *r, char *from, size_t from_len)
+{
+    size_t n = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+        const redisReply *es = r->element[0]->element[1];
+        n = es->type == REDIS_REPLY_ARRAY ? es->elements : 0;
+        if (n == READ_COUNT)
+            atomic_store(&f->in_sync, 0);
+        atomic_store(&f->pending_in, n);
+        for (size_t i = 0; i < n; i++) {
+            apply_entry(f, es->element[i]);
+            atomic_fetch_sub(&f->pending_in, 1);
+            const redisReply *e0 = es->element[i];
+            if (e0->type == REDIS_REPLY_ARRAY && e0->elements >= 1 &&
+                e0->element[0]->type == REDIS_REPLY_STRING && e0->element[0]->len < from_len &&
+                strlen(e0->element[0]->str) == e0->element[0]->len)
+                snprintf(from, from_len, "%s", e0->element[0]->str);
+        }
+        pthread_mutex_lock(&f->mu);
+        snprintf(f->last_id, sizeof f->last_id, "%s", from);
+        save_state(f);
+        pthread_mutex_unlock(&f->mu);
+    }
     return n;
 }
 
 static void *read_main(void *arg)
 {
     bg_fleet *f = arg;
+    bg__fleet_link *l = NULL;
     redisContext *c = NULL;
     int warned = 0;
     int64_t backoff = 50;
@@ -923,7 +804,7 @@ static void *read_main(void *arg)
     int booted = 0;
     uint64_t since_snap = 0;
     while (!stopping(f)) {
-        if (!c && !(c = connect_redis(f, "reader", &warned))) {
+        if (!l && !(l = connect_redis(f, "reader", &warned))) {
             atomic_store(&f->read_up, 0);
             atomic_store(&f->in_sync, 0);
             if (nap(f, backoff))
@@ -931,6 +812,7 @@ static void *read_main(void *arg)
             backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
             continue;
         }
+        c = bg__fleet_link_ctx(l);
         atomic_store(&f->read_up, 1);
         backoff = 50;
         if (!booted) {
@@ -943,37 +825,19 @@ static void *read_main(void *arg)
             if (r) {
                 BG_WARN("fleet", "XREAD %s: %s", f->key, r->str);
                 freeReplyObject(r);
-            }
-            redisFree(c);
-            c = NULL;
+            } else
+                BG_DEBUG("fleet", "reader: %s", link_why(l));
+            bg__fleet_link_close(l);
+            l = NULL;
             atomic_store(&f->read_up, 0);
             atomic_store(&f->in_sync, 0);
             atomic_fetch_add(&f->reconnects_n, 1);
             continue;
         }
-        size_t n = 0;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
-            const redisReply *es = r->element[0]->element[1];
-            n = es->type == REDIS_REPLY_ARRAY ? es->elements : 0;
-            if (n == READ_COUNT)
-                atomic_store(&f->in_sync, 0);
-            atomic_store(&f->pending_in, n);
-            for (size_t i = 0; i < n; i++) {
-                apply_entry(f, es->element[i]);
-                atomic_fetch_sub(&f->pending_in, 1);
-                const redisReply *e0 = es->element[i];
-                if (e0->type == REDIS_REPLY_ARRAY && e0->elements >= 1 &&
-                    e0->element[0]->type == REDIS_REPLY_STRING && e0->element[0]->len < 64)
-                    snprintf(from, sizeof from, "%s", e0->element[0]->str);
-            }
-            pthread_mutex_lock(&f->mu);
-            snprintf(f->last_id, sizeof f->last_id, "%s", from);
-            save_state(f);
-            pthread_mutex_unlock(&f->mu);
-        }
+        size_t n = bg__fleet_read_reply(f, r, from, sizeof from);
         freeReplyObject(r);
         since_snap += n;
+        bg__fleet_order_maybe_compact(f->order, f->engine);
         if (since_snap >= f->snapshot_every) {
             snapshot_publish(f, c, from);
             since_snap = 0;
@@ -983,8 +847,7 @@ static void *read_main(void *arg)
             atomic_store(&f->in_sync, 1);
         }
     }
-    if (c)
-        redisFree(c);
+    bg__fleet_link_close(l);
     return NULL;
 }
 
@@ -999,10 +862,8 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
     bg_fleet *f = calloc(1, sizeof *f);
     if (!f)
         return bg_err_set(err, BG_ENOMEM, "fleet: out of memory");
-    f->order_fd = -1;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
-    pthread_mutex_init(&f->map_mu, NULL);
     snprintf(f->dir, sizeof f->dir, "%s", opts->data_dir);
     f->maxlen = opts->maxlen;
     f->snapshot_every = opts->snapshot_every ? opts->snapshot_every : 10000;
@@ -1010,17 +871,19 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
     snprintf(f->snap_key, sizeof f->snap_key, "%s:snapshot", f->key);
     if (rc == BG_OK && opts->password_file)
         rc = read_password(f, opts->password_file, err);
-    if (rc == BG_OK && bg_siphash_key_random(f->map_key) != BG_OK)
-        rc = bg_err_set(err, BG_EIO, "fleet: getrandom failed");
+    if (rc == BG_OK && f->tls_url)
+        rc = bg__fleet_tls_create(opts->ca_file, opts->cert_file, opts->key_file, &f->tls, err);
+    else if (rc == BG_OK && (opts->ca_file || opts->cert_file || opts->key_file))
+        rc = bg_err_set(err, BG_EINVAL,
+                        "--fleet-ca, --fleet-cert and --fleet-key are for TLS: use a rediss:// "
+                        "URL in --fleet, or drop them");
     if (rc == BG_OK)
         rc = load_node(f, err);
-    if (rc == BG_OK) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", f->dir, ORDER_FILE);
-        f->order_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (f->order_fd < 0)
-            rc = bg_err_set(err, BG_EIO, "fleet: %s: %s", path, strerror(errno));
-    }
+    uint64_t journaled_below = 0;
+    if (rc == BG_OK)
+        rc = bg__fleet_order_open(f->dir, &f->order, &journaled_below, err);
+    if (rc == BG_OK && !(f->ids = bg__fleet_ids_create(journaled_below)))
+        rc = bg_err_set(err, BG_ENOMEM, "fleet: out of memory");
     if (rc != BG_OK) {
         bg_fleet_destroy(f);
         return rc;
@@ -1029,8 +892,8 @@ int bg_fleet_create(const bg_fleet_opts *opts, bg_fleet **out, bg_err *err)
     atomic_store(&f->caught_up_ms, mono_ms());
     f->hooks.ctx = f;
     f->hooks.stored = stored_hook;
-    BG_INFO("fleet", "node %s, stream %s on %s:%d, outbox position %" PRIu64, f->node, f->key,
-            f->host, f->port, f->shipped);
+    BG_INFO("fleet", "node %s, stream %s on %s://%s:%d, outbox position %" PRIu64, f->node, f->key,
+            f->tls ? "rediss" : "redis", f->host, f->port, f->shipped);
     *out = f;
     return BG_OK;
 }
@@ -1074,13 +937,32 @@ static void collect(void *arg, bg_metrics_writer *w)
         bg_metrics_label lb = {"result", r[i].result};
         bg_metrics_write_sample(w, "bayesguard_fleet_entries_total", &lb, 1, (double)r[i].n);
     }
+    bg_metrics_write_family(w, "bayesguard_fleet_state_bytes", BG_METRIC_GAUGE,
+                            "Bytes of the fleet's own state: applied_ids (a high-water mark "
+                            "per node), id_index (the snapshot's ids of peers' observations), "
+                            "order_file (fleet.order on disk).");
+    const struct {
+        const char *part;
+        uint64_t n;
+    } b[] = {{"applied_ids", l.applied_ids_bytes},
+             {"id_index", l.id_index_bytes},
+             {"order_file", l.order_bytes}};
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
+        bg_metrics_label lb = {"part", b[i].part};
+        bg_metrics_write_sample(w, "bayesguard_fleet_state_bytes", &lb, 1, (double)b[i].n);
+    }
 }
 
-int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_metrics *m, bg_err *err)
+void bg__fleet_attach(bg_fleet *f, bg_engine *e, bg_policy_store *store)
 {
     f->engine = e;
     f->store = store;
     order_replay(f);
+}
+
+int bg_fleet_start(bg_fleet *f, bg_engine *e, bg_policy_store *store, bg_metrics *m, bg_err *err)
+{
+    bg__fleet_attach(f, e, store);
     if (m && bg_metrics_add_collector(m, collect, f) != BG_OK)
         return bg_err_set(err, BG_ENOMEM, "fleet: out of memory registering its metrics");
     f->metrics = m;
@@ -1120,13 +1002,10 @@ void bg_fleet_destroy(bg_fleet *f)
         free(it->rec);
         free(it);
     }
-    for (size_t i = 0; i < f->n_slots; i++)
-        free(f->slots[i].fid);
-    free(f->slots);
-    if (f->order_fd >= 0)
-        close(f->order_fd);
+    bg__fleet_order_close(f->order);
+    bg__fleet_ids_destroy(f->ids);
+    bg__fleet_tls_destroy(f->tls);
     memset(f->password, 0, sizeof f->password);
-    pthread_mutex_destroy(&f->map_mu);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
     free(f);
@@ -1151,4 +1030,7 @@ void bg_fleet_lag_get(bg_fleet *f, bg_fleet_lag *out)
     out->refused = atomic_load(&f->refused_n);
     out->revision_mismatch = atomic_load(&f->mismatch_n);
     out->reconnects = atomic_load(&f->reconnects_n);
+    if (f->ids)
+        bg__fleet_ids_bytes(f->ids, &out->applied_ids_bytes, &out->id_index_bytes);
+    out->order_bytes = bg__fleet_order_bytes(f->order);
 }

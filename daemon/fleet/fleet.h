@@ -2,7 +2,10 @@
  * fleet.h — fleet mode: one posterior per agent deployment through a Redis
  * stream (docs/FLEET.md is the design; this header is the contract).
  *
- * Every sidecar of a deployment runs with --fleet redis://HOST:PORT/KEY.
+ * Every sidecar of a deployment runs with --fleet redis://HOST:PORT/KEY,
+ * or rediss://HOST:PORT/KEY for TLS (fleet_link.c: OpenSSL, the server
+ * verified against --fleet-ca by name or IP, TLS 1.2+, an optional client
+ * certificate --fleet-cert/--fleet-key).
  *
  *   ids      an observation's fleet id is "<node>-<lsn>": node is this
  *            sidecar's id (16 hex digits, made on first start and kept in
@@ -20,8 +23,9 @@
  *            drop the copy by id), never skips.
  *   inbox    the reader thread XREADs the stream (BLOCK) and, per entry:
  *            its own -> settle it (engine: the stream's order); an id
- *            already applied (the set is rebuilt from the local log, where
- *            each applied observation is stored with its id) -> settle;
+ *            already applied (a high-water mark per node, fleet_ids.c,
+ *            rebuilt from the local log, where each applied observation is
+ *            stored with its id; nodes ship their ids in order) -> count;
  *            else apply it through the engine with the policy of that name
  *            (the limits of a local Observe). At start it reads the stream
  *            from its beginning (what is retained) to restore the stream
@@ -57,6 +61,8 @@
  *   bayesguard_fleet_connected                      gauge (0 or 1)
  *   bayesguard_fleet_entries_total{result}          counter: shipped, applied,
  *     duplicate, refused, revision_mismatch
+ *   bayesguard_fleet_state_bytes{part}              gauge: applied_ids, id_index,
+ *     order_file
  */
 #ifndef BG_FLEET_H
 #define BG_FLEET_H
@@ -72,8 +78,11 @@
 #define BG_FLEET_RECORD_MAX (1u << 20)
 
 typedef struct bg_fleet_opts {
-    const char *url;           /* redis://[USER@]HOST:PORT/KEY */
+    const char *url;           /* redis[s]://[USER@]HOST:PORT/KEY */
     const char *password_file; /* NULL: no AUTH */
+    const char *ca_file;       /* rediss://: required, PEM CAs to verify Redis against */
+    const char *cert_file;     /* rediss://: the client certificate (PEM), with key_file */
+    const char *key_file;      /* its private key (PEM, mode 0600); NULL: no client cert */
     const char *data_dir;      /* required */
     uint64_t maxlen;           /* XADD MAXLEN ~ maxlen; 0: no trim */
     uint64_t snapshot_every;   /* publish the snapshot after this many entries; 0: 10000 */
@@ -108,6 +117,13 @@ typedef struct bg_fleet_lag {
     uint64_t refused;           /* entries not applied: no such policy, bad entry, engine refusal */
     uint64_t revision_mismatch; /* applied though the peer's model differs */
     uint64_t reconnects;
+    /* Memory and disk the fleet's state holds (docs/FLEET.md, Bounded
+     * state): the applied set (a high-water mark per node, and the few
+     * peers' observations replayed unsettled), the snapshot's index of
+     * peers' ids (20 bytes per peer observation held), fleet.order. */
+    uint64_t applied_ids_bytes;
+    uint64_t id_index_bytes;
+    uint64_t order_bytes;
 } bg_fleet_lag;
 
 /* Any thread. f NULL: all zero. */

@@ -95,10 +95,18 @@
       "hold this many bytes (0: never)")                                                         \
     X(fleet, "fleet", "fleet", STR, "URL", NULL, "none (this sidecar learns alone)", 0, 0,       \
       "fleet mode: share observations with every sidecar on redis://[USER@]HOST:PORT/KEY "        \
-      "(a Redis stream; needs --data-dir; docs/FLEET.md)")                                        \
+      "(rediss:// for TLS; a Redis stream; needs --data-dir; docs/FLEET.md)")                                        \
     X(fleet_password_file, "fleet-password-file", "fleet_password_file", STR, "FILE", NULL,       \
       "none (no AUTH)", 0, 0,                                                                     \
       "the Redis password of --fleet (first line; mode 0600), kept off the command line")        \
+    X(fleet_ca, "fleet-ca", "fleet_ca", STR, "FILE", NULL, "none (required by rediss://)", 0, 0, \
+      "TLS (rediss://): the CA certificate(s), PEM, that Redis's certificate must chain to; "    \
+      "its name or IP is checked against the URL's host")                                        \
+    X(fleet_cert, "fleet-cert", "fleet_cert", STR, "FILE", NULL, "none (no client certificate)", \
+      0, 0, "TLS (rediss://): the client certificate chain, PEM, for a Redis with "             \
+      "tls-auth-clients yes; with --fleet-key")                                                  \
+    X(fleet_key, "fleet-key", "fleet_key", STR, "FILE", NULL, "none", 0, 0,                      \
+      "TLS (rediss://): the private key of --fleet-cert, PEM, mode 0600")                       \
     X(fleet_maxlen, "fleet-maxlen", "fleet_maxlen", INT, "N", "0", NULL, 0, 1000000000,         \
       "trim the fleet stream to about N entries (XADD MAXLEN ~ N); 0: never trimmed. A "        \
       "sidecar that starts after its entries were trimmed bootstraps from the snapshot")          \

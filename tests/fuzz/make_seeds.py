@@ -83,6 +83,41 @@ def obs():
     put("obs_log", "empty", b"\x00")
 
 
+def fleet():
+    """fuzz_fleet_entry: entries (u16 string sid, a byte k, k field pairs);
+    fuzz_fleet_snapshot: the BGFSNAP1 bytes."""
+    def s16(b):
+        return struct.pack("<H", len(b)) + b
+
+    def entry(sid, fields):
+        return s16(sid) + bytes([len(fields)]) + b"".join(s16(k) + s16(v) for k, v in fields)
+
+    def fields(fid, guard, session, rec, origin=b"00000000000000aa"):
+        return [(b"id", fid), (b"policy", guard), (b"revision", b"0000000000000000"),
+                (b"session", session), (b"obs", rec), (b"origin", origin)]
+    e1 = record(b"email", b"s", b"send_email", harmed=1)
+    e2 = record(b"payments", b"a", b"transfer_x", feats=(1.0, 0.5))
+    e3 = record(b"arms", b"", b"arm_1", feats=(1.0, 0.0, 1.0), has_value=1, value=2.0)
+    three = (entry(b"1-0", fields(b"00000000000000aa-0", b"email", b"s", e1)) +
+             entry(b"1-1", fields(b"00000000000000aa-1", b"payments", b"a", e2)) +
+             entry(b"1-2", fields(b"00000000000000bb-7", b"arms", b"", e3, b"00000000000000bb")))
+    put("fleet_entry", "three_peers", three)
+    put("fleet_entry", "duplicate_id", entry(b"2-0", fields(b"00000000000000aa-0", b"email",
+                                                           b"s", e1)) * 2)
+    put("fleet_entry", "no_such_policy", entry(b"3-0", fields(b"00000000000000cc-1", b"nope",
+                                                             b"s", e1)))
+    put("fleet_entry", "policy_mismatch", entry(b"4-0", fields(b"00000000000000cc-2", b"shell",
+                                                              b"s", e1)))
+    snap = s(b"BGFSNAP1")
+    for fid, g, sess, r in ((b"00000000000000aa-0", b"email", b"s", e1),
+                            (b"00000000000000aa-1", b"payments", b"a", e2),
+                            (b"00000000000000bb-7", b"arms", b"", e3)):
+        snap += s(fid) + s(g) + s(sess) + s(r)
+    put("fleet_snapshot", "three", snap)
+    put("fleet_snapshot", "magic_only", s(b"BGFSNAP1"))
+    put("fleet_snapshot", "cut_short", snap[:-5])
+
+
 def metrics():
     put("metrics_http", "get_metrics", b"\xff" + b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     put("metrics_http", "head_index_split", b"\x03" + b"HEAD /?q=1 HTTP/1.0\r\nAccept: */*\r\n\r\n")
@@ -197,6 +232,7 @@ if __name__ == "__main__":
         sys.exit("usage: make_seeds.py <build dir>")
     requests(sys.argv[1])
     obs()
+    fleet()
     metrics()
     nn()
     train_files()
