@@ -61,8 +61,20 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return 0;
+        if (argc == 2) {
+            usage(stdout);
+            return 0;
+        }
+        /* help COMMAND: the command's own --help; anything else is a usage error */
+        for (size_t i = 0; argc == 3 && i < sizeof(commands) / sizeof(commands[0]); i++)
+            if (strcmp(argv[2], commands[i].name) == 0) {
+                char *sub[] = {argv[2], "--help", NULL};
+                return commands[i].fn(2, sub);
+            }
+        fprintf(stderr, "bayesguard: %s takes one command name, not '%s'\n\n", argv[1],
+                argv[argc - 1]);
+        usage(stderr);
+        return 2;
     }
     if (strcmp(argv[1], "--version") == 0) {
         int json = argc == 3 && strcmp(argv[2], "--json") == 0;

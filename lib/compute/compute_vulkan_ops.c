@@ -123,6 +123,9 @@ int bg__vk_op_softmax(bg_compute *c, bg_tview x, int rows, int n)
 int bg__vk_op_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, bg_tview targets,
                                 int T, int V)
 {
+    int rc = bg__vk_ids_ok(VC(c), "logsoftmax_gather", targets, T, (size_t)V);
+    if (rc != BG_OK)
+        return rc;
     bg_vk_bind b[3] = {bg__vk_bind(out, (size_t)T), bg__vk_bind(logits, (size_t)T * V),
                        bg__vk_bind(targets, (size_t)T)};
     bg_vk_pc pc = {.i = {T, V}};

@@ -330,6 +330,14 @@ def test_version():
             .returncode == 0, (rev, head)  # a commit of this repository
     r = run("--version", "--bogus")
     assert r.returncode == 2 and "--bogus" in r.stderr, r
+    # --help reads its whole line too: a command name shows that command's help
+    for h in ("--help", "help", "-h"):
+        r = run(h, "--bogus")
+        assert r.returncode == 2 and "--bogus" in r.stderr and r.stdout == "", r
+        r = run(h, "eval")
+        assert r.returncode == 0 and "eval" in r.stdout, r
+    r = run("help", "eval", "extra")
+    assert r.returncode == 2, r
 
 
 # --------------------------------------------- eval exit codes, replay --json

@@ -274,6 +274,60 @@ static void test_embed_bad_ids(void)
     bg_compute_destroy(cpu);
 }
 
+/* logsoftmax_gather of targets tok[0..2) over 2 rows of 4 logits on c:
+ * submit's code, its message in msg, the output (poison: left as written). */
+static int gather_on(bg_compute *c, const int32_t *tok, float *got, char *msg, size_t len)
+{
+    float logits[8], out[2] = {-7.0f, -7.0f};
+    for (int i = 0; i < 8; i++)
+        logits[i] = 0.25f * (float)i;
+    bg_tview v[3] = {vt_upload(c, out, 0, 2, 0), vt_upload(c, logits, 0, 8, 0),
+                     vt_upload(c, tok, 0, 2, 0)};
+    bg_err err;
+    bg_err_clear(&err);
+    CHECK_INT(bg_compute_begin(c, &err), BG_OK);
+    bg_op_logsoftmax_gather(c, v[0], v[1], v[2], 2, 4);
+    int rc = bg_compute_submit(c, &err);
+    snprintf(msg, len, "%s", err.msg);
+    vt_download(c, v[0], got, 2);
+    for (int i = 0; i < 3; i++)
+        bg_cbuf_destroy(c, v[i].buf);
+    return rc;
+}
+
+/* A target outside the vocabulary is refused as the CPU backend refuses it,
+ * never a log-probability read from outside the row. */
+static void test_gather_bad_ids(void)
+{
+    bg_compute *cpu;
+    bg_compute_opts co = {.kind = BG_BACKEND_CPU, .threads = 1};
+    bg_err err;
+    CHECK_INT(bg_compute_create(&co, &cpu, &err), BG_OK);
+    static const int32_t bad[3][2] = {{1, 4}, {-1, 0}, {2, 1 << 30}};
+    for (int k = 0; k < 3; k++) {
+        float got[2], cgot[2];
+        char msg[256], cmsg[256];
+        int rc = gather_on(C, bad[k], got, msg, sizeof msg);
+        int crc = gather_on(cpu, bad[k], cgot, cmsg, sizeof cmsg);
+        printf("  logsoftmax_gather targets {%d, %d}: vulkan %s: %s | cpu %s: %s\n", bad[k][0],
+               bad[k][1], bg_err_name(rc), msg, bg_err_name(crc), cmsg);
+        CHECK(rc == BG_EINVAL && crc == BG_EINVAL, "vulkan %s, cpu %s", bg_err_name(rc),
+              bg_err_name(crc));
+        CHECK_STR(msg, cmsg);
+        CHECK(got[0] == -7.0f && got[1] == -7.0f, "vulkan wrote %g %g despite the bad target",
+              (double)got[0], (double)got[1]);
+    }
+    float got[2];
+    char msg[256];
+    const int32_t good[2] = {3, 0};
+    CHECK_INT(gather_on(C, good, got, msg, sizeof msg), BG_OK);
+    /* row 0: logits 0, .25, .5, .75; row 1: 1, 1.25, 1.5, 1.75 (same shape) */
+    double lse = 0.75 + log(exp(-0.75) + exp(-0.5) + exp(-0.25) + 1.0);
+    CHECK_NEAR(got[0], 0.75 - lse, 1e-5);
+    CHECK_NEAR(got[1], 0.0 - (lse - 0.0), 1e-5);
+    bg_compute_destroy(cpu);
+}
+
 static void test_logsoftmax_gather(int T, int V)
 {
     float *l = vt_rand_vec((size_t)T * V), want[64], got[64];
@@ -353,6 +407,7 @@ int main(void)
     test_embed(512, 5, 64);
     test_embed(37, 9, 17);
     test_embed_bad_ids();
+    test_gather_bad_ids();
 
     test_logsoftmax_gather(1, 1);
     test_logsoftmax_gather(3, 512);
