@@ -31,6 +31,14 @@ void bg__pool_destroy(bg__pool *p);
 int bg__pool_threads(const bg__pool *p);
 /* Runs fn(ctx, 0..ntasks-1) spread over the workers and the caller; waits. */
 void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks);
+/* Pool-owned scratch for the driving thread's ops (the GEMM's packed panels):
+ * slot in [0, BG__POOL_SCRATCH_SLOTS), at least `bytes`, 64-byte aligned,
+ * contents undefined; borrowed until the next call for that slot, a trim or
+ * destroy. NULL when out of memory. Kept between calls (no page faults per
+ * GEMM); bg__pool_scratch_trim frees every slot larger than `keep` bytes. */
+#define BG__POOL_SCRATCH_SLOTS 2
+void *bg__pool_scratch(bg__pool *p, int slot, size_t bytes);
+void bg__pool_scratch_trim(bg__pool *p, size_t keep);
 
 struct bg_cbuf {
     float *data; /* 64-byte aligned, `bytes` long */
@@ -179,6 +187,17 @@ int bg__cpu_has_avx2(void);
 #define BG__AVX512_MR 12
 #define BG__AVX512_NR 32
 void bg__cpu_kern_avx512(const float *a, const float *b, int kc, float *out, long ldc, int first);
+/* The tile with A read in place from a row-major operand: a(r, k) =
+ * a[r*lda + k] for the 12 rows (no A panel packed); b as above. */
+void bg__cpu_kern_avx512_rows(const float *a, long lda, const float *b, int kc, float *out,
+                              long ldc, int first);
+/* Packs npanels consecutive panels of `width` (<= 32) operand rows for the
+ * tile: panel p at dst + p*width*kcb holds dst[k*width + r] = src[(row) *
+ * rs + (k0 + k) * cs] for row = first + p*width + r, k < kcb; zero for rows
+ * >= end. Returns 0 (nothing written) unless rs == 1 or cs == 1, the
+ * layouts it has SIMD paths for. */
+int bg__cpu_pack_avx512(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
+                        int kcb, int width, int npanels);
 /* out[n] = w[n, 0..K) . x for n in [n0, n1) */
 void bg__cpu_matvec_rows_avx512(float *out, const float *x, const float *w, int n0, int n1, int K);
 
