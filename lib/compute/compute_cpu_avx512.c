@@ -31,6 +31,13 @@
 
 #define BG_T512 __attribute__((target("avx512f,avx2,fma")))
 
+#define PF_AHEAD 16 /* rows ahead that the packer prefetches */
+
+static inline __mmask16 lanes(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
 /* The tile's accumulators into out (row stride ldc): stored, or added to
  * what is there unless `first`. */
 BG_T512 static inline void store_tile(__m512 *c0, __m512 *c1, float *out, long ldc, int first)
@@ -99,6 +106,55 @@ BG_T512 void bg__cpu_kern_avx512_rows(const float *a, long lda, const float *b, 
     store_tile(c0, c1, out, ldc, first);
 }
 
+#define BG_TBF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
+
+BG_TBF16 void bg__cpu_kern_avx512_bf16(const float *a, const float *b, int kc, float *out, long ldc,
+                                       int first)
+{
+    const uint32_t *ap = (const uint32_t *)(const void *)a;
+    const uint32_t *bp = (const uint32_t *)(const void *)b;
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++)
+        c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int kp = 0; kp < (kc + 1) / 2; kp++) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(bp);
+        __m512bh b1 = (__m512bh)_mm512_load_si512(bp + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[r]);
+            c0[r] = _mm512_dpbf16_ps(c0[r], av, b0);
+            c1[r] = _mm512_dpbf16_ps(c1[r], av, b1);
+        }
+        ap += MR;
+        bp += NR;
+    }
+    store_tile(c0, c1, out, ldc, first);
+}
+
+/* 16 floats to 16 bf16 (round to nearest even), zero-extended to 32 bits */
+BG_TBF16 static inline __m512i bf16_lo(__m512 v)
+{
+    return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v));
+}
+
+BG_TBF16 void bg__cpu_panel_bf16(float *panel, int width, int kcb)
+{
+    uint32_t *out = (uint32_t *)(void *)panel;
+    for (int k = 0; k < kcb; k += 2) {
+        /* rows k and k+1 are read before word row k/2 (at or below row k)
+         * is written */
+        const float *r0 = panel + (long)k * width, *r1 = r0 + width;
+        for (int g = 0; g < width; g += 16) {
+            __mmask16 m = lanes(width - g);
+            __m512 v0 = _mm512_maskz_loadu_ps(m, r0 + g);
+            __m512 v1 = k + 1 < kcb ? _mm512_maskz_loadu_ps(m, r1 + g) : _mm512_setzero_ps();
+            __m512i w = _mm512_or_si512(bf16_lo(v0), _mm512_slli_epi32(bf16_lo(v1), 16));
+            _mm512_mask_storeu_epi32(out + (long)(k / 2) * width + g, m, w);
+        }
+    }
+}
+
 /* 16x16 transpose in registers: r[i][c] -> r[c][i] (unpack within 128-bit
  * lanes, then two rounds of 128-bit lane shuffles). */
 BG_T512 static inline void tr16(__m512 r[16])
@@ -125,13 +181,6 @@ BG_T512 static inline void tr16(__m512 r[16])
         r[4 + j] = _mm512_shuffle_f32x4(u1, u3, 0x88);
         r[12 + j] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
     }
-}
-
-#define PF_AHEAD 8 /* rows ahead that the packer prefetches */
-
-static inline __mmask16 lanes(int n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
 }
 
 BG_T512 int bg__cpu_pack_avx512(float *dst, const float *src, long rs, long cs, int first, int end,

@@ -159,6 +159,20 @@ int bg__cpu_has_avx2(void)
     return bg__cpu_kernel() >= BG__KERN_AVX2;
 }
 
+int bg__cpu_has_bf16(void)
+{
+    if (bg__cpu_kernel() != BG__KERN_AVX512)
+        return 0;
+#ifdef BG_X86
+    unsigned a, b, c, d;
+    /* leaf 7 sub-leaf 1, EAX bit 5: AVX512_BF16 (the zmm state was checked
+     * with AVX-512F) */
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
+#else
+    return 0;
+#endif
+}
+
 /* ---- matvec -------------------------------------------------------------- */
 
 static float dot_c(const float *a, const float *b, int n)
@@ -455,6 +469,7 @@ typedef struct kern_desc {
     kern_fn fn;
     kern_rows_fn rows_fn; /* NULL: A is always packed */
     int simd_pack;        /* panels packed by bg__cpu_pack_avx512 where it can */
+    int bf16;             /* panels rewritten as bf16 pairs (bg__cpu_panel_bf16) */
     int mr, nr, kc, nc;
 } kern_desc;
 
@@ -467,9 +482,13 @@ typedef struct kern_desc {
  * the call (the packed A chunk and one B block fit). */
 #define SCRATCH_KEEP ((size_t)12 << 20)
 
-static kern_desc kern_for(int kernel)
+static kern_desc kern_for(int kernel, int bf16)
 {
 #ifdef BG_X86
+    /* bf16 pairs: the fp32 packers, then each panel rewritten as pairs */
+    if (bf16 && kernel == BG__KERN_AVX512)
+        return (kern_desc){
+            bg__cpu_kern_avx512_bf16, NULL, 1, 1, BG__AVX512_MR, BG__AVX512_NR, 1024, NC / 4};
     /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
      * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
      * tiles); 128..384 were within noise of each other (docs/PERFORMANCE.md).
@@ -479,15 +498,17 @@ static kern_desc kern_for(int kernel)
         return (kern_desc){bg__cpu_kern_avx512,
                            bg__cpu_kern_avx512_rows,
                            1,
+                           0,
                            BG__AVX512_MR,
                            BG__AVX512_NR,
                            1024,
                            NC / 4};
     if (kernel == BG__KERN_AVX2)
-        return (kern_desc){kern_avx2, NULL, 0, MR, NR, KC, NC};
+        return (kern_desc){kern_avx2, NULL, 0, 0, MR, NR, KC, NC};
 #endif
     (void)kernel;
-    return (kern_desc){kern_c, NULL, 0, MR, NR, KC, NC};
+    (void)bf16;
+    return (kern_desc){kern_c, NULL, 0, 0, MR, NR, KC, NC};
 }
 
 typedef struct gemm_ctx {
@@ -509,12 +530,21 @@ static void pack(const kern_desc *kd, float *dst, const float *src, long rs, lon
                  int end, int k0, int kcb, int width, int npanels)
 {
 #ifdef BG_X86
-    if (kd->simd_pack && bg__cpu_pack_avx512(dst, src, rs, cs, first, end, k0, kcb, width, npanels))
+    if (kd->simd_pack &&
+        bg__cpu_pack_avx512(dst, src, rs, cs, first, end, k0, kcb, width, npanels)) {
+        for (int p = 0; kd->bf16 && p < npanels; p++)
+            bg__cpu_panel_bf16(dst + (long)p * width * kcb, width, kcb);
         return;
+    }
 #endif
-    for (int p = 0; p < npanels; p++)
-        pack_panel_c(dst + (long)p * width * kcb, src, rs, cs, first + p * width, end, k0, kcb,
-                     width);
+    for (int p = 0; p < npanels; p++) {
+        float *d = dst + (long)p * width * kcb;
+        pack_panel_c(d, src, rs, cs, first + p * width, end, k0, kcb, width);
+#ifdef BG_X86
+        if (kd->bf16)
+            bg__cpu_panel_bf16(d, width, kcb);
+#endif
+    }
 }
 
 /* B panels per packing task: a group reads whole cache lines of an operand
@@ -604,7 +634,7 @@ static void compute_task(void *vctx, int t)
  * tile sums its K blocks in order), M chunks, N blocks; each packing and
  * each compute step is a pool run of independent tasks. */
 static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, const float *w,
-                 long wrs, long wcs, int M, int N, int K, int accumulate)
+                 long wrs, long wcs, int M, int N, int K, int accumulate, int bf16)
 {
     gemm_ctx g;
     memset(&g, 0, sizeof g);
@@ -618,7 +648,7 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     g.M = M;
     g.N = N;
     g.K = K;
-    g.kd = kern_for(bg__cpu_kernel());
+    g.kd = kern_for(bg__cpu_kernel(), bf16);
     int mr = g.kd.mr, nr = g.kd.nr, kc = g.kd.kc, nc = g.kd.nc;
     g.a_direct = g.kd.rows_fn != NULL && xcs == 1;
     /* equal K blocks (K = 1100 with a limit of 1024: two of 550, not 1024 + 76) */
@@ -669,25 +699,27 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     bg__pool_scratch_trim(p, SCRATCH_KEEP);
 }
 
-void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K)
+void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K,
+                    int bf16)
 {
     if (M <= 2) {
         for (int m = 0; m < M; m++)
             matvec(p, out + (long)m * N, x + (long)m * K, w, N, K);
         return;
     }
-    gemm(p, out, x, K, 1, w, K, 1, M, N, K, 0);
+    gemm(p, out, x, K, 1, w, K, 1, M, N, K, 0, bf16);
 }
 
 void bg__cpu_matmul_dx(bg__pool *p, float *dx, const float *dy, const float *w, int M, int N, int K,
-                       int accumulate)
+                       int accumulate, int bf16)
 {
     /* dx[M,K] = dy[M,N] . w[N,K]: left (m, n) = dy[m*N + n], right (k, n) = w[n*K + k] */
-    gemm(p, dx, dy, N, 1, w, 1, K, M, K, N, accumulate);
+    gemm(p, dx, dy, N, 1, w, 1, K, M, K, N, accumulate, bf16);
 }
 
-void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N, int K)
+void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N, int K,
+                       int bf16)
 {
     /* dw[N,K] += dy^T . x: left (n, m) = dy[m*N + n], right (k, m) = x[m*K + k] */
-    gemm(p, dw, dy, 1, N, x, 1, K, N, K, M, 1);
+    gemm(p, dw, dy, 1, N, x, 1, K, N, K, M, 1, bf16);
 }
