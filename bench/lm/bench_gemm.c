@@ -14,6 +14,9 @@
  * Haswell core (the AVX2-only comparison on this CPU). Inside a child,
  * ours and OpenBLAS's calls are interleaved round by round (the order
  * alternating) and the medians compared, so machine load hits both alike.
+ * Where the CPU has AVX512_BF16, ours with bf16 matmuls
+ * (bg_compute_set_precision) is a third contender of the same rounds: a
+ * different precision, so it is compared with ours, not with OpenBLAS.
  * Threads: single-threaded apart from the pools of the two libraries.
  */
 #include <cblas.h>
@@ -151,6 +154,9 @@ int bg_bench_gemm_child(int quick)
             fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
             return 1;
         }
+        /* a third contender, ours with bf16 matmuls, where the CPU has them */
+        int ncont = bg_compute_set_precision(c, BG_PRECISION_BF16, &err) == BG_OK ? 3 : 2;
+        bg_compute_set_precision(c, BG_PRECISION_FP32, NULL);
         if (threads == 1)
             printf("DESC %s\n", bg_compute_describe(c));
         openblas_set_num_threads(threads);
@@ -177,26 +183,32 @@ int bg_bench_gemm_child(int quick)
             /* reps rounds; in each, ours and OpenBLAS back to back (the
              * order alternating by round), each timed over >= min_s of
              * calls; the median per call of each, by wall and CPU time */
-            double wall[2][MAX_REPS], cpu[2][MAX_REPS];
+            double wall[3][MAX_REPS], cpu[3][MAX_REPS];
             for (int r = 0; r < reps; r++) {
-                for (int j = 0; j < 2; j++) {
-                    int which = (r + j) % 2, n = 0;
+                for (int j = 0; j < ncont; j++) {
+                    int which = (r + j) % ncont, n = 0;
+                    if (which == 2)
+                        bg_compute_set_precision(c, BG_PRECISION_BF16, NULL);
                     double t0 = bg_bench_wall(), c0 = bg_bench_cpu(), t1;
                     do {
-                        if (which == 0)
-                            ours_op(c, s, cx, ca, cb);
-                        else
+                        if (which == 1)
                             blas_op(s, ob, a, b);
+                        else
+                            ours_op(c, s, cx, ca, cb);
                         n++;
                     } while ((t1 = bg_bench_wall()) - t0 < min_s);
+                    if (which == 2)
+                        bg_compute_set_precision(c, BG_PRECISION_FP32, NULL);
                     wall[which][r] = (t1 - t0) / n;
                     cpu[which][r] = (bg_bench_cpu() - c0) / n;
                 }
             }
             double flop = 2.0 * s->M * s->N * s->K * 1e-9;
-            printf("ROW %d %d %.2f %.2f %.2f %.2f %.1e\n", i, threads, flop / median(wall[0], reps),
-                   flop / median(wall[1], reps), flop / median(cpu[0], reps),
-                   flop / median(cpu[1], reps), diff);
+            printf("ROW %d %d %.2f %.2f %.2f %.2f %.1e %.2f %.2f\n", i, threads,
+                   flop / median(wall[0], reps), flop / median(wall[1], reps),
+                   flop / median(cpu[0], reps), flop / median(cpu[1], reps), diff,
+                   ncont == 3 ? flop / median(wall[2], reps) : 0.0,
+                   ncont == 3 ? flop / median(cpu[2], reps) : 0.0);
             fflush(stdout);
             bg_cbuf_destroy(c, ca);
             bg_cbuf_destroy(c, cb);
@@ -237,6 +249,7 @@ typedef struct child_rows {
     /* GFLOP/s by wall clock, and GFLOP per CPU-second */
     double ours[NSHAPES][3], blas[NSHAPES][3], ours_c[NSHAPES][3], blas_c[NSHAPES][3];
     double diff[NSHAPES][3];
+    double bf16[NSHAPES][3], bf16_c[NSHAPES][3]; /* 0: not run */
 } child_rows;
 
 static int run_child(const char *self, const char *env, int quick, child_rows *r)
@@ -250,17 +263,18 @@ static int run_child(const char *self, const char *env, int quick, child_rows *r
     memset(r, 0, sizeof *r);
     while (fgets(line, sizeof line, f)) {
         int i, t;
-        double o, b, oc, bc, d;
+        double o, b, oc, bc, d, h = 0, hc = 0;
         if (sscanf(line, "CORE %63s", r->core) == 1)
             continue;
         if (strncmp(line, "DESC ", 5) == 0) {
             snprintf(r->desc, sizeof r->desc, "%s", line + 5);
             r->desc[strcspn(r->desc, "\n")] = 0;
-        } else if (sscanf(line, "ROW %d %d %lf %lf %lf %lf %lf", &i, &t, &o, &b, &oc, &bc, &d) ==
-                       7 &&
+        } else if (sscanf(line, "ROW %d %d %lf %lf %lf %lf %lf %lf %lf", &i, &t, &o, &b, &oc, &bc,
+                          &d, &h, &hc) >= 7 &&
                    i >= 0 && i < NSHAPES && t >= 1 && t <= 2) {
             r->ours[i][t] = o, r->blas[i][t] = b, r->diff[i][t] = d;
             r->ours_c[i][t] = oc, r->blas_c[i][t] = bc;
+            r->bf16[i][t] = h, r->bf16_c[i][t] = hc;
         }
     }
     return pclose(f) == 0 ? 0 : -1;
@@ -297,9 +311,10 @@ int bg_bench_gemm(int quick, const char *core_override, FILE *out)
             quick ? 5 : 11);
     fprintf(out,
             "| shape | M x N x K | thr | ours | OpenBLAS %s | ratio wall | ratio CPU | ours avx2 "
-            "| OpenBLAS Haswell | avx2 ratio wall | avx2 ratio CPU | max abs diff |\n",
+            "| OpenBLAS Haswell | avx2 ratio wall | avx2 ratio CPU | max abs diff | ours bf16 | "
+            "bf16 / ours CPU |\n",
             best.core);
-    fprintf(out, "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int t = 1; t <= 2; t++)
         for (int i = 0; i < NSHAPES; i++) {
             const shape *s = &g_shapes[i];
@@ -311,7 +326,12 @@ int bg_bench_gemm(int quick, const char *core_override, FILE *out)
                         avx2.ours[i][t] / avx2.blas[i][t], avx2.ours_c[i][t] / avx2.blas_c[i][t]);
             else
                 fprintf(out, "- | - | - | - | ");
-            fprintf(out, "%.0e |\n", fmax(best.diff[i][t], x86 ? avx2.diff[i][t] : 0.0));
+            fprintf(out, "%.0e | ", fmax(best.diff[i][t], x86 ? avx2.diff[i][t] : 0.0));
+            if (best.bf16[i][t] > 0)
+                fprintf(out, "%.1f | %.2f |\n", best.bf16[i][t],
+                        best.bf16_c[i][t] / best.ours_c[i][t]);
+            else
+                fprintf(out, "- | - |\n");
         }
     return 0;
 }
