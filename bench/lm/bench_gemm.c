@@ -7,11 +7,16 @@
  * (OpenBLAS reads OPENBLAS_CORETYPE when the library loads; the CPU backend
  * reads BG_CPU_KERNEL on first use), so each configuration runs as
  * `bg_bench_lm --gemm-child` with its environment and prints one line per
- * measurement, which the parent puts side by side. OpenBLAS runs twice: as
- * it detects this CPU, and forced to the best core for the CPU chosen from
+ * measurement, which the parent puts side by side. Two children: our best
+ * kernel against OpenBLAS forced to the best core for the CPU chosen from
  * cpuid (SkylakeX with AVX-512F; Haswell with AVX2), so a ratio never comes
- * from a crippled baseline. Inside a child, ours and OpenBLAS's calls are
- * interleaved, best of `reps` rounds each, so machine load hits both alike.
+ * from a crippled baseline; and, on x86, our AVX2 kernel against OpenBLAS's
+ * Haswell core (the AVX2-only comparison on this CPU). Inside a child,
+ * ours and OpenBLAS's calls are interleaved round by round (the order
+ * alternating) and the medians compared, so machine load hits both alike.
+ * Where the CPU has AVX512_BF16, ours with bf16 matmuls
+ * (bg_compute_set_precision) is a third contender of the same rounds: a
+ * different precision, so it is compared with ours, not with OpenBLAS.
  * Threads: single-threaded apart from the pools of the two libraries.
  */
 #include <cblas.h>
@@ -37,15 +42,23 @@ typedef struct shape {
     int M, N, K;
 } shape;
 
-/* rows = 4 x 256 (batch x seq) for the 15M shape */
+/* 512^3, then the 15M model's training shapes: rows = 4 x 256 (batch x
+ * seq); every weight shape (out x in) forward, dx and dw. The w1 shape
+ * stands for w3 too, wq for wk, wv and wo (all dim x dim). */
 static const shape g_shapes[] = {
     {"512^3", 'f', 512, 512, 512},
-    {"wq/wk/wv/wo fwd", 'f', 1024, 288, 288},
-    {"w1/w3 fwd", 'f', 1024, 768, 288},
-    {"w2 fwd", 'f', 1024, 288, 768},
+    {"wq fwd", 'f', 1024, 288, 288},
+    {"wq dx", 'x', 1024, 288, 288},
+    {"wq dw", 'w', 1024, 288, 288},
+    {"w1 fwd", 'f', 1024, 768, 288},
     {"w1 dx", 'x', 1024, 768, 288},
     {"w1 dw", 'w', 1024, 768, 288},
+    {"w2 fwd", 'f', 1024, 288, 768},
+    {"w2 dx", 'x', 1024, 288, 768},
+    {"w2 dw", 'w', 1024, 288, 768},
     {"classifier fwd", 'f', 1024, 32000, 288},
+    {"classifier dx", 'x', 1024, 32000, 288},
+    {"classifier dw", 'w', 1024, 32000, 288},
 };
 #define NSHAPES (int)(sizeof g_shapes / sizeof g_shapes[0])
 
@@ -114,10 +127,24 @@ static void sizes(const shape *s, size_t *na, size_t *nb, size_t *no)
     }
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+#define MAX_REPS 15
+
 int bg_bench_gemm_child(int quick)
 {
-    int reps = quick ? 3 : 7;
-    double min_s = quick ? 0.05 : 0.15;
+    int reps = quick ? 5 : 11;
+    double min_s = quick ? 0.04 : 0.12;
     printf("CORE %s\n", openblas_get_corename());
     for (int threads = 1; threads <= 2; threads++) {
         bg_compute_opts co = {BG_BACKEND_CPU, threads, 0, -1};
@@ -127,6 +154,9 @@ int bg_bench_gemm_child(int quick)
             fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
             return 1;
         }
+        /* a third contender, ours with bf16 matmuls, where the CPU has them */
+        int ncont = bg_compute_set_precision(c, BG_PRECISION_BF16, &err) == BG_OK ? 3 : 2;
+        bg_compute_set_precision(c, BG_PRECISION_FP32, NULL);
         if (threads == 1)
             printf("DESC %s\n", bg_compute_describe(c));
         openblas_set_num_threads(threads);
@@ -150,29 +180,35 @@ int bg_bench_gemm_child(int quick)
             double diff = 0;
             for (size_t j = 0; j < no; j++)
                 diff = fmax(diff, fabs((double)oo[j] - ob[j]));
-            /* best of reps rounds, ours and OpenBLAS interleaved; wall and
-             * CPU time each */
-            double wo = INFINITY, wb = INFINITY, tco = INFINITY, tcb = INFINITY;
+            /* reps rounds; in each, ours and OpenBLAS back to back (the
+             * order alternating by round), each timed over >= min_s of
+             * calls; the median per call of each, by wall and CPU time */
+            double wall[3][MAX_REPS], cpu[3][MAX_REPS];
             for (int r = 0; r < reps; r++) {
-                for (int which = 0; which < 2; which++) {
-                    int n = 0;
+                for (int j = 0; j < ncont; j++) {
+                    int which = (r + j) % ncont, n = 0;
+                    if (which == 2)
+                        bg_compute_set_precision(c, BG_PRECISION_BF16, NULL);
                     double t0 = bg_bench_wall(), c0 = bg_bench_cpu(), t1;
                     do {
-                        if (which == 0)
-                            ours_op(c, s, cx, ca, cb);
-                        else
+                        if (which == 1)
                             blas_op(s, ob, a, b);
+                        else
+                            ours_op(c, s, cx, ca, cb);
                         n++;
                     } while ((t1 = bg_bench_wall()) - t0 < min_s);
-                    double c1 = bg_bench_cpu();
-                    double *w = which ? &wb : &wo, *cp = which ? &tcb : &tco;
-                    *w = fmin(*w, (t1 - t0) / n);
-                    *cp = fmin(*cp, (c1 - c0) / n);
+                    if (which == 2)
+                        bg_compute_set_precision(c, BG_PRECISION_FP32, NULL);
+                    wall[which][r] = (t1 - t0) / n;
+                    cpu[which][r] = (bg_bench_cpu() - c0) / n;
                 }
             }
             double flop = 2.0 * s->M * s->N * s->K * 1e-9;
-            printf("ROW %d %d %.2f %.2f %.2f %.2f %.1e\n", i, threads, flop / wo, flop / wb,
-                   flop / tco, flop / tcb, diff);
+            printf("ROW %d %d %.2f %.2f %.2f %.2f %.1e %.2f %.2f\n", i, threads,
+                   flop / median(wall[0], reps), flop / median(wall[1], reps),
+                   flop / median(cpu[0], reps), flop / median(cpu[1], reps), diff,
+                   ncont == 3 ? flop / median(wall[2], reps) : 0.0,
+                   ncont == 3 ? flop / median(cpu[2], reps) : 0.0);
             fflush(stdout);
             bg_cbuf_destroy(c, ca);
             bg_cbuf_destroy(c, cb);
@@ -213,6 +249,7 @@ typedef struct child_rows {
     /* GFLOP/s by wall clock, and GFLOP per CPU-second */
     double ours[NSHAPES][3], blas[NSHAPES][3], ours_c[NSHAPES][3], blas_c[NSHAPES][3];
     double diff[NSHAPES][3];
+    double bf16[NSHAPES][3], bf16_c[NSHAPES][3]; /* 0: not run */
 } child_rows;
 
 static int run_child(const char *self, const char *env, int quick, child_rows *r)
@@ -226,17 +263,18 @@ static int run_child(const char *self, const char *env, int quick, child_rows *r
     memset(r, 0, sizeof *r);
     while (fgets(line, sizeof line, f)) {
         int i, t;
-        double o, b, oc, bc, d;
+        double o, b, oc, bc, d, h = 0, hc = 0;
         if (sscanf(line, "CORE %63s", r->core) == 1)
             continue;
         if (strncmp(line, "DESC ", 5) == 0) {
             snprintf(r->desc, sizeof r->desc, "%s", line + 5);
             r->desc[strcspn(r->desc, "\n")] = 0;
-        } else if (sscanf(line, "ROW %d %d %lf %lf %lf %lf %lf", &i, &t, &o, &b, &oc, &bc, &d) ==
-                       7 &&
+        } else if (sscanf(line, "ROW %d %d %lf %lf %lf %lf %lf %lf %lf", &i, &t, &o, &b, &oc, &bc,
+                          &d, &h, &hc) >= 7 &&
                    i >= 0 && i < NSHAPES && t >= 1 && t <= 2) {
             r->ours[i][t] = o, r->blas[i][t] = b, r->diff[i][t] = d;
             r->ours_c[i][t] = oc, r->blas_c[i][t] = bc;
+            r->bf16[i][t] = h, r->bf16_c[i][t] = hc;
         }
     }
     return pclose(f) == 0 ? 0 : -1;
@@ -250,35 +288,50 @@ int bg_bench_gemm(int quick, const char *core_override, FILE *out)
         return -1;
     self[n] = 0;
     const char *core = core_override ? core_override : best_core();
-    static child_rows det, best;
+    static child_rows best, avx2;
     char env[256];
-    snprintf(env, sizeof env, "BG_CPU_KERNEL=avx2");
-    if (run_child(self, env, quick, &det) != 0)
-        return -1;
     snprintf(env, sizeof env, "OPENBLAS_CORETYPE=%s BG_CPU_KERNEL=auto", core);
     if (run_child(self, env, quick, &best) != 0)
         return -1;
+    /* the AVX2 comparison: our AVX2 kernel against OpenBLAS's Haswell
+     * (AVX2+FMA) kernel, both forced, on the same CPU */
+    int x86 = strcmp(core, "SkylakeX") == 0 || strcmp(core, "Haswell") == 0;
+    if (x86 && run_child(self, "OPENBLAS_CORETYPE=Haswell BG_CPU_KERNEL=avx2", quick, &avx2) != 0)
+        return -1;
     fprintf(out, "\n### GEMM vs OpenBLAS's best kernel, GFLOP/s (rows = batch 4 x seq 256)\n\n");
-    fprintf(out, "OpenBLAS as detected: core %s; forced (OPENBLAS_CORETYPE=%s): core %s.\n",
-            det.core, core, best.core);
-    fprintf(out, "bayesguard: %s (best kernel) and %s (forced avx2).\n\n", best.desc, det.desc);
-    fprintf(out, "Wall: GFLOP/s by the clock; CPU: GFLOP per CPU-second of the process (all "
-                 "threads), which a loaded machine disturbs less.\n\n");
+    fprintf(out, "OpenBLAS forced to OPENBLAS_CORETYPE=%s: core %s; bayesguard: %s.\n", core,
+            best.core, best.desc);
+    if (x86)
+        fprintf(out, "AVX2 columns: OPENBLAS_CORETYPE=Haswell (core %s) against %s.\n", avx2.core,
+                avx2.desc);
     fprintf(out,
-            "| shape | M x N x K | thr | ours best | OpenBLAS %s | ratio wall | ratio CPU | "
-            "ours avx2 | OpenBLAS %s | avx2 / %s wall | max abs diff |\n",
-            best.core, det.core, det.core);
-    fprintf(out, "|---|---|---|---|---|---|---|---|---|---|---|\n");
+            "Medians of %d interleaved rounds. Wall: GFLOP/s by the clock; CPU: GFLOP per "
+            "CPU-second of the process (all threads), which a loaded machine disturbs "
+            "less.\n\n",
+            quick ? 5 : 11);
+    fprintf(out,
+            "| shape | M x N x K | thr | ours | OpenBLAS %s | ratio wall | ratio CPU | ours avx2 "
+            "| OpenBLAS Haswell | avx2 ratio wall | avx2 ratio CPU | max abs diff | ours bf16 | "
+            "bf16 / ours CPU |\n",
+            best.core);
+    fprintf(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int t = 1; t <= 2; t++)
         for (int i = 0; i < NSHAPES; i++) {
             const shape *s = &g_shapes[i];
-            fprintf(out,
-                    "| %s | %d x %d x %d | %d | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.2f | "
-                    "%.0e |\n",
-                    s->what, s->M, s->N, s->K, t, best.ours[i][t], best.blas[i][t],
-                    best.ours[i][t] / best.blas[i][t], best.ours_c[i][t] / best.blas_c[i][t],
-                    det.ours[i][t], det.blas[i][t], det.ours[i][t] / det.blas[i][t],
-                    fmax(best.diff[i][t], det.diff[i][t]));
+            fprintf(out, "| %s | %d x %d x %d | %d | %.1f | %.1f | %.2f | %.2f | ", s->what, s->M,
+                    s->N, s->K, t, best.ours[i][t], best.blas[i][t],
+                    best.ours[i][t] / best.blas[i][t], best.ours_c[i][t] / best.blas_c[i][t]);
+            if (x86)
+                fprintf(out, "%.1f | %.1f | %.2f | %.2f | ", avx2.ours[i][t], avx2.blas[i][t],
+                        avx2.ours[i][t] / avx2.blas[i][t], avx2.ours_c[i][t] / avx2.blas_c[i][t]);
+            else
+                fprintf(out, "- | - | - | - | ");
+            fprintf(out, "%.0e | ", fmax(best.diff[i][t], x86 ? avx2.diff[i][t] : 0.0));
+            if (best.bf16[i][t] > 0)
+                fprintf(out, "%.1f | %.2f |\n", best.bf16[i][t],
+                        best.bf16_c[i][t] / best.ours_c[i][t]);
+            else
+                fprintf(out, "- | - |\n");
         }
     return 0;
 }

@@ -208,13 +208,15 @@ int bg_bench_train(int quick, const char *tmp_dir, int threads, FILE *out)
             T / t_ref, ref_cps, ref_loss);
     int counts[2] = {1, threads > 1 ? threads : 2};
     for (int ci = 0; ci < 2; ci++) {
-        for (int bi = 0; bi < 2; bi++) {
-            int bb = bi ? B : 1;
+        /* batch 1 and B in fp32, then B with bf16 matmuls */
+        for (int bi = 0; bi < 3; bi++) {
+            int bb = bi ? B : 1, bf16 = bi == 2;
             bg_compute_opts co = {BG_BACKEND_CPU, counts[ci], 0, -1};
             bg_nn_train_opts to;
             memset(&to, 0, sizeof to);
             to.batch = bb;
             to.seq = T;
+            to.precision = bf16 ? BG_PRECISION_BF16 : BG_PRECISION_FP32;
             to.adamw.lr = 1e-3f;
             to.adamw.beta1 = 0.9f;
             to.adamw.beta2 = 0.999f;
@@ -228,8 +230,15 @@ int bg_bench_train(int quick, const char *tmp_dir, int threads, FILE *out)
                 bg_nn_ckpt_close(&ck);
                 return -1;
             }
+            int can = !bf16 || bg_compute_set_precision(probe, BG_PRECISION_BF16, &err) == BG_OK;
             snprintf(desc, sizeof desc, "%s", bg_compute_describe(probe));
             bg_compute_destroy(probe);
+            if (!can) {
+                fprintf(out,
+                        "| bf16 matmuls: not run here (%s) | %d | - | - | - | - | - | - | - |\n",
+                        err.msg, bb);
+                continue;
+            }
             if (bg_nn_train_create(&ck, &co, &to, &tr, &err) != BG_OK) {
                 fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
                 free(tok);

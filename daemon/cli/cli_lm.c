@@ -55,6 +55,7 @@ static int usage(FILE *f)
                "           --data FILE [--tokenizer T | --ids] --out DIR [--steps N] [--batch B]\n"
                "           [--seq T] [--lr LR] [--lora RANK] [--backend cpu|vulkan] [--seed S]\n"
                "           [--eval-every N] [--holdout FRACTION] [--threads N]\n"
+               "           [--precision fp32|bf16]   (bf16: CPU with avx512_bf16)\n"
                "  tokenizer train --data FILE --vocab N --out tokenizer.bin\n"
                "  corpus   [--lines N] [--seed S] [--out FILE]\n"
                "  gfn rng  [--model CKPT] [--backend cpu|vulkan] [--out DIR] [--seed N]\n"
@@ -117,6 +118,8 @@ static int apply(lm_args *a, const char *flag, const char *v)
         s = &a->init;
     else if (strcmp(flag, "--out") == 0)
         s = &a->out;
+    else if (strcmp(flag, "--precision") == 0)
+        s = &a->precision;
     if (s) {
         if (*s)
             return bad("flag %s given twice", flag);

@@ -18,7 +18,7 @@
 
 typedef struct bg_cli_lm_args {
     const char *model, *tokens, *prefix, *backend, *tmp;
-    const char *prompt, *tokenizer, *data, *init, *out;
+    const char *prompt, *tokenizer, *data, *init, *out, *precision;
     const char *conts[BG_CLI_LM_MAX_CONTS];
     int n_conts;
     long steps; /* -1: the subcommand's default */

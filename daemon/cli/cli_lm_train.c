@@ -6,7 +6,7 @@
  *            --data FILE [--tokenizer FILE | --ids] --out DIR [--steps 100]
  *            [--batch 8] [--seq min(context, 256)] [--lr 1e-3] [--lora RANK]
  *            [--backend cpu|vulkan] [--seed 1] [--eval-every 0]
- *            [--holdout 0.1] [--threads 0]
+ *            [--holdout 0.1] [--threads 0] [--precision fp32|bf16]
  *   lm tokenizer train --data FILE --vocab N --out tokenizer.bin
  *
  * Why this order: every input is read and checked before the first step
@@ -243,6 +243,8 @@ static int prepare(run *r)
         return bad("train: --data FILE is required");
     if (!a->out)
         return bad("train: --out DIR is required");
+    if (a->precision && bg_precision_parse(a->precision) < 0)
+        return bad("--precision '%s': expected fp32 or bf16", a->precision);
     int kind = bg_backend_kind_parse(a->backend ? a->backend : "cpu");
     if (kind != BG_BACKEND_CPU && kind != BG_BACKEND_VULKAN)
         return bad("--backend '%s': expected cpu or vulkan", a->backend);
@@ -331,7 +333,7 @@ static int make_out(run *r)
     char path[4096];
     snprintf(path, sizeof path, "%s/.init.bin", out);
     bg_err err;
-    int ok = bg_nn_synth_write(path, &r->cfg, (uint64_t)r->a->seed * 7919u + 17u, &err) == BG_OK &&
+    int ok = bg_nn_init_write(path, &r->cfg, (uint64_t)r->a->seed * 7919u + 17u, &err) == BG_OK &&
              bg_nn_ckpt_open(&r->ck, path, &err) == BG_OK;
     unlink(path);
     if (!ok) {
@@ -446,16 +448,19 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
     if (rc == 0) {
         int kind = bg_backend_kind_parse(a->backend ? a->backend : "cpu");
         bg_compute_opts co = {(bg_backend_kind)kind, (int)a->threads, 0, -1};
-        bg_nn_train_opts o = {.batch = r.B,
-                              .seq = r.T,
-                              .lora_rank = (int)a->lora,
-                              .seed = (uint64_t)a->seed,
-                              .adamw = {.lr = (float)r.lr,
-                                        .beta1 = 0.9f,
-                                        .beta2 = 0.95f,
-                                        .eps = 1e-8f,
-                                        .weight_decay = 0.0f,
-                                        .max_norm = 1.0f}};
+        bg_nn_train_opts o = {
+            .batch = r.B,
+            .seq = r.T,
+            .lora_rank = (int)a->lora,
+            .seed = (uint64_t)a->seed,
+            .precision =
+                (bg_precision)(a->precision ? bg_precision_parse(a->precision) : BG_PRECISION_FP32),
+            .adamw = {.lr = (float)r.lr,
+                      .beta1 = 0.9f,
+                      .beta2 = 0.95f,
+                      .eps = 1e-8f,
+                      .weight_decay = 0.0f,
+                      .max_norm = 1.0f}};
         bg_err err;
         if (bg_nn_train_create(&r.ck, &co, &o, &t, &err) != BG_OK) {
             fprintf(stderr, "bayesguard lm train: %s\n", err.msg);

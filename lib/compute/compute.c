@@ -35,6 +35,17 @@ int bg_backend_kind_parse(const char *s)
     return -1;
 }
 
+int bg_precision_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    if (strcmp(s, "fp32") == 0)
+        return BG_PRECISION_FP32;
+    if (strcmp(s, "bf16") == 0)
+        return BG_PRECISION_BF16;
+    return -1;
+}
+
 static int vulkan_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)
 {
 #ifdef BG_HAVE_VULKAN
@@ -86,6 +97,22 @@ void bg_compute_destroy(bg_compute *c)
 {
     if (c)
         c->vt->destroy(c);
+}
+
+int bg_compute_set_precision(bg_compute *c, bg_precision p, bg_err *err)
+{
+    if (p != BG_PRECISION_FP32 && p != BG_PRECISION_BF16)
+        return bg_err_set(err, BG_EINVAL, "compute: unknown precision %d; expected fp32 or bf16",
+                          (int)p);
+    if (!c->vt->set_precision) {
+        if (p == BG_PRECISION_FP32)
+            return BG_OK;
+        return bg_err_set(err, BG_EINVAL,
+                          "%s: precision bf16 is a CPU backend option; use the cpu backend or "
+                          "precision fp32",
+                          c->desc);
+    }
+    return c->vt->set_precision(c, p, err);
 }
 
 const char *bg_compute_describe(const bg_compute *c)

@@ -75,6 +75,17 @@ typedef enum bg_backend_kind {
     BG_BACKEND_AUTO = 2, /* Vulkan when a usable non-CPU device exists, else CPU */
 } bg_backend_kind;
 
+/* The input precision of the matmuls (forward and both backward GEMMs):
+ * FP32, or BF16 operands (rounded to nearest even when packed) multiplied
+ * with fp32 accumulation (avx512_bf16's vdpbf16ps). Everything else — the
+ * other ops, the weights and gradients in buffers, the optimizer — stays
+ * fp32. BF16 is an opt-in for training (bg_compute_set_precision); CPU
+ * backend only, and only on a CPU with AVX512_BF16. */
+typedef enum bg_precision {
+    BG_PRECISION_FP32 = 0,
+    BG_PRECISION_BF16 = 1,
+} bg_precision;
+
 typedef struct bg_compute_opts {
     bg_backend_kind kind;
     int threads;          /* CPU backend: threads, 0 = the CPUs this process may use (affinity,
@@ -85,10 +96,18 @@ typedef struct bg_compute_opts {
 
 /* Parse "cpu" | "vulkan" | "auto"; -1 when unknown. */
 int bg_backend_kind_parse(const char *s);
+/* Parse "fp32" | "bf16"; -1 when unknown. */
+int bg_precision_parse(const char *s);
 
 /* new: caller destroys. */
 int bg_compute_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err);
 void bg_compute_destroy(bg_compute *c);
+/* Sets the matmul input precision for the ops recorded from now on (a new
+ * backend starts at FP32). BG_EINVAL, the backend unchanged, when it cannot:
+ * BF16 on a backend other than the CPU, or on a CPU without AVX512_BF16 (or
+ * with BG_CPU_KERNEL forcing a kernel below avx512). Call outside a
+ * recording. The description (bg_compute_describe) names a BF16 setting. */
+int bg_compute_set_precision(bg_compute *c, bg_precision p, bg_err *err);
 /* Borrowed string, valid until destroy: "cpu (2 threads)", "vulkan: NVIDIA H100 ..." */
 const char *bg_compute_describe(const bg_compute *c);
 bg_backend_kind bg_compute_kind(const bg_compute *c);

@@ -64,6 +64,8 @@ typedef struct bg_compute_vtbl {
     int (*sumsq)(bg_compute *c, bg_tview out, bg_tview x, int n);
     int (*adamw)(bg_compute *c, bg_tview p, bg_tview g, bg_tview m, bg_tview v, bg_tview gsq,
                  int n_gsq, int n, const bg_adamw_params *hp);
+    /* optional (NULL: FP32 only); see bg_compute_set_precision */
+    int (*set_precision)(bg_compute *c, bg_precision p, bg_err *err);
 } bg_compute_vtbl;
 
 struct bg_compute {

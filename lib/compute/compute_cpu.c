@@ -135,7 +135,7 @@ static int cpu_matmul(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int M
     const float *wp = bg__cpu_span(c, "matmul", "w", w, (size_t)N * K);
     if (!o || !xp || !wp)
         return BG_EINVAL;
-    bg__cpu_matmul(bg__cpu(c)->pool, o, xp, wp, M, N, K);
+    bg__cpu_matmul(bg__cpu(c)->pool, o, xp, wp, M, N, K, bg__cpu(c)->bf16);
     return BG_OK;
 }
 
@@ -415,6 +415,27 @@ static int cpu_logsoftmax_gather(bg_compute *c, bg_tview out, bg_tview logits, b
     return BG_OK;
 }
 
+static void describe(bg__cpu_backend *b)
+{
+    snprintf(b->base.desc, sizeof b->base.desc, "cpu (%d thread%s, %s%s)", b->nthreads,
+             b->nthreads == 1 ? "" : "s", bg__cpu_kernel_name(bg__cpu_kernel()),
+             b->bf16 ? ", bf16 matmuls" : "");
+}
+
+static int cpu_set_precision(bg_compute *c, bg_precision p, bg_err *err)
+{
+    bg__cpu_backend *b = bg__cpu(c);
+    if (p == BG_PRECISION_BF16 && !bg__cpu_has_bf16())
+        return bg_err_set(err, BG_EINVAL,
+                          "cpu backend: precision bf16 needs the avx512f kernel and a CPU with "
+                          "AVX512_BF16 (vdpbf16ps); this one runs %s%s: use precision fp32",
+                          bg__cpu_kernel_name(bg__cpu_kernel()),
+                          bg__cpu_kernel() == BG__KERN_AVX512 ? " without AVX512_BF16" : "");
+    b->bf16 = p == BG_PRECISION_BF16;
+    describe(b);
+    return BG_OK;
+}
+
 static const bg_compute_vtbl cpu_vtbl = {
     .destroy = cpu_destroy,
     .buf_create = cpu_buf_create,
@@ -447,6 +468,7 @@ static const bg_compute_vtbl cpu_vtbl = {
     .xent = bg__cpu_xent,
     .sumsq = bg__cpu_sumsq,
     .adamw = bg__cpu_adamw,
+    .set_precision = cpu_set_precision,
 };
 
 int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)
@@ -454,6 +476,7 @@ int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err
     *out = NULL;
     if (bg__cpu_kernel_check(err) != BG_OK)
         return BG_EINVAL;
+
     int nt = opts->threads > 0 ? opts->threads : bg_cpu_available();
     bg__cpu_backend *b = calloc(1, sizeof *b);
     if (!b)
@@ -465,8 +488,8 @@ int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err
     }
     b->base.vt = &cpu_vtbl;
     b->base.kind = BG_BACKEND_CPU;
-    snprintf(b->base.desc, sizeof b->base.desc, "cpu (%d thread%s, %s)", nt, nt == 1 ? "" : "s",
-             bg__cpu_kernel_name(bg__cpu_kernel()));
+    b->nthreads = nt;
+    describe(b);
     *out = &b->base;
     return BG_OK;
 }

@@ -31,6 +31,14 @@ void bg__pool_destroy(bg__pool *p);
 int bg__pool_threads(const bg__pool *p);
 /* Runs fn(ctx, 0..ntasks-1) spread over the workers and the caller; waits. */
 void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks);
+/* Pool-owned scratch for the driving thread's ops (the GEMM's packed panels):
+ * slot in [0, BG__POOL_SCRATCH_SLOTS), at least `bytes`, 64-byte aligned,
+ * contents undefined; borrowed until the next call for that slot, a trim or
+ * destroy. NULL when out of memory. Kept between calls (no page faults per
+ * GEMM); bg__pool_scratch_trim frees every slot larger than `keep` bytes. */
+#define BG__POOL_SCRATCH_SLOTS 2
+void *bg__pool_scratch(bg__pool *p, int slot, size_t bytes);
+void bg__pool_scratch_trim(bg__pool *p, size_t keep);
 
 struct bg_cbuf {
     float *data; /* 64-byte aligned, `bytes` long */
@@ -42,6 +50,8 @@ typedef struct bg__cpu_backend {
     bg_compute base;
     bg__pool *pool;
     bg_cbuf *bufs;
+    int nthreads;
+    int bf16; /* matmuls take bf16 inputs (bg_compute_set_precision) */
 } bg__cpu_backend;
 
 static inline bg__cpu_backend *bg__cpu(bg_compute *c)
@@ -107,16 +117,19 @@ static inline void bg__cpu_task_range(int t, int ntasks, long rows, long *r0, lo
  * matvec kernel for M <= 2 and a packed, blocked kernel otherwise; the
  * kernel is bg__cpu_kernel()'s (AVX-512F, AVX2+FMA or portable C). Results
  * do not depend on the pool's thread count (bit for bit, per kernel). */
-void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K);
+void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K,
+                    int bf16);
 /* The backward GEMMs on the same packed kernel (operands packed through
  * strides, so no transpose is materialised):
  *   dx[M,K] (= or += when accumulate) dy[M,N] . w[N,K]
  *   dw[N,K] += dy[M,N]^T . x[M,K]
- * These three entry points are where faster kernels (AVX-512, AMX) plug in. */
+ * These three entry points are where faster kernels (AVX-512, AMX) plug in.
+ * bf16 != 0 (only when bg__cpu_has_bf16()): the packed GEMM rounds both
+ * operands to bf16 and accumulates in fp32 (vdpbf16ps); M <= 2 stays fp32. */
 void bg__cpu_matmul_dx(bg__pool *p, float *dx, const float *dy, const float *w, int M, int N, int K,
-                       int accumulate);
-void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N,
-                       int K);
+                       int accumulate, int bf16);
+void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N, int K,
+                       int bf16);
 /* Vector helpers with the same run-time SIMD choice. Any thread.
  *   dot: sum a[i]*b[i];  softmax: in place over v[0..n)
  *   attend: one query head over npos cache rows (row p of K at kc + p*stride,
@@ -172,6 +185,9 @@ int bg__cpu_kernel_check(bg_err *err);
 /* 1 when the SIMD helpers (dot, axpy, attend) use AVX2+FMA: any kernel but
  * scalar. */
 int bg__cpu_has_avx2(void);
+/* 1 when the bf16 matmuls can run: the avx512f kernel is in use and cpuid
+ * reports AVX512_BF16 (vdpbf16ps). Any thread. */
+int bg__cpu_has_bf16(void);
 
 /* compute_cpu_avx512.c (x86-64 only; run only when bg__cpu_kernel() says
  * avx512). The register tile: out[MR][NR] (row stride ldc) = (first ? 0 :
@@ -179,6 +195,28 @@ int bg__cpu_has_avx2(void);
 #define BG__AVX512_MR 12
 #define BG__AVX512_NR 32
 void bg__cpu_kern_avx512(const float *a, const float *b, int kc, float *out, long ldc, int first);
+/* The tile with A read in place from a row-major operand: a(r, k) =
+ * a[r*lda + k] for the 12 rows (no A panel packed); b as above. */
+void bg__cpu_kern_avx512_rows(const float *a, long lda, const float *b, int kc, float *out,
+                              long ldc, int first);
+/* Packs npanels consecutive panels of `width` (<= 32) operand rows for the
+ * tile: panel p at dst + p*width*kcb holds dst[k*width + r] = src[(row) *
+ * rs + (k0 + k) * cs] for row = first + p*width + r, k < kcb; zero for rows
+ * >= end. Returns 0 (nothing written) unless rs == 1 or cs == 1, the
+ * layouts it has SIMD paths for. */
+int bg__cpu_pack_avx512(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
+                        int kcb, int width, int npanels);
+/* bf16 (x86-64 with AVX512_BF16 only). The tile of bf16 pairs: a-panel
+ * [ceil(kc/2)][MR] and b-panel [ceil(kc/2)][NR] of 32-bit words, each word
+ * (low half: k even, high half: k + 1) as made by bg__cpu_panel_bf16; same
+ * out/ldc/first contract, fp32 accumulation. The pointers are float * so
+ * the tile fits the fp32 tiles' table; they are read as 32-bit words. */
+void bg__cpu_kern_avx512_bf16(const float *a, const float *b, int kc, float *out, long ldc,
+                              int first);
+/* Rewrites a packed fp32 panel [kcb][width] in place as [ceil(kcb/2)][width]
+ * words of two bf16 (rows k, k+1; round to nearest even; a missing k + 1
+ * is zero). width <= 32. */
+void bg__cpu_panel_bf16(float *panel, int width, int kcb);
 /* out[n] = w[n, 0..K) . x for n in [n0, n1) */
 void bg__cpu_matvec_rows_avx512(float *out, const float *x, const float *w, int n0, int n1, int K);
 

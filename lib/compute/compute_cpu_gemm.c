@@ -7,16 +7,25 @@
  *     row after the other (a single sequential stream per thread), split
  *     over the pool in contiguous row ranges.
  *   - M > 2 (prefill, benchmarks) is compute-bound: a BLIS-style packed GEMM.
- *     x is packed once into MR-row panels ([kc][MR] per K block), w into
- *     NR-column panels ([kc][NR], a transpose of w's rows) per (N block, K
- *     block); a register tile runs over kc with one B panel kept in L1 and
- *     the A block in L2: 6x16 (12 ymm accumulators) for AVX2 and the
- *     portable C, 12x32 (24 zmm accumulators, compute_cpu_avx512.c) for
- *     AVX-512.
- *     Tasks are (M block, N panel) pairs taken by the pool; the first K
- *     block stores, later ones accumulate, so no zeroing pass is needed.
- *     Each output tile is one task's, summed over K blocks in order, so the
- *     result is bit-identical for any thread count (per kernel).
+ *     Loops: K blocks (outermost), chunks of M rows, N blocks. The left
+ *     operand is packed into MR-row panels ([kc][MR]) per (chunk, K block),
+ *     the right one into NR-column panels ([kc][NR]) per (N block, K block);
+ *     a register tile runs over kc: 6x16 (12 ymm accumulators) for AVX2 and
+ *     the portable C, 12x32 (24 zmm accumulators, compute_cpu_avx512.c) for
+ *     AVX-512. With AVX-512 a row-major left operand (the forward's x, dx's
+ *     dy) is not packed at all: the tile broadcasts straight from its rows
+ *     (only a last, partial panel is packed), and the packing is SIMD (a
+ *     16x16 register transpose, or masked copies k by k with prefetch for
+ *     the backward's transposed operands).
+ *     Packing and compute are pool runs of independent tasks (A: one MC-row
+ *     block each; B: a group of panels; compute: an (M block, N panel)
+ *     pair). The first K block stores, later ones accumulate, so no zeroing
+ *     pass is needed; each output tile is one task's per K block, summed
+ *     over K blocks in order, so the result is bit-identical for any thread
+ *     count (per kernel). Packed panels live in the pool's scratch
+ *     (bg__pool_scratch), kept between calls up to SCRATCH_KEEP, and A is
+ *     packed in chunks of at most A_CHUNK_FLOATS, so the scratch is bounded
+ *     for any M.
  * Edge tiles (M or N not multiples of the tile) go through a small tile on
  * the stack; packed panels are zero-padded so the kernel never branches.
  * M == 2 runs as two matvecs (packing would cost more than it saves).
@@ -28,8 +37,8 @@
  * instructions, xgetbv for the OS's register state; BG_CPU_KERNEL forces
  * one); nothing assumes the build machine's ISA. The portable kernels are
  * plain C with the AVX2 blocking.
- * Threads: called by the thread that drives the pool; scratch is allocated
- * per call and freed before returning.
+ * Threads: called by the thread that drives the pool (which owns the
+ * scratch); tasks write disjoint parts of the scratch and of the output.
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -148,6 +157,20 @@ int bg__cpu_kernel_check(bg_err *err)
 int bg__cpu_has_avx2(void)
 {
     return bg__cpu_kernel() >= BG__KERN_AVX2;
+}
+
+int bg__cpu_has_bf16(void)
+{
+    if (bg__cpu_kernel() != BG__KERN_AVX512)
+        return 0;
+#ifdef BG_X86
+    unsigned a, b, c, d;
+    /* leaf 7 sub-leaf 1, EAX bit 5: AVX512_BF16 (the zmm state was checked
+     * with AVX-512F) */
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
+#else
+    return 0;
+#endif
 }
 
 /* ---- matvec -------------------------------------------------------------- */
@@ -349,66 +372,33 @@ static void matvec(bg__pool *p, float *out, const float *x, const float *w, int 
 
 /* ---- packed GEMM --------------------------------------------------------- */
 
-/* Ap for one K block: Mpad/mr panels of [kcb][mr], zero rows past M.
- * Element (m, k) of the left operand is x[m*rs + k*cs] (cs == 1: row-major
- * x[M,K]; other strides serve the transposed operands of the backward). */
-static void pack_a(float *ap, const float *x, int M, long rs, long cs, int k0, int kcb, int mr,
-                   int mp0, int mp1)
+/* One panel of `width` operand rows, [kcb][width]: element (row, k) of the
+ * operand is src[row*rs + k*cs] (cs == 1: row-major; rs == 1: the
+ * transposed operands of the backward), rows first .. first+width-1, zero
+ * from row `end` on. The portable packer; the AVX-512 one is
+ * bg__cpu_pack_avx512. */
+static void pack_panel_c(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
+                         int kcb, int width)
 {
-    for (int mp = mp0; mp < mp1; mp++) {
-        float *dst = ap + (long)mp * mr * kcb;
-        if (rs == 1 && cs != 1) {
-            /* a transposed operand (the backward's dy^T): the panel's rows are
-             * adjacent in memory, so copy k by k (contiguous reads) instead of
-             * striding through memory row by row */
-            int rows = M - mp * mr < mr ? M - mp * mr : mr;
-            for (int k = 0; k < kcb; k++) {
-                const float *src = x + (long)mp * mr + (long)(k0 + k) * cs;
-                for (int r = 0; r < mr; r++)
-                    dst[k * mr + r] = r < rows ? src[r] : 0.0f;
-            }
-            continue;
-        }
-        for (int r = 0; r < mr; r++) {
-            int m = mp * mr + r;
-            if (m < M) {
-                const float *src = x + (long)m * rs + (long)k0 * cs;
-                for (int k = 0; k < kcb; k++)
-                    dst[k * mr + r] = src[k * cs];
-            } else {
-                for (int k = 0; k < kcb; k++)
-                    dst[k * mr + r] = 0.0f;
-            }
-        }
-    }
-}
-
-/* Bp: panels of [kcb][nr] for right-operand rows n0 + np*nr .. +nr, zero past
- * n_end; element (n, k) is w[n*rs + k*cs]. */
-static void pack_b(float *bp, const float *w, long rs, long cs, int n0, int n_end, int k0, int kcb,
-                   int nr, int np)
-{
-    float *dst = bp + (long)np * nr * kcb;
+    int rows = end - first < width ? end - first : width;
     if (rs == 1 && cs != 1) {
-        /* columns adjacent in memory (w^T, x^T in the backward): k by k */
-        int first = n0 + np * nr;
-        int cols = n_end - first < nr ? n_end - first : nr;
+        /* rows adjacent in memory: copy k by k (contiguous reads) instead of
+         * striding through memory row by row */
         for (int k = 0; k < kcb; k++) {
-            const float *src = w + first + (long)(k0 + k) * cs;
-            for (int j = 0; j < nr; j++)
-                dst[k * nr + j] = j < cols ? src[j] : 0.0f;
+            const float *s = src + first + (long)(k0 + k) * cs;
+            for (int r = 0; r < width; r++)
+                dst[k * width + r] = r < rows ? s[r] : 0.0f;
         }
         return;
     }
-    for (int j = 0; j < nr; j++) {
-        int n = n0 + np * nr + j;
-        if (n < n_end) {
-            const float *src = w + (long)n * rs + (long)k0 * cs;
+    for (int r = 0; r < width; r++) {
+        if (r < rows) {
+            const float *s = src + (long)(first + r) * rs + (long)k0 * cs;
             for (int k = 0; k < kcb; k++)
-                dst[k * nr + j] = src[k * cs];
+                dst[k * width + r] = s[k * cs];
         } else {
             for (int k = 0; k < kcb; k++)
-                dst[k * nr + j] = 0.0f;
+                dst[k * width + r] = 0.0f;
         }
     }
 }
@@ -470,70 +460,127 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(const float *a, const 
 
 typedef void (*kern_fn)(const float *a, const float *b, int kc, float *out, long ldc, int first);
 
-/* One kernel's tile and K block. */
+/* The tile reading A in place from a row-major operand (a(r, k) = a[r*lda + k]). */
+typedef void (*kern_rows_fn)(const float *a, long lda, const float *b, int kc, float *out, long ldc,
+                             int first);
+
+/* One kernel's tile, K block and N block (nc: a multiple of nr). */
 typedef struct kern_desc {
     kern_fn fn;
-    int mr, nr, kc, nc; /* nc: N block, a multiple of nr */
+    kern_rows_fn rows_fn; /* NULL: A is always packed */
+    int simd_pack;        /* panels packed by bg__cpu_pack_avx512 where it can */
+    int bf16;             /* panels rewritten as bf16 pairs (bg__cpu_panel_bf16) */
+    int mr, nr, kc, nc;
 } kern_desc;
 
-static kern_desc kern_for(int kernel)
+/* Floats of packed A kept at once: M is packed in chunks of rows that fit
+ * (a multiple of MC), so the scratch stays bounded for any M. 8 MiB: the
+ * training shapes' rows (batch x seq up to 2048 at K blocks of 1024) are
+ * one chunk. */
+#define A_CHUNK_FLOATS (2L << 20)
+/* Scratch kept in the pool between calls; larger buffers are freed after
+ * the call (the packed A chunk and one B block fit). */
+#define SCRATCH_KEEP ((size_t)12 << 20)
+
+static kern_desc kern_for(int kernel, int bf16)
 {
 #ifdef BG_X86
+    /* bf16 pairs: the fp32 packers, then each panel rewritten as pairs */
+    if (bf16 && kernel == BG__KERN_AVX512)
+        return (kern_desc){
+            bg__cpu_kern_avx512_bf16, NULL, 1, 1, BG__AVX512_MR, BG__AVX512_NR, 1024, NC / 4};
     /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
      * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
      * tiles); 128..384 were within noise of each other (docs/PERFORMANCE.md).
      * N block 512, so the packed B block (nc x kc floats) stays within the
      * 2048 x 256 that the trainer's memory bound (lib/nn) counts. */
     if (kernel == BG__KERN_AVX512)
-        return (kern_desc){bg__cpu_kern_avx512, BG__AVX512_MR, BG__AVX512_NR, 1024, NC / 4};
+        return (kern_desc){bg__cpu_kern_avx512,
+                           bg__cpu_kern_avx512_rows,
+                           1,
+                           0,
+                           BG__AVX512_MR,
+                           BG__AVX512_NR,
+                           1024,
+                           NC / 4};
     if (kernel == BG__KERN_AVX2)
-        return (kern_desc){kern_avx2, MR, NR, KC, NC};
+        return (kern_desc){kern_avx2, NULL, 0, 0, MR, NR, KC, NC};
 #endif
     (void)kernel;
-    return (kern_desc){kern_c, MR, NR, KC, NC};
+    (void)bf16;
+    return (kern_desc){kern_c, NULL, 0, 0, MR, NR, KC, NC};
 }
 
 typedef struct gemm_ctx {
     float *out;
     const float *x, *w;
     int M, N, K;
-    long xrs, xcs, wrs, wcs; /* operand strides (pack_a, pack_b) */
-    int accumulate;          /* add into out instead of storing on the first K block */
+    long xrs, xcs, wrs, wcs; /* operand strides (pack_panel_c) */
     kern_desc kd;
-    /* current block */
+    int a_direct; /* full A panels read in place (kd.rows_fn, x row-major) */
+    /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
+     * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
     float *ap, *bp;
-    int k0, kcb, n0, ncb, first;
+    int k0, kcb, m0, mrows, n0, ncb, first;
     int m_panels, n_panels, m_blocks;
 } gemm_ctx;
 
+/* npanels consecutive panels of `width` rows from row `first` */
+static void pack(const kern_desc *kd, float *dst, const float *src, long rs, long cs, int first,
+                 int end, int k0, int kcb, int width, int npanels)
+{
+#ifdef BG_X86
+    if (kd->simd_pack &&
+        bg__cpu_pack_avx512(dst, src, rs, cs, first, end, k0, kcb, width, npanels)) {
+        for (int p = 0; kd->bf16 && p < npanels; p++)
+            bg__cpu_panel_bf16(dst + (long)p * width * kcb, width, kcb);
+        return;
+    }
+#endif
+    for (int p = 0; p < npanels; p++) {
+        float *d = dst + (long)p * width * kcb;
+        pack_panel_c(d, src, rs, cs, first + p * width, end, k0, kcb, width);
+#ifdef BG_X86
+        if (kd->bf16)
+            bg__cpu_panel_bf16(d, width, kcb);
+#endif
+    }
+}
+
+/* B panels per packing task: a group reads whole cache lines of an operand
+ * whose rows are adjacent (the backward's), one pass per k. */
+#define B_GROUP 4
+
+/* Task t: the A panels of MC-row block t of the current M chunk and K block. */
 static void pack_a_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
-    /* t: one K block; panels for all of M */
-    int k0 = t * g->kd.kc;
-    int kcb = g->K - k0 < g->kd.kc ? g->K - k0 : g->kd.kc;
-    pack_a(g->ap + (long)k0 * g->m_panels * g->kd.mr, g->x, g->M, g->xrs, g->xcs, k0, kcb, g->kd.mr,
-           0, g->m_panels);
+    int mr = g->kd.mr, per = MC / mr;
+    int p0 = t * per, np = g->m_panels - p0 < per ? g->m_panels - p0 : per;
+    if (g->a_direct) {
+        /* only a last, partial panel is packed (zero rows past M) */
+        int last = g->m_panels - 1;
+        if (g->mrows % mr == 0 || last < p0 || last >= p0 + np)
+            return;
+        p0 = last, np = 1;
+    }
+    pack(&g->kd, g->ap + (long)p0 * mr * g->kcb, g->x, g->xrs, g->xcs, g->m0 + p0 * mr,
+         g->m0 + g->mrows, g->k0, g->kcb, mr, np);
 }
 
+/* Task t: B panels t*B_GROUP .. of the current N block and K block. */
 static void pack_b_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
-    pack_b(g->bp, g->w, g->wrs, g->wcs, g->n0, g->n0 + g->ncb, g->k0, g->kcb, g->kd.nr, t);
+    int nr = g->kd.nr, p0 = t * B_GROUP;
+    int np = g->n_panels - p0 < B_GROUP ? g->n_panels - p0 : B_GROUP;
+    pack(&g->kd, g->bp + (long)p0 * nr * g->kcb, g->w, g->wrs, g->wcs, g->n0 + p0 * nr,
+         g->n0 + g->ncb, g->k0, g->kcb, nr, np);
 }
 
-static void tile(gemm_ctx *g, const float *a, const float *b, int m, int n)
+/* An edge tile's existing part from the full tile computed into ct. */
+static void edge_store(const gemm_ctx *g, float *o, const float *ct, int mr, int nr)
 {
-    float *o = g->out + (long)m * g->N + n;
-    int mr = g->M - m < g->kd.mr ? g->M - m : g->kd.mr;
-    int nr = g->N - n < g->kd.nr ? g->N - n : g->kd.nr;
-    if (mr == g->kd.mr && nr == g->kd.nr) {
-        g->kd.fn(a, b, g->kcb, o, g->N, g->first);
-        return;
-    }
-    /* edge tile: the full tile into scratch, then the part that exists */
-    float ct[MR_MAX * NR_MAX] __attribute__((aligned(64)));
-    g->kd.fn(a, b, g->kcb, ct, g->kd.nr, 1);
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++) {
             if (g->first)
@@ -543,29 +590,51 @@ static void tile(gemm_ctx *g, const float *a, const float *b, int m, int n)
         }
 }
 
+static void tile(gemm_ctx *g, const float *a, const float *b, int m, int n)
+{
+    float *o = g->out + (long)m * g->N + n;
+    int mr = g->M - m < g->kd.mr ? g->M - m : g->kd.mr;
+    int nr = g->N - n < g->kd.nr ? g->N - n : g->kd.nr;
+    float ct[MR_MAX * NR_MAX] __attribute__((aligned(64)));
+    if (mr == g->kd.mr && g->a_direct) {
+        /* a full panel of a row-major A: read in place */
+        const float *ar = g->x + (long)m * g->xrs + g->k0;
+        if (nr == g->kd.nr) {
+            g->kd.rows_fn(ar, g->xrs, b, g->kcb, o, g->N, g->first);
+            return;
+        }
+        g->kd.rows_fn(ar, g->xrs, b, g->kcb, ct, g->kd.nr, 1);
+        edge_store(g, o, ct, mr, nr);
+        return;
+    }
+    if (mr == g->kd.mr && nr == g->kd.nr) {
+        g->kd.fn(a, b, g->kcb, o, g->N, g->first);
+        return;
+    }
+    /* edge tile: the full tile into scratch, then the part that exists */
+    g->kd.fn(a, b, g->kcb, ct, g->kd.nr, 1);
+    edge_store(g, o, ct, mr, nr);
+}
+
+/* Task t: one MC-row block of the chunk times one B panel. */
 static void compute_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
     int mb = t / g->n_panels, np = t % g->n_panels;
     int mr = g->kd.mr;
     const float *b = g->bp + (long)np * g->kd.nr * g->kcb;
-    const float *a_k = g->ap + (long)g->k0 * g->m_panels * mr;
     int mp0 = mb * (MC / mr);
     int mp1 = mp0 + MC / mr < g->m_panels ? mp0 + MC / mr : g->m_panels;
     for (int mp = mp0; mp < mp1; mp++)
-        tile(g, a_k + (long)mp * mr * g->kcb, b, mp * mr, g->n0 + np * g->kd.nr);
-}
-
-static void *alloc_aligned(size_t n_floats)
-{
-    size_t bytes = (n_floats * sizeof(float) + 63) & ~(size_t)63;
-    return aligned_alloc(64, bytes);
+        tile(g, g->ap + (long)mp * mr * g->kcb, b, g->m0 + mp * mr, g->n0 + np * g->kd.nr);
 }
 
 /* out[m*N + n] (= or +=) sum_k x(m, k) * w(n, k), operands addressed by
- * strides (see pack_a / pack_b). */
+ * strides (see pack_panel_c). Loops: K blocks (outermost, so every output
+ * tile sums its K blocks in order), M chunks, N blocks; each packing and
+ * each compute step is a pool run of independent tasks. */
 static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, const float *w,
-                 long wrs, long wcs, int M, int N, int K, int accumulate)
+                 long wrs, long wcs, int M, int N, int K, int accumulate, int bf16)
 {
     gemm_ctx g;
     memset(&g, 0, sizeof g);
@@ -576,29 +645,29 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     g.xcs = xcs;
     g.wrs = wrs;
     g.wcs = wcs;
-    g.accumulate = accumulate;
     g.M = M;
     g.N = N;
     g.K = K;
-    g.kd = kern_for(bg__cpu_kernel());
-    int mr = g.kd.mr, nr = g.kd.nr, kc = g.kd.kc;
+    g.kd = kern_for(bg__cpu_kernel(), bf16);
+    int mr = g.kd.mr, nr = g.kd.nr, kc = g.kd.kc, nc = g.kd.nc;
+    g.a_direct = g.kd.rows_fn != NULL && xcs == 1;
     /* equal K blocks (K = 1100 with a limit of 1024: two of 550, not 1024 + 76) */
     if (K > kc) {
         int nb = (K + kc - 1) / kc;
         kc = (K + nb - 1) / nb;
         g.kd.kc = kc;
     }
-    g.m_panels = (M + mr - 1) / mr;
-    g.m_blocks = (M + MC - 1) / MC;
-    int k_blocks = (K + kc - 1) / kc;
-    int nc = g.kd.nc;
+    long chunk = A_CHUNK_FLOATS / kc / MC * MC;
+    if (chunk < MC)
+        chunk = MC;
+    int m_chunk = M < chunk ? ((M + mr - 1) / mr) * mr : (int)chunk;
     int nc_max = N < nc ? ((N + nr - 1) / nr) * nr : nc;
-    g.ap = alloc_aligned((size_t)g.m_panels * mr * K);
-    g.bp = alloc_aligned((size_t)nc_max * (K < kc ? K : kc));
+    int kc_max = K < kc ? K : kc;
+    g.ap = bg__pool_scratch(p, 0, sizeof(float) * (size_t)m_chunk * (size_t)kc_max);
+    g.bp = bg__pool_scratch(p, 1, sizeof(float) * (size_t)nc_max * (size_t)kc_max);
     if (!g.ap || !g.bp) {
         /* Out of scratch memory: a plain loop, which needs none. */
-        free(g.ap);
-        free(g.bp);
+        bg__pool_scratch_trim(p, 0);
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
                 float s = 0.0f;
@@ -608,42 +677,49 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
             }
         return;
     }
-    bg__pool_run(p, pack_a_task, &g, k_blocks);
-    for (int n0 = 0; n0 < N; n0 += nc) {
-        g.n0 = n0;
-        g.ncb = N - n0 < nc ? N - n0 : nc;
-        g.n_panels = (g.ncb + nr - 1) / nr;
-        for (int k0 = 0; k0 < K; k0 += kc) {
-            g.k0 = k0;
-            g.kcb = K - k0 < kc ? K - k0 : kc;
-            g.first = k0 == 0 && !accumulate;
-            bg__pool_run(p, pack_b_task, &g, g.n_panels);
-            bg__pool_run(p, compute_task, &g, g.m_blocks * g.n_panels);
+    for (int k0 = 0; k0 < K; k0 += kc) {
+        g.k0 = k0;
+        g.kcb = K - k0 < kc ? K - k0 : kc;
+        g.first = k0 == 0 && !accumulate;
+        for (int m0 = 0; m0 < M; m0 += m_chunk) {
+            g.m0 = m0;
+            g.mrows = M - m0 < m_chunk ? M - m0 : m_chunk;
+            g.m_panels = (g.mrows + mr - 1) / mr;
+            g.m_blocks = (g.mrows + MC - 1) / MC;
+            bg__pool_run(p, pack_a_task, &g, g.m_blocks);
+            for (int n0 = 0; n0 < N; n0 += nc) {
+                g.n0 = n0;
+                g.ncb = N - n0 < nc ? N - n0 : nc;
+                g.n_panels = (g.ncb + nr - 1) / nr;
+                bg__pool_run(p, pack_b_task, &g, (g.n_panels + B_GROUP - 1) / B_GROUP);
+                bg__pool_run(p, compute_task, &g, g.m_blocks * g.n_panels);
+            }
         }
     }
-    free(g.ap);
-    free(g.bp);
+    bg__pool_scratch_trim(p, SCRATCH_KEEP);
 }
 
-void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K)
+void bg__cpu_matmul(bg__pool *p, float *out, const float *x, const float *w, int M, int N, int K,
+                    int bf16)
 {
     if (M <= 2) {
         for (int m = 0; m < M; m++)
             matvec(p, out + (long)m * N, x + (long)m * K, w, N, K);
         return;
     }
-    gemm(p, out, x, K, 1, w, K, 1, M, N, K, 0);
+    gemm(p, out, x, K, 1, w, K, 1, M, N, K, 0, bf16);
 }
 
 void bg__cpu_matmul_dx(bg__pool *p, float *dx, const float *dy, const float *w, int M, int N, int K,
-                       int accumulate)
+                       int accumulate, int bf16)
 {
     /* dx[M,K] = dy[M,N] . w[N,K]: left (m, n) = dy[m*N + n], right (k, n) = w[n*K + k] */
-    gemm(p, dx, dy, N, 1, w, 1, K, M, K, N, accumulate);
+    gemm(p, dx, dy, N, 1, w, 1, K, M, K, N, accumulate, bf16);
 }
 
-void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N, int K)
+void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N, int K,
+                       int bf16)
 {
     /* dw[N,K] += dy^T . x: left (n, m) = dy[m*N + n], right (k, m) = x[m*K + k] */
-    gemm(p, dw, dy, 1, N, x, 1, K, N, K, M, 1);
+    gemm(p, dw, dy, 1, N, x, 1, K, N, K, M, 1, bf16);
 }

@@ -25,7 +25,11 @@
  *   - bg__pool_run returns only when all its tasks finished, so ctx (often
  *     on the caller's stack) outlives every task;
  *   - ntasks per run < 2^20 (larger loops are folded by the caller).
- * Ownership: the pool owns its threads; destroy joins them.
+ * Ownership: the pool owns its threads; destroy joins them. It also owns
+ * the GEMM's packing scratch (bg__pool_scratch): kept between calls, so a
+ * GEMM does not pay for fresh pages (first-touch faults) every time, and
+ * freed by bg__pool_scratch_trim beyond a size or by destroy. Only the
+ * driving thread calls those two (the tasks it runs write into the buffers).
  */
 #include "compute/compute_cpu.h"
 
@@ -53,6 +57,8 @@ struct bg__pool {
     atomic_int sleeping_caller;
     bg__pool_fn fn;
     void *ctx;
+    void *scratch[BG__POOL_SCRATCH_SLOTS]; /* 64-byte aligned, scratch_bytes[i] long */
+    size_t scratch_bytes[BG__POOL_SCRATCH_SLOTS];
 };
 
 /* One step of a spin wait. Every 64th step yields the CPU: on a host with
@@ -166,10 +172,35 @@ void bg__pool_destroy(bg__pool *p)
     for (int i = 0; i < p->started; i++)
         pthread_join(p->tids[i], NULL);
     free(p->tids);
+    for (int i = 0; i < BG__POOL_SCRATCH_SLOTS; i++)
+        free(p->scratch[i]);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->start_cv);
     pthread_cond_destroy(&p->done_cv);
     free(p);
+}
+
+void *bg__pool_scratch(bg__pool *p, int slot, size_t bytes)
+{
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0)
+        bytes = 64;
+    if (p->scratch_bytes[slot] >= bytes)
+        return p->scratch[slot];
+    free(p->scratch[slot]);
+    p->scratch[slot] = aligned_alloc(64, bytes);
+    p->scratch_bytes[slot] = p->scratch[slot] ? bytes : 0;
+    return p->scratch[slot];
+}
+
+void bg__pool_scratch_trim(bg__pool *p, size_t keep)
+{
+    for (int i = 0; i < BG__POOL_SCRATCH_SLOTS; i++)
+        if (p->scratch_bytes[i] > keep) {
+            free(p->scratch[i]);
+            p->scratch[i] = NULL;
+            p->scratch_bytes[i] = 0;
+        }
 }
 
 int bg__pool_threads(const bg__pool *p)

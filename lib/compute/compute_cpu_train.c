@@ -344,7 +344,7 @@ int bg__cpu_matmul_backward_x(bg_compute *c, bg_tview dx, bg_tview dy, bg_tview 
     const float *wp = bg__cpu_span(c, "matmul_backward_x", "w", w, (size_t)N * K);
     if (!o || !d || !wp)
         return BG_EINVAL;
-    bg__cpu_matmul_dx(bg__cpu(c)->pool, o, d, wp, M, N, K, accumulate);
+    bg__cpu_matmul_dx(bg__cpu(c)->pool, o, d, wp, M, N, K, accumulate, bg__cpu(c)->bf16);
     return BG_OK;
 }
 
@@ -356,7 +356,7 @@ int bg__cpu_matmul_backward_w(bg_compute *c, bg_tview dw, bg_tview dy, bg_tview 
     const float *xp = bg__cpu_span(c, "matmul_backward_w", "x", x, (size_t)M * K);
     if (!o || !d || !xp)
         return BG_EINVAL;
-    bg__cpu_matmul_dw(bg__cpu(c)->pool, o, d, xp, M, N, K);
+    bg__cpu_matmul_dw(bg__cpu(c)->pool, o, d, xp, M, N, K, bg__cpu(c)->bf16);
     return BG_OK;
 }
 

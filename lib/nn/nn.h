@@ -94,6 +94,10 @@ uint64_t bg_nn_ckpt_bytes(const bg_nn_config *cfg);
 /* Writes a deterministic synthetic checkpoint (weights from `seed`, scaled
  * so activations stay O(1)); shared_classifier selects the header sign. */
 int bg_nn_synth_write(const char *path, const bg_nn_config *cfg, uint64_t seed, bg_err *err);
+/* Writes the starting weights of a model trained from scratch: N(0, 0.02)
+ * matrices and embedding, wo and w2 N(0, 0.02/sqrt(2*layers)), norms 1
+ * (nn_synth.c). Deterministic per (config, seed). */
+int bg_nn_init_write(const char *path, const bg_nn_config *cfg, uint64_t seed, bg_err *err);
 
 /* ---- the model on a compute backend ---------------------------------------- */
 
@@ -205,17 +209,19 @@ int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int step
  */
 
 typedef struct bg_nn_train_opts {
-    int batch;             /* B >= 1 sequences per step */
-    int seq;               /* T: tokens per sequence, 1..seq_len of the model */
-    int lora_rank;         /* 0: full fine-tuning; r > 0: LoRA of rank r, base frozen */
-    float lora_alpha;      /* adapter scale alpha / r; 0 means alpha = r (scale 1) */
-    int recompute;         /* 1: keep only each layer's input; recompute its activations in
-                              backward (about one extra forward per step) */
-    size_t act_budget;     /* bytes the kept activations may take; 0 = no limit. Over it,
-                              create fails saying what fits (recompute, smaller batch/seq) */
-    uint64_t seed;         /* adapter initialisation */
-    bg_adamw_params adamw; /* lr, betas, eps, weight_decay (matrices only), max_norm;
-                              step is kept by the trainer */
+    int batch;              /* B >= 1 sequences per step */
+    int seq;                /* T: tokens per sequence, 1..seq_len of the model */
+    int lora_rank;          /* 0: full fine-tuning; r > 0: LoRA of rank r, base frozen */
+    float lora_alpha;       /* adapter scale alpha / r; 0 means alpha = r (scale 1) */
+    int recompute;          /* 1: keep only each layer's input; recompute its activations in
+                               backward (about one extra forward per step) */
+    size_t act_budget;      /* bytes the kept activations may take; 0 = no limit. Over it,
+                               create fails saying what fits (recompute, smaller batch/seq) */
+    uint64_t seed;          /* adapter initialisation */
+    bg_precision precision; /* the matmuls' inputs: FP32 (0) or BF16 (CPU backend with
+                               AVX512_BF16, fp32 accumulation; compute.h) */
+    bg_adamw_params adamw;  /* lr, betas, eps, weight_decay (matrices only), max_norm;
+                               step is kept by the trainer */
 } bg_nn_train_opts;
 
 /* Bytes a trainer keeps on its backend, by role, and the step's peak. */

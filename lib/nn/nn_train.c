@@ -280,6 +280,8 @@ int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
     if (co.kind == BG_BACKEND_AUTO)
         co.kind = BG_BACKEND_CPU; /* training picks its backend explicitly */
     rc = bg_compute_create(&co, &t->c, err);
+    if (rc == BG_OK && o->precision != BG_PRECISION_FP32)
+        rc = bg_compute_set_precision(t->c, o->precision, err);
     t->layers = rc == BG_OK ? calloc((size_t)c->n_layers, sizeof *t->layers) : NULL;
     t->X = t->layers ? calloc((size_t)c->n_layers + 1, sizeof *t->X) : NULL;
     t->nsets = o->recompute ? 1 : c->n_layers;

@@ -478,7 +478,13 @@ static void suite(int threads)
                                    {36, 97, 1},
                                    {13, 33, 1025},
                                    {7, 40, 2100},
-                                   {14, 530, 20}};
+                                   {14, 530, 20},
+                                   /* A read in place: a partial last panel, K = 1, two
+                                    * chunks of A rows (1920 at K blocks of 1024) */
+                                   {12, 32, 1},
+                                   {23, 1, 5},
+                                   {3, 40, 1},
+                                   {1950, 13, 1024}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         test_matmul(c, fixed[i][0], fixed[i][1], fixed[i][2]);
     for (int i = 0; i < 12; i++)

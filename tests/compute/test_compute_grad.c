@@ -724,6 +724,20 @@ int main(void)
     test_matmul(1, 9, 4, 1);
     test_matmul(37, 45, 300, 0); /* crosses the K block (256), edge tiles */
     test_matmul(130, 20, 17, 0);
+    /* every edge path of the packed GEMM (AVX-512: 12x32 tile, A read in
+     * place for row-major left operands, K blocks <= 1024, N blocks of 512,
+     * A packed in chunks of rows): dx runs as (M, K, N) and dw as (N, K, M) */
+    static const int edges[][3] = {{1, 1, 1},      {2, 3, 1},
+                                   {3, 1, 2},      {12, 32, 1},
+                                   {13, 33, 1},    {11, 31, 17},
+                                   {24, 64, 96},   {25, 65, 97},
+                                   {12, 33, 385},  {97, 12, 31},
+                                   {1030, 45, 13}, {40, 20, 600},
+                                   {45, 1030, 29}, {7, 530, 540},
+                                   {300, 2, 77},   {1950, 1024, 13} /* dx: two chunks of A rows */,
+                                   {1024, 1950, 5} /* dw: two chunks of A rows */};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+        test_matmul(edges[i][0], edges[i][1], edges[i][2], 0);
     test_rope();
     test_attention(2, 5, 4, 2, 6, 1);
     test_attention(3, 17, 6, 3, 8, 0);

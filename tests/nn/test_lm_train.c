@@ -11,6 +11,7 @@
  * (observed 7.59 -> 2.42). Every bad input is exit 2 with a
  * message naming it, before any step runs and before --out is created.
  */
+#include <math.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -115,10 +116,14 @@ static void recipe(const char *exe)
     for (int i = 0; i < nh; i++)
         printf(" [%d] %.4f", hs[i], held[i]);
     printf("\n");
-    CHECK(last < 0.6 * first, "the loss did not go down: %.4f -> %.4f", first, last);
+    /* --init starts near the uniform guess (ln 300 = 5.70 nats: N(0, 0.02)
+     * weights); 60 tiny steps must go well below it */
+    CHECK(last < 0.75 * first && last < 0.7 * log(300.0),
+          "the loss did not go down: %.4f -> %.4f (ln 300 = %.4f)", first, last, log(300.0));
     CHECK(nh == 4 && hs[0] == 0 && hs[1] == 20 && hs[2] == 40 && hs[3] == 60, "held-out lines: %d",
           nh);
-    CHECK(held[3] < 0.6 * held[0], "held-out loss %.4f -> %.4f", held[0], held[3]);
+    CHECK(held[3] < 0.75 * held[0] && held[3] < 0.7 * log(300.0), "held-out loss %.4f -> %.4f",
+          held[0], held[3]);
     CHECK(exists("run/model.bin") && exists("run/tokenizer.bin") && !exists("run/.init.bin"));
 
     /* generate: text after the prompt, the tokenizer found beside the model */
