@@ -112,6 +112,33 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU seconds of this process: what the work cost whatever the load (the
+ * machine may be shared; wall time then measures the queue too). Inline
+ * training and MH run on this thread; the idle trainer thread adds ~0. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Wall and CPU seconds, summed over timed spans. */
+typedef struct watch {
+    double wall, cpu;
+} watch;
+
+static watch watch_now(void)
+{
+    return (watch){now_s(), cpu_s()};
+}
+
+static void watch_add(watch *acc, watch since)
+{
+    watch t = watch_now();
+    acc->wall += t.wall - since.wall;
+    acc->cpu += t.cpu - since.cpu;
+}
+
 static void loadavg(char *buf, size_t len)
 {
     FILE *f = fopen("/proc/loadavg", "r");
@@ -532,16 +559,17 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
     int max_obs = 0, missed = 0;
     for (int i = 0; i < o->n_obs; i++)
         max_obs = o->obs[i] > max_obs ? o->obs[i] : max_obs;
-    double train_s = 0, f[MAX_D];
+    watch train = {0, 0};
+    double f[MAX_D];
     uint64_t steps0 = bg_sampled_trainer_steps(t.tr);
     g_train_evals = 0;
     static cands c; /* ~150 KB */
     for (int n = 1; n <= max_obs; n++) {
         int a = (int)(bg_gfn_rng_u64(&r) % TWIN_ARMS);
         bg_observation ob = twin_pull(&t, t.arms[a], f, &r);
-        double t0 = now_s();
+        watch t0 = watch_now();
         CHECK(bg_engine_observe(t.e, &t.gs, "s", &ob, NULL, &err) == BG_OK, "observe: %s", err.msg);
-        train_s += now_s() - t0;
+        watch_add(&train, t0);
         if (d <= 20)
             CHECK(bg_engine_observe(t.e, t.gx, "s", &ob, NULL, &err) == BG_OK, "observe: %s",
                   err.msg);
@@ -555,10 +583,10 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
         double eval_s = evaluate(&t, ctx, v, d <= 20 ? exact_iid : NULL);
         uint64_t steps = bg_sampled_trainer_steps(t.tr) - steps0;
 
-        double t0m = now_s();
+        watch mh_t = {0, 0}, t0m = watch_now();
         double disagree;
         int agree = mh_halves(&c, &env, ctx, o, seed * 7919u + (uint64_t)n, &disagree);
-        double mh_s = now_s() - t0m;
+        watch_add(&mh_t, t0m);
         int trunc;
         size_t n_set = plausible(&c, &trunc);
         double map_lr = c.top[0].lr, wstar_lr = bench_log_r_local(&env, env.w_star);
@@ -567,14 +595,17 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
         loadavg(la, sizeof la);
         int ok = s.within2 == N_CTX;
         missed += !ok;
-        printf("| %d | %llu | %d | %.0f | %.0f | %.1f | %.0f | %.3g | %.1f | %d/%d, %.2f | %+.2f | "
+        printf("| %d | %llu | %d | %.0f | %.0f / %.0f | %.1f / %.1f | %.0f | %.3g | %.1f / %.1f | "
+               "%d/%d, %.2f | %+.2f | "
                "%zu%s | "
                "%d/%d | %.2f / %.2f | %.2f (%d better) | %d, %.3f | %d, %.3f | %.0f | %s |\n",
-               d, (unsigned long long)seed, n, (double)steps / n, 1e3 * train_s / n,
-               1e3 * train_s / (double)(steps ? steps : 1), (double)g_train_evals / n,
-               (double)c.evals, mh_s, agree, N_CTX, disagree, map_lr - wstar_lr, n_set,
-               trunc ? "+" : "", s.within2, N_CTX, s.gap_med, s.gap_worst, s.obj_worst, s.better,
-               s.iid_below, s.iid_worst, s.non_below, s.non_worst, 1e6 * eval_s / (2 * N_CTX), la);
+               d, (unsigned long long)seed, n, (double)steps / n, 1e3 * train.wall / n,
+               1e3 * train.cpu / n, 1e3 * train.wall / (double)(steps ? steps : 1),
+               1e3 * train.cpu / (double)(steps ? steps : 1), (double)g_train_evals / n,
+               (double)c.evals, mh_t.wall, mh_t.cpu, agree, N_CTX, disagree, map_lr - wstar_lr,
+               n_set, trunc ? "+" : "", s.within2, N_CTX, s.gap_med, s.gap_worst, s.obj_worst,
+               s.better, s.iid_below, s.iid_worst, s.non_below, s.non_worst,
+               1e6 * eval_s / (2 * N_CTX), la);
         fflush(stdout);
 
         if (d <= 20) { /* the exact answer, through the same accumulator */
@@ -620,8 +651,9 @@ static void cost(bg_plugin_host *h, const opts *o)
     printf("\ntraining cost per observation: %d observations one at a time, %d steps each, "
            "K = %d, sampler %s; load average before: %s\n\n",
            o->cost_obs, o->steps, o->k, o->sampler, la);
-    printf("| d | steps/obs | ms/step | ms/obs | reward evals/step | first Evaluate after an "
-           "Observe, ms | cached Evaluate, us | load |\n|---|---|---|---|---|---|---|---|\n");
+    printf("| d | steps/obs | ms/step wall / CPU | ms/obs wall / CPU | reward evals/step | first "
+           "Evaluate after an Observe, ms wall / CPU | cached Evaluate, us | load "
+           "|\n|---|---|---|---|---|---|---|---|\n");
     for (size_t j = 0; j < sizeof ds / sizeof *ds; j++) {
         int d = ds[j];
         bg_err err;
@@ -631,13 +663,14 @@ static void cost(bg_plugin_host *h, const opts *o)
         twin_open(&t, h, "cost", d, &r, o->sampler, (uint32_t)o->k, (uint32_t)o->steps);
         wrap_sampler(&t);
         g_train_evals = 0;
-        double f[MAX_D], train_s = 0, first_s = 0, cached_s = 0;
+        double f[MAX_D], cached_s = 0;
+        watch train = {0, 0}, first = {0, 0};
         uint64_t s0 = bg_sampled_trainer_steps(t.tr);
         for (int n = 0; n < o->cost_obs; n++) {
             bg_observation ob = twin_pull(&t, t.arms[bg_gfn_rng_u64(&r) % TWIN_ARMS], f, &r);
-            double t0 = now_s();
+            watch t0 = watch_now();
             CHECK(bg_engine_observe(t.e, &t.gs, "s", &ob, NULL, &err) == BG_OK, "%s", err.msg);
-            train_s += now_s() - t0;
+            watch_add(&train, t0);
             twin_features(d, t.arms[0], f);
             bg_action a = {.id = "",
                            .tool = "pull",
@@ -645,19 +678,21 @@ static void cost(bg_plugin_host *h, const opts *o)
                            .features = f,
                            .n_features = (size_t)d};
             bg_verdict v;
-            t0 = now_s();
+            t0 = watch_now();
             CHECK(bg_engine_evaluate(t.e, &t.gs, "s", &a, &v, &err) == BG_OK, "%s", err.msg);
-            first_s += now_s() - t0;
-            t0 = now_s();
+            watch_add(&first, t0);
+            double t1 = now_s();
             CHECK(bg_engine_evaluate(t.e, &t.gs, "s", &a, &v, &err) == BG_OK, "%s", err.msg);
-            cached_s += now_s() - t0;
+            cached_s += now_s() - t1;
         }
         uint64_t steps = bg_sampled_trainer_steps(t.tr) - s0;
         loadavg(la, sizeof la);
-        printf("| %d | %.0f | %.2f | %.0f | %.0f | %.1f | %.0f | %s |\n", d,
-               (double)steps / o->cost_obs, 1e3 * train_s / (double)steps,
-               1e3 * train_s / o->cost_obs, (double)g_train_evals / (double)steps,
-               1e3 * first_s / o->cost_obs, 1e6 * cached_s / o->cost_obs, la);
+        printf("| %d | %.0f | %.2f / %.2f | %.0f / %.0f | %.0f | %.1f / %.1f | %.0f | %s |\n", d,
+               (double)steps / o->cost_obs, 1e3 * train.wall / (double)steps,
+               1e3 * train.cpu / (double)steps, 1e3 * train.wall / o->cost_obs,
+               1e3 * train.cpu / o->cost_obs, (double)g_train_evals / (double)steps,
+               1e3 * first.wall / o->cost_obs, 1e3 * first.cpu / o->cost_obs,
+               1e6 * cached_s / o->cost_obs, la);
         fflush(stdout);
         twin_close(&t);
     }
@@ -776,8 +811,9 @@ int main(int argc, char **argv)
            o.k, o.steps, o.sampler, (double)o.mh_evals, o.chains, RESTARTS,
            o.anneal ? "annealed" : "not annealed", o.pair ? "1- and 2-bit" : "1-bit", TILT_RESTARTS,
            ALPHA, la);
-    printf("| d | seed | obs | steps/obs | train ms/obs | ms/step | train reward evals/obs | MH "
-           "evals | MH s | MH halves agree, worst nats | MH best log R − log R(w*) | MH I^α | lp "
+    printf("| d | seed | obs | steps/obs | train ms/obs wall / CPU | ms/step wall / CPU | train "
+           "reward evals/obs | MH evals | MH s wall / CPU | MH halves agree, worst nats | MH best "
+           "log R − log R(w*) | MH I^α | lp "
            "gap ≤ 2 nats | lp gap median "
            "/ worst | objective gap worst | iid below MH: n, worst | non-iid below MH: n, worst "
            "| Evaluate us | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
