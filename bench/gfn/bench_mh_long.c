@@ -12,8 +12,9 @@
  *                 [--cost [--cost-obs N]] [--check]
  *
  * Defaults: d = 32 and 64, seeds 403 and 404, checkpoints after the 40th
- * and the 100th observation, 10^7 MH evaluations per checkpoint (~5 min on
- * 2 loaded cores). --quick: seed 403, 40 observations, 10^6 (< 1 min).
+ * and the 100th observation, 10^7 MH evaluations per checkpoint (~4 min of
+ * CPU; wall time grows with the load). --quick: seed 403, 40 observations,
+ * 10^6 (< 1 min of CPU).
  *
  * The sampled side is the product's code in process: the engine's sampled
  * path (inline training, deterministic), the real bandit, iid, noniid and
