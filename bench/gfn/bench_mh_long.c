@@ -47,7 +47,7 @@
  * at each value of x·w (harm depends on w only through it) gives MH's
  * cautious hypothesis argmax P(w|D)·harm and its bound; the top 2048
  * distinct states by log R give MH's plausible set I^α (|I^α| ≤ ~1/α, so
- * the top is enough; a set that reaches 2048 is flagged). Where d ≤ 20 the
+ * the top is enough; a set that reaches 2048 is flagged with a +). Where d ≤ 20 the
  * same accumulator is fed every id instead (exact), and --check makes it a
  * check: MH's cautious hypothesis equals the exact one in every context,
  * the exact bounds equal the engine's enumerated twin's (so bench_env's
@@ -59,10 +59,10 @@
  * negative: the sampled one is more probable), the same in the cautious
  * objective log P + log harm (≥ 0 unless the sampler found a better one
  * than MH), how often and by how much the sampled iid bound is below MH's
- * cautious bound and the non-iid bound below MH's; the training wall time,
- * steps and reward evaluations per observation (counted by wrapping the
- * sampler's train, the reward itself untouched) and MH's evaluations and
- * wall time. --cost measures the training cost per observation at d = 10,
+ * cautious bound and the non-iid bound below MH's; the training wall and
+ * CPU time, steps and reward evaluations per observation (counted by
+ * wrapping the sampler's train, the reward itself untouched) and MH's
+ * evaluations and wall and CPU time. --cost measures the training cost per observation at d = 10,
  * 16, 32 and 64 in one run. Load averages are printed: the numbers depend
  * on them.
  *
@@ -70,7 +70,8 @@
  * MH reference on seed 402 (above); the defaults here (403, 404; cost
  * 901) were used to tune nothing.
  *
- * Single-threaded; exits 1 through CHECK on any engine failure.
+ * Single-threaded. Exits 1 through CHECK on any engine failure, and with
+ * --check when an exact check fails; 2 on bad options.
  */
 #include <math.h>
 #include <stdio.h>
