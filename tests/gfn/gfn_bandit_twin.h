@@ -102,7 +102,7 @@ static inline void twin_open(twin *t, bg_plugin_host *h, const char *name, int d
                              const char *sampler_cfg, uint32_t k, uint32_t steps)
 {
     bg_err err;
-    uint64_t mask = ((uint64_t)1 << d) - 1;
+    uint64_t mask = d >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << d) - 1; /* 1 << 64 is undefined */
     t->d = d;
     t->w_star = bg_gfn_rng_u64(r) & mask;
     t->theta = 0;
