@@ -12,13 +12,15 @@
  *     queries share one packing: the flash-attention reuse);
  *   - the scores of W keys are hs fused multiply-adds of a broadcast q[i]
  *     times the packed vector KT[b][i] (no transpose, no horizontal sum);
- *   - softmax is online over the blocks (running max m, running sum l; the
- *     accumulators are rescaled by exp(m_old - m) only when the max grows),
- *     with a polynomial exp (expv_*: range reduction by ln 2, Cephes'
- *     minimax polynomial, max relative error about 2 ulp, tested by
+ *   - softmax in two passes over the blocks: the scores into a row with a
+ *     lane-wise running max (one horizontal max per query, where an online
+ *     softmax takes one per block and rescales: measured slower at the
+ *     daemon's 80-130 keys), then p = exp(s - max) with a polynomial exp (expv_*: range reduction
+ * by ln 2, Cephes' minimax polynomial, max relative error about 2 ulp, tested by
  *     tests/compute/test_compute_attend.c);
  *   - the V sum is vectorised over keys: acc[i] (a vector of W lanes per
- *     element i of the head) += p * VT[b][i]; lanes are summed once per query.
+ *     element i of the head) += p * VT[b][i]; lanes are summed once per
+ *     query, eight elements at a time in one hadd tree.
  * The scalar kernel (BG_CPU_KERNEL=scalar) is the two-pass reference: dots,
  * max-shifted expf softmax, one axpy per key.
  *
@@ -47,8 +49,9 @@
 long bg__cpu_attend_scratch(int npos, int hs)
 {
     long blocks = ((long)npos + WMAX - 1) / WMAX;
-    /* packed K and V, the scaled query (the scalar kernel: npos scores) */
-    return 2 * blocks * WMAX * hs + hs;
+    /* packed K and V, a score row, the scaled query (the scalar kernel:
+     * npos scores) */
+    return 2 * blocks * WMAX * hs + blocks * WMAX + hs;
 }
 
 /* KT[b][i][0..w) = K[b*w + k][i] for keys < n, zero past n (and the same for
@@ -146,49 +149,68 @@ BG_TAVX2 static inline float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* One query over n packed keys (blocks of 8); acc: hs vectors (the caller's
- * stack; registers when hs is the constant 8). */
+/* out[0..8) = the lane sums of y[0..8), in one hadd tree (17 shuffles and
+ * adds where eight separate horizontal sums take about 70). */
+BG_TAVX2 static inline __m256 hsum8x(const __m256 *y)
+{
+    __m256 ab = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
+    __m256 cd = _mm256_hadd_ps(_mm256_hadd_ps(y[4], y[5]), _mm256_hadd_ps(y[6], y[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20),
+                         _mm256_permute2f128_ps(ab, cd, 0x31));
+}
+
+/* out[i] = inv * (lane sum of acc[i]) for i < hs */
+BG_TAVX2 static inline void store_sums_avx2(float *out, const __m256 *acc, int hs, float inv)
+{
+    int i = 0;
+    for (; i + 8 <= hs; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(hsum8x(acc + i), _mm256_set1_ps(inv)));
+    for (; i < hs; i++)
+        out[i] = hsum256(acc[i]) * inv;
+}
+
+/* One query over n packed keys (blocks of 8), two passes: the scores of
+ * every block into sc with their running lane max (no horizontal max per
+ * block), then p = exp(s - max), its sum and the V lanes. acc: hs vectors
+ * (the caller's stack; registers when hs is the constant 8). */
 BG_TAVX2 static inline __attribute__((always_inline)) void
 query_avx2(float *out, const float *qs, const float *kt, const float *vt, int n, int hs,
-           __m256 *acc, float *lse)
+           __m256 *acc, float *sc, float *lse)
 {
-    const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-    float m = -INFINITY;
-    __m256 lv = _mm256_setzero_ps();
-    for (int i = 0; i < hs; i++)
-        acc[i] = _mm256_setzero_ps();
     int nb = (n + 7) / 8;
+    __m256 mv = _mm256_set1_ps(-INFINITY);
     for (int b = 0; b < nb; b++) {
-        const float *kb = kt + (long)b * hs * 8, *vb = vt + (long)b * hs * 8;
+        const float *kb = kt + (long)b * hs * 8;
         __m256 s = _mm256_setzero_ps();
         for (int i = 0; i < hs; i++)
             s = _mm256_fmadd_ps(_mm256_set1_ps(qs[i]), _mm256_loadu_ps(kb + i * 8), s);
-        if (b == nb - 1 && n - b * 8 < 8) {
+        if (n - b * 8 < 8) {
+            const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
             __m256 in = _mm256_cmp_ps(lane, _mm256_set1_ps((float)(n - b * 8)), _CMP_LT_OQ);
             s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, in);
         }
-        float bm = hmax256(s);
-        if (bm > m) {
-            __m256 c = expv_avx2(_mm256_set1_ps(m - bm));
-            m = bm;
-            lv = _mm256_mul_ps(lv, c);
-            for (int i = 0; i < hs; i++)
-                acc[i] = _mm256_mul_ps(acc[i], c);
-        }
-        __m256 p = expv_avx2(_mm256_sub_ps(s, _mm256_set1_ps(m)));
+        _mm256_storeu_ps(sc + b * 8, s);
+        mv = _mm256_max_ps(mv, s);
+    }
+    float m = hmax256(mv);
+    __m256 mb = _mm256_set1_ps(m), lv = _mm256_setzero_ps();
+    for (int i = 0; i < hs; i++)
+        acc[i] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const float *vb = vt + (long)b * hs * 8;
+        __m256 p = expv_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + b * 8), mb));
         lv = _mm256_add_ps(lv, p);
         for (int i = 0; i < hs; i++)
             acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vb + i * 8), acc[i]);
     }
-    float l = hsum256(lv), inv = 1.0f / l;
-    for (int i = 0; i < hs; i++)
-        out[i] = hsum256(acc[i]) * inv;
+    float l = hsum256(lv);
+    store_sums_avx2(out, acc, hs, 1.0f / l);
     if (lse)
         *lse = m + logf(l);
 }
 
 BG_TAVX2 static void queries_avx2(const bg__attend_args *a, const float *kt, const float *vt,
-                                  float *qs)
+                                  float *qs, float *sc)
 {
     __m256 acc[HS_MAX];
     for (int j = 0; j < a->nq; j++) {
@@ -199,9 +221,9 @@ BG_TAVX2 static void queries_avx2(const bg__attend_args *a, const float *kt, con
         int n = a->n0 + j;
         if (a->hs == 8) {
             __m256 acc8[8]; /* its own array, so it stays in registers */
-            query_avx2(o, qs, kt, vt, n, 8, acc8, l);
+            query_avx2(o, qs, kt, vt, n, 8, acc8, sc, l);
         } else
-            query_avx2(o, qs, kt, vt, n, a->hs, acc, l);
+            query_avx2(o, qs, kt, vt, n, a->hs, acc, sc, l);
     }
 }
 
@@ -229,45 +251,53 @@ BG_T512 static inline __m512 expv_avx512(__m512 x)
     return _mm512_maskz_mov_ps(ok, p);
 }
 
+/* query_avx2's two passes in blocks of 16 keys. */
 BG_T512 static inline __attribute__((always_inline)) void
 query_avx512(float *out, const float *qs, const float *kt, const float *vt, int n, int hs,
-             __m512 *acc, float *lse)
+             __m512 *acc, float *sc, float *lse)
 {
-    float m = -INFINITY;
-    __m512 lv = _mm512_setzero_ps();
-    for (int i = 0; i < hs; i++)
-        acc[i] = _mm512_setzero_ps();
     int nb = (n + 15) / 16;
+    __m512 mv = _mm512_set1_ps(-INFINITY);
     for (int b = 0; b < nb; b++) {
-        const float *kb = kt + (long)b * hs * 16, *vb = vt + (long)b * hs * 16;
+        const float *kb = kt + (long)b * hs * 16;
         __m512 s = _mm512_setzero_ps();
         for (int i = 0; i < hs; i++)
             s = _mm512_fmadd_ps(_mm512_set1_ps(qs[i]), _mm512_loadu_ps(kb + i * 16), s);
         int left = n - b * 16;
         if (left < 16)
             s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << left) - 1), s);
-        float bm = _mm512_reduce_max_ps(s);
-        if (bm > m) {
-            __m512 c = expv_avx512(_mm512_set1_ps(m - bm));
-            m = bm;
-            lv = _mm512_mul_ps(lv, c);
-            for (int i = 0; i < hs; i++)
-                acc[i] = _mm512_mul_ps(acc[i], c);
-        }
-        __m512 p = expv_avx512(_mm512_sub_ps(s, _mm512_set1_ps(m)));
+        _mm512_storeu_ps(sc + b * 16, s);
+        mv = _mm512_max_ps(mv, s);
+    }
+    float m = _mm512_reduce_max_ps(mv);
+    __m512 mb = _mm512_set1_ps(m), lv = _mm512_setzero_ps();
+    for (int i = 0; i < hs; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const float *vb = vt + (long)b * hs * 16;
+        __m512 p = expv_avx512(_mm512_sub_ps(_mm512_loadu_ps(sc + b * 16), mb));
         lv = _mm512_add_ps(lv, p);
         for (int i = 0; i < hs; i++)
             acc[i] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vb + i * 16), acc[i]);
     }
     float l = _mm512_reduce_add_ps(lv), inv = 1.0f / l;
-    for (int i = 0; i < hs; i++)
+    int i = 0;
+    for (; i + 8 <= hs; i += 8) {
+        __m256 y[8];
+        for (int k = 0; k < 8; k++)
+            y[k] = _mm256_add_ps(
+                _mm512_castps512_ps256(acc[i + k]),
+                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i + k]), 1)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(hsum8x(y), _mm256_set1_ps(inv)));
+    }
+    for (; i < hs; i++)
         out[i] = _mm512_reduce_add_ps(acc[i]) * inv;
     if (lse)
         *lse = m + logf(l);
 }
 
 BG_T512 static void queries_avx512(const bg__attend_args *a, const float *kt, const float *vt,
-                                   float *qs)
+                                   float *qs, float *sc)
 {
     __m512 acc[HS_MAX];
     for (int j = 0; j < a->nq; j++) {
@@ -278,9 +308,9 @@ BG_T512 static void queries_avx512(const bg__attend_args *a, const float *kt, co
         int n = a->n0 + j;
         if (a->hs == 8) {
             __m512 acc8[8]; /* its own array, so it stays in registers */
-            query_avx512(o, qs, kt, vt, n, 8, acc8, l);
+            query_avx512(o, qs, kt, vt, n, 8, acc8, sc, l);
         } else
-            query_avx512(o, qs, kt, vt, n, a->hs, acc, l);
+            query_avx512(o, qs, kt, vt, n, a->hs, acc, sc, l);
     }
 }
 
@@ -328,12 +358,12 @@ void bg__cpu_attend_causal(const bg__attend_args *a, float *scratch)
     if ((k == BG__KERN_AVX512 || k == BG__KERN_AVX2) && hs <= HS_MAX) {
         int w = k == BG__KERN_AVX512 ? 16 : 8;
         long packed = ((long)nmax + w - 1) / w * w * hs;
-        float *kt = scratch, *vt = kt + packed, *qs = vt + packed;
+        float *kt = scratch, *vt = kt + packed, *sc = vt + packed, *qs = sc + packed / hs;
         pack_kv(kt, vt, a->kc, a->vc, a->kvstride, nmax, hs, w);
         if (w == 16)
-            queries_avx512(a, kt, vt, qs);
+            queries_avx512(a, kt, vt, qs, sc);
         else
-            queries_avx2(a, kt, vt, qs);
+            queries_avx2(a, kt, vt, qs, sc);
         return;
     }
 #endif
