@@ -6,8 +6,9 @@
  * begin/barrier/submit are bookkeeping only. Ops split their rows (or
  * heads, or element chunks) into tasks for the persistent pool
  * (compute_cpu_pool.c); tiny ops run inline because waking workers costs
- * more than the work. Inner loops use bg__cpu_dot/softmax/attend
- * (compute_cpu_gemm.c; AVX2+FMA when the CPU has it).
+ * more than the work. Inner loops use bg__cpu_dot/softmax
+ * (compute_cpu_gemm.c; AVX2+FMA when the CPU has it) and the attention
+ * kernel (compute_cpu_attend.c; AVX-512 or AVX2 when the CPU has them).
  *
  * Invariants
  *   - every buffer is a 64-byte-aligned host allocation of `bytes` bytes,
@@ -267,7 +268,9 @@ typedef struct att_ctx {
     int failed;
 } att_ctx;
 
-/* Task t covers (token, head) pairs; scores live in a per-task scratch row. */
+/* Task t covers (head, token) pairs, head-major, so a task's tokens of one
+ * head are one multi-query kernel call (the K/V rows packed once for them);
+ * the kernel's scratch is per task. */
 static void att_task(void *v, int t)
 {
     att_ctx *a = v;
@@ -275,20 +278,29 @@ static void att_task(void *v, int t)
     bg__cpu_task_range(t, a->ntasks, (long)a->T * a->nh, &r0, &r1);
     if (r0 == r1)
         return;
-    float *sc = malloc(sizeof(float) * (size_t)(a->pos0 + a->T));
+    float *sc = malloc(sizeof(float) * (size_t)bg__cpu_attend_scratch(a->pos0 + a->T, a->hs));
     if (!sc) {
         a->failed = 1;
         return;
     }
     int kv_dim = a->nkv * a->hs, group = a->nh / a->nkv;
-    float scale = 1.0f / sqrtf((float)a->hs);
-    for (long i = r0; i < r1; i++) {
-        int tok = (int)(i / a->nh), h = (int)(i % a->nh);
-        int last = a->pos0 + tok;
-        const float *qh = a->q + ((long)tok * a->nh + h) * a->hs;
+    for (long i = r0; i < r1;) {
+        int h = (int)(i / a->T), tok = (int)(i % a->T);
+        long run = a->T - tok < r1 - i ? a->T - tok : r1 - i; /* tokens of head h here */
         long koff = (long)(h / group) * a->hs;
-        float *o = a->out + ((long)tok * a->nh + h) * a->hs;
-        bg__cpu_attend(o, qh, a->kc + koff, a->vc + koff, kv_dim, last + 1, a->hs, scale, sc, NULL);
+        bg__attend_args q = {.out = a->out + ((long)tok * a->nh + h) * a->hs,
+                             .q = a->q + ((long)tok * a->nh + h) * a->hs,
+                             .kc = a->kc + koff,
+                             .vc = a->vc + koff,
+                             .qstride = (long)a->nh * a->hs,
+                             .ostride = (long)a->nh * a->hs,
+                             .kvstride = kv_dim,
+                             .n0 = a->pos0 + tok + 1,
+                             .nq = (int)run,
+                             .hs = a->hs,
+                             .scale = 1.0f / sqrtf((float)a->hs)};
+        bg__cpu_attend_causal(&q, sc);
+        i += run;
     }
     free(sc);
 }

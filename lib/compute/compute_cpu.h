@@ -3,7 +3,8 @@
  * (compute_cpu.c: buffers, vtable, elementwise/row ops; compute_cpu_train.c:
  * the training ops; compute_cpu_pool.c: the thread pool;
  * compute_cpu_gemm.c: matmul blocking, kernel choice, AVX2 kernels and vector
- * helpers; compute_cpu_avx512.c: the AVX-512 kernels).
+ * helpers; compute_cpu_avx512.c: the AVX-512 kernels; compute_cpu_attend.c:
+ * the attention kernel).
  *
  * The backend struct, the view check (bg__cpu_span) and the task split are
  * static inline here so the op files share them without calling each other.
@@ -140,9 +141,29 @@ void bg__cpu_softmax(float *v, int n);
 /* softmax in place; returns log sum_i exp(v_in[i]) (max-shifted) */
 float bg__cpu_softmax_lse(float *v, int n);
 /* lse != NULL receives the log-sum-exp of the scaled scores (training);
- * out is bit-identical either way. */
+ * out is bit-identical either way. sc: bg__cpu_attend_scratch(npos, hs)
+ * floats. (compute_cpu_attend.c, as the rest of this block on attention.) */
 void bg__cpu_attend(float *out, const float *q, const float *kc, const float *vc, long stride,
                     int npos, int hs, float scale, float *sc, float *lse);
+/* nq causal queries of one head: query j (q + j*qstride) attends K/V rows
+ * 0..n0+j-1 (row p at kc/vc + p*kvstride) and writes out + j*ostride (hs
+ * floats) and, when lse != NULL, lse[j*lstride]. The K/V rows are packed
+ * once per call and shared by its queries; query j's result is the same
+ * bits as bg__cpu_attend's with npos = n0 + j. n0 >= 1. */
+typedef struct bg__attend_args {
+    float *out, *lse;
+    const float *q, *kc, *vc;
+    long qstride, ostride, lstride, kvstride;
+    int n0, nq, hs;
+    float scale;
+} bg__attend_args;
+/* scratch: bg__cpu_attend_scratch(n0 + nq - 1, hs) floats */
+void bg__cpu_attend_causal(const bg__attend_args *a, float *scratch);
+/* Floats of scratch one call over npos keys of a head of hs needs. */
+long bg__cpu_attend_scratch(int npos, int hs);
+/* y[i] = exp(x[i]) with the attention kernel's vector exp (the test of its
+ * error; scalar expf when the kernel is scalar). */
+void bg__cpu_expv(float *y, const float *x, int n);
 /* y[0..n) += a * x[0..n) (AVX2 when available) */
 void bg__cpu_axpy(float *y, float a, const float *x, int n);
 /* The training ops (compute_cpu_train.c), entries of the CPU vtable. */

@@ -30,8 +30,9 @@
  * the stack; packed panels are zero-padded so the kernel never branches.
  * M == 2 runs as two matvecs (packing would cost more than it saves).
  *
- * The vector helpers the other ops share (dot, softmax, the attention of
- * one head) live here too, beside the dot kernel matvec is built from.
+ * The vector helpers the other ops share (dot, softmax, axpy) live here
+ * too, beside the dot kernel matvec is built from (attention is
+ * compute_cpu_attend.c's).
  *
  * The kernel is chosen once at run time (bg__cpu_kernel: cpuid for the
  * instructions, xgetbv for the OS's register state; BG_CPU_KERNEL forces
@@ -291,43 +292,6 @@ float bg__cpu_dot(const float *a, const float *b, int n)
         return dot_avx2(a, b, n);
 #endif
     return dot_c(a, b, n);
-}
-
-/* The attention of one query head, with the SIMD choice made once. */
-#ifdef BG_X86
-__attribute__((target("avx2,fma"))) static void attend_avx2(float *out, const float *q,
-                                                            const float *kc, const float *vc,
-                                                            long stride, int npos, int hs,
-                                                            float scale, float *sc, float *lse)
-{
-    for (int p = 0; p < npos; p++)
-        sc[p] = dot_avx2(q, kc + p * stride, hs) * scale;
-    float l = bg__cpu_softmax_lse(sc, npos);
-    if (lse)
-        *lse = l;
-    memset(out, 0, sizeof(float) * (size_t)hs);
-    for (int p = 0; p < npos; p++)
-        axpy_avx2(out, sc[p], vc + p * stride, hs);
-}
-#endif
-
-void bg__cpu_attend(float *out, const float *q, const float *kc, const float *vc, long stride,
-                    int npos, int hs, float scale, float *sc, float *lse)
-{
-#ifdef BG_X86
-    if (bg__cpu_has_avx2()) {
-        attend_avx2(out, q, kc, vc, stride, npos, hs, scale, sc, lse);
-        return;
-    }
-#endif
-    for (int p = 0; p < npos; p++)
-        sc[p] = dot_c(q, kc + p * stride, hs) * scale;
-    float l = bg__cpu_softmax_lse(sc, npos);
-    if (lse)
-        *lse = l;
-    memset(out, 0, sizeof(float) * (size_t)hs);
-    for (int p = 0; p < npos; p++)
-        axpy_c(out, sc[p], vc + p * stride, hs);
 }
 
 typedef struct mv_ctx {

@@ -18,8 +18,8 @@
  *     strided packing, so no transpose is materialised;
  *   - sumsq sums fixed chunks of 16K elements in double, then the chunks in
  *     order.
- * attention_train calls the inference kernel (bg__cpu_attend) per query
- * head on the sequence's own rows, so its output is bit-identical to
+ * attention_train calls the inference kernel (bg__cpu_attend_causal) per
+ * query head on the sequence's own rows, so its output is bit-identical to
  * bg_op_attention over a cache holding the same rows.
  *
  * Invariants: every view is checked against its buffer (bg__cpu_span) and
@@ -368,7 +368,8 @@ typedef struct attn_ctx {
     int B, T, nh, nkv, hs, ntasks, failed;
 } attn_ctx;
 
-/* forward: task over (sequence, token, head) triples */
+/* forward: task over (sequence, head, token) triples, token fastest, so a
+ * task's tokens of one (sequence, head) are one multi-query kernel call */
 static void attn_fwd_task(void *vctx, int t)
 {
     attn_ctx *a = vctx;
@@ -376,20 +377,33 @@ static void attn_fwd_task(void *vctx, int t)
     bg__cpu_task_range(t, a->ntasks, (long)a->B * a->T * a->nh, &r0, &r1);
     if (r0 == r1)
         return;
-    float *sc = malloc(sizeof(float) * (size_t)a->T);
+    float *sc = malloc(sizeof(float) * (size_t)bg__cpu_attend_scratch(a->T, a->hs));
     if (!sc) {
         a->failed = 1;
         return;
     }
     int qd = a->nh * a->hs, kvd = a->nkv * a->hs, group = a->nh / a->nkv;
-    float scale = 1.0f / sqrtf((float)a->hs);
-    for (long i = r0; i < r1; i++) {
-        long row = i / a->nh; /* b*T + t */
-        int h = (int)(i % a->nh), tok = (int)(row % a->T);
-        long base = (row - tok) * kvd + (long)(h / group) * a->hs; /* row 0 of the sequence */
-        bg__cpu_attend(a->out + row * qd + (long)h * a->hs, a->q + row * qd + (long)h * a->hs,
-                       a->k + base, a->v + base, kvd, tok + 1, a->hs, scale, sc,
-                       a->lse + row * a->nh + h);
+    for (long i = r0; i < r1;) {
+        long bh = i / a->T; /* b*nh + h */
+        int b = (int)(bh / a->nh), h = (int)(bh % a->nh), tok = (int)(i % a->T);
+        long run = a->T - tok < r1 - i ? a->T - tok : r1 - i;
+        long row = (long)b * a->T + tok;
+        long base = (long)b * a->T * kvd + (long)(h / group) * a->hs; /* row 0 of the sequence */
+        bg__attend_args q = {.out = a->out + row * qd + (long)h * a->hs,
+                             .q = a->q + row * qd + (long)h * a->hs,
+                             .lse = a->lse + row * a->nh + h,
+                             .kc = a->k + base,
+                             .vc = a->v + base,
+                             .qstride = qd,
+                             .ostride = qd,
+                             .lstride = a->nh,
+                             .kvstride = kvd,
+                             .n0 = tok + 1,
+                             .nq = (int)run,
+                             .hs = a->hs,
+                             .scale = 1.0f / sqrtf((float)a->hs)};
+        bg__cpu_attend_causal(&q, sc);
+        i += run;
     }
     free(sc);
 }
