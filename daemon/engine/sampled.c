@@ -98,6 +98,7 @@ struct bg_sampled_trainer {
     uint64_t jobs_done;
     atomic_uint_fast64_t steps_done; /* optimiser steps run, all samplers */
     atomic_uint_fast64_t step_ns;    /* the last step's duration: when to retry */
+    atomic_int refine;               /* refinement budget per Evaluate (opts.refine; 0: none) */
 };
 
 /* What is wrong with g's sampled-path options, NULL when nothing: the one
@@ -627,6 +628,56 @@ static int refuse_unhealthy(bg_sampled_trainer *s, const bg_guard *g, bg__sample
                       g->name, sess, h->reason, (unsigned long long)h->train_steps, n_hist);
 }
 
+/* Steps 3-6 over the draw c: score its candidates (log_r: their log R,
+ * for the health), refine (sampled_refine.c: extra candidates near the
+ * cautious hypothesis, at most opts.refine scored) and estimate over the
+ * union. */
+static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
+                                 const bg_observation *hist, size_t n_hist, const bg_action *action,
+                                 const bg__cands *c, bg_verdict *out, double *log_r, bg_err *err)
+{
+    size_t n = c->n;
+    double *harm = malloc(n * sizeof *harm), *lp = malloc(n * sizeof *lp);
+    bg__refined rf = {0};
+    uint64_t *m_ids = NULL;
+    double *m_lp = NULL, *m_harm = NULL;
+    int rc = BG_OK;
+    if (!harm || !lp) {
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
+        goto done;
+    }
+    if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, err)) != BG_OK)
+        goto done;
+    memcpy(lp, log_r, n * sizeof *lp);
+    int refine = atomic_load(&s->refine);
+    uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
+    if (budget &&
+        (rc = bg__refine(g, hist, n_hist, action, c->ids, lp, harm, n, budget, &rf, err)) != BG_OK)
+        goto done;
+    if (!rf.n) {
+        rc = bg__estimate_over(g, c->ids, n, lp, harm, out, err);
+        goto done;
+    }
+    m_ids = malloc((n + rf.n) * sizeof *m_ids);
+    m_lp = malloc((n + rf.n) * sizeof *m_lp);
+    m_harm = malloc((n + rf.n) * sizeof *m_harm);
+    if (!m_ids || !m_lp || !m_harm ||
+        bg__refined_merge(c->ids, lp, harm, n, &rf, m_ids, m_lp, m_harm) != BG_OK) {
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu candidates", g->name,
+                        n + rf.n);
+        goto done;
+    }
+    rc = bg__estimate_over(g, m_ids, n + rf.n, m_lp, m_harm, out, err);
+done:
+    free(harm);
+    free(lp);
+    free(m_ids);
+    free(m_lp);
+    free(m_harm);
+    bg__refined_free(&rf);
+    return rc;
+}
+
 int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *session,
                          const bg_observation *hist, size_t n_hist, const bg_action *action,
                          bg_verdict *out, bg_err *err)
@@ -684,7 +735,7 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     if (!log_r)
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     else
-        rc = bg__score_and_estimate(g, hist, n_hist, action, c->ids, c->n, out, log_r, err);
+        rc = score_refine_estimate(s, g, hist, n_hist, action, c, out, log_r, err);
     out->sampled = 1;
     out->samples = k;
     if (rc == BG_OK) {
@@ -714,6 +765,9 @@ int bg_sampled_trainer_create(const bg_sampled_opts *opts, bg_sampled_trainer **
         s->opts.default_k = 1024;
     if (!s->opts.max_sessions)
         s->opts.max_sessions = 64;
+    if (!s->opts.refine)
+        s->opts.refine = BG_SAMPLED_REFINE_DEFAULT;
+    atomic_init(&s->refine, s->opts.refine > 0 ? s->opts.refine : 0);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
@@ -759,6 +813,11 @@ void bg_sampled_trainer_wait_idle(bg_sampled_trainer *s)
     while (s->jobs || s->running || s->finishing)
         pthread_cond_wait(&s->idle_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+}
+
+void bg_sampled_trainer_refine(bg_sampled_trainer *s, int32_t refine)
+{
+    atomic_store(&s->refine, refine > 0 ? refine : 0);
 }
 
 void bg_sampled_trainer_hold(bg_sampled_trainer *s, int hold)

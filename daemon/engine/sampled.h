@@ -121,7 +121,12 @@ typedef struct bg_sampled_opts {
     uint32_t default_k;   /* samples when the guard says 0; 0 = 1024 */
     uint64_t seed;        /* evaluation sampling seed (mixed with session, #obs) */
     size_t max_sessions;  /* session samplers kept per guard, jobs queued; 0 = 64 */
+    /* Hypotheses the harm-directed refinement may score per Evaluate
+     * (sampled_refine.c); 0 = BG_SAMPLED_REFINE_DEFAULT, < 0 = none. */
+    int32_t refine;
 } bg_sampled_opts;
+
+#define BG_SAMPLED_REFINE_DEFAULT 1024
 
 /* A session sampler's state (the diagram above). */
 typedef enum bg_sampler_state {
@@ -149,6 +154,10 @@ void bg_sampled_trainer_hold(bg_sampled_trainer *t, int hold);
 int bg_sampled_trainer_next(bg_sampled_trainer *t, char *session, size_t len, size_t *queued);
 uint64_t bg_sampled_trainer_steps(bg_sampled_trainer *t);
 uint64_t bg_sampled_trainer_jobs(bg_sampled_trainer *t);
+/* Tests and benches: the refinement budget of every Evaluate from now on
+ * (bg_sampled_opts.refine; <= 0: no refinement), to compare the verdicts of
+ * one draw with and without it. */
+void bg_sampled_trainer_refine(bg_sampled_trainer *t, int32_t refine);
 
 /* ---- one guard instance's sampled state */
 

@@ -126,13 +126,46 @@ int bg__cands_fill(bg__cands *c, const uint64_t *ids, const double *log_q, size_
  * data give the same verdict. */
 uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist);
 
-/* Steps 3-6 of an evaluation over n unique candidates: exact log-posterior
- * normalised over them, harm from the model, the stable posterior order and
- * the estimator; fills out (not sampled/samples). BG_EINTERNAL when a plugin
- * misbehaves (NaN harm, no finite score, a bound outside [0, 1]). */
-int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
-                           const bg_action *action, const uint64_t *ids, size_t n, bg_verdict *out,
-                           double *log_r, bg_err *err);
+/* Steps 3-4 of an evaluation over n candidates: lp[i] = log R(ids[i])
+ * (log prior + Σ log lik over the history, unnormalised) and harm[i] for
+ * the action, from the model's batched calls. BG_EINTERNAL when the model
+ * fails or returns a NaN / +inf score or a harm outside [0, 1]. */
+int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, const bg_action *action,
+              const uint64_t *ids, size_t n, double *lp, double *harm, bg_err *err);
+
+/* Steps 5-6 over n unique candidates with their scores: lp normalised over
+ * them in place (max-shifted log-sum-exp), the stable posterior order and
+ * the estimator; fills out (not sampled/samples). BG_EINTERNAL when no
+ * score is finite or the estimator misbehaves. */
+int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *lp,
+                      const double *harm, bg_verdict *out, bg_err *err);
+
+/* ---- harm-directed refinement (sampled_refine.c): no state */
+
+/* Hypotheses the refinement scored beyond the draw: ids not among the
+ * candidates, with their log R and harm; arrays owned (bg__refined_free). */
+typedef struct bg__refined {
+    size_t n, cap;
+    uint64_t *ids;
+    double *lp, *harm;
+    uint32_t evals; /* hypotheses scored (the budget spent) */
+} bg__refined;
+void bg__refined_free(bg__refined *r);
+
+/* Searches the neighbourhood of the n candidates (ids ascending, unique;
+ * lp, harm from bg__score) for the hypothesis the guard's estimator is
+ * after — the cautious-but-plausible one — by bit-flip ascent from the
+ * best candidates, scoring at most `budget` new hypotheses; every one
+ * scored with a finite lp goes into out. BG_OK (out may be empty), or a
+ * bg__score / BG_ENOMEM error. Contract and the argument why extra
+ * candidates never lower the guarantee: sampled_refine.c. */
+int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
+               const bg_action *action, const uint64_t *ids, const double *lp, const double *harm,
+               size_t n, uint32_t budget, bg__refined *out, bg_err *err);
+/* The candidates (ids ascending) and r's hypotheses (none among them) into
+ * m_* (n + r->n slots each), ids ascending. BG_OK or BG_ENOMEM. */
+int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm, size_t n,
+                      const bg__refined *r, uint64_t *m_ids, double *m_lp, double *m_harm);
 
 /* ---- health (sampled_health.c): no state */
 

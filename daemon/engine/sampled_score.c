@@ -90,27 +90,19 @@ uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist)
     return h ^ (n_hist * 0x9e3779b97f4a7c15ULL);
 }
 
-/* Steps 3–6 over n unique candidate ids. */
-int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
-                           const bg_action *action, const uint64_t *ids, size_t n, bg_verdict *out,
-                           double *log_r, bg_err *err)
+/* Steps 3–4 over n candidate ids: validated log R and harm. */
+int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, const bg_action *action,
+              const uint64_t *ids, size_t n, double *lp, double *harm, bg_err *err)
 {
-    double *lp = malloc(n * sizeof *lp), *harm = malloc(n * sizeof *harm);
-    double *post = malloc(n * sizeof *post);
-    uint32_t *order = malloc(n * sizeof *order);
     bg__reward_ctx r = {g, hist, n_hist, 0, NULL, 0}; /* scoring: no version asked */
     int rc = BG_OK;
-    if (!lp || !harm || !post || !order) {
-        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
-        goto done;
-    }
     if (bg__session_log_r(&r, ids, n, lp) != BG_PLUGIN_OK ||
         g->model->harm(g->model_inst, action, hist, n_hist, ids, n, harm) != BG_PLUGIN_OK) {
         rc = bg_err_set(err, BG_EINTERNAL, "policy %s: model %s failed on sampled hypotheses",
                         g->name, g->model_name ? g->model_name : "?");
         goto done;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (!(harm[i] >= 0.0 && harm[i] <= 1.0)) {
             rc = bg_err_set(err, BG_EINTERNAL,
                             "policy %s: model %s: harm of sampled hypothesis %llu is %g; "
@@ -119,8 +111,6 @@ int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t
                             (unsigned long long)ids[i], harm[i]);
             goto done;
         }
-    double mx = -INFINITY, z = 0;
-    for (size_t i = 0; i < n; i++) {
         /* as the enumerated path's normalisation: a NaN would make every
          * candidate's posterior NaN, and the estimator's choice arbitrary */
         if (isnan(lp[i]) || lp[i] == INFINITY) {
@@ -132,10 +122,26 @@ int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t
                             (unsigned long long)ids[i], lp[i]);
             goto done;
         }
-        mx = lp[i] > mx ? lp[i] : mx;
     }
-    if (log_r)
-        memcpy(log_r, lp, n * sizeof *lp);
+done:
+    free(r.tmp);
+    return rc;
+}
+
+/* Steps 5–6: normalise lp over the n candidates (in place), order, estimate. */
+int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *lp,
+                      const double *harm, bg_verdict *out, bg_err *err)
+{
+    double *post = malloc(n * sizeof *post);
+    uint32_t *order = malloc(n * sizeof *order);
+    int rc = BG_OK;
+    if (!post || !order) {
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
+        goto done;
+    }
+    double mx = -INFINITY, z = 0;
+    for (size_t i = 0; i < n; i++)
+        mx = lp[i] > mx ? lp[i] : mx;
     if (!isfinite(mx)) {
         rc = bg_err_set(err, BG_EINTERNAL,
                         "policy %s: none of the %zu sampled hypotheses has a finite "
@@ -178,10 +184,7 @@ int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t
     out->plausible_set_size = eo.plausible;
     bg_hypothesis_label(g, out->cautious_id, out->cautious_label, sizeof out->cautious_label);
 done:
-    free(lp);
-    free(harm);
     free(post);
     free(order);
-    free(r.tmp);
     return rc;
 }
