@@ -558,6 +558,7 @@ static bg__cands *cands_put(bg__sampler *e, uint64_t seed, uint32_t k, const uin
         free(c);
         return NULL;
     }
+    bg__lpcache_init(&c->lpc);
     atomic_init(&c->refs, 2); /* the caller's and the cache's */
     c->seed = seed;
     c->gen = atomic_load(&e->gen);
@@ -634,7 +635,8 @@ static int refuse_unhealthy(bg_sampled_trainer *s, const bg_guard *g, bg__sample
  * union. */
 static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
                                  const bg_observation *hist, size_t n_hist, const bg_action *action,
-                                 const bg__cands *c, bg_verdict *out, double *log_r, bg_err *err)
+                                 bg__cands *c, uint64_t version, bg_verdict *out, double *log_r,
+                                 bg_err *err)
 {
     size_t n = c->n;
     double *harm = malloc(n * sizeof *harm), *lp = malloc(n * sizeof *lp);
@@ -646,13 +648,14 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
         goto done;
     }
-    if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, err)) != BG_OK)
+    if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, &c->lpc, version, err)) !=
+        BG_OK)
         goto done;
     memcpy(lp, log_r, n * sizeof *lp);
     int refine = atomic_load(&s->refine);
     uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
-    if (budget &&
-        (rc = bg__refine(g, hist, n_hist, action, c->ids, lp, harm, n, budget, &rf, err)) != BG_OK)
+    if (budget && (rc = bg__refine(g, hist, n_hist, action, c->ids, lp, harm, n, budget, &c->lpc,
+                                   version, &rf, err)) != BG_OK)
         goto done;
     if (!rf.n) {
         rc = bg__estimate_over(g, c->ids, n, lp, harm, out, err);
@@ -731,15 +734,16 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
                               g->name, g->sampler_name ? g->sampler_name : "?", prc);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
+    uint64_t version = bg__history_version(g, hist, n_hist);
     double *log_r = malloc(c->n * sizeof *log_r);
     if (!log_r)
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     else
-        rc = score_refine_estimate(s, g, hist, n_hist, action, c, out, log_r, err);
+        rc = score_refine_estimate(s, g, hist, n_hist, action, c, version, out, log_r, err);
     out->sampled = 1;
     out->samples = k;
     if (rc == BG_OK) {
-        bg__health_of(g, c, log_r, bg__history_version(g, hist, n_hist), n_hist, &out->health);
+        bg__health_of(g, c, log_r, version, n_hist, &out->health);
         if (!out->health.healthy && g->sampler_limits.on_unhealthy == BG_UNHEALTHY_UNAVAILABLE)
             rc = refuse_unhealthy(s, g, e, session, hist, n_hist, &out->health, err);
     }

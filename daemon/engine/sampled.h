@@ -126,7 +126,7 @@ typedef struct bg_sampled_opts {
     int32_t refine;
 } bg_sampled_opts;
 
-#define BG_SAMPLED_REFINE_DEFAULT 1024
+#define BG_SAMPLED_REFINE_DEFAULT 4096
 
 /* A session sampler's state (the diagram above). */
 typedef enum bg_sampler_state {

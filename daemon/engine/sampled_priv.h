@@ -40,8 +40,28 @@ typedef struct bg__fit {
     uint64_t steps;
 } bg__fit;
 
+/* log R of hypotheses at one reward version, shared by the Evaluates of
+ * one draw (bg__cands.lpc): log R does not depend on the action, so the
+ * candidates' and the refinement's scores are computed once per version,
+ * not once per Evaluate (sampled_score.c). Open-addressed, at most 3/4 of
+ * BG__LPC_SLOTS entries (then it stops caching); emptied when asked for
+ * another version. Speed only: a verdict is the same with or without it.
+ * mu guards the rest. */
+typedef struct bg__lpcache {
+    pthread_mutex_t mu;
+    int valid;        /* keys hold entries of `version` */
+    uint64_t version; /* the reward version of the entries */
+    size_t n;
+    uint64_t *keys; /* [BG__LPC_SLOTS] id + 1, 0 = empty; NULL until first use */
+    double *vals;
+} bg__lpcache;
+#define BG__LPC_SLOTS (1u << 14) /* 256 KiB a draw, once used */
+void bg__lpcache_init(bg__lpcache *c);
+void bg__lpcache_close(bg__lpcache *c);
+
 typedef struct bg__cands {
     atomic_int refs;
+    bg__lpcache lpc; /* log R of what this draw's Evaluates scored */
     uint64_t seed, gen;
     uint32_t k; /* samples drawn */
     bg__fit fit;
@@ -128,10 +148,13 @@ uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist);
 
 /* Steps 3-4 of an evaluation over n candidates: lp[i] = log R(ids[i])
  * (log prior + Σ log lik over the history, unnormalised) and harm[i] for
- * the action, from the model's batched calls. BG_EINTERNAL when the model
- * fails or returns a NaN / +inf score or a harm outside [0, 1]. */
+ * the action, from the model's batched calls; log R from lpc when it holds
+ * the id at `version` (the history's bg__history_version), and put there
+ * (lpc NULL: no cache). BG_EINTERNAL when the model fails or returns a
+ * NaN / +inf score or a harm outside [0, 1]. */
 int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, const bg_action *action,
-              const uint64_t *ids, size_t n, double *lp, double *harm, bg_err *err);
+              const uint64_t *ids, size_t n, double *lp, double *harm, bg__lpcache *lpc,
+              uint64_t version, bg_err *err);
 
 /* Steps 5-6 over n unique candidates with their scores: lp normalised over
  * them in place (max-shifted log-sum-exp), the stable posterior order and
@@ -153,7 +176,7 @@ typedef struct bg__refined {
 void bg__refined_free(bg__refined *r);
 
 /* Searches the neighbourhood of the n candidates (ids ascending, unique;
- * lp, harm from bg__score) for the hypothesis the guard's estimator is
+ * lp, harm from bg__score; lpc, version as there) for the hypothesis the guard's estimator is
  * after — the cautious-but-plausible one — by bit-flip ascent from the
  * best candidates, scoring at most `budget` new hypotheses; every one
  * scored with a finite lp goes into out. BG_OK (out may be empty), or a
@@ -161,7 +184,8 @@ void bg__refined_free(bg__refined *r);
  * candidates never lower the guarantee: sampled_refine.c. */
 int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                const bg_action *action, const uint64_t *ids, const double *lp, const double *harm,
-               size_t n, uint32_t budget, bg__refined *out, bg_err *err);
+               size_t n, uint32_t budget, bg__lpcache *lpc, uint64_t version, bg__refined *out,
+               bg_err *err);
 /* The candidates (ids ascending) and r's hypotheses (none among them) into
  * m_* (n + r->n slots each), ids ascending. BG_OK or BG_ENOMEM. */
 int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm, size_t n,
@@ -170,7 +194,7 @@ int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm,
 /* ---- health (sampled_health.c): no state */
 
 /* The health of a draw c against the session's current reward: log_r[i]
- * = log R(c->ids[i]) (bg__score_and_estimate's), version and n_hist the
+ * = log R(c->ids[i]) (bg__score's), version and n_hist the
  * session's; judged against g's limits. */
 void bg__health_of(const bg_guard *g, const bg__cands *c, const double *log_r, uint64_t version,
                    size_t n_hist, bg_sampler_health *out);

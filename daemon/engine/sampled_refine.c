@@ -166,9 +166,14 @@ typedef struct objective {
  * log R + ln α (membership of the α set needs R >= α·S_k >= α·max R); for
  * the iid one the best log R + log harm so far — its maximiser h* has
  * log R(h*) >= log R(h*) + log harm(h*) >= that. */
+static double plausible_floor(const objective *o)
+{
+    return o->noniid ? o->lmax + o->log_alpha : o->fbest;
+}
+
 static int feasible(const objective *o, double lp)
 {
-    return lp > -INFINITY && lp >= (o->noniid ? o->lmax + o->log_alpha : o->fbest);
+    return lp > -INFINITY && lp >= plausible_floor(o);
 }
 
 static void seen_score(objective *o, double lp, double harm)
@@ -243,7 +248,8 @@ static int out_push(bg__refined *out, uint64_t id, double lp, double harm)
 
 int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                const bg_action *action, const uint64_t *ids, const double *lp, const double *harm,
-               size_t n, uint32_t budget, bg__refined *out, bg_err *err)
+               size_t n, uint32_t budget, bg__lpcache *lpc, uint64_t version, bg__refined *out,
+               bg_err *err)
 {
     memset(out, 0, sizeof *out);
     uint64_t limit;
@@ -295,7 +301,8 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
             }
             if (out->evals + m > budget)
                 goto done;
-            if (m && (rc = bg__score(g, hist, n_hist, action, nb, m, nlp, nharm, err)) != BG_OK)
+            if (m && (rc = bg__score(g, hist, n_hist, action, nb, m, nlp, nharm, lpc, version,
+                                     err)) != BG_OK)
                 goto done;
             out->evals += (uint32_t)m;
             for (size_t i = 0; i < m; i++) {
@@ -333,6 +340,21 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
         }
     }
 done:
+    /* keep what can matter: a hypothesis below the final floor is never in
+     * the α set (nor the iid argmax), and the estimator's cost grows with
+     * the candidates (an extra one below the floor only adds mass after
+     * every plausible one); 1 nat of margin for the estimators' own
+     * rounding slack */
+    if (rc == BG_OK) {
+        size_t k = 0;
+        for (size_t i = 0; i < out->n; i++)
+            if (out->lp[i] >= plausible_floor(&o) - 1) {
+                out->ids[k] = out->ids[i];
+                out->lp[k] = out->lp[i];
+                out->harm[k++] = out->harm[i];
+            }
+        out->n = k;
+    }
     free(s.slot);
     free(used);
     free(masks);
