@@ -196,6 +196,11 @@ int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, cons
         if (!(miss = malloc(n * sizeof *miss)))
             return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name,
                               n);
+        /* the history's version names the model by its key; the vtable
+         * and instance too, so a guard whose model differs behind the same
+         * key (a test's misbehaving copy) never reads another's scores */
+        version = bg_fnv64(version, &g->model, sizeof g->model);
+        version = bg_fnv64(version, &g->model_inst, sizeof g->model_inst);
         m = lpc_get(lpc, version, ids, n, lp, miss);
         prc = m ? score_missing(&r, ids, miss, m, lp) : BG_PLUGIN_OK;
     } else {
