@@ -21,11 +21,15 @@
  *      Evaluate uses the sampler's newest one: it draws itself only when
  *      the sampler has none (BG_TRAIN_INLINE guards and a guard's own
  *      sampler draw on a miss, as the evaluation seed says: deterministic);
- *   3. exact log-posterior of each candidate: log_prior + Σ log_lik over
- *      the session's history, normalised over the candidates (max-shifted
- *      log-sum-exp);
+ *   3. exact log R of each candidate: log_prior + Σ log_lik over the
+ *      session's history (cached per draw and reward version, bg__lpcache:
+ *      it does not depend on the action);
  *   4. harm of each candidate for the action (one batched model call);
- *   5. the posterior order (stable, descending) and the estimator;
+ *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
+ *      candidates towards the estimator's cautious hypothesis add exactly
+ *      scored candidates, at most opts.refine looked at;
+ *   5. normalised over the candidates (max-shifted log-sum-exp), the
+ *      posterior order (stable, descending) and the estimator;
  *   6. the verdict: bound, cautious hypothesis and its label, plausible
  *      set size, sampled = 1, samples = K. The engine decides.
  *

@@ -4,8 +4,11 @@
  * session's reward R(h) = P(h)·P(D|h) after each observation, and an
  * evaluation takes K samples, deduplicates them, scores them by their exact
  * log-posterior (normalised over the candidates), asks the model for the
- * harm and the estimator for the bound; the verdict says it is sampled and
- * from how many samples. engine.c calls it directly (sampled_priv.h).
+ * harm, refines the candidates towards the estimator's cautious hypothesis
+ * (sampled_refine.c: bit-flip climbs, exactly scored, at most
+ * bg_sampled_opts.refine looked at) and asks the estimator for the bound;
+ * the verdict says it is sampled and from how many samples. engine.c
+ * calls it directly (sampled_priv.h).
  *
  * Health (sampled_health.c): each sampled verdict reports its sampler's
  * health (engine.h bg_sampler_health) from the draw alone — the

@@ -10,22 +10,32 @@
  * rare (a posterior of 1e-3 among thousands that fit about as well), so K
  * samples miss it in a few contexts of 64 — the bound then falls below the
  * exact one. Refinement searches for it per Evaluate, from the best
- * candidates, by bit-flip (coordinate) ascent over the space's id bits,
- * scoring each neighbour exactly (log prior + Σ log lik and harm, the
- * model's batched calls, bg__score). Every hypothesis it scores joins the
+ * candidates, by best-improvement ascent over the space's id bits — every
+ * 1- and 2-bit flip (a pair moves a feature from one coordinate to
+ * another, which single flips cannot do without passing through a worse
+ * hypothesis; pairs while a round costs at most a quarter of the budget,
+ * else single flips) — scoring each neighbour exactly (log prior + Σ log
+ * lik and harm, the model's batched calls, bg__score). The scored
+ * hypotheses that clear the final plausibility floor (− 1 nat) join the
  * candidates; the estimator then runs over the union as before.
  *
  * The objective follows the guard's estimator (order_needed, plugin.h):
  *   α in (0, 1] (non-iid): maximise harm (ties: higher log R) subject to
- *       log R(h) ≥ max log R − ln(1/α) over what has been scored — a
+ *       log R(h) ≥ max log R + ln α over what has been scored — a
  *       necessary condition for membership of the α set, since S_k ≥ the
- *       largest posterior. Seeds: the candidates that meet it, by harm.
+ *       largest posterior.
  *   otherwise (iid; also posterior / cheating, for which refinement only
- *       adds exactly scored candidates): maximise log R(h) + log harm(h),
- *       the iid estimator's own objective. Seeds: the best candidates by it.
- * A climb moves to the best neighbour while it improves and stops at a
- * local optimum, when the budget cannot pay for the next batch of n_bits,
- * or after REFINE_SEEDS seeds.
+ *       adds exactly scored candidates): alternately log R(h) + log harm(h),
+ *       the iid estimator's own objective, and the largest harm subject to
+ *       log R(h) ≥ the best log R + log harm so far (the iid maximiser h*
+ *       has log R(h*) ≥ log R(h*) + log harm(h*) ≥ that).
+ * Seeds: the best candidates (meeting the floor, for a plausible climb) by
+ * log R + t·log harm, t = 1, 0, 4, 2 in turn — larger t reaches towards
+ * more harm, t = 0 towards the posterior's modes, where the draw's own best
+ * is a local optimum. A climb moves to the best neighbour while it improves
+ * and stops at a local optimum, when the budget cannot pay for the next
+ * batch, or after REFINE_SEEDS climbs. Deterministic: the same data,
+ * draw and action give the same candidates.
  *
  * Why extra candidates never lower the guarantee (the property the tests
  * check, test_gfn_refine): let C be the candidates and ≺ the posterior
@@ -48,10 +58,12 @@
  * Refinement only adds candidates (the draw's stay), so it can lower the
  * sampled bound only where that bound was above what C ∩ I^α guarantees.
  *
- * Cost: at most `budget` hypotheses scored per Evaluate (each n_hist
- * log-likelihoods and one harm, batched n_bits at a time) plus the lookups
- * (a binary search in C, a small hash of what was scored). Nothing is
- * cached: the harm depends on the action.
+ * Cost: at most `budget` hypotheses looked at per Evaluate (each, unless
+ * the draw's log R cache holds it at this reward version, n_hist
+ * log-likelihoods; always one harm), batched a neighbourhood at a time,
+ * plus the lookups (a binary search in C, a small hash of what was
+ * scored). Budget counts cached ones too, so a verdict does not depend on
+ * which Evaluates came before.
  *
  * Threads: none of its own; no state. Ownership: out's arrays are new
  * (bg__refined_free).
