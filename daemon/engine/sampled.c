@@ -22,12 +22,13 @@
  *      the sampler has none (BG_TRAIN_INLINE guards and a guard's own
  *      sampler draw on a miss, as the evaluation seed says: deterministic);
  *   3. exact log R of each candidate: log_prior + Σ log_lik over the
- *      session's history (cached per draw and reward version, bg__lpcache:
- *      it does not depend on the action);
+ *      session's history;
  *   4. harm of each candidate for the action (one batched model call);
  *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
  *      candidates towards the estimator's cautious hypothesis add exactly
- *      scored candidates, at most opts.refine looked at;
+ *      scored candidates, at most opts.refine looked at (their log R
+ *      cached per draw and reward version, bg__lpcache: it does not
+ *      depend on the action);
  *   5. normalised over the candidates (max-shifted log-sum-exp), the
  *      posterior order (stable, descending) and the estimator;
  *   6. the verdict: bound, cautious hypothesis and its label, plausible
@@ -652,7 +653,11 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
         goto done;
     }
-    if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, &c->lpc, version, err)) !=
+    /* the draw's own candidates are scored afresh by every Evaluate, as
+     * the enumerated path checks its posterior: a model that turns NaN is
+     * caught on the next call (test_engine_failclosed); only the
+     * refinement's neighbours come from the cache */
+    if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, NULL, version, err)) !=
         BG_OK)
         goto done;
     memcpy(lp, log_r, n * sizeof *lp);

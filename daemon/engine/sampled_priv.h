@@ -42,8 +42,9 @@ typedef struct bg__fit {
 
 /* log R of hypotheses at one reward version, shared by the Evaluates of
  * one draw (bg__cands.lpc): log R does not depend on the action, so the
- * candidates' and the refinement's scores are computed once per version,
- * not once per Evaluate (sampled_score.c). Open-addressed, at most 3/4 of
+ * refinement's scores are computed once per version, not once per
+ * Evaluate (sampled_score.c). The draw's own candidates are not cached:
+ * every Evaluate scores them, so a model that turns NaN is caught. Open-addressed, at most 3/4 of
  * BG__LPC_SLOTS entries (then it stops caching); emptied when asked for
  * another version. Speed only: a verdict is the same with or without it.
  * mu guards the rest. */
