@@ -657,7 +657,7 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
      * the enumerated path checks its posterior: a model that turns NaN is
      * caught on the next call (test_engine_failclosed); only the
      * refinement's neighbours come from the cache */
-    if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, NULL, version, err)) !=
+    if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, NULL, version, 0, err)) !=
         BG_OK)
         goto done;
     memcpy(lp, log_r, n * sizeof *lp);

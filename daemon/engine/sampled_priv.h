@@ -152,10 +152,13 @@ uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist);
  * the action, from the model's batched calls; log R from lpc when it holds
  * the id at `version` (the history's bg__history_version), and put there
  * (lpc NULL: no cache). BG_EINTERNAL when the model fails or returns a
- * NaN / +inf score or a harm outside [0, 1]. */
+ * NaN / +inf score or a harm outside [0, 1] — with `soft`, such an entry
+ * gets lp = -inf (never a candidate) instead: the refinement's
+ * neighbours are ids no sampler proposed, and a model that misbehaves
+ * there must not cost the verdict the draw alone would give. */
 int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, const bg_action *action,
               const uint64_t *ids, size_t n, double *lp, double *harm, bg__lpcache *lpc,
-              uint64_t version, bg_err *err);
+              uint64_t version, int soft, bg_err *err);
 
 /* Steps 5-6 over n unique candidates with their scores: lp normalised over
  * them in place (max-shifted log-sum-exp), the stable posterior order and
@@ -180,9 +183,11 @@ void bg__refined_free(bg__refined *r);
  * lp, harm from bg__score; lpc, version as there) for the hypothesis the guard's estimator is
  * after — the cautious-but-plausible one — by bit-flip ascent from the
  * best candidates, scoring at most `budget` new hypotheses; every one
- * scored with a finite lp goes into out. BG_OK (out may be empty), or a
- * bg__score / BG_ENOMEM error. Contract and the argument why extra
- * candidates never lower the guarantee: sampled_refine.c. */
+ * scored that clears the final plausibility floor goes into out. BG_OK
+ * (out may be empty; a neighbour the model scores NaN or outside [0, 1]
+ * is left out, and a failing model call ends the search), or BG_ENOMEM.
+ * Contract and the argument why extra candidates never lower the
+ * guarantee: sampled_refine.c. */
 int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                const bg_action *action, const uint64_t *ids, const double *lp, const double *harm,
                size_t n, uint32_t budget, bg__lpcache *lpc, uint64_t version, bg__refined *out,

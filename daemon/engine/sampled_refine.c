@@ -313,8 +313,12 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
             }
             if (out->evals + m > budget)
                 goto done;
-            if (m && (rc = bg__score(g, hist, n_hist, action, nb, m, nlp, nharm, lpc, version,
-                                     err)) != BG_OK)
+            /* soft: a neighbour the model scores NaN or outside [0, 1] is
+             * left out; a model call that fails ends the search, and the
+             * verdict is the draw's and what was found so far */
+            bg_err serr;
+            if (m && bg__score(g, hist, n_hist, action, nb, m, nlp, nharm, lpc, version, 1,
+                               &serr) != BG_OK)
                 goto done;
             out->evals += (uint32_t)m;
             for (size_t i = 0; i < m; i++) {

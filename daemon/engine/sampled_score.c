@@ -186,7 +186,7 @@ static int score_missing(bg__reward_ctx *r, const uint64_t *ids, const uint32_t 
 /* Steps 3–4 over n candidate ids: validated log R and harm. */
 int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, const bg_action *action,
               const uint64_t *ids, size_t n, double *lp, double *harm, bg__lpcache *lpc,
-              uint64_t version, bg_err *err)
+              uint64_t version, int soft, bg_err *err)
 {
     bg__reward_ctx r = {g, hist, n_hist, 0, NULL, 0}; /* scoring: no version asked */
     int rc = BG_OK, prc;
@@ -213,6 +213,11 @@ int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, cons
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
+        if (soft && (!(harm[i] >= 0.0 && harm[i] <= 1.0) || isnan(lp[i]) || lp[i] == INFINITY)) {
+            lp[i] = -INFINITY; /* never a candidate */
+            harm[i] = 0;
+            continue;
+        }
         if (!(harm[i] >= 0.0 && harm[i] <= 1.0)) {
             rc = bg_err_set(err, BG_EINTERNAL,
                             "policy %s: model %s: harm of sampled hypothesis %llu is %g; "
