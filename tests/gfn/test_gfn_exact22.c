@@ -53,7 +53,9 @@
  * seeds).
  * Power: deterministic (inline training, seeded sampler), no sampling
  * error in the check itself.
- * ASan (BG_EXACT_SMALL): d = 16, the same floors (measured there: ASANMEAS).
+ * ASan (BG_EXACT_SMALL): d = 16, the same floors (measured there: draw
+ * alone 1 / 0 below, 0 off by > 10x, worst 1.30 nats; refined 0 / 0, 0,
+ * 0.00; ~130 s under ASan and load).
  * Skips (77) when the plugins are not built.
  */
 #include <math.h>
