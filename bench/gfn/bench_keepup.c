@@ -4,7 +4,7 @@
  * hand, results and commands in docs/GFLOWNET.md ("Training schedule").
  *
  *   bench_keepup [--d N] [--seeds a,b,..] [--steps S] [--obs N] [--k K]
- *                [--every E] [--sampler 'YAML map'] [--label TEXT]
+ *                [--every E] [--refine B] [--sampler 'YAML map'] [--label TEXT]
  *
  * Through the engine and the real plugins (bandit, iid, noniid, gfn), the
  * way tests/gfn/test_gfn_fresh.c does it: a d-bit exploding bandit (d ≤ 20,
@@ -18,8 +18,14 @@
  * sampled cautious hypothesis's exact posterior within a factor 10 of the
  * exact cautious one's in every context.
  *
- * One line per seed: the counts at the end, how many checkpoints held the
- * bar, and the training time per observation (wall, this machine). The
+ * Each checkpoint scores the same draw twice: the candidates alone
+ * (refine=0) and with the harm-directed refinement of
+ * daemon/engine/sampled_refine.c scoring at most B hypotheses per Evaluate
+ * (default BG_SAMPLED_REFINE_DEFAULT) — a paired comparison on one trained
+ * sampler. Two lines per seed: the counts at the end, how many checkpoints
+ * held the bar (with --every 1: after how many observations it is missed),
+ * the training time per observation and the mean sampled Evaluate time
+ * (wall, this machine; the first Evaluate of a checkpoint draws). The
  * `--sampler` text is the gfn plugin's config (default: the plugin's own
  * defaults); `--label` names the row.
  */
@@ -41,7 +47,7 @@
 #define MAX_D 20
 
 typedef struct opts {
-    int d, steps, n_obs, k, every;
+    int d, steps, n_obs, k, every, refine;
     const char *sampler, *label;
     uint64_t seeds[32];
     int n_seeds;
@@ -50,32 +56,54 @@ typedef struct opts {
 typedef struct bar {
     int below_iid, below_non, far;
     double worst_ratio;
+    double eval_us;      /* mean wall time of one sampled Evaluate (iid and non-iid) */
+    double eval_cpu_p50; /* median thread CPU time of one, µs: robust to a loaded machine */
 } bar;
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The bar over the 64 contexts (ctx[c] masks), for session "s". */
-static bar check_bar(bg_engine *e, const bg_guard *gs, const bg_guard *gsn, const bg_guard *gx,
-                     const bg_guard *gxn, int d, const uint64_t *ctx)
+static double now_s(void)
 {
+    return clock_s(CLOCK_MONOTONIC);
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The bar over the 64 contexts (ctx[c] masks), for session "s", with the
+ * refinement budget `refine` (0: the draw alone). */
+static bar check_bar(const twin *t, int refine, const uint64_t *ctx)
+{
+    bg_engine *e = t->e;
+    const bg_guard *gs = &t->gs, *gsn = &t->gs_non, *gx = t->gx, *gxn = &t->gx_non;
+    int d = t->d;
+    bg_sampled_trainer_refine(t->tr, refine);
     bg_err err;
     double *post = malloc(sizeof(double) << d);
     CHECK(post != NULL);
     CHECK(bg_engine_posterior(e, gx, "s", post, (size_t)1 << d, &err) == BG_OK, "%s", err.msg);
-    bar b = {0, 0, 0, 1};
-    double f[MAX_D];
+    bar b = {0, 0, 0, 1, 0, 0};
+    double f[MAX_D], t_eval = 0, cpu[2 * N_CTX];
     for (int c = 0; c < N_CTX; c++) {
         twin_features(d, ctx[c], f);
         bg_action a = {
             .id = "", .tool = "pull", .arguments_json = "", .features = f, .n_features = d};
         bg_verdict vs, vsn, vx, vxn;
+        double t0 = now_s(), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
         CHECK(bg_engine_evaluate(e, gs, "s", &a, &vs, &err) == BG_OK, "%s", err.msg);
+        double c1 = clock_s(CLOCK_THREAD_CPUTIME_ID);
         CHECK(bg_engine_evaluate(e, gsn, "s", &a, &vsn, &err) == BG_OK, "%s", err.msg);
+        t_eval += now_s() - t0;
+        cpu[2 * c] = 1e6 * (c1 - c0);
+        cpu[2 * c + 1] = 1e6 * (clock_s(CLOCK_THREAD_CPUTIME_ID) - c1);
         CHECK(bg_engine_evaluate(e, gx, "s", &a, &vx, &err) == BG_OK, "%s", err.msg);
         CHECK(bg_engine_evaluate(e, gxn, "s", &a, &vxn, &err) == BG_OK, "%s", err.msg);
         b.below_iid += vs.harm_bound < vx.harm_bound - 1e-9;
@@ -86,6 +114,9 @@ static bar check_bar(bg_engine *e, const bg_guard *gs, const bg_guard *gsn, cons
             b.worst_ratio = ratio;
     }
     free(post);
+    b.eval_us = 1e6 * t_eval / (2 * N_CTX);
+    qsort(cpu, 2 * N_CTX, sizeof *cpu, by_value);
+    b.eval_cpu_p50 = 0.5 * (cpu[N_CTX - 1] + cpu[N_CTX]);
     return b;
 }
 
@@ -110,8 +141,8 @@ static int run_seed(bg_plugin_host *h, const opts *o, uint64_t seed)
         ctx[c] = c < N_ARMS ? arms[c] : bg_gfn_rng_u64(&r) & mask;
 
     double f[MAX_D], train_s = 0;
-    int checks = 0, held = 0;
-    bar b = {0, 0, 0, 1};
+    int checks = 0, held[2] = {0, 0}, budget[2] = {0, o->refine};
+    bar b[2] = {{0, 0, 0, 1, 0, 0}, {0, 0, 0, 1, 0, 0}};
     for (int i = 0; i < o->n_obs; i++) {
         uint64_t m = arms[bg_gfn_rng_u64(&r) % N_ARMS];
         bg_observation ob = twin_pull(&t, m, f, &r);
@@ -120,24 +151,35 @@ static int run_seed(bg_plugin_host *h, const opts *o, uint64_t seed)
         train_s += now_s() - t0;
         CHECK(bg_engine_observe(e, t.gx, "s", &ob, NULL, &err) == BG_OK, "observe: %s", err.msg);
         if ((i + 1) % o->every == 0 || i + 1 == o->n_obs) {
-            b = check_bar(e, &t.gs, &t.gs_non, t.gx, &t.gx_non, d, ctx);
             checks++;
-            held += bar_holds(&b);
+            for (int v = 0; v < 2; v++) { /* the same draw, without and with refinement */
+                b[v] = check_bar(&t, budget[v], ctx);
+                held[v] += bar_holds(&b[v]);
+            }
         }
     }
-    printf("%-28s d=%-2d seed=%-5llu steps/obs=%-3d below iid %2d non-iid %2d far %2d "
-           "(worst ratio %8.3g) %s; bar held at %d/%d checkpoints; train %.1f ms/obs\n",
-           o->label, d, (unsigned long long)seed, o->steps, b.below_iid, b.below_non, b.far,
-           b.worst_ratio, bar_holds(&b) ? "PASS" : "fail", held, checks, 1e3 * train_s / o->n_obs);
+    for (int v = 0; v < 2; v++)
+        printf("%-24s d=%-2d seed=%-5llu steps/obs=%-3d refine=%-4d below iid %2d non-iid %2d "
+               "far %2d (worst ratio %8.3g) %s; bar held at %d/%d checkpoints; "
+               "train %.1f ms/obs; evaluate %.0f us wall mean, %.0f us CPU p50\n",
+               o->label, d, (unsigned long long)seed, o->steps, budget[v], b[v].below_iid,
+               b[v].below_non, b[v].far, b[v].worst_ratio, bar_holds(&b[v]) ? "PASS" : "fail",
+               held[v], checks, 1e3 * train_s / o->n_obs, b[v].eval_us, b[v].eval_cpu_p50);
     fflush(stdout);
 
     twin_close(&t);
-    return bar_holds(&b);
+    return bar_holds(&b[0]) | bar_holds(&b[1]) << 1;
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {.d = 10, .steps = 20, .n_obs = 40, .k = 256, .every = 5, .sampler = "{}"};
+    opts o = {.d = 10,
+              .steps = 20,
+              .n_obs = 40,
+              .k = 256,
+              .every = 5,
+              .refine = BG_SAMPLED_REFINE_DEFAULT,
+              .sampler = "{}"};
     o.label = "plugin defaults";
     const char *seeds = "1,3,5,7,11,99";
     for (int i = 1; i < argc; i += 2) { /* --flag value pairs */
@@ -154,6 +196,8 @@ int main(int argc, char **argv)
             o.n_obs = atoi(v);
         else if (!strcmp(a, "--k"))
             o.k = atoi(v);
+        else if (!strcmp(a, "--refine"))
+            o.refine = atoi(v);
         else if (!strcmp(a, "--every"))
             o.every = atoi(v);
         else if (!strcmp(a, "--sampler"))
@@ -182,11 +226,15 @@ int main(int argc, char **argv)
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
-    int pass = 0;
-    for (int s = 0; s < o.n_seeds; s++)
-        pass += run_seed(h, &o, o.seeds[s]);
-    printf("%-28s d=%-2d steps/obs=%-3d: bar held at the end for %d of %d seeds\n", o.label, o.d,
-           o.steps, pass, o.n_seeds);
+    int pass[2] = {0, 0};
+    for (int s = 0; s < o.n_seeds; s++) {
+        int p = run_seed(h, &o, o.seeds[s]);
+        pass[0] += p & 1;
+        pass[1] += p >> 1 & 1;
+    }
+    printf("%-24s d=%-2d steps/obs=%-3d: bar held at the end for %d of %d seeds (draw alone), "
+           "%d of %d (refine %d)\n",
+           o.label, o.d, o.steps, pass[0], o.n_seeds, pass[1], o.n_seeds, o.refine);
     bg_plugin_host_destroy(h);
     return 0;
 }

@@ -21,11 +21,16 @@
  *      Evaluate uses the sampler's newest one: it draws itself only when
  *      the sampler has none (BG_TRAIN_INLINE guards and a guard's own
  *      sampler draw on a miss, as the evaluation seed says: deterministic);
- *   3. exact log-posterior of each candidate: log_prior + Σ log_lik over
- *      the session's history, normalised over the candidates (max-shifted
- *      log-sum-exp);
+ *   3. exact log R of each candidate: log_prior + Σ log_lik over the
+ *      session's history;
  *   4. harm of each candidate for the action (one batched model call);
- *   5. the posterior order (stable, descending) and the estimator;
+ *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
+ *      candidates towards the estimator's cautious hypothesis add exactly
+ *      scored candidates, at most opts.refine looked at (their log R
+ *      cached per draw and reward version, bg__lpcache: it does not
+ *      depend on the action);
+ *   5. normalised over the candidates (max-shifted log-sum-exp), the
+ *      posterior order (stable, descending) and the estimator;
  *   6. the verdict: bound, cautious hypothesis and its label, plausible
  *      set size, sampled = 1, samples = K. The engine decides.
  *
@@ -98,6 +103,7 @@ struct bg_sampled_trainer {
     uint64_t jobs_done;
     atomic_uint_fast64_t steps_done; /* optimiser steps run, all samplers */
     atomic_uint_fast64_t step_ns;    /* the last step's duration: when to retry */
+    atomic_int refine;               /* refinement budget per Evaluate (opts.refine; 0: none) */
 };
 
 /* What is wrong with g's sampled-path options, NULL when nothing: the one
@@ -557,6 +563,7 @@ static bg__cands *cands_put(bg__sampler *e, uint64_t seed, uint32_t k, const uin
         free(c);
         return NULL;
     }
+    bg__lpcache_init(&c->lpc);
     atomic_init(&c->refs, 2); /* the caller's and the cache's */
     c->seed = seed;
     c->gen = atomic_load(&e->gen);
@@ -627,6 +634,62 @@ static int refuse_unhealthy(bg_sampled_trainer *s, const bg_guard *g, bg__sample
                       g->name, sess, h->reason, (unsigned long long)h->train_steps, n_hist);
 }
 
+/* Steps 3-6 over the draw c: score its candidates (log_r: their log R,
+ * for the health), refine (sampled_refine.c: extra candidates near the
+ * cautious hypothesis, at most opts.refine scored) and estimate over the
+ * union. */
+static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
+                                 const bg_observation *hist, size_t n_hist, const bg_action *action,
+                                 bg__cands *c, uint64_t version, bg_verdict *out, double *log_r,
+                                 bg_err *err)
+{
+    size_t n = c->n;
+    double *harm = malloc(n * sizeof *harm), *lp = malloc(n * sizeof *lp);
+    bg__refined rf = {0};
+    uint64_t *m_ids = NULL;
+    double *m_lp = NULL, *m_harm = NULL;
+    int rc = BG_OK;
+    if (!harm || !lp) {
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
+        goto done;
+    }
+    /* the draw's own candidates are scored afresh by every Evaluate, as
+     * the enumerated path checks its posterior: a model that turns NaN is
+     * caught on the next call (test_engine_failclosed); only the
+     * refinement's neighbours come from the cache */
+    if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, NULL, version, 0, err)) !=
+        BG_OK)
+        goto done;
+    memcpy(lp, log_r, n * sizeof *lp);
+    int refine = atomic_load(&s->refine);
+    uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
+    if (budget && (rc = bg__refine(g, hist, n_hist, action, c->ids, lp, harm, n, budget, &c->lpc,
+                                   version, &rf, err)) != BG_OK)
+        goto done;
+    if (!rf.n) {
+        rc = bg__estimate_over(g, c->ids, n, lp, harm, out, err);
+        goto done;
+    }
+    m_ids = malloc((n + rf.n) * sizeof *m_ids);
+    m_lp = malloc((n + rf.n) * sizeof *m_lp);
+    m_harm = malloc((n + rf.n) * sizeof *m_harm);
+    if (!m_ids || !m_lp || !m_harm ||
+        bg__refined_merge(c->ids, lp, harm, n, &rf, m_ids, m_lp, m_harm) != BG_OK) {
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu candidates", g->name,
+                        n + rf.n);
+        goto done;
+    }
+    rc = bg__estimate_over(g, m_ids, n + rf.n, m_lp, m_harm, out, err);
+done:
+    free(harm);
+    free(lp);
+    free(m_ids);
+    free(m_lp);
+    free(m_harm);
+    bg__refined_free(&rf);
+    return rc;
+}
+
 int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *session,
                          const bg_observation *hist, size_t n_hist, const bg_action *action,
                          bg_verdict *out, bg_err *err)
@@ -680,15 +743,16 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
                               g->name, g->sampler_name ? g->sampler_name : "?", prc);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
+    uint64_t version = bg__history_version(g, hist, n_hist);
     double *log_r = malloc(c->n * sizeof *log_r);
     if (!log_r)
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     else
-        rc = bg__score_and_estimate(g, hist, n_hist, action, c->ids, c->n, out, log_r, err);
+        rc = score_refine_estimate(s, g, hist, n_hist, action, c, version, out, log_r, err);
     out->sampled = 1;
     out->samples = k;
     if (rc == BG_OK) {
-        bg__health_of(g, c, log_r, bg__history_version(g, hist, n_hist), n_hist, &out->health);
+        bg__health_of(g, c, log_r, version, n_hist, &out->health);
         if (!out->health.healthy && g->sampler_limits.on_unhealthy == BG_UNHEALTHY_UNAVAILABLE)
             rc = refuse_unhealthy(s, g, e, session, hist, n_hist, &out->health, err);
     }
@@ -714,6 +778,9 @@ int bg_sampled_trainer_create(const bg_sampled_opts *opts, bg_sampled_trainer **
         s->opts.default_k = 1024;
     if (!s->opts.max_sessions)
         s->opts.max_sessions = 64;
+    if (!s->opts.refine)
+        s->opts.refine = BG_SAMPLED_REFINE_DEFAULT;
+    atomic_init(&s->refine, s->opts.refine > 0 ? s->opts.refine : 0);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
@@ -759,6 +826,11 @@ void bg_sampled_trainer_wait_idle(bg_sampled_trainer *s)
     while (s->jobs || s->running || s->finishing)
         pthread_cond_wait(&s->idle_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+}
+
+void bg_sampled_trainer_refine(bg_sampled_trainer *s, int32_t refine)
+{
+    atomic_store(&s->refine, refine > 0 ? refine : 0);
 }
 
 void bg_sampled_trainer_hold(bg_sampled_trainer *s, int hold)

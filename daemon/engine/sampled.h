@@ -4,8 +4,11 @@
  * session's reward R(h) = P(h)·P(D|h) after each observation, and an
  * evaluation takes K samples, deduplicates them, scores them by their exact
  * log-posterior (normalised over the candidates), asks the model for the
- * harm and the estimator for the bound; the verdict says it is sampled and
- * from how many samples. engine.c calls it directly (sampled_priv.h).
+ * harm, refines the candidates towards the estimator's cautious hypothesis
+ * (sampled_refine.c: bit-flip climbs, exactly scored, at most
+ * bg_sampled_opts.refine looked at) and asks the estimator for the bound;
+ * the verdict says it is sampled and from how many samples. engine.c
+ * calls it directly (sampled_priv.h).
  *
  * Health (sampled_health.c): each sampled verdict reports its sampler's
  * health (engine.h bg_sampler_health) from the draw alone — the
@@ -121,7 +124,12 @@ typedef struct bg_sampled_opts {
     uint32_t default_k;   /* samples when the guard says 0; 0 = 1024 */
     uint64_t seed;        /* evaluation sampling seed (mixed with session, #obs) */
     size_t max_sessions;  /* session samplers kept per guard, jobs queued; 0 = 64 */
+    /* Hypotheses the harm-directed refinement may score per Evaluate
+     * (sampled_refine.c); 0 = BG_SAMPLED_REFINE_DEFAULT, < 0 = none. */
+    int32_t refine;
 } bg_sampled_opts;
+
+#define BG_SAMPLED_REFINE_DEFAULT 4096
 
 /* A session sampler's state (the diagram above). */
 typedef enum bg_sampler_state {
@@ -149,6 +157,10 @@ void bg_sampled_trainer_hold(bg_sampled_trainer *t, int hold);
 int bg_sampled_trainer_next(bg_sampled_trainer *t, char *session, size_t len, size_t *queued);
 uint64_t bg_sampled_trainer_steps(bg_sampled_trainer *t);
 uint64_t bg_sampled_trainer_jobs(bg_sampled_trainer *t);
+/* Tests and benches: the refinement budget of every Evaluate from now on
+ * (bg_sampled_opts.refine; <= 0: no refinement), to compare the verdicts of
+ * one draw with and without it. */
+void bg_sampled_trainer_refine(bg_sampled_trainer *t, int32_t refine);
 
 /* ---- one guard instance's sampled state */
 

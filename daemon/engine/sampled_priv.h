@@ -40,8 +40,29 @@ typedef struct bg__fit {
     uint64_t steps;
 } bg__fit;
 
+/* log R of hypotheses at one reward version, shared by the Evaluates of
+ * one draw (bg__cands.lpc): log R does not depend on the action, so the
+ * refinement's scores are computed once per version, not once per
+ * Evaluate (sampled_score.c). The draw's own candidates are not cached:
+ * every Evaluate scores them, so a model that turns NaN is caught. Open-addressed, at most 3/4 of
+ * BG__LPC_SLOTS entries (then it stops caching); emptied when asked for
+ * another version. Speed only: a verdict is the same with or without it.
+ * mu guards the rest. */
+typedef struct bg__lpcache {
+    pthread_mutex_t mu;
+    int valid;        /* keys hold entries of `version` */
+    uint64_t version; /* the reward version of the entries */
+    size_t n;
+    uint64_t *keys; /* [BG__LPC_SLOTS] id + 1, 0 = empty; NULL until first use */
+    double *vals;
+} bg__lpcache;
+#define BG__LPC_SLOTS (1u << 14) /* 256 KiB a draw, once used */
+void bg__lpcache_init(bg__lpcache *c);
+void bg__lpcache_close(bg__lpcache *c);
+
 typedef struct bg__cands {
     atomic_int refs;
+    bg__lpcache lpc; /* log R of what this draw's Evaluates scored */
     uint64_t seed, gen;
     uint32_t k; /* samples drawn */
     bg__fit fit;
@@ -126,18 +147,60 @@ int bg__cands_fill(bg__cands *c, const uint64_t *ids, const double *log_q, size_
  * data give the same verdict. */
 uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist);
 
-/* Steps 3-6 of an evaluation over n unique candidates: exact log-posterior
- * normalised over them, harm from the model, the stable posterior order and
- * the estimator; fills out (not sampled/samples). BG_EINTERNAL when a plugin
- * misbehaves (NaN harm, no finite score, a bound outside [0, 1]). */
-int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
-                           const bg_action *action, const uint64_t *ids, size_t n, bg_verdict *out,
-                           double *log_r, bg_err *err);
+/* Steps 3-4 of an evaluation over n candidates: lp[i] = log R(ids[i])
+ * (log prior + Σ log lik over the history, unnormalised) and harm[i] for
+ * the action, from the model's batched calls; log R from lpc when it holds
+ * the id at `version` (the history's bg__history_version), and put there
+ * (lpc NULL: no cache). BG_EINTERNAL when the model fails or returns a
+ * NaN / +inf score or a harm outside [0, 1] — with `soft`, such an entry
+ * gets lp = -inf (never a candidate) instead: the refinement's
+ * neighbours are ids no sampler proposed, and a model that misbehaves
+ * there must not cost the verdict the draw alone would give. */
+int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, const bg_action *action,
+              const uint64_t *ids, size_t n, double *lp, double *harm, bg__lpcache *lpc,
+              uint64_t version, int soft, bg_err *err);
+
+/* Steps 5-6 over n unique candidates with their scores: lp normalised over
+ * them in place (max-shifted log-sum-exp), the stable posterior order and
+ * the estimator; fills out (not sampled/samples). BG_EINTERNAL when no
+ * score is finite or the estimator misbehaves. */
+int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *lp,
+                      const double *harm, bg_verdict *out, bg_err *err);
+
+/* ---- harm-directed refinement (sampled_refine.c): no state */
+
+/* Hypotheses the refinement scored beyond the draw: ids not among the
+ * candidates, with their log R and harm; arrays owned (bg__refined_free). */
+typedef struct bg__refined {
+    size_t n, cap;
+    uint64_t *ids;
+    double *lp, *harm;
+    uint32_t evals; /* hypotheses scored (the budget spent) */
+} bg__refined;
+void bg__refined_free(bg__refined *r);
+
+/* Searches the neighbourhood of the n candidates (ids ascending, unique;
+ * lp, harm from bg__score; lpc, version as there) for the hypothesis the guard's estimator is
+ * after — the cautious-but-plausible one — by bit-flip ascent from the
+ * best candidates, scoring at most `budget` new hypotheses; every one
+ * scored that clears the final plausibility floor goes into out. BG_OK
+ * (out may be empty; a neighbour the model scores NaN or outside [0, 1]
+ * is left out, and a failing model call ends the search), or BG_ENOMEM.
+ * Contract and the argument why extra candidates never lower the
+ * guarantee: sampled_refine.c. */
+int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
+               const bg_action *action, const uint64_t *ids, const double *lp, const double *harm,
+               size_t n, uint32_t budget, bg__lpcache *lpc, uint64_t version, bg__refined *out,
+               bg_err *err);
+/* The candidates (ids ascending) and r's hypotheses (none among them) into
+ * m_* (n + r->n slots each), ids ascending. BG_OK or BG_ENOMEM. */
+int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm, size_t n,
+                      const bg__refined *r, uint64_t *m_ids, double *m_lp, double *m_harm);
 
 /* ---- health (sampled_health.c): no state */
 
 /* The health of a draw c against the session's current reward: log_r[i]
- * = log R(c->ids[i]) (bg__score_and_estimate's), version and n_hist the
+ * = log R(c->ids[i]) (bg__score's), version and n_hist the
  * session's; judged against g's limits. */
 void bg__health_of(const bg_guard *g, const bg__cands *c, const double *log_r, uint64_t version,
                    size_t n_hist, bg_sampler_health *out);

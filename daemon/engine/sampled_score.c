@@ -90,27 +90,134 @@ uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist)
     return h ^ (n_hist * 0x9e3779b97f4a7c15ULL);
 }
 
-/* Steps 3–6 over n unique candidate ids. */
-int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t n_hist,
-                           const bg_action *action, const uint64_t *ids, size_t n, bg_verdict *out,
-                           double *log_r, bg_err *err)
+void bg__lpcache_init(bg__lpcache *c)
 {
-    double *lp = malloc(n * sizeof *lp), *harm = malloc(n * sizeof *harm);
-    double *post = malloc(n * sizeof *post);
-    uint32_t *order = malloc(n * sizeof *order);
-    bg__reward_ctx r = {g, hist, n_hist, 0, NULL, 0}; /* scoring: no version asked */
-    int rc = BG_OK;
-    if (!lp || !harm || !post || !order) {
-        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
-        goto done;
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+}
+
+void bg__lpcache_close(bg__lpcache *c)
+{
+    free(c->keys);
+    free(c->vals);
+    pthread_mutex_destroy(&c->mu);
+}
+
+/* The slot of id in c: its entry, or the empty slot where it would go. */
+static size_t lpc_slot(const bg__lpcache *c, uint64_t id)
+{
+    uint64_t h = id * 0x9e3779b97f4a7c15ULL;
+    size_t i = (size_t)(h >> 40) & (BG__LPC_SLOTS - 1);
+    while (c->keys[i] && c->keys[i] != id + 1)
+        i = (i + 1) & (BG__LPC_SLOTS - 1);
+    return i;
+}
+
+/* lp[i] for the ids c holds at version; miss[] gets the indices of the
+ * others. Returns how many missed. */
+static size_t lpc_get(bg__lpcache *c, uint64_t version, const uint64_t *ids, size_t n, double *lp,
+                      uint32_t *miss)
+{
+    size_t m = 0;
+    pthread_mutex_lock(&c->mu);
+    if (c->valid && c->version != version) {
+        memset(c->keys, 0, BG__LPC_SLOTS * sizeof *c->keys);
+        c->n = 0;
+        c->version = version;
     }
-    if (bg__session_log_r(&r, ids, n, lp) != BG_PLUGIN_OK ||
+    if (!c->keys) {
+        c->keys = calloc(BG__LPC_SLOTS, sizeof *c->keys);
+        c->vals = malloc(BG__LPC_SLOTS * sizeof *c->vals);
+        if (!c->keys || !c->vals) { /* no cache: every id misses */
+            free(c->keys);
+            free(c->vals);
+            c->keys = NULL;
+            c->vals = NULL;
+        }
+        c->version = version;
+        c->valid = c->keys != NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t s = c->keys ? lpc_slot(c, ids[i]) : 0;
+        if (c->keys && c->keys[s])
+            lp[i] = c->vals[s];
+        else
+            miss[m++] = (uint32_t)i;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return m;
+}
+
+static void lpc_put(bg__lpcache *c, uint64_t version, const uint64_t *ids, const double *lp,
+                    const uint32_t *idx, size_t m)
+{
+    pthread_mutex_lock(&c->mu);
+    for (size_t k = 0; k < m && c->keys && c->version == version; k++) {
+        if (c->n >= BG__LPC_SLOTS / 4 * 3)
+            break; /* full: what is not cached is scored again */
+        size_t s = lpc_slot(c, ids[idx[k]]);
+        if (!c->keys[s]) {
+            c->keys[s] = ids[idx[k]] + 1;
+            c->vals[s] = lp[idx[k]];
+            c->n++;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* log R of ids[miss[0..m)] into lp at those indices. */
+static int score_missing(bg__reward_ctx *r, const uint64_t *ids, const uint32_t *miss, size_t m,
+                         double *lp)
+{
+    uint64_t *sub = malloc(m * sizeof *sub);
+    double *out = malloc(m * sizeof *out);
+    int rc = sub && out ? BG_PLUGIN_OK : BG_PLUGIN_ENOMEM;
+    for (size_t k = 0; k < m && rc == BG_PLUGIN_OK; k++)
+        sub[k] = ids[miss[k]];
+    if (rc == BG_PLUGIN_OK)
+        rc = bg__session_log_r(r, sub, m, out);
+    for (size_t k = 0; k < m && rc == BG_PLUGIN_OK; k++)
+        lp[miss[k]] = out[k];
+    free(sub);
+    free(out);
+    return rc;
+}
+
+/* Steps 3–4 over n candidate ids: validated log R and harm. */
+int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, const bg_action *action,
+              const uint64_t *ids, size_t n, double *lp, double *harm, bg__lpcache *lpc,
+              uint64_t version, int soft, bg_err *err)
+{
+    bg__reward_ctx r = {g, hist, n_hist, 0, NULL, 0}; /* scoring: no version asked */
+    int rc = BG_OK, prc;
+    uint32_t *miss = NULL;
+    size_t m = n;
+    if (lpc) {
+        if (!(miss = malloc(n * sizeof *miss)))
+            return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name,
+                              n);
+        /* the history's version names the model by its key; the vtable
+         * and instance too, so a guard whose model differs behind the same
+         * key (a test's misbehaving copy) never reads another's scores */
+        version = bg_fnv64(version, &g->model, sizeof g->model);
+        version = bg_fnv64(version, &g->model_inst, sizeof g->model_inst);
+        m = lpc_get(lpc, version, ids, n, lp, miss);
+        prc = m ? score_missing(&r, ids, miss, m, lp) : BG_PLUGIN_OK;
+    } else {
+        prc = bg__session_log_r(&r, ids, n, lp);
+    }
+    if (prc != BG_PLUGIN_OK ||
         g->model->harm(g->model_inst, action, hist, n_hist, ids, n, harm) != BG_PLUGIN_OK) {
         rc = bg_err_set(err, BG_EINTERNAL, "policy %s: model %s failed on sampled hypotheses",
                         g->name, g->model_name ? g->model_name : "?");
         goto done;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (soft && (!(harm[i] >= 0.0 && harm[i] <= 1.0) || isnan(lp[i]) || lp[i] == INFINITY)) {
+            lp[i] = -INFINITY; /* never a candidate */
+            harm[i] = 0;
+            continue;
+        }
         if (!(harm[i] >= 0.0 && harm[i] <= 1.0)) {
             rc = bg_err_set(err, BG_EINTERNAL,
                             "policy %s: model %s: harm of sampled hypothesis %llu is %g; "
@@ -119,8 +226,6 @@ int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t
                             (unsigned long long)ids[i], harm[i]);
             goto done;
         }
-    double mx = -INFINITY, z = 0;
-    for (size_t i = 0; i < n; i++) {
         /* as the enumerated path's normalisation: a NaN would make every
          * candidate's posterior NaN, and the estimator's choice arbitrary */
         if (isnan(lp[i]) || lp[i] == INFINITY) {
@@ -132,10 +237,29 @@ int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t
                             (unsigned long long)ids[i], lp[i]);
             goto done;
         }
-        mx = lp[i] > mx ? lp[i] : mx;
     }
-    if (log_r)
-        memcpy(log_r, lp, n * sizeof *lp);
+    if (lpc && m)
+        lpc_put(lpc, version, ids, lp, miss, m);
+done:
+    free(r.tmp);
+    free(miss);
+    return rc;
+}
+
+/* Steps 5–6: normalise lp over the n candidates (in place), order, estimate. */
+int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *lp,
+                      const double *harm, bg_verdict *out, bg_err *err)
+{
+    double *post = malloc(n * sizeof *post);
+    uint32_t *order = malloc(n * sizeof *order);
+    int rc = BG_OK;
+    if (!post || !order) {
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
+        goto done;
+    }
+    double mx = -INFINITY, z = 0;
+    for (size_t i = 0; i < n; i++)
+        mx = lp[i] > mx ? lp[i] : mx;
     if (!isfinite(mx)) {
         rc = bg_err_set(err, BG_EINTERNAL,
                         "policy %s: none of the %zu sampled hypotheses has a finite "
@@ -178,10 +302,7 @@ int bg__score_and_estimate(const bg_guard *g, const bg_observation *hist, size_t
     out->plausible_set_size = eo.plausible;
     bg_hypothesis_label(g, out->cautious_id, out->cautious_label, sizeof out->cautious_label);
 done:
-    free(lp);
-    free(harm);
     free(post);
     free(order);
-    free(r.tmp);
     return rc;
 }

@@ -56,8 +56,10 @@ static void sampler_init(bg__sampler *e)
 
 void bg__cands_unref(bg__cands *c)
 {
-    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
+        bg__lpcache_close(&c->lpc);
         free(c);
+    }
 }
 
 static void sampler_close(bg__sampler *e)

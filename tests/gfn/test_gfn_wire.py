@@ -4,15 +4,18 @@ verdict from K samples while the sampler trains in the background on the
 observations (sent in one ObserveStream); Observe is acknowledged without
 waiting for training; the
 cautious hypothesis's harm is the bandit formula for its id (checked here
-independently); once training has caught up, the cautious hypothesis fits
-the data (log-likelihood within 60 nats of the true w*) — polled with a
-deadline, never slept for. The 60 nats (a factor 1e26) are a readiness
-signal that training on this session's data has happened, not a check of
-the sampler's quality: at d = 32 nothing here knows the exact bound, and
-background training paced by the daemon varies (61-73 nats in 2 of 25
-probe runs at a 10 ms pace, below). Quality against an exact reference is
-tests/gfn/test_gfn_exact22.c (d = 22, enumerated in the test: 7 nats) and
-test_gfn_keepup.py (over the wire, d = 10 and 12: 1e-9 on the bounds). A reload that
+independently); once the verdict's sampler has trained on all the
+observations (its health's version_lag is 0: polled with a deadline, never
+slept for), the cautious hypothesis fits the data as well as the oracle
+allows: the exact cautious c* maximises log P(h|D) + log harm(x, h) and
+harm <= 1, so log P(c*|D) >= log P(w*|D) + log harm(x, w*); the sampled
+one may fall ALLOW_NATS below that — test_gfn_exact22's allowance against
+an exact reference at d = 22 with the harm-directed refinement (worst
+measured there 2.71 nats over four seeds; measured here: the cautious
+hypothesis fits 4.4 nats better than w*, 9 nats inside the allowance). This replaces a 60-nat "training happened"
+poll (a factor 1e26). Quality against an exact reference is
+tests/gfn/test_gfn_exact22.c (d = 22) and test_gfn_keepup.py (over the
+wire, d = 10, 12, 14: 1e-9 on the bounds). A reload that
 changes only the threshold keeps the trained sampler (the next Evaluate
 fits at once); one that changes the sampler's config replaces it: the first
 Evaluate after it fails closed with UNAVAILABLE (the new sampler has not
@@ -33,6 +36,7 @@ import bgtest  # noqa: E402
 from bgtest import Daemon, guard_pb2  # noqa: E402
 
 D, THETA, SIGMA, K, N_OBS = 32, 6.0, 1.0, 256, 40
+ALLOW_NATS = 4.0  # test_gfn_exact22.c MAX_NATS (docstring)
 POLICY = """apiVersion: bayesguard/v1
 kind: GuardPolicy
 metadata: {name: arms32}
@@ -121,10 +125,21 @@ def test_sampled_verdict_over_the_wire():
                 assert abs(v.cautious.harm - harm(x, c)) < 1e-9, (v.cautious.harm, harm(x, c))
                 assert abs(v.harm_bound - v.cautious.harm) < 1e-12, v  # iid: the cautious harm
                 assert 0.0 < v.cautious.posterior <= 1.0, v
-                return loglik(data, c) >= loglik(data, w_star) - 60.0
+                # still training: on a prefix, or the whole history's share
+                # (20 steps: the daemon's steps per observation) not run yet
+                if v.sampler.version_lag != 0 or v.sampler.train_steps < 20:
+                    return False
+                # trained on all the data: now the fit is asserted, not polled
+                need = loglik(data, w_star) + math.log(harm(x, w_star)) - ALLOW_NATS
+                got = loglik(data, c)
+                print("cautious log-likelihood %.2f, w*'s %.2f, allowed down to %.2f "
+                      "(trained %d steps at this version)"
+                      % (got, loglik(data, w_star), need, v.sampler.train_steps))
+                assert got >= need, (got, need)
+                return True
 
-            bgtest.wait_for(fits, 240.0, "the trained sampler's cautious hypothesis to fit "
-                                         "the data (within 60 nats of w*)", interval=0.2)
+            bgtest.wait_for(fits, 240.0, "the sampler to have trained on all %d observations"
+                                         % N_OBS, interval=0.2)
 
             # A reload that keeps the model and the sampler (only the
             # threshold changes) keeps the trained session samplers: the
@@ -136,8 +151,7 @@ def test_sampled_verdict_over_the_wire():
             assert r.ok, r
             v = d.evaluate(guard_pb2.EvaluateRequest(action=action(x), context=ctx))
             assert abs(v.threshold - 0.45) < 1e-12 and v.revision == r.revision, v
-            bgtest.wait_for(fits, 240.0, "verdicts to fit after a reload that kept the sampler",
-                            interval=0.2)
+            assert fits(), "a reload that kept the sampler must keep its fit"
 
             # A reload that changes the sampler's config creates fresh,
             # untrained samplers; the session's data are still there, so the

@@ -1,0 +1,414 @@
+/*
+ * sampled_refine.c — harm-directed refinement of a sampled evaluation's
+ * candidates (sampled_priv.h bg__refine; issue 16).
+ *
+ * Why: the sampler proposes hypotheses in proportion to their posterior,
+ * but the bound is an optimisation over them — the cautious-but-plausible
+ * hypothesis (oracle.md): for the iid estimator the argmax of
+ * P(h|D)·P(H|x,h), for the non-iid one the largest harm among the
+ * hypotheses whose posterior clears the α walk. That hypothesis is often
+ * rare (a posterior of 1e-3 among thousands that fit about as well), so K
+ * samples miss it in a few contexts of 64 — the bound then falls below the
+ * exact one. Refinement searches for it per Evaluate, from the best
+ * candidates, by best-improvement ascent over the space's id bits — every
+ * 1- and 2-bit flip (a pair moves a feature from one coordinate to
+ * another, which single flips cannot do without passing through a worse
+ * hypothesis; pairs while a round costs at most a quarter of the budget,
+ * else single flips) — scoring each neighbour exactly (log prior + Σ log
+ * lik and harm, the model's batched calls, bg__score). The scored
+ * hypotheses that clear the final plausibility floor (− 1 nat) join the
+ * candidates; the estimator then runs over the union as before.
+ *
+ * The objective follows the guard's estimator (order_needed, plugin.h):
+ *   α in (0, 1] (non-iid): maximise harm (ties: higher log R) subject to
+ *       log R(h) ≥ max log R + ln α over what has been scored — a
+ *       necessary condition for membership of the α set, since S_k ≥ the
+ *       largest posterior.
+ *   otherwise (iid; also posterior / cheating, for which refinement only
+ *       adds exactly scored candidates): alternately log R(h) + log harm(h),
+ *       the iid estimator's own objective, and the largest harm subject to
+ *       log R(h) ≥ the best log R + log harm so far (the iid maximiser h*
+ *       has log R(h*) ≥ log R(h*) + log harm(h*) ≥ that).
+ * Seeds: the best candidates (meeting the floor, for a plausible climb) by
+ * log R + t·log harm, t = 1, 0, 4, 2 in turn — larger t reaches towards
+ * more harm, t = 0 towards the posterior's modes, where the draw's own best
+ * is a local optimum. A climb moves to the best neighbour while it improves
+ * and stops at a local optimum, when the budget cannot pay for the next
+ * batch, or after REFINE_SEEDS climbs. Deterministic: the same data,
+ * draw and action give the same candidates.
+ *
+ * Why extra candidates never lower the guarantee (the property the tests
+ * check, test_gfn_refine): let C be the candidates and ≺ the posterior
+ * order (descending, ties by ascending id — ids are sorted, so index order
+ * is id order, as in the enumerated path).
+ *   non-iid: h ∈ C is kept iff R(h) ≥ α·Σ_{j ∈ C, j ⪯ h} R(j) — the test
+ *     is scale-free, so normalising over C instead of over the whole space
+ *     changes nothing but the sum's range, and Σ over C ≤ Σ over all. So
+ *     every member of the exact set I^α that is in C is in the sampled set,
+ *     and the sampled bound ≥ max harm over I^α ∩ C. That floor only grows
+ *     as C grows, and equals the exact bound once C holds the exact
+ *     cautious hypothesis. (Adding candidates can shrink the sampled set —
+ *     a new high-posterior one raises the prefix sums below it — but only
+ *     of members outside I^α: the sampled bound can come down towards the
+ *     exact one, never below the floor.)
+ *   iid: the estimate is the harm of argmax_{h ∈ C} R(h)·harm(h); over a
+ *     larger C that product can only grow, and the estimate equals the
+ *     exact one once C holds the exact maximiser. The harm itself is not
+ *     monotone in C: a C without the maximiser can err either way.
+ * Refinement only adds candidates (the draw's stay), so it can lower the
+ * sampled bound only where that bound was above what C ∩ I^α guarantees.
+ *
+ * Cost: at most `budget` hypotheses looked at per Evaluate (each, unless
+ * the draw's log R cache holds it at this reward version, n_hist
+ * log-likelihoods; always one harm), batched a neighbourhood at a time,
+ * plus the lookups (a binary search in C, a small hash of what was
+ * scored). Budget counts cached ones too, so a verdict does not depend on
+ * which Evaluates came before.
+ *
+ * Threads: none of its own; no state. Ownership: out's arrays are new
+ * (bg__refined_free).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/sampled_priv.h"
+
+/* Climbs started per Evaluate, from the best candidates by the objective. */
+#define REFINE_SEEDS 16
+
+void bg__refined_free(bg__refined *r)
+{
+    free(r->ids);
+    free(r->lp);
+    free(r->harm);
+    memset(r, 0, sizeof *r);
+}
+
+/* The bits of the space's ids and the largest valid id + 1 (0: all of
+ * them); 0 bits when the space cannot be walked. */
+static uint32_t space_bits(const bg_guard *g, uint64_t *limit)
+{
+    *limit = 0;
+    bg_space sp = {0};
+    if (g->model->space && g->model->space(g->model_inst, &sp) == BG_PLUGIN_OK && sp.n_bits >= 1 &&
+        sp.n_bits <= 64)
+        return sp.n_bits;
+    uint64_t count = g->model->count(g->model_inst); /* sampler_always on an enumerable model */
+    if (count < 2)
+        return 0;
+    uint32_t b = 0;
+    while (b < 64 && (count - 1) >> b)
+        b++;
+    *limit = count;
+    return b;
+}
+
+/* What has been scored: the candidates (sorted) and an open-addressed hash
+ * of the refinement's own (index + 1 into out; 0 = empty). */
+typedef struct seen {
+    const uint64_t *ids;
+    size_t n;
+    uint32_t *slot;
+    size_t mask;
+} seen;
+
+static size_t hash_id(uint64_t id)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (size_t)id;
+}
+
+/* The candidate index of id (>= 0), the refined one (-2 - index), or -1. */
+static long seen_find(const seen *s, const bg__refined *out, uint64_t id)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < s->n && s->ids[lo] == id)
+        return (long)lo;
+    for (size_t h = hash_id(id) & s->mask; s->slot[h]; h = (h + 1) & s->mask)
+        if (out->ids[s->slot[h] - 1] == id)
+            return -2 - (long)(s->slot[h] - 1);
+    return -1;
+}
+
+static void seen_add(seen *s, uint64_t id, uint32_t index)
+{
+    size_t h = hash_id(id) & s->mask;
+    while (s->slot[h])
+        h = (h + 1) & s->mask;
+    s->slot[h] = index + 1;
+}
+
+/* The neighbourhood of a climb: every id at Hamming distance 1 or 2 (a
+ * pair flip moves a feature from one coordinate to another, which single
+ * flips cannot do without passing through a worse hypothesis) while that
+ * costs at most a quarter of the budget a round; else distance 1. */
+static size_t flip_masks(uint32_t bits, uint32_t budget, uint64_t *masks)
+{
+    int pairs = (size_t)bits * (bits + 1) / 2 <= budget / 4;
+    size_t m = 0;
+    for (uint32_t a = 0; a < bits; a++) {
+        masks[m++] = 1ULL << a;
+        for (uint32_t b = a + 1; pairs && b < bits; b++)
+            masks[m++] = 1ULL << a | 1ULL << b;
+    }
+    return m;
+}
+
+/* The objective of a climb: larger is better. */
+typedef struct objective {
+    int plausible;    /* 1: max harm (ties: log R) over log R >= floor; 0: the tilt */
+    double tilt;      /* plausible 0: maximise log R + tilt·log harm */
+    int noniid;       /* the estimator walks an α set */
+    double log_alpha; /* its ln α */
+    double lmax;      /* the largest log R scored so far */
+    double fbest;     /* the largest log R + log harm scored so far */
+} objective;
+
+/* The plausibility floor on log R: for the non-iid estimator the largest
+ * log R + ln α (membership of the α set needs R >= α·S_k >= α·max R); for
+ * the iid one the best log R + log harm so far — its maximiser h* has
+ * log R(h*) >= log R(h*) + log harm(h*) >= that. */
+static double plausible_floor(const objective *o)
+{
+    return o->noniid ? o->lmax + o->log_alpha : o->fbest;
+}
+
+static int feasible(const objective *o, double lp)
+{
+    return lp > -INFINITY && lp >= plausible_floor(o);
+}
+
+static void seen_score(objective *o, double lp, double harm)
+{
+    o->lmax = lp > o->lmax ? lp : o->lmax;
+    double f = harm > 0 ? lp + log(harm) : -INFINITY;
+    o->fbest = f > o->fbest ? f : o->fbest;
+}
+
+/* 1 when (lp, harm) is better than (blp, bharm) under o. */
+static int better(const objective *o, double lp, double harm, double blp, double bharm)
+{
+    if (o->plausible) {
+        if (!feasible(o, lp))
+            return 0;
+        if (!feasible(o, blp))
+            return 1;
+        return harm > bharm || (harm == bharm && lp > blp);
+    }
+    double f = harm > 0 ? lp + o->tilt * log(harm) : -INFINITY;
+    double bf = bharm > 0 ? blp + o->tilt * log(bharm) : -INFINITY;
+    return f > bf;
+}
+
+/* The next seed: the candidate not yet used that is best by
+ * log R + tilt·log harm (tilt 1: the iid objective; larger ones reach
+ * towards more harm, where the cautious hypothesis lies when the draw's
+ * own best is a local optimum) among those that meet o's constraint;
+ * -1: none. */
+static long next_seed(const objective *o, double tilt, const double *lp, const double *harm,
+                      size_t n, const unsigned char *used)
+{
+    long best = -1;
+    double bf = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        if (used[i] || !(lp[i] > -INFINITY) || !(harm[i] > 0))
+            continue;
+        if (o->plausible && !feasible(o, lp[i]))
+            continue;
+        double f = lp[i] + tilt * log(harm[i]);
+        if (best < 0 || f > bf) {
+            best = (long)i;
+            bf = f;
+        }
+    }
+    return best;
+}
+
+static int out_push(bg__refined *out, uint64_t id, double lp, double harm)
+{
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? 2 * out->cap : 64;
+        uint64_t *ids = realloc(out->ids, cap * sizeof *ids);
+        if (ids)
+            out->ids = ids;
+        double *l = realloc(out->lp, cap * sizeof *l);
+        if (l)
+            out->lp = l;
+        double *h = realloc(out->harm, cap * sizeof *h);
+        if (h)
+            out->harm = h;
+        if (!ids || !l || !h)
+            return BG_ENOMEM;
+        out->cap = cap;
+    }
+    out->ids[out->n] = id;
+    out->lp[out->n] = lp;
+    out->harm[out->n] = harm;
+    out->n++;
+    return BG_OK;
+}
+
+int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
+               const bg_action *action, const uint64_t *ids, const double *lp, const double *harm,
+               size_t n, uint32_t budget, bg__lpcache *lpc, uint64_t version, bg__refined *out,
+               bg_err *err)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t limit;
+    uint32_t bits = space_bits(g, &limit);
+    if (!bits || !n || budget < bits)
+        return BG_OK;
+    double alpha = g->estimator->order_needed(g->estimator_inst);
+    int noniid = alpha > 0 && alpha <= 1;
+    objective o = {noniid, 1, noniid, noniid ? log(alpha) : 0, -INFINITY, -INFINITY};
+    for (size_t i = 0; i < n; i++)
+        seen_score(&o, lp[i], harm[i]);
+
+    size_t hcap = 16;
+    while (hcap < 2 * (size_t)budget + 2)
+        hcap *= 2;
+    seen s = {ids, n, calloc(hcap, sizeof(uint32_t)), hcap - 1};
+    unsigned char *used = calloc(n, 1);
+    size_t nm = (size_t)bits * (bits + 1) / 2;
+    uint64_t *masks = malloc(nm * sizeof *masks), *nb = malloc(nm * sizeof *nb);
+    double *nlp = malloc(nm * sizeof *nlp), *nharm = malloc(nm * sizeof *nharm);
+    int rc = BG_OK;
+    if (!s.slot || !used || !masks || !nb || !nlp || !nharm) {
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for the refinement", g->name);
+        goto done;
+    }
+    nm = flip_masks(bits, budget, masks);
+    /* seeds ranked by log R + tilt·log harm, tilts in turn; the iid
+     * estimator's climbs alternate between its own objective and the
+     * plausible climb under its floor */
+    static const double tilts[4] = {1, 0, 4, 2};
+    for (int seed_no = 0; seed_no < REFINE_SEEDS; seed_no++) {
+        double tilt = tilts[seed_no / (o.noniid ? 1 : 2) % 4];
+        o.plausible = o.noniid || seed_no % 2;
+        o.tilt = 1;
+        long sd = next_seed(&o, tilt, lp, harm, n, used);
+        if (sd < 0)
+            break;
+        used[sd] = 1;
+        uint64_t cur = ids[sd];
+        double clp = lp[sd], charm = harm[sd];
+        for (;;) {
+            /* the neighbours not scored yet, in one batch */
+            size_t m = 0;
+            for (size_t b = 0; b < nm; b++) {
+                uint64_t id = cur ^ masks[b];
+                if ((limit && id >= limit) || seen_find(&s, out, id) != -1)
+                    continue;
+                nb[m++] = id;
+            }
+            if (out->evals + m > budget)
+                goto done;
+            /* soft: a neighbour the model scores NaN or outside [0, 1] is
+             * left out; a model call that fails ends the search, and the
+             * verdict is the draw's and what was found so far */
+            bg_err serr;
+            if (m && bg__score(g, hist, n_hist, action, nb, m, nlp, nharm, lpc, version, 1,
+                               &serr) != BG_OK)
+                goto done;
+            out->evals += (uint32_t)m;
+            for (size_t i = 0; i < m; i++) {
+                if (!(nlp[i] > -INFINITY))
+                    continue; /* excluded by the model: never a candidate */
+                if ((rc = out_push(out, nb[i], nlp[i], nharm[i])) != BG_OK) {
+                    rc =
+                        bg_err_set(err, rc, "policy %s: out of memory for the refinement", g->name);
+                    goto done;
+                }
+                seen_add(&s, nb[i], (uint32_t)(out->n - 1));
+                seen_score(&o, nlp[i], nharm[i]);
+            }
+            /* the best neighbour, scored now or before */
+            uint64_t best = cur;
+            double blp = clp, bharm = charm;
+            for (size_t b = 0; b < nm; b++) {
+                uint64_t id = cur ^ masks[b];
+                long f = (limit && id >= limit) ? -1 : seen_find(&s, out, id);
+                if (f == -1)
+                    continue;
+                double l = f >= 0 ? lp[f] : out->lp[-2 - f];
+                double h = f >= 0 ? harm[f] : out->harm[-2 - f];
+                if (better(&o, l, h, blp, bharm)) {
+                    best = id;
+                    blp = l;
+                    bharm = h;
+                }
+            }
+            if (best == cur)
+                break;
+            cur = best;
+            clp = blp;
+            charm = bharm;
+        }
+    }
+done:
+    /* keep what can matter: a hypothesis below the final floor is never in
+     * the α set (nor the iid argmax), and the estimator's cost grows with
+     * the candidates (an extra one below the floor only adds mass after
+     * every plausible one); 1 nat of margin for the estimators' own
+     * rounding slack */
+    if (rc == BG_OK) {
+        size_t k = 0;
+        for (size_t i = 0; i < out->n; i++)
+            if (out->lp[i] >= plausible_floor(&o) - 1) {
+                out->ids[k] = out->ids[i];
+                out->lp[k] = out->lp[i];
+                out->harm[k++] = out->harm[i];
+            }
+        out->n = k;
+    }
+    free(s.slot);
+    free(used);
+    free(masks);
+    free(nb);
+    free(nlp);
+    free(nharm);
+    return rc;
+}
+
+static int by_id(const void *a, const void *b, void *keys)
+{
+    const uint64_t *k = keys;
+    uint64_t x = k[*(const uint32_t *)a], y = k[*(const uint32_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm, size_t n,
+                      const bg__refined *r, uint64_t *m_ids, double *m_lp, double *m_harm)
+{
+    uint32_t *ord = malloc((r->n ? r->n : 1) * sizeof *ord);
+    if (!ord)
+        return BG_ENOMEM;
+    for (size_t i = 0; i < r->n; i++)
+        ord[i] = (uint32_t)i;
+    qsort_r(ord, r->n, sizeof *ord, by_id, r->ids);
+    size_t i = 0, j = 0, k = 0;
+    while (i < n || j < r->n) {
+        if (j == r->n || (i < n && ids[i] < r->ids[ord[j]])) {
+            m_ids[k] = ids[i];
+            m_lp[k] = lp[i];
+            m_harm[k++] = harm[i++];
+        } else {
+            uint32_t o = ord[j++];
+            m_ids[k] = r->ids[o];
+            m_lp[k] = r->lp[o];
+            m_harm[k++] = r->harm[o];
+        }
+    }
+    free(ord);
+    return BG_OK;
+}
