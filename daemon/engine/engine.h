@@ -168,6 +168,12 @@ typedef struct bg_guard {
     /* Optimiser steps per observation of this guard's samplers; 0: the
      * trainer's train_steps (spec.sampler.train_steps). */
     uint32_t sampler_train_steps;
+    /* Hypotheses the harm-directed refinement may score per sampled
+     * Evaluate (engine/sampled_refine.c): 0 the trainer's budget
+     * (bg_sampled_opts.refine), -1 none, > 0 this many
+     * (spec.sampler.refine; the policy loader gives a token-sequence space
+     * none unless the policy says otherwise). */
+    int32_t sampler_refine;
     bg_sampled *sampled; /* this instance's sampled state (engine/sampled.h), made
                             for sampler_inst and destroyed with it */
     bg_train_mode train;

@@ -661,7 +661,7 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
         BG_OK)
         goto done;
     memcpy(lp, log_r, n * sizeof *lp);
-    int refine = atomic_load(&s->refine);
+    int refine = g->sampler_refine ? g->sampler_refine : atomic_load(&s->refine);
     uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
     if (budget && (rc = bg__refine(g, hist, n_hist, action, c->ids, lp, harm, n, budget, &c->lpc,
                                    version, &rf, err)) != BG_OK)

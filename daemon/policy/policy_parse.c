@@ -219,6 +219,14 @@ static const bg_cfg_entry sampler_table[] = {
      .min = 0,
      .max = 4000,
      .desc = "optimiser steps per observation (0 = the daemon's default budget)"},
+    {.key = "refine",
+     .type = BG_CFGV_INT,
+     .def = "-1",
+     .offset = OFF(sampler_refine),
+     .min = -1,
+     .max = 1000000,
+     .desc = "hypotheses the harm-directed refinement may score per evaluation (0 = none; "
+             "-1 = the daemon's budget on a bit-set space, none on a token-sequence space)"},
     /* When a sampled verdict's sampler is trusted (engine.h
      * bg_sampler_limits; the defaults and the data behind them:
      * docs/POLICIES.md). */

@@ -48,6 +48,7 @@ typedef struct bg__policy_spec {
         int64_t samples;
         int sampler_always;              /* spec.sampler.always */
         int64_t sampler_train_steps;     /* spec.sampler.train_steps, 0 = the daemon's */
+        int64_t sampler_refine;          /* spec.sampler.refine, -1 = by the space */
         double max_tb_residual, min_ess; /* spec.sampler's limits */
         int64_t max_version_lag;
         int on_unhealthy; /* 0 unavailable, 1 deny, 2 escalate */

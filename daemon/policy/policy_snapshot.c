@@ -630,6 +630,13 @@ static void fill_policy(bg_policy_set *s, size_t i)
         g->sampler_samples = (uint32_t)sp->v.samples;
         g->sampler_always = sp->v.sampler_always != 0;
         g->sampler_train_steps = (uint32_t)sp->v.sampler_train_steps;
+        /* refinement flips id bits: on a token-sequence space a neighbour is
+         * another sentence, each scored by the language model, so it is off
+         * there unless the policy asks for a budget */
+        g->sampler_refine = sp->v.sampler_refine > 0    ? (int32_t)sp->v.sampler_refine
+                            : sp->v.sampler_refine == 0 ? -1
+                            : im->space.space.flags     ? -1
+                                                        : 0;
         g->sampler_limits = (bg_sampler_limits){
             .enabled = 1,
             .max_tb_residual = sp->v.max_tb_residual,

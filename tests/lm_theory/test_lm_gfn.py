@@ -56,7 +56,11 @@ WAIT = 600.0 if ASAN else 60.0
 RPC_TIMEOUT = 300.0 if ASAN else 60.0
 # The bars (measured: see the printed gap and ratio; margins stated there).
 BOUND_TOL = 1e-9
-POST_RATIO = 1.5
+# The cautious posterior ratio is the issue's bar (within a factor 10 of the
+# exact cautious one's), not a fit to one trajectory: training is
+# deterministic for a given build, but the CPU kernels' float order moves it
+# (measured 1.16 with the earlier GEMM/attention kernels, 1.86 after them).
+POST_RATIO = 10.0
 
 
 def all_theories():

@@ -228,6 +228,32 @@ static void test_sampler(void)
     pt_rmtree(dir);
 }
 
+/* spec.sampler.refine: absent = the daemon's budget on a bit-set space (0
+ * in the guard), 0 = no refinement (-1), N = N hypotheses per Evaluate. */
+static void test_sampler_refine(void)
+{
+    static const char *const val[3] = {"", ", refine: 0", ", refine: 500"};
+    static const int32_t want[3] = {0, -1, 500};
+    for (int k = 0; k < 3; k++) {
+        char dir[128], p[2048];
+        pt_mkdtemp(dir, sizeof dir, "refine");
+        snprintf(p, sizeof p,
+                 "apiVersion: bayesguard/v1\nkind: GuardPolicy\nmetadata: {name: bits}\n"
+                 "spec:\n  match: {tools: [\"*\"]}\n"
+                 "  model: {plugin: fx_bits, config: {n: 12}}\n"
+                 "  estimator: {plugin: fx_est}\n  threshold: 0.5\n"
+                 "  sampler: {plugin: fx_sampler%s}\n",
+                 val[k]);
+        CHECK_INT(pt_write(dir, "bits.yaml", p), 0);
+        bg_policy_set *s = load_ok(dir);
+        if (s) {
+            CHECK_INT(bg_policy_set_at(s, 0)->guard.sampler_refine, want[k]);
+            bg_policy_set_unref(s);
+        }
+        pt_rmtree(dir);
+    }
+}
+
 static void test_check(void)
 {
     char dir[128], p[2048], outp[256];
@@ -275,6 +301,7 @@ int main(void)
     test_dir_layout();
     test_priority();
     test_sampler();
+    test_sampler_refine();
     test_check();
     bg_plugin_host_destroy(host);
     CHECK_DONE("test_policy_load");
