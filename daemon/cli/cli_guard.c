@@ -407,7 +407,10 @@ int bg_cli_observe_main(int argc, char **argv)
         } else {
             printf("stored: policy=%s session='%s' observations=%llu revision=%.12s\n",
                    r->policy, r->session, (unsigned long long)r->observations, r->revision);
-            if (r->posterior)
+            if (r->posterior && r->posterior->hypotheses == 0)
+                printf("  posterior not enumerated (a sampled policy): eval names its cautious "
+                       "hypothesis\n");
+            else if (r->posterior)
                 printf("  most probable hypothesis %llu '%s' posterior=%.6g entropy=%.4g nats "
                        "(%llu hypotheses)\n",
                        (unsigned long long)r->posterior->map_id, r->posterior->map_label,
