@@ -112,8 +112,9 @@ int bg_compute_set_precision(bg_compute *c, bg_precision p, bg_err *err);
 const char *bg_compute_describe(const bg_compute *c);
 bg_backend_kind bg_compute_kind(const bg_compute *c);
 
-/* Buffers: bytes must be a multiple of 4. new: destroy with bg_cbuf_destroy or
- * with the backend. */
+/* Buffers: bytes must be a multiple of 4; a new buffer reads as zeros on
+ * every backend (lib/nn relies on it for gradients, moments, LoRA B). new:
+ * destroy with bg_cbuf_destroy or with the backend. */
 int bg_cbuf_create(bg_compute *c, size_t bytes, bg_cbuf **out, bg_err *err);
 void bg_cbuf_destroy(bg_compute *c, bg_cbuf *b);
 int bg_cbuf_write(bg_compute *c, bg_cbuf *b, size_t byte_off, const void *src, size_t bytes,

@@ -75,6 +75,7 @@
     X(vkCmdDispatch)                                                                             \
     X(vkCmdPipelineBarrier)                                                                      \
     X(vkCmdCopyBuffer)                                                                           \
+    X(vkCmdFillBuffer)                                                                           \
     X(vkCmdResetQueryPool)                                                                       \
     X(vkCmdWriteTimestamp)                                                                       \
     X(vkCreateQueryPool)                                                                         \

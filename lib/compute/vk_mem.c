@@ -165,6 +165,8 @@ static int take(bg_vk_block *b, VkDeviceSize size, VkDeviceSize *off)
     return 0;
 }
 
+static int zero(bg_vk_mem *m, const bg_vk_alloc *a, bg_err *err);
+
 int bg__vk_mem_alloc(bg_vk_mem *m, VkDeviceSize bytes, bg_vk_alloc *out, bg_err *err)
 {
     VkDeviceSize size = (bytes + m->align - 1) / m->align * m->align;
@@ -189,7 +191,12 @@ int bg__vk_mem_alloc(bg_vk_mem *m, VkDeviceSize bytes, bg_vk_alloc *out, bg_err 
     }
     b->live++;
     *out = (bg_vk_alloc){b, off, size};
-    return BG_OK;
+    /* a range handed out before, or fresh from vkAllocateMemory, holds
+     * whatever was there: zero it, as the CPU backend's buffers are */
+    int rc = zero(m, out, err);
+    if (rc != BG_OK)
+        bg__vk_mem_free(m, out);
+    return rc;
 }
 
 static int give_back(bg_vk_block *b, VkDeviceSize off, VkDeviceSize size)
@@ -307,45 +314,31 @@ static int staging_ready(bg_vk_mem *m, bg_err *err)
 static void mem_barrier(bg_vk_dev *d, VkCommandBuffer cb, VkPipelineStageFlags src,
                         VkAccessFlags sa, VkPipelineStageFlags dst, VkAccessFlags da)
 {
-    VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-                          .srcAccessMask = sa,
-                          .dstAccessMask = da};
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = sa, .dstAccessMask = da};
     d->fn.vkCmdPipelineBarrier(cb, src, dst, 0, 1, &mb, 0, NULL, 0, NULL);
 }
 
-/* One chunk: to_device copies staging -> block, else block -> staging. */
-static int staging_copy(bg_vk_mem *m, VkBuffer dev_buf, VkDeviceSize dev_off, VkDeviceSize n,
-                        int to_device, bg_err *err)
+/* Start the staging command buffer (its pool reset). */
+static VkResult st_begin(bg_vk_mem *m)
 {
     bg_vk_dev *d = m->d;
-    VkCommandBuffer cb = m->st_cmd;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
                                    .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     d->fn.vkResetCommandPool(d->dev, m->st_pool, 0);
-    VkResult r = d->fn.vkBeginCommandBuffer(cb, &bi);
-    if (r != VK_SUCCESS)
-        return bg_err_set(err, BG_EIO, "vulkan: staging begin: %s", bg__vk_result_str(r));
-    VkBufferCopy region = {.srcOffset = to_device ? 0 : dev_off,
-                           .dstOffset = to_device ? dev_off : 0,
-                           .size = n};
-    const VkAccessFlags shader_rw = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
-    if (to_device) {
-        mem_barrier(d, cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, shader_rw,
-                    VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT);
-        d->fn.vkCmdCopyBuffer(cb, m->st_buf, dev_buf, 1, &region);
-        mem_barrier(d, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
-                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, shader_rw);
-    } else {
-        mem_barrier(d, cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
-                    VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
-        d->fn.vkCmdCopyBuffer(cb, dev_buf, m->st_buf, 1, &region);
-        mem_barrier(d, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
-                    VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
-    }
-    r = d->fn.vkEndCommandBuffer(cb);
+    return d->fn.vkBeginCommandBuffer(m->st_cmd, &bi);
+}
+
+/* End the staging command buffer (r: how recording went), submit it with
+ * the staging fence and wait; what and n name the work in the error. */
+static int st_run(bg_vk_mem *m, VkResult r, const char *what, VkDeviceSize n, bg_err *err)
+{
+    bg_vk_dev *d = m->d;
+    if (r == VK_SUCCESS)
+        r = d->fn.vkEndCommandBuffer(m->st_cmd);
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                        .commandBufferCount = 1,
-                       .pCommandBuffers = &cb};
+                       .pCommandBuffers = &m->st_cmd};
     if (r == VK_SUCCESS)
         r = d->fn.vkResetFences(d->dev, 1, &m->st_fence);
     if (r == VK_SUCCESS)
@@ -353,9 +346,64 @@ static int staging_copy(bg_vk_mem *m, VkBuffer dev_buf, VkDeviceSize dev_off, Vk
     if (r == VK_SUCCESS)
         r = d->fn.vkWaitForFences(d->dev, 1, &m->st_fence, VK_TRUE, BG_VK_FENCE_TIMEOUT_NS);
     if (r != VK_SUCCESS)
-        return bg_err_set(err, BG_EIO, "vulkan: staging copy of %llu bytes failed (%s)",
+        return bg_err_set(err, BG_EIO, "vulkan: %s of %llu bytes failed (%s)", what,
                           (unsigned long long)n, bg__vk_result_str(r));
     return BG_OK;
+}
+
+static const VkAccessFlags SHADER_RW = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+
+/* One chunk: to_device copies staging -> block, else block -> staging. */
+static int staging_copy(bg_vk_mem *m, VkBuffer dev_buf, VkDeviceSize dev_off, VkDeviceSize n,
+                        int to_device, bg_err *err)
+{
+    bg_vk_dev *d = m->d;
+    VkCommandBuffer cb = m->st_cmd;
+    VkResult r = st_begin(m);
+    if (r != VK_SUCCESS)
+        return bg_err_set(err, BG_EIO, "vulkan: staging begin: %s", bg__vk_result_str(r));
+    VkBufferCopy region = {
+        .srcOffset = to_device ? 0 : dev_off, .dstOffset = to_device ? dev_off : 0, .size = n};
+    if (to_device) {
+        mem_barrier(d, cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, SHADER_RW,
+                    VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT);
+        d->fn.vkCmdCopyBuffer(cb, m->st_buf, dev_buf, 1, &region);
+        mem_barrier(d, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, SHADER_RW);
+    } else {
+        mem_barrier(d, cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT,
+                    VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_READ_BIT);
+        d->fn.vkCmdCopyBuffer(cb, dev_buf, m->st_buf, 1, &region);
+        mem_barrier(d, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                    VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+    }
+    return st_run(m, VK_SUCCESS, "staging copy", n, err);
+}
+
+/* Zero the allocation a: a memset of the mapping, or (a block not mapped)
+ * a vkCmdFillBuffer on the staging command buffer, fenced, ordered after
+ * earlier compute work on the range and before later. */
+static int zero(bg_vk_mem *m, const bg_vk_alloc *a, bg_err *err)
+{
+    bg_vk_block *b = a->block;
+    if (b->map) {
+        memset(b->map + a->off, 0, (size_t)a->size);
+        return BG_OK;
+    }
+    int rc = staging_ready(m, err);
+    if (rc != BG_OK)
+        return rc;
+    bg_vk_dev *d = m->d;
+    VkCommandBuffer cb = m->st_cmd;
+    VkResult r = st_begin(m);
+    if (r == VK_SUCCESS) {
+        mem_barrier(d, cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, SHADER_RW,
+                    VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT);
+        d->fn.vkCmdFillBuffer(cb, b->buf, a->off, a->size, 0); /* a->size: a multiple of 16 */
+        mem_barrier(d, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
+                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, SHADER_RW);
+    }
+    return st_run(m, r, "zeroing a new buffer", a->size, err);
 }
 
 static int transfer(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, unsigned char *host,

@@ -18,6 +18,10 @@
  * one (128 KiB of logits took ~4 ms on an H200). BG_VK_FORCE_STAGING=read
  * treats every mapping as uncached (tests that path on any device).
  *
+ * Zeroed: a new allocation reads as zeros (a memset of the mapping, or a
+ * fenced vkCmdFillBuffer when the block is not mapped): its range may have
+ * held a freed allocation's data, and vkAllocateMemory promises nothing.
+ *
  * Invariants: free ranges of a block are sorted, disjoint, non-adjacent;
  * a block with no live allocation is released at once. Thread: the owner of
  * the backend; reads and writes only outside a recording, except the

@@ -13,10 +13,12 @@
  *               recording with a message naming op and view; on lavapipe
  *               (maxStorageBufferRange 128 MiB) a 128 MiB+ view is rejected
  *               with BG_ELIMIT naming the limit, while matmul and embed over
- *               a 128 MiB+ weight are split and still exact.
+ *               a 128 MiB+ weight are split and still exact; a new buffer
+ *               cut from a freed one's memory reads as zeros.
  *   staging     the same chain and a 9 MiB upload/readback with
  *               BG_VK_FORCE_STAGING=1 (device-local memory behind a staging
- *               buffer, as on discrete GPUs without ReBAR).
+ *               buffer, as on discrete GPUs without ReBAR); new buffers
+ *               zeroed there too (a device-side fill).
  *   readback    the same with BG_VK_FORCE_STAGING=read: memory mapped but
  *               taken as uncached (a discrete GPU's BAR), so writes are a
  *               memcpy and reads over 1 KiB go through the staging buffer;
@@ -391,6 +393,35 @@ static ssize_t capture_log(void (*fn)(void), char *buf, size_t len)
     return n;
 }
 
+/* A new buffer reads as zeros (compute.h), also where its memory held
+ * another buffer's data: lib/nn takes new gradient, moment and LoRA B
+ * buffers as zeroed. The dirty buffer is destroyed while a neighbour keeps
+ * its block alive, so the new one is cut from the same (first-fit) range;
+ * memory from the driver is not zero either (under ASan, malloc fills it).
+ * Fails without the zeroing in vk_mem.c: the old NaNs come back. */
+static void test_zeroed(void)
+{
+    enum { N = 100000 };
+    float *dirty = malloc(N * 4), *got = malloc(N * 4);
+    memset(dirty, 0xff, N * 4); /* NaN */
+    bg_err err;
+    bg_cbuf *keep = NULL, *a = NULL, *b = NULL;
+    CHECK(bg_cbuf_create(C, 64, &keep, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_cbuf_create(C, N * 4, &a, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_cbuf_write(C, a, 0, dirty, N * 4, &err) == BG_OK, "%s", err.msg);
+    bg_cbuf_destroy(C, a);
+    CHECK(bg_cbuf_create(C, N * 4, &b, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_cbuf_read(C, b, 0, got, N * 4, &err) == BG_OK, "%s", err.msg);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < N; i++)
+        nonzero += got[i] != 0.0f || signbit(got[i]);
+    printf("  new buffer over a freed dirty one: %zu of %d floats not +0\n", nonzero, N);
+    CHECK(nonzero == 0, "%zu floats of a new buffer are not zero", nonzero);
+    bg_cbuf_destroy(C, b);
+    bg_cbuf_destroy(C, keep);
+    free(dirty), free(got);
+}
+
 static void roundtrip_9mib(void)
 {
     test_roundtrip((size_t)9 << 18); /* 9 MiB: two staging chunks */
@@ -424,8 +455,8 @@ static void test_timestamps(void)
 
 static void expect_create(const char *what, int want_rc, const char *want_text, int allow_cpu)
 {
-    bg_compute_opts o = {.kind = BG_BACKEND_VULKAN, .allow_cpu_device = allow_cpu,
-                         .device_index = -1};
+    bg_compute_opts o = {
+        .kind = BG_BACKEND_VULKAN, .allow_cpu_device = allow_cpu, .device_index = -1};
     bg_compute *c = NULL;
     bg_err err;
     bg_err_clear(&err);
@@ -461,9 +492,9 @@ static int test_unavail(void)
     setenv("VK_DRIVER_FILES", VT_LVP_ICD, 1);
     expect_create("lavapipe only, CPU devices not allowed", BG_EUNAVAIL, "BG_VK_ALLOW_CPU=1", 0);
     /* auto on a host whose only Vulkan device is a CPU: the CPU backend */
-    CHECK(bg_compute_create(&(bg_compute_opts){.kind = BG_BACKEND_AUTO, .threads = 1,
-                                                  .device_index = -1},
-                               &c, &err) == BG_OK);
+    CHECK(bg_compute_create(
+              &(bg_compute_opts){.kind = BG_BACKEND_AUTO, .threads = 1, .device_index = -1}, &c,
+              &err) == BG_OK);
     if (c) {
         printf("  auto with lavapipe only: %s\n", bg_compute_describe(c));
         CHECK(bg_compute_kind(c) == BG_BACKEND_CPU);
@@ -472,8 +503,8 @@ static int test_unavail(void)
     setenv("BG_VK_DEVICE", "7", 1);
     expect_create("BG_VK_DEVICE=7", BG_EINVAL, "does not exist", 1);
     setenv("BG_VK_DEVICE", "0", 1); /* an explicit index is a request: allowed */
-    CHECK(bg_compute_create(&(bg_compute_opts){.kind = BG_BACKEND_VULKAN, .device_index = -1},
-                               &c, &err) == BG_OK);
+    CHECK(bg_compute_create(&(bg_compute_opts){.kind = BG_BACKEND_VULKAN, .device_index = -1}, &c,
+                            &err) == BG_OK);
     if (c)
         bg_compute_destroy(c);
     return vt_failures + bg_test_failures ? 1 : 0;
@@ -497,11 +528,13 @@ int main(int argc, char **argv)
         setenv("BG_VK_FORCE_STAGING", "read", 1);
     C = vt_create_or_skip(mode);
     if (strcmp(mode, "chain") == 0) {
+        test_zeroed();
         test_chain();
         test_long_recording();
         test_bounds();
         test_range();
     } else if (strcmp(mode, "staging") == 0) {
+        test_zeroed(); /* vkCmdFillBuffer: nothing is mapped */
         roundtrip_9mib();
         test_chain();
     } else if (strcmp(mode, "readback") == 0) {
