@@ -129,7 +129,7 @@ static long seen_find(const seen *s, uint64_t id)
 {
     for (size_t h = hash_id(id) & s->mask; s->at[h]; h = (h + 1) & s->mask)
         if (s->key[h] == id)
-            return s->at[h] > 0 ? (long)s->at[h] - 1 : -1 - (long)s->at[h];
+            return (long)s->at[h] - 1; /* i + 1 -> i; -(i + 1) -> -2 - i */
     return -1;
 }
 
