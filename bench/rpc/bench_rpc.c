@@ -38,7 +38,9 @@
  * a second table repeats both while a thread keeps the daemon's trainer
  * busy: an Observe every --load-ms (20) on sessions of its own, or with
  * --load-same on the measured sessions (their own samplers train, and each
- * observation makes the next Evaluate draw again).
+ * observation makes the next Evaluate draw again). --sampled-contexts N
+ * (default 1) gives each session N distinct actions (feature vectors),
+ * cycled call by call: a context repeated every call vs one that differs.
  *
  * Threads: one client thread drives everything.
  */
@@ -84,8 +86,10 @@ typedef struct run {
     int eval; /* measuring Evaluate (else Ping) */
     grpc_completion_queue *cq;
     grpc_slice req;        /* serialized Ping request */
-    grpc_slice *eval_reqs; /* serialized Evaluate requests, one per session */
+    grpc_slice *eval_reqs; /* serialized Evaluate requests, n_ctx per session */
     unsigned n_sessions;
+    unsigned n_ctx; /* contexts (feature vectors) per session, cycled call by call */
+    unsigned long n_started;
     slot slots[MAX_CALLERS];
     uint64_t *lat; /* ns */
     size_t n_lat, cap_lat;
@@ -102,7 +106,10 @@ static int start_call(run *r, slot *s)
                                                   r->eval ? r->m_eval[k] : r->m_ping[k],
                                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     s->send = grpc_raw_byte_buffer_create(
-        r->eval ? &r->eval_reqs[(unsigned)(s - r->slots) % r->n_sessions] : &r->req, 1);
+        r->eval ? &r->eval_reqs[(unsigned)(s - r->slots) % r->n_sessions * r->n_ctx +
+                                r->n_started++ % r->n_ctx]
+                : &r->req,
+        1);
     grpc_metadata_array_init(&s->md_init);
     grpc_metadata_array_init(&s->md_trail);
     s->details = grpc_empty_slice();
@@ -422,14 +429,20 @@ static pid_t spawn_daemon(const char *daemon, const char *listen, const char *po
     return -1;
 }
 
-static grpc_slice evaluate_request(const char *tool, unsigned n_features, const char *session)
+/* variant 0: every feature 0.5; variant v > 0: features spread over
+ * [0.25, 0.75) by a hash of (v, i), so each variant is another context
+ * (another harm per hypothesis) for the same session. */
+static grpc_slice evaluate_request(const char *tool, unsigned n_features, const char *session,
+                                   unsigned variant)
 {
     Bayesguard__V1__EvaluateRequest req = BAYESGUARD__V1__EVALUATE_REQUEST__INIT;
     Bayesguard__V1__Action a = BAYESGUARD__V1__ACTION__INIT;
     Bayesguard__V1__Context c = BAYESGUARD__V1__CONTEXT__INIT;
     double f[64];
     for (unsigned i = 0; i < n_features && i < 64; i++)
-        f[i] = 0.5;
+        f[i] = variant
+                   ? 0.25 + 0.5 * (double)((variant * 2654435761u + i * 40503u) % 1000u) / 1000.0
+                   : 0.5;
     a.tool = (char *)tool;
     a.id = "call_bench";
     a.arguments_json = "{\"to\":\"ops@example.com\",\"subject\":\"weekly report\"}";
@@ -465,7 +478,8 @@ static void usage(void)
             "                  [--callers 1,8,64] [--channels N] [--sessions N]\n"
             "                  [--seconds S] [--warmup S]\n"
             "                  [--sampled-tool T [--sampled-features D] [--observations N]\n"
-            "                   [--load-ms MS (default 20)] [--load-same]]\n"
+            "                   [--load-ms MS (default 20)] [--load-same]\n"
+            "                   [--sampled-contexts N (distinct actions per session, default 1)]]\n"
             "                  [--server-pid PID (with --addr: for the CPU columns)]\n");
 }
 
@@ -478,7 +492,7 @@ int main(int argc, char **argv)
     unsigned n_channels = 1, n_sessions = 1;
     unsigned n_features = 0;
     const char *sampled_tool = NULL;
-    unsigned sampled_features = 22, observations = 40, load_ms = 20;
+    unsigned sampled_features = 22, observations = 40, load_ms = 20, sampled_contexts = 1;
     int load_same = 0;
     double secs = 3.0, warm = 0.5;
     static const struct option opts[] = {{"addr", required_argument, NULL, 'a'},
@@ -502,6 +516,7 @@ int main(int argc, char **argv)
                                          {"observations", required_argument, NULL, 'O'},
                                          {"load-ms", required_argument, NULL, 'l'},
                                          {"load-same", no_argument, NULL, 'y'},
+                                         {"sampled-contexts", required_argument, NULL, 'x'},
                                          {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -565,6 +580,9 @@ int main(int argc, char **argv)
             break;
         case 'y':
             load_same = 1;
+            break;
+        case 'x':
+            sampled_contexts = (unsigned)atoi(optarg);
             break;
         case 'X':
             if (n_extra == MAX_DAEMON_ARGS) {
@@ -656,11 +674,16 @@ int main(int argc, char **argv)
         return 2;
     }
     r.n_sessions = n_sessions;
+    r.n_ctx = 1;
+    if (sampled_contexts < 1 || sampled_contexts > 4096) {
+        fprintf(stderr, "bench: --sampled-contexts in [1, 4096]\n");
+        return 2;
+    }
     r.eval_reqs = calloc(n_sessions, sizeof(*r.eval_reqs));
     for (unsigned i = 0; i < n_sessions; i++) {
         char name[32];
         snprintf(name, sizeof(name), "bench-%u", i);
-        r.eval_reqs[i] = evaluate_request(tool, n_features, name);
+        r.eval_reqs[i] = evaluate_request(tool, n_features, name, 0);
     }
 
     printf("bench_rpc: server %s%s, tool %s (%u features), %u session(s), %u client "
@@ -686,11 +709,13 @@ int main(int argc, char **argv)
     if (sampled_tool != NULL) {
         if (bs_prime(&so) != 0 || bs_wait_trained(&so, 20, 300) != 0)
             return 1;
-        samp_reqs = calloc(n_sessions, sizeof(*samp_reqs));
+        samp_reqs = calloc((size_t)n_sessions * sampled_contexts, sizeof(*samp_reqs));
         for (unsigned i = 0; i < n_sessions; i++) {
             char name[32];
             snprintf(name, sizeof(name), "bench-%u", i);
-            samp_reqs[i] = evaluate_request(sampled_tool, sampled_features, name);
+            for (unsigned v = 0; v < sampled_contexts; v++)
+                samp_reqs[i * sampled_contexts + v] =
+                    evaluate_request(sampled_tool, sampled_features, name, v);
         }
     }
     if (decision_log != NULL)
@@ -712,11 +737,14 @@ int main(int argc, char **argv)
         result a = measure(&r, callers[i], warm, secs);
         r.eval = 1;
         r.eval_reqs = enum_reqs;
+        r.n_ctx = 1;
         result b = measure(&r, callers[i], warm, secs);
         if (samp_reqs != NULL) {
             r.eval_reqs = samp_reqs;
+            r.n_ctx = sampled_contexts;
             samp_rows[i][0] = measure(&r, callers[i], warm, secs);
             rc |= samp_rows[i][0].errors != 0;
+            r.n_ctx = 1;
         }
         printf("%-7u | %8.0f %8.1f %8.1f %8.1f %7.1f | %8.0f %8.1f %8.1f %8.1f %7.1f | %5.2f\n",
                callers[i], a.rate, a.p50, a.p99, a.p999, a.srv_cpu_us + a.cli_cpu_us, b.rate, b.p50,
@@ -743,15 +771,18 @@ int main(int argc, char **argv)
             r.eval_reqs = enum_reqs;
             samp_rows[i][1] = measure(&r, callers[i], warm, secs);
             r.eval_reqs = samp_reqs;
+            r.n_ctx = sampled_contexts;
             samp_rows[i][2] = measure(&r, callers[i], warm, secs);
+            r.n_ctx = 1;
             rc |= samp_rows[i][1].errors != 0 || samp_rows[i][2].errors != 0;
         }
         uint64_t n_obs = bs_load_stop(load);
-        printf("\nSampled Evaluate (%s, d = %u, %u observations per session) beside the "
-               "enumerated one (%s); right: while the trainer trains (%llu Observe, one per "
-               "%u ms, of %s during it):\n",
-               sampled_tool, sampled_features, observations, tool, (unsigned long long)n_obs,
-               load_ms, load_same ? "the measured sessions" : "other sessions");
+        printf("\nSampled Evaluate (%s, d = %u, %u observations and %u context(s) per session) "
+               "beside the enumerated one (%s); right: while the trainer trains (%llu Observe, "
+               "one per %u ms, of %s during it):\n",
+               sampled_tool, sampled_features, observations, sampled_contexts, tool,
+               (unsigned long long)n_obs, load_ms,
+               load_same ? "the measured sessions" : "other sessions");
         printf("%-7s | %8s %8s %8s %8s %7s | %8s %8s | %8s %8s %8s %8s\n", "callers", "sampled/s",
                "p50 us", "p99 us", "p99.9us", "cpu us", "enum p50", "p99", "sampl/s", "p50 us",
                "p99 us", "p99.9us");
@@ -764,7 +795,7 @@ int main(int argc, char **argv)
         }
         if (rc)
             fprintf(stderr, "bench: some sampled-row calls failed (see above)\n");
-        for (unsigned i = 0; i < n_sessions; i++)
+        for (size_t i = 0; i < (size_t)n_sessions * sampled_contexts; i++)
             grpc_slice_unref(samp_reqs[i]);
         free(samp_reqs);
         r.eval_reqs = enum_reqs;

@@ -61,9 +61,11 @@
  * Cost: at most `budget` hypotheses looked at per Evaluate (each, unless
  * the draw's log R cache holds it at this reward version, n_hist
  * log-likelihoods; always one harm), batched a neighbourhood at a time,
- * plus the lookups (a binary search in C, a small hash of what was
- * scored). Budget counts cached ones too, so a verdict does not depend on
- * which Evaluates came before.
+ * plus the lookups (one open-addressed hash of the candidates and what was
+ * scored, the ids inline; each neighbourhood's lookups are made once a
+ * round and reused to pick the best) and the radix sorts of the merge and
+ * the estimate (bg__radix_order). Budget counts cached ones too, so a
+ * verdict does not depend on which Evaluates came before.
  *
  * Threads: none of its own; no state. Ownership: out's arrays are new
  * (bg__refined_free).
@@ -104,12 +106,13 @@ static uint32_t space_bits(const bg_guard *g, uint64_t *limit)
     return b;
 }
 
-/* What has been scored: the candidates (sorted) and an open-addressed hash
- * of the refinement's own (index + 1 into out; 0 = empty). */
+/* What has been scored: one open-addressed hash of the candidates and
+ * the refinement's own — the id inline (a probe touches one cache line,
+ * not the candidates' or out's arrays) and its place: i + 1 for candidate
+ * i, -(i + 1) for out's i, 0 = empty. At most half full. */
 typedef struct seen {
-    const uint64_t *ids;
-    size_t n;
-    uint32_t *slot;
+    uint64_t *key;
+    int32_t *at;
     size_t mask;
 } seen;
 
@@ -122,30 +125,22 @@ static size_t hash_id(uint64_t id)
 }
 
 /* The candidate index of id (>= 0), the refined one (-2 - index), or -1. */
-static long seen_find(const seen *s, const bg__refined *out, uint64_t id)
+static long seen_find(const seen *s, uint64_t id)
 {
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < s->n && s->ids[lo] == id)
-        return (long)lo;
-    for (size_t h = hash_id(id) & s->mask; s->slot[h]; h = (h + 1) & s->mask)
-        if (out->ids[s->slot[h] - 1] == id)
-            return -2 - (long)(s->slot[h] - 1);
+    for (size_t h = hash_id(id) & s->mask; s->at[h]; h = (h + 1) & s->mask)
+        if (s->key[h] == id)
+            return (long)s->at[h] - 1; /* i + 1 -> i; -(i + 1) -> -2 - i */
     return -1;
 }
 
-static void seen_add(seen *s, uint64_t id, uint32_t index)
+/* at: as seen's (i + 1 or -(i + 1)); id not in s yet. */
+static void seen_add(seen *s, uint64_t id, int32_t at)
 {
     size_t h = hash_id(id) & s->mask;
-    while (s->slot[h])
+    while (s->at[h])
         h = (h + 1) & s->mask;
-    s->slot[h] = index + 1;
+    s->key[h] = id;
+    s->at[h] = at;
 }
 
 /* The neighbourhood of a climb: every id at Hamming distance 1 or 2 (a
@@ -195,8 +190,17 @@ static void seen_score(objective *o, double lp, double harm)
     o->fbest = f > o->fbest ? f : o->fbest;
 }
 
-/* 1 when (lp, harm) is better than (blp, bharm) under o. */
-static int better(const objective *o, double lp, double harm, double blp, double bharm)
+/* The tilted objective of (lp, harm): log R + tilt·log harm. */
+static double tilted(const objective *o, double lp, double harm)
+{
+    return harm > 0 ? lp + o->tilt * log(harm) : -INFINITY;
+}
+
+/* 1 when (lp, harm) is better than (blp, bharm) under o; f and bf are
+ * their tilted() values, read only when o is not plausible (each is
+ * computed once per neighbour, not once per comparison). */
+static int better(const objective *o, double lp, double harm, double f, double blp, double bharm,
+                  double bf)
 {
     if (o->plausible) {
         if (!feasible(o, lp))
@@ -205,8 +209,6 @@ static int better(const objective *o, double lp, double harm, double blp, double
             return 1;
         return harm > bharm || (harm == bharm && lp > blp);
     }
-    double f = harm > 0 ? lp + o->tilt * log(harm) : -INFINITY;
-    double bf = bharm > 0 ? blp + o->tilt * log(bharm) : -INFINITY;
     return f > bf;
 }
 
@@ -275,18 +277,22 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
         seen_score(&o, lp[i], harm[i]);
 
     size_t hcap = 16;
-    while (hcap < 2 * (size_t)budget + 2)
+    while (hcap < 2 * ((size_t)budget + n) + 2)
         hcap *= 2;
-    seen s = {ids, n, calloc(hcap, sizeof(uint32_t)), hcap - 1};
+    seen s = {malloc(hcap * sizeof(uint64_t)), calloc(hcap, sizeof(int32_t)), hcap - 1};
     unsigned char *used = calloc(n, 1);
     size_t nm = (size_t)bits * (bits + 1) / 2;
     uint64_t *masks = malloc(nm * sizeof *masks), *nb = malloc(nm * sizeof *nb);
+    long *at = malloc(nm * sizeof *at);     /* per mask: seen_find of cur ^ mask */
+    size_t *nbm = malloc(nm * sizeof *nbm); /* per new neighbour: its mask */
     double *nlp = malloc(nm * sizeof *nlp), *nharm = malloc(nm * sizeof *nharm);
     int rc = BG_OK;
-    if (!s.slot || !used || !masks || !nb || !nlp || !nharm) {
+    if (!s.key || !s.at || !used || !masks || !nb || !at || !nbm || !nlp || !nharm) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for the refinement", g->name);
         goto done;
     }
+    for (size_t i = 0; i < n; i++)
+        seen_add(&s, ids[i], (int32_t)i + 1);
     nm = flip_masks(bits, budget, masks);
     /* seeds ranked by log R + tilt·log harm, tilts in turn; the iid
      * estimator's climbs alternate between its own objective and the
@@ -307,8 +313,10 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
             size_t m = 0;
             for (size_t b = 0; b < nm; b++) {
                 uint64_t id = cur ^ masks[b];
-                if ((limit && id >= limit) || seen_find(&s, out, id) != -1)
+                at[b] = (limit && id >= limit) ? -1 : seen_find(&s, id);
+                if (at[b] != -1 || (limit && id >= limit))
                     continue;
+                nbm[m] = b;
                 nb[m++] = id;
             }
             if (out->evals + m > budget)
@@ -329,23 +337,27 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                         bg_err_set(err, rc, "policy %s: out of memory for the refinement", g->name);
                     goto done;
                 }
-                seen_add(&s, nb[i], (uint32_t)(out->n - 1));
+                seen_add(&s, nb[i], -(int32_t)out->n);
+                at[nbm[i]] = -2 - (long)(out->n - 1);
                 seen_score(&o, nlp[i], nharm[i]);
             }
             /* the best neighbour, scored now or before */
             uint64_t best = cur;
             double blp = clp, bharm = charm;
+            double bf = o.plausible ? 0 : tilted(&o, blp, bharm);
             for (size_t b = 0; b < nm; b++) {
                 uint64_t id = cur ^ masks[b];
-                long f = (limit && id >= limit) ? -1 : seen_find(&s, out, id);
-                if (f == -1)
+                long a = at[b];
+                if (a == -1)
                     continue;
-                double l = f >= 0 ? lp[f] : out->lp[-2 - f];
-                double h = f >= 0 ? harm[f] : out->harm[-2 - f];
-                if (better(&o, l, h, blp, bharm)) {
+                double l = a >= 0 ? lp[a] : out->lp[-2 - a];
+                double h = a >= 0 ? harm[a] : out->harm[-2 - a];
+                double t = o.plausible ? 0 : tilted(&o, l, h);
+                if (better(&o, l, h, t, blp, bharm, bf)) {
                     best = id;
                     blp = l;
                     bharm = h;
+                    bf = t;
                 }
             }
             if (best == cur)
@@ -371,20 +383,16 @@ done:
             }
         out->n = k;
     }
-    free(s.slot);
+    free(s.key);
+    free(s.at);
     free(used);
     free(masks);
     free(nb);
+    free(at);
+    free(nbm);
     free(nlp);
     free(nharm);
     return rc;
-}
-
-static int by_id(const void *a, const void *b, void *keys)
-{
-    const uint64_t *k = keys;
-    uint64_t x = k[*(const uint32_t *)a], y = k[*(const uint32_t *)b];
-    return x < y ? -1 : x > y;
 }
 
 int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm, size_t n,
@@ -393,9 +401,10 @@ int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm,
     uint32_t *ord = malloc((r->n ? r->n : 1) * sizeof *ord);
     if (!ord)
         return BG_ENOMEM;
-    for (size_t i = 0; i < r->n; i++)
-        ord[i] = (uint32_t)i;
-    qsort_r(ord, r->n, sizeof *ord, by_id, r->ids);
+    if (bg__radix_order(r->ids, r->n, ord) != BG_OK) {
+        free(ord);
+        return BG_ENOMEM;
+    }
     size_t i = 0, j = 0, k = 0;
     while (i < n || j < r->n) {
         if (j == r->n || (i < n && ids[i] < r->ids[ord[j]])) {

@@ -74,14 +74,63 @@ int bg__session_log_r(void *vctx, const uint64_t *h, size_t n, double *out)
     return rc;
 }
 
-/* Stable descending order of log_post (ties: ascending index); qsort_r. */
-static int by_post(const void *a, const void *b, void *keys)
+int bg__radix_order(const uint64_t *key, size_t n, uint32_t *order)
 {
-    const double *k = keys;
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    if (k[i] != k[j])
-        return k[i] > k[j] ? -1 : 1;
-    return i < j ? -1 : i > j;
+    uint64_t *k = malloc((n ? n : 1) * 2 * sizeof *k);
+    uint32_t *o2 = malloc((n ? n : 1) * sizeof *o2);
+    if (!k || !o2) {
+        free(k);
+        free(o2);
+        return BG_ENOMEM;
+    }
+    uint64_t *ka = k, *kb = k + n;
+    uint32_t *oa = order, *ob = o2;
+    uint64_t all_or = 0, all_and = ~0ULL;
+    for (size_t i = 0; i < n; i++) {
+        ka[i] = key[i];
+        oa[i] = (uint32_t)i;
+        all_or |= key[i];
+        all_and &= key[i];
+    }
+    for (unsigned sh = 0; sh < 64; sh += 8) {
+        if (!(((all_or ^ all_and) >> sh) & 0xff))
+            continue; /* every key has this byte: the pass would not move one */
+        size_t cnt[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            cnt[(ka[i] >> sh) & 0xff]++;
+        size_t pos = 0;
+        for (unsigned v = 0; v < 256; v++) {
+            size_t c = cnt[v];
+            cnt[v] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t d = cnt[(ka[i] >> sh) & 0xff]++;
+            kb[d] = ka[i];
+            ob[d] = oa[i];
+        }
+        uint64_t *tk = ka;
+        ka = kb;
+        kb = tk;
+        uint32_t *to = oa;
+        oa = ob;
+        ob = to;
+    }
+    if (oa != order)
+        memcpy(order, oa, n * sizeof *order);
+    free(k);
+    free(o2);
+    return BG_OK;
+}
+
+/* The radix key of x that orders as descending x (-0.0 as 0.0; no NaN). */
+static uint64_t desc_key(double x)
+{
+    uint64_t u;
+    x = x == 0 ? 0.0 : x;
+    memcpy(&u, &x, sizeof u);
+    u = (u >> 63) ? ~u : u | (1ULL << 63); /* ascending */
+    return ~u;
 }
 
 uint64_t bg__sampled_seed(uint64_t seed, const char *session, size_t n_hist)
@@ -252,8 +301,9 @@ int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *
 {
     double *post = malloc(n * sizeof *post);
     uint32_t *order = malloc(n * sizeof *order);
+    uint64_t *key = malloc(n * sizeof *key);
     int rc = BG_OK;
-    if (!post || !order) {
+    if (!post || !order || !key) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
         goto done;
     }
@@ -273,9 +323,14 @@ int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *
     for (size_t i = 0; i < n; i++) {
         lp[i] -= lse;
         post[i] = exp(lp[i]);
-        order[i] = (uint32_t)i;
+        key[i] = desc_key(lp[i]);
     }
-    qsort_r(order, n, sizeof *order, by_post, lp);
+    /* the stable descending order of lp (ties: ascending index, so
+     * ascending id, as the enumerated path's) */
+    if (bg__radix_order(key, n, order) != BG_OK) {
+        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
+        goto done;
+    }
     bg_estimate_in in = {.n = n,
                          .ids = ids,
                          .log_post = lp,
@@ -304,5 +359,6 @@ int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *
 done:
     free(post);
     free(order);
+    free(key);
     return rc;
 }
