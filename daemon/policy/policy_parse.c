@@ -224,7 +224,7 @@ static const bg_cfg_entry sampler_table[] = {
      .def = "-1",
      .offset = OFF(sampler_refine),
      .min = -1,
-     .max = 1000000,
+     .max = 65536,
      .desc = "hypotheses the harm-directed refinement may score per evaluation (0 = none; "
              "-1 = the daemon's budget on a bit-set space, none on a token-sequence space)"},
     /* When a sampled verdict's sampler is trusted (engine.h

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/sampled_priv.h"
 #include "gfn_bandit_twin.h"
 
 #define N 2048
@@ -136,8 +137,48 @@ static double floor_of(const uint64_t *ids, size_t n, const unsigned char *plaus
     return f;
 }
 
+/* bg__radix_order (the sampled path's sort) against a stable comparison
+ * sort: keys with shared high bytes (the pass-skipping path), all-equal
+ * keys, duplicates, full 64-bit keys, n = 0 and 1. */
+static const uint64_t *radix_keys;
+static int radix_cmp(const void *a, const void *b)
+{
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    uint64_t x = radix_keys[i], y = radix_keys[j];
+    return x < y ? -1 : x > y ? 1 : (i > j) - (i < j);
+}
+
+static void test_radix(void)
+{
+    static const size_t sizes[] = {0, 1, 2, 7, 255, 256, 257, 5000};
+    static uint64_t key[5000];
+    static uint32_t got[5000], want[5000];
+    bg_rng r;
+    bg_gfn_rng_seed(&r, 77);
+    for (int kind = 0; kind < 4; kind++)
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            size_t n = sizes[si];
+            for (size_t i = 0; i < n; i++) {
+                uint64_t u = (uint64_t)(bg_gfn_rng_uniform(&r) * 4294967296.0) << 32 |
+                             (uint64_t)(bg_gfn_rng_uniform(&r) * 4294967296.0);
+                key[i] = kind == 0   ? u                                   /* full width */
+                         : kind == 1 ? 0xabcd000000000000ull | (u & 0xfff) /* shared bytes */
+                         : kind == 2 ? u % 5                               /* duplicates */
+                                     : 42;                                 /* all equal */
+                want[i] = (uint32_t)i;
+            }
+            radix_keys = key;
+            qsort(want, n, sizeof want[0], radix_cmp);
+            CHECK_INT(bg__radix_order(key, n, got), BG_OK);
+            for (size_t i = 0; i < n; i++)
+                CHECK(got[i] == want[i], "radix kind %d n %zu: order[%zu] = %u, want %u", kind, n,
+                      i, got[i], want[i]);
+        }
+}
+
 int main(void)
 {
+    test_radix();
     const char *const need[] = {"bg_bandit.so", "bg_iid.so", "bg_noniid.so"};
     const char *dir = bg_test_plugin_dir(need, 3);
     bg_err err;
