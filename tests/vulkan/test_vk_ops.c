@@ -216,27 +216,42 @@ static void test_embed(int vocab, int T, int dim)
     free(table), free(want), free(got), free(tok);
 }
 
-/* One embed of ids tok[0..2) from a table of 4 rows of 3 on backend c:
- * submit's code, its message in msg, the output (poison: left as written). */
-static int embed_on(bg_compute *c, const int32_t *tok, float *got, char *msg, size_t len)
+/* Runs one id-taking op on backend c over (out: n_out floats poisoned
+ * with -7, in: n_in floats, ids: 2 ids): submit's code, its message in
+ * msg, the output as the backend left it. */
+typedef void (*ids_op_fn)(bg_compute *c, const bg_tview *v);
+static int ids_op_on(bg_compute *c, ids_op_fn op, const float *in, int n_in, int n_out,
+                     const int32_t *tok, float *got, char *msg, size_t len)
 {
-    float table[12], out[6];
-    for (int i = 0; i < 12; i++)
-        table[i] = (float)(i + 1);
-    for (int i = 0; i < 6; i++)
+    float out[8];
+    for (int i = 0; i < n_out; i++)
         out[i] = -7.0f;
-    bg_tview v[3] = {vt_upload(c, out, 0, 6, 0), vt_upload(c, table, 0, 12, 0),
+    bg_tview v[3] = {vt_upload(c, out, 0, n_out, 0), vt_upload(c, in, 0, n_in, 0),
                      vt_upload(c, tok, 0, 2, 0)};
     bg_err err;
     bg_err_clear(&err);
     CHECK_INT(bg_compute_begin(c, &err), BG_OK);
-    bg_op_embed(c, v[0], v[1], v[2], 2, 3);
+    op(c, v);
     int rc = bg_compute_submit(c, &err);
     snprintf(msg, len, "%s", err.msg);
-    vt_download(c, v[0], got, 6);
+    vt_download(c, v[0], got, n_out);
     for (int i = 0; i < 3; i++)
         bg_cbuf_destroy(c, v[i].buf);
     return rc;
+}
+
+static void embed_op(bg_compute *c, const bg_tview *v)
+{
+    bg_op_embed(c, v[0], v[1], v[2], 2, 3);
+}
+
+/* One embed of ids tok[0..2) from a table of 4 rows of 3 on backend c. */
+static int embed_on(bg_compute *c, const int32_t *tok, float *got, char *msg, size_t len)
+{
+    float table[12];
+    for (int i = 0; i < 12; i++)
+        table[i] = (float)(i + 1);
+    return ids_op_on(c, embed_op, table, 12, 6, tok, got, msg, len);
 }
 
 /* An id outside the table is the caller's error, reported as the CPU
@@ -274,25 +289,18 @@ static void test_embed_bad_ids(void)
     bg_compute_destroy(cpu);
 }
 
-/* logsoftmax_gather of targets tok[0..2) over 2 rows of 4 logits on c:
- * submit's code, its message in msg, the output (poison: left as written). */
+static void gather_op(bg_compute *c, const bg_tview *v)
+{
+    bg_op_logsoftmax_gather(c, v[0], v[1], v[2], 2, 4);
+}
+
+/* logsoftmax_gather of targets tok[0..2) over 2 rows of 4 logits on c. */
 static int gather_on(bg_compute *c, const int32_t *tok, float *got, char *msg, size_t len)
 {
-    float logits[8], out[2] = {-7.0f, -7.0f};
+    float logits[8];
     for (int i = 0; i < 8; i++)
         logits[i] = 0.25f * (float)i;
-    bg_tview v[3] = {vt_upload(c, out, 0, 2, 0), vt_upload(c, logits, 0, 8, 0),
-                     vt_upload(c, tok, 0, 2, 0)};
-    bg_err err;
-    bg_err_clear(&err);
-    CHECK_INT(bg_compute_begin(c, &err), BG_OK);
-    bg_op_logsoftmax_gather(c, v[0], v[1], v[2], 2, 4);
-    int rc = bg_compute_submit(c, &err);
-    snprintf(msg, len, "%s", err.msg);
-    vt_download(c, v[0], got, 2);
-    for (int i = 0; i < 3; i++)
-        bg_cbuf_destroy(c, v[i].buf);
-    return rc;
+    return ids_op_on(c, gather_op, logits, 8, 2, tok, got, msg, len);
 }
 
 /* A target outside the vocabulary is refused as the CPU backend refuses it,
