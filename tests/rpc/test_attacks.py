@@ -215,5 +215,47 @@ def test_escalation_reserve():
     shutil.rmtree(pol, ignore_errors=True)
 
 
+ARMS = """apiVersion: bayesguard/v1
+kind: GuardPolicy
+metadata: {name: arms}
+spec:
+  match: {tools: ["pull_*"]}
+  model: {plugin: bandit, config: {features: 4, sigma: 1.0, theta: 2.0}}
+  estimator: {plugin: noniid, alpha: 0.01}
+  threshold: 1
+  session: context.session
+  features: from_request
+"""
+
+
+def test_receipt_binds_request_features():
+    """The attack: under features: from_request the decision is about the
+    request's features, but the receipt bound only tool and arguments, so
+    whoever reports could record an ALLOWed action's outcome at other
+    features (a "harmless" outcome where the model reads risk). The
+    receipt binds the features too: other features are PERMISSION_DENIED,
+    the same ones accepted."""
+    pol = policy_dir(ARMS)
+    with Daemon(policies=pol) as d:
+        def act(x):
+            return guard_pb2.Action(tool="pull_arm", arguments_json="{}", features=x)
+        ctx = guard_pb2.Context(session="s1")
+        low, high = [0.0, 0.0, 0.0, 0.1], [3.0, 3.0, 3.0, 3.0]
+        v = d.evaluate(guard_pb2.EvaluateRequest(action=act(low), context=ctx))
+        assert v.decision == guard_pb2.ALLOW and v.receipt, v
+
+        def observe(x):
+            return d.call("Observe", guard_pb2.ObserveRequest(
+                action=act(x), context=ctx, harmed=False, value=0.0, receipt=v.receipt))
+        msg = bgtest.expect_code(lambda: observe(high), C.PERMISSION_DENIED,
+                                 ("other-args", "features"))
+        assert v.decision_id in msg, msg
+        bgtest.expect_code(lambda: observe(low[:3]), C.PERMISSION_DENIED)  # fewer features
+        assert observe(low).observations == 1
+    d.cleanup()
+    shutil.rmtree(pol, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    bgtest.main([test_policy_others_can_write, test_await_flood, test_escalation_reserve])
+    bgtest.main([test_policy_others_can_write, test_await_flood, test_escalation_reserve,
+                 test_receipt_binds_request_features])
