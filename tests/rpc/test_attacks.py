@@ -248,7 +248,7 @@ def test_receipt_binds_request_features():
             return d.call("Observe", guard_pb2.ObserveRequest(
                 action=act(x), context=ctx, harmed=False, value=0.0, receipt=v.receipt))
         msg = bgtest.expect_code(lambda: observe(high), C.PERMISSION_DENIED,
-                                 ("other-args", "features"))
+                                 ("other arguments", "action.features"))
         assert v.decision_id in msg, msg
         bgtest.expect_code(lambda: observe(low[:3]), C.PERMISSION_DENIED)  # fewer features
         assert observe(low).observations == 1
