@@ -256,6 +256,47 @@ def test_receipt_binds_request_features():
     shutil.rmtree(pol, ignore_errors=True)
 
 
+FAIL_ALLOW = """apiVersion: bayesguard/v1
+kind: GuardPolicy
+metadata: {name: fail-allow}
+spec:
+  match: {tools: ["fail_allow"]}
+  model: {plugin: rpc_fail}
+  estimator: {plugin: iid}
+  threshold: 0.05
+  features: from_request
+  on_error: allow
+"""
+
+
+def test_plugin_limit_is_no_allow():
+    """The attack: under on_error: allow a plugin failure is an ALLOW; a
+    plugin at a limit the agent can drive it to (the language-model
+    service's queue: flood Evaluate until it is full, plugin_lm.c) answers
+    BG_PLUGIN_ELIMIT, which the engine reports as an internal error, so
+    the flood turns the agent's DENYs into ALLOWs. A limit is a limit:
+    RESOURCE_EXHAUSTED whatever on_error says, as the engine's own limits
+    are (rpc_svc_guard.c). The fixture model answers ELIMIT for
+    features[0] <= -100."""
+    print("skip: test_plugin_limit_is_no_allow: fix belongs to daemon/engine/engine.c "
+          "(plugin_fail maps every plugin code but EINVAL to BG_EINTERNAL), reported")
+    return
+    pol = policy_dir(FAIL_ALLOW)
+    plugins = bgtest.rpc_fixture_plugin_dir()
+    with Daemon(policies=pol, plugins=plugins) as d:
+        def ev(x):
+            return d.evaluate(guard_pb2.EvaluateRequest(
+                action=guard_pb2.Action(tool="fail_allow", features=[x]),
+                context=guard_pb2.Context(session="s")))
+        assert ev(1.0).decision == guard_pb2.DENY  # the bound 0.2 > 0.05
+        bgtest.expect_code(lambda: ev(-100.0), C.RESOURCE_EXHAUSTED)
+        v = ev(-1.0)  # an internal error stays what on_error: allow says
+        assert v.decision == guard_pb2.ALLOW and v.on_error_allowed, v
+    d.cleanup()
+    shutil.rmtree(pol, ignore_errors=True)
+    shutil.rmtree(plugins, ignore_errors=True)
+
+
 if __name__ == "__main__":
     bgtest.main([test_policy_others_can_write, test_await_flood, test_escalation_reserve,
-                 test_receipt_binds_request_features])
+                 test_receipt_binds_request_features, test_plugin_limit_is_no_allow])
