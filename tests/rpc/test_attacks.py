@@ -297,6 +297,71 @@ def test_plugin_limit_is_no_allow():
     shutil.rmtree(plugins, ignore_errors=True)
 
 
+TWO = """apiVersion: bayesguard/v1
+kind: GuardPolicy
+metadata: {name: two}
+spec:
+  match: {tools: ["wire_*"]}
+  model: {plugin: bernoulli, config: {rates: [0.01, 0.5, 0.9]}}
+  estimator: {plugin: iid}
+  threshold: 1
+  session: peer.identity/context.session
+"""
+
+
+def test_sessions_charged_to_their_identity():
+    """The attack: the reporter (one tool runner for every agent) reports
+    the outcomes of every agent's actions, and the sessions they create
+    counted against the reporter's --max-sessions-per-identity. An agent
+    that names a fresh context.session per action (its ALLOWs carry them)
+    filled that quota, and then every other agent's new session was
+    RESOURCE_EXHAUSTED: their outcomes refused, their posteriors frozen.
+    A session now counts against the identity it belongs to (the receipt's
+    identity level); the reporter is still charged the observation rate."""
+    if not ROOT:
+        print("skip: test_sessions_charged_to_their_identity needs root (a second uid)")
+        return
+    pol = policy_dir(TWO)
+    tmp = tempfile.mkdtemp(prefix="bgt-atk-sock-")
+    os.chmod(tmp, 0o755)
+    sock = "unix:" + os.path.join(tmp, "agent.sock")
+    d = Daemon(policies=pol, listen=("agent@" + sock, "reporter@127.0.0.1:0"),
+               args=["--max-sessions-per-identity", "4", "--socket-group", "65534"])
+    with d:
+        def ev(session):
+            return guard_pb2.EvaluateRequest(
+                action=guard_pb2.Action(tool="wire_out", arguments_json="{}"),
+                context=guard_pb2.Context(session=session))
+
+        def report(v):
+            return d.call("Observe", guard_pb2.ObserveRequest(
+                action=guard_pb2.Action(tool="wire_out", arguments_json="{}"), harmed=False,
+                receipt=v.receipt), i=1)
+        stored, refused = 0, None
+        for k in range(10):  # agent uid 0: a fresh session per action
+            v = d.evaluate(ev("a%d" % k), i=0)
+            assert v.decision == guard_pb2.ALLOW and v.receipt, v
+            try:
+                report(v)
+                stored += 1
+            except grpc.RpcError as e:
+                refused = e
+                break
+        assert refused is not None and refused.code() == C.RESOURCE_EXHAUSTED, refused
+        # the agent's own quota, named: 2 sessions (uid:0 and uid:0|a0) + 2 more
+        assert 'identity "uid:0" has 4 sessions' in refused.details(), refused.details()
+        assert stored == 3, stored
+        # another agent's outcome still lands
+        v, err = call_as(65534, 65534, sock, "Evaluate", ev("b0"), guard_pb2.Verdict)
+        assert err is None and v.receipt, (v, err)
+        r = report(v)
+        assert r.session == "uid:65534|b0" and r.observations == 1, r
+    d.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(pol, ignore_errors=True)
+
+
 if __name__ == "__main__":
     bgtest.main([test_policy_others_can_write, test_await_flood, test_escalation_reserve,
-                 test_receipt_binds_request_features, test_plugin_limit_is_no_allow])
+                 test_receipt_binds_request_features, test_plugin_limit_is_no_allow,
+                 test_sessions_charged_to_their_identity])
