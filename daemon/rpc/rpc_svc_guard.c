@@ -13,8 +13,9 @@
  *     peer (bg_policy_session_keys)                -> FAILED_PRECONDITION
  *   engine evaluate / observe (a two-level key: both levels, the larger
  *     bound decides; default-deny: no engine, DENY) -> by engine status;
- *     an Observe first takes a token of the caller's identity's rate and
- *     a new session counts against its quota -> RESOURCE_EXHAUSTED
+ *     an Observe first takes a token of the caller's identity's rate, and
+ *     of the session's identity's (session_owner) when that is another;
+ *     a new session counts against the latter's quota -> RESOURCE_EXHAUSTED
  *   an enforce-mode ESCALATE opens its pending escalation (open_escalation,
  *     daemon/escalation: the record and the approval's receipt); one that
  *     cannot be opened (table full, the data directory refused it) is a
@@ -41,7 +42,8 @@
  * outcome is recorded in the session key the receipt carries (and its
  * identity level for a two-level key), not one computed from the
  * reporter, who may run under another uid than the agent; the reporter's
- * identity is still charged the observation rate. `outcomes: open`
+ * identity is still charged the observation rate, and the sessions count
+ * against the identity they belong to (session_owner). `outcomes: open`
  * ignores receipts: the session is the request's, as for Evaluate.
  *
  * ObserveStream reads its client stream through the method table's on_recv
@@ -730,6 +732,26 @@ static grpc_status_code check_receipt(bg__rpc_call *c, const Bayesguard__V1__Obs
     return GRPC_STATUS_OK;
 }
 
+/* Whose quotas an outcome's new sessions count against: the identity the
+ * receipt's session belongs to (a two-level key's identity level, or the
+ * key itself under session: peer.identity / peer.uid), else the caller.
+ * Charging the reporter — one tool runner for every agent — let one agent
+ * naming a fresh context.session per action fill the reporter's
+ * --max-sessions-per-identity, and every other agent's new session was
+ * refused (review 2026-12-06). The caller is still charged its
+ * observation rate (observe_one). */
+static const char *session_owner(const bg__rpc_call *c, const resolved *r)
+{
+    if (r->pol->outcomes_open)
+        return c->peer.identity;
+    if (r->parent != NULL)
+        return r->parent;
+    if (r->pol->session_key == BG_SESSION_PEER_IDENTITY ||
+        r->pol->session_key == BG_SESSION_PEER_UID)
+        return r->session;
+    return c->peer.identity;
+}
+
 static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__ObserveRequest *req,
                                     const char *what, observed_fn emit, char *msg, size_t len)
 {
@@ -764,8 +786,13 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
     bg_err err;
     bg_err_clear(&err);
     memset(&sum, 0, sizeof(sum));
-    int rc = observe_levels(c->srv->opts.engine, &r, &obs, r.pol->outcomes_open ? NULL : &used,
-                            c->peer.identity, &sum, &err);
+    const char *owner = session_owner(c, &r);
+    int rc = owner == c->peer.identity
+                 ? BG_OK
+                 : bg_engine_admit(c->srv->opts.engine, c->peer.identity, &err);
+    if (rc == BG_OK)
+        rc = observe_levels(c->srv->opts.engine, &r, &obs, r.pol->outcomes_open ? NULL : &used,
+                            owner, &sum, &err);
     if (rc != BG_OK) {
         code = bg__rpc_code_of(rc);
         if (code == GRPC_STATUS_INTERNAL)
