@@ -18,6 +18,14 @@ each finding as an attack against the real bayesguardd over real sockets.
   ESCALATE became a DENY. An eighth of the table is reserved for
   identities with none pending: past the rest, only an identity's first
   pending escalation opens.
+- Receipts under features: from_request bind the request's features: a
+  reporter cannot record an ALLOWed action's outcome at other features.
+- A plugin at a limit the agent can drive it to (BG_PLUGIN_ELIMIT) must be
+  RESOURCE_EXHAUSTED, never the ALLOW of on_error: allow (skipped: the
+  fix belongs to daemon/engine/engine.c).
+- The sessions an outcome creates count against the identity they belong
+  to, not the one reporter every agent shares: one agent cannot fill the
+  reporter's session quota and freeze everyone else's posteriors.
 Needs root for the other-uid parts (setpriv); they are skipped otherwise.
 Run with /usr/bin/python3 (ctest sets the environment)."""
 import os
