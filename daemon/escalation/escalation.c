@@ -26,7 +26,7 @@
 struct bg_escalation {
     pthread_mutex_t mu;
     bg_escalation_rec **pend; /* [max_pending], creation order */
-    size_t n_pend, max_pending, max_per_identity;
+    size_t n_pend, max_pending, max_per_identity, reserve;
     bg_escalation_rec **done; /* ring [max_settled]: done_head is the oldest */
     size_t n_done, done_head, max_settled;
     bg__esc_file file;
@@ -165,6 +165,7 @@ int bg_escalation_create(const bg_escalation_opts *opts, bg_escalation **out, bg
         t->max_per_identity = 1;
     if (t->max_per_identity > t->max_pending)
         t->max_per_identity = t->max_pending;
+    t->reserve = t->max_pending / BG_ESC_DEFAULT_RESERVE_SHARE;
     t->pend = calloc(t->max_pending, sizeof *t->pend);
     t->done = calloc(t->max_settled, sizeof *t->done);
     t->file.fd = -1;
@@ -265,6 +266,16 @@ int bg_escalation_open_one(bg_escalation *t, const bg_escalation_rec *r, bg_err 
                         c->peer[0] ? c->peer : "''",
                         c->peer[0] ? "" : " (every plain-TCP caller, together)", mine,
                         t->max_per_identity);
+    } else if (mine > 0 && t->n_pend >= t->max_pending - t->reserve) {
+        t->st.refused[BG_ESC_REFUSED_RESERVED]++;
+        rc = bg_err_set(err, BG_ELIMIT,
+                        "identity %s%s has %zu pending escalation%s, and the %zu free slots of "
+                        "the table are reserved for identities with none pending: settle its "
+                        "pending escalations (bayesguard escalations list) or let them expire "
+                        "before escalating again",
+                        c->peer[0] ? c->peer : "''",
+                        c->peer[0] ? "" : " (every plain-TCP caller, together)", mine,
+                        mine == 1 ? "" : "s", t->max_pending - t->n_pend);
     } else if (find(t, c->id) != NULL)
         rc = bg_err_set(err, BG_EEXIST, "escalation %s exists already", c->id);
     else if ((rc = bg__esc_file_append(&t->file, c, err)) != BG_OK)
@@ -427,5 +438,6 @@ void bg_escalation_stats_get(bg_escalation *t, bg_escalation_stats *st)
     st->settled_held = t->n_done;
     st->max_pending = t->max_pending;
     st->max_per_identity = t->max_per_identity;
+    st->reserve = t->reserve;
     pthread_mutex_unlock(&t->mu);
 }

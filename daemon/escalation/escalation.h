@@ -30,6 +30,13 @@
  *      agent cannot fill the table and turn every other agent's ESCALATE
  *      into a DENY. Records replayed from the file count but are never
  *      dropped for it (a promise made is kept).
+ *   1b. The last `reserve` free slots (max_pending /
+ *      BG_ESC_DEFAULT_RESERVE_SHARE) go only to an identity with none
+ *      pending: an identity that holds one opens another only while fewer
+ *      than max_pending - reserve are pending. So a few identities at their
+ *      quota (four at the default quarter) no longer fill the table: filling
+ *      it takes one identity more per reserved slot, each with its first
+ *      (review 2026-12-06). Replayed records count, as for 1a.
  *   2. At most max_settled settled records are kept, oldest dropped first;
  *      a dropped one is no longer found (NOT_FOUND for Resolve/Await).
  *   3. Ids are unique among the records held.
@@ -74,6 +81,9 @@
 #define BG_ESC_DEFAULT_MAX_PENDING 1024
 /* max_per_identity when none is given: max_pending / this (at least 1) */
 #define BG_ESC_DEFAULT_IDENTITY_SHARE 4
+/* the slots held for identities with none pending (invariant 1b):
+ * max_pending / this (0 below it: a table of fewer slots reserves none) */
+#define BG_ESC_DEFAULT_RESERVE_SHARE 8
 #define BG_ESC_DEFAULT_MAX_SETTLED 1024
 #define BG_ESC_FILE "escalations.log"
 #define BG_ESC_RECORD_MAX (256u << 10) /* bytes of one file record's payload */
@@ -150,7 +160,8 @@ void bg_escalation_listen(bg_escalation *t, bg_escalation_event_fn fn, void *arg
  * bounded whatever the request held; state, approver, reason, resolved
  * are ignored). BG_ELIMIT when max_pending are pending (invariant 1) or
  * r->peer holds max_per_identity of them (1a; the message names the
- * identity, the quota and how to clear it), BG_EEXIST when the id is held,
+ * identity, the quota and how to clear it) or holds one and only the
+ * reserved slots are free (1b), BG_EEXIST when the id is held,
  * BG_EIO when the file refused it. Each refusal but BG_EEXIST and out of
  * memory is counted in the stats by its reason. */
 int bg_escalation_open_one(bg_escalation *t, const bg_escalation_rec *r, bg_err *err);
@@ -192,6 +203,7 @@ enum { BG_ESC_N_BUCKETS = 0 BG_ESC_WAIT_BUCKETS(BG_ESC_COUNT_BUCKET) };
 #define BG_ESC_REFUSALS(X)                                                                         \
     X(FULL, "table_full")         /* max_pending are pending */                                    \
     X(IDENTITY, "identity_quota") /* the caller holds max_per_identity */                          \
+    X(RESERVED, "reserved")       /* the caller holds one; the free slots are the reserve */       \
     X(WRITE, "write_failed")      /* the data directory refused the record */
 typedef enum bg_esc_refusal {
 #define BG_ESC_REFUSAL_ENUM(name, label) BG_ESC_REFUSED_##name,
@@ -210,7 +222,7 @@ typedef struct bg_escalation_stats {
     uint64_t wait_le[BG_ESC_N_BUCKETS + 1]; /* cumulative counts, the last is +Inf */
     double wait_sum_s;
     uint64_t wait_count;
-    size_t max_pending, max_per_identity;
+    size_t max_pending, max_per_identity, reserve;
 } bg_escalation_stats;
 
 void bg_escalation_stats_get(bg_escalation *t, bg_escalation_stats *st);

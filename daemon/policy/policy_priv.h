@@ -93,9 +93,20 @@ void bg__policy_spec_free(bg__policy_spec *s);
  * character classes are treated as "any character"). */
 int bg__glob_overlap(const char *a, const char *b);
 
+/* ---- who can write the policies (policy_trust.c) */
+/* 1 when path (a policy directory or file, symlinks followed) is on a
+ * read-only mount, or owned by root or the daemon's euid and not writable
+ * by group or others; else 0 with an error naming it and the fix. */
+int bg__policy_path_trusted(const char *path, bg_policy_errors *errs);
+/* bg__policy_path_trusted of the file path in dir, and of the directory
+ * its real path lies in when that is not dir (a symlink elsewhere). */
+int bg__policy_file_trusted(const char *dir, const char *path, bg_policy_errors *errs);
+
 /* ---- revision over the files of a dir (policy_snapshot.c) */
 /* The policy files of dir: *.yaml / *.yml, regular (symlinks followed),
- * not hidden (which skips ConfigMap ..data dirs); sorted. */
+ * not hidden (which skips ConfigMap ..data dirs); sorted. BG_ECONFIG when
+ * the directory or a file is writable by others than root and the daemon's
+ * user (bg__policy_file_trusted; every such one named in errs). */
 int bg__policy_list_dir(const char *dir, char ***names, size_t *n, bg_policy_errors *errs);
 /* Before `to` replaces `from` (a reload): every policy of `to` whose name,
  * model (model_key), sampler plugin (the same loaded object) and sampler

@@ -8,7 +8,8 @@
  *      Kubernetes ConfigMap's ..data / ..2026_… dirs are never read twice;
  *      the visible names are symlinks through ..data), and so are policy
  *      unit tests (*_test.yaml, *_test.yml: bg_policy_is_test_file), sorted
- *      by name;
+ *      by name; the directory and every file must be writable only by root
+ *      or the daemon's user (policy_trust.c), else the set is refused;
  *   2. read each file, feed name + NUL, length (u64, host order) and bytes
  *      to SHA-256 (libcrypto; the revision, 64 hex digits);
  *   3. parse every document (policy_parse.c: schema, defaults);
@@ -257,8 +258,12 @@ int bg__policy_list_dir(const char *dir, char ***names, size_t *n, bg_policy_err
         bg__errs_add(errs, "%s: cannot open policy directory: %s", dir, strerror(errno));
         return BG_EIO;
     }
+    if (!bg__policy_path_trusted(dir, errs)) { /* policy_trust.c */
+        closedir(dp);
+        return BG_ECONFIG;
+    }
     struct dirent *de;
-    int rc = BG_OK;
+    int rc = BG_OK, untrusted = 0;
     while ((de = readdir(dp))) {
         if (!is_policy_file(de->d_name))
             continue;
@@ -267,6 +272,8 @@ int bg__policy_list_dir(const char *dir, char ***names, size_t *n, bg_policy_err
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
             continue; /* dangling symlink mid-swap, or a directory */
+        if (!bg__policy_file_trusted(dir, path, errs))
+            untrusted = 1; /* every such file named, then refused */
         char **nn = realloc(*names, (*n + 1) * sizeof *nn);
         if (!nn) {
             rc = BG_ENOMEM;
@@ -284,7 +291,7 @@ int bg__policy_list_dir(const char *dir, char ***names, size_t *n, bg_policy_err
         bg__errs_add(errs, "%s: out of memory", dir);
     if (*n)
         qsort(*names, *n, sizeof **names, cmp_str);
-    return rc;
+    return rc ? rc : untrusted ? BG_ECONFIG : BG_OK;
 }
 
 static int read_all(const char *path, char **buf, size_t *len, bg_policy_errors *errs)

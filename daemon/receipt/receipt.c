@@ -148,6 +148,14 @@ int bg_receipt_key_load(const char *path, int create, bg_receipt_key **out, int 
                         "receipt key file %s has mode %04o: group and others may not read a "
                         "secret key; run 'chmod 600 %s'",
                         path, (unsigned)(st.st_mode & 07777), path);
+    else if (st.st_uid != 0 && st.st_uid != geteuid())
+        /* its owner reads it (and may chmod it): whoever holds the key
+         * mints receipts for any outcome (review 2026-12-06) */
+        rc = bg_err_set(err, BG_ECONFIG,
+                        "receipt key file %s is owned by uid %u, neither root nor bayesguardd's "
+                        "user (uid %u): its owner can read the key and forge receipts; run "
+                        "'chown %u %s'",
+                        path, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
     else if (st.st_size < BG_RECEIPT_KEY_MIN || st.st_size > BG_RECEIPT_KEY_MAX)
         rc = bg_err_set(err, BG_ECONFIG,
                         "receipt key file %s has %lld bytes; expected %d to %d random bytes", path,

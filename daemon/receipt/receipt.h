@@ -38,7 +38,8 @@
  * MAC domain) so no v1 token is ever parsed as a v2 one.
  *
  * Key: BG_RECEIPT_KEY_MIN..BG_RECEIPT_KEY_MAX raw bytes, from a file that
- * only its owner may read (mode & 077 == 0, else refused) or created there
+ * only its owner may read (mode & 077 == 0, else refused), that owner root
+ * or the daemon's euid (another uid could read it and forge), or created there
  * (O_CREAT|O_EXCL, 0600, getrandom(2)), or random in memory.
  *
  * Cost: mint and verify are each one SHA-256 of the arguments and one
@@ -72,6 +73,7 @@ typedef struct bg_receipt_key bg_receipt_key;
 
 /* new: the key in `path`. A missing file is created (0600, random bytes)
  * when `create` is 1, else BG_ENOTFOUND. A file group or others may read,
+ * one owned by neither root nor the daemon's euid,
  * not a regular file, or of a size outside [KEY_MIN, KEY_MAX]: BG_ECONFIG
  * naming it and the fix. *created (may be NULL) says whether it was made. */
 int bg_receipt_key_load(const char *path, int create, bg_receipt_key **out, int *created,

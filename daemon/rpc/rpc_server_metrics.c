@@ -54,7 +54,9 @@ static void collect_escalations(bg_rpc_server *s, bg_metrics_writer *w)
     bg_metrics_write_family(w, "bayesguard_escalations_refused_total", BG_METRIC_COUNTER,
                             "ESCALATE verdicts turned into DENY by reason: table_full "
                             "(--max-escalations), identity_quota "
-                            "(--max-escalations-per-identity), write_failed (--data-dir).");
+                            "(--max-escalations-per-identity), reserved (the caller holds one "
+                            "and the free slots are kept for identities with none), "
+                            "write_failed (--data-dir).");
     for (int k = 0; k < BG_ESC_N_REFUSALS; k++) {
         bg_metrics_label l = {"reason", bg_esc_refusal_label(k)};
         bg_metrics_write_sample(w, "bayesguard_escalations_refused_total", &l, 1,

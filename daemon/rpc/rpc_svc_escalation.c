@@ -6,8 +6,12 @@
  *
  * AwaitDecision parks its call without holding a thread: the handler finds
  * the record under the table's lock; a settled one is answered at once; a
- * pending one is linked in srv->awaits (at most BG_ESC_MAX_AWAITS: beyond,
- * RESOURCE_EXHAUSTED) and the call is parked (bg__rpc_call_park: DEFERRED,
+ * pending one is linked in srv->awaits (at most BG_ESC_AWAITS_PER_ID per
+ * escalation: beyond, RESOURCE_EXHAUSTED naming it; so the parked awaits
+ * are bounded by the escalation table, at most BG_ESC_AWAITS_PER_ID x
+ * --max-escalations, and one caller parking awaits in a loop on its own
+ * escalation uses up no one else's room, as a server-wide cap let it: review
+ * 2026-12-06) and the call is parked (bg__rpc_call_park: DEFERRED,
  * with a RECV_CLOSE_ON_SERVER batch that tells when the client goes away).
  * It is answered, from whichever thread gets there first and exactly once
  * (the one that unlinks it under esc_mu answers it):
@@ -53,7 +57,7 @@
 #include "rpc/rpc_priv.h"
 
 #define BG_ESC_TICK_MS 100
-#define BG_ESC_MAX_AWAITS 4096
+#define BG_ESC_AWAITS_PER_ID 4 /* parked AwaitDecision calls per pending escalation */
 #define BG_ESC_MAX_WAIT_MS (15u * 60u * 1000u) /* AwaitDecision's timeout_ms 0 or more */
 #define BG_ESC_MAX_WATCHERS 64
 #define BG_ESC_WATCH_QUEUE 256
@@ -547,6 +551,15 @@ static void await_unlink(bg_rpc_server *s, esc_await *a)
     s->n_awaits--;
 }
 
+/* Under esc_mu: the parked awaits of escalation id. */
+static size_t parked_on(const bg_rpc_server *s, const char *id)
+{
+    size_t n = 0;
+    for (const esc_await *a = s->awaits; a; a = a->next)
+        n += strcmp(a->id, id) == 0;
+    return n;
+}
+
 typedef struct await_ctx {
     bg__rpc_call *c;
     esc_await *a;
@@ -578,12 +591,12 @@ static int await_find(void *arg, const bg_escalation_rec *r)
         snprintf(x->msg, sizeof x->msg,
                  "bayesguardd is draining: await again after it restarts (the escalation "
                  "survives with --data-dir)");
-    } else if (s->n_awaits >= BG_ESC_MAX_AWAITS) {
+    } else if (parked_on(s, x->a->id) >= BG_ESC_AWAITS_PER_ID) {
         x->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
         snprintf(x->msg, sizeof x->msg,
-                 "%d AwaitDecision calls wait already, the most this server parks: retry "
-                 "later",
-                 BG_ESC_MAX_AWAITS);
+                 "%d AwaitDecision calls wait on escalation %s already, the most one "
+                 "escalation parks: wait for one of them to answer",
+                 BG_ESC_AWAITS_PER_ID, x->a->id);
     } else if (bg__rpc_call_park(c) != BG_OK) {
         x->code = GRPC_STATUS_INTERNAL;
         snprintf(x->msg, sizeof x->msg, "cannot park the call");

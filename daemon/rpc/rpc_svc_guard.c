@@ -13,8 +13,9 @@
  *     peer (bg_policy_session_keys)                -> FAILED_PRECONDITION
  *   engine evaluate / observe (a two-level key: both levels, the larger
  *     bound decides; default-deny: no engine, DENY) -> by engine status;
- *     an Observe first takes a token of the caller's identity's rate and
- *     a new session counts against its quota -> RESOURCE_EXHAUSTED
+ *     an Observe first takes a token of the caller's identity's rate, and
+ *     of the session's identity's (session_owner) when that is another;
+ *     a new session counts against the latter's quota -> RESOURCE_EXHAUSTED
  *   an enforce-mode ESCALATE opens its pending escalation (open_escalation,
  *     daemon/escalation: the record and the approval's receipt); one that
  *     cannot be opened (table full, the data directory refused it) is a
@@ -30,7 +31,8 @@
  *
  * Outcome receipts (daemon/receipt/receipt.h): every ALLOW verdict carries
  * one (mint_receipt), bound to the policy, revision, resolved session key,
- * tool, arguments, decision id and an expiry (--receipt-ttl-s). DENY and
+ * tool, arguments (and the request's features under features:
+ * from_request: claim_args), decision id and an expiry (--receipt-ttl-s). DENY and
  * ESCALATE carry none: the action does not run, so there is no outcome to
  * report (an approved escalation gets its receipt from the approval). An
  * Observe under `outcomes: receipts` is checked (check_receipt) after the
@@ -40,7 +42,8 @@
  * outcome is recorded in the session key the receipt carries (and its
  * identity level for a two-level key), not one computed from the
  * reporter, who may run under another uid than the agent; the reporter's
- * identity is still charged the observation rate. `outcomes: open`
+ * identity is still charged the observation rate, and the sessions count
+ * against the identity they belong to (session_owner). `outcomes: open`
  * ignores receipts: the session is the request's, as for Evaluate.
  *
  * ObserveStream reads its client stream through the method table's on_recv
@@ -314,24 +317,58 @@ static void record_policy(bg_decision_record *lr, const resolved *r)
     lr->shadow = g->shadow != 0;
 }
 
+/* What a receipt binds as the action's arguments (bg_receipt_claim.args):
+ * arguments_json, and under `features: from_request` also the request's
+ * features — the decision was about them, so an outcome reported at other
+ * features is not that action's (review 2026-12-06) — after a NUL (which no
+ * arguments_json holds), each as the 8 little-endian bytes of its IEEE
+ * double. In the call arena (or the request); NULL when out of memory. */
+static const char *claim_args(bg__rpc_call *c, const resolved *r, size_t *len)
+{
+    const char *args = r->act.arguments_json ? r->act.arguments_json : "";
+    size_t na = strlen(args);
+    *len = na;
+    if (!r->pol->features_from_request || r->act.n_features == 0)
+        return args;
+    *len = na + 1 + 8 * r->act.n_features;
+    uint8_t *b = bg__rpc_call_alloc(c, *len);
+    if (b == NULL)
+        return NULL;
+    memcpy(b, args, na);
+    b[na] = 0;
+    for (size_t i = 0; i < r->act.n_features; i++) {
+        uint64_t u;
+        memcpy(&u, &r->act.features[i], sizeof u);
+        for (int k = 0; k < 8; k++)
+            b[na + 1 + 8 * i + (size_t)k] = (uint8_t)(u >> (8 * k));
+    }
+    return (const char *)b;
+}
+
 /* Fill out->receipt for an ALLOW (buf: at least BG_RECEIPT_MAX bytes),
  * naming `session`: the key resolved for the request (a two-level key's
  * child, whichever level decided), where its outcome is recorded. */
-static void mint_receipt(const bg_rpc_server *s, const resolved *r, const char *session,
+static void mint_receipt(bg__rpc_call *c, const resolved *r, const char *session,
                          const bg_verdict *v, const char *did, uint8_t *buf,
                          Bayesguard__V1__Verdict *out)
 {
+    const bg_rpc_server *s = c->srv;
     if (v->decision != BG_DECISION_ALLOW || s->opts.receipts == NULL)
         return;
     int64_t ttl = s->opts.receipt_ttl_ms > 0 ? s->opts.receipt_ttl_ms : 3600 * 1000;
-    const char *args = r->act.arguments_json ? r->act.arguments_json : "";
+    size_t nargs;
+    const char *args = claim_args(c, r, &nargs);
+    if (args == NULL) {
+        BG_WARN("decision", "%s: no receipt minted: out of memory", did);
+        return;
+    }
     bg_receipt_claim rc = {.policy = r->pol->name,
                            .revision = bg_policy_set_revision(r->set),
                            .session = session,
                            .session_spec = r->pol->session_spec,
                            .tool = r->act.tool,
                            .args = args,
-                           .args_len = strlen(args),
+                           .args_len = nargs,
                            .decision = v->decision,
                            .decision_id = did,
                            .expiry_unix_ms = bg_receipt_now_ms() + ttl};
@@ -394,15 +431,16 @@ static int open_escalation(bg__rpc_call *c, const resolved *r, const char *child
     e.expires_ms = now + p->escalation_timeout_ms;
     e.on_timeout_allow = p->escalation_on_timeout_allow;
     uint8_t receipt[BG_RECEIPT_MAX];
-    if (s->opts.receipts != NULL) {
-        const char *args = r->act.arguments_json ? r->act.arguments_json : "";
+    size_t nargs;
+    const char *args = s->opts.receipts != NULL ? claim_args(c, r, &nargs) : NULL;
+    if (args != NULL) { /* NULL: no receipt, so no approval can be reported */
         bg_receipt_claim rc = {.policy = p->name,
                                .revision = e.revision,
                                .session = child,
                                .session_spec = p->session_spec,
                                .tool = r->act.tool,
                                .args = args,
-                               .args_len = strlen(args),
+                               .args_len = nargs,
                                .decision = BG_DECISION_ALLOW,
                                .decision_id = did,
                                .expiry_unix_ms = e.expires_ms + ttl,
@@ -566,7 +604,7 @@ void bg__svc_evaluate(bg__rpc_call *c)
     out.fleet_lag_ms = fl.lag_ms;
     out.fleet_stale = stale != 0;
     uint8_t receipt[BG_RECEIPT_MAX];
-    mint_receipt(s, &r, child, &v, did, receipt, &out);
+    mint_receipt(c, &r, child, &v, did, receipt, &out);
     uint64_t elapsed_ns = bg_now_ns() - c->start_ns;
     out.eval_us = elapsed_ns / 1000u;
     if (s->opts.metrics != NULL)
@@ -633,19 +671,28 @@ static grpc_status_code check_receipt(bg__rpc_call *c, const Bayesguard__V1__Obs
                  what, r->pol->name);
         return GRPC_STATUS_PERMISSION_DENIED;
     }
-    const char *args = r->act.arguments_json ? r->act.arguments_json : "";
+    size_t nargs;
+    const char *args = claim_args(c, r, &nargs);
+    if (args == NULL) {
+        snprintf(msg, len, "out of memory checking the receipt");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
     bg_receipt_claim claim = {.policy = r->pol->name,
                               .session_spec = r->pol->session_spec,
                               .tool = r->act.tool,
                               .args = args,
-                              .args_len = strlen(args)};
+                              .args_len = nargs};
     bg_receipt_info info;
     bg_err err;
     bg_err_clear(&err);
     if (bg_receipt_verify(c->srv->opts.receipts, req->receipt.data, req->receipt.len, &claim,
                           bg_receipt_now_ms(), &info, &err) != BG_RECEIPT_OK) {
-        snprintf(msg, len, "%s.receipt refused (policy %s, outcomes: receipts): %s", what,
-                 r->pol->name, err.msg);
+        snprintf(msg, len, "%s.receipt refused (policy %s, outcomes: receipts): %s%s", what,
+                 r->pol->name, err.msg,
+                 r->pol->features_from_request
+                     ? " (under features: from_request the receipt binds action.features "
+                       "too: send the features of the decision)"
+                     : "");
         return GRPC_STATUS_PERMISSION_DENIED;
     }
     if (info.decision != BG_DECISION_ALLOW && !(info.flags & BG_RECEIPT_APPROVED)) {
@@ -685,6 +732,26 @@ static grpc_status_code check_receipt(bg__rpc_call *c, const Bayesguard__V1__Obs
     return GRPC_STATUS_OK;
 }
 
+/* Whose quotas an outcome's new sessions count against: the identity the
+ * receipt's session belongs to (a two-level key's identity level, or the
+ * key itself under session: peer.identity / peer.uid), else the caller.
+ * Charging the reporter — one tool runner for every agent — let one agent
+ * naming a fresh context.session per action fill the reporter's
+ * --max-sessions-per-identity, and every other agent's new session was
+ * refused (review 2026-12-06). The caller is still charged its
+ * observation rate (observe_one). */
+static const char *session_owner(const bg__rpc_call *c, const resolved *r)
+{
+    if (r->pol->outcomes_open)
+        return c->peer.identity;
+    if (r->parent != NULL)
+        return r->parent;
+    if (r->pol->session_key == BG_SESSION_PEER_IDENTITY ||
+        r->pol->session_key == BG_SESSION_PEER_UID)
+        return r->session;
+    return c->peer.identity;
+}
+
 static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__ObserveRequest *req,
                                     const char *what, observed_fn emit, char *msg, size_t len)
 {
@@ -719,8 +786,14 @@ static grpc_status_code observe_one(bg__rpc_call *c, const Bayesguard__V1__Obser
     bg_err err;
     bg_err_clear(&err);
     memset(&sum, 0, sizeof(sum));
-    int rc = observe_levels(c->srv->opts.engine, &r, &obs, r.pol->outcomes_open ? NULL : &used,
-                            c->peer.identity, &sum, &err);
+    const char *owner = session_owner(c, &r);
+    /* the caller's rate token; the owner's is taken with the observation */
+    int rc = strcmp(owner, c->peer.identity) == 0
+                 ? BG_OK
+                 : bg_engine_admit(c->srv->opts.engine, c->peer.identity, &err);
+    if (rc == BG_OK)
+        rc = observe_levels(c->srv->opts.engine, &r, &obs, r.pol->outcomes_open ? NULL : &used,
+                            owner, &sum, &err);
     if (rc != BG_OK) {
         code = bg__rpc_code_of(rc);
         if (code == GRPC_STATUS_INTERNAL)

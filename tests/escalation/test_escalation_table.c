@@ -139,9 +139,59 @@ static void identity_quota(void)
     rmdir(dir);
 }
 
+/* Invariant 1b: the last max_pending / 8 free slots go only to an identity
+ * with none pending, so identities at their quota cannot fill the table
+ * (review 2026-12-06: four at a quarter each did). */
+static void reserve(void)
+{
+    bg_err err;
+    bg_err_clear(&err);
+    bg_escalation *t;
+    bg_escalation_opts o = {.max_pending = 16, .max_per_identity = 8};
+    CHECK_INT(bg_escalation_create(&o, &t, &err), BG_OK);
+    char id[16];
+    bg_escalation_rec r;
+    for (int k = 0; k < 14; k++) { /* uid:1 at its quota, uid:2 up to the reserve */
+        snprintf(id, sizeof id, "r%d", k);
+        r = rec_of(id, k < 8 ? "uid:1" : "uid:2");
+        CHECK_INT(bg_escalation_open_one(t, &r, &err), BG_OK);
+    }
+    r = rec_of("r14", "uid:2"); /* holds 6: the 2 free slots are the reserve */
+    CHECK_INT(bg_escalation_open_one(t, &r, &err), BG_ELIMIT);
+    CHECK(strstr(err.msg, "identity uid:2 has 6 pending") != NULL &&
+              strstr(err.msg, "2 free slots") != NULL &&
+              strstr(err.msg, "reserved for identities with none pending") != NULL,
+          "%s", err.msg);
+    r = rec_of("r15", "uid:3"); /* none pending: takes a reserved slot */
+    CHECK_INT(bg_escalation_open_one(t, &r, &err), BG_OK);
+    r = rec_of("r16", "uid:3"); /* now holds one */
+    CHECK_INT(bg_escalation_open_one(t, &r, &err), BG_ELIMIT);
+    CHECK(strstr(err.msg, "has 1 pending escalation,") != NULL, "%s", err.msg);
+    r = rec_of("r17", "");
+    CHECK_INT(bg_escalation_open_one(t, &r, &err), BG_OK);
+    r = rec_of("r18", "uid:4"); /* the table is full: that comes first */
+    CHECK_INT(bg_escalation_open_one(t, &r, &err), BG_ELIMIT);
+    CHECK(strstr(err.msg, "full") != NULL, "%s", err.msg);
+    bg_escalation_stats st;
+    bg_escalation_stats_get(t, &st);
+    CHECK_INT((int)st.reserve, 2);
+    CHECK_INT((int)st.refused[BG_ESC_REFUSED_RESERVED], 2);
+    CHECK_INT((int)st.refused[BG_ESC_REFUSED_FULL], 1);
+    CHECK_INT((int)st.refused[BG_ESC_REFUSED_IDENTITY], 0);
+    CHECK_STR(bg_esc_refusal_label(BG_ESC_REFUSED_RESERVED), "reserved");
+    bg_escalation_close(t);
+    /* a table of fewer than 8 slots reserves none */
+    bg_escalation_opts small = {.max_pending = 7};
+    CHECK_INT(bg_escalation_create(&small, &t, &err), BG_OK);
+    bg_escalation_stats_get(t, &st);
+    CHECK_INT((int)st.reserve, 0);
+    bg_escalation_close(t);
+}
+
 int main(void)
 {
     identity_quota();
+    reserve();
     char dir[] = "/tmp/bgt-esc-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     bg_err err;

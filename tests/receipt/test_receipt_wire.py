@@ -357,6 +357,12 @@ def test_key_file_refused():
                     ["does not exist", "head -c 32 /dev/urandom"])
         # A key file of the operator's, 0600: served, receipts verify.
         os.chmod(os.path.join(tmp, "receipt.key"), 0o600)
+        if os.getuid() == 0:
+            # 0600 but another uid's (the tool runner's, the agent's): its
+            # owner can read the key and mint receipts for anything
+            os.chown(os.path.join(tmp, "receipt.key"), 65534, 65534)
+            start_fails(["--data-dir", tmp], ["receipt.key is owned by uid 65534", "chown"])
+            os.chown(os.path.join(tmp, "receipt.key"), 0, 0)
         pol = policy_dir()
         try:
             with Daemon(policies=pol,

@@ -1,7 +1,9 @@
 /*
  * fixture_fail_model.c — a hypothesis-model plugin for the RPC tests that
  * fails on request: harm() returns BG_PLUGIN_EINTERNAL when the action's
- * first feature is negative. It lets the tests drive the engine's internal
+ * first feature is negative, BG_PLUGIN_ELIMIT when it is -100 or less (a
+ * plugin at a limit an agent can reach, as the language-model service's
+ * full queue, plugin_lm.c). It lets the tests drive the engine's internal
  * error path through the real daemon: INTERNAL (never a decision) under
  * on_error: deny, ALLOW with on_error_allowed under on_error: allow.
  * Two hypotheses, harm rates 0.1 and 0.2, flat prior; no config.
@@ -60,6 +62,8 @@ static int harm(const void *self, const bg_action *action, const bg_observation 
     (void)self;
     (void)history;
     (void)n_hist;
+    if (action->n_features > 0 && action->features[0] <= -100)
+        return BG_PLUGIN_ELIMIT;
     if (action->n_features > 0 && action->features[0] < 0)
         return BG_PLUGIN_EINTERNAL;
     for (size_t i = 0; i < n; i++)
@@ -75,8 +79,13 @@ static int label(const void *self, uint64_t h, char *buf, size_t len)
 }
 
 static const bg_hypothesis_vtbl vt = {
-    .create = create, .destroy = destroy, .count = count, .log_prior = log_prior,
-    .log_lik = log_lik, .harm = harm, .label = label,
+    .create = create,
+    .destroy = destroy,
+    .count = count,
+    .log_prior = log_prior,
+    .log_lik = log_lik,
+    .harm = harm,
+    .label = label,
 };
 
 static const bg_plugin_desc desc = {

@@ -244,13 +244,13 @@ def test_cli_matches_python():
         c = d.cli("observe", "--tool", "rpc_send", "--session", "cli", "--harmed", "no",
                   "--receipt", cli_receipt("--json"), "--json", check=0)
         assert json.loads(c.stdout)["observations"] == "1", c.stdout
-        r = cli_receipt()
+        r = cli_receipt("--features", "1,2")  # the receipt binds them (from_request)
         c = d.cli("observe", "--tool", "rpc_send", "--session", "cli", "--harmed", "yes",
                   "--value", "1.5", "--features", "1,2", "--attr", "k=v", "--receipt", r,
                   check=0)
         assert "observations=2" in c.stdout, c.stdout
         c = d.cli("observe", "--tool", "rpc_send", "--session", "cli", "--harmed", "no",
-                  "--receipt", r, check=3)  # used
+                  "--features", "1,2", "--receipt", r, check=3)  # used
         assert "ALREADY_EXISTS" in c.stderr, c.stderr
         c = d.cli("observe", "--tool", "rpc_send", "--session", "cli", "--harmed", "no", check=3)
         assert "PERMISSION_DENIED" in c.stderr and "no receipt" in c.stderr, c.stderr
