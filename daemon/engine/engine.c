@@ -46,6 +46,7 @@
 #include "engine/obs_store.h"
 #include "common/bg_siphash.h"
 #include "engine/observation.h"
+#include "engine/plugin_code.h"
 #include "engine/quota.h"
 #include "engine/receipt_used.h"
 #include "engine/sampled_priv.h"
@@ -307,9 +308,14 @@ static bg__pstate *find_state(bg__session *s, uint64_t key)
 
 static int plugin_fail(const bg_guard *g, const char *fn, int prc, bg_err *err)
 {
-    return bg_err_set(err, prc == BG_PLUGIN_EINVAL ? BG_EINVAL : BG_EINTERNAL,
-                      "policy %s: model %s: %s failed (%d)%s", g->name, g->model_name, fn, prc,
-                      prc == BG_PLUGIN_EINVAL ? ": the model rejected the data (see its log)" : "");
+    static const char *const why[] = {
+        [0] = "",
+        [1] = ": the model rejected the data (see its log)",
+        [2] = ": the model is at a limit (see its log); retry later",
+    };
+    int k = prc == BG_PLUGIN_EINVAL ? 1 : prc == BG_PLUGIN_ELIMIT ? 2 : 0;
+    return bg_err_set(err, bg__plugin_code(prc), "policy %s: model %s: %s failed (%d)%s", g->name,
+                      g->model_name, fn, prc, why[k]);
 }
 
 /* Stage observation i of the session (against hist[0..i)) into scratch. */
