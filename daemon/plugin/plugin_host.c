@@ -15,7 +15,10 @@
  *   last unref -> dlclose, free                     (after every set drained)
  * Invariants: (1) a bg_plugin in the registry passed every ABI check;
  * (2) desc is never dereferenced after dlclose (refs > 0 while used);
- * (3) registry names are unique per kind.
+ * (3) registry names are unique per kind; (4) nothing is loaded from a
+ * directory, or file, that anyone but root and the daemon's user can write
+ * (bg_trust.h: a rescan of such a directory fails, such a file is a bad
+ * entry with the reason) — a writer there could run code in the guard.
  *
  * Threads: create/destroy on one thread; find/rescan/load_file/errors are
  * serialised by h->mu; ref/unref from any thread (atomic).
@@ -35,7 +38,12 @@
 #include <unistd.h>
 
 #include "common/bg_log.h"
+#include "common/bg_trust.h"
 #include "plugin/plugin_priv.h"
+
+/* What a writer of the plugin directory or of a plugin could do
+ * (bg_trust.h): every reload rescans the directory and loads what is new. */
+#define PLUGIN_STAKE "can run code inside the guard at the next reload"
 
 typedef struct bg_plugin_impl {
     bg_plugin pub; /* first: bg_plugin* converts to the impl */
@@ -630,7 +638,12 @@ static void scan_one(bg_plugin_host *h, const char *file)
     bg_err err;
     bg_err_clear(&err);
     bg_plugin *p = NULL;
-    int rc = load_locked(h, file, &p, &err);
+    char why[1024];
+    int rc;
+    if (!bg_file_trusted_in(h->dir, file, "plugin", PLUGIN_STAKE, why, sizeof why))
+        rc = bg_err_set(&err, BG_EINVAL, "%s", why);
+    else
+        rc = load_locked(h, file, &p, &err);
     if (rc == BG_OK) {
         rc = reg_add(h, file, &st, p, &err);
         if (rc == BG_OK) {
@@ -647,8 +660,11 @@ static void scan_one(bg_plugin_host *h, const char *file)
 
 static int rescan_locked(bg_plugin_host *h, bg_err *err)
 {
-    char **names;
-    size_t n;
+    char **names = NULL;
+    size_t n = 0;
+    char why[1024];
+    if (!bg_path_trusted(h->dir, "plugin directory", PLUGIN_STAKE, why, sizeof why))
+        return bg_err_set(err, BG_EINVAL, "%s", why);
     int rc = list_so(h->dir, &names, &n, err);
     if (rc)
         goto out;

@@ -12,9 +12,10 @@
  * checks, like sshd's StrictModes and like the receipt key's 0600 check
  * (receipt.c).
  *
- * The rule, for the directory, each policy file (symlinks followed) and the
- * directory each file really lives in (a Kubernetes ConfigMap's visible
- * names are symlinks into a ..data directory):
+ * The rule (lib/common/bg_trust.h, shared with the plugin host), for the
+ * directory, each policy file (symlinks followed) and the directory each
+ * file really lives in (a Kubernetes ConfigMap's visible names are symlinks
+ * into a ..data directory):
  *   - on a file system mounted read-only (statvfs ST_RDONLY): trusted, no
  *     one can write it (a ConfigMap mount is 0777 root:fsGroup, read-only);
  *   - else it must be owned by root or the daemon's effective uid, and not
@@ -26,57 +27,33 @@
  * can write it and the command that fixes it.
  * Threads: any (the loader is serialised by the store).
  */
-#include <errno.h>
-#include <limits.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
+#include "common/bg_trust.h"
 #include "policy/policy_priv.h"
+
+#define STAKE "can change the policy in force"
+
+static const char *kind_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? "policy directory" : "policy file";
+}
 
 int bg__policy_path_trusted(const char *path, bg_policy_errors *errs)
 {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        bg__errs_add(errs, "%s: cannot stat: %s", path, strerror(errno));
-        return 0;
-    }
-    struct statvfs vfs;
-    if (statvfs(path, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+    char why[1024];
+    if (bg_path_trusted(path, kind_of(path), STAKE, why, sizeof why))
         return 1;
-    const char *kind = S_ISDIR(st.st_mode) ? "policy directory" : "policy file";
-    uid_t me = geteuid();
-    if (st.st_uid != 0 && st.st_uid != me) {
-        bg__errs_add(
-            errs,
-            "%s: %s owned by uid %u, neither root nor bayesguardd's user (uid %u): "
-            "whoever owns it can change the policy in force: chown it to root or to uid %u",
-            path, kind, (unsigned)st.st_uid, (unsigned)me, (unsigned)me);
-        return 0;
-    }
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        bg__errs_add(errs,
-                     "%s: %s writable by %s (mode %04o): whoever can write it can change the "
-                     "policy in force: chmod go-w it, or mount the policies read-only",
-                     path, kind, (st.st_mode & S_IWOTH) ? "others" : "its group",
-                     (unsigned)(st.st_mode & 07777));
-        return 0;
-    }
-    return 1;
+    bg__errs_add(errs, "%s", why);
+    return 0;
 }
 
 int bg__policy_file_trusted(const char *dir, const char *path, bg_policy_errors *errs)
 {
-    if (!bg__policy_path_trusted(path, errs))
-        return 0;
-    char real[PATH_MAX], rdir[PATH_MAX];
-    if (realpath(path, real) == NULL || realpath(dir, rdir) == NULL)
-        return 1; /* gone mid-swap: the read that follows reports it */
-    char *slash = strrchr(real, '/');
-    if (slash == NULL || slash == real)
+    char why[1024];
+    if (bg_file_trusted_in(dir, path, "policy file", STAKE, why, sizeof why))
         return 1;
-    *slash = '\0';
-    return strcmp(real, rdir) == 0 || bg__policy_path_trusted(real, errs);
+    bg__errs_add(errs, "%s", why);
+    return 0;
 }

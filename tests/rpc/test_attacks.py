@@ -286,9 +286,6 @@ def test_plugin_limit_is_no_allow():
     RESOURCE_EXHAUSTED whatever on_error says, as the engine's own limits
     are (rpc_svc_guard.c). The fixture model answers ELIMIT for
     features[0] <= -100."""
-    print("skip: test_plugin_limit_is_no_allow: fix belongs to daemon/engine/engine.c "
-          "(plugin_fail maps every plugin code but EINVAL to BG_EINTERNAL), reported")
-    return
     pol = policy_dir(FAIL_ALLOW)
     plugins = bgtest.rpc_fixture_plugin_dir()
     with Daemon(policies=pol, plugins=plugins) as d:
@@ -311,10 +308,6 @@ def test_plugin_dir_others_can_write():
     code execution in the guard. The same rule as the policies should hold:
     a plugin directory or .so writable by group or others, or owned by
     another uid, refused (exit 2 at start)."""
-    print("skip: test_plugin_dir_others_can_write: fix belongs to "
-          "daemon/plugin/plugin_host.c (the plugin directory is checked only for being "
-          "a directory), reported")
-    return
     plugins = bgtest.rpc_fixture_plugin_dir()  # a temp dir of symlinks, mode 0700
     pol = policy_dir(GATE % "0.05")
     try:
@@ -323,6 +316,19 @@ def test_plugin_dir_others_can_write():
         r = subprocess.run([bgtest.DAEMON, "--listen", "127.0.0.1:0", "--policies", pol,
                             "--plugins", plugins], capture_output=True, text=True, timeout=20)
         assert r.returncode == 2 and plugins in r.stderr and "chmod" in r.stderr, r
+        # made writable while serving: the reload that would rescan it is
+        # refused, the loaded set keeps serving, the DENY stays a DENY
+        os.chmod(plugins, 0o700)
+        with Daemon(policies=pol, plugins=plugins) as d:
+            assert d.evaluate(wire()).decision == guard_pb2.DENY
+            os.chmod(plugins, 0o777)
+            rr = d.call("Reload", guard_pb2.ReloadRequest())
+            assert not rr.ok and any(plugins in e and "writable by others" in e
+                                     for e in rr.errors), rr
+            assert d.evaluate(wire()).decision == guard_pb2.DENY
+            os.chmod(plugins, 0o700)
+            assert d.call("Reload", guard_pb2.ReloadRequest()).ok
+        d.cleanup()
     finally:
         shutil.rmtree(plugins, ignore_errors=True)
         shutil.rmtree(pol, ignore_errors=True)
