@@ -346,8 +346,12 @@ static int build(lmg *self, const bg_host *host, const bg_cfg_node *config, cons
         .seed = (uint64_t)pc->seed + 11,
         .adamw = {
             .lr = (float)pc->lr, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .max_norm = 1.0f}};
+    /* `backend: vulkan` is asked for by name, so a CPU-type device
+     * (lavapipe) is accepted, as the host's LM service does (plugin_lm.c):
+     * no GPU means lavapipe or a create error, never a silent CPU. */
     bg_compute_opts copts = {.kind = pc->backend ? BG_BACKEND_VULKAN : BG_BACKEND_CPU,
                              .threads = (int)pc->threads,
+                             .allow_cpu_device = pc->backend != 0,
                              .device_index = -1};
     bg_err err;
     bg_err_clear(&err);
@@ -357,6 +361,8 @@ static int build(lmg *self, const bg_host *host, const bg_cfg_node *config, cons
         return BG_PLUGIN_ENOMEM;
     if (rc != BG_OK)
         return host->cfg_error(host->host_ctx, config, "the sampler's trainer: %s", err.msg);
+    host->log(host->host_ctx, BG_PLUGIN_LOG_INFO, "the sampler's LM trains and samples on %s",
+              pc->backend ? "vulkan" : "cpu");
     return BG_PLUGIN_OK;
 }
 
