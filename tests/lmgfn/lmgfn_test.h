@@ -7,6 +7,7 @@
 #define BG_LMGFN_TEST_H
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "bg_test.h"
@@ -68,6 +69,26 @@ static inline void lt_theory_opts(bg_lmgfn_opts *go, bg_nn_train_opts *to, const
                              .lora_rank = 2,
                              .seed = 4,
                              .adamw = {.lr = 2e-2f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f}};
+}
+
+/* Sets every LoRA B adapter of t to seeded values in [-0.3, 0.3) (B starts
+ * at zero, so the adapters change nothing until a step or this). */
+static inline void lt_random_lora_b(bg_nn_trainer *t, uint64_t s)
+{
+    bg_err err;
+    for (int i = 0; i < bg_nn_train_nparams(t); i++) {
+        if (!strstr(bg_nn_train_param_name(t, i), ".B"))
+            continue;
+        size_t sz = bg_nn_train_param_size(t, i);
+        float *p = malloc(sizeof(float) * sz);
+        CHECK(p != NULL);
+        for (size_t j = 0; j < sz; j++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            p[j] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5) * 0.6f;
+        }
+        CHECK(bg_nn_train_param_write(t, i, p, &err) == BG_OK, "%s", err.msg);
+        free(p);
+    }
 }
 
 #endif
