@@ -616,6 +616,8 @@ static int level_chunk(lmg *self, draws *d, uint32_t i, size_t a, size_t b)
  * one forward each. */
 static int draw_all(lmg *self, bg_rng *rng, size_t n, uint64_t *ids, double *log_q)
 {
+    if (n == 0)
+        return BG_PLUGIN_OK;
     size_t chunk = self->pcap / 2 < SAMPLE_CHUNK ? self->pcap / 2 : SAMPLE_CHUNK;
     size_t L = self->max_len, width = (size_t)self->n_prompt + L;
     draws d = {.n = n};
