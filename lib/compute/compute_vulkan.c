@@ -17,6 +17,8 @@
  * BG_VK_MAX_RANGE=<bytes> (lower maxStorageBufferRange, >= 4096),
  * BG_VK_SUBMIT_EVERY=<n> (dispatches per submit of a long recording, default
  * 1024, 0 = one submit whatever the length),
+ * BG_VK_ZERO_AT_CREATE=1 (fill every new buffer at create, as before
+ * zero-on-request: the baseline of bench_vk_upload),
  * BG_VK_MV_WG, BG_VK_MV_LANES, BG_VK_MV_SUBGROUP, BG_VK_MM_TILE, and for the
  * training GEMMs BG_VK_GEMM_TILE, BG_VK_GEMM_BIG, BG_VK_GEMM_GROUPS,
  * BG_VK_GEMM_SPLIT_K (choose_variants below).
@@ -61,12 +63,18 @@ static int buf_create(bg_compute *c, size_t bytes, bg_cbuf **out, bg_err *err)
     bg_vk_buf *b = calloc(1, sizeof(*b));
     if (!b)
         return bg_err_set(err, BG_ENOMEM, "vulkan: out of host memory");
-    int rc = bg__vk_mem_alloc(&vc->mem, bytes, &b->a, err);
+    int rc = bg__vk_mem_alloc(&vc->mem, bytes, 0, &b->a, err);
     if (rc != BG_OK) {
         free(b);
         return rc;
     }
     b->bytes = bytes;
+    b->unzeroed = 1; /* zeroed on request: bg__vk_buf_ready */
+    if (vc->zero_at_create && (rc = bg__vk_buf_ready(vc, b, err)) != BG_OK) {
+        bg__vk_mem_free(&vc->mem, &b->a);
+        free(b);
+        return rc;
+    }
     b->next = vc->bufs;
     if (vc->bufs)
         vc->bufs->prev = b;
@@ -98,17 +106,43 @@ static int io_check(bg_vk_buf *b, size_t off, size_t n, const char *what, bg_err
     return BG_OK;
 }
 
+int bg__vk_buf_ready(bg_vk_compute *vc, bg_vk_buf *b, bg_err *err)
+{
+    if (!b->unzeroed)
+        return BG_OK;
+    int rc = bg__vk_mem_zero(&vc->mem, &b->a, err);
+    if (rc == BG_OK)
+        b->unzeroed = 0;
+    return rc;
+}
+
+/* A write of all the bytes of a buffer never zeroed: no fill, only the
+ * allocation's rounding tail past b->bytes (which a vec4 read of the last
+ * elements may reach). Anything less zeroes the whole buffer first. */
 static int buf_write(bg_compute *c, bg_cbuf *cb, size_t off, const void *src, size_t n, bg_err *err)
 {
+    bg_vk_compute *vc = VC(c);
     bg_vk_buf *b = (bg_vk_buf *)cb;
     int rc = io_check(b, off, n, "buffer write", err);
-    return rc != BG_OK ? rc : bg__vk_mem_write(&VC(c)->mem, &b->a, off, src, n, err);
+    int whole = b->unzeroed && off == 0 && n == b->bytes;
+    if (rc == BG_OK && !whole)
+        rc = bg__vk_buf_ready(vc, b, err);
+    if (rc == BG_OK)
+        rc = bg__vk_mem_write(&vc->mem, &b->a, off, src, n, err);
+    if (rc == BG_OK && whole) {
+        rc = bg__vk_mem_zero_range(&vc->mem, &b->a, b->bytes, b->a.size - b->bytes, err);
+        if (rc == BG_OK)
+            b->unzeroed = 0;
+    }
+    return rc;
 }
 
 static int buf_read(bg_compute *c, bg_cbuf *cb, size_t off, void *dst, size_t n, bg_err *err)
 {
     bg_vk_buf *b = (bg_vk_buf *)cb;
     int rc = io_check(b, off, n, "buffer read", err);
+    if (rc == BG_OK)
+        rc = bg__vk_buf_ready(VC(c), b, err);
     return rc != BG_OK ? rc : bg__vk_mem_read(&VC(c)->mem, &b->a, off, dst, n, err);
 }
 
@@ -285,6 +319,13 @@ static int bind_view(bg_vk_compute *vc, const char *op, int slot, const bg_vk_bi
                            "smaller views",
                            op, slot, (unsigned long long)range,
                            (unsigned long long)caps->max_storage_range, caps->name);
+    if (buf->unzeroed && b->n > 0) { /* first use: zero it now (before the recording runs) */
+        bg_err zerr;
+        bg_err_clear(&zerr);
+        int zrc = bg__vk_buf_ready(vc, buf, &zerr);
+        if (zrc != BG_OK)
+            return bg__vk_fail(vc, zrc, "vulkan op %s: view %d: %s", op, slot, zerr.msg);
+    }
     if (b->n == 0) { /* nothing to touch (an empty table chunk): bind the dummy */
         *info = (VkDescriptorBufferInfo){
             .buffer = vc->dummy->a.block->buf, .offset = vc->dummy->a.off, .range = 16};
@@ -664,6 +705,8 @@ static int setup(bg_vk_compute *vc, bg_err *err)
             }
         }
     }
+    const char *zc = getenv("BG_VK_ZERO_AT_CREATE");
+    vc->zero_at_create = zc && strcmp(zc, "1") == 0;
     vc->split_every = BG_VK_SPLIT_EVERY;
     const char *se = getenv("BG_VK_SUBMIT_EVERY");
     if (se && *se)

@@ -290,7 +290,7 @@ int bg__vk_table_rows(bg_vk_compute *vc, const char *op, bg_tview table, int dim
  * them again when binding). */
 int bg__vk_ids_ok(bg_vk_compute *vc, const char *op, bg_tview ids, int n, size_t limit)
 {
-    const bg_vk_buf *b = (const bg_vk_buf *)ids.buf;
+    bg_vk_buf *b = (bg_vk_buf *)ids.buf;
     if (ids.off > b->bytes / 4 || (size_t)n > b->bytes / 4 - ids.off)
         return bg__vk_fail(vc, BG_EINVAL,
                            "vulkan op %s: ids [%zu, %zu+%d) exceed their buffer of %zu "
@@ -300,7 +300,9 @@ int bg__vk_ids_ok(bg_vk_compute *vc, const char *op, bg_tview ids, int n, size_t
     if (!v)
         return bg__vk_fail(vc, BG_ENOMEM, "vulkan op %s: out of host memory", op);
     bg_err err;
-    int rc = bg__vk_mem_read(&vc->mem, &b->a, (VkDeviceSize)ids.off * 4, v, (size_t)n * 4, &err);
+    int rc = bg__vk_buf_ready(vc, b, &err); /* never written: zeros, not stale data */
+    if (rc == BG_OK)
+        rc = bg__vk_mem_read(&vc->mem, &b->a, (VkDeviceSize)ids.off * 4, v, (size_t)n * 4, &err);
     if (rc != BG_OK) {
         free(v);
         return bg__vk_fail(vc, rc, "vulkan op %s: reading the ids: %s", op, err.msg);

@@ -32,6 +32,7 @@
 typedef struct bg_vk_buf {
     bg_vk_alloc a;
     size_t bytes; /* as requested */
+    int unzeroed; /* 1 from create until written whole or zeroed (bg__vk_buf_ready) */
     struct bg_vk_buf *prev, *next;
 } bg_vk_buf;
 
@@ -50,6 +51,7 @@ typedef struct bg_vk_compute {
     VkCommandPool cpool;
     VkCommandBuffer cmd;
     VkFence fence;
+    int zero_at_create; /* BG_VK_ZERO_AT_CREATE=1: no zero-on-request (a bench's baseline) */
     VkDescriptorPool *dpools;
     int ndpools, capdpools, cur_dpool;
     bg_vk_buf *bufs;         /* live buffers */
@@ -96,6 +98,13 @@ typedef struct bg_vk_compute {
 /* Record one dispatch of shader with spec constants and push constants pc
  * (offsets pc->o filled here from the bindings) over grid gx*gy*gz. On
  * failure the recording is poisoned with a message naming op and view. */
+/* Zero-on-request: a new buffer is not filled at create; before its first
+ * read — a host read, a partial write, a dispatch that binds it, an id
+ * check — it is zeroed here (a no-op once done), and a host write of all
+ * its bytes makes the fill unneeded (compute_vulkan.c). So weights
+ * uploaded whole are written once, and every buffer still reads as zeros
+ * where nothing wrote it (compute.h). */
+int bg__vk_buf_ready(bg_vk_compute *vc, bg_vk_buf *b, bg_err *err);
 int bg__vk_dispatch(bg_vk_compute *vc, const char *op, const char *shader, const uint32_t *spec,
                     int nspec, const bg_vk_bind *b, int nb, bg_vk_pc *pc, uint32_t gx, uint32_t gy,
                     uint32_t gz);

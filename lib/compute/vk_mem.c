@@ -165,9 +165,7 @@ static int take(bg_vk_block *b, VkDeviceSize size, VkDeviceSize *off)
     return 0;
 }
 
-static int zero(bg_vk_mem *m, const bg_vk_alloc *a, bg_err *err);
-
-int bg__vk_mem_alloc(bg_vk_mem *m, VkDeviceSize bytes, bg_vk_alloc *out, bg_err *err)
+int bg__vk_mem_alloc(bg_vk_mem *m, VkDeviceSize bytes, int zeroed, bg_vk_alloc *out, bg_err *err)
 {
     VkDeviceSize size = (bytes + m->align - 1) / m->align * m->align;
     if (size == 0)
@@ -192,8 +190,9 @@ int bg__vk_mem_alloc(bg_vk_mem *m, VkDeviceSize bytes, bg_vk_alloc *out, bg_err 
     b->live++;
     *out = (bg_vk_alloc){b, off, size};
     /* a range handed out before, or fresh from vkAllocateMemory, holds
-     * whatever was there: zero it, as the CPU backend's buffers are */
-    int rc = zero(m, out, err);
+     * whatever was there: zero it, as the CPU backend's buffers are,
+     * unless the caller zeroes it on request (bg__vk_mem_zero) */
+    int rc = zeroed ? bg__vk_mem_zero(m, out, err) : BG_OK;
     if (rc != BG_OK)
         bg__vk_mem_free(m, out);
     return rc;
@@ -380,14 +379,18 @@ static int staging_copy(bg_vk_mem *m, VkBuffer dev_buf, VkDeviceSize dev_off, Vk
     return st_run(m, VK_SUCCESS, "staging copy", n, err);
 }
 
-/* Zero the allocation a: a memset of the mapping, or (a block not mapped)
- * a vkCmdFillBuffer on the staging command buffer, fenced, ordered after
- * earlier compute work on the range and before later. */
-static int zero(bg_vk_mem *m, const bg_vk_alloc *a, bg_err *err)
+/* Zero bytes [off, off + n) of the allocation a: a memset of the mapping,
+ * or (a block not mapped) a vkCmdFillBuffer on the staging command buffer,
+ * fenced, ordered after earlier compute work on the range and before
+ * later. */
+int bg__vk_mem_zero_range(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, VkDeviceSize n,
+                          bg_err *err)
 {
     bg_vk_block *b = a->block;
+    if (n == 0)
+        return BG_OK;
     if (b->map) {
-        memset(b->map + a->off, 0, (size_t)a->size);
+        memset(b->map + a->off + off, 0, (size_t)n);
         return BG_OK;
     }
     int rc = staging_ready(m, err);
@@ -399,11 +402,16 @@ static int zero(bg_vk_mem *m, const bg_vk_alloc *a, bg_err *err)
     if (r == VK_SUCCESS) {
         mem_barrier(d, cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, SHADER_RW,
                     VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT);
-        d->fn.vkCmdFillBuffer(cb, b->buf, a->off, a->size, 0); /* a->size: a multiple of 16 */
+        d->fn.vkCmdFillBuffer(cb, b->buf, a->off + off, n, 0); /* off, n: multiples of 4 */
         mem_barrier(d, cb, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_ACCESS_TRANSFER_WRITE_BIT,
                     VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, SHADER_RW);
     }
-    return st_run(m, r, "zeroing a new buffer", a->size, err);
+    return st_run(m, r, "zeroing a buffer", n, err);
+}
+
+int bg__vk_mem_zero(bg_vk_mem *m, const bg_vk_alloc *a, bg_err *err)
+{
+    return bg__vk_mem_zero_range(m, a, 0, a->size, err);
 }
 
 static int transfer(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, unsigned char *host,

@@ -18,9 +18,13 @@
  * one (128 KiB of logits took ~4 ms on an H200). BG_VK_FORCE_STAGING=read
  * treats every mapping as uncached (tests that path on any device).
  *
- * Zeroed: a new allocation reads as zeros (a memset of the mapping, or a
- * fenced vkCmdFillBuffer when the block is not mapped): its range may have
- * held a freed allocation's data, and vkAllocateMemory promises nothing.
+ * Zeroed: an allocation made with zeroed = 1 reads as zeros (a memset of
+ * the mapping, or a fenced vkCmdFillBuffer when the block is not mapped):
+ * its range may have held a freed allocation's data, and vkAllocateMemory
+ * promises nothing. With zeroed = 0 it holds that stale data until the
+ * caller writes all of it or zeroes it (bg__vk_mem_zero) — the backend's
+ * buffers do so on request (compute_vulkan.c: a buffer uploaded whole
+ * before any use skips the fill).
  *
  * Invariants: free ranges of a block are sorted, disjoint, non-adjacent;
  * a block with no live allocation is released at once. Thread: the owner of
@@ -42,7 +46,7 @@ typedef struct bg_vk_range {
 
 typedef struct bg_vk_block {
     VkDeviceMemory mem;
-    VkBuffer buf;      /* covers the whole block */
+    VkBuffer buf; /* covers the whole block */
     VkDeviceSize size;
     unsigned char *map; /* persistent mapping, NULL when not host-visible */
     int cached;         /* the mapping is HOST_CACHED: reads are a memcpy */
@@ -77,7 +81,12 @@ typedef struct bg_vk_mem {
 
 void bg__vk_mem_init(bg_vk_mem *m, bg_vk_dev *d);
 void bg__vk_mem_close(bg_vk_mem *m);
-int bg__vk_mem_alloc(bg_vk_mem *m, VkDeviceSize bytes, bg_vk_alloc *out, bg_err *err);
+int bg__vk_mem_alloc(bg_vk_mem *m, VkDeviceSize bytes, int zeroed, bg_vk_alloc *out, bg_err *err);
+/* Zero all of a, or bytes [off, off + n) of it (multiples of 4); fenced
+ * when staged: done when this returns. */
+int bg__vk_mem_zero(bg_vk_mem *m, const bg_vk_alloc *a, bg_err *err);
+int bg__vk_mem_zero_range(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, VkDeviceSize n,
+                          bg_err *err);
 void bg__vk_mem_free(bg_vk_mem *m, bg_vk_alloc *a);
 /* Host <-> allocation copies at byte offset off (bounds checked by the caller). */
 int bg__vk_mem_write(bg_vk_mem *m, const bg_vk_alloc *a, VkDeviceSize off, const void *src,

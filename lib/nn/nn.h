@@ -265,6 +265,13 @@ int bg_nn_train_eval(bg_nn_trainer *t, const int32_t *tokens, const int32_t *tar
 /* Logits of the last of tokens[0..n) (1 <= n <= T, one sequence), computed
  * with the inference ops (last row through the M == 1 matmul), vocab floats. */
 int bg_nn_train_logits(bg_nn_trainer *t, const int32_t *tokens, int n, float *logits, bg_err *err);
+/* The same for nseq sequences of n tokens each (tokens[nseq * n], row s at
+ * s * n): logits[nseq * vocab], row s the logits after sequence s's last
+ * token. Up to o.batch * o.seq / n sequences per recording
+ * (nn_train_logits.c); within float rounding of bg_nn_train_logits (the
+ * classifier runs as one matmul of the sequences' rows). */
+int bg_nn_train_logits_batch(bg_nn_trainer *t, const int32_t *tokens, int nseq, int n,
+                             float *logits, bg_err *err);
 
 /* A constant added to every position's logits before the cross-entropy and
  * in bg_nn_train_logits, with adapters on or off (a vocabulary mask: a large

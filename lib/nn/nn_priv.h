@@ -106,5 +106,11 @@ struct bg_nn_trainer {
 
 /* Input and output width of projection p. */
 void bg__nn_proj_dims(const bg_nn_config *c, int p, int *in, int *out);
+/* nn_train.c, for nn_train_logits.c: the forward of the recording's B*T
+ * rows (t->tokens) into t->X (adapters as set), recorded, not submitted;
+ * and the vocabulary check of ids on the host. */
+void bg__nn_train_forward(bg_nn_trainer *t);
+int bg__nn_train_check_ids(const bg_nn_trainer *t, const int32_t *ids, int n, const char *what,
+                           bg_err *err);
 
 #endif

@@ -464,7 +464,7 @@ static bg__actset *set_of(bg_nn_trainer *t, int l)
     return &t->sets[t->nsets == 1 ? 0 : l];
 }
 
-static void forward_layers(bg_nn_trainer *t)
+void bg__nn_train_forward(bg_nn_trainer *t)
 {
     bg_op_embed(t->c, at(t->X[0], 0), at(t->tok_emb, 0), at(t->tokens, 0), t->R, t->cfg.dim);
     bg_compute_barrier(t->c);
@@ -592,8 +592,8 @@ static void optimizer(bg_nn_trainer *t)
 
 /* ---- runs ---------------------------------------------------------------------- */
 
-static int check_ids(const bg_nn_trainer *t, const int32_t *ids, int n, const char *what,
-                     bg_err *err)
+int bg__nn_train_check_ids(const bg_nn_trainer *t, const int32_t *ids, int n, const char *what,
+                           bg_err *err)
 {
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= t->cfg.vocab_size)
@@ -614,9 +614,9 @@ static int run(bg_nn_trainer *t, int mode, const int32_t *tokens, const int32_t 
     t->B = t->o.batch;
     t->T = t->o.seq;
     t->R = t->B * t->T;
-    int R = t->R, rc = check_ids(t, tokens, R, "token", err);
+    int R = t->R, rc = bg__nn_train_check_ids(t, tokens, R, "token", err);
     if (rc == BG_OK)
-        rc = check_ids(t, targets, R, "target", err);
+        rc = bg__nn_train_check_ids(t, targets, R, "target", err);
     float *w = malloc(sizeof(float) * (size_t)R), *lp = malloc(sizeof(float) * (size_t)R);
     if (rc == BG_OK && (!w || !lp))
         rc = bg_err_set(err, BG_ENOMEM, "trainer: out of memory");
@@ -637,7 +637,7 @@ static int run(bg_nn_trainer *t, int mode, const int32_t *tokens, const int32_t 
         bg_compute *c = t->c;
         for (int i = 0; mode != RUN_EVAL && i < t->np; i++)
             bg_op_fill(c, at(t->params[i].g, 0), 0.0f, (int)t->params[i].n);
-        forward_layers(t);
+        bg__nn_train_forward(t);
         bg_op_rmsnorm(c, at(t->xf, 0), at(t->X[t->cfg.n_layers], 0), at(t->rms_final, 0), R,
                       t->cfg.dim, BG_NN_RMS_EPS);
         bg_compute_barrier(c);
@@ -699,7 +699,7 @@ int bg_nn_train_logits(bg_nn_trainer *t, const int32_t *tokens, int n, float *lo
         return bg_err_set(err, BG_EINVAL, "trainer logits: NULL argument");
     if (n < 1 || n > t->o.seq)
         return bg_err_set(err, BG_EINVAL, "trainer logits: %d tokens; expected 1..%d", n, t->o.seq);
-    int rc = check_ids(t, tokens, n, "token", err);
+    int rc = bg__nn_train_check_ids(t, tokens, n, "token", err);
     if (rc == BG_OK)
         rc = bg_cbuf_write(t->c, t->tokens, 0, tokens, 4 * (size_t)n, err);
     if (rc == BG_OK)
@@ -710,7 +710,7 @@ int bg_nn_train_logits(bg_nn_trainer *t, const int32_t *tokens, int n, float *lo
     t->T = n;
     t->R = n;
     const bg_nn_config *p = &t->cfg;
-    forward_layers(t);
+    bg__nn_train_forward(t);
     /* the last row only, as bg_nn_forward does (M == 1: the matvec kernel) */
     bg_op_rmsnorm(t->c, at(t->xf, 0), at(t->X[p->n_layers], (size_t)(n - 1) * p->dim),
                   at(t->rms_final, 0), 1, p->dim, BG_NN_RMS_EPS);

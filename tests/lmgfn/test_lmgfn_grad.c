@@ -43,8 +43,6 @@ static double loss_of(bg_lmgfn *g, const int32_t *const *z, const int *n, const 
 static void check(const char *ckpt, int objective, int min_len)
 {
     bg_err err;
-    bg_nn_ckpt ck;
-    CHECK(bg_nn_ckpt_open(&ck, ckpt, &err) == BG_OK, "%s", err.msg);
     static const int32_t prompt[2] = {0, 5};
     unsigned char legal[16] = {0};
     for (int j = 2; j < 12; j++)
@@ -69,23 +67,9 @@ static void check(const char *ckpt, int objective, int min_len)
     bg_nn_train_opts to = {.lora_rank = 2,
                            .seed = 9,
                            .adamw = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f}};
-    bg_lmgfn *g;
-    CHECK(bg_lmgfn_create(&ck, NULL, &to, &o, &g, &err) == BG_OK, "%s", err.msg);
-    bg_nn_ckpt_close(&ck);
+    bg_lmgfn *g = lt_lmgfn_open(ckpt, &to, &o);
     bg_nn_trainer *t = bg_lmgfn_trainer(g);
-    uint64_t s = 77;
-    for (int i = 0; i < bg_nn_train_nparams(t); i++) {
-        size_t sz = bg_nn_train_param_size(t, i);
-        float *p = malloc(sizeof(float) * sz);
-        CHECK(bg_nn_train_param_read(t, i, p, &err) == BG_OK, "%s", err.msg);
-        if (strstr(bg_nn_train_param_name(t, i), ".B"))
-            for (size_t j = 0; j < sz; j++) {
-                s = s * 6364136223846793005ull + 1442695040888963407ull;
-                p[j] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5) * 0.6f;
-            }
-        CHECK(bg_nn_train_param_write(t, i, p, &err) == BG_OK, "%s", err.msg);
-        free(p);
-    }
+    lt_random_lora_b(t, 77);
     int32_t z0[3] = {3, 4, 5}, z1[1] = {7}, z2[3] = {2, 2, 9};
     const int32_t *z[3] = {z0, z1, z2};
     int n[3] = {3, 1, 2};

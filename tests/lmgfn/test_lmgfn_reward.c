@@ -18,13 +18,6 @@
 #define L 3
 static const int32_t prompt[2] = {0, 5};
 
-static int lm_reward(void *ctx, bg_lmgfn *g, const int32_t *const *z, const int *n, int k,
-                     double *logr, bg_err *err)
-{
-    (void)ctx;
-    return bg_lmgfn_lm_logr(g, z, n, k, logr, err);
-}
-
 static void check_against_model(bg_lmgfn *g, bg_nn_model *m)
 {
     int32_t z0[L] = {3, 4, 9}, z1[L] = {7}, z2[L] = {2, 2};
@@ -60,32 +53,11 @@ int main(void)
     CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_OK, "%s", err.msg);
     bg_nn_model *m;
     CHECK(bg_nn_model_create(&ck, NULL, &m, &err) == BG_OK, "%s", err.msg);
-    bg_lmgfn_opts o = {.prompt = prompt,
-                       .n_prompt = 2,
-                       .stop_token = 1,
-                       .min_len = 0,
-                       .max_len = L,
-                       .batch = 4,
-                       .objective = BG_LMGFN_SUBTB,
-                       .lambda = 1,
-                       .p_replay = 0.25,
-                       .p_tempered = 0.5,
-                       .temp_lo = 0.5,
-                       .temp_hi = 2,
-                       .rtemp_start = 1,
-                       .rtemp_end = 1,
-                       .replay_cap = 16,
-                       .replay_min_dist = 1,
-                       .lr_log_z = 0.05,
-                       .seed = 2,
-                       .reward = lm_reward};
-    bg_nn_train_opts to = {
-        .lora_rank = 2,
-        .seed = 4,
-        .adamw = {.lr = 3e-2f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .max_norm = 1.0f}};
-    bg_lmgfn *g;
-    CHECK(bg_lmgfn_create(&ck, NULL, &to, &o, &g, &err) == BG_OK, "%s", err.msg);
     bg_nn_ckpt_close(&ck);
+    bg_lmgfn_opts o;
+    bg_nn_train_opts to;
+    lt_mixture_opts(&o, &to, prompt, L, 4, lt_lm_reward);
+    bg_lmgfn *g = lt_lmgfn_open(path, &to, &o);
     check_against_model(g, m);
     for (int s = 0; s < 20; s++)
         CHECK(bg_lmgfn_step(g, NULL, &err) == BG_OK, "%s", err.msg);

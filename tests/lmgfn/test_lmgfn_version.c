@@ -66,34 +66,14 @@ int main(void)
     char path[] = "/tmp/bg-test-lmgfn-version-XXXXXX";
     lt_tiny_model(path);
     bg_err err;
-    bg_nn_ckpt ck;
-    CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_OK, "%s", err.msg);
-    bg_lmgfn_opts o = {.prompt = prompt,
-                       .n_prompt = 2,
-                       .stop_token = 1,
-                       .min_len = 1,
-                       .max_len = L,
-                       .batch = B,
-                       .objective = BG_LMGFN_SUBTB,
-                       .lambda = 1,
-                       .p_replay = 0.25,
-                       .p_tempered = 0.5,
-                       .temp_lo = 0.5,
-                       .temp_hi = 2,
-                       .rtemp_start = 1,
-                       .rtemp_end = 1,
-                       .replay_cap = 11, /* not a multiple of B: a partial last batch */
-                       .replay_min_dist = 0,
-                       .lr_log_z = 0.05,
-                       .seed = 3,
-                       .reward = reward};
-    bg_nn_train_opts to = {
-        .lora_rank = 2,
-        .seed = 4,
-        .adamw = {.lr = 3e-2f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .max_norm = 1.0f}};
-    bg_lmgfn *g;
-    CHECK(bg_lmgfn_create(&ck, NULL, &to, &o, &g, &err) == BG_OK, "%s", err.msg);
-    bg_nn_ckpt_close(&ck);
+    bg_lmgfn_opts o;
+    bg_nn_train_opts to;
+    lt_mixture_opts(&o, &to, prompt, L, B, reward);
+    o.min_len = 1;
+    o.replay_cap = 11; /* not a multiple of B: a partial last batch */
+    o.replay_min_dist = 0;
+    o.seed = 3;
+    bg_lmgfn *g = lt_lmgfn_open(path, &to, &o);
     CHECK(bg_lmgfn_version(g) == 1);
     shift = 1.0;
     for (int s = 0; s < 12; s++)

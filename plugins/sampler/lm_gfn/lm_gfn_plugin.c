@@ -29,9 +29,14 @@
  * prefix met again costs no host call; a step's new ids go to the host in
  * one batched call. sample() caches the policy's legal log-probabilities
  * per prefix (a table of at most POLICY_CACHE_FLOATS floats, half full at
- * most, dropped when it is, by
- * train and by load): K draws over a small space cost one forward per
- * distinct prefix, not one per token.
+ * most, dropped when it would pass that, by train and by load), and walks
+ * its K draws level by level: a level's distinct prefixes the cache lacks
+ * are one batched forward through the trainer (bg_nn_train_logits_batch),
+ * so K draws cost max_len batched forwards (in chunks of SAMPLE_CHUNK
+ * draws), not one forward per distinct prefix, nor one per token. Each
+ * draw has its own max_len uniforms, taken from the generator up front
+ * draw by draw, so the draws depend on the seed alone, not on the order
+ * the levels run in.
  *
  * Why a copy of the weights: the host's LM service (ABI 1.3) scores and
  * gives next-token distributions but does not train; the trainer (lib/nn:
@@ -61,6 +66,7 @@
 #define STOP_TOKEN 2                   /* llama2.c's EOS: the theory's end */
 #define REWARD_CACHE (1u << 14)        /* slots: up to 8192 ids remembered per reward version */
 #define POLICY_CACHE_FLOATS (1u << 18) /* the prefix cache's table, in floats (1 MiB) */
+#define SAMPLE_CHUNK 1024u             /* draws advanced per batched forward, at most */
 
 typedef struct lmg_cfg {
     int loss, backend;
@@ -127,7 +133,7 @@ typedef struct lmg {
     int V;
     int32_t *sym_tok;  /* [n_sym + 1]: symbol s's token (s >= 1) */
     uint32_t *tok_sym; /* [V]: token's symbol, 0 = none */
-    int32_t *seq;      /* [n_prompt + max_len]: sample()'s context */
+    int32_t *seq;      /* [n_prompt + max_len]: the prompt (sample() copies it per prefix) */
     int n_prompt;
     double floor;
     uint64_t calls; /* train() calls: the version of an unversioned reward */
@@ -143,7 +149,6 @@ typedef struct lmg {
     uint64_t *pkey;
     float *pval;
     uint32_t pcap, pn;
-    float *logits; /* [V] */
 } lmg;
 
 /* ---- the reward cache -------------------------------------------------- */
@@ -277,7 +282,6 @@ static void destroy(void *vself)
     free(self->rval);
     free(self->pkey);
     free(self->pval);
-    free(self->logits);
     free(self);
 }
 
@@ -346,8 +350,12 @@ static int build(lmg *self, const bg_host *host, const bg_cfg_node *config, cons
         .seed = (uint64_t)pc->seed + 11,
         .adamw = {
             .lr = (float)pc->lr, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .max_norm = 1.0f}};
+    /* `backend: vulkan` is asked for by name, so a CPU-type device
+     * (lavapipe) is accepted, as the host's LM service does (plugin_lm.c):
+     * no GPU means lavapipe or a create error, never a silent CPU. */
     bg_compute_opts copts = {.kind = pc->backend ? BG_BACKEND_VULKAN : BG_BACKEND_CPU,
                              .threads = (int)pc->threads,
+                             .allow_cpu_device = pc->backend != 0,
                              .device_index = -1};
     bg_err err;
     bg_err_clear(&err);
@@ -357,6 +365,8 @@ static int build(lmg *self, const bg_host *host, const bg_cfg_node *config, cons
         return BG_PLUGIN_ENOMEM;
     if (rc != BG_OK)
         return host->cfg_error(host->host_ctx, config, "the sampler's trainer: %s", err.msg);
+    host->log(host->host_ctx, BG_PLUGIN_LOG_INFO, "the sampler's LM trains and samples on %s",
+              pc->backend ? "vulkan" : "cpu");
     return BG_PLUGIN_OK;
 }
 
@@ -417,9 +427,8 @@ static int create(const bg_host *host, const bg_cfg_node *config, const bg_space
             self->pcap *= 2;
         self->pkey = calloc(self->pcap, sizeof *self->pkey);
         self->pval = calloc((size_t)self->pcap * (self->n_sym + 1), sizeof *self->pval);
-        self->logits = calloc((size_t)self->V, sizeof *self->logits);
         if (!self->sym_tok || !self->tok_sym || !self->seq || !self->rkey || !self->rval ||
-            !self->pkey || !self->pval || !self->logits)
+            !self->pkey || !self->pval)
             rc = BG_PLUGIN_ENOMEM;
     }
     if (rc == BG_PLUGIN_OK) {
@@ -480,59 +489,109 @@ static int train(void *vself, bg_log_reward_fn reward, void *reward_ctx, uint32_
 
 /* ---- sample ------------------------------------------------------------ */
 
-/* The policy's log-probabilities after prefix `id` of `len` symbols over
- * [stop, symbol 1, ..., symbol n_sym] (under mu): cached, else one forward.
- * NULL on a forward error. */
-static const float *prefix_logp(lmg *self, uint64_t id, uint32_t len, const uint32_t *sym)
+/* The prefix cache's slot of id, or -1. */
+static long pcache_find(const lmg *self, uint64_t id)
 {
-    uint32_t s = slot_of(id, self->pcap), W = self->n_sym + 1;
+    uint32_t s = slot_of(id, self->pcap);
     for (uint32_t probe = 0; probe < self->pcap; probe++, s = (s + 1) & (self->pcap - 1)) {
         if (self->pkey[s] == id + 1)
-            return self->pval + (size_t)s * W;
+            return (long)s;
         if (self->pkey[s] == 0)
-            break;
+            return -1;
     }
-    if (self->pn >= self->pcap / 2 || self->pkey[s] != 0) { /* half full: start again */
-        pcache_clear(self);
-        s = slot_of(id, self->pcap);
-    }
-    for (uint32_t i = 0; i < len; i++)
-        self->seq[self->n_prompt + (int)i] = self->sym_tok[sym[i]];
-    bg_err err;
-    bg_err_clear(&err);
-    if (bg_nn_train_logits(bg_lmgfn_trainer(self->g), self->seq, self->n_prompt + (int)len,
-                           self->logits, &err) != BG_OK) {
-        self->host->log(self->host->host_ctx, BG_PLUGIN_LOG_ERROR, "sample: %s", err.msg);
-        return NULL;
-    }
-    float *lp = self->pval + (size_t)s * W;
-    int stop_ok = len >= self->min_len;
-    double mx = stop_ok ? self->logits[STOP_TOKEN] : -INFINITY, z = 0;
-    for (uint32_t k = 1; k <= self->n_sym; k++)
-        mx = fmax(mx, self->logits[self->sym_tok[k]]);
-    z = stop_ok ? exp(self->logits[STOP_TOKEN] - mx) : 0;
-    for (uint32_t k = 1; k <= self->n_sym; k++)
-        z += exp(self->logits[self->sym_tok[k]] - mx);
-    double lz = mx + log(z);
-    lp[0] = stop_ok ? (float)(self->logits[STOP_TOKEN] - lz) : -INFINITY;
-    for (uint32_t k = 1; k <= self->n_sym; k++)
-        lp[k] = (float)(self->logits[self->sym_tok[k]] - lz);
-    self->pkey[s] = id + 1;
-    self->pn++;
-    return lp;
+    return -1;
 }
 
-/* One draw: symbols until stop (or max_len), its id and log q. */
-static int draw(lmg *self, bg_rng *rng, uint64_t *id, double *log_q)
+/* Stores the policy's log-probabilities over [stop, symbol 1, ...,
+ * symbol n_sym] after a prefix of len symbols, from its logits[V], as the
+ * cache's entry of id (the caller keeps the table under half full). */
+static void pcache_put(lmg *self, uint64_t id, uint32_t len, const float *logits)
 {
-    uint32_t sym[64];
-    uint64_t h = 0;
-    double lq = 0;
-    for (uint32_t i = 0; i < self->max_len; i++) {
-        const float *lp = prefix_logp(self, h, i, sym);
-        if (!lp)
+    uint32_t s = slot_of(id, self->pcap), W = self->n_sym + 1;
+    while (self->pkey[s] != 0 && self->pkey[s] != id + 1)
+        s = (s + 1) & (self->pcap - 1);
+    float *lp = self->pval + (size_t)s * W;
+    int stop_ok = len >= self->min_len;
+    double mx = stop_ok ? logits[STOP_TOKEN] : -INFINITY, z;
+    for (uint32_t k = 1; k <= self->n_sym; k++)
+        mx = fmax(mx, logits[self->sym_tok[k]]);
+    z = stop_ok ? exp(logits[STOP_TOKEN] - mx) : 0;
+    for (uint32_t k = 1; k <= self->n_sym; k++)
+        z += exp(logits[self->sym_tok[k]] - mx);
+    double lz = mx + log(z);
+    lp[0] = stop_ok ? (float)(logits[STOP_TOKEN] - lz) : -INFINITY;
+    for (uint32_t k = 1; k <= self->n_sym; k++)
+        lp[k] = (float)(logits[self->sym_tok[k]] - lz);
+    self->pn += self->pkey[s] == 0;
+    self->pkey[s] = id + 1;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The K draws of sample(), advanced together one symbol a level. */
+typedef struct draws {
+    size_t n;
+    const double *u; /* [n * max_len]: draw j's uniform at level i is u[j * max_len + i] */
+    uint64_t *h;     /* [n] the prefix so far, then the id */
+    double *lq;      /* [n] */
+    unsigned char *live;
+    uint64_t *miss; /* [chunk] scratch: a chunk's prefixes the cache lacks */
+    int32_t *tok;   /* [chunk * (n_prompt + max_len)] */
+    float *logits;  /* [chunk * V] */
+} draws;
+
+/* Level i of draws [a, b) (b - a <= pcap / 2, so the misses fit the cache
+ * without a clear): the distinct prefixes the cache lacks go through the
+ * trainer as one batch, then each live draw picks its symbol. */
+static int level_chunk(lmg *self, draws *d, uint32_t i, size_t a, size_t b)
+{
+    if (self->pn + (b - a) > self->pcap / 2)
+        pcache_clear(self);
+    size_t nm = 0;
+    for (size_t j = a; j < b; j++)
+        if (d->live[j] && pcache_find(self, d->h[j]) < 0)
+            d->miss[nm++] = d->h[j];
+    if (nm > 0) {
+        qsort(d->miss, nm, sizeof *d->miss, u64_cmp);
+        size_t nu = 0;
+        for (size_t m = 0; m < nm; m++)
+            if (nu == 0 || d->miss[nu - 1] != d->miss[m])
+                d->miss[nu++] = d->miss[m];
+        int n = self->n_prompt + (int)i;
+        uint64_t mask = (1ULL << self->width) - 1;
+        for (size_t m = 0; m < nu; m++) {
+            int32_t *row = d->tok + m * (size_t)n;
+            memcpy(row, self->seq, (size_t)self->n_prompt * sizeof *row);
+            for (uint32_t k = 0; k < i; k++)
+                row[self->n_prompt + (int)k] =
+                    self->sym_tok[(d->miss[m] >> (self->width * k)) & mask];
+        }
+        bg_err err;
+        bg_err_clear(&err);
+        if (bg_nn_train_logits_batch(bg_lmgfn_trainer(self->g), d->tok, (int)nu, n, d->logits,
+                                     &err) != BG_OK) {
+            self->host->log(self->host->host_ctx, BG_PLUGIN_LOG_ERROR, "sample: %s", err.msg);
             return BG_PLUGIN_EINTERNAL;
-        double u = bg_rng_next_uniform(rng), acc = 0;
+        }
+        for (size_t m = 0; m < nu; m++)
+            pcache_put(self, d->miss[m], i, d->logits + m * (size_t)self->V);
+    }
+    for (size_t j = a; j < b; j++) {
+        if (!d->live[j])
+            continue;
+        long s = pcache_find(self, d->h[j]);
+        if (s < 0) { /* cannot happen: the chunk's prefixes were put above */
+            self->host->log(self->host->host_ctx, BG_PLUGIN_LOG_ERROR,
+                            "sample: prefix %llu missing from the cache it was put in",
+                            (unsigned long long)d->h[j]);
+            return BG_PLUGIN_EINTERNAL;
+        }
+        const float *lp = self->pval + (size_t)s * (self->n_sym + 1);
+        double u = d->u[j * self->max_len + i], acc = 0;
         uint32_t pick = self->n_sym; /* rounding: the last symbol */
         for (uint32_t k = 0; k <= self->n_sym; k++) {
             acc += exp(lp[k]);
@@ -541,25 +600,65 @@ static int draw(lmg *self, bg_rng *rng, uint64_t *id, double *log_q)
                 break;
             }
         }
-        lq += lp[pick];
+        d->lq[j] += lp[pick];
         if (pick == 0)
-            break;
-        sym[i] = pick;
-        h |= (uint64_t)pick << (self->width * i);
+            d->live[j] = 0;
+        else
+            d->h[j] |= (uint64_t)pick << (self->width * i);
     }
-    *id = h;
-    if (log_q)
-        *log_q = lq;
     return BG_PLUGIN_OK;
+}
+
+/* n draws: each a walk from the empty prefix, a symbol or stop at each
+ * level by its own uniform (drawn from rng up front, draw by draw, max_len
+ * each), stop forced by max_len. Level by level, so a level's distinct new
+ * prefixes are one batched forward (bg_nn_train_logits_batch) instead of
+ * one forward each. */
+static int draw_all(lmg *self, bg_rng *rng, size_t n, uint64_t *ids, double *log_q)
+{
+    if (n == 0)
+        return BG_PLUGIN_OK;
+    size_t chunk = self->pcap / 2 < SAMPLE_CHUNK ? self->pcap / 2 : SAMPLE_CHUNK;
+    size_t L = self->max_len, width = (size_t)self->n_prompt + L;
+    draws d = {.n = n};
+    double *u = malloc(n * L * sizeof *u);
+    d.u = u;
+    d.h = calloc(n, sizeof *d.h);
+    d.lq = calloc(n, sizeof *d.lq);
+    d.live = malloc(n);
+    d.miss = malloc(chunk * sizeof *d.miss);
+    d.tok = malloc(chunk * width * sizeof *d.tok);
+    d.logits = malloc(chunk * (size_t)self->V * sizeof *d.logits);
+    int rc =
+        u && d.h && d.lq && d.live && d.miss && d.tok && d.logits ? BG_PLUGIN_OK : BG_PLUGIN_ENOMEM;
+    if (rc == BG_PLUGIN_OK) {
+        for (size_t k = 0; k < n * L; k++)
+            u[k] = bg_rng_next_uniform(rng);
+        memset(d.live, 1, n);
+    }
+    for (uint32_t i = 0; rc == BG_PLUGIN_OK && i < self->max_len; i++)
+        for (size_t a = 0; rc == BG_PLUGIN_OK && a < n; a += chunk)
+            rc = level_chunk(self, &d, i, a, a + chunk < n ? a + chunk : n);
+    if (rc == BG_PLUGIN_OK) {
+        memcpy(ids, d.h, n * sizeof *ids);
+        if (log_q)
+            memcpy(log_q, d.lq, n * sizeof *log_q);
+    }
+    free(u);
+    free(d.h);
+    free(d.lq);
+    free(d.live);
+    free(d.miss);
+    free(d.tok);
+    free(d.logits);
+    return rc;
 }
 
 static int sample(const void *vself, bg_rng *rng, size_t n, uint64_t *ids, double *log_q)
 {
     lmg *self = (lmg *)vself; /* the caches and the trainer's scratch, under mu */
-    int rc = BG_PLUGIN_OK;
     pthread_mutex_lock(&self->mu);
-    for (size_t i = 0; rc == BG_PLUGIN_OK && i < n; i++)
-        rc = draw(self, rng, &ids[i], log_q ? &log_q[i] : NULL);
+    int rc = draw_all(self, rng, n, ids, log_q);
     pthread_mutex_unlock(&self->mu);
     return rc;
 }
