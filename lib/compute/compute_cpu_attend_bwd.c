@@ -1,0 +1,249 @@
+/*
+ * compute_cpu_attend_bwd.c — the CPU backend's attention backward kernel:
+ * for one (sequence, KV head), the gradients dq of the group's query heads
+ * and dk, dv of the KV head (compute.h, bg_op_attention_backward), with P
+ * recomputed from the forward's lse.
+ *
+ * Why this shape (the forward's, compute_cpu_attend.c, mirrored): the
+ * models' heads are small (stories260K: 8, the 15M shape: 48), so a loop
+ * one key at a time (three dots and three axpys of hs per key, a scalar
+ * expf) spends its time in horizontal sums, libm and loop overhead. Here:
+ *   - K and V are packed once per call, transposed in blocks of W keys
+ *     (W = 16 AVX-512, 8 AVX2; bg__cpu_attend_pack), and shared by every
+ *     query of every head of the group;
+ *   - per query and block, the scores s = q.K and dP = dout.V of W keys are
+ *     hs fused multiply-adds each of a broadcast element times the packed
+ *     vector (no transpose, no horizontal sum); P = exp(s - lse) with the
+ *     forward's polynomial exp (bg__expv_*); dS = P (dP - D) scale, masked
+ *     keys past the query giving P = 0 and so dS = 0;
+ *   - dk and dv are accumulated in the packed layout, dKT[b][i] += dS *
+ *     q[i] and dVT[b][i] += P * dout[i] (a broadcast times a vector: no
+ *     scatter), and unpacked into the rows once at the end;
+ *   - dq's sum over keys is vectorised over keys (acc[i] += dS * KT[b][i])
+ *     and its lanes summed once per query, as the forward's V sum.
+ * The query is scaled once (qs = q * scale) exactly as the forward scales
+ * it, so s has the forward's bits and s - lse is the forward's exponent.
+ * The scalar kernel (BG_CPU_KERNEL=scalar, heads over HS_MAX) is the plain
+ * loop: a dot for the score and for dP per key, expf, axpys.
+ *
+ * Invariants: every element of dq, dk and dv that the call owns is written
+ * (=) once from sums in a fixed order (heads, then queries, then keys), so
+ * the result does not depend on the thread that runs it or on other calls;
+ * the kernels never read K/V rows past T (the packing zero-pads).
+ * Threads: a pure function of its arguments and caller scratch; any thread.
+ * Ownership: every pointer is borrowed for the call.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "compute/compute_cpu.h"
+#include "compute/compute_cpu_attend_simd.h"
+
+#define WMAX 16    /* the widest key block (AVX-512) */
+#define HS_MAX 256 /* SIMD kernels' largest head (accumulators on the stack) */
+
+long bg__cpu_attend_bwd_scratch(int T, int hs)
+{
+    long blocks = ((long)T + WMAX - 1) / WMAX;
+    /* packed K, V, dK, dV; a row of dS (the scalar kernel); the scaled query */
+    return 4 * blocks * WMAX * hs + blocks * WMAX + hs;
+}
+
+/* ---- the scalar kernel --------------------------------------------------- */
+
+static void bwd_c(const bg__attend_bwd_args *a, float *ds)
+{
+    int hs = a->hs;
+    for (int p = 0; p < a->T; p++) {
+        memset(a->dk + p * a->kvstride, 0, sizeof(float) * (size_t)hs);
+        memset(a->dv + p * a->kvstride, 0, sizeof(float) * (size_t)hs);
+    }
+    for (int j = 0; j < a->group; j++)
+        for (int t = 0; t < a->T; t++) {
+            long qo = t * a->qstride + (long)j * hs;
+            const float *qh = a->q + qo, *doh = a->dout + qo;
+            float D = bg__cpu_dot(doh, a->out + qo, hs), l = a->lse[t * a->lstride + j];
+            float *dqh = a->dq + qo;
+            memset(dqh, 0, sizeof(float) * (size_t)hs);
+            for (int p = 0; p <= t; p++) {
+                long kr = p * a->kvstride;
+                float P = expf(bg__cpu_dot(qh, a->k + kr, hs) * a->scale - l);
+                float dP = bg__cpu_dot(doh, a->v + kr, hs);
+                ds[p] = P * (dP - D) * a->scale;
+                bg__cpu_axpy(a->dv + kr, P, doh, hs);
+            }
+            for (int p = 0; p <= t; p++) {
+                long kr = p * a->kvstride;
+                bg__cpu_axpy(dqh, ds[p], a->k + kr, hs);
+                bg__cpu_axpy(a->dk + kr, ds[p], qh, hs);
+            }
+        }
+}
+
+/* dk/dv rows from the packed accumulators: row p = b*w + k, element i at
+ * dkt[b][i][k]. */
+static void unpack_dkv(const bg__attend_bwd_args *a, const float *dkt, const float *dvt, int w)
+{
+    for (int p = 0; p < a->T; p++) {
+        const float *kb = dkt + (long)(p / w) * a->hs * w + p % w;
+        const float *vb = dvt + (long)(p / w) * a->hs * w + p % w;
+        float *dk = a->dk + p * a->kvstride, *dv = a->dv + p * a->kvstride;
+        for (int i = 0; i < a->hs; i++) {
+            dk[i] = kb[(long)i * w];
+            dv[i] = vb[(long)i * w];
+        }
+    }
+}
+
+/* One query of one head, as the SIMD kernels take it. */
+typedef struct query {
+    float *dq;
+    const float *q, *qs, *dout; /* qs = q * scale: the forward's scores */
+    const float *kt, *vt;       /* packed K, V */
+    float *dkt, *dvt;           /* packed dK, dV accumulators */
+    float D, lse, scale;
+    int n, hs; /* n = t + 1 keys */
+} query;
+
+typedef void (*query_fn)(const query *x);
+
+/* Every query of every head of the group, heads outer, tokens inner (the
+ * fixed order dK and dV are summed in). */
+static void queries(const bg__attend_bwd_args *a, query *x, float *qs, query_fn one)
+{
+    int hs = a->hs;
+    x->qs = qs;
+    x->hs = hs;
+    x->scale = a->scale;
+    for (int j = 0; j < a->group; j++)
+        for (int t = 0; t < a->T; t++) {
+            long qo = t * a->qstride + (long)j * hs;
+            x->q = a->q + qo;
+            x->dout = a->dout + qo;
+            x->dq = a->dq + qo;
+            for (int i = 0; i < hs; i++)
+                qs[i] = x->q[i] * a->scale;
+            x->D = bg__cpu_dot(x->dout, a->out + qo, hs);
+            x->lse = a->lse[t * a->lstride + j];
+            x->n = t + 1;
+            one(x);
+        }
+}
+
+#ifdef BG_X86
+/* ---- AVX2: blocks of 8 keys ------------------------------------------------ */
+
+/* Scores and dP per block of 8 keys, P and dS, then dq's lanes and the
+ * packed dK, dV. acc: hs vectors (registers when hs is the constant 8). */
+BG_TAVX2 static inline __attribute__((always_inline)) void query_avx2(const query *x, int hs,
+                                                                      __m256 *acc)
+{
+    int n = x->n, nb = (n + 7) / 8;
+    __m256 lb = _mm256_set1_ps(x->lse), db = _mm256_set1_ps(x->D), sb = _mm256_set1_ps(x->scale);
+    for (int i = 0; i < hs; i++)
+        acc[i] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        long off = (long)b * hs * 8;
+        const float *kb = x->kt + off, *vb = x->vt + off;
+        float *dkb = x->dkt + off, *dvb = x->dvt + off;
+        __m256 s = _mm256_setzero_ps(), dp = _mm256_setzero_ps();
+        for (int i = 0; i < hs; i++) {
+            s = _mm256_fmadd_ps(_mm256_set1_ps(x->qs[i]), _mm256_loadu_ps(kb + i * 8), s);
+            dp = _mm256_fmadd_ps(_mm256_set1_ps(x->dout[i]), _mm256_loadu_ps(vb + i * 8), dp);
+        }
+        if (n - b * 8 < 8) {
+            const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+            __m256 in = _mm256_cmp_ps(lane, _mm256_set1_ps((float)(n - b * 8)), _CMP_LT_OQ);
+            s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, in);
+        }
+        __m256 P = bg__expv_avx2(_mm256_sub_ps(s, lb));
+        __m256 ds = _mm256_mul_ps(_mm256_mul_ps(P, _mm256_sub_ps(dp, db)), sb);
+        for (int i = 0; i < hs; i++) {
+            acc[i] = _mm256_fmadd_ps(ds, _mm256_loadu_ps(kb + i * 8), acc[i]);
+            _mm256_storeu_ps(dkb + i * 8, _mm256_fmadd_ps(ds, _mm256_set1_ps(x->q[i]),
+                                                          _mm256_loadu_ps(dkb + i * 8)));
+            _mm256_storeu_ps(dvb + i * 8, _mm256_fmadd_ps(P, _mm256_set1_ps(x->dout[i]),
+                                                          _mm256_loadu_ps(dvb + i * 8)));
+        }
+    }
+    bg__store_sums_avx2(x->dq, acc, hs, 1.0f);
+}
+
+BG_TAVX2 static void one_avx2(const query *x)
+{
+    if (x->hs == 8) {
+        __m256 acc8[8]; /* its own array, so it stays in registers */
+        query_avx2(x, 8, acc8);
+    } else {
+        __m256 acc[HS_MAX];
+        query_avx2(x, x->hs, acc);
+    }
+}
+
+/* ---- AVX-512: blocks of 16 keys -------------------------------------------- */
+
+/* query_avx2 in blocks of 16 keys. */
+BG_T512 static inline __attribute__((always_inline)) void query_avx512(const query *x, int hs,
+                                                                       __m512 *acc)
+{
+    int n = x->n, nb = (n + 15) / 16;
+    __m512 lb = _mm512_set1_ps(x->lse), db = _mm512_set1_ps(x->D), sb = _mm512_set1_ps(x->scale);
+    for (int i = 0; i < hs; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        long off = (long)b * hs * 16;
+        const float *kb = x->kt + off, *vb = x->vt + off;
+        float *dkb = x->dkt + off, *dvb = x->dvt + off;
+        __m512 s = _mm512_setzero_ps(), dp = _mm512_setzero_ps();
+        for (int i = 0; i < hs; i++) {
+            s = _mm512_fmadd_ps(_mm512_set1_ps(x->qs[i]), _mm512_loadu_ps(kb + i * 16), s);
+            dp = _mm512_fmadd_ps(_mm512_set1_ps(x->dout[i]), _mm512_loadu_ps(vb + i * 16), dp);
+        }
+        int left = n - b * 16;
+        if (left < 16)
+            s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << left) - 1), s);
+        __m512 P = bg__expv_avx512(_mm512_sub_ps(s, lb));
+        __m512 ds = _mm512_mul_ps(_mm512_mul_ps(P, _mm512_sub_ps(dp, db)), sb);
+        for (int i = 0; i < hs; i++) {
+            acc[i] = _mm512_fmadd_ps(ds, _mm512_loadu_ps(kb + i * 16), acc[i]);
+            _mm512_storeu_ps(dkb + i * 16, _mm512_fmadd_ps(ds, _mm512_set1_ps(x->q[i]),
+                                                           _mm512_loadu_ps(dkb + i * 16)));
+            _mm512_storeu_ps(dvb + i * 16, _mm512_fmadd_ps(P, _mm512_set1_ps(x->dout[i]),
+                                                           _mm512_loadu_ps(dvb + i * 16)));
+        }
+    }
+    bg__store_sums_avx512(x->dq, acc, hs, 1.0f);
+}
+
+BG_T512 static void one_avx512(const query *x)
+{
+    if (x->hs == 8) {
+        __m512 acc8[8]; /* its own array, so it stays in registers */
+        query_avx512(x, 8, acc8);
+    } else {
+        __m512 acc[HS_MAX];
+        query_avx512(x, x->hs, acc);
+    }
+}
+#endif
+
+void bg__cpu_attend_bwd(const bg__attend_bwd_args *a, float *scratch)
+{
+#ifdef BG_X86
+    int k = bg__cpu_kernel();
+    if ((k == BG__KERN_AVX512 || k == BG__KERN_AVX2) && a->hs <= HS_MAX) {
+        int w = k == BG__KERN_AVX512 ? 16 : 8;
+        long packed = ((long)a->T + w - 1) / w * w * a->hs;
+        query x = {.kt = scratch};
+        x.vt = x.kt + packed;
+        x.dkt = (float *)x.vt + packed;
+        x.dvt = x.dkt + packed;
+        bg__cpu_attend_pack((float *)x.kt, (float *)x.vt, a->k, a->v, a->kvstride, a->T, a->hs, w);
+        memset(x.dkt, 0, sizeof(float) * 2 * (size_t)packed);
+        queries(a, &x, x.dvt + packed, w == 16 ? one_avx512 : one_avx2);
+        unpack_dkv(a, x.dkt, x.dvt, w);
+        return;
+    }
+#endif
+    bwd_c(a, scratch);
+}
