@@ -183,6 +183,10 @@ typedef struct bg__attend_bwd_args {
 } bg__attend_bwd_args;
 void bg__cpu_attend_bwd(const bg__attend_bwd_args *a, float *scratch);
 long bg__cpu_attend_bwd_scratch(int T, int hs);
+/* The same, one key at a time (the scalar kernel's path; the baseline of
+ * bench/lm/bench_attend): a dot for the score and one for dP per key, expf,
+ * axpys through the vector helpers. scratch: T floats. */
+void bg__cpu_attend_bwd_keys(const bg__attend_bwd_args *a, float *scratch);
 /* y[i] = exp(x[i]) with the attention kernel's vector exp (the test of its
  * error; scalar expf when the kernel is scalar). */
 void bg__cpu_expv(float *y, const float *x, int n);

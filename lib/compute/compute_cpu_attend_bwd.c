@@ -23,8 +23,9 @@
  *     and its lanes summed once per query, as the forward's V sum.
  * The query is scaled once (qs = q * scale) exactly as the forward scales
  * it, so s has the forward's bits and s - lse is the forward's exponent.
- * The scalar kernel (BG_CPU_KERNEL=scalar, heads over HS_MAX) is the plain
- * loop: a dot for the score and for dP per key, expf, axpys.
+ * The scalar kernel (BG_CPU_KERNEL=scalar, heads over HS_MAX) is the loop
+ * this kernel replaced, one key at a time (bg__cpu_attend_bwd_keys: a dot
+ * for the score and for dP per key, expf, axpys; bench_attend's baseline).
  *
  * Invariants: every element of dq, dk and dv that the call owns is written
  * (=) once from sums in a fixed order (heads, then queries, then keys), so
@@ -49,9 +50,9 @@ long bg__cpu_attend_bwd_scratch(int T, int hs)
     return 4 * blocks * WMAX * hs + blocks * WMAX + hs;
 }
 
-/* ---- the scalar kernel --------------------------------------------------- */
+/* ---- one key at a time ----------------------------------------------------- */
 
-static void bwd_c(const bg__attend_bwd_args *a, float *ds)
+void bg__cpu_attend_bwd_keys(const bg__attend_bwd_args *a, float *ds)
 {
     int hs = a->hs;
     for (int p = 0; p < a->T; p++) {
@@ -245,5 +246,5 @@ void bg__cpu_attend_bwd(const bg__attend_bwd_args *a, float *scratch)
         return;
     }
 #endif
-    bwd_c(a, scratch);
+    bg__cpu_attend_bwd_keys(a, scratch);
 }
