@@ -191,6 +191,15 @@ int main(void)
     printf("SKIP: built with a sanitizer, which owns malloc; the byte counting needs glibc's\n");
     return BG_TEST_SKIP;
 #else
+    /* a forced kernel (BG_CPU_KERNEL) this CPU lacks: the backend refuses */
+    bg_compute_opts co = {.kind = BG_BACKEND_CPU, .threads = 2, .device_index = -1};
+    bg_compute *probe;
+    bg_err err;
+    if (bg_compute_create(&co, &probe, &err) != BG_OK) {
+        printf("SKIP: no CPU backend here: %s\n", err.msg);
+        return BG_TEST_SKIP;
+    }
+    bg_compute_destroy(probe);
     const char *dir = nt_tmpdir();
     printf("transient = bytes a step allocates beyond the trainer's buffers (its first step); "
            "bound tight within %.2fx\n",
