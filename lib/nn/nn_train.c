@@ -316,10 +316,10 @@ static size_t transient_bound(const bg_nn_trainer *t, int threads)
     op_slots(g, R, V, d, full, slot);
     size_t gemm = slot[0] + slot[1];
     /* attention: bg__cpu_attend_scratch / bg__cpu_attend_bwd_scratch (blocks
-     * of 16 keys: packed K, V (and dK, dV), a score row, the scaled query),
+     * of 16 keys: packed K, V (and dK, dV), a score row, two scaled queries),
      * one per running task */
     long hs = bg_nn_head_size(c), blocks = (t->o.seq + 15) / 16;
-    long att = 4 * blocks * 16 * hs + blocks * 16 + hs;
+    long att = 4 * blocks * 16 * hs + blocks * 16 + 2 * hs;
     long att_tasks = (long)t->o.batch * c->n_kv_heads;
     att *= threads < att_tasks ? threads : att_tasks;
     long widest = d > c->hidden_dim ? d : c->hidden_dim;
