@@ -17,9 +17,11 @@ double bg_bench_cpu(void);
 /* The parent: runs the two child configurations and prints the table.
  * core_override: OpenBLAS core to force (NULL: chosen from cpuid). */
 int bg_bench_gemm(int quick, const char *core_override, FILE *out);
-/* The training table (bench_train.c): the CPU backend's full fine-tuning
- * forward+backward against the plain scalar one, 1 and `threads` threads. */
-int bg_bench_train(int quick, const char *tmp_dir, int threads, FILE *out);
+/* The training tables (bench_train.c): the CPU backend's full fine-tuning
+ * forward+backward against the plain scalar one, 1 and `threads` threads,
+ * for the synthetic 15M shape, then stories260K from model_path (NULL:
+ * that table is left out, saying so). */
+int bg_bench_train(int quick, const char *tmp_dir, int threads, const char *model_path, FILE *out);
 /* `--gemm-child`: measures under the inherited environment, prints lines. */
 int bg_bench_gemm_child(int quick);
 

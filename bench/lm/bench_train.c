@@ -5,9 +5,10 @@
  * here from the scalar reference ops (compute_ref.h), and the backward's
  * time per token against the forward's (bg_nn_train_eval).
  *
- * The model is the synthetic 15M shape (dim 288, hidden 768, 6 layers, 6/6
+ * The models are the synthetic 15M shape (dim 288, hidden 768, 6 layers, 6/6
  * heads, vocab 32000, seq 256; weights from seed 15), written to a temporary
- * file and removed. Tokens are a fixed LCG sequence (seed 1). The scalar
+ * file and removed, then stories260K (dim 64, 5 layers, 8/4 heads: grouped
+ * KV, head size 8) from --model. Tokens are a fixed LCG sequence (seed 1). The scalar
  * step is the same computation as the trainer's (residual stream, RMSNorm,
  * RoPE, causal attention, SwiGLU, shared classifier, mean cross-entropy):
  * its loss is printed beside the backend's so the two can be compared.
@@ -164,33 +165,29 @@ static double time_backend(bg_nn_trainer *tr, const int32_t *tok, const int32_t 
     return best;
 }
 
-int bg_bench_train(int quick, const char *tmp_dir, int threads, FILE *out)
+/* One row per (threads, batch, precision) for the model in ck, after the
+ * plain scalar reference's row. */
+static int bench_model(const bg_nn_ckpt *ck, const char *name, int quick, int threads, FILE *out)
 {
-    bg_nn_config cfg = {288, 768, 6, 6, 6, 32000, 256, 1};
+    const bg_nn_config *cfg = &ck->cfg;
     int T = quick ? 64 : 256, B = 4, reps = quick ? 2 : 3;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/bg_bench_train_15M_%ld.bin", tmp_dir ? tmp_dir : "/tmp",
-             (long)getpid());
+    if (T > cfg->seq_len)
+        T = cfg->seq_len;
     bg_err err;
-    bg_nn_ckpt ck;
-    if (bg_nn_synth_write(path, &cfg, 15, &err) != BG_OK ||
-        bg_nn_ckpt_open(&ck, path, &err) != BG_OK) {
-        fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
-        unlink(path);
-        return -1;
-    }
-    unlink(path);
     size_t R = (size_t)B * T;
     int32_t *tok = malloc(sizeof(int32_t) * (R + 1));
+    if (!tok)
+        return -1;
     unsigned s = 1;
     for (size_t i = 0; i <= R; i++) {
         s = s * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((s >> 8) % (unsigned)cfg.vocab_size);
+        tok[i] = (int32_t)((s >> 8) % (unsigned)cfg->vocab_size);
     }
     fprintf(out,
-            "\n### training, synthetic 15M shape (dim 288, hidden 768, 6 layers, 6/6 heads, "
-            "vocab 32000), full fine-tuning, seq %d\n\n",
-            T);
+            "\n### training, %s (dim %d, hidden %d, %d layers, %d/%d heads, vocab %d), full "
+            "fine-tuning, seq %d\n\n",
+            name, cfg->dim, cfg->hidden_dim, cfg->n_layers, cfg->n_heads, cfg->n_kv_heads,
+            cfg->vocab_size, T);
     fprintf(out,
             "Times are best of %d; \"CPU\" = per CPU-second of the process (all threads), "
             "which the load of a shared machine disturbs least.\n\n",
@@ -200,7 +197,7 @@ int bg_bench_train(int quick, const char *tmp_dir, int threads, FILE *out)
                  "|---|---|---|---|---|---|---|---|---|\n");
     /* plain scalar: one sequence, single-threaded */
     double t0 = bg_bench_wall(), c0 = bg_bench_cpu();
-    double ref_loss = ref_step(&ck, tok, tok + 1, 1, T);
+    double ref_loss = ref_step(ck, tok, tok + 1, 1, T);
     double t_ref = bg_bench_wall() - t0, c_ref = bg_bench_cpu() - c0;
     double ref_cps = T / c_ref;
     fprintf(out,
@@ -227,7 +224,6 @@ int bg_bench_train(int quick, const char *tmp_dir, int threads, FILE *out)
             if (bg_compute_create(&co, &probe, &err) != BG_OK) {
                 fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
                 free(tok);
-                bg_nn_ckpt_close(&ck);
                 return -1;
             }
             int can = !bf16 || bg_compute_set_precision(probe, BG_PRECISION_BF16, &err) == BG_OK;
@@ -239,10 +235,9 @@ int bg_bench_train(int quick, const char *tmp_dir, int threads, FILE *out)
                         err.msg, bb);
                 continue;
             }
-            if (bg_nn_train_create(&ck, &co, &to, &tr, &err) != BG_OK) {
+            if (bg_nn_train_create(ck, &co, &to, &tr, &err) != BG_OK) {
                 fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
                 free(tok);
-                bg_nn_ckpt_close(&ck);
                 return -1;
             }
             /* the batch's sequences are consecutive windows of tok */
@@ -263,6 +258,38 @@ int bg_bench_train(int quick, const char *tmp_dir, int threads, FILE *out)
         }
     }
     free(tok);
-    bg_nn_ckpt_close(&ck);
     return 0;
+}
+
+int bg_bench_train(int quick, const char *tmp_dir, int threads, const char *model_path, FILE *out)
+{
+    bg_nn_config cfg = {288, 768, 6, 6, 6, 32000, 256, 1};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/bg_bench_train_15M_%ld.bin", tmp_dir ? tmp_dir : "/tmp",
+             (long)getpid());
+    bg_err err;
+    bg_nn_ckpt ck;
+    if (bg_nn_synth_write(path, &cfg, 15, &err) != BG_OK ||
+        bg_nn_ckpt_open(&ck, path, &err) != BG_OK) {
+        fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
+        unlink(path);
+        return -1;
+    }
+    unlink(path);
+    int rc = bench_model(&ck, "synthetic 15M shape", quick, threads, out);
+    bg_nn_ckpt_close(&ck);
+    if (rc != 0)
+        return rc;
+    if (!model_path) {
+        fprintf(out, "\n(stories260K: no model file; pass --model)\n");
+        return 0;
+    }
+    if (bg_nn_ckpt_open(&ck, model_path, &err) != BG_OK) {
+        fprintf(stderr, "bg_bench_lm: %s\n", err.msg);
+        return -1;
+    }
+    const char *base = strrchr(model_path, '/');
+    rc = bench_model(&ck, base ? base + 1 : model_path, quick, threads, out);
+    bg_nn_ckpt_close(&ck);
+    return rc;
 }

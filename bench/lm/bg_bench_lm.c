@@ -65,20 +65,20 @@ int main(int argc, char **argv)
         return bg_bench_gemm_child(o.quick);
     printf("OpenBLAS core (as detected%s): %s\n", getenv("OPENBLAS_CORETYPE") ? ", forced" : "",
            openblas_get_corename());
+    if (!o.model_path) {
+        const char *shared = getenv("BG_SHARED_DIR");
+        snprintf(def, sizeof def, "%s/models/stories260K.bin",
+                 shared ? shared : BG_BENCH_SHARED_DIR);
+        o.model_path = access(def, R_OK) == 0 ? def : NULL;
+    }
     if (train_only)
-        return bg_bench_train(o.quick, o.tmp_dir, o.threads, stdout) == 0 ? 0 : 1;
+        return bg_bench_train(o.quick, o.tmp_dir, o.threads, o.model_path, stdout) == 0 ? 0 : 1;
     if (gemm_only) {
         if (bg_bench_gemm(o.quick, core, stdout) != 0) {
             fprintf(stderr, "bg_bench_lm: the GEMM children failed\n");
             return 1;
         }
         return 0;
-    }
-    if (!o.model_path) {
-        const char *shared = getenv("BG_SHARED_DIR");
-        snprintf(def, sizeof def, "%s/models/stories260K.bin",
-                 shared ? shared : BG_BENCH_SHARED_DIR);
-        o.model_path = access(def, R_OK) == 0 ? def : NULL;
     }
     bg_err err;
     if (bg_nn_bench_run(&o, &err) != BG_OK) {
@@ -89,5 +89,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "bg_bench_lm: the GEMM children failed\n");
         return 1;
     }
-    return bg_bench_train(o.quick, o.tmp_dir, o.threads, stdout) == 0 ? 0 : 1;
+    return bg_bench_train(o.quick, o.tmp_dir, o.threads, o.model_path, stdout) == 0 ? 0 : 1;
 }

@@ -4,7 +4,7 @@
  * the training ops; compute_cpu_pool.c: the thread pool;
  * compute_cpu_gemm.c: matmul blocking, kernel choice, AVX2 kernels and vector
  * helpers; compute_cpu_avx512.c: the AVX-512 kernels; compute_cpu_attend.c:
- * the attention kernel).
+ * the attention kernel; compute_cpu_attend_bwd.c: its backward).
  *
  * The backend struct, the view check (bg__cpu_span) and the task split are
  * static inline here so the op files share them without calling each other.
@@ -161,6 +161,32 @@ typedef struct bg__attend_args {
 void bg__cpu_attend_causal(const bg__attend_args *a, float *scratch);
 /* Floats of scratch one call over npos keys of a head of hs needs. */
 long bg__cpu_attend_scratch(int npos, int hs);
+/* KT[b][i][0..w) = K[b*w + k][i] for keys < n, zero past n (VT the same from
+ * V): the K/V rows packed transposed in blocks of w keys, as the SIMD
+ * attention kernels read them (forward and backward). */
+void bg__cpu_attend_pack(float *kt, float *vt, const float *kc, const float *vc, long stride, int n,
+                         int hs, int w);
+/* The attention backward of one (sequence, KV head) (compute_cpu_attend_bwd.c):
+ * the `group` query heads that read that KV head, T causal queries each.
+ * Query head j (0 <= j < group), token t: q, out, dout and dq at
+ * ptr + t*qstride + j*hs; lse at lse + t*lstride + j; K/V rows (and dk/dv)
+ * at ptr + p*kvstride. Writes (=) dq of the group's heads and dk, dv of the
+ * KV head (compute.h's bg_op_attention_backward formulas); P is recomputed
+ * from lse. The result depends only on the arguments and the kernel, never
+ * on the thread. scratch: bg__cpu_attend_bwd_scratch(T, hs) floats. */
+typedef struct bg__attend_bwd_args {
+    float *dq, *dk, *dv;
+    const float *q, *k, *v, *out, *dout, *lse;
+    long qstride, kvstride, lstride;
+    int T, group, hs;
+    float scale;
+} bg__attend_bwd_args;
+void bg__cpu_attend_bwd(const bg__attend_bwd_args *a, float *scratch);
+long bg__cpu_attend_bwd_scratch(int T, int hs);
+/* The same, one key at a time (the scalar kernel's path; the baseline of
+ * bench/lm/bench_attend): a dot for the score and one for dP per key, expf,
+ * axpys through the vector helpers. scratch: T floats. */
+void bg__cpu_attend_bwd_keys(const bg__attend_bwd_args *a, float *scratch);
 /* y[i] = exp(x[i]) with the attention kernel's vector exp (the test of its
  * error; scalar expf when the kernel is scalar). */
 void bg__cpu_expv(float *y, const float *x, int n);

@@ -16,8 +16,9 @@
  *     lane-wise running max (one horizontal max per query, where an online
  *     softmax takes one per block and rescales: measured slower at the
  *     daemon's 80-130 keys, 159 vs 133 ns per query), then p = exp(s - max)
- *     with a polynomial exp (expv_*: range reduction by ln 2, Cephes'
- *     minimax polynomial, max relative error 2 ulp, tested by
+ *     with a polynomial exp (bg__expv_* in compute_cpu_attend_simd.h, shared
+ *     with the backward: range reduction by ln 2, Cephes' minimax
+ *     polynomial, max relative error 2 ulp, tested by
  *     tests/compute/test_compute_attend.c);
  *   - the V sum is vectorised over keys: acc[i] (a vector of W lanes per
  *     element i of the head) += p * VT[b][i]; lanes are summed once per
@@ -38,11 +39,7 @@
 #include <string.h>
 
 #include "compute/compute_cpu.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define BG_X86 1
-#endif
+#include "compute/compute_cpu_attend_simd.h"
 
 #define WMAX 16    /* the widest key block (AVX-512) */
 #define HS_MAX 256 /* SIMD kernels' largest head (accumulators on the stack) */
@@ -57,8 +54,8 @@ long bg__cpu_attend_scratch(int npos, int hs)
 
 /* KT[b][i][0..w) = K[b*w + k][i] for keys < n, zero past n (and the same for
  * V), so the kernels never branch on a partial block's loads. */
-static void pack_kv(float *kt, float *vt, const float *kc, const float *vc, long stride, int n,
-                    int hs, int w)
+void bg__cpu_attend_pack(float *kt, float *vt, const float *kc, const float *vc, long stride, int n,
+                         int hs, int w)
 {
     int nb = (n + w - 1) / w;
     for (int b = 0; b < nb; b++) {
@@ -105,69 +102,12 @@ static void attend_one_c(float *out, const float *q, const float *kc, const floa
 #ifdef BG_X86
 /* ---- AVX2: blocks of 8 keys ------------------------------------------------ */
 
-#define BG_TAVX2 __attribute__((target("avx2,fma")))
-#define BG_T512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-
-/* exp(x) for x <= 88.37 (softmax feeds x <= 0): n = round(x / ln 2),
- * r = x - n ln 2 in [-ln2/2, ln2/2] (ln 2 split in two for exactness),
- * e^r = 1 + r + r^2 P(r) with Cephes' degree-5 minimax P (expf.c), times
- * 2^n through the exponent bits. x < -87.3 (and -inf: masked keys) gives 0. */
-BG_TAVX2 static inline __m256 expv_avx2(__m256 x)
-{
-    const __m256 lo = _mm256_set1_ps(-87.33654f);
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    return _mm256_andnot_ps(under, p);
-}
-
 BG_TAVX2 static inline float hmax256(__m256 v)
 {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
     return _mm_cvtss_f32(m);
-}
-
-BG_TAVX2 static inline float hsum256(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* out[0..8) = the lane sums of y[0..8), in one hadd tree (17 shuffles and
- * adds where eight separate horizontal sums take about 70). */
-BG_TAVX2 static inline __m256 hsum8x(const __m256 *y)
-{
-    __m256 ab = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
-    __m256 cd = _mm256_hadd_ps(_mm256_hadd_ps(y[4], y[5]), _mm256_hadd_ps(y[6], y[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20),
-                         _mm256_permute2f128_ps(ab, cd, 0x31));
-}
-
-/* out[i] = inv * (lane sum of acc[i]) for i < hs */
-BG_TAVX2 static inline void store_sums_avx2(float *out, const __m256 *acc, int hs, float inv)
-{
-    int i = 0;
-    for (; i + 8 <= hs; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(hsum8x(acc + i), _mm256_set1_ps(inv)));
-    for (; i < hs; i++)
-        out[i] = hsum256(acc[i]) * inv;
 }
 
 /* One query over n packed keys (blocks of 8), two passes: the scores of
@@ -199,13 +139,13 @@ query_avx2(float *out, const float *qs, const float *kt, const float *vt, int n,
         acc[i] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const float *vb = vt + (long)b * hs * 8;
-        __m256 p = expv_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + b * 8), mb));
+        __m256 p = bg__expv_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + b * 8), mb));
         lv = _mm256_add_ps(lv, p);
         for (int i = 0; i < hs; i++)
             acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vb + i * 8), acc[i]);
     }
-    float l = hsum256(lv);
-    store_sums_avx2(out, acc, hs, 1.0f / l);
+    float l = bg__hsum256(lv);
+    bg__store_sums_avx2(out, acc, hs, 1.0f / l);
     if (lse)
         *lse = m + logf(l);
 }
@@ -229,28 +169,6 @@ BG_TAVX2 static void queries_avx2(const bg__attend_args *a, const float *kt, con
 }
 
 /* ---- AVX-512: blocks of 16 keys -------------------------------------------- */
-
-BG_T512 static inline __m512 expv_avx512(__m512 x)
-{
-    const __m512 lo = _mm512_set1_ps(-87.33654f);
-    __mmask16 ok = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
-    x = _mm512_max_ps(x, lo);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i e =
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    p = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-    return _mm512_maskz_mov_ps(ok, p);
-}
 
 /* query_avx2's two passes in blocks of 16 keys. */
 BG_T512 static inline __attribute__((always_inline)) void
@@ -276,23 +194,13 @@ query_avx512(float *out, const float *qs, const float *kt, const float *vt, int 
         acc[i] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const float *vb = vt + (long)b * hs * 16;
-        __m512 p = expv_avx512(_mm512_sub_ps(_mm512_loadu_ps(sc + b * 16), mb));
+        __m512 p = bg__expv_avx512(_mm512_sub_ps(_mm512_loadu_ps(sc + b * 16), mb));
         lv = _mm512_add_ps(lv, p);
         for (int i = 0; i < hs; i++)
             acc[i] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vb + i * 16), acc[i]);
     }
-    float l = _mm512_reduce_add_ps(lv), inv = 1.0f / l;
-    int i = 0;
-    for (; i + 8 <= hs; i += 8) {
-        __m256 y[8];
-        for (int k = 0; k < 8; k++)
-            y[k] = _mm256_add_ps(
-                _mm512_castps512_ps256(acc[i + k]),
-                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i + k]), 1)));
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(hsum8x(y), _mm256_set1_ps(inv)));
-    }
-    for (; i < hs; i++)
-        out[i] = _mm512_reduce_add_ps(acc[i]) * inv;
+    float l = _mm512_reduce_add_ps(lv);
+    bg__store_sums_avx512(out, acc, hs, 1.0f / l);
     if (lse)
         *lse = m + logf(l);
 }
@@ -319,7 +227,7 @@ BG_TAVX2 static void expv_run_avx2(float *y, const float *x, int n)
 {
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, expv_avx2(_mm256_loadu_ps(x + i)));
+        _mm256_storeu_ps(y + i, bg__expv_avx2(_mm256_loadu_ps(x + i)));
     for (; i < n; i++)
         y[i] = expf(x[i]);
 }
@@ -328,7 +236,7 @@ BG_T512 static void expv_run_avx512(float *y, const float *x, int n)
 {
     int i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, expv_avx512(_mm512_loadu_ps(x + i)));
+        _mm512_storeu_ps(y + i, bg__expv_avx512(_mm512_loadu_ps(x + i)));
     for (; i < n; i++)
         y[i] = expf(x[i]);
 }
@@ -360,7 +268,7 @@ void bg__cpu_attend_causal(const bg__attend_args *a, float *scratch)
         int w = k == BG__KERN_AVX512 ? 16 : 8;
         long packed = ((long)nmax + w - 1) / w * w * hs;
         float *kt = scratch, *vt = kt + packed, *sc = vt + packed, *qs = sc + packed / hs;
-        pack_kv(kt, vt, a->kc, a->vc, a->kvstride, nmax, hs, w);
+        bg__cpu_attend_pack(kt, vt, a->kc, a->vc, a->kvstride, nmax, hs, w);
         if (w == 16)
             queries_avx512(a, kt, vt, qs, sc);
         else

@@ -14,6 +14,7 @@
  *   - attention_backward: one task per (sequence, KV head), which owns the
  *     dk/dv rows of that KV head and the dq rows of the query heads of its
  *     group; P is recomputed from the saved lse, no [T, T] matrix is kept;
+ *     the task runs the SIMD kernel of compute_cpu_attend_bwd.c;
  *   - the matmul gradients run on the packed GEMM (compute_cpu_gemm.c) with
  *     strided packing, so no transpose is materialised;
  *   - sumsq sums fixed chunks of 16K elements in double, then the chunks in
@@ -409,46 +410,37 @@ static void attn_fwd_task(void *vctx, int t)
 }
 
 /* backward: task = one (sequence, kv head); it owns those dk/dv rows and the
- * dq rows of its query heads, so no two tasks write one element. */
+ * dq rows of its query heads, so no two tasks write one element. The kernel
+ * (compute_cpu_attend_bwd.c) packs the KV head's rows once for the group. */
 static void attn_bwd_task(void *vctx, int task)
 {
     attn_ctx *a = vctx;
     int b = task / a->nkv, g = task % a->nkv;
     int qd = a->nh * a->hs, kvd = a->nkv * a->hs, group = a->nh / a->nkv, hs = a->hs;
-    float scale = 1.0f / sqrtf((float)hs);
-    float *ds = malloc(sizeof(float) * (size_t)a->T);
-    if (!ds) {
+    float *sc = malloc(sizeof(float) * (size_t)bg__cpu_attend_bwd_scratch(a->T, hs));
+    if (!sc) {
         a->failed = 1;
         return;
     }
-    long seq = (long)b * a->T, koff = (long)g * hs;
-    for (int p = 0; p < a->T; p++) {
-        memset(a->dk + (seq + p) * kvd + koff, 0, sizeof(float) * (size_t)hs);
-        memset(a->dv + (seq + p) * kvd + koff, 0, sizeof(float) * (size_t)hs);
-    }
-    for (int h = g * group; h < (g + 1) * group; h++) {
-        for (int t = 0; t < a->T; t++) {
-            long qo = (seq + t) * qd + (long)h * hs;
-            const float *qh = a->q + qo, *doh = a->dout + qo;
-            float D = bg__cpu_dot(doh, a->o + qo, hs);
-            float l = a->l[(seq + t) * a->nh + h];
-            float *dqh = a->dq + qo;
-            memset(dqh, 0, sizeof(float) * (size_t)hs);
-            for (int p = 0; p <= t; p++) {
-                long kr = (seq + p) * kvd + koff;
-                float P = expf(bg__cpu_dot(qh, a->k + kr, hs) * scale - l);
-                float dP = bg__cpu_dot(doh, a->v + kr, hs);
-                ds[p] = P * (dP - D) * scale;
-                bg__cpu_axpy(a->dv + kr, P, doh, hs);
-            }
-            for (int p = 0; p <= t; p++) {
-                long kr = (seq + p) * kvd + koff;
-                bg__cpu_axpy(dqh, ds[p], a->k + kr, hs);
-                bg__cpu_axpy(a->dk + kr, ds[p], qh, hs);
-            }
-        }
-    }
-    free(ds);
+    long seq = (long)b * a->T, qo = seq * qd + (long)g * group * hs, ko = seq * kvd + (long)g * hs;
+    bg__attend_bwd_args k = {.dq = a->dq + qo,
+                             .dk = a->dk + ko,
+                             .dv = a->dv + ko,
+                             .q = a->q + qo,
+                             .k = a->k + ko,
+                             .v = a->v + ko,
+                             .out = a->o + qo,
+                             .dout = a->dout + qo,
+                             .lse = a->l + seq * a->nh + (long)g * group,
+                             .qstride = qd,
+                             .kvstride = kvd,
+                             .lstride = a->nh,
+                             .T = a->T,
+                             .group = group,
+                             .hs = hs,
+                             .scale = 1.0f / sqrtf((float)hs)};
+    bg__cpu_attend_bwd(&k, sc);
+    free(sc);
 }
 
 static int attn_views(bg_compute *c, const char *op, attn_ctx *a, bg_tview q, bg_tview k,
@@ -494,7 +486,7 @@ int bg__cpu_attention_backward(bg_compute *c, bg_tview dq, bg_tview dk, bg_tview
     if (!a.o || !a.dout || !a.dq || !a.dk || !a.dv)
         return BG_EINVAL;
     bg__pool_run(bg__cpu(c)->pool, attn_bwd_task, &a, B * nkv);
-    return a.failed ? oom(c, op, sizeof(float) * (size_t)T) : BG_OK;
+    return a.failed ? oom(c, op, sizeof(float) * (size_t)bg__cpu_attend_bwd_scratch(T, hs)) : BG_OK;
 }
 
 /* ---- xent ------------------------------------------------------------------------ */

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bg_cpu.h"
 #include "nn/nn_priv.h"
 
 enum { RUN_EVAL, RUN_GRAD, RUN_STEP };
@@ -236,22 +237,101 @@ static int check_opts(const bg_nn_config *c, const bg_nn_train_opts *o, bg_err *
     return BG_OK;
 }
 
-/* Upper bound of the CPU backend's per-op scratch: GEMM packing of the
- * largest operands (compute_cpu_gemm.c, compute_cpu_avx512.c: A is packed
- * in panels of the tile's rows, 6 for AVX2 and 12 for AVX-512) and
- * attention's score rows. */
-static size_t transient_bound(const bg_nn_trainer *t)
+/* ---- the CPU backend's transient memory ------------------------------------ */
+
+/* The packed GEMM's blocking (compute_cpu_gemm.c: kern_for, MC,
+ * A_CHUNK_FLOATS), one row per kernel family: AVX-512 (fp32 and bf16: a
+ * 12x32 tile, K blocks <= 1024, N blocks of 512) and AVX2 / portable C (6x16,
+ * 256, 2048), picked by the kernel bg_compute_describe names ("avx512f");
+ * test_nn_train_mem measures a step against the bound under each kernel. */
+static const struct gemm_blocking {
+    int mr, nr, kc, nc;
+} gemm_kinds[] = {{12, 32, 1024, 512}, {6, 16, 256, 2048}};
+#define GEMM_MC 96
+#define GEMM_A_CHUNK (2L << 20)
+
+/* Floats of the pool's two packing slots (A panels, B panels) for one
+ * gemm(M, N, K) as compute_cpu_gemm.c sizes them. */
+static void gemm_slots(const struct gemm_blocking *g, long M, long N, long K, size_t slot[2])
+{
+    long kc = g->kc;
+    if (K > kc) { /* equal K blocks */
+        long nb = (K + kc - 1) / kc;
+        kc = (K + nb - 1) / nb;
+    }
+    long chunk = GEMM_A_CHUNK / kc / GEMM_MC * GEMM_MC;
+    chunk = chunk < GEMM_MC ? GEMM_MC : chunk;
+    long m_chunk = M < chunk ? (M + g->mr - 1) / g->mr * g->mr : chunk;
+    long nc_max = N < g->nc ? (N + g->nr - 1) / g->nr * g->nr : g->nc;
+    long kc_max = K < kc ? K : kc;
+    size_t a = (size_t)(m_chunk * kc_max), b = (size_t)(nc_max * kc_max);
+    slot[0] = a > slot[0] ? a : slot[0];
+    slot[1] = b > slot[1] ? b : slot[1];
+}
+
+/* Every gemm of a step for one op matmul(R, out, in): the forward gemm(R,
+ * out, in), matmul_backward_x's gemm(R, in, out) and, when the weight
+ * trains, matmul_backward_w's gemm(out, in, R). */
+static void op_slots(const struct gemm_blocking *g, long R, long out, long in, int dw,
+                     size_t slot[2])
+{
+    gemm_slots(g, R, out, in, slot);
+    gemm_slots(g, R, in, out, slot);
+    if (dw)
+        gemm_slots(g, out, in, R, slot);
+}
+
+/* Bytes the CPU backend allocates beyond the trainer's buffers during a
+ * step, bounded tightly (docs/TRAINING.md "Memory"):
+ *   - the GEMM's packing scratch: the pool keeps two slots between calls
+ *     and grows each to the largest request (compute_cpu_pool.c), so the
+ *     most held at once is the largest A chunk plus the largest B block over
+ *     the step's matmuls (the classifier's gradients dominate);
+ *   - the largest per-op scratch, held while the slots are: attention (per
+ *     running task, forward and backward kernels' packed K/V), rmsnorm's
+ *     backward (two floats per row, a double per column per task), sumsq's
+ *     chunk sums;
+ *   - the step's host arrays (token weights and log-probs, 2R floats);
+ *   - malloc's rounding of those blocks to whole pages.
+ * threads: the backend's thread count (tasks running at once). */
+static size_t transient_bound(const bg_nn_trainer *t, int threads)
 {
     if (bg_compute_kind(t->c) != BG_BACKEND_CPU)
         return 0;
     const bg_nn_config *c = &t->cfg;
-    size_t R = (size_t)t->o.batch * t->o.seq;
-    size_t m = R, k = (size_t)(c->hidden_dim > c->dim ? c->hidden_dim : c->dim);
-    size_t big = (size_t)(c->vocab_size > c->hidden_dim ? c->vocab_size : c->hidden_dim);
-    m = m > big ? m : big; /* the weight gradients pack [out, R] */
-    k = k > R ? k : R;
-    /* rows packed in panels of the widest kernel's tile (AVX-512: 12) */
-    return 4 * (((m + 11) / 12) * 12 * k + 2048 * 256 + 256 * (size_t)t->o.seq);
+    long R = (long)t->o.batch * t->o.seq, r = t->rank, V = c->vocab_size, d = c->dim;
+    int full = t->rank == 0;
+    const struct gemm_blocking *g =
+        &gemm_kinds[strstr(bg_compute_describe(t->c), "avx512f") ? 0 : 1];
+    size_t slot[2] = {0, 0};
+    for (int p = 0; p < BG__N_PROJ; p++) {
+        int in, out;
+        bg__nn_proj_dims(c, p, &in, &out);
+        op_slots(g, R, out, in, full, slot);
+        if (r) { /* u = (x A^T) B^T: both factors train */
+            op_slots(g, R, r, in, 1, slot);
+            op_slots(g, R, out, r, 1, slot);
+        }
+    }
+    op_slots(g, R, V, d, full, slot);
+    size_t gemm = slot[0] + slot[1];
+    /* attention: bg__cpu_attend_scratch / bg__cpu_attend_bwd_scratch (blocks
+     * of 16 keys: packed K, V (and dK, dV), a score row, two scaled queries),
+     * one per running task */
+    long hs = bg_nn_head_size(c), blocks = (t->o.seq + 15) / 16;
+    long att = 4 * blocks * 16 * hs + blocks * 16 + 2 * hs;
+    long att_tasks = (long)t->o.batch * c->n_kv_heads;
+    att *= threads < att_tasks ? threads : att_tasks;
+    long widest = d > c->hidden_dim ? d : c->hidden_dim;
+    size_t op = (size_t)att * 4;
+    size_t rms = (size_t)R * 2 * 4 + (size_t)threads * (size_t)widest * 8;
+    size_t sumsq = ((size_t)V * d / 16384 + 1) * 8;
+    op = op > rms ? op : rms;
+    op = op > sumsq ? op : sumsq;
+    /* malloc rounds a large block up to whole pages: one per block held at
+     * once (two slots, the op's per-task blocks, the host arrays) */
+    size_t pages = (size_t)(4 + threads) * 4096;
+    return 4 * gemm + op + (size_t)R * 2 * 4 + pages;
 }
 
 int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
@@ -335,7 +415,7 @@ int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
         bg_nn_train_destroy(t);
         return rc;
     }
-    t->mem.transient = transient_bound(t);
+    t->mem.transient = transient_bound(t, co.threads > 0 ? co.threads : bg_cpu_available());
     t->mem.peak = t->mem.weights + t->mem.grads + t->mem.optimizer + t->mem.activations +
                   t->mem.scratch + t->mem.transient;
     *out = t;

@@ -426,12 +426,15 @@ static void test_rope(void)
     free(fc.in[0]), free(fc.in[1]), free(bq), free(bk);
 }
 
+/* fd: also check the reference's and this backend's gradients against
+ * central differences (small shapes; the double forward's cost is T^2) */
 static void test_attention(int B, int T, int nh, int nkv, int hs, int fd)
 {
     shp s = {.B = B, .T = T, .nh = nh, .nkv = nkv, .hs = hs};
     size_t nq = (size_t)B * T * nh * hs, nk = (size_t)B * T * nkv * hs, nl = (size_t)B * T * nh;
     float *q = rvec(nq, 1.5), *k = rvec(nk, 1.5), *v = rvec(nk, 1.0), *dout = rvec(nq, 1.0);
     float *out = zvec(nq), *lse = zvec(nl), *dq = zvec(nq), *dk = zvec(nk), *dv = zvec(nk);
+    printf("  attention B=%d T=%d heads %d/%d hs=%d\n", B, T, nh, nkv, hs);
     bg_ref_attention_train(out, lse, q, k, v, B, T, nh, nkv, hs);
     bg_ref_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, nh, nkv, hs);
     double *r = todbl(dout, nq);
@@ -463,19 +466,26 @@ static void test_attention(int B, int T, int nh, int nkv, int hs, int fd)
     bg_op_attention_backward(g_c, TV(bdq), TV(bdk), TV(bdv), TV(bdo), TV(bq), TV(bk), TV(bv),
                              TV(bo), TV(bl), B, T, nh, nkv, hs);
     submit();
-    float *c = zvec(nq > nk ? nq : nk);
+    float *c = zvec(nq), *cq = zvec(nq), *ck = zvec(nk), *cv = zvec(nk);
     down(bo, c, nq);
     close_to("cpu attention_train out", c, out, nq);
     down(bl, c, nl);
     close_to("cpu attention_train lse", c, lse, nl);
-    down(bdq, c, nq);
-    close_to("cpu attention_backward dq", c, dq, nq);
-    down(bdk, c, nk);
-    close_to("cpu attention_backward dk", c, dk, nk);
-    down(bdv, c, nk);
-    close_to("cpu attention_backward dv", c, dv, nk);
+    down(bdq, cq, nq);
+    close_to("cpu attention_backward dq", cq, dq, nq);
+    down(bdk, ck, nk);
+    close_to("cpu attention_backward dk", ck, dk, nk);
+    down(bdv, cv, nk);
+    close_to("cpu attention_backward dv", cv, dv, nk);
+    if (fd && bg_compute_kind(g_c) == BG_BACKEND_CPU) {
+        /* the backend's own kernel (SIMD blocks, polynomial exp) against FD */
+        grad_ok("cpu attention_backward dq", &fc, 0, cq);
+        grad_ok("cpu attention_backward dk", &fc, 1, ck);
+        grad_ok("cpu attention_backward dv", &fc, 2, cv);
+    }
     free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq), free(dk), free(dv);
     free(r), free(fc.in[0]), free(fc.in[1]), free(fc.in[2]), free(o2), free(c);
+    free(cq), free(ck), free(cv);
 }
 
 static void test_swiglu(void)
@@ -741,6 +751,16 @@ int main(void)
     test_rope();
     test_attention(2, 5, 4, 2, 6, 1);
     test_attention(3, 17, 6, 3, 8, 0);
+    /* the SIMD backward's edges (blocks of 16 keys AVX-512, 8 AVX2): T = 1,
+     * partial last blocks (17, 18, 19, 33, 50 keys), head sizes 8/48/64
+     * (48: not a multiple of the 16-lane sums), grouped KV heads */
+    test_attention(1, 1, 2, 1, 8, 0); /* dq is 0 (one key): no FD */
+    test_attention(1, 19, 4, 2, 8, 1);
+    test_attention(1, 18, 2, 1, 48, 1);
+    test_attention(1, 17, 2, 2, 64, 1);
+    test_attention(2, 33, 8, 2, 8, 0);
+    test_attention(2, 40, 6, 3, 48, 0);
+    test_attention(1, 50, 4, 1, 64, 0);
     test_swiglu();
     test_xent();
     test_embed();
