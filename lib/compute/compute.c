@@ -124,11 +124,11 @@ int bg_compute_run_lanes(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx,
 {
     if (!c || !fn)
         return bg_err_set(err, BG_EINVAL, "bg_compute_run_lanes: NULL compute or function");
-    int max = bg_compute_lanes(c);
-    if (max == 0)
+    if (bg_compute_lanes(c) == 0)
         return bg_err_set(err, BG_EUNAVAIL, "%s: the backend has no lanes", c->desc);
-    if (n < 1 || n > max)
-        return bg_err_set(err, BG_EINVAL, "bg_compute_run_lanes: %d lanes; expected 1..%d", n, max);
+    if (n < 1 || n > BG_COMPUTE_MAX_LANES)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_run_lanes: %d lanes; expected 1..%d", n,
+                          BG_COMPUTE_MAX_LANES);
     if (c->recording)
         return bg_err_set(err, BG_EINVAL, "bg_compute_run_lanes: called while recording");
     return c->vt->run_lanes(c, n, fn, ctx, err);

@@ -139,9 +139,14 @@ int bg_compute_submit(bg_compute *c, bg_err *err); /* runs and waits */
  * write what another lane reads or writes. The lanes belong to c (borrowed
  * by fn for its call only). bg_compute_lanes: how many lanes run at once
  * (the CPU backend: its threads); 0 when the backend has none (Vulkan: one
- * queue, nothing to gain). run_lanes: n in [1, bg_compute_lanes(c)],
- * outside a recording of c; BG_EINVAL/BG_EUNAVAIL (fn never called)
- * otherwise, BG_ENOMEM when a lane cannot be made. Threads: c's thread. */
+ * queue, nothing to gain). n may exceed it: the calls are claimed one at a
+ * time by whichever thread is free (the caller's too), so on a busy host a
+ * thread the scheduler has paused holds back only the call it runs, and
+ * several small calls per thread even the load out. run_lanes: n in
+ * [1, BG_COMPUTE_MAX_LANES], outside a recording of c; BG_EINVAL/
+ * BG_EUNAVAIL (fn never called) otherwise, BG_ENOMEM when a lane cannot be
+ * made. Threads: c's thread. */
+#define BG_COMPUTE_MAX_LANES 256
 typedef void (*bg_compute_lane_fn)(bg_compute *lane, void *ctx, int i);
 int bg_compute_lanes(const bg_compute *c);
 int bg_compute_run_lanes(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx, bg_err *err);

@@ -48,7 +48,7 @@ static void cpu_destroy(bg_compute *c)
         free(b->bufs);
         b->bufs = n;
     }
-    for (int i = 0; b->lane && i < b->nthreads; i++)
+    for (int i = 0; b->lane && i < BG_COMPUTE_MAX_LANES; i++)
         if (b->lane[i])
             cpu_destroy(&b->lane[i]->base);
     free(b->lane);
@@ -516,7 +516,9 @@ static int cpu_set_precision(bg_compute *c, bg_precision p, bg_err *err)
  * op runs inline on the thread that records it) and no buffers of its own;
  * the views it is given point into the parent's buffers, which outlive it.
  * Its GEMM scratch is its own pool's, so lanes never share scratch. Lane i
- * is used by the one pool task i of a run: one thread at a time. */
+ * is used by the one pool task i of a run: one thread at a time. Lanes are
+ * made when a run first asks for that many, and kept (up to
+ * BG_COMPUTE_MAX_LANES) until the backend is destroyed. */
 
 static int cpu_lanes(const bg_compute *c)
 {
@@ -541,8 +543,8 @@ static const bg_compute_vtbl cpu_vtbl;
 static int cpu_run_lanes(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx, bg_err *err)
 {
     bg__cpu_backend *b = bg__cpu(c);
-    if (!b->lane && !(b->lane = calloc((size_t)b->nthreads, sizeof *b->lane)))
-        return bg_err_set(err, BG_ENOMEM, "cpu backend: out of memory for %d lanes", b->nthreads);
+    if (!b->lane && !(b->lane = calloc(BG_COMPUTE_MAX_LANES, sizeof *b->lane)))
+        return bg_err_set(err, BG_ENOMEM, "cpu backend: out of memory for the lanes");
     for (int i = 0; i < n; i++) {
         if (b->lane[i])
             continue;
@@ -561,8 +563,7 @@ static int cpu_run_lanes(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx,
     }
     for (int i = 0; i < n; i++) {
         b->lane[i]->bf16 = b->bf16;
-        snprintf(b->lane[i]->base.desc, sizeof b->lane[i]->base.desc, "cpu lane %d of %d", i,
-                 b->nthreads);
+        snprintf(b->lane[i]->base.desc, sizeof b->lane[i]->base.desc, "cpu lane %d", i);
     }
     lanes_ctx l = {b->lane, fn, ctx};
     bg__pool_run(b->pool, lane_task, &l, n);

@@ -28,8 +28,12 @@
  *      bg_compute_run_lanes) each group runs the whole pass on one thread
  *      with every op single-threaded: one wake-up of the pool per pass
  *      instead of one around each of ~150 small ops (dim 64: each op is
- *      microseconds of work). Elsewhere (Vulkan, one thread, a model wider
- *      than LANE_MAX_DIM, a pass of few rows) G = 1 on the backend itself.
+ *      microseconds of work). G is up to GROUPS_PER_LANE per thread, at
+ *      least LANE_MIN_ROWS rows each: the threads claim groups one at a
+ *      time, so on a busy host a thread the scheduler pauses holds back one
+ *      small group, not half the pass. Elsewhere (Vulkan, one thread, a
+ *      model wider than LANE_MAX_DIM, a pass of few rows) G = 1 on the
+ *      backend itself.
  *   4. Attention: an item that owns rows gets a K/V region, rows
  *      [prefix P from the cache][its path's nodes], filled per layer by
  *      copies (runs of consecutive rows); its owned rows (queries at
@@ -71,6 +75,7 @@
 #define BATCH_REGIONS 8192     /* K/V region rows per pass, at least seq_len */
 #define LANE_MAX_DIM 512       /* wider models keep the pool inside each op */
 #define LANE_MIN_ROWS 48       /* rows per group below which a lane is not worth its wake-up */
+#define GROUPS_PER_LANE 4      /* a paused thread holds back a quarter of its share */
 #define LOGIT_FLOATS (1 << 20) /* per lane: the classifier's rows are chunked to fit */
 
 typedef struct seq {
@@ -171,8 +176,8 @@ static int batch_create(bg_nn_model *m, bg_err *err)
         return bg_err_set(err, BG_ENOMEM, "score batch: out of memory");
     b->rows = c->seq_len > BATCH_ROWS ? c->seq_len : BATCH_ROWS;
     b->regions = c->seq_len > BATCH_REGIONS ? c->seq_len : BATCH_REGIONS;
-    b->lanes = bg_compute_lanes(m->c);
-    if (c->dim > LANE_MAX_DIM || b->lanes < 2)
+    b->lanes = GROUPS_PER_LANE * bg_compute_lanes(m->c);
+    if (c->dim > LANE_MAX_DIM || b->lanes < 2 * GROUPS_PER_LANE)
         b->lanes = 1; /* one group, run on the backend itself */
     if (b->lanes > BG__NN_MAX_LANES)
         b->lanes = BG__NN_MAX_LANES;

@@ -27,7 +27,7 @@ typedef struct bg__nn_layer {
 typedef struct bg__nn_batch {
     int rows;    /* trie rows one pass may hold (>= seq_len) */
     int regions; /* K/V region rows one pass may hold (>= seq_len) */
-    int lanes;   /* groups a pass may be cut into: 1..BG__NN_MAX_LANES */
+    int lanes;   /* groups a pass may be cut into (compute lanes): 1..BG__NN_MAX_LANES */
     int lchunk;  /* pairs per classifier GEMM: [lchunk, vocab] logits per lane */
     bg_cbuf *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *tokens;
     bg_cbuf *kreg, *vreg;  /* [regions, kv_dim]: each sequence's prefix + path */

@@ -20,10 +20,11 @@
  *   4. more rows than one pass holds (several passes), within 1e-4
  *   5. bad items (no continuation, an id out of range, longer than the
  *      context) are EINVAL naming the item, and the next call still works
- *   6. the lanes themselves (bg_compute_run_lanes, compute.h): as many as
- *      the CPU backend's threads, each lane's ops on its own part of a
- *      shared buffer, more lanes than threads or a call while recording
- *      refused (EINVAL) without running anything
+ *   6. the lanes themselves (bg_compute_run_lanes, compute.h): as many
+ *      run at once as the CPU backend has threads, more are claimed in
+ *      turn; each lane's ops on its own part of a shared buffer; 0 or more
+ *      than BG_COMPUTE_MAX_LANES lanes, or a call while recording, refused
+ *      (EINVAL) without running anything
  * Prints the largest error and the time of one 16-theory call both ways
  * (informational: timings are not asserted). Seeds fixed.
  */
@@ -215,7 +216,7 @@ static void check_model(const char *path, const char *label, const bg_compute_op
 
 typedef struct lanes_t {
     bg_cbuf *buf;
-    int ran[4];
+    int ran[5];
 } lanes_t;
 
 /* Lane i fills floats [8i, 8i+8) of the buffer with i + 1 through ops. */
@@ -238,19 +239,20 @@ static void check_lanes(void)
     CHECK_INT(bg_compute_lanes(c), 3);
     lanes_t t = {0};
     CHECK(bg_cbuf_create(c, 32 * sizeof(float), &t.buf, &err) == BG_OK, "%s", err.msg);
-    CHECK(bg_compute_run_lanes(c, 4, lane_fill, &t, &err) == BG_EINVAL);
-    printf("lanes: 4 of 3 refused: %s\n", err.msg);
+    CHECK(bg_compute_run_lanes(c, BG_COMPUTE_MAX_LANES + 1, lane_fill, &t, &err) == BG_EINVAL);
+    printf("lanes: too many refused: %s\n", err.msg);
+    CHECK(bg_compute_run_lanes(c, 0, lane_fill, &t, &err) == BG_EINVAL);
     CHECK(bg_compute_begin(c, &err) == BG_OK);
     CHECK(bg_compute_run_lanes(c, 2, lane_fill, &t, &err) == BG_EINVAL);
     CHECK(bg_compute_submit(c, &err) == BG_OK);
     CHECK(t.ran[0] + t.ran[1] + t.ran[2] == 0, "a refused run_lanes called its function");
     for (int rep = 0; rep < 2; rep++) /* the lanes are made once, then reused */
-        CHECK(bg_compute_run_lanes(c, 3, lane_fill, &t, &err) == BG_OK, "%s", err.msg);
+        CHECK(bg_compute_run_lanes(c, 4, lane_fill, &t, &err) == BG_OK, "%s", err.msg);
     float got[32];
     CHECK(bg_cbuf_read(c, t.buf, 0, got, sizeof got, &err) == BG_OK);
     for (int i = 0; i < 32; i++)
-        CHECK(got[i] == (i < 24 ? (float)(i / 8 + 1) : 0.0f), "float %d: %g", i, got[i]);
-    CHECK(t.ran[0] == 2 && t.ran[1] == 2 && t.ran[2] == 2 && t.ran[3] == 0);
+        CHECK(got[i] == (float)(i / 8 + 1), "float %d: %g", i, got[i]);
+    CHECK(t.ran[0] == 2 && t.ran[1] == 2 && t.ran[2] == 2 && t.ran[3] == 2 && t.ran[4] == 0);
     bg_compute_destroy(c);
 }
 
