@@ -364,9 +364,24 @@ typedef struct ew_ctx {
 
 /* The elementwise loops, with restrict-qualified copies for arrays that do
  * not overlap, so the compiler vectorises them. */
+typedef float ew_v4 __attribute__((vector_size(16))); /* SSE at the baseline ISA */
+typedef int32_t ew_i4 __attribute__((vector_size(16)));
+
+static inline ew_v4 ld4(const float *p)
+{
+    ew_v4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 static void add_apart(float *restrict a, const float *restrict b, long n)
 {
-    for (long i = 0; i < n; i++)
+    long i = 0;
+    for (; i + 4 <= n; i += 4) {
+        ew_v4 v = ld4(a + i) + ld4(b + i);
+        memcpy(a + i, &v, sizeof v);
+    }
+    for (; i < n; i++)
         a[i] += b[i];
 }
 
@@ -383,8 +398,28 @@ static void add_to(float *a, const float *b, long n, int apart)
 static void silu_mul_apart(float *restrict a, const float *restrict ex, const float *restrict b,
                            int n)
 {
-    for (int j = 0; j < n; j++)
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        ew_v4 v = ld4(a + j) / (1.0f + ld4(ex + j)) * ld4(b + j);
+        memcpy(a + j, &v, sizeof v);
+    }
+    for (; j < n; j++)
         a[j] = a[j] / (1.0f + ex[j]) * b[j];
+}
+
+/* ex[j] = min(-a[j], 80): exp(80) is finite, and x / (1 + e^80) rounds to
+ * ~0 as silu does (a NaN stays NaN through a in silu_mul) */
+static void neg_clamp(float *restrict ex, const float *restrict a, int n)
+{
+    int j = 0;
+    const ew_v4 lim = {80, 80, 80, 80};
+    for (; j + 4 <= n; j += 4) {
+        ew_v4 v = -ld4(a + j);
+        ew_i4 lt = v < lim, r = ((ew_i4)v & lt) | ((ew_i4)lim & ~lt);
+        memcpy(ex + j, &r, sizeof r);
+    }
+    for (; j < n; j++)
+        ex[j] = -a[j] < 80.0f ? -a[j] : 80.0f;
 }
 
 /* a = a / (1 + ex) * b, ex = exp(-a) */
@@ -410,8 +445,7 @@ static void ew_task(void *v, int t)
         for (long i = i0; i < i1; i += SWIGLU_BLOCK) {
             int n = i1 - i < SWIGLU_BLOCK ? (int)(i1 - i) : SWIGLU_BLOCK;
             float ex[SWIGLU_BLOCK];
-            for (int j = 0; j < n; j++) /* exp(80) is finite: x/(1+e^80) rounds to ~0 */
-                ex[j] = -a[i + j] < 80.0f ? -a[i + j] : 80.0f;
+            neg_clamp(ex, a + i, n);
             bg__cpu_expv(ex, ex, n);
             silu_mul(a + i, ex, b + i, n, a + i + n <= b + i || b + i + n <= a + i);
         }
