@@ -29,11 +29,14 @@
  *      with every op single-threaded: one wake-up of the pool per pass
  *      instead of one around each of ~150 small ops (dim 64: each op is
  *      microseconds of work). G is up to GROUPS_PER_LANE per thread, at
- *      least LANE_MIN_ROWS rows each: the threads claim groups one at a
- *      time, so on a busy host a thread the scheduler pauses holds back one
- *      small group, not half the pass. Elsewhere (Vulkan, one thread, a
- *      model wider than LANE_MAX_DIM, a pass of few rows) G = 1 on the
- *      backend itself.
+ *      least LANE_MIN_ROWS rows each. The threads claim groups one at a
+ *      time (the caller too), so more groups per thread would let a busy
+ *      host's paused thread hold back less, but each group repacks every
+ *      weight for its GEMMs and repeats the rows its first item shares:
+ *      at 4 per thread a 16-theory pass took ~10% more CPU, and its p50
+ *      under load was no better, so one per thread. Elsewhere (Vulkan, one
+ *      thread, a model wider than LANE_MAX_DIM, a pass of few rows) G = 1
+ *      on the backend itself.
  *   4. Attention: an item that owns rows gets a K/V region, rows
  *      [prefix P from the cache][its path's nodes], filled per layer by
  *      copies (runs of consecutive rows); its owned rows (queries at
@@ -75,7 +78,7 @@
 #define BATCH_REGIONS 8192     /* K/V region rows per pass, at least seq_len */
 #define LANE_MAX_DIM 512       /* wider models keep the pool inside each op */
 #define LANE_MIN_ROWS 48       /* rows per group below which a lane is not worth its wake-up */
-#define GROUPS_PER_LANE 4      /* a paused thread holds back a quarter of its share */
+#define GROUPS_PER_LANE 1      /* more: weights repacked per group, rows repeated (4: ~10% CPU) */
 #define LOGIT_FLOATS (1 << 20) /* per lane: the classifier's rows are chunked to fit */
 
 typedef struct seq {
