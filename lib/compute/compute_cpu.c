@@ -353,7 +353,7 @@ static int cpu_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kc, b
 
 /* Elementwise ops over n elements, split in chunks. */
 enum { EW_SWIGLU, EW_ADD, EW_COPY };
-#define SWIGLU_BLOCK 256
+#define SWIGLU_BLOCK 256 /* a multiple of 16 */
 
 typedef struct ew_ctx {
     float *a;
@@ -445,8 +445,11 @@ static void ew_task(void *v, int t)
         for (long i = i0; i < i1; i += SWIGLU_BLOCK) {
             int n = i1 - i < SWIGLU_BLOCK ? (int)(i1 - i) : SWIGLU_BLOCK;
             float ex[SWIGLU_BLOCK];
+            int n16 = (n + 15) & ~15; /* whole vectors: an element's exp must not depend
+                                       * on where it falls (expv's tail is libm's expf) */
             neg_clamp(ex, a + i, n);
-            bg__cpu_expv(ex, ex, n);
+            memset(ex + n, 0, sizeof(float) * (size_t)(n16 - n));
+            bg__cpu_expv(ex, ex, n16);
             silu_mul(a + i, ex, b + i, n, a + i + n <= b + i || b + i + n <= a + i);
         }
         break;
