@@ -15,6 +15,12 @@
 # BUILD_DIR's bayesguard) instead of the byte tokenizer of
 # scripts/lm_byte_tokenizer.py: the same model shape and weights, fewer
 # tokens per theory (the scores mean nothing either way: cost only).
+#
+# The bench repeats one action, so the host's score cache (plugin_lm.c)
+# would answer every Evaluate after the first from memory: the lm_theory
+# rows run with BG_LM_SCORE_CACHE=0 (the forward itself, as base — which
+# has no cache — does), and one last row "new, score cache on" shows what
+# a repeated action (or the Observe of an evaluated one) costs.
 set -eu
 BUILD=${1:?usage: bench_lm_theory.sh BUILD_DIR [SECONDS] [CALLERS] [BASE_BUILD_DIR]}
 SECS=${2:-5}
@@ -38,10 +44,11 @@ sed -e 's/tools: \["\*"\]/tools: ["lm_*"]/' -e 's/backend: auto/backend: cpu/' \
     "$SRC/policies/examples/lm_theory.yaml.example" > "$T/lm/lm_theory.yaml"
 cp "$SRC/bench/rpc/policies/email.yaml" "$T/lm/"
 uptime
-one() { # BUILD TOOL LABEL
+one() { # BUILD TOOL LABEL [CACHE_ENTRIES]
     echo "== $3: $2"
-    "$1/bench/rpc/bench_rpc" --daemon "$1/daemon/bayesguardd" --policies "$T/lm" \
-        --plugins "$1/plugins" --tool "$2" --seconds "$SECS" --warmup 1 --callers "$CALLERS"
+    BG_LM_SCORE_CACHE=${4:-0} "$1/bench/rpc/bench_rpc" --daemon "$1/daemon/bayesguardd" \
+        --policies "$T/lm" --plugins "$1/plugins" --tool "$2" --seconds "$SECS" --warmup 1 \
+        --callers "$CALLERS"
 }
 one "$BUILD" send_email "$BUILD"
 if [ -n "$BASE" ]; then
@@ -52,4 +59,5 @@ if [ -n "$BASE" ]; then
 else
     one "$BUILD" lm_delete_file "$BUILD"
 fi
+one "$BUILD" lm_delete_file "new $BUILD, score cache on" 4096
 uptime

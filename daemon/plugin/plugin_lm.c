@@ -40,6 +40,16 @@
  * as INTERNAL; nothing waits unboundedly), and one call may carry at most
  * BG_LM_CALL_ITEMS items.
  *
+ * Score cache (plugin_lm_cache.h). lm_score first answers, on the caller's
+ * thread, every item the model's cache holds (exact token sequences,
+ * bounded LRU); only the rest go to the queue, and their answers into the
+ * cache. So the Observe of an action — lm_theory's likelihood of the
+ * outcome is the same items as its Evaluate's harm — and a repeated
+ * Evaluate cost lookups. The cache is the model's: a reload that changes a
+ * file makes a new model with an empty cache. BG_LM_SCORE_CACHE=N sets its
+ * entries (0: off, which bench/rpc/bench_lm_theory.sh uses to time the
+ * forward itself).
+ *
  * Invariants: (1) a model in the registry has refs >= 1; (2) `queued` is
  * the sum of the n of the requests in the queue; (3) a request is answered
  * (done = 1) exactly once, by the worker, and its caller frees nothing
@@ -66,6 +76,7 @@
 #include "cfg/cfg.h"
 #include "nn/nn.h"
 #include "nn/nn_tok.h"
+#include "plugin/plugin_lm_cache.h"
 #include "plugin/plugin_priv.h"
 
 #define BG_LM_QUEUE_ITEMS 16384 /* items waiting in one model's queue */
@@ -110,6 +121,7 @@ struct bg_lm {
     float *base;    /* [vocab] the logits after the current prefix */
     int32_t *cache; /* [seq_len] the tokens the KV cache holds at 0..n_cache */
     int n_cache;
+    bg__lm_cache *scores; /* lm_score's answers by exact item (any thread) */
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -291,6 +303,7 @@ static void model_free(bg_lm *m)
     free(m->logits);
     free(m->base);
     free(m->cache);
+    bg__lm_cache_destroy(m->scores);
     bg_nn_tok_destroy(m->tok);
     bg_nn_model_destroy(m->model);
     free(m->ckpt);
@@ -344,6 +357,23 @@ static int load_adapted(bg_lm *m, const bg_compute_opts *copts, bg_err *err)
     return rc;
 }
 
+/* Entries of each model's score cache: BG_LM_SCORE_CACHE (0 turns it off:
+ * the benchmark of the forward itself), else BG__LM_CACHE_ITEMS. */
+static size_t score_cache_items(void)
+{
+    const char *e = getenv("BG_LM_SCORE_CACHE");
+    if (!e || !*e)
+        return BG__LM_CACHE_ITEMS;
+    char *end = NULL;
+    long v = strtol(e, &end, 10);
+    if (*end || v < 0 || v > (1L << 24)) {
+        bg_log(BG_LOG_WARN, "plugin",
+               "BG_LM_SCORE_CACHE=%s ignored: expected a number of entries 0..16777216", e);
+        return BG__LM_CACHE_ITEMS;
+    }
+    return (size_t)v;
+}
+
 static int model_load(bg_lm *m, bg_err *err)
 {
     bg_compute_opts copts = {.kind = (bg_backend_kind)m->backend,
@@ -364,6 +394,8 @@ static int model_load(bg_lm *m, bg_err *err)
                         !(m->base = malloc((size_t)m->cfg.vocab_size * sizeof *m->base)) ||
                         !(m->cache = malloc((size_t)m->cfg.seq_len * sizeof *m->cache))))
         rc = bg_err_set(err, BG_ENOMEM, "language model %s: out of memory", m->ckpt);
+    if (rc == BG_OK)
+        rc = bg__lm_cache_create(score_cache_items(), &m->scores, err);
     return rc;
 }
 
@@ -529,13 +561,10 @@ static int check_ids(const bg_lm *m, const int32_t *ids, size_t n)
     return 1;
 }
 
-static int submit(bg_lm *m, lm_req *r, char *msg, size_t msg_len)
+/* The call's limits and each item's lengths and ids, on the caller's
+ * thread: BG_PLUGIN_OK or an error with msg filled. */
+static int check_req(const bg_lm *m, const lm_req *r, char *msg, size_t msg_len)
 {
-    char none[1];
-    if (!msg || !msg_len) {
-        msg = none;
-        msg_len = sizeof none;
-    }
     if (r->n > BG_LM_CALL_ITEMS) {
         snprintf(msg, msg_len, "language model %s: %zu items in one call; at most %d", m->ckpt,
                  r->n, BG_LM_CALL_ITEMS);
@@ -558,6 +587,12 @@ static int submit(bg_lm *m, lm_req *r, char *msg, size_t msg_len)
             return BG_PLUGIN_EINVAL;
         }
     }
+    return BG_PLUGIN_OK;
+}
+
+/* Queues r (checked) and waits for the worker's answer. */
+static int submit(bg_lm *m, lm_req *r, char *msg, size_t msg_len)
+{
     pthread_mutex_lock(&m->mu);
     if (m->queued + r->n > BG_LM_QUEUE_ITEMS) {
         size_t q = m->queued;
@@ -583,19 +618,65 @@ static int submit(bg_lm *m, lm_req *r, char *msg, size_t msg_len)
     return r->rc;
 }
 
+/* Answers from the score cache what it holds; the rest (in their order)
+ * go to the worker as one request, and their answers into the cache. */
 int bg__lm_score(bg_lm *m, const bg_lm_item *items, size_t n, double *out, char *msg,
                  size_t msg_len)
 {
+    char none[1];
+    if (!msg || !msg_len) {
+        msg = none;
+        msg_len = sizeof none;
+    }
     if (n == 0)
         return BG_PLUGIN_OK;
     lm_req r = {.items = items, .n = n, .out_score = out};
-    return submit(m, &r, msg, msg_len);
+    int rc = check_req(m, &r, msg, msg_len);
+    if (rc != BG_PLUGIN_OK)
+        return rc;
+    size_t *miss = malloc(n * sizeof *miss), nm = 0;
+    if (!miss) {
+        snprintf(msg, msg_len, "language model %s: out of memory for %zu items", m->ckpt, n);
+        return BG_PLUGIN_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!bg__lm_cache_get(m->scores, items[i].prefix, items[i].n_prefix, items[i].cont,
+                              items[i].n_cont, &out[i]))
+            miss[nm++] = i;
+    bg_lm_item *sub = nm && nm < n ? malloc(nm * sizeof *sub) : NULL;
+    double *sout = nm && nm < n ? malloc(nm * sizeof *sout) : NULL;
+    if (nm && nm < n && (!sub || !sout)) {
+        rc = BG_PLUGIN_ENOMEM;
+        snprintf(msg, msg_len, "language model %s: out of memory for %zu items", m->ckpt, nm);
+    } else if (nm) {
+        for (size_t k = 0; sub && k < nm; k++)
+            sub[k] = items[miss[k]];
+        r = (lm_req){.items = sub ? sub : items, .n = nm, .out_score = sout ? sout : out};
+        rc = submit(m, &r, msg, msg_len);
+        for (size_t k = 0; rc == BG_PLUGIN_OK && k < nm; k++) {
+            const bg_lm_item *it = &items[miss[k]];
+            if (sout)
+                out[miss[k]] = sout[k];
+            bg__lm_cache_put(m->scores, it->prefix, it->n_prefix, it->cont, it->n_cont,
+                             out[miss[k]]);
+        }
+    }
+    free(sout);
+    free(sub);
+    free(miss);
+    return rc;
 }
 
 int bg__lm_next(bg_lm *m, const bg_lm_item *items, size_t n, float *out, char *msg, size_t msg_len)
 {
+    char none[1];
+    if (!msg || !msg_len) {
+        msg = none;
+        msg_len = sizeof none;
+    }
     if (n == 0)
         return BG_PLUGIN_OK;
     lm_req r = {.next_tokens = 1, .items = items, .n = n, .out_next = out};
-    return submit(m, &r, msg, msg_len);
+    int rc = check_req(m, &r, msg, msg_len);
+    return rc == BG_PLUGIN_OK ? submit(m, &r, msg, msg_len) : rc;
 }

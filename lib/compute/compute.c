@@ -115,6 +115,25 @@ int bg_compute_set_precision(bg_compute *c, bg_precision p, bg_err *err)
     return c->vt->set_precision(c, p, err);
 }
 
+int bg_compute_lanes(const bg_compute *c)
+{
+    return c && c->vt->lanes ? c->vt->lanes(c) : 0;
+}
+
+int bg_compute_run_lanes(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx, bg_err *err)
+{
+    if (!c || !fn)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_run_lanes: NULL compute or function");
+    if (bg_compute_lanes(c) == 0)
+        return bg_err_set(err, BG_EUNAVAIL, "%s: the backend has no lanes", c->desc);
+    if (n < 1 || n > BG_COMPUTE_MAX_LANES)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_run_lanes: %d lanes; expected 1..%d", n,
+                          BG_COMPUTE_MAX_LANES);
+    if (c->recording)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_run_lanes: called while recording");
+    return c->vt->run_lanes(c, n, fn, ctx, err);
+}
+
 const char *bg_compute_describe(const bg_compute *c)
 {
     return c->desc;

@@ -126,6 +126,31 @@ int bg_compute_begin(bg_compute *c, bg_err *err);
 void bg_compute_barrier(bg_compute *c);
 int bg_compute_submit(bg_compute *c, bg_err *err); /* runs and waits */
 
+/* Lanes: independent recorders that run at the same time on the backend's
+ * threads, for work made of many small independent parts (the branches of
+ * a batched scoring pass), where waking the threads around every small op
+ * costs more than the op. bg_compute_run_lanes calls fn(lane, ctx, i) for i
+ * in [0, n), each on its own lane, spread over the backend's threads, and
+ * returns when every call has returned. A lane is a bg_compute that shares
+ * c's buffers (views of c's buffers are valid on it), is idle when fn
+ * starts (fn calls begin ... submit on it, as often as it likes) and runs
+ * each op on the calling thread alone; it has its own recording and poison
+ * state. Ops of different lanes may run at the same time: they must not
+ * write what another lane reads or writes. The lanes belong to c (borrowed
+ * by fn for its call only). bg_compute_lanes: how many lanes run at once
+ * (the CPU backend: its threads); 0 when the backend has none (Vulkan: one
+ * queue, nothing to gain). n may exceed it: the calls are claimed one at a
+ * time by whichever thread is free (the caller's too), so on a busy host a
+ * thread the scheduler has paused holds back only the call it runs, and
+ * several small calls per thread even the load out. run_lanes: n in
+ * [1, BG_COMPUTE_MAX_LANES], outside a recording of c; BG_EINVAL/
+ * BG_EUNAVAIL (fn never called) otherwise, BG_ENOMEM when a lane cannot be
+ * made. Threads: c's thread. */
+#define BG_COMPUTE_MAX_LANES 256
+typedef void (*bg_compute_lane_fn)(bg_compute *lane, void *ctx, int i);
+int bg_compute_lanes(const bg_compute *c);
+int bg_compute_run_lanes(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx, bg_err *err);
+
 void bg_op_matmul(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int M, int N, int K);
 void bg_op_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int T, int n, float eps);
 void bg_op_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int n_heads, int n_kv_heads,

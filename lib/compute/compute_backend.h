@@ -66,6 +66,10 @@ typedef struct bg_compute_vtbl {
                  int n_gsq, int n, const bg_adamw_params *hp);
     /* optional (NULL: FP32 only); see bg_compute_set_precision */
     int (*set_precision)(bg_compute *c, bg_precision p, bg_err *err);
+    /* optional (NULL: no lanes); see bg_compute_run_lanes. lanes() > 0 and
+     * n in [1, lanes()] checked by compute.c; c is not recording. */
+    int (*lanes)(const bg_compute *c);
+    int (*run_lanes)(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx, bg_err *err);
 } bg_compute_vtbl;
 
 struct bg_compute {

@@ -9,6 +9,12 @@
  * more than the work. Inner loops use bg__cpu_dot/softmax
  * (compute_cpu_gemm.c; AVX2+FMA when the CPU has it) and the attention
  * kernel (compute_cpu_attend.c; AVX-512 or AVX2 when the CPU has them).
+ * Lanes (bg_compute_run_lanes) are single-threaded sibling backends over
+ * the same buffers, one per pool thread, so a caller with many small
+ * independent parts (nn_batch.c's branches) wakes the pool once for all of
+ * them instead of around each op. swiglu uses the attention kernel's vector
+ * exp (2 ulp; inputs clamped to exp's range), RoPE computes its
+ * frequencies once per op.
  *
  * Invariants
  *   - every buffer is a 64-byte-aligned host allocation of `bytes` bytes,
@@ -42,6 +48,10 @@ static void cpu_destroy(bg_compute *c)
         free(b->bufs);
         b->bufs = n;
     }
+    for (int i = 0; b->lane && i < BG_COMPUTE_MAX_LANES; i++)
+        if (b->lane[i])
+            cpu_destroy(&b->lane[i]->base);
+    free(b->lane);
     bg__pool_destroy(b->pool);
     free(b);
 }
@@ -149,6 +159,7 @@ struct rows_ctx {
     const int32_t *ids;
     int rows, n, ntasks;
     int pos0, nh, nkv, hs; /* rope */
+    const float *freq;     /* rope: [hs/2] 1 / 10000^(i/hs), computed once per op */
     float eps, sign;       /* sign: rope +1 forward, -1 backward (transposed rotation) */
 };
 
@@ -214,7 +225,7 @@ static void rope_row(const rows_ctx *r, long row)
     float *qr = r->a + row * (long)r->nh * r->hs;
     float *kr = (float *)r->b + row * (long)r->nkv * r->hs;
     for (int i = 0; i + 1 < r->hs; i += 2) {
-        float ang = pos * (1.0f / powf(10000.0f, (float)i / (float)r->hs));
+        float ang = pos * r->freq[i / 2];
         float fcr = cosf(ang), fci = r->sign * sinf(ang);
         rotate_heads(qr, r->nh, r->hs, i, fcr, fci);
         rotate_heads(kr, r->nkv, r->hs, i, fcr, fci);
@@ -230,7 +241,17 @@ static int rope_op(bg_compute *c, const char *op, float sign, bg_tview q, bg_tvi
     r.b = bg__cpu_span(c, op, sign > 0 ? "k" : "dk", k, (size_t)T * nkv * hs);
     if (!r.a || !r.b)
         return BG_EINVAL;
+    float fixed[64], *freq = hs / 2 <= 64 ? fixed : malloc(sizeof(float) * (size_t)(hs / 2 + 1));
+    if (!freq) {
+        c->poisoned = 1;
+        return bg_err_set(&c->poison_err, BG_ENOMEM, "compute op %s: out of memory", op);
+    }
+    for (int i = 0; i + 1 < hs; i += 2)
+        freq[i / 2] = 1.0f / powf(10000.0f, (float)i / (float)hs);
+    r.freq = freq;
     rows_run(c, &r, 8L * (nh + nkv) * hs);
+    if (freq != fixed)
+        free(freq);
     return BG_OK;
 }
 
@@ -332,6 +353,7 @@ static int cpu_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kc, b
 
 /* Elementwise ops over n elements, split in chunks. */
 enum { EW_SWIGLU, EW_ADD, EW_COPY };
+#define SWIGLU_BLOCK 256 /* a multiple of 16 */
 
 typedef struct ew_ctx {
     float *a;
@@ -339,6 +361,77 @@ typedef struct ew_ctx {
     long n;
     int kind, ntasks;
 } ew_ctx;
+
+/* The elementwise loops, with restrict-qualified copies for arrays that do
+ * not overlap, so the compiler vectorises them. */
+typedef float ew_v4 __attribute__((vector_size(16))); /* SSE at the baseline ISA */
+typedef int32_t ew_i4 __attribute__((vector_size(16)));
+
+static inline ew_v4 ld4(const float *p)
+{
+    ew_v4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static void add_apart(float *restrict a, const float *restrict b, long n)
+{
+    long i = 0;
+    for (; i + 4 <= n; i += 4) {
+        ew_v4 v = ld4(a + i) + ld4(b + i);
+        memcpy(a + i, &v, sizeof v);
+    }
+    for (; i < n; i++)
+        a[i] += b[i];
+}
+
+static void add_to(float *a, const float *b, long n, int apart)
+{
+    if (apart) {
+        add_apart(a, b, n);
+        return;
+    }
+    for (long i = 0; i < n; i++)
+        a[i] += b[i];
+}
+
+static void silu_mul_apart(float *restrict a, const float *restrict ex, const float *restrict b,
+                           int n)
+{
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        ew_v4 v = ld4(a + j) / (1.0f + ld4(ex + j)) * ld4(b + j);
+        memcpy(a + j, &v, sizeof v);
+    }
+    for (; j < n; j++)
+        a[j] = a[j] / (1.0f + ex[j]) * b[j];
+}
+
+/* ex[j] = min(-a[j], 80): exp(80) is finite, and x / (1 + e^80) rounds to
+ * ~0 as silu does (a NaN stays NaN through a in silu_mul) */
+static void neg_clamp(float *restrict ex, const float *restrict a, int n)
+{
+    int j = 0;
+    const ew_v4 lim = {80, 80, 80, 80};
+    for (; j + 4 <= n; j += 4) {
+        ew_v4 v = -ld4(a + j);
+        ew_i4 lt = v < lim, r = ((ew_i4)v & lt) | ((ew_i4)lim & ~lt);
+        memcpy(ex + j, &r, sizeof r);
+    }
+    for (; j < n; j++)
+        ex[j] = -a[j] < 80.0f ? -a[j] : 80.0f;
+}
+
+/* a = a / (1 + ex) * b, ex = exp(-a) */
+static void silu_mul(float *a, const float *ex, const float *b, int n, int apart)
+{
+    if (apart) {
+        silu_mul_apart(a, ex, b, n);
+        return;
+    }
+    for (int j = 0; j < n; j++)
+        a[j] = a[j] / (1.0f + ex[j]) * b[j];
+}
 
 static void ew_task(void *v, int t)
 {
@@ -348,13 +441,20 @@ static void ew_task(void *v, int t)
     float *a = e->a;
     const float *b = e->b;
     switch (e->kind) {
-    case EW_SWIGLU:
-        for (long i = i0; i < i1; i++)
-            a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+    case EW_SWIGLU: /* silu through the vector exp (2 ulp), a block at a time */
+        for (long i = i0; i < i1; i += SWIGLU_BLOCK) {
+            int n = i1 - i < SWIGLU_BLOCK ? (int)(i1 - i) : SWIGLU_BLOCK;
+            float ex[SWIGLU_BLOCK];
+            int n16 = (n + 15) & ~15; /* whole vectors: an element's exp must not depend
+                                       * on where it falls (expv's tail is libm's expf) */
+            neg_clamp(ex, a + i, n);
+            memset(ex + n, 0, sizeof(float) * (size_t)(n16 - n));
+            bg__cpu_expv(ex, ex, n16);
+            silu_mul(a + i, ex, b + i, n, a + i + n <= b + i || b + i + n <= a + i);
+        }
         break;
     case EW_ADD:
-        for (long i = i0; i < i1; i++)
-            a[i] += b[i];
+        add_to(a + i0, b + i0, i1 - i0, a + i1 <= b + i0 || b + i1 <= a + i0);
         break;
     default:
         memmove(a + i0, b + i0, sizeof(float) * (size_t)(i1 - i0));
@@ -448,6 +548,65 @@ static int cpu_set_precision(bg_compute *c, bg_precision p, bg_err *err)
     return BG_OK;
 }
 
+/* ---- lanes (compute.h, bg_compute_run_lanes) ------------------------------
+ * A lane is a bg__cpu_backend with a pool of one thread (no workers: every
+ * op runs inline on the thread that records it) and no buffers of its own;
+ * the views it is given point into the parent's buffers, which outlive it.
+ * Its GEMM scratch is its own pool's, so lanes never share scratch. Lane i
+ * is used by the one pool task i of a run: one thread at a time. Lanes are
+ * made when a run first asks for that many, and kept (up to
+ * BG_COMPUTE_MAX_LANES) until the backend is destroyed. */
+
+static int cpu_lanes(const bg_compute *c)
+{
+    const bg__cpu_backend *b = (const bg__cpu_backend *)c;
+    return b->is_lane ? 0 : b->nthreads;
+}
+
+typedef struct lanes_ctx {
+    bg__cpu_backend **lane;
+    bg_compute_lane_fn fn;
+    void *ctx;
+} lanes_ctx;
+
+static void lane_task(void *v, int t)
+{
+    const lanes_ctx *l = v;
+    l->fn(&l->lane[t]->base, l->ctx, t);
+}
+
+static const bg_compute_vtbl cpu_vtbl;
+
+static int cpu_run_lanes(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx, bg_err *err)
+{
+    bg__cpu_backend *b = bg__cpu(c);
+    if (!b->lane && !(b->lane = calloc(BG_COMPUTE_MAX_LANES, sizeof *b->lane)))
+        return bg_err_set(err, BG_ENOMEM, "cpu backend: out of memory for the lanes");
+    for (int i = 0; i < n; i++) {
+        if (b->lane[i])
+            continue;
+        bg__cpu_backend *l = calloc(1, sizeof *l);
+        if (!l)
+            return bg_err_set(err, BG_ENOMEM, "cpu backend: out of memory for lane %d", i);
+        if (bg__pool_create(1, &l->pool, err) != BG_OK) {
+            free(l);
+            return BG_ENOMEM;
+        }
+        l->base.vt = &cpu_vtbl;
+        l->base.kind = BG_BACKEND_CPU;
+        l->nthreads = 1;
+        l->is_lane = 1;
+        b->lane[i] = l;
+    }
+    for (int i = 0; i < n; i++) {
+        b->lane[i]->bf16 = b->bf16;
+        snprintf(b->lane[i]->base.desc, sizeof b->lane[i]->base.desc, "cpu lane %d", i);
+    }
+    lanes_ctx l = {b->lane, fn, ctx};
+    bg__pool_run(b->pool, lane_task, &l, n);
+    return BG_OK;
+}
+
 static const bg_compute_vtbl cpu_vtbl = {
     .destroy = cpu_destroy,
     .buf_create = cpu_buf_create,
@@ -481,6 +640,8 @@ static const bg_compute_vtbl cpu_vtbl = {
     .sumsq = bg__cpu_sumsq,
     .adamw = bg__cpu_adamw,
     .set_precision = cpu_set_precision,
+    .lanes = cpu_lanes,
+    .run_lanes = cpu_run_lanes,
 };
 
 int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)

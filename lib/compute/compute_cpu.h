@@ -53,6 +53,12 @@ typedef struct bg__cpu_backend {
     bg_cbuf *bufs;
     int nthreads;
     int bf16; /* matmuls take bf16 inputs (bg_compute_set_precision) */
+    /* Lanes (bg_compute_run_lanes): [BG_COMPUTE_MAX_LANES] single-threaded
+     * backends that share this one's buffers, each made at the first run
+     * that needs it; NULL until then (and in a lane). Owned: destroyed with
+     * the backend. */
+    struct bg__cpu_backend **lane;
+    int is_lane; /* 1 in a lane: it has no lanes of its own */
 } bg__cpu_backend;
 
 static inline bg__cpu_backend *bg__cpu(bg_compute *c)

@@ -20,23 +20,51 @@
  *      nodes are the tail of its path past its common prefix with the item
  *      before it, and they are contiguous rows of the batch. Each trie node
  *      is one row (one token at one position), run once.
- *   3. Attention: an item that owns rows gets a K/V region, rows
+ *   3. Groups. The sorted items are cut into G groups of about equal rows;
+ *      the first item of a group shares nothing with the group before it
+ *      (its whole path is its own rows: a cut repeats the rows the two
+ *      items had in common, so cuts go where they share few). A group needs
+ *      nothing of another, so on a backend with lanes (the CPU,
+ *      bg_compute_run_lanes) each group runs the whole pass on one thread
+ *      with every op single-threaded: one wake-up of the pool per pass
+ *      instead of one around each of ~150 small ops (dim 64: each op is
+ *      microseconds of work). G is up to GROUPS_PER_LANE per thread, at
+ *      least LANE_MIN_ROWS rows each. The threads claim groups one at a
+ *      time (the caller too), so more groups per thread would let a busy
+ *      host's paused thread hold back less, but each group repacks every
+ *      weight for its GEMMs and repeats the rows its first item shares:
+ *      at 4 per thread a 16-theory pass took ~10% more CPU, and its p50
+ *      under load was no better, so one per thread. Elsewhere (Vulkan, one
+ *      thread, a model wider than LANE_MAX_DIM, a pass of few rows) G = 1
+ *      on the backend itself.
+ *   4. Attention: an item that owns rows gets a K/V region, rows
  *      [prefix P from the cache][its path's nodes], filled per layer by
  *      copies (runs of consecutive rows); its owned rows (queries at
  *      positions P + l ..) attend causally within the region, which is the
  *      cache bg_op_attention expects. RoPE runs per owned run at its
  *      positions.
- *   4. Every (row, target) pair an item needs (its positions n_prefix-1 ..
- *      L-1) goes through the final norm and the classifier in chunks of
- *      max_T rows, and logsoftmax_gather returns one float per pair.
+ *   5. Only what is read: every (row, target) pair an item needs (its
+ *      positions n_prefix-1 .. L-1) is one "pair row" of the group's pair
+ *      range. The last layer runs Q/K/V for every row (its K/V are the
+ *      pair rows' keys), but attention, the output projection, the FFN,
+ *      the final norm and the classifier only for the pair rows, compacted
+ *      (a few rows per item instead of every row of its path), and
+ *      logsoftmax_gather returns one float per pair.
  *   A pass holds at most `rows` trie rows, `regions` K/V region rows and
  *   `rows` pairs (both >= seq_len, so one item always fits); items past
  *   that go to the next pass (sorted order kept, the trie restarted).
  *
+ * Results do not depend on the lane count beyond float summation order: a
+ * row's value is the same computation whichever group runs it, but a GEMM
+ * of fewer rows may block differently (test_nn_batch: 1, 2 and 3 threads,
+ * each item within 1e-4 nats of bg_nn_score).
+ *
  * Invariants: items are validated before anything runs; a pass's rows,
- * regions and pairs stay within the batch buffers (asserted); the KV cache
- * is written only at positions < P (by bg__nn_hold), so m->held stays
- * true. One thread at a time, like the model (nn.h).
+ * regions and pairs stay within the batch buffers (asserted); groups own
+ * disjoint row, region and pair ranges and lane i only the logits slot i
+ * (so lanes never write what another reads); the KV cache is written only
+ * at positions < P (by bg__nn_hold), so m->held stays true. One thread at
+ * a time, like the model (nn.h); the lanes are this call's.
  * Ownership: the batch buffers belong to the model's backend (freed with
  * it); the plan arrays are the call's.
  */
@@ -46,8 +74,12 @@
 #include "common/bg_assert.h"
 #include "nn/nn_priv.h"
 
-#define BATCH_ROWS 1024    /* trie rows (and gathered pairs) per pass, at least seq_len */
-#define BATCH_REGIONS 8192 /* K/V region rows per pass, at least seq_len */
+#define BATCH_ROWS 1024        /* trie rows (and gathered pairs) per pass, at least seq_len */
+#define BATCH_REGIONS 8192     /* K/V region rows per pass, at least seq_len */
+#define LANE_MAX_DIM 512       /* wider models keep the pool inside each op */
+#define LANE_MIN_ROWS 48       /* rows per group below which a lane is not worth its wake-up */
+#define GROUPS_PER_LANE 1      /* more: weights repacked per group, rows repeated (4: ~10% CPU) */
+#define LOGIT_FLOATS (1 << 20) /* per lane: the classifier's rows are chunked to fit */
 
 typedef struct seq {
     const bg_nn_item *it;
@@ -63,15 +95,22 @@ typedef struct owner {
     int g;         /* region's first row */
 } owner;
 
+/* One group's ranges: owners [o0, o1), rows [r0, r1), pairs [j0, j1). */
+typedef struct group {
+    int o0, o1, r0, r1, j0, j1;
+} group;
+
 typedef struct plan {
     int P;
-    int n_rows, n_reg, n_pairs, n_own;
+    int n_rows, n_reg, n_pairs, n_own, n_grp;
     int32_t *tokens; /* [rows] the token of each trie row */
+    int *row_own;    /* [rows] the owner of each row */
     int *prow;       /* [regions] path rows of each region, at g + P + depth */
     owner *own;      /* [rows]: at most one owner per row */
     int *pair_row;   /* [rows] */
     int32_t *pair_tgt;
     int *pair_item; /* [rows] index into items[] */
+    group *grp;     /* [lanes] */
 } plan;
 
 static bg_tview at(bg_cbuf *b, size_t off)
@@ -140,15 +179,24 @@ static int batch_create(bg_nn_model *m, bg_err *err)
         return bg_err_set(err, BG_ENOMEM, "score batch: out of memory");
     b->rows = c->seq_len > BATCH_ROWS ? c->seq_len : BATCH_ROWS;
     b->regions = c->seq_len > BATCH_REGIONS ? c->seq_len : BATCH_REGIONS;
+    b->lanes = GROUPS_PER_LANE * bg_compute_lanes(m->c);
+    if (c->dim > LANE_MAX_DIM || b->lanes < 2 * GROUPS_PER_LANE)
+        b->lanes = 1; /* one group, run on the backend itself */
+    if (b->lanes > BG__NN_MAX_LANES)
+        b->lanes = BG__NN_MAX_LANES;
+    b->lchunk = LOGIT_FLOATS / c->vocab_size;
+    b->lchunk = b->lchunk < 1 ? 1 : b->lchunk > b->rows ? b->rows : b->lchunk;
     size_t R = (size_t)b->rows, d = (size_t)c->dim, kv = (size_t)bg_nn_kv_dim(c);
     size_t h = (size_t)c->hidden_dim, G = (size_t)b->regions;
+    size_t L = (size_t)b->lanes * (size_t)b->lchunk * (size_t)c->vocab_size;
     struct {
         bg_cbuf **dst;
         size_t n;
     } t[] = {{&b->x, R * d},  {&b->xb, R * d},    {&b->xb2, R * d},   {&b->q, R * d},
              {&b->k, R * kv}, {&b->v, R * kv},    {&b->hb, R * h},    {&b->hb2, R * h},
              {&b->tokens, R}, {&b->kreg, G * kv}, {&b->vreg, G * kv}, {&b->targets, R},
-             {&b->lp, R}};
+             {&b->lp, R},     {&b->cat, R * d},   {&b->cres, R * d},  {&b->cx, R * d},
+             {&b->ch, R * h}, {&b->ch2, R * h},   {&b->logits, L}};
     int rc = BG_OK;
     for (size_t i = 0; i < sizeof t / sizeof t[0] && rc == BG_OK; i++)
         rc = bg_cbuf_create(m->c, t[i].n * sizeof(float), t[i].dst, err);
@@ -160,23 +208,38 @@ static int batch_create(bg_nn_model *m, bg_err *err)
     return BG_OK;
 }
 
-/* Plans one pass from sorted seqs [k0, n_seq): returns the first seq not
- * in it. */
-static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n_seq, int *path)
+/* Plans one pass from sorted seqs [k0, n_seq) in at most G groups of about
+ * `target` rows each: returns the first seq not in it. A group is cut
+ * before an item once it holds `target` rows, where that item shares at
+ * most a quarter of its path with the one before (so a cut repeats few
+ * rows); the cut item's path is all its own. */
+static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n_seq, int *path,
+                     int G, int target)
 {
     p->n_rows = p->n_reg = p->n_pairs = p->n_own = 0;
+    p->n_grp = 1;
+    p->grp[0] = (group){0, 0, 0, 0, 0, 0};
     int k = k0;
     for (; k < n_seq; k++) {
         const seq *q = &s[k];
         int D = q->len - p->P;
         int l = k > k0 ? lcp_depth(&s[k - 1], q) : 0;
+        group *g = &p->grp[p->n_grp - 1];
+        int cut = p->n_grp < G && k > k0 && p->n_rows - g->r0 >= target && 4 * l <= D;
+        if (cut)
+            l = 0;
         int owned = D - l, reg = owned > 0 ? p->P + D : 0;
         if (k > k0 && (p->n_rows + owned > b->rows || p->n_reg + reg > b->regions ||
                        p->n_pairs + q->it->n_cont > b->rows))
             break;
+        if (cut) {
+            *g = (group){g->o0, p->n_own, g->r0, p->n_rows, g->j0, p->n_pairs};
+            p->grp[p->n_grp++] = (group){p->n_own, 0, p->n_rows, 0, p->n_pairs, 0};
+        }
         for (int d = l; d < D; d++) {
             path[d] = p->n_rows + d - l;
             p->tokens[path[d]] = tok_at(q->it, p->P + d);
+            p->row_own[path[d]] = p->n_own;
         }
         if (owned > 0) {
             p->own[p->n_own++] = (owner){p->n_rows, owned, l, D, p->n_reg};
@@ -190,37 +253,37 @@ static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n
             p->pair_item[p->n_pairs++] = q->idx;
         }
     }
+    group *g = &p->grp[p->n_grp - 1];
+    *g = (group){g->o0, p->n_own, g->r0, p->n_rows, g->j0, p->n_pairs};
     BG_ASSERT(p->n_rows <= b->rows && p->n_reg <= b->regions && p->n_pairs <= b->rows,
               "score batch: a pass outgrew its buffers");
     return k;
 }
 
-/* Per layer: q, k, v of every row; RoPE, K/V regions and attention per
- * owner; the output projection and the FFN over every row. */
-static void record_layer(bg_nn_model *m, const plan *p, int l)
+/* The layer's front, over the group's rows: xb = rmsnorm(x); q, k, v;
+ * RoPE of each owner's rows at their positions P + l ..; each owner's
+ * region: the cached head, then its path's rows in runs. */
+static void record_front(bg_compute *c, const bg_nn_model *m, const plan *p, const group *g, int l)
 {
-    bg_compute *c = m->c;
     const bg_nn_config *cf = &m->cfg;
     const bg__nn_batch *b = m->batch;
     const bg__nn_layer *y = &m->layers[l];
-    int R = p->n_rows, d = cf->dim, hd = cf->hidden_dim, kv = bg_nn_kv_dim(cf);
+    int R = g->r1 - g->r0, d = cf->dim, kv = bg_nn_kv_dim(cf);
     int hs = bg_nn_head_size(cf), nh = cf->n_heads, nkv = cf->n_kv_heads;
-    /* xb = rmsnorm(x); q, k, v of every row */
-    bg_op_rmsnorm(c, at(b->xb, 0), at(b->x, 0), at(y->rms_att, 0), R, d, BG_NN_RMS_EPS);
+    size_t rd = (size_t)g->r0 * d, rkv = (size_t)g->r0 * kv;
+    bg_op_rmsnorm(c, at(b->xb, rd), at(b->x, rd), at(y->rms_att, 0), R, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(b->q, 0), at(b->xb, 0), at(y->wq, 0), R, d, d);
-    bg_op_matmul(c, at(b->k, 0), at(b->xb, 0), at(y->wk, 0), R, kv, d);
-    bg_op_matmul(c, at(b->v, 0), at(b->xb, 0), at(y->wv, 0), R, kv, d);
+    bg_op_matmul(c, at(b->q, rd), at(b->xb, rd), at(y->wq, 0), R, d, d);
+    bg_op_matmul(c, at(b->k, rkv), at(b->xb, rd), at(y->wk, 0), R, kv, d);
+    bg_op_matmul(c, at(b->v, rkv), at(b->xb, rd), at(y->wv, 0), R, kv, d);
     bg_compute_barrier(c);
-    /* RoPE of each owner's rows at their positions P + l .. */
-    for (int i = 0; i < p->n_own; i++) {
+    for (int i = g->o0; i < g->o1; i++) {
         const owner *o = &p->own[i];
         bg_op_rope(c, at(b->q, (size_t)o->r0 * d), at(b->k, (size_t)o->r0 * kv), o->owned,
                    p->P + o->l, nh, nkv, hs);
     }
     bg_compute_barrier(c);
-    /* each owner's region: the cached head, then its path's rows in runs */
-    for (int i = 0; i < p->n_own; i++) {
+    for (int i = g->o0; i < g->o1; i++) {
         const owner *o = &p->own[i];
         if (p->P > 0) {
             bg_op_copy(c, at(b->kreg, (size_t)o->g * kv), at(y->kc, 0), p->P * kv);
@@ -238,57 +301,128 @@ static void record_layer(bg_nn_model *m, const plan *p, int l)
         }
     }
     bg_compute_barrier(c);
-    for (int i = 0; i < p->n_own; i++) {
-        const owner *o = &p->own[i];
-        bg_op_attention(c, at(b->xb, (size_t)o->r0 * d), at(b->q, (size_t)o->r0 * d),
-                        at(b->kreg, (size_t)o->g * kv), at(b->vreg, (size_t)o->g * kv), o->owned,
-                        p->P + o->l, nh, nkv, hs, p->P + o->depth);
-    }
+}
+
+/* x += w2 · (silu(w1 · rmsnorm(x)) * (w3 · rmsnorm(x))) over n rows at
+ * offset r of x, using xb, h1, h2 as scratch at the same rows; att is the
+ * attention output: x += wo · att first. */
+static void record_back(bg_compute *c, const bg_nn_model *m, int l, bg_cbuf *x, bg_cbuf *att,
+                        bg_cbuf *xb, bg_cbuf *h1, bg_cbuf *h2, int r, int n)
+{
+    const bg_nn_config *cf = &m->cfg;
+    const bg__nn_layer *y = &m->layers[l];
+    int d = cf->dim, hd = cf->hidden_dim;
+    size_t rd = (size_t)r * d, rh = (size_t)r * hd;
+    bg_op_matmul(c, at(xb, rd), at(att, rd), at(y->wo, 0), n, d, d);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(b->xb2, 0), at(b->xb, 0), at(y->wo, 0), R, d, d);
+    bg_op_add(c, at(x, rd), at(xb, rd), n * d); /* residual */
     bg_compute_barrier(c);
-    bg_op_add(c, at(b->x, 0), at(b->xb2, 0), R * d); /* residual */
+    bg_op_rmsnorm(c, at(xb, rd), at(x, rd), at(y->rms_ffn, 0), n, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
-    /* FFN: x += w2 · (silu(w1 · xb) * (w3 · xb)), xb = rmsnorm(x) */
-    bg_op_rmsnorm(c, at(b->xb, 0), at(b->x, 0), at(y->rms_ffn, 0), R, d, BG_NN_RMS_EPS);
+    bg_op_matmul(c, at(h1, rh), at(xb, rd), at(y->w1, 0), n, hd, d);
+    bg_op_matmul(c, at(h2, rh), at(xb, rd), at(y->w3, 0), n, hd, d);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(b->hb, 0), at(b->xb, 0), at(y->w1, 0), R, hd, d);
-    bg_op_matmul(c, at(b->hb2, 0), at(b->xb, 0), at(y->w3, 0), R, hd, d);
+    bg_op_swiglu(c, at(h1, rh), at(h2, rh), n * hd);
     bg_compute_barrier(c);
-    bg_op_swiglu(c, at(b->hb, 0), at(b->hb2, 0), R * hd);
+    bg_op_matmul(c, at(xb, rd), at(h1, rh), at(y->w2, 0), n, d, hd);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(b->xb2, 0), at(b->hb, 0), at(y->w2, 0), R, d, hd);
-    bg_compute_barrier(c);
-    bg_op_add(c, at(b->x, 0), at(b->xb2, 0), R * d);
+    bg_op_add(c, at(x, rd), at(xb, rd), n * d);
     bg_compute_barrier(c);
 }
 
-/* The pairs through the final norm and the classifier, max_T at a time:
- * lp[j] = log_softmax(logits of pair_row[j])[pair_tgt[j]]. */
-static void record_gather(bg_nn_model *m, const plan *p)
+/* A layer but the last, over the group's rows: attention per owner into
+ * xb (its norm was read by the projections), then the rest. */
+static void record_layer(bg_compute *c, const bg_nn_model *m, const plan *p, const group *g, int l)
 {
-    bg_compute *c = m->c;
+    const bg_nn_config *cf = &m->cfg;
     const bg__nn_batch *b = m->batch;
-    int d = m->cfg.dim, V = m->cfg.vocab_size;
-    bg_op_rmsnorm(c, at(b->xb, 0), at(b->x, 0), at(m->rms_final, 0), p->n_rows, d, BG_NN_RMS_EPS);
+    int d = cf->dim, kv = bg_nn_kv_dim(cf);
+    record_front(c, m, p, g, l);
+    for (int i = g->o0; i < g->o1; i++) {
+        const owner *o = &p->own[i];
+        bg_op_attention(c, at(b->xb, (size_t)o->r0 * d), at(b->q, (size_t)o->r0 * d),
+                        at(b->kreg, (size_t)o->g * kv), at(b->vreg, (size_t)o->g * kv), o->owned,
+                        p->P + o->l, cf->n_heads, cf->n_kv_heads, bg_nn_head_size(cf),
+                        p->P + o->depth);
+    }
     bg_compute_barrier(c);
-    for (int j0 = 0; j0 < p->n_pairs; j0 += m->max_T) {
-        int cnt = p->n_pairs - j0 < m->max_T ? p->n_pairs - j0 : m->max_T;
-        for (int j = 0; j < cnt;) { /* runs of consecutive rows: one copy each */
-            int e = j + 1;
-            while (e < cnt && p->pair_row[j0 + e] == p->pair_row[j0 + e - 1] + 1)
-                e++;
-            bg_op_copy(c, at(m->xb, (size_t)j * d), at(b->xb, (size_t)p->pair_row[j0 + j] * d),
-                       (e - j) * d);
-            j = e;
-        }
+    record_back(c, m, l, b->x, b->xb, b->xb2, b->hb, b->hb2, g->r0, g->r1 - g->r0);
+}
+
+/* The last layer and the classifier, only for the group's pair rows
+ * (compacted: pair j at row j of cat/cres/cx/ch/ch2): Q/K/V and the
+ * regions for every row (the pairs' keys), attention for each pair's query
+ * in runs of consecutive rows of one owner, the rest on the compact rows,
+ * then lp[j] = log_softmax(wcls · rmsnorm(x_j))[target_j], lchunk pairs at
+ * a time through logits slot `slot`. */
+static void record_last(bg_compute *c, const bg_nn_model *m, const plan *p, const group *g,
+                        int slot)
+{
+    const bg_nn_config *cf = &m->cfg;
+    const bg__nn_batch *b = m->batch;
+    int l = cf->n_layers - 1, d = cf->dim, kv = bg_nn_kv_dim(cf), V = cf->vocab_size;
+    int n = g->j1 - g->j0;
+    record_front(c, m, p, g, l);
+    for (int j = g->j0; j < g->j1;) {
+        int r = p->pair_row[j], e = j + 1;
+        while (e < g->j1 && p->pair_row[e] == p->pair_row[e - 1] + 1 &&
+               p->row_own[p->pair_row[e]] == p->row_own[r])
+            e++;
+        const owner *o = &p->own[p->row_own[r]];
+        bg_op_attention(c, at(b->cat, (size_t)j * d), at(b->q, (size_t)r * d),
+                        at(b->kreg, (size_t)o->g * kv), at(b->vreg, (size_t)o->g * kv), e - j,
+                        p->P + o->l + (r - o->r0), cf->n_heads, cf->n_kv_heads, bg_nn_head_size(cf),
+                        p->P + o->depth);
+        bg_op_copy(c, at(b->cres, (size_t)j * d), at(b->x, (size_t)r * d), (e - j) * d);
+        j = e;
+    }
+    bg_compute_barrier(c);
+    record_back(c, m, l, b->cres, b->cat, b->cx, b->ch, b->ch2, g->j0, n);
+    bg_op_rmsnorm(c, at(b->cx, (size_t)g->j0 * d), at(b->cres, (size_t)g->j0 * d),
+                  at(m->rms_final, 0), n, d, BG_NN_RMS_EPS);
+    bg_compute_barrier(c);
+    size_t lg = (size_t)slot * (size_t)b->lchunk * (size_t)V;
+    for (int j0 = g->j0; j0 < g->j1; j0 += b->lchunk) {
+        int cnt = g->j1 - j0 < b->lchunk ? g->j1 - j0 : b->lchunk;
+        bg_op_matmul(c, at(b->logits, lg), at(b->cx, (size_t)j0 * d), at(m->wcls, 0), cnt, V, d);
         bg_compute_barrier(c);
-        bg_op_matmul(c, at(m->logits, 0), at(m->xb, 0), at(m->wcls, 0), cnt, V, d);
-        bg_compute_barrier(c);
-        bg_op_logsoftmax_gather(c, at(b->lp, (size_t)j0), at(m->logits, 0),
+        bg_op_logsoftmax_gather(c, at(b->lp, (size_t)j0), at(b->logits, lg),
                                 at(b->targets, (size_t)j0), cnt, V);
         bg_compute_barrier(c);
     }
+}
+
+/* The whole pass of group g on compute c (a lane, or the backend). */
+static void record_group(bg_compute *c, const bg_nn_model *m, const plan *p, int gi)
+{
+    const group *g = &p->grp[gi];
+    const bg__nn_batch *b = m->batch;
+    int d = m->cfg.dim;
+    if (g->r1 == g->r0) /* no rows: every item repeats an earlier one of the pass */
+        return;
+    bg_op_embed(c, at(b->x, (size_t)g->r0 * d), at(m->tok_emb, 0), at(b->tokens, (size_t)g->r0),
+                g->r1 - g->r0, d);
+    bg_compute_barrier(c);
+    for (int l = 0; l + 1 < m->cfg.n_layers; l++)
+        record_layer(c, m, p, g, l);
+    record_last(c, m, p, g, gi);
+}
+
+typedef struct lane_ctx {
+    const bg_nn_model *m;
+    const plan *p;
+    int rc[BG__NN_MAX_LANES];
+    bg_err err[BG__NN_MAX_LANES];
+} lane_ctx;
+
+static void lane_run(bg_compute *lane, void *v, int i)
+{
+    lane_ctx *x = v;
+    x->rc[i] = bg_compute_begin(lane, &x->err[i]);
+    if (x->rc[i] != BG_OK)
+        return;
+    record_group(lane, x->m, x->p, i);
+    x->rc[i] = bg_compute_submit(lane, &x->err[i]);
 }
 
 static int run_pass(bg_nn_model *m, const plan *p, float *lp, double *out, bg_err *err)
@@ -299,18 +433,21 @@ static int run_pass(bg_nn_model *m, const plan *p, float *lp, double *out, bg_er
     if (rc == BG_OK)
         rc =
             bg_cbuf_write(c, b->targets, 0, p->pair_tgt, sizeof(int32_t) * (size_t)p->n_pairs, err);
-    if (rc == BG_OK)
-        rc = bg_compute_begin(c, err);
-    if (rc != BG_OK)
-        return rc;
-    if (p->n_rows > 0) { /* no rows: every item repeats an earlier one of the pass */
-        bg_op_embed(c, at(b->x, 0), at(m->tok_emb, 0), at(b->tokens, 0), p->n_rows, m->cfg.dim);
-        bg_compute_barrier(c);
-        for (int l = 0; l < m->cfg.n_layers; l++)
-            record_layer(m, p, l);
-        record_gather(m, p);
+    if (rc == BG_OK && p->n_grp > 1) { /* one lane per group, every op inline */
+        lane_ctx *x = calloc(1, sizeof *x);
+        if (!x)
+            return bg_err_set(err, BG_ENOMEM, "score batch: out of memory for the lanes");
+        x->m = m;
+        x->p = p;
+        rc = bg_compute_run_lanes(c, p->n_grp, lane_run, x, err);
+        for (int i = 0; rc == BG_OK && i < p->n_grp; i++)
+            if ((rc = x->rc[i]) != BG_OK)
+                *err = x->err[i];
+        free(x);
+    } else if (rc == BG_OK && (rc = bg_compute_begin(c, err)) == BG_OK) {
+        record_group(c, m, p, 0);
+        rc = bg_compute_submit(c, err);
     }
-    rc = bg_compute_submit(c, err);
     if (rc == BG_OK)
         rc = bg_cbuf_read(c, b->lp, 0, lp, sizeof(float) * (size_t)p->n_pairs, err);
     for (int j = 0; rc == BG_OK && j < p->n_pairs; j++)
@@ -346,13 +483,15 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     float *lp = malloc((size_t)b->rows * sizeof *lp);
     plan p = {.P = P};
     p.tokens = malloc((size_t)b->rows * sizeof *p.tokens);
+    p.row_own = malloc((size_t)b->rows * sizeof *p.row_own);
     p.prow = malloc((size_t)b->regions * sizeof *p.prow);
     p.own = malloc((size_t)b->rows * sizeof *p.own);
     p.pair_row = malloc((size_t)b->rows * sizeof *p.pair_row);
     p.pair_tgt = malloc((size_t)b->rows * sizeof *p.pair_tgt);
     p.pair_item = malloc((size_t)b->rows * sizeof *p.pair_item);
-    if (!s || !path || !lp || !p.tokens || !p.prow || !p.own || !p.pair_row || !p.pair_tgt ||
-        !p.pair_item)
+    p.grp = malloc((size_t)b->lanes * sizeof *p.grp);
+    if (!s || !path || !lp || !p.tokens || !p.row_own || !p.prow || !p.own || !p.pair_row ||
+        !p.pair_tgt || !p.pair_item || !p.grp)
         rc = bg_err_set(err, BG_ENOMEM, "score batch: out of memory for %d items", n);
     for (int i = 0; rc == BG_OK && i < n; i++) {
         s[i] = (seq){&items[i], i, items[i].n_prefix + items[i].n_cont - 1, P};
@@ -361,14 +500,23 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     if (rc == BG_OK)
         qsort(s, (size_t)n, sizeof *s, cmp_seq);
     for (int k = 0; rc == BG_OK && k < n;) {
-        k = plan_pass(b, &p, s, k, n, path);
+        /* 3. groups: the pass planned whole, then cut into lanes of its rows */
+        int G = b->lanes;
+        if (G > 1) {
+            plan_pass(b, &p, s, k, n, path, 1, 0);
+            int fit = p.n_rows / LANE_MIN_ROWS;
+            G = fit < 1 ? 1 : fit < G ? fit : G;
+        }
+        k = plan_pass(b, &p, s, k, n, path, G, (p.n_rows + G - 1) / G);
         rc = run_pass(m, &p, lp, out, err);
     }
+    free(p.grp);
     free(p.pair_item);
     free(p.pair_tgt);
     free(p.pair_row);
     free(p.own);
     free(p.prow);
+    free(p.row_own);
     free(p.tokens);
     free(lp);
     free(path);

@@ -23,12 +23,18 @@ typedef struct bg__nn_layer {
 } bg__nn_layer;
 
 /* Buffers of bg_nn_score_batch (nn_batch.c), [rows, width] unless said. */
+#define BG__NN_MAX_LANES 64 /* groups of one pass (nn_batch.c): lanes beyond are not used */
 typedef struct bg__nn_batch {
     int rows;    /* trie rows one pass may hold (>= seq_len) */
     int regions; /* K/V region rows one pass may hold (>= seq_len) */
+    int lanes;   /* groups a pass may be cut into (compute lanes): 1..BG__NN_MAX_LANES */
+    int lchunk;  /* pairs per classifier GEMM: [lchunk, vocab] logits per lane */
     bg_cbuf *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *tokens;
     bg_cbuf *kreg, *vreg;  /* [regions, kv_dim]: each sequence's prefix + path */
     bg_cbuf *targets, *lp; /* [rows]: one per gathered (row, target) pair */
+    /* the last layer's compacted pair rows, [rows (pairs), width] */
+    bg_cbuf *cat, *cres, *cx, *ch, *ch2;
+    bg_cbuf *logits; /* [lanes, lchunk, vocab] */
 } bg__nn_batch;
 
 struct bg_nn_model {

@@ -183,6 +183,48 @@ def test_bound_equals_exact():
         shutil.rmtree(tmp)
 
 
+def test_score_cache():
+    """The host's score cache (plugin_lm_cache.c) answers the Observe of an
+    evaluated action and a repeated Evaluate: the verdicts with it on
+    (default), off (BG_LM_SCORE_CACHE=0) and with a bad value (a warning,
+    then the default) are the same to 1e-12, and the bad value is named in
+    the log."""
+    tmp, tok, pol = setup_dir()
+    tool, args = "delete_file", '{"path": "/etc/x"}'
+    seen = {}
+    try:
+        for mode in ("4096", "0", "lots"):
+            old = os.environ.get("BG_LM_SCORE_CACHE")
+            os.environ["BG_LM_SCORE_CACHE"] = mode
+            try:
+                with Daemon(policies=pol, args=["--no-watch"]) as d:
+                    v1 = evaluate(d, tool, args, "c")
+                    v1b = evaluate(d, tool, args, "c")
+                    d.call("Observe", guard_pb2.ObserveRequest(
+                        action=guard_pb2.Action(tool=tool, arguments_json=args),
+                        context=guard_pb2.Context(session="c"), harmed=False))
+                    v2 = evaluate(d, tool, args, "c")
+                    v3 = evaluate(d, "read_file", args, "c")
+                    log = d.log()
+            finally:
+                if old is None:
+                    del os.environ["BG_LM_SCORE_CACHE"]
+                else:
+                    os.environ["BG_LM_SCORE_CACHE"] = old
+            assert v1.harm_bound == v1b.harm_bound, (v1.harm_bound, v1b.harm_bound)
+            assert v2.observations == 1 and v2.harm_bound != v1.harm_bound
+            seen[mode] = [(v.harm_bound, v.cautious.label, v.cautious.posterior)
+                          for v in (v1, v2, v3)]
+            assert ("BG_LM_SCORE_CACHE=lots ignored" in log) == (mode == "lots"), log
+            print("  cache %s: bounds %s" % (mode, ["%.6f" % x[0] for x in seen[mode]]))
+        for mode in ("0", "lots"):
+            for a, b in zip(seen["4096"], seen[mode]):
+                assert a[1] == b[1] and abs(a[0] - b[0]) < 1e-12 and abs(a[2] - b[2]) < 1e-12, \
+                    (mode, a, b)
+    finally:
+        shutil.rmtree(tmp)
+
+
 def vulkan_usable():
     r = subprocess.run([CLI, "lm", "score", "--model", CKPT, "--backend", "vulkan",
                         "--prefix", "1", "--continuation", "2"],
@@ -317,5 +359,5 @@ if __name__ == "__main__":
     if not os.path.exists(CKPT):
         print("skip: %s not found (the shared models/ folder)" % CKPT)
         sys.exit(77)
-    bgtest.main([test_bound_equals_exact, test_vulkan_same_verdict, test_bad_model_files,
-                 test_model_file_replaced])
+    bgtest.main([test_bound_equals_exact, test_score_cache, test_vulkan_same_verdict,
+                 test_bad_model_files, test_model_file_replaced])

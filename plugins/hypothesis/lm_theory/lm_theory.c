@@ -26,6 +26,9 @@
  * harm and safe (log p(harm | BOS pre rest_i) − log p(safe | ...) is d_i
  * above); the host prefills `pre` once for all n (its KV reuse across
  * prefixes) and joins the call to the model's queue with concurrent ones.
+ * log_lik() of an observation asks the same 2·n items as harm() of its
+ * action, so the Observe of an evaluated action is answered by the host's
+ * score cache (plugin_lm_cache.c) without a forward.
  *
  * Sampled mode (`theories: {sampled: {vocabulary: [...], max_len: N}}`,
  * plugin ABI 1.4): the theories are every sequence of 1..max_len words of
