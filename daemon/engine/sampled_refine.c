@@ -87,9 +87,7 @@ void bg__refined_free(bg__refined *r)
     memset(r, 0, sizeof *r);
 }
 
-/* The bits of the space's ids and the largest valid id + 1 (0: all of
- * them); 0 bits when the space cannot be walked. */
-static uint32_t space_bits(const bg_guard *g, uint64_t *limit)
+uint32_t bg__space_bits(const bg_guard *g, uint64_t *limit)
 {
     *limit = 0;
     bg_space sp = {0};
@@ -267,7 +265,7 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
 {
     memset(out, 0, sizeof *out);
     uint64_t limit;
-    uint32_t bits = space_bits(g, &limit);
+    uint32_t bits = bg__space_bits(g, &limit);
     if (!bits || !n || budget < bits)
         return BG_OK;
     double alpha = g->estimator->order_needed(g->estimator_inst);
