@@ -370,8 +370,10 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
         start[c] = random_id(&s, &rng);
         annealed[c] = 1;
     }
+    /* the starts cost up to one batch: chains only when a step is left */
     size_t left = s.evals < budget ? budget - s.evals : 0;
-    if ((rc = run_chains(&s, &rng, start, annealed, left / BG__ARCHIVE_CHAINS)) != BG_OK)
+    if (left >= 2 * BG__ARCHIVE_CHAINS &&
+        (rc = run_chains(&s, &rng, start, annealed, left / BG__ARCHIVE_CHAINS)) != BG_OK)
         goto done;
 
     /* 3. the best cap of everything scored */
