@@ -24,6 +24,11 @@
  *   3. exact log R of each candidate: log_prior + Σ log_lik over the
  *      session's history;
  *   4. harm of each candidate for the action (one batched model call);
+ *   4a. the session sampler's search archive (sampled_archive.c: the best
+ *       hypotheses Metropolis chains on the exact reward found after the
+ *       last training round, search_after, on the trainer thread): its
+ *       members the draw lacks join the candidates, with their stored
+ *       log R and their harm for the action;
  *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
  *      candidates towards the estimator's cautious hypothesis add exactly
  *      scored candidates, at most opts.refine looked at (their log R
