@@ -49,6 +49,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/bg_fnv.h"
 #include "engine/sampled_priv.h"
 
 /* Chains of one search, run in lock step (one batched reward call a step). */
@@ -264,6 +265,14 @@ done:
     return a;
 }
 
+/* Which model scored an archive's log R: its vtable and instance, as the
+ * draw's log R cache keys them (sampled_score.c). */
+static uint64_t model_tag(const bg_guard *g)
+{
+    uint64_t h = bg_fnv64(BG_FNV64_OFFSET, &g->model, sizeof g->model);
+    return bg_fnv64(h, &g->model_inst, sizeof g->model_inst);
+}
+
 static double thread_cpu_ns(void)
 {
     struct timespec ts;
@@ -332,7 +341,7 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
 
     /* 1. the previous archive at the current version (its stored log R
      * when the version is the same), and the draw */
-    if (old && old->version == r->version) {
+    if (old && old->version == r->version && old->model_tag == model_tag(g)) {
         for (size_t i = 0; i < n_old; i++)
             vis_put(&s.v, old->ids[i], old->lp[i]);
     } else if (old && (rc = score_all(&s, old->ids, n_old, batch, lp)) != BG_OK) {
@@ -380,6 +389,7 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
     *out = archive_of(&s.v, cap, r->version);
     rc = *out ? BG_OK : BG_ENOMEM;
     if (*out) {
+        (*out)->model_tag = model_tag(g);
         (*out)->evals = s.evals;
         (*out)->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
     }
@@ -420,15 +430,16 @@ int bg__archive_extra(const bg_guard *g, const bg_observation *hist, size_t n_hi
         out->ids[m++] = a->ids[i];
     }
     int ok = 1;
-    if (m && a->version == version) {
+    if (m && a->version == version && a->model_tag == model_tag(g)) {
         /* the search scored them at this reward: harm only */
         for (size_t k = 0; k < m; k++)
             out->lp[k] = a->lp[from[k]];
         ok = g->model->harm(g->model_inst, action, hist, n_hist, out->ids, m, out->harm) ==
              BG_PLUGIN_OK;
     } else if (m) {
-        /* an older archive (the session moved on since the search):
-         * re-scored, its log R cached per draw like the refinement's */
+        /* an older archive (the session moved on since the search), or
+         * one another model scored: re-scored, its log R cached per draw
+         * like the refinement's */
         bg_err serr;
         ok = bg__score(g, hist, n_hist, action, out->ids, m, out->lp, out->harm, lpc, version, 1,
                        &serr) == BG_OK;

@@ -221,6 +221,9 @@ uint32_t bg__space_bits(const bg_guard *g, uint64_t *limit);
 struct bg__archive {
     atomic_int refs;
     uint64_t version; /* reward version of lp */
+    /* the model (vtable and instance) that scored lp: a guard whose model
+     * differs behind the same key (a test's misbehaving copy) re-scores */
+    uint64_t model_tag;
     size_t n;
     uint64_t *ids; /* [n] ascending */
     double *lp;    /* [n] log R at version */
@@ -245,7 +248,8 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
 
 /* The members of archive a that are not among the draw's n candidates
  * (ids ascending) into out (arrays new, ids ascending), with their log R
- * (a's own when a->version == version, else re-scored through lpc) and
+ * (a's own when a->version == version and g's model scored them, else
+ * re-scored through lpc) and
  * harm for the action; members the model scores NaN or outside [0, 1]
  * are left out, and a failing model call leaves out empty (the verdict is
  * the draw's). BG_OK or BG_ENOMEM. */
