@@ -47,9 +47,9 @@
  *   1             23 / 26, 50, 4.45       5 / 12,  0, 2.11      0 / 0, 0, 0.00
  *   2             47 / 42, 47, 5.52      20 /  3, 24, 2.71      0 / 0, 0, 0.00
  *   3             38 / 24, 14, 3.38      14 /  4,  1, 2.42      0 / 0, 0, 0.00
- * (the search: 10,700-12,700 reward evaluations and 4-5 ms of CPU per
- * observation; Evaluate thread CPU p50 433-481 us with the archive,
- * 170-242 refined alone). The floors leave a margin of 2 contexts under
+ * (the search: 10,700-13,200 reward evaluations and 4-5 ms of CPU per
+ * observation; Evaluate thread CPU p50 433-637 us with the archive,
+ * 170-451 refined alone). The floors leave a margin of 2 contexts under
  * what every seed gave (all 64): they catch an archive that stopped
  * working (the refinement alone fails them at every seed) and a broken
  * sampler. Nothing was tuned on these seeds.
