@@ -4,7 +4,8 @@
  * hand, results and commands in docs/GFLOWNET.md ("Training schedule").
  *
  *   bench_keepup [--d N] [--seeds a,b,..] [--steps S] [--obs N] [--k K]
- *                [--every E] [--refine B] [--sampler 'YAML map'] [--label TEXT]
+ *                [--every E] [--refine B] [--search B] [--sampler 'YAML map']
+ *                [--label TEXT]
  *
  * Through the engine and the real plugins (bandit, iid, noniid, gfn), the
  * way tests/gfn/test_gfn_fresh.c does it: a d-bit exploding bandit (d ≤ 20,
@@ -18,11 +19,15 @@
  * sampled cautious hypothesis's exact posterior within a factor 10 of the
  * exact cautious one's in every context.
  *
- * Each checkpoint scores the same draw twice: the candidates alone
- * (refine=0) and with the harm-directed refinement of
+ * Each checkpoint scores the same draw three times: the candidates alone
+ * (refine=0), with the harm-directed refinement of
  * daemon/engine/sampled_refine.c scoring at most B hypotheses per Evaluate
- * (default BG_SAMPLED_REFINE_DEFAULT) — a paired comparison on one trained
- * sampler. Two lines per seed: the counts at the end, how many checkpoints
+ * (default BG_SAMPLED_REFINE_DEFAULT), and with the posterior search
+ * archive (daemon/engine/sampled_archive.c, --search reward evaluations
+ * after each observation's training, default BG_SAMPLED_SEARCH_DEFAULT;
+ * 0: none) added before the refinement — the daemon's way — a paired
+ * comparison on one trained sampler (the search does not touch the
+ * sampler). Three lines per seed: the counts at the end, how many checkpoints
  * held the bar (with --every 1: after how many observations it is missed),
  * the training time per observation and the mean sampled Evaluate time
  * (wall, this machine; the first Evaluate of a checkpoint draws). The
@@ -45,9 +50,10 @@
 #define N_ARMS TWIN_ARMS
 #define N_CTX 64
 #define MAX_D 20
+#define NV 3 /* draw alone, refined, archive + refined */
 
 typedef struct opts {
-    int d, steps, n_obs, k, every, refine;
+    int d, steps, n_obs, k, every, refine, search;
     const char *sampler, *label;
     uint64_t seeds[32];
     int n_seeds;
@@ -135,14 +141,15 @@ static int run_seed(bg_plugin_host *h, const opts *o, uint64_t seed)
     bg_gfn_rng_seed(&r, seed);
     twin t;
     twin_open(&t, h, "keep", d, &r, o->sampler, (uint32_t)o->k, (uint32_t)o->steps);
+    bg_sampled_trainer_search(t.tr, o->search);
     const uint64_t *arms = t.arms;
     bg_engine *e = t.e;
     for (int c = 0; c < N_CTX; c++)
         ctx[c] = c < N_ARMS ? arms[c] : bg_gfn_rng_u64(&r) & mask;
 
     double f[MAX_D], train_s = 0;
-    int checks = 0, held[2] = {0, 0}, budget[2] = {0, o->refine};
-    bar b[2] = {{0, 0, 0, 1, 0, 0}, {0, 0, 0, 1, 0, 0}};
+    int checks = 0, held[NV] = {0}, budget[NV] = {0, o->refine, o->refine};
+    bar b[NV] = {{0, 0, 0, 1, 0, 0}, {0, 0, 0, 1, 0, 0}, {0, 0, 0, 1, 0, 0}};
     for (int i = 0; i < o->n_obs; i++) {
         uint64_t m = arms[bg_gfn_rng_u64(&r) % N_ARMS];
         bg_observation ob = twin_pull(&t, m, f, &r);
@@ -152,23 +159,29 @@ static int run_seed(bg_plugin_host *h, const opts *o, uint64_t seed)
         CHECK(bg_engine_observe(e, t.gx, "s", &ob, NULL, &err) == BG_OK, "observe: %s", err.msg);
         if ((i + 1) % o->every == 0 || i + 1 == o->n_obs) {
             checks++;
-            for (int v = 0; v < 2; v++) { /* the same draw, without and with refinement */
+            for (int v = 0; v < NV; v++) { /* the same draw: alone, refined, + archive */
+                bg_sampled_trainer_use_archive(t.tr, v == 2);
                 b[v] = check_bar(&t, budget[v], ctx);
                 held[v] += bar_holds(&b[v]);
             }
         }
     }
-    for (int v = 0; v < 2; v++)
-        printf("%-24s d=%-2d seed=%-5llu steps/obs=%-3d refine=%-4d below iid %2d non-iid %2d "
+    uint64_t n_search, s_evals, s_ns;
+    bg_sampled_trainer_search_stats(t.tr, &n_search, &s_evals, &s_ns);
+    for (int v = 0; v < NV; v++)
+        printf("%-24s d=%-2d seed=%-5llu steps/obs=%-3d refine=%-4d archive=%d below iid %2d "
+               "non-iid %2d "
                "far %2d (worst ratio %8.3g) %s; bar held at %d/%d checkpoints; "
-               "train %.1f ms/obs; evaluate %.0f us wall mean, %.0f us CPU p50\n",
-               o->label, d, (unsigned long long)seed, o->steps, budget[v], b[v].below_iid,
+               "train %.1f ms/obs (search %.0f evals, %.1f ms CPU); evaluate %.0f us wall mean, "
+               "%.0f us CPU p50\n",
+               o->label, d, (unsigned long long)seed, o->steps, budget[v], v == 2, b[v].below_iid,
                b[v].below_non, b[v].far, b[v].worst_ratio, bar_holds(&b[v]) ? "PASS" : "fail",
-               held[v], checks, 1e3 * train_s / o->n_obs, b[v].eval_us, b[v].eval_cpu_p50);
+               held[v], checks, 1e3 * train_s / o->n_obs, (double)s_evals / o->n_obs,
+               1e-6 * (double)s_ns / o->n_obs, b[v].eval_us, b[v].eval_cpu_p50);
     fflush(stdout);
 
     twin_close(&t);
-    return bar_holds(&b[0]) | bar_holds(&b[1]) << 1;
+    return bar_holds(&b[0]) | bar_holds(&b[1]) << 1 | bar_holds(&b[2]) << 2;
 }
 
 int main(int argc, char **argv)
@@ -179,6 +192,7 @@ int main(int argc, char **argv)
               .k = 256,
               .every = 5,
               .refine = BG_SAMPLED_REFINE_DEFAULT,
+              .search = BG_SAMPLED_SEARCH_DEFAULT,
               .sampler = "{}"};
     o.label = "plugin defaults";
     const char *seeds = "1,3,5,7,11,99";
@@ -198,6 +212,8 @@ int main(int argc, char **argv)
             o.k = atoi(v);
         else if (!strcmp(a, "--refine"))
             o.refine = atoi(v);
+        else if (!strcmp(a, "--search"))
+            o.search = atoi(v);
         else if (!strcmp(a, "--every"))
             o.every = atoi(v);
         else if (!strcmp(a, "--sampler"))
@@ -226,15 +242,16 @@ int main(int argc, char **argv)
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
-    int pass[2] = {0, 0};
+    int pass[NV] = {0};
     for (int s = 0; s < o.n_seeds; s++) {
         int p = run_seed(h, &o, o.seeds[s]);
-        pass[0] += p & 1;
-        pass[1] += p >> 1 & 1;
+        for (int v = 0; v < NV; v++)
+            pass[v] += p >> v & 1;
     }
     printf("%-24s d=%-2d steps/obs=%-3d: bar held at the end for %d of %d seeds (draw alone), "
-           "%d of %d (refine %d)\n",
-           o.label, o.d, o.steps, pass[0], o.n_seeds, pass[1], o.n_seeds, o.refine);
+           "%d of %d (refine %d), %d of %d (archive, search %d, + refine)\n",
+           o.label, o.d, o.steps, pass[0], o.n_seeds, pass[1], o.n_seeds, o.refine, pass[2],
+           o.n_seeds, o.search);
     bg_plugin_host_destroy(h);
     return 0;
 }

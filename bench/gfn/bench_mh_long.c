@@ -9,7 +9,7 @@
  *   bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] [--obs 40,100]
  *                 [--steps 20] [--k 256] [--mh-evals N] [--chains C]
  *                 [--mh-anneal 0|1] [--mh-pair 0|1] [--sampler 'YAML map']
- *                 [--cost [--cost-obs N]] [--check]
+ *                 [--search B] [--cost [--cost-obs N]] [--check]
  *
  * Defaults: d = 32 and 64, seeds 403 and 404, checkpoints after the 40th
  * and the 100th observation, 10^7 MH evaluations per checkpoint (~4 min of
@@ -26,7 +26,20 @@
  * (r = x·w* + N(0, 1) on a random arm). At each checkpoint (--obs, e.g.
  * after the 40th and the 100th observation of one run) 64 contexts (the 10
  * arms and 54 random x) are evaluated: the sampled iid verdict's cautious
- * hypothesis and bound, the sampled non-iid (α = 0.01) bound.
+ * hypothesis and bound, the sampled non-iid (α = 0.01) bound. The engine's
+ * posterior search (daemon/engine/sampled_archive.c) runs after each
+ * observation's training with --search reward evaluations (default
+ * BG_SAMPLED_SEARCH_DEFAULT, the daemon's; 0: none), inside the Observe as
+ * for every inline guard; its evaluations and CPU time per observation are
+ * a column of their own (and are part of the train columns).
+ *
+ * Evaluate column: the first Evaluate of a checkpoint draws K trajectories
+ * through the policy MLP (in the daemon the trainer makes that draw after
+ * each round, draw_ahead, and no Evaluate pays it), so it is reported
+ * apart (ms of thread CPU), and the others as the median thread CPU time
+ * (µs) — what bench_rpc's p50 measures through the daemon. (Until issue
+ * 16's archive this column was the wall-time mean of all 128, the draw
+ * included, under load 20-30: 0.9-3.6 ms against bench_rpc's 0.3.)
  *
  * The reference, on the same data (bench_env: per-arm sufficient
  * statistics, the bandit's formulas): Metropolis–Hastings with a symmetric
@@ -102,7 +115,7 @@ typedef struct opts {
     uint64_t seeds[MAX_LIST];
     int n_seeds;
     int obs[MAX_LIST], n_obs;
-    int steps, k, chains, anneal, pair, cost, cost_obs, check;
+    int steps, k, chains, anneal, pair, cost, cost_obs, check, search;
     uint64_t mh_evals;
     const char *sampler;
 } opts;
@@ -501,12 +514,31 @@ static row_sum compare(cands *c, const ctx_verdict *v, size_t n_set)
     return s;
 }
 
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int by_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The cost of a checkpoint's sampled Evaluates (thread CPU): the first
+ * (it draws), and the median of the others. */
+typedef struct eval_cost {
+    double first_ms, p50_us;
+} eval_cost;
+
 /* Evaluate the sampled guards (and, at d ≤ 20, the exact iid one) at every
  * context. */
-static double evaluate(twin *t, const uint64_t *ctx, ctx_verdict *v, double *exact_iid)
+static eval_cost evaluate(twin *t, const uint64_t *ctx, ctx_verdict *v, double *exact_iid)
 {
     bg_err err;
-    double f[MAX_D], t0 = now_s();
+    double f[MAX_D], cpu[2 * N_CTX];
     for (int i = 0; i < N_CTX; i++) {
         twin_features(t->d, ctx[i], f);
         bg_action a = {.id = "",
@@ -515,8 +547,12 @@ static double evaluate(twin *t, const uint64_t *ctx, ctx_verdict *v, double *exa
                        .features = f,
                        .n_features = (size_t)t->d};
         bg_verdict vs, vsn;
+        double c0 = thread_cpu_s();
         CHECK(bg_engine_evaluate(t->e, &t->gs, "s", &a, &vs, &err) == BG_OK, "%s", err.msg);
+        double c1 = thread_cpu_s();
         CHECK(bg_engine_evaluate(t->e, &t->gs_non, "s", &a, &vsn, &err) == BG_OK, "%s", err.msg);
+        cpu[2 * i] = c1 - c0;
+        cpu[2 * i + 1] = thread_cpu_s() - c1;
         CHECK(vs.sampled && vsn.sampled, "verdicts not sampled (%d, %d)", vs.sampled, vsn.sampled);
         v[i] = (ctx_verdict){vs.cautious_id, vs.harm_bound, vsn.harm_bound};
         if (exact_iid) {
@@ -525,7 +561,10 @@ static double evaluate(twin *t, const uint64_t *ctx, ctx_verdict *v, double *exa
             exact_iid[i] = vx.harm_bound;
         }
     }
-    return now_s() - t0;
+    eval_cost ec = {1e3 * cpu[0], 0};
+    qsort(cpu + 1, 2 * N_CTX - 1, sizeof *cpu, by_double);
+    ec.p50_us = 1e6 * cpu[N_CTX]; /* the median of the 127 after the first */
+    return ec;
 }
 
 static int in_list(const int *l, int n, int v)
@@ -545,6 +584,7 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
     bg_gfn_rng_seed(&r, seed);
     twin t;
     twin_open(&t, h, "mhlong", d, &r, o->sampler, (uint32_t)o->k, (uint32_t)o->steps);
+    bg_sampled_trainer_search(t.tr, o->search);
     wrap_sampler(&t);
     bench_env env;
     memset(&env, 0, sizeof env);
@@ -582,7 +622,9 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
 
         ctx_verdict v[N_CTX];
         double exact_iid[N_CTX];
-        double eval_s = evaluate(&t, ctx, v, d <= 20 ? exact_iid : NULL);
+        eval_cost ec = evaluate(&t, ctx, v, d <= 20 ? exact_iid : NULL);
+        uint64_t n_search, s_evals, s_ns;
+        bg_sampled_trainer_search_stats(t.tr, &n_search, &s_evals, &s_ns);
         uint64_t steps = bg_sampled_trainer_steps(t.tr) - steps0;
 
         watch mh_t = {0, 0}, t0m = watch_now();
@@ -600,14 +642,15 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
         printf("| %d | %llu | %d | %.0f | %.0f / %.0f | %.1f / %.1f | %.0f | %.3g | %.1f / %.1f | "
                "%d/%d, %.2f | %+.2f | "
                "%zu%s | "
-               "%d/%d | %.2f / %.2f | %.2f (%d better) | %d, %.3f | %d, %.3f | %.0f | %s |\n",
+               "%d/%d | %.2f / %.2f | %.2f (%d better) | %d, %.3f | %d, %.3f | %.0f / %.1f | "
+               "%.1f / %.0f | %s |\n",
                d, (unsigned long long)seed, n, (double)steps / n, 1e3 * train.wall / n,
                1e3 * train.cpu / n, 1e3 * train.wall / (double)(steps ? steps : 1),
                1e3 * train.cpu / (double)(steps ? steps : 1), (double)g_train_evals / n,
                (double)c.evals, mh_t.wall, mh_t.cpu, agree, N_CTX, disagree, map_lr - wstar_lr,
                n_set, trunc ? "+" : "", s.within2, N_CTX, s.gap_med, s.gap_worst, s.obj_worst,
-               s.better, s.iid_below, s.iid_worst, s.non_below, s.non_worst,
-               1e6 * eval_s / (2 * N_CTX), la);
+               s.better, s.iid_below, s.iid_worst, s.non_below, s.non_worst, (double)s_evals / n,
+               1e-6 * (double)s_ns / n, ec.first_ms, ec.p50_us, la);
         fflush(stdout);
 
         if (d <= 20) { /* the exact answer, through the same accumulator */
@@ -720,7 +763,7 @@ static int usage(const char *why)
     fprintf(stderr,
             "bench_mh_long: %s\nusage: bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] "
             "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--chains C] [--mh-anneal 0|1] "
-            "[--mh-pair 0|1] [--sampler YAML] [--cost] [--cost-obs N] [--check]\n",
+            "[--mh-pair 0|1] [--sampler YAML] [--search B] [--cost] [--cost-obs N] [--check]\n",
             why);
     return 2;
 }
@@ -734,6 +777,7 @@ int main(int argc, char **argv)
               .pair = 1,
               .cost_obs = 40,
               .mh_evals = 10000000,
+              .search = BG_SAMPLED_SEARCH_DEFAULT,
               .sampler = "{}"};
     const char *ds = "32,64", *seeds = "403,404", *obs = "40,100";
     int quick = 0;
@@ -776,6 +820,8 @@ int main(int argc, char **argv)
             o.cost_obs = atoi(v);
         else if (!strcmp(a, "--sampler"))
             o.sampler = v;
+        else if (!strcmp(a, "--search"))
+            o.search = atoi(v);
         else
             return usage(a);
     }
@@ -818,8 +864,9 @@ int main(int argc, char **argv)
            "log R − log R(w*) | MH I^α | lp "
            "gap ≤ 2 nats | lp gap median "
            "/ worst | objective gap worst | iid below MH: n, worst | non-iid below MH: n, worst "
-           "| Evaluate us | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-           "---|---|---|---|\n");
+           "| search evals / ms CPU per obs | Evaluate CPU: first (draws) ms / p50 us | load "
+           "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+           "---|---|---|---|---|\n");
     int missed = 0, rows = 0;
     for (int i = 0; i < o.n_d; i++)
         for (int s = 0; s < o.n_seeds; s++) {

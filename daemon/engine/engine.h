@@ -174,6 +174,12 @@ typedef struct bg_guard {
      * (spec.sampler.refine; the policy loader gives a token-sequence space
      * none unless the policy says otherwise). */
     int32_t sampler_refine;
+    /* Reward evaluations of the posterior search after each training round
+     * of this guard's samplers (engine/sampled_archive.c): 0 the
+     * trainer's budget (bg_sampled_opts.search), -1 none, > 0 this many
+     * (spec.sampler.search; none on a token-sequence space unless the
+     * policy says otherwise). */
+    int32_t sampler_search;
     bg_sampled *sampled; /* this instance's sampled state (engine/sampled.h), made
                             for sampler_inst and destroyed with it */
     bg_train_mode train;

@@ -24,6 +24,11 @@
  *   3. exact log R of each candidate: log_prior + Σ log_lik over the
  *      session's history;
  *   4. harm of each candidate for the action (one batched model call);
+ *   4a. the session sampler's search archive (sampled_archive.c: the best
+ *       hypotheses Metropolis chains on the exact reward found after the
+ *       last training round, search_after, on the trainer thread): its
+ *       members the draw lacks join the candidates, with their stored
+ *       log R and their harm for the action;
  *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
  *      candidates towards the estimator's cautious hypothesis add exactly
  *      scored candidates, at most opts.refine looked at (their log R
@@ -104,6 +109,9 @@ struct bg_sampled_trainer {
     atomic_uint_fast64_t steps_done; /* optimiser steps run, all samplers */
     atomic_uint_fast64_t step_ns;    /* the last step's duration: when to retry */
     atomic_int refine;               /* refinement budget per Evaluate (opts.refine; 0: none) */
+    atomic_int search;               /* search budget per round (opts.search; 0: none) */
+    atomic_int use_archive;          /* Evaluates add the search archive (benches: 0) */
+    atomic_uint_fast64_t searches, search_evals, search_ns; /* what the searches cost */
 };
 
 /* What is wrong with g's sampled-path options, NULL when nothing: the one
@@ -172,6 +180,49 @@ static int session_sampler(bg_sampled_trainer *t, const bg_guard *g, const char 
 
 static int draw(const bg_guard *g, bg__sampler *e, uint64_t seed, uint32_t k, bg__cands **out);
 
+/* After a training round of e on the reward r (a history prefix): the
+ * posterior search (sampled_archive.c) from e's archive and newest draw,
+ * its result e's archive. On the trainer thread (inline guards: inside
+ * Observe), never on an Evaluate's path; without e's lock (it does not
+ * touch the sampler). A failed search keeps the previous archive: it is
+ * re-scored where it is used. */
+static void search_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
+                         bg__reward_ctx *r)
+{
+    int32_t budget = g->sampler_search ? g->sampler_search : atomic_load(&s->search);
+    if (budget <= 0)
+        return;
+    pthread_mutex_lock(&e->cands_mu);
+    bg__archive *old = e->arch;
+    bg__cands *c = e->cands;
+    if (old)
+        atomic_fetch_add(&old->refs, 1);
+    if (c)
+        atomic_fetch_add(&c->refs, 1);
+    pthread_mutex_unlock(&e->cands_mu);
+    bg__archive *a = NULL;
+    uint64_t seed = bg__sampled_seed(s->opts.seed ^ 0x5ea4c4a4c41e5eedULL, e->session, r->n_hist);
+    int rc = bg__archive_search(g, r, old, c ? c->ids : NULL, c ? c->n : 0, (uint32_t)budget,
+                                BG__ARCHIVE_CAP, seed, &a);
+    if (rc == BG_OK && a) {
+        atomic_fetch_add(&s->searches, 1);
+        atomic_fetch_add(&s->search_evals, a->evals);
+        atomic_fetch_add(&s->search_ns, a->cpu_ns);
+        pthread_mutex_lock(&e->cands_mu);
+        bg__archive *prev = e->arch;
+        e->arch = a;
+        pthread_mutex_unlock(&e->cands_mu);
+        bg__archive_unref(prev);
+    } else if (rc != BG_OK) {
+        BG_WARN("sampled",
+                "policy %s: sampler %s: the posterior search failed (%d); verdicts keep "
+                "the previous archive",
+                g->name, g->sampler_name ? g->sampler_name : "?", rc);
+    }
+    bg__archive_unref(old);
+    bg__cands_unref(c);
+}
+
 /* After a background round of a session's sampler: the draw its next
  * Evaluate wants (seed of the session and n_hist), made here on the
  * trainer thread, so that no Evaluate draws K trajectories itself. */
@@ -239,6 +290,8 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
         if (rc == BG_PLUGIN_OK && n == n_hist)
             atomic_fetch_or(&e->state, BG__SAMPLER_TRAINED);
     }
+    if (k > 0 && rc == BG_PLUGIN_OK && !atomic_load(&s->stop))
+        search_after(s, g, e, &r);
     free(r.tmp);
     if (k > 0) { /* the round is over: cached draws are of an older state
                   * (under the lock: a draw in progress is cached first) */
@@ -640,14 +693,15 @@ static int refuse_unhealthy(bg_sampled_trainer *s, const bg_guard *g, bg__sample
  * union. */
 static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
                                  const bg_observation *hist, size_t n_hist, const bg_action *action,
-                                 bg__cands *c, uint64_t version, bg_verdict *out, double *log_r,
-                                 bg_err *err)
+                                 bg__cands *c, const bg__archive *arch, uint64_t version,
+                                 bg_verdict *out, double *log_r, bg_err *err)
 {
     size_t n = c->n;
     double *harm = malloc(n * sizeof *harm), *lp = malloc(n * sizeof *lp);
-    bg__refined rf = {0};
-    uint64_t *m_ids = NULL;
+    bg__refined rf = {0}, ex = {0};
+    uint64_t *m_ids = NULL, *u_ids = NULL;
     double *m_lp = NULL, *m_harm = NULL;
+    const uint64_t *ids = c->ids;
     int rc = BG_OK;
     if (!harm || !lp) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
@@ -656,25 +710,51 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
     /* the draw's own candidates are scored afresh by every Evaluate, as
      * the enumerated path checks its posterior: a model that turns NaN is
      * caught on the next call (test_engine_failclosed); only the
-     * refinement's neighbours come from the cache */
+     * refinement's neighbours and the archive come from the cache */
     if ((rc = bg__score(g, hist, n_hist, action, c->ids, n, log_r, harm, NULL, version, 0, err)) !=
         BG_OK)
         goto done;
     memcpy(lp, log_r, n * sizeof *lp);
+    /* 4a. the search archive's members that the draw lacks join the
+     * candidates (sampled_archive.c) */
+    if (arch && atomic_load(&s->use_archive)) {
+        if ((rc = bg__archive_extra(g, hist, n_hist, action, arch, c->ids, n, &c->lpc, version, &ex,
+                                    err)) != BG_OK)
+            goto done;
+        if (ex.n) {
+            u_ids = malloc((n + ex.n) * sizeof *u_ids);
+            double *ulp = malloc((n + ex.n) * sizeof *ulp);
+            double *uh = malloc((n + ex.n) * sizeof *uh);
+            if (!u_ids || !ulp || !uh ||
+                bg__refined_merge(c->ids, lp, harm, n, &ex, u_ids, ulp, uh) != BG_OK) {
+                free(ulp);
+                free(uh);
+                rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu candidates",
+                                g->name, n + ex.n);
+                goto done;
+            }
+            free(lp);
+            free(harm);
+            lp = ulp;
+            harm = uh;
+            ids = u_ids;
+            n += ex.n;
+        }
+    }
     int refine = g->sampler_refine ? g->sampler_refine : atomic_load(&s->refine);
     uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
-    if (budget && (rc = bg__refine(g, hist, n_hist, action, c->ids, lp, harm, n, budget, &c->lpc,
+    if (budget && (rc = bg__refine(g, hist, n_hist, action, ids, lp, harm, n, budget, &c->lpc,
                                    version, &rf, err)) != BG_OK)
         goto done;
     if (!rf.n) {
-        rc = bg__estimate_over(g, c->ids, n, lp, harm, out, err);
+        rc = bg__estimate_over(g, ids, n, lp, harm, out, err);
         goto done;
     }
     m_ids = malloc((n + rf.n) * sizeof *m_ids);
     m_lp = malloc((n + rf.n) * sizeof *m_lp);
     m_harm = malloc((n + rf.n) * sizeof *m_harm);
     if (!m_ids || !m_lp || !m_harm ||
-        bg__refined_merge(c->ids, lp, harm, n, &rf, m_ids, m_lp, m_harm) != BG_OK) {
+        bg__refined_merge(ids, lp, harm, n, &rf, m_ids, m_lp, m_harm) != BG_OK) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu candidates", g->name,
                         n + rf.n);
         goto done;
@@ -686,7 +766,9 @@ done:
     free(m_ids);
     free(m_lp);
     free(m_harm);
+    free(u_ids);
     bg__refined_free(&rf);
+    bg__refined_free(&ex);
     return rc;
 }
 
@@ -744,11 +826,17 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
     uint64_t version = bg__history_version(g, hist, n_hist);
+    pthread_mutex_lock(&e->cands_mu);
+    bg__archive *arch = e->arch;
+    if (arch)
+        atomic_fetch_add(&arch->refs, 1);
+    pthread_mutex_unlock(&e->cands_mu);
     double *log_r = malloc(c->n * sizeof *log_r);
     if (!log_r)
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     else
-        rc = score_refine_estimate(s, g, hist, n_hist, action, c, version, out, log_r, err);
+        rc = score_refine_estimate(s, g, hist, n_hist, action, c, arch, version, out, log_r, err);
+    bg__archive_unref(arch);
     out->sampled = 1;
     out->samples = k;
     if (rc == BG_OK) {
@@ -781,6 +869,10 @@ int bg_sampled_trainer_create(const bg_sampled_opts *opts, bg_sampled_trainer **
     if (!s->opts.refine)
         s->opts.refine = BG_SAMPLED_REFINE_DEFAULT;
     atomic_init(&s->refine, s->opts.refine > 0 ? s->opts.refine : 0);
+    if (!s->opts.search)
+        s->opts.search = BG_SAMPLED_SEARCH_DEFAULT;
+    atomic_init(&s->search, s->opts.search > 0 ? s->opts.search : 0);
+    atomic_init(&s->use_archive, 1);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
@@ -831,6 +923,24 @@ void bg_sampled_trainer_wait_idle(bg_sampled_trainer *s)
 void bg_sampled_trainer_refine(bg_sampled_trainer *s, int32_t refine)
 {
     atomic_store(&s->refine, refine > 0 ? refine : 0);
+}
+
+void bg_sampled_trainer_use_archive(bg_sampled_trainer *s, int on)
+{
+    atomic_store(&s->use_archive, on != 0);
+}
+
+void bg_sampled_trainer_search(bg_sampled_trainer *s, int32_t search)
+{
+    atomic_store(&s->search, search > 0 ? search : 0);
+}
+
+void bg_sampled_trainer_search_stats(bg_sampled_trainer *s, uint64_t *searches, uint64_t *evals,
+                                     uint64_t *cpu_ns)
+{
+    *searches = atomic_load(&s->searches);
+    *evals = atomic_load(&s->search_evals);
+    *cpu_ns = atomic_load(&s->search_ns);
 }
 
 void bg_sampled_trainer_hold(bg_sampled_trainer *s, int hold)

@@ -4,7 +4,10 @@
  * session's reward R(h) = P(h)·P(D|h) after each observation, and an
  * evaluation takes K samples, deduplicates them, scores them by their exact
  * log-posterior (normalised over the candidates), asks the model for the
- * harm, refines the candidates towards the estimator's cautious hypothesis
+ * harm, adds the session's search archive (sampled_archive.c: the best
+ * hypotheses Metropolis chains on the exact reward found after each
+ * training round, on the trainer thread), refines the candidates towards
+ * the estimator's cautious hypothesis
  * (sampled_refine.c: bit-flip climbs, exactly scored, at most
  * bg_sampled_opts.refine looked at) and asks the estimator for the bound;
  * the verdict says it is sampled and from how many samples. engine.c
@@ -127,9 +130,14 @@ typedef struct bg_sampled_opts {
     /* Hypotheses the harm-directed refinement may score per Evaluate
      * (sampled_refine.c); 0 = BG_SAMPLED_REFINE_DEFAULT, < 0 = none. */
     int32_t refine;
+    /* Reward evaluations of the posterior search after each training round
+     * of a session sampler (sampled_archive.c); 0 = BG_SAMPLED_SEARCH_DEFAULT,
+     * < 0 = none. */
+    int32_t search;
 } bg_sampled_opts;
 
 #define BG_SAMPLED_REFINE_DEFAULT 4096
+#define BG_SAMPLED_SEARCH_DEFAULT 16384
 
 /* A session sampler's state (the diagram above). */
 typedef enum bg_sampler_state {
@@ -161,6 +169,16 @@ uint64_t bg_sampled_trainer_jobs(bg_sampled_trainer *t);
  * (bg_sampled_opts.refine; <= 0: no refinement), to compare the verdicts of
  * one draw with and without it. */
 void bg_sampled_trainer_refine(bg_sampled_trainer *t, int32_t refine);
+/* Tests and benches: whether Evaluates use the search archive (1, the
+ * default) or not (0), to compare the verdicts of one draw with and
+ * without it; and the search budget of training rounds from now on
+ * (bg_sampled_opts.search; <= 0: no search). */
+void bg_sampled_trainer_use_archive(bg_sampled_trainer *t, int on);
+void bg_sampled_trainer_search(bg_sampled_trainer *t, int32_t search);
+/* Posterior searches run so far (all samplers), their reward evaluations
+ * and their thread CPU time in ns (diagnostics, benches). */
+void bg_sampled_trainer_search_stats(bg_sampled_trainer *t, uint64_t *searches, uint64_t *evals,
+                                     uint64_t *cpu_ns);
 
 /* ---- one guard instance's sampled state */
 

@@ -24,6 +24,7 @@
 #define BG__SAMPLER_JOB 2     /* a job queued or running (under the trainer's mutex) */
 
 typedef struct bg__sampler_table bg__sampler_table;
+typedef struct bg__archive bg__archive; /* sampled_archive.c, below */
 
 /* The candidates of one draw (sampled.c): K samples of a sampler in one
  * training round (gen) with one evaluation seed, sorted and deduplicated.
@@ -86,6 +87,7 @@ typedef struct bg__sampler {
     pthread_mutex_t cands_mu;                /* guards cands */
     bg__cands *cands;                        /* the last draw, a reference; NULL: none */
     bg__fit fit;                             /* written under lock (write), read under it */
+    bg__archive *arch;                       /* the newest search archive (under cands_mu) */
     int refs;                                /* users, under the table's mutex */
     uint64_t last_use;                       /* under the table's mutex */
     struct bg__sampler *next;
@@ -166,6 +168,8 @@ int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, cons
  * Evaluate, where a comparison sort was a third of its cost. BG_OK or
  * BG_ENOMEM. */
 int bg__radix_order(const uint64_t *key, size_t n, uint32_t *order);
+/* The radix key of x that orders as descending x (-0.0 as 0.0; no NaN). */
+uint64_t bg__desc_key(double x);
 
 /* Steps 5-6 over n unique candidates with their scores: lp normalised over
  * them in place (max-shifted log-sum-exp), the stable posterior order and
@@ -203,6 +207,55 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
  * m_* (n + r->n slots each), ids ascending. BG_OK or BG_ENOMEM. */
 int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm, size_t n,
                       const bg__refined *r, uint64_t *m_ids, double *m_lp, double *m_harm);
+
+/* The bits of g's hypothesis ids and the largest valid id + 1 (0: every
+ * id of that many bits); 0 bits when the space cannot be walked by bit
+ * flips (sampled_refine.c). */
+uint32_t bg__space_bits(const bg_guard *g, uint64_t *limit);
+
+/* ---- posterior search archive (sampled_archive.c) */
+
+/* The best hypotheses a session sampler's searches found, by log R at one
+ * reward version: ids ascending, unique; immutable once made, shared by
+ * reference (refs). evals and cpu_ns: what the search that made it cost. */
+struct bg__archive {
+    atomic_int refs;
+    uint64_t version; /* reward version of lp */
+    /* the model (vtable and instance) that scored lp: a guard whose model
+     * differs behind the same key (a test's misbehaving copy) re-scores */
+    uint64_t model_tag;
+    size_t n;
+    uint64_t *ids; /* [n] ascending */
+    double *lp;    /* [n] log R at version */
+    uint64_t evals;
+    uint64_t cpu_ns;
+};
+/* Drops a reference; NULL is a no-op. */
+void bg__archive_unref(bg__archive *a);
+/* Archive sizes kept per session sampler (16 bytes an entry). */
+#define BG__ARCHIVE_CAP 1024u
+
+/* A search on r's reward (bg__session_log_r; version r->version) at most
+ * `budget` reward evaluations: old (NULL: none) re-scored, the draw's
+ * n_draw ids scored, Metropolis chains from the best of them and from
+ * random ids (seeded by seed); *out the best `cap` of everything scored
+ * (new, refs 1), NULL when the space cannot be walked by bit flips or
+ * budget is 0. BG_OK, BG_ENOMEM, or BG_EINTERNAL when the reward fails.
+ * Contract: sampled_archive.c. */
+int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *old,
+                       const uint64_t *draw, size_t n_draw, uint32_t budget, size_t cap,
+                       uint64_t seed, bg__archive **out);
+
+/* The members of archive a that are not among the draw's n candidates
+ * (ids ascending) into out (arrays new, ids ascending), with their log R
+ * (a's own when a->version == version and g's model scored them, else
+ * re-scored through lpc) and
+ * harm for the action; members the model scores NaN or outside [0, 1]
+ * are left out, and a failing model call leaves out empty (the verdict is
+ * the draw's). BG_OK or BG_ENOMEM. */
+int bg__archive_extra(const bg_guard *g, const bg_observation *hist, size_t n_hist,
+                      const bg_action *action, const bg__archive *a, const uint64_t *ids, size_t n,
+                      bg__lpcache *lpc, uint64_t version, bg__refined *out, bg_err *err);
 
 /* ---- health (sampled_health.c): no state */
 

@@ -87,9 +87,7 @@ void bg__refined_free(bg__refined *r)
     memset(r, 0, sizeof *r);
 }
 
-/* The bits of the space's ids and the largest valid id + 1 (0: all of
- * them); 0 bits when the space cannot be walked. */
-static uint32_t space_bits(const bg_guard *g, uint64_t *limit)
+uint32_t bg__space_bits(const bg_guard *g, uint64_t *limit)
 {
     *limit = 0;
     bg_space sp = {0};
@@ -218,7 +216,7 @@ static int better(const objective *o, double lp, double harm, double f, double b
  * own best is a local optimum) among those that meet o's constraint;
  * -1: none. */
 static long next_seed(const objective *o, double tilt, const double *lp, const double *harm,
-                      size_t n, const unsigned char *used)
+                      const double *log_harm, size_t n, const unsigned char *used)
 {
     long best = -1;
     double bf = -INFINITY;
@@ -227,7 +225,7 @@ static long next_seed(const objective *o, double tilt, const double *lp, const d
             continue;
         if (o->plausible && !feasible(o, lp[i]))
             continue;
-        double f = lp[i] + tilt * log(harm[i]);
+        double f = lp[i] + tilt * log_harm[i];
         if (best < 0 || f > bf) {
             best = (long)i;
             bf = f;
@@ -267,7 +265,7 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
 {
     memset(out, 0, sizeof *out);
     uint64_t limit;
-    uint32_t bits = space_bits(g, &limit);
+    uint32_t bits = bg__space_bits(g, &limit);
     if (!bits || !n || budget < bits)
         return BG_OK;
     double alpha = g->estimator->order_needed(g->estimator_inst);
@@ -281,18 +279,24 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
         hcap *= 2;
     seen s = {malloc(hcap * sizeof(uint64_t)), calloc(hcap, sizeof(int32_t)), hcap - 1};
     unsigned char *used = calloc(n, 1);
+    /* log harm of each candidate, once: the seeds' ranking reads it 16
+     * times per candidate (with the archive's ~1,000 candidates a log each
+     * time was most of a refinement) */
+    double *log_harm = malloc(n * sizeof *log_harm);
     size_t nm = (size_t)bits * (bits + 1) / 2;
     uint64_t *masks = malloc(nm * sizeof *masks), *nb = malloc(nm * sizeof *nb);
     long *at = malloc(nm * sizeof *at);     /* per mask: seen_find of cur ^ mask */
     size_t *nbm = malloc(nm * sizeof *nbm); /* per new neighbour: its mask */
     double *nlp = malloc(nm * sizeof *nlp), *nharm = malloc(nm * sizeof *nharm);
     int rc = BG_OK;
-    if (!s.key || !s.at || !used || !masks || !nb || !at || !nbm || !nlp || !nharm) {
+    if (!s.key || !s.at || !used || !log_harm || !masks || !nb || !at || !nbm || !nlp || !nharm) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for the refinement", g->name);
         goto done;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         seen_add(&s, ids[i], (int32_t)i + 1);
+        log_harm[i] = harm[i] > 0 ? log(harm[i]) : -INFINITY;
+    }
     nm = flip_masks(bits, budget, masks);
     /* seeds ranked by log R + tilt·log harm, tilts in turn; the iid
      * estimator's climbs alternate between its own objective and the
@@ -302,7 +306,7 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
         double tilt = tilts[seed_no / (o.noniid ? 1 : 2) % 4];
         o.plausible = o.noniid || seed_no % 2;
         o.tilt = 1;
-        long sd = next_seed(&o, tilt, lp, harm, n, used);
+        long sd = next_seed(&o, tilt, lp, harm, log_harm, n, used);
         if (sd < 0)
             break;
         used[sd] = 1;
@@ -386,6 +390,7 @@ done:
     free(s.key);
     free(s.at);
     free(used);
+    free(log_harm);
     free(masks);
     free(nb);
     free(at);

@@ -123,8 +123,7 @@ int bg__radix_order(const uint64_t *key, size_t n, uint32_t *order)
     return BG_OK;
 }
 
-/* The radix key of x that orders as descending x (-0.0 as 0.0; no NaN). */
-static uint64_t desc_key(double x)
+uint64_t bg__desc_key(double x)
 {
     uint64_t u;
     x = x == 0 ? 0.0 : x;
@@ -323,7 +322,7 @@ int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *
     for (size_t i = 0; i < n; i++) {
         lp[i] -= lse;
         post[i] = exp(lp[i]);
-        key[i] = desc_key(lp[i]);
+        key[i] = bg__desc_key(lp[i]);
     }
     /* the stable descending order of lp (ties: ascending index, so
      * ascending id, as the enumerated path's) */

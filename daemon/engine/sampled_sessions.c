@@ -51,6 +51,7 @@ static void sampler_init(bg__sampler *e)
     atomic_init(&e->gen, 0);
     pthread_mutex_init(&e->cands_mu, NULL);
     e->cands = NULL;
+    e->arch = NULL;
     e->fit = (bg__fit){BG_REWARD_UNVERSIONED, 0, 0};
 }
 
@@ -65,6 +66,7 @@ void bg__cands_unref(bg__cands *c)
 static void sampler_close(bg__sampler *e)
 {
     bg__cands_unref(e->cands);
+    bg__archive_unref(e->arch);
     pthread_mutex_destroy(&e->cands_mu);
     pthread_rwlock_destroy(&e->lock);
 }

@@ -227,6 +227,15 @@ static const bg_cfg_entry sampler_table[] = {
      .max = 65536,
      .desc = "hypotheses the harm-directed refinement may score per evaluation (0 = none; "
              "-1 = the daemon's budget on a bit-set space, none on a token-sequence space)"},
+    {.key = "search",
+     .type = BG_CFGV_INT,
+     .def = "-1",
+     .offset = OFF(sampler_search),
+     .min = -1,
+     .max = 262144,
+     .desc = "reward evaluations of the posterior search after each training round, on the "
+             "trainer thread (0 = none; -1 = the daemon's budget on a bit-set space, none on a "
+             "token-sequence space)"},
     /* When a sampled verdict's sampler is trusted (engine.h
      * bg_sampler_limits; the defaults and the data behind them:
      * docs/POLICIES.md). */

@@ -49,6 +49,7 @@ typedef struct bg__policy_spec {
         int sampler_always;              /* spec.sampler.always */
         int64_t sampler_train_steps;     /* spec.sampler.train_steps, 0 = the daemon's */
         int64_t sampler_refine;          /* spec.sampler.refine, -1 = by the space */
+        int64_t sampler_search;          /* spec.sampler.search, -1 = by the space */
         double max_tb_residual, min_ess; /* spec.sampler's limits */
         int64_t max_version_lag;
         int on_unhealthy; /* 0 unavailable, 1 deny, 2 escalate */

@@ -644,6 +644,11 @@ static void fill_policy(bg_policy_set *s, size_t i)
                             : sp->v.sampler_refine == 0 ? -1
                             : im->space.space.flags     ? -1
                                                         : 0;
+        /* the posterior search flips id bits too (sampled_archive.c) */
+        g->sampler_search = sp->v.sampler_search > 0    ? (int32_t)sp->v.sampler_search
+                            : sp->v.sampler_search == 0 ? -1
+                            : im->space.space.flags     ? -1
+                                                        : 0;
         g->sampler_limits = (bg_sampler_limits){
             .enabled = 1,
             .max_tb_residual = sp->v.max_tb_residual,

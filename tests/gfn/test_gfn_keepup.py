@@ -3,8 +3,10 @@ item 4): exploding-bandit policies at d = 10, 12 and 14 (enumerable), each
 twice — once exact, once with `spec.sampler.always: true` (the sampled path
 on the same model and space: the gfn sampler, its defaults but a 2 x 64
 MLP, K = 1024 samples, `spec.sampler.train_steps` 20) — and each of those
-with the iid and the non-iid (alpha = 0.01) estimator. The daemon refines
-each sampled verdict's candidates (daemon/engine/sampled_refine.c).
+with the iid and the non-iid (alpha = 0.01) estimator. The daemon adds the
+session sampler's search archive to each sampled verdict's candidates
+(daemon/engine/sampled_archive.c, `spec.sampler.search` by default) and
+refines them (daemon/engine/sampled_refine.c).
 
 The 40 observations (r ~ N(x.w*, 1) on one of 10 random arms, theta = the
 largest true arm mean) reach every policy of a d

@@ -228,13 +228,15 @@ static void test_sampler(void)
     pt_rmtree(dir);
 }
 
-/* spec.sampler.refine: absent = the daemon's budget on a bit-set space (0
- * in the guard), 0 = no refinement (-1), N = N hypotheses per Evaluate. */
+/* spec.sampler.refine and spec.sampler.search: absent = the daemon's
+ * budget on a bit-set space (0 in the guard), 0 = none (-1), N = N
+ * hypotheses per Evaluate / reward evaluations per training round. */
 static void test_sampler_refine(void)
 {
-    static const char *const val[3] = {"", ", refine: 0", ", refine: 500"};
-    static const int32_t want[3] = {0, -1, 500};
-    for (int k = 0; k < 3; k++) {
+    static const char *const val[6] = {
+        "", ", refine: 0", ", refine: 500", ", search: 0", ", search: 20000", ", search: 262144"};
+    static const int32_t want[6][2] = {{0, 0}, {-1, 0}, {500, 0}, {0, -1}, {0, 20000}, {0, 262144}};
+    for (int k = 0; k < 6; k++) {
         char dir[128], p[2048];
         pt_mkdtemp(dir, sizeof dir, "refine");
         snprintf(p, sizeof p,
@@ -247,7 +249,8 @@ static void test_sampler_refine(void)
         CHECK_INT(pt_write(dir, "bits.yaml", p), 0);
         bg_policy_set *s = load_ok(dir);
         if (s) {
-            CHECK_INT(bg_policy_set_at(s, 0)->guard.sampler_refine, want[k]);
+            CHECK_INT(bg_policy_set_at(s, 0)->guard.sampler_refine, want[k][0]);
+            CHECK_INT(bg_policy_set_at(s, 0)->guard.sampler_search, want[k][1]);
             bg_policy_set_unref(s);
         }
         pt_rmtree(dir);

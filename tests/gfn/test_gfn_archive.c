@@ -1,0 +1,151 @@
+/*
+ * test_gfn_archive.c — the posterior search archive of the sampled path
+ * (daemon/engine/sampled_archive.c, issue 16) on its own, against an exact
+ * reference: a d = 12 exploding bandit (gfn_bandit_twin.h, the real bandit
+ * plugin with `enumerate: false`), 30 observations, every one of the 4,096
+ * hypotheses' log R computed by the engine's own reward (bg__session_log_r)
+ * — so the check is about the search, not the reward. Asserted:
+ *   - an archive holds min(cap, what was scored) distinct ids, ascending,
+ *     each with its exact log R bit for bit, at the reward's version;
+ *   - it spends at most its budget of reward evaluations;
+ *   - from random restarts alone (no previous archive, no draw) 3,000
+ *     evaluations find the MAP hypothesis, and the archive's worst member
+ *     is within 12 nats of the space's cap-th best (the chains run at
+ *     β = 1, so they visit the posterior's bulk, not only its top);
+ *   - after a new observation a search with a budget of just the old
+ *     archive's size re-scores it (no chain runs): the same ids, their log
+ *     R at the new version, exactly;
+ *   - the same inputs give the same archive (deterministic);
+ *   - budget 0, or a space that cannot be walked by bit flips, gives none.
+ * Deterministic (seeded); ~0.1 s. Skips (77) when the plugins are not
+ * built.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/sampled_priv.h"
+#include "gfn_bandit_twin.h"
+#include "gfn_test_util.h"
+
+#define D 12
+#define N_HYP (1u << D)
+#define N_OBS 30
+#define CAP 64
+
+static int by_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x > y ? -1 : x < y;
+}
+
+static void check_archive(const bg__archive *a, const double *exact, uint64_t version,
+                          const char *what)
+{
+    CHECK(a != NULL, "%s: no archive", what);
+    CHECK(a->version == version, "%s: version %llu, want %llu", what,
+          (unsigned long long)a->version, (unsigned long long)version);
+    for (size_t i = 0; i < a->n; i++) {
+        CHECK(a->ids[i] < N_HYP, "%s: id %llu outside the space", what,
+              (unsigned long long)a->ids[i]);
+        CHECK(i == 0 || a->ids[i] > a->ids[i - 1], "%s: ids not ascending and distinct at %zu",
+              what, i);
+        CHECK(a->lp[i] == exact[a->ids[i]], "%s: log R of %llu is %.17g, exact %.17g", what,
+              (unsigned long long)a->ids[i], a->lp[i], exact[a->ids[i]]);
+    }
+}
+
+int main(void)
+{
+    const char *const need[] = {"bg_gfn.so", "bg_bandit.so", "bg_iid.so", "bg_noniid.so"};
+    const char *dir = bg_test_plugin_dir(need, 4);
+    bg_err err;
+    bg_plugin_host *h;
+    CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
+    bg_rng r;
+    bg_gfn_rng_seed(&r, 1212);
+    twin t;
+    twin_open(&t, h, "archive", D, &r, "{}", 64, 1);
+
+    /* the history, kept here (features borrowed from f) */
+    static double f[N_OBS + 1][D];
+    bg_observation hist[N_OBS + 1];
+    for (int i = 0; i <= N_OBS; i++)
+        hist[i] = twin_pull(&t, t.arms[bg_gfn_rng_u64(&r) % TWIN_ARMS], f[i], &r);
+
+    uint64_t *all = malloc(N_HYP * sizeof *all);
+    double *exact = malloc(N_HYP * sizeof *exact), *exact2 = malloc(N_HYP * sizeof *exact2);
+    double *sorted = malloc(N_HYP * sizeof *sorted);
+    CHECK(all && exact && exact2 && sorted, "out of memory");
+    for (uint64_t i = 0; i < N_HYP; i++)
+        all[i] = i;
+    bg__reward_ctx rc1 = bg__reward_ctx_make(&t.gs, hist, N_OBS);
+    bg__reward_ctx rc2 = bg__reward_ctx_make(&t.gs, hist, N_OBS + 1);
+    CHECK(rc1.version != rc2.version, "a new observation must change the reward's version");
+    CHECK(bg__session_log_r(&rc1, all, N_HYP, exact) == BG_PLUGIN_OK);
+    CHECK(bg__session_log_r(&rc2, all, N_HYP, exact2) == BG_PLUGIN_OK);
+    uint64_t map = 0;
+    for (uint64_t i = 0; i < N_HYP; i++)
+        map = exact[i] > exact[map] ? i : map;
+    memcpy(sorted, exact, N_HYP * sizeof *sorted);
+    qsort(sorted, N_HYP, sizeof *sorted, by_desc);
+
+    /* random restarts only */
+    bg__archive *a = NULL, *b = NULL, *c = NULL;
+    CHECK(bg__archive_search(&t.gs, &rc1, NULL, NULL, 0, 3000, CAP, 7, &a) == BG_OK);
+    check_archive(a, exact, rc1.version, "search");
+    CHECK(a->n == CAP, "archive of %zu, want %d", a->n, CAP);
+    CHECK(a->evals <= 3000, "%llu reward evaluations, budget 3000", (unsigned long long)a->evals);
+    int has_map = 0;
+    double worst = INFINITY;
+    for (size_t i = 0; i < a->n; i++) {
+        has_map |= a->ids[i] == map;
+        worst = fmin(worst, a->lp[i]);
+    }
+    CHECK(has_map, "the MAP hypothesis %llu (log R %.3f) is not in the archive",
+          (unsigned long long)map, exact[map]);
+    CHECK(worst >= sorted[CAP - 1] - 12, "archive's worst %.3f, the %d-th best %.3f", worst, CAP,
+          sorted[CAP - 1]);
+    printf("search: %llu evaluations, MAP found, archive's worst log R %.3f (exact %d-th best "
+           "%.3f)\n",
+           (unsigned long long)a->evals, worst, CAP, sorted[CAP - 1]);
+
+    /* deterministic */
+    CHECK(bg__archive_search(&t.gs, &rc1, NULL, NULL, 0, 3000, CAP, 7, &b) == BG_OK && b);
+    CHECK(b->n == a->n && !memcmp(b->ids, a->ids, a->n * sizeof *a->ids) &&
+              !memcmp(b->lp, a->lp, a->n * sizeof *a->lp),
+          "the same search gave another archive");
+    bg__archive_unref(b);
+
+    /* a new observation: re-scored, nothing else (budget = its size) */
+    CHECK(bg__archive_search(&t.gs, &rc2, a, NULL, 0, CAP, CAP, 7, &c) == BG_OK);
+    check_archive(c, exact2, rc2.version, "re-scored");
+    CHECK(c->n == a->n && !memcmp(c->ids, a->ids, a->n * sizeof *a->ids),
+          "re-scoring changed the members");
+    CHECK(c->evals == CAP, "re-scoring took %llu evaluations, want %d",
+          (unsigned long long)c->evals, CAP);
+    bg__archive_unref(c);
+
+    /* the draw's ids are scored and kept too */
+    uint64_t draw[3] = {map ^ 1, map ^ 6, map};
+    CHECK(bg__archive_search(&t.gs, &rc1, NULL, draw, 3, 3, CAP, 7, &c) == BG_OK);
+    check_archive(c, exact, rc1.version, "draw");
+    CHECK(c->n == 3, "archive of %zu from a draw of 3 and no chains", c->n);
+    bg__archive_unref(c);
+
+    /* nothing to do */
+    c = a;
+    CHECK(bg__archive_search(&t.gs, &rc1, NULL, NULL, 0, 0, CAP, 7, &c) == BG_OK && c == NULL,
+          "budget 0 must give no archive");
+    bg__archive_unref(a);
+
+    free(rc1.tmp);
+    free(rc2.tmp);
+    free(all);
+    free(exact);
+    free(exact2);
+    free(sorted);
+    twin_close(&t);
+    bg_plugin_host_destroy(h);
+    CHECK_DONE("test_gfn_archive");
+}
