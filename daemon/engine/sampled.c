@@ -71,6 +71,7 @@
 #include "common/bg_assert.h"
 #include "common/bg_log.h"
 #include "common/bg_time.h"
+#include "engine/plugin_code.h"
 #include "engine/sampled_priv.h"
 
 /* A training job: a guard (kept alive by an owner reference) and a private
@@ -821,8 +822,9 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     if (prc != BG_PLUGIN_OK || !c) {
         bg__sampler_put(e);
         if (prc != BG_PLUGIN_OK)
-            return bg_err_set(err, BG_EINTERNAL, "policy %s: sampler %s: sample failed (%d)",
-                              g->name, g->sampler_name ? g->sampler_name : "?", prc);
+            return bg_err_set(err, bg__plugin_code(prc), /* a limit stays a limit */
+                              "policy %s: sampler %s: sample failed (%d)", g->name,
+                              g->sampler_name ? g->sampler_name : "?", prc);
         return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     }
     uint64_t version = bg__history_version(g, hist, n_hist);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/bg_fnv.h"
+#include "engine/plugin_code.h"
 #include "engine/sampled_priv.h"
 
 /* The string and its NUL, so that ("ab", "c") and ("a", "bc") differ. */
@@ -254,10 +255,12 @@ int bg__score(const bg_guard *g, const bg_observation *hist, size_t n_hist, cons
     } else {
         prc = bg__session_log_r(&r, ids, n, lp);
     }
-    if (prc != BG_PLUGIN_OK ||
-        g->model->harm(g->model_inst, action, hist, n_hist, ids, n, harm) != BG_PLUGIN_OK) {
-        rc = bg_err_set(err, BG_EINTERNAL, "policy %s: model %s failed on sampled hypotheses",
-                        g->name, g->model_name ? g->model_name : "?");
+    if (prc == BG_PLUGIN_OK)
+        prc = g->model->harm(g->model_inst, action, hist, n_hist, ids, n, harm);
+    if (prc != BG_PLUGIN_OK) { /* a limit stays a limit (plugin_code.h) */
+        rc = bg_err_set(err, bg__plugin_code(prc),
+                        "policy %s: model %s failed (%d) on sampled hypotheses", g->name,
+                        g->model_name ? g->model_name : "?", prc);
         goto done;
     }
     for (size_t i = 0; i < n; i++) {

@@ -48,6 +48,8 @@
 static int nan_prior;
 /* 1: every observation has zero likelihood (a changed model). */
 static int zero_lik;
+/* A plugin code harm() answers instead of computing (BG_PLUGIN_OK: none). */
+static int harm_code = BG_PLUGIN_OK;
 
 static uint64_t count4(const void *self)
 {
@@ -76,6 +78,8 @@ static int step_harm(const void *self, const bg_action *a, const bg_observation 
                      size_t n_hist, const uint64_t *h, size_t n, double *out)
 {
     (void)self, (void)a, (void)hist, (void)n_hist;
+    if (harm_code != BG_PLUGIN_OK)
+        return harm_code;
     for (size_t i = 0; i < n; i++)
         out[i] = h[i] == 0 ? 0.0 : 1.0;
     return BG_PLUGIN_OK;
@@ -204,6 +208,34 @@ static void test_sampled_nan_prior(bg_engine *e, const bg_guard *iid)
     nan_prior = 0;
 }
 
+/* A model at its limit (a queue an agent can fill by flooding Evaluate)
+ * is RESOURCE_EXHAUSTED on both paths — BG_ELIMIT, which on_error: allow
+ * does not turn into ALLOW (rpc_svc_guard.c) — and an ENOMEM stays ENOMEM;
+ * only other failures are internal (plugin_code.h). */
+static void test_model_at_limit(bg_engine *e, const bg_guard *iid)
+{
+    static const struct {
+        int prc, want;
+    } cases[] = {{BG_PLUGIN_ELIMIT, BG_ELIMIT},
+                 {BG_PLUGIN_ENOMEM, BG_ENOMEM},
+                 {BG_PLUGIN_EINTERNAL, BG_EINTERNAL},
+                 {BG_PLUGIN_EIO, BG_EINTERNAL}};
+    const bg_hypothesis_vtbl *models[] = {&model4, &model_sampled};
+    for (int m = 0; m < 2; m++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            bg_guard g = fake_guard(models[m], iid->estimator);
+            g.estimator_inst = iid->estimator_inst;
+            g.estimator_name = iid->estimator_name;
+            bg_verdict v;
+            bg_err err;
+            harm_code = cases[c].prc;
+            int rc = bg_engine_evaluate(e, &g, "limit", &act, &v, &err);
+            harm_code = BG_PLUGIN_OK;
+            CHECK(rc == cases[c].want, "%s path, harm() = %d: got %d (%s), want %d",
+                  m ? "sampled" : "enumerated", cases[c].prc, rc, err.msg, cases[c].want);
+        }
+}
+
 static void test_prior_session(bg_engine *e, const bg_guard *g)
 {
     bg_verdict v;
@@ -285,6 +317,7 @@ int main(void)
 
     test_estimator_garbage(e);
     test_sampled_nan_prior(e, bg_guard_build_guard(b));
+    test_model_at_limit(e, bg_guard_build_guard(b));
     test_prior_session(e, bg_guard_build_guard(b));
     test_replay_zero_lik(e);
     test_logistic_overflow(h);
