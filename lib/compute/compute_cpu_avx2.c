@@ -186,9 +186,10 @@ BG_T256 static void pack_rows_tr(float *pd, const float *src, long rs, int f, in
 BG_T256 static inline void copy_row(float *d, const float *s, int width)
 {
     if (width == 6) {
+        /* 4 + 2 floats; the 64-bit moves take unaligned addresses */
         _mm_storeu_ps(d, _mm_loadu_ps(s));
-        _mm_storel_pi((__m64 *)(void *)(d + 4),
-                      _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(s + 4))));
+        _mm_storel_epi64((__m128i_u *)(void *)(d + 4),
+                         _mm_loadl_epi64((const __m128i_u *)(const void *)(s + 4)));
         return;
     }
     for (int g = 0; g < width; g += 8)
