@@ -2,9 +2,10 @@
  * compute_cpu.h — internals shared by the CPU backend's files
  * (compute_cpu.c: buffers, vtable, elementwise/row ops; compute_cpu_train.c:
  * the training ops; compute_cpu_pool.c: the thread pool;
- * compute_cpu_gemm.c: matmul blocking, kernel choice, AVX2 kernels and vector
- * helpers; compute_cpu_avx512.c: the AVX-512 kernels; compute_cpu_attend.c:
- * the attention kernel).
+ * compute_cpu_gemm.c: matmul blocking, kernel choice, the AVX2 matvec and
+ * vector helpers; compute_cpu_avx2.c / compute_cpu_avx512.c: the AVX2 /
+ * AVX-512 GEMM kernels and packers; compute_cpu_attend.c: the attention
+ * kernel).
  *
  * The backend struct, the view check (bg__cpu_span) and the task split are
  * static inline here so the op files share them without calling each other.

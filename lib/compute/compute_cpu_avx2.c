@@ -14,8 +14,11 @@
  * Tile: 6 rows x 16 columns = 12 ymm accumulators, two ymm loads of the B
  * panel and 6 broadcasts of A per k: 15 of the 16 ymm registers, no spills
  * (BG__AVX2_MR/NR in compute_cpu.h; packed layouts [kc][MR] and [kc][NR],
- * B panels 64-byte aligned). 4x24 (12 accumulators, 3 B loads, 4 broadcasts)
- * does the same 12 FMAs per k; 6x16 needs one fewer load per FMA pair of B.
+ * B panels 64-byte aligned). 4x24 (12 accumulators, 3 B loads and 4
+ * broadcasts) does the same 12 FMAs per k with one load fewer but reads 28
+ * floats per k against 22; both fit the two loads per cycle that the 6
+ * cycles of FMAs leave room for. OpenBLAS's Haswell sgemm kernel runs the
+ * same 12-FMA, 2-load, 6-broadcast step.
  * The A-in-place variant broadcasts straight from 6 rows of a row-major
  * operand (two base registers plus 0, 1 or 2 row strides), so the forward's
  * x and dx's dy are never packed.

@@ -446,9 +446,9 @@ static kern_desc kern_for(int kernel, int bf16)
                            NC / 4};
     /* AVX2: K blocks up to 512 (K = 768 as two of 384). Measured on the Zen
      * 4 with the AVX2 kernel forced (docs/PERFORMANCE.md): 512 against 256
-     * gained 3-14% on the K = 768 and K = 32000 shapes (fewer reloads of
+     * gained 6-15% on the K = 512, 768 and 32000 shapes (fewer reloads of
      * the C tiles) and was within noise on the rest; the B panel (16 x 512
-     * floats, 32 KiB) is read from L1/L2 sixteen times per load. N block
+     * floats, 32 KiB) is reused by the 16 A panels of an M block. N block
      * 1024, so the packed B block stays within 2048 x 256 floats. */
     if (kernel == BG__KERN_AVX2)
         return (kern_desc){
