@@ -2,9 +2,10 @@
  * compute_cpu.h — internals shared by the CPU backend's files
  * (compute_cpu.c: buffers, vtable, elementwise/row ops; compute_cpu_train.c:
  * the training ops; compute_cpu_pool.c: the thread pool;
- * compute_cpu_gemm.c: matmul blocking, kernel choice, AVX2 kernels and vector
- * helpers; compute_cpu_avx512.c: the AVX-512 kernels; compute_cpu_attend.c:
- * the attention kernel; compute_cpu_attend_bwd.c: its backward).
+ * compute_cpu_gemm.c: matmul blocking, kernel choice, the AVX2 matvec and
+ * vector helpers; compute_cpu_avx2.c / compute_cpu_avx512.c: the AVX2 /
+ * AVX-512 GEMM kernels and packers; compute_cpu_attend.c: the attention
+ * kernel; compute_cpu_attend_bwd.c: its backward).
  *
  * The backend struct, the view check (bg__cpu_span) and the task split are
  * static inline here so the op files share them without calling each other.
@@ -255,8 +256,8 @@ void bg__cpu_kern_avx512_rows(const float *a, long lda, const float *b, int kc, 
 /* Packs npanels consecutive panels of `width` (<= 32) operand rows for the
  * tile: panel p at dst + p*width*kcb holds dst[k*width + r] = src[(row) *
  * rs + (k0 + k) * cs] for row = first + p*width + r, k < kcb; zero for rows
- * >= end. Returns 0 (nothing written) unless rs == 1 or cs == 1, the
- * layouts it has SIMD paths for. */
+ * >= end. Returns npanels, or 0 (nothing written) unless rs == 1 or cs == 1,
+ * the layouts it has SIMD paths for. */
 int bg__cpu_pack_avx512(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
                         int kcb, int width, int npanels);
 /* bf16 (x86-64 with AVX512_BF16 only). The tile of bf16 pairs: a-panel
@@ -272,5 +273,19 @@ void bg__cpu_kern_avx512_bf16(const float *a, const float *b, int kc, float *out
 void bg__cpu_panel_bf16(float *panel, int width, int kcb);
 /* out[n] = w[n, 0..K) . x for n in [n0, n1) */
 void bg__cpu_matvec_rows_avx512(float *out, const float *x, const float *w, int n0, int n1, int K);
+
+/* compute_cpu_avx2.c (x86-64 only; run only when bg__cpu_kernel() is avx2):
+ * the same three entries for the 6x16 AVX2+FMA tile. The packer packs only
+ * the leading panels that are full (no row >= end) and returns how many
+ * (0: none, or a layout it has no SIMD path for: neither rs nor cs is 1, or
+ * cs == 1 with a width not a multiple of 8); the caller packs the rest.
+ * width: 6 or a multiple of 8. */
+#define BG__AVX2_MR 6
+#define BG__AVX2_NR 16
+void bg__cpu_kern_avx2(const float *a, const float *b, int kc, float *out, long ldc, int first);
+void bg__cpu_kern_avx2_rows(const float *a, long lda, const float *b, int kc, float *out, long ldc,
+                            int first);
+int bg__cpu_pack_avx2(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
+                      int kcb, int width, int npanels);
 
 #endif

@@ -207,7 +207,7 @@ BG_T512 int bg__cpu_pack_avx512(float *dst, const float *src, long rs, long cs, 
                                           _mm512_maskz_loadu_ps(lanes(valid - g), s + f + g));
             }
         }
-        return 1;
+        return npanels;
     }
     if (cs != 1)
         return 0;
@@ -233,7 +233,7 @@ BG_T512 int bg__cpu_pack_avx512(float *dst, const float *src, long rs, long cs, 
             }
         }
     }
-    return 1;
+    return npanels;
 }
 
 /* Dot product, four zmm accumulators (the FMA latency hidden), the tail

@@ -10,13 +10,14 @@
  *     Loops: K blocks (outermost), chunks of M rows, N blocks. The left
  *     operand is packed into MR-row panels ([kc][MR]) per (chunk, K block),
  *     the right one into NR-column panels ([kc][NR]) per (N block, K block);
- *     a register tile runs over kc: 6x16 (12 ymm accumulators) for AVX2 and
- *     the portable C, 12x32 (24 zmm accumulators, compute_cpu_avx512.c) for
- *     AVX-512. With AVX-512 a row-major left operand (the forward's x, dx's
- *     dy) is not packed at all: the tile broadcasts straight from its rows
- *     (only a last, partial panel is packed), and the packing is SIMD (a
- *     16x16 register transpose, or masked copies k by k with prefetch for
- *     the backward's transposed operands).
+ *     a register tile runs over kc: 6x16 (12 ymm accumulators,
+ *     compute_cpu_avx2.c) for AVX2 and the portable C, 12x32 (24 zmm
+ *     accumulators, compute_cpu_avx512.c) for AVX-512. With either SIMD
+ *     kernel a row-major left operand (the forward's x, dx's dy) is not
+ *     packed at all: the tile broadcasts straight from its rows (only a
+ *     last, partial panel is packed), and the packing is SIMD (a 16x16 or
+ *     8x8 register transpose, or copies k by k with prefetch for the
+ *     backward's transposed operands).
  *     Packing and compute are pool runs of independent tasks (A: one MC-row
  *     block each; B: a group of panels; compute: an (M block, N panel)
  *     pair). The first K block stores, later ones accumulate, so no zeroing
@@ -386,53 +387,23 @@ static void kern_c(const float *a, const float *b, int kc, float *out, long ldc,
             out[r * ldc + j] = first ? acc[r][j] : out[r * ldc + j] + acc[r][j];
 }
 
-#ifdef BG_X86
-/* Full-tile AVX2 kernel: writes (first) or adds into out with stride ldc.
- * The loops over the MR rows are unrolled so the 12 accumulators stay in
- * registers. */
-__attribute__((target("avx2,fma"))) static void kern_avx2(const float *a, const float *b, int kc,
-                                                          float *out, long ldc, int first)
-{
-    __m256 c0[MR], c1[MR];
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++)
-        c0[r] = c1[r] = _mm256_setzero_ps();
-    for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(b);
-        __m256 b1 = _mm256_load_ps(b + 8);
-#pragma GCC unroll 6
-        for (int r = 0; r < MR; r++) {
-            __m256 av = _mm256_broadcast_ss(a + r);
-            c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
-            c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
-        }
-        a += MR;
-        b += NR;
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++) {
-        float *o = out + r * ldc;
-        if (!first) {
-            c0[r] = _mm256_add_ps(_mm256_loadu_ps(o), c0[r]);
-            c1[r] = _mm256_add_ps(_mm256_loadu_ps(o + 8), c1[r]);
-        }
-        _mm256_storeu_ps(o, c0[r]);
-        _mm256_storeu_ps(o + 8, c1[r]);
-    }
-}
-#endif
-
 typedef void (*kern_fn)(const float *a, const float *b, int kc, float *out, long ldc, int first);
 
 /* The tile reading A in place from a row-major operand (a(r, k) = a[r*lda + k]). */
 typedef void (*kern_rows_fn)(const float *a, long lda, const float *b, int kc, float *out, long ldc,
                              int first);
 
+/* The SIMD packer of a kernel (bg__cpu_pack_avx512 / _avx2's contract):
+ * returns how many of the leading panels it packed; the portable code packs
+ * the rest. */
+typedef int (*pack_fn)(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
+                       int kcb, int width, int npanels);
+
 /* One kernel's tile, K block and N block (nc: a multiple of nr). */
 typedef struct kern_desc {
     kern_fn fn;
     kern_rows_fn rows_fn; /* NULL: A is always packed */
-    int simd_pack;        /* panels packed by bg__cpu_pack_avx512 where it can */
+    pack_fn simd_pack;    /* NULL: the portable packer only */
     int bf16;             /* panels rewritten as bf16 pairs (bg__cpu_panel_bf16) */
     int mr, nr, kc, nc;
 } kern_desc;
@@ -451,8 +422,14 @@ static kern_desc kern_for(int kernel, int bf16)
 #ifdef BG_X86
     /* bf16 pairs: the fp32 packers, then each panel rewritten as pairs */
     if (bf16 && kernel == BG__KERN_AVX512)
-        return (kern_desc){
-            bg__cpu_kern_avx512_bf16, NULL, 1, 1, BG__AVX512_MR, BG__AVX512_NR, 1024, NC / 4};
+        return (kern_desc){bg__cpu_kern_avx512_bf16,
+                           NULL,
+                           bg__cpu_pack_avx512,
+                           1,
+                           BG__AVX512_MR,
+                           BG__AVX512_NR,
+                           1024,
+                           NC / 4};
     /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
      * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
      * tiles); 128..384 were within noise of each other (docs/PERFORMANCE.md).
@@ -461,18 +438,25 @@ static kern_desc kern_for(int kernel, int bf16)
     if (kernel == BG__KERN_AVX512)
         return (kern_desc){bg__cpu_kern_avx512,
                            bg__cpu_kern_avx512_rows,
-                           1,
+                           bg__cpu_pack_avx512,
                            0,
                            BG__AVX512_MR,
                            BG__AVX512_NR,
                            1024,
                            NC / 4};
+    /* AVX2: K blocks up to 512 (K = 768 as two of 384). Measured on the Zen
+     * 4 with the AVX2 kernel forced (docs/PERFORMANCE.md): 512 against 256
+     * gained 6-15% on the K = 512, 768 and 32000 shapes (fewer reloads of
+     * the C tiles) and was within noise on the rest; the B panel (16 x 512
+     * floats, 32 KiB) is reused by the 16 A panels of an M block. N block
+     * 1024, so the packed B block stays within 2048 x 256 floats. */
     if (kernel == BG__KERN_AVX2)
-        return (kern_desc){kern_avx2, NULL, 0, 0, MR, NR, KC, NC};
+        return (kern_desc){
+            bg__cpu_kern_avx2, bg__cpu_kern_avx2_rows, bg__cpu_pack_avx2, 0, MR, NR, 512, NC / 2};
 #endif
     (void)kernel;
     (void)bf16;
-    return (kern_desc){kern_c, NULL, 0, 0, MR, NR, KC, NC};
+    return (kern_desc){kern_c, NULL, NULL, 0, MR, NR, KC, NC};
 }
 
 typedef struct gemm_ctx {
@@ -493,15 +477,13 @@ typedef struct gemm_ctx {
 static void pack(const kern_desc *kd, float *dst, const float *src, long rs, long cs, int first,
                  int end, int k0, int kcb, int width, int npanels)
 {
+    int done =
+        kd->simd_pack ? kd->simd_pack(dst, src, rs, cs, first, end, k0, kcb, width, npanels) : 0;
 #ifdef BG_X86
-    if (kd->simd_pack &&
-        bg__cpu_pack_avx512(dst, src, rs, cs, first, end, k0, kcb, width, npanels)) {
-        for (int p = 0; kd->bf16 && p < npanels; p++)
-            bg__cpu_panel_bf16(dst + (long)p * width * kcb, width, kcb);
-        return;
-    }
+    for (int p = 0; kd->bf16 && p < done; p++)
+        bg__cpu_panel_bf16(dst + (long)p * width * kcb, width, kcb);
 #endif
-    for (int p = 0; p < npanels; p++) {
+    for (int p = done; p < npanels; p++) {
         float *d = dst + (long)p * width * kcb;
         pack_panel_c(d, src, rs, cs, first + p * width, end, k0, kcb, width);
 #ifdef BG_X86

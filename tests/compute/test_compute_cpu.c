@@ -484,7 +484,13 @@ static void suite(int threads)
                                    {12, 32, 1},
                                    {23, 1, 5},
                                    {3, 40, 1},
-                                   {1950, 13, 1024}};
+                                   {1950, 13, 1024},
+                                   /* AVX2: 6x16 tile, K blocks <= 512 (513: two of
+                                    * 257), N blocks of 1024, 8-wide transposes with a
+                                    * k tail */
+                                   {6, 16, 512},
+                                   {7, 17, 513},
+                                   {18, 1040, 9}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         test_matmul(c, fixed[i][0], fixed[i][1], fixed[i][2]);
     for (int i = 0; i < 12; i++)

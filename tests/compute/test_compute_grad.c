@@ -737,15 +737,28 @@ int main(void)
     /* every edge path of the packed GEMM (AVX-512: 12x32 tile, A read in
      * place for row-major left operands, K blocks <= 1024, N blocks of 512,
      * A packed in chunks of rows): dx runs as (M, K, N) and dw as (N, K, M) */
-    static const int edges[][3] = {{1, 1, 1},      {2, 3, 1},
-                                   {3, 1, 2},      {12, 32, 1},
-                                   {13, 33, 1},    {11, 31, 17},
-                                   {24, 64, 96},   {25, 65, 97},
-                                   {12, 33, 385},  {97, 12, 31},
-                                   {1030, 45, 13}, {40, 20, 600},
-                                   {45, 1030, 29}, {7, 530, 540},
-                                   {300, 2, 77},   {1950, 1024, 13} /* dx: two chunks of A rows */,
-                                   {1024, 1950, 5} /* dw: two chunks of A rows */};
+    static const int edges[][3] = {{1, 1, 1},
+                                   {2, 3, 1},
+                                   {3, 1, 2},
+                                   {12, 32, 1},
+                                   {13, 33, 1},
+                                   {11, 31, 17},
+                                   {24, 64, 96},
+                                   {25, 65, 97},
+                                   {12, 33, 385},
+                                   {97, 12, 31},
+                                   {1030, 45, 13},
+                                   {40, 20, 600},
+                                   {45, 1030, 29},
+                                   {7, 530, 540},
+                                   {300, 2, 77},
+                                   {1950, 1024, 13} /* dx: two chunks of A rows */,
+                                   {1024, 1950, 5} /* dw: two chunks of A rows */,
+                                   /* AVX2 (6x16 tile, K blocks <= 512, N blocks of 1024):
+                                    * N blocks of dx and dw past 1024, full and partial
+                                    * 6-row panels of dw's transposed dy */
+                                   {20, 30, 1100},
+                                   {515, 37, 6}};
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
         test_matmul(edges[i][0], edges[i][1], edges[i][2], 0);
     test_rope();
