@@ -144,6 +144,12 @@ bg_backend_kind bg_compute_kind(const bg_compute *c)
     return c->kind;
 }
 
+void bg_compute_gemm_scratch(const bg_compute *c, long M, long N, long K, size_t floats[2])
+{
+    if (c && c->vt->gemm_scratch && M > 0 && N > 0 && K > 0)
+        c->vt->gemm_scratch(c, M, N, K, floats);
+}
+
 int bg_cbuf_create(bg_compute *c, size_t bytes, bg_cbuf **out, bg_err *err)
 {
     if (!c || !out)

@@ -111,6 +111,16 @@ int bg_compute_set_precision(bg_compute *c, bg_precision p, bg_err *err);
 /* Borrowed string, valid until destroy: "cpu (2 threads)", "vulkan: NVIDIA H100 ..." */
 const char *bg_compute_describe(const bg_compute *c);
 bg_backend_kind bg_compute_kind(const bg_compute *c);
+/* Host scratch one matrix product out[M,N] = x[M,K] . w[N,K]^T (or either
+ * gradient's, as the same (M, N, K) triple) packs into on this backend, in
+ * floats per slot (packed rows of x, packed rows of w), as the next such
+ * call would size it at the current precision and kernel: each floats[i]
+ * is raised to it (so a caller takes the maximum over a step's products).
+ * The CPU backend keeps its two slots between calls, grown to the largest
+ * request (up to 12 MiB), so the maximum over a step is what it holds; a
+ * backend without host scratch (Vulkan) leaves floats unchanged. lib/nn's
+ * training memory bound uses it instead of copying the GEMM's blocking. */
+void bg_compute_gemm_scratch(const bg_compute *c, long M, long N, long K, size_t floats[2]);
 
 /* Buffers: bytes must be a multiple of 4; a new buffer reads as zeros on
  * every backend (lib/nn relies on it for gradients, moments, LoRA B). new:

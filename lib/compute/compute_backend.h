@@ -70,6 +70,8 @@ typedef struct bg_compute_vtbl {
      * n in [1, lanes()] checked by compute.c; c is not recording. */
     int (*lanes)(const bg_compute *c);
     int (*run_lanes)(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx, bg_err *err);
+    /* optional (NULL: no host scratch); see bg_compute_gemm_scratch */
+    void (*gemm_scratch)(const bg_compute *c, long M, long N, long K, size_t floats[2]);
 } bg_compute_vtbl;
 
 struct bg_compute {

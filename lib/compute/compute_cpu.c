@@ -534,6 +534,11 @@ static void describe(bg__cpu_backend *b)
              b->bf16 ? ", bf16 matmuls" : "");
 }
 
+static void cpu_gemm_scratch(const bg_compute *c, long M, long N, long K, size_t floats[2])
+{
+    bg__cpu_gemm_scratch(M, N, K, ((const bg__cpu_backend *)c)->bf16, floats);
+}
+
 static int cpu_set_precision(bg_compute *c, bg_precision p, bg_err *err)
 {
     bg__cpu_backend *b = bg__cpu(c);
@@ -642,6 +647,7 @@ static const bg_compute_vtbl cpu_vtbl = {
     .set_precision = cpu_set_precision,
     .lanes = cpu_lanes,
     .run_lanes = cpu_run_lanes,
+    .gemm_scratch = cpu_gemm_scratch,
 };
 
 int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)

@@ -138,6 +138,9 @@ void bg__cpu_matmul_dx(bg__pool *p, float *dx, const float *dy, const float *w, 
                        int accumulate, int bf16);
 void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, int M, int N, int K,
                        int bf16);
+/* Floats of the two pool scratch slots gemm(M, N, K) asks for with the
+ * current kernel and bf16 setting: floats[i] raised to them (bg_compute_gemm_scratch). */
+void bg__cpu_gemm_scratch(long M, long N, long K, int bf16, size_t floats[2]);
 /* Vector helpers with the same run-time SIMD choice. Any thread.
  *   dot: sum a[i]*b[i];  softmax: in place over v[0..n)
  *   attend: one query head over npos cache rows (row p of K at kc + p*stride,

@@ -459,6 +459,47 @@ static kern_desc kern_for(int kernel, int bf16)
     return (kern_desc){kern_c, NULL, NULL, 0, MR, NR, KC, NC};
 }
 
+/* The blocking of one gemm(M, N, K) with kernel kd: the K block (equal
+ * blocks: K = 1100 with a limit of 1024 is two of 550, not 1024 + 76), the
+ * rows of A packed at once (a multiple of MC, at most A_CHUNK_FLOATS) and the
+ * two scratch slots' floats. One function, so that bg__cpu_gemm_scratch
+ * reports exactly what gemm() asks the pool for. */
+typedef struct gemm_dims {
+    long kc, m_chunk, a_floats, b_floats;
+} gemm_dims;
+
+static gemm_dims gemm_dims_for(const kern_desc *kd, long M, long N, long K)
+{
+    gemm_dims d;
+    long kc = kd->kc;
+    if (K > kc) {
+        long nb = (K + kc - 1) / kc;
+        kc = (K + nb - 1) / nb;
+    }
+    long chunk = A_CHUNK_FLOATS / kc / MC * MC;
+    if (chunk < MC)
+        chunk = MC;
+    d.kc = kc;
+    d.m_chunk = M < chunk ? ((M + kd->mr - 1) / kd->mr) * kd->mr : chunk;
+    long nc_max = N < kd->nc ? ((N + kd->nr - 1) / kd->nr) * kd->nr : kd->nc;
+    long kc_max = K < kc ? K : kc;
+    d.a_floats = d.m_chunk * kc_max;
+    d.b_floats = nc_max * kc_max;
+    return d;
+}
+
+void bg__cpu_gemm_scratch(long M, long N, long K, int bf16, size_t floats[2])
+{
+    /* (bg__cpu_matmul with M <= 2 runs matvecs and packs nothing; the
+     * triple alone cannot tell it from a gradient's gemm, so it counts) */
+    kern_desc kd = kern_for(bg__cpu_kernel(), bf16);
+    gemm_dims d = gemm_dims_for(&kd, M, N, K);
+    if ((size_t)d.a_floats > floats[0])
+        floats[0] = (size_t)d.a_floats;
+    if ((size_t)d.b_floats > floats[1])
+        floats[1] = (size_t)d.b_floats;
+}
+
 typedef struct gemm_ctx {
     float *out;
     const float *x, *w;
@@ -595,22 +636,13 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     g.N = N;
     g.K = K;
     g.kd = kern_for(bg__cpu_kernel(), bf16);
-    int mr = g.kd.mr, nr = g.kd.nr, kc = g.kd.kc, nc = g.kd.nc;
+    int mr = g.kd.mr, nr = g.kd.nr, nc = g.kd.nc;
     g.a_direct = g.kd.rows_fn != NULL && xcs == 1;
-    /* equal K blocks (K = 1100 with a limit of 1024: two of 550, not 1024 + 76) */
-    if (K > kc) {
-        int nb = (K + kc - 1) / kc;
-        kc = (K + nb - 1) / nb;
-        g.kd.kc = kc;
-    }
-    long chunk = A_CHUNK_FLOATS / kc / MC * MC;
-    if (chunk < MC)
-        chunk = MC;
-    int m_chunk = M < chunk ? ((M + mr - 1) / mr) * mr : (int)chunk;
-    int nc_max = N < nc ? ((N + nr - 1) / nr) * nr : nc;
-    int kc_max = K < kc ? K : kc;
-    g.ap = bg__pool_scratch(p, 0, sizeof(float) * (size_t)m_chunk * (size_t)kc_max);
-    g.bp = bg__pool_scratch(p, 1, sizeof(float) * (size_t)nc_max * (size_t)kc_max);
+    gemm_dims dims = gemm_dims_for(&g.kd, M, N, K);
+    int kc = (int)dims.kc, m_chunk = (int)dims.m_chunk;
+    g.kd.kc = kc;
+    g.ap = bg__pool_scratch(p, 0, sizeof(float) * (size_t)dims.a_floats);
+    g.bp = bg__pool_scratch(p, 1, sizeof(float) * (size_t)dims.b_floats);
     if (!g.ap || !g.bp) {
         /* Out of scratch memory: a plain loop, which needs none. */
         bg__pool_scratch_trim(p, 0);

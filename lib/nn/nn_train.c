@@ -239,46 +239,17 @@ static int check_opts(const bg_nn_config *c, const bg_nn_train_opts *o, bg_err *
 
 /* ---- the CPU backend's transient memory ------------------------------------ */
 
-/* The packed GEMM's blocking (compute_cpu_gemm.c: kern_for, MC,
- * A_CHUNK_FLOATS), one row per kernel family: AVX-512 (fp32 and bf16: a
- * 12x32 tile, K blocks <= 1024, N blocks of 512) and AVX2 / portable C (6x16,
- * 256, 2048), picked by the kernel bg_compute_describe names ("avx512f");
- * test_nn_train_mem measures a step against the bound under each kernel. */
-static const struct gemm_blocking {
-    int mr, nr, kc, nc;
-} gemm_kinds[] = {{12, 32, 1024, 512}, {6, 16, 256, 2048}};
-#define GEMM_MC 96
-#define GEMM_A_CHUNK (2L << 20)
-
-/* Floats of the pool's two packing slots (A panels, B panels) for one
- * gemm(M, N, K) as compute_cpu_gemm.c sizes them. */
-static void gemm_slots(const struct gemm_blocking *g, long M, long N, long K, size_t slot[2])
-{
-    long kc = g->kc;
-    if (K > kc) { /* equal K blocks */
-        long nb = (K + kc - 1) / kc;
-        kc = (K + nb - 1) / nb;
-    }
-    long chunk = GEMM_A_CHUNK / kc / GEMM_MC * GEMM_MC;
-    chunk = chunk < GEMM_MC ? GEMM_MC : chunk;
-    long m_chunk = M < chunk ? (M + g->mr - 1) / g->mr * g->mr : chunk;
-    long nc_max = N < g->nc ? (N + g->nr - 1) / g->nr * g->nr : g->nc;
-    long kc_max = K < kc ? K : kc;
-    size_t a = (size_t)(m_chunk * kc_max), b = (size_t)(nc_max * kc_max);
-    slot[0] = a > slot[0] ? a : slot[0];
-    slot[1] = b > slot[1] ? b : slot[1];
-}
-
 /* Every gemm of a step for one op matmul(R, out, in): the forward gemm(R,
  * out, in), matmul_backward_x's gemm(R, in, out) and, when the weight
- * trains, matmul_backward_w's gemm(out, in, R). */
-static void op_slots(const struct gemm_blocking *g, long R, long out, long in, int dw,
-                     size_t slot[2])
+ * trains, matmul_backward_w's gemm(out, in, R) — each one's packing scratch
+ * as the compute layer sizes it (bg_compute_gemm_scratch: the kernel's own
+ * blocking, not a copy of it). */
+static void op_slots(const bg_compute *c, long R, long out, long in, int dw, size_t slot[2])
 {
-    gemm_slots(g, R, out, in, slot);
-    gemm_slots(g, R, in, out, slot);
+    bg_compute_gemm_scratch(c, R, out, in, slot);
+    bg_compute_gemm_scratch(c, R, in, out, slot);
     if (dw)
-        gemm_slots(g, out, in, R, slot);
+        bg_compute_gemm_scratch(c, out, in, R, slot);
 }
 
 /* Bytes the CPU backend allocates beyond the trainer's buffers during a
@@ -301,19 +272,17 @@ static size_t transient_bound(const bg_nn_trainer *t, int threads)
     const bg_nn_config *c = &t->cfg;
     long R = (long)t->o.batch * t->o.seq, r = t->rank, V = c->vocab_size, d = c->dim;
     int full = t->rank == 0;
-    const struct gemm_blocking *g =
-        &gemm_kinds[strstr(bg_compute_describe(t->c), "avx512f") ? 0 : 1];
     size_t slot[2] = {0, 0};
     for (int p = 0; p < BG__N_PROJ; p++) {
         int in, out;
         bg__nn_proj_dims(c, p, &in, &out);
-        op_slots(g, R, out, in, full, slot);
+        op_slots(t->c, R, out, in, full, slot);
         if (r) { /* u = (x A^T) B^T: both factors train */
-            op_slots(g, R, r, in, 1, slot);
-            op_slots(g, R, out, r, 1, slot);
+            op_slots(t->c, R, r, in, 1, slot);
+            op_slots(t->c, R, out, r, 1, slot);
         }
     }
-    op_slots(g, R, V, d, full, slot);
+    op_slots(t->c, R, V, d, full, slot);
     size_t gemm = slot[0] + slot[1];
     /* attention: bg__cpu_attend_scratch / bg__cpu_attend_bwd_scratch (blocks
      * of 16 keys: packed K, V (and dK, dV), a score row, two scaled queries),
