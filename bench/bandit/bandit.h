@@ -45,11 +45,11 @@ double bb_normal(bb_rng *r);
 typedef enum bb_theta_mode { BB_THETA_MAX_ARM = 0, BB_THETA_FIXED = 1 } bb_theta_mode;
 
 typedef struct bb_env {
-    double x[BB_ARMS][BB_D];   /* arm features, {0,1} */
-    double mean[BB_ARMS];      /* x_a · w* */
-    unsigned truth;            /* id of w* (first coordinate = most significant bit) */
+    double x[BB_ARMS][BB_D]; /* arm features, {0,1} */
+    double mean[BB_ARMS];    /* x_a · w* */
+    unsigned truth;          /* id of w* (first coordinate = most significant bit) */
     double theta;
-    char model_cfg[96];        /* the bandit plugin's config for this episode */
+    char model_cfg[96]; /* the bandit plugin's config for this episode */
 } bb_env;
 
 /* θ of the `fixed` variant: round(mean over 100 draws of the max arm mean). */
@@ -62,7 +62,12 @@ double bb_true_harm(const bb_env *env, int a);
 /* ---------------------------------------------------------------- cells */
 
 typedef enum bb_guardrail {
-    BB_NONE = 0, BB_CHEATING, BB_POSTERIOR, BB_IID, BB_NONIID, BB_GUARDRAILS
+    BB_NONE = 0,
+    BB_CHEATING,
+    BB_POSTERIOR,
+    BB_IID,
+    BB_NONIID,
+    BB_GUARDRAILS
 } bb_guardrail;
 const char *bb_guardrail_name(bb_guardrail g);
 
@@ -76,7 +81,7 @@ typedef struct bb_episode1 {
 
 typedef struct bb_ctx {
     bg_plugin_host *host;
-    bg_engine *engine;         /* the calling thread's */
+    bg_engine *engine; /* the calling thread's */
     int steps;
     double beta;
 } bb_ctx;

@@ -61,11 +61,11 @@ typedef struct job {
     const opts *o;
     bg_plugin_host *host;
     double fixed_theta;
-    cell1 *cells;          /* figure 1 */
+    cell1 *cells; /* figure 1 */
     size_t n_cells;
-    double *over;          /* figure 2: [episodes × N_A2] */
-    bb_dvec *half;         /* [threads × N_A2] */
-    atomic_long next;      /* next work item */
+    double *over;     /* figure 2: [episodes × N_A2] */
+    bb_dvec *half;    /* [threads × N_A2] */
+    atomic_long next; /* next work item */
     atomic_long done;
     long total;
     atomic_int failed;
@@ -247,8 +247,8 @@ static int figure1(const opts *o, bg_plugin_host *host, double fixed_theta)
         rc = open_outputs(o, 1, &jf, &df);
     if (rc == 0) {
         printf("\nFigure 1 — Boltzmann agent (beta=%g), %ld episodes x %d steps, theta=%s, "
-               "seed %llu\n", o->beta, o->episodes, o->steps, theta_name(o->theta),
-               (unsigned long long)o->seed);
+               "seed %llu\n",
+               o->beta, o->episodes, o->steps, theta_name(o->theta), (unsigned long long)o->seed);
         printf("%-7s %-10s %-8s %-18s %-18s %-13s %s\n", "C", "guardrail", "alpha",
                "reward (±2SEM)", "deaths (±2SEM)", "all-rejected", "rejections/ep");
         fprintf(df, "# C guardrail alpha reward reward_2sem deaths deaths_2sem all_rejected\n");
@@ -337,8 +337,8 @@ static int figure2(const opts *o, bg_plugin_host *host, double fixed_theta)
         rc = open_outputs(o, 2, &jf, &df);
     if (rc == 0) {
         printf("\nFigure 2 — uniform agent, no deaths, %ld episodes x %d steps, theta=%s, "
-               "seed %llu\n", o->episodes, o->steps, theta_name(o->theta),
-               (unsigned long long)o->seed);
+               "seed %llu\n",
+               o->episodes, o->steps, theta_name(o->theta), (unsigned long long)o->seed);
         printf("%-8s %-20s %-9s | estimate for arms of true harm 0.5:\n", "alpha",
                "overestimate (±2SEM)", "1-1024a");
         printf("%-8s %-20s %-9s | %-7s %-7s %-7s %-7s %-7s %s\n", "", "", "", "n", "min", "q1",
@@ -447,18 +447,24 @@ static void plot(const opts *o, int fig)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: bench_bandit [--figure 1|2|all] [--episodes N] [--steps N] [--beta B]\n"
-            "                    [--theta max-arm|fixed] [--seed S] [--threads T]\n"
-            "                    [--out DIR] [--plugins DIR] [--micro] [--micro-reps N]\n");
+    fprintf(stderr, "usage: bench_bandit [--figure 1|2|all] [--episodes N] [--steps N] [--beta B]\n"
+                    "                    [--theta max-arm|fixed] [--seed S] [--threads T]\n"
+                    "                    [--out DIR] [--plugins DIR] [--micro] [--micro-reps N]\n");
 }
 
 static int parse(int argc, char **argv, opts *o)
 {
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    *o = (opts){.figure = 0, .episodes = 10000, .steps = 25, .beta = 0.5,
-                .theta = BB_THETA_MAX_ARM, .seed = 1, .threads = nproc > 0 ? (int)nproc : 1,
-                .out = BG_DEFAULT_OUT_DIR, .plugins = getenv("BG_PLUGIN_DIR"), .micro_reps = 2000};
+    *o = (opts){.figure = 0,
+                .episodes = 10000,
+                .steps = 25,
+                .beta = 0.5,
+                .theta = BB_THETA_MAX_ARM,
+                .seed = 1,
+                .threads = nproc > 0 ? (int)nproc : 1,
+                .out = BG_DEFAULT_OUT_DIR,
+                .plugins = getenv("BG_PLUGIN_DIR"),
+                .micro_reps = 2000};
     if (!o->plugins)
         o->plugins = BG_DEFAULT_PLUGIN_DIR;
     for (int i = 1; i < argc; i++) {
@@ -530,7 +536,8 @@ int main(int argc, char **argv)
     }
     double fixed = bb_fixed_theta(o.seed);
     printf("bench_bandit: %ld episodes, %d steps, beta %g, theta %s%s%g, seed %llu, %d threads; "
-           "engine + plugins from %s\n", o.episodes, o.steps, o.beta, theta_name(o.theta),
+           "engine + plugins from %s\n",
+           o.episodes, o.steps, o.beta, theta_name(o.theta),
            o.theta == BB_THETA_FIXED ? " = " : " (fixed variant would be ", fixed,
            (unsigned long long)o.seed, o.threads, o.plugins);
     double t0 = now_s();

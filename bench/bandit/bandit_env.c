@@ -85,8 +85,8 @@ void bb_env_make(bb_env *env, uint64_t seed, uint64_t episode, bb_theta_mode mod
             if (env->mean[a] > env->theta)
                 env->theta = env->mean[a];
     }
-    snprintf(env->model_cfg, sizeof env->model_cfg, "{features: %d, sigma: %g, theta: %.17g}",
-             BB_D, BB_SIGMA, env->theta);
+    snprintf(env->model_cfg, sizeof env->model_cfg, "{features: %d, sigma: %g, theta: %.17g}", BB_D,
+             BB_SIGMA, env->theta);
 }
 
 double bb_true_harm(const bb_env *env, int a)

@@ -49,23 +49,30 @@ static int make_guard(const bb_ctx *c, const char *name, const bb_env *env, bb_g
         est = "noniid";
         snprintf(ecfg, sizeof ecfg, "alpha: %.17g", alpha);
     }
-    bg_guard_spec spec = {.name = name, .model = "bandit", .model_cfg = env->model_cfg,
-                          .estimator = est, .estimator_cfg = ecfg, .threshold = C};
+    bg_guard_spec spec = {.name = name,
+                          .model = "bandit",
+                          .model_cfg = env->model_cfg,
+                          .estimator = est,
+                          .estimator_cfg = ecfg,
+                          .threshold = C};
     return bg_guard_build_create(c->host, &spec, out, err);
 }
 
 static bg_action arm_action(const bb_env *env, int a)
 {
-    bg_action act = {.id = "", .tool = "pull_arm", .arguments_json = "",
-                     .features = env->x[a], .n_features = BB_D};
+    bg_action act = {.id = "",
+                     .tool = "pull_arm",
+                     .arguments_json = "",
+                     .features = env->x[a],
+                     .n_features = BB_D};
     return act;
 }
 
 static int observe(const bb_ctx *c, const bg_guard *g, const char *session, const bb_env *env,
                    int a, double r, bg_err *err)
 {
-    bg_observation o = {.action = arm_action(env, a), .harmed = r > env->theta,
-                        .has_value = 1, .value = r};
+    bg_observation o = {
+        .action = arm_action(env, a), .harmed = r > env->theta, .has_value = 1, .value = r};
     return bg_engine_observe(c->engine, g, session, &o, NULL, err);
 }
 
@@ -193,8 +200,7 @@ int bb_run_fig2(const bb_ctx *c, const bb_env *env, const double *alphas, size_t
         for (size_t i = 0; i < n_alpha && rc == BG_OK; i++) {
             bg_verdict v;
             bg_action act = arm_action(env, a);
-            rc = bg_engine_evaluate(c->engine, bg_guard_build_guard(gb[i]), session, &act, &v,
-                                    err);
+            rc = bg_engine_evaluate(c->engine, bg_guard_build_guard(gb[i]), session, &act, &v, err);
             if (rc == BG_OK && v.harm_bound >= truth)
                 over[i] += 1.0 / c->steps;
         }

@@ -61,8 +61,12 @@ static int one_size(bg_plugin_host *host, unsigned d, int n_obs, int reps, uint6
     char mcfg[96], ecfg[64];
     snprintf(mcfg, sizeof mcfg, "{features: %u, sigma: 1, theta: %u}", d, d / 2);
     snprintf(ecfg, sizeof ecfg, "alpha: %.17g", 0.1 / (double)n); /* δ·P(i*), δ = 0.1 */
-    bg_guard_spec spec = {.name = "micro", .model = "bandit", .model_cfg = mcfg,
-                          .estimator = "noniid", .estimator_cfg = ecfg, .threshold = 0.5};
+    bg_guard_spec spec = {.name = "micro",
+                          .model = "bandit",
+                          .model_cfg = mcfg,
+                          .estimator = "noniid",
+                          .estimator_cfg = ecfg,
+                          .threshold = 0.5};
     bg_guard_build *gb;
     bg_engine *e;
     bg_err err;
@@ -76,8 +80,8 @@ static int one_size(bg_plugin_host *host, unsigned d, int n_obs, int reps, uint6
     bb_rng_seed(&r, seed, d, 0);
     double *x = calloc(d, sizeof *x);
     uint64_t truth = (uint64_t)(bb_uniform(&r) * (double)n);
-    bg_action act = {.id = "", .tool = "pull_arm", .arguments_json = "", .features = x,
-                     .n_features = d};
+    bg_action act = {
+        .id = "", .tool = "pull_arm", .arguments_json = "", .features = x, .n_features = d};
     uint64_t obs_t0 = bg_now_ns();
     for (int t = 0; t < n_obs; t++) {
         double m = 0;
@@ -118,8 +122,13 @@ static int one_size(bg_plugin_host *host, unsigned d, int n_obs, int reps, uint6
     bg__posterior_normalise(&p, &err);
     bg__posterior_order(&p, g->estimator->order_needed(g->estimator_inst), &err);
     g->model->harm(g->model_inst, &act, NULL, 0, p.ids, n, harm);
-    bg_estimate_in in = {.n = n, .ids = p.ids, .log_post = p.log_post, .harm = harm,
-                         .order = p.order, .n_order = p.n_order, .order_complete = p.n_order == n,
+    bg_estimate_in in = {.n = n,
+                         .ids = p.ids,
+                         .log_post = p.log_post,
+                         .harm = harm,
+                         .order = p.order,
+                         .n_order = p.n_order,
+                         .order_complete = p.n_order == n,
                          .post = p.prob};
     bg_estimate_out out;
     /* Estimator and stream timed back to back in each repetition, so a

@@ -125,7 +125,7 @@ static bg_gfn_config gfn_config(uint32_t d, bg_gfn_loss loss, uint64_t budget_tr
     bg_gfn_config_default(&c, d);
     c.loss = loss;
     c.seed = seed;
-    c.lr = 1e-2;  /* tuned on d = 10 (docs/GFLOWNET.md): high, then decayed */
+    c.lr = 1e-2; /* tuned on d = 10 (docs/GFLOWNET.md): high, then decayed */
     c.lr_end = 1e-5;
     c.lr_horizon = (uint32_t)(budget_traj / c.batch);
     return c;
@@ -268,9 +268,8 @@ static bg_gfn *convergence(uint32_t d, uint64_t budget)
                 mh_sub = mh_tv[i];
         }
         printf("| %llu | %.4f | %.4f | %llu | %.4f | %.4f | %llu | %.4f | %.4f | %.1f |\n",
-               (unsigned long long)tb.traj[k], tb.tv[k], tb.kl[k],
-               (unsigned long long)tb.evals[k], sub.tv[k], sub.kl[k],
-               (unsigned long long)sub.evals[k], mh_tb, mh_sub, sub.secs[k]);
+               (unsigned long long)tb.traj[k], tb.tv[k], tb.kl[k], (unsigned long long)tb.evals[k],
+               sub.tv[k], sub.kl[k], (unsigned long long)sub.evals[k], mh_tb, mh_sub, sub.secs[k]);
     }
     printf("\nReward evaluations to reach TV <= 0.1 / 0.05 / 0.02:\n");
     print_evals_to("GFlowNet TB", tb.evals, tb.tv, tb.n);
@@ -303,9 +302,9 @@ static const double alphas[] = {0.1, 0.01, 0.001};
 #define N_ALPHA 3
 
 typedef struct oracle_stats {
-    double cautious_recall;          /* exact cautious among candidates */
-    double cautious_same;            /* sampled cautious == exact */
-    double iid_abs, iid_under;       /* mean |Δbound|, fraction below exact */
+    double cautious_recall;    /* exact cautious among candidates */
+    double cautious_same;      /* sampled cautious == exact */
+    double iid_abs, iid_under; /* mean |Δbound|, fraction below exact */
     size_t set_exact[N_ALPHA], set_sampled[N_ALPHA];
     double set_recall[N_ALPHA];
     double noniid_abs[N_ALPHA], noniid_under[N_ALPHA];
@@ -517,7 +516,7 @@ static void oracle_section(uint32_t d, const bg_gfn *g, uint64_t train_evals)
 
 typedef struct large_stats {
     size_t n_cand;
-    double best_logr;       /* best log R found, minus log R(w*) */
+    double best_logr; /* best log R found, minus log R(w*) */
     double iid_mean, noniid_mean, iid_cover, noniid_cover;
     double score[N_CONTEXTS]; /* best log R + log harm per context */
     double secs;
@@ -587,7 +586,8 @@ static void large_section(uint32_t d, uint64_t budget)
            d, d, (unsigned long long)budget, K_SAMPLES, N_CONTEXTS);
     printf("| method | reward evals | wall s | distinct | best log R − log R(w*) | mean iid "
            "bound | mean non-iid bound | iid covers harm(w*) | non-iid covers | GFN score − "
-           "MH score (mean, >0: GFN found more cautious) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+           "MH score (mean, >0: GFN found more cautious) "
+           "|\n|---|---|---|---|---|---|---|---|---|---|\n");
     /* TB, SubTB, and TB whose replay buffer is first seeded with the states
      * of a short MH chain (its evaluations count in the budget). */
     const bg_gfn_loss losses[] = {BG_GFN_LOSS_TB, BG_GFN_LOSS_SUBTB, BG_GFN_LOSS_TB};
@@ -626,8 +626,8 @@ static void large_section(uint32_t d, uint64_t budget)
         for (int k = 0; k < N_CONTEXTS; k++)
             adv += (sg.score[k] - sm.score[k]) / N_CONTEXTS;
         printf("| GFlowNet %s | %llu | %.1f | %zu | %.2f | %.4f | %.4f | %.3f | %.3f | %+.2f |\n",
-               names[li], (unsigned long long)evals, sg.secs, sg.n_cand, sg.best_logr,
-               sg.iid_mean, sg.noniid_mean, sg.iid_cover, sg.noniid_cover, adv);
+               names[li], (unsigned long long)evals, sg.secs, sg.n_cand, sg.best_logr, sg.iid_mean,
+               sg.noniid_mean, sg.iid_cover, sg.noniid_cover, adv);
         printf("| MH (same evals) | %llu | %.1f | %zu | %.2f | %.4f | %.4f | %.3f | %.3f | |\n",
                (unsigned long long)evals, sm.secs, sm.n_cand, sm.best_logr, sm.iid_mean,
                sm.noniid_mean, sm.iid_cover, sm.noniid_cover);
@@ -668,7 +668,8 @@ static void tilted_section(uint32_t n_obs)
     fine[1] = fine[0];
     fine[1].reward_temp_end = TILT_COLD;
     fine[1].reward_temp_horizon = TILT_STEPS * 2 / 3;
-    printf("\n### Data: %u arms, %u pulls\n\nPosterior sampler: TB, %d trajectories, TV %.4f, KL %.4f (exact q^T vs "
+    printf("\n### Data: %u arms, %u pulls\n\nPosterior sampler: TB, %d trajectories, TV %.4f, KL "
+           "%.4f (exact q^T vs "
            "posterior). Tilted: TB, lr %g -> %g over %d steps of %u, started from its "
            "parameters.\n",
            N_ARMS, n_obs, TILT_POST_TRAJ, tv, kl, fine[0].lr, fine[0].lr_end, TILT_STEPS,
@@ -697,8 +698,9 @@ static void plots(const uint32_t *ds, int n_d)
     fprintf(f, "set output 'tv_traj.png'\nset xlabel 'training trajectories'\n"
                "set title 'TV vs training trajectories (SubTB solid, TB dashed)'\nplot ");
     for (int i = 0; i < n_d; i++)
-        fprintf(f, "%s'conv_d%u.dat' u 1:6 w lp t 'SubTB d=%u', 'conv_d%u.dat' u 1:3 w l dt 2 "
-                   "t 'TB d=%u'",
+        fprintf(f,
+                "%s'conv_d%u.dat' u 1:6 w lp t 'SubTB d=%u', 'conv_d%u.dat' u 1:3 w l dt 2 "
+                "t 'TB d=%u'",
                 i ? ", " : "", ds[i], ds[i], ds[i], ds[i]);
     fprintf(f, "\n");
     fclose(f);
@@ -724,8 +726,8 @@ int main(int argc, char **argv)
             only_fair = 1;
         else if (!strcmp(argv[i], "--fair-seeds") && i + 1 < argc && atoi(argv[i + 1]) >= 1)
             fair_seeds = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--contexts") && i + 1 < argc &&
-                 atoi(argv[i + 1]) >= 1 && atoi(argv[i + 1]) <= N_CONTEXTS)
+        else if (!strcmp(argv[i], "--contexts") && i + 1 < argc && atoi(argv[i + 1]) >= 1 &&
+                 atoi(argv[i + 1]) <= N_CONTEXTS)
             tilt_contexts = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out_dir = argv[++i];
@@ -745,8 +747,8 @@ int main(int argc, char **argv)
     char why[512] = "";
     int plugin = bench_plugin_attach(&probe, why, sizeof why) == 0;
     use_plugin = plugin;
-    printf("# GFlowNet quality benchmark (seed %llu%s)\n\nReward: %s\n",
-           (unsigned long long)seed, quick ? ", --quick" : "",
+    printf("# GFlowNet quality benchmark (seed %llu%s)\n\nReward: %s\n", (unsigned long long)seed,
+           quick ? ", --quick" : "",
            plugin ? "the bandit plugin bg_bandit.so through the plugin host (checked equal to "
                     "the local formula)"
                   : why);

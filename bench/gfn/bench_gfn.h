@@ -26,12 +26,12 @@ typedef struct bench_env {
     uint32_t d, n_arms, n_obs;
     double sigma, theta;
     uint64_t w_star;
-    uint64_t arm[BENCH_MAX_ARMS];     /* x_a as an id-space mask */
+    uint64_t arm[BENCH_MAX_ARMS]; /* x_a as an id-space mask */
     uint32_t obs_arm[BENCH_MAX_OBS];
     double obs_r[BENCH_MAX_OBS];
     /* per-arm sufficient statistics: pulls, Σr, Σr² */
     double n_a[BENCH_MAX_ARMS], s_a[BENCH_MAX_ARMS], q_a[BENCH_MAX_ARMS];
-    uint64_t reward_evals;            /* ids scored through bench_log_reward */
+    uint64_t reward_evals; /* ids scored through bench_log_reward */
     /* when set, log R comes from the real bandit plugin (bench_plugin.c) */
     int (*plugin_log_r)(void *ctx, const uint64_t *h, size_t n, double *out);
     /* and P(harm | x, h) from the plugin's harm, x given as an id-space mask */
@@ -76,10 +76,10 @@ uint64_t bench_mh_step(bench_mh *m); /* returns the chain's state after the step
 
 /* Oracle sets over candidates (ids with log-scores log R, not normalised). */
 typedef struct bench_oracle {
-    double iid_bound;       /* harm of the cautious hypothesis */
-    uint64_t cautious;      /* argmax P(h|D)·harm, first index wins a tie */
-    double noniid_bound;    /* max harm over I^α */
-    size_t plausible;       /* |I^α| */
+    double iid_bound;    /* harm of the cautious hypothesis */
+    uint64_t cautious;   /* argmax P(h|D)·harm, first index wins a tie */
+    double noniid_bound; /* max harm over I^α */
+    size_t plausible;    /* |I^α| */
 } bench_oracle;
 /* order: scratch [2n] (the posterior order, then the set). */
 void bench_oracle_eval(const bench_env *e, const uint64_t *ids, const double *log_r, size_t n,

@@ -41,8 +41,8 @@ static double secs_now(void)
 /* log P(h|D)·P(H|x,h) up to a constant, zero harm at the tilt's floor. */
 static double score(double log_r, double harm)
 {
-    return log_r + (harm > 0 ? fmax(log(harm), BG_GFN_TILT_LOG_HARM_FLOOR)
-                             : BG_GFN_TILT_LOG_HARM_FLOOR);
+    return log_r +
+           (harm > 0 ? fmax(log(harm), BG_GFN_TILT_LOG_HARM_FLOOR) : BG_GFN_TILT_LOG_HARM_FLOOR);
 }
 
 /* Draw K_MAX samples of g; for each K, is the exact cautious hypothesis
@@ -150,8 +150,8 @@ void bench_tilted(bench_env *e, const bg_gfn_config fine[BENCH_TILT_VARIANTS], u
         fprintf(stderr, "\r  tilted d=%u: context %d / %d   ", e->d, c + 1, n_ctx);
     }
     fprintf(stderr, "\r%*s\r", 50, "");
-    printf("\nHarm-tilted sampler at d = %u: %d contexts, warm start + %u steps each.\n",
-           e->d, n_ctx, fine_steps);
+    printf("\nHarm-tilted sampler at d = %u: %d contexts, warm start + %u steps each.\n", e->d,
+           n_ctx, fine_steps);
     printf("Per context and tilted sampler: %.1f s training, %.0f reward evaluations (mean); "
            "exact cautious differs from the MAP in %.0f %% of contexts; mean exact iid bound "
            "%.4f.\n",
@@ -159,8 +159,7 @@ void bench_tilted(bench_env *e, const bg_gfn_config fine[BENCH_TILT_VARIANTS], u
            100 * differs, harm_exact);
     printf("Mean mass of the exact cautious hypothesis: exact R_x/Z_x %.4f, tilted q^T (T_R = "
            "1) %.4f, tilted q^T (T_R -> %g) %.4f, posterior q^T %.4f.\n\n",
-           p_cautious, ts[0].q_cautious, fine[1].reward_temp_end, ts[1].q_cautious,
-           ps.q_cautious);
+           p_cautious, ts[0].q_cautious, fine[1].reward_temp_end, ts[1].q_cautious, ps.q_cautious);
     printf("| K | recall of exact cautious: tilted T_R=1 / tilted T_R->%g / posterior | iid "
            "bound, mean abs gap to exact: tilted T_R=1 / T_R->%g / posterior | fraction of "
            "contexts below exact: tilted T_R=1 / T_R->%g / posterior |\n|---|---|---|---|\n",

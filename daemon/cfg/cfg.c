@@ -34,9 +34,9 @@ struct bg_cfg_node {
     bg_cfg_type type;
     int line, col;
     const char *file;
-    const char *scalar;  /* SCALAR: text; else NULL */
-    int plain;           /* SCALAR: 1 when unquoted */
-    size_t n;            /* SEQ items / MAP pairs */
+    const char *scalar;         /* SCALAR: text; else NULL */
+    int plain;                  /* SCALAR: 1 when unquoted */
+    size_t n;                   /* SEQ items / MAP pairs */
     const bg_cfg_node **items;  /* SEQ: [n]; MAP: values [n] */
     const char **keys;          /* MAP: [n] */
     const bg_cfg_node **knodes; /* MAP: [n] the key scalars (positions) */
@@ -111,9 +111,8 @@ typedef struct conv {
 
 static int is_null_plain(const char *s, size_t len)
 {
-    return len == 0 || (len == 1 && s[0] == '~') || (len == 4 && (!memcmp(s, "null", 4) ||
-                                                                  !memcmp(s, "Null", 4) ||
-                                                                  !memcmp(s, "NULL", 4)));
+    return len == 0 || (len == 1 && s[0] == '~') ||
+           (len == 4 && (!memcmp(s, "null", 4) || !memcmp(s, "Null", 4) || !memcmp(s, "NULL", 4)));
 }
 
 static int conv_node(conv *c, int index, const bg_cfg_node **out);
@@ -139,8 +138,8 @@ static int conv_map(conv *c, const yaml_node_t *yn, bg_cfg_node *n)
         const yaml_node_t *kn = yaml_document_get_node(c->yd, p->key);
         if (!kn || kn->type != YAML_SCALAR_NODE)
             return conv_fail(c, kn ? kn : yn, "map key must be a plain string");
-        const char *k = arena_strndup(c->d, (const char *)kn->data.scalar.value,
-                                      kn->data.scalar.length);
+        const char *k =
+            arena_strndup(c->d, (const char *)kn->data.scalar.value, kn->data.scalar.length);
         if (!k)
             return bg_err_set(c->err, BG_ENOMEM, "%s: out of memory", c->d->name);
         for (size_t j = 0; j < i; j++) {

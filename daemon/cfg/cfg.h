@@ -24,7 +24,7 @@ int bg_cfg_parse_string(const char *text, size_t len, const char *name, bg_cfg_d
                         bg_err *err);
 void bg_cfg_doc_destroy(bg_cfg_doc *d);
 
-size_t bg_cfg_doc_count(const bg_cfg_doc *d);                  /* documents in the stream */
+size_t bg_cfg_doc_count(const bg_cfg_doc *d); /* documents in the stream */
 const bg_cfg_node *bg_cfg_doc_root(const bg_cfg_doc *d, size_t i);
 
 /* Accessors (same semantics as the host services in plugin.h). */

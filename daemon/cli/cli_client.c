@@ -43,8 +43,10 @@ int bg_client_create(const char *addr, unsigned timeout_ms, bg_client **out, bg_
     if (addr == NULL || addr[0] == '\0')
         addr = BG_CLIENT_DEFAULT_ADDR;
     if (strlen(addr) >= sizeof(((bg_client *)0)->addr))
-        return bg_err_set(err, BG_EINVAL, "address '%.40s...' is too long: expected host:port or "
-                                          "unix:/path under 256 bytes", addr);
+        return bg_err_set(err, BG_EINVAL,
+                          "address '%.40s...' is too long: expected host:port or "
+                          "unix:/path under 256 bytes",
+                          addr);
     bg_client *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return bg_err_set(err, BG_ENOMEM, "client: out of memory");
@@ -65,8 +67,9 @@ void bg_client_destroy(bg_client *c)
         return;
     grpc_channel_destroy(c->channel);
     grpc_completion_queue_shutdown(c->cq);
-    while (grpc_completion_queue_pluck(c->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-               .type != GRPC_QUEUE_SHUTDOWN) {
+    while (
+        grpc_completion_queue_pluck(c->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+        GRPC_QUEUE_SHUTDOWN) {
     }
     grpc_completion_queue_destroy(c->cq);
     free(c);
@@ -137,8 +140,8 @@ int bg_client_unary(bg_client *c, const char *method, const ProtobufCMessage *re
                         grpc_call_error_to_string(ce));
         goto done;
     }
-    grpc_event ev = grpc_completion_queue_pluck(c->cq, call, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                NULL);
+    grpc_event ev =
+        grpc_completion_queue_pluck(c->cq, call, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type != GRPC_OP_COMPLETE || !ev.success) {
         rc = bg_err_set(err, BG_EINTERNAL, "RPC %s: the call did not complete", method);
         goto done;
@@ -157,8 +160,8 @@ int bg_client_unary(bg_client *c, const char *method, const ProtobufCMessage *re
     }
     *out = bg_rpc_unpack(resp_desc, recv, NULL);
     if (*out == NULL)
-        rc = bg_err_set(err, BG_EIO, "RPC %s: the reply is not a valid %s", method,
-                        resp_desc->name);
+        rc =
+            bg_err_set(err, BG_EIO, "RPC %s: the reply is not a valid %s", method, resp_desc->name);
 done:
     grpc_byte_buffer_destroy(send);
     if (recv != NULL)
@@ -186,9 +189,9 @@ int bg_client_server_stream(bg_client *c, const char *method, const ProtobufCMes
                             bg_rpc_result *st, bg_err *err)
 {
     grpc_slice mslice = grpc_slice_from_static_string(method);
-    grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
-                                               mslice, NULL,
-                                               gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_call *call =
+        grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, mslice, NULL,
+                                 gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_byte_buffer *send = bg_rpc_pack(req);
     grpc_metadata_array md_init, md_trail;
     grpc_metadata_array_init(&md_init);
@@ -244,9 +247,9 @@ int bg_client_server_stream(bg_client *c, const char *method, const ProtobufCMes
     return rc;
 }
 
-#define BG_CLIENT_CALL(c, path, req, desc, out, st, err)                                         \
-    bg_client_unary(c, path, (const ProtobufCMessage *)(req), &(desc),                           \
-                    (ProtobufCMessage **)(out), st, err)
+#define BG_CLIENT_CALL(c, path, req, desc, out, st, err)                                           \
+    bg_client_unary(c, path, (const ProtobufCMessage *)(req), &(desc), (ProtobufCMessage **)(out), \
+                    st, err)
 
 int bg_client_evaluate(bg_client *c, const Bayesguard__V1__EvaluateRequest *req,
                        Bayesguard__V1__Verdict **out, bg_rpc_result *st, bg_err *err)
@@ -278,9 +281,8 @@ int bg_client_reload(bg_client *c, Bayesguard__V1__ReloadResponse **out, bg_rpc_
                           bayesguard__v1__reload_response__descriptor, out, st, err);
 }
 
-int bg_client_health(bg_client *c, const char *service,
-                     Grpc__Health__V1__HealthCheckResponse **out, bg_rpc_result *st,
-                     bg_err *err)
+int bg_client_health(bg_client *c, const char *service, Grpc__Health__V1__HealthCheckResponse **out,
+                     bg_rpc_result *st, bg_err *err)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     req.service = (char *)(service ? service : "");

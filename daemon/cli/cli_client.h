@@ -64,16 +64,14 @@ int bg_client_unary(bg_client *c, const char *method, const ProtobufCMessage *re
 int bg_client_evaluate(bg_client *c, const Bayesguard__V1__EvaluateRequest *req,
                        Bayesguard__V1__Verdict **out, bg_rpc_result *st, bg_err *err);
 int bg_client_observe(bg_client *c, const Bayesguard__V1__ObserveRequest *req,
-                      Bayesguard__V1__ObserveResponse **out, bg_rpc_result *st,
-                      bg_err *err);
+                      Bayesguard__V1__ObserveResponse **out, bg_rpc_result *st, bg_err *err);
 int bg_client_status(bg_client *c, Bayesguard__V1__StatusResponse **out, bg_rpc_result *st,
                      bg_err *err);
 int bg_client_reload(bg_client *c, Bayesguard__V1__ReloadResponse **out, bg_rpc_result *st,
                      bg_err *err);
 /* service: "" for the whole server, or "bayesguard.v1.Guard". */
-int bg_client_health(bg_client *c, const char *service,
-                     Grpc__Health__V1__HealthCheckResponse **out, bg_rpc_result *st,
-                     bg_err *err);
+int bg_client_health(bg_client *c, const char *service, Grpc__Health__V1__HealthCheckResponse **out,
+                     bg_rpc_result *st, bg_err *err);
 
 /* A server-streaming call (WatchEscalations): sends req, then hands each
  * message to on_msg (borrowed for the call) until the stream ends or

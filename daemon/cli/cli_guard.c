@@ -33,15 +33,31 @@ typedef struct common {
     Bayesguard__V1__Action__AttributesEntry attr_store[MAX_ITEMS];
     Bayesguard__V1__Action__AttributesEntry *attrs[MAX_ITEMS];
     size_t n_attrs;
-    int harmed;       /* -1 unset */
+    int harmed; /* -1 unset */
     int has_value;
     double value;
     const char *service;
 } common;
 
 enum {
-    O_ADDR = 1000, O_TIMEOUT, O_JSON, O_TOOL, O_ARGS, O_ID, O_POLICY, O_SESSION, O_AGENT,
-    O_TRACE, O_FEATURE, O_FEATURES, O_ATTR, O_HARMED, O_VALUE, O_DECISION, O_RECEIPT, O_SERVICE,
+    O_ADDR = 1000,
+    O_TIMEOUT,
+    O_JSON,
+    O_TOOL,
+    O_ARGS,
+    O_ID,
+    O_POLICY,
+    O_SESSION,
+    O_AGENT,
+    O_TRACE,
+    O_FEATURE,
+    O_FEATURES,
+    O_ATTR,
+    O_HARMED,
+    O_VALUE,
+    O_DECISION,
+    O_RECEIPT,
+    O_SERVICE,
     O_HELP
 };
 
@@ -54,49 +70,54 @@ enum {
 typedef struct flag {
     struct option opt;
     unsigned mask;
-    const char *arg;  /* the value's name in --help, "" for none */
+    const char *arg; /* the value's name in --help, "" for none */
     const char *help;
 } flag;
 
 static const flag flags[] = {
-    {{"addr", required_argument, NULL, O_ADDR}, F_BASE, "ADDR",
-     "daemon address, host:port or unix:/path (default: $" BG_CLIENT_ADDR_ENV ", else "
-     BG_CLIENT_DEFAULT_ADDR ")"},
-    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, F_BASE, "N",
-     "deadline (default 10000)"},
-    {{"json", no_argument, NULL, O_JSON}, F_BASE, "",
-     "print the reply as JSON"},
-    {{"help", no_argument, NULL, O_HELP}, F_BASE, "",
-     "this help"},
-    {{"tool", required_argument, NULL, O_TOOL}, F_ACTION, "NAME",
-     "tool name (required)"},
-    {{"args", required_argument, NULL, O_ARGS}, F_ACTION, "JSON",
-     "tool arguments"},
-    {{"id", required_argument, NULL, O_ID}, F_ACTION, "ID",
-     "tool-call id"},
-    {{"policy", required_argument, NULL, O_POLICY}, F_ACTION, "NAME",
+    {{"addr", required_argument, NULL, O_ADDR},
+     F_BASE,
+     "ADDR",
+     "daemon address, host:port or unix:/path (default: $" BG_CLIENT_ADDR_ENV
+     ", else " BG_CLIENT_DEFAULT_ADDR ")"},
+    {{"timeout-ms", required_argument, NULL, O_TIMEOUT}, F_BASE, "N", "deadline (default 10000)"},
+    {{"json", no_argument, NULL, O_JSON}, F_BASE, "", "print the reply as JSON"},
+    {{"help", no_argument, NULL, O_HELP}, F_BASE, "", "this help"},
+    {{"tool", required_argument, NULL, O_TOOL}, F_ACTION, "NAME", "tool name (required)"},
+    {{"args", required_argument, NULL, O_ARGS}, F_ACTION, "JSON", "tool arguments"},
+    {{"id", required_argument, NULL, O_ID}, F_ACTION, "ID", "tool-call id"},
+    {{"policy", required_argument, NULL, O_POLICY},
+     F_ACTION,
+     "NAME",
      "policy (default: the one matching --tool)"},
-    {{"session", required_argument, NULL, O_SESSION}, F_ACTION, "S",
-     "context.session"},
-    {{"agent", required_argument, NULL, O_AGENT}, F_ACTION, "A",
-     "context.agent"},
-    {{"trace-id", required_argument, NULL, O_TRACE}, F_ACTION, "T",
-     "context.trace_id"},
-    {{"feature", required_argument, NULL, O_FEATURE}, F_ACTION, "X",
+    {{"session", required_argument, NULL, O_SESSION}, F_ACTION, "S", "context.session"},
+    {{"agent", required_argument, NULL, O_AGENT}, F_ACTION, "A", "context.agent"},
+    {{"trace-id", required_argument, NULL, O_TRACE}, F_ACTION, "T", "context.trace_id"},
+    {{"feature", required_argument, NULL, O_FEATURE},
+     F_ACTION,
+     "X",
      "append one feature (repeatable)"},
-    {{"features", required_argument, NULL, O_FEATURES}, F_ACTION, "X,Y,..",
+    {{"features", required_argument, NULL, O_FEATURES},
+     F_ACTION,
+     "X,Y,..",
      "all features, comma-separated"},
-    {{"attr", required_argument, NULL, O_ATTR}, F_ACTION, "K=V",
-     "attribute (repeatable)"},
-    {{"harmed", required_argument, NULL, O_HARMED}, F_OBSERVE, "yes|no",
+    {{"attr", required_argument, NULL, O_ATTR}, F_ACTION, "K=V", "attribute (repeatable)"},
+    {{"harmed", required_argument, NULL, O_HARMED},
+     F_OBSERVE,
+     "yes|no",
      "the observed outcome (required)"},
-    {{"value", required_argument, NULL, O_VALUE}, F_OBSERVE, "X",
-     "measured outcome"},
-    {{"decision-id", required_argument, NULL, O_DECISION}, F_OBSERVE, "ID",
+    {{"value", required_argument, NULL, O_VALUE}, F_OBSERVE, "X", "measured outcome"},
+    {{"decision-id", required_argument, NULL, O_DECISION},
+     F_OBSERVE,
+     "ID",
      "the verdict's decision_id"},
-    {{"receipt", required_argument, NULL, O_RECEIPT}, F_OBSERVE, "BASE64",
+    {{"receipt", required_argument, NULL, O_RECEIPT},
+     F_OBSERVE,
+     "BASE64",
      "the verdict's receipt as eval prints it (needed under outcomes: receipts)"},
-    {{"service", required_argument, NULL, O_SERVICE}, F_SERVICE, "NAME",
+    {{"service", required_argument, NULL, O_SERVICE},
+     F_SERVICE,
+     "NAME",
      "\"\" (default) or bayesguard.v1.Guard"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
@@ -162,19 +183,45 @@ static int parse(int argc, char **argv, unsigned mask, common *c)
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int rc = 0;
         switch (o) {
-        case O_ADDR: c->addr = optarg; break;
-        case O_JSON: c->json = 1; break;
-        case O_TOOL: c->tool = optarg; break;
-        case O_ARGS: c->args = optarg; break;
-        case O_ID: c->id = optarg; break;
-        case O_POLICY: c->policy = optarg; break;
-        case O_SESSION: c->session = optarg; break;
-        case O_AGENT: c->agent = optarg; break;
-        case O_TRACE: c->trace = optarg; break;
-        case O_DECISION: c->decision_id = optarg; break;
-        case O_RECEIPT: c->receipt = optarg; break;
-        case O_SERVICE: c->service = optarg; break;
-        case O_HELP: usage(stdout, cmd, mask); return BG_CLI_EXIT_OK;
+        case O_ADDR:
+            c->addr = optarg;
+            break;
+        case O_JSON:
+            c->json = 1;
+            break;
+        case O_TOOL:
+            c->tool = optarg;
+            break;
+        case O_ARGS:
+            c->args = optarg;
+            break;
+        case O_ID:
+            c->id = optarg;
+            break;
+        case O_POLICY:
+            c->policy = optarg;
+            break;
+        case O_SESSION:
+            c->session = optarg;
+            break;
+        case O_AGENT:
+            c->agent = optarg;
+            break;
+        case O_TRACE:
+            c->trace = optarg;
+            break;
+        case O_DECISION:
+            c->decision_id = optarg;
+            break;
+        case O_RECEIPT:
+            c->receipt = optarg;
+            break;
+        case O_SERVICE:
+            c->service = optarg;
+            break;
+        case O_HELP:
+            usage(stdout, cmd, mask);
+            return BG_CLI_EXIT_OK;
         case O_TIMEOUT: {
             char *end = NULL;
             c->timeout_ms = strtol(optarg, &end, 10);
@@ -182,7 +229,9 @@ static int parse(int argc, char **argv, unsigned mask, common *c)
                 return bad(cmd, "--timeout-ms '%s': expected a positive integer", optarg);
             break;
         }
-        case O_FEATURE: rc = add_feature(c, cmd, optarg); break;
+        case O_FEATURE:
+            rc = add_feature(c, cmd, optarg);
+            break;
         case O_FEATURES: {
             char buf[8192];
             snprintf(buf, sizeof(buf), "%s", optarg);
@@ -328,23 +377,22 @@ int bg_cli_eval_main(int argc, char **argv)
     if (bg_client_evaluate(x.cl, &req, &v, &x.st, &x.err) != BG_OK) {
         rc = rpc_error(argv[0], &x.st, &x.err);
     } else {
-        const ProtobufCEnumValue *dv =
-            protobuf_c_enum_descriptor_get_value(&bayesguard__v1__decision__descriptor,
-                                                 (int)v->decision);
+        const ProtobufCEnumValue *dv = protobuf_c_enum_descriptor_get_value(
+            &bayesguard__v1__decision__descriptor, (int)v->decision);
         if (x.c.json) {
             bg_cli_json_print(stdout, &v->base);
         } else {
             printf("%s%s  harm_bound=%.6g threshold=%.6g policy=%s revision=%.12s\n",
-                   dv ? dv->name : "?", v->shadow ? " (shadow)" : "", v->harm_bound,
-                   v->threshold, v->policy, v->revision);
+                   dv ? dv->name : "?", v->shadow ? " (shadow)" : "", v->harm_bound, v->threshold,
+                   v->policy, v->revision);
             if (v->cautious)
                 printf("  cautious hypothesis %llu '%s' posterior=%.6g harm=%.6g\n",
                        (unsigned long long)v->cautious->id, v->cautious->label,
                        v->cautious->posterior, v->cautious->harm);
             printf("  posterior_predictive=%.6g plausible_set=%llu estimator=%s model=%s "
                    "bound=%s%s\n",
-                   v->posterior_predictive, (unsigned long long)v->plausible_set_size,
-                   v->estimator, v->model,
+                   v->posterior_predictive, (unsigned long long)v->plausible_set_size, v->estimator,
+                   v->model,
                    v->bound_kind == BAYESGUARD__V1__BOUND_KIND__SAMPLED ? "sampled" : "exact",
                    v->on_error_allowed ? " (engine error; on_error: allow)" : "");
             printf("  decision_id=%s eval_us=%llu observations=%llu\n", v->decision_id,
@@ -405,8 +453,8 @@ int bg_cli_observe_main(int argc, char **argv)
         if (x.c.json) {
             bg_cli_json_print(stdout, &r->base);
         } else {
-            printf("stored: policy=%s session='%s' observations=%llu revision=%.12s\n",
-                   r->policy, r->session, (unsigned long long)r->observations, r->revision);
+            printf("stored: policy=%s session='%s' observations=%llu revision=%.12s\n", r->policy,
+                   r->session, (unsigned long long)r->observations, r->revision);
             if (r->posterior && r->posterior->hypotheses == 0)
                 printf("  posterior not enumerated (a sampled policy): eval names its cautious "
                        "hypothesis\n");
@@ -425,8 +473,8 @@ int bg_cli_observe_main(int argc, char **argv)
 
 static void print_status(const Bayesguard__V1__StatusResponse *s)
 {
-    printf("bayesguardd %s  revision %s  uptime %.1f s%s\n", s->version, s->revision,
-           s->uptime_s, s->draining ? "  DRAINING" : "");
+    printf("bayesguardd %s  revision %s  uptime %.1f s%s\n", s->version, s->revision, s->uptime_s,
+           s->draining ? "  DRAINING" : "");
     for (size_t i = 0; i < s->n_listen; i++)
         printf("  listening on %s\n", s->listen[i]);
     printf("  sessions=%llu observations=%llu evaluations=%llu in_flight=%llu\n",
@@ -504,8 +552,8 @@ static int run_simple(int argc, char **argv, unsigned mask, simple_call call, si
     return rc;
 }
 
-static int call_status(bg_client *cl, const common *c, ProtobufCMessage **out,
-                       bg_rpc_result *st, bg_err *err)
+static int call_status(bg_client *cl, const common *c, ProtobufCMessage **out, bg_rpc_result *st,
+                       bg_err *err)
 {
     (void)c;
     return bg_client_status(cl, (Bayesguard__V1__StatusResponse **)out, st, err);
@@ -523,11 +571,10 @@ int bg_cli_status_main(int argc, char **argv)
     return run_simple(argc, argv, F_BASE, call_status, print_status_reply);
 }
 
-static int call_health(bg_client *cl, const common *c, ProtobufCMessage **out,
-                       bg_rpc_result *st, bg_err *err)
+static int call_health(bg_client *cl, const common *c, ProtobufCMessage **out, bg_rpc_result *st,
+                       bg_err *err)
 {
-    return bg_client_health(cl, c->service, (Grpc__Health__V1__HealthCheckResponse **)out, st,
-                            err);
+    return bg_client_health(cl, c->service, (Grpc__Health__V1__HealthCheckResponse **)out, st, err);
 }
 
 static int print_health_reply(const common *c, const ProtobufCMessage *m)
@@ -548,8 +595,8 @@ int bg_cli_health_main(int argc, char **argv)
     return run_simple(argc, argv, F_BASE | F_SERVICE, call_health, print_health_reply);
 }
 
-static int call_reload(bg_client *cl, const common *c, ProtobufCMessage **out,
-                       bg_rpc_result *st, bg_err *err)
+static int call_reload(bg_client *cl, const common *c, ProtobufCMessage **out, bg_rpc_result *st,
+                       bg_err *err)
 {
     (void)c;
     return bg_client_reload(cl, (Bayesguard__V1__ReloadResponse **)out, st, err);
@@ -559,8 +606,11 @@ static int print_reload_reply(const common *c, const ProtobufCMessage *m)
 {
     const Bayesguard__V1__ReloadResponse *r = (const Bayesguard__V1__ReloadResponse *)m;
     if (!c->json) {
-        printf("%s: revision %s\n", r->ok ? "reloaded" : "refused (the previous policies keep "
-                                                         "serving)", r->revision);
+        printf("%s: revision %s\n",
+               r->ok ? "reloaded"
+                     : "refused (the previous policies keep "
+                       "serving)",
+               r->revision);
         for (size_t i = 0; i < r->n_errors; i++)
             printf("  %s\n", r->errors[i]);
     }

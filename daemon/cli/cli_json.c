@@ -195,8 +195,8 @@ static void print_message(FILE *f, const ProtobufCMessage *m)
         if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
             if (*(const uint32_t *)(base + fd->quantifier_offset) != fd->id)
                 continue;
-        } else if (fd->label != PROTOBUF_C_LABEL_REPEATED &&
-                   fd->type == PROTOBUF_C_TYPE_MESSAGE && *(void *const *)p == NULL) {
+        } else if (fd->label != PROTOBUF_C_LABEL_REPEATED && fd->type == PROTOBUF_C_TYPE_MESSAGE &&
+                   *(void *const *)p == NULL) {
             continue;
         }
         fprintf(f, "%s\"%s\":", first ? "" : ",", fd->name);

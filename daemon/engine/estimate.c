@@ -1,8 +1,8 @@
 /*
  * estimate.c — what becomes a verdict, checked: an estimator's output and
- * the cautious hypothesis's label, on both paths (the enumerated one in engine.c, the sampled one in
- * sampled_score.c): a file of its own, below both, so neither calls back
- * into the other (engine.h: bg_estimate_out_init / _check).
+ * the cautious hypothesis's label, on both paths (the enumerated one in engine.c, the sampled one
+ * in sampled_score.c): a file of its own, below both, so neither calls back into the other
+ * (engine.h: bg_estimate_out_init / _check).
  */
 #include <math.h>
 #include <stdint.h>

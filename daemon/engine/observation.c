@@ -16,8 +16,8 @@ static size_t slen(const char *s)
 size_t bg__obs_size(const bg_observation *o)
 {
     const bg_action *a = &o->action;
-    size_t sz = sizeof(bg_observation) + a->n_features * sizeof(double) +
-                a->n_attributes * sizeof(bg_attr);
+    size_t sz =
+        sizeof(bg_observation) + a->n_features * sizeof(double) + a->n_attributes * sizeof(bg_attr);
     sz += slen(a->id) + slen(a->tool) + slen(a->arguments_json) + 3;
     for (size_t i = 0; i < a->n_attributes; i++)
         sz += slen(a->attributes[i].key) + slen(a->attributes[i].value) + 2;
@@ -307,8 +307,13 @@ int bg__obs_decode_receipt(const uint8_t *buf, size_t len, char **guard, char **
         rc = bg_err_set(err, BG_EIO, "observation record: truncated or malformed (%zu bytes)", len);
     } else {
         bg_observation o = {
-            .action = {.id = id, .tool = tool, .arguments_json = args, .features = feat,
-                       .n_features = nf, .attributes = attrs, .n_attributes = na},
+            .action = {.id = id,
+                       .tool = tool,
+                       .arguments_json = args,
+                       .features = feat,
+                       .n_features = nf,
+                       .attributes = attrs,
+                       .n_attributes = na},
             .harmed = flags[0],
             .has_value = flags[1],
             .value = value,

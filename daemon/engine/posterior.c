@@ -18,8 +18,8 @@ int bg__posterior_init(bg__posterior *p, size_t n, bg_err *err)
 {
     memset(p, 0, sizeof *p);
     if (n == 0 || n > UINT32_MAX)
-        return bg_err_set(err, BG_EINVAL,
-                          "posterior: %zu candidates; expected 1..%u", n, (unsigned)UINT32_MAX);
+        return bg_err_set(err, BG_EINVAL, "posterior: %zu candidates; expected 1..%u", n,
+                          (unsigned)UINT32_MAX);
     p->n = n;
     p->ids = malloc(n * sizeof *p->ids);
     p->log_post = malloc(n * sizeof *p->log_post);
@@ -281,8 +281,8 @@ int bg__posterior_check(const bg__posterior *p, bg_err *err)
         if (p->log_post[i] > m)
             m = p->log_post[i];
     if (m != p->max_log_post)
-        return bg_err_set(err, BG_EINTERNAL, "posterior invariant 1: max %.17g != cached %.17g",
-                          m, p->max_log_post);
+        return bg_err_set(err, BG_EINTERNAL, "posterior invariant 1: max %.17g != cached %.17g", m,
+                          p->max_log_post);
     for (size_t i = 0; i < p->n; i++)
         s += exp(p->log_post[i] - m);
     double lz = m + log(s);

@@ -43,16 +43,16 @@
 #define BG_POSTERIOR_CHUNK 4096
 
 typedef struct bg__posterior {
-    size_t n;             /* candidates */
-    uint64_t *ids;        /* [n] hypothesis ids */
-    double *log_post;     /* [n] normalised log P(h|D) */
-    double *prob;         /* [n] exp(log_post), values below DBL_MIN flushed to 0 */
-    double *scratch;      /* [n] next log_post while an update is checked */
-    uint32_t *order;      /* [n] capacity; first n_order valid */
+    size_t n;         /* candidates */
+    uint64_t *ids;    /* [n] hypothesis ids */
+    double *log_post; /* [n] normalised log P(h|D) */
+    double *prob;     /* [n] exp(log_post), values below DBL_MIN flushed to 0 */
+    double *scratch;  /* [n] next log_post while an update is checked */
+    uint32_t *order;  /* [n] capacity; first n_order valid */
     size_t n_order;
-    double order_need;    /* what the order covers; > 1 when none computed */
+    double order_need; /* what the order covers; > 1 when none computed */
     double max_log_post;
-    uint64_t n_obs;       /* observations folded in */
+    uint64_t n_obs; /* observations folded in */
 } bg__posterior;
 
 /* Bytes a posterior over n candidates holds. */

@@ -66,8 +66,16 @@ char *bg__esc_strndup(const char *s, size_t max)
 #define BG_ESC_STRINGS(X)                                                                          \
     X(id)                                                                                          \
     X(policy)                                                                                      \
-    X(revision) X(tool) X(arguments) X(cautious_label) X(session) X(agent) X(peer) X(approver)     \
-        X(approver_peer) X(reason)
+    X(revision)                                                                                    \
+    X(tool)                                                                                        \
+    X(arguments)                                                                                   \
+    X(cautious_label)                                                                              \
+    X(session)                                                                                     \
+    X(agent)                                                                                       \
+    X(peer)                                                                                        \
+    X(approver)                                                                                    \
+    X(approver_peer)                                                                               \
+    X(reason)
 
 void bg_escalation_rec_free(bg_escalation_rec *r)
 {

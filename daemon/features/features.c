@@ -52,9 +52,14 @@ static const struct {
     const char *name;
     int min_args, max_args;
 } fns[] = {
-    [F_LOG10] = {"log10", 1, 1}, [F_LN] = {"ln", 1, 1},           [F_ABS] = {"abs", 1, 1},
-    [F_LEN] = {"len", 1, 1},     [F_MATCHES] = {"matches", 2, 2}, [F_CONTAINS] = {"contains", 2, 2},
-    [F_MIN] = {"min", 1, BG__FEATURE_MAX_ARGS}, [F_MAX] = {"max", 1, BG__FEATURE_MAX_ARGS},
+    [F_LOG10] = {"log10", 1, 1},
+    [F_LN] = {"ln", 1, 1},
+    [F_ABS] = {"abs", 1, 1},
+    [F_LEN] = {"len", 1, 1},
+    [F_MATCHES] = {"matches", 2, 2},
+    [F_CONTAINS] = {"contains", 2, 2},
+    [F_MIN] = {"min", 1, BG__FEATURE_MAX_ARGS},
+    [F_MAX] = {"max", 1, BG__FEATURE_MAX_ARGS},
 };
 #define N_FNS (sizeof(fns) / sizeof(fns[0]))
 

@@ -23,8 +23,8 @@
 
 typedef struct item {
     struct item *next;
-    bg_loop_fn fn;     /* post: the callback; post_work: the work */
-    bg_loop_fn after;  /* post_work only */
+    bg_loop_fn fn;    /* post: the callback; post_work: the work */
+    bg_loop_fn after; /* post_work only */
     void *arg;
     uv_work_t work;
 } item;

@@ -135,10 +135,10 @@ uint64_t bg_plugin_config_key(const bg_plugin *p, const bg_cfg_node *cfg);
 
 /* One plugin instance with what it needs alive. Fields read-only. */
 typedef struct bg_plugin_instance {
-    bg_plugin *plugin;        /* a reference, held until destroy */
-    void *inst;               /* the plugin's instance (vtable of plugin->desc) */
-    uint64_t key;             /* bg_plugin_config_key(plugin, cfg) */
-    bg_plugin_services *svc;  /* private: the instance's services table */
+    bg_plugin *plugin;       /* a reference, held until destroy */
+    void *inst;              /* the plugin's instance (vtable of plugin->desc) */
+    uint64_t key;            /* bg_plugin_config_key(plugin, cfg) */
+    bg_plugin_services *svc; /* private: the instance's services table */
 } bg_plugin_instance;
 
 /* Find plugin `name` of `kind` (a reference), make its services table,

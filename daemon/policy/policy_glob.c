@@ -19,9 +19,9 @@
 #include "policy/policy_priv.h"
 
 typedef struct tok {
-    char kind;         /* 'c' literal, '?', '*', '[' class */
-    char c;            /* literal */
-    const char *cls;   /* class text "[...]" */
+    char kind;       /* 'c' literal, '?', '*', '[' class */
+    char c;          /* literal */
+    const char *cls; /* class text "[...]" */
     size_t cls_len;
 } tok;
 

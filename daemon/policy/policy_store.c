@@ -43,13 +43,13 @@
 
 struct bg_policy_store {
     char *dir;
-    bg_plugin_host *host;             /* borrowed */
-    _Atomic(bg_policy_set *) cur;     /* store's reference */
-    atomic_long acquiring;            /* readers between load and ref */
-    pthread_mutex_t reload_mu;        /* serialises reloads */
-    pthread_mutex_t status_mu;        /* guards status */
+    bg_plugin_host *host;         /* borrowed */
+    _Atomic(bg_policy_set *) cur; /* store's reference */
+    atomic_long acquiring;        /* readers between load and ref */
+    pthread_mutex_t reload_mu;    /* serialises reloads */
+    pthread_mutex_t status_mu;    /* guards status */
     bg_policy_status status;
-    atomic_int watched;               /* 1 while a bg_policy_watch is on it */
+    atomic_int watched; /* 1 while a bg_policy_watch is on it */
 };
 
 static int64_t unix_ms(void)

@@ -15,8 +15,8 @@
 const char *bg_rpc_code_name(int code)
 {
     switch (code) {
-#define BG_RPC_CODE_CASE(num, name)                                                              \
-    case num:                                                                                    \
+#define BG_RPC_CODE_CASE(num, name)                                                                \
+    case num:                                                                                      \
         return #name;
         BG_RPC_CODES(BG_RPC_CODE_CASE)
 #undef BG_RPC_CODE_CASE
@@ -54,8 +54,8 @@ ProtobufCMessage *bg_rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byt
     if (bb == NULL)
         return protobuf_c_message_unpack(desc, alloc, 0, (const uint8_t *)"");
     grpc_slice s = bg_rpc_flatten(bb);
-    ProtobufCMessage *m = protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(s),
-                                                    GRPC_SLICE_START_PTR(s));
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(desc, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
     grpc_slice_unref(s);
     return m;
 }

@@ -14,23 +14,23 @@
 #include <protobuf-c/protobuf-c.h>
 
 /* X(code, NAME) — grpc_status_code values and their canonical names. */
-#define BG_RPC_CODES(X)                                                                          \
-    X(0, OK)                                                                                     \
-    X(1, CANCELLED)                                                                              \
-    X(2, UNKNOWN)                                                                                \
-    X(3, INVALID_ARGUMENT)                                                                       \
-    X(4, DEADLINE_EXCEEDED)                                                                      \
-    X(5, NOT_FOUND)                                                                              \
-    X(6, ALREADY_EXISTS)                                                                         \
-    X(7, PERMISSION_DENIED)                                                                      \
-    X(8, RESOURCE_EXHAUSTED)                                                                     \
-    X(9, FAILED_PRECONDITION)                                                                    \
-    X(10, ABORTED)                                                                               \
-    X(11, OUT_OF_RANGE)                                                                          \
-    X(12, UNIMPLEMENTED)                                                                         \
-    X(13, INTERNAL)                                                                              \
-    X(14, UNAVAILABLE)                                                                           \
-    X(15, DATA_LOSS)                                                                             \
+#define BG_RPC_CODES(X)                                                                            \
+    X(0, OK)                                                                                       \
+    X(1, CANCELLED)                                                                                \
+    X(2, UNKNOWN)                                                                                  \
+    X(3, INVALID_ARGUMENT)                                                                         \
+    X(4, DEADLINE_EXCEEDED)                                                                        \
+    X(5, NOT_FOUND)                                                                                \
+    X(6, ALREADY_EXISTS)                                                                           \
+    X(7, PERMISSION_DENIED)                                                                        \
+    X(8, RESOURCE_EXHAUSTED)                                                                       \
+    X(9, FAILED_PRECONDITION)                                                                      \
+    X(10, ABORTED)                                                                                 \
+    X(11, OUT_OF_RANGE)                                                                            \
+    X(12, UNIMPLEMENTED)                                                                           \
+    X(13, INTERNAL)                                                                                \
+    X(14, UNAVAILABLE)                                                                             \
+    X(15, DATA_LOSS)                                                                               \
     X(16, UNAUTHENTICATED)
 
 /* How many codes BG_RPC_CODES lists (0 .. BG_RPC_N_CODES-1). */

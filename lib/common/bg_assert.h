@@ -27,10 +27,10 @@
 void bg__panic(const char *file, int line, const char *cond, const char *fmt, ...)
     __attribute__((noreturn, cold, format(printf, 4, 5)));
 
-#define BG_ASSERT(cond, ...)                                                                     \
-    do {                                                                                         \
-        if (__builtin_expect(!(cond), 0))                                                        \
-            bg__panic(__FILE__, __LINE__, #cond, __VA_ARGS__);                                   \
+#define BG_ASSERT(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0))                                                          \
+            bg__panic(__FILE__, __LINE__, #cond, __VA_ARGS__);                                     \
     } while (0)
 
 #define BG_PANIC(...) bg__panic(__FILE__, __LINE__, NULL, __VA_ARGS__)

@@ -54,8 +54,8 @@ int bg_err_prefix(bg_err *err, const char *fmt, ...)
 const char *bg_err_name(int code)
 {
     switch (code) {
-#define BG_ERR_CASE(name, value, desc)                                                            \
-    case value:                                                                                  \
+#define BG_ERR_CASE(name, value, desc)                                                             \
+    case value:                                                                                    \
         return #name;
         BG_ERR_CODES(BG_ERR_CASE)
 #undef BG_ERR_CASE

@@ -15,19 +15,19 @@
 #include <stddef.h>
 
 /* X(name, value, description) */
-#define BG_ERR_CODES(X)                                                                          \
-    X(BG_OK, 0, "ok")                                                                            \
-    X(BG_EINVAL, -1, "invalid argument")                                                         \
-    X(BG_ENOMEM, -2, "out of memory")                                                            \
-    X(BG_ENOTFOUND, -3, "not found")                                                             \
-    X(BG_EIO, -4, "i/o error")                                                                   \
-    X(BG_EABI, -5, "incompatible plugin ABI")                                                    \
-    X(BG_ELIMIT, -6, "resource limit reached")                                                   \
-    X(BG_EUNAVAIL, -7, "unavailable")                                                            \
-    X(BG_EINTERNAL, -8, "internal error")                                                        \
-    X(BG_ECONFIG, -9, "invalid configuration")                                                   \
-    X(BG_EUNSUPPORTED, -10, "unsupported")                                                       \
-    X(BG_EPERM, -11, "permission denied")                                                        \
+#define BG_ERR_CODES(X)                                                                            \
+    X(BG_OK, 0, "ok")                                                                              \
+    X(BG_EINVAL, -1, "invalid argument")                                                           \
+    X(BG_ENOMEM, -2, "out of memory")                                                              \
+    X(BG_ENOTFOUND, -3, "not found")                                                               \
+    X(BG_EIO, -4, "i/o error")                                                                     \
+    X(BG_EABI, -5, "incompatible plugin ABI")                                                      \
+    X(BG_ELIMIT, -6, "resource limit reached")                                                     \
+    X(BG_EUNAVAIL, -7, "unavailable")                                                              \
+    X(BG_EINTERNAL, -8, "internal error")                                                          \
+    X(BG_ECONFIG, -9, "invalid configuration")                                                     \
+    X(BG_EUNSUPPORTED, -10, "unsupported")                                                         \
+    X(BG_EPERM, -11, "permission denied")                                                          \
     X(BG_EEXIST, -12, "already exists")
 
 enum bg_status {
@@ -39,8 +39,8 @@ enum bg_status {
 #define BG_ERR_MSG_MAX 1024
 
 typedef struct bg_err {
-    int code;                  /* last BG_E* code written, BG_OK when none */
-    char msg[BG_ERR_MSG_MAX];  /* NUL-terminated message, "" when none */
+    int code;                 /* last BG_E* code written, BG_OK when none */
+    char msg[BG_ERR_MSG_MAX]; /* NUL-terminated message, "" when none */
 } bg_err;
 
 /* Reset to "no error". err may be NULL (then nothing happens). */

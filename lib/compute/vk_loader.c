@@ -49,10 +49,10 @@ int bg__vk_loader_open(bg_vk_fns *f, bg_err *err)
 }
 
 /* f->fn = get(handle, "fn"), or a BG_EUNAVAIL naming the missing function. */
-#define BG_VK_RESOLVE(get, handle, level, fn)                                                    \
-    f->fn = (PFN_##fn)f->get(handle, #fn);                                                       \
-    if (!f->fn)                                                                                  \
-        return bg_err_set(err, BG_EUNAVAIL,                                                      \
+#define BG_VK_RESOLVE(get, handle, level, fn)                                                      \
+    f->fn = (PFN_##fn)f->get(handle, #fn);                                                         \
+    if (!f->fn)                                                                                    \
+        return bg_err_set(err, BG_EUNAVAIL,                                                        \
                           "vulkan: %s function %s missing; expected Vulkan >= 1.1", level, #fn);
 
 int bg__vk_loader_instance(bg_vk_fns *f, VkInstance inst, bg_err *err)
@@ -81,8 +81,8 @@ void bg__vk_loader_close(bg_vk_fns *f)
 const char *bg__vk_result_str(VkResult r)
 {
     switch (r) {
-#define BG_VK_RES(name)                                                                          \
-    case name:                                                                                   \
+#define BG_VK_RES(name)                                                                            \
+    case name:                                                                                     \
         return #name;
         BG_VK_RES(VK_SUCCESS)
         BG_VK_RES(VK_NOT_READY)

@@ -19,8 +19,8 @@
 const char *bg_gfn_loss_name(bg_gfn_loss loss)
 {
     switch (loss) {
-#define BG_GFN_LOSS_CASE(name, value, text)                                                      \
-    case name:                                                                                   \
+#define BG_GFN_LOSS_CASE(name, value, text)                                                        \
+    case name:                                                                                     \
         return text;
         BG_GFN_LOSSES(BG_GFN_LOSS_CASE)
 #undef BG_GFN_LOSS_CASE
@@ -116,8 +116,7 @@ int bg_gfn_config_check(const bg_gfn_config *c, char *errbuf, size_t errlen)
     if (c->replay_capacity > 1000000)
         return bad(errbuf, errlen, "replay_capacity", c->replay_capacity, "0..1000000");
     if (!in_range(c->reward_temp_start, 1e-3, 1e3) || !in_range(c->reward_temp_end, 1e-3, 1e3))
-        return bad(errbuf, errlen, "reward_temp_start/end", c->reward_temp_start,
-                   "0.001..1000");
+        return bad(errbuf, errlen, "reward_temp_start/end", c->reward_temp_start, "0.001..1000");
     if (c->logz_from_batch > 1)
         return bad(errbuf, errlen, "logz_from_batch", c->logz_from_batch, "0 or 1");
     if (!in_range(c->init_logz, -1e6, 1e6))

@@ -92,8 +92,8 @@ static size_t cache_off(const bg__gfn_mlp *m, size_t rows, uint32_t l)
 }
 
 /* y [rows × n_out] = in [rows × n_in] · Wᵀ + b */
-static void affine(size_t rows, uint32_t n_in, uint32_t n_out, const double *w,
-                   const double *b, const double *in, double *y)
+static void affine(size_t rows, uint32_t n_in, uint32_t n_out, const double *w, const double *b,
+                   const double *in, double *y)
 {
     for (size_t r = 0; r < rows; r++) {
         const double *xr = in + r * n_in;
@@ -108,8 +108,8 @@ static void affine(size_t rows, uint32_t n_in, uint32_t n_out, const double *w,
     }
 }
 
-void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows,
-                         const double *x, double *cache, double *out)
+void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows, const double *x,
+                         double *cache, double *out)
 {
     const double *in = x;
     for (uint32_t l = 0; l < m->n_layers; l++) {
@@ -130,9 +130,8 @@ void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows
     }
 }
 
-void bg__gfn_mlp_backward(const bg__gfn_mlp *m, const double *params, size_t rows,
-                          const double *x, const double *cache, const double *dout,
-                          double *grad, double *scratch)
+void bg__gfn_mlp_backward(const bg__gfn_mlp *m, const double *params, size_t rows, const double *x,
+                          const double *cache, const double *dout, double *grad, double *scratch)
 {
     size_t width = bg__gfn_mlp_max_width(m);
     double *dz_buf[2] = {scratch, scratch + rows * width};

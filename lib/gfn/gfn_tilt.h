@@ -52,9 +52,9 @@ typedef int (*bg_gfn_harm_fn)(void *ctx, const uint64_t *h, size_t n, double *ou
 typedef struct bg_gfn_tilt {
     bg_log_reward_fn base; /* log R(h) = log P(h) + log P(D|h) */
     void *base_ctx;
-    bg_gfn_harm_fn harm;   /* P(H | x, h) */
+    bg_gfn_harm_fn harm; /* P(H | x, h) */
     void *harm_ctx;
-    uint64_t harm_evals;   /* ids passed to harm (cumulative) */
+    uint64_t harm_evals; /* ids passed to harm (cumulative) */
 } bg_gfn_tilt;
 
 /* bg_log_reward_fn: out[i] = log R(h_i) + max(log P(H|x,h_i), floor).

@@ -47,10 +47,9 @@ static inline void bg_test_vreport(const char *file, int line, const char *what,
     fputc('\n', stderr);
 }
 
-static inline void bg_test_fail(const char *file, int line, const char *what, const char *fmt,
-                                ...) __attribute__((noreturn, format(printf, 4, 5)));
-static inline void bg_test_fail(const char *file, int line, const char *what, const char *fmt,
-                                ...)
+static inline void bg_test_fail(const char *file, int line, const char *what, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
+static inline void bg_test_fail(const char *file, int line, const char *what, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -61,10 +60,9 @@ static inline void bg_test_fail(const char *file, int line, const char *what, co
 
 /* A failure that does not stop the test: reported, counted, CHECK_DONE
  * fails. Use from sweeps; everything else CHECKs. */
-static inline void bg_test_tally(const char *file, int line, const char *what, const char *fmt,
-                                 ...) __attribute__((format(printf, 4, 5)));
-static inline void bg_test_tally(const char *file, int line, const char *what, const char *fmt,
-                                 ...)
+static inline void bg_test_tally(const char *file, int line, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline void bg_test_tally(const char *file, int line, const char *what, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -75,43 +73,43 @@ static inline void bg_test_tally(const char *file, int line, const char *what, c
 
 /* CHECK(cond) or CHECK(cond, "fmt", args...): the "" makes the message
  * optional (an empty format when none is given). */
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond))                                                                             \
-            bg_test_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__);                             \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            bg_test_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__);                               \
     } while (0)
 
-#define CHECK_INT(got, want)                                                                     \
-    do {                                                                                         \
-        long long g_ = (long long)(got), w_ = (long long)(want);                                 \
-        if (g_ != w_)                                                                            \
-            bg_test_fail(__FILE__, __LINE__, #got " == " #want, "got %lld, expected %lld", g_,  \
-                         w_);                                                                    \
+#define CHECK_INT(got, want)                                                                       \
+    do {                                                                                           \
+        long long g_ = (long long)(got), w_ = (long long)(want);                                   \
+        if (g_ != w_)                                                                              \
+            bg_test_fail(__FILE__, __LINE__, #got " == " #want, "got %lld, expected %lld", g_,     \
+                         w_);                                                                      \
     } while (0)
 
-#define CHECK_STR(got, want)                                                                     \
-    do {                                                                                         \
-        const char *g_ = (got), *w_ = (want);                                                    \
-        if (!g_ || strcmp(g_, w_) != 0)                                                          \
-            bg_test_fail(__FILE__, __LINE__, #got, "\n  got:      %s\n  expected: %s",          \
-                         g_ ? g_ : "(null)", w_);                                                \
+#define CHECK_STR(got, want)                                                                       \
+    do {                                                                                           \
+        const char *g_ = (got), *w_ = (want);                                                      \
+        if (!g_ || strcmp(g_, w_) != 0)                                                            \
+            bg_test_fail(__FILE__, __LINE__, #got, "\n  got:      %s\n  expected: %s",             \
+                         g_ ? g_ : "(null)", w_);                                                  \
     } while (0)
 
-#define CHECK_NEAR(got, want, tol)                                                               \
-    do {                                                                                         \
-        double g_ = (got), w_ = (want), t_ = (tol);                                              \
-        if (!(g_ >= w_ - t_ && g_ <= w_ + t_))                                                   \
-            bg_test_fail(__FILE__, __LINE__, #got, "%.9g, expected %.9g +- %.3g", g_, w_, t_);   \
+#define CHECK_NEAR(got, want, tol)                                                                 \
+    do {                                                                                           \
+        double g_ = (got), w_ = (want), t_ = (tol);                                                \
+        if (!(g_ >= w_ - t_ && g_ <= w_ + t_))                                                     \
+            bg_test_fail(__FILE__, __LINE__, #got, "%.9g, expected %.9g +- %.3g", g_, w_, t_);     \
     } while (0)
 
-#define CHECK_DONE(name)                                                                         \
-    do {                                                                                         \
-        if (bg_test_failures) {                                                                  \
-            fprintf(stderr, "%s: %d check(s) failed\n", name, bg_test_failures);                 \
-            return 1;                                                                            \
-        }                                                                                        \
-        printf("%s: all checks passed\n", name);                                                 \
-        return 0;                                                                                \
+#define CHECK_DONE(name)                                                                           \
+    do {                                                                                           \
+        if (bg_test_failures) {                                                                    \
+            fprintf(stderr, "%s: %d check(s) failed\n", name, bg_test_failures);                   \
+            return 1;                                                                              \
+        }                                                                                          \
+        printf("%s: all checks passed\n", name);                                                   \
+        return 0;                                                                                  \
     } while (0)
 
 /* The built plugins' folder (BG_PLUGIN_DIR), or skip (exit 77) when one of

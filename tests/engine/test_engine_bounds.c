@@ -108,8 +108,11 @@ int main(void)
             double post[NH];
             CHECK_INT(bg_engine_posterior(e, g[0], session, post, NH, &err), BG_OK);
             for (int a = 0; a < ARMS; a++) {
-                bg_action act = {.id = "", .tool = "pull", .arguments_json = "",
-                                 .features = x[a], .n_features = D};
+                bg_action act = {.id = "",
+                                 .tool = "pull",
+                                 .arguments_json = "",
+                                 .features = x[a],
+                                 .n_features = D};
                 double truth_harm = 0.5 * erfc((theta - mean[a]) / M_SQRT2);
                 bg_verdict v[3];
                 for (int k = 0; k < 3; k++)
@@ -125,9 +128,13 @@ int main(void)
                 }
             }
             int a = (int)(urand() * ARMS);
-            bg_observation o = {.action = {.id = "", .tool = "pull", .arguments_json = "",
-                                           .features = x[a], .n_features = D},
-                                .has_value = 1, .value = mean[a] + nrand()};
+            bg_observation o = {.action = {.id = "",
+                                           .tool = "pull",
+                                           .arguments_json = "",
+                                           .features = x[a],
+                                           .n_features = D},
+                                .has_value = 1,
+                                .value = mean[a] + nrand()};
             CHECK_INT(bg_engine_observe(e, g[0], session, &o, NULL, &err), BG_OK);
         }
         noniid_fail += !n_ok;

@@ -38,9 +38,14 @@ static void prob_init(prob *pr, const double *post, const double *harm, size_t n
 
 static bg_estimate_out run(const bg_guard *g, prob *pr)
 {
-    bg_estimate_in in = {.n = pr->p.n, .ids = pr->p.ids, .log_post = pr->p.log_post,
-                         .harm = pr->harm, .order = pr->p.order, .n_order = pr->p.n_order,
-                         .order_complete = pr->p.n_order == pr->p.n, .post = pr->p.prob};
+    bg_estimate_in in = {.n = pr->p.n,
+                         .ids = pr->p.ids,
+                         .log_post = pr->p.log_post,
+                         .harm = pr->harm,
+                         .order = pr->p.order,
+                         .n_order = pr->p.n_order,
+                         .order_complete = pr->p.n_order == pr->p.n,
+                         .post = pr->p.prob};
     bg_estimate_out out;
     memset(&out, 0, sizeof out);
     CHECK_INT(g->estimator->estimate(g->estimator_inst, &in, &out), BG_PLUGIN_OK);
@@ -112,12 +117,20 @@ static void alpha_forms(bg_plugin_host *h)
     const bg_guard *g = bg_guard_build_guard(gb);
     CHECK_NEAR(g->estimator->order_needed(g->estimator_inst), 0.05 * 0.001, 1e-20);
     bg_guard_build_destroy(gb);
-    const char *bad[] = {"{alpha: 0.1, delta: 0.05}", "{delta: 0.05}", "{prior_floor: 0.01}",
-                         "{alpha: 1.5}", "{alfa: 0.1}", "{delta: 0.1, prior_floor: 0}"};
+    const char *bad[] = {"{alpha: 0.1, delta: 0.05}",
+                         "{delta: 0.05}",
+                         "{prior_floor: 0.01}",
+                         "{alpha: 1.5}",
+                         "{alfa: 0.1}",
+                         "{delta: 0.1, prior_floor: 0}"};
     const char *want[] = {"not both", "prior_floor", "delta", "alpha", "alfa", "prior_floor"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        bg_guard_spec spec = {.name = "bad", .model = "bandit", .model_cfg = "theta: 1",
-                              .estimator = "noniid", .estimator_cfg = bad[i], .threshold = 0.1};
+        bg_guard_spec spec = {.name = "bad",
+                              .model = "bandit",
+                              .model_cfg = "theta: 1",
+                              .estimator = "noniid",
+                              .estimator_cfg = bad[i],
+                              .threshold = 0.1};
         bg_guard_build *b = NULL;
         bg_err err;
         CHECK_INT(bg_guard_build_create(h, &spec, &b, &err), BG_ECONFIG);
@@ -176,8 +189,8 @@ static void iid_and_friends(bg_plugin_host *h)
     bg_guard_build_destroy(gb);
     gb = fx_guard(h, "c", "bandit", "theta: 1", "cheating", "true_hypothesis: 9", 0.5);
     const bg_guard *g = bg_guard_build_guard(gb);
-    bg_estimate_in in = {.n = 4, .ids = pr.p.ids, .log_post = pr.p.log_post, .harm = pr.harm,
-                         .post = pr.p.prob};
+    bg_estimate_in in = {
+        .n = 4, .ids = pr.p.ids, .log_post = pr.p.log_post, .harm = pr.harm, .post = pr.p.prob};
     bg_estimate_out o2;
     CHECK_INT(g->estimator->estimate(g->estimator_inst, &in, &o2), BG_PLUGIN_EINVAL);
     bg_guard_build_destroy(gb);

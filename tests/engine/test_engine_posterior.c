@@ -194,7 +194,7 @@ static void test_order(size_t n)
     CHECK_INT(bg__posterior_init(&p, n, &err), BG_OK);
     for (size_t i = 0; i < n; i++)
         p.log_post[i] = -floor(urand() * 40.0) * 0.25; /* many ties */
-    p.log_post[9] = p.log_post[n - 1] = -INFINITY; /* impossible hypotheses */
+    p.log_post[9] = p.log_post[n - 1] = -INFINITY;     /* impossible hypotheses */
     CHECK_INT(bg__posterior_normalise(&p, &err), BG_OK);
 
     ref_item *ref = malloc(n * sizeof *ref);
@@ -208,8 +208,7 @@ static void test_order(size_t n)
     for (size_t t = 0; t < sizeof needs / sizeof needs[0]; t++) {
         CHECK_INT(bg__posterior_order(&p, needs[t], &err), BG_OK);
         size_t want = 0;
-        double cut =
-            needs[t] > 0 ? p.max_log_post + log(needs[t]) - BG_ORDER_MARGIN : -INFINITY;
+        double cut = needs[t] > 0 ? p.max_log_post + log(needs[t]) - BG_ORDER_MARGIN : -INFINITY;
         while (want < n && ref[want].lp >= cut)
             want++;
         CHECK_INT(p.n_order, want);

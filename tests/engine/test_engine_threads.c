@@ -38,9 +38,10 @@ static bg_observation obs_for(int t, int i, double *x)
 {
     for (int k = 0; k < D; k++)
         x[k] = feat(t, i, k);
-    bg_observation o = {.action = {.id = "", .tool = "pull", .arguments_json = "", .features = x,
-                                   .n_features = D},
-                        .has_value = 1, .value = 0.5 * (double)((t + i) % 7)};
+    bg_observation o = {
+        .action = {.id = "", .tool = "pull", .arguments_json = "", .features = x, .n_features = D},
+        .has_value = 1,
+        .value = 0.5 * (double)((t + i) % 7)};
     return o;
 }
 

@@ -115,8 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         BG_ASSERT(code == GRPC_STATUS_OK || code == GRPC_STATUS_INVALID_ARGUMENT ||
                       code == GRPC_STATUS_NOT_FOUND || code == GRPC_STATUS_RESOURCE_EXHAUSTED ||
                       code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_PERMISSION_DENIED ||
-                      code == GRPC_STATUS_ALREADY_EXISTS ||
-                      code == GRPC_STATUS_FAILED_PRECONDITION,
+                      code == GRPC_STATUS_ALREADY_EXISTS || code == GRPC_STATUS_FAILED_PRECONDITION,
                   "%s ended with %s: %s", desc->name, bg_rpc_code_name(code), msg);
         /* Both messages have the action first. */
         const Bayesguard__V1__Action *a = desc == &bayesguard__v1__evaluate_request__descriptor

@@ -53,8 +53,7 @@ static inline int table_reward_fn(void *ctx, const uint64_t *h, size_t n, double
 static inline void train_on(bg_gfn *g, table_reward *tr, uint32_t steps)
 {
     char err[256];
-    CHECK(bg_gfn_train(g, table_reward_fn, tr, steps, err, sizeof err) == BG_PLUGIN_OK, "%s",
-          err);
+    CHECK(bg_gfn_train(g, table_reward_fn, tr, steps, err, sizeof err) == BG_PLUGIN_OK, "%s", err);
 }
 
 /* Normalise log-weights over n entries into probabilities. */

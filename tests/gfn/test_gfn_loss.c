@@ -83,10 +83,10 @@ static void test_matches_spec(void)
     for (size_t k = 0; k < 4; k++) {
         double mine = bg__gfn_loss_subtb(&a.b, lambdas[k], 0, a.g_add, a.g_stop);
         double spec = spec_subtb(&a.b, lambdas[k]);
-        CHECK(fabs(mine - spec) <= 1e-12 * fabs(spec), "lambda %g: %.15g vs spec %.15g",
-              lambdas[k], mine, spec);
-        printf("SubTB lambda=%.1f: implementation %.12f = spec formula %.12f\n", lambdas[k],
-               mine, spec);
+        CHECK(fabs(mine - spec) <= 1e-12 * fabs(spec), "lambda %g: %.15g vs spec %.15g", lambdas[k],
+              mine, spec);
+        printf("SubTB lambda=%.1f: implementation %.12f = spec formula %.12f\n", lambdas[k], mine,
+               spec);
     }
 }
 
@@ -118,8 +118,8 @@ static void test_exact_flows_zero(void)
     double l2 = bg__gfn_loss_subtb(&a.b, 0.5, 0, a.g_add, a.g_stop);
     double l3 = bg__gfn_loss_subtb(&a.b, 1.0, 1, a.g_add, a.g_stop);
     double gz, l4 = bg__gfn_loss_tb(&a.b, log(F[0]), a.g_add, a.g_stop, &gz);
-    printf("exact flows: SubTB(1) %.3g SubTB(0.5) %.3g DB %.3g TB %.3g (want <= 1e-20)\n", l1,
-           l2, l3, l4);
+    printf("exact flows: SubTB(1) %.3g SubTB(0.5) %.3g DB %.3g TB %.3g (want <= 1e-20)\n", l1, l2,
+           l3, l4);
     CHECK(l1 <= 1e-20 && l2 <= 1e-20 && l3 <= 1e-20 && l4 <= 1e-20, "losses must vanish");
     a.add[a.off[N_H - 1] + 1] += 0.01;
     l1 = bg__gfn_loss_subtb(&a.b, 1.0, 0, a.g_add, a.g_stop);

@@ -90,8 +90,7 @@ int main(void)
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
     bg_plugin *p;
-    CHECK(bg_plugin_host_find(h, "gfn", BG_PLUGIN_KIND_SAMPLER, &p, &err) == BG_OK, "%s",
-          err.msg);
+    CHECK(bg_plugin_host_find(h, "gfn", BG_PLUGIN_KIND_SAMPLER, &p, &err) == BG_OK, "%s", err.msg);
     /* 1 */
     CHECK(p->desc->kind == BG_PLUGIN_KIND_SAMPLER && strcmp(p->desc->name, "gfn") == 0 &&
               p->desc->config_map_len > 10,

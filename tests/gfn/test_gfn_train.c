@@ -130,8 +130,7 @@ static void test_masks_and_exactness(void)
     CHECK(bg_gfn_log_q(g, ids, N_H, lq2) == BG_PLUGIN_OK, "log_q");
     for (uint32_t h = 0; h < N_H; h++) {
         int len = __builtin_popcount(h), ok = len >= 2 && len <= 4;
-        CHECK(ok ? isfinite(lq[h]) : lq[h] == -INFINITY, "id %u (len %d): log q %g", h, len,
-              lq[h]);
+        CHECK(ok ? isfinite(lq[h]) : lq[h] == -INFINITY, "id %u (len %d): log q %g", h, len, lq[h]);
         CHECK(lq[h] == lq2[h] || fabs(lq[h] - lq2[h]) <= 1e-12, "id %u: %g vs %g", h, lq[h],
               lq2[h]);
         mass += exp(lq[h]);
@@ -148,8 +147,7 @@ static void test_masks_and_exactness(void)
         int len = __builtin_popcountll(s[i]);
         CHECK(s[i] < N_H && len >= 2 && len <= 4, "sample 0x%llx breaks the masks",
               (unsigned long long)s[i]);
-        CHECK(fabs(slq[i] - lq[s[i]]) <= 1e-12, "sample log q %g vs exact %g", slq[i],
-              lq[s[i]]);
+        CHECK(fabs(slq[i] - lq[s[i]]) <= 1e-12, "sample log q %g vs exact %g", slq[i], lq[s[i]]);
         freq[s[i]] += 1.0 / N;
     }
     for (uint32_t h = 0; h < N_H; h++)
@@ -184,8 +182,7 @@ static void test_offer(void)
     for (uint32_t i = 0; i < 39; i++)
         expect += __builtin_popcount(i) <= 4;
     char err[256];
-    CHECK(bg_gfn_offer(g, ids, 40, table_reward_fn, &tr, &stored, err, sizeof err) ==
-              BG_PLUGIN_OK,
+    CHECK(bg_gfn_offer(g, ids, 40, table_reward_fn, &tr, &stored, err, sizeof err) == BG_PLUGIN_OK,
           "%s", err);
     bg_gfn_stats st;
     bg_gfn_get_stats(g, &st);

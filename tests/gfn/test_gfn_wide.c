@@ -36,8 +36,7 @@ static double mean_distance(const bg_gfn *g, const hamming *t, uint32_t d)
     CHECK(bg_gfn_sample(g, &r, N, ids, lq) == BG_PLUGIN_OK, "sample");
     CHECK(bg_gfn_log_q(g, ids, N, lq2) == BG_PLUGIN_OK, "log_q");
     for (int i = 0; i < N; i++) {
-        CHECK(d == 64 || ids[i] >> d == 0, "id 0x%llx outside d=%u", (unsigned long long)ids[i],
-              d);
+        CHECK(d == 64 || ids[i] >> d == 0, "id 0x%llx outside d=%u", (unsigned long long)ids[i], d);
         CHECK(isfinite(lq[i]) && fabs(lq[i] - lq2[i]) <= 1e-9, "log q %g vs %g", lq[i], lq2[i]);
         s += __builtin_popcountll((ids[i] ^ t->target) & t->mask);
     }

@@ -54,13 +54,13 @@ static void expect_reject(const char *dir, const char *name, int field, int32_t 
     int rc = bg_nn_ckpt_open(&ck, path, &err);
     CHECK(rc == BG_EINVAL, "%s: open returned %d (%s), expected BG_EINVAL", name, rc, err.msg);
     CHECK(strstr(err.msg, needle) && strstr(err.msg, path),
-             "%s: message '%s' lacks '%s' or the path", name, err.msg, needle);
+          "%s: message '%s' lacks '%s' or the path", name, err.msg, needle);
     printf("ok   %-22s -> %s\n", name, err.msg);
     bg_compute_opts co = {BG_BACKEND_CPU, 1, 0, -1};
     bg_nn_model *m = NULL;
     rc = bg_nn_model_load(path, &co, &m, &err);
     CHECK(rc == BG_EINVAL && !m && strstr(err.msg, needle), "%s: model_load: %d %s", name, rc,
-             err.msg);
+          err.msg);
     unlink(path);
 }
 
@@ -105,21 +105,21 @@ int main(void)
     bg_nn_ckpt ck;
     bg_err err;
     CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_ENOTFOUND && strstr(err.msg, path),
-             "missing file: %s", err.msg);
+          "missing file: %s", err.msg);
 
     /* a directory is not a checkpoint */
     CHECK(bg_nn_ckpt_open(&ck, dir, &err) == BG_EIO && strstr(err.msg, "not a regular file"),
-             "directory: %s", err.msg);
+          "directory: %s", err.msg);
 
     /* the in-memory parser applies the same checks */
     {
         int32_t hdr[7] = {36, 100, 2, 5, 1, 97, 16};
         CHECK(bg_nn_ckpt_parse(&ck, hdr, sizeof hdr, "mem", &err) == BG_EINVAL &&
-                     strstr(err.msg, "checkpoint mem: header field n_heads = 5 does not divide"),
-                 "parse: %s", err.msg);
+                  strstr(err.msg, "checkpoint mem: header field n_heads = 5 does not divide"),
+              "parse: %s", err.msg);
         CHECK(bg_nn_ckpt_parse(&ck, hdr, 20, "mem", &err) == BG_EINVAL &&
-                     strstr(err.msg, "20 bytes, shorter"),
-                 "parse short: %s", err.msg);
+                  strstr(err.msg, "20 bytes, shorter"),
+              "parse short: %s", err.msg);
     }
 
     /* a valid file loads; its size is what the header says */
@@ -130,16 +130,16 @@ int main(void)
     CHECK(st.st_size == full, "size %ld vs bg_nn_ckpt_bytes %ld", (long)st.st_size, full);
     CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_OK, "valid: %s", err.msg);
     CHECK(ck.cfg.dim == 36 && ck.cfg.n_kv_heads == 2 && ck.cfg.shared_classifier == 1 &&
-                 ck.w.wcls == ck.w.tok_emb,
-             "valid: decoded config");
+              ck.w.wcls == ck.w.tok_emb,
+          "valid: decoded config");
     bg_nn_ckpt_close(&ck);
     /* the same bytes with a separate classifier appended */
     bg_nn_config sep = base;
     sep.shared_classifier = 0;
     CHECK(bg_nn_synth_write(path, &sep, 5, &err) == BG_OK, "synth sep: %s", err.msg);
     CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_OK && !ck.cfg.shared_classifier &&
-                 ck.w.wcls != ck.w.tok_emb && ck.cfg.vocab_size == 97,
-             "separate classifier: %s", err.msg);
+              ck.w.wcls != ck.w.tok_emb && ck.cfg.vocab_size == 97,
+          "separate classifier: %s", err.msg);
     bg_nn_ckpt_close(&ck);
     unlink(path);
     /* the synthetic writer refuses an invalid config */

@@ -80,14 +80,13 @@ static void check_model(const char *path, const char *label, int threads, int n_
     printf("%s (%d threads): decode %d steps, worst error %.3f of tolerance %g+%g|ref|\n", label,
            threads, steps, worst, TOL, TOL);
     CHECK(worst <= 1.0, "%s: decode logits differ from the reference (%.2fx tolerance)", label,
-             worst);
+          worst);
 
     /* 3. prefill of all steps (chunked when > 128) vs decode's last logits */
     const float *want_last = bg_nn_ref_forward(ref, seq[steps - 1], steps - 1);
     float *pre = malloc(sizeof(float) * V);
     memcpy(logits, want_last, sizeof(float) * V);
-    CHECK(bg_nn_forward(m, seq, steps, 0, pre, &err) == BG_OK, "%s: prefill: %s", label,
-             err.msg);
+    CHECK(bg_nn_forward(m, seq, steps, 0, pre, &err) == BG_OK, "%s: prefill: %s", label, err.msg);
     worst = max_rel_err(pre, logits, V);
     printf("%s: prefill of %d tokens vs decode: worst error %.3f of tolerance\n", label, steps,
            worst);
@@ -99,7 +98,7 @@ static void check_model(const char *path, const char *label, int threads, int n_
     int lens[3] = {1, 5, steps - np};
     double got[3];
     CHECK(bg_nn_score(m, seq, np, conts, lens, 3, got, &err) == BG_OK, "%s: score: %s", label,
-             err.msg);
+          err.msg);
     for (int i = 0; i < 3; i++) {
         double want = 0;
         for (int t = 0; t < lens[i]; t++)
@@ -107,7 +106,7 @@ static void check_model(const char *path, const char *label, int threads, int n_
         printf("%s: score continuation %d (%d tokens): %.6f, reference %.6f\n", label, i, lens[i],
                got[i], want);
         CHECK(fabs(got[i] - want) <= 1e-3 * (1 + fabs(want)), "%s: score %d: %f vs %f", label, i,
-                 got[i], want);
+              got[i], want);
     }
 
     /* 2. greedy generation vs a greedy reference loop */
@@ -116,8 +115,8 @@ static void check_model(const char *path, const char *label, int threads, int n_
     int n_out = 0;
     bg_nn_sampler smp;
     CHECK(bg_nn_sampler_init(&smp, V, 0.0f, 1.0f, 7, &err) == BG_OK, "sampler");
-    CHECK(bg_nn_generate(m, &prompt, 1, gen, &smp, out, &n_out, &err) == BG_OK,
-             "%s: generate: %s", label, err.msg);
+    CHECK(bg_nn_generate(m, &prompt, 1, gen, &smp, out, &n_out, &err) == BG_OK, "%s: generate: %s",
+          label, err.msg);
     CHECK(n_out == gen, "%s: generated %d of %d", label, n_out, gen);
     int32_t cur = prompt, same = 1;
     for (int i = 0; i < n_out; i++) {
@@ -141,18 +140,18 @@ static void check_model(const char *path, const char *label, int threads, int n_
         int32_t more[8];
         n_out = 0;
         CHECK(bg_nn_generate(m, seq, c->seq_len - 2, 8, &smp, more, &n_out, &err) == BG_OK &&
-                     n_out == 3,
-                 "%s: generate at the end of the context gave %d ids (want 3): %s", label, n_out,
-                 err.msg);
+                  n_out == 3,
+              "%s: generate at the end of the context gave %d ids (want 3): %s", label, n_out,
+              err.msg);
     }
 
     /* errors: token out of range, position past the context */
     int32_t bad = V;
     CHECK(bg_nn_forward(m, &bad, 1, 0, logits, &err) == BG_EINVAL &&
-                 strstr(err.msg, "out of range"),
-             "%s: bad token accepted: %s", label, err.msg);
+              strstr(err.msg, "out of range"),
+          "%s: bad token accepted: %s", label, err.msg);
     CHECK(bg_nn_forward(m, seq, 2, c->seq_len - 1, logits, &err) == BG_EINVAL,
-             "%s: position past the context accepted", label);
+          "%s: position past the context accepted", label);
 
     bg_nn_sampler_close(&smp);
     free(out);

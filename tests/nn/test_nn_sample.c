@@ -61,7 +61,7 @@ int main(void)
     bg_nn_sampler_close(&s);
     printf("top-p 0.6 counts: %d %d %d %d %d\n", seen[0], seen[1], seen[2], seen[3], seen[4]);
     CHECK(seen[0] == 0 && seen[2] == 0 && seen[4] == 0 && seen[1] > 0 && seen[3] > 0,
-             "top-p drew outside the nucleus {1, 3}");
+          "top-p drew outside the nucleus {1, 3}");
 
     CHECK(bg_nn_sampler_init(&s, 5, -1.0f, 1.0f, 1, &err) == BG_EINVAL, "negative temperature");
     CHECK(bg_nn_sampler_init(&s, 5, 1.0f, 0.0f, 1, &err) == BG_EINVAL, "top-p 0");

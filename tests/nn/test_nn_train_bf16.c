@@ -12,9 +12,9 @@
  * with a margin of about 15x): the first 20 step losses agree within
  * REL_STEP relative (observed <= 6.4e-5: bf16 rounds each matmul input to 8
  * significant bits, the sums stay fp32); the held-out loss after STEPS
- * steps within REL_FINAL relative (observed 1.2e-4). Both runs must learn (held-out loss below 0.75 x ln 512),
- * so agreeing on a broken run cannot pass. A CPU without AVX512_BF16 is a
- * skip that says why.
+ * steps within REL_FINAL relative (observed 1.2e-4). Both runs must learn (held-out loss below 0.75
+ * x ln 512), so agreeing on a broken run cannot pass. A CPU without AVX512_BF16 is a skip that says
+ * why.
  */
 #include <math.h>
 #include <stdio.h>

@@ -44,7 +44,8 @@ int main(void)
     CHECK(umin >= 0.0 && umax < 1.0);
     double mean_n = sn / n;
     printf("uniform mean %.5f (tol 0.0032), normal mean %.5f (tol 0.0112), var %.5f (tol "
-           "0.0158)\n", su / n, mean_n, sn2 / n - mean_n * mean_n);
+           "0.0158)\n",
+           su / n, mean_n, sn2 / n - mean_n * mean_n);
     CHECK_NEAR(su / n, 0.5, 5 * sqrt(1.0 / 12 / n));
     CHECK_NEAR(mean_n, 0.0, 5 / sqrt((double)n));
     CHECK_NEAR(sn2 / n - mean_n * mean_n, 1.0, 5 * sqrt(2.0 / n));

@@ -171,8 +171,8 @@ static void test_under_load(void)
                     fabs(valid[v].threshold - readers[i].seen[j].threshold) < 1e-12)
                     found = 1;
             if (!found)
-                fprintf(stderr, "reader %d saw revision %.12s threshold %g: not a valid set\n",
-                        i, readers[i].seen[j].rev, readers[i].seen[j].threshold);
+                fprintf(stderr, "reader %d saw revision %.12s threshold %g: not a valid set\n", i,
+                        readers[i].seen[j].rev, readers[i].seen[j].threshold);
             CHECK(found);
         }
     }
@@ -253,7 +253,7 @@ static void test_plugin_replaced(void)
         CHECK_NEAR(bound_now(old), 0.25, 0); /* in-flight keeps the old code */
         /* Only the estimator changed: the model's posterior identity holds. */
         CHECK(bg_policy_set_at(cur, 0)->guard.model_key == old_key);
-        bg_policy_set_unref(old);            /* last user: old .so dlclosed */
+        bg_policy_set_unref(old); /* last user: old .so dlclosed */
         bg_policy_set_unref(cur);
         bg_policy_store_destroy(st);
     }

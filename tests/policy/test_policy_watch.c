@@ -18,8 +18,8 @@
 
 typedef struct waiter {
     bg_policy_store *st;
-    uint64_t want_attempts;   /* stop once ok+failed reaches this ... */
-    uint64_t quiet_until_ms;  /* ... and then keep running until this */
+    uint64_t want_attempts;  /* stop once ok+failed reaches this ... */
+    uint64_t quiet_until_ms; /* ... and then keep running until this */
     uint64_t deadline_ms;
     uint64_t reached_at;
     int timed_out;
@@ -53,7 +53,9 @@ static void on_tick(uv_timer_t *t)
 static int run_until(uv_loop_t *loop, bg_policy_store *st, uint64_t want, uint64_t quiet_ms)
 {
     uv_update_time(loop);
-    waiter w = {.st = st, .want_attempts = want, .quiet_until_ms = quiet_ms,
+    waiter w = {.st = st,
+                .want_attempts = want,
+                .quiet_until_ms = quiet_ms,
                 .deadline_ms = uv_now(loop) + 10000};
     uv_timer_t t;
     uv_timer_init(loop, &t);

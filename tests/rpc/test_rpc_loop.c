@@ -20,7 +20,6 @@
 #define THREADS 4
 #define PER_THREAD 5000
 
-
 static pthread_t loop_thread;
 static bg_loop *L;
 static int last_seen[THREADS];

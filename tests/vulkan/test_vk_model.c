@@ -127,8 +127,8 @@ static void check_model(const char *path, const char *label)
     CHECK(bg_nn_score(vk, prefix, 3, conts, lens, 3, sv, &err) == BG_OK);
     for (int i = 0; i < 3; i++) {
         int good = fabs(sv[i] - sc[i]) <= 1e-3 * (1.0 + fabs(sc[i]));
-        printf("  score continuation %d: cpu %.6f vulkan %.6f %s (tol 1e-3*(1+|cpu|))\n", i,
-               sc[i], sv[i], good ? "ok" : "FAIL");
+        printf("  score continuation %d: cpu %.6f vulkan %.6f %s (tol 1e-3*(1+|cpu|))\n", i, sc[i],
+               sv[i], good ? "ok" : "FAIL");
         CHECK(good);
     }
     bg_nn_model_destroy(vk);
@@ -179,8 +179,13 @@ int main(void)
     }
     char synth[sizeof(dir) + 32];
     snprintf(synth, sizeof(synth), "%s/odd.bin", dir);
-    bg_nn_config cfg = {.dim = 60, .hidden_dim = 97, .n_layers = 2, .n_heads = 6,
-                        .n_kv_heads = 2, .vocab_size = 77, .seq_len = 64,
+    bg_nn_config cfg = {.dim = 60,
+                        .hidden_dim = 97,
+                        .n_layers = 2,
+                        .n_heads = 6,
+                        .n_kv_heads = 2,
+                        .vocab_size = 77,
+                        .seq_len = 64,
                         .shared_classifier = 0};
     bg_err err;
     if (bg_nn_synth_write(synth, &cfg, 4242, &err) != BG_OK) {

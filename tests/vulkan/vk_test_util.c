@@ -110,8 +110,8 @@ int vt_check_close(const char *what, const float *got, const float *want, size_t
         if (ratio > 1.0)
             bad = 1;
     }
-    printf("  %-44s n=%-7zu max|err| %.3g (%.2f of tol atol %.0e rtol %.0e) %s\n", what, n,
-           worst_d, worst, atol, rtol, bad ? "FAIL" : "ok");
+    printf("  %-44s n=%-7zu max|err| %.3g (%.2f of tol atol %.0e rtol %.0e) %s\n", what, n, worst_d,
+           worst, atol, rtol, bad ? "FAIL" : "ok");
     if (bad) {
         fprintf(stderr, "  %s: element %zu got %.9g want %.9g\n", what, at, (double)got[at],
                 (double)want[at]);

@@ -33,15 +33,14 @@ bg_compute *vt_create_or_skip(const char *test);
 int vt_native(void);
 
 void vt_seed(uint64_t s);
-float vt_frand(void);            /* uniform [-1, 1] */
-int vt_irand(int lo, int hi);    /* uniform [lo, hi] */
-float *vt_rand_vec(size_t n);    /* new (free) */
+float vt_frand(void);         /* uniform [-1, 1] */
+int vt_irand(int lo, int hi); /* uniform [lo, hi] */
+float *vt_rand_vec(size_t n); /* new (free) */
 
 /* |got - want| <= atol + rtol * |want| elementwise; prints the worst ratio.
  * Returns 1 when within bounds, else 0 (and counts a failure). */
 int vt_check_close(const char *what, const float *got, const float *want, size_t n, double atol,
                    double rtol);
-
 
 /* Buffers with host mirrors: upload n floats at element offset off of a
  * fresh buffer of off + n + pad elements; the view is (buf, off). */

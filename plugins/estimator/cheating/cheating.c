@@ -17,8 +17,12 @@ typedef struct cheating_cfg {
 } cheating_cfg;
 
 static const bg_cfg_entry cfg_map[] = {
-    {.key = "true_hypothesis", .type = BG_CFGV_INT, .def = NULL,
-     .offset = offsetof(cheating_cfg, true_hypothesis), .min = 0, .max = 9.2e18,
+    {.key = "true_hypothesis",
+     .type = BG_CFGV_INT,
+     .def = NULL,
+     .offset = offsetof(cheating_cfg, true_hypothesis),
+     .min = 0,
+     .max = 9.2e18,
      .desc = "id of the true hypothesis (required)"},
 };
 #define CFG_N (sizeof cfg_map / sizeof cfg_map[0])

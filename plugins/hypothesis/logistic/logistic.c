@@ -47,31 +47,59 @@ typedef struct logi_cfg {
 } logi_cfg;
 
 typedef struct logi {
-    unsigned d;        /* features */
-    unsigned dims;     /* d + bias */
+    unsigned d;    /* features */
+    unsigned dims; /* d + bias */
     int bias;
     uint64_t count;
-    size_t n_grid;     /* grid form: values per weight; 0 for samples */
+    size_t n_grid; /* grid form: values per weight; 0 for samples */
     double grid[MAX_GRID];
-    double *w;         /* samples form: [count × dims] */
+    double *w; /* samples form: [count × dims] */
     double prior_sigma;
-    double max_w;      /* the largest |weight| of any hypothesis */
+    double max_w; /* the largest |weight| of any hypothesis */
 } logi;
 
 static const bg_cfg_entry cfg_map[] = {
-    {.key = "features", .type = BG_CFGV_INT, .def = NULL, .offset = offsetof(logi_cfg, features),
-     .min = 0, .max = MAX_DIMS - 1, .desc = "number of numeric features per action (required)"},
-    {.key = "bias", .type = BG_CFGV_BOOL, .def = "true", .offset = offsetof(logi_cfg, bias),
+    {.key = "features",
+     .type = BG_CFGV_INT,
+     .def = NULL,
+     .offset = offsetof(logi_cfg, features),
+     .min = 0,
+     .max = MAX_DIMS - 1,
+     .desc = "number of numeric features per action (required)"},
+    {.key = "bias",
+     .type = BG_CFGV_BOOL,
+     .def = "true",
+     .offset = offsetof(logi_cfg, bias),
      .desc = "include an intercept weight w_0"},
-    {.key = "grid", .type = BG_CFGV_DOUBLES, .def = "", .offset = offsetof(logi_cfg, grid),
-     .size = MAX_GRID, .count_offset = offsetof(logi_cfg, n_grid), .min = -1e6, .max = 1e6,
+    {.key = "grid",
+     .type = BG_CFGV_DOUBLES,
+     .def = "",
+     .offset = offsetof(logi_cfg, grid),
+     .size = MAX_GRID,
+     .count_offset = offsetof(logi_cfg, n_grid),
+     .min = -1e6,
+     .max = 1e6,
      .desc = "grid form: the values every weight may take"},
-    {.key = "samples", .type = BG_CFGV_INT, .def = "0", .offset = offsetof(logi_cfg, samples),
-     .min = 0, .max = (double)MAX_COUNT, .desc = "sample form: K weight vectors from the prior"},
-    {.key = "seed", .type = BG_CFGV_INT, .def = "1", .offset = offsetof(logi_cfg, seed),
-     .min = 0, .max = 9.2e18, .desc = "sample form: RNG seed"},
-    {.key = "prior_sigma", .type = BG_CFGV_DOUBLE, .def = "1.0",
-     .offset = offsetof(logi_cfg, prior_sigma), .min = 1e-6, .max = 1e6,
+    {.key = "samples",
+     .type = BG_CFGV_INT,
+     .def = "0",
+     .offset = offsetof(logi_cfg, samples),
+     .min = 0,
+     .max = (double)MAX_COUNT,
+     .desc = "sample form: K weight vectors from the prior"},
+    {.key = "seed",
+     .type = BG_CFGV_INT,
+     .def = "1",
+     .offset = offsetof(logi_cfg, seed),
+     .min = 0,
+     .max = 9.2e18,
+     .desc = "sample form: RNG seed"},
+    {.key = "prior_sigma",
+     .type = BG_CFGV_DOUBLE,
+     .def = "1.0",
+     .offset = offsetof(logi_cfg, prior_sigma),
+     .min = 1e-6,
+     .max = 1e6,
      .desc = "standard deviation of the Gaussian prior on each weight"},
 };
 #define CFG_N (sizeof cfg_map / sizeof cfg_map[0])
@@ -237,8 +265,8 @@ static int label(const void *vself, uint64_t h, char *buf, size_t len)
         return BG_PLUGIN_EINVAL;
     size_t used = (size_t)snprintf(buf, len, "w=(");
     for (unsigned k = 0; k < self->dims && used < len; k++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%.3g", k ? "," : "",
-                                 weight(self, h, k));
+        used +=
+            (size_t)snprintf(buf + used, len - used, "%s%.3g", k ? "," : "", weight(self, h, k));
     if (used < len)
         snprintf(buf + used, len - used, ")");
     return BG_PLUGIN_OK;
