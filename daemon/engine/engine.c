@@ -308,14 +308,12 @@ static bg__pstate *find_state(bg__session *s, uint64_t key)
 
 static int plugin_fail(const bg_guard *g, const char *fn, int prc, bg_err *err)
 {
-    static const char *const why[] = {
-        [0] = "",
-        [1] = ": the model rejected the data (see its log)",
-        [2] = ": the model is at a limit (see its log); retry later",
-    };
-    int k = prc == BG_PLUGIN_EINVAL ? 1 : prc == BG_PLUGIN_ELIMIT ? 2 : 0;
+    const char *why = prc == BG_PLUGIN_EINVAL ? ": the model rejected the data (see its log)"
+                      : prc == BG_PLUGIN_ELIMIT
+                          ? ": the model is at a limit (see its log); retry later"
+                          : "";
     return bg_err_set(err, bg__plugin_code(prc), "policy %s: model %s: %s failed (%d)%s", g->name,
-                      g->model_name, fn, prc, why[k]);
+                      g->model_name, fn, prc, why);
 }
 
 /* Stage observation i of the session (against hist[0..i)) into scratch. */

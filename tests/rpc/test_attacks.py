@@ -87,12 +87,13 @@ def danger(agent="a1"):
                                      context=guard_pb2.Context(agent=agent))
 
 
-def start_fails(pol, *want):
-    """bayesguardd refuses to start on pol: exit 2, stderr naming `want`."""
+def start_fails(pol, *want, plugins=None):
+    """bayesguardd refuses to start on pol (and plugins, default the
+    build's): exit 2, stderr naming `want`."""
     import subprocess
     r = subprocess.run([bgtest.DAEMON, "--listen", "127.0.0.1:0", "--policies", pol,
-                        "--plugins", bgtest.PLUGIN_DIR], capture_output=True, text=True,
-                       timeout=20)
+                        "--plugins", plugins or bgtest.PLUGIN_DIR], capture_output=True,
+                       text=True, timeout=20)
     assert r.returncode == 2, (r.returncode, r.stderr)
     for w in want:
         assert w in r.stderr, (w, r.stderr)
@@ -312,10 +313,7 @@ def test_plugin_dir_others_can_write():
     pol = policy_dir(GATE % "0.05")
     try:
         os.chmod(plugins, 0o777)
-        import subprocess
-        r = subprocess.run([bgtest.DAEMON, "--listen", "127.0.0.1:0", "--policies", pol,
-                            "--plugins", plugins], capture_output=True, text=True, timeout=20)
-        assert r.returncode == 2 and plugins in r.stderr and "chmod" in r.stderr, r
+        start_fails(pol, plugins, "chmod", plugins=plugins)
         # made writable while serving: the reload that would rescan it is
         # refused, the loaded set keeps serving, the DENY stays a DENY
         os.chmod(plugins, 0o700)
