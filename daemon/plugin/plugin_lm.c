@@ -13,7 +13,10 @@
  * (bg_nn_tok_load, and its size against the vocabulary), bg_nn_lora_load)
  * is a config error at the policy's node: the
  * policy fails to load, the store keeps the last good snapshot. Nothing
- * falls back to another backend or file.
+ * falls back to another backend or file. So is a file that someone other
+ * than root and the daemon's user could write (lib/common/bg_trust.h, the
+ * rule the policy files and plugins pass): the weights decide the scores,
+ * and so the verdicts.
  *
  * Adapter: a LoRA file (bg_nn_lora_save) is folded into the base weights
  * once at open (a CPU trainer of the file's rank loads it and writes a
@@ -73,6 +76,7 @@
 
 #include "common/bg_assert.h"
 #include "common/bg_log.h"
+#include "common/bg_trust.h"
 #include "cfg/cfg.h"
 #include "nn/nn.h"
 #include "nn/nn_tok.h"
@@ -81,6 +85,8 @@
 
 #define BG_LM_QUEUE_ITEMS 16384 /* items waiting in one model's queue */
 #define BG_LM_CALL_ITEMS 4096   /* items one call may carry */
+/* What a writer of a model file could do (bg_trust.h's `stake`). */
+#define MODEL_STAKE "can change the language model's scores, and so every verdict that uses them"
 
 typedef struct lm_req {
     int next_tokens; /* 0: score (out_score), 1: next-token log-probs (out_next) */
@@ -442,6 +448,16 @@ int bg__lm_open(void *host_ctx, const bg_cfg_node *at, const bg_lm_spec *spec, b
         stat_id("tokenizer", spec->tokenizer, &fid[1], &err) != BG_OK ||
         (adapter && stat_id("adapter", adapter, &fid[2], &err) != BG_OK))
         return bg__services_cfg_error(host_ctx, at, "%s", err.msg);
+    /* The files are the model's weights: whoever can write one sets every
+     * score, so they pass the policy's own rule (bg_trust.h). */
+    const char *files[3][2] = {{spec->checkpoint, "model checkpoint"},
+                               {spec->tokenizer, "model tokenizer"},
+                               {adapter, "LoRA adapter"}};
+    for (int k = 0; k < 3; k++) {
+        char why[1024];
+        if (files[k][0] && !bg_path_trusted(files[k][0], files[k][1], MODEL_STAKE, why, sizeof why))
+            return bg__services_cfg_error(host_ctx, at, "%s", why);
+    }
 
     pthread_mutex_lock(&reg_mu);
     for (bg_lm *m = reg_head; m; m = m->reg_next)

@@ -21,7 +21,9 @@ real and checked exactly:
 - a missing checkpoint, a corrupt checkpoint, a tokenizer of the wrong
   size: `bayesguard check` exits 1 naming file:line:col of the `model` key;
   a Reload with such a file fails and the daemon keeps serving the last
-  good set.
+  good set;
+- a model file someone else can write (mode or owner): refused like a
+  policy file that others can write.
 """
 import math
 import os
@@ -357,9 +359,57 @@ def test_bad_model_files():
         shutil.rmtree(tmp)
 
 
+def test_model_files_others_can_write():
+    """The attack: the agent (another uid, or a group it is in) can write the
+    checkpoint, tokenizer or adapter a policy names, and rewrites the weights
+    so that the harm continuation never scores: every theory then says
+    "harmless" and every action is ALLOWed. The model files pass the policy
+    files' rule (bg_trust.h): `check` refuses them naming the file and the
+    fix, and a Reload onto them keeps the last good set serving."""
+    tmp, tok, pol = setup_dir()
+    try:
+        ck = os.path.join(tmp, "m.bin")
+        shutil.copy(CKPT, ck)
+        os.chmod(ck, 0o644)
+        os.chmod(tok, 0o644)
+        path = os.path.join(pol, "lmt.yaml")
+        with open(path, "w") as f:
+            f.write(policy_text(tok, ckpt=ck))
+        r = check(pol)
+        assert r.returncode == 0, r.stdout + r.stderr
+        cases = [(ck, 0o666, "model checkpoint", "writable by others"),
+                 (ck, 0o664, "model checkpoint", "writable by its group"),
+                 (tok, 0o646, "model tokenizer", "writable by others")]
+        for f, mode, kind, what in cases:
+            os.chmod(f, mode)
+            r = check(pol)
+            out = r.stdout + r.stderr
+            assert r.returncode == 1, out
+            assert f in out and kind in out and what in out and "chmod go-w" in out, out
+            os.chmod(f, 0o644)
+        if os.getuid() == 0:  # a file owned by another uid (the agent's)
+            os.chown(ck, 65534, 65534)
+            r = check(pol)
+            out = r.stdout + r.stderr
+            assert r.returncode == 1 and "owned by uid 65534" in out and "chown" in out, out
+            os.chown(ck, 0, 0)
+        with Daemon(policies=pol, args=["--no-watch"]) as d:
+            v1 = evaluate(d, "t", "{}", "r")
+            os.chmod(ck, 0o666)
+            rr = d.call("Reload", guard_pb2.ReloadRequest())
+            assert not rr.ok and any(ck in e and "writable by others" in e for e in rr.errors), rr
+            v = evaluate(d, "t", "{}", "r")
+            assert v.revision == v1.revision and v.harm_bound == v1.harm_bound, (v, v1)
+            os.chmod(ck, 0o644)  # made safe, the same reload goes through
+            rr = d.call("Reload", guard_pb2.ReloadRequest())
+            assert rr.ok, rr
+    finally:
+        shutil.rmtree(tmp)
+
+
 if __name__ == "__main__":
     if not os.path.exists(CKPT):
         print("skip: %s not found (the shared models/ folder)" % CKPT)
         sys.exit(77)
     bgtest.main([test_bound_equals_exact, test_score_cache, test_vulkan_same_verdict,
-                 test_bad_model_files, test_model_file_replaced])
+                 test_bad_model_files, test_model_file_replaced, test_model_files_others_can_write])
