@@ -92,7 +92,8 @@ typedef struct seq {
 typedef struct owner {
     int r0, owned; /* rows r0 .. r0+owned: depths l .. l+owned */
     int l, depth;  /* first owned depth; path length D = L - P */
-    int g;         /* region's first row */
+    int g;         /* region's first row; direct: the path's first row in k/v */
+    int direct;    /* 1: the path is consecutive rows of the batch, read in place (H == 0) */
 } owner;
 
 /* One group's ranges: owners [o0, o1), rows [r0, r1), pairs [j0, j1). */
@@ -229,7 +230,9 @@ static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n
         int cut = p->n_grp < G && k > k0 && p->n_rows - g->r0 >= target && 4 * l <= D;
         if (cut)
             l = 0;
-        int owned = D - l, reg = owned > 0 ? p->H + D : 0;
+        int direct = p->H == 0 &&
+                     (l == 0 || (path[l - 1] == p->n_rows - 1 && path[0] + l - 1 == path[l - 1]));
+        int owned = D - l, reg = owned > 0 && !direct ? p->H + D : 0;
         if (k > k0 && (p->n_rows + owned > b->rows || p->n_reg + reg > b->regions ||
                        p->n_pairs + q->it->n_cont > b->rows))
             break;
@@ -243,8 +246,10 @@ static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n
             p->row_own[path[d]] = p->n_own;
         }
         if (owned > 0) {
-            p->own[p->n_own++] = (owner){p->n_rows, owned, l, D, p->n_reg};
-            memcpy(p->prow + p->n_reg + p->H, path, (size_t)D * sizeof *path);
+            p->own[p->n_own++] =
+                (owner){p->n_rows, owned, l, D, direct ? path[0] : p->n_reg, direct};
+            if (!direct)
+                memcpy(p->prow + p->n_reg + p->H, path, (size_t)D * sizeof *path);
             p->n_rows += owned;
             p->n_reg += reg;
         }
@@ -286,6 +291,8 @@ static void record_front(bg_compute *c, const bg_nn_model *m, const plan *p, con
     bg_compute_barrier(c);
     for (int i = g->o0; i < g->o1; i++) {
         const owner *o = &p->own[i];
+        if (o->direct)
+            continue;
         if (p->H > 0) {
             bg_op_copy(c, at(b->kreg, (size_t)o->g * kv), at(y->kc, 0), p->H * kv);
             bg_op_copy(c, at(b->vreg, (size_t)o->g * kv), at(y->vc, 0), p->H * kv);
@@ -315,7 +322,8 @@ static void attend(bg_compute *c, const bg_nn_model *m, const plan *p, const own
     const bg__nn_batch *b = m->batch;
     const bg__nn_layer *y = &m->layers[l];
     int d = cf->dim, kv = bg_nn_kv_dim(cf), hs = bg_nn_head_size(cf);
-    bg_tview kr = at(b->kreg, (size_t)o->g * kv), vr = at(b->vreg, (size_t)o->g * kv);
+    bg_tview kr = at(o->direct ? b->k : b->kreg, (size_t)o->g * kv);
+    bg_tview vr = at(o->direct ? b->v : b->vreg, (size_t)o->g * kv);
     if (p->H == p->P)
         bg_op_attention(c, at(out, orow * d), at(b->q, qr * d), kr, vr, n, p->P + dep, cf->n_heads,
                         cf->n_kv_heads, hs, p->P + o->depth);
@@ -365,6 +373,27 @@ static void record_layer(bg_compute *c, const bg_nn_model *m, const plan *p, con
     record_back(c, m, l, b->x, b->xb, b->xb2, b->hb, b->hb2, g->r0, g->r1 - g->r0);
 }
 
+/* The run of pairs from j: consecutive rows of one owner, [j, *e); returns
+ * its first row. *dup: the run before it is the same rows (two items that
+ * differ only in their last target: "harm" and "safe" after one theory),
+ * so its attention is copied, not computed again. */
+static int pair_run(const plan *p, const group *g, int j, int *e, int *dup)
+{
+    int r = p->pair_row[j], k = j + 1;
+    while (k < g->j1 && p->pair_row[k] == p->pair_row[k - 1] + 1 &&
+           p->row_own[p->pair_row[k]] == p->row_own[r])
+        k++;
+    *e = k;
+    *dup = 0;
+    if (j > g->j0) { /* the run before ends at j - 1: as long, the same first row? */
+        int n = k - j, s = j - n;
+        *dup = s >= g->j0 && p->pair_row[s] == r && p->pair_row[j - 1] == r + n - 1 &&
+               (s == g->j0 || p->pair_row[s - 1] != r - 1 ||
+                p->row_own[p->pair_row[s - 1]] != p->row_own[r]);
+    }
+    return r;
+}
+
 /* The last layer and the classifier, only for the group's pair rows
  * (compacted: pair j at row j of cat/cres/cx/ch/ch2): Q/K/V and the
  * regions for every row (the pairs' keys), attention for each pair's query
@@ -379,15 +408,20 @@ static void record_last(bg_compute *c, const bg_nn_model *m, const plan *p, cons
     int l = cf->n_layers - 1, d = cf->dim, V = cf->vocab_size;
     int n = g->j1 - g->j0;
     record_front(c, m, p, g, l);
-    for (int j = g->j0; j < g->j1;) {
-        int r = p->pair_row[j], e = j + 1;
-        while (e < g->j1 && p->pair_row[e] == p->pair_row[e - 1] + 1 &&
-               p->row_own[p->pair_row[e]] == p->row_own[r])
-            e++;
+    for (int j = g->j0, e, dup; j < g->j1; j = e) {
+        int r = pair_run(p, g, j, &e, &dup);
         const owner *o = &p->own[p->row_own[r]];
-        attend(c, m, p, o, l, b->cat, (size_t)j, (size_t)r, e - j, o->l + (r - o->r0));
+        if (!dup)
+            attend(c, m, p, o, l, b->cat, (size_t)j, (size_t)r, e - j, o->l + (r - o->r0));
         bg_op_copy(c, at(b->cres, (size_t)j * d), at(b->x, (size_t)r * d), (e - j) * d);
-        j = e;
+    }
+    bg_compute_barrier(c);
+    for (int j = g->j0, e, dup, src = g->j0; j < g->j1; j = e) {
+        pair_run(p, g, j, &e, &dup);
+        if (dup) /* the same rows as the last run computed (src): its attention */
+            bg_op_copy(c, at(b->cat, (size_t)j * d), at(b->cat, (size_t)src * d), (e - j) * d);
+        else
+            src = j;
     }
     bg_compute_barrier(c);
     record_back(c, m, l, b->cres, b->cat, b->cx, b->ch, b->ch2, g->j0, n);
