@@ -21,7 +21,9 @@
  * (A merge of a prefix-only and a tail-only softmax by log-sum-exp was
  * tried first: the tail's per-query kernel and its packing per block cost
  * as much as the prefix part saved.) The scalar kernel
- * (BG_CPU_KERNEL=scalar) takes one query at a time over the same keys.
+ * (BG_CPU_KERNEL=scalar) takes one query at a time over the same keys in
+ * the same order and steps as the per-query scalar kernel (the same bits as
+ * bg_op_attention over the concatenated cache).
  *
  * Invariants: a query's result depends only on its own q, the prefix rows
  * and its tail rows, never on which other queries share its vector or the
@@ -64,26 +66,21 @@ static void query_c(const bg__attend_prefix_args *a, int j, float *sc)
 {
     int hs = a->hs, n = a->np + a->n0 + j;
     const float *q = a->q + (long)j * a->qstride;
-    float m = -INFINITY, l = 0.0f;
     for (int p = 0; p < n; p++) {
         const float *k = row(a->kp, a->kt, a->np, p, a->kvstride);
         float s = 0.0f;
         for (int i = 0; i < hs; i++)
             s += q[i] * k[i];
         sc[p] = s * a->scale;
-        m = sc[p] > m ? sc[p] : m;
     }
+    bg__cpu_softmax_lse(sc, n);
     float *o = a->out + (long)j * a->ostride;
     memset(o, 0, sizeof(float) * (size_t)hs);
     for (int p = 0; p < n; p++) {
-        float e = expf(sc[p] - m);
         const float *v = row(a->vp, a->vt, a->np, p, a->kvstride);
-        l += e;
         for (int i = 0; i < hs; i++)
-            o[i] += e * v[i];
+            o[i] += sc[p] * v[i];
     }
-    for (int i = 0; i < hs; i++)
-        o[i] /= l;
 }
 
 #ifdef BG_X86
@@ -94,15 +91,18 @@ static void query_c(const bg__attend_prefix_args *a, int j, float *sc)
  * lanes k >= p - full + 1 where full = n0 + j0 (the keys every lane sees);
  * the last ntk - full keys are the causal triangle, masked to -inf. Two
  * passes: the scores of every key with their lane-wise max into sc, then
- * e = exp(s - max), its sum and the V sums; res[i] = acc[i] / sum. (Sums
- * in blocks of 16 keys, each added to a total, left the scores' distance to
- * bg_nn_score as it was: not kept.) The loops over the head's elements
- * are unrolled by pragma: at -O2 GCC left them loops, the accumulators on
- * the stack (2x slower at hs 8). */
+ * e = exp(s - max), its sum and the V sums; res[i] = sum / l. The sums
+ * run in blocks of SUM_BLOCK keys, each block's added to a total: one
+ * sequential float sum per lane over the ~500 keys of a long sequence drifted
+ * from bg_nn_score (the per-query kernel sums 16 lanes, then a tree) by more
+ * than test_nn_batch's 1e-4 nats with the AVX2 kernel. The loops over the
+ * head's elements are unrolled by pragma: at -O2 GCC left them loops, the
+ * accumulators on the stack (2x slower at hs 8). */
+#define SUM_BLOCK 16
 #define PREFIX_KERNEL(NAME, TGT, V, W, SET1, LOAD, STORE, MUL, FMA, MAX, SUB, ADD, DIV, EXP, MASK) \
     TGT static inline __attribute__((always_inline)) void NAME(                                    \
         const bg__attend_prefix_args *a, int hs, const V *qt, int full, int ntk, float *sc,        \
-        V *acc, float *res)                                                                        \
+        V *acc, V *tot, float *res)                                                                \
     {                                                                                              \
         int np = a->np, n = np + ntk;                                                              \
         V mv = SET1(-INFINITY);                                                                    \
@@ -116,16 +116,23 @@ static void query_c(const bg__attend_prefix_args *a, int j, float *sc)
             mv = MAX(mv, s);                                                                       \
         }                                                                                          \
         V lv = SET1(0.0f);                                                                         \
-        _Pragma("GCC unroll 8") for (int i = 0; i < hs; i++) acc[i] = SET1(0.0f);                  \
-        for (int p = 0; p < n; p++) {                                                              \
-            const float *v = row(a->vp, a->vt, np, p, a->kvstride);                                \
-            V e = EXP(SUB(LOAD(sc + (long)p * W), mv));                                            \
-            lv = ADD(lv, e);                                                                       \
-            _Pragma("GCC unroll 8") for (int i = 0; i < hs; i++) acc[i] =                          \
-                FMA(e, SET1(v[i]), acc[i]);                                                        \
+        _Pragma("GCC unroll 8") for (int i = 0; i < hs; i++) tot[i] = SET1(0.0f);                  \
+        for (int p0 = 0; p0 < n; p0 += SUM_BLOCK) {                                                \
+            int p1 = p0 + SUM_BLOCK < n ? p0 + SUM_BLOCK : n;                                      \
+            V lb = SET1(0.0f);                                                                     \
+            _Pragma("GCC unroll 8") for (int i = 0; i < hs; i++) acc[i] = SET1(0.0f);              \
+            for (int p = p0; p < p1; p++) {                                                        \
+                const float *v = row(a->vp, a->vt, np, p, a->kvstride);                            \
+                V e = EXP(SUB(LOAD(sc + (long)p * W), mv));                                        \
+                lb = ADD(lb, e);                                                                   \
+                _Pragma("GCC unroll 8") for (int i = 0; i < hs; i++) acc[i] =                      \
+                    FMA(e, SET1(v[i]), acc[i]);                                                    \
+            }                                                                                      \
+            lv = ADD(lv, lb);                                                                      \
+            _Pragma("GCC unroll 8") for (int i = 0; i < hs; i++) tot[i] = ADD(tot[i], acc[i]);     \
         }                                                                                          \
         V inv = DIV(SET1(1.0f), lv);                                                               \
-        _Pragma("GCC unroll 8") for (int i = 0; i < hs; i++) STORE(res + i * W, MUL(acc[i], inv)); \
+        _Pragma("GCC unroll 8") for (int i = 0; i < hs; i++) STORE(res + i * W, MUL(tot[i], inv)); \
     }
 
 /* s with lanes [0, c) set to -inf */
@@ -152,32 +159,32 @@ BG_T512 static void block_avx512(const bg__attend_prefix_args *a, const float *q
                                  int ntk, float *sc, float *res)
 {
     if (a->hs == 8) { /* its own arrays, so they stay in registers */
-        __m512 q8[8], acc8[8];
+        __m512 q8[8], acc8[8], tot8[8];
         for (int i = 0; i < 8; i++)
             q8[i] = _mm512_loadu_ps(qt + i * 16);
-        keys_avx512(a, 8, q8, full, ntk, sc, acc8, res);
+        keys_avx512(a, 8, q8, full, ntk, sc, acc8, tot8, res);
         return;
     }
-    __m512 q[HS_MAX], acc[HS_MAX];
+    __m512 q[HS_MAX], acc[HS_MAX], tot[HS_MAX];
     for (int i = 0; i < a->hs; i++)
         q[i] = _mm512_loadu_ps(qt + i * 16);
-    keys_avx512(a, a->hs, q, full, ntk, sc, acc, res);
+    keys_avx512(a, a->hs, q, full, ntk, sc, acc, tot, res);
 }
 
 BG_TAVX2 static void block_avx2(const bg__attend_prefix_args *a, const float *qt, int full, int ntk,
                                 float *sc, float *res)
 {
     if (a->hs == 8) {
-        __m256 q8[8], acc8[8];
+        __m256 q8[8], acc8[8], tot8[8];
         for (int i = 0; i < 8; i++)
             q8[i] = _mm256_loadu_ps(qt + i * 8);
-        keys_avx2(a, 8, q8, full, ntk, sc, acc8, res);
+        keys_avx2(a, 8, q8, full, ntk, sc, acc8, tot8, res);
         return;
     }
-    __m256 q[HS_MAX], acc[HS_MAX];
+    __m256 q[HS_MAX], acc[HS_MAX], tot[HS_MAX];
     for (int i = 0; i < a->hs; i++)
         q[i] = _mm256_loadu_ps(qt + i * 8);
-    keys_avx2(a, a->hs, q, full, ntk, sc, acc, res);
+    keys_avx2(a, a->hs, q, full, ntk, sc, acc, tot, res);
 }
 
 /* qt[i * w + k] = scale * q_(j+k)[i]; lanes k >= nb are zeros (finite

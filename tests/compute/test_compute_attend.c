@@ -28,9 +28,10 @@
  *     compute_cpu_attend_prefix.c) for hs in {8, 12, 64}, np in {0, 1, 17,
  *     83}, n0 in {1, 5, 40}, nq in {1, 7, 16, 37} (partial vectors of
  *     queries, a prefix of one key or none): max |out - ref| <= twice that
- *     bound against the formula in double over the concatenated keys (the
- *     prefix part sums its keys sequentially in each query's lane, where
- *     the per-query kernel sums W lanes: measured 1.1e-5 at hs 64), and
+ *     bound against the formula in double over the concatenated keys (a
+ *     query's keys are summed in its own lane, in blocks of 16, where the
+ *     per-query kernel sums 16 lanes and a tree: measured 1.0e-5 at hs 64),
+ *     and
  *     every query has the same bits as that query alone in a call (a score
  *     must not depend on its batch).
  *   - the op bg_op_attention_prefix on the CPU backend (1 and 3 threads; 6
