@@ -9,8 +9,8 @@
  * default cpu with 1, 2 and 3 threads: with 2 and 3 a pass runs as
  * groups on compute lanes, so each item is checked against the
  * one-at-a-time path whatever the lane count; ctest runs it again with
- * BG_CPU_KERNEL=scalar and =avx2, whose shared-head attention sums
- * differently, skipping a kernel the CPU lacks):
+ * BG_CPU_KERNEL=avx2, whose shared-head attention sums differently,
+ * skipping where the CPU lacks it):
  *   1. the lm_theory shape: a shared head, n theories of different lengths
  *      (some sharing their first tokens: a branching trie), each with two
  *      continuations sharing their first token, one longer continuation and
