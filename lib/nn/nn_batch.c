@@ -37,19 +37,25 @@
  *      under load was no better, so one per thread. Elsewhere (Vulkan, one
  *      thread, a model wider than LANE_MAX_DIM, a pass of few rows) G = 1
  *      on the backend itself.
- *   4. Attention: an item that owns rows gets a K/V region, rows
- *      [prefix P from the cache][its path's nodes], filled per layer by
- *      copies (runs of consecutive rows); its owned rows (queries at
- *      positions P + l ..) attend causally within the region, which is the
- *      cache bg_op_attention expects. RoPE runs per owned run at its
- *      positions.
+ *   4. Attention: an item's owned rows (queries at positions P + l ..)
+ *      attend to the head and causally to its path. Where the backend has
+ *      bg_op_attention_prefix (the CPU), the head is read straight from the
+ *      layer's KV cache (H = 0 head rows per region) and the path is the
+ *      tail: read in place from the batch's k/v rows when it is consecutive
+ *      rows ("direct": a branch that shares nothing with the one before it,
+ *      or extends it), else copied per layer into a K/V region of its own.
+ *      Elsewhere (Vulkan) every owner gets a region [head P copied from the
+ *      cache][its path] (H = P), the cache bg_op_attention expects. RoPE
+ *      runs per owned run at its positions.
  *   5. Only what is read: every (row, target) pair an item needs (its
  *      positions n_prefix-1 .. L-1) is one "pair row" of the group's pair
  *      range. The last layer runs Q/K/V for every row (its K/V are the
  *      pair rows' keys), but attention, the output projection, the FFN,
  *      the final norm and the classifier only for the pair rows, compacted
  *      (a few rows per item instead of every row of its path), and
- *      logsoftmax_gather returns one float per pair.
+ *      logsoftmax_gather returns one float per pair. A run of pairs that
+ *      asks for the same query rows as the run before it (two items that
+ *      differ only in their last target) copies that run's attention.
  *   A pass holds at most `rows` trie rows, `regions` K/V region rows and
  *   `rows` pairs (both >= seq_len, so one item always fits); items past
  *   that go to the next pass (sorted order kept, the trie restarted).
