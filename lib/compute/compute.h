@@ -174,11 +174,11 @@ void bg_op_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kcache, b
  * n_kv_heads*hs] and to rows 0..pos0+t of ktail/vtail [seq_len,
  * n_kv_heads*hs]; heads and scale as attention. It equals bg_op_attention
  * over one cache holding the prefix rows then the tail rows, query t at
- * position P+pos0+t, up to float summation order (the backend may merge the
- * two parts' softmaxes by log-sum-exp), and a query's result does not
- * depend on the other queries of the call. P >= 0. Optional: a backend
- * without it (Vulkan today) poisons the recording with BG_EUNAVAIL, as a
- * missing training op does; bg_compute_has_attention_prefix says which. */
+ * position P+pos0+t, up to float summation order, and a query's result
+ * does not depend on the other queries of the call. P >= 0. Optional: a
+ * backend without it (Vulkan today) poisons the recording with
+ * BG_EUNAVAIL, as a missing training op does;
+ * bg_compute_has_attention_prefix says which. */
 void bg_op_attention_prefix(bg_compute *c, bg_tview out, bg_tview q, bg_tview kprefix,
                             bg_tview vprefix, int P, bg_tview ktail, bg_tview vtail, int T,
                             int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len);

@@ -5,7 +5,8 @@
  * compute_cpu_gemm.c: matmul blocking, kernel choice, the AVX2 matvec and
  * vector helpers; compute_cpu_avx2.c / compute_cpu_avx512.c: the AVX2 /
  * AVX-512 GEMM kernels and packers; compute_cpu_attend.c: the attention
- * kernel; compute_cpu_attend_bwd.c: its backward).
+ * kernel; compute_cpu_attend_bwd.c: its backward;
+ * compute_cpu_attend_prefix.c: attention over a shared prefix and a tail).
  *
  * The backend struct, the view check (bg__cpu_span) and the task split are
  * static inline here so the op files share them without calling each other.
@@ -203,10 +204,10 @@ void bg__cpu_expv(float *y, const float *x, int n);
 /* Attention over a shared prefix and a causal tail (compute_cpu_attend_prefix.c):
  * nq queries of one head; query j (q + j*qstride) attends every prefix row
  * 0..np-1 (row p at kp/vp + p*kvstride) and tail rows 0..n0+j-1 (kt/vt +
- * p*kvstride), and writes out + j*ostride (hs floats): the softmax over both
- * sets, its two parts merged by log-sum-exp. The prefix part runs W queries
- * per vector (no packing, no mask); a query's result does not depend on
- * the other queries of the call. np >= 0, n0 >= 1. */
+ * p*kvstride), and writes out + j*ostride (hs floats): one softmax over
+ * both sets. W queries per vector, each key broadcast from its row (no
+ * packing), the causal triangle masked per lane; a query's result does not
+ * depend on the other queries of the call. np >= 0, n0 >= 1. */
 typedef struct bg__attend_prefix_args {
     float *out;
     const float *q, *kp, *vp, *kt, *vt;
