@@ -379,6 +379,24 @@ static int have(bg_compute *c, const char *op, const void *fn)
             after(c, #name, c->vt->call);                                                          \
     } while (0)
 
+void bg_op_attention_prefix(bg_compute *c, bg_tview out, bg_tview q, bg_tview kprefix,
+                            bg_tview vprefix, int P, bg_tview ktail, bg_tview vtail, int T,
+                            int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len)
+{
+    bg_tview vs[] = {out, q, kprefix, vprefix, ktail, vtail};
+    TRAIN_OP(attention_prefix, vs,
+             T > 0 && P >= 0 && pos0 >= 0 && heads_ok(n_heads, n_kv_heads, head_size) &&
+                 seq_len > 0 && pos0 <= seq_len - T,
+             "need T > 0, P >= 0, 0 <= pos0, pos0 + T <= seq_len, n_kv_heads dividing n_heads",
+             attention_prefix(c, out, q, kprefix, vprefix, P, ktail, vtail, T, pos0, n_heads,
+                              n_kv_heads, head_size, seq_len));
+}
+
+int bg_compute_has_attention_prefix(const bg_compute *c)
+{
+    return c && c->vt->attention_prefix != NULL;
+}
+
 void bg_op_fill(bg_compute *c, bg_tview x, float value, int n)
 {
     bg_tview vs[] = {x};

@@ -168,6 +168,21 @@ void bg_op_rope(bg_compute *c, bg_tview q, bg_tview k, int T, int pos0, int n_he
 void bg_op_softmax(bg_compute *c, bg_tview x, int rows, int n);
 void bg_op_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kcache, bg_tview vcache,
                      int T, int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len);
+/* Attention over a shared prefix and a causal tail (batched scoring: the
+ * head every branch shares, then each branch's own rows). out[T,
+ * n_heads*hs]: query t attends to all P rows of kprefix/vprefix [P,
+ * n_kv_heads*hs] and to rows 0..pos0+t of ktail/vtail [seq_len,
+ * n_kv_heads*hs]; heads and scale as attention. It equals bg_op_attention
+ * over one cache holding the prefix rows then the tail rows, query t at
+ * position P+pos0+t, up to float summation order, and a query's result
+ * does not depend on the other queries of the call. P >= 0. Optional: a
+ * backend without it (Vulkan today) poisons the recording with
+ * BG_EUNAVAIL, as a missing training op does;
+ * bg_compute_has_attention_prefix says which. */
+void bg_op_attention_prefix(bg_compute *c, bg_tview out, bg_tview q, bg_tview kprefix,
+                            bg_tview vprefix, int P, bg_tview ktail, bg_tview vtail, int T,
+                            int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len);
+int bg_compute_has_attention_prefix(const bg_compute *c);
 void bg_op_swiglu(bg_compute *c, bg_tview h, bg_tview g, int n);
 void bg_op_add(bg_compute *c, bg_tview x, bg_tview y, int n);
 void bg_op_copy(bg_compute *c, bg_tview dst, bg_tview src, int n);

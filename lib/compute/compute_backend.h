@@ -70,6 +70,10 @@ typedef struct bg_compute_vtbl {
      * n in [1, lanes()] checked by compute.c; c is not recording. */
     int (*lanes)(const bg_compute *c);
     int (*run_lanes)(bg_compute *c, int n, bg_compute_lane_fn fn, void *ctx, bg_err *err);
+    /* optional (NULL: not available); see bg_op_attention_prefix */
+    int (*attention_prefix)(bg_compute *c, bg_tview out, bg_tview q, bg_tview kp, bg_tview vp,
+                            int P, bg_tview kt, bg_tview vt, int T, int pos0, int nh, int nkv,
+                            int hs, int seq_len);
     /* optional (NULL: no host scratch); see bg_compute_gemm_scratch */
     void (*gemm_scratch)(const bg_compute *c, long M, long N, long K, size_t floats[2]);
 } bg_compute_vtbl;

@@ -640,6 +640,7 @@ static const bg_compute_vtbl cpu_vtbl = {
     .rope_backward = cpu_rope_backward,
     .attention_train = bg__cpu_attention_train,
     .attention_backward = bg__cpu_attention_backward,
+    .attention_prefix = bg__cpu_attention_prefix,
     .swiglu_backward = bg__cpu_swiglu_backward,
     .xent = bg__cpu_xent,
     .sumsq = bg__cpu_sumsq,

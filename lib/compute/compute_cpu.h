@@ -5,7 +5,8 @@
  * compute_cpu_gemm.c: matmul blocking, kernel choice, the AVX2 matvec and
  * vector helpers; compute_cpu_avx2.c / compute_cpu_avx512.c: the AVX2 /
  * AVX-512 GEMM kernels and packers; compute_cpu_attend.c: the attention
- * kernel; compute_cpu_attend_bwd.c: its backward).
+ * kernel; compute_cpu_attend_bwd.c: its backward;
+ * compute_cpu_attend_prefix.c: attention over a shared prefix and a tail).
  *
  * The backend struct, the view check (bg__cpu_span) and the task split are
  * static inline here so the op files share them without calling each other.
@@ -200,6 +201,27 @@ void bg__cpu_attend_bwd_keys(const bg__attend_bwd_args *a, float *scratch);
 /* y[i] = exp(x[i]) with the attention kernel's vector exp (the test of its
  * error; scalar expf when the kernel is scalar). */
 void bg__cpu_expv(float *y, const float *x, int n);
+/* Attention over a shared prefix and a causal tail (compute_cpu_attend_prefix.c):
+ * nq queries of one head; query j (q + j*qstride) attends every prefix row
+ * 0..np-1 (row p at kp/vp + p*kvstride) and tail rows 0..n0+j-1 (kt/vt +
+ * p*kvstride), and writes out + j*ostride (hs floats): one softmax over
+ * both sets. W queries per vector, each key broadcast from its row (no
+ * packing), the causal triangle masked per lane; a query's result does not
+ * depend on the other queries of the call. np >= 0, n0 >= 1. */
+typedef struct bg__attend_prefix_args {
+    float *out;
+    const float *q, *kp, *vp, *kt, *vt;
+    long qstride, ostride, kvstride;
+    int np, n0, nq, hs;
+    float scale;
+} bg__attend_prefix_args;
+/* scratch: bg__cpu_attend_prefix_scratch(np, n0 + nq - 1, hs) floats */
+void bg__cpu_attend_prefix(const bg__attend_prefix_args *a, float *scratch);
+long bg__cpu_attend_prefix_scratch(int np, int ntail, int hs);
+/* The op bg_op_attention_prefix (compute.h) on the pool. */
+int bg__cpu_attention_prefix(bg_compute *c, bg_tview out, bg_tview q, bg_tview kprefix,
+                             bg_tview vprefix, int P, bg_tview ktail, bg_tview vtail, int T,
+                             int pos0, int nh, int nkv, int hs, int seq_len);
 /* y[0..n) += a * x[0..n) (AVX2 when available) */
 void bg__cpu_axpy(float *y, float a, const float *x, int n);
 /* The training ops (compute_cpu_train.c), entries of the CPU vtable. */

@@ -130,6 +130,48 @@ void bg_ref_attention(float *out, const float *q, const float *kcache, const flo
     }
 }
 
+/* Row p of the concatenation [prefix (P rows); tail]. */
+static const float *cat_row(const float *pre, const float *tail, int P, int p, long kv_dim)
+{
+    return p < P ? pre + (long)p * kv_dim : tail + (long)(p - P) * kv_dim;
+}
+
+void bg_ref_attention_prefix(float *out, const float *q, const float *kprefix, const float *vprefix,
+                             int P, const float *ktail, const float *vtail, int T, int pos0,
+                             int n_heads, int n_kv_heads, int head_size)
+{
+    long kv_dim = (long)n_kv_heads * head_size;
+    int group = n_heads / n_kv_heads;
+    float scale = 1.0f / sqrtf((float)head_size);
+    for (int t = 0; t < T; t++) {
+        int n = P + pos0 + t + 1; /* keys: the prefix, then tail rows 0..pos0+t */
+        for (int h = 0; h < n_heads; h++) {
+            const float *qh = q + ((long)t * n_heads + h) * head_size;
+            long koff = (long)(h / group) * head_size;
+            float *o = out + ((long)t * n_heads + h) * head_size;
+            float mx = -INFINITY, sum = 0.0f;
+            for (int p = 0; p < n; p++) {
+                float s = dot(qh, cat_row(kprefix, ktail, P, p, kv_dim) + koff, head_size) * scale;
+                mx = s > mx ? s : mx;
+            }
+            for (int p = 0; p < n; p++)
+                sum += expf(
+                    dot(qh, cat_row(kprefix, ktail, P, p, kv_dim) + koff, head_size) * scale - mx);
+            for (int i = 0; i < head_size; i++)
+                o[i] = 0.0f;
+            for (int p = 0; p < n; p++) {
+                float a =
+                    expf(dot(qh, cat_row(kprefix, ktail, P, p, kv_dim) + koff, head_size) * scale -
+                         mx) /
+                    sum;
+                const float *v = cat_row(vprefix, vtail, P, p, kv_dim) + koff;
+                for (int i = 0; i < head_size; i++)
+                    o[i] += a * v[i];
+            }
+        }
+    }
+}
+
 void bg_ref_swiglu(float *h, const float *g, int n)
 {
     for (int i = 0; i < n; i++) {

@@ -31,6 +31,12 @@ void bg_ref_softmax(float *x, int rows, int n);
 /* out[T, n_heads*hs]; kcache/vcache[seq_len, n_kv_heads*hs]; query t sees rows 0..pos0+t */
 void bg_ref_attention(float *out, const float *q, const float *kcache, const float *vcache, int T,
                       int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len);
+/* out[T, n_heads*hs]: query t sees all P rows of kprefix/vprefix [P, n_kv_heads*hs],
+ * then rows 0..pos0+t of ktail/vtail [.., n_kv_heads*hs] (bg_op_attention_prefix):
+ * bg_ref_attention over the concatenation, written out */
+void bg_ref_attention_prefix(float *out, const float *q, const float *kprefix, const float *vprefix,
+                             int P, const float *ktail, const float *vtail, int T, int pos0,
+                             int n_heads, int n_kv_heads, int head_size);
 /* in place h[i] = silu(h[i]) * g[i] */
 void bg_ref_swiglu(float *h, const float *g, int n);
 /* in place x[i] += y[i] */

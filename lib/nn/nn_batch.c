@@ -37,19 +37,25 @@
  *      under load was no better, so one per thread. Elsewhere (Vulkan, one
  *      thread, a model wider than LANE_MAX_DIM, a pass of few rows) G = 1
  *      on the backend itself.
- *   4. Attention: an item that owns rows gets a K/V region, rows
- *      [prefix P from the cache][its path's nodes], filled per layer by
- *      copies (runs of consecutive rows); its owned rows (queries at
- *      positions P + l ..) attend causally within the region, which is the
- *      cache bg_op_attention expects. RoPE runs per owned run at its
- *      positions.
+ *   4. Attention: an item's owned rows (queries at positions P + l ..)
+ *      attend to the head and causally to its path. Where the backend has
+ *      bg_op_attention_prefix (the CPU), the head is read straight from the
+ *      layer's KV cache (H = 0 head rows per region) and the path is the
+ *      tail: read in place from the batch's k/v rows when it is consecutive
+ *      rows ("direct": a branch that shares nothing with the one before it,
+ *      or extends it), else copied per layer into a K/V region of its own.
+ *      Elsewhere (Vulkan) every owner gets a region [head P copied from the
+ *      cache][its path] (H = P), the cache bg_op_attention expects. RoPE
+ *      runs per owned run at its positions.
  *   5. Only what is read: every (row, target) pair an item needs (its
  *      positions n_prefix-1 .. L-1) is one "pair row" of the group's pair
  *      range. The last layer runs Q/K/V for every row (its K/V are the
  *      pair rows' keys), but attention, the output projection, the FFN,
  *      the final norm and the classifier only for the pair rows, compacted
  *      (a few rows per item instead of every row of its path), and
- *      logsoftmax_gather returns one float per pair.
+ *      logsoftmax_gather returns one float per pair. A run of pairs that
+ *      asks for the same query rows as the run before it (two items that
+ *      differ only in their last target) copies that run's attention.
  *   A pass holds at most `rows` trie rows, `regions` K/V region rows and
  *   `rows` pairs (both >= seq_len, so one item always fits); items past
  *   that go to the next pass (sorted order kept, the trie restarted).
@@ -92,7 +98,8 @@ typedef struct seq {
 typedef struct owner {
     int r0, owned; /* rows r0 .. r0+owned: depths l .. l+owned */
     int l, depth;  /* first owned depth; path length D = L - P */
-    int g;         /* region's first row */
+    int g;         /* region's first row; direct: the path's first row in k/v */
+    int direct;    /* 1: the path is consecutive rows of the batch, read in place (H == 0) */
 } owner;
 
 /* One group's ranges: owners [o0, o1), rows [r0, r1), pairs [j0, j1). */
@@ -102,6 +109,7 @@ typedef struct group {
 
 typedef struct plan {
     int P;
+    int H; /* head rows copied into each region: P, or 0 when attention_prefix reads the cache */
     int n_rows, n_reg, n_pairs, n_own, n_grp;
     int32_t *tokens; /* [rows] the token of each trie row */
     int *row_own;    /* [rows] the owner of each row */
@@ -228,7 +236,9 @@ static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n
         int cut = p->n_grp < G && k > k0 && p->n_rows - g->r0 >= target && 4 * l <= D;
         if (cut)
             l = 0;
-        int owned = D - l, reg = owned > 0 ? p->P + D : 0;
+        int direct = p->H == 0 &&
+                     (l == 0 || (path[l - 1] == p->n_rows - 1 && path[0] + l - 1 == path[l - 1]));
+        int owned = D - l, reg = owned > 0 && !direct ? p->H + D : 0;
         if (k > k0 && (p->n_rows + owned > b->rows || p->n_reg + reg > b->regions ||
                        p->n_pairs + q->it->n_cont > b->rows))
             break;
@@ -242,8 +252,10 @@ static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n
             p->row_own[path[d]] = p->n_own;
         }
         if (owned > 0) {
-            p->own[p->n_own++] = (owner){p->n_rows, owned, l, D, p->n_reg};
-            memcpy(p->prow + p->n_reg + p->P, path, (size_t)D * sizeof *path);
+            p->own[p->n_own++] =
+                (owner){p->n_rows, owned, l, D, direct ? path[0] : p->n_reg, direct};
+            if (!direct)
+                memcpy(p->prow + p->n_reg + p->H, path, (size_t)D * sizeof *path);
             p->n_rows += owned;
             p->n_reg += reg;
         }
@@ -285,22 +297,45 @@ static void record_front(bg_compute *c, const bg_nn_model *m, const plan *p, con
     bg_compute_barrier(c);
     for (int i = g->o0; i < g->o1; i++) {
         const owner *o = &p->own[i];
-        if (p->P > 0) {
-            bg_op_copy(c, at(b->kreg, (size_t)o->g * kv), at(y->kc, 0), p->P * kv);
-            bg_op_copy(c, at(b->vreg, (size_t)o->g * kv), at(y->vc, 0), p->P * kv);
+        if (o->direct)
+            continue;
+        if (p->H > 0) {
+            bg_op_copy(c, at(b->kreg, (size_t)o->g * kv), at(y->kc, 0), p->H * kv);
+            bg_op_copy(c, at(b->vreg, (size_t)o->g * kv), at(y->vc, 0), p->H * kv);
         }
-        const int *path = p->prow + o->g + p->P;
+        const int *path = p->prow + o->g + p->H;
         for (int d0 = 0; d0 < o->depth;) {
             int d1 = d0 + 1;
             while (d1 < o->depth && path[d1] == path[d1 - 1] + 1)
                 d1++;
-            size_t dst = (size_t)(o->g + p->P + d0) * kv, src = (size_t)path[d0] * kv;
+            size_t dst = (size_t)(o->g + p->H + d0) * kv, src = (size_t)path[d0] * kv;
             bg_op_copy(c, at(b->kreg, dst), at(b->k, src), (d1 - d0) * kv);
             bg_op_copy(c, at(b->vreg, dst), at(b->v, src), (d1 - d0) * kv);
             d0 = d1;
         }
     }
     bg_compute_barrier(c);
+}
+
+/* Attention of n queries (q, out at row offsets qr, orow) of owner o, the
+ * first at depth dep of its path: over its region (the head copied in,
+ * then its path) with bg_op_attention, or with bg_op_attention_prefix over
+ * the head straight from the layer's cache and the path alone. */
+static void attend(bg_compute *c, const bg_nn_model *m, const plan *p, const owner *o, int l,
+                   bg_cbuf *out, size_t orow, size_t qr, int n, int dep)
+{
+    const bg_nn_config *cf = &m->cfg;
+    const bg__nn_batch *b = m->batch;
+    const bg__nn_layer *y = &m->layers[l];
+    int d = cf->dim, kv = bg_nn_kv_dim(cf), hs = bg_nn_head_size(cf);
+    bg_tview kr = at(o->direct ? b->k : b->kreg, (size_t)o->g * kv);
+    bg_tview vr = at(o->direct ? b->v : b->vreg, (size_t)o->g * kv);
+    if (p->H == p->P)
+        bg_op_attention(c, at(out, orow * d), at(b->q, qr * d), kr, vr, n, p->P + dep, cf->n_heads,
+                        cf->n_kv_heads, hs, p->P + o->depth);
+    else
+        bg_op_attention_prefix(c, at(out, orow * d), at(b->q, qr * d), at(y->kc, 0), at(y->vc, 0),
+                               p->P, kr, vr, n, dep, cf->n_heads, cf->n_kv_heads, hs, o->depth);
 }
 
 /* x += w2 · (silu(w1 · rmsnorm(x)) * (w3 · rmsnorm(x))) over n rows at
@@ -334,19 +369,35 @@ static void record_back(bg_compute *c, const bg_nn_model *m, int l, bg_cbuf *x, 
  * xb (its norm was read by the projections), then the rest. */
 static void record_layer(bg_compute *c, const bg_nn_model *m, const plan *p, const group *g, int l)
 {
-    const bg_nn_config *cf = &m->cfg;
     const bg__nn_batch *b = m->batch;
-    int d = cf->dim, kv = bg_nn_kv_dim(cf);
     record_front(c, m, p, g, l);
     for (int i = g->o0; i < g->o1; i++) {
         const owner *o = &p->own[i];
-        bg_op_attention(c, at(b->xb, (size_t)o->r0 * d), at(b->q, (size_t)o->r0 * d),
-                        at(b->kreg, (size_t)o->g * kv), at(b->vreg, (size_t)o->g * kv), o->owned,
-                        p->P + o->l, cf->n_heads, cf->n_kv_heads, bg_nn_head_size(cf),
-                        p->P + o->depth);
+        attend(c, m, p, o, l, b->xb, (size_t)o->r0, (size_t)o->r0, o->owned, o->l);
     }
     bg_compute_barrier(c);
     record_back(c, m, l, b->x, b->xb, b->xb2, b->hb, b->hb2, g->r0, g->r1 - g->r0);
+}
+
+/* The run of pairs from j: consecutive rows of one owner, [j, *e); returns
+ * its first row. *dup: the run before it is the same rows (two items that
+ * differ only in their last target: "harm" and "safe" after one theory),
+ * so its attention is copied, not computed again. */
+static int pair_run(const plan *p, const group *g, int j, int *e, int *dup)
+{
+    int r = p->pair_row[j], k = j + 1;
+    while (k < g->j1 && p->pair_row[k] == p->pair_row[k - 1] + 1 &&
+           p->row_own[p->pair_row[k]] == p->row_own[r])
+        k++;
+    *e = k;
+    *dup = 0;
+    if (j > g->j0) { /* the run before ends at j - 1: as long, the same first row? */
+        int n = k - j, s = j - n;
+        *dup = s >= g->j0 && p->pair_row[s] == r && p->pair_row[j - 1] == r + n - 1 &&
+               (s == g->j0 || p->pair_row[s - 1] != r - 1 ||
+                p->row_own[p->pair_row[s - 1]] != p->row_own[r]);
+    }
+    return r;
 }
 
 /* The last layer and the classifier, only for the group's pair rows
@@ -360,21 +411,23 @@ static void record_last(bg_compute *c, const bg_nn_model *m, const plan *p, cons
 {
     const bg_nn_config *cf = &m->cfg;
     const bg__nn_batch *b = m->batch;
-    int l = cf->n_layers - 1, d = cf->dim, kv = bg_nn_kv_dim(cf), V = cf->vocab_size;
+    int l = cf->n_layers - 1, d = cf->dim, V = cf->vocab_size;
     int n = g->j1 - g->j0;
     record_front(c, m, p, g, l);
-    for (int j = g->j0; j < g->j1;) {
-        int r = p->pair_row[j], e = j + 1;
-        while (e < g->j1 && p->pair_row[e] == p->pair_row[e - 1] + 1 &&
-               p->row_own[p->pair_row[e]] == p->row_own[r])
-            e++;
+    for (int j = g->j0, e, dup; j < g->j1; j = e) {
+        int r = pair_run(p, g, j, &e, &dup);
         const owner *o = &p->own[p->row_own[r]];
-        bg_op_attention(c, at(b->cat, (size_t)j * d), at(b->q, (size_t)r * d),
-                        at(b->kreg, (size_t)o->g * kv), at(b->vreg, (size_t)o->g * kv), e - j,
-                        p->P + o->l + (r - o->r0), cf->n_heads, cf->n_kv_heads, bg_nn_head_size(cf),
-                        p->P + o->depth);
+        if (!dup)
+            attend(c, m, p, o, l, b->cat, (size_t)j, (size_t)r, e - j, o->l + (r - o->r0));
         bg_op_copy(c, at(b->cres, (size_t)j * d), at(b->x, (size_t)r * d), (e - j) * d);
-        j = e;
+    }
+    bg_compute_barrier(c);
+    for (int j = g->j0, e, dup, src = g->j0; j < g->j1; j = e) {
+        pair_run(p, g, j, &e, &dup);
+        if (dup) /* the same rows as the last run computed (src): its attention */
+            bg_op_copy(c, at(b->cat, (size_t)j * d), at(b->cat, (size_t)src * d), (e - j) * d);
+        else
+            src = j;
     }
     bg_compute_barrier(c);
     record_back(c, m, l, b->cres, b->cat, b->cx, b->ch, b->ch2, g->j0, n);
@@ -481,7 +534,7 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     seq *s = malloc((size_t)n * sizeof *s);
     int *path = malloc((size_t)m->cfg.seq_len * sizeof *path);
     float *lp = malloc((size_t)b->rows * sizeof *lp);
-    plan p = {.P = P};
+    plan p = {.P = P, .H = bg_compute_has_attention_prefix(m->c) ? 0 : P};
     p.tokens = malloc((size_t)b->rows * sizeof *p.tokens);
     p.row_own = malloc((size_t)b->rows * sizeof *p.row_own);
     p.prow = malloc((size_t)b->regions * sizeof *p.prow);

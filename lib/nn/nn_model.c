@@ -26,7 +26,9 @@
  * seq_len before any recording; held[0..n_held) are the tokens the KV
  * cache holds at those positions (run() lowers n_held to its position
  * before writing and raises it only when the cache held every position
- * before it; bg__nn_hold runs only what it lacks, for nn_batch.c). One
+ * before it, computed with the same attention op, held_prefix;
+ * bg__nn_hold runs only what it lacks, for nn_batch.c, with the batch's
+ * attention op). One
  * thread at a time (see nn.h).
  * Ownership: the model owns its backend and every buffer.
  */
@@ -194,8 +196,10 @@ const char *bg_nn_model_backend(const bg_nn_model *m)
 }
 
 /* Records one chunk of T <= max_T tokens at pos. gather: logsoftmax of
- * every row at its target; else logits of the last row when want_logits. */
-static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int gather)
+ * every row at its target; else logits of the last row when want_logits.
+ * pattn: attention through bg_op_attention_prefix (cache rows 0..pos as
+ * the prefix, the chunk's own rows as the tail; see held_prefix). */
+static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int gather, int pattn)
 {
     bg_compute *c = m->c;
     const bg_nn_config *p = &m->cfg;
@@ -219,8 +223,12 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
         bg_op_rope(c, q, kpos, T, pos, p->n_heads, p->n_kv_heads, hs);
         bg_compute_barrier(c);
         /* causal attention over cache rows 0..pos+t; grouped K/V heads */
-        bg_op_attention(c, xb, q, at(y->kc, 0), at(y->vc, 0), T, pos, p->n_heads, p->n_kv_heads, hs,
-                        p->seq_len);
+        if (pattn)
+            bg_op_attention_prefix(c, xb, q, at(y->kc, 0), at(y->vc, 0), pos, kpos, vpos, T, 0,
+                                   p->n_heads, p->n_kv_heads, hs, T);
+        else
+            bg_op_attention(c, xb, q, at(y->kc, 0), at(y->vc, 0), T, pos, p->n_heads, p->n_kv_heads,
+                            hs, p->seq_len);
         bg_compute_barrier(c);
         bg_op_matmul(c, xb2, xb, at(y->wo, 0), T, d, d);
         bg_compute_barrier(c);
@@ -266,9 +274,10 @@ int bg__nn_check_ids(const bg_nn_model *m, const int32_t *ids, int n, const char
     return BG_OK;
 }
 
-/* Runs tokens[0..T) at pos in chunks. targets != NULL: lp[t] = log p(targets[t]). */
+/* Runs tokens[0..T) at pos in chunks. targets != NULL: lp[t] = log p(targets[t]).
+ * pattn: see record_chunk. */
 static int run(bg_nn_model *m, const int32_t *tokens, const int32_t *targets, int T, int pos,
-               float *logits, float *lp, bg_err *err)
+               float *logits, float *lp, int pattn, bg_err *err)
 {
     if (T <= 0 || pos < 0 || pos > m->cfg.seq_len - T)
         return bg_err_set(err, BG_EINVAL,
@@ -291,7 +300,7 @@ static int run(bg_nn_model *m, const int32_t *tokens, const int32_t *targets, in
             rc = bg_compute_begin(m->c, err);
         if (rc != BG_OK)
             break;
-        record_chunk(m, n, pos + done, last && logits, targets != NULL);
+        record_chunk(m, n, pos + done, last && logits, targets != NULL, pattn);
         rc = bg_compute_submit(m->c, err);
         if (rc == BG_OK && targets)
             rc = bg_cbuf_read(m->c, m->lp, 0, lp + done, sizeof(float) * (size_t)n, err);
@@ -300,28 +309,31 @@ static int run(bg_nn_model *m, const int32_t *tokens, const int32_t *targets, in
                               err);
         done += n;
     }
-    if (rc == BG_OK && known) {
+    if (rc == BG_OK && known && pos > 0 && m->held_prefix != pattn)
+        m->n_held = 0; /* rows of both kinds: none a hold may reuse */
+    else if (rc == BG_OK && known) {
         memcpy(m->held + pos, tokens, sizeof(int32_t) * (size_t)T);
         m->n_held = pos + T;
+        m->held_prefix = pattn;
     }
     return rc;
 }
 
 int bg__nn_hold(bg_nn_model *m, const int32_t *tokens, int n, bg_err *err)
 {
-    int l = 0;
-    while (l < m->n_held && l < n && m->held[l] == tokens[l])
+    int pattn = bg_compute_has_attention_prefix(m->c), l = 0;
+    while (m->held_prefix == pattn && l < m->n_held && l < n && m->held[l] == tokens[l])
         l++;
     if (l == n)
         return BG_OK;
-    return run(m, tokens + l, NULL, n - l, l, NULL, NULL, err);
+    return run(m, tokens + l, NULL, n - l, l, NULL, NULL, pattn, err);
 }
 
 int bg_nn_forward(bg_nn_model *m, const int32_t *tokens, int T, int pos, float *logits, bg_err *err)
 {
     if (!m || !tokens)
         return bg_err_set(err, BG_EINVAL, "forward: NULL argument");
-    return run(m, tokens, NULL, T, pos, logits, NULL, err);
+    return run(m, tokens, NULL, T, pos, logits, NULL, 0, err);
 }
 
 int bg_nn_score(bg_nn_model *m, const int32_t *prefix, int n_prefix, const int32_t *const *conts,
@@ -350,7 +362,7 @@ int bg_nn_score(bg_nn_model *m, const int32_t *prefix, int n_prefix, const int32
     /* the prefix but its last token once; each continuation then feeds
      * [last prefix token, c0 .. c(L-2)] and gathers targets [c0 .. c(L-1)] */
     if (n_prefix > 1) {
-        rc = run(m, prefix, NULL, n_prefix - 1, 0, NULL, NULL, err);
+        rc = run(m, prefix, NULL, n_prefix - 1, 0, NULL, NULL, 0, err);
         if (rc != BG_OK)
             return rc;
     }
@@ -364,7 +376,7 @@ int bg_nn_score(bg_nn_model *m, const int32_t *prefix, int n_prefix, const int32
     for (int i = 0; i < n && rc == BG_OK; i++) {
         in[0] = prefix[n_prefix - 1];
         memcpy(in + 1, conts[i], sizeof(int32_t) * (size_t)(lens[i] - 1));
-        rc = run(m, in, conts[i], lens[i], n_prefix - 1, NULL, lp, err);
+        rc = run(m, in, conts[i], lens[i], n_prefix - 1, NULL, lp, 0, err);
         double s = 0.0;
         for (int t = 0; rc == BG_OK && t < lens[i]; t++)
             s += lp[t];

@@ -49,6 +49,12 @@ struct bg_nn_model {
      * keeps it; bg_nn_score_batch reuses it). */
     int32_t *held;
     int n_held;
+    /* 1: the held rows ran their attention through bg_op_attention_prefix
+     * (bg__nn_hold on a backend that has it: the kernel of the batch's
+     * rows, so a row's bits do not depend on whether a batch's shared head
+     * ends before or after it); 0: bg_op_attention (every other forward,
+     * whose bits the training forward's attention_train matches). */
+    int held_prefix;
     bg__nn_batch *batch; /* NULL until the first bg_nn_score_batch */
 };
 
