@@ -390,6 +390,7 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
     rc = *out ? BG_OK : BG_ENOMEM;
     if (*out) {
         (*out)->model_tag = model_tag(g);
+        (*out)->n_hist = r->n_hist;
         (*out)->evals = s.evals;
         (*out)->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
     }

@@ -227,6 +227,7 @@ struct bg__archive {
     size_t n;
     uint64_t *ids; /* [n] ascending */
     double *lp;    /* [n] log R at version */
+    size_t n_hist; /* the history length of version (the observations it saw) */
     uint64_t evals;
     uint64_t cpu_ns;
 };
@@ -264,6 +265,12 @@ int bg__archive_extra(const bg_guard *g, const bg_observation *hist, size_t n_hi
  * session's; judged against g's limits. */
 void bg__health_of(const bg_guard *g, const bg__cands *c, const double *log_r, uint64_t version,
                    size_t n_hist, bg_sampler_health *out);
+/* The archive fields of out (engine.h): a's size, the observations of the
+ * session's n_hist (at version) its search had not seen, and what that
+ * search cost; a NULL (no archive, or the verdict did not use one): size
+ * 0 and a lag of n_hist. After bg__health_of (which zeroes out). */
+void bg__health_archive(const bg__archive *a, uint64_t version, size_t n_hist,
+                        bg_sampler_health *out);
 /* Training ran `steps` more steps at reward version `version` on n_hist
  * observations (under e's write lock). */
 void bg__fit_trained(bg__fit *f, uint64_t version, size_t n_hist, uint64_t steps);
