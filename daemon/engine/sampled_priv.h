@@ -215,8 +215,9 @@ uint32_t bg__space_bits(const bg_guard *g, uint64_t *limit);
 
 /* ---- posterior search archive (sampled_archive.c) */
 
-/* The best hypotheses a session sampler's searches found, by log R at one
- * reward version: ids ascending, unique; immutable once made, shared by
+/* The hypotheses a session sampler's searches found that it keeps (the
+ * chains' bests, every bit's extremes, then the best by log R at one
+ * reward version; sampled_archive.c): ids ascending, unique; immutable once made, shared by
  * reference (refs). evals and cpu_ns: what the search that made it cost. */
 struct bg__archive {
     atomic_int refs;
@@ -239,9 +240,9 @@ void bg__archive_unref(bg__archive *a);
 /* A search on r's reward (bg__session_log_r; version r->version) at most
  * `budget` reward evaluations: old (NULL: none) re-scored, the draw's
  * n_draw ids scored, Metropolis chains from the best of them and from
- * random ids (seeded by seed); *out the best `cap` of everything scored
- * (new, refs 1), NULL when the space cannot be walked by bit flips or
- * budget is 0. BG_OK, BG_ENOMEM, or BG_EINTERNAL when the reward fails.
+ * random ids (seeded by seed); *out `cap` of everything scored: the
+ * chains' bests, every bit's extremes, then the best (new, refs 1), NULL when the space cannot be
+ * walked by bit flips or budget is 0. BG_OK, BG_ENOMEM, or BG_EINTERNAL when the reward fails.
  * Contract: sampled_archive.c. */
 int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *old,
                        const uint64_t *draw, size_t n_draw, uint32_t budget, size_t cap,
