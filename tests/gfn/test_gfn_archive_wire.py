@@ -16,7 +16,8 @@ search counters on /metrics are 0. After 12 observations one at a time
   - noarch: archive_size 0, archive_version_lag 12 (no search saw any of
     the 12 observations), search_evaluations 0, search_cpu_us 0;
   - the Python client's verdict_from_pb carries the four fields unchanged;
-  - `bayesguard eval` prints the archive line with the same numbers;
+  - `bayesguard eval` prints the archive line with the same numbers (and
+    none for noarch);
   - /metrics: bayesguard_sampler_search_runs_total between 1 and 12 (one
     search per training round of `arch`'s session sampler; a round may
     cover several observations), the evaluations counter at least the
@@ -27,7 +28,6 @@ runs counter grows.
 Run with /usr/bin/python3 (ctest sets the environment)."""
 import os
 import random
-import re
 import shutil
 import sys
 import tempfile
@@ -147,8 +147,7 @@ def test_archive_over_the_wire():
                                        "search_cpu_us=%d" % h.search_cpu_us], line
             r = d.cli("eval", "--tool", "noarch", "--session", "a1", "--features",
                       ",".join(str(b) for b in x))
-            assert re.search(r"archive size=0 version_lag=%d search_evaluations=0 " % N_OBS,
-                             r.stdout), r.stdout
+            assert "sampler " in r.stdout and "archive " not in r.stdout, r.stdout
 
             # /metrics: the trainer's search counters
             m = scrape(addr)
