@@ -319,8 +319,11 @@ static int load_policies(daemon_ctx *d)
 
 static int start_metrics(daemon_ctx *d)
 {
-    bg_metrics_opts mo = {
-        .version = bg_version(), .store = d->store, .engine = d->engine, .plugins = d->host};
+    bg_metrics_opts mo = {.version = bg_version(),
+                          .store = d->store,
+                          .engine = d->engine,
+                          .plugins = d->host,
+                          .sampled = d->sampled};
     if (bg_metrics_create(&mo, &d->metrics, &d->err) != BG_OK)
         return die("%s", d->err.msg);
     return GO_ON;

@@ -9,7 +9,7 @@
  *   bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] [--obs 40,100]
  *                 [--steps 20] [--k 256] [--mh-evals N] [--chains C]
  *                 [--mh-anneal 0|1] [--mh-pair 0|1] [--sampler 'YAML map']
- *                 [--search B] [--cost [--cost-obs N]] [--check]
+ *                 [--search B] [--mh-cache DIR] [--cost [--cost-obs N]] [--check]
  *
  * Defaults: d = 32 and 64, seeds 403 and 404, checkpoints after the 40th
  * and the 100th observation, 10^7 MH evaluations per checkpoint (~4 min of
@@ -79,6 +79,15 @@
  * 16, 32 and 64 in one run. Load averages are printed: the numbers depend
  * on them.
  *
+ * Below each row, whether the reference is a fair judge: how many
+ * contexts each half's cautious log posterior is within 2 nats of the
+ * combined one's, the sampled verdicts against the worse half, and each
+ * missing context (its lp gap, x·w of both cautious hypotheses, how many
+ * bits apart they are, the objective gap). --mh-cache DIR saves each
+ * checkpoint's reference there and reuses it (keyed by d, seed,
+ * observations and the MH settings): the sampled side can be rerun against
+ * the same reference.
+ *
  * Seeds: the plugin defaults were chosen on bench_keepup's seeds 1–8, the
  * MH reference on seed 402 (above); the defaults here (403, 404; cost
  * 901) were used to tune nothing.
@@ -118,6 +127,7 @@ typedef struct opts {
     int steps, k, chains, anneal, pair, cost, cost_obs, check, search;
     uint64_t mh_evals;
     const char *sampler;
+    const char *mh_cache; /* --mh-cache DIR: the reference saved and reused */
 } opts;
 
 static double now_s(void)
@@ -433,6 +443,11 @@ static void merge(cands *c, cands *a, cands *b)
 /* The long run: two independent halves (seeds s and s + 1) of evals/2
  * each, merged into c; how many contexts' cautious objectives the halves
  * agree on (a run that has converged finds the same optimum twice). */
+/* Each half's cautious log posterior, per context (hl[0], hl[1]): how far
+ * a half-budget run lands from the combined one says whether the
+ * reference itself has converged. */
+static double g_half_lp[2][N_CTX];
+
 static int mh_halves(cands *c, const bench_env *env, const uint64_t *ctx, const opts *o,
                      uint64_t seed, double *worst)
 {
@@ -449,8 +464,71 @@ static int mh_halves(cands *c, const bench_env *env, const uint64_t *ctx, const 
         double diff = fabs((ba.lr + a.log_harm[ma]) - (bb.lr + b.log_harm[mb]));
         agree += diff <= 1e-9;
         *worst = fmax(*worst, diff);
+        g_half_lp[0][i] = ba.lr;
+        g_half_lp[1][i] = bb.lr;
     }
     merge(c, &a, &b);
+    return agree;
+}
+
+/* --mh-cache: the merged reference of a checkpoint in DIR, keyed by
+ * everything it depends on (d, seed, observation count, MH settings); the
+ * environment and the data are functions of (d, seed, n), so a file is
+ * valid for any run of the same binary's environment. Lets the sampled
+ * side be rerun against the same reference without paying 10^7 MH
+ * evaluations again; a missing or short file is recomputed and written. */
+typedef struct mh_saved {
+    uint32_t magic, d, agree, pad;
+    double disagree;
+    double half_lp[2][N_CTX];
+    cands c;
+} mh_saved;
+#define MH_CACHE_MAGIC 0x6d686c32u /* "mhl2" */
+
+static void mh_cache_path(char *buf, size_t len, const opts *o, int d, uint64_t seed, int n)
+{
+    snprintf(buf, len, "%s/mh_d%d_s%llu_n%d_e%llu_c%d_a%d_p%d.bin", o->mh_cache, d,
+             (unsigned long long)seed, n, (unsigned long long)o->mh_evals, o->chains, o->anneal,
+             o->pair);
+}
+
+static int mh_reference(cands *c, const bench_env *env, const uint64_t *ctx, const opts *o,
+                        uint64_t seed, int n, double *worst)
+{
+    static mh_saved sv;
+    char path[512];
+    if (o->mh_cache) {
+        mh_cache_path(path, sizeof path, o, (int)env->d, seed, n);
+        FILE *f = fopen(path, "rb");
+        int ok =
+            f && fread(&sv, sizeof sv, 1, f) == 1 && sv.magic == MH_CACHE_MAGIC && sv.d == env->d;
+        if (f)
+            fclose(f);
+        if (ok) {
+            *c = sv.c;
+            c->env = env;
+            c->ctx = ctx;
+            *worst = sv.disagree;
+            memcpy(g_half_lp, sv.half_lp, sizeof g_half_lp);
+            return (int)sv.agree;
+        }
+    }
+    int agree = mh_halves(c, env, ctx, o, seed * 7919u + (uint64_t)n, worst);
+    if (o->mh_cache) {
+        sv = (mh_saved){.magic = MH_CACHE_MAGIC,
+                        .d = env->d,
+                        .agree = (uint32_t)agree,
+                        .disagree = *worst,
+                        .c = *c};
+        memcpy(sv.half_lp, g_half_lp, sizeof g_half_lp);
+        sv.c.env = NULL;
+        sv.c.ctx = NULL;
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(&sv, sizeof sv, 1, f) != 1)
+            fprintf(stderr, "bench_mh_long: --mh-cache: cannot write %s\n", path);
+        if (f)
+            fclose(f);
+    }
     return agree;
 }
 
@@ -512,6 +590,40 @@ static row_sum compare(cands *c, const ctx_verdict *v, size_t n_set)
     qsort(gaps, (size_t)c->n_ctx, sizeof *gaps, cmp_double);
     s.gap_med = 0.5 * (gaps[c->n_ctx / 2 - 1] + gaps[c->n_ctx / 2]);
     return s;
+}
+
+/* Below a row: is the reference a fair judge? Each half's cautious log
+ * posterior against the combined one's (a half within 2 nats everywhere:
+ * the budget is past what the target can tell apart), the sampled
+ * verdicts against the worse half, and the contexts that miss the target
+ * (index: gap). */
+static void ref_line(const cands *c, const ctx_verdict *v)
+{
+    int half_in[2] = {0, 0}, vs_worse = 0;
+    double half_worst[2] = {0, 0};
+    char miss[1024] = "";
+    size_t ml = 0;
+    for (int i = 0; i < c->n_ctx; i++) {
+        int m;
+        best_at ref = cautious(c, i, &m);
+        double lr_s = bench_log_r_local(c->env, v[i].cautious);
+        for (int h = 0; h < 2; h++) {
+            half_in[h] += ref.lr - g_half_lp[h][i] <= 2.0;
+            half_worst[h] = fmax(half_worst[h], ref.lr - g_half_lp[h][i]);
+        }
+        vs_worse += fmin(g_half_lp[0][i], g_half_lp[1][i]) - lr_s <= 2.0;
+        int m_s = __builtin_popcountll(c->ctx[i] & v[i].cautious);
+        if (ref.lr - lr_s > 2.0 && ml + 64 < sizeof miss)
+            ml += (size_t)snprintf(miss + ml, sizeof miss - ml,
+                                   " %d: %.2f (x.w %d vs MH's %d, %d bits apart, objective %.2f)",
+                                   i, ref.lr - lr_s, m_s, m,
+                                   __builtin_popcountll(ref.id ^ v[i].cautious),
+                                   ref.lr + c->log_harm[m] - lr_s - c->log_harm[m_s]);
+    }
+    printf("  reference: each half's cautious lp within 2 nats of the combined in %d / %d "
+           "contexts (worst %.2f / %.2f); sampled within 2 nats of the worse half's in %d; "
+           "misses (context: lp gap, ...)%s\n",
+           half_in[0], half_in[1], half_worst[0], half_worst[1], vs_worse, ml ? miss : " none");
 }
 
 static double thread_cpu_s(void)
@@ -629,7 +741,7 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
 
         watch mh_t = {0, 0}, t0m = watch_now();
         double disagree;
-        int agree = mh_halves(&c, &env, ctx, o, seed * 7919u + (uint64_t)n, &disagree);
+        int agree = mh_reference(&c, &env, ctx, o, seed, n, &disagree);
         watch_add(&mh_t, t0m);
         int trunc;
         size_t n_set = plausible(&c, &trunc);
@@ -651,6 +763,7 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
                n_set, trunc ? "+" : "", s.within2, N_CTX, s.gap_med, s.gap_worst, s.obj_worst,
                s.better, s.iid_below, s.iid_worst, s.non_below, s.non_worst, (double)s_evals / n,
                1e-6 * (double)s_ns / n, ec.first_ms, ec.p50_us, la);
+        ref_line(&c, v);
         fflush(stdout);
 
         if (d <= 20) { /* the exact answer, through the same accumulator */
@@ -760,11 +873,13 @@ static int parse_ints(const char *v, int *out, int max)
 
 static int usage(const char *why)
 {
-    fprintf(stderr,
-            "bench_mh_long: %s\nusage: bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] "
-            "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--chains C] [--mh-anneal 0|1] "
-            "[--mh-pair 0|1] [--sampler YAML] [--search B] [--cost] [--cost-obs N] [--check]\n",
-            why);
+    fprintf(
+        stderr,
+        "bench_mh_long: %s\nusage: bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] "
+        "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--chains C] [--mh-anneal 0|1] "
+        "[--mh-pair 0|1] [--sampler YAML] [--search B] [--mh-cache DIR] [--cost] [--cost-obs N] "
+        "[--check]\n",
+        why);
     return 2;
 }
 
@@ -822,6 +937,8 @@ int main(int argc, char **argv)
             o.sampler = v;
         else if (!strcmp(a, "--search"))
             o.search = atoi(v);
+        else if (!strcmp(a, "--mh-cache"))
+            o.mh_cache = v;
         else
             return usage(a);
     }

@@ -397,7 +397,7 @@ int bg_cli_eval_main(int argc, char **argv)
                    v->on_error_allowed ? " (engine error; on_error: allow)" : "");
             printf("  decision_id=%s eval_us=%llu observations=%llu\n", v->decision_id,
                    (unsigned long long)v->eval_us, (unsigned long long)v->observations);
-            if (v->sampler) /* a sampled verdict: its sampler's health */
+            if (v->sampler) { /* a sampled verdict: its sampler's health */
                 printf("  sampler %s tb_residual=%.4g ess=%.4g of %llu spread=%.4g "
                        "train_steps=%llu version_lag=%llu%s%s\n",
                        v->sampler->healthy ? "healthy" : "UNHEALTHY", v->sampler->tb_residual,
@@ -405,6 +405,14 @@ int bg_cli_eval_main(int argc, char **argv)
                        v->sampler->log_weight_spread, (unsigned long long)v->sampler->train_steps,
                        (unsigned long long)v->sampler->version_lag,
                        v->sampler->reason[0] ? ": " : "", v->sampler->reason);
+                if (v->sampler->archive_size) /* a posterior search archive (none: no line) */
+                    printf("  archive size=%llu version_lag=%llu search_evaluations=%llu "
+                           "search_cpu_us=%llu\n",
+                           (unsigned long long)v->sampler->archive_size,
+                           (unsigned long long)v->sampler->archive_version_lag,
+                           (unsigned long long)v->sampler->search_evaluations,
+                           (unsigned long long)v->sampler->search_cpu_us);
+            }
             if (v->receipt.len > 0) { /* for observe --receipt */
                 printf("  receipt=");
                 bg_cli_base64_write(stdout, &v->receipt);

@@ -136,7 +136,17 @@ typedef struct bg_sampler_health {
     double ess;               /* (sum w)^2 / sum w^2 over the K draws, in [1, K] */
     uint64_t train_steps;     /* steps trained at the reward version of the draw */
     uint64_t version_lag;     /* observations the sampler had not trained on */
-    char reason[224];         /* why unhealthy (which limit, by how much); "" if healthy */
+    /* The session sampler's posterior search archive (sampled_archive.c)
+     * that the verdict's candidates included: its members, the
+     * observations made since its search (the session's history length
+     * when there is none: no search has seen any of them), and the reward
+     * evaluations and thread CPU time (µs) of the search that made it.
+     * Reported, never judged. */
+    uint64_t archive_size;
+    uint64_t archive_version_lag;
+    uint64_t search_evaluations;
+    uint64_t search_cpu_us;
+    char reason[224]; /* why unhealthy (which limit, by how much); "" if healthy */
 } bg_sampler_health;
 
 /* What a policy resolves to. All pointers borrowed (owned by the policy

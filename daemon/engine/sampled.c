@@ -113,6 +113,7 @@ struct bg_sampled_trainer {
     atomic_int search;               /* search budget per round (opts.search; 0: none) */
     atomic_int use_archive;          /* Evaluates add the search archive (benches: 0) */
     atomic_uint_fast64_t searches, search_evals, search_ns; /* what the searches cost */
+    atomic_uint_fast64_t search_size; /* members of the newest search's archive */
 };
 
 /* What is wrong with g's sampled-path options, NULL when nothing: the one
@@ -209,6 +210,7 @@ static void search_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *
         atomic_fetch_add(&s->searches, 1);
         atomic_fetch_add(&s->search_evals, a->evals);
         atomic_fetch_add(&s->search_ns, a->cpu_ns);
+        atomic_store(&s->search_size, a->n);
         pthread_mutex_lock(&e->cands_mu);
         bg__archive *prev = e->arch;
         e->arch = a;
@@ -838,14 +840,16 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     else
         rc = score_refine_estimate(s, g, hist, n_hist, action, c, arch, version, out, log_r, err);
-    bg__archive_unref(arch);
     out->sampled = 1;
     out->samples = k;
     if (rc == BG_OK) {
         bg__health_of(g, c, log_r, version, n_hist, &out->health);
+        bg__health_archive(atomic_load(&s->use_archive) ? arch : NULL, version, n_hist,
+                           &out->health);
         if (!out->health.healthy && g->sampler_limits.on_unhealthy == BG_UNHEALTHY_UNAVAILABLE)
             rc = refuse_unhealthy(s, g, e, session, hist, n_hist, &out->health, err);
     }
+    bg__archive_unref(arch);
     free(log_r);
     bg__cands_unref(c);
     bg__sampler_put(e);
@@ -943,6 +947,11 @@ void bg_sampled_trainer_search_stats(bg_sampled_trainer *s, uint64_t *searches, 
     *searches = atomic_load(&s->searches);
     *evals = atomic_load(&s->search_evals);
     *cpu_ns = atomic_load(&s->search_ns);
+}
+
+uint64_t bg_sampled_trainer_search_size(bg_sampled_trainer *s)
+{
+    return atomic_load(&s->search_size);
 }
 
 void bg_sampled_trainer_hold(bg_sampled_trainer *s, int hold)

@@ -176,9 +176,13 @@ void bg_sampled_trainer_refine(bg_sampled_trainer *t, int32_t refine);
 void bg_sampled_trainer_use_archive(bg_sampled_trainer *t, int on);
 void bg_sampled_trainer_search(bg_sampled_trainer *t, int32_t search);
 /* Posterior searches run so far (all samplers), their reward evaluations
- * and their thread CPU time in ns (diagnostics, benches). */
+ * and their thread CPU time in ns (diagnostics, benches, /metrics). Any
+ * thread. */
 void bg_sampled_trainer_search_stats(bg_sampled_trainer *t, uint64_t *searches, uint64_t *evals,
                                      uint64_t *cpu_ns);
+/* The members of the archive the newest search made (any sampler; 0
+ * before the first): /metrics' bayesguard_sampler_search_archive_size. */
+uint64_t bg_sampled_trainer_search_size(bg_sampled_trainer *t);
 
 /* ---- one guard instance's sampled state */
 

@@ -14,10 +14,17 @@
  * is cheap: on the trainer thread after each training round (inline guards:
  * inside Observe), never on the Evaluate path.
  *
- * What it keeps: the best BG__ARCHIVE_CAP distinct hypotheses found so far
- * by log R = log prior + Σ log lik at one reward version (ties: lower id),
- * ids ascending, immutable once made and shared by reference (an Evaluate
- * takes one while a newer one replaces it). Each search:
+ * What it keeps: BG__ARCHIVE_CAP distinct hypotheses of those found so far,
+ * by log R = log prior + Σ log lik at one reward version (ties: lower id):
+ * first each chain's best (the modes the search reached), then every
+ * bit's extremes — the best with the bit set and the best with it clear,
+ * at most 2 · bits — then the best by log R (pick). Ids ascending,
+ * immutable once made and shared by reference (an Evaluate takes one
+ * while a newer one replaces it). Why: the best 1,024 by log R alone are
+ * one cluster around the mode, and a context whose cautious hypothesis
+ * needs a bit the cluster never flips had no plausible seed for the
+ * refinement's climb near it (bench_mh_long, docs/GFLOWNET.md). Each
+ * search:
  *   1. re-scores the previous archive at the current reward version (as
  *      gfn's replay buffer re-scores its entries: the version travels with
  *      the archive), and scores the sampler's newest draw;
@@ -26,10 +33,13 @@
  *      proposal flipping one uniform bit or, half the time, two (symmetric;
  *      two flips move a feature between coordinates along the bandit's
  *      plateaus). Chains start from the best scored so far (the archive's
- *      best, then the next distinct ones), the draw's best, and uniform
- *      random ids; the random ones are annealed (β from 0.05 to 1 over the
- *      first half of their steps), the others run at β = 1;
- *   3. keeps the best cap of everything scored (the visited table).
+ *      best, then the next ones at least BG__ARCHIVE_SPREAD bits from
+ *      every start before: distinct modes, not one mode's neighbours), the
+ *      draw's best, and uniform random ids; the random ones are annealed
+ *      (β from 0.05 to 1 over the first half of their steps), the others
+ *      run at β = 1;
+ *   3. keeps cap of everything scored (the visited table): the chains'
+ *      bests, the extremes, then the best.
  * Budget: at most `budget` reward evaluations a search (the re-scoring
  * included; proposals already scored cost none, at most 4 × budget
  * proposals in all), so its cost per observation is budget × n_hist
@@ -54,6 +64,8 @@
 
 /* Chains of one search, run in lock step (one batched reward call a step). */
 #define BG__ARCHIVE_CHAINS 16
+/* Bits apart the chains started from the best scored are, at least. */
+#define BG__ARCHIVE_SPREAD 3
 
 void bg__archive_unref(bg__archive *a)
 {
@@ -226,14 +238,65 @@ fail:
     return NULL;
 }
 
-/* The archive of the best `cap` of v (ids ascending). */
-static bg__archive *archive_of(const visited *v, size_t cap, uint64_t version)
+/* Which of the m slots (best first) an archive of cap keeps, moved to the
+ * front of sl (returns how many, min(m, cap)): first the chains' bests
+ * (`force`, n_force ids: one per chain, the modes the search reached),
+ * then every bit's extremes — for each bit, the best scored hypothesis
+ * with it set and the best with it clear (the first such in the order),
+ * at most 2 · bits slots, fewer where one hypothesis is the extreme of
+ * several — then the others, best first. The extremes are what
+ * gives a harm-directed climb a plausible start in every direction, the
+ * chains' bests the posterior's other modes: the best 1,024 by log R alone
+ * are one cluster around the mode, and a context whose cautious
+ * hypothesis needs a bit the cluster never flips, or lies in another mode,
+ * had no plausible seed near it. Order kept within each part (a stable
+ * partition of a sorted list). 0 when out of memory. */
+static size_t pick(const visited *v, size_t *sl, size_t m, size_t cap, uint32_t bits,
+                   const uint64_t *force, size_t n_force)
+{
+    uint64_t all = bits >= 64 ? ~0ULL : (1ULL << bits) - 1, have_set = 0, have_clear = 0;
+    unsigned char *keep = calloc(m ? m : 1, 1);
+    size_t *tmp = malloc((m ? m : 1) * sizeof *tmp);
+    if (!keep || !tmp) {
+        free(keep);
+        free(tmp);
+        return 0;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < m && n < cap; i++)
+        for (size_t f = 0; f < n_force && !keep[i]; f++)
+            if (v->key[sl[i]] == force[f])
+                keep[i] = 1, n++;
+    for (size_t i = 0; i < m && n < cap && (have_set != all || have_clear != all); i++) {
+        uint64_t id = v->key[sl[i]];
+        uint64_t new_set = id & all & ~have_set, new_clear = ~id & all & ~have_clear;
+        have_set |= new_set;
+        have_clear |= new_clear;
+        if ((new_set || new_clear) && !keep[i])
+            keep[i] = 1, n++;
+    }
+    size_t a = 0, b = n;
+    for (size_t i = 0; i < m; i++)
+        tmp[keep[i] ? a++ : b++] = sl[i];
+    memcpy(sl, tmp, m * sizeof *sl);
+    free(keep);
+    free(tmp);
+    return m < cap ? m : cap;
+}
+
+/* The archive of v: pick's choice of cap (ids ascending). */
+static bg__archive *archive_of(const visited *v, size_t cap, uint64_t version, uint32_t bits,
+                               const uint64_t *force, size_t n_force)
 {
     size_t m;
     size_t *sl = top_slots(v, &m);
     if (!sl)
         return NULL;
-    size_t n = m < cap ? m : cap;
+    size_t n = pick(v, sl, m, cap, bits, force, n_force);
+    if (!n && m) {
+        free(sl);
+        return NULL;
+    }
     bg__archive *a = malloc(sizeof *a + n * (sizeof(uint64_t) + sizeof(double)));
     uint64_t *key = malloc((n ? n : 1) * sizeof *key);
     uint32_t *ord = malloc((n ? n : 1) * sizeof *ord);
@@ -282,13 +345,15 @@ static double thread_cpu_ns(void)
 
 /* The chains of step 2 (the top comment), `steps` proposals each. */
 static int run_chains(search *s, bg_rng *rng, const uint64_t *start, const int *annealed,
-                      size_t steps)
+                      size_t steps, uint64_t *best)
 {
     enum { C = BG__ARCHIVE_CHAINS };
     uint64_t cur[C], prop[C];
-    double clp[C], plp[C];
+    double clp[C], plp[C], blp[C];
     memcpy(cur, start, sizeof cur);
     int rc = score(s, cur, C, clp);
+    memcpy(best, cur, sizeof cur);
+    memcpy(blp, clp, sizeof clp);
     size_t proposals = 0, max_prop = 4 * (size_t)s->budget;
     for (size_t t = 0; t < steps && rc == BG_OK; t++) {
         if (s->evals + C > s->budget || proposals >= max_prop)
@@ -307,6 +372,8 @@ static int run_chains(search *s, bg_rng *rng, const uint64_t *start, const int *
                 (clp[c] == -INFINITY || plp[c] >= clp[c] || u < exp(beta * (plp[c] - clp[c])))) {
                 cur[c] = prop[c];
                 clp[c] = plp[c];
+                if (clp[c] > blp[c])
+                    best[c] = cur[c], blp[c] = clp[c];
             }
         }
     }
@@ -369,9 +436,17 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
         rc = BG_ENOMEM;
         goto done;
     }
-    int c = 0, t = 0;
-    for (; c < BG__ARCHIVE_CHAINS / 2 - 1 && t < (int)m; c++, t++)
-        start[c] = s.v.key[top[t]];
+    /* the best scored so far, each at least BG__ARCHIVE_SPREAD bits from
+     * the starts before it: the modes, not one mode's neighbours */
+    int c = 0;
+    for (size_t t = 0; c < BG__ARCHIVE_CHAINS / 2 - 1 && t < m; t++) {
+        uint64_t id = s.v.key[top[t]];
+        int near = 0;
+        for (int j = 0; j < c && !near; j++)
+            near = __builtin_popcountll(id ^ start[j]) < BG__ARCHIVE_SPREAD;
+        if (!near)
+            start[c++] = id;
+    }
     free(top);
     if (dbl > -INFINITY)
         start[c++] = draw_best;
@@ -381,15 +456,20 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
     }
     /* the starts cost up to one batch: chains only when a step is left */
     size_t left = s.evals < budget ? budget - s.evals : 0;
-    if (left >= 2 * BG__ARCHIVE_CHAINS &&
-        (rc = run_chains(&s, &rng, start, annealed, left / BG__ARCHIVE_CHAINS)) != BG_OK)
-        goto done;
+    uint64_t best[BG__ARCHIVE_CHAINS];
+    size_t n_best = 0;
+    if (left >= 2 * BG__ARCHIVE_CHAINS) {
+        if ((rc = run_chains(&s, &rng, start, annealed, left / BG__ARCHIVE_CHAINS, best)) != BG_OK)
+            goto done;
+        n_best = BG__ARCHIVE_CHAINS;
+    }
 
     /* 3. the best cap of everything scored */
-    *out = archive_of(&s.v, cap, r->version);
+    *out = archive_of(&s.v, cap, r->version, s.bits, best, n_best);
     rc = *out ? BG_OK : BG_ENOMEM;
     if (*out) {
         (*out)->model_tag = model_tag(g);
+        (*out)->n_hist = r->n_hist;
         (*out)->evals = s.evals;
         (*out)->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
     }

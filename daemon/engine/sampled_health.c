@@ -91,6 +91,23 @@ static uint64_t version_lag(const bg__fit *f, uint64_t version, size_t n_hist)
     return n_hist - f->n_hist;
 }
 
+void bg__health_archive(const bg__archive *a, uint64_t version, size_t n_hist,
+                        bg_sampler_health *out)
+{
+    if (!a) {
+        out->archive_size = out->search_evaluations = out->search_cpu_us = 0;
+        out->archive_version_lag = n_hist;
+        return;
+    }
+    out->archive_size = a->n;
+    out->search_evaluations = a->evals;
+    out->search_cpu_us = a->cpu_ns / 1000u;
+    if (a->version == version)
+        out->archive_version_lag = 0;
+    else /* searched on a prefix of this history, or on another one */
+        out->archive_version_lag = a->n_hist < n_hist ? n_hist - a->n_hist : n_hist;
+}
+
 /* Appends "; " + the formatted text to r (truncating). */
 static void why(char *r, size_t len, const char *fmt, double have, double limit)
 {

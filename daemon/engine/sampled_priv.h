@@ -215,8 +215,9 @@ uint32_t bg__space_bits(const bg_guard *g, uint64_t *limit);
 
 /* ---- posterior search archive (sampled_archive.c) */
 
-/* The best hypotheses a session sampler's searches found, by log R at one
- * reward version: ids ascending, unique; immutable once made, shared by
+/* The hypotheses a session sampler's searches found that it keeps (the
+ * chains' bests, every bit's extremes, then the best by log R at one
+ * reward version; sampled_archive.c): ids ascending, unique; immutable once made, shared by
  * reference (refs). evals and cpu_ns: what the search that made it cost. */
 struct bg__archive {
     atomic_int refs;
@@ -227,6 +228,7 @@ struct bg__archive {
     size_t n;
     uint64_t *ids; /* [n] ascending */
     double *lp;    /* [n] log R at version */
+    size_t n_hist; /* the history length of version (the observations it saw) */
     uint64_t evals;
     uint64_t cpu_ns;
 };
@@ -238,9 +240,9 @@ void bg__archive_unref(bg__archive *a);
 /* A search on r's reward (bg__session_log_r; version r->version) at most
  * `budget` reward evaluations: old (NULL: none) re-scored, the draw's
  * n_draw ids scored, Metropolis chains from the best of them and from
- * random ids (seeded by seed); *out the best `cap` of everything scored
- * (new, refs 1), NULL when the space cannot be walked by bit flips or
- * budget is 0. BG_OK, BG_ENOMEM, or BG_EINTERNAL when the reward fails.
+ * random ids (seeded by seed); *out `cap` of everything scored: the
+ * chains' bests, every bit's extremes, then the best (new, refs 1), NULL when the space cannot be
+ * walked by bit flips or budget is 0. BG_OK, BG_ENOMEM, or BG_EINTERNAL when the reward fails.
  * Contract: sampled_archive.c. */
 int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *old,
                        const uint64_t *draw, size_t n_draw, uint32_t budget, size_t cap,
@@ -264,6 +266,12 @@ int bg__archive_extra(const bg_guard *g, const bg_observation *hist, size_t n_hi
  * session's; judged against g's limits. */
 void bg__health_of(const bg_guard *g, const bg__cands *c, const double *log_r, uint64_t version,
                    size_t n_hist, bg_sampler_health *out);
+/* The archive fields of out (engine.h): a's size, the observations of the
+ * session's n_hist (at version) its search had not seen, and what that
+ * search cost; a NULL (no archive, or the verdict did not use one): size
+ * 0 and a lag of n_hist. After bg__health_of (which zeroes out). */
+void bg__health_archive(const bg__archive *a, uint64_t version, size_t n_hist,
+                        bg_sampler_health *out);
 /* Training ran `steps` more steps at reward version `version` on n_hist
  * observations (under e's write lock). */
 void bg__fit_trained(bg__fit *f, uint64_t version, size_t n_hist, uint64_t steps);

@@ -75,7 +75,19 @@
     X(BG_MF_OBS_SYNCS, "bayesguard_observation_log_syncs_total", BG_METRIC_COUNTER,                \
       "fdatasync calls of the observation log's appends (group commit: one per batch).")           \
     X(BG_MF_OBS_SNAPSHOTS, "bayesguard_observation_log_snapshots_total", BG_METRIC_COUNTER,        \
-      "Snapshots written by compaction of the observation log.")
+      "Snapshots written by compaction of the observation log.")                                   \
+    X(BG_MF_SEARCH_RUNS, "bayesguard_sampler_search_runs_total", BG_METRIC_COUNTER,                \
+      "Posterior searches run after a sampler's training round (all session samplers; "            \
+      "docs/GFLOWNET.md, \"Posterior search archive\").")                                          \
+    X(BG_MF_SEARCH_EVALS, "bayesguard_sampler_search_evaluations_total", BG_METRIC_COUNTER,        \
+      "Reward evaluations (log prior + log likelihood of one hypothesis) of the posterior "        \
+      "searches; spec.sampler.search bounds them per round.")                                      \
+    X(BG_MF_SEARCH_CPU, "bayesguard_sampler_search_cpu_seconds_total", BG_METRIC_COUNTER,          \
+      "Thread CPU time of the posterior searches (on the trainer thread, or inside Observe for "   \
+      "inline training).")                                                                         \
+    X(BG_MF_SEARCH_ARCHIVE, "bayesguard_sampler_search_archive_size", BG_METRIC_GAUGE,             \
+      "Hypotheses in the archive the newest posterior search made (at most 1024; 0 before the "    \
+      "first search).")
 
 enum {
 #define BG_MF_ENUM(id, name, type, help) id,
@@ -558,6 +570,25 @@ static void render_engine(bg_metrics *m, bg_metrics_writer *w)
     sample1(w, BG_MF_OBS_SNAPSHOTS, NULL, NULL, (double)es.store_snapshots);
 }
 
+/* The sampled path's posterior search (engine/sampled.h): process-wide
+ * counters of the trainer, read with atomic loads. */
+static void render_search(bg_metrics *m, bg_metrics_writer *w)
+{
+    if (m->opts.sampled == NULL)
+        return;
+    uint64_t runs, evals, ns;
+    bg_sampled_trainer_search_stats(m->opts.sampled, &runs, &evals, &ns);
+    family(w, BG_MF_SEARCH_RUNS);
+    sample1(w, BG_MF_SEARCH_RUNS, NULL, NULL, (double)runs);
+    family(w, BG_MF_SEARCH_EVALS);
+    sample1(w, BG_MF_SEARCH_EVALS, NULL, NULL, (double)evals);
+    family(w, BG_MF_SEARCH_CPU);
+    sample1(w, BG_MF_SEARCH_CPU, NULL, NULL, (double)ns / 1e9);
+    family(w, BG_MF_SEARCH_ARCHIVE);
+    sample1(w, BG_MF_SEARCH_ARCHIVE, NULL, NULL,
+            (double)bg_sampled_trainer_search_size(m->opts.sampled));
+}
+
 /* Plugin counters (host->metric_add): the plugin ABI names each one
  * bayesguard_plugin_<plugin>_<name> and calls it a counter, so each is its
  * own counter family under that name. */
@@ -593,6 +624,7 @@ int bg_metrics_render(bg_metrics *m, char **text, size_t *len)
     pthread_mutex_lock(&m->mu);
     render_policies(m, &w);
     render_engine(m, &w);
+    render_search(m, &w);
     if (m->opts.plugins != NULL)
         bg_plugin_host_metrics(m->opts.plugins, plugin_metric, &w);
     for (collector *c = m->collectors; c != NULL; c = c->next)

@@ -10,7 +10,9 @@
  *     (daemon/rpc/rpc_svc_guard.c) on the completion-queue threads;
  *   - read at scrape time from the sources Guard.Status reads: the policy
  *     store (revision, policies, reloads), the engine (sessions, stored
- *     observations, bytes) and the plugin host (plugin counters);
+ *     observations, bytes), the plugin host (plugin counters) and the
+ *     sampled path's trainer (posterior searches: runs, reward
+ *     evaluations, CPU time, the newest archive's size);
  *   - by collectors other modules register (bg_metrics_add_collector):
  *     the gRPC server exports its calls by method and code, in-flight
  *     calls and draining this way, and any later module can add its
@@ -60,6 +62,7 @@
 
 #include "common/bg_err.h"
 #include "engine/engine.h"
+#include "engine/sampled.h"
 #include "plugin/plugin_host.h"
 #include "policy/policy.h"
 
@@ -68,10 +71,11 @@ typedef struct bg_metrics_policy bg_metrics_policy;
 typedef struct bg_metrics_writer bg_metrics_writer;
 
 typedef struct bg_metrics_opts {
-    const char *version;     /* bayesguard_build_info{version}; borrowed */
-    bg_policy_store *store;  /* revision, policies, reloads; may be NULL */
-    bg_engine *engine;       /* sessions, stored observations, bytes; may be NULL */
-    bg_plugin_host *plugins; /* plugin counters; may be NULL */
+    const char *version;         /* bayesguard_build_info{version}; borrowed */
+    bg_policy_store *store;      /* revision, policies, reloads; may be NULL */
+    bg_engine *engine;           /* sessions, stored observations, bytes; may be NULL */
+    bg_plugin_host *plugins;     /* plugin counters; may be NULL */
+    bg_sampled_trainer *sampled; /* posterior search counters; may be NULL */
 } bg_metrics_opts;
 
 /* new: destroy (after every policy set counted into it is gone or no

@@ -592,6 +592,10 @@ void bg__svc_evaluate(bg__rpc_call *c)
         sh.ess = v.health.ess;
         sh.train_steps = v.health.train_steps;
         sh.version_lag = v.health.version_lag;
+        sh.archive_size = v.health.archive_size;
+        sh.archive_version_lag = v.health.archive_version_lag;
+        sh.search_evaluations = v.health.search_evaluations;
+        sh.search_cpu_us = v.health.search_cpu_us;
         sh.reason = v.health.reason;
         out.sampler = &sh;
     }

@@ -15,6 +15,11 @@
  *   - after a new observation a search with a budget of just the old
  *     archive's size re-scores it (no chain runs): the same ids, their log
  *     R at the new version, exactly;
+ *   - which members a cap keeps, exactly: every bit's extremes (the best
+ *     scored with it set, the best with it clear), then the best by log
+ *     R — checked on a pool the test knows (the space's best 300 as a
+ *     draw, no chains)
+ *     where the top by log R alone would differ;
  *   - the same inputs give the same archive (deterministic);
  *   - budget 0, or a space that cannot be walked by bit flips, gives none.
  * Deterministic (seeded); ~0.1 s. Skips (77) when the plugins are not
@@ -32,6 +37,20 @@
 #define N_HYP (1u << D)
 #define N_OBS 30
 #define CAP 64
+
+#define N_PICK 300
+#define PICK_CAP 12
+
+/* ids by exact log R descending, ties ascending id (the archive's order) */
+static const double *qsort_ctx;
+static int by_lr_id(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    double lx = qsort_ctx[x], ly = qsort_ctx[y];
+    if (lx != ly)
+        return lx > ly ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
 
 static int by_desc(const void *a, const void *b)
 {
@@ -131,6 +150,47 @@ int main(void)
     CHECK(bg__archive_search(&t.gs, &rc1, NULL, draw, 3, 3, CAP, 7, &c) == BG_OK);
     check_archive(c, exact, rc1.version, "draw");
     CHECK(c->n == 3, "archive of %zu from a draw of 3 and no chains", c->n);
+    bg__archive_unref(c);
+
+    /* which members a cap keeps, exactly: from a draw of N_PICK distinct
+     * ids and no chains (budget = the draw), every bit's extremes — the
+     * best (log R, ties lower id) with it set and the best with it clear —
+     * then the best by log R; computed here from the exact log R */
+    static uint64_t pool[N_HYP]; /* the space's best N_PICK: a cluster */
+    for (uint64_t i = 0; i < N_HYP; i++)
+        pool[i] = i;
+    qsort_ctx = exact;
+    qsort(pool, N_HYP, sizeof *pool, by_lr_id);
+    static int want[N_HYP];
+    memset(want, 0, sizeof want);
+    uint64_t have_set = 0, have_clear = 0, all_bits = N_HYP - 1;
+    size_t n_want = 0, n_ext = 0;
+    for (size_t i = 0; i < N_PICK; i++) {
+        uint64_t id = pool[i];
+        if ((id & ~have_set) || (~id & all_bits & ~have_clear)) {
+            want[id] = 1, n_want++, n_ext++;
+            have_set |= id, have_clear |= ~id & all_bits;
+        }
+    }
+    CHECK(have_set == all_bits && have_clear == all_bits && n_ext <= 2 * D,
+          "the pool lacks a bit value (%llx %llx) or %zu extremes", (unsigned long long)have_set,
+          (unsigned long long)have_clear, n_ext);
+    for (size_t i = 0; i < N_PICK && n_want < PICK_CAP; i++)
+        if (!want[pool[i]])
+            want[pool[i]] = 1, n_want++;
+    CHECK(bg__archive_search(&t.gs, &rc1, NULL, pool, N_PICK, N_PICK, PICK_CAP, 7, &c) == BG_OK);
+    check_archive(c, exact, rc1.version, "pick");
+    CHECK(c->n == PICK_CAP && c->evals == N_PICK, "archive of %zu after %llu evaluations", c->n,
+          (unsigned long long)c->evals);
+    int only_top = 1; /* would the best PICK_CAP by log R alone have done? */
+    for (size_t i = 0; i < c->n; i++) {
+        CHECK(want[c->ids[i]], "member %llu (log R %.3f) is neither an extreme nor in the top",
+              (unsigned long long)c->ids[i], c->lp[i]);
+        only_top &= c->lp[i] >= exact[pool[PICK_CAP - 1]];
+    }
+    CHECK(!only_top, "the test's pool does not tell extremes from the top %d", PICK_CAP);
+    printf("pick: %zu extremes of %d bits among %d members of a pool of %d\n", n_ext, D, PICK_CAP,
+           N_PICK);
     bg__archive_unref(c);
 
     /* nothing to do */

@@ -213,6 +213,13 @@ def test_counters_exact():
             assert value(m, "bayesguard_engine_bytes") > 0
             assert value(m, "bayesguard_in_flight_calls") == 0
             assert value(m, "bayesguard_draining") == 0
+            # no sampled policy: the posterior search never ran (its
+            # values with one: tests/gfn/test_gfn_archive_wire.py)
+            for fam, typ in (("bayesguard_sampler_search_runs_total", "counter"),
+                             ("bayesguard_sampler_search_evaluations_total", "counter"),
+                             ("bayesguard_sampler_search_cpu_seconds_total", "counter"),
+                             ("bayesguard_sampler_search_archive_size", "gauge")):
+                assert m[fam]["type"] == typ and value(m, fam) == 0, (fam, m.get(fam))
             ver = subprocess.run([bgtest.DAEMON, "--version"], capture_output=True, text=True)
             assert value(m, "bayesguard_build_info", version=ver.stdout.split()[1]) == 1
             start = value(m, "bayesguard_start_time_seconds")

@@ -67,6 +67,11 @@ class SamplerHealth:
     train_steps: int = 0
     version_lag: int = 0
     reason: str = ""
+    # the posterior search archive the candidates included (docs/API.md)
+    archive_size: int = 0
+    archive_version_lag: int = 0
+    search_evaluations: int = 0
+    search_cpu_us: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,5 +210,7 @@ def verdict_from_pb(m, action=None, context=None):
         estimator=m.estimator, model=m.model, samples=m.samples, shadow=m.shadow,
         eval_us=m.eval_us, observations=m.observations, on_error_allowed=m.on_error_allowed,
         sampler=(SamplerHealth(s.healthy, s.tb_residual, s.log_weight_spread, s.ess,
-                               s.train_steps, s.version_lag, s.reason) if s else None),
+                               s.train_steps, s.version_lag, s.reason, s.archive_size,
+                               s.archive_version_lag, s.search_evaluations, s.search_cpu_us)
+                 if s else None),
         action=action, context=context)
