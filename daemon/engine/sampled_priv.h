@@ -172,8 +172,9 @@ int bg__radix_order(const uint64_t *key, size_t n, uint32_t *order);
 uint64_t bg__desc_key(double x);
 
 /* Steps 5-6 over n unique candidates with their scores: lp normalised over
- * them in place (max-shifted log-sum-exp), the stable posterior order and
- * the estimator; fills out (not sampled/samples). BG_EINTERNAL when no
+ * them in place (max-shifted log-sum-exp), the stable posterior order (none
+ * for an estimator whose order_needed is > 1, as on the enumerated path)
+ * and the estimator; fills out (not sampled/samples). BG_EINTERNAL when no
  * score is finite or the estimator misbehaves. */
 int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *lp,
                       const double *harm, bg_verdict *out, bg_err *err);

@@ -406,7 +406,14 @@ int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm,
     uint32_t *ord = malloc((r->n ? r->n : 1) * sizeof *ord);
     if (!ord)
         return BG_ENOMEM;
-    if (bg__radix_order(r->ids, r->n, ord) != BG_OK) {
+    /* the archive's extra members come ascending already: no sort */
+    size_t asc = 1;
+    while (asc < r->n && r->ids[asc - 1] < r->ids[asc])
+        asc++;
+    if (asc >= r->n)
+        for (size_t i = 0; i < r->n; i++)
+            ord[i] = (uint32_t)i;
+    else if (bg__radix_order(r->ids, r->n, ord) != BG_OK) {
         free(ord);
         return BG_ENOMEM;
     }
