@@ -181,17 +181,18 @@ static int feasible(const objective *o, double lp)
     return lp > -INFINITY && lp >= plausible_floor(o);
 }
 
-static void seen_score(objective *o, double lp, double harm)
+/* lh: log harm (-inf for harm 0), taken once per hypothesis */
+static void seen_score(objective *o, double lp, double lh)
 {
     o->lmax = lp > o->lmax ? lp : o->lmax;
-    double f = harm > 0 ? lp + log(harm) : -INFINITY;
+    double f = lh > -INFINITY ? lp + lh : -INFINITY;
     o->fbest = f > o->fbest ? f : o->fbest;
 }
 
-/* The tilted objective of (lp, harm): log R + tilt·log harm. */
-static double tilted(const objective *o, double lp, double harm)
+/* The tilted objective of (lp, log harm): log R + tilt·log harm. */
+static double tilted(const objective *o, double lp, double lh)
 {
-    return harm > 0 ? lp + o->tilt * log(harm) : -INFINITY;
+    return lh > -INFINITY ? lp + o->tilt * lh : -INFINITY;
 }
 
 /* 1 when (lp, harm) is better than (blp, bharm) under o; f and bf are
@@ -271,8 +272,6 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
     double alpha = g->estimator->order_needed(g->estimator_inst);
     int noniid = alpha > 0 && alpha <= 1;
     objective o = {noniid, 1, noniid, noniid ? log(alpha) : 0, -INFINITY, -INFINITY};
-    for (size_t i = 0; i < n; i++)
-        seen_score(&o, lp[i], harm[i]);
 
     size_t hcap = 16;
     while (hcap < 2 * ((size_t)budget + n) + 2)
@@ -285,17 +284,20 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
     double *log_harm = malloc(n * sizeof *log_harm);
     size_t nm = (size_t)bits * (bits + 1) / 2;
     uint64_t *masks = malloc(nm * sizeof *masks), *nb = malloc(nm * sizeof *nb);
-    long *at = malloc(nm * sizeof *at);     /* per mask: seen_find of cur ^ mask */
-    size_t *nbm = malloc(nm * sizeof *nbm); /* per new neighbour: its mask */
+    long *at = malloc(nm * sizeof *at); /* per mask: seen_find of cur ^ mask */
+    double *olh = malloc((budget ? budget : 1) * sizeof *olh); /* log harm of out's (n <= evals) */
+    size_t *nbm = malloc(nm * sizeof *nbm);                    /* per new neighbour: its mask */
     double *nlp = malloc(nm * sizeof *nlp), *nharm = malloc(nm * sizeof *nharm);
     int rc = BG_OK;
-    if (!s.key || !s.at || !used || !log_harm || !masks || !nb || !at || !nbm || !nlp || !nharm) {
+    if (!s.key || !s.at || !used || !log_harm || !masks || !nb || !at || !nbm || !nlp || !nharm ||
+        !olh) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for the refinement", g->name);
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
         seen_add(&s, ids[i], (int32_t)i + 1);
         log_harm[i] = harm[i] > 0 ? log(harm[i]) : -INFINITY;
+        seen_score(&o, lp[i], log_harm[i]);
     }
     nm = flip_masks(bits, budget, masks);
     /* seeds ranked by log R + tilt·log harm, tilts in turn; the iid
@@ -311,7 +313,7 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
             break;
         used[sd] = 1;
         uint64_t cur = ids[sd];
-        double clp = lp[sd], charm = harm[sd];
+        double clp = lp[sd], charm = harm[sd], clh = log_harm[sd];
         for (;;) {
             /* the neighbours not scored yet, in one batch */
             size_t m = 0;
@@ -341,14 +343,16 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                         bg_err_set(err, rc, "policy %s: out of memory for the refinement", g->name);
                     goto done;
                 }
+                double lh = nharm[i] > 0 ? log(nharm[i]) : -INFINITY;
+                olh[out->n - 1] = lh;
                 seen_add(&s, nb[i], -(int32_t)out->n);
                 at[nbm[i]] = -2 - (long)(out->n - 1);
-                seen_score(&o, nlp[i], nharm[i]);
+                seen_score(&o, nlp[i], lh);
             }
             /* the best neighbour, scored now or before */
             uint64_t best = cur;
-            double blp = clp, bharm = charm;
-            double bf = o.plausible ? 0 : tilted(&o, blp, bharm);
+            double blp = clp, bharm = charm, blh = clh;
+            double bf = o.plausible ? 0 : tilted(&o, blp, blh);
             for (size_t b = 0; b < nm; b++) {
                 uint64_t id = cur ^ masks[b];
                 long a = at[b];
@@ -356,11 +360,13 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                     continue;
                 double l = a >= 0 ? lp[a] : out->lp[-2 - a];
                 double h = a >= 0 ? harm[a] : out->harm[-2 - a];
-                double t = o.plausible ? 0 : tilted(&o, l, h);
+                double lh = a >= 0 ? log_harm[a] : olh[-2 - a];
+                double t = o.plausible ? 0 : tilted(&o, l, lh);
                 if (better(&o, l, h, t, blp, bharm, bf)) {
                     best = id;
                     blp = l;
                     bharm = h;
+                    blh = lh;
                     bf = t;
                 }
             }
@@ -369,6 +375,7 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
             cur = best;
             clp = blp;
             charm = bharm;
+            clh = blh;
         }
     }
 done:
@@ -394,6 +401,7 @@ done:
     free(masks);
     free(nb);
     free(at);
+    free(olh);
     free(nbm);
     free(nlp);
     free(nharm);
