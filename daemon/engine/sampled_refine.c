@@ -33,8 +33,11 @@
  * log R + t·log harm, t = 1, 0, 4, 2 in turn — larger t reaches towards
  * more harm, t = 0 towards the posterior's modes, where the draw's own best
  * is a local optimum. A climb moves to the best neighbour while it improves
- * and stops at a local optimum, when the budget cannot pay for the next
- * batch, or after REFINE_SEEDS climbs. Deterministic: the same data,
+ * and stops at a local optimum; the search stops when the budget cannot
+ * pay for the next batch, or after REFINE_SEEDS climbs. An iid plausible
+ * turn that finds no seed at its floor is skipped (the floor only rises:
+ * so are the later ones) and the tilted climbs go on — until 2026-12-06
+ * it ended the search, and without the archive often after one climb. Deterministic: the same data,
  * draw and action give the same candidates.
  *
  * Why extra candidates never lower the guarantee (the property the tests
@@ -63,9 +66,13 @@
  * log-likelihoods; always one harm), batched a neighbourhood at a time,
  * plus the lookups (one open-addressed hash of the candidates and what was
  * scored, the ids inline; each neighbourhood's lookups are made once a
- * round and reused to pick the best) and the radix sorts of the merge and
- * the estimate (bg__radix_order). Budget counts cached ones too, so a
- * verdict does not depend on which Evaluates came before.
+ * round and reused to pick the best) and the radix sorts of the merge and,
+ * for an estimator that needs an order, the estimate (bg__radix_order). Budget counts cached ones too, so a
+ * verdict does not depend on which Evaluates came before. The caller
+ * halves the budget when the search archive's members are among the
+ * candidates (sampled.c, REFINE_ARCHIVE_DIV): their climbs start near the
+ * posterior's modes, and at d = 64 they spent the whole 4,096 in ~65
+ * rounds of 64 neighbours — most of a 1.7 ms Evaluate.
  *
  * Threads: none of its own; no state. Ownership: out's arrays are new
  * (bg__refined_free).
@@ -309,6 +316,11 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
         o.plausible = o.noniid || seed_no % 2;
         o.tilt = 1;
         long sd = next_seed(&o, tilt, lp, harm, log_harm, n, used);
+        /* no candidate meets the iid plausible climb's floor (it only
+         * rises, so none will): its turns are over, but the tilted climbs
+         * between them still have seeds (this used to end every climb) */
+        if (sd < 0 && o.plausible && !o.noniid)
+            continue;
         if (sd < 0)
             break;
         used[sd] = 1;
