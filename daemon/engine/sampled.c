@@ -31,8 +31,9 @@
  *       log R and their harm for the action;
  *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
  *      candidates towards the estimator's cautious hypothesis add exactly
- *      scored candidates, at most opts.refine looked at — half that when
- *      the archive added members (REFINE_ARCHIVE_DIV) — (their log R
+ *      scored candidates, at most opts.refine looked at — half that for
+ *      single-flip climbs when the archive added members (sampled_refine.c)
+ *      — (their log R
  *      cached per draw and reward version, bg__lpcache: it does not
  *      depend on the action);
  *   5. normalised over the candidates (max-shifted log-sum-exp), the
@@ -93,11 +94,6 @@ typedef struct train_job {
  * before it turns to the next: long first jobs after a reload must not
  * hold up the other sessions. */
 #define BG_SAMPLED_CHUNK_STEPS 50u
-/* The refinement's budget is divided by this when the search archive added
- * members to the candidates (step 4b): at d = 64 the full budget was ~60 %
- * of an Evaluate, and halving it changed none of the quality tables
- * (PERFORMANCE.md, "Sampled Evaluate", 2026-12-06 d64fast). */
-#define REFINE_ARCHIVE_DIV 2u
 
 struct bg_sampled_trainer {
     bg_sampled_opts opts;
@@ -750,14 +746,8 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
     }
     int refine = g->sampler_refine ? g->sampler_refine : atomic_load(&s->refine);
     uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
-    /* with the archive's members among the candidates the climbs start
-     * near the posterior's modes (its chains found them): half the budget
-     * gave the same quality tables and half the cost (PERFORMANCE.md,
-     * "Sampled Evaluate"; GFLOWNET.md, "Refinement") */
-    if (ex.n)
-        budget /= REFINE_ARCHIVE_DIV;
-    if (budget && (rc = bg__refine(g, hist, n_hist, action, ids, lp, harm, n, budget, &c->lpc,
-                                   version, &rf, err)) != BG_OK)
+    if (budget && (rc = bg__refine(g, hist, n_hist, action, ids, lp, harm, n, budget, ex.n > 0,
+                                   &c->lpc, version, &rf, err)) != BG_OK)
         goto done;
     if (!rf.n) {
         rc = bg__estimate_over(g, ids, n, lp, harm, out, err);

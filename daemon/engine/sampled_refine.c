@@ -67,12 +67,14 @@
  * plus the lookups (one open-addressed hash of the candidates and what was
  * scored, the ids inline; each neighbourhood's lookups are made once a
  * round and reused to pick the best) and the radix sorts of the merge and,
- * for an estimator that needs an order, the estimate (bg__radix_order). Budget counts cached ones too, so a
- * verdict does not depend on which Evaluates came before. The caller
- * halves the budget when the search archive's members are among the
- * candidates (sampled.c, REFINE_ARCHIVE_DIV): their climbs start near the
- * posterior's modes, and at d = 64 they spent the whole 4,096 in ~65
- * rounds of 64 neighbours — most of a 1.7 ms Evaluate.
+ * for an estimator that needs an order, the estimate (bg__radix_order). Budget counts cached ones
+ * too, so a verdict does not depend on which Evaluates came before. The budget is halved
+ * (REFINE_ARCHIVE_DIV) when the search archive's members are among the candidates and the climbs
+ * flip single bits (d(d+1)/2 > budget/4, e.g. d = 64 at 4,096): there 10-11 climbs from archive
+ * members spent the whole 4,096 in ~65 rounds of 64 neighbours, most of a 1.7 ms Evaluate, and half
+ * gave the same quality tables (GFLOWNET.md, bench_mh_long at d = 64). With pair flips (d = 32)
+ * half the budget would have turned them off, and the sampled bound fell below MH's in more
+ * contexts, so there the budget stays whole.
  *
  * Threads: none of its own; no state. Ownership: out's arrays are new
  * (bg__refined_free).
@@ -85,6 +87,9 @@
 
 /* Climbs started per Evaluate, from the best candidates by the objective. */
 #define REFINE_SEEDS 16
+/* The budget's divisor for single-flip climbs from a candidate set that
+ * holds the search archive's members (header, "Cost"). */
+#define REFINE_ARCHIVE_DIV 2u
 
 void bg__refined_free(bg__refined *r)
 {
@@ -148,13 +153,19 @@ static void seen_add(seen *s, uint64_t id, int32_t at)
     s->at[h] = at;
 }
 
+/* Whether a climb's neighbourhood includes pair flips: while a round of
+ * them costs at most a quarter of the budget. */
+static int pair_flips(uint32_t bits, uint32_t budget)
+{
+    return (size_t)bits * (bits + 1) / 2 <= budget / 4;
+}
+
 /* The neighbourhood of a climb: every id at Hamming distance 1 or 2 (a
  * pair flip moves a feature from one coordinate to another, which single
- * flips cannot do without passing through a worse hypothesis) while that
- * costs at most a quarter of the budget a round; else distance 1. */
-static size_t flip_masks(uint32_t bits, uint32_t budget, uint64_t *masks)
+ * flips cannot do without passing through a worse hypothesis) when pairs;
+ * else distance 1. */
+static size_t flip_masks(uint32_t bits, int pairs, uint64_t *masks)
 {
-    int pairs = (size_t)bits * (bits + 1) / 2 <= budget / 4;
     size_t m = 0;
     for (uint32_t a = 0; a < bits; a++) {
         masks[m++] = 1ULL << a;
@@ -268,12 +279,15 @@ static int out_push(bg__refined *out, uint64_t id, double lp, double harm)
 
 int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                const bg_action *action, const uint64_t *ids, const double *lp, const double *harm,
-               size_t n, uint32_t budget, bg__lpcache *lpc, uint64_t version, bg__refined *out,
-               bg_err *err)
+               size_t n, uint32_t budget, int archive, bg__lpcache *lpc, uint64_t version,
+               bg__refined *out, bg_err *err)
 {
     memset(out, 0, sizeof *out);
     uint64_t limit;
     uint32_t bits = bg__space_bits(g, &limit);
+    int pairs = bits && pair_flips(bits, budget);
+    if (archive && !pairs)
+        budget /= REFINE_ARCHIVE_DIV;
     if (!bits || !n || budget < bits)
         return BG_OK;
     double alpha = g->estimator->order_needed(g->estimator_inst);
@@ -306,7 +320,7 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
         log_harm[i] = harm[i] > 0 ? log(harm[i]) : -INFINITY;
         seen_score(&o, lp[i], log_harm[i]);
     }
-    nm = flip_masks(bits, budget, masks);
+    nm = flip_masks(bits, pairs, masks);
     /* seeds ranked by log R + tilt·log harm, tilts in turn; the iid
      * estimator's climbs alternate between its own objective and the
      * plausible climb under its floor */
