@@ -31,9 +31,8 @@
  *       log R and their harm for the action;
  *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
  *      candidates towards the estimator's cautious hypothesis add exactly
- *      scored candidates, at most opts.refine looked at — half that for
- *      single-flip climbs when the archive added members (sampled_refine.c)
- *      — (their log R
+ *      scored candidates, at most opts.refine looked at (half that for
+ *      iid single-flip climbs when the archive added members; their log R
  *      cached per draw and reward version, bg__lpcache: it does not
  *      depend on the action);
  *   5. normalised over the candidates (max-shifted log-sum-exp), the

@@ -195,8 +195,8 @@ void bg__refined_free(bg__refined *r);
  * lp, harm from bg__score; lpc, version as there) for the hypothesis the guard's estimator is
  * after — the cautious-but-plausible one — by bit-flip ascent from the
  * best candidates, scoring at most `budget` new hypotheses (half that
- * for single-flip climbs when `archive`: the search archive's members are
- * among the candidates); every one
+ * for an iid objective's single-flip climbs when `archive`: the search
+ * archive's members are among the candidates); every one
  * scored that clears the final plausibility floor goes into out. BG_OK
  * (out may be empty; a neighbour the model scores NaN or outside [0, 1]
  * is left out, and a failing model call ends the search), or BG_ENOMEM.
