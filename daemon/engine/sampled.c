@@ -31,7 +31,8 @@
  *       log R and their harm for the action;
  *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
  *      candidates towards the estimator's cautious hypothesis add exactly
- *      scored candidates, at most opts.refine looked at (their log R
+ *      scored candidates, at most opts.refine looked at (half that for
+ *      iid single-flip climbs when the archive added members; their log R
  *      cached per draw and reward version, bg__lpcache: it does not
  *      depend on the action);
  *   5. normalised over the candidates (max-shifted log-sum-exp), the
@@ -746,8 +747,8 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
     }
     int refine = g->sampler_refine ? g->sampler_refine : atomic_load(&s->refine);
     uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
-    if (budget && (rc = bg__refine(g, hist, n_hist, action, ids, lp, harm, n, budget, &c->lpc,
-                                   version, &rf, err)) != BG_OK)
+    if (budget && (rc = bg__refine(g, hist, n_hist, action, ids, lp, harm, n, budget, ex.n > 0,
+                                   &c->lpc, version, &rf, err)) != BG_OK)
         goto done;
     if (!rf.n) {
         rc = bg__estimate_over(g, ids, n, lp, harm, out, err);

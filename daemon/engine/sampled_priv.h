@@ -172,8 +172,9 @@ int bg__radix_order(const uint64_t *key, size_t n, uint32_t *order);
 uint64_t bg__desc_key(double x);
 
 /* Steps 5-6 over n unique candidates with their scores: lp normalised over
- * them in place (max-shifted log-sum-exp), the stable posterior order and
- * the estimator; fills out (not sampled/samples). BG_EINTERNAL when no
+ * them in place (max-shifted log-sum-exp), the stable posterior order (none
+ * for an estimator whose order_needed is > 1, as on the enumerated path)
+ * and the estimator; fills out (not sampled/samples). BG_EINTERNAL when no
  * score is finite or the estimator misbehaves. */
 int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *lp,
                       const double *harm, bg_verdict *out, bg_err *err);
@@ -193,7 +194,9 @@ void bg__refined_free(bg__refined *r);
 /* Searches the neighbourhood of the n candidates (ids ascending, unique;
  * lp, harm from bg__score; lpc, version as there) for the hypothesis the guard's estimator is
  * after — the cautious-but-plausible one — by bit-flip ascent from the
- * best candidates, scoring at most `budget` new hypotheses; every one
+ * best candidates, scoring at most `budget` new hypotheses (half that
+ * for an iid objective's single-flip climbs when `archive`: the search
+ * archive's members are among the candidates); every one
  * scored that clears the final plausibility floor goes into out. BG_OK
  * (out may be empty; a neighbour the model scores NaN or outside [0, 1]
  * is left out, and a failing model call ends the search), or BG_ENOMEM.
@@ -201,8 +204,8 @@ void bg__refined_free(bg__refined *r);
  * guarantee: sampled_refine.c. */
 int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                const bg_action *action, const uint64_t *ids, const double *lp, const double *harm,
-               size_t n, uint32_t budget, bg__lpcache *lpc, uint64_t version, bg__refined *out,
-               bg_err *err);
+               size_t n, uint32_t budget, int archive, bg__lpcache *lpc, uint64_t version,
+               bg__refined *out, bg_err *err);
 /* The candidates (ids ascending) and r's hypotheses (none among them) into
  * m_* (n + r->n slots each), ids ascending. BG_OK or BG_ENOMEM. */
 int bg__refined_merge(const uint64_t *ids, const double *lp, const double *harm, size_t n,

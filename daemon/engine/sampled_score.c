@@ -322,14 +322,20 @@ int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *
     for (size_t i = 0; i < n; i++)
         z += exp(lp[i] - mx);
     double lse = mx + log(z);
+    /* an estimator that needs no order (order_needed > 1, plugin.h: iid,
+     * posterior, cheating) gets none, as on the enumerated path
+     * (bg__posterior_order): the sort was a third of the estimate */
+    double need = g->estimator->order_needed(g->estimator_inst);
+    int ordered = need <= 1.0; /* also NaN: none */
     for (size_t i = 0; i < n; i++) {
         lp[i] -= lse;
         post[i] = exp(lp[i]);
-        key[i] = bg__desc_key(lp[i]);
+        if (ordered)
+            key[i] = bg__desc_key(lp[i]);
     }
     /* the stable descending order of lp (ties: ascending index, so
      * ascending id, as the enumerated path's) */
-    if (bg__radix_order(key, n, order) != BG_OK) {
+    if (ordered && bg__radix_order(key, n, order) != BG_OK) {
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu samples", g->name, n);
         goto done;
     }
@@ -338,8 +344,8 @@ int bg__estimate_over(const bg_guard *g, const uint64_t *ids, size_t n, double *
                          .log_post = lp,
                          .harm = harm,
                          .order = order,
-                         .n_order = n,
-                         .order_complete = 1,
+                         .n_order = ordered ? n : 0,
+                         .order_complete = ordered || n == 0,
                          .post = post};
     bg_estimate_out eo;
     bg_estimate_out_init(&eo);

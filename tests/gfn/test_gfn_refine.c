@@ -176,6 +176,48 @@ static void test_radix(void)
         }
 }
 
+/* The bandit's batched harm with real-valued features (the refinement's
+ * neighbours at the bench's contexts; dot_lanes, eight ids at a time, no
+ * branch on the bits) against x·w summed feature by feature in k order as
+ * the scalar path does: bit for bit, for batch sizes that end in a partial
+ * group of eight, with negative features, -0.0 and a pair that cancels. */
+static void test_bandit_dot(bg_plugin_host *h)
+{
+    enum { DD = 64, NMAX = 37 };
+    bg_guard_build *b;
+    const bg_guard *g = twin_build(
+        h, "dot", "{features: 64, theta: 3, sigma: 0.7, enumerate: false}", "iid", "", &b);
+    double x[DD];
+    bg_rng r;
+    bg_gfn_rng_seed(&r, 64);
+    for (int k = 0; k < DD; k++)
+        x[k] = 2 * bg_gfn_rng_uniform(&r) - 0.7;
+    x[5] = -0.0;
+    x[9] = 0.3;
+    x[10] = -0.3; /* 0.3 + -0.3: an exact zero on the way */
+    bg_action a = {.tool = "pull", .features = x, .n_features = DD};
+    uint64_t ids[NMAX];
+    double got[NMAX];
+    for (size_t n = 1; n <= NMAX; n += 3) {
+        for (size_t i = 0; i < n; i++)
+            ids[i] = bg_gfn_rng_u64(&r) ^ (i == 0 ? 0 : bg_gfn_rng_u64(&r) << 7);
+        ids[0] = 3ull << (DD - 10) | 1ull << (DD - 11); /* features 8, 9 and 10 */
+        CHECK_INT(g->model->harm(g->model_inst, &a, NULL, 0, ids, n, got), BG_PLUGIN_OK);
+        for (size_t i = 0; i < n; i++) {
+            double s = 0.0;
+            for (int k = 0; k < DD; k++)
+                if ((ids[i] >> (DD - 1 - k)) & 1)
+                    s += x[k];
+            double want = 0.5 * erfc((3.0 - s) / (0.7 * M_SQRT2));
+            CHECK(memcmp(&got[i], &want, sizeof want) == 0,
+                  "bandit harm of id %llu (batch of %zu, #%zu) is %.17g, the scalar sum gives "
+                  "%.17g",
+                  (unsigned long long)ids[i], n, i, got[i], want);
+        }
+    }
+    bg_guard_build_destroy(b);
+}
+
 int main(void)
 {
     test_radix();
@@ -184,6 +226,7 @@ int main(void)
     bg_err err;
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
+    test_bandit_dot(h);
     bg_guard_build *bi, *bn;
     const bg_guard *gi = twin_build(h, "refine", "{features: 4, theta: 2}", "iid", "", &bi);
     const bg_guard *gn =
