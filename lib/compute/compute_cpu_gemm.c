@@ -610,7 +610,9 @@ static void pack_b_task(void *vctx, int t)
 }
 
 /* Piece t of n of [0, kcb): equal ranges, inner boundaries multiples of 16
- * (so two tasks never write one cache line of a panel). */
+ * rows (whole cache lines of every panel width, so where a panel starts on
+ * a line no line is written by two tasks; each float is one task's either
+ * way). */
 static int k_cut(int kcb, int t, int n)
 {
     return t >= n ? kcb : (int)((long)kcb * t / n) & ~15;
