@@ -17,6 +17,11 @@
  * Where the CPU has AVX512_BF16, ours with bf16 matmuls
  * (bg_compute_set_precision) is a third contender of the same rounds: a
  * different precision, so it is compared with ours, not with OpenBLAS.
+ * For tuning runs, the child reads two optional filters from its
+ * environment: BG_BENCH_GEMM_SHAPES (comma-separated substrings of the shape
+ * names, e.g. "dw,classifier fwd": only shapes naming one run) and
+ * BG_BENCH_GEMM_THREADS ("1" or "2": only that thread count); rows not run
+ * print as 0 in the table. Unset: everything.
  * Threads: single-threaded apart from the pools of the two libraries.
  */
 #include <cblas.h>
@@ -141,12 +146,30 @@ static double median(double *v, int n)
 
 #define MAX_REPS 15
 
+/* BG_BENCH_GEMM_SHAPES: does shape name `what` match one of its substrings? */
+static int shape_wanted(const char *what)
+{
+    const char *f = getenv("BG_BENCH_GEMM_SHAPES");
+    if (!f || !*f)
+        return 1;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", f);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (*tok && strstr(what, tok))
+            return 1;
+    return 0;
+}
+
 int bg_bench_gemm_child(int quick)
 {
     int reps = quick ? 5 : 11;
     double min_s = quick ? 0.04 : 0.12;
     printf("CORE %s\n", openblas_get_corename());
+    const char *tf = getenv("BG_BENCH_GEMM_THREADS");
+    int only_threads = tf && *tf ? atoi(tf) : 0;
     for (int threads = 1; threads <= 2; threads++) {
+        if (only_threads && threads != only_threads)
+            continue;
         bg_compute_opts co = {BG_BACKEND_CPU, threads, 0, -1};
         bg_compute *c = NULL;
         bg_err err;
@@ -157,11 +180,13 @@ int bg_bench_gemm_child(int quick)
         /* a third contender, ours with bf16 matmuls, where the CPU has them */
         int ncont = bg_compute_set_precision(c, BG_PRECISION_BF16, &err) == BG_OK ? 3 : 2;
         bg_compute_set_precision(c, BG_PRECISION_FP32, NULL);
-        if (threads == 1)
+        if (threads == 1 || only_threads)
             printf("DESC %s\n", bg_compute_describe(c));
         openblas_set_num_threads(threads);
         for (int i = 0; i < NSHAPES; i++) {
             const shape *s = &g_shapes[i];
+            if (!shape_wanted(s->what))
+                continue;
             size_t na, nb, no;
             sizes(s, &na, &nb, &no);
             float *a = rnd(na, 1u + (unsigned)i), *b = rnd(nb, 77u + (unsigned)i);

@@ -285,6 +285,13 @@ void bg__cpu_kern_avx512_rows(const float *a, long lda, const float *b, int kc, 
  * the layouts it has SIMD paths for. */
 int bg__cpu_pack_avx512(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
                         int kcb, int width, int npanels);
+/* The copies of the GEMM's one-pass packer (compute_cpu_gemm.c, packk),
+ * for an operand whose rows are adjacent at every k (the backward's
+ * transposed operands): kn rows k of npanels panels of `width` (<= 32)
+ * columns: dst[p*pstride + k*width + r] = src[k*cs + p*width + r] where
+ * p*width + r < span, else 0. */
+void bg__cpu_copyk_avx512(float *dst, long pstride, const float *src, long cs, int kn, int width,
+                          int npanels, int span);
 /* bf16 (x86-64 with AVX512_BF16 only). The tile of bf16 pairs: a-panel
  * [ceil(kc/2)][MR] and b-panel [ceil(kc/2)][NR] of 32-bit words, each word
  * (low half: k even, high half: k + 1) as made by bg__cpu_panel_bf16; same
@@ -312,5 +319,8 @@ void bg__cpu_kern_avx2_rows(const float *a, long lda, const float *b, int kc, fl
                             int first);
 int bg__cpu_pack_avx2(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
                       int kcb, int width, int npanels);
+/* bg__cpu_copyk_avx512's contract with AVX2 (width 6 or a multiple of 8). */
+void bg__cpu_copyk_avx2(float *dst, long pstride, const float *src, long cs, int kn, int width,
+                        int npanels, int span);
 
 #endif

@@ -22,11 +22,13 @@
  * The A-in-place variant broadcasts straight from 6 rows of a row-major
  * operand (two base registers plus 0, 1 or 2 row strides), so the forward's
  * x and dx's dy are never packed.
- * The packer: an 8x8 register transpose for operands contiguous in k (the
+ * The packers: an 8x8 register transpose for operands contiguous in k (the
  * forward's w), copies k by k with a software prefetch for the backward's
  * transposed operands (rows adjacent at each k, each k a new row of the
- * source, often a new page). Only full panels are packed here; the caller
- * packs a partial last panel with the portable code.
+ * source, often a new page); bg__cpu_pack_avx2 packs only full panels (the
+ * caller packs a partial last one with the portable code);
+ * bg__cpu_copyk_avx2, the copies of the GEMM's one-pass packer for the
+ * transposed operands, full and partial panels.
  * Invariants: the sum over k runs in k order per output element (one FMA
  * chain per accumulator lane), so a tile depends only on its panels, never
  * on the thread that ran it or on whether A was packed.
@@ -46,12 +48,18 @@
 #define PF_C 48     /* k steps before the end of the tile that C is prefetched */
 
 /* The accumulators into out (row stride ldc): stored, or added to what is
- * there unless `first`. */
+ * there unless `first`; first == 2: stored with non-temporal (streaming)
+ * stores, out and ldc 64-byte aligned (the caller fences). */
 BG_T256 static inline void store_tile(__m256 *c0, __m256 *c1, float *out, long ldc, int first)
 {
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
         float *o = out + r * ldc;
+        if (first == 2) {
+            _mm256_stream_ps(o, c0[r]);
+            _mm256_stream_ps(o + 8, c1[r]);
+            continue;
+        }
         if (!first) {
             c0[r] = _mm256_add_ps(_mm256_loadu_ps(o), c0[r]);
             c1[r] = _mm256_add_ps(_mm256_loadu_ps(o + 8), c1[r]);
@@ -197,6 +205,24 @@ BG_T256 static inline void copy_row(float *d, const float *s, int width)
     }
     for (int g = 0; g < width; g += 8)
         _mm256_storeu_ps(d + g, _mm256_loadu_ps(s + g));
+}
+
+BG_T256 void bg__cpu_copyk_avx2(float *dst, long pstride, const float *src, long cs, int kn,
+                                int width, int npanels, int span)
+{
+    for (int p = 0; p < npanels; p++) {
+        int valid = span - p * width;
+        const float *s = src + p * width;
+        float *d = dst + p * pstride;
+        if (valid >= width) {
+            for (int k = 0; k < kn; k++)
+                copy_row(d + k * width, s + k * cs, width);
+            continue;
+        }
+        for (int k = 0; k < kn; k++)
+            for (int r = 0; r < width; r++)
+                d[k * width + r] = r < valid ? s[k * cs + r] : 0.0f;
+    }
 }
 
 BG_T256 int bg__cpu_pack_avx2(float *dst, const float *src, long rs, long cs, int first, int end,

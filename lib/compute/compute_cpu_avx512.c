@@ -15,8 +15,10 @@
  * Two variants: A from a packed panel, or A read in place from 12 rows of a
  * row-major operand (no packing; Zen 4 runs the tile at its FMA peak
  * either way, so what the GEMM gains is the packing it no longer does).
- * The packer (bg__cpu_pack_avx512) fills both kinds of panel with SIMD
- * loads and stores.
+ * The packers fill both kinds of panel with SIMD loads and stores:
+ * bg__cpu_pack_avx512 (a 16x16 transpose, or k by k), and
+ * bg__cpu_copyk_avx512, the copies of the GEMM's one-pass packer for
+ * operands whose rows are adjacent at each k.
  * Invariants: the sum over k runs in k order per output element, so a tile
  * depends only on its panels, never on the thread that ran it.
  * Threads: pure functions of their arguments; any thread.
@@ -39,12 +41,18 @@ static inline __mmask16 lanes(int n)
 }
 
 /* The tile's accumulators into out (row stride ldc): stored, or added to
- * what is there unless `first`. */
+ * what is there unless `first`; first == 2: stored with non-temporal
+ * (streaming) stores, out and ldc 64-byte aligned (the caller fences). */
 BG_T512 static inline void store_tile(__m512 *c0, __m512 *c1, float *out, long ldc, int first)
 {
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
         float *o = out + r * ldc;
+        if (first == 2) {
+            _mm512_stream_ps(o, c0[r]);
+            _mm512_stream_ps(o + 16, c1[r]);
+            continue;
+        }
         if (!first) {
             c0[r] = _mm512_add_ps(_mm512_loadu_ps(o), c0[r]);
             c1[r] = _mm512_add_ps(_mm512_loadu_ps(o + 16), c1[r]);
@@ -234,6 +242,27 @@ BG_T512 int bg__cpu_pack_avx512(float *dst, const float *src, long rs, long cs, 
         }
     }
     return npanels;
+}
+
+BG_T512 void bg__cpu_copyk_avx512(float *dst, long pstride, const float *src, long cs, int kn,
+                                  int width, int npanels, int span)
+{
+    for (int p = 0; p < npanels; p++) {
+        int valid = span - p * width;
+        const float *s = src + p * width;
+        float *d = dst + p * pstride;
+        if (width == MR && valid >= MR) {
+            /* an A panel with every row present: 12 floats a row */
+            for (int k = 0; k < kn; k++)
+                _mm512_mask_storeu_ps(d + k * MR, 0x0FFF,
+                                      _mm512_maskz_loadu_ps(0x0FFF, s + k * cs));
+            continue;
+        }
+        for (int k = 0; k < kn; k++)
+            for (int g = 0; g < width; g += 16)
+                _mm512_mask_storeu_ps(d + k * width + g, lanes(width - g),
+                                      _mm512_maskz_loadu_ps(lanes(valid - g), s + k * cs + g));
+    }
 }
 
 /* Dot product, four zmm accumulators (the FMA latency hidden), the tail

@@ -16,11 +16,21 @@
  *     kernel a row-major left operand (the forward's x, dx's dy) is not
  *     packed at all: the tile broadcasts straight from its rows (only a
  *     last, partial panel is packed), and the packing is SIMD (a 16x16 or
- *     8x8 register transpose, or copies k by k with prefetch for the
- *     backward's transposed operands).
- *     Packing and compute are pool runs of independent tasks (A: one MC-row
- *     block each; B: a group of panels; compute: an (M block, N panel)
- *     pair). The first K block stores, later ones accumulate, so no zeroing
+ *     8x8 register transpose for operands contiguous in k). The backward's
+ *     transposed operands (rows adjacent at each k: dW's dy^T and x^T,
+ *     dx's w) go through the one-pass packer (packk): every panel
+ *     of the block from one pass over the source rows, the K block's rows
+ *     split into equal ranges, one task per thread, so two threads pack
+ *     equal shares.
+ *     Packing and compute are pool runs of independent tasks: one packing
+ *     run per (chunk, N block) packs A's chunk (first N block only) and the
+ *     B block together; compute tasks are (M block, N panel) pairs. With
+ *     one N block (N <= nc: every dW of the training shapes) B is packed
+ *     once per K block and kept across all chunks of A's rows. An output of
+ *     at least NT_OUT_FLOATS written once (one K block, no accumulation:
+ *     the classifier's logits) is stored with streaming stores, which skip
+ *     the read for ownership of lines that will not stay in cache anyway.
+ *     The first K block stores, later ones accumulate, so no zeroing
  *     pass is needed; each output tile is one task's per K block, summed
  *     over K blocks in order, so the result is bit-identical for any thread
  *     count (per kernel). Packed panels live in the pool's scratch
@@ -368,6 +378,18 @@ static void pack_panel_c(float *dst, const float *src, long rs, long cs, int fir
     }
 }
 
+/* The portable copies of the one-pass packer (bg__cpu_copyk_avx512's
+ * contract). */
+static void copyk_c(float *dst, long pstride, const float *src, long cs, int kn, int width,
+                    int npanels, int span)
+{
+    for (int p = 0; p < npanels; p++)
+        for (int k = 0; k < kn; k++)
+            for (int r = 0; r < width; r++)
+                dst[p * pstride + (long)k * width + r] =
+                    p * width + r < span ? src[k * cs + p * width + r] : 0.0f;
+}
+
 /* The portable MR x NR tile, same contract as the SIMD ones: out (row stride
  * ldc) = (first ? 0 : out) + a-panel . b-panel over kc. */
 static void kern_c(const float *a, const float *b, int kc, float *out, long ldc, int first)
@@ -399,11 +421,17 @@ typedef void (*kern_rows_fn)(const float *a, long lda, const float *b, int kc, f
 typedef int (*pack_fn)(float *dst, const float *src, long rs, long cs, int first, int end, int k0,
                        int kcb, int width, int npanels);
 
+/* The copies of a kernel's one-pass packer (bg__cpu_copyk_avx512's
+ * contract). */
+typedef void (*copyk_fn)(float *dst, long pstride, const float *src, long cs, int kn, int width,
+                         int npanels, int span);
+
 /* One kernel's tile, K block and N block (nc: a multiple of nr). */
 typedef struct kern_desc {
     kern_fn fn;
     kern_rows_fn rows_fn; /* NULL: A is always packed */
     pack_fn simd_pack;    /* NULL: the portable packer only */
+    copyk_fn copyk;       /* NULL: operands with rs == 1 packed panel group by group */
     int bf16;             /* panels rewritten as bf16 pairs (bg__cpu_panel_bf16) */
     int mr, nr, kc, nc;
 } kern_desc;
@@ -416,6 +444,9 @@ typedef struct kern_desc {
 /* Scratch kept in the pool between calls; larger buffers are freed after
  * the call (the packed A chunk and one B block fit). */
 #define SCRATCH_KEEP ((size_t)12 << 20)
+/* Outputs of at least this many floats (64 MiB, twice the 32 MiB L3 of the
+ * Zen 4 measured) are written with streaming stores when written once. */
+#define NT_OUT_FLOATS (16L << 20)
 
 static kern_desc kern_for(int kernel, int bf16)
 {
@@ -425,6 +456,7 @@ static kern_desc kern_for(int kernel, int bf16)
         return (kern_desc){bg__cpu_kern_avx512_bf16,
                            NULL,
                            bg__cpu_pack_avx512,
+                           NULL,
                            1,
                            BG__AVX512_MR,
                            BG__AVX512_NR,
@@ -439,6 +471,7 @@ static kern_desc kern_for(int kernel, int bf16)
         return (kern_desc){bg__cpu_kern_avx512,
                            bg__cpu_kern_avx512_rows,
                            bg__cpu_pack_avx512,
+                           bg__cpu_copyk_avx512,
                            0,
                            BG__AVX512_MR,
                            BG__AVX512_NR,
@@ -451,12 +484,19 @@ static kern_desc kern_for(int kernel, int bf16)
      * floats, 32 KiB) is reused by the 16 A panels of an M block. N block
      * 1024, so the packed B block stays within 2048 x 256 floats. */
     if (kernel == BG__KERN_AVX2)
-        return (kern_desc){
-            bg__cpu_kern_avx2, bg__cpu_kern_avx2_rows, bg__cpu_pack_avx2, 0, MR, NR, 512, NC / 2};
+        return (kern_desc){bg__cpu_kern_avx2,
+                           bg__cpu_kern_avx2_rows,
+                           bg__cpu_pack_avx2,
+                           bg__cpu_copyk_avx2,
+                           0,
+                           MR,
+                           NR,
+                           512,
+                           NC / 2};
 #endif
     (void)kernel;
     (void)bf16;
-    return (kern_desc){kern_c, NULL, NULL, 0, MR, NR, KC, NC};
+    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC};
 }
 
 /* The blocking of one gemm(M, N, K) with kernel kd: the K block (equal
@@ -507,6 +547,10 @@ typedef struct gemm_ctx {
     long xrs, xcs, wrs, wcs; /* operand strides (pack_panel_c) */
     kern_desc kd;
     int a_direct; /* full A panels read in place (kd.rows_fn, x row-major) */
+    /* operands with rs == 1 and a one-pass packer: packed by ranges of k,
+     * in a_kt / b_kt tasks of equal k ranges (0: by panel groups) */
+    int a_kt, b_kt;
+    int run_a, run_b; /* the current packing run: its A tasks, then its B tasks */
     /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
      * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
     float *ap, *bp;
@@ -565,6 +609,69 @@ static void pack_b_task(void *vctx, int t)
          g->n0 + g->ncb, g->k0, g->kcb, nr, np);
 }
 
+/* Piece t of n of [0, kcb): equal ranges, inner boundaries multiples of 16
+ * rows (whole cache lines of every panel width, so where a panel starts on
+ * a line no line is written by two tasks; each float is one task's either
+ * way). */
+static int k_cut(int kcb, int t, int n)
+{
+    return t >= n ? kcb : (int)((long)kcb * t / n) & ~15;
+}
+
+/* The one-pass packer's blocking. Panel strides are multiples of 4 KiB
+ * (width x kcb floats), so the panels' lines at one k share an L1 set:
+ * writing one k of every panel before the next k would evict each line
+ * before it is full. So the source rows are taken KS at a time and each
+ * panel gets its KS rows (whole lines) before the next; a group of panels
+ * spans at most GROUP_SPAN floats, so the KS rows being read (16 KiB) stay
+ * in L1. No software prefetch: the pass reads each row's span in order
+ * (the whole row for every training shape but the classifier's dy), which
+ * the hardware prefetchers follow; prefetching the next KS rows' spans
+ * measured 0-4% slower on dW (interleaved, Zen 4, both kernels). */
+#define KS 8
+#define GROUP_SPAN 512
+
+/* Piece t of nt of the current K block's rows, every panel of an operand
+ * whose rows are adjacent at each k: panels of `width` columns from column
+ * `first` (zero from `end` on) of src (the K block's first row; row stride
+ * cs) into dst (panel stride width x kcb). */
+static void packk(const gemm_ctx *g, int t, int nt, float *dst, const float *src, long cs,
+                  int first, int end, int width, int npanels)
+{
+    int ka = k_cut(g->kcb, t, nt), kb = k_cut(g->kcb, t + 1, nt);
+    long pstride = (long)width * g->kcb;
+    int gp = GROUP_SPAN / width;
+    for (int p0 = 0; p0 < npanels; p0 += gp) {
+        int np = npanels - p0 < gp ? npanels - p0 : gp;
+        int f = first + p0 * width;
+        int span = np * width < end - f ? np * width : end - f;
+        for (int kk = ka; kk < kb; kk += KS)
+            g->kd.copyk(dst + p0 * pstride + (long)kk * width, pstride, src + (long)kk * cs + f, cs,
+                        kb - kk < KS ? kb - kk : KS, width, np, span);
+    }
+}
+
+/* Task t of a packing run: A's tasks (by k range or by MC block), then B's
+ * (by k range or by panel group). A k-range task packs every panel of the
+ * block for its rows k of the source (packk), so each source row's span is
+ * read in one pass instead of once per panel group. */
+static void pack_task(void *vctx, int t)
+{
+    gemm_ctx *g = vctx;
+    if (t < g->run_a) {
+        if (g->a_kt)
+            packk(g, t, g->a_kt, g->ap, g->x + (long)g->k0 * g->xcs, g->xcs, g->m0,
+                  g->m0 + g->mrows, g->kd.mr, g->m_panels);
+        else
+            pack_a_task(g, t);
+    } else if (g->b_kt) {
+        packk(g, t - g->run_a, g->b_kt, g->bp, g->w + (long)g->k0 * g->wcs, g->wcs, g->n0,
+              g->n0 + g->ncb, g->kd.nr, g->n_panels);
+    } else {
+        pack_b_task(g, t - g->run_a);
+    }
+}
+
 /* An edge tile's existing part from the full tile computed into ct. */
 static void edge_store(const gemm_ctx *g, float *o, const float *ct, int mr, int nr)
 {
@@ -614,6 +721,10 @@ static void compute_task(void *vctx, int t)
     int mp1 = mp0 + MC / mr < g->m_panels ? mp0 + MC / mr : g->m_panels;
     for (int mp = mp0; mp < mp1; mp++)
         tile(g, g->ap + (long)mp * mr * g->kcb, b, g->m0 + mp * mr, g->n0 + np * g->kd.nr);
+#ifdef BG_X86
+    if (g->first == 2)
+        _mm_sfence(); /* the streaming stores visible before the task counts as done */
+#endif
 }
 
 /* out[m*N + n] (= or +=) sum_k x(m, k) * w(n, k), operands addressed by
@@ -655,21 +766,41 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
             }
         return;
     }
+    int nt = bg__pool_threads(p);
+    /* One N block: B is packed once per K block and kept across every chunk
+     * of A's rows (dW of the classifier: x's block across all of dy's). */
+    int b_kept = N <= nc;
+    /* An output larger than the last-level cache, written once (one K
+     * block, not accumulated): streaming stores, so its lines are not read
+     * for ownership first (the classifier's logits: 131 MB at batch 4 x
+     * 256). Needs 64-byte aligned rows. */
+    int nt_out = g.kd.rows_fn && (long)M * N >= NT_OUT_FLOATS && K <= kc && N % 16 == 0 &&
+                 ((uintptr_t)out & 63) == 0;
     for (int k0 = 0; k0 < K; k0 += kc) {
         g.k0 = k0;
         g.kcb = K - k0 < kc ? K - k0 : kc;
         g.first = k0 == 0 && !accumulate;
+        if (g.first && nt_out)
+            g.first = 2;
+        int kt = g.kcb >= 64 ? nt : 1;
+        g.a_kt = g.kd.copyk && xrs == 1 && !g.a_direct ? kt : 0;
+        g.b_kt = g.kd.copyk && wrs == 1 ? kt : 0;
         for (int m0 = 0; m0 < M; m0 += m_chunk) {
             g.m0 = m0;
             g.mrows = M - m0 < m_chunk ? M - m0 : m_chunk;
             g.m_panels = (g.mrows + mr - 1) / mr;
             g.m_blocks = (g.mrows + MC - 1) / MC;
-            bg__pool_run(p, pack_a_task, &g, g.m_blocks);
             for (int n0 = 0; n0 < N; n0 += nc) {
                 g.n0 = n0;
                 g.ncb = N - n0 < nc ? N - n0 : nc;
                 g.n_panels = (g.ncb + nr - 1) / nr;
-                bg__pool_run(p, pack_b_task, &g, (g.n_panels + B_GROUP - 1) / B_GROUP);
+                /* one packing run: A's chunk with the first N block, and
+                 * the B block unless it is kept from the first chunk */
+                g.run_a = n0 > 0 ? 0 : g.a_kt ? g.a_kt : g.m_blocks;
+                g.run_b = b_kept && m0 > 0 ? 0
+                          : g.b_kt         ? g.b_kt
+                                           : (g.n_panels + B_GROUP - 1) / B_GROUP;
+                bg__pool_run(p, pack_task, &g, g.run_a + g.run_b);
                 bg__pool_run(p, compute_task, &g, g.m_blocks * g.n_panels);
             }
         }

@@ -147,6 +147,37 @@ static void test_matmul(bg_compute *c, int M, int N, int K)
     free(got);
 }
 
+/* dx (overwrite) and dW (+= onto nonzero) of one shape against the scalar
+ * reference: the backward's transposed operands go through the one-pass
+ * packer (k ranges split over the threads, groups of panels, rows KS at a
+ * time), dW's x block kept across chunks of dy's columns. */
+static void test_matmul_backward(bg_compute *c, int M, int N, int K)
+{
+    size_t mk = (size_t)M * K, mn = (size_t)M * N, nk = (size_t)N * K;
+    float *x = rand_vec(mk), *w = rand_vec(nk), *dy = rand_vec(mn), *dw = rand_vec(nk);
+    float *want_dx = malloc(sizeof(float) * mk), *got_dx = malloc(sizeof(float) * mk);
+    float *got_dw = malloc(sizeof(float) * nk);
+    bg_cbuf *bx = up(c, x, mk), *bw = up(c, w, nk), *bdy = up(c, dy, mn), *bdw = up(c, dw, nk);
+    bg_cbuf *bdx = up(c, NULL, mk);
+    start(c);
+    bg_op_matmul_backward_x(c, V(bdx), V(bdy), V(bw), M, N, K, 0);
+    bg_op_matmul_backward_w(c, V(bdw), V(bdy), V(bx), M, N, K);
+    run(c, "matmul backward");
+    down(c, bdx, got_dx, mk);
+    down(c, bdw, got_dw, nk);
+    bg_ref_matmul_backward_x(want_dx, dy, w, M, N, K, 0);
+    bg_ref_matmul_backward_w(dw, dy, x, M, N, K);
+    char what[64];
+    snprintf(what, sizeof what, "matmul_backward_x %dx%dx%d", M, N, K);
+    check_close(what, got_dx, want_dx, mk);
+    snprintf(what, sizeof what, "matmul_backward_w %dx%dx%d", M, N, K);
+    check_close(what, got_dw, dw, nk);
+    bg_cbuf *all[] = {bx, bw, bdy, bdw, bdx};
+    for (int i = 0; i < 5; i++)
+        bg_cbuf_destroy(c, all[i]);
+    free(x), free(w), free(dy), free(dw), free(want_dx), free(got_dx), free(got_dw);
+}
+
 static void test_rows_ops(bg_compute *c, int T, int n)
 {
     size_t sz = (size_t)T * n;
@@ -495,6 +526,20 @@ static void suite(int threads)
         test_matmul(c, fixed[i][0], fixed[i][1], fixed[i][2]);
     for (int i = 0; i < 12; i++)
         test_matmul(c, irand(1, 40), irand(1, 90), irand(1, 300));
+    /* The backward GEMMs (M tokens, N out, K in; dW runs as (N, K, M)):
+     * T = M = 1 (one k task); T = 67 (k split 16 / 16 / 35 over 3 threads,
+     * not a multiple of the 8-row steps); T = 1100 (two AVX-512 K blocks of
+     * 550, three AVX2 of 367) with 530 dW rows (two panel groups of the
+     * one-pass packer) and a partial B panel; 2100 dW rows at T = 1024 (two
+     * chunks of A rows at K blocks of 1024, x's block kept); 8200 at T =
+     * 520 (three AVX-512 chunks, two AVX2). */
+    static const int bwd[][3] = {{1, 33, 70},      {67, 45, 13},   {1100, 530, 37}, {64, 7, 1},
+                                 {1024, 2100, 20}, {520, 8200, 9}, {130, 97, 200}};
+    for (size_t i = 0; i < sizeof bwd / sizeof bwd[0]; i++)
+        test_matmul_backward(c, bwd[i][0], bwd[i][1], bwd[i][2]);
+    /* an output of >= 16M floats written once (one K block): streaming
+     * stores (N a multiple of 16, rows 64-byte aligned) */
+    test_matmul(c, 520, 32272, 9);
     test_matmul(c, 1, 2100, 96);  /* matvec large enough to run on the pool */
     test_matmul(c, 13, 2100, 70); /* N past one 2048-column block of the packed GEMM */
 
