@@ -387,6 +387,12 @@ static void format_record(bg_strbuf *b, const bg_decision_record *r)
             key_u64(b, "train_steps", r->sampler.train_steps);
             key_u64(b, "version_lag", r->sampler.version_lag);
             key_str(b, "reason", r->sampler.reason ? r->sampler.reason : "");
+            if (r->sampler.archive_size) { /* a search archive (none: no keys, as the CLI) */
+                key_u64(b, "archive_size", r->sampler.archive_size);
+                key_u64(b, "archive_version_lag", r->sampler.archive_version_lag);
+                key_u64(b, "search_evaluations", r->sampler.search_evaluations);
+                key_u64(b, "search_cpu_us", r->sampler.search_cpu_us);
+            }
             bg_strbuf_putc(b, '}');
         }
         key_u64(b, "plausible_set_size", r->plausible_set_size);

@@ -79,6 +79,9 @@ typedef struct bg_decision_record {
         double tb_residual, log_weight_spread, ess;
         uint64_t train_steps, version_lag;
         const char *reason; /* "" or NULL when healthy */
+        /* the search archive among the candidates (guard.proto 8-11);
+         * written only when archive_size > 0, as the CLI prints them */
+        uint64_t archive_size, archive_version_lag, search_evaluations, search_cpu_us;
     } sampler;
     int has_cautious;
     uint64_t cautious_id;

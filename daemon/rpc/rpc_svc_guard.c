@@ -636,6 +636,10 @@ void bg__svc_evaluate(bg__rpc_call *c)
     lr.sampler.train_steps = v.health.train_steps;
     lr.sampler.version_lag = v.health.version_lag;
     lr.sampler.reason = v.health.reason;
+    lr.sampler.archive_size = v.health.archive_size;
+    lr.sampler.archive_version_lag = v.health.archive_version_lag;
+    lr.sampler.search_evaluations = v.health.search_evaluations;
+    lr.sampler.search_cpu_us = v.health.search_cpu_us;
     lr.plausible_set_size = v.plausible_set_size;
     lr.observations = v.observations;
     lr.has_cautious = !on_error_allowed;

@@ -214,6 +214,58 @@ static void test_line_format(void)
     free(text);
 }
 
+/* A sampled verdict's sampler object: the search archive's four fields
+ * (guard.proto SamplerHealth 8-11) after the health, only when the
+ * verdict's candidates held an archive (archive_size > 0, as the CLI
+ * prints its archive line); without one, none of the four keys. */
+static void test_sampler_archive(void)
+{
+    char path[512];
+    bg_decision_log_opts o = {.path = log_path("sampler.jsonl", path, sizeof path)};
+    bg_decision_log *l = open_ok(&o);
+    bg_decision_record r = sample_record();
+    r.has_cautious = 0;
+    r.sampled = 1;
+    r.samples = 256;
+    r.sampler.healthy = 1;
+    r.sampler.tb_residual = 0.5;
+    r.sampler.log_weight_spread = 2;
+    r.sampler.ess = 64;
+    r.sampler.train_steps = 120;
+    r.sampler.version_lag = 1;
+    r.sampler.reason = "";
+    r.sampler.archive_size = 1024;
+    r.sampler.archive_version_lag = 2;
+    r.sampler.search_evaluations = 2047;
+    r.sampler.search_cpu_us = 18446744073709551615ull; /* the full range of a uint64 */
+    bg_decision_log_append(l, &r);
+    r.sampler.archive_size = 0; /* no archive: the other three are not written either */
+    bg_decision_log_append(l, &r);
+    finish(l);
+    size_t n;
+    char *text = slurp(path, &n);
+    CHECK(text != NULL && lines_whole(text, n) && count_lines(text, n) == 2);
+    const char *health = "\"bound_kind\":\"sampled\",\"samples\":256,\"sampler\":{\"healthy\":true,"
+                         "\"tb_residual\":0.5,\"log_weight_spread\":2,\"ess\":64,"
+                         "\"train_steps\":120,\"version_lag\":1,\"reason\":\"\"";
+    const char *want[2] = {",\"archive_size\":1024,\"archive_version_lag\":2,"
+                           "\"search_evaluations\":2047,"
+                           "\"search_cpu_us\":18446744073709551615},\"plausible_set_size\":17,",
+                           "},\"plausible_set_size\":17,"};
+    char *line = text;
+    for (int i = 0; i < 2; i++) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        const char *h = strstr(line, health);
+        CHECK(h != NULL, "line %d lacks the sampler's health: %s", i, line);
+        CHECK(strncmp(h + strlen(health), want[i], strlen(want[i])) == 0,
+              "line %d: after the health want %s, got %s", i, want[i], h + strlen(health));
+        CHECK(i == 0 || strstr(line, "archive") == NULL, "line %d: %s", i, line);
+        line = nl + 1;
+    }
+    free(text);
+}
+
 enum { THREADS = 4, PER_THREAD = 5000 };
 
 static void *append_many(void *arg)
@@ -580,6 +632,7 @@ int main(void)
     }
     test_json_text();
     test_line_format();
+    test_sampler_archive();
     test_threads();
     test_backpressure();
     test_write_refused();

@@ -24,8 +24,12 @@ search counters on /metrics are 0. After 12 observations one at a time
     verdict's search_evaluations and at most runs x 2048, the CPU counter
     at least the verdict's search_cpu_us, the archive-size gauge 1024.
 One more observation: the archive catches up again (lag 0 polled) and the
-runs counter grows.
+runs counter grows. The decision log (--decision-log): the lines of those
+three Evaluates (by decision_id) carry the four fields in their `sampler`
+object with the verdicts' values; noarch's line has none of them (no
+archive, as the CLI prints no archive line).
 Run with /usr/bin/python3 (ctest sets the environment)."""
+import json
 import os
 import random
 import shutil
@@ -76,7 +80,9 @@ def test_archive_over_the_wire():
         for name, search in (("arch", BUDGET), ("noarch", 0)):
             with open(os.path.join(tmp, name + ".yaml"), "w") as f:
                 f.write(POLICY % {"name": name, "search": search})
-        with Daemon(policies=tmp, args=["--metrics-listen", "127.0.0.1:0"]) as d:
+        log = os.path.join(tmp, "decisions.jsonl")
+        with Daemon(policies=tmp, args=["--metrics-listen", "127.0.0.1:0",
+                                        "--decision-log", log]) as d:
             addr = metrics_addr(d)
             m0 = scrape(addr)
             for name in SEARCH:
@@ -174,6 +180,20 @@ def test_archive_over_the_wire():
             assert value(m2, SEARCH[0]) == runs + 1, (value(m2, SEARCH[0]), runs)
             assert value(m2, SEARCH[1]) - evals == v2.sampler.search_evaluations, (
                 value(m2, SEARCH[1]), evals, v2.sampler)
+
+            # the decision log: each Evaluate's line, found by its decision_id
+            d.stop()
+            with open(log) as f:
+                lines = {l.get("decision_id"): l for l in map(json.loads, f.read().splitlines())}
+            four = ("archive_size", "archive_version_lag", "search_evaluations", "search_cpu_us")
+            for verdict in (v, v2):
+                s = lines[verdict.decision_id]["sampler"]
+                print("log:", verdict.decision_id, {k: s[k] for k in four})
+                assert [s[k] for k in four] == [getattr(verdict.sampler, k) for k in four], (
+                    s, verdict.sampler)
+                assert s["version_lag"] == verdict.sampler.version_lag, (s, verdict.sampler)
+            sn = lines[vn.decision_id]["sampler"]
+            assert not any(k in sn for k in four), sn
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -22,8 +22,20 @@
  *   iid: R·harm of the cautious hypothesis of C' ≥ that of C, and the
  *     bound equals the exact one whenever C holds the exact maximiser.
  * A failure means the estimator (or the normalisation over candidates)
- * broke the property the refinement relies on. ~0.1 s. Skips (77) when the
- * plugins are not built.
+ * broke the property the refinement relies on.
+ *
+ * Then bg__refine itself on bandit guards, for d64fast's two changes:
+ *   test_archive_budget: the hypotheses looked at (bg__refined.evals) at
+ *     the default budget 4,096 are <= 2,048 with the archive flag, the iid
+ *     estimator and single flips (d = 64), and > 2,048 without the
+ *     archive, with the non-iid estimator, and with pair flips (d = 16);
+ *   test_seedless_turn: a d = 12 candidate set where every iid plausible
+ *     turn finds no seed still reaches the exact iid cautious hypothesis
+ *     (enumerated here) through the tilted climbs, and the estimator over
+ *     the refined candidates picks it.
+ * Both fail on the code before those changes (the halving removed, or
+ * applied to every objective; the seedless turn ending the search).
+ * ~0.1 s. Skips (77) when the plugins are not built.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -218,6 +230,242 @@ static void test_bandit_dot(bg_plugin_host *h)
     bg_guard_build_destroy(b);
 }
 
+/* ---- bg__refine itself on a bandit (issue 16, d64fast's two changes) */
+
+/* Scores ids[0..n) (ascending) for action a under hist with the model's
+ * batched calls, as the engine does before refining (no cache). */
+static void score(const bg_guard *g, const bg_observation *hist, size_t n_hist, const bg_action *a,
+                  const uint64_t *ids, size_t n, double *lp, double *harm)
+{
+    bg_err err;
+    CHECK(bg__score(g, hist, n_hist, a, ids, n, lp, harm, NULL, 0, 0, &err) == BG_OK, "%s",
+          err.msg);
+}
+
+/* The hypotheses the refinement looked at (bg__refined.evals) from n
+ * random d-bit candidates (seeded), with no observation (a flat posterior:
+ * every candidate meets every plausibility floor, and each climb turns on
+ * the bits of the action's positive features one round at a time). */
+static uint32_t refine_evals(const bg_guard *g, int d, uint32_t budget, int archive)
+{
+    enum { NC = 64 };
+    uint64_t ids[NC];
+    double lp[NC], harm[NC], x[64];
+    bg_rng r;
+    bg_gfn_rng_seed(&r, 2048);
+    for (int k = 0; k < d; k++)
+        x[k] = 1.0;
+    uint64_t mask = d >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << d) - 1;
+    size_t n = 0;
+    while (n < NC) {
+        uint64_t id = bg_gfn_rng_u64(&r) & mask, dup = 0;
+        for (size_t i = 0; i < n; i++)
+            dup |= ids[i] == id;
+        if (!dup)
+            ids[n++] = id;
+    }
+    qsort(ids, n, sizeof *ids, cmp_u64);
+    bg_action a = {.tool = "pull", .features = x, .n_features = (size_t)d};
+    score(g, NULL, 0, &a, ids, n, lp, harm);
+    bg__refined out;
+    bg_err err;
+    CHECK(bg__refine(g, NULL, 0, &a, ids, lp, harm, n, budget, archive, NULL, 0, &out, &err) ==
+              BG_OK,
+          "%s", err.msg);
+    uint32_t e = out.evals;
+    bg__refined_free(&out);
+    return e;
+}
+
+/* d64fast (1): with the search archive among the candidates, the iid
+ * objective's single-flip climbs get half the budget (2,048 of 4,096);
+ * pair-flip climbs (d = 16: 136 per round <= 4,096 / 4) and the non-iid
+ * objective keep the whole of it. The same candidates, action and budget
+ * each time; only the archive flag, the estimator and d change. Before
+ * that change (3cdc7e4's parent) the first count was ~4,096 too. */
+static void test_archive_budget(bg_plugin_host *h)
+{
+    const uint32_t budget = BG_SAMPLED_REFINE_DEFAULT;
+    bg_guard_build *b64i, *b64n, *b16i;
+    const bg_guard *g64i = twin_build(
+        h, "budget", "{features: 64, sigma: 1, theta: 48, enumerate: false}", "iid", "", &b64i);
+    const bg_guard *g64n =
+        twin_build(h, "budget", "{features: 64, sigma: 1, theta: 48, enumerate: false}", "noniid",
+                   "{alpha: 0.01}", &b64n);
+    const bg_guard *g16i = twin_build(
+        h, "budget", "{features: 16, sigma: 1, theta: 12, enumerate: false}", "iid", "", &b16i);
+    uint32_t arch = refine_evals(g64i, 64, budget, 1), plain = refine_evals(g64i, 64, budget, 0);
+    uint32_t non = refine_evals(g64n, 64, budget, 1), pairs = refine_evals(g16i, 16, budget, 1);
+    printf("refinement budget %u: iid d = 64 archive %u, no archive %u; non-iid d = 64 archive "
+           "%u; iid d = 16 (pair flips) archive %u hypotheses looked at\n",
+           budget, arch, plain, non, pairs);
+    CHECK(arch <= budget / 2,
+          "iid single-flip climbs with the archive looked at %u hypotheses, over half the "
+          "budget (%u)",
+          arch, budget / 2);
+    CHECK(arch > budget / 4,
+          "with the archive the climbs should still spend most of their "
+          "half (%u looked at)",
+          arch);
+    CHECK(plain > budget / 2, "without the archive the iid climbs keep the whole budget: %u",
+          plain);
+    CHECK(non > budget / 2, "the non-iid objective keeps the whole budget with the archive: %u",
+          non);
+    CHECK(pairs > budget / 2, "pair-flip climbs keep the whole budget with the archive: %u", pairs);
+    bg_guard_build_destroy(b64i);
+    bg_guard_build_destroy(b64n);
+    bg_guard_build_destroy(b16i);
+}
+
+/* The iid objective log R + log harm of ids[i]. */
+static double iid_obj(const double *lp, const double *harm, size_t i)
+{
+    return harm[i] > 0 ? lp[i] + log(harm[i]) : -INFINITY;
+}
+
+/* Whether id is among r's hypotheses. */
+static int refined_has(const bg__refined *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* d64fast (2): an iid plausible turn that finds no seed at its floor is
+ * skipped, and the tilted climbs go on. A d = 12 bandit (single flips:
+ * 78 pairs a round > 300 / 4) after 6 observations of real-valued arms,
+ * enumerated here: the exact iid cautious hypothesis h* = argmax log R +
+ * log harm. The candidates: A, a hypothesis whose own climb (refine of
+ * {A} alone: climb 0, then no seed) misses h*, and B, the 8 best by log R
+ * + 4 log harm among those with log R below A's log R + log harm — so no
+ * candidate but A meets the iid plausible floor (the best log R + log harm
+ * scored, which only rises): every plausible turn finds no seed. The test
+ * picks the first such A (by descending objective) from whose candidate
+ * set the search reaches h*, and checks it does: the tilted climbs from B
+ * ran after the seedless turn. Before the fix (3cdc7e4's parent) the
+ * seedless turn ended the search after climb 0, which misses h*. */
+static void test_seedless_turn(bg_plugin_host *h)
+{
+    enum { D = 12, NH = 1 << D, NOBS = 6, NB = 8 };
+    const uint32_t budget = 300;
+    bg_guard_build *b;
+    const bg_guard *g = twin_build(
+        h, "seedless", "{features: 12, sigma: 1, theta: 3, enumerate: false}", "iid", "", &b);
+    static double feat[NOBS][D], x[D];
+    bg_observation hist[NOBS];
+    bg_rng r;
+    bg_gfn_rng_seed(&r, 2026);
+    uint64_t w = bg_gfn_rng_u64(&r) & (NH - 1);
+    for (int t = 0; t < NOBS; t++) {
+        double v = 0;
+        for (int k = 0; k < D; k++) {
+            feat[t][k] = 2 * bg_gfn_rng_uniform(&r) - 0.5;
+            v += (w >> (D - 1 - k) & 1) ? feat[t][k] : 0;
+        }
+        hist[t] = (bg_observation){.action = {.id = "",
+                                              .tool = "pull",
+                                              .arguments_json = "",
+                                              .features = feat[t],
+                                              .n_features = D},
+                                   .has_value = 1,
+                                   .value = v + twin_randn(&r)};
+    }
+    for (int k = 0; k < D; k++)
+        x[k] = 2 * bg_gfn_rng_uniform(&r) - 0.5;
+    bg_action a = {.tool = "pull", .features = x, .n_features = D};
+    static uint64_t all[NH];
+    static double lp[NH], harm[NH], f[NH];
+    static uint32_t by_f[NH];
+    for (uint64_t i = 0; i < NH; i++)
+        all[i] = i;
+    score(g, hist, NOBS, &a, all, NH, lp, harm);
+    uint64_t star = 0;
+    for (uint32_t i = 0; i < NH; i++) {
+        f[i] = iid_obj(lp, harm, i);
+        by_f[i] = i;
+        if (f[i] > f[star])
+            star = i;
+    }
+    keys = f;
+    qsort(by_f, NH, sizeof *by_f, by_key);
+    bg_err err;
+    int found = 0, tried = 0;
+    for (uint32_t j = 1; j < NH && !found && tried < 64; j++) {
+        uint64_t A = by_f[j];
+        /* climb 0 alone: {A} */
+        bg__refined one;
+        CHECK(bg__refine(g, hist, NOBS, &a, &A, &lp[A], &harm[A], 1, budget, 0, NULL, 0, &one,
+                         &err) == BG_OK,
+              "%s", err.msg);
+        int alone = refined_has(&one, star);
+        bg__refined_free(&one);
+        if (alone)
+            continue;
+        /* B: the NB best by log R + 4 log harm with log R < f(A) */
+        uint64_t c[NB + 1];
+        double clp[NB + 1], charm[NB + 1];
+        size_t nc = 0;
+        unsigned char pick_b[NH] = {0};
+        for (int k = 0; k < NB; k++) {
+            long best = -1;
+            for (uint32_t i = 0; i < NH; i++)
+                if (!pick_b[i] && i != A && lp[i] < f[A] && harm[i] > 0 &&
+                    (best < 0 || lp[i] + 4 * log(harm[i]) > lp[best] + 4 * log(harm[best])))
+                    best = (long)i;
+            CHECK(best >= 0);
+            pick_b[best] = 1;
+        }
+        for (uint32_t i = 0; i < NH; i++)
+            if (pick_b[i] || i == A) {
+                c[nc] = i;
+                clp[nc] = lp[i];
+                charm[nc++] = harm[i];
+            }
+        tried++;
+        bg__refined out;
+        CHECK(bg__refine(g, hist, NOBS, &a, c, clp, charm, nc, budget, 0, NULL, 0, &out, &err) ==
+                  BG_OK,
+              "%s", err.msg);
+        found = refined_has(&out, star);
+        if (found) {
+            /* the precondition: A alone meets the iid plausible floor */
+            for (size_t i = 0; i < nc; i++)
+                CHECK(c[i] == A || clp[i] < f[A], "candidate %llu meets the floor",
+                      (unsigned long long)c[i]);
+            printf("seedless iid plausible turn: h* = %llu (log R + log harm %.4f), A = %llu "
+                   "(rank %u, %.4f) misses it alone; with %d seeds below the floor the tilted "
+                   "climbs found it (%u looked at, %zu kept)\n",
+                   (unsigned long long)star, f[star], (unsigned long long)A, j, f[A], NB, out.evals,
+                   out.n);
+            /* and the estimator over the union picks it */
+            uint64_t *m_ids = malloc((nc + out.n) * sizeof *m_ids);
+            double *m_lp = malloc((nc + out.n) * sizeof *m_lp);
+            double *m_harm = malloc((nc + out.n) * sizeof *m_harm);
+            CHECK(m_ids && m_lp && m_harm);
+            CHECK_INT(bg__refined_merge(c, clp, charm, nc, &out, m_ids, m_lp, m_harm), BG_OK);
+            bg_verdict v;
+            memset(&v, 0, sizeof v);
+            CHECK(bg__estimate_over(g, m_ids, nc + out.n, m_lp, m_harm, &v, &err) == BG_OK, "%s",
+                  err.msg);
+            CHECK(v.cautious_id == star && v.harm_bound == harm[star],
+                  "the estimate over the refined candidates is id %llu harm %.17g, the exact "
+                  "cautious hypothesis is %llu harm %.17g",
+                  (unsigned long long)v.cautious_id, v.harm_bound, (unsigned long long)star,
+                  harm[star]);
+            free(m_ids);
+            free(m_lp);
+            free(m_harm);
+        }
+        bg__refined_free(&out);
+    }
+    CHECK(found,
+          "no candidate set of %d tried had a seedless plausible turn whose tilted climbs "
+          "found h* = %llu",
+          tried, (unsigned long long)star);
+    bg_guard_build_destroy(b);
+}
+
 int main(void)
 {
     test_radix();
@@ -227,6 +475,8 @@ int main(void)
     bg_plugin_host *h;
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
     test_bandit_dot(h);
+    test_archive_budget(h);
+    test_seedless_turn(h);
     bg_guard_build *bi, *bn;
     const bg_guard *gi = twin_build(h, "refine", "{features: 4, theta: 2}", "iid", "", &bi);
     const bg_guard *gn =
