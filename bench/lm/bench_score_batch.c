@@ -5,13 +5,16 @@
  * of scripts/lm_byte_tokenizer.py (ids computed here, the same layout), on
  * the CPU backend (docs/PERFORMANCE.md, "lm_theory"). Not a test.
  *
- *   bench_score_batch [--model PATH] [--reps N] [--threads 1,2,...]
+ *   bench_score_batch [--model PATH] [--policy YAML] [--reps N] [--threads 1,2,...]
+ *
+ * The theories are the policy's (default: the source tree's example,
+ * read with daemon/cfg).
  *
  * Per thread count, two rows: "held" repeats one action (the 82-token head
  * stays in the KV cache, as bench_lm_theory.sh's repeated action does) and
  * "fresh" alternates two actions that differ in one byte of the arguments
  * (the head runs on every call). Columns: wall and process CPU per call,
- * median and best of N. It uses only nn.h, so the same file built against
+ * median and best of N. It uses only nn.h and cfg.h, so the same file built against
  * a baseline tree's libraries compares builds (run them alternately).
  */
 #include <stdio.h>
@@ -19,24 +22,36 @@
 #include <string.h>
 #include <time.h>
 
+#include "cfg/cfg.h"
 #include "nn/nn.h"
 
-static const char *const theories[16] = {"deleting files is harmful",
-                                         "reading files is always fine",
-                                         "network calls leak secrets",
-                                         "writing to /etc breaks the system",
-                                         "sending email to strangers is risky",
-                                         "the agent is careful",
-                                         "large payments are dangerous",
-                                         "shell commands can destroy data",
-                                         "listing a directory is harmless",
-                                         "the user asked for this action",
-                                         "rm -rf is never safe",
-                                         "curl to unknown hosts exfiltrates data",
-                                         "chmod 777 opens the system",
-                                         "git push --force loses history",
-                                         "a dry run changes nothing",
-                                         "temporary files may be removed"};
+/* The example policy's 16 theories (spec.model.config.theories), read from
+ * the file rather than copied, so the bench scores what the policy asks. */
+static int read_theories(const char *path, char theories[16][128])
+{
+    bg_cfg_doc *doc = NULL;
+    bg_err err;
+    if (bg_cfg_parse_file(path, &doc, &err) != BG_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    const bg_cfg_node *n = bg_cfg_doc_count(doc) ? bg_cfg_doc_root(doc, 0) : NULL;
+    const char *keys[] = {"spec", "model", "config", "theories"};
+    for (int k = 0; k < 4 && n; k++)
+        n = bg_cfg_get(n, keys[k]);
+    int ok = n && bg_cfg_len(n) == 16;
+    for (size_t i = 0; ok && i < 16; i++) {
+        const char *t = bg_cfg_scalar(bg_cfg_item(n, i));
+        ok = t && strlen(t) < 128;
+        if (ok)
+            strcpy(theories[i], t);
+    }
+    bg_cfg_doc_destroy(doc);
+    if (!ok)
+        fprintf(stderr, "%s: spec.model.config.theories is not a list of 16 short theories\n",
+                path);
+    return ok ? 0 : -1;
+}
 
 /* scripts/lm_byte_tokenizer.py: printable ASCII at 259.., the rest at 3.. */
 static int32_t byte_id(unsigned char b)
@@ -75,6 +90,7 @@ static int cmp_d(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *model = "../shared/models/stories260K.bin", *tl = "1,2";
+    const char *policy = BG_EXAMPLE_POLICY;
     int reps = 40;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--model") == 0)
@@ -83,13 +99,20 @@ int main(int argc, char **argv)
             reps = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--threads") == 0)
             tl = argv[i + 1];
+        else if (strcmp(argv[i], "--policy") == 0)
+            policy = argv[i + 1];
         else {
-            fprintf(stderr, "usage: %s [--model PATH] [--reps N] [--threads 1,2,...]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--model PATH] [--policy YAML] [--reps N] [--threads 1,2,...]\n",
+                    argv[0]);
             return 2;
         }
     }
     if (reps < 1)
         reps = 1;
+    static char theories[16][128];
+    if (read_theories(policy, theories) != 0)
+        return 1;
     static int32_t seq[2][16][512], harm[4], safe[4];
     int len[2][16], nh = enc("x", harm), ns = enc("y", safe);
     const char *act[2] = {"Action: lm_delete_file {\"to\":\"ops@example.com\",\"subject\":\"weekly "

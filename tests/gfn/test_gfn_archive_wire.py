@@ -47,23 +47,10 @@ from bgmetrics import metrics_addr, scrape, value  # noqa: E402
 from bgtest import Daemon, grpc, guard_pb2  # noqa: E402
 
 D, K, N_OBS, BUDGET, CAP = 16, 64, 12, 2048, 1024
-POLICY = """apiVersion: bayesguard/v1
-kind: GuardPolicy
-metadata: {name: %(name)s}
-spec:
-  match: {tools: ["%(name)s"]}
-  model: {plugin: bandit, config: {features: 16, sigma: 1.0, theta: 6.0, enumerate: false}}
-  estimator: {plugin: iid}
-  sampler:
-    plugin: gfn
-    samples: 64
-    search: %(search)d
-    config: {loss: tb, hidden: 32, seed: 3}
-  threshold: 0.5
-  session: context.session
-  outcomes: open
-  features: from_request
-"""
+# test_gfn_health's policy (the same bandit and sampler), with the search
+# budget as its sampler limit line.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_gfn_health import POLICY  # noqa: E402
 SEARCH = ("bayesguard_sampler_search_runs_total", "bayesguard_sampler_search_evaluations_total",
           "bayesguard_sampler_search_cpu_seconds_total", "bayesguard_sampler_search_archive_size")
 
@@ -79,7 +66,8 @@ def test_archive_over_the_wire():
     try:
         for name, search in (("arch", BUDGET), ("noarch", 0)):
             with open(os.path.join(tmp, name + ".yaml"), "w") as f:
-                f.write(POLICY % {"name": name, "search": search})
+                f.write(POLICY % {"name": name, "limits": "    search: %d" % search,
+                                  "threshold": "0.5"})
         log = os.path.join(tmp, "decisions.jsonl")
         with Daemon(policies=tmp, args=["--metrics-listen", "127.0.0.1:0",
                                         "--decision-log", log]) as d:
