@@ -244,13 +244,9 @@ fail:
  * then every bit's extremes — for each bit, the best scored hypothesis
  * with it set and the best with it clear (the first such in the order),
  * at most 2 · bits slots, fewer where one hypothesis is the extreme of
- * several — then the others, best first. The extremes are what
- * gives a harm-directed climb a plausible start in every direction, the
- * chains' bests the posterior's other modes: the best 1,024 by log R alone
- * are one cluster around the mode, and a context whose cautious
- * hypothesis needs a bit the cluster never flips, or lies in another mode,
- * had no plausible seed near it. Order kept within each part (a stable
- * partition of a sorted list). 0 when out of memory. */
+ * several — then the others, best first (why: the top comment, "What it
+ * keeps"). Order kept within each part (a stable partition of a sorted
+ * list). 0 when out of memory. */
 static size_t pick(const visited *v, size_t *sl, size_t m, size_t cap, uint32_t bits,
                    const uint64_t *force, size_t n_force)
 {

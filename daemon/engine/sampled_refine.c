@@ -37,8 +37,8 @@
  * pay for the next batch, or after REFINE_SEEDS climbs. An iid plausible
  * turn that finds no seed at its floor is skipped (the floor only rises:
  * so are the later ones) and the tilted climbs go on — until 2026-12-06
- * it ended the search, and without the archive often after one climb. Deterministic: the same data,
- * draw and action give the same candidates.
+ * it ended the search, and without the archive often after one climb.
+ * Deterministic: the same data, draw and action give the same candidates.
  *
  * Why extra candidates never lower the guarantee (the property the tests
  * check, test_gfn_refine): let C be the candidates and ≺ the posterior
@@ -79,8 +79,8 @@
  * within-2-nats and iid-below counts at d = 64 as they were (GFLOWNET.md;
  * the worst iid objective gap at one checkpoint 5.16 -> 6.12 nats) but put
  * one more context's non-iid bound below MH's in two of three checkpoints,
- * so the non-iid objective keeps the whole budget. With pair flips (d = 32) half
- * the budget would have turned them off, and the iid bound fell below
+ * so the non-iid objective keeps the whole budget. With pair flips (d = 32)
+ * half the budget would have turned them off, and the iid bound fell below
  * MH's in more contexts, so there it stays whole too. Measured, not
  * proved, on seeds 403 / 404, which chose these rules (not fresh for them).
  *
