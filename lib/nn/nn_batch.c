@@ -285,9 +285,7 @@ static void record_front(bg_compute *c, const bg_nn_model *m, const plan *p, con
     size_t rd = (size_t)g->r0 * d, rkv = (size_t)g->r0 * kv;
     bg_op_rmsnorm(c, at(b->xb, rd), at(b->x, rd), at(y->rms_att, 0), R, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(b->q, rd), at(b->xb, rd), at(y->wq, 0), R, d, d);
-    bg_op_matmul(c, at(b->k, rkv), at(b->xb, rd), at(y->wk, 0), R, kv, d);
-    bg_op_matmul(c, at(b->v, rkv), at(b->xb, rd), at(y->wv, 0), R, kv, d);
+    bg__nn_qkv(c, m, l, at(b->q, rd), at(b->k, rkv), at(b->v, rkv), at(b->xb, rd), R);
     bg_compute_barrier(c);
     for (int i = g->o0; i < g->o1; i++) {
         const owner *o = &p->own[i];
@@ -348,18 +346,17 @@ static void record_back(bg_compute *c, const bg_nn_model *m, int l, bg_cbuf *x, 
     const bg__nn_layer *y = &m->layers[l];
     int d = cf->dim, hd = cf->hidden_dim;
     size_t rd = (size_t)r * d, rh = (size_t)r * hd;
-    bg_op_matmul(c, at(xb, rd), at(att, rd), at(y->wo, 0), n, d, d);
+    bg__nn_matmul(c, y->pk_o, at(xb, rd), at(att, rd), y->wo, n, d, d);
     bg_compute_barrier(c);
     bg_op_add(c, at(x, rd), at(xb, rd), n * d); /* residual */
     bg_compute_barrier(c);
     bg_op_rmsnorm(c, at(xb, rd), at(x, rd), at(y->rms_ffn, 0), n, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(h1, rh), at(xb, rd), at(y->w1, 0), n, hd, d);
-    bg_op_matmul(c, at(h2, rh), at(xb, rd), at(y->w3, 0), n, hd, d);
+    bg__nn_ffn_up(c, m, l, at(h1, rh), at(h2, rh), at(xb, rd), n);
     bg_compute_barrier(c);
     bg_op_swiglu(c, at(h1, rh), at(h2, rh), n * hd);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(xb, rd), at(h1, rh), at(y->w2, 0), n, d, hd);
+    bg__nn_matmul(c, y->pk_2, at(xb, rd), at(h1, rh), y->w2, n, d, hd);
     bg_compute_barrier(c);
     bg_op_add(c, at(x, rd), at(xb, rd), n * d);
     bg_compute_barrier(c);
@@ -437,7 +434,8 @@ static void record_last(bg_compute *c, const bg_nn_model *m, const plan *p, cons
     size_t lg = (size_t)slot * (size_t)b->lchunk * (size_t)V;
     for (int j0 = g->j0; j0 < g->j1; j0 += b->lchunk) {
         int cnt = g->j1 - j0 < b->lchunk ? g->j1 - j0 : b->lchunk;
-        bg_op_matmul(c, at(b->logits, lg), at(b->cx, (size_t)j0 * d), at(m->wcls, 0), cnt, V, d);
+        bg__nn_matmul(c, m->pk_cls, at(b->logits, lg), at(b->cx, (size_t)j0 * d), m->wcls, cnt, V,
+                      d);
         bg_compute_barrier(c);
         bg_op_logsoftmax_gather(c, at(b->lp, (size_t)j0), at(b->logits, lg),
                                 at(b->targets, (size_t)j0), cnt, V);
