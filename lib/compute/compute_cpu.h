@@ -214,6 +214,12 @@ typedef struct bg__attend_prefix_args {
     long qstride, ostride, kvstride;
     int np, n0, nq, hs;
     float scale;
+    /* g query heads (0 or 1: one) that read these K/V rows, head i's q and
+     * out at q + i*hstride, out + i*hstride: the SIMD kernels put the g
+     * heads of a query in adjacent lanes of one vector (grouped-query
+     * attention: the heads of a KV head share every key broadcast) */
+    int g;
+    long hstride;
 } bg__attend_prefix_args;
 /* scratch: bg__cpu_attend_prefix_scratch(np, n0 + nq - 1, hs) floats */
 void bg__cpu_attend_prefix(const bg__attend_prefix_args *a, float *scratch);
