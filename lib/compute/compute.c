@@ -428,7 +428,15 @@ void bg_op_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const b
 {
     bg_tview vs[] = {x};
     TRAIN_OP(matmul_packed, vs, M > 0 && out && w, "M must be positive, out and w non-NULL",
-             matmul_packed(c, out, x, w, M));
+             matmul_packed(c, out, x, w, M, 0));
+}
+
+void bg_op_matmul_packed_add(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                             int M)
+{
+    bg_tview vs[] = {x};
+    TRAIN_OP(matmul_packed, vs, M > 0 && out && w, "M must be positive, out and w non-NULL",
+             matmul_packed(c, out, x, w, M, 1));
 }
 
 void bg_op_fill(bg_compute *c, bg_tview x, float value, int n)

@@ -203,9 +203,14 @@ typedef struct bg_cpacked bg_cpacked;
 int bg_compute_pack(bg_compute *c, const bg_tview *w, const int *n, int nw, int K, bg_cpacked **out,
                     bg_err *err);
 void bg_cpacked_destroy(bg_compute *c, bg_cpacked *p);
-/* out[i] for each of w's nw weights (see bg_compute_pack); M > 0. */
+/* out[i] for each of w's nw weights (see bg_compute_pack); M > 0. The
+ * _add form adds the product to out[i] (the forward's residual): bit for
+ * bit bg_op_matmul into a scratch, then bg_op_add into out[i]. out must
+ * not overlap x. */
 void bg_op_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
                          int M);
+void bg_op_matmul_packed_add(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                             int M);
 void bg_op_swiglu(bg_compute *c, bg_tview h, bg_tview g, int n);
 void bg_op_add(bg_compute *c, bg_tview x, bg_tview y, int n);
 void bg_op_copy(bg_compute *c, bg_tview dst, bg_tview src, int n);

@@ -30,6 +30,10 @@
  * Memory: the panels, sum(n) rounded up to the tile width, times K floats
  * (stories260K: ~1.1 MB for every projection and the classifier).
  *
+ * With `add` (bg_op_matmul_packed_add) a tile adds its sums to the output
+ * (out + sum, as the GEMM adds a later K block): the residual add of the
+ * forward folded into the product, the same bits as bg_op_add after it.
+ *
  * Threads: packing on the backend's thread; a packed operand is immutable,
  * so lanes read it at the same time. Products run their tiles as pool
  * tasks (one task per block of rows x panel; inline in a lane). The scratch
@@ -135,6 +139,7 @@ typedef struct pk_ctx {
     const float *x;
     const float *ap; /* packed A panels of the chunk: from row pa0 on */
     int M, m0, m1, pa0;
+    int add; /* out += (the tile adds its sums to what is there: out + sum) */
 } pk_ctx;
 
 /* The tile at rows m.. (mr of them, fewer at the end) and panel q. */
@@ -149,17 +154,29 @@ static void pk_tile(const pk_ctx *g, int m, int q)
     int direct = rows == t->mr && cols == t->nr && c0 + cols <= p->col0[s] + p->n[s];
     float *o = direct ? g->out[s] + (size_t)m * p->n[s] + (c0 - p->col0[s]) : ct;
     long ldc = direct ? p->n[s] : t->nr;
+    int first = direct ? !g->add : 1;
     if (rows == t->mr && t->rows_fn)
-        t->rows_fn(g->x + (size_t)m * K, K, b, K, o, ldc, 1);
+        t->rows_fn(g->x + (size_t)m * K, K, b, K, o, ldc, first);
     else
-        t->fn(g->ap + (size_t)(m - g->pa0) * K, b, K, o, ldc, 1);
+        t->fn(g->ap + (size_t)(m - g->pa0) * K, b, K, o, ldc, first);
     if (direct)
         return;
-    for (int j = 0; j < cols; j++) { /* an edge tile: the part that exists, to its weights */
-        int sj = seg_of(p, c0 + j);
-        float *dst = g->out[sj] + (size_t)m * p->n[sj] + (c0 + j - p->col0[sj]);
-        for (int r = 0; r < rows; r++)
-            dst[(size_t)r * p->n[sj]] = ct[r * t->nr + j];
+    /* an edge tile: the part that exists, each weight's run of columns to
+     * its output (added as the tile adds: out + sum) */
+    for (int j0 = 0; j0 < cols;) {
+        int sj = seg_of(p, c0 + j0), ld = p->n[sj];
+        int j1 = p->col0[sj] + ld - c0 < cols ? p->col0[sj] + ld - c0 : cols;
+        float *dst = g->out[sj] + (size_t)m * ld + (c0 + j0 - p->col0[sj]);
+        for (int r = 0; r < rows; r++) {
+            const float *src = ct + r * t->nr + j0;
+            float *d = dst + (size_t)r * ld;
+            if (g->add)
+                for (int j = 0; j < j1 - j0; j++)
+                    d[j] = d[j] + src[j];
+            else
+                memcpy(d, src, sizeof(float) * (size_t)(j1 - j0));
+        }
+        j0 = j1;
     }
 }
 
@@ -175,10 +192,10 @@ static void pk_task(void *vctx, int task)
 }
 
 int bg__cpu_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
-                          int M)
+                          int M, int add)
 {
     bg__cpu_backend *be = bg__cpu(c);
-    pk_ctx g = {.w = w, .M = M};
+    pk_ctx g = {.w = w, .M = M, .add = add};
     for (int i = 0; i < w->nw; i++)
         if (!(g.out[i] = bg__cpu_span(c, "matmul_packed", "out", out[i], (size_t)M * w->n[i])))
             return BG_EINVAL;
@@ -187,13 +204,24 @@ int bg__cpu_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const 
         return BG_EINVAL;
     if (M <= 2 || be->bf16 || w->kernel != bg__cpu_kernel()) {
         /* the matvecs bg_op_matmul runs (and any product the panels do not
-         * fit: bf16 set since, or a kernel forced since) */
+         * fit: bf16 set since, or a kernel forced since), then the add as
+         * bg_op_add does it (out + product) */
         for (int i = 0; i < w->nw; i++) {
             const float *wi =
                 bg__cpu_span(c, "matmul_packed", "w", w->w[i], (size_t)w->n[i] * w->K);
+            size_t on = (size_t)M * w->n[i];
             if (!wi)
                 return BG_EINVAL;
-            bg__cpu_matmul(be->pool, g.out[i], g.x, wi, M, w->n[i], w->K, be->bf16);
+            float *tmp = add ? malloc(sizeof(float) * on) : NULL;
+            if (add && !tmp) {
+                c->poisoned = 1;
+                return bg_err_set(&c->poison_err, BG_ENOMEM,
+                                  "compute op matmul_packed: out of memory for %zu floats", on);
+            }
+            bg__cpu_matmul(be->pool, add ? tmp : g.out[i], g.x, wi, M, w->n[i], w->K, be->bf16);
+            for (size_t j = 0; add && j < on; j++)
+                g.out[i][j] = g.out[i][j] + tmp[j];
+            free(tmp);
         }
         return BG_OK;
     }

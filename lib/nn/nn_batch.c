@@ -346,20 +346,15 @@ static void record_back(bg_compute *c, const bg_nn_model *m, int l, bg_cbuf *x, 
     const bg__nn_layer *y = &m->layers[l];
     int d = cf->dim, hd = cf->hidden_dim;
     size_t rd = (size_t)r * d, rh = (size_t)r * hd;
-    bg__nn_matmul(c, y->pk_o, at(xb, rd), at(att, rd), y->wo, n, d, d);
-    bg_compute_barrier(c);
-    bg_op_add(c, at(x, rd), at(xb, rd), n * d); /* residual */
-    bg_compute_barrier(c);
+    bg__nn_matmul_add(c, y->pk_o, at(x, rd), at(att, rd), y->wo, at(xb, rd), n, d,
+                      d); /* residual */
     bg_op_rmsnorm(c, at(xb, rd), at(x, rd), at(y->rms_ffn, 0), n, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
     bg__nn_ffn_up(c, m, l, at(h1, rh), at(h2, rh), at(xb, rd), n);
     bg_compute_barrier(c);
     bg_op_swiglu(c, at(h1, rh), at(h2, rh), n * hd);
     bg_compute_barrier(c);
-    bg__nn_matmul(c, y->pk_2, at(xb, rd), at(h1, rh), y->w2, n, d, hd);
-    bg_compute_barrier(c);
-    bg_op_add(c, at(x, rd), at(xb, rd), n * d);
-    bg_compute_barrier(c);
+    bg__nn_matmul_add(c, y->pk_2, at(x, rd), at(h1, rh), y->w2, at(xb, rd), n, d, hd);
 }
 
 /* A layer but the last, over the group's rows: attention per owner into

@@ -167,6 +167,19 @@ void bg__nn_matmul(bg_compute *c, const bg_cpacked *pk, bg_tview out, bg_tview x
         bg_op_matmul(c, out, x, at(w, 0), T, N, K);
 }
 
+void bg__nn_matmul_add(bg_compute *c, const bg_cpacked *pk, bg_tview y, bg_tview x, bg_cbuf *w,
+                       bg_tview tmp, int T, int N, int K)
+{
+    if (pk) {
+        bg_op_matmul_packed_add(c, &y, x, pk, T);
+    } else {
+        bg_op_matmul(c, tmp, x, at(w, 0), T, N, K);
+        bg_compute_barrier(c);
+        bg_op_add(c, y, tmp, T * N);
+    }
+    bg_compute_barrier(c);
+}
+
 void bg__nn_qkv(bg_compute *c, const bg_nn_model *m, int l, bg_tview q, bg_tview k, bg_tview v,
                 bg_tview x, int T)
 {
@@ -321,10 +334,7 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
             bg_op_attention(c, xb, q, at(y->kc, 0), at(y->vc, 0), T, pos, p->n_heads, p->n_kv_heads,
                             hs, p->seq_len);
         bg_compute_barrier(c);
-        bg__nn_matmul(c, y->pk_o, xb2, xb, y->wo, T, d, d);
-        bg_compute_barrier(c);
-        bg_op_add(c, x, xb2, T * d); /* residual */
-        bg_compute_barrier(c);
+        bg__nn_matmul_add(c, y->pk_o, x, xb, y->wo, xb2, T, d, d); /* x += wo . xb */
         /* FFN block: x += w2 · (silu(w1 · xb) * (w3 · xb)), xb = rmsnorm(x) */
         bg_op_rmsnorm(c, xb, x, at(y->rms_ffn, 0), T, d, BG_NN_RMS_EPS);
         bg_compute_barrier(c);
@@ -332,10 +342,7 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
         bg_compute_barrier(c);
         bg_op_swiglu(c, hb, hb2, T * hd);
         bg_compute_barrier(c);
-        bg__nn_matmul(c, y->pk_2, xb2, hb, y->w2, T, d, hd);
-        bg_compute_barrier(c);
-        bg_op_add(c, x, xb2, T * d);
-        bg_compute_barrier(c);
+        bg__nn_matmul_add(c, y->pk_2, x, hb, y->w2, xb2, T, d, hd);
     }
     if (gather) {
         /* every row: final norm, classifier, log-softmax at the target */

@@ -78,6 +78,11 @@ void bg__nn_ffn_up(bg_compute *c, const bg_nn_model *m, int l, bg_tview h1, bg_t
 /* out = x . w^T for one weight: pk (may be NULL) is w packed. */
 void bg__nn_matmul(bg_compute *c, const bg_cpacked *pk, bg_tview out, bg_tview x, bg_cbuf *w, int T,
                    int N, int K);
+/* The residual: y += x . w^T, folded into the packed product where pk is
+ * set, else through tmp (T x N floats) and bg_op_add (the same bits);
+ * ends with a barrier. */
+void bg__nn_matmul_add(bg_compute *c, const bg_cpacked *pk, bg_tview y, bg_tview x, bg_cbuf *w,
+                       bg_tview tmp, int T, int N, int K);
 
 /* ---- the trainer (nn_train.c, nn_train_io.c) ------------------------------- */
 

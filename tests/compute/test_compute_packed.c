@@ -16,6 +16,8 @@
  *     tile), and is within 1e-5 * (sum_k |x w| + 1e-30) of the scalar
  *     reference bg_ref_matmul in double-free float (the GEMM's bound in
  *     test_compute_cpu);
+ *   - bg_op_matmul_packed_add: out + product bit for bit (the float sum
+ *     bg_op_add makes), for the same shapes;
  *   - a later write to a packed weight is not seen by products of M >= 3
  *     (the contract: pack only what never changes) — checked so that a
  *     change to "read in place" is a visible decision;
@@ -105,6 +107,34 @@ static void check_stack(int threads, int M, int K, const int *n, int nw, double 
             }
         free(got), free(unp), free(ref);
     }
+    /* _add: out + product, bit for bit bg_op_add after bg_op_matmul */
+    float *y0[BG_COMPUTE_PACK_MAX];
+    for (int i = 0; i < nw; i++) {
+        size_t on = (size_t)M * n[i];
+        y0[i] = malloc(on * 4);
+        for (size_t j = 0; j < on; j++)
+            y0[i][j] = frnd();
+        CHECK(bg_cbuf_write(c, bo[i], 0, y0[i], on * 4, &err) == BG_OK, "%s", err.msg);
+    }
+    CHECK(bg_compute_begin(c, &err) == BG_OK, "%s", err.msg);
+    bg_op_matmul_packed_add(c, vo, (bg_tview){bx, 0}, p, M);
+    CHECK(bg_compute_submit(c, &err) == BG_OK, "%s", err.msg);
+    for (int i = 0; i < nw; i++) {
+        size_t on = (size_t)M * n[i];
+        float *got = malloc(on * 4), *unp = malloc(on * 4);
+        CHECK(bg_cbuf_read(c, bo[i], 0, got, on * 4, &err) == BG_OK, "%s", err.msg);
+        CHECK(bg_cbuf_read(c, bu[i], 0, unp, on * 4, &err) == BG_OK, "%s", err.msg);
+        for (size_t j = 0; j < on; j++) {
+            float want = y0[i][j] + unp[j];
+            CHECK(memcmp(&got[j], &want, 4) == 0,
+                  "M %d K %d weight %d (%d rows), %d threads: _add element %zu %.9g, want %.9g", M,
+                  K, i, n[i], threads, j, got[j], want);
+        }
+        free(got), free(unp), free(y0[i]);
+    }
+    CHECK(bg_compute_begin(c, &err) == BG_OK, "%s", err.msg);
+    bg_op_matmul_packed(c, vo, (bg_tview){bx, 0}, p, M);
+    CHECK(bg_compute_submit(c, &err) == BG_OK, "%s", err.msg);
     /* the packed copy is a snapshot: a write after packing is not seen */
     if (M >= 3) {
         float *zero = calloc((size_t)n[0] * K, 4), *a = malloc((size_t)M * n[0] * 4);
