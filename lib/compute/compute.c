@@ -428,7 +428,7 @@ void bg_op_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const b
 {
     bg_tview vs[] = {x};
     TRAIN_OP(matmul_packed, vs, M > 0 && out && w, "M must be positive, out and w non-NULL",
-             matmul_packed(c, out, x, w, M, 0));
+             matmul_packed(c, out, x, w, M, 0, (bg_tview){0}, 0, 0, 0));
 }
 
 void bg_op_matmul_packed_add(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
@@ -436,7 +436,17 @@ void bg_op_matmul_packed_add(bg_compute *c, const bg_tview *out, bg_tview x, con
 {
     bg_tview vs[] = {x};
     TRAIN_OP(matmul_packed, vs, M > 0 && out && w, "M must be positive, out and w non-NULL",
-             matmul_packed(c, out, x, w, M, 1));
+             matmul_packed(c, out, x, w, M, 1, (bg_tview){0}, 0, 0, 0));
+}
+
+void bg_op_matmul_packed_rope(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                              int M, bg_tview pos, int n_heads, int n_kv_heads, int head_size)
+{
+    bg_tview vs[] = {x, pos};
+    TRAIN_OP(matmul_packed, vs,
+             M > 0 && out && w && heads_ok(n_heads, n_kv_heads, head_size) && head_size % 2 == 0,
+             "M must be positive, out and w non-NULL, n_kv_heads dividing n_heads, head_size even",
+             matmul_packed(c, out, x, w, M, 0, pos, n_heads, n_kv_heads, head_size));
 }
 
 void bg_op_fill(bg_compute *c, bg_tview x, float value, int n)

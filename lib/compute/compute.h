@@ -211,6 +211,15 @@ void bg_op_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const b
                          int M);
 void bg_op_matmul_packed_add(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
                              int M);
+/* The Q/K/V product with RoPE in its write-back: bg_op_matmul_packed, then
+ * out[0] (q, n_heads heads) and out[1] (k, n_kv_heads heads) of row m
+ * rotated as bg_op_rope rotates a token at position pos[m] (pos: int32
+ * [M], each >= 0; rows need not be consecutive positions: the rows of
+ * many branches). The same bits as bg_op_matmul_packed then bg_op_rope
+ * per run of positions. w's first two weights must have n_heads * hs and
+ * n_kv_heads * hs rows; hs even. */
+void bg_op_matmul_packed_rope(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                              int M, bg_tview pos, int n_heads, int n_kv_heads, int head_size);
 void bg_op_swiglu(bg_compute *c, bg_tview h, bg_tview g, int n);
 void bg_op_add(bg_compute *c, bg_tview x, bg_tview y, int n);
 void bg_op_copy(bg_compute *c, bg_tview dst, bg_tview src, int n);

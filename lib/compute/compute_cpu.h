@@ -355,6 +355,6 @@ int bg__cpu_pack(bg_compute *c, const bg_tview *w, const int *n, int nw, int K, 
                  bg_err *err);
 void bg__cpu_packed_destroy(bg_compute *c, bg_cpacked *p);
 int bg__cpu_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
-                          int M, int add);
+                          int M, int add, bg_tview rope, int nh, int nkv, int hs);
 
 #endif

@@ -34,6 +34,14 @@
  * (out + sum, as the GEMM adds a later K block): the residual add of the
  * forward folded into the product, the same bits as bg_op_add after it.
  *
+ * With a position per row (bg_op_matmul_packed_rope) the Q/K/V product
+ * rotates q's and k's columns in its write-back, while the tile is in L1:
+ * no pass of its own, and cos/sin come from a table made once per call
+ * for the rows' positions (a pass's ~380 rows share ~50), not one sincosf
+ * per row and pair (they were ~5% of a pass, beside ~3% for the pass).
+ * The rotation is bg_op_rope's with the same bits (rot_c); the table is
+ * per position (at most the rows) or per row, 2 x q's width floats each.
+ *
  * Threads: packing on the backend's thread; a packed operand is immutable,
  * so lanes read it at the same time. Products run their tiles as pool
  * tasks (one task per block of rows x panel; inline in a lane). The scratch
@@ -41,6 +49,7 @@
  * Ownership: bg_cpacked is the caller's (bg_compute_pack's contract); it
  * borrows the weights' buffers for M <= 2.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,7 +149,88 @@ typedef struct pk_ctx {
     const float *ap; /* packed A panels of the chunk: from row pa0 on */
     int M, m0, m1, pa0;
     int add; /* out += (the tile adds its sums to what is there: out + sum) */
+    /* RoPE of out[0], out[1] (NULL cs: none): entry t (t = pos[r] - pmin
+     * when by_pos, else r) is two rows of width cw = q's width: C[j] =
+     * cos and S[j] = -sin (j even) or +sin (j odd) of pair (j % hs) / 2 */
+    const float *cs;
+    const int32_t *pos;
+    int pmin, by_pos, hs, cw;
 } pk_ctx;
+
+/* v[j] = v[j] C[j] + v[j ^ 1] S[j] for j in [0, n), n even: bg_op_rope's
+ * rotation (compute_cpu.c, rotate_heads: a c - b s and a s + b c) with
+ * the same bits, since b (-s) = -(b s) and a sum does not depend on the
+ * order of its two terms; products and sums are separate (no fused
+ * multiply-add), as there. */
+static void rot_c(float *v, const float *C, const float *S, int n)
+{
+    for (int j = 0; j < n; j += 2) {
+        float x0 = v[j], x1 = v[j + 1];
+        v[j] = x0 * C[j] + x1 * S[j];
+        v[j + 1] = x1 * C[j + 1] + x0 * S[j + 1];
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static void rot_avx512(float *v, const float *C, const float *S,
+                                                          int n)
+{
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 x = _mm512_loadu_ps(v + j), sw = _mm512_permute_ps(x, 0xB1); /* pairs swapped */
+        _mm512_storeu_ps(v + j, _mm512_add_ps(_mm512_mul_ps(x, _mm512_loadu_ps(C + j)),
+                                              _mm512_mul_ps(sw, _mm512_loadu_ps(S + j))));
+    }
+    rot_c(v + j, C + j, S + j, n - j);
+}
+
+__attribute__((target("avx2"))) static void rot_avx2(float *v, const float *C, const float *S,
+                                                     int n)
+{
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_loadu_ps(v + j), sw = _mm256_permute_ps(x, 0xB1);
+        _mm256_storeu_ps(v + j, _mm256_add_ps(_mm256_mul_ps(x, _mm256_loadu_ps(C + j)),
+                                              _mm256_mul_ps(sw, _mm256_loadu_ps(S + j))));
+    }
+    rot_c(v + j, C + j, S + j, n - j);
+}
+#endif
+
+static void rot(int kernel, float *v, const float *C, const float *S, int n)
+{
+#if defined(__x86_64__)
+    if (kernel == BG__KERN_AVX512) {
+        rot_avx512(v, C, S, n);
+        return;
+    }
+    if (kernel == BG__KERN_AVX2) {
+        rot_avx2(v, C, S, n);
+        return;
+    }
+#endif
+    rot_c(v, C, S, n);
+}
+
+/* bg_op_rope's rotation (compute_cpu.c, rotate_heads: the same float
+ * expressions, so the same bits) of stack columns [c0, c0 + cols) of rows
+ * [m, m + rows), where they are q's or k's. Pairs never straddle: tiles,
+ * q's and k's columns start at even columns, hs is even. */
+static void rope_span(const pk_ctx *g, int m, int rows, int c0, int cols)
+{
+    const bg_cpacked *p = g->w;
+    for (int s = 0; s < 2; s++) {
+        int a = c0 > p->col0[s] ? c0 : p->col0[s];
+        int b = c0 + cols < p->col0[s] + p->n[s] ? c0 + cols : p->col0[s] + p->n[s];
+        int la = a - p->col0[s];
+        for (int r = m; a < b && r < m + rows; r++) {
+            float *v = g->out[s] + (size_t)r * p->n[s] + la;
+            const float *C = g->cs + (size_t)(g->by_pos ? g->pos[r] - g->pmin : r) * 2 * g->cw;
+            rot(p->kernel, v, C + la, C + g->cw + la, b - a);
+        }
+    }
+}
 
 /* The tile at rows m.. (mr of them, fewer at the end) and panel q. */
 static void pk_tile(const pk_ctx *g, int m, int q)
@@ -159,8 +249,11 @@ static void pk_tile(const pk_ctx *g, int m, int q)
         t->rows_fn(g->x + (size_t)m * K, K, b, K, o, ldc, first);
     else
         t->fn(g->ap + (size_t)(m - g->pa0) * K, b, K, o, ldc, first);
-    if (direct)
+    if (direct) {
+        if (g->cs)
+            rope_span(g, m, rows, c0, cols);
         return;
+    }
     /* an edge tile: the part that exists, each weight's run of columns to
      * its output (added as the tile adds: out + sum) */
     for (int j0 = 0; j0 < cols;) {
@@ -178,6 +271,8 @@ static void pk_tile(const pk_ctx *g, int m, int q)
         }
         j0 = j1;
     }
+    if (g->cs)
+        rope_span(g, m, rows, c0, cols);
 }
 
 /* Task: PK_MC rows of the chunk times one panel. */
@@ -191,11 +286,86 @@ static void pk_task(void *vctx, int task)
         pk_tile(g, m, q);
 }
 
+/* The (cos, sin) table of the rows' positions (pk_ctx.cs), as rope_op and
+ * rope_row compute them: one entry per position of [pmin, pmax] when they
+ * are no more than the rows (a pass's rows share ~50 positions), else one
+ * per row. NULL when out of memory; BG_EINVAL leaves *bad set for a
+ * negative position. */
+static float *rope_table(pk_ctx *g, int M, int *bad)
+{
+    int pmin = g->pos[0], pmax = g->pos[0], hs = g->hs;
+    for (int r = 0; r < M; r++) {
+        if (g->pos[r] < 0) {
+            *bad = r;
+            return NULL;
+        }
+        pmin = g->pos[r] < pmin ? g->pos[r] : pmin;
+        pmax = g->pos[r] > pmax ? g->pos[r] : pmax;
+    }
+    g->pmin = pmin;
+    g->by_pos = (long)pmax - pmin + 1 <= M;
+    int n = g->by_pos ? pmax - pmin + 1 : M, cw = g->cw;
+    float *cs = malloc(sizeof(float) * (size_t)n * 2 * cw), freq[128];
+    for (int i = 0; cs && i + 1 < hs; i += 2)
+        freq[i / 2] = 1.0f / powf(10000.0f, (float)i / (float)hs);
+    for (int t = 0; cs && t < n; t++) {
+        float pos = (float)(g->by_pos ? pmin + t : g->pos[t]);
+        float *C = cs + (size_t)t * 2 * cw, *S = C + cw;
+        for (int i = 0; i + 1 < hs; i += 2) {
+            float ang = pos * freq[i / 2];
+            float fcr = cosf(ang), fci = 1.0f * sinf(ang); /* rope_row's, sign +1 */
+            for (int j = i; j < cw; j += hs) {
+                C[j] = C[j + 1] = fcr;
+                S[j] = -fci;
+                S[j + 1] = fci;
+            }
+        }
+    }
+    return cs;
+}
+
+static int product(bg_compute *c, pk_ctx *gp, const bg_tview *out, bg_tview x, const float *table);
+
 int bg__cpu_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
-                          int M, int add)
+                          int M, int add, bg_tview rope, int nh, int nkv, int hs)
+{
+    pk_ctx g = {.w = w, .M = M, .add = add, .hs = hs, .cw = nh * hs};
+    float *table = NULL;
+    if (rope.buf) {
+        if (w->nw < 2 || w->n[0] != nh * hs || w->n[1] != nkv * hs || hs > 256 || add) {
+            c->poisoned = 1;
+            return bg_err_set(&c->poison_err, BG_EINVAL,
+                              "compute op matmul_packed: RoPE of %d + %d heads of %d needs "
+                              "q and k as the first two weights (%d and %d rows here), hs <= 256",
+                              nh, nkv, hs, w->n[0], w->nw > 1 ? w->n[1] : 0);
+        }
+        g.pos = (const int32_t *)bg__cpu_span(c, "matmul_packed", "pos", rope, (size_t)M);
+        if (!g.pos)
+            return BG_EINVAL;
+        int bad = -1;
+        table = rope_table(&g, M, &bad);
+        if (!table) {
+            c->poisoned = 1;
+            return bad >= 0 ? bg_err_set(&c->poison_err, BG_EINVAL,
+                                         "compute op matmul_packed: position %d at row %d; "
+                                         "expected >= 0",
+                                         (int)g.pos[bad], bad)
+                            : bg_err_set(&c->poison_err, BG_ENOMEM,
+                                         "compute op matmul_packed: out of memory for RoPE");
+        }
+    }
+    int rc = product(c, &g, out, x, table);
+    free(table);
+    return rc;
+}
+
+/* The product of bg__cpu_matmul_packed (g's add and rope set). */
+static int product(bg_compute *c, pk_ctx *gp, const bg_tview *out, bg_tview x, const float *table)
 {
     bg__cpu_backend *be = bg__cpu(c);
-    pk_ctx g = {.w = w, .M = M, .add = add};
+    pk_ctx g = *gp;
+    const bg_cpacked *w = g.w;
+    int M = g.M, add = g.add;
     for (int i = 0; i < w->nw; i++)
         if (!(g.out[i] = bg__cpu_span(c, "matmul_packed", "out", out[i], (size_t)M * w->n[i])))
             return BG_EINVAL;
@@ -223,8 +393,12 @@ int bg__cpu_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const 
                 g.out[i][j] = g.out[i][j] + tmp[j];
             free(tmp);
         }
+        g.cs = table;
+        if (table)
+            rope_span(&g, 0, M, 0, w->N);
         return BG_OK;
     }
+    g.cs = table;
     const bg__gemm_tile *t = &w->t;
     /* With the rows variant every full panel is read in place and one
      * chunk holds every row; only a last partial panel is packed. Without

@@ -112,6 +112,7 @@ typedef struct plan {
     int H; /* head rows copied into each region: P, or 0 when attention_prefix reads the cache */
     int n_rows, n_reg, n_pairs, n_own, n_grp;
     int32_t *tokens; /* [rows] the token of each trie row */
+    int32_t *pos;    /* [rows] its position, P + depth */
     int *row_own;    /* [rows] the owner of each row */
     int *prow;       /* [regions] path rows of each region, at g + P + depth */
     owner *own;      /* [rows]: at most one owner per row */
@@ -204,7 +205,7 @@ static int batch_create(bg_nn_model *m, bg_err *err)
              {&b->k, R * kv}, {&b->v, R * kv},    {&b->hb, R * h},    {&b->hb2, R * h},
              {&b->tokens, R}, {&b->kreg, G * kv}, {&b->vreg, G * kv}, {&b->targets, R},
              {&b->lp, R},     {&b->cat, R * d},   {&b->cres, R * d},  {&b->cx, R * d},
-             {&b->ch, R * h}, {&b->ch2, R * h},   {&b->logits, L}};
+             {&b->ch, R * h}, {&b->ch2, R * h},   {&b->logits, L},    {&b->pos, R}};
     int rc = BG_OK;
     for (size_t i = 0; i < sizeof t / sizeof t[0] && rc == BG_OK; i++)
         rc = bg_cbuf_create(m->c, t[i].n * sizeof(float), t[i].dst, err);
@@ -249,6 +250,7 @@ static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n
         for (int d = l; d < D; d++) {
             path[d] = p->n_rows + d - l;
             p->tokens[path[d]] = tok_at(q->it, p->P + d);
+            p->pos[path[d]] = p->P + d;
             p->row_own[path[d]] = p->n_own;
         }
         if (owned > 0) {
@@ -285,12 +287,18 @@ static void record_front(bg_compute *c, const bg_nn_model *m, const plan *p, con
     size_t rd = (size_t)g->r0 * d, rkv = (size_t)g->r0 * kv;
     bg_op_rmsnorm(c, at(b->xb, rd), at(b->x, rd), at(y->rms_att, 0), R, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
-    bg__nn_qkv(c, m, l, at(b->q, rd), at(b->k, rkv), at(b->v, rkv), at(b->xb, rd), R);
-    bg_compute_barrier(c);
-    for (int i = g->o0; i < g->o1; i++) {
-        const owner *o = &p->own[i];
-        bg_op_rope(c, at(b->q, (size_t)o->r0 * d), at(b->k, (size_t)o->r0 * kv), o->owned,
-                   p->P + o->l, nh, nkv, hs);
+    if (y->pk_qkv) { /* RoPE in the product's write-back, each row at its position */
+        bg_tview out[] = {at(b->q, rd), at(b->k, rkv), at(b->v, rkv)};
+        bg_op_matmul_packed_rope(c, out, at(b->xb, rd), y->pk_qkv, R, at(b->pos, (size_t)g->r0), nh,
+                                 nkv, hs);
+    } else {
+        bg__nn_qkv(c, m, l, at(b->q, rd), at(b->k, rkv), at(b->v, rkv), at(b->xb, rd), R);
+        bg_compute_barrier(c);
+        for (int i = g->o0; i < g->o1; i++) {
+            const owner *o = &p->own[i];
+            bg_op_rope(c, at(b->q, (size_t)o->r0 * d), at(b->k, (size_t)o->r0 * kv), o->owned,
+                       p->P + o->l, nh, nkv, hs);
+        }
     }
     bg_compute_barrier(c);
     for (int i = g->o0; i < g->o1; i++) {
@@ -477,6 +485,8 @@ static int run_pass(bg_nn_model *m, const plan *p, float *lp, double *out, bg_er
     const bg__nn_batch *b = m->batch;
     int rc = bg_cbuf_write(c, b->tokens, 0, p->tokens, sizeof(int32_t) * (size_t)p->n_rows, err);
     if (rc == BG_OK)
+        rc = bg_cbuf_write(c, b->pos, 0, p->pos, sizeof(int32_t) * (size_t)p->n_rows, err);
+    if (rc == BG_OK)
         rc =
             bg_cbuf_write(c, b->targets, 0, p->pair_tgt, sizeof(int32_t) * (size_t)p->n_pairs, err);
     if (rc == BG_OK && p->n_grp > 1) { /* one lane per group, every op inline */
@@ -529,6 +539,7 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     float *lp = malloc((size_t)b->rows * sizeof *lp);
     plan p = {.P = P, .H = bg_compute_has_attention_prefix(m->c) ? 0 : P};
     p.tokens = malloc((size_t)b->rows * sizeof *p.tokens);
+    p.pos = malloc((size_t)b->rows * sizeof *p.pos);
     p.row_own = malloc((size_t)b->rows * sizeof *p.row_own);
     p.prow = malloc((size_t)b->regions * sizeof *p.prow);
     p.own = malloc((size_t)b->rows * sizeof *p.own);
@@ -536,8 +547,8 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     p.pair_tgt = malloc((size_t)b->rows * sizeof *p.pair_tgt);
     p.pair_item = malloc((size_t)b->rows * sizeof *p.pair_item);
     p.grp = malloc((size_t)b->lanes * sizeof *p.grp);
-    if (!s || !path || !lp || !p.tokens || !p.row_own || !p.prow || !p.own || !p.pair_row ||
-        !p.pair_tgt || !p.pair_item || !p.grp)
+    if (!s || !path || !lp || !p.tokens || !p.pos || !p.row_own || !p.prow || !p.own ||
+        !p.pair_row || !p.pair_tgt || !p.pair_item || !p.grp)
         rc = bg_err_set(err, BG_ENOMEM, "score batch: out of memory for %d items", n);
     for (int i = 0; rc == BG_OK && i < n; i++) {
         s[i] = (seq){&items[i], i, items[i].n_prefix + items[i].n_cont - 1, P};
@@ -564,6 +575,7 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     free(p.prow);
     free(p.row_own);
     free(p.tokens);
+    free(p.pos);
     free(lp);
     free(path);
     free(s);

@@ -33,6 +33,7 @@ typedef struct bg__nn_batch {
     int lanes;   /* groups a pass may be cut into (compute lanes): 1..BG__NN_MAX_LANES */
     int lchunk;  /* pairs per classifier GEMM: [lchunk, vocab] logits per lane */
     bg_cbuf *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *tokens;
+    bg_cbuf *pos;          /* [rows] int32: each trie row's position (RoPE in the packed Q/K/V) */
     bg_cbuf *kreg, *vreg;  /* [regions, kv_dim]: each sequence's prefix + path */
     bg_cbuf *targets, *lp; /* [rows]: one per gathered (row, target) pair */
     /* the last layer's compacted pair rows, [rows (pairs), width] */

@@ -18,6 +18,11 @@
  *     test_compute_cpu);
  *   - bg_op_matmul_packed_add: out + product bit for bit (the float sum
  *     bg_op_add makes), for the same shapes;
+ *   - bg_op_matmul_packed_rope (q|k|v with RoPE in the write-back) bit for
+ *     bit bg_op_matmul then bg_op_rope of each row at its position, for
+ *     8/4 heads of 8 (stories260K), 6/2 of 12, 4/4 of 2, M 1..100, rows
+ *     at few repeated positions (the table by position) and at more
+ *     positions than rows (by row); a negative position is refused;
  *   - a later write to a packed weight is not seen by products of M >= 3
  *     (the contract: pack only what never changes) — checked so that a
  *     change to "read in place" is a visible decision;
@@ -155,6 +160,72 @@ static void check_stack(int threads, int M, int K, const int *n, int nw, double 
     free(x);
 }
 
+/* bg_op_matmul_packed_rope against bg_op_matmul then bg_op_rope per row,
+ * bit for bit: nh heads and nkv KV heads of hs, M rows at positions from
+ * pos_of (few distinct positions, or more positions than rows). */
+static void check_rope(int threads, int M, int nh, int nkv, int hs, int spread)
+{
+    bg_err err;
+    bg_compute *c = NULL;
+    bg_compute_opts o = {.kind = BG_BACKEND_CPU, .threads = threads};
+    CHECK(bg_compute_create(&o, &c, &err) == BG_OK, "%s", err.msg);
+    int K = 36, n[3] = {nh * hs, nkv * hs, nkv * hs};
+    float *x = malloc(sizeof(float) * (size_t)M * K);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)M);
+    for (long i = 0; i < (long)M * K; i++)
+        x[i] = frnd();
+    for (int r = 0; r < M; r++) /* runs of positions, as a pass's branches */
+        pos[r] = spread ? 3 * r + 500 : 7 + r % 11;
+    bg_cbuf *bx = buf(c, x, (size_t)M * K), *bp = buf(c, NULL, (size_t)M);
+    CHECK(bg_cbuf_write(c, bp, 0, pos, sizeof(int32_t) * (size_t)M, &err) == BG_OK, "%s", err.msg);
+    bg_cbuf *bw[3], *bo[3], *bu[3];
+    bg_tview vw[3], vo[3];
+    for (int i = 0; i < 3; i++) {
+        float *w = malloc(sizeof(float) * (size_t)n[i] * K);
+        for (long j = 0; j < (long)n[i] * K; j++)
+            w[j] = frnd();
+        bw[i] = buf(c, w, (size_t)n[i] * K);
+        bo[i] = buf(c, NULL, (size_t)M * n[i]);
+        bu[i] = buf(c, NULL, (size_t)M * n[i]);
+        vw[i] = (bg_tview){bw[i], 0};
+        vo[i] = (bg_tview){bo[i], 0};
+        free(w);
+    }
+    bg_cpacked *p = NULL;
+    CHECK(bg_compute_pack(c, vw, n, 3, K, &p, &err) == BG_OK, "pack: %s", err.msg);
+    CHECK(bg_compute_begin(c, &err) == BG_OK, "%s", err.msg);
+    bg_op_matmul_packed_rope(c, vo, (bg_tview){bx, 0}, p, M, (bg_tview){bp, 0}, nh, nkv, hs);
+    for (int i = 0; i < 3; i++)
+        bg_op_matmul(c, (bg_tview){bu[i], 0}, (bg_tview){bx, 0}, vw[i], M, n[i], K);
+    bg_compute_barrier(c);
+    for (int r = 0; r < M; r++)
+        bg_op_rope(c, (bg_tview){bu[0], (size_t)r * n[0]}, (bg_tview){bu[1], (size_t)r * n[1]}, 1,
+                   pos[r], nh, nkv, hs);
+    CHECK(bg_compute_submit(c, &err) == BG_OK, "%s", err.msg);
+    for (int i = 0; i < 3; i++) {
+        size_t on = (size_t)M * n[i];
+        float *got = malloc(on * 4), *want = malloc(on * 4);
+        CHECK(bg_cbuf_read(c, bo[i], 0, got, on * 4, &err) == BG_OK, "%s", err.msg);
+        CHECK(bg_cbuf_read(c, bu[i], 0, want, on * 4, &err) == BG_OK, "%s", err.msg);
+        for (size_t j = 0; j < on; j++)
+            CHECK(memcmp(&got[j], &want[j], 4) == 0,
+                  "rope M %d, %d/%d heads of %d, %d threads, output %d element %zu: %.9g, "
+                  "matmul + rope %.9g",
+                  M, nh, nkv, hs, threads, i, j, got[j], want[j]);
+        free(got), free(want);
+    }
+    /* a negative position is refused, naming the row */
+    pos[M - 1] = -1;
+    CHECK(bg_cbuf_write(c, bp, 0, pos, sizeof(int32_t) * (size_t)M, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_compute_begin(c, &err) == BG_OK, "%s", err.msg);
+    bg_op_matmul_packed_rope(c, vo, (bg_tview){bx, 0}, p, M, (bg_tview){bp, 0}, nh, nkv, hs);
+    CHECK(bg_compute_submit(c, &err) == BG_EINVAL && strstr(err.msg, "position -1"),
+          "negative position: want BG_EINVAL naming it, got \"%s\"", err.msg);
+    bg_cpacked_destroy(c, p);
+    bg_compute_destroy(c);
+    free(x), free(pos);
+}
+
 static void check_refusals(void)
 {
     bg_err err;
@@ -216,6 +287,14 @@ int main(void)
     printf("packed: %d shapes, bit for bit bg_op_matmul; max |out - ref| / sum|x w| = %.3g (bound "
            "1e-5)\n",
            shapes, worst);
+    static const int rope_shapes[][4] = {{8, 4, 8, 0}, {8, 4, 8, 1}, {6, 2, 12, 0}, {4, 4, 2, 1}};
+    for (int i = 0; i < 4; i++)
+        for (int M = 1; M <= 100; M += 33)
+            for (int th = 1; th <= 3; th += 2)
+                check_rope(th, M, rope_shapes[i][0], rope_shapes[i][1], rope_shapes[i][2],
+                           rope_shapes[i][3]);
+    printf("packed rope: 4 head shapes x 4 row counts x 1, 3 threads: bit for bit matmul + "
+           "rope\n");
     check_refusals();
     CHECK_DONE("test_compute_packed");
 }
