@@ -193,26 +193,38 @@ BG_TAVX2 static void block_avx2(const bg__attend_prefix_args *a, const float *qt
 }
 
 /* qt[i * w + k*g + h] = scale * q_(j+k), head h [i]; lanes past nb * g
- * are zeros (finite scores, never written out). */
-static void transpose_in(float *qt, const bg__attend_prefix_args *a, int j, int nb, int w, int g)
+ * are zeros (finite scores, never written out). The arguments are copied
+ * into locals (restrict): stores to qt would otherwise make every read of
+ * a->scale and the strides a reload. */
+static void transpose_in(float *restrict qt, const bg__attend_prefix_args *a, int j, int nb, int w,
+                         int g)
 {
-    memset(qt, 0, sizeof(float) * (size_t)(a->hs * w));
+    const float *restrict q0 = a->q + (long)j * a->qstride;
+    long qs = a->qstride, hst = a->hstride;
+    int hs = a->hs;
+    float scale = a->scale;
+    memset(qt, 0, sizeof(float) * (size_t)(hs * w));
     for (int k = 0; k < nb; k++)
         for (int h = 0; h < g; h++) {
-            const float *q = a->q + (long)(j + k) * a->qstride + h * a->hstride;
-            for (int i = 0; i < a->hs; i++)
-                qt[i * w + k * g + h] = q[i] * a->scale;
+            const float *q = q0 + k * qs + h * hst;
+            float *d = qt + k * g + h;
+            for (int i = 0; i < hs; i++)
+                d[i * w] = q[i] * scale;
         }
 }
 
-static void transpose_out(const bg__attend_prefix_args *a, int j, int nb, const float *res, int w,
-                          int g)
+static void transpose_out(const bg__attend_prefix_args *a, int j, int nb, const float *restrict res,
+                          int w, int g)
 {
+    float *restrict o0 = a->out + (long)j * a->ostride;
+    long os = a->ostride, hst = a->hstride;
+    int hs = a->hs;
     for (int k = 0; k < nb; k++)
         for (int h = 0; h < g; h++) {
-            float *o = a->out + (long)(j + k) * a->ostride + h * a->hstride;
-            for (int i = 0; i < a->hs; i++)
-                o[i] = res[i * w + k * g + h];
+            float *o = o0 + k * os + h * hst;
+            const float *r = res + k * g + h;
+            for (int i = 0; i < hs; i++)
+                o[i] = r[i * w];
         }
 }
 #endif
