@@ -55,6 +55,14 @@
 
 #include "compute/compute_cpu.h"
 
+/* RoPE's products and sums stay separate (the bits of rope_row, which is
+ * built without FMA): GCC contracts nothing in ISO C mode, clang would
+ * fuse x0 * C[j] + x1 * S[j] where rot_c is inlined into a target that
+ * has FMA. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #define PK_MC 96 /* rows per task (a multiple of every tile's mr), as the GEMM's MC */
 
 struct bg_cpacked {
