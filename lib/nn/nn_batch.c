@@ -31,9 +31,10 @@
  *      microseconds of work). G is up to GROUPS_PER_LANE per thread, at
  *      least LANE_MIN_ROWS rows each. The threads claim groups one at a
  *      time (the caller too), so more groups per thread would let a busy
- *      host's paused thread hold back less, but each group repacks every
- *      weight for its GEMMs and repeats the rows its first item shares:
- *      at 4 per thread a 16-theory pass took ~10% more CPU, and its p50
+ *      host's paused thread hold back less, but each group repeats the
+ *      rows its first item shares (and, before the weights were packed
+ *      once at load, repacked every weight): at 4 per thread a 16-theory
+ *      pass took ~10% more CPU, at 2 with packed weights 3-4%, and p50
  *      under load was no better, so one per thread. Elsewhere (Vulkan, one
  *      thread, a model wider than LANE_MAX_DIM, a pass of few rows) G = 1
  *      on the backend itself.
@@ -46,7 +47,9 @@
  *      or extends it), else copied per layer into a K/V region of its own.
  *      Elsewhere (Vulkan) every owner gets a region [head P copied from the
  *      cache][its path] (H = P), the cache bg_op_attention expects. RoPE
- *      runs per owned run at its positions.
+ *      runs per owned run at its positions, or, with the model's packed
+ *      weights, in the Q/K/V product's write-back at each row's position
+ *      (the pass's `pos` buffer).
  *   5. Only what is read: every (row, target) pair an item needs (its
  *      positions n_prefix-1 .. L-1) is one "pair row" of the group's pair
  *      range. The last layer runs Q/K/V for every row (its K/V are the
@@ -84,7 +87,7 @@
 #define BATCH_REGIONS 8192     /* K/V region rows per pass, at least seq_len */
 #define LANE_MAX_DIM 512       /* wider models keep the pool inside each op */
 #define LANE_MIN_ROWS 48       /* rows per group below which a lane is not worth its wake-up */
-#define GROUPS_PER_LANE 1      /* more: weights repacked per group, rows repeated (4: ~10% CPU) */
+#define GROUPS_PER_LANE 1      /* more: rows repeated at the cuts (2: +3-4% CPU, packed weights) */
 #define LOGIT_FLOATS (1 << 20) /* per lane: the classifier's rows are chunked to fit */
 
 typedef struct seq {
@@ -354,8 +357,8 @@ static void record_back(bg_compute *c, const bg_nn_model *m, int l, bg_cbuf *x, 
     const bg__nn_layer *y = &m->layers[l];
     int d = cf->dim, hd = cf->hidden_dim;
     size_t rd = (size_t)r * d, rh = (size_t)r * hd;
-    bg__nn_matmul_add(c, y->pk_o, at(x, rd), at(att, rd), y->wo, at(xb, rd), n, d,
-                      d); /* residual */
+    /* x += wo . att (the residual) */
+    bg__nn_matmul_add(c, y->pk_o, at(x, rd), at(att, rd), y->wo, at(xb, rd), n, d, d);
     bg_op_rmsnorm(c, at(xb, rd), at(x, rd), at(y->rms_ffn, 0), n, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
     bg__nn_ffn_up(c, m, l, at(h1, rh), at(h2, rh), at(xb, rd), n);

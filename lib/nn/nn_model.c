@@ -13,6 +13,12 @@
  * gathered (scoring), where every position's row feeds logsoftmax_gather on
  * the device and only T floats come back.
  *
+ * The weights are packed once at load into the CPU GEMM's layout
+ * (bg_compute_pack; wq|wk|wv and w1|w3 stacked into one product each), so
+ * no product repacks a weight per call; the residual adds run in those
+ * products' write-back. Same bits as the unpacked ops; a backend that
+ * packs nothing (Vulkan) or BG_NN_NO_PACK keeps bg_op_matmul.
+ *
  * Backend `auto` is chosen per model: a model under 16 MiB of weights runs on
  * the CPU backend even when a GPU exists. Its decode is bound by per-op cost
  * on a GPU (~70 dependent dispatches per token at ~3 us each on an H200):
