@@ -28,7 +28,7 @@
  * keeps bg_op_matmul. FP32 only: with bf16 matmuls set the products go
  * through bg__cpu_matmul (packs nothing here; bf16 is a training option).
  * Memory: the panels, sum(n) rounded up to the tile width, times K floats
- * (stories260K: ~1.1 MB for every projection and the classifier).
+ * (stories260K: 1.05 MB for every projection and the classifier).
  *
  * With `add` (bg_op_matmul_packed_add) a tile adds its sums to the output
  * (out + sum, as the GEMM adds a later K block): the residual add of the
@@ -37,8 +37,8 @@
  * With a position per row (bg_op_matmul_packed_rope) the Q/K/V product
  * rotates q's and k's columns in its write-back, while the tile is in L1:
  * no pass of its own, and cos/sin come from a table made once per call
- * for the rows' positions (a pass's ~380 rows share ~50), not one sincosf
- * per row and pair (they were ~5% of a pass, beside ~3% for the pass).
+ * for the rows' positions (a group's ~380 rows share ~50), not one sincosf
+ * per row and pair (the op and its sincosf were ~5% of a pass; now ~2%).
  * The rotation is bg_op_rope's with the same bits (rot_c); the table is
  * per position (at most the rows) or per row, 2 x q's width floats each.
  *
