@@ -397,6 +397,58 @@ int bg_compute_has_attention_prefix(const bg_compute *c)
     return c && c->vt->attention_prefix != NULL;
 }
 
+int bg_compute_pack(bg_compute *c, const bg_tview *w, const int *n, int nw, int K, bg_cpacked **out,
+                    bg_err *err)
+{
+    if (!c || !w || !n || !out || nw < 1 || nw > BG_COMPUTE_PACK_MAX || K < 1)
+        return bg_err_set(err, BG_EINVAL,
+                          "bg_compute_pack: NULL argument, or %d weights (expected 1..%d) of "
+                          "K = %d (expected > 0)",
+                          nw, BG_COMPUTE_PACK_MAX, K);
+    for (int i = 0; i < nw; i++)
+        if (!w[i].buf || n[i] < 1)
+            return bg_err_set(err, BG_EINVAL,
+                              "bg_compute_pack: weight %d has no buffer or %d rows (expected > 0)",
+                              i, n[i]);
+    if (c->recording)
+        return bg_err_set(err, BG_EINVAL, "bg_compute_pack: called while recording; submit first");
+    if (!c->vt->pack)
+        return bg_err_set(err, BG_EUNAVAIL, "bg_compute_pack: the %s backend packs no weights",
+                          c->desc);
+    return c->vt->pack(c, w, n, nw, K, out, err);
+}
+
+void bg_cpacked_destroy(bg_compute *c, bg_cpacked *p)
+{
+    if (c && p && c->vt->packed_destroy)
+        c->vt->packed_destroy(c, p);
+}
+
+void bg_op_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w, int M)
+{
+    bg_tview vs[] = {x};
+    TRAIN_OP(matmul_packed, vs, M > 0 && out && w, "M must be positive, out and w non-NULL",
+             matmul_packed(c, out, x, w, M, 0, (bg_tview){0}, 0, 0, 0));
+}
+
+void bg_op_matmul_packed_add(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                             int M)
+{
+    bg_tview vs[] = {x};
+    TRAIN_OP(matmul_packed, vs, M > 0 && out && w, "M must be positive, out and w non-NULL",
+             matmul_packed(c, out, x, w, M, 1, (bg_tview){0}, 0, 0, 0));
+}
+
+void bg_op_matmul_packed_rope(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                              int M, bg_tview pos, int n_heads, int n_kv_heads, int head_size)
+{
+    bg_tview vs[] = {x, pos};
+    TRAIN_OP(matmul_packed, vs,
+             M > 0 && out && w && heads_ok(n_heads, n_kv_heads, head_size) && head_size % 2 == 0,
+             "M must be positive, out and w non-NULL, n_kv_heads dividing n_heads, head_size even",
+             matmul_packed(c, out, x, w, M, 0, pos, n_heads, n_kv_heads, head_size));
+}
+
 void bg_op_fill(bg_compute *c, bg_tview x, float value, int n)
 {
     bg_tview vs[] = {x};

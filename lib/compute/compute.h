@@ -183,6 +183,43 @@ void bg_op_attention_prefix(bg_compute *c, bg_tview out, bg_tview q, bg_tview kp
                             bg_tview vprefix, int P, bg_tview ktail, bg_tview vtail, int T,
                             int pos0, int n_heads, int n_kv_heads, int head_size, int seq_len);
 int bg_compute_has_attention_prefix(const bg_compute *c);
+/* Weights packed once (an inference model's, which never change after
+ * load). bg_compute_pack stacks nw in [1, BG_COMPUTE_PACK_MAX] weights
+ * w[i] [n[i], K] (row-major views) and packs them into the backend's GEMM
+ * layout; bg_op_matmul_packed then computes out[i][M, n[i]] = x[M, K] .
+ * w[i]^T for every i in one product: bit for bit the values of nw
+ * bg_op_matmul calls over the weights as they were when packed (a later
+ * write to them is not seen: pack only what never changes). Memory: sum
+ * n[i] rounded up to the tile's width, times K floats, at most
+ * BG_COMPUTE_PACK_MAX_FLOATS per call. Optional: BG_EUNAVAIL (nothing
+ * made) where the backend has none (Vulkan), where K exceeds one K block
+ * of its kernel or the copy would exceed the bound; the caller then keeps
+ * bg_op_matmul. new: the caller destroys it with bg_cpacked_destroy,
+ * before the backend. Threads: c's thread packs; c's lanes may read a
+ * packed weight at the same time (it is immutable). */
+#define BG_COMPUTE_PACK_MAX 4
+#define BG_COMPUTE_PACK_MAX_FLOATS (16L << 20)
+typedef struct bg_cpacked bg_cpacked;
+int bg_compute_pack(bg_compute *c, const bg_tview *w, const int *n, int nw, int K, bg_cpacked **out,
+                    bg_err *err);
+void bg_cpacked_destroy(bg_compute *c, bg_cpacked *p);
+/* out[i] for each of w's nw weights (see bg_compute_pack); M > 0. The
+ * _add form adds the product to out[i] (the forward's residual): bit for
+ * bit bg_op_matmul into a scratch, then bg_op_add into out[i]. out must
+ * not overlap x. */
+void bg_op_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                         int M);
+void bg_op_matmul_packed_add(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                             int M);
+/* The Q/K/V product with RoPE in its write-back: bg_op_matmul_packed, then
+ * out[0] (q, n_heads heads) and out[1] (k, n_kv_heads heads) of row m
+ * rotated as bg_op_rope rotates a token at position pos[m] (pos: int32
+ * [M], each >= 0; rows need not be consecutive positions: the rows of
+ * many branches). The same bits as bg_op_matmul_packed then bg_op_rope
+ * per run of positions. w's first two weights must have n_heads * hs and
+ * n_kv_heads * hs rows; hs even. */
+void bg_op_matmul_packed_rope(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                              int M, bg_tview pos, int n_heads, int n_kv_heads, int head_size);
 void bg_op_swiglu(bg_compute *c, bg_tview h, bg_tview g, int n);
 void bg_op_add(bg_compute *c, bg_tview x, bg_tview y, int n);
 void bg_op_copy(bg_compute *c, bg_tview dst, bg_tview src, int n);

@@ -74,6 +74,15 @@ typedef struct bg_compute_vtbl {
     int (*attention_prefix)(bg_compute *c, bg_tview out, bg_tview q, bg_tview kp, bg_tview vp,
                             int P, bg_tview kt, bg_tview vt, int T, int pos0, int nh, int nkv,
                             int hs, int seq_len);
+    /* optional (all three or none); see bg_compute_pack. pack gets
+     * 1 <= nw <= BG_COMPUTE_PACK_MAX, positive n[i] and K, views with buffers. */
+    int (*pack)(bg_compute *c, const bg_tview *w, const int *n, int nw, int K, bg_cpacked **out,
+                bg_err *err);
+    void (*packed_destroy)(bg_compute *c, bg_cpacked *p);
+    /* add: out += product; rope.buf != NULL: RoPE of out[0] and out[1]
+     * (bg_op_matmul_packed_rope; nh, nkv, hs checked by compute.c) */
+    int (*matmul_packed)(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w, int M,
+                         int add, bg_tview rope, int nh, int nkv, int hs);
     /* optional (NULL: no host scratch); see bg_compute_gemm_scratch */
     void (*gemm_scratch)(const bg_compute *c, long M, long N, long K, size_t floats[2]);
 } bg_compute_vtbl;

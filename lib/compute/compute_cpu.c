@@ -1,6 +1,7 @@
 /*
  * compute_cpu.c — the CPU backend: host buffers, the vtable, and every op
- * except matmul (compute_cpu_gemm.c).
+ * except matmul (compute_cpu_gemm.c; packed weights:
+ * compute_cpu_gemm_packed.c).
  *
  * Why shaped so: the CPU runs each op at once when it is recorded, so
  * begin/barrier/submit are bookkeeping only. Ops split their rows (or
@@ -649,6 +650,9 @@ static const bg_compute_vtbl cpu_vtbl = {
     .lanes = cpu_lanes,
     .run_lanes = cpu_run_lanes,
     .gemm_scratch = cpu_gemm_scratch,
+    .pack = bg__cpu_pack,
+    .packed_destroy = bg__cpu_packed_destroy,
+    .matmul_packed = bg__cpu_matmul_packed,
 };
 
 int bg__compute_cpu_create(const bg_compute_opts *opts, bg_compute **out, bg_err *err)

@@ -214,6 +214,12 @@ typedef struct bg__attend_prefix_args {
     long qstride, ostride, kvstride;
     int np, n0, nq, hs;
     float scale;
+    /* g query heads (0 or 1: one) that read these K/V rows, head i's q and
+     * out at q + i*hstride, out + i*hstride: the SIMD kernels put the g
+     * heads of a query in adjacent lanes of one vector (grouped-query
+     * attention: the heads of a KV head share every key broadcast) */
+    int g;
+    long hstride;
 } bg__attend_prefix_args;
 /* scratch: bg__cpu_attend_prefix_scratch(np, n0 + nq - 1, hs) floats */
 void bg__cpu_attend_prefix(const bg__attend_prefix_args *a, float *scratch);
@@ -322,5 +328,33 @@ int bg__cpu_pack_avx2(float *dst, const float *src, long rs, long cs, int first,
 /* bg__cpu_copyk_avx512's contract with AVX2 (width 6 or a multiple of 8). */
 void bg__cpu_copyk_avx2(float *dst, long pstride, const float *src, long cs, int kn, int width,
                         int npanels, int span);
+
+/* ---- the pre-packed GEMM (compute_cpu_gemm_packed.c) -------------------------
+ * Weights that do not change (an inference model's) packed once into the
+ * GEMM's B panels, and products that read them (bg_compute_pack,
+ * bg_op_matmul_packed). The panel layout, the tile and its K block are the
+ * GEMM's (compute_cpu_gemm.c), taken through two hooks so that the packed
+ * copy always matches the kernel in use. */
+typedef struct bg__gemm_tile {
+    void (*fn)(const float *a, const float *b, int kc, float *out, long ldc, int first);
+    /* NULL: A is always packed */
+    void (*rows_fn)(const float *a, long lda, const float *b, int kc, float *out, long ldc,
+                    int first);
+    int mr, nr, kc; /* tile, and the largest K of one K block */
+} bg__gemm_tile;
+/* The fp32 tile of `kernel` (BG__KERN_*). */
+void bg__cpu_gemm_tile(int kernel, bg__gemm_tile *t);
+/* npanels panels of `width` rows of a row-major operand (row stride rs),
+ * rows first.., zero from row `end` on, k in [0, kcb), as the GEMM packs
+ * them for `kernel` (panel p at dst + p*width*kcb). */
+void bg__cpu_gemm_pack(int kernel, float *dst, const float *src, long rs, int first, int end,
+                       int kcb, int width, int npanels);
+/* The CPU backend's entries (compute_backend.h's pack, packed_destroy,
+ * matmul_packed). */
+int bg__cpu_pack(bg_compute *c, const bg_tview *w, const int *n, int nw, int K, bg_cpacked **out,
+                 bg_err *err);
+void bg__cpu_packed_destroy(bg_compute *c, bg_cpacked *p);
+int bg__cpu_matmul_packed(bg_compute *c, const bg_tview *out, bg_tview x, const bg_cpacked *w,
+                          int M, int add, bg_tview rope, int nh, int nkv, int hs);
 
 #endif

@@ -18,6 +18,11 @@
  * W-1 tail keys form the causal triangle, where the lanes that must not see
  * a key get -inf (exp gives exactly 0). Two passes, as the per-query
  * kernel: scores and their lane-wise max, then exp, sum and the V sums.
+ * The query heads of one KV head (grouped-query attention: stories260K's 8
+ * heads on 4 KV heads) share a vector, each query's g heads in adjacent
+ * lanes (so the causal mask is still a run of leading lanes): a key
+ * broadcast serves both heads, and a run of few queries (the last layer's
+ * two per theory) fills one vector instead of two quarter-full ones.
  * (A merge of a prefix-only and a tail-only softmax by log-sum-exp was
  * tried first: the tail's per-query kernel and its packing per block cost
  * as much as the prefix part saved.) The scalar kernel
@@ -101,7 +106,7 @@ static void query_c(const bg__attend_prefix_args *a, int j, float *sc)
 #define SUM_BLOCK 16
 #define PREFIX_KERNEL(NAME, TGT, V, W, SET1, LOAD, STORE, MUL, FMA, MAX, SUB, ADD, DIV, EXP, MASK) \
     TGT static inline __attribute__((always_inline)) void NAME(                                    \
-        const bg__attend_prefix_args *a, int hs, const V *qt, int full, int ntk, float *sc,        \
+        const bg__attend_prefix_args *a, int hs, const V *qt, int full, int ntk, int g, float *sc, \
         V *acc, V *tot, float *res)                                                                \
     {                                                                                              \
         int np = a->np, n = np + ntk;                                                              \
@@ -111,7 +116,7 @@ static void query_c(const bg__attend_prefix_args *a, int j, float *sc)
             V s = MUL(qt[0], SET1(k[0]));                                                          \
             _Pragma("GCC unroll 8") for (int i = 1; i < hs; i++) s = FMA(qt[i], SET1(k[i]), s);    \
             if (p - np >= full)                                                                    \
-                s = MASK(s, p - np - full + 1);                                                    \
+                s = MASK(s, (p - np - full + 1) * g);                                              \
             STORE(sc + (long)p * W, s);                                                            \
             mv = MAX(mv, s);                                                                       \
         }                                                                                          \
@@ -156,56 +161,71 @@ PREFIX_KERNEL(keys_avx2, BG_TAVX2, __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _
               _mm256_div_ps, bg__expv_avx2, mask256)
 
 BG_T512 static void block_avx512(const bg__attend_prefix_args *a, const float *qt, int full,
-                                 int ntk, float *sc, float *res)
+                                 int ntk, int g, float *sc, float *res)
 {
     if (a->hs == 8) { /* its own arrays, so they stay in registers */
         __m512 q8[8], acc8[8], tot8[8];
         for (int i = 0; i < 8; i++)
             q8[i] = _mm512_loadu_ps(qt + i * 16);
-        keys_avx512(a, 8, q8, full, ntk, sc, acc8, tot8, res);
+        keys_avx512(a, 8, q8, full, ntk, g, sc, acc8, tot8, res);
         return;
     }
     __m512 q[HS_MAX], acc[HS_MAX], tot[HS_MAX];
     for (int i = 0; i < a->hs; i++)
         q[i] = _mm512_loadu_ps(qt + i * 16);
-    keys_avx512(a, a->hs, q, full, ntk, sc, acc, tot, res);
+    keys_avx512(a, a->hs, q, full, ntk, g, sc, acc, tot, res);
 }
 
 BG_TAVX2 static void block_avx2(const bg__attend_prefix_args *a, const float *qt, int full, int ntk,
-                                float *sc, float *res)
+                                int g, float *sc, float *res)
 {
     if (a->hs == 8) {
         __m256 q8[8], acc8[8], tot8[8];
         for (int i = 0; i < 8; i++)
             q8[i] = _mm256_loadu_ps(qt + i * 8);
-        keys_avx2(a, 8, q8, full, ntk, sc, acc8, tot8, res);
+        keys_avx2(a, 8, q8, full, ntk, g, sc, acc8, tot8, res);
         return;
     }
     __m256 q[HS_MAX], acc[HS_MAX], tot[HS_MAX];
     for (int i = 0; i < a->hs; i++)
         q[i] = _mm256_loadu_ps(qt + i * 8);
-    keys_avx2(a, a->hs, q, full, ntk, sc, acc, tot, res);
+    keys_avx2(a, a->hs, q, full, ntk, g, sc, acc, tot, res);
 }
 
-/* qt[i * w + k] = scale * q_(j+k)[i]; lanes k >= nb are zeros (finite
- * scores, never written out). */
-static void transpose_in(float *qt, const bg__attend_prefix_args *a, int j, int nb, int w)
+/* qt[i * w + k*g + h] = scale * q_(j+k), head h [i]; lanes past nb * g
+ * are zeros (finite scores, never written out). The arguments are copied
+ * into locals (restrict): stores to qt would otherwise make every read of
+ * a->scale and the strides a reload. */
+static void transpose_in(float *restrict qt, const bg__attend_prefix_args *a, int j, int nb, int w,
+                         int g)
 {
-    memset(qt, 0, sizeof(float) * (size_t)(a->hs * w));
-    for (int k = 0; k < nb; k++) {
-        const float *q = a->q + (long)(j + k) * a->qstride;
-        for (int i = 0; i < a->hs; i++)
-            qt[i * w + k] = q[i] * a->scale;
-    }
+    const float *restrict q0 = a->q + (long)j * a->qstride;
+    long qs = a->qstride, hst = a->hstride;
+    int hs = a->hs;
+    float scale = a->scale;
+    memset(qt, 0, sizeof(float) * (size_t)(hs * w));
+    for (int k = 0; k < nb; k++)
+        for (int h = 0; h < g; h++) {
+            const float *q = q0 + k * qs + h * hst;
+            float *d = qt + k * g + h;
+            for (int i = 0; i < hs; i++)
+                d[i * w] = q[i] * scale;
+        }
 }
 
-static void transpose_out(const bg__attend_prefix_args *a, int j, int nb, const float *res, int w)
+static void transpose_out(const bg__attend_prefix_args *a, int j, int nb, const float *restrict res,
+                          int w, int g)
 {
-    for (int k = 0; k < nb; k++) {
-        float *o = a->out + (long)(j + k) * a->ostride;
-        for (int i = 0; i < a->hs; i++)
-            o[i] = res[i * w + k];
-    }
+    float *restrict o0 = a->out + (long)j * a->ostride;
+    long os = a->ostride, hst = a->hstride;
+    int hs = a->hs;
+    for (int k = 0; k < nb; k++)
+        for (int h = 0; h < g; h++) {
+            float *o = o0 + k * os + h * hst;
+            const float *r = res + k * g + h;
+            for (int i = 0; i < hs; i++)
+                o[i] = r[i * w];
+        }
 }
 #endif
 
@@ -219,21 +239,31 @@ void bg__cpu_attend_prefix(const bg__attend_prefix_args *a, float *scratch)
     else if (a->hs <= HS_MAX && kern == BG__KERN_AVX2)
         wmax = 8;
 #endif
+    int g = a->g > 1 ? a->g : 1;
+    if (g > 1 && (wmax == 1 || g > 4)) { /* one head at a time */
+        bg__attend_prefix_args b = *a;
+        b.g = 1;
+        for (int h = 0; h < g; h++, b.q += a->hstride, b.out += a->hstride)
+            bg__cpu_attend_prefix(&b, scratch);
+        return;
+    }
     for (int j = 0; j < a->nq;) {
 #ifdef BG_X86
         if (wmax > 1) {
             /* 16 lanes, or 8 (AVX2's vector; on AVX-512 too) for a last
-             * block of at most 8 queries: a lane's arithmetic is the same
-             * in either width, so its result too */
-            int left = a->nq - j, w = wmax == 16 && left > 8 ? 16 : 8, nb = left < w ? left : w;
+             * block of at most 8 lanes; each query's g heads in adjacent
+             * lanes: a lane's arithmetic is the same in either width and
+             * at any position, so its result too */
+            int left = a->nq - j, w = wmax == 16 && left * g > 8 ? 16 : 8;
+            int nb = left < w / g ? left : w / g;
             float *qt = scratch, *res = qt + WMAX * a->hs, *sc = res + WMAX * a->hs;
             int full = a->n0 + j, ntk = full + nb - 1;
-            transpose_in(qt, a, j, nb, w);
+            transpose_in(qt, a, j, nb, w, g);
             if (w == 16)
-                block_avx512(a, qt, full, ntk, sc, res);
+                block_avx512(a, qt, full, ntk, g, sc, res);
             else
-                block_avx2(a, qt, full, ntk, sc, res);
-            transpose_out(a, j, nb, res, w);
+                block_avx2(a, qt, full, ntk, g, sc, res);
+            transpose_out(a, j, nb, res, w, g);
             j += nb;
             continue;
         }
@@ -252,12 +282,23 @@ typedef struct pre_ctx {
     int failed;
 } pre_ctx;
 
-/* Task t covers (head, token) pairs, head-major (as the attention op). */
+/* The query heads of a KV head up to this many share one vector (each
+ * query's heads in adjacent lanes); a wider group goes head by head. */
+#define G_MAX 4
+
+static int heads_per_unit(int nh, int nkv)
+{
+    return nh / nkv <= G_MAX ? nh / nkv : 1;
+}
+
+/* Task t covers (head unit, token) pairs, head-major (as the attention
+ * op); a unit is the g query heads of one KV head (heads_per_unit). */
 static void pre_task(void *v, int t)
 {
     pre_ctx *c = v;
+    int g = heads_per_unit(c->nh, c->nkv);
     long r0, r1;
-    bg__cpu_task_range(t, c->ntasks, (long)c->T * c->nh, &r0, &r1);
+    bg__cpu_task_range(t, c->ntasks, (long)c->T * (c->nh / g), &r0, &r1);
     if (r0 == r1)
         return;
     long n = bg__cpu_attend_prefix_scratch(c->np, c->pos0 + c->T, c->hs);
@@ -268,7 +309,7 @@ static void pre_task(void *v, int t)
     }
     int kv_dim = c->nkv * c->hs, group = c->nh / c->nkv;
     for (long i = r0; i < r1;) {
-        int h = (int)(i / c->T), tok = (int)(i % c->T);
+        int h = (int)(i / c->T) * g, tok = (int)(i % c->T);
         long run = c->T - tok < r1 - i ? c->T - tok : r1 - i;
         long koff = (long)(h / group) * c->hs, qoff = ((long)tok * c->nh + h) * c->hs;
         bg__attend_prefix_args a = {.out = c->out + qoff,
@@ -284,7 +325,9 @@ static void pre_task(void *v, int t)
                                     .n0 = c->pos0 + tok + 1,
                                     .nq = (int)run,
                                     .hs = c->hs,
-                                    .scale = 1.0f / sqrtf((float)c->hs)};
+                                    .scale = 1.0f / sqrtf((float)c->hs),
+                                    .g = g,
+                                    .hstride = c->hs};
         bg__cpu_attend_prefix(&a, sc);
         i += run;
     }
@@ -312,7 +355,8 @@ int bg__cpu_attention_prefix(bg_compute *c, bg_tview out, bg_tview q, bg_tview k
     x.nh = nh;
     x.nkv = nkv;
     x.hs = hs;
-    x.ntasks = bg__cpu_ntasks(c, (long)T * nh, 4L * (P + pos0 + T) * hs);
+    int g = heads_per_unit(nh, nkv);
+    x.ntasks = bg__cpu_ntasks(c, (long)T * (nh / g), 4L * g * (P + pos0 + T) * hs);
     bg__pool_run(bg__cpu(c)->pool, pre_task, &x, x.ntasks);
     if (x.failed) {
         c->poisoned = 1;

@@ -832,3 +832,18 @@ void bg__cpu_matmul_dw(bg__pool *p, float *dw, const float *dy, const float *x, 
     /* dw[N,K] += dy^T . x: left (n, m) = dy[m*N + n], right (k, m) = x[m*K + k] */
     gemm(p, dw, dy, 1, N, x, 1, K, N, K, M, 1, bf16);
 }
+
+/* ---- the hook of the pre-packed GEMM (compute_cpu_gemm_packed.c) ---------- */
+
+void bg__cpu_gemm_tile(int kernel, bg__gemm_tile *t)
+{
+    kern_desc kd = kern_for(kernel, 0);
+    *t = (bg__gemm_tile){kd.fn, kd.rows_fn, kd.mr, kd.nr, kd.kc};
+}
+
+void bg__cpu_gemm_pack(int kernel, float *dst, const float *src, long rs, int first, int end,
+                       int kcb, int width, int npanels)
+{
+    kern_desc kd = kern_for(kernel, 0);
+    pack(&kd, dst, src, rs, 1, first, end, 0, kcb, width, npanels);
+}

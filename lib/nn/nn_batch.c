@@ -31,9 +31,10 @@
  *      microseconds of work). G is up to GROUPS_PER_LANE per thread, at
  *      least LANE_MIN_ROWS rows each. The threads claim groups one at a
  *      time (the caller too), so more groups per thread would let a busy
- *      host's paused thread hold back less, but each group repacks every
- *      weight for its GEMMs and repeats the rows its first item shares:
- *      at 4 per thread a 16-theory pass took ~10% more CPU, and its p50
+ *      host's paused thread hold back less, but each group repeats the
+ *      rows its first item shares (and, before the weights were packed
+ *      once at load, repacked every weight): at 4 per thread a 16-theory
+ *      pass took ~10% more CPU, at 2 with packed weights 3-4%, and p50
  *      under load was no better, so one per thread. Elsewhere (Vulkan, one
  *      thread, a model wider than LANE_MAX_DIM, a pass of few rows) G = 1
  *      on the backend itself.
@@ -46,7 +47,9 @@
  *      or extends it), else copied per layer into a K/V region of its own.
  *      Elsewhere (Vulkan) every owner gets a region [head P copied from the
  *      cache][its path] (H = P), the cache bg_op_attention expects. RoPE
- *      runs per owned run at its positions.
+ *      runs per owned run at its positions, or, with the model's packed
+ *      weights, in the Q/K/V product's write-back at each row's position
+ *      (the pass's `pos` buffer).
  *   5. Only what is read: every (row, target) pair an item needs (its
  *      positions n_prefix-1 .. L-1) is one "pair row" of the group's pair
  *      range. The last layer runs Q/K/V for every row (its K/V are the
@@ -84,7 +87,7 @@
 #define BATCH_REGIONS 8192     /* K/V region rows per pass, at least seq_len */
 #define LANE_MAX_DIM 512       /* wider models keep the pool inside each op */
 #define LANE_MIN_ROWS 48       /* rows per group below which a lane is not worth its wake-up */
-#define GROUPS_PER_LANE 1      /* more: weights repacked per group, rows repeated (4: ~10% CPU) */
+#define GROUPS_PER_LANE 1      /* more: rows repeated at the cuts (2: +3-4% CPU, packed weights) */
 #define LOGIT_FLOATS (1 << 20) /* per lane: the classifier's rows are chunked to fit */
 
 typedef struct seq {
@@ -112,6 +115,7 @@ typedef struct plan {
     int H; /* head rows copied into each region: P, or 0 when attention_prefix reads the cache */
     int n_rows, n_reg, n_pairs, n_own, n_grp;
     int32_t *tokens; /* [rows] the token of each trie row */
+    int32_t *pos;    /* [rows] its position, P + depth */
     int *row_own;    /* [rows] the owner of each row */
     int *prow;       /* [regions] path rows of each region, at g + P + depth */
     owner *own;      /* [rows]: at most one owner per row */
@@ -204,7 +208,7 @@ static int batch_create(bg_nn_model *m, bg_err *err)
              {&b->k, R * kv}, {&b->v, R * kv},    {&b->hb, R * h},    {&b->hb2, R * h},
              {&b->tokens, R}, {&b->kreg, G * kv}, {&b->vreg, G * kv}, {&b->targets, R},
              {&b->lp, R},     {&b->cat, R * d},   {&b->cres, R * d},  {&b->cx, R * d},
-             {&b->ch, R * h}, {&b->ch2, R * h},   {&b->logits, L}};
+             {&b->ch, R * h}, {&b->ch2, R * h},   {&b->logits, L},    {&b->pos, R}};
     int rc = BG_OK;
     for (size_t i = 0; i < sizeof t / sizeof t[0] && rc == BG_OK; i++)
         rc = bg_cbuf_create(m->c, t[i].n * sizeof(float), t[i].dst, err);
@@ -249,6 +253,7 @@ static int plan_pass(const bg__nn_batch *b, plan *p, const seq *s, int k0, int n
         for (int d = l; d < D; d++) {
             path[d] = p->n_rows + d - l;
             p->tokens[path[d]] = tok_at(q->it, p->P + d);
+            p->pos[path[d]] = p->P + d;
             p->row_own[path[d]] = p->n_own;
         }
         if (owned > 0) {
@@ -285,14 +290,18 @@ static void record_front(bg_compute *c, const bg_nn_model *m, const plan *p, con
     size_t rd = (size_t)g->r0 * d, rkv = (size_t)g->r0 * kv;
     bg_op_rmsnorm(c, at(b->xb, rd), at(b->x, rd), at(y->rms_att, 0), R, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(b->q, rd), at(b->xb, rd), at(y->wq, 0), R, d, d);
-    bg_op_matmul(c, at(b->k, rkv), at(b->xb, rd), at(y->wk, 0), R, kv, d);
-    bg_op_matmul(c, at(b->v, rkv), at(b->xb, rd), at(y->wv, 0), R, kv, d);
-    bg_compute_barrier(c);
-    for (int i = g->o0; i < g->o1; i++) {
-        const owner *o = &p->own[i];
-        bg_op_rope(c, at(b->q, (size_t)o->r0 * d), at(b->k, (size_t)o->r0 * kv), o->owned,
-                   p->P + o->l, nh, nkv, hs);
+    if (y->pk_qkv) { /* RoPE in the product's write-back, each row at its position */
+        bg_tview out[] = {at(b->q, rd), at(b->k, rkv), at(b->v, rkv)};
+        bg_op_matmul_packed_rope(c, out, at(b->xb, rd), y->pk_qkv, R, at(b->pos, (size_t)g->r0), nh,
+                                 nkv, hs);
+    } else {
+        bg__nn_qkv(c, m, l, at(b->q, rd), at(b->k, rkv), at(b->v, rkv), at(b->xb, rd), R);
+        bg_compute_barrier(c);
+        for (int i = g->o0; i < g->o1; i++) {
+            const owner *o = &p->own[i];
+            bg_op_rope(c, at(b->q, (size_t)o->r0 * d), at(b->k, (size_t)o->r0 * kv), o->owned,
+                       p->P + o->l, nh, nkv, hs);
+        }
     }
     bg_compute_barrier(c);
     for (int i = g->o0; i < g->o1; i++) {
@@ -348,21 +357,15 @@ static void record_back(bg_compute *c, const bg_nn_model *m, int l, bg_cbuf *x, 
     const bg__nn_layer *y = &m->layers[l];
     int d = cf->dim, hd = cf->hidden_dim;
     size_t rd = (size_t)r * d, rh = (size_t)r * hd;
-    bg_op_matmul(c, at(xb, rd), at(att, rd), at(y->wo, 0), n, d, d);
-    bg_compute_barrier(c);
-    bg_op_add(c, at(x, rd), at(xb, rd), n * d); /* residual */
-    bg_compute_barrier(c);
+    /* x += wo . att (the residual) */
+    bg__nn_matmul_add(c, y->pk_o, at(x, rd), at(att, rd), y->wo, at(xb, rd), n, d, d);
     bg_op_rmsnorm(c, at(xb, rd), at(x, rd), at(y->rms_ffn, 0), n, d, BG_NN_RMS_EPS);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(h1, rh), at(xb, rd), at(y->w1, 0), n, hd, d);
-    bg_op_matmul(c, at(h2, rh), at(xb, rd), at(y->w3, 0), n, hd, d);
+    bg__nn_ffn_up(c, m, l, at(h1, rh), at(h2, rh), at(xb, rd), n);
     bg_compute_barrier(c);
     bg_op_swiglu(c, at(h1, rh), at(h2, rh), n * hd);
     bg_compute_barrier(c);
-    bg_op_matmul(c, at(xb, rd), at(h1, rh), at(y->w2, 0), n, d, hd);
-    bg_compute_barrier(c);
-    bg_op_add(c, at(x, rd), at(xb, rd), n * d);
-    bg_compute_barrier(c);
+    bg__nn_matmul_add(c, y->pk_2, at(x, rd), at(h1, rh), y->w2, at(xb, rd), n, d, hd);
 }
 
 /* A layer but the last, over the group's rows: attention per owner into
@@ -437,7 +440,8 @@ static void record_last(bg_compute *c, const bg_nn_model *m, const plan *p, cons
     size_t lg = (size_t)slot * (size_t)b->lchunk * (size_t)V;
     for (int j0 = g->j0; j0 < g->j1; j0 += b->lchunk) {
         int cnt = g->j1 - j0 < b->lchunk ? g->j1 - j0 : b->lchunk;
-        bg_op_matmul(c, at(b->logits, lg), at(b->cx, (size_t)j0 * d), at(m->wcls, 0), cnt, V, d);
+        bg__nn_matmul(c, m->pk_cls, at(b->logits, lg), at(b->cx, (size_t)j0 * d), m->wcls, cnt, V,
+                      d);
         bg_compute_barrier(c);
         bg_op_logsoftmax_gather(c, at(b->lp, (size_t)j0), at(b->logits, lg),
                                 at(b->targets, (size_t)j0), cnt, V);
@@ -483,6 +487,8 @@ static int run_pass(bg_nn_model *m, const plan *p, float *lp, double *out, bg_er
     bg_compute *c = m->c;
     const bg__nn_batch *b = m->batch;
     int rc = bg_cbuf_write(c, b->tokens, 0, p->tokens, sizeof(int32_t) * (size_t)p->n_rows, err);
+    if (rc == BG_OK)
+        rc = bg_cbuf_write(c, b->pos, 0, p->pos, sizeof(int32_t) * (size_t)p->n_rows, err);
     if (rc == BG_OK)
         rc =
             bg_cbuf_write(c, b->targets, 0, p->pair_tgt, sizeof(int32_t) * (size_t)p->n_pairs, err);
@@ -536,6 +542,7 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     float *lp = malloc((size_t)b->rows * sizeof *lp);
     plan p = {.P = P, .H = bg_compute_has_attention_prefix(m->c) ? 0 : P};
     p.tokens = malloc((size_t)b->rows * sizeof *p.tokens);
+    p.pos = malloc((size_t)b->rows * sizeof *p.pos);
     p.row_own = malloc((size_t)b->rows * sizeof *p.row_own);
     p.prow = malloc((size_t)b->regions * sizeof *p.prow);
     p.own = malloc((size_t)b->rows * sizeof *p.own);
@@ -543,8 +550,8 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     p.pair_tgt = malloc((size_t)b->rows * sizeof *p.pair_tgt);
     p.pair_item = malloc((size_t)b->rows * sizeof *p.pair_item);
     p.grp = malloc((size_t)b->lanes * sizeof *p.grp);
-    if (!s || !path || !lp || !p.tokens || !p.row_own || !p.prow || !p.own || !p.pair_row ||
-        !p.pair_tgt || !p.pair_item || !p.grp)
+    if (!s || !path || !lp || !p.tokens || !p.pos || !p.row_own || !p.prow || !p.own ||
+        !p.pair_row || !p.pair_tgt || !p.pair_item || !p.grp)
         rc = bg_err_set(err, BG_ENOMEM, "score batch: out of memory for %d items", n);
     for (int i = 0; rc == BG_OK && i < n; i++) {
         s[i] = (seq){&items[i], i, items[i].n_prefix + items[i].n_cont - 1, P};
@@ -571,6 +578,7 @@ int bg_nn_score_batch(bg_nn_model *m, const bg_nn_item *items, int n, double *ou
     free(p.prow);
     free(p.row_own);
     free(p.tokens);
+    free(p.pos);
     free(lp);
     free(path);
     free(s);

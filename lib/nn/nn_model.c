@@ -13,6 +13,12 @@
  * gathered (scoring), where every position's row feeds logsoftmax_gather on
  * the device and only T floats come back.
  *
+ * The weights are packed once at load into the CPU GEMM's layout
+ * (bg_compute_pack; wq|wk|wv and w1|w3 stacked into one product each), so
+ * no product repacks a weight per call; the residual adds run in those
+ * products' write-back. Same bits as the unpacked ops; a backend that
+ * packs nothing (Vulkan) or BG_NN_NO_PACK keeps bg_op_matmul.
+ *
  * Backend `auto` is chosen per model: a model under 16 MiB of weights runs on
  * the CPU backend even when a GPU exists. Its decode is bound by per-op cost
  * on a GPU (~70 dependent dispatches per token at ~3 us each on an H200):
@@ -107,6 +113,108 @@ static int upload_layer(bg_nn_model *m, const bg_nn_weights *w, int l, bg_err *e
     return BG_OK;
 }
 
+static void unpack_weights(bg_nn_model *m)
+{
+    for (int l = 0; m->layers && l < m->cfg.n_layers; l++) {
+        bg__nn_layer *y = &m->layers[l];
+        bg_cpacked **pk[] = {&y->pk_qkv, &y->pk_o, &y->pk_13, &y->pk_2};
+        for (size_t i = 0; i < sizeof pk / sizeof pk[0]; i++) {
+            bg_cpacked_destroy(m->c, *pk[i]);
+            *pk[i] = NULL;
+        }
+    }
+    bg_cpacked_destroy(m->c, m->pk_cls);
+    m->pk_cls = NULL;
+}
+
+/* The weights packed once for the backend's GEMM (bg_compute_pack), where
+ * it packs them: on a backend that packs none, or a model whose products
+ * exceed what it packs (BG_EUNAVAIL), or with BG_NN_NO_PACK set (the
+ * benchmarks' baseline), none is packed and every product packs per call
+ * as before: same bits, more time. Other errors (memory) fail the load. */
+static int pack_weights(bg_nn_model *m, bg_err *err)
+{
+    const bg_nn_config *c = &m->cfg;
+    const char *off = getenv("BG_NN_NO_PACK");
+    if (off && *off && strcmp(off, "0") != 0)
+        return BG_OK;
+    int d = c->dim, h = c->hidden_dim, kv = bg_nn_kv_dim(c), rc = BG_OK;
+    for (int l = 0; l < c->n_layers && rc == BG_OK; l++) {
+        bg__nn_layer *y = &m->layers[l];
+        bg_tview qkv[] = {at(y->wq, 0), at(y->wk, 0), at(y->wv, 0)}, o = at(y->wo, 0);
+        bg_tview up[] = {at(y->w1, 0), at(y->w3, 0)}, down = at(y->w2, 0);
+        int nqkv[] = {d, kv, kv}, nup[] = {h, h};
+        rc = bg_compute_pack(m->c, qkv, nqkv, 3, d, &y->pk_qkv, err);
+        if (rc == BG_OK)
+            rc = bg_compute_pack(m->c, &o, &d, 1, d, &y->pk_o, err);
+        if (rc == BG_OK)
+            rc = bg_compute_pack(m->c, up, nup, 2, d, &y->pk_13, err);
+        if (rc == BG_OK)
+            rc = bg_compute_pack(m->c, &down, &d, 1, h, &y->pk_2, err);
+    }
+    bg_tview cls = at(m->wcls, 0);
+    if (rc == BG_OK)
+        rc = bg_compute_pack(m->c, &cls, &c->vocab_size, 1, d, &m->pk_cls, err);
+    if (rc != BG_OK)
+        unpack_weights(m);
+    if (rc == BG_EUNAVAIL) {
+        bg_err_clear(err);
+        return BG_OK;
+    }
+    return rc;
+}
+
+void bg__nn_matmul(bg_compute *c, const bg_cpacked *pk, bg_tview out, bg_tview x, bg_cbuf *w, int T,
+                   int N, int K)
+{
+    if (pk)
+        bg_op_matmul_packed(c, &out, x, pk, T);
+    else
+        bg_op_matmul(c, out, x, at(w, 0), T, N, K);
+}
+
+void bg__nn_matmul_add(bg_compute *c, const bg_cpacked *pk, bg_tview y, bg_tview x, bg_cbuf *w,
+                       bg_tview tmp, int T, int N, int K)
+{
+    if (pk) {
+        bg_op_matmul_packed_add(c, &y, x, pk, T);
+    } else {
+        bg_op_matmul(c, tmp, x, at(w, 0), T, N, K);
+        bg_compute_barrier(c);
+        bg_op_add(c, y, tmp, T * N);
+    }
+    bg_compute_barrier(c);
+}
+
+void bg__nn_qkv(bg_compute *c, const bg_nn_model *m, int l, bg_tview q, bg_tview k, bg_tview v,
+                bg_tview x, int T)
+{
+    const bg__nn_layer *y = &m->layers[l];
+    int d = m->cfg.dim, kv = bg_nn_kv_dim(&m->cfg);
+    bg_tview out[] = {q, k, v};
+    if (y->pk_qkv) {
+        bg_op_matmul_packed(c, out, x, y->pk_qkv, T);
+        return;
+    }
+    bg_op_matmul(c, q, x, at(y->wq, 0), T, d, d);
+    bg_op_matmul(c, k, x, at(y->wk, 0), T, kv, d);
+    bg_op_matmul(c, v, x, at(y->wv, 0), T, kv, d);
+}
+
+void bg__nn_ffn_up(bg_compute *c, const bg_nn_model *m, int l, bg_tview h1, bg_tview h3, bg_tview x,
+                   int T)
+{
+    const bg__nn_layer *y = &m->layers[l];
+    int d = m->cfg.dim, h = m->cfg.hidden_dim;
+    bg_tview out[] = {h1, h3};
+    if (y->pk_13) {
+        bg_op_matmul_packed(c, out, x, y->pk_13, T);
+        return;
+    }
+    bg_op_matmul(c, h1, x, at(y->w1, 0), T, h, d);
+    bg_op_matmul(c, h3, x, at(y->w3, 0), T, h, d);
+}
+
 int bg_nn_model_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts, bg_nn_model **out,
                        bg_err *err)
 {
@@ -153,6 +261,8 @@ int bg_nn_model_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts, bg_nn
     };
     for (size_t i = 0; i < sizeof act / sizeof act[0] && rc == BG_OK; i++)
         rc = upload(m, act[i].dst, NULL, act[i].n, err);
+    if (rc == BG_OK)
+        rc = pack_weights(m, err);
     if (rc != BG_OK)
         goto fail;
     *out = m;
@@ -178,6 +288,8 @@ void bg_nn_model_destroy(bg_nn_model *m)
 {
     if (!m)
         return;
+    if (m->c)
+        unpack_weights(m);
     free(m->layers);
     free(m->held);
     free(m->batch);
@@ -216,9 +328,7 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
         /* attention block: xb = rmsnorm(x); q, k, v projections (k, v into the cache) */
         bg_op_rmsnorm(c, xb, x, at(y->rms_att, 0), T, d, BG_NN_RMS_EPS);
         bg_compute_barrier(c);
-        bg_op_matmul(c, q, xb, at(y->wq, 0), T, d, d);
-        bg_op_matmul(c, kpos, xb, at(y->wk, 0), T, kv, d);
-        bg_op_matmul(c, vpos, xb, at(y->wv, 0), T, kv, d);
+        bg__nn_qkv(c, m, l, q, kpos, vpos, xb, T);
         bg_compute_barrier(c);
         bg_op_rope(c, q, kpos, T, pos, p->n_heads, p->n_kv_heads, hs);
         bg_compute_barrier(c);
@@ -230,28 +340,21 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
             bg_op_attention(c, xb, q, at(y->kc, 0), at(y->vc, 0), T, pos, p->n_heads, p->n_kv_heads,
                             hs, p->seq_len);
         bg_compute_barrier(c);
-        bg_op_matmul(c, xb2, xb, at(y->wo, 0), T, d, d);
-        bg_compute_barrier(c);
-        bg_op_add(c, x, xb2, T * d); /* residual */
-        bg_compute_barrier(c);
+        bg__nn_matmul_add(c, y->pk_o, x, xb, y->wo, xb2, T, d, d); /* x += wo . xb */
         /* FFN block: x += w2 · (silu(w1 · xb) * (w3 · xb)), xb = rmsnorm(x) */
         bg_op_rmsnorm(c, xb, x, at(y->rms_ffn, 0), T, d, BG_NN_RMS_EPS);
         bg_compute_barrier(c);
-        bg_op_matmul(c, hb, xb, at(y->w1, 0), T, hd, d);
-        bg_op_matmul(c, hb2, xb, at(y->w3, 0), T, hd, d);
+        bg__nn_ffn_up(c, m, l, hb, hb2, xb, T);
         bg_compute_barrier(c);
         bg_op_swiglu(c, hb, hb2, T * hd);
         bg_compute_barrier(c);
-        bg_op_matmul(c, xb2, hb, at(y->w2, 0), T, d, hd);
-        bg_compute_barrier(c);
-        bg_op_add(c, x, xb2, T * d);
-        bg_compute_barrier(c);
+        bg__nn_matmul_add(c, y->pk_2, x, hb, y->w2, xb2, T, d, hd);
     }
     if (gather) {
         /* every row: final norm, classifier, log-softmax at the target */
         bg_op_rmsnorm(c, xb, x, at(m->rms_final, 0), T, d, BG_NN_RMS_EPS);
         bg_compute_barrier(c);
-        bg_op_matmul(c, at(m->logits, 0), xb, at(m->wcls, 0), T, p->vocab_size, d);
+        bg__nn_matmul(c, m->pk_cls, at(m->logits, 0), xb, m->wcls, T, p->vocab_size, d);
         bg_compute_barrier(c);
         bg_op_logsoftmax_gather(c, at(m->lp, 0), at(m->logits, 0), at(m->targets, 0), T,
                                 p->vocab_size);
@@ -260,7 +363,7 @@ static void record_chunk(bg_nn_model *m, int T, int pos, int want_logits, int ga
         bg_op_rmsnorm(c, xb, at(m->x, (size_t)(T - 1) * d), at(m->rms_final, 0), 1, d,
                       BG_NN_RMS_EPS);
         bg_compute_barrier(c);
-        bg_op_matmul(c, at(m->logits, 0), xb, at(m->wcls, 0), 1, p->vocab_size, d);
+        bg__nn_matmul(c, m->pk_cls, at(m->logits, 0), xb, m->wcls, 1, p->vocab_size, d);
     }
 }
 

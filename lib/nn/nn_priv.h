@@ -20,6 +20,9 @@
 typedef struct bg__nn_layer {
     bg_cbuf *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3;
     bg_cbuf *kc, *vc; /* [seq_len, kv_dim] */
+    /* The same weights packed once for the CPU GEMM (bg_compute_pack):
+     * wq|wk|wv, wo, w1|w3, w2; NULL where the backend packs none. */
+    bg_cpacked *pk_qkv, *pk_o, *pk_13, *pk_2;
 } bg__nn_layer;
 
 /* Buffers of bg_nn_score_batch (nn_batch.c), [rows, width] unless said. */
@@ -30,6 +33,7 @@ typedef struct bg__nn_batch {
     int lanes;   /* groups a pass may be cut into (compute lanes): 1..BG__NN_MAX_LANES */
     int lchunk;  /* pairs per classifier GEMM: [lchunk, vocab] logits per lane */
     bg_cbuf *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *tokens;
+    bg_cbuf *pos;          /* [rows] int32: each trie row's position (RoPE in the packed Q/K/V) */
     bg_cbuf *kreg, *vreg;  /* [regions, kv_dim]: each sequence's prefix + path */
     bg_cbuf *targets, *lp; /* [rows]: one per gathered (row, target) pair */
     /* the last layer's compacted pair rows, [rows (pairs), width] */
@@ -41,6 +45,7 @@ struct bg_nn_model {
     bg_nn_config cfg;
     bg_compute *c;
     bg_cbuf *tok_emb, *rms_final, *wcls;
+    bg_cpacked *pk_cls; /* wcls packed, or NULL (see bg__nn_layer) */
     bg__nn_layer *layers;
     int max_T;
     /* activations, [max_T, width] */
@@ -64,6 +69,21 @@ int bg__nn_check_ids(const bg_nn_model *m, const int32_t *ids, int n, const char
 /* Makes the KV cache hold tokens[0..n) (n >= 0), running only the part past
  * what it already holds (m->held). */
 int bg__nn_hold(bg_nn_model *m, const int32_t *tokens, int n, bg_err *err);
+/* The forward's products, recorded on c (the model's backend or a lane)
+ * over T rows of x: through the packed weights where the model has them,
+ * else bg_op_matmul per weight (the same bits either way). */
+void bg__nn_qkv(bg_compute *c, const bg_nn_model *m, int l, bg_tview q, bg_tview k, bg_tview v,
+                bg_tview x, int T);
+void bg__nn_ffn_up(bg_compute *c, const bg_nn_model *m, int l, bg_tview h1, bg_tview h3, bg_tview x,
+                   int T);
+/* out = x . w^T for one weight: pk (may be NULL) is w packed. */
+void bg__nn_matmul(bg_compute *c, const bg_cpacked *pk, bg_tview out, bg_tview x, bg_cbuf *w, int T,
+                   int N, int K);
+/* The residual: y += x . w^T, folded into the packed product where pk is
+ * set, else through tmp (T x N floats) and bg_op_add (the same bits);
+ * ends with a barrier. */
+void bg__nn_matmul_add(bg_compute *c, const bg_cpacked *pk, bg_tview y, bg_tview x, bg_cbuf *w,
+                       bg_tview tmp, int T, int N, int K);
 
 /* ---- the trainer (nn_train.c, nn_train_io.c) ------------------------------- */
 

@@ -33,7 +33,9 @@
  *     per-query kernel sums 16 lanes and a tree: measured 1.0e-5 at hs 64),
  *     and
  *     every query has the same bits as that query alone in a call (a score
- *     must not depend on its batch).
+ *     must not depend on its batch), and a call with the KV head's two
+ *     query heads in one vector (g = 2) gives each head the bits of that
+ *     head alone.
  *   - the op bg_op_attention_prefix on the CPU backend (1 and 3 threads; 6
  *     query heads on 3 KV heads, hs 8 and 12, T 37, P 83, pos0 5) against
  *     bg_ref_attention_prefix (compute_ref.c): max |out - ref| <= 1e-5 *
@@ -247,6 +249,25 @@ static void check_prefix(int hs, int np, int n0, int nq, double *worst)
               "the query alone",
               hs, np, n0 + j, j, nq);
     }
+    /* both query heads of the KV head in one vector (g = 2, adjacent
+     * lanes): each head's bits as that head alone */
+    float *o2 = frand(nq * qstride, 0, NULL), *o0 = frand(nq * qstride, 0, NULL);
+    bg__attend_prefix_args s2 = a, h0 = a;
+    s2.q = h0.q = q;
+    s2.out = o2;
+    h0.out = o0;
+    s2.g = 2;
+    s2.hstride = hs;
+    bg__cpu_attend_prefix(&s2, sc);
+    bg__cpu_attend_prefix(&h0, sc);
+    for (int j = 0; j < nq; j++)
+        CHECK(memcmp(o2 + j * qstride, o0 + j * qstride, sizeof(float) * (size_t)hs) == 0 &&
+                  memcmp(o2 + j * qstride + hs, out + hs + j * qstride,
+                         sizeof(float) * (size_t)hs) == 0,
+              "prefix: hs %d, %d prefix + %d tail keys: query %d with 2 heads in one vector "
+              "differs from each head alone",
+              hs, np, n0 + j, j);
+    free(o2), free(o0);
     free(kp), free(vp), free(kt), free(vt), free(q), free(out), free(one), free(kc), free(vc);
     free(sc), free(ro);
 }

@@ -168,6 +168,30 @@ static void check_model(const char *path, const char *label, const bg_compute_op
                   what, i, k, got[i], again[i]);
     }
 
+    /* 2c: the weights packed once (bg_compute_pack, nn_model.c) change no
+     * bit: the same model loaded with BG_NN_NO_PACK (every product packs
+     * per call), the same items, bit for bit */
+    if (!quick) {
+        bg_nn_model *u = NULL;
+        setenv("BG_NN_NO_PACK", "1", 1);
+        int lrc = bg_nn_model_load(path, co, &u, &err);
+        unsetenv("BG_NN_NO_PACK");
+        CHECK(lrc == BG_OK, "%s: load unpacked: %s", what, err.msg);
+        static double unp[512];
+        CHECK(bg_nn_score_batch(u, s.it, s.n, unp, &err) == BG_OK, "%s: %s", what, err.msg);
+        for (int i = 0; i < s.n; i++)
+            CHECK(unp[i] == again[i], "%s: item %d: %.9g packed, %.9g unpacked", what, i, again[i],
+                  unp[i]);
+        const int32_t *cs[1] = {s.it[0].cont};
+        int lens[1] = {s.it[0].n_cont};
+        double a1, a2;
+        CHECK(bg_nn_score(m, s.it[0].prefix, s.it[0].n_prefix, cs, lens, 1, &a1, &err) == BG_OK &&
+                  bg_nn_score(u, s.it[0].prefix, s.it[0].n_prefix, cs, lens, 1, &a2, &err) == BG_OK,
+              "%s: score: %s", what, err.msg);
+        CHECK(a1 == a2, "%s: bg_nn_score %.9g packed, %.9g unpacked", what, a1, a2);
+        bg_nn_model_destroy(u);
+    }
+
     /* 3: no shared head: BOS-only prefixes beside the theories */
     s2 = s;
     int32_t *bos = take(&s2, 1), *c1 = take(&s2, 3);
