@@ -140,7 +140,7 @@ typedef struct bg_sampled_opts {
 /* 65,536 since 2026-12-06 (16,384 before): at d = 64 the archive holds 3-4x
  * as many hypotheses at the posterior's top level, which is what the
  * cautious hypotheses of most contexts need (docs/GFLOWNET.md, "Posterior
- * search archive"); 4-7 % of the training's CPU per observation. */
+ * search archive"); 4-10 % of the training's CPU per observation. */
 #define BG_SAMPLED_SEARCH_DEFAULT 65536
 
 /* A session sampler's state (the diagram above). */
