@@ -137,7 +137,11 @@ typedef struct bg_sampled_opts {
 } bg_sampled_opts;
 
 #define BG_SAMPLED_REFINE_DEFAULT 4096
-#define BG_SAMPLED_SEARCH_DEFAULT 16384
+/* 65,536 since 2026-12-06 (16,384 before): at d = 64 the archive holds 3-4x
+ * as many hypotheses at the posterior's top level, which is what the
+ * cautious hypotheses of most contexts need (docs/GFLOWNET.md, "Posterior
+ * search archive"); 4-10 % of the training's CPU per observation. */
+#define BG_SAMPLED_SEARCH_DEFAULT 65536
 
 /* A session sampler's state (the diagram above). */
 typedef enum bg_sampler_state {

@@ -47,7 +47,8 @@
  *
  * Memory: an archive is cap × 16 bytes (16 KiB at the default 1,024) per
  * session sampler; a search holds a visited table of at most
- * 4 × (budget + cap + K) slots of 17 bytes while it runs.
+ * 4 × (budget + cap + K) slots of 17 bytes while it runs (rounded up to a
+ * power of two: 2^19, 8.9 MB, at the daemon's 65,536).
  *
  * Deterministic: the same reward, previous archive, draw and seed give the
  * same archive. Threads: a search has no state of its own; the caller
