@@ -509,7 +509,8 @@ static kern_desc kern_for(int kernel, int bf16)
  * blocks: K = 1100 with a limit of 1024 is two of 550, not 1024 + 76), the
  * rows of A packed at once (a multiple of MC, at most A_CHUNK_FLOATS) and the
  * two scratch slots' floats. One function, so that bg__cpu_gemm_scratch
- * reports exactly what gemm() asks the pool for. */
+ * reports what gemm() asks the pool for: exactly, or (dW's fused packing,
+ * one A block per thread, used only where it fits in a_floats) more. */
 typedef struct gemm_dims {
     long kc, m_chunk, a_floats, b_floats;
 } gemm_dims;
