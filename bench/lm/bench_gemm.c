@@ -21,7 +21,10 @@
  * environment: BG_BENCH_GEMM_SHAPES (comma-separated substrings of the shape
  * names, e.g. "dw,classifier fwd": only shapes naming one run) and
  * BG_BENCH_GEMM_THREADS ("1" or "2": only that thread count); rows not run
- * print as 0 in the table. Unset: everything.
+ * print as 0 in the table. Unset: everything. With BG_POOL_TRACE=1 each
+ * child's pools print, per thread count, where their threads spent the
+ * runs (compute_cpu_pool.c): e.g. `BG_POOL_TRACE=1 BG_BENCH_GEMM_SHAPES="wq
+ * dw" BG_BENCH_GEMM_THREADS=2 bg_bench_lm --gemm-child`.
  * Threads: single-threaded apart from the pools of the two libraries.
  */
 #include <cblas.h>

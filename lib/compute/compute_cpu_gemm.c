@@ -26,7 +26,13 @@
  *     run per (chunk, N block) packs A's chunk (first N block only) and the
  *     B block together; compute tasks are (M block, N panel) pairs. With
  *     one N block (N <= nc: every dW of the training shapes) B is packed
- *     once per K block and kept across all chunks of A's rows. An output of
+ *     once per K block and kept across all chunks of A's rows; then, where
+ *     A is a transposed operand too (dW's dy^T), A is not packed in chunks
+ *     at all: each compute task packs its own block of A's rows into a slot
+ *     of the A scratch (one slot per thread) and multiplies it with every
+ *     B panel while it is in L2 (fused_task), as OpenBLAS packs its B
+ *     panels just before use; blocks of MC rows, smaller with several
+ *     threads where M is small (at least four blocks per thread). An output of
  *     at least NT_OUT_FLOATS written once (one K block, no accumulation:
  *     the classifier's logits) is stored with streaming stores, which skip
  *     the read for ownership of lines that will not stay in cache anyway.
@@ -503,7 +509,8 @@ static kern_desc kern_for(int kernel, int bf16)
  * blocks: K = 1100 with a limit of 1024 is two of 550, not 1024 + 76), the
  * rows of A packed at once (a multiple of MC, at most A_CHUNK_FLOATS) and the
  * two scratch slots' floats. One function, so that bg__cpu_gemm_scratch
- * reports exactly what gemm() asks the pool for. */
+ * reports what gemm() asks the pool for: exactly, or (dW's fused packing,
+ * one A block per thread, used only where it fits in a_floats) more. */
 typedef struct gemm_dims {
     long kc, m_chunk, a_floats, b_floats;
 } gemm_dims;
@@ -551,6 +558,11 @@ typedef struct gemm_ctx {
      * in a_kt / b_kt tasks of equal k ranges (0: by panel groups) */
     int a_kt, b_kt;
     int run_a, run_b; /* the current packing run: its A tasks, then its B tasks */
+    /* fused A packing (fused_task): A blocks of fb rows, each packed by the
+     * task that computes it into one of the slots (fb x kcb floats each) of
+     * ap; slot_busy: a bit per slot in use */
+    int fb;
+    atomic_uint slot_busy;
     /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
      * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
     float *ap, *bp;
@@ -727,6 +739,39 @@ static void compute_task(void *vctx, int t)
 #endif
 }
 
+/* Task t of a fused run: A's rows [t*fb, t*fb + fb) of the current K
+ * block packed into a free slot (one pass over the source rows, KS at a
+ * time as packk does), then multiplied with every panel of the kept B
+ * block while they are in L2, instead of a packed chunk of A written to
+ * and read back from L3. At most one task per thread runs at once, so a
+ * free slot always exists. */
+static void fused_task(void *vctx, int t)
+{
+    gemm_ctx *g = vctx;
+    int mr = g->kd.mr, nr = g->kd.nr;
+    int m = t * g->fb, rows = g->M - m < g->fb ? g->M - m : g->fb;
+    int panels = (rows + mr - 1) / mr;
+    unsigned busy = atomic_load(&g->slot_busy);
+    int slot;
+    for (;;) {
+        slot = __builtin_ctz(~busy);
+        if (atomic_compare_exchange_weak(&g->slot_busy, &busy, busy | (1u << slot)))
+            break;
+    }
+    float *a = g->ap + (long)slot * g->fb * g->kcb;
+    long pstride = (long)mr * g->kcb;
+    const float *src = g->x + (long)g->k0 * g->xcs + m;
+    for (int kk = 0; kk < g->kcb; kk += KS)
+        g->kd.copyk(a + (long)kk * mr, pstride, src + (long)kk * g->xcs, g->xcs,
+                    g->kcb - kk < KS ? g->kcb - kk : KS, mr, panels, rows);
+    for (int np = 0; np < g->n_panels; np++) {
+        const float *b = g->bp + (long)np * nr * g->kcb;
+        for (int mp = 0; mp < panels; mp++)
+            tile(g, a + mp * pstride, b, m + mp * mr, np * nr);
+    }
+    atomic_fetch_and(&g->slot_busy, ~(1u << slot));
+}
+
 /* out[m*N + n] (= or +=) sum_k x(m, k) * w(n, k), operands addressed by
  * strides (see pack_panel_c). Loops: K blocks (outermost, so every output
  * tile sums its K blocks in order), M chunks, N blocks; each packing and
@@ -776,6 +821,40 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
      * 256). Needs 64-byte aligned rows. */
     int nt_out = g.kd.rows_fn && (long)M * N >= NT_OUT_FLOATS && K <= kc && N % 16 == 0 &&
                  ((uintptr_t)out & 63) == 0;
+    /* dW (A transposed with a one-pass packer, one N block): A packed
+     * block by block inside the compute tasks (fused_task). Blocks of MC
+     * rows; with several threads smaller (at least 4 per thread) where
+     * M is small, so the threads get equal shares. Only where the slots fit
+     * in the A scratch that gemm_dims_for reports. */
+    int fb = MC;
+    if (nt > 1) {
+        long want = ((M + 4L * nt - 1) / (4L * nt) + mr - 1) / mr * mr;
+        fb = want < MC ? (int)want : MC;
+    }
+    if (fb > (M + mr - 1) / mr * mr)
+        fb = (M + mr - 1) / mr * mr;
+    int f_tasks = (M + fb - 1) / fb, f_slots = f_tasks < nt ? f_tasks : nt;
+    int fused = b_kept && g.kd.copyk && xrs == 1 && !g.a_direct && nt <= 32 &&
+                (long)f_slots * fb * (K < kc ? K : kc) <= dims.a_floats;
+    if (fused) {
+        g.fb = fb;
+        atomic_init(&g.slot_busy, 0u);
+        g.n0 = 0;
+        g.ncb = N;
+        g.n_panels = (N + nr - 1) / nr;
+        for (int k0 = 0; k0 < K; k0 += kc) {
+            g.k0 = k0;
+            g.kcb = K - k0 < kc ? K - k0 : kc;
+            g.first = k0 == 0 && !accumulate;
+            g.b_kt = g.kd.copyk && wrs == 1 ? (g.kcb >= 64 ? nt : 1) : 0;
+            g.run_a = 0;
+            g.run_b = g.b_kt ? g.b_kt : (g.n_panels + B_GROUP - 1) / B_GROUP;
+            bg__pool_run(p, pack_task, &g, g.run_b);
+            bg__pool_run(p, fused_task, &g, f_tasks);
+        }
+        bg__pool_scratch_trim(p, SCRATCH_KEEP);
+        return;
+    }
     for (int k0 = 0; k0 < K; k0 += kc) {
         g.k0 = k0;
         g.kcb = K - k0 < kc ? K - k0 : kc;

@@ -25,6 +25,11 @@
  *   - bg__pool_run returns only when all its tasks finished, so ctx (often
  *     on the caller's stack) outlives every task;
  *   - ntasks per run < 2^20 (larger loops are folded by the caller).
+ * Tracing (BG_POOL_TRACE=1 in the environment when the pool is created,
+ * for tuning): each thread sums the time it spends in tasks, the caller the
+ * wall time of its runs and how long it waited at their ends for others'
+ * tasks; destroy prints the totals to stderr (per-thread busy share: where
+ * the threads of a GEMM wait). Off, it costs one branch per task.
  * Ownership: the pool owns its threads; destroy joins them. It also owns
  * the GEMM's packing scratch (bg__pool_scratch): kept between calls, so a
  * GEMM does not pay for fresh pages (first-touch faults) every time, and
@@ -37,7 +42,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define SPIN_ITERS 2000 /* about 20-40 us of pause before sleeping */
 #define IDX_BITS 20
@@ -58,6 +65,12 @@ struct bg__pool {
     bg__pool_fn fn;
     void *ctx;
     void *scratch[BG__POOL_SCRATCH_SLOTS]; /* 64-byte aligned, scratch_bytes[i] long */
+    /* BG_POOL_TRACE: busy[i], tasks[i] of thread i (0: the caller); runs,
+     * their wall time and the caller's wait at their ends */
+    int trace;
+    atomic_int next_id;
+    _Atomic long long *busy, *tasks;
+    long long runs, run_ns, wait_ns;
     size_t scratch_bytes[BG__POOL_SCRATCH_SLOTS];
 };
 
@@ -80,8 +93,16 @@ static inline uint64_t gen_of(uint64_t w)
     return w >> (2 * IDX_BITS);
 }
 
-/* Claims and runs tasks of run generation g until none is left. */
-static void work(bg__pool *p, uint64_t g)
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Claims and runs tasks of run generation g until none is left; me: the
+ * thread's index (0: the caller), for the trace. */
+static void work(bg__pool *p, uint64_t g, int me)
 {
     uint64_t w = atomic_load(&p->run);
     for (;;) {
@@ -92,7 +113,14 @@ static void work(bg__pool *p, uint64_t g)
             return;
         if (!atomic_compare_exchange_weak(&p->run, &w, w + 1))
             continue; /* w reloaded */
-        p->fn(p->ctx, (int)i);
+        if (p->trace) {
+            long long t0 = now_ns();
+            p->fn(p->ctx, (int)i);
+            atomic_fetch_add(&p->busy[me], now_ns() - t0);
+            atomic_fetch_add(&p->tasks[me], 1);
+        } else {
+            p->fn(p->ctx, (int)i);
+        }
         if (atomic_fetch_add(&p->done, 1) + 1 == (int)n && atomic_load(&p->sleeping_caller)) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done_cv);
@@ -105,6 +133,7 @@ static void work(bg__pool *p, uint64_t g)
 static void *worker(void *arg)
 {
     bg__pool *p = arg;
+    int me = atomic_fetch_add(&p->next_id, 1) + 1;
     uint64_t seen = 0; /* gen at creation: a run may start before this thread does */
     for (;;) {
         uint64_t g = seen;
@@ -121,7 +150,7 @@ static void *worker(void *arg)
         if (atomic_load(&p->stop))
             return NULL;
         seen = g;
-        work(p, g);
+        work(p, g, me);
     }
 }
 
@@ -141,6 +170,13 @@ int bg__pool_create(int nthreads, bg__pool **out, bg_err *err)
     atomic_init(&p->done, 0);
     atomic_init(&p->stop, 0);
     atomic_init(&p->sleeping_caller, 0);
+    atomic_init(&p->next_id, 0);
+    const char *tr = getenv("BG_POOL_TRACE");
+    if (tr && *tr && *tr != '0') {
+        p->busy = calloc((size_t)nthreads, sizeof *p->busy);
+        p->tasks = calloc((size_t)nthreads, sizeof *p->tasks);
+        p->trace = p->busy && p->tasks;
+    }
     if (nthreads > 1) {
         p->tids = calloc((size_t)nthreads - 1, sizeof *p->tids);
         if (!p->tids) {
@@ -171,6 +207,17 @@ void bg__pool_destroy(bg__pool *p)
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->started; i++)
         pthread_join(p->tids[i], NULL);
+    if (p->trace) {
+        fprintf(stderr, "pool trace: %d threads, %lld runs, %.3f ms in runs, caller waited %.3f ms",
+                p->nthreads, p->runs, (double)p->run_ns * 1e-6, (double)p->wait_ns * 1e-6);
+        for (int i = 0; i < p->nthreads; i++)
+            fprintf(stderr, "; thread %d: %lld tasks, busy %.3f ms (%.1f%%)", i,
+                    (long long)atomic_load(&p->tasks[i]), (double)atomic_load(&p->busy[i]) * 1e-6,
+                    p->run_ns ? 100.0 * (double)atomic_load(&p->busy[i]) / (double)p->run_ns : 0.0);
+        fprintf(stderr, "\n");
+    }
+    free((void *)p->busy);
+    free((void *)p->tasks);
     free(p->tids);
     for (int i = 0; i < BG__POOL_SCRATCH_SLOTS; i++)
         free(p->scratch[i]);
@@ -212,9 +259,16 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
 {
     if (ntasks <= 0)
         return;
+    long long t0 = p->trace ? now_ns() : 0;
     if (ntasks == 1 || p->started == 0 || ntasks > MAX_TASKS) {
         for (int t = 0; t < ntasks; t++)
             fn(ctx, t);
+        if (p->trace) {
+            long long d = now_ns() - t0;
+            p->runs++, p->run_ns += d;
+            atomic_fetch_add(&p->busy[0], d);
+            atomic_fetch_add(&p->tasks[0], ntasks);
+        }
         return;
     }
     p->fn = fn;
@@ -227,7 +281,8 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
     atomic_store(&p->run, (g << (2 * IDX_BITS)) | ((uint64_t)ntasks << IDX_BITS));
     pthread_cond_broadcast(&p->start_cv);
     pthread_mutex_unlock(&p->mu);
-    work(p, g);
+    work(p, g, 0);
+    long long t1 = p->trace ? now_ns() : 0;
     for (int i = 0; i < SPIN_ITERS && atomic_load(&p->done) != ntasks; i++)
         cpu_relax(i);
     if (atomic_load(&p->done) != ntasks) {
@@ -237,5 +292,9 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
             pthread_cond_wait(&p->done_cv, &p->mu);
         atomic_store(&p->sleeping_caller, 0);
         pthread_mutex_unlock(&p->mu);
+    }
+    if (p->trace) {
+        long long t2 = now_ns();
+        p->runs++, p->run_ns += t2 - t0, p->wait_ns += t2 - t1;
     }
 }

@@ -532,9 +532,15 @@ static void suite(int threads)
      * 550, three AVX2 of 367) with 530 dW rows (two panel groups of the
      * one-pass packer) and a partial B panel; 2100 dW rows at T = 1024 (two
      * chunks of A rows at K blocks of 1024, x's block kept); 8200 at T =
-     * 520 (three AVX-512 chunks, two AVX2). */
-    static const int bwd[][3] = {{1, 33, 70},      {67, 45, 13},   {1100, 530, 37}, {64, 7, 1},
-                                 {1024, 2100, 20}, {520, 8200, 9}, {130, 97, 200}};
+     * 520 (three AVX-512 chunks, two AVX2). dW with one N block (in <=
+     * 512 AVX-512, 1024 AVX2) packs A block by block inside its compute
+     * tasks (blocks of 96 rows, fewer with several threads: 2100 and 8200
+     * rows end in a partial block and panel, 45 and 97 rows are a few small
+     * blocks, 5 rows one partial panel); in = 1100 has several N blocks:
+     * A packed by chunks. */
+    static const int bwd[][3] = {{1, 33, 70},    {67, 45, 13},     {1100, 530, 37},
+                                 {64, 7, 1},     {1024, 2100, 20}, {520, 8200, 9},
+                                 {130, 97, 200}, {70, 50, 1100},   {300, 5, 40}};
     for (size_t i = 0; i < sizeof bwd / sizeof bwd[0]; i++)
         test_matmul_backward(c, bwd[i][0], bwd[i][1], bwd[i][2]);
     /* an output of >= 16M floats written once (one K block): streaming
