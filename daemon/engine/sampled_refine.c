@@ -84,15 +84,6 @@
  * MH's in more contexts, so there it stays whole too. Measured, not
  * proved, on seeds 403 / 404, which chose these rules (not fresh for them).
  *
- * Guided pairs (climb, 2026-12-06): where a round of every pair is not
- * affordable (single flips), each round also scores the pairs (i, j) of
- * the GUIDED_K best single flips by harm and the GUIDED_K best by log R
- * (<= 16 pairs, in a batch of their own, counted in the budget; left out
- * when the budget cannot pay for them) and the climb moves to the best of
- * the union — a step along a level of the reward (one bit on, one off:
- * the same log R, more harm) that no single flip makes. It only adds
- * exactly scored candidates: the argument above is unchanged.
- *
  * Threads: none of its own; no state. Ownership: out's arrays are new
  * (bg__refined_free).
  */
@@ -190,52 +181,6 @@ static size_t flip_masks(uint32_t bits, int pairs, uint64_t *masks)
             masks[m++] = 1ULL << a | 1ULL << b;
     }
     return m;
-}
-
-/* The guided pair round's width: pairs (i, j) of the GUIDED_K best single
- * flips by harm and the GUIDED_K best by log R (header, "Guided pairs"). */
-#define GUIDED_K 4
-
-/* The k best of the scored single flips (at[b] != -1, b < bits) by key
- * (larger first, ties by the lower bit): their bits into top, flags into
- * in; returns how many. */
-static size_t top_flips(const long *at, uint32_t bits, const double *key, size_t k, uint32_t *top,
-                        unsigned char *in)
-{
-    size_t n = 0;
-    memset(in, 0, bits);
-    while (n < k) {
-        long best = -1;
-        for (uint32_t b = 0; b < bits; b++)
-            if (at[b] != -1 && !in[b] && key[b] > -INFINITY && (best < 0 || key[b] > key[best]))
-                best = (long)b;
-        if (best < 0)
-            break;
-        in[best] = 1;
-        top[n++] = (uint32_t)best;
-    }
-    return n;
-}
-
-/* The guided pairs after a single-flip round at cur: every (i, j) with i
- * among the best flips by harm and j among the best by log R, i != j,
- * each pair once, as masks into pm; returns how many (<= GUIDED_K²). */
-static size_t guided_pairs(const long *at, uint32_t bits, const double *fharm, const double *flp,
-                           uint64_t *pm)
-{
-    uint32_t th[GUIDED_K], tl[GUIDED_K];
-    unsigned char inh[64], inl[64];
-    size_t nh = top_flips(at, bits, fharm, GUIDED_K, th, inh);
-    size_t nl = top_flips(at, bits, flp, GUIDED_K, tl, inl);
-    size_t np = 0;
-    for (size_t a = 0; a < nh; a++)
-        for (size_t b = 0; b < nl; b++) {
-            uint32_t i = th[a], j = tl[b];
-            if (i == j || (inh[j] && inl[i] && j < i)) /* (j, i) is made too */
-                continue;
-            pm[np++] = 1ULL << i | 1ULL << j;
-        }
-    return np;
 }
 
 /* The objective of a climb: larger is better. */
@@ -366,12 +311,7 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
      * times per candidate (with the archive's ~1,000 candidates a log each
      * time was most of a refinement) */
     double *log_harm = malloc(n * sizeof *log_harm);
-    /* room for every flip of 1 or 2 bits: the full pair neighbourhood, or
-     * the singles and the guided pairs (distinct pairs, <= bits(bits-1)/2) */
     size_t nm = (size_t)bits * (bits + 1) / 2;
-    /* guided pairs where the full pair neighbourhood is not affordable */
-    int guided = !pairs && bits >= 2;
-    double fharm[64], flp[64]; /* the single flips' harm and log R, per bit */
     uint64_t *masks = malloc(nm * sizeof *masks), *nb = malloc(nm * sizeof *nb);
     long *at = malloc(nm * sizeof *at); /* per mask: seen_find of cur ^ mask */
     double *olh = malloc((budget ? budget : 1) * sizeof *olh); /* log harm of out's (n <= evals) */
@@ -409,63 +349,45 @@ int bg__refine(const bg_guard *g, const bg_observation *hist, size_t n_hist,
         uint64_t cur = ids[sd];
         double clp = lp[sd], charm = harm[sd], clh = log_harm[sd];
         for (;;) {
-            /* the round's masks: nm fixed ones, then (guided) the pairs
-             * chosen from the single flips' scores, in a batch of their own */
-            size_t nr = nm;
-            for (int phase = 0; phase < 1 + guided; phase++) {
-                size_t b0 = phase ? nm : 0;
-                if (phase) {
-                    for (size_t b = 0; b < nm; b++) {
-                        long a = at[b];
-                        fharm[b] = a == -1 ? -INFINITY : a >= 0 ? harm[a] : out->harm[-2 - a];
-                        flp[b] = a == -1 ? -INFINITY : a >= 0 ? lp[a] : out->lp[-2 - a];
-                    }
-                    nr = nm + guided_pairs(at, bits, fharm, flp, masks + nm);
-                }
-                /* the neighbours not scored yet, in one batch */
-                size_t m = 0;
-                for (size_t b = b0; b < nr; b++) {
-                    uint64_t id = cur ^ masks[b];
-                    at[b] = (limit && id >= limit) ? -1 : seen_find(&s, id);
-                    if (at[b] != -1 || (limit && id >= limit))
-                        continue;
-                    nbm[m] = b;
-                    nb[m++] = id;
-                }
-                if (out->evals + m > budget) {
-                    if (!phase)
-                        goto done;
-                    nr = nm; /* the pairs do not fit: the singles' round stands */
-                    break;
-                }
-                /* soft: a neighbour the model scores NaN or outside [0, 1]
-                 * is left out; a model call that fails ends the search, and
-                 * the verdict is the draw's and what was found so far */
-                bg_err serr;
-                if (m && bg__score(g, hist, n_hist, action, nb, m, nlp, nharm, lpc, version, 1,
-                                   &serr) != BG_OK)
+            /* the neighbours not scored yet, in one batch */
+            size_t m = 0;
+            for (size_t b = 0; b < nm; b++) {
+                uint64_t id = cur ^ masks[b];
+                at[b] = (limit && id >= limit) ? -1 : seen_find(&s, id);
+                if (at[b] != -1 || (limit && id >= limit))
+                    continue;
+                nbm[m] = b;
+                nb[m++] = id;
+            }
+            if (out->evals + m > budget)
+                goto done;
+            /* soft: a neighbour the model scores NaN or outside [0, 1] is
+             * left out; a model call that fails ends the search, and the
+             * verdict is the draw's and what was found so far */
+            bg_err serr;
+            if (m && bg__score(g, hist, n_hist, action, nb, m, nlp, nharm, lpc, version, 1,
+                               &serr) != BG_OK)
+                goto done;
+            out->evals += (uint32_t)m;
+            for (size_t i = 0; i < m; i++) {
+                if (!(nlp[i] > -INFINITY))
+                    continue; /* excluded by the model: never a candidate */
+                if ((rc = out_push(out, nb[i], nlp[i], nharm[i])) != BG_OK) {
+                    rc =
+                        bg_err_set(err, rc, "policy %s: out of memory for the refinement", g->name);
                     goto done;
-                out->evals += (uint32_t)m;
-                for (size_t i = 0; i < m; i++) {
-                    if (!(nlp[i] > -INFINITY))
-                        continue; /* excluded by the model: never a candidate */
-                    if ((rc = out_push(out, nb[i], nlp[i], nharm[i])) != BG_OK) {
-                        rc = bg_err_set(err, rc, "policy %s: out of memory for the refinement",
-                                        g->name);
-                        goto done;
-                    }
-                    double lh = nharm[i] > 0 ? log(nharm[i]) : -INFINITY;
-                    olh[out->n - 1] = lh;
-                    seen_add(&s, nb[i], -(int32_t)out->n);
-                    at[nbm[i]] = -2 - (long)(out->n - 1);
-                    seen_score(&o, nlp[i], lh);
                 }
+                double lh = nharm[i] > 0 ? log(nharm[i]) : -INFINITY;
+                olh[out->n - 1] = lh;
+                seen_add(&s, nb[i], -(int32_t)out->n);
+                at[nbm[i]] = -2 - (long)(out->n - 1);
+                seen_score(&o, nlp[i], lh);
             }
             /* the best neighbour, scored now or before */
             uint64_t best = cur;
             double blp = clp, bharm = charm, blh = clh;
             double bf = o.plausible ? 0 : tilted(&o, blp, blh);
-            for (size_t b = 0; b < nr; b++) {
+            for (size_t b = 0; b < nm; b++) {
                 uint64_t id = cur ^ masks[b];
                 long a = at[b];
                 if (a == -1)

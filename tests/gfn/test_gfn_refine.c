@@ -466,112 +466,6 @@ static void test_seedless_turn(bg_plugin_host *h)
     bg_guard_build_destroy(b);
 }
 
-/* climb (issue 16): the guided pair round. A d = 12 bandit (single
- * flips: 78 pairs a round > 300 / 4) whose data pin every bit but a level:
- * an arm with features 0 and 1 observed 20 times at value 1 (exactly one
- * of w0, w1 set: leaving the level costs 10 nats) and each other feature
- * alone 30 times at its bit of start (15 nats to flip one). start has w0
- * set, its swap w1: the same log R, and the context x = e1 puts harm on w1
- * alone, so the swap is the exact cautious hypothesis of both estimators
- * (enumerated here). Every single flip of start costs >= 10 nats > ln(1/α)
- * (the non-iid floor) and more than the log harm it gains (ln 0.159 −
- * ln 0.0228 = 1.94 at θ = 2, σ = 1; 4 × 1.94 < 10 for the most tilted
- * climb), so single-flip climbs from {start} stop at start; the guided pair (the
- * best flip by harm, w1 on, with the best by log R, w0 off) is the swap.
- * Failed without the pair round (measured with it switched off). */
-static void test_guided_pair(bg_plugin_host *h)
-{
-    enum { D = 12, NH = 1 << D, NA = 20, NP = 30, NOBS = NA + (D - 2) * NP };
-    const uint32_t budget = 300;
-    static double feat[D][D], x[D];
-    static bg_observation hist[NOBS];
-    /* start: w0 set, w1 clear, the pinned features 2..11 alternate */
-    uint64_t start = 1ull << (D - 1), swap = 1ull << (D - 2);
-    for (int k = 2; k < D; k++)
-        if (k % 2)
-            start |= 1ull << (D - 1 - k);
-    swap |= start & ((1ull << (D - 2)) - 1);
-    memset(feat, 0, sizeof feat);
-    feat[0][0] = feat[0][1] = 1; /* row 0: the level's arm */
-    for (int k = 2; k < D; k++)
-        feat[k][k] = 1;
-    size_t t = 0;
-    for (int i = 0; i < NA; i++)
-        hist[t++] =
-            (bg_observation){.action = {.tool = "pull", .features = feat[0], .n_features = D},
-                             .has_value = 1,
-                             .value = 1};
-    for (int k = 2; k < D; k++)
-        for (int i = 0; i < NP; i++)
-            hist[t++] =
-                (bg_observation){.action = {.tool = "pull", .features = feat[k], .n_features = D},
-                                 .has_value = 1,
-                                 .value = (double)(start >> (D - 1 - k) & 1)};
-    CHECK_INT((int)t, NOBS);
-    memset(x, 0, sizeof x);
-    x[1] = 1;
-    bg_action a = {.tool = "pull", .features = x, .n_features = D};
-    static const char *const est[2] = {"iid", "noniid"};
-    static const char *const ecfg[2] = {"", "{alpha: 0.01}"};
-    for (int e = 0; e < 2; e++) {
-        bg_guard_build *b;
-        const bg_guard *g =
-            twin_build(h, "level", "{features: 12, sigma: 1, theta: 2, enumerate: false}", est[e],
-                       ecfg[e], &b);
-        static uint64_t all[NH];
-        static double lp[NH], harm[NH];
-        for (uint64_t i = 0; i < NH; i++)
-            all[i] = i;
-        score(g, hist, NOBS, &a, all, NH, lp, harm);
-        /* the level: the swap's log R is start's, its harm higher, it is the
-         * exact iid maximiser and the most harmful within ln(1/α) of the
-         * best; every single flip of start falls off by more than ln(1/α) */
-        CHECK_NEAR(lp[swap], lp[start], 1e-9);
-        CHECK(harm[swap] > harm[start] && harm[start] > 0, "harm %.6g / %.6g", harm[swap],
-              harm[start]);
-        for (uint64_t i = 0; i < NH; i++) {
-            CHECK(i == swap || iid_obj(lp, harm, i) < iid_obj(lp, harm, swap),
-                  "id %llu beats the swap", (unsigned long long)i);
-            CHECK(i == swap || i == start || lp[i] < lp[swap] + log(0.01), "id %llu is plausible",
-                  (unsigned long long)i);
-        }
-        for (int k = 0; k < D; k++)
-            CHECK(lp[start ^ 1ull << k] < lp[start] - 9.9, "flip %d costs %.3f nats", k,
-                  lp[start] - lp[start ^ 1ull << k]);
-        bg__refined out;
-        bg_err err;
-        CHECK(bg__refine(g, hist, NOBS, &a, &start, &lp[start], &harm[start], 1, budget, 0, NULL, 0,
-                         &out, &err) == BG_OK,
-              "%s", err.msg);
-        CHECK(refined_has(&out, swap),
-              "%s: the refinement from start = %llu did not find the swap %llu along the level "
-              "(%u looked at, %zu kept)",
-              est[e], (unsigned long long)start, (unsigned long long)swap, out.evals, out.n);
-        CHECK(out.evals <= budget, "%u looked at, budget %u", out.evals, budget);
-        /* and the estimator over the union picks it */
-        uint64_t m_ids[1 + 512];
-        double m_lp[1 + 512], m_harm[1 + 512];
-        CHECK(out.n <= 512);
-        CHECK_INT(bg__refined_merge(&start, &lp[start], &harm[start], 1, &out, m_ids, m_lp, m_harm),
-                  BG_OK);
-        bg_verdict v;
-        memset(&v, 0, sizeof v);
-        CHECK(bg__estimate_over(g, m_ids, 1 + out.n, m_lp, m_harm, &v, &err) == BG_OK, "%s",
-              err.msg);
-        CHECK(v.cautious_id == swap && v.harm_bound == harm[swap],
-              "%s: the estimate over the refined candidates is id %llu harm %.17g, the swap %llu "
-              "harm %.17g",
-              est[e], (unsigned long long)v.cautious_id, v.harm_bound, (unsigned long long)swap,
-              harm[swap]);
-        printf("guided pair, %s: start %llu -> swap %llu along the level (log R %.4f, harm "
-               "%.4f -> %.4f; %u looked at)\n",
-               est[e], (unsigned long long)start, (unsigned long long)swap, lp[swap], harm[start],
-               harm[swap], out.evals);
-        bg__refined_free(&out);
-        bg_guard_build_destroy(b);
-    }
-}
-
 int main(void)
 {
     test_radix();
@@ -583,7 +477,6 @@ int main(void)
     test_bandit_dot(h);
     test_archive_budget(h);
     test_seedless_turn(h);
-    test_guided_pair(h);
     bg_guard_build *bi, *bn;
     const bg_guard *gi = twin_build(h, "refine", "{features: 4, theta: 2}", "iid", "", &bi);
     const bg_guard *gn =
