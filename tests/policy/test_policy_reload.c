@@ -17,6 +17,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "engine/sampled.h"
@@ -35,6 +36,7 @@ typedef struct reader {
     pthread_t t;
     bg_policy_store *st;
     atomic_int *stop;
+    atomic_int *started; /* readers past their first acquisition */
     seen seen[MAX_SEEN];
     size_t n_seen;
     uint64_t iterations;
@@ -72,7 +74,8 @@ static void *reader_main(void *arg)
             }
         }
         bg_policy_set_unref(s);
-        r->iterations++;
+        if (r->iterations++ == 0)
+            atomic_fetch_add(r->started, 1);
     }
     return NULL;
 }
@@ -132,12 +135,13 @@ static void test_under_load(void)
     valid[n_valid++].threshold = 0.05;
     CHECK_STR(ss.last_trigger, "start");
 
-    atomic_int stop = 0;
+    atomic_int stop = 0, started = 0;
     static reader readers[READERS];
     for (int i = 0; i < READERS; i++) {
         memset(&readers[i], 0, sizeof readers[i]);
         readers[i].st = st;
         readers[i].stop = &stop;
+        readers[i].started = &started;
         pthread_create(&readers[i].t, NULL, reader_main, &readers[i]);
     }
     int ok = 0, failed = 0;
@@ -157,6 +161,12 @@ static void test_under_load(void)
             CHECK(strstr(err.msg, "key 'spec.priority': 5000000 is out of range") != NULL);
         }
     }
+    /* On a loaded machine a reader may not have run yet when the 100
+     * reloads are done (0.3 s): every reader acquires at least once
+     * before the stop, so "iterations > 0" checks the store, not the
+     * scheduler. */
+    while (atomic_load(&started) < READERS)
+        sched_yield();
     atomic_store(&stop, 1);
     uint64_t total = 0;
     for (int i = 0; i < READERS; i++) {
