@@ -50,6 +50,12 @@ fi
 sed -e 's/tools: \["\*"\]/tools: ["lm_*"]/' -e 's/backend: auto/backend: cpu/' \
     -e 's/outcomes: receipts/outcomes: open/' -e 's/over_threshold: escalate/over_threshold: deny/' \
     "$SRC/policies/examples/lm_theory.yaml.example" > "$T/lm/lm_theory.yaml"
+for want in 'tools: \["lm_\*"\]' 'backend: cpu' 'outcomes: open' 'over_threshold: deny'; do
+    grep -q "$want" "$T/lm/lm_theory.yaml" || {
+        echo "bench_lm_theory: the example policy changed shape: no '$want' after the edits" >&2
+        exit 1
+    }
+done
 cp "$SRC/bench/rpc/policies/email.yaml" "$T/lm/"
 uptime
 one() { # BUILD TOOL LABEL [CACHE_ENTRIES]

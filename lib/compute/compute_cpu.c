@@ -209,6 +209,12 @@ static int cpu_rmsnorm(bg_compute *c, bg_tview out, bg_tview x, bg_tview w, int 
     return BG_OK;
 }
 
+void bg__cpu_rope_freq(float *freq, int hs)
+{
+    for (int i = 0; i + 1 < hs; i += 2)
+        freq[i / 2] = 1.0f / powf(10000.0f, (float)i / (float)hs);
+}
+
 static void rotate_heads(float *v, int heads, int hs, int i, float fcr, float fci)
 {
     for (int h = 0; h < heads; h++) {
@@ -247,8 +253,7 @@ static int rope_op(bg_compute *c, const char *op, float sign, bg_tview q, bg_tvi
         c->poisoned = 1;
         return bg_err_set(&c->poison_err, BG_ENOMEM, "compute op %s: out of memory", op);
     }
-    for (int i = 0; i + 1 < hs; i += 2)
-        freq[i / 2] = 1.0f / powf(10000.0f, (float)i / (float)hs);
+    bg__cpu_rope_freq(freq, hs);
     r.freq = freq;
     rows_run(c, &r, 8L * (nh + nkv) * hs);
     if (freq != fixed)

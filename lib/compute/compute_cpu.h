@@ -329,6 +329,12 @@ int bg__cpu_pack_avx2(float *dst, const float *src, long rs, long cs, int first,
 void bg__cpu_copyk_avx2(float *dst, long pstride, const float *src, long cs, int kn, int width,
                         int npanels, int span);
 
+/* RoPE's inverse frequencies: freq[i / 2] = 10000^(-i / hs) for even i with
+ * i + 1 < hs (hs / 2 floats). One formula for bg_op_rope (compute_cpu.c)
+ * and the packed Q/K/V product's write-back, so that both rotate with the
+ * same bits. */
+void bg__cpu_rope_freq(float *freq, int hs);
+
 /* ---- the pre-packed GEMM (compute_cpu_gemm_packed.c) -------------------------
  * Weights that do not change (an inference model's) packed once into the
  * GEMM's B panels, and products that read them (bg_compute_pack,

@@ -64,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/bg_assert.h"
 #include "compute/compute_cpu.h"
 
 #if defined(__x86_64__)
@@ -561,7 +562,7 @@ typedef struct gemm_ctx {
     /* fused A packing (fused_task): A blocks of fb rows, each packed by the
      * task that computes it into one of the slots (fb x kcb floats each) of
      * ap; slot_busy: a bit per slot in use */
-    int fb;
+    int fb, f_slots;
     atomic_uint slot_busy;
     /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
      * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
@@ -758,6 +759,9 @@ static void fused_task(void *vctx, int t)
         if (atomic_compare_exchange_weak(&g->slot_busy, &busy, busy | (1u << slot)))
             break;
     }
+    BG_ASSERT(slot < g->f_slots,
+              "gemm: fused task took slot %d of %d (more tasks at once than threads)", slot,
+              g->f_slots);
     float *a = g->ap + (long)slot * g->fb * g->kcb;
     long pstride = (long)mr * g->kcb;
     const float *src = g->x + (long)g->k0 * g->xcs + m;
@@ -838,6 +842,7 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
                 (long)f_slots * fb * (K < kc ? K : kc) <= dims.a_floats;
     if (fused) {
         g.fb = fb;
+        g.f_slots = f_slots;
         atomic_init(&g.slot_busy, 0u);
         g.n0 = 0;
         g.ncb = N;

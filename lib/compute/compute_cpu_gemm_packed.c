@@ -314,8 +314,7 @@ static float *rope_table(pk_ctx *g, int M, int *bad)
     g->by_pos = (long)pmax - pmin + 1 <= M;
     int n = g->by_pos ? pmax - pmin + 1 : M, cw = g->cw;
     float *cs = malloc(sizeof(float) * (size_t)n * 2 * cw), freq[128];
-    for (int i = 0; cs && i + 1 < hs; i += 2)
-        freq[i / 2] = 1.0f / powf(10000.0f, (float)i / (float)hs);
+    bg__cpu_rope_freq(freq, hs); /* hs <= 256: checked by the caller */
     for (int t = 0; cs && t < n; t++) {
         float pos = (float)(g->by_pos ? pmin + t : g->pos[t]);
         float *C = cs + (size_t)t * 2 * cw, *S = C + cw;
