@@ -28,7 +28,9 @@
  * source, often a new page); bg__cpu_pack_avx2 packs only full panels (the
  * caller packs a partial last one with the portable code);
  * bg__cpu_copyk_avx2, the copies of the GEMM's one-pass packer for the
- * transposed operands, full and partial panels.
+ * transposed operands, full and partial panels (a 6-wide panel row is
+ * copied as 8 floats where 8 lie in the span, the 2 extra overwritten by
+ * the next k; 1% on the AVX2 dW GEMMs, docs/PERFORMANCE.md).
  * Invariants: the sum over k runs in k order per output element (one FMA
  * chain per accumulator lane), so a tile depends only on its panels, never
  * on the thread that ran it or on whether A was packed.
@@ -214,6 +216,16 @@ BG_T256 void bg__cpu_copyk_avx2(float *dst, long pstride, const float *src, long
         int valid = span - p * width;
         const float *s = src + p * width;
         float *d = dst + p * pstride;
+        if (width == 6 && valid >= 8) {
+            /* 8 floats per row: the 2 past the row land in the next row's
+             * place, which the next k overwrites; the last k of the call
+             * stores 6 (4 + 2). The 2 read past are inside the span. */
+            int k = 0;
+            for (; k + 1 < kn; k++)
+                _mm256_storeu_ps(d + k * 6, _mm256_loadu_ps(s + k * cs));
+            copy_row(d + k * 6, s + k * cs, 6);
+            continue;
+        }
         if (valid >= width) {
             for (int k = 0; k < kn; k++)
                 copy_row(d + k * width, s + k * cs, width);

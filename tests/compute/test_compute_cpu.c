@@ -537,10 +537,14 @@ static void suite(int threads)
      * tasks (blocks of 96 rows, fewer with several threads: 2100 and 8200
      * rows end in a partial block and panel, 45 and 97 rows are a few small
      * blocks, 5 rows one partial panel); in = 1100 has several N blocks:
-     * A packed by chunks. */
-    static const int bwd[][3] = {{1, 33, 70},    {67, 45, 13},     {1100, 530, 37},
-                                 {64, 7, 1},     {1024, 2100, 20}, {520, 8200, 9},
-                                 {130, 97, 200}, {70, 50, 1100},   {300, 5, 40}};
+     * A packed by chunks. The AVX2 copies of 6-row panels move 8 floats
+     * per k where 8 are inside the span (all but a call's last k): 13
+     * and 14 dW rows give panels with 13, 7, 1 and 14, 8, 2 rows left
+     * (8 wide, 6 wide, partial; 8 exactly to the span's end), T = 49 and
+     * 50 calls of 1 and 2 k at the end. */
+    static const int bwd[][3] = {{1, 33, 70},      {67, 45, 13},   {1100, 530, 37}, {64, 7, 1},
+                                 {1024, 2100, 20}, {520, 8200, 9}, {130, 97, 200},  {70, 50, 1100},
+                                 {300, 5, 40},     {49, 13, 30},   {50, 14, 30}};
     for (size_t i = 0; i < sizeof bwd / sizeof bwd[0]; i++)
         test_matmul_backward(c, bwd[i][0], bwd[i][1], bwd[i][2]);
     /* an output of >= 16M floats written once (one K block): streaming
