@@ -60,6 +60,13 @@
  *     monotone in C: a C without the maximiser can err either way.
  * Refinement only adds candidates (the draw's stay), so it can lower the
  * sampled bound only where that bound was above what C ∩ I^α guarantees.
+ * The argument holds for any source of exactly scored candidates: the
+ * search archive's members (sampled_archive.c) and a remembered context's
+ * kept set (sampled_context.c) join C before the refinement with their
+ * log R at the Evaluate's reward version (stored at that version, or
+ * re-scored) and their harm computed for the Evaluate's action — never a
+ * stored harm or a stale log R — so C stays a set of exactly scored
+ * hypotheses and both properties above apply to the union.
  *
  * Cost: at most `budget` hypotheses looked at per Evaluate (each, unless
  * the draw's log R cache holds it at this reward version, n_hist
