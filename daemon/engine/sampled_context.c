@@ -43,7 +43,10 @@
  * Starts: the context's kept candidates (re-scored at the new version,
  * so the search accumulates across rounds), the cautious hypothesis its
  * last verdict chose, and the archive's best; half the chains annealed
- * (β 0.1 → 1 over their first half), half at β = 1. At most `budget`
+ * (β 0.1 → 1 over their first half), half at β = 1; half at tilt 1, half
+ * at CTX_LOW_TILT (log R + ½ log harm: nearer the posterior's top, where
+ * the most plausible hypothesis of each harm level is — chosen on
+ * bench_mh_long d = 64 seeds 404 / 406, GFLOWNET.md). At most `budget`
  * hypotheses looked at per context per round (each at most one log R and
  * one harm; log R is shared between the round's contexts, as it does
  * not depend on the action), so a round's work is ≤ cap × budget.
@@ -81,6 +84,11 @@
 
 /* Chains per context and round, in lock step. */
 #define CTX_CHAINS 8
+/* The tilt of the second half of a context's chains (the first half's is
+ * 1, the iid objective): a weaker pull towards harm keeps them nearer the
+ * posterior's top, where the most plausible hypothesis at each harm level
+ * is (the kept front). */
+#define CTX_LOW_TILT 0.5
 /* log harm of a zero harm: log R alone drives the chain there. */
 #define CTX_LOG_HARM_MIN (-700.0)
 
@@ -399,11 +407,17 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
     return BG_OK;
 }
 
-static double tilted(double lp, double harm)
+/* log R + t·log harm (-inf for an excluded hypothesis). */
+static double tilted_by(double lp, double harm, double t)
 {
     if (!(lp > -INFINITY))
         return -INFINITY;
-    return lp + (harm > 0 ? fmax(log(harm), CTX_LOG_HARM_MIN) : CTX_LOG_HARM_MIN);
+    return lp + t * (harm > 0 ? fmax(log(harm), CTX_LOG_HARM_MIN) : CTX_LOG_HARM_MIN);
+}
+
+static double tilted(double lp, double harm)
+{
+    return tilted_by(lp, harm, 1.0);
 }
 
 /* The chains from start[0..CTX_CHAINS) until the budget is spent (or 4 ×
@@ -415,8 +429,11 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
     double clp[C], ch[C], cf[C], plp[C], ph[C];
     memcpy(cur, start, sizeof cur);
     int rc = cscore(s, cur, C, clp, ch);
-    for (int c = 0; c < C; c++)
-        cf[c] = tilted(clp[c], ch[c]);
+    double tilt[C];
+    for (int c = 0; c < C; c++) {
+        tilt[c] = c < C / 2 ? 1.0 : CTX_LOW_TILT;
+        cf[c] = tilted_by(clp[c], ch[c], tilt[c]);
+    }
     size_t steps = s->budget > s->looked ? (s->budget - s->looked) / C + 1 : 0;
     size_t max_prop = 4 * (size_t)s->budget;
     for (size_t t = 0, proposals = 0;
@@ -430,7 +447,7 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
             double beta = 1;
             if ((c & 1) && 2 * t < steps) /* odd chains annealed */
                 beta = 0.1 + 0.9 * (double)(2 * t) / (double)steps;
-            double pf = tilted(plp[c], ph[c]);
+            double pf = tilted_by(plp[c], ph[c], tilt[c]);
             double u = bg_rng_next_uniform(rng);
             if (pf > -INFINITY &&
                 (cf[c] == -INFINITY || pf >= cf[c] || u < exp(beta * (pf - cf[c])))) {
