@@ -289,7 +289,7 @@ uint64_t bg__model_tag(const bg_guard *g);
  * (tool, arguments, features, attributes: a larger action is not
  * remembered); the candidates kept per context. */
 #define BG__CTX_MAX_CAP 1024u
-#define BG__CTX_MAX_BYTES 16384u
+#define BG__CTX_MAX_BYTES 4096u
 #define BG__CTX_KEEP 32u
 
 void bg__ctx_table_init(bg__ctx_table *t);
