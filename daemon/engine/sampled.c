@@ -30,15 +30,18 @@
  *       members the draw lacks join the candidates, with their stored
  *       log R and their harm for the action;
  *   4a'. the action's context is remembered in the sampler's table
- *       (sampled_context.c, when the guard's contexts > 0), and what the
- *       trainer's per-context search kept for it (contexts_after, after
- *       each round's archive search) joins the candidates the same way;
+ *       (sampled_context.c, when the guard's contexts > 0);
  *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
  *      candidates towards the estimator's cautious hypothesis add exactly
  *      scored candidates, at most opts.refine looked at (half that for
  *      iid single-flip climbs when the archive added members; their log R
  *      cached per draw and reward version, bg__lpcache: it does not
  *      depend on the action);
+ *   4c. what the trainer's per-context search kept for the context
+ *       (contexts_after, after each round's archive search) joins the
+ *       refined candidates the same way as the archive's members — after
+ *       the refinement, so the verdict's candidates are a superset of those
+ *       it would have without the feature;
  *   5. normalised over the candidates (max-shifted log-sum-exp), the
  *      posterior order (stable, descending) and the estimator;
  *   6. the verdict: bound, cautious hypothesis and its label, plausible
@@ -747,10 +750,6 @@ static int refuse_unhealthy(bg_sampled_trainer *s, const bg_guard *g, bg__sample
                       g->name, sess, h->reason, (unsigned long long)h->train_steps, n_hist);
 }
 
-/* Steps 3-6 over the draw c: score its candidates (log_r: their log R,
- * for the health), refine (sampled_refine.c: extra candidates near the
- * cautious hypothesis, at most opts.refine scored) and estimate over the
- * union. */
 /* The candidates ids/lp/harm (n of them, arrays owned) with ex's
  * hypotheses merged in (none among them): the arrays replaced (*u_ids
  * owns the new ids when ids was not c's). BG_OK or BG_ENOMEM. */
@@ -779,6 +778,10 @@ static int join(const bg_guard *g, const bg__refined *ex, const uint64_t **ids, 
     return BG_OK;
 }
 
+/* Steps 3-6 over the draw c: score its candidates (log_r: their log R,
+ * for the health), refine (sampled_refine.c: extra candidates near the
+ * cautious hypothesis, at most opts.refine scored) and estimate over the
+ * union. */
 static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
                                  const bg_observation *hist, size_t n_hist, const bg_action *action,
                                  bg__cands *c, const bg__archive *arch, const bg__archive *kept,
@@ -787,8 +790,7 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
     size_t n = c->n;
     double *harm = malloc(n * sizeof *harm), *lp = malloc(n * sizeof *lp);
     bg__refined rf = {0}, ex = {0}, kx = {0};
-    uint64_t *m_ids = NULL, *u_ids = NULL;
-    double *m_lp = NULL, *m_harm = NULL;
+    uint64_t *u_ids = NULL;
     const uint64_t *ids = c->ids;
     int rc = BG_OK;
     if (!harm || !lp) {
@@ -812,9 +814,19 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
         if ((rc = join(g, &ex, &ids, &u_ids, &lp, &harm, &n, err)) != BG_OK)
             goto done;
     }
-    /* 4a'. a remembered context's kept candidates (sampled_context.c: what
+    int refine = g->sampler_refine ? g->sampler_refine : atomic_load(&s->refine);
+    uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
+    if (budget && (rc = bg__refine(g, hist, n_hist, action, ids, lp, harm, n, budget, ex.n > 0,
+                                   &c->lpc, version, &rf, err)) != BG_OK)
+        goto done;
+    if ((rc = join(g, &rf, &ids, &u_ids, &lp, &harm, &n, err)) != BG_OK)
+        goto done;
+    /* 4c. a remembered context's kept candidates (sampled_context.c: what
      * the trainer's search for this context found), exactly scored like the
-     * archive's: log R at this version, harm for this action */
+     * archive's — log R at this version, harm for this action — and added
+     * after the refinement, so its climbs are those of the verdict without
+     * them: the candidates are a superset of that verdict's, whose iid
+     * product can only grow and whose non-iid floor only rise */
     if (kept) {
         if ((rc = bg__archive_extra(g, hist, n_hist, action, kept, ids, n, &c->lpc, version, &kx,
                                     err)) != BG_OK)
@@ -822,31 +834,10 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
         if ((rc = join(g, &kx, &ids, &u_ids, &lp, &harm, &n, err)) != BG_OK)
             goto done;
     }
-    int refine = g->sampler_refine ? g->sampler_refine : atomic_load(&s->refine);
-    uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
-    if (budget && (rc = bg__refine(g, hist, n_hist, action, ids, lp, harm, n, budget, ex.n > 0,
-                                   &c->lpc, version, &rf, err)) != BG_OK)
-        goto done;
-    if (!rf.n) {
-        rc = bg__estimate_over(g, ids, n, lp, harm, out, err);
-        goto done;
-    }
-    m_ids = malloc((n + rf.n) * sizeof *m_ids);
-    m_lp = malloc((n + rf.n) * sizeof *m_lp);
-    m_harm = malloc((n + rf.n) * sizeof *m_harm);
-    if (!m_ids || !m_lp || !m_harm ||
-        bg__refined_merge(ids, lp, harm, n, &rf, m_ids, m_lp, m_harm) != BG_OK) {
-        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu candidates", g->name,
-                        n + rf.n);
-        goto done;
-    }
-    rc = bg__estimate_over(g, m_ids, n + rf.n, m_lp, m_harm, out, err);
+    rc = bg__estimate_over(g, ids, n, lp, harm, out, err);
 done:
     free(harm);
     free(lp);
-    free(m_ids);
-    free(m_lp);
-    free(m_harm);
     free(u_ids);
     bg__refined_free(&rf);
     bg__refined_free(&ex);
