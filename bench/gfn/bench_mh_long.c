@@ -88,6 +88,18 @@
  * observations and the MH settings): the sampled side can be rerun against
  * the same reference.
  *
+ * --seen: the agent asks before it acts — after every observation the 64
+ * contexts are evaluated (both estimators), so the engine remembers them
+ * from the start (daemon/engine/sampled_context.c, 64 of them unless
+ * --contexts says otherwise) and the trainer searches for each after every
+ * training round (--context-search hypotheses per context and round). The
+ * checkpoints' rows are the same columns; below each, what the per-context
+ * searches cost (looked at, log R computed, ms of thread CPU per
+ * observation and their share of the training's CPU, which includes them:
+ * they run inside the inline Observe). --seen --contexts 0 is the baseline
+ * with the same Evaluates (they change which draw the archive search
+ * starts from, so it is not the default mode's run).
+ *
  * Seeds: the plugin defaults were chosen on bench_keepup's seeds 1–8, the
  * MH reference on seed 402 (above); the defaults here (403, 404; cost
  * 901) were used to tune nothing.
@@ -125,6 +137,8 @@ typedef struct opts {
     int n_seeds;
     int obs[MAX_LIST], n_obs;
     int steps, k, chains, anneal, pair, cost, cost_obs, check, search;
+    int seen;                 /* --seen: every context evaluated after each observation */
+    int contexts, ctx_search; /* remembered contexts (0: off) and their budget per round */
     uint64_t mh_evals;
     const char *sampler;
     const char *mh_cache; /* --mh-cache DIR: the reference saved and reused */
@@ -697,6 +711,7 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
     twin t;
     twin_open(&t, h, "mhlong", d, &r, o->sampler, (uint32_t)o->k, (uint32_t)o->steps);
     bg_sampled_trainer_search(t.tr, o->search);
+    bg_sampled_trainer_contexts(t.tr, o->contexts, o->ctx_search);
     wrap_sampler(&t);
     bench_env env;
     memset(&env, 0, sizeof env);
@@ -729,8 +744,13 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
                   err.msg);
         env.n_a[a] += 1, env.s_a[a] += ob.value, env.q_a[a] += ob.value * ob.value;
         env.n_obs++;
-        if (!in_list(o->obs, o->n_obs, n))
+        if (!in_list(o->obs, o->n_obs, n)) {
+            if (o->seen) { /* the agent asks before it acts: every context, each time */
+                ctx_verdict vs[N_CTX];
+                evaluate(&t, ctx, vs, NULL);
+            }
             continue;
+        }
 
         ctx_verdict v[N_CTX];
         double exact_iid[N_CTX];
@@ -764,6 +784,18 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
                s.better, s.iid_below, s.iid_worst, s.non_below, s.non_worst, (double)s_evals / n,
                1e-6 * (double)s_ns / n, ec.first_ms, ec.p50_us, la);
         ref_line(&c, v);
+        if (o->contexts > 0) {
+            uint64_t cr, cc, cl, ce, cns;
+            bg_sampled_trainer_context_stats(t.tr, &cr, &cc, &cl, &ce, &cns);
+            printf("  contexts (cap %d, %d per context and round%s): %llu rounds, %.1f contexts a "
+                   "round, %.0f looked at / %.0f log R / %.1f ms CPU per observation = %.1f %% of "
+                   "the training's %.0f ms CPU per observation\n",
+                   o->contexts, o->ctx_search, o->seen ? ", --seen" : "", (unsigned long long)cr,
+                   cr ? (double)cc / (double)cr : 0.0, (double)cl / n, (double)ce / n,
+                   1e-6 * (double)cns / n,
+                   100.0 * 1e-9 * (double)cns / (train.cpu > 0 ? train.cpu : 1),
+                   1e3 * train.cpu / n);
+        }
         fflush(stdout);
 
         if (d <= 20) { /* the exact answer, through the same accumulator */
@@ -878,7 +910,7 @@ static int usage(const char *why)
         "bench_mh_long: %s\nusage: bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] "
         "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--chains C] [--mh-anneal 0|1] "
         "[--mh-pair 0|1] [--sampler YAML] [--search B] [--mh-cache DIR] [--cost] [--cost-obs N] "
-        "[--check]\n",
+        "[--check] [--seen] [--contexts N] [--context-search B]\n",
         why);
     return 2;
 }
@@ -893,6 +925,8 @@ int main(int argc, char **argv)
               .cost_obs = 40,
               .mh_evals = 10000000,
               .search = BG_SAMPLED_SEARCH_DEFAULT,
+              .contexts = -1,
+              .ctx_search = BG_SAMPLED_CONTEXT_SEARCH_DEFAULT,
               .sampler = "{}"};
     const char *ds = "32,64", *seeds = "403,404", *obs = "40,100";
     int quick = 0;
@@ -908,6 +942,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--check")) {
             o.check = 1;
+            continue;
+        }
+        if (!strcmp(a, "--seen")) {
+            o.seen = 1;
             continue;
         }
         const char *v = i + 1 < argc ? argv[++i] : NULL;
@@ -939,6 +977,10 @@ int main(int argc, char **argv)
             o.search = atoi(v);
         else if (!strcmp(a, "--mh-cache"))
             o.mh_cache = v;
+        else if (!strcmp(a, "--contexts"))
+            o.contexts = atoi(v);
+        else if (!strcmp(a, "--context-search"))
+            o.ctx_search = atoi(v);
         else
             return usage(a);
     }
@@ -948,6 +990,8 @@ int main(int argc, char **argv)
         o.mh_evals = o.mh_evals == 10000000 ? 1000000 : o.mh_evals;
         o.cost_obs = o.cost_obs == 40 ? 5 : o.cost_obs;
     }
+    if (o.contexts < 0) /* --seen remembers the 64 contexts; else the daemon's default */
+        o.contexts = o.seen ? N_CTX : BG_SAMPLED_CONTEXTS_DEFAULT;
     o.n_d = parse_ints(ds, o.d, MAX_LIST);
     o.n_obs = parse_ints(obs, o.obs, MAX_LIST);
     int sd[MAX_LIST];
@@ -970,6 +1014,9 @@ int main(int argc, char **argv)
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
     char la[64];
     loadavg(la, sizeof la);
+    printf("contexts remembered: %d (search %d per context and round)%s\n", o.contexts,
+           o.ctx_search,
+           o.seen ? "; --seen: the 64 contexts evaluated after every observation" : "");
     printf("bench_mh_long: K = %d, %d steps per observation (inline), sampler %s; MH %.3g "
            "evaluations per checkpoint in two halves (each: %d posterior chains x %d restarts, "
            "%s, %s flips; then %d + 1 tilted runs per context); alpha %g; load average %s\n\n",

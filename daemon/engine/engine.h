@@ -190,6 +190,15 @@ typedef struct bg_guard {
      * (spec.sampler.search; none on a token-sequence space unless the
      * policy says otherwise). */
     int32_t sampler_search;
+    /* Contexts remembered per session sampler, each searched for on the
+     * trainer thread after every training round
+     * (engine/sampled_context.c), and the hypotheses looked at per
+     * context and round: 0 the trainer's (bg_sampled_opts.contexts,
+     * .context_search), -1 none, > 0 this many (spec.sampler.contexts,
+     * spec.sampler.context_search; none on a token-sequence space unless
+     * the policy says otherwise). */
+    int32_t sampler_contexts;
+    int32_t sampler_context_search;
     bg_sampled *sampled; /* this instance's sampled state (engine/sampled.h), made
                             for sampler_inst and destroyed with it */
     bg_train_mode train;

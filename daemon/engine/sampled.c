@@ -29,12 +29,19 @@
  *       last training round, search_after, on the trainer thread): its
  *       members the draw lacks join the candidates, with their stored
  *       log R and their harm for the action;
+ *   4a'. the action's context is remembered in the sampler's table
+ *       (sampled_context.c, when the guard's contexts > 0);
  *   4b. refinement (sampled_refine.c): bit-flip climbs from the best
  *      candidates towards the estimator's cautious hypothesis add exactly
  *      scored candidates, at most opts.refine looked at (half that for
  *      iid single-flip climbs when the archive added members; their log R
  *      cached per draw and reward version, bg__lpcache: it does not
  *      depend on the action);
+ *   4c. what the trainer's per-context search kept for the context
+ *       (contexts_after, after each round's archive search) joins the
+ *       refined candidates the same way as the archive's members — after
+ *       the refinement, so the verdict's candidates are a superset of those
+ *       it would have without the feature;
  *   5. normalised over the candidates (max-shifted log-sum-exp), the
  *      posterior order (stable, descending) and the estimator;
  *   6. the verdict: bound, cautious hypothesis and its label, plausible
@@ -115,6 +122,9 @@ struct bg_sampled_trainer {
     atomic_int use_archive;          /* Evaluates add the search archive (benches: 0) */
     atomic_uint_fast64_t searches, search_evals, search_ns; /* what the searches cost */
     atomic_uint_fast64_t search_size; /* members of the newest search's archive */
+    atomic_int contexts;              /* contexts remembered per sampler (opts; 0: none) */
+    atomic_int context_search;        /* hypotheses per context and round (0: none) */
+    atomic_uint_fast64_t ctx_rounds, ctx_contexts, ctx_looked, ctx_evals, ctx_ns;
 };
 
 /* What is wrong with g's sampled-path options, NULL when nothing: the one
@@ -227,6 +237,53 @@ static void search_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *
     bg__cands_unref(c);
 }
 
+/* The contexts g's session samplers remember (0: none), and the
+ * hypotheses looked at per context and round (0: none). */
+static size_t contexts_of(bg_sampled_trainer *s, const bg_guard *g)
+{
+    int32_t n = g->sampler_contexts ? g->sampler_contexts : atomic_load(&s->contexts);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static uint32_t context_budget(bg_sampled_trainer *s, const bg_guard *g)
+{
+    int32_t n =
+        g->sampler_context_search ? g->sampler_context_search : atomic_load(&s->context_search);
+    return n > 0 ? (uint32_t)n : 0;
+}
+
+/* After a round's archive search (same reward r, same thread): the search
+ * per remembered context (sampled_context.c). A failure keeps the kept
+ * sets not yet replaced; Evaluates re-score what they use. */
+static void contexts_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
+                           bg__reward_ctx *r)
+{
+    uint32_t budget = context_budget(s, g);
+    if (!budget || !contexts_of(s, g) || !bg__ctx_table_size(&e->ctx))
+        return;
+    pthread_mutex_lock(&e->cands_mu);
+    bg__archive *arch = e->arch;
+    if (arch)
+        atomic_fetch_add(&arch->refs, 1);
+    pthread_mutex_unlock(&e->cands_mu);
+    uint64_t seed = bg__sampled_seed(s->opts.seed ^ 0xc0e7e47c0e7e47c5ULL, e->session, r->n_hist);
+    bg__ctx_stats st;
+    int rc = bg__ctx_search_all(g, r, &e->ctx, arch, budget, seed, &st);
+    bg__archive_unref(arch);
+    if (st.contexts) {
+        atomic_fetch_add(&s->ctx_rounds, 1);
+        atomic_fetch_add(&s->ctx_contexts, st.contexts);
+        atomic_fetch_add(&s->ctx_looked, st.looked);
+        atomic_fetch_add(&s->ctx_evals, st.reward_evals);
+        atomic_fetch_add(&s->ctx_ns, st.cpu_ns);
+    }
+    if (rc != BG_OK)
+        BG_WARN("sampled",
+                "policy %s: sampler %s: the per-context search failed (%d); verdicts keep "
+                "the contexts' previous candidates",
+                g->name, g->sampler_name ? g->sampler_name : "?", rc);
+}
+
 /* After a background round of a session's sampler: the draw its next
  * Evaluate wants (seed of the session and n_hist), made here on the
  * trainer thread, so that no Evaluate draws K trajectories itself. */
@@ -294,8 +351,10 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
         if (rc == BG_PLUGIN_OK && n == n_hist)
             atomic_fetch_or(&e->state, BG__SAMPLER_TRAINED);
     }
-    if (k > 0 && rc == BG_PLUGIN_OK && !atomic_load(&s->stop))
+    if (k > 0 && rc == BG_PLUGIN_OK && !atomic_load(&s->stop)) {
         search_after(s, g, e, &r);
+        contexts_after(s, g, e, &r);
+    }
     free(r.tmp);
     if (k > 0) { /* the round is over: cached draws are of an older state
                   * (under the lock: a draw in progress is cached first) */
@@ -691,20 +750,47 @@ static int refuse_unhealthy(bg_sampled_trainer *s, const bg_guard *g, bg__sample
                       g->name, sess, h->reason, (unsigned long long)h->train_steps, n_hist);
 }
 
+/* The candidates ids/lp/harm (n of them, arrays owned) with ex's
+ * hypotheses merged in (none among them): the arrays replaced (*u_ids
+ * owns the new ids when ids was not c's). BG_OK or BG_ENOMEM. */
+static int join(const bg_guard *g, const bg__refined *ex, const uint64_t **ids, uint64_t **u_ids,
+                double **lp, double **harm, size_t *n, bg_err *err)
+{
+    if (!ex->n)
+        return BG_OK;
+    uint64_t *ui = malloc((*n + ex->n) * sizeof *ui);
+    double *ulp = malloc((*n + ex->n) * sizeof *ulp);
+    double *uh = malloc((*n + ex->n) * sizeof *uh);
+    if (!ui || !ulp || !uh || bg__refined_merge(*ids, *lp, *harm, *n, ex, ui, ulp, uh) != BG_OK) {
+        free(ui);
+        free(ulp);
+        free(uh);
+        return bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu candidates", g->name,
+                          *n + ex->n);
+    }
+    free(*lp);
+    free(*harm);
+    free(*u_ids);
+    *lp = ulp;
+    *harm = uh;
+    *ids = *u_ids = ui;
+    *n += ex->n;
+    return BG_OK;
+}
+
 /* Steps 3-6 over the draw c: score its candidates (log_r: their log R,
  * for the health), refine (sampled_refine.c: extra candidates near the
  * cautious hypothesis, at most opts.refine scored) and estimate over the
  * union. */
 static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
                                  const bg_observation *hist, size_t n_hist, const bg_action *action,
-                                 bg__cands *c, const bg__archive *arch, uint64_t version,
-                                 bg_verdict *out, double *log_r, bg_err *err)
+                                 bg__cands *c, const bg__archive *arch, const bg__archive *kept,
+                                 uint64_t version, bg_verdict *out, double *log_r, bg_err *err)
 {
     size_t n = c->n;
     double *harm = malloc(n * sizeof *harm), *lp = malloc(n * sizeof *lp);
-    bg__refined rf = {0}, ex = {0};
-    uint64_t *m_ids = NULL, *u_ids = NULL;
-    double *m_lp = NULL, *m_harm = NULL;
+    bg__refined rf = {0}, ex = {0}, kx = {0};
+    uint64_t *u_ids = NULL;
     const uint64_t *ids = c->ids;
     int rc = BG_OK;
     if (!harm || !lp) {
@@ -725,54 +811,37 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
         if ((rc = bg__archive_extra(g, hist, n_hist, action, arch, c->ids, n, &c->lpc, version, &ex,
                                     err)) != BG_OK)
             goto done;
-        if (ex.n) {
-            u_ids = malloc((n + ex.n) * sizeof *u_ids);
-            double *ulp = malloc((n + ex.n) * sizeof *ulp);
-            double *uh = malloc((n + ex.n) * sizeof *uh);
-            if (!u_ids || !ulp || !uh ||
-                bg__refined_merge(c->ids, lp, harm, n, &ex, u_ids, ulp, uh) != BG_OK) {
-                free(ulp);
-                free(uh);
-                rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu candidates",
-                                g->name, n + ex.n);
-                goto done;
-            }
-            free(lp);
-            free(harm);
-            lp = ulp;
-            harm = uh;
-            ids = u_ids;
-            n += ex.n;
-        }
+        if ((rc = join(g, &ex, &ids, &u_ids, &lp, &harm, &n, err)) != BG_OK)
+            goto done;
     }
     int refine = g->sampler_refine ? g->sampler_refine : atomic_load(&s->refine);
     uint32_t budget = refine > 0 ? (uint32_t)refine : 0;
     if (budget && (rc = bg__refine(g, hist, n_hist, action, ids, lp, harm, n, budget, ex.n > 0,
                                    &c->lpc, version, &rf, err)) != BG_OK)
         goto done;
-    if (!rf.n) {
-        rc = bg__estimate_over(g, ids, n, lp, harm, out, err);
+    if ((rc = join(g, &rf, &ids, &u_ids, &lp, &harm, &n, err)) != BG_OK)
         goto done;
+    /* 4c. a remembered context's kept candidates (sampled_context.c: what
+     * the trainer's search for this context found), exactly scored like the
+     * archive's — log R at this version, harm for this action — and added
+     * after the refinement, so its climbs are those of the verdict without
+     * them: the candidates are a superset of that verdict's, whose iid
+     * product can only grow and whose non-iid floor only rise */
+    if (kept) {
+        if ((rc = bg__archive_extra(g, hist, n_hist, action, kept, ids, n, &c->lpc, version, &kx,
+                                    err)) != BG_OK)
+            goto done;
+        if ((rc = join(g, &kx, &ids, &u_ids, &lp, &harm, &n, err)) != BG_OK)
+            goto done;
     }
-    m_ids = malloc((n + rf.n) * sizeof *m_ids);
-    m_lp = malloc((n + rf.n) * sizeof *m_lp);
-    m_harm = malloc((n + rf.n) * sizeof *m_harm);
-    if (!m_ids || !m_lp || !m_harm ||
-        bg__refined_merge(ids, lp, harm, n, &rf, m_ids, m_lp, m_harm) != BG_OK) {
-        rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %zu candidates", g->name,
-                        n + rf.n);
-        goto done;
-    }
-    rc = bg__estimate_over(g, m_ids, n + rf.n, m_lp, m_harm, out, err);
+    rc = bg__estimate_over(g, ids, n, lp, harm, out, err);
 done:
     free(harm);
     free(lp);
-    free(m_ids);
-    free(m_lp);
-    free(m_harm);
     free(u_ids);
     bg__refined_free(&rf);
     bg__refined_free(&ex);
+    bg__refined_free(&kx);
     return rc;
 }
 
@@ -836,11 +905,22 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     if (arch)
         atomic_fetch_add(&arch->refs, 1);
     pthread_mutex_unlock(&e->cands_mu);
+    /* the context remembered (sampled_context.c): its kept candidates, if
+     * the trainer has searched for it; out of memory only forgets it */
+    bg__ctx *ctx = NULL;
+    bg__archive *kept = NULL;
+    if (n_hist)
+        bg__ctx_record(&e->ctx, contexts_of(s, g), action, &ctx, &kept);
     double *log_r = malloc(c->n * sizeof *log_r);
     if (!log_r)
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     else
-        rc = score_refine_estimate(s, g, hist, n_hist, action, c, arch, version, out, log_r, err);
+        rc = score_refine_estimate(s, g, hist, n_hist, action, c, arch, kept, version, out, log_r,
+                                   err);
+    if (rc == BG_OK && ctx)
+        bg__ctx_cautious(&e->ctx, ctx, out->cautious_id);
+    bg__ctx_unref(ctx);
+    bg__archive_unref(kept);
     out->sampled = 1;
     out->samples = k;
     if (rc == BG_OK) {
@@ -880,6 +960,14 @@ int bg_sampled_trainer_create(const bg_sampled_opts *opts, bg_sampled_trainer **
         s->opts.search = BG_SAMPLED_SEARCH_DEFAULT;
     atomic_init(&s->search, s->opts.search > 0 ? s->opts.search : 0);
     atomic_init(&s->use_archive, 1);
+    if (!s->opts.contexts)
+        s->opts.contexts = BG_SAMPLED_CONTEXTS_DEFAULT;
+    if (s->opts.contexts > (int32_t)BG__CTX_MAX_CAP)
+        s->opts.contexts = (int32_t)BG__CTX_MAX_CAP;
+    atomic_init(&s->contexts, s->opts.contexts > 0 ? s->opts.contexts : 0);
+    if (!s->opts.context_search)
+        s->opts.context_search = BG_SAMPLED_CONTEXT_SEARCH_DEFAULT;
+    atomic_init(&s->context_search, s->opts.context_search > 0 ? s->opts.context_search : 0);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
@@ -948,6 +1036,24 @@ void bg_sampled_trainer_search_stats(bg_sampled_trainer *s, uint64_t *searches, 
     *searches = atomic_load(&s->searches);
     *evals = atomic_load(&s->search_evals);
     *cpu_ns = atomic_load(&s->search_ns);
+}
+
+void bg_sampled_trainer_contexts(bg_sampled_trainer *s, int32_t contexts, int32_t budget)
+{
+    if (contexts > (int32_t)BG__CTX_MAX_CAP)
+        contexts = (int32_t)BG__CTX_MAX_CAP;
+    atomic_store(&s->contexts, contexts > 0 ? contexts : 0);
+    atomic_store(&s->context_search, budget > 0 ? budget : 0);
+}
+
+void bg_sampled_trainer_context_stats(bg_sampled_trainer *s, uint64_t *rounds, uint64_t *contexts,
+                                      uint64_t *looked, uint64_t *evals, uint64_t *cpu_ns)
+{
+    *rounds = atomic_load(&s->ctx_rounds);
+    *contexts = atomic_load(&s->ctx_contexts);
+    *looked = atomic_load(&s->ctx_looked);
+    *evals = atomic_load(&s->ctx_evals);
+    *cpu_ns = atomic_load(&s->ctx_ns);
 }
 
 uint64_t bg_sampled_trainer_search_size(bg_sampled_trainer *s)

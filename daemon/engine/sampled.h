@@ -6,7 +6,9 @@
  * log-posterior (normalised over the candidates), asks the model for the
  * harm, adds the session's search archive (sampled_archive.c: the best
  * hypotheses Metropolis chains on the exact reward found after each
- * training round, on the trainer thread), refines the candidates towards
+ * training round, on the trainer thread) and, for a context the session
+ * asked about before, what the trainer's per-context search kept for it
+ * (sampled_context.c), refines the candidates towards
  * the estimator's cautious hypothesis
  * (sampled_refine.c: bit-flip climbs, exactly scored, at most
  * bg_sampled_opts.refine looked at) and asks the estimator for the bound;
@@ -134,6 +136,13 @@ typedef struct bg_sampled_opts {
      * of a session sampler (sampled_archive.c); 0 = BG_SAMPLED_SEARCH_DEFAULT,
      * < 0 = none. */
     int32_t search;
+    /* Contexts (actions) remembered per session sampler and searched for on
+     * the trainer thread after each training round (sampled_context.c);
+     * 0 = BG_SAMPLED_CONTEXTS_DEFAULT, < 0 = none. */
+    int32_t contexts;
+    /* Hypotheses looked at per remembered context per round; 0 =
+     * BG_SAMPLED_CONTEXT_SEARCH_DEFAULT, < 0 = none. */
+    int32_t context_search;
 } bg_sampled_opts;
 
 #define BG_SAMPLED_REFINE_DEFAULT 4096
@@ -142,6 +151,11 @@ typedef struct bg_sampled_opts {
  * cautious hypotheses of most contexts need (docs/GFLOWNET.md, "Posterior
  * search archive"); 4-10 % of the training's CPU per observation. */
 #define BG_SAMPLED_SEARCH_DEFAULT 65536
+
+/* Remembered contexts: off by default (the measurement that decided it:
+ * docs/GFLOWNET.md, "A search per remembered context"). */
+#define BG_SAMPLED_CONTEXTS_DEFAULT 0
+#define BG_SAMPLED_CONTEXT_SEARCH_DEFAULT 1024
 
 /* A session sampler's state (the diagram above). */
 typedef enum bg_sampler_state {
@@ -184,6 +198,15 @@ void bg_sampled_trainer_search(bg_sampled_trainer *t, int32_t search);
  * thread. */
 void bg_sampled_trainer_search_stats(bg_sampled_trainer *t, uint64_t *searches, uint64_t *evals,
                                      uint64_t *cpu_ns);
+/* Tests and benches: contexts remembered per session sampler and the
+ * hypotheses looked at per context and round from now on (<= 0: off),
+ * for guards that leave them to the trainer. */
+void bg_sampled_trainer_contexts(bg_sampled_trainer *t, int32_t contexts, int32_t budget);
+/* Per-context search rounds run so far (all samplers; one per training
+ * round with remembered contexts), the contexts searched, the hypotheses
+ * looked at, the reward evaluations and the thread CPU time in ns. */
+void bg_sampled_trainer_context_stats(bg_sampled_trainer *t, uint64_t *rounds, uint64_t *contexts,
+                                      uint64_t *looked, uint64_t *evals, uint64_t *cpu_ns);
 /* The members of the archive the newest search made (any sampler; 0
  * before the first): /metrics' bayesguard_sampler_search_archive_size. */
 uint64_t bg_sampled_trainer_search_size(bg_sampled_trainer *t);

@@ -176,15 +176,13 @@ static uint64_t random_id(const search *s, bg_rng *rng)
     return s->limit ? id % s->limit : id;
 }
 
-/* One proposal from id: one uniform bit flipped, or half the time two
- * distinct ones (symmetric: q(a -> b) = q(b -> a)). */
-static uint64_t propose(const search *s, bg_rng *rng, uint64_t id)
+uint64_t bg__flip_propose(uint32_t bits, bg_rng *rng, uint64_t id)
 {
     uint64_t r = bg_rng_next(rng);
-    uint32_t a = (uint32_t)(r % s->bits);
+    uint32_t a = (uint32_t)(r % bits);
     id ^= 1ULL << a;
-    if (s->bits > 1 && (r >> 32) & 1) {
-        uint32_t b = (uint32_t)((r >> 33) % (s->bits - 1));
+    if (bits > 1 && (r >> 32) & 1) {
+        uint32_t b = (uint32_t)((r >> 33) % (bits - 1));
         b += b >= a;
         id ^= 1ULL << b;
     }
@@ -327,7 +325,7 @@ done:
 
 /* Which model scored an archive's log R: its vtable and instance, as the
  * draw's log R cache keys them (sampled_score.c). */
-static uint64_t model_tag(const bg_guard *g)
+uint64_t bg__model_tag(const bg_guard *g)
 {
     uint64_t h = bg_fnv64(BG_FNV64_OFFSET, &g->model, sizeof g->model);
     return bg_fnv64(h, &g->model_inst, sizeof g->model_inst);
@@ -356,7 +354,7 @@ static int run_chains(search *s, bg_rng *rng, const uint64_t *start, const int *
         if (s->evals + C > s->budget || proposals >= max_prop)
             break;
         for (int c = 0; c < C; c++)
-            prop[c] = propose(s, rng, cur[c]);
+            prop[c] = bg__flip_propose(s->bits, rng, cur[c]);
         proposals += C;
         if ((rc = score(s, prop, C, plp)) != BG_OK)
             break;
@@ -405,7 +403,7 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
 
     /* 1. the previous archive at the current version (its stored log R
      * when the version is the same), and the draw */
-    if (old && old->version == r->version && old->model_tag == model_tag(g)) {
+    if (old && old->version == r->version && old->model_tag == bg__model_tag(g)) {
         for (size_t i = 0; i < n_old; i++)
             vis_put(&s.v, old->ids[i], old->lp[i]);
     } else if (old && (rc = score_all(&s, old->ids, n_old, batch, lp)) != BG_OK) {
@@ -465,7 +463,7 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
     *out = archive_of(&s.v, cap, r->version, s.bits, best, n_best);
     rc = *out ? BG_OK : BG_ENOMEM;
     if (*out) {
-        (*out)->model_tag = model_tag(g);
+        (*out)->model_tag = bg__model_tag(g);
         (*out)->n_hist = r->n_hist;
         (*out)->evals = s.evals;
         (*out)->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
@@ -507,7 +505,7 @@ int bg__archive_extra(const bg_guard *g, const bg_observation *hist, size_t n_hi
         out->ids[m++] = a->ids[i];
     }
     int ok = 1;
-    if (m && a->version == version && a->model_tag == model_tag(g)) {
+    if (m && a->version == version && a->model_tag == bg__model_tag(g)) {
         /* the search scored them at this reward: harm only */
         for (size_t k = 0; k < m; k++)
             out->lp[k] = a->lp[from[k]];

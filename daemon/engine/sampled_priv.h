@@ -25,6 +25,16 @@
 
 typedef struct bg__sampler_table bg__sampler_table;
 typedef struct bg__archive bg__archive; /* sampled_archive.c, below */
+typedef struct bg__ctx bg__ctx;         /* sampled_context.c, below */
+
+/* A session sampler's remembered contexts (sampled_context.c): at most
+ * BG__CTX_MAX_CAP entries, least recently used evicted. mu guards all. */
+typedef struct bg__ctx_table {
+    pthread_mutex_t mu;
+    size_t n, alloc; /* entries; slots allocated (the largest cap seen) */
+    uint64_t tick;   /* LRU clock */
+    bg__ctx **slot;  /* [alloc], the first n used; each a reference */
+} bg__ctx_table;
 
 /* The candidates of one draw (sampled.c): K samples of a sampler in one
  * training round (gen) with one evaluation seed, sorted and deduplicated.
@@ -88,6 +98,7 @@ typedef struct bg__sampler {
     bg__cands *cands;                        /* the last draw, a reference; NULL: none */
     bg__fit fit;                             /* written under lock (write), read under it */
     bg__archive *arch;                       /* the newest search archive (under cands_mu) */
+    bg__ctx_table ctx;                       /* remembered contexts (its own mutex) */
     int refs;                                /* users, under the table's mutex */
     uint64_t last_use;                       /* under the table's mutex */
     struct bg__sampler *next;
@@ -261,6 +272,58 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
 int bg__archive_extra(const bg_guard *g, const bg_observation *hist, size_t n_hist,
                       const bg_action *action, const bg__archive *a, const uint64_t *ids, size_t n,
                       bg__lpcache *lpc, uint64_t version, bg__refined *out, bg_err *err);
+
+/* One Metropolis proposal from id over `bits` bits: one uniform bit
+ * flipped, or half the time two distinct ones (symmetric: q(a -> b) =
+ * q(b -> a); a pair moves along the bandit's levels). The archive's and
+ * the per-context search's. */
+uint64_t bg__flip_propose(uint32_t bits, bg_rng *rng, uint64_t id);
+
+/* Which model scored a stored log R: its vtable and instance (a guard
+ * whose model differs behind the same key re-scores). */
+uint64_t bg__model_tag(const bg_guard *g);
+
+/* ---- remembered contexts and their search (sampled_context.c) */
+
+/* Contexts a table may hold, whatever the policy says; the bytes of one
+ * (tool, arguments, features, attributes: a larger action is not
+ * remembered); the candidates kept per context. */
+#define BG__CTX_MAX_CAP 1024u
+#define BG__CTX_MAX_BYTES 4096u
+#define BG__CTX_KEEP 32u
+
+void bg__ctx_table_init(bg__ctx_table *t);
+void bg__ctx_table_close(bg__ctx_table *t); /* drops every entry */
+size_t bg__ctx_table_size(bg__ctx_table *t);
+void bg__ctx_unref(bg__ctx *c); /* NULL is a no-op */
+/* Records the action's context in t (cap: the guard's; 0 = off, nothing
+ * recorded): found (its LRU tick moves) or added (the least recently used
+ * evicted when t holds cap). *entry: a reference to it (NULL when off or
+ * the action is over BG__CTX_MAX_BYTES), *kept: a reference to its kept
+ * candidates (NULL: none yet). BG_OK or BG_ENOMEM (nothing recorded). */
+int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
+                   bg__archive **kept);
+/* The cautious hypothesis of c's newest verdict: a start of its next search. */
+void bg__ctx_cautious(bg__ctx_table *t, bg__ctx *c, uint64_t id);
+
+/* What one round's per-context searches did. */
+typedef struct bg__ctx_stats {
+    uint64_t contexts;     /* searched */
+    uint64_t looked;       /* hypotheses looked at (≤ contexts × budget) */
+    uint64_t reward_evals; /* log R computed (≤ looked: shared between contexts) */
+    uint64_t cpu_ns;       /* thread CPU */
+} bg__ctx_stats;
+/* After a round's archive search, on r's reward: each of t's contexts
+ * searched (harm-tilted Metropolis chains from its kept set, its last
+ * cautious hypothesis and arch's best; at most `budget` hypotheses looked
+ * at per context), its kept set replaced (≤ BG__CTX_KEEP: the tilted best
+ * and the (log R, harm) Pareto front, at r->version). Seeded by seed and
+ * each context's hash. BG_OK (nothing to walk: nothing done), BG_ENOMEM,
+ * or BG_EINTERNAL when the model fails (the kept sets searched so far are
+ * published). Contract: sampled_context.c. */
+int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
+                       const bg__archive *arch, uint32_t budget, uint64_t seed,
+                       bg__ctx_stats *stats);
 
 /* ---- health (sampled_health.c): no state */
 

@@ -60,6 +60,15 @@
  *     monotone in C: a C without the maximiser can err either way.
  * Refinement only adds candidates (the draw's stay), so it can lower the
  * sampled bound only where that bound was above what C ∩ I^α guarantees.
+ * The argument holds for any source of exactly scored candidates: the
+ * search archive's members (sampled_archive.c) join C before the
+ * refinement, a remembered context's kept set (sampled_context.c) after
+ * it (so the climbs are those of the verdict without it, and the final C
+ * is a superset of that verdict's), each with its log R at the Evaluate's
+ * reward version (stored at that version, or re-scored) and its harm
+ * computed for the Evaluate's action — never a stored harm or a stale
+ * log R — so C stays a set of exactly scored
+ * hypotheses and both properties above apply to the union.
  *
  * Cost: at most `budget` hypotheses looked at per Evaluate (each, unless
  * the draw's log R cache holds it at this reward version, n_hist

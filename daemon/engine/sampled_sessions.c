@@ -52,6 +52,7 @@ static void sampler_init(bg__sampler *e)
     pthread_mutex_init(&e->cands_mu, NULL);
     e->cands = NULL;
     e->arch = NULL;
+    bg__ctx_table_init(&e->ctx);
     e->fit = (bg__fit){BG_REWARD_UNVERSIONED, 0, 0};
 }
 
@@ -67,6 +68,7 @@ static void sampler_close(bg__sampler *e)
 {
     bg__cands_unref(e->cands);
     bg__archive_unref(e->arch);
+    bg__ctx_table_close(&e->ctx);
     pthread_mutex_destroy(&e->cands_mu);
     pthread_rwlock_destroy(&e->lock);
 }

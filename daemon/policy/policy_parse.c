@@ -236,6 +236,23 @@ static const bg_cfg_entry sampler_table[] = {
      .desc = "reward evaluations of the posterior search after each training round, on the "
              "trainer thread (0 = none; -1 = the daemon's budget on a bit-set space, none on a "
              "token-sequence space)"},
+    {.key = "contexts",
+     .type = BG_CFGV_INT,
+     .def = "-1",
+     .offset = OFF(sampler_contexts),
+     .min = -1,
+     .max = 1024,
+     .desc = "contexts (actions) each session sampler remembers, least recently used evicted, "
+             "and searches for on the trainer thread after each training round (0 = none; -1 = "
+             "the daemon's default on a bit-set space, none on a token-sequence space)"},
+    {.key = "context_search",
+     .type = BG_CFGV_INT,
+     .def = "-1",
+     .offset = OFF(sampler_context_search),
+     .min = -1,
+     .max = 65536,
+     .desc = "hypotheses the search for one remembered context looks at per training round "
+             "(0 = none; -1 = the daemon's budget)"},
     /* When a sampled verdict's sampler is trusted (engine.h
      * bg_sampler_limits; the defaults and the data behind them:
      * docs/POLICIES.md). */

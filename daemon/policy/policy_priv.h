@@ -50,6 +50,8 @@ typedef struct bg__policy_spec {
         int64_t sampler_train_steps;     /* spec.sampler.train_steps, 0 = the daemon's */
         int64_t sampler_refine;          /* spec.sampler.refine, -1 = by the space */
         int64_t sampler_search;          /* spec.sampler.search, -1 = by the space */
+        int64_t sampler_contexts;        /* spec.sampler.contexts, -1 = by the space */
+        int64_t sampler_context_search;  /* spec.sampler.context_search, -1 = the daemon's */
         double max_tb_residual, min_ess; /* spec.sampler's limits */
         int64_t max_version_lag;
         int on_unhealthy; /* 0 unavailable, 1 deny, 2 escalate */

@@ -649,6 +649,15 @@ static void fill_policy(bg_policy_set *s, size_t i)
                             : sp->v.sampler_search == 0 ? -1
                             : im->space.space.flags     ? -1
                                                         : 0;
+        /* the per-context search flips id bits too (sampled_context.c) */
+        g->sampler_contexts = sp->v.sampler_contexts > 0    ? (int32_t)sp->v.sampler_contexts
+                              : sp->v.sampler_contexts == 0 ? -1
+                              : im->space.space.flags       ? -1
+                                                            : 0;
+        g->sampler_context_search = sp->v.sampler_context_search > 0
+                                        ? (int32_t)sp->v.sampler_context_search
+                                    : sp->v.sampler_context_search == 0 ? -1
+                                                                        : 0;
         g->sampler_limits = (bg_sampler_limits){
             .enabled = 1,
             .max_tb_residual = sp->v.max_tb_residual,

@@ -228,15 +228,24 @@ static void test_sampler(void)
     pt_rmtree(dir);
 }
 
-/* spec.sampler.refine and spec.sampler.search: absent = the daemon's
+/* spec.sampler.refine, .search, .contexts and .context_search: absent = the daemon's
  * budget on a bit-set space (0 in the guard), 0 = none (-1), N = N
  * hypotheses per Evaluate / reward evaluations per training round. */
 static void test_sampler_refine(void)
 {
-    static const char *const val[6] = {
-        "", ", refine: 0", ", refine: 500", ", search: 0", ", search: 20000", ", search: 262144"};
-    static const int32_t want[6][2] = {{0, 0}, {-1, 0}, {500, 0}, {0, -1}, {0, 20000}, {0, 262144}};
-    for (int k = 0; k < 6; k++) {
+    static const char *const val[9] = {"",
+                                       ", refine: 0",
+                                       ", refine: 500",
+                                       ", search: 0",
+                                       ", search: 20000",
+                                       ", search: 262144",
+                                       ", contexts: 0",
+                                       ", contexts: 32, context_search: 500",
+                                       ", context_search: 0"};
+    static const int32_t want[9][4] = {{0, 0, 0, 0},  {-1, 0, 0, 0},    {500, 0, 0, 0},
+                                       {0, -1, 0, 0}, {0, 20000, 0, 0}, {0, 262144, 0, 0},
+                                       {0, 0, -1, 0}, {0, 0, 32, 500},  {0, 0, 0, -1}};
+    for (int k = 0; k < 9; k++) {
         char dir[128], p[2048];
         pt_mkdtemp(dir, sizeof dir, "refine");
         snprintf(p, sizeof p,
@@ -251,6 +260,8 @@ static void test_sampler_refine(void)
         if (s) {
             CHECK_INT(bg_policy_set_at(s, 0)->guard.sampler_refine, want[k][0]);
             CHECK_INT(bg_policy_set_at(s, 0)->guard.sampler_search, want[k][1]);
+            CHECK_INT(bg_policy_set_at(s, 0)->guard.sampler_contexts, want[k][2]);
+            CHECK_INT(bg_policy_set_at(s, 0)->guard.sampler_context_search, want[k][3]);
             bg_policy_set_unref(s);
         }
         pt_rmtree(dir);

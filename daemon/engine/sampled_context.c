@@ -1,0 +1,738 @@
+/*
+ * sampled_context.c — remembered contexts and their per-context search
+ * (sampled_priv.h bg__ctx_table; issue 16).
+ *
+ * Why: a sampled verdict's bound is set by the context's cautious
+ * hypothesis — for the iid estimator argmax P(h|D)·harm(x, h), for the
+ * non-iid one the most harmful member of the α set. At d = 64 on the
+ * bandit the reward depends on w only through the arm counts, so a huge
+ * top level of hypotheses shares the MAP's log R, and a context's cautious
+ * hypothesis is the member of that level with the most harm for it: 12-33
+ * bits from anything the context-free archive (sampled_archive.c) holds,
+ * reached only by moves that keep the level (neutral for log R), which the
+ * Evaluate's greedy climbs (sampled_refine.c) do not make and its budget
+ * could not pay for (docs/GFLOWNET.md, "d = 32 and 64 against a long MH
+ * run"). An agent's tools repeat, so the contexts a session is asked about
+ * recur: the trainer thread, where time is cheap, searches for each
+ * remembered context's cautious hypothesis after every training round,
+ * and the next Evaluate of that context adds what it kept.
+ *
+ * The table (one per session sampler, bg__sampler.ctx): at most `cap`
+ * contexts (the guard's sampler_contexts, else the trainer's; 0 = off),
+ * least recently used evicted. A context is the action minus its call id:
+ * tool, arguments_json, features and attributes, exact bytes compared
+ * (the FNV-1a hash of them only finds the slot), so one changed byte is
+ * another context. Who controls it: the agent — so the table is bounded
+ * (cap ≤ BG__CTX_MAX_CAP entries), each entry's bytes are bounded
+ * (BG__CTX_MAX_BYTES; a larger action is simply not remembered: upstream
+ * an action is bounded only by the gRPC message size), and a flood of
+ * distinct contexts only evicts — which leaves today's behaviour (the
+ * draw, archive and refinement), still sound. An entry is one allocation
+ * (bg__ctx, refcounted: the trainer searches an entry an Evaluate may be
+ * evicting meanwhile) plus its kept set. Recording costs the hash of the
+ * action, a mutex and a scan of at most cap hashes; a miss allocates the
+ * new entry (bounded by the table).
+ *
+ * The search (bg__ctx_search_all, on the trainer thread after the archive
+ * search of a round, at the round's reward version): per context, Metropolis
+ * chains on the harm-tilted reward log R(h) + log harm(x, h) — the iid
+ * estimator's objective, whose mode is the iid cautious hypothesis and
+ * which drives the chains along the level towards more harm — with 1- and
+ * 2-flip proposals (symmetric; a pair keeps the level where it moves a
+ * feature between coordinates of one arm), downhill steps accepted.
+ * Starts: the context's kept candidates (re-scored at the new version,
+ * so the search accumulates across rounds), the cautious hypothesis its
+ * last verdict chose, and the archive's best; half the chains annealed
+ * (β 0.1 → 1 over their first half), half at β = 1; half at tilt 1, half
+ * at CTX_LOW_TILT (log R + ½ log harm: nearer the posterior's top, where
+ * the most plausible hypothesis of each harm level is — chosen on
+ * bench_mh_long d = 64 seeds 404 / 406, GFLOWNET.md). At most `budget`
+ * hypotheses looked at per context per round (each at most one log R and
+ * one harm; log R is shared between the round's contexts, as it does
+ * not depend on the action), so a round's work is ≤ cap × budget.
+ * Kept per context (≤ BG__CTX_KEEP): the best by the tilted objective,
+ * then the (log R, harm) Pareto front — for each harm level reached the
+ * most plausible hypothesis reaching it, which is what both estimators'
+ * cautious choice needs — most plausible first. Stored as a bg__archive
+ * (ids ascending, log R at the round's version, the model's tag).
+ *
+ * Evaluate (sampled.c, step 4a'): a remembered context's kept set joins
+ * the candidates through bg__archive_extra — each member's log R at the
+ * current version (stored, or re-scored through the draw's cache) and its
+ * harm for this action computed afresh. They are exactly scored
+ * candidates, so the refinement's argument holds unchanged: extra
+ * candidates never lower the non-iid floor and only raise the iid product
+ * (sampled_refine.c).
+ *
+ * Deterministic: the same reward, table contents, archive and seed give the
+ * same kept sets (the seed of a context mixes the round's seed with its
+ * hash; the shared log R cache changes cost, not results).
+ *
+ * Threads: t->mu guards the table (slots, ticks, each entry's kept and
+ * cautious); the search holds it only to take and publish. Ownership:
+ * bg__ctx_record's *kept is a new reference (bg__archive_unref), *entry too
+ * (bg__ctx_unref).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/bg_fnv.h"
+#include "engine/observation.h"
+#include "engine/sampled_priv.h"
+
+/* Chains per context and round, in lock step. */
+#define CTX_CHAINS 8
+/* The tilt of the second half of a context's chains (the first half's is
+ * 1, the iid objective): a weaker pull towards harm keeps them nearer the
+ * posterior's top, where the most plausible hypothesis at each harm level
+ * is (the kept front). */
+#define CTX_LOW_TILT 0.5
+/* log harm of a zero harm: log R alone drives the chain there. */
+#define CTX_LOG_HARM_MIN (-700.0)
+
+struct bg__ctx {
+    atomic_int refs;
+    uint64_t hash;
+    uint64_t last_use;   /* under the table's mutex */
+    uint64_t cautious;   /* the last verdict's cautious id (has_cautious), under mu */
+    int has_cautious;    /* under mu */
+    bg__archive *kept;   /* under mu; NULL: not searched yet */
+    bg_observation *obs; /* obs->action: the context (id ""), one block */
+};
+
+void bg__ctx_unref(bg__ctx *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
+        bg__archive_unref(c->kept);
+        free(c->obs);
+        free(c);
+    }
+}
+
+void bg__ctx_table_init(bg__ctx_table *t)
+{
+    memset(t, 0, sizeof *t);
+    pthread_mutex_init(&t->mu, NULL);
+}
+
+void bg__ctx_table_close(bg__ctx_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        bg__ctx_unref(t->slot[i]);
+    free(t->slot);
+    pthread_mutex_destroy(&t->mu);
+    memset(t, 0, sizeof *t);
+}
+
+size_t bg__ctx_table_size(bg__ctx_table *t)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+static size_t str_len(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+/* The bytes of a's context (what a deep copy needs beyond the struct) and
+ * its hash: each field length-prefixed, so no two contexts share a byte
+ * string. */
+static size_t ctx_bytes(const bg_action *a, uint64_t *hash)
+{
+    uint64_t h = BG_FNV64_OFFSET;
+    size_t n = 0, l;
+#define FIELD(p, len)                                                                              \
+    do {                                                                                           \
+        uint64_t L = (uint64_t)(len);                                                              \
+        h = bg_fnv64(h, &L, sizeof L);                                                             \
+        if (L)                                                                                     \
+            h = bg_fnv64(h, (p), (size_t)L);                                                       \
+    } while (0)
+    l = str_len(a->tool);
+    FIELD(a->tool, l);
+    n += l + 1;
+    l = str_len(a->arguments_json);
+    FIELD(a->arguments_json, l);
+    n += l + 1;
+    FIELD(a->features, a->n_features * sizeof(double));
+    n += a->n_features * sizeof(double);
+    FIELD(&a->n_attributes, 0);
+    uint64_t na = a->n_attributes;
+    h = bg_fnv64(h, &na, sizeof na);
+    n += a->n_attributes * sizeof(bg_attr);
+    for (size_t i = 0; i < a->n_attributes; i++) {
+        l = str_len(a->attributes[i].key);
+        FIELD(a->attributes[i].key, l);
+        n += l + 1;
+        l = str_len(a->attributes[i].value);
+        FIELD(a->attributes[i].value, l);
+        n += l + 1;
+    }
+#undef FIELD
+    *hash = h;
+    return n;
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    return !strcmp(a ? a : "", b ? b : "");
+}
+
+/* Whether stored context c is action a's (exact bytes). */
+static int ctx_equal(const bg__ctx *c, const bg_action *a)
+{
+    const bg_action *s = &c->obs->action;
+    if (s->n_features != a->n_features || s->n_attributes != a->n_attributes ||
+        !str_eq(s->tool, a->tool) || !str_eq(s->arguments_json, a->arguments_json))
+        return 0;
+    if (a->n_features && memcmp(s->features, a->features, a->n_features * sizeof(double)))
+        return 0;
+    for (size_t i = 0; i < a->n_attributes; i++)
+        if (!str_eq(s->attributes[i].key, a->attributes[i].key) ||
+            !str_eq(s->attributes[i].value, a->attributes[i].value))
+            return 0;
+    return 1;
+}
+
+/* A new entry for a (refs 1): a copy of a without its call id
+ * (observation.c's one-block copy); NULL: no memory. */
+static bg__ctx *ctx_new(const bg_action *a, uint64_t hash)
+{
+    bg_observation o = {.action = *a};
+    o.action.id = "";
+    bg__ctx *c = calloc(1, sizeof *c);
+    if (!c || !(c->obs = bg__obs_dup(&o))) {
+        free(c);
+        return NULL;
+    }
+    atomic_init(&c->refs, 1);
+    c->hash = hash;
+    return c;
+}
+
+/* Drops the least recently used entry (t->mu held, t->n > 0). */
+static void evict_lru(bg__ctx_table *t)
+{
+    size_t lru = 0;
+    for (size_t i = 1; i < t->n; i++)
+        if (t->slot[i]->last_use < t->slot[lru]->last_use)
+            lru = i;
+    bg__ctx_unref(t->slot[lru]);
+    t->slot[lru] = t->slot[--t->n];
+}
+
+int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
+                   bg__archive **kept)
+{
+    *entry = NULL;
+    *kept = NULL;
+    if (!cap)
+        return BG_OK;
+    if (cap > BG__CTX_MAX_CAP)
+        cap = BG__CTX_MAX_CAP;
+    uint64_t hash;
+    size_t bytes = ctx_bytes(a, &hash);
+    if (bytes > BG__CTX_MAX_BYTES)
+        return BG_OK; /* not remembered: the verdict is today's */
+    pthread_mutex_lock(&t->mu);
+    bg__ctx *c = NULL;
+    for (size_t i = 0; i < t->n && !c; i++)
+        if (t->slot[i]->hash == hash && ctx_equal(t->slot[i], a))
+            c = t->slot[i];
+    int rc = BG_OK;
+    if (!c) {
+        if (t->alloc < cap) {
+            bg__ctx **s = realloc(t->slot, cap * sizeof *s);
+            if (!s) {
+                rc = BG_ENOMEM;
+                goto done;
+            }
+            t->slot = s;
+            t->alloc = cap;
+        }
+        while (t->n >= cap) /* full, or the cap came down (a reload) */
+            evict_lru(t);
+        if (!(c = ctx_new(a, hash))) {
+            rc = BG_ENOMEM;
+            goto done;
+        }
+        t->slot[t->n++] = c;
+    }
+    c->last_use = ++t->tick;
+    atomic_fetch_add(&c->refs, 1);
+    *entry = c;
+    if (c->kept) {
+        atomic_fetch_add(&c->kept->refs, 1);
+        *kept = c->kept;
+    }
+done:
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+void bg__ctx_cautious(bg__ctx_table *t, bg__ctx *c, uint64_t id)
+{
+    pthread_mutex_lock(&t->mu);
+    c->cautious = id;
+    c->has_cautious = 1;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* ---- the search */
+
+/* log R of the round, shared by its contexts: open-addressed, id inline,
+ * at most half full (then it stops caching: cost, not results). */
+typedef struct lr_cache {
+    uint64_t *key;
+    double *lp;
+    unsigned char *used;
+    size_t mask, n;
+} lr_cache;
+
+static size_t slot_of(const uint64_t *key, const unsigned char *used, size_t mask, uint64_t id)
+{
+    uint64_t h = id * 0x9e3779b97f4a7c15ULL;
+    size_t i = (size_t)(h >> 29) & mask;
+    while (used[i] && key[i] != id)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* One context's visited hypotheses: id, log R, harm. */
+typedef struct ctx_seen {
+    uint64_t *key;
+    double *lp, *harm;
+    unsigned char *used;
+    size_t mask, n;
+} ctx_seen;
+
+/* A context's search in progress. */
+typedef struct csearch {
+    const bg_guard *g;
+    bg__reward_ctx *r;
+    const bg_action *act;
+    lr_cache *lc;
+    ctx_seen v;
+    uint32_t bits;
+    uint64_t limit;
+    uint32_t looked, budget; /* hypotheses looked at (new to this context) */
+    uint64_t reward_evals;
+    uint64_t *ids, *need; /* scratch [CTX_CHAINS + BG__CTX_KEEP + 2] */
+    double *out, *hout;
+} csearch;
+
+static int valid(const csearch *s, uint64_t id)
+{
+    return !s->limit || id < s->limit;
+}
+
+/* log R and harm of ids[0..m) for the context (m ≤ the scratch): looked up,
+ * else scored (the new ones count against the budget; none beyond it: those
+ * get -inf); an invalid id, a NaN or a harm outside [0, 1] is -inf. */
+static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double *harm)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++) {
+        lp[i] = -INFINITY;
+        harm[i] = 0;
+        if (!valid(s, ids[i]))
+            continue;
+        size_t sl = slot_of(s->v.key, s->v.used, s->v.mask, ids[i]);
+        if (s->v.used[sl])
+            continue;
+        int dup = 0;
+        for (size_t j = 0; j < k && !dup; j++)
+            dup = s->ids[j] == ids[i];
+        if (!dup && s->looked + k < s->budget && 2 * (s->v.n + k + 1) <= s->v.mask + 1)
+            s->ids[k++] = ids[i];
+    }
+    if (k) {
+        /* log R: the round's cache, else the reward (batched) */
+        size_t nn = 0;
+        for (size_t j = 0; j < k; j++) {
+            size_t sl = slot_of(s->lc->key, s->lc->used, s->lc->mask, s->ids[j]);
+            if (s->lc->used[sl])
+                s->out[j] = s->lc->lp[sl];
+            else
+                s->need[nn++] = s->ids[j];
+        }
+        if (nn) {
+            double *tmp = s->hout; /* harm's scratch, free until the harm call */
+            if (bg__session_log_r(s->r, s->need, nn, tmp) != BG_PLUGIN_OK)
+                return BG_EINTERNAL;
+            s->reward_evals += nn;
+            for (size_t q = 0; q < nn; q++) {
+                size_t sl = slot_of(s->lc->key, s->lc->used, s->lc->mask, s->need[q]);
+                if (!s->lc->used[sl] && 2 * (s->lc->n + 1) <= s->lc->mask + 1) {
+                    s->lc->used[sl] = 1;
+                    s->lc->key[sl] = s->need[q];
+                    s->lc->lp[sl] = tmp[q];
+                    s->lc->n++;
+                }
+            }
+            for (size_t j = 0, q = 0; j < k; j++)
+                if (q < nn && s->need[q] == s->ids[j])
+                    s->out[j] = tmp[q++];
+        }
+        if (s->g->model->harm(s->g->model_inst, s->act, s->r->hist, s->r->n_hist, s->ids, k,
+                              s->hout) != BG_PLUGIN_OK)
+            return BG_EINTERNAL;
+        s->looked += (uint32_t)k;
+        for (size_t j = 0; j < k; j++) {
+            double l = s->out[j], hm = s->hout[j];
+            if (isnan(l) || l == INFINITY || !(hm >= 0.0 && hm <= 1.0))
+                l = -INFINITY, hm = 0;
+            size_t sl = slot_of(s->v.key, s->v.used, s->v.mask, s->ids[j]);
+            s->v.used[sl] = 1;
+            s->v.key[sl] = s->ids[j];
+            s->v.lp[sl] = l;
+            s->v.harm[sl] = hm;
+            s->v.n++;
+        }
+    }
+    for (size_t i = 0; i < m; i++) {
+        if (!valid(s, ids[i]))
+            continue;
+        size_t sl = slot_of(s->v.key, s->v.used, s->v.mask, ids[i]);
+        if (s->v.used[sl]) {
+            lp[i] = s->v.lp[sl];
+            harm[i] = s->v.harm[sl];
+        }
+    }
+    return BG_OK;
+}
+
+/* log R + t·log harm (-inf for an excluded hypothesis). */
+static double tilted_by(double lp, double harm, double t)
+{
+    if (!(lp > -INFINITY))
+        return -INFINITY;
+    return lp + t * (harm > 0 ? fmax(log(harm), CTX_LOG_HARM_MIN) : CTX_LOG_HARM_MIN);
+}
+
+static double tilted(double lp, double harm)
+{
+    return tilted_by(lp, harm, 1.0);
+}
+
+/* The chains from start[0..CTX_CHAINS) until the budget is spent (or 4 ×
+ * budget proposals). */
+static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
+{
+    enum { C = CTX_CHAINS };
+    uint64_t cur[C], prop[C];
+    double clp[C], ch[C], cf[C], plp[C], ph[C];
+    memcpy(cur, start, sizeof cur);
+    int rc = cscore(s, cur, C, clp, ch);
+    double tilt[C];
+    for (int c = 0; c < C; c++) {
+        tilt[c] = c < C / 2 ? 1.0 : CTX_LOW_TILT;
+        cf[c] = tilted_by(clp[c], ch[c], tilt[c]);
+    }
+    size_t steps = s->budget > s->looked ? (s->budget - s->looked) / C + 1 : 0;
+    size_t max_prop = 4 * (size_t)s->budget;
+    for (size_t t = 0, proposals = 0;
+         rc == BG_OK && s->looked + C <= s->budget && proposals < max_prop; t++) {
+        for (int c = 0; c < C; c++)
+            prop[c] = bg__flip_propose(s->bits, rng, cur[c]);
+        proposals += C;
+        if ((rc = cscore(s, prop, C, plp, ph)) != BG_OK)
+            break;
+        for (int c = 0; c < C; c++) {
+            double beta = 1;
+            if ((c & 1) && 2 * t < steps) /* odd chains annealed */
+                beta = 0.1 + 0.9 * (double)(2 * t) / (double)steps;
+            double pf = tilted_by(plp[c], ph[c], tilt[c]);
+            double u = bg_rng_next_uniform(rng);
+            if (pf > -INFINITY &&
+                (cf[c] == -INFINITY || pf >= cf[c] || u < exp(beta * (pf - cf[c])))) {
+                cur[c] = prop[c];
+                cf[c] = pf;
+            }
+        }
+    }
+    return rc;
+}
+
+/* Which of the context's visited hypotheses it keeps (the top comment):
+ * a new archive of at most BG__CTX_KEEP, or NULL (none scored / no memory). */
+static bg__archive *keep_of(const csearch *s, uint64_t version, uint64_t tag, size_t n_hist)
+{
+    size_t m = 0, mask = s->v.mask;
+    size_t *sl = malloc((s->v.n ? s->v.n : 1) * sizeof *sl);
+    uint64_t *key = malloc((s->v.n ? s->v.n : 1) * sizeof *key);
+    uint32_t *ord = malloc((s->v.n ? s->v.n : 1) * sizeof *ord);
+    bg__archive *a = malloc(sizeof *a + BG__CTX_KEEP * (sizeof(uint64_t) + sizeof(double)));
+    if (!sl || !key || !ord || !a)
+        goto fail;
+    for (size_t i = 0; i <= mask; i++)
+        if (s->v.used[i] && s->v.lp[i] > -INFINITY)
+            sl[m++] = i;
+    if (!m)
+        goto fail;
+    /* by harm descending, ties log R descending, then id ascending: sort
+     * by id, then lp, then harm (stable LSD passes) */
+    for (size_t i = 0; i < m; i++)
+        key[i] = s->v.key[sl[i]];
+    if (bg__radix_order(key, m, ord) != BG_OK)
+        goto fail;
+    size_t *tmp = malloc(m * sizeof *tmp);
+    if (!tmp)
+        goto fail;
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t i = 0; i < m; i++)
+            tmp[i] = sl[ord[i]];
+        memcpy(sl, tmp, m * sizeof *sl);
+        if (pass == 2)
+            break;
+        for (size_t i = 0; i < m; i++)
+            key[i] = bg__desc_key(pass == 0 ? s->v.lp[sl[i]] : s->v.harm[sl[i]]);
+        if (bg__radix_order(key, m, ord) != BG_OK) {
+            free(tmp);
+            goto fail;
+        }
+    }
+    free(tmp);
+    /* the best by the tilted objective */
+    size_t best = 0;
+    for (size_t i = 1; i < m; i++)
+        if (tilted(s->v.lp[sl[i]], s->v.harm[sl[i]]) >
+            tilted(s->v.lp[sl[best]], s->v.harm[sl[best]]))
+            best = i;
+    /* the Pareto front, harm descending (so log R ascending along it) */
+    size_t nf = 0;
+    double top = -INFINITY;
+    for (size_t i = 0; i < m; i++)
+        if (s->v.lp[sl[i]] > top) {
+            top = s->v.lp[sl[i]];
+            sl[nf++] = sl[i] | (i == best ? (size_t)1 << (sizeof(size_t) * 8 - 1) : 0);
+        } else if (i == best) {
+            sl[nf++] = sl[i] | (size_t)1 << (sizeof(size_t) * 8 - 1); /* kept even off the front */
+        }
+    /* the tilted best, then the front's most plausible end */
+    size_t hi = (size_t)1 << (sizeof(size_t) * 8 - 1), n = 0;
+    uint64_t ids[BG__CTX_KEEP];
+    double lps[BG__CTX_KEEP];
+    for (size_t i = 0; i < nf; i++)
+        if (sl[i] & hi) {
+            ids[n] = s->v.key[sl[i] & ~hi];
+            lps[n++] = s->v.lp[sl[i] & ~hi];
+        }
+    for (size_t i = nf; i-- > 0 && n < BG__CTX_KEEP;)
+        if (!(sl[i] & hi)) {
+            ids[n] = s->v.key[sl[i]];
+            lps[n++] = s->v.lp[sl[i]];
+        }
+    /* ids ascending */
+    if (bg__radix_order(ids, n, ord) != BG_OK)
+        goto fail;
+    a->ids = (uint64_t *)(a + 1);
+    a->lp = (double *)(a->ids + BG__CTX_KEEP);
+    for (size_t i = 0; i < n; i++) {
+        a->ids[i] = ids[ord[i]];
+        a->lp[i] = lps[ord[i]];
+    }
+    a->n = n;
+    atomic_init(&a->refs, 1);
+    a->version = version;
+    a->model_tag = tag;
+    a->n_hist = n_hist;
+    a->evals = s->looked;
+    a->cpu_ns = 0;
+    free(sl);
+    free(key);
+    free(ord);
+    return a;
+fail:
+    free(sl);
+    free(key);
+    free(ord);
+    free(a);
+    return NULL;
+}
+
+/* One context's search: starts from its kept set, its last cautious
+ * hypothesis and the archive's best; *out its new kept set (NULL: keep
+ * the old). */
+static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uint64_t cautious,
+                      const bg__archive *arch, uint64_t seed, bg__archive **out)
+{
+    *out = NULL;
+    enum { C = CTX_CHAINS, NS = BG__CTX_KEEP + C + 2 };
+    uint64_t cand[NS];
+    double lp[NS], harm[NS];
+    size_t nc = 0;
+    /* 1. the previous kept set at this version, the cautious hypothesis */
+    if (kept)
+        for (size_t i = 0; i < kept->n && nc < BG__CTX_KEEP; i++)
+            cand[nc++] = kept->ids[i];
+    if (has_cautious)
+        cand[nc++] = cautious;
+    /* the archive's best few by log R */
+    if (arch && arch->n) {
+        size_t take = C < arch->n ? C : arch->n;
+        for (size_t k = 0; k < take; k++) {
+            size_t bi = SIZE_MAX;
+            for (size_t i = 0; i < arch->n; i++) {
+                int dup = 0;
+                for (size_t j = 0; j < nc && !dup; j++)
+                    dup = cand[j] == arch->ids[i];
+                if (!dup && (bi == SIZE_MAX || arch->lp[i] > arch->lp[bi]))
+                    bi = i;
+            }
+            if (bi == SIZE_MAX)
+                break;
+            cand[nc++] = arch->ids[bi];
+        }
+    }
+    if (!nc)
+        return BG_OK;
+    int rc = BG_OK;
+    for (size_t i = 0; i < nc && rc == BG_OK; i += C)
+        rc = cscore(s, cand + i, nc - i < C ? nc - i : C, lp + i, harm + i);
+    if (rc != BG_OK)
+        return rc;
+    /* 2. chains from the best starts by the tilted objective, distinct */
+    uint64_t start[C];
+    size_t ns = 0;
+    unsigned char taken[NS] = {0};
+    while (ns < C) {
+        size_t bi = SIZE_MAX;
+        for (size_t i = 0; i < nc; i++)
+            if (!taken[i] && lp[i] > -INFINITY &&
+                (bi == SIZE_MAX || tilted(lp[i], harm[i]) > tilted(lp[bi], harm[bi])))
+                bi = i;
+        if (bi == SIZE_MAX)
+            break;
+        taken[bi] = 1;
+        start[ns++] = cand[bi];
+    }
+    if (!ns)
+        return BG_OK;
+    for (size_t c = ns; c < C; c++) /* fewer starts: the best ones again */
+        start[c] = start[c % ns];
+    bg_rng rng;
+    bg_rng_init(&rng, seed);
+    if ((rc = run_chains(s, &rng, start)) != BG_OK)
+        return rc;
+    *out = keep_of(s, s->r->version, bg__model_tag(s->g), s->r->n_hist);
+    return *out ? BG_OK : BG_ENOMEM;
+}
+
+static double thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return 1e9 * (double)ts.tv_sec + (double)ts.tv_nsec;
+}
+
+int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
+                       const bg__archive *arch, uint32_t budget, uint64_t seed,
+                       bg__ctx_stats *stats)
+{
+    double c0 = thread_cpu_ns();
+    if (stats)
+        memset(stats, 0, sizeof *stats);
+    uint64_t limit;
+    uint32_t bits = bg__space_bits(g, &limit);
+    if (!bits || !budget)
+        return BG_OK;
+    /* take the entries (references) */
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n;
+    bg__ctx **e = malloc((n ? n : 1) * sizeof *e);
+    bg__archive **kept = malloc((n ? n : 1) * sizeof *kept);
+    uint64_t *caut = malloc((n ? n : 1) * sizeof *caut);
+    int *has = malloc((n ? n : 1) * sizeof *has);
+    if (e && kept && caut && has)
+        for (size_t i = 0; i < n; i++) {
+            e[i] = t->slot[i];
+            atomic_fetch_add(&e[i]->refs, 1);
+            kept[i] = e[i]->kept;
+            if (kept[i])
+                atomic_fetch_add(&kept[i]->refs, 1);
+            caut[i] = e[i]->cautious;
+            has[i] = e[i]->has_cautious;
+        }
+    pthread_mutex_unlock(&t->mu);
+    int rc = BG_ENOMEM;
+    lr_cache lc = {0};
+    csearch s = {.g = g, .r = r, .bits = bits, .limit = limit, .budget = budget};
+    size_t vslots = 16, lslots = 16, scratch = CTX_CHAINS + BG__CTX_KEEP + 2;
+    while (vslots < 4 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 2))
+        vslots *= 2;
+    while (lslots < 2 * n * ((size_t)budget + BG__CTX_KEEP) && lslots < (1u << 20))
+        lslots *= 2;
+    if (!e || !kept || !caut || !has) {
+        n = 0; /* no references were taken */
+        goto done;
+    }
+    lc.key = malloc(lslots * sizeof *lc.key);
+    lc.lp = malloc(lslots * sizeof *lc.lp);
+    lc.used = calloc(lslots, 1);
+    lc.mask = lslots - 1;
+    s.lc = &lc;
+    s.v.key = malloc(vslots * sizeof *s.v.key);
+    s.v.lp = malloc(vslots * sizeof *s.v.lp);
+    s.v.harm = malloc(vslots * sizeof *s.v.harm);
+    s.v.used = malloc(vslots);
+    s.v.mask = vslots - 1;
+    s.ids = malloc(scratch * sizeof *s.ids);
+    s.need = malloc(scratch * sizeof *s.need);
+    s.out = malloc(scratch * sizeof *s.out);
+    s.hout = malloc(scratch * sizeof *s.hout);
+    if (!lc.key || !lc.lp || !lc.used || !s.v.key || !s.v.lp || !s.v.harm || !s.v.used || !s.ids ||
+        !s.need || !s.out || !s.hout)
+        goto done;
+    rc = BG_OK;
+    uint64_t looked = 0;
+    for (size_t i = 0; i < n && rc == BG_OK; i++) {
+        memset(s.v.used, 0, vslots);
+        s.v.n = 0;
+        s.looked = 0;
+        s.act = &e[i]->obs->action;
+        bg__archive *nk = NULL;
+        rc = search_one(&s, kept[i], has[i], caut[i], arch, seed ^ e[i]->hash, &nk);
+        looked += s.looked;
+        if (rc == BG_OK && nk) {
+            pthread_mutex_lock(&t->mu);
+            bg__archive *prev = e[i]->kept;
+            e[i]->kept = nk;
+            pthread_mutex_unlock(&t->mu);
+            bg__archive_unref(prev);
+        }
+    }
+    if (stats) {
+        stats->contexts = n;
+        stats->looked = looked;
+        stats->reward_evals = s.reward_evals;
+    }
+done:
+    for (size_t i = 0; i < n; i++) {
+        bg__archive_unref(kept[i]);
+        bg__ctx_unref(e[i]);
+    }
+    free(e);
+    free(kept);
+    free(caut);
+    free(has);
+    free(lc.key);
+    free(lc.lp);
+    free(lc.used);
+    free(s.v.key);
+    free(s.v.lp);
+    free(s.v.harm);
+    free(s.v.used);
+    free(s.ids);
+    free(s.need);
+    free(s.out);
+    free(s.hout);
+    if (stats)
+        stats->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
+    return rc;
+}

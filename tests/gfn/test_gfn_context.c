@@ -1,0 +1,393 @@
+/*
+ * test_gfn_context.c — remembered contexts and their search on the trainer
+ * thread (issue 16; daemon/engine/sampled_context.c).
+ *
+ *   test_level: a d = 12 bandit whose data pin every bit but one level: an
+ *     arm with features 0 and 1 observed 20 times at value 1 (exactly one
+ *     of w0, w1 set: leaving the level costs 10 nats) and each other
+ *     feature alone 30 times at its bit of `start`. start has w0 set, its
+ *     swap w1: the same log R, and the context x = e1 puts harm on w1
+ *     alone, so the swap is the exact cautious hypothesis of both
+ *     estimators (enumerated here). Every single flip of start costs
+ *     >= 10 nats, more than the log harm it gains, so the Evaluate's
+ *     single-flip climbs (budget 300 < 4 × 78 pairs, as at d = 64 with the
+ *     default 4,096) from {start} stop at start. The archive here holds
+ *     start only (at d = 64 the level is larger than the archive's 1,024,
+ *     GFLOWNET.md; a d = 12 archive would hold the whole level, so the test
+ *     stands in for one that does not). At first sight the verdict's
+ *     cautious hypothesis is start; after the context was recorded and one
+ *     per-context search ran (harm-tilted chains with pair proposals), the
+ *     next Evaluate's candidates hold the swap and both estimators pick it.
+ *     With the feature off (cap 0) nothing is recorded or searched and the
+ *     verdict stays start.
+ *   test_table: the table's bounds — more distinct contexts than the cap
+ *     evict the least recently used; a context whose features differ by one
+ *     byte is another context; an action over BG__CTX_MAX_BYTES is not
+ *     remembered; a round looks at <= cap × budget hypotheses (counted),
+ *     each context <= budget, and computes at most that many log R.
+ *   test_engine: through the engine (inline training, the gfn sampler,
+ *     d = 16): contexts evaluated, then observations: the trainer's
+ *     per-context rounds run, and each verdict's iid objective log R + log
+ *     harm of its cautious hypothesis is >= the one without the feature
+ *     on the same draw (the kept members join after the refinement, so the
+ *     candidates are a superset of those without them: the iid product
+ *     only grows).
+ * ~1 s. Skips (77) when the plugins are not built.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/sampled_priv.h"
+#include "gfn_bandit_twin.h"
+
+enum { D = 12, NA = 20, NP = 30, NOBS = NA + (D - 2) * NP };
+
+static double feat[D][D];
+static bg_observation hist[NOBS];
+
+/* The level's history (top comment); start and swap into *start, *swap. */
+static void level_history(uint64_t *start, uint64_t *swap)
+{
+    uint64_t st = 1ull << (D - 1), sw = 1ull << (D - 2);
+    for (int k = 2; k < D; k++)
+        if (k % 2)
+            st |= 1ull << (D - 1 - k);
+    sw |= st & ((1ull << (D - 2)) - 1);
+    memset(feat, 0, sizeof feat);
+    feat[0][0] = feat[0][1] = 1;
+    for (int k = 2; k < D; k++)
+        feat[k][k] = 1;
+    size_t t = 0;
+    for (int i = 0; i < NA; i++)
+        hist[t++] =
+            (bg_observation){.action = {.tool = "pull", .features = feat[0], .n_features = D},
+                             .has_value = 1,
+                             .value = 1};
+    for (int k = 2; k < D; k++)
+        for (int i = 0; i < NP; i++)
+            hist[t++] =
+                (bg_observation){.action = {.tool = "pull", .features = feat[k], .n_features = D},
+                                 .has_value = 1,
+                                 .value = (double)(st >> (D - 1 - k) & 1)};
+    CHECK_INT((int)t, NOBS);
+    *start = st;
+    *swap = sw;
+}
+
+/* A hand-made archive of n ids (ascending) with their log R at r's version. */
+static bg__archive *archive_of(const bg_guard *g, bg__reward_ctx *r, const uint64_t *ids, size_t n)
+{
+    bg__archive *a = calloc(1, sizeof *a + n * (sizeof(uint64_t) + sizeof(double)));
+    CHECK(a != NULL);
+    atomic_init(&a->refs, 1);
+    a->ids = (uint64_t *)(a + 1);
+    a->lp = (double *)(a->ids + n);
+    memcpy(a->ids, ids, n * sizeof *ids);
+    CHECK_INT(bg__session_log_r(r, a->ids, n, a->lp), BG_PLUGIN_OK);
+    a->n = n;
+    a->version = r->version;
+    a->model_tag = bg__model_tag(g);
+    a->n_hist = r->n_hist;
+    return a;
+}
+
+/* Merges the members of a (an archive or a kept set) that ids lacks into
+ * (ids, lp, harm) (n of them, ascending), exactly scored, as the engine's
+ * bg__archive_extra and join do. */
+static void add_members(const bg_guard *g, const bg_action *a, const bg__archive *arc,
+                        uint64_t version, uint64_t *ids, double *lp, double *harm, size_t *n,
+                        size_t cap)
+{
+    static uint64_t m_ids[1 + 32 + 32 + 4096];
+    static double m_lp[1 + 32 + 32 + 4096], m_harm[1 + 32 + 32 + 4096];
+    bg_err err;
+    bg__refined ex;
+    CHECK(bg__archive_extra(g, hist, NOBS, a, arc, ids, *n, NULL, version, &ex, &err) == BG_OK,
+          "%s", err.msg);
+    CHECK(*n + ex.n <= cap);
+    CHECK_INT(bg__refined_merge(ids, lp, harm, *n, &ex, m_ids, m_lp, m_harm), BG_OK);
+    *n += ex.n;
+    memcpy(ids, m_ids, *n * sizeof *ids);
+    memcpy(lp, m_lp, *n * sizeof *lp);
+    memcpy(harm, m_harm, *n * sizeof *harm);
+    bg__refined_free(&ex);
+}
+
+/* The Evaluate's steps over the candidates {start}, in the engine's order:
+ * the archive's members joined, refined (budget 300), the context's kept
+ * members joined, estimated. */
+static bg_verdict verdict_of(const bg_guard *g, const bg_action *a, uint64_t start,
+                             const bg__archive *arch, const bg__archive *kept, uint64_t version)
+{
+    enum { CAP = 1 + 32 + 32 + 4096 };
+    static uint64_t ids[CAP], m_ids[CAP];
+    static double lp[CAP], harm[CAP], m_lp[CAP], m_harm[CAP];
+    bg_err err;
+    size_t n = 1;
+    ids[0] = start;
+    CHECK(bg__score(g, hist, NOBS, a, ids, 1, lp, harm, NULL, version, 0, &err) == BG_OK, "%s",
+          err.msg);
+    if (arch)
+        add_members(g, a, arch, version, ids, lp, harm, &n, CAP);
+    bg__refined rf;
+    CHECK(bg__refine(g, hist, NOBS, a, ids, lp, harm, n, 300, 0, NULL, version, &rf, &err) == BG_OK,
+          "%s", err.msg);
+    CHECK(n + rf.n <= CAP, "%zu + %zu candidates", n, rf.n);
+    CHECK_INT(bg__refined_merge(ids, lp, harm, n, &rf, m_ids, m_lp, m_harm), BG_OK);
+    n += rf.n;
+    memcpy(ids, m_ids, n * sizeof *ids);
+    memcpy(lp, m_lp, n * sizeof *lp);
+    memcpy(harm, m_harm, n * sizeof *harm);
+    bg__refined_free(&rf);
+    if (kept)
+        add_members(g, a, kept, version, ids, lp, harm, &n, CAP);
+    bg_verdict v;
+    memset(&v, 0, sizeof v);
+    CHECK(bg__estimate_over(g, ids, n, lp, harm, &v, &err) == BG_OK, "%s", err.msg);
+    return v;
+}
+
+static void test_level(bg_plugin_host *h)
+{
+    uint64_t start, swap;
+    level_history(&start, &swap);
+    static double x[D];
+    memset(x, 0, sizeof x);
+    x[1] = 1;
+    bg_action a = {
+        .id = "call-1", .tool = "pull", .arguments_json = "", .features = x, .n_features = D};
+    static const char *const est[2] = {"iid", "noniid"};
+    static const char *const ecfg[2] = {"", "{alpha: 0.01}"};
+    for (int e = 0; e < 2; e++) {
+        bg_guard_build *b;
+        const bg_guard *g =
+            twin_build(h, "level", "{features: 12, sigma: 1, theta: 2, enumerate: false}", est[e],
+                       ecfg[e], &b);
+        bg__reward_ctx r = bg__reward_ctx_make(g, hist, NOBS);
+        bg__archive *arch = archive_of(g, &r, &start, 1);
+        for (int on = 0; on < 2; on++) {
+            size_t cap = on ? 64 : 0;
+            bg__ctx_table t;
+            bg__ctx_table_init(&t);
+            bg__ctx *c;
+            bg__archive *kept;
+            /* first sight: recorded (when on), nothing kept yet */
+            CHECK_INT(bg__ctx_record(&t, cap, &a, &c, &kept), BG_OK);
+            CHECK(kept == NULL && (c != NULL) == on);
+            bg_verdict v0 = verdict_of(g, &a, start, arch, kept, r.version);
+            CHECK(v0.cautious_id == start,
+                  "%s: at first sight the refinement (single flips) found %llu; the test needs "
+                  "a level it cannot walk",
+                  est[e], (unsigned long long)v0.cautious_id);
+            if (c)
+                bg__ctx_cautious(&t, c, v0.cautious_id);
+            bg__ctx_unref(c);
+            /* a training round: the per-context search */
+            bg__ctx_stats st;
+            CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, 512, 7, &st), BG_OK);
+            CHECK_INT((int)st.contexts, on);
+            CHECK(st.looked <= 512u * st.contexts && st.reward_evals <= st.looked,
+                  "looked %llu, reward evaluations %llu", (unsigned long long)st.looked,
+                  (unsigned long long)st.reward_evals);
+            /* seen again (the call id differs: not part of the context) */
+            a.id = "call-2";
+            CHECK_INT(bg__ctx_record(&t, cap, &a, &c, &kept), BG_OK);
+            a.id = "call-1";
+            CHECK((kept != NULL) == on, "%s: kept %p with the feature %s", est[e], (void *)kept,
+                  on ? "on" : "off");
+            bg_verdict v1 = verdict_of(g, &a, start, arch, kept, r.version);
+            if (on)
+                CHECK(v1.cautious_id == swap,
+                      "%s: after one per-context search the verdict's cautious hypothesis is "
+                      "%llu, not the swap %llu along the level (%zu kept, %llu looked at)",
+                      est[e], (unsigned long long)v1.cautious_id, (unsigned long long)swap, kept->n,
+                      (unsigned long long)st.looked);
+            else
+                CHECK(v1.cautious_id == start, "%s: off, yet %llu", est[e],
+                      (unsigned long long)v1.cautious_id);
+            printf("level, %s, contexts %s: cautious %llu -> %llu (swap %llu; harm %.4f -> %.4f; "
+                   "%llu looked at, %llu log R computed, %zu kept)\n",
+                   est[e], on ? "on" : "off", (unsigned long long)v0.cautious_id,
+                   (unsigned long long)v1.cautious_id, (unsigned long long)swap, v0.harm_bound,
+                   v1.harm_bound, (unsigned long long)st.looked,
+                   (unsigned long long)st.reward_evals, kept ? kept->n : 0);
+            bg__ctx_unref(c);
+            bg__archive_unref(kept);
+            bg__ctx_table_close(&t);
+        }
+        bg__archive_unref(arch);
+        free(r.tmp);
+        bg_guard_build_destroy(b);
+    }
+}
+
+/* Whether ctx x (features) has kept candidates in t (recording it). */
+static int has_kept(bg__ctx_table *t, size_t cap, const double *x)
+{
+    bg_action a = {.tool = "pull", .features = x, .n_features = D};
+    bg__ctx *c;
+    bg__archive *kept;
+    CHECK_INT(bg__ctx_record(t, cap, &a, &c, &kept), BG_OK);
+    CHECK(c != NULL);
+    int k = kept != NULL;
+    bg__ctx_unref(c);
+    bg__archive_unref(kept);
+    return k;
+}
+
+static void test_table(bg_plugin_host *h)
+{
+    uint64_t start, swap;
+    level_history(&start, &swap);
+    bg_guard_build *b;
+    const bg_guard *g = twin_build(
+        h, "table", "{features: 12, sigma: 1, theta: 2, enumerate: false}", "iid", "", &b);
+    bg__reward_ctx r = bg__reward_ctx_make(g, hist, NOBS);
+    bg__archive *arch = archive_of(g, &r, &start, 1);
+    enum { CAPN = 3, NX = 5 };
+    static double x[NX][D];
+    for (int i = 0; i < NX; i++)
+        for (int k = 0; k < D; k++)
+            x[i][k] = (double)(k % (i + 2) == 0); /* distinct for i < 5 */
+    bg__ctx_table t;
+    bg__ctx_table_init(&t);
+    /* A, B, C recorded; A touched; D evicts the least recently used, B */
+    for (int i = 0; i < 3; i++)
+        CHECK(!has_kept(&t, CAPN, x[i]));
+    CHECK(!has_kept(&t, CAPN, x[0]));
+    CHECK(!has_kept(&t, CAPN, x[3]));
+    CHECK_INT((int)bg__ctx_table_size(&t), CAPN);
+    const uint32_t budget = 200;
+    bg__ctx_stats st;
+    CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 11, &st), BG_OK);
+    CHECK_INT((int)st.contexts, CAPN);
+    CHECK(st.looked > 0 && st.looked <= (uint64_t)CAPN * budget && st.reward_evals <= st.looked,
+          "a round looked at %llu (cap × budget %u), computed %llu log R",
+          (unsigned long long)st.looked, CAPN * budget, (unsigned long long)st.reward_evals);
+    printf("table: a round of %u contexts looked at %llu hypotheses (cap × budget = %u), %llu "
+           "log R computed (shared), %.2f ms CPU\n",
+           CAPN, (unsigned long long)st.looked, CAPN * budget, (unsigned long long)st.reward_evals,
+           (double)st.cpu_ns / 1e6);
+    /* each context's own count: kept->evals <= budget */
+    for (int i = 0; i < 4; i++) {
+        if (i == 1)
+            continue;
+        bg_action a = {.tool = "pull", .features = x[i], .n_features = D};
+        bg__ctx *c;
+        bg__archive *kept;
+        CHECK_INT(bg__ctx_record(&t, CAPN, &a, &c, &kept), BG_OK);
+        CHECK(kept != NULL, "context %d lost its kept set", i);
+        CHECK(kept->evals <= budget && kept->n <= BG__CTX_KEEP,
+              "context %d: %llu looked at, %zu kept", i, (unsigned long long)kept->evals, kept->n);
+        bg__ctx_unref(c);
+        bg__archive_unref(kept);
+    }
+    /* B was evicted: it comes back with nothing kept */
+    CHECK(!has_kept(&t, CAPN, x[1]), "the least recently used context was not evicted");
+    CHECK_INT((int)bg__ctx_table_size(&t), CAPN);
+    /* one byte of one feature changed: another context */
+    double y[D];
+    memcpy(y, x[3], sizeof y);
+    ((unsigned char *)&y[5])[0] ^= 1;
+    CHECK(has_kept(&t, CAPN, x[3]));
+    CHECK(!has_kept(&t, CAPN, y), "a context one byte away shared the kept set");
+    /* an action over the byte bound is not remembered */
+    size_t big = BG__CTX_MAX_BYTES + 1;
+    char *args = malloc(big + 1);
+    CHECK(args != NULL);
+    memset(args, 'a', big);
+    args[big] = '\0';
+    bg_action a = {.tool = "pull", .arguments_json = args, .features = x[4], .n_features = D};
+    bg__ctx *c;
+    bg__archive *kept;
+    CHECK_INT(bg__ctx_record(&t, CAPN, &a, &c, &kept), BG_OK);
+    CHECK(c == NULL && kept == NULL, "an action of %zu bytes was remembered", big);
+    free(args);
+    /* the cap coming down (a reload) evicts down to it */
+    CHECK(!has_kept(&t, 1, x[4]));
+    CHECK_INT((int)bg__ctx_table_size(&t), 1);
+    bg__ctx_table_close(&t);
+    bg__archive_unref(arch);
+    free(r.tmp);
+    bg_guard_build_destroy(b);
+}
+
+/* log R + log harm of id under g for action a and hist. */
+static double iid_obj(const bg_guard *g, const bg_observation *hs, size_t n, const bg_action *a,
+                      uint64_t id)
+{
+    double lp, hm;
+    bg_err err;
+    CHECK(bg__score(g, hs, n, a, &id, 1, &lp, &hm, NULL, 0, 0, &err) == BG_OK, "%s", err.msg);
+    return lp + log(hm);
+}
+
+static void test_engine(bg_plugin_host *h)
+{
+    enum { DE = 16, OBS = 6, NC = 4 };
+    bg_rng rng;
+    bg_gfn_rng_seed(&rng, 1601);
+    twin t;
+    twin_open(&t, h, "ctx", DE, &rng, "{}", 64, 5);
+    bg_sampled_trainer_contexts(t.tr, 8, 256);
+    static bg_observation hs[OBS];
+    static double f[OBS][DE], cx[NC][DE];
+    for (int i = 0; i < NC; i++)
+        twin_features(DE, bg_gfn_rng_u64(&rng) & 0xffff, cx[i]);
+    bg_err err;
+    int better = 0, checked = 0;
+    for (int o = 0; o < OBS; o++) {
+        hs[o] = twin_pull(&t, t.arms[o % TWIN_ARMS], f[o], &rng);
+        CHECK(bg_engine_observe(t.e, &t.gs, "s", &hs[o], NULL, &err) == BG_OK, "%s", err.msg);
+        for (int i = 0; i < NC; i++) {
+            bg_action a = {.id = "",
+                           .tool = "pull",
+                           .arguments_json = "",
+                           .features = cx[i],
+                           .n_features = DE};
+            bg_verdict on, off;
+            bg_sampled_trainer_contexts(t.tr, 0, 0); /* the same draw without */
+            CHECK(bg_engine_evaluate(t.e, &t.gs, "s", &a, &off, &err) == BG_OK, "%s", err.msg);
+            bg_sampled_trainer_contexts(t.tr, 8, 256);
+            CHECK(bg_engine_evaluate(t.e, &t.gs, "s", &a, &on, &err) == BG_OK, "%s", err.msg);
+            CHECK(on.sampled && off.sampled);
+            double jon = iid_obj(&t.gs, hs, (size_t)o + 1, &a, on.cautious_id);
+            double joff = iid_obj(&t.gs, hs, (size_t)o + 1, &a, off.cautious_id);
+            CHECK(jon >= joff - 1e-9,
+                  "obs %d ctx %d: the iid objective fell with the remembered context's "
+                  "candidates: %.6f < %.6f",
+                  o, i, jon, joff);
+            better += jon > joff + 1e-9;
+            checked++;
+        }
+    }
+    uint64_t rounds, ctxs, looked, evals, ns;
+    bg_sampled_trainer_context_stats(t.tr, &rounds, &ctxs, &looked, &evals, &ns);
+    /* recorded after the first observation's round: searched in the next
+     * OBS - 1 rounds, NC contexts each */
+    CHECK_INT((int)rounds, OBS - 1);
+    CHECK_INT((int)ctxs, (OBS - 1) * NC);
+    CHECK(looked <= ctxs * 256 && evals <= looked, "looked %llu, evals %llu",
+          (unsigned long long)looked, (unsigned long long)evals);
+    printf("engine, d = %d: %d verdicts, iid objective higher with the contexts' candidates in "
+           "%d, never lower; %llu rounds, %llu contexts searched, %llu looked at, %llu log R, "
+           "%.1f ms CPU\n",
+           DE, checked, better, (unsigned long long)rounds, (unsigned long long)ctxs,
+           (unsigned long long)looked, (unsigned long long)evals, (double)ns / 1e6);
+    twin_close(&t);
+}
+
+int main(void)
+{
+    const char *const need[] = {"bg_gfn.so", "bg_bandit.so", "bg_iid.so", "bg_noniid.so"};
+    const char *dir = bg_test_plugin_dir(need, 4);
+    bg_err err;
+    bg_plugin_host *h;
+    CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
+    test_level(h);
+    test_table(h);
+    test_engine(h);
+    bg_plugin_host_destroy(h);
+    CHECK_DONE("test_gfn_context");
+}
