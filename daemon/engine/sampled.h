@@ -156,9 +156,11 @@ typedef struct bg_sampled_opts {
  * 2026-12-06; the measurement and the lead's decision: docs/GFLOWNET.md,
  * "A search per remembered context"). The kept candidates join after the
  * refinement, so a verdict's candidates are a superset of those without
- * it: the iid bound can only rise. At d = 64 the iid bound below a long MH
- * run's fell from 227 to 94 context-checkpoints (held out 165 to 90), for
- * 6-12 % more training CPU (d = 32: 7-18 %). */
+ * it: the iid objective (posterior x harm of the cautious pick) can only
+ * rise and the non-iid floor is never lowered (sampled_refine.c). At
+ * d = 64 the iid bound below a long MH run's fell from 227 to 94
+ * context-checkpoints (held out 165 to 90), for 6-12 % more training CPU
+ * (d = 32: 7-18 %). */
 #define BG_SAMPLED_CONTEXTS_DEFAULT 64
 #define BG_SAMPLED_CONTEXT_SEARCH_DEFAULT 1024
 
