@@ -91,37 +91,15 @@
 #define CTX_LOW_TILT 0.5
 /* log harm of a zero harm: log R alone drives the chain there. */
 #define CTX_LOG_HARM_MIN (-700.0)
-/* Experiments, both off (measured on bench_mh_long --seen d = 64, neither
- * improved the issue's within-2-nats metric without costing the bound:
- * docs/GFLOWNET.md, "Persistent chains and annealed restarts per context").
- * CTX_PERSIST 1 keeps each context's chain states between rounds (ids
- * only, re-scored at every round's version like the kept set: no stored
- * log R), so the rounds' budgets act as a few long chains, not restarts
- * around the kept set. CTX_RESTARTS k: the last k chains restart from a
- * uniform random id every CTX_RESTART_ROUNDS rounds, at tilt 1, annealed
- * β 0.05 → 1 over the first half of those rounds (bench_mh_long's reference
- * runs), the others start from the best as without it. Either costs
- * CTX_CHAINS ids and a round count per context (always stored). */
-#ifndef CTX_PERSIST
-#define CTX_PERSIST 0
-#endif
-#ifndef CTX_RESTARTS
-#define CTX_RESTARTS 0
-#endif
-#ifndef CTX_RESTART_ROUNDS
-#define CTX_RESTART_ROUNDS 16
-#endif
 
 struct bg__ctx {
     atomic_int refs;
     uint64_t hash;
-    uint64_t last_use;          /* under the table's mutex */
-    uint64_t cautious;          /* the last verdict's cautious id (has_cautious), under mu */
-    int has_cautious;           /* under mu */
-    bg__archive *kept;          /* under mu; NULL: not searched yet */
-    uint64_t chain[CTX_CHAINS]; /* chain states (ids) after the last round, under mu */
-    uint32_t rounds;            /* rounds searched (chain valid when > 0), under mu */
-    bg_observation *obs;        /* obs->action: the context (id ""), one block */
+    uint64_t last_use;   /* under the table's mutex */
+    uint64_t cautious;   /* the last verdict's cautious id (has_cautious), under mu */
+    int has_cautious;    /* under mu */
+    bg__archive *kept;   /* under mu; NULL: not searched yet */
+    bg_observation *obs; /* obs->action: the context (id ""), one block */
 };
 
 void bg__ctx_unref(bg__ctx *c)
@@ -442,27 +420,20 @@ static double tilted(double lp, double harm)
     return tilted_by(lp, harm, 1.0);
 }
 
-/* Each chain's schedule for a round: its tilt, and its β — 1 (anneal 0);
- * 0.1 → 1 over the round's first half (1); or, for a restart chain (2),
- * 0.05 → 1 over `ramp` rounds of which `phase` are behind it, then 1. */
-typedef struct csched {
-    double tilt[CTX_CHAINS];
-    int anneal[CTX_CHAINS]; /* 0 none, 1 within the round, 2 across rounds */
-    double phase[CTX_CHAINS], ramp;
-} csched;
-
 /* The chains from start[0..CTX_CHAINS) until the budget is spent (or 4 ×
- * budget proposals); end[] their states after. */
-static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start, const csched *sc,
-                      uint64_t *end)
+ * budget proposals). */
+static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
 {
     enum { C = CTX_CHAINS };
     uint64_t cur[C], prop[C];
     double clp[C], ch[C], cf[C], plp[C], ph[C];
     memcpy(cur, start, sizeof cur);
     int rc = cscore(s, cur, C, clp, ch);
-    for (int c = 0; c < C; c++)
-        cf[c] = tilted_by(clp[c], ch[c], sc->tilt[c]);
+    double tilt[C];
+    for (int c = 0; c < C; c++) {
+        tilt[c] = c < C / 2 ? 1.0 : CTX_LOW_TILT;
+        cf[c] = tilted_by(clp[c], ch[c], tilt[c]);
+    }
     size_t steps = s->budget > s->looked ? (s->budget - s->looked) / C + 1 : 0;
     size_t max_prop = 4 * (size_t)s->budget;
     for (size_t t = 0, proposals = 0;
@@ -474,14 +445,9 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start, const csch
             break;
         for (int c = 0; c < C; c++) {
             double beta = 1;
-            if (sc->anneal[c] == 1 && 2 * t < steps)
+            if ((c & 1) && 2 * t < steps) /* odd chains annealed */
                 beta = 0.1 + 0.9 * (double)(2 * t) / (double)steps;
-            else if (sc->anneal[c] == 2) {
-                double p = (sc->phase[c] + fmin((double)t / (double)steps, 1.0)) / sc->ramp;
-                if (p < 1)
-                    beta = 0.05 + 0.95 * p;
-            }
-            double pf = tilted_by(plp[c], ph[c], sc->tilt[c]);
+            double pf = tilted_by(plp[c], ph[c], tilt[c]);
             double u = bg_rng_next_uniform(rng);
             if (pf > -INFINITY &&
                 (cf[c] == -INFINITY || pf >= cf[c] || u < exp(beta * (pf - cf[c])))) {
@@ -490,7 +456,6 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start, const csch
             }
         }
     }
-    memcpy(end, cur, sizeof cur);
     return rc;
 }
 
@@ -595,8 +560,7 @@ fail:
  * hypothesis and the archive's best; *out its new kept set (NULL: keep
  * the old). */
 static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uint64_t cautious,
-                      const bg__archive *arch, uint64_t seed, uint32_t rounds, uint64_t *chain,
-                      bg__archive **out)
+                      const bg__archive *arch, uint64_t seed, bg__archive **out)
 {
     *out = NULL;
     enum { C = CTX_CHAINS, NS = BG__CTX_KEEP + C + 2 };
@@ -654,29 +618,7 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         start[c] = start[c % ns];
     bg_rng rng;
     bg_rng_init(&rng, seed);
-    csched sc = {.ramp = CTX_RESTART_ROUNDS / 2.0};
-    for (int c = 0; c < C; c++) {
-        sc.tilt[c] = c < C / 2 ? 1.0 : CTX_LOW_TILT;
-        sc.anneal[c] = c & 1;                        /* odd chains annealed within the round */
-        if (CTX_RESTARTS && c >= C - CTX_RESTARTS) { /* a restart chain */
-            uint32_t cyc = rounds % CTX_RESTART_ROUNDS;
-            if (cyc) {
-                start[c] = chain[c];
-            } else {
-                uint64_t id = bg_rng_next(&rng);
-                if (s->bits < 64)
-                    id &= ((uint64_t)1 << s->bits) - 1;
-                start[c] = s->limit ? id % s->limit : id;
-            }
-            sc.tilt[c] = 1.0;
-            sc.anneal[c] = 2;
-            sc.phase[c] = cyc;
-        } else if (CTX_PERSIST && rounds) {
-            start[c] = chain[c];
-            sc.anneal[c] = 0;
-        }
-    }
-    if ((rc = run_chains(s, &rng, start, &sc, chain)) != BG_OK)
+    if ((rc = run_chains(s, &rng, start)) != BG_OK)
         return rc;
     *out = keep_of(s, s->r->version, bg__model_tag(s->g), s->r->n_hist);
     return *out ? BG_OK : BG_ENOMEM;
@@ -707,9 +649,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
     bg__archive **kept = malloc((n ? n : 1) * sizeof *kept);
     uint64_t *caut = malloc((n ? n : 1) * sizeof *caut);
     int *has = malloc((n ? n : 1) * sizeof *has);
-    uint64_t *chains = malloc((n ? n : 1) * CTX_CHAINS * sizeof *chains);
-    uint32_t *rounds = malloc((n ? n : 1) * sizeof *rounds);
-    if (e && kept && caut && has && chains && rounds)
+    if (e && kept && caut && has)
         for (size_t i = 0; i < n; i++) {
             e[i] = t->slot[i];
             atomic_fetch_add(&e[i]->refs, 1);
@@ -718,8 +658,6 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
                 atomic_fetch_add(&kept[i]->refs, 1);
             caut[i] = e[i]->cautious;
             has[i] = e[i]->has_cautious;
-            memcpy(chains + i * CTX_CHAINS, e[i]->chain, sizeof e[i]->chain);
-            rounds[i] = e[i]->rounds;
         }
     pthread_mutex_unlock(&t->mu);
     int rc = BG_ENOMEM;
@@ -730,7 +668,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         vslots *= 2;
     while (lslots < 2 * n * ((size_t)budget + BG__CTX_KEEP) && lslots < (1u << 20))
         lslots *= 2;
-    if (!e || !kept || !caut || !has || !chains || !rounds) {
+    if (!e || !kept || !caut || !has) {
         n = 0; /* no references were taken */
         goto done;
     }
@@ -759,15 +697,12 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         s.looked = 0;
         s.act = &e[i]->obs->action;
         bg__archive *nk = NULL;
-        uint64_t *ch = chains + i * CTX_CHAINS;
-        rc = search_one(&s, kept[i], has[i], caut[i], arch, seed ^ e[i]->hash, rounds[i], ch, &nk);
+        rc = search_one(&s, kept[i], has[i], caut[i], arch, seed ^ e[i]->hash, &nk);
         looked += s.looked;
         if (rc == BG_OK && nk) {
             pthread_mutex_lock(&t->mu);
             bg__archive *prev = e[i]->kept;
             e[i]->kept = nk;
-            memcpy(e[i]->chain, ch, sizeof e[i]->chain);
-            e[i]->rounds = rounds[i] + 1;
             pthread_mutex_unlock(&t->mu);
             bg__archive_unref(prev);
         }
@@ -786,8 +721,6 @@ done:
     free(kept);
     free(caut);
     free(has);
-    free(chains);
-    free(rounds);
     free(lc.key);
     free(lc.lp);
     free(lc.used);
