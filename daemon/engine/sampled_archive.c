@@ -85,11 +85,7 @@ typedef struct visited {
 
 static size_t vis_slot(const visited *v, uint64_t id)
 {
-    uint64_t h = id * 0x9e3779b97f4a7c15ULL;
-    size_t i = (size_t)(h >> 29) & v->mask;
-    while (v->used[i] && v->key[i] != id)
-        i = (i + 1) & v->mask;
-    return i;
+    return bg__id_slot(v->key, v->used, v->mask, id);
 }
 
 /* 1 and *lp when id was scored. */

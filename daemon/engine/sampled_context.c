@@ -294,15 +294,6 @@ typedef struct lr_cache {
     size_t mask, n;
 } lr_cache;
 
-static size_t slot_of(const uint64_t *key, const unsigned char *used, size_t mask, uint64_t id)
-{
-    uint64_t h = id * 0x9e3779b97f4a7c15ULL;
-    size_t i = (size_t)(h >> 29) & mask;
-    while (used[i] && key[i] != id)
-        i = (i + 1) & mask;
-    return i;
-}
-
 /* One context's visited hypotheses: id, log R, harm. */
 typedef struct ctx_seen {
     uint64_t *key;
@@ -342,7 +333,7 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
         harm[i] = 0;
         if (!valid(s, ids[i]))
             continue;
-        size_t sl = slot_of(s->v.key, s->v.used, s->v.mask, ids[i]);
+        size_t sl = bg__id_slot(s->v.key, s->v.used, s->v.mask, ids[i]);
         if (s->v.used[sl])
             continue;
         int dup = 0;
@@ -355,7 +346,7 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
         /* log R: the round's cache, else the reward (batched) */
         size_t nn = 0;
         for (size_t j = 0; j < k; j++) {
-            size_t sl = slot_of(s->lc->key, s->lc->used, s->lc->mask, s->ids[j]);
+            size_t sl = bg__id_slot(s->lc->key, s->lc->used, s->lc->mask, s->ids[j]);
             if (s->lc->used[sl])
                 s->out[j] = s->lc->lp[sl];
             else
@@ -367,7 +358,7 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
                 return BG_EINTERNAL;
             s->reward_evals += nn;
             for (size_t q = 0; q < nn; q++) {
-                size_t sl = slot_of(s->lc->key, s->lc->used, s->lc->mask, s->need[q]);
+                size_t sl = bg__id_slot(s->lc->key, s->lc->used, s->lc->mask, s->need[q]);
                 if (!s->lc->used[sl] && 2 * (s->lc->n + 1) <= s->lc->mask + 1) {
                     s->lc->used[sl] = 1;
                     s->lc->key[sl] = s->need[q];
@@ -387,7 +378,7 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
             double l = s->out[j], hm = s->hout[j];
             if (isnan(l) || l == INFINITY || !(hm >= 0.0 && hm <= 1.0))
                 l = -INFINITY, hm = 0;
-            size_t sl = slot_of(s->v.key, s->v.used, s->v.mask, s->ids[j]);
+            size_t sl = bg__id_slot(s->v.key, s->v.used, s->v.mask, s->ids[j]);
             s->v.used[sl] = 1;
             s->v.key[sl] = s->ids[j];
             s->v.lp[sl] = l;
@@ -398,7 +389,7 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
     for (size_t i = 0; i < m; i++) {
         if (!valid(s, ids[i]))
             continue;
-        size_t sl = slot_of(s->v.key, s->v.used, s->v.mask, ids[i]);
+        size_t sl = bg__id_slot(s->v.key, s->v.used, s->v.mask, ids[i]);
         if (s->v.used[sl]) {
             lp[i] = s->v.lp[sl];
             harm[i] = s->v.harm[sl];

@@ -71,6 +71,22 @@ typedef struct bg__lpcache {
 void bg__lpcache_init(bg__lpcache *c);
 void bg__lpcache_close(bg__lpcache *c);
 
+/* The slot of id in an open-addressed table of ids (key/used arrays of
+ * mask + 1 slots, at most half full, linear probing): its own slot, or the
+ * empty one where it goes. Shared by the search archive's visited table
+ * and the per-context search's tables (sampled_archive.c,
+ * sampled_context.c), whose results depend on the probe order only
+ * through cost. */
+static inline size_t bg__id_slot(const uint64_t *key, const unsigned char *used, size_t mask,
+                                 uint64_t id)
+{
+    uint64_t h = id * 0x9e3779b97f4a7c15ULL;
+    size_t i = (size_t)(h >> 29) & mask;
+    while (used[i] && key[i] != id)
+        i = (i + 1) & mask;
+    return i;
+}
+
 typedef struct bg__cands {
     atomic_int refs;
     bg__lpcache lpc; /* log R of what this draw's Evaluates scored */
