@@ -20,6 +20,8 @@
  *    without an enumerable space and no sampler -> "needs a sampler";
  *  - decisions: threshold, escalate, shadow.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
@@ -214,6 +216,24 @@ static void make_tmpdir(char *dir, const char *prefix)
     CHECK(mkdtemp(dir) != NULL);
 }
 
+/* Remove dir and the files the engine left in it (the observation log,
+ * store.key): the directory is flat. */
+static void remove_tmpdir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    CHECK(d != NULL, "%s", dir);
+    struct dirent *de;
+    char p[320];
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        CHECK(unlink(p) == 0, "%s: %s", p, strerror(errno));
+    }
+    closedir(d);
+    CHECK(rmdir(dir) == 0, "%s: %s", dir, strerror(errno));
+}
+
 static void restart(bg_plugin_host *h)
 {
     char dir[64];
@@ -287,8 +307,7 @@ static void restart(bg_plugin_host *h)
     close(fd);
     CHECK_INT(bg_engine_create(&opts, &e, &err), BG_EIO);
     CHECK(strstr(err.msg, "obs-00000000000000000001.bglog") != NULL);
-    unlink(path);
-    rmdir(dir);
+    remove_tmpdir(dir);
     bg_guard_build_destroy(gb);
 }
 
@@ -352,8 +371,7 @@ static void failed_append(bg_plugin_host *h)
     CHECK_INT(before.observations, 4);
     CHECK(memcmp(&after.entropy_nats, &before.entropy_nats, sizeof(double)) == 0);
     bg_engine_destroy(e);
-    unlink(path);
-    rmdir(dir);
+    remove_tmpdir(dir);
     bg_guard_build_destroy(gb);
 }
 

@@ -13,7 +13,14 @@ BG_PYTHONPATH), calls go through grpcio's generic unary/stream callables.
 Environment (set by ctest): BG_BUILD_DIR, BG_SOURCE_DIR, BG_PYTHONPATH,
 BG_PLUGIN_DIR. Run with /usr/bin/python3 (Debian's, which has grpcio).
 Every wait polls with a deadline; nothing sleeps and hopes.
+
+Temporary directories: importing bgtest points tempfile at one directory of
+its own (/tmp/bgt-run-*), so everything a test makes with tempfile.mkdtemp or
+TemporaryDirectory lies under it; it is removed when the test process exits,
+or kept and named on stderr when main() saw a test fail. (Before, each run
+of the suite left ~35 directories in /tmp.)
 """
+import atexit
 import importlib.util
 import math
 import os
@@ -33,6 +40,21 @@ PLUGIN_DIR = os.environ.get("BG_PLUGIN_DIR", os.path.join(BUILD_DIR, "plugins"))
 DAEMON = os.path.join(BUILD_DIR, "daemon", "bayesguardd")
 CLI = os.path.join(BUILD_DIR, "daemon", "bayesguard")
 SKIP = 77
+
+_TMP_ROOT = tempfile.mkdtemp(prefix="bgt-run-")
+os.chmod(_TMP_ROOT, 0o711)  # call_as's other users reach the sockets under it, as in /tmp
+tempfile.tempdir = _TMP_ROOT
+_keep_tmp = False
+
+
+def _remove_tmp_root():
+    if _keep_tmp:
+        print("bgtest: kept %s for the failed test's files" % _TMP_ROOT, file=sys.stderr)
+        return
+    shutil.rmtree(_TMP_ROOT, ignore_errors=True)
+
+
+atexit.register(_remove_tmp_root)
 
 try:
     import grpc  # noqa: E402
@@ -391,4 +413,7 @@ def main(tests):
             print("FAIL %s" % t.__name__, flush=True)
             traceback.print_exc()
     print("%d/%d passed" % (len(tests) - failed, len(tests)))
+    if failed:
+        global _keep_tmp
+        _keep_tmp = True
     sys.exit(1 if failed else 0)
