@@ -34,16 +34,32 @@ process-wide, so `off` runs first:
 A "stable" scrape is two consecutive ones with the same four counters (the
 trainer adds them one after another, so a scrape could fall between).
 
-What it does not assert: a decision effect. test_gfn_context.c proves one
-in the engine (a bound that reaches the exact cautious hypothesis with the
-feature and not without it) on a hand-made level that the archive does not
-hold, with the archive replaced. Through the daemon the archive holds the
-whole level at an enumerable d, and at d = 64 (where it does not) the exact
-bound is out of reach; comparing two policies would compare two samplers'
-draws, not one draw with and without the kept candidates. The engine test's
-superset argument (the kept candidates join after the refinement) is what
-makes the decision effect one-sided.
-~10 s plain. Run with /usr/bin/python3 (ctest sets the environment)."""
+test_decision_effect: what the search changes in a verdict, through the
+daemon. A d = 10 bandit (enumerable), 6 observations then 2 more one at a
+time (a wide posterior: the exact cautious hypothesis differs between
+contexts), three policies on one model: `exact` (enumerated) and `on` /
+`off`, the sampled path on the same space (`always: true`) with a sampler
+poor on purpose — K = 4 draws, 1 training step per observation, no
+refinement, no search archive — so that the draw alone rarely holds a
+context's cautious hypothesis; `on` remembers contexts (16, 1,024
+hypotheses per context and round: the whole space), `off` does not. 8
+contexts are evaluated, then the 2 observations (the first one's round
+searched all 8; it is over once the second's training ran). Then, per
+context: the iid objective log P(h|D) + log harm(x, h) of each verdict's
+cautious hypothesis (computed here, exactly) is <= the exact one's; `on`
+reaches it in all 8 (bound = exact within 1e-9, the same decision), `off`
+in at most 4, its bound below exact in at least 4 and at least one
+decision unlike the exact one (measured, seeds fixed: off reached 0 of 8,
+its bound below exact in 8 and its decision unlike the exact one's in
+8, at threshold 0.5). Deterministic (seeded data, sampler and daemon), not
+a statistical test. What it does not show is the d = 64 case the search
+is for (a level the Evaluate's climbs cannot walk, beside an archive that
+does not hold it): test_gfn_context.c builds that in the engine, where the
+archive can be replaced; through the daemon at an enumerable d the archive
+would hold the whole level (here it is off), and at d = 64 the exact bound
+is out of reach.
+~5 s plain. Run with /usr/bin/python3 (ctest sets the environment)."""
+import math
 import os
 import random
 import sys
@@ -226,6 +242,134 @@ def test_context_search_over_the_wire():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# test_decision_effect's setting (the module's comment).
+DD, DOBS, DCTX, DK = 10, 6, 8, 4
+DPOLICY = """apiVersion: bayesguard/v1
+kind: GuardPolicy
+metadata: {name: %(name)s}
+spec:
+  match: {tools: ["%(name)s"]}
+  model: {plugin: bandit, config: {features: 10, sigma: 1.0, theta: %(theta)d}}
+  estimator: {plugin: iid}
+%(sampler)s  threshold: 0.5
+  session: context.session
+  outcomes: open
+  features: from_request
+"""
+DSAMPLER = """  sampler:
+    plugin: gfn
+    samples: %d
+    train_steps: 1
+    always: true
+    refine: 0
+    search: 0
+    contexts: %%d
+    context_search: 1024
+    config: {hidden: 16, seed: 5}
+%s
+""" % (DK, LOOSE)
+
+
+def test_decision_effect():
+    bgtest.require_daemon()
+    rng = random.Random(1610)
+    w_star = rng.getrandbits(DD)
+    arms = [rng.getrandbits(DD) for _ in range(10)]
+    theta = max(bin(a & w_star).count("1") for a in arms)
+
+    def x_of(m):
+        return [float(m >> (DD - 1 - k) & 1) for k in range(DD)]
+    data = []
+    for _ in range(DOBS + 2):
+        m = rng.choice(arms)
+        data.append((x_of(m), bin(m & w_star).count("1") + rng.gauss(0, 1.0)))
+    xs = [x_of(m) for m in rng.sample(range(1 << DD), DCTX)]
+    tmp = tempfile.mkdtemp(prefix="bgctxd-")
+    try:
+        for name, sampler in (("exact", ""), ("on", DSAMPLER % 16), ("off", DSAMPLER % 0)):
+            with open(os.path.join(tmp, name + ".yaml"), "w") as f:
+                f.write(DPOLICY % {"name": name, "theta": theta, "sampler": sampler})
+        with Daemon(policies=tmp, args=["--metrics-listen", "127.0.0.1:0"]) as d:
+            addr = metrics_addr(d)
+            n = [0]
+
+            def observe():
+                x, r = data[n[0]]
+                for tool in ("exact", "on", "off"):
+                    d.call("Observe", guard_pb2.ObserveRequest(
+                        action=action(tool, x), context=guard_pb2.Context(session="s"),
+                        harmed=False, value=r))
+                n[0] += 1
+
+            def evaluate(tool, x):
+                return d.evaluate(guard_pb2.EvaluateRequest(
+                    action=action(tool, x), context=guard_pb2.Context(session="s")))
+
+            def caught_up(tool):
+                def once():
+                    try:
+                        v = evaluate(tool, xs[0])
+                    except grpc.RpcError as e:
+                        assert e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+                        return None
+                    return v if v.observations == n[0] and not v.sampler.version_lag else None
+                return bgtest.wait_for(once, 180, "%s's sampler at %d observations" % (tool, n[0]),
+                                       interval=0.05)
+
+            def loglik(i):
+                w = bgtest.bandit_w(i, DD)
+                return sum(-0.5 * (r - sum(a * b for a, b in zip(x, w))) ** 2
+                           for x, r in data[:n[0]])
+
+            def objective(x, c):
+                """log P(h|D) + log harm(x, h) of a cautious hypothesis, up to
+                log Z (the prior is uniform): the iid estimator's argmax."""
+                return loglik(c.id) + math.log(bgtest.bandit_harm(x, c.id, DD, theta, 1.0))
+
+            for _ in range(DOBS):
+                observe()
+            for tool in ("on", "off"):
+                caught_up(tool)
+            for x in xs:  # remembered by `on`
+                for tool in ("on", "off"):
+                    evaluate(tool, x)
+            # two more observations, one at a time: the round of the first
+            # searched all DCTX contexts; it is over once the second's
+            # training ran (one trainer thread)
+            for _ in range(2):
+                observe()
+                for tool in ("on", "off"):
+                    caught_up(tool)
+            m = scrape(addr)
+            assert value(m, PRE + "contexts_total") >= DCTX, value(m, PRE + "contexts_total")
+            reach, below, flips = {"on": 0, "off": 0}, {"on": 0, "off": 0}, {"on": 0, "off": 0}
+            for x in xs:
+                ve = evaluate("exact", x)
+                assert ve.bound_kind == guard_pb2.EXACT and ve.observations == n[0], ve
+                je = objective(x, ve.cautious)
+                for tool in ("on", "off"):
+                    v = evaluate(tool, x)
+                    assert v.bound_kind == guard_pb2.SAMPLED and v.samples == DK, v
+                    j = objective(x, v.cautious)
+                    assert j <= je + 1e-9, (tool, x, j, je)  # exact's is the argmax
+                    reach[tool] += j >= je - 1e-9
+                    below[tool] += v.harm_bound < ve.harm_bound - 1e-9
+                    flips[tool] += v.decision != ve.decision
+                    print("%s: cautious %d (exact %d) objective gap %.3g, bound %.6g (exact "
+                          "%.6g)" % (tool, v.cautious.id, ve.cautious.id, je - j, v.harm_bound,
+                                     ve.harm_bound))
+            print("of %d contexts: exact cautious hypothesis reached on %d / off %d; bound below "
+                  "exact on %d / off %d; decision unlike exact's on %d / off %d" % (
+                      DCTX, reach["on"], reach["off"], below["on"], below["off"], flips["on"],
+                      flips["off"]))
+            assert reach["on"] == DCTX and below["on"] == 0 and flips["on"] == 0, (reach, below,
+                                                                                  flips)
+            assert reach["off"] <= DCTX // 2 and below["off"] >= DCTX // 2, (reach, below)
+            assert flips["off"] >= 1, flips
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     t0 = time.monotonic()
-    bgtest.main([test_context_search_over_the_wire])
+    bgtest.main([test_context_search_over_the_wire, test_decision_effect])
