@@ -593,9 +593,10 @@ static void render_engine(bg_metrics *m, bg_metrics_writer *w)
 
 /* The sampled path's posterior search and per-context search
  * (engine/sampled.h): process-wide counters of the trainer, read with
- * atomic loads; the remembered contexts summed over the live set's
- * samplers (short mutexes, none the trainer holds for a round). */
-static void render_search(bg_metrics *m, bg_metrics_writer *w)
+ * atomic loads; `held`: the contexts the live set's samplers remember
+ * (bg_sampled_contexts: short mutexes, none the trainer holds for a
+ * round), summed by the caller. */
+static void render_search(bg_metrics *m, bg_metrics_writer *w, size_t held)
 {
     if (m->opts.sampled == NULL)
         return;
@@ -623,18 +624,6 @@ static void render_search(bg_metrics *m, bg_metrics_writer *w)
     sample1(w, BG_MF_CTX_EVALS, NULL, NULL, (double)evals);
     family(w, BG_MF_CTX_CPU);
     sample1(w, BG_MF_CTX_CPU, NULL, NULL, (double)ns / 1e9);
-    /* remembered now: the live set's samplers (a reload's successor shares
-     * its predecessor's session samplers, so each is counted once) */
-    size_t held = 0;
-    if (m->opts.store != NULL) {
-        bg_policy_set *set = bg_policy_store_acquire(m->opts.store);
-        for (size_t i = 0; i < bg_policy_set_count(set); i++) {
-            const bg_policy *p = bg_policy_set_at(set, i);
-            if (p->guard.sampled != NULL)
-                held += bg_sampled_contexts(p->guard.sampled);
-        }
-        bg_policy_set_unref(set);
-    }
     family(w, BG_MF_CTX_REMEMBERED);
     sample1(w, BG_MF_CTX_REMEMBERED, NULL, NULL, (double)held);
 }
@@ -660,10 +649,19 @@ int bg_metrics_render(bg_metrics *m, char **text, size_t *len)
     bg_metrics_writer w = {0};
     /* Every policy of the live set has its series from the start (a rate
      * over a series that appears with its first count misses that count). */
+    /* ... and the contexts the live set's samplers remember now (a
+     * reload's successor shares its predecessor's session samplers, so each
+     * is counted once), read here: the last reference to an old set may be
+     * dropped here, and what that destroys must not run under mu */
+    size_t held = 0;
     if (m->opts.store != NULL) {
         bg_policy_set *set = bg_policy_store_acquire(m->opts.store);
-        for (size_t i = 0; i < bg_policy_set_count(set); i++)
-            bg_metrics_policy_of(m, bg_policy_set_at(set, i));
+        for (size_t i = 0; i < bg_policy_set_count(set); i++) {
+            const bg_policy *p = bg_policy_set_at(set, i);
+            bg_metrics_policy_of(m, p);
+            if (p->guard.sampled != NULL)
+                held += bg_sampled_contexts(p->guard.sampled);
+        }
         bg_policy_set_unref(set);
     }
     family(&w, BG_MF_BUILD_INFO);
@@ -674,7 +672,7 @@ int bg_metrics_render(bg_metrics *m, char **text, size_t *len)
     pthread_mutex_lock(&m->mu);
     render_policies(m, &w);
     render_engine(m, &w);
-    render_search(m, &w);
+    render_search(m, &w, held);
     if (m->opts.plugins != NULL)
         bg_plugin_host_metrics(m->opts.plugins, plugin_metric, &w);
     for (collector *c = m->collectors; c != NULL; c = c->next)
