@@ -235,6 +235,12 @@ void bg_sampled_inherit(bg_sampled *to, bg_sampled *from);
 /* Session samplers held now; the state of `session`'s (NULL: the instance's
  * own sampler). Tests and diagnostics. */
 size_t bg_sampled_samplers(bg_sampled *sd);
+/* Contexts remembered now by the instance's samplers, its own and its
+ * sessions' (sampled_context.c; each sampler at most its cap): /metrics'
+ * bayesguard_sampler_contexts_remembered. Takes the session table's mutex and each
+ * context table's, never a lock the trainer holds for a round. Any
+ * thread. */
+size_t bg_sampled_contexts(bg_sampled *sd);
 bg_sampler_state bg_sampled_state(bg_sampled *sd, const char *session);
 
 #endif

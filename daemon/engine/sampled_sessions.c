@@ -252,6 +252,20 @@ size_t bg_sampled_samplers(bg_sampled *sd)
     return n;
 }
 
+size_t bg_sampled_contexts(bg_sampled *sd)
+{
+    /* the table's mutex, then each sampler's context table's (short: the
+     * per-context search holds it only to take and publish); nothing takes
+     * them the other way round */
+    size_t n = bg__ctx_table_size(&sd->self.ctx);
+    bg__sampler_table *t = sd->sessions;
+    pthread_mutex_lock(&t->mu);
+    for (bg__sampler *e = t->list; e; e = e->next)
+        n += bg__ctx_table_size(&e->ctx);
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
 bg_sampler_state bg_sampled_state(bg_sampled *sd, const char *session)
 {
     if (!session)

@@ -87,7 +87,28 @@
       "inline training).")                                                                         \
     X(BG_MF_SEARCH_ARCHIVE, "bayesguard_sampler_search_archive_size", BG_METRIC_GAUGE,             \
       "Hypotheses in the archive the newest posterior search made (at most 1024; 0 before the "    \
-      "first search).")
+      "first search).")                                                                            \
+    X(BG_MF_CTX_ROUNDS, "bayesguard_sampler_context_search_rounds_total", BG_METRIC_COUNTER,       \
+      "Per-context search rounds: one after a session sampler's training round that had "          \
+      "remembered contexts (all session samplers; docs/GFLOWNET.md, \"A search per remembered "    \
+      "context\").")                                                                               \
+    X(BG_MF_CTX_CONTEXTS, "bayesguard_sampler_context_search_contexts_total", BG_METRIC_COUNTER,   \
+      "Contexts searched by the per-context search rounds (each round searches every context "     \
+      "its sampler remembers; spec.sampler.contexts caps them per sampler).")                      \
+    X(BG_MF_CTX_LOOKED, "bayesguard_sampler_context_search_hypotheses_total", BG_METRIC_COUNTER,   \
+      "Hypotheses the per-context searches looked at; spec.sampler.context_search bounds them "    \
+      "per context and round.")                                                                    \
+    X(BG_MF_CTX_EVALS, "bayesguard_sampler_context_search_evaluations_total", BG_METRIC_COUNTER,   \
+      "Reward evaluations (log prior + log likelihood of one hypothesis) of the per-context "      \
+      "searches; log R is shared between a round's contexts, so at most the hypotheses looked "    \
+      "at.")                                                                                       \
+    X(BG_MF_CTX_CPU, "bayesguard_sampler_context_search_cpu_seconds_total", BG_METRIC_COUNTER,     \
+      "Thread CPU time of the per-context searches (on the trainer thread, or inside Observe "     \
+      "for inline training).")                                                                     \
+    X(BG_MF_CTX_REMEMBERED, "bayesguard_sampler_contexts_remembered", BG_METRIC_GAUGE,             \
+      "Contexts (actions less their call id) remembered now by the live policies' samplers, "      \
+      "the per-context search's work list; at most spec.sampler.contexts per session sampler "     \
+      "(docs/GFLOWNET.md, \"A search per remembered context\").")
 
 enum {
 #define BG_MF_ENUM(id, name, type, help) id,
@@ -570,9 +591,12 @@ static void render_engine(bg_metrics *m, bg_metrics_writer *w)
     sample1(w, BG_MF_OBS_SNAPSHOTS, NULL, NULL, (double)es.store_snapshots);
 }
 
-/* The sampled path's posterior search (engine/sampled.h): process-wide
- * counters of the trainer, read with atomic loads. */
-static void render_search(bg_metrics *m, bg_metrics_writer *w)
+/* The sampled path's posterior search and per-context search
+ * (engine/sampled.h): process-wide counters of the trainer, read with
+ * atomic loads; `held`: the contexts the live set's samplers remember
+ * (bg_sampled_contexts: short mutexes, none the trainer holds for a
+ * round), summed by the caller. */
+static void render_search(bg_metrics *m, bg_metrics_writer *w, size_t held)
 {
     if (m->opts.sampled == NULL)
         return;
@@ -587,6 +611,21 @@ static void render_search(bg_metrics *m, bg_metrics_writer *w)
     family(w, BG_MF_SEARCH_ARCHIVE);
     sample1(w, BG_MF_SEARCH_ARCHIVE, NULL, NULL,
             (double)bg_sampled_trainer_search_size(m->opts.sampled));
+    /* the per-context search (engine/sampled_context.c) */
+    uint64_t rounds, contexts, looked;
+    bg_sampled_trainer_context_stats(m->opts.sampled, &rounds, &contexts, &looked, &evals, &ns);
+    family(w, BG_MF_CTX_ROUNDS);
+    sample1(w, BG_MF_CTX_ROUNDS, NULL, NULL, (double)rounds);
+    family(w, BG_MF_CTX_CONTEXTS);
+    sample1(w, BG_MF_CTX_CONTEXTS, NULL, NULL, (double)contexts);
+    family(w, BG_MF_CTX_LOOKED);
+    sample1(w, BG_MF_CTX_LOOKED, NULL, NULL, (double)looked);
+    family(w, BG_MF_CTX_EVALS);
+    sample1(w, BG_MF_CTX_EVALS, NULL, NULL, (double)evals);
+    family(w, BG_MF_CTX_CPU);
+    sample1(w, BG_MF_CTX_CPU, NULL, NULL, (double)ns / 1e9);
+    family(w, BG_MF_CTX_REMEMBERED);
+    sample1(w, BG_MF_CTX_REMEMBERED, NULL, NULL, (double)held);
 }
 
 /* Plugin counters (host->metric_add): the plugin ABI names each one
@@ -610,10 +649,19 @@ int bg_metrics_render(bg_metrics *m, char **text, size_t *len)
     bg_metrics_writer w = {0};
     /* Every policy of the live set has its series from the start (a rate
      * over a series that appears with its first count misses that count). */
+    /* ... and the contexts the live set's samplers remember now (a
+     * reload's successor shares its predecessor's session samplers, so each
+     * is counted once), read here: the last reference to an old set may be
+     * dropped here, and what that destroys must not run under mu */
+    size_t held = 0;
     if (m->opts.store != NULL) {
         bg_policy_set *set = bg_policy_store_acquire(m->opts.store);
-        for (size_t i = 0; i < bg_policy_set_count(set); i++)
-            bg_metrics_policy_of(m, bg_policy_set_at(set, i));
+        for (size_t i = 0; i < bg_policy_set_count(set); i++) {
+            const bg_policy *p = bg_policy_set_at(set, i);
+            bg_metrics_policy_of(m, p);
+            if (p->guard.sampled != NULL)
+                held += bg_sampled_contexts(p->guard.sampled);
+        }
         bg_policy_set_unref(set);
     }
     family(&w, BG_MF_BUILD_INFO);
@@ -624,7 +672,7 @@ int bg_metrics_render(bg_metrics *m, char **text, size_t *len)
     pthread_mutex_lock(&m->mu);
     render_policies(m, &w);
     render_engine(m, &w);
-    render_search(m, &w);
+    render_search(m, &w, held);
     if (m->opts.plugins != NULL)
         bg_plugin_host_metrics(m->opts.plugins, plugin_metric, &w);
     for (collector *c = m->collectors; c != NULL; c = c->next)

@@ -213,12 +213,20 @@ def test_counters_exact():
             assert value(m, "bayesguard_engine_bytes") > 0
             assert value(m, "bayesguard_in_flight_calls") == 0
             assert value(m, "bayesguard_draining") == 0
-            # no sampled policy: the posterior search never ran (its
-            # values with one: tests/gfn/test_gfn_archive_wire.py)
+            # no sampled policy: the posterior search and the per-context
+            # search never ran, no context is remembered (their values
+            # with one: tests/gfn/test_gfn_archive_wire.py,
+            # tests/gfn/test_gfn_context_wire.py)
             for fam, typ in (("bayesguard_sampler_search_runs_total", "counter"),
                              ("bayesguard_sampler_search_evaluations_total", "counter"),
                              ("bayesguard_sampler_search_cpu_seconds_total", "counter"),
-                             ("bayesguard_sampler_search_archive_size", "gauge")):
+                             ("bayesguard_sampler_search_archive_size", "gauge"),
+                             ("bayesguard_sampler_context_search_rounds_total", "counter"),
+                             ("bayesguard_sampler_context_search_contexts_total", "counter"),
+                             ("bayesguard_sampler_context_search_hypotheses_total", "counter"),
+                             ("bayesguard_sampler_context_search_evaluations_total", "counter"),
+                             ("bayesguard_sampler_context_search_cpu_seconds_total", "counter"),
+                             ("bayesguard_sampler_contexts_remembered", "gauge")):
                 assert m[fam]["type"] == typ and value(m, fam) == 0, (fam, m.get(fam))
             ver = subprocess.run([bgtest.DAEMON, "--version"], capture_output=True, text=True)
             assert value(m, "bayesguard_build_info", version=ver.stdout.split()[1]) == 1
