@@ -393,6 +393,12 @@ static void format_record(bg_strbuf *b, const bg_decision_record *r)
                 key_u64(b, "search_evaluations", r->sampler.search_evaluations);
                 key_u64(b, "search_cpu_us", r->sampler.search_cpu_us);
             }
+            if (r->sampler.context_kept || r->sampler.context_rounds ||
+                r->sampler.context_version_lag) { /* a remembered context (none: no keys) */
+                key_u64(b, "context_kept", r->sampler.context_kept);
+                key_u64(b, "context_rounds", r->sampler.context_rounds);
+                key_u64(b, "context_version_lag", r->sampler.context_version_lag);
+            }
             bg_strbuf_putc(b, '}');
         }
         key_u64(b, "plausible_set_size", r->plausible_set_size);

@@ -82,6 +82,10 @@ typedef struct bg_decision_record {
         /* the search archive among the candidates (guard.proto 8-11);
          * written only when archive_size > 0, as the CLI prints them */
         uint64_t archive_size, archive_version_lag, search_evaluations, search_cpu_us;
+        /* this action's remembered context (guard.proto 12-14); written
+         * only when the context is remembered (any of them > 0), as the
+         * CLI prints them */
+        uint64_t context_kept, context_rounds, context_version_lag;
     } sampler;
     int has_cautious;
     uint64_t cautious_id;

@@ -412,6 +412,12 @@ int bg_cli_eval_main(int argc, char **argv)
                            (unsigned long long)v->sampler->archive_version_lag,
                            (unsigned long long)v->sampler->search_evaluations,
                            (unsigned long long)v->sampler->search_cpu_us);
+                if (v->sampler->context_kept || v->sampler->context_rounds ||
+                    v->sampler->context_version_lag) /* a remembered context (none: no line) */
+                    printf("  context kept=%llu rounds=%llu version_lag=%llu\n",
+                           (unsigned long long)v->sampler->context_kept,
+                           (unsigned long long)v->sampler->context_rounds,
+                           (unsigned long long)v->sampler->context_version_lag);
             }
             if (v->receipt.len > 0) { /* for observe --receipt */
                 printf("  receipt=");

@@ -146,6 +146,15 @@ typedef struct bg_sampler_health {
     uint64_t archive_version_lag;
     uint64_t search_evaluations;
     uint64_t search_cpu_us;
+    /* This action's remembered context (sampled_context.c): its kept
+     * candidates among the verdict's, the per-context search rounds it has
+     * had, and the observations made since its newest one (the session's
+     * history length when it has had none). All 0 when the context is not
+     * remembered (contexts off, no data, an action over the size limit).
+     * Reported, never judged. */
+    uint64_t context_kept;
+    uint64_t context_rounds;
+    uint64_t context_version_lag;
     char reason[224]; /* why unhealthy (which limit, by how much); "" if healthy */
 } bg_sampler_health;
 

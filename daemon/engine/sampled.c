@@ -778,15 +778,37 @@ static int join(const bg_guard *g, const bg__refined *ex, const uint64_t **ids, 
     return BG_OK;
 }
 
+/* How many of a's members are among the n candidates ids (both
+ * ascending): the kept set's share of a verdict (a member the model
+ * scored NaN was left out of it). */
+static size_t members_in(const bg__archive *a, const uint64_t *ids, size_t n)
+{
+    size_t i = 0, j = 0, k = 0;
+    while (i < a->n && j < n) {
+        if (a->ids[i] == ids[j]) {
+            k++;
+            i++;
+            j++;
+        } else if (a->ids[i] < ids[j]) {
+            i++;
+        } else {
+            j++;
+        }
+    }
+    return k;
+}
+
 /* Steps 3-6 over the draw c: score its candidates (log_r: their log R,
- * for the health), refine (sampled_refine.c: extra candidates near the
- * cautious hypothesis, at most opts.refine scored) and estimate over the
+ * for the health; *kept_joined: kept's members among the candidates), refine (sampled_refine.c:
+ * extra candidates near the cautious hypothesis, at most opts.refine scored) and estimate over the
  * union. */
 static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
                                  const bg_observation *hist, size_t n_hist, const bg_action *action,
                                  bg__cands *c, const bg__archive *arch, const bg__archive *kept,
-                                 uint64_t version, bg_verdict *out, double *log_r, bg_err *err)
+                                 uint64_t version, bg_verdict *out, double *log_r,
+                                 size_t *kept_joined, bg_err *err)
 {
+    *kept_joined = 0;
     size_t n = c->n;
     double *harm = malloc(n * sizeof *harm), *lp = malloc(n * sizeof *lp);
     bg__refined rf = {0}, ex = {0}, kx = {0};
@@ -833,6 +855,7 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
             goto done;
         if ((rc = join(g, &kx, &ids, &u_ids, &lp, &harm, &n, err)) != BG_OK)
             goto done;
+        *kept_joined = members_in(kept, ids, n);
     }
     rc = bg__estimate_over(g, ids, n, lp, harm, out, err);
 done:
@@ -909,27 +932,30 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
      * the trainer has searched for it; out of memory only forgets it */
     bg__ctx *ctx = NULL;
     bg__archive *kept = NULL;
+    uint64_t rounds = 0;
+    size_t joined = 0;
     if (n_hist)
-        bg__ctx_record(&e->ctx, contexts_of(s, g), action, &ctx, &kept);
+        bg__ctx_record_rounds(&e->ctx, contexts_of(s, g), action, &ctx, &kept, &rounds);
     double *log_r = malloc(c->n * sizeof *log_r);
     if (!log_r)
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     else
         rc = score_refine_estimate(s, g, hist, n_hist, action, c, arch, kept, version, out, log_r,
-                                   err);
+                                   &joined, err);
     if (rc == BG_OK && ctx)
         bg__ctx_cautious(&e->ctx, ctx, out->cautious_id);
-    bg__ctx_unref(ctx);
-    bg__archive_unref(kept);
     out->sampled = 1;
     out->samples = k;
     if (rc == BG_OK) {
         bg__health_of(g, c, log_r, version, n_hist, &out->health);
         bg__health_archive(atomic_load(&s->use_archive) ? arch : NULL, version, n_hist,
                            &out->health);
+        bg__health_context(ctx != NULL, kept, rounds, joined, version, n_hist, &out->health);
         if (!out->health.healthy && g->sampler_limits.on_unhealthy == BG_UNHEALTHY_UNAVAILABLE)
             rc = refuse_unhealthy(s, g, e, session, hist, n_hist, &out->health, err);
     }
+    bg__ctx_unref(ctx);
+    bg__archive_unref(kept);
     bg__archive_unref(arch);
     free(log_r);
     bg__cands_unref(c);

@@ -62,14 +62,19 @@
  * harm for this action computed afresh. They are exactly scored
  * candidates, so the refinement's argument holds unchanged: extra
  * candidates never lower the non-iid floor and only raise the iid product
- * (sampled_refine.c).
+ * (sampled_refine.c). The verdict's health reports the join
+ * (sampled_health.c bg__health_context): the kept members among its
+ * candidates, the entry's rounds (searches that published a kept set: a
+ * counter per entry, read with kept under one lock by
+ * bg__ctx_record_rounds) and the observations since the kept set's
+ * version (its n_hist, stored with it).
  *
  * Deterministic: the same reward, table contents, archive and seed give the
  * same kept sets (the seed of a context mixes the round's seed with its
  * hash; the shared log R cache changes cost, not results).
  *
- * Threads: t->mu guards the table (slots, ticks, each entry's kept and
- * cautious); the search holds it only to take and publish. Ownership:
+ * Threads: t->mu guards the table (slots, ticks, each entry's kept,
+ * rounds and cautious); the search holds it only to take and publish. Ownership:
  * bg__ctx_record's *kept is a new reference (bg__archive_unref), *entry too
  * (bg__ctx_unref).
  */
@@ -96,6 +101,7 @@ struct bg__ctx {
     atomic_int refs;
     uint64_t hash;
     uint64_t last_use;   /* under the table's mutex */
+    uint64_t rounds;     /* searches that published a kept set, under mu */
     uint64_t cautious;   /* the last verdict's cautious id (has_cautious), under mu */
     int has_cautious;    /* under mu */
     bg__archive *kept;   /* under mu; NULL: not searched yet */
@@ -229,8 +235,16 @@ static void evict_lru(bg__ctx_table *t)
 int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
                    bg__archive **kept)
 {
+    return bg__ctx_record_rounds(t, cap, a, entry, kept, NULL);
+}
+
+int bg__ctx_record_rounds(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
+                          bg__archive **kept, uint64_t *rounds)
+{
     *entry = NULL;
     *kept = NULL;
+    if (rounds)
+        *rounds = 0;
     if (!cap)
         return BG_OK;
     if (cap > BG__CTX_MAX_CAP)
@@ -270,6 +284,8 @@ int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **e
         atomic_fetch_add(&c->kept->refs, 1);
         *kept = c->kept;
     }
+    if (rounds)
+        *rounds = c->rounds;
 done:
     pthread_mutex_unlock(&t->mu);
     return rc;
@@ -692,6 +708,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         looked += s.looked;
         if (rc == BG_OK && nk) {
             pthread_mutex_lock(&t->mu);
+            e[i]->rounds++;
             bg__archive *prev = e[i]->kept;
             e[i]->kept = nk;
             pthread_mutex_unlock(&t->mu);

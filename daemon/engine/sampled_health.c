@@ -24,6 +24,12 @@
  * observations the sampler has not trained on (version_lag) and how many
  * steps it has had on the current data (train_steps).
  *
+ * Beside them, reported and never judged: the search archive the
+ * candidates included (bg__health_archive) and this action's remembered
+ * context (bg__health_context: its kept members among the candidates, its
+ * search rounds, the observations since its newest search) — how much of
+ * the verdict rests on a search, and how fresh that search is.
+ *
  * A candidate with log R = -inf (excluded by the data) has weight 0: it
  * lowers ess and takes no part in the residual or the spread. A sampler
  * that reports no log q (NaN) gives NaN measures, which no limit passes.
@@ -91,6 +97,16 @@ static uint64_t version_lag(const bg__fit *f, uint64_t version, size_t n_hist)
     return n_hist - f->n_hist;
 }
 
+/* Observations of n_hist (at version) a search made at (a_version,
+ * a_n_hist) had not seen: on a prefix of this history, the rest; on
+ * another one, all of them. */
+static uint64_t search_lag(uint64_t a_version, size_t a_n_hist, uint64_t version, size_t n_hist)
+{
+    if (a_version == version)
+        return 0;
+    return a_n_hist < n_hist ? n_hist - a_n_hist : n_hist;
+}
+
 void bg__health_archive(const bg__archive *a, uint64_t version, size_t n_hist,
                         bg_sampler_health *out)
 {
@@ -102,10 +118,19 @@ void bg__health_archive(const bg__archive *a, uint64_t version, size_t n_hist,
     out->archive_size = a->n;
     out->search_evaluations = a->evals;
     out->search_cpu_us = a->cpu_ns / 1000u;
-    if (a->version == version)
-        out->archive_version_lag = 0;
-    else /* searched on a prefix of this history, or on another one */
-        out->archive_version_lag = a->n_hist < n_hist ? n_hist - a->n_hist : n_hist;
+    out->archive_version_lag = search_lag(a->version, a->n_hist, version, n_hist);
+}
+
+void bg__health_context(int remembered, const bg__archive *kept, uint64_t rounds, size_t joined,
+                        uint64_t version, size_t n_hist, bg_sampler_health *out)
+{
+    out->context_kept = out->context_rounds = out->context_version_lag = 0;
+    if (!remembered)
+        return;
+    out->context_kept = joined;
+    out->context_rounds = rounds;
+    out->context_version_lag =
+        kept ? search_lag(kept->version, kept->n_hist, version, n_hist) : n_hist;
 }
 
 /* Appends "; " + the formatted text to r (truncating). */

@@ -319,6 +319,11 @@ void bg__ctx_unref(bg__ctx *c); /* NULL is a no-op */
  * candidates (NULL: none yet). BG_OK or BG_ENOMEM (nothing recorded). */
 int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
                    bg__archive **kept);
+/* bg__ctx_record, and *rounds (when not NULL): the per-context search
+ * rounds the entry has had (0: new, or not remembered), read under the
+ * same lock as *kept, so the two agree (the verdict's health). */
+int bg__ctx_record_rounds(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
+                          bg__archive **kept, uint64_t *rounds);
 /* The cautious hypothesis of c's newest verdict: a start of its next search. */
 void bg__ctx_cautious(bg__ctx_table *t, bg__ctx *c, uint64_t id);
 
@@ -354,6 +359,12 @@ void bg__health_of(const bg_guard *g, const bg__cands *c, const double *log_r, u
  * 0 and a lag of n_hist. After bg__health_of (which zeroes out). */
 void bg__health_archive(const bg__archive *a, uint64_t version, size_t n_hist,
                         bg_sampler_health *out);
+/* The context fields of out (engine.h): not `remembered` (contexts off, no
+ * entry): all 0; else `joined` (its kept members among the verdict's
+ * candidates), `rounds`, and the observations of the session's n_hist (at
+ * version) since the search that made kept (NULL: never searched, n_hist). */
+void bg__health_context(int remembered, const bg__archive *kept, uint64_t rounds, size_t joined,
+                        uint64_t version, size_t n_hist, bg_sampler_health *out);
 /* Training ran `steps` more steps at reward version `version` on n_hist
  * observations (under e's write lock). */
 void bg__fit_trained(bg__fit *f, uint64_t version, size_t n_hist, uint64_t steps);

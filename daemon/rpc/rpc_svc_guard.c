@@ -596,6 +596,9 @@ void bg__svc_evaluate(bg__rpc_call *c)
         sh.archive_version_lag = v.health.archive_version_lag;
         sh.search_evaluations = v.health.search_evaluations;
         sh.search_cpu_us = v.health.search_cpu_us;
+        sh.context_kept = v.health.context_kept;
+        sh.context_rounds = v.health.context_rounds;
+        sh.context_version_lag = v.health.context_version_lag;
         sh.reason = v.health.reason;
         out.sampler = &sh;
     }
@@ -640,6 +643,9 @@ void bg__svc_evaluate(bg__rpc_call *c)
     lr.sampler.archive_version_lag = v.health.archive_version_lag;
     lr.sampler.search_evaluations = v.health.search_evaluations;
     lr.sampler.search_cpu_us = v.health.search_cpu_us;
+    lr.sampler.context_kept = v.health.context_kept;
+    lr.sampler.context_rounds = v.health.context_rounds;
+    lr.sampler.context_version_lag = v.health.context_version_lag;
     lr.plausible_set_size = v.plausible_set_size;
     lr.observations = v.observations;
     lr.has_cautious = !on_error_allowed;

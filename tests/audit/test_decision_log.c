@@ -217,7 +217,9 @@ static void test_line_format(void)
 /* A sampled verdict's sampler object: the search archive's four fields
  * (guard.proto SamplerHealth 8-11) after the health, only when the
  * verdict's candidates held an archive (archive_size > 0, as the CLI
- * prints its archive line); without one, none of the four keys. */
+ * prints its archive line); without one, none of the four keys. Then the
+ * remembered context's three (12-14), only when any is > 0 (a context
+ * remembered; its first Evaluate has a lag and nothing else). */
 static void test_sampler_archive(void)
 {
     char path[512];
@@ -238,22 +240,34 @@ static void test_sampler_archive(void)
     r.sampler.archive_version_lag = 2;
     r.sampler.search_evaluations = 2047;
     r.sampler.search_cpu_us = 18446744073709551615ull; /* the full range of a uint64 */
+    r.sampler.context_kept = 32;
+    r.sampler.context_rounds = 7;
+    r.sampler.context_version_lag = 0;
     bg_decision_log_append(l, &r);
     r.sampler.archive_size = 0; /* no archive: the other three are not written either */
+    /* a context remembered and never searched: its first Evaluate */
+    r.sampler.context_kept = r.sampler.context_rounds = 0;
+    r.sampler.context_version_lag = 5;
+    bg_decision_log_append(l, &r);
+    r.sampler.context_version_lag = 0; /* not remembered: no context keys */
     bg_decision_log_append(l, &r);
     finish(l);
     size_t n;
     char *text = slurp(path, &n);
-    CHECK(text != NULL && lines_whole(text, n) && count_lines(text, n) == 2);
+    CHECK(text != NULL && lines_whole(text, n) && count_lines(text, n) == 3);
     const char *health = "\"bound_kind\":\"sampled\",\"samples\":256,\"sampler\":{\"healthy\":true,"
                          "\"tb_residual\":0.5,\"log_weight_spread\":2,\"ess\":64,"
                          "\"train_steps\":120,\"version_lag\":1,\"reason\":\"\"";
-    const char *want[2] = {",\"archive_size\":1024,\"archive_version_lag\":2,"
+    const char *want[3] = {",\"archive_size\":1024,\"archive_version_lag\":2,"
                            "\"search_evaluations\":2047,"
-                           "\"search_cpu_us\":18446744073709551615},\"plausible_set_size\":17,",
+                           "\"search_cpu_us\":18446744073709551615,\"context_kept\":32,"
+                           "\"context_rounds\":7,\"context_version_lag\":0},"
+                           "\"plausible_set_size\":17,",
+                           ",\"context_kept\":0,\"context_rounds\":0,\"context_version_lag\":5},"
+                           "\"plausible_set_size\":17,",
                            "},\"plausible_set_size\":17,"};
     char *line = text;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         char *nl = strchr(line, '\n');
         *nl = '\0';
         const char *h = strstr(line, health);
@@ -261,6 +275,7 @@ static void test_sampler_archive(void)
         CHECK(strncmp(h + strlen(health), want[i], strlen(want[i])) == 0,
               "line %d: after the health want %s, got %s", i, want[i], h + strlen(health));
         CHECK(i == 0 || strstr(line, "archive") == NULL, "line %d: %s", i, line);
+        CHECK(i < 2 || strstr(line, "context_") == NULL, "line %d: %s", i, line);
         line = nl + 1;
     }
     free(text);

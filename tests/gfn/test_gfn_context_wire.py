@@ -33,6 +33,21 @@ process-wide, so `off` runs first:
     each (the work is bounded).
 A "stable" scrape is two consecutive ones with the same four counters (the
 trainer adds them one after another, so a scrape could fall between).
+Along the way, the verdict's context health (SamplerHealth 12-14:
+context_kept, context_rounds, context_version_lag) for one context, x1:
+  - `off`: all three 0 on every verdict (nothing remembered);
+  - `ctx`, x1's first Evaluate (8 observations): 0 kept, 0 rounds, lag 8
+    (never searched: all of them); x2, x3 likewise;
+  - after B: rounds >= 1; once F's rounds ran and the round after the
+    newest observation searched it (lag 0, waited for): rounds >= both
+    F - B (every round counted between them searched x1, remembered
+    before B) and its rounds at B + 1, kept in 1..32; one observation
+    more and at once: lag 0 or 1 (the round on it may have run), never
+    more; once that round ran: lag 0 and rounds grown again;
+  - the python client's SamplerHealth carries the same three, `bayesguard
+    eval` prints them on a `context` line (none for `off`), and the
+    decision log's lines have them as keys of `sampler` (none on the
+    `off` lines: not remembered).
 
 test_decision_effect: what the search changes in a verdict, through the
 daemon. A d = 10 bandit (enumerable), 6 observations then 2 more one at a
@@ -59,6 +74,7 @@ archive can be replaced; through the daemon at an enumerable d the archive
 would hold the whole level (here it is off), and at d = 64 the exact bound
 is out of reach.
 ~5 s plain. Run with /usr/bin/python3 (ctest sets the environment)."""
+import json
 import math
 import os
 import random
@@ -109,7 +125,9 @@ def test_context_search_over_the_wire():
             with open(os.path.join(tmp, name + ".yaml"), "w") as f:
                 f.write(POLICY % {"name": name, "threshold": "0.5", "limits": LOOSE +
                                   "\n    contexts: %d\n    context_search: %d" % (n, BUDGET)})
-        with Daemon(policies=tmp, args=["--metrics-listen", "127.0.0.1:0"]) as d:
+        log = os.path.join(tmp, "decisions.jsonl")
+        with Daemon(policies=tmp, args=["--metrics-listen", "127.0.0.1:0",
+                                        "--decision-log", log]) as d:
             addr = metrics_addr(d)
             m0 = scrape(addr)
             for name in COUNTERS + (CPU,):
@@ -165,14 +183,30 @@ def test_context_search_over_the_wire():
             def counts(m):
                 return [value(m, c) for c in COUNTERS]
 
+            def chealth(v):
+                h = v.sampler
+                return (h.context_kept, h.context_rounds, h.context_version_lag)
+
+            def searched(session, x, n):
+                """x's verdict once the round on all n observations searched it."""
+                def once():
+                    v = evaluate("ctx", session, x)
+                    return v if v.observations == n and chealth(v)[2] == 0 else None
+                return bgtest.wait_for(once, 60, "the per-context search at %d observations" % n,
+                                       interval=0.05)
+            logged = []  # verdicts whose decision log lines are checked
+
             # contexts: 0 — rounds run, nothing is remembered or searched
             for _ in range(N0):
                 observe("off", "s1")
             caught_up("off", "s1", xs[0])
             for x in xs[1:CAP]:
-                evaluate("off", "s1", x)
+                v = evaluate("off", "s1", x)
+                assert chealth(v) == (0, 0, 0), v.sampler
             observe("off", "s1")
-            caught_up("off", "s1", xs[0])
+            voff = caught_up("off", "s1", xs[0])
+            assert chealth(voff) == (0, 0, 0), voff.sampler
+            logged.append(voff)
             m = stable()
             print("off: search runs %g, context families %s, gauge %g" % (
                 value(m, "bayesguard_sampler_search_runs_total"), counts(m) + [value(m, CPU)],
@@ -186,12 +220,18 @@ def test_context_search_over_the_wire():
                 observe("ctx", "s1")
             caught_up("ctx", "s1", xs[0])
             for x in xs[1:CAP]:
-                evaluate("ctx", "s1", x)
+                v = evaluate("ctx", "s1", x)
+                assert v.observations == N0 and chealth(v) == (0, 0, N0), v.sampler
+                if x is xs[1]:
+                    logged.append(v)
             assert value(scrape(addr), GAUGE) == CAP, value(scrape(addr), GAUGE)
             observe("ctx", "s1")
             caught_up("ctx", "s1", xs[0])
             mb = stable()
             rb, sb, lb, eb = counts(mb)
+            vb = searched("s1", xs[1], N0 + 1)
+            print("x1 at B:", chealth(vb))
+            assert vb.sampler.context_rounds >= 1 and 1 <= vb.sampler.context_kept <= 32, vb.sampler
             for _ in range(M):
                 observe("ctx", "s1")
                 caught_up("ctx", "s1", xs[0])
@@ -201,6 +241,36 @@ def test_context_search_over_the_wire():
                 return mm if value(mm, COUNTERS[0]) - rb >= M else None
             mf = bgtest.wait_for(rounds_done, 60, "%d more per-context rounds" % M)
             rf, sf, lf, ef = counts(mf)
+            n1 = N0 + 1 + M
+            vf = searched("s1", xs[1], n1)
+            kf, of, _ = chealth(vf)
+            print("x1 at F:", chealth(vf), "rounds counted B..F", rf - rb)
+            assert of >= rf - rb and of >= vb.sampler.context_rounds + 1, (of, rf, rb, vb.sampler)
+            assert 1 <= kf <= 32, vf.sampler
+            from bayesguard.verdict import verdict_from_pb
+            cs = verdict_from_pb(vf).sampler
+            assert (cs.context_kept, cs.context_rounds, cs.context_version_lag) == chealth(vf), cs
+            logged.append(vf)
+            observe("ctx", "s1")
+            vn = evaluate("ctx", "s1", xs[1])
+            print("x1 one observation later, at once:", chealth(vn))
+            assert vn.observations == n1 + 1 and chealth(vn)[2] in (0, 1), vn.sampler
+            assert vn.sampler.context_rounds >= of, (vn.sampler, of)
+            logged.append(vn)
+            vg = searched("s1", xs[1], n1 + 1)
+            print("x1 once searched at %d:" % (n1 + 1), chealth(vg))
+            assert vg.sampler.context_rounds > of and 1 <= vg.sampler.context_kept <= 32, vg.sampler
+            # `bayesguard eval` prints them on a context line (the same
+            # context: no observation since, so no round either)
+            r = d.cli("eval", "--tool", "ctx", "--session", "s1", "--features",
+                      ",".join(str(b) for b in xs[1]))
+            line = [ln.split() for ln in r.stdout.splitlines() if ln.strip().startswith("context ")]
+            print("cli:", line)
+            assert line == [["context", "kept=%d" % vg.sampler.context_kept,
+                             "rounds=%d" % vg.sampler.context_rounds, "version_lag=0"]], r.stdout
+            r = d.cli("eval", "--tool", "off", "--session", "s1", "--features",
+                      ",".join(str(b) for b in xs[1]))
+            assert "sampler " in r.stdout and "context " not in r.stdout, r.stdout
             print("B: rounds %g contexts %g looked %g evals %g; F: %g %g %g %g; cpu %g s" % (
                 rb, sb, lb, eb, rf, sf, lf, ef, value(mf, CPU)))
             assert rf > 0 and rf - rb >= M, (rb, rf)
@@ -238,6 +308,19 @@ def test_context_search_over_the_wire():
             print("after the flood: rounds %g -> %g, contexts %g -> %g" % (r1, r2, s1, s2))
             assert s2 - s1 == CAP * (r2 - r1), (r1, r2, s1, s2)
             assert value(m2, GAUGE) == 2 * CAP, value(m2, GAUGE)
+
+            # the decision log: the context's three keys as the verdicts say
+            d.stop()
+            with open(log) as f:
+                lines = {l.get("decision_id"): l for l in map(json.loads, f.read().splitlines())}
+            three = ("context_kept", "context_rounds", "context_version_lag")
+            for v in logged:
+                s = lines[v.decision_id]["sampler"]
+                print("log:", v.policy, {k: s.get(k) for k in three})
+                if v.policy == "off":
+                    assert not any(k in s for k in three), s
+                else:
+                    assert [s[k] for k in three] == list(chealth(v)), (s, v.sampler)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

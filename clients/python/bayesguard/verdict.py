@@ -72,6 +72,11 @@ class SamplerHealth:
     archive_version_lag: int = 0
     search_evaluations: int = 0
     search_cpu_us: int = 0
+    # this action's remembered context and its per-context search
+    # (docs/POLICIES.md, "Sampler health"); all 0 when not remembered
+    context_kept: int = 0
+    context_rounds: int = 0
+    context_version_lag: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,6 +216,7 @@ def verdict_from_pb(m, action=None, context=None):
         eval_us=m.eval_us, observations=m.observations, on_error_allowed=m.on_error_allowed,
         sampler=(SamplerHealth(s.healthy, s.tb_residual, s.log_weight_spread, s.ess,
                                s.train_steps, s.version_lag, s.reason, s.archive_size,
-                               s.archive_version_lag, s.search_evaluations, s.search_cpu_us)
+                               s.archive_version_lag, s.search_evaluations, s.search_cpu_us,
+                               s.context_kept, s.context_rounds, s.context_version_lag)
                  if s else None),
         action=action, context=context)
