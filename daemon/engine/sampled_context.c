@@ -102,34 +102,15 @@
 #define CTX_LOW_TILT 0.5
 /* log harm of a zero harm: log R alone drives the chain there. */
 #define CTX_LOG_HARM_MIN (-700.0)
-/* Tried for issue 16's within-2-nats target at d = 64 (GFLOWNET.md,
- * "Tabu search and path relinking per context"): CTX_TABU 1 spends
- * CTX_SHARE of a context's budget on a tabu search on the iid objective
- * (best one-bit flip of the current state, even downhill; the flipped bit
- * tabu for a randomised tenure of d/8..d/4 steps; aspiration when a tabu
- * move beats the best ever; back to the best ever after CTX_TABU_STALL
- * steps without a new best), its state (current id, best id, the tabu
- * list) kept in the context between rounds and re-scored at each round's
- * version; CTX_RELINK 1 spends CTX_SHARE on greedy path relinking between
- * the context's best starts and the archive's most plausible members
- * (each step the best flip of a bit where the two differ; both
- * directions; measured with CTX_TABU 0: the tabu search takes precedence).
- * The chains get the rest, and start from the best states either found
- * among the others. */
-#ifndef CTX_TABU
-#define CTX_TABU 1
-#endif
-#ifndef CTX_RELINK
-#define CTX_RELINK 0
-#endif
-#ifndef CTX_SHARE
-#define CTX_SHARE 0.5
-#endif
+/* The share of a context's budget its tabu search spends (the chains the
+ * rest), and the steps without a new best after which the walk returns to
+ * its best (d = 64: ~4 rounds of ~16 steps). */
+#define CTX_TABU_SHARE 0.5
 #define CTX_TABU_STALL 64u
 /* The widest neighbourhood scored in one call (d ≤ 64). */
 #define CTX_NB 64
 
-/* A context's tabu search between rounds (ids only). */
+/* A context's tabu search between rounds (ids only: re-scored each round). */
 typedef struct tabu_state {
     int has;
     uint64_t cur, best;
@@ -144,7 +125,7 @@ struct bg__ctx {
     uint64_t cautious;   /* the last verdict's cautious id (has_cautious), under mu */
     int has_cautious;    /* under mu */
     bg__archive *kept;   /* under mu; NULL: not searched yet */
-    tabu_state tabu;     /* under mu (CTX_TABU) */
+    tabu_state tabu;     /* under mu */
     bg_observation *obs; /* obs->action: the context (id ""), one block */
 };
 
@@ -507,8 +488,7 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
     return rc;
 }
 
-#if CTX_TABU
-/* The tabu search (CTX_TABU) until s->looked reaches stop: from ts (or,
+/* The tabu search until s->looked reaches stop: from ts (or,
  * new, from start), aspiration against the better of its best ever and
  * start, both re-scored at this round's version. */
 static int run_tabu(csearch *s, bg_rng *rng, tabu_state *ts, uint64_t start, uint32_t stop)
@@ -586,60 +566,6 @@ static int run_tabu(csearch *s, bg_rng *rng, tabu_state *ts, uint64_t start, uin
     s->budget = saved;
     return rc;
 }
-
-#endif
-
-#if CTX_RELINK && !CTX_TABU
-/* Greedy path relinking (CTX_RELINK) until s->looked reaches stop: from
- * each of from[0..nf) to each of to[0..nt) and back, one differing bit at
- * a time, the best intermediate by the iid objective; *best (and *bestf)
- * the best state any path met, if better than *bestf. */
-static int run_relink(csearch *s, const uint64_t *from, size_t nf, const uint64_t *to, size_t nt,
-                      uint32_t stop, uint64_t *best, double *bestf)
-{
-    uint32_t saved = s->budget;
-    if (stop < s->budget)
-        s->budget = stop;
-    uint64_t nb[CTX_NB];
-    double lp[CTX_NB], hm[CTX_NB];
-    int rc = BG_OK;
-    for (size_t p = 0; p < 2 * nf * nt && rc == BG_OK && s->looked < s->budget; p++) {
-        size_t i = (p / 2) / nt, j = (p / 2) % nt;
-        uint64_t cur = p & 1 ? to[j] : from[i], goal = p & 1 ? from[i] : to[j];
-        uint64_t diff = cur ^ goal;
-        while (diff && rc == BG_OK && s->looked < s->budget) {
-            size_t m = 0;
-            uint64_t bits[CTX_NB];
-            for (uint64_t d = diff; d && m < CTX_NB; d &= d - 1) {
-                bits[m] = d & -d;
-                nb[m++] = cur ^ (d & -d);
-            }
-            if ((rc = cscore(s, nb, m, lp, hm)) != BG_OK)
-                break;
-            size_t bi = SIZE_MAX;
-            double f_bi = -INFINITY;
-            for (size_t k = 0; k < m; k++) {
-                double f = tilted(lp[k], hm[k]);
-                if (f > -INFINITY && (bi == SIZE_MAX || f > f_bi)) {
-                    bi = k;
-                    f_bi = f;
-                }
-            }
-            if (bi == SIZE_MAX)
-                break;
-            cur = nb[bi];
-            diff &= ~bits[bi];
-            if (f_bi > *bestf) {
-                *bestf = f_bi;
-                *best = cur;
-            }
-        }
-    }
-    s->budget = saved;
-    return rc;
-}
-
-#endif
 
 /* Which of the context's visited hypotheses it keeps (the top comment):
  * a new archive of at most BG__CTX_KEEP, or NULL (none scored / no memory). */
@@ -781,55 +707,23 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         return rc;
     bg_rng rng;
     bg_rng_init(&rng, seed);
-    (void)ts;
-#if CTX_TABU || CTX_RELINK
-    {
-        /* 1b. the tabu search / path relinking, CTX_SHARE of what is left */
-        size_t b0 = SIZE_MAX, b1 = SIZE_MAX;
-        for (size_t i = 0; i < nc; i++) {
-            double f = tilted(lp[i], harm[i]);
-            if (!(f > -INFINITY))
-                continue;
-            if (b0 == SIZE_MAX || f > tilted(lp[b0], harm[b0])) {
-                b1 = b0;
-                b0 = i;
-            } else if (b1 == SIZE_MAX || f > tilted(lp[b1], harm[b1])) {
-                b1 = i;
-            }
-        }
-        uint32_t stop =
-            s->looked +
-            (uint32_t)(CTX_SHARE * (double)(s->budget > s->looked ? s->budget - s->looked : 0));
-        size_t n0 = nc;
-        if (b0 != SIZE_MAX) {
-#if CTX_TABU
-            rc = run_tabu(s, &rng, ts, cand[b0], stop);
-            cand[nc++] = ts->best;
-            cand[nc++] = ts->cur;
-#else
-            uint64_t from[2] = {cand[b0], b1 != SIZE_MAX ? cand[b1] : 0}, to[2];
-            size_t nt = 0;
-            for (size_t k = 0; arch && k < 2; k++) { /* the archive's two most plausible */
-                size_t bi = SIZE_MAX;
-                for (size_t i = 0; i < arch->n; i++)
-                    if ((k == 0 || arch->ids[i] != to[0]) && arch->ids[i] != from[0] &&
-                        (bi == SIZE_MAX || arch->lp[i] > arch->lp[bi]))
-                        bi = i;
-                if (bi != SIZE_MAX)
-                    to[nt++] = arch->ids[bi];
-            }
-            uint64_t best = cand[b0];
-            double bestf = tilted(lp[b0], harm[b0]);
-            rc = run_relink(s, from, b1 != SIZE_MAX ? 2 : 1, to, nt, stop, &best, &bestf);
-            cand[nc++] = best;
-#endif
-        }
-        if (rc == BG_OK && nc > n0)
-            rc = cscore(s, cand + n0, nc - n0, lp + n0, harm + n0);
-        if (rc != BG_OK)
+    /* 1b. the tabu walk from its state (new: from the best start), half of
+     * what is left; its best and current state join the starts */
+    size_t b0 = SIZE_MAX;
+    for (size_t i = 0; i < nc; i++)
+        if (lp[i] > -INFINITY &&
+            (b0 == SIZE_MAX || tilted(lp[i], harm[i]) > tilted(lp[b0], harm[b0])))
+            b0 = i;
+    if (b0 != SIZE_MAX) {
+        uint32_t left = s->budget > s->looked ? s->budget - s->looked : 0;
+        if ((rc = run_tabu(s, &rng, ts, cand[b0], s->looked + (uint32_t)(CTX_TABU_SHARE * left))) !=
+            BG_OK)
+            return rc;
+        cand[nc++] = ts->best;
+        cand[nc++] = ts->cur;
+        if ((rc = cscore(s, cand + nc - 2, 2, lp + nc - 2, harm + nc - 2)) != BG_OK)
             return rc;
     }
-#endif
     /* 2. chains from the best starts by the tilted objective, distinct */
     uint64_t start[C];
     size_t ns = 0;
