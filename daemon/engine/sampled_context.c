@@ -46,18 +46,7 @@
  * (β 0.1 → 1 over their first half), half at β = 1; half at tilt 1, half
  * at CTX_LOW_TILT (log R + ½ log harm: nearer the posterior's top, where
  * the most plausible hypothesis of each harm level is — chosen on
- * bench_mh_long d = 64 seeds 404 / 406, GFLOWNET.md). Before the chains,
- * half the budget goes to a tabu search on the same objective (tilt 1),
- * persistent across rounds (run_tabu: the best one-bit flip of its state,
- * downhill too, the flipped bit tabu for d/8..d/4 steps, aspiration when a
- * move beats its best ever; back to the best after CTX_TABU_STALL steps
- * without a new best): its state is ids only (current, best, the tabu
- * list: ~0.3 KiB a context), both re-scored at every round's version, so
- * nothing stale reaches a verdict; its best and current state join the
- * chains' starts (GFLOWNET.md, "Tabu search and path relinking per
- * context": within 2 nats of MH's cautious hypothesis more often at d = 64,
- * at less CPU than chains alone, whose random flips are weak on the
- * bandit's quadratic objective). At most `budget`
+ * bench_mh_long d = 64 seeds 404 / 406, GFLOWNET.md). At most `budget`
  * hypotheses looked at per context per round (each at most one log R and
  * one harm; log R is shared between the round's contexts, as it does
  * not depend on the action), so a round's work is ≤ cap × budget.
@@ -102,21 +91,6 @@
 #define CTX_LOW_TILT 0.5
 /* log harm of a zero harm: log R alone drives the chain there. */
 #define CTX_LOG_HARM_MIN (-700.0)
-/* The share of a context's budget its tabu search spends (the chains the
- * rest), and the steps without a new best after which the walk returns to
- * its best (d = 64: ~4 rounds of ~16 steps). */
-#define CTX_TABU_SHARE 0.5
-#define CTX_TABU_STALL 64u
-/* The widest neighbourhood scored in one call (d ≤ 64). */
-#define CTX_NB 64
-
-/* A context's tabu search between rounds (ids only: re-scored each round). */
-typedef struct tabu_state {
-    int has;
-    uint64_t cur, best;
-    uint32_t iter, stall;
-    uint32_t until[CTX_NB]; /* bit i tabu while iter < until[i] */
-} tabu_state;
 
 struct bg__ctx {
     atomic_int refs;
@@ -125,7 +99,6 @@ struct bg__ctx {
     uint64_t cautious;   /* the last verdict's cautious id (has_cautious), under mu */
     int has_cautious;    /* under mu */
     bg__archive *kept;   /* under mu; NULL: not searched yet */
-    tabu_state tabu;     /* under mu */
     bg_observation *obs; /* obs->action: the context (id ""), one block */
 };
 
@@ -300,17 +273,6 @@ int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **e
 done:
     pthread_mutex_unlock(&t->mu);
     return rc;
-}
-
-int bg__ctx_tabu(bg__ctx_table *t, bg__ctx *c, uint64_t *cur, uint64_t *best, uint32_t *iter)
-{
-    pthread_mutex_lock(&t->mu);
-    int has = c->tabu.has;
-    *cur = c->tabu.cur;
-    *best = c->tabu.best;
-    *iter = c->tabu.iter;
-    pthread_mutex_unlock(&t->mu);
-    return has;
 }
 
 void bg__ctx_cautious(bg__ctx_table *t, bg__ctx *c, uint64_t id)
@@ -488,85 +450,6 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
     return rc;
 }
 
-/* The tabu search until s->looked reaches stop: from ts (or,
- * new, from start), aspiration against the better of its best ever and
- * start, both re-scored at this round's version. */
-static int run_tabu(csearch *s, bg_rng *rng, tabu_state *ts, uint64_t start, uint32_t stop)
-{
-    uint32_t saved = s->budget;
-    if (stop < s->budget)
-        s->budget = stop;
-    if (!ts->has) {
-        memset(ts, 0, sizeof *ts);
-        ts->has = 1;
-        ts->cur = ts->best = start;
-    }
-    uint64_t three[3] = {ts->cur, ts->best, start}, nb[CTX_NB];
-    double l3[3], h3[3], lp[CTX_NB], hm[CTX_NB];
-    uint32_t bit[CTX_NB];
-    int rc = cscore(s, three, 3, l3, h3);
-    double cf = tilted(l3[0], h3[0]), bf = tilted(l3[1], h3[1]), sf = tilted(l3[2], h3[2]);
-    if (sf > bf || !(bf > -INFINITY)) {
-        ts->best = start;
-        bf = sf;
-    }
-    if (cf > bf) { /* the posterior moved: the walk's state is now the best */
-        ts->best = ts->cur;
-        bf = cf;
-    }
-    if (!(cf > -INFINITY) || ts->stall >= CTX_TABU_STALL) {
-        ts->cur = ts->best;
-        ts->stall = 0;
-        memset(ts->until, 0, sizeof ts->until);
-        ts->iter = 0;
-    }
-    uint32_t tmin = s->bits / 8 ? s->bits / 8 : 1;
-    size_t max_steps = 4 * (size_t)s->budget / s->bits + 4;
-    for (size_t st = 0; rc == BG_OK && s->looked < s->budget && st < max_steps; st++) {
-        size_t m = 0;
-        for (uint32_t i = 0; i < s->bits && i < CTX_NB; i++) {
-            uint64_t id = ts->cur ^ ((uint64_t)1 << i);
-            if (valid(s, id)) {
-                nb[m] = id;
-                bit[m++] = i;
-            }
-        }
-        if ((rc = cscore(s, nb, m, lp, hm)) != BG_OK)
-            break;
-        size_t bi = SIZE_MAX, ties = 0;
-        double bestf = -INFINITY;
-        for (size_t j = 0; j < m; j++) {
-            double f = tilted(lp[j], hm[j]);
-            if (!(f > -INFINITY) || (ts->iter < ts->until[bit[j]] && !(f > bf)))
-                continue;
-            if (bi == SIZE_MAX || f > bestf) {
-                bi = j;
-                bestf = f;
-                ties = 1;
-            } else if (f == bestf && bg_rng_next(rng) % ++ties == 0) {
-                bi = j; /* a uniform choice among equals: plateaus */
-            }
-        }
-        if (bi == SIZE_MAX)
-            break;
-        ts->cur = nb[bi];
-        ts->until[bit[bi]] = ts->iter + tmin + (uint32_t)(bg_rng_next(rng) % (tmin + 1));
-        ts->iter++;
-        if (bestf > bf) {
-            bf = bestf;
-            ts->best = ts->cur;
-            ts->stall = 0;
-        } else if (++ts->stall >= CTX_TABU_STALL) {
-            ts->cur = ts->best;
-            ts->stall = 0;
-            memset(ts->until, 0, sizeof ts->until);
-            ts->iter = 0;
-        }
-    }
-    s->budget = saved;
-    return rc;
-}
-
 /* Which of the context's visited hypotheses it keeps (the top comment):
  * a new archive of at most BG__CTX_KEEP, or NULL (none scored / no memory). */
 static bg__archive *keep_of(const csearch *s, uint64_t version, uint64_t tag, size_t n_hist)
@@ -668,10 +551,10 @@ fail:
  * hypothesis and the archive's best; *out its new kept set (NULL: keep
  * the old). */
 static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uint64_t cautious,
-                      const bg__archive *arch, uint64_t seed, tabu_state *ts, bg__archive **out)
+                      const bg__archive *arch, uint64_t seed, bg__archive **out)
 {
     *out = NULL;
-    enum { C = CTX_CHAINS, NS = BG__CTX_KEEP + C + 4 };
+    enum { C = CTX_CHAINS, NS = BG__CTX_KEEP + C + 2 };
     uint64_t cand[NS];
     double lp[NS], harm[NS];
     size_t nc = 0;
@@ -705,25 +588,6 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         rc = cscore(s, cand + i, nc - i < C ? nc - i : C, lp + i, harm + i);
     if (rc != BG_OK)
         return rc;
-    bg_rng rng;
-    bg_rng_init(&rng, seed);
-    /* 1b. the tabu walk from its state (new: from the best start), half of
-     * what is left; its best and current state join the starts */
-    size_t b0 = SIZE_MAX;
-    for (size_t i = 0; i < nc; i++)
-        if (lp[i] > -INFINITY &&
-            (b0 == SIZE_MAX || tilted(lp[i], harm[i]) > tilted(lp[b0], harm[b0])))
-            b0 = i;
-    if (b0 != SIZE_MAX) {
-        uint32_t left = s->budget > s->looked ? s->budget - s->looked : 0;
-        if ((rc = run_tabu(s, &rng, ts, cand[b0], s->looked + (uint32_t)(CTX_TABU_SHARE * left))) !=
-            BG_OK)
-            return rc;
-        cand[nc++] = ts->best;
-        cand[nc++] = ts->cur;
-        if ((rc = cscore(s, cand + nc - 2, 2, lp + nc - 2, harm + nc - 2)) != BG_OK)
-            return rc;
-    }
     /* 2. chains from the best starts by the tilted objective, distinct */
     uint64_t start[C];
     size_t ns = 0;
@@ -743,6 +607,8 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         return BG_OK;
     for (size_t c = ns; c < C; c++) /* fewer starts: the best ones again */
         start[c] = start[c % ns];
+    bg_rng rng;
+    bg_rng_init(&rng, seed);
     if ((rc = run_chains(s, &rng, start)) != BG_OK)
         return rc;
     *out = keep_of(s, s->r->version, bg__model_tag(s->g), s->r->n_hist);
@@ -774,8 +640,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
     bg__archive **kept = malloc((n ? n : 1) * sizeof *kept);
     uint64_t *caut = malloc((n ? n : 1) * sizeof *caut);
     int *has = malloc((n ? n : 1) * sizeof *has);
-    tabu_state *tabu = malloc((n ? n : 1) * sizeof *tabu);
-    if (e && kept && caut && has && tabu)
+    if (e && kept && caut && has)
         for (size_t i = 0; i < n; i++) {
             e[i] = t->slot[i];
             atomic_fetch_add(&e[i]->refs, 1);
@@ -784,18 +649,17 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
                 atomic_fetch_add(&kept[i]->refs, 1);
             caut[i] = e[i]->cautious;
             has[i] = e[i]->has_cautious;
-            tabu[i] = e[i]->tabu;
         }
     pthread_mutex_unlock(&t->mu);
     int rc = BG_ENOMEM;
     lr_cache lc = {0};
     csearch s = {.g = g, .r = r, .bits = bits, .limit = limit, .budget = budget};
-    size_t vslots = 16, lslots = 16, scratch = CTX_NB + CTX_CHAINS + BG__CTX_KEEP + 4;
-    while (vslots < 4 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 4))
+    size_t vslots = 16, lslots = 16, scratch = CTX_CHAINS + BG__CTX_KEEP + 2;
+    while (vslots < 4 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 2))
         vslots *= 2;
     while (lslots < 2 * n * ((size_t)budget + BG__CTX_KEEP) && lslots < (1u << 20))
         lslots *= 2;
-    if (!e || !kept || !caut || !has || !tabu) {
+    if (!e || !kept || !caut || !has) {
         n = 0; /* no references were taken */
         goto done;
     }
@@ -824,13 +688,12 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         s.looked = 0;
         s.act = &e[i]->obs->action;
         bg__archive *nk = NULL;
-        rc = search_one(&s, kept[i], has[i], caut[i], arch, seed ^ e[i]->hash, &tabu[i], &nk);
+        rc = search_one(&s, kept[i], has[i], caut[i], arch, seed ^ e[i]->hash, &nk);
         looked += s.looked;
         if (rc == BG_OK && nk) {
             pthread_mutex_lock(&t->mu);
             bg__archive *prev = e[i]->kept;
             e[i]->kept = nk;
-            e[i]->tabu = tabu[i];
             pthread_mutex_unlock(&t->mu);
             bg__archive_unref(prev);
         }
@@ -849,7 +712,6 @@ done:
     free(kept);
     free(caut);
     free(has);
-    free(tabu);
     free(lc.key);
     free(lc.lp);
     free(lc.used);

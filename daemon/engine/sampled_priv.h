@@ -321,10 +321,6 @@ int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **e
                    bg__archive **kept);
 /* The cautious hypothesis of c's newest verdict: a start of its next search. */
 void bg__ctx_cautious(bg__ctx_table *t, bg__ctx *c, uint64_t id);
-/* Context c's tabu search (sampled_context.c, CTX_TABU): 1 and its current
- * and best ids and its step count since its last reset; 0 before its first
- * search. Ids only: both are re-scored at every round's version. */
-int bg__ctx_tabu(bg__ctx_table *t, bg__ctx *c, uint64_t *cur, uint64_t *best, uint32_t *iter);
 
 /* What one round's per-context searches did. */
 typedef struct bg__ctx_stats {

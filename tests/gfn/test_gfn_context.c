@@ -25,13 +25,6 @@
  *     byte is another context; an action over BG__CTX_MAX_BYTES is not
  *     remembered; a round looks at <= cap × budget hypotheses (counted),
  *     each context <= budget, and computes at most that many log R.
- *   test_tabu: the tabu walk of a context (CTX_TABU) is kept between
- *     rounds as ids only and re-scored at each round's version: after a
- *     round on the level's history without its last two features' data
- *     and one on all of it, the walk has a state, its best is no worse than
- *     its current state by the new history's objective, the kept set a
- *     verdict would use carries the new version with every log R equal to
- *     the reward's at it, and each round looked at <= budget.
  *   test_engine: through the engine (inline training, the gfn sampler,
  *     d = 16): contexts evaluated, then observations: the trainer's
  *     per-context rounds run, and each verdict's iid objective log R + log
@@ -243,21 +236,13 @@ static int has_kept(bg__ctx_table *t, size_t cap, const double *x)
     return k;
 }
 
-/* The level's history (level_history) and a sampled iid guard on it. */
-static const bg_guard *level_guard(bg_plugin_host *h, const char *name, uint64_t *start,
-                                   bg_guard_build **b)
-{
-    uint64_t swap;
-    level_history(start, &swap);
-    return twin_build(h, name, "{features: 12, sigma: 1, theta: 2, enumerate: false}", "iid", "",
-                      b);
-}
-
 static void test_table(bg_plugin_host *h)
 {
-    uint64_t start;
+    uint64_t start, swap;
+    level_history(&start, &swap);
     bg_guard_build *b;
-    const bg_guard *g = level_guard(h, "table", &start, &b);
+    const bg_guard *g = twin_build(
+        h, "table", "{features: 12, sigma: 1, theta: 2, enumerate: false}", "iid", "", &b);
     bg__reward_ctx r = bg__reward_ctx_make(g, hist, NOBS);
     bg__archive *arch = archive_of(g, &r, &start, 1);
     enum { CAPN = 3, NX = 5 };
@@ -338,79 +323,6 @@ static double iid_obj(const bg_guard *g, const bg_observation *hs, size_t n, con
     return lp + log(hm);
 }
 
-/* The per-context search's objective: log R + log harm, a zero harm at
- * e^-700 (sampled_context.c's tilted). */
-static double ctx_obj(const bg_guard *g, const bg_observation *hs, size_t n, const bg_action *a,
-                      uint64_t id)
-{
-    double lp, hm;
-    bg_err err;
-    CHECK(bg__score(g, hs, n, a, &id, 1, &lp, &hm, NULL, 0, 0, &err) == BG_OK, "%s", err.msg);
-    return lp + (hm > 0 ? fmax(log(hm), -700.0) : -700.0);
-}
-
-static void test_tabu(bg_plugin_host *h)
-{
-    uint64_t start;
-    bg_guard_build *b;
-    const bg_guard *g = level_guard(h, "tabu", &start, &b);
-    double x[D] = {0};
-    x[1] = 1;
-    bg_action a = {.tool = "pull", .features = x, .n_features = D};
-    bg__ctx_table t;
-    bg__ctx_table_init(&t);
-    bg__ctx *c;
-    bg__archive *kept;
-    CHECK_INT(bg__ctx_record(&t, 1, &a, &c, &kept), BG_OK);
-    CHECK(c != NULL && kept == NULL);
-    uint64_t cur, best;
-    uint32_t iter;
-    CHECK(!bg__ctx_tabu(&t, c, &cur, &best, &iter), "a tabu state before any search");
-    const uint32_t budget = 200;
-    const size_t ns[2] = {NOBS - 2 * NP, NOBS}; /* the last two features' data arrive */
-    for (int round = 0; round < 2; round++) {
-        bg__reward_ctx r = bg__reward_ctx_make(g, hist, ns[round]);
-        bg__archive *arch = archive_of(g, &r, &start, 1);
-        bg__ctx_stats st;
-        CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 5, &st), BG_OK);
-        CHECK(st.looked > 0 && st.looked <= budget, "round %d looked at %llu (budget %u)", round,
-              (unsigned long long)st.looked, budget);
-        CHECK(bg__ctx_tabu(&t, c, &cur, &best, &iter), "round %d: no tabu state kept", round);
-        CHECK(cur < 1ull << D && best < 1ull << D, "round %d: ids %llu, %llu", round,
-              (unsigned long long)cur, (unsigned long long)best);
-        /* the walk's best is re-scored at this version: no worse than where
-         * it stands, by this history's objective */
-        double fc = ctx_obj(g, hist, ns[round], &a, cur),
-               fb = ctx_obj(g, hist, ns[round], &a, best);
-        CHECK(fb >= fc, "round %d: best %.6f below the current state's %.6f", round, fb, fc);
-        /* what a verdict uses: the kept set at this version, every log R the
-         * reward's now (not the previous round's) */
-        bg__ctx *c2;
-        CHECK_INT(bg__ctx_record(&t, 1, &a, &c2, &kept), BG_OK);
-        CHECK(c2 == c && kept != NULL);
-        CHECK(kept->version == r.version && kept->n_hist == ns[round] && kept->n <= BG__CTX_KEEP,
-              "round %d: kept at version %llu (%zu observations), the round's %llu (%zu)", round,
-              (unsigned long long)kept->version, kept->n_hist, (unsigned long long)r.version,
-              ns[round]);
-        double lp[BG__CTX_KEEP];
-        CHECK_INT(bg__session_log_r(&r, kept->ids, kept->n, lp), BG_PLUGIN_OK);
-        for (size_t i = 0; i < kept->n; i++)
-            CHECK(lp[i] == kept->lp[i], "round %d: kept %llu has log R %.9g, the reward's %.9g",
-                  round, (unsigned long long)kept->ids[i], kept->lp[i], lp[i]);
-        printf("tabu: round %d (%zu observations): %llu looked at, walk at %llu after %u steps, "
-               "best %llu (objective %.3f, current %.3f)\n",
-               round, ns[round], (unsigned long long)st.looked, (unsigned long long)cur, iter,
-               (unsigned long long)best, fb, fc);
-        bg__ctx_unref(c2);
-        bg__archive_unref(kept);
-        bg__archive_unref(arch);
-        free(r.tmp);
-    }
-    bg__ctx_unref(c);
-    bg__ctx_table_close(&t);
-    bg_guard_build_destroy(b);
-}
-
 static void test_engine(bg_plugin_host *h)
 {
     enum { DE = 16, OBS = 6, NC = 4 };
@@ -475,7 +387,6 @@ int main(void)
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
     test_level(h);
     test_table(h);
-    test_tabu(h);
     test_engine(h);
     bg_plugin_host_destroy(h);
     CHECK_DONE("test_gfn_context");
