@@ -22,7 +22,10 @@
  * reward version, observations not yet trained on) — and the guard's
  * bg_sampler_limits judge it: outside them, BG_EUNAVAIL (retry; a
  * background sampler short of training gets another round) or a DENY /
- * ESCALATE decided by the engine.
+ * ESCALATE decided by the engine. Beside them, reported and never judged:
+ * the search archive the candidates included and this action's remembered
+ * context (how many of its kept candidates joined, its search rounds, the
+ * observations since its newest search).
  *
  * Two objects:
  *
