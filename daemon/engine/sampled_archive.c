@@ -74,45 +74,10 @@ void bg__archive_unref(bg__archive *a)
         free(a);
 }
 
-/* Everything a search scored: open-addressed, the id inline, at most half
- * full (the caller sizes it for the budget). */
-typedef struct visited {
-    uint64_t *key;
-    double *lp;
-    unsigned char *used;
-    size_t mask, n;
-} visited;
-
-static size_t vis_slot(const visited *v, uint64_t id)
-{
-    return bg__id_slot(v->key, v->used, v->mask, id);
-}
-
-/* 1 and *lp when id was scored. */
-static int vis_get(const visited *v, uint64_t id, double *lp)
-{
-    size_t s = vis_slot(v, id);
-    if (!v->used[s])
-        return 0;
-    *lp = v->lp[s];
-    return 1;
-}
-
-static void vis_put(visited *v, uint64_t id, double lp)
-{
-    size_t s = vis_slot(v, id);
-    if (v->used[s] || 2 * (v->n + 1) > v->mask + 1)
-        return; /* known, or full: the search just forgets it */
-    v->used[s] = 1;
-    v->key[s] = id;
-    v->lp[s] = lp;
-    v->n++;
-}
-
 /* A search in progress. */
 typedef struct search {
     bg__reward_ctx *r;
-    visited v;
+    bg__idtab v; /* everything scored (sized by the caller for the budget) */
     uint32_t bits;
     uint64_t limit; /* largest valid id + 1; 0: every id of bits */
     uint64_t evals, budget;
@@ -133,7 +98,7 @@ static int score(search *s, const uint64_t *ids, size_t m, double *lp)
     size_t k = 0;
     for (size_t i = 0; i < m; i++) {
         lp[i] = -INFINITY;
-        if (valid_id(s, ids[i]) && !vis_get(&s->v, ids[i], &lp[i]))
+        if (valid_id(s, ids[i]) && !bg__idtab_get(&s->v, ids[i], &lp[i], NULL))
             s->ids[k++] = ids[i];
     }
     if (!k)
@@ -145,11 +110,11 @@ static int score(search *s, const uint64_t *ids, size_t m, double *lp)
         double l = s->out[j];
         if (isnan(l) || l == INFINITY)
             l = -INFINITY; /* a model that misbehaves there: never kept */
-        vis_put(&s->v, s->ids[j], l);
+        bg__idtab_put(&s->v, s->ids[j], l, 0);
     }
     for (size_t i = 0; i < m; i++)
         if (valid_id(s, ids[i]))
-            vis_get(&s->v, ids[i], &lp[i]);
+            bg__idtab_get(&s->v, ids[i], &lp[i], NULL);
     return BG_OK;
 }
 
@@ -187,7 +152,7 @@ uint64_t bg__flip_propose(uint32_t bits, bg_rng *rng, uint64_t id)
 
 /* The slots of v with a finite lp, best first (new array, *n set); NULL
  * when out of memory. A selection by radix order of the lp's key. */
-static size_t *top_slots(const visited *v, size_t *n)
+static size_t *top_slots(const bg__idtab *v, size_t *n)
 {
     size_t *sl = malloc((v->n ? v->n : 1) * sizeof *sl);
     uint64_t *key = malloc((v->n ? v->n : 1) * sizeof *key);
@@ -242,7 +207,7 @@ fail:
  * several — then the others, best first (why: the top comment, "What it
  * keeps"). Order kept within each part (a stable partition of a sorted
  * list). 0 when out of memory. */
-static size_t pick(const visited *v, size_t *sl, size_t m, size_t cap, uint32_t bits,
+static size_t pick(const bg__idtab *v, size_t *sl, size_t m, size_t cap, uint32_t bits,
                    const uint64_t *force, size_t n_force)
 {
     uint64_t all = bits >= 64 ? ~0ULL : (1ULL << bits) - 1, have_set = 0, have_clear = 0;
@@ -276,7 +241,7 @@ static size_t pick(const visited *v, size_t *sl, size_t m, size_t cap, uint32_t 
 }
 
 /* The archive of v: pick's choice of cap (ids ascending). */
-static bg__archive *archive_of(const visited *v, size_t cap, uint64_t version, uint32_t bits,
+static bg__archive *archive_of(const bg__idtab *v, size_t cap, uint64_t version, uint32_t bits,
                                const uint64_t *force, size_t n_force)
 {
     size_t m;
@@ -386,22 +351,19 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
     while (slots < 4 * ((size_t)budget + n_old + n_draw + BG__ARCHIVE_CHAINS))
         slots *= 2;
     size_t batch = 256;
-    s.v.key = malloc(slots * sizeof *s.v.key);
-    s.v.lp = malloc(slots * sizeof *s.v.lp);
-    s.v.used = calloc(slots, 1);
-    s.v.mask = slots - 1;
+    int vrc = bg__idtab_init(&s.v, slots, 0);
     s.ids = malloc(batch * sizeof *s.ids);
     s.out = malloc(batch * sizeof *s.out);
     double *lp = malloc((n_old + n_draw + 1) * sizeof *lp);
     int rc = BG_ENOMEM;
-    if (!s.v.key || !s.v.lp || !s.v.used || !s.ids || !s.out || !lp)
+    if (vrc != BG_OK || !s.ids || !s.out || !lp)
         goto done;
 
     /* 1. the previous archive at the current version (its stored log R
      * when the version is the same), and the draw */
     if (old && old->version == r->version && old->model_tag == bg__model_tag(g)) {
         for (size_t i = 0; i < n_old; i++)
-            vis_put(&s.v, old->ids[i], old->lp[i]);
+            bg__idtab_put(&s.v, old->ids[i], old->lp[i], 0);
     } else if (old && (rc = score_all(&s, old->ids, n_old, batch, lp)) != BG_OK) {
         goto done;
     }
@@ -465,9 +427,7 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
         (*out)->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
     }
 done:
-    free(s.v.key);
-    free(s.v.lp);
-    free(s.v.used);
+    bg__idtab_free(&s.v);
     free(s.ids);
     free(s.out);
     free(lp);

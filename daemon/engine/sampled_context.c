@@ -301,30 +301,13 @@ void bg__ctx_cautious(bg__ctx_table *t, bg__ctx *c, uint64_t id)
 
 /* ---- the search */
 
-/* log R of the round, shared by its contexts: open-addressed, id inline,
- * at most half full (then it stops caching: cost, not results). */
-typedef struct lr_cache {
-    uint64_t *key;
-    double *lp;
-    unsigned char *used;
-    size_t mask, n;
-} lr_cache;
-
-/* One context's visited hypotheses: id, log R, harm. */
-typedef struct ctx_seen {
-    uint64_t *key;
-    double *lp, *harm;
-    unsigned char *used;
-    size_t mask, n;
-} ctx_seen;
-
 /* A context's search in progress. */
 typedef struct csearch {
     const bg_guard *g;
     bg__reward_ctx *r;
     const bg_action *act;
-    lr_cache *lc;
-    ctx_seen v;
+    bg__idtab *lc; /* log R of the round, shared by its contexts (no harm) */
+    bg__idtab v;   /* this context's visited hypotheses: log R and harm */
     uint32_t bits;
     uint64_t limit;
     uint32_t looked, budget; /* hypotheses looked at (new to this context) */
@@ -349,8 +332,7 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
         harm[i] = 0;
         if (!valid(s, ids[i]))
             continue;
-        size_t sl = bg__id_slot(s->v.key, s->v.used, s->v.mask, ids[i]);
-        if (s->v.used[sl])
+        if (s->v.used[bg__idtab_slot(&s->v, ids[i])])
             continue;
         int dup = 0;
         for (size_t j = 0; j < k && !dup; j++)
@@ -361,27 +343,16 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
     if (k) {
         /* log R: the round's cache, else the reward (batched) */
         size_t nn = 0;
-        for (size_t j = 0; j < k; j++) {
-            size_t sl = bg__id_slot(s->lc->key, s->lc->used, s->lc->mask, s->ids[j]);
-            if (s->lc->used[sl])
-                s->out[j] = s->lc->lp[sl];
-            else
+        for (size_t j = 0; j < k; j++)
+            if (!bg__idtab_get(s->lc, s->ids[j], &s->out[j], NULL))
                 s->need[nn++] = s->ids[j];
-        }
         if (nn) {
             double *tmp = s->hout; /* harm's scratch, free until the harm call */
             if (bg__session_log_r(s->r, s->need, nn, tmp) != BG_PLUGIN_OK)
                 return BG_EINTERNAL;
             s->reward_evals += nn;
-            for (size_t q = 0; q < nn; q++) {
-                size_t sl = bg__id_slot(s->lc->key, s->lc->used, s->lc->mask, s->need[q]);
-                if (!s->lc->used[sl] && 2 * (s->lc->n + 1) <= s->lc->mask + 1) {
-                    s->lc->used[sl] = 1;
-                    s->lc->key[sl] = s->need[q];
-                    s->lc->lp[sl] = tmp[q];
-                    s->lc->n++;
-                }
-            }
+            for (size_t q = 0; q < nn; q++)
+                bg__idtab_put(s->lc, s->need[q], tmp[q], 0);
             for (size_t j = 0, q = 0; j < k; j++)
                 if (q < nn && s->need[q] == s->ids[j])
                     s->out[j] = tmp[q++];
@@ -394,23 +365,12 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
             double l = s->out[j], hm = s->hout[j];
             if (isnan(l) || l == INFINITY || !(hm >= 0.0 && hm <= 1.0))
                 l = -INFINITY, hm = 0;
-            size_t sl = bg__id_slot(s->v.key, s->v.used, s->v.mask, s->ids[j]);
-            s->v.used[sl] = 1;
-            s->v.key[sl] = s->ids[j];
-            s->v.lp[sl] = l;
-            s->v.harm[sl] = hm;
-            s->v.n++;
+            bg__idtab_put(&s->v, s->ids[j], l, hm); /* room: checked above */
         }
     }
-    for (size_t i = 0; i < m; i++) {
-        if (!valid(s, ids[i]))
-            continue;
-        size_t sl = bg__id_slot(s->v.key, s->v.used, s->v.mask, ids[i]);
-        if (s->v.used[sl]) {
-            lp[i] = s->v.lp[sl];
-            harm[i] = s->v.harm[sl];
-        }
-    }
+    for (size_t i = 0; i < m; i++)
+        if (valid(s, ids[i]))
+            bg__idtab_get(&s->v, ids[i], &lp[i], &harm[i]);
     return BG_OK;
 }
 
@@ -668,7 +628,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         }
     pthread_mutex_unlock(&t->mu);
     int rc = BG_ENOMEM;
-    lr_cache lc = {0};
+    bg__idtab lc = {0};
     csearch s = {.g = g, .r = r, .bits = bits, .limit = limit, .budget = budget};
     size_t vslots = 16, lslots = 16, scratch = CTX_CHAINS + BG__CTX_KEEP + 2;
     while (vslots < 4 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 2))
@@ -679,28 +639,18 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         n = 0; /* no references were taken */
         goto done;
     }
-    lc.key = malloc(lslots * sizeof *lc.key);
-    lc.lp = malloc(lslots * sizeof *lc.lp);
-    lc.used = calloc(lslots, 1);
-    lc.mask = lslots - 1;
+    int lrc = bg__idtab_init(&lc, lslots, 0), vrc = bg__idtab_init(&s.v, vslots, 1);
     s.lc = &lc;
-    s.v.key = malloc(vslots * sizeof *s.v.key);
-    s.v.lp = malloc(vslots * sizeof *s.v.lp);
-    s.v.harm = malloc(vslots * sizeof *s.v.harm);
-    s.v.used = malloc(vslots);
-    s.v.mask = vslots - 1;
     s.ids = malloc(scratch * sizeof *s.ids);
     s.need = malloc(scratch * sizeof *s.need);
     s.out = malloc(scratch * sizeof *s.out);
     s.hout = malloc(scratch * sizeof *s.hout);
-    if (!lc.key || !lc.lp || !lc.used || !s.v.key || !s.v.lp || !s.v.harm || !s.v.used || !s.ids ||
-        !s.need || !s.out || !s.hout)
+    if (lrc != BG_OK || vrc != BG_OK || !s.ids || !s.need || !s.out || !s.hout)
         goto done;
     rc = BG_OK;
     uint64_t looked = 0;
     for (size_t i = 0; i < n && rc == BG_OK; i++) {
-        memset(s.v.used, 0, vslots);
-        s.v.n = 0;
+        bg__idtab_clear(&s.v);
         s.looked = 0;
         s.act = &e[i]->obs->action;
         bg__archive *nk = NULL;
@@ -729,13 +679,8 @@ done:
     free(kept);
     free(caut);
     free(has);
-    free(lc.key);
-    free(lc.lp);
-    free(lc.used);
-    free(s.v.key);
-    free(s.v.lp);
-    free(s.v.harm);
-    free(s.v.used);
+    bg__idtab_free(&lc);
+    bg__idtab_free(&s.v);
     free(s.ids);
     free(s.need);
     free(s.out);

@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/bg_err.h"
 #include "engine/engine.h"
@@ -71,20 +73,82 @@ typedef struct bg__lpcache {
 void bg__lpcache_init(bg__lpcache *c);
 void bg__lpcache_close(bg__lpcache *c);
 
-/* The slot of id in an open-addressed table of ids (key/used arrays of
- * mask + 1 slots, at most half full, linear probing): its own slot, or the
- * empty one where it goes. Shared by the search archive's visited table
- * and the per-context search's tables (sampled_archive.c,
+/* An open-addressed table of hypothesis ids with their log R (and a harm,
+ * where it was made with one): linear probing, at most half full — a put
+ * past that is dropped (a search then forgets the id: cost, not results).
+ * The search archive's visited table, the per-context search's round cache
+ * of log R and each context's visited set (sampled_archive.c,
  * sampled_context.c), whose results depend on the probe order only
- * through cost. */
-static inline size_t bg__id_slot(const uint64_t *key, const unsigned char *used, size_t mask,
-                                 uint64_t id)
+ * through cost. One thread; bg__idtab_free is right after any init. */
+typedef struct bg__idtab {
+    uint64_t *key;
+    double *lp, *harm; /* harm: NULL unless made with one */
+    unsigned char *used;
+    size_t mask, n;
+} bg__idtab;
+
+/* slots: a power of two. BG_OK, or BG_ENOMEM. */
+static inline int bg__idtab_init(bg__idtab *t, size_t slots, int with_harm)
+{
+    t->key = malloc(slots * sizeof *t->key);
+    t->lp = malloc(slots * sizeof *t->lp);
+    t->harm = with_harm ? malloc(slots * sizeof *t->harm) : NULL;
+    t->used = calloc(slots, 1);
+    t->mask = slots - 1;
+    t->n = 0;
+    return t->key && t->lp && t->used && (t->harm || !with_harm) ? BG_OK : BG_ENOMEM;
+}
+
+static inline void bg__idtab_clear(bg__idtab *t)
+{
+    memset(t->used, 0, t->mask + 1);
+    t->n = 0;
+}
+
+static inline void bg__idtab_free(bg__idtab *t)
+{
+    free(t->key);
+    free(t->lp);
+    free(t->harm);
+    free(t->used);
+}
+
+/* id's own slot, or the empty one where it goes. */
+static inline size_t bg__idtab_slot(const bg__idtab *t, uint64_t id)
 {
     uint64_t h = id * 0x9e3779b97f4a7c15ULL;
-    size_t i = (size_t)(h >> 29) & mask;
-    while (used[i] && key[i] != id)
-        i = (i + 1) & mask;
+    size_t i = (size_t)(h >> 29) & t->mask;
+    while (t->used[i] && t->key[i] != id)
+        i = (i + 1) & t->mask;
     return i;
+}
+
+/* 1 and *lp (and *harm, where non-NULL: a table with one) when id is in. */
+static inline int bg__idtab_get(const bg__idtab *t, uint64_t id, double *lp, double *harm)
+{
+    size_t i = bg__idtab_slot(t, id);
+    if (!t->used[i])
+        return 0;
+    *lp = t->lp[i];
+    if (harm)
+        *harm = t->harm[i];
+    return 1;
+}
+
+/* Adds id (harm ignored by a table without one) unless it is in or the
+ * table is half full; 1 when added. */
+static inline int bg__idtab_put(bg__idtab *t, uint64_t id, double lp, double harm)
+{
+    size_t i = bg__idtab_slot(t, id);
+    if (t->used[i] || 2 * (t->n + 1) > t->mask + 1)
+        return 0;
+    t->used[i] = 1;
+    t->key[i] = id;
+    t->lp[i] = lp;
+    if (t->harm)
+        t->harm[i] = harm;
+    t->n++;
+    return 1;
 }
 
 typedef struct bg__cands {
