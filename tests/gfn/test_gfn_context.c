@@ -269,22 +269,42 @@ static void test_table(bg_plugin_host *h)
            "log R computed (shared), %.2f ms CPU\n",
            CAPN, (unsigned long long)st.looked, CAPN * budget, (unsigned long long)st.reward_evals,
            (double)st.cpu_ns / 1e6);
-    /* each context's own count: kept->evals <= budget */
-    for (int i = 0; i < 4; i++) {
-        if (i == 1)
-            continue;
-        bg_action a = {.tool = "pull", .features = x[i], .n_features = D};
+    /* each context's own count: kept->evals <= budget; its rounds (the
+     * verdict's context_rounds) count the searches that published for it:
+     * one, then two after another round */
+    for (uint64_t want = 1; want <= 2; want++) {
+        for (int i = 0; i < 4; i++) {
+            if (i == 1)
+                continue;
+            bg_action a = {.tool = "pull", .features = x[i], .n_features = D};
+            bg__ctx *c;
+            bg__archive *kept;
+            uint64_t rounds = 99;
+            CHECK_INT(bg__ctx_record_rounds(&t, CAPN, &a, &c, &kept, &rounds), BG_OK);
+            CHECK(kept != NULL, "context %d lost its kept set", i);
+            CHECK(kept->evals <= budget && kept->n <= BG__CTX_KEEP,
+                  "context %d: %llu looked at, %zu kept", i, (unsigned long long)kept->evals,
+                  kept->n);
+            CHECK(rounds == want, "context %d: %llu rounds after %llu searches", i,
+                  (unsigned long long)rounds, (unsigned long long)want);
+            bg__ctx_unref(c);
+            bg__archive_unref(kept);
+        }
+        if (want == 1)
+            CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 12, &st), BG_OK);
+    }
+    /* B was evicted: it comes back with nothing kept and no rounds */
+    CHECK(!has_kept(&t, CAPN, x[1]), "the least recently used context was not evicted");
+    {
+        bg_action a = {.tool = "pull", .features = x[1], .n_features = D};
         bg__ctx *c;
         bg__archive *kept;
-        CHECK_INT(bg__ctx_record(&t, CAPN, &a, &c, &kept), BG_OK);
-        CHECK(kept != NULL, "context %d lost its kept set", i);
-        CHECK(kept->evals <= budget && kept->n <= BG__CTX_KEEP,
-              "context %d: %llu looked at, %zu kept", i, (unsigned long long)kept->evals, kept->n);
+        uint64_t rounds = 99;
+        CHECK_INT(bg__ctx_record_rounds(&t, CAPN, &a, &c, &kept, &rounds), BG_OK);
+        CHECK(c != NULL && kept == NULL && rounds == 0, "a new context reports %llu rounds",
+              (unsigned long long)rounds);
         bg__ctx_unref(c);
-        bg__archive_unref(kept);
     }
-    /* B was evicted: it comes back with nothing kept */
-    CHECK(!has_kept(&t, CAPN, x[1]), "the least recently used context was not evicted");
     CHECK_INT((int)bg__ctx_table_size(&t), CAPN);
     /* one byte of one feature changed: another context */
     double y[D];
