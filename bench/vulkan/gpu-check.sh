@@ -135,8 +135,8 @@ prepare() {
     fi
     ls -l "$dir"
     echo
-    echo "Now call the device tool: run(command=\"bash bench/vulkan/gpu-check.sh run\"," \
-         "carry=[\"$dir\"], timeout_s=540)  (SWEEPS=0 ...: timeout_s=420)"
+    echo "Now call the device tool: run(command=\"SWEEPS=0 bash bench/vulkan/gpu-check.sh" \
+         "run\", carry=[\"$dir\"], timeout_s=420)  (with the sweeps: timeout_s=540)"
     echo "Dry run here first: OUT=/tmp/gpucheck-dry BG_GPUCHECK_DRY=1 $0 run"
 }
 
