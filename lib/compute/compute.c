@@ -17,6 +17,7 @@
  */
 #include "compute/compute.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "common/bg_log.h"
@@ -142,6 +143,11 @@ const char *bg_compute_describe(const bg_compute *c)
 bg_backend_kind bg_compute_kind(const bg_compute *c)
 {
     return c->kind;
+}
+
+size_t bg_compute_max_view(const bg_compute *c)
+{
+    return c->max_view ? c->max_view : SIZE_MAX;
 }
 
 void bg_compute_gemm_scratch(const bg_compute *c, long M, long N, long K, size_t floats[2])

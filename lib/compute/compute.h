@@ -111,6 +111,11 @@ int bg_compute_set_precision(bg_compute *c, bg_precision p, bg_err *err);
 /* Borrowed string, valid until destroy: "cpu (2 threads)", "vulkan: NVIDIA H100 ..." */
 const char *bg_compute_describe(const bg_compute *c);
 bg_backend_kind bg_compute_kind(const bg_compute *c);
+/* The most bytes one op's view may span wherever it starts (Vulkan:
+ * maxStorageBufferRange less the offset alignment; SIZE_MAX where there is
+ * no limit). Callers with a larger tensor split it into views below this
+ * (the trainer's logits, by rows). */
+size_t bg_compute_max_view(const bg_compute *c);
 /* Host scratch one matrix product out[M,N] = x[M,K] . w[N,K]^T (or either
  * gradient's, as the same (M, N, K) triple) packs into on this backend, in
  * floats per slot (packed rows of x, packed rows of w), as the next such

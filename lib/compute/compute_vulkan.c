@@ -737,6 +737,11 @@ int bg__compute_vulkan_create(const bg_compute_opts *opts, bg_compute **out, bg_
         destroy(&vc->base);
         return rc;
     }
+    { /* bg__vk_bind's check: the offset's remainder below the alignment counts */
+        uint64_t al = vc->dev.caps.storage_align < 16 ? 16 : vc->dev.caps.storage_align;
+        uint64_t mr = vc->dev.caps.max_storage_range;
+        vc->base.max_view = mr > al ? (size_t)(mr - al) : 4;
+    }
     snprintf(vc->base.desc, sizeof(vc->base.desc), "vulkan: %.200s (%s, device %d)",
              vc->dev.caps.name, bg__vk_type_name(vc->dev.caps.type), vc->dev.index);
     *out = &vc->base;

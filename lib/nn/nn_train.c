@@ -19,6 +19,12 @@
  * are bit-identical to the base model's; the next issue uses one copy of
  * the weights as both reward model (adapters off) and sampler (on).
  *
+ * The classifier, the fused loss and the classifier's backward run in
+ * chunks of rows where the [R, V] logits exceed bg_compute_max_view
+ * (logit_rows): per-row math unchanged, the classifier weight's gradient
+ * accumulated chunk by chunk in row order; one chunk (the recording as
+ * before) where they fit.
+ *
  * Invariants: buffers are sized at create from the validated config and
  * opts; every id is checked against the vocabulary on the host before a
  * recording starts; R = B*T never exceeds the buffers' rows.
@@ -602,15 +608,65 @@ static void layer_bwd(bg_nn_trainer *t, int l)
     bg_compute_barrier(c);
 }
 
+/* Rows of the logits per chunk: all R where the [R, V] logits fit one view
+ * of the backend (the CPU's always do: one chunk, the recording as it was),
+ * else as few even chunks as keep each chunk's [rows, V] view within
+ * bg_compute_max_view. A single row over the limit stays one chunk per row
+ * and its op fails naming itself. */
+static int logit_rows(const bg_nn_trainer *t)
+{
+    size_t row = sizeof(float) * (size_t)t->cfg.vocab_size, room = bg_compute_max_view(t->c);
+    size_t fit = room / row;
+    if (fit >= (size_t)t->R)
+        return t->R;
+    if (fit < 1)
+        fit = 1;
+    size_t chunks = ((size_t)t->R + fit - 1) / fit;
+    return (int)(((size_t)t->R + chunks - 1) / chunks);
+}
+
+/* The classifier and the fused loss, chunk by chunk of rows (logit_rows):
+ * each row's logits, bias, log-prob and dL/dlogits depend only on that row,
+ * so the chunks give the rows the same math as one call. */
+static void classifier_loss(bg_nn_trainer *t)
+{
+    bg_compute *c = t->c;
+    int R = t->R, V = t->cfg.vocab_size, d = t->cfg.dim, cr = logit_rows(t);
+    for (int r0 = 0; r0 < R; r0 += cr) {
+        int n = R - r0 < cr ? R - r0 : cr;
+        size_t o = (size_t)r0 * (size_t)V;
+        bg_op_matmul(c, at(t->logits, o), at(t->xf, (size_t)r0 * (size_t)d), at(t->wcls, 0), n, V,
+                     d);
+        bg_compute_barrier(c);
+        if (t->lbias) { /* a constant: its backward is the identity */
+            bg_op_add(c, at(t->logits, o), at(t->lbias, o), n * V);
+            bg_compute_barrier(c);
+        }
+        bg_op_xent(c, at(t->lp, (size_t)r0), at(t->logits, o), at(t->logits, o),
+                   at(t->targets, (size_t)r0), at(t->weights, (size_t)r0), n, V);
+        bg_compute_barrier(c);
+    }
+}
+
 static void backward(bg_nn_trainer *t)
 {
     bg_compute *c = t->c;
     const bg_nn_config *p = &t->cfg;
     int R = t->R, d = p->dim, V = p->vocab_size;
-    /* t->logits holds dL/dlogits (xent in place) */
-    bg_op_matmul_backward_x(c, at(t->dxf, 0), at(t->logits, 0), at(t->wcls, 0), R, V, d, 0);
-    if (t->g_wcls >= 0)
-        bg_op_matmul_backward_w(c, grad_of(t, t->g_wcls), at(t->logits, 0), at(t->xf, 0), R, V, d);
+    /* t->logits holds dL/dlogits (xent in place), by chunks of rows as the
+     * forward recorded them; the classifier's weight gradient adds up the
+     * chunks in row order (a barrier between: each accumulates into it) */
+    int cr = logit_rows(t);
+    for (int r0 = 0; r0 < R; r0 += cr) {
+        int n = R - r0 < cr ? R - r0 : cr;
+        size_t o = (size_t)r0 * (size_t)V, od = (size_t)r0 * (size_t)d;
+        if (r0 > 0)
+            bg_compute_barrier(c);
+        bg_op_matmul_backward_x(c, at(t->dxf, od), at(t->logits, o), at(t->wcls, 0), n, V, d, 0);
+        if (t->g_wcls >= 0)
+            bg_op_matmul_backward_w(c, grad_of(t, t->g_wcls), at(t->logits, o), at(t->xf, od), n, V,
+                                    d);
+    }
     bg_op_fill(c, at(t->dx, 0), 0.0f, R * d);
     bg_compute_barrier(c);
     bg_op_rmsnorm_backward(c, at(t->dx, 0), grad_of(t, t->g_rms_final), at(t->dxf, 0),
@@ -690,16 +746,7 @@ static int run(bg_nn_trainer *t, int mode, const int32_t *tokens, const int32_t 
         bg_op_rmsnorm(c, at(t->xf, 0), at(t->X[t->cfg.n_layers], 0), at(t->rms_final, 0), R,
                       t->cfg.dim, BG_NN_RMS_EPS);
         bg_compute_barrier(c);
-        bg_op_matmul(c, at(t->logits, 0), at(t->xf, 0), at(t->wcls, 0), R, t->cfg.vocab_size,
-                     t->cfg.dim);
-        bg_compute_barrier(c);
-        if (t->lbias) { /* a constant: its backward is the identity */
-            bg_op_add(c, at(t->logits, 0), at(t->lbias, 0), R * t->cfg.vocab_size);
-            bg_compute_barrier(c);
-        }
-        bg_op_xent(c, at(t->lp, 0), at(t->logits, 0), at(t->logits, 0), at(t->targets, 0),
-                   at(t->weights, 0), R, t->cfg.vocab_size);
-        bg_compute_barrier(c);
+        classifier_loss(t);
         if (mode != RUN_EVAL)
             backward(t);
         if (mode == RUN_STEP)
