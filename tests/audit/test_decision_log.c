@@ -258,13 +258,14 @@ static void test_sampler_archive(void)
     const char *health = "\"bound_kind\":\"sampled\",\"samples\":256,\"sampler\":{\"healthy\":true,"
                          "\"tb_residual\":0.5,\"log_weight_spread\":2,\"ess\":64,"
                          "\"train_steps\":120,\"version_lag\":1,\"reason\":\"\"";
-    const char *want[3] = {",\"archive_size\":1024,\"archive_version_lag\":2,"
-                           "\"search_evaluations\":2047,"
-                           "\"search_cpu_us\":18446744073709551615,\"context_kept\":32,"
-                           "\"context_rounds\":7,\"context_version_lag\":0},"
-                           "\"plausible_set_size\":17,",
-                           ",\"context_kept\":0,\"context_rounds\":0,\"context_version_lag\":5},"
-                           "\"plausible_set_size\":17,",
+    /* each element parenthesised: clang's -Wstring-concatenation */
+    const char *want[3] = {(",\"archive_size\":1024,\"archive_version_lag\":2,"
+                            "\"search_evaluations\":2047,"
+                            "\"search_cpu_us\":18446744073709551615,\"context_kept\":32,"
+                            "\"context_rounds\":7,\"context_version_lag\":0},"
+                            "\"plausible_set_size\":17,"),
+                           (",\"context_kept\":0,\"context_rounds\":0,\"context_version_lag\":5},"
+                            "\"plausible_set_size\":17,"),
                            "},\"plausible_set_size\":17,"};
     char *line = text;
     for (int i = 0; i < 3; i++) {
