@@ -935,7 +935,7 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     uint64_t rounds = 0;
     size_t joined = 0;
     if (n_hist)
-        bg__ctx_record_rounds(&e->ctx, contexts_of(s, g), action, &ctx, &kept, &rounds);
+        bg__ctx_record(&e->ctx, contexts_of(s, g), action, &ctx, &kept, &rounds);
     double *log_r = malloc(c->n * sizeof *log_r);
     if (!log_r)
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);

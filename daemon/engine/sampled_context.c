@@ -66,7 +66,7 @@
  * (sampled_health.c bg__health_context): the kept members among its
  * candidates, the entry's rounds (searches that published a kept set: a
  * counter per entry, read with kept under one lock by
- * bg__ctx_record_rounds) and the observations since the kept set's
+ * bg__ctx_record) and the observations since the kept set's
  * version (its n_hist, stored with it).
  *
  * Deterministic: the same reward, table contents, archive and seed give the
@@ -233,13 +233,7 @@ static void evict_lru(bg__ctx_table *t)
 }
 
 int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
-                   bg__archive **kept)
-{
-    return bg__ctx_record_rounds(t, cap, a, entry, kept, NULL);
-}
-
-int bg__ctx_record_rounds(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
-                          bg__archive **kept, uint64_t *rounds)
+                   bg__archive **kept, uint64_t *rounds)
 {
     *entry = NULL;
     *kept = NULL;

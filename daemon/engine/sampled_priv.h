@@ -380,14 +380,12 @@ void bg__ctx_unref(bg__ctx *c); /* NULL is a no-op */
  * recorded): found (its LRU tick moves) or added (the least recently used
  * evicted when t holds cap). *entry: a reference to it (NULL when off or
  * the action is over BG__CTX_MAX_BYTES), *kept: a reference to its kept
- * candidates (NULL: none yet). BG_OK or BG_ENOMEM (nothing recorded). */
+ * candidates (NULL: none yet), *rounds (when rounds is not NULL): the
+ * per-context search rounds the entry has had (0: new, or not
+ * remembered), read under the same lock as *kept, so the two agree (the
+ * verdict's health). BG_OK or BG_ENOMEM (nothing recorded). */
 int bg__ctx_record(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
-                   bg__archive **kept);
-/* bg__ctx_record, and *rounds (when not NULL): the per-context search
- * rounds the entry has had (0: new, or not remembered), read under the
- * same lock as *kept, so the two agree (the verdict's health). */
-int bg__ctx_record_rounds(bg__ctx_table *t, size_t cap, const bg_action *a, bg__ctx **entry,
-                          bg__archive **kept, uint64_t *rounds);
+                   bg__archive **kept, uint64_t *rounds);
 /* The cautious hypothesis of c's newest verdict: a start of its next search. */
 void bg__ctx_cautious(bg__ctx_table *t, bg__ctx *c, uint64_t id);
 

@@ -173,7 +173,7 @@ static void test_level(bg_plugin_host *h)
             bg__ctx *c;
             bg__archive *kept;
             /* first sight: recorded (when on), nothing kept yet */
-            CHECK_INT(bg__ctx_record(&t, cap, &a, &c, &kept), BG_OK);
+            CHECK_INT(bg__ctx_record(&t, cap, &a, &c, &kept, NULL), BG_OK);
             CHECK(kept == NULL && (c != NULL) == on);
             bg_verdict v0 = verdict_of(g, &a, start, arch, kept, r.version);
             CHECK(v0.cautious_id == start,
@@ -192,7 +192,7 @@ static void test_level(bg_plugin_host *h)
                   (unsigned long long)st.reward_evals);
             /* seen again (the call id differs: not part of the context) */
             a.id = "call-2";
-            CHECK_INT(bg__ctx_record(&t, cap, &a, &c, &kept), BG_OK);
+            CHECK_INT(bg__ctx_record(&t, cap, &a, &c, &kept, NULL), BG_OK);
             a.id = "call-1";
             CHECK((kept != NULL) == on, "%s: kept %p with the feature %s", est[e], (void *)kept,
                   on ? "on" : "off");
@@ -228,7 +228,7 @@ static int has_kept(bg__ctx_table *t, size_t cap, const double *x)
     bg_action a = {.tool = "pull", .features = x, .n_features = D};
     bg__ctx *c;
     bg__archive *kept;
-    CHECK_INT(bg__ctx_record(t, cap, &a, &c, &kept), BG_OK);
+    CHECK_INT(bg__ctx_record(t, cap, &a, &c, &kept, NULL), BG_OK);
     CHECK(c != NULL);
     int k = kept != NULL;
     bg__ctx_unref(c);
@@ -280,7 +280,7 @@ static void test_table(bg_plugin_host *h)
             bg__ctx *c;
             bg__archive *kept;
             uint64_t rounds = 99;
-            CHECK_INT(bg__ctx_record_rounds(&t, CAPN, &a, &c, &kept, &rounds), BG_OK);
+            CHECK_INT(bg__ctx_record(&t, CAPN, &a, &c, &kept, &rounds), BG_OK);
             CHECK(kept != NULL, "context %d lost its kept set", i);
             CHECK(kept->evals <= budget && kept->n <= BG__CTX_KEEP,
                   "context %d: %llu looked at, %zu kept", i, (unsigned long long)kept->evals,
@@ -300,7 +300,7 @@ static void test_table(bg_plugin_host *h)
         bg__ctx *c;
         bg__archive *kept;
         uint64_t rounds = 99;
-        CHECK_INT(bg__ctx_record_rounds(&t, CAPN, &a, &c, &kept, &rounds), BG_OK);
+        CHECK_INT(bg__ctx_record(&t, CAPN, &a, &c, &kept, &rounds), BG_OK);
         CHECK(c != NULL && kept == NULL && rounds == 0, "a new context reports %llu rounds",
               (unsigned long long)rounds);
         bg__ctx_unref(c);
@@ -321,7 +321,7 @@ static void test_table(bg_plugin_host *h)
     bg_action a = {.tool = "pull", .arguments_json = args, .features = x[4], .n_features = D};
     bg__ctx *c;
     bg__archive *kept;
-    CHECK_INT(bg__ctx_record(&t, CAPN, &a, &c, &kept), BG_OK);
+    CHECK_INT(bg__ctx_record(&t, CAPN, &a, &c, &kept, NULL), BG_OK);
     CHECK(c == NULL && kept == NULL, "an action of %zu bytes was remembered", big);
     free(args);
     /* the cap coming down (a reload) evicts down to it */
