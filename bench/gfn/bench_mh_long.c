@@ -76,8 +76,17 @@
  * CPU time, steps and reward evaluations per observation (counted by
  * wrapping the sampler's train, the reward itself untouched) and MH's
  * evaluations and wall and CPU time. --cost measures the training cost per observation at d = 10,
- * 16, 32 and 64 in one run. Load averages are printed: the numbers depend
- * on them.
+ * 16, 32 and 64 (--cost-d) in one run, on environment seed 901 (--cost-seed), with the archive
+ * search and the contexts as set (the defaults: the daemon's); its columns include the archive
+ * search's and the per-context search's thread CPU per observation and their share of the
+ * observation's CPU (both run inside the inline Observe). --cost --seen: the 64 contexts are
+ * evaluated after each observation (not timed), so the trainer searches 64 contexts a round, as
+ * for an agent that asks before it acts; without --seen one context is asked about.
+ * --cost-only: the --cost table alone (no MH rows). Its last column is a
+ * digest (FNV-1a) of every verdict the run made (cautious id and bound of
+ * each Evaluate, and with --seen each context's iid and non-iid verdict):
+ * equal digests say that two builds computed the same thing. Load averages are printed: the numbers
+ * depend on them.
  *
  * Below each row, whether the reference is a fair judge: how many
  * contexts each half's cautious log posterior is within 2 nats of the
@@ -137,7 +146,10 @@ typedef struct opts {
     int n_seeds;
     int obs[MAX_LIST], n_obs;
     int steps, k, chains, anneal, pair, cost, cost_obs, check, search;
-    int seen;                 /* --seen: every context evaluated after each observation */
+    int seen;      /* --seen: every context evaluated after each observation */
+    int cost_only; /* --cost-only: the --cost table alone, no MH rows */
+    int cost_d[MAX_LIST], n_cost_d;
+    uint64_t cost_seed;
     int contexts, ctx_search; /* remembered contexts (0: off) and their budget per round */
     uint64_t mh_evals;
     const char *sampler;
@@ -833,29 +845,57 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
 
 /* ---- --cost: training cost per observation at several d, one run */
 
+/* FNV-1a of n bytes into h: the --cost table's digest of the verdicts, so
+ * that two builds' runs can be checked to compute the same thing. */
+static uint64_t digest(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t digest_verdict(uint64_t h, const bg_verdict *v)
+{
+    h = digest(h, &v->cautious_id, sizeof v->cautious_id);
+    return digest(h, &v->harm_bound, sizeof v->harm_bound);
+}
+
 static void cost(bg_plugin_host *h, const opts *o)
 {
-    static const int ds[] = {10, 16, 32, 64};
     char la[64];
     loadavg(la, sizeof la);
     printf("\ntraining cost per observation: %d observations one at a time, %d steps each, "
-           "K = %d, sampler %s; load average before: %s\n\n",
-           o->cost_obs, o->steps, o->k, o->sampler, la);
+           "K = %d, sampler %s, environment seed %llu, archive search %d, contexts %d (search "
+           "%d per context and round)%s; load average before: %s\n\n",
+           o->cost_obs, o->steps, o->k, o->sampler, (unsigned long long)o->cost_seed, o->search,
+           o->contexts, o->ctx_search,
+           o->seen ? ", --seen: the 64 contexts evaluated after every observation" : "", la);
     printf("| d | steps/obs | ms/step wall / CPU | ms/obs wall / CPU | reward evals/step | first "
-           "Evaluate after an Observe, ms wall / CPU | cached Evaluate, us | load "
-           "|\n|---|---|---|---|---|---|---|---|\n");
-    for (size_t j = 0; j < sizeof ds / sizeof *ds; j++) {
-        int d = ds[j];
+           "Evaluate after an Observe, ms wall / CPU | cached Evaluate, us | archive search ms "
+           "CPU/obs (%% of obs) | context search: contexts/round, looked / log R per obs, ms "
+           "CPU/obs (%% of obs) | verdicts' digest | load "
+           "|\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int j = 0; j < o->n_cost_d; j++) {
+        int d = o->cost_d[j];
         bg_err err;
         bg_rng r;
-        bg_gfn_rng_seed(&r, 901);
+        bg_gfn_rng_seed(&r, o->cost_seed);
         twin t;
         twin_open(&t, h, "cost", d, &r, o->sampler, (uint32_t)o->k, (uint32_t)o->steps);
+        bg_sampled_trainer_search(t.tr, o->search);
+        bg_sampled_trainer_contexts(t.tr, o->contexts, o->ctx_search);
         wrap_sampler(&t);
         g_train_evals = 0;
+        uint64_t ctx[N_CTX];
+        for (int i = 0; i < N_CTX; i++)
+            ctx[i] = i < TWIN_ARMS ? t.arms[i] : random_id(&r, d);
         double f[MAX_D], cached_s = 0;
         watch train = {0, 0}, first = {0, 0};
-        uint64_t s0 = bg_sampled_trainer_steps(t.tr);
+        uint64_t s0 = bg_sampled_trainer_steps(t.tr), dig = 0xcbf29ce484222325ULL;
+        uint64_t a0[3], c0[5];
+        bg_sampled_trainer_search_stats(t.tr, &a0[0], &a0[1], &a0[2]);
+        bg_sampled_trainer_context_stats(t.tr, &c0[0], &c0[1], &c0[2], &c0[3], &c0[4]);
         for (int n = 0; n < o->cost_obs; n++) {
             bg_observation ob = twin_pull(&t, t.arms[bg_gfn_rng_u64(&r) % TWIN_ARMS], f, &r);
             watch t0 = watch_now();
@@ -871,18 +911,35 @@ static void cost(bg_plugin_host *h, const opts *o)
             t0 = watch_now();
             CHECK(bg_engine_evaluate(t.e, &t.gs, "s", &a, &v, &err) == BG_OK, "%s", err.msg);
             watch_add(&first, t0);
+            dig = digest_verdict(dig, &v);
             double t1 = now_s();
             CHECK(bg_engine_evaluate(t.e, &t.gs, "s", &a, &v, &err) == BG_OK, "%s", err.msg);
             cached_s += now_s() - t1;
+            if (o->seen) { /* the agent asks about its 64 contexts (not timed) */
+                ctx_verdict vs[N_CTX];
+                evaluate(&t, ctx, vs, NULL);
+                dig = digest(dig, vs, sizeof vs);
+            }
         }
         uint64_t steps = bg_sampled_trainer_steps(t.tr) - s0;
+        uint64_t a1[3], c1[5];
+        bg_sampled_trainer_search_stats(t.tr, &a1[0], &a1[1], &a1[2]);
+        bg_sampled_trainer_context_stats(t.tr, &c1[0], &c1[1], &c1[2], &c1[3], &c1[4]);
+        double nobs = o->cost_obs, obs_ms = 1e3 * train.cpu / nobs;
+        double arch_ms = 1e-6 * (double)(a1[2] - a0[2]) / nobs;
+        double ctx_ms = 1e-6 * (double)(c1[4] - c0[4]) / nobs;
+        uint64_t rounds = c1[0] - c0[0];
         loadavg(la, sizeof la);
-        printf("| %d | %.0f | %.2f / %.2f | %.0f / %.0f | %.0f | %.1f / %.1f | %.0f | %s |\n", d,
-               (double)steps / o->cost_obs, 1e3 * train.wall / (double)steps,
-               1e3 * train.cpu / (double)steps, 1e3 * train.wall / o->cost_obs,
-               1e3 * train.cpu / o->cost_obs, (double)g_train_evals / (double)steps,
-               1e3 * first.wall / o->cost_obs, 1e3 * first.cpu / o->cost_obs,
-               1e6 * cached_s / o->cost_obs, la);
+        printf("| %d | %.0f | %.2f / %.2f | %.0f / %.0f | %.0f | %.1f / %.1f | %.0f | %.0f (%.0f "
+               "%%) | %.1f, %.0f / %.0f, %.0f (%.0f %%) | %016llx | %s |\n",
+               d, (double)steps / nobs, 1e3 * train.wall / (double)steps,
+               1e3 * train.cpu / (double)steps, 1e3 * train.wall / nobs, obs_ms,
+               (double)g_train_evals / (double)steps, 1e3 * first.wall / nobs,
+               1e3 * first.cpu / nobs, 1e6 * cached_s / nobs, arch_ms,
+               100.0 * arch_ms / (obs_ms > 0 ? obs_ms : 1),
+               rounds ? (double)(c1[1] - c0[1]) / (double)rounds : 0.0,
+               (double)(c1[2] - c0[2]) / nobs, (double)(c1[3] - c0[3]) / nobs, ctx_ms,
+               100.0 * ctx_ms / (obs_ms > 0 ? obs_ms : 1), (unsigned long long)dig, la);
         fflush(stdout);
         twin_close(&t);
     }
@@ -910,7 +967,8 @@ static int usage(const char *why)
         "bench_mh_long: %s\nusage: bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] "
         "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--chains C] [--mh-anneal 0|1] "
         "[--mh-pair 0|1] [--sampler YAML] [--search B] [--mh-cache DIR] [--cost] [--cost-obs N] "
-        "[--check] [--seen] [--contexts N] [--context-search B]\n",
+        "[--cost-only] [--cost-d 10,16,32,64] [--cost-seed S] [--check] [--seen] [--contexts N] "
+        "[--context-search B]\n",
         why);
     return 2;
 }
@@ -923,12 +981,13 @@ int main(int argc, char **argv)
               .anneal = 1,
               .pair = 1,
               .cost_obs = 40,
+              .cost_seed = 901,
               .mh_evals = 10000000,
               .search = BG_SAMPLED_SEARCH_DEFAULT,
               .contexts = -1,
               .ctx_search = BG_SAMPLED_CONTEXT_SEARCH_DEFAULT,
               .sampler = "{}"};
-    const char *ds = "32,64", *seeds = "403,404", *obs = "40,100";
+    const char *ds = "32,64", *seeds = "403,404", *obs = "40,100", *cost_ds = "10,16,32,64";
     int quick = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -938,6 +997,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--cost")) {
             o.cost = 1;
+            continue;
+        }
+        if (!strcmp(a, "--cost-only")) {
+            o.cost = o.cost_only = 1;
             continue;
         }
         if (!strcmp(a, "--check")) {
@@ -971,6 +1034,10 @@ int main(int argc, char **argv)
             o.pair = atoi(v);
         else if (!strcmp(a, "--cost-obs"))
             o.cost_obs = atoi(v);
+        else if (!strcmp(a, "--cost-d"))
+            cost_ds = v;
+        else if (!strcmp(a, "--cost-seed"))
+            o.cost_seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--sampler"))
             o.sampler = v;
         else if (!strcmp(a, "--search"))
@@ -994,6 +1061,10 @@ int main(int argc, char **argv)
         o.contexts = o.seen ? N_CTX : BG_SAMPLED_CONTEXTS_DEFAULT;
     o.n_d = parse_ints(ds, o.d, MAX_LIST);
     o.n_obs = parse_ints(obs, o.obs, MAX_LIST);
+    o.n_cost_d = parse_ints(cost_ds, o.cost_d, MAX_LIST);
+    for (int i = 0; i < o.n_cost_d; i++)
+        if (o.cost_d[i] < 2 || o.cost_d[i] > MAX_D)
+            return usage("--cost-d: each 2..64");
     int sd[MAX_LIST];
     o.n_seeds = parse_ints(seeds, sd, MAX_LIST);
     for (int i = 0; i < o.n_seeds; i++)
@@ -1023,23 +1094,26 @@ int main(int argc, char **argv)
            o.k, o.steps, o.sampler, (double)o.mh_evals, o.chains, RESTARTS,
            o.anneal ? "annealed" : "not annealed", o.pair ? "1- and 2-bit" : "1-bit", TILT_RESTARTS,
            ALPHA, la);
-    printf("| d | seed | obs | steps/obs | train ms/obs wall / CPU | ms/step wall / CPU | train "
-           "reward evals/obs | MH evals | MH s wall / CPU | MH halves agree, worst nats | MH best "
-           "log R − log R(w*) | MH I^α | lp "
-           "gap ≤ 2 nats | lp gap median "
-           "/ worst | objective gap worst | iid below MH: n, worst | non-iid below MH: n, worst "
-           "| search evals / ms CPU per obs | Evaluate CPU: first (draws) ms / p50 us | load "
-           "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-           "---|---|---|---|---|\n");
+    if (!o.cost_only)
+        printf(
+            "| d | seed | obs | steps/obs | train ms/obs wall / CPU | ms/step wall / CPU | train "
+            "reward evals/obs | MH evals | MH s wall / CPU | MH halves agree, worst nats | MH best "
+            "log R − log R(w*) | MH I^α | lp "
+            "gap ≤ 2 nats | lp gap median "
+            "/ worst | objective gap worst | iid below MH: n, worst | non-iid below MH: n, worst "
+            "| search evals / ms CPU per obs | Evaluate CPU: first (draws) ms / p50 us | load "
+            "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "---|---|---|---|---|\n");
     int missed = 0, rows = 0;
-    for (int i = 0; i < o.n_d; i++)
+    for (int i = 0; i < o.n_d && !o.cost_only; i++)
         for (int s = 0; s < o.n_seeds; s++) {
             missed += run_seed(h, &o, o.d[i], o.seeds[s]);
             rows += o.n_obs;
         }
-    printf("\ntarget: %d of %d checkpoints with every context's sampled cautious log posterior "
-           "within 2 nats of MH's\n",
-           rows - missed, rows);
+    if (!o.cost_only)
+        printf("\ntarget: %d of %d checkpoints with every context's sampled cautious log posterior "
+               "within 2 nats of MH's\n",
+               rows - missed, rows);
     if (o.cost)
         cost(h, &o);
     bg_plugin_host_destroy(h);

@@ -219,7 +219,23 @@ static void per_dot(const bandit *self, const bg_action *a, const uint64_t *h, s
     uint64_t xm = feature_bits(self, a, &binary);
     if (binary) {
         double tab[65]; /* x·w <= popcount(x): the entries past it are never read */
-        for (unsigned k = 0, top = popcount64(xm); k <= top; k++)
+        unsigned top = popcount64(xm);
+        if (n <= top) {
+            /* fewer ids than entries (the per-context search's and the
+             * refinement's calls, <= 8 ids, once per observation of the
+             * history): only the entries they read, each the same f call */
+            uint64_t have[2] = {0, 0};
+            for (size_t i = 0; i < n; i++) {
+                unsigned k = popcount64(h[i] & xm);
+                if (!(have[k >> 6] >> (k & 63) & 1)) {
+                    tab[k] = f(self, arg, (double)k);
+                    have[k >> 6] |= (uint64_t)1 << (k & 63);
+                }
+                out[i] = tab[k];
+            }
+            return;
+        }
+        for (unsigned k = 0; k <= top; k++)
             tab[k] = f(self, arg, (double)k);
         for (size_t i = 0; i < n; i++)
             out[i] = tab[popcount64(h[i] & xm)];
