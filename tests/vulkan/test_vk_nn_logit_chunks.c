@@ -80,18 +80,9 @@ static void test_grads(const bg_nn_ckpt *ck, const int32_t *tok, const int32_t *
     int equal = 0, np = bg_nn_train_nparams(tu);
     for (int i = 0; i < np; i++) {
         const char *name = bg_nn_train_param_name(tu, i);
-        size_t sz = bg_nn_train_param_size(tu, i);
-        float *gu = malloc(4 * sz), *gs = malloc(4 * sz);
-        CHECK(gu && gs);
-        CHECK(bg_nn_train_grad_read(tu, i, gu, &err) == BG_OK, "%s", err.msg);
-        CHECK(bg_nn_train_grad_read(ts, i, gs, &err) == BG_OK, "%s", err.msg);
-        double mx = 1e-30, d = 0.0;
-        for (size_t j = 0; j < sz; j++) {
-            mx = fabs(gu[j]) > mx ? fabs(gu[j]) : mx;
-            double e = isnan(gs[j]) ? INFINITY : fabs((double)gs[j] - gu[j]);
-            d = e > d ? e : d;
-        }
-        int same = memcmp(gu, gs, 4 * sz) == 0;
+        double d, mx;
+        int same = nt_grad_cmp(tu, ts, i, &d, &mx);
+        mx = mx > 1e-30 ? mx : 1e-30;
         equal += same;
         if (strcmp(name, "wcls") == 0) {
             printf("  wcls gradient: max|split - unsplit| / max|g| = %.2e (tol %.0e)\n", d / mx,
@@ -101,7 +92,6 @@ static void test_grads(const bg_nn_ckpt *ck, const int32_t *tok, const int32_t *
         } else {
             CHECK(same, "gradient of %s is not bit-equal (max diff %.3g of %.3g)", name, d, mx);
         }
-        free(gu), free(gs);
     }
     printf("  %d of %d gradients bit-equal (all but wcls required)\n", equal, np);
     bg_nn_train_destroy(tu);
