@@ -479,9 +479,9 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
                c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size,
                c->seq_len, a->model ? a->model : "--init");
         printf("training: %s, %zu trainable floats, batch %d x seq %d, %ld steps, lr %g, seed "
-               "%ld, peak memory %.2f MiB\n",
+               "%ld, peak memory %.2f MiB (logits by %d rows)\n",
                a->lora > 0 ? "LoRA" : "full", np, r.B, r.T, r.steps, r.lr, a->seed,
-               (double)mem.peak / 1048576.0);
+               (double)mem.peak / 1048576.0, mem.logit_rows);
         printf("data: %zu tokens (training %zu, held-out %zu)\n", r.data.n, r.n_train, r.n_hold);
         fflush(stdout);
         rc = train_loop(&r, t);

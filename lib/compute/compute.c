@@ -150,6 +150,11 @@ size_t bg_compute_max_view(const bg_compute *c)
     return c->max_view ? c->max_view : SIZE_MAX;
 }
 
+size_t bg_compute_max_alloc(const bg_compute *c)
+{
+    return c->max_alloc ? c->max_alloc : SIZE_MAX;
+}
+
 void bg_compute_gemm_scratch(const bg_compute *c, long M, long N, long K, size_t floats[2])
 {
     if (c && c->vt->gemm_scratch && M > 0 && N > 0 && K > 0)

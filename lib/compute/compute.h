@@ -116,6 +116,11 @@ bg_backend_kind bg_compute_kind(const bg_compute *c);
  * no limit). Callers with a larger tensor split it into views below this
  * (the trainer's logits, by rows). */
 size_t bg_compute_max_view(const bg_compute *c);
+/* The most bytes one buffer may take (Vulkan: maxMemoryAllocationSize,
+ * rounded down to the allocator's alignment, since a request is rounded up
+ * to it; SIZE_MAX where there is no limit or the device does not say).
+ * Callers size their largest buffers below this (the trainer's logits). */
+size_t bg_compute_max_alloc(const bg_compute *c);
 /* Host scratch one matrix product out[M,N] = x[M,K] . w[N,K]^T (or either
  * gradient's, as the same (M, N, K) triple) packs into on this backend, in
  * floats per slot (packed rows of x, packed rows of w), as the next such

@@ -94,7 +94,8 @@ struct bg_compute {
     int recording;  /* between begin and submit */
     int poisoned;   /* an op failed since begin: submit reports poison_err */
     bg_err poison_err;
-    size_t max_view; /* bytes one view may span at any offset; 0 = no limit */
+    size_t max_view;  /* bytes one view may span at any offset; 0 = no limit */
+    size_t max_alloc; /* bytes one buffer may take; 0 = no limit */
 };
 
 /* Backends. new: destroyed through vt->destroy. */

@@ -741,6 +741,10 @@ int bg__compute_vulkan_create(const bg_compute_opts *opts, bg_compute **out, bg_
         uint64_t al = vc->dev.caps.storage_align < 16 ? 16 : vc->dev.caps.storage_align;
         uint64_t mr = vc->dev.caps.max_storage_range;
         vc->base.max_view = mr > al ? (size_t)(mr - al) : 4;
+        /* bg__vk_mem_alloc rounds a request up to its alignment (al) and
+         * refuses one over maxMemoryAllocationSize: the largest that passes */
+        uint64_t ma = vc->dev.caps.max_alloc_bytes / al * al;
+        vc->base.max_alloc = (size_t)ma;
     }
     snprintf(vc->base.desc, sizeof(vc->base.desc), "vulkan: %.200s (%s, device %d)",
              vc->dev.caps.name, bg__vk_type_name(vc->dev.caps.type), vc->dev.index);

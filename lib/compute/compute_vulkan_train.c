@@ -19,8 +19,9 @@
  * Limits: views must fit maxStorageBufferRange (128 MiB on lavapipe) except
  * the embedding table's gradient, which is split by rows like the forward's
  * table; a larger view poisons the recording with BG_ELIMIT naming the op.
- * The trainer splits its [R, V] logits by rows itself (bg_compute_max_view,
- * nn_train.c), so the classifier's ops never see a view over the limit.
+ * The trainer keeps its logits as one chunk of rows within bg_compute_max_view
+ * and bg_compute_max_alloc (nn_train.c, logit_rows), so the classifier's ops
+ * never see a view over the limit.
  * Ids: token and target ids are checked at record time, as compute.h
  * promises (bg__vk_ids_ok, shared with the forward embed), by reading them
  * from their buffer (a memcpy from mapped memory,

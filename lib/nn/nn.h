@@ -208,6 +208,12 @@ int bg_nn_generate(bg_nn_model *m, const int32_t *prompt, int n_prompt, int step
  * weights w (NULL: 1 / (B*T), the mean cross-entropy).
  */
 
+/* The default logits budget: the step keeps [rows, V] logits of at most
+ * this many bytes (and never over the backend's bg_compute_max_view or
+ * bg_compute_max_alloc), reused chunk of rows after chunk (docs/TRAINING.md
+ * "Memory"). */
+#define BG_NN_LOGIT_BUDGET ((size_t)64 << 20)
+
 typedef struct bg_nn_train_opts {
     int batch;              /* B >= 1 sequences per step */
     int seq;                /* T: tokens per sequence, 1..seq_len of the model */
@@ -217,6 +223,9 @@ typedef struct bg_nn_train_opts {
                                backward (about one extra forward per step) */
     size_t act_budget;      /* bytes the kept activations may take; 0 = no limit. Over it,
                                create fails saying what fits (recompute, smaller batch/seq) */
+    size_t logit_budget;    /* bytes of the logits buffer; 0 = BG_NN_LOGIT_BUDGET. The
+                               classifier, the loss and the classifier's backward run by
+                               chunks of rows that fit it (below one row: create fails) */
     uint64_t seed;          /* adapter initialisation */
     bg_precision precision; /* the matmuls' inputs: FP32 (0) or BF16 (CPU backend with
                                AVX512_BF16, fp32 accumulation; compute.h) */
@@ -230,9 +239,11 @@ typedef struct bg_nn_train_mem {
     size_t grads;       /* gradients of the trainable tensors */
     size_t optimizer;   /* AdamW m and v */
     size_t activations; /* kept for backward (all layers, or inputs only with recompute) */
-    size_t scratch;     /* per-step work buffers (logits, gradients of activations) */
+    size_t scratch;     /* per-step work buffers (a chunk of logits, activation gradients) */
     size_t transient;   /* upper bound of the backend's per-op scratch (CPU GEMM packing) */
     size_t peak;        /* sum of the above: the most a step holds at once */
+    int logit_rows;     /* rows of the logits buffer (in scratch): a step of R rows runs the
+                           classifier in ceil(R / logit_rows) chunks */
 } bg_nn_train_mem;
 
 typedef struct bg_nn_trainer bg_nn_trainer;
@@ -267,9 +278,9 @@ int bg_nn_train_eval(bg_nn_trainer *t, const int32_t *tokens, const int32_t *tar
 int bg_nn_train_logits(bg_nn_trainer *t, const int32_t *tokens, int n, float *logits, bg_err *err);
 /* The same for nseq sequences of n tokens each (tokens[nseq * n], row s at
  * s * n): logits[nseq * vocab], row s the logits after sequence s's last
- * token. Up to o.batch * o.seq / n sequences per recording
- * (nn_train_logits.c); within float rounding of bg_nn_train_logits (the
- * classifier runs as one matmul of the sequences' rows). */
+ * token. Up to o.batch * o.seq / n sequences per recording, and no more
+ * than the logits buffer's rows (nn_train_logits.c); within float rounding of bg_nn_train_logits
+ * (the classifier runs as one matmul of the sequences' rows). */
 int bg_nn_train_logits_batch(bg_nn_trainer *t, const int32_t *tokens, int nseq, int n,
                              float *logits, bg_err *err);
 

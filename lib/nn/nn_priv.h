@@ -131,8 +131,9 @@ struct bg_nn_trainer {
     int nsets;
     bg_cbuf *tmp, *u, *du, *dt, *dx, *dxb, *datt, *dq, *dk, *dv, *dha, *xf, *dxf;
     bg_cbuf *logits, *lp, *tokens, *targets, *weights, *gsq, *dnull;
+    int lrows;          /* rows of logits (and lbias_buf): the chunk, <= o.batch * o.seq */
     bg_cbuf *lbias;     /* NULL (no bias), or lbias_buf */
-    bg_cbuf *lbias_buf; /* the logit bias repeated on every row, [o.batch * o.seq, V] */
+    bg_cbuf *lbias_buf; /* the logit bias repeated on every row, [lrows, V] */
     bg_nn_train_mem mem;
 };
 

@@ -19,11 +19,14 @@
  * are bit-identical to the base model's; the next issue uses one copy of
  * the weights as both reward model (adapters off) and sampler (on).
  *
- * The classifier, the fused loss and the classifier's backward run in
- * chunks of rows where the [R, V] logits exceed bg_compute_max_view
- * (logit_rows): per-row math unchanged, the classifier weight's gradient
- * accumulated chunk by chunk in row order; one chunk (the recording as
- * before) where they fit.
+ * The logits are never [R, V]: one buffer of lrows rows (logit_rows: the
+ * logits budget, within the backend's view and allocation limits) is reused
+ * chunk after chunk of rows; for each chunk the recording runs the
+ * classifier, the logit bias, the fused loss (dL/dlogits in place) and,
+ * when training, the classifier's backward (that chunk's rows of dxf, the
+ * weight gradient accumulated in row order) before the next chunk
+ * overwrites the buffer. Per-row math is unchanged; only the classifier
+ * weight's gradient sums its chunks' partials in another order.
  *
  * Invariants: buffers are sized at create from the validated config and
  * opts; every id is checked against the vocabulary on the host before a
@@ -243,6 +246,39 @@ static int check_opts(const bg_nn_config *c, const bg_nn_train_opts *o, bg_err *
     return BG_OK;
 }
 
+/* Rows of the logits buffer (the chunk) for R = o.batch * o.seq rows of V
+ * floats: the bytes allowed are the logits budget (o->logit_budget, 0:
+ * BG_NN_LOGIT_BUDGET), and never more than one view of the backend
+ * (bg_compute_max_view) nor one allocation (bg_compute_max_alloc); all R
+ * rows where [R, V] fits, else as few even chunks as fit (the last may be
+ * shorter). A single row over the allowance is an error: BG_EINVAL when the
+ * budget is below a row, BG_ELIMIT when the device's limit is. */
+static int logit_rows(const bg_compute *c, const bg_nn_train_opts *o, int V, int *rows, bg_err *err)
+{
+    size_t row = sizeof(float) * (size_t)V, R = (size_t)o->batch * (size_t)o->seq;
+    size_t budget = o->logit_budget ? o->logit_budget : BG_NN_LOGIT_BUDGET;
+    size_t dev = bg_compute_max_view(c), ma = bg_compute_max_alloc(c);
+    dev = ma < dev ? ma : dev;
+    if (budget < row)
+        return bg_err_set(err, BG_EINVAL,
+                          "the logits budget of %zu bytes is below one row of logits "
+                          "(vocab %d x 4 = %zu bytes)",
+                          budget, V, row);
+    if (dev < row)
+        return bg_err_set(err, BG_ELIMIT,
+                          "one row of logits (vocab %d x 4 = %zu bytes) exceeds the "
+                          "device's largest buffer view or allocation (%zu bytes)",
+                          V, row, dev);
+    size_t fit = (budget < dev ? budget : dev) / row;
+    if (fit >= R) {
+        *rows = (int)R;
+        return BG_OK;
+    }
+    size_t chunks = (R + fit - 1) / fit;
+    *rows = (int)((R + chunks - 1) / chunks);
+    return BG_OK;
+}
+
 /* ---- the CPU backend's transient memory ------------------------------------ */
 
 /* Every gemm of a step for one op matmul(R, out, in): the forward gemm(R,
@@ -288,7 +324,10 @@ static size_t transient_bound(const bg_nn_trainer *t, int threads)
             op_slots(t->c, R, out, r, 1, slot);
         }
     }
-    op_slots(t->c, R, V, d, full, slot);
+    /* the classifier by chunks of lrows rows (the last may be shorter) */
+    long lr = t->lrows, last = R - (R - 1) / lr * lr;
+    op_slots(t->c, lr, V, d, full, slot);
+    op_slots(t->c, last, V, d, full, slot);
     size_t gemm = slot[0] + slot[1];
     /* attention: bg__cpu_attend_scratch / bg__cpu_attend_bwd_scratch (blocks
      * of 16 keys: packed K, V (and dK, dV), a score row, two scaled queries),
@@ -343,6 +382,8 @@ int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
     t->sets = t->X ? calloc((size_t)t->nsets, sizeof *t->sets) : NULL;
     if (rc == BG_OK && !t->sets)
         rc = bg_err_set(err, BG_ENOMEM, "trainer: out of memory");
+    if (rc == BG_OK)
+        rc = logit_rows(t->c, o, c->vocab_size, &t->lrows, err);
     size_t d = (size_t)c->dim, V = (size_t)c->vocab_size, R = (size_t)t->R;
     size_t hd = (size_t)c->hidden_dim, kv = (size_t)bg_nn_kv_dim(c), wide = hd > d ? hd : d;
     int full = t->rank == 0;
@@ -379,7 +420,7 @@ int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
               {&t->datt, R * d},  {&t->dq, R * d},
               {&t->dk, R * kv},   {&t->dv, R * kv},
               {&t->dha, R * hd},  {&t->xf, R * d},
-              {&t->dxf, R * d},   {&t->logits, R * V},
+              {&t->dxf, R * d},   {&t->logits, (size_t)t->lrows * V},
               {&t->lp, R},        {&t->tokens, R},
               {&t->targets, R},   {&t->weights, R},
               {&t->dnull, wide},  {&t->gsq, (size_t)(t->np ? t->np : 1)}};
@@ -390,6 +431,7 @@ int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
         bg_nn_train_destroy(t);
         return rc;
     }
+    t->mem.logit_rows = t->lrows;
     t->mem.transient = transient_bound(t, co.threads > 0 ? co.threads : bg_cpu_available());
     t->mem.peak = t->mem.weights + t->mem.grads + t->mem.optimizer + t->mem.activations +
                   t->mem.scratch + t->mem.transient;
@@ -608,65 +650,46 @@ static void layer_bwd(bg_nn_trainer *t, int l)
     bg_compute_barrier(c);
 }
 
-/* Rows of the logits per chunk: all R where the [R, V] logits fit one view
- * of the backend (the CPU's always do: one chunk, the recording as it was),
- * else as few even chunks as keep each chunk's [rows, V] view within
- * bg_compute_max_view. A single row over the limit stays one chunk per row
- * and its op fails naming itself. */
-static int logit_rows(const bg_nn_trainer *t)
-{
-    size_t row = sizeof(float) * (size_t)t->cfg.vocab_size, room = bg_compute_max_view(t->c);
-    size_t fit = room / row;
-    if (fit >= (size_t)t->R)
-        return t->R;
-    if (fit < 1)
-        fit = 1;
-    size_t chunks = ((size_t)t->R + fit - 1) / fit;
-    return (int)(((size_t)t->R + chunks - 1) / chunks);
-}
-
-/* The classifier and the fused loss, chunk by chunk of rows (logit_rows):
- * each row's logits, bias, log-prob and dL/dlogits depend only on that row,
- * so the chunks give the rows the same math as one call. */
-static void classifier_loss(bg_nn_trainer *t)
+/* The classifier, the fused loss and, when grad, the classifier's backward,
+ * chunk by chunk of t->lrows rows through the one logits buffer: each row's
+ * logits, bias, log-prob and dL/dlogits depend only on that row, so the
+ * chunks give the rows the same math as one call. A chunk's backward reads
+ * its dL/dlogits before the next chunk's classifier overwrites them (the
+ * barrier after it); on return dxf holds dL/dxf for every row and the
+ * classifier weight's gradient (when it trains) the sum of the chunks'
+ * partials, added in row order. Without grad nothing touches a gradient. */
+static void classifier_loss(bg_nn_trainer *t, int grad)
 {
     bg_compute *c = t->c;
-    int R = t->R, V = t->cfg.vocab_size, d = t->cfg.dim, cr = logit_rows(t);
+    int R = t->R, V = t->cfg.vocab_size, d = t->cfg.dim, cr = t->lrows;
+    bg_tview lg = at(t->logits, 0);
     for (int r0 = 0; r0 < R; r0 += cr) {
         int n = R - r0 < cr ? R - r0 : cr;
-        size_t o = (size_t)r0 * (size_t)V;
-        bg_op_matmul(c, at(t->logits, o), at(t->xf, (size_t)r0 * (size_t)d), at(t->wcls, 0), n, V,
-                     d);
+        size_t od = (size_t)r0 * (size_t)d;
+        bg_op_matmul(c, lg, at(t->xf, od), at(t->wcls, 0), n, V, d);
         bg_compute_barrier(c);
         if (t->lbias) { /* a constant: its backward is the identity */
-            bg_op_add(c, at(t->logits, o), at(t->lbias, o), n * V);
+            bg_op_add(c, lg, at(t->lbias, 0), n * V);
             bg_compute_barrier(c);
         }
-        bg_op_xent(c, at(t->lp, (size_t)r0), at(t->logits, o), at(t->logits, o),
-                   at(t->targets, (size_t)r0), at(t->weights, (size_t)r0), n, V);
+        bg_op_xent(c, at(t->lp, (size_t)r0), lg, lg, at(t->targets, (size_t)r0),
+                   at(t->weights, (size_t)r0), n, V);
+        bg_compute_barrier(c);
+        if (!grad)
+            continue;
+        bg_op_matmul_backward_x(c, at(t->dxf, od), lg, at(t->wcls, 0), n, V, d, 0);
+        if (t->g_wcls >= 0)
+            bg_op_matmul_backward_w(c, grad_of(t, t->g_wcls), lg, at(t->xf, od), n, V, d);
         bg_compute_barrier(c);
     }
 }
 
+/* After classifier_loss(t, 1): dxf is complete; the rest of the backward. */
 static void backward(bg_nn_trainer *t)
 {
     bg_compute *c = t->c;
     const bg_nn_config *p = &t->cfg;
-    int R = t->R, d = p->dim, V = p->vocab_size;
-    /* t->logits holds dL/dlogits (xent in place), by chunks of rows as the
-     * forward recorded them; the classifier's weight gradient adds up the
-     * chunks in row order (a barrier between: each accumulates into it) */
-    int cr = logit_rows(t);
-    for (int r0 = 0; r0 < R; r0 += cr) {
-        int n = R - r0 < cr ? R - r0 : cr;
-        size_t o = (size_t)r0 * (size_t)V, od = (size_t)r0 * (size_t)d;
-        if (r0 > 0)
-            bg_compute_barrier(c);
-        bg_op_matmul_backward_x(c, at(t->dxf, od), at(t->logits, o), at(t->wcls, 0), n, V, d, 0);
-        if (t->g_wcls >= 0)
-            bg_op_matmul_backward_w(c, grad_of(t, t->g_wcls), at(t->logits, o), at(t->xf, od), n, V,
-                                    d);
-    }
+    int R = t->R, d = p->dim;
     bg_op_fill(c, at(t->dx, 0), 0.0f, R * d);
     bg_compute_barrier(c);
     bg_op_rmsnorm_backward(c, at(t->dx, 0), grad_of(t, t->g_rms_final), at(t->dxf, 0),
@@ -746,7 +769,7 @@ static int run(bg_nn_trainer *t, int mode, const int32_t *tokens, const int32_t 
         bg_op_rmsnorm(c, at(t->xf, 0), at(t->X[t->cfg.n_layers], 0), at(t->rms_final, 0), R,
                       t->cfg.dim, BG_NN_RMS_EPS);
         bg_compute_barrier(c);
-        classifier_loss(t);
+        classifier_loss(t, mode != RUN_EVAL);
         if (mode != RUN_EVAL)
             backward(t);
         if (mode == RUN_STEP)
@@ -830,7 +853,7 @@ int bg_nn_train_set_logit_bias(bg_nn_trainer *t, const float *bias, bg_err *err)
         t->lbias = NULL; /* the buffer stays with the backend, freed at destroy */
         return BG_OK;
     }
-    size_t V = (size_t)t->cfg.vocab_size, rows = (size_t)t->o.batch * (size_t)t->o.seq;
+    size_t V = (size_t)t->cfg.vocab_size, rows = (size_t)t->lrows; /* the logits' rows */
     for (size_t j = 0; j < V; j++)
         if (!isfinite(bias[j]))
             return bg_err_set(err, BG_EINVAL,

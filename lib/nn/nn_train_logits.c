@@ -18,8 +18,12 @@
  * kernel as bg_nn_train_logits only when nb == 1, so logits may differ
  * from it in the last float bits); the logit bias on those rows; one read.
  *
+ * A recording holds at most t->lrows sequences: the logits buffer is one
+ * chunk of lrows rows (nn_train.c's logit_rows), so at large vocabularies
+ * short sequences take more recordings than o.batch * o.seq / n.
+ *
  * Invariants: ids are checked on the host before a recording starts; R
- * never exceeds o.batch * o.seq. Threads: one caller at a time (nn.h).
+ * never exceeds o.batch * o.seq; nb never exceeds t->lrows. Threads: one caller at a time (nn.h).
  * Ownership: the caller's arrays are borrowed for the call.
  */
 #include "nn/nn_priv.h"
@@ -41,7 +45,8 @@ int bg_nn_train_logits_batch(bg_nn_trainer *t, const int32_t *tokens, int nseq, 
                           nseq, n, t->o.seq);
     int rc = bg__nn_train_check_ids(t, tokens, nseq * n, "token", err);
     const bg_nn_config *p = &t->cfg;
-    int per = t->o.batch * t->o.seq / n; /* sequences per recording, >= o.batch */
+    int per = t->o.batch * t->o.seq / n;   /* sequences whose rows fit the buffers */
+    per = per < t->lrows ? per : t->lrows; /* ... whose logits fit the buffer's rows */
     for (int s0 = 0; rc == BG_OK && s0 < nseq; s0 += per) {
         int nb = nseq - s0 < per ? nseq - s0 : per;
         rc = bg_cbuf_write(t->c, t->tokens, 0, tokens + (size_t)s0 * n, 4 * (size_t)nb * n, err);

@@ -9,6 +9,7 @@
 #ifndef BG_NN_TEST_H
 #define BG_NN_TEST_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,29 @@ static inline bg_nn_train_opts nt_train_opts(int B, int T, int rank)
                                 .weight_decay = 0.01f,
                                 .max_norm = 1.0f};
     return o;
+}
+
+/* Gradient i of trainers a and b: 1 when bit-equal, else 0; *diff the
+ * largest |b - a| (a NaN in b counts as infinite), *mx the largest |a|. */
+static inline int nt_grad_cmp(bg_nn_trainer *a, bg_nn_trainer *b, int i, double *diff, double *mx)
+{
+    bg_err err;
+    size_t sz = bg_nn_train_param_size(a, i);
+    float *ga = malloc(4 * sz), *gb = malloc(4 * sz);
+    CHECK(ga && gb);
+    CHECK(bg_nn_train_grad_read(a, i, ga, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_grad_read(b, i, gb, &err) == BG_OK, "%s", err.msg);
+    double m = 0.0, d = 0.0;
+    for (size_t j = 0; j < sz; j++) {
+        m = fabs(ga[j]) > m ? fabs(ga[j]) : m;
+        double e = isnan(gb[j]) ? INFINITY : fabs((double)gb[j] - ga[j]);
+        d = e > d ? e : d;
+    }
+    int same = memcmp(ga, gb, 4 * sz) == 0;
+    free(ga), free(gb);
+    *diff = d;
+    *mx = m;
+    return same;
 }
 
 /* stories260K's path ($BG_SHARED_DIR/models/, else ../shared/models/) into

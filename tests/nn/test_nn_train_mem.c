@@ -16,9 +16,11 @@
  * >= mem.transient / TRANSIENT_FACTOR: the bound is tight (the old bound,
  * which packed the classifier's whole [V, R] operand, was 12.4x the
  * measured transient on the 15M shape: 127.3 MiB for 10.3).
- * Shapes: a small model (full fine-tuning and LoRA, grouped KV heads), and
+ * Shapes: a small model (full fine-tuning and LoRA, grouped KV heads; each
+ * also with its logits forced into 7 chunks by a 40-row logits budget), and
  * the synthetic 15M shape (dim 288, hidden 768, 6 layers, vocab 32000) at
- * batch 4 x seq 256, full fine-tuning: the figures docs/TRAINING.md quotes.
+ * batch 4 x seq 256, full fine-tuning (its logits in 2 chunks of 512 rows
+ * under the default 64 MiB budget): the figures docs/TRAINING.md quotes.
  *
  * Under a sanitizer (which owns malloc) the program cannot count and skips.
  * Threads: the counters are atomics; the test drives from the main thread.
@@ -133,8 +135,9 @@ static double mib(size_t b)
     return b / 1048576.0;
 }
 
+/* budget_rows: the logits budget in rows of V floats (0: the default) */
 static void check_step(const char *dir, const char *name, const bg_nn_config *cfg, int B, int T,
-                       int rank)
+                       int rank, int budget_rows)
 {
     bg_nn_ckpt ck;
     bg_err err;
@@ -144,6 +147,7 @@ static void check_step(const char *dir, const char *name, const bg_nn_config *cf
     for (size_t i = 0; i <= R; i++)
         tok[i] = (int32_t)((i * 7919 + 13) % (size_t)cfg->vocab_size);
     bg_nn_train_opts o = nt_train_opts(B, T, rank);
+    o.logit_budget = (size_t)budget_rows * 4 * (size_t)cfg->vocab_size;
     bg_compute_opts co = {.kind = BG_BACKEND_CPU, .threads = 2, .device_index = -1};
     size_t before_create = live();
     bg_nn_trainer *t;
@@ -157,10 +161,10 @@ static void check_step(const char *dir, const char *name, const bg_nn_config *cf
     CHECK(bg_nn_train_step(t, tok, tok + 1, NULL, &loss, &err) == BG_OK, "%s", err.msg);
     size_t high = atomic_load(&g_high);
     size_t transient = high - before, total = high - before_create;
-    printf("  %s, %s, batch %d x seq %d: peak %.2f MiB printed, %.2f measured; transient %.2f "
-           "MiB bound, %.2f measured (%.2fx)\n",
-           name, rank ? "LoRA" : "full", B, T, mib(mem.peak), mib(total), mib(mem.transient),
-           mib(transient), transient ? (double)mem.transient / transient : 0.0);
+    printf("  %s, %s, batch %d x seq %d, logits by %d rows: peak %.2f MiB printed, %.2f "
+           "measured; transient %.2f MiB bound, %.2f measured (%.2fx)\n",
+           name, rank ? "LoRA" : "full", B, T, mem.logit_rows, mib(mem.peak), mib(total),
+           mib(mem.transient), mib(transient), transient ? (double)mem.transient / transient : 0.0);
     printf("    (weights %.2f, grads %.2f, AdamW %.2f, activations %.2f, scratch %.2f MiB)\n",
            mib(mem.weights), mib(mem.grads), mib(mem.optimizer), mib(mem.activations),
            mib(mem.scratch));
@@ -211,10 +215,15 @@ int main(void)
            "bound tight within %.2fx\n",
            TRANSIENT_FACTOR);
     bg_nn_config small = {64, 172, 2, 8, 4, 512, 128, 1};
-    check_step(dir, "small (dim 64, 8/4 heads)", &small, 4, 64, 0);
-    check_step(dir, "small (dim 64, 8/4 heads)", &small, 4, 64, 4);
+    check_step(dir, "small (dim 64, 8/4 heads)", &small, 4, 64, 0, 0);
+    check_step(dir, "small (dim 64, 8/4 heads)", &small, 4, 64, 4, 0);
+    /* the logits by 7 chunks of 37 rows (a budget of 40): the buffers and
+     * the classifier's packing as the accounting says */
+    check_step(dir, "small (dim 64, 8/4 heads)", &small, 4, 64, 0, 40);
+    check_step(dir, "small (dim 64, 8/4 heads)", &small, 4, 64, 4, 40);
+    /* the default budget (64 MiB): 2 chunks of 512 rows of 32000 */
     bg_nn_config m15 = {288, 768, 6, 6, 6, 32000, 256, 1};
-    check_step(dir, "15M shape", &m15, 4, 256, 0);
+    check_step(dir, "15M shape", &m15, 4, 256, 0, 0);
     rmdir(dir);
     CHECK_DONE("test_nn_train_mem");
 }

@@ -23,7 +23,10 @@
  *      split trainer's first step failed with BG_ELIMIT naming the op;
  *   4. bayesguard lm train --backend vulkan of that shape from scratch under
  *      the lowered limit (it failed before: "vulkan op matmul: view 0
- *      spans 131072 bytes") prints the same per-step losses as without it.
+ *      spans 131072 bytes") prints the same per-step losses as without it;
+ *   5. a device whose view is below one row of logits (vocab 2048: 8 KiB a
+ *      row, under BG_VK_MAX_RANGE=4096) is refused at create with
+ *      BG_ELIMIT naming the row, not at the first step.
  */
 #include <math.h>
 #include <stdint.h>
@@ -80,18 +83,9 @@ static void test_grads(const bg_nn_ckpt *ck, const int32_t *tok, const int32_t *
     int equal = 0, np = bg_nn_train_nparams(tu);
     for (int i = 0; i < np; i++) {
         const char *name = bg_nn_train_param_name(tu, i);
-        size_t sz = bg_nn_train_param_size(tu, i);
-        float *gu = malloc(4 * sz), *gs = malloc(4 * sz);
-        CHECK(gu && gs);
-        CHECK(bg_nn_train_grad_read(tu, i, gu, &err) == BG_OK, "%s", err.msg);
-        CHECK(bg_nn_train_grad_read(ts, i, gs, &err) == BG_OK, "%s", err.msg);
-        double mx = 1e-30, d = 0.0;
-        for (size_t j = 0; j < sz; j++) {
-            mx = fabs(gu[j]) > mx ? fabs(gu[j]) : mx;
-            double e = isnan(gs[j]) ? INFINITY : fabs((double)gs[j] - gu[j]);
-            d = e > d ? e : d;
-        }
-        int same = memcmp(gu, gs, 4 * sz) == 0;
+        double d, mx;
+        int same = nt_grad_cmp(tu, ts, i, &d, &mx);
+        mx = mx > 1e-30 ? mx : 1e-30;
         equal += same;
         if (strcmp(name, "wcls") == 0) {
             printf("  wcls gradient: max|split - unsplit| / max|g| = %.2e (tol %.0e)\n", d / mx,
@@ -101,7 +95,6 @@ static void test_grads(const bg_nn_ckpt *ck, const int32_t *tok, const int32_t *
         } else {
             CHECK(same, "gradient of %s is not bit-equal (max diff %.3g of %.3g)", name, d, mx);
         }
-        free(gu), free(gs);
     }
     printf("  %d of %d gradients bit-equal (all but wcls required)\n", equal, np);
     bg_nn_train_destroy(tu);
@@ -177,6 +170,25 @@ static void test_cli(const char *dir)
     CHECK(system(rm) == 0);
 }
 
+static void test_row_over_limit(const char *dir)
+{
+    bg_nn_config c = {16, 40, 1, 4, 2, 2048, T, 0};
+    bg_nn_ckpt ck;
+    bg_err err;
+    nt_synth_open(dir, "w.bin", &c, &ck);
+    setenv("BG_VK_MAX_RANGE", "4096", 1);
+    bg_nn_train_opts o = nt_train_opts(B, T, 0);
+    bg_nn_trainer *t = NULL;
+    int rc = bg_nn_train_create(&ck, &vko, &o, &t, &err);
+    unsetenv("BG_VK_MAX_RANGE");
+    printf("  vocab 2048 under a 4096-byte view: rc %d: %s\n", rc, rc ? err.msg : "");
+    CHECK(rc == BG_ELIMIT && t == NULL, "create gave %d", rc);
+    CHECK(strstr(err.msg, "one row of logits (vocab 2048 x 4 = 8192 bytes)") != NULL, "message: %s",
+          err.msg);
+    bg_nn_train_destroy(t);
+    bg_nn_ckpt_close(&ck);
+}
+
 int main(void)
 {
     bg_compute *probe = vt_create_or_skip("test_vk_nn_logit_chunks"); /* sets the device env */
@@ -209,6 +221,7 @@ int main(void)
     test_grads(&ck, tok, tgt);
     test_steps(&ck, tok, tgt);
     test_cli(dir);
+    test_row_over_limit(dir);
     bg_nn_ckpt_close(&ck);
     rmdir(dir);
     bg_test_failures += vt_failures;
