@@ -498,7 +498,7 @@ static kern_desc kern_for(int kernel, int bf16)
                            0,
                            MR,
                            NR,
-                           384,
+                           512,
                            NC / 2};
 #endif
     (void)kernel;
