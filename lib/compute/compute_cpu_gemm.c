@@ -835,8 +835,6 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
         long want = ((M + 4L * nt - 1) / (4L * nt) + mr - 1) / mr * mr;
         fb = want < MC ? (int)want : MC;
     }
-    if (nt > 1)
-        fb = 48; /* tried: more, smaller fused tasks at several threads */
     if (fb > (M + mr - 1) / mr * mr)
         fb = (M + mr - 1) / mr * mr;
     int f_tasks = (M + fb - 1) / fb, f_slots = f_tasks < nt ? f_tasks : nt;
