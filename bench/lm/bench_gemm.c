@@ -13,7 +13,10 @@
  * from a crippled baseline; and, on x86, our AVX2 kernel against OpenBLAS's
  * Haswell core (the AVX2-only comparison on this CPU). Inside a child,
  * ours and OpenBLAS's calls are interleaved round by round (the order
- * alternating) and the medians compared, so machine load hits both alike.
+ * alternating) and the medians compared, so machine load hits both alike;
+ * with two threads each round starts once the previous contender's idle
+ * workers have stopped spinning (settle), so no round shares the cores
+ * with them or is charged their CPU time.
  * Where the CPU has AVX512_BF16, ours with bf16 matmuls
  * (bg_compute_set_precision) is a third contender of the same rounds: a
  * different precision, so it is compared with ours, not with OpenBLAS.
@@ -149,6 +152,23 @@ static double median(double *v, int n)
 
 #define MAX_REPS 15
 
+/* With two threads, OpenBLAS's idle workers spin after its last call
+ * (about 0.1 s on the Zen 3 measured: its thread timeout, 2^28 TSC cycles)
+ * before they sleep, while ours sleep after about 40 us. A round started
+ * right after OpenBLAS's would share the two cores with its spinning worker
+ * and have that worker's CPU time counted as its own (the process's).
+ * So each round with two threads waits until the process is idle: 10 ms
+ * sleeps until one of them costs under 1 ms of CPU (at most 0.5 s). */
+static void settle(void)
+{
+    for (int i = 0; i < 50; i++) {
+        double c0 = bg_bench_cpu();
+        usleep(10000);
+        if (bg_bench_cpu() - c0 < 1e-3)
+            return;
+    }
+}
+
 /* BG_BENCH_GEMM_SHAPES: does shape name `what` match one of its substrings? */
 static int shape_wanted(const char *what)
 {
@@ -215,6 +235,8 @@ int bg_bench_gemm_child(int quick)
             for (int r = 0; r < reps; r++) {
                 for (int j = 0; j < ncont; j++) {
                     int which = (r + j) % ncont, n = 0;
+                    if (threads > 1)
+                        settle();
                     if (which == 2)
                         bg_compute_set_precision(c, BG_PRECISION_BF16, NULL);
                     double t0 = bg_bench_wall(), c0 = bg_bench_cpu(), t1;

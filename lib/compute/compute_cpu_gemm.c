@@ -34,8 +34,9 @@
  *     panels just before use; blocks of MC rows, smaller with several
  *     threads where M is small (at least four blocks per thread). An output of
  *     at least NT_OUT_FLOATS written once (one K block, no accumulation:
- *     the classifier's logits) is stored with streaming stores, which skip
- *     the read for ownership of lines that will not stay in cache anyway.
+ *     the classifier's logits) is stored with streaming stores by the
+ *     AVX-512 kernel, which skip the read for ownership of lines that will
+ *     not stay in cache anyway (not by the AVX2 one: slower on a Zen 3).
  *     The first K block stores, later ones accumulate, so no zeroing
  *     pass is needed; each output tile is one task's per K block, summed
  *     over K blocks in order, so the result is bit-identical for any thread
@@ -441,6 +442,7 @@ typedef struct kern_desc {
     copyk_fn copyk;       /* NULL: operands with rs == 1 packed panel group by group */
     int bf16;             /* panels rewritten as bf16 pairs (bg__cpu_panel_bf16) */
     int mr, nr, kc, nc;
+    int nt_stores; /* a large output written once uses streaming stores (rows_fn) */
 } kern_desc;
 
 /* Floats of packed A kept at once: M is packed in chunks of rows that fit
@@ -468,7 +470,8 @@ static kern_desc kern_for(int kernel, int bf16)
                            BG__AVX512_MR,
                            BG__AVX512_NR,
                            1024,
-                           NC / 4};
+                           NC / 4,
+                           0};
     /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
      * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
      * tiles); 128..384 were within noise of each other (docs/PERFORMANCE.md).
@@ -483,13 +486,18 @@ static kern_desc kern_for(int kernel, int bf16)
                            BG__AVX512_MR,
                            BG__AVX512_NR,
                            1024,
-                           NC / 4};
+                           NC / 4,
+                           1};
     /* AVX2: K blocks up to 512 (K = 768 as two of 384). Measured on the Zen
      * 4 with the AVX2 kernel forced (docs/PERFORMANCE.md): 512 against 256
      * gained 6-15% on the K = 512, 768 and 32000 shapes (fewer reloads of
      * the C tiles) and was within noise on the rest; the B panel (16 x 512
      * floats, 32 KiB) is reused by the 16 A panels of an M block. N block
-     * 1024, so the packed B block stays within 2048 x 256 floats. */
+     * 1024, so the packed B block stays within 2048 x 256 floats. No
+     * streaming stores: on the one AVX2-only CPU measured (an EPYC Zen 3)
+     * the classifier forward's logits ran 2.8% slower with them than with
+     * plain stores (they gained 3-4% on the Zen 4, where the AVX-512
+     * kernel keeps them; docs/PERFORMANCE.md). */
     if (kernel == BG__KERN_AVX2)
         return (kern_desc){bg__cpu_kern_avx2,
                            bg__cpu_kern_avx2_rows,
@@ -499,11 +507,12 @@ static kern_desc kern_for(int kernel, int bf16)
                            MR,
                            NR,
                            512,
-                           NC / 2};
+                           NC / 2,
+                           0};
 #endif
     (void)kernel;
     (void)bf16;
-    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC};
+    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0};
 }
 
 /* The blocking of one gemm(M, N, K) with kernel kd: the K block (equal
@@ -822,9 +831,9 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     /* An output larger than the last-level cache, written once (one K
      * block, not accumulated): streaming stores, so its lines are not read
      * for ownership first (the classifier's logits: 131 MB at batch 4 x
-     * 256). Needs 64-byte aligned rows. */
-    int nt_out = g.kd.rows_fn && (long)M * N >= NT_OUT_FLOATS && K <= kc && N % 16 == 0 &&
-                 ((uintptr_t)out & 63) == 0;
+     * 256). Needs 64-byte aligned rows; the AVX-512 kernel only. */
+    int nt_out = g.kd.nt_stores && g.kd.rows_fn && (long)M * N >= NT_OUT_FLOATS && K <= kc &&
+                 N % 16 == 0 && ((uintptr_t)out & 63) == 0;
     /* dW (A transposed with a one-pass packer, one N block): A packed
      * block by block inside the compute tasks (fused_task). Blocks of MC
      * rows; with several threads smaller (at least 4 per thread) where

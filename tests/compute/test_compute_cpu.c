@@ -548,7 +548,8 @@ static void suite(int threads)
     for (size_t i = 0; i < sizeof bwd / sizeof bwd[0]; i++)
         test_matmul_backward(c, bwd[i][0], bwd[i][1], bwd[i][2]);
     /* an output of >= 16M floats written once (one K block): streaming
-     * stores (N a multiple of 16, rows 64-byte aligned) */
+     * stores with the AVX-512 kernel (N a multiple of 16, rows 64-byte
+     * aligned); plain stores with the others */
     test_matmul(c, 520, 32272, 9);
     test_matmul(c, 1, 2100, 96);  /* matvec large enough to run on the pool */
     test_matmul(c, 13, 2100, 70); /* N past one 2048-column block of the packed GEMM */
