@@ -99,7 +99,7 @@ static size_t cache_off(const bg__gfn_mlp *m, size_t rows, uint32_t l)
  * Each y[r][o] is b[o] + w[o][0]·x[r][0] + w[o][1]·x[r][1] + ... summed in
  * that order, one rounding per product and per add — the plain dot
  * product's arithmetic, so the results are bit for bit the plain loop's
- * (tests/gfn/test_gfn_mlp_affine.c). What changes is the schedule: the
+ * (tests/gfn/test_gfn_mlp_tiles.c). What changes is the schedule: the
  * plain loop is one chain of dependent adds per output (an add waits for
  * the previous one: ~3 cycles per term on Zen 3, most of a training step's
  * CPU, docs/GFLOWNET.md "Training cost per observation"); here a tile of 4
@@ -194,6 +194,13 @@ void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows
     }
 }
 
+/* y[·] += c·x[·]: one row of either gradient, as the plain loop adds it. */
+static inline void axpy(double *y, double c, const double *x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        y[i] += c * x[i];
+}
+
 /* gw[o][·] += Σ_r dz[r][o]·in[r][·] and gb[o] += Σ_r dz[r][o], rows
  * ascending, a zero dz[r][o] skipped (adding its +0·in could turn a -0.0
  * sum into +0.0, or add a NaN where in is infinite): the plain loop's
@@ -231,9 +238,7 @@ static void grad_w(size_t rows, uint32_t n_in, uint32_t n_out, const double *dz,
             for (int k = 0; k < 4; k++) {
                 if (c[k] == 0.0)
                     continue;
-                const double *ink = in0 + (size_t)k * n_in;
-                for (uint32_t i = 0; i < n_in; i++)
-                    gwo[i] += c[k] * ink[i];
+                axpy(gwo, c[k], in0 + (size_t)k * n_in, n_in);
                 gb[o] += c[k];
             }
         }
@@ -244,9 +249,7 @@ static void grad_w(size_t rows, uint32_t n_in, uint32_t n_out, const double *dz,
             double c = dzr[o];
             if (c == 0.0)
                 continue;
-            double *gwo = gw + (size_t)o * n_in;
-            for (uint32_t i = 0; i < n_in; i++)
-                gwo[i] += c * inr[i];
+            axpy(gw + (size_t)o * n_in, c, inr, n_in);
             gb[o] += c;
         }
     }
@@ -278,25 +281,17 @@ static void grad_in(size_t rows, uint32_t n_in, uint32_t n_out, const double *dz
                 }
                 continue;
             }
-            for (int k = 0; k < 4; k++) {
-                if (c[k] == 0.0)
-                    continue;
-                double *dk = d0 + (size_t)k * n_in;
-                for (uint32_t i = 0; i < n_in; i++)
-                    dk[i] += c[k] * wo[i];
-            }
+            for (int k = 0; k < 4; k++)
+                if (c[k] != 0.0)
+                    axpy(d0 + (size_t)k * n_in, c[k], wo, n_in);
         }
     }
     for (; r < rows; r++) {
         const double *dzr = dz + r * n_out;
         double *dr = din + r * n_in;
         for (uint32_t o = 0; o < n_out; o++) {
-            double c = dzr[o];
-            if (c == 0.0)
-                continue;
-            const double *wo = w + (size_t)o * n_in;
-            for (uint32_t i = 0; i < n_in; i++)
-                dr[i] += c * wo[i];
+            if (dzr[o] != 0.0)
+                axpy(dr, dzr[o], w + (size_t)o * n_in, n_in);
         }
     }
     for (size_t k = 0; k < rows * n_in; k++)
