@@ -56,6 +56,8 @@ static int usage(FILE *f)
                "           [--seq T] [--lr LR] [--lora RANK] [--backend cpu|vulkan] [--seed S]\n"
                "           [--eval-every N] [--holdout FRACTION] [--threads N]\n"
                "           [--precision fp32|bf16]   (bf16: CPU with avx512_bf16)\n"
+               "           [--recompute] [--act-budget SIZE] [--logit-budget SIZE]\n"
+               "           (SIZE: bytes, or a number and KiB, MiB or GiB)\n"
                "  tokenizer train --data FILE --vocab N --out tokenizer.bin\n"
                "  corpus   [--lines N] [--seed S] [--out FILE]\n"
                "  gfn rng  [--model CKPT] [--backend cpu|vulkan] [--out DIR] [--seed N]\n"
@@ -91,6 +93,36 @@ static int parse_double(const char *flag, const char *v, double lo, double hi, d
         return 2;
     }
     *out = x;
+    return 0;
+}
+
+/* A size in bytes: "N" or "N" followed by KiB, MiB or GiB (also K, M, G;
+ * binary units), N a positive number; the bytes are rounded down and must
+ * be >= 1 and fit in 2^48. Returns 0, or 2 after printing why. */
+static int parse_size(const char *flag, const char *v, size_t *out)
+{
+    static const struct {
+        const char *unit;
+        double scale;
+    } units[] = {{"", 1.0},        {"B", 1.0},         {"K", 1024.0},       {"KiB", 1024.0},
+                 {"M", 1048576.0}, {"MiB", 1048576.0}, {"G", 1073741824.0}, {"GiB", 1073741824.0}};
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    double scale = 0;
+    if (!errno && end != v)
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+            if (strcmp(end, units[i].unit) == 0)
+                scale = units[i].scale;
+    double bytes = x * scale;
+    if (scale == 0 || !(bytes >= 1.0 && bytes <= 281474976710656.0)) {
+        fprintf(stderr,
+                "bayesguard lm: %s '%s': expected a size of at least 1 byte: a number of bytes, "
+                "or a number followed by KiB, MiB or GiB (e.g. 64MiB)\n",
+                flag, v);
+        return 2;
+    }
+    *out = (size_t)bytes;
     return 0;
 }
 
@@ -152,6 +184,10 @@ static int apply(lm_args *a, const char *flag, const char *v)
         return parse_long(flag, v, 1, 100000000L, &a->lines);
     if (strcmp(flag, "--lr") == 0)
         return parse_double(flag, v, 0.0, 10.0, &a->lr);
+    if (strcmp(flag, "--act-budget") == 0)
+        return parse_size(flag, v, &a->act_budget);
+    if (strcmp(flag, "--logit-budget") == 0)
+        return parse_size(flag, v, &a->logit_budget);
     if (strcmp(flag, "--holdout") == 0)
         return parse_double(flag, v, 0.0, 0.9, &a->holdout);
     if (strcmp(flag, "--temperature") == 0)
@@ -172,9 +208,12 @@ static int parse_args(int argc, char **argv, int first, lm_args *a)
     a->eval_every = -1;
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "--quick") == 0 || strcmp(arg, "--ids") == 0) {
+        if (strcmp(arg, "--quick") == 0 || strcmp(arg, "--ids") == 0 ||
+            strcmp(arg, "--recompute") == 0) {
             if (strcmp(arg, "--ids") == 0)
                 a->ids = 1;
+            else if (strcmp(arg, "--recompute") == 0)
+                a->recompute = 1;
             else
                 a->quick = 1;
             continue;

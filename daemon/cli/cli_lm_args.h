@@ -25,7 +25,8 @@ typedef struct bg_cli_lm_args {
     long threads, seed, vocab, batch, seq, lora, eval_every, lines;
     int seed_set;
     double temperature, topp, lr, holdout;
-    int quick, ids;
+    int quick, ids, recompute;
+    size_t act_budget, logit_budget; /* bytes; 0: not given */
 } bg_cli_lm_args;
 
 /* Prints "bayesguard lm: <msg>" on stderr and returns 2 (inline: every lm

@@ -221,6 +221,7 @@ typedef struct run {
     bg_nn_config cfg;
     bg_nn_ckpt ck;
     int have_ck;
+    int made_out; /* make_out created --out (removed again if the trainer is refused) */
     bg_nn_tok *tok;
     stream data;
     size_t n_train, n_hold;
@@ -323,7 +324,9 @@ static int make_out(run *r)
 {
     const char *out = r->a->out;
     struct stat st;
-    if (mkdir(out, 0755) != 0 && !(errno == EEXIST && stat(out, &st) == 0 && S_ISDIR(st.st_mode))) {
+    if (mkdir(out, 0755) == 0)
+        r->made_out = 1;
+    else if (!(errno == EEXIST && stat(out, &st) == 0 && S_ISDIR(st.st_mode))) {
         fprintf(stderr, "bayesguard lm train: --out %s: cannot create the directory: %s\n", out,
                 strerror(errno));
         return 1;
@@ -452,6 +455,9 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
             .batch = r.B,
             .seq = r.T,
             .lora_rank = (int)a->lora,
+            .recompute = a->recompute,
+            .act_budget = a->act_budget,
+            .logit_budget = a->logit_budget,
             .seed = (uint64_t)a->seed,
             .precision =
                 (bg_precision)(a->precision ? bg_precision_parse(a->precision) : BG_PRECISION_FP32),
@@ -463,8 +469,17 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
                       .max_norm = 1.0f}};
         bg_err err;
         if (bg_nn_train_create(&r.ck, &co, &o, &t, &err) != BG_OK) {
-            fprintf(stderr, "bayesguard lm train: %s\n", err.msg);
+            /* the trainer's refusals name its options; say the flags */
+            const char *hint = strstr(err.msg, "of activations")
+                                   ? " (lm train: --recompute, --act-budget, --batch, --seq)"
+                               : strstr(err.msg, "logits budget") ? " (lm train: --logit-budget)"
+                                                                  : "";
+            fprintf(stderr, "bayesguard lm train: %s%s\n", err.msg, hint);
             rc = err.code == BG_EINVAL ? 2 : 1;
+            /* bad input (a budget the step does not fit, ...) is refused
+             * before --out exists, as every other bad input is */
+            if (rc == 2 && r.made_out)
+                rmdir(a->out);
         }
     }
     if (rc == 0) {
@@ -478,10 +493,13 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
                "(%s)\n",
                c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size,
                c->seq_len, a->model ? a->model : "--init");
+        int mib = mem.activations >= ((size_t)1 << 20);
         printf("training: %s, %zu trainable floats, batch %d x seq %d, %ld steps, lr %g, seed "
-               "%ld, peak memory %.2f MiB (logits by %d rows)\n",
+               "%ld, peak memory %.2f MiB (logits by %d rows, activations %.2f %s%s)\n",
                a->lora > 0 ? "LoRA" : "full", np, r.B, r.T, r.steps, r.lr, a->seed,
-               (double)mem.peak / 1048576.0, mem.logit_rows);
+               (double)mem.peak / 1048576.0, mem.logit_rows,
+               (double)mem.activations / (mib ? 1048576.0 : 1024.0), mib ? "MiB" : "KiB",
+               a->recompute ? " with recompute" : "");
         printf("data: %zu tokens (training %zu, held-out %zu)\n", r.data.n, r.n_train, r.n_hold);
         fflush(stdout);
         rc = train_loop(&r, t);

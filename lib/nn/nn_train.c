@@ -201,6 +201,18 @@ static size_t set_bytes(const bg_nn_config *c, size_t R, int rank)
     return 4 * R * (5 * d + 2 * kv + 3 * hd + (size_t)c->n_heads + BG__N_PROJ * (size_t)rank);
 }
 
+/* "1.5 MiB", "12.0 KiB" or "100 bytes" into buf[32] (a refusal's sizes). */
+static const char *fmt_bytes(char buf[32], size_t n)
+{
+    if (n >= ((size_t)1 << 20))
+        snprintf(buf, 32, "%.1f MiB", (double)n / 1048576.0);
+    else if (n >= 1024)
+        snprintf(buf, 32, "%.1f KiB", (double)n / 1024.0);
+    else
+        snprintf(buf, 32, "%zu bytes", n);
+    return buf;
+}
+
 static int check_opts(const bg_nn_config *c, const bg_nn_train_opts *o, bg_err *err)
 {
     if (o->batch < 1 || o->batch > 4096)
@@ -234,12 +246,13 @@ static int check_opts(const bg_nn_config *c, const bg_nn_train_opts *o, bg_err *
     size_t keep = (size_t)(c->n_layers + 1) * R * c->dim * 4 +
                   (o->recompute ? 1 : (size_t)c->n_layers) * set_bytes(c, R, o->lora_rank);
     size_t lean = (size_t)(c->n_layers + 1) * R * c->dim * 4 + set_bytes(c, R, o->lora_rank);
+    char kb[32], bb[32];
     if (o->act_budget && keep > o->act_budget)
         return bg_err_set(err, BG_EINVAL,
-                          "trainer: batch %d x seq %d keeps %.1f MiB of activations%s; the budget "
-                          "is %.1f MiB: %s",
-                          o->batch, o->seq, keep / 1048576.0, o->recompute ? " with recompute" : "",
-                          o->act_budget / 1048576.0,
+                          "trainer: batch %d x seq %d keeps %s of activations%s; the budget is "
+                          "%s: %s",
+                          o->batch, o->seq, fmt_bytes(kb, keep),
+                          o->recompute ? " with recompute" : "", fmt_bytes(bb, o->act_budget),
                           !o->recompute && lean <= o->act_budget
                               ? "turn on recompute (it would keep only the layer inputs)"
                               : "lower the batch or the sequence length");

@@ -10,6 +10,17 @@
  * the held-out loss at steps 0, 20, 40, 60, the last below 0.6x the first
  * (observed 7.59 -> 2.42). Every bad input is exit 2 with a
  * message naming it, before any step runs and before --out is created.
+ *
+ * The memory flags on that model (memory_flags): --logit-budget 12000
+ * bytes (10 rows of V = 300) runs the classifier in 7 chunks of 10 rows —
+ * the printed rows say so, and the first loss is the one-chunk run's to
+ * the printed digit (the forward does not depend on the chunking; later
+ * steps within 1e-5 relative: the tied classifier's gradient is summed by
+ * chunks); --recompute prints fewer bytes of activations and the same
+ * three losses (the same gradient bits); an --act-budget between the two
+ * refuses the plain run (exit 2, naming --recompute, no --out left) and
+ * accepts it with --recompute; a logits budget below one row and
+ * malformed sizes are exit 2.
  */
 #include <math.h>
 #include <sys/stat.h>
@@ -151,6 +162,92 @@ static void recipe(const char *exe)
           "lora: rc %d '%s' '%s'", rc, g_out, g_errbuf);
 }
 
+/* The number before " KiB" or " MiB" after `key` in g_out, in KiB; -1 if absent. */
+static double kib_after(const char *key)
+{
+    const char *p = strstr(g_out, key);
+    double x;
+    char unit[4];
+    if (!p || sscanf(p + strlen(key), "%lf %3s", &x, unit) != 2)
+        return -1;
+    return strncmp(unit, "MiB", 3) == 0 ? x * 1024 : strncmp(unit, "KiB", 3) == 0 ? x : -1;
+}
+
+static void memory_flags(const char *exe)
+{
+    static const char base[] = "lm train --model run/model.bin --data corpus.txt --steps 3 "
+                               "--batch 4 --seq 16 --holdout 0 --threads 1 --seed 5";
+    char args[1024];
+    double plain[4], l[4], held[8];
+    int hs[8], nh, rows;
+    /* one chunk: 64 rows of 300 logits fit the default 64 MiB */
+    snprintf(args, sizeof args, "%s --out mem", base);
+    CHECK(run(exe, args) == 0 && parse_losses(plain, 4, held, hs, &nh) == 3, "%s", g_errbuf);
+    const char *r = strstr(g_out, "logits by ");
+    CHECK(r && sscanf(r, "logits by %d rows", &rows) == 1 && rows == 64, "%s", g_out);
+    double act = kib_after("activations ");
+    CHECK(act > 0 && !strstr(g_out, "with recompute"), "%s", g_out);
+
+    /* 12000 bytes: 10 rows; 64 rows in ceil(64/10) = 7 even chunks of 10 */
+    snprintf(args, sizeof args, "%s --logit-budget 12000 --out mem", base);
+    CHECK(run(exe, args) == 0 && parse_losses(l, 4, held, hs, &nh) == 3, "%s", g_errbuf);
+    r = strstr(g_out, "logits by ");
+    CHECK(r && sscanf(r, "logits by %d rows", &rows) == 1 && rows == 10, "%s", g_out);
+    CHECK(l[0] == plain[0], "chunked first loss %.6f, one chunk %.6f", l[0], plain[0]);
+    for (int i = 1; i < 3; i++)
+        CHECK(fabs(l[i] - plain[i]) <= 1e-5 * plain[i], "step %d: %.6f vs %.6f", i + 1, l[i],
+              plain[i]);
+    /* the same budget in other units: 11.71875 KiB = 12000 bytes */
+    snprintf(args, sizeof args, "%s --logit-budget=11.71875KiB --out mem", base);
+    CHECK(run(exe, args) == 0 && strstr(g_out, "logits by 10 rows"), "%s", g_errbuf);
+
+    /* recompute: fewer bytes kept, the same losses */
+    snprintf(args, sizeof args, "%s --recompute --out mem", base);
+    CHECK(run(exe, args) == 0 && parse_losses(l, 4, held, hs, &nh) == 3, "%s", g_errbuf);
+    double lean = kib_after("activations ");
+    CHECK(lean > 0 && lean < act && strstr(g_out, "with recompute"), "%.2f vs %.2f KiB", lean, act);
+    for (int i = 0; i < 3; i++)
+        CHECK(l[i] == plain[i], "recompute step %d: %.6f vs %.6f", i + 1, l[i], plain[i]);
+    printf("memory flags: activations %.2f KiB, %.2f KiB with recompute; logits by 10 rows: "
+           "losses %.6f %.6f %.6f\n",
+           act, lean, l[0], l[1], l[2]);
+
+    /* an activation budget between the two */
+    char dir[700];
+    snprintf(dir, sizeof dir, "rm -rf '%s/mem'", g_dir);
+    CHECK(system(dir) == 0);
+    snprintf(args, sizeof args, "%s --act-budget %.0f --out mem", base, (act + lean) / 2 * 1024);
+    CHECK(run(exe, args) == 2 && strstr(g_errbuf, "turn on recompute") &&
+              strstr(g_errbuf, "--recompute") && !strstr(g_out, "step 1 loss") && !exists("mem"),
+          "'%s': '%s'", args, g_errbuf);
+    snprintf(args, sizeof args, "%s --act-budget %.0f --recompute --out mem", base,
+             (act + lean) / 2 * 1024);
+    CHECK(run(exe, args) == 0 && parse_losses(l, 4, held, hs, &nh) == 3 && l[2] == plain[2],
+          "'%s': '%s'", args, g_errbuf);
+    /* below the lean set too: a smaller batch or sequence is the way out */
+    snprintf(args, sizeof args, "%s --act-budget %.0f --recompute --out mem2", base,
+             lean / 2 * 1024);
+    CHECK(run(exe, args) == 2 && strstr(g_errbuf, "lower the batch") && !exists("mem2"), "'%s'",
+          g_errbuf);
+
+    /* sizes that are not */
+    static const struct {
+        const char *flags, *needle;
+    } bad_sizes[] = {
+        {"--logit-budget 1000", "below one row of logits (vocab 300 x 4 = 1200 bytes)"},
+        {"--logit-budget 0", "--logit-budget '0': expected a size"},
+        {"--act-budget 12XB", "--act-budget '12XB': expected a size"},
+        {"--act-budget MiB", "--act-budget 'MiB': expected a size"},
+        {"--logit-budget -5MiB", "--logit-budget '-5MiB': expected a size"},
+        {"--logit-budget 1e300GiB", "expected a size"},
+    };
+    for (size_t i = 0; i < sizeof bad_sizes / sizeof bad_sizes[0]; i++) {
+        snprintf(args, sizeof args, "%s %s --out mem3", base, bad_sizes[i].flags);
+        CHECK(run(exe, args) == 2 && strstr(g_errbuf, bad_sizes[i].needle) && !exists("mem3"),
+              "'%s': '%s' (want '%s')", args, g_errbuf, bad_sizes[i].needle);
+    }
+}
+
 static void bad_inputs(const char *exe)
 {
     write_file("empty.txt", "");
@@ -205,6 +302,7 @@ static void bad_inputs(const char *exe)
         printf("refused: %s", g_errbuf);
     }
     CHECK(run(exe, "lm train --help") == 0 && strstr(g_out, "--eval-every N") &&
+          strstr(g_out, "[--recompute] [--act-budget SIZE] [--logit-budget SIZE]") &&
           strstr(g_out, "tokenizer train --data FILE --vocab N"));
     CHECK(run(exe, "lm train --model run/model.bin --data corpus.txt") == 2 &&
           strstr(g_errbuf, "--out DIR is required"));
@@ -251,6 +349,7 @@ int main(void)
         snprintf(g_err_path, sizeof g_err_path, "%s/stderr.txt", g_dir);
         printf("--- %s in %s\n", exe, g_dir);
         recipe(exe);
+        memory_flags(exe);
         bad_inputs(exe);
         char cmd[700];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
