@@ -15,6 +15,7 @@
  * vk_device.h), BG_VK_TIMESTAMPS=1 (log a per-op GPU time table at each
  * submit); for tests and tuning: BG_VK_FORCE_STAGING=1 (vk_mem.h),
  * BG_VK_MAX_RANGE=<bytes> (lower maxStorageBufferRange, >= 4096),
+ * BG_VK_MAX_ALLOC=<bytes> (lower maxMemoryAllocationSize, >= 4096),
  * BG_VK_SUBMIT_EVERY=<n> (dispatches per submit of a long recording, default
  * 1024, 0 = one submit whatever the length),
  * BG_VK_ZERO_AT_CREATE=1 (fill every new buffer at create, as before
@@ -255,6 +256,11 @@ int bg__vk_scratch(bg_vk_compute *vc, size_t n, const char *op, bg_tview *out)
     cap = cap > total ? cap : total;
     if (cap > BG_VK_SCRATCH_MAX)
         cap = need > BG_VK_SCRATCH_MAX ? need : BG_VK_SCRATCH_MAX;
+    /* never a chunk over the device's allocation limit where the request
+     * fits it (the allocator refuses what is over, whatever the reason) */
+    size_t lim = vc->base.max_alloc / 4 / 64 * 64;
+    if (lim && cap > lim)
+        cap = need > lim ? need : lim;
     bg_cbuf *b = NULL;
     bg_err err;
     int rc = buf_create(&vc->base, cap * 4, &b, &err);

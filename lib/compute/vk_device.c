@@ -192,6 +192,12 @@ static void probe_caps(bg_vk_dev *d, uint32_t ts_bits)
     c->max_push_bytes = l->maxPushConstantsSize;
     c->max_stage_buffers = l->maxPerStageDescriptorStorageBuffers;
     c->max_alloc_bytes = m3.maxMemoryAllocationSize;
+    /* testing hook: a smaller allocation limit (the logits' chunking and the
+     * allocator's refusal on a GPU whose limit is below the view's) */
+    const char *ma = getenv("BG_VK_MAX_ALLOC");
+    unsigned long long alim = ma ? strtoull(ma, NULL, 10) : 0;
+    if (alim >= 4096 && (c->max_alloc_bytes == 0 || alim < c->max_alloc_bytes))
+        c->max_alloc_bytes = alim;
     c->timestamps = ts_bits > 0 && l->timestampPeriod > 0.0f;
     c->timestamp_period_ns = l->timestampPeriod;
     c->fp16 = 0;

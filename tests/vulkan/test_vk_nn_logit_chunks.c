@@ -26,7 +26,15 @@
  *      spans 131072 bytes") prints the same per-step losses as without it;
  *   5. a device whose view is below one row of logits (vocab 2048: 8 KiB a
  *      row, under BG_VK_MAX_RANGE=4096) is refused at create with
- *      BG_ELIMIT naming the row, not at the first step.
+ *      BG_ELIMIT naming the row, not at the first step;
+ *   6. the same split driven by the allocation limit instead of the view
+ *      (BG_VK_MAX_ALLOC=49152, maxStorageBufferRange untouched: a GPU whose
+ *      maxMemoryAllocationSize is below its view limit): the trainer's
+ *      rows come from bg_compute_max_alloc, its loss is bit-equal to the
+ *      unsplit one and its steps' losses within 1e-5; a trainer that
+ *      ignored the allocation limit is refused at create (the allocator
+ *      refuses the [64, 512] logits), and a row over the limit is refused
+ *      at create.
  */
 #include <math.h>
 #include <stdint.h>
@@ -57,17 +65,20 @@ static void ids(int32_t *v, int n, int V, uint64_t seed)
 }
 
 /* A trainer on lavapipe; limit: BG_VK_MAX_RANGE for its device, or NULL. */
+/* The limit the split tests lower: the view (5 tests) or the allocation (6). */
+static const char *g_var = "BG_VK_MAX_RANGE";
+
 static bg_nn_trainer *make(const bg_nn_ckpt *ck, const char *limit)
 {
     bg_err err;
     if (limit)
-        setenv("BG_VK_MAX_RANGE", limit, 1);
+        setenv(g_var, limit, 1);
     else
-        unsetenv("BG_VK_MAX_RANGE");
+        unsetenv(g_var);
     bg_nn_train_opts o = nt_train_opts(B, T, 0);
     bg_nn_trainer *t = NULL;
     CHECK(bg_nn_train_create(ck, &vko, &o, &t, &err) == BG_OK, "%s", err.msg);
-    unsetenv("BG_VK_MAX_RANGE");
+    unsetenv(g_var);
     return t;
 }
 
@@ -176,12 +187,12 @@ static void test_row_over_limit(const char *dir)
     bg_nn_ckpt ck;
     bg_err err;
     nt_synth_open(dir, "w.bin", &c, &ck);
-    setenv("BG_VK_MAX_RANGE", "4096", 1);
+    setenv(g_var, "4096", 1);
     bg_nn_train_opts o = nt_train_opts(B, T, 0);
     bg_nn_trainer *t = NULL;
     int rc = bg_nn_train_create(&ck, &vko, &o, &t, &err);
-    unsetenv("BG_VK_MAX_RANGE");
-    printf("  vocab 2048 under a 4096-byte view: rc %d: %s\n", rc, rc ? err.msg : "");
+    unsetenv(g_var);
+    printf("  vocab 2048 under a 4096-byte %s: rc %d: %s\n", g_var, rc, rc ? err.msg : "");
     CHECK(rc == BG_ELIMIT && t == NULL, "create gave %d", rc);
     CHECK(strstr(err.msg, "one row of logits (vocab 2048 x 4 = 8192 bytes)") != NULL, "message: %s",
           err.msg);
@@ -221,6 +232,28 @@ int main(void)
     test_grads(&ck, tok, tgt);
     test_steps(&ck, tok, tgt);
     test_cli(dir);
+    test_row_over_limit(dir);
+
+    /* 6. the allocation limit alone */
+    g_var = "BG_VK_MAX_ALLOC";
+    setenv(g_var, LIMIT, 1);
+    CHECK(bg_compute_create(&vko, &lc, &err) == BG_OK, "%s", err.msg);
+    unsetenv(g_var);
+    size_t arows = bg_compute_max_alloc(lc) / (4 * (size_t)c.vocab_size);
+    printf("  allocation limit %s bytes: max alloc %zu, max view %zu; %zu rows per chunk\n", LIMIT,
+           bg_compute_max_alloc(lc), bg_compute_max_view(lc), arows);
+    CHECK(bg_compute_max_alloc(lc) <= 49152 && bg_compute_max_view(lc) > 4 * (size_t)B * T * 512,
+          "the view must hold all the logits, only the allocation limit may split them");
+    CHECK((B * T + arows - 1) / arows >= 3, "%zu rows: the test needs >= 3 chunks", arows);
+    bg_compute_destroy(lc);
+    bg_nn_trainer *ta = make(&ck, LIMIT);
+    bg_nn_train_mem mem;
+    bg_nn_train_memory(ta, &mem);
+    CHECK((size_t)mem.logit_rows <= arows && mem.logit_rows < B * T, "logit rows %d",
+          mem.logit_rows);
+    bg_nn_train_destroy(ta);
+    test_grads(&ck, tok, tgt);
+    test_steps(&ck, tok, tgt);
     test_row_over_limit(dir);
     bg_nn_ckpt_close(&ck);
     rmdir(dir);
