@@ -14,10 +14,8 @@
  *
  * Shapes: x [rows × size[0]]; layer l maps [rows × size[l]] to
  * [rows × size[l+1]] with W_l [size[l+1] × size[l]] and b_l [size[l+1]].
- * The cache holds, for every hidden layer, the pre-activation z_l, the
- * activation a_l = gelu(z_l) and the tanh t_l inside it (the backward's
- * gelu' needs z and t: kept, t is not computed twice — it was ~5 % of a
- * training round), each a block of rows × size[l+1] doubles.
+ * The cache holds, for every hidden layer, the pre-activation z_l and the
+ * activation a_l = gelu(z_l), each a block of rows × size[l+1] doubles.
  *
  * Threads: pure functions of their arguments; safe to call concurrently
  * on distinct output buffers.
@@ -30,15 +28,16 @@
 #define GELU_C 0.7978845608028654 /* sqrt(2/pi) */
 #define GELU_A 0.044715
 
-/* The tanh of gelu(x) = 0.5·x·(1 + tanh(u)), u = √(2/π)(x + 0.044715 x³). */
-static double gelu_tanh(double x)
+static double gelu(double x)
 {
-    return tanh(GELU_C * (x + GELU_A * x * x * x));
+    double u = GELU_C * (x + GELU_A * x * x * x);
+    return 0.5 * x * (1.0 + tanh(u));
 }
 
-/* gelu'(x) from x and t = gelu_tanh(x). */
-static double gelu_grad(double x, double t)
+static double gelu_grad(double x)
 {
+    double u = GELU_C * (x + GELU_A * x * x * x);
+    double t = tanh(u);
     return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
 }
 
@@ -58,7 +57,7 @@ void bg__gfn_mlp_init(bg__gfn_mlp *m, uint32_t n_in, uint32_t hidden, uint32_t n
         m->b_off[l] = off;
         off += m->size[l + 1];
         if (l + 1 < m->n_layers)
-            m->cache_per_row += 3 * (size_t)m->size[l + 1];
+            m->cache_per_row += 2 * (size_t)m->size[l + 1];
     }
     m->n_params = off;
 }
@@ -86,12 +85,12 @@ void bg__gfn_mlp_init_params(const bg__gfn_mlp *m, double *params, bg_rng *rng)
 }
 
 /* Offset (in doubles) of hidden layer l's z block in a cache of `rows` rows;
- * its a block follows at + rows * size[l+1], its t block at + 2 * that. */
+ * its a block follows at + rows * size[l+1]. */
 static size_t cache_off(const bg__gfn_mlp *m, size_t rows, uint32_t l)
 {
     size_t off = 0;
     for (uint32_t k = 0; k < l; k++)
-        off += 3 * rows * m->size[k + 1];
+        off += 2 * rows * m->size[k + 1];
     return off;
 }
 
@@ -185,14 +184,12 @@ void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows
             affine(rows, n_in, n_out, w, b, in, out);
             break;
         }
-        /* hidden layer: z = in·Wᵀ + b, a = gelu(z), t its tanh */
+        /* hidden layer: z = in·Wᵀ + b, a = gelu(z) */
         double *z = cache + cache_off(m, rows, l);
-        double *a = z + rows * n_out, *t = a + rows * n_out;
+        double *a = z + rows * n_out;
         affine(rows, n_in, n_out, w, b, in, z);
-        for (size_t i = 0; i < rows * n_out; i++) {
-            t[i] = gelu_tanh(z[i]);
-            a[i] = 0.5 * z[i] * (1.0 + t[i]);
-        }
+        for (size_t i = 0; i < rows * n_out; i++)
+            a[i] = gelu(z[i]);
         in = a;
     }
 }
@@ -259,12 +256,11 @@ static void grad_w(size_t rows, uint32_t n_in, uint32_t n_out, const double *dz,
 }
 
 /* din[r][·] = Σ_o dz[r][o]·w[o][·] (o ascending, a zero dz[r][o]
- * skipped, as in grad_w), each row then times gelu'(z_prev[r][·]) (from z
- * and its tanh t_prev, both cached by the forward): the
+ * skipped, as in grad_w), each row then times gelu'(z_prev[r][·]): the
  * plain loop's arithmetic, bit for bit, 4 rows at a time so that each w
  * row is loaded once per 4 rows. */
 static void grad_in(size_t rows, uint32_t n_in, uint32_t n_out, const double *dz, const double *w,
-                    const double *z_prev, const double *t_prev, double *din)
+                    const double *z_prev, double *din)
 {
     memset(din, 0, rows * n_in * sizeof(double));
     size_t r = 0;
@@ -299,7 +295,7 @@ static void grad_in(size_t rows, uint32_t n_in, uint32_t n_out, const double *dz
         }
     }
     for (size_t k = 0; k < rows * n_in; k++)
-        din[k] *= gelu_grad(z_prev[k], t_prev[k]);
+        din[k] *= gelu_grad(z_prev[k]);
 }
 
 void bg__gfn_mlp_backward(const bg__gfn_mlp *m, const double *params, size_t rows, const double *x,
@@ -319,8 +315,7 @@ void bg__gfn_mlp_backward(const bg__gfn_mlp *m, const double *params, size_t row
             break;
         /* d in = dz · W, then through the GELU of the layer below */
         double *din = dz_buf[l & 1];
-        const double *z_prev = cache + cache_off(m, rows, l - 1);
-        grad_in(rows, n_in, n_out, dz, w, z_prev, z_prev + 2 * rows * n_in, din);
+        grad_in(rows, n_in, n_out, dz, w, cache + cache_off(m, rows, l - 1), din);
         dz = din;
     }
 }

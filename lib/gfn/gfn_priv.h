@@ -36,8 +36,7 @@ void bg__gfn_mlp_init(bg__gfn_mlp *m, uint32_t n_in, uint32_t hidden, uint32_t n
  * first policy is close to uniform over valid actions. */
 void bg__gfn_mlp_init_params(const bg__gfn_mlp *m, double *params, bg_rng *rng);
 /* out [rows × n_out] = MLP(x [rows × n_in]). cache: rows × cache_per_row
- * doubles (pre-activations, activations and the GELU's tanh, for
- * backward). */
+ * doubles (pre-activations and activations, for backward), or NULL. */
 void bg__gfn_mlp_forward(const bg__gfn_mlp *m, const double *params, size_t rows, const double *x,
                          double *cache, double *out);
 /* grad += d loss / d params given dout [rows × n_out]; x and cache as
