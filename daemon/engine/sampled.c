@@ -268,7 +268,7 @@ static void contexts_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler
     pthread_mutex_unlock(&e->cands_mu);
     uint64_t seed = bg__sampled_seed(s->opts.seed ^ 0xc0e7e47c0e7e47c5ULL, e->session, r->n_hist);
     bg__ctx_stats st;
-    int rc = bg__ctx_search_all(g, r, &e->ctx, arch, budget, 1, seed, &st);
+    int rc = bg__ctx_search_all(g, r, &e->ctx, arch, budget, seed, &st);
     bg__archive_unref(arch);
     if (st.contexts) {
         atomic_fetch_add(&s->ctx_rounds, 1);

@@ -62,23 +62,6 @@
  * cautious choice needs — most plausible first. Stored as a bg__archive
  * (ids ascending, log R at the round's version, the model's tag).
  *
- * Pooled (pool_all, after every context was searched, same thread and
- * version): the union of the round's kept sets (≤ BG__CTX_POOL ids, their
- * log R known: it does not depend on the action) is offered to every
- * context — each pooled member's harm for it computed (one batched call),
- * and its kept set re-chosen by the same rule over its own kept and the
- * pool. Why: every context's kept set holds top-level members pushed in
- * its own direction, so at d = 64 the pool is ~2,000 distinct, exactly
- * scored members of the posterior's top level, and a member extreme for
- * one context is often extreme for a correlated one — which its own
- * search, 10-24 bits away, does not reach. The kept sets stay exactly
- * scored at the round's version and ≤ BG__CTX_KEEP; pooling computes no
- * log R and at most contexts × (BG__CTX_POOL + BG__CTX_KEEP) harms
- * (bg__ctx_stats.pooled; test_gfn_context counts it), and holds the pool
- * (≤ 2,048 × 24 bytes) and one visited table of 8,192 slots (200 KiB)
- * while it runs. The next round's chains start from what was kept, so a
- * pooled member is also a start.
- *
  * Evaluate (sampled.c, step 4a'): a remembered context's kept set joins
  * the candidates through bg__archive_extra — each member's log R at the
  * current version (stored, or re-scored through the draw's cache) and its
@@ -608,102 +591,6 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
     return *out ? BG_OK : BG_ENOMEM;
 }
 
-/* The pool (the top comment's "Pooled"): every context's new kept set
- * nk[0..n) offered to every context. pool: the union (ids unique, at most
- * BG__CTX_POOL, contexts in table order), log R at the round's version (the
- * kept sets'; log R does not depend on the action). Per context: the pool's
- * harm for it (one batched call of at most BG__CTX_POOL ids; no log R),
- * then its kept set re-chosen by keep_of's rule over its own kept and the
- * pool, published when it differs. pv: a visited table of at least
- * 2 × (BG__CTX_POOL + BG__CTX_KEEP) slots. *pooled: the harm evaluations. */
-static int pool_all(csearch *s, bg__ctx_table *t, bg__ctx **e, bg__archive **nk, size_t n,
-                    bg__idtab *pv, uint64_t *pooled)
-{
-    size_t m = 0;
-    uint64_t *pid = malloc(BG__CTX_POOL * sizeof *pid);
-    double *plp = malloc(BG__CTX_POOL * sizeof *plp), *ph = malloc(BG__CTX_POOL * sizeof *ph);
-    int rc = BG_ENOMEM;
-    if (!pid || !plp || !ph)
-        goto done;
-    bg__idtab_clear(pv);
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; nk[i] && j < nk[i]->n && m < BG__CTX_POOL; j++) {
-            uint64_t id = nk[i]->ids[j];
-            if (pv->used[bg__idtab_slot(pv, id)])
-                continue;
-            bg__idtab_put(pv, id, nk[i]->lp[j], 0);
-            pid[m] = id;
-            plp[m++] = nk[i]->lp[j];
-        }
-    rc = BG_OK;
-    if (m < 2)
-        goto done;
-    csearch ps = *s;
-    ps.v = *pv;
-    for (size_t i = 0; i < n && rc == BG_OK; i++) {
-        const bg_action *act = &e[i]->obs->action;
-        if (s->g->model->harm(s->g->model_inst, act, s->r->hist, s->r->n_hist, pid, m, ph) !=
-            BG_PLUGIN_OK) {
-            rc = BG_EINTERNAL;
-            break;
-        }
-        *pooled += m;
-        bg__idtab_clear(&ps.v);
-        /* its own kept first (their harm for it is in the pool's: every
-         * member of nk[i] is pooled unless the pool was full) */
-        for (size_t j = 0; j < m; j++) {
-            double l = plp[j], hm = ph[j];
-            if (isnan(l) || l == INFINITY || !(hm >= 0.0 && hm <= 1.0))
-                l = -INFINITY, hm = 0;
-            bg__idtab_put(&ps.v, pid[j], l, hm);
-        }
-        if (nk[i] && nk[i]->n) {
-            /* members the full pool left out: scored for this context */
-            for (size_t j = 0; j < nk[i]->n; j++)
-                if (!ps.v.used[bg__idtab_slot(&ps.v, nk[i]->ids[j])]) {
-                    double hm;
-                    if (s->g->model->harm(s->g->model_inst, act, s->r->hist, s->r->n_hist,
-                                          &nk[i]->ids[j], 1, &hm) != BG_PLUGIN_OK) {
-                        rc = BG_EINTERNAL;
-                        break;
-                    }
-                    *pooled += 1;
-                    double l = nk[i]->lp[j];
-                    if (isnan(l) || l == INFINITY || !(hm >= 0.0 && hm <= 1.0))
-                        l = -INFINITY, hm = 0;
-                    bg__idtab_put(&ps.v, nk[i]->ids[j], l, hm);
-                }
-            if (rc != BG_OK)
-                break;
-        }
-        ps.looked = nk[i] ? (uint32_t)nk[i]->evals : 0;
-        bg__archive *k2 = keep_of(&ps, s->r->version, bg__model_tag(s->g), s->r->n_hist);
-        if (!k2) {
-            rc = BG_ENOMEM;
-            break;
-        }
-        int same =
-            nk[i] && nk[i]->n == k2->n && !memcmp(nk[i]->ids, k2->ids, k2->n * sizeof *k2->ids);
-        if (same) {
-            bg__archive_unref(k2);
-            continue;
-        }
-        pthread_mutex_lock(&t->mu);
-        if (!nk[i])
-            e[i]->rounds++;
-        bg__archive *prev = e[i]->kept;
-        e[i]->kept = k2;
-        pthread_mutex_unlock(&t->mu);
-        bg__archive_unref(prev);
-    }
-    *pv = ps.v; /* the same arrays */
-done:
-    free(pid);
-    free(plp);
-    free(ph);
-    return rc;
-}
-
 static double thread_cpu_ns(void)
 {
     struct timespec ts;
@@ -712,7 +599,7 @@ static double thread_cpu_ns(void)
 }
 
 int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
-                       const bg__archive *arch, uint32_t budget, int pool, uint64_t seed,
+                       const bg__archive *arch, uint32_t budget, uint64_t seed,
                        bg__ctx_stats *stats)
 {
     double c0 = thread_cpu_ns();
@@ -729,7 +616,6 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
     bg__archive **kept = malloc((n ? n : 1) * sizeof *kept);
     uint64_t *caut = malloc((n ? n : 1) * sizeof *caut);
     int *has = malloc((n ? n : 1) * sizeof *has);
-    bg__archive **newk = calloc(n ? n : 1, sizeof *newk);
     if (e && kept && caut && has)
         for (size_t i = 0; i < n; i++) {
             e[i] = t->slot[i];
@@ -762,7 +648,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
     if (lrc != BG_OK || vrc != BG_OK || !s.ids || !s.need || !s.out || !s.hout)
         goto done;
     rc = BG_OK;
-    uint64_t looked = 0, pooled = 0;
+    uint64_t looked = 0;
     for (size_t i = 0; i < n && rc == BG_OK; i++) {
         bg__idtab_clear(&s.v);
         s.looked = 0;
@@ -777,35 +663,18 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
             e[i]->kept = nk;
             pthread_mutex_unlock(&t->mu);
             bg__archive_unref(prev);
-            if (newk) {
-                atomic_fetch_add(&nk->refs, 1);
-                newk[i] = nk;
-            }
         }
-    }
-    if (rc == BG_OK && pool && n > 1) {
-        bg__idtab pv = {0};
-        size_t ps = 16;
-        while (ps < 2 * (size_t)(BG__CTX_POOL + BG__CTX_KEEP))
-            ps *= 2;
-        rc = newk && bg__idtab_init(&pv, ps, 1) == BG_OK ? pool_all(&s, t, e, newk, n, &pv, &pooled)
-                                                         : BG_ENOMEM;
-        bg__idtab_free(&pv);
     }
     if (stats) {
         stats->contexts = n;
         stats->looked = looked;
         stats->reward_evals = s.reward_evals;
-        stats->pooled = pooled;
     }
 done:
     for (size_t i = 0; i < n; i++) {
         bg__archive_unref(kept[i]);
-        if (newk)
-            bg__archive_unref(newk[i]);
         bg__ctx_unref(e[i]);
     }
-    free(newk);
     free(e);
     free(kept);
     free(caut);

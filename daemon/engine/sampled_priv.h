@@ -371,10 +371,6 @@ uint64_t bg__model_tag(const bg_guard *g);
 #define BG__CTX_MAX_CAP 1024u
 #define BG__CTX_MAX_BYTES 4096u
 #define BG__CTX_KEEP 32u
-/* The pool of a round's kept sets offered to every context (ids; 64
- * contexts × BG__CTX_KEEP): a round's pooling computes at most
- * contexts × (BG__CTX_POOL + BG__CTX_KEEP) harms and no log R. */
-#define BG__CTX_POOL 2048u
 
 void bg__ctx_table_init(bg__ctx_table *t);
 void bg__ctx_table_close(bg__ctx_table *t); /* drops every entry */
@@ -398,7 +394,6 @@ typedef struct bg__ctx_stats {
     uint64_t contexts;     /* searched */
     uint64_t looked;       /* hypotheses looked at (≤ contexts × budget) */
     uint64_t reward_evals; /* log R computed (≤ looked: shared between contexts) */
-    uint64_t pooled;       /* harms of pooled members (≤ contexts × (POOL + KEEP)) */
     uint64_t cpu_ns;       /* thread CPU */
 } bg__ctx_stats;
 /* After a round's archive search, on r's reward: each of t's contexts
@@ -410,7 +405,7 @@ typedef struct bg__ctx_stats {
  * or BG_EINTERNAL when the model fails (the kept sets searched so far are
  * published). Contract: sampled_context.c. */
 int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
-                       const bg__archive *arch, uint32_t budget, int pool, uint64_t seed,
+                       const bg__archive *arch, uint32_t budget, uint64_t seed,
                        bg__ctx_stats *stats);
 
 /* ---- health (sampled_health.c): no state */

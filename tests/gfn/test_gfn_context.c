@@ -25,16 +25,6 @@
  *     byte is another context; an action over BG__CTX_MAX_BYTES is not
  *     remembered; a round looks at <= cap × budget hypotheses (counted),
  *     each context <= budget, and computes at most that many log R.
- *   test_pool: the pool of a round's kept sets (pool_all). Two contexts
- *     on test_level's level, A (x = 2·e1) and B (x = e1), both of whose
- *     cautious hypothesis is the swap; A's search starts from it (its last
- *     verdict's), B's, at 9 hypotheses, does not reach it. Without pooling
- *     B's kept set lacks the swap and B's verdict stays at start; with it
- *     B's kept set holds the swap, exactly scored at the round's version,
- *     and B's verdict picks it, its bound higher. Both: no more log R than
- *     without pooling, pooled harms <= contexts × (BG__CTX_POOL +
- *     BG__CTX_KEEP), and B's iid objective and bound never below its
- *     verdict without kept members (the superset guarantee).
  *   test_engine: through the engine (inline training, the gfn sampler,
  *     d = 16): contexts evaluated, then observations: the trainer's
  *     per-context rounds run, and each verdict's iid objective log R + log
@@ -195,7 +185,7 @@ static void test_level(bg_plugin_host *h)
             bg__ctx_unref(c);
             /* a training round: the per-context search */
             bg__ctx_stats st;
-            CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, 512, 1, 7, &st), BG_OK);
+            CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, 512, 7, &st), BG_OK);
             CHECK_INT((int)st.contexts, on);
             CHECK(st.looked <= 512u * st.contexts && st.reward_evals <= st.looked,
                   "looked %llu, reward evaluations %llu", (unsigned long long)st.looked,
@@ -230,114 +220,6 @@ static void test_level(bg_plugin_host *h)
         free(r.tmp);
         bg_guard_build_destroy(b);
     }
-}
-
-static double iid_obj(const bg_guard *g, const bg_observation *hs, size_t n, const bg_action *a,
-                      uint64_t id);
-
-/* Whether id is in a (an archive or a kept set, ids ascending). */
-static int holds(const bg__archive *a, uint64_t id)
-{
-    for (size_t i = 0; a && i < a->n; i++)
-        if (a->ids[i] == id)
-            return 1;
-    return 0;
-}
-
-static void test_pool(bg_plugin_host *h)
-{
-    uint64_t start, swap;
-    level_history(&start, &swap);
-    /* A: x = 2·e1, B: x = e1 — two contexts (other bytes), both of whose
-     * cautious hypothesis is the swap. A's last verdict chose the swap (its
-     * search starts there, as after an earlier round that found it); B's
-     * search, at a budget of 9 hypotheses (its start and one step of 8
-     * chains: 8 of 132 proposals would be the swap's pair), does not reach
-     * it — standing in for d = 64, where the level is larger than any
-     * budget. */
-    static double xa[D], xb[D];
-    memset(xa, 0, sizeof xa);
-    memset(xb, 0, sizeof xb);
-    xa[1] = 2;
-    xb[1] = 1;
-    bg_action aa = {.tool = "pull", .arguments_json = "", .features = xa, .n_features = D};
-    bg_action ab = {.tool = "pull", .arguments_json = "", .features = xb, .n_features = D};
-    const uint32_t budget = 9;
-    bg_guard_build *b;
-    const bg_guard *g = twin_build(
-        h, "pool", "{features: 12, sigma: 1, theta: 2, enumerate: false}", "iid", "", &b);
-    bg__reward_ctx r = bg__reward_ctx_make(g, hist, NOBS);
-    bg__archive *arch = archive_of(g, &r, &start, 1);
-    bg_verdict vb[2];
-    uint64_t evals[2];
-    for (int pool = 0; pool < 2; pool++) {
-        bg__ctx_table t;
-        bg__ctx_table_init(&t);
-        bg__ctx *c;
-        bg__archive *kept;
-        CHECK_INT(bg__ctx_record(&t, 64, &aa, &c, &kept, NULL), BG_OK);
-        bg__ctx_cautious(&t, c, swap);
-        bg__ctx_unref(c);
-        CHECK_INT(bg__ctx_record(&t, 64, &ab, &c, &kept, NULL), BG_OK);
-        bg__ctx_cautious(&t, c, start);
-        bg__ctx_unref(c);
-        bg__ctx_stats st;
-        CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, pool, 5, &st), BG_OK);
-        CHECK_INT((int)st.contexts, 2);
-        /* the work bound: the searches' as without pooling; pooling adds
-         * harms only — at most contexts × (pool + keep), here exactly
-         * contexts × the union of the two kept sets — and no log R */
-        CHECK(st.looked <= 2u * budget, "looked %llu", (unsigned long long)st.looked);
-        CHECK(st.pooled <= st.contexts * (BG__CTX_POOL + BG__CTX_KEEP));
-        CHECK(pool ? st.pooled >= 2 * 2 : st.pooled == 0, "pool %d: %llu pooled harms", pool,
-              (unsigned long long)st.pooled);
-        evals[pool] = st.reward_evals;
-        bg__archive *ka, *kb;
-        CHECK_INT(bg__ctx_record(&t, 64, &aa, &c, &ka, NULL), BG_OK);
-        bg__ctx_unref(c);
-        CHECK_INT(bg__ctx_record(&t, 64, &ab, &c, &kb, NULL), BG_OK);
-        bg__ctx_unref(c);
-        CHECK(ka && kb && holds(ka, swap), "A's kept set lacks the swap its search started from");
-        CHECK(holds(kb, swap) == pool,
-              "pool %d: B's kept set %s the swap (%zu kept; B alone must not reach it at budget "
-              "%u — pick another seed if this fails without pooling)",
-              pool, holds(kb, swap) ? "holds" : "lacks", kb->n, budget);
-        CHECK(kb->n <= BG__CTX_KEEP && kb->version == r.version);
-        /* exactly scored at the round's version */
-        for (size_t i = 0; i < kb->n; i++) {
-            double l;
-            CHECK_INT(bg__session_log_r(&r, &kb->ids[i], 1, &l), BG_PLUGIN_OK);
-            CHECK(l == kb->lp[i], "kept member %llu: log R %.17g stored, %.17g now",
-                  (unsigned long long)kb->ids[i], kb->lp[i], l);
-        }
-        /* B's Evaluate: the kept set joins after the refinement */
-        vb[pool] = verdict_of(g, &ab, start, arch, kb, r.version);
-        bg_verdict none = verdict_of(g, &ab, start, arch, NULL, r.version);
-        CHECK(vb[pool].cautious_id == (pool ? swap : start), "pool %d: B's cautious %llu", pool,
-              (unsigned long long)vb[pool].cautious_id);
-        /* a superset of the candidates without the feature: the iid
-         * objective and the bound never lower */
-        CHECK(iid_obj(g, hist, NOBS, &ab, vb[pool].cautious_id) >=
-                      iid_obj(g, hist, NOBS, &ab, none.cautious_id) - 1e-12 &&
-                  vb[pool].harm_bound >= none.harm_bound - 1e-12,
-              "pool %d: below the verdict without kept members", pool);
-        printf("pool %d: B's kept %zu (swap %s), cautious %llu, bound %.6f (without kept %.6f); "
-               "%llu looked at, %llu log R, %llu pooled harms\n",
-               pool, kb->n, holds(kb, swap) ? "kept" : "not kept",
-               (unsigned long long)vb[pool].cautious_id, vb[pool].harm_bound, none.harm_bound,
-               (unsigned long long)st.looked, (unsigned long long)st.reward_evals,
-               (unsigned long long)st.pooled);
-        bg__archive_unref(ka);
-        bg__archive_unref(kb);
-        bg__ctx_table_close(&t);
-    }
-    CHECK(evals[1] == evals[0], "pooling computed log R: %llu against %llu",
-          (unsigned long long)evals[1], (unsigned long long)evals[0]);
-    CHECK(vb[1].harm_bound > vb[0].harm_bound + 1e-6, "pooling left B's bound at %.6f",
-          vb[1].harm_bound);
-    bg__archive_unref(arch);
-    free(r.tmp);
-    bg_guard_build_destroy(b);
 }
 
 /* Whether ctx x (features) has kept candidates in t (recording it). */
@@ -378,10 +260,8 @@ static void test_table(bg_plugin_host *h)
     CHECK_INT((int)bg__ctx_table_size(&t), CAPN);
     const uint32_t budget = 200;
     bg__ctx_stats st;
-    CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 1, 11, &st), BG_OK);
+    CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 11, &st), BG_OK);
     CHECK_INT((int)st.contexts, CAPN);
-    CHECK(st.pooled <= (uint64_t)CAPN * (BG__CTX_POOL + BG__CTX_KEEP), "a round pooled %llu harms",
-          (unsigned long long)st.pooled);
     CHECK(st.looked > 0 && st.looked <= (uint64_t)CAPN * budget && st.reward_evals <= st.looked,
           "a round looked at %llu (cap × budget %u), computed %llu log R",
           (unsigned long long)st.looked, CAPN * budget, (unsigned long long)st.reward_evals);
@@ -411,7 +291,7 @@ static void test_table(bg_plugin_host *h)
             bg__archive_unref(kept);
         }
         if (want == 1)
-            CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 1, 12, &st), BG_OK);
+            CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 12, &st), BG_OK);
     }
     /* B was evicted: it comes back with nothing kept and no rounds */
     CHECK(!has_kept(&t, CAPN, x[1]), "the least recently used context was not evicted");
@@ -527,7 +407,6 @@ int main(void)
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
     test_level(h);
     test_table(h);
-    test_pool(h);
     test_engine(h);
     bg_plugin_host_destroy(h);
     CHECK_DONE("test_gfn_context");
