@@ -608,6 +608,22 @@ static void choose_variants(bg_vk_compute *vc)
     vc->wg = 128;
     while (vc->wg > c->max_wg_invocations || vc->wg > c->max_wg_size[0])
         vc->wg /= 2;
+    /* attention (forward, training, backward): a workgroup per row and
+     * head whose reductions each take log2(WG) + 2 barriers. lavapipe runs
+     * a workgroup as WG / subgroup batches of SIMD lanes and switches
+     * between them at every barrier: with heads of a few dims (stories260K:
+     * 8) a workgroup of 128 spends its time switching, one subgroup wide
+     * (8 lanes on AVX2) runs straight through (docs/TESTING.md,
+     * 2026-12-07). GPUs keep the wide workgroup. BG_VK_ATTN_WG: a power of
+     * 2 (tuning, A/B). */
+    vc->attn_wg = vc->wg;
+    if (cpu && c->subgroup_size >= 2 && c->subgroup_size < vc->wg &&
+        (c->subgroup_size & (c->subgroup_size - 1)) == 0)
+        vc->attn_wg = c->subgroup_size;
+    const char *aw = getenv("BG_VK_ATTN_WG");
+    unsigned av = aw ? (unsigned)atoi(aw) : 0;
+    if (av >= 2 && av <= c->max_wg_invocations && av <= c->max_wg_size[0] && (av & (av - 1)) == 0)
+        vc->attn_wg = av;
     /* matvec: GPUs split a row over up to 128 lanes (coalesced reads);
      * lavapipe pays per workgroup and per barrier, so one row per lane */
     vc->mv_wg = cpu ? 64 : 128;

@@ -197,8 +197,8 @@ int bg__vk_op_rope_backward(bg_compute *c, bg_tview dq, bg_tview dk, int T, int 
 uint32_t bg__vk_attention_rd(bg_vk_compute *vc, const char *op, int hs, uint32_t per_rd,
                              uint32_t fixed)
 {
-    uint32_t rd = bg__vk_ceil_div((size_t)hs, vc->wg);
-    uint64_t need = 4ull * (rd * per_rd + fixed) * vc->wg;
+    uint32_t rd = bg__vk_ceil_div((size_t)hs, vc->attn_wg);
+    uint64_t need = 4ull * (rd * per_rd + fixed) * vc->attn_wg;
     if (need > vc->dev.caps.shared_mem_bytes) {
         bg__vk_fail(vc, BG_EUNSUPPORTED,
                     "vulkan op %s: head_size %d needs %llu bytes of shared memory; the device "
@@ -221,7 +221,7 @@ int bg__vk_op_attention(bg_compute *c, bg_tview out, bg_tview q, bg_tview kc, bg
     bg_vk_bind b[4] = {bg__vk_bind(out, qn), bg__vk_bind(q, qn), bg__vk_bind(kc, kvn),
                        bg__vk_bind(vcache, kvn)};
     bg_vk_pc pc = {.i = {T, pos0, nh, nkv, hs}};
-    uint32_t spec[2] = {vc->wg, rd};
+    uint32_t spec[2] = {vc->attn_wg, rd};
     return bg__vk_dispatch(vc, "attention", "attention", spec, 2, b, 4, &pc, (uint32_t)nh,
                            (uint32_t)T, 1);
 }
@@ -238,7 +238,7 @@ int bg__vk_op_attention_train(bg_compute *c, bg_tview out, bg_tview lse, bg_tvie
                        bg__vk_bind(k, rows * nkv * hs), bg__vk_bind(v, rows * nkv * hs),
                        bg__vk_bind(lse, rows * nh)};
     bg_vk_pc pc = {.i = {T, 0, nh, nkv, hs, 1}};
-    uint32_t spec[2] = {vc->wg, rd};
+    uint32_t spec[2] = {vc->attn_wg, rd};
     return bg__vk_dispatch(vc, "attention_train", "attention", spec, 2, b, 5, &pc, (uint32_t)nh,
                            (uint32_t)T, (uint32_t)B);
 }

@@ -208,7 +208,7 @@ int bg__vk_op_attention_backward(bg_compute *c, bg_tview dq, bg_tview dk, bg_tvi
     int rc = bg__vk_scratch(vc, rows * nh, "attention_backward", &D);
     if (rc != BG_OK)
         return rc;
-    uint32_t spec[2] = {vc->wg, rd};
+    uint32_t spec[2] = {vc->attn_wg, rd};
     bg_vk_pc pc = {.i = {T, 0, nh, nkv, hs}};
     bg_vk_bind bq[8] = {bind(dq, qn), bind(dout, qn), bind(q, qn),          bind(k, kvn),
                         bind(v, kvn), bind(out, qn),  bind(lse, rows * nh), bind(D, rows * nh)};

@@ -62,6 +62,7 @@ typedef struct bg_vk_compute {
     int split_every, nsplit; /* long recordings: submit every split_every dispatches */
     /* kernel variants chosen from the capabilities */
     uint32_t wg;                                /* reductions and elementwise */
+    uint32_t attn_wg;                           /* attention forward and backward */
     uint32_t mv_wg;                             /* matvec: invocations per workgroup */
     uint32_t mv_lanes;                          /* matvec: at most this many invocations per row */
     int mv_subgroup;                            /* matvec: one subgroup per row (matvec_sg.comp) */
