@@ -75,7 +75,8 @@ BG_T256 static inline void store_tile(__m256 *c0, __m256 *c1, float *out, long l
  * (up to 32 KiB) streaming through L1. */
 BG_T256 static inline void prefetch_tile(const float *out, long ldc, int first)
 {
-    (void)first; /* storing tiles too: their lines owned before the stores */
+    if (first)
+        return;
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
         _mm_prefetch((const char *)(out + r * ldc), _MM_HINT_T0);
