@@ -74,12 +74,15 @@ struct bg__pool {
     size_t scratch_bytes[BG__POOL_SCRATCH_SLOTS];
 };
 
-/* One step of a spin wait: a pause, never a yield — a yielding worker
- * gives its core to another process on a loaded host and misses the next
- * run of the same call (the spin is bounded: SPIN_ITERS, then it sleeps). */
+/* One step of a spin wait. Every 64th step yields the CPU: on a host with
+ * more runnable threads than cores, the thread being waited for may be
+ * queued behind the spinner on the same core. */
 static inline void cpu_relax(int i)
 {
-    (void)i;
+    if ((i & 63) == 63) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
