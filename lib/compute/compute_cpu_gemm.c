@@ -805,13 +805,6 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     g.N = N;
     g.K = K;
     g.kd = kern_for(bg__cpu_kernel(), bf16);
-    /* AVX2, N over one block (the classifier forward's 32000): N blocks of
-     * 384, so the packed B block (384 x K floats, 432 KiB at K = 288) stays
-     * in a Zen 3's 512 KiB L2 across the M blocks */
-#ifdef BG_X86
-    if (g.kd.fn == bg__cpu_kern_avx2 && N > g.kd.nc)
-        g.kd.nc = 384;
-#endif
     int mr = g.kd.mr, nr = g.kd.nr, nc = g.kd.nc;
     g.a_direct = g.kd.rows_fn != NULL && xcs == 1;
     gemm_dims dims = gemm_dims_for(&g.kd, M, N, K);
