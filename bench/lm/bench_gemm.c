@@ -28,11 +28,34 @@
  * child's pools print, per thread count, where their threads spent the
  * runs (compute_cpu_pool.c): e.g. `BG_POOL_TRACE=1 BG_BENCH_GEMM_SHAPES="wq
  * dw" BG_BENCH_GEMM_THREADS=2 bg_bench_lm --gemm-child`.
+ * The per-round figures and the counters (for A/Bs that a loaded machine
+ * would drown): after the table's nine fields each ROW line carries the
+ * median, min and max over the rounds of the paired ratio ours / OpenBLAS
+ * per CPU-second (the two contenders of one round run back to back, so a
+ * round's load hits both); then, where perf_event_open gives this thread
+ * user-mode cycles and instructions (a PMU the kernel exposes; a VM often
+ * has none: the child prints `COUNTERS none: <why>` and these are 0), each
+ * contender's median FLOP per user cycle and instructions per call (cycles
+ * do not count the time a thread is descheduled, but still see the cache
+ * traffic of whatever shares the core or the L3; they cover the calling
+ * thread only, so they are printed for one thread only); then the best
+ * round's GFLOP per CPU-second of each (the least disturbed window).
+ * More environment for such A/Bs: BG_BENCH_GEMM_ROUNDS (rounds, up to 101;
+ * default 11, --quick 5), BG_BENCH_GEMM_MIN_S (seconds of calls per
+ * contender per round; default 0.12, --quick 0.04), BG_BENCH_GEMM_NULL=1
+ * (the OpenBLAS slot runs ours too: a null A/B, whose ratios show the
+ * method's own spread).
  * Threads: single-threaded apart from the pools of the two libraries.
  */
 #include <cblas.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
+#endif
+#include <errno.h>
+#if defined(__linux__)
+#include <linux/perf_event.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #endif
 #include <math.h>
 #include <stdint.h>
@@ -150,7 +173,76 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-#define MAX_REPS 15
+#define MAX_REPS 101
+
+/* User-mode cycles and instructions of the calling thread
+ * (perf_event_open), where the kernel gives them; fd < 0: none. */
+typedef struct counters {
+    int fd[2];
+} counters;
+
+static void counters_open(counters *k)
+{
+    k->fd[0] = k->fd[1] = -1;
+#if defined(__linux__)
+    static const unsigned long long cfg[2] = {PERF_COUNT_HW_CPU_CYCLES, PERF_COUNT_HW_INSTRUCTIONS};
+    for (int i = 0; i < 2; i++) {
+        struct perf_event_attr a;
+        memset(&a, 0, sizeof a);
+        a.type = PERF_TYPE_HARDWARE;
+        a.size = sizeof a;
+        a.config = cfg[i];
+        a.exclude_kernel = 1;
+        a.exclude_hv = 1;
+        k->fd[i] = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+        if (k->fd[i] < 0) {
+            printf("COUNTERS none: perf_event_open(%s): %s\n", i ? "instructions" : "cycles",
+                   strerror(errno));
+            if (i)
+                close(k->fd[0]);
+            k->fd[0] = k->fd[1] = -1;
+            return;
+        }
+    }
+    printf("COUNTERS user-mode cycles, instructions (this thread)\n");
+#else
+    printf("COUNTERS none: not Linux\n");
+#endif
+}
+
+/* The counters' values now (0 without counters). */
+static void counters_read(const counters *k, double v[2])
+{
+    for (int i = 0; i < 2; i++) {
+        unsigned long long x = 0;
+        if (k->fd[i] < 0 || read(k->fd[i], &x, sizeof x) != (ssize_t)sizeof x)
+            x = 0;
+        v[i] = (double)x;
+    }
+}
+
+static void counters_close(counters *k)
+{
+    for (int i = 0; i < 2; i++)
+        if (k->fd[i] >= 0)
+            close(k->fd[i]);
+}
+
+/* A positive integer or a positive number from the environment, else def. */
+static double env_num(const char *name, double def)
+{
+    const char *v = getenv(name);
+    double x = v && *v ? atof(v) : 0.0;
+    return x > 0 ? x : def;
+}
+
+static double minmax(const double *v, int n, int want_max)
+{
+    double m = v[0];
+    for (int i = 1; i < n; i++)
+        m = want_max ? fmax(m, v[i]) : fmin(m, v[i]);
+    return m;
+}
 
 /* With two threads, OpenBLAS's idle workers spin after its last call
  * (about 0.1 s on the Zen 3 measured: its thread timeout, 2^28 TSC cycles)
@@ -185,9 +277,17 @@ static int shape_wanted(const char *what)
 
 int bg_bench_gemm_child(int quick)
 {
-    int reps = quick ? 5 : 11;
-    double min_s = quick ? 0.04 : 0.12;
+    int reps = (int)env_num("BG_BENCH_GEMM_ROUNDS", quick ? 5 : 11);
+    if (reps > MAX_REPS)
+        reps = MAX_REPS;
+    double min_s = env_num("BG_BENCH_GEMM_MIN_S", quick ? 0.04 : 0.12);
+    const char *nv = getenv("BG_BENCH_GEMM_NULL");
+    int null_ab = nv && strcmp(nv, "1") == 0;
     printf("CORE %s\n", openblas_get_corename());
+    if (null_ab)
+        printf("NULL the OpenBLAS slot runs ours: a null A/B\n");
+    counters ctr;
+    counters_open(&ctr);
     const char *tf = getenv("BG_BENCH_GEMM_THREADS");
     int only_threads = tf && *tf ? atoi(tf) : 0;
     for (int threads = 1; threads <= 2; threads++) {
@@ -231,7 +331,8 @@ int bg_bench_gemm_child(int quick)
             /* reps rounds; in each, ours and OpenBLAS back to back (the
              * order alternating by round), each timed over >= min_s of
              * calls; the median per call of each, by wall and CPU time */
-            double wall[3][MAX_REPS], cpu[3][MAX_REPS];
+            double wall[3][MAX_REPS], cpu[3][MAX_REPS], cyc[2][MAX_REPS], ins[2][MAX_REPS];
+            double pair[MAX_REPS];
             for (int r = 0; r < reps; r++) {
                 for (int j = 0; j < ncont; j++) {
                     int which = (r + j) % ncont, n = 0;
@@ -239,9 +340,11 @@ int bg_bench_gemm_child(int quick)
                         settle();
                     if (which == 2)
                         bg_compute_set_precision(c, BG_PRECISION_BF16, NULL);
+                    double k0[2], k1[2];
+                    counters_read(&ctr, k0);
                     double t0 = bg_bench_wall(), c0 = bg_bench_cpu(), t1;
                     do {
-                        if (which == 1)
+                        if (which == 1 && !null_ab)
                             blas_op(s, ob, a, b);
                         else
                             ours_op(c, s, cx, ca, cb);
@@ -251,14 +354,29 @@ int bg_bench_gemm_child(int quick)
                         bg_compute_set_precision(c, BG_PRECISION_FP32, NULL);
                     wall[which][r] = (t1 - t0) / n;
                     cpu[which][r] = (bg_bench_cpu() - c0) / n;
+                    counters_read(&ctr, k1);
+                    if (which < 2) {
+                        cyc[which][r] = (k1[0] - k0[0]) / n;
+                        ins[which][r] = (k1[1] - k0[1]) / n;
+                    }
                 }
+                pair[r] = cpu[1][r] / cpu[0][r];
             }
             double flop = 2.0 * s->M * s->N * s->K * 1e-9;
-            printf("ROW %d %d %.2f %.2f %.2f %.2f %.1e %.2f %.2f\n", i, threads,
-                   flop / median(wall[0], reps), flop / median(wall[1], reps),
+            /* the fields after the 9th: the parent does not read them */
+            double pmin = minmax(pair, reps, 0), pmax = minmax(pair, reps, 1);
+            double best0 = minmax(cpu[0], reps, 0), best1 = minmax(cpu[1], reps, 0);
+            int have = ctr.fd[0] >= 0 && threads == 1;
+            double cy0 = have ? median(cyc[0], reps) : 0, cy1 = have ? median(cyc[1], reps) : 0;
+            printf("ROW %d %d %.2f %.2f %.2f %.2f %.1e %.2f %.2f %.4f %.4f %.4f %.3f %.3f %.4g "
+                   "%.4g %.2f %.2f\n",
+                   i, threads, flop / median(wall[0], reps), flop / median(wall[1], reps),
                    flop / median(cpu[0], reps), flop / median(cpu[1], reps), diff,
                    ncont == 3 ? flop / median(wall[2], reps) : 0.0,
-                   ncont == 3 ? flop / median(cpu[2], reps) : 0.0);
+                   ncont == 3 ? flop / median(cpu[2], reps) : 0.0, median(pair, reps), pmin, pmax,
+                   cy0 > 0 ? flop * 1e9 / cy0 : 0.0, cy1 > 0 ? flop * 1e9 / cy1 : 0.0,
+                   have ? median(ins[0], reps) : 0.0, have ? median(ins[1], reps) : 0.0,
+                   flop / best0, flop / best1);
             fflush(stdout);
             bg_cbuf_destroy(c, ca);
             bg_cbuf_destroy(c, cb);
@@ -267,6 +385,7 @@ int bg_bench_gemm_child(int quick)
         }
         bg_compute_destroy(c);
     }
+    counters_close(&ctr);
     return 0;
 }
 
