@@ -278,8 +278,7 @@ static int shape_wanted(const char *what)
 int bg_bench_gemm_child(int quick)
 {
     int reps = (int)env_num("BG_BENCH_GEMM_ROUNDS", quick ? 5 : 11);
-    if (reps > MAX_REPS)
-        reps = MAX_REPS;
+    reps = reps < 1 ? 1 : reps > MAX_REPS ? MAX_REPS : reps; /* "0.5" rounds is 1, not 0 */
     double min_s = env_num("BG_BENCH_GEMM_MIN_S", quick ? 0.04 : 0.12);
     const char *nv = getenv("BG_BENCH_GEMM_NULL");
     int null_ab = nv && strcmp(nv, "1") == 0;

@@ -158,6 +158,16 @@ static uint32_t compute_family(bg_vk_dev *d, VkPhysicalDevice pd, uint32_t *ts_b
     return UINT32_MAX;
 }
 
+/* A device limit v, lowered to the bytes in environment variable var where
+ * that is >= 4096 and below v (0, an unknown limit, counts as none): the
+ * testing hooks BG_VK_MAX_RANGE and BG_VK_MAX_ALLOC, which only lower. */
+static uint64_t env_lowered(const char *var, uint64_t v)
+{
+    const char *e = getenv(var);
+    unsigned long long x = e ? strtoull(e, NULL, 10) : 0;
+    return x >= 4096 && (v == 0 || x < v) ? (uint64_t)x : v;
+}
+
 static void probe_caps(bg_vk_dev *d, uint32_t ts_bits)
 {
     bg_vk_caps *c = &d->caps;
@@ -182,22 +192,12 @@ static void probe_caps(bg_vk_dev *d, uint32_t ts_bits)
         c->max_wg_size[i] = l->maxComputeWorkGroupSize[i];
         c->max_wg_count[i] = l->maxComputeWorkGroupCount[i];
     }
-    c->max_storage_range = l->maxStorageBufferRange;
-    /* testing hook: a smaller limit exercises the split paths on small data */
-    const char *mr = getenv("BG_VK_MAX_RANGE");
-    unsigned long long lim = mr ? strtoull(mr, NULL, 10) : 0;
-    if (lim >= 4096 && lim < c->max_storage_range)
-        c->max_storage_range = lim;
+    /* testing hooks: smaller limits exercise the split paths on small data */
+    c->max_storage_range = env_lowered("BG_VK_MAX_RANGE", l->maxStorageBufferRange);
     c->storage_align = l->minStorageBufferOffsetAlignment ? l->minStorageBufferOffsetAlignment : 4;
     c->max_push_bytes = l->maxPushConstantsSize;
     c->max_stage_buffers = l->maxPerStageDescriptorStorageBuffers;
-    c->max_alloc_bytes = m3.maxMemoryAllocationSize;
-    /* testing hook: a smaller allocation limit (the logits' chunking and the
-     * allocator's refusal on a GPU whose limit is below the view's) */
-    const char *ma = getenv("BG_VK_MAX_ALLOC");
-    unsigned long long alim = ma ? strtoull(ma, NULL, 10) : 0;
-    if (alim >= 4096 && (c->max_alloc_bytes == 0 || alim < c->max_alloc_bytes))
-        c->max_alloc_bytes = alim;
+    c->max_alloc_bytes = env_lowered("BG_VK_MAX_ALLOC", m3.maxMemoryAllocationSize);
     c->timestamps = ts_bits > 0 && l->timestampPeriod > 0.0f;
     c->timestamp_period_ns = l->timestampPeriod;
     c->fp16 = 0;
