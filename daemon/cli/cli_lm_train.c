@@ -439,6 +439,26 @@ static int train_loop(run *r, bg_nn_trainer *t)
     return 1;
 }
 
+/* The flags that set a trainer option, by the name the trainer gives the
+ * option it refused (err.field, bg_nn_train_create); NULL for any other. */
+static const char *train_flags(const char *field)
+{
+    static const struct {
+        const char *field, *flags;
+    } map[] = {
+        {"batch", "--batch"},
+        {"seq", "--seq"},
+        {"lora_rank", "--lora"},
+        {"adamw", "--lr"},
+        {"act_budget", "--recompute, --act-budget, --batch, --seq"},
+        {"logit_budget", "--logit-budget"},
+    };
+    for (size_t i = 0; field && i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(field, map[i].field))
+            return map[i].flags;
+    return NULL;
+}
+
 int bg_cli_lm_train(const bg_cli_lm_args *a)
 {
     run r;
@@ -469,12 +489,10 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
                       .max_norm = 1.0f}};
         bg_err err;
         if (bg_nn_train_create(&r.ck, &co, &o, &t, &err) != BG_OK) {
-            /* the trainer's refusals name its options; say the flags */
-            const char *hint = strstr(err.msg, "of activations")
-                                   ? " (lm train: --recompute, --act-budget, --batch, --seq)"
-                               : strstr(err.msg, "logits budget") ? " (lm train: --logit-budget)"
-                                                                  : "";
-            fprintf(stderr, "bayesguard lm train: %s%s\n", err.msg, hint);
+            /* the trainer names the option it refused; say the flags */
+            const char *flags = train_flags(err.field);
+            fprintf(stderr, "bayesguard lm train: %s%s%s%s\n", err.msg, flags ? " (lm train: " : "",
+                    flags ? flags : "", flags ? ")" : "");
             rc = err.code == BG_EINVAL ? 2 : 1;
             /* bad input (a budget the step does not fit, ...) is refused
              * before --out exists, as every other bad input is */

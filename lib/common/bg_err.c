@@ -9,6 +9,7 @@ void bg_err_clear(bg_err *err)
     if (err) {
         err->code = BG_OK;
         err->msg[0] = '\0';
+        err->field = NULL;
     }
 }
 
@@ -16,8 +17,20 @@ int bg_err_vset(bg_err *err, int code, const char *fmt, va_list ap)
 {
     if (err) {
         err->code = code;
+        err->field = NULL;
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     }
+    return code;
+}
+
+int bg_err_set_field(bg_err *err, int code, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bg_err_vset(err, code, fmt, ap);
+    va_end(ap);
+    if (err)
+        err->field = field;
     return code;
 }
 

@@ -41,15 +41,25 @@ enum bg_status {
 typedef struct bg_err {
     int code;                 /* last BG_E* code written, BG_OK when none */
     char msg[BG_ERR_MSG_MAX]; /* NUL-terminated message, "" when none */
+    const char *field;        /* the input at fault, a static name a caller can map to
+                                 its own (an option struct's member: "act_budget"), NULL
+                                 when the error names none; set only by bg_err_set_field */
 } bg_err;
 
-/* Reset to "no error". err may be NULL (then nothing happens). */
+/* Reset to "no error" (no field). err may be NULL (then nothing happens). */
 void bg_err_clear(bg_err *err);
 
-/* Format a message into err (may be NULL) and return code, so callers can
- * write `return bg_err_set(err, BG_EINVAL, "policy %s: ...", name);`. */
+/* Format a message into err (may be NULL; its field becomes NULL) and
+ * return code, so callers can write
+ * `return bg_err_set(err, BG_EINVAL, "policy %s: ...", name);`. */
 int bg_err_set(bg_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int bg_err_vset(bg_err *err, int code, const char *fmt, va_list ap);
+
+/* bg_err_set, and the input at fault: field, a static string (it is kept,
+ * not copied). A caller that takes the input from a flag or a key of its
+ * own maps the name to it instead of matching words of the message. */
+int bg_err_set_field(bg_err *err, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Prepend context ("file.yaml: ") to an existing message, keeping its code. */
 int bg_err_prefix(bg_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -249,7 +249,10 @@ typedef struct bg_nn_train_mem {
 typedef struct bg_nn_trainer bg_nn_trainer;
 
 /* Uploads ck's weights (ck may be closed afterwards) onto a backend from
- * copts (NULL: CPU). new: destroy with bg_nn_train_destroy. */
+ * copts (NULL: CPU). new: destroy with bg_nn_train_destroy. An option
+ * refused (BG_EINVAL) is named in err->field by its bg_nn_train_opts
+ * member: "batch", "seq", "lora_rank", "lora_alpha", "adamw",
+ * "act_budget" or "logit_budget" (bg_nn_train_set_lr's: "adamw"). */
 int bg_nn_train_create(const bg_nn_ckpt *ck, const bg_compute_opts *copts,
                        const bg_nn_train_opts *o, bg_nn_trainer **out, bg_err *err);
 void bg_nn_train_destroy(bg_nn_trainer *t);

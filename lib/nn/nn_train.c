@@ -216,46 +216,52 @@ static const char *fmt_bytes(char buf[32], size_t n)
 static int check_opts(const bg_nn_config *c, const bg_nn_train_opts *o, bg_err *err)
 {
     if (o->batch < 1 || o->batch > 4096)
-        return bg_err_set(err, BG_EINVAL, "trainer: batch %d out of range; expected 1..4096",
-                          o->batch);
+        return bg_err_set_field(err, BG_EINVAL, "batch",
+                                "trainer: batch %d out of range; expected 1..4096", o->batch);
     if (o->seq < 1 || o->seq > c->seq_len)
-        return bg_err_set(err, BG_EINVAL,
-                          "trainer: sequence length %d out of range; the model's context is 1..%d",
-                          o->seq, c->seq_len);
+        return bg_err_set_field(
+            err, BG_EINVAL, "seq",
+            "trainer: sequence length %d out of range; the model's context is 1..%d", o->seq,
+            c->seq_len);
     int maxr = c->dim < c->hidden_dim ? c->dim : c->hidden_dim;
     if (o->lora_rank < 0 || o->lora_rank > maxr)
-        return bg_err_set(err, BG_EINVAL, "trainer: LoRA rank %d out of range; expected 0..%d",
-                          o->lora_rank, maxr);
+        return bg_err_set_field(err, BG_EINVAL, "lora_rank",
+                                "trainer: LoRA rank %d out of range; expected 0..%d", o->lora_rank,
+                                maxr);
     if (!(o->lora_alpha >= 0.0f && o->lora_alpha < 1e6f))
-        return bg_err_set(err, BG_EINVAL, "trainer: LoRA alpha %g out of range; expected >= 0",
-                          (double)o->lora_alpha);
+        return bg_err_set_field(err, BG_EINVAL, "lora_alpha",
+                                "trainer: LoRA alpha %g out of range; expected >= 0",
+                                (double)o->lora_alpha);
     const bg_adamw_params *a = &o->adamw;
     if (!(a->lr >= 0.0f && a->beta1 >= 0.0f && a->beta1 < 1.0f && a->beta2 >= 0.0f &&
           a->beta2 < 1.0f && a->eps > 0.0f && a->weight_decay >= 0.0f && a->max_norm >= 0.0f))
-        return bg_err_set(err, BG_EINVAL,
-                          "trainer: AdamW settings out of range; need lr >= 0, betas in [0, 1), "
-                          "eps > 0, weight_decay >= 0, max_norm >= 0");
+        return bg_err_set_field(
+            err, BG_EINVAL, "adamw",
+            "trainer: AdamW settings out of range; need lr >= 0, betas in [0, 1), "
+            "eps > 0, weight_decay >= 0, max_norm >= 0");
     size_t R = (size_t)o->batch * o->seq;
     size_t widest = (size_t)(c->vocab_size > c->hidden_dim ? c->vocab_size : c->hidden_dim);
     widest = widest > (size_t)c->dim ? widest : (size_t)c->dim;
     if (R * widest > (size_t)INT_MAX) /* op sizes are int elements (compute.h) */
-        return bg_err_set(err, BG_EINVAL,
-                          "trainer: batch %d x seq %d x width %zu exceeds %d elements per tensor; "
-                          "lower the batch or the sequence length",
-                          o->batch, o->seq, widest, INT_MAX);
+        return bg_err_set_field(
+            err, BG_EINVAL, "batch",
+            "trainer: batch %d x seq %d x width %zu exceeds %d elements per tensor; "
+            "lower the batch or the sequence length",
+            o->batch, o->seq, widest, INT_MAX);
     size_t keep = (size_t)(c->n_layers + 1) * R * c->dim * 4 +
                   (o->recompute ? 1 : (size_t)c->n_layers) * set_bytes(c, R, o->lora_rank);
     size_t lean = (size_t)(c->n_layers + 1) * R * c->dim * 4 + set_bytes(c, R, o->lora_rank);
     char kb[32], bb[32];
     if (o->act_budget && keep > o->act_budget)
-        return bg_err_set(err, BG_EINVAL,
-                          "trainer: batch %d x seq %d keeps %s of activations%s; the budget is "
-                          "%s: %s",
-                          o->batch, o->seq, fmt_bytes(kb, keep),
-                          o->recompute ? " with recompute" : "", fmt_bytes(bb, o->act_budget),
-                          !o->recompute && lean <= o->act_budget
-                              ? "turn on recompute (it would keep only the layer inputs)"
-                              : "lower the batch or the sequence length");
+        return bg_err_set_field(
+            err, BG_EINVAL, "act_budget",
+            "trainer: batch %d x seq %d keeps %s of activations%s; the budget is "
+            "%s: %s",
+            o->batch, o->seq, fmt_bytes(kb, keep), o->recompute ? " with recompute" : "",
+            fmt_bytes(bb, o->act_budget),
+            !o->recompute && lean <= o->act_budget
+                ? "turn on recompute (it would keep only the layer inputs)"
+                : "lower the batch or the sequence length");
     return BG_OK;
 }
 
@@ -273,10 +279,10 @@ static int logit_rows(const bg_compute *c, const bg_nn_train_opts *o, int V, int
     size_t dev = bg_compute_max_view(c), ma = bg_compute_max_alloc(c);
     dev = ma < dev ? ma : dev;
     if (budget < row)
-        return bg_err_set(err, BG_EINVAL,
-                          "the logits budget of %zu bytes is below one row of logits "
-                          "(vocab %d x 4 = %zu bytes)",
-                          budget, V, row);
+        return bg_err_set_field(err, BG_EINVAL, "logit_budget",
+                                "the logits budget of %zu bytes is below one row of logits "
+                                "(vocab %d x 4 = %zu bytes)",
+                                budget, V, row);
     if (dev < row)
         return bg_err_set(err, BG_ELIMIT,
                           "one row of logits (vocab %d x 4 = %zu bytes) exceeds the "
@@ -482,8 +488,8 @@ void bg_nn_train_set_adapters(bg_nn_trainer *t, int on)
 int bg_nn_train_set_lr(bg_nn_trainer *t, float lr, bg_err *err)
 {
     if (!(lr >= 0.0f && lr < 1e30f))
-        return bg_err_set(err, BG_EINVAL, "trainer: learning rate %g; expected a finite lr >= 0",
-                          (double)lr);
+        return bg_err_set_field(err, BG_EINVAL, "adamw",
+                                "trainer: learning rate %g; expected a finite lr >= 0", (double)lr);
     t->o.adamw.lr = lr;
     return BG_OK;
 }

@@ -218,7 +218,8 @@ static void memory_flags(const char *exe)
     CHECK(system(dir) == 0);
     snprintf(args, sizeof args, "%s --act-budget %.0f --out mem", base, (act + lean) / 2 * 1024);
     CHECK(run(exe, args) == 2 && strstr(g_errbuf, "turn on recompute") &&
-              strstr(g_errbuf, "--recompute") && !strstr(g_out, "step 1 loss") && !exists("mem"),
+              strstr(g_errbuf, "(lm train: --recompute, --act-budget, --batch, --seq)") &&
+              !strstr(g_out, "step 1 loss") && !exists("mem"),
           "'%s': '%s'", args, g_errbuf);
     snprintf(args, sizeof args, "%s --act-budget %.0f --recompute --out mem", base,
              (act + lean) / 2 * 1024);
@@ -234,7 +235,8 @@ static void memory_flags(const char *exe)
     static const struct {
         const char *flags, *needle;
     } bad_sizes[] = {
-        {"--logit-budget 1000", "below one row of logits (vocab 300 x 4 = 1200 bytes)"},
+        {"--logit-budget 1000",
+         "below one row of logits (vocab 300 x 4 = 1200 bytes) (lm train: --logit-budget)"},
         {"--logit-budget 0", "--logit-budget '0': expected a size"},
         {"--act-budget 12XB", "--act-budget '12XB': expected a size"},
         {"--act-budget MiB", "--act-budget 'MiB': expected a size"},

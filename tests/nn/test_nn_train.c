@@ -431,6 +431,30 @@ static void test_recompute(const char *dir)
     bg_nn_trainer *t;
     CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_EINVAL);
     CHECK(strstr(err.msg, "turn on recompute"), "message: %s", err.msg);
+    CHECK(err.field && !strcmp(err.field, "act_budget"), "field %s",
+          err.field ? err.field : "(none)");
+    /* each refused option is named by its member (err.field), which the
+     * CLI maps to its flags instead of matching the message's words */
+    for (int i = 0; i < 5; i++) {
+        static const char *const want[] = {"batch", "seq", "lora_rank", "lora_alpha", "adamw"};
+        bg_nn_train_opts b = nt_train_opts(3, 11, 0);
+        if (i == 0)
+            b.batch = 0;
+        else if (i == 1)
+            b.seq = ck.cfg.seq_len + 1;
+        else if (i == 2)
+            b.lora_rank = ck.cfg.dim + 1;
+        else if (i == 3)
+            b.lora_alpha = -1.0f;
+        else
+            b.adamw.beta1 = 1.0f;
+        bg_nn_trainer *bt = NULL;
+        CHECK(bg_nn_train_create(&ck, &cpu2, &b, &bt, &err) == BG_EINVAL && !bt, "case %d", i);
+        CHECK(err.field && !strcmp(err.field, want[i]), "case %d: field %s (%s)", i,
+              err.field ? err.field : "(none)", err.msg);
+    }
+    bg_err_set(&err, BG_EINVAL, "a later error without a field");
+    CHECK(err.field == NULL, "bg_err_set kept the field of an earlier error");
     o.recompute = 1;
     CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
     /* full fine-tuning's checkpoint: two steps, saved, reloaded as a model:

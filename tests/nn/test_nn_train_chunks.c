@@ -271,6 +271,8 @@ int main(void)
     bg_nn_trainer *t = NULL;
     CHECK(bg_nn_train_create(&ck, &copts, &o, &t, &err) == BG_EINVAL && t == NULL);
     CHECK(strstr(err.msg, "logits budget of 1199 bytes") != NULL, "message: %s", err.msg);
+    CHECK(err.field && !strcmp(err.field, "logit_budget"), "field %s",
+          err.field ? err.field : "(none)");
     o.logit_budget = 4 * 300; /* one row: 128 chunks of 1 */
     CHECK(bg_nn_train_create(&ck, &copts, &o, &t, &err) == BG_OK, "%s", err.msg);
     bg_nn_train_mem m;
