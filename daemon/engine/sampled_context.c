@@ -102,6 +102,20 @@
 #define CTX_LOW_TILT 0.5
 /* log harm of a zero harm: log R alone drives the chain there. */
 #define CTX_LOG_HARM_MIN (-700.0)
+/* The ejection-chain move (run_chains, eject): a chain's step is one with
+ * probability 1 / CTX_EJECT_EVERY (0: never); at most CTX_EJECT_K repair
+ * flips, each the best of CTX_EJECT_M random single flips (0: all). */
+#ifndef CTX_EJECT_EVERY
+#define CTX_EJECT_EVERY 16
+#endif
+#ifndef CTX_EJECT_K
+#define CTX_EJECT_K 3
+#endif
+#ifndef CTX_EJECT_M
+#define CTX_EJECT_M 0
+#endif
+/* the widest cscore call: a repair scan of every single flip */
+#define CTX_SCRATCH (CTX_CHAINS + BG__CTX_KEEP + 2 + 64)
 
 struct bg__ctx {
     atomic_int refs;
@@ -312,7 +326,8 @@ typedef struct csearch {
     uint64_t limit;
     uint32_t looked, budget; /* hypotheses looked at (new to this context) */
     uint64_t reward_evals;
-    uint64_t *ids, *need; /* scratch [CTX_CHAINS + BG__CTX_KEEP + 2] */
+    uint64_t ejections, eject_looked; /* the round's ejection moves, what they looked at */
+    uint64_t *ids, *need;             /* scratch [CTX_SCRATCH] */
     double *out, *hout;
 } csearch;
 
@@ -387,6 +402,94 @@ static double tilted(double lp, double harm)
     return tilted_by(lp, harm, 1.0);
 }
 
+/* TEMP tuning knobs (not committed): BG_EJ_EVERY, BG_EJ_K, BG_EJ_M */
+static int ej_knob(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    return v ? atoi(v) : dflt;
+}
+
+/* The ejection-chain move from cur (a chain's state, tilted objective cf at
+ * tilt): flip one random bit i — which usually leaves the level, costing
+ * nats — then repair: flip the single bit j (not yet flipped by this move)
+ * that best restores the tilted objective among m random candidates (all
+ * d - 1 when m is 0 or ≥ them), up to k times, stopping once the objective
+ * is back at cf or above. Returns the best point along the repair path by
+ * the tilted objective (every point on it, and every candidate scanned, is
+ * looked at, counted against the context's budget and visited: the kept
+ * set chooses among them too), or cur ^ bit i when nothing could be scored
+ * (the budget spent). A compound move along a level — one bit off an arm's
+ * count and the others that put it back — which single and random pair
+ * flips make only through points that cost nats. Not symmetric, and the
+ * chains do not correct for it: they are a search, not a sampler (every
+ * kept member is exactly scored and nothing is weighted by how it was
+ * proposed), so detailed balance is not needed. */
+static int eject(csearch *s, bg_rng *rng, uint64_t cur, double cf, double tilt, int k, int m,
+                 uint64_t *out)
+{
+    double rt = tilt * ej_knob("BG_EJ_RT100", 0) / 100.0, clp, ch;
+    int rc0 = cscore(s, &cur, 1, &clp, &ch); /* visited: a look-up */
+    if (rc0 != BG_OK)
+        return rc0;
+    double ref = tilted_by(clp, ch, rt);
+    (void)cf;
+    uint32_t d = s->bits;
+    uint32_t i = (uint32_t)(bg_rng_next(rng) % d);
+    uint64_t y = cur ^ (1ULL << i), flipped = 1ULL << i, best = y;
+    double bf = -INFINITY;
+    uint64_t cand[64];
+    double lp[64], hm[64];
+    uint32_t avail[64];
+    *out = y;
+    uint32_t looked0 = s->looked;
+    s->ejections++;
+    for (int step = 0; step < k; step++) {
+        uint32_t na = 0;
+        for (uint32_t j = 0; j < d; j++)
+            if (!(flipped >> j & 1))
+                avail[na++] = j;
+        uint32_t take = m > 0 && (uint32_t)m < na ? (uint32_t)m : na;
+        for (uint32_t q = 0; q < take; q++) { /* partial Fisher-Yates */
+            uint32_t r = q + (uint32_t)(bg_rng_next(rng) % (na - q));
+            uint32_t tmp = avail[q];
+            avail[q] = avail[r];
+            avail[r] = tmp;
+            cand[q] = y ^ (1ULL << avail[q]);
+        }
+        if (!take)
+            break;
+        int rc = cscore(s, cand, take, lp, hm);
+        s->eject_looked += s->looked - looked0;
+        looked0 = s->looked;
+        if (rc != BG_OK)
+            return rc;
+        uint32_t bj = UINT32_MAX;
+        double jf = -INFINITY;
+        for (uint32_t q = 0; q < take; q++) {
+            double f = tilted_by(lp[q], hm[q], rt);
+            if (f > jf) {
+                jf = f;
+                bj = q;
+            }
+        }
+        double rj = jf;
+        jf = bj == UINT32_MAX ? -INFINITY : tilted_by(lp[bj], hm[bj], tilt);
+        if (bj == UINT32_MAX)
+            break; /* nothing scored: the budget is spent */
+        y = cand[bj];
+        flipped |= 1ULL << avail[bj];
+        if (jf > bf) {
+            bf = jf;
+            best = y;
+        }
+        if (rj >= ref)
+            break; /* repaired */
+    }
+    if (bf > -INFINITY)
+        *out = best;
+    return BG_OK;
+}
+
 /* The chains from start[0..CTX_CHAINS) until the budget is spent (or 4 ×
  * budget proposals). */
 static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
@@ -401,12 +504,25 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
         tilt[c] = c < C / 2 ? 1.0 : CTX_LOW_TILT;
         cf[c] = tilted_by(clp[c], ch[c], tilt[c]);
     }
+    int ej_every = ej_knob("BG_EJ_EVERY", CTX_EJECT_EVERY), ej_k = ej_knob("BG_EJ_K", CTX_EJECT_K),
+        ej_m = ej_knob("BG_EJ_M", CTX_EJECT_M);
     size_t steps = s->budget > s->looked ? (s->budget - s->looked) / C + 1 : 0;
+    if (ej_every > 0 && steps) { /* the annealing's length: an ejection looks at up to k·m */
+        uint32_t me = ej_m > 0 && (uint32_t)ej_m < s->bits - 1 ? (uint32_t)ej_m : s->bits - 1;
+        double per = 1.0 + ((double)ej_k * me - 1.0) / ej_every;
+        steps = (size_t)((double)(steps - 1) / (per > 1 ? per : 1)) + 1;
+    }
     size_t max_prop = 4 * (size_t)s->budget;
     for (size_t t = 0, proposals = 0;
          rc == BG_OK && s->looked + C <= s->budget && proposals < max_prop; t++) {
-        for (int c = 0; c < C; c++)
-            prop[c] = bg__flip_propose(s->bits, rng, cur[c]);
+        for (int c = 0; c < C && rc == BG_OK; c++) {
+            if (ej_every > 0 && bg_rng_next(rng) % (uint64_t)ej_every == 0)
+                rc = eject(s, rng, cur[c], cf[c], tilt[c], ej_k, ej_m, &prop[c]);
+            else
+                prop[c] = bg__flip_propose(s->bits, rng, cur[c]);
+        }
+        if (rc != BG_OK)
+            break;
         proposals += C;
         if ((rc = cscore(s, prop, C, plp, ph)) != BG_OK)
             break;
@@ -630,7 +746,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
     int rc = BG_ENOMEM;
     bg__idtab lc = {0};
     csearch s = {.g = g, .r = r, .bits = bits, .limit = limit, .budget = budget};
-    size_t vslots = 16, lslots = 16, scratch = CTX_CHAINS + BG__CTX_KEEP + 2;
+    size_t vslots = 16, lslots = 16, scratch = CTX_SCRATCH;
     while (vslots < 4 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 2))
         vslots *= 2;
     while (lslots < 2 * n * ((size_t)budget + BG__CTX_KEEP) && lslots < (1u << 20))
@@ -669,6 +785,8 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         stats->contexts = n;
         stats->looked = looked;
         stats->reward_evals = s.reward_evals;
+        stats->ejections = s.ejections;
+        stats->eject_looked = s.eject_looked;
     }
 done:
     for (size_t i = 0; i < n; i++) {
