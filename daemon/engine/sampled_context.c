@@ -103,17 +103,11 @@
 /* log harm of a zero harm: log R alone drives the chain there. */
 #define CTX_LOG_HARM_MIN (-700.0)
 /* The ejection-chain move (run_chains, eject): a chain's step is one with
- * probability 1 / CTX_EJECT_EVERY (0: never); at most CTX_EJECT_K repair
- * flips, each the best of CTX_EJECT_M random single flips (0: all). */
-#ifndef CTX_EJECT_EVERY
+ * probability 1 / CTX_EJECT_EVERY, and makes at most CTX_EJECT_K repair
+ * flips. Chosen on bench_mh_long d = 64 seeds 404 / 406 among 10 variants
+ * (GFLOWNET.md, "An ejection-chain move in the context search"). */
 #define CTX_EJECT_EVERY 16
-#endif
-#ifndef CTX_EJECT_K
 #define CTX_EJECT_K 3
-#endif
-#ifndef CTX_EJECT_M
-#define CTX_EJECT_M 0
-#endif
 /* the widest cscore call: a repair scan of every single flip */
 #define CTX_SCRATCH (CTX_CHAINS + BG__CTX_KEEP + 2 + 64)
 
@@ -402,91 +396,74 @@ static double tilted(double lp, double harm)
     return tilted_by(lp, harm, 1.0);
 }
 
-/* TEMP tuning knobs (not committed): BG_EJ_EVERY, BG_EJ_K, BG_EJ_M */
-static int ej_knob(const char *name, int dflt)
+/* The ejection-chain move from cur, a chain's state at tilt: flip one
+ * random bit i — off the level, usually, at a cost of nats — then repair:
+ * score every single flip j not yet made by this move and take the one
+ * with the best log R (ties: the first in a random order of the bits), up
+ * to CTX_EJECT_K times, stopping once log R is back at cur's or above.
+ * *out: the point on the repair path with the best tilted objective (or
+ * cur ^ bit i when nothing could be scored: the budget is spent). Every
+ * scanned flip is looked at, counted against the context's budget (cscore
+ * scores none beyond it) and visited, so the kept set chooses among them
+ * too. It is one proposal, accepted by the chain's rule on the tilted
+ * objective: a compound move that can cross a level along which single and
+ * random pair flips pass only through points that cost nats (one bit off
+ * an arm's count, the others that put it back), at d = 64 the 2-4 flips
+ * the bandit's 10 arm counts ask for. Not symmetric, and the chains do not
+ * correct for it: they are a search, not a sampler — every kept member is
+ * exactly scored and nothing is weighted by how it was proposed — so
+ * detailed balance is not needed. The scans are wide reward calls (d - 1
+ * ids), cheaper per id than a chain step's 8. */
+static int eject(csearch *s, bg_rng *rng, uint64_t cur, double tilt, uint64_t *out)
 {
-    const char *v = getenv(name);
-    return v ? atoi(v) : dflt;
-}
-
-/* The ejection-chain move from cur (a chain's state, tilted objective cf at
- * tilt): flip one random bit i — which usually leaves the level, costing
- * nats — then repair: flip the single bit j (not yet flipped by this move)
- * that best restores the tilted objective among m random candidates (all
- * d - 1 when m is 0 or ≥ them), up to k times, stopping once the objective
- * is back at cf or above. Returns the best point along the repair path by
- * the tilted objective (every point on it, and every candidate scanned, is
- * looked at, counted against the context's budget and visited: the kept
- * set chooses among them too), or cur ^ bit i when nothing could be scored
- * (the budget spent). A compound move along a level — one bit off an arm's
- * count and the others that put it back — which single and random pair
- * flips make only through points that cost nats. Not symmetric, and the
- * chains do not correct for it: they are a search, not a sampler (every
- * kept member is exactly scored and nothing is weighted by how it was
- * proposed), so detailed balance is not needed. */
-static int eject(csearch *s, bg_rng *rng, uint64_t cur, double cf, double tilt, int k, int m,
-                 uint64_t *out)
-{
-    double rt = tilt * ej_knob("BG_EJ_RT100", 0) / 100.0, clp, ch;
-    int rc0 = cscore(s, &cur, 1, &clp, &ch); /* visited: a look-up */
-    if (rc0 != BG_OK)
-        return rc0;
-    double ref = tilted_by(clp, ch, rt);
-    (void)cf;
-    uint32_t d = s->bits;
+    double clp, ch;
+    int rc = cscore(s, &cur, 1, &clp, &ch); /* visited: a look-up */
+    if (rc != BG_OK)
+        return rc;
+    uint32_t d = s->bits, looked0 = s->looked;
     uint32_t i = (uint32_t)(bg_rng_next(rng) % d);
     uint64_t y = cur ^ (1ULL << i), flipped = 1ULL << i, best = y;
     double bf = -INFINITY;
     uint64_t cand[64];
     double lp[64], hm[64];
     uint32_t avail[64];
-    *out = y;
-    uint32_t looked0 = s->looked;
     s->ejections++;
-    for (int step = 0; step < k; step++) {
+    for (int step = 0; step < CTX_EJECT_K; step++) {
         uint32_t na = 0;
         for (uint32_t j = 0; j < d; j++)
             if (!(flipped >> j & 1))
                 avail[na++] = j;
-        uint32_t take = m > 0 && (uint32_t)m < na ? (uint32_t)m : na;
-        for (uint32_t q = 0; q < take; q++) { /* partial Fisher-Yates */
+        if (!na)
+            break;
+        for (uint32_t q = 0; q < na; q++) { /* a random order (Fisher-Yates) */
             uint32_t r = q + (uint32_t)(bg_rng_next(rng) % (na - q));
             uint32_t tmp = avail[q];
             avail[q] = avail[r];
             avail[r] = tmp;
             cand[q] = y ^ (1ULL << avail[q]);
         }
-        if (!take)
-            break;
-        int rc = cscore(s, cand, take, lp, hm);
+        rc = cscore(s, cand, na, lp, hm);
         s->eject_looked += s->looked - looked0;
         looked0 = s->looked;
         if (rc != BG_OK)
             return rc;
         uint32_t bj = UINT32_MAX;
-        double jf = -INFINITY;
-        for (uint32_t q = 0; q < take; q++) {
-            double f = tilted_by(lp[q], hm[q], rt);
-            if (f > jf) {
-                jf = f;
+        for (uint32_t q = 0; q < na; q++)
+            if (lp[q] > -INFINITY && (bj == UINT32_MAX || lp[q] > lp[bj]))
                 bj = q;
-            }
-        }
-        double rj = jf;
-        jf = bj == UINT32_MAX ? -INFINITY : tilted_by(lp[bj], hm[bj], tilt);
         if (bj == UINT32_MAX)
             break; /* nothing scored: the budget is spent */
         y = cand[bj];
         flipped |= 1ULL << avail[bj];
-        if (jf > bf) {
-            bf = jf;
+        double f = tilted_by(lp[bj], hm[bj], tilt);
+        if (f > bf) {
+            bf = f;
             best = y;
         }
-        if (rj >= ref)
+        if (lp[bj] >= clp)
             break; /* repaired */
     }
-    if (bf > -INFINITY)
-        *out = best;
+    *out = best;
     return BG_OK;
 }
 
@@ -504,20 +481,17 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
         tilt[c] = c < C / 2 ? 1.0 : CTX_LOW_TILT;
         cf[c] = tilted_by(clp[c], ch[c], tilt[c]);
     }
-    int ej_every = ej_knob("BG_EJ_EVERY", CTX_EJECT_EVERY), ej_k = ej_knob("BG_EJ_K", CTX_EJECT_K),
-        ej_m = ej_knob("BG_EJ_M", CTX_EJECT_M);
     size_t steps = s->budget > s->looked ? (s->budget - s->looked) / C + 1 : 0;
-    if (ej_every > 0 && steps) { /* the annealing's length: an ejection looks at up to k·m */
-        uint32_t me = ej_m > 0 && (uint32_t)ej_m < s->bits - 1 ? (uint32_t)ej_m : s->bits - 1;
-        double per = 1.0 + ((double)ej_k * me - 1.0) / ej_every;
+    if (steps) { /* the annealing's length: an ejection looks at up to k·(d - 1) */
+        double per = 1.0 + ((double)CTX_EJECT_K * (s->bits - 1) - 1.0) / CTX_EJECT_EVERY;
         steps = (size_t)((double)(steps - 1) / (per > 1 ? per : 1)) + 1;
     }
     size_t max_prop = 4 * (size_t)s->budget;
     for (size_t t = 0, proposals = 0;
          rc == BG_OK && s->looked + C <= s->budget && proposals < max_prop; t++) {
         for (int c = 0; c < C && rc == BG_OK; c++) {
-            if (ej_every > 0 && bg_rng_next(rng) % (uint64_t)ej_every == 0)
-                rc = eject(s, rng, cur[c], cf[c], tilt[c], ej_k, ej_m, &prop[c]);
+            if (bg_rng_next(rng) % CTX_EJECT_EVERY == 0)
+                rc = eject(s, rng, cur[c], tilt[c], &prop[c]);
             else
                 prop[c] = bg__flip_propose(s->bits, rng, cur[c]);
         }
