@@ -25,6 +25,19 @@
  *     byte is another context; an action over BG__CTX_MAX_BYTES is not
  *     remembered; a round looks at <= cap × budget hypotheses (counted),
  *     each context <= budget, and computes at most that many log R.
+ *   test_eject: the ejection-chain move (sampled_context.c eject). A
+ *     d = 12 bandit where arms P = {0, 1} and Q = {0, 2} are observed 200
+ *     times each at value 1 (P and Q each hold exactly one set bit on the
+ *     level) and every other feature alone 300 times: start (w0 set) and
+ *     target (w1 and w2 set, w0 not) share log R, and the context x = e1 +
+ *     e2 puts harm on target (x·w 2 against 0). Every single and pair flip
+ *     of start costs >= 100 nats (checked) — so high that even the annealed
+ *     chains' β = 0.1 (a factor e^-10 a step) cannot cross — and target is 3
+ *     flips away: with the move (flip 0, 1 or 2; repair by the best log R
+ *     twice) one round at budget 512 keeps it, without it (the chains alone)
+ *     not. At budgets 16-96, where a move's scans (up to 3 × 11) overrun
+ *     what is left, the round still looks at <= cap × budget, each context
+ *     <= budget, and the moves were made.
  *   test_engine: through the engine (inline training, the gfn sampler,
  *     d = 16): contexts evaluated, then observations: the trainer's
  *     per-context rounds run, and each verdict's iid objective log R + log
