@@ -25,6 +25,19 @@
  *     byte is another context; an action over BG__CTX_MAX_BYTES is not
  *     remembered; a round looks at <= cap × budget hypotheses (counted),
  *     each context <= budget, and computes at most that many log R.
+ *   test_eject: the ejection-chain move (sampled_context.c eject). A
+ *     d = 12 bandit where arms P = {0, 1} and Q = {0, 2} are observed 200
+ *     times each at value 1 (P and Q each hold exactly one set bit on the
+ *     level) and every other feature alone 300 times: start (w0 set) and
+ *     target (w1 and w2 set, w0 not) share log R, and the context x = e1 +
+ *     e2 puts harm on target (x·w 2 against 0). Every single and pair flip
+ *     of start costs >= 100 nats (checked) — so high that even the annealed
+ *     chains' β = 0.1 (a factor e^-10 a step) cannot cross — and target is 3
+ *     flips away: with the move (flip 0, 1 or 2; repair by the best log R
+ *     twice) one round at budget 512 keeps it, without it (the chains alone)
+ *     not. At budgets 16-96, where a move's scans (up to 3 × 11) overrun
+ *     what is left, the round still looks at <= cap × budget, each context
+ *     <= budget, and the moves were made.
  *   test_engine: through the engine (inline training, the gfn sampler,
  *     d = 16): contexts evaluated, then observations: the trainer's
  *     per-context rounds run, and each verdict's iid objective log R + log
@@ -46,6 +59,14 @@ enum { D = 12, NA = 20, NP = 30, NOBS = NA + (D - 2) * NP };
 static double feat[D][D];
 static bg_observation hist[NOBS];
 
+/* n pulls of the arm with features f, each of value v, into h[*t..). */
+static void pulls(bg_observation *h, size_t *t, double *f, int n, double v)
+{
+    for (int i = 0; i < n; i++)
+        h[(*t)++] = (bg_observation){
+            .action = {.tool = "pull", .features = f, .n_features = D}, .has_value = 1, .value = v};
+}
+
 /* The level's history (top comment); start and swap into *start, *swap. */
 static void level_history(uint64_t *start, uint64_t *swap)
 {
@@ -59,17 +80,9 @@ static void level_history(uint64_t *start, uint64_t *swap)
     for (int k = 2; k < D; k++)
         feat[k][k] = 1;
     size_t t = 0;
-    for (int i = 0; i < NA; i++)
-        hist[t++] =
-            (bg_observation){.action = {.tool = "pull", .features = feat[0], .n_features = D},
-                             .has_value = 1,
-                             .value = 1};
+    pulls(hist, &t, feat[0], NA, 1);
     for (int k = 2; k < D; k++)
-        for (int i = 0; i < NP; i++)
-            hist[t++] =
-                (bg_observation){.action = {.tool = "pull", .features = feat[k], .n_features = D},
-                                 .has_value = 1,
-                                 .value = (double)(st >> (D - 1 - k) & 1)};
+        pulls(hist, &t, feat[k], NP, (double)(st >> (D - 1 - k) & 1));
     CHECK_INT((int)t, NOBS);
     *start = st;
     *swap = sw;
@@ -220,6 +233,124 @@ static void test_level(bg_plugin_host *h)
         free(r.tmp);
         bg_guard_build_destroy(b);
     }
+}
+
+/* test_eject's history (top comment): arms P = {0, 1} and Q = {0, 2}
+ * observed EPQ times each at value 1, every other feature alone EPIN times
+ * at its bit of *start; *target is start with features 0, 1, 2 flipped. */
+enum { EPQ = 200, EPIN = 300, EOBS = 2 * EPQ + (D - 3) * EPIN };
+static double efeat[D][D];
+static bg_observation ehist[EOBS];
+
+static void eject_history(uint64_t *start, uint64_t *target)
+{
+    uint64_t st = 1ull << (D - 1); /* feature 0 on, 1 and 2 off */
+    for (int k = 3; k < D; k++)
+        if (k % 2)
+            st |= 1ull << (D - 1 - k);
+    memset(efeat, 0, sizeof efeat);
+    efeat[0][0] = efeat[0][1] = 1; /* P */
+    efeat[1][0] = efeat[1][2] = 1; /* Q */
+    for (int k = 3; k < D; k++)
+        efeat[k][k] = 1;
+    size_t t = 0;
+    for (int arm = 0; arm < 2; arm++)
+        pulls(ehist, &t, efeat[arm], EPQ, 1);
+    for (int k = 3; k < D; k++)
+        pulls(ehist, &t, efeat[k], EPIN, (double)(st >> (D - 1 - k) & 1));
+    CHECK_INT((int)t, EOBS);
+    *start = st;
+    *target = st ^ (7ull << (D - 3));
+}
+
+static void test_eject(bg_plugin_host *h)
+{
+    uint64_t start, target;
+    eject_history(&start, &target);
+    bg_guard_build *b;
+    const bg_guard *g = twin_build(
+        h, "eject", "{features: 12, sigma: 1, theta: 2, enumerate: false}", "iid", "", &b);
+    bg__reward_ctx r = bg__reward_ctx_make(g, ehist, EOBS);
+    /* the premise: target on start's level; every single and pair flip of
+     * start at least 100 nats below it */
+    uint64_t nb[1 + D + D * (D - 1) / 2];
+    double nlp[1 + D + D * (D - 1) / 2], tlp;
+    size_t nn = 0;
+    nb[nn++] = start;
+    for (int i = 0; i < D; i++) {
+        nb[nn++] = start ^ 1ull << i;
+        for (int j = i + 1; j < D; j++)
+            nb[nn++] = start ^ 1ull << i ^ 1ull << j;
+    }
+    CHECK_INT(bg__session_log_r(&r, nb, nn, nlp), BG_PLUGIN_OK);
+    CHECK_INT(bg__session_log_r(&r, &target, 1, &tlp), BG_PLUGIN_OK);
+    CHECK(fabs(tlp - nlp[0]) < 1e-9, "target %.9f, start %.9f: not one level", tlp, nlp[0]);
+    for (size_t i = 1; i < nn; i++)
+        CHECK(nlp[i] <= nlp[0] - 100, "flip %zu of start costs only %.3f nats", i, nlp[0] - nlp[i]);
+    bg__archive *arch = archive_of(g, &r, &start, 1);
+    static double x[D];
+    memset(x, 0, sizeof x);
+    x[1] = x[2] = 1;
+    bg_action a = {.tool = "pull", .arguments_json = "", .features = x, .n_features = D};
+    /* small budgets, where a move's scans (up to k·m) overrun what is left,
+     * then one where the target must be reached */
+    static const uint32_t budgets[] = {16, 24, 32, 40, 48, 64, 96, 512};
+    uint64_t small_moves = 0;
+    for (size_t bi = 0; bi < sizeof budgets / sizeof *budgets; bi++) {
+        uint32_t budget = budgets[bi];
+        bg__ctx_table t;
+        bg__ctx_table_init(&t);
+        bg__ctx *c;
+        bg__archive *kept;
+        CHECK_INT(bg__ctx_record(&t, 4, &a, &c, &kept, NULL), BG_OK);
+        bg__ctx_cautious(&t, c, start);
+        bg__ctx_unref(c);
+        /* two more contexts, so the round's bound is cap × budget */
+        static double y[2][D];
+        for (int i = 0; i < 2; i++) {
+            memset(y[i], 0, sizeof y[i]);
+            y[i][3 + i] = 1;
+            bg_action ay = {.tool = "pull", .features = y[i], .n_features = D};
+            CHECK_INT(bg__ctx_record(&t, 4, &ay, &c, &kept, NULL), BG_OK);
+            bg__ctx_unref(c);
+        }
+        bg__ctx_stats st;
+        CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 5, &st), BG_OK);
+        CHECK(st.contexts == 3 && st.looked <= 3ull * budget && st.reward_evals <= st.looked &&
+                  st.eject_looked <= st.looked,
+              "budget %u: %llu contexts looked at %llu (%llu by %llu ejections), %llu log R",
+              budget, (unsigned long long)st.contexts, (unsigned long long)st.looked,
+              (unsigned long long)st.eject_looked, (unsigned long long)st.ejections,
+              (unsigned long long)st.reward_evals);
+        CHECK_INT(bg__ctx_record(&t, 4, &a, &c, &kept, NULL), BG_OK);
+        CHECK(kept != NULL && kept->evals <= budget, "budget %u: %llu looked at for the context",
+              budget, kept ? (unsigned long long)kept->evals : 0ull);
+        int found = 0;
+        for (size_t i = 0; i < kept->n; i++)
+            found |= kept->ids[i] == target;
+        if (budget < 512)
+            small_moves += st.ejections;
+        else
+            CHECK(found,
+                  "budget %u: the target %llu (3 flips along the level, every single and pair "
+                  "flip costs >= 100 nats) not kept (%zu kept, %llu looked at, %llu ejections)",
+                  budget, (unsigned long long)target, kept->n, (unsigned long long)st.looked,
+                  (unsigned long long)st.ejections);
+        printf("eject, budget %u: target %s; a round of 3 contexts looked at %llu (cap × budget "
+               "%u), %llu of them in %llu ejection moves, %llu log R\n",
+               budget, found ? "kept" : "not kept", (unsigned long long)st.looked, 3 * budget,
+               (unsigned long long)st.eject_looked, (unsigned long long)st.ejections,
+               (unsigned long long)st.reward_evals);
+        bg__ctx_unref(c);
+        bg__archive_unref(kept);
+        bg__ctx_table_close(&t);
+    }
+    /* the bounds above held with the move making moves at budgets it could
+     * overrun */
+    CHECK(small_moves > 0, "no ejection move at the small budgets");
+    bg__archive_unref(arch);
+    free(r.tmp);
+    bg_guard_build_destroy(b);
 }
 
 /* Whether ctx x (features) has kept candidates in t (recording it). */
@@ -407,6 +538,7 @@ int main(void)
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
     test_level(h);
     test_table(h);
+    test_eject(h);
     test_engine(h);
     bg_plugin_host_destroy(h);
     CHECK_DONE("test_gfn_context");
