@@ -571,7 +571,7 @@ typedef struct gemm_ctx {
     /* fused A packing (fused_task): A blocks of fb rows, each packed by the
      * task that computes it into one of the slots (fb x kcb floats each) of
      * ap; slot_busy: a bit per slot in use */
-    int fb, f_slots, fsplit;
+    int fb, f_slots;
     atomic_uint slot_busy;
     /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
      * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
@@ -759,8 +759,6 @@ static void fused_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
     int mr = g->kd.mr, nr = g->kd.nr;
-    int pr = t % g->fsplit;
-    t /= g->fsplit;
     int m = t * g->fb, rows = g->M - m < g->fb ? g->M - m : g->fb;
     int panels = (rows + mr - 1) / mr;
     unsigned busy = atomic_load(&g->slot_busy);
@@ -779,9 +777,7 @@ static void fused_task(void *vctx, int t)
     for (int kk = 0; kk < g->kcb; kk += KS)
         g->kd.copyk(a + (long)kk * mr, pstride, src + (long)kk * g->xcs, g->xcs,
                     g->kcb - kk < KS ? g->kcb - kk : KS, mr, panels, rows);
-    int np0 = (int)((long)g->n_panels * pr / g->fsplit);
-    int np1 = (int)((long)g->n_panels * (pr + 1) / g->fsplit);
-    for (int np = np0; np < np1; np++) {
+    for (int np = 0; np < g->n_panels; np++) {
         const float *b = g->bp + (long)np * nr * g->kcb;
         for (int mp = 0; mp < panels; mp++)
             tile(g, a + mp * pstride, b, m + mp * mr, np * nr);
@@ -848,26 +844,14 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
         long want = ((M + 4L * nt - 1) / (4L * nt) + mr - 1) / mr * mr;
         fb = want < MC ? (int)want : MC;
     }
-    int fsplit = 1;
-    {
-        /* TEMPORARY (dw2t step 1): BG_GEMM_FB forces the fused block rows
-         * at two or more threads, BG_GEMM_FSPLIT the B panel ranges */
-        const char *fe = getenv("BG_GEMM_FB");
-        if (fe && atoi(fe) > 0)
-            fb = (atoi(fe) + mr - 1) / mr * mr;
-        const char *fs = getenv("BG_GEMM_FSPLIT");
-        if (nt > 1 && fs && atoi(fs) > 0)
-            fsplit = atoi(fs);
-    }
     if (fb > (M + mr - 1) / mr * mr)
         fb = (M + mr - 1) / mr * mr;
-    int f_tasks = (M + fb - 1) / fb * fsplit, f_slots = f_tasks < nt ? f_tasks : nt;
+    int f_tasks = (M + fb - 1) / fb, f_slots = f_tasks < nt ? f_tasks : nt;
     int fused = b_kept && g.kd.copyk && xrs == 1 && !g.a_direct && nt <= 32 &&
                 (long)f_slots * fb * (K < kc ? K : kc) <= dims.a_floats;
     if (fused) {
         g.fb = fb;
         g.f_slots = f_slots;
-        g.fsplit = fsplit;
         atomic_init(&g.slot_busy, 0u);
         g.n0 = 0;
         g.ncb = N;
