@@ -32,10 +32,7 @@
  *     of the A scratch (one slot per thread) and multiplies it with every
  *     B panel while it is in L2 (fused_task), as OpenBLAS packs its B
  *     panels just before use; blocks of MC rows, smaller with several
- *     threads where M is small (at least four blocks per thread; two with
- *     the AVX2 kernel, kern_desc.f_per_thread: each B panel read from L3
- *     then feeds 72 of the 288 rows of w2's and wq's dW at two threads
- *     instead of 36). An output of
+ *     threads where M is small (at least four blocks per thread). An output of
  *     at least NT_OUT_FLOATS written once (one K block, no accumulation:
  *     the classifier's logits) is stored with streaming stores by the
  *     AVX-512 kernel, which skip the read for ownership of lines that will
@@ -446,10 +443,6 @@ typedef struct kern_desc {
     int bf16;             /* panels rewritten as bf16 pairs (bg__cpu_panel_bf16) */
     int mr, nr, kc, nc;
     int nt_stores; /* a large output written once uses streaming stores (rows_fn) */
-    /* dW's fused tasks (fused_task): with several threads, blocks of A's
-     * rows small enough that each thread gets at least this many (never
-     * more than MC rows) */
-    int f_per_thread;
 } kern_desc;
 
 /* Floats of packed A kept at once: M is packed in chunks of rows that fit
@@ -478,8 +471,7 @@ static kern_desc kern_for(int kernel, int bf16)
                            BG__AVX512_NR,
                            1024,
                            NC / 4,
-                           0,
-                           4};
+                           0};
     /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
      * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
      * tiles); 128..384 were within noise of each other (docs/PERFORMANCE.md).
@@ -495,8 +487,7 @@ static kern_desc kern_for(int kernel, int bf16)
                            BG__AVX512_NR,
                            1024,
                            NC / 4,
-                           1,
-                           4};
+                           1};
     /* AVX2: K blocks up to 512 (K = 768 as two of 384). Measured on the Zen
      * 4 with the AVX2 kernel forced (docs/PERFORMANCE.md): 512 against 256
      * gained 6-15% on the K = 512, 768 and 32000 shapes (fewer reloads of
@@ -517,14 +508,11 @@ static kern_desc kern_for(int kernel, int bf16)
                            NR,
                            512,
                            NC / 2,
-                           0,
-                           2 /* dW's fused blocks: two per thread, not four (w2 / wq dW at two
-                                threads: 4 of 72 rows instead of 8 of 36, each B panel read
-                                from L3 feeding twice the rows) */};
+                           0};
 #endif
     (void)kernel;
     (void)bf16;
-    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0, 4};
+    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0};
 }
 
 /* The blocking of one gemm(M, N, K) with kernel kd: the K block (equal
@@ -848,13 +836,12 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
                  N % 16 == 0 && ((uintptr_t)out & 63) == 0;
     /* dW (A transposed with a one-pass packer, one N block): A packed
      * block by block inside the compute tasks (fused_task). Blocks of MC
-     * rows; with several threads smaller (at least kd.f_per_thread per
-     * thread) where M is small, so the threads get equal shares. Only where the slots fit
+     * rows; with several threads smaller (at least 4 per thread) where
+     * M is small, so the threads get equal shares. Only where the slots fit
      * in the A scratch that gemm_dims_for reports. */
     int fb = MC;
     if (nt > 1) {
-        long per = (long)g.kd.f_per_thread * nt;
-        long want = ((M + per - 1) / per + mr - 1) / mr * mr;
+        long want = ((M + 4L * nt - 1) / (4L * nt) + mr - 1) / mr * mr;
         fb = want < MC ? (int)want : MC;
     }
     if (fb > (M + mr - 1) / mr * mr)

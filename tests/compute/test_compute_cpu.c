@@ -473,13 +473,13 @@ static void test_gemm_threads_bitwise(void)
 
 /* dW's fused partition (compute_cpu_gemm.c fused_task: blocks of dW rows,
  * each packed and multiplied by one task; with several threads the blocks
- * shrink so that each thread gets at least kd.f_per_thread, at most MC rows) on its
+ * shrink so that each thread gets at least four, at most MC rows) on its
  * edges, with 1, 2 and 3 threads: against the scalar reference and
  * bit-identical across the thread counts. Shapes (T tokens, dW rows, in),
- * for the AVX2 kernel (6x16 tile, K blocks <= 512, two blocks per thread):
- * 288 rows = 3 blocks of 96 / 4 of 72 / 6 of 48 (the 15M model's w2 and wq
- * dW); 290 rows end in a partial block and panel (78 x 3 + 56, 54 x 5 +
- * 20); 31 rows are blocks of 12, 12 and 7; 770 rows reach the 96-row cap with a 2-row
+ * for the AVX2 kernel (6x16 tile, K blocks <= 512): 288 rows = 3 blocks of
+ * 96 / 8 of 36 / 12 of 24 (the 15M model's w2 and wq dW); 290 rows end in
+ * a partial block and panel (42 x 6 + 38, 30 x 9 + 20); 31 rows are
+ * blocks of 6 and one of 1; 770 rows reach the 96-row cap with a 2-row
  * block; in = 100 gives 7 B panels, the last of 4 columns; T = 600 and
  * 1030 are two and three K blocks, summed in order whatever the thread
  * count, T = 64 one. */
