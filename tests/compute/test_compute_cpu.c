@@ -418,6 +418,17 @@ static void test_pool_stress(bg_compute *c)
     free(got);
 }
 
+/* Whether the three results (1, 2 and 3 threads) of n floats are the same
+ * bits; frees them. */
+static int same_and_free(float *r[3], size_t n)
+{
+    int same =
+        memcmp(r[0], r[1], sizeof(float) * n) == 0 && memcmp(r[0], r[2], sizeof(float) * n) == 0;
+    for (int i = 0; i < 3; i++)
+        free(r[i]);
+    return same;
+}
+
 /* The matmul and its backward GEMMs give the same bits with 1, 2 and 3
  * threads (each output tile is one task's, summed over K in order). */
 static void test_gemm_threads_bitwise(void)
@@ -453,14 +464,62 @@ static void test_gemm_threads_bitwise(void)
                 bg_cbuf_destroy(c, all[i]);
             bg_compute_destroy(c);
         }
-        CHECK(memcmp(res[0], res[1], sizeof(float) * total) == 0 &&
-                  memcmp(res[0], res[2], sizeof(float) * total) == 0,
+        CHECK(same_and_free(res, total),
               "matmul/dx/dw %dx%dx%d: results differ between 1, 2 and 3 threads", M, N, K);
-        for (int i = 0; i < 3; i++)
-            free(res[i]);
         free(x), free(w), free(dy), free(dw0);
     }
     printf("gemm: matmul, dx, dw bit-identical with 1, 2 and 3 threads\n");
+}
+
+/* dW's fused partition (compute_cpu_gemm.c fused_task: blocks of dW rows,
+ * each packed and multiplied by one task; with several threads the blocks
+ * shrink so that each thread gets at least four, at most MC rows) on its
+ * edges, with 1, 2 and 3 threads: against the scalar reference and
+ * bit-identical across the thread counts. Shapes (T tokens, dW rows, in),
+ * for the AVX2 kernel (6x16 tile, K blocks <= 512): 288 rows = 3 blocks of
+ * 96 / 8 of 36 / 12 of 24 (the 15M model's w2 and wq dW); 290 rows end in
+ * a partial block and panel (42 x 6 + 38, 30 x 9 + 20); 31 rows are
+ * blocks of 6 and one of 1; 770 rows reach the 96-row cap with a 2-row
+ * block; in = 100 gives 7 B panels, the last of 4 columns; T = 600 and
+ * 1030 are two and three K blocks, summed in order whatever the thread
+ * count, T = 64 one. */
+static void test_dw_partition(void)
+{
+    static const int shapes[][3] = {
+        {600, 288, 100}, {600, 290, 100}, {513, 31, 17}, {1030, 770, 40}, {64, 290, 33}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int T = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+        size_t nk = (size_t)N * K;
+        float *x = rand_vec((size_t)T * K), *dy = rand_vec((size_t)T * N), *dw0 = rand_vec(nk);
+        float *want = malloc(sizeof(float) * nk), *got[3];
+        memcpy(want, dw0, sizeof(float) * nk);
+        bg_ref_matmul_backward_w(want, dy, x, T, N, K);
+        for (int ti = 0; ti < 3; ti++) {
+            bg_compute_opts o = {BG_BACKEND_CPU, ti + 1, 0, -1};
+            bg_compute *c = NULL;
+            bg_err err;
+            CHECK(bg_compute_create(&o, &c, &err) == BG_OK, "%s", err.msg);
+            bg_cbuf *bx = up(c, x, (size_t)T * K), *bdy = up(c, dy, (size_t)T * N);
+            bg_cbuf *bdw = up(c, dw0, nk);
+            start(c);
+            bg_op_matmul_backward_w(c, V(bdw), V(bdy), V(bx), T, N, K);
+            run(c, "dw partition");
+            got[ti] = malloc(sizeof(float) * nk);
+            down(c, bdw, got[ti], nk);
+            char what[80];
+            snprintf(what, sizeof what, "dw partition %dx%dx%d, %d threads", T, N, K, ti + 1);
+            check_close(what, got[ti], want, nk);
+            bg_cbuf_destroy(c, bx);
+            bg_cbuf_destroy(c, bdy);
+            bg_cbuf_destroy(c, bdw);
+            bg_compute_destroy(c);
+        }
+        CHECK(same_and_free(got, nk),
+              "dw partition %dx%dx%d: results differ between 1, 2 and 3 threads", T, N, K);
+        free(x), free(dy), free(dw0), free(want);
+    }
+    printf("dw partition: edge shapes match the reference, bit-identical with 1, 2 and 3 "
+           "threads\n");
 }
 
 static void suite(int threads)
@@ -590,6 +649,7 @@ int main(void)
     suite(1);
     suite(3);
     test_gemm_threads_bitwise();
+    test_dw_partition();
     bg_compute_opts bad = {BG_BACKEND_CPU, -2, 0, -1};
     bg_compute *c = NULL;
     bg_err err;
