@@ -429,6 +429,16 @@ static int same_and_free(float *r[3], size_t n)
     return same;
 }
 
+/* A CPU backend with this many threads (the thread-count comparisons). */
+static bg_compute *cpu_threads(int threads)
+{
+    bg_compute_opts o = {BG_BACKEND_CPU, threads, 0, -1};
+    bg_compute *c = NULL;
+    bg_err err;
+    CHECK(bg_compute_create(&o, &c, &err) == BG_OK, "%d threads: %s", threads, err.msg);
+    return c;
+}
+
 /* The matmul and its backward GEMMs give the same bits with 1, 2 and 3
  * threads (each output tile is one task's, summed over K in order). */
 static void test_gemm_threads_bitwise(void)
@@ -443,10 +453,7 @@ static void test_gemm_threads_bitwise(void)
         size_t total = (size_t)M * N + (size_t)M * K + (size_t)N * K;
         float *res[3];
         for (int ti = 0; ti < 3; ti++) {
-            bg_compute_opts o = {BG_BACKEND_CPU, ti + 1, 0, -1};
-            bg_compute *c = NULL;
-            bg_err err;
-            CHECK(bg_compute_create(&o, &c, &err) == BG_OK, "%s", err.msg);
+            bg_compute *c = cpu_threads(ti + 1);
             bg_cbuf *bx = up(c, x, (size_t)M * K), *bw = up(c, w, (size_t)N * K);
             bg_cbuf *bdy = up(c, dy, (size_t)M * N), *bdw = up(c, dw0, (size_t)N * K);
             bg_cbuf *bo = up(c, NULL, (size_t)M * N), *bdx = up(c, NULL, (size_t)M * K);
@@ -495,10 +502,7 @@ static void test_dw_partition(void)
         memcpy(want, dw0, sizeof(float) * nk);
         bg_ref_matmul_backward_w(want, dy, x, T, N, K);
         for (int ti = 0; ti < 3; ti++) {
-            bg_compute_opts o = {BG_BACKEND_CPU, ti + 1, 0, -1};
-            bg_compute *c = NULL;
-            bg_err err;
-            CHECK(bg_compute_create(&o, &c, &err) == BG_OK, "%s", err.msg);
+            bg_compute *c = cpu_threads(ti + 1);
             bg_cbuf *bx = up(c, x, (size_t)T * K), *bdy = up(c, dy, (size_t)T * N);
             bg_cbuf *bdw = up(c, dw0, nk);
             start(c);

@@ -64,10 +64,11 @@ static void ids(int32_t *v, int n, int V, uint64_t seed)
     }
 }
 
-/* A trainer on lavapipe; limit: BG_VK_MAX_RANGE for its device, or NULL. */
-/* The limit the split tests lower: the view (5 tests) or the allocation (6). */
+/* The limit the split tests lower: the view (tests 1-5) or the allocation
+ * (test 6, which sets it before running the split tests again). */
 static const char *g_var = "BG_VK_MAX_RANGE";
 
+/* A trainer on lavapipe; limit: the bytes of g_var for its device, or NULL. */
 static bg_nn_trainer *make(const bg_nn_ckpt *ck, const char *limit)
 {
     bg_err err;
