@@ -53,8 +53,9 @@ static int usage(FILE *f)
                "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n"
                "  train    (--model CKPT | --init dim,layers,heads,kv_heads,hidden,vocab,seq)\n"
                "           --data FILE [--tokenizer T | --ids] --out DIR [--steps N] [--batch B]\n"
-               "           [--seq T] [--lr LR] [--lora RANK] [--backend cpu|vulkan] [--seed S]\n"
-               "           [--eval-every N] [--holdout FRACTION] [--threads N]\n"
+               "           [--seq T] [--lr LR] [--lora RANK [--lora-alpha A]] [--seed S]\n"
+               "           [--backend cpu|vulkan] [--eval-every N] [--holdout FRACTION]\n"
+               "           [--threads N]\n"
                "           [--precision fp32|bf16]   (bf16: CPU with avx512_bf16)\n"
                "           [--recompute] [--act-budget SIZE] [--logit-budget SIZE]\n"
                "           (SIZE: bytes, or a number and KiB, MiB or GiB)\n"
@@ -190,6 +191,8 @@ static int apply(lm_args *a, const char *flag, const char *v)
         return parse_size(flag, v, &a->logit_budget);
     if (strcmp(flag, "--holdout") == 0)
         return parse_double(flag, v, 0.0, 0.9, &a->holdout);
+    if (strcmp(flag, "--lora-alpha") == 0)
+        return parse_double(flag, v, 1e-6, 1e5, &a->lora_alpha);
     if (strcmp(flag, "--temperature") == 0)
         return parse_double(flag, v, 0.0, 100.0, &a->temperature);
     if (strcmp(flag, "--top-p") == 0)

@@ -25,6 +25,7 @@ typedef struct bg_cli_lm_args {
     long threads, seed, vocab, batch, seq, lora, eval_every, lines;
     int seed_set;
     double temperature, topp, lr, holdout;
+    double lora_alpha; /* 0: not given (alpha = rank) */
     int quick, ids, recompute;
     size_t act_budget, logit_budget; /* bytes; 0: not given */
 } bg_cli_lm_args;

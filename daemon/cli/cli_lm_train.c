@@ -5,7 +5,7 @@
  *   lm train (--model CKPT | --init dim,layers,heads,kv_heads,hidden,vocab,seq)
  *            --data FILE [--tokenizer FILE | --ids] --out DIR [--steps 100]
  *            [--batch 8] [--seq min(context, 256)] [--lr 1e-3] [--lora RANK]
- *            [--backend cpu|vulkan] [--seed 1] [--eval-every 0]
+ *            [--lora-alpha A] [--backend cpu|vulkan] [--seed 1] [--eval-every 0]
  *            [--holdout 0.1] [--threads 0] [--precision fp32|bf16]
  *   lm tokenizer train --data FILE --vocab N --out tokenizer.bin
  *
@@ -249,6 +249,9 @@ static int prepare(run *r)
     int kind = bg_backend_kind_parse(a->backend ? a->backend : "cpu");
     if (kind != BG_BACKEND_CPU && kind != BG_BACKEND_VULKAN)
         return bad("--backend '%s': expected cpu or vulkan", a->backend);
+    if (a->lora_alpha > 0 && a->lora <= 0)
+        return bad("train: --lora-alpha sets the LoRA adapters' scale (alpha / rank); it needs "
+                   "--lora RANK");
     if (a->ids && a->tokenizer)
         return bad("train: --ids (token ids) and --tokenizer (text) exclude each other");
     if (a->prompt || a->tokens || a->prefix || a->n_conts || a->vocab || a->lines)
@@ -449,6 +452,7 @@ static const char *train_flags(const char *field)
         {"batch", "--batch"},
         {"seq", "--seq"},
         {"lora_rank", "--lora"},
+        {"lora_alpha", "--lora-alpha"},
         {"adamw", "--lr"},
         {"act_budget", "--recompute, --act-budget, --batch, --seq"},
         {"logit_budget", "--logit-budget"},
@@ -475,6 +479,7 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
             .batch = r.B,
             .seq = r.T,
             .lora_rank = (int)a->lora,
+            .lora_alpha = (float)a->lora_alpha,
             .recompute = a->recompute,
             .act_budget = a->act_budget,
             .logit_budget = a->logit_budget,
@@ -512,12 +517,15 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
                c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->hidden_dim, c->vocab_size,
                c->seq_len, a->model ? a->model : "--init");
         int mib = mem.activations >= ((size_t)1 << 20);
+        char kind[64] = "full";
+        if (a->lora > 0)
+            snprintf(kind, sizeof kind, "LoRA rank %ld alpha %g", a->lora,
+                     a->lora_alpha > 0 ? a->lora_alpha : (double)a->lora);
         printf("training: %s, %zu trainable floats, batch %d x seq %d, %ld steps, lr %g, seed "
                "%ld, peak memory %.2f MiB (logits by %d rows, activations %.2f %s%s)\n",
-               a->lora > 0 ? "LoRA" : "full", np, r.B, r.T, r.steps, r.lr, a->seed,
-               (double)mem.peak / 1048576.0, mem.logit_rows,
-               (double)mem.activations / (mib ? 1048576.0 : 1024.0), mib ? "MiB" : "KiB",
-               a->recompute ? " with recompute" : "");
+               kind, np, r.B, r.T, r.steps, r.lr, a->seed, (double)mem.peak / 1048576.0,
+               mem.logit_rows, (double)mem.activations / (mib ? 1048576.0 : 1024.0),
+               mib ? "MiB" : "KiB", a->recompute ? " with recompute" : "");
         printf("data: %zu tokens (training %zu, held-out %zu)\n", r.data.n, r.n_train, r.n_hold);
         fflush(stdout);
         rc = train_loop(&r, t);

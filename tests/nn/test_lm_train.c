@@ -57,6 +57,22 @@ static int exists(const char *name)
     return stat(path, &st) == 0;
 }
 
+/* The alpha an adapter file stores (nn_train_io.c: magic[8] | u32 version |
+ * i32 model[7] | i32 rank | f32 alpha ...), or -1. */
+static float lora_alpha(const char *name)
+{
+    char path[700];
+    unsigned char h[48];
+    float alpha = -1.0f;
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "rb");
+    if (f && fread(h, 1, sizeof h, f) == sizeof h)
+        memcpy(&alpha, h + 44, sizeof alpha);
+    if (f)
+        fclose(f);
+    return alpha;
+}
+
 /* Losses of "step N loss X" lines (N = 1, 2, ... in order) and held-out ones. */
 static int parse_losses(double *loss, int cap, double *held, int *held_step, int *n_held)
 {
@@ -160,6 +176,23 @@ static void recipe(const char *exe)
     CHECK(rc == 0 && exists("lora/adapter.lora") && !exists("lora/model.bin") &&
               !strstr(g_out, "eval step"),
           "lora: rc %d '%s' '%s'", rc, g_out, g_errbuf);
+    CHECK(strstr(g_out, "training: LoRA rank 2 alpha 2,") != NULL, "'%s'", g_out);
+    CHECK(lora_alpha("lora/adapter.lora") == 2.0f, "default alpha = rank");
+    /* --lora-alpha sets the scale alpha / rank; the adapter file keeps alpha */
+    rc = run(exe, "lm train --model run/model.bin --ids --data ids.txt --steps 2 --batch 2 --seq 8 "
+                  "--lora 2 --lora-alpha 8 --out lora8 --holdout 0");
+    CHECK(rc == 0 && strstr(g_out, "training: LoRA rank 2 alpha 8,") &&
+              lora_alpha("lora8/adapter.lora") == 8.0f,
+          "--lora-alpha 8: rc %d '%s' '%s'", rc, g_out, g_errbuf);
+    /* without --lora it is a usage error, nothing written */
+    rc = run(exe, "lm train --model run/model.bin --ids --data ids.txt --steps 2 --lora-alpha 8 "
+                  "--out lora9");
+    CHECK(rc == 2 && strstr(g_errbuf, "--lora-alpha") && strstr(g_errbuf, "needs --lora") &&
+              !exists("lora9"),
+          "--lora-alpha alone: rc %d '%s'", rc, g_errbuf);
+    rc = run(exe, "lm train --model run/model.bin --ids --data ids.txt --lora 2 --lora-alpha -1 "
+                  "--out lora9");
+    CHECK(rc == 2 && strstr(g_errbuf, "--lora-alpha '-1'") && !exists("lora9"), "'%s'", g_errbuf);
 }
 
 /* The number before " KiB" or " MiB" after `key` in g_out, in KiB; -1 if absent. */
