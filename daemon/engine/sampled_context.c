@@ -117,17 +117,6 @@
  * (GFLOWNET.md, "An ejection-chain move in the context search"). */
 #define CTX_EJECT_EVERY 16
 #define CTX_EJECT_K 3
-/* The level search (run_levels): a context whose tilted best start is
- * CTX_LEVEL_GAP nats or more below its most plausible start gives
- * CTX_LEVEL_SHARE of its budget, after the chains, to CTX_LEVEL_CHAINS
- * chains below the chains' best's harm, one step in CTX_LEVEL_EVERY a
- * raise move (raise_move). Chosen on bench_mh_long d = 64 seeds 404 / 406
- * and 410 after 40 observations among 5 variants (GFLOWNET.md, "A
- * level-targeted search"). */
-#define CTX_LEVEL_SHARE 0.25
-#define CTX_LEVEL_GAP 1.0
-#define CTX_LEVEL_CHAINS 4
-#define CTX_LEVEL_EVERY 4
 /* the widest cscore call: a repair scan of every single flip */
 #define CTX_SCRATCH (CTX_CHAINS + BG__CTX_KEEP + 2 + 64)
 
@@ -342,7 +331,8 @@ typedef struct csearch {
     uint64_t reward_evals;
     uint64_t ejections, eject_looked; /* the round's ejection moves, what they looked at */
     uint64_t levels, level_looked;    /* the round's level searches, what they looked at */
-    uint64_t *ids, *need;             /* scratch [CTX_SCRATCH] */
+    uint64_t gated;
+    uint64_t *ids, *need; /* scratch [CTX_SCRATCH] */
     double *out, *hout;
 } csearch;
 
@@ -537,6 +527,13 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
     return rc;
 }
 
+/* TEMPORARY tuning knobs (taken out when frozen) */
+static double lv_knob(const char *name, double dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? atof(v) : dflt;
+}
+
 /* log R + tilt·log harm where harm < cap, else -inf: the level search's
  * objective (below h*'s harm). */
 static double capped(double lp, double harm, double tilt, double cap)
@@ -617,8 +614,16 @@ static int raise_move(csearch *s, bg_rng *rng, uint64_t cur, double tilt, double
  * with ejection moves whose repairs stay below it. */
 static int run_levels(csearch *s, bg_rng *rng)
 {
-    enum { CL = CTX_LEVEL_CHAINS };
-    const double LT = 1.0; /* the iid objective, below the cap */
+    int CL = (int)lv_knob("BG_LV_CHAINS", 4);
+    int EVERY = (int)lv_knob("BG_LV_EVERY", 4);
+    double LT = lv_knob("BG_LV_TILT", 1.0);
+    int RAISE = (int)lv_knob("BG_LV_RAISE", 0);
+    if (CL < 1)
+        CL = 1;
+    if (CL > CTX_CHAINS)
+        CL = CTX_CHAINS;
+    if (EVERY < 1)
+        EVERY = 1;
     size_t hs = SIZE_MAX;
     for (size_t i = 0; i <= s->v.mask; i++)
         if (s->v.used[i] && s->v.lp[i] > -INFINITY &&
@@ -675,9 +680,10 @@ static int run_levels(csearch *s, bg_rng *rng)
     for (size_t proposals = 0;
          rc == BG_OK && s->looked + (uint32_t)CL <= s->budget && proposals < max_prop;) {
         for (int c = 0; c < CL && rc == BG_OK; c++) {
-            if (bg_rng_next(rng) % CTX_LEVEL_EVERY == 0) {
+            if (bg_rng_next(rng) % (uint64_t)EVERY == 0) {
                 int made = 0;
-                rc = raise_move(s, rng, cur[c], LT, cap, &prop[c], &made);
+                if (RAISE)
+                    rc = raise_move(s, rng, cur[c], LT, cap, &prop[c], &made);
                 if (rc == BG_OK && !made)
                     rc = eject(s, rng, cur[c], LT, cap, &prop[c]);
             } else
@@ -860,22 +866,26 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         start[c] = start[c % ns];
     bg_rng rng;
     bg_rng_init(&rng, seed);
-    /* the level search's share, only where a start more plausible than
-     * the tilted best by CTX_LEVEL_GAP is known (run_levels) */
-    double share = 0, lpmax = -INFINITY, lbest = -INFINITY;
-    for (size_t i = 0; i < nc; i++) {
-        lpmax = fmax(lpmax, lp[i]);
-        if (cand[i] == start[0])
-            lbest = lp[i];
+    double share = lv_knob("BG_LV_SHARE", 0);
+    double gap = lv_knob("BG_LV_GAP", -1);
+    if (gap >= 0) { /* only where a start more plausible than the tilted best is known */
+        double lpmax = -INFINITY, lbest = -INFINITY;
+        for (size_t i = 0; i < nc; i++) {
+            lpmax = fmax(lpmax, lp[i]);
+            if (cand[i] == start[0])
+                lbest = lp[i];
+        }
+        if (!(lbest < lpmax - gap))
+            share = 0;
+        else
+            s->gated++;
     }
-    if (lbest < lpmax - CTX_LEVEL_GAP)
-        share = CTX_LEVEL_SHARE;
     uint32_t full = s->budget;
-    if (share > 0)
+    if (share > 0 && share < 1)
         s->budget = full - (uint32_t)(share * full);
     rc = run_chains(s, &rng, start);
     s->budget = full;
-    if (rc == BG_OK && share > 0)
+    if (rc == BG_OK && share > 0 && share < 1)
         rc = run_levels(s, &rng);
     if (rc != BG_OK)
         return rc;

@@ -38,28 +38,6 @@
  *     not. At budgets 16-96, where a move's scans (up to 3 × 11) overrun
  *     what is left, the round still looks at <= cap × budget, each context
  *     <= budget, and the moves were made.
- *   test_levels: the level search (sampled_context.c run_levels). A d = 12
- *     bandit whose hard arms (P = {0, 1, 2, 7}, Q = {2, 3}, S = {3, 4},
- *     U = {4, 5}, each observed 400 times at value 1; the other features
- *     alone) leave four hypotheses within 100 nats: hstar (features 0..5 =
- *     1 0 0 1 0 1), its swap u, M (hstar with features 0 and 7 flipped) and
- *     target (hstar with 0, 2, 3, 4, 5 flipped). A weak arm R = {0, 1} at
- *     value 0 (6 pulls) makes the harm level x·w = 1 of hstar and u
- *     (x = e0 + e1) cost 3 nats; feature 7 alone at 0 (3 pulls) costs M
- *     1.5. target, one harm level below hstar and 3 nats more plausible, is
- *     the exact cautious hypothesis (enumerated); it is 5 flips from each
- *     of the others, where a chain's move makes at most 4 and never leaves
- *     for a point 100 nats down: the chains cannot reach it (checked by
- *     enumeration, not by running them). With the archive {hstar} no start
- *     is more plausible than the tilted best, so no level search runs and
- *     the target is not kept (the gate); with {hstar, M} (M 1.5 nats more
- *     plausible) the level search runs and, at budget 512, the context
- *     keeps the target as its best. At budgets 16-96 the round still looks
- *     at <= cap × budget (the level search's scans counted), each context
- *     <= budget. Mutation-checked: fails with the level search off, with
- *     the gate always open, and with the level search given 16 beyond the
- *     budget; not with the raise move or the cap taken out (this landscape
- *     does not separate them).
  *   test_engine: through the engine (inline training, the gfn sampler,
  *     d = 16): contexts evaluated, then observations: the trainer's
  *     per-context rounds run, and each verdict's iid objective log R + log
@@ -285,38 +263,6 @@ static void eject_history(uint64_t *start, uint64_t *target)
     *target = st ^ (7ull << (D - 3));
 }
 
-/* One per-context round into *t (initialized here; the caller closes
- * it): action a recorded with cautious hypothesis `cautious`, two more
- * contexts (so the round's bound is cap × budget), searched at budget;
- * checks the round's work bound: <= 3 × budget looked at, <= that many log
- * R computed, the ejections' share of it. */
-static void search_round(const bg_guard *g, bg__reward_ctx *r, const bg_action *a,
-                         uint64_t cautious, const bg__archive *arch, uint32_t budget,
-                         bg__ctx_table *t, bg__ctx_stats *st)
-{
-    bg__ctx *c;
-    bg__archive *kept;
-    bg__ctx_table_init(t);
-    CHECK_INT(bg__ctx_record(t, 4, a, &c, &kept, NULL), BG_OK);
-    bg__ctx_cautious(t, c, cautious);
-    bg__ctx_unref(c);
-    static double y[2][D];
-    for (int i = 0; i < 2; i++) {
-        memset(y[i], 0, sizeof y[i]);
-        y[i][3 + i] = 1;
-        bg_action ay = {.tool = "pull", .features = y[i], .n_features = D};
-        CHECK_INT(bg__ctx_record(t, 4, &ay, &c, &kept, NULL), BG_OK);
-        bg__ctx_unref(c);
-    }
-    CHECK_INT(bg__ctx_search_all(g, r, t, arch, budget, 5, st), BG_OK);
-    CHECK(st->contexts == 3 && st->looked <= 3ull * budget && st->reward_evals <= st->looked &&
-              st->eject_looked <= st->looked,
-          "budget %u: %llu contexts looked at %llu (%llu by %llu ejections), %llu log R", budget,
-          (unsigned long long)st->contexts, (unsigned long long)st->looked,
-          (unsigned long long)st->eject_looked, (unsigned long long)st->ejections,
-          (unsigned long long)st->reward_evals);
-}
-
 static void test_eject(bg_plugin_host *h)
 {
     uint64_t start, target;
@@ -353,10 +299,29 @@ static void test_eject(bg_plugin_host *h)
     for (size_t bi = 0; bi < sizeof budgets / sizeof *budgets; bi++) {
         uint32_t budget = budgets[bi];
         bg__ctx_table t;
+        bg__ctx_table_init(&t);
         bg__ctx *c;
         bg__archive *kept;
+        CHECK_INT(bg__ctx_record(&t, 4, &a, &c, &kept, NULL), BG_OK);
+        bg__ctx_cautious(&t, c, start);
+        bg__ctx_unref(c);
+        /* two more contexts, so the round's bound is cap × budget */
+        static double y[2][D];
+        for (int i = 0; i < 2; i++) {
+            memset(y[i], 0, sizeof y[i]);
+            y[i][3 + i] = 1;
+            bg_action ay = {.tool = "pull", .features = y[i], .n_features = D};
+            CHECK_INT(bg__ctx_record(&t, 4, &ay, &c, &kept, NULL), BG_OK);
+            bg__ctx_unref(c);
+        }
         bg__ctx_stats st;
-        search_round(g, &r, &a, start, arch, budget, &t, &st);
+        CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, budget, 5, &st), BG_OK);
+        CHECK(st.contexts == 3 && st.looked <= 3ull * budget && st.reward_evals <= st.looked &&
+                  st.eject_looked <= st.looked,
+              "budget %u: %llu contexts looked at %llu (%llu by %llu ejections), %llu log R",
+              budget, (unsigned long long)st.contexts, (unsigned long long)st.looked,
+              (unsigned long long)st.eject_looked, (unsigned long long)st.ejections,
+              (unsigned long long)st.reward_evals);
         CHECK_INT(bg__ctx_record(&t, 4, &a, &c, &kept, NULL), BG_OK);
         CHECK(kept != NULL && kept->evals <= budget, "budget %u: %llu looked at for the context",
               budget, kept ? (unsigned long long)kept->evals : 0ull);
@@ -384,158 +349,6 @@ static void test_eject(bg_plugin_host *h)
      * overrun */
     CHECK(small_moves > 0, "no ejection move at the small budgets");
     bg__archive_unref(arch);
-    free(r.tmp);
-    bg_guard_build_destroy(b);
-}
-
-/* test_levels' history (top comment): arms P = {0, 1, 2, 7}, Q = {2, 3},
- * S = {3, 4}, U = {4, 5} observed LPIN times each at value 1, R = {0, 1}
- * LR times at value 0, feature 7 alone LM times at value 0, every other
- * feature alone LPIN times at its bit of *hstar; *target is hstar with
- * features 0, 2, 3, 4, 5 flipped, *more (M) with features 0 and 7. */
-enum { LPIN = 400, LR = 6, LM = 3, LOBS = 4 * LPIN + LR + LM + (D - 7) * LPIN };
-static double lfeat[D][D];
-static bg_observation lhist[LOBS];
-
-static uint64_t fbit(int k) /* feature k's id bit */
-{
-    return 1ull << (D - 1 - k);
-}
-
-static void levels_history(uint64_t *hstar, uint64_t *target, uint64_t *more)
-{
-    /* features 0..5 of hstar: 1 0 0 1 0 1; 7: 0; 6, 8-11: k odd */
-    uint64_t h = fbit(0) | fbit(3) | fbit(5);
-    for (int k = 6; k < D; k++)
-        if (k % 2 && k != 7)
-            h |= fbit(k);
-    static const int arms[5][4] = {
-        {0, 1, 2, 7}, {2, 3, -1, -1}, {3, 4, -1, -1}, {4, 5, -1, -1}, {0, 1, -1, -1}};
-    memset(lfeat, 0, sizeof lfeat);
-    for (int a = 0; a < 5; a++)
-        for (int q = 0; q < 4; q++)
-            if (arms[a][q] >= 0)
-                lfeat[a][arms[a][q]] = 1;
-    for (int k = 6; k < D; k++)
-        lfeat[k][k] = 1;
-    size_t t = 0;
-    for (int a = 0; a < 4; a++)
-        pulls(lhist, &t, lfeat[a], LPIN, 1);
-    pulls(lhist, &t, lfeat[4], LR, 0);
-    pulls(lhist, &t, lfeat[7], LM, 0);
-    for (int k = 6; k < D; k++)
-        if (k != 7)
-            pulls(lhist, &t, lfeat[k], LPIN, (double)(h >> (D - 1 - k) & 1));
-    CHECK_INT((int)t, LOBS);
-    *hstar = h;
-    *target = h ^ fbit(0) ^ fbit(2) ^ fbit(3) ^ fbit(4) ^ fbit(5);
-    *more = h ^ fbit(0) ^ fbit(7);
-}
-
-static void test_levels(bg_plugin_host *h)
-{
-    uint64_t hstar, target, more;
-    levels_history(&hstar, &target, &more);
-    bg_guard_build *b;
-    const bg_guard *g = twin_build(
-        h, "levels", "{features: 12, sigma: 1, theta: 2, enumerate: false}", "iid", "", &b);
-    bg__reward_ctx r = bg__reward_ctx_make(g, lhist, LOBS);
-    static double x[D];
-    memset(x, 0, sizeof x);
-    x[0] = x[1] = 1;
-    bg_action a = {.tool = "pull", .arguments_json = "", .features = x, .n_features = D};
-    /* the premise, by enumeration: target is the exact cautious
-     * hypothesis, one harm level below hstar; M more plausible than hstar
-     * by more than CTX_LEVEL_GAP = 1 nat, a worse cautious choice */
-    static uint64_t all[1u << D];
-    static double alp[1u << D], ahm[1u << D];
-    for (uint64_t i = 0; i < (1u << D); i++)
-        all[i] = i;
-    bg_err err;
-    CHECK(bg__score(g, lhist, LOBS, &a, all, 1u << D, alp, ahm, NULL, r.version, 0, &err) == BG_OK,
-          "%s", err.msg);
-    uint64_t best = 0;
-    for (uint64_t i = 1; i < (1u << D); i++)
-        if (alp[i] + log(ahm[i]) > alp[best] + log(ahm[best]))
-            best = i;
-    CHECK(best == target, "the exact cautious hypothesis is %llu, not the target %llu",
-          (unsigned long long)best, (unsigned long long)target);
-    CHECK(ahm[target] < ahm[hstar], "target harm %.4f, hstar's %.4f", ahm[target], ahm[hstar]);
-    CHECK(alp[more] > alp[hstar] + 1.2 &&
-          alp[more] + log(ahm[more]) < alp[hstar] + log(ahm[hstar]) - 0.2);
-    /* ... and out of the chains' reach: the hypotheses within 100 nats of
-     * hstar are hstar, its swap u (features 0 and 1 exchanged: the same
-     * log R and harm), M and target, and target is 5 flips from each of
-     * the others, where a chain's move makes at most 4 (an ejection: 1 +
-     * CTX_EJECT_K) and never leaves for a point 100 nats down (β >= 0.1:
-     * e^-10 a try) */
-    uint64_t u = hstar ^ fbit(0) ^ fbit(1);
-    CHECK(fabs(alp[u] - alp[hstar]) < 1e-9 && ahm[u] == ahm[hstar]);
-    for (uint64_t i = 0; i < (1u << D); i++)
-        if (i != hstar && i != u && i != more && i != target)
-            CHECK(alp[i] <= alp[hstar] - 100, "%llu costs only %.3f nats", (unsigned long long)i,
-                  alp[hstar] - alp[i]);
-    CHECK(__builtin_popcountll(target ^ hstar) == 5 && __builtin_popcountll(target ^ u) == 5 &&
-          __builtin_popcountll(target ^ more) == 5);
-    printf("levels: target %.3f + log %.4f, hstar %.3f + log %.4f, M %.3f + log %.4f\n",
-           alp[target], ahm[target], alp[hstar], ahm[hstar], alp[more], ahm[more]);
-    /* the archive without M (the gate shut: the chains alone), then with
-     * it: small budgets, where the level search's scans overrun what is
-     * left, then one where the target must be reached */
-    uint64_t arch_ids[2] = {hstar < more ? hstar : more, hstar < more ? more : hstar};
-    static const uint32_t budgets[] = {16, 24, 32, 48, 64, 96, 512};
-    for (int with_more = 0; with_more < 2; with_more++) {
-        bg__archive *arch =
-            with_more ? archive_of(g, &r, arch_ids, 2) : archive_of(g, &r, &hstar, 1);
-        uint64_t small_levels = 0;
-        for (size_t bi = 0; bi < sizeof budgets / sizeof *budgets; bi++) {
-            uint32_t budget = budgets[bi];
-            bg__ctx_table t;
-            bg__archive *kept;
-            bg__ctx_stats st;
-            search_round(g, &r, &a, hstar, arch, budget, &t, &st);
-            CHECK(st.level_looked <= st.looked, "budget %u: %llu looked at, %llu by level searches",
-                  budget, (unsigned long long)st.looked, (unsigned long long)st.level_looked);
-            bg__ctx *c;
-            CHECK_INT(bg__ctx_record(&t, 4, &a, &c, &kept, NULL), BG_OK);
-            CHECK(kept != NULL && kept->evals <= budget,
-                  "budget %u: %llu looked at for the context", budget,
-                  kept ? (unsigned long long)kept->evals : 0ull);
-            int found = 0;
-            size_t kb = 0;
-            for (size_t i = 0; i < kept->n; i++) {
-                found |= kept->ids[i] == target;
-                if (alp[kept->ids[i]] + log(ahm[kept->ids[i]]) >
-                    alp[kept->ids[kb]] + log(ahm[kept->ids[kb]]))
-                    kb = i;
-            }
-            if (!with_more)
-                CHECK(!found && st.levels == 0,
-                      "budget %u, no hypothesis more plausible than hstar known: %llu level "
-                      "searches, target %s",
-                      budget, (unsigned long long)st.levels, found ? "kept" : "not kept");
-            else if (budget < 512)
-                small_levels += st.levels;
-            else
-                CHECK(found && kept->ids[kb] == target,
-                      "budget %u: the target %llu (one harm level below hstar, 5 flips away) %s "
-                      "(%zu kept, %llu looked at, %llu level searches)",
-                      budget, (unsigned long long)target,
-                      found ? "kept but not the kept set's best" : "not kept", kept->n,
-                      (unsigned long long)st.looked, (unsigned long long)st.levels);
-            printf("levels, archive %s M, budget %u: target %s; a round of 3 contexts looked at "
-                   "%llu (cap × budget %u), %llu of them in %llu level searches, %llu log R\n",
-                   with_more ? "with" : "without", budget, found ? "kept" : "not kept",
-                   (unsigned long long)st.looked, 3 * budget, (unsigned long long)st.level_looked,
-                   (unsigned long long)st.levels, (unsigned long long)st.reward_evals);
-            bg__ctx_unref(c);
-            bg__archive_unref(kept);
-            bg__ctx_table_close(&t);
-        }
-        if (with_more)
-            CHECK(small_levels > 0, "no level search at the small budgets");
-        bg__archive_unref(arch);
-    }
     free(r.tmp);
     bg_guard_build_destroy(b);
 }
@@ -726,7 +539,6 @@ int main(void)
     test_level(h);
     test_table(h);
     test_eject(h);
-    test_levels(h);
     test_engine(h);
     bg_plugin_host_destroy(h);
     CHECK_DONE("test_gfn_context");
