@@ -330,9 +330,7 @@ typedef struct csearch {
     uint32_t looked, budget; /* hypotheses looked at (new to this context) */
     uint64_t reward_evals;
     uint64_t ejections, eject_looked; /* the round's ejection moves, what they looked at */
-    uint64_t levels, level_looked;    /* the round's level searches, what they looked at */
-    uint64_t gated;
-    uint64_t *ids, *need; /* scratch [CTX_SCRATCH] */
+    uint64_t *ids, *need;             /* scratch [CTX_SCRATCH] */
     double *out, *hout;
 } csearch;
 
@@ -425,7 +423,7 @@ static double tilted(double lp, double harm)
  * exactly scored and nothing is weighted by how it was proposed — so
  * detailed balance is not needed. The scans are wide reward calls (d - 1
  * ids), cheaper per id than a chain step's 8. */
-static int eject(csearch *s, bg_rng *rng, uint64_t cur, double tilt, double cap, uint64_t *out)
+static int eject(csearch *s, bg_rng *rng, uint64_t cur, double tilt, uint64_t *out)
 {
     double clp, ch;
     int rc = cscore(s, &cur, 1, &clp, &ch); /* visited: a look-up */
@@ -460,13 +458,13 @@ static int eject(csearch *s, bg_rng *rng, uint64_t cur, double tilt, double cap,
             return rc;
         uint32_t bj = UINT32_MAX;
         for (uint32_t q = 0; q < na; q++)
-            if (lp[q] > -INFINITY && hm[q] < cap && (bj == UINT32_MAX || lp[q] > lp[bj]))
+            if (lp[q] > -INFINITY && (bj == UINT32_MAX || lp[q] > lp[bj]))
                 bj = q;
         if (bj == UINT32_MAX)
             break; /* nothing scored: the budget is spent */
         y = cand[bj];
         flipped |= 1ULL << avail[bj];
-        double f = hm[bj] < cap ? tilted_by(lp[bj], hm[bj], tilt) : -INFINITY;
+        double f = tilted_by(lp[bj], hm[bj], tilt);
         if (f > bf) {
             bf = f;
             best = y;
@@ -502,7 +500,7 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
          rc == BG_OK && s->looked + C <= s->budget && proposals < max_prop; t++) {
         for (int c = 0; c < C && rc == BG_OK; c++) {
             if (bg_rng_next(rng) % CTX_EJECT_EVERY == 0)
-                rc = eject(s, rng, cur[c], tilt[c], INFINITY, &prop[c]);
+                rc = eject(s, rng, cur[c], tilt[c], &prop[c]);
             else
                 prop[c] = bg__flip_propose(s->bits, rng, cur[c]);
         }
@@ -524,186 +522,6 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
             }
         }
     }
-    return rc;
-}
-
-/* TEMPORARY tuning knobs (taken out when frozen) */
-static double lv_knob(const char *name, double dflt)
-{
-    const char *v = getenv(name);
-    return v && *v ? atof(v) : dflt;
-}
-
-/* log R + tilt·log harm where harm < cap, else -inf: the level search's
- * objective (below h*'s harm). */
-static double capped(double lp, double harm, double tilt, double cap)
-{
-    return harm < cap ? tilted_by(lp, harm, tilt) : -INFINITY;
-}
-
-/* The raise move (level search): from cur (harm below cap), one single flip
- * that raises harm but stays below cap (a random one of those, all d
- * scanned), then up to CTX_EJECT_K repairs that keep harm in [that, cap):
- * the best log R among them; the path's best by the capped objective.
- * *made 0: no flip raised harm below cap (nothing proposed). */
-static int raise_move(csearch *s, bg_rng *rng, uint64_t cur, double tilt, double cap, uint64_t *out,
-                      int *made)
-{
-    double clp, ch;
-    *made = 0;
-    int rc = cscore(s, &cur, 1, &clp, &ch);
-    if (rc != BG_OK)
-        return rc;
-    uint32_t d = s->bits;
-    uint64_t cand[64];
-    double lp[64], hm[64];
-    uint32_t avail[64], na = 0;
-    for (uint32_t j = 0; j < d; j++)
-        cand[j] = cur ^ (1ULL << j);
-    if ((rc = cscore(s, cand, d, lp, hm)) != BG_OK)
-        return rc;
-    for (uint32_t j = 0; j < d; j++)
-        if (lp[j] > -INFINITY && hm[j] > ch && hm[j] < cap)
-            avail[na++] = j;
-    if (!na)
-        return BG_OK;
-    uint32_t i = avail[bg_rng_next(rng) % na];
-    uint64_t y = cur ^ (1ULL << i), flipped = 1ULL << i, best = y;
-    double floor_h = hm[i], bf = capped(lp[i], hm[i], tilt, cap);
-    for (int step = 0; step < CTX_EJECT_K; step++) {
-        na = 0;
-        for (uint32_t j = 0; j < d; j++)
-            if (!(flipped >> j & 1))
-                avail[na++] = j;
-        if (!na)
-            break;
-        for (uint32_t q = 0; q < na; q++) {
-            uint32_t r = q + (uint32_t)(bg_rng_next(rng) % (na - q));
-            uint32_t tmp = avail[q];
-            avail[q] = avail[r];
-            avail[r] = tmp;
-            cand[q] = y ^ (1ULL << avail[q]);
-        }
-        if ((rc = cscore(s, cand, na, lp, hm)) != BG_OK)
-            return rc;
-        uint32_t bj = UINT32_MAX;
-        for (uint32_t q = 0; q < na; q++)
-            if (lp[q] > -INFINITY && hm[q] >= floor_h && hm[q] < cap &&
-                (bj == UINT32_MAX || lp[q] > lp[bj]))
-                bj = q;
-        if (bj == UINT32_MAX)
-            break;
-        y = cand[bj];
-        flipped |= 1ULL << avail[bj];
-        double f = capped(lp[bj], hm[bj], tilt, cap);
-        if (f > bf) {
-            bf = f;
-            best = y;
-        }
-        if (lp[bj] >= clp)
-            break;
-    }
-    *out = best;
-    *made = 1;
-    return BG_OK;
-}
-
-/* The level search: after the chains, h* = the visited best by the tilted
- * objective; chains on the same objective restricted to harm < harm(h*),
- * from h*'s harm-lowering single flips and the visited members below it,
- * with ejection moves whose repairs stay below it. */
-static int run_levels(csearch *s, bg_rng *rng)
-{
-    int CL = (int)lv_knob("BG_LV_CHAINS", 4);
-    int EVERY = (int)lv_knob("BG_LV_EVERY", 4);
-    double LT = lv_knob("BG_LV_TILT", 1.0);
-    int RAISE = (int)lv_knob("BG_LV_RAISE", 0);
-    if (CL < 1)
-        CL = 1;
-    if (CL > CTX_CHAINS)
-        CL = CTX_CHAINS;
-    if (EVERY < 1)
-        EVERY = 1;
-    size_t hs = SIZE_MAX;
-    for (size_t i = 0; i <= s->v.mask; i++)
-        if (s->v.used[i] && s->v.lp[i] > -INFINITY &&
-            (hs == SIZE_MAX ||
-             tilted(s->v.lp[i], s->v.harm[i]) > tilted(s->v.lp[hs], s->v.harm[hs])))
-            hs = i;
-    if (hs == SIZE_MAX || !(s->v.harm[hs] > 0))
-        return BG_OK;
-    uint64_t hstar = s->v.key[hs];
-    double cap = s->v.harm[hs];
-    s->levels++;
-    uint32_t looked0 = s->looked;
-    /* h*'s single flips: those below cap are the descents */
-    uint64_t cand[64];
-    double lp[64], hm[64];
-    for (uint32_t j = 0; j < s->bits; j++)
-        cand[j] = hstar ^ (1ULL << j);
-    int rc = cscore(s, cand, s->bits, lp, hm);
-    if (rc != BG_OK)
-        return rc;
-    /* starts: the CL best visited below cap by the capped objective */
-    uint64_t cur[CTX_CHAINS];
-    double cf[CTX_CHAINS];
-    int ns = 0;
-    for (int k = 0; k < CL; k++) {
-        size_t bi = SIZE_MAX;
-        double bf = -INFINITY;
-        for (size_t i = 0; i <= s->v.mask; i++) {
-            if (!s->v.used[i])
-                continue;
-            double f = capped(s->v.lp[i], s->v.harm[i], LT, cap);
-            if (!(f > bf))
-                continue;
-            int dup = 0;
-            for (int q = 0; q < ns && !dup; q++)
-                dup = cur[q] == s->v.key[i];
-            if (!dup)
-                bi = i, bf = f;
-        }
-        if (bi == SIZE_MAX)
-            break;
-        cur[ns] = s->v.key[bi];
-        cf[ns++] = bf;
-    }
-    if (!ns) {
-        s->level_looked += s->looked - looked0;
-        return BG_OK;
-    }
-    for (int c = ns; c < CL; c++)
-        cur[c] = cur[c % ns], cf[c] = cf[c % ns];
-    uint64_t prop[CTX_CHAINS];
-    double plp[CTX_CHAINS], ph[CTX_CHAINS];
-    size_t max_prop = 4 * (size_t)s->budget;
-    for (size_t proposals = 0;
-         rc == BG_OK && s->looked + (uint32_t)CL <= s->budget && proposals < max_prop;) {
-        for (int c = 0; c < CL && rc == BG_OK; c++) {
-            if (bg_rng_next(rng) % (uint64_t)EVERY == 0) {
-                int made = 0;
-                if (RAISE)
-                    rc = raise_move(s, rng, cur[c], LT, cap, &prop[c], &made);
-                if (rc == BG_OK && !made)
-                    rc = eject(s, rng, cur[c], LT, cap, &prop[c]);
-            } else
-                prop[c] = bg__flip_propose(s->bits, rng, cur[c]);
-        }
-        if (rc != BG_OK)
-            break;
-        proposals += (size_t)CL;
-        if ((rc = cscore(s, prop, (size_t)CL, plp, ph)) != BG_OK)
-            break;
-        for (int c = 0; c < CL; c++) {
-            double pf = capped(plp[c], ph[c], LT, cap);
-            double u = bg_rng_next_uniform(rng);
-            if (pf > -INFINITY && (pf >= cf[c] || u < exp(pf - cf[c]))) {
-                cur[c] = prop[c];
-                cf[c] = pf;
-            }
-        }
-    }
-    s->level_looked += s->looked - looked0;
     return rc;
 }
 
@@ -866,28 +684,7 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         start[c] = start[c % ns];
     bg_rng rng;
     bg_rng_init(&rng, seed);
-    double share = lv_knob("BG_LV_SHARE", 0);
-    double gap = lv_knob("BG_LV_GAP", -1);
-    if (gap >= 0) { /* only where a start more plausible than the tilted best is known */
-        double lpmax = -INFINITY, lbest = -INFINITY;
-        for (size_t i = 0; i < nc; i++) {
-            lpmax = fmax(lpmax, lp[i]);
-            if (cand[i] == start[0])
-                lbest = lp[i];
-        }
-        if (!(lbest < lpmax - gap))
-            share = 0;
-        else
-            s->gated++;
-    }
-    uint32_t full = s->budget;
-    if (share > 0 && share < 1)
-        s->budget = full - (uint32_t)(share * full);
-    rc = run_chains(s, &rng, start);
-    s->budget = full;
-    if (rc == BG_OK && share > 0 && share < 1)
-        rc = run_levels(s, &rng);
-    if (rc != BG_OK)
+    if ((rc = run_chains(s, &rng, start)) != BG_OK)
         return rc;
     *out = keep_of(s, s->r->version, bg__model_tag(s->g), s->r->n_hist);
     return *out ? BG_OK : BG_ENOMEM;
@@ -973,8 +770,6 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         stats->reward_evals = s.reward_evals;
         stats->ejections = s.ejections;
         stats->eject_looked = s.eject_looked;
-        stats->levels = s.levels;
-        stats->level_looked = s.level_looked;
     }
 done:
     for (size_t i = 0; i < n; i++) {

@@ -397,8 +397,6 @@ typedef struct bg__ctx_stats {
     uint64_t cpu_ns;       /* thread CPU */
     uint64_t ejections;    /* ejection-chain moves made (sampled_context.c eject) */
     uint64_t eject_looked; /* hypotheses they looked at (part of looked) */
-    uint64_t levels;       /* level searches run (sampled_context.c run_levels) */
-    uint64_t level_looked; /* hypotheses they looked at (part of looked) */
 } bg__ctx_stats;
 /* After a round's archive search, on r's reward: each of t's contexts
  * searched (harm-tilted Metropolis chains from its kept set, its last
