@@ -7,7 +7,7 @@
  * and commands in docs/GFLOWNET.md ("d = 32 and 64 against a long MH run").
  *
  *   bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] [--obs 40,100]
- *                 [--steps 20] [--k 256] [--mh-evals N] [--chains C]
+ *                 [--steps 20] [--k 256] [--mh-evals N] [--mh-also N] [--chains C]
  *                 [--mh-anneal 0|1] [--mh-pair 0|1] [--sampler 'YAML map']
  *                 [--search B] [--mh-cache DIR] [--cost [--cost-obs N]] [--check]
  *
@@ -97,7 +97,12 @@
  * bits apart they are, the objective gap). --mh-cache DIR saves each
  * checkpoint's reference there and reuses it (keyed by d, seed,
  * observations and the MH settings): the sampled side can be rerun against
- * the same reference.
+ * the same reference. --mh-also N: a second reference at N evaluations
+ * (cached the same way) judges the same verdicts, a line below the row:
+ * in how many contexts its cautious objective beats the row's reference's
+ * and by how much, and the contexts within 2 nats of its cautious lp and
+ * of the best known of both references and the sampled one (totals at the
+ * end) — is a longer run a stronger judge, and are the misses real?
  *
  * --seen: the agent asks before it acts — after every observation the 64
  * contexts are evaluated (both estimators), so the engine remembers them
@@ -154,6 +159,7 @@ typedef struct opts {
     uint64_t cost_seed;
     int contexts, ctx_search; /* remembered contexts (0: off) and their budget per round */
     uint64_t mh_evals;
+    uint64_t mh_also; /* --mh-also N: a second reference at N evaluations (0: none) */
     const char *sampler;
     const char *mh_cache; /* --mh-cache DIR: the reference saved and reused */
 } opts;
@@ -478,6 +484,7 @@ static double g_half_lp[2][N_CTX];
 /* checkpoints where some context misses 2 nats of the best known cautious
  * hypothesis (compare: MH's visits and the sampled one) */
 static int g_missed_known;
+static int g_in2, g_in2k; /* contexts within 2 nats, summed over the checkpoints */
 
 static int mh_halves(cands *c, const bench_env *env, const uint64_t *ctx, const opts *o,
                      uint64_t seed, double *worst)
@@ -663,6 +670,64 @@ static void ref_line(const cands *c, const ctx_verdict *v)
            half_in[0], half_in[1], half_worst[0], half_worst[1], vs_worse, ml ? miss : " none");
 }
 
+/* --mh-also: the same checkpoint judged by a second reference (another
+ * budget; from --mh-cache, else computed): in how many contexts its
+ * cautious objective log P + log harm beats the row's reference's and by
+ * how much, and the target's counts against it and against the best known
+ * cautious hypothesis of both references and the sampled one. The
+ * sampled side runs once for both. */
+static int g_also_rows, g_also_ok, g_also_in2, g_also_in2k;
+
+static void also_line(const opts *o, const bench_env *env, const uint64_t *ctx, uint64_t seed,
+                      int n, const cands *c, const ctx_verdict *v)
+{
+    static cands c2;
+    opts o2 = *o;
+    o2.mh_evals = o->mh_also;
+    double disagree, imp[N_CTX], worst_worse = 0;
+    watch mt = {0, 0}, t0 = watch_now();
+    mh_reference(&c2, env, ctx, &o2, seed, n, &disagree);
+    watch_add(&mt, t0);
+    int better = 0, worse = 0, moved = 0, in2 = 0, in2k = 0;
+    char miss[1024] = "";
+    size_t ml = 0;
+    for (int i = 0; i < N_CTX; i++) {
+        int m1, m2;
+        best_at r1 = cautious(c, i, &m1), r2 = cautious(&c2, i, &m2);
+        double o1 = r1.lr + c->log_harm[m1], o2v = r2.lr + c2.log_harm[m2];
+        if (o2v > o1 + 1e-9)
+            imp[better++] = o2v - o1;
+        else if (o2v < o1 - 1e-9)
+            worse++, worst_worse = fmax(worst_worse, o1 - o2v);
+        moved += m1 != m2;
+        double lr_s = bench_log_r_local(env, v[i].cautious);
+        int m_s = __builtin_popcountll(ctx[i] & v[i].cautious);
+        double os = lr_s + c2.log_harm[m_s], gap = r2.lr - lr_s;
+        double bo = o2v >= o1 ? o2v : o1, blr = o2v >= o1 ? r2.lr : r1.lr;
+        in2 += gap <= 2.0;
+        in2k += os >= bo - 1e-9 || blr - lr_s <= 2.0;
+        if (gap > 2.0 && ml + 64 < sizeof miss)
+            ml += (size_t)snprintf(miss + ml, sizeof miss - ml,
+                                   " %d: %.2f (x.w %d vs its %d, %d bits apart, objective %.2f)", i,
+                                   gap, m_s, m2, __builtin_popcountll(r2.id ^ v[i].cautious),
+                                   o2v - os);
+    }
+    qsort(imp, (size_t)better, sizeof *imp, cmp_double);
+    printf("  reference at %.3g evaluations (%.1f s CPU; ~0: cached): its cautious objective "
+           "better than the row's reference's in %d / %d contexts (by median %.2f, largest %.2f "
+           "nats), worse in %d (largest %.2f); cautious x.w differs in %d; sampled within 2 nats "
+           "of its cautious lp in %d / %d, of the best known (both references and the sampled, "
+           "by log P + log harm) in %d / %d; misses (context: lp gap, ...)%s\n",
+           (double)o->mh_also, mt.cpu, better, N_CTX,
+           better ? 0.5 * (imp[(better - 1) / 2] + imp[better / 2]) : 0.0,
+           better ? imp[better - 1] : 0.0, worse, worst_worse, moved, in2, N_CTX, in2k, N_CTX,
+           ml ? miss : " none");
+    g_also_rows++;
+    g_also_ok += in2 == N_CTX;
+    g_also_in2 += in2;
+    g_also_in2k += in2k;
+}
+
 static double thread_cpu_s(void)
 {
     struct timespec ts;
@@ -812,6 +877,9 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
                "better than MH's)\n",
                s.within2_known, N_CTX, s.better);
         g_missed_known += s.within2_known != N_CTX;
+        g_in2 += s.within2, g_in2k += s.within2_known;
+        if (o->mh_also)
+            also_line(o, &env, ctx, seed, n, &c, v);
         if (o->contexts > 0) {
             uint64_t cr, cc, cl, ce, cns;
             bg_sampled_trainer_context_stats(t.tr, &cr, &cc, &cl, &ce, &cns);
@@ -981,8 +1049,9 @@ static int usage(const char *why)
     fprintf(
         stderr,
         "bench_mh_long: %s\nusage: bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] "
-        "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--chains C] [--mh-anneal 0|1] "
-        "[--mh-pair 0|1] [--sampler YAML] [--search B] [--mh-cache DIR] [--cost] [--cost-obs N] "
+        "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--mh-also N] [--chains C] "
+        "[--mh-anneal 0|1] [--mh-pair 0|1] [--sampler YAML] [--search B] [--mh-cache DIR] [--cost] "
+        "[--cost-obs N] "
         "[--cost-only] [--cost-d 10,16,32,64] [--cost-seed S] [--check] [--seen] [--contexts N] "
         "[--context-search B]\n",
         why);
@@ -1042,6 +1111,8 @@ int main(int argc, char **argv)
             o.k = atoi(v);
         else if (!strcmp(a, "--mh-evals"))
             o.mh_evals = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--mh-also"))
+            o.mh_also = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--chains"))
             o.chains = atoi(v);
         else if (!strcmp(a, "--mh-anneal"))
@@ -1092,7 +1163,8 @@ int main(int argc, char **argv)
         if (o.obs[i] < 1 || o.obs[i] > BENCH_MAX_OBS)
             return usage("--obs: each 1..1024");
     if (o.steps < 1 || o.k < 1 || o.chains < 1 || o.cost_obs < 1 ||
-        o.mh_evals < (uint64_t)(RESTARTS * o.chains + N_CTX) * 10)
+        o.mh_evals < (uint64_t)(RESTARTS * o.chains + N_CTX) * 10 ||
+        (o.mh_also && o.mh_also < (uint64_t)(RESTARTS * o.chains + N_CTX) * 10))
         return usage("--steps, --k, --chains, --cost-obs >= 1; --mh-evals >= 10 per chain run");
 
     const char *dir = getenv("BG_PLUGIN_DIR") ? getenv("BG_PLUGIN_DIR") : BG_DEFAULT_PLUGIN_DIR;
@@ -1131,6 +1203,14 @@ int main(int argc, char **argv)
                "within 2 nats of MH's; %d of %d within 2 nats of the best known (MH's or the "
                "sampled one, by the objective)\n",
                rows - missed, rows, rows - g_missed_known, rows);
+    if (!o.cost_only)
+        printf("contexts: %d of %d within 2 nats of MH's, %d of the best known\n", g_in2,
+               rows * N_CTX, g_in2k);
+    if (!o.cost_only && o.mh_also)
+        printf("against the reference at %.3g evaluations: %d of %d checkpoints, %d of %d "
+               "contexts within 2 nats of its cautious lp, %d of the best known\n",
+               (double)o.mh_also, g_also_ok, g_also_rows, g_also_in2, g_also_rows * N_CTX,
+               g_also_in2k);
     if (o.cost)
         cost(h, &o);
     bg_plugin_host_destroy(h);
