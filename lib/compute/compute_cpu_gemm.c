@@ -32,11 +32,14 @@
  *     of the A scratch (one slot per thread) and multiplies it with every
  *     B panel while it is in L2 (fused_task), as OpenBLAS packs its B
  *     panels just before use; blocks of MC rows, smaller with several
- *     threads where M is small (at least four blocks per thread). An output of
- *     at least NT_OUT_FLOATS written once (one K block, no accumulation:
- *     the classifier's logits) is stored with streaming stores by the
- *     AVX-512 kernel, which skip the read for ownership of lines that will
- *     not stay in cache anyway (not by the AVX2 one: slower on a Zen 3).
+ *     threads where M is small: with the AVX2 kernel guided (each block
+ *     1/(2 nt) of the rows left, 12..96 rows, so a run ends in small blocks
+ *     and its last task is short), with the others at least four blocks per
+ *     thread. An output of at least NT_OUT_FLOATS written once (one K
+ *     block, no accumulation: the classifier's logits) is stored with
+ *     streaming stores by the AVX-512 kernel, which skip the read for
+ *     ownership of lines that will not stay in cache anyway (not by the
+ *     AVX2 one: slower on a Zen 3).
  *     The first K block stores, later ones accumulate, so no zeroing
  *     pass is needed; each output tile is one task's per K block, summed
  *     over K blocks in order, so the result is bit-identical for any thread
@@ -443,6 +446,7 @@ typedef struct kern_desc {
     int bf16;             /* panels rewritten as bf16 pairs (bg__cpu_panel_bf16) */
     int mr, nr, kc, nc;
     int nt_stores; /* a large output written once uses streaming stores (rows_fn) */
+    int f_guided;  /* fused dW blocks shrink toward the run's end (guided_rows) */
 } kern_desc;
 
 /* Floats of packed A kept at once: M is packed in chunks of rows that fit
@@ -471,6 +475,7 @@ static kern_desc kern_for(int kernel, int bf16)
                            BG__AVX512_NR,
                            1024,
                            NC / 4,
+                           0,
                            0};
     /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
      * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
@@ -487,7 +492,8 @@ static kern_desc kern_for(int kernel, int bf16)
                            BG__AVX512_NR,
                            1024,
                            NC / 4,
-                           1};
+                           1,
+                           0};
     /* AVX2: K blocks up to 512 (K = 768 as two of 384). Measured on the Zen
      * 4 with the AVX2 kernel forced (docs/PERFORMANCE.md): 512 against 256
      * gained 6-15% on the K = 512, 768 and 32000 shapes (fewer reloads of
@@ -508,11 +514,12 @@ static kern_desc kern_for(int kernel, int bf16)
                            NR,
                            512,
                            NC / 2,
-                           0};
+                           0,
+                           1};
 #endif
     (void)kernel;
     (void)bf16;
-    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0};
+    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0, 0};
 }
 
 /* The blocking of one gemm(M, N, K) with kernel kd: the K block (equal
@@ -557,6 +564,10 @@ void bg__cpu_gemm_scratch(long M, long N, long K, int bf16, size_t floats[2])
         floats[1] = (size_t)d.b_floats;
 }
 
+/* The most guided tail blocks (guided_rows) of any M at up to 32 threads:
+ * 179 (counted for MR 6 and 12 over every M where a tail exists). */
+#define F_TAIL_MAX 192
+
 typedef struct gemm_ctx {
     float *out;
     const float *x, *w;
@@ -568,10 +579,13 @@ typedef struct gemm_ctx {
      * in a_kt / b_kt tasks of equal k ranges (0: by panel groups) */
     int a_kt, b_kt;
     int run_a, run_b; /* the current packing run: its A tasks, then its B tasks */
-    /* fused A packing (fused_task): A blocks of fb rows, each packed by the
-     * task that computes it into one of the slots (fb x kcb floats each) of
-     * ap; slot_busy: a bit per slot in use */
-    int fb, f_slots;
+    /* fused A packing (fused_task): A blocks of at most fb rows, each packed
+     * by the task that computes it into one of the slots (fb x kcb floats
+     * each) of ap; slot_busy: a bit per slot in use. Tasks t < f_bulk: rows
+     * [t*fb, t*fb + fb); then (guided_rows) task f_bulk + i: rows
+     * [f_tail[i], f_tail[i + 1]), f_tail[f_ntail] == M */
+    int fb, f_slots, f_bulk, f_ntail;
+    int f_tail[F_TAIL_MAX + 1];
     atomic_uint slot_busy;
     /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
      * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
@@ -759,7 +773,16 @@ static void fused_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
     int mr = g->kd.mr, nr = g->kd.nr;
-    int m = t * g->fb, rows = g->M - m < g->fb ? g->M - m : g->fb;
+    int m, rows;
+    if (t < g->f_bulk) {
+        m = t * g->fb;
+        rows = g->M - m < g->fb ? g->M - m : g->fb;
+    } else {
+        m = g->f_tail[t - g->f_bulk];
+        rows = g->f_tail[t - g->f_bulk + 1] - m;
+    }
+    BG_ASSERT(rows > 0 && rows <= g->fb, "gemm: fused block %d has %d rows (slots of %d)", t, rows,
+              g->fb);
     int panels = (rows + mr - 1) / mr;
     unsigned busy = atomic_load(&g->slot_busy);
     int slot;
@@ -783,6 +806,21 @@ static void fused_task(void *vctx, int t)
             tile(g, a + mp * pstride, b, m + mp * mr, np * nr);
     }
     atomic_fetch_and(&g->slot_busy, ~(1u << slot));
+}
+
+/* Guided self-scheduling of the fused dW blocks (kern_desc.f_guided, several
+ * threads): with R rows left, a block of R / (2 nt) rows (a multiple of mr,
+ * at least two panels, at most MC). The bulk keeps large blocks (B's panels
+ * reused by more rows) and a run ends in small ones, so the thread that
+ * finishes first waits for at most about one small block of the others'
+ * (with equal blocks: up to one whole block). Non-increasing as R falls,
+ * so the first block is the largest (the slots' size). Rows are a free
+ * partition: every output tile is still one task's per K block. */
+static int guided_rows(int R, int nt, int mr)
+{
+    long c = (R + 2L * nt - 1) / (2L * nt);
+    c = (c + mr - 1) / mr * mr;
+    return c < 2 * mr ? 2 * mr : c > MC ? MC : (int)c;
 }
 
 /* out[m*N + n] (= or +=) sum_k x(m, k) * w(n, k), operands addressed by
@@ -836,22 +874,40 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
                  N % 16 == 0 && ((uintptr_t)out & 63) == 0;
     /* dW (A transposed with a one-pass packer, one N block): A packed
      * block by block inside the compute tasks (fused_task). Blocks of MC
-     * rows; with several threads smaller (at least 4 per thread) where
-     * M is small, so the threads get equal shares. Only where the slots fit
-     * in the A scratch that gemm_dims_for reports. */
+     * rows; with several threads smaller where M is small, so the threads
+     * get equal shares: shrinking toward the run's end (guided_rows) where
+     * the kernel says so, else at least 4 per thread. Only where the slots
+     * fit in the A scratch that gemm_dims_for reports. */
     int fb = MC;
-    if (nt > 1) {
+    if (nt > 1 && g.kd.f_guided) {
+        fb = guided_rows(M, nt, mr);
+    } else if (nt > 1) {
         long want = ((M + 4L * nt - 1) / (4L * nt) + mr - 1) / mr * mr;
         fb = want < MC ? (int)want : MC;
     }
     if (fb > (M + mr - 1) / mr * mr)
         fb = (M + mr - 1) / mr * mr;
-    int f_tasks = (M + fb - 1) / fb, f_slots = f_tasks < nt ? f_tasks : nt;
+    int f_bulk = (M + fb - 1) / fb, f_ntail = 0;
+    if (nt > 1 && g.kd.f_guided) {
+        int m = 0;
+        for (f_bulk = 0; m < M && guided_rows(M - m, nt, mr) == fb; f_bulk++)
+            m += fb;
+        for (; m < M; m += guided_rows(M - m, nt, mr)) {
+            BG_ASSERT(f_ntail < F_TAIL_MAX,
+                      "gemm: more than %d guided tail blocks (M %d, %d threads)", F_TAIL_MAX, M,
+                      nt);
+            g.f_tail[f_ntail++] = m;
+        }
+        g.f_tail[f_ntail] = M; /* the last block ends at M (its step may overshoot) */
+    }
+    int f_tasks = f_bulk + f_ntail, f_slots = f_tasks < nt ? f_tasks : nt;
     int fused = b_kept && g.kd.copyk && xrs == 1 && !g.a_direct && nt <= 32 &&
                 (long)f_slots * fb * (K < kc ? K : kc) <= dims.a_floats;
     if (fused) {
         g.fb = fb;
         g.f_slots = f_slots;
+        g.f_bulk = f_bulk;
+        g.f_ntail = f_ntail;
         atomic_init(&g.slot_busy, 0u);
         g.n0 = 0;
         g.ncb = N;

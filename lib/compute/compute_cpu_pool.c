@@ -28,8 +28,11 @@
  * Tracing (BG_POOL_TRACE=1 in the environment when the pool is created,
  * for tuning): each thread sums the time it spends in tasks, the caller the
  * wall time of its runs and how long it waited at their ends for others'
- * tasks; destroy prints the totals to stderr (per-thread busy share: where
- * the threads of a GEMM wait). Off, it costs one branch per task.
+ * tasks (the part of it spent spinning, the rest asleep); each worker how
+ * long it waited between runs, spinning (CPU time: counted against a
+ * benchmark's CPU-seconds) and asleep, and how often it slept; destroy
+ * prints the totals to stderr (per-thread busy share: where the threads of
+ * a GEMM wait). Off, it costs one branch per task and per wait.
  * Ownership: the pool owns its threads; destroy joins them. It also owns
  * the GEMM's packing scratch (bg__pool_scratch): kept between calls, so a
  * GEMM does not pay for fresh pages (first-touch faults) every time, and
@@ -70,7 +73,13 @@ struct bg__pool {
     int trace;
     atomic_int next_id;
     _Atomic long long *busy, *tasks;
-    long long runs, run_ns, wait_ns;
+    /* per worker (index 0 unused): waiting between runs, spinning and
+     * asleep, and the number of sleeps; written by that worker only */
+    _Atomic long long *spin_ns, *sleep_ns, *sleeps;
+    /* thread CPU time: in tasks (every thread), spinning (workers between
+     * runs, the caller at runs' ends) */
+    _Atomic long long *busy_cpu, *spin_cpu;
+    long long runs, run_ns, wait_ns, wait_spin_ns;
     size_t scratch_bytes[BG__POOL_SCRATCH_SLOTS];
 };
 
@@ -100,6 +109,15 @@ static long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* The calling thread's CPU time (the trace's CPU columns: a descheduled
+ * thread's wall time is not work or spin). */
+static long long cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Claims and runs tasks of run generation g until none is left; me: the
  * thread's index (0: the caller), for the trace. */
 static void work(bg__pool *p, uint64_t g, int me)
@@ -114,9 +132,10 @@ static void work(bg__pool *p, uint64_t g, int me)
         if (!atomic_compare_exchange_weak(&p->run, &w, w + 1))
             continue; /* w reloaded */
         if (p->trace) {
-            long long t0 = now_ns();
+            long long t0 = now_ns(), c0 = cpu_ns();
             p->fn(p->ctx, (int)i);
             atomic_fetch_add(&p->busy[me], now_ns() - t0);
+            atomic_fetch_add(&p->busy_cpu[me], cpu_ns() - c0);
             atomic_fetch_add(&p->tasks[me], 1);
         } else {
             p->fn(p->ctx, (int)i);
@@ -137,15 +156,25 @@ static void *worker(void *arg)
     uint64_t seen = 0; /* gen at creation: a run may start before this thread does */
     for (;;) {
         uint64_t g = seen;
+        long long t0 = p->trace ? now_ns() : 0, t1 = 0, c0 = p->trace ? cpu_ns() : 0;
         for (int i = 0; i < SPIN_ITERS && g == seen && !atomic_load(&p->stop); i++) {
             cpu_relax(i);
             g = gen_of(atomic_load(&p->run));
+        }
+        if (p->trace) {
+            t1 = now_ns();
+            atomic_store(&p->spin_ns[me], atomic_load(&p->spin_ns[me]) + t1 - t0);
+            atomic_store(&p->spin_cpu[me], atomic_load(&p->spin_cpu[me]) + cpu_ns() - c0);
         }
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
             while ((g = gen_of(atomic_load(&p->run))) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->start_cv, &p->mu);
             pthread_mutex_unlock(&p->mu);
+            if (p->trace) {
+                atomic_store(&p->sleep_ns[me], atomic_load(&p->sleep_ns[me]) + now_ns() - t1);
+                atomic_store(&p->sleeps[me], atomic_load(&p->sleeps[me]) + 1);
+            }
         }
         if (atomic_load(&p->stop))
             return NULL;
@@ -175,7 +204,13 @@ int bg__pool_create(int nthreads, bg__pool **out, bg_err *err)
     if (tr && *tr && *tr != '0') {
         p->busy = calloc((size_t)nthreads, sizeof *p->busy);
         p->tasks = calloc((size_t)nthreads, sizeof *p->tasks);
-        p->trace = p->busy && p->tasks;
+        p->spin_ns = calloc((size_t)nthreads, sizeof *p->spin_ns);
+        p->sleep_ns = calloc((size_t)nthreads, sizeof *p->sleep_ns);
+        p->sleeps = calloc((size_t)nthreads, sizeof *p->sleeps);
+        p->busy_cpu = calloc((size_t)nthreads, sizeof *p->busy_cpu);
+        p->spin_cpu = calloc((size_t)nthreads, sizeof *p->spin_cpu);
+        p->trace = p->busy && p->tasks && p->spin_ns && p->sleep_ns && p->sleeps && p->busy_cpu &&
+                   p->spin_cpu;
     }
     if (nthreads > 1) {
         p->tids = calloc((size_t)nthreads - 1, sizeof *p->tids);
@@ -208,16 +243,35 @@ void bg__pool_destroy(bg__pool *p)
     for (int i = 0; i < p->started; i++)
         pthread_join(p->tids[i], NULL);
     if (p->trace) {
-        fprintf(stderr, "pool trace: %d threads, %lld runs, %.3f ms in runs, caller waited %.3f ms",
-                p->nthreads, p->runs, (double)p->run_ns * 1e-6, (double)p->wait_ns * 1e-6);
-        for (int i = 0; i < p->nthreads; i++)
-            fprintf(stderr, "; thread %d: %lld tasks, busy %.3f ms (%.1f%%)", i,
-                    (long long)atomic_load(&p->tasks[i]), (double)atomic_load(&p->busy[i]) * 1e-6,
-                    p->run_ns ? 100.0 * (double)atomic_load(&p->busy[i]) / (double)p->run_ns : 0.0);
+        fprintf(stderr,
+                "pool trace: %d threads, %lld runs, %.3f ms in runs, caller waited %.3f ms "
+                "(%.3f spinning)",
+                p->nthreads, p->runs, (double)p->run_ns * 1e-6, (double)p->wait_ns * 1e-6,
+                (double)p->wait_spin_ns * 1e-6);
+        for (int i = 0; i < p->nthreads; i++) {
+            fprintf(stderr,
+                    "; thread %d: %lld tasks, busy %.3f ms (%.1f%%), CPU in tasks %.3f ms, "
+                    "spinning %.3f ms",
+                    i, (long long)atomic_load(&p->tasks[i]),
+                    (double)atomic_load(&p->busy[i]) * 1e-6,
+                    p->run_ns ? 100.0 * (double)atomic_load(&p->busy[i]) / (double)p->run_ns : 0.0,
+                    (double)atomic_load(&p->busy_cpu[i]) * 1e-6,
+                    (double)atomic_load(&p->spin_cpu[i]) * 1e-6);
+            if (i > 0)
+                fprintf(stderr, ", between runs spun %.3f ms, slept %lld times %.3f ms",
+                        (double)atomic_load(&p->spin_ns[i]) * 1e-6,
+                        (long long)atomic_load(&p->sleeps[i]),
+                        (double)atomic_load(&p->sleep_ns[i]) * 1e-6);
+        }
         fprintf(stderr, "\n");
     }
     free((void *)p->busy);
     free((void *)p->tasks);
+    free((void *)p->spin_ns);
+    free((void *)p->sleep_ns);
+    free((void *)p->sleeps);
+    free((void *)p->busy_cpu);
+    free((void *)p->spin_cpu);
     free(p->tids);
     for (int i = 0; i < BG__POOL_SCRATCH_SLOTS; i++)
         free(p->scratch[i]);
@@ -259,7 +313,7 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
 {
     if (ntasks <= 0)
         return;
-    long long t0 = p->trace ? now_ns() : 0;
+    long long t0 = p->trace ? now_ns() : 0, c0 = p->trace ? cpu_ns() : 0;
     if (ntasks == 1 || p->started == 0 || ntasks > MAX_TASKS) {
         for (int t = 0; t < ntasks; t++)
             fn(ctx, t);
@@ -267,6 +321,7 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
             long long d = now_ns() - t0;
             p->runs++, p->run_ns += d;
             atomic_fetch_add(&p->busy[0], d);
+            atomic_fetch_add(&p->busy_cpu[0], cpu_ns() - c0);
             atomic_fetch_add(&p->tasks[0], ntasks);
         }
         return;
@@ -282,9 +337,13 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
     pthread_cond_broadcast(&p->start_cv);
     pthread_mutex_unlock(&p->mu);
     work(p, g, 0);
-    long long t1 = p->trace ? now_ns() : 0;
+    long long t1 = p->trace ? now_ns() : 0, c1 = p->trace ? cpu_ns() : 0;
     for (int i = 0; i < SPIN_ITERS && atomic_load(&p->done) != ntasks; i++)
         cpu_relax(i);
+    if (p->trace) {
+        p->wait_spin_ns += now_ns() - t1;
+        atomic_fetch_add(&p->spin_cpu[0], cpu_ns() - c1);
+    }
     if (atomic_load(&p->done) != ntasks) {
         pthread_mutex_lock(&p->mu);
         atomic_store(&p->sleeping_caller, 1);

@@ -479,21 +479,27 @@ static void test_gemm_threads_bitwise(void)
 }
 
 /* dW's fused partition (compute_cpu_gemm.c fused_task: blocks of dW rows,
- * each packed and multiplied by one task; with several threads the blocks
- * shrink so that each thread gets at least four, at most MC rows) on its
- * edges, with 1, 2 and 3 threads: against the scalar reference and
- * bit-identical across the thread counts. Shapes (T tokens, dW rows, in),
- * for the AVX2 kernel (6x16 tile, K blocks <= 512): 288 rows = 3 blocks of
- * 96 / 8 of 36 / 12 of 24 (the 15M model's w2 and wq dW); 290 rows end in
- * a partial block and panel (42 x 6 + 38, 30 x 9 + 20); 31 rows are
- * blocks of 6 and one of 1; 770 rows reach the 96-row cap with a 2-row
- * block; in = 100 gives 7 B panels, the last of 4 columns; T = 600 and
- * 1030 are two and three K blocks, summed in order whatever the thread
- * count, T = 64 one. */
+ * each packed and multiplied by one task) on its edges, with 1, 2 and 3
+ * threads: against the scalar reference and bit-identical across the
+ * thread counts. One thread: blocks of MC = 96 rows. Several threads, the
+ * AVX2 kernel (6x16 tile, K blocks <= 512): guided blocks (guided_rows: of
+ * R rows left, R / 2nt rounded up to 6, 12..96), a bulk of equal blocks
+ * then a shrinking tail; the other kernels: at least four blocks per
+ * thread. Shapes (T tokens, dW rows, in), the AVX2 blocks at 2 / 3
+ * threads: 288 rows (the 15M model's w2 and wq dW) 72 then 54 .. 18 and
+ * four of 12 / 48 then 42 .. 18 and six of 12; 290 end in a block of one
+ * panel and 2 rows (78, .., 12, 8 / 54, .., 12, 8); 31 rows are a bulk of
+ * 12-row blocks whose last has 7 rows; 770 and 2000 a bulk of 96-row
+ * blocks (5 and 18 / 3 and 16) then a tail ending in 8 rows; 13 rows 12 +
+ * 1; 5 rows one block smaller than the 12-row minimum; in = 100 gives 7 B
+ * panels, the last of 4 columns; T = 600 and 1030 are two and three K
+ * blocks, summed in order whatever the thread count, T = 64, 40 and 24
+ * one. */
 static void test_dw_partition(void)
 {
-    static const int shapes[][3] = {
-        {600, 288, 100}, {600, 290, 100}, {513, 31, 17}, {1030, 770, 40}, {64, 290, 33}};
+    static const int shapes[][3] = {{600, 288, 100}, {600, 290, 100}, {513, 31, 17},
+                                    {1030, 770, 40}, {64, 290, 33},   {40, 2000, 24},
+                                    {24, 13, 300},   {24, 5, 70}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int T = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
         size_t nk = (size_t)N * K;
