@@ -564,8 +564,11 @@ void bg__cpu_gemm_scratch(long M, long N, long K, int bf16, size_t floats[2])
         floats[1] = (size_t)d.b_floats;
 }
 
-/* The most guided tail blocks (guided_rows) of any M at up to 32 threads:
- * 179 (counted for MR 6 and 12 over every M where a tail exists). */
+/* The fused path runs pools of up to F_MAX_THREADS (slot_busy: a bit per
+ * slot, one slot per thread); guided blocks only there. The most guided
+ * tail blocks (guided_rows) of any M at up to 32 threads: 179 (counted for
+ * MR 6 and 12 over every M where a tail exists; 64 threads would need 360). */
+#define F_MAX_THREADS 32
 #define F_TAIL_MAX 192
 
 typedef struct gemm_ctx {
@@ -879,7 +882,7 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
      * the kernel says so, else at least 4 per thread. Only where the slots
      * fit in the A scratch that gemm_dims_for reports. */
     int fb = MC;
-    if (nt > 1 && g.kd.f_guided) {
+    if (nt > 1 && nt <= F_MAX_THREADS && g.kd.f_guided) {
         fb = guided_rows(M, nt, mr);
     } else if (nt > 1) {
         long want = ((M + 4L * nt - 1) / (4L * nt) + mr - 1) / mr * mr;
@@ -888,7 +891,7 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     if (fb > (M + mr - 1) / mr * mr)
         fb = (M + mr - 1) / mr * mr;
     int f_bulk = (M + fb - 1) / fb, f_ntail = 0;
-    if (nt > 1 && g.kd.f_guided) {
+    if (nt > 1 && nt <= F_MAX_THREADS && g.kd.f_guided) {
         int m = 0;
         for (f_bulk = 0; m < M && guided_rows(M - m, nt, mr) == fb; f_bulk++)
             m += fb;
@@ -901,7 +904,7 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
         g.f_tail[f_ntail] = M; /* the last block ends at M (its step may overshoot) */
     }
     int f_tasks = f_bulk + f_ntail, f_slots = f_tasks < nt ? f_tasks : nt;
-    int fused = b_kept && g.kd.copyk && xrs == 1 && !g.a_direct && nt <= 32 &&
+    int fused = b_kept && g.kd.copyk && xrs == 1 && !g.a_direct && nt <= F_MAX_THREADS &&
                 (long)f_slots * fb * (K < kc ? K : kc) <= dims.a_floats;
     if (fused) {
         g.fb = fb;
