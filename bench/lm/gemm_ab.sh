@@ -16,6 +16,13 @@
 # Defaults: 2 threads, 21 rounds, 2 cycles, SHAPES "w2 dw,wq dw,w1 dw"
 # (BG_BENCH_GEMM_SHAPES' substrings). OpenBLAS forced to its Haswell core
 # (OPENBLAS_CORETYPE, overridable): the AVX2-only machines' best.
+#
+# GEMM_AB_KEEP=DIR keeps every child's whole output in DIR (N.A, N.B,
+# N.null). GEMM_AB_BOTH=G (GFLOP/s) adds a second summary of only the rows
+# where OpenBLAS got at least G by the clock: on a shared machine, the
+# children whose threads had all their cores (110 on the 2-vCPU Zen 3 at
+# two threads, where one core gives 55-60; docs/PERFORMANCE.md "dW's
+# fused blocks at two threads on the Zen 3").
 set -euo pipefail
 A=$(realpath "${1:?build A bg_bench_lm}")
 B=$(realpath "${2:?build B bg_bench_lm}")
@@ -24,8 +31,14 @@ ROUNDS=${4:-21}
 CYCLES=${5:-2}
 SHAPES=${6:-w2 dw,wq dw,w1 dw}
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
-W=$(mktemp -d "${TMPDIR:-/tmp}/gemm-ab.XXXX")
-trap 'rm -rf "$W"' EXIT
+if [ -n "${GEMM_AB_KEEP:-}" ]; then
+    mkdir -p "$GEMM_AB_KEEP"
+    W=$(realpath "$GEMM_AB_KEEP")
+else
+    W=$(mktemp -d "${TMPDIR:-/tmp}/gemm-ab.XXXX")
+    trap 'rm -rf "$W"' EXIT
+fi
+BOTH=${GEMM_AB_BOTH:-}
 n=0
 for _ in $(seq 1 "$CYCLES"); do
     for v in A B null null B A; do
@@ -39,16 +52,27 @@ for _ in $(seq 1 "$CYCLES"); do
             BG_BENCH_GEMM_SHAPES="$SHAPES" "$bin" --gemm-child >"$W/$n.$v" 2>&1
         # ROW idx threads wall_ours wall_blas cpu_ours cpu_blas diff bf16 bf16 paired ...
         printf '%s %-4s %s\n' "$when" "$v" \
-            "$(awk '/^ROW/ {printf "[%s t%s %s clock %.3f] ", $2, $3, $11, $4 / $5}' "$W/$n.$v")"
+            "$(awk '/^ROW/ {printf "[%s t%s %s clock %.3f blas %.0f] ", $2, $3, $11, $4 / $5, $5}' \
+                "$W/$n.$v")"
     done
 done
+# per build and shape: median (min-max) of the children's paired medians,
+# over the ROW lines whose OpenBLAS clock GFLOP/s is at least $1
+summary() {
+    for v in A B null; do
+        cat "$W"/*."$v" | awk -v v="$v" -v min="$1" '/^ROW/ && $5 >= min {k = $2 " t" $3
+            x[k] = x[k] " " $11} END {for (k in x) print v, k, x[k]}'
+    done | sort | while read -r v i t rest; do
+        # shellcheck disable=SC2086
+        printf '%-4s %s %s %s\n' "$v" "$i" "$t" "$(printf '%s\n' $rest | sort -g |
+            awk '{a[NR] = $1} END {m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2;
+                  printf "%.3f (%.3f-%.3f), %d", m, a[1], a[NR], NR}')"
+    done
+}
 echo "per build and shape (index t threads): median (min-max) of the children's paired medians, n"
-for v in A B null; do
-    cat "$W"/*."$v" | awk -v v="$v" '/^ROW/ {k = $2 " t" $3; x[k] = x[k] " " $11}
-        END {for (k in x) print v, k, x[k]}'
-done | sort | while read -r v i t rest; do
-    # shellcheck disable=SC2086
-    printf '%-4s %s %s %s\n' "$v" "$i" "$t" "$(printf '%s\n' $rest | sort -g |
-        awk '{a[NR] = $1} END {m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2;
-              printf "%.3f (%.3f-%.3f), %d", m, a[1], a[NR], NR}')"
-done
+summary 0
+if [ -n "$BOTH" ]; then
+    echo "the same, only rows where OpenBLAS got >= $BOTH GFLOP/s by the clock (all cores):"
+    out=$(summary "$BOTH")
+    echo "${out:-  (none)}"
+fi
