@@ -528,8 +528,9 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
 }
 
 /* The same-level polish (experiment, issue 16; BG_POLISH_SHARE of the
- * budget, 0 = off): from h*, the visited best by the tilted objective,
- * steepest ascent over single flips and pairs of flips. Each step scores
+ * budget at most, 0 = off; run first, its unspent looks left to the
+ * chains): from h*, the visited best by the tilted objective (the scored
+ * starts), steepest ascent over single flips and pairs of flips. Each step scores
  * every single flip of cur (visited ones are look-ups), then ranks the
  * pairs that may keep cur's harm — one flip raising harm with one lowering
  * it, or two leaving it unchanged, judged from the single flips' exact
@@ -551,6 +552,12 @@ static size_t polish_pairs(void)
     return v > 0 && v <= 64 ? (size_t)v : 32;
 }
 
+static int polish_start(void)
+{
+    const char *e = getenv("BG_POLISH_START");
+    return e ? atoi(e) != 0 : 1;
+}
+
 static uint64_t visited_best(const csearch *s)
 {
     uint64_t best = 0;
@@ -566,7 +573,7 @@ static uint64_t visited_best(const csearch *s)
     return best;
 }
 
-static int polish(csearch *s)
+static int polish(csearch *s, uint64_t *end)
 {
     if (!s->v.n)
         return BG_OK;
@@ -574,6 +581,7 @@ static int polish(csearch *s)
     size_t np = polish_pairs();
     uint64_t cur = visited_best(s), cand[64];
     double clp, ch, lp[64], hm[64], dl[64], hh[64];
+    *end = cur;
     int rc = cscore(s, &cur, 1, &clp, &ch);
     while (rc == BG_OK && s->looked < s->budget) {
         double cf = tilted(clp, ch), bf = cf;
@@ -630,6 +638,7 @@ static int polish(csearch *s)
         s->polish_moves++;
         s->polish_pair_moves += __builtin_popcountll(next ^ cur) == 2;
         cur = next;
+        *end = cur;
         if ((rc = cscore(s, &cur, 1, &clp, &ch)) != BG_OK)
             break;
     }
@@ -741,8 +750,8 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
 {
     *out = NULL;
     enum { C = CTX_CHAINS, NS = BG__CTX_KEEP + C + 2 };
-    uint64_t cand[NS];
-    double lp[NS], harm[NS];
+    uint64_t cand[NS + 1];
+    double lp[NS + 1], harm[NS + 1];
     size_t nc = 0;
     /* 1. the previous kept set at this version, the cautious hypothesis */
     if (kept)
@@ -774,10 +783,37 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         rc = cscore(s, cand + i, nc - i < C ? nc - i : C, lp + i, harm + i);
     if (rc != BG_OK)
         return rc;
+    /* 1'. the polish first (BG_POLISH_SHARE of the budget at most, 0 =
+     * off), from the visited best — the previous round's kept best, the
+     * cautious hypothesis or the archive's — and every look it does not
+     * spend goes to the chains: a round looks at as many hypotheses as
+     * without it. Its end point joins the starts (BG_POLISH_START, 1). */
+    double share = polish_share();
+    uint32_t full = s->budget, reserve = (uint32_t)(share * full);
+    if (reserve) {
+        uint32_t l0 = s->looked;
+        s->budget = l0 + reserve < full ? l0 + reserve : full;
+        s->polish_runs++;
+        uint64_t end = 0;
+        rc = polish(s, &end);
+        s->budget = full;
+        s->polish_looked += s->looked - l0;
+        if (rc != BG_OK)
+            return rc;
+        int dup = 0;
+        for (size_t j = 0; j < nc && !dup; j++)
+            dup = cand[j] == end;
+        if (!dup && polish_start()) {
+            cand[nc] = end;
+            if ((rc = cscore(s, &end, 1, lp + nc, harm + nc)) != BG_OK)
+                return rc;
+            nc++;
+        }
+    }
     /* 2. chains from the best starts by the tilted objective, distinct */
     uint64_t start[C];
     size_t ns = 0;
-    unsigned char taken[NS] = {0};
+    unsigned char taken[NS + 1] = {0};
     while (ns < C) {
         size_t bi = SIZE_MAX;
         for (size_t i = 0; i < nc; i++)
@@ -795,21 +831,8 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         start[c] = start[c % ns];
     bg_rng rng;
     bg_rng_init(&rng, seed);
-    double share = polish_share();
-    uint32_t full = s->budget, reserve = (uint32_t)(share * full);
-    s->budget = full - reserve;
-    rc = run_chains(s, &rng, start);
-    s->budget = full;
-    if (rc != BG_OK)
+    if ((rc = run_chains(s, &rng, start)) != BG_OK)
         return rc;
-    if (reserve) {
-        uint32_t l0 = s->looked;
-        s->polish_runs++;
-        rc = polish(s);
-        s->polish_looked += s->looked - l0;
-        if (rc != BG_OK)
-            return rc;
-    }
     *out = keep_of(s, s->r->version, bg__model_tag(s->g), s->r->n_hist);
     return *out ? BG_OK : BG_ENOMEM;
 }
