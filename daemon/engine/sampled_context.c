@@ -94,7 +94,6 @@
  * (bg__ctx_unref).
  */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -331,8 +330,7 @@ typedef struct csearch {
     uint32_t looked, budget; /* hypotheses looked at (new to this context) */
     uint64_t reward_evals;
     uint64_t ejections, eject_looked; /* the round's ejection moves, what they looked at */
-    uint64_t polish_looked, polish_runs, polish_moves, polish_pair_moves;
-    uint64_t *ids, *need; /* scratch [CTX_SCRATCH] */
+    uint64_t *ids, *need;             /* scratch [CTX_SCRATCH] */
     double *out, *hout;
 } csearch;
 
@@ -527,124 +525,6 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
     return rc;
 }
 
-/* The same-level polish (experiment, issue 16; BG_POLISH_SHARE of the
- * budget at most, 0 = off; run first, its unspent looks left to the
- * chains): from h*, the visited best by the tilted objective (the scored
- * starts), steepest ascent over single flips and pairs of flips. Each step scores
- * every single flip of cur (visited ones are look-ups), then ranks the
- * pairs that may keep cur's harm — one flip raising harm with one lowering
- * it, or two leaving it unchanged, judged from the single flips' exact
- * harms — by the sum of their single flips' log R change, and scores the
- * best BG_POLISH_PAIRS of them exactly; the best single or pair that
- * raises the tilted objective is taken, until none does or the budget is
- * spent. Every hypothesis scored is looked at and counted (cscore). */
-static double polish_share(void)
-{
-    const char *e = getenv("BG_POLISH_SHARE");
-    double v = e ? atof(e) : 0.0;
-    return v > 0 && v < 1 ? v : 0.0;
-}
-
-static size_t polish_pairs(void)
-{
-    const char *e = getenv("BG_POLISH_PAIRS");
-    long v = e ? atol(e) : 32;
-    return v > 0 && v <= 64 ? (size_t)v : 32;
-}
-
-static int polish_start(void)
-{
-    const char *e = getenv("BG_POLISH_START");
-    return e ? atoi(e) != 0 : 1;
-}
-
-static uint64_t visited_best(const csearch *s)
-{
-    uint64_t best = 0;
-    double bf = -INFINITY;
-    for (size_t i = 0; i <= s->v.mask; i++)
-        if (s->v.used[i]) {
-            double f = tilted(s->v.lp[i], s->v.harm[i]);
-            if (f > bf || (f == bf && s->v.key[i] < best)) {
-                bf = f;
-                best = s->v.key[i];
-            }
-        }
-    return best;
-}
-
-static int polish(csearch *s, uint64_t *end)
-{
-    if (!s->v.n)
-        return BG_OK;
-    uint32_t d = s->bits;
-    size_t np = polish_pairs();
-    uint64_t cur = visited_best(s), cand[64];
-    double clp, ch, lp[64], hm[64], dl[64], hh[64];
-    *end = cur;
-    int rc = cscore(s, &cur, 1, &clp, &ch);
-    while (rc == BG_OK && s->looked < s->budget) {
-        double cf = tilted(clp, ch), bf = cf;
-        uint64_t next = cur;
-        for (uint32_t j = 0; j < d; j++)
-            cand[j] = cur ^ (1ULL << j);
-        if ((rc = cscore(s, cand, d, lp, hm)) != BG_OK)
-            break;
-        for (uint32_t j = 0; j < d; j++) {
-            dl[j] = lp[j] - clp;
-            hh[j] = hm[j];
-            if (lp[j] > -INFINITY && tilted(lp[j], hm[j]) > bf) {
-                bf = tilted(lp[j], hm[j]);
-                next = cand[j];
-            }
-        }
-        /* the best np pairs by the estimate (insertion into a short list) */
-        uint64_t pid[64];
-        double pest[64];
-        size_t n = 0;
-        for (uint32_t i = 0; i < d; i++) {
-            if (!(lp[i] > -INFINITY))
-                continue;
-            for (uint32_t j = i + 1; j < d; j++) {
-                if (!(lp[j] > -INFINITY))
-                    continue;
-                int up_i = hh[i] > ch, dn_i = hh[i]<ch, up_j = hh[j]> ch, dn_j = hh[j] < ch;
-                if (!((up_i && dn_j) || (dn_i && up_j) || (!up_i && !dn_i && !up_j && !dn_j)))
-                    continue;
-                double est = dl[i] + dl[j];
-                if (n == np && est <= pest[n - 1])
-                    continue;
-                size_t q = n < np ? n++ : np - 1;
-                while (q > 0 && pest[q - 1] < est) {
-                    pest[q] = pest[q - 1];
-                    pid[q] = pid[q - 1];
-                    q--;
-                }
-                pest[q] = est;
-                pid[q] = cur ^ (1ULL << i) ^ (1ULL << j);
-            }
-        }
-        if (n) {
-            if ((rc = cscore(s, pid, n, lp, hm)) != BG_OK)
-                break;
-            for (size_t q = 0; q < n; q++)
-                if (lp[q] > -INFINITY && tilted(lp[q], hm[q]) > bf) {
-                    bf = tilted(lp[q], hm[q]);
-                    next = pid[q];
-                }
-        }
-        if (next == cur)
-            break; /* a local optimum, or nothing more could be scored */
-        s->polish_moves++;
-        s->polish_pair_moves += __builtin_popcountll(next ^ cur) == 2;
-        cur = next;
-        *end = cur;
-        if ((rc = cscore(s, &cur, 1, &clp, &ch)) != BG_OK)
-            break;
-    }
-    return rc;
-}
-
 /* Which of the context's visited hypotheses it keeps (the top comment):
  * a new archive of at most BG__CTX_KEEP, or NULL (none scored / no memory). */
 static bg__archive *keep_of(const csearch *s, uint64_t version, uint64_t tag, size_t n_hist)
@@ -750,8 +630,8 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
 {
     *out = NULL;
     enum { C = CTX_CHAINS, NS = BG__CTX_KEEP + C + 2 };
-    uint64_t cand[NS + 1];
-    double lp[NS + 1], harm[NS + 1];
+    uint64_t cand[NS];
+    double lp[NS], harm[NS];
     size_t nc = 0;
     /* 1. the previous kept set at this version, the cautious hypothesis */
     if (kept)
@@ -783,37 +663,10 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         rc = cscore(s, cand + i, nc - i < C ? nc - i : C, lp + i, harm + i);
     if (rc != BG_OK)
         return rc;
-    /* 1'. the polish first (BG_POLISH_SHARE of the budget at most, 0 =
-     * off), from the visited best — the previous round's kept best, the
-     * cautious hypothesis or the archive's — and every look it does not
-     * spend goes to the chains: a round looks at as many hypotheses as
-     * without it. Its end point joins the starts (BG_POLISH_START, 1). */
-    double share = polish_share();
-    uint32_t full = s->budget, reserve = (uint32_t)(share * full);
-    if (reserve) {
-        uint32_t l0 = s->looked;
-        s->budget = l0 + reserve < full ? l0 + reserve : full;
-        s->polish_runs++;
-        uint64_t end = 0;
-        rc = polish(s, &end);
-        s->budget = full;
-        s->polish_looked += s->looked - l0;
-        if (rc != BG_OK)
-            return rc;
-        int dup = 0;
-        for (size_t j = 0; j < nc && !dup; j++)
-            dup = cand[j] == end;
-        if (!dup && polish_start()) {
-            cand[nc] = end;
-            if ((rc = cscore(s, &end, 1, lp + nc, harm + nc)) != BG_OK)
-                return rc;
-            nc++;
-        }
-    }
     /* 2. chains from the best starts by the tilted objective, distinct */
     uint64_t start[C];
     size_t ns = 0;
-    unsigned char taken[NS + 1] = {0};
+    unsigned char taken[NS] = {0};
     while (ns < C) {
         size_t bi = SIZE_MAX;
         for (size_t i = 0; i < nc; i++)
@@ -911,10 +764,6 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
             bg__archive_unref(prev);
         }
     }
-    if (getenv("BG_POLISH_DEBUG") && s.polish_runs)
-        fprintf(stderr, "polish: %llu runs, %llu looked, %llu moves (%llu pairs)\n",
-                (unsigned long long)s.polish_runs, (unsigned long long)s.polish_looked,
-                (unsigned long long)s.polish_moves, (unsigned long long)s.polish_pair_moves);
     if (stats) {
         stats->contexts = n;
         stats->looked = looked;
