@@ -149,6 +149,9 @@
 #define POST_SHARE 2    /* 1/2 of the evaluations on the posterior, the rest tilted */
 #define BETA0 0.05      /* annealed restarts start at temperature 20 */
 
+/* MH evaluations per checkpoint unless --mh-evals says (--quick: 10^6) */
+#define MH_EVALS_DEFAULT 100000000ULL
+
 typedef struct opts {
     int d[MAX_LIST], n_d;
     uint64_t seeds[MAX_LIST];
@@ -1053,9 +1056,8 @@ static int usage(const char *why)
         "bench_mh_long: %s\nusage: bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] "
         "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--mh-also N] [--chains C] "
         "[--mh-anneal 0|1] [--mh-pair 0|1] [--sampler YAML] [--search B] [--mh-cache DIR] [--cost] "
-        "[--cost-obs N] "
-        "[--cost-only] [--cost-d 10,16,32,64] [--cost-seed S] [--check] [--seen] [--contexts N] "
-        "[--context-search B]\n",
+        "[--cost-obs N] [--cost-only] [--cost-d 10,16,32,64] [--cost-seed S] [--check] [--seen] "
+        "[--contexts N] [--context-search B]\n",
         why);
     return 2;
 }
@@ -1069,7 +1071,7 @@ int main(int argc, char **argv)
               .pair = 1,
               .cost_obs = 40,
               .cost_seed = 901,
-              .mh_evals = 100000000,
+              .mh_evals = MH_EVALS_DEFAULT,
               .search = BG_SAMPLED_SEARCH_DEFAULT,
               .contexts = -1,
               .ctx_search = BG_SAMPLED_CONTEXT_SEARCH_DEFAULT,
@@ -1143,7 +1145,7 @@ int main(int argc, char **argv)
     if (quick) { /* ≤ 1 min: one seed, 40 observations, 10^6 MH evaluations */
         seeds = strcmp(seeds, "403,404") ? seeds : "403";
         obs = strcmp(obs, "40,100") ? obs : "40";
-        o.mh_evals = o.mh_evals == 100000000 ? 1000000 : o.mh_evals;
+        o.mh_evals = o.mh_evals == MH_EVALS_DEFAULT ? 1000000 : o.mh_evals;
         o.cost_obs = o.cost_obs == 40 ? 5 : o.cost_obs;
     }
     if (o.contexts < 0) /* --seen remembers the 64 contexts; else the daemon's default */

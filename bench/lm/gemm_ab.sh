@@ -18,8 +18,9 @@
 # (OPENBLAS_CORETYPE, overridable): the AVX2-only machines' best.
 #
 # GEMM_AB_KEEP=DIR keeps every child's whole output in DIR (N.A, N.B,
-# N.null). GEMM_AB_BOTH=G (GFLOP/s) adds a second summary of only the rows
-# where OpenBLAS got at least G by the clock: on a shared machine, the
+# N.null; DIR new or empty). GEMM_AB_BOTH=G (GFLOP/s) adds a second
+# summary of only the rows where OpenBLAS got at least G by the clock: on
+# a shared machine, the
 # children whose threads had all their cores (110 on the 2-vCPU Zen 3 at
 # two threads, where one core gives 55-60; docs/PERFORMANCE.md "dW's
 # fused blocks at two threads on the Zen 3").
@@ -32,6 +33,12 @@ CYCLES=${5:-2}
 SHAPES=${6:-w2 dw,wq dw,w1 dw}
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
 if [ -n "${GEMM_AB_KEEP:-}" ]; then
+    # the summary reads every child file in it: an earlier run's would
+    # join this one's medians
+    if [ -e "$GEMM_AB_KEEP" ] && [ -n "$(ls -A "$GEMM_AB_KEEP")" ]; then
+        echo "gemm_ab.sh: GEMM_AB_KEEP=$GEMM_AB_KEEP is not empty; name a new folder" >&2
+        exit 2
+    fi
     mkdir -p "$GEMM_AB_KEEP"
     W=$(realpath "$GEMM_AB_KEEP")
 else
