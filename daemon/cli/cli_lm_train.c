@@ -520,7 +520,7 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
         char kind[64] = "full";
         if (a->lora > 0)
             snprintf(kind, sizeof kind, "LoRA rank %ld alpha %g", a->lora,
-                     a->lora_alpha > 0 ? a->lora_alpha : (double)a->lora);
+                     (double)bg_nn_train_lora_alpha(t));
         printf("training: %s, %zu trainable floats, batch %d x seq %d, %ld steps, lr %g, seed "
                "%ld, peak memory %.2f MiB (logits by %d rows, activations %.2f %s%s)\n",
                kind, np, r.B, r.T, r.steps, r.lr, a->seed, (double)mem.peak / 1048576.0,

@@ -297,6 +297,9 @@ int bg_nn_train_set_logit_bias(bg_nn_trainer *t, const float *bias, bg_err *err)
 /* The trainable tensors, in a fixed order: "tok_emb", "l0.wq", ... or, with
  * LoRA, "l0.wq.A", "l0.wq.B", ... Host copies of parameter and gradient. */
 int bg_nn_train_nparams(const bg_nn_trainer *t);
+/* The LoRA adapters' alpha in use (the option's, or the rank where it was
+ * 0); 0 for full fine-tuning. */
+float bg_nn_train_lora_alpha(const bg_nn_trainer *t);
 const char *bg_nn_train_param_name(const bg_nn_trainer *t, int i);
 size_t bg_nn_train_param_size(const bg_nn_trainer *t, int i); /* floats */
 int bg_nn_train_param_read(bg_nn_trainer *t, int i, float *dst, bg_err *err);

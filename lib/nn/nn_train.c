@@ -904,6 +904,11 @@ int bg_nn_train_nparams(const bg_nn_trainer *t)
     return t->np;
 }
 
+float bg_nn_train_lora_alpha(const bg_nn_trainer *t)
+{
+    return t->rank ? t->lscale * (float)t->rank : 0.0f;
+}
+
 const char *bg_nn_train_param_name(const bg_nn_trainer *t, int i)
 {
     return i >= 0 && i < t->np ? t->params[i].name : NULL;
