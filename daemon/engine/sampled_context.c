@@ -98,6 +98,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_fnv.h"
 #include "engine/observation.h"
 #include "engine/sampled_priv.h"
@@ -128,6 +129,7 @@ struct bg__ctx {
     uint64_t cautious;   /* the last verdict's cautious id (has_cautious), under mu */
     int has_cautious;    /* under mu */
     bg__archive *kept;   /* under mu; NULL: not searched yet */
+    bg__archive *table;  /* the level feed's Pareto table, under mu; NULL: none */
     bg_observation *obs; /* obs->action: the context (id ""), one block */
 };
 
@@ -135,6 +137,7 @@ void bg__ctx_unref(bg__ctx *c)
 {
     if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
         bg__archive_unref(c->kept);
+        bg__archive_unref(c->table);
         free(c->obs);
         free(c);
     }
@@ -789,4 +792,262 @@ done:
     if (stats)
         stats->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
     return rc;
+}
+
+/* ---- the level feed (experiment: BG_LEVELFEED; issue 16)
+ *
+ * Why: at d = 64 the misses left have the sampled pick one to four units
+ * of x·w above MH's and MH's more plausible member of the lower level
+ * never scored for the context, while MH's reference judges every state
+ * its context-free chains visit for every context (bench_mh_long
+ * --mh-phase: its posterior phase alone produced the pick in 22-29 of 64
+ * contexts and a pick within 2 nats in 62-64). The round already scores
+ * far more than a context keeps: the archive search's scored set (feed:
+ * its choice at a larger cap) and every context's new kept set. Each
+ * context keeps, beside its kept set, a Pareto table of at most
+ * BG__CTX_TABLE: for each harm level reached among those and its previous
+ * table (re-scored at this version), the most plausible hypothesis reaching
+ * it — the tilted best first, then the front's most plausible end. The
+ * table joins the context's Evaluate after the kept set (exactly scored:
+ * the candidates stay a superset of the verdict's without it, so its iid
+ * objective can only rise), and is never a start of the search's chains
+ * (the pool's lesson, GFLOWNET.md "Pooling the contexts' kept sets").
+ *
+ * Work per round (checked): the union U of the feed, the kept sets and
+ * the tables, |U| ≤ feed->n + n × (BG__CTX_KEEP + BG__CTX_TABLE); log R
+ * only for the tables' members the feed and kept sets lack (one batched
+ * call; the others were scored this round at this version); one batched
+ * harm call of |U| ids per context: ≤ n × |U| harms. Memory while it
+ * runs: |U| × 36 bytes. */
+
+/* log R + log harm, as the search's tilted objective at t = 1 */
+static double feed_tilted(double lp, double harm)
+{
+    return tilted(lp, harm);
+}
+
+int bg__ctx_feed_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
+                     const bg__archive *feed, bg__ctx_feed_stats *st)
+{
+    double c0 = thread_cpu_ns();
+    memset(st, 0, sizeof *st);
+    uint64_t limit;
+    if (!bg__space_bits(g, &limit))
+        return BG_OK;
+    uint64_t tag = bg__model_tag(g);
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n;
+    bg__ctx **e = malloc((n ? n : 1) * sizeof *e);
+    bg__archive **kept = calloc(n ? n : 1, sizeof *kept), **tab = calloc(n ? n : 1, sizeof *tab);
+    if (e && kept && tab)
+        for (size_t i = 0; i < n; i++) {
+            e[i] = t->slot[i];
+            atomic_fetch_add(&e[i]->refs, 1);
+            if ((kept[i] = e[i]->kept))
+                atomic_fetch_add(&kept[i]->refs, 1);
+            if ((tab[i] = e[i]->table))
+                atomic_fetch_add(&tab[i]->refs, 1);
+        }
+    pthread_mutex_unlock(&t->mu);
+    int rc = BG_ENOMEM;
+    size_t cap = 0, nu = 0;
+    uint64_t *uid = NULL, *key = NULL, *need = NULL;
+    double *ulp = NULL, *hv = NULL, *tmp = NULL;
+    uint32_t *ord = NULL;
+    unsigned char *known = NULL, *uk = NULL;
+    size_t *front = NULL;
+    if (!e || !kept || !tab) {
+        n = 0;
+        goto done;
+    }
+    cap = feed ? feed->n : 0;
+    for (size_t i = 0; i < n; i++)
+        cap += (kept[i] ? kept[i]->n : 0) + (tab[i] ? tab[i]->n : 0);
+    BG_ASSERT(cap <= (feed ? feed->n : 0) + n * (BG__CTX_KEEP + BG__CTX_TABLE),
+              "level feed: %zu members from %zu contexts", cap, n);
+    if (!cap) {
+        rc = BG_OK;
+        goto done;
+    }
+    uid = malloc(cap * sizeof *uid);
+    key = malloc(cap * sizeof *key);
+    need = malloc(cap * sizeof *need);
+    ulp = malloc(cap * sizeof *ulp);
+    hv = malloc(cap * sizeof *hv);
+    tmp = malloc(cap * sizeof *tmp);
+    ord = malloc(cap * sizeof *ord);
+    known = malloc(cap);
+    uk = malloc(cap);
+    front = malloc(cap * sizeof *front);
+    if (!uid || !key || !need || !ulp || !hv || !tmp || !ord || !known || !uk || !front)
+        goto done;
+    /* U: every member with its log R where it is at this version */
+    size_t m = 0;
+#define ADD(a)                                                                                     \
+    do {                                                                                           \
+        const bg__archive *a_ = (a);                                                               \
+        int at_v = a_->version == r->version && a_->model_tag == tag;                              \
+        for (size_t j = 0; j < a_->n; j++) {                                                       \
+            key[m] = a_->ids[j];                                                                   \
+            tmp[m] = a_->lp[j];                                                                    \
+            known[m++] = (unsigned char)at_v;                                                      \
+        }                                                                                          \
+    } while (0)
+    if (feed)
+        ADD(feed);
+    for (size_t i = 0; i < n; i++) {
+        if (kept[i])
+            ADD(kept[i]);
+        if (tab[i])
+            ADD(tab[i]);
+    }
+#undef ADD
+    if ((rc = bg__radix_order(key, m, ord)) != BG_OK)
+        goto done;
+    size_t nn = 0;
+    for (size_t q = 0; q < m; q++) {
+        uint32_t o = ord[q];
+        if (limit && key[o] >= limit)
+            continue;
+        if (nu && uid[nu - 1] == key[o]) {
+            if (!uk[nu - 1] && known[o]) /* at this version: the stored one */
+                ulp[nu - 1] = tmp[o], uk[nu - 1] = 1;
+            continue;
+        }
+        uid[nu] = key[o];
+        ulp[nu] = tmp[o];
+        uk[nu++] = known[o];
+    }
+    for (size_t u = 0; u < nu; u++)
+        if (!uk[u])
+            need[nn++] = uid[u];
+    if (nn) { /* one batched call: the tables' members nothing else rescored */
+        if (bg__session_log_r(r, need, nn, hv) != BG_PLUGIN_OK) {
+            rc = BG_EINTERNAL;
+            goto done;
+        }
+        st->reward_evals += nn;
+        for (size_t u = 0, q = 0; u < nu; u++)
+            if (!uk[u])
+                ulp[u] = hv[q++];
+    }
+    /* U by log R descending, ties id ascending (uid is ascending) */
+    for (size_t u = 0; u < nu; u++) {
+        if (isnan(ulp[u]) || ulp[u] == INFINITY)
+            ulp[u] = -INFINITY;
+        key[u] = bg__desc_key(ulp[u]);
+    }
+    if ((rc = bg__radix_order(key, nu, ord)) != BG_OK)
+        goto done;
+    uint64_t *sid = need; /* U in that order (need is free again) */
+    for (size_t u = 0; u < nu; u++) {
+        sid[u] = uid[ord[u]];
+        tmp[u] = ulp[ord[u]];
+    }
+    rc = BG_OK;
+    for (size_t i = 0; i < n && rc == BG_OK; i++) {
+        const bg_action *act = &e[i]->obs->action;
+        if (g->model->harm(g->model_inst, act, r->hist, r->n_hist, sid, nu, hv) != BG_PLUGIN_OK) {
+            rc = BG_EINTERNAL;
+            break;
+        }
+        st->harms += nu;
+        /* the front: walking log R down, a member is on it when its harm
+         * beats every more plausible one's; within a run of equal log R the
+         * largest harm (lowest id) */
+        size_t nf = 0, best = SIZE_MAX;
+        double hmax = -INFINITY;
+        for (size_t u = 0; u < nu && tmp[u] > -INFINITY;) {
+            size_t end = u, arg = SIZE_MAX;
+            double gh = -INFINITY;
+            while (end < nu && tmp[end] == tmp[u]) {
+                double h = hv[end];
+                if (h >= 0.0 && h <= 1.0 && h > gh)
+                    gh = h, arg = end;
+                end++;
+            }
+            if (arg != SIZE_MAX && gh > hmax) {
+                hmax = gh;
+                if (best == SIZE_MAX ||
+                    feed_tilted(tmp[arg], hv[arg]) > feed_tilted(tmp[front[best]], hv[front[best]]))
+                    best = nf;
+                front[nf++] = arg;
+            }
+            u = end;
+        }
+        if (!nf)
+            continue;
+        /* kept: the tilted best, then the most plausible end */
+        uint64_t ids[BG__CTX_TABLE];
+        double lps[BG__CTX_TABLE];
+        size_t k = 0;
+        ids[k] = sid[front[best]];
+        lps[k++] = tmp[front[best]];
+        for (size_t f = 0; f < nf && k < BG__CTX_TABLE; f++)
+            if (f != best) {
+                ids[k] = sid[front[f]];
+                lps[k++] = tmp[front[f]];
+            }
+        BG_ASSERT(k <= BG__CTX_TABLE, "level feed: a table of %zu", k);
+        bg__archive *a = malloc(sizeof *a + BG__CTX_TABLE * (sizeof(uint64_t) + sizeof(double)));
+        if (!a || bg__radix_order(ids, k, ord) != BG_OK) {
+            free(a);
+            rc = BG_ENOMEM;
+            break;
+        }
+        a->ids = (uint64_t *)(a + 1);
+        a->lp = (double *)(a->ids + BG__CTX_TABLE);
+        for (size_t j = 0; j < k; j++) {
+            a->ids[j] = ids[ord[j]];
+            a->lp[j] = lps[ord[j]];
+        }
+        a->n = k;
+        atomic_init(&a->refs, 1);
+        a->version = r->version;
+        a->model_tag = tag;
+        a->n_hist = r->n_hist;
+        a->evals = nu;
+        a->cpu_ns = 0;
+        st->contexts++;
+        st->members += k;
+        pthread_mutex_lock(&t->mu);
+        bg__archive *prev = e[i]->table;
+        e[i]->table = a;
+        pthread_mutex_unlock(&t->mu);
+        bg__archive_unref(prev);
+    }
+    st->union_size = nu;
+done:
+    for (size_t i = 0; i < n; i++) {
+        bg__archive_unref(kept[i]);
+        bg__archive_unref(tab[i]);
+        bg__ctx_unref(e[i]);
+    }
+    free(e);
+    free(kept);
+    free(tab);
+    free(uid);
+    free(key);
+    free(need);
+    free(ulp);
+    free(hv);
+    free(tmp);
+    free(ord);
+    free(known);
+    free(uk);
+    free(front);
+    st->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
+    return rc;
+}
+
+bg__archive *bg__ctx_table_of(bg__ctx_table *t, bg__ctx *c)
+{
+    if (!c)
+        return NULL;
+    pthread_mutex_lock(&t->mu);
+    bg__archive *a = c->table;
+    if (a)
+        atomic_fetch_add(&a->refs, 1);
+    pthread_mutex_unlock(&t->mu);
+    return a;
 }
