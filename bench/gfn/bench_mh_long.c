@@ -943,14 +943,6 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
                    1e-6 * (double)cns / n,
                    100.0 * 1e-9 * (double)cns / (train.cpu > 0 ? train.cpu : 1),
                    1e3 * train.cpu / n);
-            uint64_t fh, fm, fu, fe, fns;
-            bg_sampled_trainer_context_feed_stats(t.tr, &fh, &fm, &fu, &fe, &fns);
-            if (fh)
-                printf("  level feed: %.0f harms / %.0f log R / %.1f ms CPU per observation (in "
-                       "the contexts' figures above), %.0f candidates a round, %.1f table members "
-                       "a context\n",
-                       (double)fh / n, (double)fe / n, 1e-6 * (double)fns / n,
-                       cr ? (double)fu / (double)cr : 0.0, cc ? (double)fm / (double)cc : 0.0);
         }
         fflush(stdout);
 

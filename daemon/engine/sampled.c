@@ -125,8 +125,6 @@ struct bg_sampled_trainer {
     atomic_int contexts;              /* contexts remembered per sampler (opts; 0: none) */
     atomic_int context_search;        /* hypotheses per context and round (0: none) */
     atomic_uint_fast64_t ctx_rounds, ctx_contexts, ctx_looked, ctx_evals, ctx_ns;
-    /* the level feed's share of them (sampled_context.c bg__ctx_feed_all) */
-    atomic_uint_fast64_t feed_harms, feed_members, feed_union, feed_evals, feed_ns;
 };
 
 /* What is wrong with g's sampled-path options, NULL when nothing: the one
@@ -201,27 +199,9 @@ static int draw(const bg_guard *g, bg__sampler *e, uint64_t seed, uint32_t k, bg
  * Observe), never on an Evaluate's path; without e's lock (it does not
  * touch the sampler). A failed search keeps the previous archive: it is
  * re-scored where it is used. */
-static size_t contexts_of(bg_sampled_trainer *s, const bg_guard *g);
-static uint32_t context_budget(bg_sampled_trainer *s, const bg_guard *g);
-
-/* The level feed (sampled_context.c bg__ctx_feed_all; experiment, off
- * unless BG_LEVELFEED is set): the archive search's choice at this cap
- * (BG_LEVELFEED_CAP, default 4,096, at most 65,536) feeds every remembered
- * context's Pareto table; 0: off. */
-static size_t levelfeed_cap(void)
-{
-    const char *v = getenv("BG_LEVELFEED");
-    if (!v || !*v || !strcmp(v, "0"))
-        return 0;
-    const char *c = getenv("BG_LEVELFEED_CAP");
-    long n = c && *c ? strtol(c, NULL, 10) : 4096;
-    return n < 1 ? 1 : n > 65536 ? 65536 : (size_t)n;
-}
-
 static void search_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
-                         bg__reward_ctx *r, bg__archive **feed)
+                         bg__reward_ctx *r)
 {
-    *feed = NULL;
     int32_t budget = g->sampler_search ? g->sampler_search : atomic_load(&s->search);
     if (budget <= 0)
         return;
@@ -235,9 +215,8 @@ static void search_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *
     pthread_mutex_unlock(&e->cands_mu);
     bg__archive *a = NULL;
     uint64_t seed = bg__sampled_seed(s->opts.seed ^ 0x5ea4c4a4c41e5eedULL, e->session, r->n_hist);
-    size_t fcap = contexts_of(s, g) && context_budget(s, g) ? levelfeed_cap() : 0;
-    int rc = bg__archive_search_feed(g, r, old, c ? c->ids : NULL, c ? c->n : 0, (uint32_t)budget,
-                                     BG__ARCHIVE_CAP, seed, &a, fcap, fcap ? feed : NULL);
+    int rc = bg__archive_search(g, r, old, c ? c->ids : NULL, c ? c->n : 0, (uint32_t)budget,
+                                BG__ARCHIVE_CAP, seed, &a);
     if (rc == BG_OK && a) {
         atomic_fetch_add(&s->searches, 1);
         atomic_fetch_add(&s->search_evals, a->evals);
@@ -277,7 +256,7 @@ static uint32_t context_budget(bg_sampled_trainer *s, const bg_guard *g)
  * per remembered context (sampled_context.c). A failure keeps the kept
  * sets not yet replaced; Evaluates re-score what they use. */
 static void contexts_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
-                           bg__reward_ctx *r, const bg__archive *feed)
+                           bg__reward_ctx *r)
 {
     uint32_t budget = context_budget(s, g);
     if (!budget || !contexts_of(s, g) || !bg__ctx_table_size(&e->ctx))
@@ -291,17 +270,6 @@ static void contexts_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler
     bg__ctx_stats st;
     int rc = bg__ctx_search_all(g, r, &e->ctx, arch, budget, seed, &st);
     bg__archive_unref(arch);
-    if (rc == BG_OK && st.contexts && levelfeed_cap()) {
-        bg__ctx_feed_stats fs;
-        rc = bg__ctx_feed_all(g, r, &e->ctx, feed, &fs);
-        st.reward_evals += fs.reward_evals;
-        st.cpu_ns += fs.cpu_ns;
-        atomic_fetch_add(&s->feed_harms, fs.harms);
-        atomic_fetch_add(&s->feed_members, fs.members);
-        atomic_fetch_add(&s->feed_union, fs.union_size);
-        atomic_fetch_add(&s->feed_evals, fs.reward_evals);
-        atomic_fetch_add(&s->feed_ns, fs.cpu_ns);
-    }
     if (st.contexts) {
         atomic_fetch_add(&s->ctx_rounds, 1);
         atomic_fetch_add(&s->ctx_contexts, st.contexts);
@@ -384,10 +352,8 @@ static int train_run(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
             atomic_fetch_or(&e->state, BG__SAMPLER_TRAINED);
     }
     if (k > 0 && rc == BG_PLUGIN_OK && !atomic_load(&s->stop)) {
-        bg__archive *feed = NULL;
-        search_after(s, g, e, &r, &feed);
-        contexts_after(s, g, e, &r, feed);
-        bg__archive_unref(feed);
+        search_after(s, g, e, &r);
+        contexts_after(s, g, e, &r);
     }
     free(r.tmp);
     if (k > 0) { /* the round is over: cached draws are of an older state
@@ -839,13 +805,13 @@ static size_t members_in(const bg__archive *a, const uint64_t *ids, size_t n)
 static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
                                  const bg_observation *hist, size_t n_hist, const bg_action *action,
                                  bg__cands *c, const bg__archive *arch, const bg__archive *kept,
-                                 const bg__archive *table, uint64_t version, bg_verdict *out,
-                                 double *log_r, size_t *kept_joined, bg_err *err)
+                                 uint64_t version, bg_verdict *out, double *log_r,
+                                 size_t *kept_joined, bg_err *err)
 {
     *kept_joined = 0;
     size_t n = c->n;
     double *harm = malloc(n * sizeof *harm), *lp = malloc(n * sizeof *lp);
-    bg__refined rf = {0}, ex = {0}, kx = {0}, tx = {0};
+    bg__refined rf = {0}, ex = {0}, kx = {0};
     uint64_t *u_ids = NULL;
     const uint64_t *ids = c->ids;
     int rc = BG_OK;
@@ -891,16 +857,6 @@ static int score_refine_estimate(bg_sampled_trainer *s, const bg_guard *g,
             goto done;
         *kept_joined = members_in(kept, ids, n);
     }
-    /* 4d. the context's level-feed table (sampled_context.c
-     * bg__ctx_feed_all), the same way and for the same reason: after the
-     * kept set, exactly scored, never changing the climbs */
-    if (table) {
-        if ((rc = bg__archive_extra(g, hist, n_hist, action, table, ids, n, &c->lpc, version, &tx,
-                                    err)) != BG_OK)
-            goto done;
-        if ((rc = join(g, &tx, &ids, &u_ids, &lp, &harm, &n, err)) != BG_OK)
-            goto done;
-    }
     rc = bg__estimate_over(g, ids, n, lp, harm, out, err);
 done:
     free(harm);
@@ -909,7 +865,6 @@ done:
     bg__refined_free(&rf);
     bg__refined_free(&ex);
     bg__refined_free(&kx);
-    bg__refined_free(&tx);
     return rc;
 }
 
@@ -976,18 +931,17 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     /* the context remembered (sampled_context.c): its kept candidates, if
      * the trainer has searched for it; out of memory only forgets it */
     bg__ctx *ctx = NULL;
-    bg__archive *kept = NULL, *table = NULL;
+    bg__archive *kept = NULL;
     uint64_t rounds = 0;
     size_t joined = 0;
     if (n_hist)
         bg__ctx_record(&e->ctx, contexts_of(s, g), action, &ctx, &kept, &rounds);
-    table = bg__ctx_table_of(&e->ctx, ctx);
     double *log_r = malloc(c->n * sizeof *log_r);
     if (!log_r)
         rc = bg_err_set(err, BG_ENOMEM, "policy %s: out of memory for %u samples", g->name, k);
     else
-        rc = score_refine_estimate(s, g, hist, n_hist, action, c, arch, kept, table, version, out,
-                                   log_r, &joined, err);
+        rc = score_refine_estimate(s, g, hist, n_hist, action, c, arch, kept, version, out, log_r,
+                                   &joined, err);
     if (rc == BG_OK && ctx)
         bg__ctx_cautious(&e->ctx, ctx, out->cautious_id);
     out->sampled = 1;
@@ -1002,7 +956,6 @@ int bg__sampled_evaluate(bg_sampled_trainer *s, const bg_guard *g, const char *s
     }
     bg__ctx_unref(ctx);
     bg__archive_unref(kept);
-    bg__archive_unref(table);
     bg__archive_unref(arch);
     free(log_r);
     bg__cands_unref(c);
@@ -1127,17 +1080,6 @@ void bg_sampled_trainer_context_stats(bg_sampled_trainer *s, uint64_t *rounds, u
     *looked = atomic_load(&s->ctx_looked);
     *evals = atomic_load(&s->ctx_evals);
     *cpu_ns = atomic_load(&s->ctx_ns);
-}
-
-void bg_sampled_trainer_context_feed_stats(bg_sampled_trainer *s, uint64_t *harms,
-                                           uint64_t *members, uint64_t *union_size, uint64_t *evals,
-                                           uint64_t *cpu_ns)
-{
-    *harms = atomic_load(&s->feed_harms);
-    *members = atomic_load(&s->feed_members);
-    *union_size = atomic_load(&s->feed_union);
-    *evals = atomic_load(&s->feed_evals);
-    *cpu_ns = atomic_load(&s->feed_ns);
 }
 
 uint64_t bg_sampled_trainer_search_size(bg_sampled_trainer *s)

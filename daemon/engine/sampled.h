@@ -217,13 +217,6 @@ void bg_sampled_trainer_contexts(bg_sampled_trainer *t, int32_t contexts, int32_
  * looked at, the reward evaluations and the thread CPU time in ns. */
 void bg_sampled_trainer_context_stats(bg_sampled_trainer *t, uint64_t *rounds, uint64_t *contexts,
                                       uint64_t *looked, uint64_t *evals, uint64_t *cpu_ns);
-/* The level feed's share of the context stats (experiment, BG_LEVELFEED;
- * sampled_context.c bg__ctx_feed_all): harm evaluations, table members
- * published, the rounds' candidate sets summed, log R computed (also in
- * the context stats' evals) and thread CPU (also in their cpu_ns). */
-void bg_sampled_trainer_context_feed_stats(bg_sampled_trainer *t, uint64_t *harms,
-                                           uint64_t *members, uint64_t *union_size, uint64_t *evals,
-                                           uint64_t *cpu_ns);
 /* The members of the archive the newest search made (any sampler; 0
  * before the first): /metrics' bayesguard_sampler_search_archive_size. */
 uint64_t bg_sampled_trainer_search_size(bg_sampled_trainer *t);

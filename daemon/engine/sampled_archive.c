@@ -340,16 +340,7 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
                        const uint64_t *draw, size_t n_draw, uint32_t budget, size_t cap,
                        uint64_t seed, bg__archive **out)
 {
-    return bg__archive_search_feed(g, r, old, draw, n_draw, budget, cap, seed, out, 0, NULL);
-}
-
-int bg__archive_search_feed(const bg_guard *g, bg__reward_ctx *r, const bg__archive *old,
-                            const uint64_t *draw, size_t n_draw, uint32_t budget, size_t cap,
-                            uint64_t seed, bg__archive **out, size_t feed_cap, bg__archive **feed)
-{
     *out = NULL;
-    if (feed)
-        *feed = NULL;
     double c0 = thread_cpu_ns();
     search s = {.r = r, .budget = budget};
     s.bits = bg__space_bits(g, &s.limit);
@@ -434,17 +425,6 @@ int bg__archive_search_feed(const bg_guard *g, bg__reward_ctx *r, const bg__arch
         (*out)->n_hist = r->n_hist;
         (*out)->evals = s.evals;
         (*out)->cpu_ns = (uint64_t)(thread_cpu_ns() - c0);
-    }
-    /* the level feed (sampled_context.c bg__ctx_feed_all): the same choice
-     * at a larger cap, of the same scored set: no reward evaluation */
-    if (*out && feed && feed_cap) {
-        *feed = archive_of(&s.v, feed_cap, r->version, s.bits, best, n_best);
-        if (*feed) {
-            (*feed)->model_tag = (*out)->model_tag;
-            (*feed)->n_hist = r->n_hist;
-            (*feed)->evals = 0;
-            (*feed)->cpu_ns = 0;
-        }
     }
 done:
     bg__idtab_free(&s.v);

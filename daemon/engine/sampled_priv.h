@@ -342,13 +342,6 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
                        const uint64_t *draw, size_t n_draw, uint32_t budget, size_t cap,
                        uint64_t seed, bg__archive **out);
 
-/* bg__archive_search, and when feed is not NULL and feed_cap > 0, *feed:
- * the same choice from the same scored set at cap feed_cap (NULL when out
- * of memory: the level feed skips the round). No reward evaluation more. */
-int bg__archive_search_feed(const bg_guard *g, bg__reward_ctx *r, const bg__archive *old,
-                            const uint64_t *draw, size_t n_draw, uint32_t budget, size_t cap,
-                            uint64_t seed, bg__archive **out, size_t feed_cap, bg__archive **feed);
-
 /* The members of archive a that are not among the draw's n candidates
  * (ids ascending) into out (arrays new, ids ascending), with their log R
  * (a's own when a->version == version and g's model scored them, else
@@ -416,29 +409,6 @@ typedef struct bg__ctx_stats {
 int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
                        const bg__archive *arch, uint32_t budget, uint64_t seed,
                        bg__ctx_stats *stats);
-
-/* The level feed (sampled_context.c, experiment): the Pareto table kept
- * per context beside its kept set, at most BG__CTX_TABLE members. */
-#define BG__CTX_TABLE 64u
-typedef struct bg__ctx_feed_stats {
-    uint64_t contexts;     /* tables published */
-    uint64_t members;      /* their members */
-    uint64_t union_size;   /* |U|: the round's candidates, each judged for every context */
-    uint64_t harms;        /* harm evaluations (≤ contexts × |U|) */
-    uint64_t reward_evals; /* log R computed (the tables' members not scored this round) */
-    uint64_t cpu_ns;       /* thread CPU */
-} bg__ctx_feed_stats;
-/* After a round's per-context search, on r's reward: each of t's contexts'
- * table replaced by the (log R, harm) Pareto front of U — feed (the archive
- * search's scored set at a larger cap; NULL: none), every context's kept
- * set and table (re-scored at r->version) — the tilted best first, then
- * the most plausible end, ≤ BG__CTX_TABLE. BG_OK, BG_ENOMEM, or
- * BG_EINTERNAL when the model fails (tables published so far stay).
- * Contract and work bound: sampled_context.c. */
-int bg__ctx_feed_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
-                     const bg__archive *feed, bg__ctx_feed_stats *st);
-/* A reference to c's table (NULL: none, or c NULL). */
-bg__archive *bg__ctx_table_of(bg__ctx_table *t, bg__ctx *c);
 
 /* ---- health (sampled_health.c): no state */
 

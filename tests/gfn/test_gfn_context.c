@@ -112,8 +112,8 @@ static void add_members(const bg_guard *g, const bg_action *a, const bg__archive
                         uint64_t version, uint64_t *ids, double *lp, double *harm, size_t *n,
                         size_t cap)
 {
-    static uint64_t m_ids[1 + 32 + 32 + 64 + 4096];
-    static double m_lp[1 + 32 + 32 + 64 + 4096], m_harm[1 + 32 + 32 + 64 + 4096];
+    static uint64_t m_ids[1 + 32 + 32 + 4096];
+    static double m_lp[1 + 32 + 32 + 4096], m_harm[1 + 32 + 32 + 4096];
     bg_err err;
     bg__refined ex;
     CHECK(bg__archive_extra(g, hist, NOBS, a, arc, ids, *n, NULL, version, &ex, &err) == BG_OK,
@@ -131,10 +131,9 @@ static void add_members(const bg_guard *g, const bg_action *a, const bg__archive
  * the archive's members joined, refined (budget 300), the context's kept
  * members joined, estimated. */
 static bg_verdict verdict_of(const bg_guard *g, const bg_action *a, uint64_t start,
-                             const bg__archive *arch, const bg__archive *kept,
-                             const bg__archive *table, uint64_t version)
+                             const bg__archive *arch, const bg__archive *kept, uint64_t version)
 {
-    enum { CAP = 1 + 32 + 32 + 64 + 4096 };
+    enum { CAP = 1 + 32 + 32 + 4096 };
     static uint64_t ids[CAP], m_ids[CAP];
     static double lp[CAP], harm[CAP], m_lp[CAP], m_harm[CAP];
     bg_err err;
@@ -156,8 +155,6 @@ static bg_verdict verdict_of(const bg_guard *g, const bg_action *a, uint64_t sta
     bg__refined_free(&rf);
     if (kept)
         add_members(g, a, kept, version, ids, lp, harm, &n, CAP);
-    if (table) /* the level feed's table, after the kept set (sampled.c 4d) */
-        add_members(g, a, table, version, ids, lp, harm, &n, CAP);
     bg_verdict v;
     memset(&v, 0, sizeof v);
     CHECK(bg__estimate_over(g, ids, n, lp, harm, &v, &err) == BG_OK, "%s", err.msg);
@@ -191,7 +188,7 @@ static void test_level(bg_plugin_host *h)
             /* first sight: recorded (when on), nothing kept yet */
             CHECK_INT(bg__ctx_record(&t, cap, &a, &c, &kept, NULL), BG_OK);
             CHECK(kept == NULL && (c != NULL) == on);
-            bg_verdict v0 = verdict_of(g, &a, start, arch, kept, NULL, r.version);
+            bg_verdict v0 = verdict_of(g, &a, start, arch, kept, r.version);
             CHECK(v0.cautious_id == start,
                   "%s: at first sight the refinement (single flips) found %llu; the test needs "
                   "a level it cannot walk",
@@ -212,7 +209,7 @@ static void test_level(bg_plugin_host *h)
             a.id = "call-1";
             CHECK((kept != NULL) == on, "%s: kept %p with the feature %s", est[e], (void *)kept,
                   on ? "on" : "off");
-            bg_verdict v1 = verdict_of(g, &a, start, arch, kept, NULL, r.version);
+            bg_verdict v1 = verdict_of(g, &a, start, arch, kept, r.version);
             if (on)
                 CHECK(v1.cautious_id == swap,
                       "%s: after one per-context search the verdict's cautious hypothesis is "
@@ -467,97 +464,6 @@ static void test_table(bg_plugin_host *h)
     bg_guard_build_destroy(b);
 }
 
-/* The level feed (sampled_context.c bg__ctx_feed_all): on test_level's
- * level, a per-context search too small to leave start (budget 1: it looks
- * at start alone) keeps {start}; the swap — the context's cautious
- * hypothesis — is only in the round's scored set (feed: a hand-made
- * archive of {start, swap}, standing in for the archive search's). The
- * feed puts it in the context's table, and the Evaluate's candidates with
- * the table pick it (both estimators); without the table start. No log R
- * at the round's version (everything in U was scored at it), one harm call
- * of |U| ids per context; at a new version the tables' and kept sets'
- * members are re-scored once each (|U| log R), |U| <= feed + contexts ×
- * (BG__CTX_KEEP + BG__CTX_TABLE), tables <= BG__CTX_TABLE. */
-static void test_feed(bg_plugin_host *h)
-{
-    uint64_t start, swap;
-    level_history(&start, &swap);
-    static double x[D];
-    memset(x, 0, sizeof x);
-    x[1] = 1;
-    bg_action a = {
-        .id = "call-1", .tool = "pull", .arguments_json = "", .features = x, .n_features = D};
-    static const char *const est[2] = {"iid", "noniid"};
-    static const char *const ecfg[2] = {"", "{alpha: 0.01}"};
-    for (int e = 0; e < 2; e++) {
-        bg_guard_build *b;
-        const bg_guard *g = twin_build(
-            h, "feed", "{features: 12, sigma: 1, theta: 2, enumerate: false}", est[e], ecfg[e], &b);
-        bg__reward_ctx r = bg__reward_ctx_make(g, hist, NOBS);
-        bg__archive *arch = archive_of(g, &r, &start, 1);
-        uint64_t fids[2] = {start < swap ? start : swap, start < swap ? swap : start};
-        bg__archive *feed = archive_of(g, &r, fids, 2);
-        bg__ctx_table t;
-        bg__ctx_table_init(&t);
-        bg__ctx *c;
-        bg__archive *kept;
-        CHECK_INT(bg__ctx_record(&t, 64, &a, &c, &kept, NULL), BG_OK);
-        bg__ctx_cautious(&t, c, start);
-        bg__ctx_stats st;
-        CHECK_INT(bg__ctx_search_all(g, &r, &t, arch, 1, 7, &st), BG_OK);
-        bg__archive_unref(kept);
-        bg__ctx_unref(c);
-        CHECK_INT(bg__ctx_record(&t, 64, &a, &c, &kept, NULL), BG_OK);
-        CHECK(kept && kept->n == 1 && kept->ids[0] == start, "%s: the search kept %zu", est[e],
-              kept ? kept->n : 0);
-        CHECK(bg__ctx_table_of(&t, c) == NULL, "a table before any feed");
-        bg__ctx_feed_stats fs;
-        CHECK_INT(bg__ctx_feed_all(g, &r, &t, feed, &fs), BG_OK);
-        CHECK(fs.contexts == 1 && fs.union_size == 2 && fs.harms == 2 && fs.reward_evals == 0,
-              "%s: feed: %llu tables, |U| %llu, %llu harms, %llu log R", est[e],
-              (unsigned long long)fs.contexts, (unsigned long long)fs.union_size,
-              (unsigned long long)fs.harms, (unsigned long long)fs.reward_evals);
-        bg__archive *tab = bg__ctx_table_of(&t, c);
-        CHECK(tab && tab->n >= 1 && tab->n <= BG__CTX_TABLE && tab->version == r.version,
-              "%s: no table", est[e]);
-        int has_swap = 0;
-        for (size_t i = 0; i < tab->n; i++)
-            has_swap |= tab->ids[i] == swap;
-        CHECK(has_swap, "%s: the table (%zu) lacks the swap", est[e], tab->n);
-        bg_verdict v0 = verdict_of(g, &a, start, arch, kept, NULL, r.version);
-        bg_verdict v1 = verdict_of(g, &a, start, arch, kept, tab, r.version);
-        CHECK(v0.cautious_id == start, "%s: without the table %llu", est[e],
-              (unsigned long long)v0.cautious_id);
-        CHECK(v1.cautious_id == swap && v1.harm_bound >= v0.harm_bound,
-              "%s: with the table the cautious hypothesis is %llu (swap %llu), bound %.4f -> "
-              "%.4f",
-              est[e], (unsigned long long)v1.cautious_id, (unsigned long long)swap, v0.harm_bound,
-              v1.harm_bound);
-        /* a new version (one observation fewer): the kept set and table
-         * re-scored, once each */
-        bg__reward_ctx r2 = bg__reward_ctx_make(g, hist, NOBS - 1);
-        CHECK(r2.version != r.version);
-        CHECK_INT(bg__ctx_feed_all(g, &r2, &t, NULL, &fs), BG_OK);
-        CHECK(fs.union_size == 2 && fs.reward_evals == fs.union_size && fs.harms == fs.union_size,
-              "%s: re-feed: |U| %llu, %llu log R, %llu harms", est[e],
-              (unsigned long long)fs.union_size, (unsigned long long)fs.reward_evals,
-              (unsigned long long)fs.harms);
-        printf("feed, %s: cautious %llu -> %llu with the table (swap %llu; bound %.4f -> %.4f; "
-               "|U| 2, 2 harms, 0 log R; at a new version 2 log R)\n",
-               est[e], (unsigned long long)v0.cautious_id, (unsigned long long)v1.cautious_id,
-               (unsigned long long)swap, v0.harm_bound, v1.harm_bound);
-        bg__archive_unref(tab);
-        bg__archive_unref(kept);
-        bg__ctx_unref(c);
-        bg__ctx_table_close(&t);
-        bg__archive_unref(feed);
-        bg__archive_unref(arch);
-        free(r.tmp);
-        free(r2.tmp);
-        bg_guard_build_destroy(b);
-    }
-}
-
 /* log R + log harm of id under g for action a and hist. */
 static double iid_obj(const bg_guard *g, const bg_observation *hs, size_t n, const bg_action *a,
                       uint64_t id)
@@ -633,7 +539,6 @@ int main(void)
     test_level(h);
     test_table(h);
     test_eject(h);
-    test_feed(h);
     test_engine(h);
     bg_plugin_host_destroy(h);
     CHECK_DONE("test_gfn_context");
