@@ -10,6 +10,7 @@
  *                 [--steps 20] [--k 256] [--mh-evals N] [--mh-also N] [--chains C]
  *                 [--mh-anneal 0|1] [--mh-pair 0|1] [--sampler 'YAML map']
  *                 [--search B] [--mh-cache DIR] [--cost [--cost-obs N]] [--check]
+ *                 [--mh-phase]
  *
  * Defaults: d = 32 and 64, seeds 403 and 404, checkpoints after the 40th
  * and the 100th observation, 10^8 MH evaluations per checkpoint (7-8 s of
@@ -105,6 +106,9 @@
  * and by how much, and the contexts within 2 nats of its cautious lp and
  * of the best known of both references and the sampled one (totals at the
  * end) — is a longer run a stronger judge, and are the misses real?
+ * --mh-phase: a line below the row saying how many contexts' MH cautious
+ * hypothesis its posterior phase produced (not a tilted chain), for all
+ * contexts and the misses (it reruns that phase: half the reference's cost).
  *
  * --seen: the agent asks before it acts — after every observation the 64
  * contexts are evaluated (both estimators), so the engine remembers them
@@ -165,6 +169,7 @@ typedef struct opts {
     int contexts, ctx_search; /* remembered contexts (0: off) and their budget per round */
     uint64_t mh_evals;
     uint64_t mh_also; /* --mh-also N: a second reference at N evaluations (0: none) */
+    int mh_phase;     /* --mh-phase: which MH phase produced each context's pick */
     const char *sampler;
     const char *mh_cache; /* --mh-cache DIR: the reference saved and reused */
 } opts;
@@ -438,7 +443,8 @@ static void chain_run(cands *c, chain *ch, int ctx, uint64_t n, int anneal, int 
     }
 }
 
-static void mh_long(cands *c, uint64_t evals, int n_chains, int anneal, int pair, uint64_t seed)
+/* mh_long's first phase: the context-free chains on the posterior. */
+static void mh_post(cands *c, uint64_t evals, int n_chains, int anneal, int pair, uint64_t seed)
 {
     uint64_t post = evals / POST_SHARE, per = post / (uint64_t)n_chains / RESTARTS;
     for (int k = 0; k < n_chains; k++) {
@@ -449,6 +455,11 @@ static void mh_long(cands *c, uint64_t evals, int n_chains, int anneal, int pair
             chain_run(c, &ch, -1, per, anneal, pair);
         }
     }
+}
+
+static void mh_long(cands *c, uint64_t evals, int n_chains, int anneal, int pair, uint64_t seed)
+{
+    mh_post(c, evals, n_chains, anneal, pair, seed);
     uint64_t per_ctx = (evals - c->evals) / (uint64_t)c->n_ctx / (TILT_RESTARTS + 1);
     for (int i = 0; i < c->n_ctx; i++) {
         chain ch;
@@ -675,6 +686,40 @@ static void ref_line(const cands *c, const ctx_verdict *v)
            half_in[0], half_in[1], half_worst[0], half_worst[1], vs_worse, ml ? miss : " none");
 }
 
+/* --mh-phase: which of mh_long's phases produced each context's cautious
+ * hypothesis. The posterior phase of both halves is run again (same seeds,
+ * so the same visits: half the reference's evaluations) into an accumulator
+ * of its own; a context's pick came from the posterior phase when that
+ * phase's best log R at the pick's x·w equals the pick's (it runs first, and
+ * a later visit replaces a best only when strictly better). Printed for all
+ * contexts and for the sampled side's misses (lp gap > 2): exact, the phase's
+ * best at MH's x·w within 2 nats of MH's, and the phase's own cautious pick
+ * within 2 nats. */
+static void phase_line(const opts *o, const bench_env *env, const uint64_t *ctx, uint64_t seed,
+                       int n, const cands *c, const ctx_verdict *v)
+{
+    static cands p;
+    cands_init(&p, env, ctx, N_CTX);
+    uint64_t s = seed * 7919u + (uint64_t)n;
+    mh_post(&p, o->mh_evals / 2, o->chains, o->anneal, o->pair, s);
+    mh_post(&p, o->mh_evals / 2, o->chains, o->anneal, o->pair, s + 1);
+    int all[3] = {0, 0, 0}, mis[3] = {0, 0, 0}, n_mis = 0;
+    for (int i = 0; i < N_CTX; i++) {
+        int m, mp;
+        best_at ref = cautious(c, i, &m), pp = cautious(&p, i, &mp);
+        int miss = ref.lr - bench_log_r_local(env, v[i].cautious) > 2.0;
+        int k[3] = {p.best[i][m].lr >= ref.lr - 1e-9, p.best[i][m].lr >= ref.lr - 2.0,
+                    pp.lr >= ref.lr - 2.0};
+        n_mis += miss;
+        for (int j = 0; j < 3; j++)
+            all[j] += k[j], mis[j] += miss && k[j];
+    }
+    printf("  MH's phases (posterior phase rerun, %.3g evaluations): its cautious hypothesis "
+           "from the posterior phase in %d / %d contexts (that phase's best at MH's x.w within 2 "
+           "nats: %d; its own pick within 2 nats: %d); of the %d sampled misses %d (%d; %d)\n",
+           (double)p.evals, all[0], N_CTX, all[1], all[2], n_mis, mis[0], mis[1], mis[2]);
+}
+
 /* --mh-also: the same checkpoint judged by a second reference (another
  * budget; from --mh-cache, else computed): in how many contexts its
  * cautious objective log P + log harm beats the row's reference's and by
@@ -885,6 +930,8 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
         g_in2 += s.within2, g_in2k += s.within2_known;
         if (o->mh_also)
             also_line(o, &env, ctx, seed, n, &c, v);
+        if (o->mh_phase)
+            phase_line(o, &env, ctx, seed, n, &c, v);
         if (o->contexts > 0) {
             uint64_t cr, cc, cl, ce, cns;
             bg_sampled_trainer_context_stats(t.tr, &cr, &cc, &cl, &ce, &cns);
@@ -1057,7 +1104,7 @@ static int usage(const char *why)
         "[--obs 40,100] [--steps 20] [--k 256] [--mh-evals N] [--mh-also N] [--chains C] "
         "[--mh-anneal 0|1] [--mh-pair 0|1] [--sampler YAML] [--search B] [--mh-cache DIR] [--cost] "
         "[--cost-obs N] [--cost-only] [--cost-d 10,16,32,64] [--cost-seed S] [--check] [--seen] "
-        "[--contexts N] [--context-search B]\n",
+        "[--contexts N] [--context-search B] [--mh-phase]\n",
         why);
     return 2;
 }
@@ -1094,6 +1141,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--check")) {
             o.check = 1;
+            continue;
+        }
+        if (!strcmp(a, "--mh-phase")) {
+            o.mh_phase = 1;
             continue;
         }
         if (!strcmp(a, "--seen")) {
