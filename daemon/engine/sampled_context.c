@@ -94,7 +94,6 @@
  * (bg__ctx_unref).
  */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -128,7 +127,6 @@ struct bg__ctx {
     uint64_t rounds;     /* searches that published a kept set, under mu */
     uint64_t cautious;   /* the last verdict's cautious id (has_cautious), under mu */
     int has_cautious;    /* under mu */
-    int improved;        /* its last search beat its starts (BG_CTX_NEED), under mu */
     bg__archive *kept;   /* under mu; NULL: not searched yet */
     bg_observation *obs; /* obs->action: the context (id ""), one block */
 };
@@ -330,7 +328,6 @@ typedef struct csearch {
     uint32_t bits;
     uint64_t limit;
     uint32_t looked, budget; /* hypotheses looked at (new to this context) */
-    double best_f;           /* the best tilted objective scored so far (this context) */
     uint64_t reward_evals;
     uint64_t ejections, eject_looked; /* the round's ejection moves, what they looked at */
     uint64_t *ids, *need;             /* scratch [CTX_SCRATCH] */
@@ -341,8 +338,6 @@ static int valid(const csearch *s, uint64_t id)
 {
     return !s->limit || id < s->limit;
 }
-
-static double tilted_by(double lp, double harm, double t);
 
 /* log R and harm of ids[0..m) for the context (m ≤ the scratch): looked up,
  * else scored (the new ones count against the budget; none beyond it: those
@@ -389,8 +384,6 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
             if (isnan(l) || l == INFINITY || !(hm >= 0.0 && hm <= 1.0))
                 l = -INFINITY, hm = 0;
             bg__idtab_put(&s->v, s->ids[j], l, hm); /* room: checked above */
-            if (tilted_by(l, hm, 1.0) > s->best_f)
-                s->best_f = tilted_by(l, hm, 1.0);
         }
     }
     for (size_t i = 0; i < m; i++)
@@ -633,10 +626,9 @@ fail:
  * hypothesis and the archive's best; *out its new kept set (NULL: keep
  * the old). */
 static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uint64_t cautious,
-                      const bg__archive *arch, uint64_t seed, bg__archive **out, int *improved)
+                      const bg__archive *arch, uint64_t seed, bg__archive **out)
 {
     *out = NULL;
-    *improved = 0;
     enum { C = CTX_CHAINS, NS = BG__CTX_KEEP + C + 2 };
     uint64_t cand[NS];
     double lp[NS], harm[NS];
@@ -692,47 +684,10 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         start[c] = start[c % ns];
     bg_rng rng;
     bg_rng_init(&rng, seed);
-    double f0 = s->best_f; /* the starts' best */
     if ((rc = run_chains(s, &rng, start)) != BG_OK)
         return rc;
-    *improved = s->best_f > f0;
     *out = keep_of(s, s->r->version, bg__model_tag(s->g), s->r->n_hist);
     return *out ? BG_OK : BG_ENOMEM;
-}
-
-/* Budget by need (experiment, off unless BG_CTX_NEED_LO is set: the
- * share of a settled context, a fraction of budget): a round's looks,
- * n × budget, shared unequally — a context whose last search improved on
- * its starts (or that was never searched) is needy, the others settled;
- * settled ones get lo × budget, needy ones the rest evenly, at most
- * BG_CTX_NEED_MAX (default 16) × budget each, what that cap leaves going
- * back to the settled. Σ share ≤ n × budget. Returns the largest share. */
-static uint32_t need_shares(size_t n, uint32_t budget, const int *need, uint32_t *share)
-{
-    const char *lo_s = getenv("BG_CTX_NEED_LO"), *mx_s = getenv("BG_CTX_NEED_MAX");
-    double lo = lo_s ? atof(lo_s) : 0, mx = mx_s ? atof(mx_s) : 16;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        m += need[i] != 0;
-    uint64_t total = (uint64_t)n * budget;
-    if (!(lo > 0 && lo < 1) || !m || m == n || !(mx >= 1)) {
-        for (size_t i = 0; i < n; i++)
-            share[i] = budget;
-        return budget;
-    }
-    uint64_t slo = (uint64_t)(lo * budget), cap = (uint64_t)(mx * budget);
-    uint64_t hi = (total - (n - m) * slo) / m;
-    if (hi > cap)
-        hi = cap;
-    uint64_t rest = (total - m * hi) / (n - m); /* ≥ slo */
-    if (rest > UINT32_MAX || hi > UINT32_MAX)
-        rest = hi = budget;
-    for (size_t i = 0; i < n; i++)
-        share[i] = (uint32_t)(need[i] ? hi : rest);
-    if (getenv("BG_CTX_NEED_DEBUG"))
-        fprintf(stderr, "ctx-need: %zu of %zu needy: %llu each, settled %llu\n", m, n,
-                (unsigned long long)hi, (unsigned long long)rest);
-    return (uint32_t)(hi > rest ? hi : rest);
 }
 
 static double thread_cpu_ns(void)
@@ -760,9 +715,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
     bg__archive **kept = malloc((n ? n : 1) * sizeof *kept);
     uint64_t *caut = malloc((n ? n : 1) * sizeof *caut);
     int *has = malloc((n ? n : 1) * sizeof *has);
-    int *need = malloc((n ? n : 1) * sizeof *need);
-    uint32_t *share = malloc((n ? n : 1) * sizeof *share);
-    if (e && kept && caut && has && need && share)
+    if (e && kept && caut && has)
         for (size_t i = 0; i < n; i++) {
             e[i] = t->slot[i];
             atomic_fetch_add(&e[i]->refs, 1);
@@ -771,25 +724,20 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
                 atomic_fetch_add(&kept[i]->refs, 1);
             caut[i] = e[i]->cautious;
             has[i] = e[i]->has_cautious;
-            need[i] = !kept[i] || e[i]->improved;
-            if (getenv("BG_CTX_NEED_ROT")) /* rotation: a deep search every P rounds */
-                need[i] =
-                    (e[i]->rounds + e[i]->hash) % (uint64_t)atoi(getenv("BG_CTX_NEED_ROT")) == 0;
         }
     pthread_mutex_unlock(&t->mu);
     int rc = BG_ENOMEM;
     bg__idtab lc = {0};
     csearch s = {.g = g, .r = r, .bits = bits, .limit = limit, .budget = budget};
     size_t vslots = 16, lslots = 16, scratch = CTX_SCRATCH;
-    if (!e || !kept || !caut || !has || !need || !share) {
-        n = 0; /* no references were taken */
-        goto done;
-    }
-    uint32_t bmax = need_shares(n, budget, need, share);
-    while (vslots < 4 * ((size_t)bmax + BG__CTX_KEEP + CTX_CHAINS + 2))
+    while (vslots < 4 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 2))
         vslots *= 2;
     while (lslots < 2 * n * ((size_t)budget + BG__CTX_KEEP) && lslots < (1u << 20))
         lslots *= 2;
+    if (!e || !kept || !caut || !has) {
+        n = 0; /* no references were taken */
+        goto done;
+    }
     int lrc = bg__idtab_init(&lc, lslots, 0), vrc = bg__idtab_init(&s.v, vslots, 1);
     s.lc = &lc;
     s.ids = malloc(scratch * sizeof *s.ids);
@@ -803,16 +751,12 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
     for (size_t i = 0; i < n && rc == BG_OK; i++) {
         bg__idtab_clear(&s.v);
         s.looked = 0;
-        s.budget = share[i];
-        s.best_f = -INFINITY;
         s.act = &e[i]->obs->action;
         bg__archive *nk = NULL;
-        int imp = 0;
-        rc = search_one(&s, kept[i], has[i], caut[i], arch, seed ^ e[i]->hash, &nk, &imp);
+        rc = search_one(&s, kept[i], has[i], caut[i], arch, seed ^ e[i]->hash, &nk);
         looked += s.looked;
         if (rc == BG_OK && nk) {
             pthread_mutex_lock(&t->mu);
-            e[i]->improved = imp;
             e[i]->rounds++;
             bg__archive *prev = e[i]->kept;
             e[i]->kept = nk;
@@ -836,8 +780,6 @@ done:
     free(kept);
     free(caut);
     free(has);
-    free(need);
-    free(share);
     bg__idtab_free(&lc);
     bg__idtab_free(&s.v);
     free(s.ids);
