@@ -68,6 +68,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/bg_assert.h"
 #include "compute/compute_cpu.h"
@@ -785,11 +786,20 @@ static void compute_task(void *vctx, int t)
 #endif
 }
 
-/* One step of a wait inside a task for other threads' tasks: pause, and
- * every 64th step yield (the awaited thread may be queued behind this one
- * on a busy host; compute_cpu_pool.c's spin does the same). */
+/* One step of a wait inside a task for other threads' tasks: pause, every
+ * 64th step yield (the awaited thread may be queued behind this one on a
+ * busy host), as compute_cpu_pool.c's spin; past WAIT_SPIN steps (tens of
+ * microseconds: the awaited thread is not running) sleep a few
+ * microseconds a step instead, so a wait for a descheduled thread costs
+ * no CPU (the pool's own waits sleep on a condition variable then). */
+#define WAIT_SPIN 2048
 static void spin_step(int i)
 {
+    if (i >= WAIT_SPIN) {
+        struct timespec ts = {0, 5000};
+        nanosleep(&ts, NULL);
+        return;
+    }
     if ((i & 63) == 63) {
         sched_yield();
         return;
@@ -801,7 +811,7 @@ static void spin_step(int i)
 
 static void spin_until(atomic_int *v, int at_least)
 {
-    for (int i = 0; atomic_load(v) < at_least; i++)
+    for (int i = 0; atomic_load(v) < at_least; i = i < WAIT_SPIN ? i + 1 : i)
         spin_step(i);
 }
 
