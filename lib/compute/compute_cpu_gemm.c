@@ -63,12 +63,12 @@
  * scratch); tasks write disjoint parts of the scratch and of the output.
  */
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/bg_assert.h"
 #include "compute/compute_cpu.h"
@@ -607,6 +607,11 @@ typedef struct gemm_ctx {
     int f_pack, f_tasks, nkb;
     float *bpk[2];
     atomic_int bdone[2], fdone[2];
+    /* a wait longer than WAIT_SPIN steps sleeps on cv (sleepers > 0: the
+     * counters' increments broadcast it) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int sleepers;
     /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
      * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
     float *ap, *bp;
@@ -786,33 +791,44 @@ static void compute_task(void *vctx, int t)
 #endif
 }
 
-/* One step of a wait inside a task for other threads' tasks: pause, every
- * 64th step yield (the awaited thread may be queued behind this one on a
- * busy host), as compute_cpu_pool.c's spin; past WAIT_SPIN steps (tens of
- * microseconds: the awaited thread is not running) sleep a few
- * microseconds a step instead, so a wait for a descheduled thread costs
- * no CPU (the pool's own waits sleep on a condition variable then). */
+/* A wait inside a task for other threads' tasks (one run per call): until
+ * *v >= at_least. Spins first (pause, every 64th step a yield: the awaited
+ * thread may be queued behind this one on a busy host), as
+ * compute_cpu_pool.c's waits do; past WAIT_SPIN steps (tens of
+ * microseconds: the awaited thread is not running) sleeps on g->cv, so a
+ * wait for a descheduled thread costs no CPU. */
 #define WAIT_SPIN 2048
-static void spin_step(int i)
+static void wait_until(gemm_ctx *g, atomic_int *v, int at_least)
 {
-    if (i >= WAIT_SPIN) {
-        struct timespec ts = {0, 5000};
-        nanosleep(&ts, NULL);
-        return;
-    }
-    if ((i & 63) == 63) {
-        sched_yield();
-        return;
-    }
+    for (int i = 0; i < WAIT_SPIN; i++) {
+        if (atomic_load(v) >= at_least)
+            return;
+        if ((i & 63) == 63)
+            sched_yield();
 #ifdef BG_X86
-    _mm_pause();
+        else
+            _mm_pause();
 #endif
+    }
+    pthread_mutex_lock(&g->mu);
+    atomic_fetch_add(&g->sleepers, 1);
+    while (atomic_load(v) < at_least)
+        pthread_cond_wait(&g->cv, &g->mu);
+    atomic_fetch_sub(&g->sleepers, 1);
+    pthread_mutex_unlock(&g->mu);
 }
 
-static void spin_until(atomic_int *v, int at_least)
+/* *v += 1, waking the sleeping waiters (a waiter counts itself in sleepers
+ * under the mutex before it checks *v; the increment comes before the load
+ * of sleepers, so either it sees the waiter or the waiter sees it). */
+static void done_one(gemm_ctx *g, atomic_int *v)
 {
-    for (int i = 0; atomic_load(v) < at_least; i = i < WAIT_SPIN ? i + 1 : i)
-        spin_step(i);
+    atomic_fetch_add(v, 1);
+    if (atomic_load(&g->sleepers)) {
+        pthread_mutex_lock(&g->mu);
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+    }
 }
 
 /* Fused task t of K block kb (k0, kcb rows; first: store) with B's block in
@@ -853,9 +869,9 @@ static void fused_block(gemm_ctx *g, int t, int k0, int kcb, int first, const fl
         g->kd.copyk(a + (long)kk * mr, pstride, src + (long)kk * g->xcs, g->xcs,
                     kcb - kk < KS ? kcb - kk : KS, mr, panels, rows);
     if (kb >= 0) {
-        spin_until(&g->bdone[kb & 1], (kb / 2 + 1) * g->f_pack);
+        wait_until(g, &g->bdone[kb & 1], (kb / 2 + 1) * g->f_pack);
         if (kb > 0)
-            spin_until(&g->fdone[(kb - 1) & 1], ((kb - 1) / 2 + 1) * g->f_tasks);
+            wait_until(g, &g->fdone[(kb - 1) & 1], ((kb - 1) / 2 + 1) * g->f_tasks);
     }
     for (int np = 0; np < g->n_panels; np++) {
         const float *b = bp + (long)np * nr * kcb;
@@ -894,14 +910,14 @@ static void fused_call_task(void *vctx, int t)
     int k0 = kb * g->kd.kc, kcb = g->K - k0 < g->kd.kc ? g->K - k0 : g->kd.kc;
     if (j < g->f_pack) {
         if (kb >= 2)
-            spin_until(&g->fdone[kb & 1], (kb / 2) * g->f_tasks);
+            wait_until(g, &g->fdone[kb & 1], (kb / 2) * g->f_tasks);
         packk(g, kcb, j, g->f_pack, g->bpk[kb & 1], g->w + (long)k0 * g->wcs, g->wcs, 0, g->N,
               g->kd.nr, g->n_panels);
-        atomic_fetch_add(&g->bdone[kb & 1], 1);
+        done_one(g, &g->bdone[kb & 1]);
         return;
     }
     fused_block(g, j - g->f_pack, k0, kcb, k0 == 0 && g->first, g->bpk[kb & 1], kb);
-    atomic_fetch_add(&g->fdone[kb & 1], 1);
+    done_one(g, &g->fdone[kb & 1]);
 }
 
 /* Guided self-scheduling of the fused dW blocks (kern_desc.f_guided, several
@@ -1040,7 +1056,12 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
                 atomic_init(&g.bdone[q], 0);
                 atomic_init(&g.fdone[q], 0);
             }
+            atomic_init(&g.sleepers, 0);
+            pthread_mutex_init(&g.mu, NULL);
+            pthread_cond_init(&g.cv, NULL);
             bg__pool_run(p, fused_call_task, &g, nkb * (g.f_pack + f_tasks));
+            pthread_cond_destroy(&g.cv);
+            pthread_mutex_destroy(&g.mu);
             bg__pool_scratch_trim(p, SCRATCH_KEEP);
             return;
         }
