@@ -35,7 +35,14 @@
  *     threads where M is small: with the AVX2 kernel guided (each block
  *     1/(2 nt) of the rows left, 12..96 rows, so a run ends in small blocks
  *     and its last task is short), with the others at least four blocks per
- *     thread. An output of at least NT_OUT_FLOATS written once (one K
+ *     thread. With the AVX2 kernel at several threads such a dW is one pool
+ *     run for the whole call (fused_call_task): per K block, B's packing
+ *     tasks (into one of two buffers, so block k + 1's B is packed while
+ *     block k's is still read), then the fused tasks, each of which packs
+ *     its A block, then waits for its B and for the previous K block's
+ *     tasks; not a run for B's packing and one for the fused tasks per K
+ *     block (four barriers for the 15M shapes' two K blocks).
+ *     An output of at least NT_OUT_FLOATS written once (one K
  *     block, no accumulation: the classifier's logits) is stored with
  *     streaming stores by the AVX-512 kernel, which skip the read for
  *     ownership of lines that will not stay in cache anyway (not by the
