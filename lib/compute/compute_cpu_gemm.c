@@ -916,8 +916,8 @@ static void fused_call_task(void *vctx, int t)
     int per = g->f_pack + g->f_tasks, kb = t / per, j = t % per;
     int k0 = kb * g->kd.kc, kcb = g->K - k0 < g->kd.kc ? g->K - k0 : g->kd.kc;
     if (j < g->f_pack) {
-        if (kb >= 2)
-            wait_until(g, &g->fdone[kb & 1], (kb / 2) * g->f_tasks);
+        if (kb >= 1)
+            wait_until(g, &g->fdone[(kb - 1) & 1], ((kb - 1) / 2 + 1) * g->f_tasks);
         packk(g, kcb, j, g->f_pack, g->bpk[kb & 1], g->w + (long)k0 * g->wcs, g->wcs, 0, g->N,
               g->kd.nr, g->n_panels);
         done_one(g, &g->bdone[kb & 1]);
@@ -1058,7 +1058,7 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
             g.nkb = nkb;
             g.first = !accumulate;
             g.bpk[0] = g.bp;
-            g.bpk[1] = g.bp + (nkb > 1 ? dims.b_block : 0);
+            g.bpk[1] = g.bp;
             for (int q = 0; q < 2; q++) {
                 atomic_init(&g.bdone[q], 0);
                 atomic_init(&g.fdone[q], 0);
