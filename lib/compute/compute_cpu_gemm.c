@@ -35,14 +35,7 @@
  *     threads where M is small: with the AVX2 kernel guided (each block
  *     1/(2 nt) of the rows left, 12..96 rows, so a run ends in small blocks
  *     and its last task is short), with the others at least four blocks per
- *     thread. With the AVX2 kernel at several threads such a dW is one pool
- *     run for the whole call (fused_call_task): per K block, B's packing
- *     tasks (into one of two buffers, so block k + 1's B is packed while
- *     block k's is still read), then the fused tasks, each of which packs
- *     its A block, then waits for its B and for the previous K block's
- *     tasks; not a run for B's packing and one for the fused tasks per K
- *     block (four barriers for the 15M shapes' two K blocks).
- *     An output of at least NT_OUT_FLOATS written once (one K
+ *     thread. An output of at least NT_OUT_FLOATS written once (one K
  *     block, no accumulation: the classifier's logits) is stored with
  *     streaming stores by the AVX-512 kernel, which skip the read for
  *     ownership of lines that will not stay in cache anyway (not by the
@@ -70,8 +63,6 @@
  * scratch); tasks write disjoint parts of the scratch and of the output.
  */
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -456,7 +447,6 @@ typedef struct kern_desc {
     int mr, nr, kc, nc;
     int nt_stores; /* a large output written once uses streaming stores (rows_fn) */
     int f_guided;  /* fused dW blocks shrink toward the run's end (guided_rows) */
-    int f_onecall; /* several threads: a fused dW in one pool run (fused_call_task) */
 } kern_desc;
 
 /* Floats of packed A kept at once: M is packed in chunks of rows that fit
@@ -486,7 +476,6 @@ static kern_desc kern_for(int kernel, int bf16)
                            1024,
                            NC / 4,
                            0,
-                           0,
                            0};
     /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
      * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
@@ -504,7 +493,6 @@ static kern_desc kern_for(int kernel, int bf16)
                            1024,
                            NC / 4,
                            1,
-                           0,
                            0};
     /* AVX2: K blocks up to 512 (K = 768 as two of 384). Measured on the Zen
      * 4 with the AVX2 kernel forced (docs/PERFORMANCE.md): 512 against 256
@@ -527,12 +515,11 @@ static kern_desc kern_for(int kernel, int bf16)
                            512,
                            NC / 2,
                            0,
-                           1,
                            1};
 #endif
     (void)kernel;
     (void)bf16;
-    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0, 0, 0};
+    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0, 0};
 }
 
 /* The blocking of one gemm(M, N, K) with kernel kd: the K block (equal
@@ -543,8 +530,6 @@ static kern_desc kern_for(int kernel, int bf16)
  * one A block per thread, used only where it fits in a_floats) more. */
 typedef struct gemm_dims {
     long kc, m_chunk, a_floats, b_floats;
-    long b_block; /* one packed B block (b_floats: two where a fused dW in
-                   * one run may double-buffer it, kern_desc.f_onecall) */
 } gemm_dims;
 
 static gemm_dims gemm_dims_for(const kern_desc *kd, long M, long N, long K)
@@ -563,8 +548,7 @@ static gemm_dims gemm_dims_for(const kern_desc *kd, long M, long N, long K)
     long nc_max = N < kd->nc ? ((N + kd->nr - 1) / kd->nr) * kd->nr : kd->nc;
     long kc_max = K < kc ? K : kc;
     d.a_floats = d.m_chunk * kc_max;
-    d.b_block = nc_max * kc_max;
-    d.b_floats = kd->f_onecall && N <= kd->nc && K > kc ? 2 * d.b_block : d.b_block;
+    d.b_floats = nc_max * kc_max;
     return d;
 }
 
@@ -606,19 +590,6 @@ typedef struct gemm_ctx {
     int fb, f_slots, f_bulk, f_ntail;
     int f_tail[F_TAIL_MAX + 1];
     atomic_uint slot_busy;
-    long a_slot; /* floats per slot: fb x the largest K block */
-    /* one run for the whole call (fused_call_task, kern_desc.f_onecall): per
-     * K block kb, f_pack tasks packing B's block into bpk[kb & 1], then the
-     * f_tasks fused tasks; bdone[q] / fdone[q] count the packing and fused
-     * tasks finished of the K blocks of parity q (never reset in a call) */
-    int f_pack, f_tasks, nkb;
-    float *bpk[2];
-    atomic_int bdone[2], fdone[2];
-    /* a wait longer than WAIT_SPIN steps sleeps on cv (sleepers > 0: the
-     * counters' increments broadcast it) */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    atomic_int sleepers;
     /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
      * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
     float *ap, *bp;
@@ -703,11 +674,11 @@ static int k_cut(int kcb, int t, int n)
  * whose rows are adjacent at each k: panels of `width` columns from column
  * `first` (zero from `end` on) of src (the K block's first row; row stride
  * cs) into dst (panel stride width x kcb). */
-static void packk(const gemm_ctx *g, int kcb, int t, int nt, float *dst, const float *src, long cs,
+static void packk(const gemm_ctx *g, int t, int nt, float *dst, const float *src, long cs,
                   int first, int end, int width, int npanels)
 {
-    int ka = k_cut(kcb, t, nt), kb = k_cut(kcb, t + 1, nt);
-    long pstride = (long)width * kcb;
+    int ka = k_cut(g->kcb, t, nt), kb = k_cut(g->kcb, t + 1, nt);
+    long pstride = (long)width * g->kcb;
     int gp = GROUP_SPAN / width;
     for (int p0 = 0; p0 < npanels; p0 += gp) {
         int np = npanels - p0 < gp ? npanels - p0 : gp;
@@ -728,12 +699,12 @@ static void pack_task(void *vctx, int t)
     gemm_ctx *g = vctx;
     if (t < g->run_a) {
         if (g->a_kt)
-            packk(g, g->kcb, t, g->a_kt, g->ap, g->x + (long)g->k0 * g->xcs, g->xcs, g->m0,
+            packk(g, t, g->a_kt, g->ap, g->x + (long)g->k0 * g->xcs, g->xcs, g->m0,
                   g->m0 + g->mrows, g->kd.mr, g->m_panels);
         else
             pack_a_task(g, t);
     } else if (g->b_kt) {
-        packk(g, g->kcb, t - g->run_a, g->b_kt, g->bp, g->w + (long)g->k0 * g->wcs, g->wcs, g->n0,
+        packk(g, t - g->run_a, g->b_kt, g->bp, g->w + (long)g->k0 * g->wcs, g->wcs, g->n0,
               g->n0 + g->ncb, g->kd.nr, g->n_panels);
     } else {
         pack_b_task(g, t - g->run_a);
@@ -741,20 +712,18 @@ static void pack_task(void *vctx, int t)
 }
 
 /* An edge tile's existing part from the full tile computed into ct. */
-static void edge_store(const gemm_ctx *g, int first, float *o, const float *ct, int mr, int nr)
+static void edge_store(const gemm_ctx *g, float *o, const float *ct, int mr, int nr)
 {
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++) {
-            if (first)
+            if (g->first)
                 o[(long)r * g->N + j] = ct[r * g->kd.nr + j];
             else
                 o[(long)r * g->N + j] += ct[r * g->kd.nr + j];
         }
 }
 
-/* The tile at output (m, n) of a K block of kcb rows (first: store, else
- * accumulate; a row-major A is read in place at g->k0). */
-static void tile(gemm_ctx *g, int kcb, int first, const float *a, const float *b, int m, int n)
+static void tile(gemm_ctx *g, const float *a, const float *b, int m, int n)
 {
     float *o = g->out + (long)m * g->N + n;
     int mr = g->M - m < g->kd.mr ? g->M - m : g->kd.mr;
@@ -764,20 +733,20 @@ static void tile(gemm_ctx *g, int kcb, int first, const float *a, const float *b
         /* a full panel of a row-major A: read in place */
         const float *ar = g->x + (long)m * g->xrs + g->k0;
         if (nr == g->kd.nr) {
-            g->kd.rows_fn(ar, g->xrs, b, kcb, o, g->N, first);
+            g->kd.rows_fn(ar, g->xrs, b, g->kcb, o, g->N, g->first);
             return;
         }
-        g->kd.rows_fn(ar, g->xrs, b, kcb, ct, g->kd.nr, 1);
-        edge_store(g, first, o, ct, mr, nr);
+        g->kd.rows_fn(ar, g->xrs, b, g->kcb, ct, g->kd.nr, 1);
+        edge_store(g, o, ct, mr, nr);
         return;
     }
     if (mr == g->kd.mr && nr == g->kd.nr) {
-        g->kd.fn(a, b, kcb, o, g->N, first);
+        g->kd.fn(a, b, g->kcb, o, g->N, g->first);
         return;
     }
     /* edge tile: the full tile into scratch, then the part that exists */
-    g->kd.fn(a, b, kcb, ct, g->kd.nr, 1);
-    edge_store(g, first, o, ct, mr, nr);
+    g->kd.fn(a, b, g->kcb, ct, g->kd.nr, 1);
+    edge_store(g, o, ct, mr, nr);
 }
 
 /* Task t: one MC-row block of the chunk times one B panel. */
@@ -790,61 +759,22 @@ static void compute_task(void *vctx, int t)
     int mp0 = mb * (MC / mr);
     int mp1 = mp0 + MC / mr < g->m_panels ? mp0 + MC / mr : g->m_panels;
     for (int mp = mp0; mp < mp1; mp++)
-        tile(g, g->kcb, g->first, g->ap + (long)mp * mr * g->kcb, b, g->m0 + mp * mr,
-             g->n0 + np * g->kd.nr);
+        tile(g, g->ap + (long)mp * mr * g->kcb, b, g->m0 + mp * mr, g->n0 + np * g->kd.nr);
 #ifdef BG_X86
     if (g->first == 2)
         _mm_sfence(); /* the streaming stores visible before the task counts as done */
 #endif
 }
 
-/* A wait inside a task for other threads' tasks (one run per call): until
- * *v >= at_least. Spins first (pause, every 64th step a yield: the awaited
- * thread may be queued behind this one on a busy host), as
- * compute_cpu_pool.c's waits do; past WAIT_SPIN steps (tens of
- * microseconds: the awaited thread is not running) sleeps on g->cv, so a
- * wait for a descheduled thread costs no CPU. */
-#define WAIT_SPIN 2048
-static void wait_until(gemm_ctx *g, atomic_int *v, int at_least)
+/* Task t of a fused run: A's rows [t*fb, t*fb + fb) of the current K
+ * block packed into a free slot (one pass over the source rows, KS at a
+ * time as packk does), then multiplied with every panel of the kept B
+ * block while they are in L2, instead of a packed chunk of A written to
+ * and read back from L3. At most one task per thread runs at once, so a
+ * free slot always exists. */
+static void fused_task(void *vctx, int t)
 {
-    for (int i = 0; i < WAIT_SPIN; i++) {
-        if (atomic_load(v) >= at_least)
-            return;
-        if ((i & 63) == 63)
-            sched_yield();
-#ifdef BG_X86
-        else
-            _mm_pause();
-#endif
-    }
-    pthread_mutex_lock(&g->mu);
-    atomic_fetch_add(&g->sleepers, 1);
-    while (atomic_load(v) < at_least)
-        pthread_cond_wait(&g->cv, &g->mu);
-    atomic_fetch_sub(&g->sleepers, 1);
-    pthread_mutex_unlock(&g->mu);
-}
-
-/* *v += 1, waking the sleeping waiters (a waiter counts itself in sleepers
- * under the mutex before it checks *v; the increment comes before the load
- * of sleepers, so either it sees the waiter or the waiter sees it). */
-static void done_one(gemm_ctx *g, atomic_int *v)
-{
-    atomic_fetch_add(v, 1);
-    if (atomic_load(&g->sleepers)) {
-        pthread_mutex_lock(&g->mu);
-        pthread_cond_broadcast(&g->cv);
-        pthread_mutex_unlock(&g->mu);
-    }
-}
-
-/* Fused task t of K block kb (k0, kcb rows; first: store) with B's block in
- * bp. kb >= 0 (one run per call): after packing A, wait for B's block and
- * for every fused task of block kb - 1 (the same output tiles, summed in
- * K-block order); the tasks waited for come earlier in the run, so they
- * are claimed, and A's packing overlaps their end. */
-static void fused_block(gemm_ctx *g, int t, int k0, int kcb, int first, const float *bp, int kb)
-{
+    gemm_ctx *g = vctx;
     int mr = g->kd.mr, nr = g->kd.nr;
     int m, rows;
     if (t < g->f_bulk) {
@@ -856,8 +786,6 @@ static void fused_block(gemm_ctx *g, int t, int k0, int kcb, int first, const fl
     }
     BG_ASSERT(rows > 0 && rows <= g->fb, "gemm: fused block %d has %d rows (slots of %d)", t, rows,
               g->fb);
-    BG_ASSERT((long)g->fb * kcb <= g->a_slot, "gemm: K block of %d rows overflows a slot of %ld",
-              kcb, g->a_slot);
     int panels = (rows + mr - 1) / mr;
     unsigned busy = atomic_load(&g->slot_busy);
     int slot;
@@ -869,62 +797,18 @@ static void fused_block(gemm_ctx *g, int t, int k0, int kcb, int first, const fl
     BG_ASSERT(slot < g->f_slots,
               "gemm: fused task took slot %d of %d (more tasks at once than threads)", slot,
               g->f_slots);
-    float *a = g->ap + (long)slot * g->a_slot;
-    long pstride = (long)mr * kcb;
-    const float *src = g->x + (long)k0 * g->xcs + m;
-    for (int kk = 0; kk < kcb; kk += KS)
+    float *a = g->ap + (long)slot * g->fb * g->kcb;
+    long pstride = (long)mr * g->kcb;
+    const float *src = g->x + (long)g->k0 * g->xcs + m;
+    for (int kk = 0; kk < g->kcb; kk += KS)
         g->kd.copyk(a + (long)kk * mr, pstride, src + (long)kk * g->xcs, g->xcs,
-                    kcb - kk < KS ? kcb - kk : KS, mr, panels, rows);
-    if (kb >= 0) {
-        wait_until(g, &g->bdone[kb & 1], (kb / 2 + 1) * g->f_pack);
-        if (kb > 0)
-            wait_until(g, &g->fdone[(kb - 1) & 1], ((kb - 1) / 2 + 1) * g->f_tasks);
-    }
+                    g->kcb - kk < KS ? g->kcb - kk : KS, mr, panels, rows);
     for (int np = 0; np < g->n_panels; np++) {
-        const float *b = bp + (long)np * nr * kcb;
+        const float *b = g->bp + (long)np * nr * g->kcb;
         for (int mp = 0; mp < panels; mp++)
-            tile(g, kcb, first, a + mp * pstride, b, m + mp * mr, np * nr);
+            tile(g, a + mp * pstride, b, m + mp * mr, np * nr);
     }
     atomic_fetch_and(&g->slot_busy, ~(1u << slot));
-}
-
-/* Task t of a fused run: A's rows of fused block t of the current K block
- * packed into a free slot (one pass over the source rows, KS at a time as
- * packk does), then multiplied with every panel of the kept B block while
- * they are in L2, instead of a packed chunk of A written to and read back
- * from L3. At most one task per thread runs at once, so a free slot always
- * exists. */
-static void fused_task(void *vctx, int t)
-{
-    gemm_ctx *g = vctx;
-    fused_block(g, t, g->k0, g->kcb, g->first, g->bp, -1);
-}
-
-/* Task t of a fused dW in one run (kern_desc.f_onecall, several threads):
- * per K block kb, f_pack tasks that pack B's block (packk, equal k ranges)
- * into bpk[kb & 1], then its f_tasks fused tasks (fused_block waits for
- * that B and for block kb - 1's tasks). B's two buffers: block kb + 1's is
- * packed while block kb's last tasks still read theirs; block kb + 2's
- * packing waits for block kb's tasks to finish. Tasks are claimed in
- * order and wait only for earlier ones (claimed, so running or done): the
- * earliest unfinished task never waits, so the run always progresses.
- * Instead of a pool run's end between B's packing and the fused tasks and
- * between K blocks (4 per call for two K blocks), one at the call's end. */
-static void fused_call_task(void *vctx, int t)
-{
-    gemm_ctx *g = vctx;
-    int per = g->f_pack + g->f_tasks, kb = t / per, j = t % per;
-    int k0 = kb * g->kd.kc, kcb = g->K - k0 < g->kd.kc ? g->K - k0 : g->kd.kc;
-    if (j < g->f_pack) {
-        if (kb >= 1)
-            wait_until(g, &g->fdone[(kb - 1) & 1], ((kb - 1) / 2 + 1) * g->f_tasks);
-        packk(g, kcb, j, g->f_pack, g->bpk[kb & 1], g->w + (long)k0 * g->wcs, g->wcs, 0, g->N,
-              g->kd.nr, g->n_panels);
-        done_one(g, &g->bdone[kb & 1]);
-        return;
-    }
-    fused_block(g, j - g->f_pack, k0, kcb, k0 == 0 && g->first, g->bpk[kb & 1], kb);
-    done_one(g, &g->fdone[kb & 1]);
 }
 
 /* Guided self-scheduling of the fused dW blocks (kern_desc.f_guided, several
@@ -967,6 +851,20 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     gemm_dims dims = gemm_dims_for(&g.kd, M, N, K);
     int kc = (int)dims.kc, m_chunk = (int)dims.m_chunk;
     g.kd.kc = kc;
+    g.ap = bg__pool_scratch(p, 0, sizeof(float) * (size_t)dims.a_floats);
+    g.bp = bg__pool_scratch(p, 1, sizeof(float) * (size_t)dims.b_floats);
+    if (!g.ap || !g.bp) {
+        /* Out of scratch memory: a plain loop, which needs none. */
+        bg__pool_scratch_trim(p, 0);
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                float s = 0.0f;
+                for (int k = 0; k < K; k++)
+                    s += x[m * xrs + k * xcs] * w[n * wrs + k * wcs];
+                out[(long)m * N + n] = accumulate ? out[(long)m * N + n] + s : s;
+            }
+        return;
+    }
     int nt = bg__pool_threads(p);
     /* One N block: B is packed once per K block and kept across every chunk
      * of A's rows (dW of the classifier: x's block across all of dy's). */
@@ -1005,73 +903,18 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
         }
         g.f_tail[f_ntail] = M; /* the last block ends at M (its step may overshoot) */
     }
-    /* slots: one per fused task running at once, at most one per thread */
     int f_tasks = f_bulk + f_ntail, f_slots = f_tasks < nt ? f_tasks : nt;
-    long a_slot = (long)fb * (K < kc ? K : kc);
     int fused = b_kept && g.kd.copyk && xrs == 1 && !g.a_direct && nt <= F_MAX_THREADS &&
-                f_slots * a_slot <= dims.a_floats;
-    /* With several threads where the kernel says so (f_onecall), the whole
-     * fused dW is one pool run (fused_call_task). A task of K block k + 1
-     * holds its slot (A packed) while it waits for block k's, so two
-     * blocks' tasks may run at once (block k + 2's B waits for all of block
-     * k's): up to 2 f_tasks slots, where they fit. */
-    int nkb = (K + kc - 1) / kc, f_slots2 = 2 * f_tasks < nt ? 2 * f_tasks : nt;
-    int onecall = fused && g.kd.f_onecall && nt > 1 && wrs == 1 &&
-                  (nkb == 1 || f_slots2 * a_slot <= dims.a_floats);
-    if (onecall && nkb > 1)
-        f_slots = f_slots2;
-    /* a fused dW in one run with several K blocks packs the next K block's
-     * B while the current one's is read: two B blocks */
-    long b_want = onecall && nkb > 1 ? 2 * dims.b_block : dims.b_block;
-    BG_ASSERT(b_want <= dims.b_floats, "gemm: B scratch of %ld floats, %ld reported", b_want,
-              dims.b_floats);
-    g.ap = bg__pool_scratch(p, 0, sizeof(float) * (size_t)dims.a_floats);
-    g.bp = bg__pool_scratch(p, 1, sizeof(float) * (size_t)b_want);
-    if (!g.ap || !g.bp) {
-        /* Out of scratch memory: a plain loop, which needs none. */
-        bg__pool_scratch_trim(p, 0);
-        for (int m = 0; m < M; m++)
-            for (int n = 0; n < N; n++) {
-                float s = 0.0f;
-                for (int k = 0; k < K; k++)
-                    s += x[m * xrs + k * xcs] * w[n * wrs + k * wcs];
-                out[(long)m * N + n] = accumulate ? out[(long)m * N + n] + s : s;
-            }
-        return;
-    }
+                (long)f_slots * fb * (K < kc ? K : kc) <= dims.a_floats;
     if (fused) {
         g.fb = fb;
         g.f_slots = f_slots;
         g.f_bulk = f_bulk;
         g.f_ntail = f_ntail;
-        g.a_slot = a_slot;
         atomic_init(&g.slot_busy, 0u);
         g.n0 = 0;
         g.ncb = N;
         g.n_panels = (N + nr - 1) / nr;
-        if (onecall) {
-            /* B's blocks packed in equal k ranges, one per thread (one task
-             * where a K block is short), as the separate packing run does */
-            int kmin = K - (nkb - 1) * kc;
-            g.f_pack = kmin >= 64 ? nt : 1;
-            g.f_tasks = f_tasks;
-            g.nkb = nkb;
-            g.first = !accumulate;
-            g.bpk[0] = g.bp;
-            g.bpk[1] = g.bp;
-            for (int q = 0; q < 2; q++) {
-                atomic_init(&g.bdone[q], 0);
-                atomic_init(&g.fdone[q], 0);
-            }
-            atomic_init(&g.sleepers, 0);
-            pthread_mutex_init(&g.mu, NULL);
-            pthread_cond_init(&g.cv, NULL);
-            bg__pool_run(p, fused_call_task, &g, nkb * (g.f_pack + f_tasks));
-            pthread_cond_destroy(&g.cv);
-            pthread_mutex_destroy(&g.mu);
-            bg__pool_scratch_trim(p, SCRATCH_KEEP);
-            return;
-        }
         for (int k0 = 0; k0 < K; k0 += kc) {
             g.k0 = k0;
             g.kcb = K - k0 < kc ? K - k0 : kc;
