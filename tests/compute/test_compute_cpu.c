@@ -527,12 +527,18 @@ static void dw_case(int T, int N, int K, const int nts[3])
  * 1; 5 rows one block smaller than the 12-row minimum; in = 100 gives 7 B
  * panels, the last of 4 columns; T = 600 and 1030 are two and three K
  * blocks, summed in order whatever the thread count, T = 64, 40 and 24
- * one. */
+ * one. More K blocks (kept from branch dwpack, whose one-run dW they
+ * tested, reverted): T = 1001 is two K blocks of unequal length (501, 500)
+ * over the 15M model's 288 rows; T = 1537 four (385, 384, 384, 384);
+ * T = 1100 three K blocks of three fused tasks (31 rows: 12, 12, 7) or two
+ * (24 rows), each long enough (in = 600, 1000) that tasks of two K blocks
+ * on the same rows would overlap if the K blocks were not ordered. */
 static void test_dw_partition(void)
 {
     static const int shapes[][3] = {{600, 288, 100}, {600, 290, 100}, {513, 31, 17},
                                     {1030, 770, 40}, {64, 290, 33},   {40, 2000, 24},
-                                    {24, 13, 300},   {24, 5, 70}};
+                                    {24, 13, 300},   {24, 5, 70},     {1001, 288, 30},
+                                    {1537, 290, 20}, {1100, 31, 600}, {1100, 24, 1000}};
     static const int few[3] = {1, 2, 3}, many[3] = {1, 33, 64};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         dw_case(shapes[si][0], shapes[si][1], shapes[si][2], few);
