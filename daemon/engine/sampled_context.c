@@ -341,20 +341,29 @@ static int valid(const csearch *s, uint64_t id)
 
 /* log R and harm of ids[0..m) for the context (m ≤ the scratch): looked up,
  * else scored (the new ones count against the budget; none beyond it: those
- * get -inf); an invalid id, a NaN or a harm outside [0, 1] is -inf. */
-static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double *harm)
+ * get -inf); an invalid id, a NaN or a harm outside [0, 1] is -inf.
+ * distinct: the caller's ids are distinct (an ejection's scan), so the
+ * O(m²) check for repeats among the new ones is skipped. A visited id's
+ * slot, found by the first probe, is read back without a second (slots do
+ * not move: the table only grows within a context). */
+static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double *harm, int distinct)
 {
-    size_t k = 0;
+    size_t k = 0, at[CTX_SCRATCH]; /* at[i]: ids[i]'s slot when visited, else SIZE_MAX */
     for (size_t i = 0; i < m; i++) {
         lp[i] = -INFINITY;
         harm[i] = 0;
+        at[i] = SIZE_MAX;
         if (!valid(s, ids[i]))
             continue;
-        if (s->v.used[bg__idtab_slot(&s->v, ids[i])])
+        size_t sl = bg__idtab_slot(&s->v, ids[i]);
+        if (s->v.used[sl]) {
+            at[i] = sl;
             continue;
+        }
         int dup = 0;
-        for (size_t j = 0; j < k && !dup; j++)
-            dup = s->ids[j] == ids[i];
+        if (!distinct)
+            for (size_t j = 0; j < k && !dup; j++)
+                dup = s->ids[j] == ids[i];
         if (!dup && s->looked + k < s->budget && 2 * (s->v.n + k + 1) <= s->v.mask + 1)
             s->ids[k++] = ids[i];
     }
@@ -387,8 +396,12 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
         }
     }
     for (size_t i = 0; i < m; i++)
-        if (valid(s, ids[i]))
+        if (at[i] != SIZE_MAX) {
+            lp[i] = s->v.lp[at[i]];
+            harm[i] = s->v.harm[at[i]];
+        } else if (k && valid(s, ids[i])) {
             bg__idtab_get(&s->v, ids[i], &lp[i], &harm[i]);
+        }
     return BG_OK;
 }
 
@@ -426,7 +439,7 @@ static double tilted(double lp, double harm)
 static int eject(csearch *s, bg_rng *rng, uint64_t cur, double tilt, uint64_t *out)
 {
     double clp, ch;
-    int rc = cscore(s, &cur, 1, &clp, &ch); /* visited: a look-up */
+    int rc = cscore(s, &cur, 1, &clp, &ch, 1); /* visited: a look-up */
     if (rc != BG_OK)
         return rc;
     uint32_t d = s->bits, looked0 = s->looked;
@@ -451,7 +464,7 @@ static int eject(csearch *s, bg_rng *rng, uint64_t cur, double tilt, uint64_t *o
             avail[r] = tmp;
             cand[q] = y ^ (1ULL << avail[q]);
         }
-        rc = cscore(s, cand, na, lp, hm);
+        rc = cscore(s, cand, na, lp, hm, 1); /* distinct flips of y */
         s->eject_looked += s->looked - looked0;
         looked0 = s->looked;
         if (rc != BG_OK)
@@ -484,7 +497,7 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
     uint64_t cur[C], prop[C];
     double clp[C], ch[C], cf[C], plp[C], ph[C];
     memcpy(cur, start, sizeof cur);
-    int rc = cscore(s, cur, C, clp, ch);
+    int rc = cscore(s, cur, C, clp, ch, 0);
     double tilt[C];
     for (int c = 0; c < C; c++) {
         tilt[c] = c < C / 2 ? 1.0 : CTX_LOW_TILT;
@@ -507,7 +520,7 @@ static int run_chains(csearch *s, bg_rng *rng, const uint64_t *start)
         if (rc != BG_OK)
             break;
         proposals += C;
-        if ((rc = cscore(s, prop, C, plp, ph)) != BG_OK)
+        if ((rc = cscore(s, prop, C, plp, ph, 0)) != BG_OK)
             break;
         for (int c = 0; c < C; c++) {
             double beta = 1;
@@ -697,7 +710,7 @@ static int search_one(csearch *s, const bg__archive *kept, int has_cautious, uin
         return BG_OK;
     int rc = BG_OK;
     for (size_t i = 0; i < nc && rc == BG_OK; i += C)
-        rc = cscore(s, cand + i, nc - i < C ? nc - i : C, lp + i, harm + i);
+        rc = cscore(s, cand + i, nc - i < C ? nc - i : C, lp + i, harm + i, 0);
     if (rc != BG_OK)
         return rc;
     /* 2. chains from the best starts by the tilted objective, distinct */
