@@ -583,58 +583,123 @@ static void sift_down(kentry *h, size_t n, size_t i)
     h[i] = e;
 }
 
-/* Why a heap and not the sort it replaced (three stable LSD passes over
- * every visited entry, 9 % of a d = 64 training at a budget of 16,384):
- * walked by log R descending (ties harm descending, id ascending), an entry
- * is on the front exactly when its harm is above every earlier one's — the
- * entries that precede it there are those with log R at least its own that
- * the front's order (harm descending, log R descending, id ascending) puts
- * before it or that dominate it — so the front comes most plausible end
- * first, and the walk stops once BG__CTX_KEEP are kept or the front's harm
- * reached the highest visited. Same set, same tie-breaking. */
+/* The distinct harm values keep_pick tracks each level's top for before
+ * it falls back to the heap walk (a bandit has at most d + 1). */
+#define KEEP_LEVELS 128
+
+/* harm's slot in keep_pick's table of levels (256 slots, at most
+ * KEEP_LEVELS used: a probe always ends), its key the bits of harm + 0.0. */
+static size_t level_slot(const uint64_t *key, const unsigned char *used, double harm)
+{
+    double h0 = harm + 0.0; /* -0.0 is 0.0's level, as the sort had it */
+    uint64_t bits;
+    memcpy(&bits, &h0, sizeof bits);
+    size_t i = (size_t)((bits * 0x9e3779b97f4a7c15ULL) >> 56); /* 256 slots */
+    while (used[i] && key[i] != bits)
+        i = (i + 1) & 255;
+    return i;
+}
+
+/* Why not the sort it replaced (three stable LSD passes over every
+ * visited entry, 9 % of a d = 64 training at a budget of 16,384; the
+ * sort's order: harm descending, log R descending, id ascending). Walked
+ * by log R descending (ties harm descending, id ascending), an entry is on
+ * the front exactly when its harm is above every earlier one's — the
+ * entries that precede it there are those with log R at least its own
+ * that the sort puts before it or that dominate it — so the front comes
+ * most plausible end first. Only a harm level's top (its highest log R,
+ * then lowest id) can be on the front, so when there are at most
+ * KEEP_LEVELS distinct harms (the bandit has ≤ d + 1) one pass keeps each
+ * level's top and the walk is over the levels. Else a heap walk over every
+ * entry, stopped once BG__CTX_KEEP are kept or the front's harm reached
+ * the highest visited (a first try walked the heap always: at d = 64 the
+ * top level is large and the walk went deep, as dear as the sort). Same
+ * set, same tie-breaking (test_gfn_context test_keep). */
 int bg__ctx_keep_pick(const bg__idtab *v, uint64_t ids[BG__CTX_KEEP], double lp[BG__CTX_KEEP],
                       size_t *n)
 {
     *n = 0;
-    kentry *h = malloc((v->n ? v->n : 1) * sizeof *h);
-    if (!h)
-        return BG_ENOMEM;
-    size_t m = 0, best = 0;
+    /* one pass: the tilted best, the highest harm, each harm level's top
+     * (by log R, then id: the only member of a level the front can hold) */
+    kentry b = {0}, lv[KEEP_LEVELS];
+    uint64_t lkey[256];
+    unsigned char lused[256] = {0}, lidx[256];
+    size_t m = 0, nl = 0;
+    int many = 0; /* more harm levels than KEEP_LEVELS: the heap walk */
     double bt = -INFINITY, hmax = -INFINITY;
     for (size_t i = 0; i <= v->mask; i++)
         if (v->used[i] && v->lp[i] > -INFINITY) {
-            h[m] = (kentry){.lp = v->lp[i], .harm = v->harm[i], .id = v->key[i]};
-            double t = tilted(h[m].lp, h[m].harm);
-            if (!m || t > bt || (t == bt && harm_first(&h[m], &h[best])))
-                best = m, bt = t;
-            if (h[m].harm > hmax)
-                hmax = h[m].harm;
+            kentry e = {.lp = v->lp[i], .harm = v->harm[i], .id = v->key[i]};
+            double t = tilted(e.lp, e.harm);
+            if (!m || t > bt || (t == bt && harm_first(&e, &b)))
+                b = e, bt = t;
+            if (e.harm > hmax)
+                hmax = e.harm;
             m++;
+            if (many)
+                continue;
+            size_t q = level_slot(lkey, lused, e.harm);
+            if (lused[q]) {
+                if (lp_first(&e, &lv[lidx[q]]))
+                    lv[lidx[q]] = e;
+            } else if (nl < KEEP_LEVELS) {
+                double h0 = e.harm + 0.0;
+                memcpy(&lkey[q], &h0, sizeof lkey[q]);
+                lused[q] = 1;
+                lidx[q] = (unsigned char)nl;
+                lv[nl++] = e;
+            } else {
+                many = 1;
+            }
         }
-    if (!m) {
-        free(h);
+    if (!m)
         return BG_OK;
-    }
-    kentry b = h[best];
     size_t k = 0;
     ids[k] = b.id;
     lp[k++] = b.lp;
-    for (size_t i = m / 2; i-- > 0;)
-        sift_down(h, m, i);
-    double top = -INFINITY; /* the front's harm so far */
-    while (m && k < BG__CTX_KEEP && top < hmax) {
-        kentry e = h[0];
-        h[0] = h[--m];
-        sift_down(h, m, 0);
-        if (e.harm > top) {
-            top = e.harm;
-            if (e.id != b.id) {
-                ids[k] = e.id;
-                lp[k++] = e.lp;
+    if (!many) {
+        /* the levels by log R descending (ties harm descending): a level's
+         * top is on the front when its harm is above every earlier one's */
+        for (size_t i = 1; i < nl; i++)
+            for (size_t j = i; j > 0 && lp_first(&lv[j], &lv[j - 1]); j--) {
+                kentry t = lv[j];
+                lv[j] = lv[j - 1];
+                lv[j - 1] = t;
+            }
+        double top = -INFINITY;
+        for (size_t i = 0; i < nl && k < BG__CTX_KEEP; i++)
+            if (lv[i].harm > top) {
+                top = lv[i].harm;
+                if (lv[i].id != b.id) {
+                    ids[k] = lv[i].id;
+                    lp[k++] = lv[i].lp;
+                }
+            }
+    } else {
+        kentry *h = malloc(m * sizeof *h);
+        if (!h)
+            return BG_ENOMEM;
+        m = 0;
+        for (size_t i = 0; i <= v->mask; i++)
+            if (v->used[i] && v->lp[i] > -INFINITY)
+                h[m++] = (kentry){.lp = v->lp[i], .harm = v->harm[i], .id = v->key[i]};
+        for (size_t i = m / 2; i-- > 0;)
+            sift_down(h, m, i);
+        double top = -INFINITY; /* the front's harm so far */
+        while (m && k < BG__CTX_KEEP && top < hmax) {
+            kentry e = h[0];
+            h[0] = h[--m];
+            sift_down(h, m, 0);
+            if (e.harm > top) {
+                top = e.harm;
+                if (e.id != b.id) {
+                    ids[k] = e.id;
+                    lp[k++] = e.lp;
+                }
             }
         }
+        free(h);
     }
-    free(h);
     for (size_t i = 1; i < k; i++) /* ids ascending (insertion: k ≤ 32) */
         for (size_t j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
             uint64_t ti = ids[j];

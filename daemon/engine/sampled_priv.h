@@ -416,10 +416,11 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
  * descending, id ascending), then the members of the (harm, log R) Pareto
  * front (in that order, each member's log R above every earlier one's)
  * from its most plausible end, at most BG__CTX_KEEP in all; an entry of
- * log R -inf is never kept. ids[0..*n) ascending, lp their log R. Found by
- * popping v's entries by log R descending (a heap) until the front has
- * enough or its harm reached v's highest, not by a full sort (issue 16,
- * docs/GFLOWNET.md "Cost"). BG_OK (*n 0: nothing finite) or BG_ENOMEM. */
+ * log R -inf is never kept. ids[0..*n) ascending, lp their log R. Found
+ * without a full sort: over each harm level's top where there are few
+ * levels, else by a heap walk by log R descending (sampled_context.c;
+ * issue 16, docs/GFLOWNET.md "Cost"). BG_OK (*n 0: nothing finite) or
+ * BG_ENOMEM. */
 int bg__ctx_keep_pick(const bg__idtab *v, uint64_t ids[BG__CTX_KEEP], double lp[BG__CTX_KEEP],
                       size_t *n);
 

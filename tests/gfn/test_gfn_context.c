@@ -49,9 +49,10 @@
  *     R descending) against the full three-pass sort it replaced (keep_ref,
  *     the old keep_of's selection, verbatim) on 400 random visited tables
  *     of 1-600 entries: ids, log R and harm drawn from a few values (ties
- *     on every key, -0.0 beside 0.0, some -inf), or continuous and
- *     anti-correlated (fronts longer than BG__CTX_KEEP): the same ids and
- *     log R, bit for bit.
+ *     on every key, -0.0 beside 0.0, some -inf), continuous and
+ *     anti-correlated, or on 200 harm levels with ties (fronts longer than
+ *     BG__CTX_KEEP; over the 128 levels keep_pick tracks: its heap walk):
+ *     the same ids and log R, bit for bit.
  * ~1 s. Skips (77) when the plugins are not built.
  */
 #include <math.h>
@@ -621,16 +622,20 @@ static void test_keep(void)
     size_t same = 0, long_front = 0, cut = 0;
     for (int trial = 0; trial < 400; trial++) {
         bg__idtab_clear(&v);
-        int cont = trial % 2; /* 1: continuous, anti-correlated */
+        int mode = trial % 3; /* 0: few values, 1: continuous, 2: 200 harm levels */
         size_t m = 1 + (size_t)(bg_rng_next(&rng) % 600);
-        uint64_t idspan = trial % 3 == 0 ? 1024 : UINT64_MAX; /* small ids: dense */
+        uint64_t idspan = trial % 5 == 0 ? 1024 : UINT64_MAX; /* small ids: dense */
         for (size_t i = 0; i < m; i++) {
             uint64_t id = bg_rng_next(&rng) % idspan;
             double lp, hm;
-            if (cont) {
+            if (mode == 1) {
                 double u = bg_rng_next_uniform(&rng);
                 hm = u;
                 lp = -10.0 * u - 3.0 * bg_rng_next_uniform(&rng);
+            } else if (mode == 2) {
+                unsigned q = (unsigned)(bg_rng_next(&rng) % 200);
+                hm = q / 199.0;
+                lp = -0.05 * q - 0.5 * (double)(bg_rng_next(&rng) % 3);
             } else {
                 lp = lps[bg_rng_next(&rng) % 7];
                 hm = harms[bg_rng_next(&rng) % 7];
@@ -647,10 +652,10 @@ static void test_keep(void)
         else
             CHECK(0, "trial %d: kept set differs from the sort's", trial);
         long_front += rn == BG__CTX_KEEP;
-        cut += cont && rn == BG__CTX_KEEP;
+        cut += mode && rn == BG__CTX_KEEP;
     }
     /* the cases the walk must stop early in were there */
-    CHECK(long_front >= 50 && cut >= 50, "%zu full kept sets (%zu continuous)", long_front, cut);
+    CHECK(long_front >= 50 && cut >= 50, "%zu full kept sets (%zu of modes 1-2)", long_front, cut);
     bg__idtab_clear(&v); /* nothing finite: nothing kept */
     bg__idtab_put(&v, 5, -INFINITY, 1.0);
     size_t nn = 99;
@@ -659,7 +664,7 @@ static void test_keep(void)
     CHECK(bg__ctx_keep_pick(&v, ni, nl, &nn) == BG_OK && nn == 0, "%zu kept of none finite", nn);
     bg__idtab_free(&v);
     printf(
-        "test_keep: 400 tables, %zu kept sets as the sort's (%zu with %u kept, %zu continuous)\n",
+        "test_keep: 400 tables, %zu kept sets as the sort's (%zu with %u kept, %zu of modes 1-2)\n",
         same, long_front, BG__CTX_KEEP, cut);
 }
 
