@@ -410,6 +410,20 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
                        const bg__archive *arch, uint32_t budget, uint64_t seed,
                        bg__ctx_stats *stats);
 
+/* The kept set of a context's visited table v (with harm; what
+ * bg__ctx_search_all keeps, its contract): the best by the tilted
+ * objective log R + log harm (ties: the first by harm descending, log R
+ * descending, id ascending), then the members of the (harm, log R) Pareto
+ * front (in that order, each member's log R above every earlier one's)
+ * from its most plausible end, at most BG__CTX_KEEP in all; an entry of
+ * log R -inf is never kept. ids[0..*n) ascending, lp their log R. Found
+ * without a full sort: over each harm level's top where there are few
+ * levels, else by a heap walk by log R descending (sampled_context.c;
+ * issue 16, docs/GFLOWNET.md "Cost"). BG_OK (*n 0: nothing finite) or
+ * BG_ENOMEM. */
+int bg__ctx_keep_pick(const bg__idtab *v, uint64_t ids[BG__CTX_KEEP], double lp[BG__CTX_KEEP],
+                      size_t *n);
+
 /* ---- health (sampled_health.c): no state */
 
 /* The health of a draw c against the session's current reward: log_r[i]

@@ -45,6 +45,14 @@
  *     on the same draw (the kept members join after the refinement, so the
  *     candidates are a superset of those without them: the iid product
  *     only grows).
+ *   test_keep: bg__ctx_keep_pick (the kept set found by a heap walk by log
+ *     R descending) against the full three-pass sort it replaced (keep_ref,
+ *     the old keep_of's selection, verbatim) on 400 random visited tables
+ *     of 1-600 entries: ids, log R and harm drawn from a few values (ties
+ *     on every key, -0.0 beside 0.0, some -inf), continuous and
+ *     anti-correlated, or on 200 harm levels with ties (fronts longer than
+ *     BG__CTX_KEEP; over the 128 levels keep_pick tracks: its heap walk):
+ *     the same ids and log R, bit for bit.
  * ~1 s. Skips (77) when the plugins are not built.
  */
 #include <math.h>
@@ -529,8 +537,140 @@ static void test_engine(bg_plugin_host *h)
     twin_close(&t);
 }
 
+/* The old keep_of's selection (full sort by harm descending, log R
+ * descending, id ascending; the tilted best; the front from its most
+ * plausible end), the reference test_keep holds bg__ctx_keep_pick to. */
+static double keep_tilted(double lp, double harm)
+{
+    if (!(lp > -INFINITY))
+        return -INFINITY;
+    return lp + (harm > 0 ? fmax(log(harm), -700.0) : -700.0);
+}
+
+static size_t keep_ref(const bg__idtab *v, uint64_t *out_ids, double *out_lp)
+{
+    size_t m = 0, mask = v->mask, cnt = v->n ? v->n : 1;
+    size_t *sl = malloc(cnt * sizeof *sl), *tmp = malloc(cnt * sizeof *tmp);
+    uint64_t *key = malloc(cnt * sizeof *key);
+    uint32_t *ord = malloc(cnt * sizeof *ord);
+    CHECK(sl && tmp && key && ord, "memory");
+    for (size_t i = 0; i <= mask; i++)
+        if (v->used[i] && v->lp[i] > -INFINITY)
+            sl[m++] = i;
+    size_t n = 0;
+    if (m) {
+        for (size_t i = 0; i < m; i++)
+            key[i] = v->key[sl[i]];
+        CHECK(bg__radix_order(key, m, ord) == BG_OK, "sort");
+        for (int pass = 0; pass < 3; pass++) {
+            for (size_t i = 0; i < m; i++)
+                tmp[i] = sl[ord[i]];
+            memcpy(sl, tmp, m * sizeof *sl);
+            if (pass == 2)
+                break;
+            for (size_t i = 0; i < m; i++)
+                key[i] = bg__desc_key(pass == 0 ? v->lp[sl[i]] : v->harm[sl[i]]);
+            CHECK(bg__radix_order(key, m, ord) == BG_OK, "sort");
+        }
+        size_t best = 0;
+        for (size_t i = 1; i < m; i++)
+            if (keep_tilted(v->lp[sl[i]], v->harm[sl[i]]) >
+                keep_tilted(v->lp[sl[best]], v->harm[sl[best]]))
+                best = i;
+        size_t nf = 0, hi = (size_t)1 << (sizeof(size_t) * 8 - 1);
+        double top = -INFINITY;
+        for (size_t i = 0; i < m; i++)
+            if (v->lp[sl[i]] > top) {
+                top = v->lp[sl[i]];
+                sl[nf++] = sl[i] | (i == best ? hi : 0);
+            } else if (i == best) {
+                sl[nf++] = sl[i] | hi;
+            }
+        uint64_t ids[BG__CTX_KEEP];
+        double lps[BG__CTX_KEEP];
+        for (size_t i = 0; i < nf; i++)
+            if (sl[i] & hi) {
+                ids[n] = v->key[sl[i] & ~hi];
+                lps[n++] = v->lp[sl[i] & ~hi];
+            }
+        for (size_t i = nf; i-- > 0 && n < BG__CTX_KEEP;)
+            if (!(sl[i] & hi)) {
+                ids[n] = v->key[sl[i]];
+                lps[n++] = v->lp[sl[i]];
+            }
+        CHECK(bg__radix_order(ids, n, ord) == BG_OK, "sort");
+        for (size_t i = 0; i < n; i++) {
+            out_ids[i] = ids[ord[i]];
+            out_lp[i] = lps[ord[i]];
+        }
+    }
+    free(sl);
+    free(tmp);
+    free(key);
+    free(ord);
+    return n;
+}
+
+static void test_keep(void)
+{
+    bg__idtab v;
+    CHECK(bg__idtab_init(&v, 2048, 1) == BG_OK, "memory");
+    bg_rng rng;
+    bg_rng_init(&rng, 20261207);
+    static const double lps[] = {-3.0, -1.5, -0.0, 0.0, -1.5, -INFINITY, -7.25};
+    static const double harms[] = {0.0, -0.0, 0.5, 1.0, 0.25, 1e-300, 0.75};
+    size_t same = 0, long_front = 0, cut = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        bg__idtab_clear(&v);
+        int mode = trial % 3; /* 0: few values, 1: continuous, 2: 200 harm levels */
+        size_t m = 1 + (size_t)(bg_rng_next(&rng) % 600);
+        uint64_t idspan = trial % 5 == 0 ? 1024 : UINT64_MAX; /* small ids: dense */
+        for (size_t i = 0; i < m; i++) {
+            uint64_t id = bg_rng_next(&rng) % idspan;
+            double lp, hm;
+            if (mode == 1) {
+                double u = bg_rng_next_uniform(&rng);
+                hm = u;
+                lp = -10.0 * u - 3.0 * bg_rng_next_uniform(&rng);
+            } else if (mode == 2) {
+                unsigned q = (unsigned)(bg_rng_next(&rng) % 200);
+                hm = q / 199.0;
+                lp = -0.05 * q - 0.5 * (double)(bg_rng_next(&rng) % 3);
+            } else {
+                lp = lps[bg_rng_next(&rng) % 7];
+                hm = harms[bg_rng_next(&rng) % 7];
+            }
+            bg__idtab_put(&v, id, lp, hm); /* a repeated id: dropped */
+        }
+        uint64_t ri[BG__CTX_KEEP], ni[BG__CTX_KEEP];
+        double rl[BG__CTX_KEEP], nl[BG__CTX_KEEP];
+        size_t rn = keep_ref(&v, ri, rl), nn = 99;
+        CHECK(bg__ctx_keep_pick(&v, ni, nl, &nn) == BG_OK, "pick");
+        CHECK(nn == rn, "trial %d: %zu kept, the sort keeps %zu", trial, nn, rn);
+        if (nn == rn && !memcmp(ni, ri, rn * sizeof *ri) && !memcmp(nl, rl, rn * sizeof *rl))
+            same++;
+        else
+            CHECK(0, "trial %d: kept set differs from the sort's", trial);
+        long_front += rn == BG__CTX_KEEP;
+        cut += mode && rn == BG__CTX_KEEP;
+    }
+    /* the cases the walk must stop early in were there */
+    CHECK(long_front >= 50 && cut >= 50, "%zu full kept sets (%zu of modes 1-2)", long_front, cut);
+    bg__idtab_clear(&v); /* nothing finite: nothing kept */
+    bg__idtab_put(&v, 5, -INFINITY, 1.0);
+    size_t nn = 99;
+    uint64_t ni[BG__CTX_KEEP];
+    double nl[BG__CTX_KEEP];
+    CHECK(bg__ctx_keep_pick(&v, ni, nl, &nn) == BG_OK && nn == 0, "%zu kept of none finite", nn);
+    bg__idtab_free(&v);
+    printf(
+        "test_keep: 400 tables, %zu kept sets as the sort's (%zu with %u kept, %zu of modes 1-2)\n",
+        same, long_front, BG__CTX_KEEP, cut);
+}
+
 int main(void)
 {
+    test_keep();
     const char *const need[] = {"bg_gfn.so", "bg_bandit.so", "bg_iid.so", "bg_noniid.so"};
     const char *dir = bg_test_plugin_dir(need, 4);
     bg_err err;

@@ -133,18 +133,25 @@ static int log_prior(const void *vself, const uint64_t *h, size_t n, double *out
     return BG_PLUGIN_OK;
 }
 
-/* x as an id-layout bit mask when every feature is 0 or 1; else 0 + *binary=0. */
+/* x as an id-layout bit mask (feature k at bit d-1-k) of the features
+ * that are 1; *binary: whether every feature is 0 or 1. Without a branch
+ * on the features: per_dot calls it once per call, i.e. per observation
+ * of the history for each few-id log_lik call of the per-context search,
+ * where the branch on x == 1.0 mispredicted about one feature in two
+ * (issue 16, docs/GFLOWNET.md "Cost"). Nothing is cached: a history
+ * entry's memory can be reused for another observation. */
 static uint64_t feature_bits(const bandit *self, const bg_action *a, int *binary)
 {
     uint64_t m = 0;
-    *binary = 1;
+    unsigned other = 0;
+    const double *f = a->features;
     for (unsigned k = 0; k < self->d; k++) {
-        double x = a->features[k];
-        if (x == 1.0)
-            m |= (uint64_t)1 << (self->d - 1 - k);
-        else if (x != 0.0)
-            *binary = 0;
+        double x = f[k];
+        unsigned one = x == 1.0;
+        m = m << 1 | one;
+        other |= (unsigned)(x != 0.0) & (one ^ 1u);
     }
+    *binary = !other;
     return m;
 }
 
