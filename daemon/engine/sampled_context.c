@@ -98,6 +98,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/bg_assert.h"
 #include "common/bg_fnv.h"
 #include "engine/observation.h"
 #include "engine/sampled_priv.h"
@@ -349,6 +350,7 @@ static int valid(const csearch *s, uint64_t id)
 static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double *harm, int distinct)
 {
     size_t k = 0, at[CTX_SCRATCH]; /* at[i]: ids[i]'s slot when visited, else SIZE_MAX */
+    BG_ASSERT(m <= CTX_SCRATCH, "cscore: %zu ids, the scratch holds %d", m, CTX_SCRATCH);
     for (size_t i = 0; i < m; i++) {
         lp[i] = -INFINITY;
         harm[i] = 0;
