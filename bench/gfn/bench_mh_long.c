@@ -9,8 +9,9 @@
  *   bench_mh_long [--quick] [--d 32,64] [--seeds 403,404] [--obs 40,100]
  *                 [--steps 20] [--k 256] [--mh-evals N] [--mh-also N] [--chains C]
  *                 [--mh-anneal 0|1] [--mh-pair 0|1] [--sampler 'YAML map']
- *                 [--search B] [--mh-cache DIR] [--cost [--cost-obs N]] [--check]
- *                 [--mh-phase]
+ *                 [--search B] [--mh-cache DIR] [--cost [--cost-obs N]] [--cost-only]
+ *                 [--cost-d 10,16,32,64] [--cost-seed S] [--check] [--seen]
+ *                 [--contexts N] [--context-search B] [--mh-phase]
  *
  * Defaults: d = 32 and 64, seeds 403 and 404, checkpoints after the 40th
  * and the 100th observation, 10^8 MH evaluations per checkpoint (7-8 s of
