@@ -546,26 +546,29 @@ typedef struct kentry {
     uint64_t id;
 } kentry;
 
-/* Whether x comes before y by log R descending, harm descending, id
- * ascending (a strict total order: ids are distinct; no NaN). */
-static int lp_first(const kentry *x, const kentry *y)
+/* Whether (a1, a2, ida) comes before (b1, b2, idb): the first key
+ * descending, then the second descending, then the id ascending (a strict
+ * total order: ids are distinct; no NaN). */
+static int keys_first(double a1, double a2, uint64_t ida, double b1, double b2, uint64_t idb)
 {
-    if (x->lp != y->lp)
-        return x->lp > y->lp;
-    if (x->harm != y->harm)
-        return x->harm > y->harm;
-    return x->id < y->id;
+    if (a1 != b1)
+        return a1 > b1;
+    if (a2 != b2)
+        return a2 > b2;
+    return ida < idb;
 }
 
-/* Whether x comes before y by harm descending, log R descending, id
- * ascending: the front's order, whose first wins a tie of the tilted best. */
+/* x before y by log R descending, harm descending, id ascending. */
+static int lp_first(const kentry *x, const kentry *y)
+{
+    return keys_first(x->lp, x->harm, x->id, y->lp, y->harm, y->id);
+}
+
+/* x before y by harm descending, log R descending, id ascending: the
+ * front's order, whose first wins a tie of the tilted best. */
 static int harm_first(const kentry *x, const kentry *y)
 {
-    if (x->harm != y->harm)
-        return x->harm > y->harm;
-    if (x->lp != y->lp)
-        return x->lp > y->lp;
-    return x->id < y->id;
+    return keys_first(x->harm, x->lp, x->id, y->harm, y->lp, y->id);
 }
 
 static void sift_down(kentry *h, size_t n, size_t i)
