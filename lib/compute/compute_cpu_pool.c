@@ -47,12 +47,25 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define SPIN_ITERS 2000 /* about 20-40 us of pause before sleeping */
 #define IDX_BITS 20
 #define IDX_MASK ((1ull << IDX_BITS) - 1)
 #define MAX_TASKS ((int)IDX_MASK)
+
+/* One thread's BG_POOL_TRACE counters, a cache line of its own (every
+ * thread adds to its own while the others run). */
+struct pool_trace {
+    _Alignas(64) _Atomic long long busy, tasks; /* wall time in tasks, tasks run */
+    /* a worker's wait between runs, spinning and asleep, and its sleeps
+     * (the caller's entry leaves them 0) */
+    _Atomic long long spin_ns, sleep_ns, sleeps;
+    /* thread CPU time: in tasks (every thread), spinning (workers between
+     * runs, the caller at runs' ends) */
+    _Atomic long long busy_cpu, spin_cpu;
+};
 
 struct bg__pool {
     int nthreads; /* including the caller */
@@ -68,17 +81,11 @@ struct bg__pool {
     bg__pool_fn fn;
     void *ctx;
     void *scratch[BG__POOL_SCRATCH_SLOTS]; /* 64-byte aligned, scratch_bytes[i] long */
-    /* BG_POOL_TRACE: busy[i], tasks[i] of thread i (0: the caller); runs,
+    /* BG_POOL_TRACE: tr[i], thread i's counters (0: the caller); runs,
      * their wall time and the caller's wait at their ends */
     int trace;
     atomic_int next_id;
-    _Atomic long long *busy, *tasks;
-    /* per worker (index 0 unused): waiting between runs, spinning and
-     * asleep, and the number of sleeps; written by that worker only */
-    _Atomic long long *spin_ns, *sleep_ns, *sleeps;
-    /* thread CPU time: in tasks (every thread), spinning (workers between
-     * runs, the caller at runs' ends) */
-    _Atomic long long *busy_cpu, *spin_cpu;
+    struct pool_trace *tr;
     long long runs, run_ns, wait_ns, wait_spin_ns;
     size_t scratch_bytes[BG__POOL_SCRATCH_SLOTS];
 };
@@ -134,9 +141,9 @@ static void work(bg__pool *p, uint64_t g, int me)
         if (p->trace) {
             long long t0 = now_ns(), c0 = cpu_ns();
             p->fn(p->ctx, (int)i);
-            atomic_fetch_add(&p->busy[me], now_ns() - t0);
-            atomic_fetch_add(&p->busy_cpu[me], cpu_ns() - c0);
-            atomic_fetch_add(&p->tasks[me], 1);
+            atomic_fetch_add(&p->tr[me].busy, now_ns() - t0);
+            atomic_fetch_add(&p->tr[me].busy_cpu, cpu_ns() - c0);
+            atomic_fetch_add(&p->tr[me].tasks, 1);
         } else {
             p->fn(p->ctx, (int)i);
         }
@@ -163,8 +170,8 @@ static void *worker(void *arg)
         }
         if (p->trace) {
             t1 = now_ns();
-            atomic_store(&p->spin_ns[me], atomic_load(&p->spin_ns[me]) + t1 - t0);
-            atomic_store(&p->spin_cpu[me], atomic_load(&p->spin_cpu[me]) + cpu_ns() - c0);
+            atomic_store(&p->tr[me].spin_ns, atomic_load(&p->tr[me].spin_ns) + t1 - t0);
+            atomic_store(&p->tr[me].spin_cpu, atomic_load(&p->tr[me].spin_cpu) + cpu_ns() - c0);
         }
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
@@ -172,8 +179,8 @@ static void *worker(void *arg)
                 pthread_cond_wait(&p->start_cv, &p->mu);
             pthread_mutex_unlock(&p->mu);
             if (p->trace) {
-                atomic_store(&p->sleep_ns[me], atomic_load(&p->sleep_ns[me]) + now_ns() - t1);
-                atomic_store(&p->sleeps[me], atomic_load(&p->sleeps[me]) + 1);
+                atomic_store(&p->tr[me].sleep_ns, atomic_load(&p->tr[me].sleep_ns) + now_ns() - t1);
+                atomic_store(&p->tr[me].sleeps, atomic_load(&p->tr[me].sleeps) + 1);
             }
         }
         if (atomic_load(&p->stop))
@@ -202,15 +209,10 @@ int bg__pool_create(int nthreads, bg__pool **out, bg_err *err)
     atomic_init(&p->next_id, 0);
     const char *tr = getenv("BG_POOL_TRACE");
     if (tr && *tr && *tr != '0') {
-        p->busy = calloc((size_t)nthreads, sizeof *p->busy);
-        p->tasks = calloc((size_t)nthreads, sizeof *p->tasks);
-        p->spin_ns = calloc((size_t)nthreads, sizeof *p->spin_ns);
-        p->sleep_ns = calloc((size_t)nthreads, sizeof *p->sleep_ns);
-        p->sleeps = calloc((size_t)nthreads, sizeof *p->sleeps);
-        p->busy_cpu = calloc((size_t)nthreads, sizeof *p->busy_cpu);
-        p->spin_cpu = calloc((size_t)nthreads, sizeof *p->spin_cpu);
-        p->trace = p->busy && p->tasks && p->spin_ns && p->sleep_ns && p->sleeps && p->busy_cpu &&
-                   p->spin_cpu;
+        p->tr = aligned_alloc(64, (size_t)nthreads * sizeof *p->tr);
+        if (p->tr)
+            memset(p->tr, 0, (size_t)nthreads * sizeof *p->tr);
+        p->trace = p->tr != NULL;
     }
     if (nthreads > 1) {
         p->tids = calloc((size_t)nthreads - 1, sizeof *p->tids);
@@ -252,26 +254,21 @@ void bg__pool_destroy(bg__pool *p)
             fprintf(stderr,
                     "; thread %d: %lld tasks, busy %.3f ms (%.1f%%), CPU in tasks %.3f ms, "
                     "spinning %.3f ms",
-                    i, (long long)atomic_load(&p->tasks[i]),
-                    (double)atomic_load(&p->busy[i]) * 1e-6,
-                    p->run_ns ? 100.0 * (double)atomic_load(&p->busy[i]) / (double)p->run_ns : 0.0,
-                    (double)atomic_load(&p->busy_cpu[i]) * 1e-6,
-                    (double)atomic_load(&p->spin_cpu[i]) * 1e-6);
+                    i, (long long)atomic_load(&p->tr[i].tasks),
+                    (double)atomic_load(&p->tr[i].busy) * 1e-6,
+                    p->run_ns ? 100.0 * (double)atomic_load(&p->tr[i].busy) / (double)p->run_ns
+                              : 0.0,
+                    (double)atomic_load(&p->tr[i].busy_cpu) * 1e-6,
+                    (double)atomic_load(&p->tr[i].spin_cpu) * 1e-6);
             if (i > 0)
                 fprintf(stderr, ", between runs spun %.3f ms, slept %lld times %.3f ms",
-                        (double)atomic_load(&p->spin_ns[i]) * 1e-6,
-                        (long long)atomic_load(&p->sleeps[i]),
-                        (double)atomic_load(&p->sleep_ns[i]) * 1e-6);
+                        (double)atomic_load(&p->tr[i].spin_ns) * 1e-6,
+                        (long long)atomic_load(&p->tr[i].sleeps),
+                        (double)atomic_load(&p->tr[i].sleep_ns) * 1e-6);
         }
         fprintf(stderr, "\n");
     }
-    free((void *)p->busy);
-    free((void *)p->tasks);
-    free((void *)p->spin_ns);
-    free((void *)p->sleep_ns);
-    free((void *)p->sleeps);
-    free((void *)p->busy_cpu);
-    free((void *)p->spin_cpu);
+    free(p->tr);
     free(p->tids);
     for (int i = 0; i < BG__POOL_SCRATCH_SLOTS; i++)
         free(p->scratch[i]);
@@ -320,9 +317,9 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
         if (p->trace) {
             long long d = now_ns() - t0;
             p->runs++, p->run_ns += d;
-            atomic_fetch_add(&p->busy[0], d);
-            atomic_fetch_add(&p->busy_cpu[0], cpu_ns() - c0);
-            atomic_fetch_add(&p->tasks[0], ntasks);
+            atomic_fetch_add(&p->tr[0].busy, d);
+            atomic_fetch_add(&p->tr[0].busy_cpu, cpu_ns() - c0);
+            atomic_fetch_add(&p->tr[0].tasks, ntasks);
         }
         return;
     }
@@ -342,7 +339,7 @@ void bg__pool_run(bg__pool *p, bg__pool_fn fn, void *ctx, int ntasks)
         cpu_relax(i);
     if (p->trace) {
         p->wait_spin_ns += now_ns() - t1;
-        atomic_fetch_add(&p->spin_cpu[0], cpu_ns() - c1);
+        atomic_fetch_add(&p->tr[0].spin_cpu, cpu_ns() - c1);
     }
     if (atomic_load(&p->done) != ntasks) {
         pthread_mutex_lock(&p->mu);
