@@ -881,8 +881,8 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
      * get equal shares: shrinking toward the run's end (guided_rows) where
      * the kernel says so, else at least 4 per thread. Only where the slots
      * fit in the A scratch that gemm_dims_for reports. */
-    int fb = MC;
-    if (nt > 1 && nt <= F_MAX_THREADS && g.kd.f_guided) {
+    int fb = MC, guided = nt > 1 && nt <= F_MAX_THREADS && g.kd.f_guided;
+    if (guided) {
         fb = guided_rows(M, nt, mr);
     } else if (nt > 1) {
         long want = ((M + 4L * nt - 1) / (4L * nt) + mr - 1) / mr * mr;
@@ -891,7 +891,7 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
     if (fb > (M + mr - 1) / mr * mr)
         fb = (M + mr - 1) / mr * mr;
     int f_bulk = (M + fb - 1) / fb, f_ntail = 0;
-    if (nt > 1 && nt <= F_MAX_THREADS && g.kd.f_guided) {
+    if (guided) {
         int m = 0;
         for (f_bulk = 0; m < M && guided_rows(M - m, nt, mr) == fb; f_bulk++)
             m += fb;
