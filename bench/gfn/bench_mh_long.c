@@ -491,9 +491,6 @@ static void merge(cands *c, cands *a, cands *b)
     compact(c);
 }
 
-/* The long run: two independent halves (seeds s and s + 1) of evals/2
- * each, merged into c; how many contexts' cautious objectives the halves
- * agree on (a run that has converged finds the same optimum twice). */
 /* Each half's cautious log posterior, per context (hl[0], hl[1]): how far
  * a half-budget run lands from the combined one says whether the
  * reference itself has converged. */
@@ -503,6 +500,16 @@ static double g_half_lp[2][N_CTX];
 static int g_missed_known;
 static int g_in2, g_in2k; /* contexts within 2 nats, summed over the checkpoints */
 
+/* The seed of checkpoint n's reference (seed of the environment): its halves
+ * run mh_seed and mh_seed + 1 (mh_halves), and --mh-phase reruns them. */
+static uint64_t mh_seed(uint64_t seed, int n)
+{
+    return seed * 7919u + (uint64_t)n;
+}
+
+/* The long run: two independent halves (seeds s and s + 1) of evals/2
+ * each, merged into c; how many contexts' cautious objectives the halves
+ * agree on (a run that has converged finds the same optimum twice). */
 static int mh_halves(cands *c, const bench_env *env, const uint64_t *ctx, const opts *o,
                      uint64_t seed, double *worst)
 {
@@ -568,7 +575,7 @@ static int mh_reference(cands *c, const bench_env *env, const uint64_t *ctx, con
             return (int)sv.agree;
         }
     }
-    int agree = mh_halves(c, env, ctx, o, seed * 7919u + (uint64_t)n, worst);
+    int agree = mh_halves(c, env, ctx, o, mh_seed(seed, n), worst);
     if (o->mh_cache) {
         sv = (mh_saved){.magic = MH_CACHE_MAGIC,
                         .d = env->d,
@@ -701,7 +708,7 @@ static void phase_line(const opts *o, const bench_env *env, const uint64_t *ctx,
 {
     static cands p;
     cands_init(&p, env, ctx, N_CTX);
-    uint64_t s = seed * 7919u + (uint64_t)n;
+    uint64_t s = mh_seed(seed, n);
     mh_post(&p, o->mh_evals / 2, o->chains, o->anneal, o->pair, s);
     mh_post(&p, o->mh_evals / 2, o->chains, o->anneal, o->pair, s + 1);
     int all[3] = {0, 0, 0}, mis[3] = {0, 0, 0}, n_mis = 0;
