@@ -45,8 +45,9 @@
  *     on the same draw (the kept members join after the refinement, so the
  *     candidates are a superset of those without them: the iid product
  *     only grows).
- *   test_keep: bg__ctx_keep_pick (the kept set found by a heap walk by log
- *     R descending) against the full three-pass sort it replaced (keep_ref,
+ *   test_keep: bg__ctx_keep_pick (the kept set found over each harm
+ *     level's top, or past 128 levels by a heap walk by log R descending)
+ *     against the full three-pass sort it replaced (keep_ref,
  *     the old keep_of's selection, verbatim) on 400 random visited tables
  *     of 1-600 entries: ids, log R and harm drawn from a few values (ties
  *     on every key, -0.0 beside 0.0, some -inf), continuous and
@@ -539,7 +540,10 @@ static void test_engine(bg_plugin_host *h)
 
 /* The old keep_of's selection (full sort by harm descending, log R
  * descending, id ascending; the tilted best; the front from its most
- * plausible end), the reference test_keep holds bg__ctx_keep_pick to. */
+ * plausible end), the reference test_keep holds bg__ctx_keep_pick to.
+ * keep_tilted is sampled_context.c's tilted(): log harm floored at
+ * CTX_LOG_HARM_MIN, -700 (harm 0 and 1e-300 in the few-values mode meet
+ * the floor, so a different floor there would change the tilted best). */
 static double keep_tilted(double lp, double harm)
 {
     if (!(lp > -INFINITY))
