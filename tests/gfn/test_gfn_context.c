@@ -542,8 +542,8 @@ static void test_engine(bg_plugin_host *h)
  * descending, id ascending; the tilted best; the front from its most
  * plausible end), the reference test_keep holds bg__ctx_keep_pick to.
  * keep_tilted is sampled_context.c's tilted(): log harm floored at
- * CTX_LOG_HARM_MIN, -700 (harm 0 and 1e-300 in the few-values mode meet
- * the floor, so a different floor there would change the tilted best). */
+ * CTX_LOG_HARM_MIN, -700 (harm 0 in the few-values mode takes the floor,
+ * 1e-300 lands just above it at -690.8). */
 static double keep_tilted(double lp, double harm)
 {
     if (!(lp > -INFINITY))
