@@ -840,7 +840,7 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
     int rc = BG_ENOMEM;
     csearch s = {.g = g, .r = r, .bits = bits, .limit = limit, .budget = budget};
     size_t vslots = 16, scratch = CTX_SCRATCH;
-    while (vslots < 2 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 2))
+    while (vslots < 4 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 2))
         vslots *= 2;
     if (!e || !kept || !caut || !has) {
         n = 0; /* no references were taken */
