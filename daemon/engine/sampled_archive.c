@@ -165,12 +165,12 @@ static size_t *top_slots(const bg__idtab *v, size_t *n)
         return NULL;
     }
     for (size_t i = 0; i <= v->mask; i++)
-        if (v->used[i] && v->e[i].lp > -INFINITY)
+        if (v->used[i] && v->lp[i] > -INFINITY)
             sl[m++] = i;
     /* descending lp, ties ascending id: a stable radix sort by lp of the
      * slots sorted by id */
     for (size_t i = 0; i < m; i++)
-        key[i] = v->e[sl[i]].key;
+        key[i] = v->key[sl[i]];
     if (bg__radix_order(key, m, ord) != BG_OK)
         goto fail;
     size_t *by_id = malloc((m ? m : 1) * sizeof *by_id);
@@ -179,7 +179,7 @@ static size_t *top_slots(const bg__idtab *v, size_t *n)
     for (size_t i = 0; i < m; i++)
         by_id[i] = sl[ord[i]];
     for (size_t i = 0; i < m; i++)
-        key[i] = bg__desc_key(v->e[by_id[i]].lp);
+        key[i] = bg__desc_key(v->lp[by_id[i]]);
     if (bg__radix_order(key, m, ord) != BG_OK) {
         free(by_id);
         goto fail;
@@ -221,10 +221,10 @@ static size_t pick(const bg__idtab *v, size_t *sl, size_t m, size_t cap, uint32_
     size_t n = 0;
     for (size_t i = 0; i < m && n < cap; i++)
         for (size_t f = 0; f < n_force && !keep[i]; f++)
-            if (v->e[sl[i]].key == force[f])
+            if (v->key[sl[i]] == force[f])
                 keep[i] = 1, n++;
     for (size_t i = 0; i < m && n < cap && (have_set != all || have_clear != all); i++) {
-        uint64_t id = v->e[sl[i]].key;
+        uint64_t id = v->key[sl[i]];
         uint64_t new_set = id & all & ~have_set, new_clear = ~id & all & ~have_clear;
         have_set |= new_set;
         have_clear |= new_clear;
@@ -267,15 +267,15 @@ static bg__archive *archive_of(const bg__idtab *v, size_t cap, uint64_t version,
     a->version = version;
     atomic_init(&a->refs, 1);
     for (size_t i = 0; i < n; i++)
-        key[i] = v->e[sl[i]].key;
+        key[i] = v->key[sl[i]];
     if (bg__radix_order(key, n, ord) != BG_OK) {
         free(a);
         a = NULL;
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        a->ids[i] = v->e[sl[ord[i]]].key;
-        a->lp[i] = v->e[sl[ord[i]]].lp;
+        a->ids[i] = v->key[sl[ord[i]]];
+        a->lp[i] = v->lp[sl[ord[i]]];
     }
 done:
     free(key);
@@ -393,7 +393,7 @@ int bg__archive_search(const bg_guard *g, bg__reward_ctx *r, const bg__archive *
      * the starts before it: the modes, not one mode's neighbours */
     int c = 0;
     for (size_t t = 0; c < BG__ARCHIVE_CHAINS / 2 - 1 && t < m; t++) {
-        uint64_t id = s.v.e[top[t]].key;
+        uint64_t id = s.v.key[top[t]];
         int near = 0;
         for (int j = 0; j < c && !near; j++)
             near = __builtin_popcountll(id ^ start[j]) < BG__ARCHIVE_SPREAD;

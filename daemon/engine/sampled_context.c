@@ -390,8 +390,8 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
     }
     for (size_t i = 0; i < m; i++)
         if (at[i] != SIZE_MAX) {
-            lp[i] = s->v.e[at[i]].lp;
-            harm[i] = s->v.e[at[i]].harm;
+            lp[i] = s->v.lp[at[i]];
+            harm[i] = s->v.harm[at[i]];
         } else if (k && valid(s, ids[i])) {
             bg__idtab_get(&s->v, ids[i], &lp[i], &harm[i]);
         }
@@ -624,8 +624,8 @@ int bg__ctx_keep_pick(const bg__idtab *v, uint64_t ids[BG__CTX_KEEP], double lp[
     int many = 0; /* more harm levels than KEEP_LEVELS: the heap walk */
     double bt = -INFINITY, hmax = -INFINITY;
     for (size_t i = 0; i <= v->mask; i++)
-        if (v->used[i] && v->e[i].lp > -INFINITY) {
-            kentry e = {.lp = v->e[i].lp, .harm = v->e[i].harm, .id = v->e[i].key};
+        if (v->used[i] && v->lp[i] > -INFINITY) {
+            kentry e = {.lp = v->lp[i], .harm = v->harm[i], .id = v->key[i]};
             double t = tilted(e.lp, e.harm);
             if (!m || t > bt || (t == bt && harm_first(&e, &b)))
                 b = e, bt = t;
@@ -677,8 +677,8 @@ int bg__ctx_keep_pick(const bg__idtab *v, uint64_t ids[BG__CTX_KEEP], double lp[
             return BG_ENOMEM;
         m = 0;
         for (size_t i = 0; i <= v->mask; i++)
-            if (v->used[i] && v->e[i].lp > -INFINITY)
-                h[m++] = (kentry){.lp = v->e[i].lp, .harm = v->e[i].harm, .id = v->e[i].key};
+            if (v->used[i] && v->lp[i] > -INFINITY)
+                h[m++] = (kentry){.lp = v->lp[i], .harm = v->harm[i], .id = v->key[i]};
         for (size_t i = m / 2; i-- > 0;)
             sift_down(h, m, i);
         double top = -INFINITY; /* the front's harm so far */

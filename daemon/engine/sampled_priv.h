@@ -79,29 +79,23 @@ void bg__lpcache_close(bg__lpcache *c);
  * The search archive's visited table and each context's visited set
  * (sampled_archive.c, sampled_context.c), whose results depend on the
  * probe order only through cost. One thread; bg__idtab_free is right after any init. */
-/* A slot's id, log R and harm (unset without one): one cache line or two
- * a probe that finds an entry, where three parallel arrays cost three. */
-typedef struct bg__idslot {
-    uint64_t key;
-    double lp, harm;
-} bg__idslot;
-
 typedef struct bg__idtab {
-    bg__idslot *e;
-    unsigned char *used; /* apart: a clear is a memset of a byte a slot */
+    uint64_t *key;
+    double *lp, *harm; /* harm: NULL unless made with one */
+    unsigned char *used;
     size_t mask, n;
-    int with_harm;
 } bg__idtab;
 
 /* slots: a power of two. BG_OK, or BG_ENOMEM. */
 static inline int bg__idtab_init(bg__idtab *t, size_t slots, int with_harm)
 {
-    t->e = malloc(slots * sizeof *t->e);
+    t->key = malloc(slots * sizeof *t->key);
+    t->lp = malloc(slots * sizeof *t->lp);
+    t->harm = with_harm ? malloc(slots * sizeof *t->harm) : NULL;
     t->used = calloc(slots, 1);
     t->mask = slots - 1;
     t->n = 0;
-    t->with_harm = with_harm;
-    return t->e && t->used ? BG_OK : BG_ENOMEM;
+    return t->key && t->lp && t->used && (t->harm || !with_harm) ? BG_OK : BG_ENOMEM;
 }
 
 static inline void bg__idtab_clear(bg__idtab *t)
@@ -112,7 +106,9 @@ static inline void bg__idtab_clear(bg__idtab *t)
 
 static inline void bg__idtab_free(bg__idtab *t)
 {
-    free(t->e);
+    free(t->key);
+    free(t->lp);
+    free(t->harm);
     free(t->used);
 }
 
@@ -121,7 +117,7 @@ static inline size_t bg__idtab_slot(const bg__idtab *t, uint64_t id)
 {
     uint64_t h = id * 0x9e3779b97f4a7c15ULL;
     size_t i = (size_t)(h >> 29) & t->mask;
-    while (t->used[i] && t->e[i].key != id)
+    while (t->used[i] && t->key[i] != id)
         i = (i + 1) & t->mask;
     return i;
 }
@@ -132,9 +128,9 @@ static inline int bg__idtab_get(const bg__idtab *t, uint64_t id, double *lp, dou
     size_t i = bg__idtab_slot(t, id);
     if (!t->used[i])
         return 0;
-    *lp = t->e[i].lp;
+    *lp = t->lp[i];
     if (harm)
-        *harm = t->e[i].harm;
+        *harm = t->harm[i];
     return 1;
 }
 
@@ -146,9 +142,10 @@ static inline int bg__idtab_put(bg__idtab *t, uint64_t id, double lp, double har
     if (t->used[i] || 2 * (t->n + 1) > t->mask + 1)
         return 0;
     t->used[i] = 1;
-    t->e[i].key = id;
-    t->e[i].lp = lp;
-    t->e[i].harm = t->with_harm ? harm : 0.0;
+    t->key[i] = id;
+    t->lp[i] = lp;
+    if (t->harm)
+        t->harm[i] = harm;
     t->n++;
     return 1;
 }

@@ -560,12 +560,12 @@ static size_t keep_ref(const bg__idtab *v, uint64_t *out_ids, double *out_lp)
     uint32_t *ord = malloc(cnt * sizeof *ord);
     CHECK(sl && tmp && key && ord, "memory");
     for (size_t i = 0; i <= mask; i++)
-        if (v->used[i] && v->e[i].lp > -INFINITY)
+        if (v->used[i] && v->lp[i] > -INFINITY)
             sl[m++] = i;
     size_t n = 0;
     if (m) {
         for (size_t i = 0; i < m; i++)
-            key[i] = v->e[sl[i]].key;
+            key[i] = v->key[sl[i]];
         CHECK(bg__radix_order(key, m, ord) == BG_OK, "sort");
         for (int pass = 0; pass < 3; pass++) {
             for (size_t i = 0; i < m; i++)
@@ -574,19 +574,19 @@ static size_t keep_ref(const bg__idtab *v, uint64_t *out_ids, double *out_lp)
             if (pass == 2)
                 break;
             for (size_t i = 0; i < m; i++)
-                key[i] = bg__desc_key(pass == 0 ? v->e[sl[i]].lp : v->e[sl[i]].harm);
+                key[i] = bg__desc_key(pass == 0 ? v->lp[sl[i]] : v->harm[sl[i]]);
             CHECK(bg__radix_order(key, m, ord) == BG_OK, "sort");
         }
         size_t best = 0;
         for (size_t i = 1; i < m; i++)
-            if (keep_tilted(v->e[sl[i]].lp, v->e[sl[i]].harm) >
-                keep_tilted(v->e[sl[best]].lp, v->e[sl[best]].harm))
+            if (keep_tilted(v->lp[sl[i]], v->harm[sl[i]]) >
+                keep_tilted(v->lp[sl[best]], v->harm[sl[best]]))
                 best = i;
         size_t nf = 0, hi = (size_t)1 << (sizeof(size_t) * 8 - 1);
         double top = -INFINITY;
         for (size_t i = 0; i < m; i++)
-            if (v->e[sl[i]].lp > top) {
-                top = v->e[sl[i]].lp;
+            if (v->lp[sl[i]] > top) {
+                top = v->lp[sl[i]];
                 sl[nf++] = sl[i] | (i == best ? hi : 0);
             } else if (i == best) {
                 sl[nf++] = sl[i] | hi;
@@ -595,13 +595,13 @@ static size_t keep_ref(const bg__idtab *v, uint64_t *out_ids, double *out_lp)
         double lps[BG__CTX_KEEP];
         for (size_t i = 0; i < nf; i++)
             if (sl[i] & hi) {
-                ids[n] = v->e[sl[i] & ~hi].key;
-                lps[n++] = v->e[sl[i] & ~hi].lp;
+                ids[n] = v->key[sl[i] & ~hi];
+                lps[n++] = v->lp[sl[i] & ~hi];
             }
         for (size_t i = nf; i-- > 0 && n < BG__CTX_KEEP;)
             if (!(sl[i] & hi)) {
-                ids[n] = v->e[sl[i]].key;
-                lps[n++] = v->e[sl[i]].lp;
+                ids[n] = v->key[sl[i]];
+                lps[n++] = v->lp[sl[i]];
             }
         CHECK(bg__radix_order(ids, n, ord) == BG_OK, "sort");
         for (size_t i = 0; i < n; i++) {
