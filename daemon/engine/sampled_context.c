@@ -56,9 +56,13 @@
  * at CTX_LOW_TILT (log R + ½ log harm: nearer the posterior's top, where
  * the most plausible hypothesis of each harm level is — chosen on
  * bench_mh_long d = 64 seeds 404 / 406, GFLOWNET.md). At most `budget`
- * hypotheses looked at per context per round (each at most one log R and
- * one harm; log R is shared between the round's contexts, as it does
- * not depend on the action), so a round's work is ≤ cap × budget.
+ * hypotheses looked at per context per round (each one log R and one
+ * harm), so a round's work is ≤ cap × budget. log R does not depend on
+ * the action, but a round's table of it shared between its contexts hit
+ * 0.2 % of looks at a budget of 16,384 (5 % at 1,024) and cost every look
+ * a cache miss into up to 17 MiB: gone since 2026-12-07, the search a
+ * third cheaper in CPU at 16,384 and a quarter at 1,024 (docs/GFLOWNET.md,
+ * "A search per remembered context", Cost).
  * Contexts are searched one after another, each step's reward call ≤ 8
  * ids: advancing all contexts in lock step (one reward call a step for
  * all of them) would compute the same kept sets, but the narrow calls
@@ -86,7 +90,7 @@
  *
  * Deterministic: the same reward, table contents, archive and seed give the
  * same kept sets (the seed of a context mixes the round's seed with its
- * hash; the shared log R cache changes cost, not results).
+ * hash).
  *
  * Threads: t->mu guards the table (slots, ticks, each entry's kept,
  * rounds and cautious); the search holds it only to take and publish. Ownership:
@@ -324,14 +328,13 @@ typedef struct csearch {
     const bg_guard *g;
     bg__reward_ctx *r;
     const bg_action *act;
-    bg__idtab *lc; /* log R of the round, shared by its contexts (no harm) */
-    bg__idtab v;   /* this context's visited hypotheses: log R and harm */
+    bg__idtab v; /* this context's visited hypotheses: log R and harm */
     uint32_t bits;
     uint64_t limit;
     uint32_t looked, budget; /* hypotheses looked at (new to this context) */
     uint64_t reward_evals;
     uint64_t ejections, eject_looked; /* the round's ejection moves, what they looked at */
-    uint64_t *ids, *need;             /* scratch [CTX_SCRATCH] */
+    uint64_t *ids;                    /* scratch [CTX_SCRATCH] */
     double *out, *hout;
 } csearch;
 
@@ -370,22 +373,10 @@ static int cscore(csearch *s, const uint64_t *ids, size_t m, double *lp, double 
             s->ids[k++] = ids[i];
     }
     if (k) {
-        /* log R: the round's cache, else the reward (batched) */
-        size_t nn = 0;
-        for (size_t j = 0; j < k; j++)
-            if (!bg__idtab_get(s->lc, s->ids[j], &s->out[j], NULL))
-                s->need[nn++] = s->ids[j];
-        if (nn) {
-            double *tmp = s->hout; /* harm's scratch, free until the harm call */
-            if (bg__session_log_r(s->r, s->need, nn, tmp) != BG_PLUGIN_OK)
-                return BG_EINTERNAL;
-            s->reward_evals += nn;
-            for (size_t q = 0; q < nn; q++)
-                bg__idtab_put(s->lc, s->need[q], tmp[q], 0);
-            for (size_t j = 0, q = 0; j < k; j++)
-                if (q < nn && s->need[q] == s->ids[j])
-                    s->out[j] = tmp[q++];
-        }
+        /* log R: the reward (batched), for each id new to this context */
+        if (bg__session_log_r(s->r, s->ids, k, s->out) != BG_PLUGIN_OK)
+            return BG_EINTERNAL;
+        s->reward_evals += k;
         if (s->g->model->harm(s->g->model_inst, s->act, s->r->hist, s->r->n_hist, s->ids, k,
                               s->hout) != BG_PLUGIN_OK)
             return BG_EINTERNAL;
@@ -847,24 +838,19 @@ int bg__ctx_search_all(const bg_guard *g, bg__reward_ctx *r, bg__ctx_table *t,
         }
     pthread_mutex_unlock(&t->mu);
     int rc = BG_ENOMEM;
-    bg__idtab lc = {0};
     csearch s = {.g = g, .r = r, .bits = bits, .limit = limit, .budget = budget};
-    size_t vslots = 16, lslots = 16, scratch = CTX_SCRATCH;
+    size_t vslots = 16, scratch = CTX_SCRATCH;
     while (vslots < 4 * ((size_t)budget + BG__CTX_KEEP + CTX_CHAINS + 2))
         vslots *= 2;
-    while (lslots < 2 * n * ((size_t)budget + BG__CTX_KEEP) && lslots < (1u << 20))
-        lslots *= 2;
     if (!e || !kept || !caut || !has) {
         n = 0; /* no references were taken */
         goto done;
     }
-    int lrc = bg__idtab_init(&lc, lslots, 0), vrc = bg__idtab_init(&s.v, vslots, 1);
-    s.lc = &lc;
+    int vrc = bg__idtab_init(&s.v, vslots, 1);
     s.ids = malloc(scratch * sizeof *s.ids);
-    s.need = malloc(scratch * sizeof *s.need);
     s.out = malloc(scratch * sizeof *s.out);
     s.hout = malloc(scratch * sizeof *s.hout);
-    if (lrc != BG_OK || vrc != BG_OK || !s.ids || !s.need || !s.out || !s.hout)
+    if (vrc != BG_OK || !s.ids || !s.out || !s.hout)
         goto done;
     rc = BG_OK;
     uint64_t looked = 0;
@@ -900,10 +886,8 @@ done:
     free(kept);
     free(caut);
     free(has);
-    bg__idtab_free(&lc);
     bg__idtab_free(&s.v);
     free(s.ids);
-    free(s.need);
     free(s.out);
     free(s.hout);
     if (stats)

@@ -76,10 +76,9 @@ void bg__lpcache_close(bg__lpcache *c);
 /* An open-addressed table of hypothesis ids with their log R (and a harm,
  * where it was made with one): linear probing, at most half full — a put
  * past that is dropped (a search then forgets the id: cost, not results).
- * The search archive's visited table, the per-context search's round cache
- * of log R and each context's visited set (sampled_archive.c,
- * sampled_context.c), whose results depend on the probe order only
- * through cost. One thread; bg__idtab_free is right after any init. */
+ * The search archive's visited table and each context's visited set
+ * (sampled_archive.c, sampled_context.c), whose results depend on the
+ * probe order only through cost. One thread; bg__idtab_free is right after any init. */
 typedef struct bg__idtab {
     uint64_t *key;
     double *lp, *harm; /* harm: NULL unless made with one */
@@ -393,7 +392,7 @@ void bg__ctx_cautious(bg__ctx_table *t, bg__ctx *c, uint64_t id);
 typedef struct bg__ctx_stats {
     uint64_t contexts;     /* searched */
     uint64_t looked;       /* hypotheses looked at (≤ contexts × budget) */
-    uint64_t reward_evals; /* log R computed (≤ looked: shared between contexts) */
+    uint64_t reward_evals; /* log R computed (= looked: one per look) */
     uint64_t cpu_ns;       /* thread CPU */
     uint64_t ejections;    /* ejection-chain moves made (sampled_context.c eject) */
     uint64_t eject_looked; /* hypotheses they looked at (part of looked) */

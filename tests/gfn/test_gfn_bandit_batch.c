@@ -2,19 +2,20 @@
  * test_gfn_bandit_batch.c — the bandit's batched log_lik and harm give the
  * same values, bit for bit, whatever the batch: a call of n ids computes
  * f(x·w) through a table of the (popcount(x) + 1) values x·w can take
- * when x is binary; since 2026-12-07 a call with n <= popcount(x) ids
- * (the per-context search's and the refinement's calls, <= 8 ids, once per
- * observation of the history: most of the context search's reward time,
- * docs/GFLOWNET.md "Training cost per observation") computes only the
- * entries its ids read. The sampled path's searches share log R between
- * calls of different widths (the round's cache), so a value that depended
- * on the batch would change verdicts.
+ * when x is binary, each entry when an id of the call first reads it
+ * (since 2026-12-07 at every width: until then a call of more ids than
+ * popcount(x) computed the whole table; the per-context search's calls,
+ * once per observation of the history, are most of the context search's
+ * reward time, docs/GFLOWNET.md "A search per remembered context",
+ * "Cost"). The sampled path scores the same hypothesis in calls of
+ * different widths (a draw's, a refinement's, a context search's), so a
+ * value that depended on the batch would change verdicts.
  *
  * For d = 12 and 64 and contexts x of popcount 0, 1, a few, d/2 and d
  * (binary) and one non-binary x: 300 ids (0, all ones, the single bits,
- * random) scored in one call (n > popcount: the whole table) and again in
- * chunks of 1, 2, 3, 8 and 64 ids (the lazy entries where the chunk is
- * narrower than the table), log_lik at two rewards and harm, memcmp-equal.
+ * random) scored in one call and again in chunks of 1, 2, 3, 8 and 64
+ * ids (each chunk's table computed afresh, its entries in another order),
+ * log_lik at two rewards and harm, memcmp-equal.
  * The chunks put 0 and all ones side by side (x·w = 0 and = d: the two
  * ends of the table's bit mask). Checked once that it fails when a lazy
  * entry is computed for the wrong x·w, and when x·w = 64 shares the

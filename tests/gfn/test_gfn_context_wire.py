@@ -23,8 +23,8 @@ process-wide, so `off` runs first:
     after the first and a stable scrape F once >= M more rounds ran:
     contexts searched = 4 x rounds, exactly; 0 < hypotheses looked at <=
     contexts searched x 512 (the budget per context and round); 0 <
-    reward evaluations <= hypotheses (log R is shared between a round's
-    contexts); CPU > 0. Overall: contexts <= 4 x rounds and hypotheses <=
+    reward evaluations <= hypotheses (equal since 2026-12-07, when a round's
+    contexts stopped sharing log R); CPU > 0. Overall: contexts <= 4 x rounds and hypotheses <=
     contexts x 512 (no round searched more than the cap).
   - the flood (the agent chooses contexts): 40 more distinct contexts in
     session s1 leave the gauge at 4 (least recently used evicted); a second

@@ -14,7 +14,10 @@
  * (required). harm = P(r > θ | x, w) = 1 − Φ((θ − x·w)/σ).
  *
  * Fast path: when x is binary, x·w = popcount(xbits & id) ∈ 0..d, so harm
- * and the log-likelihood take at most d+1 values, tabulated per call.
+ * and the log-likelihood take at most d+1 values, tabulated per call (an
+ * entry when an id first reads it). The feature mask and the bit count
+ * are bandit_bits.h's: AVX2 + POPCNT where the CPU has them (chosen at
+ * create()), else portable; the same values bit for bit.
  * Otherwise the dot product is computed per hypothesis, eight at a time
  * without a branch on the id's bits (dot_lanes; the same sums bit for bit).
  *
@@ -36,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bandit_bits.h"
 #include "bayesguard/plugin.h"
 
 #define MAX_ENUM_BITS 20
@@ -54,6 +58,7 @@ typedef struct bandit {
     double log_sigma; /* log(sigma), once: the log-likelihood table needs it per entry */
     double theta;
     int enumerate; /* 0: count() is 0 for every d (the sampled path) */
+    int x86;       /* the CPU has AVX2 and POPCNT: bandit_bits.h's x86 kernels */
 } bandit;
 
 static const bg_cfg_entry cfg_map[] = {
@@ -101,6 +106,11 @@ static int create(const bg_host *host, const bg_cfg_node *config, void **out)
     self->log_sigma = log(c.sigma);
     self->theta = c.theta;
     self->enumerate = c.enumerate;
+    self->x86 = 0;
+#if BANDIT_X86
+    __builtin_cpu_init();
+    self->x86 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+#endif
     *out = self;
     return BG_PLUGIN_OK;
 }
@@ -134,25 +144,18 @@ static int log_prior(const void *vself, const uint64_t *h, size_t n, double *out
 }
 
 /* x as an id-layout bit mask (feature k at bit d-1-k) of the features
- * that are 1; *binary: whether every feature is 0 or 1. Without a branch
- * on the features: per_dot calls it once per call, i.e. per observation
- * of the history for each few-id log_lik call of the per-context search,
- * where the branch on x == 1.0 mispredicted about one feature in two
- * (issue 16, docs/GFLOWNET.md "Cost"). Nothing is cached: a history
- * entry's memory can be reused for another observation. */
+ * that are 1; *binary: whether every feature is 0 or 1 (bandit_bits.h).
+ * per_dot calls it once per call, i.e. per observation of the history for
+ * each few-id log_lik call of the per-context search (issue 16,
+ * docs/GFLOWNET.md "Cost"). Nothing is cached: a history entry's memory
+ * can be reused for another observation. */
 static uint64_t feature_bits(const bandit *self, const bg_action *a, int *binary)
 {
-    uint64_t m = 0;
-    unsigned other = 0;
-    const double *f = a->features;
-    for (unsigned k = 0; k < self->d; k++) {
-        double x = f[k];
-        unsigned one = x == 1.0;
-        m = m << 1 | one;
-        other |= (unsigned)(x != 0.0) & (one ^ 1u);
-    }
-    *binary = !other;
-    return m;
+#if BANDIT_X86
+    if (self->x86)
+        return bandit_fbits_avx2(a->features, self->d, binary);
+#endif
+    return bandit_fbits_sw(a->features, self->d, binary);
 }
 
 static double dot(const bandit *self, const bg_action *a, uint64_t id)
@@ -208,44 +211,66 @@ static double loglik_of(const bandit *self, double r, double mean)
     return -0.5 * z * z - self->log_sigma - 0.5 * log(2.0 * M_PI);
 }
 
-/* Bit count without relying on the POPCNT instruction (the baseline
- * x86-64 target has none; the libgcc fallback is a call per id). */
-static inline unsigned popcount64(uint64_t v)
+typedef double (*bandit_fn)(const bandit *, double, double);
+
+/* out[i] = f(self, arg, popcount(h[i] & xm)): the table of the values x·w
+ * can take (x binary), each entry computed when an id first reads it —
+ * the same f call whatever the batch. Computing only what is read pays at
+ * every width the sampled path calls with: the per-context search's chain
+ * steps (<= 8 ids) and its ejection scans (d - 1 ids one flip apart, so
+ * 2-3 distinct counts of the ~d/2 + 1 a whole table held), and the
+ * training's K-wide calls (their counts bunch around the middle). hw:
+ * the POPCNT instruction (a constant where it is inlined). */
+static inline __attribute__((always_inline)) void tab_body(const bandit *self, uint64_t xm,
+                                                           const uint64_t *h, size_t n, double arg,
+                                                           bandit_fn f, double *out, int hw)
 {
-    v = v - ((v >> 1) & 0x5555555555555555ull);
-    v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
-    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
-    return (unsigned)((v * 0x0101010101010101ull) >> 56);
+    double tab[65]; /* x·w in 0..64 */
+    uint64_t have[2] = {0, 0};
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = h[i] & xm;
+#if BANDIT_X86
+        unsigned k = hw ? bandit_popcount_hw(v) : bandit_popcount_sw(v);
+#else
+        unsigned k = bandit_popcount_sw(v);
+        (void)hw;
+#endif
+        if (!(have[k >> 6] >> (k & 63) & 1)) {
+            tab[k] = f(self, arg, (double)k);
+            have[k >> 6] |= (uint64_t)1 << (k & 63);
+        }
+        out[i] = tab[k];
+    }
 }
+
+static void tab_sw(const bandit *self, uint64_t xm, const uint64_t *h, size_t n, double arg,
+                   bandit_fn f, double *out)
+{
+    tab_body(self, xm, h, n, arg, f, out, 0);
+}
+
+#if BANDIT_X86
+BANDIT_TX86 static void tab_hw(const bandit *self, uint64_t xm, const uint64_t *h, size_t n,
+                               double arg, bandit_fn f, double *out)
+{
+    tab_body(self, xm, h, n, arg, f, out, 1);
+}
+#endif
 
 /* out[i] = f(x·w_i) through the (d+1)-entry table when x is binary. */
 static void per_dot(const bandit *self, const bg_action *a, const uint64_t *h, size_t n, double arg,
-                    double (*f)(const bandit *, double, double), double *out)
+                    bandit_fn f, double *out)
 {
     int binary;
     uint64_t xm = feature_bits(self, a, &binary);
     if (binary) {
-        double tab[65]; /* x·w <= popcount(x): the entries past it are never read */
-        unsigned top = popcount64(xm);
-        if (n <= top) {
-            /* fewer ids than entries (the per-context search's and the
-             * refinement's calls, <= 8 ids, once per observation of the
-             * history): only the entries they read, each the same f call */
-            uint64_t have[2] = {0, 0};
-            for (size_t i = 0; i < n; i++) {
-                unsigned k = popcount64(h[i] & xm);
-                if (!(have[k >> 6] >> (k & 63) & 1)) {
-                    tab[k] = f(self, arg, (double)k);
-                    have[k >> 6] |= (uint64_t)1 << (k & 63);
-                }
-                out[i] = tab[k];
-            }
+#if BANDIT_X86
+        if (self->x86) {
+            tab_hw(self, xm, h, n, arg, f, out);
             return;
         }
-        for (unsigned k = 0; k <= top; k++)
-            tab[k] = f(self, arg, (double)k);
-        for (size_t i = 0; i < n; i++)
-            out[i] = tab[popcount64(h[i] & xm)];
+#endif
+        tab_sw(self, xm, h, n, arg, f, out);
     } else {
         double s[DOT_LANES];
         size_t i = 0;
