@@ -115,7 +115,9 @@
  * contexts are evaluated (both estimators), so the engine remembers them
  * from the start (daemon/engine/sampled_context.c, 64 of them unless
  * --contexts says otherwise) and the trainer searches for each after every
- * training round (--context-search hypotheses per context and round). The
+ * training round (--context-search hypotheses per context and round; not
+ * given: the daemon's default for d, bg_sampled_context_search_default —
+ * 1,024 up to d = 32, 16,384 at d = 64; < 0: none). The
  * checkpoints' rows are the same columns; below each, what the per-context
  * searches cost (looked at, log R computed, ms of thread CPU per
  * observation and their share of the training's CPU, which includes them:
@@ -167,7 +169,9 @@ typedef struct opts {
     int cost_only; /* --cost-only: the --cost table alone, no MH rows */
     int cost_d[MAX_LIST], n_cost_d;
     uint64_t cost_seed;
-    int contexts, ctx_search; /* remembered contexts (0: off) and their budget per round */
+    /* remembered contexts (0: off) and their budget per round (> 0 this
+     * many, 0 the daemon's default for d, < 0 none) */
+    int contexts, ctx_search;
     uint64_t mh_evals;
     uint64_t mh_also; /* --mh-also N: a second reference at N evaluations (0: none) */
     int mh_phase;     /* --mh-phase: which MH phase produced each context's pick */
@@ -847,6 +851,25 @@ static int in_list(const int *l, int n, int v)
     return 0;
 }
 
+/* The per-context search's budget at d as the engine resolves it: --context-search,
+ * else the daemon's default for a d-bit space (0: none). */
+static int ctx_budget(const opts *o, int d)
+{
+    return o->ctx_search > 0    ? o->ctx_search
+           : o->ctx_search == 0 ? (int)bg_sampled_context_search_default((uint32_t)d, 0)
+                                : 0;
+}
+
+/* --context-search in words, for the headers (the rows say d's budget). */
+static const char *ctx_budget_text(const opts *o, char *buf, size_t len)
+{
+    if (o->ctx_search > 0)
+        snprintf(buf, len, "%d", o->ctx_search);
+    else
+        snprintf(buf, len, "%s", o->ctx_search ? "none" : "the daemon's default for d");
+    return buf;
+}
+
 /* One environment: observations one at a time, a row at each checkpoint.
  * Returns how many checkpoints missed the target. */
 static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
@@ -946,7 +969,7 @@ static int run_seed(bg_plugin_host *h, const opts *o, int d, uint64_t seed)
             printf("  contexts (cap %d, %d per context and round%s): %llu rounds, %.1f contexts a "
                    "round, %.0f looked at / %.0f log R / %.1f ms CPU per observation = %.1f %% of "
                    "the training's %.0f ms CPU per observation\n",
-                   o->contexts, o->ctx_search, o->seen ? ", --seen" : "", (unsigned long long)cr,
+                   o->contexts, ctx_budget(o, d), o->seen ? ", --seen" : "", (unsigned long long)cr,
                    cr ? (double)cc / (double)cr : 0.0, (double)cl / n, (double)ce / n,
                    1e-6 * (double)cns / n,
                    100.0 * 1e-9 * (double)cns / (train.cpu > 0 ? train.cpu : 1),
@@ -1007,13 +1030,13 @@ static uint64_t digest_verdict(uint64_t h, const bg_verdict *v)
 
 static void cost(bg_plugin_host *h, const opts *o)
 {
-    char la[64];
+    char la[64], cb[64];
     loadavg(la, sizeof la);
     printf("\ntraining cost per observation: %d observations one at a time, %d steps each, "
            "K = %d, sampler %s, environment seed %llu, archive search %d, contexts %d (search "
-           "%d per context and round)%s; load average before: %s\n\n",
+           "%s per context and round)%s; load average before: %s\n\n",
            o->cost_obs, o->steps, o->k, o->sampler, (unsigned long long)o->cost_seed, o->search,
-           o->contexts, o->ctx_search,
+           o->contexts, ctx_budget_text(o, cb, sizeof cb),
            o->seen ? ", --seen: the 64 contexts evaluated after every observation" : "", la);
     printf("| d | steps/obs | ms/step wall / CPU | ms/obs wall / CPU | reward evals/step | first "
            "Evaluate after an Observe, ms wall / CPU | cached Evaluate, us | archive search ms "
@@ -1129,7 +1152,7 @@ int main(int argc, char **argv)
               .mh_evals = MH_EVALS_DEFAULT,
               .search = BG_SAMPLED_SEARCH_DEFAULT,
               .contexts = -1,
-              .ctx_search = BG_SAMPLED_CONTEXT_SEARCH_DEFAULT,
+              .ctx_search = 0,
               .sampler = "{}"};
     const char *ds = "32,64", *seeds = "403,404", *obs = "40,100", *cost_ds = "10,16,32,64";
     int quick = 0;
@@ -1236,8 +1259,9 @@ int main(int argc, char **argv)
     CHECK(bg_plugin_host_create(dir, &h, &err) == BG_OK, "%s", err.msg);
     char la[64];
     loadavg(la, sizeof la);
-    printf("contexts remembered: %d (search %d per context and round)%s\n", o.contexts,
-           o.ctx_search,
+    char cb[64];
+    printf("contexts remembered: %d (search %s per context and round)%s\n", o.contexts,
+           ctx_budget_text(&o, cb, sizeof cb),
            o.seen ? "; --seen: the 64 contexts evaluated after every observation" : "");
     printf("bench_mh_long: K = %d, %d steps per observation (inline), sampler %s; MH %.3g "
            "evaluations per checkpoint in two halves (each: %d posterior chains x %d restarts, "

@@ -203,7 +203,9 @@ typedef struct bg_guard {
      * trainer thread after every training round
      * (engine/sampled_context.c), and the hypotheses looked at per
      * context and round: 0 the trainer's (bg_sampled_opts.contexts,
-     * .context_search), -1 none, > 0 this many (spec.sampler.contexts,
+     * .context_search; a budget nobody set grows with the space's bits:
+     * bg_sampled_context_search_default, engine/sampled.h), -1 none, > 0
+     * this many (spec.sampler.contexts,
      * spec.sampler.context_search; none on a token-sequence space unless
      * the policy says otherwise). */
     int32_t sampler_contexts;

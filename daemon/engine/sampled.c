@@ -100,6 +100,9 @@ typedef struct train_job {
  * before it turns to the next: long first jobs after a reload must not
  * hold up the other sessions. */
 #define BG_SAMPLED_CHUNK_STEPS 50u
+/* The trainer's context_search when nobody set it: each guard's budget is
+ * bg_sampled_context_search_default of its model's space. */
+#define CTX_SEARCH_BY_SPACE (-1)
 
 struct bg_sampled_trainer {
     bg_sampled_opts opts;
@@ -123,7 +126,8 @@ struct bg_sampled_trainer {
     atomic_uint_fast64_t searches, search_evals, search_ns; /* what the searches cost */
     atomic_uint_fast64_t search_size; /* members of the newest search's archive */
     atomic_int contexts;              /* contexts remembered per sampler (opts; 0: none) */
-    atomic_int context_search;        /* hypotheses per context and round (0: none) */
+    atomic_int context_search;        /* hypotheses per context and round (0: none,
+                                         CTX_SEARCH_BY_SPACE: each guard's default) */
     atomic_uint_fast64_t ctx_rounds, ctx_contexts, ctx_looked, ctx_evals, ctx_ns;
 };
 
@@ -245,11 +249,32 @@ static size_t contexts_of(bg_sampled_trainer *s, const bg_guard *g)
     return n > 0 ? (size_t)n : 0;
 }
 
-static uint32_t context_budget(bg_sampled_trainer *s, const bg_guard *g)
+uint32_t bg_sampled_context_search_default(uint32_t n_bits, uint32_t space_flags)
 {
-    int32_t n =
-        g->sampler_context_search ? g->sampler_context_search : atomic_load(&s->context_search);
-    return n > 0 ? (uint32_t)n : 0;
+    uint32_t b = BG_SAMPLED_CONTEXT_SEARCH_DEFAULT;
+    if (space_flags || n_bits <= 32)
+        return b;
+    for (uint32_t k = (n_bits - 32) / 8; k && b < BG_SAMPLED_CONTEXT_SEARCH_MAX; k--)
+        b *= 2;
+    b = b < BG_SAMPLED_CONTEXT_SEARCH_MAX ? b : BG_SAMPLED_CONTEXT_SEARCH_MAX;
+    BG_ASSERT(b >= BG_SAMPLED_CONTEXT_SEARCH_DEFAULT && b <= BG_SAMPLED_CONTEXT_SEARCH_MAX,
+              "context search default %u at %u bits", b, n_bits);
+    return b;
+}
+
+uint32_t bg_sampled_trainer_context_budget(bg_sampled_trainer *s, const bg_guard *g)
+{
+    if (g->sampler_context_search) /* the policy's: > 0 this many, -1 none */
+        return g->sampler_context_search > 0 ? (uint32_t)g->sampler_context_search : 0;
+    int32_t n = atomic_load(&s->context_search);
+    if (n != CTX_SEARCH_BY_SPACE)
+        return n > 0 ? (uint32_t)n : 0;
+    bg_space sp = {0};
+    if (g->model->space && g->model->space(g->model_inst, &sp) == BG_PLUGIN_OK && sp.n_bits >= 1 &&
+        sp.n_bits <= 64)
+        return bg_sampled_context_search_default(sp.n_bits, sp.flags);
+    uint64_t limit; /* an enumerable model on the sampled path: the bits of its ids */
+    return bg_sampled_context_search_default(bg__space_bits(g, &limit), 0);
 }
 
 /* After a round's archive search (same reward r, same thread): the search
@@ -258,7 +283,7 @@ static uint32_t context_budget(bg_sampled_trainer *s, const bg_guard *g)
 static void contexts_after(bg_sampled_trainer *s, const bg_guard *g, bg__sampler *e,
                            bg__reward_ctx *r)
 {
-    uint32_t budget = context_budget(s, g);
+    uint32_t budget = bg_sampled_trainer_context_budget(s, g);
     if (!budget || !contexts_of(s, g) || !bg__ctx_table_size(&e->ctx))
         return;
     pthread_mutex_lock(&e->cands_mu);
@@ -991,9 +1016,9 @@ int bg_sampled_trainer_create(const bg_sampled_opts *opts, bg_sampled_trainer **
     if (s->opts.contexts > (int32_t)BG__CTX_MAX_CAP)
         s->opts.contexts = (int32_t)BG__CTX_MAX_CAP;
     atomic_init(&s->contexts, s->opts.contexts > 0 ? s->opts.contexts : 0);
-    if (!s->opts.context_search)
-        s->opts.context_search = BG_SAMPLED_CONTEXT_SEARCH_DEFAULT;
-    atomic_init(&s->context_search, s->opts.context_search > 0 ? s->opts.context_search : 0);
+    atomic_init(&s->context_search, s->opts.context_search > 0    ? s->opts.context_search
+                                    : s->opts.context_search == 0 ? CTX_SEARCH_BY_SPACE
+                                                                  : 0);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
@@ -1069,7 +1094,7 @@ void bg_sampled_trainer_contexts(bg_sampled_trainer *s, int32_t contexts, int32_
     if (contexts > (int32_t)BG__CTX_MAX_CAP)
         contexts = (int32_t)BG__CTX_MAX_CAP;
     atomic_store(&s->contexts, contexts > 0 ? contexts : 0);
-    atomic_store(&s->context_search, budget > 0 ? budget : 0);
+    atomic_store(&s->context_search, budget > 0 ? budget : budget == 0 ? CTX_SEARCH_BY_SPACE : 0);
 }
 
 void bg_sampled_trainer_context_stats(bg_sampled_trainer *s, uint64_t *rounds, uint64_t *contexts,

@@ -143,8 +143,9 @@ typedef struct bg_sampled_opts {
      * the trainer thread after each training round (sampled_context.c);
      * 0 = BG_SAMPLED_CONTEXTS_DEFAULT, < 0 = none. */
     int32_t contexts;
-    /* Hypotheses looked at per remembered context per round; 0 =
-     * BG_SAMPLED_CONTEXT_SEARCH_DEFAULT, < 0 = none. */
+    /* Hypotheses looked at per remembered context per round; 0 = the
+     * default for each guard's space (bg_sampled_context_search_default),
+     * < 0 = none. */
     int32_t context_search;
 } bg_sampled_opts;
 
@@ -165,7 +166,23 @@ typedef struct bg_sampled_opts {
  * context-checkpoints (held out 165 to 90), for 6-12 % more training CPU
  * (d = 32: 7-18 %). */
 #define BG_SAMPLED_CONTEXTS_DEFAULT 64
+/* The per-context search's budget at n_bits <= 32, and the most any
+ * default reaches (the accepted maximum of spec.sampler.context_search). */
 #define BG_SAMPLED_CONTEXT_SEARCH_DEFAULT 1024
+#define BG_SAMPLED_CONTEXT_SEARCH_MAX 65536
+
+/* The hypotheses looked at per remembered context and round when neither
+ * the policy (spec.sampler.context_search) nor the trainer
+ * (bg_sampled_opts.context_search) sets them, for a model whose space is
+ * n_bits bits with flags space_flags (bg_space): on a bit set (flags 0)
+ * BG_SAMPLED_CONTEXT_SEARCH_DEFAULT up to 32 bits, doubled every 8 bits
+ * above, 1024 * 2^floor((n_bits - 32) / 8) (d = 40: 2048, 48: 4096, 56:
+ * 8192, 64: 16384), never above BG_SAMPLED_CONTEXT_SEARCH_MAX; on any
+ * other space (a token sequence) BG_SAMPLED_CONTEXT_SEARCH_DEFAULT, as
+ * before. Why: at d = 64 1024 misses MH's cautious pick by > 2 nats in a
+ * few contexts that 16384 finds (docs/GFLOWNET.md, "The context search's
+ * budget: a ladder" and the d-scaled default's subsection after it). */
+uint32_t bg_sampled_context_search_default(uint32_t n_bits, uint32_t space_flags);
 
 /* A session sampler's state (the diagram above). */
 typedef enum bg_sampler_state {
@@ -208,10 +225,15 @@ void bg_sampled_trainer_search(bg_sampled_trainer *t, int32_t search);
  * thread. */
 void bg_sampled_trainer_search_stats(bg_sampled_trainer *t, uint64_t *searches, uint64_t *evals,
                                      uint64_t *cpu_ns);
-/* Tests and benches: contexts remembered per session sampler and the
- * hypotheses looked at per context and round from now on (<= 0: off),
- * for guards that leave them to the trainer. */
+/* Tests and benches: contexts remembered per session sampler (<= 0: off)
+ * and the hypotheses looked at per context and round from now on (> 0
+ * this many, 0 the default for each guard's space, < 0 none), for guards
+ * that leave them to the trainer. */
 void bg_sampled_trainer_contexts(bg_sampled_trainer *t, int32_t contexts, int32_t budget);
+/* The hypotheses g's per-context searches look at per context and round
+ * (0: none): the guard's sampler_context_search, else the trainer's, else
+ * bg_sampled_context_search_default of g's model's space. Any thread. */
+uint32_t bg_sampled_trainer_context_budget(bg_sampled_trainer *t, const bg_guard *g);
 /* Per-context search rounds run so far (all samplers; one per training
  * round with remembered contexts), the contexts searched, the hypotheses
  * looked at, the reward evaluations and the thread CPU time in ns. */

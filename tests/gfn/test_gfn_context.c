@@ -54,6 +54,13 @@
  *     anti-correlated, or on 200 harm levels with ties (fronts longer than
  *     BG__CTX_KEEP; over the 128 levels keep_pick tracks: its heap walk):
  *     the same ids and log R, bit for bit.
+ *   test_default_budget: the per-context search's budget when nothing sets
+ *     it, 1,024 up to 32 bits, doubled every 8 bits above (33: 1,024; 40:
+ *     2,048; 63: 8,192; 64: 16,384; capped at 65,536), 1,024 on a
+ *     token-sequence space; resolved for a guard (d = 10 and 64 bandits):
+ *     the policy's value wins (1,024 included), then the trainer's (opts or
+ *     bg_sampled_trainer_contexts), else the space's default — and at d = 64
+ *     a round's search of one context looks at more than 8,192.
  * ~1 s. Skips (77) when the plugins are not built.
  */
 #include <math.h>
@@ -539,6 +546,81 @@ static void test_engine(bg_plugin_host *h)
     twin_close(&t);
 }
 
+/* The per-context search's default budget (bg_sampled_context_search_default)
+ * and its resolution for a guard (bg_sampled_trainer_context_budget). */
+static void test_default_budget(bg_plugin_host *h)
+{
+    static const uint32_t bits[] = {1, 10, 32, 33, 39, 40, 47, 48, 56, 63, 64, 112};
+    static const uint32_t want[] = {1024, 1024, 1024, 1024, 1024,  2048,
+                                    2048, 4096, 8192, 8192, 16384, 65536};
+    for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++)
+        CHECK(bg_sampled_context_search_default(bits[i], 0) == want[i], "%u bits: %u, want %u",
+              bits[i], bg_sampled_context_search_default(bits[i], 0), want[i]);
+    /* d > 64 is no bg_space; 112 bits checks the cap's arithmetic only */
+    bg_space seq = bg_space_sequence(8, 8); /* 64 bits, a token sequence: as before */
+    CHECK_INT((int)bg_sampled_context_search_default(seq.n_bits, seq.flags), 1024);
+
+    /* through the trainer: d = 10 and 64 bandits (bg_space {d, 0}), nothing set */
+    bg_err err;
+    for (int d = 10; d <= 64; d += 54) {
+        int dflt = d == 64 ? 16384 : 1024;
+        bg_rng rng;
+        bg_gfn_rng_seed(&rng, 1701);
+        twin t;
+        twin_open(&t, h, "budget", d, &rng, "{}", 16, 1);
+        CHECK_INT((int)bg_sampled_trainer_context_budget(t.tr, &t.gs), dflt);
+        bg_guard g = t.gs;
+        g.sampler_context_search = 1024; /* the policy's, even at the old default: it wins */
+        CHECK_INT((int)bg_sampled_trainer_context_budget(t.tr, &g), 1024);
+        g.sampler_context_search = 300;
+        CHECK_INT((int)bg_sampled_trainer_context_budget(t.tr, &g), 300);
+        g.sampler_context_search = -1; /* the policy's 0: none */
+        CHECK_INT((int)bg_sampled_trainer_context_budget(t.tr, &g), 0);
+        bg_sampled_trainer_contexts(t.tr, 8, 1024); /* the trainer's, explicit: wins */
+        CHECK_INT((int)bg_sampled_trainer_context_budget(t.tr, &t.gs), 1024);
+        g.sampler_context_search = 300; /* ... but not over the policy's */
+        CHECK_INT((int)bg_sampled_trainer_context_budget(t.tr, &g), 300);
+        bg_sampled_trainer_contexts(t.tr, 8, -1); /* none */
+        CHECK_INT((int)bg_sampled_trainer_context_budget(t.tr, &t.gs), 0);
+        bg_sampled_trainer_contexts(t.tr, 8, 0); /* back to the space's default */
+        CHECK_INT((int)bg_sampled_trainer_context_budget(t.tr, &t.gs), dflt);
+        if (d == 64) { /* and a round's search uses it: one context looks at > 8192 */
+            bg_sampled_trainer_search(t.tr, 0);
+            bg_sampled_trainer_contexts(t.tr, 1, 0);
+            static double f[2][64], cx[64];
+            twin_features(64, bg_gfn_rng_u64(&rng), cx);
+            bg_action a = {
+                .id = "", .tool = "pull", .arguments_json = "", .features = cx, .n_features = 64};
+            bg_verdict v;
+            for (int o = 0; o < 2; o++) {
+                bg_observation ob = twin_pull(&t, t.arms[o], f[o], &rng);
+                CHECK(bg_engine_observe(t.e, &t.gs, "s", &ob, NULL, &err) == BG_OK, "%s", err.msg);
+                CHECK(bg_engine_evaluate(t.e, &t.gs, "s", &a, &v, &err) == BG_OK, "%s", err.msg);
+            }
+            uint64_t rounds, ctxs, looked, evals, ns;
+            bg_sampled_trainer_context_stats(t.tr, &rounds, &ctxs, &looked, &evals, &ns);
+            CHECK(rounds == 1 && ctxs == 1 && looked > 8192 && looked <= 16384,
+                  "d = 64, default budget: %llu rounds, %llu contexts, %llu looked at",
+                  (unsigned long long)rounds, (unsigned long long)ctxs, (unsigned long long)looked);
+            printf("d = 64, default budget: one context's round looked at %llu\n",
+                   (unsigned long long)looked);
+        }
+        twin_close(&t);
+    }
+    bg_sampled_opts so = {.context_search = 2000};
+    bg_sampled_trainer *tr;
+    CHECK(bg_sampled_trainer_create(&so, &tr, &err) == BG_OK, "%s", err.msg);
+    bg_rng rng;
+    bg_gfn_rng_seed(&rng, 1702);
+    twin t;
+    twin_open(&t, h, "budget", 64, &rng, "{}", 16, 1);
+    CHECK_INT((int)bg_sampled_trainer_context_budget(tr, &t.gs), 2000); /* the daemon's opts */
+    twin_close(&t);
+    bg_sampled_trainer_destroy(tr);
+    printf("default budget: 1024 to 32 bits, x2 every 8 above (64: 16384), capped at 65536; a "
+           "token sequence 1024; the policy's, then the trainer's, win\n");
+}
+
 /* The old keep_of's selection (full sort by harm descending, log R
  * descending, id ascending; the tilted best; the front from its most
  * plausible end), the reference test_keep holds bg__ctx_keep_pick to.
@@ -685,6 +767,7 @@ int main(void)
     test_table(h);
     test_eject(h);
     test_engine(h);
+    test_default_budget(h);
     bg_plugin_host_destroy(h);
     CHECK_DONE("test_gfn_context");
 }
