@@ -868,16 +868,13 @@ static int guided_rows(int R, int nt, int mr)
  * scratch's rows of a K block). Where a span would need more than
  * F_SPLIT_BLOCKS blocks (many rows: the guided tail balances them better
  * when a core is taken) or M is past a_rows, nothing is planned (0: the
- * guided blocks run). A span has at least two panels, as a guided block
- * (a LoRA adapter's 8 rows are one task, not 6 + 2 each reading all of B). Else the span's rows,
- * and *fb, *tasks: the rows of its blocks and the spans (<= nt). */
+ * guided blocks run). Else the span's rows, and *fb, *tasks: the rows of
+ * its blocks and the spans (<= nt). */
 #define F_SPLIT_ROWS 192
 #define F_SPLIT_BLOCKS 2
 static int plan_split(int M, int nt, int mr, long a_rows, int *fb, int *tasks)
 {
     long span = ((M + (long)nt - 1) / nt + mr - 1) / mr * mr;
-    if (span < 2 * mr)
-        span = 2 * mr; /* as guided_rows: B is not read whole for under two panels */
     long blocks = (span + F_SPLIT_ROWS - 1) / F_SPLIT_ROWS;
     long rows = ((span + blocks - 1) / blocks + mr - 1) / mr * mr;
     long n = (M + span - 1) / span;

@@ -538,9 +538,9 @@ static void dw_case(int T, int N, int K, const int nts[3])
  * <= 192 rows; else the guided blocks above) at 2 / 3 threads: 288 rows are
  * spans of 144 / 96; 290 of 150 + 140 / 102, 102, 86 (the last span
  * shorter, ending in a partial panel); 31 of 18 + 13 / 12, 12, 7; 13 of
- * 12 + 1 (a span has at least two panels); 5 one span; 770 at 3 threads
- * spans of 258 in blocks of 132 + 126 (the last 132 + 122; at 2, spans of
- * 390 would be three blocks: guided). Added for it: 768 rows (the w1 dW) in blocks of 192 +
+ * 12 + 1 / 6, 6, 1; 5 one span; 770 at 3 threads spans of 258 in blocks
+ * of 132 + 126 (the last 132 + 122; at 2, spans of 390 would be three
+ * blocks: guided). Added for it: 768 rows (the w1 dW) in blocks of 192 +
  * 192 per span at 2 threads; 701 rows in spans of 354 (blocks of 180 +
  * 174) and a last of 347 (180 + 167, a partial panel) at 2 threads, 234
  * (120 + 114) and a last of 233 at 3; and 2000 rows at 7 threads (spans of
