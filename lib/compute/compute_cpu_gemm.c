@@ -32,13 +32,10 @@
  *     of the A scratch (one slot per thread) and multiplies it with every
  *     B panel while it is in L2 (fused_task), as OpenBLAS packs its B
  *     panels just before use; blocks of MC rows, smaller with several
- *     threads where M is small: with the AVX2 kernel, OpenBLAS's layout
- *     where each thread's share is at most two blocks of 192 rows (one
- *     contiguous span of M / nt rows per thread, run against all of B, so
- *     each thread reads the shared B once per block: plan_split), else
- *     guided (each block 1/(2 nt) of the rows left, 12..96 rows, so a run
- *     ends in small blocks and its last task is short); with the others at
- *     least four blocks per thread. An output of at least NT_OUT_FLOATS written once (one K
+ *     threads where M is small: with the AVX2 kernel guided (each block
+ *     1/(2 nt) of the rows left, 12..96 rows, so a run ends in small blocks
+ *     and its last task is short), with the others at least four blocks per
+ *     thread. An output of at least NT_OUT_FLOATS written once (one K
  *     block, no accumulation: the classifier's logits) is stored with
  *     streaming stores by the AVX-512 kernel, which skip the read for
  *     ownership of lines that will not stay in cache anyway (not by the
@@ -450,7 +447,6 @@ typedef struct kern_desc {
     int mr, nr, kc, nc;
     int nt_stores; /* a large output written once uses streaming stores (rows_fn) */
     int f_guided;  /* fused dW blocks shrink toward the run's end (guided_rows) */
-    int f_split;   /* fused dW: one span of rows per thread where it fits (plan_split) */
 } kern_desc;
 
 /* Floats of packed A kept at once: M is packed in chunks of rows that fit
@@ -480,7 +476,6 @@ static kern_desc kern_for(int kernel, int bf16)
                            1024,
                            NC / 4,
                            0,
-                           0,
                            0};
     /* AVX-512: K blocks up to 1024. On a Zen 4 EPYC one K block beat two or
      * three by 7-20% (K = 512, 768, 1024; each extra block reloads the C
@@ -498,7 +493,6 @@ static kern_desc kern_for(int kernel, int bf16)
                            1024,
                            NC / 4,
                            1,
-                           0,
                            0};
     /* AVX2: K blocks up to 512 (K = 768 as two of 384). Measured on the Zen
      * 4 with the AVX2 kernel forced (docs/PERFORMANCE.md): 512 against 256
@@ -521,12 +515,11 @@ static kern_desc kern_for(int kernel, int bf16)
                            512,
                            NC / 2,
                            0,
-                           1,
                            1};
 #endif
     (void)kernel;
     (void)bf16;
-    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0, 0, 0};
+    return (kern_desc){kern_c, NULL, NULL, copyk_c, 0, MR, NR, KC, NC, 0, 0};
 }
 
 /* The blocking of one gemm(M, N, K) with kernel kd: the K block (equal
@@ -596,11 +589,6 @@ typedef struct gemm_ctx {
      * [f_tail[i], f_tail[i + 1]), f_tail[f_ntail] == M */
     int fb, f_slots, f_bulk, f_ntail;
     int f_tail[F_TAIL_MAX + 1];
-    /* f_span > 0 (OpenBLAS's layout, plan_split): task t owns the rows
-     * [t*f_span, t*f_span + f_span) and runs them in blocks of at most fb
-     * rows, packed where its rows lie in ap (a_rows rows of kcb floats), no
-     * slots; f_bulk tasks, no tail */
-    int f_span, a_rows;
     atomic_uint slot_busy;
     /* current block: K block [k0, k0+kcb), rows [m0, m0+mrows) of the
      * output (A packed in ap), columns [n0, n0+ncb) (B packed in bp) */
@@ -778,49 +766,27 @@ static void compute_task(void *vctx, int t)
 #endif
 }
 
-/* One block of a fused run: A's rows [m, m + rows) of the current K block
- * packed into a (one pass over the source rows, KS at a time as packk
- * does), then multiplied with every panel of the kept B block while they
- * are in L2, instead of a packed chunk of A written to and read back from
- * L3. */
-static void fused_block(gemm_ctx *g, float *a, int m, int rows)
-{
-    int mr = g->kd.mr, nr = g->kd.nr;
-    BG_ASSERT(rows > 0 && rows <= g->fb, "gemm: fused block at row %d has %d rows (slots of %d)", m,
-              rows, g->fb);
-    int panels = (rows + mr - 1) / mr;
-    long pstride = (long)mr * g->kcb;
-    const float *src = g->x + (long)g->k0 * g->xcs + m;
-    for (int kk = 0; kk < g->kcb; kk += KS)
-        g->kd.copyk(a + (long)kk * mr, pstride, src + (long)kk * g->xcs, g->xcs,
-                    g->kcb - kk < KS ? g->kcb - kk : KS, mr, panels, rows);
-    for (int np = 0; np < g->n_panels; np++) {
-        const float *b = g->bp + (long)np * nr * g->kcb;
-        for (int mp = 0; mp < panels; mp++)
-            tile(g, a + mp * pstride, b, m + mp * mr, np * nr);
-    }
-}
-
-/* Task t of a fused run: with f_span, the span t of OpenBLAS's layout
- * (plan_split); else block t (rows [t*fb, t*fb + fb), then the guided
- * tail's) through a free slot of the A scratch. At most one task per
- * thread runs at once, so a free slot always exists. */
+/* Task t of a fused run: A's rows [t*fb, t*fb + fb) of the current K
+ * block packed into a free slot (one pass over the source rows, KS at a
+ * time as packk does), then multiplied with every panel of the kept B
+ * block while they are in L2, instead of a packed chunk of A written to
+ * and read back from L3. At most one task per thread runs at once, so a
+ * free slot always exists. */
 static void fused_task(void *vctx, int t)
 {
     gemm_ctx *g = vctx;
-    if (g->f_span) {
-        /* this task's span of rows, block by block, packed at its own rows'
-         * place in ap: disjoint from every other span's */
-        int m0 = t * g->f_span, end = m0 + g->f_span < g->M ? m0 + g->f_span : g->M;
-        int first = end - m0 < g->fb ? end - m0 : g->fb, mr = g->kd.mr;
-        BG_ASSERT(m0 < end && m0 + (first + mr - 1) / mr * mr <= g->a_rows,
-                  "gemm: split task %d (rows %d..%d, blocks of %d) past A's %d rows", t, m0, end,
-                  g->fb, g->a_rows);
-        float *a = g->ap + (long)m0 * g->kcb;
-        for (int m = m0; m < end; m += g->fb)
-            fused_block(g, a, m, end - m < g->fb ? end - m : g->fb);
-        return;
+    int mr = g->kd.mr, nr = g->kd.nr;
+    int m, rows;
+    if (t < g->f_bulk) {
+        m = t * g->fb;
+        rows = g->M - m < g->fb ? g->M - m : g->fb;
+    } else {
+        m = g->f_tail[t - g->f_bulk];
+        rows = g->f_tail[t - g->f_bulk + 1] - m;
     }
+    BG_ASSERT(rows > 0 && rows <= g->fb, "gemm: fused block %d has %d rows (slots of %d)", t, rows,
+              g->fb);
+    int panels = (rows + mr - 1) / mr;
     unsigned busy = atomic_load(&g->slot_busy);
     int slot;
     for (;;) {
@@ -832,11 +798,15 @@ static void fused_task(void *vctx, int t)
               "gemm: fused task took slot %d of %d (more tasks at once than threads)", slot,
               g->f_slots);
     float *a = g->ap + (long)slot * g->fb * g->kcb;
-    if (t < g->f_bulk) {
-        fused_block(g, a, t * g->fb, g->M - t * g->fb < g->fb ? g->M - t * g->fb : g->fb);
-    } else {
-        fused_block(g, a, g->f_tail[t - g->f_bulk],
-                    g->f_tail[t - g->f_bulk + 1] - g->f_tail[t - g->f_bulk]);
+    long pstride = (long)mr * g->kcb;
+    const float *src = g->x + (long)g->k0 * g->xcs + m;
+    for (int kk = 0; kk < g->kcb; kk += KS)
+        g->kd.copyk(a + (long)kk * mr, pstride, src + (long)kk * g->xcs, g->xcs,
+                    g->kcb - kk < KS ? g->kcb - kk : KS, mr, panels, rows);
+    for (int np = 0; np < g->n_panels; np++) {
+        const float *b = g->bp + (long)np * nr * g->kcb;
+        for (int mp = 0; mp < panels; mp++)
+            tile(g, a + mp * pstride, b, m + mp * mr, np * nr);
     }
     atomic_fetch_and(&g->slot_busy, ~(1u << slot));
 }
@@ -854,41 +824,6 @@ static int guided_rows(int R, int nt, int mr)
     long c = (R + 2L * nt - 1) / (2L * nt);
     c = (c + mr - 1) / mr * mr;
     return c < 2 * mr ? 2 * mr : c > MC ? MC : (int)c;
-}
-
-/* OpenBLAS's layout of the fused dW (kern_desc.f_split, 2..F_MAX_THREADS
- * threads): each thread one contiguous span of the rows, M / nt rounded up
- * to the tile, run against every panel of the shared B block (packed by all
- * threads, a k range each, in the run before), in blocks of at most
- * F_SPLIT_ROWS rows (192 x 512 floats, 384 KiB, within the Zen 3's 512 KiB
- * L2), so each thread reads B from the shared L3 once per block instead of
- * once per guided block (w2 / wq dW at two threads: B read twice per K
- * block instead of ten times). A span's blocks are packed where its rows
- * lie in the A scratch, so they fit wherever all M rows do (a_rows: the
- * scratch's rows of a K block). Where a span would need more than
- * F_SPLIT_BLOCKS blocks (many rows: the guided tail balances them better
- * when a core is taken) or M is past a_rows, nothing is planned (0: the
- * guided blocks run). Else the span's rows, and *fb, *tasks: the rows of
- * its blocks and the spans (<= nt). */
-#define F_SPLIT_ROWS 192
-#define F_SPLIT_BLOCKS 2
-static int plan_split(int M, int nt, int mr, long a_rows, int *fb, int *tasks)
-{
-    long span = ((M + (long)nt - 1) / nt + mr - 1) / mr * mr;
-    long blocks = (span + F_SPLIT_ROWS - 1) / F_SPLIT_ROWS;
-    long rows = ((span + blocks - 1) / blocks + mr - 1) / mr * mr;
-    long n = (M + span - 1) / span;
-    if (blocks > F_SPLIT_BLOCKS || (M + mr - 1) / mr * mr > a_rows)
-        return 0;
-    /* the spans cover [0, M) once, no more of them than threads, each in at
-     * most F_SPLIT_BLOCKS blocks of at most F_SPLIT_ROWS rows */
-    BG_ASSERT(n <= nt && (n - 1) * span < M && n * span >= M && rows <= F_SPLIT_ROWS &&
-                  rows * F_SPLIT_BLOCKS >= span,
-              "gemm: split of %d rows over %d threads: %ld spans of %ld, blocks of %ld", M, nt, n,
-              span, rows);
-    *fb = (int)rows;
-    *tasks = (int)n;
-    return (int)span;
 }
 
 /* out[m*N + n] (= or +=) sum_k x(m, k) * w(n, k), operands addressed by
@@ -968,23 +903,11 @@ static void gemm(bg__pool *p, float *out, const float *x, long xrs, long xcs, co
         }
         g.f_tail[f_ntail] = M; /* the last block ends at M (its step may overshoot) */
     }
-    int kc_rows = K < kc ? K : kc, span = 0;
-    if (guided && g.kd.f_split && K > 0) {
-        int sfb, tasks;
-        span = plan_split(M, nt, mr, dims.a_floats / kc_rows, &sfb, &tasks);
-        if (span) {
-            fb = sfb;
-            f_bulk = tasks;
-            f_ntail = 0;
-        }
-    }
     int f_tasks = f_bulk + f_ntail, f_slots = f_tasks < nt ? f_tasks : nt;
     int fused = b_kept && g.kd.copyk && xrs == 1 && !g.a_direct && nt <= F_MAX_THREADS &&
-                (span || (long)f_slots * fb * kc_rows <= dims.a_floats);
+                (long)f_slots * fb * (K < kc ? K : kc) <= dims.a_floats;
     if (fused) {
         g.fb = fb;
-        g.f_span = span;
-        g.a_rows = kc_rows ? (int)(dims.a_floats / kc_rows) : 0;
         g.f_slots = f_slots;
         g.f_bulk = f_bulk;
         g.f_ntail = f_ntail;

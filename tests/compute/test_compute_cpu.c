@@ -532,33 +532,18 @@ static void dw_case(int T, int N, int K, const int nts[3])
  * over the 15M model's 288 rows; T = 1537 four (385, 384, 384, 384);
  * T = 1100 three K blocks of three fused tasks (31 rows: 12, 12, 7) or two
  * (24 rows), each long enough (in = 600, 1000) that tasks of two K blocks
- * on the same rows would overlap if the K blocks were not ordered.
- * OpenBLAS's layout (plan_split, the AVX2 kernel at 2..32 threads where a
- * thread's span of M / nt rows, rounded up to 6, is at most two blocks of
- * <= 192 rows; else the guided blocks above) at 2 / 3 threads: 288 rows are
- * spans of 144 / 96; 290 of 150 + 140 / 102, 102, 86 (the last span
- * shorter, ending in a partial panel); 31 of 18 + 13 / 12, 12, 7; 13 of
- * 12 + 1 / 6, 6, 1; 5 one span; 770 at 3 threads spans of 258 in blocks
- * of 132 + 126 (the last 132 + 122; at 2, spans of 390 would be three
- * blocks: guided). Added for it: 768 rows (the w1 dW) in blocks of 192 +
- * 192 per span at 2 threads; 701 rows in spans of 354 (blocks of 180 +
- * 174) and a last of 347 (180 + 167, a partial panel) at 2 threads, 234
- * (120 + 114) and a last of 233 at 3; and 2000 rows at 7 threads (spans of
- * 288 in blocks of 144, the last 144 + 128) and 32 (31 spans of 66, the
- * last 20: fewer spans than threads). */
+ * on the same rows would overlap if the K blocks were not ordered. */
 static void test_dw_partition(void)
 {
-    static const int shapes[][3] = {
-        {600, 288, 100}, {600, 290, 100},  {513, 31, 17},   {1030, 770, 40}, {64, 290, 33},
-        {40, 2000, 24},  {24, 13, 300},    {24, 5, 70},     {1001, 288, 30}, {1537, 290, 20},
-        {1100, 31, 600}, {1100, 24, 1000}, {1030, 768, 40}, {600, 701, 70}};
-    static const int few[3] = {1, 2, 3}, many[3] = {1, 33, 64}, spans[3] = {1, 7, 32};
+    static const int shapes[][3] = {{600, 288, 100}, {600, 290, 100}, {513, 31, 17},
+                                    {1030, 770, 40}, {64, 290, 33},   {40, 2000, 24},
+                                    {24, 13, 300},   {24, 5, 70},     {1001, 288, 30},
+                                    {1537, 290, 20}, {1100, 31, 600}, {1100, 24, 1000}};
+    static const int few[3] = {1, 2, 3}, many[3] = {1, 33, 64};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         dw_case(shapes[si][0], shapes[si][1], shapes[si][2], few);
     printf("dw partition: edge shapes match the reference, bit-identical with 1, 2 and 3 "
            "threads\n");
-    dw_case(600, 2000, 24, spans);
-    printf("dw partition: 2000 rows in spans at 7 and 32 threads as at 1\n");
     /* a pool larger than the fused path takes (F_MAX_THREADS, 32): 5000
      * rows at 64 threads would be 249 guided tail blocks, more than the
      * table holds; the call must still compute, bit-identical to 1 thread */
