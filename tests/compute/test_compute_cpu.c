@@ -532,18 +532,27 @@ static void dw_case(int T, int N, int K, const int nts[3])
  * over the 15M model's 288 rows; T = 1537 four (385, 384, 384, 384);
  * T = 1100 three K blocks of three fused tasks (31 rows: 12, 12, 7) or two
  * (24 rows), each long enough (in = 600, 1000) that tasks of two K blocks
- * on the same rows would overlap if the K blocks were not ordered. */
+ * on the same rows would overlap if the K blocks were not ordered.
+ * Kept from branch dwsplit (whose one span of rows per thread they tested,
+ * reverted), the guided blocks at 2 / 3 threads: 768 rows (the w1 dW) five
+ * / three 96-row blocks, then a tail of 10 / 15 down to 12 rows; 701 four
+ * / two, then a tail ending in 11 rows (a partial panel); 2000 rows at 7
+ * threads eight 96-row blocks and a tail of 39 ending in 2 rows, at 32
+ * threads three 36-row blocks and a tail of 112 (the table's F_TAIL_MAX
+ * is 192) ending in 8. */
 static void test_dw_partition(void)
 {
-    static const int shapes[][3] = {{600, 288, 100}, {600, 290, 100}, {513, 31, 17},
-                                    {1030, 770, 40}, {64, 290, 33},   {40, 2000, 24},
-                                    {24, 13, 300},   {24, 5, 70},     {1001, 288, 30},
-                                    {1537, 290, 20}, {1100, 31, 600}, {1100, 24, 1000}};
-    static const int few[3] = {1, 2, 3}, many[3] = {1, 33, 64};
+    static const int shapes[][3] = {
+        {600, 288, 100}, {600, 290, 100},  {513, 31, 17},   {1030, 770, 40}, {64, 290, 33},
+        {40, 2000, 24},  {24, 13, 300},    {24, 5, 70},     {1001, 288, 30}, {1537, 290, 20},
+        {1100, 31, 600}, {1100, 24, 1000}, {1030, 768, 40}, {600, 701, 70}};
+    static const int few[3] = {1, 2, 3}, many[3] = {1, 33, 64}, more[3] = {1, 7, 32};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         dw_case(shapes[si][0], shapes[si][1], shapes[si][2], few);
     printf("dw partition: edge shapes match the reference, bit-identical with 1, 2 and 3 "
            "threads\n");
+    dw_case(600, 2000, 24, more);
+    printf("dw partition: 2000 rows at 7 and 32 threads as at 1\n");
     /* a pool larger than the fused path takes (F_MAX_THREADS, 32): 5000
      * rows at 64 threads would be 249 guided tail blocks, more than the
      * table holds; the call must still compute, bit-identical to 1 thread */
