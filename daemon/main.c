@@ -4,6 +4,7 @@
  * main() reads top to bottom as the start order; each step is one short
  * function that prints its own failure ("bayesguardd: ...") and returns
  * the exit code, or GO_ON:
+ *   malloc settings (common/bg_malloc.h; before any thread) ->
  *   settings (flags, then the --config YAML; flags win; daemon/settings/)
  *   -> log level -> [--check: validate and exit 0/1] -> plugin host (dlopen
  *   the plugin dir) -> sampled-path trainer -> fleet (--fleet) -> engine (replays --data-dir) ->
@@ -37,6 +38,7 @@
 #include "audit/decision_log.h"
 #include "common/bg_err.h"
 #include "common/bg_log.h"
+#include "common/bg_malloc.h"
 #include "common/bg_version.h"
 #include "engine/engine.h"
 #include "fleet/fleet.h"
@@ -481,6 +483,7 @@ static void stop(daemon_ctx *d)
 
 int main(int argc, char **argv)
 {
+    bg_malloc_tune(); /* before any thread: common/bg_malloc.h says why */
     daemon_ctx d;
     memset(&d, 0, sizeof(d));
     bg_err_clear(&d.err);

@@ -141,6 +141,7 @@
 #include "bench_gfn.h"
 #include "bg_test.h"
 #include "cfg/cfg.h"
+#include "common/bg_malloc.h"
 #include "engine/engine.h"
 #include "engine/sampled.h"
 #include "gfn/gfn.h"
@@ -1142,6 +1143,7 @@ static int usage(const char *why)
 
 int main(int argc, char **argv)
 {
+    bg_malloc_tune(); /* as the daemon does: the rounds' costs are the daemon's */
     opts o = {.steps = 20,
               .k = 256,
               .chains = 8,
