@@ -220,6 +220,10 @@ bg_policy_set *bg_policy_store_acquire(bg_policy_store *st);
 int bg_policy_store_reload(bg_policy_store *st, const char *trigger, bg_err *err);
 
 void bg_policy_store_status(bg_policy_store *st, bg_policy_status *out);
+/* The current set (a reference, as acquire) and the status of the reload
+ * that published it, read together: the revision of the set is
+ * out->revision and out->last_trigger is that reload's. */
+bg_policy_set *bg_policy_store_acquire_status(bg_policy_store *st, bg_policy_status *out);
 
 /* A watch on the store's directory: reloads when it changes (survives
  * Kubernetes ConfigMap ..data symlink swaps); bursts debounced by

@@ -15,6 +15,10 @@
  *   2. reloads are serialised by reload_mu (a second caller waits);
  *   3. a reader's reference keeps its set (and the plugin code it uses)
  *      alive; the store's own reference moves to the new set at the swap.
+ *   4. the swap and the status that describes it (revision, trigger,
+ *      times) change under status_mu together, so acquire_status never
+ *      pairs a set with another reload's status (a Status call once saw
+ *      the new revision beside the previous reload's trigger).
  *
  * Reader safety without a lock: acquire() is `acquiring++; s = cur;
  * ref(s); acquiring--` (seq_cst). The reloader swaps cur, then waits until
@@ -180,15 +184,13 @@ int bg_policy_store_reload(bg_policy_store *st, const char *trigger, bg_err *err
     bg_policy_set *s = NULL;
     char errs[sizeof st->status.last_errors];
     int rc = build(st, &s, errs, sizeof errs);
-    if (rc == BG_OK) {
-        /* trained samplers of unchanged sampled policies keep serving */
+    bg_policy_set *old = NULL;
+    if (rc == BG_OK) /* trained samplers of unchanged sampled policies keep serving */
         bg__policy_set_inherit(s, atomic_load(&st->cur));
-        bg_policy_set *old = atomic_exchange(&st->cur, s);
-        while (atomic_load(&st->acquiring) != 0)
-            sched_yield(); /* see the header comment: drain the acquire window */
-        bg_policy_set_unref(old);
-    }
+    /* the swap and its status together (invariant 4) */
     pthread_mutex_lock(&st->status_mu);
+    if (rc == BG_OK)
+        old = atomic_exchange(&st->cur, s);
     bg_policy_status *ss = &st->status;
     ss->last_attempt_unix_ms = now;
     snprintf(ss->last_trigger, sizeof ss->last_trigger, "%s", trigger ? trigger : "");
@@ -203,6 +205,11 @@ int bg_policy_store_reload(bg_policy_store *st, const char *trigger, bg_err *err
         snprintf(ss->last_errors, sizeof ss->last_errors, "%s", errs);
     }
     pthread_mutex_unlock(&st->status_mu);
+    if (old) {
+        while (atomic_load(&st->acquiring) != 0)
+            sched_yield(); /* see the header comment: drain the acquire window */
+        bg_policy_set_unref(old);
+    }
     if (rc == BG_OK) {
         BG_INFO("policy", "reload (%s): %zu policies, revision %.12s", trigger ? trigger : "",
                 bg_policy_set_count(s), bg_policy_set_revision(s));
@@ -221,4 +228,13 @@ void bg_policy_store_status(bg_policy_store *st, bg_policy_status *out)
     pthread_mutex_lock(&st->status_mu);
     *out = st->status;
     pthread_mutex_unlock(&st->status_mu);
+}
+
+bg_policy_set *bg_policy_store_acquire_status(bg_policy_store *st, bg_policy_status *out)
+{
+    pthread_mutex_lock(&st->status_mu);
+    *out = st->status;
+    bg_policy_set *s = bg_policy_store_acquire(st);
+    pthread_mutex_unlock(&st->status_mu);
+    return s;
 }

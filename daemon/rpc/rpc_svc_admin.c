@@ -91,8 +91,8 @@ void bg__svc_status(bg__rpc_call *c)
         bg__rpc_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    bg_policy_store_status(s->opts.store, ps);
-    bg_policy_set *set = bg_policy_store_acquire(s->opts.store);
+    /* together: the set's revision beside the reload that published it */
+    bg_policy_set *set = bg_policy_store_acquire_status(s->opts.store, ps);
     bg_engine_stats es;
     memset(&es, 0, sizeof(es));
     bg_engine_stats_get(s->opts.engine, &es);

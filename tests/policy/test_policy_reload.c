@@ -6,7 +6,9 @@
  * is one that was valid, and within one snapshot the policy's threshold is
  * the one written with that revision (no torn sets); invalid reloads are
  * refused and counted, the old set keeps serving; the final set is the
- * last valid one; concurrent reload callers are serialised. Then: a
+ * last valid one; concurrent reload callers are serialised; a set read
+ * with its status (bg_policy_store_acquire_status, what Status reports)
+ * always carries its own reload's revision. Then: a
  * plugin .so replaced on disk takes effect for new acquisitions after a
  * reload while a set acquired before keeps the old code. Run under ASan
  * this also shows nothing leaks (sets, instances, plugin handles). Last: a
@@ -41,6 +43,7 @@ typedef struct reader {
     size_t n_seen;
     uint64_t iterations;
     int errors;
+    int status_torn; /* acquire_status gave a set beside another reload's status */
 } reader;
 
 static void *reader_main(void *arg)
@@ -73,6 +76,13 @@ static void *reader_main(void *arg)
                 }
             }
         }
+        bg_policy_set_unref(s);
+        /* a set and the status of the reload that published it, together
+         * (what Status reports): never another reload's revision */
+        bg_policy_status ps;
+        s = bg_policy_store_acquire_status(r->st, &ps);
+        if (strcmp(ps.revision, bg_policy_set_revision(s)) != 0)
+            r->status_torn++;
         bg_policy_set_unref(s);
         if (r->iterations++ == 0)
             atomic_fetch_add(r->started, 1);
@@ -172,6 +182,7 @@ static void test_under_load(void)
     for (int i = 0; i < READERS; i++) {
         pthread_join(readers[i].t, NULL);
         CHECK_INT(readers[i].errors, 0);
+        CHECK_INT(readers[i].status_torn, 0);
         CHECK(readers[i].iterations > 0);
         total += readers[i].iterations;
         for (size_t j = 0; j < readers[i].n_seen; j++) {
