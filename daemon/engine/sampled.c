@@ -251,12 +251,10 @@ static size_t contexts_of(bg_sampled_trainer *s, const bg_guard *g)
 
 uint32_t bg_sampled_context_search_default(uint32_t n_bits, uint32_t space_flags)
 {
-    uint32_t b = BG_SAMPLED_CONTEXT_SEARCH_DEFAULT;
     if (space_flags || n_bits <= 32)
-        return b;
-    for (uint32_t k = (n_bits - 32) / 8; k && b < BG_SAMPLED_CONTEXT_SEARCH_MAX; k--)
-        b *= 2;
-    b = b < BG_SAMPLED_CONTEXT_SEARCH_MAX ? b : BG_SAMPLED_CONTEXT_SEARCH_MAX;
+        return BG_SAMPLED_CONTEXT_SEARCH_DEFAULT;
+    uint32_t k = (n_bits - 32) / 8; /* doublings; 6 reach the cap (1024 << 6) */
+    uint32_t b = k < 6 ? BG_SAMPLED_CONTEXT_SEARCH_DEFAULT << k : BG_SAMPLED_CONTEXT_SEARCH_MAX;
     BG_ASSERT(b >= BG_SAMPLED_CONTEXT_SEARCH_DEFAULT && b <= BG_SAMPLED_CONTEXT_SEARCH_MAX,
               "context search default %u at %u bits", b, n_bits);
     return b;

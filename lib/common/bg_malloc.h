@@ -21,6 +21,25 @@
 #ifndef BG_MALLOC_H
 #define BG_MALLOC_H
 
+#include <stdlib.h> /* __GLIBC__ */
+
+/* 1 where bg_malloc_tune can apply its settings: glibc, and no
+ * AddressSanitizer (its allocator ignores mallopt). */
+#if defined(BG_SANITIZE) || defined(__SANITIZE_ADDRESS__)
+#define BG_MALLOC_TUNABLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BG_MALLOC_TUNABLE 0
+#endif
+#endif
+#ifndef BG_MALLOC_TUNABLE
+#if defined(__GLIBC__)
+#define BG_MALLOC_TUNABLE 1
+#else
+#define BG_MALLOC_TUNABLE 0
+#endif
+#endif
+
 #define BG_MALLOC_MMAP_THRESHOLD (16u << 20) /* blocks this large or larger: mmap */
 #define BG_MALLOC_TRIM_THRESHOLD (32u << 20) /* freed heap kept before trimming */
 
