@@ -13,6 +13,10 @@
 #
 #   bench/lm/gemm_ab.sh A_BG_BENCH_LM B_BG_BENCH_LM [THREADS] [ROUNDS] [CYCLES] [SHAPES]
 #
+# Six children per build resolve differences of about 5 %, not 2 %: for
+# smaller ones use bench/lm/gemm_rand.py (many short children in a random
+# order, with bootstrap intervals).
+#
 # Defaults: 2 threads, 21 rounds, 2 cycles, SHAPES "w2 dw,wq dw,w1 dw"
 # (BG_BENCH_GEMM_SHAPES' substrings). OpenBLAS forced to its Haswell core
 # (OPENBLAS_CORETYPE, overridable): the AVX2-only machines' best.
