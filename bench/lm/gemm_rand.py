@@ -66,15 +66,12 @@ def rows(path, min_blas):
     return out
 
 
-def boot_median(a, rng, n=2000):
-    d = sorted(statistics.median(rng.choices(a, k=len(a))) for _ in range(n))
-    return d[int(0.025 * n)], d[int(0.975 * n) - 1]
-
-
-def boot_diff(a, b, rng, n=2000):
+def boot(rng, a, b=(), n=2000):
+    """95 % percentile-bootstrap interval of median(a), or of median(a) -
+    median(b) when b is given (each resampled on its own)."""
     d = sorted(
-        statistics.median(rng.choices(a, k=len(a))) - statistics.median(rng.choices(b, k=len(b)))
-        for _ in range(n))
+        statistics.median(rng.choices(a, k=len(a))) -
+        (statistics.median(rng.choices(b, k=len(b))) if b else 0.0) for _ in range(n))
     return d[int(0.025 * n)], d[int(0.975 * n) - 1]
 
 
@@ -138,14 +135,14 @@ def main():
             if not v:
                 continue
             p = [x[0] for x in v]
-            mlo, mhi = boot_median(p, brng) if len(p) > 1 else (p[0], p[0])
+            mlo, mhi = boot(brng, p) if len(p) > 1 else (p[0], p[0])
             line = "shape %s t%s %-8s %.3f [%.3f, %.3f] (%.3f-%.3f) n=%d clock %.3f" % (
                 key[0], key[1], name, statistics.median(p), mlo, mhi, min(p), max(p), len(p),
                 statistics.median(x[1] for x in v))
             b = got.get(key + (base,))
             if name != base and b and len(p) > 1 and len(b) > 1:
                 bp = [x[0] for x in b]
-                lo, hi = boot_diff(p, bp, brng)
+                lo, hi = boot(brng, p, bp)
                 line += "  vs %s %+.3f [%+.3f, %+.3f]" % (
                     base, statistics.median(p) - statistics.median(bp), lo, hi)
             print(line)
