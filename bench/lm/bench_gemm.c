@@ -45,6 +45,14 @@
  * contender per round; default 0.12, --quick 0.04), BG_BENCH_GEMM_NULL=1
  * (the OpenBLAS slot runs ours too: a null A/B, whose ratios show the
  * method's own spread).
+ * Where the two threads run: after each two-thread round the child
+ * measures how long a cache line takes from one of the first two CPUs it
+ * may use to the other (core_latency_ns), and after each two-thread ROW
+ * prints `LAT idx threads median max` of those, in ns (0 where it may use
+ * fewer than two CPUs). On a VM the host moves the vCPUs: on the Zen 3
+ * this read ~55 ns at some moments and ~220 ns seconds later
+ * (docs/PERFORMANCE.md, "Two-thread dW: spans of rows, and where the two
+ * vCPUs are"); bench/lm/gemm_rand.py splits its children by it.
  * Threads: single-threaded apart from the pools of the two libraries.
  */
 #include <cblas.h>
@@ -58,6 +66,9 @@
 #include <sys/syscall.h>
 #endif
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +272,91 @@ static void settle(void)
     }
 }
 
+/* core_latency_ns: LAT_TRIPS round trips of one cache line between two
+ * threads pinned to two CPUs; the caller's affinity is restored after. */
+#define LAT_TRIPS 20000
+static _Alignas(64) _Atomic long g_lat_word;
+static _Atomic int g_lat_stop;
+
+static int lat_pin(pthread_t t, int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return pthread_setaffinity_np(t, sizeof one, &one);
+}
+
+/* Waits until the word reads `want`; 0, or -1 once g_lat_stop is set. */
+static int lat_wait(long want)
+{
+    while (atomic_load_explicit(&g_lat_word, memory_order_acquire) != want)
+        if (atomic_load_explicit(&g_lat_stop, memory_order_relaxed))
+            return -1;
+    return 0;
+}
+
+static void *lat_peer(void *arg)
+{
+    if (lat_pin(pthread_self(), *(int *)arg) != 0) {
+        atomic_store(&g_lat_stop, 1);
+        return NULL;
+    }
+    for (long i = 0; i < LAT_TRIPS; i++) {
+        if (lat_wait(2 * i + 1) != 0)
+            return NULL;
+        atomic_store_explicit(&g_lat_word, 2 * i + 2, memory_order_release);
+    }
+    return NULL;
+}
+
+/* One way, ns: half a round trip's median over blocks of 1,000 (a block
+ * that a descheduled thread stretched does not move it). 0 where this
+ * process may run on fewer than two CPUs or this thread cannot be
+ * pinned; -1 when the peer cannot be pinned or the trips run past about a
+ * second (a stuck peer). */
+static double core_latency_ns(void)
+{
+    cpu_set_t allowed, mine;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 ||
+        pthread_getaffinity_np(pthread_self(), sizeof mine, &mine) != 0)
+        return 0;
+    int cpu[2], n = 0;
+    for (int i = 0; i < CPU_SETSIZE && n < 2; i++)
+        if (CPU_ISSET(i, &allowed))
+            cpu[n++] = i;
+    if (n < 2 || lat_pin(pthread_self(), cpu[0]) != 0)
+        return 0;
+    atomic_store(&g_lat_word, 0);
+    atomic_store(&g_lat_stop, 0);
+    pthread_t peer;
+    double res = 0;
+    if (pthread_create(&peer, NULL, lat_peer, &cpu[1]) == 0) {
+        enum { BLOCK = 1000 };
+        double blocks[LAT_TRIPS / BLOCK];
+        double t0 = bg_bench_wall(), tb = t0;
+        for (long i = 0; i < LAT_TRIPS && !atomic_load(&g_lat_stop); i++) {
+            atomic_store_explicit(&g_lat_word, 2 * i + 1, memory_order_release);
+            while (atomic_load_explicit(&g_lat_word, memory_order_acquire) != 2 * i + 2)
+                if (atomic_load_explicit(&g_lat_stop, memory_order_relaxed) ||
+                    ((i & 63) == 0 && bg_bench_wall() - t0 > 1.0 + i * 1e-5)) {
+                    atomic_store(&g_lat_stop, 1);
+                    res = -1;
+                    break;
+                }
+            if ((i + 1) % BLOCK == 0) {
+                double t = bg_bench_wall();
+                blocks[i / BLOCK] = (t - tb) / BLOCK / 2 * 1e9;
+                tb = t;
+            }
+        }
+        pthread_join(peer, NULL);
+        if (res == 0 && !atomic_load(&g_lat_stop))
+            res = median(blocks, LAT_TRIPS / BLOCK);
+    }
+    pthread_setaffinity_np(pthread_self(), sizeof mine, &mine);
+    return res;
+}
+
 /* BG_BENCH_GEMM_SHAPES: does shape name `what` match one of its substrings? */
 static int shape_wanted(const char *what)
 {
@@ -331,7 +427,7 @@ int bg_bench_gemm_child(int quick)
              * order alternating by round), each timed over >= min_s of
              * calls; the median per call of each, by wall and CPU time */
             double wall[3][MAX_REPS], cpu[3][MAX_REPS], cyc[2][MAX_REPS], ins[2][MAX_REPS];
-            double pair[MAX_REPS];
+            double pair[MAX_REPS], lat[MAX_REPS];
             for (int r = 0; r < reps; r++) {
                 for (int j = 0; j < ncont; j++) {
                     int which = (r + j) % ncont, n = 0;
@@ -360,6 +456,7 @@ int bg_bench_gemm_child(int quick)
                     }
                 }
                 pair[r] = cpu[1][r] / cpu[0][r];
+                lat[r] = threads > 1 ? core_latency_ns() : 0;
             }
             double flop = 2.0 * s->M * s->N * s->K * 1e-9;
             /* the fields after the 9th: the parent does not read them */
@@ -376,6 +473,9 @@ int bg_bench_gemm_child(int quick)
                    cy0 > 0 ? flop * 1e9 / cy0 : 0.0, cy1 > 0 ? flop * 1e9 / cy1 : 0.0,
                    have ? median(ins[0], reps) : 0.0, have ? median(ins[1], reps) : 0.0,
                    flop / best0, flop / best1);
+            if (threads > 1)
+                printf("LAT %d %d %.1f %.1f\n", i, threads, median(lat, reps),
+                       minmax(lat, reps, 1));
             fflush(stdout);
             bg_cbuf_destroy(c, ca);
             bg_cbuf_destroy(c, cb);

@@ -27,6 +27,12 @@ settings in one build; the same binary and environment twice is a null).
 the clock (110 on the Zen 3 at two threads: both cores). OpenBLAS is
 forced to its Haswell core (OPENBLAS_CORETYPE, overridable). Not a test;
 only the ratios of one run mean anything.
+Two-thread rows also say where the two threads ran: the child's LAT line
+(bench_gemm.c: the one-way latency of a cache line between the two CPUs,
+median over the rounds). Each child's line shows it, and the summary
+splits each two-thread variant's children at --near-ns (default 120):
+the medians of those that ran near (a shared cache, ~55 ns on the Zen 3)
+and far (~220 ns), for a VM whose host moves its vCPUs within seconds.
 """
 import argparse
 import os
@@ -55,15 +61,19 @@ def parse_variant(text):
 
 
 def rows(path, min_blas):
-    """(shape, threads) -> (paired, ours/OpenBLAS by the clock) of one child."""
-    out = {}
+    """(shape, threads) -> (paired, ours/OpenBLAS by the clock, LAT median
+    in ns or None) of one child."""
+    out, lat = {}, {}
     with open(path) as f:
         for line in f:
             # ROW idx threads wall_ours wall_blas cpu_ours cpu_blas diff bf16 bf16 paired ...
+            # LAT idx threads median max (ns; <= 0: not measured)
             x = line.split()
             if x and x[0] == "ROW" and float(x[4]) >= min_blas:
                 out[(x[1], x[2])] = (float(x[10]), float(x[3]) / float(x[4]))
-    return out
+            elif x and x[0] == "LAT" and float(x[3]) > 0:
+                lat[(x[1], x[2])] = float(x[3])
+    return {k: v + (lat.get(k),) for k, v in out.items()}
 
 
 def boot(rng, a, b=(), n=2000):
@@ -84,6 +94,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", help="folder for every child's output (new or empty)")
     ap.add_argument("--min-blas", type=float, default=0.0)
+    ap.add_argument("--near-ns", type=float, default=120.0)
     ap.add_argument("variant", nargs="+")
     a = ap.parse_args()
     variants = [parse_variant(v) for v in a.variant]
@@ -120,7 +131,8 @@ def main():
                 sys.exit("gemm_rand.py: child %s exited %d (output: %s)" % (name, rc, path))
             r = rows(path, a.min_blas)
             print("%s %-8s %s" % (when, name, " ".join(
-                "[%s t%s %.3f clock %.3f]" % (k[0], k[1], p, c) for k, (p, c) in sorted(r.items()))),
+                "[%s t%s %.3f clock %.3f%s]" % (k[0], k[1], p, c, " lat %.0f" % l if l else "")
+                for k, (p, c, l) in sorted(r.items()))),
                 flush=True)
             for k, v in r.items():
                 got.setdefault((k[0], k[1], name), []).append(v)
@@ -146,6 +158,12 @@ def main():
                 line += "  vs %s %+.3f [%+.3f, %+.3f]" % (
                     base, statistics.median(p) - statistics.median(bp), lo, hi)
             print(line)
+            near = [x[0] for x in v if x[2] is not None and x[2] < a.near_ns]
+            far = [x[0] for x in v if x[2] is not None and x[2] >= a.near_ns]
+            if near or far:
+                print("    by LAT: near (< %.0f ns) %s n=%d; far %s n=%d" % (
+                    a.near_ns, "%.3f" % statistics.median(near) if near else "-", len(near),
+                    "%.3f" % statistics.median(far) if far else "-", len(far)))
 
 
 if __name__ == "__main__":
