@@ -53,7 +53,9 @@
  * this read ~55 ns at some moments and ~220 ns seconds later
  * (docs/PERFORMANCE.md, "Two-thread dW: spans of rows, and where the two
  * vCPUs are"); bench/lm/gemm_rand.py splits its children by it.
- * Threads: single-threaded apart from the pools of the two libraries.
+ * Threads: single-threaded apart from the pools of the two libraries and,
+ * between two-thread rounds, core_latency_ns's peer (joined before it
+ * returns; it pins the calling thread for the probe and restores it).
  */
 #include <cblas.h>
 #if defined(__x86_64__)
