@@ -275,10 +275,14 @@ static void settle(void)
 }
 
 /* core_latency_ns: LAT_TRIPS round trips of one cache line between two
- * threads pinned to two CPUs; the caller's affinity is restored after. */
+ * threads pinned to two CPUs; the caller's affinity is restored after.
+ * Either side gives up (g_lat_stop) when the other cannot be pinned or
+ * the probe runs past LAT_LIMIT_S (a peer that never got a core). */
 #define LAT_TRIPS 20000
+#define LAT_LIMIT_S 2.0
 static _Alignas(64) _Atomic long g_lat_word;
 static _Atomic int g_lat_stop;
+static double g_lat_deadline;
 
 static int lat_pin(pthread_t t, int cpu)
 {
@@ -288,12 +292,18 @@ static int lat_pin(pthread_t t, int cpu)
     return pthread_setaffinity_np(t, sizeof one, &one);
 }
 
-/* Waits until the word reads `want`; 0, or -1 once g_lat_stop is set. */
+/* Waits until the word reads `want`: 0, or -1 once either side gave up
+ * (this one past the deadline: the clock is read every 4,096 spins). */
 static int lat_wait(long want)
 {
-    while (atomic_load_explicit(&g_lat_word, memory_order_acquire) != want)
+    for (long n = 1; atomic_load_explicit(&g_lat_word, memory_order_acquire) != want; n++) {
         if (atomic_load_explicit(&g_lat_stop, memory_order_relaxed))
             return -1;
+        if ((n & 4095) == 0 && bg_bench_wall() > g_lat_deadline) {
+            atomic_store(&g_lat_stop, 1);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -303,19 +313,15 @@ static void *lat_peer(void *arg)
         atomic_store(&g_lat_stop, 1);
         return NULL;
     }
-    for (long i = 0; i < LAT_TRIPS; i++) {
-        if (lat_wait(2 * i + 1) != 0)
-            return NULL;
+    for (long i = 0; i < LAT_TRIPS && lat_wait(2 * i + 1) == 0; i++)
         atomic_store_explicit(&g_lat_word, 2 * i + 2, memory_order_release);
-    }
     return NULL;
 }
 
 /* One way, ns: half a round trip's median over blocks of 1,000 (a block
  * that a descheduled thread stretched does not move it). 0 where this
  * process may run on fewer than two CPUs or this thread cannot be
- * pinned; -1 when the peer cannot be pinned or the trips run past about a
- * second (a stuck peer). */
+ * pinned; -1 when either side gave up (g_lat_stop). */
 static double core_latency_ns(void)
 {
     cpu_set_t allowed, mine;
@@ -330,21 +336,16 @@ static double core_latency_ns(void)
         return 0;
     atomic_store(&g_lat_word, 0);
     atomic_store(&g_lat_stop, 0);
+    g_lat_deadline = bg_bench_wall() + LAT_LIMIT_S; /* before the peer starts */
     pthread_t peer;
     double res = 0;
     if (pthread_create(&peer, NULL, lat_peer, &cpu[1]) == 0) {
         enum { BLOCK = 1000 };
-        double blocks[LAT_TRIPS / BLOCK];
-        double t0 = bg_bench_wall(), tb = t0;
-        for (long i = 0; i < LAT_TRIPS && !atomic_load(&g_lat_stop); i++) {
+        double blocks[LAT_TRIPS / BLOCK], tb = bg_bench_wall();
+        for (long i = 0; i < LAT_TRIPS; i++) {
             atomic_store_explicit(&g_lat_word, 2 * i + 1, memory_order_release);
-            while (atomic_load_explicit(&g_lat_word, memory_order_acquire) != 2 * i + 2)
-                if (atomic_load_explicit(&g_lat_stop, memory_order_relaxed) ||
-                    ((i & 63) == 0 && bg_bench_wall() - t0 > 1.0 + i * 1e-5)) {
-                    atomic_store(&g_lat_stop, 1);
-                    res = -1;
-                    break;
-                }
+            if (lat_wait(2 * i + 2) != 0)
+                break;
             if ((i + 1) % BLOCK == 0) {
                 double t = bg_bench_wall();
                 blocks[i / BLOCK] = (t - tb) / BLOCK / 2 * 1e9;
@@ -352,8 +353,7 @@ static double core_latency_ns(void)
             }
         }
         pthread_join(peer, NULL);
-        if (res == 0 && !atomic_load(&g_lat_stop))
-            res = median(blocks, LAT_TRIPS / BLOCK);
+        res = atomic_load(&g_lat_stop) ? -1 : median(blocks, LAT_TRIPS / BLOCK);
     }
     pthread_setaffinity_np(pthread_self(), sizeof mine, &mine);
     return res;

@@ -109,7 +109,7 @@ def main():
         tmp = tempfile.TemporaryDirectory(prefix="gemm-rand.")
         work = tmp.name
     rng = random.Random(a.seed)
-    got = {}  # (shape, threads, name) -> [(paired, clock)]
+    got = {}  # (shape, threads, name) -> [(paired, clock, LAT ns or None)]
     n = 0
     for _ in range(a.blocks):
         order = variants[:]
