@@ -7,6 +7,7 @@
  * (RoPE rotates pairs), and the file length equal to what the header
  * implies (shorter = truncated, longer = a header that does not describe
  * the file). Messages name the file and the field, with what was expected.
+ * A weight tensor holding a NaN or an infinity is refused, naming it.
  *
  * Layout (all little-endian int32 / float32, as written by llama2.c's
  * export): header {dim, hidden_dim, n_layers, n_heads, n_kv_heads,
@@ -147,6 +148,38 @@ static int short_file(size_t len, const char *name, bg_err *err)
                       len, HEADER_BYTES);
 }
 
+/* A tensor with a NaN or an infinity is refused: its forward would give
+ * non-finite logits, scores and losses downstream, and a NaN compares false
+ * with every threshold (the RoPE tables, which nothing reads, are not
+ * checked). The bytes are read unaligned-safe (memcpy): parse borrows any
+ * buffer. */
+static int finite_or_err(const float *t, uint64_t n, uint64_t layers, const char *what,
+                         const char *name, bg_err *err)
+{
+    const unsigned char *b = (const unsigned char *)t;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, b + 4 * i, 4);
+        if ((u & 0x7f800000u) != 0x7f800000u)
+            continue;
+        float f;
+        memcpy(&f, &u, 4);
+        if (layers > 1) {
+            uint64_t per = n / layers;
+            return bg_err_set(err, BG_EINVAL,
+                              "checkpoint %s: tensor %s of layer %llu holds a non-finite value "
+                              "(%g) at float %llu of %llu",
+                              name, what, (unsigned long long)(i / per), (double)f,
+                              (unsigned long long)(i % per), (unsigned long long)per);
+        }
+        return bg_err_set(err, BG_EINVAL,
+                          "checkpoint %s: tensor %s holds a non-finite value (%g) at float %llu "
+                          "of %llu",
+                          name, what, (double)f, (unsigned long long)i, (unsigned long long)n);
+    }
+    return BG_OK;
+}
+
 int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *name, bg_err *err)
 {
     memset(ck, 0, sizeof *ck);
@@ -166,25 +199,32 @@ int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *n
     struct {
         const float **dst;
         uint64_t n;
+        const char *what;
+        uint64_t layers;
     } order[] = {
-        {&w->tok_emb, (uint64_t)c.vocab_size * d},
-        {&w->rms_att, L * d},
-        {&w->wq, L * d * d},
-        {&w->wk, L * kv * d},
-        {&w->wv, L * kv * d},
-        {&w->wo, L * d * d},
-        {&w->rms_ffn, L * d},
-        {&w->w1, L * hd * d},
-        {&w->w2, L * hd * d},
-        {&w->w3, L * hd * d},
-        {&w->rms_final, d},
+        {&w->tok_emb, (uint64_t)c.vocab_size * d, "token embedding", 1},
+        {&w->rms_att, L * d, "rms_att", L},
+        {&w->wq, L * d * d, "wq", L},
+        {&w->wk, L * kv * d, "wk", L},
+        {&w->wv, L * kv * d, "wv", L},
+        {&w->wo, L * d * d, "wo", L},
+        {&w->rms_ffn, L * d, "rms_ffn", L},
+        {&w->w1, L * hd * d, "w1", L},
+        {&w->w2, L * hd * d, "w2", L},
+        {&w->w3, L * hd * d, "w3", L},
+        {&w->rms_final, d, "rms_final", 1},
     };
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         *order[i].dst = p;
+        if ((rc = finite_or_err(p, order[i].n, order[i].layers, order[i].what, name, err)) != BG_OK)
+            return rc;
         p += order[i].n;
     }
     w->wcls = c.shared_classifier ? w->tok_emb
                                   : (const float *)((const char *)data + HEADER_BYTES) + before_cls;
+    if (!c.shared_classifier && (rc = finite_or_err(w->wcls, (uint64_t)c.vocab_size * d, 1,
+                                                    "classifier", name, err)) != BG_OK)
+        return rc;
     ck->cfg = c;
     return BG_OK;
 }

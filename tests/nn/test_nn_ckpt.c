@@ -1,9 +1,9 @@
 /*
  * test_nn_ckpt.c — the corrupt-checkpoint corpus. Each file is generated
  * here from a valid synthetic checkpoint (header edits, truncation,
- * trailing bytes) and must be rejected by bg_nn_ckpt_open and by
- * bg_nn_model_load with a message naming the file and the field. A valid
- * file must load, and bg_nn_ckpt_bytes must equal its size.
+ * trailing bytes, a NaN or an infinity in a weight tensor) and must be rejected by bg_nn_ckpt_open
+ * and by bg_nn_model_load with a message naming the file and the field. A valid file must load, and
+ * bg_nn_ckpt_bytes must equal its size.
  */
 #include <limits.h>
 #include <sys/stat.h>
@@ -120,6 +120,75 @@ int main(void)
         CHECK(bg_nn_ckpt_parse(&ck, hdr, 20, "mem", &err) == BG_EINVAL &&
                   strstr(err.msg, "20 bytes, shorter"),
               "parse short: %s", err.msg);
+    }
+
+    /* a NaN or an infinity in a weight tensor is refused, naming the
+     * tensor (open, parse and model_load); one in the unused RoPE tables
+     * is not read and still loads */
+    {
+        long d = base.dim, L = base.n_layers, hd = base.hidden_dim, V = base.vocab_size;
+        long kv = (long)bg_nn_kv_dim(&base);
+        long w2 = V * d + L * d + L * d * d + 2 * L * kv * d + L * d * d + L * d + L * hd * d;
+        long rms_final = w2 + 2 * L * hd * d;
+        long rope = rms_final + d;
+        struct {
+            const char *name;
+            long at;
+            float v;
+            const char *needle;
+        } bad[] = {
+            {"nan_w2", w2 + hd * d + 7, NAN,
+             "tensor w2 of layer 1 holds a non-finite value (nan) at float 7 of 3600"},
+            {"inf_rms_final", rms_final + d - 1, INFINITY,
+             "tensor rms_final holds a non-finite value (inf) at float 35 of 36"},
+            {"ninf_embedding", 0, -INFINITY,
+             "tensor token embedding holds a non-finite value (-inf)"},
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            snprintf(path, sizeof path, "%s/%s.bin", dir, bad[i].name);
+            make(path, -1, 0, -1);
+            FILE *f = fopen(path, "r+b");
+            fseek(f, 28 + 4 * bad[i].at, SEEK_SET);
+            fwrite(&bad[i].v, 4, 1, f);
+            fclose(f);
+            CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_EINVAL && strstr(err.msg, bad[i].needle) &&
+                      strstr(err.msg, path),
+                  "%s: %s", bad[i].name, err.msg);
+            printf("ok   %-22s -> %s\n", bad[i].name, err.msg);
+            bg_compute_opts co = {BG_BACKEND_CPU, 1, 0, -1};
+            bg_nn_model *m = NULL;
+            CHECK(bg_nn_model_load(path, &co, &m, &err) == BG_EINVAL && !m &&
+                      strstr(err.msg, bad[i].needle),
+                  "%s: model_load: %s", bad[i].name, err.msg);
+            unlink(path);
+        }
+        snprintf(path, sizeof path, "%s/nan_rope.bin", dir);
+        make(path, -1, 0, -1);
+        FILE *f = fopen(path, "r+b");
+        float nan = NAN;
+        fseek(f, 28 + 4 * rope, SEEK_SET);
+        fwrite(&nan, 4, 1, f);
+        fclose(f);
+        CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_OK, "nan in the RoPE table: %s", err.msg);
+        bg_nn_ckpt_close(&ck);
+        unlink(path);
+        /* a separate classifier is checked too */
+        bg_nn_config sep = base;
+        sep.shared_classifier = 0;
+        snprintf(path, sizeof path, "%s/nan_cls.bin", dir);
+        CHECK(bg_nn_synth_write(path, &sep, 5, &err) == BG_OK, "synth sep: %s", err.msg);
+        struct stat cs;
+        stat(path, &cs);
+        f = fopen(path, "r+b");
+        fseek(f, (long)cs.st_size - 4, SEEK_SET);
+        fwrite(&nan, 4, 1, f);
+        fclose(f);
+        CHECK(bg_nn_ckpt_open(&ck, path, &err) == BG_EINVAL &&
+                  strstr(err.msg,
+                         "tensor classifier holds a non-finite value (nan) at float 3491 of "
+                         "3492"),
+              "nan in the classifier: %s", err.msg);
+        unlink(path);
     }
 
     /* a valid file loads; its size is what the header says */
