@@ -16,7 +16,7 @@
  *       log p(continuation | prefix) in nats, one line per continuation, %.6f
  *   lm bench    [--model M] [--threads N] [--quick] [--tmp DIR]
  *       the benchmark tables (lib/nn/nn_bench.c; no BLAS baseline here)
- *   lm train, lm tokenizer train, lm corpus: cli_lm_train.c, cli_lm_corpus.c
+ *   lm train, lm merge, lm tokenizer train, lm corpus: cli_lm_train.c, cli_lm_corpus.c
  * Token lists are ids separated by spaces or commas. Flags take "--f v" or
  * "--f=v". Exit codes as in cli_lm.h.
  *
@@ -58,7 +58,9 @@ static int usage(FILE *f)
                "           [--threads N]\n"
                "           [--precision fp32|bf16]   (bf16: CPU with avx512_bf16)\n"
                "           [--recompute] [--act-budget SIZE] [--logit-budget SIZE]\n"
+               "           [--save-every N] [--resume DIR]\n"
                "           (SIZE: bytes, or a number and KiB, MiB or GiB)\n"
+               "  merge    --model CKPT --adapter FILE --out CKPT [--backend cpu|vulkan]\n"
                "  tokenizer train --data FILE --vocab N --out tokenizer.bin\n"
                "  corpus   [--lines N] [--seed S] [--out FILE]\n"
                "  gfn rng  [--model CKPT] [--backend cpu|vulkan] [--out DIR] [--seed N]\n"
@@ -153,6 +155,10 @@ static int apply(lm_args *a, const char *flag, const char *v)
         s = &a->out;
     else if (strcmp(flag, "--precision") == 0)
         s = &a->precision;
+    else if (strcmp(flag, "--resume") == 0)
+        s = &a->resume;
+    else if (strcmp(flag, "--adapter") == 0)
+        s = &a->adapter;
     if (s) {
         if (*s)
             return bad("flag %s given twice", flag);
@@ -181,6 +187,8 @@ static int apply(lm_args *a, const char *flag, const char *v)
         return parse_long(flag, v, 1, 1024, &a->lora);
     if (strcmp(flag, "--eval-every") == 0)
         return parse_long(flag, v, 0, 1 << 30, &a->eval_every);
+    if (strcmp(flag, "--save-every") == 0)
+        return parse_long(flag, v, 0, 1 << 30, &a->save_every);
     if (strcmp(flag, "--lines") == 0)
         return parse_long(flag, v, 1, 100000000L, &a->lines);
     if (strcmp(flag, "--lr") == 0)
@@ -518,6 +526,8 @@ int bg_cli_lm_main(int argc, char **argv)
         return bg_cli_lm_tokenizer_train(&a);
     if (strcmp(sub, "train") == 0)
         return bg_cli_lm_train(&a);
+    if (strcmp(sub, "merge") == 0)
+        return bg_cli_lm_merge(&a);
     if (strcmp(sub, "corpus") == 0)
         return bg_cli_lm_corpus(&a);
     int (*fn)(const lm_args *, bg_nn_model *) = NULL;

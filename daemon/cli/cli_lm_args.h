@@ -1,7 +1,7 @@
 /*
  * cli_lm_args.h — the parsed flags of every `bayesguard lm` subcommand (one
  * table, parsed by cli_lm.c) and the subcommands that live in their own
- * files: `lm train` and `lm tokenizer train` (cli_lm_train.c), `lm corpus`
+ * files: `lm train`, `lm merge` and `lm tokenizer train` (cli_lm_train.c), `lm corpus`
  * (cli_lm_corpus.c). Each returns the exit code of cli_lm.h: 0 ok, 1
  * runtime failure, 2 bad input (said on stderr before any work).
  *
@@ -19,10 +19,11 @@
 typedef struct bg_cli_lm_args {
     const char *model, *tokens, *prefix, *backend, *tmp;
     const char *prompt, *tokenizer, *data, *init, *out, *precision;
+    const char *resume, *adapter; /* lm train --resume DIR; lm merge --adapter FILE */
     const char *conts[BG_CLI_LM_MAX_CONTS];
     int n_conts;
     long steps; /* -1: the subcommand's default */
-    long threads, seed, vocab, batch, seq, lora, eval_every, lines;
+    long threads, seed, vocab, batch, seq, lora, eval_every, lines, save_every;
     int seed_set;
     double temperature, topp, lr, holdout;
     double lora_alpha; /* 0: not given (alpha = rank) */
@@ -54,6 +55,7 @@ static inline void bg_cli_lm_tokenizer_beside(const char *model, char *buf, size
 }
 
 int bg_cli_lm_train(const bg_cli_lm_args *a);
+int bg_cli_lm_merge(const bg_cli_lm_args *a);
 int bg_cli_lm_tokenizer_train(const bg_cli_lm_args *a);
 int bg_cli_lm_corpus(const bg_cli_lm_args *a);
 

@@ -7,6 +7,8 @@
  *            [--batch 8] [--seq min(context, 256)] [--lr 1e-3] [--lora RANK]
  *            [--lora-alpha A] [--backend cpu|vulkan] [--seed 1] [--eval-every 0]
  *            [--holdout 0.1] [--threads 0] [--precision fp32|bf16]
+ *            [--save-every N] [--resume DIR]
+ *   lm merge --model CKPT --adapter FILE --out CKPT [--backend cpu|vulkan]
  *   lm tokenizer train --data FILE --vocab N --out tokenizer.bin
  *
  * Why this order: every input is read and checked before the first step
@@ -24,9 +26,18 @@
  * Learning rate: linear warm-up over the first 5% of the steps, then cosine
  * decay to lr / 10.
  * Output in --out: model.bin (llama2.c checkpoint; full fine-tuning) or
- * adapter.lora (LoRA, nn.h's adapter file), and tokenizer.bin (a copy of
- * the tokenizer, text data) so `lm generate --model DIR/model.bin
- * --prompt TEXT` finds it.
+ * adapter.lora (LoRA, nn.h's adapter file), optimizer.state (every
+ * trainable tensor, AdamW's moments and the step) and tokenizer.bin (a copy
+ * of the tokenizer, text data) so `lm generate --model DIR/model.bin
+ * --prompt TEXT` finds it; each written under a temporary name and renamed.
+ * --save-every N writes the same files after every N-th step into
+ * --out/step-N. --resume DIR loads DIR/optimizer.state after the trainer
+ * is made from --model/--init and goes on from its step with the same
+ * flags (--steps is the run's total; the data draws of the steps done are
+ * skipped, so the losses are the uninterrupted run's, bit for bit, on the
+ * same backend and threads). A non-finite loss stops the run (exit 1)
+ * with nothing more written. lm merge folds an adapter file into its base
+ * (bg_nn_train_save_checkpoint).
  *
  * Main thread only; everything allocated here is freed before returning.
  */
@@ -47,6 +58,7 @@
 #define bad bg_cli_lm_bad
 #define MAX_DATA_BYTES ((size_t)256 << 20)
 #define EVAL_BATCHES 16
+#define STATE_FILE "optimizer.state"
 
 /* The whole file (new, NUL-terminated; caller frees) or 2 after saying why. */
 static int read_all(const char *flag, const char *path, char **out, size_t *len)
@@ -254,9 +266,17 @@ static int prepare(run *r)
                    "--lora RANK");
     if (a->ids && a->tokenizer)
         return bad("train: --ids (token ids) and --tokenizer (text) exclude each other");
-    if (a->prompt || a->tokens || a->prefix || a->n_conts || a->vocab || a->lines)
-        return bad("train: --prompt, --tokens, --prefix, --continuation, --vocab and --lines "
-                   "belong to other lm subcommands");
+    if (a->prompt || a->tokens || a->prefix || a->n_conts || a->vocab || a->lines || a->adapter)
+        return bad("train: --prompt, --tokens, --prefix, --continuation, --vocab, --lines and "
+                   "--adapter belong to other lm subcommands");
+    if (a->resume) {
+        char sp[4096];
+        snprintf(sp, sizeof sp, "%s/" STATE_FILE, a->resume);
+        if (access(sp, R_OK) != 0)
+            return bad("--resume %s: no readable %s in it (lm train writes one into --out at the "
+                       "end of a run and into --out/step-N every --save-every N steps)",
+                       a->resume, STATE_FILE);
+    }
     int rc;
     if (a->model) {
         if (bg_nn_ckpt_open(&r->ck, a->model, &err) != BG_OK)
@@ -378,26 +398,57 @@ static int eval_hold(run *r, bg_nn_trainer *t, double *loss, size_t *ntok, bg_er
     return BG_OK;
 }
 
-static int save_outputs(run *r, bg_nn_trainer *t)
+/* Writes file `name` in dir through a temporary name and a rename, so a
+ * reader (or a --resume after a crash) never sees half a file. */
+static int save_one(run *r, bg_nn_trainer *t, const char *dir, const char *name, int kind,
+                    bg_err *err)
 {
-    char path[4096];
+    char tmp[4096], path[4096];
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = kind == 0   ? bg_nn_lora_save(t, tmp, err)
+             : kind == 1 ? bg_nn_train_save_checkpoint(t, tmp, err)
+             : kind == 2 ? bg_nn_train_save_state(t, tmp, err)
+                         : bg_nn_tok_save(r->tok, tmp, err);
+    if (rc == BG_OK && rename(tmp, path) != 0)
+        rc = bg_err_set(err, BG_EIO, "%s: cannot rename into place: %s", path, strerror(errno));
+    if (rc != BG_OK)
+        unlink(tmp);
+    return rc;
+}
+
+/* The run's outputs in dir: the weights (adapter.lora or model.bin), the
+ * optimizer state (for --resume) and the tokenizer (text data). */
+static int save_outputs(run *r, bg_nn_trainer *t, const char *dir)
+{
     bg_err err;
     int lora = r->a->lora > 0;
-    snprintf(path, sizeof path, "%s/%s", r->a->out, lora ? "adapter.lora" : "model.bin");
-    int rc = lora ? bg_nn_lora_save(t, path, &err) : bg_nn_train_save_checkpoint(t, path, &err);
+    const char *w = lora ? "adapter.lora" : "model.bin";
+    int rc = save_one(r, t, dir, w, lora ? 0 : 1, &err);
     if (rc == BG_OK)
-        printf("wrote %s\n", path);
-    if (rc == BG_OK && r->tok) {
-        snprintf(path, sizeof path, "%s/tokenizer.bin", r->a->out);
-        rc = bg_nn_tok_save(r->tok, path, &err);
-        if (rc == BG_OK)
-            printf("wrote %s\n", path);
-    }
+        rc = save_one(r, t, dir, STATE_FILE, 2, &err);
+    if (rc == BG_OK && r->tok)
+        rc = save_one(r, t, dir, "tokenizer.bin", 3, &err);
     if (rc != BG_OK) {
         fprintf(stderr, "bayesguard lm train: %s\n", err.msg);
         return 1;
     }
+    printf("wrote %s/%s, %s/%s%s%s%s\n", dir, w, dir, STATE_FILE, r->tok ? ", " : "",
+           r->tok ? dir : "", r->tok ? "/tokenizer.bin" : "");
     return 0;
+}
+
+/* --save-every: the outputs of step `step` in --out/step-N. */
+static int save_step(run *r, bg_nn_trainer *t, long step)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/step-%ld", r->a->out, step);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "bayesguard lm train: %s: cannot create the directory: %s\n", dir,
+                strerror(errno));
+        return 1;
+    }
+    return save_outputs(r, t, dir);
 }
 
 static int train_loop(run *r, bg_nn_trainer *t)
@@ -407,12 +458,26 @@ static int train_loop(run *r, bg_nn_trainer *t)
     rng = rng ? rng : 1;
     long warm = r->steps / 20 > 0 ? r->steps / 20 : 1;
     long every = r->a->eval_every > 0 ? r->a->eval_every : 0;
+    long save_every = r->a->save_every > 0 ? r->a->save_every : 0;
+    long start = bg_nn_train_steps_done(t); /* > 0 after --resume */
     double hl;
     size_t hn;
-    for (long step = 0;; step++) {
-        if (r->n_hold > 0 && (step == 0 || step == r->steps || (every && step % every == 0))) {
+    /* a resumed run draws the batches the first run would have drawn next */
+    for (long i = 0; i < start * r->B; i++)
+        (void)rng_next(&rng);
+    for (long step = start;; step++) {
+        if (save_every && step > start && step % save_every == 0 && save_step(r, t, step) != 0)
+            return 1;
+        if (r->n_hold > 0 && (step == start || step == r->steps || (every && step % every == 0))) {
             if (eval_hold(r, t, &hl, &hn, &err) != BG_OK)
                 break;
+            if (!isfinite(hl)) {
+                fprintf(stderr,
+                        "bayesguard lm train: eval step %ld: the held-out loss is %g, not finite: "
+                        "the model's forward overflows%s, so nothing more is written\n",
+                        step, hl, step == start ? " before this run's first step" : "");
+                return 1;
+            }
             printf("eval step %ld held-out loss %.6f (%zu tokens)\n", step, hl, hn);
             fflush(stdout);
         }
@@ -435,6 +500,17 @@ static int train_loop(run *r, bg_nn_trainer *t)
         double t0 = now_s(), loss = 0;
         if (bg_nn_train_step(t, r->tokens, r->targets, NULL, &loss, &err) != BG_OK)
             break;
+        if (!isfinite(loss)) {
+            /* the weights have diverged: nothing of this run is worth writing */
+            fprintf(stderr,
+                    "bayesguard lm train: step %ld: the loss is %g, not finite; %s, so nothing "
+                    "more is written (a lower --lr or --lora-alpha; the last --save-every "
+                    "outputs in --out are kept)\n",
+                    step + 1, loss,
+                    step == start ? "the model's forward overflows at this run's first step"
+                                  : "the weights have diverged");
+            return 1;
+        }
         printf("step %ld loss %.6f lr %.3g (%.1f ms)\n", step + 1, loss, lr, 1e3 * (now_s() - t0));
         fflush(stdout);
     }
@@ -505,6 +581,21 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
                 rmdir(a->out);
         }
     }
+    if (rc == 0 && a->resume) {
+        /* the state holds the trainable tensors, AdamW's moments and the
+         * step: the run goes on from there with the same flags */
+        char sp[4096];
+        bg_err err;
+        snprintf(sp, sizeof sp, "%s/" STATE_FILE, a->resume);
+        if (bg_nn_train_load_state(t, sp, &err) != BG_OK)
+            rc = bad("--resume: %s", err.msg);
+        else if (bg_nn_train_steps_done(t) >= r.steps)
+            rc = bad("--resume %s: the state is at step %d; --steps %ld leaves nothing to do "
+                     "(--steps is the run's total, counted from its first step)",
+                     a->resume, bg_nn_train_steps_done(t), r.steps);
+        if (rc && r.made_out)
+            rmdir(a->out);
+    }
     if (rc == 0) {
         const bg_nn_config *c = &r.cfg;
         bg_nn_train_mem mem;
@@ -527,11 +618,14 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
                mem.logit_rows, (double)mem.activations / (mib ? 1048576.0 : 1024.0),
                mib ? "MiB" : "KiB", a->recompute ? " with recompute" : "");
         printf("data: %zu tokens (training %zu, held-out %zu)\n", r.data.n, r.n_train, r.n_hold);
+        if (a->resume)
+            printf("resumed from %s/%s at step %d\n", a->resume, STATE_FILE,
+                   bg_nn_train_steps_done(t));
         fflush(stdout);
         rc = train_loop(&r, t);
     }
     if (rc == 0)
-        rc = save_outputs(&r, t);
+        rc = save_outputs(&r, t, a->out);
     bg_nn_train_destroy(t);
     if (r.have_ck)
         bg_nn_ckpt_close(&r.ck);
@@ -540,5 +634,62 @@ int bg_cli_lm_train(const bg_cli_lm_args *a)
     free(r.tokens);
     free(r.targets);
     free(r.weights);
+    return rc;
+}
+
+/* lm merge --model CKPT --adapter FILE --out CKPT: the base with the
+ * adapters folded in (W + (alpha / r) B A, summed in double: nn_train_io.c),
+ * a llama2.c checkpoint that every lm command and the plugin load as it is.
+ * The trainer is made only to hold the weights (batch 1 x 1 token). */
+int bg_cli_lm_merge(const bg_cli_lm_args *a)
+{
+    if (!a->model || !a->adapter || !a->out)
+        return bad("merge: --model CKPT, --adapter FILE and --out CKPT are required");
+    if (a->data || a->init || a->resume || a->lora || a->prompt || a->tokens || a->tokenizer)
+        return bad("merge: takes --model, --adapter, --out, --backend and --threads only");
+    int kind = bg_backend_kind_parse(a->backend ? a->backend : "cpu");
+    if (kind != BG_BACKEND_CPU && kind != BG_BACKEND_VULKAN)
+        return bad("--backend '%s': expected cpu or vulkan", a->backend);
+    bg_err err;
+    bg_nn_ckpt ck;
+    if (bg_nn_ckpt_open(&ck, a->model, &err) != BG_OK)
+        return bad("--model: %s", err.msg);
+    int rank = 0, rc = 0;
+    float alpha = 0;
+    if (bg_nn_lora_file_info(a->adapter, &rank, &alpha, &err) != BG_OK)
+        rc = bad("--adapter: %s", err.msg);
+    bg_nn_trainer *t = NULL;
+    if (rc == 0) {
+        bg_compute_opts co = {(bg_backend_kind)kind, (int)a->threads, 0, -1};
+        bg_nn_train_opts o = {
+            .batch = 1,
+            .seq = 1,
+            .lora_rank = rank,
+            .lora_alpha = alpha,
+            .adamw = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .max_norm = 1.0f}};
+        if (bg_nn_train_create(&ck, &co, &o, &t, &err) != BG_OK)
+            rc = err.code == BG_EINVAL ? bad("--adapter %s (rank %d) on --model %s: %s", a->adapter,
+                                             rank, a->model, err.msg)
+                                       : (fprintf(stderr, "bayesguard lm merge: %s\n", err.msg), 1);
+    }
+    if (rc == 0 && bg_nn_lora_load(t, a->adapter, &err) != BG_OK)
+        rc = bad("--adapter: %s", err.msg);
+    if (rc == 0) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", a->out);
+        bg_err_clear(&err);
+        if (bg_nn_train_save_checkpoint(t, tmp, &err) == BG_OK && rename(tmp, a->out) != 0)
+            bg_err_set(&err, BG_EIO, "cannot rename %s into place: %s", tmp, strerror(errno));
+        if (err.code != BG_OK) {
+            fprintf(stderr, "bayesguard lm merge: --out %s: %s\n", a->out, err.msg);
+            unlink(tmp);
+            rc = 1;
+        } else {
+            printf("wrote %s: %s with %s folded in (LoRA rank %d, alpha %g)\n", a->out, a->model,
+                   a->adapter, rank, (double)alpha);
+        }
+    }
+    bg_nn_train_destroy(t);
+    bg_nn_ckpt_close(&ck);
     return rc;
 }

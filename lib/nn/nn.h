@@ -260,6 +260,8 @@ const bg_nn_config *bg_nn_train_config(const bg_nn_trainer *t);
 void bg_nn_train_memory(const bg_nn_trainer *t, bg_nn_train_mem *m);
 /* Adapters on (1, the default with lora_rank > 0) or off (the base model). */
 void bg_nn_train_set_adapters(bg_nn_trainer *t, int on);
+/* AdamW steps taken (restored by bg_nn_train_load_state). */
+int bg_nn_train_steps_done(const bg_nn_trainer *t);
 /* The learning rate of the next steps (a schedule is the caller's). */
 int bg_nn_train_set_lr(bg_nn_trainer *t, float lr, bg_err *err);
 
@@ -316,6 +318,10 @@ int bg_nn_train_grad_read(bg_nn_trainer *t, int i, float *dst, bg_err *err);
 int bg_nn_train_save_state(bg_nn_trainer *t, const char *path, bg_err *err);
 int bg_nn_train_load_state(bg_nn_trainer *t, const char *path, bg_err *err);
 int bg_nn_lora_save(bg_nn_trainer *t, const char *path, bg_err *err);
+/* The rank and alpha an adapter file was written with (its header only: a
+ * trainer for a merge or a load is created with them; bg_nn_lora_load then
+ * checks the whole file). */
+int bg_nn_lora_file_info(const char *path, int *rank, float *alpha, bg_err *err);
 int bg_nn_lora_load(bg_nn_trainer *t, const char *path, bg_err *err);
 int bg_nn_train_save_checkpoint(bg_nn_trainer *t, const char *path, bg_err *err);
 

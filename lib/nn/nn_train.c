@@ -480,6 +480,11 @@ void bg_nn_train_memory(const bg_nn_trainer *t, bg_nn_train_mem *m)
     *m = t->mem;
 }
 
+int bg_nn_train_steps_done(const bg_nn_trainer *t)
+{
+    return t->step;
+}
+
 void bg_nn_train_set_adapters(bg_nn_trainer *t, int on)
 {
     t->adapters_on = on && t->rank > 0;

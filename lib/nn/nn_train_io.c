@@ -378,6 +378,33 @@ int bg_nn_train_load_state(bg_nn_trainer *t, const char *path, bg_err *err)
     return rc;
 }
 
+int bg_nn_lora_file_info(const char *path, int *rank, float *alpha, bg_err *err)
+{
+    hdr h;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return bg_err_set(err, errno == ENOENT ? BG_ENOTFOUND : BG_EIO,
+                          "adapters %s: cannot open: %s", path, strerror(errno));
+    size_t got = fread(&h, 1, sizeof h, f);
+    fclose(f);
+    if (got != sizeof h)
+        return bg_err_set(err, BG_EINVAL, "adapters %s: %zu bytes is too short for the header",
+                          path, got);
+    if (memcmp(h.magic, LORA_MAGIC, 8) != 0)
+        return bg_err_set(err, BG_EINVAL, "adapters %s: not an adapters file (bad magic)", path);
+    if (h.version != FILE_VERSION)
+        return bg_err_set(err, BG_EINVAL, "adapters %s: version %u; this build reads version %u",
+                          path, h.version, FILE_VERSION);
+    if (h.rank < 1 || h.rank > 65536 || !(h.alpha > 0.0f && h.alpha < 1e6f))
+        return bg_err_set(err, BG_EINVAL,
+                          "adapters %s: rank %d or alpha %g out of range; expected rank 1..65536, "
+                          "alpha in (0, 1e6)",
+                          path, h.rank, (double)h.alpha);
+    *rank = h.rank;
+    *alpha = h.alpha;
+    return BG_OK;
+}
+
 int bg_nn_lora_save(bg_nn_trainer *t, const char *path, bg_err *err)
 {
     if (t->rank == 0)

@@ -5,11 +5,16 @@
  * exists. A tiny version of the docs/TRAINING.md recipe (corpus of 300
  * lines, a 300-token BPE vocabulary, a 2-layer dim-32 model from scratch,
  * 60 steps of batch 4 x 16, about 0.3 s) must drive its loss down (mean of
- * the last five steps below 0.6x the first five; observed 7.0 -> 2.3, and a
- * model that learns nothing stays near ln 300 = 5.7 or above) and print
- * the held-out loss at steps 0, 20, 40, 60, the last below 0.6x the first
- * (observed 7.59 -> 2.42). Every bad input is exit 2 with a
- * message naming it, before any step runs and before --out is created.
+ * the last five steps below 0.75x the first five and below 0.7 ln 300;
+ * observed 5.39 -> 3.75, and a model that learns nothing stays near
+ * ln 300 = 5.7) and print the held-out loss at steps 0, 20, 40, 60, the
+ * last below 0.75x the first and 0.7 ln 300 (observed 5.70 -> 3.72). Every
+ * bad input is exit 2 with a message naming it, before any step runs and
+ * before --out is created (a NaN in a checkpoint's weights included).
+ * resume_merge: --save-every and --resume give the uninterrupted run's
+ * loss lines and files (LoRA and full); lm merge gives the adapted
+ * model's held-out loss; a model whose forward overflows stops at the
+ * first non-finite loss (exit 1, nothing written).
  *
  * The memory flags on that model (memory_flags): --logit-budget 12000
  * bytes (10 rows of V = 300) runs the classifier in 7 chunks of 10 rows —
@@ -220,6 +225,9 @@ static void memory_flags(const char *exe)
     CHECK(r && sscanf(r, "logits by %d rows", &rows) == 1 && rows == 64, "%s", g_out);
     double act = kib_after("activations ");
     CHECK(act > 0 && !strstr(g_out, "with recompute"), "%s", g_out);
+    /* the step's peak is printed and holds at least the activations */
+    double peak = kib_after("peak memory ");
+    CHECK(peak >= act, "peak memory %.2f KiB, activations %.2f KiB: %s", peak, act, g_out);
 
     /* 12000 bytes: 10 rows; 64 rows in ceil(64/10) = 7 even chunks of 10 */
     snprintf(args, sizeof args, "%s --logit-budget 12000 --out mem", base);
@@ -283,6 +291,207 @@ static void memory_flags(const char *exe)
     }
 }
 
+/* The "step N loss X lr Y" part of every step line with N > after, one per
+ * line (the timing dropped), into dst. */
+static void step_lines(int after, char *dst, size_t cap)
+{
+    size_t o = 0;
+    dst[0] = 0;
+    for (char *l = g_out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        int s;
+        if (sscanf(l, "step %d loss", &s) != 1 || s <= after)
+            continue;
+        const char *end = strstr(l, " (");
+        CHECK(end != NULL, "step line without timing: '%.80s'", l);
+        o += (size_t)snprintf(dst + o, cap - o, "%.*s\n", (int)(end - l), l);
+        CHECK(o < cap);
+    }
+}
+
+/* Bytes of two files in g_dir equal (and both non-empty). */
+static int same_file(const char *a, const char *b)
+{
+    char pa[700], pb[700];
+    snprintf(pa, sizeof pa, "%s/%s", g_dir, a);
+    snprintf(pb, sizeof pb, "%s/%s", g_dir, b);
+    FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
+    int same = fa && fb;
+    long n = 0;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        same = ca == cb;
+        if (ca == EOF)
+            break;
+        n++;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return same && n > 0;
+}
+
+/* A copy of run/model.bin named `name` with rms_final (dim 32 floats)
+ * set to v: 3e38 is finite, so the file loads, but the forward overflows. */
+static void patched_model(const char *name, float v)
+{
+    char src[700], dst[700];
+    snprintf(src, sizeof src, "%s/run/model.bin", g_dir);
+    snprintf(dst, sizeof dst, "%s/%s", g_dir, name);
+    FILE *in = fopen(src, "rb");
+    CHECK(in != NULL);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    fclose(in);
+    /* the recipe's model: dim 32, hidden 64, 2 layers, kv dim 32, vocab 300 */
+    long d = 32, hd = 64, L = 2, V = 300;
+    long rms_final = V * d + L * d + 4 * L * d * d + L * d + 3 * L * hd * d;
+    CHECK((size_t)(28 + 4 * (rms_final + d)) <= n);
+    for (long i = 0; i < d; i++)
+        memcpy(buf + 28 + 4 * (rms_final + i), &v, 4);
+    FILE *out = fopen(dst, "wb");
+    CHECK(out && fwrite(buf, 1, n, out) == n);
+    fclose(out);
+}
+
+/* --save-every, --resume, lm merge, and a run whose loss is not finite. */
+static void resume_merge(const char *exe)
+{
+    static char a_lines[8192], b_lines[8192];
+    char args[1024];
+    double held[8], loss[16];
+    int hs[8], nh;
+    /* LoRA: 12 steps in one run, saving at 6 and 12; then 7..12 again from
+     * step-6: the same loss lines to the last digit, the same adapter bytes */
+    static const char lora[] = "lm train --model run/model.bin --data corpus.txt --lora 4 "
+                               "--lora-alpha 8 --lr 0.01 --steps 12 --batch 2 --seq 8 "
+                               "--threads 1 --eval-every 6";
+    snprintf(args, sizeof args, "%s --save-every 6 --out la", lora);
+    int rc = run(exe, args);
+    CHECK(rc == 0 && parse_losses(loss, 16, held, hs, &nh) == 12 && nh == 3 && hs[2] == 12,
+          "lora run: rc %d '%s'", rc, g_errbuf);
+    double base_held = held[0], lora_held = held[2];
+    step_lines(6, a_lines, sizeof a_lines);
+    CHECK(exists("la/step-6/adapter.lora") && exists("la/step-6/optimizer.state") &&
+              exists("la/step-6/tokenizer.bin") && exists("la/step-12/adapter.lora") &&
+              exists("la/optimizer.state") && !exists("la/step-6/.adapter.lora.tmp"),
+          "--save-every 6: files");
+    CHECK(same_file("la/step-12/adapter.lora", "la/adapter.lora"), "step-12 and the end differ");
+    snprintf(args, sizeof args, "%s --resume la/step-6 --out lb", lora);
+    rc = run(exe, args);
+    step_lines(0, b_lines, sizeof b_lines);
+    CHECK(rc == 0 && strstr(g_out, "resumed from la/step-6/optimizer.state at step 6") &&
+              !strstr(g_out, "step 6 loss") && strncmp(b_lines, "step 7 loss", 11) == 0,
+          "resume: rc %d '%s' '%s'", rc, g_out, g_errbuf);
+    CHECK(strcmp(a_lines, b_lines) == 0, "resumed steps differ:\n%s--- vs ---\n%s", a_lines,
+          b_lines);
+    CHECK(same_file("la/adapter.lora", "lb/adapter.lora") &&
+              same_file("la/optimizer.state", "lb/optimizer.state"),
+          "resumed adapters or state differ");
+    printf("resume (LoRA) from step 6: steps 7-12 and the adapter file identical\n");
+
+    /* full fine-tuning: the state holds every tensor */
+    static const char full[] = "lm train --model run/model.bin --data corpus.txt --lr 3e-3 "
+                               "--steps 6 --batch 2 --seq 8 --threads 1 --holdout 0";
+    snprintf(args, sizeof args, "%s --save-every 3 --out fa", full);
+    CHECK(run(exe, args) == 0, "%s", g_errbuf);
+    step_lines(3, a_lines, sizeof a_lines);
+    snprintf(args, sizeof args, "%s --resume fa/step-3 --out fb", full);
+    CHECK(run(exe, args) == 0, "%s", g_errbuf);
+    step_lines(0, b_lines, sizeof b_lines);
+    CHECK(strncmp(b_lines, "step 4 loss", 11) == 0 && strcmp(a_lines, b_lines) == 0,
+          "full resume:\n%s--- vs ---\n%s", a_lines, b_lines);
+    CHECK(same_file("fa/model.bin", "fb/model.bin") &&
+              same_file("fa/optimizer.state", "fb/optimizer.state"),
+          "full resume: model or state differ");
+
+    /* --resume refused before any step, --out not created */
+    static const struct {
+        const char *args, *needle;
+    } refuse[] = {
+        {"--lora 2 --resume la/step-6 --steps 12", "written with LoRA rank 4; this trainer has 2"},
+        {"--resume fa/step-3 --steps 12 --lora 4", "written with LoRA rank 0; this trainer has 4"},
+        {"--lora 4 --lora-alpha 8 --resume la --steps 12", "the state is at step 12; --steps 12"},
+        {"--resume nowhere --steps 3", "no readable optimizer.state"},
+        {"--adapter la/adapter.lora --steps 3", "belong to other lm subcommands"},
+    };
+    for (size_t i = 0; i < sizeof refuse / sizeof refuse[0]; i++) {
+        snprintf(args, sizeof args,
+                 "lm train --model run/model.bin --data corpus.txt --batch 2 --seq 8 %s --out rz",
+                 refuse[i].args);
+        rc = run(exe, args);
+        CHECK(rc == 2 && strstr(g_errbuf, refuse[i].needle) && !strstr(g_out, " loss ") &&
+                  !exists("rz"),
+              "'%s': rc %d '%s' (want '%s')", args, rc, g_errbuf, refuse[i].needle);
+        printf("refused: %s", g_errbuf);
+    }
+
+    /* merge: the merged checkpoint's held-out loss is the adapted model's
+     * (alpha / r = 2 folded in); the base's differs by far more than the
+     * tolerance, so a merge at the wrong scale (or none) fails */
+    rc = run(exe, "lm merge --model run/model.bin --adapter la/adapter.lora --out merged.bin");
+    CHECK(rc == 0 && strstr(g_out, "wrote merged.bin") && strstr(g_out, "rank 4, alpha 8"),
+          "merge: rc %d '%s' '%s'", rc, g_out, g_errbuf);
+    rc = run(exe, "lm train --model merged.bin --tokenizer run/tokenizer.bin --data corpus.txt "
+                  "--steps 0 --batch 2 --seq 8 --out m0");
+    CHECK(rc == 0 && parse_losses(loss, 16, held, hs, &nh) == 0 && nh == 1, "%s", g_errbuf);
+    double tol = 1e-4 * lora_held;
+    printf("held-out: base %.6f, LoRA %.6f, merged %.6f\n", base_held, lora_held, held[0]);
+    CHECK(fabs(held[0] - lora_held) <= tol, "merged %.6f vs adapted %.6f", held[0], lora_held);
+    CHECK(fabs(base_held - lora_held) > 20 * tol, "the adapters moved the loss by only %.2e",
+          fabs(base_held - lora_held));
+    /* merge's bad input: exit 2, nothing written */
+    char bad_hdr[700];
+    snprintf(bad_hdr, sizeof bad_hdr, "%s/la/adapter.lora", g_dir);
+    static char buf[1 << 20];
+    FILE *f = fopen(bad_hdr, "rb");
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f)
+        fclose(f);
+    int32_t hidden = 40; /* header: magic[8] | version | dim | hidden_dim ... */
+    memcpy(buf + 16, &hidden, 4);
+    snprintf(bad_hdr, sizeof bad_hdr, "%s/other.lora", g_dir);
+    f = fopen(bad_hdr, "wb");
+    CHECK(f && n > 64 && fwrite(buf, 1, n, f) == n);
+    fclose(f);
+    static const struct {
+        const char *args, *needle;
+    } mbad[] = {
+        {"--model run/model.bin --adapter la/optimizer.state --out x.bin", "bad magic"},
+        {"--model run/model.bin --adapter other.lora --out x.bin",
+         "written for a model with hidden_dim 40; this model has 64"},
+        {"--model run/model.bin --adapter absent.lora --out x.bin", "cannot open"},
+        {"--model cut.bin --adapter la/adapter.lora --out x.bin", "--model: checkpoint"},
+        {"--model run/model.bin --out x.bin", "are required"},
+        {"--model run/model.bin --adapter la/adapter.lora --out x.bin --data corpus.txt",
+         "takes --model, --adapter"},
+    };
+    for (size_t i = 0; i < sizeof mbad / sizeof mbad[0]; i++) {
+        snprintf(args, sizeof args, "lm merge %s", mbad[i].args);
+        rc = run(exe, args);
+        CHECK(rc == 2 && strstr(g_errbuf, mbad[i].needle) && !exists("x.bin"),
+              "'%s': rc %d '%s' (want '%s')", args, rc, g_errbuf, mbad[i].needle);
+    }
+    rc = run(exe, "lm merge --model run/model.bin --adapter la/adapter.lora --out nodir/x.bin");
+    CHECK(rc == 1 && strstr(g_errbuf, "nodir/x.bin"), "merge into a missing folder: rc %d '%s'", rc,
+          g_errbuf);
+
+    /* a model whose forward overflows (finite weights of 3e38): exit 1 at
+     * the first held-out loss, or at step 1 without one; nothing written */
+    patched_model("huge.bin", 3e38f);
+    rc = run(exe, "lm train --model huge.bin --tokenizer run/tokenizer.bin --data corpus.txt "
+                  "--steps 3 --batch 2 --seq 8 --out h1");
+    CHECK(rc == 1 && strstr(g_errbuf, "eval step 0: the held-out loss is") &&
+              strstr(g_errbuf, "not finite") && !strstr(g_out, "step 1 loss") &&
+              !exists("h1/model.bin"),
+          "overflow, held-out: rc %d '%s'", rc, g_errbuf);
+    rc = run(exe, "lm train --model huge.bin --tokenizer run/tokenizer.bin --data corpus.txt "
+                  "--steps 3 --batch 2 --seq 8 --holdout 0 --out h2");
+    CHECK(rc == 1 && strstr(g_errbuf, "step 1: the loss is") && strstr(g_errbuf, "not finite") &&
+              !exists("h2/model.bin"),
+          "overflow, step 1: rc %d '%s'", rc, g_errbuf);
+}
+
 static void bad_inputs(const char *exe)
 {
     write_file("empty.txt", "");
@@ -301,11 +510,21 @@ static void bad_inputs(const char *exe)
     fwrite(buf, 1, n - 100, out);
     fclose(in);
     fclose(out);
+    /* a checkpoint of the right size with a NaN in its embedding */
+    snprintf(dst, sizeof dst, "%s/nan.bin", g_dir);
+    out = fopen(dst, "wb");
+    CHECK(out != NULL);
+    float nan = NAN;
+    memcpy(buf + 28 + 4 * 100, &nan, 4);
+    fwrite(buf, 1, n, out);
+    fclose(out);
     static const struct {
         const char *args;
         const char *needle;
     } cases[] = {
         {"--model cut.bin --ids --data oov.txt", "--model: checkpoint"},
+        {"--model nan.bin --data corpus.txt --tokenizer run/tokenizer.bin",
+         "tensor token embedding holds a non-finite value (nan) at float 100"},
         {"--model run/model.bin --ids --data oov.txt", "token 300 (token 6 of the file)"},
         {"--model run/model.bin --ids --data notint.txt", "'x3' is not a token id"},
         {"--model run/model.bin --data corpus.txt --seq 25", "--seq 25 is longer than the model's "
@@ -386,6 +605,7 @@ int main(void)
         recipe(exe);
         memory_flags(exe);
         bad_inputs(exe);
+        resume_merge(exe);
         char cmd[700];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
         CHECK(system(cmd) == 0);
