@@ -1,6 +1,7 @@
 /*
  * test_nn_train.c — the training API (nn.h "training") end to end on the
- * CPU backend:
+ * CPU backend (BG_TEST_BACKEND=vulkan: parts 1, 2 and 6 on Vulkan, ctest's
+ * test_vk_backend_nn_train on lavapipe):
  *   1. whole-model gradients (full fine-tuning, shared and separate
  *      classifier; LoRA adapters with B != 0) against central differences
  *      of a double-precision forward of the same model written here;
@@ -11,8 +12,7 @@
  *   5. adapter and optimizer-state files round-trip (the resumed step gives
  *      the same bits) and bad files are refused by name;
  *   6. a LoRA fine-tune of stories260K on a tiny corpus drives the loss down
- *      (the first five losses are printed for the Vulkan backend to compare;
- *      BG_TEST_BACKEND=vulkan runs this part on Vulkan);
+ *      (the first five losses are printed for the Vulkan backend to compare);
  *   7. bad input is refused before any step runs.
  *
  * Tolerances (printed):
@@ -39,6 +39,21 @@
 #define FD_H 1e-5
 
 static bg_compute_opts cpu2 = {.kind = BG_BACKEND_CPU, .threads = 2, .device_index = -1};
+
+/* The backend under test: the CPU's, or BG_TEST_BACKEND's (vulkan: lavapipe
+ * admitted). Parts 1, 2 and 6 run on it. */
+static bg_compute_opts test_backend(void)
+{
+    const char *be = getenv("BG_TEST_BACKEND");
+    bg_compute_opts copts = cpu2;
+    if (be) {
+        int kind = bg_backend_kind_parse(be);
+        CHECK(kind >= 0, "BG_TEST_BACKEND=%s: expected cpu|vulkan", be);
+        copts.kind = (bg_backend_kind)kind;
+        copts.allow_cpu_device = 1;
+    }
+    return copts;
+}
 
 static uint64_t rng = 0x1234567887654321ull;
 
@@ -332,13 +347,14 @@ static bg_nn_config cfg_of(int d, int hd, int L, int nh, int nkv, int V, int seq
 static void test_model_grads(const char *dir)
 {
     bg_err err;
+    bg_compute_opts be = test_backend();
     for (int shared = 0; shared < 2; shared++) {
         bg_nn_config c = cfg_of(16, 20, 2, 4, 2, 19, 8, shared);
         bg_nn_ckpt ck;
         nt_synth_open(dir, "g.bin", &c, &ck);
         bg_nn_trainer *t;
         bg_nn_train_opts o = nt_train_opts(2, 5, 0);
-        CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
+        CHECK(bg_nn_train_create(&ck, &be, &o, &t, &err) == BG_OK, "%s", err.msg);
         dmodel m;
         dmodel_init(&m, &ck);
         check_model_grads(shared ? "full, shared classifier" : "full, separate classifier", t, &m,
@@ -354,7 +370,7 @@ static void test_model_grads(const char *dir)
     bg_nn_train_opts o = nt_train_opts(2, 5, 3);
     o.lora_alpha = 6.0f;
     bg_nn_trainer *t;
-    CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
+    CHECK(bg_nn_train_create(&ck, &be, &o, &t, &err) == BG_OK, "%s", err.msg);
     dmodel m;
     dmodel_init(&m, &ck);
     m.rank = 3;
@@ -403,11 +419,12 @@ static void test_recompute(const char *dir)
     float *g[2];
     size_t total = 0;
     bg_nn_train_mem mem[2];
+    bg_compute_opts be = test_backend();
     for (int rc_mode = 0; rc_mode < 2; rc_mode++) {
         bg_nn_train_opts o = nt_train_opts(3, 11, 0);
         o.recompute = rc_mode;
         bg_nn_trainer *t;
-        CHECK(bg_nn_train_create(&ck, &cpu2, &o, &t, &err) == BG_OK, "%s", err.msg);
+        CHECK(bg_nn_train_create(&ck, &be, &o, &t, &err) == BG_OK, "%s", err.msg);
         CHECK(bg_nn_train_grad(t, tok, tgt, NULL, NULL, &err) == BG_OK, "%s", err.msg);
         total = 0;
         for (int i = 0; i < bg_nn_train_nparams(t); i++)
@@ -502,14 +519,7 @@ static void test_stories(const char *dir)
     CHECK(bg_nn_ckpt_open(&ck, mpath, &err) == BG_OK, "%s", err.msg);
     /* BG_TEST_BACKEND=vulkan: the same fine-tune on Vulkan (lavapipe admitted),
      * whose first five losses must match the CPU's within 1e-3 relative */
-    const char *be = getenv("BG_TEST_BACKEND");
-    bg_compute_opts copts = cpu2;
-    if (be) {
-        int kind = bg_backend_kind_parse(be);
-        CHECK(kind >= 0, "BG_TEST_BACKEND=%s: expected cpu|vulkan", be);
-        copts.kind = (bg_backend_kind)kind;
-        copts.allow_cpu_device = 1;
-    }
+    bg_compute_opts copts = test_backend();
     int V = ck.cfg.vocab_size, B = NT_STORY_B, T = NT_STORY_T;
     /* the corpus: a fixed 40-token "story" of ids, repeated; windows of T+1 */
     int32_t corpus[NT_STORY_LEN];
@@ -527,7 +537,7 @@ static void test_stories(const char *dir)
            mem.transient / 1048576.0);
     double losses[12];
     int steps = 12;
-    printf("  first five losses (%s backend):", be ? be : "cpu");
+    printf("  first five losses (%s backend):", copts.kind == BG_BACKEND_VULKAN ? "vulkan" : "cpu");
     for (int st = 0; st < steps; st++) {
         nt_story_batch(corpus, st, tok, tgt);
         CHECK(bg_nn_train_step(t, tok, tgt, NULL, &losses[st], &err) == BG_OK, "%s", err.msg);
