@@ -631,6 +631,20 @@ static void test_optimizer(void)
     float p0 = 0.5f, g0 = 3.0f, m0 = 0.0f, v0 = 0.0f;
     bg_ref_adamw(&p0, &g0, &m0, &v0, NULL, 0, 1, 0.01f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 1);
     CHECK_NEAR(p0, 0.49, 1e-6);
+    /* decoupled weight decay, by hand: with no gradient the step is
+     * lr * wd * p (2 - 0.1 * 0.05 * 2 = 1.99); an L2 term folded into the
+     * gradient would go through Adam's normalisation instead (2 - 0.1 = 1.9) */
+    float pd = 2.0f, gd = 0.0f, md = 0.0f, vd = 0.0f;
+    bg_ref_adamw(&pd, &gd, &md, &vd, NULL, 0, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.05f, 0.0f, 1);
+    CHECK_NEAR(pd, 1.99, 1e-6);
+    /* two steps with decay and bias correction (values from the formula in
+     * double): 0.5 -> 0.48995 (g = 3) -> 0.481190366 (g = 1) */
+    float p1 = 0.5f, m1 = 0.0f, v1 = 0.0f, g1 = 3.0f;
+    bg_ref_adamw(&p1, &g1, &m1, &v1, NULL, 0, 1, 0.01f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f, 1);
+    CHECK_NEAR(p1, 0.48995, 1e-6);
+    g1 = 1.0f;
+    bg_ref_adamw(&p1, &g1, &m1, &v1, NULL, 0, 1, 0.01f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.0f, 2);
+    CHECK_NEAR(p1, 0.481190366, 1e-6);
     free(p), free(g), free(m), free(v), free(rp), free(rm), free(rv), free(c), free(gs);
     free(p2), free(m2), free(v2);
 }
