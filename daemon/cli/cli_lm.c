@@ -10,10 +10,15 @@
  *       text mode (when --prompt or --tokenizer is given; the tokenizer
  *       defaults to tokenizer.bin beside the model): the prompt and the
  *       text generated after it, stopping at <s> or </s>, on stdout
- *   lm logits   --model M --tokens "ids…" [--backend …] [--threads …]
+ *   lm logits   --model M (--tokens "ids…" | --prompt TEXT [--tokenizer T])
+ *               [--backend …] [--threads …]
  *       the last position's logits on one line, space separated, %.6f
  *   lm score    --model M --prefix "ids" --continuation "ids" [--continuation …]
- *       log p(continuation | prefix) in nats, one line per continuation, %.6f
+ *   lm score    --model M --prompt TEXT --continuation TEXT [...] [--tokenizer T]
+ *       log p(continuation | prefix) in nats, one line per continuation, %.6f;
+ *       with text, a continuation's tokens are those that encoding prompt +
+ *       continuation adds after the prompt's (refused where a merge crosses
+ *       the boundary)
  *   lm bench    [--model M] [--threads N] [--quick] [--tmp DIR]
  *       the benchmark tables (lib/nn/nn_bench.c; no BLAS baseline here)
  *   lm train, lm merge, lm tokenizer train, lm corpus: cli_lm_train.c, cli_lm_corpus.c
@@ -47,8 +52,10 @@ static int usage(FILE *f)
                "  generate --model M [--tokens \"1\" | --prompt TEXT [--tokenizer T]] [--steps N]\n"
                "           [--temperature T] [--top-p P] [--seed S] [--backend cpu|vulkan|auto]\n"
                "           [--threads N]\n"
-               "  logits   --model M --tokens \"ids\" [--backend B] [--threads N]\n"
-               "  score    --model M --prefix \"ids\" --continuation \"ids\" [--continuation ...]\n"
+               "  logits   --model M (--tokens \"ids\" | --prompt TEXT [--tokenizer T])\n"
+               "           [--backend B] [--threads N]\n"
+               "  score    --model M (--prefix \"ids\" --continuation \"ids\" ... |\n"
+               "           --prompt TEXT --continuation TEXT ... [--tokenizer T])\n"
                "           [--backend B] [--threads N]\n"
                "  bench    [--model M] [--threads N] [--quick] [--tmp DIR]\n"
                "  train    (--model CKPT | --init dim,layers,heads,kv_heads,hidden,vocab,seq)\n"
@@ -317,12 +324,11 @@ static int check_vocab(const bg_nn_model *m, const char *flag, const int32_t *id
     return 0;
 }
 
-/* Text mode: the prompt through the tokenizer (BOS first), the output
- * decoded until <s> or </s>. */
-static int cmd_generate_text(const lm_args *a, bg_nn_model *m)
+/* Text mode's tokenizer: --tokenizer, or tokenizer.bin beside the model;
+ * no larger than the model's vocabulary. 0 with *out set, or 2 after
+ * saying why. */
+static int text_tokenizer(const lm_args *a, bg_nn_model *m, bg_nn_tok **out)
 {
-    if (a->tokens)
-        return bad("generate: --tokens (ids) and --prompt/--tokenizer (text) exclude each other");
     char def[4096];
     const char *tpath = a->tokenizer;
     if (!tpath) {
@@ -330,23 +336,51 @@ static int cmd_generate_text(const lm_args *a, bg_nn_model *m)
         tpath = def;
     }
     bg_err err;
-    bg_nn_tok *tok = NULL;
-    if (bg_nn_tok_load(tpath, &tok, &err) != BG_OK)
+    *out = NULL;
+    if (bg_nn_tok_load(tpath, out, &err) != BG_OK)
         return bad("%s", err.msg);
+    int V = bg_nn_model_config(m)->vocab_size;
+    if (bg_nn_tok_size(*out) > V) {
+        int n = bg_nn_tok_size(*out);
+        bg_nn_tok_destroy(*out);
+        *out = NULL;
+        return bad("tokenizer %s has %d tokens; the model's vocabulary is %d", tpath, n, V);
+    }
+    return 0;
+}
+
+/* text (flags: BG_NN_TOK_ADD_BOS or 0) -> *ids (new), *n; 0 or 2 naming flag. */
+static int encode(const bg_nn_tok *tok, const char *flag, const char *text, int flags,
+                  int32_t **ids, int *n)
+{
+    size_t len = strlen(text);
+    bg_err err;
+    *n = 0;
+    if (!(*ids = malloc(sizeof **ids * (len + 3))))
+        return bad("out of memory");
+    if (bg_nn_tok_encode(tok, text, len, flags, *ids, (int)len + 3, n, &err) != BG_OK)
+        return bad("%s: %s", flag, err.msg);
+    return 0;
+}
+
+/* Text mode: the prompt through the tokenizer (BOS first), the output
+ * decoded until <s> or </s>. */
+static int cmd_generate_text(const lm_args *a, bg_nn_model *m)
+{
+    if (a->tokens)
+        return bad("generate: --tokens (ids) and --prompt/--tokenizer (text) exclude each other");
+    bg_err err;
+    bg_nn_tok *tok = NULL;
+    int rc = text_tokenizer(a, m, &tok);
+    if (rc)
+        return rc;
     const bg_nn_config *c = bg_nn_model_config(m);
     const char *prompt = a->prompt ? a->prompt : "";
     size_t plen = strlen(prompt);
     int32_t *ids = NULL, *out = NULL;
-    int n = 0, n_out = 0, rc = 0;
+    int n = 0, n_out = 0;
     long steps = a->steps < 0 ? 64 : a->steps;
-    if (bg_nn_tok_size(tok) > c->vocab_size)
-        rc = bad("tokenizer %s has %d tokens; the model's vocabulary is %d", tpath,
-                 bg_nn_tok_size(tok), c->vocab_size);
-    if (rc == 0 && !(ids = malloc(sizeof *ids * (plen + 3))))
-        rc = bad("out of memory");
-    if (rc == 0 && bg_nn_tok_encode(tok, prompt, plen, BG_NN_TOK_ADD_BOS, ids, (int)plen + 3, &n,
-                                    &err) != BG_OK)
-        rc = bad("--prompt: %s", err.msg);
+    rc = encode(tok, "--prompt", prompt, BG_NN_TOK_ADD_BOS, &ids, &n);
     if (rc == 0 && n > c->seq_len)
         rc = bad("--prompt: %d tokens; the model's context is %d", n, c->seq_len);
     bg_nn_sampler s;
@@ -419,16 +453,28 @@ static int cmd_generate(const lm_args *a, bg_nn_model *m)
 
 static int cmd_logits(const lm_args *a, bg_nn_model *m)
 {
-    if (!a->tokens)
-        return bad("logits: --tokens is required");
+    int text = a->prompt || a->tokenizer;
+    if (text && a->tokens)
+        return bad("logits: --tokens (ids) and --prompt/--tokenizer (text) exclude each other");
+    if (!a->tokens && !a->prompt)
+        return bad("logits: --tokens \"ids\" or --prompt TEXT is required");
     int32_t *ids = NULL;
-    int n = 0;
-    int rc = parse_ids("--tokens", a->tokens, &ids, &n);
-    if (rc == 0)
-        rc = check_vocab(m, "--tokens", ids, n);
+    int n = 0, rc;
+    if (text) {
+        bg_nn_tok *tok = NULL;
+        rc = text_tokenizer(a, m, &tok);
+        if (rc == 0)
+            rc = encode(tok, "--prompt", a->prompt, BG_NN_TOK_ADD_BOS, &ids, &n);
+        bg_nn_tok_destroy(tok);
+    } else {
+        rc = parse_ids("--tokens", a->tokens, &ids, &n);
+        if (rc == 0)
+            rc = check_vocab(m, "--tokens", ids, n);
+    }
     const bg_nn_config *c = bg_nn_model_config(m);
     if (rc == 0 && n > c->seq_len)
-        rc = bad("--tokens: longer than the model's context");
+        rc = bad("%s: %d tokens, longer than the model's context (%d)",
+                 text ? "--prompt" : "--tokens", n, c->seq_len);
     float *logits = rc == 0 ? malloc(sizeof(float) * (size_t)c->vocab_size) : NULL;
     bg_err err;
     if (rc == 0 && (!logits || bg_nn_forward(m, ids, n, 0, logits, &err) != BG_OK)) {
@@ -445,19 +491,67 @@ static int cmd_logits(const lm_args *a, bg_nn_model *m)
     return rc;
 }
 
+/* Text mode's continuation i: the ids that encoding prompt + text adds
+ * after the prompt's own (BOS first), so each is scored as the model would
+ * read it after the prompt. When the two encodings part before the prompt's
+ * end (a merge across the boundary), it is refused: start it with a space. */
+static int text_continuation(const bg_nn_tok *tok, const char *prompt, const int32_t *p, int np,
+                             const char *cont, int32_t **out, int *n)
+{
+    size_t lp = strlen(prompt), lc = strlen(cont);
+    char *joined = malloc(lp + lc + 1);
+    if (!joined)
+        return bad("out of memory");
+    memcpy(joined, prompt, lp);
+    memcpy(joined + lp, cont, lc + 1);
+    int32_t *all = NULL;
+    int na = 0;
+    int rc = encode(tok, "--continuation", joined, BG_NN_TOK_ADD_BOS, &all, &na);
+    free(joined);
+    if (rc == 0 && (na < np || memcmp(all, p, sizeof *p * (size_t)np) != 0))
+        rc = bad("--continuation '%s': its first bytes merge with the end of --prompt into one "
+                 "token (the prompt's tokens are not a prefix of prompt + continuation's), so it "
+                 "cannot be scored after them; start it at a word boundary (with a space)",
+                 cont);
+    if (rc == 0 && na == np)
+        rc = bad("--continuation '%s': no tokens (empty)", cont);
+    if (rc == 0) {
+        *n = na - np;
+        memmove(all, all + np, sizeof *all * (size_t)*n);
+        *out = all;
+        return 0;
+    }
+    free(all);
+    return rc;
+}
+
 static int cmd_score(const lm_args *a, bg_nn_model *m)
 {
-    if (!a->prefix || a->n_conts == 0)
-        return bad("score: --prefix and at least one --continuation are required");
+    int text = a->prompt || a->tokenizer;
+    if (text && a->prefix)
+        return bad("score: --prefix (ids) and --prompt/--tokenizer (text) exclude each other");
+    if ((!a->prefix && !a->prompt) || a->n_conts == 0)
+        return bad("score: --prefix \"ids\" (or --prompt TEXT) and at least one --continuation "
+                   "are required");
     int32_t *prefix = NULL, *conts[MAX_CONTS] = {0};
-    int np = 0, lens[MAX_CONTS] = {0};
-    int rc = parse_ids("--prefix", a->prefix, &prefix, &np);
-    if (rc == 0)
-        rc = check_vocab(m, "--prefix", prefix, np);
-    for (int i = 0; i < a->n_conts && rc == 0; i++) {
-        rc = parse_ids("--continuation", a->conts[i], &conts[i], &lens[i]);
+    int np = 0, lens[MAX_CONTS] = {0}, rc;
+    bg_nn_tok *tok = NULL;
+    if (text) {
+        rc = text_tokenizer(a, m, &tok);
         if (rc == 0)
-            rc = check_vocab(m, "--continuation", conts[i], lens[i]);
+            rc = encode(tok, "--prompt", a->prompt, BG_NN_TOK_ADD_BOS, &prefix, &np);
+        for (int i = 0; i < a->n_conts && rc == 0; i++)
+            rc = text_continuation(tok, a->prompt, prefix, np, a->conts[i], &conts[i], &lens[i]);
+        bg_nn_tok_destroy(tok);
+    } else {
+        rc = parse_ids("--prefix", a->prefix, &prefix, &np);
+        if (rc == 0)
+            rc = check_vocab(m, "--prefix", prefix, np);
+        for (int i = 0; i < a->n_conts && rc == 0; i++) {
+            rc = parse_ids("--continuation", a->conts[i], &conts[i], &lens[i]);
+            if (rc == 0)
+                rc = check_vocab(m, "--continuation", conts[i], lens[i]);
+        }
     }
     int seq = bg_nn_model_config(m)->seq_len;
     for (int i = 0; i < a->n_conts && rc == 0; i++)

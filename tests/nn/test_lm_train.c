@@ -354,6 +354,108 @@ static void patched_model(const char *name, float v)
     fclose(out);
 }
 
+/* ids of text through tok.bin in g_dir ("1 2 3"), BOS first when bos; n out. */
+static void ids_of(const bg_nn_tok *tok, const char *text, int bos, int32_t *ids, int *n,
+                   char *list, size_t cap)
+{
+    bg_err err;
+    CHECK(bg_nn_tok_encode(tok, text, strlen(text), bos ? BG_NN_TOK_ADD_BOS : 0, ids,
+                           (int)strlen(text) + 3, n, &err) == BG_OK,
+          "%s", err.msg);
+    size_t o = 0;
+    list[0] = 0;
+    for (int i = 0; i < *n; i++)
+        o += (size_t)snprintf(list + o, cap - o, "%s%d", i ? " " : "", (int)ids[i]);
+}
+
+/* lm logits and lm score with text: the same output as the ids the
+ * tokenizer gives (the continuation's ids are those that prompt + it adds
+ * after the prompt's); a continuation that merges into the prompt's last
+ * token is refused. */
+static void text_modes(const char *exe)
+{
+    bg_nn_tok *tok = NULL;
+    bg_err err;
+    char path[700], args[2048], ids_out[1 << 14];
+    snprintf(path, sizeof path, "%s/run/tokenizer.bin", g_dir);
+    CHECK(bg_nn_tok_load(path, &tok, &err) == BG_OK, "%s", err.msg);
+    static const char prompt[] = "the agent ran send_email";
+    static const char cont[] = " and it was fine.";
+    int32_t p[256], j[256];
+    int np, nj;
+    char plist[2048], jlist[2048], clist[2048];
+    ids_of(tok, prompt, 1, p, &np, plist, sizeof plist);
+    char joined[256];
+    snprintf(joined, sizeof joined, "%s%s", prompt, cont);
+    ids_of(tok, joined, 1, j, &nj, jlist, sizeof jlist);
+    CHECK(nj > np && memcmp(j, p, sizeof *p * (size_t)np) == 0, "the boundary at a space merged");
+    size_t o = 0;
+    for (int i = np; i < nj; i++)
+        o += (size_t)snprintf(clist + o, sizeof clist - o, "%s%d", i > np ? " " : "", (int)j[i]);
+    /* logits */
+    snprintf(args, sizeof args, "lm logits --model run/model.bin --tokens '%s'", plist);
+    CHECK(run(exe, args) == 0, "%s", g_errbuf);
+    snprintf(ids_out, sizeof ids_out, "%s", g_out);
+    snprintf(args, sizeof args, "lm logits --model run/model.bin --prompt '%s'", prompt);
+    CHECK(run(exe, args) == 0 && strcmp(g_out, ids_out) == 0 && strlen(g_out) > 300,
+          "logits, text vs ids: %d '%s'", (int)strlen(g_out), g_errbuf);
+    /* score */
+    snprintf(args, sizeof args,
+             "lm score --model run/model.bin --prefix '%s' --continuation '%s' --continuation 3",
+             plist, clist);
+    CHECK(run(exe, args) == 0, "%s", g_errbuf);
+    snprintf(ids_out, sizeof ids_out, "%s", g_out);
+    /* id 3 is the byte 0x00's token: text cannot say it, so the second
+     * continuation compares the first's value only */
+    snprintf(args, sizeof args,
+             "lm score --model run/model.bin --prompt '%s' --continuation '%s' --continuation "
+             "' and it was harmful.'",
+             prompt, cont);
+    CHECK(run(exe, args) == 0, "score text: %s", g_errbuf);
+    double t1, t2, i1;
+    CHECK(sscanf(g_out, "%lf %lf", &t1, &t2) == 2 && sscanf(ids_out, "%lf", &i1) == 1 && t1 == i1 &&
+              t1 < 0 && t2 < 0 && t1 != t2,
+          "score: text '%s' ids '%s'", g_out, ids_out);
+    printf("score, text: %s", g_out);
+    /* a continuation whose first bytes merge into the prompt's last token:
+     * found by the tokenizer itself among the corpus's words */
+    static const char *words[] = {"the",      "agent", "send_email", "harmful",
+                                  "password", "fine",  "shell_exec", "report"};
+    int found = 0;
+    for (size_t w = 0; w < sizeof words / sizeof words[0] && !found; w++)
+        for (size_t k = 1; k < strlen(words[w]) && !found; k++) {
+            char pre[64];
+            snprintf(pre, sizeof pre, "ran %.*s", (int)k, words[w]);
+            snprintf(joined, sizeof joined, "ran %s", words[w]);
+            ids_of(tok, pre, 1, p, &np, plist, sizeof plist);
+            ids_of(tok, joined, 1, j, &nj, jlist, sizeof jlist);
+            if (nj >= np && memcmp(j, p, sizeof *p * (size_t)np) == 0)
+                continue;
+            found = 1;
+            snprintf(args, sizeof args,
+                     "lm score --model run/model.bin --prompt '%s' --continuation '%s'", pre,
+                     words[w] + k);
+            int rc = run(exe, args);
+            CHECK(rc == 2 && strstr(g_errbuf, "merge with the end of --prompt"), "'%s': rc %d '%s'",
+                  args, rc, g_errbuf);
+            printf("refused: %s", g_errbuf);
+        }
+    CHECK(found, "no word of the corpus merges across a split: the refusal is untested");
+    /* bad input of the text modes */
+    CHECK(run(exe, "lm logits --model run/model.bin --prompt x --tokens 1") == 2 &&
+          strstr(g_errbuf, "exclude each other"));
+    CHECK(run(exe, "lm logits --model run/model.bin") == 2 && strstr(g_errbuf, "--prompt TEXT"));
+    CHECK(run(exe, "lm score --model run/model.bin --prompt x --prefix 1 --continuation 2") == 2 &&
+          strstr(g_errbuf, "exclude each other"));
+    CHECK(run(exe, "lm score --model run/model.bin --prompt x --continuation ''") == 2 &&
+              strstr(g_errbuf, "no tokens"),
+          "%s", g_errbuf);
+    CHECK(run(exe, "lm logits --model run/model.bin --prompt x --tokenizer cut.bin") == 2 &&
+              strstr(g_errbuf, "tokenizer"),
+          "%s", g_errbuf);
+    bg_nn_tok_destroy(tok);
+}
+
 /* --save-every, --resume, lm merge, and a run whose loss is not finite. */
 static void resume_merge(const char *exe)
 {
@@ -606,6 +708,7 @@ int main(void)
         memory_flags(exe);
         bad_inputs(exe);
         resume_merge(exe);
+        text_modes(exe);
         char cmd[700];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
         CHECK(system(cmd) == 0);
