@@ -65,7 +65,7 @@ static int usage(FILE *f)
                "           [--threads N]\n"
                "           [--precision fp32|bf16]   (bf16: CPU with avx512_bf16)\n"
                "           [--recompute] [--act-budget SIZE] [--logit-budget SIZE]\n"
-               "           [--save-every N] [--resume DIR]\n"
+               "           [--save-every N [--keep-saves K]] [--resume DIR]\n"
                "           (SIZE: bytes, or a number and KiB, MiB or GiB)\n"
                "  merge    --model CKPT --adapter FILE --out CKPT [--backend cpu|vulkan]\n"
                "  tokenizer train --data FILE --vocab N --out tokenizer.bin\n"
@@ -196,6 +196,8 @@ static int apply(lm_args *a, const char *flag, const char *v)
         return parse_long(flag, v, 0, 1 << 30, &a->eval_every);
     if (strcmp(flag, "--save-every") == 0)
         return parse_long(flag, v, 0, 1 << 30, &a->save_every);
+    if (strcmp(flag, "--keep-saves") == 0)
+        return parse_long(flag, v, 1, 1 << 20, &a->keep_saves);
     if (strcmp(flag, "--lines") == 0)
         return parse_long(flag, v, 1, 100000000L, &a->lines);
     if (strcmp(flag, "--lr") == 0)

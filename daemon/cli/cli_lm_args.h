@@ -23,7 +23,7 @@ typedef struct bg_cli_lm_args {
     const char *conts[BG_CLI_LM_MAX_CONTS];
     int n_conts;
     long steps; /* -1: the subcommand's default */
-    long threads, seed, vocab, batch, seq, lora, eval_every, lines, save_every;
+    long threads, seed, vocab, batch, seq, lora, eval_every, lines, save_every, keep_saves;
     int seed_set;
     double temperature, topp, lr, holdout;
     double lora_alpha; /* 0: not given (alpha = rank) */

@@ -7,7 +7,7 @@
  *            [--batch 8] [--seq min(context, 256)] [--lr 1e-3] [--lora RANK]
  *            [--lora-alpha A] [--backend cpu|vulkan] [--seed 1] [--eval-every 0]
  *            [--holdout 0.1] [--threads 0] [--precision fp32|bf16]
- *            [--save-every N] [--resume DIR]
+ *            [--save-every N [--keep-saves K]] [--resume DIR]
  *   lm merge --model CKPT --adapter FILE --out CKPT [--backend cpu|vulkan]
  *   lm tokenizer train --data FILE --vocab N --out tokenizer.bin
  *
@@ -31,7 +31,8 @@
  * of the tokenizer, text data) so `lm generate --model DIR/model.bin
  * --prompt TEXT` finds it; each written under a temporary name and renamed.
  * --save-every N writes the same files after every N-th step into
- * --out/step-N. --resume DIR loads DIR/optimizer.state after the trainer
+ * --out/step-N (--keep-saves K: the last K of them are kept, older ones
+ * removed as the run goes). --resume DIR loads DIR/optimizer.state after the trainer
  * is made from --model/--init and goes on from its step with the same
  * flags (--steps is the run's total; the data draws of the steps done are
  * skipped, so the losses are the uninterrupted run's, bit for bit, on the
@@ -269,6 +270,9 @@ static int prepare(run *r)
     if (a->prompt || a->tokens || a->prefix || a->n_conts || a->vocab || a->lines || a->adapter)
         return bad("train: --prompt, --tokens, --prefix, --continuation, --vocab, --lines and "
                    "--adapter belong to other lm subcommands");
+    if (a->keep_saves && !a->save_every)
+        return bad("train: --keep-saves K keeps the last K of the --save-every N saves; it needs "
+                   "--save-every");
     if (a->resume) {
         char sp[4096];
         snprintf(sp, sizeof sp, "%s/" STATE_FILE, a->resume);
@@ -448,7 +452,23 @@ static int save_step(run *r, bg_nn_trainer *t, long step)
                 strerror(errno));
         return 1;
     }
-    return save_outputs(r, t, dir);
+    int rc = save_outputs(r, t, dir);
+    /* --keep-saves K: the step-N folder K saves back goes (only the files
+     * lm train writes there, then the folder if nothing else is in it) */
+    long k = r->a->keep_saves, old = step - k * r->a->save_every;
+    if (rc == 0 && k > 0 && old > 0) {
+        static const char *const names[] = {"model.bin", "adapter.lora", STATE_FILE,
+                                            "tokenizer.bin"};
+        char path[4200];
+        snprintf(dir, sizeof dir, "%s/step-%ld", r->a->out, old);
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            unlink(path);
+        }
+        if (rmdir(dir) == 0)
+            printf("removed %s (--keep-saves %ld)\n", dir, k);
+    }
+    return rc;
 }
 
 static int train_loop(run *r, bg_nn_trainer *t)

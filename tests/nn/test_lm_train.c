@@ -507,6 +507,17 @@ static void resume_merge(const char *exe)
               same_file("fa/optimizer.state", "fb/optimizer.state"),
           "full resume: model or state differ");
 
+    /* --keep-saves 2: the last two step-N folders stay */
+    snprintf(args, sizeof args, "%s --steps 8 --save-every 2 --keep-saves 2 --out fk", full);
+    /* full has --steps 6; the later flag would repeat it, so swap it */
+    char *st = strstr(args, "--steps 6 ");
+    CHECK(st != NULL);
+    memmove(st, st + 10, strlen(st + 10) + 1);
+    rc = run(exe, args);
+    CHECK(rc == 0 && exists("fk/step-6/model.bin") && exists("fk/step-8/optimizer.state") &&
+              !exists("fk/step-2") && !exists("fk/step-4") && strstr(g_out, "removed fk/step-4"),
+          "--keep-saves: rc %d '%s' '%s'", rc, g_out, g_errbuf);
+
     /* --resume refused before any step, --out not created */
     static const struct {
         const char *args, *needle;
@@ -516,6 +527,7 @@ static void resume_merge(const char *exe)
         {"--lora 4 --lora-alpha 8 --resume la --steps 12", "the state is at step 12; --steps 12"},
         {"--resume nowhere --steps 3", "no readable optimizer.state"},
         {"--adapter la/adapter.lora --steps 3", "belong to other lm subcommands"},
+        {"--keep-saves 2 --steps 3", "it needs --save-every"},
     };
     for (size_t i = 0; i < sizeof refuse / sizeof refuse[0]; i++) {
         snprintf(args, sizeof args,
