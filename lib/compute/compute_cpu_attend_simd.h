@@ -1,8 +1,8 @@
 /*
  * compute_cpu_attend_simd.h — the vector pieces the CPU attention kernels
  * share (compute_cpu_attend.c: the forward; compute_cpu_attend_bwd.c: the
- * backward): the polynomial exp and the lane sums, for AVX2 (8 lanes) and
- * AVX-512 (16 lanes).
+ * backward; compute_cpu_train.c's cross-entropy rows): the polynomial exp,
+ * the lane sums and the lane max, for AVX2 (8 lanes) and AVX-512 (16 lanes).
  *
  * Why a header of static inline functions: the kernels need these inlined
  * into their target("avx2"/"avx512f") loops; a call across files would cost
@@ -49,6 +49,14 @@ BG_TAVX2 static inline __m256 bg__expv_avx2(__m256 x)
         _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     p = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     return _mm256_andnot_ps(under, p);
+}
+
+BG_TAVX2 static inline float bg__hmax256(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
 
 BG_TAVX2 static inline float bg__hsum256(__m256 v)

@@ -544,6 +544,47 @@ static void test_xent(void)
     down(blp, c, s.T);
     close_to("cpu xent lp", c, lp, s.T);
     free(l), free(lp), free(dl), free(fc.in[0]), free(lp2), free(c);
+
+    /* rows as wide as the SIMD kernels' (8 / 16 lanes, partial sums flushed
+     * every 256 elements): 1,007 tokens (a tail for both widths, and a
+     * last flush block shorter than the others), a masked entry (-1e4) and
+     * a large one; out of place, then in place. Each row of dlogits sums to
+     * w - w = 0: a missed tail or a dropped partial sum breaks it. */
+    int T2 = 3, V2 = 1007;
+    size_t tv2 = (size_t)T2 * V2;
+    int32_t ids2[3] = {5, 1006, 640};
+    float wts2[3] = {1.0f / 3.0f, 1.0f, 0.5f};
+    float *l2 = rvec(tv2, 6.0), *rlp = zvec(T2), *rdl = zvec(tv2);
+    l2[17] = -1e4f;
+    l2[V2 + 900] = 50.0f;
+    bg_ref_xent(rlp, rdl, l2, ids2, wts2, T2, V2);
+    for (int inplace = 0; inplace < 2; inplace++) {
+        bg_cbuf *xl = up(l2, tv2), *xi = up(ids2, T2), *xw = up(wts2, T2), *xlp = up(NULL, T2);
+        bg_cbuf *xd = inplace ? xl : up(NULL, tv2);
+        begin();
+        bg_op_xent(g_c, TV(xlp), TV(xd), TV(xl), TV(xi), TV(xw), T2, V2);
+        submit();
+        float *got = zvec(tv2), lpg[3];
+        down(xd, got, tv2);
+        down(xlp, lpg, T2);
+        close_to(inplace ? "cpu xent V 1007 dlogits (in place)" : "cpu xent V 1007 dlogits", got,
+                 rdl, tv2);
+        for (int t = 0; t < T2; t++) {
+            CHECK(fabs((double)lpg[t] - rlp[t]) <= 1e-5 * (1.0 + fabs(rlp[t])),
+                  "xent V 1007 row %d: lp %.9g, reference %.9g", t, lpg[t], rlp[t]);
+            double rs = 0.0;
+            for (int i = 0; i < V2; i++)
+                rs += got[(size_t)t * V2 + i];
+            CHECK(fabs(rs) <= 1e-6, "xent V 1007 row %d: dlogits sum to %.3g, not 0", t, rs);
+        }
+        CHECK(got[17] == 0.0f, "a -1e4 logit's probability is %g, not 0", got[17]);
+        bg_cbuf_destroy(g_c, xi), bg_cbuf_destroy(g_c, xw), bg_cbuf_destroy(g_c, xlp);
+        if (!inplace)
+            bg_cbuf_destroy(g_c, xd);
+        bg_cbuf_destroy(g_c, xl);
+        free(got);
+    }
+    free(l2), free(rlp), free(rdl);
 }
 
 static void test_embed(void)
