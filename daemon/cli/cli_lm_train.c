@@ -402,6 +402,9 @@ static int eval_hold(run *r, bg_nn_trainer *t, double *loss, size_t *ntok, bg_er
     return BG_OK;
 }
 
+/* What save_one writes. */
+enum { OUT_ADAPTERS, OUT_CHECKPOINT, OUT_STATE, OUT_TOKENIZER };
+
 /* Writes file `name` in dir through a temporary name and a rename, so a
  * reader (or a --resume after a crash) never sees half a file. */
 static int save_one(run *r, bg_nn_trainer *t, const char *dir, const char *name, int kind,
@@ -410,10 +413,10 @@ static int save_one(run *r, bg_nn_trainer *t, const char *dir, const char *name,
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    int rc = kind == 0   ? bg_nn_lora_save(t, tmp, err)
-             : kind == 1 ? bg_nn_train_save_checkpoint(t, tmp, err)
-             : kind == 2 ? bg_nn_train_save_state(t, tmp, err)
-                         : bg_nn_tok_save(r->tok, tmp, err);
+    int rc = kind == OUT_ADAPTERS     ? bg_nn_lora_save(t, tmp, err)
+             : kind == OUT_CHECKPOINT ? bg_nn_train_save_checkpoint(t, tmp, err)
+             : kind == OUT_STATE      ? bg_nn_train_save_state(t, tmp, err)
+                                      : bg_nn_tok_save(r->tok, tmp, err);
     if (rc == BG_OK && rename(tmp, path) != 0)
         rc = bg_err_set(err, BG_EIO, "%s: cannot rename into place: %s", path, strerror(errno));
     if (rc != BG_OK)
@@ -428,11 +431,11 @@ static int save_outputs(run *r, bg_nn_trainer *t, const char *dir)
     bg_err err;
     int lora = r->a->lora > 0;
     const char *w = lora ? "adapter.lora" : "model.bin";
-    int rc = save_one(r, t, dir, w, lora ? 0 : 1, &err);
+    int rc = save_one(r, t, dir, w, lora ? OUT_ADAPTERS : OUT_CHECKPOINT, &err);
     if (rc == BG_OK)
-        rc = save_one(r, t, dir, STATE_FILE, 2, &err);
+        rc = save_one(r, t, dir, STATE_FILE, OUT_STATE, &err);
     if (rc == BG_OK && r->tok)
-        rc = save_one(r, t, dir, "tokenizer.bin", 3, &err);
+        rc = save_one(r, t, dir, "tokenizer.bin", OUT_TOKENIZER, &err);
     if (rc != BG_OK) {
         fprintf(stderr, "bayesguard lm train: %s\n", err.msg);
         return 1;
@@ -687,10 +690,15 @@ int bg_cli_lm_merge(const bg_cli_lm_args *a)
             .lora_rank = rank,
             .lora_alpha = alpha,
             .adamw = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .max_norm = 1.0f}};
-        if (bg_nn_train_create(&ck, &co, &o, &t, &err) != BG_OK)
-            rc = err.code == BG_EINVAL ? bad("--adapter %s (rank %d) on --model %s: %s", a->adapter,
-                                             rank, a->model, err.msg)
-                                       : (fprintf(stderr, "bayesguard lm merge: %s\n", err.msg), 1);
+        if (bg_nn_train_create(&ck, &co, &o, &t, &err) != BG_OK) {
+            if (err.code != BG_EINVAL) {
+                fprintf(stderr, "bayesguard lm merge: %s\n", err.msg);
+                rc = 1;
+            } else {
+                rc = bad("--adapter %s (rank %d) on --model %s: %s", a->adapter, rank, a->model,
+                         err.msg);
+            }
+        }
     }
     if (rc == 0 && bg_nn_lora_load(t, a->adapter, &err) != BG_OK)
         rc = bad("--adapter: %s", err.msg);

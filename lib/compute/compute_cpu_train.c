@@ -509,40 +509,57 @@ typedef struct xent_ctx {
 /* Elements per float partial sum before it is added into the double. */
 #define XENT_FLUSH 256
 
-/* One row: lp = l[tgt] - lse; d = w softmax(l) - w onehot(tgt); d may be l. */
-static void xent_row_c(const float *l, float *d, int V, int tgt, float w, float *lp)
+/* The three passes of a row over its first n entries (n a multiple of
+ * lanes; the row function does the rest in C): the max from m, the sum of
+ * e = exp(l - mx) with e stored in d, and d *= s. */
+typedef struct xent_isa {
+    int lanes;
+    float (*max)(const float *l, int n, float m);
+    double (*exp_sum)(const float *l, float *d, int n, float mx);
+    void (*scale)(float *d, int n, float s);
+} xent_isa;
+
+static float max_c(const float *l, int n, float m)
 {
-    float mx = l[0], lt = l[tgt];
-    for (int i = 1; i < V; i++)
-        mx = l[i] > mx ? l[i] : mx;
+    for (int i = 0; i < n; i++)
+        m = l[i] > m ? l[i] : m;
+    return m;
+}
+
+static double exp_sum_c(const float *l, float *d, int n, float mx)
+{
     double sum = 0.0;
-    for (int i = 0; i < V; i++) {
+    for (int i = 0; i < n; i++) {
         float e = expf(l[i] - mx);
         d[i] = e;
         sum += e;
     }
-    *lp = lt - (mx + (float)log(sum));
-    float scale = (float)(w / sum);
-    for (int i = 0; i < V; i++)
-        d[i] *= scale;
-    d[tgt] -= w;
+    return sum;
 }
 
-#ifdef BG_X86
-BG_TAVX2 static void xent_row_avx2(const float *l, float *d, int V, int tgt, float w, float *lp)
+static void scale_c(float *d, int n, float s)
 {
-    float lt = l[tgt];
-    int v8 = V & ~7, i;
-    __m256 m = _mm256_set1_ps(l[0]);
-    for (i = 0; i < v8; i += 8)
+    for (int i = 0; i < n; i++)
+        d[i] *= s;
+}
+
+static const xent_isa XENT_C = {1, max_c, exp_sum_c, scale_c};
+
+#ifdef BG_X86
+BG_TAVX2 static float max_avx2(const float *l, int n, float m0)
+{
+    __m256 m = _mm256_set1_ps(m0);
+    for (int i = 0; i < n; i += 8)
         m = _mm256_max_ps(m, _mm256_loadu_ps(l + i));
-    float mx = bg__hmax256(m);
-    for (; i < V; i++)
-        mx = l[i] > mx ? l[i] : mx;
+    return bg__hmax256(m);
+}
+
+BG_TAVX2 static double exp_sum_avx2(const float *l, float *d, int n, float mx)
+{
     __m256 vmx = _mm256_set1_ps(mx);
     double sum = 0.0;
-    for (i = 0; i < v8;) {
-        int end = i + XENT_FLUSH < v8 ? i + XENT_FLUSH : v8;
+    for (int i = 0; i < n;) {
+        int end = i + XENT_FLUSH < n ? i + XENT_FLUSH : n;
         __m256 acc = _mm256_setzero_ps();
         for (; i < end; i += 8) {
             __m256 e = bg__expv_avx2(_mm256_sub_ps(_mm256_loadu_ps(l + i), vmx));
@@ -551,35 +568,30 @@ BG_TAVX2 static void xent_row_avx2(const float *l, float *d, int V, int tgt, flo
         }
         sum += bg__hsum256(acc);
     }
-    for (; i < V; i++) {
-        float e = expf(l[i] - mx);
-        d[i] = e;
-        sum += e;
-    }
-    *lp = lt - (mx + (float)log(sum));
-    float scale = (float)(w / sum);
-    __m256 vs = _mm256_set1_ps(scale);
-    for (i = 0; i < v8; i += 8)
-        _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(d + i), vs));
-    for (; i < V; i++)
-        d[i] *= scale;
-    d[tgt] -= w;
+    return sum;
 }
 
-BG_T512 static void xent_row_avx512(const float *l, float *d, int V, int tgt, float w, float *lp)
+BG_TAVX2 static void scale_avx2(float *d, int n, float s)
 {
-    float lt = l[tgt];
-    int v16 = V & ~15, i;
-    __m512 m = _mm512_set1_ps(l[0]);
-    for (i = 0; i < v16; i += 16)
+    __m256 vs = _mm256_set1_ps(s);
+    for (int i = 0; i < n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(d + i), vs));
+}
+
+BG_T512 static float max_avx512(const float *l, int n, float m0)
+{
+    __m512 m = _mm512_set1_ps(m0);
+    for (int i = 0; i < n; i += 16)
         m = _mm512_max_ps(m, _mm512_loadu_ps(l + i));
-    float mx = _mm512_reduce_max_ps(m);
-    for (; i < V; i++)
-        mx = l[i] > mx ? l[i] : mx;
+    return _mm512_reduce_max_ps(m);
+}
+
+BG_T512 static double exp_sum_avx512(const float *l, float *d, int n, float mx)
+{
     __m512 vmx = _mm512_set1_ps(mx);
     double sum = 0.0;
-    for (i = 0; i < v16;) {
-        int end = i + XENT_FLUSH < v16 ? i + XENT_FLUSH : v16;
+    for (int i = 0; i < n;) {
+        int end = i + XENT_FLUSH < n ? i + XENT_FLUSH : n;
         __m512 acc = _mm512_setzero_ps();
         for (; i < end; i += 16) {
             __m512 e = bg__expv_avx512(_mm512_sub_ps(_mm512_loadu_ps(l + i), vmx));
@@ -588,35 +600,49 @@ BG_T512 static void xent_row_avx512(const float *l, float *d, int V, int tgt, fl
         }
         sum += _mm512_reduce_add_ps(acc);
     }
-    for (; i < V; i++) {
-        float e = expf(l[i] - mx);
-        d[i] = e;
-        sum += e;
-    }
+    return sum;
+}
+
+BG_T512 static void scale_avx512(float *d, int n, float s)
+{
+    __m512 vs = _mm512_set1_ps(s);
+    for (int i = 0; i < n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_mul_ps(_mm512_loadu_ps(d + i), vs));
+}
+
+static const xent_isa XENT_AVX2 = {8, max_avx2, exp_sum_avx2, scale_avx2};
+static const xent_isa XENT_AVX512 = {16, max_avx512, exp_sum_avx512, scale_avx512};
+#endif
+
+/* One row: lp = l[tgt] - lse; d = w softmax(l) - w onehot(tgt); d may be l
+ * (l[tgt] is read before anything is written). */
+static void xent_row(const xent_isa *v, const float *l, float *d, int V, int tgt, float w,
+                     float *lp)
+{
+    float lt = l[tgt];
+    int nv = V / v->lanes * v->lanes;
+    float mx = max_c(l + nv, V - nv, v->max(l, nv, l[0]));
+    double sum = v->exp_sum(l, d, nv, mx) + exp_sum_c(l + nv, d + nv, V - nv, mx);
     *lp = lt - (mx + (float)log(sum));
     float scale = (float)(w / sum);
-    __m512 vs = _mm512_set1_ps(scale);
-    for (i = 0; i < v16; i += 16)
-        _mm512_storeu_ps(d + i, _mm512_mul_ps(_mm512_loadu_ps(d + i), vs));
-    for (; i < V; i++)
-        d[i] *= scale;
+    v->scale(d, nv, scale);
+    scale_c(d + nv, V - nv, scale);
     d[tgt] -= w;
 }
-#endif
 
 static void xent_task(void *vctx, int t)
 {
     const xent_ctx *x = vctx;
     long r0, r1;
     bg__cpu_task_range(t, x->ntasks, x->T, &r0, &r1);
-    void (*row_fn)(const float *, float *, int, int, float, float *) = xent_row_c;
+    const xent_isa *v = &XENT_C;
 #ifdef BG_X86
     int k = bg__cpu_kernel();
-    row_fn = k == BG__KERN_AVX512 ? xent_row_avx512 : k == BG__KERN_AVX2 ? xent_row_avx2 : row_fn;
+    v = k == BG__KERN_AVX512 ? &XENT_AVX512 : k == BG__KERN_AVX2 ? &XENT_AVX2 : v;
 #endif
     for (long row = r0; row < r1; row++)
-        row_fn(x->logits + row * x->V, x->dl + row * x->V, x->V, x->ids[row], x->wt[row],
-               &x->lp[row]);
+        xent_row(v, x->logits + row * x->V, x->dl + row * x->V, x->V, x->ids[row], x->wt[row],
+                 &x->lp[row]);
 }
 
 int bg__cpu_xent(bg_compute *c, bg_tview lp, bg_tview dlogits, bg_tview logits, bg_tview targets,

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -151,33 +152,27 @@ static int short_file(size_t len, const char *name, bg_err *err)
 /* A tensor with a NaN or an infinity is refused: its forward would give
  * non-finite logits, scores and losses downstream, and a NaN compares false
  * with every threshold (the RoPE tables, which nothing reads, are not
- * checked). The bytes are read unaligned-safe (memcpy): parse borrows any
- * buffer. */
+ * checked). Per-layer tensors (layers > 1) are named with their layer. */
 static int finite_or_err(const float *t, uint64_t n, uint64_t layers, const char *what,
                          const char *name, bg_err *err)
 {
-    const unsigned char *b = (const unsigned char *)t;
-    for (uint64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, b + 4 * i, 4);
-        if ((u & 0x7f800000u) != 0x7f800000u)
-            continue;
-        float f;
-        memcpy(&f, &u, 4);
-        if (layers > 1) {
-            uint64_t per = n / layers;
-            return bg_err_set(err, BG_EINVAL,
-                              "checkpoint %s: tensor %s of layer %llu holds a non-finite value "
-                              "(%g) at float %llu of %llu",
-                              name, what, (unsigned long long)(i / per), (double)f,
-                              (unsigned long long)(i % per), (unsigned long long)per);
-        }
+    uint64_t i = 0;
+    while (i < n && isfinite(t[i]))
+        i++;
+    if (i == n)
+        return BG_OK;
+    if (layers > 1) {
+        uint64_t per = n / layers;
         return bg_err_set(err, BG_EINVAL,
-                          "checkpoint %s: tensor %s holds a non-finite value (%g) at float %llu "
-                          "of %llu",
-                          name, what, (double)f, (unsigned long long)i, (unsigned long long)n);
+                          "checkpoint %s: tensor %s of layer %llu holds a non-finite value (%g) "
+                          "at float %llu of %llu",
+                          name, what, (unsigned long long)(i / per), (double)t[i],
+                          (unsigned long long)(i % per), (unsigned long long)per);
     }
-    return BG_OK;
+    return bg_err_set(
+        err, BG_EINVAL,
+        "checkpoint %s: tensor %s holds a non-finite value (%g) at float %llu of %llu", name, what,
+        (double)t[i], (unsigned long long)i, (unsigned long long)n);
 }
 
 int bg_nn_ckpt_parse(bg_nn_ckpt *ck, const void *data, size_t len, const char *name, bg_err *err)

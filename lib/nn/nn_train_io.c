@@ -216,17 +216,27 @@ static int slurp(const char *path, const char *what, img *m, bg_err *err)
 static const char *const FIELD[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
                                      "n_kv_heads", "vocab_size", "seq_len"};
 
+/* The file's kind (magic) and format version. */
+static int check_kind(const hdr *h, const char *path, const char *what, const char magic[8],
+                      bg_err *err)
+{
+    if (memcmp(h->magic, magic, 8) != 0)
+        return bg_err_set(err, BG_EINVAL, "%s %s: not a %s file (bad magic)", what, path, what);
+    if (h->version != FILE_VERSION)
+        return bg_err_set(err, BG_EINVAL, "%s %s: version %u; this build reads version %u", what,
+                          path, h->version, FILE_VERSION);
+    return BG_OK;
+}
+
 static int check_hdr(const bg_nn_trainer *t, const img *m, const char *path, const char *what,
                      const char magic[8], int count, size_t want, bg_err *err)
 {
     hdr h, mine;
     memcpy(&h, m->b, sizeof h);
     fill_hdr(t, &mine, magic, count);
-    if (memcmp(h.magic, magic, 8) != 0)
-        return bg_err_set(err, BG_EINVAL, "%s %s: not a %s file (bad magic)", what, path, what);
-    if (h.version != FILE_VERSION)
-        return bg_err_set(err, BG_EINVAL, "%s %s: version %u; this build reads version %u", what,
-                          path, h.version, FILE_VERSION);
+    int rc = check_kind(&h, path, what, magic, err);
+    if (rc != BG_OK)
+        return rc;
     for (int i = 0; i < 7; i++)
         if (h.model[i] != mine.model[i])
             return bg_err_set(err, BG_EINVAL,
@@ -390,11 +400,9 @@ int bg_nn_lora_file_info(const char *path, int *rank, float *alpha, bg_err *err)
     if (got != sizeof h)
         return bg_err_set(err, BG_EINVAL, "adapters %s: %zu bytes is too short for the header",
                           path, got);
-    if (memcmp(h.magic, LORA_MAGIC, 8) != 0)
-        return bg_err_set(err, BG_EINVAL, "adapters %s: not an adapters file (bad magic)", path);
-    if (h.version != FILE_VERSION)
-        return bg_err_set(err, BG_EINVAL, "adapters %s: version %u; this build reads version %u",
-                          path, h.version, FILE_VERSION);
+    int rc = check_kind(&h, path, "adapters", LORA_MAGIC, err);
+    if (rc != BG_OK)
+        return rc;
     if (h.rank < 1 || h.rank > 65536 || !(h.alpha > 0.0f && h.alpha < 1e6f))
         return bg_err_set(err, BG_EINVAL,
                           "adapters %s: rank %d or alpha %g out of range; expected rank 1..65536, "
